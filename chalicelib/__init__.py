@@ -1,0 +1,1 @@
+"""Backdrop's library: everything app.py delegates to."""

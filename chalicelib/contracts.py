@@ -1,0 +1,273 @@
+"""Backdrop's contracts, defined once.
+
+Status names, error codes, limits, identifiers and the S3/DynamoDB key layout live here and
+nowhere else: the Chalice app, the workflow Lambdas, the state machine tooling, the front end,
+the CLI and the tests all import them.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Final
+
+# --------------------------------------------------------------------------------------------
+# Statuses
+
+
+class JobStatus(str, Enum):
+    SUBMITTED = "SUBMITTED"  # written by POST /jobs; the stream handler has not started it yet
+    RUNNING = "RUNNING"  # the state machine execution has started
+    COMPLETED = "COMPLETED"  # every image SUCCEEDED
+    PARTIAL = "PARTIAL"  # some images SUCCEEDED, some FAILED
+    FAILED = "FAILED"  # no image SUCCEEDED (or the workflow could not start)
+
+
+class ImageStatus(str, Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+TERMINAL_JOB_STATUSES: Final = frozenset({JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAILED})
+TERMINAL_IMAGE_STATUSES: Final = frozenset({ImageStatus.SUCCEEDED, ImageStatus.FAILED})
+
+
+class Mode(str, Enum):
+    PRECISE = "PRECISE"  # subject pixels are returned unchanged
+    DEFAULT = "DEFAULT"  # the model may blend subject edges into the new background
+
+
+class OutputFormat(str, Enum):
+    PNG = "png"
+    JPEG = "jpeg"
+    WEBP = "webp"
+
+
+class Quality(str, Enum):
+    STANDARD = "standard"
+    PREMIUM = "premium"
+
+
+# --------------------------------------------------------------------------------------------
+# Error codes: stable strings clients may branch on. The message next to them is for humans.
+
+
+class ErrorCode(str, Enum):
+    # request / API errors
+    BAD_REQUEST = "BAD_REQUEST"
+    VALIDATION_FAILED = "VALIDATION_FAILED"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    NOT_FOUND = "NOT_FOUND"
+    CONFLICT = "CONFLICT"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    MODEL_UNAVAILABLE = "MODEL_UNAVAILABLE"  # unknown, or end of life
+    UPLOAD_MISSING = "UPLOAD_MISSING"  # the image was never uploaded (or has expired)
+    # per-image workflow errors
+    IMAGE_INVALID = "IMAGE_INVALID"  # not an image, truncated, animated, unsupported mode ...
+    IMAGE_TOO_SMALL = "IMAGE_TOO_SMALL"
+    IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"  # bytes or pixels beyond what Backdrop accepts
+    NO_SUBJECT = "NO_SUBJECT"  # nothing to keep: no foreground where the kept labels are
+    CONTENT_FILTERED = "CONTENT_FILTERED"  # the model's safety filter blocked input or output
+    MODEL_REJECTED_REQUEST = "MODEL_REJECTED_REQUEST"  # Bedrock ValidationException
+    MODEL_ACCESS_DENIED = "MODEL_ACCESS_DENIED"
+    MODEL_THROTTLED = "MODEL_THROTTLED"  # still throttled after every retry
+    MODEL_TIMEOUT = "MODEL_TIMEOUT"
+    MODEL_ERROR = "MODEL_ERROR"  # service unavailable / internal / model error after retries
+    MODEL_RESPONSE_INVALID = "MODEL_RESPONSE_INVALID"  # 200 but no usable image
+    STORAGE_ERROR = "STORAGE_ERROR"  # S3 read/write failed
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+# --------------------------------------------------------------------------------------------
+# Limits (where each comes from is said next to it)
+
+# API Gateway caps payloads at 10 MB and Lambda's sync payload at 6 MB, so images never pass
+# through the API: they go straight to S3 by presigned POST, whose policy enforces this size.
+MAX_UPLOAD_BYTES: Final = 25 * 1024 * 1024
+MIN_UPLOAD_BYTES: Final = 1
+# Decoding more than this many pixels risks Lambda memory; Pillow's own bomb guard is ~89 MP.
+MAX_SOURCE_PIXELS: Final = 50_000_000
+MIN_SOURCE_SIDE: Final = 64  # Stability image services: every side >= 64 px
+UPLOAD_URL_TTL_SECONDS: Final = 15 * 60  # short-lived presigned POST
+DOWNLOAD_URL_TTL_SECONDS: Final = 60 * 60  # presigned GET of results and reports
+MAX_FILES_PER_UPLOAD_REQUEST: Final = 100
+MAX_IMAGES_PER_JOB: Final = 10_000  # the manifest lives in S3, so this is not a payload limit
+MAX_LABELS_PER_IMAGE: Final = 50
+MAX_LABEL_LENGTH: Final = 100
+MAX_FILE_NAME_LENGTH: Final = 255
+MAX_PROMPT_LENGTH: Final = 10_000  # the widest model limit; each model narrows it
+MIN_VARIANTS: Final = 1
+MAX_VARIANTS: Final = 5
+DETECT_LABELS_MAX_LABELS: Final = 25
+DETECT_LABELS_MIN_CONFIDENCE: Final = 60.0
+MAX_JOBS_PAGE_SIZE: Final = 100
+SNS_SUBJECT_MAX_LENGTH: Final = 99  # SNS Publish Subject: < 100 ASCII characters
+SNS_MESSAGE_MAX_BYTES: Final = 200_000  # SNS allows 262,144 bytes; keep headroom
+SNS_MAX_FAILURES_LISTED: Final = 50
+
+# content types accepted for upload, and the file extension each is stored under
+UPLOAD_CONTENT_TYPES: Final = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/webp": "webp",
+}
+FORMAT_CONTENT_TYPES: Final = {
+    OutputFormat.PNG: "image/png",
+    OutputFormat.JPEG: "image/jpeg",
+    OutputFormat.WEBP: "image/webp",
+}
+FORMAT_EXTENSIONS: Final = {OutputFormat.PNG: "png", OutputFormat.JPEG: "jpg", OutputFormat.WEBP: "webp"}
+
+# --------------------------------------------------------------------------------------------
+# Identifiers
+
+_HEX32 = r"[0-9a-f]{32}"
+# Step Functions execution names: 1-80 chars of [0-9A-Za-z_-]; a job id is the execution name,
+# so a second start of the same job is refused by the service itself.
+JOB_ID_RE: Final = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{12}$")
+IMAGE_ID_RE: Final = re.compile(rf"^{_HEX32}$")
+UPLOAD_ID_RE: Final = re.compile(rf"^{_HEX32}$")
+# What a client names an uploaded image by: "{uploadId}/{imageId}.{ext}" as returned by
+# POST /uploads. The server prefixes the owner itself, so a ref can never point elsewhere.
+_EXTS = "|".join(sorted(set(UPLOAD_CONTENT_TYPES.values())))
+IMAGE_REF_RE: Final = re.compile(rf"^(?P<upload_id>{_HEX32})/(?P<image_id>{_HEX32})\.(?P<ext>{_EXTS})$")
+# Cognito `sub` is a UUID; anything else is refused before it becomes part of a key.
+OWNER_RE: Final = re.compile(r"^[0-9A-Za-z_-]{1,128}$")
+
+
+def new_job_id(now: datetime | None = None) -> str:
+    """A sortable, unique job id that is also a valid Step Functions execution name."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
+
+
+def new_opaque_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_job_id(value: object) -> bool:
+    return isinstance(value, str) and bool(JOB_ID_RE.match(value))
+
+
+def utc_now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# --------------------------------------------------------------------------------------------
+# S3 key layout (one private bucket)
+
+
+def upload_prefix(owner: str) -> str:
+    return f"uploads/{owner}/"
+
+
+def upload_key(owner: str, image_ref: str) -> str:
+    """The key of an uploaded original. `image_ref` must already match IMAGE_REF_RE."""
+    return f"uploads/{owner}/{image_ref}"
+
+
+def image_ref_of(upload_id: str, image_id: str, ext: str) -> str:
+    return f"{upload_id}/{image_id}.{ext}"
+
+
+UPLOAD_KEY_RE: Final = re.compile(rf"^uploads/(?P<owner>[0-9A-Za-z_-]{{1,128}})/(?P<ref>{_HEX32}/{_HEX32}\.(?:{_EXTS}))$")
+
+
+def job_scratch_prefix(job_id: str) -> str:
+    """Workflow scratch space: expired by a lifecycle rule."""
+    return f"jobs/{job_id}/"
+
+
+def manifest_key(job_id: str) -> str:
+    return f"jobs/{job_id}/manifest.json"
+
+
+def request_key(job_id: str, image_id: str, step: str) -> str:
+    return f"jobs/{job_id}/requests/{image_id}.{step}.json"
+
+
+def response_key(job_id: str, image_id: str, step: str) -> str:
+    return f"jobs/{job_id}/responses/{image_id}.{step}.json"
+
+
+def work_key(job_id: str, image_id: str, name: str) -> str:
+    return f"jobs/{job_id}/work/{image_id}.{name}"
+
+
+def map_results_prefix(job_id: str) -> str:
+    return f"jobs/{job_id}/map-results"
+
+
+def result_key(owner: str, job_id: str, image_id: str, variant: int, fmt: OutputFormat | str) -> str:
+    ext = FORMAT_EXTENSIONS[OutputFormat(fmt)]
+    return f"results/{owner}/{job_id}/{image_id}-{variant}.{ext}"
+
+
+def report_key(owner: str, job_id: str, fmt: str) -> str:
+    if fmt not in ("json", "csv"):
+        raise ValueError(f"report format must be json or csv, not {fmt!r}")
+    return f"reports/{owner}/{job_id}/report.{fmt}"
+
+
+def s3_uri(bucket: str, key: str) -> str:
+    return f"s3://{bucket}/{key}"
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    bucket, key = uri[5:].split("/", 1)
+    return bucket, key
+
+
+# --------------------------------------------------------------------------------------------
+# DynamoDB layout (one table, NEW_IMAGE stream). The table schema itself is below so that the
+# templates, the local stack and the tests create exactly the same table.
+
+JOB_SK: Final = "JOB"
+IMAGE_SK_PREFIX: Final = "IMAGE#"
+LABELS_SK: Final = "LABELS"
+OWNER_INDEX: Final = "byOwner"
+
+
+def job_pk(job_id: str) -> str:
+    return f"JOB#{job_id}"
+
+
+def image_sk(image_id: str) -> str:
+    return f"{IMAGE_SK_PREFIX}{image_id}"
+
+
+def labels_pk(key: str) -> str:
+    return f"LABELS#{key}"
+
+
+def owner_index_pk(owner: str) -> str:
+    return f"OWNER#{owner}"
+
+
+TABLE_KEY_SCHEMA: Final = [
+    {"AttributeName": "pk", "KeyType": "HASH"},
+    {"AttributeName": "sk", "KeyType": "RANGE"},
+]
+TABLE_ATTRIBUTES: Final = [
+    {"AttributeName": "pk", "AttributeType": "S"},
+    {"AttributeName": "sk", "AttributeType": "S"},
+    {"AttributeName": "gsi1pk", "AttributeType": "S"},
+    {"AttributeName": "gsi1sk", "AttributeType": "S"},
+]
+TABLE_GSIS: Final = [
+    {
+        "IndexName": OWNER_INDEX,
+        "KeySchema": [
+            {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+            {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    }
+]
+TABLE_STREAM: Final = {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}

@@ -1,0 +1,167 @@
+"""Backdrop's error vocabulary.
+
+`BackdropError` carries a stable `ErrorCode` and a human message. API routes turn it into a JSON
+error response; workflow Lambdas raise `StepError` subclasses, whose *class name* is the error
+name Step Functions sees (Lambda reports `errorType` = the exception's class name), so the state
+machine and `record_failure` can map it back to the stable code without parsing message text.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+from chalicelib.contracts import ErrorCode
+
+
+class BackdropError(Exception):
+    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL_ERROR
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str, *, code: ErrorCode | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code.value, "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+class ValidationError(BackdropError):
+    """A request that breaks a documented limit: refused before anything is spent."""
+
+    code = ErrorCode.VALIDATION_FAILED
+    http_status = 400
+
+
+class BadRequest(BackdropError):
+    code = ErrorCode.BAD_REQUEST
+    http_status = 400
+
+
+class Unauthorized(BackdropError):
+    code = ErrorCode.UNAUTHORIZED
+    http_status = 401
+
+
+class NotFound(BackdropError):
+    """Also what another owner's object looks like: existence is never confirmed."""
+
+    code = ErrorCode.NOT_FOUND
+    http_status = 404
+
+
+class Conflict(BackdropError):
+    code = ErrorCode.CONFLICT
+    http_status = 409
+
+
+class ModelUnavailable(BackdropError):
+    code = ErrorCode.MODEL_UNAVAILABLE
+    http_status = 400
+
+
+class UploadMissing(BackdropError):
+    code = ErrorCode.UPLOAD_MISSING
+    http_status = 400
+
+
+# --------------------------------------------------------------------------------------------
+# Workflow step errors. Never retried by the state machine: they describe the input, not luck.
+
+
+class StepError(BackdropError):
+    code = ErrorCode.INTERNAL_ERROR
+
+
+class ImageInvalid(StepError):
+    code = ErrorCode.IMAGE_INVALID
+
+
+class ImageTooSmall(StepError):
+    code = ErrorCode.IMAGE_TOO_SMALL
+
+
+class ImageTooLarge(StepError):
+    code = ErrorCode.IMAGE_TOO_LARGE
+
+
+class NoSubject(StepError):
+    code = ErrorCode.NO_SUBJECT
+
+
+class ContentFiltered(StepError):
+    code = ErrorCode.CONTENT_FILTERED
+
+
+class ModelResponseInvalid(StepError):
+    code = ErrorCode.MODEL_RESPONSE_INVALID
+
+
+class RequestInvalid(StepError):
+    """The adapter refused to build a request that would break a model limit."""
+
+    code = ErrorCode.MODEL_REJECTED_REQUEST
+
+
+class StorageError(StepError):
+    code = ErrorCode.STORAGE_ERROR
+
+
+def _all_subclasses(cls: type) -> list[type]:
+    out = []
+    for sub in cls.__subclasses__():
+        out.append(sub)
+        out.extend(_all_subclasses(sub))
+    return out
+
+
+# Step Functions error name -> stable code, for errors Backdrop raises itself.
+STEP_ERROR_CODES: dict[str, ErrorCode] = {cls.__name__: cls.code for cls in _all_subclasses(StepError)}
+
+# Error names that service integrations raise -> stable code. Step Functions names errors of
+# optimized integrations "<Service>.<Exception>"; the Bedrock names follow the InvokeModel API
+# exceptions (aws-limits.md §1.5).
+SERVICE_ERROR_CODES: dict[str, ErrorCode] = {
+    "Bedrock.ValidationException": ErrorCode.MODEL_REJECTED_REQUEST,
+    "Bedrock.AccessDeniedException": ErrorCode.MODEL_ACCESS_DENIED,
+    "Bedrock.ResourceNotFoundException": ErrorCode.MODEL_ACCESS_DENIED,
+    "Bedrock.ThrottlingException": ErrorCode.MODEL_THROTTLED,
+    "Bedrock.ServiceQuotaExceededException": ErrorCode.MODEL_THROTTLED,
+    "Bedrock.ModelNotReadyException": ErrorCode.MODEL_THROTTLED,
+    "Bedrock.ModelTimeoutException": ErrorCode.MODEL_TIMEOUT,
+    "Bedrock.ServiceUnavailableException": ErrorCode.MODEL_ERROR,
+    "Bedrock.InternalServerException": ErrorCode.MODEL_ERROR,
+    "Bedrock.ModelErrorException": ErrorCode.MODEL_ERROR,
+    "States.Timeout": ErrorCode.MODEL_TIMEOUT,
+    "States.TaskFailed": ErrorCode.INTERNAL_ERROR,
+}
+
+
+def classify_step_failure(error: str | None, cause: str | None) -> tuple[ErrorCode, str]:
+    """Turn a Step Functions Catch payload ({Error, Cause}) into (stable code, human cause).
+
+    Lambda failures carry a JSON Cause with errorMessage/errorType; service failures carry text.
+    """
+    error = error or "States.TaskFailed"
+    message = cause or ""
+    try:
+        parsed = json.loads(cause) if cause else None
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and "errorMessage" in parsed:
+        message = str(parsed.get("errorMessage") or "")
+        error = str(parsed.get("errorType") or error)
+    code = STEP_ERROR_CODES.get(error) or SERVICE_ERROR_CODES.get(error)
+    if code is None and error.startswith("Bedrock."):
+        code = ErrorCode.MODEL_ERROR
+    if code is None:
+        code = ErrorCode.INTERNAL_ERROR
+    if not message:
+        message = f"{error} (no further detail was given)"
+    return code, f"{message} [{error}]" if code is ErrorCode.INTERNAL_ERROR or error.startswith("Bedrock.") else message

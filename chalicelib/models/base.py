@@ -1,0 +1,208 @@
+"""Types shared by the model registry, the adapters, the imaging code and the workflow.
+
+A model is data (`ModelSpec`, in registry.py); a family adapter (stability.py, outpainting.py)
+turns a job's settings and one normalized image into Bedrock request bodies and parses the
+responses. Nothing here calls AWS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Mapping
+
+
+class Family(str, Enum):
+    STABILITY = "stability"  # remove-background, then inpaint with a keep-mask
+    OUTPAINTING = "outpainting"  # Titan Image Generator / Nova Canvas OUTPAINTING in one call
+
+
+class LifecycleStatus(str, Enum):
+    ACTIVE = "ACTIVE"
+    LEGACY = "LEGACY"
+    EOL = "EOL"
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    status: LifecycleStatus
+    legacy_date: str | None = None  # ISO dates, as the Bedrock lifecycle pages give them
+    eol_date: str | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What a model accepts as its input image (and, for outpainting, produces)."""
+
+    min_side: int
+    max_side: int | None
+    max_pixels: int
+    min_aspect: float  # width / height
+    max_aspect: float
+    side_multiple: int = 1
+    # Titan accepts only these (width, height) sizes; None means any size within the bounds.
+    allowed_sizes: tuple[tuple[int, int], ...] | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    key: str  # what clients choose, e.g. "stability-inpaint"
+    family: Family
+    display_name: str
+    # call name -> Bedrock model id (inference-profile ids such as "us.stability..." allowed)
+    model_ids: Mapping[str, str]
+    image_limits: ImageLimits
+    prompt_max: int
+    prompt_required: bool
+    negative_prompt_max: int
+    seed_max: int  # inclusive; 0 is a valid seed everywhere
+    max_variants: int
+    cfg_scale: tuple[float, float, float] | None  # (min, max, default) or None if not offered
+    qualities: tuple[str, ...]  # empty if not offered
+    lifecycle: Lifecycle
+    price_per_image_usd: float  # sum over the model calls one image needs
+    price_source: str
+    style_presets: tuple[str, ...] = ()
+    notes: str = ""
+
+    def public(self) -> dict[str, Any]:
+        """The view GET /models returns (and the UI/CLI read)."""
+        lim = self.image_limits
+        return {
+            "key": self.key,
+            "family": self.family.value,
+            "displayName": self.display_name,
+            "modelIds": dict(self.model_ids),
+            "lifecycle": {
+                "status": self.lifecycle.status.value,
+                "legacyDate": self.lifecycle.legacy_date,
+                "eolDate": self.lifecycle.eol_date,
+                "source": self.lifecycle.source,
+            },
+            "limits": {
+                "promptMax": self.prompt_max,
+                "promptRequired": self.prompt_required,
+                "negativePromptMax": self.negative_prompt_max,
+                "seedMax": self.seed_max,
+                "maxVariants": self.max_variants,
+                "cfgScale": list(self.cfg_scale) if self.cfg_scale else None,
+                "qualities": list(self.qualities),
+                "stylePresets": list(self.style_presets),
+                "image": {
+                    "minSide": lim.min_side,
+                    "maxSide": lim.max_side,
+                    "maxPixels": lim.max_pixels,
+                    "minAspect": lim.min_aspect,
+                    "maxAspect": lim.max_aspect,
+                },
+            },
+            "pricePerImageUsd": self.price_per_image_usd,
+            "priceSource": self.price_source,
+            "notes": self.notes,
+        }
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How an oriented original was placed into the model's canvas, so it can be undone.
+
+    The original (after EXIF orientation) is `original_width x original_height`; it was scaled,
+    keeping its aspect ratio, to `scaled_width x scaled_height` and pasted at
+    (`offset_x`, `offset_y`) into a `canvas_width x canvas_height` canvas.
+    """
+
+    original_width: int
+    original_height: int
+    scaled_width: int
+    scaled_height: int
+    canvas_width: int
+    canvas_height: int
+    offset_x: int
+    offset_y: int
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Geometry":
+        return cls(**{k: int(data[k]) for k in cls.__dataclass_fields__})
+
+
+Box = tuple[float, float, float, float]  # (left, top, width, height), fractions of the image
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """The validated, per-job generation settings (see jobs.py for parsing)."""
+
+    model: str
+    prompt: str
+    negative_prompt: str = ""
+    mode: str = "PRECISE"
+    quality: str | None = None
+    cfg_scale: float | None = None
+    seed: int = 0
+    variants: int = 1
+    output_format: str = "png"
+    style_preset: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageTask:
+    """One image of a job, as the workflow sees it."""
+
+    image_id: str
+    key: str  # S3 key of the original
+    name: str  # the user's file name, metadata only
+    labels: tuple[str, ...] = ()  # names of the labels the user kept
+    boxes: tuple[Box, ...] = ()  # boxes of the kept labels' instances, fractions of the oriented image
+    prompt: str | None = None  # per-image override of the job prompt
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    """One Bedrock InvokeModel call: the workflow writes `body` to S3 for Input.S3Uri."""
+
+    step: str  # e.g. "remove-background", "inpaint", "outpaint"; part of the S3 keys
+    model_id: str
+    body: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class GeneratedImages:
+    images: tuple[bytes, ...]
+    seeds: tuple[int | None, ...]
+
+
+_SETTINGS_FIELDS = {
+    "model": "model",
+    "prompt": "prompt",
+    "negative_prompt": "negativePrompt",
+    "mode": "mode",
+    "quality": "quality",
+    "cfg_scale": "cfgScale",
+    "seed": "seed",
+    "variants": "variants",
+    "output_format": "outputFormat",
+    "style_preset": "stylePreset",
+}
+
+
+def settings_to_dict(settings: JobSettings) -> dict[str, Any]:
+    """The camelCase form stored on the job item and passed in the workflow input."""
+    return {camel: getattr(settings, attr) for attr, camel in _SETTINGS_FIELDS.items()}
+
+
+def settings_from_dict(data: Mapping[str, Any]) -> JobSettings:
+    """Inverse of settings_to_dict; tolerates DynamoDB Decimals."""
+    values: dict[str, Any] = {}
+    for attr, camel in _SETTINGS_FIELDS.items():
+        if camel in data and data[camel] is not None:
+            values[attr] = data[camel]
+    for attr in ("seed", "variants"):
+        if attr in values:
+            values[attr] = int(values[attr])
+    if "cfg_scale" in values:
+        values["cfg_scale"] = float(values["cfg_scale"])
+    return JobSettings(**values)
