@@ -21,7 +21,7 @@ def _endpoint() -> str | None:
     return os.environ.get("BACKDROP_AWS_ENDPOINT_URL") or None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def client(service: str) -> Any:
     kwargs: dict[str, Any] = {"config": _CONFIG}
     if _endpoint():
@@ -33,7 +33,7 @@ def client(service: str) -> Any:
     return boto3.client(service, **kwargs)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def table(name: str) -> Any:
     kwargs: dict[str, Any] = {"config": _CONFIG}
     if _endpoint():

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Final
 
 # --------------------------------------------------------------------------------------------
 # Statuses
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     SUBMITTED = "SUBMITTED"  # written by POST /jobs; the stream handler has not started it yet
     RUNNING = "RUNNING"  # the state machine execution has started
     COMPLETED = "COMPLETED"  # every image SUCCEEDED
@@ -25,7 +25,7 @@ class JobStatus(str, Enum):
     FAILED = "FAILED"  # no image SUCCEEDED (or the workflow could not start)
 
 
-class ImageStatus(str, Enum):
+class ImageStatus(StrEnum):
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
@@ -36,18 +36,18 @@ TERMINAL_JOB_STATUSES: Final = frozenset({JobStatus.COMPLETED, JobStatus.PARTIAL
 TERMINAL_IMAGE_STATUSES: Final = frozenset({ImageStatus.SUCCEEDED, ImageStatus.FAILED})
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     PRECISE = "PRECISE"  # subject pixels are returned unchanged
     DEFAULT = "DEFAULT"  # the model may blend subject edges into the new background
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     PNG = "png"
     JPEG = "jpeg"
     WEBP = "webp"
 
 
-class Quality(str, Enum):
+class Quality(StrEnum):
     STANDARD = "standard"
     PREMIUM = "premium"
 
@@ -56,7 +56,7 @@ class Quality(str, Enum):
 # Error codes: stable strings clients may branch on. The message next to them is for humans.
 
 
-class ErrorCode(str, Enum):
+class ErrorCode(StrEnum):
     # request / API errors
     BAD_REQUEST = "BAD_REQUEST"
     VALIDATION_FAILED = "VALIDATION_FAILED"
@@ -87,7 +87,8 @@ class ErrorCode(str, Enum):
 
 # API Gateway caps payloads at 10 MB and Lambda's sync payload at 6 MB, so images never pass
 # through the API: they go straight to S3 by presigned POST, whose policy enforces this size.
-MAX_UPLOAD_BYTES: Final = 25 * 1024 * 1024
+# 15 MB is Rekognition DetectLabels' limit for an S3 object (aws-limits.md §3).
+MAX_UPLOAD_BYTES: Final = 15 * 1024 * 1024
 MIN_UPLOAD_BYTES: Final = 1
 # Decoding more than this many pixels risks Lambda memory; Pillow's own bomb guard is ~89 MP.
 MAX_SOURCE_PIXELS: Final = 50_000_000
@@ -141,7 +142,7 @@ OWNER_RE: Final = re.compile(r"^[0-9A-Za-z_-]{1,128}$")
 
 def new_job_id(now: datetime | None = None) -> str:
     """A sortable, unique job id that is also a valid Step Functions execution name."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:12]}"
 
 
@@ -154,7 +155,7 @@ def is_job_id(value: object) -> bool:
 
 
 def utc_now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ calls AWS: the workflow writes the bodies it builds to S3 and the state machine'
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from chalicelib.models.base import GeneratedImages, ImageTask, JobSettings, ModelCall, ModelSpec
 
@@ -37,3 +38,94 @@ class Adapter(ABC):
     def parse_response(self, spec: ModelSpec, step: str, response: dict[str, Any]) -> GeneratedImages:
         """Decode a model response; raise ContentFiltered / ModelResponseInvalid, never return
         an empty result."""
+
+
+class Problems:
+    """Collects every validation problem so the user fixes them all in one round trip."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.items: list[dict[str, str]] = []
+
+    def add(self, field: str, message: str) -> None:
+        self.items.append({"field": field, "message": message})
+
+    def text(self, field: str, value: str | None, limit: int, *, required: bool, what: str) -> None:
+        if value is None or not value.strip():
+            if required:
+                self.add(field, f"{what} is required by model {self.spec.key}")
+            return
+        if len(value) > limit:
+            self.add(field, f"{what} is {len(value):,} characters; model {self.spec.key} accepts at most {limit:,}")
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            from chalicelib.errors import ValidationError
+
+            summary = "; ".join(f"{p['field']}: {p['message']}" for p in self.items[:5])
+            more = f" (and {len(self.items) - 5} more)" if len(self.items) > 5 else ""
+            raise ValidationError(f"the job does not fit model {self.spec.key}: {summary}{more}", details=self.items)
+
+
+def common_problems(spec: ModelSpec, settings: JobSettings, images: Sequence[ImageTask]) -> Problems:
+    """Checks every family shares: texts, seed, variants, mode, format, options not offered."""
+    from chalicelib.contracts import Mode, OutputFormat
+
+    p = Problems(spec)
+    p.text("prompt", settings.prompt, spec.prompt_max, required=spec.prompt_required, what="prompt")
+    for index, image in enumerate(images):
+        if image.prompt is not None:
+            p.text(f"images[{index}].prompt", image.prompt, spec.prompt_max, required=False, what=f"prompt of '{image.name}'")
+    if settings.negative_prompt:
+        p.text("negativePrompt", settings.negative_prompt, spec.negative_prompt_max, required=False, what="negative prompt")
+    if not 0 <= settings.seed <= spec.seed_max:
+        p.add("seed", f"seed must be between 0 and {spec.seed_max:,} for model {spec.key}")
+    if not 1 <= settings.variants <= spec.max_variants:
+        noun = "image per call" if spec.max_variants == 1 else "images per call"
+        p.add("variants", f"variants must be between 1 and {spec.max_variants}: model {spec.key} returns up to {spec.max_variants} {noun}")
+    if settings.mode not in {m.value for m in Mode}:
+        p.add("mode", f"mode must be one of {', '.join(m.value for m in Mode)}")
+    if settings.output_format not in {f.value for f in OutputFormat}:
+        p.add("outputFormat", f"outputFormat must be one of {', '.join(f.value for f in OutputFormat)}")
+    if settings.quality is not None and settings.quality not in spec.qualities:
+        offered = ", ".join(spec.qualities) if spec.qualities else "no quality setting"
+        p.add("quality", f"model {spec.key} offers {offered}")
+    if settings.cfg_scale is not None:
+        if spec.cfg_scale is None:
+            p.add("cfgScale", f"model {spec.key} has no cfgScale setting")
+        elif not spec.cfg_scale[0] <= settings.cfg_scale <= spec.cfg_scale[1]:
+            p.add("cfgScale", f"cfgScale must be between {spec.cfg_scale[0]} and {spec.cfg_scale[1]} for model {spec.key}")
+    if settings.style_preset is not None and settings.style_preset not in spec.style_presets:
+        offered = ", ".join(spec.style_presets) if spec.style_presets else "no style presets"
+        p.add("stylePreset", f"model {spec.key} offers {offered}")
+    return p
+
+
+def check_canvas(spec: ModelSpec, width: int, height: int) -> None:
+    """Defence in depth at request-build time: never send a canvas the model would refuse."""
+    from chalicelib.errors import RequestInvalid
+
+    lim = spec.image_limits
+    problems = []
+    if lim.allowed_sizes and (width, height) not in lim.allowed_sizes:
+        problems.append(f"{width}x{height} is not one of the sizes model {spec.key} accepts")
+    if min(width, height) < lim.min_side:
+        problems.append(f"the smallest side is {min(width, height)} px; the minimum is {lim.min_side}")
+    if lim.max_side and max(width, height) > lim.max_side:
+        problems.append(f"the longest side is {max(width, height)} px; the maximum is {lim.max_side}")
+    if width * height > lim.max_pixels:
+        problems.append(f"{width * height:,} px exceeds {lim.max_pixels:,}")
+    aspect = width / height
+    if not lim.min_aspect - 1e-9 <= aspect <= lim.max_aspect + 1e-9:
+        problems.append(f"aspect ratio {aspect:.3f} is outside {lim.min_aspect:.3f}..{lim.max_aspect:.3f}")
+    if problems:
+        raise RequestInvalid(f"request for model {spec.key} refused before sending: " + "; ".join(problems))
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG header (no decoding)."""
+    from chalicelib.errors import RequestInvalid
+
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
+        raise RequestInvalid("the prepared canvas is not a PNG")
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")

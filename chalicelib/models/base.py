@@ -7,17 +7,18 @@ responses. Nothing here calls AWS.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, Mapping
+from enum import StrEnum
+from typing import Any
 
 
-class Family(str, Enum):
+class Family(StrEnum):
     STABILITY = "stability"  # remove-background, then inpaint with a keep-mask
     OUTPAINTING = "outpainting"  # Titan Image Generator / Nova Canvas OUTPAINTING in one call
 
 
-class LifecycleStatus(str, Enum):
+class LifecycleStatus(StrEnum):
     ACTIVE = "ACTIVE"
     LEGACY = "LEGACY"
     EOL = "EOL"
@@ -125,7 +126,7 @@ class Geometry:
         return dict(self.__dict__)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Geometry":
+    def from_dict(cls, data: Mapping[str, Any]) -> Geometry:
         return cls(**{k: int(data[k]) for k in cls.__dataclass_fields__})
 
 

@@ -200,7 +200,7 @@ def get_selectable_model(key: str) -> ModelSpec:
     return spec
 
 
-def adapter_for(spec: ModelSpec) -> "Adapter":
+def adapter_for(spec: ModelSpec) -> Adapter:
     # Imported here so that loading the registry (e.g. for GET /models) stays cheap.
     if spec.family is Family.STABILITY:
         from chalicelib.models.stability import StabilityAdapter

@@ -1,0 +1,231 @@
+"""Backdrop's Chalice app: routes, the stream handler, the label handler and the workflow Lambdas.
+
+Every handler parses, authorizes and delegates to chalicelib/; nothing else lives here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Chalice, CognitoUserPoolAuthorizer, CORSConfig, Response
+
+from chalicelib import aws, config, contracts
+from chalicelib.auth import owner_from_request
+from chalicelib.errors import BackdropError, BadRequest
+from chalicelib.jobs import JobService, parse_job_request
+from chalicelib.labels import LabelService
+from chalicelib.models import registry
+from chalicelib.report import Reporter
+from chalicelib.starter import WorkflowStarter
+from chalicelib.uploads import UploadService
+from chalicelib.validation import require_list
+from chalicelib.workflow import Steps
+
+app = Chalice(app_name="backdrop")
+app.log.setLevel(logging.INFO)
+
+# The deploy tooling points the authorizer at the stack's user pool (tooling notes A1).
+authorizer = CognitoUserPoolAuthorizer(
+    "BackdropUsers",
+    provider_arns=[
+        os.environ.get("USER_POOL_ARN", "arn:aws:cognito-idp:us-east-1:000000000000:userpool/us-east-1_placeholder")
+    ],
+)
+_cors_origin = os.environ.get("CORS_ALLOW_ORIGIN")
+cors = CORSConfig(allow_origin=_cors_origin, allow_headers=["Authorization", "Content-Type"]) if _cors_origin else False
+
+
+def _json_response(body: Any, status: int = 200) -> Response:
+    return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
+
+
+def api(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """One error path: BackdropError → its status and {code, message}; anything else → 500."""
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return handler(*args, **kwargs)
+        except BackdropError as exc:
+            return _json_response(exc.to_dict(), exc.http_status)
+        except Exception:
+            app.log.exception("unhandled error in %s", handler.__name__)
+            return _json_response({"code": "INTERNAL_ERROR", "message": "something went wrong on our side"}, 500)
+
+    wrapped.__name__ = handler.__name__
+    wrapped.__doc__ = handler.__doc__
+    return wrapped
+
+
+def _body() -> Any:
+    raw = app.current_request.raw_body
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
+
+
+def _owner() -> str:
+    return owner_from_request(app.current_request)
+
+
+def _table() -> Any:
+    return aws.table(config.settings().table_name)
+
+
+def _label_service() -> LabelService:
+    return LabelService(aws.client("rekognition"), _table(), aws.client("s3"), config.settings().bucket_name)
+
+
+def _job_service() -> JobService:
+    return JobService(_table(), aws.client("s3"), config.settings().bucket_name, _label_service())
+
+
+# ---- Routes ----------------------------------------------------------------------------------
+
+
+@app.route("/health", methods=["GET"], cors=cors)
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.route("/models", methods=["GET"], authorizer=authorizer, cors=cors)
+@api
+def list_models() -> dict[str, Any]:
+    _owner()
+    models = [{**m.public(), "selectable": registry.is_selectable(m)} for m in registry.all_models()]
+    return {"models": models, "default": registry.DEFAULT_MODEL_KEY}
+
+
+@app.route("/uploads", methods=["POST"], authorizer=authorizer, cors=cors)
+@api
+def create_uploads() -> Response:
+    owner = _owner()
+    service = UploadService(aws.client("s3"), config.settings().bucket_name)
+    return _json_response(service.create(owner, _body()), 201)
+
+
+@app.route("/labels", methods=["POST"], authorizer=authorizer, cors=cors)
+@api
+def detect_labels_route() -> dict[str, Any]:
+    owner = _owner()
+    refs = require_list(_body(), "imageRefs", 1, contracts.MAX_FILES_PER_UPLOAD_REQUEST)
+    return {"labels": _label_service().labels_for_refs(owner, refs)}
+
+
+@app.route("/jobs", methods=["POST"], authorizer=authorizer, cors=cors)
+@api
+def submit_job() -> Response:
+    owner = _owner()
+    spec, settings, images = parse_job_request(_body())
+    return _json_response(_job_service().submit(owner, spec, settings, images), 202)
+
+
+@app.route("/jobs", methods=["GET"], authorizer=authorizer, cors=cors)
+@api
+def list_jobs() -> dict[str, Any]:
+    owner = _owner()
+    params = app.current_request.query_params or {}
+    try:
+        limit = int(params.get("limit", 20))
+    except ValueError as exc:
+        raise BadRequest("limit must be a whole number") from exc
+    return _job_service().list_jobs(owner, limit, params.get("cursor"))
+
+
+@app.route("/jobs/{job_id}", methods=["GET"], authorizer=authorizer, cors=cors)
+@api
+def get_job(job_id: str) -> dict[str, Any]:
+    return _job_service().job_view(_owner(), job_id)
+
+
+@app.route("/jobs/{job_id}/report", methods=["GET"], authorizer=authorizer, cors=cors)
+@api
+def get_report(job_id: str) -> dict[str, Any]:
+    owner = _owner()
+    fmt = (app.current_request.query_params or {}).get("format", "json")
+    return _job_service().report_url(owner, job_id, fmt)
+
+
+@app.route("/jobs/{job_id}/retry", methods=["POST"], authorizer=authorizer, cors=cors)
+@api
+def retry_job(job_id: str) -> Response:
+    return _json_response(_job_service().retry_failed(_owner(), job_id), 202)
+
+
+# ---- Event handlers and workflow Lambdas ---------------------------------------------------
+
+
+def _steps() -> Steps:
+    return Steps(aws.client("s3"), aws.table(config.settings().table_name))
+
+
+def _reporter() -> Reporter:
+    return Reporter(aws.client("s3"), aws.table(config.settings().table_name))
+
+
+# The stream ARN is only known after the resources stack exists: the deploy tooling overrides
+# this event source with the table's StreamArn (tooling notes A1, --merge-template).
+@app.on_dynamodb_record(
+    stream_arn=os.environ.get(
+        "JOBS_STREAM_ARN", "arn:aws:dynamodb:us-east-1:000000000000:table/backdrop-jobs/stream/1970-01-01T00:00:00.000"
+    ),
+    batch_size=10,
+    starting_position="TRIM_HORIZON",
+    name="start_workflow",
+)
+def start_workflow(event: Any) -> None:
+    settings = config.settings()
+    starter = WorkflowStarter(
+        aws.client("s3"), aws.table(settings.table_name), aws.client("stepfunctions"),
+        settings.bucket_name, settings.state_machine_arn,
+    )  # fmt: skip
+    starter.handle_records(event.to_dict().get("Records", []))
+
+
+# S3 → EventBridge, because CloudFormation cannot add notifications to an existing bucket
+# (tooling notes A1): labels are detected as soon as an upload lands and cached for POST /labels.
+@app.on_cw_event({"source": ["aws.s3"], "detail-type": ["Object Created"]}, name="detect_labels")
+def detect_labels(event: Any) -> None:
+    detail = event.detail or {}
+    key = (detail.get("object") or {}).get("key", "")
+    bucket = (detail.get("bucket") or {}).get("name", "")
+    settings = config.settings()
+    if bucket != settings.bucket_name or not contracts.UPLOAD_KEY_RE.match(key):
+        return
+    _label_service().detect_and_cache(key)
+
+
+@app.lambda_function(name="prepare")
+def prepare(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _steps().prepare(event)
+
+
+@app.lambda_function(name="build_mask")
+def build_mask(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _steps().build_mask(event)
+
+
+@app.lambda_function(name="finalize")
+def finalize(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _steps().finalize(event)
+
+
+@app.lambda_function(name="record_failure")
+def record_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _steps().record_failure(event)
+
+
+@app.lambda_function(name="report")
+def report(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _reporter().build(event)
+
+
+@app.lambda_function(name="record_notification_failure")
+def record_notification_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _reporter().record_notification_failure(event)

@@ -1,0 +1,1 @@
+"""Backdrop's infrastructure and deploy tooling (not deployed to Lambda)."""

@@ -1,0 +1,306 @@
+"""A local stand-in for the Bedrock image models, for the tests and the local stack only.
+
+It enforces each family's documented request contract (the same limits the adapters enforce,
+taken from the model docs) and answers with deterministic images that keep the subject pixels
+over a plain synthetic backdrop derived from the prompt. Every output PNG carries the text chunk
+`backdrop-stand-in: true`, so no one mistakes it for generated art.
+
+Fault injection, written into a prompt (a per-image prompt override targets one image):
+`[filter:prompt]` / `[filter:output]` answer with the family's content-filter shape;
+`[throttle:N]`, `[timeout:N]`, `[unavailable:N]` make the first N calls for that exact request
+raise ThrottlingException / ModelTimeoutException / ServiceUnavailableException.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import json
+import re
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from PIL import Image, ImageFilter, PngImagePlugin
+
+from backend.local.sfn_hooks import BedrockError
+
+STANDIN_TEXT_KEY = "backdrop-stand-in"
+_FAULT = re.compile(r"\[(throttle|timeout|unavailable):(\d+)\]")
+_FAULT_CODES = {
+    "throttle": ("ThrottlingException", "Too many requests, please wait before trying again."),
+    "timeout": ("ModelTimeoutException", "Model has timed out in processing the request."),
+    "unavailable": ("ServiceUnavailableException", "Service unavailable."),
+}
+STABILITY_FILTERS = {"prompt": "Filter reason: prompt", "output": "Filter reason: output image"}
+AMAZON_FILTER_ERRORS = {
+    "prompt": "This request has been blocked by our content filters. Please adjust your text prompt to submit a new request.",
+    "output": "All of the generated images have been blocked by our content filters.",
+}
+
+
+def _invalid(message: str) -> BedrockError:
+    return BedrockError("ValidationException", f"Malformed input request: {message}, please reformat your input and try again.")
+
+
+def _decode_image(value: Any, field: str) -> Image.Image:
+    if not isinstance(value, str) or not value:
+        raise _invalid(f"#/{field}: expected a base64 string")
+    try:
+        img = Image.open(io.BytesIO(base64.b64decode(value, validate=True)))
+        img.load()
+    except (binascii.Error, ValueError, OSError) as exc:
+        raise _invalid(f"#/{field}: not a decodable image ({exc})") from exc
+    if img.format not in ("PNG", "JPEG", "WEBP"):
+        raise _invalid(f"#/{field}: unsupported image format {img.format}")
+    return img
+
+
+def _check_keys(body: dict[str, Any], required: set[str], optional: set[str], where: str = "") -> None:
+    if not isinstance(body, dict):
+        raise _invalid(f"#{where}: expected an object")
+    missing = required - set(body)
+    extra = set(body) - required - optional
+    if missing:
+        raise _invalid(f"#{where}: required key(s) {sorted(missing)} not found")
+    if extra:
+        raise _invalid(f"#{where}: extraneous key(s) {sorted(extra)} are not permitted")
+
+
+def _check_text(value: Any, field: str, max_len: int, min_len: int = 0) -> str:
+    if not isinstance(value, str):
+        raise _invalid(f"#/{field}: expected type: String")
+    if not min_len <= len(value) <= max_len:
+        raise _invalid(f"#/{field}: expected length {min_len}..{max_len}, actual: {len(value)}")
+    return value
+
+
+def _check_int(value: Any, field: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise _invalid(f"#/{field}: expected an integer in {low}..{high}, actual: {value!r}")
+    return value
+
+
+def _check_mask(mask: Image.Image, size: tuple[int, int], field: str) -> Image.Image:
+    grey = mask.convert("L")
+    colours = {value for _, value in (grey.getcolors(256) or [])}
+    if not colours <= {0, 255}:
+        raise _invalid(f"#/{field}: mask must contain only black (0) and white (255) pixels")
+    return grey if grey.size == size else grey.resize(size, Image.Resampling.NEAREST)
+
+
+def foreground_estimate(img: Image.Image) -> Image.Image:
+    """A classical foreground estimate: pixels far from the median border colour ("L" alpha)."""
+    rgb = img.convert("RGB")
+    small = rgb.resize((max(1, rgb.width // 4), max(1, rgb.height // 4)))
+    border = [small.getpixel((x, y)) for x in range(small.width) for y in (0, small.height - 1)]
+    border += [small.getpixel((x, y)) for y in range(small.height) for x in (0, small.width - 1)]
+    median = tuple(sorted(p[i] for p in border)[len(border) // 2] for i in range(3))
+    bands = [band.point(lambda v, m=m: min(255, abs(v - m) * 3)) for band, m in zip(rgb.split(), median, strict=True)]
+    distance = Image.merge("RGB", bands).convert("L")
+    alpha = distance.point(lambda v: 255 if v > 60 else 0).filter(ImageFilter.MedianFilter(5))
+    return alpha
+
+
+def _backdrop(size: tuple[int, int], prompt: str, seed: int, variant: int) -> Image.Image:
+    digest = hashlib.sha256(f"{prompt}|{seed}|{variant}".encode()).digest()
+    top, bottom = digest[0:3], digest[3:6]
+    column = Image.new("RGB", (1, 256))
+    for y in range(256):
+        column.putpixel((0, y), tuple(int(top[i] + (bottom[i] - top[i]) * y / 255) for i in range(3)))
+    return column.resize(size, Image.Resampling.BILINEAR)
+
+
+def _png(img: Image.Image) -> str:
+    info = PngImagePlugin.PngInfo()
+    info.add_text(STANDIN_TEXT_KEY, "true")
+    buf = io.BytesIO()
+    img.save(buf, "PNG", pnginfo=info, compress_level=1)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _check_stability_image(img: Image.Image, field: str) -> None:
+    # Stability image services input limits (bedrock-models-2026.md §1.3)
+    w, h = img.size
+    if min(w, h) < 64:
+        raise _invalid(f"#/{field}: every side must be at least 64 px, got {w}x{h}")
+    if w * h > 9_437_184:
+        raise _invalid(f"#/{field}: at most 9,437,184 pixels, got {w * h:,}")
+    if not 1 / 2.5 - 1e-9 <= w / h <= 2.5 + 1e-9:
+        raise _invalid(f"#/{field}: aspect ratio must be between 1:2.5 and 2.5:1, got {w}x{h}")
+
+
+TITAN_SIZES = {
+    (1024, 1024), (768, 768), (512, 512), (768, 1152), (384, 576), (1152, 768), (576, 384), (768, 1280), (384, 640),
+    (1280, 768), (640, 384), (896, 1152), (448, 576), (1152, 896), (576, 448), (768, 1408), (384, 704), (1408, 768),
+    (704, 384), (640, 1408), (320, 704), (1408, 640), (704, 320), (1152, 640), (1173, 640),
+}  # fmt: skip
+
+
+class StandInBedrock:
+    def __init__(
+        self,
+        *,
+        latency_s: float = 0.0,
+        images_per_minute: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.latency_s = latency_s
+        self.images_per_minute = images_per_minute
+        self.clock = clock
+        self.sleep = sleep
+        self.calls: list[tuple[str, str]] = []
+        self._faults_seen: dict[str, int] = {}
+        self._tokens = float(images_per_minute or 0)
+        self._refilled = clock()
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- quota and faults
+
+    def _take_token(self) -> None:
+        if not self.images_per_minute:
+            return
+        with self._lock:
+            now = self.clock()
+            rate = self.images_per_minute / 60.0
+            self._tokens = min(self.images_per_minute, self._tokens + (now - self._refilled) * rate)
+            self._refilled = now
+            if self._tokens < 1:
+                raise BedrockError("ThrottlingException", "Too many requests, please wait before trying again.")
+            self._tokens -= 1
+
+    def _inject_faults(self, model_id: str, body: dict[str, Any], texts: str) -> None:
+        match = _FAULT.search(texts)
+        if not match:
+            return
+        kind, count = match.group(1), int(match.group(2))
+        key = hashlib.sha256((model_id + json.dumps(body, sort_keys=True)).encode()).hexdigest()
+        with self._lock:
+            seen = self._faults_seen.get(key, 0)
+            self._faults_seen[key] = seen + 1
+        if seen < count:
+            raise BedrockError(*_FAULT_CODES[kind])
+
+    # ---------------------------------------------------------------- entry point
+
+    def __call__(self, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        texts = " ".join(str(v) for v in _texts(body))
+        with self._lock:
+            self.calls.append((model_id, texts))
+        if self.latency_s:
+            self.sleep(self.latency_s)
+        if "remove-background" in model_id:
+            handler = self._remove_background
+        elif "inpaint" in model_id:
+            handler = self._inpaint
+        elif "titan-image-generator" in model_id or "nova-canvas" in model_id:
+            handler = self._outpaint
+        else:
+            raise BedrockError("ResourceNotFoundException", f"Could not resolve the foundation model from model identifier {model_id}")
+        self._inject_faults(model_id, body, texts)
+        self._take_token()
+        return handler(model_id, body, texts)
+
+    def _remove_background(self, model_id: str, body: dict[str, Any], texts: str) -> dict[str, Any]:
+        _check_keys(body, {"image"}, {"output_format"})
+        if body.get("output_format", "png") not in ("png", "webp", "jpeg"):
+            raise _invalid("#/output_format: must be one of jpeg, png, webp")
+        img = _decode_image(body["image"], "image")
+        _check_stability_image(img, "image")
+        cutout = img.convert("RGBA")
+        cutout.putalpha(foreground_estimate(img))
+        return {"images": [_png(cutout)], "seeds": [0], "finish_reasons": [None]}
+
+    def _inpaint(self, model_id: str, body: dict[str, Any], texts: str) -> dict[str, Any]:
+        _check_keys(
+            body, {"image", "prompt"}, {"mask", "negative_prompt", "grow_mask", "seed", "output_format", "style_preset"}
+        )
+        prompt = _check_text(body["prompt"], "prompt", 10_000)
+        if "negative_prompt" in body:
+            _check_text(body["negative_prompt"], "negative_prompt", 10_000)
+        if "grow_mask" in body:
+            _check_int(body["grow_mask"], "grow_mask", 0, 20)
+        seed = _check_int(body.get("seed", 0), "seed", 0, 4_294_967_294)
+        if body.get("output_format", "png") not in ("png", "webp", "jpeg"):
+            raise _invalid("#/output_format: must be one of jpeg, png, webp")
+        img = _decode_image(body["image"], "image")
+        _check_stability_image(img, "image")
+        if "mask" in body:
+            regenerate = _check_mask(_decode_image(body["mask"], "mask"), img.size, "mask")
+        elif img.mode == "RGBA":  # no mask: transparent pixels are inpainted
+            regenerate = img.getchannel("A").point(lambda v: 255 if v < 128 else 0)
+        else:
+            raise _invalid("#/mask: a mask or an image with transparency is required")
+        for which, reason in STABILITY_FILTERS.items():
+            if f"[filter:{which}]" in texts:
+                return {"finish_reasons": [reason]}
+        seed = seed or int.from_bytes(hashlib.sha256(body["image"][:64].encode()).digest()[:4], "big") or 1
+        out = Image.composite(_backdrop(img.size, prompt, seed, 0), img.convert("RGB"), regenerate)
+        return {"images": [_png(out)], "seeds": [seed], "finish_reasons": [None]}
+
+    def _outpaint(self, model_id: str, body: dict[str, Any], texts: str) -> dict[str, Any]:
+        nova = "nova-canvas" in model_id
+        text_max = 1024 if nova else 512
+        _check_keys(body, {"taskType", "outPaintingParams"}, {"imageGenerationConfig"})
+        if body["taskType"] != "OUTPAINTING":
+            raise _invalid("#/taskType: only OUTPAINTING is answered by the stand-in")
+        params = body["outPaintingParams"]
+        _check_keys(params, {"image"}, {"text", "negativeText", "maskPrompt", "maskImage", "outPaintingMode", "returnMask"}, "/outPaintingParams")
+        if ("maskPrompt" in params) == ("maskImage" in params):
+            raise _invalid("#/outPaintingParams: exactly one of maskPrompt and maskImage is required")
+        if "text" in params:
+            _check_text(params["text"], "outPaintingParams/text", text_max, 1)
+        elif not nova:
+            raise _invalid("#/outPaintingParams: required key [text] not found")
+        if "negativeText" in params:
+            _check_text(params["negativeText"], "outPaintingParams/negativeText", text_max, 1)
+        if params.get("outPaintingMode", "DEFAULT") not in ("DEFAULT", "PRECISE"):
+            raise _invalid("#/outPaintingParams/outPaintingMode: must be DEFAULT or PRECISE")
+        config = body.get("imageGenerationConfig", {})
+        _check_keys(config, set(), {"numberOfImages", "quality", "cfgScale", "seed", "width", "height"}, "/imageGenerationConfig")
+        count = _check_int(config.get("numberOfImages", 1), "imageGenerationConfig/numberOfImages", 1, 5)
+        if config.get("quality", "standard") not in ("standard", "premium"):
+            raise _invalid("#/imageGenerationConfig/quality: must be standard or premium")
+        cfg = config.get("cfgScale", 8.0)
+        if not isinstance(cfg, (int, float)) or not 1.1 <= cfg <= 10.0:
+            raise _invalid(f"#/imageGenerationConfig/cfgScale: expected 1.1..10.0, actual: {cfg!r}")
+        seed = _check_int(config.get("seed", 0), "imageGenerationConfig/seed", 0, 858_993_459 if nova else 2_147_483_646)
+        img = _decode_image(params["image"], "outPaintingParams/image")
+        w, h = img.size
+        if nova:
+            if not (320 <= w <= 4096 and 320 <= h <= 4096) or w * h > 4_194_304 or not 0.25 <= w / h <= 4:
+                raise _invalid(f"#/outPaintingParams/image: unsupported size {w}x{h}")
+            if img.mode in ("RGBA", "LA") and img.getchannel("A").getextrema()[0] < 255:
+                raise _invalid("#/outPaintingParams/image: transparent pixels are not allowed")
+        elif (w, h) not in TITAN_SIZES:
+            raise _invalid(f"#/outPaintingParams/image: {w}x{h} is not a supported size")
+        if "maskImage" in params:
+            keep = _check_mask(_decode_image(params["maskImage"], "outPaintingParams/maskImage"), img.size, "maskImage")
+            keep = keep.point(lambda v: 255 - v)  # black = the masked region, which OUTPAINTING keeps
+        else:
+            _check_text(params["maskPrompt"], "outPaintingParams/maskPrompt", text_max, 1)
+            keep = foreground_estimate(img)
+        for which, error in AMAZON_FILTER_ERRORS.items():
+            if f"[filter:{which}]" in texts:
+                return {"images": [], "error": error}
+        prompt = params.get("text", "")
+        images = [
+            _png(Image.composite(img.convert("RGB"), _backdrop(img.size, prompt, seed, i), keep)) for i in range(count)
+        ]
+        return {"images": images, "error": None}
+
+
+def _texts(body: Any) -> list[str]:
+    """Every human text field in a request (prompts), where fault triggers may be written."""
+    out: list[str] = []
+    if isinstance(body, dict):
+        for key, value in body.items():
+            if key in ("prompt", "negative_prompt", "text", "negativeText") and isinstance(value, str):
+                out.append(value)
+            elif isinstance(value, dict):
+                out.extend(_texts(value))
+    return out

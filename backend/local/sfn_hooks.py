@@ -1,0 +1,174 @@
+"""Hooks that let moto's Step Functions interpreter run Backdrop's real workflow in-process.
+
+Used only by the tests and the local stack; nothing here is deployed.
+
+Why it exists: moto (5.2.5) executes ASL, but (a) its Docker-free Lambda backend echoes the
+payload instead of running code, and (b) it has no `arn:aws:states:::bedrock:invokeModel`
+integration (it forwards to the control-plane client and fails with an uncatchable
+States.Runtime). These hooks make Lambda tasks run Python handlers in-process and answer the
+optimized Bedrock integration (Input.S3Uri / Output.S3Uri / inline Body) with a callable — the
+Bedrock stand-in — so every other line is the code that runs on AWS.
+
+They touch private moto APIs, so they are pinned: `LambdaSimpleBackend.invoke` (signature
+function_name, qualifier, body, headers, response_headers) and
+`state_task_factory.state_task_service_for`, which the factory imports by name
+(shared/reference/tooling-notes.md B1, B2). Check them again before moving off moto 5.2.5.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+MOTO_VERSION = "5.2.5"
+
+LambdaHandler = Callable[[dict[str, Any]], Any]
+BedrockModel = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+class BedrockError(Exception):
+    """Raised by a Bedrock stand-in: Step Functions sees the error as `Bedrock.<code>`."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def _function_name(name_or_arn: str) -> str:
+    """'arn:aws:lambda:r:a:function:name:qualifier' or 'name' → 'name'."""
+    if ":function:" in name_or_arn:
+        return name_or_arn.split(":function:", 1)[1].split(":", 1)[0]
+    return name_or_arn.split(":", 1)[0]
+
+
+def _split_s3_uri(uri: str) -> tuple[str, str]:
+    if not isinstance(uri, str) or not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise BedrockError("ValidationException", f"not an S3 URI: {uri!r}")
+    bucket, key = uri[5:].split("/", 1)
+    return bucket, key
+
+
+def _check_version() -> None:
+    import moto
+
+    if moto.__version__ != MOTO_VERSION:
+        raise RuntimeError(
+            f"backend.local.sfn_hooks is pinned to moto {MOTO_VERSION} (it patches private moto APIs) but moto "
+            f"{moto.__version__} is installed; re-check the hooks against that version and update MOTO_VERSION"
+        )
+
+
+def _bedrock_task_class(model: BedrockModel) -> type:
+    from botocore.exceptions import ClientError
+    from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+        StateTaskServiceCallback,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+    from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
+
+    class StateTaskServiceBedrock(StateTaskServiceCallback):
+        def __init__(self) -> None:
+            # invokeModel supports only the request-response pattern
+            super().__init__(supported_integration_patterns=set())
+
+        def _get_supported_parameters(self) -> set[str] | None:
+            if self.resource.api_action.lower() == "invokemodel":
+                return {"ModelId", "Body", "Input", "Output", "ContentType", "Accept", "Trace", "GuardrailIdentifier", "GuardrailVersion"}
+            return None
+
+        def _from_error(self, env: Any, ex: Exception) -> Any:
+            if isinstance(ex, BedrockError):
+                error, cause = f"Bedrock.{ex.code}", ex.message
+            elif isinstance(ex, ClientError):  # e.g. the S3 read of Input.S3Uri failed
+                error = f"Bedrock.{ex.response['Error']['Code']}"
+                cause = ex.response["Error"].get("Message", str(ex))
+            else:
+                return super()._from_error(env=env, ex=ex)
+            return FailureEvent(
+                env=env,
+                error_name=CustomErrorName(error_name=error),
+                event_type=HistoryEventType.TaskFailed,
+                event_details=EventDetails(
+                    taskFailedEventDetails=TaskFailedEventDetails(
+                        error=error, cause=cause, resource=self._get_sfn_resource(), resourceType=self._get_sfn_resource_type()
+                    )
+                ),
+            )
+
+        def _eval_service_task(self, env: Any, resource_runtime_part: Any, normalised_parameters: dict, state_credentials: Any) -> None:
+            params = normalised_parameters
+            if "Body" in params and "Input" in params:
+                raise BedrockError("ValidationException", "Body and Input are mutually exclusive")
+            s3 = boto_client_for(region=resource_runtime_part.region, service="s3", state_credentials=state_credentials)
+            if "Input" in params:
+                bucket, key = _split_s3_uri(params["Input"].get("S3Uri"))
+                body = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            else:
+                body = params.get("Body")
+                body = json.loads(body) if isinstance(body, str) else body
+            response = model(str(params["ModelId"]), body)
+            if "Output" in params:
+                bucket, key = _split_s3_uri(params["Output"].get("S3Uri"))
+                s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(response).encode(), ContentType="application/json")
+                # UNCONFIRMED what AWS returns with Output set; the body is in S3 and the state
+                # machine discards this result (ResultPath null).
+                env.stack.append({"ContentType": "application/json", "Output": {"S3Uri": params["Output"]["S3Uri"]}})
+            else:
+                env.stack.append({"Body": response, "ContentType": "application/json"})
+
+    return StateTaskServiceBedrock
+
+
+def install(lambda_handlers: Mapping[str, LambdaHandler], bedrock: BedrockModel) -> Callable[[], None]:
+    """Patch moto; returns a function that undoes the patches."""
+    _check_version()
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
+
+    routes = {_function_name(key): handler for key, handler in lambda_handlers.items()}
+
+    def invoke(self: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any) -> bytes:
+        name = _function_name(function_name)
+        handler = routes.get(name)
+        if handler is None:
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps(
+                {"errorType": "ResourceNotFoundException", "errorMessage": f"Function not found: {function_name}"}
+            ).encode()
+        try:
+            event = json.loads(body) if body else {}
+            return json.dumps(handler(event)).encode()
+        except Exception as exc:  # Lambda reports unhandled errors with errorType = class name
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode()
+
+    original_invoke = LambdaSimpleBackend.invoke
+    original_factory = state_task_factory.state_task_service_for
+    bedrock_task = _bedrock_task_class(bedrock)
+
+    def service_for(service_name: str) -> Any:
+        return bedrock_task() if service_name == "bedrock" else original_factory(service_name)
+
+    LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
+    state_task_factory.state_task_service_for = service_for
+
+    def uninstall() -> None:
+        LambdaSimpleBackend.invoke = original_invoke  # type: ignore[method-assign]
+        state_task_factory.state_task_service_for = original_factory
+
+    return uninstall
+
+
+@contextlib.contextmanager
+def hooks(lambda_handlers: Mapping[str, LambdaHandler], bedrock: BedrockModel) -> Iterator[None]:
+    uninstall = install(lambda_handlers, bedrock)
+    try:
+        yield
+    finally:
+        uninstall()

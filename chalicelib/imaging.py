@@ -1,0 +1,372 @@
+"""Image decoding, validation, geometry and masks (Pillow only, no AWS).
+
+Every bad input becomes a StepError with a message that names what was found and the limit,
+so the user sees *why* an image failed, and no other image is affected.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+import warnings
+from collections.abc import Sequence
+
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+
+from chalicelib import contracts
+from chalicelib.errors import ImageInvalid, ImageTooLarge, ImageTooSmall, ModelResponseInvalid
+from chalicelib.models.base import Box, Geometry, ImageLimits
+
+ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP")
+EXIF_ORIENTATION_TAG = 0x0112
+PixelRect = tuple[int, int, int, int]  # (x0, y0, x1, y1), x1/y1 exclusive
+
+# Our own bomb guard is MAX_SOURCE_PIXELS, checked from the header before decoding; Pillow's
+# warning/error thresholds are raised above it so they never fire first with a vaguer message.
+Image.MAX_IMAGE_PIXELS = contracts.MAX_SOURCE_PIXELS * 2
+
+
+def _open(data: bytes) -> Image.Image:
+    if not data:
+        raise ImageInvalid("the file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(f"the image declares too many pixels to decode safely: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        head = data[:64].lstrip().lower()
+        kind = "text or markup (HTML/SVG/XML)" if head.startswith((b"<", b"{")) or head.isascii() else "an unknown format"
+        raise ImageInvalid(f"the file is not a PNG, JPEG or WEBP image; it looks like {kind}") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageInvalid(f"the image header is corrupt: {exc}") from exc
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        value = int(img.getexif().get(EXIF_ORIENTATION_TAG, 1))
+    except Exception:  # a broken EXIF block must not fail an otherwise good image
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def probe(data: bytes) -> tuple[int, int, int]:
+    """(stored width, stored height, EXIF orientation) from the header, without decoding pixels."""
+    img = _open(data)
+    if img.format not in ACCEPTED_FORMATS:
+        raise ImageInvalid(f"{img.format or 'this'} images are not supported; upload PNG, JPEG or WEBP")
+    if getattr(img, "n_frames", 1) > 1:
+        raise ImageInvalid(f"animated images are not supported ({img.n_frames} frames); upload a single frame")
+    width, height = img.size
+    if width * height > contracts.MAX_SOURCE_PIXELS:
+        raise ImageTooLarge(
+            f"image is {width}x{height} px ({width * height:,} px); Backdrop accepts at most "
+            f"{contracts.MAX_SOURCE_PIXELS:,} px"
+        )
+    orientation = _orientation(img)
+    shown = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    if min(shown) < contracts.MIN_SOURCE_SIDE:
+        raise ImageTooSmall(
+            f"image is {shown[0]}x{shown[1]} px; the smallest side must be at least {contracts.MIN_SOURCE_SIDE} px"
+        )
+    return width, height, orientation
+
+
+def _to_8bit_rgb(img: Image.Image) -> Image.Image:
+    mode = img.mode
+    if mode in ("RGB", "RGBA"):
+        return img
+    if mode == "P":
+        return img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if mode in ("LA", "PA", "RGBa", "La"):
+        return img.convert("RGBA")
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16/32-bit grey: scale to 8 bits by the image's own range rather than clipping at 255
+        lo, hi = img.getextrema()
+        scale = 255.0 / (hi - lo) if hi > lo else 1.0
+        return img.point(lambda v: (v - lo) * scale).convert("L").convert("RGB")
+    if mode == "F":
+        return img.convert("L").convert("RGB")
+    return img.convert("RGB")  # CMYK, YCbCr, LAB, HSV, L, 1
+
+
+def load_original(data: bytes, max_pixels_hint: int | None = None) -> Image.Image:
+    """Decode, validate and EXIF-orient an original; always returns 8-bit RGB or RGBA.
+
+    With `max_pixels_hint`, a JPEG much larger than needed is decoded at a reduced scale (DCT
+    draft mode), which is far cheaper than decoding 12 MP and resizing; the true size comes
+    from `probe`.
+    """
+    width, height, _ = probe(data)
+    img = _open(data)
+    if max_pixels_hint and img.format == "JPEG" and width * height > 2 * max_pixels_hint:
+        factor = math.sqrt(width * height / max_pixels_hint)
+        img.draft("RGB", (max(1, int(width / factor)), max(1, int(height / factor))))
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageInvalid(f"the image data is truncated or corrupt ({exc})") from exc
+    img = ImageOps.exif_transpose(img) or img
+    return _to_8bit_rgb(img)
+
+
+def orient_box(box: Box, orientation: int) -> Box:
+    """Map a box given on the stored pixel grid (as Rekognition reports it) to the oriented image.
+
+    Rekognition does not apply EXIF orientation to DetectLabels boxes (UNCONFIRMED for every
+    image type); Backdrop applies it here, the same way exif_transpose turns the pixels.
+    """
+    left, top, width, height = box
+    right, bottom = left + width, top + height
+    # (x, y) -> oriented (x', y') per EXIF orientation; applied to both corners
+    transforms = {
+        1: lambda x, y: (x, y),
+        2: lambda x, y: (1 - x, y),
+        3: lambda x, y: (1 - x, 1 - y),
+        4: lambda x, y: (x, 1 - y),
+        5: lambda x, y: (y, x),
+        6: lambda x, y: (1 - y, x),
+        7: lambda x, y: (1 - y, 1 - x),
+        8: lambda x, y: (y, 1 - x),
+    }
+    transform = transforms.get(orientation, transforms[1])
+    (x0, y0), (x1, y1) = transform(left, top), transform(right, bottom)
+    nx0, nx1 = sorted((min(max(x0, 0.0), 1.0), min(max(x1, 0.0), 1.0)))
+    ny0, ny1 = sorted((min(max(y0, 0.0), 1.0), min(max(y1, 0.0), 1.0)))
+    return (nx0, ny0, nx1 - nx0, ny1 - ny0)
+
+
+def _fit_inside(width: int, height: int, box_w: int, box_h: int) -> tuple[int, int]:
+    scale = min(box_w / width, box_h / height)
+    return max(1, min(box_w, round(width * scale))), max(1, min(box_h, round(height * scale)))
+
+
+def fit_canvas(width: int, height: int, limits: ImageLimits) -> Geometry:
+    """Choose the model canvas for an oriented `width x height` original, keeping its aspect ratio.
+
+    Titan-like models accept only listed sizes: the closest aspect ratio is chosen and the image
+    is scaled to fit inside it. Other models accept a range: an image more extreme than the
+    allowed aspect ratio is padded, and the canvas is scaled to the pixel and side limits.
+    """
+    if width < 1 or height < 1:
+        raise ImageInvalid(f"image has no pixels ({width}x{height})")
+    aspect = width / height
+    if limits.allowed_sizes:
+        canvas_w, canvas_h = min(limits.allowed_sizes, key=lambda s: (abs(math.log((s[0] / s[1]) / aspect)), -s[0] * s[1]))
+        scaled_w, scaled_h = _fit_inside(width, height, canvas_w, canvas_h)
+    else:
+        canvas_aspect = min(max(aspect, limits.min_aspect), limits.max_aspect)
+        # canvas in original pixels: pad the short dimension when the image is too extreme
+        if canvas_aspect > aspect:
+            cw, ch = height * canvas_aspect, float(height)
+        else:
+            cw, ch = float(width), width / canvas_aspect
+        scale = min(1.0, math.sqrt(limits.max_pixels / (cw * ch)))
+        if limits.max_side:
+            scale = min(scale, limits.max_side / max(cw, ch))
+        if min(cw, ch) * scale < limits.min_side:  # only upscale to reach the minimum side
+            scale = limits.min_side / min(cw, ch)
+        m = max(1, limits.side_multiple)
+        canvas_w = max(limits.min_side, int(cw * scale) // m * m)
+        canvas_h = max(limits.min_side, int(ch * scale) // m * m)
+        if canvas_w % m:
+            canvas_w += m - canvas_w % m
+        if canvas_h % m:
+            canvas_h += m - canvas_h % m
+        # rounding to multiples can nudge the aspect ratio past a bound: pad one more step
+        while canvas_w / canvas_h < limits.min_aspect:
+            canvas_w += m
+        while canvas_w / canvas_h > limits.max_aspect:
+            canvas_h += m
+        scaled_w, scaled_h = _fit_inside(width, height, canvas_w, canvas_h)
+    return Geometry(
+        original_width=width,
+        original_height=height,
+        scaled_width=scaled_w,
+        scaled_height=scaled_h,
+        canvas_width=canvas_w,
+        canvas_height=canvas_h,
+        offset_x=(canvas_w - scaled_w) // 2,
+        offset_y=(canvas_h - scaled_h) // 2,
+    )
+
+
+def flatten(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """RGB: alpha composited onto a plain background (models that refuse transparency)."""
+    if image.mode == "RGB":
+        return image
+    if image.mode != "RGBA":
+        return image.convert("RGB")
+    base = Image.new("RGB", image.size, background)
+    base.paste(image, mask=image.getchannel("A"))
+    return base
+
+
+def _resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    if image.size == size:
+        return image
+    factor = min(image.width // size[0], image.height // size[1])
+    if factor >= 2:  # integer box reduction first: cheap, and LANCZOS then works on fewer pixels
+        image = image.reduce(factor)
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def to_canvas(image: Image.Image, geometry: Geometry) -> Image.Image:
+    """Scale into the canvas; padding repeats the border so the model sees plausible content."""
+    scaled = _resize(flatten(image), (geometry.scaled_width, geometry.scaled_height))
+    if (geometry.canvas_width, geometry.canvas_height) == scaled.size:
+        return scaled
+    left, top = geometry.offset_x, geometry.offset_y
+    right = geometry.canvas_width - left - scaled.width
+    bottom = geometry.canvas_height - top - scaled.height
+    canvas = Image.new("RGB", (geometry.canvas_width, geometry.canvas_height))
+    canvas.paste(scaled, (left, top))
+    if left:
+        canvas.paste(scaled.crop((0, 0, 1, scaled.height)).resize((left, scaled.height)), (0, top))
+    if right:
+        strip = scaled.crop((scaled.width - 1, 0, scaled.width, scaled.height)).resize((right, scaled.height))
+        canvas.paste(strip, (left + scaled.width, top))
+    if top:
+        row = canvas.crop((0, top, canvas.width, top + 1)).resize((canvas.width, top))
+        canvas.paste(row, (0, 0))
+    if bottom:
+        y = top + scaled.height
+        row = canvas.crop((0, y - 1, canvas.width, y)).resize((canvas.width, bottom))
+        canvas.paste(row, (0, y))
+    return canvas
+
+
+def from_canvas(canvas_image: Image.Image, geometry: Geometry, size: tuple[int, int] | None = None) -> Image.Image:
+    """Undo `to_canvas`: crop the content region and scale it to `size` (default: the original)."""
+    if canvas_image.size != (geometry.canvas_width, geometry.canvas_height):
+        # a model may answer at another resolution: map the region proportionally
+        canvas_image = canvas_image.resize((geometry.canvas_width, geometry.canvas_height), Image.Resampling.LANCZOS)
+    region = canvas_image.crop(
+        (
+            geometry.offset_x,
+            geometry.offset_y,
+            geometry.offset_x + geometry.scaled_width,
+            geometry.offset_y + geometry.scaled_height,
+        )
+    )
+    target = size or (geometry.original_width, geometry.original_height)
+    return region.resize(target, Image.Resampling.LANCZOS) if region.size != target else region
+
+
+def boxes_to_canvas(boxes: Sequence[Box], geometry: Geometry) -> list[PixelRect]:
+    """Boxes (fractions of the oriented image) → pixel rectangles in the canvas."""
+    rects = []
+    for left, top, width, height in boxes:
+        x0 = geometry.offset_x + math.floor(left * geometry.scaled_width)
+        y0 = geometry.offset_y + math.floor(top * geometry.scaled_height)
+        x1 = geometry.offset_x + math.ceil((left + width) * geometry.scaled_width)
+        y1 = geometry.offset_y + math.ceil((top + height) * geometry.scaled_height)
+        x0, x1 = (min(max(v, geometry.offset_x), geometry.offset_x + geometry.scaled_width) for v in (x0, x1))
+        y0, y1 = (min(max(v, geometry.offset_y), geometry.offset_y + geometry.scaled_height) for v in (y0, y1))
+        if x1 > x0 and y1 > y0:
+            rects.append((x0, y0, x1, y1))
+    return rects
+
+
+def _binary(mask: Image.Image) -> Image.Image:
+    return mask.point(lambda v: 255 if v >= 128 else 0, mode="L")
+
+
+def keep_mask(
+    cutout: Image.Image, boxes_px: Sequence[PixelRect], grow_px: int, size: tuple[int, int] | None = None
+) -> Image.Image:
+    """Keep-mask (255 = subject to keep): the cut-out's alpha, within the kept labels' boxes.
+
+    With no boxes the whole cut-out is the subject. The mask is grown by `grow_px` so the seam
+    between subject and new background is regenerated rather than the subject's edge kept raw.
+    """
+    alpha = cutout.getchannel("A") if cutout.mode in ("RGBA", "LA") else cutout.convert("L")
+    if size and alpha.size != size:
+        alpha = alpha.resize(size, Image.Resampling.BILINEAR)
+    mask = _binary(alpha)
+    if boxes_px:
+        region = Image.new("L", mask.size, 0)
+        for x0, y0, x1, y1 in boxes_px:
+            region.paste(255, (max(0, x0 - grow_px), max(0, y0 - grow_px), x1 + grow_px, y1 + grow_px))
+        mask = Image.composite(mask, region, region)  # mask where region is set, else 0
+        mask = _binary(mask)
+    if grow_px > 0:
+        mask = mask.filter(ImageFilter.MaxFilter(2 * grow_px + 1))
+    return mask
+
+
+def mask_is_empty(mask: Image.Image) -> bool:
+    return mask.getbbox() is None
+
+
+def invert_mask(mask: Image.Image) -> Image.Image:
+    """White (255) = regenerate, black = keep: the Stability inpaint convention."""
+    return _binary(ImageOps.invert(mask.convert("L")))
+
+
+def composite_subject(
+    generated: Image.Image, original: Image.Image, keep: Image.Image, feather_px: int = 1
+) -> Image.Image:
+    """PRECISE paste-back: the original's pixels where the keep-mask is set, generated elsewhere."""
+    size = original.size
+    generated = flatten(generated)
+    if generated.size != size:
+        generated = generated.resize(size, Image.Resampling.LANCZOS)
+    keep = keep.convert("L")
+    if keep.size != size:
+        keep = _binary(keep.resize(size, Image.Resampling.BILINEAR))
+    if feather_px > 0:
+        # soften only the outer edge: the blurred mask is never below the hard mask's interior
+        keep = keep.filter(ImageFilter.GaussianBlur(feather_px))
+        keep = Image.composite(Image.new("L", size, 255), keep, keep.point(lambda v: 255 if v == 255 else 0))
+    return Image.composite(flatten(original), generated, keep)
+
+
+def encode(image: Image.Image, fmt: str, *, text: dict[str, str] | None = None) -> bytes:
+    """Encode a result in the requested output format."""
+    buf = io.BytesIO()
+    fmt = contracts.OutputFormat(fmt).value
+    if fmt == "png":
+        from PIL import PngImagePlugin
+
+        info = PngImagePlugin.PngInfo()
+        for key, value in (text or {}).items():
+            info.add_text(key, value)
+        image.save(buf, "PNG", pnginfo=info, optimize=False)
+    elif fmt == "jpeg":
+        flatten(image).save(buf, "JPEG", quality=92, optimize=True)
+    else:
+        image.save(buf, "WEBP", quality=90, method=4)
+    return buf.getvalue()
+
+
+def encode_png(image: Image.Image) -> bytes:
+    """Fast PNG for intermediates (requests, masks): size matters less than time here."""
+    buf = io.BytesIO()
+    image.save(buf, "PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def decode_image(data: bytes) -> Image.Image:
+    """Decode a model output image (bytes)."""
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ModelResponseInvalid(f"the model returned data that is not a readable image ({exc})") from exc
+    return img
+
+
+def decode_base64_image(data: str) -> Image.Image:
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise ModelResponseInvalid("the model returned an image that is not valid base64") from exc
+    return decode_image(raw)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")

@@ -1,0 +1,1 @@
+"""Bedrock image models: the registry (data) and one adapter per model family."""

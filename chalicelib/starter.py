@@ -1,0 +1,133 @@
+"""Start the workflow when a job is inserted (DynamoDB stream → manifest in S3 → StartExecution).
+
+Streams deliver at least once, so this is idempotent: the manifest is written to the same key
+with the same content, and the execution name is the job id, so Step Functions itself refuses a
+second run of the same job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.types import TypeDeserializer
+from botocore.exceptions import ClientError
+
+from chalicelib import contracts
+from chalicelib.contracts import JobStatus
+from chalicelib.report import plain
+
+log = logging.getLogger(__name__)
+_deserializer = TypeDeserializer()
+
+
+def job_inserts(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The new job items among stream records (event name INSERT, sort key JOB); others are ignored."""
+    jobs = []
+    for record in records:
+        if record.get("eventName") != "INSERT":
+            continue
+        new_image = (record.get("dynamodb") or {}).get("NewImage") or {}
+        if new_image.get("sk", {}).get("S") != contracts.JOB_SK:
+            continue
+        jobs.append(plain({k: _deserializer.deserialize(v) for k, v in new_image.items()}))
+    return jobs
+
+
+class WorkflowStarter:
+    def __init__(self, s3: Any, table: Any, stepfunctions: Any, bucket: str, state_machine_arn: str) -> None:
+        self.s3 = s3
+        self.table = table
+        self.sfn = stepfunctions
+        self.bucket = bucket
+        self.state_machine_arn = state_machine_arn
+
+    def manifest(self, job_id: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(contracts.job_pk(job_id)) & Key("sk").begins_with(contracts.IMAGE_SK_PREFIX)
+        }
+        while True:
+            page = self.table.query(**kwargs)
+            for item in page.get("Items", []):
+                item = plain(item)
+                entry = {"imageId": item["imageId"], "key": item["key"], "name": item.get("name") or item["imageId"]}
+                if item.get("labels"):
+                    entry["labels"] = item["labels"]
+                if item.get("boxes"):
+                    entry["boxes"] = item["boxes"]
+                if item.get("prompt"):
+                    entry["prompt"] = item["prompt"]
+                items.append(entry)
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items.sort(key=lambda e: e["imageId"])  # same records, same manifest bytes
+        return items
+
+    def start(self, job: Mapping[str, Any]) -> str | None:
+        """Write the manifest and start the execution; returns its ARN (None if it already ran)."""
+        job_id = job["jobId"]
+        manifest = self.manifest(job_id)
+        if not manifest:
+            self._mark_failed(job_id, "the job has no images")
+            return None
+        manifest_key = contracts.manifest_key(job_id)
+        self.s3.put_object(
+            Bucket=self.bucket, Key=manifest_key, Body=json.dumps(manifest).encode(), ContentType="application/json"
+        )
+        execution_input = {
+            "jobId": job_id,
+            "owner": job["owner"],
+            "bucket": self.bucket,
+            "manifestKey": manifest_key,
+            "settings": job["settings"],
+            "imageCount": len(manifest),
+        }
+        try:
+            response = self.sfn.start_execution(
+                stateMachineArn=self.state_machine_arn, name=job_id, input=json.dumps(execution_input, sort_keys=True)
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
+                log.info("job %s already has an execution; repeated stream record ignored", job_id)
+                return None
+            raise  # throttling or an outage: the stream retries the batch
+        execution_arn = response["executionArn"]
+        try:
+            self.table.update_item(
+                Key={"pk": contracts.job_pk(job_id), "sk": contracts.JOB_SK},
+                UpdateExpression="SET #s = :running, executionArn = :arn, startedAt = :now",
+                ConditionExpression="#s = :submitted",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":running": JobStatus.RUNNING.value,
+                    ":submitted": JobStatus.SUBMITTED.value,
+                    ":arn": execution_arn,
+                    ":now": contracts.utc_now_iso(),
+                },
+            )
+        except ClientError as exc:
+            # The workflow may already have finished and written its final status: keep it.
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+        return execution_arn
+
+    def _mark_failed(self, job_id: str, cause: str) -> None:
+        self.table.update_item(
+            Key={"pk": contracts.job_pk(job_id), "sk": contracts.JOB_SK},
+            UpdateExpression="SET #s = :failed, cause = :cause",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":failed": JobStatus.FAILED.value, ":cause": cause},
+        )
+
+    def handle_records(self, records: Iterable[Mapping[str, Any]]) -> list[str]:
+        started = []
+        for job in job_inserts(records):
+            arn = self.start(job)
+            if arn:
+                started.append(arn)
+        return started

@@ -1,0 +1,70 @@
+"""Presigned S3 uploads to keys the server chooses: images never pass through the API."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from chalicelib import contracts
+from chalicelib.errors import ValidationError
+from chalicelib.validation import require_list
+
+
+def _file_problems(index: int, item: Any) -> list[dict[str, Any]]:
+    if not isinstance(item, dict):
+        return [{"index": index, "message": "each file must be an object with name, contentType and size"}]
+    name = item.get("name")
+    shown = name if isinstance(name, str) else f"file {index}"
+    problems = []
+    if not isinstance(name, str) or not 1 <= len(name) <= contracts.MAX_FILE_NAME_LENGTH:
+        problems.append(f"name must be 1 to {contracts.MAX_FILE_NAME_LENGTH} characters")
+    content_type = item.get("contentType")
+    if content_type not in contracts.UPLOAD_CONTENT_TYPES:
+        accepted = ", ".join(contracts.UPLOAD_CONTENT_TYPES)
+        problems.append(f"content type {content_type!r} is not accepted; use one of {accepted}")
+    size = item.get("size")
+    if not isinstance(size, int) or isinstance(size, bool):
+        problems.append("size (in bytes) is required")
+    elif not contracts.MIN_UPLOAD_BYTES <= size <= contracts.MAX_UPLOAD_BYTES:
+        problems.append(
+            f"size is {size:,} bytes; files must be {contracts.MIN_UPLOAD_BYTES} to {contracts.MAX_UPLOAD_BYTES:,} bytes"
+        )
+    unknown = set(item) - {"name", "contentType", "size"}
+    if unknown:
+        problems.append(f"unknown fields {sorted(unknown)}")
+    return [{"index": index, "name": shown, "message": m} for m in problems]
+
+
+class UploadService:
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+
+    def create(self, owner: str, body: Any) -> dict[str, Any]:
+        files = require_list(body, "files", 1, contracts.MAX_FILES_PER_UPLOAD_REQUEST)
+        problems = [p for index, item in enumerate(files) for p in _file_problems(index, item)]
+        if problems:
+            raise ValidationError(
+                f"{len(problems)} problem(s) with the files: " + "; ".join(f"{p['name'] if 'name' in p else p['index']}: {p['message']}" for p in problems[:5]),
+                details=problems,
+            )
+        upload_id = contracts.new_opaque_id()
+        uploads = []
+        for item in files:
+            ext = contracts.UPLOAD_CONTENT_TYPES[item["contentType"]]
+            ref = contracts.image_ref_of(upload_id, contracts.new_opaque_id(), ext)
+            # the original name is metadata only (percent-encoded: S3 metadata is ASCII)
+            original_name = quote(item["name"], safe="")
+            presigned = self.s3.generate_presigned_post(
+                Bucket=self.bucket,
+                Key=contracts.upload_key(owner, ref),
+                Fields={"Content-Type": item["contentType"], "x-amz-meta-original-name": original_name},
+                Conditions=[
+                    {"Content-Type": item["contentType"]},
+                    {"x-amz-meta-original-name": original_name},
+                    ["content-length-range", contracts.MIN_UPLOAD_BYTES, contracts.MAX_UPLOAD_BYTES],
+                ],
+                ExpiresIn=contracts.UPLOAD_URL_TTL_SECONDS,
+            )
+            uploads.append({"imageRef": ref, "name": item["name"], "url": presigned["url"], "fields": presigned["fields"]})
+        return {"uploadId": upload_id, "expiresIn": contracts.UPLOAD_URL_TTL_SECONDS, "uploads": uploads}

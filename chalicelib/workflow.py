@@ -1,0 +1,247 @@
+"""The per-image workflow steps the state machine calls (prepare, build-mask, finalize, failure).
+
+Each step receives the child execution's state: {"jobId", "owner", "bucket", "settings",
+"image": <manifest item>, ...}; it reads and writes S3 and the jobs table only under keys derived
+from the job and image ids (chalicelib.contracts), so re-running a step writes the same keys and
+the same status. Image bytes never travel through state payloads: only S3 URIs do.
+
+Failures raise `StepError` subclasses; the state machine's Catch hands them to `record_failure`,
+which turns the error name back into the stable code (chalicelib.errors).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chalicelib import contracts, imaging
+from chalicelib.contracts import ImageStatus
+from chalicelib.errors import NoSubject, StorageError, classify_step_failure
+from chalicelib.models import registry
+from chalicelib.models.base import Geometry, ImageTask, JobSettings, ModelCall, ModelSpec, settings_from_dict
+
+STANDIN_TEXT_KEY = "backdrop-stand-in"  # PNG text chunk the local Bedrock stand-in sets
+KEEP_MASK_GROW_PX = 4  # grow the kept subject slightly so the seam is regenerated, not the subject
+MAX_CAUSE_LENGTH = 2000
+
+
+@dataclass(frozen=True)
+class StepInput:
+    job_id: str
+    owner: str
+    bucket: str
+    settings: JobSettings
+    image: ImageTask
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> StepInput:
+        item = event["image"]
+        job_id = str(event["jobId"])
+        if not contracts.is_job_id(job_id):
+            raise ValueError(f"not a job id: {job_id!r}")
+        image = ImageTask(
+            image_id=str(item["imageId"]),
+            key=str(item["key"]),
+            name=str(item.get("name") or item["imageId"]),
+            labels=tuple(item.get("labels") or ()),
+            boxes=tuple(tuple(float(v) for v in box) for box in item.get("boxes") or ()),  # type: ignore[misc]
+            prompt=item.get("prompt") or None,
+        )
+        if not contracts.IMAGE_ID_RE.match(image.image_id):
+            raise ValueError(f"not an image id: {image.image_id!r}")
+        return cls(job_id, str(event["owner"]), str(event["bucket"]), settings_from_dict(event["settings"]), image)
+
+
+class Steps:
+    """The step logic, given its AWS clients (s3 client, DynamoDB Table resource)."""
+
+    def __init__(self, s3: Any, table: Any, clock: Any = time.time) -> None:
+        self.s3 = s3
+        self.table = table
+        self.clock = clock
+
+    # ---------------------------------------------------------------- storage helpers
+
+    def _get(self, bucket: str, key: str) -> bytes:
+        try:
+            return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            raise StorageError(f"could not read s3://{bucket}/{key}: {code or exc}") from exc
+
+    def _put(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
+        try:
+            self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            raise StorageError(f"could not write s3://{bucket}/{key}: {code or exc}") from exc
+
+    def _get_json(self, bucket: str, key: str) -> Any:
+        raw = self._get(bucket, key)
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise StorageError(f"s3://{bucket}/{key} is not valid JSON") from exc
+
+    def _put_json(self, bucket: str, key: str, data: Any) -> None:
+        self._put(bucket, key, json.dumps(data, separators=(",", ":")).encode(), "application/json")
+
+    def _write_call(self, step: StepInput, call: ModelCall) -> dict[str, str]:
+        request_key = contracts.request_key(step.job_id, step.image.image_id, call.step)
+        self._put_json(step.bucket, request_key, call.body)
+        return {
+            "step": call.step,
+            "modelId": call.model_id,
+            "requestUri": contracts.s3_uri(step.bucket, request_key),
+            "responseUri": contracts.s3_uri(
+                step.bucket, contracts.response_key(step.job_id, step.image.image_id, call.step)
+            ),
+        }
+
+    def _set_status(self, step: StepInput, status: ImageStatus, **fields: Any) -> None:
+        names = {"#status": "status", "#updatedAt": "updatedAt"}
+        values: dict[str, Any] = {":status": status.value, ":now": contracts.utc_now_iso()}
+        sets = ["#status = :status", "#updatedAt = :now"]
+        removes: list[str] = []
+        for i, (name, value) in enumerate(fields.items()):
+            names[f"#f{i}"] = name
+            if value is None:
+                removes.append(f"#f{i}")
+            else:
+                values[f":f{i}"] = value
+                sets.append(f"#f{i} = :f{i}")
+        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        self.table.update_item(
+            Key={"pk": contracts.job_pk(step.job_id), "sk": contracts.image_sk(step.image.image_id)},
+            UpdateExpression=expression,
+            # the image must belong to this job: never create stray items
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def _geometry(self, step: StepInput) -> tuple[Geometry, int]:
+        data = self._get_json(step.bucket, contracts.work_key(step.job_id, step.image.image_id, "geometry.json"))
+        return Geometry.from_dict(data["geometry"]), int(data["orientation"])
+
+    @staticmethod
+    def _spec(step: StepInput) -> ModelSpec:
+        # get_model, not get_selectable_model: a job accepted yesterday still runs today.
+        return registry.get_model(step.settings.model)
+
+    # ---------------------------------------------------------------- steps
+
+    def prepare(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate and normalize the original into the model's canvas; write the first request."""
+        step = StepInput.from_event(event)
+        self._set_status(step, ImageStatus.RUNNING, startedAt=contracts.utc_now_iso(), errorCode=None, cause=None)
+        spec = self._spec(step)
+        adapter = registry.adapter_for(spec)
+        original = self._get(step.bucket, step.image.key)
+        width, height, orientation = imaging.probe(original)
+        oriented = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+        geometry = imaging.fit_canvas(oriented[0], oriented[1], spec.image_limits)
+        image = imaging.load_original(original, max_pixels_hint=geometry.canvas_width * geometry.canvas_height)
+        canvas_png = imaging.encode_png(imaging.to_canvas(image, geometry))
+        self._put(step.bucket, contracts.work_key(step.job_id, step.image.image_id, "canvas.png"), canvas_png, "image/png")
+        self._put_json(
+            step.bucket,
+            contracts.work_key(step.job_id, step.image.image_id, "geometry.json"),
+            {"geometry": geometry.to_dict(), "orientation": orientation},
+        )
+        call = adapter.first_call(spec, step.settings, step.image, canvas_png)
+        return {"family": spec.family.value, "call": self._write_call(step, call)}
+
+    def build_mask(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Stability path: keep-mask = remove-background alpha within the kept labels' boxes."""
+        step = StepInput.from_event(event)
+        spec = self._spec(step)
+        adapter = registry.adapter_for(spec)
+        first_step = adapter.steps[0]
+        response = self._get_json(step.bucket, contracts.response_key(step.job_id, step.image.image_id, first_step))
+        cutout = imaging.decode_image(adapter.parse_response(spec, first_step, response).images[0])
+        geometry, orientation = self._geometry(step)
+        boxes = [imaging.orient_box(box, orientation) for box in step.image.boxes]
+        boxes_px = imaging.boxes_to_canvas(boxes, geometry)
+        canvas_size = (geometry.canvas_width, geometry.canvas_height)
+        keep = imaging.keep_mask(cutout, boxes_px, KEEP_MASK_GROW_PX, size=canvas_size)
+        if imaging.mask_is_empty(keep):
+            if boxes_px:
+                labels = ", ".join(step.image.labels)
+                raise NoSubject(
+                    f"background removal found no subject inside the boxes of the kept labels ({labels}); "
+                    "keep other labels or none to keep the whole subject"
+                )
+            raise NoSubject("background removal found no subject in this image")
+        keep_png = imaging.encode_png(keep)
+        self._put(step.bucket, contracts.work_key(step.job_id, step.image.image_id, "keep-mask.png"), keep_png, "image/png")
+        canvas_png = self._get(step.bucket, contracts.work_key(step.job_id, step.image.image_id, "canvas.png"))
+        call = adapter.mask_call(
+            spec, step.settings, step.image, canvas_png, imaging.encode_png(imaging.invert_mask(keep))
+        )
+        return {"call": self._write_call(step, call)}
+
+    def finalize(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Decode the model output, restore the original geometry, paste back the subject, save."""
+        step = StepInput.from_event(event)
+        spec = self._spec(step)
+        adapter = registry.adapter_for(spec)
+        last_step = adapter.steps[-1]
+        response = self._get_json(step.bucket, contracts.response_key(step.job_id, step.image.image_id, last_step))
+        generated = adapter.parse_response(spec, last_step, response)
+        geometry, _ = self._geometry(step)
+        original = imaging.load_original(self._get(step.bucket, step.image.key))
+        size = (geometry.original_width, geometry.original_height)
+        keep = None
+        if step.settings.mode == contracts.Mode.PRECISE.value and len(adapter.steps) > 1:
+            keep_png = self._get(step.bucket, contracts.work_key(step.job_id, step.image.image_id, "keep-mask.png"))
+            keep = imaging.from_canvas(imaging.decode_image(keep_png), geometry, size)
+        fmt = contracts.OutputFormat(step.settings.output_format)
+        outputs = []
+        stand_in = False
+        for index, (data, seed) in enumerate(zip(generated.images, generated.seeds, strict=True), start=1):
+            canvas = imaging.decode_image(data)
+            stand_in = stand_in or canvas.info.get(STANDIN_TEXT_KEY) == "true"
+            result = imaging.from_canvas(canvas, geometry, size)
+            if keep is not None:
+                result = imaging.composite_subject(result, original, keep)
+            text = {STANDIN_TEXT_KEY: "true"} if stand_in else None
+            key = contracts.result_key(step.owner, step.job_id, step.image.image_id, index, fmt)
+            self._put(step.bucket, key, imaging.encode(result, fmt.value, text=text), contracts.FORMAT_CONTENT_TYPES[fmt])
+            output: dict[str, Any] = {"key": key, "variant": index}
+            seed = seed if seed is not None else step.settings.seed
+            if seed is not None:
+                output["seed"] = int(seed)
+            outputs.append(output)
+        self._set_status(
+            step,
+            ImageStatus.SUCCEEDED,
+            outputs=outputs,
+            finishedAt=contracts.utc_now_iso(),
+            width=size[0],
+            height=size[1],
+            standIn=stand_in or None,
+            errorCode=None,
+            cause=None,
+        )
+        return {"status": ImageStatus.SUCCEEDED.value, "outputs": len(outputs)}
+
+    def record_failure(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Catch handler: mark the image FAILED with a stable code and a readable cause."""
+        step = StepInput.from_event(event)
+        failure = event.get("failure") or {}
+        code, cause = classify_step_failure(failure.get("Error"), failure.get("Cause"))
+        self._set_status(
+            step,
+            ImageStatus.FAILED,
+            errorCode=code.value,
+            cause=cause[:MAX_CAUSE_LENGTH],
+            finishedAt=contracts.utc_now_iso(),
+            outputs=None,
+        )
+        return {"status": ImageStatus.FAILED.value, "errorCode": code.value}

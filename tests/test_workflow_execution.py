@@ -1,0 +1,227 @@
+"""One batch all the way through, executed on moto's Step Functions interpreter.
+
+The real API (through Chalice's test client), the real stream handler, the real state machine
+file and the real workflow Lambdas run; only Bedrock is answered by the stand-in, and Lambda
+tasks are run in-process by backend.local.sfn_hooks. Per family, the batch has a good image, a
+truncated image, an image the model's content filter blocks, and an image throttled twice before
+it succeeds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from PIL import Image
+
+from chalicelib import contracts
+
+pytestmark = pytest.mark.slow
+
+FUNCTIONS = ("prepare", "build_mask", "finalize", "record_failure", "report", "record_notification_failure")
+
+
+def function_arn(name: str) -> str:
+    return f"arn:aws:lambda:us-east-1:123456789012:function:backdrop-test-{name}"
+
+
+class FakeRekognition:
+    """Rekognition answering one 'Product' label with a box around the photo's subject."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def detect_labels(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls += 1
+        box = {"Left": 0.25, "Top": 0.2, "Width": 0.5, "Height": 0.7}
+        return {
+            "Labels": [
+                {"Name": "Product", "Confidence": 97.0, "Instances": [{"BoundingBox": box, "Confidence": 96.0}], "Parents": []},
+                {"Name": "Wall", "Confidence": 80.0, "Instances": [], "Parents": []},
+            ]
+        }
+
+
+@pytest.fixture
+def stack(resources: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    import app as backdrop_app
+    from backend.local.bedrock_standin import StandInBedrock
+    from backend.local.sfn_hooks import hooks
+    from backend.statemachine import render_definition
+    from chalicelib import aws
+
+    sns = boto3.client("sns")
+    sqs = boto3.client("sqs")
+    topic_arn = sns.create_topic(Name="backdrop-test-notifications")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName="backdrop-test-mail")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+
+    definition = render_definition(
+        {
+            **{f"{''.join(p.title() for p in name.split('_'))}FunctionArn": function_arn(name) for name in FUNCTIONS},
+            "NotificationTopicArn": topic_arn,
+            "MapExecutionType": "STANDARD",  # moto's interpreter rejects EXPRESS (tooling notes B1)
+            "MapMaxConcurrency": 4,
+            "BucketName": resources["bucket"],
+        }
+    )
+    sfn = boto3.client("stepfunctions")
+    machine_arn = sfn.create_state_machine(
+        name="backdrop-test", definition=definition, roleArn="arn:aws:iam::123456789012:role/backdrop-test-sfn"
+    )["stateMachineArn"]
+    monkeypatch.setenv("STATE_MACHINE_ARN", machine_arn)
+    aws.reset()
+
+    rekognition = FakeRekognition()
+    real_client = aws.client
+
+    def client(service: str) -> Any:
+        return rekognition if service == "rekognition" else real_client(service)
+
+    client.cache_clear = real_client.cache_clear  # type: ignore[attr-defined]
+    monkeypatch.setattr(aws, "client", client)
+    bedrock = StandInBedrock()
+    handlers = {function_arn(name): getattr(backdrop_app, name) for name in FUNCTIONS}
+    handlers = {arn: (lambda event, fn=fn: fn(event, None)) for arn, fn in handlers.items()}
+    with hooks(handlers, bedrock):
+        yield {**resources, "topic_arn": topic_arn, "queue_url": queue_url, "machine_arn": machine_arn, "bedrock": bedrock}
+
+
+def _upload(owner: str, name: str, data: bytes, ext: str) -> str:
+    ref = contracts.image_ref_of(contracts.new_opaque_id(), contracts.new_opaque_id(), ext)
+    boto3.client("s3").put_object(Bucket="backdrop-test-bucket", Key=contracts.upload_key(owner, ref), Body=data)
+    return ref
+
+
+def _deliver_stream(stack: dict[str, Any], client: Any) -> None:
+    from backend.local.streams import StreamPoller
+
+    streams = boto3.client("dynamodbstreams")
+    poller = StreamPoller(streams, stack["stream_arn"], lambda event: client.lambda_.invoke("start_workflow", event))
+    assert poller.poll_once() > 0
+
+
+def _wait(sfn: Any, execution_arn: str, timeout_s: float = 90.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        described = sfn.describe_execution(executionArn=execution_arn)
+        if described["status"] != "RUNNING":
+            return described
+        time.sleep(0.1)
+    history = sfn.get_execution_history(executionArn=execution_arn, maxResults=200)["events"]
+    raise AssertionError(f"execution still RUNNING after {timeout_s}s; last events: {history[-5:]}")
+
+
+@pytest.mark.parametrize(
+    ("model", "extended_access"),
+    [("stability-inpaint", ""), ("titan-image-v2", "titan-image-v2")],
+    ids=["stability", "outpainting"],
+)
+def test_batch_runs_end_to_end(stack, token_for, photo, monkeypatch, model, extended_access) -> None:
+    from chalice.test import Client
+
+    import app as backdrop_app
+
+    monkeypatch.setenv("BACKDROP_EXTENDED_ACCESS_MODELS", extended_access)
+    owner = "user-a"
+    good = photo(480, 320, "PNG")  # landscape 3:2
+    rotated = photo(300, 500, "JPEG", exif_orientation=6)
+    truncated = photo(400, 400, "JPEG")[:600]
+    refs = {
+        "good.png": _upload(owner, "good.png", good, "png"),
+        "throttled.jpg": _upload(owner, "throttled.jpg", rotated, "jpg"),
+        "truncated.jpg": _upload(owner, "truncated.jpg", truncated, "jpg"),
+        "filtered.png": _upload(owner, "filtered.png", good, "png"),
+    }
+    prompts = {"throttled.jpg": "a sunny beach [throttle:2]", "filtered.png": "a sunny beach [filter:prompt]"}
+    body = {
+        "model": model,
+        "prompt": "a sunny beach at golden hour",
+        "mode": "PRECISE",
+        "seed": 42,
+        "images": [
+            {"imageRef": ref, "name": name, "labels": ["Product"], **({"prompt": prompts[name]} if name in prompts else {})}
+            for name, ref in refs.items()
+        ],
+    }
+    headers = {"Authorization": token_for(owner), "Content-Type": "application/json"}
+    with Client(backdrop_app.app, stage_name="dev") as client:
+        submitted = client.http.post("/jobs", headers=headers, body=json.dumps(body))
+        assert submitted.status_code == 202, submitted.body
+        job_id = submitted.json_body["jobId"]
+
+        _deliver_stream(stack, client)
+        _deliver_stream(stack, client)  # a repeated delivery must not start a second run
+        sfn = boto3.client("stepfunctions")
+        executions = sfn.list_executions(stateMachineArn=stack["machine_arn"])["executions"]
+        assert [e["name"] for e in executions] == [job_id]
+        finished = _wait(sfn, executions[0]["executionArn"])
+        assert finished["status"] == "SUCCEEDED", finished
+
+        view = client.http.get(f"/jobs/{job_id}", headers=headers).json_body
+
+    by_name = {image["name"]: image for image in view["images"]}
+    assert view["status"] == "PARTIAL"
+    assert {n: i["status"] for n, i in by_name.items()} == {
+        "good.png": "SUCCEEDED",
+        "throttled.jpg": "SUCCEEDED",
+        "truncated.jpg": "FAILED",
+        "filtered.png": "FAILED",
+    }
+    assert by_name["truncated.jpg"]["errorCode"] == "IMAGE_INVALID"
+    assert by_name["filtered.png"]["errorCode"] == "CONTENT_FILTERED"
+    assert "content filter" in by_name["filtered.png"]["cause"]
+
+    s3 = boto3.client("s3")
+    # stored 300x500 with EXIF orientation 6 (rotate 90): the user sees, and gets back, 500x300
+    expected_sizes = {"good.png": (480, 320), "throttled.jpg": (500, 300)}
+    for name, size in expected_sizes.items():
+        outputs = by_name[name]["outputs"]
+        assert [o["key"] for o in outputs] == [
+            contracts.result_key(owner, job_id, by_name[name]["imageId"], 1, "png")
+        ]
+        result = Image.open(io.BytesIO(s3.get_object(Bucket="backdrop-test-bucket", Key=outputs[0]["key"])["Body"].read()))
+        assert result.format == "PNG"
+        assert result.size == size
+        assert result.info.get("backdrop-stand-in") == "true"
+
+    # the throttled image really was throttled twice and then answered
+    throttled_calls = [c for c in stack["bedrock"].calls if "throttle:2" in json.dumps(c)]
+    assert len(throttled_calls) >= 3
+
+    report = json.loads(
+        s3.get_object(Bucket="backdrop-test-bucket", Key=contracts.report_key(owner, job_id, "json"))["Body"].read()
+    )
+    assert report["status"] == "PARTIAL"
+    assert report["counts"] == {"total": 4, "PENDING": 0, "RUNNING": 0, "SUCCEEDED": 2, "FAILED": 2}
+    assert report["standIn"] is True
+    rows = list(
+        csv.DictReader(
+            io.StringIO(
+                s3.get_object(Bucket="backdrop-test-bucket", Key=contracts.report_key(owner, job_id, "csv"))["Body"]
+                .read()
+                .decode()
+            )
+        )
+    )
+    assert sorted((r["name"], r["status"], r["errorCode"]) for r in rows) == [
+        ("filtered.png", "FAILED", "CONTENT_FILTERED"),
+        ("good.png", "SUCCEEDED", ""),
+        ("throttled.jpg", "SUCCEEDED", ""),
+        ("truncated.jpg", "FAILED", "IMAGE_INVALID"),
+    ]
+
+    sqs = boto3.client("sqs")
+    messages = sqs.receive_message(QueueUrl=stack["queue_url"], MaxNumberOfMessages=10).get("Messages", [])
+    assert len(messages) == 1
+    email = json.loads(messages[0]["Body"])
+    assert "2 of 4" in email["Subject"]
+    assert "filtered.png: CONTENT_FILTERED" in email["Message"]
+    assert "truncated.jpg: IMAGE_INVALID" in email["Message"]
