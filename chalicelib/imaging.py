@@ -10,6 +10,7 @@ import base64
 import binascii
 import io
 import math
+import re
 import warnings
 from collections.abc import Sequence
 
@@ -36,7 +37,11 @@ def _open(data: bytes) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return Image.open(io.BytesIO(data))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLarge(f"the image declares too many pixels to decode safely: {exc}") from exc
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f" ({int(declared.group(1)):,} px)" if declared else ""
+        raise ImageTooLarge(
+            f"the image declares too many pixels{size}; Backdrop accepts at most {contracts.MAX_SOURCE_PIXELS:,} px"
+        ) from exc
     except UnidentifiedImageError as exc:
         head = data[:64].lstrip().lower()
         kind = "text or markup (HTML/SVG/XML)" if head.startswith((b"<", b"{")) or head.isascii() else "an unknown format"

@@ -1,0 +1,344 @@
+"""The HTTP API through Chalice's test client, on moto."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from chalice.test import Client
+
+import app as backdrop_app
+from chalicelib import aws, contracts
+
+BUCKET = "backdrop-test-bucket"
+
+
+class FakeRekognition:
+    """moto's DetectLabels is canned; this one answers per image and counts calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def detect_labels(self, Image: dict[str, Any], **kwargs: Any) -> dict[str, Any]:  # noqa: N803 - boto3's name
+        self.calls.append(Image["S3Object"]["Name"])
+        return {
+            "Labels": [
+                {
+                    "Name": "Person",
+                    "Confidence": 98.25,
+                    "Instances": [{"BoundingBox": {"Left": 0.1, "Top": 0.2, "Width": 0.3, "Height": 0.6}, "Confidence": 97.0}],
+                    "Parents": [],
+                },
+                {"Name": "Beach", "Confidence": 81.0, "Instances": [], "Parents": [{"Name": "Outdoors"}]},
+            ]
+        }
+
+
+@pytest.fixture
+def rekognition(monkeypatch: pytest.MonkeyPatch) -> FakeRekognition:
+    fake = FakeRekognition()
+    real_client = aws.client
+
+    def client(service: str) -> Any:
+        return fake if service == "rekognition" else real_client(service)
+
+    client.cache_clear = real_client.cache_clear  # type: ignore[attr-defined]
+    monkeypatch.setattr(aws, "client", client)
+    return fake
+
+
+@pytest.fixture
+def client(resources: dict[str, Any], rekognition: FakeRekognition) -> Iterator[Client]:
+    with Client(backdrop_app.app, stage_name="dev") as test_client:
+        yield test_client
+
+
+def _headers(token: str) -> dict[str, str]:
+    return {"Authorization": token, "Content-Type": "application/json"}
+
+
+def _upload(owner: str, data: bytes, ext: str = "png") -> str:
+    ref = contracts.image_ref_of(contracts.new_opaque_id(), contracts.new_opaque_id(), ext)
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=contracts.upload_key(owner, ref), Body=data)
+    return ref
+
+
+def _post(client: Client, path: str, token: str, body: Any) -> Any:
+    return client.http.post(path, headers=_headers(token), body=json.dumps(body))
+
+
+def _submit(client: Client, token: str, refs: list[str], **extra: Any) -> Any:
+    body = {"prompt": "a marble studio floor", "images": [{"imageRef": r, "name": f"img{i}.png", "labels": ["Person"]} for i, r in enumerate(refs)]}
+    body.update(extra)
+    return _post(client, "/jobs", token, body)
+
+
+# ---------------------------------------------------------------------------------- auth
+
+
+def _concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "20260101T000000Z-0123456789ab", path)
+
+
+PROTECTED = [
+    (path, method)
+    for path, methods in backdrop_app.app.routes.items()
+    for method, entry in methods.items()
+    if path != "/health"
+]
+
+
+def test_every_route_but_health_has_the_cognito_authorizer() -> None:
+    for path, methods in backdrop_app.app.routes.items():
+        for method, entry in methods.items():
+            if path == "/health":
+                assert entry.authorizer is None
+            else:
+                assert entry.authorizer is backdrop_app.authorizer, f"{method} {path} has no authorizer"
+
+
+@pytest.mark.parametrize(("path", "method"), PROTECTED)
+def test_requests_without_verified_claims_are_refused(client: Client, token_for, path: str, method: str) -> None:
+    response = client.http.request(method, _concrete(path), headers={"Content-Type": "application/json"}, body=b"{}")
+    assert response.status_code == 401, (method, path, response.body)
+    assert response.json_body["code"] == "UNAUTHORIZED"
+
+
+def test_token_with_unusable_sub_or_access_token_use_is_refused(client: Client, token_for) -> None:
+    assert client.http.get("/jobs", headers=_headers(token_for("../evil"))).status_code == 401
+    assert client.http.get("/jobs", headers=_headers(token_for("u1", token_use="access"))).status_code == 401
+    assert client.http.get("/jobs", headers=_headers(token_for("u1"))).status_code == 200
+
+
+def test_health_needs_no_token(client: Client) -> None:
+    assert client.http.get("/health").json_body == {"status": "ok"}
+
+
+# ---------------------------------------------------------------------------------- models
+
+
+def test_models_lists_limits_and_marks_end_of_life_models(client: Client, token_for) -> None:
+    body = client.http.get("/models", headers=_headers(token_for("u1"))).json_body
+    models = {m["key"]: m for m in body["models"]}
+    assert body["default"] == "stability-inpaint"
+    assert models["stability-inpaint"]["selectable"] is True
+    assert models["titan-image-v2"]["selectable"] is False
+    assert models["titan-image-v2"]["lifecycle"]["eolDate"] == "2026-06-30"
+    assert models["titan-image-v2"]["limits"]["promptMax"] == 512
+
+
+# ---------------------------------------------------------------------------------- uploads
+
+
+def test_uploads_presign_posts_under_the_owners_prefix_and_s3_enforces_them(client: Client, token_for, photo) -> None:
+    files = [{"name": "../bus.png", "contentType": "image/png", "size": 1000}, {"name": "bus.jpg", "contentType": "image/jpeg", "size": 2000}]
+    response = _post(client, "/uploads", token_for("owner-1"), {"files": files})
+    assert response.status_code == 201, response.body
+    uploads = response.json_body["uploads"]
+    refs = [u["imageRef"] for u in uploads]
+    assert len(set(refs)) == 2 and all(contracts.IMAGE_REF_RE.match(r) for r in refs)
+    assert refs[0].endswith(".png") and refs[1].endswith(".jpg")
+    for upload in uploads:
+        assert upload["fields"]["key"] == contracts.upload_key("owner-1", upload["imageRef"])
+        assert ".." not in upload["fields"]["key"]
+    data = photo(200, 200, "PNG")
+    first = uploads[0]
+    posted = requests.post(first["url"], data=first["fields"], files={"file": ("x.png", data, "image/png")}, timeout=10)
+    assert posted.status_code in (200, 204), posted.text
+    stored = boto3.client("s3").get_object(Bucket=BUCKET, Key=first["fields"]["key"])
+    assert stored["Body"].read() == data
+    assert stored["Metadata"]["original-name"] == "..%2Fbus.png"
+
+
+def test_uploads_report_every_bad_file(client: Client, token_for) -> None:
+    files = [
+        {"name": "a.gif", "contentType": "image/gif", "size": 10},
+        {"name": "b.png", "contentType": "image/png", "size": contracts.MAX_UPLOAD_BYTES + 1},
+        {"name": "", "contentType": "image/png", "size": 10},
+        {"name": "ok.png", "contentType": "image/png", "size": 10},
+    ]
+    response = _post(client, "/uploads", token_for("u1"), {"files": files})
+    assert response.status_code == 400
+    body = response.json_body
+    assert body["code"] == "VALIDATION_FAILED"
+    assert sorted({d["index"] for d in body["details"]}) == [0, 1, 2]
+    assert any("image/gif" in d["message"] for d in body["details"])
+    too_many = [{"name": f"{i}.png", "contentType": "image/png", "size": 10} for i in range(contracts.MAX_FILES_PER_UPLOAD_REQUEST + 1)]
+    assert _post(client, "/uploads", token_for("u1"), {"files": too_many}).status_code == 400
+    assert client.http.post("/uploads", headers=_headers(token_for("u1")), body=b"{not json").json_body["code"] == "BAD_REQUEST"
+
+
+# ---------------------------------------------------------------------------------- labels
+
+
+def test_labels_come_from_rekognition_once_then_from_the_cache(client: Client, token_for, photo, rekognition) -> None:
+    ref = _upload("owner-1", photo())
+    first = _post(client, "/labels", token_for("owner-1"), {"imageRefs": [ref]})
+    second = _post(client, "/labels", token_for("owner-1"), {"imageRefs": [ref]})
+    assert first.status_code == 200, first.body
+    assert first.json_body == second.json_body
+    person = first.json_body["labels"][ref][0]
+    assert (person["name"], person["confidence"]) == ("Person", round(98.25, 1))
+    assert person["instances"][0]["box"] == {"left": 0.1, "top": 0.2, "width": 0.3, "height": 0.6}
+    assert rekognition.calls == [contracts.upload_key("owner-1", ref)]
+
+
+def test_labels_of_another_users_image_are_not_found(client: Client, token_for, photo, rekognition) -> None:
+    ref = _upload("owner-1", photo())
+    response = _post(client, "/labels", token_for("owner-2"), {"imageRefs": [ref]})
+    assert response.status_code == 404
+    assert rekognition.calls == []
+    assert _post(client, "/labels", token_for("owner-2"), {"imageRefs": ["../../owner-1/x.png"]}).status_code == 400
+
+
+def test_s3_event_handler_detects_labels_when_an_upload_lands(client: Client, photo, rekognition) -> None:
+    ref = _upload("owner-1", photo())
+    key = contracts.upload_key("owner-1", ref)
+    event = client.events.generate_cw_event(
+        source="aws.s3", detail_type="Object Created", detail={"bucket": {"name": BUCKET}, "object": {"key": key}}, resources=[]
+    )
+    client.lambda_.invoke("detect_labels", event)
+    client.lambda_.invoke("detect_labels", client.events.generate_cw_event(
+        source="aws.s3", detail_type="Object Created", detail={"bucket": {"name": BUCKET}, "object": {"key": "reports/x/y.json"}}, resources=[]
+    ))  # fmt: skip
+    assert rekognition.calls == [key]
+
+
+# ---------------------------------------------------------------------------------- jobs
+
+
+def test_submit_writes_images_then_the_job_with_boxes_and_a_stored_seed(client: Client, token_for, photo) -> None:
+    refs = [_upload("owner-1", photo()), _upload("owner-1", photo())]
+    response = _submit(client, token_for("owner-1"), refs)
+    assert response.status_code == 202, response.body
+    job_id = response.json_body["jobId"]
+    assert contracts.is_job_id(job_id)
+    table = boto3.resource("dynamodb").Table("backdrop-test-jobs")
+    items = table.query(KeyConditionExpression=boto3.dynamodb.conditions.Key("pk").eq(contracts.job_pk(job_id)))["Items"]
+    job = next(i for i in items if i["sk"] == "JOB")
+    images = [i for i in items if i["sk"].startswith("IMAGE#")]
+    assert job["owner"] == "owner-1" and job["status"] == "SUBMITTED" and job["imageCount"] == 2
+    assert 1 <= job["settings"]["seed"] <= 4_294_967_294
+    assert {i["status"] for i in images} == {"PENDING"}
+    assert [float(v) for v in images[0]["boxes"][0]] == [0.1, 0.2, 0.3, 0.6]
+    view = client.http.get(f"/jobs/{job_id}", headers=_headers(token_for("owner-1"))).json_body
+    assert view["counts"]["PENDING"] == 2 and len(view["images"]) == 2
+
+
+def test_submit_refuses_missing_uploads_and_writes_nothing(client: Client, token_for, photo) -> None:
+    good = _upload("owner-1", photo())
+    never = contracts.image_ref_of(contracts.new_opaque_id(), contracts.new_opaque_id(), "png")
+    response = _submit(client, token_for("owner-1"), [good, never])
+    assert response.status_code == 400
+    assert response.json_body["code"] == "UPLOAD_MISSING"
+    assert boto3.client("dynamodb").scan(TableName="backdrop-test-jobs")["Count"] == 0
+
+
+def test_submit_collects_every_validation_problem(client: Client, token_for, photo) -> None:
+    ref = _upload("owner-1", photo())
+    body = {
+        "prompt": "x" * 10_001,
+        "variants": 3,
+        "quality": "premium",
+        "colour": "red",
+        "images": [
+            {"imageRef": ref, "labels": ["a"] * 3 + ["b" * 200]},
+            {"imageRef": ref, "labels": []},
+            {"imageRef": "not-a-ref"},
+        ],
+    }
+    response = _post(client, "/jobs", token_for("owner-1"), body)
+    assert response.status_code == 400
+    fields = {d["field"] for d in response.json_body["details"]}
+    assert {"colour", "images[0].labels", "images[1].imageRef", "images[2].imageRef"} <= fields
+    # the model's own limits come in a second round only when the shape is right
+    response = _submit(client, token_for("owner-1"), [ref], prompt="x" * 10_001, variants=3, quality="premium")
+    fields = {d["field"] for d in response.json_body["details"]}
+    assert fields == {"prompt", "variants", "quality"}
+    assert "10,001" in response.json_body["message"]
+
+
+def test_end_of_life_model_is_refused_naming_the_usable_ones(client: Client, token_for, photo) -> None:
+    ref = _upload("owner-1", photo())
+    response = _submit(client, token_for("owner-1"), [ref], model="titan-image-v2")
+    assert response.status_code == 400
+    assert response.json_body["code"] == "MODEL_UNAVAILABLE"
+    assert "stability-inpaint" in response.json_body["message"]
+    assert _submit(client, token_for("owner-1"), [ref], model="dall-e").json_body["code"] == "MODEL_UNAVAILABLE"
+
+
+def test_outpainting_model_needs_a_kept_label(client: Client, token_for, photo, monkeypatch) -> None:
+    monkeypatch.setenv("BACKDROP_EXTENDED_ACCESS_MODELS", "titan-image-v2")
+    ref = _upload("owner-1", photo())
+    body = {"model": "titan-image-v2", "prompt": "beach", "images": [{"imageRef": ref, "name": "bus.png", "labels": []}]}
+    response = _post(client, "/jobs", token_for("owner-1"), body)
+    assert response.status_code == 400
+    assert "bus.png" in response.json_body["message"] and "keeps no label" in response.json_body["message"]
+
+
+def test_another_users_job_is_not_found_anywhere(client: Client, token_for, photo) -> None:
+    ref = _upload("owner-1", photo())
+    job_id = _submit(client, token_for("owner-1"), [ref]).json_body["jobId"]
+    intruder = _headers(token_for("owner-2"))
+    for response in (
+        client.http.get(f"/jobs/{job_id}", headers=intruder),
+        client.http.get(f"/jobs/{job_id}/report?format=json", headers=intruder),
+        client.http.post(f"/jobs/{job_id}/retry", headers=intruder, body=b"{}"),
+    ):
+        assert response.status_code == 404
+        assert response.json_body["code"] == "NOT_FOUND"
+    assert client.http.get("/jobs", headers=intruder).json_body["jobs"] == []
+    # submitting the other user's ref resolves under the intruder's own prefix: nothing there
+    assert _submit(client, token_for("owner-2"), [ref]).json_body["code"] == "UPLOAD_MISSING"
+
+
+def test_job_list_is_newest_first_and_paginates(client: Client, token_for, photo) -> None:
+    token = token_for("owner-1")
+    ids = [_submit(client, token, [_upload("owner-1", photo())]).json_body["jobId"] for _ in range(3)]
+    page1 = client.http.get("/jobs?limit=2", headers=_headers(token)).json_body
+    page2 = client.http.get(f"/jobs?limit=2&cursor={page1['nextCursor']}", headers=_headers(token)).json_body
+    listed = [j["jobId"] for j in page1["jobs"] + page2["jobs"]]
+    assert sorted(listed) == sorted(ids) and len(listed) == 3
+    assert page2["nextCursor"] is None
+    assert client.http.get("/jobs?cursor=garbage", headers=_headers(token)).status_code == 400
+
+
+def _finish(job_id: str, statuses: dict[int, str]) -> None:
+    table = boto3.resource("dynamodb").Table("backdrop-test-jobs")
+    images = table.query(KeyConditionExpression=boto3.dynamodb.conditions.Key("pk").eq(contracts.job_pk(job_id)))["Items"]
+    images = sorted((i for i in images if i["sk"].startswith("IMAGE#")), key=lambda i: i["name"])
+    for index, status in statuses.items():
+        table.update_item(Key={"pk": images[index]["pk"], "sk": images[index]["sk"]}, UpdateExpression="SET #s = :s",
+                          ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": status})  # fmt: skip
+    table.update_item(Key={"pk": contracts.job_pk(job_id), "sk": "JOB"}, UpdateExpression="SET #s = :s",
+                      ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": "PARTIAL"})  # fmt: skip
+
+
+def test_report_is_not_found_until_written_then_presigned(client: Client, token_for, photo) -> None:
+    token = token_for("owner-1")
+    job_id = _submit(client, token, [_upload("owner-1", photo())]).json_body["jobId"]
+    assert client.http.get(f"/jobs/{job_id}/report?format=csv", headers=_headers(token)).status_code == 404
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=contracts.report_key("owner-1", job_id, "csv"), Body=b"a,b\n")
+    body = client.http.get(f"/jobs/{job_id}/report?format=csv", headers=_headers(token)).json_body
+    assert f"reports/owner-1/{job_id}/report.csv" in body["url"]
+    assert client.http.get(f"/jobs/{job_id}/report?format=xml", headers=_headers(token)).status_code == 400
+
+
+def test_retry_makes_a_new_job_of_the_failed_images_only(client: Client, token_for, photo) -> None:
+    token = token_for("owner-1")
+    refs = [_upload("owner-1", photo()) for _ in range(3)]
+    submitted = _submit(client, token, refs, seed=7).json_body
+    job_id = submitted["jobId"]
+    assert client.http.post(f"/jobs/{job_id}/retry", headers=_headers(token), body=b"{}").status_code == 409
+    _finish(job_id, {0: "SUCCEEDED", 1: "FAILED", 2: "FAILED"})
+    retried = client.http.post(f"/jobs/{job_id}/retry", headers=_headers(token), body=b"{}")
+    assert retried.status_code == 202, retried.body
+    assert retried.json_body["retryOf"] == job_id and retried.json_body["imageCount"] == 2
+    new_view = client.http.get(f"/jobs/{retried.json_body['jobId']}", headers=_headers(token)).json_body
+    assert sorted(i["name"] for i in new_view["images"]) == ["img1.png", "img2.png"]
+    assert new_view["settings"]["seed"] == 7
