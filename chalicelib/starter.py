@@ -70,6 +70,7 @@ class WorkflowStarter:
 
     def start(self, job: Mapping[str, Any]) -> str | None:
         """Write the manifest and start the execution; returns its ARN (None if it already ran)."""
+        job = plain(dict(job))
         job_id = job["jobId"]
         manifest = self.manifest(job_id)
         if not manifest:

@@ -1,0 +1,170 @@
+"""The workflow Lambdas and the stream starter, step by step (no state machine)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import pytest
+from PIL import Image, ImageDraw
+
+from backend.local.bedrock_standin import StandInBedrock
+from chalicelib import contracts, imaging
+from chalicelib.errors import ImageInvalid, NoSubject, classify_step_failure
+from chalicelib.report import Reporter
+from chalicelib.starter import WorkflowStarter, job_inserts
+from chalicelib.workflow import Steps
+
+BUCKET = "backdrop-test-bucket"
+OWNER = "owner-1"
+JOB_ID = "20261124T120000Z-0123456789ab"
+
+
+def _table() -> Any:
+    return boto3.resource("dynamodb").Table("backdrop-test-jobs")
+
+
+def _job(resources, photos: dict[str, bytes], settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    s3 = boto3.client("s3")
+    manifest = []
+    table = _table()
+    settings = {"model": "stability-inpaint", "prompt": "a beach", "mode": "PRECISE", "seed": 9, "variants": 1, "outputFormat": "png", **(settings or {})}
+    for name, data in photos.items():
+        image_id = contracts.new_opaque_id()
+        key = contracts.upload_key(OWNER, contracts.image_ref_of(contracts.new_opaque_id(), image_id, "png"))
+        s3.put_object(Bucket=BUCKET, Key=key, Body=data)
+        table.put_item(Item={"pk": contracts.job_pk(JOB_ID), "sk": contracts.image_sk(image_id), "imageId": image_id,
+                             "key": key, "name": name, "status": "PENDING"})  # fmt: skip
+        manifest.append({"imageId": image_id, "key": key, "name": name})
+    table.put_item(Item={"pk": contracts.job_pk(JOB_ID), "sk": "JOB", "jobId": JOB_ID, "owner": OWNER, "status": "RUNNING",
+                         "model": settings["model"], "settings": settings, "createdAt": "2026-11-24T12:00:00Z"})  # fmt: skip
+    return [{"jobId": JOB_ID, "owner": OWNER, "bucket": BUCKET, "settings": settings, "image": m} for m in manifest]
+
+
+def _answer(event: dict[str, Any], call: dict[str, Any], standin: StandInBedrock) -> None:
+    s3 = boto3.client("s3")
+    body = json.loads(s3.get_object(Bucket=BUCKET, Key=contracts.split_s3_uri(call["requestUri"])[1])["Body"].read())
+    response = standin(call["modelId"], body)
+    s3.put_object(Bucket=BUCKET, Key=contracts.split_s3_uri(call["responseUri"])[1], Body=json.dumps(response).encode())
+
+
+def _status(event: dict[str, Any]) -> dict[str, Any]:
+    return _table().get_item(Key={"pk": contracts.job_pk(JOB_ID), "sk": contracts.image_sk(event["image"]["imageId"])})["Item"]
+
+
+def test_steps_are_idempotent_and_restore_the_original_size(resources, photo) -> None:
+    (event,) = _job(resources, {"a.png": photo(640, 400)})
+    steps = Steps(boto3.client("s3"), _table())
+    standin = StandInBedrock()
+    prepared = steps.prepare(event)
+    assert prepared["family"] == "stability"
+    assert prepared["call"]["requestUri"].endswith(f"jobs/{JOB_ID}/requests/{event['image']['imageId']}.remove-background.json")
+    assert _status(event)["status"] == "RUNNING"
+    _answer(event, prepared["call"], standin)
+    masked = steps.build_mask(event)
+    _answer(event, masked["call"], standin)
+    first = steps.finalize(event)
+    outputs_first = _status(event)["outputs"]
+    again = steps.finalize(event)  # a re-run writes the same keys and the same status
+    assert first == again and _status(event)["outputs"] == outputs_first
+    assert _status(event)["status"] == "SUCCEEDED"
+    result = boto3.client("s3").get_object(Bucket=BUCKET, Key=outputs_first[0]["key"])["Body"].read()
+    assert imaging.decode_image(result).size == (640, 400)
+    assert outputs_first[0]["key"] == contracts.result_key(OWNER, JOB_ID, event["image"]["imageId"], 1, "png")
+
+
+def test_bad_image_fails_in_prepare_with_its_cause(resources) -> None:
+    (event,) = _job(resources, {"notes.png": b"these are my notes, not a picture"})
+    with pytest.raises(ImageInvalid, match="not a PNG, JPEG or WEBP"):
+        Steps(boto3.client("s3"), _table()).prepare(event)
+
+
+def test_no_subject_inside_the_kept_labels_boxes_is_a_clear_failure(resources) -> None:
+    img = Image.new("RGB", (400, 300), (235, 235, 230))
+    ImageDraw.Draw(img).rectangle((20, 20, 120, 120), fill=(200, 30, 40))  # subject top-left
+    (event,) = _job(resources, {"a.png": imaging.encode_png(img)})
+    event["image"]["labels"] = ["Dog"]
+    event["image"]["boxes"] = [[0.7, 0.7, 0.25, 0.25]]  # the kept label sits bottom-right, on background
+    steps = Steps(boto3.client("s3"), _table())
+    _answer(event, steps.prepare(event)["call"], StandInBedrock())
+    with pytest.raises(NoSubject, match=r"kept labels \(Dog\)"):
+        steps.build_mask(event)
+
+
+@pytest.mark.parametrize(
+    ("error", "cause", "code", "words"),
+    [
+        ("Bedrock.ThrottlingException", "Too many requests", "MODEL_THROTTLED", "Too many requests"),
+        ("Bedrock.ValidationException", "Malformed input request", "MODEL_REJECTED_REQUEST", "Malformed"),
+        ("ContentFiltered", json.dumps({"errorType": "ContentFiltered", "errorMessage": "blocked the prompt"}), "CONTENT_FILTERED", "blocked the prompt"),
+        ("ImageInvalid", json.dumps({"errorType": "ImageInvalid", "errorMessage": "truncated"}), "IMAGE_INVALID", "truncated"),
+        ("States.Timeout", None, "MODEL_TIMEOUT", "States.Timeout"),
+        ("KeyError", json.dumps({"errorType": "KeyError", "errorMessage": "'x'"}), "INTERNAL_ERROR", "KeyError"),
+    ],
+)
+def test_failures_are_classified_to_stable_codes(error, cause, code, words) -> None:
+    got_code, message = classify_step_failure(error, cause)
+    assert got_code.value == code and words in message
+
+
+def test_record_failure_marks_the_image_failed_and_drops_outputs(resources, photo) -> None:
+    (event,) = _job(resources, {"a.png": photo()})
+    event["failure"] = {"Error": "Bedrock.AccessDeniedException", "Cause": "You don't have access to the model"}
+    Steps(boto3.client("s3"), _table()).record_failure(event)
+    item = _status(event)
+    assert (item["status"], item["errorCode"]) == ("FAILED", "MODEL_ACCESS_DENIED")
+    assert "access to the model" in item["cause"]
+
+
+def test_report_closes_unfinished_images_and_tells_the_truth(resources, photo) -> None:
+    events = _job(resources, {"a.png": photo(), "b.png": photo(), "c.png": photo()})
+    table = _table()
+    for event, status in zip(events[:2], ("SUCCEEDED", "FAILED"), strict=True):
+        table.update_item(Key={"pk": contracts.job_pk(JOB_ID), "sk": contracts.image_sk(event["image"]["imageId"])},
+                          UpdateExpression="SET #s = :s, errorCode = :c, cause = :m", ExpressionAttributeNames={"#s": "status"},
+                          ExpressionAttributeValues={":s": status, ":c": "CONTENT_FILTERED", ":m": "blocked"})  # fmt: skip
+    result = Reporter(boto3.client("s3"), table).build({"jobId": JOB_ID, "owner": OWNER, "bucket": BUCKET, "mapError": {"Error": "States.ItemReaderFailed"}})
+    assert result["status"] == "PARTIAL"
+    assert result["counts"] == {"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 2}
+    assert _status(events[2])["cause"] == "the workflow stopped before this image finished"
+    assert "c.png: INTERNAL_ERROR" in result["message"] and "workflow itself reported an error" in result["message"]
+    assert len(result["subject"]) < 100 and result["subject"].isascii()
+    job = table.get_item(Key={"pk": contracts.job_pk(JOB_ID), "sk": "JOB"})["Item"]
+    assert job["status"] == "PARTIAL" and job["reportKeys"]["csv"] == contracts.report_key(OWNER, JOB_ID, "csv")
+
+
+def _record(name: str, sk: str) -> dict[str, Any]:
+    image = {"pk": {"S": contracts.job_pk(JOB_ID)}, "sk": {"S": sk}, "jobId": {"S": JOB_ID}, "owner": {"S": OWNER},
+             "settings": {"M": {"model": {"S": "stability-inpaint"}, "seed": {"N": "3"}}}}  # fmt: skip
+    return {"eventName": name, "dynamodb": {"NewImage": image}}
+
+
+def test_starter_starts_only_on_job_inserts() -> None:
+    records = [_record("INSERT", "JOB"), _record("MODIFY", "JOB"), _record("INSERT", "IMAGE#x"), {"eventName": "REMOVE", "dynamodb": {}}]
+    jobs = job_inserts(records)
+    assert [j["jobId"] for j in jobs] == [JOB_ID]
+    assert jobs[0]["settings"]["seed"] == 3 and isinstance(jobs[0]["settings"]["seed"], int)
+
+
+def test_a_repeated_start_is_refused_by_the_execution_name(resources, photo) -> None:
+    _job(resources, {"a.png": photo()})
+    table = _table()
+    table.update_item(Key={"pk": contracts.job_pk(JOB_ID), "sk": "JOB"}, UpdateExpression="SET #s = :s",
+                      ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": "SUBMITTED"})  # fmt: skip
+    sfn = boto3.client("stepfunctions")
+    machine = sfn.create_state_machine(
+        name="noop", roleArn="arn:aws:iam::123456789012:role/x",
+        definition=json.dumps({"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 5, "End": True}}}),
+    )["stateMachineArn"]  # fmt: skip
+    starter = WorkflowStarter(boto3.client("s3"), table, sfn, BUCKET, machine)
+    job = table.get_item(Key={"pk": contracts.job_pk(JOB_ID), "sk": "JOB"})["Item"]
+    first = starter.start(job)
+    assert first is not None
+    # Step Functions answers a repeated name with the same execution (same input, still running)
+    # or ExecutionAlreadyExists; either way no second run, and no error for the stream
+    assert starter.start(job) in (None, first)
+    assert len(sfn.list_executions(stateMachineArn=machine)["executions"]) == 1
+    manifest = json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=contracts.manifest_key(JOB_ID))["Body"].read())
+    assert [m["name"] for m in manifest] == ["a.png"]
+    assert table.get_item(Key={"pk": contracts.job_pk(JOB_ID), "sk": "JOB"})["Item"]["status"] == "RUNNING"
