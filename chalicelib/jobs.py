@@ -15,11 +15,11 @@ from botocore.exceptions import ClientError
 
 from chalicelib import contracts
 from chalicelib.contracts import ImageStatus, JobStatus
+from chalicelib.dynamo import plain, query_all
 from chalicelib.errors import BadRequest, Conflict, NotFound, UploadMissing, ValidationError
 from chalicelib.labels import LabelService
 from chalicelib.models import registry
 from chalicelib.models.base import Box, ImageTask, JobSettings, ModelSpec, settings_from_dict, settings_to_dict
-from chalicelib.report import plain
 from chalicelib.validation import require_object
 
 JOB_FIELDS = {
@@ -261,16 +261,8 @@ class JobService:
         return plain(item)
 
     def _images(self, job_id: str) -> list[dict[str, Any]]:
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": Key("pk").eq(contracts.job_pk(job_id)) & Key("sk").begins_with(contracts.IMAGE_SK_PREFIX)
-        }
-        items: list[dict[str, Any]] = []
-        while True:
-            page = self.table.query(**kwargs)
-            items.extend(plain(i) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        condition = Key("pk").eq(contracts.job_pk(job_id)) & Key("sk").begins_with(contracts.IMAGE_SK_PREFIX)
+        return [plain(i) for i in query_all(self.table, KeyConditionExpression=condition)]
 
     @staticmethod
     def summary(job: dict[str, Any]) -> dict[str, Any]:

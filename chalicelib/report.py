@@ -7,8 +7,7 @@ import io
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from decimal import Decimal
+from collections.abc import Mapping
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
@@ -16,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib import contracts
 from chalicelib.contracts import ErrorCode, ImageStatus, JobStatus
+from chalicelib.dynamo import plain, query_all
 from chalicelib.errors import StorageError
 
 CSV_COLUMNS = (
@@ -23,17 +23,6 @@ CSV_COLUMNS = (
     "width", "height", "startedAt", "finishedAt",
 )  # fmt: skip
 UNFINISHED_CAUSE = "the workflow stopped before this image finished"
-
-
-def plain(value: Any) -> Any:
-    """DynamoDB Decimals back to int/float, recursively."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
 
 
 def job_status_for(counts: Mapping[str, int]) -> JobStatus:
@@ -54,15 +43,6 @@ class Reporter:
     def __init__(self, s3: Any, table: Any) -> None:
         self.s3 = s3
         self.table = table
-
-    def _job_items(self, job_id: str) -> Iterator[dict[str, Any]]:
-        kwargs: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(contracts.job_pk(job_id))}
-        while True:  # paginated: a 10,000-image job spans many 1 MB pages
-            page = self.table.query(**kwargs)
-            yield from page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def _close_unfinished(self, job_id: str, image: dict[str, Any]) -> None:
         """An image the Map never finished is FAILED, in the table as in the report."""
@@ -88,7 +68,7 @@ class Reporter:
         bucket = str(event["bucket"])
         job: dict[str, Any] | None = None
         images: list[dict[str, Any]] = []
-        for item in self._job_items(job_id):
+        for item in query_all(self.table, KeyConditionExpression=Key("pk").eq(contracts.job_pk(job_id))):
             if item["sk"] == contracts.JOB_SK:
                 job = item
             elif item["sk"].startswith(contracts.IMAGE_SK_PREFIX):

@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib import contracts
 from chalicelib.contracts import JobStatus
-from chalicelib.report import plain
+from chalicelib.dynamo import plain, query_all
 
 log = logging.getLogger(__name__)
 _deserializer = TypeDeserializer()
@@ -47,24 +47,14 @@ class WorkflowStarter:
 
     def manifest(self, job_id: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "KeyConditionExpression": Key("pk").eq(contracts.job_pk(job_id)) & Key("sk").begins_with(contracts.IMAGE_SK_PREFIX)
-        }
-        while True:
-            page = self.table.query(**kwargs)
-            for item in page.get("Items", []):
-                item = plain(item)
-                entry = {"imageId": item["imageId"], "key": item["key"], "name": item.get("name") or item["imageId"]}
-                if item.get("labels"):
-                    entry["labels"] = item["labels"]
-                if item.get("boxes"):
-                    entry["boxes"] = item["boxes"]
-                if item.get("prompt"):
-                    entry["prompt"] = item["prompt"]
-                items.append(entry)
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        condition = Key("pk").eq(contracts.job_pk(job_id)) & Key("sk").begins_with(contracts.IMAGE_SK_PREFIX)
+        for item in query_all(self.table, KeyConditionExpression=condition):
+            item = plain(item)
+            entry = {"imageId": item["imageId"], "key": item["key"], "name": item.get("name") or item["imageId"]}
+            for optional in ("labels", "boxes", "prompt"):
+                if item.get(optional):
+                    entry[optional] = item[optional]
+            items.append(entry)
         items.sort(key=lambda e: e["imageId"])  # same records, same manifest bytes
         return items
 

@@ -133,3 +133,43 @@ def make_photo(width: int = 320, height: int = 240, fmt: str = "PNG", *, exif_or
 @pytest.fixture
 def photo() -> Callable[..., bytes]:
     return make_photo
+
+
+# --------------------------------------------------------------------------------------------
+# Rekognition: moto's DetectLabels is canned (one "Mobile Phone" for any image), so tests that
+# look at labels use this fake, handed in where the app gets its clients.
+
+PERSON_AND_BEACH = [
+    {
+        "Name": "Person",
+        "Confidence": 98.25,
+        "Instances": [{"BoundingBox": {"Left": 0.1, "Top": 0.2, "Width": 0.3, "Height": 0.6}, "Confidence": 97.0}],
+        "Parents": [],
+    },
+    {"Name": "Beach", "Confidence": 81.0, "Instances": [], "Parents": [{"Name": "Outdoors"}]},
+]
+
+
+class FakeRekognition:
+    def __init__(self, labels: list[dict[str, Any]]) -> None:
+        self.labels = labels
+        self.calls: list[str] = []
+
+    def detect_labels(self, Image: dict[str, Any], **kwargs: Any) -> dict[str, Any]:  # noqa: N803 - boto3's name
+        self.calls.append(Image["S3Object"]["Name"])
+        return {"Labels": self.labels}
+
+
+@pytest.fixture
+def rekognition(monkeypatch: pytest.MonkeyPatch) -> FakeRekognition:
+    from chalicelib import aws
+
+    fake = FakeRekognition(PERSON_AND_BEACH)
+    real_client = aws.client
+
+    def client(service: str) -> Any:
+        return fake if service == "rekognition" else real_client(service)
+
+    client.cache_clear = real_client.cache_clear  # type: ignore[attr-defined]
+    monkeypatch.setattr(aws, "client", client)
+    return fake

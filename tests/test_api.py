@@ -13,47 +13,13 @@ import requests
 from chalice.test import Client
 
 import app as backdrop_app
-from chalicelib import aws, contracts
+from chalicelib import contracts
 
 BUCKET = "backdrop-test-bucket"
 
 
-class FakeRekognition:
-    """moto's DetectLabels is canned; this one answers per image and counts calls."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def detect_labels(self, Image: dict[str, Any], **kwargs: Any) -> dict[str, Any]:  # noqa: N803 - boto3's name
-        self.calls.append(Image["S3Object"]["Name"])
-        return {
-            "Labels": [
-                {
-                    "Name": "Person",
-                    "Confidence": 98.25,
-                    "Instances": [{"BoundingBox": {"Left": 0.1, "Top": 0.2, "Width": 0.3, "Height": 0.6}, "Confidence": 97.0}],
-                    "Parents": [],
-                },
-                {"Name": "Beach", "Confidence": 81.0, "Instances": [], "Parents": [{"Name": "Outdoors"}]},
-            ]
-        }
-
-
 @pytest.fixture
-def rekognition(monkeypatch: pytest.MonkeyPatch) -> FakeRekognition:
-    fake = FakeRekognition()
-    real_client = aws.client
-
-    def client(service: str) -> Any:
-        return fake if service == "rekognition" else real_client(service)
-
-    client.cache_clear = real_client.cache_clear  # type: ignore[attr-defined]
-    monkeypatch.setattr(aws, "client", client)
-    return fake
-
-
-@pytest.fixture
-def client(resources: dict[str, Any], rekognition: FakeRekognition) -> Iterator[Client]:
+def client(resources: dict[str, Any], rekognition: Any) -> Iterator[Client]:
     with Client(backdrop_app.app, stage_name="dev") as test_client:
         yield test_client
 

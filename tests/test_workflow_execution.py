@@ -31,25 +31,8 @@ def function_arn(name: str) -> str:
     return f"arn:aws:lambda:us-east-1:123456789012:function:backdrop-test-{name}"
 
 
-class FakeRekognition:
-    """Rekognition answering one 'Product' label with a box around the photo's subject."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def detect_labels(self, **kwargs: Any) -> dict[str, Any]:
-        self.calls += 1
-        box = {"Left": 0.25, "Top": 0.2, "Width": 0.5, "Height": 0.7}
-        return {
-            "Labels": [
-                {"Name": "Product", "Confidence": 97.0, "Instances": [{"BoundingBox": box, "Confidence": 96.0}], "Parents": []},
-                {"Name": "Wall", "Confidence": 80.0, "Instances": [], "Parents": []},
-            ]
-        }
-
-
 @pytest.fixture
-def stack(resources: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+def stack(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     import app as backdrop_app
     from backend.local.bedrock_standin import StandInBedrock
     from backend.local.sfn_hooks import hooks
@@ -79,14 +62,9 @@ def stack(resources: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterato
     monkeypatch.setenv("STATE_MACHINE_ARN", machine_arn)
     aws.reset()
 
-    rekognition = FakeRekognition()
-    real_client = aws.client
-
-    def client(service: str) -> Any:
-        return rekognition if service == "rekognition" else real_client(service)
-
-    client.cache_clear = real_client.cache_clear  # type: ignore[attr-defined]
-    monkeypatch.setattr(aws, "client", client)
+    # one kept label whose box surrounds the synthetic photo's subject
+    box = {"Left": 0.25, "Top": 0.2, "Width": 0.5, "Height": 0.7}
+    rekognition.labels = [{"Name": "Product", "Confidence": 97.0, "Instances": [{"BoundingBox": box, "Confidence": 96.0}]}]
     bedrock = StandInBedrock()
     handlers = {function_arn(name): getattr(backdrop_app, name) for name in FUNCTIONS}
     handlers = {arn: (lambda event, fn=fn: fn(event, None)) for arn, fn in handlers.items()}

@@ -129,3 +129,21 @@ def png_size(data: bytes) -> tuple[int, int]:
     if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
         raise RequestInvalid("the prepared canvas is not a PNG")
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def decode_images(step: str, images: Any) -> tuple[bytes, ...]:
+    """Base64 images of a model response; a missing or undecodable image is never a success."""
+    import base64
+    import binascii
+
+    from chalicelib.errors import ModelResponseInvalid
+
+    if not isinstance(images, list) or not images:
+        raise ModelResponseInvalid(f"{step}: the model answered without an image")
+    decoded = []
+    for item in images:
+        try:
+            decoded.append(base64.b64decode(item, validate=True))
+        except (binascii.Error, ValueError, TypeError) as exc:
+            raise ModelResponseInvalid(f"{step}: the model returned an image that is not valid base64") from exc
+    return tuple(decoded)

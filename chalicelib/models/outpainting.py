@@ -8,12 +8,11 @@ input's size. Moderation results come back in the `error` field with HTTP 200.
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Sequence
 from typing import Any
 
 from chalicelib.errors import ContentFiltered, ModelResponseInvalid, RequestInvalid
-from chalicelib.models.adapter import Adapter, check_canvas, common_problems, png_size
+from chalicelib.models.adapter import Adapter, check_canvas, common_problems, decode_images, png_size
 from chalicelib.models.base import GeneratedImages, ImageTask, JobSettings, ModelCall, ModelSpec
 
 OUTPAINT = "outpaint"
@@ -83,13 +82,6 @@ class OutpaintingAdapter(Adapter):
             if "content filter" in text.lower() or "blocked" in text.lower():
                 raise ContentFiltered(f"the model's content filter blocked the request: {text}")
             raise ModelResponseInvalid(f"{step}: the model reported an error: {text}")
-        if not isinstance(images, list) or not images:
-            raise ModelResponseInvalid(f"{step}: the model answered without an image")
-        decoded = []
-        for item in images:
-            try:
-                decoded.append(base64.b64decode(item, validate=True))
-            except (binascii.Error, ValueError, TypeError) as exc:
-                raise ModelResponseInvalid(f"{step}: the model returned an image that is not valid base64") from exc
+        decoded = decode_images(step, images)
         # Nova may return fewer images than asked when some were filtered: keep what came back.
         return GeneratedImages(tuple(decoded), tuple(None for _ in decoded))

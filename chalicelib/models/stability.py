@@ -8,13 +8,12 @@ white = regenerate, black = keep. Content-filter results come back in the body
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Sequence
 from typing import Any
 
 from chalicelib.contracts import Mode
 from chalicelib.errors import ContentFiltered, ModelResponseInvalid, RequestInvalid
-from chalicelib.models.adapter import Adapter, check_canvas, common_problems, png_size
+from chalicelib.models.adapter import Adapter, check_canvas, common_problems, decode_images, png_size
 from chalicelib.models.base import GeneratedImages, ImageTask, JobSettings, ModelCall, ModelSpec
 
 REMOVE_BACKGROUND = "remove-background"
@@ -80,14 +79,7 @@ class StabilityAdapter(Adapter):
                 raise ContentFiltered(FILTER_MESSAGES.get(reason, f"the model's content filter blocked the request ({reason})"))
             raise ModelResponseInvalid(f"{step}: the model reported '{reason}'")
         images = response.get("images")
-        if not isinstance(images, list) or not images:
-            raise ModelResponseInvalid(f"{step}: the model answered without an image")
-        decoded = []
-        for item in images:
-            try:
-                decoded.append(base64.b64decode(item, validate=True))
-            except (binascii.Error, ValueError, TypeError) as exc:
-                raise ModelResponseInvalid(f"{step}: the model returned an image that is not valid base64") from exc
+        decoded = decode_images(step, images)
         seeds = response.get("seeds") or []
         seed_values = tuple(int(seeds[i]) if i < len(seeds) and seeds[i] is not None else None for i in range(len(decoded)))
         return GeneratedImages(tuple(decoded), seed_values)
