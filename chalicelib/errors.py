@@ -157,11 +157,11 @@ def classify_step_failure(error: str | None, cause: str | None) -> tuple[ErrorCo
     if isinstance(parsed, dict) and "errorMessage" in parsed:
         message = str(parsed.get("errorMessage") or "")
         error = str(parsed.get("errorType") or error)
-    code = STEP_ERROR_CODES.get(error) or SERVICE_ERROR_CODES.get(error)
-    if code is None and error.startswith("Bedrock."):
-        code = ErrorCode.MODEL_ERROR
+    own_code = STEP_ERROR_CODES.get(error)
+    if own_code is not None:  # Backdrop's own message already says what happened
+        return own_code, message or f"{error} (no further detail was given)"
+    code = SERVICE_ERROR_CODES.get(error)
     if code is None:
-        code = ErrorCode.INTERNAL_ERROR
-    if not message:
-        message = f"{error} (no further detail was given)"
-    return code, f"{message} [{error}]" if code is ErrorCode.INTERNAL_ERROR or error.startswith("Bedrock.") else message
+        code = ErrorCode.MODEL_ERROR if error.startswith("Bedrock.") else ErrorCode.INTERNAL_ERROR
+    # name the service error too, so an operator can look it up
+    return code, f"{message} [{error}]" if message else f"{error} (no further detail was given)"
