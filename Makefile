@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint install clean
+.PHONY: test lint install clean run demo
 
 $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,14 @@ lint: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# The whole stack on 127.0.0.1 (moto + the real app; Bedrock and Rekognition are stand-ins).
+run: $(STAMP)
+	$(BIN)/python -m backend.local run
+
+# Headless: sign in, upload the sample photos, submit, wait, print the report, stop.
+demo: $(STAMP)
+	$(BIN)/python -m backend.local demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

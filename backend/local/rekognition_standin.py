@@ -1,0 +1,64 @@
+"""Rekognition DetectLabels stand-in for the local stack (moto answers every image with one
+canned "Mobile Phone").
+
+It answers one honest label, "Subject", with the box of the same classical foreground estimate
+the Bedrock stand-in uses, so the labels screen and label-aware masks behave sensibly. The label
+is marked as a stand-in in its Categories. Patched in at moto's Rekognition response, i.e. the
+same boundary the app calls through boto3; pinned like sfn_hooks to moto 5.2.5.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from typing import Any
+
+from PIL import Image
+
+from backend.local.bedrock_standin import foreground_estimate
+
+STANDIN_CATEGORY = "Backdrop local stand-in"
+
+
+def subject_labels(data: bytes) -> list[dict[str, Any]]:
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    box = foreground_estimate(img).getbbox()
+    if not box:
+        return []
+    x0, y0, x1, y1 = box
+    w, h = img.size
+    bounding = {"Left": x0 / w, "Top": y0 / h, "Width": (x1 - x0) / w, "Height": (y1 - y0) / h}
+    return [
+        {
+            "Name": "Subject",
+            "Confidence": 99.0,
+            "Instances": [{"BoundingBox": bounding, "Confidence": 99.0}],
+            "Parents": [],
+            "Categories": [{"Name": STANDIN_CATEGORY}],
+        }
+    ]
+
+
+def install(read_object: Callable[[str, str], bytes]) -> Callable[[], None]:
+    """Patch moto's DetectLabels; `read_object(bucket, key)` reads from the local S3."""
+    from moto.rekognition.responses import RekognitionResponse
+
+    original = RekognitionResponse.detect_labels
+
+    def detect_labels(self: Any) -> str:
+        params = json.loads(self.body or b"{}")
+        s3_object = (params.get("Image") or {}).get("S3Object") or {}
+        try:
+            labels = subject_labels(read_object(s3_object["Bucket"], s3_object["Name"]))
+        except Exception:  # unreadable image: Rekognition would say InvalidImageFormat
+            labels = []
+        return json.dumps({"Labels": labels, "LabelModelVersion": "stand-in"})
+
+    RekognitionResponse.detect_labels = detect_labels  # type: ignore[method-assign]
+
+    def uninstall() -> None:
+        RekognitionResponse.detect_labels = original  # type: ignore[method-assign]
+
+    return uninstall

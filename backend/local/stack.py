@@ -1,0 +1,266 @@
+"""All of Backdrop on one machine, no AWS account: moto on 127.0.0.1 plus the real app.
+
+What runs is the code that runs on AWS, except three local deliveries: Bedrock is the stand-in,
+Rekognition is the stand-in, and Lambda's event-source polling of the DynamoDB stream and its
+invocation of the workflow Lambdas are done in-process (backend/local/streams.py, sfn_hooks.py).
+The API verifies ID tokens against the local user pool's JWKS, as API Gateway would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+LOCAL_ACCOUNT = "123456789012"
+WORKFLOW_FUNCTIONS = ("prepare", "build_mask", "finalize", "record_failure", "report", "record_notification_failure")
+DEMO_USER = "demo@example.com"
+DEMO_PASSWORD = "Backdrop-demo-2026!"
+log = logging.getLogger("backdrop.local")
+
+
+def _invoker(handler: Callable[[dict[str, Any], Any], Any]) -> Callable[[dict[str, Any]], Any]:
+    return lambda event: handler(event, None)
+
+
+def _placeholder(name: str) -> str:
+    return "".join(part.title() for part in name.split("_")) + "FunctionArn"
+
+
+@dataclass
+class LocalStack:
+    host: str = "127.0.0.1"
+    api_port: int = 8000
+    moto_port: int = 0
+    region: str = "us-east-1"
+    stage: str = "local"
+    latency_s: float = 0.0
+    images_per_minute: float | None = None
+    max_concurrency: int = 4
+    on_email: Callable[[dict[str, Any]], None] | None = None
+    emails: list[dict[str, Any]] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _undo: list[Callable[[], None]] = field(default_factory=list)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> LocalStack:
+        from moto.server import ThreadedMotoServer
+
+        self._moto = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
+        self._moto.start()
+        self._undo.append(self._moto.stop)
+        port = self._moto.get_host_and_port()[1]
+        self.endpoint = f"http://{self.host}:{port}"
+        # Fake credentials and the loopback endpoint for everything in this process: nothing here
+        # can reach real AWS.
+        self._set_env(
+            {
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_SESSION_TOKEN": "local",
+                "AWS_DEFAULT_REGION": self.region,
+                "AWS_REGION": self.region,
+                "MOTO_PORT": str(port),  # moto's Step Functions tasks call http://localhost:$MOTO_PORT
+                "BACKDROP_AWS_ENDPOINT_URL": self.endpoint,
+            }
+        )
+        import requests
+
+        # moto's state is per process: a stack starts from nothing (tests may start several)
+        requests.post(f"{self.endpoint}/moto-api/reset", timeout=10).raise_for_status()
+        requests.post(
+            f"{self.endpoint}/moto-api/config",
+            json={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}},
+            timeout=10,
+        ).raise_for_status()
+        prefix = f"backdrop-{self.stage}"
+        self.outputs["functions"] = {
+            name: f"arn:aws:lambda:{self.region}:{LOCAL_ACCOUNT}:function:{prefix}-{name}" for name in WORKFLOW_FUNCTIONS
+        }
+        self._install_standins()  # before the state machine exists: moto binds task services at parse time
+        self._provision()
+        self._start_stream_delivery()
+        self._start_api()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        while self._undo:
+            try:
+                self._undo.pop()()
+            except Exception:  # keep tearing down the rest
+                log.exception("while stopping the local stack")
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def _set_env(self, values: dict[str, str]) -> None:
+        """Set variables for this process; stop() puts the previous values back."""
+        from chalicelib import aws
+
+        previous = {name: os.environ.get(name) for name in values}
+
+        def restore() -> None:
+            for name, value in previous.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            aws.reset()
+
+        os.environ.update(values)
+        self._undo.append(restore)
+
+    # ---------------------------------------------------------------- pieces
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=self.region)
+
+    def _provision(self) -> None:
+        from backend.resources import create_resources
+        from backend.statemachine import render_definition
+        from chalicelib import aws
+
+        prefix = f"backdrop-{self.stage}"
+        resources = create_resources(bucket=f"{prefix}-bucket", table=f"{prefix}-jobs", endpoint_url=self.endpoint, region=self.region)
+        sns, sqs = self.client("sns"), self.client("sqs")
+        topic_arn = sns.create_topic(Name=f"{prefix}-notifications")["TopicArn"]
+        # a local "inbox": the SNS email subscription is an SQS queue printed by the stack
+        queue_url = sqs.create_queue(QueueName=f"{prefix}-inbox")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+
+        cognito = self.client("cognito-idp")
+        pool_id = cognito.create_user_pool(PoolName=f"{prefix}-users")["UserPool"]["Id"]
+        client_id = cognito.create_user_pool_client(
+            UserPoolId=pool_id, ClientName=f"{prefix}-app", ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
+        )["UserPoolClient"]["ClientId"]
+        self.create_user(DEMO_USER, DEMO_PASSWORD, pool_id=pool_id)
+
+        functions = self.outputs["functions"]
+        definition = render_definition(
+            {
+                **{_placeholder(name): arn for name, arn in functions.items()},
+                "NotificationTopicArn": topic_arn,
+                "BucketName": resources["bucket"],
+                "MapExecutionType": "STANDARD",  # moto's interpreter rejects EXPRESS (tooling notes B1)
+                "MapMaxConcurrency": self.max_concurrency,
+            }
+        )
+        machine_arn = self.client("stepfunctions").create_state_machine(
+            name=f"{prefix}-workflow", definition=definition, roleArn=f"arn:aws:iam::{LOCAL_ACCOUNT}:role/{prefix}-workflow"
+        )["stateMachineArn"]
+        self._set_env(
+            {
+                "BUCKET_NAME": resources["bucket"],
+                "JOBS_TABLE_NAME": resources["table"],
+                "STATE_MACHINE_ARN": machine_arn,
+                "JOBS_STREAM_ARN": resources["stream_arn"],
+            }
+        )
+        aws.reset()
+        self.outputs.update({
+            **resources,
+            "topic_arn": topic_arn,
+            "queue_url": queue_url,
+            "user_pool_id": pool_id,
+            "client_id": client_id,
+            "state_machine_arn": machine_arn,
+        })
+
+    def create_user(self, username: str, password: str, *, pool_id: str | None = None) -> None:
+        cognito = self.client("cognito-idp")
+        pool_id = pool_id or self.outputs["user_pool_id"]
+        cognito.admin_create_user(
+            UserPoolId=pool_id,
+            Username=username,
+            MessageAction="SUPPRESS",
+            UserAttributes=[{"Name": "email", "Value": username}, {"Name": "email_verified", "Value": "true"}],
+        )
+        cognito.admin_set_user_password(UserPoolId=pool_id, Username=username, Password=password, Permanent=True)
+
+    def _install_standins(self) -> None:
+        import app as backdrop_app
+        from backend.local import rekognition_standin, sfn_hooks
+        from backend.local.bedrock_standin import StandInBedrock
+
+        self.bedrock = StandInBedrock(latency_s=self.latency_s, images_per_minute=self.images_per_minute)
+        handlers = {arn: _invoker(getattr(backdrop_app, name)) for name, arn in self.outputs["functions"].items()}
+        self._undo.append(sfn_hooks.install(handlers, self.bedrock))
+        s3 = self.client("s3")
+        self._undo.append(
+            rekognition_standin.install(lambda bucket, key: s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        )
+
+    def _loop(self, name: str, every_s: float, work: Callable[[], Any]) -> None:
+        def run() -> None:
+            while not self._stop.is_set():
+                try:
+                    work()
+                except Exception:  # delivered again on the next round: at least once
+                    log.exception("%s failed; retrying", name)
+                self._stop.wait(every_s)
+
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _start_stream_delivery(self) -> None:
+        import app as backdrop_app
+        from backend.local.streams import StreamPoller
+
+        poller = StreamPoller(
+            self.client("dynamodbstreams"), self.outputs["stream_arn"], lambda event: backdrop_app.start_workflow(event, None)
+        )
+        self._loop("stream-delivery", 0.25, poller.poll_once)
+        self._loop("inbox", 0.5, self._read_inbox)
+
+    def _read_inbox(self) -> None:
+        sqs = self.client("sqs")
+        for message in sqs.receive_message(QueueUrl=self.outputs["queue_url"], MaxNumberOfMessages=10).get("Messages", []):
+            email = json.loads(message["Body"])
+            self.emails.append(email)
+            if self.on_email:
+                self.on_email(email)
+            sqs.delete_message(QueueUrl=self.outputs["queue_url"], ReceiptHandle=message["ReceiptHandle"])
+
+    def _start_api(self) -> None:
+        import app as backdrop_app
+        from backend.local.gateway import CognitoTokenVerifier, serve
+
+        pool_id = self.outputs["user_pool_id"]
+        verifier = CognitoTokenVerifier(
+            jwks_url=f"{self.endpoint}/{pool_id}/.well-known/jwks.json",
+            issuer=f"https://cognito-idp.{self.region}.amazonaws.com/{pool_id}",
+            audience=self.outputs["client_id"],
+        )
+        server, _ = serve(backdrop_app.app, verifier, self.host, self.api_port)
+        self._undo.append(server.server.server_close)
+        self._undo.append(server.shutdown)
+        self.api_url = f"http://{self.host}:{server.server.server_address[1]}"
+
+    def wait_until_idle(self, timeout_s: float = 60.0) -> None:
+        """For tests: until no execution is running."""
+        sfn = self.client("stepfunctions")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            running = sfn.list_executions(stateMachineArn=self.outputs["state_machine_arn"], statusFilter="RUNNING")
+            if not running["executions"]:
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"executions still running after {timeout_s} s")

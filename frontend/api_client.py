@@ -1,0 +1,217 @@
+"""A small, typed client for Backdrop's HTTP API, shared by the Streamlit app, the CLI and the demo.
+
+It never holds AWS credentials: it signs in to Cognito (USER_PASSWORD_AUTH, with SECRET_HASH
+when the app client has a secret), sends the ID token, and uploads images straight to S3 through
+the presigned POSTs the API hands out.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import mimetypes
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from chalicelib import contracts
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+
+
+class ApiError(Exception):
+    """An error answer of the API, with its stable code and the server's message."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+@dataclass
+class Tokens:
+    id_token: str
+    refresh_token: str | None
+    expires_at: float
+
+
+@dataclass
+class CognitoLogin:
+    """Cognito user-pool sign-in; refreshes the ID token before it expires."""
+
+    client_id: str
+    region: str = "us-east-1"
+    client_secret: str | None = None
+    endpoint_url: str | None = None
+    clock: Callable[[], float] = time.time
+    tokens: Tokens | None = None
+    username: str | None = None
+
+    def _client(self) -> Any:
+        import boto3
+        from botocore import UNSIGNED
+        from botocore.config import Config
+
+        # InitiateAuth is an unauthenticated call: no AWS credentials on the client's machine
+        return boto3.client(
+            "cognito-idp", region_name=self.region, endpoint_url=self.endpoint_url, config=Config(signature_version=UNSIGNED)
+        )
+
+    def _secret_hash(self, username: str) -> dict[str, str]:
+        if not self.client_secret:
+            return {}
+        digest = hmac.new(self.client_secret.encode(), (username + self.client_id).encode(), hashlib.sha256).digest()
+        return {"SECRET_HASH": base64.b64encode(digest).decode()}
+
+    def sign_in(self, username: str, password: str) -> Tokens:
+        try:
+            answer = self._client().initiate_auth(
+                ClientId=self.client_id,
+                AuthFlow="USER_PASSWORD_AUTH",
+                AuthParameters={"USERNAME": username, "PASSWORD": password, **self._secret_hash(username)},
+            )
+        except Exception as exc:  # botocore ClientError: wrong password, unknown user, ...
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+            message = getattr(exc, "response", {}).get("Error", {}).get("Message", str(exc))
+            raise ApiError(401, "SIGN_IN_FAILED", f"{code}: {message}") from exc
+        if "AuthenticationResult" not in answer:
+            raise ApiError(401, "SIGN_IN_FAILED", f"Cognito asks for {answer.get('ChallengeName')}; finish it in the hosted UI first")
+        self.username = username
+        self.tokens = self._tokens(answer["AuthenticationResult"])
+        return self.tokens
+
+    def _tokens(self, result: dict[str, Any], refresh: str | None = None) -> Tokens:
+        return Tokens(result["IdToken"], result.get("RefreshToken", refresh), self.clock() + int(result.get("ExpiresIn", 3600)))
+
+    def id_token(self) -> str:
+        if self.tokens is None:
+            raise ApiError(401, "UNAUTHORIZED", "sign in first")
+        if self.tokens.expires_at - self.clock() < 120 and self.tokens.refresh_token:
+            params = {"REFRESH_TOKEN": self.tokens.refresh_token, **self._secret_hash(self.username or "")}
+            answer = self._client().initiate_auth(ClientId=self.client_id, AuthFlow="REFRESH_TOKEN_AUTH", AuthParameters=params)
+            self.tokens = self._tokens(answer["AuthenticationResult"], self.tokens.refresh_token)
+        return self.tokens.id_token
+
+
+@dataclass
+class BackdropClient:
+    base_url: str
+    token: Callable[[], str]
+    session: requests.Session = field(default_factory=requests.Session)
+    max_attempts: int = 4
+    sleep: Callable[[float], None] = time.sleep
+    timeout_s: float = 30.0
+
+    # ---------------------------------------------------------------- transport
+
+    def request(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
+        url = self.base_url.rstrip("/") + path
+        for attempt in range(1, self.max_attempts + 1):
+            headers = {"Authorization": self.token(), "Content-Type": "application/json"}
+            try:
+                response = self.session.request(method, url, json=body, params=params, headers=headers, timeout=self.timeout_s)
+            except requests.ConnectionError as exc:
+                if attempt == self.max_attempts:
+                    raise ApiError(0, "UNREACHABLE", f"cannot reach the Backdrop API at {self.base_url}: {exc}") from exc
+            else:
+                if response.status_code not in RETRY_STATUSES or attempt == self.max_attempts:
+                    return self._result(response)
+            self.sleep(random.uniform(0, min(8.0, 0.5 * 2**attempt)))  # exponential backoff, full jitter
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _result(response: requests.Response) -> Any:
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if response.status_code >= 400:
+            if isinstance(data, dict) and "code" in data:
+                raise ApiError(response.status_code, data["code"], data.get("message", ""), data.get("details"))
+            message = data.get("message") if isinstance(data, dict) else response.text[:200]
+            raise ApiError(response.status_code, f"HTTP_{response.status_code}", message or response.reason)
+        return data
+
+    # ---------------------------------------------------------------- routes
+
+    def models(self) -> dict[str, Any]:
+        return self.request("GET", "/models")
+
+    def create_uploads(self, files: list[dict[str, Any]]) -> dict[str, Any]:
+        return self.request("POST", "/uploads", {"files": files})
+
+    def upload_bytes(self, items: Iterable[tuple[str, bytes, str]]) -> list[dict[str, str]]:
+        """Upload (name, data, content type) triples; returns [{imageRef, name}] in order."""
+        items = list(items)
+        refs: list[dict[str, str]] = []
+        for start in range(0, len(items), contracts.MAX_FILES_PER_UPLOAD_REQUEST):
+            chunk = items[start : start + contracts.MAX_FILES_PER_UPLOAD_REQUEST]
+            grant = self.create_uploads([{"name": n, "contentType": t, "size": len(d)} for n, d, t in chunk])
+            for (name, data, content_type), upload in zip(chunk, grant["uploads"], strict=True):
+                posted = self.session.post(
+                    upload["url"], data=upload["fields"], files={"file": (name, data, content_type)}, timeout=120
+                )
+                if posted.status_code >= 300:
+                    raise ApiError(posted.status_code, "UPLOAD_FAILED", f"S3 refused '{name}': {posted.text[:300]}")
+                refs.append({"imageRef": upload["imageRef"], "name": name})
+        return refs
+
+    def upload_files(self, paths: Iterable[Path]) -> list[dict[str, str]]:
+        items = []
+        for path in paths:
+            content_type = CONTENT_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or ""
+            if content_type not in contracts.UPLOAD_CONTENT_TYPES:
+                raise ApiError(400, "UNSUPPORTED_MEDIA_TYPE", f"'{path.name}' is not a PNG, JPEG or WEBP file")
+            items.append((path.name, path.read_bytes(), content_type))
+        return self.upload_bytes(items)
+
+    def labels(self, image_refs: list[str]) -> dict[str, list[dict[str, Any]]]:
+        return self.request("POST", "/labels", {"imageRefs": image_refs})["labels"]
+
+    def submit(self, job: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", "/jobs", job)
+
+    def jobs(self, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        return self.request("GET", "/jobs", params=params)
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/jobs/{job_id}")
+
+    def report_url(self, job_id: str, fmt: str = "json") -> str:
+        return self.request("GET", f"/jobs/{job_id}/report", params={"format": fmt})["url"]
+
+    def retry(self, job_id: str) -> dict[str, Any]:
+        return self.request("POST", f"/jobs/{job_id}/retry", {})
+
+    def wait(
+        self, job_id: str, *, poll_s: float = 1.0, timeout_s: float = 3600, progress: Callable[[dict[str, Any]], None] | None = None
+    ) -> dict[str, Any]:
+        """Poll until the job is finished; `progress` sees every intermediate view."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            view = self.job(job_id)
+            if progress:
+                progress(view)
+            if view["status"] in {s.value for s in contracts.TERMINAL_JOB_STATUSES}:
+                return view
+            if time.monotonic() > deadline:
+                raise ApiError(0, "TIMEOUT", f"job {job_id} is still {view['status']} after {timeout_s:.0f} s")
+            self.sleep(poll_s)
+
+    def download(self, url: str) -> bytes:
+        response = self.session.get(url, timeout=120)
+        if response.status_code >= 300:
+            raise ApiError(response.status_code, "DOWNLOAD_FAILED", f"could not download {url.split('?')[0]}")
+        return response.content
