@@ -1,0 +1,80 @@
+"""The `backdrop` command line against the local stack, as a script would use it."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack
+from frontend import cli
+
+pytestmark = pytest.mark.slow
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+@pytest.fixture
+def signed_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
+    monkeypatch.setenv("BACKDROP_CONFIG_DIR", str(tmp_path / "config"))
+    stack = LocalStack(api_port=0, stage="cli").start()
+    try:
+        monkeypatch.setattr("sys.stdin", io.StringIO(DEMO_PASSWORD + "\n"))
+        code = cli.main([
+            "login", "--api", stack.api_url, "--client-id", stack.outputs["client_id"],
+            "--cognito-endpoint", stack.endpoint, "--username", DEMO_USER, "--password-stdin",
+        ])  # fmt: skip
+        assert code == 0
+        yield stack
+    finally:
+        stack.stop()
+
+
+def _json(capsys: pytest.CaptureFixture[str]) -> dict:
+    return json.loads(capsys.readouterr().out)
+
+
+def test_submit_wait_download_status_and_jobs(signed_in, tmp_path, capsys) -> None:
+    capsys.readouterr()
+    out = tmp_path / "results"
+    photos = [str(SAMPLES / "coffee.jpg"), str(SAMPLES / "rocket.jpg")]
+    code = cli.main(["submit", *photos, "--prompt", "a pastel studio", "--seed", "11", "--wait", "--poll", "0.2", "--out", str(out), "--json"])
+    view = _json(capsys)
+    assert code == 0, view
+    assert view["status"] == "COMPLETED" and view["counts"]["SUCCEEDED"] == 2
+    assert sorted(p.suffix for p in out.iterdir()) == [".csv", ".json", ".png", ".png"]
+    assert (config := json.loads((tmp_path / "config" / "config.json").read_text()))["username"] == DEMO_USER
+    assert oct((tmp_path / "config" / "config.json").stat().st_mode & 0o777) == "0o600", config["api"]
+    assert cli.main(["status", view["jobId"], "--json"]) == 0
+    assert _json(capsys)["settings"]["seed"] == 11
+    assert cli.main(["jobs", "--json"]) == 0
+    assert [j["jobId"] for j in _json(capsys)["jobs"]] == [view["jobId"]]
+    # nothing failed: retry says so, with the server's code, and exits 2
+    assert cli.main(["retry", view["jobId"], "--json"]) == 2
+    assert _json(capsys)["error"]["code"] == "BAD_REQUEST"
+
+
+def test_a_failed_image_makes_the_exit_code_non_zero(signed_in, capsys) -> None:
+    capsys.readouterr()
+    code = cli.main(["submit", str(SAMPLES / "chelsea.jpg"), "--prompt", "a meadow [filter:prompt]", "--wait", "--poll", "0.2", "--json"])
+    view = _json(capsys)
+    assert code == 1
+    assert view["status"] == "FAILED" and view["images"][0]["errorCode"] == "CONTENT_FILTERED"
+    assert cli.main(["retry", view["jobId"], "--json"]) == 0
+    assert _json(capsys)["retryOf"] == view["jobId"]
+
+
+def test_errors_are_clear_and_exit_2(signed_in, tmp_path, capsys) -> None:
+    capsys.readouterr()
+    assert cli.main(["submit", str(tmp_path / "nope.png"), "--prompt", "x"]) == 2
+    assert "FILE_NOT_FOUND" in capsys.readouterr().err
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    assert cli.main(["submit", str(notes), "--prompt", "x"]) == 2
+    assert "UNSUPPORTED_MEDIA_TYPE" in capsys.readouterr().err
+    assert cli.main(["status", "20260101T000000Z-0123456789ab"]) == 2
+    assert "NOT_FOUND" in capsys.readouterr().err
+    assert cli.main(["submit", str(SAMPLES / "coffee.jpg"), "--prompt", "x", "--model", "nova-canvas"]) == 2
+    assert "MODEL_UNAVAILABLE" in capsys.readouterr().err
