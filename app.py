@@ -90,8 +90,9 @@ def _job_service() -> JobService:
 
 
 @app.route("/health", methods=["GET"], cors=cors)
-def health() -> dict[str, str]:
-    return {"status": "ok"}
+def health() -> dict[str, Any]:
+    # the local stack sets BACKDROP_STAND_IN so every client can say so visibly
+    return {"status": "ok", "standIn": os.environ.get("BACKDROP_STAND_IN") == "true"}
 
 
 @app.route("/models", methods=["GET"], authorizer=authorizer, cors=cors)

@@ -143,6 +143,9 @@ class BackdropClient:
 
     # ---------------------------------------------------------------- routes
 
+    def health(self) -> dict[str, Any]:
+        return self.request("GET", "/health")
+
     def models(self) -> dict[str, Any]:
         return self.request("GET", "/models")
 

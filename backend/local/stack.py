@@ -70,6 +70,7 @@ class LocalStack:
                 "AWS_REGION": self.region,
                 "MOTO_PORT": str(port),  # moto's Step Functions tasks call http://localhost:$MOTO_PORT
                 "BACKDROP_AWS_ENDPOINT_URL": self.endpoint,
+                "BACKDROP_STAND_IN": "true",  # GET /health says so; the UI shows a banner
             }
         )
         import requests

@@ -1,0 +1,38 @@
+"""Your jobs, newest first, with progress that refreshes by itself."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from frontend import session
+from frontend.api_client import ApiError
+
+st.title("Jobs")
+session.stand_in_banner()
+
+
+@st.fragment(run_every="3s")
+def job_list() -> None:
+    try:
+        page = session.client().jobs(limit=50)
+    except ApiError as exc:
+        session.show_error(exc)
+        return
+    if not page["jobs"]:
+        st.info("No jobs yet: start one on the New batch page.")
+        return
+    for job in page["jobs"]:
+        counts = job.get("counts") or {}
+        total = max(1, job.get("imageCount") or sum(counts.values()))
+        done = counts.get("SUCCEEDED", 0) + counts.get("FAILED", 0)
+        with st.container(border=True):
+            left, right = st.columns([3, 1])
+            left.markdown(f"**{job['jobId']}** · {job['status']} · {job.get('imageCount', 0)} photo(s)")
+            left.caption(job.get("prompt") or "")
+            left.progress(done / total, text=f"{done}/{total} finished · {counts.get('FAILED', 0)} failed")
+            if right.button("Open", key=f"open-{job['jobId']}"):
+                st.session_state["job_id"] = job["jobId"]
+                st.switch_page("pages/job.py")
+
+
+job_list()

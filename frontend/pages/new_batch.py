@@ -1,0 +1,159 @@
+"""Upload photos, keep the labels that matter, describe the new background, submit."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import streamlit as st
+from PIL import Image, ImageDraw
+
+from chalicelib import contracts
+from frontend import session
+from frontend.api_client import ApiError
+
+MODE_HELP = {
+    "PRECISE": "Keeps every pixel of the subject exactly as in your photo; only the background is new.",
+    "DEFAULT": "Lets the model blend the subject's edges into the new background (softer, may alter details).",
+}
+
+
+def _thumbnail(data: bytes, labels: list[dict[str, Any]], kept: list[str]) -> Image.Image:
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    img.thumbnail((360, 360))
+    draw = ImageDraw.Draw(img)
+    for label in labels:
+        colour = (40, 200, 90) if label["name"] in kept else (160, 160, 160)
+        for instance in label.get("instances", []):
+            b = instance["box"]
+            box = (b["left"] * img.width, b["top"] * img.height, (b["left"] + b["width"]) * img.width, (b["top"] + b["height"]) * img.height)
+            draw.rectangle(box, outline=colour, width=3)
+    return img
+
+
+def _accepted(files: list[Any]) -> list[tuple[str, bytes, str]]:
+    accepted = []
+    for file in files:
+        data = file.getvalue()
+        if file.type not in contracts.UPLOAD_CONTENT_TYPES:
+            st.error(f"'{file.name}' was not added: {file.type or 'this type'} is not PNG, JPEG or WEBP.")
+        elif len(data) > contracts.MAX_UPLOAD_BYTES:
+            st.error(f"'{file.name}' was not added: {len(data) / 2**20:.1f} MB is over the {contracts.MAX_UPLOAD_BYTES / 2**20:.0f} MB limit.")
+        elif not data:
+            st.error(f"'{file.name}' was not added: the file is empty.")
+        else:
+            accepted.append((file.name, data, file.type))
+    return accepted
+
+
+def upload_step(api: Any) -> None:
+    files = st.file_uploader(
+        "Photos (PNG, JPEG or WEBP)", type=["png", "jpg", "jpeg", "webp"], accept_multiple_files=True, key="files"
+    )
+    if files and st.button("Upload and detect labels", key="upload", type="primary"):
+        accepted = _accepted(files)
+        if not accepted:
+            return
+        try:
+            with st.spinner(f"Uploading {len(accepted)} photo(s)…"):
+                refs = api.upload_bytes(accepted)
+                labels = api.labels([r["imageRef"] for r in refs])
+        except ApiError as exc:
+            session.show_error(exc)
+            return
+        st.session_state["batch"] = [
+            {**ref, "data": data, "labels": labels.get(ref["imageRef"], [])}
+            for ref, (_, data, _) in zip(refs, accepted, strict=True)
+        ]
+
+
+def image_cards(batch: list[dict[str, Any]]) -> None:
+    st.subheader("Keep what matters")
+    st.caption("Each chip is a detected label; remove the ones that are not the subject. Green boxes are kept.")
+    columns = st.columns(3)
+    for index, item in enumerate(batch):
+        ref = item["imageRef"]
+        options = [label["name"] for label in item["labels"]]
+        confidence = {label["name"]: label["confidence"] for label in item["labels"]}
+        with columns[index % 3], st.container(border=True):
+            kept = st.multiselect(
+                item["name"], options, default=options, key=f"keep-{ref}",
+                format_func=lambda name, c=confidence: f"{name} ({c[name]:.0f}%)",
+            )  # fmt: skip
+            st.image(_thumbnail(item["data"], item["labels"], kept), width="stretch")
+            if not options:
+                st.caption("No labels detected: the whole subject found by background removal is kept.")
+            st.text_input("Prompt for this image only (optional)", key=f"prompt-{ref}")
+
+
+def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | None:
+    try:
+        catalogue = api.models()
+    except ApiError as exc:
+        session.show_error(exc)
+        return None
+    models = {m["key"]: m for m in catalogue["models"] if m["selectable"]}
+    retired = [m for m in catalogue["models"] if not m["selectable"]]
+    st.subheader("Describe the new background")
+    key = st.selectbox("Model", list(models), index=list(models).index(catalogue["default"]) if catalogue["default"] in models else 0,
+                       format_func=lambda k: models[k]["displayName"], key="model")  # fmt: skip
+    if retired:
+        st.caption("Not available (end of life): " + ", ".join(f"{m['displayName']} ({m['lifecycle']['eolDate'] or 'retired'})" for m in retired))
+    model = models[key]
+    limits = model["limits"]
+    if model["lifecycle"]["status"] == "LEGACY":
+        st.warning(f"{model['displayName']} is Legacy and reaches end of life on {model['lifecycle']['eolDate']}.")
+    prompt = st.text_area("New background", key="prompt", placeholder="a sunlit marble studio with soft shadows")
+    st.caption(f"{len(prompt):,} / {limits['promptMax']:,} characters")
+    negative = st.text_input("Avoid (negative prompt)", key="negative")
+    st.caption(f"{len(negative):,} / {limits['negativePromptMax']:,} characters")
+    mode = st.radio("Mode", ["PRECISE", "DEFAULT"], horizontal=True, key="mode")
+    st.caption(MODE_HELP[mode])
+    left, middle, right = st.columns(3)
+    variants = left.number_input("Variants per photo", 1, limits["maxVariants"], 1, key="variants")
+    fmt = middle.selectbox("Output format", ["png", "jpeg", "webp"], key="format")
+    quality = right.selectbox("Quality", limits["qualities"], key="quality") if limits["qualities"] else None
+    lock_seed = st.checkbox("Lock the seed (reproducible results)", key="lock_seed")
+    seed = st.number_input("Seed", 0, limits["seedMax"], 42, key="seed") if lock_seed else None
+    images = len(batch) * int(variants)
+    st.info(f"Estimated model cost: ${images * model['pricePerImageUsd']:.2f} for {len(batch)} photo(s) × {int(variants)} variant(s) ({model['priceSource']}).")
+    job: dict[str, Any] = {"model": key, "prompt": prompt, "mode": mode, "variants": int(variants), "outputFormat": fmt, "images": []}
+    if negative:
+        job["negativePrompt"] = negative
+    if quality:
+        job["quality"] = quality
+    if seed is not None:
+        job["seed"] = int(seed)
+    for item in batch:
+        image = {"imageRef": item["imageRef"], "name": item["name"], "labels": st.session_state.get(f"keep-{item['imageRef']}", [])}
+        override = st.session_state.get(f"prompt-{item['imageRef']}")
+        if override:
+            image["prompt"] = override
+        job["images"].append(image)
+    problems = []
+    if len(prompt) > limits["promptMax"]:
+        problems.append(f"The description is {len(prompt):,} characters; {model['displayName']} accepts {limits['promptMax']:,}.")
+    if limits["promptRequired"] and not prompt.strip():
+        problems.append("Describe the new background first.")
+    for message in problems:
+        st.error(message)
+    return None if problems else job
+
+
+st.title("New batch")
+session.stand_in_banner()
+api = session.client()
+upload_step(api)
+batch = st.session_state.get("batch") or []
+if batch:
+    image_cards(batch)
+    job = settings_form(api, batch)
+    if st.button("Replace backgrounds", key="submit", type="primary", disabled=job is None):
+        try:
+            submitted = api.submit(job)
+        except ApiError as exc:
+            session.show_error(exc)
+        else:
+            st.session_state["job_id"] = submitted["jobId"]
+            st.session_state["last_submitted"] = job
+            st.success(f"Job {submitted['jobId']} started with {submitted['imageCount']} photo(s). Follow it on the Jobs page.")

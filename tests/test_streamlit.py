@@ -1,0 +1,167 @@
+"""The Streamlit front end with the API client replaced by a fake (streamlit.testing AppTest)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from chalicelib import contracts
+from chalicelib.models import registry
+from frontend.api_client import ApiError
+
+APP = str(Path(__file__).resolve().parents[1] / "frontend" / "streamlit_app.py")
+JOB_ID = "20261124T120000Z-0123456789ab"
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (120, 80), (200, 30, 40)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+class FakeApi:
+    def __init__(self) -> None:
+        self.submitted: list[dict[str, Any]] = []
+        self.uploaded: list[str] = []
+        self.job_status = "PARTIAL"
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "standIn": True}
+
+    def models(self) -> dict[str, Any]:
+        models = [{**m.public(), "selectable": registry.is_selectable(m)} for m in registry.all_models()]
+        return {"models": models, "default": "stability-inpaint"}
+
+    def upload_bytes(self, items: list[tuple[str, bytes, str]]) -> list[dict[str, str]]:
+        self.uploaded += [name for name, _, _ in items]
+        return [{"imageRef": f"{'a' * 32}/{i:032x}.png", "name": name} for i, (name, _, _) in enumerate(items)]
+
+    def labels(self, refs: list[str]) -> dict[str, list[dict[str, Any]]]:
+        box = {"left": 0.1, "top": 0.1, "width": 0.5, "height": 0.5}
+        return {
+            ref: [
+                {"name": "Person", "confidence": 98.0, "instances": [{"box": box, "confidence": 97.0}], "parents": []},
+                {"name": "Chair", "confidence": 88.0, "instances": [{"box": box, "confidence": 80.0}], "parents": []},
+            ]
+            for ref in refs
+        }
+
+    def submit(self, job: dict[str, Any]) -> dict[str, Any]:
+        self.submitted.append(job)
+        return {"jobId": JOB_ID, "status": "SUBMITTED", "imageCount": len(job["images"])}
+
+    def jobs(self, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        return {"jobs": [{"jobId": JOB_ID, "status": "RUNNING", "imageCount": 2, "counts": {"SUCCEEDED": 1, "FAILED": 0, "PENDING": 1, "RUNNING": 0}, "prompt": "beach"}], "nextCursor": None}
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        if job_id != JOB_ID:
+            raise ApiError(404, "NOT_FOUND", f"no job {job_id}")
+        return {
+            "jobId": JOB_ID, "status": self.job_status, "model": "stability-inpaint", "prompt": "beach",
+            "counts": {"SUCCEEDED": 1, "FAILED": 1, "PENDING": 0, "RUNNING": 0},
+            "images": [
+                {"imageId": "b" * 32, "name": "good.png", "status": "SUCCEEDED", "originalUrl": "http://127.0.0.1:1/o.png",
+                 "outputs": [{"key": "results/u/j/b-1.png", "url": "http://127.0.0.1:1/r.png", "variant": 1, "seed": 5}]},
+                {"imageId": "c" * 32, "name": "blocked.png", "status": "FAILED", "errorCode": "CONTENT_FILTERED",
+                 "cause": "the model's content filter blocked the prompt", "originalUrl": "http://127.0.0.1:1/o2.png", "outputs": []},
+            ],
+            "reports": {"json": "http://127.0.0.1:1/report.json", "csv": "http://127.0.0.1:1/report.csv"},
+        }  # fmt: skip
+
+    def download(self, url: str) -> bytes:
+        return _png() if url.endswith(".png") else b"{}"
+
+    def retry(self, job_id: str) -> dict[str, Any]:
+        return {"jobId": "20261124T130000Z-0123456789ab", "imageCount": 1, "retryOf": job_id}
+
+
+@pytest.fixture
+def app() -> tuple[AppTest, FakeApi]:
+    at = AppTest.from_file(APP, default_timeout=20)
+    fake = FakeApi()
+    at.session_state["api"] = fake
+    at.session_state["user"] = "ana@example.com"
+    return at, fake
+
+
+def test_signed_out_shows_the_sign_in_page() -> None:
+    at = AppTest.from_file(APP, default_timeout=20).run()
+    assert not at.exception
+    assert at.title[0].value == "Backdrop"
+    assert at.text_input(key="username") is not None and at.button[0].label == "Sign in"
+
+
+def test_sign_in_errors_are_shown_not_raised(monkeypatch) -> None:
+    monkeypatch.delenv("BACKDROP_COGNITO_CLIENT_ID", raising=False)
+    at = AppTest.from_file(APP, default_timeout=20).run()
+    at.text_input(key="username").input("ana@example.com")
+    at.text_input(key="password").input("pw")
+    at.button[0].click().run()
+    assert not at.exception
+    assert "BACKDROP_COGNITO_CLIENT_ID" in at.error[0].value
+
+
+def _upload(at: AppTest, names: list[str]) -> None:
+    at.run()
+    at.file_uploader(key="files").set_value([(name, _png(), "image/png") for name in names])
+    at.run()
+    at.button(key="upload").click().run()
+
+
+def test_removing_a_label_changes_what_is_submitted(app) -> None:
+    at, fake = app
+    _upload(at, ["a.png", "b.png"])
+    assert not at.exception
+    assert at.warning[0].value.startswith("Local stand-in backend")
+    assert fake.uploaded == ["a.png", "b.png"]
+    first_ref = f"{'a' * 32}/{0:032x}.png"
+    at.multiselect(key=f"keep-{first_ref}").unselect("Chair").run()
+    at.text_area(key="prompt").input("a quiet beach at dawn").run()
+    at.button(key="submit").click().run()
+    assert not at.exception
+    job = fake.submitted[-1]
+    assert [i["labels"] for i in job["images"]] == [["Person"], ["Person", "Chair"]]
+    assert job["prompt"] == "a quiet beach at dawn" and job["mode"] == "PRECISE"
+    assert "started with 2 photo(s)" in at.success[0].value
+
+
+def test_validation_messages_show_before_submit(app) -> None:
+    at, fake = app
+    _upload(at, ["a.png"])
+    at.text_area(key="prompt").input("x" * 10_001).run()
+    assert any("10,001 characters" in e.value for e in at.error)
+    assert at.button(key="submit").disabled
+    assert any("10,001 / 10,000" in c.value for c in at.caption)
+    assert fake.submitted == []
+
+
+def test_rejected_files_get_a_message_each(app) -> None:
+    at, fake = app
+    at.run()
+    too_big = b"\x89PNG\r\n\x1a\n" + bytes(contracts.MAX_UPLOAD_BYTES)
+    at.file_uploader(key="files").set_value([("huge.png", too_big, "image/png"), ("ok.png", _png(), "image/png")])
+    at.run()
+    at.button(key="upload").click().run()
+    assert any("'huge.png' was not added" in e.value and "15 MB limit" in e.value for e in at.error)
+    assert fake.uploaded == ["ok.png"]
+
+
+def test_jobs_and_job_pages_render_status_causes_and_downloads(app) -> None:
+    at, fake = app
+    at.run()
+    at.switch_page("pages/jobs.py").run()
+    assert not at.exception
+    assert any(JOB_ID in m.value for m in at.markdown)
+    at.session_state["job_id"] = JOB_ID
+    at.switch_page("pages/job.py").run()
+    assert not at.exception
+    assert any("CONTENT_FILTERED" in e.value for e in at.error)
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["Download all (zip)", "Report (JSON)", "Report (CSV)"]
+    at.button(key="retry").click().run()
+    assert "Retrying 1 image(s)" in at.success[0].value
