@@ -21,10 +21,10 @@ if session.signed_in():
             session.sign_out()
             st.rerun()
     pages = [
-        st.Page(PAGES / "new_batch.py", title="New batch", icon="➕", default=True),
-        st.Page(PAGES / "jobs.py", title="Jobs", icon="📋"),
-        st.Page(PAGES / "job.py", title="Job", icon="🖼️"),
+        st.Page(PAGES / "new_batch.py", title="New batch", icon=":material/add_photo_alternate:", default=True),
+        st.Page(PAGES / "jobs.py", title="Jobs", icon=":material/list:"),
+        st.Page(PAGES / "job.py", title="Job", icon=":material/image:"),
     ]
 else:
-    pages = [st.Page(PAGES / "sign_in.py", title="Sign in", icon="🔑", default=True)]
+    pages = [st.Page(PAGES / "sign_in.py", title="Sign in", icon=":material/login:", default=True)]
 st.navigation(pages).run()

@@ -80,12 +80,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n--- email: {email.get('Subject')}\n{email.get('Message')}\n---", flush=True)
 
     stack = LocalStack(api_port=args.port, latency_s=args.latency, images_per_minute=args.quota, on_email=on_email).start()
+    ui = "(not started: --no-ui)" if args.no_ui else stack.start_ui(args.ui_port)
     print(
         "Backdrop is running locally (Bedrock and Rekognition are stand-ins: outputs are not generated art).\n"
+        f"  Web UI:     {ui}\n"
         f"  API:        {stack.api_url}   (try: curl {stack.api_url}/health)\n"
         f"  AWS (moto): {stack.endpoint}\n"
         f"  User pool:  {stack.outputs['user_pool_id']}   app client: {stack.outputs['client_id']}\n"
         f"  Sign in:    {DEMO_USER} / {DEMO_PASSWORD}\n"
+        f"  CLI:        backdrop login --api {stack.api_url} --client-id {stack.outputs['client_id']} "
+        f"--cognito-endpoint {stack.endpoint} --username {DEMO_USER}\n"
         "Ctrl-C stops everything.",
         flush=True,
     )
@@ -113,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
     run_parser.add_argument("--latency", type=float, default=0.5, help="stand-in model latency in seconds")
     run_parser.add_argument("--quota", type=float, default=None, help="stand-in model quota, images per minute")
+    run_parser.add_argument("--ui-port", type=int, default=8501, help="Streamlit UI port (default 8501)")
+    run_parser.add_argument("--no-ui", action="store_true", help="API only, no Streamlit UI")
     demo_parser = sub.add_parser("demo", help="headless end-to-end demo on the sample photos")
     demo_parser.add_argument("--latency", type=float, default=0.1)
     demo_parser.add_argument("--timeout", type=float, default=150.0)

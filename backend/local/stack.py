@@ -255,6 +255,49 @@ class LocalStack:
         self._undo.append(server.shutdown)
         self.api_url = f"http://{self.host}:{server.server.server_address[1]}"
 
+    def start_ui(self, port: int = 8501) -> str:
+        """Start the Streamlit front end against this stack's API (a child process)."""
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        import requests
+
+        app_path = Path(__file__).resolve().parents[2] / "frontend" / "streamlit_app.py"
+        env = {
+            **os.environ,
+            "BACKDROP_API_URL": self.api_url,
+            "BACKDROP_COGNITO_CLIENT_ID": self.outputs["client_id"],
+            "BACKDROP_COGNITO_ENDPOINT": self.endpoint,
+            "BACKDROP_REGION": self.region,
+        }
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.address", self.host,
+             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+
+        def stop_ui() -> None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+        self._undo.append(stop_ui)
+        url = f"http://{self.host}:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"the Streamlit UI exited: {process.stderr.read().decode()[-2000:] if process.stderr else ''}")
+            try:
+                if requests.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
+                    return url
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError("the Streamlit UI did not start within 60 s")
+
     def wait_until_idle(self, timeout_s: float = 60.0) -> None:
         """For tests: until no execution is running."""
         sfn = self.client("stepfunctions")

@@ -1,0 +1,85 @@
+"""End to end in headless Chromium against the local stack: sign in, upload two photos, remove a
+label, submit, wait for both to succeed, open the gallery. Screenshots go to test-artifacts/.
+
+Chromium comes from Debian's package (/usr/bin/chromium), driven by Playwright from PyPI; no
+browser is ever downloaded by a test tool.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def ui() -> Iterator[str]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed (it is in the dev extra)")
+    stack = LocalStack(api_port=0, stage="browser").start()
+    try:
+        yield stack.start_ui(_free_port())
+    finally:
+        stack.stop()
+
+
+def test_whole_workflow_in_the_browser(ui: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        page.goto(ui)
+        page.get_by_role("textbox", name="Email").fill(DEMO_USER)
+        page.get_by_role("textbox", name="Password").fill(DEMO_PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="New batch")).to_be_visible()
+        expect(page.get_by_text("Local stand-in backend")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "01-new-batch.png"), full_page=True)
+
+        page.locator('input[type="file"]').set_input_files([str(ROOT / "samples" / "coffee.jpg"), str(ROOT / "samples" / "rocket.jpg")])
+        page.get_by_role("button", name="Upload and detect labels").click()
+        expect(page.get_by_text("Keep what matters")).to_be_visible()
+        tags = page.locator("[data-tag]")
+        expect(tags).to_have_count(2)  # one "Subject" label per photo from the Rekognition stand-in
+        page.get_by_role("button", name="Remove Subject (99%)").first.click()  # drop the first photo's label
+        expect(tags).to_have_count(1)
+        page.get_by_role("textbox", name="New background", exact=True).fill("a pastel studio with soft daylight")
+        page.get_by_role("textbox", name="New background", exact=True).press("Control+Enter")
+        expect(page.get_by_text("34 / 10,000 characters")).to_be_visible()  # the counter follows the model's limit
+        page.screenshot(path=str(ARTIFACTS / "02-labels-and-settings.png"), full_page=True)
+        page.get_by_role("button", name="Replace backgrounds").click()
+        expect(page.get_by_text("started with 2 photo(s)")).to_be_visible()
+
+        page.get_by_role("link", name="Jobs").click()
+        expect(page.get_by_text("2/2 finished")).to_be_visible(timeout=60_000)
+        page.screenshot(path=str(ARTIFACTS / "03-jobs.png"), full_page=True)
+        page.get_by_role("button", name="Open").first.click()
+        expect(page.get_by_text("COMPLETED")).to_be_visible(timeout=60_000)
+        expect(page.get_by_role("button", name="Download all (zip)")).to_be_visible()
+        expect(page.locator("img")).to_have_count(4)  # before and after, twice
+        page.screenshot(path=str(ARTIFACTS / "04-job-gallery.png"), full_page=True)
+        browser.close()
