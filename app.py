@@ -19,6 +19,7 @@ from chalicelib.errors import BackdropError, BadRequest
 from chalicelib.jobs import JobService, parse_job_request
 from chalicelib.labels import LabelService
 from chalicelib.models import registry
+from chalicelib.models.lifecycle import LifecycleChecker
 from chalicelib.report import Reporter
 from chalicelib.starter import WorkflowStarter
 from chalicelib.uploads import UploadService
@@ -95,12 +96,35 @@ def health() -> dict[str, Any]:
     return {"status": "ok", "standIn": os.environ.get("BACKDROP_STAND_IN") == "true"}
 
 
+_lifecycles: LifecycleChecker | None = None
+
+
+def _lifecycle_checker() -> LifecycleChecker:
+    global _lifecycles
+    if _lifecycles is None:  # cached across invocations of a warm Lambda
+        _lifecycles = LifecycleChecker(aws.client("bedrock"))
+    return _lifecycles
+
+
+def _selectable_model(key: str) -> Any:
+    spec = registry.get_model(key)
+    return registry.get_selectable_model(key, _lifecycle_checker().lifecycle(spec)[0])
+
+
 @app.route("/models", methods=["GET"], authorizer=authorizer, cors=cors)
 @api
 def list_models() -> dict[str, Any]:
     _owner()
-    models = [{**m.public(), "selectable": registry.is_selectable(m)} for m in registry.all_models()]
-    return {"models": models, "default": registry.DEFAULT_MODEL_KEY}
+    models = []
+    for spec in registry.all_models():
+        lifecycle, source = _lifecycle_checker().lifecycle(spec)
+        view = spec.public()
+        view["lifecycle"] = {
+            "status": lifecycle.status.value, "legacyDate": lifecycle.legacy_date, "eolDate": lifecycle.eol_date,
+            "source": lifecycle.source, "checkedWith": source,
+        }  # fmt: skip
+        models.append({**view, "selectable": registry.is_selectable(spec, lifecycle)})
+    return {"models": models, "default": registry.default_model_key()}
 
 
 @app.route("/uploads", methods=["POST"], authorizer=authorizer, cors=cors)
@@ -123,7 +147,7 @@ def detect_labels_route() -> dict[str, Any]:
 @api
 def submit_job() -> Response:
     owner = _owner()
-    spec, settings, images = parse_job_request(_body())
+    spec, settings, images = parse_job_request(_body(), model_lookup=_selectable_model)
     return _json_response(_job_service().submit(owner, spec, settings, images), 202)
 
 

@@ -66,7 +66,7 @@ def parse_job_request(
     problems = _Problems()
     for name in sorted(set(body) - JOB_FIELDS):
         problems.add(name, f"unknown field {name!r}")
-    spec = model_lookup(body.get("model") or registry.DEFAULT_MODEL_KEY)  # ModelUnavailable names usable ones
+    spec = model_lookup(body.get("model") or registry.default_model_key())  # ModelUnavailable names usable ones
 
     prompt = body.get("prompt", "")
     if not isinstance(prompt, str):

@@ -140,6 +140,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise ApiError(0, "FILE_NOT_FOUND", f"no such file: {', '.join(missing)}")
+    catalogue = client.models()
+    chosen = next((m for m in catalogue["models"] if m["key"] == (args.model or catalogue["default"])), None)
+    if chosen and chosen["lifecycle"]["status"] == "LEGACY":
+        sys.stderr.write(f"warning: {chosen['key']} is Legacy on Bedrock and reaches end of life on {chosen['lifecycle']['eolDate']}\n")
     refs = client.upload_files(paths)
     labels = {} if args.no_labels else client.labels([r["imageRef"] for r in refs])
     job: dict[str, Any] = {

@@ -12,8 +12,9 @@ from PIL import Image, ImageDraw
 from chalicelib import contracts, imaging
 from chalicelib.errors import ImageInvalid, ImageTooLarge, ImageTooSmall
 from chalicelib.models.base import ImageLimits
-from chalicelib.models.registry import NOVA_CANVAS, STABILITY_INPAINT, TITAN_V2
+from chalicelib.models.registry import get_model
 
+STABILITY_INPAINT, TITAN_V2, NOVA_CANVAS = (get_model(k) for k in ("stability-inpaint", "titan-image-v2", "nova-canvas"))
 LIMITS = [STABILITY_INPAINT.image_limits, TITAN_V2.image_limits, NOVA_CANVAS.image_limits]
 
 

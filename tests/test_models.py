@@ -19,9 +19,9 @@ from chalicelib.models.base import Family, ImageTask, JobSettings, LifecycleStat
 from chalicelib.models.outpainting import OutpaintingAdapter
 from chalicelib.models.stability import StabilityAdapter
 
-STABILITY = registry.STABILITY_INPAINT
-TITAN = registry.TITAN_V2
-NOVA = registry.NOVA_CANVAS
+STABILITY = registry.get_model("stability-inpaint")
+TITAN = registry.get_model("titan-image-v2")
+NOVA = registry.get_model("nova-canvas")
 IMAGE = ImageTask(image_id="a" * 32, key="uploads/u/x.png", name="shoe.png", labels=("Shoe",))
 
 

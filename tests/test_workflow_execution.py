@@ -97,17 +97,34 @@ def _wait(sfn: Any, execution_arn: str, timeout_s: float = 90.0) -> dict[str, An
     raise AssertionError(f"execution still RUNNING after {timeout_s}s; last events: {history[-5:]}")
 
 
+def _registry_with_new_default(tmp_path) -> str:
+    """A deployment's own models.json: a new model (EU inference profiles) as the default."""
+    from chalicelib.models.registry import REGISTRY_PATH
+
+    data = json.loads(REGISTRY_PATH.read_text())
+    new = json.loads(json.dumps(next(m for m in data["models"] if m["key"] == "stability-inpaint")))
+    new["key"] = "stability-inpaint-eu"
+    new["modelIds"] = {call: "eu." + base for call, base in new["baseModelIds"].items()}
+    data["models"].append(new)
+    data["default"] = new["key"]
+    path = tmp_path / "models.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
 @pytest.mark.parametrize(
     ("model", "extended_access"),
-    [("stability-inpaint", ""), ("titan-image-v2", "titan-image-v2")],
-    ids=["stability", "outpainting"],
+    [("stability-inpaint", ""), ("titan-image-v2", "titan-image-v2"), (None, "")],
+    ids=["stability", "outpainting", "registry-only-default"],
 )
-def test_batch_runs_end_to_end(stack, token_for, photo, monkeypatch, model, extended_access) -> None:
+def test_batch_runs_end_to_end(stack, token_for, photo, monkeypatch, tmp_path, model, extended_access) -> None:
     from chalice.test import Client
 
     import app as backdrop_app
 
     monkeypatch.setenv("BACKDROP_EXTENDED_ACCESS_MODELS", extended_access)
+    if model is None:  # switching the default touches only the registry file
+        monkeypatch.setenv("BACKDROP_MODEL_REGISTRY", _registry_with_new_default(tmp_path))
     owner = "user-a"
     good = photo(480, 320, "PNG")  # landscape 3:2
     rotated = photo(300, 500, "JPEG", exif_orientation=6)
@@ -120,7 +137,7 @@ def test_batch_runs_end_to_end(stack, token_for, photo, monkeypatch, model, exte
     }
     prompts = {"throttled.jpg": "a sunny beach [throttle:2]", "filtered.png": "a sunny beach [filter:prompt]"}
     body = {
-        "model": model,
+        **({"model": model} if model else {}),
         "prompt": "a sunny beach at golden hour",
         "mode": "PRECISE",
         "seed": 42,
@@ -170,6 +187,11 @@ def test_batch_runs_end_to_end(stack, token_for, photo, monkeypatch, model, exte
         assert result.size == size
         assert result.info.get("backdrop-stand-in") == "true"
 
+    if model is None:
+        assert view["model"] == "stability-inpaint-eu"
+        assert {call[0] for call in stack["bedrock"].calls} == {
+            "eu.stability.stable-image-remove-background-v1:0", "eu.stability.stable-image-inpaint-v1:0"
+        }
     # the throttled image really was throttled twice and then answered
     throttled_calls = [c for c in stack["bedrock"].calls if "throttle:2" in json.dumps(c)]
     assert len(throttled_calls) >= 3

@@ -66,6 +66,9 @@ class ModelSpec:
     price_source: str
     style_presets: tuple[str, ...] = ()
     notes: str = ""
+    base_model_ids: Mapping[str, str] = field(default_factory=dict)  # for GetFoundationModel and IAM
+    regions: tuple[str, ...] = ()
+    price_date: str = ""
 
     def public(self) -> dict[str, Any]:
         """The view GET /models returns (and the UI/CLI read)."""
@@ -100,6 +103,8 @@ class ModelSpec:
             },
             "pricePerImageUsd": self.price_per_image_usd,
             "priceSource": self.price_source,
+            "priceDate": self.price_date,
+            "regions": list(self.regions),
             "notes": self.notes,
         }
 

@@ -1,21 +1,24 @@
-"""The model registry: every Bedrock image model Backdrop knows, as data.
+"""The model registry: every Bedrock image model Backdrop knows, as data (models.json).
 
-Sources: shared/reference/bedrock-models-2026.md (Stability image services, lifecycle tables) and
-shared/reference/aws-limits.md (Titan / Nova Canvas OUTPAINTING). Adding a model of a known family
-is one entry here; the adapters, the API, the UI, the CLI and the cost estimate read it.
+Adding a model of a known family, or switching the default, is an edit of models.json alone;
+the adapters, the API, the UI, the CLI and the cost estimate read it from here. A deployment
+can point BACKDROP_MODEL_REGISTRY at its own file.
 
-Deployers can change model ids per region without code (inference-profile prefixes differ:
-`us.`, `eu.`, ...) with BACKDROP_MODEL_IDS='{"stability-inpaint": {"inpaint": "eu.stability..."}}',
-and an account with a private extended-access arrangement for an end-of-life model can enable it
-with BACKDROP_EXTENDED_ACCESS_MODELS=titan-image-v2 (Bedrock itself still decides).
+Deployment configuration without code:
+- BACKDROP_MODEL_IDS='{"stability-inpaint": {"inpaint": "eu.stability..."}}' changes model ids
+  (inference-profile prefixes differ by geography: us., eu., ...);
+- BACKDROP_EXTENDED_ACCESS_MODELS=titan-image-v2 enables an end-of-life model for an account
+  with a private extended-access arrangement (Bedrock itself still decides).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.errors import ModelUnavailable
 from chalicelib.models.base import Family, ImageLimits, Lifecycle, LifecycleStatus, ModelSpec
@@ -23,124 +26,75 @@ from chalicelib.models.base import Family, ImageLimits, Lifecycle, LifecycleStat
 if TYPE_CHECKING:  # pragma: no cover
     from chalicelib.models.adapter import Adapter
 
-STABILITY_STYLE_PRESETS = (
-    "3d-model", "analog-film", "anime", "cinematic", "comic-book", "digital-art", "enhance", "fantasy-art",
-    "isometric", "line-art", "low-poly", "modeling-compound", "neon-punk", "origami", "photographic",
-    "pixel-art", "tile-texture",
-)  # fmt: skip
+REGISTRY_PATH = Path(__file__).resolve().parent / "models.json"
 
-# Titan G1 permitted sizes (aws-limits.md §1.3; copied consistently by several projects, the
-# official table was elided in the stored copy). OUTPAINTING output size equals the input size.
-TITAN_SIZES = (
-    (1024, 1024), (768, 768), (512, 512), (768, 1152), (384, 576), (1152, 768), (576, 384), (768, 1280),
-    (384, 640), (1280, 768), (640, 384), (896, 1152), (448, 576), (1152, 896), (576, 448), (768, 1408),
-    (384, 704), (1408, 768), (704, 384), (640, 1408), (320, 704), (1408, 640), (704, 320), (1152, 640),
-    (1173, 640),
-)  # fmt: skip
 
-_STABILITY_DOC = "https://docs.aws.amazon.com/bedrock/latest/userguide/stable-image-services.html"
-_LIFECYCLE_DOC = "https://docs.aws.amazon.com/bedrock/latest/userguide/model-lifecycle.html"
+def spec_from_dict(data: dict[str, Any]) -> ModelSpec:
+    limits = data["imageLimits"]
+    lifecycle = data["lifecycle"]
+    price = data["price"]
+    return ModelSpec(
+        key=data["key"],
+        family=Family(data["family"]),
+        display_name=data["displayName"],
+        model_ids=dict(data["modelIds"]),
+        image_limits=ImageLimits(
+            min_side=int(limits["minSide"]),
+            max_side=limits.get("maxSide"),
+            max_pixels=int(limits["maxPixels"]),
+            min_aspect=float(limits["minAspect"]),
+            max_aspect=float(limits["maxAspect"]),
+            side_multiple=int(limits.get("sideMultiple", 1)),
+            allowed_sizes=tuple(tuple(s) for s in limits["allowedSizes"]) if limits.get("allowedSizes") else None,  # type: ignore[misc]
+        ),
+        prompt_max=int(data["promptMax"]),
+        prompt_required=bool(data["promptRequired"]),
+        negative_prompt_max=int(data["negativePromptMax"]),
+        seed_max=int(data["seedMax"]),
+        max_variants=int(data["maxVariants"]),
+        cfg_scale=tuple(data["cfgScale"]) if data.get("cfgScale") else None,  # type: ignore[arg-type]
+        qualities=tuple(data.get("qualities") or ()),
+        lifecycle=Lifecycle(
+            LifecycleStatus(lifecycle["status"]), lifecycle.get("legacyDate"), lifecycle.get("eolDate"), lifecycle.get("source", "")
+        ),
+        price_per_image_usd=float(price["perImageUsd"]),
+        price_source=str(price["source"]),
+        price_date=str(price.get("date", "")),
+        style_presets=tuple(data.get("stylePresets") or ()),
+        notes=str(data.get("notes", "")),
+        base_model_ids=dict(data.get("baseModelIds") or {}),
+        regions=tuple(data.get("regions") or ()),
+    )
 
-STABILITY_INPAINT = ModelSpec(
-    key="stability-inpaint",
-    family=Family.STABILITY,
-    display_name="Stability AI Remove Background + Inpaint",
-    model_ids={
-        "remove-background": "us.stability.stable-image-remove-background-v1:0",
-        "inpaint": "us.stability.stable-image-inpaint-v1:0",
-    },
-    image_limits=ImageLimits(
-        min_side=64,
-        max_side=None,
-        # The services accept up to 9,437,184 px, but InvokeModel responses are capped at
-        # 25,000,000 bytes and a base64 PNG of 9.4 MP can exceed that; 4 MP keeps a safe margin.
-        max_pixels=4_194_304,
-        min_aspect=1 / 2.5,
-        max_aspect=2.5,
-    ),
-    prompt_max=10_000,
-    prompt_required=True,
-    negative_prompt_max=10_000,
-    seed_max=4_294_967_294,
-    max_variants=1,  # one image per call
-    cfg_scale=None,
-    qualities=(),
-    lifecycle=Lifecycle(LifecycleStatus.ACTIVE, source=_STABILITY_DOC),
-    price_per_image_usd=0.08,  # 2 calls x $0.04 (UNCONFIRMED third-party price table)
-    price_source="2 calls x $0.04, third-party price table, read 2026-11 (UNCONFIRMED)",
-    style_presets=STABILITY_STYLE_PRESETS,
-    notes="Default. Removes the background, keeps the subject (restricted to kept labels' boxes), inpaints the rest.",
-)
 
-_TITAN_LIMITS = ImageLimits(
-    min_side=320, max_side=1408, max_pixels=1_081_344, min_aspect=320 / 704, max_aspect=704 / 320,
-    allowed_sizes=TITAN_SIZES,
-)  # fmt: skip
+@functools.lru_cache(maxsize=4)
+def _load(path: str) -> tuple[str, dict[str, ModelSpec]]:
+    data = json.loads(Path(path).read_text())
+    models = {m["key"]: spec_from_dict(m) for m in data["models"]}
+    if data["default"] not in models:
+        raise ModelUnavailable(f"the registry's default model {data['default']!r} is not in {path}")
+    return data["default"], models
 
-TITAN_V2 = ModelSpec(
-    key="titan-image-v2",
-    family=Family.OUTPAINTING,
-    display_name="Amazon Titan Image Generator G1 v2 (OUTPAINTING)",
-    model_ids={"outpaint": "amazon.titan-image-generator-v2:0"},
-    image_limits=_TITAN_LIMITS,
-    prompt_max=512,
-    prompt_required=True,
-    negative_prompt_max=512,
-    seed_max=2_147_483_646,
-    max_variants=5,
-    cfg_scale=(1.1, 10.0, 8.0),
-    qualities=("standard", "premium"),
-    lifecycle=Lifecycle(LifecycleStatus.EOL, legacy_date="2025-12-30", eol_date="2026-06-30", source=_LIFECYCLE_DOC),
-    price_per_image_usd=0.01,
-    price_source="$0.010 per 1024x1024 standard image, third-party copy of the pricing page (UNCONFIRMED)",
-)
 
-TITAN_V1 = dataclasses.replace(
-    TITAN_V2,
-    key="titan-image-v1",
-    display_name="Amazon Titan Image Generator G1 v1 (OUTPAINTING)",
-    model_ids={"outpaint": "amazon.titan-image-generator-v1"},
-    lifecycle=Lifecycle(
-        LifecycleStatus.EOL, source="absent from every lifecycle table read; older than v2 (EOL) - UNCONFIRMED"
-    ),
-)
+_extra: dict[str, ModelSpec] = {}
 
-NOVA_CANVAS = ModelSpec(
-    key="nova-canvas",
-    family=Family.OUTPAINTING,
-    display_name="Amazon Nova Canvas (OUTPAINTING)",
-    model_ids={"outpaint": "amazon.nova-canvas-v1:0"},
-    image_limits=ImageLimits(
-        min_side=320, max_side=4096, max_pixels=4_194_304, min_aspect=0.25, max_aspect=4.0, side_multiple=16
-    ),
-    prompt_max=1024,
-    prompt_required=False,
-    negative_prompt_max=1024,
-    seed_max=858_993_459,
-    max_variants=5,
-    cfg_scale=(1.1, 10.0, 6.5),
-    qualities=("standard", "premium"),
-    lifecycle=Lifecycle(LifecycleStatus.EOL, legacy_date="2026-03-30", eol_date="2026-09-30", source=_LIFECYCLE_DOC),
-    price_per_image_usd=0.04,
-    price_source="$0.04 per standard image up to 1024x1024, third-party code (UNCONFIRMED)",
-)
 
-DEFAULT_MODEL_KEY = STABILITY_INPAINT.key
+def _registry() -> tuple[str, dict[str, ModelSpec]]:
+    default, models = _load(os.environ.get("BACKDROP_MODEL_REGISTRY") or str(REGISTRY_PATH))
+    return default, {**models, **_extra}
 
-_MODELS: dict[str, ModelSpec] = {m.key: m for m in (STABILITY_INPAINT, TITAN_V2, TITAN_V1, NOVA_CANVAS)}
+
+def default_model_key() -> str:
+    return _registry()[0]
 
 
 def register(spec: ModelSpec) -> None:
-    """Add (or replace) a model. The deployment's registry is this module; tests use this."""
-    _MODELS[spec.key] = spec
+    """Add a model at run time (tests); a deployment edits models.json instead."""
+    _extra[spec.key] = spec
 
 
 def unregister(key: str) -> None:
-    _MODELS.pop(key, None)
-
-
-def all_models() -> list[ModelSpec]:
-    return [resolve(m) for m in _MODELS.values()]
+    _extra.pop(key, None)
 
 
 def _extended_access() -> set[str]:
@@ -171,8 +125,13 @@ def resolve(spec: ModelSpec) -> ModelSpec:
     return dataclasses.replace(spec, model_ids=ids)
 
 
-def is_selectable(spec: ModelSpec) -> bool:
-    return spec.lifecycle.status is not LifecycleStatus.EOL or spec.key in _extended_access()
+def all_models() -> list[ModelSpec]:
+    return [resolve(m) for m in _registry()[1].values()]
+
+
+def is_selectable(spec: ModelSpec, lifecycle: Lifecycle | None = None) -> bool:
+    status = (lifecycle or spec.lifecycle).status
+    return status is not LifecycleStatus.EOL or spec.key in _extended_access()
 
 
 def selectable_models() -> list[ModelSpec]:
@@ -181,22 +140,20 @@ def selectable_models() -> list[ModelSpec]:
 
 def get_model(key: str) -> ModelSpec:
     """The spec of a known model (any lifecycle state): for running or reporting on jobs."""
-    spec = _MODELS.get(key)
+    spec = _registry()[1].get(key)
     if spec is None:
-        known = ", ".join(sorted(_MODELS))
+        known = ", ".join(sorted(_registry()[1]))
         raise ModelUnavailable(f"unknown model {key!r}; known models: {known}")
     return resolve(spec)
 
 
-def get_selectable_model(key: str) -> ModelSpec:
+def get_selectable_model(key: str, lifecycle: Lifecycle | None = None) -> ModelSpec:
     """The spec of a model a *new* job may use: end-of-life models are refused by name."""
     spec = get_model(key)
-    if not is_selectable(spec):
+    if not is_selectable(spec, lifecycle):
+        eol = (lifecycle or spec.lifecycle).eol_date or "an unrecorded date"
         usable = ", ".join(m.key for m in selectable_models()) or "none"
-        raise ModelUnavailable(
-            f"model {key!r} reached end of life on {spec.lifecycle.eol_date or 'an unrecorded date'} and can no longer "
-            f"be used; usable models: {usable}"
-        )
+        raise ModelUnavailable(f"model {key!r} reached end of life on {eol} and can no longer be used; usable models: {usable}")
     return spec
 
 
