@@ -96,22 +96,26 @@ class Deployer:
     run_chalice: Callable[[str, dict[str, str], str], ChaliceResult] = run_chalice_deploy
     chalice_dir: Path = CHALICE_DIR
     outputs: dict[str, str] = field(default_factory=dict)
+    endpoint_url: str | None = None  # tests: a moto server on 127.0.0.1
 
     def __post_init__(self) -> None:
         self.session = self.session or boto3.Session(region_name=self.region)
-        self.cfn = self.session.client("cloudformation")
+        self.cfn = self.client("cloudformation")
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service, endpoint_url=self.endpoint_url)
 
     # ---------------------------------------------------------------- checks
 
     def account(self) -> str:
         try:
-            return self.session.client("sts").get_caller_identity()["Account"]
+            return self.client("sts").get_caller_identity()["Account"]
         except (NoCredentialsError, ClientError) as exc:
             raise DeployError(f"no usable AWS credentials for {self.region}: {exc}") from exc
 
     def check_model(self, key: str) -> ModelSpec:
         spec = registry.get_model(key)
-        lifecycle, source = LifecycleChecker(self.session.client("bedrock")).lifecycle(spec)
+        lifecycle, source = LifecycleChecker(self.client("bedrock")).lifecycle(spec)
         usable = ", ".join(m.key for m in registry.selectable_models())
         if not registry.is_selectable(spec, lifecycle):
             raise DeployError(f"model {key} reached end of life ({lifecycle.eol_date or 'date not recorded'}); usable models: {usable}")
@@ -222,7 +226,7 @@ class Deployer:
     def create_user(self, email: str, password: str | None) -> None:
         outputs = self.cfn.describe_stacks(StackName=stack_name(self.stage, "auth"))["Stacks"][0]["Outputs"]
         pool_id = next(o["OutputValue"] for o in outputs if o["OutputKey"] == "UserPoolId")
-        cognito = self.session.client("cognito-idp")
+        cognito = self.client("cognito-idp")
         attributes = [{"Name": "email", "Value": email}, {"Name": "email_verified", "Value": "true"}]
         if password:
             cognito.admin_create_user(UserPoolId=pool_id, Username=email, UserAttributes=attributes, MessageAction="SUPPRESS")
@@ -244,9 +248,9 @@ class Deployer:
         if outputs.get("BucketName"):
             self._empty_and_delete_bucket(outputs["BucketName"])
         if outputs.get("TableName"):
-            self.session.client("dynamodb").delete_table(TableName=outputs["TableName"])
+            self.client("dynamodb").delete_table(TableName=outputs["TableName"])
         if auth_outputs.get("UserPoolId"):
-            self.session.client("cognito-idp").delete_user_pool(UserPoolId=auth_outputs["UserPoolId"])
+            self.client("cognito-idp").delete_user_pool(UserPoolId=auth_outputs["UserPoolId"])
         self.say(f"Backdrop stage {self.stage} removed from {self.region}")
 
     def _delete_stack(self, kind: str) -> None:
@@ -258,7 +262,7 @@ class Deployer:
         self.cfn.get_waiter("stack_delete_complete").wait(StackName=name, WaiterConfig={"Delay": 5, "MaxAttempts": 360})
 
     def _empty_and_delete_bucket(self, bucket: str) -> None:
-        s3 = self.session.client("s3")
+        s3 = self.client("s3")
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
             doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
             for start in range(0, len(doomed), 1000):

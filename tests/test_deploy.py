@@ -122,7 +122,26 @@ def test_inference_profile_needs_profile_and_foundation_model_arns() -> None:
 
 
 @pytest.fixture
-def deployer(aws_mock, tmp_path: Path) -> Deployer:
+def moto_server() -> Any:
+    """A moto server on 127.0.0.1: the deploy talks to it over HTTP like to AWS."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
+    import requests
+
+    requests.post(f"{endpoint}/moto-api/reset", timeout=10)
+    yield endpoint
+    server.stop()
+
+
+def _client(service: str, endpoint: str) -> Any:
+    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1")
+
+
+@pytest.fixture
+def deployer(moto_server: str, tmp_path: Path) -> Deployer:
     chalice_dir = tmp_path / ".chalice"
     chalice_dir.mkdir()
     shutil.copy(ROOT / ".chalice" / "config.json", chalice_dir / "config.json")
@@ -136,11 +155,11 @@ def deployer(aws_mock, tmp_path: Path) -> Deployer:
         return ChaliceResult(f"https://example.execute-api.{region}.amazonaws.com/api/", arns)
 
     deployer = Deployer(stage="dev", region="us-east-1", session=boto3.Session(region_name="us-east-1"),
-                        say=said.append, run_chalice=fake_chalice, chalice_dir=chalice_dir)  # fmt: skip
+                        say=said.append, run_chalice=fake_chalice, chalice_dir=chalice_dir, endpoint_url=moto_server)  # fmt: skip
 
     def auth_without_cfn() -> dict[str, str]:
         # moto's CloudFormation has no Cognito resources (tooling notes B7); auth.yaml is checked by cfn-lint
-        cognito = boto3.client("cognito-idp")
+        cognito = _client("cognito-idp", moto_server)
         pool = cognito.create_user_pool(PoolName="backdrop-dev-users")["UserPool"]
         client = cognito.create_user_pool_client(UserPoolId=pool["Id"], ClientName="backdrop-dev-app")["UserPoolClient"]
         return {"UserPoolId": pool["Id"], "UserPoolArn": pool["Arn"], "UserPoolClientId": client["ClientId"]}
@@ -150,20 +169,20 @@ def deployer(aws_mock, tmp_path: Path) -> Deployer:
     return deployer
 
 
-def test_deploy_then_redeploy_then_teardown_on_moto(deployer: Deployer) -> None:
+def test_deploy_then_redeploy_then_teardown_on_moto(deployer: Deployer, moto_server: str) -> None:
     outputs = deployer.deploy(email="", model="stability-inpaint", max_concurrency=8)
-    cfn = boto3.client("cloudformation")
+    cfn = _client("cloudformation", moto_server)
     for kind in ("resources", "workflow"):
         assert cfn.describe_stacks(StackName=stack_name("dev", kind))["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
     assert outputs["BucketName"] == "backdrop-dev-123456789012-us-east-1"
-    table = boto3.client("dynamodb").describe_table(TableName=outputs["TableName"])["Table"]
+    table = _client("dynamodb", moto_server).describe_table(TableName=outputs["TableName"])["Table"]
     assert table["StreamSpecification"]["StreamViewType"] == "NEW_IMAGE"
     config = json.loads((deployer.chalice_dir / "config.json").read_text())["stages"]["dev"]
     assert config["autogen_policy"] is False
     assert config["environment_variables"]["BUCKET_NAME"] == outputs["BucketName"]
     assert config["lambda_functions"]["prepare"]["iam_policy_file"] == "policy-dev-prepare.json"
     assert (deployer.chalice_dir / "policy-dev-api_handler.json").exists()
-    role_policy = boto3.client("iam").list_roles()["Roles"]
+    role_policy = _client("iam", moto_server).list_roles()["Roles"]
     assert any("WorkflowRole" in r["RoleName"] for r in role_policy)
 
     deployer.said.clear()  # type: ignore[attr-defined]
@@ -171,17 +190,17 @@ def test_deploy_then_redeploy_then_teardown_on_moto(deployer: Deployer) -> None:
     assert "stack backdrop-dev-resources: no changes" in deployer.said  # type: ignore[attr-defined]
     assert "stack backdrop-dev-workflow: no changes" in deployer.said  # type: ignore[attr-defined]
 
-    boto3.client("s3").put_object(Bucket=outputs["BucketName"], Key="uploads/u/x.png", Body=b"x")
+    _client("s3", moto_server).put_object(Bucket=outputs["BucketName"], Key="uploads/u/x.png", Body=b"x")
     deployer.teardown()
     names = [s["StackName"] for s in cfn.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
     assert not [n for n in names if n.startswith("backdrop-dev-")]
-    assert outputs["BucketName"] not in [b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]]
-    assert outputs["TableName"] not in boto3.client("dynamodb").list_tables()["TableNames"]
+    assert outputs["BucketName"] not in [b["Name"] for b in _client("s3", moto_server).list_buckets()["Buckets"]]
+    assert outputs["TableName"] not in _client("dynamodb", moto_server).list_tables()["TableNames"]
 
 
-def test_deploy_refuses_an_end_of_life_model(deployer: Deployer) -> None:
+def test_deploy_refuses_an_end_of_life_model(deployer: Deployer, moto_server: str) -> None:
     from backend.deploy import DeployError
 
     with pytest.raises(DeployError, match="end of life.*stability-inpaint"):
         deployer.deploy(email="", model="nova-canvas", max_concurrency=8)
-    assert boto3.client("cloudformation").list_stacks()["StackSummaries"] == []
+    assert _client("cloudformation", moto_server).list_stacks()["StackSummaries"] == []
