@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint install clean run demo
+.PHONY: test lint install clean run demo bench
 
 $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ run: $(STAMP)
 # Headless: sign in, upload the sample photos, submit, wait, print the report, stop.
 demo: $(STAMP)
 	$(BIN)/python -m backend.local demo
+
+# Benchmarks: figures against targets, PASS/MISS (docs/performance.md); not part of `make test`.
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

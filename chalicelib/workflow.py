@@ -26,7 +26,7 @@ from chalicelib.models import registry
 from chalicelib.models.base import Geometry, ImageTask, JobSettings, ModelCall, ModelSpec, settings_from_dict
 
 STANDIN_TEXT_KEY = "backdrop-stand-in"  # PNG text chunk the local Bedrock stand-in sets
-KEEP_MASK_GROW_PX = 4  # grow the kept subject slightly so the seam is regenerated, not the subject
+KEEP_MASK_GROW_PX = 4  # the model keeps a thin band around the subject and blends from there
 MAX_CAUSE_LENGTH = 2000
 
 
@@ -169,7 +169,8 @@ class Steps:
         boxes = [imaging.orient_box(box, orientation) for box in step.image.boxes]
         boxes_px = imaging.boxes_to_canvas(boxes, geometry)
         canvas_size = (geometry.canvas_width, geometry.canvas_height)
-        keep = imaging.keep_mask(cutout, boxes_px, KEEP_MASK_GROW_PX, size=canvas_size)
+        alpha = imaging.subject_alpha(cutout, boxes_px, size=canvas_size)
+        keep = imaging.dilate(imaging.binary(alpha), KEEP_MASK_GROW_PX)
         if imaging.mask_is_empty(keep):
             if boxes_px:
                 labels = ", ".join(step.image.labels)
@@ -178,8 +179,9 @@ class Steps:
                     "keep other labels or none to keep the whole subject"
                 )
             raise NoSubject("background removal found no subject in this image")
-        keep_png = imaging.encode_png(keep)
-        self._put(step.bucket, contracts.work_key(step.job_id, step.image.image_id, "keep-mask.png"), keep_png, "image/png")
+        # the soft subject alpha is what finalize pastes back in PRECISE mode
+        alpha_key = contracts.work_key(step.job_id, step.image.image_id, "subject-alpha.png")
+        self._put(step.bucket, alpha_key, imaging.encode_png(alpha), "image/png")
         canvas_png = self._get(step.bucket, contracts.work_key(step.job_id, step.image.image_id, "canvas.png"))
         call = adapter.mask_call(
             spec, step.settings, step.image, canvas_png, imaging.encode_png(imaging.invert_mask(keep))
@@ -199,8 +201,11 @@ class Steps:
         size = (geometry.original_width, geometry.original_height)
         keep = None
         if step.settings.mode == contracts.Mode.PRECISE.value and len(adapter.steps) > 1:
-            keep_png = self._get(step.bucket, contracts.work_key(step.job_id, step.image.image_id, "keep-mask.png"))
-            keep = imaging.from_canvas(imaging.decode_image(keep_png), geometry, size)
+            alpha_png = self._get(step.bucket, contracts.work_key(step.job_id, step.image.image_id, "subject-alpha.png"))
+            # crop the canvas alpha to the content; composite_subject upscales it (cheap, soft edge)
+            keep = imaging.from_canvas(
+                imaging.decode_image(alpha_png), geometry, (geometry.scaled_width, geometry.scaled_height)
+            )
         fmt = contracts.OutputFormat(step.settings.output_format)
         outputs = []
         stand_in = False

@@ -160,12 +160,20 @@ def test_keep_mask_is_alpha_within_boxes_grown() -> None:
     assert inverted.getpixel((40, 50)) == 0 and inverted.getpixel((140, 50)) == 255
 
 
+def test_subject_alpha_keeps_soft_edges_inside_boxes_only() -> None:
+    cutout = Image.new("RGBA", (100, 50), (0, 0, 0, 0))
+    ImageDraw.Draw(cutout).rectangle((10, 10, 40, 40), fill=(9, 9, 9, 200))  # semi-transparent edge value
+    ImageDraw.Draw(cutout).rectangle((60, 10, 90, 40), fill=(9, 9, 9, 255))
+    alpha = imaging.subject_alpha(cutout, [(5, 5, 45, 45)])
+    assert alpha.getpixel((20, 20)) == 200 and alpha.getpixel((70, 20)) == 0
+
+
 def test_precise_composite_keeps_interior_subject_pixels_identical() -> None:
     original = Image.effect_noise((120, 80), 80).convert("RGB")
     generated = Image.new("RGB", (60, 40), (0, 255, 0))  # a model answer at another resolution
     keep = Image.new("L", (120, 80), 0)
     ImageDraw.Draw(keep).rectangle((30, 20, 89, 59), fill=255)
-    out = imaging.composite_subject(generated, original, keep, feather_px=1)
+    out = imaging.composite_subject(generated, original, keep)
     assert out.size == original.size
     for xy in [(40, 30), (60, 40), (85, 55)]:
         assert out.getpixel(xy) == original.getpixel(xy)

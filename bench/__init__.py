@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print figures against targets (never timed tests)."""
