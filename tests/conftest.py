@@ -173,3 +173,73 @@ def rekognition(monkeypatch: pytest.MonkeyPatch) -> FakeRekognition:
     client.cache_clear = real_client.cache_clear  # type: ignore[attr-defined]
     monkeypatch.setattr(aws, "client", client)
     return fake
+
+
+# --------------------------------------------------------------------------------------------
+# The whole workflow on moto: the real state machine file, the real Lambdas in-process, Bedrock
+# answered by the stand-in (backend/local/sfn_hooks.py).
+
+FUNCTIONS = ("prepare", "build_mask", "finalize", "record_failure", "report", "record_notification_failure")
+
+
+def function_arn(name: str) -> str:
+    return f"arn:aws:lambda:us-east-1:123456789012:function:backdrop-test-{name}"
+
+
+@pytest.fixture
+def stack(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    import boto3
+
+    import app as backdrop_app
+    from backend.local.bedrock_standin import StandInBedrock
+    from backend.local.sfn_hooks import hooks
+    from backend.statemachine import render_definition
+    from chalicelib import aws
+
+    sns = boto3.client("sns")
+    sqs = boto3.client("sqs")
+    topic_arn = sns.create_topic(Name="backdrop-test-notifications")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName="backdrop-test-mail")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+
+    definition = render_definition(
+        {
+            **{f"{''.join(p.title() for p in name.split('_'))}FunctionArn": function_arn(name) for name in FUNCTIONS},
+            "NotificationTopicArn": topic_arn,
+            "MapExecutionType": "STANDARD",  # moto's interpreter rejects EXPRESS (tooling notes B1)
+            "MapMaxConcurrency": 4,
+            "BucketName": resources["bucket"],
+        }
+    )
+    sfn = boto3.client("stepfunctions")
+    machine_arn = sfn.create_state_machine(
+        name="backdrop-test", definition=definition, roleArn="arn:aws:iam::123456789012:role/backdrop-test-sfn"
+    )["stateMachineArn"]
+    monkeypatch.setenv("STATE_MACHINE_ARN", machine_arn)
+    aws.reset()
+
+    # one kept label whose box surrounds the synthetic photo's subject
+    box = {"Left": 0.25, "Top": 0.2, "Width": 0.5, "Height": 0.7}
+    rekognition.labels = [{"Name": "Product", "Confidence": 97.0, "Instances": [{"BoundingBox": box, "Confidence": 96.0}]}]
+    bedrock = StandInBedrock()
+    handlers = {function_arn(name): getattr(backdrop_app, name) for name in FUNCTIONS}
+    handlers = {arn: (lambda event, fn=fn: fn(event, None)) for arn, fn in handlers.items()}
+    with hooks(handlers, bedrock):
+        yield {**resources, "topic_arn": topic_arn, "queue_url": queue_url, "machine_arn": machine_arn, "bedrock": bedrock}
+
+
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The robustness matrices' counts, when they ran."""
+    import sys
+
+    module = sys.modules.get("test_robustness")
+    if module is None:
+        return
+    c = module.COUNTS
+    terminalreporter.write_line(
+        f"robustness: {c['inputs']} inputs tried, {c['faults']} faults injected, {c['leaks']} leaks "
+        f"in {c['leak_checks']} cross-user probes, {c['lost']} lost"
+    )

@@ -12,90 +12,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
-from collections.abc import Iterator
-from typing import Any
 
 import boto3
 import pytest
+from harness import deliver_stream, upload, wait_for
 from PIL import Image
 
 from chalicelib import contracts
 
 pytestmark = pytest.mark.slow
-
-FUNCTIONS = ("prepare", "build_mask", "finalize", "record_failure", "report", "record_notification_failure")
-
-
-def function_arn(name: str) -> str:
-    return f"arn:aws:lambda:us-east-1:123456789012:function:backdrop-test-{name}"
-
-
-@pytest.fixture
-def stack(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    import app as backdrop_app
-    from backend.local.bedrock_standin import StandInBedrock
-    from backend.local.sfn_hooks import hooks
-    from backend.statemachine import render_definition
-    from chalicelib import aws
-
-    sns = boto3.client("sns")
-    sqs = boto3.client("sqs")
-    topic_arn = sns.create_topic(Name="backdrop-test-notifications")["TopicArn"]
-    queue_url = sqs.create_queue(QueueName="backdrop-test-mail")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
-
-    definition = render_definition(
-        {
-            **{f"{''.join(p.title() for p in name.split('_'))}FunctionArn": function_arn(name) for name in FUNCTIONS},
-            "NotificationTopicArn": topic_arn,
-            "MapExecutionType": "STANDARD",  # moto's interpreter rejects EXPRESS (tooling notes B1)
-            "MapMaxConcurrency": 4,
-            "BucketName": resources["bucket"],
-        }
-    )
-    sfn = boto3.client("stepfunctions")
-    machine_arn = sfn.create_state_machine(
-        name="backdrop-test", definition=definition, roleArn="arn:aws:iam::123456789012:role/backdrop-test-sfn"
-    )["stateMachineArn"]
-    monkeypatch.setenv("STATE_MACHINE_ARN", machine_arn)
-    aws.reset()
-
-    # one kept label whose box surrounds the synthetic photo's subject
-    box = {"Left": 0.25, "Top": 0.2, "Width": 0.5, "Height": 0.7}
-    rekognition.labels = [{"Name": "Product", "Confidence": 97.0, "Instances": [{"BoundingBox": box, "Confidence": 96.0}]}]
-    bedrock = StandInBedrock()
-    handlers = {function_arn(name): getattr(backdrop_app, name) for name in FUNCTIONS}
-    handlers = {arn: (lambda event, fn=fn: fn(event, None)) for arn, fn in handlers.items()}
-    with hooks(handlers, bedrock):
-        yield {**resources, "topic_arn": topic_arn, "queue_url": queue_url, "machine_arn": machine_arn, "bedrock": bedrock}
-
-
-def _upload(owner: str, name: str, data: bytes, ext: str) -> str:
-    ref = contracts.image_ref_of(contracts.new_opaque_id(), contracts.new_opaque_id(), ext)
-    boto3.client("s3").put_object(Bucket="backdrop-test-bucket", Key=contracts.upload_key(owner, ref), Body=data)
-    return ref
-
-
-def _deliver_stream(stack: dict[str, Any], client: Any) -> None:
-    from backend.local.streams import StreamPoller
-
-    streams = boto3.client("dynamodbstreams")
-    poller = StreamPoller(streams, stack["stream_arn"], lambda event: client.lambda_.invoke("start_workflow", event))
-    assert poller.poll_once() > 0
-
-
-def _wait(sfn: Any, execution_arn: str, timeout_s: float = 90.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        described = sfn.describe_execution(executionArn=execution_arn)
-        if described["status"] != "RUNNING":
-            return described
-        time.sleep(0.1)
-    history = sfn.get_execution_history(executionArn=execution_arn, maxResults=200)["events"]
-    raise AssertionError(f"execution still RUNNING after {timeout_s}s; last events: {history[-5:]}")
-
 
 def _registry_with_new_default(tmp_path) -> str:
     """A deployment's own models.json: a new model (EU inference profiles) as the default."""
@@ -130,10 +55,10 @@ def test_batch_runs_end_to_end(stack, token_for, photo, monkeypatch, tmp_path, m
     rotated = photo(300, 500, "JPEG", exif_orientation=6)
     truncated = photo(400, 400, "JPEG")[:600]
     refs = {
-        "good.png": _upload(owner, "good.png", good, "png"),
-        "throttled.jpg": _upload(owner, "throttled.jpg", rotated, "jpg"),
-        "truncated.jpg": _upload(owner, "truncated.jpg", truncated, "jpg"),
-        "filtered.png": _upload(owner, "filtered.png", good, "png"),
+        "good.png": upload(owner, "good.png", good, "png"),
+        "throttled.jpg": upload(owner, "throttled.jpg", rotated, "jpg"),
+        "truncated.jpg": upload(owner, "truncated.jpg", truncated, "jpg"),
+        "filtered.png": upload(owner, "filtered.png", good, "png"),
     }
     prompts = {"throttled.jpg": "a sunny beach [throttle:2]", "filtered.png": "a sunny beach [filter:prompt]"}
     body = {
@@ -152,12 +77,12 @@ def test_batch_runs_end_to_end(stack, token_for, photo, monkeypatch, tmp_path, m
         assert submitted.status_code == 202, submitted.body
         job_id = submitted.json_body["jobId"]
 
-        _deliver_stream(stack, client)
-        _deliver_stream(stack, client)  # a repeated delivery must not start a second run
+        deliver_stream(stack, client)
+        deliver_stream(stack, client)  # a repeated delivery must not start a second run
         sfn = boto3.client("stepfunctions")
         executions = sfn.list_executions(stateMachineArn=stack["machine_arn"])["executions"]
         assert [e["name"] for e in executions] == [job_id]
-        finished = _wait(sfn, executions[0]["executionArn"])
+        finished = wait_for(sfn, executions[0]["executionArn"])
         assert finished["status"] == "SUCCEEDED", finished
 
         view = client.http.get(f"/jobs/{job_id}", headers=headers).json_body

@@ -1,0 +1,333 @@
+"""Bad input, injected faults and hostile users, through the real path on moto.
+
+Every case ends with the image processed or a clear per-image error; no other image is
+affected and no original is modified. The counts are printed at the end of the run
+(conftest.pytest_terminal_summary).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+from typing import Any
+
+import boto3
+import pytest
+from harness import deliver_stream, upload, wait_for
+from PIL import Image, ImageDraw
+
+from chalicelib import contracts
+
+pytestmark = pytest.mark.slow
+BUCKET = "backdrop-test-bucket"
+COUNTS = {"inputs": 0, "faults": 0, "leak_checks": 0, "leaks": 0, "lost": 0}
+
+
+def _save(img: Image.Image, fmt: str, **kwargs: Any) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+def _subject(size: tuple[int, int], mode: str = "RGB", background: Any = (235, 235, 230), fill: Any = (200, 30, 40)) -> Image.Image:
+    img = Image.new(mode, size, background)
+    w, h = size
+    ImageDraw.Draw(img).ellipse((w * 0.3, h * 0.25, w * 0.7, h * 0.85), fill=fill)
+    return img
+
+
+def _bomb(width: int, height: int) -> bytes:
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def _bad_inputs() -> list[tuple[str, bytes, str, str, dict[str, Any]]]:
+    """(name, bytes, stored extension, expected status or error code, extra image fields)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    palette = Image.new("P", (200, 150), 0)
+    palette.putpalette([255, 255, 255, 30, 30, 200] + [0] * 762)
+    ImageDraw.Draw(palette).ellipse((60, 40, 140, 130), fill=1)
+    frames = [Image.new("P", (120, 120), i) for i in range(3)]
+    sixteen = Image.new("I;16", (200, 150), 2000)
+    ImageDraw.Draw(sixteen).ellipse((60, 40, 140, 130), fill=60000)
+    good = _save(_subject((320, 240)), "PNG")
+    return [
+        ("empty.png", b"", "png", "IMAGE_INVALID", {}),
+        ("truncated.jpg", _save(Image.effect_noise((400, 300), 50).convert("RGB"), "JPEG")[:700], "jpg", "IMAGE_INVALID", {}),
+        ("page.png", b"<html><body>not a photo</body></html>", "png", "IMAGE_INVALID", {}),
+        ("drawing.png", b'<svg xmlns="http://www.w3.org/2000/svg"><circle r="4"/></svg>', "png", "IMAGE_INVALID", {}),
+        ("bomb.png", _bomb(100_000, 100_000), "png", "IMAGE_TOO_LARGE", {}),
+        ("over-50mp.png", _bomb(8_000, 6_400), "png", "IMAGE_TOO_LARGE", {}),
+        ("tiny.png", _save(_subject((20, 20)), "PNG"), "png", "IMAGE_TOO_SMALL", {}),
+        ("twelve-mp.jpg", _save(_subject((4000, 3000)), "JPEG", quality=85), "jpg", "SUCCEEDED", {}),
+        ("tall-1x20.png", _save(_subject((100, 2000)), "PNG"), "png", "SUCCEEDED", {}),
+        ("wide-20x1.png", _save(_subject((2000, 100)), "PNG"), "png", "SUCCEEDED", {}),
+        ("cmyk.jpg", _save(_subject((300, 200), "CMYK", (0, 0, 0, 10), (0, 200, 200, 0)), "JPEG"), "jpg", "SUCCEEDED", {}),
+        ("sixteen-bit.png", _save(sixteen, "PNG"), "png", "SUCCEEDED", {}),
+        ("grey.png", _save(_subject((300, 200), "L", 230, 40), "PNG"), "png", "SUCCEEDED", {}),
+        ("palette-alpha.png", _save(palette, "PNG", transparency=0), "png", "SUCCEEDED", {}),
+        ("rgba.png", _save(_subject((300, 200), "RGBA", (235, 235, 230, 255), (200, 30, 40, 255)), "PNG"), "png", "SUCCEEDED", {}),
+        ("rotated.jpg", _save(_subject((300, 200)), "JPEG", exif=exif), "jpg", "SUCCEEDED", {}),
+        ("animated.png", _save(frames[0], "GIF", save_all=True, append_images=frames[1:]), "png", "IMAGE_INVALID", {}),
+        ("photo.webp", _save(_subject((300, 200)), "WEBP"), "webp", "SUCCEEDED", {}),
+        ("plain-wall.png", _save(Image.new("RGB", (300, 200), (120, 120, 120)), "PNG"), "png", "NO_SUBJECT", {}),
+        ("bus.png", good, "png", "SUCCEEDED", {}),
+        ("bus.png", good, "png", "SUCCEEDED", {}),  # the same name twice in one batch
+        ("bus.jpg", _save(_subject((320, 240)), "JPEG"), "jpg", "SUCCEEDED", {}),  # same base name, other extension
+        ("../../etc/passwd.png", good, "png", "SUCCEEDED", {}),
+        ("café ☕ 写真.png", good, "png", "SUCCEEDED", {"prompt": 'a "quoted"\nmulti-line prompt — ünïcödé 🌅'}),
+        ("n" * 251 + ".png", good, "png", "SUCCEEDED", {"labels": []}),
+    ]
+
+
+def test_bad_input_matrix_through_the_workflow(stack, token_for) -> None:
+    from chalice.test import Client
+
+    import app as backdrop_app
+
+    owner = "user-bad-inputs"
+    cases = _bad_inputs()
+    refs = [upload(owner, name, data, ext) for name, data, ext, _, _ in cases]
+    s3 = boto3.client("s3")
+    before = {ref: s3.get_object(Bucket=BUCKET, Key=contracts.upload_key(owner, ref))["Body"].read() for ref in refs}
+    images = [{"imageRef": ref, "name": name, "labels": ["Product"], **extra} for ref, (name, _, _, _, extra) in zip(refs, cases, strict=True)]
+    headers = {"Authorization": token_for(owner), "Content-Type": "application/json"}
+    with Client(backdrop_app.app, stage_name="dev") as client:
+        submitted = client.http.post("/jobs", headers=headers, body=json.dumps({"prompt": "a quiet beach", "images": images}))
+        assert submitted.status_code == 202, submitted.body
+        job_id = submitted.json_body["jobId"]
+        deliver_stream(stack, client)
+        execution = boto3.client("stepfunctions").list_executions(stateMachineArn=stack["machine_arn"])["executions"][0]
+        assert wait_for(boto3.client("stepfunctions"), execution["executionArn"], timeout_s=180)["status"] == "SUCCEEDED"
+        view = client.http.get(f"/jobs/{job_id}", headers=headers).json_body
+
+    by_ref = {image["imageRef"]: image for image in view["images"]}
+    got = {}
+    for ref, (name, _, _, expected, _) in zip(refs, cases, strict=True):
+        image = by_ref[ref]
+        outcome = image["status"] if image["status"] == "SUCCEEDED" else image["errorCode"]
+        got[name if name not in got else name + " (2)"] = outcome
+        assert outcome == expected, (name, image)
+        assert image["name"] == name  # names are kept as given, never used as keys
+        if expected != "SUCCEEDED":
+            assert image["cause"] and len(image["cause"]) > 10, (name, image)
+    result_keys = [o["key"] for image in view["images"] for o in image["outputs"]]
+    assert len(result_keys) == len(set(result_keys)) == sum(1 for c in cases if c[3] == "SUCCEEDED")
+    assert all(key.startswith(f"results/{owner}/{job_id}/") for key in result_keys)
+    rotated = next(i for i in view["images"] if i["name"] == "rotated.jpg")
+    assert Image.open(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=rotated["outputs"][0]["key"])["Body"].read())).size == (200, 300)
+    for ref, data in before.items():  # no original modified
+        assert s3.get_object(Bucket=BUCKET, Key=contracts.upload_key(owner, ref))["Body"].read() == data
+    assert view["status"] == "PARTIAL" and view["counts"]["PENDING"] == view["counts"]["RUNNING"] == 0
+    COUNTS["inputs"] += len(cases)
+    COUNTS["lost"] += sum(1 for image in view["images"] if image["status"] not in ("SUCCEEDED", "FAILED"))
+
+
+def _run_batch(stack, token_for, owner: str, prompts: dict[str, str], before_start: Any = None) -> dict[str, Any]:
+    from chalice.test import Client
+
+    import app as backdrop_app
+
+    data = _save(_subject((320, 240)), "PNG")
+    refs = {name: upload(owner, name, data, "png") for name in prompts}
+    images = [{"imageRef": ref, "name": name, "labels": ["Product"], "prompt": prompts[name]} for name, ref in refs.items()]
+    headers = {"Authorization": token_for(owner), "Content-Type": "application/json"}
+    with Client(backdrop_app.app, stage_name="dev") as client:
+        submitted = client.http.post("/jobs", headers=headers, body=json.dumps({"prompt": "a beach", "images": images}))
+        assert submitted.status_code == 202, submitted.body
+        if before_start:
+            before_start(owner, refs)
+        deliver_stream(stack, client)
+        sfn = boto3.client("stepfunctions")
+        execution = sfn.list_executions(stateMachineArn=stack["machine_arn"])["executions"][0]
+        assert wait_for(sfn, execution["executionArn"], timeout_s=180)["status"] == "SUCCEEDED"
+        view = client.http.get(f"/jobs/{submitted.json_body['jobId']}", headers=headers).json_body
+    COUNTS["lost"] += sum(1 for image in view["images"] if image["status"] not in ("SUCCEEDED", "FAILED"))
+    return view
+
+
+def test_fault_matrix_on_the_executed_state_machine(stack, token_for) -> None:
+    prompts = {
+        "throttled-storm.png": "beach [throttle:3]",
+        "timeout-once.png": "beach [timeout:1]",
+        "unavailable-twice.png": "beach [unavailable:2]",
+        "timeout-always.png": "beach [timeout:9]",
+        "filtered-input.png": "beach [filter:prompt]",
+        "filtered-output.png": "beach [filter:output]",
+        "deleted-before-start.png": "beach",
+        "healthy.png": "beach",
+    }
+
+    def delete_one_original(owner: str, refs: dict[str, str]) -> None:  # an S3 read error in prepare
+        boto3.client("s3").delete_object(Bucket=BUCKET, Key=contracts.upload_key(owner, refs["deleted-before-start.png"]))
+
+    view = _run_batch(stack, token_for, "user-faults", prompts, delete_one_original)
+    outcome = {i["name"]: (i["status"] if i["status"] == "SUCCEEDED" else i["errorCode"]) for i in view["images"]}
+    assert outcome == {
+        "throttled-storm.png": "SUCCEEDED",
+        "timeout-once.png": "SUCCEEDED",
+        "unavailable-twice.png": "SUCCEEDED",
+        "timeout-always.png": "MODEL_TIMEOUT",
+        "filtered-input.png": "CONTENT_FILTERED",
+        "filtered-output.png": "CONTENT_FILTERED",
+        "deleted-before-start.png": "STORAGE_ERROR",
+        "healthy.png": "SUCCEEDED",
+    }
+    causes = {i["name"]: i["cause"] for i in view["images"]}
+    assert "Bedrock.ModelTimeoutException" in causes["timeout-always.png"]
+    assert "generated image" in causes["filtered-output.png"]
+    assert "NoSuchKey" in causes["deleted-before-start.png"]
+    report = json.loads(
+        boto3.client("s3").get_object(Bucket=BUCKET, Key=contracts.report_key("user-faults", view["jobId"], "json"))["Body"].read()
+    )
+    assert report["counts"]["SUCCEEDED"] == 4 and report["counts"]["FAILED"] == 4
+    COUNTS["faults"] += 7
+
+
+def test_finalize_crash_then_retry_is_idempotent(stack, token_for, monkeypatch) -> None:
+    token_for_owner = "user-crash"
+    from chalicelib.workflow import Steps
+
+    real_finalize = Steps.finalize
+    crashed: list[str] = []
+
+    def crash_once(self: Steps, event: dict[str, Any]) -> dict[str, Any]:
+        if not crashed:
+            crashed.append(event["image"]["imageId"])
+            raise RuntimeError("simulated crash after the model answered")
+        return real_finalize(self, event)
+
+    monkeypatch.setattr(Steps, "finalize", crash_once)
+    view = _run_batch(stack, token_for, token_for_owner, {"crashy.png": "beach"})
+    assert view["images"][0]["errorCode"] == "INTERNAL_ERROR" and "simulated crash" in view["images"][0]["cause"]
+    from chalice.test import Client
+
+    import app as backdrop_app
+
+    headers = {"Authorization": token_for(token_for_owner), "Content-Type": "application/json"}
+    with Client(backdrop_app.app, stage_name="dev") as client:
+        retried = client.http.post(f"/jobs/{view['jobId']}/retry", headers=headers, body=b"{}").json_body
+        deliver_stream(stack, client)
+        sfn = boto3.client("stepfunctions")
+        runs = {e["name"]: e for e in sfn.list_executions(stateMachineArn=stack["machine_arn"])["executions"]}
+        assert wait_for(sfn, runs[retried["jobId"]]["executionArn"])["status"] == "SUCCEEDED"
+        again = client.http.get(f"/jobs/{retried['jobId']}", headers=headers).json_body
+    assert again["images"][0]["status"] == "SUCCEEDED"
+    assert again["images"][0]["outputs"][0]["key"] == contracts.result_key(token_for_owner, retried["jobId"], crashed[0], 1, "png")
+    COUNTS["faults"] += 1
+
+
+def test_sns_failure_is_recorded_and_the_job_still_completes(stack, token_for) -> None:
+    boto3.client("sns").delete_topic(TopicArn=stack["topic_arn"])  # Notify now fails after its retries
+    view = _run_batch(stack, token_for, "user-sns", {"fine.png": "beach"})
+    assert view["status"] == "COMPLETED"
+    assert view["notification"]["status"] == "FAILED" and view["notification"]["error"].startswith("SNS.")
+    COUNTS["faults"] += 1
+
+
+def test_transient_report_failure_is_retried(stack, token_for, monkeypatch) -> None:
+    from chalicelib.errors import StorageError
+    from chalicelib.report import Reporter
+
+    real_build = Reporter.build
+    calls: list[int] = []
+
+    def flaky(self: Reporter, event: dict[str, Any]) -> dict[str, Any]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise StorageError("simulated S3 outage while writing the report")
+        return real_build(self, event)
+
+    monkeypatch.setattr(Reporter, "build", flaky)
+    view = _run_batch(stack, token_for, "user-report", {"fine.png": "beach"})
+    assert len(calls) == 2 and view["status"] == "COMPLETED" and view["reports"]["json"]
+    COUNTS["faults"] += 1
+
+
+def test_hostile_users_see_nothing_of_others(stack, token_for) -> None:
+    from chalice.test import Client
+
+    import app as backdrop_app
+
+    view = _run_batch(stack, token_for, "victim", {"secret.png": "beach"})
+    job_id = view["jobId"]
+    result_key = view["images"][0]["outputs"][0]["key"]
+    victim_ref = view["images"][0]["imageRef"]
+    attacker = {"Authorization": token_for("attacker"), "Content-Type": "application/json"}
+    probes = [
+        ("GET", f"/jobs/{job_id}", None),
+        ("GET", f"/jobs/{job_id}/report?format=json", None),
+        ("GET", f"/jobs/{job_id}/report?format=csv", None),
+        ("POST", f"/jobs/{job_id}/retry", {}),
+        ("POST", "/labels", {"imageRefs": [victim_ref]}),
+        ("POST", "/jobs", {"prompt": "x", "images": [{"imageRef": victim_ref, "labels": []}]}),
+        ("POST", "/labels", {"imageRefs": [f"../victim/{victim_ref}"]}),
+        ("GET", f"/jobs/{result_key}", None),
+    ]
+    with Client(backdrop_app.app, stage_name="dev") as client:
+        for method, path, body in probes:
+            response = client.http.request(method, path, headers=attacker, body=json.dumps(body).encode() if body is not None else b"")
+            COUNTS["leak_checks"] += 1
+            leaked = response.status_code < 400 or "secret.png" in response.body.decode(errors="ignore")
+            COUNTS["leaks"] += int(leaked)
+            # 403 is API Gateway's answer to a path no route matches ("Missing Authentication Token")
+            assert response.status_code in (400, 403, 404), (method, path, response.status_code, response.body)
+        listing = client.http.get("/jobs", headers=attacker).json_body
+        assert listing["jobs"] == []
+    url = view["images"][0]["outputs"][0]["url"]
+    assert f"/results/victim/{job_id}/" in url  # scoped to the owner's key
+    assert "X-Amz-Expires=3600" in url or "Expires=" in url  # short-lived
+    assert COUNTS["leaks"] == 0
+
+
+def test_limits_ten_thousand_images_go_through_the_manifest_path(resources) -> None:
+    from chalicelib.errors import ValidationError
+    from chalicelib.jobs import parse_job_request
+    from chalicelib.starter import WorkflowStarter
+
+    def body(count: int) -> dict[str, Any]:
+        return {"prompt": "x", "images": [{"imageRef": f"{'a' * 32}/{i:032x}.png", "labels": []} for i in range(count)]}
+
+    _, _, images = parse_job_request(body(contracts.MAX_IMAGES_PER_JOB))
+    assert len(images) == 10_000
+    with pytest.raises(ValidationError, match="10,000"):
+        parse_job_request(body(contracts.MAX_IMAGES_PER_JOB + 1))
+    table = boto3.resource("dynamodb").Table("backdrop-test-jobs")
+    job_id = "20261124T120000Z-00000000000a"
+    with table.batch_writer() as batch:
+        for image in images:
+            batch.put_item(Item={"pk": contracts.job_pk(job_id), "sk": contracts.image_sk(image.image_id), "imageId": image.image_id,
+                                 "key": f"uploads/u/{image.image_ref}", "name": image.name, "status": "PENDING"})  # fmt: skip
+    manifest = WorkflowStarter(boto3.client("s3"), table, None, BUCKET, "unused").manifest(job_id)
+    assert len(manifest) == 10_000  # read across many DynamoDB pages, into S3 for the ItemReader
+    assert len(json.dumps(manifest)) > 256 * 1024  # far beyond what a state payload could carry
+    COUNTS["inputs"] += 2
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda b: b.update(prompt="p" * 10_001), "prompt"),
+        (lambda b: b["images"][0].update(labels=[f"l{i}" for i in range(contracts.MAX_LABELS_PER_IMAGE + 1)]), "images[0].labels"),
+        (lambda b: b["images"][0].update(labels=["x" * (contracts.MAX_LABEL_LENGTH + 1)]), "images[0].labels"),
+        (lambda b: b.update(variants=9), "variants"),
+        (lambda b: b.update(prompt=""), "prompt"),
+        (lambda b: b["images"][0].update(name="n" * 300), "images[0].name"),
+    ],
+)
+def test_limits_are_refused_with_the_field_named(change, field) -> None:
+    from chalicelib.errors import ValidationError
+    from chalicelib.jobs import parse_job_request
+
+    body: dict[str, Any] = {"prompt": "a beach", "images": [{"imageRef": f"{'a' * 32}/{'b' * 32}.png", "labels": ["Person"]}]}
+    change(body)
+    with pytest.raises(ValidationError) as caught:
+        parse_job_request(body)
+    assert field in [d["field"] for d in caught.value.details]
+    COUNTS["inputs"] += 1
