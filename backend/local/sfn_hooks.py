@@ -28,6 +28,11 @@ LambdaHandler = Callable[[dict[str, Any]], Any]
 BedrockModel = Callable[[str, dict[str, Any]], dict[str, Any]]
 
 
+class LambdaUnavailable(Exception):
+    """Raised by a handler to answer like a throttled Lambda service (HTTP 429), which Step
+    Functions retries: the local stack uses it while its app side is down."""
+
+
 class BedrockError(Exception):
     """Raised by a Bedrock stand-in: Step Functions sees the error as `Bedrock.<code>`."""
 
@@ -144,6 +149,12 @@ def install(lambda_handlers: Mapping[str, LambdaHandler], bedrock: BedrockModel)
         try:
             event = json.loads(body) if body else {}
             return json.dumps(handler(event)).encode()
+        except LambdaUnavailable as exc:
+            from moto.awslambda.exceptions import LambdaClientError
+
+            error = LambdaClientError("TooManyRequestsException", str(exc) or "Rate exceeded")
+            error.code = 429
+            raise error from exc
         except Exception as exc:  # Lambda reports unhandled errors with errorType = class name
             response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode()

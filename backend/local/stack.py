@@ -24,8 +24,15 @@ DEMO_PASSWORD = "Backdrop-demo-2026!"
 log = logging.getLogger("backdrop.local")
 
 
-def _invoker(handler: Callable[[dict[str, Any], Any], Any]) -> Callable[[dict[str, Any]], Any]:
-    return lambda event: handler(event, None)
+def _invoker(handler: Callable[[dict[str, Any], Any], Any], up: threading.Event) -> Callable[[dict[str, Any]], Any]:
+    from backend.local.sfn_hooks import LambdaUnavailable
+
+    def invoke(event: dict[str, Any]) -> Any:
+        if not up.is_set():
+            raise LambdaUnavailable("the local app side is stopped")
+        return handler(event, None)
+
+    return invoke
 
 
 def _placeholder(name: str) -> str:
@@ -46,6 +53,8 @@ class LocalStack:
     emails: list[dict[str, Any]] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _lambda_up: threading.Event = field(default_factory=threading.Event)
+    _app_threads: list[threading.Thread] = field(default_factory=list)
     _undo: list[Callable[[], None]] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -88,12 +97,35 @@ class LocalStack:
         }
         self._install_standins()  # before the state machine exists: moto binds task services at parse time
         self._provision()
+        self.start_app()
+        return self
+
+    # The "app side" (API server, stream delivery, Lambda invocations) can be stopped and started
+    # while the AWS side (moto) keeps its state, as Lambda and API instances come and go on AWS.
+
+    def start_app(self) -> None:
+        self._app_stop = threading.Event()
+        self._lambda_up.set()
         self._start_stream_delivery()
         self._start_api()
-        return self
+
+    def stop_app(self) -> None:
+        """Kill the app side mid-flight: the API stops answering, stream records wait, and
+        Lambda invocations are throttled (Step Functions retries them) until start_app()."""
+        self._lambda_up.clear()
+        self._app_stop.set()
+        for thread in self._app_threads:
+            thread.join(timeout=5)
+        self._app_threads.clear()
+        self._api_server.shutdown()
+        self._api_server.server.server_close()
 
     def stop(self) -> None:
         self._stop.set()
+        if getattr(self, "_app_stop", None) is not None:
+            self._app_stop.set()
+        for thread in self._app_threads:
+            thread.join(timeout=5)
         for thread in self._threads:
             thread.join(timeout=5)
         while self._undo:
@@ -201,25 +233,27 @@ class LocalStack:
         from backend.local.bedrock_standin import StandInBedrock
 
         self.bedrock = StandInBedrock(latency_s=self.latency_s, images_per_minute=self.images_per_minute)
-        handlers = {arn: _invoker(getattr(backdrop_app, name)) for name, arn in self.outputs["functions"].items()}
+        handlers = {
+            arn: _invoker(getattr(backdrop_app, name), self._lambda_up) for name, arn in self.outputs["functions"].items()
+        }
         self._undo.append(sfn_hooks.install(handlers, self.bedrock))
         s3 = self.client("s3")
         self._undo.append(
             rekognition_standin.install(lambda bucket, key: s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         )
 
-    def _loop(self, name: str, every_s: float, work: Callable[[], Any]) -> None:
+    def _loop(self, name: str, every_s: float, work: Callable[[], Any], stop: threading.Event, threads: list[threading.Thread]) -> None:
         def run() -> None:
-            while not self._stop.is_set():
+            while not stop.is_set():
                 try:
                     work()
                 except Exception:  # delivered again on the next round: at least once
                     log.exception("%s failed; retrying", name)
-                self._stop.wait(every_s)
+                stop.wait(every_s)
 
         thread = threading.Thread(target=run, name=name, daemon=True)
         thread.start()
-        self._threads.append(thread)
+        threads.append(thread)
 
     def _start_stream_delivery(self) -> None:
         import app as backdrop_app
@@ -228,8 +262,10 @@ class LocalStack:
         poller = StreamPoller(
             self.client("dynamodbstreams"), self.outputs["stream_arn"], lambda event: backdrop_app.start_workflow(event, None)
         )
-        self._loop("stream-delivery", 0.25, poller.poll_once)
-        self._loop("inbox", 0.5, self._read_inbox)
+        # a new poller starts from the oldest record: redelivery is harmless (idempotent start)
+        self._loop("stream-delivery", 0.25, poller.poll_once, self._app_stop, self._app_threads)
+        if not self._threads:  # the inbox belongs to the AWS side: it runs once per stack
+            self._loop("inbox", 0.5, self._read_inbox, self._stop, self._threads)
 
     def _read_inbox(self) -> None:
         sqs = self.client("sqs")
@@ -250,9 +286,11 @@ class LocalStack:
             issuer=f"https://cognito-idp.{self.region}.amazonaws.com/{pool_id}",
             audience=self.outputs["client_id"],
         )
-        server, _ = serve(backdrop_app.app, verifier, self.host, self.api_port)
-        self._undo.append(server.server.server_close)
-        self._undo.append(server.shutdown)
+        port = int(self.api_url.rsplit(":", 1)[1]) if getattr(self, "api_url", None) else self.api_port
+        server, _ = serve(backdrop_app.app, verifier, self.host, port)
+        self._api_server = server
+        if not getattr(self, "api_url", None):
+            self._undo.append(lambda: (self._api_server.shutdown(), self._api_server.server.server_close()))
         self.api_url = f"http://{self.host}:{server.server.server_address[1]}"
 
     def start_ui(self, port: int = 8501) -> str:
