@@ -215,7 +215,12 @@ def start_workflow(event: Any) -> None:
 
 # S3 → EventBridge, because CloudFormation cannot add notifications to an existing bucket
 # (tooling notes A1): labels are detected as soon as an upload lands and cached for POST /labels.
-@app.on_cw_event({"source": ["aws.s3"], "detail-type": ["Object Created"]}, name="detect_labels")
+_UPLOAD_EVENTS: dict[str, Any] = {"source": ["aws.s3"], "detail-type": ["Object Created"]}
+if os.environ.get("BUCKET_NAME"):  # set by the deploy: only this bucket's uploads reach the handler
+    _UPLOAD_EVENTS["detail"] = {"bucket": {"name": [os.environ["BUCKET_NAME"]]}, "object": {"key": [{"prefix": "uploads/"}]}}
+
+
+@app.on_cw_event(_UPLOAD_EVENTS, name="detect_labels")
 def detect_labels(event: Any) -> None:
     detail = event.detail or {}
     key = (detail.get("object") or {}).get("key", "")

@@ -65,7 +65,11 @@ def lambda_policies(outputs: dict[str, str], stage: str, region: str, account: s
             # presigned POSTs and GETs are signed with this role: it must hold what they grant
             s3("Uploads", ["s3:PutObject", "s3:GetObject"], "uploads/"),
             s3("ResultsAndReports", ["s3:GetObject"], "results/", "reports/"),
-            ddb(["GetItem", "PutItem", "UpdateItem", "Query", "BatchWriteItem"], index=True),
+            {  # POST /jobs lists each upload batch instead of a HEAD per image
+                "Sid": "ListOwnUploads", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket],
+                "Condition": {"StringLike": {"s3:prefix": ["uploads/*"]}},
+            },  # fmt: skip
+            ddb(["GetItem", "PutItem", "UpdateItem", "Query", "BatchWriteItem", "BatchGetItem"], index=True),
             _statement("Labels", ["rekognition:DetectLabels"], ["*"]),  # no resource-level permissions
             _statement("ModelLifecycle", ["bedrock:GetFoundationModel"], foundation_models),
         ],

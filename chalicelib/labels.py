@@ -85,6 +85,20 @@ class LabelService:
         )
         return labels
 
+    def cached_many(self, keys: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Cached labels of many objects, 100 keys per BatchGetItem (the API's limit)."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        unique = list(dict.fromkeys(keys))
+        resource = self.table.meta.client
+        for start in range(0, len(unique), 100):
+            request = {self.table.name: {"Keys": [{"pk": contracts.labels_pk(k), "sk": contracts.LABELS_SK} for k in unique[start : start + 100]]}}
+            while request:
+                answer = resource.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self.table.name, []):
+                    found[item["pk"].removeprefix("LABELS#")] = json.loads(item["labels"])
+                request = answer.get("UnprocessedKeys") or {}
+        return found
+
     def labels_for(self, key: str) -> list[dict[str, Any]]:
         cached = self.cached(key)
         if cached is not None:

@@ -92,7 +92,9 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
             if "*" in statement["Resource"]:
                 assert actions == ["rekognition:DetectLabels"], (name, statement)
             for resource in statement["Resource"]:
-                if resource.startswith("arn:aws:s3:::"):
+                if resource == f"arn:aws:s3:::{OUTPUTS['BucketName']}":  # listing, only under uploads/
+                    assert actions == ["s3:ListBucket"] and statement["Condition"]["StringLike"]["s3:prefix"] == ["uploads/*"]
+                elif resource.startswith("arn:aws:s3:::"):
                     assert resource.count("/") >= 1 and resource.split("/", 1)[1].split("/")[0] in ("uploads", "jobs", "results", "reports")
     # only the step functions that need them may write results or start the workflow
     writers = {n for n, d in docs.items() for s in _statements(d) for r in s["Resource"] if r.endswith("/results/*") and "s3:PutObject" in s["Action"]}
