@@ -215,7 +215,7 @@ def start_workflow(event: Any) -> None:
 
 # S3 → EventBridge, because CloudFormation cannot add notifications to an existing bucket
 # (tooling notes A1): labels are detected as soon as an upload lands and cached for POST /labels.
-_UPLOAD_EVENTS: dict[str, Any] = {"source": ["aws.s3"], "detail-type": ["Object Created"]}
+_UPLOAD_EVENTS = {"source": ["aws.s3"], "detail-type": ["Object Created"]}
 if os.environ.get("BUCKET_NAME"):  # set by the deploy: only this bucket's uploads reach the handler
     _UPLOAD_EVENTS["detail"] = {"bucket": {"name": [os.environ["BUCKET_NAME"]]}, "object": {"key": [{"prefix": "uploads/"}]}}
 
