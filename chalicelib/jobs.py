@@ -66,7 +66,10 @@ def parse_job_request(
     problems = _Problems()
     for name in sorted(set(body) - JOB_FIELDS):
         problems.add(name, f"unknown field {name!r}")
-    spec = model_lookup(body.get("model") or registry.default_model_key())  # ModelUnavailable names usable ones
+    model = body.get("model") or registry.default_model_key()
+    if not isinstance(model, str):
+        raise ValidationError("model must be a model key from GET /models", details=[{"field": "model", "message": "must be a string"}])
+    spec = model_lookup(model)  # ModelUnavailable names the usable ones
 
     prompt = body.get("prompt", "")
     if not isinstance(prompt, str):

@@ -319,6 +319,8 @@ def test_limits_ten_thousand_images_go_through_the_manifest_path(resources) -> N
         (lambda b: b.update(variants=9), "variants"),
         (lambda b: b.update(prompt=""), "prompt"),
         (lambda b: b["images"][0].update(name="n" * 300), "images[0].name"),
+        (lambda b: b.update(model={"key": "stability-inpaint"}), "model"),
+        (lambda b: b.update(model=["stability-inpaint"]), "model"),
     ],
 )
 def test_limits_are_refused_with_the_field_named(change, field) -> None:
