@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint install clean run demo bench
+.PHONY: test test-fast lint install clean run demo bench
 
 $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,12 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
+
+# Unit + functional tests only (moto in-process, no state machine execution): well under a minute.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit tests/functional -m "not slow"
 
 # The whole stack on 127.0.0.1 (moto + the real app; Bedrock and Rekognition are stand-ins).
 run: $(STAMP)

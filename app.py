@@ -120,9 +120,12 @@ def list_models() -> dict[str, Any]:
         lifecycle, source = _lifecycle_checker().lifecycle(spec)
         view = spec.public()
         view["lifecycle"] = {
-            "status": lifecycle.status.value, "legacyDate": lifecycle.legacy_date, "eolDate": lifecycle.eol_date,
-            "source": lifecycle.source, "checkedWith": source,
-        }  # fmt: skip
+            "status": lifecycle.status.value,
+            "legacyDate": lifecycle.legacy_date,
+            "eolDate": lifecycle.eol_date,
+            "source": lifecycle.source,
+            "checkedWith": source,
+        }
         models.append({**view, "selectable": registry.is_selectable(spec, lifecycle)})
     return {"models": models, "default": registry.default_model_key()}
 
@@ -207,9 +210,12 @@ def _reporter() -> Reporter:
 def start_workflow(event: Any) -> None:
     settings = config.settings()
     starter = WorkflowStarter(
-        aws.client("s3"), aws.table(settings.table_name), aws.client("stepfunctions"),
-        settings.bucket_name, settings.state_machine_arn,
-    )  # fmt: skip
+        aws.client("s3"),
+        aws.table(settings.table_name),
+        aws.client("stepfunctions"),
+        settings.bucket_name,
+        settings.state_machine_arn,
+    )
     starter.handle_records(event.to_dict().get("Records", []))
 
 
@@ -217,7 +223,10 @@ def start_workflow(event: Any) -> None:
 # (tooling notes A1): labels are detected as soon as an upload lands and cached for POST /labels.
 _UPLOAD_EVENTS = {"source": ["aws.s3"], "detail-type": ["Object Created"]}
 if os.environ.get("BUCKET_NAME"):  # set by the deploy: only this bucket's uploads reach the handler
-    _UPLOAD_EVENTS["detail"] = {"bucket": {"name": [os.environ["BUCKET_NAME"]]}, "object": {"key": [{"prefix": "uploads/"}]}}
+    _UPLOAD_EVENTS["detail"] = {
+        "bucket": {"name": [os.environ["BUCKET_NAME"]]},
+        "object": {"key": [{"prefix": "uploads/"}]},
+    }
 
 
 @app.on_cw_event(_UPLOAD_EVENTS, name="detect_labels")

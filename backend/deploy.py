@@ -118,9 +118,13 @@ class Deployer:
         lifecycle, source = LifecycleChecker(self.client("bedrock")).lifecycle(spec)
         usable = ", ".join(m.key for m in registry.selectable_models())
         if not registry.is_selectable(spec, lifecycle):
-            raise DeployError(f"model {key} reached end of life ({lifecycle.eol_date or 'date not recorded'}); usable models: {usable}")
+            raise DeployError(
+                f"model {key} reached end of life ({lifecycle.eol_date or 'date not recorded'}); usable models: {usable}"
+            )
         if lifecycle.status is LifecycleStatus.LEGACY:
-            self.say(f"warning: {key} is Legacy and reaches end of life on {lifecycle.eol_date}; plan a move to: {usable}")
+            self.say(
+                f"warning: {key} is Legacy and reaches end of life on {lifecycle.eol_date}; plan a move to: {usable}"
+            )
         if source != "bedrock":
             self.say(f"note: could not read {key}'s lifecycle from Bedrock here ({source}); using the recorded state")
         return spec
@@ -141,12 +145,19 @@ class Deployer:
         body = templates.to_json(template)
         params = [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(parameters.items())]
         current = self._current(name)
-        common = {"StackName": name, "TemplateBody": body, "Parameters": params, "Capabilities": ["CAPABILITY_IAM"],
-                  "Tags": [{"Key": "app", "Value": "backdrop"}, {"Key": "stage", "Value": self.stage}]}  # fmt: skip
+        common = {
+            "StackName": name,
+            "TemplateBody": body,
+            "Parameters": params,
+            "Capabilities": ["CAPABILITY_IAM"],
+            "Tags": [{"Key": "app", "Value": "backdrop"}, {"Key": "stage", "Value": self.stage}],
+        }
         if current is None:
             self.say(f"creating stack {name} ...")
             self.cfn.create_stack(**common)
-            self.cfn.get_waiter("stack_create_complete").wait(StackName=name, WaiterConfig={"Delay": 5, "MaxAttempts": 360})
+            self.cfn.get_waiter("stack_create_complete").wait(
+                StackName=name, WaiterConfig={"Delay": 5, "MaxAttempts": 360}
+            )
         elif self._unchanged(name, body, params, current):
             self.say(f"stack {name}: no changes")
         else:
@@ -157,7 +168,9 @@ class Deployer:
                 if "No updates are to be performed" not in str(exc):
                     raise
             else:
-                self.cfn.get_waiter("stack_update_complete").wait(StackName=name, WaiterConfig={"Delay": 5, "MaxAttempts": 360})
+                self.cfn.get_waiter("stack_update_complete").wait(
+                    StackName=name, WaiterConfig={"Delay": 5, "MaxAttempts": 360}
+                )
         stack = self.cfn.describe_stacks(StackName=name)["Stacks"][0]
         return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
@@ -169,7 +182,9 @@ class Deployer:
         except ValueError:
             same_template = False
         # deployed parameters include the template's defaults for those not passed
-        deployed_params = {p["ParameterKey"]: _list_text(p.get("ParameterValue", "")) for p in current.get("Parameters", [])}
+        deployed_params = {
+            p["ParameterKey"]: _list_text(p.get("ParameterValue", "")) for p in current.get("Parameters", [])
+        }
         return same_template and all(deployed_params.get(p["ParameterKey"]) == p["ParameterValue"] for p in params)
 
     # ---------------------------------------------------------------- the whole deploy
@@ -191,7 +206,11 @@ class Deployer:
         account = self.account()
         self.say(f"deploying Backdrop stage {self.stage} to account {account} in {self.region}")
         spec = self.check_model(model)
-        self.outputs.update(self.deploy_stack("resources", templates.load("resources"), {"Stage": self.stage, "NotificationEmail": email}))
+        self.outputs.update(
+            self.deploy_stack(
+                "resources", templates.load("resources"), {"Stage": self.stage, "NotificationEmail": email}
+            )
+        )
         self.outputs.update(self.deploy_auth())
         env = {
             "BUCKET_NAME": self.outputs["BucketName"],
@@ -210,7 +229,13 @@ class Deployer:
             "BucketName": self.outputs["BucketName"],
             "NotificationTopicArn": self.outputs["TopicArn"],
             "ModelResourceArns": ",".join(
-                sorted({arn for m in registry.selectable_models() or [spec] for arn in policies.model_resource_arns(m, self.region, account)})
+                sorted(
+                    {
+                        arn
+                        for m in registry.selectable_models() or [spec]
+                        for arn in policies.model_resource_arns(m, self.region, account)
+                    }
+                )
             ),
             **{_placeholder(f): chalice.function_arns[f] for f in WORKFLOW_FUNCTIONS},
         }
@@ -229,10 +254,14 @@ class Deployer:
         cognito = self.client("cognito-idp")
         attributes = [{"Name": "email", "Value": email}, {"Name": "email_verified", "Value": "true"}]
         if password:
-            cognito.admin_create_user(UserPoolId=pool_id, Username=email, UserAttributes=attributes, MessageAction="SUPPRESS")
+            cognito.admin_create_user(
+                UserPoolId=pool_id, Username=email, UserAttributes=attributes, MessageAction="SUPPRESS"
+            )
             cognito.admin_set_user_password(UserPoolId=pool_id, Username=email, Password=password, Permanent=True)
         else:  # Cognito emails a temporary password; the user sets their own at first sign-in
-            cognito.admin_create_user(UserPoolId=pool_id, Username=email, UserAttributes=attributes, DesiredDeliveryMediums=["EMAIL"])
+            cognito.admin_create_user(
+                UserPoolId=pool_id, Username=email, UserAttributes=attributes, DesiredDeliveryMediums=["EMAIL"]
+            )
 
     def teardown(self) -> None:
         resources = self._current(stack_name(self.stage, "resources"))
@@ -264,23 +293,35 @@ class Deployer:
     def _empty_and_delete_bucket(self, bucket: str) -> None:
         s3 = self.client("s3")
         for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
-            doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            doomed = [
+                {"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+            ]
             for start in range(0, len(doomed), 1000):
                 s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed[start : start + 1000], "Quiet": True})
         s3.delete_bucket(Bucket=bucket)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m backend.deploy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m backend.deploy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("deploy", "create-user", "teardown"):
         p = sub.add_parser(name)
         p.add_argument("--stage", default="dev")
-        p.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
+        p.add_argument(
+            "--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+        )
         if name == "deploy":
             p.add_argument("--email", default="", help="where job-finished emails go (confirm the subscription)")
             p.add_argument("--model", default=registry.default_model_key())
-            p.add_argument("--max-concurrency", type=int, default=8, help="parallel images; derive it from your Bedrock quota (docs/deploy.md)")
+            p.add_argument(
+                "--max-concurrency",
+                type=int,
+                default=8,
+                help="parallel images; derive it from your Bedrock quota (docs/deploy.md)",
+            )
         if name == "create-user":
             p.add_argument("--email", required=True)
             p.add_argument("--password-stdin", action="store_true")
@@ -303,7 +344,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"user {args.email} created" + ("" if password else "; Cognito emails a temporary password"))
         else:
             if not args.yes:
-                answer = input(f"Delete Backdrop stage {args.stage} in {args.region}, including every image, result and job? [y/N] ")
+                answer = input(
+                    f"Delete Backdrop stage {args.stage} in {args.region}, including every image, result and job? [y/N] "
+                )
                 if answer.strip().lower() not in ("y", "yes"):
                     print("nothing deleted")
                     return 1

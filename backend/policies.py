@@ -15,9 +15,16 @@ GEO_PREFIXES = ("us.", "eu.", "apac.", "us-gov.", "ca.", "jp.", "au.", "global."
 # Functions as Chalice names them: the REST API's handler plus every @app.lambda_function and
 # event handler in app.py.
 FUNCTIONS = (
-    "api_handler", "start_workflow", "detect_labels", "prepare", "build_mask", "finalize", "record_failure",
-    "report", "record_notification_failure",
-)  # fmt: skip
+    "api_handler",
+    "start_workflow",
+    "detect_labels",
+    "prepare",
+    "build_mask",
+    "finalize",
+    "record_failure",
+    "report",
+    "record_notification_failure",
+)
 
 
 def state_machine_arn(region: str, account: str, stage: str) -> str:
@@ -43,22 +50,31 @@ def _statement(sid: str, actions: list[str], resources: list[str]) -> dict[str, 
     return {"Sid": sid, "Effect": "Allow", "Action": sorted(actions), "Resource": resources}
 
 
-def lambda_policies(outputs: dict[str, str], stage: str, region: str, account: str, models: list[ModelSpec]) -> dict[str, dict[str, Any]]:
+def lambda_policies(
+    outputs: dict[str, str], stage: str, region: str, account: str, models: list[ModelSpec]
+) -> dict[str, dict[str, Any]]:
     bucket = f"arn:aws:s3:::{outputs['BucketName']}"
     table = outputs["TableArn"]
     logs = _statement(
-        "OwnLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+        "OwnLogs",
+        ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
         [f"arn:aws:logs:{region}:{account}:log-group:/aws/lambda/backdrop-{stage}-*"],
-    )  # fmt: skip
+    )
 
     def s3(sid: str, actions: list[str], *prefixes: str) -> dict[str, Any]:
         return _statement(sid, actions, [f"{bucket}/{p}*" for p in prefixes])
 
     def ddb(actions: list[str], index: bool = False) -> dict[str, Any]:
-        return _statement("JobsTable", [f"dynamodb:{a}" for a in actions], [table] + ([f"{table}/index/*"] if index else []))
+        return _statement(
+            "JobsTable", [f"dynamodb:{a}" for a in actions], [table] + ([f"{table}/index/*"] if index else [])
+        )
 
     foundation_models = sorted(
-        {f"arn:aws:bedrock:{region}::foundation-model/{base}" for spec in models for base in spec.base_model_ids.values()}
+        {
+            f"arn:aws:bedrock:{region}::foundation-model/{base}"
+            for spec in models
+            for base in spec.base_model_ids.values()
+        }
     )
     statements: dict[str, list[dict[str, Any]]] = {
         "api_handler": [
@@ -66,9 +82,12 @@ def lambda_policies(outputs: dict[str, str], stage: str, region: str, account: s
             s3("Uploads", ["s3:PutObject", "s3:GetObject"], "uploads/"),
             s3("ResultsAndReports", ["s3:GetObject"], "results/", "reports/"),
             {  # POST /jobs lists each upload batch instead of a HEAD per image
-                "Sid": "ListOwnUploads", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket],
+                "Sid": "ListOwnUploads",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [bucket],
                 "Condition": {"StringLike": {"s3:prefix": ["uploads/*"]}},
-            },  # fmt: skip
+            },
             ddb(["GetItem", "PutItem", "UpdateItem", "Query", "BatchWriteItem", "BatchGetItem"], index=True),
             _statement("Labels", ["rekognition:DetectLabels"], ["*"]),  # no resource-level permissions
             _statement("ModelLifecycle", ["bedrock:GetFoundationModel"], foundation_models),
@@ -81,13 +100,18 @@ def lambda_policies(outputs: dict[str, str], stage: str, region: str, account: s
         "start_workflow": [
             ddb(["Query", "UpdateItem"]),
             _statement(
-                "JobsStream", ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"],
+                "JobsStream",
+                ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"],
                 [outputs["StreamArn"]],
-            ),  # fmt: skip
+            ),
             s3("Manifest", ["s3:PutObject"], "jobs/"),
             _statement("StartWorkflow", ["states:StartExecution"], [state_machine_arn(region, account, stage)]),
         ],
-        "prepare": [s3("Read", ["s3:GetObject"], "uploads/", "jobs/"), s3("Write", ["s3:PutObject"], "jobs/"), ddb(["UpdateItem"])],
+        "prepare": [
+            s3("Read", ["s3:GetObject"], "uploads/", "jobs/"),
+            s3("Write", ["s3:PutObject"], "jobs/"),
+            ddb(["UpdateItem"]),
+        ],
         "build_mask": [s3("Read", ["s3:GetObject"], "jobs/"), s3("Write", ["s3:PutObject"], "jobs/")],
         "finalize": [
             s3("Read", ["s3:GetObject"], "uploads/", "jobs/"),

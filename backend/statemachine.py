@@ -84,7 +84,11 @@ def check_graph(definition: Mapping[str, Any]) -> list[str]:
                     problems.append(f"{where}{name}: transition to missing state {target!r}")
                 if target:
                     targets.add(target)
-            if not state.get("End") and state.get("Type") not in ("Choice", "Succeed", "Fail") and not state.get("Next"):
+            if (
+                not state.get("End")
+                and state.get("Type") not in ("Choice", "Succeed", "Fail")
+                and not state.get("Next")
+            ):
                 problems.append(f"{where}{name}: neither Next nor End")
             if state.get("Type") not in NO_RETRY_TYPES and not state.get("Retry"):
                 problems.append(f"{where}{name}: {state.get('Type')} state has no Retry")

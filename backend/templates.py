@@ -21,7 +21,22 @@ from backend.statemachine import placeholders
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STACKS = ("resources", "auth", "workflow")
 _SCALAR_TAGS = ("Ref", "Condition")
-_FN_TAGS = ("Sub", "GetAtt", "If", "Not", "Equals", "Join", "Select", "Split", "FindInMap", "ImportValue", "Base64", "GetAZs", "And", "Or")
+_FN_TAGS = (
+    "Sub",
+    "GetAtt",
+    "If",
+    "Not",
+    "Equals",
+    "Join",
+    "Select",
+    "Split",
+    "FindInMap",
+    "ImportValue",
+    "Base64",
+    "GetAZs",
+    "And",
+    "Or",
+)
 
 
 class _CfnLoader(yaml.SafeLoader):

@@ -39,5 +39,10 @@ def run(row: Callable[[str, str, str, bool | None], None]) -> None:
     sample = 1000 * SAMPLE_STATES_PER_IMAGE * STANDARD_PER_TRANSITION
     if_standard = 1000 * states * STANDARD_PER_TRANSITION
     row("states per image (from the ASL)", f"{states}", "-", None)
-    row("orchestration per 1,000 images", f"${ours:.4f} (Express children) vs sample ${sample:.4f} (Standard)", "<= 1/2 of sample", ours <= sample / 2)
+    row(
+        "orchestration per 1,000 images",
+        f"${ours:.4f} (Express children) vs sample ${sample:.4f} (Standard)",
+        "<= 1/2 of sample",
+        ours <= sample / 2,
+    )
     row("same ASL with Standard children", f"${if_standard:.4f}", "(why Express)", None)

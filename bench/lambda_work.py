@@ -74,10 +74,18 @@ def backdrop(data: bytes, spent_by_step: dict[str, float] | None = None) -> floa
     key = contracts.upload_key("owner", contracts.image_ref_of("b" * 32, image_id, "jpg"))
     s3.put_object(Bucket=bucket, Key=key, Body=data)
     event = {
-        "jobId": job_id, "owner": "owner", "bucket": bucket,
-        "settings": {"model": "stability-inpaint", "prompt": "a studio", "mode": "PRECISE", "seed": 3, "outputFormat": "png"},
+        "jobId": job_id,
+        "owner": "owner",
+        "bucket": bucket,
+        "settings": {
+            "model": "stability-inpaint",
+            "prompt": "a studio",
+            "mode": "PRECISE",
+            "seed": 3,
+            "outputFormat": "png",
+        },
         "image": {"imageId": image_id, "key": key, "name": "bench.jpg"},
-    }  # fmt: skip
+    }
     steps = Steps(s3, MemoryTable())
     spent = {} if spent_by_step is None else spent_by_step
 
@@ -119,7 +127,11 @@ def child(case: str, which: str) -> None:
         best = min(best, spent or time.perf_counter() - started)
         mask_best = min(mask_best, by_step.get("build_mask", 0.0))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"ms": best * 1000, "build_mask_ms": mask_best * 1000, "peak_mb": peak / 1024, "base_mb": base_rss / 1024}))
+    print(
+        json.dumps(
+            {"ms": best * 1000, "build_mask_ms": mask_best * 1000, "peak_mb": peak / 1024, "base_mb": base_rss / 1024}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -37,15 +37,24 @@ def run(row: Callable[[str, str, str, bool | None], None]) -> None:
     ImageDraw.Draw(img).ellipse((50, 30, 110, 100), fill=(200, 30, 40))
     buf = io.BytesIO()
     img.save(buf, "PNG")
-    with LocalStack(api_port=0, stage="bench", latency_s=LATENCY_S, images_per_minute=QUOTA_CALLS_PER_MINUTE,
-                    max_concurrency=concurrency) as stack:  # fmt: skip
+    with LocalStack(
+        api_port=0,
+        stage="bench",
+        latency_s=LATENCY_S,
+        images_per_minute=QUOTA_CALLS_PER_MINUTE,
+        max_concurrency=concurrency,
+    ) as stack:
         login = CognitoLogin(client_id=stack.outputs["client_id"], endpoint_url=stack.endpoint)
         login.sign_in(DEMO_USER, DEMO_PASSWORD)
         client = BackdropClient(stack.api_url, login.id_token)
         s3 = stack.client("s3")
-        owner = client.models and login.tokens and __import__("json").loads(
-            __import__("base64").urlsafe_b64decode(login.tokens.id_token.split(".")[1] + "==")
-        )["sub"]
+        owner = (
+            client.models
+            and login.tokens
+            and __import__("json").loads(
+                __import__("base64").urlsafe_b64decode(login.tokens.id_token.split(".")[1] + "==")
+            )["sub"]
+        )
         images = []
         for i in range(IMAGES):  # straight to S3: the benchmark is about the workflow, not uploads
             ref = contracts.image_ref_of(contracts.new_opaque_id(), contracts.new_opaque_id(), "png")
@@ -58,6 +67,13 @@ def run(row: Callable[[str, str, str, bool | None], None]) -> None:
     throttled = sum(1 for image in view["images"] if image.get("errorCode") == "MODEL_THROTTLED")
     calls_per_minute = IMAGES * CALLS_PER_IMAGE / elapsed * 60
     ratio = calls_per_minute / QUOTA_CALLS_PER_MINUTE
-    row("MaxConcurrency derived", f"{concurrency} (Q={QUOTA_CALLS_PER_MINUTE:.0f} calls/min, L={LATENCY_S}s)", "-", None)
-    row("throughput / quota", f"{calls_per_minute:.0f} calls/min = {ratio:.2f} of quota ({elapsed:.0f} s for {IMAGES})", ">= 0.95", ratio >= 0.95)
+    row(
+        "MaxConcurrency derived", f"{concurrency} (Q={QUOTA_CALLS_PER_MINUTE:.0f} calls/min, L={LATENCY_S}s)", "-", None
+    )
+    row(
+        "throughput / quota",
+        f"{calls_per_minute:.0f} calls/min = {ratio:.2f} of quota ({elapsed:.0f} s for {IMAGES})",
+        ">= 0.95",
+        ratio >= 0.95,
+    )
     row("images failed by throttling", f"{throttled} (job {view['status']})", "0", throttled == 0)

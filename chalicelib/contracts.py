@@ -175,7 +175,9 @@ def image_ref_of(upload_id: str, image_id: str, ext: str) -> str:
     return f"{upload_id}/{image_id}.{ext}"
 
 
-UPLOAD_KEY_RE: Final = re.compile(rf"^uploads/(?P<owner>[0-9A-Za-z_-]{{1,128}})/(?P<ref>{_HEX32}/{_HEX32}\.(?:{_EXTS}))$")
+UPLOAD_KEY_RE: Final = re.compile(
+    rf"^uploads/(?P<owner>[0-9A-Za-z_-]{{1,128}})/(?P<ref>{_HEX32}/{_HEX32}\.(?:{_EXTS}))$"
+)
 
 
 def job_scratch_prefix(job_id: str) -> str:

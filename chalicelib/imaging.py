@@ -44,7 +44,9 @@ def _open(data: bytes) -> Image.Image:
         ) from exc
     except UnidentifiedImageError as exc:
         head = data[:64].lstrip().lower()
-        kind = "text or markup (HTML/SVG/XML)" if head.startswith((b"<", b"{")) or head.isascii() else "an unknown format"
+        kind = (
+            "text or markup (HTML/SVG/XML)" if head.startswith((b"<", b"{")) or head.isascii() else "an unknown format"
+        )
         raise ImageInvalid(f"the file is not a PNG, JPEG or WEBP image; it looks like {kind}") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageInvalid(f"the image header is corrupt: {exc}") from exc
@@ -161,7 +163,9 @@ def fit_canvas(width: int, height: int, limits: ImageLimits) -> Geometry:
         raise ImageInvalid(f"image has no pixels ({width}x{height})")
     aspect = width / height
     if limits.allowed_sizes:
-        canvas_w, canvas_h = min(limits.allowed_sizes, key=lambda s: (abs(math.log((s[0] / s[1]) / aspect)), -s[0] * s[1]))
+        canvas_w, canvas_h = min(
+            limits.allowed_sizes, key=lambda s: (abs(math.log((s[0] / s[1]) / aspect)), -s[0] * s[1])
+        )
         scaled_w, scaled_h = _fit_inside(width, height, canvas_w, canvas_h)
     else:
         canvas_aspect = min(max(aspect, limits.min_aspect), limits.max_aspect)
@@ -287,7 +291,9 @@ def binary(mask: Image.Image) -> Image.Image:
     return mask.point(lambda v: 255 if v >= 128 else 0, mode="L")
 
 
-def subject_alpha(cutout: Image.Image, boxes_px: Sequence[PixelRect], size: tuple[int, int] | None = None) -> Image.Image:
+def subject_alpha(
+    cutout: Image.Image, boxes_px: Sequence[PixelRect], size: tuple[int, int] | None = None
+) -> Image.Image:
     """The cut-out's soft alpha ("L", 255 = subject), kept only inside the kept labels' boxes.
 
     With no boxes the whole cut-out is the subject. Its soft edge is what PRECISE pastes back,

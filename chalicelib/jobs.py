@@ -23,9 +23,18 @@ from chalicelib.models.base import Box, ImageTask, JobSettings, ModelSpec, setti
 from chalicelib.validation import require_object
 
 JOB_FIELDS = {
-    "model", "prompt", "negativePrompt", "mode", "quality", "cfgScale", "seed", "variants", "outputFormat",
-    "stylePreset", "images",
-}  # fmt: skip
+    "model",
+    "prompt",
+    "negativePrompt",
+    "mode",
+    "quality",
+    "cfgScale",
+    "seed",
+    "variants",
+    "outputFormat",
+    "stylePreset",
+    "images",
+}
 IMAGE_FIELDS = {"imageRef", "name", "labels", "prompt"}
 
 
@@ -68,7 +77,9 @@ def parse_job_request(
         problems.add(name, f"unknown field {name!r}")
     model = body.get("model") or registry.default_model_key()
     if not isinstance(model, str):
-        raise ValidationError("model must be a model key from GET /models", details=[{"field": "model", "message": "must be a string"}])
+        raise ValidationError(
+            "model must be a model key from GET /models", details=[{"field": "model", "message": "must be a string"}]
+        )
     spec = model_lookup(model)  # ModelUnavailable names the usable ones
 
     prompt = body.get("prompt", "")
@@ -87,7 +98,9 @@ def parse_job_request(
         quality=_optional(body, "quality", str, problems),
         cfg_scale=float(cfg) if cfg is not None else None,
         # one seed for the whole job, stored, so the batch is consistent and reproducible
-        seed=chosen_seed if chosen_seed is not None else (seed if seed is not None else 1 + secrets.randbelow(spec.seed_max)),
+        seed=chosen_seed
+        if chosen_seed is not None
+        else (seed if seed is not None else 1 + secrets.randbelow(spec.seed_max)),
         variants=variants if variants is not None else 1,
         output_format=_optional(body, "outputFormat", str, problems) or contracts.OutputFormat.PNG.value,
         style_preset=_optional(body, "stylePreset", str, problems),
@@ -117,7 +130,9 @@ def parse_job_request(
         seen.add(ref)
         name = raw.get("name") or ref.rsplit("/", 1)[-1]
         if not isinstance(name, str) or len(name) > contracts.MAX_FILE_NAME_LENGTH:
-            problems.add(f"{where}.name", f"name must be a string of at most {contracts.MAX_FILE_NAME_LENGTH} characters")
+            problems.add(
+                f"{where}.name", f"name must be a string of at most {contracts.MAX_FILE_NAME_LENGTH} characters"
+            )
             name = ref.rsplit("/", 1)[-1]
         labels = raw.get("labels", [])
         if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
@@ -125,10 +140,14 @@ def parse_job_request(
             labels = []
         labels = list(dict.fromkeys(label.strip() for label in labels if label.strip()))
         if len(labels) > contracts.MAX_LABELS_PER_IMAGE:
-            problems.add(f"{where}.labels", f"at most {contracts.MAX_LABELS_PER_IMAGE} labels per image, not {len(labels)}")
+            problems.add(
+                f"{where}.labels", f"at most {contracts.MAX_LABELS_PER_IMAGE} labels per image, not {len(labels)}"
+            )
         for label in labels:
             if len(label) > contracts.MAX_LABEL_LENGTH:
-                problems.add(f"{where}.labels", f"label {label[:40]!r}... is longer than {contracts.MAX_LABEL_LENGTH} characters")
+                problems.add(
+                    f"{where}.labels", f"label {label[:40]!r}... is longer than {contracts.MAX_LABEL_LENGTH} characters"
+                )
         image_prompt = raw.get("prompt")
         if image_prompt is not None and not isinstance(image_prompt, str):
             problems.add(f"{where}.prompt", "prompt must be a string")

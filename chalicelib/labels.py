@@ -72,7 +72,9 @@ class LabelService:
                 code = exc.response.get("Error", {}).get("Code", "")
                 if code in _REKOGNITION_ERRORS:
                     error_code, message = _REKOGNITION_ERRORS[code]
-                    raise BadRequest(f"{message}: {exc.response['Error'].get('Message', code)}", code=error_code) from exc
+                    raise BadRequest(
+                        f"{message}: {exc.response['Error'].get('Message', code)}", code=error_code
+                    ) from exc
                 raise
             labels = simplify(response)
         self.table.put_item(
@@ -91,7 +93,13 @@ class LabelService:
         unique = list(dict.fromkeys(keys))
         resource = self.table.meta.client
         for start in range(0, len(unique), 100):
-            request = {self.table.name: {"Keys": [{"pk": contracts.labels_pk(k), "sk": contracts.LABELS_SK} for k in unique[start : start + 100]]}}
+            request = {
+                self.table.name: {
+                    "Keys": [
+                        {"pk": contracts.labels_pk(k), "sk": contracts.LABELS_SK} for k in unique[start : start + 100]
+                    ]
+                }
+            }
             while request:
                 answer = resource.batch_get_item(RequestItems=request)
                 for item in answer.get("Responses", {}).get(self.table.name, []):

@@ -19,9 +19,22 @@ from chalicelib.dynamo import plain, query_all
 from chalicelib.errors import StorageError
 
 CSV_COLUMNS = (
-    "imageId", "name", "status", "errorCode", "cause", "model", "mode", "prompt", "seed", "variant", "outputKey",
-    "width", "height", "startedAt", "finishedAt",
-)  # fmt: skip
+    "imageId",
+    "name",
+    "status",
+    "errorCode",
+    "cause",
+    "model",
+    "mode",
+    "prompt",
+    "seed",
+    "variant",
+    "outputKey",
+    "width",
+    "height",
+    "startedAt",
+    "finishedAt",
+)
 UNFINISHED_CAUSE = "the workflow stopped before this image finished"
 
 
@@ -121,8 +134,15 @@ class Reporter:
                 for i in images
             ],
         }
-        self._write(bucket, contracts.report_key(owner, job_id, "json"), json.dumps(report, indent=2).encode(), "application/json")
-        self._write(bucket, contracts.report_key(owner, job_id, "csv"), self._csv(report, settings).encode(), "text/csv")
+        self._write(
+            bucket,
+            contracts.report_key(owner, job_id, "json"),
+            json.dumps(report, indent=2).encode(),
+            "application/json",
+        )
+        self._write(
+            bucket, contracts.report_key(owner, job_id, "csv"), self._csv(report, settings).encode(), "text/csv"
+        )
         self.table.update_item(
             Key={"pk": contracts.job_pk(job_id), "sk": contracts.JOB_SK},
             UpdateExpression="SET #s = :s, counts = :c, finishedAt = :f, reportKeys = :r, standIn = :si",
@@ -161,7 +181,11 @@ class Reporter:
             for output in outputs:
                 row = dict(base)
                 if output:
-                    row.update(variant=output.get("variant"), outputKey=output.get("key"), seed=output.get("seed", base["seed"]))
+                    row.update(
+                        variant=output.get("variant"),
+                        outputKey=output.get("key"),
+                        seed=output.get("seed", base["seed"]),
+                    )
                 writer.writerow(row)
         return buf.getvalue()
 
@@ -200,7 +224,9 @@ class Reporter:
         message = "\n".join(lines)
         encoded = message.encode()
         if len(encoded) > contracts.SNS_MESSAGE_MAX_BYTES:
-            message = encoded[: contracts.SNS_MESSAGE_MAX_BYTES].decode(errors="ignore") + "\n[truncated: see the report]"
+            message = (
+                encoded[: contracts.SNS_MESSAGE_MAX_BYTES].decode(errors="ignore") + "\n[truncated: see the report]"
+            )
         return subject, message
 
     def record_notification_failure(self, event: Mapping[str, Any]) -> dict[str, Any]:

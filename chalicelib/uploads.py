@@ -45,7 +45,8 @@ class UploadService:
         problems = [p for index, item in enumerate(files) for p in _file_problems(index, item)]
         if problems:
             raise ValidationError(
-                f"{len(problems)} problem(s) with the files: " + "; ".join(f"{p['name'] if 'name' in p else p['index']}: {p['message']}" for p in problems[:5]),
+                f"{len(problems)} problem(s) with the files: "
+                + "; ".join(f"{p['name'] if 'name' in p else p['index']}: {p['message']}" for p in problems[:5]),
                 details=problems,
             )
         upload_id = contracts.new_opaque_id()
@@ -66,5 +67,7 @@ class UploadService:
                 ],
                 ExpiresIn=contracts.UPLOAD_URL_TTL_SECONDS,
             )
-            uploads.append({"imageRef": ref, "name": item["name"], "url": presigned["url"], "fields": presigned["fields"]})
+            uploads.append(
+                {"imageRef": ref, "name": item["name"], "url": presigned["url"], "fields": presigned["fields"]}
+            )
         return {"uploadId": upload_id, "expiresIn": contracts.UPLOAD_URL_TTL_SECONDS, "uploads": uploads}

@@ -148,7 +148,9 @@ class Steps:
         geometry = imaging.fit_canvas(oriented[0], oriented[1], spec.image_limits)
         image = imaging.load_original(original, max_pixels_hint=geometry.canvas_width * geometry.canvas_height)
         canvas_png = imaging.encode_png(imaging.to_canvas(image, geometry))
-        self._put(step.bucket, contracts.work_key(step.job_id, step.image.image_id, "canvas.png"), canvas_png, "image/png")
+        self._put(
+            step.bucket, contracts.work_key(step.job_id, step.image.image_id, "canvas.png"), canvas_png, "image/png"
+        )
         self._put_json(
             step.bucket,
             contracts.work_key(step.job_id, step.image.image_id, "geometry.json"),
@@ -201,7 +203,9 @@ class Steps:
         size = (geometry.original_width, geometry.original_height)
         keep = None
         if step.settings.mode == contracts.Mode.PRECISE.value and len(adapter.steps) > 1:
-            alpha_png = self._get(step.bucket, contracts.work_key(step.job_id, step.image.image_id, "subject-alpha.png"))
+            alpha_png = self._get(
+                step.bucket, contracts.work_key(step.job_id, step.image.image_id, "subject-alpha.png")
+            )
             # crop the canvas alpha to the content; composite_subject upscales it (cheap, soft edge)
             keep = imaging.from_canvas(
                 imaging.decode_image(alpha_png), geometry, (geometry.scaled_width, geometry.scaled_height)
@@ -217,7 +221,9 @@ class Steps:
                 result = imaging.composite_subject(result, original, keep)
             text = {STANDIN_TEXT_KEY: "true"} if stand_in else None
             key = contracts.result_key(step.owner, step.job_id, step.image.image_id, index, fmt)
-            self._put(step.bucket, key, imaging.encode(result, fmt.value, text=text), contracts.FORMAT_CONTENT_TYPES[fmt])
+            self._put(
+                step.bucket, key, imaging.encode(result, fmt.value, text=text), contracts.FORMAT_CONTENT_TYPES[fmt]
+            )
             output: dict[str, Any] = {"key": key, "variant": index}
             seed = seed if seed is not None else step.settings.seed
             if seed is not None:

@@ -63,7 +63,10 @@ class CognitoLogin:
 
         # InitiateAuth is an unauthenticated call: no AWS credentials on the client's machine
         return boto3.client(
-            "cognito-idp", region_name=self.region, endpoint_url=self.endpoint_url, config=Config(signature_version=UNSIGNED)
+            "cognito-idp",
+            region_name=self.region,
+            endpoint_url=self.endpoint_url,
+            config=Config(signature_version=UNSIGNED),
         )
 
     def _secret_hash(self, username: str) -> dict[str, str]:
@@ -84,20 +87,28 @@ class CognitoLogin:
             message = getattr(exc, "response", {}).get("Error", {}).get("Message", str(exc))
             raise ApiError(401, "SIGN_IN_FAILED", f"{code}: {message}") from exc
         if "AuthenticationResult" not in answer:
-            raise ApiError(401, "SIGN_IN_FAILED", f"Cognito asks for {answer.get('ChallengeName')}; finish it in the hosted UI first")
+            raise ApiError(
+                401,
+                "SIGN_IN_FAILED",
+                f"Cognito asks for {answer.get('ChallengeName')}; finish it in the hosted UI first",
+            )
         self.username = username
         self.tokens = self._tokens(answer["AuthenticationResult"])
         return self.tokens
 
     def _tokens(self, result: dict[str, Any], refresh: str | None = None) -> Tokens:
-        return Tokens(result["IdToken"], result.get("RefreshToken", refresh), self.clock() + int(result.get("ExpiresIn", 3600)))
+        return Tokens(
+            result["IdToken"], result.get("RefreshToken", refresh), self.clock() + int(result.get("ExpiresIn", 3600))
+        )
 
     def id_token(self) -> str:
         if self.tokens is None:
             raise ApiError(401, "UNAUTHORIZED", "sign in first")
         if self.tokens.expires_at - self.clock() < 120 and self.tokens.refresh_token:
             params = {"REFRESH_TOKEN": self.tokens.refresh_token, **self._secret_hash(self.username or "")}
-            answer = self._client().initiate_auth(ClientId=self.client_id, AuthFlow="REFRESH_TOKEN_AUTH", AuthParameters=params)
+            answer = self._client().initiate_auth(
+                ClientId=self.client_id, AuthFlow="REFRESH_TOKEN_AUTH", AuthParameters=params
+            )
             self.tokens = self._tokens(answer["AuthenticationResult"], self.tokens.refresh_token)
         return self.tokens.id_token
 
@@ -118,10 +129,14 @@ class BackdropClient:
         for attempt in range(1, self.max_attempts + 1):
             headers = {"Authorization": self.token(), "Content-Type": "application/json"}
             try:
-                response = self.session.request(method, url, json=body, params=params, headers=headers, timeout=self.timeout_s)
+                response = self.session.request(
+                    method, url, json=body, params=params, headers=headers, timeout=self.timeout_s
+                )
             except requests.ConnectionError as exc:
                 if attempt == self.max_attempts:
-                    raise ApiError(0, "UNREACHABLE", f"cannot reach the Backdrop API at {self.base_url}: {exc}") from exc
+                    raise ApiError(
+                        0, "UNREACHABLE", f"cannot reach the Backdrop API at {self.base_url}: {exc}"
+                    ) from exc
             else:
                 if response.status_code not in RETRY_STATUSES or attempt == self.max_attempts:
                     return self._result(response)
@@ -199,7 +214,12 @@ class BackdropClient:
         return self.request("POST", f"/jobs/{job_id}/retry", {})
 
     def wait(
-        self, job_id: str, *, poll_s: float = 1.0, timeout_s: float = 3600, progress: Callable[[dict[str, Any]], None] | None = None
+        self,
+        job_id: str,
+        *,
+        poll_s: float = 1.0,
+        timeout_s: float = 3600,
+        progress: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         """Poll until the job is finished; `progress` sees every intermediate view."""
         deadline = time.monotonic() + timeout_s

@@ -47,9 +47,11 @@ def _save(data: dict[str, Any]) -> None:
 
 def _login_from(config: dict[str, Any]) -> CognitoLogin:
     login = CognitoLogin(
-        client_id=config["clientId"], region=config.get("region", "us-east-1"),
-        client_secret=config.get("clientSecret"), endpoint_url=config.get("cognitoEndpoint"),
-    )  # fmt: skip
+        client_id=config["clientId"],
+        region=config.get("region", "us-east-1"),
+        client_secret=config.get("clientSecret"),
+        endpoint_url=config.get("cognitoEndpoint"),
+    )
     login.username = config.get("username")
     tokens = config.get("tokens")
     if tokens:
@@ -64,7 +66,11 @@ def _client() -> tuple[BackdropClient, CognitoLogin, dict[str, Any]]:
     def token() -> str:
         value = login.id_token()
         if login.tokens and login.tokens.id_token != config.get("tokens", {}).get("idToken"):
-            config["tokens"] = {"idToken": login.tokens.id_token, "refreshToken": login.tokens.refresh_token, "expiresAt": login.tokens.expires_at}
+            config["tokens"] = {
+                "idToken": login.tokens.id_token,
+                "refreshToken": login.tokens.refresh_token,
+                "expiresAt": login.tokens.expires_at,
+            }
             _save(config)  # refreshed: keep it for the next command
         return value
 
@@ -93,7 +99,11 @@ def _exit_code(view: dict[str, Any]) -> int:
 def _status_text(view: dict[str, Any]) -> str:
     lines = [f"job {view['jobId']}: {view['status']}  ({view.get('model')})"]
     for image in view.get("images", []):
-        detail = f"{image['errorCode']}: {image['cause']}" if image.get("errorCode") else f"{len(image.get('outputs') or [])} output(s)"
+        detail = (
+            f"{image['errorCode']}: {image['cause']}"
+            if image.get("errorCode")
+            else f"{len(image.get('outputs') or [])} output(s)"
+        )
         lines.append(f"  {image['name']:<30} {image['status']:<10} {detail}")
     counts = view.get("counts", {})
     lines.append(f"{counts.get('SUCCEEDED', 0)} succeeded, {counts.get('FAILED', 0)} failed")
@@ -105,7 +115,10 @@ def _download(client: BackdropClient, view: dict[str, Any], out: Path) -> list[s
     written = []
     for image in view["images"]:
         for output in image.get("outputs") or []:
-            target = out / f"{Path(image['name']).stem}-{image['imageId'][:8]}-{output['variant']}{Path(output['key']).suffix}"
+            target = (
+                out
+                / f"{Path(image['name']).stem}-{image['imageId'][:8]}-{output['variant']}{Path(output['key']).suffix}"
+            )
             target.write_bytes(client.download(output["url"]))
             written.append(str(target))
     if view.get("reports"):
@@ -121,15 +134,28 @@ def _download(client: BackdropClient, view: dict[str, Any], out: Path) -> list[s
 
 def cmd_login(args: argparse.Namespace) -> int:
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
-    login = CognitoLogin(client_id=args.client_id, region=args.region, client_secret=args.client_secret, endpoint_url=args.cognito_endpoint)
+    login = CognitoLogin(
+        client_id=args.client_id,
+        region=args.region,
+        client_secret=args.client_secret,
+        endpoint_url=args.cognito_endpoint,
+    )
     tokens = login.sign_in(args.username, password)
     _save(
         {
-            "api": args.api, "clientId": args.client_id, "region": args.region, "clientSecret": args.client_secret,
-            "cognitoEndpoint": args.cognito_endpoint, "username": args.username,
-            "tokens": {"idToken": tokens.id_token, "refreshToken": tokens.refresh_token, "expiresAt": tokens.expires_at},
+            "api": args.api,
+            "clientId": args.client_id,
+            "region": args.region,
+            "clientSecret": args.client_secret,
+            "cognitoEndpoint": args.cognito_endpoint,
+            "username": args.username,
+            "tokens": {
+                "idToken": tokens.id_token,
+                "refreshToken": tokens.refresh_token,
+                "expiresAt": tokens.expires_at,
+            },
         }
-    )  # fmt: skip
+    )
     _print(args, {"signedIn": args.username, "api": args.api}, f"signed in as {args.username} to {args.api}")
     return EXIT_OK
 
@@ -143,13 +169,18 @@ def cmd_submit(args: argparse.Namespace) -> int:
     catalogue = client.models()
     chosen = next((m for m in catalogue["models"] if m["key"] == (args.model or catalogue["default"])), None)
     if chosen and chosen["lifecycle"]["status"] == "LEGACY":
-        sys.stderr.write(f"warning: {chosen['key']} is Legacy on Bedrock and reaches end of life on {chosen['lifecycle']['eolDate']}\n")
+        sys.stderr.write(
+            f"warning: {chosen['key']} is Legacy on Bedrock and reaches end of life on {chosen['lifecycle']['eolDate']}\n"
+        )
     refs = client.upload_files(paths)
     labels = {} if args.no_labels else client.labels([r["imageRef"] for r in refs])
     job: dict[str, Any] = {
-        "prompt": args.prompt, "mode": args.mode, "variants": args.variants, "outputFormat": args.format,
+        "prompt": args.prompt,
+        "mode": args.mode,
+        "variants": args.variants,
+        "outputFormat": args.format,
         "images": [{**r, "labels": [label["name"] for label in labels.get(r["imageRef"], [])]} for r in refs],
-    }  # fmt: skip
+    }
     for key, value in (("negativePrompt", args.negative), ("model", args.model), ("seed", args.seed)):
         if value is not None:
             job[key] = value
@@ -170,7 +201,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_jobs(args: argparse.Namespace) -> int:
     client, _, _ = _client()
     page = client.jobs(limit=args.limit)
-    lines = [f"{j['jobId']}  {j['status']:<9} {j.get('imageCount', 0):>5} images  {j.get('prompt') or ''}"[:120] for j in page["jobs"]]
+    lines = [
+        f"{j['jobId']}  {j['status']:<9} {j.get('imageCount', 0):>5} images  {j.get('prompt') or ''}"[:120]
+        for j in page["jobs"]
+    ]
     _print(args, page, "\n".join(lines) or "no jobs yet")
     return EXIT_OK
 
@@ -204,7 +238,9 @@ def cmd_retry(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable output")
-    p = argparse.ArgumentParser(prog="backdrop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="backdrop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
     login = sub.add_parser("login", parents=[common], help="sign in with your Cognito user")
     login.add_argument("--api", required=True, help="the API URL the deploy (or `make run`) printed")
@@ -219,12 +255,16 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("photos", nargs="+")
     submit.add_argument("--prompt", required=True, help="the new background, in words")
     submit.add_argument("--negative", default=None, help="what the background must not have")
-    submit.add_argument("--mode", default="PRECISE", choices=["PRECISE", "DEFAULT"], help="PRECISE keeps subject pixels unchanged")
+    submit.add_argument(
+        "--mode", default="PRECISE", choices=["PRECISE", "DEFAULT"], help="PRECISE keeps subject pixels unchanged"
+    )
     submit.add_argument("--model", default=None, help="model key (see GET /models); default: the deployment's")
     submit.add_argument("--variants", type=int, default=1)
     submit.add_argument("--seed", type=int, default=None, help="lock the seed to reproduce a result")
     submit.add_argument("--format", default="png", choices=["png", "jpeg", "webp"])
-    submit.add_argument("--no-labels", action="store_true", help="keep the whole detected subject, not only labelled objects")
+    submit.add_argument(
+        "--no-labels", action="store_true", help="keep the whole detected subject, not only labelled objects"
+    )
     submit.add_argument("--wait", action="store_true", help="wait for the job, with a progress bar")
     submit.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
     submit.add_argument("--out", default=None, help="with --wait: download results and reports here")

@@ -37,9 +37,11 @@ def sign_in(username: str, password: str) -> None:
     if not config["client_id"]:
         raise ApiError(0, "MISCONFIGURED", "BACKDROP_COGNITO_CLIENT_ID is not set for this front end")
     login = CognitoLogin(
-        client_id=config["client_id"], region=config["region"] or "us-east-1",
-        client_secret=config["client_secret"], endpoint_url=config["cognito_endpoint"],
-    )  # fmt: skip
+        client_id=config["client_id"],
+        region=config["region"] or "us-east-1",
+        client_secret=config["client_secret"],
+        endpoint_url=config["cognito_endpoint"],
+    )
     login.sign_in(username, password)
     st.session_state["api"] = BackdropClient(config["api"] or "", login.id_token)
     st.session_state["user"] = username

@@ -43,7 +43,11 @@ _real_connect = socket.socket.connect
 
 def _guarded_connect(self: socket.socket, address: Any) -> Any:
     host = address[0] if isinstance(address, tuple) else address
-    if isinstance(host, str) and (host.startswith("127.") or host in ("::1", "localhost")) or self.family == socket.AF_UNIX:
+    if (
+        isinstance(host, str)
+        and (host.startswith("127.") or host in ("::1", "localhost"))
+        or self.family == socket.AF_UNIX
+    ):
         return _real_connect(self, address)
     raise RuntimeError(f"test tried to open a network connection to {address!r}: tests must never reach real AWS")
 
@@ -102,6 +106,20 @@ def make_id_token(sub: str, *, username: str | None = None, email: str | None = 
     return f"{_b64url({'alg': 'none', 'typ': 'JWT'})}.{_b64url(claims)}.sig"
 
 
+EVENTS_DIR = os.path.join(os.path.dirname(__file__), "events")
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A sample AWS event from tests/events/ (shapes as AWS documents them), to adapt per test."""
+    with open(os.path.join(EVENTS_DIR, f"{name}.json"), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+@pytest.fixture
+def event() -> Callable[[str], dict[str, Any]]:
+    return load_event
+
+
 @pytest.fixture
 def token_for() -> Callable[..., str]:
     return make_id_token
@@ -117,9 +135,7 @@ def make_photo(width: int = 320, height: int = 240, fmt: str = "PNG", *, exif_or
 
     img = Image.new("RGB", (width, height), (235, 235, 230))
     draw = ImageDraw.Draw(img)
-    draw.ellipse(
-        (width * 0.3, height * 0.25, width * 0.7, height * 0.85), fill=(200, 30, 40), outline=(120, 10, 20)
-    )
+    draw.ellipse((width * 0.3, height * 0.25, width * 0.7, height * 0.85), fill=(200, 30, 40), outline=(120, 10, 20))
     buf = io.BytesIO()
     kwargs: dict[str, Any] = {}
     if exif_orientation:
@@ -221,21 +237,27 @@ def stack(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.Monke
 
     # one kept label whose box surrounds the synthetic photo's subject
     box = {"Left": 0.25, "Top": 0.2, "Width": 0.5, "Height": 0.7}
-    rekognition.labels = [{"Name": "Product", "Confidence": 97.0, "Instances": [{"BoundingBox": box, "Confidence": 96.0}]}]
+    rekognition.labels = [
+        {"Name": "Product", "Confidence": 97.0, "Instances": [{"BoundingBox": box, "Confidence": 96.0}]}
+    ]
     bedrock = StandInBedrock()
     handlers = {function_arn(name): getattr(backdrop_app, name) for name in FUNCTIONS}
     handlers = {arn: (lambda event, fn=fn: fn(event, None)) for arn, fn in handlers.items()}
     with hooks(handlers, bedrock):
-        yield {**resources, "topic_arn": topic_arn, "queue_url": queue_url, "machine_arn": machine_arn, "bedrock": bedrock}
-
-
+        yield {
+            **resources,
+            "topic_arn": topic_arn,
+            "queue_url": queue_url,
+            "machine_arn": machine_arn,
+            "bedrock": bedrock,
+        }
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """The robustness matrices' counts, when they ran."""
     import sys
 
-    module = sys.modules.get("test_robustness")
+    module = sys.modules.get("test_robustness")  # tests/e2e/test_robustness.py
     if module is None:
         return
     c = module.COUNTS

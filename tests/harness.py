@@ -33,5 +33,3 @@ def wait_for(sfn: Any, execution_arn: str, timeout_s: float = 90.0) -> dict[str,
         time.sleep(0.1)
     history = sfn.get_execution_history(executionArn=execution_arn, maxResults=200)["events"]
     raise AssertionError(f"execution still RUNNING after {timeout_s}s; last events: {history[-5:]}")
-
-

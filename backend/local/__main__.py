@@ -79,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
     def on_email(email: dict[str, Any]) -> None:
         print(f"\n--- email: {email.get('Subject')}\n{email.get('Message')}\n---", flush=True)
 
-    stack = LocalStack(api_port=args.port, latency_s=args.latency, images_per_minute=args.quota, on_email=on_email).start()
+    stack = LocalStack(
+        api_port=args.port, latency_s=args.latency, images_per_minute=args.quota, on_email=on_email
+    ).start()
     ui = "(not started: --no-ui)" if args.no_ui else stack.start_ui(args.ui_port)
     print(
         "Backdrop is running locally (Bedrock and Rekognition are stand-ins: outputs are not generated art).\n"
@@ -111,7 +113,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m backend.local", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m backend.local", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="serve the whole stack on 127.0.0.1 until Ctrl-C")
     run_parser.add_argument("--port", type=int, default=8000, help="API port (default 8000)")

@@ -43,7 +43,9 @@ AMAZON_FILTER_ERRORS = {
 
 
 def _invalid(message: str) -> BedrockError:
-    return BedrockError("ValidationException", f"Malformed input request: {message}, please reformat your input and try again.")
+    return BedrockError(
+        "ValidationException", f"Malformed input request: {message}, please reformat your input and try again."
+    )
 
 
 def _decode_image(value: Any, field: str) -> Image.Image:
@@ -134,10 +136,32 @@ def _check_stability_image(img: Image.Image, field: str) -> None:
 
 
 TITAN_SIZES = {
-    (1024, 1024), (768, 768), (512, 512), (768, 1152), (384, 576), (1152, 768), (576, 384), (768, 1280), (384, 640),
-    (1280, 768), (640, 384), (896, 1152), (448, 576), (1152, 896), (576, 448), (768, 1408), (384, 704), (1408, 768),
-    (704, 384), (640, 1408), (320, 704), (1408, 640), (704, 320), (1152, 640), (1173, 640),
-}  # fmt: skip
+    (1024, 1024),
+    (768, 768),
+    (512, 512),
+    (768, 1152),
+    (384, 576),
+    (1152, 768),
+    (576, 384),
+    (768, 1280),
+    (384, 640),
+    (1280, 768),
+    (640, 384),
+    (896, 1152),
+    (448, 576),
+    (1152, 896),
+    (576, 448),
+    (768, 1408),
+    (384, 704),
+    (1408, 768),
+    (704, 384),
+    (640, 1408),
+    (320, 704),
+    (1408, 640),
+    (704, 320),
+    (1152, 640),
+    (1173, 640),
+}
 
 
 class StandInBedrock:
@@ -200,7 +224,9 @@ class StandInBedrock:
         elif "titan-image-generator" in model_id or "nova-canvas" in model_id:
             handler = self._outpaint
         else:
-            raise BedrockError("ResourceNotFoundException", f"Could not resolve the foundation model from model identifier {model_id}")
+            raise BedrockError(
+                "ResourceNotFoundException", f"Could not resolve the foundation model from model identifier {model_id}"
+            )
         self._inject_faults(model_id, body, texts)
         self._take_token()
         return handler(model_id, body, texts)
@@ -249,7 +275,12 @@ class StandInBedrock:
         if body["taskType"] != "OUTPAINTING":
             raise _invalid("#/taskType: only OUTPAINTING is answered by the stand-in")
         params = body["outPaintingParams"]
-        _check_keys(params, {"image"}, {"text", "negativeText", "maskPrompt", "maskImage", "outPaintingMode", "returnMask"}, "/outPaintingParams")
+        _check_keys(
+            params,
+            {"image"},
+            {"text", "negativeText", "maskPrompt", "maskImage", "outPaintingMode", "returnMask"},
+            "/outPaintingParams",
+        )
         if ("maskPrompt" in params) == ("maskImage" in params):
             raise _invalid("#/outPaintingParams: exactly one of maskPrompt and maskImage is required")
         if "text" in params:
@@ -261,14 +292,21 @@ class StandInBedrock:
         if params.get("outPaintingMode", "DEFAULT") not in ("DEFAULT", "PRECISE"):
             raise _invalid("#/outPaintingParams/outPaintingMode: must be DEFAULT or PRECISE")
         config = body.get("imageGenerationConfig", {})
-        _check_keys(config, set(), {"numberOfImages", "quality", "cfgScale", "seed", "width", "height"}, "/imageGenerationConfig")
+        _check_keys(
+            config,
+            set(),
+            {"numberOfImages", "quality", "cfgScale", "seed", "width", "height"},
+            "/imageGenerationConfig",
+        )
         count = _check_int(config.get("numberOfImages", 1), "imageGenerationConfig/numberOfImages", 1, 5)
         if config.get("quality", "standard") not in ("standard", "premium"):
             raise _invalid("#/imageGenerationConfig/quality: must be standard or premium")
         cfg = config.get("cfgScale", 8.0)
         if not isinstance(cfg, (int, float)) or not 1.1 <= cfg <= 10.0:
             raise _invalid(f"#/imageGenerationConfig/cfgScale: expected 1.1..10.0, actual: {cfg!r}")
-        seed = _check_int(config.get("seed", 0), "imageGenerationConfig/seed", 0, 858_993_459 if nova else 2_147_483_646)
+        seed = _check_int(
+            config.get("seed", 0), "imageGenerationConfig/seed", 0, 858_993_459 if nova else 2_147_483_646
+        )
         img = _decode_image(params["image"], "outPaintingParams/image")
         w, h = img.size
         if nova:

@@ -103,7 +103,9 @@ class _Handler(ChaliceRequestHandler):
         pass  # quiet: the stack prints its own progress
 
 
-def serve(app_object: Any, verifier: CognitoTokenVerifier, host: str, port: int) -> tuple[LocalDevServer, threading.Thread]:
+def serve(
+    app_object: Any, verifier: CognitoTokenVerifier, host: str, port: int
+) -> tuple[LocalDevServer, threading.Thread]:
     """Start the API server in a daemon thread; returns (server, thread)."""
     handler = type("VerifyingHandler", (_Handler,), {"verifier": verifier})
     config = Config.create(chalice_stage="local", app_name="backdrop")

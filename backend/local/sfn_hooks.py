@@ -84,7 +84,17 @@ def _bedrock_task_class(model: BedrockModel) -> type:
 
         def _get_supported_parameters(self) -> set[str] | None:
             if self.resource.api_action.lower() == "invokemodel":
-                return {"ModelId", "Body", "Input", "Output", "ContentType", "Accept", "Trace", "GuardrailIdentifier", "GuardrailVersion"}
+                return {
+                    "ModelId",
+                    "Body",
+                    "Input",
+                    "Output",
+                    "ContentType",
+                    "Accept",
+                    "Trace",
+                    "GuardrailIdentifier",
+                    "GuardrailVersion",
+                }
             return None
 
         def _from_error(self, env: Any, ex: Exception) -> Any:
@@ -101,12 +111,17 @@ def _bedrock_task_class(model: BedrockModel) -> type:
                 event_type=HistoryEventType.TaskFailed,
                 event_details=EventDetails(
                     taskFailedEventDetails=TaskFailedEventDetails(
-                        error=error, cause=cause, resource=self._get_sfn_resource(), resourceType=self._get_sfn_resource_type()
+                        error=error,
+                        cause=cause,
+                        resource=self._get_sfn_resource(),
+                        resourceType=self._get_sfn_resource_type(),
                     )
                 ),
             )
 
-        def _eval_service_task(self, env: Any, resource_runtime_part: Any, normalised_parameters: dict, state_credentials: Any) -> None:
+        def _eval_service_task(
+            self, env: Any, resource_runtime_part: Any, normalised_parameters: dict, state_credentials: Any
+        ) -> None:
             params = normalised_parameters
             if "Body" in params and "Input" in params:
                 raise BedrockError("ValidationException", "Body and Input are mutually exclusive")
@@ -120,7 +135,9 @@ def _bedrock_task_class(model: BedrockModel) -> type:
             response = model(str(params["ModelId"]), body)
             if "Output" in params:
                 bucket, key = _split_s3_uri(params["Output"].get("S3Uri"))
-                s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(response).encode(), ContentType="application/json")
+                s3.put_object(
+                    Bucket=bucket, Key=key, Body=json.dumps(response).encode(), ContentType="application/json"
+                )
                 # UNCONFIRMED what AWS returns with Output set; the body is in S3 and the state
                 # machine discards this result (ResultPath null).
                 env.stack.append({"ContentType": "application/json", "Output": {"S3Uri": params["Output"]["S3Uri"]}})

@@ -93,7 +93,8 @@ class LocalStack:
         ).raise_for_status()
         prefix = f"backdrop-{self.stage}"
         self.outputs["functions"] = {
-            name: f"arn:aws:lambda:{self.region}:{LOCAL_ACCOUNT}:function:{prefix}-{name}" for name in WORKFLOW_FUNCTIONS
+            name: f"arn:aws:lambda:{self.region}:{LOCAL_ACCOUNT}:function:{prefix}-{name}"
+            for name in WORKFLOW_FUNCTIONS
         }
         self._install_standins()  # before the state machine exists: moto binds task services at parse time
         self._provision()
@@ -170,7 +171,9 @@ class LocalStack:
         from chalicelib import aws
 
         prefix = f"backdrop-{self.stage}"
-        resources = create_resources(bucket=f"{prefix}-bucket", table=f"{prefix}-jobs", endpoint_url=self.endpoint, region=self.region)
+        resources = create_resources(
+            bucket=f"{prefix}-bucket", table=f"{prefix}-jobs", endpoint_url=self.endpoint, region=self.region
+        )
         sns, sqs = self.client("sns"), self.client("sqs")
         topic_arn = sns.create_topic(Name=f"{prefix}-notifications")["TopicArn"]
         # a local "inbox": the SNS email subscription is an SQS queue printed by the stack
@@ -181,7 +184,9 @@ class LocalStack:
         cognito = self.client("cognito-idp")
         pool_id = cognito.create_user_pool(PoolName=f"{prefix}-users")["UserPool"]["Id"]
         client_id = cognito.create_user_pool_client(
-            UserPoolId=pool_id, ClientName=f"{prefix}-app", ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"]
+            UserPoolId=pool_id,
+            ClientName=f"{prefix}-app",
+            ExplicitAuthFlows=["ALLOW_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
         )["UserPoolClient"]["ClientId"]
         self.create_user(DEMO_USER, DEMO_PASSWORD, pool_id=pool_id)
 
@@ -196,7 +201,9 @@ class LocalStack:
             }
         )
         machine_arn = self.client("stepfunctions").create_state_machine(
-            name=f"{prefix}-workflow", definition=definition, roleArn=f"arn:aws:iam::{LOCAL_ACCOUNT}:role/{prefix}-workflow"
+            name=f"{prefix}-workflow",
+            definition=definition,
+            roleArn=f"arn:aws:iam::{LOCAL_ACCOUNT}:role/{prefix}-workflow",
         )["stateMachineArn"]
         self._set_env(
             {
@@ -207,14 +214,16 @@ class LocalStack:
             }
         )
         aws.reset()
-        self.outputs.update({
-            **resources,
-            "topic_arn": topic_arn,
-            "queue_url": queue_url,
-            "user_pool_id": pool_id,
-            "client_id": client_id,
-            "state_machine_arn": machine_arn,
-        })
+        self.outputs.update(
+            {
+                **resources,
+                "topic_arn": topic_arn,
+                "queue_url": queue_url,
+                "user_pool_id": pool_id,
+                "client_id": client_id,
+                "state_machine_arn": machine_arn,
+            }
+        )
 
     def create_user(self, username: str, password: str, *, pool_id: str | None = None) -> None:
         cognito = self.client("cognito-idp")
@@ -234,7 +243,8 @@ class LocalStack:
 
         self.bedrock = StandInBedrock(latency_s=self.latency_s, images_per_minute=self.images_per_minute)
         handlers = {
-            arn: _invoker(getattr(backdrop_app, name), self._lambda_up) for name, arn in self.outputs["functions"].items()
+            arn: _invoker(getattr(backdrop_app, name), self._lambda_up)
+            for name, arn in self.outputs["functions"].items()
         }
         self._undo.append(sfn_hooks.install(handlers, self.bedrock))
         s3 = self.client("s3")
@@ -242,7 +252,9 @@ class LocalStack:
             rekognition_standin.install(lambda bucket, key: s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         )
 
-    def _loop(self, name: str, every_s: float, work: Callable[[], Any], stop: threading.Event, threads: list[threading.Thread]) -> None:
+    def _loop(
+        self, name: str, every_s: float, work: Callable[[], Any], stop: threading.Event, threads: list[threading.Thread]
+    ) -> None:
         def run() -> None:
             while not stop.is_set():
                 try:
@@ -260,7 +272,9 @@ class LocalStack:
         from backend.local.streams import StreamPoller
 
         poller = StreamPoller(
-            self.client("dynamodbstreams"), self.outputs["stream_arn"], lambda event: backdrop_app.start_workflow(event, None)
+            self.client("dynamodbstreams"),
+            self.outputs["stream_arn"],
+            lambda event: backdrop_app.start_workflow(event, None),
         )
         # a new poller starts from the oldest record: redelivery is harmless (idempotent start)
         self._loop("stream-delivery", 0.25, poller.poll_once, self._app_stop, self._app_threads)
@@ -269,7 +283,9 @@ class LocalStack:
 
     def _read_inbox(self) -> None:
         sqs = self.client("sqs")
-        for message in sqs.receive_message(QueueUrl=self.outputs["queue_url"], MaxNumberOfMessages=10).get("Messages", []):
+        for message in sqs.receive_message(QueueUrl=self.outputs["queue_url"], MaxNumberOfMessages=10).get(
+            "Messages", []
+        ):
             email = json.loads(message["Body"])
             self.emails.append(email)
             if self.on_email:
@@ -310,10 +326,25 @@ class LocalStack:
             "BACKDROP_REGION": self.region,
         }
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(app_path), "--server.address", self.host,
-             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(app_path),
+                "--server.address",
+                self.host,
+                "--server.port",
+                str(port),
+                "--server.headless",
+                "true",
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
         def stop_ui() -> None:
             process.terminate()
@@ -327,7 +358,9 @@ class LocalStack:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"the Streamlit UI exited: {process.stderr.read().decode()[-2000:] if process.stderr else ''}")
+                raise RuntimeError(
+                    f"the Streamlit UI exited: {process.stderr.read().decode()[-2000:] if process.stderr else ''}"
+                )
             try:
                 if requests.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
                     return url

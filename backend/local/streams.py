@@ -17,7 +17,12 @@ def to_lambda_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
     created = dynamodb.get("ApproximateCreationDateTime")
     if hasattr(created, "timestamp"):
         dynamodb["ApproximateCreationDateTime"] = created.timestamp()
-    return {**record, "dynamodb": dynamodb, "eventSourceARN": stream_arn, "awsRegion": record.get("awsRegion", "us-east-1")}
+    return {
+        **record,
+        "dynamodb": dynamodb,
+        "eventSourceARN": stream_arn,
+        "awsRegion": record.get("awsRegion", "us-east-1"),
+    }
 
 
 class StreamPoller:
@@ -38,9 +43,12 @@ class StreamPoller:
         """Deliver every record available now; returns how many were delivered."""
         delivered = 0
         for shard_id in self._shard_ids():
-            iterator = self._iterators.get(shard_id) or self.streams.get_shard_iterator(
-                StreamArn=self.stream_arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
-            )["ShardIterator"]
+            iterator = (
+                self._iterators.get(shard_id)
+                or self.streams.get_shard_iterator(
+                    StreamArn=self.stream_arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
+                )["ShardIterator"]
+            )
             while iterator:
                 page = self.streams.get_records(ShardIterator=iterator, Limit=self.batch_size)
                 records = page.get("Records", [])

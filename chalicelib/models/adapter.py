@@ -75,14 +75,25 @@ def common_problems(spec: ModelSpec, settings: JobSettings, images: Sequence[Ima
     p.text("prompt", settings.prompt, spec.prompt_max, required=spec.prompt_required, what="prompt")
     for index, image in enumerate(images):
         if image.prompt is not None:
-            p.text(f"images[{index}].prompt", image.prompt, spec.prompt_max, required=False, what=f"prompt of '{image.name}'")
+            p.text(
+                f"images[{index}].prompt",
+                image.prompt,
+                spec.prompt_max,
+                required=False,
+                what=f"prompt of '{image.name}'",
+            )
     if settings.negative_prompt:
-        p.text("negativePrompt", settings.negative_prompt, spec.negative_prompt_max, required=False, what="negative prompt")
+        p.text(
+            "negativePrompt", settings.negative_prompt, spec.negative_prompt_max, required=False, what="negative prompt"
+        )
     if not 0 <= settings.seed <= spec.seed_max:
         p.add("seed", f"seed must be between 0 and {spec.seed_max:,} for model {spec.key}")
     if not 1 <= settings.variants <= spec.max_variants:
         noun = "image per call" if spec.max_variants == 1 else "images per call"
-        p.add("variants", f"variants must be between 1 and {spec.max_variants}: model {spec.key} returns up to {spec.max_variants} {noun}")
+        p.add(
+            "variants",
+            f"variants must be between 1 and {spec.max_variants}: model {spec.key} returns up to {spec.max_variants} {noun}",
+        )
     if settings.mode not in {m.value for m in Mode}:
         p.add("mode", f"mode must be one of {', '.join(m.value for m in Mode)}")
     if settings.output_format not in {f.value for f in OutputFormat}:
@@ -94,7 +105,9 @@ def common_problems(spec: ModelSpec, settings: JobSettings, images: Sequence[Ima
         if spec.cfg_scale is None:
             p.add("cfgScale", f"model {spec.key} has no cfgScale setting")
         elif not spec.cfg_scale[0] <= settings.cfg_scale <= spec.cfg_scale[1]:
-            p.add("cfgScale", f"cfgScale must be between {spec.cfg_scale[0]} and {spec.cfg_scale[1]} for model {spec.key}")
+            p.add(
+                "cfgScale", f"cfgScale must be between {spec.cfg_scale[0]} and {spec.cfg_scale[1]} for model {spec.key}"
+            )
     if settings.style_preset is not None and settings.style_preset not in spec.style_presets:
         offered = ", ".join(spec.style_presets) if spec.style_presets else "no style presets"
         p.add("stylePreset", f"model {spec.key} offers {offered}")

@@ -37,7 +37,9 @@ def _is_past(value: Any, now: float) -> bool:
 
 
 class LifecycleChecker:
-    def __init__(self, bedrock: Any, clock: Callable[[], float] = time.time, cache_seconds: float = CACHE_SECONDS) -> None:
+    def __init__(
+        self, bedrock: Any, clock: Callable[[], float] = time.time, cache_seconds: float = CACHE_SECONDS
+    ) -> None:
         self.bedrock = bedrock
         self.clock = clock
         self.cache_seconds = cache_seconds
@@ -51,7 +53,9 @@ class LifecycleChecker:
         end = lifecycle.get("endOfLifeTime")
         if end is not None and _is_past(end, self.clock()):
             status = LifecycleStatus.EOL
-        return Lifecycle(status, _date(lifecycle.get("legacyTime")), _date(end), source=f"Bedrock GetFoundationModel({base_id})")
+        return Lifecycle(
+            status, _date(lifecycle.get("legacyTime")), _date(end), source=f"Bedrock GetFoundationModel({base_id})"
+        )
 
     def lifecycle(self, spec: ModelSpec) -> tuple[Lifecycle, str]:
         """(lifecycle, where it came from: "bedrock" or "registry (<why>)")."""

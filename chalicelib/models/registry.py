@@ -55,7 +55,10 @@ def spec_from_dict(data: dict[str, Any]) -> ModelSpec:
         cfg_scale=tuple(data["cfgScale"]) if data.get("cfgScale") else None,  # type: ignore[arg-type]
         qualities=tuple(data.get("qualities") or ()),
         lifecycle=Lifecycle(
-            LifecycleStatus(lifecycle["status"]), lifecycle.get("legacyDate"), lifecycle.get("eolDate"), lifecycle.get("source", "")
+            LifecycleStatus(lifecycle["status"]),
+            lifecycle.get("legacyDate"),
+            lifecycle.get("eolDate"),
+            lifecycle.get("source", ""),
         ),
         price_per_image_usd=float(price["perImageUsd"]),
         price_source=str(price["source"]),
@@ -153,7 +156,9 @@ def get_selectable_model(key: str, lifecycle: Lifecycle | None = None) -> ModelS
     if not is_selectable(spec, lifecycle):
         eol = (lifecycle or spec.lifecycle).eol_date or "an unrecorded date"
         usable = ", ".join(m.key for m in selectable_models()) or "none"
-        raise ModelUnavailable(f"model {key!r} reached end of life on {eol} and can no longer be used; usable models: {usable}")
+        raise ModelUnavailable(
+            f"model {key!r} reached end of life on {eol} and can no longer be used; usable models: {usable}"
+        )
     return spec
 
 

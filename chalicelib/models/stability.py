@@ -76,10 +76,14 @@ class StabilityAdapter(Adapter):
         reason = reasons[0] if isinstance(reasons, list) and reasons else None
         if reason is not None:
             if reason in FILTER_MESSAGES or str(reason).startswith("Filter reason"):
-                raise ContentFiltered(FILTER_MESSAGES.get(reason, f"the model's content filter blocked the request ({reason})"))
+                raise ContentFiltered(
+                    FILTER_MESSAGES.get(reason, f"the model's content filter blocked the request ({reason})")
+                )
             raise ModelResponseInvalid(f"{step}: the model reported '{reason}'")
         images = response.get("images")
         decoded = decode_images(step, images)
         seeds = response.get("seeds") or []
-        seed_values = tuple(int(seeds[i]) if i < len(seeds) and seeds[i] is not None else None for i in range(len(decoded)))
+        seed_values = tuple(
+            int(seeds[i]) if i < len(seeds) and seeds[i] is not None else None for i in range(len(decoded))
+        )
         return GeneratedImages(tuple(decoded), seed_values)

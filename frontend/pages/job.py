@@ -25,7 +25,9 @@ def _zip(view: dict[str, Any]) -> bytes:
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
         for image in view["images"]:
             for output in image.get("outputs") or []:
-                name = f"{Path(image['name']).stem}-{image['imageId'][:8]}-{output['variant']}{Path(output['key']).suffix}"
+                name = (
+                    f"{Path(image['name']).stem}-{image['imageId'][:8]}-{output['variant']}{Path(output['key']).suffix}"
+                )
                 archive.writestr(name, api.download(output["url"]))
     return buf.getvalue()
 
@@ -41,7 +43,10 @@ def job_view(job_id: str) -> None:
     total = max(1, sum(counts.values()))
     done = counts.get("SUCCEEDED", 0) + counts.get("FAILED", 0)
     st.markdown(f"**{view['status']}** · model {view.get('model')} · {view.get('prompt') or ''}")
-    st.progress(done / total, text=f"{counts.get('SUCCEEDED', 0)} succeeded · {counts.get('FAILED', 0)} failed · {total - done} to go")
+    st.progress(
+        done / total,
+        text=f"{counts.get('SUCCEEDED', 0)} succeeded · {counts.get('FAILED', 0)} failed · {total - done} to go",
+    )
     if view.get("notification", {}).get("status") == "FAILED":
         st.warning(f"The email could not be sent: {view['notification'].get('cause')}")
     for image in view["images"]:
@@ -52,14 +57,23 @@ def job_view(job_id: str) -> None:
             before, after = st.columns(2)
             before.image(image["originalUrl"], caption="Before", width="stretch")
             for output in image.get("outputs") or []:
-                after.image(output["url"], caption=f"After (variant {output['variant']}, seed {output.get('seed')})", width="stretch")
+                after.image(
+                    output["url"],
+                    caption=f"After (variant {output['variant']}, seed {output.get('seed')})",
+                    width="stretch",
+                )
     if view["status"] in TERMINAL:
         left, middle, right, retry = st.columns(4)
         if counts.get("SUCCEEDED"):
             left.download_button("Download all (zip)", _zip(view), f"backdrop-{job_id}.zip", key="zip")
         for column, fmt in ((middle, "json"), (right, "csv")):
             if view.get("reports", {}).get(fmt):
-                column.download_button(f"Report ({fmt.upper()})", api.download(view["reports"][fmt]), f"report-{job_id}.{fmt}", key=f"report-{fmt}")
+                column.download_button(
+                    f"Report ({fmt.upper()})",
+                    api.download(view["reports"][fmt]),
+                    f"report-{job_id}.{fmt}",
+                    key=f"report-{fmt}",
+                )
         if counts.get("FAILED") and retry.button("Retry failed images", key="retry"):
             try:
                 again = api.retry(job_id)

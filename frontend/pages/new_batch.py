@@ -26,7 +26,12 @@ def _thumbnail(data: bytes, labels: list[dict[str, Any]], kept: list[str]) -> Im
         colour = (40, 200, 90) if label["name"] in kept else (160, 160, 160)
         for instance in label.get("instances", []):
             b = instance["box"]
-            box = (b["left"] * img.width, b["top"] * img.height, (b["left"] + b["width"]) * img.width, (b["top"] + b["height"]) * img.height)
+            box = (
+                b["left"] * img.width,
+                b["top"] * img.height,
+                (b["left"] + b["width"]) * img.width,
+                (b["top"] + b["height"]) * img.height,
+            )
             draw.rectangle(box, outline=colour, width=3)
     return img
 
@@ -38,7 +43,9 @@ def _accepted(files: list[Any]) -> list[tuple[str, bytes, str]]:
         if file.type not in contracts.UPLOAD_CONTENT_TYPES:
             st.error(f"'{file.name}' was not added: {file.type or 'this type'} is not PNG, JPEG or WEBP.")
         elif len(data) > contracts.MAX_UPLOAD_BYTES:
-            st.error(f"'{file.name}' was not added: {len(data) / 2**20:.1f} MB is over the {contracts.MAX_UPLOAD_BYTES / 2**20:.0f} MB limit.")
+            st.error(
+                f"'{file.name}' was not added: {len(data) / 2**20:.1f} MB is over the {contracts.MAX_UPLOAD_BYTES / 2**20:.0f} MB limit."
+            )
         elif not data:
             st.error(f"'{file.name}' was not added: the file is empty.")
         else:
@@ -77,9 +84,12 @@ def image_cards(batch: list[dict[str, Any]]) -> None:
         confidence = {label["name"]: label["confidence"] for label in item["labels"]}
         with columns[index % 3], st.container(border=True):
             kept = st.multiselect(
-                item["name"], options, default=options, key=f"keep-{ref}",
+                item["name"],
+                options,
+                default=options,
+                key=f"keep-{ref}",
                 format_func=lambda name, c=confidence: f"{name} ({c[name]:.0f}%)",
-            )  # fmt: skip
+            )
             st.image(_thumbnail(item["data"], item["labels"], kept), width="stretch")
             if not options:
                 st.caption("No labels detected: the whole subject found by background removal is kept.")
@@ -95,10 +105,18 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
     models = {m["key"]: m for m in catalogue["models"] if m["selectable"]}
     retired = [m for m in catalogue["models"] if not m["selectable"]]
     st.subheader("Describe the new background")
-    key = st.selectbox("Model", list(models), index=list(models).index(catalogue["default"]) if catalogue["default"] in models else 0,
-                       format_func=lambda k: models[k]["displayName"], key="model")  # fmt: skip
+    key = st.selectbox(
+        "Model",
+        list(models),
+        index=list(models).index(catalogue["default"]) if catalogue["default"] in models else 0,
+        format_func=lambda k: models[k]["displayName"],
+        key="model",
+    )
     if retired:
-        st.caption("Not available (end of life): " + ", ".join(f"{m['displayName']} ({m['lifecycle']['eolDate'] or 'retired'})" for m in retired))
+        st.caption(
+            "Not available (end of life): "
+            + ", ".join(f"{m['displayName']} ({m['lifecycle']['eolDate'] or 'retired'})" for m in retired)
+        )
     model = models[key]
     limits = model["limits"]
     if model["lifecycle"]["status"] == "LEGACY":
@@ -116,8 +134,17 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
     lock_seed = st.checkbox("Lock the seed (reproducible results)", key="lock_seed")
     seed = st.number_input("Seed", 0, limits["seedMax"], 42, key="seed") if lock_seed else None
     images = len(batch) * int(variants)
-    st.info(f"Estimated model cost: ${images * model['pricePerImageUsd']:.2f} for {len(batch)} photo(s) × {int(variants)} variant(s) ({model['priceSource']}).")
-    job: dict[str, Any] = {"model": key, "prompt": prompt, "mode": mode, "variants": int(variants), "outputFormat": fmt, "images": []}
+    st.info(
+        f"Estimated model cost: ${images * model['pricePerImageUsd']:.2f} for {len(batch)} photo(s) × {int(variants)} variant(s) ({model['priceSource']})."
+    )
+    job: dict[str, Any] = {
+        "model": key,
+        "prompt": prompt,
+        "mode": mode,
+        "variants": int(variants),
+        "outputFormat": fmt,
+        "images": [],
+    }
     if negative:
         job["negativePrompt"] = negative
     if quality:
@@ -125,14 +152,20 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
     if seed is not None:
         job["seed"] = int(seed)
     for item in batch:
-        image = {"imageRef": item["imageRef"], "name": item["name"], "labels": st.session_state.get(f"keep-{item['imageRef']}", [])}
+        image = {
+            "imageRef": item["imageRef"],
+            "name": item["name"],
+            "labels": st.session_state.get(f"keep-{item['imageRef']}", []),
+        }
         override = st.session_state.get(f"prompt-{item['imageRef']}")
         if override:
             image["prompt"] = override
         job["images"].append(image)
     problems = []
     if len(prompt) > limits["promptMax"]:
-        problems.append(f"The description is {len(prompt):,} characters; {model['displayName']} accepts {limits['promptMax']:,}.")
+        problems.append(
+            f"The description is {len(prompt):,} characters; {model['displayName']} accepts {limits['promptMax']:,}."
+        )
     if limits["promptRequired"] and not prompt.strip():
         problems.append("Describe the new background first.")
     for message in problems:
@@ -156,4 +189,6 @@ if batch:
         else:
             st.session_state["job_id"] = submitted["jobId"]
             st.session_state["last_submitted"] = job
-            st.success(f"Job {submitted['jobId']} started with {submitted['imageCount']} photo(s). Follow it on the Jobs page.")
+            st.success(
+                f"Job {submitted['jobId']} started with {submitted['imageCount']} photo(s). Follow it on the Jobs page."
+            )

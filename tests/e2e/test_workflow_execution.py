@@ -22,6 +22,7 @@ from chalicelib import contracts
 
 pytestmark = pytest.mark.slow
 
+
 def _registry_with_new_default(tmp_path) -> str:
     """A deployment's own models.json: a new model (EU inference profiles) as the default."""
     from chalicelib.models.registry import REGISTRY_PATH
@@ -67,7 +68,12 @@ def test_batch_runs_end_to_end(stack, token_for, photo, monkeypatch, tmp_path, m
         "mode": "PRECISE",
         "seed": 42,
         "images": [
-            {"imageRef": ref, "name": name, "labels": ["Product"], **({"prompt": prompts[name]} if name in prompts else {})}
+            {
+                "imageRef": ref,
+                "name": name,
+                "labels": ["Product"],
+                **({"prompt": prompts[name]} if name in prompts else {}),
+            }
             for name, ref in refs.items()
         ],
     }
@@ -104,10 +110,10 @@ def test_batch_runs_end_to_end(stack, token_for, photo, monkeypatch, tmp_path, m
     expected_sizes = {"good.png": (480, 320), "throttled.jpg": (500, 300)}
     for name, size in expected_sizes.items():
         outputs = by_name[name]["outputs"]
-        assert [o["key"] for o in outputs] == [
-            contracts.result_key(owner, job_id, by_name[name]["imageId"], 1, "png")
-        ]
-        result = Image.open(io.BytesIO(s3.get_object(Bucket="backdrop-test-bucket", Key=outputs[0]["key"])["Body"].read()))
+        assert [o["key"] for o in outputs] == [contracts.result_key(owner, job_id, by_name[name]["imageId"], 1, "png")]
+        result = Image.open(
+            io.BytesIO(s3.get_object(Bucket="backdrop-test-bucket", Key=outputs[0]["key"])["Body"].read())
+        )
         assert result.format == "PNG"
         assert result.size == size
         assert result.info.get("backdrop-stand-in") == "true"
@@ -115,7 +121,8 @@ def test_batch_runs_end_to_end(stack, token_for, photo, monkeypatch, tmp_path, m
     if model is None:
         assert view["model"] == "stability-inpaint-eu"
         assert {call[0] for call in stack["bedrock"].calls} == {
-            "eu.stability.stable-image-remove-background-v1:0", "eu.stability.stable-image-inpaint-v1:0"
+            "eu.stability.stable-image-remove-background-v1:0",
+            "eu.stability.stable-image-inpaint-v1:0",
         }
     # the throttled image really was throttled twice and then answered
     throttled_calls = [c for c in stack["bedrock"].calls if "throttle:2" in json.dumps(c)]

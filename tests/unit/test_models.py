@@ -59,7 +59,9 @@ def test_end_of_life_models_are_refused_by_name_with_the_alternatives() -> None:
 def test_extended_access_and_model_id_overrides_are_configuration(monkeypatch) -> None:
     monkeypatch.setenv("BACKDROP_EXTENDED_ACCESS_MODELS", "titan-image-v2")
     assert registry.get_selectable_model("titan-image-v2").key == "titan-image-v2"
-    monkeypatch.setenv("BACKDROP_MODEL_IDS", json.dumps({"stability-inpaint": {"inpaint": "eu.stability.stable-image-inpaint-v1:0"}}))
+    monkeypatch.setenv(
+        "BACKDROP_MODEL_IDS", json.dumps({"stability-inpaint": {"inpaint": "eu.stability.stable-image-inpaint-v1:0"}})
+    )
     assert registry.get_model("stability-inpaint").model_ids["inpaint"] == "eu.stability.stable-image-inpaint-v1:0"
     monkeypatch.setenv("BACKDROP_MODEL_IDS", json.dumps({"stability-inpaint": {"upscale": "x"}}))
     with pytest.raises(ModelUnavailable, match="unknown calls"):
@@ -67,7 +69,9 @@ def test_extended_access_and_model_id_overrides_are_configuration(monkeypatch) -
 
 
 def test_a_model_added_only_through_the_registry_is_usable() -> None:
-    spec = dataclasses.replace(TITAN, key="titan-private", lifecycle=dataclasses.replace(TITAN.lifecycle, status=LifecycleStatus.ACTIVE))
+    spec = dataclasses.replace(
+        TITAN, key="titan-private", lifecycle=dataclasses.replace(TITAN.lifecycle, status=LifecycleStatus.ACTIVE)
+    )
     registry.register(spec)
     try:
         assert registry.get_selectable_model("titan-private").family is Family.OUTPAINTING
@@ -136,16 +140,29 @@ def test_stability_bodies_follow_the_documented_contract() -> None:
     assert (first.step, first.model_id) == ("remove-background", "us.stability.stable-image-remove-background-v1:0")
     assert set(first.body) == {"image", "output_format"} and first.body["output_format"] == "png"
     mask = imaging.encode_png(Image.new("L", Image.open(io.BytesIO(canvas)).size, 255))
-    second = adapter.mask_call(STABILITY, _settings(STABILITY, negative_prompt="people", style_preset="photographic"), IMAGE, canvas, mask)
+    second = adapter.mask_call(
+        STABILITY, _settings(STABILITY, negative_prompt="people", style_preset="photographic"), IMAGE, canvas, mask
+    )
     assert second.model_id == "us.stability.stable-image-inpaint-v1:0"
-    assert set(second.body) == {"image", "mask", "prompt", "negative_prompt", "grow_mask", "seed", "output_format", "style_preset"}
+    assert set(second.body) == {
+        "image",
+        "mask",
+        "prompt",
+        "negative_prompt",
+        "grow_mask",
+        "seed",
+        "output_format",
+        "style_preset",
+    }
     assert second.body["grow_mask"] == 3 and second.body["seed"] == 5
     with pytest.raises(RequestInvalid, match="mask"):
         adapter.mask_call(STABILITY, _settings(STABILITY), IMAGE, canvas, imaging.encode_png(Image.new("L", (64, 64))))
 
 
 def test_outpainting_body_uses_kept_labels_as_mask_prompt() -> None:
-    body = OutpaintingAdapter().first_call(TITAN, _settings(TITAN, variants=3, mode="PRECISE"), IMAGE, _canvas(TITAN)).body
+    body = (
+        OutpaintingAdapter().first_call(TITAN, _settings(TITAN, variants=3, mode="PRECISE"), IMAGE, _canvas(TITAN)).body
+    )
     assert body["taskType"] == "OUTPAINTING"
     assert body["outPaintingParams"]["maskPrompt"] == "Shoe" and "maskImage" not in body["outPaintingParams"]
     assert body["outPaintingParams"]["outPaintingMode"] == "PRECISE"
@@ -157,7 +174,9 @@ def test_a_canvas_the_model_would_refuse_is_never_sent() -> None:
     with pytest.raises(RequestInvalid, match="not one of the sizes"):
         OutpaintingAdapter().first_call(TITAN, _settings(TITAN), IMAGE, off_size)
     with pytest.raises(RequestInvalid, match="aspect ratio"):
-        StabilityAdapter().first_call(STABILITY, _settings(STABILITY), IMAGE, imaging.encode_png(Image.new("RGB", (1000, 100))))
+        StabilityAdapter().first_call(
+            STABILITY, _settings(STABILITY), IMAGE, imaging.encode_png(Image.new("RGB", (1000, 100)))
+        )
 
 
 # ------------------------------------------------------------------------------ responses
@@ -185,18 +204,26 @@ def test_responses_without_images_are_never_success() -> None:
     with pytest.raises(ModelResponseInvalid):
         StabilityAdapter().parse_response(STABILITY, "inpaint", {"finish_reasons": [None], "images": []})
     with pytest.raises(ModelResponseInvalid):
-        StabilityAdapter().parse_response(STABILITY, "inpaint", {"finish_reasons": [None], "images": ["@@not base64@@"]})
+        StabilityAdapter().parse_response(
+            STABILITY, "inpaint", {"finish_reasons": [None], "images": ["@@not base64@@"]}
+        )
     with pytest.raises(ContentFiltered):
-        OutpaintingAdapter().parse_response(TITAN, "outpaint", {"images": [], "error": "blocked by our content filters"})
+        OutpaintingAdapter().parse_response(
+            TITAN, "outpaint", {"images": [], "error": "blocked by our content filters"}
+        )
     with pytest.raises(ModelResponseInvalid):
         OutpaintingAdapter().parse_response(TITAN, "outpaint", {"images": None, "error": None})
-    ok = StabilityAdapter().parse_response(STABILITY, "inpaint", {"finish_reasons": [None], "images": [_b64png()], "seeds": [77]})
+    ok = StabilityAdapter().parse_response(
+        STABILITY, "inpaint", {"finish_reasons": [None], "images": [_b64png()], "seeds": [77]}
+    )
     assert ok.seeds == (77,) and len(ok.images) == 1
 
 
 def test_nova_partial_result_keeps_the_images_that_came_back() -> None:
     result = OutpaintingAdapter().parse_response(
-        NOVA, "outpaint", {"images": [_b64png()], "error": "Some of the generated images have been blocked by our content filters."}
+        NOVA,
+        "outpaint",
+        {"images": [_b64png()], "error": "Some of the generated images have been blocked by our content filters."},
     )
     assert len(result.images) == 1
 
@@ -232,11 +259,38 @@ def test_standin_accepts_what_the_adapters_build_and_keeps_the_subject(spec) -> 
     [
         ("us.stability.stable-image-remove-background-v1:0", {"image": "", "output_format": "png"}, "base64"),
         ("us.stability.stable-image-remove-background-v1:0", {"image": _b64png((40, 40))}, "at least 64"),
-        ("us.stability.stable-image-inpaint-v1:0", {"image": _b64png((100, 100)), "prompt": "x", "mask": _b64png((100, 100)), "grow_mask": 30}, "grow_mask"),
-        ("us.stability.stable-image-inpaint-v1:0", {"image": _b64png((100, 100)), "prompt": "x", "colour": 1}, "extraneous"),
-        ("amazon.titan-image-generator-v2:0", {"taskType": "OUTPAINTING", "outPaintingParams": {"image": _b64png((1024, 1024)), "text": "x"}}, "exactly one"),
-        ("amazon.titan-image-generator-v2:0", {"taskType": "OUTPAINTING", "outPaintingParams": {"image": _b64png((1000, 1000)), "text": "x", "maskPrompt": "a"}}, "not a supported size"),
-        ("amazon.nova-canvas-v1:0", {"taskType": "OUTPAINTING", "outPaintingParams": {"image": _b64png((320, 320)), "maskPrompt": "a"}, "imageGenerationConfig": {"seed": 900_000_000}}, "seed"),
+        (
+            "us.stability.stable-image-inpaint-v1:0",
+            {"image": _b64png((100, 100)), "prompt": "x", "mask": _b64png((100, 100)), "grow_mask": 30},
+            "grow_mask",
+        ),
+        (
+            "us.stability.stable-image-inpaint-v1:0",
+            {"image": _b64png((100, 100)), "prompt": "x", "colour": 1},
+            "extraneous",
+        ),
+        (
+            "amazon.titan-image-generator-v2:0",
+            {"taskType": "OUTPAINTING", "outPaintingParams": {"image": _b64png((1024, 1024)), "text": "x"}},
+            "exactly one",
+        ),
+        (
+            "amazon.titan-image-generator-v2:0",
+            {
+                "taskType": "OUTPAINTING",
+                "outPaintingParams": {"image": _b64png((1000, 1000)), "text": "x", "maskPrompt": "a"},
+            },
+            "not a supported size",
+        ),
+        (
+            "amazon.nova-canvas-v1:0",
+            {
+                "taskType": "OUTPAINTING",
+                "outPaintingParams": {"image": _b64png((320, 320)), "maskPrompt": "a"},
+                "imageGenerationConfig": {"seed": 900_000_000},
+            },
+            "seed",
+        ),
     ],
 )
 def test_standin_refuses_what_bedrock_refuses(model_id, body, words) -> None:
@@ -248,9 +302,12 @@ def test_standin_refuses_what_bedrock_refuses(model_id, body, words) -> None:
 def test_standin_fault_triggers_and_quota() -> None:
     standin = StandInBedrock()
     call = StabilityAdapter().mask_call(
-        STABILITY, _settings(STABILITY, prompt="beach [throttle:2]"), IMAGE, _canvas(STABILITY),
+        STABILITY,
+        _settings(STABILITY, prompt="beach [throttle:2]"),
+        IMAGE,
+        _canvas(STABILITY),
         imaging.encode_png(Image.new("L", (480, 320), 255)),
-    )  # fmt: skip
+    )
     for _ in range(2):
         with pytest.raises(BedrockError, match="ThrottlingException"):
             standin(call.model_id, call.body)

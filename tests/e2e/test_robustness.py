@@ -31,7 +31,9 @@ def _save(img: Image.Image, fmt: str, **kwargs: Any) -> bytes:
     return buf.getvalue()
 
 
-def _subject(size: tuple[int, int], mode: str = "RGB", background: Any = (235, 235, 230), fill: Any = (200, 30, 40)) -> Image.Image:
+def _subject(
+    size: tuple[int, int], mode: str = "RGB", background: Any = (235, 235, 230), fill: Any = (200, 30, 40)
+) -> Image.Image:
     img = Image.new(mode, size, background)
     w, h = size
     ImageDraw.Draw(img).ellipse((w * 0.3, h * 0.25, w * 0.7, h * 0.85), fill=fill)
@@ -59,7 +61,13 @@ def _bad_inputs() -> list[tuple[str, bytes, str, str, dict[str, Any]]]:
     good = _save(_subject((320, 240)), "PNG")
     return [
         ("empty.png", b"", "png", "IMAGE_INVALID", {}),
-        ("truncated.jpg", _save(Image.effect_noise((400, 300), 50).convert("RGB"), "JPEG")[:700], "jpg", "IMAGE_INVALID", {}),
+        (
+            "truncated.jpg",
+            _save(Image.effect_noise((400, 300), 50).convert("RGB"), "JPEG")[:700],
+            "jpg",
+            "IMAGE_INVALID",
+            {},
+        ),
         ("page.png", b"<html><body>not a photo</body></html>", "png", "IMAGE_INVALID", {}),
         ("drawing.png", b'<svg xmlns="http://www.w3.org/2000/svg"><circle r="4"/></svg>', "png", "IMAGE_INVALID", {}),
         ("bomb.png", _bomb(100_000, 100_000), "png", "IMAGE_TOO_LARGE", {}),
@@ -68,11 +76,23 @@ def _bad_inputs() -> list[tuple[str, bytes, str, str, dict[str, Any]]]:
         ("twelve-mp.jpg", _save(_subject((4000, 3000)), "JPEG", quality=85), "jpg", "SUCCEEDED", {}),
         ("tall-1x20.png", _save(_subject((100, 2000)), "PNG"), "png", "SUCCEEDED", {}),
         ("wide-20x1.png", _save(_subject((2000, 100)), "PNG"), "png", "SUCCEEDED", {}),
-        ("cmyk.jpg", _save(_subject((300, 200), "CMYK", (0, 0, 0, 10), (0, 200, 200, 0)), "JPEG"), "jpg", "SUCCEEDED", {}),
+        (
+            "cmyk.jpg",
+            _save(_subject((300, 200), "CMYK", (0, 0, 0, 10), (0, 200, 200, 0)), "JPEG"),
+            "jpg",
+            "SUCCEEDED",
+            {},
+        ),
         ("sixteen-bit.png", _save(sixteen, "PNG"), "png", "SUCCEEDED", {}),
         ("grey.png", _save(_subject((300, 200), "L", 230, 40), "PNG"), "png", "SUCCEEDED", {}),
         ("palette-alpha.png", _save(palette, "PNG", transparency=0), "png", "SUCCEEDED", {}),
-        ("rgba.png", _save(_subject((300, 200), "RGBA", (235, 235, 230, 255), (200, 30, 40, 255)), "PNG"), "png", "SUCCEEDED", {}),
+        (
+            "rgba.png",
+            _save(_subject((300, 200), "RGBA", (235, 235, 230, 255), (200, 30, 40, 255)), "PNG"),
+            "png",
+            "SUCCEEDED",
+            {},
+        ),
         ("rotated.jpg", _save(_subject((300, 200)), "JPEG", exif=exif), "jpg", "SUCCEEDED", {}),
         ("animated.png", _save(frames[0], "GIF", save_all=True, append_images=frames[1:]), "png", "IMAGE_INVALID", {}),
         ("photo.webp", _save(_subject((300, 200)), "WEBP"), "webp", "SUCCEEDED", {}),
@@ -96,15 +116,22 @@ def test_bad_input_matrix_through_the_workflow(stack, token_for) -> None:
     refs = [upload(owner, name, data, ext) for name, data, ext, _, _ in cases]
     s3 = boto3.client("s3")
     before = {ref: s3.get_object(Bucket=BUCKET, Key=contracts.upload_key(owner, ref))["Body"].read() for ref in refs}
-    images = [{"imageRef": ref, "name": name, "labels": ["Product"], **extra} for ref, (name, _, _, _, extra) in zip(refs, cases, strict=True)]
+    images = [
+        {"imageRef": ref, "name": name, "labels": ["Product"], **extra}
+        for ref, (name, _, _, _, extra) in zip(refs, cases, strict=True)
+    ]
     headers = {"Authorization": token_for(owner), "Content-Type": "application/json"}
     with Client(backdrop_app.app, stage_name="dev") as client:
-        submitted = client.http.post("/jobs", headers=headers, body=json.dumps({"prompt": "a quiet beach", "images": images}))
+        submitted = client.http.post(
+            "/jobs", headers=headers, body=json.dumps({"prompt": "a quiet beach", "images": images})
+        )
         assert submitted.status_code == 202, submitted.body
         job_id = submitted.json_body["jobId"]
         deliver_stream(stack, client)
         execution = boto3.client("stepfunctions").list_executions(stateMachineArn=stack["machine_arn"])["executions"][0]
-        assert wait_for(boto3.client("stepfunctions"), execution["executionArn"], timeout_s=180)["status"] == "SUCCEEDED"
+        assert (
+            wait_for(boto3.client("stepfunctions"), execution["executionArn"], timeout_s=180)["status"] == "SUCCEEDED"
+        )
         view = client.http.get(f"/jobs/{job_id}", headers=headers).json_body
 
     by_ref = {image["imageRef"]: image for image in view["images"]}
@@ -121,7 +148,9 @@ def test_bad_input_matrix_through_the_workflow(stack, token_for) -> None:
     assert len(result_keys) == len(set(result_keys)) == sum(1 for c in cases if c[3] == "SUCCEEDED")
     assert all(key.startswith(f"results/{owner}/{job_id}/") for key in result_keys)
     rotated = next(i for i in view["images"] if i["name"] == "rotated.jpg")
-    assert Image.open(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=rotated["outputs"][0]["key"])["Body"].read())).size == (200, 300)
+    assert Image.open(
+        io.BytesIO(s3.get_object(Bucket=BUCKET, Key=rotated["outputs"][0]["key"])["Body"].read())
+    ).size == (200, 300)
     for ref, data in before.items():  # no original modified
         assert s3.get_object(Bucket=BUCKET, Key=contracts.upload_key(owner, ref))["Body"].read() == data
     assert view["status"] == "PARTIAL" and view["counts"]["PENDING"] == view["counts"]["RUNNING"] == 0
@@ -136,7 +165,9 @@ def _run_batch(stack, token_for, owner: str, prompts: dict[str, str], before_sta
 
     data = _save(_subject((320, 240)), "PNG")
     refs = {name: upload(owner, name, data, "png") for name in prompts}
-    images = [{"imageRef": ref, "name": name, "labels": ["Product"], "prompt": prompts[name]} for name, ref in refs.items()]
+    images = [
+        {"imageRef": ref, "name": name, "labels": ["Product"], "prompt": prompts[name]} for name, ref in refs.items()
+    ]
     headers = {"Authorization": token_for(owner), "Content-Type": "application/json"}
     with Client(backdrop_app.app, stage_name="dev") as client:
         submitted = client.http.post("/jobs", headers=headers, body=json.dumps({"prompt": "a beach", "images": images}))
@@ -165,7 +196,9 @@ def test_fault_matrix_on_the_executed_state_machine(stack, token_for) -> None:
     }
 
     def delete_one_original(owner: str, refs: dict[str, str]) -> None:  # an S3 read error in prepare
-        boto3.client("s3").delete_object(Bucket=BUCKET, Key=contracts.upload_key(owner, refs["deleted-before-start.png"]))
+        boto3.client("s3").delete_object(
+            Bucket=BUCKET, Key=contracts.upload_key(owner, refs["deleted-before-start.png"])
+        )
 
     view = _run_batch(stack, token_for, "user-faults", prompts, delete_one_original)
     outcome = {i["name"]: (i["status"] if i["status"] == "SUCCEEDED" else i["errorCode"]) for i in view["images"]}
@@ -184,7 +217,9 @@ def test_fault_matrix_on_the_executed_state_machine(stack, token_for) -> None:
     assert "generated image" in causes["filtered-output.png"]
     assert "NoSuchKey" in causes["deleted-before-start.png"]
     report = json.loads(
-        boto3.client("s3").get_object(Bucket=BUCKET, Key=contracts.report_key("user-faults", view["jobId"], "json"))["Body"].read()
+        boto3.client("s3")
+        .get_object(Bucket=BUCKET, Key=contracts.report_key("user-faults", view["jobId"], "json"))["Body"]
+        .read()
     )
     assert report["counts"]["SUCCEEDED"] == 4 and report["counts"]["FAILED"] == 4
     COUNTS["faults"] += 7
@@ -219,7 +254,9 @@ def test_finalize_crash_then_retry_is_idempotent(stack, token_for, monkeypatch) 
         assert wait_for(sfn, runs[retried["jobId"]]["executionArn"])["status"] == "SUCCEEDED"
         again = client.http.get(f"/jobs/{retried['jobId']}", headers=headers).json_body
     assert again["images"][0]["status"] == "SUCCEEDED"
-    assert again["images"][0]["outputs"][0]["key"] == contracts.result_key(token_for_owner, retried["jobId"], crashed[0], 1, "png")
+    assert again["images"][0]["outputs"][0]["key"] == contracts.result_key(
+        token_for_owner, retried["jobId"], crashed[0], 1, "png"
+    )
     COUNTS["faults"] += 1
 
 
@@ -272,7 +309,9 @@ def test_hostile_users_see_nothing_of_others(stack, token_for) -> None:
     ]
     with Client(backdrop_app.app, stage_name="dev") as client:
         for method, path, body in probes:
-            response = client.http.request(method, path, headers=attacker, body=json.dumps(body).encode() if body is not None else b"")
+            response = client.http.request(
+                method, path, headers=attacker, body=json.dumps(body).encode() if body is not None else b""
+            )
             COUNTS["leak_checks"] += 1
             leaked = response.status_code < 400 or "secret.png" in response.body.decode(errors="ignore")
             COUNTS["leaks"] += int(leaked)
@@ -302,8 +341,16 @@ def test_limits_ten_thousand_images_go_through_the_manifest_path(resources) -> N
     job_id = "20261124T120000Z-00000000000a"
     with table.batch_writer() as batch:
         for image in images:
-            batch.put_item(Item={"pk": contracts.job_pk(job_id), "sk": contracts.image_sk(image.image_id), "imageId": image.image_id,
-                                 "key": f"uploads/u/{image.image_ref}", "name": image.name, "status": "PENDING"})  # fmt: skip
+            batch.put_item(
+                Item={
+                    "pk": contracts.job_pk(job_id),
+                    "sk": contracts.image_sk(image.image_id),
+                    "imageId": image.image_id,
+                    "key": f"uploads/u/{image.image_ref}",
+                    "name": image.name,
+                    "status": "PENDING",
+                }
+            )
     manifest = WorkflowStarter(boto3.client("s3"), table, None, BUCKET, "unused").manifest(job_id)
     assert len(manifest) == 10_000  # read across many DynamoDB pages, into S3 for the ItemReader
     assert len(json.dumps(manifest)) > 256 * 1024  # far beyond what a state payload could carry
@@ -314,7 +361,10 @@ def test_limits_ten_thousand_images_go_through_the_manifest_path(resources) -> N
     ("change", "field"),
     [
         (lambda b: b.update(prompt="p" * 10_001), "prompt"),
-        (lambda b: b["images"][0].update(labels=[f"l{i}" for i in range(contracts.MAX_LABELS_PER_IMAGE + 1)]), "images[0].labels"),
+        (
+            lambda b: b["images"][0].update(labels=[f"l{i}" for i in range(contracts.MAX_LABELS_PER_IMAGE + 1)]),
+            "images[0].labels",
+        ),
         (lambda b: b["images"][0].update(labels=["x" * (contracts.MAX_LABEL_LENGTH + 1)]), "images[0].labels"),
         (lambda b: b.update(variants=9), "variants"),
         (lambda b: b.update(prompt=""), "prompt"),
@@ -327,7 +377,10 @@ def test_limits_are_refused_with_the_field_named(change, field) -> None:
     from chalicelib.errors import ValidationError
     from chalicelib.jobs import parse_job_request
 
-    body: dict[str, Any] = {"prompt": "a beach", "images": [{"imageRef": f"{'a' * 32}/{'b' * 32}.png", "labels": ["Person"]}]}
+    body: dict[str, Any] = {
+        "prompt": "a beach",
+        "images": [{"imageRef": f"{'a' * 32}/{'b' * 32}.png", "labels": ["Person"]}],
+    }
     change(body)
     with pytest.raises(ValidationError) as caught:
         parse_job_request(body)

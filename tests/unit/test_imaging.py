@@ -14,7 +14,9 @@ from chalicelib.errors import ImageInvalid, ImageTooLarge, ImageTooSmall
 from chalicelib.models.base import ImageLimits
 from chalicelib.models.registry import get_model
 
-STABILITY_INPAINT, TITAN_V2, NOVA_CANVAS = (get_model(k) for k in ("stability-inpaint", "titan-image-v2", "nova-canvas"))
+STABILITY_INPAINT, TITAN_V2, NOVA_CANVAS = (
+    get_model(k) for k in ("stability-inpaint", "titan-image-v2", "nova-canvas")
+)
 LIMITS = [STABILITY_INPAINT.image_limits, TITAN_V2.image_limits, NOVA_CANVAS.image_limits]
 
 
@@ -26,6 +28,7 @@ def _save(img: Image.Image, fmt: str, **kwargs) -> bytes:
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG that declares a size but carries (almost) no pixel data: a decompression bomb."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
@@ -139,7 +142,7 @@ def test_padding_repeats_the_border() -> None:
 
 def test_boxes_map_into_the_canvas_content_region() -> None:
     geometry = imaging.fit_canvas(1000, 400, TITAN_V2.image_limits)
-    (x0, y0, x1, y1), = imaging.boxes_to_canvas([(0.5, 0.5, 0.5, 0.5)], geometry)
+    ((x0, y0, x1, y1),) = imaging.boxes_to_canvas([(0.5, 0.5, 0.5, 0.5)], geometry)
     assert x1 == geometry.offset_x + geometry.scaled_width and y1 == geometry.offset_y + geometry.scaled_height
     assert abs(x0 - (geometry.offset_x + geometry.scaled_width / 2)) <= 1
 

@@ -13,7 +13,7 @@ from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack
 from frontend import cli
 
 pytestmark = pytest.mark.slow
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 
 @pytest.fixture
@@ -22,10 +22,20 @@ def signed_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Local
     stack = LocalStack(api_port=0, stage="cli").start()
     try:
         monkeypatch.setattr("sys.stdin", io.StringIO(DEMO_PASSWORD + "\n"))
-        code = cli.main([
-            "login", "--api", stack.api_url, "--client-id", stack.outputs["client_id"],
-            "--cognito-endpoint", stack.endpoint, "--username", DEMO_USER, "--password-stdin",
-        ])  # fmt: skip
+        code = cli.main(
+            [
+                "login",
+                "--api",
+                stack.api_url,
+                "--client-id",
+                stack.outputs["client_id"],
+                "--cognito-endpoint",
+                stack.endpoint,
+                "--username",
+                DEMO_USER,
+                "--password-stdin",
+            ]
+        )
         assert code == 0
         yield stack
     finally:
@@ -40,7 +50,22 @@ def test_submit_wait_download_status_and_jobs(signed_in, tmp_path, capsys) -> No
     capsys.readouterr()
     out = tmp_path / "results"
     photos = [str(SAMPLES / "coffee.jpg"), str(SAMPLES / "rocket.jpg")]
-    code = cli.main(["submit", *photos, "--prompt", "a pastel studio", "--seed", "11", "--wait", "--poll", "0.2", "--out", str(out), "--json"])
+    code = cli.main(
+        [
+            "submit",
+            *photos,
+            "--prompt",
+            "a pastel studio",
+            "--seed",
+            "11",
+            "--wait",
+            "--poll",
+            "0.2",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     view = _json(capsys)
     assert code == 0, view
     assert view["status"] == "COMPLETED" and view["counts"]["SUCCEEDED"] == 2
@@ -58,7 +83,18 @@ def test_submit_wait_download_status_and_jobs(signed_in, tmp_path, capsys) -> No
 
 def test_a_failed_image_makes_the_exit_code_non_zero(signed_in, capsys) -> None:
     capsys.readouterr()
-    code = cli.main(["submit", str(SAMPLES / "chelsea.jpg"), "--prompt", "a meadow [filter:prompt]", "--wait", "--poll", "0.2", "--json"])
+    code = cli.main(
+        [
+            "submit",
+            str(SAMPLES / "chelsea.jpg"),
+            "--prompt",
+            "a meadow [filter:prompt]",
+            "--wait",
+            "--poll",
+            "0.2",
+            "--json",
+        ]
+    )
     view = _json(capsys)
     assert code == 1
     assert view["status"] == "FAILED" and view["images"][0]["errorCode"] == "CONTENT_FILTERED"

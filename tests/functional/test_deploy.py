@@ -16,7 +16,7 @@ from backend import policies, templates
 from backend.deploy import WORKFLOW_FUNCTIONS, ChaliceResult, Deployer, stack_name
 from chalicelib.models import registry
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OUTPUTS = {
     "BucketName": "backdrop-dev-123456789012-us-east-1",
     "TableArn": "arn:aws:dynamodb:us-east-1:123456789012:table/backdrop-dev-jobs",
@@ -50,9 +50,16 @@ def test_workflow_template_inserts_the_one_asl_file() -> None:
     machine = templates.workflow_template(12)["Resources"]["Workflow"]["Properties"]
     assert machine["Definition"]["States"]["ProcessImages"]["MaxConcurrency"] == 12
     assert set(machine["DefinitionSubstitutions"]) == {
-        "PrepareFunctionArn", "BuildMaskFunctionArn", "FinalizeFunctionArn", "RecordFailureFunctionArn",
-        "ReportFunctionArn", "RecordNotificationFailureFunctionArn", "NotificationTopicArn", "BucketName", "MapExecutionType",
-    }  # fmt: skip
+        "PrepareFunctionArn",
+        "BuildMaskFunctionArn",
+        "FinalizeFunctionArn",
+        "RecordFailureFunctionArn",
+        "ReportFunctionArn",
+        "RecordNotificationFailureFunctionArn",
+        "NotificationTopicArn",
+        "BucketName",
+        "MapExecutionType",
+    }
     with pytest.raises(ValueError):
         templates.workflow_template(20_000)
 
@@ -60,14 +67,38 @@ def test_workflow_template_inserts_the_one_asl_file() -> None:
 @pytest.mark.slow
 def test_chalice_package_output_is_cfn_lint_clean(tmp_path: Path) -> None:
     out = tmp_path / "package"
-    env = {"AWS_DEFAULT_REGION": "us-east-1", "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "HOME": str(tmp_path)}
-    for key in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_DEFAULT_TIMEOUT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT"):
+    env = {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+        "HOME": str(tmp_path),
+    }
+    for key in (
+        "PIP_FIND_LINKS",
+        "PIP_INDEX_URL",
+        "PIP_EXTRA_INDEX_URL",
+        "PIP_DEFAULT_TIMEOUT",
+        "SSL_CERT_FILE",
+        "REQUESTS_CA_BUNDLE",
+        "PIP_CERT",
+    ):
         if key in __import__("os").environ:
             env[key] = __import__("os").environ[key]
     project = tmp_path / "project"
-    shutil.copytree(ROOT, project, ignore=shutil.ignore_patterns(".venv", ".git", "tests", "test-artifacts", "docs", "samples", "*.pyc", "deployments"))
-    result = subprocess.run([str(Path(sys.executable).parent / "chalice"), "package", "--stage", "dev", str(out)], cwd=project, env=env,
-                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    shutil.copytree(
+        ROOT,
+        project,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "tests", "test-artifacts", "docs", "samples", "*.pyc", "deployments"
+        ),
+    )
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "chalice"), "package", "--stage", "dev", str(out)],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     lint = _cfn_lint(out / "sam.json")
     assert lint.returncode == 0, lint.stdout + lint.stderr
@@ -93,11 +124,24 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
                 assert actions == ["rekognition:DetectLabels"], (name, statement)
             for resource in statement["Resource"]:
                 if resource == f"arn:aws:s3:::{OUTPUTS['BucketName']}":  # listing, only under uploads/
-                    assert actions == ["s3:ListBucket"] and statement["Condition"]["StringLike"]["s3:prefix"] == ["uploads/*"]
+                    assert actions == ["s3:ListBucket"] and statement["Condition"]["StringLike"]["s3:prefix"] == [
+                        "uploads/*"
+                    ]
                 elif resource.startswith("arn:aws:s3:::"):
-                    assert resource.count("/") >= 1 and resource.split("/", 1)[1].split("/")[0] in ("uploads", "jobs", "results", "reports")
+                    assert resource.count("/") >= 1 and resource.split("/", 1)[1].split("/")[0] in (
+                        "uploads",
+                        "jobs",
+                        "results",
+                        "reports",
+                    )
     # only the step functions that need them may write results or start the workflow
-    writers = {n for n, d in docs.items() for s in _statements(d) for r in s["Resource"] if r.endswith("/results/*") and "s3:PutObject" in s["Action"]}
+    writers = {
+        n
+        for n, d in docs.items()
+        for s in _statements(d)
+        for r in s["Resource"]
+        if r.endswith("/results/*") and "s3:PutObject" in s["Action"]
+    }
     assert writers == {"finalize"}
     starters = {n for n, d in docs.items() for s in _statements(d) if "states:StartExecution" in s["Action"]}
     assert starters == {"start_workflow"}
@@ -156,8 +200,15 @@ def deployer(moto_server: str, tmp_path: Path) -> Deployer:
         arns = {f: f"arn:aws:lambda:{region}:123456789012:function:backdrop-{stage}-{f}" for f in WORKFLOW_FUNCTIONS}
         return ChaliceResult(f"https://example.execute-api.{region}.amazonaws.com/api/", arns)
 
-    deployer = Deployer(stage="dev", region="us-east-1", session=boto3.Session(region_name="us-east-1"),
-                        say=said.append, run_chalice=fake_chalice, chalice_dir=chalice_dir, endpoint_url=moto_server)  # fmt: skip
+    deployer = Deployer(
+        stage="dev",
+        region="us-east-1",
+        session=boto3.Session(region_name="us-east-1"),
+        say=said.append,
+        run_chalice=fake_chalice,
+        chalice_dir=chalice_dir,
+        endpoint_url=moto_server,
+    )
 
     def auth_without_cfn() -> dict[str, str]:
         # moto's CloudFormation has no Cognito resources (tooling notes B7); auth.yaml is checked by cfn-lint

@@ -14,7 +14,7 @@ from chalicelib import contracts
 from chalicelib.models import registry
 from frontend.api_client import ApiError
 
-APP = str(Path(__file__).resolve().parents[1] / "frontend" / "streamlit_app.py")
+APP = str(Path(__file__).resolve().parents[2] / "frontend" / "streamlit_app.py")
 JOB_ID = "20261124T120000Z-0123456789ab"
 
 
@@ -56,22 +56,50 @@ class FakeApi:
         return {"jobId": JOB_ID, "status": "SUBMITTED", "imageCount": len(job["images"])}
 
     def jobs(self, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
-        return {"jobs": [{"jobId": JOB_ID, "status": "RUNNING", "imageCount": 2, "counts": {"SUCCEEDED": 1, "FAILED": 0, "PENDING": 1, "RUNNING": 0}, "prompt": "beach"}], "nextCursor": None}
+        return {
+            "jobs": [
+                {
+                    "jobId": JOB_ID,
+                    "status": "RUNNING",
+                    "imageCount": 2,
+                    "counts": {"SUCCEEDED": 1, "FAILED": 0, "PENDING": 1, "RUNNING": 0},
+                    "prompt": "beach",
+                }
+            ],
+            "nextCursor": None,
+        }
 
     def job(self, job_id: str) -> dict[str, Any]:
         if job_id != JOB_ID:
             raise ApiError(404, "NOT_FOUND", f"no job {job_id}")
         return {
-            "jobId": JOB_ID, "status": self.job_status, "model": "stability-inpaint", "prompt": "beach",
+            "jobId": JOB_ID,
+            "status": self.job_status,
+            "model": "stability-inpaint",
+            "prompt": "beach",
             "counts": {"SUCCEEDED": 1, "FAILED": 1, "PENDING": 0, "RUNNING": 0},
             "images": [
-                {"imageId": "b" * 32, "name": "good.png", "status": "SUCCEEDED", "originalUrl": "http://127.0.0.1:1/o.png",
-                 "outputs": [{"key": "results/u/j/b-1.png", "url": "http://127.0.0.1:1/r.png", "variant": 1, "seed": 5}]},
-                {"imageId": "c" * 32, "name": "blocked.png", "status": "FAILED", "errorCode": "CONTENT_FILTERED",
-                 "cause": "the model's content filter blocked the prompt", "originalUrl": "http://127.0.0.1:1/o2.png", "outputs": []},
+                {
+                    "imageId": "b" * 32,
+                    "name": "good.png",
+                    "status": "SUCCEEDED",
+                    "originalUrl": "http://127.0.0.1:1/o.png",
+                    "outputs": [
+                        {"key": "results/u/j/b-1.png", "url": "http://127.0.0.1:1/r.png", "variant": 1, "seed": 5}
+                    ],
+                },
+                {
+                    "imageId": "c" * 32,
+                    "name": "blocked.png",
+                    "status": "FAILED",
+                    "errorCode": "CONTENT_FILTERED",
+                    "cause": "the model's content filter blocked the prompt",
+                    "originalUrl": "http://127.0.0.1:1/o2.png",
+                    "outputs": [],
+                },
             ],
             "reports": {"json": "http://127.0.0.1:1/report.json", "csv": "http://127.0.0.1:1/report.csv"},
-        }  # fmt: skip
+        }
 
     def download(self, url: str) -> bytes:
         return _png() if url.endswith(".png") else b"{}"

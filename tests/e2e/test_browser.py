@@ -17,13 +17,19 @@ import pytest
 from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _free_port() -> int:
@@ -60,7 +66,9 @@ def test_whole_workflow_in_the_browser(ui: str) -> None:
         expect(page.get_by_text("Local stand-in backend")).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "01-new-batch.png"), full_page=True)
 
-        page.locator('input[type="file"]').set_input_files([str(ROOT / "samples" / "coffee.jpg"), str(ROOT / "samples" / "rocket.jpg")])
+        page.locator('input[type="file"]').set_input_files(
+            [str(ROOT / "samples" / "coffee.jpg"), str(ROOT / "samples" / "rocket.jpg")]
+        )
         page.get_by_role("button", name="Upload and detect labels").click()
         expect(page.get_by_text("Keep what matters")).to_be_visible()
         tags = page.locator("[data-tag]")

@@ -63,7 +63,9 @@ def test_expired_and_wrong_audience_tokens_are_refused(stack: LocalStack) -> Non
     with pytest.raises(ValueError, match="aud"):
         CognitoTokenVerifier(jwks, issuer, "another-client").claims(token)
     with pytest.raises(ValueError, match="exp|expired"):
-        CognitoTokenVerifier(jwks, issuer, stack.outputs["client_id"], clock=lambda: time.time() + 86_400 * 2).claims(token)
+        CognitoTokenVerifier(jwks, issuer, stack.outputs["client_id"], clock=lambda: time.time() + 86_400 * 2).claims(
+            token
+        )
 
 
 def test_client_reports_server_errors_with_their_code(stack: LocalStack) -> None:
@@ -85,7 +87,7 @@ def test_app_side_killed_mid_batch_and_restarted_loses_nothing() -> None:
     SUCCEEDED, exactly once, in one execution."""
     from pathlib import Path
 
-    samples = sorted((Path(__file__).resolve().parents[1] / "samples").glob("*.jpg"))
+    samples = sorted((Path(__file__).resolve().parents[2] / "samples").glob("*.jpg"))
     stack = LocalStack(api_port=0, stage="restart", latency_s=0.4, max_concurrency=2).start()
     try:
         client = BackdropClient(stack.api_url, _sign_in(stack).id_token)

@@ -7,6 +7,7 @@ from typing import Any
 
 import boto3
 import pytest
+from conftest import load_event
 from PIL import Image, ImageDraw
 
 from backend.local.bedrock_standin import StandInBedrock
@@ -29,16 +30,42 @@ def _job(resources, photos: dict[str, bytes], settings: dict[str, Any] | None = 
     s3 = boto3.client("s3")
     manifest = []
     table = _table()
-    settings = {"model": "stability-inpaint", "prompt": "a beach", "mode": "PRECISE", "seed": 9, "variants": 1, "outputFormat": "png", **(settings or {})}
+    settings = {
+        "model": "stability-inpaint",
+        "prompt": "a beach",
+        "mode": "PRECISE",
+        "seed": 9,
+        "variants": 1,
+        "outputFormat": "png",
+        **(settings or {}),
+    }
     for name, data in photos.items():
         image_id = contracts.new_opaque_id()
         key = contracts.upload_key(OWNER, contracts.image_ref_of(contracts.new_opaque_id(), image_id, "png"))
         s3.put_object(Bucket=BUCKET, Key=key, Body=data)
-        table.put_item(Item={"pk": contracts.job_pk(JOB_ID), "sk": contracts.image_sk(image_id), "imageId": image_id,
-                             "key": key, "name": name, "status": "PENDING"})  # fmt: skip
+        table.put_item(
+            Item={
+                "pk": contracts.job_pk(JOB_ID),
+                "sk": contracts.image_sk(image_id),
+                "imageId": image_id,
+                "key": key,
+                "name": name,
+                "status": "PENDING",
+            }
+        )
         manifest.append({"imageId": image_id, "key": key, "name": name})
-    table.put_item(Item={"pk": contracts.job_pk(JOB_ID), "sk": "JOB", "jobId": JOB_ID, "owner": OWNER, "status": "RUNNING",
-                         "model": settings["model"], "settings": settings, "createdAt": "2026-11-24T12:00:00Z"})  # fmt: skip
+    table.put_item(
+        Item={
+            "pk": contracts.job_pk(JOB_ID),
+            "sk": "JOB",
+            "jobId": JOB_ID,
+            "owner": OWNER,
+            "status": "RUNNING",
+            "model": settings["model"],
+            "settings": settings,
+            "createdAt": "2026-11-24T12:00:00Z",
+        }
+    )
     return [{"jobId": JOB_ID, "owner": OWNER, "bucket": BUCKET, "settings": settings, "image": m} for m in manifest]
 
 
@@ -50,7 +77,9 @@ def _answer(event: dict[str, Any], call: dict[str, Any], standin: StandInBedrock
 
 
 def _status(event: dict[str, Any]) -> dict[str, Any]:
-    return _table().get_item(Key={"pk": contracts.job_pk(JOB_ID), "sk": contracts.image_sk(event["image"]["imageId"])})["Item"]
+    return _table().get_item(Key={"pk": contracts.job_pk(JOB_ID), "sk": contracts.image_sk(event["image"]["imageId"])})[
+        "Item"
+    ]
 
 
 def test_steps_are_idempotent_and_restore_the_original_size(resources, photo) -> None:
@@ -59,7 +88,9 @@ def test_steps_are_idempotent_and_restore_the_original_size(resources, photo) ->
     standin = StandInBedrock()
     prepared = steps.prepare(event)
     assert prepared["family"] == "stability"
-    assert prepared["call"]["requestUri"].endswith(f"jobs/{JOB_ID}/requests/{event['image']['imageId']}.remove-background.json")
+    assert prepared["call"]["requestUri"].endswith(
+        f"jobs/{JOB_ID}/requests/{event['image']['imageId']}.remove-background.json"
+    )
     assert _status(event)["status"] == "RUNNING"
     _answer(event, prepared["call"], standin)
     masked = steps.build_mask(event)
@@ -97,8 +128,18 @@ def test_no_subject_inside_the_kept_labels_boxes_is_a_clear_failure(resources) -
     [
         ("Bedrock.ThrottlingException", "Too many requests", "MODEL_THROTTLED", "Too many requests"),
         ("Bedrock.ValidationException", "Malformed input request", "MODEL_REJECTED_REQUEST", "Malformed"),
-        ("ContentFiltered", json.dumps({"errorType": "ContentFiltered", "errorMessage": "blocked the prompt"}), "CONTENT_FILTERED", "blocked the prompt"),
-        ("ImageInvalid", json.dumps({"errorType": "ImageInvalid", "errorMessage": "truncated"}), "IMAGE_INVALID", "truncated"),
+        (
+            "ContentFiltered",
+            json.dumps({"errorType": "ContentFiltered", "errorMessage": "blocked the prompt"}),
+            "CONTENT_FILTERED",
+            "blocked the prompt",
+        ),
+        (
+            "ImageInvalid",
+            json.dumps({"errorType": "ImageInvalid", "errorMessage": "truncated"}),
+            "IMAGE_INVALID",
+            "truncated",
+        ),
         ("States.Timeout", None, "MODEL_TIMEOUT", "States.Timeout"),
         ("KeyError", json.dumps({"errorType": "KeyError", "errorMessage": "'x'"}), "INTERNAL_ERROR", "KeyError"),
     ],
@@ -121,10 +162,15 @@ def test_report_closes_unfinished_images_and_tells_the_truth(resources, photo) -
     events = _job(resources, {"a.png": photo(), "b.png": photo(), "c.png": photo()})
     table = _table()
     for event, status in zip(events[:2], ("SUCCEEDED", "FAILED"), strict=True):
-        table.update_item(Key={"pk": contracts.job_pk(JOB_ID), "sk": contracts.image_sk(event["image"]["imageId"])},
-                          UpdateExpression="SET #s = :s, errorCode = :c, cause = :m", ExpressionAttributeNames={"#s": "status"},
-                          ExpressionAttributeValues={":s": status, ":c": "CONTENT_FILTERED", ":m": "blocked"})  # fmt: skip
-    result = Reporter(boto3.client("s3"), table).build({"jobId": JOB_ID, "owner": OWNER, "bucket": BUCKET, "mapError": {"Error": "States.ItemReaderFailed"}})
+        table.update_item(
+            Key={"pk": contracts.job_pk(JOB_ID), "sk": contracts.image_sk(event["image"]["imageId"])},
+            UpdateExpression="SET #s = :s, errorCode = :c, cause = :m",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":s": status, ":c": "CONTENT_FILTERED", ":m": "blocked"},
+        )
+    result = Reporter(boto3.client("s3"), table).build(
+        {"jobId": JOB_ID, "owner": OWNER, "bucket": BUCKET, "mapError": {"Error": "States.ItemReaderFailed"}}
+    )
     assert result["status"] == "PARTIAL"
     assert result["counts"] == {"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 2}
     assert _status(events[2])["cause"] == "the workflow stopped before this image finished"
@@ -135,13 +181,21 @@ def test_report_closes_unfinished_images_and_tells_the_truth(resources, photo) -
 
 
 def _record(name: str, sk: str) -> dict[str, Any]:
-    image = {"pk": {"S": contracts.job_pk(JOB_ID)}, "sk": {"S": sk}, "jobId": {"S": JOB_ID}, "owner": {"S": OWNER},
-             "settings": {"M": {"model": {"S": "stability-inpaint"}, "seed": {"N": "3"}}}}  # fmt: skip
-    return {"eventName": name, "dynamodb": {"NewImage": image}}
+    record = load_event("ddb-stream-job-insert")["Records"][0]
+    image = record["dynamodb"]["NewImage"]
+    image.update(
+        {"pk": {"S": contracts.job_pk(JOB_ID)}, "sk": {"S": sk}, "jobId": {"S": JOB_ID}, "owner": {"S": OWNER}}
+    )
+    return {**record, "eventName": name}
 
 
 def test_starter_starts_only_on_job_inserts() -> None:
-    records = [_record("INSERT", "JOB"), _record("MODIFY", "JOB"), _record("INSERT", "IMAGE#x"), {"eventName": "REMOVE", "dynamodb": {}}]
+    records = [
+        _record("INSERT", "JOB"),
+        _record("MODIFY", "JOB"),
+        _record("INSERT", "IMAGE#x"),
+        {"eventName": "REMOVE", "dynamodb": {}},
+    ]
     jobs = job_inserts(records)
     assert [j["jobId"] for j in jobs] == [JOB_ID]
     assert jobs[0]["settings"]["seed"] == 3 and isinstance(jobs[0]["settings"]["seed"], int)
@@ -150,13 +204,18 @@ def test_starter_starts_only_on_job_inserts() -> None:
 def test_a_repeated_start_is_refused_by_the_execution_name(resources, photo) -> None:
     _job(resources, {"a.png": photo()})
     table = _table()
-    table.update_item(Key={"pk": contracts.job_pk(JOB_ID), "sk": "JOB"}, UpdateExpression="SET #s = :s",
-                      ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": "SUBMITTED"})  # fmt: skip
+    table.update_item(
+        Key={"pk": contracts.job_pk(JOB_ID), "sk": "JOB"},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": "SUBMITTED"},
+    )
     sfn = boto3.client("stepfunctions")
     machine = sfn.create_state_machine(
-        name="noop", roleArn="arn:aws:iam::123456789012:role/x",
+        name="noop",
+        roleArn="arn:aws:iam::123456789012:role/x",
         definition=json.dumps({"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 5, "End": True}}}),
-    )["stateMachineArn"]  # fmt: skip
+    )["stateMachineArn"]
     starter = WorkflowStarter(boto3.client("s3"), table, sfn, BUCKET, machine)
     job = table.get_item(Key={"pk": contracts.job_pk(JOB_ID), "sk": "JOB"})["Item"]
     first = starter.start(job)
@@ -165,6 +224,8 @@ def test_a_repeated_start_is_refused_by_the_execution_name(resources, photo) -> 
     # or ExecutionAlreadyExists; either way no second run, and no error for the stream
     assert starter.start(job) in (None, first)
     assert len(sfn.list_executions(stateMachineArn=machine)["executions"]) == 1
-    manifest = json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=contracts.manifest_key(JOB_ID))["Body"].read())
+    manifest = json.loads(
+        boto3.client("s3").get_object(Bucket=BUCKET, Key=contracts.manifest_key(JOB_ID))["Body"].read()
+    )
     assert [m["name"] for m in manifest] == ["a.png"]
     assert table.get_item(Key={"pk": contracts.job_pk(JOB_ID), "sk": "JOB"})["Item"]["status"] == "RUNNING"

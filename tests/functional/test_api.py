@@ -39,7 +39,10 @@ def _post(client: Client, path: str, token: str, body: Any) -> Any:
 
 
 def _submit(client: Client, token: str, refs: list[str], **extra: Any) -> Any:
-    body = {"prompt": "a marble studio floor", "images": [{"imageRef": r, "name": f"img{i}.png", "labels": ["Person"]} for i, r in enumerate(refs)]}
+    body = {
+        "prompt": "a marble studio floor",
+        "images": [{"imageRef": r, "name": f"img{i}.png", "labels": ["Person"]} for i, r in enumerate(refs)],
+    }
     body.update(extra)
     return _post(client, "/jobs", token, body)
 
@@ -102,7 +105,10 @@ def test_models_lists_limits_and_marks_end_of_life_models(client: Client, token_
 
 
 def test_uploads_presign_posts_under_the_owners_prefix_and_s3_enforces_them(client: Client, token_for, photo) -> None:
-    files = [{"name": "../bus.png", "contentType": "image/png", "size": 1000}, {"name": "bus.jpg", "contentType": "image/jpeg", "size": 2000}]
+    files = [
+        {"name": "../bus.png", "contentType": "image/png", "size": 1000},
+        {"name": "bus.jpg", "contentType": "image/jpeg", "size": 2000},
+    ]
     response = _post(client, "/uploads", token_for("owner-1"), {"files": files})
     assert response.status_code == 201, response.body
     uploads = response.json_body["uploads"]
@@ -134,9 +140,15 @@ def test_uploads_report_every_bad_file(client: Client, token_for) -> None:
     assert body["code"] == "VALIDATION_FAILED"
     assert sorted({d["index"] for d in body["details"]}) == [0, 1, 2]
     assert any("image/gif" in d["message"] for d in body["details"])
-    too_many = [{"name": f"{i}.png", "contentType": "image/png", "size": 10} for i in range(contracts.MAX_FILES_PER_UPLOAD_REQUEST + 1)]
+    too_many = [
+        {"name": f"{i}.png", "contentType": "image/png", "size": 10}
+        for i in range(contracts.MAX_FILES_PER_UPLOAD_REQUEST + 1)
+    ]
     assert _post(client, "/uploads", token_for("u1"), {"files": too_many}).status_code == 400
-    assert client.http.post("/uploads", headers=_headers(token_for("u1")), body=b"{not json").json_body["code"] == "BAD_REQUEST"
+    assert (
+        client.http.post("/uploads", headers=_headers(token_for("u1")), body=b"{not json").json_body["code"]
+        == "BAD_REQUEST"
+    )
 
 
 # ---------------------------------------------------------------------------------- labels
@@ -162,16 +174,15 @@ def test_labels_of_another_users_image_are_not_found(client: Client, token_for, 
     assert _post(client, "/labels", token_for("owner-2"), {"imageRefs": ["../../owner-1/x.png"]}).status_code == 400
 
 
-def test_s3_event_handler_detects_labels_when_an_upload_lands(client: Client, photo, rekognition) -> None:
+def test_s3_event_handler_detects_labels_when_an_upload_lands(client: Client, photo, rekognition, event) -> None:
     ref = _upload("owner-1", photo())
     key = contracts.upload_key("owner-1", ref)
-    event = client.events.generate_cw_event(
-        source="aws.s3", detail_type="Object Created", detail={"bucket": {"name": BUCKET}, "object": {"key": key}}, resources=[]
-    )
-    client.lambda_.invoke("detect_labels", event)
-    client.lambda_.invoke("detect_labels", client.events.generate_cw_event(
-        source="aws.s3", detail_type="Object Created", detail={"bucket": {"name": BUCKET}, "object": {"key": "reports/x/y.json"}}, resources=[]
-    ))  # fmt: skip
+    landed = event("s3-object-created")
+    landed["detail"]["object"]["key"] = key
+    client.lambda_.invoke("detect_labels", landed)
+    elsewhere = event("s3-object-created")
+    elsewhere["detail"]["object"]["key"] = "reports/x/y.json"
+    client.lambda_.invoke("detect_labels", elsewhere)
     assert rekognition.calls == [key]
 
 
@@ -185,7 +196,9 @@ def test_submit_writes_images_then_the_job_with_boxes_and_a_stored_seed(client: 
     job_id = response.json_body["jobId"]
     assert contracts.is_job_id(job_id)
     table = boto3.resource("dynamodb").Table("backdrop-test-jobs")
-    items = table.query(KeyConditionExpression=boto3.dynamodb.conditions.Key("pk").eq(contracts.job_pk(job_id)))["Items"]
+    items = table.query(KeyConditionExpression=boto3.dynamodb.conditions.Key("pk").eq(contracts.job_pk(job_id)))[
+        "Items"
+    ]
     job = next(i for i in items if i["sk"] == "JOB")
     images = [i for i in items if i["sk"].startswith("IMAGE#")]
     assert job["owner"] == "owner-1" and job["status"] == "SUBMITTED" and job["imageCount"] == 2
@@ -241,7 +254,11 @@ def test_end_of_life_model_is_refused_naming_the_usable_ones(client: Client, tok
 def test_outpainting_model_needs_a_kept_label(client: Client, token_for, photo, monkeypatch) -> None:
     monkeypatch.setenv("BACKDROP_EXTENDED_ACCESS_MODELS", "titan-image-v2")
     ref = _upload("owner-1", photo())
-    body = {"model": "titan-image-v2", "prompt": "beach", "images": [{"imageRef": ref, "name": "bus.png", "labels": []}]}
+    body = {
+        "model": "titan-image-v2",
+        "prompt": "beach",
+        "images": [{"imageRef": ref, "name": "bus.png", "labels": []}],
+    }
     response = _post(client, "/jobs", token_for("owner-1"), body)
     assert response.status_code == 400
     assert "bus.png" in response.json_body["message"] and "keeps no label" in response.json_body["message"]
@@ -276,13 +293,23 @@ def test_job_list_is_newest_first_and_paginates(client: Client, token_for, photo
 
 def _finish(job_id: str, statuses: dict[int, str]) -> None:
     table = boto3.resource("dynamodb").Table("backdrop-test-jobs")
-    images = table.query(KeyConditionExpression=boto3.dynamodb.conditions.Key("pk").eq(contracts.job_pk(job_id)))["Items"]
+    images = table.query(KeyConditionExpression=boto3.dynamodb.conditions.Key("pk").eq(contracts.job_pk(job_id)))[
+        "Items"
+    ]
     images = sorted((i for i in images if i["sk"].startswith("IMAGE#")), key=lambda i: i["name"])
     for index, status in statuses.items():
-        table.update_item(Key={"pk": images[index]["pk"], "sk": images[index]["sk"]}, UpdateExpression="SET #s = :s",
-                          ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": status})  # fmt: skip
-    table.update_item(Key={"pk": contracts.job_pk(job_id), "sk": "JOB"}, UpdateExpression="SET #s = :s",
-                      ExpressionAttributeNames={"#s": "status"}, ExpressionAttributeValues={":s": "PARTIAL"})  # fmt: skip
+        table.update_item(
+            Key={"pk": images[index]["pk"], "sk": images[index]["sk"]},
+            UpdateExpression="SET #s = :s",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":s": status},
+        )
+    table.update_item(
+        Key={"pk": contracts.job_pk(job_id), "sk": "JOB"},
+        UpdateExpression="SET #s = :s",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":s": "PARTIAL"},
+    )
 
 
 def test_report_is_not_found_until_written_then_presigned(client: Client, token_for, photo) -> None:
