@@ -225,7 +225,7 @@ _UPLOAD_EVENTS = {"source": ["aws.s3"], "detail-type": ["Object Created"]}
 if os.environ.get("BUCKET_NAME"):  # set by the deploy: only this bucket's uploads reach the handler
     _UPLOAD_EVENTS["detail"] = {
         "bucket": {"name": [os.environ["BUCKET_NAME"]]},
-        "object": {"key": [{"prefix": "uploads/"}]},
+        "object": {"key": [{"prefix": contracts.UPLOADS_PREFIX}]},
     }
 
 

@@ -27,14 +27,14 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError
 
-from backend import policies, templates
+from backend import chalice_config, policies, templates
+from chalicelib.functions import WORKFLOW_FUNCTIONS
 from chalicelib.models import registry
 from chalicelib.models.base import LifecycleStatus, ModelSpec
 from chalicelib.models.lifecycle import LifecycleChecker
 
 ROOT = Path(__file__).resolve().parents[1]
 CHALICE_DIR = ROOT / ".chalice"
-WORKFLOW_FUNCTIONS = ("prepare", "build_mask", "finalize", "record_failure", "report", "record_notification_failure")
 
 
 class DeployError(Exception):
@@ -43,10 +43,6 @@ class DeployError(Exception):
 
 def stack_name(stage: str, kind: str) -> str:
     return f"backdrop-{stage}-{kind}"
-
-
-def _placeholder(function: str) -> str:
-    return "".join(part.title() for part in function.split("_")) + "FunctionArn"
 
 
 def _chalice() -> str:
@@ -195,12 +191,12 @@ class Deployer:
         stage = config["stages"].setdefault(self.stage, {"api_gateway_stage": "api"})
         stage["environment_variables"] = env
         stage["autogen_policy"] = False
-        functions = stage.setdefault("lambda_functions", {})
+        functions = chalice_config.apply_function_settings(stage)["lambda_functions"]
         for name, document in policies.lambda_policies(self.outputs, self.stage, self.region, account, models).items():
             file_name = f"policy-{self.stage}-{name}.json"
             (self.chalice_dir / file_name).write_text(json.dumps(document, indent=2))
             functions.setdefault(name, {})["iam_policy_file"] = file_name
-        config_path.write_text(json.dumps(config, indent=2) + "\n")
+        config_path.write_text(chalice_config.render(config))
 
     def deploy(self, *, email: str, model: str, max_concurrency: int) -> dict[str, str]:
         account = self.account()
@@ -221,7 +217,7 @@ class Deployer:
         }
         self.write_chalice_config(env, account, registry.selectable_models() or [spec])
         chalice = self.run_chalice(self.stage, env, self.region)
-        missing = [f for f in WORKFLOW_FUNCTIONS if f not in chalice.function_arns]
+        missing = [f.name for f in WORKFLOW_FUNCTIONS if f.name not in chalice.function_arns]
         if missing:
             raise DeployError(f"chalice deploy did not report the workflow functions {missing}")
         parameters = {
@@ -237,7 +233,7 @@ class Deployer:
                     }
                 )
             ),
-            **{_placeholder(f): chalice.function_arns[f] for f in WORKFLOW_FUNCTIONS},
+            **{f.arn_placeholder: chalice.function_arns[f.name] for f in WORKFLOW_FUNCTIONS},
         }
         self.outputs.update(self.deploy_stack("workflow", templates.workflow_template(max_concurrency), parameters))
         self.outputs["ApiUrl"] = chalice.api_url

@@ -1,8 +1,10 @@
 """Load, fill and check the state machine definition in statemachine/.
 
 The ASL file holds `${PascalCase}` placeholders for every ARN, name and tunable; nothing
-account-specific is a literal. `render_definition` fills them the same way for CloudFormation,
-the local stack and the tests.
+account-specific is a literal. Two kinds: the S3 layout (`${MapResultsPrefix}`, from
+chalicelib.contracts.S3_LAYOUT) is filled here for every caller, and the deploy-time values
+(function ARNs, topic, bucket, execution type, concurrency) are filled by `render_definition`
+for the local stack and the tests, or by CloudFormation's DefinitionSubstitutions.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from chalicelib.contracts import S3_LAYOUT
 
 ASL_PATH = Path(__file__).resolve().parent.parent / "statemachine" / "backdrop.asl.json"
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Za-z0-9]*)\}")
@@ -29,10 +33,20 @@ def placeholders(text: str | None = None) -> set[str]:
     return set(_PLACEHOLDER.findall(text if text is not None else load_template()))
 
 
+def fill_layout(text: str) -> str:
+    """Fill the S3 layout placeholders (a text of any kind: ASL, YAML template)."""
+    return _PLACEHOLDER.sub(lambda m: S3_LAYOUT.get(m.group(1), m.group(0)), text)
+
+
+def deploy_placeholders(text: str | None = None) -> set[str]:
+    """The placeholders a deploy must fill: all but the S3 layout's."""
+    return placeholders(text) - set(S3_LAYOUT)
+
+
 def render_definition(substitutions: Mapping[str, str | int], template: str | None = None) -> str:
     """Fill every placeholder; a value standing alone as a JSON string becomes a JSON value
     (so "${MapMaxConcurrency}" becomes a number). Unknown or missing names are errors."""
-    text = template if template is not None else load_template()
+    text = fill_layout(template if template is not None else load_template())
     wanted = placeholders(text)
     missing = sorted(wanted - set(substitutions))
     unused = sorted(set(substitutions) - wanted)

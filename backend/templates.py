@@ -4,7 +4,9 @@ The templates are YAML with CloudFormation's short intrinsic tags (!Ref, !Sub, .
 read into the JSON form CloudFormation accepts. The state machine definition is not copied into
 workflow.yaml: it is inserted from statemachine/backdrop.asl.json, the one source of truth, as a
 `Definition` object (so cfn-lint's ASL checks run), with numbers filled in here and every ARN
-left to `DefinitionSubstitutions`.
+left to `DefinitionSubstitutions`. What is declared once elsewhere is filled in on load: the S3
+layout (`${ScratchPrefix}`, chalicelib/contracts.py) and, for the workflow stack, one parameter,
+one substitution and one invoke permission per workflow function (chalicelib/functions.py).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Any
 
 import yaml
 
+from backend.statemachine import deploy_placeholders, fill_layout
 from backend.statemachine import load_template as load_asl
-from backend.statemachine import placeholders
+from chalicelib.functions import WORKFLOW_FUNCTIONS
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STACKS = ("resources", "auth", "workflow")
@@ -63,7 +66,25 @@ for _tag in _SCALAR_TAGS + _FN_TAGS:
 
 
 def load(name: str) -> dict[str, Any]:
-    return yaml.load((TEMPLATES / f"{name}.yaml").read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    text = fill_layout((TEMPLATES / f"{name}.yaml").read_text())
+    template = yaml.load(text, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    if name == "workflow":
+        _add_workflow_functions(template)
+    return template
+
+
+def _add_workflow_functions(template: dict[str, Any]) -> None:
+    """Each workflow function's ARN: a parameter, a definition substitution, and the right to
+    invoke it (any version or alias)."""
+    resources = template["Resources"]
+    statements = resources["WorkflowRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    invoke = next(s for s in statements if s["Sid"] == "InvokeBackdropFunctions")
+    substitutions = resources["Workflow"]["Properties"]["DefinitionSubstitutions"]
+    for function in WORKFLOW_FUNCTIONS:
+        name = function.arn_placeholder
+        template["Parameters"][name] = {"Type": "String"}
+        substitutions[name] = {"Ref": name}
+        invoke["Resource"] += [{"Ref": name}, {"Fn::Sub": f"${{{name}}}:*"}]
 
 
 def workflow_template(max_concurrency: int) -> dict[str, Any]:
@@ -73,9 +94,9 @@ def workflow_template(max_concurrency: int) -> dict[str, Any]:
         raise ValueError("MapMaxConcurrency must be between 0 and 10,000 (the Distributed Map limit)")
     template = load("workflow")
     machine = template["Resources"]["Workflow"]["Properties"]
-    text = load_asl().replace('"${MapMaxConcurrency}"', str(int(max_concurrency)))
+    text = fill_layout(load_asl()).replace('"${MapMaxConcurrency}"', str(int(max_concurrency)))
     machine["Definition"] = json.loads(text)
-    left = placeholders(text)
+    left = deploy_placeholders(text)
     if left != set(machine["DefinitionSubstitutions"]):
         raise ValueError(f"ASL placeholders {sorted(left)} do not match the template's DefinitionSubstitutions")
     return template

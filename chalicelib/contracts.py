@@ -159,16 +159,34 @@ def utc_now_iso() -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# S3 key layout (one private bucket)
+# S3 key layout (one private bucket). The top-level prefixes are also what the IAM policies
+# (backend/policies.py), the templates (lifecycle rule, workflow role) and the state machine
+# (its ResultWriter) are built from: every key below starts with one of them.
+
+UPLOADS_PREFIX: Final = "uploads/"  # originals, never modified
+SCRATCH_PREFIX: Final = "jobs/"  # workflow scratch space, expired by a lifecycle rule
+RESULTS_PREFIX: Final = "results/"
+REPORTS_PREFIX: Final = "reports/"
+# The Distributed Map's ResultWriter writes under {this}/{MapRunId}/ (inside the expiring scratch
+# space); its prefix is fixed when the state machine is rendered, not per job.
+MAP_RESULTS_PREFIX: Final = f"{SCRATCH_PREFIX}map-results"
+# The names the templates and the state machine use for them ("${ScratchPrefix}").
+S3_LAYOUT: Final = {
+    "UploadsPrefix": UPLOADS_PREFIX,
+    "ScratchPrefix": SCRATCH_PREFIX,
+    "ResultsPrefix": RESULTS_PREFIX,
+    "ReportsPrefix": REPORTS_PREFIX,
+    "MapResultsPrefix": MAP_RESULTS_PREFIX,
+}
 
 
 def upload_prefix(owner: str) -> str:
-    return f"uploads/{owner}/"
+    return f"{UPLOADS_PREFIX}{owner}/"
 
 
 def upload_key(owner: str, image_ref: str) -> str:
     """The key of an uploaded original. `image_ref` must already match IMAGE_REF_RE."""
-    return f"uploads/{owner}/{image_ref}"
+    return f"{upload_prefix(owner)}{image_ref}"
 
 
 def image_ref_of(upload_id: str, image_id: str, ext: str) -> str:
@@ -176,44 +194,43 @@ def image_ref_of(upload_id: str, image_id: str, ext: str) -> str:
 
 
 UPLOAD_KEY_RE: Final = re.compile(
-    rf"^uploads/(?P<owner>[0-9A-Za-z_-]{{1,128}})/(?P<ref>{_HEX32}/{_HEX32}\.(?:{_EXTS}))$"
+    rf"^{UPLOADS_PREFIX}(?P<owner>[0-9A-Za-z_-]{{1,128}})/(?P<ref>{_HEX32}/{_HEX32}\.(?:{_EXTS}))$"
 )
 
 
-def job_scratch_prefix(job_id: str) -> str:
-    """Workflow scratch space: expired by a lifecycle rule."""
-    return f"jobs/{job_id}/"
+def _scratch(job_id: str) -> str:
+    return f"{SCRATCH_PREFIX}{job_id}/"
 
 
 def manifest_key(job_id: str) -> str:
-    return f"jobs/{job_id}/manifest.json"
+    return f"{_scratch(job_id)}manifest.json"
 
 
 def request_key(job_id: str, image_id: str, step: str) -> str:
-    return f"jobs/{job_id}/requests/{image_id}.{step}.json"
+    return f"{_scratch(job_id)}requests/{image_id}.{step}.json"
 
 
 def response_key(job_id: str, image_id: str, step: str) -> str:
-    return f"jobs/{job_id}/responses/{image_id}.{step}.json"
+    return f"{_scratch(job_id)}responses/{image_id}.{step}.json"
 
 
 def work_key(job_id: str, image_id: str, name: str) -> str:
-    return f"jobs/{job_id}/work/{image_id}.{name}"
+    return f"{_scratch(job_id)}work/{image_id}.{name}"
 
 
-def map_results_prefix(job_id: str) -> str:
-    return f"jobs/{job_id}/map-results"
+def job_results_prefix(owner: str, job_id: str) -> str:
+    return f"{RESULTS_PREFIX}{owner}/{job_id}/"
 
 
 def result_key(owner: str, job_id: str, image_id: str, variant: int, fmt: OutputFormat | str) -> str:
     ext = FORMAT_EXTENSIONS[OutputFormat(fmt)]
-    return f"results/{owner}/{job_id}/{image_id}-{variant}.{ext}"
+    return f"{job_results_prefix(owner, job_id)}{image_id}-{variant}.{ext}"
 
 
 def report_key(owner: str, job_id: str, fmt: str) -> str:
     if fmt not in ("json", "csv"):
         raise ValueError(f"report format must be json or csv, not {fmt!r}")
-    return f"reports/{owner}/{job_id}/report.{fmt}"
+    return f"{REPORTS_PREFIX}{owner}/{job_id}/report.{fmt}"
 
 
 def s3_uri(bucket: str, key: str) -> str:

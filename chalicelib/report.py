@@ -219,7 +219,7 @@ class Reporter:
             "Where to see the results:",
             f"- {where.rstrip('/')}/jobs/{job_id}" if where else f"- the Backdrop app or API: GET /jobs/{job_id}",
             f"- report: s3://{bucket}/{contracts.report_key(owner, job_id, 'json')} (and .csv)",
-            f"- results: s3://{bucket}/results/{owner}/{job_id}/",
+            f"- results: s3://{bucket}/{contracts.job_results_prefix(owner, job_id)}",
         ]
         message = "\n".join(lines)
         encoded = message.encode()

@@ -195,44 +195,22 @@ def rekognition(monkeypatch: pytest.MonkeyPatch) -> FakeRekognition:
 # The whole workflow on moto: the real state machine file, the real Lambdas in-process, Bedrock
 # answered by the stand-in (backend/local/sfn_hooks.py).
 
-FUNCTIONS = ("prepare", "build_mask", "finalize", "record_failure", "report", "record_notification_failure")
-
-
-def function_arn(name: str) -> str:
-    return f"arn:aws:lambda:us-east-1:123456789012:function:backdrop-test-{name}"
-
 
 @pytest.fixture
 def stack(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """The topic, inbox and state machine provisioned as the local stack provisions them, with
+    the workflow Lambdas' real handlers and the Bedrock stand-in behind them."""
     import boto3
 
-    import app as backdrop_app
     from backend.local.bedrock_standin import StandInBedrock
     from backend.local.sfn_hooks import hooks
-    from backend.statemachine import render_definition
+    from backend.local.stack import provision_workflow, workflow_handlers
     from chalicelib import aws
 
-    sns = boto3.client("sns")
-    sqs = boto3.client("sqs")
-    topic_arn = sns.create_topic(Name="backdrop-test-notifications")["TopicArn"]
-    queue_url = sqs.create_queue(QueueName="backdrop-test-mail")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
-
-    definition = render_definition(
-        {
-            **{f"{''.join(p.title() for p in name.split('_'))}FunctionArn": function_arn(name) for name in FUNCTIONS},
-            "NotificationTopicArn": topic_arn,
-            "MapExecutionType": "STANDARD",  # moto's interpreter rejects EXPRESS (tooling notes B1)
-            "MapMaxConcurrency": 4,
-            "BucketName": resources["bucket"],
-        }
+    workflow = provision_workflow(
+        boto3.client, prefix="backdrop-test", region="us-east-1", bucket=resources["bucket"], max_concurrency=4
     )
-    sfn = boto3.client("stepfunctions")
-    machine_arn = sfn.create_state_machine(
-        name="backdrop-test", definition=definition, roleArn="arn:aws:iam::123456789012:role/backdrop-test-sfn"
-    )["stateMachineArn"]
-    monkeypatch.setenv("STATE_MACHINE_ARN", machine_arn)
+    monkeypatch.setenv("STATE_MACHINE_ARN", workflow["state_machine_arn"])
     aws.reset()
 
     # one kept label whose box surrounds the synthetic photo's subject
@@ -241,16 +219,8 @@ def stack(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.Monke
         {"Name": "Product", "Confidence": 97.0, "Instances": [{"BoundingBox": box, "Confidence": 96.0}]}
     ]
     bedrock = StandInBedrock()
-    handlers = {function_arn(name): getattr(backdrop_app, name) for name in FUNCTIONS}
-    handlers = {arn: (lambda event, fn=fn: fn(event, None)) for arn, fn in handlers.items()}
-    with hooks(handlers, bedrock):
-        yield {
-            **resources,
-            "topic_arn": topic_arn,
-            "queue_url": queue_url,
-            "machine_arn": machine_arn,
-            "bedrock": bedrock,
-        }
+    with hooks(workflow_handlers(workflow["functions"]), bedrock):
+        yield {**resources, **workflow, "bedrock": bedrock}
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -13,30 +13,77 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib.functions import WORKFLOW_FUNCTIONS, function
+
 LOCAL_ACCOUNT = "123456789012"
-WORKFLOW_FUNCTIONS = ("prepare", "build_mask", "finalize", "record_failure", "report", "record_notification_failure")
 DEMO_USER = "demo@example.com"
 DEMO_PASSWORD = "Backdrop-demo-2026!"
 log = logging.getLogger("backdrop.local")
 
 
-def _invoker(handler: Callable[[dict[str, Any], Any], Any], up: threading.Event) -> Callable[[dict[str, Any]], Any]:
+LambdaHandler = Callable[[dict[str, Any]], Any]
+
+
+def workflow_function_arns(prefix: str, region: str) -> dict[str, str]:
+    """Each workflow function's name → the ARN the local state machine invokes it by."""
+    return {f.name: f"arn:aws:lambda:{region}:{LOCAL_ACCOUNT}:function:{prefix}-{f.name}" for f in WORKFLOW_FUNCTIONS}
+
+
+def workflow_handlers(
+    arns: Mapping[str, str], available: Callable[[], bool] = lambda: True
+) -> dict[str, LambdaHandler]:
+    """Each workflow function's ARN → its real handler in app.py, called as Lambda calls it.
+    While `available()` is false, invocations fail like a throttled Lambda service."""
+    import app as backdrop_app
     from backend.local.sfn_hooks import LambdaUnavailable
 
-    def invoke(event: dict[str, Any]) -> Any:
-        if not up.is_set():
-            raise LambdaUnavailable("the local app side is stopped")
-        return handler(event, None)
+    def invoker(handler: Callable[[dict[str, Any], Any], Any]) -> LambdaHandler:
+        def invoke(event: dict[str, Any]) -> Any:
+            if not available():
+                raise LambdaUnavailable("the local app side is stopped")
+            return handler(event, None)
 
-    return invoke
+        return invoke
+
+    return {arn: invoker(getattr(backdrop_app, name)) for name, arn in arns.items()}
 
 
-def _placeholder(name: str) -> str:
-    return "".join(part.title() for part in name.split("_")) + "FunctionArn"
+def provision_workflow(
+    client: Callable[[str], Any], *, prefix: str, region: str, bucket: str, max_concurrency: int
+) -> dict[str, Any]:
+    """The notification topic with a local inbox (an SQS queue subscribed to it, standing in for
+    the email subscription) and the state machine wired to the workflow functions' ARNs.
+
+    Shared by the local stack (moto server) and the tests' `stack` fixture (moto in-process):
+    `client(service)` returns a boto3 client for whichever moto is running.
+    """
+    from backend.statemachine import render_definition
+
+    functions = workflow_function_arns(prefix, region)
+    sns, sqs = client("sns"), client("sqs")
+    topic_arn = sns.create_topic(Name=f"{prefix}-notifications")["TopicArn"]
+    queue_url = sqs.create_queue(QueueName=f"{prefix}-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    definition = render_definition(
+        {
+            **{function(name).arn_placeholder: arn for name, arn in functions.items()},
+            "NotificationTopicArn": topic_arn,
+            "BucketName": bucket,
+            "MapExecutionType": "STANDARD",  # moto's interpreter rejects EXPRESS (tooling notes B1)
+            "MapMaxConcurrency": max_concurrency,
+        }
+    )
+    machine_arn = client("stepfunctions").create_state_machine(
+        name=f"{prefix}-workflow",
+        definition=definition,
+        roleArn=f"arn:aws:iam::{LOCAL_ACCOUNT}:role/{prefix}-workflow",
+    )["stateMachineArn"]
+    return {"functions": functions, "topic_arn": topic_arn, "queue_url": queue_url, "state_machine_arn": machine_arn}
 
 
 @dataclass
@@ -91,11 +138,6 @@ class LocalStack:
             json={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}},
             timeout=10,
         ).raise_for_status()
-        prefix = f"backdrop-{self.stage}"
-        self.outputs["functions"] = {
-            name: f"arn:aws:lambda:{self.region}:{LOCAL_ACCOUNT}:function:{prefix}-{name}"
-            for name in WORKFLOW_FUNCTIONS
-        }
         self._install_standins()  # before the state machine exists: moto binds task services at parse time
         self._provision()
         self.start_app()
@@ -167,19 +209,19 @@ class LocalStack:
 
     def _provision(self) -> None:
         from backend.resources import create_resources
-        from backend.statemachine import render_definition
         from chalicelib import aws
 
         prefix = f"backdrop-{self.stage}"
         resources = create_resources(
             bucket=f"{prefix}-bucket", table=f"{prefix}-jobs", endpoint_url=self.endpoint, region=self.region
         )
-        sns, sqs = self.client("sns"), self.client("sqs")
-        topic_arn = sns.create_topic(Name=f"{prefix}-notifications")["TopicArn"]
-        # a local "inbox": the SNS email subscription is an SQS queue printed by the stack
-        queue_url = sqs.create_queue(QueueName=f"{prefix}-inbox")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        workflow = provision_workflow(
+            self.client,
+            prefix=prefix,
+            region=self.region,
+            bucket=resources["bucket"],
+            max_concurrency=self.max_concurrency,
+        )
 
         cognito = self.client("cognito-idp")
         pool_id = cognito.create_user_pool(PoolName=f"{prefix}-users")["UserPool"]["Id"]
@@ -190,40 +232,16 @@ class LocalStack:
         )["UserPoolClient"]["ClientId"]
         self.create_user(DEMO_USER, DEMO_PASSWORD, pool_id=pool_id)
 
-        functions = self.outputs["functions"]
-        definition = render_definition(
-            {
-                **{_placeholder(name): arn for name, arn in functions.items()},
-                "NotificationTopicArn": topic_arn,
-                "BucketName": resources["bucket"],
-                "MapExecutionType": "STANDARD",  # moto's interpreter rejects EXPRESS (tooling notes B1)
-                "MapMaxConcurrency": self.max_concurrency,
-            }
-        )
-        machine_arn = self.client("stepfunctions").create_state_machine(
-            name=f"{prefix}-workflow",
-            definition=definition,
-            roleArn=f"arn:aws:iam::{LOCAL_ACCOUNT}:role/{prefix}-workflow",
-        )["stateMachineArn"]
         self._set_env(
             {
                 "BUCKET_NAME": resources["bucket"],
                 "JOBS_TABLE_NAME": resources["table"],
-                "STATE_MACHINE_ARN": machine_arn,
+                "STATE_MACHINE_ARN": workflow["state_machine_arn"],
                 "JOBS_STREAM_ARN": resources["stream_arn"],
             }
         )
         aws.reset()
-        self.outputs.update(
-            {
-                **resources,
-                "topic_arn": topic_arn,
-                "queue_url": queue_url,
-                "user_pool_id": pool_id,
-                "client_id": client_id,
-                "state_machine_arn": machine_arn,
-            }
-        )
+        self.outputs.update({**resources, **workflow, "user_pool_id": pool_id, "client_id": client_id})
 
     def create_user(self, username: str, password: str, *, pool_id: str | None = None) -> None:
         cognito = self.client("cognito-idp")
@@ -237,15 +255,13 @@ class LocalStack:
         cognito.admin_set_user_password(UserPoolId=pool_id, Username=username, Password=password, Permanent=True)
 
     def _install_standins(self) -> None:
-        import app as backdrop_app
         from backend.local import rekognition_standin, sfn_hooks
         from backend.local.bedrock_standin import StandInBedrock
 
         self.bedrock = StandInBedrock(latency_s=self.latency_s, images_per_minute=self.images_per_minute)
-        handlers = {
-            arn: _invoker(getattr(backdrop_app, name), self._lambda_up)
-            for name, arn in self.outputs["functions"].items()
-        }
+        handlers = workflow_handlers(
+            workflow_function_arns(f"backdrop-{self.stage}", self.region), self._lambda_up.is_set
+        )
         self._undo.append(sfn_hooks.install(handlers, self.bedrock))
         s3 = self.client("s3")
         self._undo.append(

@@ -128,7 +128,9 @@ def test_bad_input_matrix_through_the_workflow(stack, token_for) -> None:
         assert submitted.status_code == 202, submitted.body
         job_id = submitted.json_body["jobId"]
         deliver_stream(stack, client)
-        execution = boto3.client("stepfunctions").list_executions(stateMachineArn=stack["machine_arn"])["executions"][0]
+        execution = boto3.client("stepfunctions").list_executions(stateMachineArn=stack["state_machine_arn"])[
+            "executions"
+        ][0]
         assert (
             wait_for(boto3.client("stepfunctions"), execution["executionArn"], timeout_s=180)["status"] == "SUCCEEDED"
         )
@@ -176,7 +178,7 @@ def _run_batch(stack, token_for, owner: str, prompts: dict[str, str], before_sta
             before_start(owner, refs)
         deliver_stream(stack, client)
         sfn = boto3.client("stepfunctions")
-        execution = sfn.list_executions(stateMachineArn=stack["machine_arn"])["executions"][0]
+        execution = sfn.list_executions(stateMachineArn=stack["state_machine_arn"])["executions"][0]
         assert wait_for(sfn, execution["executionArn"], timeout_s=180)["status"] == "SUCCEEDED"
         view = client.http.get(f"/jobs/{submitted.json_body['jobId']}", headers=headers).json_body
     COUNTS["lost"] += sum(1 for image in view["images"] if image["status"] not in ("SUCCEEDED", "FAILED"))
@@ -250,7 +252,7 @@ def test_finalize_crash_then_retry_is_idempotent(stack, token_for, monkeypatch) 
         retried = client.http.post(f"/jobs/{view['jobId']}/retry", headers=headers, body=b"{}").json_body
         deliver_stream(stack, client)
         sfn = boto3.client("stepfunctions")
-        runs = {e["name"]: e for e in sfn.list_executions(stateMachineArn=stack["machine_arn"])["executions"]}
+        runs = {e["name"]: e for e in sfn.list_executions(stateMachineArn=stack["state_machine_arn"])["executions"]}
         assert wait_for(sfn, runs[retried["jobId"]]["executionArn"])["status"] == "SUCCEEDED"
         again = client.http.get(f"/jobs/{retried['jobId']}", headers=headers).json_body
     assert again["images"][0]["status"] == "SUCCEEDED"

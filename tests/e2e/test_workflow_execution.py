@@ -86,7 +86,7 @@ def test_batch_runs_end_to_end(stack, token_for, photo, monkeypatch, tmp_path, m
         deliver_stream(stack, client)
         deliver_stream(stack, client)  # a repeated delivery must not start a second run
         sfn = boto3.client("stepfunctions")
-        executions = sfn.list_executions(stateMachineArn=stack["machine_arn"])["executions"]
+        executions = sfn.list_executions(stateMachineArn=stack["state_machine_arn"])["executions"]
         assert [e["name"] for e in executions] == [job_id]
         finished = wait_for(sfn, executions[0]["executionArn"])
         assert finished["status"] == "SUCCEEDED", finished

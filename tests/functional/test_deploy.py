@@ -13,7 +13,9 @@ import boto3
 import pytest
 
 from backend import policies, templates
-from backend.deploy import WORKFLOW_FUNCTIONS, ChaliceResult, Deployer, stack_name
+from backend.deploy import ChaliceResult, Deployer, stack_name
+from chalicelib import contracts
+from chalicelib.functions import FUNCTIONS, WORKFLOW_FUNCTIONS
 from chalicelib.models import registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,17 +51,14 @@ def test_cfn_lint_catches_a_broken_state_machine(tmp_path: Path) -> None:
 def test_workflow_template_inserts_the_one_asl_file() -> None:
     machine = templates.workflow_template(12)["Resources"]["Workflow"]["Properties"]
     assert machine["Definition"]["States"]["ProcessImages"]["MaxConcurrency"] == 12
-    assert set(machine["DefinitionSubstitutions"]) == {
-        "PrepareFunctionArn",
-        "BuildMaskFunctionArn",
-        "FinalizeFunctionArn",
-        "RecordFailureFunctionArn",
-        "ReportFunctionArn",
-        "RecordNotificationFailureFunctionArn",
+    assert set(machine["DefinitionSubstitutions"]) == {f.arn_placeholder for f in WORKFLOW_FUNCTIONS} | {
         "NotificationTopicArn",
         "BucketName",
         "MapExecutionType",
     }
+    # the S3 layout is filled from the contracts, never left to CloudFormation
+    process = machine["Definition"]["States"]["ProcessImages"]
+    assert process["ResultWriter"]["Parameters"]["Prefix"] == contracts.MAP_RESULTS_PREFIX
     with pytest.raises(ValueError):
         templates.workflow_template(20_000)
 
@@ -115,7 +114,7 @@ def _statements(document: dict[str, Any]) -> list[dict[str, Any]]:
 
 def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
     docs = policies.lambda_policies(OUTPUTS, "dev", "us-east-1", "123456789012", registry.selectable_models())
-    assert set(docs) == set(policies.FUNCTIONS)
+    assert set(docs) == {f.name for f in FUNCTIONS}
     for name, document in docs.items():
         for statement in _statements(document):
             actions = statement["Action"]
@@ -128,11 +127,8 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
                         "uploads/*"
                     ]
                 elif resource.startswith("arn:aws:s3:::"):
-                    assert resource.count("/") >= 1 and resource.split("/", 1)[1].split("/")[0] in (
-                        "uploads",
-                        "jobs",
-                        "results",
-                        "reports",
+                    assert resource.count("/") >= 1 and resource.split("/", 1)[1].removesuffix("*") in (
+                        contracts.S3_LAYOUT.values()
                     )
     # only the step functions that need them may write results or start the workflow
     writers = {
@@ -197,7 +193,10 @@ def deployer(moto_server: str, tmp_path: Path) -> Deployer:
         # `chalice deploy` itself is not run on moto: it builds a Lambda package and drives
         # API Gateway and Lambda APIs moto only partly has; everything around it is real.
         assert env["STATE_MACHINE_ARN"] == policies.state_machine_arn(region, "123456789012", stage)
-        arns = {f: f"arn:aws:lambda:{region}:123456789012:function:backdrop-{stage}-{f}" for f in WORKFLOW_FUNCTIONS}
+        arns = {
+            f.name: f"arn:aws:lambda:{region}:123456789012:function:backdrop-{stage}-{f.name}"
+            for f in WORKFLOW_FUNCTIONS
+        }
         return ChaliceResult(f"https://example.execute-api.{region}.amazonaws.com/api/", arns)
 
     deployer = Deployer(

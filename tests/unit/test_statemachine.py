@@ -8,15 +8,15 @@ import json
 import pytest
 
 from backend import statemachine
-from backend.statemachine import check_graph, load_template, placeholders, render_definition
+from backend.statemachine import check_graph, deploy_placeholders, load_template, render_definition
+from chalicelib import contracts
+from chalicelib.functions import WORKFLOW_FUNCTIONS
 
 SUBSTITUTIONS = {
-    "PrepareFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-prepare",
-    "BuildMaskFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-build_mask",
-    "FinalizeFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-finalize",
-    "RecordFailureFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-record_failure",
-    "ReportFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-report",
-    "RecordNotificationFailureFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-rnf",
+    **{
+        f.arn_placeholder: f"arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-{f.name}"
+        for f in WORKFLOW_FUNCTIONS
+    },
     "NotificationTopicArn": "arn:aws:sns:us-east-1:123456789012:backdrop-dev",
     "BucketName": "backdrop-dev-bucket",
     "MapExecutionType": "EXPRESS",
@@ -55,7 +55,12 @@ def test_render_refuses_missing_and_unknown_substitutions() -> None:
 
 
 def test_placeholders_are_exactly_what_the_deploy_fills() -> None:
-    assert placeholders() == set(SUBSTITUTIONS)
+    assert deploy_placeholders() == set(SUBSTITUTIONS)
+
+
+def test_the_s3_layout_comes_from_the_contracts() -> None:
+    definition = json.loads(render_definition(SUBSTITUTIONS))
+    assert definition["States"]["ProcessImages"]["ResultWriter"]["Parameters"]["Prefix"] == contracts.MAP_RESULTS_PREFIX
 
 
 def test_no_account_specific_literals_in_the_template() -> None:

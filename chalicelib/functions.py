@@ -1,0 +1,129 @@
+"""Backdrop's Lambda functions, declared once.
+
+Each entry is a function as Chalice names it (app.py registers a handler under that name): its
+memory and timeout, whether the state machine invokes it, and what it may touch. Everything
+else is derived from this tuple: the Chalice stage config (`python -m backend.chalice_config`
+writes .chalice/config.json), the IAM policies (backend/policies.py), the workflow stack's
+parameters and substitutions (backend/templates.py), the deploy, the local stack and the tests.
+
+Adding a workflow Lambda is two edits: a declaration here and its handler in app.py (then
+regenerate the Chalice config; a test says so if you forget).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from chalicelib.contracts import REPORTS_PREFIX, RESULTS_PREFIX, SCRATCH_PREFIX, UPLOADS_PREFIX
+
+
+class Grant(StrEnum):
+    """Access beyond S3 prefixes and the jobs table's item actions (backend/policies.py)."""
+
+    LIST_UPLOADS = "list-uploads"  # s3:ListBucket, only under the uploads prefix
+    OWNER_INDEX = "owner-index"  # the table actions also on its indexes
+    DETECT_LABELS = "detect-labels"  # rekognition:DetectLabels
+    READ_MODEL_LIFECYCLE = "read-model-lifecycle"  # bedrock:GetFoundationModel on the configured models
+    READ_JOBS_STREAM = "read-jobs-stream"  # the table's stream, as an event source
+    START_WORKFLOW = "start-workflow"  # states:StartExecution on this stage's state machine
+
+
+@dataclass(frozen=True)
+class LambdaFunction:
+    name: str
+    memory_mb: int | None = None  # None: Chalice's default
+    timeout_s: int | None = None
+    workflow_task: bool = False  # invoked by the state machine through `${<Name>FunctionArn}`
+    s3_read: tuple[str, ...] = ()  # key prefixes (chalicelib.contracts) it may GetObject
+    s3_write: tuple[str, ...] = ()  # ... and PutObject
+    table_actions: tuple[str, ...] = ()  # DynamoDB actions on the jobs table
+    grants: frozenset[Grant] = frozenset()
+
+    @property
+    def arn_placeholder(self) -> str:
+        """The ASL / workflow-template name of its ARN: record_failure → RecordFailureFunctionArn."""
+        return "".join(part.title() for part in self.name.split("_")) + "FunctionArn"
+
+
+# The REST API's handler: Chalice names it, app.py's routes are its code.
+API_HANDLER = "api_handler"
+
+FUNCTIONS: tuple[LambdaFunction, ...] = (
+    LambdaFunction(
+        API_HANDLER,
+        # presigned POSTs and GETs are signed with this role: it must hold what they grant
+        s3_read=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX),
+        s3_write=(UPLOADS_PREFIX,),
+        table_actions=("GetItem", "PutItem", "UpdateItem", "Query", "BatchWriteItem", "BatchGetItem"),
+        # POST /jobs lists each upload batch instead of a HEAD per image
+        grants=frozenset({Grant.LIST_UPLOADS, Grant.OWNER_INDEX, Grant.DETECT_LABELS, Grant.READ_MODEL_LIFECYCLE}),
+    ),
+    LambdaFunction(
+        "start_workflow",
+        memory_mb=512,
+        timeout_s=300,
+        s3_write=(SCRATCH_PREFIX,),
+        table_actions=("Query", "UpdateItem"),
+        grants=frozenset({Grant.READ_JOBS_STREAM, Grant.START_WORKFLOW}),
+    ),
+    LambdaFunction(
+        "detect_labels",
+        memory_mb=256,
+        timeout_s=60,
+        s3_read=(UPLOADS_PREFIX,),
+        table_actions=("PutItem",),
+        grants=frozenset({Grant.DETECT_LABELS}),
+    ),
+    LambdaFunction(
+        "prepare",
+        memory_mb=1769,  # one full vCPU for decoding and resizing
+        timeout_s=120,
+        workflow_task=True,
+        s3_read=(UPLOADS_PREFIX, SCRATCH_PREFIX),
+        s3_write=(SCRATCH_PREFIX,),
+        table_actions=("UpdateItem",),
+    ),
+    LambdaFunction(
+        "build_mask",
+        memory_mb=1769,
+        timeout_s=120,
+        workflow_task=True,
+        s3_read=(SCRATCH_PREFIX,),
+        s3_write=(SCRATCH_PREFIX,),
+    ),
+    LambdaFunction(
+        "finalize",
+        memory_mb=1769,
+        timeout_s=180,
+        workflow_task=True,
+        s3_read=(UPLOADS_PREFIX, SCRATCH_PREFIX),
+        s3_write=(RESULTS_PREFIX,),
+        table_actions=("UpdateItem",),
+    ),
+    LambdaFunction("record_failure", memory_mb=256, timeout_s=30, workflow_task=True, table_actions=("UpdateItem",)),
+    LambdaFunction(
+        "report",
+        memory_mb=1024,
+        timeout_s=600,
+        workflow_task=True,
+        s3_write=(REPORTS_PREFIX,),
+        table_actions=("Query", "UpdateItem", "GetItem"),
+    ),
+    LambdaFunction(
+        "record_notification_failure",
+        memory_mb=256,
+        timeout_s=30,
+        workflow_task=True,
+        table_actions=("UpdateItem",),
+    ),
+)
+
+WORKFLOW_FUNCTIONS: tuple[LambdaFunction, ...] = tuple(f for f in FUNCTIONS if f.workflow_task)
+
+
+def function(name: str) -> LambdaFunction:
+    for declared in FUNCTIONS:
+        if declared.name == name:
+            return declared
+    raise KeyError(f"no Lambda function named {name!r} is declared in chalicelib/functions.py")
