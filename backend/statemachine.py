@@ -15,7 +15,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from chalicelib.contracts import S3_LAYOUT
+from backend import jsonfmt
+from chalicelib.contracts import S3_LAYOUT, ErrorCode
+from chalicelib.errors import service_errors_with
 
 ASL_PATH = Path(__file__).resolve().parent.parent / "statemachine" / "backdrop.asl.json"
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Za-z0-9]*)\}")
@@ -25,8 +27,74 @@ PURE_STATE_TYPES = frozenset({"Pass", "Choice", "Succeed", "Fail", "Wait"})
 NO_RETRY_TYPES = PURE_STATE_TYPES | {"Map"}
 
 
+LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+BEDROCK_INVOKE_MODEL = "arn:aws:states:::bedrock:invokeModel"
+
+
+def _retrier(errors: list[str], interval_s: int, attempts: int, max_delay_s: int | None = None) -> dict[str, Any]:
+    rule: dict[str, Any] = {
+        "ErrorEquals": errors,
+        "IntervalSeconds": interval_s,
+        "BackoffRate": 2,
+        "MaxAttempts": attempts,
+    }
+    if max_delay_s is not None:
+        rule["MaxDelaySeconds"] = max_delay_s
+    rule["JitterStrategy"] = "FULL"
+    return rule
+
+
+_LAMBDA_THROTTLED = _retrier(["Lambda.TooManyRequestsException"], 2, 6, 30)
+# Every Task's Retry is one of these, chosen by `retry_policy`. The ASL file carries them in full
+# (so it stays plain ASL for cfn-lint, moto and the console); `python -m backend.statemachine`
+# writes them into it and a test fails while the file and this table disagree.
+RETRY_POLICIES: dict[str, list[dict[str, Any]]] = {
+    # Lambda could not run the step (throttled, or a fault of the Lambda service). The step's own
+    # errors are never retried: they describe the image (chalicelib/errors.py).
+    "lambda-service-errors": [
+        _LAMBDA_THROTTLED,
+        _retrier(["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException"], 1, 3),
+    ],
+    # Bedrock: what chalicelib/errors.py calls luck. Throttling waits longer; validation, access
+    # and content-filter errors are never retried.
+    "bedrock-transient-errors": [
+        _retrier(service_errors_with("Bedrock", ErrorCode.MODEL_THROTTLED), 2, 8, 60),
+        _retrier(service_errors_with("Bedrock", ErrorCode.MODEL_TIMEOUT, ErrorCode.MODEL_ERROR), 2, 3),
+    ],
+    # The report runs once per job and is idempotent: any failure is worth a few retries before
+    # the fallback summary.
+    "lambda-any-error": [_LAMBDA_THROTTLED, _retrier(["States.ALL"], 1, 3)],
+    "any-error": [_retrier(["States.ALL"], 1, 3)],
+}
+RETRY_ANY_ERROR_STATES = frozenset({"Write the report"})
+
+
+def retry_policy(name: str, state: Mapping[str, Any]) -> str:
+    """The named retry policy of a Task, from what it calls."""
+    resource = state.get("Resource")
+    if resource == BEDROCK_INVOKE_MODEL:
+        return "bedrock-transient-errors"
+    if resource == LAMBDA_INVOKE:
+        return "lambda-any-error" if name in RETRY_ANY_ERROR_STATES else "lambda-service-errors"
+    return "any-error"
+
+
 def load_template() -> str:
     return ASL_PATH.read_text()
+
+
+def with_policies(definition: dict[str, Any]) -> dict[str, Any]:
+    """The definition with every Task's Retry set from RETRY_POLICIES (key order kept)."""
+    for _, level in _levels(definition):
+        for name, state in level.get("States", {}).items():
+            if state.get("Type") == "Task":
+                state["Retry"] = RETRY_POLICIES[retry_policy(name, state)]
+    return definition
+
+
+def canonical_text(text: str | None = None) -> str:
+    """The ASL file as `python -m backend.statemachine` writes it: policies applied, laid out."""
+    return jsonfmt.dumps(with_policies(json.loads(text if text is not None else load_template())))
 
 
 def placeholders(text: str | None = None) -> set[str]:
@@ -113,3 +181,17 @@ def check_graph(definition: Mapping[str, Any]) -> list[str]:
             if state.get("Type") == "Task" and not state.get("Catch") and name not in handlers:
                 problems.append(f"{where}{name}: Task has no Catch")
     return problems
+
+
+def main() -> int:
+    text = canonical_text()
+    if text == load_template():
+        print(f"{ASL_PATH}: up to date")
+    else:
+        ASL_PATH.write_text(text)
+        print(f"wrote {ASL_PATH}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -22,12 +22,16 @@ def success_path_states() -> int:
     """States one image passes through on the Stability path, read from the real ASL file."""
     from backend.statemachine import load_template
 
-    child = json.loads(load_template())["States"]["ProcessImages"]["ItemProcessor"]["States"]
-    path, state = [], "Prepare"
+    process = next(s for s in json.loads(load_template())["States"].values() if s["Type"] == "Map")
+    child = process["ItemProcessor"]
+    path, state = [], child["StartAt"]
     while state:
         path.append(state)
-        spec = child[state]
-        state = "RemoveBackground" if spec["Type"] == "Choice" else spec.get("Next")
+        spec = child["States"][state]
+        if spec["Type"] == "Choice":  # the Stability branch
+            state = next(c["Next"] for c in spec["Choices"] if c.get("StringEquals") == "stability")
+        else:
+            state = spec.get("Next")
     return len(path)
 
 

@@ -72,7 +72,10 @@ class UploadMissing(BackdropError):
 
 
 # --------------------------------------------------------------------------------------------
-# Workflow step errors. Never retried by the state machine: they describe the input, not luck.
+# Workflow step errors. The state machine never retries them on an image: they describe the
+# input, not luck (a StorageError is what is left after the SDK retried throttled and failing
+# S3 calls). Only the job's report, run once per job and idempotent, retries any failure before
+# it falls back to a summary without a report (backend/statemachine.py, RETRY_POLICIES).
 
 
 class StepError(BackdropError):
@@ -126,7 +129,8 @@ STEP_ERROR_CODES: dict[str, ErrorCode] = {cls.__name__: cls.code for cls in _all
 
 # Error names that service integrations raise -> stable code. Step Functions names errors of
 # optimized integrations "<Service>.<Exception>"; the Bedrock names follow the InvokeModel API
-# exceptions (aws-limits.md §1.5).
+# exceptions (aws-limits.md §1.5). The state machine retries a Bedrock error exactly when its
+# code is in RETRIED_MODEL_CODES: backend/statemachine.py builds the Retry from this table.
 SERVICE_ERROR_CODES: dict[str, ErrorCode] = {
     "Bedrock.ValidationException": ErrorCode.MODEL_REJECTED_REQUEST,
     "Bedrock.AccessDeniedException": ErrorCode.MODEL_ACCESS_DENIED,
@@ -141,6 +145,13 @@ SERVICE_ERROR_CODES: dict[str, ErrorCode] = {
     "States.Timeout": ErrorCode.MODEL_TIMEOUT,
     "States.TaskFailed": ErrorCode.INTERNAL_ERROR,
 }
+# Luck, not the request: waiting may cure these. Throttling first, with the longer backoff.
+RETRIED_MODEL_CODES: tuple[ErrorCode, ...] = (ErrorCode.MODEL_THROTTLED, ErrorCode.MODEL_TIMEOUT, ErrorCode.MODEL_ERROR)
+
+
+def service_errors_with(service: str, *codes: ErrorCode) -> list[str]:
+    """The error names of one service integration that map to any of `codes`, in table order."""
+    return [name for name, code in SERVICE_ERROR_CODES.items() if name.startswith(f"{service}.") and code in codes]
 
 
 def classify_step_failure(error: str | None, cause: str | None) -> tuple[ErrorCode, str]:

@@ -50,14 +50,14 @@ def test_cfn_lint_catches_a_broken_state_machine(tmp_path: Path) -> None:
 
 def test_workflow_template_inserts_the_one_asl_file() -> None:
     machine = templates.workflow_template(12)["Resources"]["Workflow"]["Properties"]
-    assert machine["Definition"]["States"]["ProcessImages"]["MaxConcurrency"] == 12
+    assert machine["Definition"]["States"]["Process every image"]["MaxConcurrency"] == 12
     assert set(machine["DefinitionSubstitutions"]) == {f.arn_placeholder for f in WORKFLOW_FUNCTIONS} | {
         "NotificationTopicArn",
         "BucketName",
         "MapExecutionType",
     }
     # the S3 layout is filled from the contracts, never left to CloudFormation
-    process = machine["Definition"]["States"]["ProcessImages"]
+    process = machine["Definition"]["States"]["Process every image"]
     assert process["ResultWriter"]["Parameters"]["Prefix"] == contracts.MAP_RESULTS_PREFIX
     with pytest.raises(ValueError):
         templates.workflow_template(20_000)

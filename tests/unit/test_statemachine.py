@@ -24,6 +24,9 @@ SUBSTITUTIONS = {
 }
 
 
+MAP = "Process every image"
+
+
 def _definition() -> dict:
     return json.loads(load_template())
 
@@ -39,10 +42,10 @@ def test_render_fills_every_placeholder_and_keeps_numbers_numeric() -> None:
     rendered = render_definition(SUBSTITUTIONS)
     assert "${" not in rendered
     definition = json.loads(rendered)
-    assert definition["States"]["ProcessImages"]["MaxConcurrency"] == 20
-    assert definition["States"]["ProcessImages"]["ItemProcessor"]["ProcessorConfig"]["ExecutionType"] == "EXPRESS"
+    assert definition["States"][MAP]["MaxConcurrency"] == 20
+    assert definition["States"][MAP]["ItemProcessor"]["ProcessorConfig"]["ExecutionType"] == "EXPRESS"
     # JSONPath and intrinsic functions are untouched
-    assert definition["States"]["ProcessImages"]["ItemReader"]["Parameters"]["Bucket.$"] == "$.bucket"
+    assert definition["States"][MAP]["ItemReader"]["Parameters"]["Bucket.$"] == "$.bucket"
 
 
 def test_render_refuses_missing_and_unknown_substitutions() -> None:
@@ -60,7 +63,7 @@ def test_placeholders_are_exactly_what_the_deploy_fills() -> None:
 
 def test_the_s3_layout_comes_from_the_contracts() -> None:
     definition = json.loads(render_definition(SUBSTITUTIONS))
-    assert definition["States"]["ProcessImages"]["ResultWriter"]["Parameters"]["Prefix"] == contracts.MAP_RESULTS_PREFIX
+    assert definition["States"][MAP]["ResultWriter"]["Parameters"]["Prefix"] == contracts.MAP_RESULTS_PREFIX
 
 
 def test_no_account_specific_literals_in_the_template() -> None:
@@ -76,15 +79,15 @@ def test_graph_of_the_real_file_is_sound() -> None:
 @pytest.mark.parametrize(
     ("breakage", "expected"),
     [
-        (lambda d: d["States"]["Report"].update(Next="Nowhere"), "missing state 'Nowhere'"),
+        (lambda d: d["States"]["Write the report"].update(Next="Nowhere"), "missing state 'Nowhere'"),
         (
-            lambda d: d["States"]["ProcessImages"]["ItemProcessor"]["States"]["BuildMask"].update(Next="Gone"),
+            lambda d: d["States"][MAP]["ItemProcessor"]["States"]["Build the inpaint mask"].update(Next="Gone"),
             "missing state 'Gone'",
         ),
-        (lambda d: d["States"]["Notify"].pop("Retry"), "Notify: Task state has no Retry"),
+        (lambda d: d["States"]["Email the summary"].pop("Retry"), "Email the summary: Task state has no Retry"),
         (
-            lambda d: d["States"]["ProcessImages"]["ItemProcessor"]["States"]["Finalize"].pop("Catch"),
-            "Finalize: Task has no Catch",
+            lambda d: d["States"][MAP]["ItemProcessor"]["States"]["Finalize the image"].pop("Catch"),
+            "Finalize the image: Task has no Catch",
         ),
         (lambda d: d.update(StartAt="Nope"), "StartAt 'Nope'"),
     ],
@@ -97,22 +100,22 @@ def test_graph_check_finds_breakage(breakage, expected) -> None:
 
 def test_bedrock_tasks_retry_throttling_with_full_jitter_but_not_validation() -> None:
     bedrock_tasks = [s for _, s in _tasks(_definition()) if s.get("Resource") == "arn:aws:states:::bedrock:invokeModel"]
-    assert len(bedrock_tasks) == 3  # remove-background, inpaint, outpaint
+    assert len(bedrock_tasks) == 2  # the first call (remove-background or outpaint), inpaint
     for task in bedrock_tasks:
         retried = {error for rule in task["Retry"] for error in rule["ErrorEquals"]}
         assert "Bedrock.ThrottlingException" in retried
         assert "Bedrock.ValidationException" not in retried and "States.ALL" not in retried
         assert all(rule["JitterStrategy"] == "FULL" for rule in task["Retry"])
         assert set(task["Parameters"]) == {"ModelId.$", "Input", "Output"}  # never an inline image body
-        assert task["Catch"][0]["Next"] == "RecordFailure"
+        assert task["Catch"][0]["Next"] == "Record the image failure"
 
 
 def test_map_tolerates_every_item_failure_and_always_reports() -> None:
-    process = _definition()["States"]["ProcessImages"]
+    process = _definition()["States"][MAP]
     assert process["ToleratedFailurePercentage"] == 100
     assert process["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
     assert process["ItemReader"]["Resource"] == "arn:aws:states:::s3:getObject"
-    assert process["Catch"][0]["Next"] == "Report" and process["Next"] == "Report"
+    assert process["Catch"][0]["Next"] == "Write the report" and process["Next"] == "Write the report"
 
 
 def test_moto_parser_accepts_the_rendered_definition(aws_mock) -> None:
@@ -123,3 +126,58 @@ def test_moto_parser_accepts_the_rendered_definition(aws_mock) -> None:
     arn = sfn.create_state_machine(name="parse-check", definition=rendered, roleArn="arn:aws:iam::123456789012:role/x")
     assert arn["stateMachineArn"].endswith(":parse-check")
     assert statemachine.ASL_PATH.name == "backdrop.asl.json"
+
+
+# ------------------------------------------------------------------------------ retry policies
+
+
+def test_the_file_carries_the_named_retry_policies() -> None:
+    assert load_template() == statemachine.canonical_text(), (
+        "run `python -m backend.statemachine` to write the retry policies of backend/statemachine.py into the ASL"
+    )
+
+
+def test_a_hand_edited_retry_is_caught() -> None:
+    from backend import jsonfmt
+
+    definition = _definition()
+    definition["States"]["Email the summary"]["Retry"][0]["MaxAttempts"] = 9
+    edited = jsonfmt.dumps(definition)
+    assert statemachine.canonical_text(edited) != edited
+
+
+def _child_tasks() -> list[tuple[str, dict]]:
+    child = _definition()["States"][MAP]["ItemProcessor"]["States"]
+    return [(name, state) for name, state in child.items() if state["Type"] == "Task"]
+
+
+def test_image_steps_never_retry_their_own_errors() -> None:
+    """chalicelib/errors.py: a StepError describes the image; retrying it only delays the FAILED."""
+    from chalicelib.errors import STEP_ERROR_CODES
+
+    for name, state in _child_tasks():
+        retried = {error for rule in state["Retry"] for error in rule["ErrorEquals"]}
+        assert not retried & set(STEP_ERROR_CODES), (name, retried & set(STEP_ERROR_CODES))
+        assert not retried & {"States.ALL", "States.TaskFailed"}, name
+
+
+def test_bedrock_retries_exactly_the_errors_that_errors_py_calls_luck() -> None:
+    from chalicelib.errors import RETRIED_MODEL_CODES, SERVICE_ERROR_CODES
+
+    luck = {
+        name
+        for name, code in SERVICE_ERROR_CODES.items()
+        if name.startswith("Bedrock.") and code in RETRIED_MODEL_CODES
+    }
+    assert "Bedrock.ThrottlingException" in luck and "Bedrock.ValidationException" not in luck
+    for name, state in _child_tasks():
+        if state["Resource"] == statemachine.BEDROCK_INVOKE_MODEL:
+            assert {error for rule in state["Retry"] for error in rule["ErrorEquals"]} == luck, name
+
+
+def test_every_image_step_hands_its_errors_to_the_one_failure_recorder() -> None:
+    catches = {name: state.get("Catch") for name, state in _child_tasks()}
+    recorder = "Record the image failure"
+    assert catches.pop(recorder) is None  # its own failure fails the child, which the Map tolerates
+    expected = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": recorder}]
+    assert all(catch == expected for catch in catches.values()), catches
