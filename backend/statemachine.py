@@ -18,6 +18,7 @@ from typing import Any
 from backend import jsonfmt
 from chalicelib.contracts import S3_LAYOUT, ErrorCode
 from chalicelib.errors import service_errors_with
+from chalicelib.functions import WORKFLOW_FUNCTIONS
 
 ASL_PATH = Path(__file__).resolve().parent.parent / "statemachine" / "backdrop.asl.json"
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Za-z0-9]*)\}")
@@ -79,17 +80,95 @@ def retry_policy(name: str, state: Mapping[str, Any]) -> str:
     return "any-error"
 
 
+# Every Task has a time limit. A Lambda task waits a little longer than the function's own
+# timeout (chalicelib/functions.py), so the function's timeout error, with its log, comes first.
+LAMBDA_TASK_MARGIN_S = 5
+BEDROCK_CALL_TIMEOUT_S = 90
+SERVICE_CALL_TIMEOUT_S = 30
+EXPRESS_CHILD_CAP_S = 300  # an Express child is stopped at 5 minutes, and runs no Catch then
+
+
+def task_timeout_s(state: Mapping[str, Any]) -> int:
+    resource = state.get("Resource")
+    if resource == LAMBDA_INVOKE:
+        placeholder = str(state["Parameters"]["FunctionName"]).removeprefix("${").removesuffix("}")
+        function = next((f for f in WORKFLOW_FUNCTIONS if f.arn_placeholder == placeholder), None)
+        if function is None or function.timeout_s is None:
+            raise ValueError(f"{placeholder} is not a workflow function with a timeout in chalicelib/functions.py")
+        return function.timeout_s + LAMBDA_TASK_MARGIN_S
+    return BEDROCK_CALL_TIMEOUT_S if resource == BEDROCK_INVOKE_MODEL else SERVICE_CALL_TIMEOUT_S
+
+
 def load_template() -> str:
     return ASL_PATH.read_text()
 
 
 def with_policies(definition: dict[str, Any]) -> dict[str, Any]:
-    """The definition with every Task's Retry set from RETRY_POLICIES (key order kept)."""
+    """The definition with every Task's Retry and TimeoutSeconds set from the tables above."""
     for _, level in _levels(definition):
         for name, state in level.get("States", {}).items():
             if state.get("Type") == "Task":
+                state["TimeoutSeconds"] = task_timeout_s(state)
                 state["Retry"] = RETRY_POLICIES[retry_policy(name, state)]
     return definition
+
+
+# Errors that refuse a call before it does any work: an attempt failing with one costs its
+# wait, not the task's time limit.
+REFUSED_ERRORS = frozenset(
+    {
+        "Lambda.TooManyRequestsException",
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+        *service_errors_with("Bedrock", ErrorCode.MODEL_THROTTLED),
+    }
+)
+
+
+def retry_waits_s(rule: Mapping[str, Any]) -> float:
+    """The longest a retrier can wait in all (full jitter waits at most the computed delay)."""
+    interval, rate = rule.get("IntervalSeconds", 1), rule.get("BackoffRate", 2.0)
+    cap = rule.get("MaxDelaySeconds", float("inf"))
+    return sum(min(interval * rate**attempt, cap) for attempt in range(rule.get("MaxAttempts", 3)))
+
+
+def task_worst_case_s(state: Mapping[str, Any]) -> float:
+    """Every attempt a retrier allows, each at the time limit unless the error refuses the call
+    up front, plus every wait. No TimeoutSeconds: no bound."""
+    timeout = state.get("TimeoutSeconds", float("inf"))
+    rules = state.get("Retry", [])
+    slow_attempts = sum(r.get("MaxAttempts", 3) for r in rules if not set(r["ErrorEquals"]) <= REFUSED_ERRORS)
+    return timeout * (1 + slow_attempts) + sum(retry_waits_s(r) for r in rules)
+
+
+def worst_case_s(level: Mapping[str, Any]) -> float:
+    """The longest a run of one level (a Map's child, say) can take: the costliest path from
+    StartAt, a Task's Catch counted after the Task used up all its retries."""
+    states = level["States"]
+    memo: dict[str, float] = {}
+
+    def longest(name: str) -> float:
+        if name not in memo:
+            state = states[name]
+            after = [state.get("Next"), state.get("Default")]
+            after += [c.get("Next") for c in state.get("Choices", []) + state.get("Catch", [])]
+            own = task_worst_case_s(state) if state["Type"] == "Task" else 0.0
+            memo[name] = own + max((longest(n) for n in after if n), default=0.0)
+        return memo[name]
+
+    return longest(level["StartAt"])
+
+
+def child_budgets() -> dict[str, float]:
+    """Each Map state's child worst case, in seconds, for the committed ASL."""
+    definition = json.loads(load_template())
+    return {
+        f"{where}{name}": worst_case_s(state["ItemProcessor"])
+        for where, level in _levels(definition)
+        for name, state in level.get("States", {}).items()
+        if "ItemProcessor" in state
+    }
 
 
 def canonical_text(text: str | None = None) -> str:
@@ -174,6 +253,8 @@ def check_graph(definition: Mapping[str, Any]) -> list[str]:
                 problems.append(f"{where}{name}: neither Next nor End")
             if state.get("Type") not in NO_RETRY_TYPES and not state.get("Retry"):
                 problems.append(f"{where}{name}: {state.get('Type')} state has no Retry")
+            if state.get("Type") == "Task" and "TimeoutSeconds" not in state:
+                problems.append(f"{where}{name}: Task has no TimeoutSeconds")
         for name in set(states) - targets:
             problems.append(f"{where}{name}: unreachable")
         # every Task that is not itself a failure handler must hand its errors to one
@@ -190,6 +271,10 @@ def main() -> int:
     else:
         ASL_PATH.write_text(text)
         print(f"wrote {ASL_PATH}")
+    for name, seconds in child_budgets().items():
+        print(
+            f"{name}: a child's worst case is {seconds:.0f} s (an Express child is stopped at {EXPRESS_CHILD_CAP_S} s)"
+        )
     return 0
 
 
