@@ -22,6 +22,7 @@ from chalicelib.models import registry
 from chalicelib.models.lifecycle import LifecycleChecker
 from chalicelib.report import Reporter
 from chalicelib.starter import WorkflowStarter
+from chalicelib.store import JobStore
 from chalicelib.uploads import UploadService
 from chalicelib.validation import require_list
 from chalicelib.workflow import Steps
@@ -75,16 +76,16 @@ def _owner() -> str:
     return owner_from_request(app.current_request)
 
 
-def _table() -> Any:
-    return aws.table(config.settings().table_name)
+def _store() -> JobStore:
+    return JobStore(aws.table(config.settings().table_name))
 
 
 def _label_service() -> LabelService:
-    return LabelService(aws.client("rekognition"), _table(), aws.client("s3"), config.settings().bucket_name)
+    return LabelService(aws.client("rekognition"), _store(), aws.client("s3"), config.settings().bucket_name)
 
 
 def _job_service() -> JobService:
-    return JobService(_table(), aws.client("s3"), config.settings().bucket_name, _label_service())
+    return JobService(_store(), aws.client("s3"), config.settings().bucket_name, _label_service())
 
 
 # ---- Routes ----------------------------------------------------------------------------------
@@ -92,8 +93,7 @@ def _job_service() -> JobService:
 
 @app.route("/health", methods=["GET"], cors=cors)
 def health() -> dict[str, Any]:
-    # the local stack sets BACKDROP_STAND_IN so every client can say so visibly
-    return {"status": "ok", "standIn": os.environ.get("BACKDROP_STAND_IN") == "true"}
+    return {"status": "ok"}
 
 
 _lifecycles: LifecycleChecker | None = None
@@ -183,18 +183,18 @@ def get_report(job_id: str) -> dict[str, Any]:
 @app.route("/jobs/{job_id}/retry", methods=["POST"], authorizer=authorizer, cors=cors)
 @api
 def retry_job(job_id: str) -> Response:
-    return _json_response(_job_service().retry_failed(_owner(), job_id), 202)
+    return _json_response(_job_service().retry_failed(_owner(), job_id, model_lookup=_selectable_model), 202)
 
 
 # ---- Event handlers and workflow Lambdas ---------------------------------------------------
 
 
 def _steps() -> Steps:
-    return Steps(aws.client("s3"), aws.table(config.settings().table_name))
+    return Steps(aws.client("s3"), _store())
 
 
 def _reporter() -> Reporter:
-    return Reporter(aws.client("s3"), aws.table(config.settings().table_name))
+    return Reporter(aws.client("s3"), _store())
 
 
 # The stream ARN is only known after the resources stack exists: the deploy tooling overrides
@@ -211,7 +211,7 @@ def start_workflow(event: Any) -> None:
     settings = config.settings()
     starter = WorkflowStarter(
         aws.client("s3"),
-        aws.table(settings.table_name),
+        _store(),
         aws.client("stepfunctions"),
         settings.bucket_name,
         settings.state_machine_arn,

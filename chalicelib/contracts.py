@@ -66,6 +66,8 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
     MODEL_UNAVAILABLE = "MODEL_UNAVAILABLE"  # unknown, or end of life
     UPLOAD_MISSING = "UPLOAD_MISSING"  # the image was never uploaded (or has expired)
+    REPORT_NOT_READY = "REPORT_NOT_READY"  # the job exists but its report is not written yet
+    SERVICE_BUSY = "SERVICE_BUSY"  # an AWS service throttled the request: retry after a pause
     # per-image workflow errors
     IMAGE_INVALID = "IMAGE_INVALID"  # not an image, truncated, animated, unsupported mode ...
     IMAGE_TOO_SMALL = "IMAGE_TOO_SMALL"

@@ -9,7 +9,7 @@ machine and `record_failure` can map it back to the stable code without parsing 
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from chalicelib.contracts import ErrorCode
 
@@ -69,6 +69,77 @@ class ModelUnavailable(BackdropError):
 class UploadMissing(BackdropError):
     code = ErrorCode.UPLOAD_MISSING
     http_status = 400
+
+
+class ReportNotReady(BackdropError):
+    """The job exists and is the caller's, but its report has not been written yet."""
+
+    code = ErrorCode.REPORT_NOT_READY
+    http_status = 409
+
+
+class ServiceBusy(BackdropError):
+    """An AWS service throttled Backdrop: the same request may succeed after a pause."""
+
+    code = ErrorCode.SERVICE_BUSY
+    http_status = 503
+
+
+class StorageUnavailable(BackdropError):
+    """S3 or DynamoDB refused Backdrop itself (permissions, an outage): not the caller's fault."""
+
+    code = ErrorCode.STORAGE_ERROR
+    http_status = 500
+
+
+# --------------------------------------------------------------------------------------------
+# botocore ClientError codes, read in one place. S3's HEAD has no body, so its errors carry the
+# HTTP status as the code ("404", "403").
+
+NOT_FOUND_CODES: Final = frozenset({"404", "NoSuchKey", "NotFound", "ResourceNotFoundException"})
+ACCESS_DENIED_CODES: Final = frozenset({"403", "AccessDenied", "AccessDeniedException", "Forbidden"})
+THROTTLING_CODES: Final = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "ProvisionedThroughputExceededException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "503",
+    }
+)
+CONDITION_FAILED: Final = "ConditionalCheckFailedException"
+
+
+def client_error_code(exc: BaseException) -> str:
+    """The service's error code of a botocore ClientError ("" for anything else)."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return ""
+    return str((response.get("Error") or {}).get("Code") or "")
+
+
+def client_error_message(exc: BaseException) -> str:
+    response = getattr(exc, "response", None)
+    error = (response.get("Error") or {}) if isinstance(response, dict) else {}
+    return str(error.get("Message") or client_error_code(exc) or exc)
+
+
+def is_not_found(exc: BaseException) -> bool:
+    return client_error_code(exc) in NOT_FOUND_CODES
+
+
+def service_failure(exc: BaseException, what: str) -> BackdropError:
+    """An AWS error the caller did not expect, as an API error by its code: throttling is a
+    retryable 503, anything else (access denied, an outage) Backdrop's own storage failure."""
+    code = client_error_code(exc) or type(exc).__name__
+    if code in THROTTLING_CODES:
+        return ServiceBusy(f"{what}: AWS is busy ({code}); try again in a few seconds")
+    return StorageUnavailable(f"{what}: {code}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -82,7 +82,8 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         workflow_task=True,
         s3_read=(UPLOADS_PREFIX, SCRATCH_PREFIX),
         s3_write=(SCRATCH_PREFIX,),
-        table_actions=("UpdateItem",),
+        # image transitions read the status, then update image and job counts in one transaction
+        table_actions=("GetItem", "UpdateItem"),
     ),
     LambdaFunction(
         "build_mask",
@@ -99,9 +100,11 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         workflow_task=True,
         s3_read=(UPLOADS_PREFIX, SCRATCH_PREFIX),
         s3_write=(RESULTS_PREFIX,),
-        table_actions=("UpdateItem",),
+        table_actions=("GetItem", "UpdateItem"),
     ),
-    LambdaFunction("record_failure", memory_mb=256, timeout_s=30, workflow_task=True, table_actions=("UpdateItem",)),
+    LambdaFunction(
+        "record_failure", memory_mb=256, timeout_s=30, workflow_task=True, table_actions=("GetItem", "UpdateItem")
+    ),
     LambdaFunction(
         "report",
         memory_mb=1024,

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from chalicelib import contracts
 from chalicelib.contracts import ErrorCode
-from chalicelib.errors import BadRequest, NotFound
+from chalicelib.errors import (
+    BadRequest,
+    NotFound,
+    client_error_code,
+    client_error_message,
+    is_not_found,
+    service_failure,
+)
+from chalicelib.store import JobStore
 
 # Rekognition reads JPEG and PNG only (aws-limits.md §3): other uploads get no labels, and the
 # Stability path then keeps the whole detected subject.
@@ -48,15 +55,17 @@ def simplify(response: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 class LabelService:
-    def __init__(self, rekognition: Any, table: Any, s3: Any, bucket: str) -> None:
+    def __init__(self, rekognition: Any, store: JobStore, s3: Any, bucket: str) -> None:
         self.rekognition = rekognition
-        self.table = table
+        self.store = store
         self.s3 = s3
         self.bucket = bucket
 
     def cached(self, key: str) -> list[dict[str, Any]] | None:
-        item = self.table.get_item(Key={"pk": contracts.labels_pk(key), "sk": contracts.LABELS_SK}).get("Item")
-        return json.loads(item["labels"]) if item else None
+        return self.store.cached_labels(key)
+
+    def cached_many(self, keys: list[str]) -> dict[str, list[dict[str, Any]]]:
+        return self.store.cached_labels_many(keys)
 
     def detect_and_cache(self, key: str) -> list[dict[str, Any]]:
         if not key.endswith(REKOGNITION_EXTENSIONS):
@@ -69,43 +78,14 @@ class LabelService:
                     MinConfidence=contracts.DETECT_LABELS_MIN_CONFIDENCE,
                 )
             except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
+                code = client_error_code(exc)
                 if code in _REKOGNITION_ERRORS:
                     error_code, message = _REKOGNITION_ERRORS[code]
-                    raise BadRequest(
-                        f"{message}: {exc.response['Error'].get('Message', code)}", code=error_code
-                    ) from exc
-                raise
+                    raise BadRequest(f"{message}: {client_error_message(exc)}", code=error_code) from exc
+                raise service_failure(exc, "label detection failed") from exc
             labels = simplify(response)
-        self.table.put_item(
-            Item={
-                "pk": contracts.labels_pk(key),
-                "sk": contracts.LABELS_SK,
-                "labels": json.dumps(labels),  # a string: floats stay floats, no Decimal round trip
-                "detectedAt": contracts.utc_now_iso(),
-            }
-        )
+        self.store.put_labels(key, labels)
         return labels
-
-    def cached_many(self, keys: list[str]) -> dict[str, list[dict[str, Any]]]:
-        """Cached labels of many objects, 100 keys per BatchGetItem (the API's limit)."""
-        found: dict[str, list[dict[str, Any]]] = {}
-        unique = list(dict.fromkeys(keys))
-        resource = self.table.meta.client
-        for start in range(0, len(unique), 100):
-            request = {
-                self.table.name: {
-                    "Keys": [
-                        {"pk": contracts.labels_pk(k), "sk": contracts.LABELS_SK} for k in unique[start : start + 100]
-                    ]
-                }
-            }
-            while request:
-                answer = resource.batch_get_item(RequestItems=request)
-                for item in answer.get("Responses", {}).get(self.table.name, []):
-                    found[item["pk"].removeprefix("LABELS#")] = json.loads(item["labels"])
-                request = answer.get("UnprocessedKeys") or {}
-        return found
 
     def labels_for(self, key: str) -> list[dict[str, Any]]:
         cached = self.cached(key)
@@ -114,7 +94,9 @@ class LabelService:
         try:
             self.s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            raise NotFound(f"no uploaded image {key.rsplit('/', 2)[-2] + '/' + key.rsplit('/', 1)[-1]}") from exc
+            if is_not_found(exc):
+                raise NotFound(f"no uploaded image {key.rsplit('/', 2)[-2] + '/' + key.rsplit('/', 1)[-1]}") from exc
+            raise service_failure(exc, "could not read the uploaded image") from exc
         return self.detect_and_cache(key)
 
     def labels_for_refs(self, owner: str, refs: list[Any]) -> dict[str, list[dict[str, Any]]]:

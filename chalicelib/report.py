@@ -10,13 +10,12 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from chalicelib import contracts
-from chalicelib.contracts import ErrorCode, ImageStatus, JobStatus
-from chalicelib.dynamo import plain, query_all
+from chalicelib.contracts import ImageStatus, JobStatus
 from chalicelib.errors import StorageError
+from chalicelib.store import JobStore
 
 CSV_COLUMNS = (
     "imageId",
@@ -35,7 +34,6 @@ CSV_COLUMNS = (
     "startedAt",
     "finishedAt",
 )
-UNFINISHED_CAUSE = "the workflow stopped before this image finished"
 
 
 def job_status_for(counts: Mapping[str, int]) -> JobStatus:
@@ -53,58 +51,27 @@ def _ascii(text: str) -> str:
 
 
 class Reporter:
-    def __init__(self, s3: Any, table: Any) -> None:
+    def __init__(self, s3: Any, store: JobStore) -> None:
         self.s3 = s3
-        self.table = table
-
-    def _close_unfinished(self, job_id: str, image: dict[str, Any]) -> None:
-        """An image the Map never finished is FAILED, in the table as in the report."""
-        image.update(status=ImageStatus.FAILED.value, errorCode=ErrorCode.INTERNAL_ERROR.value, cause=UNFINISHED_CAUSE)
-        self.table.update_item(
-            Key={"pk": contracts.job_pk(job_id), "sk": image["sk"]},
-            UpdateExpression="SET #s = :s, errorCode = :c, cause = :m, finishedAt = :t",
-            ConditionExpression="#s IN (:pending, :running)",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={
-                ":s": ImageStatus.FAILED.value,
-                ":c": ErrorCode.INTERNAL_ERROR.value,
-                ":m": UNFINISHED_CAUSE,
-                ":t": contracts.utc_now_iso(),
-                ":pending": ImageStatus.PENDING.value,
-                ":running": ImageStatus.RUNNING.value,
-            },
-        )
+        self.store = store
 
     def build(self, event: Mapping[str, Any]) -> dict[str, Any]:
         job_id = str(event["jobId"])
         owner = str(event["owner"])
         bucket = str(event["bucket"])
-        job: dict[str, Any] | None = None
-        images: list[dict[str, Any]] = []
-        for item in query_all(self.table, KeyConditionExpression=Key("pk").eq(contracts.job_pk(job_id))):
-            if item["sk"] == contracts.JOB_SK:
-                job = item
-            elif item["sk"].startswith(contracts.IMAGE_SK_PREFIX):
-                images.append(item)
+        job = self.store.get_job(job_id)
         if job is None or job.get("owner") != owner:
             raise StorageError(f"job {job_id} was not found for its owner")
-        for image in images:
-            if image.get("status") not in (ImageStatus.SUCCEEDED.value, ImageStatus.FAILED.value):
-                try:
-                    self._close_unfinished(job_id, image)
-                except ClientError as exc:  # finished meanwhile: re-read it
-                    if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                        raise
-                    image.update(self.table.get_item(Key={"pk": image["pk"], "sk": image["sk"]})["Item"])
-        images = [plain(i) for i in images]
+        # an image the Map never finished is FAILED, in the table as in the report
+        images = self.store.close_unfinished(job_id)
         images.sort(key=lambda i: (i.get("name") or "", i["imageId"]))
         counts = Counter(i["status"] for i in images)
         counts_dict = {s.value: counts.get(s.value, 0) for s in ImageStatus}
         status = job_status_for(counts_dict)
-        settings = plain(job.get("settings") or {})
-        finished_at = contracts.utc_now_iso()
-        stand_in = any(i.get("standIn") for i in images)
+        settings = job.get("settings") or {}
         map_error = event.get("mapError")
+        report_keys = {fmt: contracts.report_key(owner, job_id, fmt) for fmt in ("json", "csv")}
+        finished_at = contracts.utc_now_iso()
 
         report = {
             "jobId": job_id,
@@ -114,7 +81,6 @@ class Reporter:
             "createdAt": job.get("createdAt"),
             "finishedAt": finished_at,
             "counts": {"total": len(images), **counts_dict},
-            "standIn": stand_in,
             "workflowError": map_error,
             "images": [
                 {
@@ -134,27 +100,9 @@ class Reporter:
                 for i in images
             ],
         }
-        self._write(
-            bucket,
-            contracts.report_key(owner, job_id, "json"),
-            json.dumps(report, indent=2).encode(),
-            "application/json",
-        )
-        self._write(
-            bucket, contracts.report_key(owner, job_id, "csv"), self._csv(report, settings).encode(), "text/csv"
-        )
-        self.table.update_item(
-            Key={"pk": contracts.job_pk(job_id), "sk": contracts.JOB_SK},
-            UpdateExpression="SET #s = :s, counts = :c, finishedAt = :f, reportKeys = :r, standIn = :si",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={
-                ":s": status.value,
-                ":c": counts_dict,
-                ":f": finished_at,
-                ":r": {fmt: contracts.report_key(owner, job_id, fmt) for fmt in ("json", "csv")},
-                ":si": stand_in,
-            },
-        )
+        self._write(bucket, report_keys["json"], json.dumps(report, indent=2).encode(), "application/json")
+        self._write(bucket, report_keys["csv"], self._csv(report, settings).encode(), "text/csv")
+        self.store.finish_job(job_id, status, counts_dict, report_keys, finished_at)
         subject, message = self.summary(report, bucket, owner)
         return {"status": status.value, "counts": counts_dict, "subject": subject, "message": message}
 
@@ -202,8 +150,6 @@ class Reporter:
             f"Images: {counts['total']}   succeeded: {counts['SUCCEEDED']}   failed: {counts['FAILED']}",
             f"Model: {report['model']}",
         ]
-        if report.get("standIn"):
-            lines.append("NOTE: images were made by the local Bedrock stand-in, not by a real model.")
         if report.get("workflowError"):
             lines.append("The workflow itself reported an error; unfinished images are marked FAILED.")
         failed = [i for i in report["images"] if i["status"] == ImageStatus.FAILED.value]
@@ -232,16 +178,7 @@ class Reporter:
     def record_notification_failure(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """The email could not be sent: say so on the job, where the API and UI show it."""
         error = event.get("notifyError") or {}
-        self.table.update_item(
-            Key={"pk": contracts.job_pk(str(event["jobId"])), "sk": contracts.JOB_SK},
-            UpdateExpression="SET notification = :n",
-            ExpressionAttributeValues={
-                ":n": {
-                    "status": "FAILED",
-                    "error": str(error.get("Error") or "unknown"),
-                    "cause": str(error.get("Cause") or "")[:2000],
-                    "at": contracts.utc_now_iso(),
-                }
-            },
+        self.store.record_notification_failure(
+            str(event["jobId"]), str(error.get("Error") or "unknown"), str(error.get("Cause") or "")
         )
         return {"notification": "FAILED"}

@@ -12,13 +12,12 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from boto3.dynamodb.conditions import Key
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from chalicelib import contracts
-from chalicelib.contracts import JobStatus
-from chalicelib.dynamo import plain, query_all
+from chalicelib.errors import client_error_code
+from chalicelib.store import JobStore, plain
 
 log = logging.getLogger(__name__)
 _deserializer = TypeDeserializer()
@@ -38,18 +37,16 @@ def job_inserts(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 class WorkflowStarter:
-    def __init__(self, s3: Any, table: Any, stepfunctions: Any, bucket: str, state_machine_arn: str) -> None:
+    def __init__(self, s3: Any, store: JobStore, stepfunctions: Any, bucket: str, state_machine_arn: str) -> None:
         self.s3 = s3
-        self.table = table
+        self.store = store
         self.sfn = stepfunctions
         self.bucket = bucket
         self.state_machine_arn = state_machine_arn
 
     def manifest(self, job_id: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
-        condition = Key("pk").eq(contracts.job_pk(job_id)) & Key("sk").begins_with(contracts.IMAGE_SK_PREFIX)
-        for item in query_all(self.table, KeyConditionExpression=condition):
-            item = plain(item)
+        for item in self.store.images(job_id):
             entry = {"imageId": item["imageId"], "key": item["key"], "name": item.get("name") or item["imageId"]}
             for optional in ("labels", "boxes", "prompt"):
                 if item.get(optional):
@@ -64,7 +61,7 @@ class WorkflowStarter:
         job_id = job["jobId"]
         manifest = self.manifest(job_id)
         if not manifest:
-            self._mark_failed(job_id, "the job has no images")
+            self.store.fail_job(job_id, "the job has no images")
             return None
         manifest_key = contracts.manifest_key(job_id)
         self.s3.put_object(
@@ -83,37 +80,14 @@ class WorkflowStarter:
                 stateMachineArn=self.state_machine_arn, name=job_id, input=json.dumps(execution_input, sort_keys=True)
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
+            if client_error_code(exc) == "ExecutionAlreadyExists":
                 log.info("job %s already has an execution; repeated stream record ignored", job_id)
                 return None
             raise  # throttling or an outage: the stream retries the batch
         execution_arn = response["executionArn"]
-        try:
-            self.table.update_item(
-                Key={"pk": contracts.job_pk(job_id), "sk": contracts.JOB_SK},
-                UpdateExpression="SET #s = :running, executionArn = :arn, startedAt = :now",
-                ConditionExpression="#s = :submitted",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={
-                    ":running": JobStatus.RUNNING.value,
-                    ":submitted": JobStatus.SUBMITTED.value,
-                    ":arn": execution_arn,
-                    ":now": contracts.utc_now_iso(),
-                },
-            )
-        except ClientError as exc:
-            # The workflow may already have finished and written its final status: keep it.
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
+        # False when the workflow has already finished and written its final status: kept
+        self.store.mark_running(job_id, execution_arn)
         return execution_arn
-
-    def _mark_failed(self, job_id: str, cause: str) -> None:
-        self.table.update_item(
-            Key={"pk": contracts.job_pk(job_id), "sk": contracts.JOB_SK},
-            UpdateExpression="SET #s = :failed, cause = :cause",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":failed": JobStatus.FAILED.value, ":cause": cause},
-        )
 
     def handle_records(self, records: Iterable[Mapping[str, Any]]) -> list[str]:
         started = []

@@ -6,33 +6,36 @@ from typing import Any
 from urllib.parse import quote
 
 from chalicelib import contracts
-from chalicelib.errors import ValidationError
-from chalicelib.validation import require_list
+from chalicelib.validation import Problems, require_list
 
 
-def _file_problems(index: int, item: Any) -> list[dict[str, Any]]:
+def _file_problems(index: int, item: Any, problems: Problems) -> None:
     if not isinstance(item, dict):
-        return [{"index": index, "message": "each file must be an object with name, contentType and size"}]
+        problems.add(f"files[{index}]", "each file must be an object with name, contentType and size", index=index)
+        return
     name = item.get("name")
     shown = name if isinstance(name, str) else f"file {index}"
-    problems = []
+
+    def add(message: str) -> None:
+        # the file's own name says best which one it is; files[i] when it has none
+        problems.add(shown or f"files[{index}]", message, index=index, name=shown)
+
     if not isinstance(name, str) or not 1 <= len(name) <= contracts.MAX_FILE_NAME_LENGTH:
-        problems.append(f"name must be 1 to {contracts.MAX_FILE_NAME_LENGTH} characters")
+        add(f"name must be 1 to {contracts.MAX_FILE_NAME_LENGTH} characters")
     content_type = item.get("contentType")
     if content_type not in contracts.UPLOAD_CONTENT_TYPES:
         accepted = ", ".join(contracts.UPLOAD_CONTENT_TYPES)
-        problems.append(f"content type {content_type!r} is not accepted; use one of {accepted}")
+        add(f"content type {content_type!r} is not accepted; use one of {accepted}")
     size = item.get("size")
     if not isinstance(size, int) or isinstance(size, bool):
-        problems.append("size (in bytes) is required")
+        add("size (in bytes) is required")
     elif not contracts.MIN_UPLOAD_BYTES <= size <= contracts.MAX_UPLOAD_BYTES:
-        problems.append(
+        add(
             f"size is {size:,} bytes; files must be {contracts.MIN_UPLOAD_BYTES} to {contracts.MAX_UPLOAD_BYTES:,} bytes"
         )
     unknown = set(item) - {"name", "contentType", "size"}
     if unknown:
-        problems.append(f"unknown fields {sorted(unknown)}")
-    return [{"index": index, "name": shown, "message": m} for m in problems]
+        add(f"unknown fields {sorted(unknown)}")
 
 
 class UploadService:
@@ -42,13 +45,10 @@ class UploadService:
 
     def create(self, owner: str, body: Any) -> dict[str, Any]:
         files = require_list(body, "files", 1, contracts.MAX_FILES_PER_UPLOAD_REQUEST)
-        problems = [p for index, item in enumerate(files) for p in _file_problems(index, item)]
-        if problems:
-            raise ValidationError(
-                f"{len(problems)} problem(s) with the files: "
-                + "; ".join(f"{p['name'] if 'name' in p else p['index']}: {p['message']}" for p in problems[:5]),
-                details=problems,
-            )
+        problems = Problems("some files cannot be uploaded")
+        for index, item in enumerate(files):
+            _file_problems(index, item, problems)
+        problems.raise_if_any()
         upload_id = contracts.new_opaque_id()
         uploads = []
         for item in files:

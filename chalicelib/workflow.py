@@ -12,7 +12,6 @@ which turns the error name back into the stable code (chalicelib.errors).
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,13 +20,12 @@ from botocore.exceptions import ClientError
 
 from chalicelib import contracts, imaging
 from chalicelib.contracts import ImageStatus
-from chalicelib.errors import NoSubject, StorageError, classify_step_failure
+from chalicelib.errors import NoSubject, StorageError, classify_step_failure, client_error_code
 from chalicelib.models import registry
 from chalicelib.models.base import Geometry, ImageTask, JobSettings, ModelCall, ModelSpec, settings_from_dict
+from chalicelib.store import JobStore
 
-STANDIN_TEXT_KEY = "backdrop-stand-in"  # PNG text chunk the local Bedrock stand-in sets
 KEEP_MASK_GROW_PX = 4  # the model keeps a thin band around the subject and blends from there
-MAX_CAUSE_LENGTH = 2000
 
 
 @dataclass(frozen=True)
@@ -58,12 +56,11 @@ class StepInput:
 
 
 class Steps:
-    """The step logic, given its AWS clients (s3 client, DynamoDB Table resource)."""
+    """The step logic, given its S3 client and the job store."""
 
-    def __init__(self, s3: Any, table: Any, clock: Any = time.time) -> None:
+    def __init__(self, s3: Any, store: JobStore) -> None:
         self.s3 = s3
-        self.table = table
-        self.clock = clock
+        self.store = store
 
     # ---------------------------------------------------------------- storage helpers
 
@@ -71,15 +68,13 @@ class Steps:
         try:
             return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            raise StorageError(f"could not read s3://{bucket}/{key}: {code or exc}") from exc
+            raise StorageError(f"could not read s3://{bucket}/{key}: {client_error_code(exc) or exc}") from exc
 
     def _put(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
         try:
             self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            raise StorageError(f"could not write s3://{bucket}/{key}: {code or exc}") from exc
+            raise StorageError(f"could not write s3://{bucket}/{key}: {client_error_code(exc) or exc}") from exc
 
     def _get_json(self, bucket: str, key: str) -> Any:
         raw = self._get(bucket, key)
@@ -103,28 +98,6 @@ class Steps:
             ),
         }
 
-    def _set_status(self, step: StepInput, status: ImageStatus, **fields: Any) -> None:
-        names = {"#status": "status", "#updatedAt": "updatedAt"}
-        values: dict[str, Any] = {":status": status.value, ":now": contracts.utc_now_iso()}
-        sets = ["#status = :status", "#updatedAt = :now"]
-        removes: list[str] = []
-        for i, (name, value) in enumerate(fields.items()):
-            names[f"#f{i}"] = name
-            if value is None:
-                removes.append(f"#f{i}")
-            else:
-                values[f":f{i}"] = value
-                sets.append(f"#f{i} = :f{i}")
-        expression = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        self.table.update_item(
-            Key={"pk": contracts.job_pk(step.job_id), "sk": contracts.image_sk(step.image.image_id)},
-            UpdateExpression=expression,
-            # the image must belong to this job: never create stray items
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=values,
-        )
-
     def _geometry(self, step: StepInput) -> tuple[Geometry, int]:
         data = self._get_json(step.bucket, contracts.work_key(step.job_id, step.image.image_id, "geometry.json"))
         return Geometry.from_dict(data["geometry"]), int(data["orientation"])
@@ -139,7 +112,7 @@ class Steps:
     def prepare(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Validate and normalize the original into the model's canvas; write the first request."""
         step = StepInput.from_event(event)
-        self._set_status(step, ImageStatus.RUNNING, startedAt=contracts.utc_now_iso(), errorCode=None, cause=None)
+        self.store.start_image(step.job_id, step.image.image_id)
         spec = self._spec(step)
         adapter = registry.adapter_for(spec)
         original = self._get(step.bucket, step.image.key)
@@ -212,33 +185,20 @@ class Steps:
             )
         fmt = contracts.OutputFormat(step.settings.output_format)
         outputs = []
-        stand_in = False
         for index, (data, seed) in enumerate(zip(generated.images, generated.seeds, strict=True), start=1):
-            canvas = imaging.decode_image(data)
-            stand_in = stand_in or canvas.info.get(STANDIN_TEXT_KEY) == "true"
-            result = imaging.from_canvas(canvas, geometry, size)
+            result = imaging.from_canvas(imaging.decode_image(data), geometry, size)
             if keep is not None:
                 result = imaging.composite_subject(result, original, keep)
-            text = {STANDIN_TEXT_KEY: "true"} if stand_in else None
             key = contracts.result_key(step.owner, step.job_id, step.image.image_id, index, fmt)
-            self._put(
-                step.bucket, key, imaging.encode(result, fmt.value, text=text), contracts.FORMAT_CONTENT_TYPES[fmt]
-            )
+            self._put(step.bucket, key, imaging.encode(result, fmt.value), contracts.FORMAT_CONTENT_TYPES[fmt])
             output: dict[str, Any] = {"key": key, "variant": index}
             seed = seed if seed is not None else step.settings.seed
             if seed is not None:
                 output["seed"] = int(seed)
             outputs.append(output)
-        self._set_status(
-            step,
-            ImageStatus.SUCCEEDED,
-            outputs=outputs,
-            finishedAt=contracts.utc_now_iso(),
-            width=size[0],
-            height=size[1],
-            standIn=stand_in or None,
-            errorCode=None,
-            cause=None,
+        # a repeated finalize writes the same keys; the store keeps the first outcome
+        self.store.set_image_status(
+            step.job_id, step.image.image_id, ImageStatus.SUCCEEDED, outputs=outputs, width=size[0], height=size[1]
         )
         return {"status": ImageStatus.SUCCEEDED.value, "outputs": len(outputs)}
 
@@ -247,12 +207,5 @@ class Steps:
         step = StepInput.from_event(event)
         failure = event.get("failure") or {}
         code, cause = classify_step_failure(failure.get("Error"), failure.get("Cause"))
-        self._set_status(
-            step,
-            ImageStatus.FAILED,
-            errorCode=code.value,
-            cause=cause[:MAX_CAUSE_LENGTH],
-            finishedAt=contracts.utc_now_iso(),
-            outputs=None,
-        )
+        self.store.set_image_status(step.job_id, step.image.image_id, ImageStatus.FAILED, error_code=code, cause=cause)
         return {"status": ImageStatus.FAILED.value, "errorCode": code.value}

@@ -83,6 +83,16 @@ def resources(aws_mock: None) -> dict[str, Any]:
     return create_resources(bucket=os.environ["BUCKET_NAME"], table=os.environ["JOBS_TABLE_NAME"])
 
 
+@pytest.fixture
+def store(resources: dict[str, Any]) -> Any:
+    """The job store on the moto table: tests read and write jobs only through it."""
+    import boto3
+
+    from chalicelib.store import JobStore
+
+    return JobStore(boto3.resource("dynamodb").Table(os.environ["JOBS_TABLE_NAME"]))
+
+
 # --------------------------------------------------------------------------------------------
 # Identity
 

@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
+from chalicelib import validation
 from chalicelib.models.base import GeneratedImages, ImageTask, JobSettings, ModelCall, ModelSpec
 
 
@@ -40,15 +41,12 @@ class Adapter(ABC):
         an empty result."""
 
 
-class Problems:
-    """Collects every validation problem so the user fixes them all in one round trip."""
+class Problems(validation.Problems):
+    """The problems of a job against one model's documented limits."""
 
     def __init__(self, spec: ModelSpec) -> None:
+        super().__init__(f"the job does not fit model {spec.key}")
         self.spec = spec
-        self.items: list[dict[str, str]] = []
-
-    def add(self, field: str, message: str) -> None:
-        self.items.append({"field": field, "message": message})
 
     def text(self, field: str, value: str | None, limit: int, *, required: bool, what: str) -> None:
         if value is None or not value.strip():
@@ -57,14 +55,6 @@ class Problems:
             return
         if len(value) > limit:
             self.add(field, f"{what} is {len(value):,} characters; model {self.spec.key} accepts at most {limit:,}")
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            from chalicelib.errors import ValidationError
-
-            summary = "; ".join(f"{p['field']}: {p['message']}" for p in self.items[:5])
-            more = f" (and {len(self.items) - 5} more)" if len(self.items) > 5 else ""
-            raise ValidationError(f"the job does not fit model {self.spec.key}: {summary}{more}", details=self.items)
 
 
 def common_problems(spec: ModelSpec, settings: JobSettings, images: Sequence[ImageTask]) -> Problems:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from chalicelib.errors import client_error_code
 from chalicelib.models.base import Lifecycle, LifecycleStatus, ModelSpec
 
 CACHE_SECONDS = 3600
@@ -70,7 +71,7 @@ class LifecycleChecker:
             try:
                 answers.append(self._ask(base_id))
             except Exception as exc:  # no permission, unknown here, throttled: fall back, say why
-                code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
+                code = client_error_code(exc) or type(exc).__name__
                 problems.append(f"{base_id}: {code}")
         if answers and not problems:
             worst = max(answers, key=lambda lc: _RANK[lc.status])

@@ -11,8 +11,8 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
-from chalicelib.errors import ContentFiltered, ModelResponseInvalid, RequestInvalid
-from chalicelib.models.adapter import Adapter, check_canvas, common_problems, decode_images, png_size
+from chalicelib.errors import ContentFiltered, ModelResponseInvalid, RequestInvalid, ValidationError
+from chalicelib.models.adapter import Adapter, Problems, check_canvas, common_problems, decode_images, png_size
 from chalicelib.models.base import GeneratedImages, ImageTask, JobSettings, ModelCall, ModelSpec
 
 OUTPAINT = "outpaint"
@@ -25,7 +25,7 @@ def mask_prompt(image: ImageTask) -> str:
 class OutpaintingAdapter(Adapter):
     steps = (OUTPAINT,)
 
-    def _problems(self, spec: ModelSpec, settings: JobSettings, images: Sequence[ImageTask]):  # type: ignore[no-untyped-def]
+    def _problems(self, spec: ModelSpec, settings: JobSettings, images: Sequence[ImageTask]) -> Problems:
         p = common_problems(spec, settings, images)
         for index, image in enumerate(images):
             if not image.labels:
@@ -49,7 +49,7 @@ class OutpaintingAdapter(Adapter):
         check_canvas(spec, *png_size(canvas_png))
         try:
             self._problems(spec, settings, [image]).raise_if_any()
-        except Exception as exc:
+        except ValidationError as exc:  # validated at submit; reaching here means the job changed
             raise RequestInvalid(str(exc)) from exc
         params: dict[str, Any] = {
             "image": base64.b64encode(canvas_png).decode("ascii"),

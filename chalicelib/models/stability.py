@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from chalicelib.contracts import Mode
-from chalicelib.errors import ContentFiltered, ModelResponseInvalid, RequestInvalid
+from chalicelib.errors import ContentFiltered, ModelResponseInvalid, RequestInvalid, ValidationError
 from chalicelib.models.adapter import Adapter, check_canvas, common_problems, decode_images, png_size
 from chalicelib.models.base import GeneratedImages, ImageTask, JobSettings, ModelCall, ModelSpec
 
@@ -53,7 +53,7 @@ class StabilityAdapter(Adapter):
         problems = common_problems(spec, settings, [image])
         try:
             problems.raise_if_any()
-        except Exception as exc:  # validated at submit; reaching here means the job changed
+        except ValidationError as exc:  # validated at submit; reaching here means the job changed
             raise RequestInvalid(str(exc)) from exc
         body: dict[str, Any] = {
             "image": _b64(canvas_png),

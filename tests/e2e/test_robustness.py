@@ -327,10 +327,11 @@ def test_hostile_users_see_nothing_of_others(stack, token_for) -> None:
     assert COUNTS["leaks"] == 0
 
 
-def test_limits_ten_thousand_images_go_through_the_manifest_path(resources) -> None:
+def test_limits_ten_thousand_images_go_through_the_manifest_path(store) -> None:
     from chalicelib.errors import ValidationError
     from chalicelib.jobs import parse_job_request
     from chalicelib.starter import WorkflowStarter
+    from chalicelib.store import NewImage
 
     def body(count: int) -> dict[str, Any]:
         return {"prompt": "x", "images": [{"imageRef": f"{'a' * 32}/{i:032x}.png", "labels": []} for i in range(count)]}
@@ -339,21 +340,18 @@ def test_limits_ten_thousand_images_go_through_the_manifest_path(resources) -> N
     assert len(images) == 10_000
     with pytest.raises(ValidationError, match="10,000"):
         parse_job_request(body(contracts.MAX_IMAGES_PER_JOB + 1))
-    table = boto3.resource("dynamodb").Table("backdrop-test-jobs")
     job_id = "20261124T120000Z-00000000000a"
-    with table.batch_writer() as batch:
-        for image in images:
-            batch.put_item(
-                Item={
-                    "pk": contracts.job_pk(job_id),
-                    "sk": contracts.image_sk(image.image_id),
-                    "imageId": image.image_id,
-                    "key": f"uploads/u/{image.image_ref}",
-                    "name": image.name,
-                    "status": "PENDING",
-                }
-            )
-    manifest = WorkflowStarter(boto3.client("s3"), table, None, BUCKET, "unused").manifest(job_id)
+    store.put_job(
+        job_id=job_id,
+        owner="u",
+        model="stability-inpaint",
+        settings={"prompt": "x"},
+        images=[
+            NewImage(image_id=i.image_id, image_ref=i.image_ref, key=f"uploads/u/{i.image_ref}", name=i.name)
+            for i in images
+        ],
+    )
+    manifest = WorkflowStarter(boto3.client("s3"), store, None, BUCKET, "unused").manifest(job_id)
     assert len(manifest) == 10_000  # read across many DynamoDB pages, into S3 for the ItemReader
     assert len(json.dumps(manifest)) > 256 * 1024  # far beyond what a state payload could carry
     COUNTS["inputs"] += 2

@@ -116,7 +116,6 @@ def test_batch_runs_end_to_end(stack, token_for, photo, monkeypatch, tmp_path, m
         )
         assert result.format == "PNG"
         assert result.size == size
-        assert result.info.get("backdrop-stand-in") == "true"
 
     if model is None:
         assert view["model"] == "stability-inpaint-eu"
@@ -133,7 +132,6 @@ def test_batch_runs_end_to_end(stack, token_for, photo, monkeypatch, tmp_path, m
     )
     assert report["status"] == "PARTIAL"
     assert report["counts"] == {"total": 4, "PENDING": 0, "RUNNING": 0, "SUCCEEDED": 2, "FAILED": 2}
-    assert report["standIn"] is True
     rows = list(
         csv.DictReader(
             io.StringIO(

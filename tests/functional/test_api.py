@@ -14,6 +14,8 @@ from chalice.test import Client
 
 import app as backdrop_app
 from chalicelib import contracts
+from chalicelib.contracts import ImageStatus, JobStatus
+from chalicelib.store import JobStore
 
 BUCKET = "backdrop-test-bucket"
 
@@ -85,7 +87,7 @@ def test_token_with_unusable_sub_or_access_token_use_is_refused(client: Client, 
 
 
 def test_health_needs_no_token(client: Client) -> None:
-    assert client.http.get("/health").json_body == {"status": "ok", "standIn": False}
+    assert client.http.get("/health").json_body == {"status": "ok"}
 
 
 # ---------------------------------------------------------------------------------- models
@@ -189,18 +191,16 @@ def test_s3_event_handler_detects_labels_when_an_upload_lands(client: Client, ph
 # ---------------------------------------------------------------------------------- jobs
 
 
-def test_submit_writes_images_then_the_job_with_boxes_and_a_stored_seed(client: Client, token_for, photo) -> None:
+def test_submit_writes_images_then_the_job_with_boxes_and_a_stored_seed(
+    client: Client, token_for, photo, store
+) -> None:
     refs = [_upload("owner-1", photo()), _upload("owner-1", photo())]
     response = _submit(client, token_for("owner-1"), refs)
     assert response.status_code == 202, response.body
     job_id = response.json_body["jobId"]
     assert contracts.is_job_id(job_id)
-    table = boto3.resource("dynamodb").Table("backdrop-test-jobs")
-    items = table.query(KeyConditionExpression=boto3.dynamodb.conditions.Key("pk").eq(contracts.job_pk(job_id)))[
-        "Items"
-    ]
-    job = next(i for i in items if i["sk"] == "JOB")
-    images = [i for i in items if i["sk"].startswith("IMAGE#")]
+    job = store.get_job(job_id)
+    images = store.images(job_id)
     assert job["owner"] == "owner-1" and job["status"] == "SUBMITTED" and job["imageCount"] == 2
     assert 1 <= job["settings"]["seed"] <= 4_294_967_294
     assert {i["status"] for i in images} == {"PENDING"}
@@ -291,44 +291,36 @@ def test_job_list_is_newest_first_and_paginates(client: Client, token_for, photo
     assert client.http.get("/jobs?cursor=garbage", headers=_headers(token)).status_code == 400
 
 
-def _finish(job_id: str, statuses: dict[int, str]) -> None:
-    table = boto3.resource("dynamodb").Table("backdrop-test-jobs")
-    images = table.query(KeyConditionExpression=boto3.dynamodb.conditions.Key("pk").eq(contracts.job_pk(job_id)))[
-        "Items"
-    ]
-    images = sorted((i for i in images if i["sk"].startswith("IMAGE#")), key=lambda i: i["name"])
+def _finish(store: JobStore, job_id: str, statuses: dict[int, str]) -> None:
+    """Images end as the workflow would end them (index in name order), then the job."""
+    images = sorted(store.images(job_id), key=lambda i: i["name"])
     for index, status in statuses.items():
-        table.update_item(
-            Key={"pk": images[index]["pk"], "sk": images[index]["sk"]},
-            UpdateExpression="SET #s = :s",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":s": status},
-        )
-    table.update_item(
-        Key={"pk": contracts.job_pk(job_id), "sk": "JOB"},
-        UpdateExpression="SET #s = :s",
-        ExpressionAttributeNames={"#s": "status"},
-        ExpressionAttributeValues={":s": "PARTIAL"},
-    )
+        assert store.set_image_status(job_id, images[index]["imageId"], ImageStatus(status), error_code="MODEL_ERROR")
+    job = store.get_job(job_id)
+    store.finish_job(job_id, JobStatus.PARTIAL, job["counts"], {}, contracts.utc_now_iso())
 
 
-def test_report_is_not_found_until_written_then_presigned(client: Client, token_for, photo) -> None:
+def test_report_is_not_ready_until_written_then_presigned(client: Client, token_for, photo) -> None:
     token = token_for("owner-1")
     job_id = _submit(client, token, [_upload("owner-1", photo())]).json_body["jobId"]
-    assert client.http.get(f"/jobs/{job_id}/report?format=csv", headers=_headers(token)).status_code == 404
+    early = client.http.get(f"/jobs/{job_id}/report?format=csv", headers=_headers(token))
+    assert early.status_code == 409 and early.json_body["code"] == "REPORT_NOT_READY"
+    assert job_id in early.json_body["message"]
+    missing = client.http.get("/jobs/20260101T000000Z-0123456789ab/report?format=csv", headers=_headers(token))
+    assert missing.status_code == 404 and missing.json_body["code"] == "NOT_FOUND"
     boto3.client("s3").put_object(Bucket=BUCKET, Key=contracts.report_key("owner-1", job_id, "csv"), Body=b"a,b\n")
     body = client.http.get(f"/jobs/{job_id}/report?format=csv", headers=_headers(token)).json_body
     assert f"reports/owner-1/{job_id}/report.csv" in body["url"]
     assert client.http.get(f"/jobs/{job_id}/report?format=xml", headers=_headers(token)).status_code == 400
 
 
-def test_retry_makes_a_new_job_of_the_failed_images_only(client: Client, token_for, photo) -> None:
+def test_retry_makes_a_new_job_of_the_failed_images_only(client: Client, token_for, photo, store) -> None:
     token = token_for("owner-1")
     refs = [_upload("owner-1", photo()) for _ in range(3)]
     submitted = _submit(client, token, refs, seed=7).json_body
     job_id = submitted["jobId"]
     assert client.http.post(f"/jobs/{job_id}/retry", headers=_headers(token), body=b"{}").status_code == 409
-    _finish(job_id, {0: "SUCCEEDED", 1: "FAILED", 2: "FAILED"})
+    _finish(store, job_id, {0: "SUCCEEDED", 1: "FAILED", 2: "FAILED"})
     retried = client.http.post(f"/jobs/{job_id}/retry", headers=_headers(token), body=b"{}")
     assert retried.status_code == 202, retried.body
     assert retried.json_body["retryOf"] == job_id and retried.json_body["imageCount"] == 2

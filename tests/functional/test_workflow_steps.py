@@ -12,9 +12,11 @@ from PIL import Image, ImageDraw
 
 from backend.local.bedrock_standin import StandInBedrock
 from chalicelib import contracts, imaging
+from chalicelib.contracts import ImageStatus
 from chalicelib.errors import ImageInvalid, NoSubject, classify_step_failure
 from chalicelib.report import Reporter
 from chalicelib.starter import WorkflowStarter, job_inserts
+from chalicelib.store import JobStore, NewImage
 from chalicelib.workflow import Steps
 
 BUCKET = "backdrop-test-bucket"
@@ -22,14 +24,9 @@ OWNER = "owner-1"
 JOB_ID = "20261124T120000Z-0123456789ab"
 
 
-def _table() -> Any:
-    return boto3.resource("dynamodb").Table("backdrop-test-jobs")
-
-
-def _job(resources, photos: dict[str, bytes], settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def _job(store: JobStore, photos: dict[str, bytes], settings: dict[str, Any] | None = None, *, start: bool = True):
+    """A job of these photos, through the store as POST /jobs writes it (RUNNING unless not `start`)."""
     s3 = boto3.client("s3")
-    manifest = []
-    table = _table()
     settings = {
         "model": "stability-inpaint",
         "prompt": "a beach",
@@ -39,33 +36,24 @@ def _job(resources, photos: dict[str, bytes], settings: dict[str, Any] | None = 
         "outputFormat": "png",
         **(settings or {}),
     }
+    images = []
     for name, data in photos.items():
         image_id = contracts.new_opaque_id()
-        key = contracts.upload_key(OWNER, contracts.image_ref_of(contracts.new_opaque_id(), image_id, "png"))
+        ref = contracts.image_ref_of(contracts.new_opaque_id(), image_id, "png")
+        key = contracts.upload_key(OWNER, ref)
         s3.put_object(Bucket=BUCKET, Key=key, Body=data)
-        table.put_item(
-            Item={
-                "pk": contracts.job_pk(JOB_ID),
-                "sk": contracts.image_sk(image_id),
-                "imageId": image_id,
-                "key": key,
-                "name": name,
-                "status": "PENDING",
-            }
-        )
-        manifest.append({"imageId": image_id, "key": key, "name": name})
-    table.put_item(
-        Item={
-            "pk": contracts.job_pk(JOB_ID),
-            "sk": "JOB",
-            "jobId": JOB_ID,
-            "owner": OWNER,
-            "status": "RUNNING",
-            "model": settings["model"],
-            "settings": settings,
-            "createdAt": "2026-11-24T12:00:00Z",
-        }
+        images.append(NewImage(image_id=image_id, image_ref=ref, key=key, name=name))
+    store.put_job(
+        job_id=JOB_ID,
+        owner=OWNER,
+        model=settings["model"],
+        settings=settings,
+        images=images,
+        created_at="2026-11-24T12:00:00Z",
     )
+    if start:
+        assert store.mark_running(JOB_ID, "arn:aws:states:us-east-1:123456789012:execution:backdrop-test:x")
+    manifest = [{"imageId": i.image_id, "key": i.key, "name": i.name} for i in images]
     return [{"jobId": JOB_ID, "owner": OWNER, "bucket": BUCKET, "settings": settings, "image": m} for m in manifest]
 
 
@@ -76,48 +64,46 @@ def _answer(event: dict[str, Any], call: dict[str, Any], standin: StandInBedrock
     s3.put_object(Bucket=BUCKET, Key=contracts.split_s3_uri(call["responseUri"])[1], Body=json.dumps(response).encode())
 
 
-def _status(event: dict[str, Any]) -> dict[str, Any]:
-    return _table().get_item(Key={"pk": contracts.job_pk(JOB_ID), "sk": contracts.image_sk(event["image"]["imageId"])})[
-        "Item"
-    ]
+def _status(store: JobStore, event: dict[str, Any]) -> dict[str, Any]:
+    return next(i for i in store.images(JOB_ID) if i["imageId"] == event["image"]["imageId"])
 
 
-def test_steps_are_idempotent_and_restore_the_original_size(resources, photo) -> None:
-    (event,) = _job(resources, {"a.png": photo(640, 400)})
-    steps = Steps(boto3.client("s3"), _table())
+def test_steps_are_idempotent_and_restore_the_original_size(store, photo) -> None:
+    (event,) = _job(store, {"a.png": photo(640, 400)})
+    steps = Steps(boto3.client("s3"), store)
     standin = StandInBedrock()
     prepared = steps.prepare(event)
     assert prepared["family"] == "stability"
     assert prepared["call"]["requestUri"].endswith(
         f"jobs/{JOB_ID}/requests/{event['image']['imageId']}.remove-background.json"
     )
-    assert _status(event)["status"] == "RUNNING"
+    assert _status(store, event)["status"] == "RUNNING"
     _answer(event, prepared["call"], standin)
     masked = steps.build_mask(event)
     _answer(event, masked["call"], standin)
     first = steps.finalize(event)
-    outputs_first = _status(event)["outputs"]
+    outputs_first = _status(store, event)["outputs"]
     again = steps.finalize(event)  # a re-run writes the same keys and the same status
-    assert first == again and _status(event)["outputs"] == outputs_first
-    assert _status(event)["status"] == "SUCCEEDED"
+    assert first == again and _status(store, event)["outputs"] == outputs_first
+    assert _status(store, event)["status"] == "SUCCEEDED"
     result = boto3.client("s3").get_object(Bucket=BUCKET, Key=outputs_first[0]["key"])["Body"].read()
     assert imaging.decode_image(result).size == (640, 400)
     assert outputs_first[0]["key"] == contracts.result_key(OWNER, JOB_ID, event["image"]["imageId"], 1, "png")
 
 
-def test_bad_image_fails_in_prepare_with_its_cause(resources) -> None:
-    (event,) = _job(resources, {"notes.png": b"these are my notes, not a picture"})
+def test_bad_image_fails_in_prepare_with_its_cause(store) -> None:
+    (event,) = _job(store, {"notes.png": b"these are my notes, not a picture"})
     with pytest.raises(ImageInvalid, match="not a PNG, JPEG or WEBP"):
-        Steps(boto3.client("s3"), _table()).prepare(event)
+        Steps(boto3.client("s3"), store).prepare(event)
 
 
-def test_no_subject_inside_the_kept_labels_boxes_is_a_clear_failure(resources) -> None:
+def test_no_subject_inside_the_kept_labels_boxes_is_a_clear_failure(store) -> None:
     img = Image.new("RGB", (400, 300), (235, 235, 230))
     ImageDraw.Draw(img).rectangle((20, 20, 120, 120), fill=(200, 30, 40))  # subject top-left
-    (event,) = _job(resources, {"a.png": imaging.encode_png(img)})
+    (event,) = _job(store, {"a.png": imaging.encode_png(img)})
     event["image"]["labels"] = ["Dog"]
     event["image"]["boxes"] = [[0.7, 0.7, 0.25, 0.25]]  # the kept label sits bottom-right, on background
-    steps = Steps(boto3.client("s3"), _table())
+    steps = Steps(boto3.client("s3"), store)
     _answer(event, steps.prepare(event)["call"], StandInBedrock())
     with pytest.raises(NoSubject, match=r"kept labels \(Dog\)"):
         steps.build_mask(event)
@@ -149,35 +135,32 @@ def test_failures_are_classified_to_stable_codes(error, cause, code, words) -> N
     assert got_code.value == code and words in message
 
 
-def test_record_failure_marks_the_image_failed_and_drops_outputs(resources, photo) -> None:
-    (event,) = _job(resources, {"a.png": photo()})
+def test_record_failure_marks_the_image_failed_and_drops_outputs(store, photo) -> None:
+    (event,) = _job(store, {"a.png": photo()})
     event["failure"] = {"Error": "Bedrock.AccessDeniedException", "Cause": "You don't have access to the model"}
-    Steps(boto3.client("s3"), _table()).record_failure(event)
-    item = _status(event)
+    Steps(boto3.client("s3"), store).record_failure(event)
+    item = _status(store, event)
     assert (item["status"], item["errorCode"]) == ("FAILED", "MODEL_ACCESS_DENIED")
     assert "access to the model" in item["cause"]
 
 
-def test_report_closes_unfinished_images_and_tells_the_truth(resources, photo) -> None:
-    events = _job(resources, {"a.png": photo(), "b.png": photo(), "c.png": photo()})
-    table = _table()
-    for event, status in zip(events[:2], ("SUCCEEDED", "FAILED"), strict=True):
-        table.update_item(
-            Key={"pk": contracts.job_pk(JOB_ID), "sk": contracts.image_sk(event["image"]["imageId"])},
-            UpdateExpression="SET #s = :s, errorCode = :c, cause = :m",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":s": status, ":c": "CONTENT_FILTERED", ":m": "blocked"},
-        )
-    result = Reporter(boto3.client("s3"), table).build(
+def test_report_closes_unfinished_images_and_tells_the_truth(store, photo) -> None:
+    events = _job(store, {"a.png": photo(), "b.png": photo(), "c.png": photo()})
+    store.set_image_status(JOB_ID, events[0]["image"]["imageId"], ImageStatus.SUCCEEDED, outputs=[])
+    store.set_image_status(
+        JOB_ID, events[1]["image"]["imageId"], ImageStatus.FAILED, error_code="CONTENT_FILTERED", cause="blocked"
+    )
+    result = Reporter(boto3.client("s3"), store).build(
         {"jobId": JOB_ID, "owner": OWNER, "bucket": BUCKET, "mapError": {"Error": "States.ItemReaderFailed"}}
     )
     assert result["status"] == "PARTIAL"
     assert result["counts"] == {"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 2}
-    assert _status(events[2])["cause"] == "the workflow stopped before this image finished"
+    assert _status(store, events[2])["cause"] == "the workflow stopped before this image finished"
     assert "c.png: INTERNAL_ERROR" in result["message"] and "workflow itself reported an error" in result["message"]
     assert len(result["subject"]) < 100 and result["subject"].isascii()
-    job = table.get_item(Key={"pk": contracts.job_pk(JOB_ID), "sk": "JOB"})["Item"]
+    job = store.get_job(JOB_ID)
     assert job["status"] == "PARTIAL" and job["reportKeys"]["csv"] == contracts.report_key(OWNER, JOB_ID, "csv")
+    assert job["counts"] == result["counts"]  # the live counts agree with the report
 
 
 def _record(name: str, sk: str) -> dict[str, Any]:
@@ -201,23 +184,16 @@ def test_starter_starts_only_on_job_inserts() -> None:
     assert jobs[0]["settings"]["seed"] == 3 and isinstance(jobs[0]["settings"]["seed"], int)
 
 
-def test_a_repeated_start_is_refused_by_the_execution_name(resources, photo) -> None:
-    _job(resources, {"a.png": photo()})
-    table = _table()
-    table.update_item(
-        Key={"pk": contracts.job_pk(JOB_ID), "sk": "JOB"},
-        UpdateExpression="SET #s = :s",
-        ExpressionAttributeNames={"#s": "status"},
-        ExpressionAttributeValues={":s": "SUBMITTED"},
-    )
+def test_a_repeated_start_is_refused_by_the_execution_name(store, photo) -> None:
+    _job(store, {"a.png": photo()}, start=False)
     sfn = boto3.client("stepfunctions")
     machine = sfn.create_state_machine(
         name="noop",
         roleArn="arn:aws:iam::123456789012:role/x",
         definition=json.dumps({"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 5, "End": True}}}),
     )["stateMachineArn"]
-    starter = WorkflowStarter(boto3.client("s3"), table, sfn, BUCKET, machine)
-    job = table.get_item(Key={"pk": contracts.job_pk(JOB_ID), "sk": "JOB"})["Item"]
+    starter = WorkflowStarter(boto3.client("s3"), store, sfn, BUCKET, machine)
+    job = store.get_job(JOB_ID)
     first = starter.start(job)
     assert first is not None
     # Step Functions answers a repeated name with the same execution (same input, still running)
@@ -228,4 +204,4 @@ def test_a_repeated_start_is_refused_by_the_execution_name(resources, photo) -> 
         boto3.client("s3").get_object(Bucket=BUCKET, Key=contracts.manifest_key(JOB_ID))["Body"].read()
     )
     assert [m["name"] for m in manifest] == ["a.png"]
-    assert table.get_item(Key={"pk": contracts.job_pk(JOB_ID), "sk": "JOB"})["Item"]["status"] == "RUNNING"
+    assert store.get_job(JOB_ID)["status"] == "RUNNING"

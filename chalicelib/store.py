@@ -1,0 +1,502 @@
+"""The jobs table, owned here: item shapes, keys, Decimals, pages and cursors, status transitions.
+
+No other module calls the table. A job is one item (`pk = JOB#<jobId>`, `sk = JOB`, listed per
+owner through the `byOwner` index) and one item per image (`sk = IMAGE#<imageId>`); cached labels
+are one item per uploaded object. Every status change is a named operation with its condition:
+
+- a job goes SUBMITTED → RUNNING (the starter) → COMPLETED / PARTIAL / FAILED (the report);
+- an image goes PENDING → RUNNING → SUCCEEDED / FAILED, and never leaves a terminal status.
+
+The job item's `counts` (one number per image status) move in the same transaction as the image's
+conditional update, so GET /jobs shows live progress and a repeated step cannot count twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Final
+
+from boto3.dynamodb.conditions import Attr, Key
+from botocore.exceptions import ClientError
+
+from chalicelib import contracts
+from chalicelib.contracts import ErrorCode, ImageStatus, JobStatus
+from chalicelib.errors import CONDITION_FAILED, BadRequest, StorageError, client_error_code
+
+MAX_IMAGES_PAGE_SIZE: Final = 100
+BATCH_GET_MAX_KEYS: Final = 100  # BatchGetItem's limit per request
+MAX_CAUSE_LENGTH: Final = 2000
+UNFINISHED_CAUSE: Final = "the workflow stopped before this image finished"
+# optimistic transitions re-read and retry when another writer moved the image meanwhile
+_TRANSITION_ATTEMPTS: Final = 5
+_OPEN_IMAGE_STATUSES: Final = (ImageStatus.PENDING, ImageStatus.RUNNING)
+_BAD_CURSOR: Final = "cursor is not valid: pass nextCursor from the previous page"
+
+
+def plain(value: Any) -> Any:
+    """DynamoDB Decimals back to int/float, recursively."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def _stored(value: Any) -> Any:
+    """Python values as DynamoDB stores them (floats as Decimals)."""
+    return json.loads(json.dumps(value), parse_float=Decimal)
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """One image of a job about to be submitted."""
+
+    image_id: str
+    image_ref: str
+    key: str  # the original's S3 key
+    name: str
+    labels: tuple[str, ...] = ()
+    boxes: tuple[tuple[float, float, float, float], ...] = ()
+    prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+# ---------------------------------------------------------------------------------- cursors
+# A cursor is the page's last key plus the scope it was issued for (owner, and job for images),
+# base64url-encoded. It is opaque to clients; a cursor from another owner, job or list is a 400.
+
+
+def _encode_cursor(scope: str, key: Mapping[str, Any] | None) -> str | None:
+    if not key:
+        return None
+    payload = json.dumps({"scope": scope, "key": plain(dict(key))}, separators=(",", ":"), sort_keys=True)
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, scope: str, expected_key: Mapping[str, Any], key_names: set[str]) -> dict[str, Any]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor.encode("ascii") + b"=" * (-len(cursor) % 4))
+        payload = json.loads(raw)
+    except (ValueError, UnicodeError, binascii.Error) as exc:
+        raise BadRequest(_BAD_CURSOR) from exc
+    if not isinstance(payload, dict) or payload.get("scope") != scope:
+        raise BadRequest(_BAD_CURSOR)
+    key = payload.get("key")
+    if (
+        not isinstance(key, dict)
+        or set(key) != key_names
+        or not all(isinstance(v, str) for v in key.values())
+        or any(key.get(name) != value for name, value in expected_key.items())
+    ):
+        raise BadRequest(_BAD_CURSOR)
+    return key
+
+
+def _limit(limit: int, most: int) -> int:
+    return max(1, min(int(limit), most))
+
+
+# ---------------------------------------------------------------------------------- the store
+
+
+class JobStore:
+    """Every read and write of the jobs table, given its boto3 Table resource."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    # ------------------------------------------------------------------ keys
+
+    @staticmethod
+    def _job_key(job_id: str) -> dict[str, str]:
+        return {"pk": contracts.job_pk(job_id), "sk": contracts.JOB_SK}
+
+    @staticmethod
+    def _image_key(job_id: str, image_id: str) -> dict[str, str]:
+        return {"pk": contracts.job_pk(job_id), "sk": contracts.image_sk(image_id)}
+
+    @staticmethod
+    def _labels_key(object_key: str) -> dict[str, str]:
+        return {"pk": contracts.labels_pk(object_key), "sk": contracts.LABELS_SK}
+
+    def _query_all(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a query, page by page (a 10,000-image job spans many 1 MB pages)."""
+        while True:
+            page = self.table.query(**kwargs)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    @staticmethod
+    def _images_condition(job_id: str) -> Any:
+        return Key("pk").eq(contracts.job_pk(job_id)) & Key("sk").begins_with(contracts.IMAGE_SK_PREFIX)
+
+    # ------------------------------------------------------------------ jobs
+
+    def put_job(
+        self,
+        *,
+        job_id: str,
+        owner: str,
+        model: str,
+        settings: Mapping[str, Any],
+        images: Sequence[NewImage],
+        created_at: str | None = None,
+    ) -> dict[str, Any]:
+        """Write a SUBMITTED job: its images first, then the job item, whose INSERT on the stream
+        starts the workflow (so the starter always finds every image)."""
+        created_at = created_at or contracts.utc_now_iso()
+        with self.table.batch_writer() as batch:
+            for image in images:
+                item: dict[str, Any] = {
+                    **self._image_key(job_id, image.image_id),
+                    "imageId": image.image_id,
+                    "imageRef": image.image_ref,
+                    "key": image.key,
+                    "name": image.name,
+                    "labels": list(image.labels),
+                    "boxes": [list(b) for b in image.boxes],
+                    "status": ImageStatus.PENDING.value,
+                }
+                if image.prompt:
+                    item["prompt"] = image.prompt
+                batch.put_item(Item=_stored(item))
+        job = {
+            **self._job_key(job_id),
+            "jobId": job_id,
+            "owner": owner,
+            "createdAt": created_at,
+            "status": JobStatus.SUBMITTED.value,
+            "model": model,
+            "settings": dict(settings),
+            "imageCount": len(images),
+            "counts": {s.value: (len(images) if s is ImageStatus.PENDING else 0) for s in ImageStatus},
+            "gsi1pk": contracts.owner_index_pk(owner),
+            "gsi1sk": f"{created_at}#{job_id}",
+        }
+        self.table.put_item(Item=_stored(job), ConditionExpression="attribute_not_exists(pk)")
+        return plain(job)
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        if not contracts.is_job_id(job_id):
+            return None
+        item = self.table.get_item(Key=self._job_key(job_id), ConsistentRead=True).get("Item")
+        return plain(item) if item else None
+
+    def list_jobs(self, owner: str, limit: int = 20, cursor: str | None = None) -> Page:
+        """The owner's jobs, newest first, one page at a time."""
+        index_pk = contracts.owner_index_pk(owner)
+        kwargs: dict[str, Any] = {
+            "IndexName": contracts.OWNER_INDEX,
+            "KeyConditionExpression": Key("gsi1pk").eq(index_pk),
+            "ScanIndexForward": False,
+            "Limit": _limit(limit, contracts.MAX_JOBS_PAGE_SIZE),
+        }
+        scope = f"jobs:{owner}"
+        if cursor:
+            kwargs["ExclusiveStartKey"] = _decode_cursor(
+                cursor, scope, {"gsi1pk": index_pk}, {"pk", "sk", "gsi1pk", "gsi1sk"}
+            )
+        page = self.table.query(**kwargs)
+        return Page([plain(i) for i in page.get("Items", [])], _encode_cursor(scope, page.get("LastEvaluatedKey")))
+
+    def mark_running(self, job_id: str, execution_arn: str) -> bool:
+        """SUBMITTED → RUNNING with its execution; False if the job had moved on already (the
+        workflow may even have finished and written its final status: that is kept)."""
+        return self._conditional_update(
+            self._job_key(job_id),
+            "SET #s = :running, executionArn = :arn, startedAt = :now",
+            "#s = :submitted",
+            {
+                ":running": JobStatus.RUNNING.value,
+                ":submitted": JobStatus.SUBMITTED.value,
+                ":arn": execution_arn,
+                ":now": contracts.utc_now_iso(),
+            },
+        )
+
+    def fail_job(self, job_id: str, cause: str) -> bool:
+        """A job that could not run at all ends FAILED with its cause (never from a final status)."""
+        return self._conditional_update(
+            self._job_key(job_id),
+            "SET #s = :failed, cause = :cause, finishedAt = :now",
+            "attribute_exists(pk) AND #s IN (:submitted, :running)",
+            {
+                ":failed": JobStatus.FAILED.value,
+                ":cause": cause[:MAX_CAUSE_LENGTH],
+                ":now": contracts.utc_now_iso(),
+                ":submitted": JobStatus.SUBMITTED.value,
+                ":running": JobStatus.RUNNING.value,
+            },
+        )
+
+    def finish_job(
+        self,
+        job_id: str,
+        status: JobStatus,
+        counts: Mapping[str, int],
+        report_keys: Mapping[str, str],
+        finished_at: str,
+    ) -> None:
+        """The job's final status, counts and report keys (written again by a repeated report)."""
+        self.table.update_item(
+            Key=self._job_key(job_id),
+            UpdateExpression="SET #s = :s, counts = :c, finishedAt = :f, reportKeys = :r",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":s": status.value,
+                ":c": dict(counts),
+                ":f": finished_at,
+                ":r": dict(report_keys),
+            },
+        )
+
+    def record_notification_failure(self, job_id: str, error: str, cause: str) -> None:
+        """The email could not be sent: said on the job, where the API and UI show it."""
+        self.table.update_item(
+            Key=self._job_key(job_id),
+            UpdateExpression="SET notification = :n",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={
+                ":n": {
+                    "status": "FAILED",
+                    "error": error,
+                    "cause": cause[:MAX_CAUSE_LENGTH],
+                    "at": contracts.utc_now_iso(),
+                }
+            },
+        )
+
+    def _conditional_update(self, key: dict[str, str], update: str, condition: str, values: dict[str, Any]) -> bool:
+        try:
+            self.table.update_item(
+                Key=key,
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if client_error_code(exc) != CONDITION_FAILED:
+                raise
+            return False
+        return True
+
+    # ------------------------------------------------------------------ images
+
+    def images(self, job_id: str) -> list[dict[str, Any]]:
+        """Every image of a job, in image-id order."""
+        return [plain(i) for i in self._query_all(KeyConditionExpression=self._images_condition(job_id))]
+
+    def images_page(
+        self,
+        owner: str,
+        job_id: str,
+        *,
+        limit: int = MAX_IMAGES_PAGE_SIZE,
+        cursor: str | None = None,
+        status: ImageStatus | None = None,
+    ) -> Page:
+        """One page of a job's images in image-id order, optionally only those in `status`.
+        The caller has checked that `owner` owns the job; the cursor is bound to both."""
+        want = _limit(limit, MAX_IMAGES_PAGE_SIZE)
+        scope = f"images:{owner}:{job_id}"
+        kwargs: dict[str, Any] = {"KeyConditionExpression": self._images_condition(job_id), "Limit": want}
+        if status is not None:
+            kwargs["FilterExpression"] = Attr("status").eq(ImageStatus(status).value)
+        if cursor:
+            start = _decode_cursor(cursor, scope, {"pk": contracts.job_pk(job_id)}, {"pk", "sk"})
+            if not start["sk"].startswith(contracts.IMAGE_SK_PREFIX):
+                raise BadRequest(_BAD_CURSOR)
+            kwargs["ExclusiveStartKey"] = start
+        items: list[dict[str, Any]] = []
+        more = False
+        # Limit counts items read before the status filter: read on until the page is full
+        while True:
+            page = self.table.query(**kwargs)
+            items.extend(page.get("Items", []))
+            if len(items) >= want:
+                more = len(items) > want or "LastEvaluatedKey" in page
+                items = items[:want]
+                break
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            kwargs["Limit"] = want - len(items)
+        last = {"pk": items[-1]["pk"], "sk": items[-1]["sk"]} if more and items else None
+        return Page([plain(i) for i in items], _encode_cursor(scope, last))
+
+    def _image(self, job_id: str, image_id: str) -> dict[str, Any] | None:
+        item = self.table.get_item(Key=self._image_key(job_id, image_id), ConsistentRead=True).get("Item")
+        return plain(item) if item else None
+
+    def start_image(self, job_id: str, image_id: str) -> bool:
+        """PENDING → RUNNING (a repeated start only refreshes startedAt). False, and nothing
+        written, if the image has already finished."""
+        fields = {"startedAt": contracts.utc_now_iso(), "errorCode": None, "cause": None}
+        return self._transition(job_id, image_id, ImageStatus.RUNNING, fields)
+
+    def set_image_status(
+        self,
+        job_id: str,
+        image_id: str,
+        status: ImageStatus,
+        *,
+        error_code: ErrorCode | str | None = None,
+        cause: str | None = None,
+        outputs: Sequence[Mapping[str, Any]] | None = None,
+        width: int | None = None,
+        height: int | None = None,
+        started_at: str | None = None,
+        finished_at: str | None = None,
+    ) -> bool:
+        """Move an image that has not finished to `status` (RUNNING, SUCCEEDED or FAILED) with
+        what is known about it; the job's counts move in the same transaction. False, and nothing
+        written, if the image had already finished. Fields not given are removed when the image
+        finishes (a FAILED image has no outputs, a SUCCEEDED one no error)."""
+        status = ImageStatus(status)
+        if status is ImageStatus.PENDING:
+            raise ValueError("an image never goes back to PENDING")
+        terminal = status in contracts.TERMINAL_IMAGE_STATUSES
+        fields: dict[str, Any] = {"startedAt": started_at} if started_at else {}
+        if terminal:
+            fields.update(
+                errorCode=ErrorCode(error_code).value if error_code else None,
+                cause=cause[:MAX_CAUSE_LENGTH] if cause else None,
+                outputs=[dict(o) for o in outputs] if outputs else None,
+                width=width,
+                height=height,
+                finishedAt=finished_at or contracts.utc_now_iso(),
+            )
+        return self._transition(job_id, image_id, status, fields)
+
+    def close_unfinished(self, job_id: str, cause: str = UNFINISHED_CAUSE) -> list[dict[str, Any]]:
+        """Every image the workflow never finished becomes FAILED with `cause`; returns all the
+        job's images as they now are."""
+        images = self.images(job_id)
+        for index, image in enumerate(images):
+            if image.get("status") in contracts.TERMINAL_IMAGE_STATUSES:
+                continue
+            self.set_image_status(
+                job_id, image["imageId"], ImageStatus.FAILED, error_code=ErrorCode.INTERNAL_ERROR, cause=cause
+            )
+            # re-read: it may have finished on its own meanwhile, with its own outcome
+            images[index] = self._image(job_id, image["imageId"]) or image
+        return images
+
+    def _transition(self, job_id: str, image_id: str, status: ImageStatus, fields: Mapping[str, Any]) -> bool:
+        """Optimistic transition: read the image's status, then update it on the condition that
+        it is still that status, moving the job's counts in the same transaction."""
+        for _ in range(_TRANSITION_ATTEMPTS):
+            current = self._image(job_id, image_id)
+            if current is None:
+                raise StorageError(f"job {job_id} has no image {image_id}")
+            before = ImageStatus(current["status"])
+            if before in contracts.TERMINAL_IMAGE_STATUSES:
+                return False
+            try:
+                self._write_transition(job_id, image_id, before, status, fields)
+            except ClientError as exc:
+                if not self._lost_race(exc):
+                    raise
+                continue  # another writer moved the image: look again
+            return True
+        raise StorageError(f"image {image_id} of job {job_id} kept changing; its status was not updated")
+
+    def _write_transition(
+        self, job_id: str, image_id: str, before: ImageStatus, after: ImageStatus, fields: Mapping[str, Any]
+    ) -> None:
+        names = {"#s": "status", "#u": "updatedAt"}
+        values: dict[str, Any] = {":after": after.value, ":before": before.value, ":now": contracts.utc_now_iso()}
+        sets = ["#s = :after", "#u = :now"]
+        removes = []
+        for i, (name, value) in enumerate(fields.items()):
+            names[f"#f{i}"] = name
+            if value is None:
+                removes.append(f"#f{i}")
+            else:
+                values[f":f{i}"] = value
+                sets.append(f"#f{i} = :f{i}")
+        update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
+        image_update = {
+            "TableName": self.table.name,
+            "Key": self._image_key(job_id, image_id),
+            "UpdateExpression": update,
+            "ConditionExpression": "#s = :before",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": _stored(values),
+        }
+        if before is after:  # a repeated start: no count moves
+            self.table.update_item(**{k: v for k, v in image_update.items() if k != "TableName"})
+            return
+        counts_update = {
+            "TableName": self.table.name,
+            "Key": self._job_key(job_id),
+            "UpdateExpression": "SET counts.#before = counts.#before - :one, "
+            "counts.#after = if_not_exists(counts.#after, :zero) + :one",
+            "ConditionExpression": "attribute_exists(pk)",
+            "ExpressionAttributeNames": {"#before": before.value, "#after": after.value},
+            "ExpressionAttributeValues": {":one": 1, ":zero": 0},
+        }
+        # the resource's client serializes Python values itself, as the Table does
+        self._client().transact_write_items(TransactItems=[{"Update": image_update}, {"Update": counts_update}])
+
+    @staticmethod
+    def _lost_race(exc: ClientError) -> bool:
+        code = client_error_code(exc)
+        if code == CONDITION_FAILED:
+            return True
+        if code != "TransactionCanceledException":
+            return False
+        reasons = exc.response.get("CancellationReasons") or []
+        # a missing job item is a real error; otherwise the image moved (or a transaction
+        # conflicted with another writer): the caller looks again
+        job_missing = len(reasons) > 1 and (reasons[1] or {}).get("Code") == "ConditionalCheckFailed"
+        return not job_missing
+
+    def _client(self) -> Any:
+        return self.table.meta.client
+
+    # ------------------------------------------------------------------ cached labels
+
+    def cached_labels(self, object_key: str) -> list[dict[str, Any]] | None:
+        item = self.table.get_item(Key=self._labels_key(object_key)).get("Item")
+        return json.loads(item["labels"]) if item else None
+
+    def put_labels(self, object_key: str, labels: list[dict[str, Any]]) -> None:
+        self.table.put_item(
+            Item={
+                **self._labels_key(object_key),
+                "labels": json.dumps(labels),  # a string: floats stay floats, no Decimal round trip
+                "detectedAt": contracts.utc_now_iso(),
+            }
+        )
+
+    def cached_labels_many(self, object_keys: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """Cached labels of many objects, 100 keys per BatchGetItem (the API's limit)."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        unique = list(dict.fromkeys(object_keys))
+        prefix = contracts.labels_pk("")
+        for start in range(0, len(unique), BATCH_GET_MAX_KEYS):
+            chunk = unique[start : start + BATCH_GET_MAX_KEYS]
+            request = {self.table.name: {"Keys": [self._labels_key(k) for k in chunk]}}
+            while request:
+                answer = self._client().batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self.table.name, []):
+                    found[item["pk"].removeprefix(prefix)] = json.loads(item["labels"])
+                request = answer.get("UnprocessedKeys") or {}
+        return found
