@@ -315,7 +315,8 @@ class JobStore:
         The caller has checked that `owner` owns the job; the cursor is bound to both."""
         want = _limit(limit, MAX_IMAGES_PAGE_SIZE)
         scope = f"images:{owner}:{job_id}"
-        kwargs: dict[str, Any] = {"KeyConditionExpression": self._images_condition(job_id), "Limit": want}
+        # one more than a page, so a full last page has no cursor to an empty one
+        kwargs: dict[str, Any] = {"KeyConditionExpression": self._images_condition(job_id), "Limit": want + 1}
         if status is not None:
             kwargs["FilterExpression"] = Attr("status").eq(ImageStatus(status).value)
         if cursor:
@@ -324,19 +325,16 @@ class JobStore:
                 raise BadRequest(_BAD_CURSOR)
             kwargs["ExclusiveStartKey"] = start
         items: list[dict[str, Any]] = []
-        more = False
-        # Limit counts items read before the status filter: read on until the page is full
-        while True:
+        # Limit counts the items read before the status filter: read on until the page is full
+        while len(items) <= want:
             page = self.table.query(**kwargs)
             items.extend(page.get("Items", []))
-            if len(items) >= want:
-                more = len(items) > want or "LastEvaluatedKey" in page
-                items = items[:want]
-                break
             if "LastEvaluatedKey" not in page:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-            kwargs["Limit"] = want - len(items)
+            kwargs["Limit"] = want + 1 - len(items)
+        more = len(items) > want
+        items = items[:want]
         last = {"pk": items[-1]["pk"], "sk": items[-1]["sk"]} if more and items else None
         return Page([plain(i) for i in items], _encode_cursor(scope, last))
 
