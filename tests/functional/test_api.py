@@ -10,11 +10,13 @@ from typing import Any
 import boto3
 import pytest
 import requests
+from botocore.exceptions import ClientError
 from chalice.test import Client
 
 import app as backdrop_app
-from chalicelib import contracts
+from chalicelib import aws, contracts
 from chalicelib.contracts import ImageStatus, JobStatus
+from chalicelib.models.base import Lifecycle, LifecycleStatus
 from chalicelib.store import JobStore
 
 BUCKET = "backdrop-test-bucket"
@@ -327,3 +329,78 @@ def test_retry_makes_a_new_job_of_the_failed_images_only(client: Client, token_f
     new_view = client.http.get(f"/jobs/{retried.json_body['jobId']}", headers=_headers(token)).json_body
     assert sorted(i["name"] for i in new_view["images"]) == ["img1.png", "img2.png"]
     assert new_view["settings"]["seed"] == 7
+
+
+def test_job_list_and_view_show_live_counts_as_images_finish(client: Client, token_for, photo, store) -> None:
+    token = token_for("owner-1")
+    job_id = _submit(client, token, [_upload("owner-1", photo()) for _ in range(3)]).json_body["jobId"]
+    first, second, _ = (i["imageId"] for i in sorted(store.images(job_id), key=lambda i: i["name"]))
+    store.start_image(job_id, first)
+    store.set_image_status(job_id, first, ImageStatus.SUCCEEDED, outputs=[{"key": "results/x.png", "variant": 1}])
+    store.set_image_status(job_id, second, ImageStatus.FAILED, error_code="MODEL_ERROR", cause="boom")
+    store.set_image_status(job_id, second, ImageStatus.FAILED, error_code="MODEL_ERROR", cause="again")  # repeat
+    live = {"PENDING": 1, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 1}
+    listed = client.http.get("/jobs", headers=_headers(token)).json_body["jobs"]
+    assert [j["counts"] for j in listed if j["jobId"] == job_id] == [live]
+    view = client.http.get(f"/jobs/{job_id}", headers=_headers(token)).json_body
+    assert view["counts"] == live and view["status"] == "SUBMITTED"
+
+
+def test_a_kept_label_the_image_does_not_have_is_refused_naming_both(client: Client, token_for, photo) -> None:
+    ref = _upload("owner-1", photo())
+    body = {"prompt": "a beach", "images": [{"imageRef": ref, "name": "bus.png", "labels": ["person", "Giraffe"]}]}
+    response = _post(client, "/jobs", token_for("owner-1"), body)
+    assert response.status_code == 400, response.body
+    assert response.json_body["code"] == "VALIDATION_FAILED"
+    assert "bus.png" in response.json_body["message"] and "'Giraffe'" in response.json_body["message"]
+    detail = response.json_body["details"][0]
+    assert detail["field"] == "images[0].labels" and detail["labels"] == ["Giraffe"]
+    assert boto3.client("dynamodb").scan(TableName="backdrop-test-jobs", Select="COUNT")["Count"] == 1  # labels only
+
+
+def test_retry_checks_the_model_lifecycle_as_submit_does(client: Client, token_for, photo, store, monkeypatch) -> None:
+    token = token_for("owner-1")
+    job_id = _submit(client, token, [_upload("owner-1", photo())]).json_body["jobId"]
+    _finish(store, job_id, {0: "FAILED"})
+
+    class EndOfLife:
+        def lifecycle(self, spec: Any) -> tuple[Lifecycle, str]:
+            return Lifecycle(LifecycleStatus.EOL, "2026-01-01", "2026-06-01", source="test"), "bedrock"
+
+    monkeypatch.setattr(backdrop_app, "_lifecycles", EndOfLife())
+    retried = client.http.post(f"/jobs/{job_id}/retry", headers=_headers(token), body=b"{}")
+    assert retried.status_code == 400 and retried.json_body["code"] == "MODEL_UNAVAILABLE"
+
+
+def _failing_head(code: str, status: int) -> Any:
+    def head_object(**_: Any) -> Any:
+        raise ClientError(
+            {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "HeadObject"
+        )
+
+    return head_object
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "answer", "error_code"),
+    [("403", 403, 500, "STORAGE_ERROR"), ("SlowDown", 503, 503, "SERVICE_BUSY"), ("404", 404, 409, "REPORT_NOT_READY")],
+)
+def test_report_errors_are_told_apart_by_their_code(
+    client: Client, token_for, photo, monkeypatch, code, status, answer, error_code
+) -> None:
+    token = token_for("owner-1")
+    job_id = _submit(client, token, [_upload("owner-1", photo())]).json_body["jobId"]
+    s3 = aws.client("s3")
+    monkeypatch.setattr(s3, "head_object", _failing_head(code, status))
+    response = client.http.get(f"/jobs/{job_id}/report?format=json", headers=_headers(token))
+    assert (response.status_code, response.json_body["code"]) == (answer, error_code)
+
+
+@pytest.mark.parametrize(("code", "answer"), [("403", 500), ("AccessDenied", 500), ("404", 404), ("NoSuchKey", 404)])
+def test_labels_of_an_unreadable_upload_are_not_a_404_unless_it_is_missing(
+    client: Client, token_for, monkeypatch, code, answer
+) -> None:
+    monkeypatch.setattr(aws.client("s3"), "head_object", _failing_head(code, int(answer)))
+    ref = contracts.image_ref_of(contracts.new_opaque_id(), contracts.new_opaque_id(), "png")
+    response = _post(client, "/labels", token_for("owner-1"), {"imageRefs": [ref]})
+    assert response.status_code == answer
