@@ -95,7 +95,8 @@ def _bad_inputs() -> list[tuple[str, bytes, str, str, dict[str, Any]]]:
         ),
         ("rotated.jpg", _save(_subject((300, 200)), "JPEG", exif=exif), "jpg", "SUCCEEDED", {}),
         ("animated.png", _save(frames[0], "GIF", save_all=True, append_images=frames[1:]), "png", "IMAGE_INVALID", {}),
-        ("photo.webp", _save(_subject((300, 200)), "WEBP"), "webp", "SUCCEEDED", {}),
+        # Rekognition reads no WebP: it has no labels to keep (keeping one is a 400, test_api.py)
+        ("photo.webp", _save(_subject((300, 200)), "WEBP"), "webp", "SUCCEEDED", {"labels": []}),
         ("plain-wall.png", _save(Image.new("RGB", (300, 200), (120, 120, 120)), "PNG"), "png", "NO_SUBJECT", {}),
         ("bus.png", good, "png", "SUCCEEDED", {}),
         ("bus.png", good, "png", "SUCCEEDED", {}),  # the same name twice in one batch
