@@ -16,7 +16,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterator, Mapping, Sequence
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
@@ -34,7 +36,7 @@ MAX_CAUSE_LENGTH: Final = 2000
 UNFINISHED_CAUSE: Final = "the workflow stopped before this image finished"
 # optimistic transitions re-read and retry when another writer moved the image meanwhile
 _TRANSITION_ATTEMPTS: Final = 5
-_OPEN_IMAGE_STATUSES: Final = (ImageStatus.PENDING, ImageStatus.RUNNING)
+_RETRY_BASE_SECONDS: Final = 0.02
 _BAD_CURSOR: Final = "cursor is not valid: pass nextCursor from the previous page"
 
 
@@ -114,8 +116,9 @@ def _limit(limit: int, most: int) -> int:
 class JobStore:
     """Every read and write of the jobs table, given its boto3 Table resource."""
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, sleep: Callable[[float], None] = time.sleep) -> None:
         self.table = table
+        self.sleep = sleep
 
     # ------------------------------------------------------------------ keys
 
@@ -399,7 +402,9 @@ class JobStore:
     def _transition(self, job_id: str, image_id: str, status: ImageStatus, fields: Mapping[str, Any]) -> bool:
         """Optimistic transition: read the image's status, then update it on the condition that
         it is still that status, moving the job's counts in the same transaction."""
-        for _ in range(_TRANSITION_ATTEMPTS):
+        for attempt in range(_TRANSITION_ATTEMPTS):
+            if attempt:  # images finishing together contend for the job item: spread the retries
+                self.sleep(random.uniform(0, _RETRY_BASE_SECONDS * 2**attempt))
             current = self._image(job_id, image_id)
             if current is None:
                 raise StorageError(f"job {job_id} has no image {image_id}")

@@ -63,7 +63,6 @@ def test_whole_workflow_in_the_browser(ui: str) -> None:
         page.get_by_role("textbox", name="Password").fill(DEMO_PASSWORD)
         page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_role("heading", name="New batch")).to_be_visible()
-        expect(page.get_by_text("Local stand-in backend")).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "01-new-batch.png"), full_page=True)
 
         page.locator('input[type="file"]').set_input_files(

@@ -161,9 +161,11 @@ def test_the_condition_holds_when_another_writer_finished_the_image_meanwhile(st
         return stale if len(reads) == 1 else real_read(job, image)
 
     monkeypatch.setattr(store, "_image", first_read_is_stale)
+    pauses: list[float] = []
+    monkeypatch.setattr(store, "sleep", pauses.append)
     # the write itself is refused by its condition, then a fresh read sees the final status
     assert store.set_image_status(job_id, image_id, ImageStatus.FAILED, error_code="MODEL_ERROR") is False
-    assert len(reads) == 2
+    assert len(reads) == 2 and len(pauses) == 1 and 0 <= pauses[0] < 1
     assert _counts(store, job_id) == {"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 0}
     assert _image(store, job_id, 0)["status"] == "SUCCEEDED"
 
