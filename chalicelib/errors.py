@@ -178,9 +178,11 @@ class ModelResponseInvalid(StepError):
 
 
 class RequestInvalid(StepError):
-    """The adapter refused to build a request that would break a model limit."""
+    """Backdrop built a request (canvas, mask, settings) that breaks a model limit, and refused to
+    send it. The fault is Backdrop's, never the model's: INTERNAL_ERROR, not MODEL_REJECTED_REQUEST
+    (which is what Bedrock's own ValidationException maps to)."""
 
-    code = ErrorCode.MODEL_REJECTED_REQUEST
+    code = ErrorCode.INTERNAL_ERROR
 
 
 class StorageError(StepError):

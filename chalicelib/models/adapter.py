@@ -108,21 +108,12 @@ def check_canvas(spec: ModelSpec, width: int, height: int) -> None:
     """Defence in depth at request-build time: never send a canvas the model would refuse."""
     from chalicelib.errors import RequestInvalid
 
-    lim = spec.image_limits
-    problems = []
-    if lim.allowed_sizes and (width, height) not in lim.allowed_sizes:
-        problems.append(f"{width}x{height} is not one of the sizes model {spec.key} accepts")
-    if min(width, height) < lim.min_side:
-        problems.append(f"the smallest side is {min(width, height)} px; the minimum is {lim.min_side}")
-    if lim.max_side and max(width, height) > lim.max_side:
-        problems.append(f"the longest side is {max(width, height)} px; the maximum is {lim.max_side}")
-    if width * height > lim.max_pixels:
-        problems.append(f"{width * height:,} px exceeds {lim.max_pixels:,}")
-    aspect = width / height
-    if not lim.min_aspect - 1e-9 <= aspect <= lim.max_aspect + 1e-9:
-        problems.append(f"aspect ratio {aspect:.3f} is outside {lim.min_aspect:.3f}..{lim.max_aspect:.3f}")
+    problems = spec.image_limits.problems(width, height)
     if problems:
-        raise RequestInvalid(f"request for model {spec.key} refused before sending: " + "; ".join(problems))
+        raise RequestInvalid(
+            f"Backdrop built a {width}x{height} canvas that model {spec.key} does not accept, so the request "
+            "was not sent (a Backdrop error, not the model's answer): " + "; ".join(problems)
+        )
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -130,7 +121,7 @@ def png_size(data: bytes) -> tuple[int, int]:
     from chalicelib.errors import RequestInvalid
 
     if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
-        raise RequestInvalid("the prepared canvas is not a PNG")
+        raise RequestInvalid("the canvas Backdrop prepared is not a PNG, so the request was not sent")
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 

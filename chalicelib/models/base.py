@@ -32,6 +32,10 @@ class Lifecycle:
     source: str = ""
 
 
+# Aspect bounds are decimals in the registry (0.454545 for 320:704): compared with a hair of slack.
+ASPECT_TOLERANCE = 1e-9
+
+
 @dataclass(frozen=True)
 class ImageLimits:
     """What a model accepts as its input image (and, for outpainting, produces)."""
@@ -44,6 +48,30 @@ class ImageLimits:
     side_multiple: int = 1
     # Titan accepts only these (width, height) sizes; None means any size within the bounds.
     allowed_sizes: tuple[tuple[int, int], ...] | None = None
+
+    def problems(self, width: int, height: int) -> list[str]:
+        """Every limit a `width x height` model canvas breaks (empty when the model accepts it).
+
+        The one check of a canvas against the model's limits: canvas fitting verifies its result
+        with it, and the adapters check every request with it before anything is sent."""
+        found = []
+        if width < 1 or height < 1:
+            return [f"{width}x{height} has no pixels"]
+        if self.allowed_sizes and (width, height) not in self.allowed_sizes:
+            found.append(f"{width}x{height} is not one of the sizes the model accepts")
+        if min(width, height) < self.min_side:
+            found.append(f"the smallest side is {min(width, height)} px; the minimum is {self.min_side}")
+        if self.max_side and max(width, height) > self.max_side:
+            found.append(f"the longest side is {max(width, height)} px; the maximum is {self.max_side}")
+        if width * height > self.max_pixels:
+            found.append(f"{width}x{height} = {width * height:,} px exceeds {self.max_pixels:,}")
+        aspect = width / height
+        if not self.min_aspect - ASPECT_TOLERANCE <= aspect <= self.max_aspect + ASPECT_TOLERANCE:
+            found.append(f"aspect ratio {aspect:.3f} is outside {self.min_aspect:.3f}..{self.max_aspect:.3f}")
+        multiple = max(1, self.side_multiple)
+        if width % multiple or height % multiple:
+            found.append(f"{width}x{height} is not a multiple of {multiple} px per side")
+        return found
 
 
 @dataclass(frozen=True)

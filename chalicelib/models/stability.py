@@ -49,7 +49,9 @@ class StabilityAdapter(Adapter):
         size = png_size(canvas_png)
         check_canvas(spec, *size)
         if png_size(mask_png) != size:
-            raise RequestInvalid(f"the mask is {png_size(mask_png)} but the image is {size}")
+            raise RequestInvalid(
+                f"Backdrop built a mask of {png_size(mask_png)} px for a {size} px canvas, so the request was not sent"
+            )
         problems = common_problems(spec, settings, [image])
         try:
             problems.raise_if_any()
