@@ -5,7 +5,6 @@ Every handler parses, authorizes and delegates to chalicelib/; nothing else live
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -24,7 +23,7 @@ from chalicelib.report import Reporter
 from chalicelib.starter import WorkflowStarter
 from chalicelib.store import JobStore
 from chalicelib.uploads import UploadService
-from chalicelib.validation import require_list
+from chalicelib.validation import request_json, require_list
 from chalicelib.workflow import Steps
 
 app = Chalice(app_name="backdrop")
@@ -63,13 +62,7 @@ def api(handler: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _body() -> Any:
-    raw = app.current_request.raw_body
-    if not raw:
-        return {}
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
+    return request_json(app.current_request)  # strict: size, UTF-8, depth, lone surrogates → 400
 
 
 def _owner() -> str:

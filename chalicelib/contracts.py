@@ -98,6 +98,10 @@ MIN_SOURCE_SIDE: Final = 64  # Stability image services: every side >= 64 px
 UPLOAD_URL_TTL_SECONDS: Final = 15 * 60  # short-lived presigned POST
 DOWNLOAD_URL_TTL_SECONDS: Final = 60 * 60  # presigned GET of results and reports
 MAX_FILES_PER_UPLOAD_REQUEST: Final = 100
+# Request bodies: Lambda takes at most 6 MB per synchronous request, headers and all, so no larger
+# body can reach the API on AWS; the same cap is enforced by the app, so every stack agrees.
+MAX_REQUEST_BODY_BYTES: Final = 5 * 1024 * 1024
+MAX_JSON_DEPTH: Final = 20  # the deepest body Backdrop reads is 4 levels (job → images → image → labels)
 MAX_IMAGES_PER_JOB: Final = 10_000  # the manifest lives in S3, so this is not a payload limit
 MAX_LABELS_PER_IMAGE: Final = 50
 MAX_LABEL_LENGTH: Final = 100
