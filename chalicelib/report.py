@@ -46,6 +46,20 @@ def job_status_for(counts: Mapping[str, int]) -> JobStatus:
     return JobStatus.FAILED
 
 
+# A cell starting with one of these is read as a formula by Excel, LibreOffice and Google Sheets
+# (OWASP "CSV Injection"; ASVS 1.2.10 adds NUL). Image names and prompts are user text.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "\0")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text: a text cell that would start a formula (also
+    after leading blanks) gets a leading single quote, which spreadsheets take as "this is text".
+    Numbers and empty cells are unchanged; the JSON report keeps the exact values."""
+    if isinstance(value, str) and (value.startswith(FORMULA_TRIGGERS) or value.lstrip().startswith(FORMULA_TRIGGERS)):
+        return "'" + value
+    return value
+
+
 def _ascii(text: str) -> str:
     return text.encode("ascii", "replace").decode("ascii").replace("\n", " ").replace("\r", " ")
 
@@ -134,7 +148,7 @@ class Reporter:
                         outputKey=output.get("key"),
                         seed=output.get("seed", base["seed"]),
                     )
-                writer.writerow(row)
+                writer.writerow({column: spreadsheet_safe(value) for column, value in row.items()})
         return buf.getvalue()
 
     @staticmethod
