@@ -136,7 +136,7 @@ def create_uploads() -> Response:
 def detect_labels_route() -> dict[str, Any]:
     owner = _owner()
     refs = require_list(_body(), "imageRefs", 1, contracts.MAX_FILES_PER_UPLOAD_REQUEST)
-    return {"labels": _label_service().labels_for_refs(owner, refs)}
+    return _label_service().labels_for_refs(owner, refs)
 
 
 @app.route("/jobs", methods=["POST"], authorizer=authorizer, cors=cors)

@@ -68,6 +68,7 @@ class ErrorCode(StrEnum):
     UPLOAD_MISSING = "UPLOAD_MISSING"  # the image was never uploaded (or has expired)
     REPORT_NOT_READY = "REPORT_NOT_READY"  # the job exists but its report is not written yet
     SERVICE_BUSY = "SERVICE_BUSY"  # an AWS service throttled the request: retry after a pause
+    LABELS_UNAVAILABLE = "LABELS_UNAVAILABLE"  # label detection cannot read this image; it may still be processed
     # per-image workflow errors
     IMAGE_INVALID = "IMAGE_INVALID"  # not an image, truncated, animated, unsupported mode ...
     IMAGE_TOO_SMALL = "IMAGE_TOO_SMALL"
@@ -110,6 +111,10 @@ MAX_PROMPT_LENGTH: Final = 10_000  # the widest model limit; each model narrows 
 MIN_VARIANTS: Final = 1
 MAX_VARIANTS: Final = 5
 DETECT_LABELS_MAX_LABELS: Final = 25
+# Rekognition DetectLabels reads JPEG and PNG of 80 to 10,000 px per side (Backdrop accepts 64 px):
+# other images get no labels, with the reason, and are still processed.
+REKOGNITION_MIN_SIDE: Final = 80
+REKOGNITION_MAX_SIDE: Final = 10_000
 DETECT_LABELS_MIN_CONFIDENCE: Final = 60.0
 MAX_JOBS_PAGE_SIZE: Final = 100
 SNS_SUBJECT_MAX_LENGTH: Final = 99  # SNS Publish Subject: < 100 ASCII characters

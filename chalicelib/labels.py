@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -18,14 +19,32 @@ from chalicelib.errors import (
 )
 from chalicelib.store import JobStore
 
-# Rekognition reads JPEG and PNG only (aws-limits.md §3): other uploads get no labels, and the
+# Rekognition reads JPEG and PNG only: other uploads get no labels, with the reason, and the
 # Stability path then keeps the whole detected subject.
 REKOGNITION_EXTENSIONS = (".jpg", ".png")
-_REKOGNITION_ERRORS = {
-    "InvalidImageFormatException": (ErrorCode.IMAGE_INVALID, "Rekognition could not read this image"),
-    "ImageTooLargeException": (ErrorCode.IMAGE_TOO_LARGE, "the image is too large for label detection"),
-    "InvalidS3ObjectException": (ErrorCode.IMAGE_INVALID, "Rekognition could not read this object"),
+# Enough of the file for Pillow to read the size from the header (JPEG APP segments included).
+HEADER_BYTES = 256 * 1024
+STILL_PROCESSED = "the image can still be processed: the whole subject found by background removal is kept"
+# Rekognition's answers about the image itself; anything else (throttling, access) is a service failure.
+_IMAGE_ERRORS = {
+    "InvalidImageFormatException": "Amazon Rekognition could not read this image",
+    "ImageTooLargeException": "the image is too large for label detection",
+    "InvalidParameterException": "Amazon Rekognition refused this image (too small, too large or malformed)",
+    "InvalidS3ObjectException": "Amazon Rekognition could not read this object",
 }
+_UNCACHED_ERRORS = {"InvalidS3ObjectException"}  # may clear up once the object is visible everywhere
+
+
+@dataclass(frozen=True)
+class LabelResult:
+    """The labels of one image, or why it has none (`unavailable`: {code, message})."""
+
+    labels: list[dict[str, Any]]
+    unavailable: dict[str, str] | None = None
+
+
+def _unavailable(message: str) -> dict[str, str]:
+    return {"code": ErrorCode.LABELS_UNAVAILABLE.value, "message": message}
 
 
 def simplify(response: dict[str, Any]) -> list[dict[str, Any]]:
@@ -61,34 +80,76 @@ class LabelService:
         self.s3 = s3
         self.bucket = bucket
 
+    def cached_result(self, key: str) -> LabelResult | None:
+        entry = self.store.cached_labels_entry(key)
+        return LabelResult(*entry) if entry else None
+
     def cached(self, key: str) -> list[dict[str, Any]] | None:
         return self.store.cached_labels(key)
 
     def cached_many(self, keys: list[str]) -> dict[str, list[dict[str, Any]]]:
         return self.store.cached_labels_many(keys)
 
-    def detect_and_cache(self, key: str) -> list[dict[str, Any]]:
-        if not key.endswith(REKOGNITION_EXTENSIONS):
-            labels: list[dict[str, Any]] = []
-        else:
-            try:
-                response = self.rekognition.detect_labels(
-                    Image={"S3Object": {"Bucket": self.bucket, "Name": key}},
-                    MaxLabels=contracts.DETECT_LABELS_MAX_LABELS,
-                    MinConfidence=contracts.DETECT_LABELS_MIN_CONFIDENCE,
-                )
-            except ClientError as exc:
-                code = client_error_code(exc)
-                if code in _REKOGNITION_ERRORS:
-                    error_code, message = _REKOGNITION_ERRORS[code]
-                    raise BadRequest(f"{message}: {client_error_message(exc)}", code=error_code) from exc
-                raise service_failure(exc, "label detection failed") from exc
-            labels = simplify(response)
-        self.store.put_labels(key, labels)
-        return labels
+    def _unreadable_for_rekognition(self, key: str) -> str | None:
+        """Why Rekognition cannot label this object, told from its header; None when it can, or
+        when the header alone cannot tell (Rekognition then answers for itself)."""
+        try:
+            part = self.s3.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{HEADER_BYTES - 1}")
+        except ClientError:
+            return None
+        data = part["Body"].read()
+        total = int(str(part.get("ContentRange", "")).rpartition("/")[2] or len(data))
+        from chalicelib import imaging  # Pillow only on a cache miss, never at the API's cold start
+        from chalicelib.errors import BackdropError
 
-    def labels_for(self, key: str) -> list[dict[str, Any]]:
-        cached = self.cached(key)
+        try:
+            width, height, _ = imaging.probe(data)
+        except BackdropError as exc:
+            return f"label detection was skipped: {exc.message}" if len(data) >= total else None
+        if min(width, height) < contracts.REKOGNITION_MIN_SIDE:
+            return (
+                f"the image is {width}x{height} px and label detection (Amazon Rekognition) needs at least "
+                f"{contracts.REKOGNITION_MIN_SIDE} px per side; {STILL_PROCESSED}"
+            )
+        if max(width, height) > contracts.REKOGNITION_MAX_SIDE:
+            return (
+                f"the image is {width}x{height} px and label detection (Amazon Rekognition) reads at most "
+                f"{contracts.REKOGNITION_MAX_SIDE:,} px per side; {STILL_PROCESSED}"
+            )
+        return None
+
+    def _detect(self, key: str) -> tuple[LabelResult, bool]:
+        """(result, whether to cache it)."""
+        if not key.endswith(REKOGNITION_EXTENSIONS):
+            return LabelResult([], _unavailable(f"label detection reads JPEG and PNG only; {STILL_PROCESSED}")), True
+        reason = self._unreadable_for_rekognition(key)
+        if reason:
+            return LabelResult([], _unavailable(reason)), True
+        try:
+            response = self.rekognition.detect_labels(
+                Image={"S3Object": {"Bucket": self.bucket, "Name": key}},
+                MaxLabels=contracts.DETECT_LABELS_MAX_LABELS,
+                MinConfidence=contracts.DETECT_LABELS_MIN_CONFIDENCE,
+            )
+        except ClientError as exc:
+            code = client_error_code(exc)
+            if code not in _IMAGE_ERRORS:
+                raise service_failure(exc, "label detection failed") from exc
+            message = f"{_IMAGE_ERRORS[code]}: {client_error_message(exc) or code} [{code}]"
+            return LabelResult([], _unavailable(message)), code not in _UNCACHED_ERRORS
+        return LabelResult(simplify(response)), True
+
+    def detect_and_cache_result(self, key: str) -> LabelResult:
+        result, cacheable = self._detect(key)
+        if cacheable:
+            self.store.put_labels(key, result.labels, result.unavailable)
+        return result
+
+    def detect_and_cache(self, key: str) -> list[dict[str, Any]]:
+        return self.detect_and_cache_result(key).labels
+
+    def result_for(self, key: str) -> LabelResult:
+        cached = self.cached_result(key)
         if cached is not None:
             return cached
         try:
@@ -97,10 +158,19 @@ class LabelService:
             if is_not_found(exc):
                 raise NotFound(f"no uploaded image {key.rsplit('/', 2)[-2] + '/' + key.rsplit('/', 1)[-1]}") from exc
             raise service_failure(exc, "could not read the uploaded image") from exc
-        return self.detect_and_cache(key)
+        return self.detect_and_cache_result(key)
 
-    def labels_for_refs(self, owner: str, refs: list[Any]) -> dict[str, list[dict[str, Any]]]:
+    def labels_for_refs(self, owner: str, refs: list[Any]) -> dict[str, Any]:
+        """POST /labels: {"labels": {ref: [...]}, "unavailable": {ref: {code, message}}}. An image
+        label detection cannot read has no labels and says why; it is never an error."""
         bad = [r for r in refs if not isinstance(r, str) or not contracts.IMAGE_REF_RE.match(r)]
         if bad:
             raise BadRequest(f"not image refs from POST /uploads: {bad[:5]}")
-        return {ref: self.labels_for(contracts.upload_key(owner, ref)) for ref in dict.fromkeys(refs)}
+        labels: dict[str, list[dict[str, Any]]] = {}
+        unavailable: dict[str, dict[str, str]] = {}
+        for ref in dict.fromkeys(refs):
+            result = self.result_for(contracts.upload_key(owner, ref))
+            labels[ref] = result.labels
+            if result.unavailable:
+                unavailable[ref] = result.unavailable
+        return {"labels": labels, "unavailable": unavailable}

@@ -476,18 +476,29 @@ class JobStore:
 
     # ------------------------------------------------------------------ cached labels
 
-    def cached_labels(self, object_key: str) -> list[dict[str, Any]] | None:
+    def cached_labels_entry(self, object_key: str) -> tuple[list[dict[str, Any]], dict[str, str] | None] | None:
+        """(labels, why there are none or None) of an object, or None when nothing is cached."""
         item = self.table.get_item(Key=self._labels_key(object_key)).get("Item")
-        return json.loads(item["labels"]) if item else None
+        if not item:
+            return None
+        unavailable = json.loads(item["unavailable"]) if item.get("unavailable") else None
+        return json.loads(item["labels"]), unavailable
 
-    def put_labels(self, object_key: str, labels: list[dict[str, Any]]) -> None:
-        self.table.put_item(
-            Item={
-                **self._labels_key(object_key),
-                "labels": json.dumps(labels),  # a string: floats stay floats, no Decimal round trip
-                "detectedAt": contracts.utc_now_iso(),
-            }
-        )
+    def cached_labels(self, object_key: str) -> list[dict[str, Any]] | None:
+        entry = self.cached_labels_entry(object_key)
+        return entry[0] if entry else None
+
+    def put_labels(
+        self, object_key: str, labels: list[dict[str, Any]], unavailable: dict[str, str] | None = None
+    ) -> None:
+        item = {
+            **self._labels_key(object_key),
+            "labels": json.dumps(labels),  # a string: floats stay floats, no Decimal round trip
+            "detectedAt": contracts.utc_now_iso(),
+        }
+        if unavailable:  # why label detection could not read the image: {code, message}
+            item["unavailable"] = json.dumps(unavailable)
+        self.table.put_item(Item=item)
 
     def cached_labels_many(self, object_keys: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
         """Cached labels of many objects, 100 keys per BatchGetItem (the API's limit)."""

@@ -6,36 +6,42 @@ from typing import Any
 from urllib.parse import quote
 
 from chalicelib import contracts
-from chalicelib.validation import Problems, require_list
+from chalicelib.errors import ValidationError
+from chalicelib.validation import require_list, summarise
 
 
-def _file_problems(index: int, item: Any, problems: Problems) -> None:
+def _file_problems(item: Any) -> list[str]:
+    """Why one requested file cannot be uploaded (empty when it can)."""
     if not isinstance(item, dict):
-        problems.add(f"files[{index}]", "each file must be an object with name, contentType and size", index=index)
-        return
+        return ["each file must be an object with name, contentType and size"]
     name = item.get("name")
-    shown = name if isinstance(name, str) else f"file {index}"
-
-    def add(message: str) -> None:
-        # the file's own name says best which one it is; files[i] when it has none
-        problems.add(shown or f"files[{index}]", message, index=index, name=shown)
-
+    problems = []
     if not isinstance(name, str) or not 1 <= len(name) <= contracts.MAX_FILE_NAME_LENGTH:
-        add(f"name must be 1 to {contracts.MAX_FILE_NAME_LENGTH} characters")
+        problems.append(f"name must be 1 to {contracts.MAX_FILE_NAME_LENGTH} characters")
     content_type = item.get("contentType")
     if content_type not in contracts.UPLOAD_CONTENT_TYPES:
         accepted = ", ".join(contracts.UPLOAD_CONTENT_TYPES)
-        add(f"content type {content_type!r} is not accepted; use one of {accepted}")
+        shown = content_type if isinstance(content_type, str) else type(content_type).__name__
+        problems.append(f"content type {shown[:100]!r} is not accepted; use one of {accepted}")
     size = item.get("size")
     if not isinstance(size, int) or isinstance(size, bool):
-        add("size (in bytes) is required")
+        problems.append("size (in bytes) is required")
     elif not contracts.MIN_UPLOAD_BYTES <= size <= contracts.MAX_UPLOAD_BYTES:
-        add(
+        problems.append(
             f"size is {size:,} bytes; files must be {contracts.MIN_UPLOAD_BYTES} to {contracts.MAX_UPLOAD_BYTES:,} bytes"
         )
     unknown = set(item) - {"name", "contentType", "size"}
     if unknown:
-        add(f"unknown fields {sorted(unknown)}")
+        problems.append(f"unknown fields {sorted(unknown)}")
+    return problems
+
+
+def _rejection(index: int, item: Any, reasons: list[str]) -> dict[str, Any]:
+    name = item.get("name") if isinstance(item, dict) else None
+    shown = name if isinstance(name, str) and name else f"file {index}"
+    # the file's own name says best which one it is; files[i] when it has none
+    field = name if isinstance(name, str) and name else f"files[{index}]"
+    return {"field": field, "index": index, "name": shown, "message": "; ".join(reasons), "reasons": reasons}
 
 
 class UploadService:
@@ -44,14 +50,26 @@ class UploadService:
         self.bucket = bucket
 
     def create(self, owner: str, body: Any) -> dict[str, Any]:
+        """Presigned POSTs for the files that can be uploaded, and each other file with its reasons.
+
+        One bad file never costs the good ones: the answer lists `uploads` (with the index of each
+        file in the request) and `rejected`. Only when no file can be uploaded is it an error."""
         files = require_list(body, "files", 1, contracts.MAX_FILES_PER_UPLOAD_REQUEST)
-        problems = Problems("some files cannot be uploaded")
+        rejected = []
+        good = []
         for index, item in enumerate(files):
-            _file_problems(index, item, problems)
-        problems.raise_if_any()
+            reasons = _file_problems(item)
+            if reasons:
+                rejected.append(_rejection(index, item, reasons))
+            else:
+                good.append((index, item))
+        if not good:
+            raise ValidationError(
+                summarise(f"none of the {len(files)} file(s) can be uploaded", rejected), details=rejected
+            )
         upload_id = contracts.new_opaque_id()
         uploads = []
-        for item in files:
+        for index, item in good:
             ext = contracts.UPLOAD_CONTENT_TYPES[item["contentType"]]
             ref = contracts.image_ref_of(upload_id, contracts.new_opaque_id(), ext)
             # the original name is metadata only (percent-encoded: S3 metadata is ASCII)
@@ -68,6 +86,17 @@ class UploadService:
                 ExpiresIn=contracts.UPLOAD_URL_TTL_SECONDS,
             )
             uploads.append(
-                {"imageRef": ref, "name": item["name"], "url": presigned["url"], "fields": presigned["fields"]}
+                {
+                    "index": index,
+                    "imageRef": ref,
+                    "name": item["name"],
+                    "url": presigned["url"],
+                    "fields": presigned["fields"],
+                }
             )
-        return {"uploadId": upload_id, "expiresIn": contracts.UPLOAD_URL_TTL_SECONDS, "uploads": uploads}
+        return {
+            "uploadId": upload_id,
+            "expiresIn": contracts.UPLOAD_URL_TTL_SECONDS,
+            "uploads": uploads,
+            "rejected": rejected,
+        }

@@ -114,6 +114,27 @@ class CognitoLogin:
 
 
 @dataclass
+class UploadOutcome:
+    """What a batch upload did, file by file: one bad file never stops the others."""
+
+    uploaded: list[dict[str, str]] = field(default_factory=list)  # [{imageRef, name}], in the order given
+    rejected: list[dict[str, str]] = field(default_factory=list)  # [{name, message}]: every file left out, and why
+
+    @property
+    def refs(self) -> list[str]:
+        return [u["imageRef"] for u in self.uploaded]
+
+
+def _per_file_rejections(exc: ApiError) -> list[dict[str, Any]] | None:
+    """The per-file reasons of a POST /uploads that accepted none of its files, else None."""
+    details = exc.details
+    per_file = isinstance(details, list) and all(
+        isinstance(d, dict) and isinstance(d.get("index"), int) for d in details
+    )
+    return details if exc.code == contracts.ErrorCode.VALIDATION_FAILED and details and per_file else None
+
+
+@dataclass
 class BackdropClient:
     base_url: str
     token: Callable[[], str]
@@ -167,30 +188,55 @@ class BackdropClient:
     def create_uploads(self, files: list[dict[str, Any]]) -> dict[str, Any]:
         return self.request("POST", "/uploads", {"files": files})
 
-    def upload_bytes(self, items: Iterable[tuple[str, bytes, str]]) -> list[dict[str, str]]:
-        """Upload (name, data, content type) triples; returns [{imageRef, name}] in order."""
+    def upload_bytes(self, items: Iterable[tuple[str, bytes, str]]) -> UploadOutcome:
+        """Upload (name, data, content type) triples straight to S3; the API judges every file and
+        each one it refuses, or S3 refuses, is listed with its reason while the others go on."""
         items = list(items)
-        refs: list[dict[str, str]] = []
+        outcome = UploadOutcome()
         for start in range(0, len(items), contracts.MAX_FILES_PER_UPLOAD_REQUEST):
             chunk = items[start : start + contracts.MAX_FILES_PER_UPLOAD_REQUEST]
-            grant = self.create_uploads([{"name": n, "contentType": t, "size": len(d)} for n, d, t in chunk])
-            for (name, data, content_type), upload in zip(chunk, grant["uploads"], strict=True):
+            try:
+                grant = self.create_uploads([{"name": n, "contentType": t, "size": len(d)} for n, d, t in chunk])
+            except ApiError as exc:
+                rejections = _per_file_rejections(exc)
+                if rejections is None:
+                    raise
+                grant = {"uploads": [], "rejected": rejections}
+            for rejection in grant.get("rejected", []):
+                outcome.rejected.append({"name": chunk[rejection["index"]][0], "message": rejection["message"]})
+            for upload in grant["uploads"]:
+                name, data, content_type = chunk[upload["index"]]
                 posted = self.session.post(
                     upload["url"], data=upload["fields"], files={"file": (name, data, content_type)}, timeout=120
                 )
                 if posted.status_code >= 300:
-                    raise ApiError(posted.status_code, "UPLOAD_FAILED", f"S3 refused '{name}': {posted.text[:300]}")
-                refs.append({"imageRef": upload["imageRef"], "name": name})
-        return refs
+                    outcome.rejected.append(
+                        {"name": name, "message": f"S3 refused the upload ({posted.status_code}): {posted.text[:300]}"}
+                    )
+                else:
+                    outcome.uploaded.append({"imageRef": upload["imageRef"], "name": name})
+        return outcome
 
-    def upload_files(self, paths: Iterable[Path]) -> list[dict[str, str]]:
+    def upload_files(self, paths: Iterable[Path]) -> UploadOutcome:
+        """Upload files from disk; a file that cannot be read is listed like any other refusal."""
         items = []
+        unreadable = []
         for path in paths:
-            content_type = CONTENT_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or ""
-            if content_type not in contracts.UPLOAD_CONTENT_TYPES:
-                raise ApiError(400, "UNSUPPORTED_MEDIA_TYPE", f"'{path.name}' is not a PNG, JPEG or WEBP file")
-            items.append((path.name, path.read_bytes(), content_type))
-        return self.upload_bytes(items)
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                unreadable.append({"name": str(path), "message": f"cannot be read: {exc.strerror or exc}"})
+                continue
+            # the API decides what is accepted; the type is only named here
+            content_type = (
+                CONTENT_TYPES.get(path.suffix.lower())
+                or mimetypes.guess_type(path.name)[0]
+                or "application/octet-stream"
+            )
+            items.append((path.name, data, content_type))
+        outcome = self.upload_bytes(items) if items else UploadOutcome()
+        outcome.rejected[:0] = unreadable
+        return outcome
 
     def labels(self, image_refs: list[str]) -> dict[str, list[dict[str, Any]]]:
         return self.request("POST", "/labels", {"imageRefs": image_refs})["labels"]

@@ -131,19 +131,30 @@ def test_uploads_presign_posts_under_the_owners_prefix_and_s3_enforces_them(clie
     assert stored["Metadata"]["original-name"] == "..%2Fbus.png"
 
 
-def test_uploads_report_every_bad_file(client: Client, token_for) -> None:
+def test_uploads_accept_the_good_files_and_give_each_bad_one_its_reasons(client: Client, token_for) -> None:
     files = [
         {"name": "a.gif", "contentType": "image/gif", "size": 10},
         {"name": "b.png", "contentType": "image/png", "size": contracts.MAX_UPLOAD_BYTES + 1},
         {"name": "", "contentType": "image/png", "size": 10},
         {"name": "ok.png", "contentType": "image/png", "size": 10},
+        {"name": "worse.txt", "contentType": "text/plain", "size": 0},
+        {"name": "also-ok.jpg", "contentType": "image/jpeg", "size": 2000},
     ]
     response = _post(client, "/uploads", token_for("u1"), {"files": files})
-    assert response.status_code == 400
+    assert response.status_code == 201, response.body
     body = response.json_body
-    assert body["code"] == "VALIDATION_FAILED"
-    assert sorted({d["index"] for d in body["details"]}) == [0, 1, 2]
-    assert any("image/gif" in d["message"] for d in body["details"])
+    assert [(u["index"], u["name"]) for u in body["uploads"]] == [(3, "ok.png"), (5, "also-ok.jpg")]
+    rejected = {r["index"]: r for r in body["rejected"]}
+    assert sorted(rejected) == [0, 1, 2, 4]
+    assert "image/gif" in rejected[0]["message"] and rejected[0]["name"] == "a.gif"
+    assert "15,728,640" in rejected[1]["message"]
+    assert rejected[2]["name"] == "file 2" and "name must be" in rejected[2]["message"]
+    assert len(rejected[4]["reasons"]) == 2  # both problems of one file, at once
+    # nothing good at all: an error that still lists every file with its reasons
+    only_bad = _post(client, "/uploads", token_for("u1"), {"files": [files[0], files[4]]})
+    assert only_bad.status_code == 400
+    assert only_bad.json_body["code"] == "VALIDATION_FAILED"
+    assert [d["index"] for d in only_bad.json_body["details"]] == [0, 1]
     too_many = [
         {"name": f"{i}.png", "contentType": "image/png", "size": 10}
         for i in range(contracts.MAX_FILES_PER_UPLOAD_REQUEST + 1)
