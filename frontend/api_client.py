@@ -119,6 +119,7 @@ class UploadOutcome:
 
     uploaded: list[dict[str, str]] = field(default_factory=list)  # [{imageRef, name}], in the order given
     rejected: list[dict[str, str]] = field(default_factory=list)  # [{name, message}]: every file left out, and why
+    positions: list[int] = field(default_factory=list)  # where each uploaded file was in the items given
 
     @property
     def refs(self) -> list[str]:
@@ -215,18 +216,21 @@ class BackdropClient:
                     )
                 else:
                     outcome.uploaded.append({"imageRef": upload["imageRef"], "name": name})
+                    outcome.positions.append(start + upload["index"])
         return outcome
 
     def upload_files(self, paths: Iterable[Path]) -> UploadOutcome:
         """Upload files from disk; a file that cannot be read is listed like any other refusal."""
         items = []
         unreadable = []
-        for path in paths:
+        readable_positions = []
+        for position, path in enumerate(paths):
             try:
                 data = path.read_bytes()
             except OSError as exc:
                 unreadable.append({"name": str(path), "message": f"cannot be read: {exc.strerror or exc}"})
                 continue
+            readable_positions.append(position)
             # the API decides what is accepted; the type is only named here
             content_type = (
                 CONTENT_TYPES.get(path.suffix.lower())
@@ -236,10 +240,15 @@ class BackdropClient:
             items.append((path.name, data, content_type))
         outcome = self.upload_bytes(items) if items else UploadOutcome()
         outcome.rejected[:0] = unreadable
+        outcome.positions = [readable_positions[i] for i in outcome.positions]  # positions in `paths`
         return outcome
 
+    def label_results(self, image_refs: list[str]) -> dict[str, Any]:
+        """{"labels": {ref: [...]}, "unavailable": {ref: {code, message}}} for up to 100 refs."""
+        return self.request("POST", "/labels", {"imageRefs": image_refs})
+
     def labels(self, image_refs: list[str]) -> dict[str, list[dict[str, Any]]]:
-        return self.request("POST", "/labels", {"imageRefs": image_refs})["labels"]
+        return self.label_results(image_refs)["labels"]
 
     def submit(self, job: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", "/jobs", job)

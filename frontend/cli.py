@@ -6,8 +6,9 @@
   backdrop jobs | status JOB | download JOB --out DIR | retry JOB [--wait]
 
 Every command takes --json for scripts. Exit codes: 0 done; 1 the job finished but some image
-FAILED (or is not finished yet, for `status`); 2 a usage, sign-in or API error (its code and
-message are printed).
+FAILED, or some file was not uploaded (or, for `status`, the job is not finished yet); 2 a usage,
+sign-in or API error (its code and message are printed). `submit` lists every file it could not
+upload, with the reason, at once, and goes on with the others.
 """
 
 from __future__ import annotations
@@ -160,42 +161,66 @@ def cmd_login(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _rejected_text(rejected: list[dict[str, Any]], total: int) -> str:
+    lines = [f"{len(rejected)} of {total} file(s) were not uploaded:"]
+    lines += [f"  {r['name']}: {r['message']}" for r in rejected]
+    return "\n".join(lines)
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     client, _, _ = _client()
     paths = [Path(p) for p in args.photos]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise ApiError(0, "FILE_NOT_FOUND", f"no such file: {', '.join(missing)}")
     catalogue = client.models()
     chosen = next((m for m in catalogue["models"] if m["key"] == (args.model or catalogue["default"])), None)
     if chosen and chosen["lifecycle"]["status"] == "LEGACY":
         sys.stderr.write(
             f"warning: {chosen['key']} is Legacy on Bedrock and reaches end of life on {chosen['lifecycle']['eolDate']}\n"
         )
-    refs = client.upload_files(paths)
-    labels = {} if args.no_labels else client.labels([r["imageRef"] for r in refs])
+    uploaded = client.upload_files(paths)
+    if uploaded.rejected and not args.json:
+        sys.stderr.write(_rejected_text(uploaded.rejected, len(paths)) + "\n")
+    if not uploaded.uploaded:
+        names = "; ".join(f"{r['name']}: {r['message']}" for r in uploaded.rejected[:3])
+        raise ApiError(
+            0, "NOTHING_UPLOADED", f"none of the {len(paths)} file(s) could be uploaded ({names})", uploaded.rejected
+        )
+    answer = {"labels": {}, "unavailable": {}} if args.no_labels else client.label_results(uploaded.refs)
+    names = {u["imageRef"]: u["name"] for u in uploaded.uploaded}
+    if not args.json:
+        for ref, why in answer.get("unavailable", {}).items():
+            sys.stderr.write(f"no labels for {names[ref]}: {why['message']}\n")
+    labels = answer["labels"]
     job: dict[str, Any] = {
         "prompt": args.prompt,
         "mode": args.mode,
         "variants": args.variants,
         "outputFormat": args.format,
-        "images": [{**r, "labels": [label["name"] for label in labels.get(r["imageRef"], [])]} for r in refs],
+        "images": [
+            {**u, "labels": [label["name"] for label in labels.get(u["imageRef"], [])]} for u in uploaded.uploaded
+        ],
     }
     for key, value in (("negativePrompt", args.negative), ("model", args.model), ("seed", args.seed)):
         if value is not None:
             job[key] = value
     submitted = client.submit(job)
+    skipped = EXIT_IMAGES_FAILED if uploaded.rejected else EXIT_OK
     if not args.wait:
+        if uploaded.rejected:
+            submitted["rejected"] = uploaded.rejected
         _print(args, submitted, f"submitted job {submitted['jobId']} ({submitted['imageCount']} images)")
-        return EXIT_OK
+        return skipped
     sys.stderr.write(f"job {submitted['jobId']}\n")
     view = client.wait(submitted["jobId"], poll_s=args.poll, progress=None if args.json else _progress)
     if not args.json:
         sys.stderr.write("\n")
     if args.out:
         view["downloaded"] = _download(client, client.job(view["jobId"]), Path(args.out))
-    _print(args, view, _status_text(view))
-    return _exit_code(view)
+    text = _status_text(view)
+    if uploaded.rejected:
+        view["rejected"] = uploaded.rejected
+        text += "\n" + _rejected_text(uploaded.rejected, len(paths))
+    _print(args, view, text)
+    return max(_exit_code(view), skipped)
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:

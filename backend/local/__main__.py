@@ -41,7 +41,7 @@ def demo(args: argparse.Namespace) -> int:
         login = CognitoLogin(client_id=stack.outputs["client_id"], endpoint_url=stack.endpoint)
         login.sign_in(DEMO_USER, DEMO_PASSWORD)
         client = BackdropClient(stack.api_url, login.id_token)
-        refs = client.upload_files(paths)
+        refs = client.upload_files(paths).uploaded
         print(f"uploaded {len(refs)} sample photos through presigned POSTs")
         labels = client.labels([r["imageRef"] for r in refs])
         images = [{**r, "labels": [label["name"] for label in labels[r["imageRef"]]]} for r in refs]

@@ -36,21 +36,31 @@ def _thumbnail(data: bytes, labels: list[dict[str, Any]], kept: list[str]) -> Im
     return img
 
 
-def _accepted(files: list[Any]) -> list[tuple[str, bytes, str]]:
-    accepted = []
+def _checked(files: list[Any]) -> tuple[list[tuple[str, bytes, str]], list[dict[str, str]]]:
+    """The files worth sending, and each other one with why (the API judges the rest)."""
+    accepted, problems = [], []
     for file in files:
         data = file.getvalue()
         if file.type not in contracts.UPLOAD_CONTENT_TYPES:
-            st.error(f"'{file.name}' was not added: {file.type or 'this type'} is not PNG, JPEG or WEBP.")
+            problems.append({"name": file.name, "message": f"{file.type or 'this type'} is not PNG, JPEG or WEBP"})
         elif len(data) > contracts.MAX_UPLOAD_BYTES:
-            st.error(
-                f"'{file.name}' was not added: {len(data) / 2**20:.1f} MB is over the {contracts.MAX_UPLOAD_BYTES / 2**20:.0f} MB limit."
+            limit = contracts.MAX_UPLOAD_BYTES / 2**20
+            problems.append(
+                {"name": file.name, "message": f"{len(data) / 2**20:.1f} MB is over the {limit:.0f} MB limit"}
             )
         elif not data:
-            st.error(f"'{file.name}' was not added: the file is empty.")
+            problems.append({"name": file.name, "message": "the file is empty"})
         else:
             accepted.append((file.name, data, file.type))
-    return accepted
+    return accepted, problems
+
+
+def _show_upload_problems() -> None:
+    """Every file that was not added, all at once, until the next upload."""
+    problems = st.session_state.get("upload_problems") or []
+    if problems:
+        lines = "\n".join(f"- '{p['name']}': {p['message']}" for p in problems)
+        st.error(f"{len(problems)} file(s) were not added; the others go on:\n{lines}")
 
 
 def upload_step(api: Any) -> None:
@@ -58,20 +68,28 @@ def upload_step(api: Any) -> None:
         "Photos (PNG, JPEG or WEBP)", type=["png", "jpg", "jpeg", "webp"], accept_multiple_files=True, key="files"
     )
     if files and st.button("Upload and detect labels", key="upload", type="primary"):
-        accepted = _accepted(files)
-        if not accepted:
-            return
-        try:
-            with st.spinner(f"Uploading {len(accepted)} photo(s)…"):
-                refs = api.upload_bytes(accepted)
-                labels = api.labels([r["imageRef"] for r in refs])
-        except ApiError as exc:
-            session.show_error(exc)
-            return
-        st.session_state["batch"] = [
-            {**ref, "data": data, "labels": labels.get(ref["imageRef"], [])}
-            for ref, (_, data, _) in zip(refs, accepted, strict=True)
-        ]
+        accepted, problems = _checked(files)
+        st.session_state["upload_problems"] = problems
+        if accepted:
+            try:
+                with st.spinner(f"Uploading {len(accepted)} photo(s)…"):
+                    outcome = api.upload_bytes(accepted)
+                    problems += outcome.rejected
+                    answer = api.label_results(outcome.refs) if outcome.uploaded else {"labels": {}}
+            except ApiError as exc:
+                session.show_error(exc)
+                return
+            unavailable = answer.get("unavailable") or {}
+            st.session_state["batch"] = [
+                {
+                    **ref,
+                    "data": accepted[position][1],
+                    "labels": answer["labels"].get(ref["imageRef"], []),
+                    "labelsUnavailable": (unavailable.get(ref["imageRef"]) or {}).get("message"),
+                }
+                for ref, position in zip(outcome.uploaded, outcome.positions, strict=True)
+            ]
+    _show_upload_problems()
 
 
 def image_cards(batch: list[dict[str, Any]]) -> None:
@@ -91,7 +109,9 @@ def image_cards(batch: list[dict[str, Any]]) -> None:
                 format_func=lambda name, c=confidence: f"{name} ({c[name]:.0f}%)",
             )
             st.image(_thumbnail(item["data"], item["labels"], kept), width="stretch")
-            if not options:
+            if item.get("labelsUnavailable"):
+                st.caption(f"No labels: {item['labelsUnavailable']}.")
+            elif not options:
                 st.caption("No labels detected: the whole subject found by background removal is kept.")
             st.text_input("Prompt for this image only (optional)", key=f"prompt-{ref}")
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import make_photo
 
 from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack
 from frontend import cli
@@ -102,14 +103,34 @@ def test_a_failed_image_makes_the_exit_code_non_zero(signed_in, capsys) -> None:
     assert _json(capsys)["retryOf"] == view["jobId"]
 
 
+def test_every_bad_file_is_listed_at_once_and_the_rest_go_on(signed_in, tmp_path, capsys) -> None:
+    capsys.readouterr()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a photo")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    tiny = tmp_path / "tiny.png"
+    tiny.write_bytes(make_photo(70, 70))  # processable, but too small for label detection
+    photos = [str(SAMPLES / "coffee.jpg"), str(notes), str(tmp_path / "missing.png"), str(empty), str(tiny)]
+    code = cli.main(["submit", *photos, "--prompt", "a pastel studio", "--wait", "--poll", "0.2"])
+    captured = capsys.readouterr()
+    assert code == 1  # the job ran, but not every file made it: a script must notice
+    assert "3 of 5 file(s) were not uploaded:" in captured.err  # all problems in one go
+    assert "notes.txt: content type 'text/plain' is not accepted" in captured.err
+    assert "missing.png: cannot be read" in captured.err
+    assert "empty.png: size is 0 bytes" in captured.err
+    assert "no labels for tiny.png" in captured.err and "at least 80 px" in captured.err
+    assert "2 succeeded, 0 failed" in captured.out and "3 of 5 file(s) were not uploaded" in captured.out
+    assert cli.main(["submit", str(notes), str(empty), "--prompt", "x", "--json"]) == 2
+    error = _json(capsys)["error"]
+    assert error["code"] == "NOTHING_UPLOADED" and [r["name"] for r in error["details"]] == ["notes.txt", "empty.png"]
+
+
 def test_errors_are_clear_and_exit_2(signed_in, tmp_path, capsys) -> None:
     capsys.readouterr()
     assert cli.main(["submit", str(tmp_path / "nope.png"), "--prompt", "x"]) == 2
-    assert "FILE_NOT_FOUND" in capsys.readouterr().err
-    notes = tmp_path / "notes.txt"
-    notes.write_text("not a photo")
-    assert cli.main(["submit", str(notes), "--prompt", "x"]) == 2
-    assert "UNSUPPORTED_MEDIA_TYPE" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "NOTHING_UPLOADED" in err and "nope.png: cannot be read" in err
     assert cli.main(["status", "20260101T000000Z-0123456789ab"]) == 2
     assert "NOT_FOUND" in capsys.readouterr().err
     assert cli.main(["submit", str(SAMPLES / "coffee.jpg"), "--prompt", "x", "--model", "nova-canvas"]) == 2

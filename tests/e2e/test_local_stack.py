@@ -91,7 +91,7 @@ def test_app_side_killed_mid_batch_and_restarted_loses_nothing() -> None:
     stack = LocalStack(api_port=0, stage="restart", latency_s=0.4, max_concurrency=2).start()
     try:
         client = BackdropClient(stack.api_url, _sign_in(stack).id_token)
-        refs = client.upload_files(samples)
+        refs = client.upload_files(samples).uploaded
         job = client.submit({"prompt": "a studio", "images": [{**r, "labels": []} for r in refs]})
         deadline = time.monotonic() + 30
         while client.job(job["jobId"])["counts"].get("RUNNING", 0) == 0:  # mid-batch

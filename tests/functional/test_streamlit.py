@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from chalicelib import contracts
 from chalicelib.models import registry
-from frontend.api_client import ApiError
+from frontend.api_client import ApiError, UploadOutcome
 
 APP = str(Path(__file__).resolve().parents[2] / "frontend" / "streamlit_app.py")
 JOB_ID = "20261124T120000Z-0123456789ab"
@@ -29,6 +29,8 @@ class FakeApi:
         self.submitted: list[dict[str, Any]] = []
         self.uploaded: list[str] = []
         self.job_status = "PARTIAL"
+        self.refuse: dict[str, str] = {}
+        self.no_labels: set[str] = set()
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok", "standIn": True}
@@ -37,19 +39,32 @@ class FakeApi:
         models = [{**m.public(), "selectable": registry.is_selectable(m)} for m in registry.all_models()]
         return {"models": models, "default": "stability-inpaint"}
 
-    def upload_bytes(self, items: list[tuple[str, bytes, str]]) -> list[dict[str, str]]:
-        self.uploaded += [name for name, _, _ in items]
-        return [{"imageRef": f"{'a' * 32}/{i:032x}.png", "name": name} for i, (name, _, _) in enumerate(items)]
+    def upload_bytes(self, items: list[tuple[str, bytes, str]]) -> UploadOutcome:
+        """Like the real client: files the API refuses (self.refuse: name → reason) are listed."""
+        outcome = UploadOutcome()
+        for i, (name, _, _) in enumerate(items):
+            if name in self.refuse:
+                outcome.rejected.append({"name": name, "message": self.refuse[name]})
+                continue
+            self.uploaded.append(name)
+            outcome.uploaded.append({"imageRef": f"{'a' * 32}/{i:032x}.png", "name": name})
+            outcome.positions.append(i)
+        return outcome
 
-    def labels(self, refs: list[str]) -> dict[str, list[dict[str, Any]]]:
+    def label_results(self, refs: list[str]) -> dict[str, Any]:
         box = {"left": 0.1, "top": 0.1, "width": 0.5, "height": 0.5}
-        return {
+        labels = {
             ref: [
                 {"name": "Person", "confidence": 98.0, "instances": [{"box": box, "confidence": 97.0}], "parents": []},
                 {"name": "Chair", "confidence": 88.0, "instances": [{"box": box, "confidence": 80.0}], "parents": []},
             ]
             for ref in refs
         }
+        unavailable = {}
+        for ref in self.no_labels & set(refs):
+            labels[ref] = []
+            unavailable[ref] = {"code": "LABELS_UNAVAILABLE", "message": "the image is 70x70 px and label detection"}
+        return {"labels": labels, "unavailable": unavailable}
 
     def submit(self, job: dict[str, Any]) -> dict[str, Any]:
         self.submitted.append(job)
@@ -168,15 +183,34 @@ def test_validation_messages_show_before_submit(app) -> None:
     assert fake.submitted == []
 
 
-def test_rejected_files_get_a_message_each(app) -> None:
+def test_every_file_not_added_is_listed_at_once_and_the_rest_go_on(app) -> None:
     at, fake = app
     at.run()
     too_big = b"\x89PNG\r\n\x1a\n" + bytes(contracts.MAX_UPLOAD_BYTES)
-    at.file_uploader(key="files").set_value([("huge.png", too_big, "image/png"), ("ok.png", _png(), "image/png")])
+    fake.refuse = {"refused.png": "content type 'image/gif' is not accepted"}  # the API's answer
+    fake.no_labels = {f"{'a' * 32}/{2:032x}.png"}
+    at.file_uploader(key="files").set_value(
+        [
+            ("huge.png", too_big, "image/png"),
+            ("ok.png", _png(), "image/png"),
+            ("refused.png", _png(), "image/png"),
+            ("small.png", _png(), "image/png"),
+            ("empty.png", b"", "image/png"),
+        ]
+    )
     at.run()
     at.button(key="upload").click().run()
-    assert any("'huge.png' was not added" in e.value and "15 MB limit" in e.value for e in at.error)
-    assert fake.uploaded == ["ok.png"]
+    assert not at.exception
+    (problems,) = [e.value for e in at.error if "not added" in e.value]  # one message for every file
+    assert problems.startswith("3 file(s) were not added")
+    assert "'huge.png': " in problems and "15 MB limit" in problems
+    assert "'empty.png': the file is empty" in problems
+    assert "'refused.png': content type 'image/gif' is not accepted" in problems
+    assert fake.uploaded == ["ok.png", "small.png"]
+    assert [item["name"] for item in at.session_state["batch"]] == ["ok.png", "small.png"]
+    assert any("No labels: the image is 70x70 px" in c.value for c in at.caption)
+    at.text_area(key="prompt").input("a quiet beach").run()  # the list stays until the next upload
+    assert any("3 file(s) were not added" in e.value for e in at.error)
 
 
 def test_jobs_and_job_pages_render_status_causes_and_downloads(app) -> None:
