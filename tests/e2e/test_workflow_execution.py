@@ -54,7 +54,9 @@ def test_batch_runs_end_to_end(stack, token_for, photo, monkeypatch, tmp_path, m
     owner = "user-a"
     good = photo(480, 320, "PNG")  # landscape 3:2
     rotated = photo(300, 500, "JPEG", exif_orientation=6)
-    truncated = photo(400, 400, "JPEG")[:600]
+    # the header is whole (label detection reads it) but the pixel data stops half way
+    full = photo(400, 400, "JPEG")
+    truncated = full[: len(full) // 2]
     refs = {
         "good.png": upload(owner, "good.png", good, "png"),
         "throttled.jpg": upload(owner, "throttled.jpg", rotated, "jpg"),
