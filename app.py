@@ -29,7 +29,7 @@ from chalicelib.workflow import Steps
 app = Chalice(app_name="backdrop")
 app.log.setLevel(logging.INFO)
 
-# The deploy tooling points the authorizer at the stack's user pool (tooling notes A1).
+# The deploy points the authorizer at the stack's user pool (docs/aws-notes.md#n20-chalice-settings-only-the-deploy-can-fill).
 authorizer = CognitoUserPoolAuthorizer(
     "BackdropUsers",
     provider_arns=[
@@ -191,7 +191,7 @@ def _reporter() -> Reporter:
 
 
 # The stream ARN is only known after the resources stack exists: the deploy tooling overrides
-# this event source with the table's StreamArn (tooling notes A1, --merge-template).
+# this event source with the table's StreamArn (docs/aws-notes.md#n20-chalice-settings-only-the-deploy-can-fill).
 @app.on_dynamodb_record(
     stream_arn=os.environ.get(
         "JOBS_STREAM_ARN", "arn:aws:dynamodb:us-east-1:000000000000:table/backdrop-jobs/stream/1970-01-01T00:00:00.000"
@@ -213,7 +213,7 @@ def start_workflow(event: Any) -> None:
 
 
 # S3 → EventBridge, because CloudFormation cannot add notifications to an existing bucket
-# (tooling notes A1): labels are detected as soon as an upload lands and cached for POST /labels.
+# (docs/aws-notes.md#n20-chalice-settings-only-the-deploy-can-fill): labels are detected on upload, cached for POST /labels.
 _UPLOAD_EVENTS = {"source": ["aws.s3"], "detail-type": ["Object Created"]}
 if os.environ.get("BUCKET_NAME"):  # set by the deploy: only this bucket's uploads reach the handler
     _UPLOAD_EVENTS["detail"] = {

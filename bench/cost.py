@@ -1,6 +1,6 @@
 """Orchestration cost per 1,000 images: Backdrop's design beside the original AWS sample's.
 
-Prices (us-east-1, from shared/reference/aws-limits.md §2; verify before relying on them):
+Prices (us-east-1, from docs/aws-notes.md#n12-step-functions-prices; verify before relying on them):
 Standard workflows $0.025 per 1,000 state transitions; Express $1.00 per million requests plus
 $0.00001667 per GB-second, billed in 64 MB steps.
 """

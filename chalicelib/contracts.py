@@ -90,7 +90,7 @@ class ErrorCode(StrEnum):
 
 # API Gateway caps payloads at 10 MB and Lambda's sync payload at 6 MB, so images never pass
 # through the API: they go straight to S3 by presigned POST, whose policy enforces this size.
-# 15 MB is Rekognition DetectLabels' limit for an S3 object (aws-limits.md §3).
+# 15 MB is Rekognition DetectLabels' limit for an S3 object (docs/aws-notes.md#n13-rekognition-detectlabels).
 MAX_UPLOAD_BYTES: Final = 15 * 1024 * 1024
 MIN_UPLOAD_BYTES: Final = 1
 # Decoding more than this many pixels risks Lambda memory; Pillow's own bomb guard is ~89 MP.

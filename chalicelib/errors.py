@@ -202,8 +202,9 @@ STEP_ERROR_CODES: dict[str, ErrorCode] = {cls.__name__: cls.code for cls in _all
 
 # Error names that service integrations raise -> stable code. Step Functions names errors of
 # optimized integrations "<Service>.<Exception>"; the Bedrock names follow the InvokeModel API
-# exceptions (aws-limits.md §1.5). The state machine retries a Bedrock error exactly when its
-# code is in RETRIED_MODEL_CODES: backend/statemachine.py builds the Retry from this table.
+# exceptions (docs/aws-notes.md#n6-bedrock-invokemodel-errors). The state machine retries a Bedrock
+# error exactly when its code is in RETRIED_MODEL_CODES: backend/statemachine.py builds the Retry
+# from this table.
 SERVICE_ERROR_CODES: dict[str, ErrorCode] = {
     "Bedrock.ValidationException": ErrorCode.MODEL_REJECTED_REQUEST,
     "Bedrock.AccessDeniedException": ErrorCode.MODEL_ACCESS_DENIED,

@@ -19,8 +19,9 @@ from chalicelib.errors import (
 )
 from chalicelib.store import JobStore
 
-# Rekognition reads JPEG and PNG only: other uploads get no labels, with the reason, and the
-# Stability path then keeps the whole detected subject.
+# Rekognition reads JPEG and PNG only (docs/aws-notes.md#n13-rekognition-detectlabels): other
+# uploads get no labels, with the reason, and the Stability path then keeps the whole detected
+# subject.
 REKOGNITION_EXTENSIONS = (".jpg", ".png")
 # Enough of the file for Pillow to read the size from the header (JPEG APP segments included).
 HEADER_BYTES = 256 * 1024

@@ -103,7 +103,8 @@ def _b64url(data: dict[str, Any]) -> str:
 
 def make_id_token(sub: str, *, username: str | None = None, email: str | None = None, **extra: Any) -> str:
     """An unsigned ID-token-shaped JWT. Chalice's local gateway decodes the payload into the
-    authorizer claims without checking the signature (tooling notes A2): good enough for route
+    authorizer claims without checking the signature
+    (docs/aws-notes.md#n22-chalice-does-not-verify-tokens-locally): good enough for route
     tests; signature checks belong to API Gateway (and the local stack's verifier)."""
     claims = {
         "sub": sub,

@@ -125,7 +125,7 @@ def _png(img: Image.Image) -> str:
 
 
 def _check_stability_image(img: Image.Image, field: str) -> None:
-    # Stability image services input limits (bedrock-models-2026.md §1.3)
+    # Stability image services input limits (docs/aws-notes.md#n3-stability-input-limits)
     w, h = img.size
     if min(w, h) < 64:
         raise _invalid(f"#/{field}: every side must be at least 64 px, got {w}x{h}")

@@ -1,6 +1,7 @@
 """Serve the Chalice app on 127.0.0.1 with ID tokens verified as API Gateway's Cognito authorizer does.
 
-`chalice local` decodes any token without checking it (tooling notes A3). Here every route with
+`chalice local` decodes any token without checking it
+(docs/aws-notes.md#n22-chalice-does-not-verify-tokens-locally). Here every route with
 the Cognito authorizer needs a token whose RS256 signature verifies against the local user
 pool's JWKS, that has not expired, whose issuer is the pool, whose audience is the app client
 and whose token_use is "id"; otherwise the answer is 401, as API Gateway's would be.

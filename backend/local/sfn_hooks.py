@@ -12,7 +12,7 @@ Bedrock stand-in — so every other line is the code that runs on AWS.
 They touch private moto APIs, so they are pinned: `LambdaSimpleBackend.invoke` (signature
 function_name, qualifier, body, headers, response_headers) and
 `state_task_factory.state_task_service_for`, which the factory imports by name
-(shared/reference/tooling-notes.md B1, B2). Check them again before moving off moto 5.2.5.
+(docs/aws-notes.md#n23-moto-step-functions-interpreter). Check them again before moving off moto 5.2.5.
 """
 
 from __future__ import annotations

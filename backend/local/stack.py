@@ -74,7 +74,7 @@ def provision_workflow(
             **{function(name).arn_placeholder: arn for name, arn in functions.items()},
             "NotificationTopicArn": topic_arn,
             "BucketName": bucket,
-            "MapExecutionType": "STANDARD",  # moto's interpreter rejects EXPRESS (tooling notes B1)
+            "MapExecutionType": "STANDARD",  # moto rejects EXPRESS: docs/aws-notes.md#n23-moto-step-functions-interpreter
             "MapMaxConcurrency": max_concurrency,
         }
     )

@@ -12,7 +12,10 @@ from typing import Any
 
 
 def to_lambda_record(record: dict[str, Any], stream_arn: str) -> dict[str, Any]:
-    """boto3's GetRecords shape → the Lambda event record shape (tooling notes B3)."""
+    """boto3's GetRecords shape → the Lambda event record shape.
+
+    docs/aws-notes.md#n24-moto-dynamodb-streams-records
+    """
     dynamodb = dict(record["dynamodb"])
     created = dynamodb.get("ApproximateCreationDateTime")
     if hasattr(created, "timestamp"):

@@ -1,7 +1,7 @@
 """A model's lifecycle as Bedrock reports it in this region, falling back to the registry.
 
 Bedrock states are ACTIVE → LEGACY → EOL; GetFoundationModel returns `modelLifecycle` with the
-status and, for retiring models, `endOfLifeTime` (shared/reference/aws-limits.md §1.1). Answers
+status and, for retiring models, `endOfLifeTime` (docs/aws-notes.md#n1-bedrock-model-lifecycle). Answers
 are cached (the state changes over months, not minutes); if the caller's role may not ask, or
 Bedrock does not know the model here, the lifecycle recorded in models.json is used and the
 answer says so.

@@ -1,6 +1,6 @@
 """Titan Image Generator / Nova Canvas OUTPAINTING: one call, the kept labels as maskPrompt.
 
-Contract: shared/reference/aws-limits.md §1.2-1.4. Exactly one of maskPrompt / maskImage; the
+Contract: docs/aws-notes.md#n5-titan-and-nova-outpainting. Exactly one of maskPrompt / maskImage; the
 masked region (the subject) is kept and everything else is regenerated. The output has the
 input's size. Moderation results come back in the `error` field with HTTP 200.
 """

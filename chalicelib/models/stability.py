@@ -1,6 +1,6 @@
 """Stability AI image services: remove-background, then inpaint with a keep-mask.
 
-Contract: shared/reference/bedrock-models-2026.md §1. Inpaint's `mask` is a per-pixel strength:
+Contract: docs/aws-notes.md#n2-stability-request-and-response. Inpaint's `mask` is a per-pixel strength:
 white = regenerate, black = keep. Content-filter results come back in the body
 (`finish_reasons`), not as an exception.
 """

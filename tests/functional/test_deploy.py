@@ -210,7 +210,7 @@ def deployer(moto_server: str, tmp_path: Path) -> Deployer:
     )
 
     def auth_without_cfn() -> dict[str, str]:
-        # moto's CloudFormation has no Cognito resources (tooling notes B7); auth.yaml is checked by cfn-lint
+        # moto's CloudFormation has no Cognito (docs/aws-notes.md#n25-moto-cloudformation); cfn-lint checks auth.yaml
         cognito = _client("cognito-idp", moto_server)
         pool = cognito.create_user_pool(PoolName="backdrop-dev-users")["UserPool"]
         client = cognito.create_user_pool_client(UserPoolId=pool["Id"], ClientName="backdrop-dev-app")["UserPoolClient"]
