@@ -1,12 +1,12 @@
 """Lazily created, cached boto3 clients: nothing touches AWS at import time.
 
-Tests and the local stack call `reset()` after changing endpoints or credentials.
+Endpoints come from the SDK's own configuration (AWS_ENDPOINT_URL and friends, see
+docs/aws-notes.md#n21-sdk-endpoint-configuration). Call `reset()` after changing the environment.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any
 
 import boto3
@@ -14,31 +14,18 @@ from botocore.config import Config
 
 # Standard retry mode retries throttling and 5xx with exponential backoff and jitter.
 _CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=30)
-
-
-def _endpoint() -> str | None:
-    # Only the local stack sets this (moto server on 127.0.0.1); on AWS it is unset.
-    return os.environ.get("BACKDROP_AWS_ENDPOINT_URL") or None
+# SigV4 presigned URLs. Addressing stays "auto": virtual-hosted on AWS, path-style on an IP endpoint.
+_S3_CONFIG = _CONFIG.merge(Config(signature_version="s3v4"))
 
 
 @functools.cache
 def client(service: str) -> Any:
-    kwargs: dict[str, Any] = {"config": _CONFIG}
-    if _endpoint():
-        kwargs["endpoint_url"] = _endpoint()
-    if service == "s3":
-        # SigV4 presigned URLs; virtual-host addressing breaks on a loopback endpoint.
-        addressing = "path" if _endpoint() else "auto"
-        kwargs["config"] = _CONFIG.merge(Config(signature_version="s3v4", s3={"addressing_style": addressing}))
-    return boto3.client(service, **kwargs)
+    return boto3.client(service, config=_S3_CONFIG if service == "s3" else _CONFIG)
 
 
 @functools.cache
 def table(name: str) -> Any:
-    kwargs: dict[str, Any] = {"config": _CONFIG}
-    if _endpoint():
-        kwargs["endpoint_url"] = _endpoint()
-    return boto3.resource("dynamodb", **kwargs).Table(name)
+    return boto3.resource("dynamodb", config=_CONFIG).Table(name)
 
 
 def reset() -> None:

@@ -33,8 +33,10 @@ _TEST_ENV = {
 }
 for _k, _v in _TEST_ENV.items():
     os.environ[_k] = _v
-for _k in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "BACKDROP_AWS_ENDPOINT_URL"):
-    os.environ.pop(_k, None)
+# moto's decorator mode intercepts AWS's own endpoints only, so no configured endpoint may apply.
+for _k in list(os.environ):
+    if _k.startswith("AWS_ENDPOINT_URL") or _k == "AWS_PROFILE":
+        os.environ.pop(_k)
 os.environ["AWS_CONFIG_FILE"] = os.devnull
 os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 

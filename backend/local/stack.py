@@ -125,7 +125,7 @@ class LocalStack:
                 "AWS_DEFAULT_REGION": self.region,
                 "AWS_REGION": self.region,
                 "MOTO_PORT": str(port),  # moto's Step Functions tasks call http://localhost:$MOTO_PORT
-                "BACKDROP_AWS_ENDPOINT_URL": self.endpoint,
+                "AWS_ENDPOINT_URL": self.endpoint,  # botocore's own setting
                 "BACKDROP_STAND_IN": "true",  # GET /health says so; the UI shows a banner
             }
         )
