@@ -50,18 +50,6 @@ def _chalice() -> str:
     return str(Path(sys.executable).parent / "chalice")
 
 
-def _list_text(value: str) -> str:
-    """A CommaDelimitedList as CloudFormation echoes it ("a,b"); moto echoes "['a', 'b']"."""
-    if value.startswith("[") and value.endswith("]"):
-        import ast
-
-        try:
-            return ",".join(str(v) for v in ast.literal_eval(value))
-        except (ValueError, SyntaxError):
-            return value
-    return value
-
-
 @dataclass
 class ChaliceResult:
     api_url: str
@@ -92,14 +80,13 @@ class Deployer:
     run_chalice: Callable[[str, dict[str, str], str], ChaliceResult] = run_chalice_deploy
     chalice_dir: Path = CHALICE_DIR
     outputs: dict[str, str] = field(default_factory=dict)
-    endpoint_url: str | None = None  # tests: a moto server on 127.0.0.1
 
     def __post_init__(self) -> None:
         self.session = self.session or boto3.Session(region_name=self.region)
         self.cfn = self.client("cloudformation")
 
     def client(self, service: str) -> Any:
-        return self.session.client(service, endpoint_url=self.endpoint_url)
+        return self.session.client(service)
 
     # ---------------------------------------------------------------- checks
 
@@ -178,9 +165,7 @@ class Deployer:
         except ValueError:
             same_template = False
         # deployed parameters include the template's defaults for those not passed
-        deployed_params = {
-            p["ParameterKey"]: _list_text(p.get("ParameterValue", "")) for p in current.get("Parameters", [])
-        }
+        deployed_params = {p["ParameterKey"]: p.get("ParameterValue", "") for p in current.get("Parameters", [])}
         return same_template and all(deployed_params.get(p["ParameterKey"]) == p["ParameterValue"] for p in params)
 
     # ---------------------------------------------------------------- the whole deploy

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -182,12 +184,41 @@ def _client(service: str, endpoint: str) -> Any:
     return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1")
 
 
+def _echo_lists_as_cloudformation_does(parsed: dict[str, Any], **_: Any) -> None:
+    """moto echoes a CommaDelimitedList parameter as "['a', 'b']" where CloudFormation echoes "a,b"
+    (docs/aws-notes.md#n25-moto-cloudformation): the deploy is shown what AWS would return."""
+    for stack in parsed.get("Stacks", []):
+        for parameter in stack.get("Parameters", []):
+            value = parameter.get("ParameterValue", "")
+            if value.startswith("[") and value.endswith("]"):
+                parameter["ParameterValue"] = ",".join(str(v) for v in ast.literal_eval(value))
+
+
+@dataclass
+class MotoDeployer(Deployer):
+    """The real deployer, but the auth stack is made through the Cognito API: moto's CloudFormation
+    has no Cognito (docs/aws-notes.md#n25-moto-cloudformation); cfn-lint checks auth.yaml."""
+
+    said: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.say = self.said.append
+        self.session.events.register("after-call.cloudformation.DescribeStacks", _echo_lists_as_cloudformation_does)
+        super().__post_init__()
+
+    def deploy_auth(self) -> dict[str, str]:
+        cognito = self.client("cognito-idp")
+        pool = cognito.create_user_pool(PoolName="backdrop-dev-users")["UserPool"]
+        client = cognito.create_user_pool_client(UserPoolId=pool["Id"], ClientName="backdrop-dev-app")["UserPoolClient"]
+        return {"UserPoolId": pool["Id"], "UserPoolArn": pool["Arn"], "UserPoolClientId": client["ClientId"]}
+
+
 @pytest.fixture
-def deployer(moto_server: str, tmp_path: Path) -> Deployer:
+def deployer(moto_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MotoDeployer:
     chalice_dir = tmp_path / ".chalice"
     chalice_dir.mkdir()
     shutil.copy(ROOT / ".chalice" / "config.json", chalice_dir / "config.json")
-    said: list[str] = []
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)  # the SDK's own setting, as on a real machine
 
     def fake_chalice(stage: str, env: dict[str, str], region: str) -> ChaliceResult:
         # `chalice deploy` itself is not run on moto: it builds a Lambda package and drives
@@ -199,29 +230,16 @@ def deployer(moto_server: str, tmp_path: Path) -> Deployer:
         }
         return ChaliceResult(f"https://example.execute-api.{region}.amazonaws.com/api/", arns)
 
-    deployer = Deployer(
+    return MotoDeployer(
         stage="dev",
         region="us-east-1",
         session=boto3.Session(region_name="us-east-1"),
-        say=said.append,
         run_chalice=fake_chalice,
         chalice_dir=chalice_dir,
-        endpoint_url=moto_server,
     )
 
-    def auth_without_cfn() -> dict[str, str]:
-        # moto's CloudFormation has no Cognito (docs/aws-notes.md#n25-moto-cloudformation); cfn-lint checks auth.yaml
-        cognito = _client("cognito-idp", moto_server)
-        pool = cognito.create_user_pool(PoolName="backdrop-dev-users")["UserPool"]
-        client = cognito.create_user_pool_client(UserPoolId=pool["Id"], ClientName="backdrop-dev-app")["UserPoolClient"]
-        return {"UserPoolId": pool["Id"], "UserPoolArn": pool["Arn"], "UserPoolClientId": client["ClientId"]}
 
-    deployer.deploy_auth = auth_without_cfn  # type: ignore[method-assign]
-    deployer.said = said  # type: ignore[attr-defined]
-    return deployer
-
-
-def test_deploy_then_redeploy_then_teardown_on_moto(deployer: Deployer, moto_server: str) -> None:
+def test_deploy_then_redeploy_then_teardown_on_moto(deployer: MotoDeployer, moto_server: str) -> None:
     outputs = deployer.deploy(email="", model="stability-inpaint", max_concurrency=8)
     cfn = _client("cloudformation", moto_server)
     for kind in ("resources", "workflow"):
@@ -237,10 +255,10 @@ def test_deploy_then_redeploy_then_teardown_on_moto(deployer: Deployer, moto_ser
     role_policy = _client("iam", moto_server).list_roles()["Roles"]
     assert any("WorkflowRole" in r["RoleName"] for r in role_policy)
 
-    deployer.said.clear()  # type: ignore[attr-defined]
+    deployer.said.clear()
     deployer.deploy(email="", model="stability-inpaint", max_concurrency=8)
-    assert "stack backdrop-dev-resources: no changes" in deployer.said  # type: ignore[attr-defined]
-    assert "stack backdrop-dev-workflow: no changes" in deployer.said  # type: ignore[attr-defined]
+    assert "stack backdrop-dev-resources: no changes" in deployer.said
+    assert "stack backdrop-dev-workflow: no changes" in deployer.said
 
     _client("s3", moto_server).put_object(Bucket=outputs["BucketName"], Key="uploads/u/x.png", Body=b"x")
     deployer.teardown()
