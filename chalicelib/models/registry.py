@@ -79,25 +79,12 @@ def _load(path: str) -> tuple[str, dict[str, ModelSpec]]:
     return data["default"], models
 
 
-_extra: dict[str, ModelSpec] = {}
-
-
 def _registry() -> tuple[str, dict[str, ModelSpec]]:
-    default, models = _load(os.environ.get("BACKDROP_MODEL_REGISTRY") or str(REGISTRY_PATH))
-    return default, {**models, **_extra}
+    return _load(os.environ.get("BACKDROP_MODEL_REGISTRY") or str(REGISTRY_PATH))
 
 
 def default_model_key() -> str:
     return _registry()[0]
-
-
-def register(spec: ModelSpec) -> None:
-    """Add a model at run time (tests); a deployment edits models.json instead."""
-    _extra[spec.key] = spec
-
-
-def unregister(key: str) -> None:
-    _extra.pop(key, None)
 
 
 def _extended_access() -> set[str]:

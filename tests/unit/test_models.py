@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import dataclasses
 import io
 import json
@@ -68,15 +69,19 @@ def test_extended_access_and_model_id_overrides_are_configuration(monkeypatch) -
         registry.get_model("stability-inpaint")
 
 
-def test_a_model_added_only_through_the_registry_is_usable() -> None:
-    spec = dataclasses.replace(
-        TITAN, key="titan-private", lifecycle=dataclasses.replace(TITAN.lifecycle, status=LifecycleStatus.ACTIVE)
-    )
-    registry.register(spec)
-    try:
-        assert registry.get_selectable_model("titan-private").family is Family.OUTPAINTING
-    finally:
-        registry.unregister("titan-private")
+def test_a_model_added_only_through_the_registry_file_is_usable(monkeypatch, tmp_path) -> None:
+    data = json.loads(registry.REGISTRY_PATH.read_text())
+    private = copy.deepcopy(next(m for m in data["models"] if m["key"] == "titan-image-v2"))
+    private["key"] = "titan-private"
+    private["lifecycle"]["status"] = LifecycleStatus.ACTIVE.value
+    data["models"].append(private)
+    path = tmp_path / "models.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ModelUnavailable, match="unknown model 'titan-private'"):
+        registry.get_selectable_model("titan-private")
+    monkeypatch.setenv("BACKDROP_MODEL_REGISTRY", str(path))
+    assert registry.get_selectable_model("titan-private").family is Family.OUTPAINTING
+    assert "titan-private" in [m.key for m in registry.selectable_models()]
 
 
 # ------------------------------------------------------------------------------ validation
