@@ -47,11 +47,6 @@ class OutputFormat(StrEnum):
     WEBP = "webp"
 
 
-class Quality(StrEnum):
-    STANDARD = "standard"
-    PREMIUM = "premium"
-
-
 # --------------------------------------------------------------------------------------------
 # Error codes: stable strings clients may branch on. The message next to them is for humans.
 
@@ -107,9 +102,6 @@ MAX_IMAGES_PER_JOB: Final = 10_000  # the manifest lives in S3, so this is not a
 MAX_LABELS_PER_IMAGE: Final = 50
 MAX_LABEL_LENGTH: Final = 100
 MAX_FILE_NAME_LENGTH: Final = 255
-MAX_PROMPT_LENGTH: Final = 10_000  # the widest model limit; each model narrows it
-MIN_VARIANTS: Final = 1
-MAX_VARIANTS: Final = 5
 DETECT_LABELS_MAX_LABELS: Final = 25
 # Rekognition DetectLabels reads JPEG and PNG of 80 to 10,000 px per side (Backdrop accepts 64 px):
 # other images get no labels, with the reason, and are still processed.
@@ -142,7 +134,6 @@ _HEX32 = r"[0-9a-f]{32}"
 # so a second start of the same job is refused by the service itself.
 JOB_ID_RE: Final = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{12}$")
 IMAGE_ID_RE: Final = re.compile(rf"^{_HEX32}$")
-UPLOAD_ID_RE: Final = re.compile(rf"^{_HEX32}$")
 # What a client names an uploaded image by: "{uploadId}/{imageId}.{ext}" as returned by
 # POST /uploads. The server prefixes the owner itself, so a ref can never point elsewhere.
 _EXTS = "|".join(sorted(set(UPLOAD_CONTENT_TYPES.values())))

@@ -6,8 +6,6 @@ so the user sees *why* an image failed, and no other image is affected.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import math
 import re
@@ -465,15 +463,3 @@ def decode_image(data: bytes) -> Image.Image:
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ModelResponseInvalid(f"the model returned data that is not a readable image ({exc})") from exc
     return img
-
-
-def decode_base64_image(data: str) -> Image.Image:
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise ModelResponseInvalid("the model returned an image that is not valid base64") from exc
-    return decode_image(raw)
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")

@@ -384,14 +384,3 @@ class LocalStack:
                 pass
             time.sleep(0.3)
         raise RuntimeError("the Streamlit UI did not start within 60 s")
-
-    def wait_until_idle(self, timeout_s: float = 60.0) -> None:
-        """For tests: until no execution is running."""
-        sfn = self.client("stepfunctions")
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            running = sfn.list_executions(stateMachineArn=self.outputs["state_machine_arn"], statusFilter="RUNNING")
-            if not running["executions"]:
-                return
-            time.sleep(0.2)
-        raise TimeoutError(f"executions still running after {timeout_s} s")
