@@ -67,7 +67,7 @@ for _tag in _SCALAR_TAGS + _FN_TAGS:
 
 def load(name: str) -> dict[str, Any]:
     text = fill_layout((TEMPLATES / f"{name}.yaml").read_text())
-    template = yaml.load(text, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    template = yaml.load(text, Loader=_CfnLoader)  # a SafeLoader subclass
     if name == "workflow":
         _add_workflow_functions(template)
     return template

@@ -9,7 +9,7 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run` starts in frontend/
 
-from frontend import session  # noqa: E402
+from frontend import session
 
 st.set_page_config(page_title="Backdrop", page_icon="🖼️", layout="wide")
 PAGES = Path(__file__).resolve().parent / "pages"

@@ -184,7 +184,7 @@ class FakeRekognition:
         self.labels = labels
         self.calls: list[str] = []
 
-    def detect_labels(self, Image: dict[str, Any], **kwargs: Any) -> dict[str, Any]:  # noqa: N803 - boto3's name
+    def detect_labels(self, Image: dict[str, Any], **kwargs: Any) -> dict[str, Any]:  # boto3's parameter name
         self.calls.append(Image["S3Object"]["Name"])
         return {"Labels": self.labels}
 

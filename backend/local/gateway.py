@@ -100,7 +100,7 @@ class _Handler(ChaliceRequestHandler):
         self.local_gateway._authorizer = VerifyingAuthorizer(app_object, self.verifier)
         BaseHTTPRequestHandler.__init__(self, request, client_address, server)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+    def log_message(self, format: str, *args: Any) -> None:  # the base class's parameter name
         pass  # quiet: the stack prints its own progress
 
 

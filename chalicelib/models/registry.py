@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.errors import ModelUnavailable
 from chalicelib.models.base import Family, ImageLimits, Lifecycle, LifecycleStatus, ModelSpec
 
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:
     from chalicelib.models.adapter import Adapter
 
 REGISTRY_PATH = Path(__file__).resolve().parent / "models.json"

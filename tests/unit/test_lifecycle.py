@@ -21,7 +21,7 @@ class FakeBedrock:
         self.answers = answers
         self.calls: list[str] = []
 
-    def get_foundation_model(self, modelIdentifier: str) -> dict[str, Any]:  # noqa: N803 - boto3's name
+    def get_foundation_model(self, modelIdentifier: str) -> dict[str, Any]:  # boto3's parameter name
         self.calls.append(modelIdentifier)
         answer = self.answers.get(modelIdentifier, "AccessDeniedException")
         if isinstance(answer, str):
