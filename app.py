@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from chalice import Chalice, CognitoUserPoolAuthorizer, CORSConfig, Response
+from chalice.app import Request
 
 from chalicelib import aws, config, contracts
 from chalicelib.auth import owner_from_request
@@ -61,12 +62,19 @@ def api(handler: Callable[..., Any]) -> Callable[..., Any]:
     return wrapped
 
 
+def _request() -> Request:
+    request = app.current_request
+    if request is None:  # Chalice sets it for the duration of a route only
+        raise RuntimeError("no current request outside a route")
+    return request
+
+
 def _body() -> Any:
-    return request_json(app.current_request)  # strict: size, UTF-8, depth, lone surrogates → 400
+    return request_json(_request())  # strict: size, UTF-8, depth, lone surrogates → 400
 
 
 def _owner() -> str:
-    return owner_from_request(app.current_request)
+    return owner_from_request(_request())
 
 
 def _store() -> JobStore:
@@ -151,7 +159,7 @@ def submit_job() -> Response:
 @api
 def list_jobs() -> dict[str, Any]:
     owner = _owner()
-    params = app.current_request.query_params or {}
+    params: Mapping[str, str] = _request().query_params or {}
     try:
         limit = int(params.get("limit", 20))
     except ValueError as exc:
@@ -169,7 +177,8 @@ def get_job(job_id: str) -> dict[str, Any]:
 @api
 def get_report(job_id: str) -> dict[str, Any]:
     owner = _owner()
-    fmt = (app.current_request.query_params or {}).get("format", "json")
+    query: Mapping[str, str] = _request().query_params or {}
+    fmt = query.get("format", "json")
     return _job_service().report_url(owner, job_id, fmt)
 
 
@@ -214,7 +223,7 @@ def start_workflow(event: Any) -> None:
 
 # S3 → EventBridge, because CloudFormation cannot add notifications to an existing bucket
 # (docs/aws-notes.md#n20-chalice-settings-only-the-deploy-can-fill): labels are detected on upload, cached for POST /labels.
-_UPLOAD_EVENTS = {"source": ["aws.s3"], "detail-type": ["Object Created"]}
+_UPLOAD_EVENTS: dict[str, Any] = {"source": ["aws.s3"], "detail-type": ["Object Created"]}
 if os.environ.get("BUCKET_NAME"):  # set by the deploy: only this bucket's uploads reach the handler
     _UPLOAD_EVENTS["detail"] = {
         "bucket": {"name": [os.environ["BUCKET_NAME"]]},

@@ -9,13 +9,13 @@ machine and `record_failure` can map it back to the stable code without parsing 
 from __future__ import annotations
 
 import json
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, TypeVar
 
 from chalicelib.contracts import ErrorCode
 
 
 class BackdropError(Exception):
-    code: ClassVar[ErrorCode] = ErrorCode.INTERNAL_ERROR
+    code: ErrorCode = ErrorCode.INTERNAL_ERROR  # per class; an instance may carry a more precise one
     http_status: ClassVar[int] = 500
 
     def __init__(self, message: str, *, code: ErrorCode | None = None, details: Any = None) -> None:
@@ -189,8 +189,11 @@ class StorageError(StepError):
     code = ErrorCode.STORAGE_ERROR
 
 
-def _all_subclasses(cls: type) -> list[type]:
-    out = []
+_E = TypeVar("_E", bound=BackdropError)
+
+
+def _all_subclasses(cls: type[_E]) -> list[type[_E]]:
+    out: list[type[_E]] = []
     for sub in cls.__subclasses__():
         out.append(sub)
         out.extend(_all_subclasses(sub))

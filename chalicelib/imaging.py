@@ -10,7 +10,8 @@ import io
 import math
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import cast
 
 from PIL import Image, ImageChops, ImageFilter, ImageOps, UnidentifiedImageError
 
@@ -63,8 +64,9 @@ def probe(data: bytes) -> tuple[int, int, int]:
     img = _open(data)
     if img.format not in ACCEPTED_FORMATS:
         raise ImageInvalid(f"{img.format or 'this'} images are not supported; upload PNG, JPEG or WEBP")
-    if getattr(img, "n_frames", 1) > 1:
-        raise ImageInvalid(f"animated images are not supported ({img.n_frames} frames); upload a single frame")
+    frames = int(getattr(img, "n_frames", 1))  # only multi-frame formats have n_frames
+    if frames > 1:
+        raise ImageInvalid(f"animated images are not supported ({frames} frames); upload a single frame")
     width, height = img.size
     if width * height > contracts.MAX_SOURCE_PIXELS:
         raise ImageTooLarge(
@@ -90,7 +92,7 @@ def _to_8bit_rgb(img: Image.Image) -> Image.Image:
         return img.convert("RGBA")
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16/32-bit grey: scale to 8 bits by the image's own range rather than clipping at 255
-        lo, hi = img.getextrema()
+        lo, hi = cast(tuple[float, float], img.getextrema())  # one band: (min, max)
         scale = 255.0 / (hi - lo) if hi > lo else 1.0
         return img.point(lambda v: (v - lo) * scale).convert("L").convert("RGB")
     if mode == "F":
@@ -128,7 +130,7 @@ def orient_box(box: Box, orientation: int) -> Box:
     left, top, width, height = box
     right, bottom = left + width, top + height
     # (x, y) -> oriented (x', y') per EXIF orientation; applied to both corners
-    transforms = {
+    transforms: dict[int, Callable[[float, float], tuple[float, float]]] = {
         1: lambda x, y: (x, y),
         2: lambda x, y: (1 - x, y),
         3: lambda x, y: (1 - x, 1 - y),

@@ -45,14 +45,14 @@ def spec_from_dict(data: dict[str, Any]) -> ModelSpec:
             min_aspect=float(limits["minAspect"]),
             max_aspect=float(limits["maxAspect"]),
             side_multiple=int(limits.get("sideMultiple", 1)),
-            allowed_sizes=tuple(tuple(s) for s in limits["allowedSizes"]) if limits.get("allowedSizes") else None,  # type: ignore[misc]
+            allowed_sizes=tuple(tuple(s) for s in limits["allowedSizes"]) if limits.get("allowedSizes") else None,
         ),
         prompt_max=int(data["promptMax"]),
         prompt_required=bool(data["promptRequired"]),
         negative_prompt_max=int(data["negativePromptMax"]),
         seed_max=int(data["seedMax"]),
         max_variants=int(data["maxVariants"]),
-        cfg_scale=tuple(data["cfgScale"]) if data.get("cfgScale") else None,  # type: ignore[arg-type]
+        cfg_scale=tuple(data["cfgScale"]) if data.get("cfgScale") else None,
         qualities=tuple(data.get("qualities") or ()),
         lifecycle=Lifecycle(
             LifecycleStatus(lifecycle["status"]),
