@@ -315,8 +315,10 @@ class JobService:
         return {"jobs": [self.summary(job) for job in page.items], "nextCursor": page.next_cursor}
 
     def _url(self, key: str) -> str:
-        return self.s3.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=contracts.DOWNLOAD_URL_TTL_SECONDS
+        return str(
+            self.s3.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=contracts.DOWNLOAD_URL_TTL_SECONDS
+            )
         )
 
     def job_view(self, owner: str, job_id: str) -> dict[str, Any]:

@@ -84,7 +84,7 @@ class WorkflowStarter:
                 log.info("job %s already has an execution; repeated stream record ignored", job_id)
                 return None
             raise  # throttling or an outage: the stream retries the batch
-        execution_arn = response["executionArn"]
+        execution_arn = str(response["executionArn"])
         # False when the workflow has already finished and written its final status: kept
         self.store.mark_running(job_id, execution_arn)
         return execution_arn

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
@@ -191,7 +191,7 @@ class JobStore:
             "gsi1sk": f"{created_at}#{job_id}",
         }
         self.table.put_item(Item=_stored(job), ConditionExpression="attribute_not_exists(pk)")
-        return plain(job)
+        return cast(dict[str, Any], plain(job))
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         if not contracts.is_job_id(job_id):

@@ -22,10 +22,16 @@ from chalicelib import contracts, imaging
 from chalicelib.contracts import ImageStatus
 from chalicelib.errors import NoSubject, StorageError, classify_step_failure, client_error_code
 from chalicelib.models import registry
-from chalicelib.models.base import Geometry, ImageTask, JobSettings, ModelCall, ModelSpec, settings_from_dict
+from chalicelib.models.base import Box, Geometry, ImageTask, JobSettings, ModelCall, ModelSpec, settings_from_dict
 from chalicelib.store import JobStore
 
 KEEP_MASK_GROW_PX = 4  # the model keeps a thin band around the subject and blends from there
+
+
+def _box(values: Any) -> Box:
+    """(left, top, width, height) from the manifest; anything but four numbers is refused."""
+    left, top, width, height = (float(v) for v in values)
+    return (left, top, width, height)
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,7 @@ class StepInput:
             key=str(item["key"]),
             name=str(item.get("name") or item["imageId"]),
             labels=tuple(item.get("labels") or ()),
-            boxes=tuple(tuple(float(v) for v in box) for box in item.get("boxes") or ()),  # type: ignore[misc]
+            boxes=tuple(_box(values) for values in item.get("boxes") or ()),
             prompt=item.get("prompt") or None,
         )
         if not contracts.IMAGE_ID_RE.match(image.image_id):
@@ -66,7 +72,8 @@ class Steps:
 
     def _get(self, bucket: str, key: str) -> bytes:
         try:
-            return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            body: bytes = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            return body
         except ClientError as exc:
             raise StorageError(f"could not read s3://{bucket}/{key}: {client_error_code(exc) or exc}") from exc
 
