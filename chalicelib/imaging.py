@@ -389,16 +389,11 @@ def subject_alpha(
     return alpha
 
 
-def keep_mask(
-    cutout: Image.Image,
-    boxes_px: Sequence[PixelRect],
-    grow_px: int,
-    size: tuple[int, int] | None = None,
-    within: PixelRect | None = None,
-) -> Image.Image:
-    """Keep-mask for the model (0/255, 255 = keep): the subject alpha, made binary and grown by
-    `grow_px` so the model keeps a thin band around the subject and blends from there."""
-    return dilate(binary(subject_alpha(cutout, boxes_px, size, within)), grow_px)
+def keep_mask(alpha: Image.Image, grow_px: int) -> Image.Image:
+    """Keep-mask for the model (0/255, 255 = keep): the subject alpha (see subject_alpha), made
+    binary and grown by `grow_px` so the model keeps a thin band around the subject and blends
+    from there."""
+    return dilate(binary(alpha), grow_px)
 
 
 def dilate(mask: Image.Image, px: int) -> Image.Image:

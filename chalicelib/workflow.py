@@ -152,7 +152,7 @@ class Steps:
         boxes_px = imaging.boxes_to_canvas(boxes, geometry)
         canvas_size = (geometry.canvas_width, geometry.canvas_height)
         alpha = imaging.subject_alpha(cutout, boxes_px, size=canvas_size, within=imaging.content_rect(geometry))
-        keep = imaging.dilate(imaging.binary(alpha), KEEP_MASK_GROW_PX)
+        keep = imaging.keep_mask(alpha, KEEP_MASK_GROW_PX)
         if imaging.mask_is_empty(keep):
             if boxes_px:
                 labels = ", ".join(step.image.labels)

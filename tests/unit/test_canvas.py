@@ -164,7 +164,7 @@ def test_a_palette_cutout_gives_its_transparency_as_the_mask_not_its_luminance()
     assert alpha.getpixel((15, 15)) == 255  # the dark subject is kept (its luminance is ~20)
     assert alpha.getpixel((32, 15)) == 128  # the soft edge keeps its strength
     assert alpha.getpixel((50, 5)) == 0  # the white background is regenerated
-    keep = imaging.keep_mask(cutout, [], grow_px=0)
+    keep = imaging.keep_mask(alpha, grow_px=0)
     assert keep.getpixel((15, 15)) == 255 and keep.getpixel((50, 5)) == 0
 
 

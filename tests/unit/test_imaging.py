@@ -151,14 +151,14 @@ def test_keep_mask_is_alpha_within_boxes_grown() -> None:
     cutout = Image.new("RGBA", (200, 100), (0, 0, 0, 0))
     ImageDraw.Draw(cutout).rectangle((20, 20, 59, 79), fill=(255, 0, 0, 255))  # subject A
     ImageDraw.Draw(cutout).rectangle((120, 20, 159, 79), fill=(0, 0, 255, 255))  # subject B
-    only_a = imaging.keep_mask(cutout, [(15, 15, 65, 85)], grow_px=2)
+    only_a = imaging.keep_mask(imaging.subject_alpha(cutout, [(15, 15, 65, 85)]), grow_px=2)
     assert only_a.getpixel((40, 50)) == 255 and only_a.getpixel((140, 50)) == 0
     assert only_a.getpixel((18, 50)) == 255  # grown by 2 px
     assert only_a.getpixel((10, 50)) == 0
     assert set(only_a.getdata()) <= {0, 255}
-    both = imaging.keep_mask(cutout, [], grow_px=0)
+    both = imaging.keep_mask(imaging.subject_alpha(cutout, []), grow_px=0)
     assert both.getpixel((140, 50)) == 255
-    assert imaging.mask_is_empty(imaging.keep_mask(cutout, [(80, 0, 100, 10)], grow_px=0))
+    assert imaging.mask_is_empty(imaging.keep_mask(imaging.subject_alpha(cutout, [(80, 0, 100, 10)]), grow_px=0))
     inverted = imaging.invert_mask(only_a)
     assert inverted.getpixel((40, 50)) == 0 and inverted.getpixel((140, 50)) == 255
 

@@ -247,7 +247,7 @@ def test_standin_accepts_what_the_adapters_build_and_keeps_the_subject(spec) -> 
     result = adapter.parse_response(spec, call.step, response)
     if spec.family is Family.STABILITY:
         cutout = imaging.decode_image(result.images[0])
-        keep = imaging.keep_mask(cutout, [], 0)
+        keep = imaging.keep_mask(imaging.subject_alpha(cutout, []), 0)
         assert not imaging.mask_is_empty(keep)
         call = adapter.mask_call(spec, settings, IMAGE, canvas, imaging.encode_png(imaging.invert_mask(keep)))
         result = adapter.parse_response(spec, call.step, standin(call.model_id, call.body))
