@@ -1,5 +1,6 @@
 # Backdrop task runner. `make test` works on a fresh clone: it creates .venv and installs
-# everything the suite needs (from PyPI only), then runs ruff and pytest.
+# everything the suite needs (from PyPI only), then runs ruff, mypy (strict on chalicelib/ and
+# app.py, configured in pyproject.toml) and pytest.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,10 +18,12 @@ install: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 # Unit + functional tests only (moto in-process, no state machine execution): well under a minute.
@@ -40,4 +43,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
