@@ -69,6 +69,10 @@ def _request() -> Request:
     return request
 
 
+def _query() -> Mapping[str, str]:
+    return _request().query_params or {}
+
+
 def _body() -> Any:
     return request_json(_request())  # strict: size, UTF-8, depth, lone surrogates → 400
 
@@ -159,7 +163,7 @@ def submit_job() -> Response:
 @api
 def list_jobs() -> dict[str, Any]:
     owner = _owner()
-    params: Mapping[str, str] = _request().query_params or {}
+    params = _query()
     try:
         limit = int(params.get("limit", 20))
     except ValueError as exc:
@@ -177,8 +181,7 @@ def get_job(job_id: str) -> dict[str, Any]:
 @api
 def get_report(job_id: str) -> dict[str, Any]:
     owner = _owner()
-    query: Mapping[str, str] = _request().query_params or {}
-    fmt = query.get("format", "json")
+    fmt = _query().get("format", "json")
     return _job_service().report_url(owner, job_id, fmt)
 
 
@@ -223,15 +226,19 @@ def start_workflow(event: Any) -> None:
 
 # S3 → EventBridge, because CloudFormation cannot add notifications to an existing bucket
 # (docs/aws-notes.md#n20-chalice-settings-only-the-deploy-can-fill): labels are detected on upload, cached for POST /labels.
-_UPLOAD_EVENTS: dict[str, Any] = {"source": ["aws.s3"], "detail-type": ["Object Created"]}
-if os.environ.get("BUCKET_NAME"):  # set by the deploy: only this bucket's uploads reach the handler
-    _UPLOAD_EVENTS["detail"] = {
-        "bucket": {"name": [os.environ["BUCKET_NAME"]]},
-        "object": {"key": [{"prefix": contracts.UPLOADS_PREFIX}]},
+def _upload_events() -> dict[str, Any]:
+    # No annotated assignment here: docs/aws-notes.md#n29-chalice-policy-analyzer-and-annotations
+    pattern = {"source": ["aws.s3"], "detail-type": ["Object Created"]}
+    bucket = os.environ.get("BUCKET_NAME")  # set by the deploy: only this bucket's uploads reach the handler
+    if not bucket:
+        return dict(pattern)
+    return {
+        **pattern,
+        "detail": {"bucket": {"name": [bucket]}, "object": {"key": [{"prefix": contracts.UPLOADS_PREFIX}]}},
     }
 
 
-@app.on_cw_event(_UPLOAD_EVENTS, name="detect_labels")
+@app.on_cw_event(_upload_events(), name="detect_labels")
 def detect_labels(event: Any) -> None:
     detail = event.detail or {}
     key = (detail.get("object") or {}).get("key", "")
