@@ -90,7 +90,7 @@ def test_other_images_label_detection_cannot_read_say_why(client, token_for, rek
 
 
 def test_rekognition_refusing_an_image_is_a_reason_not_a_500(client, token_for, rekognition, monkeypatch) -> None:
-    def refuse(Image: dict[str, Any], **kwargs: Any) -> dict[str, Any]:  # noqa: N803 - boto3's name
+    def refuse(Image: dict[str, Any], **kwargs: Any) -> dict[str, Any]:  # boto3's parameter name
         error = {"Error": {"Code": "InvalidParameterException", "Message": "Request has invalid parameters"}}
         raise ClientError(error, "DetectLabels")
 
