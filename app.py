@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalice import Chalice, CognitoUserPoolAuthorizer, CORSConfig, Response
 from chalice.app import Request
@@ -25,7 +25,9 @@ from chalicelib.starter import WorkflowStarter
 from chalicelib.store import JobStore
 from chalicelib.uploads import UploadService
 from chalicelib.validation import request_json, require_list
-from chalicelib.workflow import Steps
+
+if TYPE_CHECKING:  # the workflow steps import Pillow: the API handler's cold start must not
+    from chalicelib.workflow import Steps
 
 app = Chalice(app_name="backdrop")
 app.log.setLevel(logging.INFO)
@@ -195,6 +197,8 @@ def retry_job(job_id: str) -> Response:
 
 
 def _steps() -> Steps:
+    from chalicelib.workflow import Steps
+
     return Steps(aws.client("s3"), _store())
 
 

@@ -1,11 +1,15 @@
 """Deploy Backdrop to your AWS account with one command; tear it down with one.
 
+  python -m backend.deploy doctor --stage dev --region us-east-1 [--smoke models|workflow] [--yes]
   python -m backend.deploy deploy --stage dev --region us-east-1 [--email you@example.com]
-                                  [--model stability-inpaint] [--max-concurrency 8]
+                                  [--model stability-inpaint] [--max-concurrency N]
   python -m backend.deploy create-user --stage dev --region us-east-1 --email someone@example.com
+  python -m backend.deploy redrive JOB --stage dev --region us-east-1
   python -m backend.deploy teardown --stage dev --region us-east-1 [--yes]
 
-deploy: checks credentials and the model's access and lifecycle, deploys the resources and
+doctor: checks what the deployment needs from the account (backend/doctor.py) and prints a
+table with the fix for each ✗. deploy: runs the same checks first and stops on any ✗; then
+deploys the resources and
 auth stacks, runs `chalice deploy` with their outputs as the stage's environment and
 hand-written per-function policies, then deploys the workflow stack wired to the Lambda ARNs.
 Re-running it updates in place; a stack whose template and parameters did not change is left
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -25,20 +30,25 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError, NoCredentialsError
+from botocore.exceptions import ClientError, NoCredentialsError, WaiterError
 
-from backend import chalice_config, policies, templates
+from backend import policies, project, resource_names, templates
+from backend import settings as deployment_settings
+from backend.doctor import DEFAULT_MAX_CONCURRENCY, Doctor, Findings, format_findings, models_for_deployment
+from backend.errors import DeployError
+from backend.regions import invoke_arns, partition_of_arn
 from chalicelib.functions import WORKFLOW_FUNCTIONS
 from chalicelib.models import registry
-from chalicelib.models.base import LifecycleStatus, ModelSpec
-from chalicelib.models.lifecycle import LifecycleChecker
+from chalicelib.models.base import ModelSpec
 
 ROOT = Path(__file__).resolve().parents[1]
-CHALICE_DIR = ROOT / ".chalice"
 
 
-class DeployError(Exception):
-    pass
+__all__ = ["ChaliceResult", "DeployError", "Deployer", "main", "stack_name"]
+# what AWS answers when the thing to delete is already gone
+_GONE = frozenset(
+    {"NoSuchBucket", "ResourceNotFoundException", "ResourceNotFound", "UserPoolNotFound", "NotFoundException"}
+)
 
 
 def stack_name(stage: str, kind: str) -> str:
@@ -56,11 +66,21 @@ class ChaliceResult:
     function_arns: dict[str, str]
 
 
-def run_chalice_deploy(stage: str, env: dict[str, str], region: str) -> ChaliceResult:
-    """`chalice deploy`, then the ARNs it recorded in .chalice/deployed/<stage>.json."""
+def run_chalice_deploy(stage: str, env: dict[str, str], region: str, project_dir: Path) -> ChaliceResult:
+    """`chalice deploy` of the stage's generated project, then the ARNs chalice recorded.
+
+    app.py reads some settings while chalice imports it (the authorizer's pool, the stream, the
+    upload event filter, CORS), so the same environment is given to the chalice process."""
     process_env = {**os.environ, **env, "AWS_DEFAULT_REGION": region}
-    subprocess.run([_chalice(), "deploy", "--stage", stage], cwd=ROOT, env=process_env, check=True)
-    deployed = json.loads((CHALICE_DIR / "deployed" / f"{stage}.json").read_text())
+    subprocess.run(
+        [_chalice(), "--project-dir", str(project_dir), "deploy", "--stage", stage],
+        cwd=project_dir,
+        env=process_env,
+        check=True,
+    )
+    deployed = project.deployed_record(project_dir, stage)
+    if deployed is None:
+        raise DeployError(f"chalice deploy left no record in {project_dir}/.chalice/deployed/{stage}.json")
     arns: dict[str, str] = {}
     api_url = ""
     for resource in deployed["resources"]:
@@ -71,46 +91,59 @@ def run_chalice_deploy(stage: str, env: dict[str, str], region: str) -> ChaliceR
     return ChaliceResult(api_url, {name: arn for name, arn in arns.items()})
 
 
+def run_chalice_delete(stage: str, region: str, project_dir: Path) -> None:
+    """`chalice delete` of the stage's project, in the stage's Region; a failure raises."""
+    subprocess.run(
+        [_chalice(), "--project-dir", str(project_dir), "delete", "--stage", stage],
+        cwd=project_dir,
+        env={**os.environ, "AWS_DEFAULT_REGION": region, "AWS_REGION": region},
+        check=True,
+    )
+
+
 @dataclass
 class Deployer:
     stage: str
     region: str
     session: Any = None
     say: Callable[[str], None] = print
-    run_chalice: Callable[[str, dict[str, str], str], ChaliceResult] = run_chalice_deploy
-    chalice_dir: Path = CHALICE_DIR
+    run_chalice: Callable[[str, dict[str, str], str, Path], ChaliceResult] = run_chalice_deploy
+    run_chalice_delete: Callable[[str, str, Path], None] = run_chalice_delete
+    project_dir: Path | None = None  # the stage's generated Chalice project (default .deploy/<stage>)
     outputs: dict[str, str] = field(default_factory=dict)
+    client_overrides: dict[str, Any] = field(default_factory=dict)  # tests: stubbed clients by service
 
     def __post_init__(self) -> None:
         self.session = self.session or boto3.Session(region_name=self.region)
+        self.project_dir = self.project_dir or project.stage_dir(self.stage)
         self.cfn = self.client("cloudformation")
 
+    @property
+    def project(self) -> Path:
+        assert self.project_dir is not None
+        return self.project_dir
+
+    @property
+    def chalice_dir(self) -> Path:
+        return self.project / ".chalice"
+
     def client(self, service: str) -> Any:
+        if service in self.client_overrides:
+            return self.client_overrides[service]
         return self.session.client(service)
 
     # ---------------------------------------------------------------- checks
 
-    def account(self) -> str:
+    def identity(self) -> tuple[str, str]:
+        """(account, partition) of the deployer's credentials."""
         try:
-            return self.client("sts").get_caller_identity()["Account"]
+            answer = self.client("sts").get_caller_identity()
         except (NoCredentialsError, ClientError) as exc:
             raise DeployError(f"no usable AWS credentials for {self.region}: {exc}") from exc
+        return answer["Account"], partition_of_arn(answer["Arn"])
 
-    def check_model(self, key: str) -> ModelSpec:
-        spec = registry.get_model(key)
-        lifecycle, source = LifecycleChecker(self.client("bedrock")).lifecycle(spec)
-        usable = ", ".join(m.key for m in registry.selectable_models())
-        if not registry.is_selectable(spec, lifecycle):
-            raise DeployError(
-                f"model {key} reached end of life ({lifecycle.eol_date or 'date not recorded'}); usable models: {usable}"
-            )
-        if lifecycle.status is LifecycleStatus.LEGACY:
-            self.say(
-                f"warning: {key} is Legacy and reaches end of life on {lifecycle.eol_date}; plan a move to: {usable}"
-            )
-        if source != "bedrock":
-            self.say(f"note: could not read {key}'s lifecycle from Bedrock here ({source}); using the recorded state")
-        return spec
+    def account(self) -> str:
+        return self.identity()[0]
 
     # ---------------------------------------------------------------- stacks
 
@@ -127,7 +160,7 @@ class Deployer:
         name = stack_name(self.stage, kind)
         body = templates.to_json(template)
         params = [{"ParameterKey": k, "ParameterValue": v} for k, v in sorted(parameters.items())]
-        current = self._current(name)
+        current = self._recoverable(kind, self._current(name))
         common = {
             "StackName": name,
             "TemplateBody": body,
@@ -138,9 +171,7 @@ class Deployer:
         if current is None:
             self.say(f"creating stack {name} ...")
             self.cfn.create_stack(**common)
-            self.cfn.get_waiter("stack_create_complete").wait(
-                StackName=name, WaiterConfig={"Delay": 5, "MaxAttempts": 360}
-            )
+            self._wait(name, "stack_create_complete")
         elif self._unchanged(name, body, params, current):
             self.say(f"stack {name}: no changes")
         else:
@@ -151,11 +182,42 @@ class Deployer:
                 if "No updates are to be performed" not in str(exc):
                     raise
             else:
-                self.cfn.get_waiter("stack_update_complete").wait(
-                    StackName=name, WaiterConfig={"Delay": 5, "MaxAttempts": 360}
-                )
+                self._wait(name, "stack_update_complete")
         stack = self.cfn.describe_stacks(StackName=name)["Stacks"][0]
         return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+    def _wait(self, name: str, waiter: str) -> None:
+        try:
+            self.cfn.get_waiter(waiter).wait(StackName=name, WaiterConfig={"Delay": 5, "MaxAttempts": 360})
+        except WaiterError as exc:
+            reason = self._failure_reason(name) or str(exc)
+            raise DeployError(
+                f"stack {name} failed: {reason}. Fix the cause and re-run deploy (a stack left in "
+                "ROLLBACK_COMPLETE is deleted and created again), or remove everything with teardown."
+            ) from exc
+
+    def _recoverable(self, kind: str, current: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The stack to update, None to create it; a failed first create is deleted first."""
+        if current is None:
+            return None
+        name, status = current["StackName"], current["StackStatus"]
+        if status in ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED"):
+            self.say(f"stack {name} is {status} after a failed first deploy: deleting it to create it again")
+            problems: list[str] = []
+            self._delete_stack(kind, problems)
+            if problems:
+                raise DeployError(problems[0])
+            return None
+        if status.endswith("_IN_PROGRESS"):
+            raise DeployError(f"stack {name} is {status}: wait until that operation ends, then re-run deploy")
+        if status == "UPDATE_ROLLBACK_FAILED":
+            raise DeployError(
+                f"stack {name} is UPDATE_ROLLBACK_FAILED: continue its rollback (CloudFormation console, or "
+                f"`aws cloudformation continue-update-rollback --stack-name {name}`), then re-run deploy"
+            )
+        if status == "DELETE_FAILED":
+            raise DeployError(f"stack {name} is DELETE_FAILED: run teardown, then deploy again")
+        return current
 
     def _unchanged(self, name: str, body: str, params: list[dict[str, str]], current: dict[str, Any]) -> bool:
         deployed = self.cfn.get_template(StackName=name)["TemplateBody"]
@@ -170,38 +232,95 @@ class Deployer:
 
     # ---------------------------------------------------------------- the whole deploy
 
-    def write_chalice_config(self, env: dict[str, str], account: str, models: list[ModelSpec]) -> None:
-        config_path = self.chalice_dir / "config.json"
-        config = json.loads(config_path.read_text())
-        stage = config["stages"].setdefault(self.stage, {"api_gateway_stage": "api"})
-        stage["environment_variables"] = env
-        stage["autogen_policy"] = False
-        functions = chalice_config.apply_function_settings(stage)["lambda_functions"]
-        for name, document in policies.lambda_policies(self.outputs, self.stage, self.region, account, models).items():
-            file_name = f"policy-{self.stage}-{name}.json"
-            (self.chalice_dir / file_name).write_text(json.dumps(document, indent=2))
-            functions.setdefault(name, {})["iam_policy_file"] = file_name
-        config_path.write_text(chalice_config.render(config))
-
-    def deploy(self, *, email: str, model: str, max_concurrency: int) -> dict[str, str]:
-        account = self.account()
-        self.say(f"deploying Backdrop stage {self.stage} to account {account} in {self.region}")
-        spec = self.check_model(model)
-        self.outputs.update(
-            self.deploy_stack(
-                "resources", templates.load("resources"), {"Stage": self.stage, "NotificationEmail": email}
-            )
-        )
-        self.outputs.update(self.deploy_auth())
+    def stage_environment(self, account: str, partition: str, settings: dict[str, str]) -> dict[str, str]:
+        """What every Lambda reads: the stacks' outputs, then each deployment setting given."""
         env = {
             "BUCKET_NAME": self.outputs["BucketName"],
             "JOBS_TABLE_NAME": self.outputs["TableName"],
             "JOBS_STREAM_ARN": self.outputs["StreamArn"],
-            "STATE_MACHINE_ARN": policies.state_machine_arn(self.region, account, self.stage),
+            "STATE_MACHINE_ARN": policies.state_machine_arn(self.region, account, self.stage, partition),
             "USER_POOL_ARN": self.outputs["UserPoolArn"],
         }
-        self.write_chalice_config(env, account, registry.selectable_models() or [spec])
-        chalice = self.run_chalice(self.stage, env, self.region)
+        env.update({k: v for k, v in settings.items() if k != "BACKDROP_MODEL_REGISTRY"})
+        return env
+
+    def build_project(
+        self, env: dict[str, str], account: str, partition: str, models: list[ModelSpec], settings: dict[str, str]
+    ) -> dict[str, str]:
+        """The stage's Chalice project with its environment and policies; returns the final
+        environment (a custom registry is packaged, and its variable points inside the package)."""
+        documents = policies.lambda_policies(self.outputs, self.stage, self.region, account, models, partition)
+        project.build(
+            self.project,
+            self.stage,
+            env,
+            documents,
+            registry_file=settings.get("BACKDROP_MODEL_REGISTRY"),
+        )
+        config = json.loads((self.chalice_dir / "config.json").read_text())
+        return dict(config["stages"][self.stage]["environment_variables"])
+
+    def resource_parameters(self, email: str, settings: dict[str, str]) -> dict[str, str]:
+        from chalicelib.config import RESULT_RETENTION_DAYS, UPLOAD_RETENTION_DAYS, retention_days
+
+        return {
+            "Stage": self.stage,
+            "NotificationEmail": email,
+            "UploadRetentionDays": str(retention_days(UPLOAD_RETENTION_DAYS, settings)),
+            "ResultRetentionDays": str(retention_days(RESULT_RETENTION_DAYS, settings)),
+            "CorsAllowedOrigin": settings.get("CORS_ALLOW_ORIGIN", ""),
+        }
+
+    def doctor(self, model: str | None = None, skip: frozenset[str] = frozenset()) -> Doctor:
+        return Doctor(
+            session=self.session,
+            region=self.region,
+            stage=self.stage,
+            models=models_for_deployment(model),
+            say=self.say,
+            skip=skip,
+            clients=dict(self.client_overrides),
+        )
+
+    def preflight(self, model: str, skip: frozenset[str] = frozenset()) -> Findings:
+        """The doctor's checks before anything is created; any ✗ stops the deploy here."""
+        found = self.doctor(model, skip).run(deployed=False)
+        self.say(format_findings(found, f"Checks for stage {self.stage} in {self.region}:"))
+        if found.failed:
+            raise DeployError(
+                "not deploying: " + "; ".join(f"{c.name}: {c.detail} (fix: {c.fix})" for c in found.failed)
+            )
+        return found
+
+    def deploy(
+        self,
+        *,
+        email: str,
+        model: str,
+        max_concurrency: int | None = None,
+        skip: frozenset[str] = frozenset(),
+        settings: dict[str, str] | None = None,
+    ) -> dict[str, str]:
+        """Deploy the stage. `settings` must already be applied to this process
+        (backend.settings.apply), so the checks and IAM see the same models as the Lambdas."""
+        settings = dict(settings or {})
+        self.say(deployment_settings.describe(settings))
+        found = self.preflight(model, skip)
+        account, partition = found.account, found.partition
+        self.say(f"deploying Backdrop stage {self.stage} to account {account} in {self.region}")
+        models = registry.selectable_models() or [registry.get_model(model)]
+        routes = [r for r in found.routes if r.model_key in {m.key for m in models}]
+        if max_concurrency is None:
+            max_concurrency = found.max_concurrency or DEFAULT_MAX_CONCURRENCY
+            self.say(f"Map MaxConcurrency: {max_concurrency}")
+        self.outputs.update(
+            self.deploy_stack("resources", templates.load("resources"), self.resource_parameters(email, settings))
+        )
+        self.outputs.update(self.deploy_auth())
+        env = self.stage_environment(account, partition, settings)
+        env = self.build_project(env, account, partition, models, settings)
+        deployment_settings.save(self.project, settings)
+        chalice = self.run_chalice(self.stage, env, self.region, self.project)
         missing = [f.name for f in WORKFLOW_FUNCTIONS if f.name not in chalice.function_arns]
         if missing:
             raise DeployError(f"chalice deploy did not report the workflow functions {missing}")
@@ -209,23 +328,57 @@ class Deployer:
             "Stage": self.stage,
             "BucketName": self.outputs["BucketName"],
             "NotificationTopicArn": self.outputs["TopicArn"],
-            "ModelResourceArns": ",".join(
-                sorted(
-                    {
-                        arn
-                        for m in registry.selectable_models() or [spec]
-                        for arn in policies.model_resource_arns(m, self.region, account)
-                    }
-                )
-            ),
+            "AlarmTopicArn": self.outputs["AlarmTopicArn"],
+            "ModelResourceArns": ",".join(invoke_arns(routes)),
             **{f.arn_placeholder: chalice.function_arns[f.name] for f in WORKFLOW_FUNCTIONS},
         }
         self.outputs.update(self.deploy_stack("workflow", templates.workflow_template(max_concurrency), parameters))
         self.outputs["ApiUrl"] = chalice.api_url
         return self.outputs
 
+    def api_url(self) -> str:
+        """The stage's API URL, from chalice's record of its last deploy ("" if none)."""
+        record = self.chalice_dir / "deployed" / f"{self.stage}.json"
+        if not record.exists():
+            return ""
+        for resource in json.loads(record.read_text()).get("resources", []):
+            if resource.get("resource_type") == "rest_api":
+                return str(resource["rest_api_url"])
+        return ""
+
     def deploy_auth(self) -> dict[str, str]:
         return self.deploy_stack("auth", templates.load("auth"), {"Stage": self.stage})
+
+    # ---------------------------------------------------------------- redrive
+
+    def redrive(self, job_id: str) -> str:
+        """Redrive a job's failed, timed-out or aborted execution from where it stopped (failed
+        Map children included); images that already succeeded are not run again."""
+        sfn = self.client("stepfunctions")
+        account, partition = self.identity()
+        arn = policies.state_machine_arn(self.region, account, self.stage, partition).replace(
+            ":stateMachine:", ":execution:"
+        )
+        arn = f"{arn}:{job_id}"  # the execution is named after the job
+        try:
+            execution = sfn.describe_execution(executionArn=arn)
+        except ClientError as exc:
+            raise DeployError(f"job {job_id} has no execution in stage {self.stage} ({arn}): {exc}") from exc
+        status = execution["status"]
+        if status in ("RUNNING", "PENDING_REDRIVE"):
+            return f"job {job_id} is still running ({status}); nothing to redrive"
+        if status == "SUCCEEDED":
+            return (
+                f"job {job_id}'s workflow succeeded; to run its failed images again, retry the job "
+                f"(POST /jobs/{job_id}/retry, `backdrop retry {job_id}` or the web app)"
+            )
+        if execution.get("redriveStatus") == "NOT_REDRIVABLE":
+            raise DeployError(
+                f"job {job_id}'s execution ({status}) cannot be redriven: {execution.get('redriveStatusReason', '')}; "
+                "retry the job instead"
+            )
+        sfn.redrive_execution(executionArn=arn)
+        return f"job {job_id}: execution {status} redriven; follow it with GET /jobs/{job_id} or the web app"
 
     # ---------------------------------------------------------------- users and teardown
 
@@ -245,31 +398,98 @@ class Deployer:
             )
 
     def teardown(self) -> None:
-        resources = self._current(stack_name(self.stage, "resources"))
-        outputs = {o["OutputKey"]: o["OutputValue"] for o in (resources or {}).get("Outputs", [])}
+        """Remove everything the stage created, including the retained stateful resources, and
+        say what could not be removed. Safe to re-run: retained resources are found by name."""
+        account, _ = self.identity()
+        problems: list[str] = []
         auth = self._current(stack_name(self.stage, "auth"))
         auth_outputs = {o["OutputKey"]: o["OutputValue"] for o in (auth or {}).get("Outputs", [])}
-        self._delete_stack("workflow")
-        if (self.chalice_dir / "deployed" / f"{self.stage}.json").exists():
-            subprocess.run([_chalice(), "delete", "--stage", self.stage], cwd=ROOT, check=False)
-        self._delete_stack("auth")
-        self._delete_stack("resources")
+        self._delete_stack("workflow", problems)
+        if project.deployed_record(self.project, self.stage) is not None:
+            self.say(f"chalice delete --stage {self.stage} ({self.region}) ...")
+            try:
+                self.run_chalice_delete(self.stage, self.region, self.project)
+            except (subprocess.CalledProcessError, OSError) as exc:
+                problems.append(
+                    f"chalice delete failed ({exc}): the stage's Lambdas, API and roles remain; "
+                    f"its record is kept in {self.project}"
+                )
+        self._delete_stack("auth", problems)
+        self._delete_stack("resources", problems)
         # the stateful resources are Retain (no accidental loss); teardown removes them on purpose
-        if outputs.get("BucketName"):
-            self._empty_and_delete_bucket(outputs["BucketName"])
-        if outputs.get("TableName"):
-            self.client("dynamodb").delete_table(TableName=outputs["TableName"])
-        if auth_outputs.get("UserPoolId"):
-            self.client("cognito-idp").delete_user_pool(UserPoolId=auth_outputs["UserPoolId"])
+        self._remove(
+            problems, "bucket", self._empty_and_delete_bucket, resource_names.bucket(self.stage, account, self.region)
+        )
+        self._remove(problems, "table", self._delete_table, resource_names.table(self.stage))
+        pool_id = auth_outputs.get("UserPoolId") or self._user_pool_id(resource_names.user_pool(self.stage))
+        if pool_id:
+            self._remove(problems, "user pool", self._delete_user_pool, pool_id)
+        for group in resource_names.lambda_log_groups(self.stage):
+            self._remove(problems, "log group", self._delete_log_group, group)
+        if problems:
+            raise DeployError(
+                f"teardown of stage {self.stage} in {self.region} is incomplete; fix these and run it again:\n- "
+                + "\n- ".join(problems)
+            )
+        shutil.rmtree(self.project, ignore_errors=True)
         self.say(f"Backdrop stage {self.stage} removed from {self.region}")
 
-    def _delete_stack(self, kind: str) -> None:
+    def _remove(self, problems: list[str], what: str, remove: Callable[[str], None], name: str) -> None:
+        try:
+            remove(name)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in _GONE:
+                return
+            problems.append(f"{what} {name}: {code or exc}")
+
+    def _delete_stack(self, kind: str, problems: list[str]) -> None:
         name = stack_name(self.stage, kind)
-        if self._current(name) is None:
-            return
-        self.say(f"deleting stack {name} ...")
-        self.cfn.delete_stack(StackName=name)
-        self.cfn.get_waiter("stack_delete_complete").wait(StackName=name, WaiterConfig={"Delay": 5, "MaxAttempts": 360})
+        for attempt in (1, 2):  # a DELETE_FAILED stack often deletes on a second try
+            if self._current(name) is None:
+                return
+            self.say(f"deleting stack {name} ...")
+            self.cfn.delete_stack(StackName=name)
+            try:
+                self.cfn.get_waiter("stack_delete_complete").wait(
+                    StackName=name, WaiterConfig={"Delay": 5, "MaxAttempts": 360}
+                )
+                return
+            except WaiterError as exc:
+                reason = self._failure_reason(name) or str(exc)
+                if attempt == 2:
+                    problems.append(f"stack {name} could not be deleted: {reason}")
+                else:
+                    self.say(f"stack {name} did not delete ({reason}); trying once more")
+
+    def _failure_reason(self, name: str) -> str:
+        """The first failed resource's reason from the stack's events ("" if none is found)."""
+        try:
+            events = self.cfn.describe_stack_events(StackName=name)["StackEvents"]
+        except ClientError:
+            return ""
+        failed = [e for e in events if e.get("ResourceStatus", "").endswith("_FAILED")]
+        if not failed:
+            return ""
+        event = failed[-1]  # events come newest first: the last failed one is the first cause
+        return f"{event['LogicalResourceId']}: {event.get('ResourceStatusReason', event['ResourceStatus'])}"
+
+    def _delete_table(self, name: str) -> None:
+        self.client("dynamodb").delete_table(TableName=name)
+
+    def _delete_user_pool(self, pool_id: str) -> None:
+        self.client("cognito-idp").delete_user_pool(UserPoolId=pool_id)
+
+    def _delete_log_group(self, name: str) -> None:
+        self.client("logs").delete_log_group(logGroupName=name)
+
+    def _user_pool_id(self, name: str) -> str:
+        cognito = self.client("cognito-idp")
+        for page in cognito.get_paginator("list_user_pools").paginate(MaxResults=60):
+            for pool in page.get("UserPools", []):
+                if pool["Name"] == name:
+                    return str(pool["Id"])
+        return ""
 
     def _empty_and_delete_bucket(self, bucket: str) -> None:
         s3 = self.client("s3")
@@ -283,26 +503,74 @@ class Deployer:
         s3.delete_bucket(Bucket=bucket)
 
 
+def _region_default() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+def _skip(value: str) -> frozenset[str]:
+    return frozenset(v.strip() for v in value.split(",") if v.strip())
+
+
+def run_doctor(deployer: Deployer, args: argparse.Namespace) -> int:
+    doctor = deployer.doctor(args.model, _skip(args.skip_checks))
+    found = doctor.run(deployed=True)
+    if args.smoke == "models":
+        doctor.smoke_models(found, yes=args.yes)
+        doctor.check_quotas(found)  # again, with the measured call times
+    elif args.smoke == "workflow":
+        from backend.smoke import WorkflowSmoke
+
+        api_url = deployer.api_url()
+        if not api_url:
+            raise DeployError(f"stage {args.stage} has no API yet: deploy it first")
+        WorkflowSmoke(deployer.session, deployer.region, deployer.stage, api_url).run(found, yes=args.yes)
+    print(format_findings(found, f"Backdrop doctor: stage {args.stage} in {args.region}"))
+    return 1 if found.failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m backend.deploy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("deploy", "create-user", "teardown"):
+    for name in ("doctor", "deploy", "create-user", "redrive", "teardown"):
         p = sub.add_parser(name)
         p.add_argument("--stage", default="dev")
-        p.add_argument(
-            "--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        )
+        p.add_argument("--region", default=_region_default())
+        if name in ("doctor", "deploy"):
+            p.add_argument("--model", default=None, help="the model to check (default: the registry's default)")
+            p.add_argument(
+                "--set",
+                action="append",
+                default=[],
+                metavar="NAME=VALUE",
+                help="a deployment setting (docs/deploy.md, 'Settings'); remembered for the stage",
+            )
+            p.add_argument("--unset", action="append", default=[], metavar="NAME", help="forget a remembered setting")
+            p.add_argument(
+                "--skip-checks",
+                default="",
+                metavar="NAMES",
+                help="comma-separated check names (e.g. access,quota) whose ✗ you accept knowingly",
+            )
+        if name == "doctor":
+            p.add_argument(
+                "--smoke",
+                choices=("models", "workflow"),
+                help="models: one smallest Bedrock call per model with your credentials (subscribes the account); "
+                "workflow: one image through the deployed stack, then what only AWS can tell",
+            )
+            p.add_argument("--yes", action="store_true", help="do not ask before spending money")
         if name == "deploy":
             p.add_argument("--email", default="", help="where job-finished emails go (confirm the subscription)")
-            p.add_argument("--model", default=registry.default_model_key())
             p.add_argument(
                 "--max-concurrency",
                 type=int,
-                default=8,
-                help="parallel images; derive it from your Bedrock quota (docs/deploy.md)",
+                default=None,
+                help="parallel images; by default derived from your Bedrock quotas (docs/deploy.md)",
             )
+        if name == "redrive":
+            p.add_argument("job_id", metavar="JOB", help="the job id (its execution has the same name)")
         if name == "create-user":
             p.add_argument("--email", required=True)
             p.add_argument("--password-stdin", action="store_true")
@@ -311,14 +579,36 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     deployer = Deployer(stage=args.stage, region=args.region)
     try:
+        settings: dict[str, str] = {}
+        if args.command in ("doctor", "deploy"):
+            settings = deployment_settings.effective(
+                deployer.project, deployment_settings.parse_assignments(args.set), args.unset
+            )
+            deployment_settings.apply(settings)
+            args.model = args.model or registry.default_model_key()
+        if args.command == "doctor":
+            return run_doctor(deployer, args)
         if args.command == "deploy":
-            out = deployer.deploy(email=args.email, model=args.model, max_concurrency=args.max_concurrency)
+            out = deployer.deploy(
+                email=args.email,
+                model=args.model,
+                max_concurrency=args.max_concurrency,
+                skip=_skip(args.skip_checks),
+                settings=settings,
+            )
             print(
                 f"\nBackdrop is deployed.\n  API:          {out['ApiUrl']}\n  User pool:    {out['UserPoolId']}\n"
                 f"  App client:   {out['UserPoolClientId']}\n  Bucket:       {out['BucketName']}\n"
                 f"Next: python -m backend.deploy create-user --stage {args.stage} --region {args.region} --email you@example.com"
-                + ("\nConfirm the SNS subscription email to receive job reports." if args.email else "")
+                + (
+                    "\nConfirm the two SNS subscription emails (job reports, alarms): until you do, SNS drops every "
+                    "email to that address. `python -m backend.deploy doctor` shows whether they are confirmed."
+                    if args.email
+                    else ""
+                )
             )
+        elif args.command == "redrive":
+            print(deployer.redrive(args.job_id))
         elif args.command == "create-user":
             password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
             deployer.create_user(args.email, password)

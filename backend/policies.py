@@ -11,30 +11,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from backend.regions import ModelRoutes, foundation_model_arn, invoke_arns, partition_for_region
+from backend.resource_names import lambda_function
 from chalicelib import contracts
 from chalicelib.functions import FUNCTIONS, Grant, LambdaFunction
 from chalicelib.models.base import ModelSpec
 
-GEO_PREFIXES = ("us.", "eu.", "apac.", "us-gov.", "ca.", "jp.", "au.", "global.")
 
-
-def state_machine_arn(region: str, account: str, stage: str) -> str:
+def state_machine_arn(region: str, account: str, stage: str, partition: str | None = None) -> str:
     """Derived from its name, so the app can be deployed before the workflow stack exists."""
-    return f"arn:aws:states:{region}:{account}:stateMachine:backdrop-{stage}-workflow"
+    partition = partition or partition_for_region(region)
+    return f"arn:{partition}:states:{region}:{account}:stateMachine:backdrop-{stage}-workflow"
 
 
-def model_resource_arns(spec: ModelSpec, region: str, account: str) -> list[str]:
-    """What bedrock:InvokeModel must allow for a model: for a cross-region inference profile,
-    the profile itself and the foundation model in every region the profile may route to."""
-    arns: list[str] = []
-    for call, model_id in spec.model_ids.items():
-        if model_id.startswith(GEO_PREFIXES):
-            arns.append(f"arn:aws:bedrock:{region}:{account}:inference-profile/{model_id}")
-            base = spec.base_model_ids.get(call) or model_id.split(".", 1)[1]
-            arns += [f"arn:aws:bedrock:{r}::foundation-model/{base}" for r in (spec.regions or (region,))]
-        else:
-            arns.append(f"arn:aws:bedrock:{region}::foundation-model/{model_id}")
-    return sorted(set(arns))
+def model_resource_arns(spec: ModelSpec, region: str, account: str, partition: str | None = None) -> list[str]:
+    """What bedrock:InvokeModel must allow for a model as models.json records it (the deploy asks
+    Bedrock instead, backend.regions): for a cross-Region inference profile, the profile itself
+    and the foundation model in every Region the profile may route to."""
+    routes = ModelRoutes(None, region, account, partition or partition_for_region(region)).for_models([spec])
+    return invoke_arns(routes)
 
 
 def _statement(sid: str, actions: list[str], resources: list[str]) -> dict[str, Any]:
@@ -42,22 +37,27 @@ def _statement(sid: str, actions: list[str], resources: list[str]) -> dict[str, 
 
 
 def lambda_policies(
-    outputs: dict[str, str], stage: str, region: str, account: str, models: list[ModelSpec]
+    outputs: dict[str, str],
+    stage: str,
+    region: str,
+    account: str,
+    models: list[ModelSpec],
+    partition: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """One policy document per declared function."""
-    bucket = f"arn:aws:s3:::{outputs['BucketName']}"
+    partition = partition or partition_for_region(region)
+    bucket = f"arn:{partition}:s3:::{outputs['BucketName']}"
     table = outputs["TableArn"]
-    logs = _statement(
-        "OwnLogs",
-        ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
-        [f"arn:aws:logs:{region}:{account}:log-group:/aws/lambda/backdrop-{stage}-*"],
-    )
+
+    def logs(function: str) -> dict[str, Any]:
+        """Its own log group only (chalice names the API handler's without a suffix)."""
+        group = f"arn:{partition}:logs:{region}:{account}:log-group:/aws/lambda/{lambda_function(stage, function)}"
+        return _statement(
+            "OwnLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"], [group, f"{group}:*"]
+        )
+
     foundation_models = sorted(
-        {
-            f"arn:aws:bedrock:{region}::foundation-model/{base}"
-            for spec in models
-            for base in spec.base_model_ids.values()
-        }
+        {foundation_model_arn(partition, region, base) for spec in models for base in spec.base_model_ids.values()}
     )
     grants: dict[Grant, dict[str, Any]] = {
         Grant.LIST_UPLOADS: {
@@ -75,12 +75,12 @@ def lambda_policies(
             [outputs["StreamArn"]],
         ),
         Grant.START_WORKFLOW: _statement(
-            "StartWorkflow", ["states:StartExecution"], [state_machine_arn(region, account, stage)]
+            "StartWorkflow", ["states:StartExecution"], [state_machine_arn(region, account, stage, partition)]
         ),
     }
 
     def statements(function: LambdaFunction) -> list[dict[str, Any]]:
-        out = [logs]
+        out = [logs(function.name)]
         if function.s3_read:
             out.append(_statement("ReadObjects", ["s3:GetObject"], [f"{bucket}/{p}*" for p in function.s3_read]))
         if function.s3_write:

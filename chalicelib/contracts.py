@@ -293,3 +293,5 @@ TABLE_GSIS: Final = [
     }
 ]
 TABLE_STREAM: Final = {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
+# Items carry their deletion time (epoch seconds); the table's TTL deletes them after it.
+TTL_ATTRIBUTE: Final = "expiresAt"

@@ -26,7 +26,7 @@ from typing import Any, Final, cast
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts
+from chalicelib import config, contracts
 from chalicelib.contracts import ErrorCode, ImageStatus, JobStatus
 from chalicelib.errors import CONDITION_FAILED, BadRequest, StorageError, client_error_code
 
@@ -162,6 +162,8 @@ class JobStore:
         """Write a SUBMITTED job: its images first, then the job item, whose INSERT on the stream
         starts the workflow (so the starter always finds every image)."""
         created_at = created_at or contracts.utc_now_iso()
+        # the job's items go when its results do (the bucket's lifecycle rules)
+        expires = config.expires_at(config.RESULT_RETENTION_DAYS)
         with self.table.batch_writer() as batch:
             for image in images:
                 item: dict[str, Any] = {
@@ -173,6 +175,7 @@ class JobStore:
                     "labels": list(image.labels),
                     "boxes": [list(b) for b in image.boxes],
                     "status": ImageStatus.PENDING.value,
+                    contracts.TTL_ATTRIBUTE: expires,
                 }
                 if image.prompt:
                     item["prompt"] = image.prompt
@@ -189,6 +192,7 @@ class JobStore:
             "counts": {s.value: (len(images) if s is ImageStatus.PENDING else 0) for s in ImageStatus},
             "gsi1pk": contracts.owner_index_pk(owner),
             "gsi1sk": f"{created_at}#{job_id}",
+            contracts.TTL_ATTRIBUTE: expires,
         }
         self.table.put_item(Item=_stored(job), ConditionExpression="attribute_not_exists(pk)")
         return cast(dict[str, Any], plain(job))
@@ -495,6 +499,8 @@ class JobStore:
             **self._labels_key(object_key),
             "labels": json.dumps(labels),  # a string: floats stay floats, no Decimal round trip
             "detectedAt": contracts.utc_now_iso(),
+            # the labels of an upload go with it
+            contracts.TTL_ATTRIBUTE: config.expires_at(config.UPLOAD_RETENTION_DAYS),
         }
         if unavailable:  # why label detection could not read the image: {code, message}
             item["unavailable"] = json.dumps(unavailable)

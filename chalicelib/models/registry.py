@@ -80,7 +80,8 @@ def _load(path: str) -> tuple[str, dict[str, ModelSpec]]:
 
 
 def _registry() -> tuple[str, dict[str, ModelSpec]]:
-    return _load(os.environ.get("BACKDROP_MODEL_REGISTRY") or str(REGISTRY_PATH))
+    # "$LAMBDA_TASK_ROOT/..." names a registry packaged with the Lambdas (the deploy sets it so)
+    return _load(os.path.expandvars(os.environ.get("BACKDROP_MODEL_REGISTRY") or str(REGISTRY_PATH)))
 
 
 def default_model_key() -> str:
@@ -113,6 +114,12 @@ def resolve(spec: ModelSpec) -> ModelSpec:
         raise ModelUnavailable(f"BACKDROP_MODEL_IDS names unknown calls {sorted(unknown)} for model {spec.key}")
     ids.update(overrides)
     return dataclasses.replace(spec, model_ids=ids)
+
+
+def recorded_model_id(key: str, call: str) -> str | None:
+    """The model id models.json records for a call, before BACKDROP_MODEL_IDS (None if unknown)."""
+    spec = _registry()[1].get(key)
+    return spec.model_ids.get(call) if spec else None
 
 
 def all_models() -> list[ModelSpec]:

@@ -8,13 +8,14 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 
-from backend import policies, templates
+from backend import policies, resource_names, templates
 from backend.deploy import ChaliceResult, Deployer, stack_name
 from chalicelib import contracts
 from chalicelib.functions import FUNCTIONS, WORKFLOW_FUNCTIONS
@@ -180,8 +181,38 @@ def moto_server() -> Any:
     server.stop()
 
 
-def _client(service: str, endpoint: str) -> Any:
-    return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1")
+def _client(service: str, endpoint: str, region: str = "us-east-1") -> Any:
+    return boto3.client(service, endpoint_url=endpoint, region_name=region)
+
+
+class FakeBedrock:
+    """Bedrock's control plane as a subscribed account in us-east-1 sees it (moto has no Bedrock):
+    each us. profile routes to four Regions, one of which models.json does not list."""
+
+    DESTINATIONS = ("us-east-1", "us-east-2", "us-west-1", "us-west-2")
+
+    def get_inference_profile(self, inferenceProfileIdentifier: str) -> dict[str, Any]:
+        base = inferenceProfileIdentifier.split(".", 1)[1]
+        return {
+            "inferenceProfileArn": f"arn:aws:bedrock:us-east-1:123456789012:inference-profile/{inferenceProfileIdentifier}",
+            "models": [{"modelArn": f"arn:aws:bedrock:{r}::foundation-model/{base}"} for r in self.DESTINATIONS],
+        }
+
+    def get_foundation_model(self, modelIdentifier: str) -> dict[str, Any]:
+        if modelIdentifier.startswith("amazon."):  # Titan and Nova Canvas: retired in 2026
+            lifecycle = {"status": "LEGACY", "endOfLifeTime": datetime(2026, 9, 30, tzinfo=UTC)}
+        else:
+            lifecycle = {"status": "ACTIVE"}
+        return {"modelDetails": {"modelId": modelIdentifier, "modelLifecycle": lifecycle}}
+
+    def get_foundation_model_availability(self, modelId: str) -> dict[str, Any]:
+        return {
+            "modelId": modelId,
+            "agreementAvailability": {"status": "AVAILABLE"},
+            "authorizationStatus": "AUTHORIZED",
+            "entitlementAvailability": "AVAILABLE",
+            "regionAvailability": "AVAILABLE",
+        }
 
 
 def _echo_lists_as_cloudformation_does(parsed: dict[str, Any], **_: Any) -> None:
@@ -200,6 +231,7 @@ class MotoDeployer(Deployer):
     has no Cognito (docs/aws-notes.md#n25-moto-cloudformation); cfn-lint checks auth.yaml."""
 
     said: list[str] = field(default_factory=list)
+    deleted: list[tuple[str, str, Path]] = field(default_factory=list)  # `chalice delete` calls
 
     def __post_init__(self) -> None:
         self.say = self.said.append
@@ -213,34 +245,59 @@ class MotoDeployer(Deployer):
         return {"UserPoolId": pool["Id"], "UserPoolArn": pool["Arn"], "UserPoolClientId": client["ClientId"]}
 
 
-@pytest.fixture
-def deployer(moto_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MotoDeployer:
-    chalice_dir = tmp_path / ".chalice"
-    chalice_dir.mkdir()
-    shutil.copy(ROOT / ".chalice" / "config.json", chalice_dir / "config.json")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)  # the SDK's own setting, as on a real machine
+def fake_chalice(stage: str, env: dict[str, str], region: str, project_dir: Path) -> ChaliceResult:
+    """`chalice deploy` itself is not run on moto: it builds a Lambda package and drives API
+    Gateway and Lambda APIs moto only partly has; everything around it is real."""
+    assert env["STATE_MACHINE_ARN"] == policies.state_machine_arn(region, "123456789012", stage)
+    config = json.loads((project_dir / ".chalice" / "config.json").read_text())
+    assert config["stages"][stage]["environment_variables"] == env  # the Lambdas get what chalice got
+    assert (project_dir / "app.py").exists() and (project_dir / "chalicelib" / "models" / "models.json").exists()
+    arns = {
+        f.name: f"arn:aws:lambda:{region}:123456789012:function:backdrop-{stage}-{f.name}" for f in WORKFLOW_FUNCTIONS
+    }
+    api_url = f"https://example.execute-api.{region}.amazonaws.com/api/"
+    record = {
+        "resources": [{"resource_type": "rest_api", "rest_api_url": api_url}]
+        + [{"resource_type": "lambda_function", "name": f, "lambda_arn": a} for f, a in arns.items()]
+    }
+    (project_dir / ".chalice" / "deployed").mkdir(exist_ok=True)
+    (project_dir / ".chalice" / "deployed" / f"{stage}.json").write_text(json.dumps(record))
+    return ChaliceResult(api_url, arns)
 
-    def fake_chalice(stage: str, env: dict[str, str], region: str) -> ChaliceResult:
-        # `chalice deploy` itself is not run on moto: it builds a Lambda package and drives
-        # API Gateway and Lambda APIs moto only partly has; everything around it is real.
-        assert env["STATE_MACHINE_ARN"] == policies.state_machine_arn(region, "123456789012", stage)
-        arns = {
-            f.name: f"arn:aws:lambda:{region}:123456789012:function:backdrop-{stage}-{f.name}"
-            for f in WORKFLOW_FUNCTIONS
-        }
-        return ChaliceResult(f"https://example.execute-api.{region}.amazonaws.com/api/", arns)
 
-    return MotoDeployer(
+def make_deployer(tmp_path: Path, region: str = "us-east-1") -> MotoDeployer:
+    """A deployer against the moto server (AWS_ENDPOINT_URL, set by the caller), with a Bedrock
+    that answers as a subscribed account's would."""
+    deployer = MotoDeployer(
         stage="dev",
-        region="us-east-1",
-        session=boto3.Session(region_name="us-east-1"),
+        region=region,
+        session=boto3.Session(region_name=region),
         run_chalice=fake_chalice,
-        chalice_dir=chalice_dir,
+        project_dir=tmp_path / "project",
+        client_overrides={"bedrock": FakeBedrock()},
     )
+    deployer.run_chalice_delete = lambda stage, region, project_dir: deployer.deleted.append(
+        (stage, region, project_dir)
+    )
+    return deployer
+
+
+@pytest.fixture
+def on_moto(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)  # the SDK's own setting, as on a real machine
+    return moto_server
+
+
+@pytest.fixture
+def deployer(on_moto: str, tmp_path: Path) -> MotoDeployer:
+    return make_deployer(tmp_path)
 
 
 def test_deploy_then_redeploy_then_teardown_on_moto(deployer: MotoDeployer, moto_server: str) -> None:
-    outputs = deployer.deploy(email="", model="stability-inpaint", max_concurrency=8)
+    tracked = (ROOT / ".chalice" / "config.json").read_bytes()
+    settings = {"BACKDROP_APP_URL": "https://backdrop.example.com", "BACKDROP_RESULT_RETENTION_DAYS": "14"}
+    outputs = deployer.deploy(email="", model="stability-inpaint", max_concurrency=8, settings=settings)
+    assert (ROOT / ".chalice" / "config.json").read_bytes() == tracked  # no account ids in the checkout
     cfn = _client("cloudformation", moto_server)
     for kind in ("resources", "workflow"):
         assert cfn.describe_stacks(StackName=stack_name("dev", kind))["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
@@ -250,13 +307,25 @@ def test_deploy_then_redeploy_then_teardown_on_moto(deployer: MotoDeployer, moto
     config = json.loads((deployer.chalice_dir / "config.json").read_text())["stages"]["dev"]
     assert config["autogen_policy"] is False
     assert config["environment_variables"]["BUCKET_NAME"] == outputs["BucketName"]
+    assert config["environment_variables"]["BACKDROP_APP_URL"] == "https://backdrop.example.com"
+    resources = cfn.describe_stacks(StackName=stack_name("dev", "resources"))["Stacks"][0]
+    parameters = {p["ParameterKey"]: p["ParameterValue"] for p in resources["Parameters"]}
+    assert (parameters["ResultRetentionDays"], parameters["UploadRetentionDays"]) == ("14", "30")
+    assert parameters["CorsAllowedOrigin"] == ""
     assert config["lambda_functions"]["prepare"]["iam_policy_file"] == "policy-dev-prepare.json"
     assert (deployer.chalice_dir / "policy-dev-api_handler.json").exists()
     role_policy = _client("iam", moto_server).list_roles()["Roles"]
     assert any("WorkflowRole" in r["RoleName"] for r in role_policy)
+    # the workflow may invoke exactly what Bedrock said the profiles route to
+    workflow = cfn.describe_stacks(StackName=stack_name("dev", "workflow"))["Stacks"][0]
+    granted = next(p["ParameterValue"] for p in workflow["Parameters"] if p["ParameterKey"] == "ModelResourceArns")
+    assert "arn:aws:bedrock:us-west-1::foundation-model/stability.stable-image-inpaint-v1:0" in granted
+    alarm_topic = next(p["ParameterValue"] for p in workflow["Parameters"] if p["ParameterKey"] == "AlarmTopicArn")
+    assert alarm_topic == outputs["AlarmTopicArn"] != outputs["TopicArn"]
+    assert "access stability-inpaint      subscribed and authorized" in "\n".join(deployer.said)
 
     deployer.said.clear()
-    deployer.deploy(email="", model="stability-inpaint", max_concurrency=8)
+    deployer.deploy(email="", model="stability-inpaint", max_concurrency=8, settings=settings)
     assert "stack backdrop-dev-resources: no changes" in deployer.said
     assert "stack backdrop-dev-workflow: no changes" in deployer.said
 
@@ -274,3 +343,353 @@ def test_deploy_refuses_an_end_of_life_model(deployer: Deployer, moto_server: st
     with pytest.raises(DeployError, match="end of life.*stability-inpaint"):
         deployer.deploy(email="", model="nova-canvas", max_concurrency=8)
     assert _client("cloudformation", moto_server).list_stacks()["StackSummaries"] == []
+
+
+def test_deploy_refuses_a_region_the_profiles_cannot_be_called_from(on_moto: str, tmp_path: Path) -> None:
+    from backend.deploy import DeployError
+
+    deployer = Deployer(
+        stage="dev",
+        region="eu-west-1",
+        session=boto3.Session(region_name="eu-west-1"),
+        say=lambda _: None,
+        project_dir=tmp_path,
+    )
+    with pytest.raises(DeployError, match="us-east-1, us-east-2, us-west-2 only, not eu-west-1"):
+        deployer.deploy(email="", model="stability-inpaint", max_concurrency=8)
+    cfn = boto3.client("cloudformation", endpoint_url=on_moto, region_name="eu-west-1")
+    assert cfn.list_stacks()["StackSummaries"] == []
+
+
+@pytest.mark.slow
+def test_packaged_environment_and_iam_agree_for_a_model_id_override(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deploy's settings reach every packaged Lambda, and the ids the Lambdas will send are
+    exactly the ones IAM allows (here: eu. profiles, deployed to eu-central-1)."""
+    import os
+
+    from backend import settings as deployment_settings
+    from backend.regions import ModelRoutes, invoke_arns
+
+    overrides = {
+        "stability-inpaint": {
+            "remove-background": "eu.stability.stable-image-remove-background-v1:0",
+            "inpaint": "eu.stability.stable-image-inpaint-v1:0",
+        }
+    }
+    settings = {"BACKDROP_MODEL_IDS": json.dumps(overrides), "BACKDROP_APP_URL": "https://app.example.com"}
+    for name in deployment_settings.NAMES:
+        monkeypatch.delenv(name, raising=False)
+    deployment_settings.apply(settings)
+    region, account = "eu-central-1", "123456789012"
+
+    class EuBedrock:
+        def get_inference_profile(self, inferenceProfileIdentifier: str) -> dict[str, Any]:
+            base = inferenceProfileIdentifier.split(".", 1)[1]
+            arn = f"arn:aws:bedrock:{region}:{account}:inference-profile/{inferenceProfileIdentifier}"
+            regions = ("eu-central-1", "eu-west-1", "eu-west-3")
+            return {
+                "inferenceProfileArn": arn,
+                "models": [{"modelArn": f"arn:aws:bedrock:{r}::foundation-model/{base}"} for r in regions],
+            }
+
+    models = registry.selectable_models()
+    granted = invoke_arns(ModelRoutes(EuBedrock(), region, account, "aws").for_models(models))
+    deployer = Deployer(
+        stage="dev", region=region, session=boto3.Session(region_name=region), project_dir=tmp_path / "project"
+    )
+    deployer.outputs.update(
+        {
+            **OUTPUTS,
+            "TableName": "backdrop-dev-jobs",
+            "UserPoolArn": f"arn:aws:cognito-idp:{region}:{account}:userpool/{region}_abc",
+        }
+    )
+    env = deployer.build_project(deployer.stage_environment(account, "aws", settings), account, "aws", models, settings)
+
+    out = tmp_path / "package"
+    process_env = {
+        **{k: v for k, v in os.environ.items() if k.startswith(("PIP_", "SSL_", "REQUESTS_"))},
+        **env,
+        "AWS_DEFAULT_REGION": region,
+        "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin",
+        "HOME": str(tmp_path),
+    }
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "chalice"), "package", "--stage", "dev", str(out)],
+        cwd=deployer.project,
+        env=process_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    sam = json.loads((out / "sam.json").read_text())
+    functions = {k: r for k, r in sam["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+    assert len(functions) == len(FUNCTIONS)
+    for resource in functions.values():
+        variables = resource["Properties"]["Environment"]["Variables"]
+        assert variables["BACKDROP_MODEL_IDS"] == settings["BACKDROP_MODEL_IDS"]
+        assert variables["BACKDROP_APP_URL"] == "https://app.example.com"
+
+    # what a packaged Lambda resolves is what the workflow role may invoke, and nothing of us.
+    monkeypatch.setenv(
+        "BACKDROP_MODEL_IDS",
+        next(iter(functions.values()))["Properties"]["Environment"]["Variables"]["BACKDROP_MODEL_IDS"],
+    )
+    sent = {model_id for spec in registry.selectable_models() for model_id in spec.model_ids.values()}
+    assert sent == {ids for calls in overrides.values() for ids in calls.values()}
+    for model_id in sent:
+        assert f"arn:aws:bedrock:{region}:{account}:inference-profile/{model_id}" in granted
+    assert not [arn for arn in granted if ":us-" in arn]
+    # and the packaged Lambda roles ask Bedrock about the models in the deploy Region
+    role_text = json.dumps([r for r in sam["Resources"].values() if r["Type"] == "AWS::IAM::Role"])
+    assert f"arn:aws:bedrock:{region}::foundation-model/stability.stable-image-inpaint-v1:0" in role_text
+    assert (
+        "123456789012" in role_text
+        and "arn:aws:states:eu-central-1:123456789012:stateMachine:backdrop-dev-workflow" in role_text
+    )
+
+
+def _resolve_ref(template: dict[str, Any], value: Any) -> dict[str, Any]:
+    assert isinstance(value, dict) and "Ref" in value, value
+    return template["Resources"][value["Ref"]]
+
+
+def test_the_failed_workflow_alarm_publishes_to_a_topic_cloudwatch_may_use() -> None:
+    """CloudWatch alarms cannot publish to a topic under alias/aws/sns: the alarm's topic is under
+    a customer-managed key whose policy lets cloudwatch.amazonaws.com encrypt with it."""
+    workflow = templates.workflow_template(8)
+    alarm = workflow["Resources"]["FailedExecutionsAlarm"]["Properties"]
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopicArn"}]
+    resources = templates.load("resources")
+    topic = resources["Resources"]["AlarmTopic"]["Properties"]
+    key = _resolve_ref(resources, topic["KmsMasterKeyId"])
+    assert key["Type"] == "AWS::KMS::Key"
+    granted = [
+        statement
+        for statement in key["Properties"]["KeyPolicy"]["Statement"]
+        if statement["Principal"].get("Service") == "cloudwatch.amazonaws.com" and statement["Effect"] == "Allow"
+    ]
+    assert granted and {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(granted[0]["Action"])
+    assert resources["Outputs"]["AlarmTopicArn"]["Value"] == {"Ref": "AlarmTopic"}
+    # the job-report topic keeps the AWS-managed key, which is fine for Step Functions' own role
+    assert resources["Resources"]["NotificationTopic"]["Properties"]["KmsMasterKeyId"] == "alias/aws/sns"
+
+
+def _role_statements() -> dict[str, dict[str, Any]]:
+    role = templates.load("workflow")["Resources"]["WorkflowRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    return {s["Sid"]: s for s in role["Statement"]}
+
+
+def test_workflow_role_may_redrive_its_map_children_and_list_map_runs_of_its_executions() -> None:
+    statements = _role_statements()
+    children = statements["DistributedMapChildExecutions"]
+    assert "states:RedriveExecution" in children["Action"]
+    assert children["Resource"]["Fn::Sub"].endswith(":execution:backdrop-${Stage}-workflow/*")
+    listing = statements["ListMapRunsOfOwnExecutions"]
+    assert listing["Action"] == "states:ListMapRuns"
+    assert listing["Resource"]["Fn::Sub"].endswith(":execution:backdrop-${Stage}-workflow:*")
+    assert "states:ListMapRuns" not in statements["DistributedMapRuns"]["Action"]
+
+
+JOB = "20261125T000000Z-0123456789ab"
+EXECUTION = f"arn:aws:states:us-east-2:123456789012:execution:backdrop-dev-workflow:{JOB}"
+
+
+def _redriver(answer: dict[str, Any] | None, redrives: bool) -> tuple[Deployer, Any]:
+    from botocore.stub import Stubber
+
+    sts = boto3.client("sts", region_name="us-east-2")
+    sfn = boto3.client("stepfunctions", region_name="us-east-2")
+    sts_stub, sfn_stub = Stubber(sts), Stubber(sfn)
+    sts_stub.add_response(
+        "get_caller_identity", {"Account": "123456789012", "Arn": "arn:aws:iam::123456789012:user/d", "UserId": "A"}
+    )
+    if answer is None:
+        sfn_stub.add_client_error("describe_execution", "ExecutionDoesNotExist", "no such execution", 400)
+    else:
+        started = datetime(2026, 11, 25, tzinfo=UTC)
+        sfn_stub.add_response(
+            "describe_execution",
+            {"executionArn": EXECUTION, "stateMachineArn": "arn:aws:states:x", "startDate": started, **answer},
+            {"executionArn": EXECUTION},
+        )
+    if redrives:
+        sfn_stub.add_response("redrive_execution", {"redriveDate": datetime(2026, 11, 25, tzinfo=UTC)})
+    sts_stub.activate()
+    sfn_stub.activate()
+    deployer = Deployer(stage="dev", region="us-east-2", session=boto3.Session(region_name="us-east-2"))
+    deployer.client_overrides.update({"sts": sts, "stepfunctions": sfn})
+    return deployer, sfn_stub
+
+
+def test_redrive_continues_a_failed_execution() -> None:
+    deployer, stub = _redriver({"status": "FAILED", "redriveStatus": "REDRIVABLE"}, redrives=True)
+    assert "redriven" in deployer.redrive(JOB)
+    stub.assert_no_pending_responses()
+
+
+def test_redrive_of_a_succeeded_workflow_points_at_retry() -> None:
+    deployer, stub = _redriver({"status": "SUCCEEDED", "redriveStatus": "NOT_REDRIVABLE"}, redrives=False)
+    assert f"/jobs/{JOB}/retry" in deployer.redrive(JOB)
+
+
+def test_redrive_refuses_what_step_functions_cannot_redrive_and_unknown_jobs() -> None:
+    from backend.deploy import DeployError
+
+    deployer, _ = _redriver(
+        {"status": "FAILED", "redriveStatus": "NOT_REDRIVABLE", "redriveStatusReason": "older than 14 days"},
+        redrives=False,
+    )
+    with pytest.raises(DeployError, match="older than 14 days"):
+        deployer.redrive(JOB)
+    deployer, _ = _redriver(None, redrives=False)
+    with pytest.raises(DeployError, match="has no execution"):
+        deployer.redrive(JOB)
+
+
+# ------------------------------------------------------------------------------ teardown
+
+
+def test_teardown_in_a_non_default_region_leaves_nothing_behind(on_moto: str, tmp_path: Path) -> None:
+    moto_server, region = on_moto, "us-west-2"
+    deployer = make_deployer(tmp_path, region)
+    outputs = deployer.deploy(email="ops@example.com", model="stability-inpaint", max_concurrency=4)
+    logs = _client("logs", moto_server, region)
+    for function in (f.name for f in FUNCTIONS):  # Lambda creates these on first use
+        logs.create_log_group(logGroupName=f"/aws/lambda/{resource_names.lambda_function('dev', function)}")
+    logs.create_log_group(logGroupName="/aws/lambda/backdrop-dev2")  # another stage's: left alone
+    _client("s3", moto_server, region).put_object(Bucket=outputs["BucketName"], Key="results/u/j/x.png", Body=b"x")
+
+    deployer.teardown()
+
+    assert deployer.deleted == [("dev", region, tmp_path / "project")]
+    cfn = _client("cloudformation", moto_server, region)
+    live = [s["StackName"] for s in cfn.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
+    assert live == []
+    assert _client("s3", moto_server, region).list_buckets()["Buckets"] == []
+    assert _client("dynamodb", moto_server, region).list_tables()["TableNames"] == []
+    assert _client("cognito-idp", moto_server, region).list_user_pools(MaxResults=60)["UserPools"] == []
+    groups = [g["logGroupName"] for g in logs.describe_log_groups()["logGroups"]]
+    assert groups == ["/aws/lambda/backdrop-dev2"]
+    assert not (tmp_path / "project").exists()
+
+
+def test_teardown_reports_a_failed_chalice_delete_and_can_be_run_again(on_moto: str, tmp_path: Path) -> None:
+    from backend.deploy import DeployError
+
+    moto_server = on_moto
+    deployer = make_deployer(tmp_path)
+    outputs = deployer.deploy(email="", model="stability-inpaint", max_concurrency=4)
+
+    def failing_delete(stage: str, region: str, project_dir: Path) -> None:
+        raise subprocess.CalledProcessError(1, ["chalice", "delete"])
+
+    deployer.run_chalice_delete = failing_delete  # type: ignore[method-assign]
+    with pytest.raises(DeployError, match="chalice delete failed.*Lambdas, API and roles remain"):
+        deployer.teardown()
+    assert (tmp_path / "project" / ".chalice" / "deployed" / "dev.json").exists()  # kept for the re-run
+    # everything else went; the bucket is found by its name although its stack is gone
+    assert outputs["BucketName"] not in [b["Name"] for b in _client("s3", moto_server).list_buckets()["Buckets"]]
+
+    deployer.run_chalice_delete = lambda stage, region, project_dir: None  # type: ignore[method-assign]
+    deployer.teardown()
+    assert not (tmp_path / "project").exists()
+
+
+def test_resource_names_agree_with_the_templates() -> None:
+    resources = templates.load("resources")["Resources"]
+    assert resources["Bucket"]["Properties"]["BucketName"] == {
+        "Fn::Sub": "backdrop-${Stage}-${AWS::AccountId}-${AWS::Region}"
+    }
+    assert resource_names.bucket("dev", "1", "r") == "backdrop-dev-1-r"
+    assert resources["JobsTable"]["Properties"]["TableName"] == {"Fn::Sub": "backdrop-${Stage}-jobs"}
+    assert resource_names.table("dev") == "backdrop-dev-jobs"
+    pool = templates.load("auth")["Resources"]["UserPool"]["Properties"]["UserPoolName"]
+    assert pool == {"Fn::Sub": "backdrop-${Stage}-users"} and resource_names.user_pool("dev") == "backdrop-dev-users"
+
+
+def test_each_lambda_may_write_only_its_own_log_group() -> None:
+    docs = policies.lambda_policies(OUTPUTS, "dev", "us-east-1", "123456789012", registry.selectable_models())
+    for function, document in docs.items():
+        own = document["Statement"][0]
+        group = f"arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/{resource_names.lambda_function('dev', function)}"
+        assert own["Resource"] == [group, f"{group}:*"]
+    assert resource_names.lambda_function("dev", "api_handler") == "backdrop-dev"  # chalice's name for it
+
+
+def _stack(status: str, outputs: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    stack = {
+        "StackName": "backdrop-dev-resources",
+        "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/backdrop-dev-resources/1",
+        "CreationTime": datetime(2026, 11, 25, tzinfo=UTC),
+        "StackStatus": status,
+    }
+    if outputs is not None:
+        stack["Outputs"] = outputs
+    return {"Stacks": [stack]}
+
+
+def _stubbed_cfn_deployer() -> tuple[Deployer, Any]:
+    from botocore.stub import Stubber
+
+    cfn = boto3.client("cloudformation", region_name="us-east-1")
+    stub = Stubber(cfn)
+    stub.activate()
+    deployer = Deployer(
+        stage="dev",
+        region="us-east-1",
+        session=boto3.Session(region_name="us-east-1"),
+        say=lambda _: None,
+        client_overrides={"cloudformation": cfn},
+    )
+    return deployer, stub
+
+
+def test_a_stack_left_in_rollback_complete_is_deleted_and_created_again() -> None:
+    deployer, stub = _stubbed_cfn_deployer()
+    stub.add_response("describe_stacks", _stack("ROLLBACK_COMPLETE"))
+    stub.add_response("describe_stacks", _stack("ROLLBACK_COMPLETE"))  # _delete_stack looks again
+    stub.add_response("delete_stack", {}, {"StackName": "backdrop-dev-resources"})
+    stub.add_client_error("describe_stacks", "ValidationError", "Stack with id backdrop-dev-resources does not exist")
+    stub.add_response("create_stack", {"StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/x/2"})
+    stub.add_response("describe_stacks", _stack("CREATE_COMPLETE"))
+    stub.add_response("describe_stacks", _stack("CREATE_COMPLETE", [{"OutputKey": "BucketName", "OutputValue": "b"}]))
+    assert deployer.deploy_stack("resources", templates.load("resources"), {"Stage": "dev"}) == {"BucketName": "b"}
+    stub.assert_no_pending_responses()
+
+
+def test_a_failed_create_names_the_failed_resource_and_the_way_out() -> None:
+    from backend.deploy import DeployError
+
+    deployer, stub = _stubbed_cfn_deployer()
+    stub.add_client_error("describe_stacks", "ValidationError", "Stack with id backdrop-dev-resources does not exist")
+    stub.add_response("create_stack", {"StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/x/2"})
+    stub.add_response("describe_stacks", _stack("ROLLBACK_COMPLETE"))  # the waiter's failure state
+    failed = {
+        "StackId": "x",
+        "EventId": "1",
+        "StackName": "backdrop-dev-resources",
+        "LogicalResourceId": "Bucket",
+        "ResourceStatus": "CREATE_FAILED",
+        "ResourceStatusReason": "backdrop-dev-123 already exists",
+        "Timestamp": datetime(2026, 11, 25, tzinfo=UTC),
+    }
+    stub.add_response("describe_stack_events", {"StackEvents": [failed]})
+    with pytest.raises(DeployError, match="Bucket: backdrop-dev-123 already exists.*ROLLBACK_COMPLETE"):
+        deployer.deploy_stack("resources", templates.load("resources"), {"Stage": "dev"})
+
+
+def test_teardown_survives_a_stack_that_will_not_delete() -> None:
+    deployer, stub = _stubbed_cfn_deployer()
+    problems: list[str] = []
+    for _ in range(2):  # deleted, the waiter fails, tried once more
+        stub.add_response("describe_stacks", _stack("DELETE_FAILED"))
+        stub.add_response("delete_stack", {})
+        stub.add_response("describe_stacks", _stack("DELETE_FAILED"))
+        stub.add_response("describe_stack_events", {"StackEvents": []})
+    deployer._delete_stack("resources", problems)
+    assert problems and "could not be deleted" in problems[0]
+    stub.assert_no_pending_responses()

@@ -1,0 +1,32 @@
+"""The names the templates and chalice give a stage's resources, for the tooling that must find
+them without a stack (teardown re-runs, the doctor). Kept next to the templates' own !Sub names;
+tests/functional/test_deploy.py checks they agree."""
+
+from __future__ import annotations
+
+
+def bucket(stage: str, account: str, region: str) -> str:
+    return f"backdrop-{stage}-{account}-{region}"
+
+
+def table(stage: str) -> str:
+    return f"backdrop-{stage}-jobs"
+
+
+def user_pool(stage: str) -> str:
+    return f"backdrop-{stage}-users"
+
+
+def lambda_function(stage: str, function: str) -> str:
+    """Chalice names the REST API's handler <app>-<stage> and every other function
+    <app>-<stage>-<name>."""
+    from chalicelib.functions import API_HANDLER
+
+    return f"backdrop-{stage}" if function == API_HANDLER else f"backdrop-{stage}-{function}"
+
+
+def lambda_log_groups(stage: str) -> list[str]:
+    """Lambda creates these on first use; `chalice delete` leaves them."""
+    from chalicelib.functions import FUNCTIONS
+
+    return [f"/aws/lambda/{lambda_function(stage, f.name)}" for f in FUNCTIONS]
