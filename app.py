@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from chalice import Chalice, CognitoUserPoolAuthorizer, CORSConfig, Response
 from chalice.app import Request
 
-from chalicelib import aws, config, contracts
+from chalicelib import aws, config, contracts, observability
 from chalicelib.auth import owner_from_request
 from chalicelib.errors import BackdropError, BadRequest
 from chalicelib.jobs import JobService, parse_job_request
@@ -56,7 +56,7 @@ def api(handler: Callable[..., Any]) -> Callable[..., Any]:
         except BackdropError as exc:
             return _json_response(exc.to_dict(), exc.http_status)
         except Exception:
-            app.log.exception("unhandled error in %s", handler.__name__)
+            observability.logger.exception("unhandled error", route=handler.__name__)
             return _json_response({"code": "INTERNAL_ERROR", "message": "something went wrong on our side"}, 500)
 
     wrapped.__name__ = handler.__name__
@@ -254,30 +254,38 @@ def detect_labels(event: Any) -> None:
 
 
 @app.lambda_function(name="prepare")
+@observability.workflow_step("prepare")
 def prepare(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _steps().prepare(event)
 
 
 @app.lambda_function(name="build_mask")
+@observability.workflow_step("build_mask")
 def build_mask(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _steps().build_mask(event)
 
 
 @app.lambda_function(name="finalize")
+@observability.workflow_step(
+    "finalize", record=lambda event, result: observability.record_success(aws.client("s3"), event, result)
+)
 def finalize(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _steps().finalize(event)
 
 
 @app.lambda_function(name="record_failure")
+@observability.workflow_step("record_failure", record=observability.record_failure)
 def record_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _steps().record_failure(event)
 
 
 @app.lambda_function(name="report")
+@observability.workflow_step("report")
 def report(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _reporter().build(event)
 
 
 @app.lambda_function(name="record_notification_failure")
+@observability.workflow_step("record_notification_failure")
 def record_notification_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _reporter().record_notification_failure(event)

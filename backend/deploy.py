@@ -240,6 +240,7 @@ class Deployer:
             "JOBS_STREAM_ARN": self.outputs["StreamArn"],
             "STATE_MACHINE_ARN": policies.state_machine_arn(self.region, account, self.stage, partition),
             "USER_POOL_ARN": self.outputs["UserPoolArn"],
+            "BACKDROP_STAGE": self.stage,  # the metrics' stage dimension
         }
         env.update({k: v for k, v in settings.items() if k != "BACKDROP_MODEL_REGISTRY"})
         return env

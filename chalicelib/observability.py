@@ -1,0 +1,133 @@
+"""Structured logs and CloudWatch metrics, through Powertools for AWS Lambda.
+
+Logs are JSON lines with the job and image ids of the step that wrote them (CloudWatch Logs
+Insights can filter on `jobId`). Metrics go out as CloudWatch embedded metric format (EMF)
+lines in the same log stream: no PutMetricData call, no extra permission. In namespace
+`Backdrop`, with dimensions `service` and `stage` (plus the one named):
+
+- ImagesSucceeded, ImagesFailed (by ErrorCode), ImagesThrottled (failed after every retry on
+  Bedrock throttling), ModelCallSeconds (by Step: request written → response written, as the
+  workflow saw the call), EstimatedCostUSD (the registry's price per image produced).
+
+The dashboard in backend/templates/workflow.yaml plots them beside Bedrock's own metrics.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from functools import wraps
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+SERVICE = "backdrop"
+NAMESPACE = "Backdrop"
+
+logger = Logger(service=SERVICE)  # level from POWERTOOLS_LOG_LEVEL (INFO by default)
+# Every metric Backdrop emits, with the dimension it carries besides service and stage (the
+# dashboard's queries are checked against this).
+METRICS: dict[str, str | None] = {
+    "ImagesSucceeded": None,
+    "ImagesFailed": "ErrorCode",
+    "ImagesThrottled": None,
+    "ModelCallSeconds": "Step",
+    "EstimatedCostUSD": None,
+}
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+Recorder = Callable[[Mapping[str, Any], Mapping[str, Any]], None]
+
+
+def stage() -> str:
+    return os.environ.get("BACKDROP_STAGE", "local")
+
+
+def ids_of(event: Mapping[str, Any]) -> dict[str, str]:
+    """The job and image a workflow event is about (what every log line of the step carries)."""
+    image = event.get("image") if isinstance(event.get("image"), Mapping) else {}
+    found = {"jobId": event.get("jobId"), "imageId": (image or {}).get("imageId")}
+    return {k: str(v) for k, v in found.items() if v}
+
+
+def emit(name: str, value: float, unit: str = "Count", dimension: tuple[str, str] | None = None) -> None:
+    """One metric as one EMF line, with the service and stage dimensions (and `dimension`)."""
+    if METRICS.get(name, "?") != (dimension[0] if dimension else None):
+        raise ValueError(f"metric {name} with dimension {dimension} is not declared in METRICS")
+    # imported here: the API handler logs but emits no metric, and its cold start counts
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    dimensions = {"service": SERVICE, "stage": stage()}
+    with single_metric(
+        name=name, unit=MetricUnit(unit), value=value, namespace=NAMESPACE, default_dimensions=dimensions
+    ) as m:
+        if dimension:
+            m.add_dimension(name=dimension[0], value=dimension[1])
+
+
+def workflow_step(step: str, record: Recorder | None = None) -> Callable[[Handler], Handler]:
+    """Wrap a workflow Lambda: its log lines carry the step, job and image ids; `record` turns
+    its result into metrics (written as it goes: EMF lines need no flush)."""
+
+    def decorate(handler: Handler) -> Handler:
+        @wraps(handler)
+        def wrapped(event: dict[str, Any], context: Any) -> dict[str, Any]:
+            keys = {"step": step, **ids_of(event)}
+            logger.append_keys(**keys)
+            started = time.perf_counter()
+            try:
+                result = handler(event, context)
+                if record is not None:
+                    try:
+                        record(event, result)
+                    except Exception:  # a metric must never fail the image
+                        logger.exception("could not record metrics")
+                logger.info("step finished", durationMs=round((time.perf_counter() - started) * 1000))
+                return result
+            except Exception:
+                logger.exception("step failed", durationMs=round((time.perf_counter() - started) * 1000))
+                raise
+            finally:
+                logger.remove_keys(list(keys))
+
+        return wrapped
+
+    return decorate
+
+
+# ---- what the workflow's steps report
+
+
+def model_call_seconds(s3: Any, bucket: str, job_id: str, image_id: str, steps: tuple[str, ...]) -> dict[str, float]:
+    """Per model call, seconds from its request object being written to its response object
+    being written (S3 LastModified, 1 s resolution): the call as the workflow waited for it."""
+    from chalicelib import contracts
+
+    seconds: dict[str, float] = {}
+    for step in steps:
+        request = s3.head_object(Bucket=bucket, Key=contracts.request_key(job_id, image_id, step))
+        response = s3.head_object(Bucket=bucket, Key=contracts.response_key(job_id, image_id, step))
+        seconds[step] = max(0.0, (response["LastModified"] - request["LastModified"]).total_seconds())
+    return seconds
+
+
+def record_success(s3: Any, event: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+    from chalicelib.models import registry
+
+    emit("ImagesSucceeded", 1)
+    spec = registry.get_model(str(event["settings"]["model"]))
+    emit("EstimatedCostUSD", spec.price_per_image_usd * int(result.get("outputs") or 1), "None")
+    steps = registry.adapter_for(spec).steps
+    image_id = str(event["image"]["imageId"])
+    for step, seconds in model_call_seconds(s3, str(event["bucket"]), str(event["jobId"]), image_id, steps).items():
+        emit("ModelCallSeconds", seconds, "Seconds", ("Step", step))
+
+
+def record_failure(event: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+    from chalicelib.contracts import ErrorCode
+
+    code = str(result.get("errorCode") or "UNKNOWN")
+    emit("ImagesFailed", 1, dimension=("ErrorCode", code))
+    if code == ErrorCode.MODEL_THROTTLED.value:
+        emit("ImagesThrottled", 1)
