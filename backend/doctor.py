@@ -470,7 +470,9 @@ class Doctor:
                     FAIL,
                     f"{', '.join(pending)}: confirmation pending; SNS drops every email until it is confirmed",
                     "click the link in the 'AWS Notification - Subscription Confirmation' email (check spam); "
-                    "it expires after 3 days: re-run deploy to send a new one",
+                    "it is valid for 3 days: for a new one, `aws sns subscribe --protocol email "
+                    f"--topic-arn {topic} --notification-endpoint <address>` or 'Request confirmation' in the "
+                    "SNS console",
                 )
             else:
                 found.add(label, OK, ", ".join(s["Endpoint"] for s in subscriptions) + " confirmed")

@@ -693,3 +693,11 @@ def test_teardown_survives_a_stack_that_will_not_delete() -> None:
     deployer._delete_stack("resources", problems)
     assert problems and "could not be deleted" in problems[0]
     stub.assert_no_pending_responses()
+
+
+def test_the_deploy_guide_documents_every_setting() -> None:
+    from chalicelib.config import DEPLOYMENT_SETTINGS
+
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    missing = [s.name for s in DEPLOYMENT_SETTINGS if f"`{s.name}`" not in guide]
+    assert missing == []
