@@ -517,7 +517,11 @@ def run_doctor(deployer: Deployer, args: argparse.Namespace) -> int:
     found = doctor.run(deployed=True)
     if args.smoke == "models":
         doctor.smoke_models(found, yes=args.yes)
-        doctor.check_quotas(found)  # again, with the measured call times
+        if found.call_seconds:  # the concurrency again, from the measured call times
+            found.checks = [c for c in found.checks if not c.name.startswith(("quota", "lambda concurrency"))]
+            found.max_concurrency = None
+            doctor.check_quotas(found)
+            doctor.check_lambda_concurrency(found)
     elif args.smoke == "workflow":
         from backend.smoke import WorkflowSmoke
 

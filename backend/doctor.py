@@ -416,6 +416,10 @@ class Doctor:
             )
         else:
             found.add("lambda runtime", OK, f"{runtime} (supported until {deprecation})")
+        self.check_lambda_concurrency(found)
+
+    def check_lambda_concurrency(self, found: Findings) -> None:
+        """The account's concurrent executions must leave room for the Map; it caps the Map."""
         try:
             limit = self.client("lambda").get_account_settings()["AccountLimit"]["ConcurrentExecutions"]
         except (ClientError, BotoCoreError, KeyError) as exc:

@@ -548,3 +548,43 @@ def test_smoke_workflow_names_each_surprise(aws_mock: None, stubs: Stubs) -> Non
     names = check(found, "verified: error names")
     assert names.status == FAIL and "backdrop.asl.json" in names.fix
     assert cognito.list_users(UserPoolId=pool)["Users"] == []
+
+
+def test_smoke_models_recomputes_the_concurrency_from_measured_call_times(
+    stubs: Stubs, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend.deploy import Deployer, run_doctor
+
+    ticks = iter([0.0, 20.0, 20.0, 40.0])  # each call takes 20 s instead of the assumed 6 s
+    identity = {"Account": ACCOUNT, "Arn": f"arn:aws:iam::{ACCOUNT}:user/d", "UserId": "A"}
+    stubs["sts"].add_response("get_caller_identity", identity)
+    for _ in PROFILES:
+        stubs["bedrock"].add_client_error("get_inference_profile", "AccessDeniedException", "no", 403)
+    for base in BASES:
+        stubs["bedrock"].add_response("get_foundation_model", _model_details(base, {"status": "ACTIVE"}))
+    for _ in BASES:
+        stubs["bedrock"].add_response("get_foundation_model_availability", _availability())
+    for _ in range(2):
+        stubs["service-quotas"].add_response("list_service_quotas", {"Quotas": QUOTAS})
+        stubs["lambda"].add_response("get_account_settings", {"AccountLimit": {"ConcurrentExecutions": 1000}})
+    stubs["cloudformation"].add_client_error("describe_stacks", "ValidationError", "does not exist", 400)
+    for _ in PROFILES:
+        stubs["bedrock-runtime"].add_response("invoke_model", _invoke_answer())
+    deployer = Deployer(stage="dev", region="us-east-1", session=boto3.Session(region_name="us-east-1"))
+    deployer.client_overrides = stubs.clients
+    make = deployer.doctor
+
+    def timed_doctor(*a: Any, **k: Any) -> Doctor:
+        doctor = make(*a, **k)
+        doctor.clock = lambda: next(ticks)
+        return doctor
+
+    monkeypatch.setattr(deployer, "doctor", timed_doctor)
+    args = argparse.Namespace(
+        model=STABILITY, skip_checks="", smoke="models", yes=True, stage="dev", region="us-east-1"
+    )
+    assert run_doctor(deployer, args) == 0
+    out = capsys.readouterr().out
+    assert out.count(f"quota {STABILITY}") == 1
+    expected = max_concurrency({"a": 40, "b": 60}, {"a": 20.0, "b": 20.0}, 3.0)
+    assert f"MaxConcurrency from your quotas: {expected}" in out and "measured" in out
