@@ -14,18 +14,27 @@ The dashboard in backend/templates/workflow.yaml plots them beside Bedrock's own
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping
 from functools import wraps
-from typing import Any
+from typing import Any, TextIO
 
 from aws_lambda_powertools import Logger
 
 SERVICE = "backdrop"
 NAMESPACE = "Backdrop"
 
-logger = Logger(service=SERVICE)  # level from POWERTOOLS_LOG_LEVEL (INFO by default)
+
+def _stream() -> TextIO:
+    """On Lambda, stdout is the log stream; elsewhere (the local stack, tests, a CLI sharing the
+    process) stderr, so a program's own stdout stays its own."""
+    return sys.stdout if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") else sys.stderr
+
+
+logger = Logger(service=SERVICE, stream=_stream())  # level from POWERTOOLS_LOG_LEVEL (INFO by default)
 # Every metric Backdrop emits, with the dimension it carries besides service and stage (the
 # dashboard's queries are checked against this).
 METRICS: dict[str, str | None] = {
@@ -56,14 +65,19 @@ def emit(name: str, value: float, unit: str = "Count", dimension: tuple[str, str
     if METRICS.get(name, "?") != (dimension[0] if dimension else None):
         raise ValueError(f"metric {name} with dimension {dimension} is not declared in METRICS")
     # imported here: the API handler logs but emits no metric, and its cold start counts
-    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+    from aws_lambda_powertools.metrics import MetricUnit
+    from aws_lambda_powertools.metrics.base import SingleMetric
 
-    dimensions = {"service": SERVICE, "stage": stage()}
-    with single_metric(
-        name=name, unit=MetricUnit(unit), value=value, namespace=NAMESPACE, default_dimensions=dimensions
-    ) as m:
-        if dimension:
-            m.add_dimension(name=dimension[0], value=dimension[1])
+    metric = SingleMetric(namespace=NAMESPACE)
+    metric.add_metric(name=name, unit=MetricUnit(unit), value=value)
+    for key, dimension_value in {
+        "service": SERVICE,
+        "stage": stage(),
+        **dict([dimension] if dimension else []),
+    }.items():
+        metric.add_dimension(name=key, value=dimension_value)
+    # written here rather than by Powertools' single_metric, which always prints to stdout
+    print(json.dumps(metric.serialize_metric_set(), separators=(",", ":")), file=_stream(), flush=True)
 
 
 def workflow_step(step: str, record: Recorder | None = None) -> Callable[[Handler], Handler]:

@@ -379,8 +379,8 @@ def test_packaged_environment_and_iam_agree_for_a_model_id_override(
         }
     }
     settings = {"BACKDROP_MODEL_IDS": json.dumps(overrides), "BACKDROP_APP_URL": "https://app.example.com"}
-    for name in deployment_settings.NAMES:
-        monkeypatch.delenv(name, raising=False)
+    for name in deployment_settings.NAMES:  # what apply() sets, monkeypatch restores after the test
+        monkeypatch.setenv(name, settings.get(name, ""))
     deployment_settings.apply(settings)
     region, account = "eu-central-1", "123456789012"
 

@@ -33,7 +33,8 @@ def output(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], str]]:
     previous = handler.setStream(logs)
 
     def read() -> str:
-        text = logs.getvalue() + capsys.readouterr().out
+        captured = capsys.readouterr()  # EMF lines: stdout on Lambda, stderr elsewhere
+        text = logs.getvalue() + captured.out + captured.err
         logs.seek(0)
         logs.truncate()
         return text
@@ -167,3 +168,14 @@ def test_the_dashboard_plots_exactly_the_metrics_backdrop_emits() -> None:
 def test_an_undeclared_metric_is_refused() -> None:
     with pytest.raises(ValueError, match="not declared"):
         observability.emit("ImagesFailed", 1)  # needs its ErrorCode
+
+
+def test_off_lambda_logs_and_metrics_leave_stdout_to_the_program(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    observability.emit("ImagesSucceeded", 1)
+    assert capsys.readouterr().out == ""
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "backdrop-dev-finalize")
+    observability.emit("ImagesSucceeded", 1)
+    assert '"ImagesSucceeded"' in capsys.readouterr().out  # on Lambda: the log stream
