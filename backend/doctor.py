@@ -43,7 +43,7 @@ OK, FAIL, WARN = "✓", "✗", "!"
 
 # Lambda's deprecation date for each Python runtime Chalice may choose (it picks the runtime from
 # the interpreter that runs it). After deprecation, creating functions is blocked 30+ days later.
-# Source: https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html (docs/deploy.md).
+# docs/aws-notes.md#n32-lambda-python-runtime-deprecation
 RUNTIME_DEPRECATION = {
     "python3.10": date(2026, 6, 30),
     "python3.11": date(2027, 6, 30),
@@ -291,6 +291,7 @@ class Doctor:
             found.add(f"lifecycle {spec.key}", OK, f"{lifecycle.status.value} ({where})")
 
     def check_access(self, found: Findings, spec: ModelSpec) -> None:
+        """GetFoundationModelAvailability per base model (docs/aws-notes.md#n31-bedrock-model-access-and-quotas)."""
         problems: list[str] = []
         pending: list[str] = []
         unknown: list[str] = []

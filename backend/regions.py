@@ -3,7 +3,7 @@
 A `us.` cross-region inference profile is called from one of its *source* Regions and routed by
 Bedrock to any of its *destination* Regions. IAM must allow the profile ARN and the foundation
 model's ARN in every destination Region, or calls Bedrock routes elsewhere fail with
-AccessDenied (docs/aws-notes.md, "Inference profiles"). Rather than a list kept by hand, the
+AccessDenied (docs/aws-notes.md#n4-stability-inference-profiles-and-iam). Rather than a list kept by hand, the
 deploy asks Bedrock (`GetInferenceProfile`, control plane) for the profile's model ARNs in the
 deploy Region; models.json's `regions` is the fallback when the deployer may not ask, and the
 list of allowed deploy Regions when Bedrock says the profile does not exist here.

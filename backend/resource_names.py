@@ -19,7 +19,7 @@ def user_pool(stage: str) -> str:
 
 def lambda_function(stage: str, function: str) -> str:
     """Chalice names the REST API's handler <app>-<stage> and every other function
-    <app>-<stage>-<name>."""
+    <app>-<stage>-<name> (docs/aws-notes.md#n35-chalice-function-names)."""
     from chalicelib.functions import API_HANDLER
 
     return f"backdrop-{stage}" if function == API_HANDLER else f"backdrop-{stage}-{function}"

@@ -112,7 +112,7 @@ def test_a_succeeded_image_reports_cost_and_each_model_calls_seconds(resources: 
     class Clocked:
         """moto's LastModified is 'now' for both objects; the real ones are seconds apart."""
 
-        def head_object(self, Bucket: str, Key: str) -> dict[str, Any]:  # noqa: N803
+        def head_object(self, Bucket: str, Key: str) -> dict[str, Any]:
             s3.head_object(Bucket=Bucket, Key=Key)  # the objects must exist
             delay = {"remove-background": 3, "inpaint": 7}[Key.rsplit(".", 2)[-2]]
             return {"LastModified": written + timedelta(seconds=delay if "/responses/" in Key else 0)}
