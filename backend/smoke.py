@@ -3,8 +3,8 @@
 As a temporary Cognito user (created, then deleted), it uploads one photo-like image through the
 API's presigned POST, reads its labels, submits a job with the default model and waits for the
 report: the API, the upload event, the stream, the state machine, Bedrock, the Lambdas and the
-report all take part. Then it reports what docs/aws-notes.md#n30 lists as to be verified on
-first deploy:
+report all take part. Then it reports what
+docs/aws-notes.md#n30-what-only-a-real-call-can-tell-verified-on-first-deploy lists:
 
 - ModelId: whether the optimized `bedrock:invokeModel` integration accepted the `us.` inference
   profile id (the image succeeded with it);
