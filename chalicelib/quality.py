@@ -1,0 +1,538 @@
+"""A scorecard per image: is the product untouched, are its edges clean, is it still there, does
+its printed text still read the same.
+
+Each check gives PASS, WARN or FAIL with a one-line reason a marketer understands, or SKIPPED with
+the reason it could not run (never a silent PASS). Figures are JSON-safe: a PSNR of infinity
+(the product's pixels are identical to the original's) is the string "Infinity", which
+`float()` in Python and `Number()` in JavaScript both read back as infinity, and it comes with
+`"identical": true`.
+
+- `score_image`: subject fidelity and edge halo from the pixels (original, result, alpha), fast
+  enough to run on every image where the result is made.
+- `check_subject_present`, `check_text_integrity`: Rekognition DetectLabels / DetectText on the
+  result, given a Rekognition client (one call, or two for text).
+
+Bad input (an empty or fully transparent cut-out, a subject of a few pixels, a cut-out that
+covers the whole frame, images of different sizes) gets a FAIL with the reason, never a crash.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+from botocore.exceptions import BotoCoreError, ClientError
+from PIL import Image, ImageChops, ImageFilter
+
+from chalicelib.compose import WorkGrid, push_pull
+
+INFINITY = "Infinity"  # JSON has no infinity; float("Infinity") and Number("Infinity") read this back
+MIN_SUBJECT_PIXELS = 256  # a "subject" smaller than 16 x 16 px is a speck, not a product
+FULL_FRAME_FRACTION = 0.995  # a cut-out covering this much of the frame left no background to replace
+DELTA_E_SAMPLES = 200_000  # mean ΔE over the product: a regular sample of at most this many pixels
+EDGE_SAMPLES = 250_000  # the halo is measured on a regular grid of at most this many pixels
+FIELD_PIXELS = 250_000  # resolution of the smooth colour fields the halo is measured against
+HALO_MIN_CONTRAST = 10.0  # ΔE: where the old background is closer than this to the subject, no fringe shows
+HALO_MIN_PIXELS = 50  # fewer measurable edge pixels than this: no halo can be seen
+TEXT_MIN_CONFIDENCE = 80.0  # DetectText lines below this confidence are not compared
+
+
+class Outcome(StrEnum):
+    PASS = "PASS"
+    WARN = "WARN"
+    FAIL = "FAIL"
+    SKIPPED = "SKIPPED"  # the check could not run; the reason says why
+
+
+_SEVERITY = {Outcome.SKIPPED: 0, Outcome.PASS: 1, Outcome.WARN: 2, Outcome.FAIL: 3}
+
+
+class CheckName(StrEnum):
+    SUBJECT_FIDELITY = "subjectFidelity"
+    EDGE_HALO = "edgeHalo"
+    SUBJECT_PRESENT = "subjectPresent"
+    TEXT_INTEGRITY = "textIntegrity"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where each check turns WARN and FAIL. Per job; the defaults suit catalogue work."""
+
+    subject_psnr_warn_db: float = 40.0  # PSNR below: WARN (40 dB is invisible side by side)
+    subject_psnr_fail_db: float = 30.0
+    subject_delta_e_warn: float = 1.0  # mean CIEDE2000 above: WARN (1 is about the smallest visible step)
+    subject_delta_e_fail: float = 3.0
+    halo_warn: float = 2.0  # mean ΔE of the edge toward the old background
+    halo_fail: float = 5.0
+    label_min_confidence: float = 70.0  # a kept label seen below this confidence: WARN
+    box_min_overlap: float = 0.5  # intersection over union of a kept box and the result's: below, WARN
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{f.name} must be a non-negative number, not {value!r}")
+        pairs = (
+            ("subject_psnr_fail_db", "subject_psnr_warn_db"),
+            ("subject_delta_e_warn", "subject_delta_e_fail"),
+            ("halo_warn", "halo_fail"),
+        )
+        for low, high in pairs:
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(f"{low} must not be above {high}")
+
+
+DEFAULT_THRESHOLDS = Thresholds()
+
+
+@dataclass(frozen=True)
+class Check:
+    name: CheckName
+    outcome: Outcome
+    reason: str
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"check": self.name.value, "outcome": self.outcome.value, "reason": self.reason, **self.metrics}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Check:
+        metrics = {k: v for k, v in data.items() if k not in ("check", "outcome", "reason")}
+        return cls(CheckName(data["check"]), Outcome(data["outcome"]), str(data["reason"]), metrics)
+
+
+@dataclass(frozen=True)
+class Scorecard:
+    checks: tuple[Check, ...] = ()
+
+    @property
+    def outcome(self) -> Outcome:
+        """The worst outcome of the checks that ran (SKIPPED only if none ran)."""
+        return worst(c.outcome for c in self.checks)
+
+    def get(self, name: CheckName) -> Check | None:
+        return next((c for c in self.checks if c.name == name), None)
+
+    def with_check(self, check: Check) -> Scorecard:
+        """This scorecard with `check` added (replacing an earlier check of the same name)."""
+        return replace(self, checks=tuple(c for c in self.checks if c.name != check.name) + (check,))
+
+    def summary(self) -> str:
+        """One line: the outcome and the reasons of the checks that are not PASS."""
+        problems = [c for c in self.checks if c.outcome in (Outcome.WARN, Outcome.FAIL)]
+        if not problems:
+            return f"{self.outcome.value}: " + ("all checks passed" if self.checks else "no checks ran")
+        return f"{self.outcome.value}: " + " ".join(f"{c.reason}" for c in problems)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"outcome": self.outcome.value, "checks": [c.to_dict() for c in self.checks]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Scorecard:
+        return cls(tuple(Check.from_dict(c) for c in data.get("checks", ())))
+
+
+# ------------------------------------------------------------------------------------ colour
+
+
+_SRGB_TO_XYZ = np.array(
+    [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]],
+    dtype=np.float64,
+)
+_D65_WHITE = np.array([0.95047, 1.0, 1.08883])
+
+
+def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """CIE L*a*b* (D65) of sRGB colours, (N, 3) in 0..1 or 0..255 uint8."""
+    values = np.asarray(rgb, dtype=np.float64)
+    if np.asarray(rgb).dtype == np.uint8:
+        values = values / 255.0
+    linear = np.where(values <= 0.04045, values / 12.92, ((values + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ _SRGB_TO_XYZ.T / _D65_WHITE
+    delta = 6.0 / 29.0
+    f = np.where(xyz > delta**3, np.cbrt(xyz), xyz / (3 * delta**2) + 4.0 / 29.0)
+    return np.stack([116.0 * f[:, 1] - 16.0, 500.0 * (f[:, 0] - f[:, 1]), 200.0 * (f[:, 1] - f[:, 2])], axis=1)
+
+
+def delta_e_2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
+    """CIEDE2000 colour difference of each pair of Lab colours (N, 3) (Sharma, Wu, Dalal 2005)."""
+    l1, a1, b1 = np.asarray(lab1, dtype=np.float64).T
+    l2, a2, b2 = np.asarray(lab2, dtype=np.float64).T
+    c_mean = (np.hypot(a1, b1) + np.hypot(a2, b2)) / 2
+    g = 0.5 * (1 - np.sqrt(c_mean**7 / (c_mean**7 + 25.0**7)))
+    a1p, a2p = (1 + g) * a1, (1 + g) * a2
+    c1p, c2p = np.hypot(a1p, b1), np.hypot(a2p, b2)
+    h1p = np.degrees(np.arctan2(b1, a1p)) % 360
+    h2p = np.degrees(np.arctan2(b2, a2p)) % 360
+    chroma_zero = c1p * c2p == 0
+    dh = h2p - h1p
+    dh = np.where(dh > 180, dh - 360, np.where(dh < -180, dh + 360, dh))
+    dh = np.where(chroma_zero, 0.0, dh)
+    d_l, d_c = l2 - l1, c2p - c1p
+    d_h = 2 * np.sqrt(c1p * c2p) * np.sin(np.radians(dh / 2))
+    l_mean, cp_mean = (l1 + l2) / 2, (c1p + c2p) / 2
+    h_sum = h1p + h2p
+    h_mean = np.where(np.abs(h1p - h2p) <= 180, h_sum / 2, np.where(h_sum < 360, (h_sum + 360) / 2, (h_sum - 360) / 2))
+    h_mean = np.where(chroma_zero, h_sum, h_mean)
+    t = (
+        1
+        - 0.17 * np.cos(np.radians(h_mean - 30))
+        + 0.24 * np.cos(np.radians(2 * h_mean))
+        + 0.32 * np.cos(np.radians(3 * h_mean + 6))
+        - 0.20 * np.cos(np.radians(4 * h_mean - 63))
+    )
+    d_theta = 30 * np.exp(-(((h_mean - 275) / 25) ** 2))
+    r_c = 2 * np.sqrt(cp_mean**7 / (cp_mean**7 + 25.0**7))
+    s_l = 1 + 0.015 * (l_mean - 50) ** 2 / np.sqrt(20 + (l_mean - 50) ** 2)
+    s_c = 1 + 0.045 * cp_mean
+    s_h = 1 + 0.015 * cp_mean * t
+    r_t = -np.sin(np.radians(2 * d_theta)) * r_c
+    return np.sqrt((d_l / s_l) ** 2 + (d_c / s_c) ** 2 + (d_h / s_h) ** 2 + r_t * (d_c / s_c) * (d_h / s_h))
+
+
+def psnr_text(psnr: float | str) -> str:
+    return "∞" if psnr == INFINITY or psnr == math.inf else f"{float(psnr):.1f}"
+
+
+# ------------------------------------------------------------------------------------ pixels
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _erode(mask: Image.Image, px: int) -> Image.Image:
+    """Shrink a 0/255 mask by `px` (<= 10): a box blur stays 255 only where the whole box is."""
+    if px <= 0:
+        return mask
+    return mask.filter(ImageFilter.BoxBlur(px)).point([0] * 255 + [255])
+
+
+def _sampled(images: Sequence[Image.Image], box: tuple[int, int, int, int], max_pixels: int) -> list[np.ndarray]:
+    """The same regular grid of pixels from each image (nearest-neighbour), as numpy arrays."""
+    width, height = box[2] - box[0], box[3] - box[1]
+    step = max(1, math.ceil(math.sqrt(width * height / max_pixels)))
+    size = (max(1, width // step), max(1, height // step))
+    return [
+        np.asarray(img.crop(box) if size == (width, height) else img.resize(size, Image.Resampling.NEAREST, box=box))
+        for img in images
+    ]
+
+
+def _subject_problem(alpha: Image.Image) -> str | None:
+    """Why this cut-out cannot be scored, or None. Shared by every pixel check."""
+    histogram = alpha.histogram()
+    total = alpha.width * alpha.height
+    solid = sum(histogram[128:])
+    if sum(histogram[1:]) == 0:
+        return "No product: the cut-out is empty (fully transparent), so the result shows no subject."
+    if solid == 0:
+        return "No product: the cut-out is only faint shadows (no pixel is even half solid)."
+    if solid < MIN_SUBJECT_PIXELS:
+        return f"No real product: the cut-out is only {solid} px, too small to be the subject."
+    if solid >= FULL_FRAME_FRACTION * total:
+        return "Background not replaced: the cut-out covers the whole frame, so there was no background to change."
+    return None
+
+
+def _fidelity(original: Image.Image, result: Image.Image, alpha: Image.Image, limits: Thresholds) -> Check:
+    name = CheckName.SUBJECT_FIDELITY
+    solid = alpha.point([0] * 255 + [255])
+    erode_px = min(10, max(2, round(max(alpha.size) / 1000)))
+    bbox = solid.getbbox()
+    if bbox is not None:  # with a margin: the blur must see zeros around the subject, not a copied border
+        bbox = (bbox[0] - erode_px - 1, bbox[1] - erode_px - 1, bbox[2] + erode_px + 1, bbox[3] + erode_px + 1)
+    inner = _erode(solid.crop(bbox), erode_px) if bbox else None
+    if bbox is None or inner is None or inner.getbbox() is None:
+        return Check(
+            name,
+            Outcome.WARN,
+            "Not measured: the product has no solid interior to compare (it is too thin or all soft edge).",
+        )
+    # exact over every interior pixel: a histogram of the absolute differences, in C
+    difference = ImageChops.difference(result.crop(bbox), original.crop(bbox))
+    histogram = difference.histogram(mask=inner)
+    count = sum(histogram[:256])
+    squared = sum(n * (v % 256) ** 2 for v, n in enumerate(histogram) if n)
+    if squared == 0:
+        return Check(
+            name,
+            Outcome.PASS,
+            "Product untouched: every pixel of the product is the original's (PSNR ∞, ΔE 0).",
+            {"psnrDb": INFINITY, "deltaE": 0.0, "identical": True, "pixels": count},
+        )
+    psnr = 10 * math.log10(255.0**2 * 3 * count / squared)
+    # mean colour difference on a regular sample of the interior (identical pixels count as 0)
+    res, orig, mask = _sampled([result.crop(bbox), original.crop(bbox), inner], (0, 0, *inner.size), DELTA_E_SAMPLES)
+    inside = mask > 0
+    delta_e = float(delta_e_2000(srgb_to_lab(res[inside]), srgb_to_lab(orig[inside])).mean()) if inside.any() else 0.0
+    metrics = {"psnrDb": round(psnr, 2), "deltaE": round(delta_e, 2), "identical": False, "pixels": count}
+    if psnr < limits.subject_psnr_fail_db or delta_e > limits.subject_delta_e_fail:
+        outcome, words = Outcome.FAIL, "Product changed visibly"
+    elif psnr < limits.subject_psnr_warn_db or delta_e > limits.subject_delta_e_warn:
+        outcome, words = Outcome.WARN, "Product changed slightly"
+    else:
+        outcome, words = Outcome.PASS, "Product unchanged to the eye"
+    return Check(name, outcome, f"{words} (PSNR {psnr:.1f} dB, mean colour shift ΔE {delta_e:.1f}).", metrics)
+
+
+def _halo(
+    original: Image.Image, result: Image.Image, alpha: Image.Image, background: Image.Image | None, limits: Thresholds
+) -> Check:
+    name = CheckName.EDGE_HALO
+    # the measured edge: 5%..95% alpha, where a fringe of the old background would show
+    band_lut = [0] * 13 + [255] * (243 - 13) + [0] * 13
+    bbox = alpha.point(band_lut).getbbox()
+    if bbox is None:
+        return Check(name, Outcome.SKIPPED, "Not measured: the cut-out has a hard edge (no partly transparent pixels).")
+    box = (
+        max(0, bbox[0] - 2),
+        max(0, bbox[1] - 2),
+        min(alpha.width, bbox[2] + 2),
+        min(alpha.height, bbox[3] + 2),
+    )
+    images = [original, result, alpha] + ([background] if background is not None else [])
+    sampled = _sampled(images, box, EDGE_SAMPLES)
+    orig, res, a_grid = sampled[0], sampled[1], sampled[2]
+    band = np.array(band_lut, dtype=bool)[a_grid]
+    ys, xs = np.nonzero(band)
+    # the subject's own colour deep inside and the old background's further out, pulled into the
+    # edge from the original (independent of how the result was composed)
+    grid = WorkGrid(orig.shape[1::-1], FIELD_PIXELS)
+    small_rgb = np.asarray(grid.shrink(Image.fromarray(orig)), dtype=np.float32) / 255.0
+    small_alpha = np.asarray(grid.shrink(Image.fromarray(a_grid)))
+    subject = push_pull(small_rgb, small_alpha == 255)
+    old = push_pull(small_rgb, small_alpha == 0)
+    if subject is None or old is None or ys.size == 0:
+        return Check(name, Outcome.SKIPPED, "Not measured: the edge has no solid product or old background beside it.")
+    f = grid.sample(subject, ys, xs)
+    b_old = grid.sample(old, ys, xs)
+    if background is not None:
+        b_new = sampled[3][ys, xs].astype(np.float32) / 255.0
+    else:  # what the result shows where there is no subject, pulled into the edge
+        new = push_pull(res.astype(np.float32) / 255.0, a_grid == 0)
+        if new is None:
+            return Check(name, Outcome.SKIPPED, "Not measured: the result shows no new background.")
+        b_new = new[ys, xs]
+    a = (a_grid[ys, xs].astype(np.float32) / 255.0)[:, None]
+    expected = a * f + (1 - a) * b_new  # a clean edge: the subject's colour over the new background
+    toward = srgb_to_lab(b_old) - srgb_to_lab(f)
+    contrast = np.linalg.norm(toward, axis=1)
+    visible = contrast >= HALO_MIN_CONTRAST
+    if visible.sum() < HALO_MIN_PIXELS:
+        return Check(
+            name,
+            Outcome.PASS,
+            "Clean edges: the old background was the product's own colour at the edge, so no fringe can show.",
+            {"haloDeltaE": 0.0, "edgePixels": int(ys.size)},
+        )
+    error = srgb_to_lab(res[ys, xs][visible]) - srgb_to_lab(np.clip(expected[visible], 0, 1))
+    # the part of each edge pixel's error that points toward the old background's colour; other
+    # errors (the product's own texture) average out
+    halo = max(0.0, float(np.mean(np.sum(error * toward[visible], axis=1) / contrast[visible])))
+    metrics = {"haloDeltaE": round(halo, 2), "edgePixels": int(ys.size)}
+    if halo >= limits.halo_fail:
+        outcome, words = Outcome.FAIL, "Visible fringe of the old background around the product"
+    elif halo >= limits.halo_warn:
+        outcome, words = Outcome.WARN, "Faint fringe of the old background around the product"
+    else:
+        outcome, words = Outcome.PASS, "Clean edges"
+    return Check(name, outcome, f"{words} (edge colour shift ΔE {halo:.1f}).", metrics)
+
+
+def score_image(
+    original: Image.Image,
+    result: Image.Image,
+    alpha: Image.Image,
+    *,
+    background: Image.Image | None = None,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> Scorecard:
+    """Subject fidelity and edge halo of `result` against `original`, given the subject's alpha
+    ("L", 255 = subject) at the same size. `background` is what was placed behind the subject
+    (if known; otherwise it is read from the result around the subject)."""
+    sizes = {img.size for img in (original, result, alpha) + ((background,) if background is not None else ())}
+    if len(sizes) > 1:
+        reason = "Not comparable: the result and the original are not the same size (" + ", ".join(
+            f"{w}x{h}" for w, h in sorted(sizes)
+        )
+        reason += ")."
+        return Scorecard((Check(CheckName.SUBJECT_FIDELITY, Outcome.FAIL, reason),))
+    alpha = alpha if alpha.mode == "L" else alpha.convert("L")
+    problem = _subject_problem(alpha)
+    if problem:
+        return Scorecard(
+            (
+                Check(CheckName.SUBJECT_FIDELITY, Outcome.FAIL, problem),
+                Check(CheckName.EDGE_HALO, Outcome.FAIL, problem),
+            )
+        )
+    original, result = _rgb(original), _rgb(result)
+    background = _rgb(background) if background is not None else None
+    return Scorecard(
+        (_fidelity(original, result, alpha, thresholds), _halo(original, result, alpha, background, thresholds))
+    )
+
+
+# ------------------------------------------------------------------------------------ Rekognition
+
+
+def _service_problem(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code") or "an error"
+    return type(exc).__name__
+
+
+def _iou(a: Sequence[float], b: Sequence[float]) -> float:
+    ax0, ay0, aw, ah = a
+    bx0, by0, bw, bh = b
+    w = max(0.0, min(ax0 + aw, bx0 + bw) - max(ax0, bx0))
+    h = max(0.0, min(ay0 + ah, by0 + bh) - max(ay0, by0))
+    union = aw * ah + bw * bh - w * h
+    return w * h / union if union > 0 else 0.0
+
+
+def _box(geometry: Mapping[str, Any]) -> tuple[float, float, float, float]:
+    return (float(geometry["Left"]), float(geometry["Top"]), float(geometry["Width"]), float(geometry["Height"]))
+
+
+def check_subject_present(
+    rekognition: Any,
+    image: Mapping[str, Any],
+    kept_labels: Sequence[str],
+    kept_boxes: Sequence[Sequence[float]] = (),
+    *,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> Check:
+    """Is what the user kept still there, and in place? One DetectLabels call on the result.
+
+    `image` is Rekognition's Image parameter ({"S3Object": ...} or {"Bytes": ...}); `kept_boxes`
+    are the kept labels' boxes (left, top, width, height as fractions) in the result's frame."""
+    name = CheckName.SUBJECT_PRESENT
+    wanted = [label for label in kept_labels if label.strip()]
+    if not wanted:
+        return Check(name, Outcome.SKIPPED, "Not checked: no labels were kept, so the whole detected subject was.")
+    try:
+        response = rekognition.detect_labels(Image=dict(image), MaxLabels=100, MinConfidence=50)
+    except (ClientError, BotoCoreError) as exc:
+        return Check(
+            name, Outcome.SKIPPED, f"Not checked: Rekognition could not read the result ({_service_problem(exc)})."
+        )
+    seen: dict[str, tuple[float, list[tuple[float, float, float, float]]]] = {}
+    for label in response.get("Labels", []):
+        names = [label.get("Name", "")] + [p.get("Name", "") for p in label.get("Parents", []) or []]
+        names += [a.get("Name", "") for a in label.get("Aliases", []) or []]
+        boxes = [_box(i["BoundingBox"]) for i in label.get("Instances", []) or [] if i.get("BoundingBox")]
+        for n in names:
+            key = n.casefold()
+            confidence = float(label.get("Confidence", 0.0))
+            best = seen.get(key)
+            if best is None or confidence > best[0]:
+                seen[key] = (confidence, boxes + (best[1] if best else []))
+            else:
+                best[1].extend(boxes)
+    missing = [label for label in wanted if label.casefold() not in seen]
+    found = {label: seen[label.casefold()] for label in wanted if label.casefold() in seen}
+    confidences = {label: round(c, 1) for label, (c, _) in found.items()}
+    metrics: dict[str, Any] = {"labelsFound": confidences, "labelsMissing": missing}
+    if missing:
+        listed = ", ".join(f"'{m}'" for m in missing)
+        return Check(
+            name, Outcome.FAIL, f"Product missing: Rekognition no longer sees {listed} in the result.", metrics
+        )
+    weak = [label for label, c in confidences.items() if c < thresholds.label_min_confidence]
+    result_boxes = [b for _, boxes in found.values() for b in boxes]
+    overlaps = [max((_iou(k, r) for r in result_boxes), default=0.0) for k in kept_boxes] if result_boxes else []
+    metrics["boxOverlap"] = round(min(overlaps), 2) if overlaps else None
+    if weak:
+        listed = ", ".join(f"'{w}' ({confidences[w]:.0f}%)" for w in weak)
+        return Check(name, Outcome.WARN, f"Product hard to recognise: Rekognition is unsure of {listed}.", metrics)
+    if overlaps and min(overlaps) < thresholds.box_min_overlap:
+        return Check(name, Outcome.WARN, "Product moved or resized: it is not where it was in the original.", metrics)
+    listed = ", ".join(f"'{label}'" for label in wanted)
+    return Check(name, Outcome.PASS, f"Product still there: Rekognition sees {listed} in the result.", metrics)
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip().casefold()
+
+
+def _lines(response: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [
+        d
+        for d in response.get("TextDetections", [])
+        if d.get("Type") == "LINE" and float(d.get("Confidence", 0.0)) >= TEXT_MIN_CONFIDENCE and d.get("DetectedText")
+    ]
+
+
+def _inside(detection: Mapping[str, Any], subject: Image.Image | None) -> bool:
+    """Is the text line's centre on the subject (alpha at least half)? Without a mask: yes."""
+    if subject is None:
+        return True
+    box = detection.get("Geometry", {}).get("BoundingBox")
+    if not box:
+        return False
+    left, top, width, height = _box(box)
+    x = min(subject.width - 1, max(0, int((left + width / 2) * subject.width)))
+    y = min(subject.height - 1, max(0, int((top + height / 2) * subject.height)))
+    return subject.getpixel((x, y)) >= 128
+
+
+def check_text_integrity(
+    rekognition: Any,
+    original: Mapping[str, Any],
+    result: Mapping[str, Any],
+    *,
+    subject_alpha: Image.Image | None = None,
+    subject_identical: bool = False,
+) -> Check:
+    """Does the product's printed text read the same in the result? DetectText on both images.
+
+    Only lines on the subject (`subject_alpha`, any size; its centre at least half opaque) are
+    compared: text in the old background is meant to go. When the subject's pixels are known to
+    be identical (`subject_identical`), its text cannot have changed and no call is made."""
+    name = CheckName.TEXT_INTEGRITY
+    if subject_identical:
+        return Check(name, Outcome.PASS, "Text unchanged: the product's pixels are the original's, so its text is too.")
+    try:
+        before = _lines(rekognition.detect_text(Image=dict(original)))
+    except (ClientError, BotoCoreError) as exc:
+        return Check(
+            name, Outcome.SKIPPED, f"Not checked: Rekognition could not read the original ({_service_problem(exc)})."
+        )
+    alpha = subject_alpha.convert("L") if subject_alpha is not None and subject_alpha.mode != "L" else subject_alpha
+    on_subject = [d for d in before if _inside(d, alpha)]
+    if not on_subject:
+        return Check(name, Outcome.SKIPPED, "Not checked: no printed text was found on the product.")
+    try:
+        after = _lines(rekognition.detect_text(Image=dict(result)))
+    except (ClientError, BotoCoreError) as exc:
+        return Check(
+            name, Outcome.SKIPPED, f"Not checked: Rekognition could not read the result ({_service_problem(exc)})."
+        )
+    now = [d["DetectedText"] for d in after]
+    now_normalised = {_normalise(t) for t in now}
+    changed = []
+    for line in on_subject:
+        text = line["DetectedText"]
+        if _normalise(text) not in now_normalised:
+            closest = difflib.get_close_matches(text, now, n=1, cutoff=0.5)
+            changed.append((text, closest[0] if closest else None))
+    metrics = {"linesOnProduct": len(on_subject), "linesChanged": len(changed)}
+    if changed:
+        text, became = changed[0]
+        what = f"'{text}' now reads '{became}'" if became else f"'{text}' is gone"
+        more = f" (and {len(changed) - 1} more line{'s' if len(changed) > 2 else ''})" if len(changed) > 1 else ""
+        return Check(name, Outcome.FAIL, f"Printed text changed: {what}{more}.", metrics)
+    listed = ", ".join(f"'{d['DetectedText']}'" for d in on_subject[:3])
+    return Check(name, Outcome.PASS, f"Text unchanged: {listed} read the same.", metrics)
+
+
+def worst(outcomes: Iterable[Outcome]) -> Outcome:
+    return max(outcomes, key=_SEVERITY.__getitem__, default=Outcome.SKIPPED)

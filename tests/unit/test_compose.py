@@ -1,0 +1,220 @@
+"""Compositing: clean edges, the PRECISE invariant, harmonise blend, background fill, shadows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+from scenes import edge_psnr, make_scene, plain
+
+from chalicelib import compose, quality
+from chalicelib.compose import Shadow, ShadowKind
+
+WHITE = (255, 255, 255)
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return make_scene()
+
+
+def _solid(alpha: Image.Image) -> np.ndarray:
+    return np.asarray(alpha) == 255
+
+
+def test_precise_keeps_every_solid_subject_pixel_bit_for_bit(scene) -> None:
+    background = plain(scene.original.size, (20, 160, 60))
+    hole = scene.alpha.point(lambda v: 255 if v else 0)
+    result = compose.compose(
+        scene.original, scene.alpha, background, shadow=Shadow(ShadowKind.SOFT, 45, 0.8), background_hole=hole
+    )
+    solid = _solid(scene.alpha)
+    assert solid.sum() > 1000
+    assert np.array_equal(np.asarray(result)[solid], np.asarray(scene.original)[solid])
+
+
+def test_where_there_is_no_subject_the_result_is_the_background(scene) -> None:
+    background = Image.effect_noise(scene.original.size, 40).convert("RGB")
+    result = compose.compose(scene.original, scene.alpha, background)
+    empty = np.asarray(scene.alpha) == 0
+    assert np.array_equal(np.asarray(result)[empty], np.asarray(background)[empty])
+
+
+@pytest.mark.parametrize("new", [WHITE, (0, 0, 0), (30, 200, 90)], ids=["white", "black", "green"])
+def test_decontamination_brings_the_edge_close_to_the_true_composite(scene, new) -> None:
+    background = plain(scene.original.size, new)
+    truth = scene.truth(background)
+    plain_paste = compose.compose(scene.original, scene.alpha, background, decontaminate=False)
+    cleaned = compose.compose(scene.original, scene.alpha, background)
+    before, after = edge_psnr(plain_paste, truth, scene.edge), edge_psnr(cleaned, truth, scene.edge)
+    assert after >= before + 6, (before, after)
+    assert after >= 35, after
+
+
+def test_decontamination_measurably_reduces_the_halo_score(scene) -> None:
+    background = plain(scene.original.size, WHITE)
+    plain_paste = compose.compose(scene.original, scene.alpha, background, decontaminate=False)
+    cleaned = compose.compose(scene.original, scene.alpha, background)
+    halo = [
+        quality.score_image(scene.original, r, scene.alpha, background=background).get(quality.CheckName.EDGE_HALO)
+        for r in (plain_paste, cleaned)
+    ]
+    assert halo[0].outcome == quality.Outcome.FAIL, halo[0]
+    assert halo[1].outcome == quality.Outcome.PASS, halo[1]
+    assert halo[1].metrics["haloDeltaE"] < halo[0].metrics["haloDeltaE"] / 3
+
+
+def test_estimate_recovers_a_flat_subject_colour_exactly_in_the_edge() -> None:
+    # a flat orange subject over a flat blue background: the mix is exactly solvable
+    size = (120, 90)
+    alpha = Image.new("L", size, 0)
+    ImageDraw.Draw(alpha).ellipse((30, 20, 90, 70), fill=255)
+    alpha = alpha.resize((30, 22)).resize(size, Image.Resampling.BILINEAR)  # a wide soft edge
+    a = np.asarray(alpha, dtype=np.float64)[..., None] / 255
+    orange, blue = np.array([230, 120, 20]), np.array([20, 40, 200])
+    original = Image.fromarray(np.round(a * orange + (1 - a) * blue).astype(np.uint8))
+    foreground = np.asarray(compose.estimate_foreground(original, alpha)).astype(int)
+    edge = (np.asarray(alpha) >= 40) & (np.asarray(alpha) < 255)  # faint pixels carry 8-bit rounding
+    assert edge.sum() > 200
+    assert np.abs(foreground[edge] - orange).max() <= 3
+    # outside the edge nothing changes
+    other = ~((np.asarray(alpha) > 0) & (np.asarray(alpha) < 255))
+    assert np.array_equal(foreground[other], np.asarray(original).astype(int)[other])
+
+
+def test_a_hard_edge_has_nothing_to_decontaminate(scene) -> None:
+    hard = scene.alpha.point(lambda v: 255 if v >= 128 else 0)
+    background = plain(scene.original.size, WHITE)
+    assert compose.estimate_edge(scene.original, hard) is None
+    result = compose.compose(scene.original, hard, background)
+    assert np.array_equal(np.asarray(result), np.asarray(Image.composite(scene.original, background, hard)))
+
+
+def test_no_old_background_anywhere_leaves_the_edge_as_it_is() -> None:
+    original = Image.effect_noise((64, 64), 30).convert("RGB")
+    alpha = Image.new("L", (64, 64), 200)  # soft everywhere, no sure background
+    foreground = compose.estimate_foreground(original, alpha)
+    assert np.array_equal(np.asarray(foreground), np.asarray(original))
+
+
+@pytest.mark.parametrize("level", [0, 255])
+def test_empty_and_full_alpha(scene, level) -> None:
+    background = plain(scene.original.size, (10, 20, 30))
+    alpha = Image.new("L", scene.original.size, level)
+    result = compose.compose(scene.original, alpha, background, shadow=Shadow(ShadowKind.SOFT))
+    expected = scene.original if level == 255 else background
+    assert np.array_equal(np.asarray(result), np.asarray(expected))
+
+
+def test_harmonise_blend_moves_from_the_original_to_the_models_subject(scene) -> None:
+    background = plain(scene.original.size, WHITE)
+    relit = plain(scene.original.size, (40, 40, 40))
+    solid = _solid(scene.alpha)
+    for blend, expected in ((1.0, np.asarray(scene.original)[solid].astype(float)), (0.0, 40.0)):
+        result = compose.compose(scene.original, scene.alpha, background, blend=blend, relit=relit)
+        assert np.abs(np.asarray(result)[solid].astype(float) - expected).max() <= 1
+    half = compose.compose(scene.original, scene.alpha, background, blend=0.5, relit=relit)
+    midway = (np.asarray(scene.original)[solid].astype(float) + 40) / 2
+    assert np.abs(np.asarray(half)[solid] - midway).max() <= 1
+
+
+@pytest.mark.parametrize("blend", [-0.1, 1.5, float("nan")])
+def test_blend_outside_zero_to_one_is_refused(scene, blend) -> None:
+    with pytest.raises(ValueError, match="blend"):
+        compose.compose(scene.original, scene.alpha, scene.original, blend=blend, relit=scene.original)
+
+
+def test_blend_below_one_needs_the_models_subject(scene) -> None:
+    with pytest.raises(ValueError, match="relit"):
+        compose.compose(scene.original, scene.alpha, scene.original, blend=0.5)
+
+
+def test_mismatched_sizes_are_refused(scene) -> None:
+    with pytest.raises(ValueError, match="background is 10x10"):
+        compose.compose(scene.original, scene.alpha, plain((10, 10), WHITE))
+
+
+def test_fill_background_replaces_the_kept_band_with_the_new_scene_around_it() -> None:
+    size = (100, 80)
+    alpha = Image.new("L", size, 0)
+    ImageDraw.Draw(alpha).ellipse((30, 20, 70, 60), fill=255)
+    alpha = alpha.resize((25, 20)).resize(size, Image.Resampling.BILINEAR)
+    hole = alpha.point(lambda v: 255 if v else 0)
+    # the model's image: green new scene, but the kept band still shows the old red background
+    generated = plain(size, (30, 180, 60))
+    generated.paste(Image.new("RGB", size, (200, 20, 20)), mask=hole)
+    filled = np.asarray(compose.fill_background(generated, hole, alpha)).astype(int)
+    soft = (np.asarray(alpha) > 0) & (np.asarray(alpha) < 255)
+    assert np.abs(filled[soft] - [30, 180, 60]).max() <= 2
+    solid = np.asarray(alpha) == 255  # covered by the subject: left alone
+    assert (filled[solid] == [200, 20, 20]).all()
+
+
+def test_a_hole_covering_everything_is_left_as_it_is() -> None:
+    background = plain((40, 30), (1, 2, 3))
+    assert compose.fill_background(background, Image.new("L", (40, 30), 255)) == background
+
+
+def _subject_block(size=(200, 200), box=(70, 40, 130, 120)) -> Image.Image:
+    alpha = Image.new("L", size, 0)
+    ImageDraw.Draw(alpha).rectangle(box, fill=255)
+    return alpha
+
+
+def test_soft_shadow_falls_in_the_direction_asked() -> None:
+    alpha = _subject_block()
+    mask = np.asarray(compose.shadow_mask(alpha, Shadow(ShadowKind.SOFT, angle=0, strength=0.6)))
+    right, left = mask[40:120, 132:145].mean(), mask[40:120, 55:68].mean()
+    assert right > left + 20
+    assert mask.max() <= round(0.6 * 255) + 1
+    down = np.asarray(compose.shadow_mask(alpha, Shadow(ShadowKind.SOFT, angle=90, strength=0.6)))
+    assert down[122:135, 70:130].mean() > down[25:38, 70:130].mean() + 20
+
+
+def test_contact_shadow_sits_under_the_subject() -> None:
+    alpha = _subject_block()
+    mask = np.asarray(compose.shadow_mask(alpha, Shadow(ShadowKind.CONTACT, strength=0.8)))
+    below, above = mask[121:126, 75:125].mean(), mask[30:39, 75:125].mean()
+    assert below > 60 and above == 0
+    assert mask[:, :60].max() < 10  # it hugs the base, it is not a drop shadow
+
+
+def test_shadow_darkens_only_the_background_and_none_means_none() -> None:
+    alpha = _subject_block()
+    background = plain(alpha.size, (200, 200, 200))
+    original = plain(alpha.size, (10, 120, 250))
+    shaded = np.asarray(compose.compose(original, alpha, background, shadow=Shadow(ShadowKind.SOFT, 90, 0.5)))
+    assert shaded[130, 100].sum() < 3 * 200  # under the subject, a shadow
+    assert (shaded[60, 100] == [10, 120, 250]).all()  # the subject itself is untouched
+    for none in (Shadow(), Shadow(ShadowKind.SOFT, strength=0.0)):
+        assert compose.shadow_mask(alpha, none) is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [({"strength": 1.5}, "strength"), ({"strength": -0.1}, "strength"), ({"angle": float("inf")}, "angle")],
+)
+def test_bad_shadow_settings_are_refused(kwargs, words) -> None:
+    with pytest.raises(ValueError, match=words):
+        Shadow(ShadowKind.SOFT, **kwargs)
+    with pytest.raises(ValueError):
+        Shadow("sideways")
+
+
+def test_cutout_is_rgba_with_the_alpha_and_clean_edge_colours(scene) -> None:
+    result = compose.cutout(scene.original, scene.alpha)
+    assert result.mode == "RGBA"
+    assert np.array_equal(np.asarray(result.getchannel("A")), np.asarray(scene.alpha))
+    edge = scene.edge & (np.asarray(scene.alpha) >= 128)
+    colours = np.asarray(result.convert("RGB")).astype(float)[edge]
+    raw = np.asarray(scene.original).astype(float)[edge]
+    true = scene.subject[edge] * 255
+    assert np.abs(colours - true).mean() < np.abs(raw - true).mean() / 2
+
+
+def test_a_transparent_original_is_flattened_as_the_model_saw_it(scene) -> None:
+    rgba = scene.original.copy()
+    rgba.putalpha(255)
+    result = compose.compose(rgba, scene.alpha, plain(rgba.size, WHITE))
+    solid = _solid(scene.alpha)
+    assert np.array_equal(np.asarray(result)[solid], np.asarray(scene.original)[solid])
