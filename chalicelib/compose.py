@@ -34,6 +34,9 @@ from PIL import Image, ImageFilter
 # BACKGROUND_SURE as a sample of the old background (0..255 alpha).
 FOREGROUND_SURE = 230
 BACKGROUND_SURE = 25
+# The subject's colour field trusts a pixel from this alpha (0..1) on, fully from the next.
+SUBJECT_TRUST_FROM = 0.2
+SUBJECT_TRUST_FULL = 0.9
 # The colour fields are smooth, so they are estimated at no more than this many pixels and scaled
 # up; the per-pixel correction runs at full resolution on the edge pixels only.
 WORK_PIXELS = 500_000
@@ -123,12 +126,13 @@ def _upsample(field: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def push_pull(rgb: np.ndarray, samples: np.ndarray) -> np.ndarray | None:
     """Fill every pixel with the colour of the nearest samples (a masked image pyramid).
 
-    `rgb` is float32 (h, w, 3), `samples` a boolean (h, w) mask. Where a pixel is a sample it keeps
-    its colour; elsewhere the colour comes from the coarsest level that has samples nearby, so the
-    fill is smooth and local. None if there is no sample at all."""
-    if not samples.any():
-        return None
+    `rgb` is float32 (h, w, 3); `samples` (h, w) says how much each pixel is to be trusted: a
+    boolean mask, or weights 0..1. A fully trusted pixel keeps its colour; elsewhere the colour
+    comes from the coarsest level that has samples nearby, so the fill is smooth and local. None
+    if there is no sample at all."""
     weight = samples.astype(np.float32)
+    if not weight.any():
+        return None
     num, den = rgb * weight[..., None], weight
     levels = []
     while den.shape[0] > 1 or den.shape[1] > 1:
@@ -176,20 +180,30 @@ class WorkGrid:
 
 
 def _colour_fields(rgb: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """(subject colour, old background colour) fields from the nearly pure pixels of each.
+    """(subject colour, old background colour) fields, float32 (h, w, 3), from `rgb` and its
+    `alpha` (0..1).
 
-    A "sure" pixel still holds a little of the other side (alpha 0.9 is 10% background), so each
-    side's samples are unmixed with the other side's first estimate before they are spread."""
+    The old background comes from the nearly pure background pixels. A "sure" pixel still holds a
+    little of the other side (alpha 0.9 is 10% background), so each side's samples are unmixed
+    with the other side's first estimate. The subject's colour then comes from every pixel that
+    is at least partly subject, unmixed and trusted more the more solid it is: a strand of hair
+    keeps its own colour along its length instead of taking the body's."""
     a = alpha[..., None]
     sure_subject, sure_background = alpha >= FOREGROUND_SURE / 255, alpha <= BACKGROUND_SURE / 255
     background = push_pull(rgb, sure_background)
     if background is None:
         return push_pull(rgb, sure_subject), None
-    subject = push_pull(np.clip((rgb - (1 - a) * background) / np.maximum(a, 1e-3), 0, 1), sure_subject)
-    if subject is None:
+    body = push_pull(_unmix(rgb, a, background), sure_subject)
+    if body is None:
         return None, background
-    unmixed = np.clip((rgb - a * subject) / np.maximum(1 - a, 1e-3), 0, 1)
-    return subject, push_pull(unmixed, sure_background)
+    background = push_pull(np.clip((rgb - a * body) / np.maximum(1 - a, 1e-3), 0, 1), sure_background)
+    trust = np.clip((alpha - SUBJECT_TRUST_FROM) / (SUBJECT_TRUST_FULL - SUBJECT_TRUST_FROM), 0, 1) ** 2
+    return push_pull(_unmix(rgb, a, background), trust), background
+
+
+def _unmix(rgb: np.ndarray, a: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """The subject's colour if the pixel is `a` subject over `background`."""
+    return np.clip((rgb - (1 - a) * background) / np.maximum(a, 1e-3), 0, 1)
 
 
 # 255 where 0 < alpha < 255: a lookup table for Image.point, which runs in C
