@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 from PIL import Image, ImageFilter
+
+from chalicelib.contracts import ShadowKind
 
 # A pixel at or above FOREGROUND_SURE is taken as a sample of the subject's own colour, at or below
 # BACKGROUND_SURE as a sample of the old background (0..255 alpha).
@@ -42,12 +43,6 @@ SUBJECT_TRUST_FULL = 0.9
 WORK_PIXELS = 500_000
 # How far the edge's bounding box is widened for the fields' context (fraction of the long side).
 CONTEXT_FRACTION = 0.04
-
-
-class ShadowKind(StrEnum):
-    NONE = "none"
-    SOFT = "soft"  # a blurred drop shadow of the silhouette, offset along `angle`
-    CONTACT = "contact"  # a short, dark shadow where the subject meets the floor
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,14 @@ class OutputFormat(StrEnum):
     WEBP = "webp"
 
 
+class ShadowKind(StrEnum):
+    """The shadow drawn under a composited subject (chalicelib.compose)."""
+
+    NONE = "none"
+    SOFT = "soft"  # a blurred drop shadow of the silhouette, offset along the angle
+    CONTACT = "contact"  # a short, dark shadow where the subject meets the floor
+
+
 # --------------------------------------------------------------------------------------------
 # Error codes: stable strings clients may branch on. The message next to them is for humans.
 

@@ -413,18 +413,20 @@ def invert_mask(mask: Image.Image) -> Image.Image:
     return binary(ImageOps.invert(mask.convert("L")))
 
 
-def composite_subject(generated: Image.Image, original: Image.Image, alpha: Image.Image) -> Image.Image:
-    """PRECISE paste-back: the original's pixels weighted by the subject alpha over the generated
-    image. Where alpha is 255 the result is the original, bit for bit."""
-    size = original.size
-    generated = flatten(generated)
-    if generated.size != size:
-        generated = generated.resize(size, Image.Resampling.LANCZOS)
-    alpha = alpha.convert("L")
-    if alpha.size != size:
-        # bilinear upscaling keeps interior pixels at 255 and softens only the edge
-        alpha = alpha.resize(size, Image.Resampling.BILINEAR)
-    return Image.composite(flatten(original), generated, alpha)
+def subject_alpha_and_kept_band(
+    canvas_alpha: Image.Image, geometry: Geometry, size: tuple[int, int], grow_px: int
+) -> tuple[Image.Image, Image.Image]:
+    """The subject's soft alpha and the band the model was told to keep (`keep_mask`'s growth),
+    both mapped from the model canvas to `size` ("L", 255 = subject / kept).
+
+    The alpha is cropped to the content at canvas resolution and scaled up bilinearly: interior
+    pixels stay 255 and only the edge softens."""
+    content = from_canvas(canvas_alpha.convert("L"), geometry, (geometry.scaled_width, geometry.scaled_height))
+    kept = dilate(binary(content), grow_px)
+    return (
+        content.resize(size, Image.Resampling.BILINEAR) if content.size != size else content,
+        kept.resize(size, Image.Resampling.NEAREST) if kept.size != size else kept,
+    )
 
 
 def encode(image: Image.Image, fmt: str, *, text: dict[str, str] | None = None) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -9,7 +10,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts
+from chalicelib import contracts, quality
 from chalicelib.contracts import ImageStatus, JobStatus
 from chalicelib.errors import (
     BadRequest,
@@ -38,6 +39,11 @@ JOB_FIELDS = {
     "variants",
     "outputFormat",
     "stylePreset",
+    "blend",
+    "shadow",
+    "shadowAngle",
+    "shadowStrength",
+    "qualityThresholds",
     "images",
 }
 IMAGE_FIELDS = {"imageRef", "name", "labels", "prompt"}
@@ -121,7 +127,52 @@ def _job_settings(body: dict[str, Any], spec: ModelSpec, problems: Problems, see
         variants=variants if variants is not None else 1,
         output_format=_optional(body, "outputFormat", str, problems) or contracts.OutputFormat.PNG.value,
         style_preset=_optional(body, "stylePreset", str, problems),
+        **_finish_settings(body, spec, problems),
     )
+
+
+def _finish_settings(body: dict[str, Any], spec: ModelSpec, problems: Problems) -> dict[str, Any]:
+    """Compositing (blend, shadow) and scoring (qualityThresholds) settings for Finalize."""
+    blend = _optional(body, "blend", (int, float), problems)
+    if blend is not None and not 0 <= blend <= 1:
+        problems.add("blend", "blend must be between 0 (the model's re-lit subject) and 1 (the original subject)")
+        blend = None
+    shadow = _optional(body, "shadow", str, problems) or contracts.ShadowKind.NONE.value
+    if shadow not in {k.value for k in contracts.ShadowKind}:
+        problems.add("shadow", f"shadow must be one of {', '.join(k.value for k in contracts.ShadowKind)}")
+    angle = _optional(body, "shadowAngle", (int, float), problems)
+    if angle is not None and not math.isfinite(angle):
+        problems.add("shadowAngle", "shadowAngle must be a number of degrees")
+        angle = None
+    strength = _optional(body, "shadowStrength", (int, float), problems)
+    if strength is not None and not 0 <= strength <= 1:
+        problems.add("shadowStrength", "shadowStrength must be between 0 (no shadow) and 1 (black)")
+        strength = None
+    blended = blend is not None and blend < 1
+    if blended and (body.get("mode") or contracts.Mode.PRECISE.value) != contracts.Mode.PRECISE.value:
+        problems.add("blend", "blend applies in PRECISE mode; DEFAULT mode already returns the model's pixels")
+    shadowed = shadow != contracts.ShadowKind.NONE.value
+    # Titan/Nova repaint around a mask prompt in one call: there is no cut-out to shadow or blend
+    if (shadowed or blended) and len(registry.adapter_for(spec).steps) < 2:
+        problems.add(
+            "shadow" if shadowed else "blend",
+            f"model {spec.key} does not cut the subject out, so it cannot take a shadow or a blend",
+        )
+    thresholds = quality.DEFAULT_THRESHOLDS.to_dict()
+    raw = body.get("qualityThresholds")
+    if raw is not None:
+        if not isinstance(raw, dict):
+            problems.add("qualityThresholds", "qualityThresholds must be an object of threshold names and numbers")
+        else:
+            try:
+                thresholds = quality.Thresholds.from_dict(raw).to_dict()
+            except ValueError as exc:
+                problems.add("qualityThresholds", str(exc))
+    given = {"blend": blend, "shadow_angle": angle, "shadow_strength": strength}
+    # stored complete, so the job shows the thresholds it was scored against
+    return {"shadow": shadow, "quality_thresholds": thresholds} | {
+        k: float(v) for k, v in given.items() if v is not None
+    }
 
 
 def _images(body: dict[str, Any], problems: Problems) -> list[ImageInput]:

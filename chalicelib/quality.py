@@ -23,14 +23,15 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError
-from PIL import Image, ImageChops, ImageFilter
 
-from chalicelib.compose import WorkGrid, push_pull
+if TYPE_CHECKING:  # numpy and Pillow are imported where pixels are scored, not by the API at cold start
+    import numpy as np
+    from PIL import Image
 
 INFINITY = "Infinity"  # JSON has no infinity; float("Infinity") and Number("Infinity") read this back
 MIN_SUBJECT_PIXELS = 256  # a "subject" smaller than 16 x 16 px is a speck, not a product
@@ -77,7 +78,7 @@ class Thresholds:
         for f in fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{f.name} must be a non-negative number, not {value!r}")
+                raise ValueError(f"{_CAMEL[f.name]} must be a non-negative number, not {value!r}")
         pairs = (
             ("subject_psnr_fail_db", "subject_psnr_warn_db"),
             ("subject_delta_e_warn", "subject_delta_e_fail"),
@@ -85,9 +86,33 @@ class Thresholds:
         )
         for low, high in pairs:
             if getattr(self, low) > getattr(self, high):
-                raise ValueError(f"{low} must not be above {high}")
+                raise ValueError(f"{_CAMEL[low]} must not be above {_CAMEL[high]}")
+
+    def to_dict(self) -> dict[str, float]:
+        """The camelCase form jobs store and the API shows."""
+        return {_CAMEL[f.name]: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Thresholds:
+        """Parse a job's `qualityThresholds` (any subset, camelCase); ValueError names the field."""
+        names = {camel: name for name, camel in _CAMEL.items()}
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ValueError(f"unknown threshold {unknown[0]!r}; known: {', '.join(sorted(names))}")
+        values = {}
+        for camel, value in data.items():
+            if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+                raise ValueError(f"{camel} must be a number")
+            values[names[camel]] = float(value)
+        return cls(**values)
 
 
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+_CAMEL = {f.name: _camel(f.name) for f in fields(Thresholds)}
 DEFAULT_THRESHOLDS = Thresholds()
 
 
@@ -141,20 +166,23 @@ class Scorecard:
 # ------------------------------------------------------------------------------------ colour
 
 
-_SRGB_TO_XYZ = np.array(
-    [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]],
-    dtype=np.float64,
+_SRGB_TO_XYZ = (
+    (0.4124564, 0.3575761, 0.1804375),
+    (0.2126729, 0.7151522, 0.0721750),
+    (0.0193339, 0.1191920, 0.9503041),
 )
-_D65_WHITE = np.array([0.95047, 1.0, 1.08883])
+_D65_WHITE = (0.95047, 1.0, 1.08883)
 
 
 def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     """CIE L*a*b* (D65) of sRGB colours, (N, 3) in 0..1 or 0..255 uint8."""
+    import numpy as np
+
     values = np.asarray(rgb, dtype=np.float64)
     if np.asarray(rgb).dtype == np.uint8:
         values = values / 255.0
     linear = np.where(values <= 0.04045, values / 12.92, ((values + 0.055) / 1.055) ** 2.4)
-    xyz = linear @ _SRGB_TO_XYZ.T / _D65_WHITE
+    xyz = linear @ np.array(_SRGB_TO_XYZ).T / np.array(_D65_WHITE)
     delta = 6.0 / 29.0
     f = np.where(xyz > delta**3, np.cbrt(xyz), xyz / (3 * delta**2) + 4.0 / 29.0)
     return np.stack([116.0 * f[:, 1] - 16.0, 500.0 * (f[:, 0] - f[:, 1]), 200.0 * (f[:, 1] - f[:, 2])], axis=1)
@@ -162,6 +190,8 @@ def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
 
 def delta_e_2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
     """CIEDE2000 colour difference of each pair of Lab colours (N, 3) (Sharma, Wu, Dalal 2005)."""
+    import numpy as np
+
     l1, a1, b1 = np.asarray(lab1, dtype=np.float64).T
     l2, a2, b2 = np.asarray(lab2, dtype=np.float64).T
     c_mean = (np.hypot(a1, b1) + np.hypot(a2, b2)) / 2
@@ -209,6 +239,8 @@ def _rgb(image: Image.Image) -> Image.Image:
 
 def _erode(mask: Image.Image, px: int) -> Image.Image:
     """Shrink a 0/255 mask by `px` (<= 10): a box blur stays 255 only where the whole box is."""
+    from PIL import ImageFilter
+
     if px <= 0:
         return mask
     return mask.filter(ImageFilter.BoxBlur(px)).point([0] * 255 + [255])
@@ -216,6 +248,9 @@ def _erode(mask: Image.Image, px: int) -> Image.Image:
 
 def _sampled(images: Sequence[Image.Image], box: tuple[int, int, int, int], max_pixels: int) -> list[np.ndarray]:
     """The same regular grid of pixels from each image (nearest-neighbour), as numpy arrays."""
+    import numpy as np
+    from PIL import Image
+
     width, height = box[2] - box[0], box[3] - box[1]
     step = max(1, math.ceil(math.sqrt(width * height / max_pixels)))
     size = (max(1, width // step), max(1, height // step))
@@ -242,6 +277,8 @@ def _subject_problem(alpha: Image.Image) -> str | None:
 
 
 def _fidelity(original: Image.Image, result: Image.Image, alpha: Image.Image, limits: Thresholds) -> Check:
+    from PIL import ImageChops
+
     name = CheckName.SUBJECT_FIDELITY
     solid = alpha.point([0] * 255 + [255])
     erode_px = min(10, max(2, round(max(alpha.size) / 1000)))
@@ -285,6 +322,11 @@ def _fidelity(original: Image.Image, result: Image.Image, alpha: Image.Image, li
 def _halo(
     original: Image.Image, result: Image.Image, alpha: Image.Image, background: Image.Image | None, limits: Thresholds
 ) -> Check:
+    import numpy as np
+    from PIL import Image
+
+    from chalicelib.compose import WorkGrid, push_pull
+
     name = CheckName.EDGE_HALO
     # the measured edge: 5%..95% alpha, where a fringe of the old background would show
     band_lut = [0] * 13 + [255] * (243 - 13) + [0] * 13
@@ -377,6 +419,18 @@ def score_image(
     background = _rgb(background) if background is not None else None
     return Scorecard(
         (_fidelity(original, result, alpha, thresholds), _halo(original, result, alpha, background, thresholds))
+    )
+
+
+def no_cutout_scorecard(model: str) -> Scorecard:
+    """The scorecard of a model that gives no cut-out (Titan/Nova repaint around a mask prompt):
+    there is no subject mask to measure the pixels against."""
+    reason = f"Not measured: model {model} does not cut the subject out, so there is no mask to compare."
+    return Scorecard(
+        (
+            Check(CheckName.SUBJECT_FIDELITY, Outcome.SKIPPED, reason),
+            Check(CheckName.EDGE_HALO, Outcome.SKIPPED, reason),
+        )
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts
+from chalicelib import contracts, quality
 from chalicelib.contracts import ImageStatus, JobStatus
 from chalicelib.errors import StorageError
 from chalicelib.store import JobStore
@@ -33,6 +33,12 @@ CSV_COLUMNS = (
     "height",
     "startedAt",
     "finishedAt",
+    # the output's scorecard (chalicelib.quality): outcome, the reasons that are not PASS, figures
+    "quality",
+    "qualitySummary",
+    "subjectPsnrDb",
+    "subjectDeltaE",
+    "haloDeltaE",
 )
 
 
@@ -58,6 +64,46 @@ def spreadsheet_safe(value: Any) -> Any:
     if isinstance(value, str) and (value.startswith(FORMULA_TRIGGERS) or value.lstrip().startswith(FORMULA_TRIGGERS)):
         return "'" + value
     return value
+
+
+def _quality_columns(scorecard: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not scorecard:
+        return {}
+    card = quality.Scorecard.from_dict(scorecard)
+    fidelity = card.get(quality.CheckName.SUBJECT_FIDELITY)
+    halo = card.get(quality.CheckName.EDGE_HALO)
+    return {
+        "quality": card.outcome.value,
+        "qualitySummary": card.summary(),
+        "subjectPsnrDb": fidelity.metrics.get("psnrDb") if fidelity else None,  # "Infinity" when identical
+        "subjectDeltaE": fidelity.metrics.get("deltaE") if fidelity else None,
+        "haloDeltaE": halo.metrics.get("haloDeltaE") if halo else None,
+    }
+
+
+def _quality_lines(images: list[Mapping[str, Any]]) -> list[str]:
+    """Scorecard outcomes over every output, and the outputs to look at (FAIL first, then WARN)."""
+    flagged: list[tuple[str, str, str]] = []
+    counts: Counter[str] = Counter()
+    for image in images:
+        for output in image.get("outputs") or []:
+            if not output.get("quality"):
+                continue
+            card = quality.Scorecard.from_dict(output["quality"])
+            counts[card.outcome.value] += 1
+            if card.outcome in (quality.Outcome.FAIL, quality.Outcome.WARN):
+                variant = f" (variant {output.get('variant')})" if len(image.get("outputs") or []) > 1 else ""
+                flagged.append((card.outcome.value, f"{image.get('name')}{variant}", card.summary()))
+    if not counts:
+        return []
+    tally = "   ".join(f"{o.value}: {counts[o.value]}" for o in quality.Outcome if counts[o.value])
+    lines = ["", f"Quality checks: {tally}"]
+    flagged.sort(key=lambda f: f[0] != quality.Outcome.FAIL.value)
+    for _, name, summary in flagged[: contracts.SNS_MAX_FAILURES_LISTED]:
+        lines.append(f"- {name}: {summary}")
+    if len(flagged) > contracts.SNS_MAX_FAILURES_LISTED:
+        lines.append(f"- ... and {len(flagged) - contracts.SNS_MAX_FAILURES_LISTED} more (see the report)")
+    return lines
 
 
 def _ascii(text: str) -> str:
@@ -147,6 +193,7 @@ class Reporter:
                         variant=output.get("variant"),
                         outputKey=output.get("key"),
                         seed=output.get("seed", base["seed"]),
+                        **_quality_columns(output.get("quality")),
                     )
                 writer.writerow({column: spreadsheet_safe(value) for column, value in row.items()})
         return buf.getvalue()
@@ -173,6 +220,7 @@ class Reporter:
                 lines.append(f"- {image['name']}: {image['errorCode']} - {image['cause']}")
             if len(failed) > contracts.SNS_MAX_FAILURES_LISTED:
                 lines.append(f"- ... and {len(failed) - contracts.SNS_MAX_FAILURES_LISTED} more (see the report)")
+        lines += _quality_lines(report["images"])
         where = os.environ.get("BACKDROP_APP_URL")
         lines += [
             "",

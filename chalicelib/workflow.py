@@ -171,7 +171,11 @@ class Steps:
         return {"call": self._write_call(step, call)}
 
     def finalize(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """Decode the model output, restore the original geometry, paste back the subject, save."""
+        """Decode the model output, restore the original geometry, compose the subject over it
+        (PRECISE), score the result, save."""
+        # numpy-backed compositing and scoring load here, not when the API starts
+        from chalicelib import compose, quality
+
         step = StepInput.from_event(event)
         spec = self._spec(step)
         adapter = registry.adapter_for(spec)
@@ -181,25 +185,36 @@ class Steps:
         geometry, _ = self._geometry(step)
         original = imaging.load_original(self._get(step.bucket, step.image.key))
         size = (geometry.original_width, geometry.original_height)
-        keep = None
-        if step.settings.mode == contracts.Mode.PRECISE.value and len(adapter.steps) > 1:
+        settings = step.settings
+        alpha = hole = None
+        if len(adapter.steps) > 1:  # the Stability path has the cut-out's soft alpha
             alpha_png = self._get(
                 step.bucket, contracts.work_key(step.job_id, step.image.image_id, "subject-alpha.png")
             )
-            # crop the canvas alpha to the content; composite_subject upscales it (cheap, soft edge)
-            keep = imaging.from_canvas(
-                imaging.decode_image(alpha_png), geometry, (geometry.scaled_width, geometry.scaled_height)
+            alpha, hole = imaging.subject_alpha_and_kept_band(
+                imaging.decode_image(alpha_png), geometry, size, KEEP_MASK_GROW_PX
             )
-        fmt = contracts.OutputFormat(step.settings.output_format)
+        precise = settings.mode == contracts.Mode.PRECISE.value and alpha is not None
+        shadow = compose.Shadow(settings.shadow, settings.shadow_angle, settings.shadow_strength)
+        thresholds = quality.Thresholds.from_dict(settings.quality_thresholds or {})
+        fmt = contracts.OutputFormat(settings.output_format)
         outputs = []
         for index, (data, seed) in enumerate(zip(generated.images, generated.seeds, strict=True), start=1):
             result = imaging.from_canvas(imaging.decode_image(data), geometry, size)
-            if keep is not None:
-                result = imaging.composite_subject(result, original, keep)
+            if precise:
+                # the model's image is the new background and, for blend < 1, the re-lit subject;
+                # the band it was told to keep still shows the old background and is filled
+                result = compose.compose(
+                    original, alpha, result, blend=settings.blend, relit=result, shadow=shadow, background_hole=hole
+                )
+            if alpha is not None:
+                scorecard = quality.score_image(original, result, alpha, thresholds=thresholds)
+            else:
+                scorecard = quality.no_cutout_scorecard(spec.key)
             key = contracts.result_key(step.owner, step.job_id, step.image.image_id, index, fmt)
             self._put(step.bucket, key, imaging.encode(result, fmt.value), contracts.FORMAT_CONTENT_TYPES[fmt])
-            output: dict[str, Any] = {"key": key, "variant": index}
-            seed = seed if seed is not None else step.settings.seed
+            output: dict[str, Any] = {"key": key, "variant": index, "quality": scorecard.to_dict()}
+            seed = seed if seed is not None else settings.seed
             if seed is not None:
                 output["seed"] = int(seed)
             outputs.append(output)

@@ -180,6 +180,12 @@ class JobSettings:
     variants: int = 1
     output_format: str = "png"
     style_preset: str | None = None
+    # compositing and scoring in Finalize (chalicelib.compose, chalicelib.quality)
+    blend: float = 1.0  # 1 = the original subject's pixels (PRECISE), 0 = the model's re-lit subject
+    shadow: str = "none"  # contracts.ShadowKind
+    shadow_angle: float = 90.0  # degrees clockwise from pointing right: 90 = the shadow falls straight down
+    shadow_strength: float = 0.5
+    quality_thresholds: Mapping[str, float] | None = None  # quality.Thresholds in camelCase; None = defaults
 
 
 @dataclass(frozen=True)
@@ -220,6 +226,11 @@ _SETTINGS_FIELDS = {
     "variants": "variants",
     "output_format": "outputFormat",
     "style_preset": "stylePreset",
+    "blend": "blend",
+    "shadow": "shadow",
+    "shadow_angle": "shadowAngle",
+    "shadow_strength": "shadowStrength",
+    "quality_thresholds": "qualityThresholds",
 }
 
 
@@ -237,6 +248,9 @@ def settings_from_dict(data: Mapping[str, Any]) -> JobSettings:
     for attr in ("seed", "variants"):
         if attr in values:
             values[attr] = int(values[attr])
-    if "cfg_scale" in values:
-        values["cfg_scale"] = float(values["cfg_scale"])
+    for attr in ("cfg_scale", "blend", "shadow_angle", "shadow_strength"):
+        if attr in values:
+            values[attr] = float(values[attr])
+    if "quality_thresholds" in values:
+        values["quality_thresholds"] = {k: float(v) for k, v in values["quality_thresholds"].items()}
     return JobSettings(**values)

@@ -255,6 +255,59 @@ def test_submit_collects_every_validation_problem(client: Client, token_for, pho
     assert "10,001" in response.json_body["message"]
 
 
+def test_compositing_and_quality_settings_are_stored_complete(client: Client, token_for, photo, store) -> None:
+    ref = _upload("owner-1", photo())
+    response = _submit(
+        client,
+        token_for("owner-1"),
+        [ref],
+        blend=0.7,
+        shadow="soft",
+        shadowAngle=45,
+        qualityThresholds={"haloFail": 8, "subjectPsnrWarnDb": 45},
+    )
+    assert response.status_code == 202, response.body
+    settings = store.get_job(response.json_body["jobId"])["settings"]
+    assert (settings["blend"], settings["shadow"], settings["shadowAngle"], settings["shadowStrength"]) == (
+        0.7,
+        "soft",
+        45,
+        0.5,
+    )
+    # every threshold is stored, so the report shows what each image was scored against
+    assert settings["qualityThresholds"]["haloFail"] == 8 and settings["qualityThresholds"]["haloWarn"] == 2
+    plain = store.get_job(_submit(client, token_for("owner-1"), [ref]).json_body["jobId"])["settings"]
+    assert (plain["blend"], plain["shadow"]) == (1, "none")
+
+
+def test_bad_compositing_and_quality_settings_are_400s_naming_each_field(client: Client, token_for, photo) -> None:
+    ref = _upload("owner-1", photo())
+    response = _submit(
+        client,
+        token_for("owner-1"),
+        [ref],
+        blend=1.5,
+        shadow="sideways",
+        shadowStrength=2,
+        qualityThresholds={"haloWarn": 9, "haloFail": 3},
+    )
+    assert response.status_code == 400
+    fields = {d["field"] for d in response.json_body["details"]}
+    assert fields == {"blend", "shadow", "shadowStrength", "qualityThresholds"}
+    default_mode = _submit(client, token_for("owner-1"), [ref], blend=0.5, mode="DEFAULT")
+    assert "PRECISE" in default_mode.json_body["message"]
+    assert _submit(client, token_for("owner-1"), [ref], qualityThresholds=[1]).status_code == 400
+
+
+def test_a_model_without_a_cut_out_cannot_take_a_shadow(client: Client, token_for, photo, monkeypatch) -> None:
+    monkeypatch.setenv("BACKDROP_EXTENDED_ACCESS_MODELS", "titan-image-v2")
+    ref = _upload("owner-1", photo())
+    response = _submit(client, token_for("owner-1"), [ref], model="titan-image-v2", shadow="contact")
+    assert response.status_code == 400
+    assert response.json_body["details"][0]["field"] == "shadow"
+    assert "does not cut the subject out" in response.json_body["message"]
+
+
 def test_end_of_life_model_is_refused_naming_the_usable_ones(client: Client, token_for, photo) -> None:
     ref = _upload("owner-1", photo())
     response = _submit(client, token_for("owner-1"), [ref], model="titan-image-v2")

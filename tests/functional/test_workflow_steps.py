@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from typing import Any
 
@@ -205,3 +207,65 @@ def test_a_repeated_start_is_refused_by_the_execution_name(store, photo) -> None
     )
     assert [m["name"] for m in manifest] == ["a.png"]
     assert store.get_job(JOB_ID)["status"] == "RUNNING"
+
+
+def _run(store: JobStore, event: dict[str, Any]) -> dict[str, Any]:
+    steps, standin = Steps(boto3.client("s3"), store), StandInBedrock()
+    _answer(event, steps.prepare(event)["call"], standin)
+    _answer(event, steps.build_mask(event)["call"], standin)
+    steps.finalize(event)
+    return _status(store, event)
+
+
+def _result(item: dict[str, Any]) -> Image.Image:
+    data = boto3.client("s3").get_object(Bucket=BUCKET, Key=item["outputs"][0]["key"])["Body"].read()
+    return imaging.decode_image(data).convert("RGB")
+
+
+def test_finalize_stores_a_scorecard_with_each_result(store, photo) -> None:
+    (event,) = _job(store, {"a.png": photo(640, 400)})
+    item = _run(store, event)
+    card = item["outputs"][0]["quality"]
+    checks = {c["check"]: c for c in card["checks"]}
+    fidelity = checks["subjectFidelity"]
+    # PRECISE: the product's pixels are the original's, and the scorecard says so, JSON-safe
+    assert (fidelity["outcome"], fidelity["psnrDb"], fidelity["identical"]) == ("PASS", "Infinity", True)
+    assert fidelity["deltaE"] == 0 and "∞" in fidelity["reason"]
+    assert checks["edgeHalo"]["outcome"] in ("PASS", "WARN", "FAIL", "SKIPPED")
+    assert card["outcome"] in ("PASS", "WARN", "FAIL")
+    json.dumps(item["outputs"], allow_nan=False)
+    original = Image.open(io.BytesIO(photo(640, 400))).convert("RGB")
+    assert _result(item).getpixel((320, 240)) == original.getpixel((320, 240))
+
+
+def test_finalize_draws_the_jobs_shadow_under_the_subject(store, photo) -> None:
+    plain_event, shadow_event = _job(store, {"a.png": photo(640, 400), "b.png": photo(640, 400)})
+    shadow_event["settings"] = {**shadow_event["settings"], "shadow": "contact", "shadowStrength": 1.0}
+    plain, shadowed = _result(_run(store, plain_event)), _result(_run(store, shadow_event))
+    # make_photo's subject is an ellipse from y = 100 to 340: the contact shadow sits at its base
+    below = sum(plain.getpixel((320, 345))) - sum(shadowed.getpixel((320, 345)))
+    assert below > 60
+    assert plain.getpixel((320, 240)) == shadowed.getpixel((320, 240))  # the subject is untouched
+    assert plain.getpixel((20, 20)) == shadowed.getpixel((20, 20))  # far from the subject: no shadow
+
+
+def test_a_bad_quality_result_reaches_the_report_and_the_email(store, photo) -> None:
+    (event,) = _job(store, {"a.png": photo(640, 400)})
+    failing = {
+        "check": "edgeHalo",
+        "outcome": "FAIL",
+        "reason": "Visible fringe of the old background.",
+        "haloDeltaE": 7.5,
+    }
+    store.set_image_status(
+        JOB_ID,
+        event["image"]["imageId"],
+        ImageStatus.SUCCEEDED,
+        outputs=[{"key": "k.png", "variant": 1, "quality": {"outcome": "FAIL", "checks": [failing]}}],
+    )
+    result = Reporter(boto3.client("s3"), store).build({"jobId": JOB_ID, "owner": OWNER, "bucket": BUCKET})
+    assert "Quality checks: FAIL: 1" in result["message"]
+    assert "a.png: FAIL: Visible fringe of the old background." in result["message"]
+    csv_text = boto3.client("s3").get_object(Bucket=BUCKET, Key=contracts.report_key(OWNER, JOB_ID, "csv"))["Body"]
+    rows = list(csv.DictReader(csv_text.read().decode().splitlines()))
+    assert (rows[0]["quality"], rows[0]["haloDeltaE"]) == ("FAIL", "7.5")

@@ -171,16 +171,19 @@ def test_subject_alpha_keeps_soft_edges_inside_boxes_only() -> None:
     assert alpha.getpixel((20, 20)) == 200 and alpha.getpixel((70, 20)) == 0
 
 
-def test_precise_composite_keeps_interior_subject_pixels_identical() -> None:
-    original = Image.effect_noise((120, 80), 80).convert("RGB")
-    generated = Image.new("RGB", (60, 40), (0, 255, 0))  # a model answer at another resolution
-    keep = Image.new("L", (120, 80), 0)
-    ImageDraw.Draw(keep).rectangle((30, 20, 89, 59), fill=255)
-    out = imaging.composite_subject(generated, original, keep)
-    assert out.size == original.size
-    for xy in [(40, 30), (60, 40), (85, 55)]:
-        assert out.getpixel(xy) == original.getpixel(xy)
-    assert out.getpixel((5, 5)) == (0, 255, 0)
+def test_canvas_alpha_maps_back_to_the_original_with_the_kept_band() -> None:
+    from chalicelib.models.base import Geometry
+
+    # a 200x100 original shown at half size in a padded 128x64 canvas (offset 14, 7)
+    geometry = Geometry(200, 100, 100, 50, 128, 64, 14, 7)
+    canvas_alpha = Image.new("L", (128, 64), 0)
+    ImageDraw.Draw(canvas_alpha).rectangle((14 + 30, 7 + 10, 14 + 69, 7 + 39), fill=255)
+    alpha, kept = imaging.subject_alpha_and_kept_band(canvas_alpha, geometry, (200, 100), grow_px=4)
+    assert alpha.size == kept.size == (200, 100)
+    assert alpha.getpixel((100, 50)) == 255 and alpha.getpixel((5, 5)) == 0  # interior stays solid
+    assert 0 < alpha.getpixel((60, 50)) < 255  # the edge softens when scaled up
+    # the model kept a band about 4 canvas px (8 original px) beyond the subject
+    assert kept.getpixel((60 - 6, 50)) == 255 and kept.getpixel((60 - 14, 50)) == 0
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
