@@ -282,9 +282,10 @@ def fill_background(
     work_pixels: int = WORK_PIXELS,
 ) -> Image.Image:
     """`background` with the pixels where `hole` is non-zero replaced by a smooth fill from around
-    them: the inpainting model was told to keep a band around the subject, so that band still
-    shows the old background, which must not show through the subject's soft edge. With the
-    subject's `alpha`, only hole pixels the subject does not cover completely are filled."""
+    them: the inpainting model was told to keep a band around the subject, so that band may still
+    show the old background, which must not show through the subject's soft edge. With the
+    subject's `alpha`, only the hole pixels under the soft edge (0 < alpha < 255) are filled: the
+    subject covers the rest of the hole, and beyond the edge the model's own blend is kept."""
     background = _rgb(background)
     hole = _grey(hole)
     _check_sizes(background.size, hole=hole, alpha=alpha)
@@ -293,7 +294,7 @@ def fill_background(
         return background
     todo = np.asarray(hole.crop(bbox)) > 0
     if alpha is not None:
-        todo &= np.asarray(_grey(alpha).crop(bbox)) < 255
+        todo &= (np.asarray(_grey(alpha).crop(bbox)) - np.uint8(1)) < 254  # 0 < alpha < 255 (uint8 wrap)
     ys, xs = np.nonzero(todo)
     if ys.size == 0:
         return background

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageDraw
 from scenes import edge_psnr, make_scene, plain
 
-from chalicelib import compose, quality
+from chalicelib import compose, imaging, quality
 from chalicelib.compose import Shadow, ShadowKind
 
 WHITE = (255, 255, 255)
@@ -139,15 +139,19 @@ def test_fill_background_replaces_the_kept_band_with_the_new_scene_around_it() -
     alpha = Image.new("L", size, 0)
     ImageDraw.Draw(alpha).ellipse((30, 20, 70, 60), fill=255)
     alpha = alpha.resize((25, 20)).resize(size, Image.Resampling.BILINEAR)
-    hole = alpha.point(lambda v: 255 if v else 0)
+    hole = imaging.dilate(alpha.point(lambda v: 255 if v else 0), 3)  # the band the model kept
     # the model's image: green new scene, but the kept band still shows the old red background
     generated = plain(size, (30, 180, 60))
     generated.paste(Image.new("RGB", size, (200, 20, 20)), mask=hole)
     filled = np.asarray(compose.fill_background(generated, hole, alpha)).astype(int)
-    soft = (np.asarray(alpha) > 0) & (np.asarray(alpha) < 255)
+    a = np.asarray(alpha)
+    soft = (a > 0) & (a < 255)
     assert np.abs(filled[soft] - [30, 180, 60]).max() <= 2
-    solid = np.asarray(alpha) == 255  # covered by the subject: left alone
-    assert (filled[solid] == [200, 20, 20]).all()
+    # covered by the subject, or beyond its edge (the model's own blend there): left alone
+    for untouched in (a == 255, (a == 0) & (np.asarray(hole) > 0)):
+        assert untouched.sum() > 50 and (filled[untouched] == [200, 20, 20]).all()
+    everything = np.asarray(compose.fill_background(generated, hole)).astype(int)  # no alpha: the whole hole
+    assert np.abs(everything[np.asarray(hole) > 0] - [30, 180, 60]).max() <= 2
 
 
 def test_a_hole_covering_everything_is_left_as_it_is() -> None:
