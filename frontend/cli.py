@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.contracts import TERMINAL_JOB_STATUSES, ImageStatus
+from chalicelib.quality import Scorecard, worst
 from frontend.api_client import ApiError, BackdropClient, CognitoLogin, Tokens
 
 EXIT_OK, EXIT_IMAGES_FAILED, EXIT_ERROR = 0, 1, 2
@@ -97,13 +98,23 @@ def _exit_code(view: dict[str, Any]) -> int:
     return EXIT_IMAGES_FAILED if view.get("counts", {}).get(ImageStatus.FAILED.value) else EXIT_OK
 
 
+def _quality_text(outputs: list[dict[str, Any]]) -> str:
+    """The worst scorecard among an image's outputs, as one line ("" if none was scored)."""
+    cards = [Scorecard.from_dict(o["quality"]) for o in outputs if o.get("quality")]
+    if not cards:
+        return ""
+    outcome = worst(c.outcome for c in cards)
+    return f", quality {next(c for c in cards if c.outcome == outcome).summary()}"
+
+
 def _status_text(view: dict[str, Any]) -> str:
     lines = [f"job {view['jobId']}: {view['status']}  ({view.get('model')})"]
     for image in view.get("images", []):
+        outputs = image.get("outputs") or []
         detail = (
             f"{image['errorCode']}: {image['cause']}"
             if image.get("errorCode")
-            else f"{len(image.get('outputs') or [])} output(s)"
+            else f"{len(outputs)} output(s){_quality_text(outputs)}"
         )
         lines.append(f"  {image['name']:<30} {image['status']:<10} {detail}")
     counts = view.get("counts", {})

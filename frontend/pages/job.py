@@ -9,6 +9,7 @@ from typing import Any
 
 import streamlit as st
 
+from chalicelib.quality import Outcome, Scorecard
 from frontend import session
 from frontend.api_client import ApiError
 
@@ -62,6 +63,10 @@ def job_view(job_id: str) -> None:
                     caption=f"After (variant {output['variant']}, seed {output.get('seed')})",
                     width="stretch",
                 )
+                if output.get("quality"):
+                    card = Scorecard.from_dict(output["quality"])
+                    show = {Outcome.FAIL: after.error, Outcome.WARN: after.warning}.get(card.outcome, after.success)
+                    show(f"Quality {card.summary()}")
     if view["status"] in TERMINAL:
         left, middle, right, retry = st.columns(4)
         if counts.get("SUCCEEDED"):

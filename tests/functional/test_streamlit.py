@@ -100,7 +100,19 @@ class FakeApi:
                     "status": "SUCCEEDED",
                     "originalUrl": "http://127.0.0.1:1/o.png",
                     "outputs": [
-                        {"key": "results/u/j/b-1.png", "url": "http://127.0.0.1:1/r.png", "variant": 1, "seed": 5}
+                        {
+                            "key": "results/u/j/b-1.png",
+                            "url": "http://127.0.0.1:1/r.png",
+                            "variant": 1,
+                            "seed": 5,
+                            "quality": {
+                                "outcome": "WARN",
+                                "checks": [
+                                    {"check": "subjectFidelity", "outcome": "PASS", "reason": "Product untouched."},
+                                    {"check": "edgeHalo", "outcome": "WARN", "reason": "Faint fringe (ΔE 2.4)."},
+                                ],
+                            },
+                        }
                     ],
                 },
                 {
@@ -223,6 +235,7 @@ def test_jobs_and_job_pages_render_status_causes_and_downloads(app) -> None:
     at.switch_page("pages/job.py").run()
     assert not at.exception
     assert any("CONTENT_FILTERED" in e.value for e in at.error)
+    assert "Quality WARN: Faint fringe (ΔE 2.4)." in [w.value for w in at.warning]
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["Download all (zip)", "Report (JSON)", "Report (CSV)"]
     at.button(key="retry").click().run()
