@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from chalicelib.contracts import ShadowKind
+from chalicelib.imaging import flatten  # a transparent original is flattened onto white, as the model saw it
 
 # A pixel at or above FOREGROUND_SURE is taken as a sample of the subject's own colour, at or below
 # BACKGROUND_SURE as a sample of the old background (0..255 alpha).
@@ -67,16 +68,6 @@ NO_SHADOW = Shadow()
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-
-def _rgb(image: Image.Image) -> Image.Image:
-    if image.mode == "RGB":
-        return image
-    if image.mode == "RGBA":  # a transparent original is flattened onto white, as the model saw it
-        base = Image.new("RGB", image.size, (255, 255, 255))
-        base.paste(image, mask=image.getchannel("A"))
-        return base
-    return image.convert("RGB")
 
 
 def _grey(image: Image.Image) -> Image.Image:
@@ -265,7 +256,7 @@ def _replace(image: Image.Image, edge: Edge, colours: np.ndarray, *, in_place: b
 def estimate_foreground(image: Image.Image, alpha: Image.Image, *, work_pixels: int = WORK_PIXELS) -> Image.Image:
     """The subject's own colours (RGB): `image` everywhere except in the soft edge, where the old
     background's share is removed (`estimate_edge`)."""
-    image = _rgb(image)
+    image = flatten(image)
     alpha = _grey(alpha)
     _check_sizes(image.size, alpha=alpha)
     edge = estimate_edge(image, alpha, work_pixels=work_pixels)
@@ -286,7 +277,7 @@ def fill_background(
     show the old background, which must not show through the subject's soft edge. With the
     subject's `alpha`, only the hole pixels under the soft edge (0 < alpha < 255) are filled: the
     subject covers the rest of the hole, and beyond the edge the model's own blend is kept."""
-    background = _rgb(background)
+    background = flatten(background)
     hole = _grey(hole)
     _check_sizes(background.size, hole=hole, alpha=alpha)
     bbox = hole.getbbox()
@@ -347,7 +338,7 @@ def shadow_mask(alpha: Image.Image, shadow: Shadow, *, work_pixels: int = 500_00
 
 def cast_shadow(background: Image.Image, alpha: Image.Image, shadow: Shadow) -> Image.Image:
     """`background` darkened by the subject's shadow (the subject itself is drawn on top later)."""
-    background = _rgb(background)
+    background = flatten(background)
     mask = shadow_mask(alpha, shadow)
     if mask is None:
         return background
@@ -378,11 +369,11 @@ def compose(
         raise ValueError(f"blend must be between 0 and 1, not {blend}")
     if blend < 1.0 and relit is None:
         raise ValueError("blend below 1 needs the model's re-lit subject (relit)")
-    original = _rgb(original)
+    original = flatten(original)
     alpha = _grey(alpha)
-    background = _rgb(background)
+    background = flatten(background)
     _check_sizes(original.size, alpha=alpha, background=background, relit=relit, background_hole=background_hole)
-    relit = _rgb(relit) if relit is not None else None
+    relit = flatten(relit) if relit is not None else None
     foreground = original if relit is None or blend == 1.0 else Image.blend(relit, original, blend)
     if background_hole is not None:
         background = fill_background(background, background_hole, alpha, work_pixels=work_pixels)
@@ -402,7 +393,7 @@ def compose(
 
 def cutout(original: Image.Image, alpha: Image.Image, *, decontaminate: bool = True) -> Image.Image:
     """RGBA: the subject with its soft alpha and clean edge colours, for transparent outputs."""
-    original = _rgb(original)
+    original = flatten(original)
     alpha = _grey(alpha)
     _check_sizes(original.size, alpha=alpha)
     result = estimate_foreground(original, alpha) if decontaminate else original.copy()

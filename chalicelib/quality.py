@@ -233,10 +233,6 @@ def psnr_text(psnr: float | str) -> str:
 # ------------------------------------------------------------------------------------ pixels
 
 
-def _rgb(image: Image.Image) -> Image.Image:
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
 def _erode(mask: Image.Image, px: int) -> Image.Image:
     """Shrink a 0/255 mask by `px` (<= 10): a box blur stays 255 only where the whole box is."""
     from PIL import ImageFilter
@@ -415,8 +411,10 @@ def score_image(
                 Check(CheckName.EDGE_HALO, Outcome.FAIL, problem),
             )
         )
-    original, result = _rgb(original), _rgb(result)
-    background = _rgb(background) if background is not None else None
+    from chalicelib.imaging import flatten  # as compose does: a transparent original over white
+
+    original, result = flatten(original), flatten(result)
+    background = flatten(background) if background is not None else None
     return Scorecard(
         (_fidelity(original, result, alpha, thresholds), _halo(original, result, alpha, background, thresholds))
     )

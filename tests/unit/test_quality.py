@@ -382,3 +382,12 @@ def test_text_integrity_needs_no_call_when_the_subject_is_identical() -> None:
 def test_text_integrity_is_skipped_with_the_reason_when_rekognition_fails() -> None:
     check = quality.check_text_integrity(FakeRekognition(error="InvalidImageFormatException"), ORIGINAL, RESULT)
     assert check.outcome == Outcome.SKIPPED and "InvalidImageFormatException" in check.reason
+
+
+def test_a_transparent_original_is_scored_as_it_was_composed(scene) -> None:
+    rgba = scene.original.copy()
+    rgba.putalpha(Image.new("L", rgba.size, 255).point(lambda v: v))
+    background = plain(rgba.size, WHITE)
+    result = compose.compose(rgba, scene.alpha, background)
+    fidelity = _check(quality.score_image(rgba, result, scene.alpha), CheckName.SUBJECT_FIDELITY)
+    assert fidelity.metrics["identical"] is True
