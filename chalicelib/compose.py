@@ -42,6 +42,8 @@ SUBJECT_TRUST_FULL = 0.9
 # The colour fields are smooth, so they are estimated at no more than this many pixels and scaled
 # up; the per-pixel correction runs at full resolution on the edge pixels only.
 WORK_PIXELS = 500_000
+# The fill under the edge is a smooth extension of the new scene: a coarser field will do.
+FILL_WORK_PIXELS = WORK_PIXELS // 4
 # How far the edge's bounding box is widened for the fields' context (fraction of the long side).
 CONTEXT_FRACTION = 0.04
 
@@ -265,12 +267,30 @@ def estimate_foreground(image: Image.Image, alpha: Image.Image, *, work_pixels: 
     return _replace(image, edge, edge.colours)
 
 
+class _Fill:
+    """The new scene pulled into a hole from around it, at working resolution."""
+
+    def __init__(self, background: Image.Image, hole: Image.Image, bbox: tuple[int, int, int, int], work_pixels: int):
+        self.box = _context_box(bbox, background.size)
+        self.grid = WorkGrid((self.box[2] - self.box[0], self.box[3] - self.box[1]), work_pixels)
+        # a working pixel is a sample only if none of it is hole: the box reduction of a single
+        # hole pixel stays above zero at these scales
+        small_hole = np.asarray(self.grid.shrink(hole.crop(self.box)))
+        small = np.asarray(self.grid.shrink(background.crop(self.box)), dtype=np.float32) / 255.0
+        self.field = push_pull(small, small_hole == 0)  # None: the hole is everything, nothing to extend
+
+    def at(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """Fill colours (N, 3, 0..1) at full-resolution pixels of the whole image."""
+        assert self.field is not None
+        return self.grid.sample(self.field, ys - self.box[1], xs - self.box[0])
+
+
 def fill_background(
     background: Image.Image,
     hole: Image.Image,
     alpha: Image.Image | None = None,
     *,
-    work_pixels: int = WORK_PIXELS,
+    work_pixels: int = FILL_WORK_PIXELS,
 ) -> Image.Image:
     """`background` with the pixels where `hole` is non-zero replaced by a smooth fill from around
     them: the inpainting model was told to keep a band around the subject, so that band may still
@@ -287,18 +307,11 @@ def fill_background(
     if alpha is not None:
         todo &= (np.asarray(_grey(alpha).crop(bbox)) - np.uint8(1)) < 254  # 0 < alpha < 255 (uint8 wrap)
     ys, xs = np.nonzero(todo)
-    if ys.size == 0:
-        return background
-    box = _context_box(bbox, background.size)
-    grid = WorkGrid((box[2] - box[0], box[3] - box[1]), work_pixels)
-    # a working pixel is a sample only if none of it is hole: the box reduction of a single hole
-    # pixel stays above zero at these scales
-    small_hole = np.asarray(grid.shrink(hole.crop(box)))
-    field = push_pull(np.asarray(grid.shrink(background.crop(box)), dtype=np.float32) / 255.0, small_hole == 0)
-    if field is None:  # the hole is the whole region: there is no new background to extend
+    fill = _Fill(background, hole, bbox, work_pixels) if ys.size else None
+    if fill is None or fill.field is None:
         return background
     pixels = np.array(background.crop(bbox))
-    pixels[ys, xs] = _to_uint8(grid.sample(field, ys + (bbox[1] - box[1]), xs + (bbox[0] - box[0])))
+    pixels[ys, xs] = _to_uint8(fill.at(ys + bbox[1], xs + bbox[0]))
     result = background.copy()
     result.paste(Image.fromarray(pixels, "RGB"), bbox[:2])
     return result
@@ -375,19 +388,31 @@ def compose(
     _check_sizes(original.size, alpha=alpha, background=background, relit=relit, background_hole=background_hole)
     relit = flatten(relit) if relit is not None else None
     foreground = original if relit is None or blend == 1.0 else Image.blend(relit, original, blend)
-    if background_hole is not None:
-        background = fill_background(background, background_hole, alpha, work_pixels=work_pixels)
-    background = cast_shadow(background, alpha, shadow)
-    # alpha 255 takes the foreground's pixels unchanged: the original's, bit for bit, at blend 1
-    result = Image.composite(foreground, background, alpha)
     edge = estimate_edge(original, alpha, work_pixels=work_pixels) if decontaminate else None
+    hole = _grey(background_hole) if background_hole is not None else None
+    if hole is not None and edge is None:
+        background = fill_background(background, hole, alpha, work_pixels=work_pixels // 4)
+    shade = shadow_mask(alpha, shadow)
+    shaded = background if shade is None else Image.composite(Image.new("RGB", background.size), background, shade)
+    # alpha 255 takes the foreground's pixels unchanged: the original's, bit for bit, at blend 1
+    result = Image.composite(foreground, shaded, alpha)
     if edge is None:
         return result
+    # the edge pixels, recomposed from the subject's own colours over what lies behind them
     colours = edge.colours
     if relit is not None and blend < 1.0:
         model = np.asarray(relit.crop(edge.box))[edge.ys, edge.xs].astype(np.float32) / 255.0
         colours = blend * colours + (1.0 - blend) * model
     behind = np.asarray(background.crop(edge.box))[edge.ys, edge.xs].astype(np.float32) / 255.0
+    if hole is not None:  # only the edge pixels of the hole are filled: no full-frame copy
+        in_hole = np.asarray(hole.crop(edge.box))[edge.ys, edge.xs] > 0
+        hole_bbox = hole.getbbox()
+        fill = _Fill(background, hole, hole_bbox, work_pixels // 4) if in_hole.any() and hole_bbox else None
+        if fill is not None and fill.field is not None:
+            behind[in_hole] = fill.at(edge.ys[in_hole] + edge.box[1], edge.xs[in_hole] + edge.box[0])
+    if shade is not None:
+        darkness = np.asarray(shade.crop(edge.box))[edge.ys, edge.xs].astype(np.float32)[:, None] / 255.0
+        behind = behind * (1.0 - darkness)
     return _replace(result, edge, edge.alpha * colours + (1.0 - edge.alpha) * behind, in_place=True)
 
 

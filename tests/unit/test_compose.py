@@ -222,3 +222,23 @@ def test_a_transparent_original_is_flattened_as_the_model_saw_it(scene) -> None:
     result = compose.compose(rgba, scene.alpha, plain(rgba.size, WHITE))
     solid = _solid(scene.alpha)
     assert np.array_equal(np.asarray(result)[solid], np.asarray(scene.original)[solid])
+
+
+def test_the_kept_band_does_not_show_through_the_edge(scene) -> None:
+    green = plain(scene.original.size, (30, 180, 60))
+    hole = imaging.dilate(scene.alpha.point(lambda v: 255 if v else 0), 2)
+    generated = green.copy()  # the model's image: the kept band still shows the old red scene
+    generated.paste(Image.new("RGB", green.size, (200, 20, 20)), mask=hole)
+    truth = scene.truth(green)
+    for shadow in (Shadow(), Shadow(ShadowKind.SOFT, 90, 0.4)):
+        filled = compose.compose(scene.original, scene.alpha, generated, background_hole=hole, shadow=shadow)
+        unfilled = compose.compose(scene.original, scene.alpha, generated, shadow=shadow)
+        if shadow.kind == ShadowKind.NONE:
+            assert edge_psnr(filled, truth, scene.edge) >= 33
+        assert edge_psnr(filled, truth, scene.edge) > edge_psnr(unfilled, truth, scene.edge) + 10
+        # the same fill whether or not the edge is decontaminated
+        plain_paste = compose.compose(
+            scene.original, scene.alpha, generated, background_hole=hole, shadow=shadow, decontaminate=False
+        )
+        red = np.asarray(plain_paste).astype(int)[scene.edge][:, 0] - np.asarray(filled).astype(int)[scene.edge][:, 0]
+        assert abs(red.mean()) < 25
