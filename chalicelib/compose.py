@@ -27,10 +27,14 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image, ImageFilter
 
 from chalicelib.contracts import ShadowKind
 from chalicelib.imaging import flatten  # a transparent original is flattened onto white, as the model saw it
+
+Floats = npt.NDArray[np.float32]  # colours (..., 3) and alphas, 0..1
+Pixels = npt.NDArray[np.intp]  # row or column indices of pixels
 
 # A pixel at or above FOREGROUND_SURE is taken as a sample of the subject's own colour, at or below
 # BACKGROUND_SURE as a sample of the old background (0..255 alpha).
@@ -93,7 +97,7 @@ def _context_box(bbox: tuple[int, int, int, int], size: tuple[int, int]) -> tupl
     )
 
 
-def _halve(values: np.ndarray) -> np.ndarray:
+def _halve(values: Floats) -> Floats:
     """Sum of each 2x2 block (odd edges padded with zeros, i.e. no samples)."""
     h, w = values.shape[:2]
     if h % 2 or w % 2:
@@ -102,7 +106,7 @@ def _halve(values: np.ndarray) -> np.ndarray:
     return values[0::2, 0::2] + values[1::2, 0::2] + values[0::2, 1::2] + values[1::2, 1::2]
 
 
-def _upsample(field: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def _upsample(field: Floats, shape: tuple[int, int]) -> Floats:
     h, w = shape
     channels = [
         np.asarray(Image.fromarray(field[..., c]).resize((w, h), Image.Resampling.BILINEAR))
@@ -111,7 +115,7 @@ def _upsample(field: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.stack(channels, axis=-1)
 
 
-def push_pull(rgb: np.ndarray, samples: np.ndarray) -> np.ndarray | None:
+def push_pull(rgb: Floats, samples: npt.NDArray[np.bool_] | Floats) -> Floats | None:
     """Fill every pixel with the colour of the nearest samples (a masked image pyramid).
 
     `rgb` is float32 (h, w, 3); `samples` (h, w) says how much each pixel is to be trusted: a
@@ -146,7 +150,7 @@ class WorkGrid:
     def shrink(self, image: Image.Image) -> Image.Image:
         return image if image.size == self.small else image.resize(self.small, Image.Resampling.BOX)
 
-    def sample(self, field: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    def sample(self, field: Floats, ys: Pixels, xs: Pixels) -> Floats:
         """Bilinear values of a working-resolution `field` at full-resolution pixels (ys, xs):
         only the pixels asked for are computed, a thin edge rather than the whole region."""
         h, w = field.shape[:2]
@@ -164,10 +168,11 @@ class WorkGrid:
         near_right = np.take(flat, top + left + right, axis=0)
         far = np.take(flat, top + down + left, axis=0)
         far_right = np.take(flat, top + down + left + right, axis=0)
-        return (near + (near_right - near) * wx) * (1 - wy) + (far + (far_right - far) * wx) * wy
+        values: Floats = (near + (near_right - near) * wx) * (1 - wy) + (far + (far_right - far) * wx) * wy
+        return values
 
 
-def _colour_fields(rgb: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _colour_fields(rgb: Floats, alpha: Floats) -> tuple[Floats | None, Floats | None]:
     """(subject colour, old background colour) fields, float32 (h, w, 3), from `rgb` and its
     `alpha` (0..1).
 
@@ -184,14 +189,16 @@ def _colour_fields(rgb: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray | Non
     body = push_pull(_unmix(rgb, a, background), sure_subject)
     if body is None:
         return None, background
-    background = push_pull(np.clip((rgb - a * body) / np.maximum(1 - a, 1e-3), 0, 1), sure_background)
+    refined = push_pull(np.clip((rgb - a * body) / np.maximum(1 - a, 1e-3), 0, 1), sure_background)
+    background = refined if refined is not None else background  # the same samples: never None here
     trust = np.clip((alpha - SUBJECT_TRUST_FROM) / (SUBJECT_TRUST_FULL - SUBJECT_TRUST_FROM), 0, 1) ** 2
     return push_pull(_unmix(rgb, a, background), trust), background
 
 
-def _unmix(rgb: np.ndarray, a: np.ndarray, background: np.ndarray) -> np.ndarray:
+def _unmix(rgb: Floats, a: Floats, background: Floats) -> Floats:
     """The subject's colour if the pixel is `a` subject over `background`."""
-    return np.clip((rgb - (1 - a) * background) / np.maximum(a, 1e-3), 0, 1)
+    colours: Floats = np.clip((rgb - (1 - a) * background) / np.maximum(a, 1e-3), 0, 1)
+    return colours
 
 
 # 255 where 0 < alpha < 255: a lookup table for Image.point, which runs in C
@@ -205,10 +212,10 @@ class Edge:
     Working inside the edge's bounding box keeps the numpy copies of a 12 MP image small."""
 
     box: tuple[int, int, int, int]
-    ys: np.ndarray
-    xs: np.ndarray
-    alpha: np.ndarray
-    colours: np.ndarray
+    ys: Pixels
+    xs: Pixels
+    alpha: Floats
+    colours: Floats
 
 
 def estimate_edge(image: Image.Image, alpha: Image.Image, *, work_pixels: int = WORK_PIXELS) -> Edge | None:
@@ -242,11 +249,11 @@ def estimate_edge(image: Image.Image, alpha: Image.Image, *, work_pixels: int = 
     return Edge(bbox, ys, xs, a, np.clip(colours, 0.0, 1.0))
 
 
-def _to_uint8(values: np.ndarray) -> np.ndarray:
+def _to_uint8(values: Floats) -> npt.NDArray[np.uint8]:
     return np.clip(values * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def _replace(image: Image.Image, edge: Edge, colours: np.ndarray, *, in_place: bool = False) -> Image.Image:
+def _replace(image: Image.Image, edge: Edge, colours: Floats, *, in_place: bool = False) -> Image.Image:
     """`image` (a copy unless `in_place`) with the edge pixels set to `colours` (N, 3, 0..1)."""
     pixels = np.array(image.crop(edge.box))
     pixels[edge.ys, edge.xs] = _to_uint8(colours)
@@ -279,7 +286,7 @@ class _Fill:
         small = np.asarray(self.grid.shrink(background.crop(self.box)), dtype=np.float32) / 255.0
         self.field = push_pull(small, small_hole == 0)  # None: the hole is everything, nothing to extend
 
-    def at(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    def at(self, ys: Pixels, xs: Pixels) -> Floats:
         """Fill colours (N, 3, 0..1) at full-resolution pixels of the whole image."""
         assert self.field is not None
         return self.grid.sample(self.field, ys - self.box[1], xs - self.box[0])

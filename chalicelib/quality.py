@@ -31,7 +31,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 if TYPE_CHECKING:  # numpy and Pillow are imported where pixels are scored, not by the API at cold start
     import numpy as np
+    import numpy.typing as npt
     from PIL import Image
+
+    Colours = npt.NDArray[np.float64]  # (N, 3)
 
 INFINITY = "Infinity"  # JSON has no infinity; float("Infinity") and Number("Infinity") read this back
 MIN_SUBJECT_PIXELS = 256  # a "subject" smaller than 16 x 16 px is a speck, not a product
@@ -174,7 +177,7 @@ _SRGB_TO_XYZ = (
 _D65_WHITE = (0.95047, 1.0, 1.08883)
 
 
-def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+def srgb_to_lab(rgb: npt.NDArray[Any]) -> Colours:
     """CIE L*a*b* (D65) of sRGB colours, (N, 3) in 0..1 or 0..255 uint8."""
     import numpy as np
 
@@ -188,7 +191,7 @@ def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     return np.stack([116.0 * f[:, 1] - 16.0, 500.0 * (f[:, 0] - f[:, 1]), 200.0 * (f[:, 1] - f[:, 2])], axis=1)
 
 
-def delta_e_2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
+def delta_e_2000(lab1: npt.NDArray[Any], lab2: npt.NDArray[Any]) -> Colours:
     """CIEDE2000 colour difference of each pair of Lab colours (N, 3) (Sharma, Wu, Dalal 2005)."""
     import numpy as np
 
@@ -223,7 +226,10 @@ def delta_e_2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
     s_c = 1 + 0.045 * cp_mean
     s_h = 1 + 0.015 * cp_mean * t
     r_t = -np.sin(np.radians(2 * d_theta)) * r_c
-    return np.sqrt((d_l / s_l) ** 2 + (d_c / s_c) ** 2 + (d_h / s_h) ** 2 + r_t * (d_c / s_c) * (d_h / s_h))
+    difference: Colours = np.sqrt(
+        (d_l / s_l) ** 2 + (d_c / s_c) ** 2 + (d_h / s_h) ** 2 + r_t * (d_c / s_c) * (d_h / s_h)
+    )
+    return difference
 
 
 # ------------------------------------------------------------------------------------ pixels
@@ -244,7 +250,9 @@ def _erode(mask: Image.Image, px: int) -> Image.Image:
     return half.resize(mask.size, Image.Resampling.NEAREST)
 
 
-def _sampled(images: Sequence[Image.Image], box: tuple[int, int, int, int], max_pixels: int) -> list[np.ndarray]:
+def _sampled(
+    images: Sequence[Image.Image], box: tuple[int, int, int, int], max_pixels: int
+) -> list[npt.NDArray[np.uint8]]:
     """The same regular grid of pixels from each image (nearest-neighbour), as numpy arrays."""
     import numpy as np
     from PIL import Image
@@ -359,7 +367,7 @@ def _halo(
     ys, xs = np.nonzero(band)
     # the subject's own colour deep inside and the old background's further out, pulled into the
     # edge from the original (independent of how the result was composed)
-    grid = WorkGrid(orig.shape[1::-1], FIELD_PIXELS)
+    grid = WorkGrid((orig.shape[1], orig.shape[0]), FIELD_PIXELS)
     small_rgb = np.asarray(grid.shrink(Image.fromarray(orig)), dtype=np.float32) / 255.0
     small_alpha = np.asarray(grid.shrink(Image.fromarray(a_grid)))
     subject = push_pull(small_rgb, small_alpha == 255)
@@ -550,7 +558,8 @@ def _inside(detection: Mapping[str, Any], subject: Image.Image | None) -> bool:
     left, top, width, height = _box(box)
     x = min(subject.width - 1, max(0, int((left + width / 2) * subject.width)))
     y = min(subject.height - 1, max(0, int((top + height / 2) * subject.height)))
-    return subject.getpixel((x, y)) >= 128
+    value = subject.getpixel((x, y))
+    return isinstance(value, int | float) and value >= 128
 
 
 def check_text_integrity(

@@ -194,14 +194,14 @@ class Steps:
             alpha, hole = imaging.subject_alpha_and_kept_band(
                 imaging.decode_image(alpha_png), geometry, size, KEEP_MASK_GROW_PX
             )
-        precise = settings.mode == contracts.Mode.PRECISE.value and alpha is not None
-        shadow = compose.Shadow(settings.shadow, settings.shadow_angle, settings.shadow_strength)
+        precise = settings.mode == contracts.Mode.PRECISE.value
+        shadow = compose.Shadow(contracts.ShadowKind(settings.shadow), settings.shadow_angle, settings.shadow_strength)
         thresholds = quality.Thresholds.from_dict(settings.quality_thresholds or {})
         fmt = contracts.OutputFormat(settings.output_format)
         outputs = []
         for index, (data, seed) in enumerate(zip(generated.images, generated.seeds, strict=True), start=1):
             result = imaging.from_canvas(imaging.decode_image(data), geometry, size)
-            if precise:
+            if precise and alpha is not None:
                 # the model's image is the new background and, for blend < 1, the re-lit subject;
                 # the band it was told to keep still shows the old background and is filled
                 result = compose.compose(
