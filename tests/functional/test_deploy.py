@@ -105,7 +105,9 @@ def test_chalice_package_output_is_cfn_lint_clean(tmp_path: Path) -> None:
     lint = _cfn_lint(out / "sam.json")
     assert lint.returncode == 0, lint.stdout + lint.stderr
     size = (out / "deployment.zip").stat().st_size
-    assert size < 20 * 1024 * 1024, f"package is {size / 2**20:.1f} MB"
+    # well inside Lambda's 50 MB direct-upload limit; numpy (compositing, scoring) is 16.8 MB of it
+    # (docs/aws-notes.md#n36-numpy-wheels-and-the-lambda-package)
+    assert size < 30 * 1024 * 1024, f"package is {size / 2**20:.1f} MB"
 
 
 # ------------------------------------------------------------------------------ IAM
