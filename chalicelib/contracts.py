@@ -88,6 +88,22 @@ class ErrorCode(StrEnum):
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
+# Per-image failures that a second attempt with the same input can fix (throttling, timeouts,
+# outages, a bad answer). The rest (an unreadable or too-small image, no subject, the content
+# filter, a request the model refuses, no model access) fail the same way again.
+RETRYABLE_ERROR_CODES: Final = frozenset(
+    {
+        ErrorCode.SERVICE_BUSY,
+        ErrorCode.MODEL_THROTTLED,
+        ErrorCode.MODEL_TIMEOUT,
+        ErrorCode.MODEL_ERROR,
+        ErrorCode.MODEL_RESPONSE_INVALID,
+        ErrorCode.STORAGE_ERROR,
+        ErrorCode.INTERNAL_ERROR,
+    }
+)
+
+
 # --------------------------------------------------------------------------------------------
 # Limits (where each comes from is said next to it)
 
@@ -241,6 +257,15 @@ def report_key(owner: str, job_id: str, fmt: str) -> str:
     if fmt not in ("json", "csv"):
         raise ValueError(f"report format must be json or csv, not {fmt!r}")
     return f"{REPORTS_PREFIX}{owner}/{job_id}/report.{fmt}"
+
+
+# The web app's job page is "{app URL}/job?job={job id}" (Streamlit names the page after job.py).
+JOB_PAGE_PATH: Final = "job"
+JOB_QUERY_PARAM: Final = "job"
+
+
+def job_page_url(app_url: str, job_id: str) -> str:
+    return f"{app_url.rstrip('/')}/{JOB_PAGE_PATH}?{JOB_QUERY_PARAM}={job_id}"
 
 
 def s3_uri(bucket: str, key: str) -> str:

@@ -222,13 +222,16 @@ class Reporter:
                 lines.append(f"- ... and {len(failed) - contracts.SNS_MAX_FAILURES_LISTED} more (see the report)")
         lines += _quality_lines(report["images"])
         where = os.environ.get("BACKDROP_APP_URL")
-        lines += [
-            "",
-            "Where to see the results:",
-            f"- {where.rstrip('/')}/jobs/{job_id}" if where else f"- the Backdrop app or API: GET /jobs/{job_id}",
-            f"- report: s3://{bucket}/{contracts.report_key(owner, job_id, 'json')} (and .csv)",
-            f"- results: s3://{bucket}/{contracts.job_results_prefix(owner, job_id)}",
-        ]
+        if where:  # the job page shows the results, the report and the downloads, after signing in
+            lines += ["", f"See the results: {contracts.job_page_url(where, job_id)}"]
+        else:  # no web app configured for this deployment: say where the files are
+            lines += [
+                "",
+                "Where to see the results:",
+                f"- the Backdrop API: GET /jobs/{job_id}",
+                f"- report: s3://{bucket}/{contracts.report_key(owner, job_id, 'json')} (and .csv)",
+                f"- results: s3://{bucket}/{contracts.job_results_prefix(owner, job_id)}",
+            ]
         message = "\n".join(lines)
         encoded = message.encode()
         if len(encoded) > contracts.SNS_MESSAGE_MAX_BYTES:

@@ -2,11 +2,25 @@
 
 No AWS credentials on the Streamlit host: everything goes through the API with the user's token.
 Tests put a fake client in st.session_state["api"] before the first run.
+
+Staying signed in across a reload: Streamlit's session state is lost when the page reloads, so
+the signed-in client (its Cognito tokens) is kept in this process's memory, under a random
+256-bit id that the page carries in its address (`?session=`). The tokens never reach the
+browser (a cookie written from Streamlit would need JavaScript that can read it, and so could
+any script on the page); the id alone is worth nothing after sign-out, after SESSION_IDLE_SECONDS
+without use, or once the Streamlit process restarts. The entry is also tied to the browser's
+`_streamlit_xsrf` cookie when there is one, so an address copied with its id into another
+browser does not sign anyone in.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
@@ -24,7 +38,72 @@ def settings() -> dict[str, str | None]:
     }
 
 
+SESSION_PARAM = "session"
+SESSION_IDLE_SECONDS = 12 * 3600
+MAX_SESSIONS = 1000  # the oldest are forgotten first
+_BROWSER_COOKIE = "_streamlit_xsrf"
+
+
+@dataclass
+class _Kept:
+    api: Any
+    user: str
+    browser: str | None
+    last_used: float
+
+
+_kept: dict[str, _Kept] = {}
+_kept_lock = threading.Lock()
+
+
+def _browser() -> str | None:
+    """A digest of this browser's XSRF cookie (Streamlit sets it on the first page load)."""
+    try:
+        cookie = st.context.cookies.get(_BROWSER_COOKIE)
+    except Exception:  # no request context (tests, bare mode)
+        return None
+    return hashlib.sha256(cookie.encode()).hexdigest() if cookie else None
+
+
+def _keep(api: Any, user: str) -> None:
+    session_id = secrets.token_urlsafe(32)
+    now = time.time()
+    with _kept_lock:
+        for stale in [k for k, v in _kept.items() if now - v.last_used > SESSION_IDLE_SECONDS]:
+            del _kept[stale]
+        while len(_kept) >= MAX_SESSIONS:
+            del _kept[min(_kept, key=lambda k: _kept[k].last_used)]
+        _kept[session_id] = _Kept(api, user, _browser(), now)
+    st.session_state["session_id"] = session_id
+    st.query_params[SESSION_PARAM] = session_id
+
+
+def _resume() -> None:
+    """After a reload: the client kept under the address's session id, if it is still valid here."""
+    session_id = st.query_params.get(SESSION_PARAM)
+    if not session_id:
+        return
+    now = time.time()
+    with _kept_lock:
+        kept = _kept.get(session_id)
+        if kept is None or now - kept.last_used > SESSION_IDLE_SECONDS or kept.browser != _browser():
+            kept = None
+        else:
+            kept.last_used = now
+    if kept is None:
+        del st.query_params[SESSION_PARAM]
+        return
+    st.session_state["api"] = kept.api
+    st.session_state["user"] = kept.user
+    st.session_state["session_id"] = session_id
+
+
 def client() -> Any:
+    if "api" not in st.session_state:
+        _resume()
+    session_id = st.session_state.get("session_id")
+    if session_id and st.query_params.get(SESSION_PARAM) != session_id:
+        st.query_params[SESSION_PARAM] = session_id  # switching pages drops the query string
     return st.session_state.get("api")
 
 
@@ -43,13 +122,19 @@ def sign_in(username: str, password: str) -> None:
         endpoint_url=config["cognito_endpoint"],
     )
     login.sign_in(username, password)
-    st.session_state["api"] = BackdropClient(config["api"] or "", login.id_token)
+    api = BackdropClient(config["api"] or "", login.id_token)
+    st.session_state["api"] = api
     st.session_state["user"] = username
+    _keep(api, username)
 
 
 def sign_out() -> None:
-    for key in ("api", "user", "batch", "job_id"):
-        st.session_state.pop(key, None)
+    with _kept_lock:
+        _kept.pop(st.session_state.get("session_id") or "", None)
+    for key in ("api", "user", "batch", "job_id", "session_id"):
+        if key in st.session_state:
+            del st.session_state[key]
+    st.query_params.clear()
 
 
 def show_error(exc: ApiError) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib import contracts
 from chalicelib.functions import WORKFLOW_FUNCTIONS, function
 
 LOCAL_ACCOUNT = "123456789012"
@@ -356,6 +357,11 @@ class LocalStack:
                 "true",
                 "--browser.gatherUsageStats",
                 "false",
+                # the real per-file limit (Streamlit's own default is 200 MB) and no "Deploy" button
+                "--server.maxUploadSize",
+                str(contracts.MAX_UPLOAD_BYTES // 2**20),
+                "--client.toolbarMode",
+                "minimal",
             ],
             env=env,
             stdout=subprocess.DEVNULL,

@@ -1,4 +1,8 @@
-"""One job: per-image status with causes, before/after gallery, downloads, retry."""
+"""One job: per-image status with causes, before/after gallery, downloads, retry.
+
+The job id is in the address (`?job=`), so a reload, a bookmark or the email's link opens it.
+A running job refreshes itself every 3 s; a finished one is drawn once and left alone.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,29 @@ from typing import Any
 
 import streamlit as st
 
+from chalicelib import contracts
 from chalicelib.quality import Outcome, Scorecard
 from frontend import session
 from frontend.api_client import ApiError
 
-TERMINAL = {"COMPLETED", "PARTIAL", "FAILED"}
+TERMINAL = {status.value for status in contracts.TERMINAL_JOB_STATUSES}
+RETRYABLE = {code.value for code in contracts.RETRYABLE_ERROR_CODES}
 
 st.title("Job")
 session.stand_in_banner()
 api = session.client()
-job_id = st.text_input("Job id", value=st.session_state.get("job_id", ""), key="job_id_input")
+chosen = st.query_params.get(contracts.JOB_QUERY_PARAM) or st.session_state.get("job_id", "")
+# keyed by the chosen job, so opening another job (a retry, the Jobs page) refills the field
+job_id = st.text_input("Job id", value=chosen, key=f"job_id_input-{chosen}").strip()
+if job_id and job_id != st.query_params.get(contracts.JOB_QUERY_PARAM):
+    st.query_params[contracts.JOB_QUERY_PARAM] = job_id
+    st.session_state["job_id"] = job_id
+
+
+def _open(other_job_id: str) -> None:
+    st.session_state["job_id"] = other_job_id
+    st.query_params[contracts.JOB_QUERY_PARAM] = other_job_id
+    st.rerun()
 
 
 def _zip(view: dict[str, Any]) -> bytes:
@@ -33,13 +50,7 @@ def _zip(view: dict[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-@st.fragment(run_every="3s")
-def job_view(job_id: str) -> None:
-    try:
-        view = api.job(job_id)
-    except ApiError as exc:
-        session.show_error(exc)
-        return
+def _gallery(view: dict[str, Any]) -> None:
     counts = view["counts"]
     total = max(1, sum(counts.values()))
     done = counts.get("SUCCEEDED", 0) + counts.get("FAILED", 0)
@@ -67,29 +78,89 @@ def job_view(job_id: str) -> None:
                     card = Scorecard.from_dict(output["quality"])
                     show = {Outcome.FAIL: after.error, Outcome.WARN: after.warning}.get(card.outcome, after.success)
                     show(f"Quality {card.summary()}")
+
+
+def _downloads(view: dict[str, Any]) -> None:
+    """Zip on request (built once per job and session), reports by their presigned links."""
+    left, middle, right = st.columns(3)
+    zips: dict[str, bytes] = st.session_state.setdefault("zips", {})
+    if view["counts"].get("SUCCEEDED"):
+        if view["jobId"] in zips:
+            left.download_button("Download all (zip)", zips[view["jobId"]], f"backdrop-{view['jobId']}.zip", key="zip")
+        elif left.button("Prepare zip", key="prepare_zip", help="Collects every result into one zip file"):
+            with st.spinner("Collecting the results…"):
+                try:
+                    zips[view["jobId"]] = _zip(view)
+                except ApiError as exc:
+                    session.show_error(exc)
+                else:
+                    st.rerun()
+    for column, fmt in ((middle, "json"), (right, "csv")):
+        if view.get("reports", {}).get(fmt):
+            column.link_button(f"Report ({fmt.upper()})", view["reports"][fmt])
+
+
+def _retry(view: dict[str, Any]) -> None:
+    """One retry per failed set, offered only when a failure can succeed on a second attempt."""
+    failed = [image for image in view["images"] if image["status"] == "FAILED"]
+    if not failed:
+        return
+    retried: dict[str, str] = st.session_state.setdefault("retried", {})
+    if view["jobId"] in retried:
+        new_job = retried[view["jobId"]]
+        st.success(f"The failed images were sent again as job {new_job}.")
+        if st.button(f"Open job {new_job}", key="open_retry"):
+            _open(new_job)
+        return
+    worth_retrying = [image for image in failed if image.get("errorCode") in RETRYABLE]
+    if not worth_retrying:
+        codes = ", ".join(sorted({image.get("errorCode") or "unknown" for image in failed}))
+        st.caption(
+            f"No retry: these failures ({codes}) would happen again with the same photo and settings. "
+            "Change the photo or the description and submit it as a new batch."
+        )
+        return
+    if st.button(
+        f"Retry the failed images ({len(failed)})",
+        key="retry",
+        help=f"{len(worth_retrying)} of them failed for a passing reason (a busy or failing service)",
+    ):
+        try:
+            again = api.retry(view["jobId"])
+        except ApiError as exc:
+            session.show_error(exc)
+        else:
+            retried[view["jobId"]] = again["jobId"]
+            st.rerun()
+
+
+@st.fragment(run_every="3s")
+def _live(job_id: str) -> None:
+    try:
+        view = api.job(job_id)
+    except ApiError as exc:
+        session.show_error(exc)
+        return
     if view["status"] in TERMINAL:
-        left, middle, right, retry = st.columns(4)
-        if counts.get("SUCCEEDED"):
-            left.download_button("Download all (zip)", _zip(view), f"backdrop-{job_id}.zip", key="zip")
-        for column, fmt in ((middle, "json"), (right, "csv")):
-            if view.get("reports", {}).get(fmt):
-                column.download_button(
-                    f"Report ({fmt.upper()})",
-                    api.download(view["reports"][fmt]),
-                    f"report-{job_id}.{fmt}",
-                    key=f"report-{fmt}",
-                )
-        if counts.get("FAILED") and retry.button("Retry failed images", key="retry"):
-            try:
-                again = api.retry(job_id)
-            except ApiError as exc:
-                session.show_error(exc)
-            else:
-                st.session_state["job_id"] = again["jobId"]
-                st.success(f"Retrying {again['imageCount']} image(s) as job {again['jobId']}.")
+        st.rerun(scope="app")  # finished: draw the page once, without the timer
+    _gallery(view)
+
+
+def job_page(job_id: str) -> None:
+    try:
+        view = api.job(job_id)
+    except ApiError as exc:
+        session.show_error(exc)
+        return
+    if view["status"] not in TERMINAL:
+        _live(job_id)
+        return
+    _gallery(view)
+    _downloads(view)
+    _retry(view)
 
 
 if job_id:
-    job_view(job_id.strip())
+    job_page(job_id)
 else:
     st.info("Open a job from the Jobs page, or paste its id.")

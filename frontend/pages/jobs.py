@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from chalicelib import contracts
 from frontend import session
 from frontend.api_client import ApiError
 
@@ -32,7 +33,7 @@ def job_list() -> None:
             left.progress(done / total, text=f"{done}/{total} finished · {counts.get('FAILED', 0)} failed")
             if right.button("Open", key=f"open-{job['jobId']}"):
                 st.session_state["job_id"] = job["jobId"]
-                st.switch_page("pages/job.py")
+                st.switch_page("pages/job.py", query_params={contracts.JOB_QUERY_PARAM: job["jobId"]})
 
 
 job_list()

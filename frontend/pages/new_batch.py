@@ -2,38 +2,27 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import streamlit as st
-from PIL import Image, ImageDraw
 
-from chalicelib import contracts
-from frontend import session
+from chalicelib import contracts, imaging
+from chalicelib.errors import BackdropError
+from frontend import photos, session
 from frontend.api_client import ApiError
 
+UPLOAD_LIMIT_MB = contracts.MAX_UPLOAD_BYTES // 2**20
 MODE_HELP = {
     "PRECISE": "Keeps every pixel of the subject exactly as in your photo; only the background is new.",
     "DEFAULT": "Lets the model blend the subject's edges into the new background (softer, may alter details).",
 }
 
 
-def _thumbnail(data: bytes, labels: list[dict[str, Any]], kept: list[str]) -> Image.Image:
-    img = Image.open(io.BytesIO(data)).convert("RGB")
-    img.thumbnail((360, 360))
-    draw = ImageDraw.Draw(img)
-    for label in labels:
-        colour = (40, 200, 90) if label["name"] in kept else (160, 160, 160)
-        for instance in label.get("instances", []):
-            b = instance["box"]
-            box = (
-                b["left"] * img.width,
-                b["top"] * img.height,
-                (b["left"] + b["width"]) * img.width,
-                (b["top"] + b["height"]) * img.height,
-            )
-            draw.rectangle(box, outline=colour, width=3)
-    return img
+def cost_line(photo_count: int, variants: int, price_per_image_usd: float) -> str:
+    """What a batch will cost, in words: "About $0.96 for 12 photos"."""
+    photos_said = f"{photo_count} photo" + ("" if photo_count == 1 else "s")
+    each = f" ({variants} variants each)" if variants > 1 else ""
+    return f"About ${photo_count * variants * price_per_image_usd:.2f} for {photos_said}{each}"
 
 
 def _checked(files: list[Any]) -> tuple[list[tuple[str, bytes, str]], list[dict[str, str]]]:
@@ -51,6 +40,11 @@ def _checked(files: list[Any]) -> tuple[list[tuple[str, bytes, str]], list[dict[
         elif not data:
             problems.append({"name": file.name, "message": "the file is empty"})
         else:
+            try:  # the same header checks the workflow makes, so a bad file is refused before upload
+                imaging.probe(data)
+            except BackdropError as exc:
+                problems.append({"name": file.name, "message": exc.message})
+                continue
             accepted.append((file.name, data, file.type))
     return accepted, problems
 
@@ -61,11 +55,24 @@ def _show_upload_problems() -> None:
     if problems:
         lines = "\n".join(f"- '{p['name']}': {p['message']}" for p in problems)
         st.error(f"{len(problems)} file(s) were not added; the others go on:\n{lines}")
+        columns = st.columns(3)
+        for index, problem in enumerate(problems):
+            with columns[index % 3], st.container(border=True):
+                st.markdown(f"**{problem['name']}** · not added")
+                st.caption(problem["message"])
 
 
 def upload_step(api: Any) -> None:
     files = st.file_uploader(
-        "Photos (PNG, JPEG or WEBP)", type=["png", "jpg", "jpeg", "webp"], accept_multiple_files=True, key="files"
+        f"Photos (PNG, JPEG or WEBP, up to {UPLOAD_LIMIT_MB} MB each)",
+        type=["png", "jpg", "jpeg", "webp"],
+        accept_multiple_files=True,
+        key="files",
+        help=(
+            f"Each photo must be at most {UPLOAD_LIMIT_MB} MB and at least {contracts.MIN_SOURCE_SIDE} px on its "
+            f"shortest side. Labels are detected on JPEG and PNG of at least {contracts.REKOGNITION_MIN_SIDE} px; "
+            "other photos are still processed, keeping the whole subject."
+        ),
     )
     if files and st.button("Upload and detect labels", key="upload", type="primary"):
         accepted, problems = _checked(files)
@@ -108,9 +115,13 @@ def image_cards(batch: list[dict[str, Any]]) -> None:
                 key=f"keep-{ref}",
                 format_func=lambda name, c=confidence: f"{name} ({c[name]:.0f}%)",
             )
-            st.image(_thumbnail(item["data"], item["labels"], kept), width="stretch")
+            thumbnail = photos.thumbnail(item["data"], item["labels"], kept)
+            if thumbnail is None:
+                st.caption("No preview: the photo could not be read here.")
+            else:
+                st.image(thumbnail, width="stretch")
             if item.get("labelsUnavailable"):
-                st.caption(f"No labels: {item['labelsUnavailable']}.")
+                st.caption(f"Labels not available: {item['labelsUnavailable']}.")
             elif not options:
                 st.caption("No labels detected: the whole subject found by background removal is kept.")
             st.text_input("Prompt for this image only (optional)", key=f"prompt-{ref}")
@@ -153,9 +164,13 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
     quality = right.selectbox("Quality", limits["qualities"], key="quality") if limits["qualities"] else None
     lock_seed = st.checkbox("Lock the seed (reproducible results)", key="lock_seed")
     seed = st.number_input("Seed", 0, limits["seedMax"], 42, key="seed") if lock_seed else None
-    images = len(batch) * int(variants)
-    st.info(
-        f"Estimated model cost: ${images * model['pricePerImageUsd']:.2f} for {len(batch)} photo(s) × {int(variants)} variant(s) ({model['priceSource']})."
+    st.markdown(
+        cost_line(len(batch), int(variants), model["pricePerImageUsd"]),
+        help=(
+            f"{model['displayName']}: ${model['pricePerImageUsd']:.3f} per image made, "
+            f"{len(batch) * int(variants)} image(s). Price source: {model['priceSource']}. "
+            "AWS bills the model calls; storage and the other services cost far less."
+        ),
     )
     job: dict[str, Any] = {
         "model": key,

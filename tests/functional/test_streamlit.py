@@ -12,10 +12,12 @@ from streamlit.testing.v1 import AppTest
 
 from chalicelib import contracts
 from chalicelib.models import registry
+from frontend import photos
 from frontend.api_client import ApiError, UploadOutcome
 
 APP = str(Path(__file__).resolve().parents[2] / "frontend" / "streamlit_app.py")
 JOB_ID = "20261124T120000Z-0123456789ab"
+JOB_ID_2 = "20261124T130000Z-0123456789ab"
 
 
 def _png() -> bytes:
@@ -220,7 +222,7 @@ def test_every_file_not_added_is_listed_at_once_and_the_rest_go_on(app) -> None:
     assert "'refused.png': content type 'image/gif' is not accepted" in problems
     assert fake.uploaded == ["ok.png", "small.png"]
     assert [item["name"] for item in at.session_state["batch"]] == ["ok.png", "small.png"]
-    assert any("No labels: the image is 70x70 px" in c.value for c in at.caption)
+    assert any("Labels not available: the image is 70x70 px" in c.value for c in at.caption)
     at.text_area(key="prompt").input("a quiet beach").run()  # the list stays until the next upload
     assert any("3 file(s) were not added" in e.value for e in at.error)
 
@@ -236,7 +238,172 @@ def test_jobs_and_job_pages_render_status_causes_and_downloads(app) -> None:
     assert not at.exception
     assert any("CONTENT_FILTERED" in e.value for e in at.error)
     assert "Quality WARN: Faint fringe (ΔE 2.4)." in [w.value for w in at.warning]
-    labels = [b.label for b in at.get("download_button")]
-    assert labels == ["Download all (zip)", "Report (JSON)", "Report (CSV)"]
+    assert at.query_params[contracts.JOB_QUERY_PARAM] == JOB_ID  # the address names the job
+    assert [b.label for b in at.get("link_button")] == ["Report (JSON)", "Report (CSV)"]
+    assert at.get("download_button") == []  # no zip is built until asked for
+
+
+def test_the_zip_is_built_once_on_request_and_kept(app) -> None:
+    at, fake = app
+    downloads: list[str] = []
+    real_download = fake.download
+    fake.download = lambda url: downloads.append(url) or real_download(url)
+    at.query_params[contracts.JOB_QUERY_PARAM] = JOB_ID
+    at.run()
+    at.switch_page("pages/job.py").run()
+    assert downloads == []
+    at.button(key="prepare_zip").click().run()
+    assert not at.exception
+    assert downloads == ["http://127.0.0.1:1/r.png"]
+    assert [b.label for b in at.get("download_button")] == ["Download all (zip)"]
+    at.run()  # another refresh downloads nothing again
+    assert downloads == ["http://127.0.0.1:1/r.png"]
+
+
+def test_a_job_in_the_address_opens_the_job_page(app) -> None:
+    at, _ = app
+    at.query_params[contracts.JOB_QUERY_PARAM] = JOB_ID
+    at.switch_page("pages/job.py").run()
+    assert not at.exception
+    assert at.text_input(key=f"job_id_input-{JOB_ID}").value == JOB_ID
+    assert any("blocked.png" in m.value for m in at.markdown)
+
+
+def _failed_with(fake: FakeApi, code: str) -> None:
+    real_job = fake.job
+
+    def job(job_id: str) -> dict[str, Any]:
+        view = real_job(job_id)
+        view["images"][1]["errorCode"] = code
+        return view
+
+    fake.job = job
+
+
+def test_no_retry_for_failures_that_would_happen_again(app) -> None:
+    at, fake = app  # the failed image was blocked by the content filter
+    at.query_params[contracts.JOB_QUERY_PARAM] = JOB_ID
+    at.switch_page("pages/job.py").run()
+    assert not at.exception
+    assert "retry" not in [b.key for b in at.button]
+    assert any("No retry: these failures (CONTENT_FILTERED)" in c.value for c in at.caption)
+
+
+def test_one_retry_for_a_passing_failure_linked_to_the_new_job(app) -> None:
+    at, fake = app
+    _failed_with(fake, "MODEL_THROTTLED")
+    retries: list[str] = []
+    fake.retry = lambda job_id: retries.append(job_id) or {"jobId": JOB_ID_2, "imageCount": 1, "retryOf": job_id}
+    at.query_params[contracts.JOB_QUERY_PARAM] = JOB_ID
+    at.switch_page("pages/job.py").run()
     at.button(key="retry").click().run()
-    assert "Retrying 1 image(s)" in at.success[0].value
+    assert not at.exception and retries == [JOB_ID]
+    assert f"sent again as job {JOB_ID_2}" in at.success[0].value
+    assert "retry" not in [b.key for b in at.button]  # once per failed set
+    at.run()
+    assert f"sent again as job {JOB_ID_2}" in at.success[0].value  # and it stays
+    at.button(key="open_retry").click().run()
+    assert at.query_params[contracts.JOB_QUERY_PARAM] == JOB_ID_2
+
+
+def test_the_cost_is_said_in_plain_words_with_its_source_in_the_help(app) -> None:
+    at, _ = app
+    _upload(at, ["a.png", "b.png"])
+    price = registry.get_model("stability-inpaint").price_per_image_usd
+    (line,) = [m for m in at.markdown if m.value.startswith("About $")]
+    assert line.value == f"About ${2 * price:.2f} for 2 photos"
+    assert "UNCONFIRMED" not in line.value and "price table" not in line.value
+    assert line.help and "per image" in line.help
+
+
+def _jpeg(size: tuple[int, int], orientation: int = 1) -> bytes:
+    img = Image.new("RGB", size, (30, 120, 200))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif)
+    return buf.getvalue()
+
+
+def test_a_text_file_named_jpg_and_a_tiny_photo_become_rejected_cards_and_the_rest_go_on(app) -> None:
+    at, fake = app
+    at.run()
+    at.file_uploader(key="files").set_value(
+        [
+            ("broken.jpg", b"this is not a photo, just text\n" * 10, "image/jpeg"),
+            ("tiny.png", _jpeg((40, 40)), "image/png"),
+            ("ok.png", _png(), "image/png"),
+        ]
+    )
+    at.run()
+    at.button(key="upload").click().run()
+    assert not at.exception
+    assert fake.uploaded == ["ok.png"]  # refused before upload
+    cards = [m.value for m in at.markdown if "not added" in m.value]
+    assert cards == ["**broken.jpg** · not added", "**tiny.png** · not added"]
+    captions = " ".join(c.value for c in at.caption)
+    assert "not a PNG, JPEG or WEBP image" in captions
+    assert f"at least {contracts.MIN_SOURCE_SIDE} px" in captions
+    at.text_area(key="prompt").input("a quiet beach").run()
+    assert not at.exception and not at.button(key="submit").disabled
+
+
+def test_the_uploader_names_the_real_limit(app) -> None:
+    at, _ = app
+    at.run()
+    uploader = at.file_uploader(key="files")
+    assert f"up to {contracts.MAX_UPLOAD_BYTES // 2**20} MB" in uploader.label
+    assert "200 MB" not in uploader.label
+
+
+def test_thumbnails_are_turned_by_exif_orientation_and_unreadable_files_have_none() -> None:
+    stored_landscape = _jpeg((120, 80), orientation=6)  # a phone photo held upright
+    thumbnail = photos.thumbnail(stored_landscape, [], [])
+    assert thumbnail is not None and thumbnail.size == (80, 120)
+    assert photos.thumbnail(b"not a photo", [], []) is None
+
+
+def test_a_reload_keeps_the_user_signed_in_on_the_same_job_until_sign_out(monkeypatch) -> None:
+    from frontend import session
+
+    fake = FakeApi()
+    monkeypatch.setattr(session, "_browser", lambda: None)  # AppTest sends no cookies
+    first = AppTest.from_file(APP, default_timeout=20)
+    first.run()  # signed out
+    with monkeypatch.context() as m:  # what a successful Cognito sign-in leaves behind
+        m.setattr(session, "st", _FakeSt(first))
+        session._keep(fake, "ana@example.com")
+    session_id = first.session_state["session_id"]
+
+    reloaded = AppTest.from_file(APP, default_timeout=20)  # a new browser session: empty state
+    reloaded.query_params[session.SESSION_PARAM] = session_id
+    reloaded.query_params[contracts.JOB_QUERY_PARAM] = JOB_ID
+    reloaded.switch_page("pages/job.py").run()
+    assert not reloaded.exception
+    assert any("blocked.png" in m.value for m in reloaded.markdown)
+    assert reloaded.query_params[session.SESSION_PARAM] == session_id
+
+    stranger = AppTest.from_file(APP, default_timeout=20)
+    stranger.query_params[session.SESSION_PARAM] = "guessed-" + session_id[8:]
+    stranger.run()
+    assert stranger.title[0].value == "Backdrop"  # the sign-in page
+
+    home = AppTest.from_file(APP, default_timeout=20)
+    home.query_params[session.SESSION_PARAM] = session_id
+    home.run()
+    assert home.sidebar.caption[0].value == "Signed in as ana@example.com"
+    with monkeypatch.context() as m:  # what the sidebar's "Sign out" does
+        m.setattr(session, "st", _FakeSt(home))
+        session.sign_out()
+    again = AppTest.from_file(APP, default_timeout=20)
+    again.query_params[session.SESSION_PARAM] = session_id
+    again.run()
+    assert again.title[0].value == "Backdrop"
+
+
+class _FakeSt:
+    """Just the two parts of `st` that session._keep writes to, pointed at an AppTest."""
+
+    def __init__(self, at: AppTest) -> None:
+        self.session_state = at.session_state
+        self.query_params = at.query_params
