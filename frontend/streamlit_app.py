@@ -9,10 +9,13 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run` starts in frontend/
 
+from chalicelib import contracts
 from frontend import session
 
 st.set_page_config(page_title="Backdrop", page_icon="🖼️", layout="wide")
 PAGES = Path(__file__).resolve().parent / "pages"
+
+JOB_PAGE = st.Page(PAGES / "job.py", title="Job", icon=":material/image:", url_path=contracts.JOB_PAGE_PATH)
 
 if session.signed_in():
     with st.sidebar:
@@ -23,8 +26,11 @@ if session.signed_in():
     pages = [
         st.Page(PAGES / "new_batch.py", title="New batch", icon=":material/add_photo_alternate:", default=True),
         st.Page(PAGES / "jobs.py", title="Jobs", icon=":material/list:"),
-        st.Page(PAGES / "job.py", title="Job", icon=":material/image:"),
+        JOB_PAGE,
     ]
+    st.navigation(pages).run()
 else:
-    pages = [st.Page(PAGES / "sign_in.py", title="Sign in", icon=":material/login:", default=True)]
-st.navigation(pages).run()
+    # a job link opened while signed out shows the sign-in form at its own address (not "Page not
+    # found"), and the job once signed in
+    pages = [st.Page(PAGES / "sign_in.py", title="Sign in", icon=":material/login:", default=True), JOB_PAGE]
+    st.navigation(pages, position="hidden").run()

@@ -15,12 +15,15 @@ import streamlit as st
 
 from chalicelib import contracts
 from chalicelib.quality import Outcome, Scorecard
-from frontend import session
+from frontend import session, sign_in_form
 from frontend.api_client import ApiError
 
 TERMINAL = {status.value for status in contracts.TERMINAL_JOB_STATUSES}
 RETRYABLE = {code.value for code in contracts.RETRYABLE_ERROR_CODES}
 
+if not session.signed_in():  # a job link opened while signed out
+    sign_in_form.show()
+    st.stop()
 st.title("Job")
 session.stand_in_banner()
 api = session.client()

@@ -1,20 +1,5 @@
 """Sign in with a Cognito user of this deployment."""
 
-import streamlit as st
+from frontend import sign_in_form
 
-from frontend import session
-from frontend.api_client import ApiError
-
-st.title("Backdrop")
-st.write("Change the background of many photos at once. Sign in with the user your administrator created.")
-with st.form("sign_in_form"):
-    username = st.text_input("Email", key="username")
-    password = st.text_input("Password", type="password", key="password")
-    submitted = st.form_submit_button("Sign in")
-if submitted:
-    try:
-        session.sign_in(username, password)
-    except ApiError as exc:
-        session.show_error(exc)
-    else:
-        st.rerun()
+sign_in_form.show()

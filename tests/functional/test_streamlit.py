@@ -407,3 +407,26 @@ class _FakeSt:
     def __init__(self, at: AppTest) -> None:
         self.session_state = at.session_state
         self.query_params = at.query_params
+
+
+def test_a_job_link_opened_signed_out_asks_to_sign_in_then_opens_the_job(monkeypatch) -> None:
+    from frontend import session
+
+    at = AppTest.from_file(APP, default_timeout=20)
+    at.query_params[contracts.JOB_QUERY_PARAM] = JOB_ID
+    at.switch_page("pages/job.py").run()  # the link's address: /job?job=...
+    assert not at.exception and at.title[0].value == "Backdrop"
+
+    def signed_in(username: str, password: str) -> None:  # what a Cognito sign-in leaves behind
+        import streamlit as st
+
+        st.session_state["api"] = FakeApi()
+        st.session_state["user"] = username
+
+    monkeypatch.setattr(session, "sign_in", signed_in)
+    at.text_input(key="username").input("ana@example.com")
+    at.text_input(key="password").input("pw")
+    at.button[0].click().run()
+    assert not at.exception
+    assert at.title[0].value == "Job"
+    assert any("blocked.png" in m.value for m in at.markdown)
