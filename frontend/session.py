@@ -57,12 +57,28 @@ _kept_lock = threading.Lock()
 
 
 def _browser() -> str | None:
-    """A digest of this browser's XSRF cookie (Streamlit sets it on the first page load)."""
+    """A digest of this browser's XSRF secret (Streamlit sets the cookie on the first page load).
+
+    The cookie is re-masked on every page load ("2|mask|masked token|time", the token XOR the
+    repeated mask), so the unmasked token is what stays the same across reloads.
+    """
     try:
         cookie = st.context.cookies.get(_BROWSER_COOKIE)
     except Exception:  # no request context (tests, bare mode)
         return None
-    return hashlib.sha256(cookie.encode()).hexdigest() if cookie else None
+    if not cookie:
+        return None
+    secret = cookie.strip("\"'").encode()
+    parts = cookie.strip("\"'").split("|")
+    if len(parts) == 4 and parts[0] == "2":
+        try:
+            mask, masked = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+        except ValueError:
+            return None
+        if not mask:
+            return None
+        secret = bytes(b ^ mask[i % len(mask)] for i, b in enumerate(masked))
+    return hashlib.sha256(secret).hexdigest()
 
 
 def _keep(api: Any, user: str) -> None:

@@ -144,9 +144,9 @@ def _live(job_id: str) -> None:
     except ApiError as exc:
         session.show_error(exc)
         return
-    if view["status"] in TERMINAL:
-        st.rerun(scope="app")  # finished: draw the page once, without the timer
     _gallery(view)
+    if view["status"] in TERMINAL:
+        st.rerun(scope="app")  # finished: draw the page once more, without the timer and with the downloads
 
 
 def job_page(job_id: str) -> None:

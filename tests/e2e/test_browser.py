@@ -50,7 +50,7 @@ def ui() -> Iterator[str]:
         stack.stop()
 
 
-def test_whole_workflow_in_the_browser(ui: str) -> None:
+def test_whole_workflow_in_the_browser(ui: str, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -63,13 +63,18 @@ def test_whole_workflow_in_the_browser(ui: str) -> None:
         page.get_by_role("textbox", name="Password").fill(DEMO_PASSWORD)
         page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_role("heading", name="New batch")).to_be_visible()
+        expect(page.get_by_text("up to 15 MB each")).to_be_visible()  # the real limit, not Streamlit's 200 MB
+        expect(page.get_by_role("button", name="Deploy")).to_have_count(0)
         page.screenshot(path=str(ARTIFACTS / "01-new-batch.png"), full_page=True)
 
+        broken = tmp_path / "broken.jpg"
+        broken.write_text("not a photo, just text\n" * 20)
         page.locator('input[type="file"]').set_input_files(
-            [str(ROOT / "samples" / "coffee.jpg"), str(ROOT / "samples" / "rocket.jpg")]
+            [str(ROOT / "samples" / "coffee.jpg"), str(ROOT / "samples" / "rocket.jpg"), str(broken)]
         )
         page.get_by_role("button", name="Upload and detect labels").click()
         expect(page.get_by_text("Keep what matters")).to_be_visible()
+        expect(page.get_by_text("broken.jpg · not added")).to_be_visible()  # a card, not a traceback
         tags = page.locator("[data-tag]")
         expect(tags).to_have_count(2)  # one "Subject" label per photo from the Rekognition stand-in
         page.get_by_role("button", name="Remove Subject (99%)").first.click()  # drop the first photo's label
@@ -77,6 +82,7 @@ def test_whole_workflow_in_the_browser(ui: str) -> None:
         page.get_by_role("textbox", name="New background", exact=True).fill("a pastel studio with soft daylight")
         page.get_by_role("textbox", name="New background", exact=True).press("Control+Enter")
         expect(page.get_by_text("34 / 10,000 characters")).to_be_visible()  # the counter follows the model's limit
+        expect(page.get_by_text("About $")).to_contain_text("for 2 photos")
         page.screenshot(path=str(ARTIFACTS / "02-labels-and-settings.png"), full_page=True)
         page.get_by_role("button", name="Replace backgrounds").click()
         expect(page.get_by_text("started with 2 photo(s)")).to_be_visible()
@@ -86,7 +92,21 @@ def test_whole_workflow_in_the_browser(ui: str) -> None:
         page.screenshot(path=str(ARTIFACTS / "03-jobs.png"), full_page=True)
         page.get_by_role("button", name="Open").first.click()
         expect(page.get_by_text("COMPLETED")).to_be_visible(timeout=60_000)
-        expect(page.get_by_role("button", name="Download all (zip)")).to_be_visible()
-        expect(page.locator("img")).to_have_count(4)  # before and after, twice
+        expect(page.get_by_role("button", name="Prepare zip")).to_be_visible(timeout=30_000)  # finished, drawn once
         page.screenshot(path=str(ARTIFACTS / "04-job-gallery.png"), full_page=True)
+        expect(page.locator("img")).to_have_count(4)  # before and after, twice
+        assert "job=" in page.url and "session=" in page.url
+        page.get_by_role("button", name="Prepare zip").click()
+        expect(page.get_by_role("button", name="Download all (zip)")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "04-job-gallery.png"), full_page=True)
+
+        page.reload()  # still signed in, still on the job
+        expect(page.get_by_text("COMPLETED")).to_be_visible()
+        expect(page.get_by_text(f"Signed in as {DEMO_USER}")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "05-job-after-reload.png"), full_page=True)
+
+        stranger = browser.new_context().new_page()  # the address alone signs nobody in elsewhere
+        stranger.goto(page.url)
+        expect(stranger.get_by_role("button", name="Sign in")).to_be_visible()
+        stranger.screenshot(path=str(ARTIFACTS / "06-job-link-signed-out.png"), full_page=True)
         browser.close()

@@ -430,3 +430,20 @@ def test_a_job_link_opened_signed_out_asks_to_sign_in_then_opens_the_job(monkeyp
     assert not at.exception
     assert at.title[0].value == "Job"
     assert any("blocked.png" in m.value for m in at.markdown)
+
+
+def test_the_browser_is_known_by_its_xsrf_secret_not_by_the_cookie_mask(monkeypatch) -> None:
+    from frontend import session
+
+    def cookie(mask: bytes, token: bytes) -> str:
+        masked = bytes(b ^ mask[i % len(mask)] for i, b in enumerate(token))
+        return f"2|{mask.hex()}|{masked.hex()}|1764000000"
+
+    seen = []
+    for value in (cookie(b"\x01\x02\x03\x04", b"secret-token-1"), cookie(b"\x09\x08\x07\x06", b"secret-token-1")):
+        monkeypatch.setattr(session.st, "context", type("C", (), {"cookies": {"_streamlit_xsrf": value}})())
+        seen.append(session._browser())
+    assert seen[0] == seen[1] is not None  # two page loads of one browser
+    other = cookie(b"\x01\x02\x03\x04", b"secret-token-2")
+    monkeypatch.setattr(session.st, "context", type("C", (), {"cookies": {"_streamlit_xsrf": other}})())
+    assert session._browser() != seen[0]
