@@ -83,7 +83,10 @@ def test_whole_workflow_in_the_browser(ui: str, tmp_path: Path) -> None:
         page.get_by_role("textbox", name="New background", exact=True).press("Control+Enter")
         expect(page.get_by_text("34 / 10,000 characters")).to_be_visible()  # the counter follows the model's limit
         expect(page.get_by_text("About $")).to_contain_text("for 2 photos")
+        expect(page.get_by_text("Describe the new background first.")).to_have_count(0)  # the page has settled
+        page.set_viewport_size({"width": 1400, "height": 2400})  # Streamlit scrolls inside the page: show it all
         page.screenshot(path=str(ARTIFACTS / "02-labels-and-settings.png"), full_page=True)
+        page.set_viewport_size({"width": 1400, "height": 1000})
         page.get_by_role("button", name="Replace backgrounds").click()
         expect(page.get_by_text("started with 2 photo(s)")).to_be_visible()
 
