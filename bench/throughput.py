@@ -28,6 +28,7 @@ def max_concurrency(quota_per_minute: float, latency_s: float, calls: int, lambd
 def run(row: Callable[[str, str, str, bool | None], None]) -> None:
     from PIL import Image, ImageDraw
 
+    from backend.local.cutout import ForegroundEstimate
     from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack
     from chalicelib import contracts
     from frontend.api_client import BackdropClient, CognitoLogin
@@ -43,6 +44,7 @@ def run(row: Callable[[str, str, str, bool | None], None]) -> None:
         latency_s=LATENCY_S,
         images_per_minute=QUOTA_CALLS_PER_MINUTE,
         max_concurrency=concurrency,
+        cutout=ForegroundEstimate(),  # orchestration at the quota, not the local model's CPU time
     ) as stack:
         login = CognitoLogin(client_id=stack.outputs["client_id"], endpoint_url=stack.endpoint)
         login.sign_in(DEMO_USER, DEMO_PASSWORD)
