@@ -149,6 +149,11 @@ FORMAT_CONTENT_TYPES: Final = {
     OutputFormat.WEBP: "image/webp",
 }
 FORMAT_EXTENSIONS: Final = {OutputFormat.PNG: "png", OutputFormat.JPEG: "jpg", OutputFormat.WEBP: "webp"}
+# Provenance: when a model's output image names what made it in PNG's standard "Source" text
+# keyword, Finalize keeps that text in the result PNG and records it as the output's `producedBy`
+# (reports and job views show it). Longer text is cut to MAX_PROVENANCE_LENGTH.
+PROVENANCE_TEXT_KEY: Final = "Source"
+MAX_PROVENANCE_LENGTH: Final = 300
 
 # --------------------------------------------------------------------------------------------
 # Identifiers

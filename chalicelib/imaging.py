@@ -447,6 +447,14 @@ def encode(image: Image.Image, fmt: str, *, text: dict[str, str] | None = None) 
     return buf.getvalue()
 
 
+def provenance(image: Image.Image) -> str | None:
+    """What made a decoded model output, if it says so (contracts.PROVENANCE_TEXT_KEY)."""
+    value = image.info.get(contracts.PROVENANCE_TEXT_KEY)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return value.strip()[: contracts.MAX_PROVENANCE_LENGTH]
+
+
 def encode_png(image: Image.Image) -> bytes:
     """Fast PNG for intermediates (requests, masks): size matters less than time here."""
     buf = io.BytesIO()

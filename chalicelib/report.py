@@ -29,6 +29,7 @@ CSV_COLUMNS = (
     "seed",
     "variant",
     "outputKey",
+    "producedBy",
     "width",
     "height",
     "startedAt",
@@ -129,6 +130,8 @@ class Reporter:
         counts_dict = {s.value: counts.get(s.value, 0) for s in ImageStatus}
         status = job_status_for(counts_dict)
         settings = job.get("settings") or {}
+        # what made the outputs, as the model outputs named it (contracts.PROVENANCE_TEXT_KEY)
+        produced_by = sorted({o["producedBy"] for i in images for o in i.get("outputs") or [] if o.get("producedBy")})
         map_error = event.get("mapError")
         report_keys = {fmt: contracts.report_key(owner, job_id, fmt) for fmt in ("json", "csv")}
         finished_at = contracts.utc_now_iso()
@@ -141,6 +144,7 @@ class Reporter:
             "createdAt": job.get("createdAt"),
             "finishedAt": finished_at,
             "counts": {"total": len(images), **counts_dict},
+            "producedBy": produced_by,
             "workflowError": map_error,
             "images": [
                 {
@@ -192,6 +196,7 @@ class Reporter:
                     row.update(
                         variant=output.get("variant"),
                         outputKey=output.get("key"),
+                        producedBy=output.get("producedBy"),
                         seed=output.get("seed", base["seed"]),
                         **_quality_columns(output.get("quality")),
                     )
@@ -211,6 +216,8 @@ class Reporter:
             f"Images: {counts['total']}   succeeded: {counts['SUCCEEDED']}   failed: {counts['FAILED']}",
             f"Model: {report['model']}",
         ]
+        for made_by in report.get("producedBy") or []:
+            lines.append(f"Produced by: {made_by}")
         if report.get("workflowError"):
             lines.append("The workflow itself reported an error; unfinished images are marked FAILED.")
         failed = [i for i in report["images"] if i["status"] == ImageStatus.FAILED.value]

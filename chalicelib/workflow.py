@@ -200,7 +200,9 @@ class Steps:
         fmt = contracts.OutputFormat(settings.output_format)
         outputs = []
         for index, (data, seed) in enumerate(zip(generated.images, generated.seeds, strict=True), start=1):
-            result = imaging.from_canvas(imaging.decode_image(data), geometry, size)
+            canvas = imaging.decode_image(data)
+            produced_by = imaging.provenance(canvas)
+            result = imaging.from_canvas(canvas, geometry, size)
             if precise and alpha is not None:
                 # the model's image is the new background and, for blend < 1, the re-lit subject;
                 # the band it was told to keep still shows the old background and is filled
@@ -211,9 +213,14 @@ class Steps:
                 scorecard = quality.score_image(original, result, alpha, thresholds=thresholds)
             else:
                 scorecard = quality.no_cutout_scorecard(spec.key)
+            text = {contracts.PROVENANCE_TEXT_KEY: produced_by} if produced_by else None
             key = contracts.result_key(step.owner, step.job_id, step.image.image_id, index, fmt)
-            self._put(step.bucket, key, imaging.encode(result, fmt.value), contracts.FORMAT_CONTENT_TYPES[fmt])
+            self._put(
+                step.bucket, key, imaging.encode(result, fmt.value, text=text), contracts.FORMAT_CONTENT_TYPES[fmt]
+            )
             output: dict[str, Any] = {"key": key, "variant": index, "quality": scorecard.to_dict()}
+            if produced_by:
+                output["producedBy"] = produced_by
             seed = seed if seed is not None else settings.seed
             if seed is not None:
                 output["seed"] = int(seed)

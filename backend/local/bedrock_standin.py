@@ -1,9 +1,13 @@
 """A local stand-in for the Bedrock image models, for the tests and the local stack only.
 
 It enforces each family's documented request contract (the same limits the adapters enforce,
-taken from the model docs) and answers with deterministic images that keep the subject pixels
-over a plain synthetic backdrop derived from the prompt. Every output PNG carries the text chunk
-`backdrop-stand-in: true`, so no one mistakes it for generated art.
+taken from the model docs). Remove-background answers with a real cut-out from a local engine
+(backend/local/cutout.py: the U²-Net-p model in the local stack; the classical estimate by
+default, which keeps contract tests fast); inpaint and outpaint answer with the subject over a
+plain synthetic backdrop derived from the prompt, since no generative model can be had offline.
+Every output PNG names what made it in its standard `Source` text chunk
+(chalicelib.contracts.PROVENANCE_TEXT_KEY), which Backdrop carries into results and reports, so
+no one mistakes a stand-in backdrop for generated art or the local model for Bedrock.
 
 Fault injection, written into a prompt (a per-image prompt override targets one image):
 `[filter:prompt]` / `[filter:output]` answer with the family's content-filter shape;
@@ -24,11 +28,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from PIL import Image, ImageFilter, PngImagePlugin
+from PIL import Image, PngImagePlugin
 
+from backend.local.cutout import CutoutEngine, ForegroundEstimate
 from backend.local.sfn_hooks import BedrockError
+from chalicelib.contracts import PROVENANCE_TEXT_KEY
 
-STANDIN_TEXT_KEY = "backdrop-stand-in"
 _FAULT = re.compile(r"\[(throttle|timeout|unavailable):(\d+)\]")
 _FAULT_CODES = {
     "throttle": ("ThrottlingException", "Too many requests, please wait before trying again."),
@@ -94,19 +99,6 @@ def _check_mask(mask: Image.Image, size: tuple[int, int], field: str) -> Image.I
     return grey if grey.size == size else grey.resize(size, Image.Resampling.NEAREST)
 
 
-def foreground_estimate(img: Image.Image) -> Image.Image:
-    """A classical foreground estimate: pixels far from the median border colour ("L" alpha)."""
-    rgb = img.convert("RGB")
-    small = rgb.resize((max(1, rgb.width // 4), max(1, rgb.height // 4)))
-    border = [small.getpixel((x, y)) for x in range(small.width) for y in (0, small.height - 1)]
-    border += [small.getpixel((x, y)) for y in range(small.height) for x in (0, small.width - 1)]
-    median = tuple(sorted(p[i] for p in border)[len(border) // 2] for i in range(3))
-    bands = [band.point(lambda v, m=m: min(255, abs(v - m) * 3)) for band, m in zip(rgb.split(), median, strict=True)]
-    distance = Image.merge("RGB", bands).convert("L")
-    alpha = distance.point(lambda v: 255 if v > 60 else 0).filter(ImageFilter.MedianFilter(5))
-    return alpha
-
-
 def _backdrop(size: tuple[int, int], prompt: str, seed: int, variant: int) -> Image.Image:
     digest = hashlib.sha256(f"{prompt}|{seed}|{variant}".encode()).digest()
     top, bottom = digest[0:3], digest[3:6]
@@ -116,9 +108,9 @@ def _backdrop(size: tuple[int, int], prompt: str, seed: int, variant: int) -> Im
     return column.resize(size, Image.Resampling.BILINEAR)
 
 
-def _png(img: Image.Image) -> str:
+def _png(img: Image.Image, produced_by: str) -> str:
     info = PngImagePlugin.PngInfo()
-    info.add_text(STANDIN_TEXT_KEY, "true")
+    info.add_text(PROVENANCE_TEXT_KEY, produced_by)
     buf = io.BytesIO()
     img.save(buf, "PNG", pnginfo=info, compress_level=1)
     return base64.b64encode(buf.getvalue()).decode("ascii")
@@ -172,7 +164,9 @@ class StandInBedrock:
         images_per_minute: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        cutout: CutoutEngine | None = None,
     ) -> None:
+        self.cutout = cutout or ForegroundEstimate()
         self.latency_s = latency_s
         self.images_per_minute = images_per_minute
         self.clock = clock
@@ -182,6 +176,15 @@ class StandInBedrock:
         self._tokens = float(images_per_minute or 0)
         self._refilled = clock()
         self._lock = threading.Lock()
+
+    def produced_by(self, step: str) -> str:
+        """What made an output, written into it: names the local engine and the stand-in plainly."""
+        if step == "remove-background":
+            return f"Backdrop local stack: cut-out by the {self.cutout.name}, not Bedrock"
+        return (
+            f"Backdrop local stack: background by the {step} stand-in (a plain synthetic backdrop, not generated "
+            f"art, not Bedrock); subject from the {self.cutout.name}"
+        )
 
     # ---------------------------------------------------------------- quota and faults
 
@@ -238,8 +241,8 @@ class StandInBedrock:
         img = _decode_image(body["image"], "image")
         _check_stability_image(img, "image")
         cutout = img.convert("RGBA")
-        cutout.putalpha(foreground_estimate(img))
-        return {"images": [_png(cutout)], "seeds": [0], "finish_reasons": [None]}
+        cutout.putalpha(self.cutout.alpha(img))
+        return {"images": [_png(cutout, self.produced_by("remove-background"))], "seeds": [0], "finish_reasons": [None]}
 
     def _inpaint(self, model_id: str, body: dict[str, Any], texts: str) -> dict[str, Any]:
         _check_keys(
@@ -266,7 +269,7 @@ class StandInBedrock:
                 return {"finish_reasons": [reason]}
         seed = seed or int.from_bytes(hashlib.sha256(body["image"][:64].encode()).digest()[:4], "big") or 1
         out = Image.composite(_backdrop(img.size, prompt, seed, 0), img.convert("RGB"), regenerate)
-        return {"images": [_png(out)], "seeds": [seed], "finish_reasons": [None]}
+        return {"images": [_png(out, self.produced_by("inpaint"))], "seeds": [seed], "finish_reasons": [None]}
 
     def _outpaint(self, model_id: str, body: dict[str, Any], texts: str) -> dict[str, Any]:
         nova = "nova-canvas" in model_id
@@ -321,13 +324,15 @@ class StandInBedrock:
             keep = keep.point(lambda v: 255 - v)  # black = the masked region, which OUTPAINTING keeps
         else:
             _check_text(params["maskPrompt"], "outPaintingParams/maskPrompt", text_max, 1)
-            keep = foreground_estimate(img)
+            keep = self.cutout.alpha(img)
         for which, error in AMAZON_FILTER_ERRORS.items():
             if f"[filter:{which}]" in texts:
                 return {"images": [], "error": error}
         prompt = params.get("text", "")
+        produced_by = self.produced_by("OUTPAINTING")
         images = [
-            _png(Image.composite(img.convert("RGB"), _backdrop(img.size, prompt, seed, i), keep)) for i in range(count)
+            _png(Image.composite(img.convert("RGB"), _backdrop(img.size, prompt, seed, i), keep), produced_by)
+            for i in range(count)
         ]
         return {"images": images, "error": None}
 
@@ -342,3 +347,33 @@ def _texts(body: Any) -> list[str]:
             elif isinstance(value, dict):
                 out.extend(_texts(value))
     return out
+
+
+LIFECYCLE_UNAVAILABLE = (
+    "the local stack has no Bedrock control plane (GetFoundationModel): model lifecycles come from "
+    "chalicelib/models/models.json"
+)
+
+
+def install_control_plane() -> Callable[[], None]:
+    """Answer Bedrock GetFoundationModel on the local moto server with a plain 404.
+
+    moto 5.2.5 does not implement it, so each call would be a 500 with a server traceback, retried
+    by the SDK; the app's lifecycle check falls back to the registry on any error, so a clean
+    ResourceNotFoundException gives the same answer quietly (`make run` says so once, at start)."""
+    from moto.bedrock.exceptions import ResourceNotFoundException
+    from moto.bedrock.responses import BedrockResponse
+
+    def get_foundation_model(self: Any) -> str:
+        raise ResourceNotFoundException(LIFECYCLE_UNAVAILABLE)
+
+    previous = getattr(BedrockResponse, "get_foundation_model", None)
+    BedrockResponse.get_foundation_model = get_foundation_model  # type: ignore[attr-defined]
+
+    def uninstall() -> None:
+        if previous is None:
+            del BedrockResponse.get_foundation_model  # type: ignore[attr-defined]
+        else:
+            BedrockResponse.get_foundation_model = previous  # type: ignore[attr-defined]
+
+    return uninstall

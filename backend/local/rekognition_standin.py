@@ -1,10 +1,11 @@
 """Rekognition DetectLabels stand-in for the local stack (moto answers every image with one
 canned "Mobile Phone").
 
-It answers one honest label, "Subject", with the box of the same classical foreground estimate
-the Bedrock stand-in uses, so the labels screen and label-aware masks behave sensibly. The label
-is marked as a stand-in in its Categories. Patched in at moto's Rekognition response, i.e. the
-same boundary the app calls through boto3; pinned like sfn_hooks to moto 5.2.5.
+It answers one honest label, "Subject", with the box of the local cut-out engine's subject
+(backend/local/cutout.py: the U²-Net-p model, or the classical estimate where the model is not
+installed), so the labels screen and label-aware masks behave sensibly. The label's Categories
+and LabelModelVersion name the engine. Patched in at moto's Rekognition response, i.e. the same
+boundary the app calls through boto3; pinned like sfn_hooks to moto 5.2.5.
 """
 
 from __future__ import annotations
@@ -16,15 +17,15 @@ from typing import Any
 
 from PIL import Image
 
-from backend.local.bedrock_standin import foreground_estimate
+from backend.local.cutout import CutoutEngine, subject_box
 
 STANDIN_CATEGORY = "Backdrop local stand-in"
 
 
-def subject_labels(data: bytes) -> list[dict[str, Any]]:
+def subject_labels(data: bytes, cutout: CutoutEngine) -> list[dict[str, Any]]:
     img = Image.open(io.BytesIO(data))
     img.load()
-    box = foreground_estimate(img).getbbox()
+    box = subject_box(cutout.alpha(img))
     if not box:
         return []
     x0, y0, x1, y1 = box
@@ -36,12 +37,12 @@ def subject_labels(data: bytes) -> list[dict[str, Any]]:
             "Confidence": 99.0,
             "Instances": [{"BoundingBox": bounding, "Confidence": 99.0}],
             "Parents": [],
-            "Categories": [{"Name": STANDIN_CATEGORY}],
+            "Categories": [{"Name": STANDIN_CATEGORY}, {"Name": cutout.name}],
         }
     ]
 
 
-def install(read_object: Callable[[str, str], bytes]) -> Callable[[], None]:
+def install(read_object: Callable[[str, str], bytes], cutout: CutoutEngine) -> Callable[[], None]:
     """Patch moto's DetectLabels; `read_object(bucket, key)` reads from the local S3."""
     from moto.rekognition.responses import RekognitionResponse
 
@@ -51,10 +52,10 @@ def install(read_object: Callable[[str, str], bytes]) -> Callable[[], None]:
         params = json.loads(self.body or b"{}")
         s3_object = (params.get("Image") or {}).get("S3Object") or {}
         try:
-            labels = subject_labels(read_object(s3_object["Bucket"], s3_object["Name"]))
+            labels = subject_labels(read_object(s3_object["Bucket"], s3_object["Name"]), cutout)
         except Exception:  # unreadable image: Rekognition would say InvalidImageFormat
             labels = []
-        return json.dumps({"Labels": labels, "LabelModelVersion": "stand-in"})
+        return json.dumps({"Labels": labels, "LabelModelVersion": f"local: {cutout.name}"})
 
     RekognitionResponse.detect_labels = detect_labels  # type: ignore[method-assign]
 

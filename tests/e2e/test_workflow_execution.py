@@ -118,6 +118,9 @@ def test_batch_runs_end_to_end(stack, token_for, photo, monkeypatch, tmp_path, m
         )
         assert result.format == "PNG"
         assert result.size == size
+        # the result PNG keeps what the model output said made it, and so does the job's record
+        assert "stand-in (a plain synthetic backdrop, not generated art" in result.info[contracts.PROVENANCE_TEXT_KEY]
+        assert outputs[0]["producedBy"] == result.info[contracts.PROVENANCE_TEXT_KEY]
 
     if model is None:
         assert view["model"] == "stability-inpaint-eu"
@@ -134,6 +137,7 @@ def test_batch_runs_end_to_end(stack, token_for, photo, monkeypatch, tmp_path, m
     )
     assert report["status"] == "PARTIAL"
     assert report["counts"] == {"total": 4, "PENDING": 0, "RUNNING": 0, "SUCCEEDED": 2, "FAILED": 2}
+    assert len(report["producedBy"]) == 1 and "not generated art" in report["producedBy"][0]
     rows = list(
         csv.DictReader(
             io.StringIO(
@@ -149,6 +153,7 @@ def test_batch_runs_end_to_end(stack, token_for, photo, monkeypatch, tmp_path, m
         ("throttled.jpg", "SUCCEEDED", ""),
         ("truncated.jpg", "FAILED", "IMAGE_INVALID"),
     ]
+    assert {r["producedBy"] for r in rows if r["status"] == "SUCCEEDED"} == set(report["producedBy"])
 
     sqs = boto3.client("sqs")
     messages = sqs.receive_message(QueueUrl=stack["queue_url"], MaxNumberOfMessages=10).get("Messages", [])
@@ -157,3 +162,4 @@ def test_batch_runs_end_to_end(stack, token_for, photo, monkeypatch, tmp_path, m
     assert "2 of 4" in email["Subject"]
     assert "filtered.png: CONTENT_FILTERED" in email["Message"]
     assert "truncated.jpg: IMAGE_INVALID" in email["Message"]
+    assert f"Produced by: {report['producedBy'][0]}" in email["Message"]
