@@ -1,9 +1,11 @@
 """`python -m backend.local run|demo`: the local stack, interactive or as a headless demo.
 
-run   start everything on 127.0.0.1 and serve until Ctrl-C
+run   start everything on 127.0.0.1 and serve until Ctrl-C (--port, --ui-port choose the ports)
 demo  start everything, act as a real HTTP client on the sample photos (sign in, presigned
       upload, labels, submit), wait with a progress bar, print the report, stop; exit 0 only
       if every image SUCCEEDED
+
+Exit status 2 with one line on stderr when a port is taken or an argument is wrong.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def demo(args: argparse.Namespace) -> int:
     paths = sorted(p for p in SAMPLES.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     with LocalStack(api_port=0, latency_s=args.latency) as stack:
         print(f"local stack up in {time.monotonic() - started:.1f} s: API {stack.api_url}, AWS (moto) {stack.endpoint}")
+        print(f"cut-outs and subject boxes by the {stack.cutout.name if stack.cutout else '?'}")
         login = CognitoLogin(client_id=stack.outputs["client_id"], endpoint_url=stack.endpoint)
         login.sign_in(DEMO_USER, DEMO_PASSWORD)
         client = BackdropClient(stack.api_url, login.id_token)
@@ -63,7 +66,10 @@ def demo(args: argparse.Namespace) -> int:
                     target.write_bytes(client.download(output["url"]))
             print(f"results saved in {args.out}")
         print(f"{counts['SUCCEEDED']} succeeded, {counts['FAILED']} failed")
-        print(f"outputs: s3://{stack.outputs['bucket']}/results/ on the local moto S3 (made by the Bedrock stand-in)")
+        print(
+            f"outputs: s3://{stack.outputs['bucket']}/results/ on the local moto S3 "
+            "(backgrounds by the inpaint stand-in, not generated art)"
+        )
         deadline = time.monotonic() + 5
         while not stack.emails and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -74,17 +80,25 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack
+    from backend.local.bedrock_standin import LIFECYCLE_UNAVAILABLE
+    from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack, ensure_port_free
 
     def on_email(email: dict[str, Any]) -> None:
         print(f"\n--- email: {email.get('Subject')}\n{email.get('Message')}\n---", flush=True)
 
+    if not args.no_ui:  # before anything starts: a taken UI port is said at once
+        ensure_port_free("127.0.0.1", args.ui_port, "web UI", "--ui-port (make run UI_PORT=...)")
     stack = LocalStack(
         api_port=args.port, latency_s=args.latency, images_per_minute=args.quota, on_email=on_email
     ).start()
-    ui = "(not started: --no-ui)" if args.no_ui else stack.start_ui(args.ui_port)
+    try:
+        ui = "(not started: --no-ui)" if args.no_ui else stack.start_ui(args.ui_port)
+    except BaseException:
+        stack.stop()
+        raise
     print(
-        "Backdrop is running locally (Bedrock and Rekognition are stand-ins: outputs are not generated art).\n"
+        f"Backdrop is running locally. {stack.banner()}\n"
+        f"  Note:       {LIFECYCLE_UNAVAILABLE}.\n"
         f"  Web UI:     {ui}\n"
         f"  API:        {stack.api_url}   (try: curl {stack.api_url}/health)\n"
         f"  AWS (moto): {stack.endpoint}\n"
@@ -112,16 +126,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (0-65535; 0 = any free port)")
+    return port
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m backend.local", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="serve the whole stack on 127.0.0.1 until Ctrl-C")
-    run_parser.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
+    run_parser.add_argument("--port", type=_port, default=8000, help="API port (default 8000)")
     run_parser.add_argument("--latency", type=float, default=0.5, help="stand-in model latency in seconds")
     run_parser.add_argument("--quota", type=float, default=None, help="stand-in model quota, images per minute")
-    run_parser.add_argument("--ui-port", type=int, default=8501, help="Streamlit UI port (default 8501)")
+    run_parser.add_argument("--ui-port", type=_port, default=8501, help="Streamlit UI port (default 8501)")
     run_parser.add_argument("--no-ui", action="store_true", help="API only, no Streamlit UI")
     demo_parser = sub.add_parser("demo", help="headless end-to-end demo on the sample photos")
     demo_parser.add_argument("--latency", type=float, default=0.1)
@@ -132,7 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("werkzeug", "moto"):  # request logs and moto's notes on its own interpreter
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    return {"run": run, "demo": demo}[args.command](args)
+    from backend.local.stack import PortInUse
+
+    try:
+        return {"run": run, "demo": demo}[args.command](args)
+    except PortInUse as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

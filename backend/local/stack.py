@@ -1,21 +1,27 @@
 """All of Backdrop on one machine, no AWS account: moto on 127.0.0.1 plus the real app.
 
 What runs is the code that runs on AWS, except three local deliveries: Bedrock is the stand-in,
-Rekognition is the stand-in, and Lambda's event-source polling of the DynamoDB stream and its
-invocation of the workflow Lambdas are done in-process (backend/local/streams.py, sfn_hooks.py).
-The API verifies ID tokens against the local user pool's JWKS, as API Gateway would.
+Rekognition is the stand-in (both take their cut-outs and subject boxes from the local cut-out
+engine, backend/local/cutout.py), and Lambda's event-source polling of the DynamoDB stream and
+its invocation of the workflow Lambdas are done in-process (backend/local/streams.py,
+sfn_hooks.py). The API verifies ID tokens against the local user pool's JWKS, as API Gateway would.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from backend.local.cutout import CutoutEngine
 
 from chalicelib import contracts
 from chalicelib.functions import WORKFLOW_FUNCTIONS, function
@@ -23,7 +29,33 @@ from chalicelib.functions import WORKFLOW_FUNCTIONS, function
 LOCAL_ACCOUNT = "123456789012"
 DEMO_USER = "demo@example.com"
 DEMO_PASSWORD = "Backdrop-demo-2026!"
+UI_BANNER_ENV = "BACKDROP_UI_BANNER"  # frontend/session.py shows it on every page
 log = logging.getLogger("backdrop.local")
+
+
+class PortInUse(RuntimeError):
+    """A port the stack was asked to serve on is taken; the message names it and the flag."""
+
+    def __init__(self, host: str, port: int, what: str, flag: str) -> None:
+        super().__init__(
+            f"port {port} on {host} is already in use, so the {what} cannot start; choose another with {flag}"
+        )
+        self.port = port
+        self.flag = flag
+
+
+def ensure_port_free(host: str, port: int, what: str, flag: str) -> None:
+    """Raise PortInUse if a server could not listen on host:port (0 = any free port: always fine)."""
+    if not port:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the HTTP servers do
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                raise PortInUse(host, port, what, flag) from exc
+            raise
 
 
 LambdaHandler = Callable[[dict[str, Any]], Any]
@@ -97,6 +129,7 @@ class LocalStack:
     latency_s: float = 0.0
     images_per_minute: float | None = None
     max_concurrency: int = 4
+    cutout: CutoutEngine | None = None  # None: the model if installed, else the estimate (cutout.engine())
     on_email: Callable[[dict[str, Any]], None] | None = None
     emails: list[dict[str, Any]] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -109,6 +142,19 @@ class LocalStack:
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> LocalStack:
+        from backend.local import cutout
+
+        ensure_port_free(self.host, self.api_port, "API", "--port (make run PORT=...)")
+        if self.cutout is None:
+            self.cutout = cutout.engine()  # loaded once per process, before the first image
+        try:
+            self._start()
+        except BaseException:
+            self.stop()  # nothing half-started is left behind
+            raise
+        return self
+
+    def _start(self) -> None:
         from moto.server import ThreadedMotoServer
 
         self._moto = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
@@ -127,7 +173,6 @@ class LocalStack:
                 "AWS_REGION": self.region,
                 "MOTO_PORT": str(port),  # moto's Step Functions tasks call http://localhost:$MOTO_PORT
                 "AWS_ENDPOINT_URL": self.endpoint,  # botocore's own setting
-                "BACKDROP_STAND_IN": "true",  # GET /health says so; the UI shows a banner
             }
         )
         import requests
@@ -142,7 +187,6 @@ class LocalStack:
         self._install_standins()  # before the state machine exists: moto binds task services at parse time
         self._provision()
         self.start_app()
-        return self
 
     # The "app side" (API server, stream delivery, Lambda invocations) can be stopped and started
     # while the AWS side (moto) keeps its state, as Lambda and API instances come and go on AWS.
@@ -257,16 +301,22 @@ class LocalStack:
 
     def _install_standins(self) -> None:
         from backend.local import rekognition_standin, sfn_hooks
-        from backend.local.bedrock_standin import StandInBedrock
+        from backend.local.bedrock_standin import StandInBedrock, install_control_plane
 
-        self.bedrock = StandInBedrock(latency_s=self.latency_s, images_per_minute=self.images_per_minute)
+        assert self.cutout is not None
+        self.bedrock = StandInBedrock(
+            latency_s=self.latency_s, images_per_minute=self.images_per_minute, cutout=self.cutout
+        )
+        self._undo.append(install_control_plane())
         handlers = workflow_handlers(
             workflow_function_arns(f"backdrop-{self.stage}", self.region), self._lambda_up.is_set
         )
         self._undo.append(sfn_hooks.install(handlers, self.bedrock))
         s3 = self.client("s3")
         self._undo.append(
-            rekognition_standin.install(lambda bucket, key: s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+            rekognition_standin.install(
+                lambda bucket, key: s3.get_object(Bucket=bucket, Key=key)["Body"].read(), self.cutout
+            )
         )
 
     def _loop(
@@ -320,11 +370,24 @@ class LocalStack:
             audience=self.outputs["client_id"],
         )
         port = int(self.api_url.rsplit(":", 1)[1]) if getattr(self, "api_url", None) else self.api_port
-        server, _ = serve(backdrop_app.app, verifier, self.host, port)
+        try:
+            server, _ = serve(backdrop_app.app, verifier, self.host, port)
+        except OSError as exc:  # taken between the check in start() and now
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise PortInUse(self.host, port, "API", "--port (make run PORT=...)") from exc
         self._api_server = server
         if not getattr(self, "api_url", None):
             self._undo.append(lambda: (self._api_server.shutdown(), self._api_server.server.server_close()))
         self.api_url = f"http://{self.host}:{server.server.server_address[1]}"
+
+    def banner(self) -> str:
+        """What answers in place of AWS's models here, said on every page of the UI."""
+        name = self.cutout.name if self.cutout else "local cut-out engine"
+        return (
+            f"Local stack, not AWS. Cut-outs and subject boxes: the {name}, not Bedrock or Rekognition. "
+            "Prompt backgrounds: a stand-in that draws a plain synthetic backdrop, not generated art."
+        )
 
     def start_ui(self, port: int = 8501) -> str:
         """Start the Streamlit front end against this stack's API (a child process)."""
@@ -334,6 +397,7 @@ class LocalStack:
 
         import requests
 
+        ensure_port_free(self.host, port, "web UI", "--ui-port (make run UI_PORT=...)")
         app_path = Path(__file__).resolve().parents[2] / "frontend" / "streamlit_app.py"
         env = {
             **os.environ,
@@ -341,6 +405,7 @@ class LocalStack:
             "BACKDROP_COGNITO_CLIENT_ID": self.outputs["client_id"],
             "BACKDROP_COGNITO_ENDPOINT": self.endpoint,
             "BACKDROP_REGION": self.region,
+            UI_BANNER_ENV: self.banner(),
         }
         process = subprocess.Popen(
             [
@@ -380,9 +445,10 @@ class LocalStack:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(
-                    f"the Streamlit UI exited: {process.stderr.read().decode()[-2000:] if process.stderr else ''}"
-                )
+                said = process.stderr.read().decode()[-2000:] if process.stderr else ""
+                if "already in use" in said:  # taken between the check above and now
+                    raise PortInUse(self.host, port, "web UI", "--ui-port (make run UI_PORT=...)")
+                raise RuntimeError(f"the Streamlit UI exited: {said}")
             try:
                 if requests.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
                     return url
