@@ -27,6 +27,8 @@ import streamlit as st
 
 from frontend.api_client import ApiError, BackdropClient, CognitoLogin
 
+BANNER_ENV = "BACKDROP_UI_BANNER"
+
 
 def settings() -> dict[str, str | None]:
     return {
@@ -161,15 +163,9 @@ def show_error(exc: ApiError) -> None:
         st.caption(f"• {where}: {detail.get('message', '')}")
 
 
-def stand_in_banner() -> None:
-    """A visible warning when the backend answers with the local stand-ins."""
-    api = client()
-    if api is None:
-        return
-    if "stand_in" not in st.session_state:
-        try:
-            st.session_state["stand_in"] = bool(api.health().get("standIn"))
-        except ApiError:
-            st.session_state["stand_in"] = False
-    if st.session_state["stand_in"]:
-        st.warning("Local stand-in backend: images are made by a deterministic stand-in, not by a Bedrock model.")
+def banner() -> None:
+    """A notice from whoever started this front end, on every page (the local stack says there
+    what answers in place of AWS's models); nothing when BACKDROP_UI_BANNER is unset."""
+    text = os.environ.get(BANNER_ENV, "").strip()
+    if text:
+        st.warning(text, icon=":material/science:")

@@ -14,6 +14,7 @@ from frontend import session
 
 st.set_page_config(page_title="Backdrop", page_icon="🖼️", layout="wide")
 PAGES = Path(__file__).resolve().parent / "pages"
+session.banner()
 
 JOB_PAGE = st.Page(PAGES / "job.py", title="Job", icon=":material/image:", url_path=contracts.JOB_PAGE_PATH)
 

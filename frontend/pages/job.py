@@ -25,7 +25,6 @@ if not session.signed_in():  # a job link opened while signed out
     sign_in_form.show()
     st.stop()
 st.title("Job")
-session.stand_in_banner()
 api = session.client()
 chosen = st.query_params.get(contracts.JOB_QUERY_PARAM) or st.session_state.get("job_id", "")
 # keyed by the chosen job, so opening another job (a retry, the Jobs page) refills the field

@@ -9,7 +9,6 @@ from frontend import session
 from frontend.api_client import ApiError
 
 st.title("Jobs")
-session.stand_in_banner()
 
 
 @st.fragment(run_every="3s")

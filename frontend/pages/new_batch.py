@@ -209,7 +209,6 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
 
 
 st.title("New batch")
-session.stand_in_banner()
 api = session.client()
 upload_step(api)
 batch = st.session_state.get("batch") or []

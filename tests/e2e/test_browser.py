@@ -65,6 +65,7 @@ def test_whole_workflow_in_the_browser(ui: str, tmp_path: Path) -> None:
         expect(page.get_by_role("heading", name="New batch")).to_be_visible()
         expect(page.get_by_text("up to 15 MB each")).to_be_visible()  # the real limit, not Streamlit's 200 MB
         expect(page.get_by_role("button", name="Deploy")).to_have_count(0)
+        expect(page.get_by_text("Local stack, not AWS.")).to_be_visible()  # the stack's own banner
         page.screenshot(path=str(ARTIFACTS / "01-new-batch.png"), full_page=True)
 
         broken = tmp_path / "broken.jpg"
@@ -76,7 +77,7 @@ def test_whole_workflow_in_the_browser(ui: str, tmp_path: Path) -> None:
         expect(page.get_by_text("Keep what matters")).to_be_visible()
         expect(page.get_by_text("broken.jpg · not added")).to_be_visible()  # a card, not a traceback
         tags = page.locator("[data-tag]")
-        expect(tags).to_have_count(2)  # one "Subject" label per photo from the Rekognition stand-in
+        expect(tags).to_have_count(2)  # one "Subject" label per photo, boxed by the local cut-out engine
         page.get_by_role("button", name="Remove Subject (99%)").first.click()  # drop the first photo's label
         expect(tags).to_have_count(1)
         page.get_by_role("textbox", name="New background", exact=True).fill("a pastel studio with soft daylight")

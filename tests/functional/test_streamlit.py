@@ -35,7 +35,7 @@ class FakeApi:
         self.no_labels: set[str] = set()
 
     def health(self) -> dict[str, Any]:
-        return {"status": "ok", "standIn": True}
+        return {"status": "ok"}
 
     def models(self) -> dict[str, Any]:
         models = [{**m.public(), "selectable": registry.is_selectable(m)} for m in registry.all_models()]
@@ -153,6 +153,16 @@ def test_signed_out_shows_the_sign_in_page() -> None:
     assert at.text_input(key="username") is not None and at.button[0].label == "Sign in"
 
 
+def test_the_banner_the_host_sets_is_on_every_page(app, monkeypatch) -> None:
+    monkeypatch.setenv("BACKDROP_UI_BANNER", "Local stack, not AWS: cut-outs by a model on this machine.")
+    signed_out = AppTest.from_file(APP, default_timeout=20).run()
+    assert [w.value for w in signed_out.warning] == ["Local stack, not AWS: cut-outs by a model on this machine."]
+    at, _ = app
+    at.run()
+    assert not at.exception
+    assert at.warning[0].value == "Local stack, not AWS: cut-outs by a model on this machine."
+
+
 def test_sign_in_errors_are_shown_not_raised(monkeypatch) -> None:
     monkeypatch.delenv("BACKDROP_COGNITO_CLIENT_ID", raising=False)
     at = AppTest.from_file(APP, default_timeout=20).run()
@@ -174,7 +184,7 @@ def test_removing_a_label_changes_what_is_submitted(app) -> None:
     at, fake = app
     _upload(at, ["a.png", "b.png"])
     assert not at.exception
-    assert at.warning[0].value.startswith("Local stand-in backend")
+    assert not at.warning  # no banner unless whoever started the UI asks for one
     assert fake.uploaded == ["a.png", "b.png"]
     first_ref = f"{'a' * 32}/{0:032x}.png"
     at.multiselect(key=f"keep-{first_ref}").unselect("Chair").run()
