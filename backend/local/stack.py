@@ -397,6 +397,10 @@ class LocalStack:
 
         import requests
 
+        if not port:  # any free port: choose it here, so that the address printed is the UI's
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.bind((self.host, 0))
+                port = probe.getsockname()[1]
         ensure_port_free(self.host, port, "web UI", "--ui-port (make run UI_PORT=...)")
         app_path = Path(__file__).resolve().parents[2] / "frontend" / "streamlit_app.py"
         env = {
