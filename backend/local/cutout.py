@@ -76,6 +76,9 @@ class SalientObjectModel:
 
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only: its warnings are about graph optimisation
+        # idle worker threads sleep instead of spinning: the stack runs several images at once on
+        # two cores, next to moto and the app, where a spinning thread only steals their CPU
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name  # the fused map; the six side outputs are not needed

@@ -107,10 +107,13 @@ def test_app_side_killed_mid_batch_and_restarted_loses_nothing() -> None:
     """The API, the stream delivery and the Lambda invocations die mid-batch and come back; the
     AWS side (moto: table, bucket, executions) keeps its state, as on AWS. Every image ends
     SUCCEEDED, exactly once, in one execution."""
-    from pathlib import Path
+    from backend.local.cutout import ForegroundEstimate
 
-    samples = sorted((Path(__file__).resolve().parents[2] / "samples").glob("*.jpg"))
-    stack = LocalStack(api_port=0, stage="restart", latency_s=0.4, max_concurrency=2).start()
+    samples = sorted((ROOT / "samples").glob("*.jpg"))
+    # about orchestration: the quick classical cut-out keeps the timing about the restart
+    stack = LocalStack(
+        api_port=0, stage="restart", latency_s=0.4, max_concurrency=2, cutout=ForegroundEstimate()
+    ).start()
     try:
         client = BackdropClient(stack.api_url, _sign_in(stack).id_token)
         refs = client.upload_files(samples).uploaded
