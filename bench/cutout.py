@@ -9,7 +9,8 @@ fur). For every composite the raw model (its 320×320 answer upsampled) and the 
 
 - IoU of the subject (alpha >= 0.5) with the truth; the median must be >= 0.90;
 - edge error: mean |alpha - truth| within EDGE_BAND_PX of the true edge; refined must beat raw;
-- time of one cut-out (model + refinement) per megapixel, model already loaded: <= 2 s;
+- time of one cut-out (model + refinement) per megapixel, model already loaded: <= 2 s of CPU
+  (the wall time is shown too, with the machine's load average);
 - what the engine adds to the `make test` install: <= 150 MB.
 
 `python -m bench.cutout [--save DIR]` runs this section alone (and saves each composite, its
@@ -480,14 +481,16 @@ def run(row: Row, save: Path | None = None) -> None:
         median_refined >= TARGET_MEDIAN_IOU,
     )
     _edge_row(row, full, "1 MP", EDGE_BAND_PX)
-    median_s = statistics.median(full.seconds_per_mp)
+    # CPU time is what one cut-out costs this machine; the wall time also holds whatever else runs
+    # on its two cores (shown with the load average), and is at most the CPU time when it is idle
+    cpu_s = statistics.median(full.cpu_seconds_per_mp)
     row(
         "cut-out time per 1 MP (model loaded)",
-        f"median {median_s:.2f} s, worst {max(full.seconds_per_mp):.2f} s; CPU "
-        f"{statistics.median(full.cpu_seconds_per_mp):.2f} s (load average {os.getloadavg()[0]:.1f}, "
-        f"{os.cpu_count()} cores)",
+        f"CPU {cpu_s:.2f} s (median; worst {max(full.cpu_seconds_per_mp):.2f} s); wall "
+        f"{statistics.median(full.seconds_per_mp):.2f} s at load average {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} cores",
         f"<= {TARGET_S_PER_MP:.0f} s",
-        median_s <= TARGET_S_PER_MP,
+        cpu_s <= TARGET_S_PER_MP,
     )
     small = score(model, SMALL_SCALE, save)
     _edge_row(row, small, f"{SMALL_SCALE**2:.1f} MP", max(2, round(EDGE_BAND_PX * SMALL_SCALE)))
