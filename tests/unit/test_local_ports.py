@@ -59,3 +59,11 @@ def test_a_port_out_of_range_is_a_usage_error(capsys: pytest.CaptureFixture[str]
         local_main(["run", "--port", "70000"])
     assert exited.value.code == 2
     assert "70000 is not a TCP port" in capsys.readouterr().err
+
+
+def test_make_run_passes_its_port_variables_to_the_flags() -> None:
+    from pathlib import Path
+
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    assert "PORT ?= 8000\n" in makefile and "UI_PORT ?= 8501\n" in makefile
+    assert "-m backend.local run --port $(PORT) --ui-port $(UI_PORT)" in makefile
