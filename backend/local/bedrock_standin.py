@@ -358,9 +358,10 @@ LIFECYCLE_UNAVAILABLE = (
 def install_control_plane() -> Callable[[], None]:
     """Answer Bedrock GetFoundationModel on the local moto server with a plain 404.
 
-    moto 5.2.5 does not implement it, so each call would be a 500 with a server traceback, retried
-    by the SDK; the app's lifecycle check falls back to the registry on any error, so a clean
-    ResourceNotFoundException gives the same answer quietly (`make run` says so once, at start)."""
+    moto does not implement it (docs/aws-notes.md#n37-moto-bedrock-control-plane), so each call
+    would be a 500 with a server traceback, retried by the SDK; the app's lifecycle check falls back
+    to the registry on any error, so a clean ResourceNotFoundException gives the same answer
+    quietly (`make run` says so once, at start)."""
     from moto.bedrock.exceptions import ResourceNotFoundException
     from moto.bedrock.responses import BedrockResponse
 

