@@ -6,30 +6,43 @@ demo  start everything, act as a real HTTP client on the sample photos (sign in,
       if every image SUCCEEDED
 
 Exit status 2 with one line on stderr when a port is taken or an argument is wrong.
+
+What the app's Lambdas log (JSON log lines and EMF metrics, which CloudWatch would hold) goes to
+a file, not the terminal: `run` prints its path; `demo` keeps it only when the demo fails.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 
-def _progress(view: dict[str, Any]) -> None:
+def _progress(console: TextIO, view: dict[str, Any]) -> None:
     counts = view.get("counts", {})
     total = sum(counts.values()) or 1
     done = counts.get("SUCCEEDED", 0) + counts.get("FAILED", 0)
     width = 30
     bar = "#" * (width * done // total) + "." * (width - width * done // total)
-    sys.stderr.write(f"\r[{bar}] {done}/{total} images  {view['status']:<9}")
-    sys.stderr.flush()
+    console.write(f"\r[{bar}] {done}/{total} images  {view['status']:<9}")
+    console.flush()
+
+
+def _app_logs_to(log: TextIO) -> None:
+    """The app's logger ("backdrop": Chalice's app log and the Lambdas' Powertools logger share
+    it) writes to the log file, as a Lambda's log stream goes to CloudWatch, not to a terminal."""
+    for handler in logging.getLogger("backdrop").handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is not log:
+            handler.setStream(log)
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -39,6 +52,7 @@ def demo(args: argparse.Namespace) -> int:
     started = time.monotonic()
     paths = sorted(p for p in SAMPLES.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     with LocalStack(api_port=0, latency_s=args.latency) as stack:
+        _app_logs_to(args.app_log)
         print(f"local stack up in {time.monotonic() - started:.1f} s: API {stack.api_url}, AWS (moto) {stack.endpoint}")
         print(f"cut-outs and subject boxes by the {stack.cutout.name if stack.cutout else '?'}")
         login = CognitoLogin(client_id=stack.outputs["client_id"], endpoint_url=stack.endpoint)
@@ -50,8 +64,10 @@ def demo(args: argparse.Namespace) -> int:
         images = [{**r, "labels": [label["name"] for label in labels[r["imageRef"]]]} for r in refs]
         job = client.submit({"prompt": args.prompt, "mode": "PRECISE", "images": images})
         print(f"submitted job {job['jobId']} ({job['imageCount']} images, model {job['model']})")
-        view = client.wait(job["jobId"], poll_s=0.5, timeout_s=args.timeout, progress=_progress)
-        sys.stderr.write("\n")
+        view = client.wait(
+            job["jobId"], poll_s=0.5, timeout_s=args.timeout, progress=functools.partial(_progress, args.console)
+        )
+        args.console.write("\n")
         report = json.loads(client.download(client.report_url(job["jobId"], "json")))
         counts = report["counts"]
         print(f"job {job['jobId']}: {view['status']}")
@@ -91,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     stack = LocalStack(
         api_port=args.port, latency_s=args.latency, images_per_minute=args.quota, on_email=on_email
     ).start()
+    _app_logs_to(args.app_log)
     try:
         ui = "(not started: --no-ui)" if args.no_ui else stack.start_ui(args.ui_port)
     except BaseException:
@@ -102,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         f"  Web UI:     {ui}\n"
         f"  API:        {stack.api_url}   (try: curl {stack.api_url}/health)\n"
         f"  AWS (moto): {stack.endpoint}\n"
+        f"  App logs:   {args.app_log.name}   (the Lambdas' log lines and metrics, as CloudWatch would hold them)\n"
         f"  User pool:  {stack.outputs['user_pool_id']}   app client: {stack.outputs['client_id']}\n"
         f"  Sign in:    {DEMO_USER} / {DEMO_PASSWORD}\n"
         f"  CLI:        backdrop login --api {stack.api_url} --client-id {stack.outputs['client_id']} "
@@ -150,16 +168,32 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser.add_argument("--prompt", default="a sunlit studio with a soft blue backdrop")
     demo_parser.add_argument("--out", type=Path, default=None, help="save the results in this folder")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    console = sys.stderr
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=console)
     for noisy in ("werkzeug", "moto"):  # request logs and moto's notes on its own interpreter
         logging.getLogger(noisy).setLevel(logging.ERROR)
     from backend.local.stack import PortInUse
 
+    # whatever the app writes to stderr (its log lines and metrics) goes to the log file; the
+    # stack's own messages and the progress bar go to the console
+    app_log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed below, kept after exit for `run`
+        "w", prefix=f"backdrop-local-{args.command}-", suffix=".log", delete=False, encoding="utf-8"
+    )
+    args.console, args.app_log = console, app_log
+    sys.stderr = app_log
     try:
-        return {"run": run, "demo": demo}[args.command](args)
+        code = {"run": run, "demo": demo}[args.command](args)
     except PortInUse as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        print(f"error: {exc}", file=console)
+        code = 2
+    finally:
+        sys.stderr = console
+        app_log.close()
+    if args.command == "demo" and code == 1:
+        print(f"the app's logs: {app_log.name}", file=console)
+    elif args.command == "demo" or code == 2:
+        Path(app_log.name).unlink(missing_ok=True)
+    return code
 
 
 if __name__ == "__main__":
