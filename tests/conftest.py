@@ -247,5 +247,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.write_line(
         f"robustness: {c['inputs']} inputs tried, {c['faults']} faults injected, {c['leaks']} leaks "
         f"in {c['leak_checks']} cross-user probes, {c['lost']} lost, {c.get('hostile_requests', 0)} hostile "
-        f"requests ({c.get('server_errors', 0)} answered 5xx)"
+        f"requests ({c.get('server_errors', 0)} answered 5xx), {c.get('refused', 0)} refused by the local stack as AWS would"
     )

@@ -109,20 +109,19 @@ class LocalStack:
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> LocalStack:
-        from moto.server import ThreadedMotoServer
+        from backend.local.aws_gateway import Credentials, LocalAwsServer
 
-        self._moto = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
-        self._moto.start()
+        # moto behind the checks AWS makes (signatures, POST policies, per-run token key)
+        self.credentials = Credentials.generate()
+        self._moto = LocalAwsServer(self.host, self.moto_port, self.credentials).start()
         self._undo.append(self._moto.stop)
         port = self._moto.get_host_and_port()[1]
         self.endpoint = f"http://{self.host}:{port}"
-        # Fake credentials and the loopback endpoint for everything in this process: nothing here
-        # can reach real AWS.
+        # Credentials made for this run and the loopback endpoint for everything in this process:
+        # nothing here can reach real AWS, and nobody outside the process can sign for the stack.
         self._set_env(
             {
-                "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local",
-                "AWS_SESSION_TOKEN": "local",
+                **self.credentials.env(),
                 "AWS_DEFAULT_REGION": self.region,
                 "AWS_REGION": self.region,
                 "MOTO_PORT": str(port),  # moto's Step Functions tasks call http://localhost:$MOTO_PORT
@@ -141,6 +140,7 @@ class LocalStack:
         ).raise_for_status()
         self._install_standins()  # before the state machine exists: moto binds task services at parse time
         self._provision()
+        self._moto.gateway.seal()
         self.start_app()
         return self
 
@@ -186,6 +186,8 @@ class LocalStack:
 
     def _set_env(self, values: dict[str, str]) -> None:
         """Set variables for this process; stop() puts the previous values back."""
+        import boto3
+
         from chalicelib import aws
 
         previous = {name: os.environ.get(name) for name in values}
@@ -196,17 +198,30 @@ class LocalStack:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+            boto3.DEFAULT_SESSION = None
             aws.reset()
 
         os.environ.update(values)
+        boto3.DEFAULT_SESSION = None  # its credentials are read once: read them again
         self._undo.append(restore)
 
     # ---------------------------------------------------------------- pieces
 
     def client(self, service: str) -> Any:
         import boto3
+        from botocore.config import Config
 
-        return boto3.client(service, endpoint_url=self.endpoint, region_name=self.region)
+        # SigV4 and path-style addressing for S3, as the app's own clients (chalicelib/aws.py)
+        config = Config(signature_version="s3v4", s3={"addressing_style": "path"}) if service == "s3" else None
+        return boto3.client(
+            service,
+            config=config,
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id=self.credentials.access_key,
+            aws_secret_access_key=self.credentials.secret_key,
+            aws_session_token=self.credentials.session_token,
+        )
 
     def _provision(self) -> None:
         from backend.resources import create_resources
@@ -225,7 +240,10 @@ class LocalStack:
         )
 
         cognito = self.client("cognito-idp")
-        pool_id = cognito.create_user_pool(PoolName=f"{prefix}-users")["UserPool"]["Id"]
+        pool_id = cognito.create_user_pool(
+            PoolName=f"{prefix}-users", AdminCreateUserConfig={"AllowAdminCreateUserOnly": True}
+        )["UserPool"]["Id"]
+        self._sign_tokens_with_a_key_of_this_run(pool_id)
         client_id = cognito.create_user_pool_client(
             UserPoolId=pool_id,
             ClientName=f"{prefix}-app",
@@ -243,6 +261,15 @@ class LocalStack:
         )
         aws.reset()
         self.outputs.update({**resources, **workflow, "user_pool_id": pool_id, "client_id": client_id})
+
+    def _sign_tokens_with_a_key_of_this_run(self, pool_id: str) -> None:
+        """moto ships its token signing key publicly; the pool's tokens are signed with a key
+        made now instead, and the pool's JWKS (what the API verifies against) is its public half."""
+        from backend.local.aws_gateway import MOTO_TOKEN_KID, install_pool_key, new_token_key, public_jwks
+
+        self.token_key = new_token_key()
+        install_pool_key(pool_id, self.region, LOCAL_ACCOUNT, self.token_key)
+        self._moto.gateway.publish_jwks(pool_id, public_jwks(self.token_key, MOTO_TOKEN_KID))
 
     def create_user(self, username: str, password: str, *, pool_id: str | None = None) -> None:
         cognito = self.client("cognito-idp")
@@ -263,7 +290,12 @@ class LocalStack:
         handlers = workflow_handlers(
             workflow_function_arns(f"backdrop-{self.stage}", self.region), self._lambda_up.is_set
         )
-        self._undo.append(sfn_hooks.install(handlers, self.bedrock))
+        interpreter_credentials = {
+            "aws_access_key_id": self.credentials.access_key,
+            "aws_secret_access_key": self.credentials.secret_key,
+            "aws_session_token": self.credentials.session_token,
+        }
+        self._undo.append(sfn_hooks.install(handlers, self.bedrock, interpreter_credentials))
         s3 = self.client("s3")
         self._undo.append(
             rekognition_standin.install(lambda bucket, key: s3.get_object(Bucket=bucket, Key=key)["Body"].read())
@@ -336,7 +368,8 @@ class LocalStack:
 
         app_path = Path(__file__).resolve().parents[2] / "frontend" / "streamlit_app.py"
         env = {
-            **os.environ,
+            # the UI host holds no AWS credentials, as when deployed: only the user's token
+            **{k: v for k, v in os.environ.items() if k not in self.credentials.env()},
             "BACKDROP_API_URL": self.api_url,
             "BACKDROP_COGNITO_CLIENT_ID": self.outputs["client_id"],
             "BACKDROP_COGNITO_ENDPOINT": self.endpoint,
