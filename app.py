@@ -8,9 +8,10 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from chalice import Chalice, CognitoUserPoolAuthorizer, CORSConfig, Response
+from chalice import Chalice, CognitoUserPoolAuthorizer, CORSConfig, Rate, Response
 from chalice.app import Request
 
 from chalicelib import aws, config, contracts, observability
@@ -20,6 +21,8 @@ from chalicelib.jobs import JobService, parse_job_request
 from chalicelib.labels import LabelService
 from chalicelib.models import registry
 from chalicelib.models.lifecycle import LifecycleChecker
+from chalicelib.notify import Notifier
+from chalicelib.reconciler import ENDED_STATUSES, EXECUTION_STATUS_CHANGE, Reconciler
 from chalicelib.report import Reporter
 from chalicelib.starter import WorkflowStarter
 from chalicelib.store import JobStore
@@ -289,3 +292,32 @@ def report(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @observability.workflow_step("record_notification_failure")
 def record_notification_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _reporter().record_notification_failure(event)
+
+
+# ---- The reconciler: every execution that ends leaves its job finished, reported and emailed -------
+
+_EXECUTION_DETAIL = {"status": list(ENDED_STATUSES)}
+if os.environ.get("STATE_MACHINE_ARN"):  # set by the deploy: only this stage's executions
+    _EXECUTION_DETAIL["stateMachineArn"] = [os.environ["STATE_MACHINE_ARN"]]
+_EXECUTION_ENDS = {"source": ["aws.states"], "detail-type": [EXECUTION_STATUS_CHANGE], "detail": _EXECUTION_DETAIL}
+# EventBridge delivers Step Functions events on a best-effort basis: the sweep catches any lost
+# one, looking back further than it runs so consecutive sweeps overlap.
+SWEEP_EVERY_MINUTES = 30
+SWEEP_LOOK_BACK = timedelta(hours=3)
+
+
+def _reconciler() -> Reconciler:
+    store = _store()
+    notifier = Notifier(aws.client("sns"), store, config.notification_topic_arn())
+    return Reconciler(store, _reporter(), notifier, aws.client("stepfunctions"))
+
+
+@app.on_cw_event(_EXECUTION_ENDS, name="reconcile")
+def reconcile(event: Any) -> dict[str, Any] | None:
+    return _reconciler().handle_event(event.to_dict())
+
+
+@app.schedule(Rate(SWEEP_EVERY_MINUTES, unit=Rate.MINUTES), name="reconcile_sweep")
+def reconcile_sweep(event: Any) -> dict[str, Any]:
+    since = datetime.now(UTC) - SWEEP_LOOK_BACK
+    return {"reconciled": _reconciler().sweep(config.settings().state_machine_arn, since)}

@@ -241,6 +241,7 @@ class Deployer:
             "STATE_MACHINE_ARN": policies.state_machine_arn(self.region, account, self.stage, partition),
             "USER_POOL_ARN": self.outputs["UserPoolArn"],
             "BACKDROP_STAGE": self.stage,  # the metrics' stage dimension
+            "NOTIFICATION_TOPIC_ARN": self.outputs["TopicArn"],
         }
         env.update({k: v for k, v in settings.items() if k != "BACKDROP_MODEL_REGISTRY"})
         return env

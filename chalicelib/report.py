@@ -13,9 +13,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib import contracts, quality
-from chalicelib.contracts import ImageStatus, JobStatus
+from chalicelib.contracts import ErrorCode, ImageStatus, JobStatus
 from chalicelib.errors import StorageError
-from chalicelib.store import JobStore
+from chalicelib.store import UNFINISHED_CAUSE, JobStore
 
 CSV_COLUMNS = (
     "imageId",
@@ -115,7 +115,16 @@ class Reporter:
         self.s3 = s3
         self.store = store
 
-    def build(self, event: Mapping[str, Any]) -> dict[str, Any]:
+    def build(
+        self,
+        event: Mapping[str, Any],
+        *,
+        unfinished_code: ErrorCode = ErrorCode.INTERNAL_ERROR,
+        unfinished_cause: str = UNFINISHED_CAUSE,
+    ) -> dict[str, Any]:
+        """Close the images that never finished (with `unfinished_code` and `unfinished_cause`),
+        write report.json and report.csv, and set the job's final status. Running it again
+        rewrites the same report: the workflow's Report step and the reconciler may both run."""
         job_id = str(event["jobId"])
         owner = str(event["owner"])
         bucket = str(event["bucket"])
@@ -123,7 +132,7 @@ class Reporter:
         if job is None or job.get("owner") != owner:
             raise StorageError(f"job {job_id} was not found for its owner")
         # an image the Map never finished is FAILED, in the table as in the report
-        images = self.store.close_unfinished(job_id)
+        images = self.store.close_unfinished(job_id, unfinished_cause, code=unfinished_code)
         images.sort(key=lambda i: (i.get("name") or "", i["imageId"]))
         counts = Counter(i["status"] for i in images)
         counts_dict = {s.value: counts.get(s.value, 0) for s in ImageStatus}
@@ -165,6 +174,16 @@ class Reporter:
         self.store.finish_job(job_id, status, counts_dict, report_keys, finished_at)
         subject, message = self.summary(report, bucket, owner)
         return {"status": status.value, "counts": counts_dict, "subject": subject, "message": message}
+
+    def load(self, bucket: str, owner: str, job_id: str) -> dict[str, Any] | None:
+        """The job's report.json as written, or None if there is none."""
+        try:
+            body = self.s3.get_object(Bucket=bucket, Key=contracts.report_key(owner, job_id, "json"))["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise StorageError(f"could not read the report of job {job_id}: {exc}") from exc
+        return json.loads(body)
 
     def _write(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
         try:

@@ -148,18 +148,24 @@ def _bedrock_task_class(model: BedrockModel) -> type:
     return StateTaskServiceBedrock
 
 
-class _Boto3WithCredentials:
-    """Stands in for the `boto3` module inside moto's interpreter, whose clients otherwise sign
-    with the fixed key "ak"/"sk": the local stack's endpoint accepts only its own credentials."""
+class _InterpreterBoto3:
+    """Stands in for the `boto3` module inside moto's interpreter. Its clients are created one at a
+    time (boto3's default session is not thread-safe, and the Distributed Map runs children in
+    parallel threads) and, given credentials, sign with them instead of the fixed key "ak"/"sk":
+    the local stack's endpoint accepts only its own credentials."""
 
-    def __init__(self, credentials: Mapping[str, str]) -> None:
-        self.credentials = dict(credentials)
+    def __init__(self, credentials: Mapping[str, str] | None) -> None:
+        import threading
+
+        self.credentials = dict(credentials or {})
+        self._lock = threading.Lock()
 
     def client(self, *args: Any, **kwargs: Any) -> Any:
         import boto3
 
         kwargs.update(self.credentials)
-        return boto3.client(*args, **kwargs)
+        with self._lock:
+            return boto3.client(*args, **kwargs)
 
 
 def install(
@@ -208,8 +214,7 @@ def install(
     original_boto3 = boto_client.boto3
     LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
     state_task_factory.state_task_service_for = service_for
-    if credentials is not None:
-        boto_client.boto3 = _Boto3WithCredentials(credentials)  # type: ignore[assignment]
+    boto_client.boto3 = _InterpreterBoto3(credentials)  # type: ignore[assignment]
 
     def uninstall() -> None:
         LambdaSimpleBackend.invoke = original_invoke  # type: ignore[method-assign]

@@ -151,6 +151,7 @@ class LocalStack:
         self._app_stop = threading.Event()
         self._lambda_up.set()
         self._start_stream_delivery()
+        self._start_execution_events()
         self._start_api()
 
     def stop_app(self) -> None:
@@ -253,6 +254,7 @@ class LocalStack:
 
         self._set_env(
             {
+                "NOTIFICATION_TOPIC_ARN": workflow["topic_arn"],
                 "BUCKET_NAME": resources["bucket"],
                 "JOBS_TABLE_NAME": resources["table"],
                 "STATE_MACHINE_ARN": workflow["state_machine_arn"],
@@ -329,6 +331,20 @@ class LocalStack:
         self._loop("stream-delivery", 0.25, poller.poll_once, self._app_stop, self._app_threads)
         if not self._threads:  # the inbox belongs to the AWS side: it runs once per stack
             self._loop("inbox", 0.5, self._read_inbox, self._stop, self._threads)
+
+    def _start_execution_events(self) -> None:
+        """EventBridge's execution status changes, to the reconciler (moto sends none)."""
+        import app as backdrop_app
+        from backend.local.executions import ExecutionEventPoller
+
+        poller = ExecutionEventPoller(
+            self.client("stepfunctions"),
+            self.outputs["state_machine_arn"],
+            lambda event: backdrop_app.reconcile(event, None),
+            self.region,
+            LOCAL_ACCOUNT,
+        )
+        self._loop("execution-events", 0.5, poller.poll_once, self._app_stop, self._app_threads)
 
     def _read_inbox(self) -> None:
         sqs = self.client("sqs")

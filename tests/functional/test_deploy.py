@@ -26,6 +26,7 @@ OUTPUTS = {
     "BucketName": "backdrop-dev-123456789012-us-east-1",
     "TableArn": "arn:aws:dynamodb:us-east-1:123456789012:table/backdrop-dev-jobs",
     "StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/backdrop-dev-jobs/stream/2026-01-01T00:00:00.000",
+    "TopicArn": "arn:aws:sns:us-east-1:123456789012:backdrop-dev-notifications",
 }
 
 
