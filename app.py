@@ -15,9 +15,9 @@ from chalice import Chalice, CognitoUserPoolAuthorizer, CORSConfig, Rate, Respon
 from chalice.app import Request
 
 from chalicelib import aws, config, contracts, observability
-from chalicelib.auth import owner_from_request
+from chalicelib.auth import email_from_request, owner_from_request
 from chalicelib.errors import BackdropError, BadRequest
-from chalicelib.jobs import JobService, parse_job_request
+from chalicelib.jobs import JobService, parse_job_request, parse_notify
 from chalicelib.labels import LabelService
 from chalicelib.models import registry
 from chalicelib.models.lifecycle import LifecycleChecker
@@ -160,8 +160,11 @@ def detect_labels_route() -> dict[str, Any]:
 @api
 def submit_job() -> Response:
     owner = _owner()
-    spec, settings, images = parse_job_request(_body(), model_lookup=_selectable_model)
-    return _json_response(_job_service().submit(owner, spec, settings, images), 202)
+    body = _body()
+    spec, settings, images = parse_job_request(body, model_lookup=_selectable_model)
+    notify = parse_notify(body)
+    email = email_from_request(app.current_request)
+    return _json_response(_job_service().submit(owner, spec, settings, images, notify=notify, email=email), 202)
 
 
 @app.route("/jobs", methods=["GET"], authorizer=authorizer, cors=cors)

@@ -251,6 +251,11 @@ class Reporter:
                 f"- report: s3://{bucket}/{contracts.report_key(owner, job_id, 'json')} (and .csv)",
                 f"- results: s3://{bucket}/{contracts.job_results_prefix(owner, job_id)}",
             ]
+        lines += [
+            "",
+            "You get this email because you ran this job; nobody else does. For no email, submit a job with "
+            '"notify": false (backdrop submit --no-email, or untick "Email me" in the web app).',
+        ]
         message = "\n".join(lines)
         encoded = message.encode()
         if len(encoded) > contracts.SNS_MESSAGE_MAX_BYTES:

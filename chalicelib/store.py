@@ -158,9 +158,12 @@ class JobStore:
         settings: Mapping[str, Any],
         images: Sequence[NewImage],
         created_at: str | None = None,
+        notify: bool = True,
+        email: str | None = None,
     ) -> dict[str, Any]:
         """Write a SUBMITTED job: its images first, then the job item, whose INSERT on the stream
-        starts the workflow (so the starter always finds every image)."""
+        starts the workflow (so the starter always finds every image). `notify`: whether its email
+        goes out; `email`: the owner's address when they submitted it."""
         created_at = created_at or contracts.utc_now_iso()
         # the job's items go when its results do (the bucket's lifecycle rules)
         expires = config.expires_at(config.RESULT_RETENTION_DAYS)
@@ -193,7 +196,10 @@ class JobStore:
             "gsi1pk": contracts.owner_index_pk(owner),
             "gsi1sk": f"{created_at}#{job_id}",
             contracts.TTL_ATTRIBUTE: expires,
+            "notify": notify,
         }
+        if email:
+            job["email"] = email
         self.table.put_item(Item=_stored(job), ConditionExpression="attribute_not_exists(pk)")
         return cast(dict[str, Any], plain(job))
 

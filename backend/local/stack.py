@@ -54,10 +54,11 @@ def workflow_handlers(
 
 
 def provision_workflow(
-    client: Callable[[str], Any], *, prefix: str, region: str, bucket: str, max_concurrency: int
+    client: Callable[[str], Any], *, prefix: str, region: str, bucket: str, max_concurrency: int, inbox: bool = True
 ) -> dict[str, Any]:
-    """The notification topic with a local inbox (an SQS queue subscribed to it, standing in for
-    the email subscription) and the state machine wired to the workflow functions' ARNs.
+    """The notification topic, with (`inbox`) a local inbox that receives every job email (an SQS
+    queue subscribed without a filter policy), and the state machine wired to the workflow
+    functions' ARNs.
 
     Shared by the local stack (moto server) and the tests' `stack` fixture (moto in-process):
     `client(service)` returns a boto3 client for whichever moto is running.
@@ -67,9 +68,11 @@ def provision_workflow(
     functions = workflow_function_arns(prefix, region)
     sns, sqs = client("sns"), client("sqs")
     topic_arn = sns.create_topic(Name=f"{prefix}-notifications")["TopicArn"]
-    queue_url = sqs.create_queue(QueueName=f"{prefix}-inbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    queue_url = None
+    if inbox:
+        queue_url = sqs.create_queue(QueueName=f"{prefix}-inbox")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
     definition = render_definition(
         {
             **{function(name).arn_placeholder: arn for name, arn in functions.items()},
@@ -98,7 +101,8 @@ class LocalStack:
     images_per_minute: float | None = None
     max_concurrency: int = 4
     on_email: Callable[[dict[str, Any]], None] | None = None
-    emails: list[dict[str, Any]] = field(default_factory=list)
+    emails: list[dict[str, Any]] = field(default_factory=list)  # each with "To": the user whose inbox got it
+    inboxes: dict[str, str] = field(default_factory=dict)  # user → their SQS "email" queue
     outputs: dict[str, Any] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lambda_up: threading.Event = field(default_factory=threading.Event)
@@ -238,7 +242,9 @@ class LocalStack:
             region=self.region,
             bucket=resources["bucket"],
             max_concurrency=self.max_concurrency,
+            inbox=False,  # each user gets their own inbox, filtered on their sub (create_user)
         )
+        self.outputs["topic_arn"] = workflow["topic_arn"]
 
         cognito = self.client("cognito-idp")
         pool_id = cognito.create_user_pool(
@@ -262,7 +268,15 @@ class LocalStack:
             }
         )
         aws.reset()
-        self.outputs.update({**resources, **workflow, "user_pool_id": pool_id, "client_id": client_id})
+        self.outputs.update(
+            {
+                **resources,
+                **workflow,
+                "queue_url": self.inboxes[DEMO_USER],
+                "user_pool_id": pool_id,
+                "client_id": client_id,
+            }
+        )
 
     def _sign_tokens_with_a_key_of_this_run(self, pool_id: str) -> None:
         """moto ships its token signing key publicly; the pool's tokens are signed with a key
@@ -274,15 +288,30 @@ class LocalStack:
         self._moto.gateway.publish_jwks(pool_id, public_jwks(self.token_key, MOTO_TOKEN_KID))
 
     def create_user(self, username: str, password: str, *, pool_id: str | None = None) -> None:
+        """A user, and their own inbox: as `backend.deploy create-user` subscribes the user's email
+        with the filter policy on their sub, an SQS queue is subscribed here with the same policy."""
+        from chalicelib import contracts
+
         cognito = self.client("cognito-idp")
         pool_id = pool_id or self.outputs["user_pool_id"]
-        cognito.admin_create_user(
+        created = cognito.admin_create_user(
             UserPoolId=pool_id,
             Username=username,
             MessageAction="SUPPRESS",
             UserAttributes=[{"Name": "email", "Value": username}, {"Name": "email_verified", "Value": "true"}],
         )
         cognito.admin_set_user_password(UserPoolId=pool_id, Username=username, Password=password, Permanent=True)
+        sub = next(a["Value"] for a in created["User"]["Attributes"] if a["Name"] == "sub")
+        sqs = self.client("sqs")
+        queue_url = sqs.create_queue(QueueName=f"backdrop-{self.stage}-inbox-{len(self.inboxes)}")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.client("sns").subscribe(
+            TopicArn=self.outputs["topic_arn"],
+            Protocol="sqs",
+            Endpoint=queue_arn,
+            Attributes={"FilterPolicy": json.dumps(contracts.owner_filter_policy(sub))},
+        )
+        self.inboxes[username] = queue_url
 
     def _install_standins(self) -> None:
         from backend.local import rekognition_standin, sfn_hooks
@@ -348,14 +377,13 @@ class LocalStack:
 
     def _read_inbox(self) -> None:
         sqs = self.client("sqs")
-        for message in sqs.receive_message(QueueUrl=self.outputs["queue_url"], MaxNumberOfMessages=10).get(
-            "Messages", []
-        ):
-            email = json.loads(message["Body"])
-            self.emails.append(email)
-            if self.on_email:
-                self.on_email(email)
-            sqs.delete_message(QueueUrl=self.outputs["queue_url"], ReceiptHandle=message["ReceiptHandle"])
+        for user, queue_url in list(self.inboxes.items()):
+            for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+                email = {**json.loads(message["Body"]), "To": user}
+                self.emails.append(email)
+                if self.on_email:
+                    self.on_email(email)
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     def _start_api(self) -> None:
         import app as backdrop_app

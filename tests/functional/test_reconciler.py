@@ -192,3 +192,27 @@ def test_events_that_are_not_an_ended_backdrop_execution_change_nothing(mail, ev
 def test_an_execution_whose_job_is_gone_is_noted_and_left(mail, event) -> None:
     assert _invoke(_event(event, contracts.new_job_id(), "FAILED"))["email"] == "NO_JOB"
     assert _inbox(mail["queue"]) == []
+
+
+def test_a_job_whose_owner_declined_email_is_closed_without_one(mail, event) -> None:
+    job_id = _job(["RUNNING"], notify=False)
+    outcome = _invoke(_event(event, job_id, "TIMED_OUT"))
+    assert outcome["reportWritten"] is True and outcome["email"] == "SKIPPED"
+    assert _job_item(job_id)["notification"]["status"] == "SKIPPED"
+    assert _inbox(mail["queue"]) == []
+
+
+def test_the_reconcilers_email_goes_to_the_owner_only(mail, event) -> None:
+    """Published with the owner attribute: an inbox filtered on another owner gets nothing."""
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    inboxes = {}
+    for owner in (OWNER, "someone-else"):
+        url = sqs.create_queue(QueueName=f"inbox-{owner}")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        policy = json.dumps(contracts.owner_filter_policy(owner))
+        sns.subscribe(TopicArn=mail["topic"], Protocol="sqs", Endpoint=arn, Attributes={"FilterPolicy": policy})
+        inboxes[owner] = url
+    job_id = _job(["PENDING"])
+    assert _invoke(_event(event, job_id, "ABORTED"))["email"] == "SENT"
+    assert [e["MessageAttributes"]["owner"]["Value"] for e in _inbox(inboxes[OWNER])] == [OWNER]
+    assert _inbox(inboxes["someone-else"]) == []
