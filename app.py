@@ -303,8 +303,9 @@ _EXECUTION_DETAIL = {"status": list(ENDED_STATUSES)}
 if os.environ.get("STATE_MACHINE_ARN"):  # set by the deploy: only this stage's executions
     _EXECUTION_DETAIL["stateMachineArn"] = [os.environ["STATE_MACHINE_ARN"]]
 _EXECUTION_ENDS = {"source": ["aws.states"], "detail-type": [EXECUTION_STATUS_CHANGE], "detail": _EXECUTION_DETAIL}
-# EventBridge delivers Step Functions events on a best-effort basis: the sweep catches any lost
-# one, looking back further than it runs so consecutive sweeps overlap.
+# EventBridge delivers Step Functions events on a best-effort basis
+# (docs/aws-notes.md#n37-step-functions-execution-status-events): the sweep catches any lost one,
+# looking back further than it runs so consecutive sweeps overlap.
 SWEEP_EVERY_MINUTES = 30
 SWEEP_LOOK_BACK = timedelta(hours=3)
 

@@ -8,7 +8,7 @@ reconciler run, or one racing another, sends at most one email.
 Every job email is published with the message attribute `owner` (the user's Cognito `sub`):
 each user's email subscription carries the filter policy {"owner": ["<sub>"]}
 (contracts.owner_filter_policy), so SNS delivers a job's email to the user who ran it and to
-nobody else.
+nobody else (docs/aws-notes.md#n38-sns-subscription-filter-policies).
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ the reconciler, which
    nothing twice.
 
 EventBridge delivers Step Functions events on a best-effort basis, so a scheduled sweep also
-reconciles every execution that ended within its look-back window (`sweep`).
+reconciles every execution that ended within its look-back window (`sweep`); the event, the
+history and the delivery are described in docs/aws-notes.md#n37-step-functions-execution-status-events.
 
 Running it again changes nothing: every write is conditional or rewrites the same content.
 """
@@ -84,7 +85,9 @@ class ExecutionEnd:
             return None
         job_id = execution_input.get("jobId")
         owner, bucket = execution_input.get("owner"), execution_input.get("bucket")
-        if not contracts.is_job_id(job_id) or not isinstance(owner, str) or not isinstance(bucket, str):
+        if not isinstance(job_id, str) or not contracts.is_job_id(job_id):
+            return None
+        if not isinstance(owner, str) or not isinstance(bucket, str):
             return None
         if described.get("name") not in (None, job_id) or described.get("mapRunArn"):
             return None  # a Distributed Map child (its input names the job too): only the job's own execution counts

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib import contracts, quality
 from chalicelib.contracts import ErrorCode, ImageStatus, JobStatus
-from chalicelib.errors import StorageError
+from chalicelib.errors import StorageError, client_error_code
 from chalicelib.store import UNFINISHED_CAUSE, JobStore
 
 CSV_COLUMNS = (
@@ -180,10 +180,13 @@ class Reporter:
         try:
             body = self.s3.get_object(Bucket=bucket, Key=contracts.report_key(owner, job_id, "json"))["Body"].read()
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if client_error_code(exc) in ("NoSuchKey", "404"):
                 return None
             raise StorageError(f"could not read the report of job {job_id}: {exc}") from exc
-        return json.loads(body)
+        report = json.loads(body)
+        if not isinstance(report, dict):
+            raise StorageError(f"the report of job {job_id} is not a JSON object")
+        return report
 
     def _write(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
         try:

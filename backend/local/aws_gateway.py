@@ -16,7 +16,9 @@ no unchecked door beside it), and refuses what AWS refuses:
 - the user pool's JWKS is the per-run key's, and moto signs the pool's tokens with that key;
 - moto's own control API (/moto-api) closes once the stack is provisioned.
 
-Used by the local stack only; nothing here is deployed.
+What AWS checks and moto skips: docs/aws-notes.md#n39-s3-post-policies-and-sigv4-and-what-moto-skips
+and docs/aws-notes.md#n40-moto-cognito-token-signing-key. Used by the local stack only; nothing
+here is deployed.
 """
 
 from __future__ import annotations
