@@ -185,7 +185,7 @@ def test_bad_input_matrix_through_the_workflow(stack, token_for) -> None:
         image = by_ref[ref]
         outcome = image["status"] if image["status"] == "SUCCEEDED" else image["errorCode"]
         got[name if name not in got else name + " (2)"] = outcome
-        assert outcome == expected, (name, image)
+        assert outcome == expected, (name, image.get("cause"), image)
         assert image["name"] == name  # names are kept as given, never used as keys
         if expected != "SUCCEEDED":
             assert image["cause"] and len(image["cause"]) > 10, (name, image)
