@@ -8,18 +8,21 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from chalice import Chalice, CognitoUserPoolAuthorizer, CORSConfig, Response
+from chalice import Chalice, CognitoUserPoolAuthorizer, CORSConfig, Rate, Response
 from chalice.app import Request
 
 from chalicelib import aws, config, contracts, observability
-from chalicelib.auth import owner_from_request
+from chalicelib.auth import email_from_request, owner_from_request
 from chalicelib.errors import BackdropError, BadRequest
-from chalicelib.jobs import JobService, parse_job_request
+from chalicelib.jobs import JobService, parse_job_request, parse_notify
 from chalicelib.labels import LabelService
 from chalicelib.models import registry
 from chalicelib.models.lifecycle import LifecycleChecker
+from chalicelib.notify import Notifier
+from chalicelib.reconciler import ENDED_STATUSES, EXECUTION_STATUS_CHANGE, Reconciler
 from chalicelib.report import Reporter
 from chalicelib.starter import WorkflowStarter
 from chalicelib.store import JobStore
@@ -157,8 +160,11 @@ def detect_labels_route() -> dict[str, Any]:
 @api
 def submit_job() -> Response:
     owner = _owner()
-    spec, settings, images = parse_job_request(_body(), model_lookup=_selectable_model)
-    return _json_response(_job_service().submit(owner, spec, settings, images), 202)
+    body = _body()
+    spec, settings, images = parse_job_request(body, model_lookup=_selectable_model)
+    notify = parse_notify(body)
+    email = email_from_request(app.current_request)
+    return _json_response(_job_service().submit(owner, spec, settings, images, notify=notify, email=email), 202)
 
 
 @app.route("/jobs", methods=["GET"], authorizer=authorizer, cors=cors)
@@ -289,3 +295,33 @@ def report(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @observability.workflow_step("record_notification_failure")
 def record_notification_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _reporter().record_notification_failure(event)
+
+
+# ---- The reconciler: every execution that ends leaves its job finished, reported and emailed -------
+
+_EXECUTION_DETAIL = {"status": list(ENDED_STATUSES)}
+if os.environ.get("STATE_MACHINE_ARN"):  # set by the deploy: only this stage's executions
+    _EXECUTION_DETAIL["stateMachineArn"] = [os.environ["STATE_MACHINE_ARN"]]
+_EXECUTION_ENDS = {"source": ["aws.states"], "detail-type": [EXECUTION_STATUS_CHANGE], "detail": _EXECUTION_DETAIL}
+# EventBridge delivers Step Functions events on a best-effort basis
+# (docs/aws-notes.md#n39-step-functions-execution-status-events): the sweep catches any lost one,
+# looking back further than it runs so consecutive sweeps overlap.
+SWEEP_EVERY_MINUTES = 30
+SWEEP_LOOK_BACK = timedelta(hours=3)
+
+
+def _reconciler() -> Reconciler:
+    store = _store()
+    notifier = Notifier(aws.client("sns"), store, config.notification_topic_arn())
+    return Reconciler(store, _reporter(), notifier, aws.client("stepfunctions"))
+
+
+@app.on_cw_event(_EXECUTION_ENDS, name="reconcile")
+def reconcile(event: Any) -> dict[str, Any] | None:
+    return _reconciler().handle_event(event.to_dict())
+
+
+@app.schedule(Rate(SWEEP_EVERY_MINUTES, unit=Rate.MINUTES), name="reconcile_sweep")
+def reconcile_sweep(event: Any) -> dict[str, Any]:
+    since = datetime.now(UTC) - SWEEP_LOOK_BACK
+    return {"reconciled": _reconciler().sweep(config.settings().state_machine_arn, since)}

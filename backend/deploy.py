@@ -4,6 +4,7 @@
   python -m backend.deploy deploy --stage dev --region us-east-1 [--email you@example.com]
                                   [--model stability-inpaint] [--max-concurrency N]
   python -m backend.deploy create-user --stage dev --region us-east-1 --email someone@example.com
+  python -m backend.deploy subscribe-user --stage dev --region us-east-1 --email someone@example.com
   python -m backend.deploy redrive JOB --stage dev --region us-east-1
   python -m backend.deploy teardown --stage dev --region us-east-1 [--yes]
 
@@ -37,6 +38,7 @@ from backend import settings as deployment_settings
 from backend.doctor import DEFAULT_MAX_CONCURRENCY, Doctor, Findings, format_findings, models_for_deployment
 from backend.errors import DeployError
 from backend.regions import invoke_arns, partition_of_arn
+from chalicelib import contracts
 from chalicelib.functions import WORKFLOW_FUNCTIONS
 from chalicelib.models import registry
 from chalicelib.models.base import ModelSpec
@@ -241,6 +243,7 @@ class Deployer:
             "STATE_MACHINE_ARN": policies.state_machine_arn(self.region, account, self.stage, partition),
             "USER_POOL_ARN": self.outputs["UserPoolArn"],
             "BACKDROP_STAGE": self.stage,  # the metrics' stage dimension
+            "NOTIFICATION_TOPIC_ARN": self.outputs["TopicArn"],
         }
         env.update({k: v for k, v in settings.items() if k != "BACKDROP_MODEL_REGISTRY"})
         return env
@@ -383,20 +386,47 @@ class Deployer:
 
     # ---------------------------------------------------------------- users and teardown
 
+    def stack_output(self, kind: str, key: str) -> str:
+        outputs = self.cfn.describe_stacks(StackName=stack_name(self.stage, kind))["Stacks"][0]["Outputs"]
+        return next(o["OutputValue"] for o in outputs if o["OutputKey"] == key)
+
     def create_user(self, email: str, password: str | None) -> None:
-        outputs = self.cfn.describe_stacks(StackName=stack_name(self.stage, "auth"))["Stacks"][0]["Outputs"]
-        pool_id = next(o["OutputValue"] for o in outputs if o["OutputKey"] == "UserPoolId")
+        pool_id = self.stack_output("auth", "UserPoolId")
         cognito = self.client("cognito-idp")
         attributes = [{"Name": "email", "Value": email}, {"Name": "email_verified", "Value": "true"}]
         if password:
-            cognito.admin_create_user(
+            created = cognito.admin_create_user(
                 UserPoolId=pool_id, Username=email, UserAttributes=attributes, MessageAction="SUPPRESS"
             )
             cognito.admin_set_user_password(UserPoolId=pool_id, Username=email, Password=password, Permanent=True)
         else:  # Cognito emails a temporary password; the user sets their own at first sign-in
-            cognito.admin_create_user(
+            created = cognito.admin_create_user(
                 UserPoolId=pool_id, Username=email, UserAttributes=attributes, DesiredDeliveryMediums=["EMAIL"]
             )
+        sub = next(a["Value"] for a in created["User"]["Attributes"] if a["Name"] == "sub")
+        self.subscribe_user(sub, email)
+
+    def subscribe_existing_user(self, email: str) -> str:
+        """Subscribe a user created before (or whose confirmation link expired) to their job emails."""
+        cognito = self.client("cognito-idp")
+        user = cognito.admin_get_user(UserPoolId=self.stack_output("auth", "UserPoolId"), Username=email)
+        attributes = {a["Name"]: a["Value"] for a in user["UserAttributes"]}
+        return self.subscribe_user(attributes["sub"], attributes.get("email", email))
+
+    def subscribe_user(self, sub: str, email: str) -> str:
+        """The user's own job emails: an email subscription to the job topic that lets through only
+        messages whose `owner` attribute is this user's sub. SNS asks the address to confirm."""
+        topic_arn = self.stack_output("resources", "TopicArn")
+        return self.client("sns").subscribe(
+            TopicArn=topic_arn,
+            Protocol="email",
+            Endpoint=email,
+            Attributes={
+                "FilterPolicy": json.dumps(contracts.owner_filter_policy(sub)),
+                "FilterPolicyScope": "MessageAttributes",
+            },
+            ReturnSubscriptionArn=True,
+        )["SubscriptionArn"]
 
     def teardown(self) -> None:
         """Remove everything the stage created, including the retained stateful resources, and
@@ -538,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m backend.deploy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("doctor", "deploy", "create-user", "redrive", "teardown"):
+    for name in ("doctor", "deploy", "create-user", "subscribe-user", "redrive", "teardown"):
         p = sub.add_parser(name)
         p.add_argument("--stage", default="dev")
         p.add_argument("--region", default=_region_default())
@@ -567,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             p.add_argument("--yes", action="store_true", help="do not ask before spending money")
         if name == "deploy":
-            p.add_argument("--email", default="", help="where job-finished emails go (confirm the subscription)")
+            p.add_argument("--email", default="", help="the operations address: alarms only (confirm the subscription)")
             p.add_argument(
                 "--max-concurrency",
                 type=int,
@@ -579,6 +609,8 @@ def main(argv: list[str] | None = None) -> int:
         if name == "create-user":
             p.add_argument("--email", required=True)
             p.add_argument("--password-stdin", action="store_true")
+        if name == "subscribe-user":  # an existing user, or one whose confirmation link expired
+            p.add_argument("--email", required=True, help="the user's sign-in address")
         if name == "teardown":
             p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     args = parser.parse_args(argv)
@@ -606,18 +638,25 @@ def main(argv: list[str] | None = None) -> int:
                 f"  App client:   {out['UserPoolClientId']}\n  Bucket:       {out['BucketName']}\n"
                 f"Next: python -m backend.deploy create-user --stage {args.stage} --region {args.region} --email you@example.com"
                 + (
-                    "\nConfirm the two SNS subscription emails (job reports, alarms): until you do, SNS drops every "
-                    "email to that address. `python -m backend.deploy doctor` shows whether they are confirmed."
+                    "\nConfirm the SNS subscription email for alarms: until you do, SNS drops every alarm to that "
+                    "address. Job emails go to each user created with create-user (they confirm their own). "
+                    "`python -m backend.deploy doctor` shows whether subscriptions are confirmed."
                     if args.email
                     else ""
                 )
             )
         elif args.command == "redrive":
             print(deployer.redrive(args.job_id))
+        elif args.command == "subscribe-user":
+            deployer.subscribe_existing_user(args.email)
+            print(f"{args.email} subscribed to their own job emails (they confirm the SNS email)")
         elif args.command == "create-user":
             password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
             deployer.create_user(args.email, password)
-            print(f"user {args.email} created" + ("" if password else "; Cognito emails a temporary password"))
+            print(
+                f"user {args.email} created and subscribed to their own job emails (they confirm the SNS email)"
+                + ("" if password else "; Cognito emails a temporary password")
+            )
         else:
             if not args.yes:
                 answer = input(

@@ -458,7 +458,13 @@ class Doctor:
             return
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks["Stacks"][0].get("Outputs", [])}
         sns = self.client("sns")
-        for label, key in (("email job reports", "TopicArn"), ("email alarms", "AlarmTopicArn")):
+        # job emails: one subscription per user, filtered on their sub (create-user makes it);
+        # alarms: the deployer's operations address (deploy --email)
+        topics = (
+            ("users' job emails", "TopicArn", "create users with `python -m backend.deploy create-user`"),
+            ("email alarms", "AlarmTopicArn", "re-run deploy with --email you@example.com"),
+        )
+        for label, key, missing_fix in topics:
             topic = outputs.get(key)
             if not topic:
                 continue
@@ -466,7 +472,7 @@ class Doctor:
             for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic):
                 subscriptions += [s for s in page.get("Subscriptions", []) if s.get("Protocol") == "email"]
             if not subscriptions:
-                found.add(label, WARN, "no email subscription", "re-run deploy with --email you@example.com")
+                found.add(label, WARN, "no email subscription", missing_fix)
                 continue
             pending = [s["Endpoint"] for s in subscriptions if s["SubscriptionArn"] == "PendingConfirmation"]
             if pending:
@@ -475,9 +481,13 @@ class Doctor:
                     FAIL,
                     f"{', '.join(pending)}: confirmation pending; SNS drops every email until it is confirmed",
                     "click the link in the 'AWS Notification - Subscription Confirmation' email (check spam); "
-                    "it is valid for 3 days: for a new one, `aws sns subscribe --protocol email "
-                    f"--topic-arn {topic} --notification-endpoint <address>` or 'Request confirmation' in the "
-                    "SNS console",
+                    "it is valid for 3 days: for a new one, "
+                    + (
+                        "`python -m backend.deploy subscribe-user --email <address>`"
+                        if key == "TopicArn"
+                        else f"`aws sns subscribe --protocol email --topic-arn {topic} --notification-endpoint <address>`"
+                    )
+                    + " or 'Request confirmation' in the SNS console",
                 )
             else:
                 found.add(label, OK, ", ".join(s["Endpoint"] for s in subscriptions) + " confirmed")

@@ -24,6 +24,12 @@ def state_machine_arn(region: str, account: str, stage: str, partition: str | No
     return f"arn:{partition}:states:{region}:{account}:stateMachine:backdrop-{stage}-workflow"
 
 
+def execution_arns(region: str, account: str, stage: str, partition: str | None = None) -> str:
+    """Every execution of this stage's state machine."""
+    partition = partition or partition_for_region(region)
+    return f"arn:{partition}:states:{region}:{account}:execution:backdrop-{stage}-workflow:*"
+
+
 def model_resource_arns(spec: ModelSpec, region: str, account: str, partition: str | None = None) -> list[str]:
     """What bedrock:InvokeModel must allow for a model as models.json records it (the deploy asks
     Bedrock instead, backend.regions): for a cross-Region inference profile, the profile itself
@@ -77,6 +83,15 @@ def lambda_policies(
         Grant.START_WORKFLOW: _statement(
             "StartWorkflow", ["states:StartExecution"], [state_machine_arn(region, account, stage, partition)]
         ),
+        Grant.READ_EXECUTIONS: _statement(
+            "ReadWorkflowExecutions",
+            ["states:DescribeExecution", "states:GetExecutionHistory"],
+            [execution_arns(region, account, stage, partition)],
+        ),
+        Grant.LIST_EXECUTIONS: _statement(
+            "ListWorkflowExecutions", ["states:ListExecutions"], [state_machine_arn(region, account, stage, partition)]
+        ),
+        Grant.PUBLISH_JOB_EMAIL: _statement("JobEmail", ["sns:Publish"], [outputs["TopicArn"]]),
     }
 
     def statements(function: LambdaFunction) -> list[dict[str, Any]]:

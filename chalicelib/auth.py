@@ -27,3 +27,13 @@ def owner_from_request(request: Any) -> str:
     if not isinstance(sub, str) or not contracts.OWNER_RE.match(sub):
         raise Unauthorized("the token carries no usable user id (sub)")
     return sub
+
+
+def email_from_request(request: Any) -> str | None:
+    """The caller's verified email (the ID token's `email` claim), where job emails go; None if
+    the token carries none."""
+    context = getattr(request, "context", None) or {}
+    authorizer = context.get("authorizer") or {}
+    claims = authorizer.get("claims") if isinstance(authorizer, dict) else None
+    email = claims.get("email") if isinstance(claims, dict) else None
+    return email if isinstance(email, str) and "@" in email and len(email) <= 254 else None

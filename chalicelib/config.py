@@ -92,3 +92,9 @@ def retention_days(name: str, values: Mapping[str, str] | None = None) -> int:
 def expires_at(name: str, now: float | None = None) -> int:
     """Epoch seconds after which an item kept for the retention setting `name` is deleted."""
     return int((time.time() if now is None else now) + retention_days(name) * 86_400)
+
+
+def notification_topic_arn() -> str:
+    """The job-email topic: only the reconciler publishes from a Lambda (the workflow's Notify
+    step has it as a state machine substitution)."""
+    return _required("NOTIFICATION_TOPIC_ARN")

@@ -32,6 +32,15 @@ class ImageStatus(StrEnum):
     FAILED = "FAILED"
 
 
+class NotificationStatus(StrEnum):
+    """The job's email, as its `notification` says (chalicelib/notify.py)."""
+
+    SENDING = "SENDING"  # claimed by a sender; the publish has not answered yet
+    SENT = "SENT"
+    FAILED = "FAILED"  # SNS refused: a later sender may try again
+    SKIPPED = "SKIPPED"  # the owner asked for no email (POST /jobs with notify: false)
+
+
 TERMINAL_JOB_STATUSES: Final = frozenset({JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAILED})
 TERMINAL_IMAGE_STATUSES: Final = frozenset({ImageStatus.SUCCEEDED, ImageStatus.FAILED})
 
@@ -85,6 +94,7 @@ class ErrorCode(StrEnum):
     MODEL_ERROR = "MODEL_ERROR"  # service unavailable / internal / model error after retries
     MODEL_RESPONSE_INVALID = "MODEL_RESPONSE_INVALID"  # 200 but no usable image
     STORAGE_ERROR = "STORAGE_ERROR"  # S3 read/write failed
+    WORKFLOW_STOPPED = "WORKFLOW_STOPPED"  # the execution ended before the image finished (outage, abort, timeout)
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -136,6 +146,15 @@ MAX_JOBS_PAGE_SIZE: Final = 100
 SNS_SUBJECT_MAX_LENGTH: Final = 99  # SNS Publish Subject: < 100 ASCII characters
 SNS_MESSAGE_MAX_BYTES: Final = 200_000  # SNS allows 262,144 bytes; keep headroom
 SNS_MAX_FAILURES_LISTED: Final = 50
+# Job emails carry the owner's Cognito `sub` in this SNS message attribute; each user's email
+# subscription filters on it (owner_filter_policy), so a job's email reaches only its owner.
+NOTIFY_OWNER_ATTRIBUTE: Final = "owner"
+
+
+def owner_filter_policy(owner: str) -> dict[str, list[str]]:
+    """The SNS filter policy of `owner`'s email subscription."""
+    return {NOTIFY_OWNER_ATTRIBUTE: [owner]}
+
 
 # content types accepted for upload, and the file extension each is stored under
 UPLOAD_CONTENT_TYPES: Final = {

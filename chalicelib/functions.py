@@ -27,6 +27,9 @@ class Grant(StrEnum):
     READ_MODEL_LIFECYCLE = "read-model-lifecycle"  # bedrock:GetFoundationModel on the configured models
     READ_JOBS_STREAM = "read-jobs-stream"  # the table's stream, as an event source
     START_WORKFLOW = "start-workflow"  # states:StartExecution on this stage's state machine
+    READ_EXECUTIONS = "read-executions"  # states:DescribeExecution, GetExecutionHistory on its executions
+    LIST_EXECUTIONS = "list-executions"  # states:ListExecutions on this stage's state machine
+    PUBLISH_JOB_EMAIL = "publish-job-email"  # sns:Publish on the job-email topic
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,27 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         timeout_s=30,
         workflow_task=True,
         table_actions=("UpdateItem",),
+    ),
+    # Every execution that ends closes its job: unfinished images, the report and the one email
+    # the workflow could not write (chalicelib/reconciler.py). Sized like the report it may write.
+    LambdaFunction(
+        "reconcile",
+        memory_mb=1024,
+        timeout_s=600,
+        s3_read=(REPORTS_PREFIX,),
+        s3_write=(REPORTS_PREFIX,),
+        table_actions=("GetItem", "Query", "UpdateItem"),
+        grants=frozenset({Grant.READ_EXECUTIONS, Grant.PUBLISH_JOB_EMAIL}),
+    ),
+    # ... and the sweep for Step Functions events EventBridge did not deliver (best effort)
+    LambdaFunction(
+        "reconcile_sweep",
+        memory_mb=1024,
+        timeout_s=900,
+        s3_read=(REPORTS_PREFIX,),
+        s3_write=(REPORTS_PREFIX,),
+        table_actions=("GetItem", "Query", "UpdateItem"),
+        grants=frozenset({Grant.READ_EXECUTIONS, Grant.LIST_EXECUTIONS, Grant.PUBLISH_JOB_EMAIL}),
     ),
 )
 

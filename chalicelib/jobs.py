@@ -45,6 +45,7 @@ JOB_FIELDS = {
     "shadowStrength",
     "qualityThresholds",
     "images",
+    "notify",
 }
 IMAGE_FIELDS = {"imageRef", "name", "labels", "prompt"}
 REQUEST_PROBLEMS = "the job request is not valid"
@@ -233,6 +234,16 @@ def _labels(where: str, labels: Any, problems: Problems) -> tuple[str, ...]:
     return tuple(kept)
 
 
+def parse_notify(body: Any) -> bool:
+    """POST /jobs `notify`: true (the default) sends the job's email to its owner; false opts out."""
+    value = body.get("notify", True) if isinstance(body, dict) else True
+    if not isinstance(value, bool):
+        raise ValidationError(
+            "notify must be true or false", details=[{"field": "notify", "message": "must be true or false"}]
+        )
+    return value
+
+
 def _boxes_for(labels: list[dict[str, Any]], kept: tuple[str, ...]) -> tuple[Box, ...]:
     wanted = {name.lower() for name in kept}
     boxes = []
@@ -289,7 +300,18 @@ class JobService:
             raise service_failure(exc, "could not look up the uploads") from exc
         return [i for i in images if contracts.upload_key(owner, i.image_ref) not in present]
 
-    def submit(self, owner: str, spec: ModelSpec, settings: JobSettings, images: list[ImageInput]) -> dict[str, Any]:
+    def submit(
+        self,
+        owner: str,
+        spec: ModelSpec,
+        settings: JobSettings,
+        images: list[ImageInput],
+        *,
+        notify: bool = True,
+        email: str | None = None,
+    ) -> dict[str, Any]:
+        """Persist a validated job. `notify`: whether the job's email goes out (to the owner's own
+        subscription); `email`: the owner's address at submit (the token's claim), kept on the job."""
         missing = self._missing_uploads(owner, images)
         if missing:
             names = ", ".join(f"'{i.name}'" for i in missing[:5])
@@ -322,6 +344,8 @@ class JobService:
                 )
                 for i in images
             ],
+            notify=notify,
+            email=email,
         )
         return {"jobId": job_id, "status": JobStatus.SUBMITTED.value, "imageCount": len(images), "model": spec.key}
 
@@ -339,7 +363,9 @@ class JobService:
         settings = replace(settings_from_dict(job["settings"]), model=spec.key)
         images = [ImageInput(i["imageRef"], i["name"], tuple(i.get("labels") or ()), i.get("prompt")) for i in failed]
         validate_for_model(spec, settings, images)
-        result = self.submit(owner, spec, settings, images)
+        result = self.submit(
+            owner, spec, settings, images, notify=job.get("notify") is not False, email=job.get("email")
+        )
         return {**result, "retryOf": job_id}
 
     # ------------------------------------------------------------------ read
@@ -359,6 +385,7 @@ class JobService:
             out["notification"] = job["notification"]
         if job.get("cause"):
             out["cause"] = job["cause"]
+        out["notify"] = job.get("notify") is not False
         return out
 
     def list_jobs(self, owner: str, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:

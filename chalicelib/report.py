@@ -13,9 +13,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib import contracts, quality
-from chalicelib.contracts import ImageStatus, JobStatus
-from chalicelib.errors import StorageError
-from chalicelib.store import JobStore
+from chalicelib.contracts import ErrorCode, ImageStatus, JobStatus
+from chalicelib.errors import StorageError, client_error_code
+from chalicelib.store import UNFINISHED_CAUSE, JobStore
 
 CSV_COLUMNS = (
     "imageId",
@@ -116,7 +116,16 @@ class Reporter:
         self.s3 = s3
         self.store = store
 
-    def build(self, event: Mapping[str, Any]) -> dict[str, Any]:
+    def build(
+        self,
+        event: Mapping[str, Any],
+        *,
+        unfinished_code: ErrorCode = ErrorCode.INTERNAL_ERROR,
+        unfinished_cause: str = UNFINISHED_CAUSE,
+    ) -> dict[str, Any]:
+        """Close the images that never finished (with `unfinished_code` and `unfinished_cause`),
+        write report.json and report.csv, and set the job's final status. Running it again
+        rewrites the same report: the workflow's Report step and the reconciler may both run."""
         job_id = str(event["jobId"])
         owner = str(event["owner"])
         bucket = str(event["bucket"])
@@ -124,7 +133,7 @@ class Reporter:
         if job is None or job.get("owner") != owner:
             raise StorageError(f"job {job_id} was not found for its owner")
         # an image the Map never finished is FAILED, in the table as in the report
-        images = self.store.close_unfinished(job_id)
+        images = self.store.close_unfinished(job_id, unfinished_cause, code=unfinished_code)
         images.sort(key=lambda i: (i.get("name") or "", i["imageId"]))
         counts = Counter(i["status"] for i in images)
         counts_dict = {s.value: counts.get(s.value, 0) for s in ImageStatus}
@@ -169,6 +178,19 @@ class Reporter:
         self.store.finish_job(job_id, status, counts_dict, report_keys, finished_at)
         subject, message = self.summary(report, bucket, owner)
         return {"status": status.value, "counts": counts_dict, "subject": subject, "message": message}
+
+    def load(self, bucket: str, owner: str, job_id: str) -> dict[str, Any] | None:
+        """The job's report.json as written, or None if there is none."""
+        try:
+            body = self.s3.get_object(Bucket=bucket, Key=contracts.report_key(owner, job_id, "json"))["Body"].read()
+        except ClientError as exc:
+            if client_error_code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise StorageError(f"could not read the report of job {job_id}: {exc}") from exc
+        report = json.loads(body)
+        if not isinstance(report, dict):
+            raise StorageError(f"the report of job {job_id} is not a JSON object")
+        return report
 
     def _write(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
         try:
@@ -239,6 +261,11 @@ class Reporter:
                 f"- report: s3://{bucket}/{contracts.report_key(owner, job_id, 'json')} (and .csv)",
                 f"- results: s3://{bucket}/{contracts.job_results_prefix(owner, job_id)}",
             ]
+        lines += [
+            "",
+            "You get this email because you ran this job; nobody else does. For no email, submit a job with "
+            '"notify": false (backdrop submit --no-email, or untick "Email me" in the web app).',
+        ]
         message = "\n".join(lines)
         encoded = message.encode()
         if len(encoded) > contracts.SNS_MESSAGE_MAX_BYTES:

@@ -74,6 +74,7 @@ class WorkflowStarter:
             "manifestKey": manifest_key,
             "settings": job["settings"],
             "imageCount": len(manifest),
+            "notify": job.get("notify") is not False,  # the owner's email, unless they declined it
         }
         try:
             response = self.sfn.start_execution(

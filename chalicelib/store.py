@@ -27,7 +27,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from chalicelib import config, contracts
-from chalicelib.contracts import ErrorCode, ImageStatus, JobStatus
+from chalicelib.contracts import ErrorCode, ImageStatus, JobStatus, NotificationStatus
 from chalicelib.errors import CONDITION_FAILED, BadRequest, StorageError, client_error_code
 
 MAX_IMAGES_PAGE_SIZE: Final = 100
@@ -158,9 +158,12 @@ class JobStore:
         settings: Mapping[str, Any],
         images: Sequence[NewImage],
         created_at: str | None = None,
+        notify: bool = True,
+        email: str | None = None,
     ) -> dict[str, Any]:
         """Write a SUBMITTED job: its images first, then the job item, whose INSERT on the stream
-        starts the workflow (so the starter always finds every image)."""
+        starts the workflow (so the starter always finds every image). `notify`: whether its email
+        goes out; `email`: the owner's address when they submitted it."""
         created_at = created_at or contracts.utc_now_iso()
         # the job's items go when its results do (the bucket's lifecycle rules)
         expires = config.expires_at(config.RESULT_RETENTION_DAYS)
@@ -193,7 +196,10 @@ class JobStore:
             "gsi1pk": contracts.owner_index_pk(owner),
             "gsi1sk": f"{created_at}#{job_id}",
             contracts.TTL_ATTRIBUTE: expires,
+            "notify": notify,
         }
+        if email:
+            job["email"] = email
         self.table.put_item(Item=_stored(job), ConditionExpression="attribute_not_exists(pk)")
         return cast(dict[str, Any], plain(job))
 
@@ -287,6 +293,64 @@ class JobStore:
                 }
             },
         )
+
+    # A job's one email (chalicelib/notify.py): whoever sends it claims it first, conditionally.
+
+    def claim_notification(self, job_id: str, sender: str, stale_before: str) -> bool:
+        """Take the right to send the job's email: nobody has, the last try FAILED, or a claim
+        made before `stale_before` was never completed (its sender died). False if held or done."""
+        return self._set_notification(
+            job_id,
+            {"status": NotificationStatus.SENDING.value, "by": sender, "at": contracts.utc_now_iso()},
+            "attribute_not_exists(notification) OR notification.#s = :failed "
+            "OR (notification.#s = :sending AND notification.#at < :stale)",
+            {
+                ":failed": NotificationStatus.FAILED.value,
+                ":sending": NotificationStatus.SENDING.value,
+                ":stale": stale_before,
+            },
+        )
+
+    def set_notification(self, job_id: str, status: NotificationStatus, sender: str, **details: str) -> None:
+        """What happened to the job's email (after a claim): SENT with its message id, or FAILED."""
+        notification = {"status": status.value, "by": sender, "at": contracts.utc_now_iso(), **details}
+        if "cause" in notification:
+            notification["cause"] = notification["cause"][:MAX_CAUSE_LENGTH]
+        self._set_notification(job_id, notification)
+
+    def note_notification(self, job_id: str, status: NotificationStatus, sender: str) -> bool:
+        """Say what happened without a claim (the workflow sent it; the owner declined it), unless
+        the job already says something about its email."""
+        return self._set_notification(
+            job_id,
+            {"status": status.value, "by": sender, "at": contracts.utc_now_iso()},
+            "attribute_not_exists(notification)",
+            {},
+        )
+
+    def _set_notification(
+        self,
+        job_id: str,
+        notification: Mapping[str, Any],
+        condition: str | None = None,
+        values: Mapping[str, Any] | None = None,
+    ) -> bool:
+        kwargs: dict[str, Any] = {
+            "Key": self._job_key(job_id),
+            "UpdateExpression": "SET notification = :n",
+            "ConditionExpression": "attribute_exists(pk)" + (f" AND ({condition})" if condition else ""),
+            "ExpressionAttributeValues": {":n": dict(notification), **(values or {})},
+        }
+        names = {k: v for k, v in (("#s", "status"), ("#at", "at")) if condition and k in condition}
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        try:
+            self.table.update_item(**kwargs)
+        except ClientError as exc:
+            if client_error_code(exc) != CONDITION_FAILED:
+                raise
+            return False
+        return True
 
     def _conditional_update(self, key: dict[str, str], update: str, condition: str, values: dict[str, Any]) -> bool:
         try:
@@ -389,16 +453,16 @@ class JobStore:
             )
         return self._transition(job_id, image_id, status, fields)
 
-    def close_unfinished(self, job_id: str, cause: str = UNFINISHED_CAUSE) -> list[dict[str, Any]]:
-        """Every image the workflow never finished becomes FAILED with `cause`; returns all the
-        job's images as they now are."""
+    def close_unfinished(
+        self, job_id: str, cause: str = UNFINISHED_CAUSE, *, code: ErrorCode = ErrorCode.INTERNAL_ERROR
+    ) -> list[dict[str, Any]]:
+        """Every image the workflow never finished becomes FAILED with `code` and `cause`; returns
+        all the job's images as they now are."""
         images = self.images(job_id)
         for index, image in enumerate(images):
             if image.get("status") in contracts.TERMINAL_IMAGE_STATUSES:
                 continue
-            self.set_image_status(
-                job_id, image["imageId"], ImageStatus.FAILED, error_code=ErrorCode.INTERNAL_ERROR, cause=cause
-            )
+            self.set_image_status(job_id, image["imageId"], ImageStatus.FAILED, error_code=code, cause=cause)
             # re-read: it may have finished on its own meanwhile, with its own outcome
             images[index] = self._image(job_id, image["imageId"]) or image
         return images

@@ -1,7 +1,7 @@
 """`backdrop`: the command-line client for Backdrop's API.
 
   backdrop login --api URL --client-id ID [--region R] [--cognito-endpoint URL] --username U
-  backdrop submit PHOTO... --prompt TEXT [--negative T] [--mode PRECISE|DEFAULT] [--model KEY]
+  backdrop submit PHOTO... --prompt TEXT [--negative T] [--mode PRECISE|DEFAULT] [--model KEY] [--no-email]
                   [--variants N] [--seed S] [--format png|jpeg|webp] [--no-labels] [--wait] [--out DIR]
   backdrop jobs | status JOB | download JOB --out DIR | retry JOB [--wait]
 
@@ -206,6 +206,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         "mode": args.mode,
         "variants": args.variants,
         "outputFormat": args.format,
+        "notify": not args.no_email,
         "images": [
             {**u, "labels": [label["name"] for label in labels.get(u["imageRef"], [])]} for u in uploaded.uploaded
         ],
@@ -301,6 +302,7 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument(
         "--no-labels", action="store_true", help="keep the whole detected subject, not only labelled objects"
     )
+    submit.add_argument("--no-email", action="store_true", help="no email when this job is done")
     submit.add_argument("--wait", action="store_true", help="wait for the job, with a progress bar")
     submit.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
     submit.add_argument("--out", default=None, help="with --wait: download results and reports here")

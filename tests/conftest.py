@@ -224,6 +224,7 @@ def stack(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.Monke
         boto3.client, prefix="backdrop-test", region="us-east-1", bucket=resources["bucket"], max_concurrency=4
     )
     monkeypatch.setenv("STATE_MACHINE_ARN", workflow["state_machine_arn"])
+    monkeypatch.setenv("NOTIFICATION_TOPIC_ARN", workflow["topic_arn"])
     aws.reset()
 
     # one kept label whose box surrounds the synthetic photo's subject
@@ -232,8 +233,50 @@ def stack(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.Monke
         {"Name": "Product", "Confidence": 97.0, "Instances": [{"BoundingBox": box, "Confidence": 96.0}]}
     ]
     bedrock = StandInBedrock()
-    with hooks(workflow_handlers(workflow["functions"]), bedrock):
-        yield {**resources, **workflow, "bedrock": bedrock}
+    outage = Outage()
+    names = {arn: name for name, arn in workflow["functions"].items()}
+
+    def guarded(arn: str, handler: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+        def call(event: dict[str, Any]) -> Any:
+            outage.check(names[arn])
+            return handler(event)
+
+        return call
+
+    def model_call(model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        outage.check("model")
+        return bedrock(model_id, body)
+
+    handlers = {arn: guarded(arn, handler) for arn, handler in workflow_handlers(workflow["functions"]).items()}
+    with hooks(handlers, model_call):
+        yield {**resources, **workflow, "bedrock": bedrock, "outage": outage}
+
+
+class Outage:
+    """An outage of everything the workflow calls (the app's Lambdas and the model), beginning
+    at the first call of one step (`begin_at`: a Lambda name or "model") and lasting until
+    `end()`: Lambda answers as throttled (429), Bedrock as ServiceUnavailable."""
+
+    def __init__(self) -> None:
+        self.begin_at: str | None = None
+        self.active = False
+        self.refused = 0
+
+    def check(self, step: str) -> None:
+        from backend.local.sfn_hooks import BedrockError, LambdaUnavailable
+
+        if step == self.begin_at:
+            self.active = True
+        if not self.active:
+            return
+        self.refused += 1
+        if step == "model":
+            raise BedrockError("ServiceUnavailableException", "simulated outage")
+        raise LambdaUnavailable(f"simulated outage: {step} cannot run")
+
+    def end(self) -> None:
+        self.active = False
+        self.begin_at = None
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -247,5 +290,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.write_line(
         f"robustness: {c['inputs']} inputs tried, {c['faults']} faults injected, {c['leaks']} leaks "
         f"in {c['leak_checks']} cross-user probes, {c['lost']} lost, {c.get('hostile_requests', 0)} hostile "
-        f"requests ({c.get('server_errors', 0)} answered 5xx)"
+        f"requests ({c.get('server_errors', 0)} answered 5xx), {c.get('refused', 0)} refused by the local stack "
+        f"as AWS would, {c.get('outages', 0)} outages beyond every retry budget reconciled"
     )

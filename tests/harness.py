@@ -33,3 +33,31 @@ def wait_for(sfn: Any, execution_arn: str, timeout_s: float = 90.0) -> dict[str,
         time.sleep(0.1)
     history = sfn.get_execution_history(executionArn=execution_arn, maxResults=200)["events"]
     raise AssertionError(f"execution still RUNNING after {timeout_s}s; last events: {history[-5:]}")
+
+
+def deliver_execution_events(stack: dict[str, Any], client: Any) -> int:
+    """EventBridge's "Execution Status Change" events for every ended execution, to the
+    reconciler Lambda (a new poller delivers them all again: at least once)."""
+    from backend.local.executions import ExecutionEventPoller
+
+    poller = ExecutionEventPoller(
+        boto3.client("stepfunctions"),
+        stack["state_machine_arn"],
+        lambda event: client.lambda_.invoke("reconcile", event),
+    )
+    return poller.poll_once()
+
+
+def inbox(queue_url: str) -> list[dict[str, Any]]:
+    """Every email (SNS message delivered to the SQS stand-in inbox) waiting, removed as read."""
+    import json
+
+    sqs = boto3.client("sqs")
+    messages: list[dict[str, Any]] = []
+    while True:
+        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        if not got:
+            return messages
+        for message in got:
+            messages.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])

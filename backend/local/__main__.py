@@ -90,7 +90,7 @@ def demo(args: argparse.Namespace) -> int:
         while not stack.emails and time.monotonic() < deadline:
             time.sleep(0.1)
         if stack.emails:
-            print(f"email sent: {stack.emails[-1]['Subject']}")
+            print(f"email sent to {stack.emails[-1]['To']}: {stack.emails[-1]['Subject']}")
         print(f"demo took {time.monotonic() - started:.1f} s")
         return 0 if counts["FAILED"] == 0 and counts["SUCCEEDED"] == len(paths) else 1
 
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack, ensure_port_free
 
     def on_email(email: dict[str, Any]) -> None:
-        print(f"\n--- email: {email.get('Subject')}\n{email.get('Message')}\n---", flush=True)
+        print(f"\n--- email to {email.get('To')}: {email.get('Subject')}\n{email.get('Message')}\n---", flush=True)
 
     if not args.no_ui:  # before anything starts: a taken UI port is said at once
         ensure_port_free("127.0.0.1", args.ui_port, "web UI", "--ui-port (make run UI_PORT=...)")

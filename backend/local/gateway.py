@@ -4,7 +4,9 @@
 (docs/aws-notes.md#n22-chalice-does-not-verify-tokens-locally). Here every route with
 the Cognito authorizer needs a token whose RS256 signature verifies against the local user
 pool's JWKS, that has not expired, whose issuer is the pool, whose audience is the app client
-and whose token_use is "id"; otherwise the answer is 401, as API Gateway's would be.
+whose token_use is "id" and that names its user (`sub`); otherwise the answer is 401, as API
+Gateway's would be. The local stack signs its pool's tokens with a key made per run
+(backend/local/aws_gateway.py), so a token signed with moto's published key is refused too.
 """
 
 from __future__ import annotations
@@ -60,10 +62,13 @@ class CognitoTokenVerifier:
                 aud={"essential": True, "value": self.audience},
                 token_use={"essential": True, "value": "id"},
                 exp={"essential": True},
+                sub={"essential": True},
             )
             registry.validate(decoded.claims)
-        except (JoseError, ValueError, KeyError) as exc:
+        except (JoseError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"token refused: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(decoded.claims.get("sub"), str):
+            raise ValueError("token refused: sub is not a string")
         return dict(decoded.claims)
 
 
@@ -82,7 +87,7 @@ class VerifyingAuthorizer(LocalGatewayAuthorizer):
             raise NotAuthorizedError({"x-amzn-ErrorType": "UnauthorizedException"}, b'{"message":"Unauthorized"}')
         try:
             claims = self.verifier.claims(token)
-        except ValueError as exc:
+        except Exception as exc:  # whatever is wrong with a token, the answer is 401, never a dropped connection
             raise NotAuthorizedError(
                 {"x-amzn-ErrorType": "UnauthorizedException"}, b'{"message":"Unauthorized"}'
             ) from exc

@@ -10,8 +10,9 @@ optimized Bedrock integration (Input.S3Uri / Output.S3Uri / inline Body) with a 
 Bedrock stand-in — so every other line is the code that runs on AWS.
 
 They touch private moto APIs, so they are pinned: `LambdaSimpleBackend.invoke` (signature
-function_name, qualifier, body, headers, response_headers) and
-`state_task_factory.state_task_service_for`, which the factory imports by name
+function_name, qualifier, body, headers, response_headers),
+`state_task_factory.state_task_service_for`, which the factory imports by name, and the
+`boto3` module that `asl.utils.boto_client.boto_client_for` calls
 (docs/aws-notes.md#n23-moto-step-functions-interpreter). Check them again before moving off moto 5.2.5.
 """
 
@@ -147,11 +148,38 @@ def _bedrock_task_class(model: BedrockModel) -> type:
     return StateTaskServiceBedrock
 
 
-def install(lambda_handlers: Mapping[str, LambdaHandler], bedrock: BedrockModel) -> Callable[[], None]:
-    """Patch moto; returns a function that undoes the patches."""
+class _InterpreterBoto3:
+    """Stands in for the `boto3` module inside moto's interpreter. Its clients are created one at a
+    time (boto3's default session is not thread-safe, and the Distributed Map runs children in
+    parallel threads) and, given credentials, sign with them instead of the fixed key "ak"/"sk":
+    the local stack's endpoint accepts only its own credentials."""
+
+    def __init__(self, credentials: Mapping[str, str] | None) -> None:
+        import threading
+
+        self.credentials = dict(credentials or {})
+        self._lock = threading.Lock()
+
+    def client(self, *args: Any, **kwargs: Any) -> Any:
+        import boto3
+
+        kwargs.update(self.credentials)
+        with self._lock:
+            return boto3.client(*args, **kwargs)
+
+
+def install(
+    lambda_handlers: Mapping[str, LambdaHandler],
+    bedrock: BedrockModel,
+    credentials: Mapping[str, str] | None = None,
+) -> Callable[[], None]:
+    """Patch moto; returns a function that undoes the patches. `credentials`
+    (aws_access_key_id, aws_secret_access_key, aws_session_token) are what the interpreter's
+    own AWS calls sign with, as the state machine's role would."""
     _check_version()
     from moto.awslambda_simple.models import LambdaSimpleBackend
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task_factory
+    from moto.stepfunctions.parser.asl.utils import boto_client
 
     routes = {_function_name(key): handler for key, handler in lambda_handlers.items()}
 
@@ -183,12 +211,15 @@ def install(lambda_handlers: Mapping[str, LambdaHandler], bedrock: BedrockModel)
     def service_for(service_name: str) -> Any:
         return bedrock_task() if service_name == "bedrock" else original_factory(service_name)
 
+    original_boto3 = boto_client.boto3
     LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
     state_task_factory.state_task_service_for = service_for
+    boto_client.boto3 = _InterpreterBoto3(credentials)  # type: ignore[assignment]
 
     def uninstall() -> None:
         LambdaSimpleBackend.invoke = original_invoke  # type: ignore[method-assign]
         state_task_factory.state_task_service_for = original_factory
+        boto_client.boto3 = original_boto3
 
     return uninstall
 

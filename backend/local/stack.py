@@ -86,10 +86,11 @@ def workflow_handlers(
 
 
 def provision_workflow(
-    client: Callable[[str], Any], *, prefix: str, region: str, bucket: str, max_concurrency: int
+    client: Callable[[str], Any], *, prefix: str, region: str, bucket: str, max_concurrency: int, inbox: bool = True
 ) -> dict[str, Any]:
-    """The notification topic with a local inbox (an SQS queue subscribed to it, standing in for
-    the email subscription) and the state machine wired to the workflow functions' ARNs.
+    """The notification topic, with (`inbox`) a local inbox that receives every job email (an SQS
+    queue subscribed without a filter policy), and the state machine wired to the workflow
+    functions' ARNs.
 
     Shared by the local stack (moto server) and the tests' `stack` fixture (moto in-process):
     `client(service)` returns a boto3 client for whichever moto is running.
@@ -99,9 +100,11 @@ def provision_workflow(
     functions = workflow_function_arns(prefix, region)
     sns, sqs = client("sns"), client("sqs")
     topic_arn = sns.create_topic(Name=f"{prefix}-notifications")["TopicArn"]
-    queue_url = sqs.create_queue(QueueName=f"{prefix}-inbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    queue_url = None
+    if inbox:
+        queue_url = sqs.create_queue(QueueName=f"{prefix}-inbox")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
     definition = render_definition(
         {
             **{function(name).arn_placeholder: arn for name, arn in functions.items()},
@@ -131,7 +134,8 @@ class LocalStack:
     max_concurrency: int = 4
     cutout: CutoutEngine | None = None  # None: the model if installed, else the estimate (cutout.engine())
     on_email: Callable[[dict[str, Any]], None] | None = None
-    emails: list[dict[str, Any]] = field(default_factory=list)
+    emails: list[dict[str, Any]] = field(default_factory=list)  # each with "To": the user whose inbox got it
+    inboxes: dict[str, str] = field(default_factory=dict)  # user → their SQS "email" queue
     outputs: dict[str, Any] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lambda_up: threading.Event = field(default_factory=threading.Event)
@@ -155,20 +159,19 @@ class LocalStack:
         return self
 
     def _start(self) -> None:
-        from moto.server import ThreadedMotoServer
+        from backend.local.aws_gateway import Credentials, LocalAwsServer
 
-        self._moto = ThreadedMotoServer(ip_address=self.host, port=self.moto_port, verbose=False)
-        self._moto.start()
+        # moto behind the checks AWS makes (signatures, POST policies, per-run token key)
+        self.credentials = Credentials.generate()
+        self._moto = LocalAwsServer(self.host, self.moto_port, self.credentials).start()
         self._undo.append(self._moto.stop)
         port = self._moto.get_host_and_port()[1]
         self.endpoint = f"http://{self.host}:{port}"
-        # Fake credentials and the loopback endpoint for everything in this process: nothing here
-        # can reach real AWS.
+        # Credentials made for this run and the loopback endpoint for everything in this process:
+        # nothing here can reach real AWS, and nobody outside the process can sign for the stack.
         self._set_env(
             {
-                "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local",
-                "AWS_SESSION_TOKEN": "local",
+                **self.credentials.env(),
                 "AWS_DEFAULT_REGION": self.region,
                 "AWS_REGION": self.region,
                 "MOTO_PORT": str(port),  # moto's Step Functions tasks call http://localhost:$MOTO_PORT
@@ -186,6 +189,7 @@ class LocalStack:
         ).raise_for_status()
         self._install_standins()  # before the state machine exists: moto binds task services at parse time
         self._provision()
+        self._moto.gateway.seal()
         self.start_app()
 
     # The "app side" (API server, stream delivery, Lambda invocations) can be stopped and started
@@ -195,6 +199,7 @@ class LocalStack:
         self._app_stop = threading.Event()
         self._lambda_up.set()
         self._start_stream_delivery()
+        self._start_execution_events()
         self._start_api()
 
     def stop_app(self) -> None:
@@ -230,6 +235,8 @@ class LocalStack:
 
     def _set_env(self, values: dict[str, str]) -> None:
         """Set variables for this process; stop() puts the previous values back."""
+        import boto3
+
         from chalicelib import aws
 
         previous = {name: os.environ.get(name) for name in values}
@@ -240,17 +247,30 @@ class LocalStack:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
+            boto3.DEFAULT_SESSION = None
             aws.reset()
 
         os.environ.update(values)
+        boto3.DEFAULT_SESSION = None  # its credentials are read once: read them again
         self._undo.append(restore)
 
     # ---------------------------------------------------------------- pieces
 
     def client(self, service: str) -> Any:
         import boto3
+        from botocore.config import Config
 
-        return boto3.client(service, endpoint_url=self.endpoint, region_name=self.region)
+        # SigV4 and path-style addressing for S3, as the app's own clients (chalicelib/aws.py)
+        config = Config(signature_version="s3v4", s3={"addressing_style": "path"}) if service == "s3" else None
+        return boto3.client(
+            service,
+            config=config,
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id=self.credentials.access_key,
+            aws_secret_access_key=self.credentials.secret_key,
+            aws_session_token=self.credentials.session_token,
+        )
 
     def _provision(self) -> None:
         from backend.resources import create_resources
@@ -266,10 +286,15 @@ class LocalStack:
             region=self.region,
             bucket=resources["bucket"],
             max_concurrency=self.max_concurrency,
+            inbox=False,  # each user gets their own inbox, filtered on their sub (create_user)
         )
+        self.outputs["topic_arn"] = workflow["topic_arn"]
 
         cognito = self.client("cognito-idp")
-        pool_id = cognito.create_user_pool(PoolName=f"{prefix}-users")["UserPool"]["Id"]
+        pool_id = cognito.create_user_pool(
+            PoolName=f"{prefix}-users", AdminCreateUserConfig={"AllowAdminCreateUserOnly": True}
+        )["UserPool"]["Id"]
+        self._sign_tokens_with_a_key_of_this_run(pool_id)
         client_id = cognito.create_user_pool_client(
             UserPoolId=pool_id,
             ClientName=f"{prefix}-app",
@@ -279,6 +304,7 @@ class LocalStack:
 
         self._set_env(
             {
+                "NOTIFICATION_TOPIC_ARN": workflow["topic_arn"],
                 "BUCKET_NAME": resources["bucket"],
                 "JOBS_TABLE_NAME": resources["table"],
                 "STATE_MACHINE_ARN": workflow["state_machine_arn"],
@@ -286,18 +312,50 @@ class LocalStack:
             }
         )
         aws.reset()
-        self.outputs.update({**resources, **workflow, "user_pool_id": pool_id, "client_id": client_id})
+        self.outputs.update(
+            {
+                **resources,
+                **workflow,
+                "queue_url": self.inboxes[DEMO_USER],
+                "user_pool_id": pool_id,
+                "client_id": client_id,
+            }
+        )
+
+    def _sign_tokens_with_a_key_of_this_run(self, pool_id: str) -> None:
+        """moto ships its token signing key publicly; the pool's tokens are signed with a key
+        made now instead, and the pool's JWKS (what the API verifies against) is its public half."""
+        from backend.local.aws_gateway import MOTO_TOKEN_KID, install_pool_key, new_token_key, public_jwks
+
+        self.token_key = new_token_key()
+        install_pool_key(pool_id, self.region, LOCAL_ACCOUNT, self.token_key)
+        self._moto.gateway.publish_jwks(pool_id, public_jwks(self.token_key, MOTO_TOKEN_KID))
 
     def create_user(self, username: str, password: str, *, pool_id: str | None = None) -> None:
+        """A user, and their own inbox: as `backend.deploy create-user` subscribes the user's email
+        with the filter policy on their sub, an SQS queue is subscribed here with the same policy."""
+        from chalicelib import contracts
+
         cognito = self.client("cognito-idp")
         pool_id = pool_id or self.outputs["user_pool_id"]
-        cognito.admin_create_user(
+        created = cognito.admin_create_user(
             UserPoolId=pool_id,
             Username=username,
             MessageAction="SUPPRESS",
             UserAttributes=[{"Name": "email", "Value": username}, {"Name": "email_verified", "Value": "true"}],
         )
         cognito.admin_set_user_password(UserPoolId=pool_id, Username=username, Password=password, Permanent=True)
+        sub = next(a["Value"] for a in created["User"]["Attributes"] if a["Name"] == "sub")
+        sqs = self.client("sqs")
+        queue_url = sqs.create_queue(QueueName=f"backdrop-{self.stage}-inbox-{len(self.inboxes)}")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.client("sns").subscribe(
+            TopicArn=self.outputs["topic_arn"],
+            Protocol="sqs",
+            Endpoint=queue_arn,
+            Attributes={"FilterPolicy": json.dumps(contracts.owner_filter_policy(sub))},
+        )
+        self.inboxes[username] = queue_url
 
     def _install_standins(self) -> None:
         from backend.local import rekognition_standin, sfn_hooks
@@ -311,7 +369,12 @@ class LocalStack:
         handlers = workflow_handlers(
             workflow_function_arns(f"backdrop-{self.stage}", self.region), self._lambda_up.is_set
         )
-        self._undo.append(sfn_hooks.install(handlers, self.bedrock))
+        interpreter_credentials = {
+            "aws_access_key_id": self.credentials.access_key,
+            "aws_secret_access_key": self.credentials.secret_key,
+            "aws_session_token": self.credentials.session_token,
+        }
+        self._undo.append(sfn_hooks.install(handlers, self.bedrock, interpreter_credentials))
         s3 = self.client("s3")
         self._undo.append(
             rekognition_standin.install(
@@ -348,16 +411,29 @@ class LocalStack:
         if not self._threads:  # the inbox belongs to the AWS side: it runs once per stack
             self._loop("inbox", 0.5, self._read_inbox, self._stop, self._threads)
 
+    def _start_execution_events(self) -> None:
+        """EventBridge's execution status changes, to the reconciler (moto sends none)."""
+        import app as backdrop_app
+        from backend.local.executions import ExecutionEventPoller
+
+        poller = ExecutionEventPoller(
+            self.client("stepfunctions"),
+            self.outputs["state_machine_arn"],
+            lambda event: backdrop_app.reconcile(event, None),
+            self.region,
+            LOCAL_ACCOUNT,
+        )
+        self._loop("execution-events", 0.5, poller.poll_once, self._app_stop, self._app_threads)
+
     def _read_inbox(self) -> None:
         sqs = self.client("sqs")
-        for message in sqs.receive_message(QueueUrl=self.outputs["queue_url"], MaxNumberOfMessages=10).get(
-            "Messages", []
-        ):
-            email = json.loads(message["Body"])
-            self.emails.append(email)
-            if self.on_email:
-                self.on_email(email)
-            sqs.delete_message(QueueUrl=self.outputs["queue_url"], ReceiptHandle=message["ReceiptHandle"])
+        for user, queue_url in list(self.inboxes.items()):
+            for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+                email = {**json.loads(message["Body"]), "To": user}
+                self.emails.append(email)
+                if self.on_email:
+                    self.on_email(email)
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
 
     def _start_api(self) -> None:
         import app as backdrop_app
@@ -404,7 +480,8 @@ class LocalStack:
         ensure_port_free(self.host, port, "web UI", "--ui-port (make run UI_PORT=...)")
         app_path = Path(__file__).resolve().parents[2] / "frontend" / "streamlit_app.py"
         env = {
-            **os.environ,
+            # the UI host holds no AWS credentials, as when deployed: only the user's token
+            **{k: v for k, v in os.environ.items() if k not in self.credentials.env()},
             "BACKDROP_API_URL": self.api_url,
             "BACKDROP_COGNITO_CLIENT_ID": self.outputs["client_id"],
             "BACKDROP_COGNITO_ENDPOINT": self.endpoint,

@@ -162,6 +162,7 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
     variants = left.number_input("Variants per photo", 1, limits["maxVariants"], 1, key="variants")
     fmt = middle.selectbox("Output format", ["png", "jpeg", "webp"], key="format")
     quality = right.selectbox("Quality", limits["qualities"], key="quality") if limits["qualities"] else None
+    email = st.checkbox("Email me when the batch is done", value=True, key="notify")
     lock_seed = st.checkbox("Lock the seed (reproducible results)", key="lock_seed")
     seed = st.number_input("Seed", 0, limits["seedMax"], 42, key="seed") if lock_seed else None
     st.markdown(
@@ -178,6 +179,7 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
         "mode": mode,
         "variants": int(variants),
         "outputFormat": fmt,
+        "notify": bool(email),
         "images": [],
     }
     if negative:

@@ -43,7 +43,7 @@ def test_demo_prints_its_story_and_nothing_else() -> None:
     engine = "U²-Net-p salient-object model" if sys.version_info < (3, 13) else "classical foreground estimate"
     assert f"cut-outs and subject boxes by the {engine}" in out
     assert "4 succeeded, 0 failed" in out
-    assert "email sent: Backdrop job" in out and "(COMPLETED)" in out
+    assert f"email sent to {DEMO_USER}: Backdrop job" in out and "(COMPLETED)" in out
     assert re.search(r"^demo took \d+\.\d s$", out, re.MULTILINE)
     assert len(out.splitlines()) <= 15
     # stderr holds the progress bar only (and, without the model, the one line saying so): no
@@ -134,3 +134,35 @@ def test_app_side_killed_mid_batch_and_restarted_loses_nothing() -> None:
         assert [e["name"] for e in executions["executions"]] == [job["jobId"]]  # redelivered records: no second run
     finally:
         stack.stop()
+
+
+def test_each_user_gets_their_own_job_emails_and_can_opt_out(stack: LocalStack) -> None:
+    """Two users, one job each, and a job with notify false: every email reaches only the inbox of
+    the user who ran the job (SNS filter policy on the owner), and the opted-out job sends none."""
+    from pathlib import Path
+
+    other, other_password = "zoe@example.com", "Zoe-local-2026!"
+    stack.create_user(other, other_password)
+    photo = sorted((Path(__file__).resolve().parents[2] / "samples").glob("*.jpg"))[:1]
+    jobs = {}
+    for user, password, notify in ((DEMO_USER, DEMO_PASSWORD, True), (other, other_password, True)):
+        login = CognitoLogin(client_id=stack.outputs["client_id"], endpoint_url=stack.endpoint)
+        login.sign_in(user, password)
+        client = BackdropClient(stack.api_url, login.id_token)
+        refs = client.upload_files(photo).uploaded
+        jobs[user] = client.submit({"prompt": "a studio", "notify": notify, "images": [{**refs[0], "labels": []}]})
+        client.wait(jobs[user]["jobId"], poll_s=0.3, timeout_s=60)
+    silent = client.submit({"prompt": "a studio", "notify": False, "images": [{**refs[0], "labels": []}]})
+    view = client.wait(silent["jobId"], poll_s=0.3, timeout_s=60)
+    assert view["notify"] is False
+    deadline = time.monotonic() + 10
+    while len(stack.emails) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)  # the reconciler has seen every execution end by now: no late email either
+    received = sorted((e["To"], e["Subject"].split(":")[0]) for e in stack.emails)
+    assert received == sorted((user, f"Backdrop job {job['jobId']}") for user, job in jobs.items())
+    assert not [e for e in stack.emails if silent["jobId"] in e["Subject"]]
+    assert client.job(silent["jobId"])["notification"]["status"] == "SKIPPED"
+    with pytest.raises(ApiError) as caught:
+        client.submit({"prompt": "a studio", "notify": "no", "images": [{**refs[0], "labels": []}]})
+    assert caught.value.status == 400 and "notify" in caught.value.message

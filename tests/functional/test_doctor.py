@@ -330,8 +330,9 @@ def test_pending_email_subscription_fails_and_says_emails_are_dropped(stubs: Stu
     )
     found = Findings()
     make_doctor(stubs).check_subscriptions(found)
-    pending = check(found, "email job reports")
+    pending = check(found, "users' job emails")
     assert pending.status == FAIL and "drops every email" in pending.detail
+    assert "subscribe-user" in pending.fix  # a user's subscription carries their filter policy
     assert status_of(found, "email alarms") == OK
 
 

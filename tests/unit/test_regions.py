@@ -115,6 +115,7 @@ def test_partition_is_derived_not_assumed() -> None:
         "BucketName": "b",
         "TableArn": f"arn:aws-cn:dynamodb:cn-north-1:{ACCOUNT}:table/t",
         "StreamArn": f"arn:aws-cn:dynamodb:cn-north-1:{ACCOUNT}:table/t/stream/x",
+        "TopicArn": f"arn:aws-cn:sns:cn-north-1:{ACCOUNT}:backdrop-dev-notifications",
     }
     documents = policies.lambda_policies(outputs, "dev", "cn-north-1", ACCOUNT, registry.selectable_models())
     text = repr(documents)

@@ -230,3 +230,17 @@ def test_worst_case_counts_time_limits_retries_and_waits_on_the_longest_path() -
 def test_an_image_child_fits_the_express_cap() -> None:
     budgets = statemachine.child_budgets()
     assert budgets and all(seconds < statemachine.EXPRESS_CHILD_CAP_S for seconds in budgets.values()), budgets
+
+
+def test_job_emails_carry_the_owner_attribute_users_filter_on_and_honour_opt_out() -> None:
+    from chalicelib import contracts
+
+    states = _definition()["States"]
+    attributes = states["Email the summary"]["Parameters"]["MessageAttributes"]
+    assert list(attributes) == [contracts.NOTIFY_OWNER_ATTRIBUTE]
+    assert attributes[contracts.NOTIFY_OWNER_ATTRIBUTE] == {"DataType": "String", "StringValue.$": "$.owner"}
+    assert states["Write the report"]["Next"] == "Is an email wanted"
+    opt_out = states["Is an email wanted"]["Choices"][0]
+    assert opt_out["Next"] == "Done" and {"Variable": "$.notify", "BooleanEquals": False} in opt_out["And"]
+    # a report that could not be built ends the execution (the reconciler reports and emails), no email here
+    assert states["Report could not be written"]["Type"] == "Fail"

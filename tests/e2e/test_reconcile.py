@@ -1,0 +1,261 @@
+"""No job left behind: outages longer than every retry budget, on the executed state machine.
+
+From the first call of one step (prepare, the model, finalize, the report, the email) on, every
+Lambda and the model answer as an outage would, until the execution has ended: whatever the
+state machine's retries do, the execution ends with its job unfinished. Then the outage ends,
+EventBridge's "Execution Status Change" event reaches the reconciler, and the job must be
+finished, its report true, one email sent (a repeated event sends none), and its failed images
+can be retried. Retry waits are shortened 100-fold (moto's interpreter sleeps them for real);
+what they add up to is unchanged in the definition.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from harness import deliver_execution_events, deliver_stream, inbox, upload
+from test_robustness import COUNTS
+
+from chalicelib import contracts
+
+pytestmark = pytest.mark.slow
+BUCKET = "backdrop-test-bucket"
+RETRY_TIME_SCALE = 0.01
+
+
+@pytest.fixture
+def short_retry_waits(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
+    """moto's Retry waits, a hundred times shorter; yields the waits the definition asked for."""
+    from types import SimpleNamespace
+
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    asked: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        asked.append(seconds)
+        time.sleep(seconds * RETRY_TIME_SCALE)
+
+    monkeypatch.setattr(retrier_decl, "time", SimpleNamespace(sleep=sleep))
+    yield asked
+
+
+def _wait_until_ended(execution_arn: str, timeout_s: float = 240) -> str:
+    sfn = boto3.client("stepfunctions")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = sfn.describe_execution(executionArn=execution_arn)["status"]
+        if status != "RUNNING":
+            return status
+        time.sleep(0.1)
+    raise AssertionError(f"execution {execution_arn} still RUNNING after {timeout_s} s")
+
+
+def _submit(client: Any, stack: dict[str, Any], token_for: Any, owner: str, photo: Any, count: int = 2) -> str:
+    refs = [upload(owner, f"photo-{i}.png", photo(320, 240, "PNG"), "png") for i in range(count)]
+    images = [{"imageRef": ref, "name": f"photo-{i}.png", "labels": ["Product"]} for i, ref in enumerate(refs)]
+    headers = {"Authorization": token_for(owner), "Content-Type": "application/json"}
+    submitted = client.http.post("/jobs", headers=headers, body=json.dumps({"prompt": "a beach", "images": images}))
+    assert submitted.status_code == 202, submitted.body
+    deliver_stream(stack, client)
+    return submitted.json_body["jobId"]
+
+
+def _execution_arn(stack: dict[str, Any], job_id: str) -> str:
+    executions = boto3.client("stepfunctions").list_executions(stateMachineArn=stack["state_machine_arn"])["executions"]
+    return next(e["executionArn"] for e in executions if e["name"] == job_id)
+
+
+def _emails_about(job_id: str, emails: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in emails if job_id in e.get("Subject", "")]
+
+
+def _restore_topic(stack: dict[str, Any]) -> None:
+    sns = boto3.client("sns")
+    sns.create_topic(Name="backdrop-test-notifications")
+    queue_arn = boto3.client("sqs").get_queue_attributes(QueueUrl=stack["queue_url"], AttributeNames=["QueueArn"])
+    sns.subscribe(TopicArn=stack["topic_arn"], Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"])
+
+
+@pytest.mark.parametrize(
+    ("step", "begins_at"),
+    [
+        ("prepare", "prepare"),
+        ("model", "model"),
+        ("finalize", "finalize"),
+        ("report", "report"),
+        ("notify", "record_notification_failure"),  # SNS refuses, then nothing can record it either
+    ],
+)
+def test_an_outage_beyond_every_retry_budget_leaves_no_job_behind(
+    stack, token_for, photo, short_retry_waits, step, begins_at
+) -> None:
+    from chalice.test import Client
+
+    import app as backdrop_app
+
+    owner = f"user-outage-{step}"
+    headers = {"Authorization": token_for(owner), "Content-Type": "application/json"}
+    outage = stack["outage"]
+    outage.begin_at = begins_at
+    if step == "notify":
+        boto3.client("sns").delete_topic(TopicArn=stack["topic_arn"])
+    with Client(backdrop_app.app, stage_name="dev") as client:
+        job_id = _submit(client, stack, token_for, owner, photo)
+        ended = _wait_until_ended(_execution_arn(stack, job_id))
+        assert outage.refused > 0 and short_retry_waits, "the outage never met the workflow"
+        stuck = client.http.get(f"/jobs/{job_id}", headers=headers).json_body
+        if step == "notify":
+            assert stuck["status"] == "COMPLETED"  # the workflow reported; only the email is missing
+        else:
+            assert stuck["status"] == "RUNNING", stuck  # what the issue saw: a job left behind
+        assert _emails_about(job_id, inbox(stack["queue_url"])) == []
+
+        outage.end()
+        if step == "notify":
+            _restore_topic(stack)
+        assert deliver_execution_events(stack, client) >= 1
+        view = client.http.get(f"/jobs/{job_id}", headers=headers).json_body
+        assert view["status"] in ("COMPLETED", "PARTIAL", "FAILED"), view
+        assert all(i["status"] in ("SUCCEEDED", "FAILED") for i in view["images"]), view["images"]
+        for image in view["images"]:
+            if image["status"] == "FAILED" and step != "notify":
+                assert image["errorCode"] == "WORKFLOW_STOPPED" or "outage" in image["cause"], image
+        report = json.loads(
+            boto3.client("s3").get_object(Bucket=BUCKET, Key=contracts.report_key(owner, job_id, "json"))["Body"].read()
+        )
+        assert report["status"] == view["status"]
+        assert {i["imageId"]: i["status"] for i in report["images"]} == {
+            i["imageId"]: i["status"] for i in view["images"]
+        }
+        emails = _emails_about(job_id, inbox(stack["queue_url"]))
+        assert len(emails) == 1 and f"({view['status']})" in emails[0]["Subject"], emails
+        assert view["notification"]["status"] == "SENT"
+
+        # EventBridge may deliver again (a new poller redelivers every ended execution)
+        assert deliver_execution_events(stack, client) >= 1
+        assert _emails_about(job_id, inbox(stack["queue_url"])) == []
+
+        # the job is no longer stuck: its failed images can be retried, and now they succeed
+        if view["counts"]["FAILED"]:
+            retried = client.http.post(f"/jobs/{job_id}/retry", headers=headers, body=b"{}")
+            assert retried.status_code == 202, retried.body
+            deliver_stream(stack, client)
+            assert _wait_until_ended(_execution_arn(stack, retried.json_body["jobId"])) == "SUCCEEDED"
+            again = client.http.get(f"/jobs/{retried.json_body['jobId']}", headers=headers).json_body
+            assert again["status"] == "COMPLETED", again
+    COUNTS["outages"] += 1
+    COUNTS["lost"] += sum(1 for i in view["images"] if i["status"] not in ("SUCCEEDED", "FAILED"))
+    assert ended in ("SUCCEEDED", "FAILED")
+
+
+def test_an_aborted_execution_leaves_no_job_behind(stack, token_for, photo) -> None:
+    from chalice.test import Client
+
+    import app as backdrop_app
+
+    owner = "user-aborted"
+    headers = {"Authorization": token_for(owner), "Content-Type": "application/json"}
+    stack["bedrock"].latency_s = 2.0  # slow enough to stop it mid-batch
+    with Client(backdrop_app.app, stage_name="dev") as client:
+        job_id = _submit(client, stack, token_for, owner, photo, count=3)
+        sfn = boto3.client("stepfunctions")
+        arn = _execution_arn(stack, job_id)
+        deadline = time.monotonic() + 30
+        while client.http.get(f"/jobs/{job_id}", headers=headers).json_body["counts"].get("RUNNING", 0) == 0:
+            assert time.monotonic() < deadline, "the batch never started"
+            time.sleep(0.05)
+        sfn.stop_execution(executionArn=arn, error="Operator.Stop", cause="stopped by the operator")
+        assert _wait_until_ended(arn) == "ABORTED"
+        stack["bedrock"].latency_s = 0.0
+        time.sleep(2.5)  # children already inside the model call finish or fail on their own
+        deliver_execution_events(stack, client)
+        view = client.http.get(f"/jobs/{job_id}", headers=headers).json_body
+    assert view["status"] in ("PARTIAL", "FAILED") and view["counts"]["FAILED"] >= 1, view
+    stopped = [i for i in view["images"] if i["errorCode"] == "WORKFLOW_STOPPED"]
+    # (moto keeps no error or cause for a stopped execution; on AWS they follow, in parentheses)
+    assert stopped and all(i["cause"].startswith("the workflow was stopped") for i in stopped), stopped
+    assert len(_emails_about(job_id, inbox(stack["queue_url"]))) == 1
+    COUNTS["outages"] += 1
+
+
+def test_the_sweep_reconciles_executions_whose_event_was_lost(stack, token_for, photo, short_retry_waits) -> None:
+    """EventBridge delivers Step Functions events on a best-effort basis: the scheduled sweep
+    finds the execution that ended without its job being closed."""
+    from chalice.test import Client
+
+    import app as backdrop_app
+
+    owner = "user-lost-event"
+    headers = {"Authorization": token_for(owner), "Content-Type": "application/json"}
+    stack["outage"].begin_at = "report"
+    with Client(backdrop_app.app, stage_name="dev") as client:
+        job_id = _submit(client, stack, token_for, owner, photo, count=1)
+        _wait_until_ended(_execution_arn(stack, job_id))
+        stack["outage"].end()
+        assert client.http.get(f"/jobs/{job_id}", headers=headers).json_body["status"] == "RUNNING"
+        swept = client.lambda_.invoke("reconcile_sweep", _scheduled(client)).payload["reconciled"]
+        assert [o["jobId"] for o in swept] == [job_id] and swept[0]["email"] == "SENT"
+        assert client.http.get(f"/jobs/{job_id}", headers=headers).json_body["status"] == "COMPLETED"
+        assert client.lambda_.invoke("reconcile_sweep", _scheduled(client)).payload["reconciled"] == []  # settled
+    assert len(_emails_about(job_id, inbox(stack["queue_url"]))) == 1
+    COUNTS["outages"] += 1
+
+
+def _scheduled(client: Any) -> dict[str, Any]:
+    return client.events.generate_cw_event(
+        source="aws.events", detail_type="Scheduled Event", detail={}, resources=["arn:aws:events:rule/sweep"]
+    )
+
+
+def test_local_stack_app_side_down_beyond_every_retry_then_back(short_retry_waits) -> None:
+    """The issue's report, on the local stack: the app side (Lambdas, API) is down mid-batch for
+    longer than every retry budget; the execution ends; when the app side is back, the local
+    stack's execution events reach the reconciler and the job finishes with one email."""
+    from pathlib import Path
+
+    from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack
+    from frontend.api_client import BackdropClient, CognitoLogin
+
+    samples = sorted((Path(__file__).resolve().parents[2] / "samples").glob("*.jpg"))[:2]
+    stack = LocalStack(api_port=0, stage="outage", latency_s=0.5, max_concurrency=2).start()
+    try:
+        login = CognitoLogin(client_id=stack.outputs["client_id"], endpoint_url=stack.endpoint)
+        login.sign_in(DEMO_USER, DEMO_PASSWORD)
+        client = BackdropClient(stack.api_url, login.id_token)
+        refs = client.upload_files(samples).uploaded
+        job = client.submit({"prompt": "a studio", "images": [{**r, "labels": []} for r in refs]})
+        deadline = time.monotonic() + 30
+        while client.job(job["jobId"])["counts"].get("RUNNING", 0) == 0:  # mid-batch
+            assert time.monotonic() < deadline, "the batch never started"
+            time.sleep(0.05)
+        stack.stop_app()
+        sfn = stack.client("stepfunctions")
+        arn = next(
+            e["executionArn"]
+            for e in sfn.list_executions(stateMachineArn=stack.outputs["state_machine_arn"])["executions"]
+            if e["name"] == job["jobId"]
+        )
+        deadline = time.monotonic() + 240
+        while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+            assert time.monotonic() < deadline, "the execution outlived every retry budget"
+            time.sleep(0.2)
+        stack.start_app()
+        view = client.wait(job["jobId"], poll_s=0.3, timeout_s=60)
+        assert view["status"] in ("PARTIAL", "FAILED", "COMPLETED") and view["counts"]["RUNNING"] == 0, view
+        assert all(i["status"] in ("SUCCEEDED", "FAILED") for i in view["images"])
+        assert client.report_url(job["jobId"], "json")
+        deadline = time.monotonic() + 10
+        while not [e for e in stack.emails if job["jobId"] in e.get("Subject", "")]:
+            assert time.monotonic() < deadline, "no email"
+            time.sleep(0.1)
+        time.sleep(1.5)  # the local stack's event poller runs again: still one email
+        assert len([e for e in stack.emails if job["jobId"] in e.get("Subject", "")]) == 1
+    finally:
+        stack.stop()
+    COUNTS["outages"] += 1
