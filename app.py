@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 from chalice import Chalice, CognitoUserPoolAuthorizer, CORSConfig, Rate, Response
 from chalice.app import Request
 
-from chalicelib import aws, config, contracts, observability
+from chalicelib import aws, config, contracts, idempotency, observability
 from chalicelib.auth import email_from_request, owner_from_request
 from chalicelib.errors import BackdropError, BadRequest
-from chalicelib.jobs import JobService, parse_job_request, parse_notify
+from chalicelib.jobs import JobService, parse_images_query, parse_job_request, parse_notify
 from chalicelib.labels import LabelService
 from chalicelib.models import registry
 from chalicelib.models.lifecycle import LifecycleChecker
@@ -43,7 +43,11 @@ authorizer = CognitoUserPoolAuthorizer(
     ],
 )
 _cors_origin = os.environ.get("CORS_ALLOW_ORIGIN")
-cors = CORSConfig(allow_origin=_cors_origin, allow_headers=["Authorization", "Content-Type"]) if _cors_origin else False
+cors = (
+    CORSConfig(allow_origin=_cors_origin, allow_headers=["Authorization", "Content-Type", idempotency.HEADER])
+    if _cors_origin
+    else False
+)
 
 
 def _json_response(body: Any, status: int = 200) -> Response:
@@ -152,7 +156,7 @@ def create_uploads() -> Response:
 @api
 def detect_labels_route() -> dict[str, Any]:
     owner = _owner()
-    refs = require_list(_body(), "imageRefs", 1, contracts.MAX_FILES_PER_UPLOAD_REQUEST)
+    refs = require_list(_body(), "imageRefs", 1, contracts.MAX_LABEL_REFS_PER_REQUEST)
     return _label_service().labels_for_refs(owner, refs)
 
 
@@ -161,10 +165,23 @@ def detect_labels_route() -> dict[str, Any]:
 def submit_job() -> Response:
     owner = _owner()
     body = _body()
-    spec, settings, images = parse_job_request(body, model_lookup=_selectable_model)
     notify = parse_notify(body)
     email = email_from_request(app.current_request)
-    return _json_response(_job_service().submit(owner, spec, settings, images, notify=notify, email=email), 202)
+
+    def submit() -> dict[str, Any]:
+        spec, settings, images = parse_job_request(body, model_lookup=_selectable_model)
+        return _job_service().submit(owner, spec, settings, images, notify=notify, email=email)
+
+    key = _request().headers.get(idempotency.HEADER)  # Chalice's headers ignore case
+    if key is None:
+        return _json_response(submit(), 202)
+    outcome = idempotency.once(
+        aws.client("dynamodb"), config.settings().table_name, owner, key, body, submit, app.lambda_context
+    )
+    response = _json_response(outcome.answer, 202)
+    if outcome.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 @app.route("/jobs", methods=["GET"], authorizer=authorizer, cors=cors)
@@ -182,7 +199,9 @@ def list_jobs() -> dict[str, Any]:
 @app.route("/jobs/{job_id}", methods=["GET"], authorizer=authorizer, cors=cors)
 @api
 def get_job(job_id: str) -> dict[str, Any]:
-    return _job_service().job_view(_owner(), job_id)
+    owner = _owner()
+    query = parse_images_query(_query())
+    return _job_service().job_view(owner, job_id, query)
 
 
 @app.route("/jobs/{job_id}/report", methods=["GET"], authorizer=authorizer, cors=cors)

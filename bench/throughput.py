@@ -66,7 +66,8 @@ def run(row: Callable[[str, str, str, bool | None], None]) -> None:
         job = client.submit({"prompt": "a plain studio", "images": images})
         view = client.wait(job["jobId"], poll_s=0.5, timeout_s=600)
         elapsed = time.monotonic() - started
-    throttled = sum(1 for image in view["images"] if image.get("errorCode") == "MODEL_THROTTLED")
+        failed = client.job_images(view["jobId"], status="FAILED")
+        throttled = sum(1 for image in failed if image.get("errorCode") == "MODEL_THROTTLED")
     calls_per_minute = IMAGES * CALLS_PER_IMAGE / elapsed * 60
     ratio = calls_per_minute / QUOTA_CALLS_PER_MINUTE
     row(

@@ -81,6 +81,8 @@ class ErrorCode(StrEnum):
     REPORT_NOT_READY = "REPORT_NOT_READY"  # the job exists but its report is not written yet
     SERVICE_BUSY = "SERVICE_BUSY"  # an AWS service throttled the request: retry after a pause
     LABELS_UNAVAILABLE = "LABELS_UNAVAILABLE"  # label detection cannot read this image; it may still be processed
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"  # the key came before with another body
+    REQUEST_IN_PROGRESS = "REQUEST_IN_PROGRESS"  # the first request with this key is still running
     # per-image workflow errors
     IMAGE_INVALID = "IMAGE_INVALID"  # not an image, truncated, animated, unsupported mode ...
     IMAGE_TOO_SMALL = "IMAGE_TOO_SMALL"
@@ -129,9 +131,16 @@ UPLOAD_URL_TTL_SECONDS: Final = 15 * 60  # short-lived presigned POST
 DOWNLOAD_URL_TTL_SECONDS: Final = 60 * 60  # presigned GET of results and reports
 MAX_FILES_PER_UPLOAD_REQUEST: Final = 100
 # Request bodies: Lambda takes at most 6 MB per synchronous request, headers and all, so no larger
-# body can reach the API on AWS; the same cap is enforced by the app, so every stack agrees.
+# body can reach the API on AWS; the same cap is enforced by the app, so every stack agrees. A
+# 10,000-image job is about 1.5-3 MB of JSON.
 MAX_REQUEST_BODY_BYTES: Final = 5 * 1024 * 1024
 MAX_JSON_DEPTH: Final = 20  # the deepest body Backdrop reads is 4 levels (job → images → image → labels)
+# POST /labels: refs per request. Detection of refs not cached yet runs on a bounded thread pool
+# (chalicelib/labels.py), so 1,000 uncached refs stay inside API Gateway's 29 s.
+MAX_LABEL_REFS_PER_REQUEST: Final = 1_000
+# POST /jobs with an Idempotency-Key: a repeat within this time answers the first job.
+IDEMPOTENCY_KEY_MAX_LENGTH: Final = 255
+IDEMPOTENCY_TTL_SECONDS: Final = 24 * 60 * 60
 MAX_IMAGES_PER_JOB: Final = 10_000  # the manifest lives in S3, so this is not a payload limit
 MAX_LABELS_PER_IMAGE: Final = 50
 MAX_LABEL_LENGTH: Final = 100
@@ -143,6 +152,11 @@ REKOGNITION_MIN_SIDE: Final = 80
 REKOGNITION_MAX_SIDE: Final = 10_000
 DETECT_LABELS_MIN_CONFIDENCE: Final = 60.0
 MAX_JOBS_PAGE_SIZE: Final = 100
+# GET /jobs/{jobId} answers with one page of images (at most 100, chalicelib/store.py); the page
+# is cut shorter when it would make the answer larger than this. Lambda's synchronous response
+# limit is 6 MB; a poll every few seconds should cost far less.
+DEFAULT_IMAGES_PAGE_SIZE: Final = 50
+MAX_RESPONSE_BYTES: Final = 1_000_000
 SNS_SUBJECT_MAX_LENGTH: Final = 99  # SNS Publish Subject: < 100 ASCII characters
 SNS_MESSAGE_MAX_BYTES: Final = 200_000  # SNS allows 262,144 bytes; keep headroom
 SNS_MAX_FAILURES_LISTED: Final = 50
@@ -327,6 +341,11 @@ def labels_pk(key: str) -> str:
 
 def owner_index_pk(owner: str) -> str:
     return f"OWNER#{owner}"
+
+
+def idempotency_pk(owner: str) -> str:
+    """The partition of an owner's idempotency records (written by Powertools, sk = its key hash)."""
+    return f"IDEMPOTENCY#{owner}"
 
 
 TABLE_KEY_SCHEMA: Final = [

@@ -85,6 +85,20 @@ class ServiceBusy(BackdropError):
     http_status = 503
 
 
+class IdempotencyKeyReused(BackdropError):
+    """The Idempotency-Key was used before with a different body: nothing is created."""
+
+    code = ErrorCode.IDEMPOTENCY_KEY_REUSED
+    http_status = 409
+
+
+class RequestInProgress(BackdropError):
+    """The first request with this Idempotency-Key has not finished: retry in a few seconds."""
+
+    code = ErrorCode.REQUEST_IN_PROGRESS
+    http_status = 409
+
+
 class StorageUnavailable(BackdropError):
     """S3 or DynamoDB refused Backdrop itself (permissions, an outage): not the caller's fault."""
 

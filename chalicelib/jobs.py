@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -17,6 +19,7 @@ from chalicelib.errors import (
     Conflict,
     NotFound,
     ReportNotReady,
+    ServiceBusy,
     UploadMissing,
     ValidationError,
     is_not_found,
@@ -25,7 +28,7 @@ from chalicelib.errors import (
 from chalicelib.labels import LabelService
 from chalicelib.models import registry
 from chalicelib.models.base import Box, ImageTask, JobSettings, ModelSpec, settings_from_dict, settings_to_dict
-from chalicelib.store import JobStore, NewImage
+from chalicelib.store import MAX_IMAGES_PAGE_SIZE, PARALLEL_CALLS, JobStore, NewImage
 from chalicelib.validation import Problems, require_object
 
 JOB_FIELDS = {
@@ -49,6 +52,30 @@ JOB_FIELDS = {
 }
 IMAGE_FIELDS = {"imageRef", "name", "labels", "prompt"}
 REQUEST_PROBLEMS = "the job request is not valid"
+
+
+@dataclass(frozen=True)
+class ImagesQuery:
+    """Which page of a job's images GET /jobs/{jobId} answers with."""
+
+    limit: int = contracts.DEFAULT_IMAGES_PAGE_SIZE
+    cursor: str | None = None
+    status: ImageStatus | None = None
+
+
+def parse_images_query(params: Mapping[str, str] | None) -> ImagesQuery:
+    """`?limit=0..100&cursor=...&status=FAILED`; anything else is a 400 naming the parameter."""
+    params = params or {}
+    raw_limit = params.get("limit")
+    limit = contracts.DEFAULT_IMAGES_PAGE_SIZE
+    if raw_limit is not None:
+        if not raw_limit.isdigit() or int(raw_limit) > MAX_IMAGES_PAGE_SIZE:
+            raise BadRequest(f"limit must be a whole number from 0 (the summary alone) to {MAX_IMAGES_PAGE_SIZE}")
+        limit = int(raw_limit)
+    status = params.get("status")
+    if status is not None and status not in {s.value for s in ImageStatus}:
+        raise BadRequest(f"status must be one of {', '.join(s.value for s in ImageStatus)}, not {status[:40]!r}")
+    return ImagesQuery(limit, params.get("cursor") or None, ImageStatus(status) if status else None)
 
 
 @dataclass(frozen=True)
@@ -289,13 +316,22 @@ class JobService:
     def _missing_uploads(self, owner: str, images: list[ImageInput]) -> list[ImageInput]:
         """Images whose original is not in S3: one listing per upload batch, not a HEAD per image
         (10,000 HEADs would not fit API Gateway's 29 s)."""
+
+        def listed(upload_id: str) -> set[str]:
+            prefix = f"{contracts.upload_prefix(owner)}{upload_id}/"
+            keys: set[str] = set()
+            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                keys.update(obj["Key"] for obj in page.get("Contents", []))
+            return keys
+
+        # a client uploads 100 files per POST /uploads: 10,000 images are 100 listings, run
+        # PARALLEL_CALLS at a time
+        upload_ids = sorted({i.image_ref.split("/", 1)[0] for i in images})
         present: set[str] = set()
-        paginator = self.s3.get_paginator("list_objects_v2")
         try:
-            for upload_id in sorted({i.image_ref.split("/", 1)[0] for i in images}):
-                prefix = f"{contracts.upload_prefix(owner)}{upload_id}/"
-                for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-                    present.update(obj["Key"] for obj in page.get("Contents", []))
+            with ThreadPoolExecutor(max_workers=max(1, min(PARALLEL_CALLS, len(upload_ids)))) as pool:
+                for keys in pool.map(listed, upload_ids):
+                    present |= keys
         except ClientError as exc:
             raise service_failure(exc, "could not look up the uploads") from exc
         return [i for i in images if contracts.upload_key(owner, i.image_ref) not in present]
@@ -320,11 +356,12 @@ class JobService:
                 details=[{"imageRef": i.image_ref, "name": i.name} for i in missing],
             )
         keys = {i.image_ref: contracts.upload_key(owner, i.image_ref) for i in images}
-        labelled = [keys[i.image_ref] for i in images if i.labels]
-        labels = self.labels.cached_many(labelled)
-        for key in labelled:  # not detected yet (the upload event may still be on its way)
-            if key not in labels:
-                labels[key] = self.labels.detect_and_cache(key)
+        # labels not detected yet (the upload event may still be on its way) are detected now
+        labels, pending = self.labels.labels_many([keys[i.image_ref] for i in images if i.labels])
+        if pending:
+            raise ServiceBusy(
+                f"the labels of {len(pending):,} image(s) are still being detected; submit again in a few seconds"
+            )
         _missing_labels(images, labels, keys).raise_if_any()
         job_id = contracts.new_job_id()
         self.store.put_job(
@@ -399,28 +436,45 @@ class JobService:
             )
         )
 
-    def job_view(self, owner: str, job_id: str) -> dict[str, Any]:
+    def _image_view(self, image: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "imageId": image["imageId"],
+            "imageRef": image.get("imageRef"),
+            "name": image.get("name"),
+            "status": image["status"],
+            "errorCode": image.get("errorCode"),
+            "cause": image.get("cause"),
+            "labels": image.get("labels") or [],
+            "prompt": image.get("prompt"),
+            "originalUrl": self._url(image["key"]),
+            "outputs": [{**o, "url": self._url(o["key"])} for o in image.get("outputs") or []],
+        }
+
+    def job_view(self, owner: str, job_id: str, query: ImagesQuery | None = None) -> dict[str, Any]:
+        """The job's summary and live counts, and one page of its images (in image-id order,
+        optionally only those in one status) with presigned links for that page only. The page
+        is cut short, with a cursor to the rest, before the answer would pass MAX_RESPONSE_BYTES;
+        `limit=0` answers the summary alone (what a poller needs)."""
+        query = query or ImagesQuery()
         job = self.get_job(owner, job_id)
-        images = sorted(self.store.images(job_id), key=lambda i: (i.get("name") or "", i["imageId"]))
-        view_images = [
-            {
-                "imageId": image["imageId"],
-                "imageRef": image.get("imageRef"),
-                "name": image.get("name"),
-                "status": image["status"],
-                "errorCode": image.get("errorCode"),
-                "cause": image.get("cause"),
-                "labels": image.get("labels") or [],
-                "prompt": image.get("prompt"),
-                "originalUrl": self._url(image["key"]),
-                "outputs": [{**o, "url": self._url(o["key"])} for o in image.get("outputs") or []],
-            }
-            for image in images
-        ]
-        view = {**self.summary(job), "settings": job.get("settings"), "images": view_images}
+        view = {**self.summary(job), "settings": job.get("settings")}
         if job["status"] in contracts.TERMINAL_JOB_STATUSES and job.get("reportKeys"):
             view["reports"] = {fmt: self._url(key) for fmt, key in job["reportKeys"].items()}
-        return view
+        if query.limit == 0:
+            return view
+        page = self.store.images_page(owner, job_id, limit=query.limit, cursor=query.cursor, status=query.status)
+        # room for the summary, the cursor and the JSON around the list
+        room = contracts.MAX_RESPONSE_BYTES - len(json.dumps(view)) - 1_000
+        images: list[dict[str, Any]] = []
+        next_cursor = page.next_cursor
+        for index, image in enumerate(page.items):
+            entry = self._image_view(image)
+            room -= len(json.dumps(entry)) + 2
+            if room < 0 and images:
+                next_cursor = self.store.images_cursor_after(owner, job_id, page.items[index - 1])
+                break
+            images.append(entry)
+        return {**view, "images": images, "nextCursor": next_cursor}
 
     def report_url(self, owner: str, job_id: str, fmt: str) -> dict[str, Any]:
         if fmt not in ("json", "csv"):

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
@@ -23,6 +27,12 @@ from chalicelib.store import JobStore
 # uploads get no labels, with the reason, and the Stability path then keeps the whole detected
 # subject.
 REKOGNITION_EXTENSIONS = (".jpg", ".png")
+# Labels not cached yet are detected in parallel, a bounded number at a time: Rekognition's
+# DetectLabels quota is per second (docs/aws-notes.md) and the upload handler detects at the same
+# time; 16 calls of ~0.3-0.5 s each stay under 50 per second. boto3 clients are thread-safe.
+DETECT_WORKERS: Final = 16
+# What is not detected by then is answered as pending: API Gateway gives a request 29 s.
+DETECT_BUDGET_SECONDS: Final = 20.0
 # Enough of the file for Pillow to read the size from the header (JPEG APP segments included).
 HEADER_BYTES = 256 * 1024
 STILL_PROCESSED = "the image can still be processed: the whole subject found by background removal is kept"
@@ -75,11 +85,14 @@ def simplify(response: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 class LabelService:
-    def __init__(self, rekognition: Any, store: JobStore, s3: Any, bucket: str) -> None:
+    def __init__(
+        self, rekognition: Any, store: JobStore, s3: Any, bucket: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rekognition = rekognition
         self.store = store
         self.s3 = s3
         self.bucket = bucket
+        self.clock = clock
 
     def cached_result(self, key: str) -> LabelResult | None:
         entry = self.store.cached_labels_entry(key)
@@ -161,17 +174,59 @@ class LabelService:
             raise service_failure(exc, "could not read the uploaded image") from exc
         return self.detect_and_cache_result(key)
 
+    def results_many(
+        self, keys: Sequence[str], budget_s: float | None = None
+    ) -> tuple[dict[str, LabelResult], list[str]]:
+        """Label results of many uploaded objects: the cached ones in one batch read, the others
+        detected DETECT_WORKERS at a time. Returns (results by key, keys still pending when
+        `budget_s` ran out, DETECT_BUDGET_SECONDS by default): their detection goes on and is
+        cached, so asking again answers them. A missing upload or a service failure is raised."""
+        unique = list(dict.fromkeys(keys))
+        found = {key: LabelResult(*entry) for key, entry in self.store.cached_label_entries_many(unique).items()}
+        missing = [key for key in unique if key not in found]
+        if not missing:
+            return found, []
+        deadline = self.clock() + (DETECT_BUDGET_SECONDS if budget_s is None else budget_s)
+        pool = ThreadPoolExecutor(max_workers=min(DETECT_WORKERS, len(missing)), thread_name_prefix="labels")
+        futures = {pool.submit(self.result_for, key): key for key in missing}
+        try:
+            done, _ = wait(futures, timeout=max(0.0, deadline - self.clock()), return_when=FIRST_EXCEPTION)
+            for future in done:
+                found[futures[future]] = future.result()
+        finally:
+            # detections already running finish and are cached; those not started are dropped
+            pool.shutdown(wait=False, cancel_futures=True)
+        return found, [key for key in missing if key not in found]
+
+    def labels_many(
+        self, keys: Sequence[str], budget_s: float | None = None
+    ) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+        """(labels by key, keys still pending): results_many without the reasons."""
+        found, pending = self.results_many(keys, budget_s)
+        return {key: result.labels for key, result in found.items()}, pending
+
     def labels_for_refs(self, owner: str, refs: list[Any]) -> dict[str, Any]:
-        """POST /labels: {"labels": {ref: [...]}, "unavailable": {ref: {code, message}}}. An image
-        label detection cannot read has no labels and says why; it is never an error."""
+        """POST /labels: {"labels": {ref: [...]}, "unavailable": {ref: {code, message}}, "pending":
+        [refs to ask about again]}. An image label detection cannot read has no labels and says
+        why; it is never an error. Refs are pending when detection ran out of time or the answer
+        would pass MAX_RESPONSE_BYTES."""
         bad = [r for r in refs if not isinstance(r, str) or not contracts.IMAGE_REF_RE.match(r)]
         if bad:
             raise BadRequest(f"not image refs from POST /uploads: {bad[:5]}")
+        unique = list(dict.fromkeys(refs))
+        found, _ = self.results_many([contracts.upload_key(owner, ref) for ref in unique])
         labels: dict[str, list[dict[str, Any]]] = {}
         unavailable: dict[str, dict[str, str]] = {}
-        for ref in dict.fromkeys(refs):
-            result = self.result_for(contracts.upload_key(owner, ref))
+        pending: list[str] = []
+        room = contracts.MAX_RESPONSE_BYTES - 1_000 - sum(len(ref) + 4 for ref in unique)
+        for ref in unique:
+            result = found.get(contracts.upload_key(owner, ref))
+            if result is not None:
+                room -= len(json.dumps(result.labels)) + len(json.dumps(result.unavailable)) + 2 * len(ref) + 8
+            if result is None or room < 0:
+                pending.append(ref)
+                continue
             labels[ref] = result.labels
             if result.unavailable:
                 unavailable[ref] = result.unavailable
-        return {"labels": labels, "unavailable": unavailable}
+        return {"labels": labels, "unavailable": unavailable, "pending": pending}

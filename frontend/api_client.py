@@ -13,7 +13,8 @@ import hmac
 import mimetypes
 import random
 import time
-from collections.abc import Callable, Iterable
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,14 @@ from chalicelib import contracts
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+
+
+def _code(response: requests.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return ""
+    return str(data.get("code", "")) if isinstance(data, dict) else ""
 
 
 class ApiError(Exception):
@@ -146,13 +155,20 @@ class BackdropClient:
 
     # ---------------------------------------------------------------- transport
 
-    def request(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         url = self.base_url.rstrip("/") + path
         for attempt in range(1, self.max_attempts + 1):
-            headers = {"Authorization": self.token(), "Content-Type": "application/json"}
+            sent = {"Authorization": self.token(), "Content-Type": "application/json", **(headers or {})}
             try:
                 response = self.session.request(
-                    method, url, json=body, params=params, headers=headers, timeout=self.timeout_s
+                    method, url, json=body, params=params, headers=sent, timeout=self.timeout_s
                 )
             except requests.ConnectionError as exc:
                 if attempt == self.max_attempts:
@@ -160,10 +176,17 @@ class BackdropClient:
                         0, "UNREACHABLE", f"cannot reach the Backdrop API at {self.base_url}: {exc}"
                     ) from exc
             else:
-                if response.status_code not in RETRY_STATUSES or attempt == self.max_attempts:
+                if not self._retryable(response) or attempt == self.max_attempts:
                     return self._result(response)
             self.sleep(random.uniform(0, min(8.0, 0.5 * 2**attempt)))  # exponential backoff, full jitter
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _retryable(response: requests.Response) -> bool:
+        if response.status_code in RETRY_STATUSES:
+            return True
+        # a repeat of a POST /jobs whose first attempt is still running: ask again shortly
+        return response.status_code == 409 and _code(response) == contracts.ErrorCode.REQUEST_IN_PROGRESS
 
     @staticmethod
     def _result(response: requests.Response) -> Any:
@@ -243,15 +266,35 @@ class BackdropClient:
         outcome.positions = [readable_positions[i] for i in outcome.positions]  # positions in `paths`
         return outcome
 
-    def label_results(self, image_refs: list[str]) -> dict[str, Any]:
-        """{"labels": {ref: [...]}, "unavailable": {ref: {code, message}}} for up to 100 refs."""
-        return self.request("POST", "/labels", {"imageRefs": image_refs})
+    def label_results(self, image_refs: list[str], max_rounds: int = 30) -> dict[str, Any]:
+        """{"labels": {ref: [...]}, "unavailable": {ref: {code, message}}} for every ref, however
+        many: up to 1,000 refs per request, asking again for those the API answered as pending
+        (still being detected, or past one answer's size)."""
+        found: dict[str, Any] = {"labels": {}, "unavailable": {}}
+        wanted = list(dict.fromkeys(image_refs))
+        for _ in range(max_rounds):
+            if not wanted:
+                return found
+            pending: list[str] = []
+            for start in range(0, len(wanted), contracts.MAX_LABEL_REFS_PER_REQUEST):
+                chunk = wanted[start : start + contracts.MAX_LABEL_REFS_PER_REQUEST]
+                answer = self.request("POST", "/labels", {"imageRefs": chunk})
+                found["labels"].update(answer["labels"])
+                found["unavailable"].update(answer.get("unavailable", {}))
+                pending += answer.get("pending", [])
+            if len(pending) == len(wanted):  # nothing answered this round: give detection a moment
+                self.sleep(1.0)
+            wanted = pending
+        raise ApiError(0, "TIMEOUT", f"labels of {len(wanted)} image(s) were still pending after {max_rounds} rounds")
 
-    def labels(self, image_refs: list[str]) -> dict[str, list[dict[str, Any]]]:
-        return self.label_results(image_refs)["labels"]
+    def labels(self, image_refs: list[str], max_rounds: int = 30) -> dict[str, list[dict[str, Any]]]:
+        return dict(self.label_results(image_refs, max_rounds)["labels"])
 
-    def submit(self, job: dict[str, Any]) -> dict[str, Any]:
-        return self.request("POST", "/jobs", job)
+    def submit(self, job: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        """POST /jobs with an Idempotency-Key (a new one unless given), so the retries of a
+        request that timed out answer the same job instead of starting a second one."""
+        key = idempotency_key or str(uuid.uuid4())
+        return self.request("POST", "/jobs", job, headers={"Idempotency-Key": key})
 
     def jobs(self, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit}
@@ -259,8 +302,34 @@ class BackdropClient:
             params["cursor"] = cursor
         return self.request("GET", "/jobs", params=params)
 
-    def job(self, job_id: str) -> dict[str, Any]:
-        return self.request("GET", f"/jobs/{job_id}")
+    def job(
+        self, job_id: str, *, limit: int | None = None, cursor: str | None = None, status: str | None = None
+    ) -> dict[str, Any]:
+        """The job's summary and live counts with one page of its images (`limit` 1-100; 0: the
+        summary alone), from `cursor`, optionally only images in `status`."""
+        params: dict[str, Any] = {}
+        for name, value in (("limit", limit), ("cursor", cursor), ("status", status)):
+            if value is not None:
+                params[name] = value
+        return self.request("GET", f"/jobs/{job_id}", params=params or None)
+
+    def job_summary(self, job_id: str) -> dict[str, Any]:
+        """Status and counts without any image: what a poller needs."""
+        return self.job(job_id, limit=0)
+
+    def job_images(self, job_id: str, *, status: str | None = None, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """Every image of the job (or every one in `status`), page by page."""
+        cursor: str | None = None
+        while True:
+            page = self.job(job_id, limit=page_size, cursor=cursor, status=status)
+            yield from page["images"]
+            cursor = page.get("nextCursor")
+            if not cursor:
+                return
+
+    def job_with_images(self, job_id: str, *, status: str | None = None) -> dict[str, Any]:
+        """The summary with every image (or every one in `status`), gathered page by page."""
+        return {**self.job_summary(job_id), "images": list(self.job_images(job_id, status=status))}
 
     def report_url(self, job_id: str, fmt: str = "json") -> str:
         return self.request("GET", f"/jobs/{job_id}/report", params={"format": fmt})["url"]
@@ -276,10 +345,11 @@ class BackdropClient:
         timeout_s: float = 3600,
         progress: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
-        """Poll until the job is finished; `progress` sees every intermediate view."""
+        """Poll the job's summary (never its images) until it is finished; `progress` sees every
+        summary; returns the last one."""
         deadline = time.monotonic() + timeout_s
         while True:
-            view = self.job(job_id)
+            view = self.job_summary(job_id)
             if progress:
                 progress(view)
             if view["status"] in {s.value for s in contracts.TERMINAL_JOB_STATUSES}:

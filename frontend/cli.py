@@ -123,9 +123,10 @@ def _status_text(view: dict[str, Any]) -> str:
 
 
 def _download(client: BackdropClient, view: dict[str, Any], out: Path) -> list[str]:
+    """Every result of the job (its succeeded images, page by page) and its reports."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for image in view["images"]:
+    for image in client.job_images(view["jobId"], status=ImageStatus.SUCCEEDED.value):
         for output in image.get("outputs") or []:
             target = (
                 out
@@ -225,8 +226,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     view = client.wait(submitted["jobId"], poll_s=args.poll, progress=None if args.json else _progress)
     if not args.json:
         sys.stderr.write("\n")
+    view = client.job_with_images(view["jobId"])  # the summary was polled; now every image, once
     if args.out:
-        view["downloaded"] = _download(client, client.job(view["jobId"]), Path(args.out))
+        view["downloaded"] = _download(client, view, Path(args.out))
     text = _status_text(view)
     if uploaded.rejected:
         view["rejected"] = uploaded.rejected
@@ -248,14 +250,14 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     client, _, _ = _client()
-    view = client.job(args.job)
+    view = client.job_with_images(args.job, status=args.only)
     _print(args, view, _status_text(view))
     return _exit_code(view)
 
 
 def cmd_download(args: argparse.Namespace) -> int:
     client, _, _ = _client()
-    view = client.job(args.job)
+    view = client.job_summary(args.job)
     written = _download(client, view, Path(args.out))
     _print(args, {"jobId": args.job, "files": written}, f"{len(written)} file(s) written to {args.out}")
     return _exit_code(view)
@@ -267,7 +269,8 @@ def cmd_retry(args: argparse.Namespace) -> int:
     if not args.wait:
         _print(args, submitted, f"retrying {submitted['imageCount']} failed image(s) as job {submitted['jobId']}")
         return EXIT_OK
-    view = client.wait(submitted["jobId"], progress=None if args.json else _progress)
+    client.wait(submitted["jobId"], progress=None if args.json else _progress)
+    view = client.job_with_images(submitted["jobId"])
     _print(args, view, _status_text(view))
     return _exit_code(view)
 
@@ -312,6 +315,9 @@ def parser() -> argparse.ArgumentParser:
     jobs.set_defaults(run=cmd_jobs)
     status = sub.add_parser("status", parents=[common], help="per-image status of a job")
     status.add_argument("job")
+    status.add_argument(
+        "--only", default=None, choices=[s.value for s in ImageStatus], help="list only the images in this status"
+    )
     status.set_defaults(run=cmd_status)
     download = sub.add_parser("download", parents=[common], help="download a job's results and reports")
     download.add_argument("job")

@@ -76,7 +76,7 @@ def demo(args: argparse.Namespace) -> int:
             print(f"  {image['name']:<16} {image['status']:<10} {where}")
         if args.out:
             args.out.mkdir(parents=True, exist_ok=True)
-            for image in view["images"]:
+            for image in client.job_images(job["jobId"], status="SUCCEEDED"):
                 for output in image["outputs"]:
                     target = args.out / f"{Path(image['name']).stem}-{output['variant']}{Path(output['key']).suffix}"
                     target.write_bytes(client.download(output["url"]))

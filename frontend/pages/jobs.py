@@ -11,10 +11,14 @@ from frontend.api_client import ApiError
 st.title("Jobs")
 
 
+PAGE_SIZE = 20
+
+
 @st.fragment(run_every="3s")
 def job_list() -> None:
+    trail: list[str] = st.session_state.setdefault("jobs_pages", [])  # cursors of the pages before this one
     try:
-        page = session.client().jobs(limit=50)
+        page = session.client().jobs(limit=PAGE_SIZE, cursor=trail[-1] if trail else None)
     except ApiError as exc:
         session.show_error(exc)
         return
@@ -33,6 +37,13 @@ def job_list() -> None:
             if right.button("Open", key=f"open-{job['jobId']}"):
                 st.session_state["job_id"] = job["jobId"]
                 st.switch_page("pages/job.py", query_params={contracts.JOB_QUERY_PARAM: job["jobId"]})
+    newer, older = st.columns(2)
+    if trail and newer.button("← Newer jobs", key="jobs_newer"):
+        trail.pop()
+        st.rerun(scope="fragment")
+    if page.get("nextCursor") and older.button("Older jobs →", key="jobs_older"):
+        trail.append(page["nextCursor"])
+        st.rerun(scope="fragment")
 
 
 job_list()

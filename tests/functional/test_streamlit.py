@@ -33,6 +33,7 @@ class FakeApi:
         self.job_status = "PARTIAL"
         self.refuse: dict[str, str] = {}
         self.no_labels: set[str] = set()
+        self.pages_asked: list[tuple[int | None, str | None, str | None]] = []
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok"}
@@ -86,7 +87,19 @@ class FakeApi:
             "nextCursor": None,
         }
 
-    def job(self, job_id: str) -> dict[str, Any]:
+    def job_summary(self, job_id: str) -> dict[str, Any]:
+        return {k: v for k, v in self._view(job_id).items() if k not in ("images", "nextCursor")}
+
+    def job_images(self, job_id: str, status: str | None = None) -> Any:
+        return iter(i for i in self._view(job_id)["images"] if status in (None, i["status"]))
+
+    def job(
+        self, job_id: str, *, limit: int | None = None, cursor: str | None = None, status: str | None = None
+    ) -> dict[str, Any]:
+        self.pages_asked.append((limit, cursor, status))
+        return self._view(job_id)
+
+    def _view(self, job_id: str) -> dict[str, Any]:
         if job_id != JOB_ID:
             raise ApiError(404, "NOT_FOUND", f"no job {job_id}")
         return {
@@ -128,6 +141,7 @@ class FakeApi:
                 },
             ],
             "reports": {"json": "http://127.0.0.1:1/report.json", "csv": "http://127.0.0.1:1/report.csv"},
+            "nextCursor": None,
         }
 
     def download(self, url: str) -> bytes:
@@ -251,6 +265,7 @@ def test_jobs_and_job_pages_render_status_causes_and_downloads(app) -> None:
     assert at.query_params[contracts.JOB_QUERY_PARAM] == JOB_ID  # the address names the job
     assert [b.label for b in at.get("link_button")] == ["Report (JSON)", "Report (CSV)"]
     assert at.get("download_button") == []  # no zip is built until asked for
+    assert set(fake.pages_asked) == {(24, None, None)}  # one page, never the whole job
 
 
 def test_the_zip_is_built_once_on_request_and_kept(app) -> None:
@@ -280,14 +295,14 @@ def test_a_job_in_the_address_opens_the_job_page(app) -> None:
 
 
 def _failed_with(fake: FakeApi, code: str) -> None:
-    real_job = fake.job
+    real_view = fake._view
 
-    def job(job_id: str) -> dict[str, Any]:
-        view = real_job(job_id)
-        view["images"][1]["errorCode"] = code
-        return view
+    def view(job_id: str) -> dict[str, Any]:
+        answer = real_view(job_id)
+        answer["images"][1]["errorCode"] = code
+        return answer
 
-    fake.job = job
+    fake._view = view  # type: ignore[method-assign]
 
 
 def test_no_retry_for_failures_that_would_happen_again(app) -> None:

@@ -1,0 +1,280 @@
+"""POST /jobs with 10,000 images: how long the submit path takes, phase by phase, on moto.
+
+The route runs through Chalice's test client against moto in-process, with every original
+uploaded (100 upload batches of 100, as clients upload them) and every label cached, as the
+upload handler leaves them. Two kinds of time are told apart:
+
+- **CPU** (decode the body, parse and validate 10,000 images, hash the body for the
+  Idempotency-Key): what scales with the API Lambda's memory (CPU is allotted in proportion;
+  1,769 MB is one vCPU), measured here on one core of this machine;
+- **AWS calls** (list the uploads, read the cached labels, write the job): counted, and timed
+  on moto, whose DynamoDB is far slower per item than DynamoDB's (26 s for 10,000 items here):
+  the figure to read is the number of calls and how many run at once.
+
+`python -m bench.submit` prints the table; `run(row)` adds its rows to `make bench`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+IMAGES = 10_000
+# API Gateway's integration timeout is 29 s; the CPU part should use a small share of it at the
+# API Lambda's memory (chalicelib/functions.py) so the AWS calls have the rest.
+API_GATEWAY_TIMEOUT_S = 29.0
+ONE_VCPU_MB = 1769
+
+
+def _environment() -> None:
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+            "BUCKET_NAME": "backdrop-bench-bucket",
+            "JOBS_TABLE_NAME": "backdrop-bench-jobs",
+            "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:backdrop-bench",
+        }
+    )
+    for name in ("AWS_PROFILE", "BACKDROP_AWS_ENDPOINT_URL"):
+        os.environ.pop(name, None)
+
+
+def _token(sub: str) -> str:
+    import base64
+
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    claims = {"sub": sub, "cognito:username": sub, "token_use": "id", "exp": int(time.time()) + 3600}
+    return f"{part({'alg': 'none'})}.{part(claims)}.sig"
+
+
+@contextmanager
+def _timed(phases: dict[str, float], name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        phases[name] = phases.get(name, 0.0) + time.perf_counter() - started
+
+
+def _wrap(obj: Any, method: str, phases: dict[str, float], name: str, calls: dict[str, int] | None = None) -> None:
+    original = getattr(obj, method)
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        if calls is not None:
+            calls[name] = calls.get(name, 0) + 1
+        with _timed(phases, name):
+            return original(*args, **kwargs)
+
+    setattr(obj, method, timed)
+
+
+def measure(images: int = IMAGES) -> dict[str, Any]:
+    """Submit one job of `images` images (with an Idempotency-Key) and time its phases."""
+    _environment()
+    import boto3
+    from chalice.test import Client
+    from moto import mock_aws
+
+    import app as backdrop_app
+    from backend.resources import create_resources
+    from chalicelib import aws, contracts, jobs
+
+    aws.reset()
+    owner = "bench-user"
+    with mock_aws():
+        create_resources(bucket=os.environ["BUCKET_NAME"], table=os.environ["JOBS_TABLE_NAME"])
+        s3 = boto3.client("s3")
+        table = boto3.resource("dynamodb").Table(os.environ["JOBS_TABLE_NAME"])
+        labels = [{"name": "Person", "confidence": 98.0, "instances": [], "parents": []}]
+        refs = []
+        with table.batch_writer() as batch:
+            for index in range(images):
+                upload_id = f"{index // contracts.MAX_FILES_PER_UPLOAD_REQUEST:032x}"
+                ref = contracts.image_ref_of(upload_id, f"{index:032x}", "jpg")
+                key = contracts.upload_key(owner, ref)
+                s3.put_object(Bucket=os.environ["BUCKET_NAME"], Key=key, Body=b"x")
+                batch.put_item(
+                    Item={"pk": contracts.labels_pk(key), "sk": contracts.LABELS_SK, "labels": json.dumps(labels)}
+                )
+                refs.append(ref)
+        body = json.dumps(
+            {
+                "prompt": "a sunlit marble studio with soft shadows",
+                "images": [
+                    {"imageRef": ref, "name": f"IMG_{index:05d}.jpg", "labels": ["Person"]}
+                    for index, ref in enumerate(refs)
+                ],
+            }
+        )
+        phases: dict[str, float] = {}
+        calls: dict[str, int] = {}
+        _wrap(backdrop_app, "parse_job_request", phases, "parse and validate")
+        _wrap(jobs.JobService, "_missing_uploads", phases, "list the uploads")
+        _wrap(jobs.LabelService, "labels_many", phases, "read cached labels")
+        _wrap(jobs.JobStore, "put_job", phases, "write the job")
+
+        def count(event_name: str, **_: Any) -> None:
+            operation = event_name.rsplit(".", 1)[-1]
+            calls[operation] = calls.get(operation, 0) + 1
+
+        for counted in (aws.client("s3"), aws.table(os.environ["JOBS_TABLE_NAME"]).meta.client):
+            counted.meta.events.register("before-call.*.*", count)
+        try:
+            headers = {"Authorization": _token(owner), "Content-Type": "application/json", "Idempotency-Key": "bench"}
+            with Client(backdrop_app.app, stage_name="dev") as http:
+                started = time.perf_counter()
+                response = http.http.post("/jobs", headers=headers, body=body)
+                total = time.perf_counter() - started
+        finally:
+            aws.reset()
+    cpu = _cpu_phases(body)
+    if response.status_code != 202:
+        raise RuntimeError(f"POST /jobs answered {response.status_code}: {response.body[:300]!r}")
+    return {
+        "total_s": total,
+        "phases": phases,
+        "cpu": cpu,
+        "calls": calls,
+        "body_mb": len(body) / 2**20,
+        "images": images,
+    }
+
+
+def _cpu_phases(body: str, repeats: int = 3) -> dict[str, float]:
+    """The submit path's own CPU work, without AWS calls: this thread's CPU seconds, best of a
+    few runs (the machine is shared; CPU time is what a busy neighbour does not inflate)."""
+    from chalicelib.jobs import parse_job_request
+    from chalicelib.models import registry
+
+    best: dict[str, float] = {}
+    for _ in range(repeats):
+        marks = [time.thread_time()]
+        decoded = json.loads(body)
+        marks.append(time.thread_time())
+        parse_job_request(decoded, model_lookup=registry.get_model)
+        marks.append(time.thread_time())
+        hashlib.md5(json.dumps(decoded, sort_keys=True).encode()).hexdigest()  # what Powertools hashes
+        marks.append(time.thread_time())
+        for name, start, end in zip(("decode", "parse and validate", "hash"), marks, marks[1:], strict=False):
+            best[name] = min(best.get(name, float("inf")), end - start)
+    return best
+
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self.data
+
+
+def _answer(request: Any, **_: Any) -> Any:
+    """Every request answered at once, empty, after boto3 built and signed it: what is left is the
+    client's own work (serialize, sign, parse)."""
+    from botocore.awsrequest import AWSResponse
+
+    if "amazonaws.com" in request.url and "s3" in request.url:
+        xml = b'<?xml version="1.0"?><ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>'
+        return AWSResponse(request.url, 200, {"content-type": "application/xml"}, _Body(xml))
+    target = request.headers.get("X-Amz-Target", b"")
+    body = b'{"UnprocessedItems": {}}' if b"BatchWriteItem" in target else b'{"Responses": {}}'
+    return AWSResponse(request.url, 200, {"content-type": "application/x-amz-json-1.0"}, _Body(body))
+
+
+def client_cpu(images: int = IMAGES) -> float:
+    """CPU seconds boto3 itself spends on the submit path's AWS calls for `images` images (all
+    threads of the process), every call answered at once without a network."""
+    _environment()
+    import boto3
+
+    from chalicelib import contracts
+    from chalicelib.jobs import ImageInput, JobService
+    from chalicelib.store import JobStore, NewImage
+
+    session = boto3.Session(region_name="us-east-1")
+    s3 = session.client("s3")
+    dynamodb = session.resource("dynamodb")
+    for client in (s3, dynamodb.meta.client):
+        client.meta.events.register("before-send.*.*", _answer)
+    store = JobStore(dynamodb.Table("backdrop-bench-jobs"))
+    owner = "bench-user"
+    refs = [
+        contracts.image_ref_of(f"{i // contracts.MAX_FILES_PER_UPLOAD_REQUEST:032x}", f"{i:032x}", "jpg")
+        for i in range(images)
+    ]
+    inputs = [ImageInput(ref, f"IMG_{i:05d}.jpg", ("Person",), None) for i, ref in enumerate(refs)]
+    new = [
+        NewImage(
+            f"{i:032x}", ref, contracts.upload_key(owner, ref), f"IMG_{i:05d}.jpg", ("Person",), ((0.1, 0.2, 0.3, 0.4),)
+        )
+        for i, ref in enumerate(refs)
+    ]
+    service = JobService(store, s3, "backdrop-bench-bucket", labels=None)  # type: ignore[arg-type]
+    started = time.process_time()
+    service._missing_uploads(owner, inputs)
+    store.cached_labels_many([contracts.upload_key(owner, ref) for ref in refs])
+    store.put_job(job_id="20260101T000000Z-0123456789ab", owner=owner, model="m", settings={}, images=new)
+    return time.process_time() - started
+
+
+def run(row: Callable[[str, str, str, bool | None], None]) -> None:
+    from chalicelib.functions import API_HANDLER, function
+
+    result = measure()
+    phases = result["phases"]
+    result["cpu"]["boto3"] = client_cpu()
+    cpu = sum(result["cpu"].values())
+    memory = function(API_HANDLER).memory_mb or 128
+    at_memory = cpu * max(1.0, ONE_VCPU_MB / memory)
+    row(
+        f"POST /jobs {result['images']:,} images (moto)",
+        f"{result['total_s']:.1f} s end to end, {result['body_mb']:.1f} MB body",
+        "-",
+        None,
+    )
+    row(
+        "  CPU: decode, validate, hash, boto3",
+        f"{cpu:.2f} s CPU here = ~{at_memory:.1f} s at {memory} MB "
+        + "("
+        + ", ".join(f"{name} {seconds:.2f}" for name, seconds in result["cpu"].items())
+        + ")",
+        f"<= {API_GATEWAY_TIMEOUT_S / 5:.1f} s (1/5 of 29 s)",
+        at_memory <= API_GATEWAY_TIMEOUT_S / 5,
+    )
+    calls = result["calls"]
+    for name in ("parse and validate", "list the uploads", "read cached labels", "write the job"):
+        row(f"  {name}", f"{phases[name]:.1f} s wall on moto", "-", None)
+    row(
+        "  AWS calls",
+        ", ".join(f"{calls.get(n, 0)} {n}" for n in ("ListObjectsV2", "BatchGetItem", "BatchWriteItem")),
+        "-",
+        None,
+    )
+
+
+def main() -> int:
+    import logging
+
+    logging.getLogger("moto").setLevel(logging.ERROR)
+
+    def row(name: str, value: str, target: str, ok: bool | None) -> None:
+        verdict = "PASS" if ok else ("MISS" if ok is not None else "-")
+        print(f"{name:<34} {value:<50} {target:<24} {verdict}", flush=True)
+
+    run(row)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
