@@ -33,7 +33,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, WaiterError
 
-from backend import policies, project, resource_names, templates
+from backend import policies, project, resource_names, statemachine, templates
 from backend import settings as deployment_settings
 from backend.doctor import DEFAULT_MAX_CONCURRENCY, Doctor, Findings, format_findings, models_for_deployment
 from backend.errors import DeployError
@@ -317,6 +317,9 @@ class Deployer:
         if max_concurrency is None:
             max_concurrency = found.max_concurrency or DEFAULT_MAX_CONCURRENCY
             self.say(f"Map MaxConcurrency: {max_concurrency}")
+        # each image's child execution: STANDARD while its worst case is past Express's cap
+        execution_type = statemachine.child_execution_type()
+        self.say(f"image children run {execution_type} (a child's worst case: {statemachine.worst_child_s():.0f} s)")
         self.outputs.update(
             self.deploy_stack("resources", templates.load("resources"), self.resource_parameters(email, settings))
         )
@@ -335,6 +338,7 @@ class Deployer:
             "AlarmTopicArn": self.outputs["AlarmTopicArn"],
             "ModelResourceArns": ",".join(invoke_arns(routes)),
             **{f.arn_placeholder: chalice.function_arns[f.name] for f in WORKFLOW_FUNCTIONS},
+            "MapExecutionType": execution_type,
         }
         self.outputs.update(self.deploy_stack("workflow", templates.workflow_template(max_concurrency), parameters))
         self.outputs["ApiUrl"] = chalice.api_url

@@ -17,7 +17,7 @@ from typing import Any
 
 from backend import jsonfmt
 from chalicelib.contracts import S3_LAYOUT, ErrorCode
-from chalicelib.errors import service_errors_with
+from chalicelib.errors import MODEL_RETRY_POLICIES, RetryPolicy, retried_model_errors, service_errors_with
 from chalicelib.functions import WORKFLOW_FUNCTIONS
 
 ASL_PATH = Path(__file__).resolve().parent.parent / "statemachine" / "backdrop.asl.json"
@@ -32,20 +32,21 @@ LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 BEDROCK_INVOKE_MODEL = "arn:aws:states:::bedrock:invokeModel"
 
 
-def _retrier(errors: list[str], interval_s: int, attempts: int, max_delay_s: int | None = None) -> dict[str, Any]:
+def _retrier(errors: list[str], policy: RetryPolicy) -> dict[str, Any]:
     rule: dict[str, Any] = {
         "ErrorEquals": errors,
-        "IntervalSeconds": interval_s,
-        "BackoffRate": 2,
-        "MaxAttempts": attempts,
+        "IntervalSeconds": policy.interval_s,
+        "BackoffRate": int(policy.backoff_rate) if policy.backoff_rate.is_integer() else policy.backoff_rate,
+        "MaxAttempts": policy.max_attempts,
     }
-    if max_delay_s is not None:
-        rule["MaxDelaySeconds"] = max_delay_s
+    if policy.max_delay_s is not None:
+        rule["MaxDelaySeconds"] = policy.max_delay_s
     rule["JitterStrategy"] = "FULL"
     return rule
 
 
-_LAMBDA_THROTTLED = _retrier(["Lambda.TooManyRequestsException"], 2, 6, 30)
+_LAMBDA_THROTTLED = _retrier(["Lambda.TooManyRequestsException"], RetryPolicy(2, 6, max_delay_s=30))
+_ONCE_MORE = RetryPolicy(1, 3)
 # Every Task's Retry is one of these, chosen by `retry_policy`. The ASL file carries them in full
 # (so it stays plain ASL for cfn-lint, moto and the console); `python -m backend.statemachine`
 # writes them into it and a test fails while the file and this table disagree.
@@ -54,18 +55,19 @@ RETRY_POLICIES: dict[str, list[dict[str, Any]]] = {
     # errors are never retried: they describe the image (chalicelib/errors.py).
     "lambda-service-errors": [
         _LAMBDA_THROTTLED,
-        _retrier(["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException"], 1, 3),
+        _retrier(["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException"], _ONCE_MORE),
     ],
-    # Bedrock: what chalicelib/errors.py calls luck. Throttling waits longer; validation, access
-    # and content-filter errors are never retried.
+    # Bedrock: what chalicelib/errors.py calls luck, with its policies (an image that used them up
+    # says so in its cause, from the same numbers). Validation, access and content-filter errors
+    # are never retried.
     "bedrock-transient-errors": [
-        _retrier(service_errors_with("Bedrock", ErrorCode.MODEL_THROTTLED), 2, 8, 60),
-        _retrier(service_errors_with("Bedrock", ErrorCode.MODEL_TIMEOUT, ErrorCode.MODEL_ERROR), 2, 3),
+        _retrier(retried_model_errors(ErrorCode.MODEL_THROTTLED), MODEL_RETRY_POLICIES[ErrorCode.MODEL_THROTTLED]),
+        _retrier(retried_model_errors(ErrorCode.MODEL_ERROR), MODEL_RETRY_POLICIES[ErrorCode.MODEL_ERROR]),
     ],
     # The report runs once per job and is idempotent: any failure is worth a few retries before
     # the fallback summary.
-    "lambda-any-error": [_LAMBDA_THROTTLED, _retrier(["States.ALL"], 1, 3)],
-    "any-error": [_retrier(["States.ALL"], 1, 3)],
+    "lambda-any-error": [_LAMBDA_THROTTLED, _retrier(["States.ALL"], _ONCE_MORE)],
+    "any-error": [_retrier(["States.ALL"], _ONCE_MORE)],
 }
 RETRY_ANY_ERROR_STATES = frozenset({"Write the report"})
 
@@ -85,7 +87,14 @@ def retry_policy(name: str, state: Mapping[str, Any]) -> str:
 LAMBDA_TASK_MARGIN_S = 5
 BEDROCK_CALL_TIMEOUT_S = 90
 SERVICE_CALL_TIMEOUT_S = 30
-EXPRESS_CHILD_CAP_S = 300  # an Express child is stopped at 5 minutes, and runs no Catch then
+# The longest a Distributed Map child of each type may run. An Express child is stopped at
+# 5 minutes and runs no Catch then: its image would end as an unexplained INTERNAL_ERROR.
+EXPRESS_CHILD_CAP_S = 300
+STANDARD_CHILD_CAP_S = 365 * 24 * 3600  # one year
+CHILD_CAPS_S = {"EXPRESS": EXPRESS_CHILD_CAP_S, "STANDARD": STANDARD_CHILD_CAP_S}
+# Step Functions pricing in us-east-1: a Standard execution is billed per state transition, an
+# Express one per request and GB-second (docs/performance.md compares them for one image).
+STANDARD_USD_PER_TRANSITION = 0.025 / 1000
 
 
 def task_timeout_s(state: Mapping[str, Any]) -> int:
@@ -169,6 +178,41 @@ def child_budgets() -> dict[str, float]:
         for name, state in level.get("States", {}).items()
         if "ItemProcessor" in state
     }
+
+
+def execution_type_for(budget_s: float) -> str:
+    """The child execution type a worst case needs: Express (cheaper per image) only when the
+    whole budget fits its 5-minute cap, with room to spare; otherwise Standard."""
+    return "EXPRESS" if budget_s < EXPRESS_CHILD_CAP_S else "STANDARD"
+
+
+def worst_child_s() -> float:
+    return max(child_budgets().values())
+
+
+def child_execution_type() -> str:
+    """What the deploy sets as the Map's `ExecutionType` (`${MapExecutionType}`), from the ASL's
+    own worst case: today's Bedrock retry budget (two calls, each up to 8 throttled retries) is
+    ~2,090 s, so STANDARD."""
+    return execution_type_for(worst_child_s())
+
+
+def happy_path(family: str = "stability", definition: Mapping[str, Any] | None = None) -> list[str]:
+    """The states one image's child enters when every step succeeds, for a model family: a
+    Standard child is billed one state transition for each."""
+    definition = definition or json.loads(load_template())
+    map_state = next(s for s in definition["States"].values() if "ItemProcessor" in s)
+    child = map_state["ItemProcessor"]
+    path: list[str] = []
+    name: str | None = child["StartAt"]
+    while name:
+        path.append(name)
+        state = child["States"][name]
+        if state["Type"] == "Choice":
+            name = next((c["Next"] for c in state["Choices"] if c.get("StringEquals") == family), state.get("Default"))
+        else:
+            name = state.get("Next")
+    return path
 
 
 def canonical_text(text: str | None = None) -> str:
@@ -271,10 +315,17 @@ def main() -> int:
     else:
         ASL_PATH.write_text(text)
         print(f"wrote {ASL_PATH}")
+    chosen = child_execution_type()
     for name, seconds in child_budgets().items():
         print(
-            f"{name}: a child's worst case is {seconds:.0f} s (an Express child is stopped at {EXPRESS_CHILD_CAP_S} s)"
+            f"{name}: a child's worst case is {seconds:.0f} s; children run {chosen} "
+            f"(cap {CHILD_CAPS_S[chosen]:,} s; an Express child is stopped at {EXPRESS_CHILD_CAP_S} s)"
         )
+    transitions = len(happy_path())
+    print(
+        f"one image on the Stability happy path: {transitions} state transitions = "
+        f"${transitions * STANDARD_USD_PER_TRANSITION * 1000:.3f} per 1,000 images as STANDARD children"
+    )
     return 0
 
 

@@ -9,6 +9,7 @@ machine and `record_failure` can map it back to the stable code without parsing 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, ClassVar, Final, TypeVar
 
 from chalicelib.contracts import ErrorCode
@@ -240,9 +241,60 @@ SERVICE_ERROR_CODES: dict[str, ErrorCode] = {
 RETRIED_MODEL_CODES: tuple[ErrorCode, ...] = (ErrorCode.MODEL_THROTTLED, ErrorCode.MODEL_TIMEOUT, ErrorCode.MODEL_ERROR)
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """One Step Functions retrier's numbers: the ASL is written from them (backend/statemachine.py)
+    and an image that used them all up says so in its cause, from the same numbers."""
+
+    interval_s: int
+    max_attempts: int
+    backoff_rate: float = 2.0
+    max_delay_s: int | None = None
+
+    def delays_s(self) -> list[float]:
+        """The computed delay before each retry (full jitter then waits a random 0..delay)."""
+        cap = self.max_delay_s if self.max_delay_s is not None else float("inf")
+        return [min(self.interval_s * self.backoff_rate**attempt, cap) for attempt in range(self.max_attempts)]
+
+    def longest_wait_s(self) -> float:
+        return sum(self.delays_s())
+
+    def expected_wait_s(self) -> float:
+        return self.longest_wait_s() / 2  # full jitter: each wait is uniform over 0..delay
+
+
+# Bedrock throttling: up to 8 retries, waits doubling from 2 s and capped at 60 s (about two
+# minutes of waiting on average). The budget fits a STANDARD child, not an Express one
+# (backend/statemachine.py says which the deploy uses, and why).
+MODEL_THROTTLING_RETRY: Final = RetryPolicy(interval_s=2, max_attempts=8, max_delay_s=60)
+MODEL_FAILURE_RETRY: Final = RetryPolicy(interval_s=2, max_attempts=3)
+MODEL_RETRY_POLICIES: Final = {
+    ErrorCode.MODEL_THROTTLED: MODEL_THROTTLING_RETRY,
+    ErrorCode.MODEL_TIMEOUT: MODEL_FAILURE_RETRY,
+    ErrorCode.MODEL_ERROR: MODEL_FAILURE_RETRY,
+}
+
+
 def service_errors_with(service: str, *codes: ErrorCode) -> list[str]:
     """The error names of one service integration that map to any of `codes`, in table order."""
     return [name for name, code in SERVICE_ERROR_CODES.items() if name.startswith(f"{service}.") and code in codes]
+
+
+def retried_model_errors(code: ErrorCode) -> list[str]:
+    """The Bedrock error names retried under `code`'s policy: the ErrorEquals of its retrier."""
+    if code is ErrorCode.MODEL_THROTTLED:
+        return service_errors_with("Bedrock", ErrorCode.MODEL_THROTTLED)
+    return service_errors_with("Bedrock", ErrorCode.MODEL_TIMEOUT, ErrorCode.MODEL_ERROR)
+
+
+def retries_used(error: str) -> str:
+    """What the state machine did before handing `error` to the failure recorder, when it retried
+    it: "retried N times over about M s" (empty for errors it does not retry)."""
+    code = SERVICE_ERROR_CODES.get(error)
+    if code is None or code not in MODEL_RETRY_POLICIES or error not in retried_model_errors(code):
+        return ""
+    policy = MODEL_RETRY_POLICIES[code]
+    return f"retried {policy.max_attempts} times over about {policy.expected_wait_s():.0f} s"
 
 
 def classify_step_failure(error: str | None, cause: str | None) -> tuple[ErrorCode, str]:
@@ -266,4 +318,12 @@ def classify_step_failure(error: str | None, cause: str | None) -> tuple[ErrorCo
     if code is None:
         code = ErrorCode.MODEL_ERROR if error.startswith("Bedrock.") else ErrorCode.INTERNAL_ERROR
     # name the service error too, so an operator can look it up
-    return code, f"{message} [{error}]" if message else f"{error} (no further detail was given)"
+    text = f"{message} [{error}]" if message else f"{error} (no further detail was given)"
+    retried = retries_used(error)
+    if code is ErrorCode.MODEL_THROTTLED:
+        return code, (
+            f"the model's quota was still exhausted after the state machine {retried} "
+            f"(exponential backoff with full jitter); lower the deploy's MaxConcurrency or raise the "
+            f"model's quota, then retry the failed images: {text}"
+        )
+    return code, f"{text}; {retried}" if retried else text

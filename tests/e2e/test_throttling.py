@@ -1,0 +1,70 @@
+"""An image that Bedrock throttles past every retry ends FAILED with MODEL_THROTTLED, saying how
+many retries over how long, on the executed state machine (moto's interpreter, the real ASL and
+Lambdas, the Bedrock stand-in). Never INTERNAL_ERROR, and the other image is unharmed.
+
+moto really sleeps between retries; the test records the waits instead of sleeping them (the
+same numbers: the interpreter computes each from the ASL's retrier, with full jitter)."""
+
+from __future__ import annotations
+
+import json
+import types
+
+import boto3
+import pytest
+from harness import deliver_stream, upload, wait_for
+
+from chalicelib.errors import MODEL_THROTTLING_RETRY
+
+pytestmark = pytest.mark.slow
+
+
+def test_an_image_throttled_past_every_retry_fails_as_model_throttled(stack, token_for, photo, monkeypatch) -> None:
+    from chalice.test import Client
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    import app as backdrop_app
+
+    waits: list[float] = []
+    monkeypatch.setattr(retrier_decl, "time", types.SimpleNamespace(sleep=waits.append))
+    owner = "user-t"
+    refs = {name: upload(owner, name, photo(320, 240, "PNG"), "png") for name in ("fine.png", "throttled.png")}
+    body = {
+        "prompt": "a quiet studio",
+        "seed": 7,
+        "images": [
+            {
+                "imageRef": ref,
+                "name": name,
+                "labels": ["Product"],
+                # the inpaint request carries the prompt: Bedrock throttles it every time
+                **({"prompt": "a quiet studio [throttle:1000]"} if name == "throttled.png" else {}),
+            }
+            for name, ref in refs.items()
+        ],
+    }
+    headers = {"Authorization": token_for(owner), "Content-Type": "application/json"}
+    with Client(backdrop_app.app, stage_name="dev") as client:
+        submitted = client.http.post("/jobs", headers=headers, body=json.dumps(body))
+        assert submitted.status_code == 202, submitted.body
+        job_id = submitted.json_body["jobId"]
+        deliver_stream(stack, client)
+        sfn = boto3.client("stepfunctions")
+        execution = sfn.list_executions(stateMachineArn=stack["state_machine_arn"])["executions"][0]
+        assert wait_for(sfn, execution["executionArn"])["status"] == "SUCCEEDED"
+        view = client.http.get(f"/jobs/{job_id}", headers=headers).json_body
+
+    by_name = {image["name"]: image for image in view["images"]}
+    assert view["status"] == "PARTIAL" and by_name["fine.png"]["status"] == "SUCCEEDED"
+    throttled = by_name["throttled.png"]
+    assert (throttled["status"], throttled["errorCode"]) == ("FAILED", "MODEL_THROTTLED")
+    policy = MODEL_THROTTLING_RETRY
+    assert f"retried {policy.max_attempts} times over about {policy.expected_wait_s():.0f} s" in throttled["cause"]
+    assert "[Bedrock.ThrottlingException]" in throttled["cause"]
+
+    # what really happened matches the cause: the first try and 8 retries, each wait within the
+    # policy's computed delay (full jitter waits 0..delay)
+    calls = [c for c in stack["bedrock"].calls if "throttle:1000" in c[1]]
+    assert len(calls) == 1 + policy.max_attempts
+    assert len(waits) == policy.max_attempts
+    assert all(0 <= wait <= delay for wait, delay in zip(waits, policy.delays_s(), strict=True)), waits
