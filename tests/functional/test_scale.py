@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 from chalice.test import Client
+from conftest import make_photo
 
 import app as backdrop_app
 from chalicelib import contracts
@@ -33,7 +34,10 @@ def _headers(token: str, **extra: str) -> dict[str, str]:
     return {"Authorization": token, "Content-Type": "application/json", **extra}
 
 
-def _upload(owner: str, data: bytes = b"x", upload_id: str | None = None, ext: str = "png") -> str:
+PHOTO = make_photo(120, 100)
+
+
+def _upload(owner: str, data: bytes = PHOTO, upload_id: str | None = None, ext: str = "png") -> str:
     ref = contracts.image_ref_of(upload_id or contracts.new_opaque_id(), contracts.new_opaque_id(), ext)
     boto3.client("s3").put_object(Bucket=BUCKET, Key=contracts.upload_key(owner, ref), Body=data)
     return ref
