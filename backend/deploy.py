@@ -33,7 +33,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, WaiterError
 
-from backend import policies, project, resource_names, statemachine, templates
+from backend import policies, project, resource_names, statemachine, stream_trigger, templates
 from backend import settings as deployment_settings
 from backend.doctor import DEFAULT_MAX_CONCURRENCY, Doctor, Findings, format_findings, models_for_deployment
 from backend.errors import DeployError
@@ -329,8 +329,11 @@ class Deployer:
         deployment_settings.save(self.project, settings)
         chalice = self.run_chalice(self.stage, env, self.region, self.project)
         missing = [f.name for f in WORKFLOW_FUNCTIONS if f.name not in chalice.function_arns]
+        if stream_trigger.FUNCTION not in chalice.function_arns:
+            missing.append(stream_trigger.FUNCTION)
         if missing:
-            raise DeployError(f"chalice deploy did not report the workflow functions {missing}")
+            raise DeployError(f"chalice deploy did not report the functions {missing}")
+        self.configure_stream_trigger(chalice.function_arns[stream_trigger.FUNCTION])
         parameters = {
             "Stage": self.stage,
             "BucketName": self.outputs["BucketName"],
@@ -343,6 +346,19 @@ class Deployer:
         self.outputs.update(self.deploy_stack("workflow", templates.workflow_template(max_concurrency), parameters))
         self.outputs["ApiUrl"] = chalice.api_url
         return self.outputs
+
+    def configure_stream_trigger(self, function_arn: str) -> None:
+        """What Chalice cannot set on the stream's trigger (backend/stream_trigger.py)."""
+        try:
+            stream_trigger.configure(
+                self.client("lambda"), function_arn, self.outputs["StreamArn"], self.outputs["StreamFailureQueueArn"]
+            )
+        except LookupError as exc:
+            raise DeployError(str(exc)) from exc
+        self.say(
+            f"stream trigger: job inserts only, {stream_trigger.MAXIMUM_RETRY_ATTEMPTS} retries with bisection, "
+            f"then to {self.outputs['StreamFailureQueueArn'].rsplit(':', 1)[-1]}"
+        )
 
     def api_url(self) -> str:
         """The stage's API URL, from chalice's record of its last deploy ("" if none)."""

@@ -80,6 +80,7 @@ def lambda_policies(
             ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"],
             [outputs["StreamArn"]],
         ),
+        Grant.STREAM_FAILURES: _statement("StreamFailures", ["sqs:SendMessage"], [outputs["StreamFailureQueueArn"]]),
         Grant.START_WORKFLOW: _statement(
             "StartWorkflow", ["states:StartExecution"], [state_machine_arn(region, account, stage, partition)]
         ),

@@ -119,7 +119,7 @@ def measure(images: int = IMAGES) -> dict[str, Any]:
         )
         phases: dict[str, float] = {}
         calls: dict[str, int] = {}
-        _wrap(backdrop_app, "parse_job_request", phases, "parse and validate")
+        _wrap(jobs, "parse_job_request", phases, "parse and validate")
         _wrap(jobs.JobService, "_missing_uploads", phases, "list the uploads")
         _wrap(jobs.LabelService, "labels_many", phases, "read cached labels")
         _wrap(jobs.JobStore, "put_job", phases, "write the job")

@@ -30,6 +30,7 @@ class Grant(StrEnum):
     READ_EXECUTIONS = "read-executions"  # states:DescribeExecution, GetExecutionHistory on its executions
     LIST_EXECUTIONS = "list-executions"  # states:ListExecutions on this stage's state machine
     PUBLISH_JOB_EMAIL = "publish-job-email"  # sns:Publish on the job-email topic
+    STREAM_FAILURES = "stream-failures"  # sqs:SendMessage to the stream trigger's failure queue
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,8 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         timeout_s=300,
         s3_write=(SCRATCH_PREFIX,),
         table_actions=("Query", "UpdateItem"),
-        grants=frozenset({Grant.READ_JOBS_STREAM, Grant.START_WORKFLOW}),
+        # the event source mapping sends what it gives up on to the failure queue with this role
+        grants=frozenset({Grant.READ_JOBS_STREAM, Grant.START_WORKFLOW, Grant.STREAM_FAILURES}),
     ),
     LambdaFunction(
         "detect_labels",

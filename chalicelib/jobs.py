@@ -386,6 +386,13 @@ class JobService:
         )
         return {"jobId": job_id, "status": JobStatus.SUBMITTED.value, "imageCount": len(images), "model": spec.key}
 
+    def submit_request(
+        self, owner: str, body: Any, model_lookup: Callable[[str], ModelSpec], notify: bool, email: str | None
+    ) -> dict[str, Any]:
+        """POST /jobs: parse the body (every problem at once), then submit."""
+        spec, settings, images = parse_job_request(body, model_lookup=model_lookup)
+        return self.submit(owner, spec, settings, images, notify=notify, email=email)
+
     def retry_failed(
         self, owner: str, job_id: str, model_lookup: Callable[[str], ModelSpec] = registry.get_selectable_model
     ) -> dict[str, Any]:

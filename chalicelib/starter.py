@@ -2,21 +2,25 @@
 
 Streams deliver at least once, so this is idempotent: the manifest is written to the same key
 with the same content, and the execution name is the job id, so Step Functions itself refuses a
-second run of the same job.
+second run of the same job. A job that cannot start ends FAILED with the reason; the stream only
+sees an error when that cannot be recorded (and then retries a bounded number of times, bisects
+the batch and sends what is left to the failure queue: backend/stream_trigger.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
 
 from boto3.dynamodb.types import TypeDeserializer
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import contracts
-from chalicelib.errors import client_error_code
+from chalicelib.errors import THROTTLING_CODES, RetryPolicy, client_error_code, client_error_message
 from chalicelib.store import JobStore, plain
 
 log = logging.getLogger(__name__)
@@ -36,13 +40,51 @@ def job_inserts(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return jobs
 
 
+# StartExecution errors that waiting may cure; any other refusal (a missing or deleted state
+# machine, access denied, bad input) fails the job at once, with the error in its cause.
+RETRYABLE_START_ERRORS: Final = THROTTLING_CODES | {
+    "ExecutionLimitExceeded",  # too many open executions: some will finish
+    "KmsThrottlingException",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "InternalFailure",
+    "InternalServerError",
+    "InternalError",
+}
+# On top of the SDK's own retries; well inside the starter's 300 s (chalicelib/functions.py).
+START_RETRY: Final = RetryPolicy(interval_s=2, max_attempts=4, max_delay_s=16)
+
+
+class StartRefused(Exception):
+    """Step Functions did not start the execution; the message says why."""
+
+
+def execution_arn(state_machine_arn: str, name: str) -> str:
+    """arn:...:stateMachine:M + name → arn:...:execution:M:name."""
+    return f"{state_machine_arn.replace(':stateMachine:', ':execution:', 1)}:{name}"
+
+
+def _describe(exc: BaseException) -> str:
+    code = client_error_code(exc)
+    return f"{code}: {client_error_message(exc)}" if code else f"{type(exc).__name__}: {exc}"
+
+
 class WorkflowStarter:
-    def __init__(self, s3: Any, store: JobStore, stepfunctions: Any, bucket: str, state_machine_arn: str) -> None:
+    def __init__(
+        self,
+        s3: Any,
+        store: JobStore,
+        stepfunctions: Any,
+        bucket: str,
+        state_machine_arn: str,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.s3 = s3
         self.store = store
         self.sfn = stepfunctions
         self.bucket = bucket
         self.state_machine_arn = state_machine_arn
+        self.sleep = sleep
 
     def manifest(self, job_id: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -56,7 +98,10 @@ class WorkflowStarter:
         return items
 
     def start(self, job: Mapping[str, Any]) -> str | None:
-        """Write the manifest and start the execution; returns its ARN (None if it already ran)."""
+        """Write the manifest and start the execution; returns its ARN (None if it already ran, or
+        could not start). A job that cannot start ends FAILED with its cause, never stays
+        SUBMITTED: only a failure to record that (the table itself failing) is raised, for the
+        stream to deliver the record again."""
         job = plain(dict(job))
         job_id = job["jobId"]
         manifest = self.manifest(job_id)
@@ -64,9 +109,13 @@ class WorkflowStarter:
             self.store.fail_job(job_id, "the job has no images")
             return None
         manifest_key = contracts.manifest_key(job_id)
-        self.s3.put_object(
-            Bucket=self.bucket, Key=manifest_key, Body=json.dumps(manifest).encode(), ContentType="application/json"
-        )
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket, Key=manifest_key, Body=json.dumps(manifest).encode(), ContentType="application/json"
+            )
+        except (ClientError, BotoCoreError) as exc:  # after the SDK's own retries
+            self._could_not_start(job_id, f"its image list could not be written to S3 ({_describe(exc)})")
+            return None
         execution_input = {
             "jobId": job_id,
             "owner": job["owner"],
@@ -77,18 +126,43 @@ class WorkflowStarter:
             "notify": job.get("notify") is not False,  # the owner's email, unless they declined it
         }
         try:
-            response = self.sfn.start_execution(
-                stateMachineArn=self.state_machine_arn, name=job_id, input=json.dumps(execution_input, sort_keys=True)
-            )
-        except ClientError as exc:
-            if client_error_code(exc) == "ExecutionAlreadyExists":
-                log.info("job %s already has an execution; repeated stream record ignored", job_id)
-                return None
-            raise  # throttling or an outage: the stream retries the batch
-        execution_arn = str(response["executionArn"])
+            execution_arn = self._start_execution(job_id, json.dumps(execution_input, sort_keys=True))
+        except StartRefused as exc:
+            self._could_not_start(job_id, str(exc))
+            return None
         # False when the workflow has already finished and written its final status: kept
         self.store.mark_running(job_id, execution_arn)
         return execution_arn
+
+    def _start_execution(self, job_id: str, execution_input: str) -> str:
+        """StartExecution, retrying what waiting may cure (throttling, a service fault) with
+        backoff and full jitter. ExecutionAlreadyExists means the job is running: its ARN is
+        the state machine's with the job id as the name."""
+        for attempt in range(START_RETRY.max_attempts + 1):
+            if attempt:
+                self.sleep(random.uniform(0, START_RETRY.delays_s()[attempt - 1]))
+            try:
+                response = self.sfn.start_execution(
+                    stateMachineArn=self.state_machine_arn, name=job_id, input=execution_input
+                )
+            except (ClientError, BotoCoreError) as exc:
+                code = client_error_code(exc) or type(exc).__name__
+                if code == "ExecutionAlreadyExists":
+                    log.info("job %s already has an execution; repeated stream record ignored", job_id)
+                    return execution_arn(self.state_machine_arn, job_id)
+                if code not in RETRYABLE_START_ERRORS and not isinstance(exc, BotoCoreError):
+                    raise StartRefused(f"Step Functions refused to start it ({_describe(exc)})") from exc
+                last = exc
+                continue
+            return str(response["executionArn"])
+        raise StartRefused(
+            f"Step Functions kept refusing to start it ({_describe(last)}): retried {START_RETRY.max_attempts} "
+            f"times over about {START_RETRY.expected_wait_s():.0f} s; submit it again"
+        )
+
+    def _could_not_start(self, job_id: str, why: str) -> None:
+        log.warning("job %s could not start: %s", job_id, why)
+        self.store.fail_job(job_id, f"the job could not start: {why}")
 
     def handle_records(self, records: Iterable[Mapping[str, Any]]) -> list[str]:
         started = []

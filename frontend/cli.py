@@ -109,6 +109,8 @@ def _quality_text(outputs: list[dict[str, Any]]) -> str:
 
 def _status_text(view: dict[str, Any]) -> str:
     lines = [f"job {view['jobId']}: {view['status']}  ({view.get('model')})"]
+    if view.get("cause"):
+        lines.append(f"  {view['cause']}")
     for image in view.get("images", []):
         outputs = image.get("outputs") or []
         detail = (

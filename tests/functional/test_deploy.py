@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ast
+import io
 import json
 import shutil
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
-from backend import policies, resource_names, templates
+from backend import policies, resource_names, stream_trigger, templates
 from backend.deploy import ChaliceResult, Deployer, stack_name
 from chalicelib import contracts
 from chalicelib.functions import FUNCTIONS, WORKFLOW_FUNCTIONS
@@ -27,6 +29,7 @@ OUTPUTS = {
     "TableArn": "arn:aws:dynamodb:us-east-1:123456789012:table/backdrop-dev-jobs",
     "StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/backdrop-dev-jobs/stream/2026-01-01T00:00:00.000",
     "TopicArn": "arn:aws:sns:us-east-1:123456789012:backdrop-dev-notifications",
+    "StreamFailureQueueArn": "arn:aws:sqs:us-east-1:123456789012:backdrop-dev-stream-failures",
 }
 
 
@@ -94,8 +97,19 @@ def test_chalice_package_output_is_cfn_lint_clean(tmp_path: Path) -> None:
             ".venv", ".git", "tests", "test-artifacts", "docs", "samples", "*.pyc", "deployments"
         ),
     )
+    queue_arn = "arn:aws:sqs:us-east-1:123456789012:backdrop-dev-stream-failures"
+    merge = tmp_path / "stream-trigger.json"
+    merge.write_text(json.dumps(stream_trigger.merge_template(queue_arn)))
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "chalice"), "package", "--stage", "dev", str(out)],
+        [
+            str(Path(sys.executable).parent / "chalice"),
+            "package",
+            "--stage",
+            "dev",
+            "--merge-template",
+            str(merge),
+            str(out),
+        ],
         cwd=project,
         env=env,
         capture_output=True,
@@ -105,6 +119,16 @@ def test_chalice_package_output_is_cfn_lint_clean(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     lint = _cfn_lint(out / "sam.json")
     assert lint.returncode == 0, lint.stdout + lint.stderr
+    # the packaged stream trigger carries what Chalice cannot set, and nothing was merged beside it
+    sam = json.loads((out / "sam.json").read_text())
+    trigger = sam["Resources"][stream_trigger.FUNCTION_LOGICAL_ID]["Properties"]["Events"]
+    assert list(trigger) == [stream_trigger.EVENT_LOGICAL_ID]
+    properties = trigger[stream_trigger.EVENT_LOGICAL_ID]["Properties"]
+    assert properties["Stream"].startswith("arn:aws:dynamodb:") and properties["BatchSize"] == 10
+    assert properties["MaximumRetryAttempts"] == stream_trigger.MAXIMUM_RETRY_ATTEMPTS
+    assert properties["BisectBatchOnFunctionError"] is True
+    assert properties["DestinationConfig"]["OnFailure"] == {"Destination": queue_arn}
+    assert json.loads(properties["FilterCriteria"]["Filters"][0]["Pattern"]) == stream_trigger.JOB_INSERTS
     size = (out / "deployment.zip").stat().st_size
     # well inside Lambda's 50 MB direct-upload limit; numpy (compositing, scoring) is 16.8 MB of it
     # (docs/aws-notes.md#n36-numpy-wheels-and-the-lambda-package)
@@ -228,6 +252,34 @@ def _echo_lists_as_cloudformation_does(parsed: dict[str, Any], **_: Any) -> None
                 parameter["ParameterValue"] = ",".join(str(v) for v in ast.literal_eval(value))
 
 
+def _stream_handler_as_chalice_makes_it(stage: str, region: str, stream_arn: str) -> str:
+    """The starter function and the stream mapping `chalice deploy` makes: batch size and starting
+    position only (once; a redeploy finds them). The moto server is AWS_ENDPOINT_URL."""
+    lambda_ = boto3.client("lambda", region_name=region)
+    name = f"backdrop-{stage}-{stream_trigger.FUNCTION}"
+    try:
+        return str(lambda_.get_function(FunctionName=name)["Configuration"]["FunctionArn"])
+    except lambda_.exceptions.ResourceNotFoundException:
+        pass
+    role = boto3.client("iam", region_name=region).create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument="{}")[
+        "Role"
+    ]["Arn"]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("app.py", "def start_workflow(event, context):\n    return None\n")
+    arn = lambda_.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=role,
+        Handler="app.start_workflow",
+        Code={"ZipFile": archive.getvalue()},
+    )["FunctionArn"]
+    lambda_.create_event_source_mapping(
+        EventSourceArn=stream_arn, FunctionName=arn, BatchSize=10, StartingPosition="TRIM_HORIZON"
+    )
+    return str(arn)
+
+
 @dataclass
 class MotoDeployer(Deployer):
     """The real deployer, but the auth stack is made through the Cognito API: moto's CloudFormation
@@ -258,6 +310,7 @@ def fake_chalice(stage: str, env: dict[str, str], region: str, project_dir: Path
     arns = {
         f.name: f"arn:aws:lambda:{region}:123456789012:function:backdrop-{stage}-{f.name}" for f in WORKFLOW_FUNCTIONS
     }
+    arns[stream_trigger.FUNCTION] = _stream_handler_as_chalice_makes_it(stage, region, env["JOBS_STREAM_ARN"])
     api_url = f"https://example.execute-api.{region}.amazonaws.com/api/"
     record = {
         "resources": [{"resource_type": "rest_api", "rest_api_url": api_url}]
@@ -324,6 +377,16 @@ def test_deploy_then_redeploy_then_teardown_on_moto(deployer: MotoDeployer, moto
     parameters = {p["ParameterKey"]: p["ParameterValue"] for p in workflow["Parameters"]}
     assert parameters["MapExecutionType"] == "STANDARD"
     assert any(line.startswith("image children run STANDARD") for line in deployer.said)
+    # the stream's trigger cannot be poisoned: filtered, bounded, bisected, with a failure queue
+    lambda_ = _client("lambda", moto_server)
+    starter = lambda_.get_function(FunctionName=f"backdrop-dev-{stream_trigger.FUNCTION}")["Configuration"]
+    mapping = lambda_.list_event_source_mappings(FunctionName=starter["FunctionArn"])["EventSourceMappings"]
+    assert len(mapping) == 1 and mapping[0]["EventSourceArn"] == outputs["StreamArn"]
+    assert mapping[0]["MaximumRetryAttempts"] == stream_trigger.MAXIMUM_RETRY_ATTEMPTS
+    assert mapping[0]["BisectBatchOnFunctionError"] is True
+    assert mapping[0]["DestinationConfig"]["OnFailure"]["Destination"] == outputs["StreamFailureQueueArn"]
+    assert outputs["StreamFailureQueueArn"].endswith(":backdrop-dev-stream-failures")
+    assert json.loads(mapping[0]["FilterCriteria"]["Filters"][0]["Pattern"]) == stream_trigger.JOB_INSERTS
 
     deployer.said.clear()
     deployer.deploy(email="", model="stability-inpaint", max_concurrency=8, settings=settings)

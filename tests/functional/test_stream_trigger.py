@@ -1,0 +1,198 @@
+"""The stream trigger cannot be poisoned: only job INSERTs reach the starter, and a job that cannot
+start ends FAILED with its cause instead of staying SUBMITTED (moto Step Functions and S3)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from conftest import load_event
+
+from backend import stream_trigger
+from chalicelib import contracts
+from chalicelib.starter import START_RETRY, WorkflowStarter, execution_arn, job_inserts
+from chalicelib.store import JobStore, NewImage
+
+BUCKET = "backdrop-test-bucket"
+OWNER = "owner-1"
+JOB_ID = "20261124T120000Z-0123456789ab"
+
+
+def _matches(record: Any, pattern: dict[str, Any]) -> bool:
+    """Lambda's event filtering for the part of its syntax the trigger uses: nested objects whose
+    leaves are lists of exact values."""
+    for key, expected in pattern.items():
+        value = record.get(key) if isinstance(record, dict) else None
+        if isinstance(expected, dict):
+            if not _matches(value, expected):
+                return False
+        elif value not in expected:
+            return False
+    return True
+
+
+def _record(event_name: str, pk: str, sk: str) -> dict[str, Any]:
+    record = copy.deepcopy(load_event("ddb-stream-job-insert")["Records"][0])
+    record["eventName"] = event_name
+    record["dynamodb"]["Keys"] = {"pk": {"S": pk}, "sk": {"S": sk}}
+    record["dynamodb"]["NewImage"].update({"pk": {"S": pk}, "sk": {"S": sk}, "jobId": {"S": JOB_ID}})
+    if event_name == "REMOVE":
+        del record["dynamodb"]["NewImage"]
+    return record
+
+
+def test_only_job_inserts_pass_the_filter_and_the_starter_agrees() -> None:
+    pattern = json.loads(stream_trigger.filter_criteria()["Filters"][0]["Pattern"])
+    job = contracts.job_pk(JOB_ID)
+    records = {
+        "job insert": _record("INSERT", job, contracts.JOB_SK),
+        "job status change": _record("MODIFY", job, contracts.JOB_SK),
+        "image insert": _record("INSERT", job, contracts.image_sk("a" * 32)),
+        "image status change": _record("MODIFY", job, contracts.image_sk("a" * 32)),
+        "job removed (TTL)": _record("REMOVE", job, contracts.JOB_SK),
+        "labels cached": _record("INSERT", contracts.labels_pk("uploads/x/y.png"), contracts.LABELS_SK),
+        "idempotency record": _record("INSERT", contracts.idempotency_pk(OWNER), "POST/jobs#abc"),
+    }
+    passed = [name for name, record in records.items() if _matches(record, pattern)]
+    assert passed == ["job insert"]
+    # what Lambda lets through is exactly what the starter would act on anyway
+    assert [j["jobId"] for j in job_inserts(list(records.values()))] == [JOB_ID]
+
+
+def test_the_mapping_settings_bound_every_failure() -> None:
+    settings = stream_trigger.mapping_settings("arn:aws:sqs:us-east-1:123456789012:q")
+    assert 0 < settings["MaximumRetryAttempts"] <= 10 and settings["BisectBatchOnFunctionError"] is True
+    assert 0 < settings["MaximumRecordAgeInSeconds"] < 24 * 3600  # before the stream drops the record
+    assert settings["DestinationConfig"] == {"OnFailure": {"Destination": "arn:aws:sqs:us-east-1:123456789012:q"}}
+
+
+# ---------------------------------------------------------------------------------- the starter
+
+
+def _job(store: JobStore) -> dict[str, Any]:
+    ref = contracts.image_ref_of("a" * 32, "b" * 32, "png")
+    key = contracts.upload_key(OWNER, ref)
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=b"png")
+    store.put_job(
+        job_id=JOB_ID,
+        owner=OWNER,
+        model="stability-inpaint",
+        settings={"prompt": "a beach"},
+        images=[NewImage(image_id="b" * 32, image_ref=ref, key=key, name="a.png")],
+    )
+    job = store.get_job(JOB_ID)
+    assert job is not None
+    return job
+
+
+def _machine() -> str:
+    return str(
+        boto3.client("stepfunctions").create_state_machine(
+            name="noop",
+            roleArn="arn:aws:iam::123456789012:role/x",
+            definition=json.dumps({"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 5, "End": True}}}),
+        )["stateMachineArn"]
+    )
+
+
+class Refusing:
+    """Step Functions answering StartExecution with `codes` (one per call), then as the real one."""
+
+    def __init__(self, real: Any, codes: list[str]) -> None:
+        self.real = real
+        self.codes = list(codes)
+        self.calls = 0
+
+    def start_execution(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.codes:
+            code = self.codes.pop(0)
+            raise ClientError({"Error": {"Code": code, "Message": f"{code} (test)"}}, "StartExecution")
+        return self.real.start_execution(**kwargs)
+
+
+def _starter(store: JobStore, sfn: Any, machine: str, waits: list[float]) -> WorkflowStarter:
+    return WorkflowStarter(boto3.client("s3"), store, sfn, BUCKET, machine, sleep=waits.append)
+
+
+def test_a_start_refused_for_good_ends_the_job_failed_with_its_cause(store: JobStore) -> None:
+    job = _job(store)
+    waits: list[float] = []
+    missing = "arn:aws:states:us-east-1:123456789012:stateMachine:deleted"
+    starter = _starter(store, boto3.client("stepfunctions"), missing, waits)
+    assert starter.handle_records([_record_of(job)]) == []  # the stream sees success: nothing to retry
+    failed = store.get_job(JOB_ID)
+    assert failed is not None and failed["status"] == "FAILED"
+    assert "could not start" in failed["cause"] and "StateMachineDoesNotExist" in failed["cause"]
+    assert waits == []  # not retried: waiting cannot bring a state machine back
+
+
+def test_throttled_starts_are_retried_then_the_job_runs(store: JobStore) -> None:
+    job = _job(store)
+    waits: list[float] = []
+    sfn = Refusing(boto3.client("stepfunctions"), ["ThrottlingException", "ExecutionLimitExceeded"])
+    arn = _starter(store, sfn, _machine(), waits).start(job)
+    assert arn and sfn.calls == 3 and len(waits) == 2
+    assert all(0 <= w <= d for w, d in zip(waits, START_RETRY.delays_s(), strict=False))
+    running = store.get_job(JOB_ID)
+    assert running is not None and (running["status"], running["executionArn"]) == ("RUNNING", arn)
+
+
+def test_a_start_throttled_past_every_retry_ends_failed_saying_so(store: JobStore) -> None:
+    job = _job(store)
+    waits: list[float] = []
+    sfn = Refusing(boto3.client("stepfunctions"), ["ThrottlingException"] * 10)
+    assert _starter(store, sfn, _machine(), waits).start(job) is None
+    failed = store.get_job(JOB_ID)
+    assert failed is not None and failed["status"] == "FAILED"
+    assert f"retried {START_RETRY.max_attempts} times" in failed["cause"] and "ThrottlingException" in failed["cause"]
+    assert sfn.calls == START_RETRY.max_attempts + 1
+
+
+def test_an_execution_that_already_exists_marks_a_still_submitted_job_running(store: JobStore) -> None:
+    """The first delivery started the execution, then died before recording it."""
+    job = _job(store)
+    machine = _machine()
+    boto3.client("stepfunctions").start_execution(stateMachineArn=machine, name=JOB_ID, input="{}")
+    arn = _starter(store, boto3.client("stepfunctions"), machine, []).start(job)
+    assert arn == execution_arn(machine, JOB_ID)
+    running = store.get_job(JOB_ID)
+    assert running is not None and (running["status"], running["executionArn"]) == ("RUNNING", arn)
+
+
+def test_a_manifest_that_cannot_be_written_fails_the_job(store: JobStore, monkeypatch) -> None:
+    job = _job(store)
+    s3 = boto3.client("s3")
+
+    def refuse(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}}, "PutObject")
+
+    monkeypatch.setattr(s3, "put_object", refuse)
+    starter = WorkflowStarter(s3, store, boto3.client("stepfunctions"), BUCKET, _machine(), sleep=lambda _: None)
+    assert starter.start(job) is None
+    failed = store.get_job(JOB_ID)
+    assert failed is not None and failed["status"] == "FAILED" and "AccessDenied" in failed["cause"]
+
+
+def test_only_a_table_that_cannot_record_the_failure_fails_the_batch(store: JobStore, monkeypatch) -> None:
+    """Then the stream retries (bounded, bisected, then the failure queue): nothing is lost silently."""
+    job = _job(store)
+
+    def table_down(*_: Any, **__: Any) -> bool:
+        raise ClientError({"Error": {"Code": "InternalServerError", "Message": "down"}}, "UpdateItem")
+
+    monkeypatch.setattr(store, "fail_job", table_down)
+    starter = _starter(store, boto3.client("stepfunctions"), "arn:aws:states:us-east-1:123456789012:stateMachine:x", [])
+    with pytest.raises(ClientError):
+        starter.handle_records([_record_of(job)])
+
+
+def _record_of(job: dict[str, Any]) -> dict[str, Any]:
+    record = _record("INSERT", contracts.job_pk(JOB_ID), contracts.JOB_SK)
+    record["dynamodb"]["NewImage"]["owner"] = {"S": job["owner"]}
+    record["dynamodb"]["NewImage"]["jobId"] = {"S": job["jobId"]}
+    return record
