@@ -8,7 +8,8 @@ declared here once and applied two ways:
 - `chalice package --merge-template` (a SAM template): `merge_template(queue_arn)` is the JSON to
   merge (`python -m backend.stream_trigger QUEUE_ARN > stream-trigger.json`);
 - `chalice deploy` (what `backend/deploy.py` runs): `configure(...)` updates the event source
-  mapping Chalice created, right after each deploy.
+  mapping Chalice created, right after each deploy
+  (docs/aws-notes.md#n46-stream-event-filters-and-failure-destinations).
 
 The settings: only job INSERTs invoke the starter (image items and status changes are filtered
 out by Lambda, not delivered and ignored); a failing batch is split in two until the failing

@@ -56,10 +56,11 @@ API_HANDLER = "api_handler"
 FUNCTIONS: tuple[LambdaFunction, ...] = (
     LambdaFunction(
         API_HANDLER,
-        # One full vCPU. POST /jobs with 10,000 images is ~2.3 s of CPU on one core (boto3
-        # serializing and signing 600 batch calls, validation, the Idempotency-Key hash: `python -m
-        # bench.submit`); at Chalice's default 128 MB (1/14 vCPU) that alone would be ~32 s, past
-        # API Gateway's 29 s. At 1,769 MB it is ~2.5 s, and a page of presigned links is quick too.
+        # One full vCPU (docs/aws-notes.md#n44-lambda-cpu-follows-memory). POST /jobs with 10,000
+        # images is ~2.3 s of CPU on one core (boto3 serializing and signing 600 batch calls,
+        # validation, the Idempotency-Key hash: `python -m bench.submit`); at Chalice's default
+        # 128 MB (1/14 vCPU) that alone would be ~32 s, past API Gateway's 29 s. At 1,769 MB it is
+        # ~2.5 s, and a page of presigned links is quick too.
         memory_mb=1769,
         # presigned POSTs and GETs are signed with this role: it must hold what they grant
         s3_read=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX),

@@ -3,9 +3,10 @@ gets the job it already made, never a second paid one.
 
 Powertools for AWS Lambda's idempotency utility does the bookkeeping, with its DynamoDB
 persistence in the jobs table itself: one item per owner and key (`pk = IDEMPOTENCY#<owner>`,
-`sk` = Powertools' hash of the key), which expires through the table's TTL. The first request
-with a key stores its answer; a repeat with the same body gets that answer; a repeat with another
-body is a 409 (`IDEMPOTENCY_KEY_REUSED`), and a repeat while the first still runs a 409
+`sk` = Powertools' hash of the key), which expires through the table's TTL
+(docs/aws-notes.md#n45-powertools-idempotency-in-a-shared-table). The first request with a key
+stores its answer; a repeat with the same body gets that answer; a repeat with another body is a
+409 (`IDEMPOTENCY_KEY_REUSED`), and a repeat while the first still runs a 409
 (`REQUEST_IN_PROGRESS`). A request that fails (a 400, say) stores nothing, so the same key can be
 used again once the body is fixed.
 """

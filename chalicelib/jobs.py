@@ -153,7 +153,8 @@ def _job_settings(body: dict[str, Any], spec: ModelSpec, problems: Problems, see
         cfg_scale=float(cfg) if cfg is not None else None,
         seed=chosen_seed,
         variants=variants if variants is not None else 1,
-        output_format=_optional(body, "outputFormat", str, problems) or contracts.OutputFormat.PNG.value,
+        # omitted: each result follows its original (JPEG in, JPEG out; PNG otherwise)
+        output_format=_optional(body, "outputFormat", str, problems) or None,
         style_preset=_optional(body, "stylePreset", str, problems),
         **_finish_settings(body, spec, problems),
     )

@@ -28,8 +28,9 @@ from chalicelib.store import JobStore
 # subject.
 REKOGNITION_EXTENSIONS = (".jpg", ".png")
 # Labels not cached yet are detected in parallel, a bounded number at a time: Rekognition's
-# DetectLabels quota is per second (docs/aws-notes.md) and the upload handler detects at the same
-# time; 16 calls of ~0.3-0.5 s each stay under 50 per second. boto3 clients are thread-safe.
+# DetectLabels quota is per second (docs/aws-notes.md#n43-rekognition-request-rate) and the upload
+# handler detects at the same time; 16 calls of ~0.3-0.5 s each stay under 50 per second. boto3
+# clients are thread-safe.
 DETECT_WORKERS: Final = 16
 # What is not detected by then is answered as pending: API Gateway gives a request 29 s.
 DETECT_BUDGET_SECONDS: Final = 20.0

@@ -40,8 +40,9 @@ def job_inserts(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return jobs
 
 
-# StartExecution errors that waiting may cure; any other refusal (a missing or deleted state
-# machine, access denied, bad input) fails the job at once, with the error in its cause.
+# StartExecution errors that waiting may cure (docs/aws-notes.md#n47-step-functions-startexecution-errors);
+# any other refusal (a missing or deleted state machine, access denied, bad input) fails the job
+# at once, with the error in its cause.
 RETRYABLE_START_ERRORS: Final = THROTTLING_CODES | {
     "ExecutionLimitExceeded",  # too many open executions: some will finish
     "KmsThrottlingException",

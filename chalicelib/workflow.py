@@ -183,7 +183,9 @@ class Steps:
         response = self._get_json(step.bucket, contracts.response_key(step.job_id, step.image.image_id, last_step))
         generated = adapter.parse_response(spec, last_step, response)
         geometry, _ = self._geometry(step)
-        original = imaging.load_original(self._get(step.bucket, step.image.key))
+        original_bytes = self._get(step.bucket, step.image.key)
+        original = imaging.load_original(original_bytes)
+        source = imaging.source_format(original_bytes)
         size = (geometry.original_width, geometry.original_height)
         settings = step.settings
         alpha = hole = None
@@ -197,7 +199,12 @@ class Steps:
         precise = settings.mode == contracts.Mode.PRECISE.value
         shadow = compose.Shadow(contracts.ShadowKind(settings.shadow), settings.shadow_angle, settings.shadow_strength)
         thresholds = quality.Thresholds.from_dict(settings.quality_thresholds or {})
-        fmt = contracts.OutputFormat(settings.output_format)
+        # the job's format, or the original's (JPEG in, JPEG out) when the job names none
+        fmt = (
+            contracts.OutputFormat(settings.output_format)
+            if settings.output_format
+            else imaging.default_output_format(source)
+        )
         outputs = []
         for index, (data, seed) in enumerate(zip(generated.images, generated.seeds, strict=True), start=1):
             canvas = imaging.decode_image(data)
@@ -215,9 +222,8 @@ class Steps:
                 scorecard = quality.no_cutout_scorecard(spec.key)
             text = {contracts.PROVENANCE_TEXT_KEY: produced_by} if produced_by else None
             key = contracts.result_key(step.owner, step.job_id, step.image.image_id, index, fmt)
-            self._put(
-                step.bucket, key, imaging.encode(result, fmt.value, text=text), contracts.FORMAT_CONTENT_TYPES[fmt]
-            )
+            encoded = imaging.encode(result, fmt.value, text=text, jpeg_subsampling=source.jpeg_subsampling)
+            self._put(step.bucket, key, encoded, contracts.FORMAT_CONTENT_TYPES[fmt])
             output: dict[str, Any] = {"key": key, "variant": index, "quality": scorecard.to_dict()}
             if produced_by:
                 output["producedBy"] = produced_by

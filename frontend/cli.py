@@ -3,7 +3,8 @@
   backdrop login --api URL --client-id ID [--region R] [--cognito-endpoint URL] --username U
   backdrop submit PHOTO... --prompt TEXT [--negative T] [--mode PRECISE|DEFAULT] [--model KEY] [--no-email]
                   [--variants N] [--seed S] [--format png|jpeg|webp] [--no-labels] [--wait] [--out DIR]
-  backdrop jobs | status JOB | download JOB --out DIR | retry JOB [--wait]
+                  (without --format each result follows its original: JPEG in, JPEG out; PNG otherwise)
+  backdrop jobs | status JOB [--only STATUS] | download JOB --out DIR | retry JOB [--wait]
 
 Every command takes --json for scripts. Exit codes: 0 done; 1 the job finished but some image
 FAILED, or some file was not uploaded (or, for `status`, the job is not finished yet); 2 a usage,
@@ -208,13 +209,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
         "prompt": args.prompt,
         "mode": args.mode,
         "variants": args.variants,
-        "outputFormat": args.format,
         "notify": not args.no_email,
         "images": [
             {**u, "labels": [label["name"] for label in labels.get(u["imageRef"], [])]} for u in uploaded.uploaded
         ],
     }
-    for key, value in (("negativePrompt", args.negative), ("model", args.model), ("seed", args.seed)):
+    for key, value in (
+        ("negativePrompt", args.negative),
+        ("model", args.model),
+        ("seed", args.seed),
+        ("outputFormat", args.format),
+    ):
         if value is not None:
             job[key] = value
     submitted = client.submit(job)
@@ -303,7 +308,12 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--model", default=None, help="model key (see GET /models); default: the deployment's")
     submit.add_argument("--variants", type=int, default=1)
     submit.add_argument("--seed", type=int, default=None, help="lock the seed to reproduce a result")
-    submit.add_argument("--format", default="png", choices=["png", "jpeg", "webp"])
+    submit.add_argument(
+        "--format",
+        default=None,
+        choices=["png", "jpeg", "webp"],
+        help="result format (default: as the original: JPEG in, JPEG out; PNG otherwise)",
+    )
     submit.add_argument(
         "--no-labels", action="store_true", help="keep the whole detected subject, not only labelled objects"
     )

@@ -86,7 +86,7 @@ def common_problems(spec: ModelSpec, settings: JobSettings, images: Sequence[Ima
         )
     if settings.mode not in {m.value for m in Mode}:
         p.add("mode", f"mode must be one of {', '.join(m.value for m in Mode)}")
-    if settings.output_format not in {f.value for f in OutputFormat}:
+    if settings.output_format is not None and settings.output_format not in {f.value for f in OutputFormat}:
         p.add("outputFormat", f"outputFormat must be one of {', '.join(f.value for f in OutputFormat)}")
     if settings.quality is not None and settings.quality not in spec.qualities:
         offered = ", ".join(spec.qualities) if spec.qualities else "no quality setting"

@@ -178,7 +178,7 @@ class JobSettings:
     cfg_scale: float | None = None
     seed: int = 0
     variants: int = 1
-    output_format: str = "png"
+    output_format: str | None = None  # None: each result follows its original (imaging.default_output_format)
     style_preset: str | None = None
     # compositing and scoring in Finalize (chalicelib.compose, chalicelib.quality)
     blend: float = 1.0  # 1 = the original subject's pixels (PRECISE), 0 = the model's re-lit subject

@@ -12,6 +12,7 @@ from frontend import photos, session
 from frontend.api_client import ApiError
 
 UPLOAD_LIMIT_MB = contracts.MAX_UPLOAD_BYTES // 2**20
+SAME_AS_ORIGINAL = "same as the original"
 MODE_HELP = {
     "PRECISE": "Keeps every pixel of the subject exactly as in your photo; only the background is new.",
     "DEFAULT": "Lets the model blend the subject's edges into the new background (softer, may alter details).",
@@ -160,7 +161,12 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
     st.caption(MODE_HELP[mode])
     left, middle, right = st.columns(3)
     variants = left.number_input("Variants per photo", 1, limits["maxVariants"], 1, key="variants")
-    fmt = middle.selectbox("Output format", ["png", "jpeg", "webp"], key="format")
+    fmt = middle.selectbox(
+        "Output format",
+        [SAME_AS_ORIGINAL, "png", "jpeg", "webp"],
+        key="format",
+        help="Same as the original: JPEG photos come back as JPEG (quality 95), anything else as PNG.",
+    )
     quality = right.selectbox("Quality", limits["qualities"], key="quality") if limits["qualities"] else None
     email = st.checkbox("Email me when the batch is done", value=True, key="notify")
     lock_seed = st.checkbox("Lock the seed (reproducible results)", key="lock_seed")
@@ -178,10 +184,11 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
         "prompt": prompt,
         "mode": mode,
         "variants": int(variants),
-        "outputFormat": fmt,
         "notify": bool(email),
         "images": [],
     }
+    if fmt != SAME_AS_ORIGINAL:
+        job["outputFormat"] = fmt
     if negative:
         job["negativePrompt"] = negative
     if quality:

@@ -70,7 +70,8 @@ def test_submit_wait_download_status_and_jobs(signed_in, tmp_path, capsys) -> No
     view = _json(capsys)
     assert code == 0, view
     assert view["status"] == "COMPLETED" and view["counts"]["SUCCEEDED"] == 2
-    assert sorted(p.suffix for p in out.iterdir()) == [".csv", ".json", ".png", ".png"]
+    # JPEG photos, no --format: the results are JPEGs too
+    assert sorted(p.suffix for p in out.iterdir()) == [".csv", ".jpg", ".jpg", ".json"]
     assert (config := json.loads((tmp_path / "config" / "config.json").read_text()))["username"] == DEMO_USER
     assert oct((tmp_path / "config" / "config.json").stat().st_mode & 0o777) == "0o600", config["api"]
     assert cli.main(["status", view["jobId"], "--json"]) == 0

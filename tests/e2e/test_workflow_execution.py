@@ -108,15 +108,16 @@ def test_batch_runs_end_to_end(stack, token_for, photo, monkeypatch, tmp_path, m
     assert "content filter" in by_name["filtered.png"]["cause"]
 
     s3 = boto3.client("s3")
-    # stored 300x500 with EXIF orientation 6 (rotate 90): the user sees, and gets back, 500x300
-    expected_sizes = {"good.png": (480, 320), "throttled.jpg": (500, 300)}
-    for name, size in expected_sizes.items():
+    # stored 300x500 with EXIF orientation 6 (rotate 90): the user sees, and gets back, 500x300;
+    # no outputFormat in the job: each result follows its original (JPEG in, JPEG out)
+    expected = {"good.png": ((480, 320), "png"), "throttled.jpg": ((500, 300), "jpeg")}
+    for name, (size, fmt) in expected.items():
         outputs = by_name[name]["outputs"]
-        assert [o["key"] for o in outputs] == [contracts.result_key(owner, job_id, by_name[name]["imageId"], 1, "png")]
+        assert [o["key"] for o in outputs] == [contracts.result_key(owner, job_id, by_name[name]["imageId"], 1, fmt)]
         result = Image.open(
             io.BytesIO(s3.get_object(Bucket="backdrop-test-bucket", Key=outputs[0]["key"])["Body"].read())
         )
-        assert result.format == "PNG"
+        assert result.format == fmt.upper()
         assert result.size == size
         # the result PNG keeps what the model output said made it, and so does the job's record
         assert "stand-in (a plain synthetic backdrop, not generated art" in result.info[contracts.PROVENANCE_TEXT_KEY]

@@ -207,3 +207,44 @@ def test_source_pixel_limit_is_the_contract_constant() -> None:
     side = int(contracts.MAX_SOURCE_PIXELS**0.5) + 10
     with pytest.raises(ImageTooLarge, match=f"{contracts.MAX_SOURCE_PIXELS:,}"):
         imaging.probe(_png_header_only(side, side))
+
+
+# ---------------------------------------------------------------------------------- default format
+
+
+def _saved(mode: str, fmt: str, **options: object) -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, (64, 48), (10, 200, 30) if mode == "RGB" else (10, 200, 30, 120)).save(buf, fmt, **options)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (_saved("RGB", "JPEG"), "jpeg"),
+        (_saved("RGB", "PNG"), "png"),
+        (_saved("RGBA", "PNG"), "png"),
+        (_saved("RGB", "WEBP"), "png"),
+        (_saved("RGBA", "WEBP"), "png"),
+    ],
+    ids=["jpeg", "png", "png-alpha", "webp", "webp-alpha"],
+)
+def test_a_result_follows_its_original_jpeg_in_jpeg_out_png_otherwise(data: bytes, expected: str) -> None:
+    assert imaging.default_output_format(imaging.source_format(data)).value == expected
+
+
+@pytest.mark.parametrize(("subsampling", "sampling"), [(0, 0), (2, 2)], ids=["4:4:4", "4:2:0"])
+def test_a_jpeg_result_keeps_the_originals_subsampling_at_quality_95(subsampling: int, sampling: int) -> None:
+    from PIL import JpegImagePlugin
+
+    source = imaging.source_format(_saved("RGB", "JPEG", subsampling=subsampling))
+    assert source.jpeg_subsampling == sampling
+    result = Image.open(
+        io.BytesIO(
+            imaging.encode(Image.new("RGB", (64, 48), (200, 30, 40)), "jpeg", jpeg_subsampling=source.jpeg_subsampling)
+        )
+    )
+    assert result.format == "JPEG" and JpegImagePlugin.get_sampling(result) == sampling
+    # a JPEG asked for without a JPEG original keeps full colour resolution
+    plain = Image.open(io.BytesIO(imaging.encode(Image.new("RGB", (64, 48)), "jpeg")))
+    assert JpegImagePlugin.get_sampling(plain) == 0
