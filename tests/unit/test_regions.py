@@ -116,6 +116,7 @@ def test_partition_is_derived_not_assumed() -> None:
         "TableArn": f"arn:aws-cn:dynamodb:cn-north-1:{ACCOUNT}:table/t",
         "StreamArn": f"arn:aws-cn:dynamodb:cn-north-1:{ACCOUNT}:table/t/stream/x",
         "TopicArn": f"arn:aws-cn:sns:cn-north-1:{ACCOUNT}:backdrop-dev-notifications",
+        "StreamFailureQueueArn": f"arn:aws-cn:sqs:cn-north-1:{ACCOUNT}:q",
     }
     documents = policies.lambda_policies(outputs, "dev", "cn-north-1", ACCOUNT, registry.selectable_models())
     text = repr(documents)
