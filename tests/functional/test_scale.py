@@ -281,10 +281,10 @@ def test_a_repeat_while_the_first_request_runs_is_a_409_to_retry(client: Client,
     entered, release = threading.Event(), threading.Event()
     real_submit = jobs.JobService.submit
 
-    def slow_submit(self: Any, *args: Any) -> Any:
+    def slow_submit(self: Any, *args: Any, **kwargs: Any) -> Any:
         entered.set()
         release.wait(10)
-        return real_submit(self, *args)
+        return real_submit(self, *args, **kwargs)
 
     monkeypatch.setattr(jobs.JobService, "submit", slow_submit)
     answers: list[Any] = []
