@@ -152,7 +152,8 @@ class WorkflowSmoke:
             kept = [labels[0]["name"]] if labels else []
             submitted = api.submit({"prompt": SMOKE_PROMPT, "images": [{**refs[0], "labels": kept}]})
             self.say(f"job {submitted['jobId']} submitted; waiting for its report ...")
-            return dict(api.wait(submitted["jobId"], poll_s=5, timeout_s=self.timeout_s))
+            api.wait(submitted["jobId"], poll_s=5, timeout_s=self.timeout_s)  # polls the job's summary
+            return dict(api.job(submitted["jobId"], limit=1))  # then its one image
         except Exception as exc:  # any failure here is the finding itself
             found.add(
                 "smoke workflow",

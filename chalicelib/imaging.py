@@ -487,7 +487,10 @@ def encode(
         image.save(buf, "PNG", pnginfo=info, optimize=False)
     elif fmt == "jpeg":
         subsampling = 0 if jpeg_subsampling is None else jpeg_subsampling
-        flatten(image).save(buf, "JPEG", quality=JPEG_QUALITY, subsampling=subsampling, optimize=True)
+        # JPEG has no text chunks: the same "key: value" lines go in its comment (COM) segment
+        comment = "\n".join(f"{key}: {value}" for key, value in (text or {}).items()).encode()
+        options = {"comment": comment} if comment else {}
+        flatten(image).save(buf, "JPEG", quality=JPEG_QUALITY, subsampling=subsampling, optimize=True, **options)
     else:
         image.save(buf, "WEBP", quality=90, method=4)
     return buf.getvalue()

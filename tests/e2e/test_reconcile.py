@@ -246,7 +246,8 @@ def test_local_stack_app_side_down_beyond_every_retry_then_back(short_retry_wait
             assert time.monotonic() < deadline, "the execution outlived every retry budget"
             time.sleep(0.2)
         stack.start_app()
-        view = client.wait(job["jobId"], poll_s=0.3, timeout_s=60)
+        client.wait(job["jobId"], poll_s=0.3, timeout_s=60)  # polls the summary
+        view = client.job_with_images(job["jobId"])
         assert view["status"] in ("PARTIAL", "FAILED", "COMPLETED") and view["counts"]["RUNNING"] == 0, view
         assert all(i["status"] in ("SUCCEEDED", "FAILED") for i in view["images"])
         assert client.report_url(job["jobId"], "json")

@@ -448,6 +448,9 @@ class FakeApi:
         return {"jobId": self.view["jobId"], "imageCount": 1}
 
     def wait(self, job_id: str, **kwargs: Any) -> dict[str, Any]:
+        return {k: v for k, v in self.view.items() if k != "images"}  # the summary, as the API polls it
+
+    def job(self, job_id: str, **page: Any) -> dict[str, Any]:
         return self.view
 
 
