@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 from chalice import Chalice, CognitoUserPoolAuthorizer, CORSConfig, Rate, Response
 from chalice.app import Request
 
-from chalicelib import aws, config, contracts, idempotency, observability
+from chalicelib import aws, config, contracts, idempotency, observability, webhooks
 from chalicelib.auth import email_from_request, owner_from_request
-from chalicelib.errors import BackdropError, BadRequest
+from chalicelib.errors import BackdropError, BadRequest, error_body
+from chalicelib.http_errors import INTERNAL_MESSAGE, reshape_chalice_error
+from chalicelib.job_control import JobControl
 from chalicelib.jobs import JobService, parse_images_query, parse_notify
 from chalicelib.labels import LabelService
 from chalicelib.models import registry
@@ -56,7 +58,7 @@ def _json_response(body: Any, status: int = 200) -> Response:
 
 
 def api(handler: Callable[..., Any]) -> Callable[..., Any]:
-    """One error path: BackdropError → its status and {code, message}; anything else → 500."""
+    """One error path: BackdropError → its status and {code, message, details}; anything else → 500."""
 
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -65,7 +67,7 @@ def api(handler: Callable[..., Any]) -> Callable[..., Any]:
             return _json_response(exc.to_dict(), exc.http_status)
         except Exception:
             observability.logger.exception("unhandled error", route=handler.__name__)
-            return _json_response({"code": "INTERNAL_ERROR", "message": "something went wrong on our side"}, 500)
+            return _json_response(error_body(contracts.ErrorCode.INTERNAL_ERROR, INTERNAL_MESSAGE), 500)
 
     wrapped.__name__ = handler.__name__
     wrapped.__doc__ = handler.__doc__
@@ -81,6 +83,17 @@ def _request() -> Request:
 
 def _query() -> Mapping[str, str]:
     return _request().query_params or {}
+
+
+@app.middleware("http")
+def one_error_shape(event: Any, get_response: Callable[[Any], Response]) -> Response:
+    """Errors Chalice answers itself (405, 415, its own 500) get Backdrop's {code, message, details}."""
+    response = get_response(event)
+    shaped = reshape_chalice_error(response.status_code, response.body)
+    if shaped is not None:
+        response.body = shaped
+        response.headers["Content-Type"] = "application/json"
+    return response
 
 
 def _body() -> Any:
@@ -103,12 +116,40 @@ def _job_service() -> JobService:
     return JobService(_store(), aws.client("s3"), config.settings().bucket_name, _label_service())
 
 
+def _webhook_trigger() -> webhooks.LambdaWebhookTrigger | None:
+    """Starts the webhook sender function where no workflow step is left to run it (a cancel, a
+    job the reconciler closed); None where the stage does not name it."""
+    name = config.settings().webhook_function_name
+    return webhooks.LambdaWebhookTrigger(aws.client("lambda"), name) if name else None
+
+
+def _job_control() -> JobControl:
+    settings = config.settings()
+    trigger = _webhook_trigger()
+    return JobControl(
+        _store(),
+        aws.client("s3"),
+        aws.client("stepfunctions"),
+        settings.bucket_name,
+        settings.state_machine_arn,
+        webhook_trigger=trigger,
+    )
+
+
 # ---- Routes ----------------------------------------------------------------------------------
 
 
 @app.route("/health", methods=["GET"], cors=cors)
 def health() -> dict[str, Any]:
     return {"status": "ok"}
+
+
+@app.route("/openapi.json", methods=["GET"], cors=cors)
+@api
+def openapi_document() -> dict[str, Any]:
+    from chalicelib import openapi  # built on the first request for it, not at cold start
+
+    return openapi.document(app.routes)
 
 
 _lifecycles: LifecycleChecker | None = None
@@ -200,6 +241,38 @@ def get_job(job_id: str) -> dict[str, Any]:
     owner = _owner()
     query = parse_images_query(_query())
     return _job_service().job_view(owner, job_id, query)
+
+
+@app.route("/jobs/{job_id}", methods=["DELETE"], authorizer=authorizer, cors=cors)
+@api
+def delete_job(job_id: str) -> dict[str, Any]:
+    owner = _owner()
+    originals = _query().get("originals", "false")
+    if originals not in ("true", "false"):
+        raise BadRequest(
+            "originals must be true or false", details=[{"field": "originals", "message": "true or false"}]
+        )
+    return _job_control().delete(owner, job_id, originals=originals == "true")
+
+
+@app.route("/jobs/{job_id}/cancel", methods=["POST"], authorizer=authorizer, cors=cors)
+@api
+def cancel_job(job_id: str) -> dict[str, Any]:
+    return _job_control().cancel(_owner(), job_id)
+
+
+@app.route("/webhooks/secret", methods=["GET"], authorizer=authorizer, cors=cors)
+@api
+def get_webhook_secret() -> dict[str, Any]:
+    owner = _owner()
+    store = _store()
+    return store.webhook_secret(owner) or store.put_webhook_secret(owner, webhooks.new_secret(), replace=False)
+
+
+@app.route("/webhooks/secret/rotate", methods=["POST"], authorizer=authorizer, cors=cors)
+@api
+def rotate_webhook_secret() -> dict[str, Any]:
+    return _store().put_webhook_secret(_owner(), webhooks.new_secret(), replace=True)
 
 
 @app.route("/jobs/{job_id}/report", methods=["GET"], authorizer=authorizer, cors=cors)
@@ -330,7 +403,7 @@ SWEEP_LOOK_BACK = timedelta(hours=3)
 def _reconciler() -> Reconciler:
     store = _store()
     notifier = Notifier(aws.client("sns"), store, config.notification_topic_arn())
-    return Reconciler(store, _reporter(), notifier, aws.client("stepfunctions"))
+    return Reconciler(store, _reporter(), notifier, aws.client("stepfunctions"), webhook_trigger=_webhook_trigger())
 
 
 @app.on_cw_event(_EXECUTION_ENDS, name="reconcile")
@@ -342,3 +415,15 @@ def reconcile(event: Any) -> dict[str, Any] | None:
 def reconcile_sweep(event: Any) -> dict[str, Any]:
     since = datetime.now(UTC) - SWEEP_LOOK_BACK
     return {"reconciled": _reconciler().sweep(config.settings().state_machine_arn, since)}
+
+
+def _webhook_sender() -> webhooks.WebhookSender:
+    return webhooks.WebhookSender(_store())
+
+
+@app.lambda_function(name="send_webhook")
+@observability.workflow_step("send_webhook")
+def send_webhook(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """The job's completion webhook (after the workflow's report, or after a cancel); its
+    outcome is recorded on the job and never fails it."""
+    return _webhook_sender().deliver(str(event["jobId"]))

@@ -33,13 +33,13 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, WaiterError
 
-from backend import policies, project, resource_names, statemachine, stream_trigger, templates
+from backend import gateway_responses, policies, project, resource_names, statemachine, stream_trigger, templates
 from backend import settings as deployment_settings
 from backend.doctor import DEFAULT_MAX_CONCURRENCY, Doctor, Findings, format_findings, models_for_deployment
 from backend.errors import DeployError
 from backend.regions import invoke_arns, partition_of_arn
 from chalicelib import contracts
-from chalicelib.functions import WORKFLOW_FUNCTIONS
+from chalicelib.functions import WEBHOOK_SENDER, WORKFLOW_FUNCTIONS
 from chalicelib.models import registry
 from chalicelib.models.base import ModelSpec
 
@@ -66,6 +66,7 @@ def _chalice() -> str:
 class ChaliceResult:
     api_url: str
     function_arns: dict[str, str]
+    rest_api_id: str = ""
 
 
 def run_chalice_deploy(stage: str, env: dict[str, str], region: str, project_dir: Path) -> ChaliceResult:
@@ -85,12 +86,14 @@ def run_chalice_deploy(stage: str, env: dict[str, str], region: str, project_dir
         raise DeployError(f"chalice deploy left no record in {project_dir}/.chalice/deployed/{stage}.json")
     arns: dict[str, str] = {}
     api_url = ""
+    rest_api_id = ""
     for resource in deployed["resources"]:
         if resource.get("resource_type") == "lambda_function":
             arns[resource["name"]] = resource["lambda_arn"]
         if resource.get("resource_type") == "rest_api":
             api_url = resource["rest_api_url"]
-    return ChaliceResult(api_url, {name: arn for name, arn in arns.items()})
+            rest_api_id = resource.get("rest_api_id", "")
+    return ChaliceResult(api_url, {name: arn for name, arn in arns.items()}, rest_api_id)
 
 
 def run_chalice_delete(stage: str, region: str, project_dir: Path) -> None:
@@ -244,6 +247,8 @@ class Deployer:
             "USER_POOL_ARN": self.outputs["UserPoolArn"],
             "BACKDROP_STAGE": self.stage,  # the metrics' stage dimension
             "NOTIFICATION_TOPIC_ARN": self.outputs["TopicArn"],
+            # a cancel starts the webhook sender itself (the job has no workflow left to do it)
+            "WEBHOOK_FUNCTION_NAME": resource_names.lambda_function(self.stage, WEBHOOK_SENDER),
         }
         env.update({k: v for k, v in settings.items() if k != "BACKDROP_MODEL_REGISTRY"})
         return env
@@ -334,6 +339,13 @@ class Deployer:
         if missing:
             raise DeployError(f"chalice deploy did not report the functions {missing}")
         self.configure_stream_trigger(chalice.function_arns[stream_trigger.FUNCTION])
+        if chalice.rest_api_id:  # API Gateway's own errors in Backdrop's {code, message, details}
+            gateway_responses.apply(
+                self.client("apigateway"),
+                chalice.rest_api_id,
+                project.API_GATEWAY_STAGE,
+                settings.get("CORS_ALLOW_ORIGIN") or None,
+            )
         parameters = {
             "Stage": self.stage,
             "BucketName": self.outputs["BucketName"],

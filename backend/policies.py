@@ -14,7 +14,7 @@ from typing import Any
 from backend.regions import ModelRoutes, foundation_model_arn, invoke_arns, partition_for_region
 from backend.resource_names import lambda_function
 from chalicelib import contracts
-from chalicelib.functions import FUNCTIONS, Grant, LambdaFunction
+from chalicelib.functions import FUNCTIONS, WEBHOOK_SENDER, Grant, LambdaFunction
 from chalicelib.models.base import ModelSpec
 
 
@@ -93,6 +93,29 @@ def lambda_policies(
             "ListWorkflowExecutions", ["states:ListExecutions"], [state_machine_arn(region, account, stage, partition)]
         ),
         Grant.PUBLISH_JOB_EMAIL: _statement("JobEmail", ["sns:Publish"], [outputs["TopicArn"]]),
+        Grant.STOP_WORKFLOW: _statement(
+            "StopWorkflow",
+            ["states:StopExecution"],
+            [execution_arns(region, account, stage, partition)],
+        ),
+        Grant.LIST_JOB_FILES: {
+            "Sid": "ListJobFiles",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": [bucket],
+            "Condition": {
+                "StringLike": {
+                    "s3:prefix": [
+                        f"{p}*" for p in (contracts.RESULTS_PREFIX, contracts.REPORTS_PREFIX, contracts.SCRATCH_PREFIX)
+                    ]
+                }
+            },
+        },
+        Grant.START_WEBHOOK: _statement(
+            "StartWebhook",
+            ["lambda:InvokeFunction"],
+            [f"arn:{partition}:lambda:{region}:{account}:function:{lambda_function(stage, WEBHOOK_SENDER)}"],
+        ),
     }
 
     def statements(function: LambdaFunction) -> list[dict[str, Any]]:
@@ -101,6 +124,8 @@ def lambda_policies(
             out.append(_statement("ReadObjects", ["s3:GetObject"], [f"{bucket}/{p}*" for p in function.s3_read]))
         if function.s3_write:
             out.append(_statement("WriteObjects", ["s3:PutObject"], [f"{bucket}/{p}*" for p in function.s3_write]))
+        if function.s3_delete:
+            out.append(_statement("DeleteObjects", ["s3:DeleteObject"], [f"{bucket}/{p}*" for p in function.s3_delete]))
         if function.table_actions:
             index = [f"{table}/index/*"] if Grant.OWNER_INDEX in function.grants else []
             out.append(_statement("JobsTable", [f"dynamodb:{a}" for a in function.table_actions], [table, *index]))

@@ -23,6 +23,7 @@ DEPLOY_ROOT = ROOT / ".deploy"
 APP_FILES = ("app.py", "requirements.txt")
 APP_DIRS = ("chalicelib",)
 PACKAGED_REGISTRY = "chalicelib/models/deployment-models.json"
+API_GATEWAY_STAGE = "api"  # the REST API's stage name in every Chalice stage (its URL ends in /api)
 
 
 def stage_dir(stage: str, root: Path = DEPLOY_ROOT) -> Path:
@@ -56,7 +57,7 @@ def build(
     chalice_dir = project / ".chalice"
     chalice_dir.mkdir(exist_ok=True)
     config = json.loads((source / ".chalice" / "config.json").read_text())
-    stage_config = config["stages"].setdefault(stage, {"api_gateway_stage": "api"})
+    stage_config = config["stages"].setdefault(stage, {"api_gateway_stage": API_GATEWAY_STAGE})
     stage_config["environment_variables"] = env
     stage_config["autogen_policy"] = False
     functions = chalice_config.apply_function_settings(stage_config)["lambda_functions"]

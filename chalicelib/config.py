@@ -21,6 +21,7 @@ class Settings:
     table_name: str
     state_machine_arn: str
     region: str
+    webhook_function_name: str = ""  # the webhook sender, started by a cancel (backdrop-{stage}-send_webhook)
 
 
 def _required(name: str) -> str:
@@ -36,6 +37,7 @@ def settings() -> Settings:
         table_name=_required("JOBS_TABLE_NAME"),
         state_machine_arn=os.environ.get("STATE_MACHINE_ARN", ""),
         region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        webhook_function_name=os.environ.get("WEBHOOK_FUNCTION_NAME", ""),
     )
 
 

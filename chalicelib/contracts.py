@@ -23,6 +23,7 @@ class JobStatus(StrEnum):
     COMPLETED = "COMPLETED"  # every image SUCCEEDED
     PARTIAL = "PARTIAL"  # some images SUCCEEDED, some FAILED
     FAILED = "FAILED"  # no image SUCCEEDED (or the workflow could not start)
+    CANCELLED = "CANCELLED"  # its owner cancelled it (POST /jobs/{jobId}/cancel); finished images are kept
 
 
 class ImageStatus(StrEnum):
@@ -30,6 +31,7 @@ class ImageStatus(StrEnum):
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+    CANCELLED = "CANCELLED"  # the job was cancelled before this image finished
 
 
 class NotificationStatus(StrEnum):
@@ -41,8 +43,10 @@ class NotificationStatus(StrEnum):
     SKIPPED = "SKIPPED"  # the owner asked for no email (POST /jobs with notify: false)
 
 
-TERMINAL_JOB_STATUSES: Final = frozenset({JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAILED})
-TERMINAL_IMAGE_STATUSES: Final = frozenset({ImageStatus.SUCCEEDED, ImageStatus.FAILED})
+TERMINAL_JOB_STATUSES: Final = frozenset(
+    {JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAILED, JobStatus.CANCELLED}
+)
+TERMINAL_IMAGE_STATUSES: Final = frozenset({ImageStatus.SUCCEEDED, ImageStatus.FAILED, ImageStatus.CANCELLED})
 
 
 class Mode(StrEnum):
@@ -73,9 +77,14 @@ class ErrorCode(StrEnum):
     BAD_REQUEST = "BAD_REQUEST"
     VALIDATION_FAILED = "VALIDATION_FAILED"
     UNAUTHORIZED = "UNAUTHORIZED"
+    FORBIDDEN = "FORBIDDEN"  # API Gateway refused the request (its ACCESS_DENIED, WAF, ...)
     NOT_FOUND = "NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     CONFLICT = "CONFLICT"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"  # over API Gateway's 10 MB
     UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    RATE_LIMITED = "RATE_LIMITED"  # API Gateway throttled the caller: slow down and retry
+    GATEWAY_TIMEOUT = "GATEWAY_TIMEOUT"  # the API did not answer within API Gateway's 29 s
     MODEL_UNAVAILABLE = "MODEL_UNAVAILABLE"  # unknown, or end of life
     UPLOAD_MISSING = "UPLOAD_MISSING"  # the image was never uploaded (or has expired)
     REPORT_NOT_READY = "REPORT_NOT_READY"  # the job exists but its report is not written yet
@@ -157,6 +166,15 @@ MAX_JOBS_PAGE_SIZE: Final = 100
 # limit is 6 MB; a poll every few seconds should cost far less.
 DEFAULT_IMAGES_PAGE_SIZE: Final = 50
 MAX_RESPONSE_BYTES: Final = 1_000_000
+# Webhooks: one HTTPS POST per finished job, signed with the owner's secret (chalicelib/webhooks.py).
+MAX_WEBHOOK_URL_LENGTH: Final = 2048
+WEBHOOK_TIMEOUT_SECONDS: Final = 10  # connect + answer, per attempt
+WEBHOOK_ATTEMPTS: Final = 5  # the first try and four retries, with exponential backoff and full jitter
+WEBHOOK_BACKOFF_BASE_SECONDS: Final = 2.0  # retry n waits up to base * 4**(n-1): 2, 8, 32, 128 s
+WEBHOOK_SIGNATURE_TOLERANCE_SECONDS: Final = 300  # a receiver refuses a signature older (or newer) than this
+# A deleted job leaves a tombstone, so a repeated DELETE answers what was removed; DynamoDB's TTL
+# (the table's `expiresAt`) removes it after this long.
+DELETED_JOB_RETENTION_SECONDS: Final = 30 * 24 * 3600
 SNS_SUBJECT_MAX_LENGTH: Final = 99  # SNS Publish Subject: < 100 ASCII characters
 SNS_MESSAGE_MAX_BYTES: Final = 200_000  # SNS allows 262,144 bytes; keep headroom
 SNS_MAX_FAILURES_LISTED: Final = 50
@@ -266,6 +284,11 @@ def _scratch(job_id: str) -> str:
     return f"{SCRATCH_PREFIX}{job_id}/"
 
 
+def job_scratch_prefix(job_id: str) -> str:
+    """Every workflow scratch file of a job (manifest, requests, responses, work files)."""
+    return _scratch(job_id)
+
+
 def manifest_key(job_id: str) -> str:
     return f"{_scratch(job_id)}manifest.json"
 
@@ -291,10 +314,14 @@ def result_key(owner: str, job_id: str, image_id: str, variant: int, fmt: Output
     return f"{job_results_prefix(owner, job_id)}{image_id}-{variant}.{ext}"
 
 
+def job_reports_prefix(owner: str, job_id: str) -> str:
+    return f"{REPORTS_PREFIX}{owner}/{job_id}/"
+
+
 def report_key(owner: str, job_id: str, fmt: str) -> str:
     if fmt not in ("json", "csv"):
         raise ValueError(f"report format must be json or csv, not {fmt!r}")
-    return f"{REPORTS_PREFIX}{owner}/{job_id}/report.{fmt}"
+    return f"{job_reports_prefix(owner, job_id)}report.{fmt}"
 
 
 # The web app's job page is "{app URL}/job?job={job id}" (Streamlit names the page after job.py).
@@ -322,8 +349,10 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 # templates, the local stack and the tests create exactly the same table.
 
 JOB_SK: Final = "JOB"
+DELETED_JOB_SK: Final = "DELETED"  # the tombstone of a deleted job, same pk
 IMAGE_SK_PREFIX: Final = "IMAGE#"
 LABELS_SK: Final = "LABELS"
+WEBHOOK_SECRET_SK: Final = "WEBHOOK_SECRET"  # pk = user_pk(owner)
 OWNER_INDEX: Final = "byOwner"
 
 
@@ -346,6 +375,10 @@ def owner_index_pk(owner: str) -> str:
 def idempotency_pk(owner: str) -> str:
     """The partition of an owner's idempotency records (written by Powertools, sk = its key hash)."""
     return f"IDEMPOTENCY#{owner}"
+
+
+def user_pk(owner: str) -> str:
+    return f"USER#{owner}"
 
 
 TABLE_KEY_SCHEMA: Final = [

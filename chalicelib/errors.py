@@ -27,10 +27,16 @@ class BackdropError(Exception):
         self.details = details
 
     def to_dict(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": self.code.value, "message": self.message}
-        if self.details is not None:
-            body["details"] = self.details
-        return body
+        """The one error shape of every API answer: {code, message, details} (details a list)."""
+        return error_body(self.code, self.message, self.details)
+
+
+def error_body(code: ErrorCode | str, message: str, details: Any = None) -> dict[str, Any]:
+    if details is None:
+        details = []
+    elif not isinstance(details, list):
+        details = [details]
+    return {"code": ErrorCode(code).value, "message": message, "details": details}
 
 
 class ValidationError(BackdropError):
@@ -202,6 +208,11 @@ class RequestInvalid(StepError):
 
 class StorageError(StepError):
     code = ErrorCode.STORAGE_ERROR
+
+
+class JobCancelled(StepError):
+    """The job was cancelled: an image it had not started is not processed (its status stays
+    CANCELLED; nothing is spent on it)."""
 
 
 _E = TypeVar("_E", bound=BackdropError)

@@ -31,6 +31,9 @@ class Grant(StrEnum):
     LIST_EXECUTIONS = "list-executions"  # states:ListExecutions on this stage's state machine
     PUBLISH_JOB_EMAIL = "publish-job-email"  # sns:Publish on the job-email topic
     STREAM_FAILURES = "stream-failures"  # sqs:SendMessage to the stream trigger's failure queue
+    STOP_WORKFLOW = "stop-workflow"  # states:StopExecution on this state machine's executions (cancel)
+    LIST_JOB_FILES = "list-job-files"  # s3:ListBucket under the results, reports and scratch prefixes (delete)
+    START_WEBHOOK = "start-webhook"  # lambda:InvokeFunction of the webhook sender (a cancel, a reconciled job)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class LambdaFunction:
     workflow_task: bool = False  # invoked by the state machine through `${<Name>FunctionArn}`
     s3_read: tuple[str, ...] = ()  # key prefixes (chalicelib.contracts) it may GetObject
     s3_write: tuple[str, ...] = ()  # ... and PutObject
+    s3_delete: tuple[str, ...] = ()  # ... and DeleteObject
     table_actions: tuple[str, ...] = ()  # DynamoDB actions on the jobs table
     grants: frozenset[Grant] = frozenset()
 
@@ -64,11 +68,23 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         memory_mb=1769,
         # presigned POSTs and GETs are signed with this role: it must hold what they grant
         s3_read=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX),
-        s3_write=(UPLOADS_PREFIX,),
+        # a cancel writes the job's report; a delete removes the job's files (and, if asked, originals)
+        s3_write=(UPLOADS_PREFIX, REPORTS_PREFIX),
+        s3_delete=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX, SCRATCH_PREFIX),
         # DeleteItem: an idempotency record whose request failed is removed (chalicelib/idempotency.py)
         table_actions=("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchWriteItem", "BatchGetItem"),
         # POST /jobs lists each upload batch instead of a HEAD per image
-        grants=frozenset({Grant.LIST_UPLOADS, Grant.OWNER_INDEX, Grant.DETECT_LABELS, Grant.READ_MODEL_LIFECYCLE}),
+        grants=frozenset(
+            {
+                Grant.LIST_UPLOADS,
+                Grant.OWNER_INDEX,
+                Grant.DETECT_LABELS,
+                Grant.READ_MODEL_LIFECYCLE,
+                Grant.STOP_WORKFLOW,
+                Grant.LIST_JOB_FILES,
+                Grant.START_WEBHOOK,
+            }
+        ),
     ),
     LambdaFunction(
         "start_workflow",
@@ -141,7 +157,7 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         s3_read=(REPORTS_PREFIX,),
         s3_write=(REPORTS_PREFIX,),
         table_actions=("GetItem", "Query", "UpdateItem"),
-        grants=frozenset({Grant.READ_EXECUTIONS, Grant.PUBLISH_JOB_EMAIL}),
+        grants=frozenset({Grant.READ_EXECUTIONS, Grant.PUBLISH_JOB_EMAIL, Grant.START_WEBHOOK}),
     ),
     # ... and the sweep for Step Functions events EventBridge did not deliver (best effort)
     LambdaFunction(
@@ -151,9 +167,21 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         s3_read=(REPORTS_PREFIX,),
         s3_write=(REPORTS_PREFIX,),
         table_actions=("GetItem", "Query", "UpdateItem"),
-        grants=frozenset({Grant.READ_EXECUTIONS, Grant.LIST_EXECUTIONS, Grant.PUBLISH_JOB_EMAIL}),
+        grants=frozenset({Grant.READ_EXECUTIONS, Grant.LIST_EXECUTIONS, Grant.PUBLISH_JOB_EMAIL, Grant.START_WEBHOOK}),
+    ),
+    # the job's completion webhook: every attempt and its backoff happen inside one invocation
+    # (at most WEBHOOK_ATTEMPTS x WEBHOOK_TIMEOUT_SECONDS plus about 170 s of waits)
+    LambdaFunction(
+        "send_webhook",
+        memory_mb=256,
+        timeout_s=300,
+        workflow_task=True,
+        table_actions=("GetItem", "PutItem", "UpdateItem"),
     ),
 )
+
+WEBHOOK_SENDER = "send_webhook"
+
 
 WORKFLOW_FUNCTIONS: tuple[LambdaFunction, ...] = tuple(f for f in FUNCTIONS if f.workflow_task)
 

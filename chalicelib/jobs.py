@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts, quality
+from chalicelib import contracts, quality, webhooks
 from chalicelib.contracts import ImageStatus, JobStatus
 from chalicelib.errors import (
     BadRequest,
@@ -47,6 +47,7 @@ JOB_FIELDS = {
     "shadowAngle",
     "shadowStrength",
     "qualityThresholds",
+    "webhookUrl",
     "images",
     "notify",
 }
@@ -113,9 +114,19 @@ def parse_job_request(
     spec = _model(body, model_lookup)
     settings = _job_settings(body, spec, problems, seed)
     images = _images(body, problems)
+    if body.get("webhookUrl") is not None:
+        problem = webhooks.check_url_syntax(body["webhookUrl"])
+        if problem:
+            problems.add("webhookUrl", problem)
     problems.raise_if_any()
     validate_for_model(spec, settings, images)
     return spec, settings, images
+
+
+def webhook_url_of(body: Any) -> str | None:
+    """The job's webhook URL (checked by parse_job_request), or None."""
+    value = body.get("webhookUrl") if isinstance(body, dict) else None
+    return value if isinstance(value, str) and value else None
 
 
 def validate_for_model(spec: ModelSpec, settings: JobSettings, images: Sequence[ImageInput]) -> None:
@@ -346,9 +357,14 @@ class JobService:
         *,
         notify: bool = True,
         email: str | None = None,
+        webhook_url: str | None = None,
     ) -> dict[str, Any]:
         """Persist a validated job. `notify`: whether the job's email goes out (to the owner's own
-        subscription); `email`: the owner's address at submit (the token's claim), kept on the job."""
+        subscription); `email`: the owner's address at submit (the token's claim), kept on the job;
+        `webhook_url`: where its signed completion webhook goes."""
+        if webhook_url:
+            # where it resolves to now: a host that resolves to a private address is refused
+            webhooks.validate_webhook_url(webhook_url)
         missing = self._missing_uploads(owner, images)
         if missing:
             names = ", ".join(f"'{i.name}'" for i in missing[:5])
@@ -365,6 +381,8 @@ class JobService:
             )
         _missing_labels(images, labels, keys).raise_if_any()
         job_id = contracts.new_job_id()
+        if webhook_url and self.store.webhook_secret(owner) is None:  # it signs this job's webhook
+            self.store.put_webhook_secret(owner, webhooks.new_secret(), replace=False)
         self.store.put_job(
             job_id=job_id,
             owner=owner,
@@ -384,6 +402,7 @@ class JobService:
             ],
             notify=notify,
             email=email,
+            webhook_url=webhook_url,
         )
         return {"jobId": job_id, "status": JobStatus.SUBMITTED.value, "imageCount": len(images), "model": spec.key}
 
@@ -392,7 +411,7 @@ class JobService:
     ) -> dict[str, Any]:
         """POST /jobs: parse the body (every problem at once), then submit."""
         spec, settings, images = parse_job_request(body, model_lookup=model_lookup)
-        return self.submit(owner, spec, settings, images, notify=notify, email=email)
+        return self.submit(owner, spec, settings, images, notify=notify, email=email, webhook_url=webhook_url_of(body))
 
     def retry_failed(
         self, owner: str, job_id: str, model_lookup: Callable[[str], ModelSpec] = registry.get_selectable_model
@@ -409,7 +428,13 @@ class JobService:
         images = [ImageInput(i["imageRef"], i["name"], tuple(i.get("labels") or ()), i.get("prompt")) for i in failed]
         validate_for_model(spec, settings, images)
         result = self.submit(
-            owner, spec, settings, images, notify=job.get("notify") is not False, email=job.get("email")
+            owner,
+            spec,
+            settings,
+            images,
+            notify=job.get("notify") is not False,
+            email=job.get("email"),
+            webhook_url=(job.get("webhook") or {}).get("url"),
         )
         return {**result, "retryOf": job_id}
 
@@ -426,11 +451,18 @@ class JobService:
     def summary(job: dict[str, Any]) -> dict[str, Any]:
         out = {k: job.get(k) for k in ("jobId", "status", "model", "createdAt", "finishedAt", "imageCount", "counts")}
         out["prompt"] = (job.get("settings") or {}).get("prompt")
+        # every status, 0 when none (a job written before a status existed has no count for it)
+        counts = job.get("counts") or {}
+        out["counts"] = {s.value: int(counts.get(s.value, 0)) for s in ImageStatus}
         if job.get("notification"):
             out["notification"] = job["notification"]
         if job.get("cause"):
             out["cause"] = job["cause"]
         out["notify"] = job.get("notify") is not False
+        if job.get("cancelledAt"):
+            out["cancelledAt"] = job["cancelledAt"]
+        if job.get("webhook"):
+            out["webhook"] = job["webhook"]
         return out
 
     def list_jobs(self, owner: str, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:

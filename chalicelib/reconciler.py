@@ -13,7 +13,9 @@ the reconciler, which
    the report is the one the workflow would have written);
 3. sends the job's one email if the workflow did not publish it (the execution history says
    whether its Notify step succeeded), claimed by a conditional write so a repeated event sends
-   nothing twice.
+   nothing twice;
+4. when it closed the job itself, starts the job's webhook (if it has one that was not sent):
+   the workflow ended before its webhook step.
 
 EventBridge delivers Step Functions events on a best-effort basis, so a scheduled sweep also
 reconciles every execution that ended within its look-back window (`sweep`); the event, the
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -130,11 +132,19 @@ class Outcome:
 class Reconciler:
     """Given the JobStore, a Reporter, a Notifier and a Step Functions client."""
 
-    def __init__(self, store: JobStore, reporter: Reporter, notifier: Notifier, stepfunctions: Any) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        reporter: Reporter,
+        notifier: Notifier,
+        stepfunctions: Any,
+        webhook_trigger: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.store = store
         self.reporter = reporter
         self.notifier = notifier
         self.sfn = stepfunctions
+        self.webhook_trigger = webhook_trigger
 
     # ------------------------------------------------------------------ entry points
 
@@ -187,10 +197,30 @@ class Reconciler:
             )
             report_written = True
             log.info("job %s closed after its execution ended %s", end.job_id, end.status)
+            self._webhook(end.job_id, end.owner)
         email = self._email(end, job, summary)
         return Outcome(
             end.job_id, end.status, (summary or {}).get("status") or job.get("status"), report_written, email
         )
+
+    def _webhook(self, job_id: str, owner: str) -> None:
+        """Start the job's webhook when it has one that nothing sent yet; a failure to start it is
+        recorded on the job and never stops the reconciling."""
+        webhook = (self.store.get_job(job_id) or {}).get("webhook") or {}
+        if not webhook.get("url") or webhook.get("status") not in (None, "PENDING"):
+            return
+        if self.webhook_trigger is None:
+            self.store.record_webhook(
+                job_id, {**webhook, "status": "FAILED", "lastError": "webhooks are not configured"}
+            )
+            return
+        try:
+            self.webhook_trigger(job_id, owner)
+        except Exception as exc:
+            log.warning("could not start the webhook of job %s", job_id, exc_info=True)
+            self.store.record_webhook(
+                job_id, {**webhook, "status": "FAILED", "lastError": f"could not be sent: {exc}"[:500]}
+            )
 
     def _email(self, end: ExecutionEnd, job: Mapping[str, Any], summary: Mapping[str, Any] | None) -> str:
         if job.get("notify") is False:

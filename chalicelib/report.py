@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from chalicelib import contracts, quality
 from chalicelib.contracts import ErrorCode, ImageStatus, JobStatus
 from chalicelib.errors import StorageError, client_error_code
-from chalicelib.store import UNFINISHED_CAUSE, JobStore
+from chalicelib.store import CANCELLED_CAUSE, UNFINISHED_CAUSE, JobStore
 
 CSV_COLUMNS = (
     "imageId",
@@ -124,35 +124,78 @@ class Reporter:
         unfinished_cause: str = UNFINISHED_CAUSE,
     ) -> dict[str, Any]:
         """Close the images that never finished (with `unfinished_code` and `unfinished_cause`),
-        write report.json and report.csv, and set the job's final status. Running it again
-        rewrites the same report: the workflow's Report step and the reconciler may both run."""
+        write report.json and report.csv, and set the job's final status; answers the status,
+        counts and the email's subject and text. Running it again rewrites the same report: the
+        workflow's Report step and the reconciler may both run."""
         job_id = str(event["jobId"])
         owner = str(event["owner"])
         bucket = str(event["bucket"])
-        job = self.store.get_job(job_id)
-        if job is None or job.get("owner") != owner:
-            raise StorageError(f"job {job_id} was not found for its owner")
-        # an image the Map never finished is FAILED, in the table as in the report
-        images = self.store.close_unfinished(job_id, unfinished_cause, code=unfinished_code)
-        images.sort(key=lambda i: (i.get("name") or "", i["imageId"]))
-        counts = Counter(i["status"] for i in images)
-        counts_dict = {s.value: counts.get(s.value, 0) for s in ImageStatus}
-        status = job_status_for(counts_dict)
+        report = self.write(
+            job_id,
+            owner,
+            bucket,
+            map_error=event.get("mapError"),
+            unfinished_code=unfinished_code,
+            unfinished_cause=unfinished_cause,
+        )
+        subject, message = self.summary(report, bucket, owner)
+        counts = {k: v for k, v in report["counts"].items() if k != "total"}
+        return {"status": report["status"], "counts": counts, "subject": subject, "message": message}
+
+    def write(
+        self,
+        job_id: str,
+        owner: str,
+        bucket: str,
+        *,
+        map_error: Any = None,
+        unfinished_code: ErrorCode = ErrorCode.INTERNAL_ERROR,
+        unfinished_cause: str = UNFINISHED_CAUSE,
+    ) -> dict[str, Any]:
+        """Close the images that never finished, write the JSON and CSV report and the job's final
+        status; returns the report. A cancelled job stays CANCELLED and its unfinished images end
+        CANCELLED; if the job is cancelled while this runs, the report is written again as such."""
+        for _ in range(2):
+            job = self.store.get_job(job_id)
+            if job is None or job.get("owner") != owner:
+                raise StorageError(f"job {job_id} was not found for its owner")
+            cancelled = job.get("status") == JobStatus.CANCELLED.value
+            if cancelled:
+                images = self.store.close_unfinished(job_id, CANCELLED_CAUSE, code=None, status=ImageStatus.CANCELLED)
+            else:  # an image the Map never finished is FAILED, in the table as in the report
+                images = self.store.close_unfinished(job_id, unfinished_cause, code=unfinished_code)
+            images.sort(key=lambda i: (i.get("name") or "", i["imageId"]))
+            counts = Counter(i["status"] for i in images)
+            counts_dict = {s.value: counts.get(s.value, 0) for s in ImageStatus}
+            status = JobStatus.CANCELLED if cancelled else job_status_for(counts_dict)
+            report = self._report(job, images, status, counts_dict, map_error)
+            report_keys = {fmt: contracts.report_key(owner, job_id, fmt) for fmt in ("json", "csv")}
+            self._write(bucket, report_keys["json"], json.dumps(report, indent=2).encode(), "application/json")
+            self._write(bucket, report_keys["csv"], self._csv(report, job.get("settings") or {}).encode(), "text/csv")
+            if self.store.finish_job(job_id, status, counts_dict, report_keys, report["finishedAt"]):
+                return report
+            # cancelled meanwhile: write the cancelled report instead
+        raise StorageError(f"the final status of job {job_id} could not be written")
+
+    @staticmethod
+    def _report(
+        job: Mapping[str, Any],
+        images: list[dict[str, Any]],
+        status: JobStatus,
+        counts: Mapping[str, int],
+        map_error: Any,
+    ) -> dict[str, Any]:
         settings = job.get("settings") or {}
         # what made the outputs, as the model outputs named it (contracts.PROVENANCE_TEXT_KEY)
         produced_by = sorted({o["producedBy"] for i in images for o in i.get("outputs") or [] if o.get("producedBy")})
-        map_error = event.get("mapError")
-        report_keys = {fmt: contracts.report_key(owner, job_id, fmt) for fmt in ("json", "csv")}
-        finished_at = contracts.utc_now_iso()
-
         report = {
-            "jobId": job_id,
+            "jobId": job["jobId"],
             "status": status.value,
             "model": job.get("model"),
             "settings": settings,
             "createdAt": job.get("createdAt"),
-            "finishedAt": finished_at,
-            "counts": {"total": len(images), **counts_dict},
+            "finishedAt": contracts.utc_now_iso(),
+            "counts": {"total": len(images), **counts},
             "producedBy": produced_by,
             "workflowError": map_error,
             "images": [
@@ -173,11 +216,9 @@ class Reporter:
                 for i in images
             ],
         }
-        self._write(bucket, report_keys["json"], json.dumps(report, indent=2).encode(), "application/json")
-        self._write(bucket, report_keys["csv"], self._csv(report, settings).encode(), "text/csv")
-        self.store.finish_job(job_id, status, counts_dict, report_keys, finished_at)
-        subject, message = self.summary(report, bucket, owner)
-        return {"status": status.value, "counts": counts_dict, "subject": subject, "message": message}
+        if job.get("cancelledAt"):
+            report["cancelledAt"] = job["cancelledAt"]
+        return report
 
     def load(self, bucket: str, owner: str, job_id: str) -> dict[str, Any] | None:
         """The job's report.json as written, or None if there is none."""
@@ -235,7 +276,8 @@ class Reporter:
         lines = [
             f"Backdrop finished job {job_id} with status {report['status']}.",
             "",
-            f"Images: {counts['total']}   succeeded: {counts['SUCCEEDED']}   failed: {counts['FAILED']}",
+            f"Images: {counts['total']}   succeeded: {counts['SUCCEEDED']}   failed: {counts['FAILED']}"
+            + (f"   cancelled: {counts['CANCELLED']}" if counts.get("CANCELLED") else ""),
             f"Model: {report['model']}",
         ]
         for made_by in report.get("producedBy") or []:

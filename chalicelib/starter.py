@@ -20,6 +20,7 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import contracts
+from chalicelib.contracts import JobStatus
 from chalicelib.errors import THROTTLING_CODES, RetryPolicy, client_error_code, client_error_message
 from chalicelib.store import JobStore, plain
 
@@ -70,6 +71,20 @@ def _describe(exc: BaseException) -> str:
     return f"{code}: {client_error_message(exc)}" if code else f"{type(exc).__name__}: {exc}"
 
 
+CANCEL_ERROR = "Backdrop.Cancelled"  # the error name a stopped execution carries
+
+
+def stop_execution(stepfunctions: Any, execution_arn: str, cause: str = "cancelled by its owner") -> bool:
+    """StopExecution; False when there is no such execution (it never started)."""
+    try:
+        stepfunctions.stop_execution(executionArn=execution_arn, error=CANCEL_ERROR, cause=cause)
+    except ClientError as exc:
+        if client_error_code(exc) == "ExecutionDoesNotExist":
+            return False
+        raise
+    return True
+
+
 class WorkflowStarter:
     def __init__(
         self,
@@ -105,6 +120,10 @@ class WorkflowStarter:
         stream to deliver the record again."""
         job = plain(dict(job))
         job_id = job["jobId"]
+        current = self.store.get_job(job_id)
+        if current is None or current.get("status") == JobStatus.CANCELLED.value:
+            log.info("job %s was cancelled or deleted before it started; not started", job_id)
+            return None
         manifest = self.manifest(job_id)
         if not manifest:
             self.store.fail_job(job_id, "the job has no images")
@@ -131,8 +150,13 @@ class WorkflowStarter:
         except StartRefused as exc:
             self._could_not_start(job_id, str(exc))
             return None
-        # False when the workflow has already finished and written its final status: kept
-        self.store.mark_running(job_id, execution_arn)
+        # False when the workflow has already finished and written its final status (kept), or
+        # when the job was cancelled while it started: then the run is stopped at once
+        if not self.store.mark_running(job_id, execution_arn):
+            latest = self.store.get_job(job_id)
+            if latest is None or latest.get("status") == JobStatus.CANCELLED.value:
+                stop_execution(self.sfn, execution_arn)
+                return None
         return execution_arn
 
     def _start_execution(self, job_id: str, execution_input: str) -> str:

@@ -3,10 +3,16 @@
 No other module reads or writes these items (the one other writer of the table is Powertools'
 idempotency utility, with its own `IDEMPOTENCY#<owner>` items: chalicelib/idempotency.py). A job
 is one item (`pk = JOB#<jobId>`, `sk = JOB`, listed per owner through the `byOwner` index) and
-one item per image (`sk = IMAGE#<imageId>`); cached labels are one item per uploaded object. Every status change is a named operation with its condition:
+one item per image (`sk = IMAGE#<imageId>`); cached labels are one item per uploaded object.
+Every status change is a named operation with its condition:
 
-- a job goes SUBMITTED → RUNNING (the starter) → COMPLETED / PARTIAL / FAILED (the report);
-- an image goes PENDING → RUNNING → SUCCEEDED / FAILED, and never leaves a terminal status.
+- a job goes SUBMITTED → RUNNING (the starter) → COMPLETED / PARTIAL / FAILED (the report), or
+  from SUBMITTED / RUNNING to CANCELLED (its owner), which nothing overwrites;
+- an image goes PENDING → RUNNING → SUCCEEDED / FAILED (or CANCELLED), and never leaves a
+  terminal status.
+
+A deleted job leaves a tombstone (`sk = DELETED`, expired by the table's TTL) saying what was
+removed, so a repeated DELETE answers the same. Each user's webhook signing secret is one item.
 
 The job item's `counts` (one number per image status) move in the same transaction as the image's
 conditional update, so GET /jobs shows live progress and a repeated step cannot count twice.
@@ -40,6 +46,8 @@ WRITE_CHUNK: Final = 250  # items per writer thread (ten BatchWriteItem calls of
 PARALLEL_CALLS: Final = 8
 MAX_CAUSE_LENGTH: Final = 2000
 UNFINISHED_CAUSE: Final = "the workflow stopped before this image finished"
+CANCELLED_CAUSE: Final = "the job was cancelled before this image finished"
+WEBHOOK_PENDING: Final = "PENDING"
 # optimistic transitions re-read and retry when another writer moved the image meanwhile
 _TRANSITION_ATTEMPTS: Final = 5
 _RETRY_BASE_SECONDS: Final = 0.02
@@ -170,6 +178,7 @@ class JobStore:
         created_at: str | None = None,
         notify: bool = True,
         email: str | None = None,
+        webhook_url: str | None = None,
     ) -> dict[str, Any]:
         """Write a SUBMITTED job: its images first, then the job item, whose INSERT on the stream
         starts the workflow (so the starter always finds every image). `notify`: whether its email
@@ -213,6 +222,8 @@ class JobStore:
         }
         if email:
             job["email"] = email
+        if webhook_url:
+            job["webhook"] = {"url": webhook_url, "status": WEBHOOK_PENDING}
         self.table.put_item(Item=_stored(job), ConditionExpression="attribute_not_exists(pk)")
         return cast(dict[str, Any], plain(job))
 
@@ -294,20 +305,128 @@ class JobStore:
         counts: Mapping[str, int],
         report_keys: Mapping[str, str],
         finished_at: str,
-    ) -> None:
-        """The job's final status, counts and report keys (written again by a repeated report)."""
-        self.table.update_item(
-            Key=self._job_key(job_id),
-            UpdateExpression="SET #s = :s, counts = :c, finishedAt = :f, reportKeys = :r",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={
-                ":s": status.value,
-                ":c": dict(counts),
-                ":f": finished_at,
-                ":r": dict(report_keys),
+    ) -> bool:
+        """The job's final status, counts and report keys (written again by a repeated report).
+        False, and nothing written, when the job was cancelled meanwhile and `status` is not
+        CANCELLED: a cancellation is never overwritten."""
+        values: dict[str, Any] = {
+            ":s": status.value,
+            ":c": dict(counts),
+            ":f": finished_at,
+            ":r": dict(report_keys),
+        }
+        condition = "attribute_exists(pk)"
+        if status is not JobStatus.CANCELLED:
+            condition += " AND #s <> :cancelled"
+            values[":cancelled"] = JobStatus.CANCELLED.value
+        return self._conditional_update(
+            self._job_key(job_id), "SET #s = :s, counts = :c, finishedAt = :f, reportKeys = :r", condition, values
+        )
+
+    def cancel_job(self, job_id: str) -> bool:
+        """SUBMITTED / RUNNING → CANCELLED; False if the job had finished (or been cancelled)."""
+        return self._conditional_update(
+            self._job_key(job_id),
+            "SET #s = :cancelled, cancelledAt = :now",
+            "attribute_exists(pk) AND #s IN (:submitted, :running)",
+            {
+                ":cancelled": JobStatus.CANCELLED.value,
+                ":now": contracts.utc_now_iso(),
+                ":submitted": JobStatus.SUBMITTED.value,
+                ":running": JobStatus.RUNNING.value,
             },
         )
+
+    # ------------------------------------------------------------------ deletion
+
+    def delete_job(self, job_id: str, owner: str, removed: Mapping[str, Any]) -> dict[str, Any]:
+        """Remove the job's image items, then the job item, putting its tombstone (what was
+        removed) in the same transaction. A repeat after an interruption finishes the work."""
+        image_keys = [
+            {"pk": item["pk"], "sk": item["sk"]}
+            for item in self._query_all(
+                KeyConditionExpression=self._images_condition(job_id), ProjectionExpression="pk, sk"
+            )
+        ]
+        with self.table.batch_writer() as batch:
+            for key in image_keys:
+                batch.delete_item(Key=key)
+        deleted_at = contracts.utc_now_iso()
+        tombstone = {
+            "pk": contracts.job_pk(job_id),
+            "sk": contracts.DELETED_JOB_SK,
+            "jobId": job_id,
+            "owner": owner,
+            "deletedAt": deleted_at,
+            "removed": {**dict(removed), "images": len(image_keys)},
+            # removed by the table's TTL (docs/aws-notes.md#n52-s3-deleteobjects-dynamodb-ttl-and-transactions)
+            contracts.TTL_ATTRIBUTE: int(time.time()) + contracts.DELETED_JOB_RETENTION_SECONDS,
+        }
+        try:
+            self._client().transact_write_items(
+                TransactItems=[
+                    {
+                        "Delete": {
+                            "TableName": self.table.name,
+                            "Key": self._job_key(job_id),
+                            "ConditionExpression": "attribute_not_exists(pk) OR #o = :owner",
+                            "ExpressionAttributeNames": {"#o": "owner"},
+                            "ExpressionAttributeValues": {":owner": owner},
+                        }
+                    },
+                    {"Put": {"TableName": self.table.name, "Item": _stored(tombstone)}},
+                ]
+            )
+        except ClientError as exc:
+            if client_error_code(exc) == "TransactionCanceledException":
+                raise StorageError(f"job {job_id} changed owner or is being written; it was not deleted") from exc
+            raise
+        deleted: dict[str, Any] = plain(tombstone)
+        return deleted
+
+    def deleted_job(self, job_id: str) -> dict[str, Any] | None:
+        """The tombstone of a deleted job, or None."""
+        if not contracts.is_job_id(job_id):
+            return None
+        key = {"pk": contracts.job_pk(job_id), "sk": contracts.DELETED_JOB_SK}
+        item = self.table.get_item(Key=key, ConsistentRead=True).get("Item")
+        return plain(item) if item else None
+
+    # ------------------------------------------------------------------ webhooks
+
+    def record_webhook(self, job_id: str, delivery: Mapping[str, Any]) -> None:
+        """What happened to the job's webhook (status, attempts, last error): shown on the job,
+        never changing the job's own status."""
+        self.table.update_item(
+            Key=self._job_key(job_id),
+            UpdateExpression="SET webhook = :w",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":w": _stored(dict(delivery))},
+        )
+
+    @staticmethod
+    def _secret_key(owner: str) -> dict[str, str]:
+        return {"pk": contracts.user_pk(owner), "sk": contracts.WEBHOOK_SECRET_SK}
+
+    def webhook_secret(self, owner: str) -> dict[str, Any] | None:
+        """{"secret", "createdAt"} of the owner's webhook signing secret, or None."""
+        item = self.table.get_item(Key=self._secret_key(owner), ConsistentRead=True).get("Item")
+        return {"secret": item["secret"], "createdAt": item["createdAt"]} if item else None
+
+    def put_webhook_secret(self, owner: str, secret: str, *, replace: bool) -> dict[str, Any]:
+        """Store the owner's secret; unless `replace`, keep (and return) one that exists already,
+        so two first requests at once agree on one secret."""
+        item = {**self._secret_key(owner), "owner": owner, "secret": secret, "createdAt": contracts.utc_now_iso()}
+        try:
+            self.table.put_item(Item=item, **({} if replace else {"ConditionExpression": "attribute_not_exists(pk)"}))
+        except ClientError as exc:
+            if client_error_code(exc) != CONDITION_FAILED:
+                raise
+            existing = self.webhook_secret(owner)
+            if existing is None:
+                raise StorageError("the webhook secret could not be stored") from exc
+            return existing
+        return {"secret": secret, "createdAt": item["createdAt"]}
 
     def record_notification_failure(self, job_id: str, error: str, cause: str) -> None:
         """The email could not be sent: said on the job, where the API and UI show it."""
@@ -451,6 +570,10 @@ class JobStore:
         assert cursor is not None  # a key always encodes
         return cursor
 
+    def image(self, job_id: str, image_id: str) -> dict[str, Any] | None:
+        """One image of a job as it is now, or None."""
+        return self._image(job_id, image_id)
+
     def _image(self, job_id: str, image_id: str) -> dict[str, Any] | None:
         item = self.table.get_item(Key=self._image_key(job_id, image_id), ConsistentRead=True).get("Item")
         return plain(item) if item else None
@@ -475,7 +598,7 @@ class JobStore:
         started_at: str | None = None,
         finished_at: str | None = None,
     ) -> bool:
-        """Move an image that has not finished to `status` (RUNNING, SUCCEEDED or FAILED) with
+        """Move an image that has not finished to `status` (RUNNING, SUCCEEDED, FAILED, CANCELLED) with
         what is known about it; the job's counts move in the same transaction. False, and nothing
         written, if the image had already finished. Fields not given are removed when the image
         finishes (a FAILED image has no outputs, a SUCCEEDED one no error)."""
@@ -496,15 +619,20 @@ class JobStore:
         return self._transition(job_id, image_id, status, fields)
 
     def close_unfinished(
-        self, job_id: str, cause: str = UNFINISHED_CAUSE, *, code: ErrorCode = ErrorCode.INTERNAL_ERROR
+        self,
+        job_id: str,
+        cause: str = UNFINISHED_CAUSE,
+        *,
+        code: ErrorCode | None = ErrorCode.INTERNAL_ERROR,
+        status: ImageStatus = ImageStatus.FAILED,
     ) -> list[dict[str, Any]]:
-        """Every image the workflow never finished becomes FAILED with `code` and `cause`; returns
-        all the job's images as they now are."""
+        """Every image the workflow never finished ends `status` (FAILED, or CANCELLED for a
+        cancelled job) with `code` and `cause`; returns all the job's images as they now are."""
         images = self.images(job_id)
         for index, image in enumerate(images):
             if image.get("status") in contracts.TERMINAL_IMAGE_STATUSES:
                 continue
-            self.set_image_status(job_id, image["imageId"], ImageStatus.FAILED, error_code=code, cause=cause)
+            self.set_image_status(job_id, image["imageId"], status, error_code=code, cause=cause)
             # re-read: it may have finished on its own meanwhile, with its own outcome
             images[index] = self._image(job_id, image["imageId"]) or image
         return images

@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib import contracts, imaging
 from chalicelib.contracts import ImageStatus
-from chalicelib.errors import NoSubject, StorageError, classify_step_failure, client_error_code
+from chalicelib.errors import JobCancelled, NoSubject, StorageError, classify_step_failure, client_error_code
 from chalicelib.models import registry
 from chalicelib.models.base import Box, Geometry, ImageTask, JobSettings, ModelCall, ModelSpec, settings_from_dict
 from chalicelib.store import JobStore
@@ -119,7 +119,10 @@ class Steps:
     def prepare(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Validate and normalize the original into the model's canvas; write the first request."""
         step = StepInput.from_event(event)
-        self.store.start_image(step.job_id, step.image.image_id)
+        if not self.store.start_image(step.job_id, step.image.image_id):
+            current = self.store.image(step.job_id, step.image.image_id) or {}
+            if current.get("status") == ImageStatus.CANCELLED.value:  # a run that was not stopped in time
+                raise JobCancelled(f"job {step.job_id} was cancelled; {step.image.name} is not processed")
         spec = self._spec(step)
         adapter = registry.adapter_for(spec)
         original = self._get(step.bucket, step.image.key)

@@ -25,6 +25,24 @@ from chalicelib import contracts
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+# POST /labels takes at most this many refs per request
+LABEL_REFS_PER_REQUEST = contracts.MAX_LABEL_REFS_PER_REQUEST
+UNREACHABLE = "UNREACHABLE"
+# after each file: (files done, files in all, the file's name)
+UploadProgress = Callable[[int, int, str], None]
+
+
+def _cognito_failure(exc: Exception, what: str) -> ApiError:
+    """A botocore error of a Cognito call as one ApiError: cannot connect, or Cognito's refusal."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code") or type(exc).__name__)
+        return ApiError(401, "SIGN_IN_FAILED", f"{what}: {code}: {error.get('Message', '')}".rstrip(": "))
+    if isinstance(exc, BotoCoreError):  # EndpointConnectionError, ConnectTimeoutError, NoRegionError, ...
+        return ApiError(0, UNREACHABLE, f"{what}: cannot reach Cognito ({exc})")
+    return ApiError(401, "SIGN_IN_FAILED", f"{what}: {type(exc).__name__}: {exc}")
 
 
 def _code(response: requests.Response) -> str:
@@ -91,10 +109,8 @@ class CognitoLogin:
                 AuthFlow="USER_PASSWORD_AUTH",
                 AuthParameters={"USERNAME": username, "PASSWORD": password, **self._secret_hash(username)},
             )
-        except Exception as exc:  # botocore ClientError: wrong password, unknown user, ...
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
-            message = getattr(exc, "response", {}).get("Error", {}).get("Message", str(exc))
-            raise ApiError(401, "SIGN_IN_FAILED", f"{code}: {message}") from exc
+        except Exception as exc:  # wrong password, unknown user, Cognito unreachable, ...
+            raise _cognito_failure(exc, "sign-in failed") from exc
         if "AuthenticationResult" not in answer:
             raise ApiError(
                 401,
@@ -115,9 +131,12 @@ class CognitoLogin:
             raise ApiError(401, "UNAUTHORIZED", "sign in first")
         if self.tokens.expires_at - self.clock() < 120 and self.tokens.refresh_token:
             params = {"REFRESH_TOKEN": self.tokens.refresh_token, **self._secret_hash(self.username or "")}
-            answer = self._client().initiate_auth(
-                ClientId=self.client_id, AuthFlow="REFRESH_TOKEN_AUTH", AuthParameters=params
-            )
+            try:
+                answer = self._client().initiate_auth(
+                    ClientId=self.client_id, AuthFlow="REFRESH_TOKEN_AUTH", AuthParameters=params
+                )
+            except Exception as exc:  # a revoked refresh token, another user pool, Cognito unreachable
+                raise _cognito_failure(exc, "the session could not be renewed; sign in again") from exc
             self.tokens = self._tokens(answer["AuthenticationResult"], self.tokens.refresh_token)
         return self.tokens.id_token
 
@@ -142,6 +161,15 @@ def _per_file_rejections(exc: ApiError) -> list[dict[str, Any]] | None:
         isinstance(d, dict) and isinstance(d.get("index"), int) for d in details
     )
     return details if exc.code == contracts.ErrorCode.VALIDATION_FAILED and details and per_file else None
+
+
+def _reason(exc: BaseException) -> str:
+    """The last, most specific line of a requests/urllib3 error (no nested reprs)."""
+    text = str(exc)
+    for marker in ("Connection refused", "Name or service not known", "timed out", "Connection reset"):
+        if marker in text:
+            return marker.lower()
+    return text[:200]
 
 
 @dataclass
@@ -170,11 +198,13 @@ class BackdropClient:
                 response = self.session.request(
                     method, url, json=body, params=params, headers=sent, timeout=self.timeout_s
                 )
-            except requests.ConnectionError as exc:
+            except (requests.ConnectionError, requests.Timeout) as exc:
                 if attempt == self.max_attempts:
                     raise ApiError(
-                        0, "UNREACHABLE", f"cannot reach the Backdrop API at {self.base_url}: {exc}"
+                        0, UNREACHABLE, f"cannot reach the Backdrop API at {self.base_url}: {_reason(exc)}"
                     ) from exc
+            except requests.RequestException as exc:  # an invalid URL, too many redirects, ...
+                raise ApiError(0, UNREACHABLE, f"cannot call the Backdrop API at {self.base_url}: {exc}") from exc
             else:
                 if not self._retryable(response) or attempt == self.max_attempts:
                     return self._result(response)
@@ -212,15 +242,23 @@ class BackdropClient:
     def create_uploads(self, files: list[dict[str, Any]]) -> dict[str, Any]:
         return self.request("POST", "/uploads", {"files": files})
 
-    def upload_bytes(self, items: Iterable[tuple[str, bytes, str]]) -> UploadOutcome:
+    def upload_bytes(
+        self, items: Iterable[tuple[str, bytes, str]], progress: UploadProgress | None = None
+    ) -> UploadOutcome:
         """Upload (name, data, content type) triples straight to S3; the API judges every file and
         each one it refuses, or S3 refuses, is listed with its reason while the others go on."""
-        items = list(items)
+        return self._upload([(name, len(data), kind, lambda d=data: d) for name, data, kind in items], progress)
+
+    def _upload(
+        self, items: list[tuple[str, int, str, Callable[[], bytes]]], progress: UploadProgress | None
+    ) -> UploadOutcome:
+        """(name, size, content type, read) per file: each file is read only when it is sent."""
         outcome = UploadOutcome()
+        done = 0
         for start in range(0, len(items), contracts.MAX_FILES_PER_UPLOAD_REQUEST):
             chunk = items[start : start + contracts.MAX_FILES_PER_UPLOAD_REQUEST]
             try:
-                grant = self.create_uploads([{"name": n, "contentType": t, "size": len(d)} for n, d, t in chunk])
+                grant = self.create_uploads([{"name": n, "contentType": t, "size": size} for n, size, t, _ in chunk])
             except ApiError as exc:
                 rejections = _per_file_rejections(exc)
                 if rejections is None:
@@ -228,28 +266,53 @@ class BackdropClient:
                 grant = {"uploads": [], "rejected": rejections}
             for rejection in grant.get("rejected", []):
                 outcome.rejected.append({"name": chunk[rejection["index"]][0], "message": rejection["message"]})
+                done += 1
+                if progress:
+                    progress(done, len(items), chunk[rejection["index"]][0])
             for upload in grant["uploads"]:
-                name, data, content_type = chunk[upload["index"]]
-                posted = self.session.post(
-                    upload["url"], data=upload["fields"], files={"file": (name, data, content_type)}, timeout=120
-                )
-                if posted.status_code >= 300:
-                    outcome.rejected.append(
-                        {"name": name, "message": f"S3 refused the upload ({posted.status_code}): {posted.text[:300]}"}
-                    )
+                name, _, content_type, read = chunk[upload["index"]]
+                try:
+                    data = read()
+                except OSError as exc:  # gone or unreadable since it was listed
+                    outcome.rejected.append({"name": name, "message": f"cannot be read: {exc.strerror or exc}"})
                 else:
-                    outcome.uploaded.append({"imageRef": upload["imageRef"], "name": name})
-                    outcome.positions.append(start + upload["index"])
+                    self._post_file(upload, name, data, content_type, outcome, start)
+                done += 1
+                if progress:
+                    progress(done, len(items), name)
         return outcome
 
-    def upload_files(self, paths: Iterable[Path]) -> UploadOutcome:
-        """Upload files from disk; a file that cannot be read is listed like any other refusal."""
-        items = []
+    def _post_file(
+        self, upload: dict[str, Any], name: str, data: bytes, content_type: str, outcome: UploadOutcome, start: int
+    ) -> None:
+        try:
+            posted = self.session.post(
+                upload["url"], data=upload["fields"], files={"file": (name, data, content_type)}, timeout=120
+            )
+        except requests.ConnectionError as exc:  # S3 itself is unreachable: so is every other file
+            raise ApiError(0, UNREACHABLE, f"cannot reach S3 at {upload['url']}: {_reason(exc)}") from exc
+        except requests.RequestException as exc:
+            outcome.rejected.append({"name": name, "message": f"the upload to S3 failed: {_reason(exc)}"})
+            return
+        if posted.status_code >= 300:
+            outcome.rejected.append(
+                {"name": name, "message": f"S3 refused the upload ({posted.status_code}): {posted.text[:300]}"}
+            )
+        else:
+            outcome.uploaded.append({"imageRef": upload["imageRef"], "name": name})
+            outcome.positions.append(start + upload["index"])
+
+    def upload_files(self, paths: Iterable[Path], progress: UploadProgress | None = None) -> UploadOutcome:
+        """Upload files from disk, reading each only when it is sent; a file that cannot be read
+        is listed like any other refusal."""
+        items: list[tuple[str, int, str, Callable[[], bytes]]] = []
         unreadable = []
         readable_positions = []
         for position, path in enumerate(paths):
             try:
-                data = path.read_bytes()
+                if not path.is_file():
+                    raise IsADirectoryError(21, "not a file") if path.is_dir() else FileNotFoundError(2, "no such file")
+                size = path.stat().st_size
             except OSError as exc:
                 unreadable.append({"name": str(path), "message": f"cannot be read: {exc.strerror or exc}"})
                 continue
@@ -260,8 +323,8 @@ class BackdropClient:
                 or mimetypes.guess_type(path.name)[0]
                 or "application/octet-stream"
             )
-            items.append((path.name, data, content_type))
-        outcome = self.upload_bytes(items) if items else UploadOutcome()
+            items.append((path.name, size, content_type, path.read_bytes))
+        outcome = self._upload(items, progress) if items else UploadOutcome()
         outcome.rejected[:0] = unreadable
         outcome.positions = [readable_positions[i] for i in outcome.positions]  # positions in `paths`
         return outcome
@@ -276,8 +339,8 @@ class BackdropClient:
             if not wanted:
                 return found
             pending: list[str] = []
-            for start in range(0, len(wanted), contracts.MAX_LABEL_REFS_PER_REQUEST):
-                chunk = wanted[start : start + contracts.MAX_LABEL_REFS_PER_REQUEST]
+            for start in range(0, len(wanted), LABEL_REFS_PER_REQUEST):
+                chunk = wanted[start : start + LABEL_REFS_PER_REQUEST]
                 answer = self.request("POST", "/labels", {"imageRefs": chunk})
                 found["labels"].update(answer["labels"])
                 found["unavailable"].update(answer.get("unavailable", {}))
@@ -337,6 +400,17 @@ class BackdropClient:
     def retry(self, job_id: str) -> dict[str, Any]:
         return self.request("POST", f"/jobs/{job_id}/retry", {})
 
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self.request("POST", f"/jobs/{job_id}/cancel")
+
+    def delete(self, job_id: str, *, originals: bool = False) -> dict[str, Any]:
+        return self.request("DELETE", f"/jobs/{job_id}", params={"originals": "true" if originals else "false"})
+
+    def webhook_secret(self, *, rotate: bool = False) -> dict[str, Any]:
+        if rotate:
+            return self.request("POST", "/webhooks/secret/rotate")
+        return self.request("GET", "/webhooks/secret")
+
     def wait(
         self,
         job_id: str,
@@ -359,7 +433,10 @@ class BackdropClient:
             self.sleep(poll_s)
 
     def download(self, url: str) -> bytes:
-        response = self.session.get(url, timeout=120)
+        try:
+            response = self.session.get(url, timeout=120)
+        except requests.RequestException as exc:
+            raise ApiError(0, UNREACHABLE, f"could not download {url.split('?')[0]}: {_reason(exc)}") from exc
         if response.status_code >= 300:
             raise ApiError(response.status_code, "DOWNLOAD_FAILED", f"could not download {url.split('?')[0]}")
         return response.content

@@ -2,14 +2,24 @@
 
   backdrop login --api URL --client-id ID [--region R] [--cognito-endpoint URL] --username U
   backdrop submit PHOTO... --prompt TEXT [--negative T] [--mode PRECISE|DEFAULT] [--model KEY] [--no-email]
-                  [--variants N] [--seed S] [--format png|jpeg|webp] [--no-labels] [--wait] [--out DIR]
+                  [--variants N] [--seed S] [--format png|jpeg|webp] [--style PRESET]
+                  [--webhook https://...] [--no-labels] [--wait] [--out DIR]
                   (without --format each result follows its original: JPEG in, JPEG out; PNG otherwise)
+  backdrop watch JOB [--out DIR]          re-attach to a job: progress until it finishes
   backdrop jobs | status JOB [--only STATUS] | download JOB --out DIR | retry JOB [--wait]
+  backdrop cancel JOB | delete JOB [--originals] [--yes]
+  backdrop webhook-secret [--rotate] | verify-webhook --body-file F --signature HEADER
+  backdrop profiles                       the deployments you are signed in to
 
-Every command takes --json for scripts. Exit codes: 0 done; 1 the job finished but some image
-FAILED, or some file was not uploaded (or, for `status`, the job is not finished yet); 2 a usage,
-sign-in or API error (its code and message are printed). `submit` lists every file it could not
-upload, with the reason, at once, and goes on with the others.
+Global options (before or after the command): --profile NAME (or BACKDROP_PROFILE) picks one of
+several deployments, each signed in with `backdrop --profile NAME login ...`; --json prints
+machine-readable output, errors included; --debug shows a traceback for an unexpected error.
+
+Every flag is checked (against the deployment's model limits too) before any photo is uploaded.
+Exit codes: 0 done; 1 the job finished but some image FAILED or was CANCELLED, or some file was not
+uploaded (for `status`, the job is not finished yet; for `verify-webhook`, the signature is not
+valid); 2 a usage, sign-in, connection or API error, printed on one line with its stable code;
+130 interrupted (a job keeps running: `backdrop watch JOB` re-attaches).
 """
 
 from __future__ import annotations
@@ -19,14 +29,32 @@ import getpass
 import json
 import os
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from chalicelib.contracts import TERMINAL_JOB_STATUSES, ImageStatus
+from chalicelib import contracts, webhooks
+from chalicelib.contracts import TERMINAL_IMAGE_STATUSES, TERMINAL_JOB_STATUSES, ImageStatus
 from chalicelib.quality import Scorecard, worst
-from frontend.api_client import ApiError, BackdropClient, CognitoLogin, Tokens
+from chalicelib.validation import summarise
+from frontend.api_client import UNREACHABLE, ApiError, BackdropClient, CognitoLogin, Tokens
 
-EXIT_OK, EXIT_IMAGES_FAILED, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_IMAGES_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+DEFAULT_PROFILE = "default"
+NOT_AVAILABLE = "NOT_AVAILABLE"
+
+
+class UsageError(Exception):
+    """A command line argparse refuses: one line with its code, not argparse's usage dump."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+# ------------------------------------------------------------------------------ profiles
 
 
 def config_path() -> Path:
@@ -34,18 +62,49 @@ def config_path() -> Path:
     return Path(base) / "config.json"
 
 
-def _load() -> dict[str, Any]:
+def _read_config() -> dict[str, Any]:
+    """{"profiles": {name: {...}}}; a file from before profiles is the default profile."""
     path = config_path()
     if not path.exists():
-        raise ApiError(0, "NOT_SIGNED_IN", "run `backdrop login` first")
-    return json.loads(path.read_text())
+        return {"profiles": {}}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ApiError(
+            0, "CONFIG_INVALID", f"{path} cannot be read ({exc}); sign in again with `backdrop login`"
+        ) from exc
+    if "profiles" not in data:
+        data = {"profiles": {DEFAULT_PROFILE: data} if data.get("api") else {}}
+    return data
 
 
-def _save(data: dict[str, Any]) -> None:
+def _write_config(data: dict[str, Any]) -> None:
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600, exist_ok=True)  # tokens inside: readable by this user only
+    path.chmod(0o600)
     path.write_text(json.dumps(data, indent=2))
+
+
+def profile_name(args: argparse.Namespace) -> str:
+    return getattr(args, "profile", None) or os.environ.get("BACKDROP_PROFILE") or DEFAULT_PROFILE
+
+
+def _load(profile: str) -> dict[str, Any]:
+    data = _read_config()
+    if profile not in data["profiles"]:
+        known = ", ".join(sorted(data["profiles"])) or "none yet"
+        flag = "" if profile == DEFAULT_PROFILE else f"--profile {profile} "
+        raise ApiError(
+            0, "NOT_SIGNED_IN", f"profile {profile!r} is not signed in (profiles: {known}); run `backdrop {flag}login`"
+        )
+    return dict(data["profiles"][profile])
+
+
+def _save(profile: str, values: dict[str, Any]) -> None:
+    data = _read_config()
+    data["profiles"][profile] = values
+    _write_config(data)
 
 
 def _login_from(config: dict[str, Any]) -> CognitoLogin:
@@ -62,41 +121,77 @@ def _login_from(config: dict[str, Any]) -> CognitoLogin:
     return login
 
 
-def _client() -> tuple[BackdropClient, CognitoLogin, dict[str, Any]]:
-    config = _load()
+def _tokens_dict(tokens: Tokens) -> dict[str, Any]:
+    return {"idToken": tokens.id_token, "refreshToken": tokens.refresh_token, "expiresAt": tokens.expires_at}
+
+
+def _client(args: argparse.Namespace) -> BackdropClient:
+    profile = profile_name(args)
+    config = _load(profile)
     login = _login_from(config)
 
     def token() -> str:
         value = login.id_token()
         if login.tokens and login.tokens.id_token != config.get("tokens", {}).get("idToken"):
-            config["tokens"] = {
-                "idToken": login.tokens.id_token,
-                "refreshToken": login.tokens.refresh_token,
-                "expiresAt": login.tokens.expires_at,
-            }
-            _save(config)  # refreshed: keep it for the next command
+            config["tokens"] = _tokens_dict(login.tokens)
+            _save(profile, config)  # refreshed: keep it for the next command
         return value
 
-    return BackdropClient(config["api"], token), login, config
+    return BackdropClient(config["api"], token)
+
+
+# ------------------------------------------------------------------------------ output
 
 
 def _print(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data, indent=2) if args.json else text)
 
 
-def _progress(view: dict[str, Any]) -> None:
-    counts = view.get("counts", {})
-    total = sum(counts.values()) or 1
-    done = counts.get(ImageStatus.SUCCEEDED.value, 0) + counts.get(ImageStatus.FAILED.value, 0)
-    bar = "#" * (30 * done // total)
-    sys.stderr.write(f"\r[{bar:<30}] {done}/{total} {view['status']:<9}")
-    sys.stderr.flush()
+def _say(args: argparse.Namespace, text: str) -> None:
+    """Progress and notes for a person: on stderr, and not at all with --json."""
+    if not args.json:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+
+def _finished_images(counts: dict[str, int]) -> int:
+    return sum(counts.get(s.value, 0) for s in TERMINAL_IMAGE_STATUSES)
+
+
+def _progress(args: argparse.Namespace) -> Callable[[dict[str, Any]], None] | None:
+    if args.json:
+        return None
+
+    def show(view: dict[str, Any]) -> None:
+        counts = view.get("counts", {})
+        total = sum(counts.values()) or 1
+        done = _finished_images(counts)
+        bar = "#" * (30 * done // total)
+        sys.stderr.write(f"\r[{bar:<30}] {done}/{total} {view['status']:<9}")
+        sys.stderr.flush()
+
+    return show
+
+
+def _upload_progress(args: argparse.Namespace) -> Callable[[int, int, str], None] | None:
+    if args.json:
+        return None
+
+    def show(done: int, total: int, name: str) -> None:
+        sys.stderr.write(f"\ruploading {done}/{total} {name[:40]:<40}")
+        if done == total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return show
 
 
 def _exit_code(view: dict[str, Any]) -> int:
     if view["status"] not in {s.value for s in TERMINAL_JOB_STATUSES}:
         return EXIT_IMAGES_FAILED
-    return EXIT_IMAGES_FAILED if view.get("counts", {}).get(ImageStatus.FAILED.value) else EXIT_OK
+    counts = view.get("counts", {})
+    unfinished = counts.get(ImageStatus.FAILED.value, 0) + counts.get(ImageStatus.CANCELLED.value, 0)
+    return EXIT_IMAGES_FAILED if unfinished else EXIT_OK
 
 
 def _quality_text(outputs: list[dict[str, Any]]) -> str:
@@ -121,7 +216,16 @@ def _status_text(view: dict[str, Any]) -> str:
         )
         lines.append(f"  {image['name']:<30} {image['status']:<10} {detail}")
     counts = view.get("counts", {})
-    lines.append(f"{counts.get('SUCCEEDED', 0)} succeeded, {counts.get('FAILED', 0)} failed")
+    summary = f"{counts.get('SUCCEEDED', 0)} succeeded, {counts.get('FAILED', 0)} failed"
+    if counts.get("CANCELLED"):
+        summary += f", {counts['CANCELLED']} cancelled"
+    lines.append(summary)
+    webhook = view.get("webhook")
+    if webhook:
+        lines.append(
+            f"webhook {webhook['url']}: {webhook['status']}"
+            + (f" ({webhook['lastError']})" if webhook.get("lastError") else "")
+        )
     return "\n".join(lines)
 
 
@@ -145,6 +249,76 @@ def _download(client: BackdropClient, view: dict[str, Any], out: Path) -> list[s
     return written
 
 
+def _watch(args: argparse.Namespace, client: BackdropClient, job_id: str, poll_s: float) -> dict[str, Any]:
+    """Follow a job to its end; Ctrl-C leaves it running and says how to come back."""
+    try:
+        client.wait(job_id, poll_s=poll_s, progress=_progress(args))
+    except KeyboardInterrupt as exc:
+        raise Interrupted(job_id) from exc
+    _say(args, "\n")
+    return client.job_with_images(job_id)  # the summary was polled; now every image, once
+
+
+class Interrupted(Exception):
+    def __init__(self, job_id: str | None) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
+
+
+# ------------------------------------------------------------------------------ checks before uploading
+
+
+def check_submit(args: argparse.Namespace, photos: list[Path], catalogue: dict[str, Any]) -> None:
+    """Every flag of `submit`, against the deployment's models and limits, before any upload:
+    all problems at once, as VALIDATION_FAILED (MODEL_UNAVAILABLE when only the model is wrong)
+    with one detail per flag."""
+    problems: list[dict[str, str]] = []
+
+    def add(field: str, message: str) -> None:
+        problems.append({"field": field, "message": message})
+
+    if len(photos) > contracts.MAX_IMAGES_PER_JOB:
+        add("photos", f"{len(photos):,} photos: a job takes at most {contracts.MAX_IMAGES_PER_JOB:,}")
+    models = {m["key"]: m for m in catalogue.get("models", [])}
+    key = args.model or catalogue.get("default")
+    usable = ", ".join(sorted(k for k, m in models.items() if m.get("selectable"))) or "none"
+    model = models.get(key or "")
+    if model is None:
+        add("--model", f"unknown model {key!r}; models you can use: {usable}")
+    elif not model.get("selectable"):
+        add("--model", f"{key} has reached end of life; models you can use: {usable}")
+    if model is not None:
+        limits = model.get("limits", {})
+        prompt = args.prompt or ""
+        if limits.get("promptRequired") and not prompt.strip():
+            add("--prompt", f"{key} needs a prompt")
+        if len(prompt) > limits.get("promptMax", len(prompt)):
+            add("--prompt", f"{len(prompt):,} characters; {key} takes at most {limits['promptMax']:,}")
+        negative = args.negative or ""
+        if len(negative) > limits.get("negativePromptMax", len(negative)):
+            add("--negative", f"{len(negative):,} characters; {key} takes at most {limits['negativePromptMax']:,}")
+        most = limits.get("maxVariants", 1)
+        if not 1 <= args.variants <= most:
+            add("--variants", f"{key} makes 1 to {most} variant(s) per image, not {args.variants}")
+        if args.seed is not None and not 0 <= args.seed <= limits.get("seedMax", args.seed):
+            add("--seed", f"{key} takes a seed from 0 to {limits['seedMax']:,}")
+        presets = limits.get("stylePresets") or []
+        if args.style is not None and args.style not in presets:
+            offered = ", ".join(presets) if presets else "no style presets"
+            add("--style", f"{key} offers {offered}")
+    if args.webhook is not None:
+        problem = webhooks.check_url_syntax(args.webhook)
+        if problem:
+            add("--webhook", problem)
+    if args.out and not args.wait:
+        add("--out", "--out needs --wait (or download later: `backdrop download JOB --out DIR`)")
+    if problems:
+        # the API's own code when the model is all that is wrong
+        only_model = all(p["field"] == "--model" for p in problems)
+        code = contracts.ErrorCode.MODEL_UNAVAILABLE if only_model else contracts.ErrorCode.VALIDATION_FAILED
+        raise ApiError(0, code.value, summarise("nothing was uploaded", problems), problems)
+
+
 # ------------------------------------------------------------------------------ commands
 
 
@@ -157,7 +331,9 @@ def cmd_login(args: argparse.Namespace) -> int:
         endpoint_url=args.cognito_endpoint,
     )
     tokens = login.sign_in(args.username, password)
+    profile = profile_name(args)
     _save(
+        profile,
         {
             "api": args.api,
             "clientId": args.client_id,
@@ -165,14 +341,38 @@ def cmd_login(args: argparse.Namespace) -> int:
             "clientSecret": args.client_secret,
             "cognitoEndpoint": args.cognito_endpoint,
             "username": args.username,
-            "tokens": {
-                "idToken": tokens.id_token,
-                "refreshToken": tokens.refresh_token,
-                "expiresAt": tokens.expires_at,
-            },
-        }
+            "tokens": _tokens_dict(tokens),
+        },
     )
-    _print(args, {"signedIn": args.username, "api": args.api}, f"signed in as {args.username} to {args.api}")
+    _print(
+        args,
+        {"signedIn": args.username, "api": args.api, "profile": profile},
+        f"signed in as {args.username} to {args.api} (profile {profile})",
+    )
+    return EXIT_OK
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    profile = profile_name(args)
+    data = _read_config()
+    removed = data["profiles"].pop(profile, None) is not None
+    _write_config(data)
+    _print(
+        args,
+        {"profile": profile, "removed": removed},
+        f"profile {profile} " + ("removed" if removed else "was not signed in"),
+    )
+    return EXIT_OK
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    current = profile_name(args)
+    profiles = [
+        {"profile": name, "api": p.get("api"), "username": p.get("username"), "current": name == current}
+        for name, p in sorted(_read_config()["profiles"].items())
+    ]
+    lines = [f"{'*' if p['current'] else ' '} {p['profile']:<12} {p['username']}  {p['api']}" for p in profiles]
+    _print(args, {"profiles": profiles}, "\n".join(lines) or "no profiles yet: run `backdrop login`")
     return EXIT_OK
 
 
@@ -183,17 +383,19 @@ def _rejected_text(rejected: list[dict[str, Any]], total: int) -> str:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    client, _, _ = _client()
+    client = _client(args)
     paths = [Path(p) for p in args.photos]
     catalogue = client.models()
+    check_submit(args, paths, catalogue)  # before any upload
     chosen = next((m for m in catalogue["models"] if m["key"] == (args.model or catalogue["default"])), None)
     if chosen and chosen["lifecycle"]["status"] == "LEGACY":
-        sys.stderr.write(
-            f"warning: {chosen['key']} is Legacy on Bedrock and reaches end of life on {chosen['lifecycle']['eolDate']}\n"
+        _say(
+            args,
+            f"warning: {chosen['key']} is Legacy on Bedrock and reaches end of life on {chosen['lifecycle']['eolDate']}\n",
         )
-    uploaded = client.upload_files(paths)
-    if uploaded.rejected and not args.json:
-        sys.stderr.write(_rejected_text(uploaded.rejected, len(paths)) + "\n")
+    uploaded = client.upload_files(paths, progress=_upload_progress(args))
+    if uploaded.rejected:
+        _say(args, _rejected_text(uploaded.rejected, len(paths)) + "\n")
     if not uploaded.uploaded:
         names = "; ".join(f"{r['name']}: {r['message']}" for r in uploaded.rejected[:3])
         raise ApiError(
@@ -201,9 +403,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         )
     answer = {"labels": {}, "unavailable": {}} if args.no_labels else client.label_results(uploaded.refs)
     names = {u["imageRef"]: u["name"] for u in uploaded.uploaded}
-    if not args.json:
-        for ref, why in answer.get("unavailable", {}).items():
-            sys.stderr.write(f"no labels for {names[ref]}: {why['message']}\n")
+    for ref, why in answer.get("unavailable", {}).items():
+        _say(args, f"no labels for {names[ref]}: {why['message']}\n")
     labels = answer["labels"]
     job: dict[str, Any] = {
         "prompt": args.prompt,
@@ -214,26 +415,29 @@ def cmd_submit(args: argparse.Namespace) -> int:
             {**u, "labels": [label["name"] for label in labels.get(u["imageRef"], [])]} for u in uploaded.uploaded
         ],
     }
-    for key, value in (
+    optional = (
         ("negativePrompt", args.negative),
         ("model", args.model),
         ("seed", args.seed),
         ("outputFormat", args.format),
-    ):
-        if value is not None:
-            job[key] = value
+        ("stylePreset", args.style),
+        ("webhookUrl", args.webhook),
+    )
+    job.update({key: value for key, value in optional if value is not None})
     submitted = client.submit(job)
     skipped = EXIT_IMAGES_FAILED if uploaded.rejected else EXIT_OK
     if not args.wait:
         if uploaded.rejected:
             submitted["rejected"] = uploaded.rejected
-        _print(args, submitted, f"submitted job {submitted['jobId']} ({submitted['imageCount']} images)")
+        _print(
+            args,
+            submitted,
+            f"submitted job {submitted['jobId']} ({submitted['imageCount']} images); "
+            f"follow it with `backdrop watch {submitted['jobId']}`",
+        )
         return skipped
-    sys.stderr.write(f"job {submitted['jobId']}\n")
-    view = client.wait(submitted["jobId"], poll_s=args.poll, progress=None if args.json else _progress)
-    if not args.json:
-        sys.stderr.write("\n")
-    view = client.job_with_images(view["jobId"])  # the summary was polled; now every image, once
+    _say(args, f"job {submitted['jobId']}\n")
+    view = _watch(args, client, submitted["jobId"], args.poll)
     if args.out:
         view["downloaded"] = _download(client, view, Path(args.out))
     text = _status_text(view)
@@ -244,26 +448,35 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return max(_exit_code(view), skipped)
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    client = _client(args)
+    view = _watch(args, client, args.job, args.poll)
+    if args.out:
+        view["downloaded"] = _download(client, view, Path(args.out))
+    _print(args, view, _status_text(view))
+    return _exit_code(view)
+
+
 def cmd_jobs(args: argparse.Namespace) -> int:
-    client, _, _ = _client()
-    page = client.jobs(limit=args.limit)
+    page = _client(args).jobs(limit=args.limit, cursor=args.cursor)
     lines = [
         f"{j['jobId']}  {j['status']:<9} {j.get('imageCount', 0):>5} images  {j.get('prompt') or ''}"[:120]
         for j in page["jobs"]
     ]
+    if page.get("nextCursor"):
+        lines.append(f"(more: backdrop jobs --cursor {page['nextCursor']})")
     _print(args, page, "\n".join(lines) or "no jobs yet")
     return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    client, _, _ = _client()
-    view = client.job_with_images(args.job, status=args.only)
+    view = _client(args).job_with_images(args.job, status=args.only)
     _print(args, view, _status_text(view))
     return _exit_code(view)
 
 
 def cmd_download(args: argparse.Namespace) -> int:
-    client, _, _ = _client()
+    client = _client(args)
     view = client.job_summary(args.job)
     written = _download(client, view, Path(args.out))
     _print(args, {"jobId": args.job, "files": written}, f"{len(written)} file(s) written to {args.out}")
@@ -271,25 +484,101 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
-    client, _, _ = _client()
+    client = _client(args)
     submitted = client.retry(args.job)
     if not args.wait:
         _print(args, submitted, f"retrying {submitted['imageCount']} failed image(s) as job {submitted['jobId']}")
         return EXIT_OK
-    client.wait(submitted["jobId"], progress=None if args.json else _progress)
-    view = client.job_with_images(submitted["jobId"])
+    view = _watch(args, client, submitted["jobId"], args.poll)
     _print(args, view, _status_text(view))
     return _exit_code(view)
 
 
-def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="machine-readable output")
-    p = argparse.ArgumentParser(
-        prog="backdrop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+def cmd_cancel(args: argparse.Namespace) -> int:
+    answer = _client(args).cancel(args.job)
+    counts = answer.get("counts") or {}
+    _print(
+        args,
+        answer,
+        f"job {args.job} cancelled: {counts.get('SUCCEEDED', 0)} image(s) had finished and keep their results, "
+        f"{counts.get('CANCELLED', 0)} cancelled",
     )
-    sub = p.add_subparsers(dest="command", required=True)
-    login = sub.add_parser("login", parents=[common], help="sign in with your Cognito user")
+    return EXIT_OK
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    if not args.yes:
+        what = "its results, reports" + (" and uploaded originals" if args.originals else "")
+        if not sys.stdin.isatty():
+            raise ApiError(0, "CONFIRMATION_REQUIRED", f"deleting job {args.job} removes {what}: pass --yes to confirm")
+        reply = input(f"Delete job {args.job}, {what}? [y/N] ")
+        if reply.strip().lower() not in ("y", "yes"):
+            _print(args, {"jobId": args.job, "deleted": False}, "nothing deleted")
+            return EXIT_OK
+    answer = _client(args).delete(args.job, originals=args.originals)
+    removed = answer["removed"]
+    already = " (it had already been deleted)" if answer.get("alreadyDeleted") else ""
+    _print(
+        args,
+        answer,
+        f"job {args.job} deleted{already}: {removed['results']} result(s), {removed['reports']} report(s), "
+        f"{removed['originals']} original(s)",
+    )
+    return EXIT_OK
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    raise ApiError(
+        0,
+        NOT_AVAILABLE,
+        "reviewing a job's images before delivery is not available in this version of Backdrop yet",
+    )
+
+
+def cmd_webhook_secret(args: argparse.Namespace) -> int:
+    answer = _client(args).webhook_secret(rotate=args.rotate)
+    _print(args, answer, answer["secret"])
+    return EXIT_OK
+
+
+def cmd_verify_webhook(args: argparse.Namespace) -> int:
+    """Check a received webhook: exit 0 when it is Backdrop's and fresh, 1 when it is not."""
+    secret = args.secret or _client(args).webhook_secret()["secret"]
+    try:
+        body = Path(args.body_file).read_bytes() if args.body_file != "-" else sys.stdin.buffer.read()
+    except OSError as exc:
+        raise ApiError(0, "LOCAL_ERROR", f"cannot read {args.body_file}: {exc.strerror or exc}") from exc
+    try:
+        signed_at = webhooks.verify_signature(secret, body, args.signature, tolerance_s=args.tolerance)
+    except webhooks.WebhookSignatureError as exc:
+        _print(args, {"valid": False, "reason": str(exc)}, f"not valid: {exc}")
+        return EXIT_IMAGES_FAILED
+    _print(args, {"valid": True, "signedAt": signed_at}, f"valid: signed by Backdrop at {signed_at} (unix time)")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------ the parser
+
+
+def parser() -> argparse.ArgumentParser:
+    # the global flags may come before or after the command; after it, SUPPRESS keeps the value
+    # given before it unless it is repeated
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    common.add_argument("--profile", default=argparse.SUPPRESS, help="the deployment to use (BACKDROP_PROFILE)")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p = _Parser(prog="backdrop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", default=False, help="machine-readable output, errors included")
+    p.add_argument("--profile", default=None, help="the deployment to use (default: BACKDROP_PROFILE or 'default')")
+    p.add_argument("--debug", action="store_true", default=False, help="a traceback for an unexpected error")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(name: str, run: Callable[[argparse.Namespace], int], help_text: str) -> argparse.ArgumentParser:
+        parsed = sub.add_parser(name, parents=[common], help=help_text)
+        parsed.set_defaults(run=run)
+        return parsed
+
+    login = command("login", cmd_login, "sign in with your Cognito user (into --profile)")
     login.add_argument("--api", required=True, help="the API URL the deploy (or `make run`) printed")
     login.add_argument("--client-id", required=True, help="the Cognito app client id")
     login.add_argument("--region", default="us-east-1")
@@ -297,13 +586,15 @@ def parser() -> argparse.ArgumentParser:
     login.add_argument("--cognito-endpoint", default=None, help="the local stack's moto endpoint (local use only)")
     login.add_argument("--username", required=True)
     login.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    login.set_defaults(run=cmd_login)
-    submit = sub.add_parser("submit", parents=[common], help="upload photos and start a job")
+    command("logout", cmd_logout, "forget a profile's sign-in")
+    command("profiles", cmd_profiles, "the deployments you are signed in to")
+
+    submit = command("submit", cmd_submit, "upload photos and start a job")
     submit.add_argument("photos", nargs="+")
     submit.add_argument("--prompt", required=True, help="the new background, in words")
     submit.add_argument("--negative", default=None, help="what the background must not have")
     submit.add_argument(
-        "--mode", default="PRECISE", choices=["PRECISE", "DEFAULT"], help="PRECISE keeps subject pixels unchanged"
+        "--mode", default="PRECISE", choices=[m.value for m in contracts.Mode], help="PRECISE keeps subject pixels"
     )
     submit.add_argument("--model", default=None, help="model key (see GET /models); default: the deployment's")
     submit.add_argument("--variants", type=int, default=1)
@@ -311,9 +602,11 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument(
         "--format",
         default=None,
-        choices=["png", "jpeg", "webp"],
+        choices=[f.value for f in contracts.OutputFormat],
         help="result format (default: as the original: JPEG in, JPEG out; PNG otherwise)",
     )
+    submit.add_argument("--style", default=None, help="a style preset of the model (GET /models, stylePresets)")
+    submit.add_argument("--webhook", default=None, help="an https:// URL to POST to (signed) when the job finishes")
     submit.add_argument(
         "--no-labels", action="store_true", help="keep the whole detected subject, not only labelled objects"
     )
@@ -321,39 +614,94 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--wait", action="store_true", help="wait for the job, with a progress bar")
     submit.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
     submit.add_argument("--out", default=None, help="with --wait: download results and reports here")
-    submit.set_defaults(run=cmd_submit)
-    jobs = sub.add_parser("jobs", parents=[common], help="your jobs, newest first")
+
+    watch = command("watch", cmd_watch, "follow a job until it finishes (re-attach after Ctrl-C)")
+    watch.add_argument("job")
+    watch.add_argument("--out", default=None, help="download results and reports here when it finishes")
+    watch.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+    jobs = command("jobs", cmd_jobs, "your jobs, newest first")
     jobs.add_argument("--limit", type=int, default=20)
-    jobs.set_defaults(run=cmd_jobs)
-    status = sub.add_parser("status", parents=[common], help="per-image status of a job")
+    jobs.add_argument("--cursor", default=None, help="the next page, as the previous one printed")
+    status = command("status", cmd_status, "per-image status of a job")
     status.add_argument("job")
     status.add_argument(
         "--only", default=None, choices=[s.value for s in ImageStatus], help="list only the images in this status"
     )
-    status.set_defaults(run=cmd_status)
-    download = sub.add_parser("download", parents=[common], help="download a job's results and reports")
+    download = command("download", cmd_download, "download a job's results and reports")
     download.add_argument("job")
     download.add_argument("--out", required=True)
-    download.set_defaults(run=cmd_download)
-    retry = sub.add_parser("retry", parents=[common], help="re-run the failed images of a finished job")
+    retry = command("retry", cmd_retry, "re-run the failed images of a finished job")
     retry.add_argument("job")
     retry.add_argument("--wait", action="store_true")
-    retry.set_defaults(run=cmd_retry)
+    retry.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
+    command("cancel", cmd_cancel, "stop a job: images not finished end CANCELLED").add_argument("job")
+    delete = command("delete", cmd_delete, "delete a finished job, its results and reports")
+    delete.add_argument("job")
+    delete.add_argument("--originals", action="store_true", help="also delete the uploaded originals")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    command("review", cmd_review, "review a job's images before delivery (not available yet)").add_argument("job")
+    secret = command("webhook-secret", cmd_webhook_secret, "your webhook signing secret")
+    secret.add_argument("--rotate", action="store_true", help="replace it with a new one")
+    verify = command("verify-webhook", cmd_verify_webhook, "check a received webhook's signature")
+    verify.add_argument("--body-file", required=True, help="the raw body as received ('-': standard input)")
+    verify.add_argument("--signature", required=True, help="the Backdrop-Signature header's value")
+    verify.add_argument("--secret", default=None, help="default: your secret, from the API")
+    verify.add_argument(
+        "--tolerance", type=int, default=contracts.WEBHOOK_SIGNATURE_TOLERANCE_SECONDS, help="replay window, seconds"
+    )
     return p
 
 
+def _error(json_mode: bool, code: str, message: str, details: Any = None) -> None:
+    if json_mode:
+        print(json.dumps({"error": {"code": code, "message": message, "details": details or []}}))
+    else:
+        print(f"error: {code}: {' '.join(message.split())}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    json_mode = "--json" in argv
     try:
-        return args.run(args)
+        args = parser().parse_args(argv)
+    except UsageError as exc:
+        _error(json_mode, "USAGE", str(exc))
+        return EXIT_ERROR
+    debug = args.debug or os.environ.get("BACKDROP_DEBUG") == "1"
+    try:
+        return int(args.run(args))
     except ApiError as exc:
-        if args.json:
-            print(json.dumps({"error": {"code": exc.code, "message": exc.message, "details": exc.details}}))
+        _error(args.json, exc.code, exc.message, exc.details)
+    except Interrupted as exc:
+        if exc.job_id:
+            message = f"interrupted; job {exc.job_id} keeps running: `backdrop watch {exc.job_id}` re-attaches"
         else:
-            print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
-        return EXIT_ERROR
+            message = "interrupted"
+        _error(args.json, "INTERRUPTED", message, [{"jobId": exc.job_id}] if exc.job_id else [])
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        return EXIT_ERROR
+        _error(args.json, "INTERRUPTED", "interrupted")
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # one line, never a traceback, unless asked for
+        if debug:
+            traceback.print_exc()
+        code, message = _unexpected(exc)
+        _error(args.json, code, message)
+    return EXIT_ERROR
+
+
+def _unexpected(exc: Exception) -> tuple[str, str]:
+    """An error no command turned into an ApiError, as (code, message)."""
+    import requests
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if isinstance(exc, requests.RequestException | BotoCoreError):
+        return UNREACHABLE, f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, ClientError):
+        return "AWS_ERROR", str(exc)
+    if isinstance(exc, OSError):
+        return "LOCAL_ERROR", f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    return "INTERNAL", f"{type(exc).__name__}: {exc} (run with --debug for the traceback)"
 
 
 if __name__ == "__main__":

@@ -1,13 +1,17 @@
-"""Helpers for tests that run the real workflow on moto (see the `stack` fixture in conftest.py)."""
+"""Helpers for tests that run the real workflow on moto (see the `stack` fixture in conftest.py), and a
+webhook receiver on 127.0.0.1."""
 
 from __future__ import annotations
 
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
 
 from chalicelib import contracts
+from chalicelib.webhooks import DeliveryPolicy
 
 
 def upload(owner: str, name: str, data: bytes, ext: str) -> str:
@@ -61,3 +65,39 @@ def inbox(queue_url: str) -> list[dict[str, Any]]:
         for message in got:
             messages.append(json.loads(message["Body"]))
             sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+# the only way to let a webhook reach 127.0.0.1 over plain HTTP: an argument, in tests
+LOCAL_RECEIVER = DeliveryPolicy(allow_loopback=True, allow_plain_http=True)
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 that answers each POST with the next status given."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.statuses: list[int] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                if status in (301, 302, 307):
+                    self.send_header("Location", "http://127.0.0.1:1/elsewhere")
+                self.end_headers()
+                self.wfile.write(b"nope" if status >= 300 else b"ok")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/backdrop"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -45,6 +45,20 @@ def _app_logs_to(log: TextIO) -> None:
             handler.setStream(log)
 
 
+def curl_exports(stack: Any) -> str:
+    """The shell variables docs/api.md's commands read, for this stack."""
+    from backend.local.stack import DEMO_PASSWORD, DEMO_USER
+
+    values = {
+        "API": stack.api_url,
+        "COGNITO": stack.endpoint,
+        "CLIENT_ID": stack.outputs["client_id"],
+        "BACKDROP_USER": DEMO_USER,
+        "BACKDROP_PASSWORD": DEMO_PASSWORD,
+    }
+    return "export " + " ".join(f"{name}='{value}'" for name, value in values.items())
+
+
 def demo(args: argparse.Namespace) -> int:
     from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack
     from frontend.api_client import BackdropClient, CognitoLogin
@@ -122,8 +136,10 @@ def run(args: argparse.Namespace) -> int:
         f"  App logs:   {args.app_log.name}   (the Lambdas' log lines and metrics, as CloudWatch would hold them)\n"
         f"  User pool:  {stack.outputs['user_pool_id']}   app client: {stack.outputs['client_id']}\n"
         f"  Sign in:    {DEMO_USER} / {DEMO_PASSWORD}\n"
-        f"  CLI:        backdrop login --api {stack.api_url} --client-id {stack.outputs['client_id']} "
+        f"  API docs:   {stack.api_url}/openapi.json   (walk-through with curl: docs/api.md)\n"
+        f"  CLI:        .venv/bin/backdrop login --api {stack.api_url} --client-id {stack.outputs['client_id']} "
         f"--cognito-endpoint {stack.endpoint} --username {DEMO_USER}\n"
+        f"  For curl:   {curl_exports(stack)}\n"
         "Ctrl-C stops everything.",
         flush=True,
     )

@@ -12,6 +12,7 @@ Gateway's would be. The local stack signs its pool's tokens with a key made per 
 from __future__ import annotations
 
 import functools
+import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
@@ -26,9 +27,12 @@ from chalice.local import (
     LocalDevServer,
     LocalGateway,
     LocalGatewayAuthorizer,
+    LocalGatewayException,
     NotAuthorizedError,
     create_local_server,
 )
+
+from chalicelib.http_errors import gateway_response
 
 
 class CognitoTokenVerifier:
@@ -97,8 +101,27 @@ class VerifyingAuthorizer(LocalGatewayAuthorizer):
         return lambda_event, lambda_context
 
 
+# What API Gateway answers itself, shaped by the REST API's Gateway Responses (chalicelib/http_errors.py)
+_LOCAL_GATEWAY_ERRORS = {401: "UNAUTHORIZED", 403: "MISSING_AUTHENTICATION_TOKEN"}
+
+
+def gateway_error(status: int, body: bytes | None) -> tuple[int, bytes]:
+    """The status and body API Gateway sends, with Backdrop's Gateway Responses, for one of the
+    local gateway's own errors (401 from the authorizer, 403 for a route that does not exist)."""
+    try:
+        message = str(json.loads(body or b"{}").get("message") or "")
+    except ValueError:
+        message = ""
+    response = gateway_response(_LOCAL_GATEWAY_ERRORS.get(status, "DEFAULT_5XX" if status >= 500 else "DEFAULT_4XX"))
+    return response.status or status, json.dumps(response.body(message)).encode()
+
+
 class _Handler(ChaliceRequestHandler):
     verifier: CognitoTokenVerifier
+
+    def _send_error_response(self, error: LocalGatewayException) -> None:
+        status, body = gateway_error(error.CODE, error.body)
+        self._send_http_response(status, {**error.headers, "Content-Type": "application/json"}, body)
 
     def __init__(self, request: Any, client_address: Any, server: Any, app_object: Any, config: Config) -> None:
         self.local_gateway = LocalGateway(app_object, config)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -148,6 +150,13 @@ def _bedrock_task_class(model: BedrockModel) -> type:
     return StateTaskServiceBedrock
 
 
+def _run_quietly(handler: LambdaHandler, event: dict[str, Any]) -> None:
+    try:
+        handler(event)
+    except Exception:  # Lambda would log it and retry; the handler records its own outcome
+        logging.getLogger("backdrop.local").exception("asynchronous invocation failed")
+
+
 class _InterpreterBoto3:
     """Stands in for the `boto3` module inside moto's interpreter. Its clients are created one at a
     time (boto3's default session is not thread-safe, and the Distributed Map runs children in
@@ -191,6 +200,11 @@ def install(
             return json.dumps(
                 {"errorType": "ResourceNotFoundException", "errorMessage": f"Function not found: {function_name}"}
             ).encode()
+        if (headers or {}).get("X-Amz-Invocation-Type") == "Event":
+            # asynchronous, as Lambda runs an Event invocation: the caller gets 202 at once
+            event = json.loads(body) if body else {}
+            threading.Thread(target=_run_quietly, args=(handler, event), name=f"lambda-{name}", daemon=True).start()
+            return b""
         try:
             event = json.loads(body) if body else {}
             return json.dumps(handler(event)).encode()

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from backend.local.cutout import CutoutEngine
 
+from backend.resource_names import lambda_function
 from chalicelib import contracts
-from chalicelib.functions import WORKFLOW_FUNCTIONS, function
+from chalicelib.functions import WEBHOOK_SENDER, WORKFLOW_FUNCTIONS, function
 
 LOCAL_ACCOUNT = "123456789012"
 DEMO_USER = "demo@example.com"
@@ -309,6 +310,7 @@ class LocalStack:
                 "JOBS_TABLE_NAME": resources["table"],
                 "STATE_MACHINE_ARN": workflow["state_machine_arn"],
                 "JOBS_STREAM_ARN": resources["stream_arn"],
+                "WEBHOOK_FUNCTION_NAME": lambda_function(self.stage, WEBHOOK_SENDER),
             }
         )
         aws.reset()

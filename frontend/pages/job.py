@@ -27,6 +27,7 @@ PAGE_SIZE = 24
 # `backdrop download` is the way (it writes every page to disk).
 ZIP_MAX_IMAGES = 200
 SHOW = {"All images": None, **{status.value.title(): status.value for status in contracts.ImageStatus}}
+FINISHED_IMAGES = {status.value for status in contracts.TERMINAL_IMAGE_STATUSES}
 
 if not session.signed_in():  # a job link opened while signed out
     sign_in_form.show()
@@ -87,11 +88,12 @@ def _view(job_id: str) -> tuple[dict[str, Any], str | None]:
 def _gallery(view: dict[str, Any]) -> None:
     counts = view["counts"]
     total = max(1, sum(counts.values()))
-    done = counts.get("SUCCEEDED", 0) + counts.get("FAILED", 0)
+    done = sum(counts.get(s, 0) for s in FINISHED_IMAGES)
     st.markdown(f"**{view['status']}** · model {view.get('model')} · {view.get('prompt') or ''}")
+    cancelled = f" · {counts['CANCELLED']} cancelled" if counts.get("CANCELLED") else ""
     st.progress(
         done / total,
-        text=f"{counts.get('SUCCEEDED', 0)} succeeded · {counts.get('FAILED', 0)} failed · {total - done} to go",
+        text=f"{counts.get('SUCCEEDED', 0)} succeeded · {counts.get('FAILED', 0)} failed{cancelled} · {total - done} to go",
     )
     if view.get("cause"):
         st.error(f"The job could not run: {view['cause']}")

@@ -28,7 +28,7 @@ def job_list() -> None:
     for job in page["jobs"]:
         counts = job.get("counts") or {}
         total = max(1, job.get("imageCount") or sum(counts.values()))
-        done = counts.get("SUCCEEDED", 0) + counts.get("FAILED", 0)
+        done = sum(counts.get(s.value, 0) for s in contracts.TERMINAL_IMAGE_STATUSES)
         with st.container(border=True):
             left, right = st.columns([3, 1])
             left.markdown(f"**{job['jobId']}** · {job['status']} · {job.get('imageCount', 0)} photo(s)")

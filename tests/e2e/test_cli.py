@@ -72,7 +72,8 @@ def test_submit_wait_download_status_and_jobs(signed_in, tmp_path, capsys) -> No
     assert view["status"] == "COMPLETED" and view["counts"]["SUCCEEDED"] == 2
     # JPEG photos, no --format: the results are JPEGs too
     assert sorted(p.suffix for p in out.iterdir()) == [".csv", ".jpg", ".jpg", ".json"]
-    assert (config := json.loads((tmp_path / "config" / "config.json").read_text()))["username"] == DEMO_USER
+    config = json.loads((tmp_path / "config" / "config.json").read_text())["profiles"]["default"]
+    assert config["username"] == DEMO_USER
     assert oct((tmp_path / "config" / "config.json").stat().st_mode & 0o777) == "0o600", config["api"]
     assert cli.main(["status", view["jobId"], "--json"]) == 0
     assert _json(capsys)["settings"]["seed"] == 11
@@ -135,4 +136,33 @@ def test_errors_are_clear_and_exit_2(signed_in, tmp_path, capsys) -> None:
     assert cli.main(["status", "20260101T000000Z-0123456789ab"]) == 2
     assert "NOT_FOUND" in capsys.readouterr().err
     assert cli.main(["submit", str(SAMPLES / "coffee.jpg"), "--prompt", "x", "--model", "nova-canvas"]) == 2
-    assert "MODEL_UNAVAILABLE" in capsys.readouterr().err
+    assert "MODEL_UNAVAILABLE" in capsys.readouterr().err  # before any upload
+
+
+def test_cancel_a_running_job_then_watch_and_delete_it(signed_in, capsys) -> None:
+    signed_in.bedrock.latency_s = 1.0  # slow model calls: the job is still running when cancelled
+    capsys.readouterr()
+    photos = [str(p) for p in sorted(SAMPLES.glob("*.jpg"))]
+    assert cli.main(["submit", *photos, "--prompt", "a pastel studio", "--json"]) == 0
+    job_id = _json(capsys)["jobId"]
+    assert cli.main(["cancel", job_id, "--json"]) == 0
+    cancelled = _json(capsys)
+    assert cancelled["status"] == "CANCELLED" and cancelled["counts"]["CANCELLED"] >= 1
+    # re-attach: it has finished (cancelled), so watch returns at once, exit 1 as nothing was made of some images
+    assert cli.main(["watch", job_id, "--json", "--poll", "0.2"]) == 1
+    assert _json(capsys)["status"] == "CANCELLED"
+    assert cli.main(["delete", job_id, "--yes", "--json"]) == 0
+    assert _json(capsys)["deleted"] is True
+    assert cli.main(["status", job_id]) == 2
+    assert capsys.readouterr().err.startswith("error: NOT_FOUND:")
+
+
+def test_a_stopped_local_stack_is_one_line_and_exit_2(signed_in, capsys) -> None:
+    capsys.readouterr()
+    signed_in.stop_app()  # the API is gone (as after Ctrl-C on `make run`)
+    assert cli.main(["jobs"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: UNREACHABLE: cannot reach the Backdrop API") and err.count("\n") == 1
+    assert "Traceback" not in err
+    signed_in.start_app()
+    assert cli.main(["jobs", "--json"]) == 0

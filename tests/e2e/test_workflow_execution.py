@@ -143,7 +143,7 @@ def test_batch_runs_end_to_end(stack, token_for, photo, monkeypatch, tmp_path, m
         s3.get_object(Bucket="backdrop-test-bucket", Key=contracts.report_key(owner, job_id, "json"))["Body"].read()
     )
     assert report["status"] == "PARTIAL"
-    assert report["counts"] == {"total": 4, "PENDING": 0, "RUNNING": 0, "SUCCEEDED": 2, "FAILED": 2}
+    assert report["counts"] == {"total": 4, "PENDING": 0, "RUNNING": 0, "SUCCEEDED": 2, "FAILED": 2, "CANCELLED": 0}
     assert len(report["producedBy"]) == 1 and "not generated art" in report["producedBy"][0]
     rows = list(
         csv.DictReader(

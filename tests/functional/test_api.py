@@ -58,18 +58,19 @@ def _concrete(path: str) -> str:
     return re.sub(r"\{[^}]+\}", "20260101T000000Z-0123456789ab", path)
 
 
+PUBLIC = {"/health", "/openapi.json"}
 PROTECTED = [
     (path, method)
     for path, methods in backdrop_app.app.routes.items()
     for method, entry in methods.items()
-    if path != "/health"
+    if path not in PUBLIC
 ]
 
 
-def test_every_route_but_health_has_the_cognito_authorizer() -> None:
+def test_every_route_but_health_and_the_api_document_has_the_cognito_authorizer() -> None:
     for path, methods in backdrop_app.app.routes.items():
         for method, entry in methods.items():
-            if path == "/health":
+            if path in PUBLIC:
                 assert entry.authorizer is None
             else:
                 assert entry.authorizer is backdrop_app.authorizer, f"{method} {path} has no authorizer"
@@ -403,7 +404,7 @@ def test_job_list_and_view_show_live_counts_as_images_finish(client: Client, tok
     store.set_image_status(job_id, first, ImageStatus.SUCCEEDED, outputs=[{"key": "results/x.png", "variant": 1}])
     store.set_image_status(job_id, second, ImageStatus.FAILED, error_code="MODEL_ERROR", cause="boom")
     store.set_image_status(job_id, second, ImageStatus.FAILED, error_code="MODEL_ERROR", cause="again")  # repeat
-    live = {"PENDING": 1, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 1}
+    live = {"PENDING": 1, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 1, "CANCELLED": 0}
     listed = client.http.get("/jobs", headers=_headers(token)).json_body["jobs"]
     assert [j["counts"] for j in listed if j["jobId"] == job_id] == [live]
     view = client.http.get(f"/jobs/{job_id}", headers=_headers(token)).json_body

@@ -152,10 +152,10 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
             if "*" in statement["Resource"]:
                 assert actions == ["rekognition:DetectLabels"], (name, statement)
             for resource in statement["Resource"]:
-                if resource == f"arn:aws:s3:::{OUTPUTS['BucketName']}":  # listing, only under uploads/
-                    assert actions == ["s3:ListBucket"] and statement["Condition"]["StringLike"]["s3:prefix"] == [
-                        "uploads/*"
-                    ]
+                if resource == f"arn:aws:s3:::{OUTPUTS['BucketName']}":  # listing, only under Backdrop's prefixes
+                    prefixes = statement["Condition"]["StringLike"]["s3:prefix"]
+                    assert actions == ["s3:ListBucket"] and prefixes
+                    assert all(p.removesuffix("*") in contracts.S3_LAYOUT.values() for p in prefixes), prefixes
                 elif resource.startswith("arn:aws:s3:::"):
                     assert resource.count("/") >= 1 and resource.split("/", 1)[1].removesuffix("*") in (
                         contracts.S3_LAYOUT.values()
@@ -171,6 +171,19 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
     assert writers == {"finalize"}
     starters = {n for n, d in docs.items() for s in _statements(d) if "states:StartExecution" in s["Action"]}
     assert starters == {"start_workflow"}
+    # only the API deletes (a job's files on DELETE) and stops executions (cancel); the webhook sender is
+    # started only where no workflow step is left to run it (a cancel, a job the reconciler closed)
+    deleters = {n for n, d in docs.items() for s in _statements(d) if "s3:DeleteObject" in s["Action"]}
+    assert deleters == {"api_handler"}
+    stoppers = {n: s for n, d in docs.items() for s in _statements(d) if "states:StopExecution" in s["Action"]}
+    assert set(stoppers) == {"api_handler"}
+    assert stoppers["api_handler"]["Resource"] == [
+        "arn:aws:states:us-east-1:123456789012:execution:backdrop-dev-workflow:*"
+    ]
+    invokers = {n: s for n, d in docs.items() for s in _statements(d) if "lambda:InvokeFunction" in s["Action"]}
+    assert set(invokers) == {"api_handler", "reconcile", "reconcile_sweep"}
+    sender = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-send_webhook"]
+    assert all(s["Resource"] == sender for s in invokers.values())
 
 
 def test_workflow_role_wildcards_are_only_logs_and_tracing() -> None:
@@ -312,13 +325,29 @@ def fake_chalice(stage: str, env: dict[str, str], region: str, project_dir: Path
     }
     arns[stream_trigger.FUNCTION] = _stream_handler_as_chalice_makes_it(stage, region, env["JOBS_STREAM_ARN"])
     api_url = f"https://example.execute-api.{region}.amazonaws.com/api/"
+    api_id = _rest_api(stage, region)
     record = {
-        "resources": [{"resource_type": "rest_api", "rest_api_url": api_url}]
+        "resources": [{"resource_type": "rest_api", "rest_api_url": api_url, "rest_api_id": api_id}]
         + [{"resource_type": "lambda_function", "name": f, "lambda_arn": a} for f, a in arns.items()]
     }
     (project_dir / ".chalice" / "deployed").mkdir(exist_ok=True)
     (project_dir / ".chalice" / "deployed" / f"{stage}.json").write_text(json.dumps(record))
-    return ChaliceResult(api_url, arns)
+    return ChaliceResult(api_url, arns, api_id)
+
+
+def _rest_api(stage: str, region: str) -> str:
+    """The REST API chalice would have created (and updates on a redeploy): one route with an
+    integration, so that it can be deployed."""
+    apigateway = boto3.client("apigateway", region_name=region)
+    name = f"backdrop-{stage}"
+    existing = [api["id"] for api in apigateway.get_rest_apis()["items"] if api["name"] == name]
+    if existing:
+        return str(existing[0])
+    api_id = str(apigateway.create_rest_api(name=name)["id"])
+    root = apigateway.get_resources(restApiId=api_id)["items"][0]["id"]
+    apigateway.put_method(restApiId=api_id, resourceId=root, httpMethod="GET", authorizationType="NONE")
+    apigateway.put_integration(restApiId=api_id, resourceId=root, httpMethod="GET", type="MOCK")
+    return api_id
 
 
 def make_deployer(tmp_path: Path, region: str = "us-east-1") -> MotoDeployer:
@@ -387,6 +416,20 @@ def test_deploy_then_redeploy_then_teardown_on_moto(deployer: MotoDeployer, moto
     assert mapping[0]["DestinationConfig"]["OnFailure"]["Destination"] == outputs["StreamFailureQueueArn"]
     assert outputs["StreamFailureQueueArn"].endswith(":backdrop-dev-stream-failures")
     assert json.loads(mapping[0]["FilterCriteria"]["Filters"][0]["Pattern"]) == stream_trigger.JOB_INSERTS
+    assert config["environment_variables"]["WEBHOOK_FUNCTION_NAME"] == "backdrop-dev-send_webhook"
+    # API Gateway's own errors answer {code, message, details}: an unknown route is a 404 NOT_FOUND
+    apigateway = _client("apigateway", moto_server)
+    api_id = apigateway.get_rest_apis()["items"][0]["id"]
+    answers = {r["responseType"]: r for r in apigateway.get_gateway_responses(restApiId=api_id)["items"]}
+    missing = answers["MISSING_AUTHENTICATION_TOKEN"]
+    assert missing["statusCode"] == "404"
+    assert json.loads(missing["responseTemplates"]["application/json"]) == {
+        "code": "NOT_FOUND",
+        "message": "no such route: see GET /openapi.json",
+        "details": [],
+    }
+    assert '"code":"UNAUTHORIZED"' in answers["UNAUTHORIZED"]["responseTemplates"]["application/json"]
+    assert apigateway.get_stages(restApiId=api_id)["item"][0]["stageName"] == "api"
 
     deployer.said.clear()
     deployer.deploy(email="", model="stability-inpaint", max_concurrency=8, settings=settings)

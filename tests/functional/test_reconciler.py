@@ -124,7 +124,7 @@ def test_an_ended_execution_leaves_a_finished_job_a_true_report_and_one_email(ma
     job = _job_item(job_id)
     assert job["status"] == "PARTIAL" and job["notification"]["status"] == "SENT"
     report = _report(job_id)
-    assert report["counts"] == {"total": 3, "PENDING": 0, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 2}
+    assert report["counts"] == {"total": 3, "PENDING": 0, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 2, "CANCELLED": 0}
     closed = [i for i in report["images"] if i["status"] == "FAILED"]
     assert {i["errorCode"] for i in closed} == {"WORKFLOW_STOPPED"}
     assert all(said in i["cause"] for i in closed), closed
@@ -216,3 +216,44 @@ def test_the_reconcilers_email_goes_to_the_owner_only(mail, event) -> None:
     assert _invoke(_event(event, job_id, "ABORTED"))["email"] == "SENT"
     assert [e["MessageAttributes"]["owner"]["Value"] for e in _inbox(inboxes[OWNER])] == [OWNER]
     assert _inbox(inboxes["someone-else"]) == []
+
+
+def _started_webhooks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """The reconciler's starts of the webhook sender, captured where it would invoke Lambda."""
+    import app as backdrop_app
+
+    started: list[tuple[str, str]] = []
+    monkeypatch.setattr(backdrop_app, "_webhook_trigger", lambda: lambda job_id, owner: started.append((job_id, owner)))
+    return started
+
+
+def test_a_job_the_reconciler_closes_gets_its_webhook_started(mail, event, monkeypatch) -> None:
+    started = _started_webhooks(monkeypatch)
+    job_id = _job(["SUCCEEDED", "RUNNING"], webhook={"url": "https://hooks.example.com/b", "status": "PENDING"})
+    _invoke(_event(event, job_id, "FAILED", error="Backdrop.ReportFailed"))
+    assert started == [(job_id, OWNER)]  # the workflow ended before its webhook step
+    _invoke(_event(event, job_id, "FAILED", error="Backdrop.ReportFailed"))  # the same event again
+    assert started == [(job_id, OWNER)]
+    without = _job(["RUNNING"])
+    _invoke(_event(event, without, "TIMED_OUT"))
+    assert started == [(job_id, OWNER)]
+
+
+def test_a_cancelled_job_stays_as_its_cancel_left_it(mail, event, monkeypatch) -> None:
+    from chalicelib.report import Reporter
+    from chalicelib.store import JobStore
+
+    started = _started_webhooks(monkeypatch)
+    job_id = _job(
+        ["SUCCEEDED", "RUNNING", "PENDING"], webhook={"url": "https://hooks.example.com/b", "status": "PENDING"}
+    )
+    store = JobStore(boto3.resource("dynamodb").Table("backdrop-test-jobs"))
+    assert store.cancel_job(job_id)
+    Reporter(boto3.client("s3"), store).write(job_id, OWNER, BUCKET)  # what POST /jobs/{id}/cancel writes
+    _invoke(_event(event, job_id, "ABORTED", error="Backdrop.Cancelled"))  # StopExecution's event
+    job = _job_item(job_id)
+    assert job["status"] == "CANCELLED" and dict(job["counts"])["CANCELLED"] == 2
+    assert [i["status"] for i in _report(job_id)["images"]] == ["SUCCEEDED", "CANCELLED", "CANCELLED"]
+    assert started == []  # the cancel started it
+    [email] = _inbox(mail["queue"])
+    assert "CANCELLED" in email["Subject"]

@@ -18,7 +18,7 @@ import app as backdrop_app
 from chalicelib import contracts
 from chalicelib.contracts import ImageStatus
 from chalicelib.labels import DETECT_WORKERS, LabelService
-from chalicelib.store import JobStore, NewImage
+from chalicelib.store import CANCELLED_CAUSE, JobStore, NewImage
 
 BUCKET = "backdrop-test-bucket"
 TABLE = "backdrop-test-jobs"
@@ -105,7 +105,7 @@ def test_job_view_pages_images_with_links_for_that_page_only(client: Client, tok
     token = token_for("owner-1")
     job_id = _put_job(store, "owner-1", 7)
     first = client.http.get(f"/jobs/{job_id}?limit=3", headers=_headers(token)).json_body
-    assert first["counts"] == {"PENDING": 7, "RUNNING": 0, "SUCCEEDED": 0, "FAILED": 0}
+    assert first["counts"] == {"PENDING": 7, "RUNNING": 0, "SUCCEEDED": 0, "FAILED": 0, "CANCELLED": 0}
     assert len(first["images"]) == 3 and first["nextCursor"]
     assert all(contracts.upload_key("owner-1", i["imageRef"]) in i["originalUrl"] for i in first["images"])
     images, _ = _walk(client, token, job_id, "limit=3")
@@ -126,7 +126,17 @@ def test_job_view_filters_by_status_and_counts_stay_live(client: Client, token_f
     assert [i["imageId"] for i in failed] == [f"{1:032x}", f"{4:032x}"]
     assert {i["errorCode"] for i in failed} == {"MODEL_ERROR"}
     listed = client.http.get("/jobs", headers=_headers(token)).json_body["jobs"][0]
-    assert listed["counts"] == {"PENDING": 4, "RUNNING": 0, "SUCCEEDED": 0, "FAILED": 2}
+    assert listed["counts"] == {"PENDING": 4, "RUNNING": 0, "SUCCEEDED": 0, "FAILED": 2, "CANCELLED": 0}
+    # a cancel: the images not finished end CANCELLED, counted live and listed by that status
+    store.set_image_status(job_id, f"{2:032x}", ImageStatus.SUCCEEDED, outputs=[])
+    assert store.cancel_job(job_id)
+    store.close_unfinished(job_id, CANCELLED_CAUSE, code=None, status=ImageStatus.CANCELLED)
+    view = client.http.get(f"/jobs/{job_id}?limit=0", headers=_headers(token)).json_body
+    assert view["status"] == "CANCELLED"
+    assert view["counts"] == {"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 2, "CANCELLED": 3}
+    cancelled, _ = _walk(client, token, job_id, "limit=2&status=CANCELLED")
+    assert [i["imageId"] for i in cancelled] == [f"{n:032x}" for n in (0, 3, 5)]
+    assert {i["cause"] for i in cancelled} == {CANCELLED_CAUSE}
 
 
 @pytest.mark.parametrize(

@@ -61,7 +61,7 @@ def test_a_job_reads_back_as_written_with_plain_numbers(store: JobStore) -> None
     assert (job["owner"], job["status"], job["imageCount"]) == (OWNER, "SUBMITTED", 2)
     assert job["settings"] == {"prompt": "a beach", "cfgScale": 7.5, "seed": 3}
     assert isinstance(job["settings"]["seed"], int) and isinstance(job["settings"]["cfgScale"], float)
-    assert job["counts"] == {"PENDING": 2, "RUNNING": 0, "SUCCEEDED": 0, "FAILED": 0}
+    assert job["counts"] == {"PENDING": 2, "RUNNING": 0, "SUCCEEDED": 0, "FAILED": 0, "CANCELLED": 0}
     images = store.images(job_id)
     assert [i["name"] for i in images] == ["img0.png", "img1.png"]
     assert images[0]["boxes"] == [[0.1, 0.2, 0.3, 0.6]] and images[0]["status"] == "PENDING"
@@ -113,11 +113,11 @@ def test_counts_follow_each_image_live(store: JobStore) -> None:
     job_id = _job(store, 3)
     ids = [i["imageId"] for i in store.images(job_id)]
     assert store.start_image(job_id, ids[0]) and store.start_image(job_id, ids[1])
-    assert _counts(store, job_id) == {"PENDING": 1, "RUNNING": 2, "SUCCEEDED": 0, "FAILED": 0}
+    assert _counts(store, job_id) == {"PENDING": 1, "RUNNING": 2, "SUCCEEDED": 0, "FAILED": 0, "CANCELLED": 0}
     outputs = [{"key": "results/o/j/x-1.png", "variant": 1, "seed": 3}]
     assert store.set_image_status(job_id, ids[0], ImageStatus.SUCCEEDED, outputs=outputs, width=640, height=400)
     assert store.set_image_status(job_id, ids[2], ImageStatus.FAILED, error_code=ErrorCode.IMAGE_INVALID, cause="x")
-    assert _counts(store, job_id) == {"PENDING": 0, "RUNNING": 1, "SUCCEEDED": 1, "FAILED": 1}
+    assert _counts(store, job_id) == {"PENDING": 0, "RUNNING": 1, "SUCCEEDED": 1, "FAILED": 1, "CANCELLED": 0}
     done = _image(store, job_id, 0)
     assert (done["status"], done["outputs"], done["width"]) == ("SUCCEEDED", outputs, 640)
     assert "errorCode" not in done and done["finishedAt"] and done["startedAt"]
@@ -141,7 +141,7 @@ def test_a_repeated_step_neither_changes_a_final_status_nor_counts_twice(store: 
     assert store.set_image_status(job_id, second, ImageStatus.FAILED, error_code="MODEL_ERROR", cause="no")
     assert store.set_image_status(job_id, second, ImageStatus.RUNNING) is False
     assert store.set_image_status(job_id, second, ImageStatus.SUCCEEDED) is False
-    assert _counts(store, job_id) == {"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 1}
+    assert _counts(store, job_id) == {"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 1, "CANCELLED": 0}
     kept = _image(store, job_id, 0)
     assert (kept["status"], kept["outputs"][0]["key"]) == ("SUCCEEDED", "k")
     assert _image(store, job_id, 1)["status"] == "FAILED"
@@ -166,7 +166,7 @@ def test_the_condition_holds_when_another_writer_finished_the_image_meanwhile(st
     # the write itself is refused by its condition, then a fresh read sees the final status
     assert store.set_image_status(job_id, image_id, ImageStatus.FAILED, error_code="MODEL_ERROR") is False
     assert len(reads) == 2 and len(pauses) == 1 and 0 <= pauses[0] < 1
-    assert _counts(store, job_id) == {"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 0}
+    assert _counts(store, job_id) == {"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 0, "CANCELLED": 0}
     assert _image(store, job_id, 0)["status"] == "SUCCEEDED"
 
 
@@ -188,9 +188,9 @@ def test_close_unfinished_fails_only_open_images_and_counts_them(store: JobStore
     assert [i["status"] for i in images] == ["FAILED", "FAILED", "SUCCEEDED"]
     assert {i["cause"] for i in images[:2]} == {UNFINISHED_CAUSE}
     assert {i["errorCode"] for i in images[:2]} == {"INTERNAL_ERROR"}
-    assert _counts(store, job_id) == {"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 2}
+    assert _counts(store, job_id) == {"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 2, "CANCELLED": 0}
     store.close_unfinished(job_id)  # again: nothing left to close, nothing counted twice
-    assert _counts(store, job_id) == {"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 2}
+    assert _counts(store, job_id) == {"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 2, "CANCELLED": 0}
 
 
 # ---------------------------------------------------------------------------------- pages

@@ -156,7 +156,7 @@ def test_report_closes_unfinished_images_and_tells_the_truth(store, photo) -> No
         {"jobId": JOB_ID, "owner": OWNER, "bucket": BUCKET, "mapError": {"Error": "States.ItemReaderFailed"}}
     )
     assert result["status"] == "PARTIAL"
-    assert result["counts"] == {"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 2}
+    assert result["counts"] == {"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 2, "CANCELLED": 0}
     assert _status(store, events[2])["cause"] == "the workflow stopped before this image finished"
     assert "c.png: INTERNAL_ERROR" in result["message"] and "workflow itself reported an error" in result["message"]
     assert len(result["subject"]) < 100 and result["subject"].isascii()

@@ -290,6 +290,7 @@ def test_job_emails_carry_the_owner_attribute_users_filter_on_and_honour_opt_out
     assert attributes[contracts.NOTIFY_OWNER_ATTRIBUTE] == {"DataType": "String", "StringValue.$": "$.owner"}
     assert states["Write the report"]["Next"] == "Is an email wanted"
     opt_out = states["Is an email wanted"]["Choices"][0]
-    assert opt_out["Next"] == "Done" and {"Variable": "$.notify", "BooleanEquals": False} in opt_out["And"]
+    # no email, but the job's webhook (if any) is still sent
+    assert opt_out["Next"] == "Send the webhook" and {"Variable": "$.notify", "BooleanEquals": False} in opt_out["And"]
     # a report that could not be built ends the execution (the reconciler reports and emails), no email here
     assert states["Report could not be written"]["Type"] == "Fail"

@@ -1,0 +1,104 @@
+"""Cancel and the completion webhook on the executed workflow (moto's Step Functions interpreter,
+the real state machine file and Lambdas, the Bedrock stand-in)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import boto3
+import pytest
+from harness import LOCAL_RECEIVER, Receiver, deliver_stream, upload, wait_for
+
+from chalicelib import webhooks
+from chalicelib.webhooks import WebhookSender
+from frontend.webhooks import verify_webhook
+
+pytestmark = pytest.mark.slow
+OWNER = "user-a"
+
+
+def _submit(client: Any, token: str, refs: list[str], webhook: str | None = None) -> str:
+    body: dict[str, Any] = {
+        "prompt": "a sunny beach",
+        "images": [{"imageRef": ref, "name": f"{i}.png", "labels": ["Product"]} for i, ref in enumerate(refs)],
+    }
+    if webhook:
+        body["webhookUrl"] = webhook
+    answer = client.http.post(
+        "/jobs", headers={"Authorization": token, "Content-Type": "application/json"}, body=json.dumps(body)
+    )
+    assert answer.status_code == 202, answer.body
+    return str(answer.json_body["jobId"])
+
+
+@pytest.mark.parametrize("receiver_answers", [[200], [500] * 10], ids=["delivered", "receiver-down"])
+def test_the_workflow_sends_the_webhook_after_the_report(
+    stack, token_for, photo, store, monkeypatch, receiver_answers
+) -> None:
+    from chalice.test import Client
+
+    import app as backdrop_app
+
+    receiver = Receiver()
+    receiver.statuses = list(receiver_answers)
+    monkeypatch.setattr(webhooks, "resolve_host", lambda host, port: ["93.184.215.14"])
+    # the deployment's sender, but allowed to reach the receiver on 127.0.0.1 and not waiting between retries
+    monkeypatch.setattr(
+        backdrop_app,
+        "_webhook_sender",
+        lambda: WebhookSender(backdrop_app._store(), policy=LOCAL_RECEIVER, sleep=lambda s: None),
+    )
+    try:
+        with Client(backdrop_app.app, stage_name="dev") as client:
+            refs = [upload(OWNER, f"{i}.png", photo(320, 240), "png") for i in range(2)]
+            job_id = _submit(client, token_for(OWNER), refs, webhook="https://hooks.example.com/backdrop")
+            store.record_webhook(job_id, {"url": receiver.url, "status": "PENDING"})  # the local receiver
+            deliver_stream(stack, client)
+            sfn = boto3.client("stepfunctions")
+            [execution] = sfn.list_executions(stateMachineArn=stack["state_machine_arn"])["executions"]
+            finished = wait_for(sfn, execution["executionArn"])
+        assert finished["status"] == "SUCCEEDED", finished
+        job = store.get_job(job_id)
+        assert job["status"] == "COMPLETED"  # whatever the receiver did
+        if receiver_answers == [200]:
+            [request] = receiver.requests
+            secret = store.webhook_secret(OWNER)["secret"]
+            verify_webhook(secret, request["body"], request["headers"]["Backdrop-Signature"])
+            assert json.loads(request["body"])["status"] == "COMPLETED"
+            assert job["webhook"]["status"] == "DELIVERED"
+        else:
+            assert len(receiver.requests) == job["webhook"]["attempts"] == 5
+            assert job["webhook"]["status"] == "FAILED" and "HTTP 500" in job["webhook"]["lastError"]
+    finally:
+        receiver.close()
+
+
+def test_a_cancel_stops_the_running_workflow(stack, token_for, photo, store) -> None:
+    from chalice.test import Client
+
+    import app as backdrop_app
+
+    stack["bedrock"].latency_s = 1.0  # slow model calls: the cancel lands mid-batch
+    token = token_for(OWNER)
+    with Client(backdrop_app.app, stage_name="dev") as client:
+        refs = [upload(OWNER, f"{i}.png", photo(320, 240), "png") for i in range(6)]
+        job_id = _submit(client, token, refs)
+        deliver_stream(stack, client)
+        deadline = time.monotonic() + 60
+        while store.get_job(job_id)["counts"]["RUNNING"] == 0:
+            assert time.monotonic() < deadline, "the batch never started"
+            time.sleep(0.05)
+        answer = client.http.post(f"/jobs/{job_id}/cancel", headers={"Authorization": token}, body=b"")
+        assert answer.status_code == 200, answer.body
+        sfn = boto3.client("stepfunctions")
+        [execution] = sfn.list_executions(stateMachineArn=stack["state_machine_arn"])["executions"]
+        assert wait_for(sfn, execution["executionArn"])["status"] == "ABORTED"
+        counts = answer.json_body["counts"]
+        assert counts["CANCELLED"] >= 1 and counts["PENDING"] == counts["RUNNING"] == 0
+        time.sleep(3)  # model calls that were in flight finish now: nothing they do changes the outcome
+        job = store.get_job(job_id)
+        assert job["status"] == "CANCELLED" and job["counts"] == counts
+        statuses = sorted(i["status"] for i in store.images(job_id))
+        assert set(statuses) <= {"SUCCEEDED", "CANCELLED"} and statuses.count("CANCELLED") == counts["CANCELLED"]

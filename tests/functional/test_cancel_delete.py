@@ -1,0 +1,268 @@
+"""POST /jobs/{jobId}/cancel and DELETE /jobs/{jobId} through Chalice's test client, on moto."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from chalice.test import Client
+
+import app as backdrop_app
+from chalicelib import contracts
+from chalicelib.contracts import ImageStatus, JobStatus
+from chalicelib.starter import WorkflowStarter
+from chalicelib.store import JobStore
+
+BUCKET = "backdrop-test-bucket"
+MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:backdrop-test"
+
+
+@pytest.fixture
+def client(resources: dict[str, Any], rekognition: Any) -> Iterator[Client]:
+    with Client(backdrop_app.app, stage_name="dev") as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def machine(resources: dict[str, Any]) -> Any:
+    """A state machine whose runs wait ten minutes: a job's run stays RUNNING until it is stopped."""
+    sfn = boto3.client("stepfunctions")
+    definition = {"StartAt": "Work", "States": {"Work": {"Type": "Wait", "Seconds": 600, "End": True}}}
+    arn = sfn.create_state_machine(
+        name="backdrop-test", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/sfn"
+    )["stateMachineArn"]
+    assert arn == MACHINE_ARN
+    return sfn
+
+
+def _h(token: str) -> dict[str, str]:
+    return {"Authorization": token, "Content-Type": "application/json"}
+
+
+def _submit(client: Client, token: str, owner: str, photo: Any, count: int = 3, **extra: Any) -> str:
+    refs = []
+    for _ in range(count):
+        ref = contracts.image_ref_of(contracts.new_opaque_id(), contracts.new_opaque_id(), "png")
+        boto3.client("s3").put_object(Bucket=BUCKET, Key=contracts.upload_key(owner, ref), Body=photo())
+        refs.append(ref)
+    body = {
+        "prompt": "a marble studio",
+        "images": [{"imageRef": r, "name": f"img{i}.png", "labels": ["Person"]} for i, r in enumerate(refs)],
+        **extra,
+    }
+    answer = client.http.post("/jobs", headers=_h(token), body=json.dumps(body))
+    assert answer.status_code == 202, answer.body
+    return answer.json_body["jobId"]
+
+
+def _images(store: JobStore, job_id: str) -> list[dict[str, Any]]:
+    return sorted(store.images(job_id), key=lambda i: i["name"])
+
+
+def _wait_status(sfn: Any, arn: str, status: str) -> None:
+    deadline = time.monotonic() + 10
+    while sfn.describe_execution(executionArn=arn)["status"] != status:
+        assert time.monotonic() < deadline, sfn.describe_execution(executionArn=arn)["status"]
+        time.sleep(0.05)
+
+
+# ------------------------------------------------------------------------------ cancel
+
+
+def test_cancel_stops_the_run_and_unfinished_images_end_cancelled(client, token_for, photo, store, machine) -> None:
+    token = token_for("owner-1")
+    job_id = _submit(client, token, "owner-1", photo)
+    arn = machine.start_execution(stateMachineArn=MACHINE_ARN, name=job_id, input="{}")["executionArn"]
+    assert store.mark_running(job_id, arn)
+    first, second, _ = (i["imageId"] for i in _images(store, job_id))
+    store.start_image(job_id, first)
+    store.set_image_status(job_id, first, ImageStatus.SUCCEEDED, outputs=[{"key": "results/x.png", "variant": 1}])
+    store.start_image(job_id, second)  # running when the cancel comes
+
+    answer = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")
+    assert answer.status_code == 200, answer.body
+    body = answer.json_body
+    assert body["status"] == "CANCELLED" and body["cancelledAt"]
+    assert body["counts"] == {"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 0, "CANCELLED": 2}
+    _wait_status(machine, arn, "ABORTED")
+    assert [i["status"] for i in _images(store, job_id)] == ["SUCCEEDED", "CANCELLED", "CANCELLED"]
+    # the report says so, row by row, and the job view links it
+    report = json.loads(
+        boto3.client("s3").get_object(Bucket=BUCKET, Key=contracts.report_key("owner-1", job_id, "json"))["Body"].read()
+    )
+    assert report["status"] == "CANCELLED" and report["counts"]["CANCELLED"] == 2
+    assert [i["status"] for i in report["images"]] == ["SUCCEEDED", "CANCELLED", "CANCELLED"]
+    csv_text = boto3.client("s3").get_object(Bucket=BUCKET, Key=contracts.report_key("owner-1", job_id, "csv"))
+    assert csv_text["Body"].read().decode().count(",CANCELLED,") == 2
+    view = client.http.get(f"/jobs/{job_id}", headers=_h(token)).json_body
+    assert view["status"] == "CANCELLED" and set(view["reports"]) == {"json", "csv"}
+
+    # a second cancel answers the same; a late step of the stopped run changes nothing
+    again = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")
+    assert (again.status_code, again.json_body) == (200, body)
+    assert not store.set_image_status(job_id, second, ImageStatus.SUCCEEDED, outputs=[])
+    assert store.get_job(job_id)["counts"]["CANCELLED"] == 2
+
+
+def test_a_job_cancelled_before_it_started_is_never_started(client, token_for, photo, store, machine) -> None:
+    token = token_for("owner-1")
+    job_id = _submit(client, token, "owner-1", photo, count=2)
+    answer = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")
+    assert answer.status_code == 200 and answer.json_body["counts"]["CANCELLED"] == 2
+    # the stream record of the job's insert arrives afterwards: nothing starts
+    starter = WorkflowStarter(boto3.client("s3"), store, machine, BUCKET, MACHINE_ARN)
+    assert starter.start(store.get_job(job_id)) is None
+    assert machine.list_executions(stateMachineArn=MACHINE_ARN)["executions"] == []
+
+
+def test_a_run_that_starts_while_the_job_is_cancelled_is_stopped_at_once(store, photo, machine, resources) -> None:
+    from chalicelib.store import NewImage
+
+    job_id = contracts.new_job_id()
+    store.put_job(
+        job_id=job_id,
+        owner="owner-1",
+        model="stability-inpaint",
+        settings={"prompt": "x"},
+        images=[NewImage(image_id=contracts.new_opaque_id(), image_ref="r", key="uploads/owner-1/x.png", name="x.png")],
+    )
+    inserted = store.get_job(job_id)
+
+    class CancelledWhileStarting:
+        """Step Functions, with the owner's cancel landing between StartExecution and mark_running."""
+
+        def start_execution(self, **kwargs: Any) -> Any:
+            answer = machine.start_execution(**kwargs)
+            store.cancel_job(job_id)
+            return answer
+
+        def stop_execution(self, **kwargs: Any) -> Any:
+            return machine.stop_execution(**kwargs)
+
+    starter = WorkflowStarter(boto3.client("s3"), store, CancelledWhileStarting(), BUCKET, MACHINE_ARN)
+    assert starter.start(inserted) is None
+    [execution] = machine.list_executions(stateMachineArn=MACHINE_ARN)["executions"]
+    _wait_status(machine, execution["executionArn"], "ABORTED")
+
+
+def test_cancel_is_for_the_owner_and_for_unfinished_jobs_only(client, token_for, photo, store, machine) -> None:
+    token = token_for("owner-1")
+    job_id = _submit(client, token, "owner-1", photo, count=1)
+    other = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token_for("owner-2")), body=b"")
+    assert (other.status_code, other.json_body["code"]) == (404, "NOT_FOUND")
+    assert store.get_job(job_id)["status"] == "SUBMITTED"
+    [image] = store.images(job_id)
+    store.set_image_status(job_id, image["imageId"], ImageStatus.SUCCEEDED, outputs=[])
+    store.finish_job(job_id, JobStatus.COMPLETED, {"SUCCEEDED": 1}, {}, contracts.utc_now_iso())
+    done = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")
+    assert (done.status_code, done.json_body["code"]) == (409, "CONFLICT")
+    assert "already finished (COMPLETED)" in done.json_body["message"]
+    missing = client.http.post("/jobs/20260101T000000Z-0123456789ab/cancel", headers=_h(token), body=b"")
+    assert missing.status_code == 404
+
+
+def test_the_report_of_a_run_that_finishes_after_a_cancel_keeps_the_cancellation(
+    client, token_for, photo, store, machine
+) -> None:
+    from chalicelib.report import Reporter
+
+    token = token_for("owner-1")
+    job_id = _submit(client, token, "owner-1", photo, count=2)
+    assert client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"").status_code == 200
+    # the workflow's own Report step, already running when the cancel came, finishes now
+    result = Reporter(boto3.client("s3"), store).build({"jobId": job_id, "owner": "owner-1", "bucket": BUCKET})
+    assert result["status"] == "CANCELLED"
+    assert store.get_job(job_id)["status"] == "CANCELLED"
+
+
+# ------------------------------------------------------------------------------ delete
+
+
+def _objects(prefix: str) -> list[str]:
+    listed = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=prefix)
+    return [o["Key"] for o in listed.get("Contents", [])]
+
+
+def _finished_job_with_files(client: Client, token: str, store: JobStore, photo: Any, owner: str = "owner-1") -> str:
+    job_id = _submit(client, token, owner, photo, count=2)
+    s3 = boto3.client("s3")
+    for image in store.images(job_id):
+        key = contracts.result_key(owner, job_id, image["imageId"], 1, "png")
+        s3.put_object(Bucket=BUCKET, Key=key, Body=b"result")
+        store.set_image_status(job_id, image["imageId"], ImageStatus.SUCCEEDED, outputs=[{"key": key, "variant": 1}])
+        s3.put_object(Bucket=BUCKET, Key=contracts.work_key(job_id, image["imageId"], "canvas.png"), Body=b"c")
+    s3.put_object(Bucket=BUCKET, Key=contracts.manifest_key(job_id), Body=b"[]")
+    from chalicelib.report import Reporter
+
+    Reporter(s3, store).write(job_id, owner, BUCKET)
+    return job_id
+
+
+def test_delete_removes_the_job_its_results_reports_and_scratch_and_says_so(client, token_for, photo, store) -> None:
+    token = token_for("owner-1")
+    job_id = _finished_job_with_files(client, token, store, photo)
+    keep = _finished_job_with_files(client, token, store, photo)  # another job of the same owner stays
+    originals = [i["key"] for i in store.images(job_id)]
+
+    answer = client.http.delete(f"/jobs/{job_id}", headers=_h(token))
+    assert answer.status_code == 200, answer.body
+    body = answer.json_body
+    assert body["deleted"] is True and body["alreadyDeleted"] is False
+    assert body["removed"] == {"images": 2, "results": 2, "reports": 2, "scratch": 3, "originals": 0}
+    assert _objects(contracts.job_results_prefix("owner-1", job_id)) == []
+    assert _objects(contracts.job_reports_prefix("owner-1", job_id)) == []
+    assert _objects(contracts.job_scratch_prefix(job_id)) == []
+    assert all(_objects(key) == [key] for key in originals)  # originals stay unless asked
+    assert client.http.get(f"/jobs/{job_id}", headers=_h(token)).status_code == 404
+    listed = client.http.get("/jobs", headers=_h(token)).json_body["jobs"]
+    assert [j["jobId"] for j in listed] == [keep]
+    assert store.images(job_id) == []
+    assert len(_objects(contracts.job_results_prefix("owner-1", keep))) == 2
+
+    again = client.http.delete(f"/jobs/{job_id}", headers=_h(token))
+    assert again.status_code == 200
+    assert again.json_body == {**body, "alreadyDeleted": True}
+    assert client.http.delete(f"/jobs/{job_id}", headers=_h(token_for("owner-2"))).status_code == 404
+
+
+def test_delete_with_originals_removes_only_the_owners_uploads(client, token_for, photo, store) -> None:
+    token = token_for("owner-1")
+    job_id = _finished_job_with_files(client, token, store, photo)
+    originals = [i["key"] for i in store.images(job_id)]
+    neighbour = originals[0].rsplit("/", 1)[0] + "/" + contracts.new_opaque_id() + ".png"  # same batch, not in the job
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=neighbour, Body=b"n")
+    answer = client.http.delete(f"/jobs/{job_id}?originals=true", headers=_h(token))
+    assert answer.status_code == 200 and answer.json_body["removed"]["originals"] == 2
+    assert all(_objects(key) == [] for key in originals)
+    assert _objects(neighbour) == [neighbour]
+
+
+def test_delete_refuses_a_running_job_anothers_job_and_a_bad_flag(client, token_for, photo, store) -> None:
+    token = token_for("owner-1")
+    job_id = _submit(client, token, "owner-1", photo, count=1)
+    running = client.http.delete(f"/jobs/{job_id}", headers=_h(token))
+    assert (running.status_code, running.json_body["code"]) == (409, "CONFLICT")
+    assert "cancel it first" in running.json_body["message"]
+    job_id = _finished_job_with_files(client, token, store, photo)
+    assert client.http.delete(f"/jobs/{job_id}", headers=_h(token_for("owner-2"))).status_code == 404
+    bad = client.http.delete(f"/jobs/{job_id}?originals=yes", headers=_h(token))
+    assert (bad.status_code, bad.json_body["code"]) == (400, "BAD_REQUEST")
+    assert store.get_job(job_id) is not None and len(_objects(contracts.job_results_prefix("owner-1", job_id))) == 2
+
+
+def test_a_job_written_before_cancelled_existed_counts_zero_cancelled(client, token_for, photo, store) -> None:
+    token = token_for("owner-1")
+    job_id = _submit(client, token, "owner-1", photo, count=1)
+    table = boto3.resource("dynamodb").Table("backdrop-test-jobs")
+    table.update_item(
+        Key={"pk": contracts.job_pk(job_id), "sk": contracts.JOB_SK}, UpdateExpression="REMOVE counts.CANCELLED"
+    )
+    assert "CANCELLED" not in store.get_job(job_id)["counts"]
+    view = client.http.get(f"/jobs/{job_id}", headers=_h(token)).json_body
+    assert view["counts"] == {"PENDING": 1, "RUNNING": 0, "SUCCEEDED": 0, "FAILED": 0, "CANCELLED": 0}
+    # and cancelling it counts from there
+    assert client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"").json_body["counts"]["CANCELLED"] == 1

@@ -1,0 +1,256 @@
+"""The OpenAPI document: generated from the code, valid OpenAPI 3.1, one operation per route of
+app.py and no other, examples and live answers of every route true to their schemas."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from chalice.test import Client
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate
+
+import app as backdrop_app
+from backend import openapi as openapi_command
+from chalicelib import contracts, openapi
+from chalicelib.contracts import ImageStatus
+
+BUCKET = "backdrop-test-bucket"
+DOC = openapi.document(backdrop_app.app.routes)
+
+
+def _validator(schema: dict[str, Any]) -> Draft202012Validator:
+    return Draft202012Validator({**schema, "components": DOC["components"]})
+
+
+def _problems(schema: dict[str, Any], value: Any) -> list[str]:
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in _validator(schema).iter_errors(value)]
+
+
+def test_the_document_is_valid_openapi_3_1() -> None:
+    validate(DOC)
+    assert DOC["openapi"] == "3.1.0"
+
+
+def test_the_committed_document_is_the_generated_one() -> None:
+    assert openapi_command.DOC_PATH.read_text() == openapi_command.generated(), (
+        "docs/openapi.json is stale: run `python -m backend.openapi`"
+    )
+    assert openapi_command.main(["--check"]) == 0
+
+
+def test_every_route_of_the_app_is_in_the_document_and_nothing_else() -> None:
+    routed = {(path, method.lower()) for path, methods in backdrop_app.app.routes.items() for method in methods}
+    documented = {(path, method) for path, operations in DOC["paths"].items() for method in operations}
+    assert routed == documented
+    for path, methods in backdrop_app.app.routes.items():
+        for method, entry in methods.items():
+            operation = DOC["paths"][path][method.lower()]
+            assert bool(operation["security"]) == (entry.authorizer is not None), (method, path)
+            assert {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"} == set(entry.view_args)
+            assert any(status.startswith("2") for status in operation["responses"]), (method, path)
+            if method in ("POST",) and path not in (
+                "/jobs/{job_id}/cancel",
+                "/jobs/{job_id}/retry",
+                "/webhooks/secret/rotate",
+            ):
+                assert "requestBody" in operation, (method, path)
+
+
+def test_a_route_without_a_description_or_a_description_without_a_route_stops_the_build() -> None:
+    class Entry:
+        view_args: list[str] = []
+        authorizer = None
+
+    routes = {path: dict(methods) for path, methods in backdrop_app.app.routes.items()}
+    routes["/jobs/{job_id}/review"] = {"POST": Entry()}
+    with pytest.raises(ValueError, match=r"without an OpenAPI description.*review"):
+        openapi.document(routes)
+    del routes["/jobs/{job_id}/review"]
+    del routes["/models"]
+    with pytest.raises(ValueError, match=r"without a route in app.py.*/models"):
+        openapi.document(routes)
+
+
+def test_contracts_reach_the_document_unchanged() -> None:
+    schemas = DOC["components"]["schemas"]
+    assert schemas["Error"]["properties"]["code"]["enum"] == [c.value for c in contracts.ErrorCode]
+    assert schemas["ImageStatus"]["enum"] == [s.value for s in ImageStatus]
+    assert set(schemas["Counts"]["required"]) == {s.value for s in ImageStatus}
+    job = schemas["JobRequest"]
+    assert job["properties"]["images"]["maxItems"] == contracts.MAX_IMAGES_PER_JOB
+    assert job["additionalProperties"] is False
+    presets = job["properties"]["stylePreset"]["enum"]
+    assert "photographic" in presets and presets == sorted(presets)
+    assert re.fullmatch(schemas["ImageRef"]["pattern"], contracts.image_ref_of("a" * 32, "b" * 32, "jpg"))
+    assert re.fullmatch(schemas["JobId"]["pattern"], contracts.new_job_id())
+    assert schemas["LabelsRequest"]["properties"]["imageRefs"]["maxItems"] == contracts.MAX_LABEL_REFS_PER_REQUEST
+    assert "outputFormat" not in job["required"] and "pending" in schemas["Labels"]["required"]
+    assert "quality" in schemas["ImageView"]["properties"]["outputs"]["items"]["properties"]
+
+
+def test_every_example_is_true_to_its_schema() -> None:
+    checked = 0
+    for path, operations in DOC["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                content = response["content"]["application/json"]
+                for example in [content.get("example"), *(e["value"] for e in content.get("examples", {}).values())]:
+                    if example is None:
+                        continue
+                    assert not _problems(content["schema"], example), (
+                        method,
+                        path,
+                        status,
+                        _problems(content["schema"], example),
+                    )
+                    checked += 1
+    assert checked > 40
+
+
+# ------------------------------------------------------------------------------ live answers
+
+
+@pytest.fixture
+def client(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
+    from chalicelib import webhooks
+
+    monkeypatch.setattr(webhooks, "resolve_host", lambda host, port: ["93.184.215.14"])
+    with Client(backdrop_app.app, stage_name="dev") as test_client:
+        yield test_client
+
+
+class Live:
+    """Calls a route and checks its answer against the document: the status must be documented
+    for the operation, an error's code among that status's examples, the body valid."""
+
+    def __init__(self, client: Client, token: str) -> None:
+        self.client = client
+        self.token = token
+        self.seen: set[tuple[str, str]] = set()
+
+    def __call__(
+        self,
+        method: str,
+        route: str,
+        status: int,
+        *,
+        path: str | None = None,
+        body: Any = None,
+        auth: bool = True,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
+        headers = {"Content-Type": "application/json", **(headers or {})}
+        if auth:
+            headers["Authorization"] = self.token
+        raw = json.dumps(body).encode() if body is not None and not isinstance(body, bytes) else (body or b"")
+        answer = self.client.http.request(method, path or route, headers=headers, body=raw)
+        assert answer.status_code == status, (method, path or route, answer.status_code, answer.body)
+        responses = DOC["paths"][route][method.lower()]["responses"]
+        assert str(status) in responses, f"{method} {route} answered {status}, which the document does not list"
+        content = responses[str(status)]["content"]["application/json"]
+        problems = _problems(content["schema"], answer.json_body)
+        assert not problems, (method, route, status, problems)
+        if status >= 400:
+            assert answer.json_body["code"] in content["examples"], (method, route, answer.json_body)
+        self.seen.add((method, route))
+        return answer.json_body
+
+
+def _upload(owner: str, photo: Any) -> str:
+    ref = contracts.image_ref_of(contracts.new_opaque_id(), contracts.new_opaque_id(), "png")
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=contracts.upload_key(owner, ref), Body=photo())
+    return ref
+
+
+def test_live_answers_of_every_route_match_the_document(client, token_for, photo, store) -> None:
+    live = Live(client, token_for("owner-1"))
+    live("GET", "/health", 200, auth=False)
+    assert live("GET", "/openapi.json", 200, auth=False) == DOC
+    live("GET", "/models", 200)
+    live("GET", "/models", 401, auth=False)
+    live("POST", "/uploads", 201, body={"files": [{"name": "a.png", "contentType": "image/png", "size": 10}]})
+    live("POST", "/uploads", 400, body={"files": [{"name": "a.gif", "contentType": "image/gif", "size": 10}]})
+    live("POST", "/uploads", 400, body=b"{not json")
+    refs = [_upload("owner-1", photo) for _ in range(2)]
+    live("POST", "/labels", 200, body={"imageRefs": refs})
+    live("POST", "/labels", 400, body={"imageRefs": "x"})
+    too_many = contracts.MAX_LABEL_REFS_PER_REQUEST + 1
+    live("POST", "/labels", 400, body={"imageRefs": [refs[0]] * too_many})
+    job = {
+        "prompt": "a sunlit studio",
+        "stylePreset": "photographic",
+        "webhookUrl": "https://hooks.example.com/backdrop",
+        "images": [{"imageRef": r, "name": f"{i}.png", "labels": ["Person"]} for i, r in enumerate(refs)],
+    }
+    job_id = live("POST", "/jobs", 202, body=job)["jobId"]
+    # an Idempotency-Key: the same body answers the same job, another body is a 409
+    key = {"Idempotency-Key": "5f0c2a7e-1b3d-4c59-8e6f-0a1b2c3d4e5f"}
+    first = live("POST", "/jobs", 202, body=job, headers=key)["jobId"]
+    assert live("POST", "/jobs", 202, body=job, headers=key)["jobId"] == first != job_id
+    live("POST", "/jobs", 409, body={**job, "prompt": "another studio"}, headers=key)
+    live("POST", "/jobs", 400, body=job, headers={"Idempotency-Key": "x" * 256})
+    live("POST", "/jobs", 400, body={**job, "stylePreset": "watercolour"})
+    live("POST", "/jobs", 400, body={**job, "model": "titan-image-v2"})
+    missing = {**job, "images": [{"imageRef": contracts.image_ref_of("a" * 32, "b" * 32, "png")}]}
+    live("POST", "/jobs", 400, body=missing)
+    live("GET", "/jobs", 200, path="/jobs?limit=5")
+    live("GET", "/jobs", 400, path="/jobs?cursor=nonsense")
+    one = f"/jobs/{job_id}"
+    view = live("GET", "/jobs/{job_id}", 200, path=one)
+    assert view["settings"]["stylePreset"] == "photographic"
+    # one page at a time: the document's bounds are the ones the route enforces
+    limit = next(p for p in DOC["paths"]["/jobs/{job_id}"]["get"]["parameters"] if p["name"] == "limit")["schema"]
+    page = live("GET", "/jobs/{job_id}", 200, path=f"{one}?limit=1")
+    assert len(page["images"]) == 1 and page["nextCursor"]
+    rest = live("GET", "/jobs/{job_id}", 200, path=f"{one}?limit=1&cursor={page['nextCursor']}")
+    assert rest["nextCursor"] is None and rest["images"][0]["imageId"] != page["images"][0]["imageId"]
+    summary = live("GET", "/jobs/{job_id}", 200, path=f"{one}?limit={limit['minimum']}")
+    assert "images" not in summary and summary["counts"]["PENDING"] == 2
+    assert live("GET", "/jobs/{job_id}", 200, path=f"{one}?status=SUCCEEDED")["images"] == []
+    live("GET", "/jobs/{job_id}", 200, path=f"{one}?limit={limit['maximum']}")
+    live("GET", "/jobs/{job_id}", 400, path=f"{one}?limit={limit['maximum'] + 1}")
+    live("GET", "/jobs/{job_id}", 400, path=f"{one}?status=DONE")
+    live("GET", "/jobs/{job_id}", 404, path="/jobs/20260101T000000Z-0123456789ab")
+    live("GET", "/jobs/{job_id}/report", 409, path=f"{one}/report")
+    live("GET", "/jobs/{job_id}/report", 400, path=f"{one}/report?format=xml")
+    live("POST", "/jobs/{job_id}/retry", 409, path=f"{one}/retry", body={})
+    live("DELETE", "/jobs/{job_id}", 409, path=one)
+    live("POST", "/jobs/{job_id}/cancel", 200, path=f"{one}/cancel")
+    live("POST", "/jobs/{job_id}/cancel", 200, path=f"{one}/cancel")
+    live("GET", "/jobs/{job_id}", 200, path=one)
+    live("GET", "/jobs/{job_id}/report", 200, path=f"{one}/report?format=csv")
+    live("POST", "/jobs/{job_id}/retry", 400, path=f"{one}/retry", body={})  # nothing FAILED to retry
+    live("DELETE", "/jobs/{job_id}", 400, path=f"{one}?originals=maybe")
+    live("DELETE", "/jobs/{job_id}", 200, path=f"{one}?originals=true")
+    live("DELETE", "/jobs/{job_id}", 200, path=one)
+    live("POST", "/jobs/{job_id}/cancel", 404, path=f"{one}/cancel")
+    live("GET", "/webhooks/secret", 200)
+    live("POST", "/webhooks/secret/rotate", 200)
+    # a retry of a finished job with a failed image
+    fresh = [{"imageRef": _upload("owner-1", photo), "labels": ["Person"]}]  # the first job's originals are gone
+    again = live("POST", "/jobs", 202, body={**job, "images": fresh})["jobId"]
+    [image] = store.images(again)
+    store.set_image_status(again, image["imageId"], ImageStatus.FAILED, error_code="MODEL_ERROR", cause="boom")
+    from chalicelib.report import Reporter
+
+    Reporter(boto3.client("s3"), store).write(again, "owner-1", BUCKET)
+    live("POST", "/jobs/{job_id}/retry", 202, path=f"/jobs/{again}/retry", body={})
+    live("POST", "/jobs/{job_id}/cancel", 409, path=f"/jobs/{again}/cancel")
+    routed = {(m, p) for p, methods in backdrop_app.app.routes.items() for m in methods}
+    assert live.seen == routed, f"routes not exercised: {routed - live.seen}"
+
+
+def test_errors_chalice_answers_itself_have_the_one_shape(client, token_for) -> None:
+    error = DOC["components"]["schemas"]["Error"]
+    headers = {"Authorization": token_for("owner-1"), "Content-Type": "application/json"}
+    not_allowed = client.http.request("PUT", "/jobs", headers=headers, body=b"{}")
+    assert not_allowed.status_code == 405
+    assert not_allowed.json_body["code"] == "METHOD_NOT_ALLOWED" and not _problems(error, not_allowed.json_body)
+    text = client.http.post("/jobs", headers={**headers, "Content-Type": "text/plain"}, body=b"hello")
+    assert text.status_code == 415
+    assert text.json_body["code"] == "UNSUPPORTED_MEDIA_TYPE" and not _problems(error, text.json_body)

@@ -1,0 +1,233 @@
+"""Completion webhooks: submitted with a job, signed, retried with backoff, recorded on the job,
+refused for unsafe destinations, delivered to a real HTTP receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from chalice.test import Client
+from harness import LOCAL_RECEIVER, Receiver
+
+import app as backdrop_app
+from chalicelib import contracts, webhooks
+from chalicelib.contracts import ImageStatus
+from chalicelib.report import Reporter
+from chalicelib.store import JobStore, NewImage
+from chalicelib.webhooks import WebhookSender
+from frontend.webhooks import verify_webhook
+
+BUCKET = "backdrop-test-bucket"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def client(resources: dict[str, Any], rekognition: Any) -> Iterator[Client]:
+    with Client(backdrop_app.app, stage_name="dev") as test_client:
+        yield test_client
+
+
+def _h(token: str) -> dict[str, str]:
+    return {"Authorization": token, "Content-Type": "application/json"}
+
+
+def _finished_job(store: JobStore, url: str, owner: str = "owner-1", outcomes: tuple[str, ...] = ("SUCCEEDED",)) -> str:
+    job_id = contracts.new_job_id()
+    images = [
+        NewImage(
+            image_id=contracts.new_opaque_id(), image_ref=f"r{i}", key=f"uploads/{owner}/x{i}.png", name=f"{i}.png"
+        )
+        for i in range(len(outcomes))
+    ]
+    store.put_job(
+        job_id=job_id, owner=owner, model="stability-inpaint", settings={"prompt": "x"}, images=images, webhook_url=url
+    )
+    for image, outcome in zip(images, outcomes, strict=True):
+        store.set_image_status(job_id, image.image_id, ImageStatus(outcome), outputs=[])
+    Reporter(boto3.client("s3"), store).write(job_id, owner, BUCKET)
+    return job_id
+
+
+class Waits:
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.seconds.append(seconds)
+
+
+def test_a_finished_job_posts_a_signed_body_the_receiver_can_verify(store, receiver) -> None:
+    job_id = _finished_job(store, receiver.url, outcomes=("SUCCEEDED", "FAILED"))
+    waits = Waits()
+    outcome = WebhookSender(store, policy=LOCAL_RECEIVER, sleep=waits).deliver(job_id)
+    assert outcome["status"] == "DELIVERED" and outcome["attempts"] == 1 and waits.seconds == []
+    [request] = receiver.requests
+    assert request["path"] == "/hooks/backdrop"
+    headers = request["headers"]
+    secret = store.webhook_secret("owner-1")["secret"]
+    assert verify_webhook(secret, request["body"], headers["Backdrop-Signature"]) > 0
+    payload = json.loads(request["body"])
+    assert payload["event"] == headers["Backdrop-Event"] == "job.finished"
+    assert payload["deliveryId"] == headers["Backdrop-Delivery"] == f"{job_id}.PARTIAL"
+    assert (payload["jobId"], payload["status"]) == (job_id, "PARTIAL")
+    assert payload["counts"] == {"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 1, "CANCELLED": 0}
+    job = store.get_job(job_id)
+    assert job["webhook"]["status"] == "DELIVERED" and job["webhook"]["responseStatus"] == 200
+    assert job["status"] == "PARTIAL"
+    # delivered once: a repeated invocation sends nothing
+    assert WebhookSender(store, policy=LOCAL_RECEIVER).deliver(job_id)["status"] == "DELIVERED"
+    assert len(receiver.requests) == 1
+
+
+def test_failures_are_retried_with_growing_jittered_waits_then_delivered(store, receiver) -> None:
+    job_id = _finished_job(store, receiver.url)
+    receiver.statuses = [500, 503, 200]
+    waits = Waits()
+    outcome = WebhookSender(store, policy=LOCAL_RECEIVER, sleep=waits).deliver(job_id)
+    assert outcome["status"] == "DELIVERED" and outcome["attempts"] == 3
+    assert len(waits.seconds) == 2 and 0 <= waits.seconds[0] <= 2 and 0 <= waits.seconds[1] <= 8
+    deliveries = {r["headers"]["Backdrop-Delivery"] for r in receiver.requests}
+    assert deliveries == {f"{job_id}.COMPLETED"}  # one id across retries: the receiver can drop duplicates
+
+
+def test_a_receiver_that_keeps_failing_is_recorded_and_the_job_is_untouched(store, receiver) -> None:
+    job_id = _finished_job(store, receiver.url)
+    receiver.statuses = [500] * 10
+    waits = Waits()
+    outcome = WebhookSender(store, policy=LOCAL_RECEIVER, sleep=waits).deliver(job_id)
+    assert outcome["status"] == "FAILED" and outcome["attempts"] == contracts.WEBHOOK_ATTEMPTS
+    assert len(receiver.requests) == contracts.WEBHOOK_ATTEMPTS and len(waits.seconds) == contracts.WEBHOOK_ATTEMPTS - 1
+    job = store.get_job(job_id)
+    assert job["status"] == "COMPLETED"
+    assert job["webhook"]["status"] == "FAILED" and "HTTP 500: nope" in job["webhook"]["lastError"]
+
+
+def test_a_redirect_is_not_followed_and_an_unreachable_receiver_is_a_recorded_failure(store, receiver) -> None:
+    job_id = _finished_job(store, receiver.url)
+    receiver.statuses = [302] * 10
+    outcome = WebhookSender(store, policy=LOCAL_RECEIVER, sleep=Waits(), attempts=2).deliver(job_id)
+    assert outcome["status"] == "FAILED" and outcome["responseStatus"] == 302
+    assert [r["path"] for r in receiver.requests] == ["/hooks/backdrop"] * 2
+    receiver.close()
+    gone = _finished_job(store, receiver.url)
+    outcome = WebhookSender(store, policy=LOCAL_RECEIVER, sleep=Waits(), attempts=2).deliver(gone)
+    assert outcome["status"] == "FAILED" and "Connection" in outcome["lastError"]
+
+
+def test_destinations_are_checked_again_at_send_time(store, receiver) -> None:
+    # a deployment's sender refuses the loopback receiver outright: no request, no retry
+    job_id = _finished_job(store, receiver.url)
+    waits = Waits()
+    outcome = WebhookSender(store, sleep=waits).deliver(job_id)
+    assert outcome["status"] == "REFUSED" and receiver.requests == [] and waits.seconds == []
+    # a public name that now resolves to a private address (DNS rebinding) is refused too
+    rebound = _finished_job(store, "https://hooks.example.com/x")
+    outcome = WebhookSender(store, resolve=lambda host, port: ["10.0.0.7"], sleep=waits).deliver(rebound)
+    assert outcome["status"] == "REFUSED" and "resolves to 10.0.0.7" in outcome["lastError"]
+    assert store.get_job(rebound)["webhook"]["status"] == "REFUSED"
+
+
+def test_the_send_webhook_function_delivers_as_the_workflow_invokes_it(client, store, receiver, monkeypatch) -> None:
+    job_id = _finished_job(store, receiver.url)
+    monkeypatch.setattr(backdrop_app, "_webhook_sender", lambda: WebhookSender(store, policy=LOCAL_RECEIVER))
+    answer = client.lambda_.invoke("send_webhook", {"jobId": job_id, "owner": "owner-1", "bucket": BUCKET})
+    assert answer.payload["status"] == "DELIVERED"
+    no_hook = _finished_job(store, "")
+    assert client.lambda_.invoke("send_webhook", {"jobId": no_hook}).payload == {"status": "NONE"}
+
+
+# ------------------------------------------------------------------------------ the API
+
+
+def _public(host: str, port: int) -> list[str]:
+    return ["93.184.215.14"]
+
+
+def _upload(owner: str, photo: Any) -> str:
+    ref = contracts.image_ref_of(contracts.new_opaque_id(), contracts.new_opaque_id(), "png")
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=contracts.upload_key(owner, ref), Body=photo())
+    return ref
+
+
+def _job(ref: str, url: Any) -> str:
+    return json.dumps({"prompt": "a studio", "webhookUrl": url, "images": [{"imageRef": ref, "labels": ["Person"]}]})
+
+
+def test_a_job_carries_its_webhook_and_the_owner_gets_a_stable_secret(client, token_for, photo, monkeypatch) -> None:
+    monkeypatch.setattr(webhooks, "resolve_host", _public)
+    token = token_for("owner-1")
+    answer = client.http.post(
+        "/jobs", headers=_h(token), body=_job(_upload("owner-1", photo), "https://hooks.example.com/b")
+    )
+    assert answer.status_code == 202, answer.body
+    view = client.http.get(f"/jobs/{answer.json_body['jobId']}", headers=_h(token)).json_body
+    assert view["webhook"] == {"url": "https://hooks.example.com/b", "status": "PENDING"}
+    first = client.http.get("/webhooks/secret", headers=_h(token)).json_body
+    assert first["secret"].startswith("whsec_")
+    assert client.http.get("/webhooks/secret", headers=_h(token)).json_body == first
+    assert client.http.get("/webhooks/secret", headers=_h(token_for("owner-2"))).json_body["secret"] != first["secret"]
+    rotated = client.http.post("/webhooks/secret/rotate", headers=_h(token), body=b"").json_body
+    assert rotated["secret"] != first["secret"]
+    assert client.http.get("/webhooks/secret", headers=_h(token)).json_body == rotated
+
+
+@pytest.mark.parametrize(
+    ("url", "resolved", "why"),
+    [
+        ("http://hooks.example.com/b", ["93.184.215.14"], "https"),
+        ("https://hooks.example.com/b", ["93.184.215.14", "172.16.0.4"], "resolves to 172.16.0.4"),
+        ("https://169.254.169.254/latest", [], "not a public address"),
+        (42, [], "https"),
+    ],
+)
+def test_unsafe_webhook_urls_are_refused_at_submit_and_nothing_is_written(
+    client, token_for, photo, monkeypatch, url, resolved, why
+) -> None:
+    monkeypatch.setattr(webhooks, "resolve_host", lambda host, port: resolved)
+    answer = client.http.post("/jobs", headers=_h(token_for("owner-1")), body=_job(_upload("owner-1", photo), url))
+    assert answer.status_code == 400, answer.body
+    assert answer.json_body["code"] == "VALIDATION_FAILED"
+    assert answer.json_body["details"][0]["field"] == "webhookUrl" and why in answer.json_body["message"]
+    assert client.http.get("/jobs", headers=_h(token_for("owner-1"))).json_body["jobs"] == []
+
+
+def test_a_cancelled_jobs_webhook_is_sent_by_the_sender_function(
+    client, token_for, photo, store, receiver, monkeypatch
+) -> None:
+    from backend.local import sfn_hooks
+
+    monkeypatch.setenv("WEBHOOK_FUNCTION_NAME", "backdrop-test-send_webhook")
+    monkeypatch.setattr(webhooks, "resolve_host", _public)
+    token = token_for("owner-1")
+    answer = client.http.post(
+        "/jobs", headers=_h(token), body=_job(_upload("owner-1", photo), "https://hooks.example.com/b")
+    )
+    job_id = answer.json_body["jobId"]
+    store.record_webhook(job_id, {"url": receiver.url, "status": "PENDING"})  # point it at the local receiver
+    sender = WebhookSender(store, policy=LOCAL_RECEIVER)
+    # the Lambda service's asynchronous Invoke, answered by the sender in-process
+    uninstall = sfn_hooks.install({"backdrop-test-send_webhook": lambda event: sender.deliver(event["jobId"])}, None)
+    try:
+        assert client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"").status_code == 200
+        deadline = time.monotonic() + 10
+        while not receiver.requests:
+            assert time.monotonic() < deadline, "the webhook of the cancelled job never arrived"
+            time.sleep(0.05)
+    finally:
+        uninstall()
+    payload = json.loads(receiver.requests[0]["body"])
+    assert (payload["jobId"], payload["status"]) == (job_id, "CANCELLED")
+    deadline = time.monotonic() + 10
+    while store.get_job(job_id)["webhook"]["status"] != "DELIVERED":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
