@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import io
 import math
-import re
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -24,24 +22,19 @@ ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP")
 EXIF_ORIENTATION_TAG = 0x0112
 PixelRect = tuple[int, int, int, int]  # (x0, y0, x1, y1), x1/y1 exclusive
 
-# Our own bomb guard is MAX_SOURCE_PIXELS, checked from the header before decoding; Pillow's
-# warning/error thresholds are raised above it so they never fire first with a vaguer message.
-Image.MAX_IMAGE_PIXELS = contracts.MAX_SOURCE_PIXELS * 2
+# Our own bomb guard is MAX_SOURCE_PIXELS, checked in _open from the header (Image.open decodes
+# nothing). Pillow's guard is off: it warns through the process-wide warnings machinery, which
+# cannot be scoped to one call (catch_warnings is not thread-safe, and labels are probed 16 threads
+# at a time), so its warning either leaked to stderr or had to be turned into an error racily.
+Image.MAX_IMAGE_PIXELS = None
 
 
 def _open(data: bytes) -> Image.Image:
+    """The image, header read and pixels not decoded; ImageTooLarge past MAX_SOURCE_PIXELS."""
     if not data:
         raise ImageInvalid("the file is empty (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(data))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        declared = re.search(r"\((\d+) pixels\)", str(exc))
-        size = f" ({int(declared.group(1)):,} px)" if declared else ""
-        raise ImageTooLarge(
-            f"the image declares too many pixels{size}; Backdrop accepts at most {contracts.MAX_SOURCE_PIXELS:,} px"
-        ) from exc
+        img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
         head = data[:64].lstrip().lower()
         kind = (
@@ -50,6 +43,13 @@ def _open(data: bytes) -> Image.Image:
         raise ImageInvalid(f"the file is not a PNG, JPEG or WEBP image; it looks like {kind}") from exc
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageInvalid(f"the image header is corrupt: {exc}") from exc
+    width, height = img.size
+    if width * height > contracts.MAX_SOURCE_PIXELS:
+        raise ImageTooLarge(
+            f"image is {width}x{height} px ({width * height:,} px); Backdrop accepts at most "
+            f"{contracts.MAX_SOURCE_PIXELS:,} px"
+        )
+    return img
 
 
 def _orientation(img: Image.Image) -> int:
@@ -68,12 +68,7 @@ def probe(data: bytes) -> tuple[int, int, int]:
     frames = int(getattr(img, "n_frames", 1))  # only multi-frame formats have n_frames
     if frames > 1:
         raise ImageInvalid(f"animated images are not supported ({frames} frames); upload a single frame")
-    width, height = img.size
-    if width * height > contracts.MAX_SOURCE_PIXELS:
-        raise ImageTooLarge(
-            f"image is {width}x{height} px ({width * height:,} px); Backdrop accepts at most "
-            f"{contracts.MAX_SOURCE_PIXELS:,} px"
-        )
+    width, height = img.size  # within MAX_SOURCE_PIXELS (_open)
     orientation = _orientation(img)
     shown = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
     if min(shown) < contracts.MIN_SOURCE_SIDE:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import struct
+import sys
+import threading
+import warnings
 import zlib
 
 import pytest
@@ -207,6 +210,35 @@ def test_source_pixel_limit_is_the_contract_constant() -> None:
     side = int(contracts.MAX_SOURCE_PIXELS**0.5) + 10
     with pytest.raises(ImageTooLarge, match=f"{contracts.MAX_SOURCE_PIXELS:,}"):
         imaging.probe(_png_header_only(side, side))
+
+
+@pytest.mark.parametrize("times", [1.5, 3, 40])  # Pillow's own guard warned past 2x and raised past 4x
+def test_a_decompression_bomb_is_image_too_large_and_warns_nothing(times: float) -> None:
+    side = int((contracts.MAX_SOURCE_PIXELS * times) ** 0.5)
+    with warnings.catch_warnings(record=True) as issued:
+        warnings.simplefilter("always")
+        with pytest.raises(ImageTooLarge, match=f"{side}x{side} px"):
+            imaging.probe(_png_header_only(side, side))
+    assert [str(w.message) for w in issued] == []
+
+
+def test_probing_from_many_threads_leaves_the_warning_machinery_alone() -> None:
+    # label detection probes 16 uploads at once; a probe that swapped the process's warning
+    # filters or showwarning back and forth would, racing another, leave them changed, and a CLI
+    # in the same process (--json) printed library warnings to stderr
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: a race shows at once
+    data = _save(Image.new("RGB", (64, 64)), "PNG")
+    filters, show = list(warnings.filters), warnings.showwarning
+    try:
+        threads = [threading.Thread(target=lambda: [imaging.probe(data) for _ in range(200)]) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(previous)
+    assert warnings.filters == filters and warnings.showwarning is show
 
 
 # ---------------------------------------------------------------------------------- default format
