@@ -43,6 +43,21 @@ class NotificationStatus(StrEnum):
     SKIPPED = "SKIPPED"  # the owner asked for no email (POST /jobs with notify: false)
 
 
+class Verdict(StrEnum):
+    """A finished image's quality verdict: the worst scorecard outcome of its outputs
+    (chalicelib.quality.Outcome), stored on the image so a job's pages can be filtered by it."""
+
+    FAIL = "FAIL"
+    WARN = "WARN"
+    PASS = "PASS"
+    SKIPPED = "SKIPPED"  # no check could run (a model without a cut-out)
+    NONE = "NONE"  # a query value only: images with no verdict (not finished, failed, or older jobs)
+
+
+# The gallery's "doubtful first" order: failed images, then results by verdict, worst first.
+DOUBTFUL_FIRST: Final = (Verdict.FAIL, Verdict.WARN, Verdict.SKIPPED, Verdict.PASS, Verdict.NONE)
+
+
 TERMINAL_JOB_STATUSES: Final = frozenset(
     {JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAILED, JobStatus.CANCELLED}
 )
@@ -106,6 +121,7 @@ class ErrorCode(StrEnum):
     MODEL_RESPONSE_INVALID = "MODEL_RESPONSE_INVALID"  # 200 but no usable image
     STORAGE_ERROR = "STORAGE_ERROR"  # S3 read/write failed
     WORKFLOW_STOPPED = "WORKFLOW_STOPPED"  # the execution ended before the image finished (outage, abort, timeout)
+    BUDGET_REACHED = "BUDGET_REACHED"  # the job's budget cap was spent before this image's next model call
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -404,3 +420,12 @@ TABLE_GSIS: Final = [
 TABLE_STREAM: Final = {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
 # Items carry their deletion time (epoch seconds); the table's TTL deletes them after it.
 TTL_ATTRIBUTE: Final = "expiresAt"
+# The job item's running totals of model calls: answered (what the job cost, added as each image
+# finishes) and started (reserved against the job's budget cap before each call is sent).
+JOB_MODEL_CALLS_ATTRIBUTE: Final = "modelCalls"
+JOB_CALLS_STARTED_ATTRIBUTE: Final = "modelCallsStarted"
+
+
+def verdict_count_attribute(verdict: Verdict | str) -> str:
+    """The job item's count of finished images with this verdict (added as each one finishes)."""
+    return f"verdictCount{Verdict(verdict).value}"

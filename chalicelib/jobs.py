@@ -62,10 +62,12 @@ class ImagesQuery:
     limit: int = contracts.DEFAULT_IMAGES_PAGE_SIZE
     cursor: str | None = None
     status: ImageStatus | None = None
+    verdict: contracts.Verdict | None = None
 
 
 def parse_images_query(params: Mapping[str, str] | None) -> ImagesQuery:
-    """`?limit=0..100&cursor=...&status=FAILED`; anything else is a 400 naming the parameter."""
+    """`?limit=0..100&cursor=...&status=FAILED&verdict=WARN`; anything else is a 400 naming the
+    parameter."""
     params = params or {}
     raw_limit = params.get("limit")
     limit = contracts.DEFAULT_IMAGES_PAGE_SIZE
@@ -76,7 +78,17 @@ def parse_images_query(params: Mapping[str, str] | None) -> ImagesQuery:
     status = params.get("status")
     if status is not None and status not in {s.value for s in ImageStatus}:
         raise BadRequest(f"status must be one of {', '.join(s.value for s in ImageStatus)}, not {status[:40]!r}")
-    return ImagesQuery(limit, params.get("cursor") or None, ImageStatus(status) if status else None)
+    verdict = params.get("verdict")
+    if verdict is not None and verdict not in {v.value for v in contracts.Verdict}:
+        raise BadRequest(
+            f"verdict must be one of {', '.join(v.value for v in contracts.Verdict)}, not {verdict[:40]!r}"
+        )
+    return ImagesQuery(
+        limit,
+        params.get("cursor") or None,
+        ImageStatus(status) if status else None,
+        contracts.Verdict(verdict) if verdict else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -463,6 +475,11 @@ class JobService:
             out["cancelledAt"] = job["cancelledAt"]
         if job.get("webhook"):
             out["webhook"] = job["webhook"]
+        out["verdicts"] = {
+            v.value: int(job.get(contracts.verdict_count_attribute(v)) or 0)
+            for v in contracts.Verdict
+            if v is not contracts.Verdict.NONE
+        }
         return out
 
     def list_jobs(self, owner: str, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
@@ -486,6 +503,7 @@ class JobService:
             "cause": image.get("cause"),
             "labels": image.get("labels") or [],
             "prompt": image.get("prompt"),
+            "verdict": image.get("verdict"),
             "originalUrl": self._url(image["key"]),
             "outputs": [{**o, "url": self._url(o["key"])} for o in image.get("outputs") or []],
         }
@@ -502,7 +520,9 @@ class JobService:
             view["reports"] = {fmt: self._url(key) for fmt, key in job["reportKeys"].items()}
         if query.limit == 0:
             return view
-        page = self.store.images_page(owner, job_id, limit=query.limit, cursor=query.cursor, status=query.status)
+        page = self.store.images_page(
+            owner, job_id, limit=query.limit, cursor=query.cursor, status=query.status, verdict=query.verdict
+        )
         # room for the summary, the cursor and the JSON around the list
         room = contracts.MAX_RESPONSE_BYTES - len(json.dumps(view)) - 1_000
         images: list[dict[str, Any]] = []

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
+import operator
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -531,15 +533,25 @@ class JobStore:
         limit: int = MAX_IMAGES_PAGE_SIZE,
         cursor: str | None = None,
         status: ImageStatus | None = None,
+        verdict: str | None = None,
     ) -> Page:
-        """One page of a job's images in image-id order, optionally only those in `status`.
-        The caller has checked that `owner` owns the job; the cursor is bound to both."""
+        """One page of a job's images in image-id order, optionally only those in `status` and
+        with scorecard `verdict` (contracts.Verdict; NONE: images without one). The caller has
+        checked that `owner` owns the job; the cursor is bound to both."""
         want = _limit(limit, MAX_IMAGES_PAGE_SIZE)
         scope = self._images_scope(owner, job_id)
         # one more than a page, so a full last page has no cursor to an empty one
         kwargs: dict[str, Any] = {"KeyConditionExpression": self._images_condition(job_id), "Limit": want + 1}
+        filters = []
         if status is not None:
-            kwargs["FilterExpression"] = Attr("status").eq(ImageStatus(status).value)
+            filters.append(Attr("status").eq(ImageStatus(status).value))
+        if verdict is not None:
+            wanted = contracts.Verdict(verdict)
+            filters.append(
+                Attr("verdict").not_exists() if wanted is contracts.Verdict.NONE else Attr("verdict").eq(wanted.value)
+            )
+        if filters:
+            kwargs["FilterExpression"] = functools.reduce(operator.and_, filters)
         if cursor:
             start = _decode_cursor(cursor, scope, {"pk": contracts.job_pk(job_id)}, {"pk", "sk"})
             if not start["sk"].startswith(contracts.IMAGE_SK_PREFIX):
@@ -597,11 +609,15 @@ class JobStore:
         height: int | None = None,
         started_at: str | None = None,
         finished_at: str | None = None,
+        verdict: str | None = None,
+        model_calls: int | None = None,
     ) -> bool:
         """Move an image that has not finished to `status` (RUNNING, SUCCEEDED, FAILED, CANCELLED) with
         what is known about it; the job's counts move in the same transaction. False, and nothing
         written, if the image had already finished. Fields not given are removed when the image
-        finishes (a FAILED image has no outputs, a SUCCEEDED one no error)."""
+        finishes (a FAILED image has no outputs, a SUCCEEDED one no error). `verdict`: the worst
+        scorecard outcome of its outputs (what the gallery filters and sorts on); `model_calls`:
+        the model calls that answered for it, added to the job's total in the same transaction."""
         status = ImageStatus(status)
         if status is ImageStatus.PENDING:
             raise ValueError("an image never goes back to PENDING")
@@ -615,6 +631,8 @@ class JobStore:
                 width=width,
                 height=height,
                 finishedAt=finished_at or contracts.utc_now_iso(),
+                verdict=verdict,
+                modelCalls=model_calls or None,
             )
         return self._transition(job_id, image_id, status, fields)
 
@@ -684,7 +702,7 @@ class JobStore:
         if before is after:  # a repeated start: no count moves
             self.table.update_item(**{k: v for k, v in image_update.items() if k != "TableName"})
             return
-        counts_update = {
+        counts_update: dict[str, Any] = {
             "TableName": self.table.name,
             "Key": self._job_key(job_id),
             "UpdateExpression": "SET counts.#before = counts.#before - :one, "
@@ -693,6 +711,16 @@ class JobStore:
             "ExpressionAttributeNames": {"#before": before.value, "#after": after.value},
             "ExpressionAttributeValues": {":one": 1, ":zero": 0},
         }
+        adds = []
+        calls = fields.get("modelCalls")
+        if calls:  # the job's running total of answered model calls: its actual cost
+            adds.append(f"{contracts.JOB_MODEL_CALLS_ATTRIBUTE} :calls")
+            counts_update["ExpressionAttributeValues"][":calls"] = int(calls)
+        if fields.get("verdict"):  # per-verdict counts, so the gallery skips empty verdicts
+            adds.append("#verdict :one")
+            counts_update["ExpressionAttributeNames"]["#verdict"] = contracts.verdict_count_attribute(fields["verdict"])
+        if adds:
+            counts_update["UpdateExpression"] += " ADD " + ", ".join(adds)
         # the resource's client serializes Python values itself, as the Table does
         self._client().transact_write_items(TransactItems=[{"Update": image_update}, {"Update": counts_update}])
 

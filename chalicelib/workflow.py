@@ -235,8 +235,16 @@ class Steps:
                 output["seed"] = int(seed)
             outputs.append(output)
         # a repeated finalize writes the same keys; the store keeps the first outcome
+        verdict = quality.worst(quality.Scorecard.from_dict(o["quality"]).outcome for o in outputs)
         self.store.set_image_status(
-            step.job_id, step.image.image_id, ImageStatus.SUCCEEDED, outputs=outputs, width=size[0], height=size[1]
+            step.job_id,
+            step.image.image_id,
+            ImageStatus.SUCCEEDED,
+            outputs=outputs,
+            width=size[0],
+            height=size[1],
+            verdict=verdict.value,
+            model_calls=len(adapter.steps),  # every call of the image answered
         )
         return {"status": ImageStatus.SUCCEEDED.value, "outputs": len(outputs)}
 

@@ -366,12 +366,18 @@ class BackdropClient:
         return self.request("GET", "/jobs", params=params)
 
     def job(
-        self, job_id: str, *, limit: int | None = None, cursor: str | None = None, status: str | None = None
+        self,
+        job_id: str,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        status: str | None = None,
+        verdict: str | None = None,
     ) -> dict[str, Any]:
         """The job's summary and live counts with one page of its images (`limit` 1-100; 0: the
-        summary alone), from `cursor`, optionally only images in `status`."""
+        summary alone), from `cursor`, optionally only images in `status` and with `verdict`."""
         params: dict[str, Any] = {}
-        for name, value in (("limit", limit), ("cursor", cursor), ("status", status)):
+        for name, value in (("limit", limit), ("cursor", cursor), ("status", status), ("verdict", verdict)):
             if value is not None:
                 params[name] = value
         return self.request("GET", f"/jobs/{job_id}", params=params or None)

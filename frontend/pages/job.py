@@ -1,33 +1,39 @@
-"""One job: live counts, its images a page at a time (with causes), downloads, retry.
+"""One job: live counts, a gallery you can work in, downloads, retry.
 
 The job id is in the address (`?job=`), so a reload, a bookmark or the email's link opens it.
-A running job refreshes itself every 3 s; a finished one is drawn once and left alone. Only one
-page of images is asked for at a time, whatever the job's size.
+The gallery is a grid of one page of images at a time (frontend/gallery.py walks the paged job
+view), filtered by status and quality verdict and, by default, doubtful ones first; each card
+compares before and after and opens a full-size view. A running job refreshes itself every 3 s
+with the same image links (kept per image while they are valid), so a refresh downloads the
+counts and one page of JSON, never the images again. A finished job is drawn once.
 """
 
 from __future__ import annotations
 
-import io
 import itertools
-import zipfile
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from chalicelib import contracts
 from chalicelib.quality import Outcome, Scorecard
-from frontend import session, sign_in_form
+from frontend import gallery, session, sign_in_form
 from frontend.api_client import ApiError
 
 TERMINAL = {status.value for status in contracts.TERMINAL_JOB_STATUSES}
 RETRYABLE = {code.value for code in contracts.RETRYABLE_ERROR_CODES}
-PAGE_SIZE = 24
-# The zip is built in this browser session's memory: beyond this many results, the CLI's
-# `backdrop download` is the way (it writes every page to disk).
-ZIP_MAX_IMAGES = 200
+PAGE_SIZES = (12, 24, 48)
+COLUMNS = 4
 SHOW = {"All images": None, **{status.value.title(): status.value for status in contracts.ImageStatus}}
 FINISHED_IMAGES = {status.value for status in contracts.TERMINAL_IMAGE_STATUSES}
+VERDICTS = {
+    "Any verdict": None,
+    "Quality FAIL": contracts.Verdict.FAIL.value,
+    "Quality WARN": contracts.Verdict.WARN.value,
+    "Quality PASS": contracts.Verdict.PASS.value,
+}
+ORDERS = {"Doubtful first": True, "Upload order": False}
+LOOKS = ("After", "Before", "Side by side")
 
 if not session.signed_in():  # a job link opened while signed out
     sign_in_form.show()
@@ -48,44 +54,69 @@ def _open(other_job_id: str) -> None:
     st.rerun()
 
 
-def _zip(view: dict[str, Any]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
-        for image in api.job_images(view["jobId"], status=contracts.ImageStatus.SUCCEEDED.value):
-            for output in image.get("outputs") or []:
-                name = (
-                    f"{Path(image['name']).stem}-{image['imageId'][:8]}-{output['variant']}{Path(output['key']).suffix}"
-                )
-                archive.writestr(name, api.download(output["url"]))
-    return buf.getvalue()
+def _links() -> gallery.LinkCache:
+    return gallery.LinkCache(st.session_state.setdefault("image_links", {}))
 
 
-def _page_query(job_id: str) -> tuple[str | None, str | None]:
-    """The status filter and the cursor of the page to show (no cursor: the first page)."""
-    left, right = st.columns([2, 3])
-    status = SHOW[left.selectbox("Show", list(SHOW), key="job_filter")]
-    trail: list[str] = st.session_state.setdefault(f"job_pages-{job_id}-{status}", [])
-    right.caption(f"Page {len(trail) + 1}")
-    return status, trail[-1] if trail else None
+# ---------------------------------------------------------------- filters and pages
 
 
-def _page_buttons(view: dict[str, Any], status: str | None) -> None:
-    trail: list[str] = st.session_state[f"job_pages-{view['jobId']}-{status}"]
-    back, forward = st.columns(2)
-    if trail and back.button("← Previous page", key="page_back"):
-        trail.pop()
-        st.rerun()
-    if view.get("nextCursor") and forward.button("Next page →", key="page_next"):
-        trail.append(view["nextCursor"])
-        st.rerun()
+def _filters() -> tuple[list[gallery.Segment], int]:
+    status_col, verdict_col, order_col, size_col, look_col = st.columns([2, 2, 2, 1, 2])
+    status = SHOW[status_col.selectbox("Show", list(SHOW), key="job_filter")]
+    verdict = VERDICTS[verdict_col.selectbox("Verdict", list(VERDICTS), key="job_verdict")]
+    doubtful = ORDERS[order_col.selectbox("Order", list(ORDERS), key="job_order")]
+    size = size_col.selectbox("Per page", PAGE_SIZES, index=1, key="job_page_size")
+    look_col.segmented_control("Compare", LOOKS, default=LOOKS[0], key="job_look")
+    return gallery.segments(status, verdict, doubtful), int(size)
 
 
-def _view(job_id: str) -> tuple[dict[str, Any], str | None]:
-    status, cursor = _page_query(job_id)
-    return api.job(job_id, limit=PAGE_SIZE, cursor=cursor, status=status), status
+def _trail(job_id: str, chain: list[gallery.Segment], size: int) -> list[gallery.PageStart]:
+    """The starts of the pages before this one, per job and query (a new filter starts at page 1)."""
+    key = f"job_pages-{job_id}-{hash((tuple(chain), size))}"
+    trail: list[gallery.PageStart] = st.session_state.setdefault(key, [])
+    return trail
 
 
-def _gallery(view: dict[str, Any]) -> None:
+def _page(job_id: str) -> tuple[gallery.GalleryPage, list[gallery.PageStart]]:
+    chain, size = _filters()
+    trail = _trail(job_id, chain, size)
+    start = trail[-1] if trail else gallery.PageStart()
+    page = gallery.fetch_page(api.job, job_id, chain, start, size)
+    page.images = _links().stabilise(page.images)
+    return page, trail
+
+
+def _page_buttons(page: gallery.GalleryPage, trail: list[gallery.PageStart]) -> None:
+    back, middle, forward = st.columns([1, 2, 1])
+    middle.caption(f"Page {len(trail) + 1} · {len(page.images)} image(s) shown")
+    if trail:
+        back.button("← Previous page", key="page_back", on_click=trail.pop)
+    if page.next_start is not None:
+        forward.button("Next page →", key="page_next", on_click=trail.append, args=(page.next_start,))
+
+
+# ---------------------------------------------------------------- summary
+
+
+def cost_words(view: dict[str, Any]) -> str | None:
+    """What the job cost so far, from the model calls that answered, in plain words."""
+    cost = view.get("cost") or {}
+    if "actualUsd" not in cost:
+        return None
+    calls = int(cost.get("modelCalls") or 0)
+    finished = view["status"] in TERMINAL
+    words = (
+        f"{'Cost' if finished else 'Spent so far'}: ${cost['actualUsd']:.2f} ({calls} model call{'s' * (calls != 1)})"
+    )
+    if cost.get("budgetUsd") is not None:
+        words += f" of a ${cost['budgetUsd']:.2f} budget"
+    if cost.get("estimateUsd") is not None:
+        words += f"; estimated ${cost['estimateUsd']:.2f} for the whole job"
+    return words
+
+
+def _summary(view: dict[str, Any]) -> None:
     counts = view["counts"]
     total = max(1, sum(counts.values()))
     done = sum(counts.get(s, 0) for s in FINISHED_IMAGES)
@@ -95,50 +126,77 @@ def _gallery(view: dict[str, Any]) -> None:
         done / total,
         text=f"{counts.get('SUCCEEDED', 0)} succeeded · {counts.get('FAILED', 0)} failed{cancelled} · {total - done} to go",
     )
+    words = cost_words(view)
+    if words:
+        st.caption(words, help="Model calls that answered, at the model's price per call; AWS bills them.")
     if view.get("cause"):
         st.error(f"The job could not run: {view['cause']}")
     if view.get("notification", {}).get("status") == "FAILED":
         st.warning(f"The email could not be sent: {view['notification'].get('cause')}")
-    if not view["images"]:
+    if view.get("retryOf"):
+        st.caption(f"A retry of job {view['retryOf']}.")
+
+
+# ---------------------------------------------------------------- the grid
+
+
+@st.dialog("Full size", width="large")
+def _full_size(image: dict[str, Any]) -> None:
+    st.markdown(f"**{image['name']}** · {image['status']}")
+    for output in image.get("outputs") or []:
+        st.image(output["url"], caption=f"After (variant {output['variant']})", width="stretch")
+    st.image(image["originalUrl"], caption="Before", width="stretch")
+
+
+def _scorecard(output: dict[str, Any]) -> None:
+    if not output.get("quality"):
+        return
+    card = Scorecard.from_dict(output["quality"])
+    show = {Outcome.FAIL: st.error, Outcome.WARN: st.warning}.get(card.outcome, st.success)
+    show(f"Quality {card.summary()}")
+
+
+def _card(image: dict[str, Any], look: str) -> None:
+    verdict = gallery.verdict_of(image)
+    st.markdown(f"**{image['name']}** · {image['status']}" + (f" · {verdict}" if verdict else ""))
+    if image.get("errorCode"):
+        st.error(f"{image['errorCode']}: {image.get('cause')}")
+    outputs = image.get("outputs") or []
+    flipped = bool(outputs) and st.toggle("Before", key=f"before-{image['imageId']}", help="Show the original")
+    after_first = (look == "After") != flipped
+    if look == "Side by side" and outputs:
+        before, after = st.columns(2)
+        before.image(image["originalUrl"], caption="Before", width="stretch")
+        after.image(outputs[0]["url"], caption="After", width="stretch")
+    elif outputs and after_first:
+        st.image(outputs[0]["url"], caption=f"After (seed {outputs[0].get('seed')})", width="stretch")
+    else:
+        st.image(image["originalUrl"], caption="Before", width="stretch")
+    for output in outputs:
+        _scorecard(output)
+    if st.button("Full size", key=f"full-{image['imageId']}", icon=":material/open_in_full:"):
+        _full_size(image)
+
+
+def _grid(page: gallery.GalleryPage) -> None:
+    if not page.images:
         st.caption("No images here.")
-    for image in view["images"]:
-        with st.container(border=True):
-            st.markdown(f"**{image['name']}** · {image['status']}")
-            if image.get("errorCode"):
-                st.error(f"{image['errorCode']}: {image.get('cause')}")
-            before, after = st.columns(2)
-            before.image(image["originalUrl"], caption="Before", width="stretch")
-            for output in image.get("outputs") or []:
-                after.image(
-                    output["url"],
-                    caption=f"After (variant {output['variant']}, seed {output.get('seed')})",
-                    width="stretch",
-                )
-                if output.get("quality"):
-                    card = Scorecard.from_dict(output["quality"])
-                    show = {Outcome.FAIL: after.error, Outcome.WARN: after.warning}.get(card.outcome, after.success)
-                    show(f"Quality {card.summary()}")
+        return
+    look = st.session_state.get("job_look") or LOOKS[0]
+    for row_start in range(0, len(page.images), COLUMNS):
+        columns = st.columns(COLUMNS)
+        for column, image in zip(columns, page.images[row_start : row_start + COLUMNS], strict=False):
+            with column, st.container(border=True):
+                _card(image, look)
+
+
+# ---------------------------------------------------------------- finished jobs
 
 
 def _downloads(view: dict[str, Any]) -> None:
-    """Zip on request (built once per job and session), reports by their presigned links."""
-    left, middle, right = st.columns(3)
-    zips: dict[str, bytes] = st.session_state.setdefault("zips", {})
-    succeeded = view["counts"].get("SUCCEEDED", 0)
-    if succeeded > ZIP_MAX_IMAGES:
-        left.caption(f"{succeeded:,} results: download them with `backdrop download {view['jobId']} --out DIR`.")
-    elif succeeded:
-        if view["jobId"] in zips:
-            left.download_button("Download all (zip)", zips[view["jobId"]], f"backdrop-{view['jobId']}.zip", key="zip")
-        elif left.button("Prepare zip", key="prepare_zip", help="Collects every result into one zip file"):
-            with st.spinner("Collecting the results…"):
-                try:
-                    zips[view["jobId"]] = _zip(view)
-                except ApiError as exc:
-                    session.show_error(exc)
-                else:
-                    st.rerun()
-    for column, fmt in ((middle, "json"), (right, "csv")):
+    """The reports by their presigned links."""
+    columns = st.columns(3)
+    for column, fmt in zip(columns[1:], ("json", "csv"), strict=True):
         if view.get("reports", {}).get(fmt):
             column.link_button(f"Report ({fmt.upper()})", view["reports"][fmt])
 
@@ -147,15 +205,15 @@ def _retry(view: dict[str, Any]) -> None:
     """One retry per failed set, offered only when a failure can succeed on a second attempt."""
     if not view["counts"].get("FAILED"):
         return
-    # the failed images' codes, from their first pages (enough to tell passing failures apart)
-    failed = list(itertools.islice(api.job_images(view["jobId"], status=contracts.ImageStatus.FAILED.value), 500))
     retried: dict[str, str] = st.session_state.setdefault("retried", {})
-    if view["jobId"] in retried:
-        new_job = retried[view["jobId"]]
+    new_job = retried.get(view["jobId"]) or view.get("retriedAs")
+    if new_job:
         st.success(f"The failed images were sent again as job {new_job}.")
         if st.button(f"Open job {new_job}", key="open_retry"):
             _open(new_job)
         return
+    # the failed images' codes, from their first pages (enough to tell passing failures apart)
+    failed = list(itertools.islice(api.job_images(view["jobId"], status=contracts.ImageStatus.FAILED.value), 500))
     worth_retrying = [image for image in failed if image.get("errorCode") in RETRYABLE]
     if not worth_retrying:
         codes = ", ".join(sorted({image.get("errorCode") or "unknown" for image in failed}))
@@ -178,17 +236,32 @@ def _retry(view: dict[str, Any]) -> None:
             st.rerun()
 
 
-@st.fragment(run_every="3s")
-def _live(job_id: str) -> None:
+def _draw(job_id: str) -> gallery.GalleryPage | None:
     try:
-        view, status = _view(job_id)
+        page, trail = _page(job_id)
     except ApiError as exc:
         session.show_error(exc)
-        return
-    _gallery(view)
-    _page_buttons(view, status)
-    if view["status"] in TERMINAL:
+        return None
+    _summary(page.view)
+    _grid(page)
+    _page_buttons(page, trail)
+    return page
+
+
+@st.fragment(run_every="3s")
+def _live(job_id: str) -> None:
+    page = _draw(job_id)
+    if page is not None and page.view["status"] in TERMINAL:
         st.rerun(scope="app")  # finished: draw the page once more, without the timer and with the downloads
+
+
+@st.fragment
+def _finished(job_id: str) -> None:
+    page = _draw(job_id)
+    if page is None:
+        return
+    _downloads(page.view)
+    _retry(page.view)
 
 
 def job_page(job_id: str) -> None:
@@ -199,16 +272,8 @@ def job_page(job_id: str) -> None:
         return
     if summary["status"] not in TERMINAL:
         _live(job_id)
-        return
-    try:
-        view, status = _view(job_id)
-    except ApiError as exc:
-        session.show_error(exc)
-        return
-    _gallery(view)
-    _page_buttons(view, status)
-    _downloads(view)
-    _retry(view)
+    else:
+        _finished(job_id)
 
 
 if job_id:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import streamlit as st
@@ -88,6 +89,8 @@ def upload_step(api: Any) -> None:
                 session.show_error(exc)
                 return
             unavailable = answer.get("unavailable") or {}
+            for name in ("kept", "prompts", "previews", "label_page"):  # a new batch starts afresh
+                st.session_state.pop(name, None)
             st.session_state["batch"] = [
                 {
                     **ref,
@@ -100,32 +103,107 @@ def upload_step(api: Any) -> None:
     _show_upload_problems()
 
 
+LABEL_PAGE_SIZE = 24  # cards per page of the label step: 1,000 photos are never drawn at once
+LABEL_COLUMNS = 6
+
+
+def _kept_labels() -> dict[str, list[str]]:
+    """Kept labels per image ref: the source of truth, since a widget's own state is dropped
+    while its page of cards is not shown."""
+    kept: dict[str, list[str]] = st.session_state.setdefault("kept", {})
+    return kept
+
+
+def _prompts() -> dict[str, str]:
+    prompts: dict[str, str] = st.session_state.setdefault("prompts", {})
+    return prompts
+
+
+def _remove_everywhere(batch: list[dict[str, Any]]) -> None:
+    """Bulk action (a button callback, so the cards are drawn with the new choice)."""
+    names = set(st.session_state.get("bulk_remove") or [])
+    kept = _kept_labels()
+    touched = 0
+    for item in batch:
+        ref = item["imageRef"]
+        before = kept.get(ref, [label["name"] for label in item["labels"]])
+        after = [name for name in before if name not in names]
+        touched += len(after) != len(before)
+        kept[ref] = after
+        st.session_state[f"keep-{ref}"] = after
+    st.session_state["bulk_remove"] = []
+    st.session_state["bulk_done"] = f"Removed {', '.join(sorted(names))} from {touched} photo(s)."
+
+
+def bulk_actions(batch: list[dict[str, Any]]) -> None:
+    counts = Counter(label["name"] for item in batch for label in item["labels"])
+    if not counts:
+        return
+    left, right = st.columns([4, 1], vertical_alignment="bottom")
+    chosen = left.multiselect(
+        "Remove labels from every photo",
+        sorted(counts, key=lambda name: (-counts[name], name)),
+        key="bulk_remove",
+        format_func=lambda name: f"{name} (in {counts[name]} photo{'s' if counts[name] > 1 else ''})",
+    )
+    right.button(
+        "Remove from all", key="bulk_remove_apply", on_click=_remove_everywhere, args=(batch,), disabled=not chosen
+    )
+    if st.session_state.get("bulk_done"):
+        st.success(st.session_state.pop("bulk_done"))
+
+
+def _preview(item: dict[str, Any]) -> photos.Preview | None:
+    """Decoded once per photo, not on every rerun."""
+    previews: dict[str, photos.Preview | None] = st.session_state.setdefault("previews", {})
+    if item["imageRef"] not in previews:
+        previews[item["imageRef"]] = photos.preview(item["data"])
+    return previews[item["imageRef"]]
+
+
+def _label_card(item: dict[str, Any]) -> None:
+    ref = item["imageRef"]
+    options = [label["name"] for label in item["labels"]]
+    confidence = {label["name"]: label["confidence"] for label in item["labels"]}
+    kept, prompts = _kept_labels(), _prompts()
+    if f"keep-{ref}" not in st.session_state:
+        st.session_state[f"keep-{ref}"] = kept.get(ref, options)
+    chosen = st.multiselect(
+        item["name"], options, key=f"keep-{ref}", format_func=lambda name, c=confidence: f"{name} ({c[name]:.0f}%)"
+    )
+    kept[ref] = chosen
+    shown = _preview(item)
+    if shown is None:
+        st.caption("No preview: the photo could not be read here.")
+    else:
+        st.image(photos.with_boxes(shown, item["labels"], chosen), width="stretch")
+    if item.get("labelsUnavailable"):
+        st.caption(f"Labels not available: {item['labelsUnavailable']}.")
+    elif not options:
+        st.caption("No labels detected: the whole subject found by background removal is kept.")
+    if f"prompt-{ref}" not in st.session_state:
+        st.session_state[f"prompt-{ref}"] = prompts.get(ref, "")
+    with st.expander("Own prompt", expanded=bool(prompts.get(ref))):
+        prompts[ref] = st.text_input("Prompt for this image only (optional)", key=f"prompt-{ref}")
+
+
 def image_cards(batch: list[dict[str, Any]]) -> None:
     st.subheader("Keep what matters")
     st.caption("Each chip is a detected label; remove the ones that are not the subject. Green boxes are kept.")
-    columns = st.columns(3)
-    for index, item in enumerate(batch):
-        ref = item["imageRef"]
-        options = [label["name"] for label in item["labels"]]
-        confidence = {label["name"]: label["confidence"] for label in item["labels"]}
-        with columns[index % 3], st.container(border=True):
-            kept = st.multiselect(
-                item["name"],
-                options,
-                default=options,
-                key=f"keep-{ref}",
-                format_func=lambda name, c=confidence: f"{name} ({c[name]:.0f}%)",
-            )
-            thumbnail = photos.thumbnail(item["data"], item["labels"], kept)
-            if thumbnail is None:
-                st.caption("No preview: the photo could not be read here.")
-            else:
-                st.image(thumbnail, width="stretch")
-            if item.get("labelsUnavailable"):
-                st.caption(f"Labels not available: {item['labelsUnavailable']}.")
-            elif not options:
-                st.caption("No labels detected: the whole subject found by background removal is kept.")
-            st.text_input("Prompt for this image only (optional)", key=f"prompt-{ref}")
+    bulk_actions(batch)
+    pages = max(1, -(-len(batch) // LABEL_PAGE_SIZE))
+    page = min(int(st.session_state.get("label_page", 1)), pages)
+    shown = batch[(page - 1) * LABEL_PAGE_SIZE : page * LABEL_PAGE_SIZE]
+    columns = st.columns(LABEL_COLUMNS)
+    for index, item in enumerate(shown):
+        with columns[index % LABEL_COLUMNS], st.container(border=True):
+            try:
+                _label_card(item)
+            except Exception as exc:  # one card that cannot be drawn must not take the batch with it
+                st.error(f"{item['name']}: this card could not be drawn ({type(exc).__name__}: {exc}).")
+                st.caption("The photo is still in the batch, with all its labels kept.")
+    if pages > 1:
+        st.number_input(f"Page of photos (of {pages})", 1, pages, page, key="label_page")
 
 
 def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -199,9 +277,9 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
         image = {
             "imageRef": item["imageRef"],
             "name": item["name"],
-            "labels": st.session_state.get(f"keep-{item['imageRef']}", []),
+            "labels": _kept_labels().get(item["imageRef"], [label["name"] for label in item["labels"]]),
         }
-        override = st.session_state.get(f"prompt-{item['imageRef']}")
+        override = _prompts().get(item["imageRef"])
         if override:
             image["prompt"] = override
         job["images"].append(image)
@@ -219,7 +297,9 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
 
 st.title("New batch")
 api = session.client()
+session.keep_state(*session.BATCH_STATE)  # what was uploaded outlives a page error and a reload
 upload_step(api)
+session.keep_state(*session.BATCH_STATE)
 batch = st.session_state.get("batch") or []
 if batch:
     image_cards(batch)

@@ -33,7 +33,9 @@ class FakeApi:
         self.job_status = "PARTIAL"
         self.refuse: dict[str, str] = {}
         self.no_labels: set[str] = set()
-        self.pages_asked: list[tuple[int | None, str | None, str | None]] = []
+        self.pages_asked: list[tuple[Any, ...]] = []
+        self.answers = 0
+        self.extra_images: list[dict[str, Any]] = []
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok"}
@@ -94,52 +96,82 @@ class FakeApi:
         return iter(i for i in self._view(job_id)["images"] if status in (None, i["status"]))
 
     def job(
-        self, job_id: str, *, limit: int | None = None, cursor: str | None = None, status: str | None = None
+        self,
+        job_id: str,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        status: str | None = None,
+        verdict: str | None = None,
     ) -> dict[str, Any]:
-        self.pages_asked.append((limit, cursor, status))
-        return self._view(job_id)
+        """Like the API: one page (image-id order) of the images in `status` with `verdict`, and
+        fresh presigned links on every answer (their signature differs each time)."""
+        self.pages_asked.append((limit, cursor, status) if verdict is None else (limit, cursor, status, verdict))
+        view = self._view(job_id)
+        self.answers += 1
+        matching = [
+            {
+                **image,
+                "originalUrl": f"{image['originalUrl']}?sig={self.answers}",
+                "outputs": [{**o, "url": f"{o['url']}?sig={self.answers}"} for o in image.get("outputs") or []],
+            }
+            for image in sorted(view["images"], key=lambda i: i["imageId"])
+            if status in (None, image["status"])
+            and (verdict is None or image.get("verdict") == verdict or (verdict == "NONE" and not image.get("verdict")))
+        ]
+        start = int(cursor or 0)
+        size = 50 if limit is None else limit
+        page = matching[start : start + size]
+        more = start + size < len(matching)
+        return {**view, "images": page, "nextCursor": str(start + size) if more and size else None}
 
     def _view(self, job_id: str) -> dict[str, Any]:
         if job_id != JOB_ID:
             raise ApiError(404, "NOT_FOUND", f"no job {job_id}")
+        images = [
+            {
+                "imageId": "b" * 32,
+                "name": "good.png",
+                "status": "SUCCEEDED",
+                "verdict": "WARN",
+                "originalUrl": "http://127.0.0.1:1/o.png",
+                "outputs": [
+                    {
+                        "key": "results/u/j/b-1.png",
+                        "url": "http://127.0.0.1:1/r.png",
+                        "variant": 1,
+                        "seed": 5,
+                        "quality": {
+                            "outcome": "WARN",
+                            "checks": [
+                                {"check": "subjectFidelity", "outcome": "PASS", "reason": "Product untouched."},
+                                {"check": "edgeHalo", "outcome": "WARN", "reason": "Faint fringe (ΔE 2.4)."},
+                            ],
+                        },
+                    }
+                ],
+            },
+            {
+                "imageId": "c" * 32,
+                "name": "blocked.png",
+                "status": "FAILED",
+                "errorCode": "CONTENT_FILTERED",
+                "cause": "the model's content filter blocked the prompt",
+                "originalUrl": "http://127.0.0.1:1/o2.png",
+                "outputs": [],
+            },
+            *self.extra_images,
+        ]
+        counts = {status.value: sum(i["status"] == status.value for i in images) for status in contracts.ImageStatus}
+        verdicts = {v: sum(i.get("verdict") == v for i in images) for v in ("FAIL", "WARN", "PASS", "SKIPPED")}
         return {
             "jobId": JOB_ID,
             "status": self.job_status,
             "model": "stability-inpaint",
             "prompt": "beach",
-            "counts": {"SUCCEEDED": 1, "FAILED": 1, "PENDING": 0, "RUNNING": 0},
-            "images": [
-                {
-                    "imageId": "b" * 32,
-                    "name": "good.png",
-                    "status": "SUCCEEDED",
-                    "originalUrl": "http://127.0.0.1:1/o.png",
-                    "outputs": [
-                        {
-                            "key": "results/u/j/b-1.png",
-                            "url": "http://127.0.0.1:1/r.png",
-                            "variant": 1,
-                            "seed": 5,
-                            "quality": {
-                                "outcome": "WARN",
-                                "checks": [
-                                    {"check": "subjectFidelity", "outcome": "PASS", "reason": "Product untouched."},
-                                    {"check": "edgeHalo", "outcome": "WARN", "reason": "Faint fringe (ΔE 2.4)."},
-                                ],
-                            },
-                        }
-                    ],
-                },
-                {
-                    "imageId": "c" * 32,
-                    "name": "blocked.png",
-                    "status": "FAILED",
-                    "errorCode": "CONTENT_FILTERED",
-                    "cause": "the model's content filter blocked the prompt",
-                    "originalUrl": "http://127.0.0.1:1/o2.png",
-                    "outputs": [],
-                },
-            ],
+            "counts": counts,
+            "verdicts": verdicts,
+            "images": images,
             "reports": {"json": "http://127.0.0.1:1/report.json", "csv": "http://127.0.0.1:1/report.csv"},
             "nextCursor": None,
         }
@@ -265,24 +297,8 @@ def test_jobs_and_job_pages_render_status_causes_and_downloads(app) -> None:
     assert at.query_params[contracts.JOB_QUERY_PARAM] == JOB_ID  # the address names the job
     assert [b.label for b in at.get("link_button")] == ["Report (JSON)", "Report (CSV)"]
     assert at.get("download_button") == []  # no zip is built until asked for
-    assert set(fake.pages_asked) == {(24, None, None)}  # one page, never the whole job
-
-
-def test_the_zip_is_built_once_on_request_and_kept(app) -> None:
-    at, fake = app
-    downloads: list[str] = []
-    real_download = fake.download
-    fake.download = lambda url: downloads.append(url) or real_download(url)
-    at.query_params[contracts.JOB_QUERY_PARAM] = JOB_ID
-    at.run()
-    at.switch_page("pages/job.py").run()
-    assert downloads == []
-    at.button(key="prepare_zip").click().run()
-    assert not at.exception
-    assert downloads == ["http://127.0.0.1:1/r.png"]
-    assert [b.label for b in at.get("download_button")] == ["Download all (zip)"]
-    at.run()  # another refresh downloads nothing again
-    assert downloads == ["http://127.0.0.1:1/r.png"]
+    # the summary, then one page from each non-empty segment of "doubtful first", never the whole job
+    assert fake.pages_asked == [(0, None, None), (24, None, "FAILED"), (23, None, "SUCCEEDED", "WARN")]
 
 
 def test_a_job_in_the_address_opens_the_job_page(app) -> None:
@@ -472,3 +488,163 @@ def test_the_browser_is_known_by_its_xsrf_secret_not_by_the_cookie_mask(monkeypa
     other = cookie(b"\x01\x02\x03\x04", b"secret-token-2")
     monkeypatch.setattr(session.st, "context", type("C", (), {"cookies": {"_streamlit_xsrf": other}})())
     assert session._browser() != seen[0]
+
+
+# ---------------------------------------------------------------- the gallery
+
+
+def _result(image_id: str, name: str, verdict: str | None, status: str = "SUCCEEDED") -> dict[str, Any]:
+    outputs = []
+    if status == "SUCCEEDED":
+        outputs = [
+            {
+                "key": f"results/u/j/{image_id}-1.png",
+                "url": f"http://127.0.0.1:1/{image_id}-r.png",
+                "variant": 1,
+                "seed": 5,
+                "quality": {"outcome": verdict or "PASS", "checks": []},
+            }
+        ]
+    image = {
+        "imageId": image_id,
+        "name": name,
+        "status": status,
+        "originalUrl": f"http://127.0.0.1:1/{image_id}-o.png",
+        "outputs": outputs,
+    }
+    if verdict:
+        image["verdict"] = verdict
+    return image
+
+
+def _cards(at: AppTest) -> list[str]:
+    return [m.value.split("**")[1] for m in at.markdown if m.value.startswith("**") and ".png" in m.value]
+
+
+def _images(at: AppTest) -> list[str]:
+    return [url for image in at.get("image") for url in image.value]
+
+
+def _open_job(at: AppTest) -> None:
+    at.query_params[contracts.JOB_QUERY_PARAM] = JOB_ID
+    at.switch_page("pages/job.py").run()
+    assert not at.exception
+
+
+def test_the_gallery_shows_doubtful_images_first(app) -> None:
+    at, fake = app
+    fake.extra_images = [
+        _result("0" * 32, "passed.png", "PASS"),  # first in image-id order
+        _result("1" * 32, "fringe.png", "FAIL"),
+        _result("2" * 32, "running.png", None, status="RUNNING"),
+    ]
+    _open_job(at)
+    # failed, then FAIL, WARN, PASS, then not finished
+    assert _cards(at) == ["blocked.png", "fringe.png", "good.png", "passed.png", "running.png"]
+    at.selectbox(key="job_order").set_value("Upload order").run()
+    assert _cards(at) == ["passed.png", "fringe.png", "running.png", "good.png", "blocked.png"]
+
+
+def test_the_gallery_filters_by_verdict_and_status(app) -> None:
+    at, fake = app
+    fake.extra_images = [_result("1" * 32, "fringe.png", "FAIL"), _result("0" * 32, "passed.png", "PASS")]
+    _open_job(at)
+    at.selectbox(key="job_verdict").set_value("Quality FAIL").run()
+    assert not at.exception and _cards(at) == ["fringe.png"]
+    assert fake.pages_asked[-1] == (24, None, "SUCCEEDED", "FAIL")  # filtered by the API, not here
+    at.selectbox(key="job_verdict").set_value("Any verdict").run()
+    at.selectbox(key="job_filter").set_value("Failed").run()
+    assert _cards(at) == ["blocked.png"]
+
+
+def test_a_big_job_is_shown_a_page_at_a_time(app) -> None:
+    at, fake = app
+    fake.extra_images = [_result(f"{i:032x}", f"photo-{i:03}.png", "PASS") for i in range(60)]
+    _open_job(at)
+    assert len(_cards(at)) == 24
+    assert all(asked[0] in (0, 24, 23, 22) for asked in fake.pages_asked)  # never more than a page
+    seen = set(_cards(at))
+    at.button(key="page_next").click().run()
+    assert not at.exception and len(_cards(at)) == 24 and not seen & set(_cards(at))
+    at.button(key="page_next").click().run()
+    assert len(_cards(at)) == 62 - 48 and "page_next" not in [b.key for b in at.button]
+    at.button(key="page_back").click().run()
+    assert len(_cards(at)) == 24
+
+
+def test_image_links_stay_the_same_between_refreshes(app) -> None:
+    at, fake = app
+    _open_job(at)
+    first = _images(at)
+    assert first and all("?sig=" in url for url in first)
+    answers = fake.answers
+    at.run()  # the API answers with new signatures...
+    assert fake.answers > answers
+    assert _images(at) == first  # ...the page keeps the links it had, so the browser downloads nothing
+
+
+def test_each_card_compares_before_and_after_and_opens_full_size(app) -> None:
+    at, fake = app
+    _open_job(at)
+    after = [url for url in _images(at) if "/r.png" in url]
+    assert len(after) == 1
+    at.toggle(key=f"before-{'b' * 32}").set_value(True).run()
+    assert not [url for url in _images(at) if "/r.png" in url]  # that card now shows its original
+    at.toggle(key=f"before-{'b' * 32}").set_value(False).run()
+    at.button_group[0].set_value("Side by side").run()
+    assert sum("/o.png" in url for url in _images(at)) == 1 and sum("/r.png" in url for url in _images(at)) == 1
+    at.button(key=f"full-{'b' * 32}").click().run()
+    assert not at.exception
+    assert any("After (variant 1)" in caption for image in at.get("image") for caption in image.captions)
+
+
+def test_a_label_is_removed_from_every_photo_at_once(app) -> None:
+    at, fake = app
+    _upload(at, ["a.png", "b.png", "c.png"])
+    at.multiselect(key="bulk_remove").select("Chair").run()
+    at.button(key="bulk_remove_apply").click().run()
+    assert not at.exception
+    assert "Removed Chair from 3 photo(s)." in [s.value for s in at.success]
+    at.text_area(key="prompt").input("a quiet beach").run()
+    at.button(key="submit").click().run()
+    assert [i["labels"] for i in fake.submitted[-1]["images"]] == [["Person"]] * 3
+
+
+def test_the_label_step_is_paged_and_keeps_choices_across_pages(app) -> None:
+    at, fake = app
+    _upload(at, [f"p{i:02}.png" for i in range(30)])
+    assert len([m for m in at.multiselect if m.key and m.key.startswith("keep-")]) == 24
+    first_ref = f"{'a' * 32}/{0:032x}.png"
+    at.multiselect(key=f"keep-{first_ref}").unselect("Chair").run()
+    at.number_input(key="label_page").set_value(2).run()
+    assert len([m for m in at.multiselect if m.key and m.key.startswith("keep-")]) == 6
+    at.number_input(key="label_page").set_value(1).run()
+    assert at.multiselect(key=f"keep-{first_ref}").value == ["Person"]
+    at.text_area(key="prompt").input("a quiet beach").run()
+    at.button(key="submit").click().run()
+    assert fake.submitted[-1]["images"][0]["labels"] == ["Person"]
+    assert fake.submitted[-1]["images"][29]["labels"] == ["Person", "Chair"]
+
+
+def test_an_uploaded_batch_survives_a_reload(monkeypatch) -> None:
+    from frontend import session
+
+    fake = FakeApi()
+    monkeypatch.setattr(session, "_browser", lambda: None)
+    first = AppTest.from_file(APP, default_timeout=20)
+    first.session_state["api"] = fake  # signed in, as sign_in leaves it
+    first.session_state["user"] = "ana@example.com"
+    with monkeypatch.context() as m:
+        m.setattr(session, "st", _FakeSt(first))
+        session._keep(fake, "ana@example.com")
+    session_id = first.session_state["session_id"]
+    _upload(first, ["a.png", "b.png"])
+    first.multiselect(key=f"keep-{'a' * 32}/{0:032x}.png").unselect("Chair").run()
+    assert not first.exception
+
+    reloaded = AppTest.from_file(APP, default_timeout=20)  # F5: a new browser session
+    reloaded.query_params[session.SESSION_PARAM] = session_id
+    reloaded.run()
+    assert not reloaded.exception
+    assert [item["name"] for item in reloaded.session_state["batch"]] == ["a.png", "b.png"]
+    assert reloaded.multiselect(key=f"keep-{'a' * 32}/{0:032x}.png").value == ["Person"]

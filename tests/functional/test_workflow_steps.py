@@ -233,6 +233,10 @@ def test_finalize_stores_a_scorecard_with_each_result(store, photo) -> None:
     assert fidelity["deltaE"] == 0 and "∞" in fidelity["reason"]
     assert checks["edgeHalo"]["outcome"] in ("PASS", "WARN", "FAIL", "SKIPPED")
     assert card["outcome"] in ("PASS", "WARN", "FAIL")
+    # the verdict the gallery filters on, and the two model calls the cost is counted from
+    assert item["verdict"] == card["outcome"] and item["modelCalls"] == 2
+    job = store.get_job(JOB_ID)
+    assert job[contracts.verdict_count_attribute(card["outcome"])] == 1 and job["modelCalls"] == 2
     json.dumps(item["outputs"], allow_nan=False)
     original = Image.open(io.BytesIO(photo(640, 400))).convert("RGB")
     assert _result(item).getpixel((320, 240)) == original.getpixel((320, 240))
