@@ -14,7 +14,7 @@ from typing import Any
 from backend.regions import ModelRoutes, foundation_model_arn, invoke_arns, partition_for_region
 from backend.resource_names import lambda_function
 from chalicelib import contracts
-from chalicelib.functions import FUNCTIONS, WEBHOOK_SENDER, Grant, LambdaFunction
+from chalicelib.functions import ARCHIVE_BUILDER, FUNCTIONS, WEBHOOK_SENDER, Grant, LambdaFunction
 from chalicelib.models.base import ModelSpec
 
 
@@ -111,6 +111,14 @@ def lambda_policies(
                 }
             },
         },
+        Grant.START_ARCHIVE_BUILD: _statement(
+            "StartArchiveBuild",
+            ["lambda:InvokeFunction"],
+            [f"arn:{partition}:lambda:{region}:{account}:function:{lambda_function(stage, ARCHIVE_BUILDER)}"],
+        ),
+        Grant.ABORT_ARCHIVE_UPLOAD: _statement(
+            "AbortArchiveUpload", ["s3:AbortMultipartUpload"], [f"{bucket}/{contracts.RESULTS_PREFIX}*"]
+        ),
         Grant.START_WEBHOOK: _statement(
             "StartWebhook",
             ["lambda:InvokeFunction"],

@@ -334,6 +334,23 @@ def job_reports_prefix(owner: str, job_id: str) -> str:
     return f"{REPORTS_PREFIX}{owner}/{job_id}/"
 
 
+# Archives (chalicelib/archive.py): one zip per job and choice of contents, next to the results,
+# with its build's progress beside it.
+ARCHIVE_URL_TTL_SECONDS: Final = 15 * 60  # the zip's presigned link is short-lived
+
+
+def archive_kind(originals: bool, report: bool) -> str:
+    return "results" + ("-originals" if originals else "") + ("-report" if report else "")
+
+
+def archive_key(owner: str, job_id: str, kind: str) -> str:
+    return f"{job_results_prefix(owner, job_id)}archive/{kind}.zip"
+
+
+def archive_progress_key(owner: str, job_id: str, kind: str) -> str:
+    return f"{job_results_prefix(owner, job_id)}archive/{kind}.progress.json"
+
+
 def report_key(owner: str, job_id: str, fmt: str) -> str:
     if fmt not in ("json", "csv"):
         raise ValueError(f"report format must be json or csv, not {fmt!r}")

@@ -34,6 +34,8 @@ class Grant(StrEnum):
     STOP_WORKFLOW = "stop-workflow"  # states:StopExecution on this state machine's executions (cancel)
     LIST_JOB_FILES = "list-job-files"  # s3:ListBucket under the results, reports and scratch prefixes (delete)
     START_WEBHOOK = "start-webhook"  # lambda:InvokeFunction of the webhook sender (a cancel, a reconciled job)
+    START_ARCHIVE_BUILD = "start-archive-build"  # lambda:InvokeFunction on this stage's build_archive
+    ABORT_ARCHIVE_UPLOAD = "abort-archive-upload"  # s3:AbortMultipartUpload under the results prefix
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class LambdaFunction:
 
 # The REST API's handler: Chalice names it, app.py's routes are its code.
 API_HANDLER = "api_handler"
+ARCHIVE_BUILDER = "build_archive"
 
 FUNCTIONS: tuple[LambdaFunction, ...] = (
     LambdaFunction(
@@ -66,10 +69,13 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         # 128 MB (1/14 vCPU) that alone would be ~32 s, past API Gateway's 29 s. At 1,769 MB it is
         # ~2.5 s, and a page of presigned links is quick too.
         memory_mb=1769,
-        # presigned POSTs and GETs are signed with this role: it must hold what they grant
+        # presigned POSTs and GETs are signed with this role: it must hold what they grant; a
+        # small job's archive is written by the API itself (chalicelib/archive.py), so it reads
+        # what goes in and writes the zip under the results prefix
         s3_read=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX),
-        # a cancel writes the job's report; a delete removes the job's files (and, if asked, originals)
-        s3_write=(UPLOADS_PREFIX, REPORTS_PREFIX),
+        # a cancel writes the job's report; a small archive is written under the results prefix; a
+        # delete removes the job's files (and, if asked, originals)
+        s3_write=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX),
         s3_delete=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX, SCRATCH_PREFIX),
         # DeleteItem: an idempotency record whose request failed is removed (chalicelib/idempotency.py)
         table_actions=("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchWriteItem", "BatchGetItem"),
@@ -83,6 +89,8 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
                 Grant.STOP_WORKFLOW,
                 Grant.LIST_JOB_FILES,
                 Grant.START_WEBHOOK,
+                Grant.START_ARCHIVE_BUILD,
+                Grant.ABORT_ARCHIVE_UPLOAD,
             }
         ),
     ),
@@ -147,6 +155,17 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         timeout_s=30,
         workflow_task=True,
         table_actions=("UpdateItem",),
+    ),
+    # A large job's zip, started by POST /jobs/{jobId}/archive: Lambda's longest run (900 s),
+    # streaming each object into a multipart upload, so memory holds one part at a time.
+    LambdaFunction(
+        ARCHIVE_BUILDER,
+        memory_mb=1024,
+        timeout_s=900,
+        s3_read=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX),
+        s3_write=(RESULTS_PREFIX,),
+        table_actions=("GetItem", "Query"),
+        grants=frozenset({Grant.ABORT_ARCHIVE_UPLOAD}),
     ),
     # Every execution that ends closes its job: unfinished images, the report and the one email
     # the workflow could not write (chalicelib/reconciler.py). Sized like the report it may write.

@@ -403,6 +403,14 @@ class BackdropClient:
     def report_url(self, job_id: str, fmt: str = "json") -> str:
         return self.request("GET", f"/jobs/{job_id}/report", params={"format": fmt})["url"]
 
+    def archive(self, job_id: str, *, originals: bool = False, report: bool = False) -> dict[str, Any]:
+        """Ask for the job's zip: READY with a short-lived link, or BUILDING with its progress."""
+        return self.request("POST", f"/jobs/{job_id}/archive", {"originals": originals, "report": report})
+
+    def archive_status(self, job_id: str, *, originals: bool = False, report: bool = False) -> dict[str, Any]:
+        params = {"originals": str(originals).lower(), "report": str(report).lower()}
+        return self.request("GET", f"/jobs/{job_id}/archive", params=params)
+
     def retry(self, job_id: str) -> dict[str, Any]:
         return self.request("POST", f"/jobs/{job_id}/retry", {})
 

@@ -11,6 +11,7 @@ counts and one page of JSON, never the images again. A finished job is drawn onc
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 import streamlit as st
@@ -34,6 +35,8 @@ VERDICTS = {
 }
 ORDERS = {"Doubtful first": True, "Upload order": False}
 LOOKS = ("After", "Before", "Side by side")
+# an archive's link lives contracts.ARCHIVE_URL_TTL_SECONDS; past this, the page asks for a new one
+LINK_REUSE_SECONDS = contracts.ARCHIVE_URL_TTL_SECONDS - 5 * 60
 
 if not session.signed_in():  # a job link opened while signed out
     sign_in_form.show()
@@ -193,10 +196,70 @@ def _grid(page: gallery.GalleryPage) -> None:
 # ---------------------------------------------------------------- finished jobs
 
 
+def _archive_state(answer: dict[str, Any]) -> None:
+    if answer["state"] == "READY":
+        st.link_button(f"Download zip ({answer['bytes'] / 2**20:.1f} MB)", answer["url"], icon=":material/download:")
+        st.caption("The link works for 15 minutes; ask again for a new one (the zip is not rebuilt).")
+    elif answer["state"] == "BUILDING":
+        total = max(1, int(answer.get("total") or 1))
+        st.progress(
+            int(answer.get("done") or 0) / total, text=f"Building the zip: {answer.get('done', 0)}/{total} files"
+        )
+    elif answer["state"] == "FAILED":
+        st.error(f"The zip could not be built: {answer.get('cause')}. Ask for it again.")
+
+
+@st.fragment(run_every="3s")
+def _archive_progress(job_id: str, originals: bool, report: bool) -> None:
+    """While a large zip builds in the backend: its progress, until the link is there."""
+    try:
+        answer = api.archive_status(job_id, originals=originals, report=report)
+    except ApiError as exc:
+        session.show_error(exc)
+        return
+    _archive_state(answer)
+    if answer["state"] != "BUILDING":
+        st.session_state.setdefault("archives", {})[(job_id, originals, report)] = {**answer, "askedAt": time.time()}
+        st.rerun(scope="app")
+
+
+def _ask_archive(job_id: str, originals: bool, report: bool) -> None:
+    try:
+        answer = api.archive(job_id, originals=originals, report=report)
+    except ApiError as exc:
+        st.session_state["archive_error"] = exc
+        return
+    st.session_state.setdefault("archives", {})[(job_id, originals, report)] = {**answer, "askedAt": time.time()}
+
+
 def _downloads(view: dict[str, Any]) -> None:
-    """The reports by their presigned links."""
-    columns = st.columns(3)
-    for column, fmt in zip(columns[1:], ("json", "csv"), strict=True):
+    """The zip, built once in the backend on request; the reports by their presigned links."""
+    zip_column, json_column, csv_column = st.columns(3)
+    archives: dict[tuple[str, bool, bool], dict[str, Any]] = st.session_state.setdefault("archives", {})
+    with zip_column:
+        originals = st.checkbox("Originals too", key="archive_originals")
+        report = st.checkbox("Report too", key="archive_report")
+        wanted = (view["jobId"], originals, report)
+        known = archives.get(wanted)
+        if known and known["state"] == "READY" and time.time() - known["askedAt"] > LINK_REUSE_SECONDS:
+            known = None  # its link is about to expire: a new one (the zip is not rebuilt)
+        if known and known["state"] == "BUILDING":
+            _archive_progress(*wanted)
+        elif known and known["state"] == "READY":
+            _archive_state(known)
+        else:
+            st.button(
+                "Prepare zip",
+                key="prepare_zip",
+                help="Built once by Backdrop, then downloaded from a link",
+                on_click=_ask_archive,
+                args=wanted,
+            )
+        if known and known["state"] == "FAILED":
+            _archive_state(known)
+        if st.session_state.get("archive_error"):
+            session.show_error(st.session_state.pop("archive_error"))
+    for column, fmt in ((json_column, "json"), (csv_column, "csv")):
         if view.get("reports", {}).get(fmt):
             column.link_button(f"Report ({fmt.upper()})", view["reports"][fmt])
 

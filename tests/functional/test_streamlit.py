@@ -35,6 +35,8 @@ class FakeApi:
         self.no_labels: set[str] = set()
         self.pages_asked: list[tuple[Any, ...]] = []
         self.answers = 0
+        self.archive_asked = []
+        self.archive_answers = []
         self.extra_images: list[dict[str, Any]] = []
 
     def health(self) -> dict[str, Any]:
@@ -182,6 +184,16 @@ class FakeApi:
     def retry(self, job_id: str) -> dict[str, Any]:
         return {"jobId": "20261124T130000Z-0123456789ab", "imageCount": 1, "retryOf": job_id}
 
+    archive_asked: list[tuple[str, bool, bool]]
+    archive_answers: list[dict[str, Any]]
+
+    def archive(self, job_id: str, *, originals: bool = False, report: bool = False) -> dict[str, Any]:
+        self.archive_asked.append((job_id, originals, report))
+        return self.archive_answers.pop(0)
+
+    def archive_status(self, job_id: str, *, originals: bool = False, report: bool = False) -> dict[str, Any]:
+        return self.archive_answers.pop(0)
+
 
 @pytest.fixture
 def app() -> tuple[AppTest, FakeApi]:
@@ -299,6 +311,39 @@ def test_jobs_and_job_pages_render_status_causes_and_downloads(app) -> None:
     assert at.get("download_button") == []  # no zip is built until asked for
     # the summary, then one page from each non-empty segment of "doubtful first", never the whole job
     assert fake.pages_asked == [(0, None, None), (24, None, "FAILED"), (23, None, "SUCCEEDED", "WARN")]
+
+
+READY = {"state": "READY", "kind": "results", "url": "http://127.0.0.1:1/a.zip", "bytes": 3 * 2**20, "expiresIn": 900}
+
+
+def test_the_zip_is_asked_of_the_backend_once_and_linked(app) -> None:
+    at, fake = app
+    downloads: list[str] = []
+    fake.download = downloads.append  # the page itself downloads nothing
+    fake.archive_answers = [dict(READY)]
+    _open_job(at)
+    assert fake.archive_asked == []  # nothing is built until asked for
+    at.checkbox(key="archive_report").check().run()
+    at.button(key="prepare_zip").click().run()
+    assert not at.exception and fake.archive_asked == [(JOB_ID, False, True)]
+    assert "Download zip (3.0 MB)" in [b.label for b in at.get("link_button")]
+    at.run()  # a refresh asks nothing again
+    assert fake.archive_asked == [(JOB_ID, False, True)] and downloads == []
+
+
+def test_a_large_zip_shows_its_progress_until_its_link(app) -> None:
+    at, fake = app
+    fake.archive_answers = [
+        {"state": "BUILDING", "kind": "results", "done": 0, "total": 400},
+        {"state": "BUILDING", "kind": "results", "done": 150, "total": 400},
+        dict(READY),
+    ]
+    _open_job(at)
+    at.button(key="prepare_zip").click().run()
+    assert not at.exception
+    assert any(p.text == "Building the zip: 150/400 files" for p in at.get("progress"))
+    at.run()
+    assert not at.exception and "Download zip (3.0 MB)" in [b.label for b in at.get("link_button")]
 
 
 def test_a_job_in_the_address_opens_the_job_page(app) -> None:
