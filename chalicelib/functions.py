@@ -118,7 +118,8 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         workflow_task=True,
         s3_read=(UPLOADS_PREFIX, SCRATCH_PREFIX),
         s3_write=(SCRATCH_PREFIX,),
-        # image transitions read the status, then update image and job counts in one transaction
+        # image transitions read the status, then update image and job counts in one transaction;
+        # a budget cap reserves the image's model calls the same way
         table_actions=("GetItem", "UpdateItem"),
     ),
     LambdaFunction(
@@ -139,7 +140,12 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         table_actions=("GetItem", "UpdateItem"),
     ),
     LambdaFunction(
-        "record_failure", memory_mb=256, timeout_s=30, workflow_task=True, table_actions=("GetItem", "UpdateItem")
+        "record_failure",
+        memory_mb=256,
+        timeout_s=30,
+        workflow_task=True,
+        s3_read=(SCRATCH_PREFIX,),  # the model calls that answered before the failure: the cost
+        table_actions=("GetItem", "UpdateItem"),
     ),
     LambdaFunction(
         "report",

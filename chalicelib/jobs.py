@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts, quality, webhooks
+from chalicelib import contracts, costs, quality, webhooks
 from chalicelib.contracts import ImageStatus, JobStatus
 from chalicelib.errors import (
     BadRequest,
@@ -50,6 +50,7 @@ JOB_FIELDS = {
     "webhookUrl",
     "images",
     "notify",
+    "budgetUsd",
 }
 IMAGE_FIELDS = {"imageRef", "name", "labels", "prompt"}
 REQUEST_PROBLEMS = "the job request is not valid"
@@ -370,10 +371,14 @@ class JobService:
         notify: bool = True,
         email: str | None = None,
         webhook_url: str | None = None,
+        budget_usd: float | None = None,
+        job_id: str | None = None,
+        retry_of: str | None = None,
     ) -> dict[str, Any]:
         """Persist a validated job. `notify`: whether the job's email goes out (to the owner's own
         subscription); `email`: the owner's address at submit (the token's claim), kept on the job;
-        `webhook_url`: where its signed completion webhook goes."""
+        `webhook_url`: where its signed completion webhook goes; `budget_usd`: its cap, kept in its
+        settings with the model calls it pays for; `retry_of`: the job whose failed images it retries."""
         if webhook_url:
             # where it resolves to now: a host that resolves to a private address is refused
             webhooks.validate_webhook_url(webhook_url)
@@ -392,14 +397,18 @@ class JobService:
                 f"the labels of {len(pending):,} image(s) are still being detected; submit again in a few seconds"
             )
         _missing_labels(images, labels, keys).raise_if_any()
-        job_id = contracts.new_job_id()
+        job_id = job_id or contracts.new_job_id()
         if webhook_url and self.store.webhook_secret(owner) is None:  # it signs this job's webhook
             self.store.put_webhook_secret(owner, webhooks.new_secret(), replace=False)
+        stored_settings = settings_to_dict(settings)
+        if budget_usd is not None:
+            stored_settings[costs.BUDGET_FIELD] = budget_usd
+            stored_settings[costs.MAX_CALLS_SETTING] = costs.max_calls(spec, settings.variants, budget_usd)
         self.store.put_job(
             job_id=job_id,
             owner=owner,
             model=spec.key,
-            settings=settings_to_dict(settings),
+            settings=stored_settings,
             images=[
                 NewImage(
                     image_id=i.image_id,
@@ -415,6 +424,7 @@ class JobService:
             notify=notify,
             email=email,
             webhook_url=webhook_url,
+            retry_of=retry_of,
         )
         return {"jobId": job_id, "status": JobStatus.SUBMITTED.value, "imageCount": len(images), "model": spec.key}
 
@@ -423,12 +433,23 @@ class JobService:
     ) -> dict[str, Any]:
         """POST /jobs: parse the body (every problem at once), then submit."""
         spec, settings, images = parse_job_request(body, model_lookup=model_lookup)
-        return self.submit(owner, spec, settings, images, notify=notify, email=email, webhook_url=webhook_url_of(body))
+        budget = costs.parse_budget(body, spec, settings.variants)
+        return self.submit(
+            owner,
+            spec,
+            settings,
+            images,
+            notify=notify,
+            email=email,
+            webhook_url=webhook_url_of(body),
+            budget_usd=budget,
+        )
 
     def retry_failed(
         self, owner: str, job_id: str, model_lookup: Callable[[str], ModelSpec] = registry.get_selectable_model
     ) -> dict[str, Any]:
-        """A new job of the failed images, with the same settings; the model is checked as on submit."""
+        """A new job of the failed images, with the same settings (and budget cap); the model is
+        checked as on submit. One retry per failed set: a second answers 409 naming the first."""
         job = self.get_job(owner, job_id)
         if job["status"] not in contracts.TERMINAL_JOB_STATUSES:
             raise Conflict(f"job {job_id} is still {job['status']}; retry it when it has finished")
@@ -439,15 +460,30 @@ class JobService:
         settings = replace(settings_from_dict(job["settings"]), model=spec.key)
         images = [ImageInput(i["imageRef"], i["name"], tuple(i.get("labels") or ()), i.get("prompt")) for i in failed]
         validate_for_model(spec, settings, images)
-        result = self.submit(
-            owner,
-            spec,
-            settings,
-            images,
-            notify=job.get("notify") is not False,
-            email=job.get("email"),
-            webhook_url=(job.get("webhook") or {}).get("url"),
-        )
+        retry_job_id = contracts.new_job_id()
+        earlier = self.store.claim_retry(job_id, retry_job_id)
+        if earlier is not None:
+            raise Conflict(
+                f"the failed images of job {job_id} were already sent again as job {earlier}",
+                details=[{"jobId": earlier}],
+            )
+        budget = (job.get("settings") or {}).get(costs.BUDGET_FIELD)
+        try:
+            result = self.submit(
+                owner,
+                spec,
+                settings,
+                images,
+                notify=job.get("notify") is not False,
+                email=job.get("email"),
+                webhook_url=(job.get("webhook") or {}).get("url"),
+                budget_usd=float(budget) if budget is not None else None,
+                job_id=retry_job_id,
+                retry_of=job_id,
+            )
+        except Exception:
+            self.store.release_retry(job_id, retry_job_id)  # nothing was made: it may be retried again
+            raise
         return {**result, "retryOf": job_id}
 
     # ------------------------------------------------------------------ read
@@ -475,6 +511,10 @@ class JobService:
             out["cancelledAt"] = job["cancelledAt"]
         if job.get("webhook"):
             out["webhook"] = job["webhook"]
+        out["cost"] = costs.job_cost(job, int(job.get(contracts.JOB_MODEL_CALLS_ATTRIBUTE) or 0))
+        for link in ("retryOf", "retriedAs"):
+            if job.get(link):
+                out[link] = job[link]
         out["verdicts"] = {
             v.value: int(job.get(contracts.verdict_count_attribute(v)) or 0)
             for v in contracts.Verdict

@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts, quality
+from chalicelib import contracts, costs, quality
 from chalicelib.contracts import ErrorCode, ImageStatus, JobStatus
 from chalicelib.errors import StorageError, client_error_code
 from chalicelib.store import CANCELLED_CAUSE, UNFINISHED_CAUSE, JobStore
@@ -197,6 +197,8 @@ class Reporter:
             "finishedAt": contracts.utc_now_iso(),
             "counts": {"total": len(images), **counts},
             "producedBy": produced_by,
+            # what the model calls that answered cost (chalicelib/costs.py), and the budget cap
+            "cost": costs.job_cost(job, int(job.get(contracts.JOB_MODEL_CALLS_ATTRIBUTE) or 0)),
             "workflowError": map_error,
             "images": [
                 {
@@ -280,6 +282,12 @@ class Reporter:
             + (f"   cancelled: {counts['CANCELLED']}" if counts.get("CANCELLED") else ""),
             f"Model: {report['model']}",
         ]
+        spent = costs.cost_words(report.get("cost") or {}, finished=True)
+        if spent:
+            lines.append(spent)
+        budget_stopped = sum(1 for i in report["images"] if i.get("errorCode") == ErrorCode.BUDGET_REACHED.value)
+        if budget_stopped:
+            lines.append(f"The budget was spent before {budget_stopped} image(s) could be sent to the model.")
         for made_by in report.get("producedBy") or []:
             lines.append(f"Produced by: {made_by}")
         if report.get("workflowError"):

@@ -181,10 +181,12 @@ class JobStore:
         notify: bool = True,
         email: str | None = None,
         webhook_url: str | None = None,
+        retry_of: str | None = None,
     ) -> dict[str, Any]:
         """Write a SUBMITTED job: its images first, then the job item, whose INSERT on the stream
         starts the workflow (so the starter always finds every image). `notify`: whether its email
-        goes out; `email`: the owner's address when they submitted it."""
+        goes out; `email`: the owner's address when they submitted it; `retry_of`: the job whose
+        failed images it sends again."""
         created_at = created_at or contracts.utc_now_iso()
         # the job's items go when its results do (the bucket's lifecycle rules)
         expires = config.expires_at(config.RESULT_RETENTION_DAYS)
@@ -226,8 +228,86 @@ class JobStore:
             job["email"] = email
         if webhook_url:
             job["webhook"] = {"url": webhook_url, "status": WEBHOOK_PENDING}
+        if retry_of:
+            job["retryOf"] = retry_of
         self.table.put_item(Item=_stored(job), ConditionExpression="attribute_not_exists(pk)")
         return cast(dict[str, Any], plain(job))
+
+    def claim_retry(self, job_id: str, retry_job_id: str) -> str | None:
+        """Name `retry_job_id` as the one retry of `job_id`'s failed images; None if that worked,
+        else the retry it already has (one retry per failed set)."""
+        try:
+            self.table.update_item(
+                Key=self._job_key(job_id),
+                UpdateExpression="SET retriedAs = :r",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(retriedAs)",
+                ExpressionAttributeValues={":r": retry_job_id},
+            )
+        except ClientError as exc:
+            if client_error_code(exc) != CONDITION_FAILED:
+                raise
+            job = self.get_job(job_id) or {}
+            return str(job.get("retriedAs") or "")
+        return None
+
+    def release_retry(self, job_id: str, retry_job_id: str) -> None:
+        """Undo claim_retry when the retry job could not be written."""
+        try:
+            self.table.update_item(
+                Key=self._job_key(job_id),
+                UpdateExpression="REMOVE retriedAs",
+                ConditionExpression="retriedAs = :r",
+                ExpressionAttributeValues={":r": retry_job_id},
+            )
+        except ClientError as exc:
+            if client_error_code(exc) != CONDITION_FAILED:
+                raise
+
+    def reserve_model_calls(self, job_id: str, image_id: str, calls: int, most: int) -> bool:
+        """Reserve an image's model calls against the job's cap of `most` calls, before the first
+        is sent: False when they would pass it. Idempotent per image (a repeated Prepare reserves
+        nothing twice); the job's started-calls count moves in the same transaction."""
+        if calls > most:
+            return False
+        started = contracts.JOB_CALLS_STARTED_ATTRIBUTE
+        try:
+            self._client().transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table.name,
+                            "Key": self._image_key(job_id, image_id),
+                            "UpdateExpression": "SET callsReserved = :n",
+                            "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(callsReserved)",
+                            "ExpressionAttributeValues": {":n": calls},
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table.name,
+                            "Key": self._job_key(job_id),
+                            "UpdateExpression": "ADD #started :n",
+                            "ConditionExpression": "attribute_not_exists(#started) OR #started <= :room",
+                            "ExpressionAttributeNames": {"#started": started},
+                            "ExpressionAttributeValues": {":n": calls, ":room": most - calls},
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if client_error_code(exc) != "TransactionCanceledException":
+                raise
+            reasons = exc.response.get("CancellationReasons") or []
+            codes = [(reason or {}).get("Code") for reason in reasons]
+            if codes and codes[0] == "ConditionalCheckFailed":
+                image = self._image(job_id, image_id)
+                if image is None:
+                    raise StorageError(f"job {job_id} has no image {image_id}") from exc
+                return True  # reserved by an earlier attempt of this step
+            if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
+                return False
+            raise
+        return True
 
     def _write_all(self, items: Sequence[dict[str, Any]]) -> None:
         """Put many items, PARALLEL_CALLS BatchWriteItem streams at once (each retries its own

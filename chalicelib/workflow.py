@@ -18,9 +18,16 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts, imaging
+from chalicelib import contracts, costs, imaging
 from chalicelib.contracts import ImageStatus
-from chalicelib.errors import JobCancelled, NoSubject, StorageError, classify_step_failure, client_error_code
+from chalicelib.errors import (
+    BudgetReached,
+    JobCancelled,
+    NoSubject,
+    StorageError,
+    classify_step_failure,
+    client_error_code,
+)
 from chalicelib.models import registry
 from chalicelib.models.base import Box, Geometry, ImageTask, JobSettings, ModelCall, ModelSpec, settings_from_dict
 from chalicelib.store import JobStore
@@ -139,8 +146,22 @@ class Steps:
             contracts.work_key(step.job_id, step.image.image_id, "geometry.json"),
             {"geometry": geometry.to_dict(), "orientation": orientation},
         )
+        self._reserve_calls(event, step, len(adapter.steps))
         call = adapter.first_call(spec, step.settings, step.image, canvas_png)
         return {"family": spec.family.value, "call": self._write_call(step, call)}
+
+    def _reserve_calls(self, event: Mapping[str, Any], step: StepInput, calls: int) -> None:
+        """A job with a budget cap: every call of this image is reserved before the first is
+        sent, so an image is either sent whole or not at all."""
+        settings = event["settings"]
+        most = settings.get(costs.MAX_CALLS_SETTING)
+        if most is None:
+            return
+        if not self.store.reserve_model_calls(step.job_id, step.image.image_id, calls, int(most)):
+            raise BudgetReached(
+                f"the job's budget of ${float(settings.get(costs.BUDGET_FIELD) or 0):.2f} was spent "
+                f"({int(most)} model calls) before this photo's turn; it was not sent to the model"
+            )
 
     def build_mask(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Stability path: keep-mask = remove-background alpha within the kept labels' boxes."""
@@ -248,10 +269,32 @@ class Steps:
         )
         return {"status": ImageStatus.SUCCEEDED.value, "outputs": len(outputs)}
 
+    def _calls_answered(self, step: StepInput) -> int:
+        """The image's model calls that answered (and are billed): Bedrock writes a call's
+        output to its Output.S3Uri only when it answers, so each response object is one."""
+        answered = 0
+        for call_step in registry.adapter_for(self._spec(step)).steps:
+            key = contracts.response_key(step.job_id, step.image.image_id, call_step)
+            try:
+                self.s3.head_object(Bucket=step.bucket, Key=key)
+            except ClientError as exc:
+                if client_error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                    continue
+                raise StorageError(f"could not look up s3://{step.bucket}/{key}: {client_error_code(exc)}") from exc
+            answered += 1
+        return answered
+
     def record_failure(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Catch handler: mark the image FAILED with a stable code and a readable cause."""
         step = StepInput.from_event(event)
         failure = event.get("failure") or {}
         code, cause = classify_step_failure(failure.get("Error"), failure.get("Cause"))
-        self.store.set_image_status(step.job_id, step.image.image_id, ImageStatus.FAILED, error_code=code, cause=cause)
+        self.store.set_image_status(
+            step.job_id,
+            step.image.image_id,
+            ImageStatus.FAILED,
+            error_code=code,
+            cause=cause,
+            model_calls=self._calls_answered(step),
+        )
         return {"status": ImageStatus.FAILED.value, "errorCode": code.value}

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from chalicelib import contracts, webhooks
+from chalicelib import contracts, costs, webhooks
 from chalicelib.contracts import TERMINAL_IMAGE_STATUSES, TERMINAL_JOB_STATUSES, ImageStatus
 from chalicelib.quality import Scorecard, worst
 from chalicelib.validation import summarise
@@ -220,6 +220,13 @@ def _status_text(view: dict[str, Any]) -> str:
     if counts.get("CANCELLED"):
         summary += f", {counts['CANCELLED']} cancelled"
     lines.append(summary)
+    spent = costs.cost_words(
+        view.get("cost") or {}, finished=view["status"] in {s.value for s in TERMINAL_JOB_STATUSES}
+    )
+    if spent:
+        lines.append(spent)
+    if view.get("retriedAs"):
+        lines.append(f"its failed images were sent again as job {view['retriedAs']}")
     webhook = view.get("webhook")
     if webhook:
         lines.append(
@@ -422,6 +429,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         ("outputFormat", args.format),
         ("stylePreset", args.style),
         ("webhookUrl", args.webhook),
+        ("budgetUsd", args.budget),
     )
     job.update({key: value for key, value in optional if value is not None})
     submitted = client.submit(job)
@@ -609,6 +617,9 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--webhook", default=None, help="an https:// URL to POST to (signed) when the job finishes")
     submit.add_argument(
         "--no-labels", action="store_true", help="keep the whole detected subject, not only labelled objects"
+    )
+    submit.add_argument(
+        "--budget", type=float, default=None, help="the most this job may spend on model calls, in US dollars"
     )
     submit.add_argument("--no-email", action="store_true", help="no email when this job is done")
     submit.add_argument("--wait", action="store_true", help="wait for the job, with a progress bar")

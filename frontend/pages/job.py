@@ -16,7 +16,7 @@ from typing import Any
 
 import streamlit as st
 
-from chalicelib import contracts
+from chalicelib import contracts, costs
 from chalicelib.quality import Outcome, Scorecard
 from frontend import gallery, session, sign_in_form
 from frontend.api_client import ApiError
@@ -102,23 +102,6 @@ def _page_buttons(page: gallery.GalleryPage, trail: list[gallery.PageStart]) -> 
 # ---------------------------------------------------------------- summary
 
 
-def cost_words(view: dict[str, Any]) -> str | None:
-    """What the job cost so far, from the model calls that answered, in plain words."""
-    cost = view.get("cost") or {}
-    if "actualUsd" not in cost:
-        return None
-    calls = int(cost.get("modelCalls") or 0)
-    finished = view["status"] in TERMINAL
-    words = (
-        f"{'Cost' if finished else 'Spent so far'}: ${cost['actualUsd']:.2f} ({calls} model call{'s' * (calls != 1)})"
-    )
-    if cost.get("budgetUsd") is not None:
-        words += f" of a ${cost['budgetUsd']:.2f} budget"
-    if cost.get("estimateUsd") is not None:
-        words += f"; estimated ${cost['estimateUsd']:.2f} for the whole job"
-    return words
-
-
 def _summary(view: dict[str, Any]) -> None:
     counts = view["counts"]
     total = max(1, sum(counts.values()))
@@ -129,9 +112,16 @@ def _summary(view: dict[str, Any]) -> None:
         done / total,
         text=f"{counts.get('SUCCEEDED', 0)} succeeded · {counts.get('FAILED', 0)} failed{cancelled} · {total - done} to go",
     )
-    words = cost_words(view)
+    cost = view.get("cost") or {}
+    words = costs.cost_words(cost, finished=view["status"] in TERMINAL)
     if words:
-        st.caption(words, help="Model calls that answered, at the model's price per call; AWS bills them.")
+        if cost.get("estimateUsd") is not None:
+            words += f" · about ${cost['estimateUsd']:.2f} for the whole job"
+        st.caption(
+            words,
+            help=f"Model calls that answered, at the model's price ({cost.get('priceSource')}). AWS bills them; "
+            "storage and the other services cost far less.",
+        )
     if view.get("cause"):
         st.error(f"The job could not run: {view['cause']}")
     if view.get("notification", {}).get("status") == "FAILED":

@@ -247,6 +247,23 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
     )
     quality = right.selectbox("Quality", limits["qualities"], key="quality") if limits["qualities"] else None
     email = st.checkbox("Email me when the batch is done", value=True, key="notify")
+    estimate = len(batch) * int(variants) * model["pricePerImageUsd"]
+    capped = st.checkbox(
+        "Cap what this batch may spend",
+        key="cap_budget",
+        help="Photos whose turn comes after the cap is spent are not sent to the model; they end with BUDGET_REACHED.",
+    )
+    budget = (
+        st.number_input(
+            "Budget (US dollars)",
+            min_value=0.01,
+            value=round(max(estimate, 0.01), 2),
+            step=1.0,
+            key="budget",
+        )
+        if capped
+        else None
+    )
     lock_seed = st.checkbox("Lock the seed (reproducible results)", key="lock_seed")
     seed = st.number_input("Seed", 0, limits["seedMax"], 42, key="seed") if lock_seed else None
     st.markdown(
@@ -273,6 +290,8 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
         job["quality"] = quality
     if seed is not None:
         job["seed"] = int(seed)
+    if budget is not None:
+        job["budgetUsd"] = float(budget)
     for item in batch:
         image = {
             "imageRef": item["imageRef"],

@@ -173,6 +173,7 @@ class FakeApi:
             "prompt": "beach",
             "counts": counts,
             "verdicts": verdicts,
+            "cost": {"modelCalls": 3, "actualUsd": 0.12, "estimateUsd": 0.16, "budgetUsd": 1.0, "priceSource": "p"},
             "images": images,
             "reports": {"json": "http://127.0.0.1:1/report.json", "csv": "http://127.0.0.1:1/report.csv"},
             "nextCursor": None,
@@ -693,3 +694,19 @@ def test_an_uploaded_batch_survives_a_reload(monkeypatch) -> None:
     assert not reloaded.exception
     assert [item["name"] for item in reloaded.session_state["batch"]] == ["a.png", "b.png"]
     assert reloaded.multiselect(key=f"keep-{'a' * 32}/{0:032x}.png").value == ["Person"]
+
+
+def test_the_job_page_says_what_the_job_cost_and_a_budget_is_sent(app) -> None:
+    at, fake = app
+    _open_job(at)
+    assert any(
+        c.value == "Cost: about $0.12 (3 model calls) of a $1.00 budget · about $0.16 for the whole job"
+        for c in at.caption
+    )
+    at.switch_page("pages/new_batch.py").run()
+    _upload(at, ["a.png"])
+    at.checkbox(key="cap_budget").check().run()
+    at.number_input(key="budget").set_value(5.0).run()
+    at.text_area(key="prompt").input("a quiet beach").run()
+    at.button(key="submit").click().run()
+    assert not at.exception and fake.submitted[-1]["budgetUsd"] == 5.0

@@ -273,3 +273,35 @@ def test_a_bad_quality_result_reaches_the_report_and_the_email(store, photo) -> 
     csv_text = boto3.client("s3").get_object(Bucket=BUCKET, Key=contracts.report_key(OWNER, JOB_ID, "csv"))["Body"]
     rows = list(csv.DictReader(csv_text.read().decode().splitlines()))
     assert (rows[0]["quality"], rows[0]["haloDeltaE"]) == ("FAIL", "7.5")
+
+
+def test_a_budget_cap_stops_new_model_calls_and_says_so(store, photo) -> None:
+    from chalicelib.errors import BudgetReached
+
+    events = _job(store, {"a.png": photo(320, 240), "b.png": photo(320, 240)}, {"budgetUsd": 0.08, "maxModelCalls": 2})
+    steps = Steps(boto3.client("s3"), store)
+    first = steps.prepare(events[0])
+    assert steps.prepare(events[0]) == first  # a repeated Prepare reserves nothing twice
+    with pytest.raises(BudgetReached) as stopped:
+        steps.prepare(events[1])  # the cap is 2 calls: photo a holds both
+    assert "budget of $0.08 was spent (2 model calls)" in str(stopped.value)
+    assert (
+        not boto3.client("s3")
+        .list_objects_v2(Bucket=BUCKET, Prefix=contracts.request_key(JOB_ID, events[1]["image"]["imageId"], "")[:-6])
+        .get("Contents")
+    )  # no request written for b: nothing was sent
+    failure = {
+        "Error": "BudgetReached",
+        "Cause": json.dumps({"errorType": "BudgetReached", "errorMessage": str(stopped.value)}),
+    }
+    assert steps.record_failure({**events[1], "failure": failure})["errorCode"] == "BUDGET_REACHED"
+    assert store.get_job(JOB_ID)["modelCallsStarted"] == 2
+
+
+def test_a_failed_image_counts_the_model_calls_that_answered_before_it_failed(store, photo) -> None:
+    (event,) = _job(store, {"a.png": photo(320, 240)})
+    steps, standin = Steps(boto3.client("s3"), store), StandInBedrock()
+    _answer(event, steps.prepare(event)["call"], standin)  # remove-background answered: billed
+    failure = {"Error": "Bedrock.ValidationException", "Cause": "the inpaint request was refused"}
+    steps.record_failure({**event, "failure": failure})
+    assert _status(store, event)["modelCalls"] == 1 and store.get_job(JOB_ID)["modelCalls"] == 1
