@@ -91,7 +91,7 @@ def package_size() -> None:
 def main() -> int:
     import logging
 
-    from bench import cost, cutout, quality, throughput
+    from bench import cost, cutout, quality, throughput, webapp
 
     for noisy in ("werkzeug", "moto"):  # the local stack's request logs
         logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -104,9 +104,10 @@ def main() -> int:
         ("orchestration cost", cost.run),
         ("result quality", quality.run),
         ("local cut-out engine", cutout.run),
+        ("web app at 1,000 images", webapp.run),
     ):
         print(f"- {name}", flush=True)
-        bench(row) if bench in (throughput.run, cost.run, quality.run, cutout.run) else bench()
+        bench(row) if bench in (throughput.run, cost.run, quality.run, cutout.run, webapp.run) else bench()
     width = max(len(r[0]) for r in ROWS)
     print("\n" + "\n".join(f"{n:<{width}}  {v:<55} {t:<22} {s}" for n, v, t, s in ROWS))
     return 0
