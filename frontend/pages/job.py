@@ -65,7 +65,7 @@ def _links() -> gallery.LinkCache:
 
 
 def _filters() -> tuple[list[gallery.Segment], int]:
-    status_col, verdict_col, order_col, size_col, look_col = st.columns([2, 2, 2, 1, 2])
+    status_col, verdict_col, order_col, size_col, look_col = st.columns([2, 2, 2, 1, 3])
     status = SHOW[status_col.selectbox("Show", list(SHOW), key="job_filter")]
     verdict = VERDICTS[verdict_col.selectbox("Verdict", list(VERDICTS), key="job_verdict")]
     doubtful = ORDERS[order_col.selectbox("Order", list(ORDERS), key="job_order")]

@@ -104,7 +104,7 @@ def upload_step(api: Any) -> None:
 
 
 LABEL_PAGE_SIZE = 24  # cards per page of the label step: 1,000 photos are never drawn at once
-LABEL_COLUMNS = 6
+LABEL_COLUMNS = 4
 
 
 def _kept_labels() -> dict[str, list[str]]:
