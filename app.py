@@ -28,6 +28,7 @@ from chalicelib.models.lifecycle import LifecycleChecker
 from chalicelib.notify import Notifier
 from chalicelib.reconciler import ENDED_STATUSES, EXECUTION_STATUS_CHANGE, Reconciler
 from chalicelib.report import Reporter
+from chalicelib.review import ReviewService
 from chalicelib.starter import WorkflowStarter
 from chalicelib.store import JobStore
 from chalicelib.uploads import UploadService
@@ -324,6 +325,23 @@ def get_archive(job_id: str) -> dict[str, Any]:
     return _archives().status(archive.ArchiveRequest(owner, job_id, originals, report_too))
 
 
+def _reviews() -> ReviewService:
+    return ReviewService(_store(), aws.client("stepfunctions"))
+
+
+@app.route("/jobs/{job_id}/review", methods=["POST"], authorizer=authorizer, cors=cors)
+@api
+def review_images(job_id: str) -> dict[str, Any]:
+    owner = _owner()
+    return _reviews().decide(owner, job_id, _body())
+
+
+@app.route("/jobs/{job_id}/review/approve", methods=["POST"], authorizer=authorizer, cors=cors)
+@api
+def approve_review(job_id: str) -> dict[str, Any]:
+    return _reviews().approve(_owner(), job_id)
+
+
 # ---- Event handlers and workflow Lambdas ---------------------------------------------------
 
 
@@ -420,6 +438,12 @@ def report(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @observability.workflow_step("build_archive")
 def build_archive(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _archives().build(archive.ArchiveRequest.from_event(event))
+
+
+@app.lambda_function(name="await_review")
+@observability.workflow_step("await_review")
+def await_review(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _reviews().open(event)
 
 
 @app.lambda_function(name="record_notification_failure")

@@ -116,6 +116,10 @@ def lambda_policies(
             ["lambda:InvokeFunction"],
             [f"arn:{partition}:lambda:{region}:{account}:function:{lambda_function(stage, ARCHIVE_BUILDER)}"],
         ),
+        # the owner's approval ends the workflow's wait for review (docs/aws-notes.md#n50-step-functions-task-tokens)
+        Grant.SEND_TASK_RESULT: _statement(
+            "SendReviewResult", ["states:SendTaskSuccess"], [state_machine_arn(region, account, stage, partition)]
+        ),
         Grant.ABORT_ARCHIVE_UPLOAD: _statement(
             "AbortArchiveUpload", ["s3:AbortMultipartUpload"], [f"{bucket}/{contracts.RESULTS_PREFIX}*"]
         ),

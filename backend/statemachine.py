@@ -29,6 +29,9 @@ NO_RETRY_TYPES = PURE_STATE_TYPES | {"Map"}
 
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+# A Lambda task that waits for its task token (review before delivery): its length is the
+# owner's deadline (TimeoutSecondsPath), not the function's time.
+LAMBDA_INVOKE_WAIT = "arn:aws:states:::lambda:invoke.waitForTaskToken"
 BEDROCK_INVOKE_MODEL = "arn:aws:states:::bedrock:invokeModel"
 
 
@@ -79,6 +82,8 @@ def retry_policy(name: str, state: Mapping[str, Any]) -> str:
         return "bedrock-transient-errors"
     if resource == LAMBDA_INVOKE:
         return "lambda-any-error" if name in RETRY_ANY_ERROR_STATES else "lambda-service-errors"
+    if resource == LAMBDA_INVOKE_WAIT:  # a deadline that passed is not retried
+        return "lambda-service-errors"
     return "any-error"
 
 
@@ -117,7 +122,8 @@ def with_policies(definition: dict[str, Any]) -> dict[str, Any]:
     for _, level in _levels(definition):
         for name, state in level.get("States", {}).items():
             if state.get("Type") == "Task":
-                state["TimeoutSeconds"] = task_timeout_s(state)
+                if "TimeoutSecondsPath" not in state:  # a wait's time limit is its input's
+                    state["TimeoutSeconds"] = task_timeout_s(state)
                 state["Retry"] = RETRY_POLICIES[retry_policy(name, state)]
     return definition
 
@@ -297,7 +303,7 @@ def check_graph(definition: Mapping[str, Any]) -> list[str]:
                 problems.append(f"{where}{name}: neither Next nor End")
             if state.get("Type") not in NO_RETRY_TYPES and not state.get("Retry"):
                 problems.append(f"{where}{name}: {state.get('Type')} state has no Retry")
-            if state.get("Type") == "Task" and "TimeoutSeconds" not in state:
+            if state.get("Type") == "Task" and not {"TimeoutSeconds", "TimeoutSecondsPath"} & set(state):
                 problems.append(f"{where}{name}: Task has no TimeoutSeconds")
         for name in set(states) - targets:
             problems.append(f"{where}{name}: unreachable")

@@ -247,7 +247,10 @@ class ArchiveService:
         for image in self.store.images(request.job_id):
             stem = PurePosixPath(str(image.get("name") or image["imageId"])).stem
             tag = f"{stem}-{image['imageId'][:8]}"
-            if image["status"] == ImageStatus.SUCCEEDED.value:
+            if (
+                image["status"] == ImageStatus.SUCCEEDED.value
+                and image.get("reviewDecision") != contracts.ReviewDecision.REJECTED
+            ):
                 for output in image.get("outputs") or []:
                     suffix = PurePosixPath(output["key"]).suffix
                     yield f"results/{tag}-{output['variant']}{suffix}", output["key"]

@@ -54,6 +54,25 @@ class Verdict(StrEnum):
     NONE = "NONE"  # a query value only: images with no verdict (not finished, failed, or older jobs)
 
 
+class ReviewDecision(StrEnum):
+    """The owner's decision on one result of a job under review (chalicelib/review.py)."""
+
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"  # not delivered: left out of the archive, marked in the report
+
+
+class ReviewStatus(StrEnum):
+    WAITING = "WAITING"  # the workflow waits on its task token for the owner's approval
+    APPROVED = "APPROVED"  # the owner released it: the report and email follow
+    EXPIRED = "EXPIRED"  # the deadline passed first: delivered as it was, rejections kept
+
+
+# Review before delivery: the deadline the owner may give, in hours (the workflow's wait is a
+# Standard execution's task, which may last up to a year; a week is Backdrop's choice).
+MAX_REVIEW_HOURS: Final = 168
+MIN_REVIEW_SECONDS: Final = 60
+
+
 # The gallery's "doubtful first" order: failed images, then results by verdict, worst first.
 DOUBTFUL_FIRST: Final = (Verdict.FAIL, Verdict.WARN, Verdict.SKIPPED, Verdict.PASS, Verdict.NONE)
 

@@ -36,6 +36,7 @@ class Grant(StrEnum):
     START_WEBHOOK = "start-webhook"  # lambda:InvokeFunction of the webhook sender (a cancel, a reconciled job)
     START_ARCHIVE_BUILD = "start-archive-build"  # lambda:InvokeFunction on this stage's build_archive
     ABORT_ARCHIVE_UPLOAD = "abort-archive-upload"  # s3:AbortMultipartUpload under the results prefix
+    SEND_TASK_RESULT = "send-task-result"  # states:SendTaskSuccess: an owner's approval ends the review wait
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
                 Grant.START_WEBHOOK,
                 Grant.START_ARCHIVE_BUILD,
                 Grant.ABORT_ARCHIVE_UPLOAD,
+                Grant.SEND_TASK_RESULT,
             }
         ),
     ),
@@ -155,6 +157,8 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         s3_write=(REPORTS_PREFIX,),
         table_actions=("Query", "UpdateItem", "GetItem"),
     ),
+    # Review before delivery: keeps the workflow's task token on the job (chalicelib/review.py)
+    LambdaFunction("await_review", memory_mb=256, timeout_s=30, workflow_task=True, table_actions=("UpdateItem",)),
     LambdaFunction(
         "record_notification_failure",
         memory_mb=256,

@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts, costs, quality, webhooks
+from chalicelib import contracts, costs, quality, review, webhooks
 from chalicelib.contracts import ImageStatus, JobStatus
 from chalicelib.errors import (
     BadRequest,
@@ -51,6 +51,7 @@ JOB_FIELDS = {
     "images",
     "notify",
     "budgetUsd",
+    "reviewHours",
 }
 IMAGE_FIELDS = {"imageRef", "name", "labels", "prompt"}
 REQUEST_PROBLEMS = "the job request is not valid"
@@ -374,6 +375,7 @@ class JobService:
         budget_usd: float | None = None,
         job_id: str | None = None,
         retry_of: str | None = None,
+        review_seconds: int | None = None,
     ) -> dict[str, Any]:
         """Persist a validated job. `notify`: whether the job's email goes out (to the owner's own
         subscription); `email`: the owner's address at submit (the token's claim), kept on the job;
@@ -404,6 +406,8 @@ class JobService:
         if budget_usd is not None:
             stored_settings[costs.BUDGET_FIELD] = budget_usd
             stored_settings[costs.MAX_CALLS_SETTING] = costs.max_calls(spec, settings.variants, budget_usd)
+        if review_seconds is not None:  # the workflow waits this long for the owner's approval
+            stored_settings[review.REVIEW_SECONDS_SETTING] = review_seconds
         self.store.put_job(
             job_id=job_id,
             owner=owner,
@@ -434,6 +438,7 @@ class JobService:
         """POST /jobs: parse the body (every problem at once), then submit."""
         spec, settings, images = parse_job_request(body, model_lookup=model_lookup)
         budget = costs.parse_budget(body, spec, settings.variants)
+        review_seconds = review.parse_review(body)
         return self.submit(
             owner,
             spec,
@@ -443,6 +448,7 @@ class JobService:
             email=email,
             webhook_url=webhook_url_of(body),
             budget_usd=budget,
+            review_seconds=review_seconds,
         )
 
     def retry_failed(
@@ -468,6 +474,7 @@ class JobService:
                 details=[{"jobId": earlier}],
             )
         budget = (job.get("settings") or {}).get(costs.BUDGET_FIELD)
+        review_seconds = (job.get("settings") or {}).get(review.REVIEW_SECONDS_SETTING)
         try:
             result = self.submit(
                 owner,
@@ -480,6 +487,7 @@ class JobService:
                 budget_usd=float(budget) if budget is not None else None,
                 job_id=retry_job_id,
                 retry_of=job_id,
+                review_seconds=int(review_seconds) if review_seconds is not None else None,
             )
         except Exception:
             self.store.release_retry(job_id, retry_job_id)  # nothing was made: it may be retried again
@@ -512,6 +520,9 @@ class JobService:
         if job.get("webhook"):
             out["webhook"] = job["webhook"]
         out["cost"] = costs.job_cost(job, int(job.get(contracts.JOB_MODEL_CALLS_ATTRIBUTE) or 0))
+        reviewed = review.ReviewService.view(job)
+        if reviewed:
+            out["review"] = reviewed
         for link in ("retryOf", "retriedAs"):
             if job.get(link):
                 out[link] = job[link]
@@ -544,6 +555,7 @@ class JobService:
             "labels": image.get("labels") or [],
             "prompt": image.get("prompt"),
             "verdict": image.get("verdict"),
+            "reviewDecision": image.get("reviewDecision"),
             "originalUrl": self._url(image["key"]),
             "outputs": [{**o, "url": self._url(o["key"])} for o in image.get("outputs") or []],
         }

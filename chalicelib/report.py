@@ -159,6 +159,11 @@ class Reporter:
             job = self.store.get_job(job_id)
             if job is None or job.get("owner") != owner:
                 raise StorageError(f"job {job_id} was not found for its owner")
+            if (job.get("review") or {}).get("status") == contracts.ReviewStatus.WAITING.value:
+                # the report runs while the owner has not approved: the deadline passed (or the
+                # wait failed); delivered as it is, with the decisions made so far
+                self.store.close_review(job_id, contracts.ReviewStatus.EXPIRED)
+                job = self.store.get_job(job_id) or job
             cancelled = job.get("status") == JobStatus.CANCELLED.value
             if cancelled:
                 images = self.store.close_unfinished(job_id, CANCELLED_CAUSE, code=None, status=ImageStatus.CANCELLED)
@@ -199,6 +204,8 @@ class Reporter:
             "producedBy": produced_by,
             # what the model calls that answered cost (chalicelib/costs.py), and the budget cap
             "cost": costs.job_cost(job, int(job.get(contracts.JOB_MODEL_CALLS_ATTRIBUTE) or 0)),
+            # review before delivery: how it ended and what the owner left out
+            "review": {k: v for k, v in (job.get("review") or {}).items() if k != "token"} or None,
             "workflowError": map_error,
             "images": [
                 {
@@ -210,6 +217,7 @@ class Reporter:
                     "labels": i.get("labels") or [],
                     "prompt": i.get("prompt") or settings.get("prompt"),
                     "outputs": i.get("outputs") or [],
+                    "reviewDecision": i.get("reviewDecision"),
                     "width": i.get("width"),
                     "height": i.get("height"),
                     "startedAt": i.get("startedAt"),
@@ -288,6 +296,13 @@ class Reporter:
         budget_stopped = sum(1 for i in report["images"] if i.get("errorCode") == ErrorCode.BUDGET_REACHED.value)
         if budget_stopped:
             lines.append(f"The budget was spent before {budget_stopped} image(s) could be sent to the model.")
+        if (report.get("review") or {}).get("status") == contracts.ReviewStatus.EXPIRED.value:
+            lines.append("The review deadline passed before approval: delivered with the decisions made by then.")
+        rejected = sum(
+            1 for i in report["images"] if i.get("reviewDecision") == contracts.ReviewDecision.REJECTED.value
+        )
+        if rejected:
+            lines.append(f"Rejected in review, not delivered: {rejected} result(s).")
         for made_by in report.get("producedBy") or []:
             lines.append(f"Produced by: {made_by}")
         if report.get("workflowError"):

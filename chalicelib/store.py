@@ -233,6 +233,52 @@ class JobStore:
         self.table.put_item(Item=_stored(job), ConditionExpression="attribute_not_exists(pk)")
         return cast(dict[str, Any], plain(job))
 
+    def open_review(self, job_id: str, token: str, deadline: str) -> None:
+        """The workflow waits for the owner: keep its task token (a repeated open replaces it)."""
+        self.table.update_item(
+            Key=self._job_key(job_id),
+            UpdateExpression="SET review = :r",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={
+                ":r": {"status": contracts.ReviewStatus.WAITING.value, "token": token, "deadline": deadline}
+            },
+        )
+
+    def close_review(self, job_id: str, status: contracts.ReviewStatus) -> None:
+        """The wait is over: the token is forgotten, the outcome kept."""
+        self.table.update_item(
+            Key=self._job_key(job_id),
+            UpdateExpression="SET review.#s = :s, review.closedAt = :t REMOVE review.#t",
+            ConditionExpression="attribute_exists(review)",
+            ExpressionAttributeNames={"#s": "status", "#t": "token"},
+            ExpressionAttributeValues={":s": status.value, ":t": contracts.utc_now_iso()},
+        )
+
+    def set_review_decisions(self, job_id: str, decisions: Mapping[str, contracts.ReviewDecision]) -> list[str]:
+        """Record each image's decision; answers the ids that are not succeeded images of the job."""
+        refused = []
+        for image_id, decision in decisions.items():
+            try:
+                self.table.update_item(
+                    Key=self._image_key(job_id, image_id),
+                    UpdateExpression="SET reviewDecision = :d",
+                    ConditionExpression="attribute_exists(pk) AND #s = :ok",
+                    ExpressionAttributeNames={"#s": "status"},
+                    ExpressionAttributeValues={":d": decision.value, ":ok": ImageStatus.SUCCEEDED.value},
+                )
+            except ClientError as exc:
+                if client_error_code(exc) != CONDITION_FAILED:
+                    raise
+                refused.append(image_id)
+        return refused
+
+    def count_review_decisions(self, job_id: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for image in self._query_all(KeyConditionExpression=self._images_condition(job_id)):
+            if image.get("reviewDecision"):
+                counts[image["reviewDecision"]] = counts.get(image["reviewDecision"], 0) + 1
+        return counts
+
     def claim_retry(self, job_id: str, retry_job_id: str) -> str | None:
         """Name `retry_job_id` as the one retry of `job_id`'s failed images; None if that worked,
         else the retry it already has (one retry per failed set)."""

@@ -411,6 +411,14 @@ class BackdropClient:
         params = {"originals": str(originals).lower(), "report": str(report).lower()}
         return self.request("GET", f"/jobs/{job_id}/archive", params=params)
 
+    def review(self, job_id: str, decisions: dict[str, str]) -> dict[str, Any]:
+        """Record APPROVED / REJECTED per image id of a job waiting for its owner's review."""
+        return self.request("POST", f"/jobs/{job_id}/review", {"decisions": decisions})
+
+    def approve(self, job_id: str) -> dict[str, Any]:
+        """Release a job waiting for review: its report and email follow, rejected results left out."""
+        return self.request("POST", f"/jobs/{job_id}/review/approve", {})
+
     def retry(self, job_id: str) -> dict[str, Any]:
         return self.request("POST", f"/jobs/{job_id}/retry", {})
 

@@ -42,7 +42,6 @@ from frontend.api_client import UNREACHABLE, ApiError, BackdropClient, CognitoLo
 
 EXIT_OK, EXIT_IMAGES_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_PROFILE = "default"
-NOT_AVAILABLE = "NOT_AVAILABLE"
 
 
 class UsageError(Exception):
@@ -225,6 +224,8 @@ def _status_text(view: dict[str, Any]) -> str:
     )
     if spent:
         lines.append(spent)
+    if (view.get("review") or {}).get("status") == "WAITING":
+        lines.append(f"waiting for your review until {view['review'].get('deadline')}: backdrop review {view['jobId']}")
     if view.get("retriedAs"):
         lines.append(f"its failed images were sent again as job {view['retriedAs']}")
     webhook = view.get("webhook")
@@ -430,6 +431,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         ("stylePreset", args.style),
         ("webhookUrl", args.webhook),
         ("budgetUsd", args.budget),
+        ("reviewHours", args.review_hours),
     )
     job.update({key: value for key, value in optional if value is not None})
     submitted = client.submit(job)
@@ -536,11 +538,19 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    raise ApiError(
-        0,
-        NOT_AVAILABLE,
-        "reviewing a job's images before delivery is not available in this version of Backdrop yet",
-    )
+    """Reject (or keep) results of a job waiting for review, then deliver it with --approve."""
+    client = _client(args)
+    decisions = {image_id: "REJECTED" for image_id in args.reject} | {image_id: "APPROVED" for image_id in args.keep}
+    lines = []
+    if decisions:
+        client.review(args.job, decisions)
+        lines.append(f"recorded {len(decisions)} decision(s) on job {args.job}")
+    if args.approve:
+        released = client.approve(args.job)
+        lines.append(f"job {args.job} approved: delivering, {released['rejected']} result(s) rejected")
+    answer = {"jobId": args.job, "decisions": decisions, "approved": args.approve}
+    _print(args, answer, "\n".join(lines) or "nothing to do: give --reject, --keep or --approve")
+    return EXIT_OK
 
 
 def cmd_webhook_secret(args: argparse.Namespace) -> int:
@@ -621,6 +631,12 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument(
         "--budget", type=float, default=None, help="the most this job may spend on model calls, in US dollars"
     )
+    submit.add_argument(
+        "--review-hours",
+        type=float,
+        default=None,
+        help="wait for your approval (backdrop review) before delivering, at most this many hours",
+    )
     submit.add_argument("--no-email", action="store_true", help="no email when this job is done")
     submit.add_argument("--wait", action="store_true", help="wait for the job, with a progress bar")
     submit.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
@@ -650,7 +666,11 @@ def parser() -> argparse.ArgumentParser:
     delete.add_argument("job")
     delete.add_argument("--originals", action="store_true", help="also delete the uploaded originals")
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    command("review", cmd_review, "review a job's images before delivery (not available yet)").add_argument("job")
+    review = command("review", cmd_review, "decide on the results of a job waiting for review, then deliver it")
+    review.add_argument("job")
+    review.add_argument("--reject", nargs="*", default=[], metavar="IMAGE_ID", help="results not to deliver")
+    review.add_argument("--keep", nargs="*", default=[], metavar="IMAGE_ID", help="results to deliver after all")
+    review.add_argument("--approve", action="store_true", help="deliver now (the report and the email follow)")
     secret = command("webhook-secret", cmd_webhook_secret, "your webhook signing secret")
     secret.add_argument("--rotate", action="store_true", help="replace it with a new one")
     verify = command("verify-webhook", cmd_verify_webhook, "check a received webhook's signature")

@@ -128,6 +128,43 @@ def _summary(view: dict[str, Any]) -> None:
         st.warning(f"The email could not be sent: {view['notification'].get('cause')}")
     if view.get("retryOf"):
         st.caption(f"A retry of job {view['retryOf']}.")
+    _review_banner(view)
+
+
+def _waiting_for_review(view: dict[str, Any]) -> bool:
+    return (view.get("review") or {}).get("status") == contracts.ReviewStatus.WAITING.value
+
+
+def _review_banner(view: dict[str, Any]) -> None:
+    review = view.get("review") or {}
+    if _waiting_for_review(view):
+        st.info(
+            f"Review before delivery: untick the results you do not want, then deliver. Until "
+            f"{review.get('deadline')} (UTC); after that the job is delivered as it is.",
+            icon=":material/rate_review:",
+        )
+        st.button("Approve and deliver", key="approve", type="primary", on_click=_approve, args=(view["jobId"],))
+    elif review.get("status") in (contracts.ReviewStatus.APPROVED.value, contracts.ReviewStatus.EXPIRED.value):
+        how = "approved" if review["status"] == contracts.ReviewStatus.APPROVED.value else "not approved in time"
+        st.caption(f"Reviewed: {how}; rejected results are left out of the report's deliveries and the zip.")
+    if st.session_state.get("review_error"):
+        session.show_error(st.session_state.pop("review_error"))
+
+
+def _approve(job_id: str) -> None:
+    try:
+        api.approve(job_id)
+    except ApiError as exc:
+        st.session_state["review_error"] = exc
+
+
+def _decide(job_id: str, image_id: str) -> None:
+    keep = st.session_state.get(f"deliver-{image_id}", True)
+    decision = contracts.ReviewDecision.APPROVED if keep else contracts.ReviewDecision.REJECTED
+    try:
+        api.review(job_id, {image_id: decision.value})
+    except ApiError as exc:
+        st.session_state["review_error"] = exc
 
 
 # ---------------------------------------------------------------- the grid
@@ -149,7 +186,7 @@ def _scorecard(output: dict[str, Any]) -> None:
     show(f"Quality {card.summary()}")
 
 
-def _card(image: dict[str, Any], look: str) -> None:
+def _card(image: dict[str, Any], look: str, reviewing: str | None = None) -> None:
     verdict = gallery.verdict_of(image)
     st.markdown(f"**{image['name']}** · {image['status']}" + (f" · {verdict}" if verdict else ""))
     if image.get("errorCode"):
@@ -167,6 +204,13 @@ def _card(image: dict[str, Any], look: str) -> None:
         st.image(image["originalUrl"], caption="Before", width="stretch")
     for output in outputs:
         _scorecard(output)
+    if reviewing and outputs:  # the job waits for its owner: deliver this result or not
+        key = f"deliver-{image['imageId']}"
+        if key not in st.session_state:
+            st.session_state[key] = image.get("reviewDecision") != contracts.ReviewDecision.REJECTED.value
+        st.checkbox("Deliver", key=key, on_change=_decide, args=(reviewing, image["imageId"]))
+    elif image.get("reviewDecision") == contracts.ReviewDecision.REJECTED.value:
+        st.caption("Rejected in review: not delivered.")
     if st.button("Full size", key=f"full-{image['imageId']}", icon=":material/open_in_full:"):
         _full_size(image)
 
@@ -176,11 +220,12 @@ def _grid(page: gallery.GalleryPage) -> None:
         st.caption("No images here.")
         return
     look = st.session_state.get("job_look") or LOOKS[0]
+    reviewing = page.view["jobId"] if _waiting_for_review(page.view) else None
     for row_start in range(0, len(page.images), COLUMNS):
         columns = st.columns(COLUMNS)
         for column, image in zip(columns, page.images[row_start : row_start + COLUMNS], strict=False):
             with column, st.container(border=True):
-                _card(image, look)
+                _card(image, look, reviewing)
 
 
 # ---------------------------------------------------------------- finished jobs

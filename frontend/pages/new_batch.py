@@ -264,6 +264,17 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
         if capped
         else None
     )
+    reviewed = st.checkbox(
+        "Review before delivery",
+        key="review",
+        help="After the photos are done, the job waits for you to approve it (rejecting any result you do not want) "
+        "before the report and the email; past your deadline it is delivered as it is.",
+    )
+    review_hours = (
+        st.number_input("Review deadline (hours)", 0.1, float(contracts.MAX_REVIEW_HOURS), 24.0, key="review_hours")
+        if reviewed
+        else None
+    )
     lock_seed = st.checkbox("Lock the seed (reproducible results)", key="lock_seed")
     seed = st.number_input("Seed", 0, limits["seedMax"], 42, key="seed") if lock_seed else None
     st.markdown(
@@ -292,6 +303,8 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
         job["seed"] = int(seed)
     if budget is not None:
         job["budgetUsd"] = float(budget)
+    if review_hours is not None:
+        job["reviewHours"] = float(review_hours)
     for item in batch:
         image = {
             "imageRef": item["imageRef"],

@@ -89,6 +89,8 @@ def test_whole_workflow_in_the_browser(ui: str, tmp_path: Path) -> None:
         page.set_viewport_size({"width": 1400, "height": 2400})  # Streamlit scrolls inside the page: show it all
         page.screenshot(path=str(ARTIFACTS / "02-labels-and-settings.png"), full_page=True)
         page.set_viewport_size({"width": 1400, "height": 1000})
+        page.get_by_text("Review before delivery", exact=True).click()  # wait for approval before delivery
+        expect(page.get_by_role("spinbutton", name="Review deadline (hours)")).to_be_visible()
         page.get_by_role("button", name="Replace backgrounds").click()
         expect(page.get_by_text("started with 2 photo(s)")).to_be_visible()
 
@@ -96,12 +98,21 @@ def test_whole_workflow_in_the_browser(ui: str, tmp_path: Path) -> None:
         expect(page.get_by_text("2/2 finished")).to_be_visible(timeout=120_000)
         page.screenshot(path=str(ARTIFACTS / "03-jobs.png"), full_page=True)
         page.get_by_role("button", name="Open").first.click()
+        # review before delivery: the workflow waits on its task token until the owner approves
+        expect(page.get_by_role("button", name="Approve and deliver")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("RUNNING")).to_be_visible()
+        page.get_by_text("Deliver", exact=True).first.click()  # reject the first result
+        page.set_viewport_size({"width": 1400, "height": 1600})
+        expect(page.locator('[data-stale="true"]')).to_have_count(0)  # the rerun has drawn everything
+        page.screenshot(path=str(ARTIFACTS / "04-review.png"), full_page=True)
+        page.get_by_role("button", name="Approve and deliver").click()
         expect(page.get_by_text("COMPLETED")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("Rejected in review: not delivered.")).to_be_visible()
         expect(page.get_by_role("button", name="Prepare zip")).to_be_visible(timeout=30_000)  # finished, drawn once
         expect(page.get_by_text("Cost: about $")).to_be_visible()  # what the run cost, in words
         expect(page.locator('[data-testid="stImage"] img')).to_have_count(2)  # a grid of results, one per card
         page.set_viewport_size({"width": 1400, "height": 1600})
-        page.screenshot(path=str(ARTIFACTS / "04-job-gallery.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / "05-job-gallery.png"), full_page=True)
         assert "job=" in page.url and "session=" in page.url
 
         # compare: one card flipped to its original, then every card side by side
@@ -110,10 +121,11 @@ def test_whole_workflow_in_the_browser(ui: str, tmp_path: Path) -> None:
         expect(page.locator('[data-testid="stImage"] img').first).not_to_have_attribute("src", first_after or "")
         page.get_by_text("Side by side", exact=True).click()
         expect(page.locator('[data-testid="stImage"] img')).to_have_count(4)  # before and after, twice
-        page.screenshot(path=str(ARTIFACTS / "05-compare.png"), full_page=True)
+        expect(page.locator('[data-stale="true"]')).to_have_count(0)
+        page.screenshot(path=str(ARTIFACTS / "06-compare.png"), full_page=True)
         page.get_by_role("button", name="Full size").first.click()
         expect(page.get_by_role("dialog")).to_be_visible()
-        page.screenshot(path=str(ARTIFACTS / "06-full-size.png"))
+        page.screenshot(path=str(ARTIFACTS / "07-full-size.png"))
         page.keyboard.press("Escape")
         expect(page.get_by_role("dialog")).to_have_count(0)
 
@@ -125,10 +137,10 @@ def test_whole_workflow_in_the_browser(ui: str, tmp_path: Path) -> None:
         page.reload()  # still signed in, still on the job
         expect(page.get_by_text("COMPLETED")).to_be_visible()
         expect(page.get_by_text(f"Signed in as {DEMO_USER}")).to_be_visible()
-        page.screenshot(path=str(ARTIFACTS / "07-job-after-reload.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / "08-job-after-reload.png"), full_page=True)
 
         stranger = browser.new_context().new_page()  # the address alone signs nobody in elsewhere
         stranger.goto(page.url)
         expect(stranger.get_by_role("button", name="Sign in")).to_be_visible()
-        stranger.screenshot(path=str(ARTIFACTS / "08-job-link-signed-out.png"), full_page=True)
+        stranger.screenshot(path=str(ARTIFACTS / "09-job-link-signed-out.png"), full_page=True)
         browser.close()

@@ -37,6 +37,9 @@ class FakeApi:
         self.answers = 0
         self.archive_asked = []
         self.archive_answers = []
+        self.review_state: dict[str, Any] | None = None
+        self.decisions: list[dict[str, str]] = []
+        self.approved: list[str] = []
         self.extra_images: list[dict[str, Any]] = []
 
     def health(self) -> dict[str, Any]:
@@ -173,6 +176,7 @@ class FakeApi:
             "prompt": "beach",
             "counts": counts,
             "verdicts": verdicts,
+            **({"review": self.review_state} if self.review_state else {}),
             "cost": {"modelCalls": 3, "actualUsd": 0.12, "estimateUsd": 0.16, "budgetUsd": 1.0, "priceSource": "p"},
             "images": images,
             "reports": {"json": "http://127.0.0.1:1/report.json", "csv": "http://127.0.0.1:1/report.csv"},
@@ -191,6 +195,14 @@ class FakeApi:
     def archive(self, job_id: str, *, originals: bool = False, report: bool = False) -> dict[str, Any]:
         self.archive_asked.append((job_id, originals, report))
         return self.archive_answers.pop(0)
+
+    def review(self, job_id: str, decisions: dict[str, str]) -> dict[str, Any]:
+        self.decisions.append(decisions)
+        return {"jobId": job_id, "decided": len(decisions)}
+
+    def approve(self, job_id: str) -> dict[str, Any]:
+        self.approved.append(job_id)
+        return {"jobId": job_id, "review": "APPROVED", "rejected": 1}
 
     def archive_status(self, job_id: str, *, originals: bool = False, report: bool = False) -> dict[str, Any]:
         return self.archive_answers.pop(0)
@@ -710,3 +722,22 @@ def test_the_job_page_says_what_the_job_cost_and_a_budget_is_sent(app) -> None:
     at.text_area(key="prompt").input("a quiet beach").run()
     at.button(key="submit").click().run()
     assert not at.exception and fake.submitted[-1]["budgetUsd"] == 5.0
+
+
+def test_a_job_waiting_for_review_is_approved_result_by_result_then_delivered(app) -> None:
+    at, fake = app
+    fake.job_status = "RUNNING"
+    fake.review_state = {"status": "WAITING", "deadline": "2026-11-25T18:00:00Z"}
+    _open_job(at)
+    assert any("Review before delivery" in i.value for i in at.info)
+    at.checkbox(key=f"deliver-{'b' * 32}").uncheck().run()
+    assert not at.exception and fake.decisions == [{"b" * 32: "REJECTED"}]
+    at.button(key="approve").click().run()
+    assert not at.exception and fake.approved == [JOB_ID]
+    at.switch_page("pages/new_batch.py").run()
+    _upload(at, ["a.png"])
+    at.checkbox(key="review").check().run()
+    at.number_input(key="review_hours").set_value(4.0).run()
+    at.text_area(key="prompt").input("a quiet beach").run()
+    at.button(key="submit").click().run()
+    assert not at.exception and fake.submitted[-1]["reviewHours"] == 4.0

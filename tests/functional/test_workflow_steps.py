@@ -305,3 +305,18 @@ def test_a_failed_image_counts_the_model_calls_that_answered_before_it_failed(st
     failure = {"Error": "Bedrock.ValidationException", "Cause": "the inpaint request was refused"}
     steps.record_failure({**event, "failure": failure})
     assert _status(store, event)["modelCalls"] == 1 and store.get_job(JOB_ID)["modelCalls"] == 1
+
+
+def test_a_review_whose_deadline_passed_is_reported_as_expired_with_its_decisions(store, photo) -> None:
+    from chalicelib.contracts import ReviewDecision
+
+    (event,) = _job(store, {"a.png": photo(320, 240)}, {"reviewSeconds": 60})
+    item = _run(store, event)
+    store.open_review(JOB_ID, "token-1", "2026-11-24T13:00:00Z")
+    assert store.set_review_decisions(JOB_ID, {item["imageId"]: ReviewDecision.REJECTED}) == []
+    assert store.set_review_decisions(JOB_ID, {"f" * 32: ReviewDecision.APPROVED}) == ["f" * 32]  # not in the job
+    result = Reporter(boto3.client("s3"), store).build({"jobId": JOB_ID, "owner": OWNER, "bucket": BUCKET})
+    review = store.get_job(JOB_ID)["review"]
+    assert review["status"] == "EXPIRED" and "token" not in review  # the token is forgotten
+    assert "The review deadline passed before approval" in result["message"]
+    assert "Rejected in review, not delivered: 1 result(s)." in result["message"]

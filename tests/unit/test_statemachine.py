@@ -115,7 +115,22 @@ def test_map_tolerates_every_item_failure_and_always_reports() -> None:
     assert process["ToleratedFailurePercentage"] == 100
     assert process["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
     assert process["ItemReader"]["Resource"] == "arn:aws:states:::s3:getObject"
-    assert process["Catch"][0]["Next"] == "Write the report" and process["Next"] == "Write the report"
+    assert process["Catch"][0]["Next"] == "Write the report" and process["Next"] == "Is a review wanted"
+    # without a review the report follows at once; with one, after the wait, however it ends
+    states = _definition()["States"]
+    assert states["Is a review wanted"]["Default"] == "Write the report"
+    wait = states[states["Is a review wanted"]["Choices"][0]["Next"]]
+    assert wait["Next"] == "Write the report" and wait["Catch"][0]["Next"] == "Write the report"
+
+
+def test_the_review_wait_lasts_the_owners_deadline_and_is_never_retried_after_it() -> None:
+    states = _definition()["States"]
+    wait = states["Wait for the owner's review"]
+    assert wait["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
+    assert wait["TimeoutSecondsPath"] == "$.settings.reviewSeconds" and "TimeoutSeconds" not in wait
+    assert wait["Parameters"]["Payload"]["taskToken.$"] == "$$.Task.Token"
+    retried = {error for rule in wait["Retry"] for error in rule["ErrorEquals"]}
+    assert "States.Timeout" not in retried and "States.ALL" not in retried
 
 
 def test_moto_parser_accepts_the_rendered_definition(aws_mock) -> None:
