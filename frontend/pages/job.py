@@ -146,7 +146,7 @@ def _review_banner(view: dict[str, Any]) -> None:
         st.button("Approve and deliver", key="approve", type="primary", on_click=_approve, args=(view["jobId"],))
     elif review.get("status") in (contracts.ReviewStatus.APPROVED.value, contracts.ReviewStatus.EXPIRED.value):
         how = "approved" if review["status"] == contracts.ReviewStatus.APPROVED.value else "not approved in time"
-        st.caption(f"Reviewed: {how}; rejected results are left out of the report's deliveries and the zip.")
+        st.caption(f"Reviewed: {how}; rejected results are marked in the report and left out of the zip.")
     if st.session_state.get("review_error"):
         session.show_error(st.session_state.pop("review_error"))
 

@@ -1,5 +1,7 @@
 """End to end in headless Chromium against the local stack: sign in, upload two photos, remove a
-label, submit, wait for both to succeed, open the gallery. Screenshots go to test-artifacts/.
+label, submit with review before delivery, reject one result and approve, then work the gallery
+(grid, before/after per card, side by side, full size) and fetch the zip the backend builds.
+Screenshots go to test-artifacts/ (the README's are copied from there into docs/screenshots/).
 
 Chromium comes from Debian's package (/usr/bin/chromium), driven by Playwright from PyPI; no
 browser is ever downloaded by a test tool.
