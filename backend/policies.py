@@ -116,7 +116,7 @@ def lambda_policies(
             ["lambda:InvokeFunction"],
             [f"arn:{partition}:lambda:{region}:{account}:function:{lambda_function(stage, ARCHIVE_BUILDER)}"],
         ),
-        # the owner's approval ends the workflow's wait for review (docs/aws-notes.md#n50-step-functions-task-tokens)
+        # the owner's approval ends the workflow's wait for review (docs/aws-notes.md#n54-step-functions-task-tokens)
         Grant.SEND_TASK_RESULT: _statement(
             "SendReviewResult", ["states:SendTaskSuccess"], [state_machine_arn(region, account, stage, partition)]
         ),
