@@ -297,7 +297,10 @@ class Reporter:
         if budget_stopped:
             lines.append(f"The budget was spent before {budget_stopped} image(s) could be sent to the model.")
         if (report.get("review") or {}).get("status") == contracts.ReviewStatus.EXPIRED.value:
-            lines.append("The review deadline passed before approval: delivered with the decisions made by then.")
+            lines.append(
+                "The review ended before approval (its deadline passed, or the job was cancelled): "
+                "delivered with the decisions made by then."
+            )
         rejected = sum(
             1 for i in report["images"] if i.get("reviewDecision") == contracts.ReviewDecision.REJECTED.value
         )

@@ -318,5 +318,5 @@ def test_a_review_whose_deadline_passed_is_reported_as_expired_with_its_decision
     result = Reporter(boto3.client("s3"), store).build({"jobId": JOB_ID, "owner": OWNER, "bucket": BUCKET})
     review = store.get_job(JOB_ID)["review"]
     assert review["status"] == "EXPIRED" and "token" not in review  # the token is forgotten
-    assert "The review deadline passed before approval" in result["message"]
+    assert "The review ended before approval" in result["message"]
     assert "Rejected in review, not delivered: 1 result(s)." in result["message"]
