@@ -295,7 +295,7 @@ def retry_job(job_id: str) -> Response:
 def _steps() -> Steps:
     from chalicelib.workflow import Steps
 
-    return Steps(aws.client("s3"), _store())
+    return Steps(aws.client("s3"), _store(), aws.client("rekognition"))
 
 
 def _reporter() -> Reporter:

@@ -74,6 +74,7 @@ def lambda_policies(
             "Condition": {"StringLike": {"s3:prefix": [f"{contracts.UPLOADS_PREFIX}*"]}},
         },
         Grant.DETECT_LABELS: _statement("Labels", ["rekognition:DetectLabels"], ["*"]),  # no resource-level permissions
+        Grant.DETECT_TEXT: _statement("Text", ["rekognition:DetectText"], ["*"]),
         Grant.READ_MODEL_LIFECYCLE: _statement("ModelLifecycle", ["bedrock:GetFoundationModel"], foundation_models),
         Grant.READ_JOBS_STREAM: _statement(
             "JobsStream",

@@ -24,6 +24,7 @@ class Grant(StrEnum):
     LIST_UPLOADS = "list-uploads"  # s3:ListBucket, only under the uploads prefix
     OWNER_INDEX = "owner-index"  # the table actions also on its indexes
     DETECT_LABELS = "detect-labels"  # rekognition:DetectLabels
+    DETECT_TEXT = "detect-text"  # rekognition:DetectText
     READ_MODEL_LIFECYCLE = "read-model-lifecycle"  # bedrock:GetFoundationModel on the configured models
     READ_JOBS_STREAM = "read-jobs-stream"  # the table's stream, as an event source
     START_WORKFLOW = "start-workflow"  # states:StartExecution on this stage's state machine
@@ -127,8 +128,11 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         timeout_s=180,
         workflow_task=True,
         s3_read=(UPLOADS_PREFIX, SCRATCH_PREFIX),
-        s3_write=(RESULTS_PREFIX,),
+        # the original's text, read once per image, is kept in the scratch space for re-rolls
+        s3_write=(RESULTS_PREFIX, SCRATCH_PREFIX),
         table_actions=("GetItem", "UpdateItem"),
+        # the scorecard's subject and text checks, on pixels sent as bytes (no S3 access for Rekognition)
+        grants=frozenset({Grant.DETECT_LABELS, Grant.DETECT_TEXT}),
     ),
     LambdaFunction(
         "record_failure", memory_mb=256, timeout_s=30, workflow_task=True, table_actions=("GetItem", "UpdateItem")

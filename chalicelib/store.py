@@ -593,6 +593,7 @@ class JobStore:
         error_code: ErrorCode | str | None = None,
         cause: str | None = None,
         outputs: Sequence[Mapping[str, Any]] | None = None,
+        attempts: Sequence[Mapping[str, Any]] | None = None,
         width: int | None = None,
         height: int | None = None,
         started_at: str | None = None,
@@ -612,6 +613,8 @@ class JobStore:
                 errorCode=ErrorCode(error_code).value if error_code else None,
                 cause=cause[:MAX_CAUSE_LENGTH] if cause else None,
                 outputs=[dict(o) for o in outputs] if outputs else None,
+                # every attempt at the image (automatic re-rolls): seed, scorecards, cost, kept
+                attempts=[dict(a) for a in attempts] if attempts else None,
                 width=width,
                 height=height,
                 finishedAt=finished_at or contracts.utc_now_iso(),

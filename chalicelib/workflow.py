@@ -14,18 +14,56 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts, imaging
-from chalicelib.contracts import ImageStatus
-from chalicelib.errors import JobCancelled, NoSubject, StorageError, classify_step_failure, client_error_code
+from chalicelib import contracts, estimate, imaging
+from chalicelib.contracts import ErrorCode, ImageStatus
+from chalicelib.errors import (
+    JobCancelled,
+    NoSubject,
+    StepError,
+    StorageError,
+    classify_step_failure,
+    client_error_code,
+    is_not_found,
+)
 from chalicelib.models import registry
-from chalicelib.models.base import Box, Geometry, ImageTask, JobSettings, ModelCall, ModelSpec, settings_from_dict
+from chalicelib.models.base import (
+    Box,
+    GeneratedImages,
+    Geometry,
+    ImageTask,
+    JobSettings,
+    ModelCall,
+    ModelSpec,
+    settings_from_dict,
+)
 from chalicelib.store import JobStore
 
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from chalicelib.models.adapter import Adapter
+    from chalicelib.quality import Check, Scorecard, Thresholds
+
 KEEP_MASK_GROW_PX = 4  # the model keeps a thin band around the subject and blends from there
+
+
+def re_roll_seed(job_seed: int, attempt: int, seed_max: int) -> int:
+    """The seed of attempt `attempt` (2, 3, ...): the job's seed moved on by a fixed step per
+    attempt, within the model's range, so a job's re-rolls can be made again."""
+    return (job_seed + (attempt - 1) * contracts.RE_ROLL_SEED_STEP) % (seed_max + 1)
+
+
+class _AttemptFailed(Exception):
+    """A re-roll's model call failed (the state machine caught it): its code and cause."""
+
+    def __init__(self, code: ErrorCode, cause: str) -> None:
+        super().__init__(cause)
+        self.code = code
+        self.cause = cause
 
 
 def _box(values: Any) -> Box:
@@ -64,9 +102,11 @@ class StepInput:
 class Steps:
     """The step logic, given its S3 client and the job store."""
 
-    def __init__(self, s3: Any, store: JobStore) -> None:
+    def __init__(self, s3: Any, store: JobStore, rekognition: Any = None) -> None:
         self.s3 = s3
         self.store = store
+        # Finalize's subject and text checks; without a client they say they did not run
+        self.rekognition = rekognition
 
     # ---------------------------------------------------------------- storage helpers
 
@@ -175,17 +215,91 @@ class Steps:
 
     def finalize(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Decode the model output, restore the original geometry, compose the subject over it
-        (PRECISE), score the result, save."""
-        # numpy-backed compositing and scoring load here, not when the API starts
-        from chalicelib import compose, quality
+        (PRECISE), score the result, save; and decide whether the image is made again.
+
+        Each call finishes one attempt. The first reads the last model call's response; a re-roll
+        (the state machine calls again with this step's previous answer in `finalized`) reads
+        the response of the call that answer asked for, with its new seed. An attempt is written
+        to the result keys only when it is the best so far (`quality.best_attempt`), so the results
+        always hold the best. Answers {"status", "outputs", "attempts", "reroll"}: `reroll` is the
+        next model call while the best attempt is still `reRollOn` or worse and re-rolls are left,
+        else null, and the image is SUCCEEDED with the best attempt's outputs and every attempt."""
+        from chalicelib import quality
 
         step = StepInput.from_event(event)
         spec = self._spec(step)
         adapter = registry.adapter_for(spec)
         last_step = adapter.steps[-1]
-        response = self._get_json(step.bucket, contracts.response_key(step.job_id, step.image.image_id, last_step))
-        generated = adapter.parse_response(spec, last_step, response)
-        geometry, _ = self._geometry(step)
+        previous = event.get("finalized") or {}
+        attempts: list[dict[str, Any]] = [dict(a) for a in previous.get("attempts") or []]
+        reroll = previous.get("reroll")
+        number = int(reroll["attempt"]) if reroll else 1
+        if any(int(a["attempt"]) == number for a in attempts):  # a repeated call: the same answer
+            attempts = [a for a in attempts if int(a["attempt"]) < number]
+        if reroll:
+            failure = event.get("rerollFailure")
+            try:
+                if failure:  # the re-roll's model call failed after its retries
+                    code, cause = classify_step_failure(failure.get("Error"), failure.get("Cause"))
+                    raise _AttemptFailed(code, cause)
+                key = contracts.split_s3_uri(str(reroll["call"]["responseUri"]))[1]
+                generated = adapter.parse_response(spec, last_step, self._get_json(step.bucket, key))
+            except (StepError, _AttemptFailed) as exc:
+                # a failed re-roll never fails the image: the best attempt so far stands, and
+                # nothing is re-rolled after it (a content filter is never re-rolled)
+                code, cause = (exc.code, exc.cause) if isinstance(exc, _AttemptFailed) else (exc.code, str(exc))
+                attempts.append(
+                    {
+                        "attempt": number,
+                        "seed": int(reroll["seed"]),
+                        "errorCode": ErrorCode(code).value,
+                        "cause": cause[:300],
+                        "costUsd": 0.0,
+                    }
+                )
+                return self._finish(step, attempts)
+            price = spec.re_roll_price_usd
+        else:
+            key = contracts.response_key(step.job_id, step.image.image_id, last_step)
+            generated = adapter.parse_response(spec, last_step, self._get_json(step.bucket, key))
+            price = spec.price_per_image_usd
+        seed = int(reroll["seed"]) if reroll else step.settings.seed
+        outputs, encoded, rekognition_calls = self._make_outputs(step, spec, generated, seed)
+        card_dicts = [o["quality"] for o in outputs]
+        cards = [quality.Scorecard.from_dict(c) for c in card_dicts]
+        attempt = {
+            "attempt": number,
+            "seed": seed,
+            "outcome": quality.attempt_outcome(cards).value,
+            "score": quality.attempt_score(cards),
+            "costUsd": round(estimate.attempt_cost_usd(len(outputs), price, rekognition_calls), 4),
+            "outputs": outputs,
+        }
+        best_before = quality.best_attempt(attempts)
+        attempts.append(attempt)
+        if quality.best_attempt(attempts) is attempt:
+            for output, (body, content_type) in zip(outputs, encoded, strict=True):
+                self._put(step.bucket, output["key"], body, content_type)
+        elif best_before is None:  # unreachable: an attempt that ran is better than none
+            raise StorageError("no attempt to keep")
+        best = quality.best_attempt(attempts)
+        assert best is not None
+        settings = step.settings
+        budget = 1 + min(settings.re_rolls, contracts.MAX_RE_ROLLS)
+        if number < budget and quality.needs_re_roll(best, quality.Outcome(settings.re_roll_on)):
+            return self._next_attempt(step, spec, adapter, attempts, number + 1)
+        return self._finish(step, attempts)
+
+    def _make_outputs(
+        self, step: StepInput, spec: ModelSpec, generated: GeneratedImages, attempt_seed: int
+    ) -> tuple[list[dict[str, Any]], list[tuple[bytes, str]], int]:
+        """Compose, score and encode every variant of one attempt (nothing written): the outputs
+        with their scorecards, each one's bytes and content type, and the Rekognition calls made."""
+        # numpy-backed compositing and scoring load here, not when the API starts
+        from chalicelib import compose, quality
+
+        adapter = registry.adapter_for(spec)
+        geometry, orientation = self._geometry(step)
         original_bytes = self._get(step.bucket, step.image.key)
         original = imaging.load_original(original_bytes)
         source = imaging.source_format(original_bytes)
@@ -208,7 +322,9 @@ class Steps:
             if settings.output_format
             else imaging.default_output_format(source)
         )
-        outputs = []
+        checks = _RekognitionChecks(self, step, original, orientation, thresholds)
+        outputs: list[dict[str, Any]] = []
+        encoded: list[tuple[bytes, str]] = []
         for index, (data, seed) in enumerate(zip(generated.images, generated.seeds, strict=True), start=1):
             canvas = imaging.decode_image(data)
             produced_by = imaging.provenance(canvas)
@@ -223,22 +339,69 @@ class Steps:
                 scorecard = quality.score_image(original, result, alpha, thresholds=thresholds)
             else:
                 scorecard = quality.no_cutout_scorecard(spec.key)
+            scorecard = checks.add_to(scorecard, result, alpha)
             text = {contracts.PROVENANCE_TEXT_KEY: produced_by} if produced_by else None
             key = contracts.result_key(step.owner, step.job_id, step.image.image_id, index, fmt)
-            encoded = imaging.encode(result, fmt.value, text=text, jpeg_subsampling=source.jpeg_subsampling)
-            self._put(step.bucket, key, encoded, contracts.FORMAT_CONTENT_TYPES[fmt])
+            body = imaging.encode(result, fmt.value, text=text, jpeg_subsampling=source.jpeg_subsampling)
+            encoded.append((body, contracts.FORMAT_CONTENT_TYPES[fmt]))
             output: dict[str, Any] = {"key": key, "variant": index, "quality": scorecard.to_dict()}
             if produced_by:
                 output["producedBy"] = produced_by
-            seed = seed if seed is not None else settings.seed
+            seed = seed if seed is not None else attempt_seed
             if seed is not None:
                 output["seed"] = int(seed)
             outputs.append(output)
+        return outputs, encoded, checks.calls
+
+    def _next_attempt(
+        self, step: StepInput, spec: ModelSpec, adapter: Adapter, attempts: list[dict[str, Any]], number: int
+    ) -> dict[str, Any]:
+        """Write the last model call again with a new seed; answer it as `reroll`."""
+        last_step = adapter.steps[-1]
+        seed = re_roll_seed(step.settings.seed, number, spec.seed_max)
+        body = self._get_json(step.bucket, contracts.request_key(step.job_id, step.image.image_id, last_step))
+        call = ModelCall(f"{last_step}.attempt{number}", spec.model_ids[last_step], adapter.with_seed(body, seed))
+        return {
+            "status": ImageStatus.RUNNING.value,
+            "outputs": 0,
+            "attempts": attempts,
+            "reroll": {"attempt": number, "seed": seed, "call": self._write_call(step, call)},
+        }
+
+    def _finish(self, step: StepInput, attempts: list[dict[str, Any]]) -> dict[str, Any]:
+        """The image SUCCEEDED with its best attempt's outputs; every attempt recorded with it."""
+        from chalicelib import quality
+
+        best = quality.best_attempt(attempts)
+        if best is None:
+            raise StorageError("no attempt of this image produced a result")
+        geometry, _ = self._geometry(step)
+        kept = int(best["attempt"])
+        record = [
+            {
+                **{k: v for k, v in a.items() if k != "outputs"},
+                **({"quality": [o["quality"] for o in a["outputs"]]} if a.get("outputs") else {}),
+                "kept": int(a["attempt"]) == kept,
+            }
+            for a in attempts
+        ]
+        outputs = best["outputs"]
         # a repeated finalize writes the same keys; the store keeps the first outcome
         self.store.set_image_status(
-            step.job_id, step.image.image_id, ImageStatus.SUCCEEDED, outputs=outputs, width=size[0], height=size[1]
+            step.job_id,
+            step.image.image_id,
+            ImageStatus.SUCCEEDED,
+            outputs=outputs,
+            attempts=record,
+            width=geometry.original_width,
+            height=geometry.original_height,
         )
-        return {"status": ImageStatus.SUCCEEDED.value, "outputs": len(outputs)}
+        return {
+            "status": ImageStatus.SUCCEEDED.value,
+            "outputs": len(outputs),
+            "attempts": [{k: v for k, v in a.items() if k != "quality"} for a in record],
+            "reroll": None,
+        }
 
     def record_failure(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Catch handler: mark the image FAILED with a stable code and a readable cause."""
@@ -247,3 +410,101 @@ class Steps:
         code, cause = classify_step_failure(failure.get("Error"), failure.get("Cause"))
         self.store.set_image_status(step.job_id, step.image.image_id, ImageStatus.FAILED, error_code=code, cause=cause)
         return {"status": ImageStatus.FAILED.value, "errorCode": code.value}
+
+
+class _CountingRekognition:
+    """The Rekognition client, counting the images it is asked to analyse (each is billed)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.calls = 0
+
+    def detect_labels(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self.client.detect_labels(**kwargs)
+
+    def detect_text(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self.client.detect_text(**kwargs)
+
+
+class _RekognitionChecks:
+    """One attempt's Rekognition checks: is the kept subject still there and in place
+    (DetectLabels on each result against the kept labels and their boxes, stored at labelling),
+    and does its printed text read the same (DetectText on each result against the original's,
+    read once per image and kept in the job's scratch space, so re-rolls do not pay for it)."""
+
+    def __init__(
+        self, steps: Steps, step: StepInput, original: Image.Image, orientation: int, thresholds: Thresholds
+    ) -> None:
+        self.steps = steps
+        self.step = step
+        self.original = original
+        self.thresholds = thresholds
+        self.client = _CountingRekognition(steps.rekognition) if steps.rekognition is not None else None
+        # boxes are stored on the stored pixel grid; results are in the oriented frame
+        self.kept_boxes = [imaging.orient_box(box, orientation) for box in step.image.boxes]
+        self._original_lines: list[dict[str, Any]] | Check | None = None
+
+    @property
+    def calls(self) -> int:
+        return self.client.calls if self.client is not None else 0
+
+    def add_to(self, card: Scorecard, result: Image.Image, alpha: Image.Image | None) -> Scorecard:
+        from chalicelib import quality
+
+        if self.client is None:
+            reason = "Not run: this step was given no Rekognition client."
+            return card.with_check(
+                quality.Check(quality.CheckName.SUBJECT_PRESENT, quality.Outcome.SKIPPED, reason)
+            ).with_check(quality.Check(quality.CheckName.TEXT_INTEGRITY, quality.Outcome.SKIPPED, reason))
+        image = quality.rekognition_image(result)
+        present = quality.check_subject_present(
+            self.client, image, self.step.image.labels, self.kept_boxes, thresholds=self.thresholds
+        )
+        fidelity = card.get(quality.CheckName.SUBJECT_FIDELITY)
+        identical = bool(fidelity and fidelity.metrics.get("identical") is True)
+        if identical:
+            text = quality.check_text_integrity(self.client, None, image, subject_identical=True)
+        else:
+            lines = self.original_lines()
+            if isinstance(lines, quality.Check):
+                text = lines
+            else:
+                text = quality.check_text_integrity(self.client, None, image, subject_alpha=alpha, original_lines=lines)
+        return card.with_check(present).with_check(text)
+
+    def original_lines(self) -> list[dict[str, Any]] | Check:
+        """The original's printed lines: from the scratch space, or one DetectText call (kept
+        there when it answered); a SKIPPED check when Rekognition cannot read it or did not answer."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from chalicelib import quality
+
+        if self._original_lines is not None:
+            return self._original_lines
+        key = contracts.work_key(self.step.job_id, self.step.image.image_id, "original-text.json")
+        try:
+            cached = self.steps.s3.get_object(Bucket=self.step.bucket, Key=key)["Body"].read()
+            self._original_lines = list(json.loads(cached)["lines"])
+            return self._original_lines
+        except ClientError as exc:
+            if not is_not_found(exc):
+                raise StorageError(f"could not read s3://{self.step.bucket}/{key}: {client_error_code(exc)}") from exc
+        image = quality.rekognition_image(self.original)
+        name = quality.CheckName.TEXT_INTEGRITY
+        if isinstance(image, str):
+            self._original_lines = quality.Check(
+                name, quality.Outcome.SKIPPED, image.replace("the image", "the original")
+            )
+            return self._original_lines
+        assert self.client is not None
+        try:
+            lines = quality.detect_text_lines(self.client, image)
+        except (ClientError, BotoCoreError) as exc:
+            # not kept: a later attempt asks again
+            self._original_lines = quality.not_run(name, "the original", exc)
+            return self._original_lines
+        self.steps._put_json(self.step.bucket, key, {"lines": lines})
+        self._original_lines = lines
+        return lines
