@@ -518,6 +518,8 @@ class JobService:
             "prompt": image.get("prompt"),
             "originalUrl": self._url(image["key"]),
             "outputs": [{**o, "url": self._url(o["key"])} for o in image.get("outputs") or []],
+            # every attempt (automatic re-rolls): seed, outcome, score, cost, scorecards, kept
+            "attempts": image.get("attempts") or [],
         }
 
     def job_view(self, owner: str, job_id: str, query: ImagesQuery | None = None) -> dict[str, Any]:
