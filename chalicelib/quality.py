@@ -732,6 +732,19 @@ def best_attempt(attempts: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | N
     return min(made, key=attempt_rank) if made else None
 
 
+def attempts_summary(attempts: Sequence[Mapping[str, Any]]) -> str:
+    """An image made more than once, in one line (the CLI, the web app): "Re-rolled: attempt 1
+    FAIL (seed 42), attempt 2 PASS (seed 104771); kept attempt 2; $0.12 in all". "" for one attempt."""
+    if len(attempts) < 2:
+        return ""
+    each = ", ".join(
+        f"attempt {a.get('attempt')} {a.get('outcome') or a.get('errorCode')} (seed {a.get('seed')})" for a in attempts
+    )
+    kept = next((a.get("attempt") for a in attempts if a.get("kept")), None)
+    cost = sum(float(a.get("costUsd") or 0) for a in attempts)
+    return f"Re-rolled: {each}; kept attempt {kept}; ${cost:.2f} in all"
+
+
 def needs_re_roll(attempt: Mapping[str, Any], on: Outcome = Outcome.FAIL) -> bool:
     """Would a new seed be worth paying for? The attempt has a check at `on` (FAIL, or WARN) or
     worse that a new background can change: a check failed by the input itself is not re-rolled."""

@@ -16,7 +16,7 @@ from typing import Any
 import streamlit as st
 
 from chalicelib import contracts
-from chalicelib.quality import Outcome, Scorecard
+from chalicelib.quality import Outcome, Scorecard, attempts_summary
 from frontend import session, sign_in_form
 from frontend.api_client import ApiError
 
@@ -118,6 +118,9 @@ def _gallery(view: dict[str, Any]) -> None:
                     card = Scorecard.from_dict(output["quality"])
                     show = {Outcome.FAIL: after.error, Outcome.WARN: after.warning}.get(card.outcome, after.success)
                     show(f"Quality {card.summary()}")
+            attempts = image.get("attempts") or []
+            if len(attempts) > 1:
+                after.caption(attempts_summary(attempts))
 
 
 def _downloads(view: dict[str, Any]) -> None:

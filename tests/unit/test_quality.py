@@ -462,3 +462,16 @@ def test_the_rekognition_rendition_fits_its_limits_or_says_why_not() -> None:
     assert isinstance(quality.rekognition_image(webp_like), dict)
     too_thin = quality.rekognition_image(Image.new("RGB", (4000, 90)))
     assert isinstance(too_thin, str) and too_thin.startswith("Not available") and "80 px" in too_thin
+
+
+def test_a_re_rolled_image_is_summed_up_in_one_line() -> None:
+    attempts = [
+        {"attempt": 1, "seed": 42, "outcome": "FAIL", "costUsd": 0.083, "kept": False},
+        {"attempt": 2, "seed": 104771, "errorCode": "CONTENT_FILTERED", "costUsd": 0.0, "kept": False},
+        {"attempt": 3, "seed": 209500, "outcome": "PASS", "costUsd": 0.042, "kept": True},
+    ]
+    assert quality.attempts_summary(attempts) == (
+        "Re-rolled: attempt 1 FAIL (seed 42), attempt 2 CONTENT_FILTERED (seed 104771), "
+        "attempt 3 PASS (seed 209500); kept attempt 3; $0.12 in all"
+    )
+    assert quality.attempts_summary(attempts[:1]) == ""
