@@ -210,8 +210,8 @@ def worst_child_s() -> float:
 
 def child_execution_type() -> str:
     """What the deploy sets as the Map's `ExecutionType` (`${MapExecutionType}`), from the ASL's
-    own worst case: today's Bedrock retry budget (two calls, each up to 8 throttled retries) is
-    ~2,090 s, so STANDARD."""
+    own worst case: today's Bedrock retry budget (two calls, each up to 8 throttled retries, and
+    up to MAX_RE_ROLLS re-rolls of the last call with Finalize again) is ~4,780 s, so STANDARD."""
     return execution_type_for(worst_child_s())
 
 

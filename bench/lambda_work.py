@@ -88,6 +88,7 @@ def backdrop(data: bytes, spent_by_step: dict[str, float] | None = None) -> floa
             "mode": "PRECISE",
             "seed": 3,
             "outputFormat": "png",
+            "reRolls": 0,  # one finalize: the figure is one attempt's work
         },
         "image": {"imageId": image_id, "key": key, "name": "bench.jpg"},
     }
