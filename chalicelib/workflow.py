@@ -236,37 +236,49 @@ class Steps:
         number = int(reroll["attempt"]) if reroll else 1
         if any(int(a["attempt"]) == number for a in attempts):  # a repeated call: the same answer
             attempts = [a for a in attempts if int(a["attempt"]) < number]
+        seed = int(reroll["seed"]) if reroll else step.settings.seed
         if reroll:
-            failure = event.get("rerollFailure")
             try:
+                failure = event.get("rerollFailure")
                 if failure:  # the re-roll's model call failed after its retries
-                    code, cause = classify_step_failure(failure.get("Error"), failure.get("Cause"))
-                    raise _AttemptFailed(code, cause)
+                    raise _AttemptFailed(*classify_step_failure(failure.get("Error"), failure.get("Cause")))
                 key = contracts.split_s3_uri(str(reroll["call"]["responseUri"]))[1]
-                generated = adapter.parse_response(spec, last_step, self._get_json(step.bucket, key))
+                made = self._make_attempt(step, spec, key, seed, number, spec.re_roll_price_usd)
             except (StepError, _AttemptFailed) as exc:
                 # a failed re-roll never fails the image: the best attempt so far stands, and
                 # nothing is re-rolled after it (a content filter is never re-rolled)
-                code, cause = (exc.code, exc.cause) if isinstance(exc, _AttemptFailed) else (exc.code, str(exc))
-                attempts.append(
-                    {
-                        "attempt": number,
-                        "seed": int(reroll["seed"]),
-                        "errorCode": ErrorCode(code).value,
-                        "cause": cause[:300],
-                        "costUsd": 0.0,
-                    }
-                )
+                code = ErrorCode(exc.code).value
+                cause = exc.cause if isinstance(exc, _AttemptFailed) else str(exc)
+                attempts.append({"attempt": number, "seed": seed, "errorCode": code, "cause": cause[:300]})
                 return self._finish(step, attempts)
-            price = spec.re_roll_price_usd
         else:
             key = contracts.response_key(step.job_id, step.image.image_id, last_step)
-            generated = adapter.parse_response(spec, last_step, self._get_json(step.bucket, key))
-            price = spec.price_per_image_usd
-        seed = int(reroll["seed"]) if reroll else step.settings.seed
+            made = self._make_attempt(step, spec, key, seed, number, spec.price_per_image_usd)
+        attempt, encoded = made
+        attempts.append(attempt)
+        # only the best attempt so far is in the result keys: the delivered file is the kept one
+        if quality.best_attempt(attempts) is attempt:
+            for output, (body, content_type) in zip(attempt["outputs"], encoded, strict=True):
+                self._put(step.bucket, output["key"], body, content_type)
+        best = quality.best_attempt(attempts)
+        assert best is not None
+        settings = step.settings
+        budget = 1 + min(settings.re_rolls, contracts.MAX_RE_ROLLS)
+        if number < budget and quality.needs_re_roll(best, quality.Outcome(settings.re_roll_on)):
+            return self._next_attempt(step, spec, adapter, attempts, number + 1)
+        return self._finish(step, attempts)
+
+    def _make_attempt(
+        self, step: StepInput, spec: ModelSpec, response_key: str, seed: int, number: int, price: float
+    ) -> tuple[dict[str, Any], list[tuple[bytes, str]]]:
+        """One attempt from the model's response: its record (outputs with their scorecards,
+        outcome, score, cost) and each output's encoded bytes, nothing written yet."""
+        from chalicelib import quality
+
+        adapter = registry.adapter_for(spec)
+        generated = adapter.parse_response(spec, adapter.steps[-1], self._get_json(step.bucket, response_key))
         outputs, encoded, rekognition_calls = self._make_outputs(step, spec, generated, seed)
-        card_dicts = [o["quality"] for o in outputs]
-        cards = [quality.Scorecard.from_dict(c) for c in card_dicts]
+        cards = [quality.Scorecard.from_dict(o["quality"]) for o in outputs]
         attempt = {
             "attempt": number,
             "seed": seed,
@@ -275,20 +287,7 @@ class Steps:
             "costUsd": round(estimate.attempt_cost_usd(len(outputs), price, rekognition_calls), 4),
             "outputs": outputs,
         }
-        best_before = quality.best_attempt(attempts)
-        attempts.append(attempt)
-        if quality.best_attempt(attempts) is attempt:
-            for output, (body, content_type) in zip(outputs, encoded, strict=True):
-                self._put(step.bucket, output["key"], body, content_type)
-        elif best_before is None:  # unreachable: an attempt that ran is better than none
-            raise StorageError("no attempt to keep")
-        best = quality.best_attempt(attempts)
-        assert best is not None
-        settings = step.settings
-        budget = 1 + min(settings.re_rolls, contracts.MAX_RE_ROLLS)
-        if number < budget and quality.needs_re_roll(best, quality.Outcome(settings.re_roll_on)):
-            return self._next_attempt(step, spec, adapter, attempts, number + 1)
-        return self._finish(step, attempts)
+        return attempt, encoded
 
     def _make_outputs(
         self, step: StepInput, spec: ModelSpec, generated: GeneratedImages, attempt_seed: int
@@ -471,8 +470,25 @@ class _RekognitionChecks:
             if isinstance(lines, quality.Check):
                 text = lines
             else:
-                text = quality.check_text_integrity(self.client, None, image, subject_alpha=alpha, original_lines=lines)
+                region = self._subject_region(result, alpha)
+                text = quality.check_text_integrity(
+                    self.client, None, image, subject_alpha=region, original_lines=lines
+                )
         return card.with_check(present).with_check(text)
+
+    def _subject_region(self, result: Image.Image, alpha: Image.Image | None) -> Image.Image | None:
+        """Where the subject is, for telling its text from the old background's: the cut-out's
+        alpha, or (a model without a cut-out) the kept labels' boxes; None: the whole frame."""
+        if alpha is not None or not self.kept_boxes:
+            return alpha
+        from PIL import Image, ImageDraw
+
+        region = Image.new("L", result.size, 0)
+        draw = ImageDraw.Draw(region)
+        w, h = result.size
+        for left, top, width, height in self.kept_boxes:
+            draw.rectangle((left * w, top * h, (left + width) * w, (top + height) * h), fill=255)
+        return region
 
     def original_lines(self) -> list[dict[str, Any]] | Check:
         """The original's printed lines: from the scratch space, or one DetectText call (kept

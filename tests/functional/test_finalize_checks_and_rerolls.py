@@ -332,3 +332,35 @@ def test_no_re_roll_when_disabled_or_when_the_input_itself_fails(store, rekognit
         ],
     }
     assert not quality.needs_re_roll(bad_input)
+
+
+def test_a_one_call_model_is_re_rolled_whole_and_its_text_is_read_inside_the_kept_boxes(store, rekognition) -> None:
+    steps, event, standin = _prepared(store, rekognition, {"model": "titan-image-v2", "reRolls": 1})
+    stub = rekognition.stubber
+    exit_sign = _text("EXIT")["TextDetections"][0]
+    exit_sign["Geometry"]["BoundingBox"] = {"Left": 0.02, "Top": 0.02, "Width": 0.1, "Height": 0.05}
+    original_text = {"TextDetections": [exit_sign, *_text("ORGANIC")["TextDetections"]]}
+    stub.add_response("detect_labels", _labels("Table"), LABELS_CALL)
+    stub.add_response("detect_text", original_text, TEXT_CALL)
+    stub.add_response("detect_text", _text("ORGANIC"), TEXT_CALL)  # the sign in the old background is gone
+    first = steps.finalize(event)
+    checks = _checks(first["attempts"][0]["outputs"][0])
+    # no cut-out: the kept label's box says where the product is, so only its text is compared
+    assert checks["textIntegrity"]["outcome"] == "PASS" and checks["textIntegrity"]["linesOnProduct"] == 1
+    assert checks["subjectFidelity"]["outcome"] == "SKIPPED"
+    reroll = first["reroll"]
+    assert "titan" in reroll["call"]["modelId"]
+    request_key = contracts.split_s3_uri(reroll["call"]["requestUri"])[1]
+    body = json.loads(boto3.client("s3").get_object(Bucket=BUCKET, Key=request_key)["Body"].read())
+    assert body["imageGenerationConfig"]["seed"] == reroll["seed"] == re_roll_seed(9, 2, 2_147_483_646)
+    assert body["taskType"] == "OUTPAINTING"
+    _answer(reroll["call"], standin)
+    stub.add_response("detect_labels", _labels("Bottle"), LABELS_CALL)
+    stub.add_response("detect_text", _text("ORGANIC"), TEXT_CALL)
+    steps.finalize({**event, "finalized": first})
+    item = _image(store, event)
+    assert [(a["outcome"], a["kept"]) for a in item["attempts"]] == [("FAIL", False), ("PASS", True)]
+    spec = registry.get_model("titan-image-v2")
+    assert item["attempts"][1]["costUsd"] == pytest.approx(
+        spec.re_roll_price_usd + 2 * contracts.REKOGNITION_USD_PER_IMAGE
+    )
