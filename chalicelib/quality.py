@@ -508,7 +508,7 @@ def rekognition_image(image: Image.Image) -> dict[str, bytes] | str:
         )
     rgb = flatten(image).convert("RGB")
     if size != rgb.size:
-        rgb = rgb.resize(size, PILImage.Resampling.LANCZOS)
+        rgb = rgb.resize(size, PILImage.Resampling.BILINEAR)  # for recognition, not for people: cheap
     for jpeg_quality in (92, 80, 65):
         buffer = io.BytesIO()
         rgb.save(buffer, "JPEG", quality=jpeg_quality)
