@@ -360,9 +360,10 @@ class LocalStack:
         self.inboxes[username] = queue_url
 
     def _install_standins(self) -> None:
-        from backend.local import rekognition_standin, sfn_hooks
+        from backend.local import moto_bounds, rekognition_standin, sfn_hooks
         from backend.local.bedrock_standin import StandInBedrock, install_control_plane
 
+        self._undo.append(moto_bounds.install())
         assert self.cutout is not None
         self.bedrock = StandInBedrock(
             latency_s=self.latency_s, images_per_minute=self.images_per_minute, cutout=self.cutout
@@ -401,6 +402,7 @@ class LocalStack:
 
     def _start_stream_delivery(self) -> None:
         import app as backdrop_app
+        from backend.local import moto_bounds
         from backend.local.streams import StreamPoller
 
         poller = StreamPoller(
@@ -408,8 +410,19 @@ class LocalStack:
             self.outputs["stream_arn"],
             lambda event: backdrop_app.start_workflow(event, None),
         )
-        # a new poller starts from the oldest record: redelivery is harmless (idempotent start)
-        self._loop("stream-delivery", 0.25, poller.poll_once, self._app_stop, self._app_threads)
+        table = self.outputs["table"]
+
+        def deliver() -> None:
+            poller.poll_once()
+            # what AWS expires by itself (delivered stream records, used iterators, finished
+            # task threads), moto keeps: drop it so a long run stays flat
+            moto_bounds.trim_stream(
+                table, max(poller.delivered_through.values(), key=int, default=None), poller.iterators
+            )
+            moto_bounds.prune_threads()
+
+        # a new poller starts from the oldest record kept: redelivery is harmless (idempotent start)
+        self._loop("stream-delivery", 0.25, deliver, self._app_stop, self._app_threads)
         if not self._threads:  # the inbox belongs to the AWS side: it runs once per stack
             self._loop("inbox", 0.5, self._read_inbox, self._stop, self._threads)
 
@@ -428,7 +441,9 @@ class LocalStack:
         self._loop("execution-events", 0.5, poller.poll_once, self._app_stop, self._app_threads)
 
     def _read_inbox(self) -> None:
-        sqs = self.client("sqs")
+        if getattr(self, "_inbox_sqs", None) is None:  # one client: building one costs ~10 ms of CPU
+            self._inbox_sqs = self.client("sqs")
+        sqs = self._inbox_sqs
         for user, queue_url in list(self.inboxes.items()):
             for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
                 email = {**json.loads(message["Body"]), "To": user}
