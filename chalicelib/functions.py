@@ -44,7 +44,7 @@ class LambdaFunction:
     workflow_task: bool = False  # invoked by the state machine through `${<Name>FunctionArn}`
     s3_read: tuple[str, ...] = ()  # key prefixes (chalicelib.contracts) it may GetObject
     s3_write: tuple[str, ...] = ()  # ... and PutObject
-    s3_delete: tuple[str, ...] = ()  # ... and DeleteObject
+    s3_delete: tuple[str, ...] = ()  # ... and DeleteObject (DeleteObjects checks it per key)
     table_actions: tuple[str, ...] = ()  # DynamoDB actions on the jobs table
     grants: frozenset[Grant] = frozenset()
 
@@ -128,6 +128,7 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         workflow_task=True,
         s3_read=(UPLOADS_PREFIX, SCRATCH_PREFIX),
         s3_write=(RESULTS_PREFIX,),
+        s3_delete=(SCRATCH_PREFIX,),  # the image's scratch, once it has SUCCEEDED
         table_actions=("GetItem", "UpdateItem"),
     ),
     LambdaFunction(

@@ -12,7 +12,8 @@ which turns the error name back into the stable code (chalicelib.errors).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,11 @@ from chalicelib.models.base import Box, Geometry, ImageTask, JobSettings, ModelC
 from chalicelib.store import JobStore
 
 KEEP_MASK_GROW_PX = 4  # the model keeps a thin band around the subject and blends from there
+# an image's working files in the job's scratch space (contracts.work_key)
+CANVAS = "canvas.png"
+GEOMETRY = "geometry.json"
+SUBJECT_ALPHA = "subject-alpha.png"
+log = logging.getLogger(__name__)
 
 
 def _box(values: Any) -> Box:
@@ -105,8 +111,32 @@ class Steps:
             ),
         }
 
+    def _discard_scratch(self, step: StepInput, model_steps: Iterable[str]) -> None:
+        """Delete the image's scratch objects once it has SUCCEEDED: no later step reads them, and
+        left to the scratch lifecycle rule a running job's scratch is larger than its results
+        (DeleteObjects requests are free). A failed delete is logged: the lifecycle rule still
+        expires them, and the image's result is already saved."""
+        job_id, image_id = step.job_id, step.image.image_id
+        keys = [contracts.work_key(job_id, image_id, name) for name in (CANVAS, GEOMETRY, SUBJECT_ALPHA)]
+        for model_step in model_steps:
+            keys += [
+                contracts.request_key(job_id, image_id, model_step),
+                contracts.response_key(job_id, image_id, model_step),
+            ]
+        try:
+            answer = self.s3.delete_objects(
+                Bucket=step.bucket, Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True}
+            )
+        except ClientError as exc:
+            log.warning(
+                "scratch of image %s in job %s left to expire: %s", image_id, job_id, client_error_code(exc) or exc
+            )
+            return
+        for error in answer.get("Errors", []):
+            log.warning("scratch object %s left to expire: %s", error.get("Key"), error.get("Code"))
+
     def _geometry(self, step: StepInput) -> tuple[Geometry, int]:
-        data = self._get_json(step.bucket, contracts.work_key(step.job_id, step.image.image_id, "geometry.json"))
+        data = self._get_json(step.bucket, contracts.work_key(step.job_id, step.image.image_id, GEOMETRY))
         return Geometry.from_dict(data["geometry"]), int(data["orientation"])
 
     @staticmethod
@@ -131,12 +161,10 @@ class Steps:
         geometry = imaging.fit_canvas(oriented[0], oriented[1], spec.image_limits)
         image = imaging.load_original(original, max_pixels_hint=geometry.canvas_width * geometry.canvas_height)
         canvas_png = imaging.encode_png(imaging.to_canvas(image, geometry))
-        self._put(
-            step.bucket, contracts.work_key(step.job_id, step.image.image_id, "canvas.png"), canvas_png, "image/png"
-        )
+        self._put(step.bucket, contracts.work_key(step.job_id, step.image.image_id, CANVAS), canvas_png, "image/png")
         self._put_json(
             step.bucket,
-            contracts.work_key(step.job_id, step.image.image_id, "geometry.json"),
+            contracts.work_key(step.job_id, step.image.image_id, GEOMETRY),
             {"geometry": geometry.to_dict(), "orientation": orientation},
         )
         call = adapter.first_call(spec, step.settings, step.image, canvas_png)
@@ -165,9 +193,9 @@ class Steps:
                 )
             raise NoSubject("background removal found no subject in this image")
         # the soft subject alpha is what finalize pastes back in PRECISE mode
-        alpha_key = contracts.work_key(step.job_id, step.image.image_id, "subject-alpha.png")
+        alpha_key = contracts.work_key(step.job_id, step.image.image_id, SUBJECT_ALPHA)
         self._put(step.bucket, alpha_key, imaging.encode_png(alpha), "image/png")
-        canvas_png = self._get(step.bucket, contracts.work_key(step.job_id, step.image.image_id, "canvas.png"))
+        canvas_png = self._get(step.bucket, contracts.work_key(step.job_id, step.image.image_id, CANVAS))
         call = adapter.mask_call(
             spec, step.settings, step.image, canvas_png, imaging.encode_png(imaging.invert_mask(keep))
         )
@@ -183,7 +211,14 @@ class Steps:
         spec = self._spec(step)
         adapter = registry.adapter_for(spec)
         last_step = adapter.steps[-1]
-        response = self._get_json(step.bucket, contracts.response_key(step.job_id, step.image.image_id, last_step))
+        try:
+            response = self._get_json(step.bucket, contracts.response_key(step.job_id, step.image.image_id, last_step))
+        except StorageError:
+            done = self.store.get_image(step.job_id, step.image.image_id)
+            if done and done.get("status") == ImageStatus.SUCCEEDED.value:
+                # repeated after the first run discarded the scratch: the same answer, nothing rewritten
+                return {"status": ImageStatus.SUCCEEDED.value, "outputs": len(done.get("outputs") or [])}
+            raise
         generated = adapter.parse_response(spec, last_step, response)
         geometry, _ = self._geometry(step)
         original_bytes = self._get(step.bucket, step.image.key)
@@ -193,9 +228,7 @@ class Steps:
         settings = step.settings
         alpha = hole = None
         if len(adapter.steps) > 1:  # the Stability path has the cut-out's soft alpha
-            alpha_png = self._get(
-                step.bucket, contracts.work_key(step.job_id, step.image.image_id, "subject-alpha.png")
-            )
+            alpha_png = self._get(step.bucket, contracts.work_key(step.job_id, step.image.image_id, SUBJECT_ALPHA))
             alpha, hole = imaging.subject_alpha_and_kept_band(
                 imaging.decode_image(alpha_png), geometry, size, KEEP_MASK_GROW_PX
             )
@@ -238,6 +271,8 @@ class Steps:
         self.store.set_image_status(
             step.job_id, step.image.image_id, ImageStatus.SUCCEEDED, outputs=outputs, width=size[0], height=size[1]
         )
+        # only after the status is written: a finalize repeated from here on finds it SUCCEEDED
+        self._discard_scratch(step, adapter.steps)
         return {"status": ImageStatus.SUCCEEDED.value, "outputs": len(outputs)}
 
     def record_failure(self, event: Mapping[str, Any]) -> dict[str, Any]:

@@ -169,6 +169,14 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
         if r.endswith("/results/*") and "s3:PutObject" in s["Action"]
     }
     assert writers == {"finalize"}
+    deleters = {
+        (n, r)
+        for n, d in docs.items()
+        for s in _statements(d)
+        for r in s["Resource"]
+        if "s3:DeleteObject" in s["Action"]
+    }
+    assert deleters == {("finalize", f"arn:aws:s3:::{OUTPUTS['BucketName']}/{contracts.SCRATCH_PREFIX}*")}
     starters = {n for n, d in docs.items() for s in _statements(d) if "states:StartExecution" in s["Action"]}
     assert starters == {"start_workflow"}
     # only the API deletes (a job's files on DELETE) and stops executions (cancel); the webhook sender is
