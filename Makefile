@@ -50,8 +50,9 @@ demo: $(STAMP)
 	@$(BIN)/python -m backend.local demo
 
 # Benchmarks: figures against targets, PASS/MISS (docs/performance.md); not part of `make test`.
+# BENCH_ARGS="--scale-max 10000" runs the 10,000-image job too (~40 min); "--only cost" one benchmark.
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
