@@ -1,7 +1,12 @@
 """Keep the local stack's moto flat in memory and linear in time over long runs.
 
 Used by the local stack only; nothing here is deployed. moto 5.2.5 (pinned in sfn_hooks) keeps
-per process, for as long as the process lives:
+per process, for as long as the process lives (docs/aws-notes.md#n44-what-moto-keeps-in-memory):
+
+- Every model object it ever built (each DynamoDB item, every copy of one a query returned, each
+  stream record, S3 object, shard iterator...) in a per-class list that feeds its web dashboard:
+  nothing moto creates is ever freed. Here new objects are not listed (the dashboard, unused
+  here, shows nothing; moto's reset still closes the S3 objects it can reach).
 
 - DynamoDB: every TransactWriteItems deep-copies each table it touches, once per item, to roll
   back on failure. With one image item and the job item per transition, a 10,000-image job
