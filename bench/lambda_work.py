@@ -54,6 +54,12 @@ class MemoryS3:
         self.objects[(Bucket, Key)] = Body
         return {}
 
+    def head_object(self, Bucket: str, Key: str) -> dict[str, Any]:
+        import datetime
+
+        self.objects[(Bucket, Key)]  # a KeyError for a missing object, as S3's 404
+        return {"LastModified": datetime.datetime.now(datetime.UTC)}
+
     def delete_objects(self, Bucket: str, Delete: dict[str, Any]) -> dict[str, Any]:
         for item in Delete["Objects"]:
             self.objects.pop((Bucket, item["Key"]), None)

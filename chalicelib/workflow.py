@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts, imaging
+from chalicelib import contracts, imaging, observability
 from chalicelib.contracts import ImageStatus
 from chalicelib.errors import JobCancelled, NoSubject, StorageError, classify_step_failure, client_error_code
 from chalicelib.models import registry
@@ -271,9 +271,16 @@ class Steps:
         self.store.set_image_status(
             step.job_id, step.image.image_id, ImageStatus.SUCCEEDED, outputs=outputs, width=size[0], height=size[1]
         )
+        try:  # read from the request and response objects, before they go
+            call_seconds = observability.model_call_seconds(
+                self.s3, step.bucket, step.job_id, step.image.image_id, adapter.steps
+            )
+        except ClientError as exc:  # a metric never fails the image
+            log.warning("model call times of image %s not read: %s", step.image.image_id, client_error_code(exc) or exc)
+            call_seconds = {}
         # only after the status is written: a finalize repeated from here on finds it SUCCEEDED
         self._discard_scratch(step, adapter.steps)
-        return {"status": ImageStatus.SUCCEEDED.value, "outputs": len(outputs)}
+        return {"status": ImageStatus.SUCCEEDED.value, "outputs": len(outputs), "modelCallSeconds": call_seconds}
 
     def record_failure(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Catch handler: mark the image FAILED with a stable code and a readable cause."""
