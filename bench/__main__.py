@@ -112,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", action="append", help="run only these benchmarks (repeatable): " + ", ".join(BENCHES))
     args = parser.parse_args(argv)
-    for noisy in ("werkzeug", "moto"):  # the local stack's request logs
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # the steps' per-image log lines
+    for noisy in ("werkzeug", "moto", "backdrop"):  # the local stack's request logs, the steps' lines
+        logging.getLogger(noisy).setLevel(logging.ERROR if noisy != "backdrop" else logging.WARNING)
     benches = {
         "lambda-work": lambda_work,
         "cold-start": cold_start,

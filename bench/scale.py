@@ -24,6 +24,7 @@ import argparse
 import base64
 import io
 import json
+import os
 import resource
 import sys
 import threading
@@ -182,8 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--max", type=int, default=DEFAULT_MAX, help=f"largest job (default {DEFAULT_MAX:,})")
     args = parser.parse_args(argv)
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # the steps' per-image log lines
     for noisy in ("werkzeug", "moto"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    logging.getLogger("backdrop").setLevel(logging.WARNING)
     rows: list[tuple[str, str, str, bool | None]] = []
 
     def row(name: str, value: str, target: str, ok: bool | None) -> None:
