@@ -76,7 +76,10 @@ def executed_run() -> dict[str, Any]:
         stack.meter.reset()
         moto_bounds.reset_child_event_counts()
         answered_before = stack.bedrock.answered
-        refs = client.upload_bytes((f"photo{i}.jpg", photo, "image/jpeg") for i in range(IMAGES))
+        uploads = client.upload_bytes((f"photo{i}.jpg", photo, "image/jpeg") for i in range(IMAGES))
+        if uploads.rejected:
+            raise RuntimeError(f"uploads refused: {uploads.rejected}")
+        refs = uploads.uploaded
         job = client.submit({"prompt": "a sunlit marble studio", "mode": "PRECISE", "images": refs})
         terminal = {s.value for s in contracts.TERMINAL_JOB_STATUSES}
         while True:
