@@ -87,8 +87,15 @@ def executed_run() -> dict[str, Any]:
             if summary["status"] in terminal:
                 break
             time.sleep(1.0)
-        stack.wait_until_idle(120)
         sfn = stack.client("stepfunctions")
+        deadline = time.monotonic() + 120  # the email and the execution's last states after the report
+        while (
+            sfn.list_executions(stateMachineArn=stack.outputs["state_machine_arn"], statusFilter="RUNNING")[
+                "executions"
+            ]
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.5)
         execution = sfn.list_executions(stateMachineArn=stack.outputs["state_machine_arn"])["executions"][0]
         return {
             "status": summary["status"],
