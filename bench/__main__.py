@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS: list[tuple[str, str, str, str]] = []
-BENCHES = ("lambda-work", "cold-start", "package", "throughput", "cost", "quality", "scale")
+BENCHES = ("lambda-work", "cold-start", "package", "throughput", "cost", "quality", "cutout", "scale")
 
 
 def row(name: str, value: str, target: str, ok: bool | None) -> None:

@@ -14,7 +14,7 @@ machine. The run is counted as AWS bills it:
 DynamoDB requests and the API's own Lambda are left out (each well under 1 % of the total here).
 
 Prices, us-east-1, on-demand, read 2026-11: docs/aws-notes.md#n12-step-functions-prices and
-#n37-lambda-and-s3-request-prices; the model price is the registry's (chalicelib/models/models.json:
+#n43-lambda-and-s3-request-prices; the model price is the registry's (chalicelib/models/models.json:
 third-party, UNCONFIRMED).
 """
 
@@ -63,13 +63,15 @@ def _history(sfn: Any, execution_arn: str) -> dict[str, int]:
 
 def executed_run() -> dict[str, Any]:
     from backend.local import moto_bounds
+    from backend.local.cutout import ForegroundEstimate
     from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack
     from bench.photos import photo_like
     from chalicelib import contracts
     from frontend.api_client import BackdropClient, CognitoLogin
 
     photo = photo_like(4000, 3000)
-    with LocalStack(api_port=0, stage="cost", max_concurrency=1) as stack:
+    # the classical cut-out: the stand-in's work is Bedrock's, not billed to the Lambdas
+    with LocalStack(api_port=0, stage="cost", max_concurrency=1, cutout=ForegroundEstimate()) as stack:
         login = CognitoLogin(client_id=stack.outputs["client_id"], endpoint_url=stack.endpoint)
         login.sign_in(DEMO_USER, DEMO_PASSWORD)
         client = BackdropClient(stack.api_url, login.id_token, timeout_s=120)
