@@ -245,41 +245,26 @@ def _install_map_runs() -> Callable[[], None]:
 def _install_caches() -> Callable[[], None]:
     import functools
 
-    import boto3
-    from botocore.config import Config
     from moto.core.models import botocore_stubber
     from moto.settings import moto_server_port
-    from moto.stepfunctions.parser.asl.component.common.timeouts.timeout import TimeoutSeconds
     from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
     from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 
-    clients: dict[tuple[str, str, str | None], Any] = {}
+    clients: dict[tuple[Any, ...], Any] = {}
     lock = threading.Lock()
+    original_client_for = boto_client.boto_client_for
 
     def client_for(region: str, service: str, state_credentials: Any = None) -> Any:
-        # moto's boto_client_for, built once per endpoint (moto ignores the state's credentials)
-        endpoint = None if botocore_stubber.enabled else f"http://localhost:{moto_server_port()}"
-        key = (region, service, endpoint)
+        # moto's boto_client_for, built once per endpoint and per `boto3` it builds with (sfn_hooks
+        # replaces that to sign with the stack's credentials); moto ignores the state's credentials
+        endpoint = None if botocore_stubber.enabled else moto_server_port()
+        key = (region, service, endpoint, boto_client.boto3)
         with lock:
             client = clients.get(key)
             if client is None:
-                client = clients[key] = boto3.client(
-                    service,
-                    region_name=region,
-                    aws_access_key_id="ak",
-                    aws_secret_access_key="sk",
-                    endpoint_url=endpoint,
-                    config=Config(
-                        parameter_validation=False,
-                        retries={"max_attempts": 0, "total_max_attempts": 1},
-                        connect_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
-                        read_timeout=TimeoutSeconds.DEFAULT_TIMEOUT_SECONDS,
-                        max_pool_connections=64,  # one per map worker, at most
-                    ),
-                )
+                client = clients[key] = original_client_for(region, service, state_credentials)
         return client
 
-    original_client_for = boto_client.boto_client_for
     original_parse = json_path.parse
     boto_client.boto_client_for = client_for
     lambda_eval_utils.boto_client_for = client_for
