@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# before anything imports the app: its logger (Chalice's and Powertools') would print every step
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 ROWS: list[tuple[str, str, str, str]] = []
 BENCHES = ("lambda-work", "cold-start", "package", "throughput", "cost", "quality", "cutout", "scale")
 
@@ -112,7 +114,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", action="append", help="run only these benchmarks (repeatable): " + ", ".join(BENCHES))
     args = parser.parse_args(argv)
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # the steps' per-image log lines
     for noisy in ("werkzeug", "moto", "backdrop"):  # the local stack's request logs, the steps' lines
         logging.getLogger(noisy).setLevel(logging.ERROR if noisy != "backdrop" else logging.WARNING)
     benches = {
