@@ -125,11 +125,10 @@ def price(run: Mapping[str, Any], images: int = IMAGES, lambda_ms: str = "lambda
     parent, children = transitions(run["parent_events"]), transitions(run["child_events"])
     gb_seconds = {
         name: ms / 1000 * (function(name).memory_mb or CHALICE_DEFAULT_MEMORY_MB) / 1024
-        for name, ms in run["lambda_billed_ms"].items()
+        for name, ms in run[lambda_ms].items()
     }
     workflow_seconds = (
-        sum(ms for name, ms in run["lambda_billed_ms"].items() if function(name).workflow_task and name != "report")
-        / 1000
+        sum(ms for name, ms in run[lambda_ms].items() if function(name).workflow_task and name != "report") / 1000
     )
     express_child_s = workflow_seconds / images + run["model_calls"] / images * MODEL_SECONDS_PER_CALL
     spec = registry.get_model("stability-inpaint")
