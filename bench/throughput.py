@@ -98,9 +98,7 @@ def run(row: Callable[[str, str, str, bool | None], None]) -> None:
         bedrock = stack.bedrock
     counts = summary.get("counts") or {}
     lost = IMAGES - counts.get("SUCCEEDED", 0)
-    codes = sorted(
-        {i["errorCode"] for i in failed if i.get("errorCode")}
-    )
+    codes = sorted({i["errorCode"] for i in failed if i.get("errorCode")})
     first, last = bedrock.answer_window or (0.0, 0.0)
     # sustained: answered calls per minute between the first and the last answer (the tail of
     # the last images' Lambda work is not the model's time)
