@@ -53,7 +53,7 @@ demo: $(STAMP)
 	@$(BIN)/python -m backend.local demo --cutout $(CUTOUT)
 
 # Benchmarks: figures against targets, PASS/MISS (docs/performance.md); not part of `make test`.
-# BENCH_ARGS="--scale-max 10000" runs the 10,000-image job too (~40 min); "--only cost" one benchmark.
+# BENCH_ARGS="--scale-max 10000" runs the 10,000-image job too (40-60 min); "--only cost" one benchmark.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         "--scale-max",
         type=int,
         default=scale.DEFAULT_MAX,
-        help=f"largest job of the scale benchmark (default {scale.DEFAULT_MAX:,}; 10,000 takes ~40 min here)",
+        help=f"largest job of the scale benchmark (default {scale.DEFAULT_MAX:,}; 10,000 takes 40-60 min here)",
     )
     parser.add_argument(
         "--only", action="append", choices=BENCHES, help="run only these benchmarks (repeatable): " + ", ".join(BENCHES)

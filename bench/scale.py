@@ -14,8 +14,9 @@ Targets:
   its table item behind, and moto keeps those in this process (about 5 KB for these images);
   everything else must be released as the job goes.
 
-A 10,000-image job takes about 40 minutes here, so `make bench` stops at 1,000 unless asked:
-`make bench BENCH_ARGS="--scale-max 10000"` (or `python -m bench.scale --max 10000`).
+A 10,000-image job takes 40 minutes to over an hour here (with the load), so `make bench` stops
+at 1,000 unless asked: `make bench BENCH_ARGS="--scale-max 10000"` (or `python -m bench.scale
+--max 10000`).
 """
 
 from __future__ import annotations
