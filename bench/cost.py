@@ -14,7 +14,7 @@ machine. The run is counted as AWS bills it:
 DynamoDB requests and the API's own Lambda are left out (each well under 1 % of the total here).
 
 Prices, us-east-1, on-demand, read 2026-11: docs/aws-notes.md#n12-step-functions-prices and
-#n49-lambda-and-s3-request-prices; the model price is the registry's (chalicelib/models/models.json:
+#n53-lambda-and-s3-request-prices; the model price is the registry's (chalicelib/models/models.json:
 third-party, UNCONFIRMED).
 """
 

@@ -1,7 +1,7 @@
 """Keep the local stack's moto flat in memory and linear in time over long runs.
 
 Used by the local stack only; nothing here is deployed. moto 5.2.5 (pinned in sfn_hooks) keeps
-per process, for as long as the process lives (docs/aws-notes.md#n50-what-moto-keeps-in-memory):
+per process, for as long as the process lives (docs/aws-notes.md#n54-what-moto-keeps-in-memory):
 
 - Every model object it ever built (each DynamoDB item, every copy of one a query returned, each
   stream record, S3 object, shard iterator...) in a per-class list that feeds its web dashboard:
