@@ -75,7 +75,7 @@ def test_a_cancelled_transaction_writes_nothing_and_a_committed_one_counts_once(
     job = store.get_job(JOB_ID)
     assert job["imageCount"] == 2 and job["counts"]["RUNNING"] == 1 and job["counts"]["PENDING"] == 1
     assert store.set_image_status(JOB_ID, first, ImageStatus.SUCCEEDED, outputs=[])
-    assert store.get_job(JOB_ID)["counts"] == {"PENDING": 1, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 0}
+    assert store.get_job(JOB_ID)["counts"] == {"PENDING": 1, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 0, "CANCELLED": 0}
 
 
 def test_delivered_stream_records_are_trimmed_and_every_record_is_still_delivered_once(bounded, store) -> None:
