@@ -162,7 +162,7 @@ REKOGNITION_MAX_SIDE: Final = 10_000
 DETECT_LABELS_MIN_CONFIDENCE: Final = 60.0
 # Finalize's Rekognition checks (chalicelib/quality.py): DetectLabels on each result, DetectText on
 # the original (once per image) and on each result. Both are Rekognition Image "Group 2" APIs,
-# billed per image analysed (docs/aws-notes.md#n53-rekognition-image-prices).
+# billed per image analysed (docs/aws-notes.md#n55-rekognition-image-prices).
 REKOGNITION_USD_PER_IMAGE: Final = 0.001
 # Automatic re-rolls (POST /jobs `reRolls`, `reRollOn`): an image whose best scorecard is
 # `reRollOn` or worse is made again with a new seed, up to `reRolls` times (0 disables them).

@@ -45,7 +45,7 @@ class LambdaFunction:
     workflow_task: bool = False  # invoked by the state machine through `${<Name>FunctionArn}`
     s3_read: tuple[str, ...] = ()  # key prefixes (chalicelib.contracts) it may GetObject
     s3_write: tuple[str, ...] = ()  # ... and PutObject
-    s3_delete: tuple[str, ...] = ()  # ... and DeleteObject
+    s3_delete: tuple[str, ...] = ()  # ... and DeleteObject (DeleteObjects checks it per key)
     table_actions: tuple[str, ...] = ()  # DynamoDB actions on the jobs table
     grants: frozenset[Grant] = frozenset()
 
@@ -130,6 +130,7 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         s3_read=(UPLOADS_PREFIX, SCRATCH_PREFIX),
         # the original's text, read once per image, is kept in the scratch space for re-rolls
         s3_write=(RESULTS_PREFIX, SCRATCH_PREFIX),
+        s3_delete=(SCRATCH_PREFIX,),  # the image's scratch, once it has SUCCEEDED
         table_actions=("GetItem", "UpdateItem"),
         # the scorecard's subject and text checks, on pixels sent as bytes (no S3 access for Rekognition)
         grants=frozenset({Grant.DETECT_LABELS, Grant.DETECT_TEXT}),

@@ -141,7 +141,11 @@ def record_success(s3: Any, event: Mapping[str, Any], result: Mapping[str, Any])
     emit("EstimatedCostUSD", cost or spec.price_per_image_usd * int(result.get("outputs") or 1), "None")
     steps = registry.adapter_for(spec).steps
     image_id = str(event["image"]["imageId"])
-    for step, seconds in model_call_seconds(s3, str(event["bucket"]), str(event["jobId"]), image_id, steps).items():
+    # finalize measures them before it discards the image's scratch (chalicelib/workflow.py)
+    seconds_by_step = result.get("modelCallSeconds")
+    if seconds_by_step is None:
+        seconds_by_step = model_call_seconds(s3, str(event["bucket"]), str(event["jobId"]), image_id, steps)
+    for step, seconds in seconds_by_step.items():
         emit("ModelCallSeconds", seconds, "Seconds", ("Step", step))
 
 

@@ -578,6 +578,10 @@ class JobStore:
         item = self.table.get_item(Key=self._image_key(job_id, image_id), ConsistentRead=True).get("Item")
         return plain(item) if item else None
 
+    def get_image(self, job_id: str, image_id: str) -> dict[str, Any] | None:
+        """One image of a job as stored now (a consistent read), or None."""
+        return self._image(job_id, image_id)
+
     def start_image(self, job_id: str, image_id: str) -> bool:
         """PENDING → RUNNING (a repeated start only refreshes startedAt). False, and nothing
         written, if the image has already finished."""

@@ -12,13 +12,14 @@ which turns the error name back into the stable code (chalicelib.errors).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts, estimate, imaging
+from chalicelib import contracts, estimate, imaging, observability
 from chalicelib.contracts import ErrorCode, ImageStatus
 from chalicelib.errors import (
     JobCancelled,
@@ -49,6 +50,12 @@ if TYPE_CHECKING:
     from chalicelib.quality import Check, Scorecard, Thresholds
 
 KEEP_MASK_GROW_PX = 4  # the model keeps a thin band around the subject and blends from there
+# an image's working files in the job's scratch space (contracts.work_key)
+CANVAS = "canvas.png"
+GEOMETRY = "geometry.json"
+SUBJECT_ALPHA = "subject-alpha.png"
+ORIGINAL_TEXT = "original-text.json"  # the original's printed text, read once for every attempt
+log = logging.getLogger(__name__)
 
 
 def re_roll_seed(job_seed: int, attempt: int, seed_max: int) -> int:
@@ -145,8 +152,37 @@ class Steps:
             ),
         }
 
+    def _discard_scratch(
+        self, step: StepInput, model_steps: Iterable[str], attempts: Iterable[Mapping[str, Any]] = ()
+    ) -> None:
+        """Delete the image's scratch objects once it has SUCCEEDED: no later step reads them, and
+        left to the scratch lifecycle rule a running job's scratch is larger than its results
+        (DeleteObjects requests are free). A failed delete is logged: the lifecycle rule still
+        expires them, and the image's result is already saved."""
+        job_id, image_id = step.job_id, step.image.image_id
+        keys = [contracts.work_key(job_id, image_id, name) for name in (CANVAS, GEOMETRY, SUBJECT_ALPHA, ORIGINAL_TEXT)]
+        model_steps = list(model_steps)
+        # the re-rolls' calls (`_next_attempt` names them after the last step and the attempt)
+        model_steps += [f"{model_steps[-1]}.attempt{int(a['attempt'])}" for a in attempts if int(a["attempt"]) > 1]
+        for model_step in model_steps:
+            keys += [
+                contracts.request_key(job_id, image_id, model_step),
+                contracts.response_key(job_id, image_id, model_step),
+            ]
+        try:
+            answer = self.s3.delete_objects(
+                Bucket=step.bucket, Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True}
+            )
+        except ClientError as exc:
+            log.warning(
+                "scratch of image %s in job %s left to expire: %s", image_id, job_id, client_error_code(exc) or exc
+            )
+            return
+        for error in answer.get("Errors", []):
+            log.warning("scratch object %s left to expire: %s", error.get("Key"), error.get("Code"))
+
     def _geometry(self, step: StepInput) -> tuple[Geometry, int]:
-        data = self._get_json(step.bucket, contracts.work_key(step.job_id, step.image.image_id, "geometry.json"))
+        data = self._get_json(step.bucket, contracts.work_key(step.job_id, step.image.image_id, GEOMETRY))
         return Geometry.from_dict(data["geometry"]), int(data["orientation"])
 
     @staticmethod
@@ -171,12 +207,10 @@ class Steps:
         geometry = imaging.fit_canvas(oriented[0], oriented[1], spec.image_limits)
         image = imaging.load_original(original, max_pixels_hint=geometry.canvas_width * geometry.canvas_height)
         canvas_png = imaging.encode_png(imaging.to_canvas(image, geometry))
-        self._put(
-            step.bucket, contracts.work_key(step.job_id, step.image.image_id, "canvas.png"), canvas_png, "image/png"
-        )
+        self._put(step.bucket, contracts.work_key(step.job_id, step.image.image_id, CANVAS), canvas_png, "image/png")
         self._put_json(
             step.bucket,
-            contracts.work_key(step.job_id, step.image.image_id, "geometry.json"),
+            contracts.work_key(step.job_id, step.image.image_id, GEOMETRY),
             {"geometry": geometry.to_dict(), "orientation": orientation},
         )
         call = adapter.first_call(spec, step.settings, step.image, canvas_png)
@@ -205,9 +239,9 @@ class Steps:
                 )
             raise NoSubject("background removal found no subject in this image")
         # the soft subject alpha is what finalize pastes back in PRECISE mode
-        alpha_key = contracts.work_key(step.job_id, step.image.image_id, "subject-alpha.png")
+        alpha_key = contracts.work_key(step.job_id, step.image.image_id, SUBJECT_ALPHA)
         self._put(step.bucket, alpha_key, imaging.encode_png(alpha), "image/png")
-        canvas_png = self._get(step.bucket, contracts.work_key(step.job_id, step.image.image_id, "canvas.png"))
+        canvas_png = self._get(step.bucket, contracts.work_key(step.job_id, step.image.image_id, CANVAS))
         call = adapter.mask_call(
             spec, step.settings, step.image, canvas_png, imaging.encode_png(imaging.invert_mask(keep))
         )
@@ -223,10 +257,26 @@ class Steps:
         to the result keys only when it is the best so far (`quality.best_attempt`), so the results
         always hold the best. Answers {"status", "outputs", "attempts", "reroll"}: `reroll` is the
         next model call while the best attempt is still `reRollOn` or worse and re-rolls are left,
-        else null, and the image is SUCCEEDED with the best attempt's outputs and every attempt."""
+        else null, and the image is SUCCEEDED with the best attempt's outputs and every attempt.
+        Repeated after the image SUCCEEDED (its scratch is gone by then) it answers from the store."""
+        step = StepInput.from_event(event)
+        try:
+            return self._finalize(step, event)
+        except StorageError:
+            done = self.store.get_image(step.job_id, step.image.image_id)
+            if done and done.get("status") == ImageStatus.SUCCEEDED.value:
+                # repeated after the first run discarded the scratch: the same answer, nothing rewritten
+                return {
+                    "status": ImageStatus.SUCCEEDED.value,
+                    "outputs": len(done.get("outputs") or []),
+                    "attempts": [{k: v for k, v in a.items() if k != "quality"} for a in done.get("attempts") or []],
+                    "reroll": None,
+                }
+            raise
+
+    def _finalize(self, step: StepInput, event: Mapping[str, Any]) -> dict[str, Any]:
         from chalicelib import quality
 
-        step = StepInput.from_event(event)
         spec = self._spec(step)
         adapter = registry.adapter_for(spec)
         last_step = adapter.steps[-1]
@@ -306,9 +356,7 @@ class Steps:
         settings = step.settings
         alpha = hole = None
         if len(adapter.steps) > 1:  # the Stability path has the cut-out's soft alpha
-            alpha_png = self._get(
-                step.bucket, contracts.work_key(step.job_id, step.image.image_id, "subject-alpha.png")
-            )
+            alpha_png = self._get(step.bucket, contracts.work_key(step.job_id, step.image.image_id, SUBJECT_ALPHA))
             alpha, hole = imaging.subject_alpha_and_kept_band(
                 imaging.decode_image(alpha_png), geometry, size, KEEP_MASK_GROW_PX
             )
@@ -375,6 +423,7 @@ class Steps:
         if best is None:
             raise StorageError("no attempt of this image produced a result")
         geometry, _ = self._geometry(step)
+        adapter_steps = registry.adapter_for(self._spec(step)).steps
         kept = int(best["attempt"])
         record = [
             {
@@ -395,11 +444,21 @@ class Steps:
             width=geometry.original_width,
             height=geometry.original_height,
         )
+        try:  # read from the request and response objects, before they go
+            call_seconds = observability.model_call_seconds(
+                self.s3, step.bucket, step.job_id, step.image.image_id, adapter_steps
+            )
+        except ClientError as exc:  # a metric never fails the image
+            log.warning("model call times of image %s not read: %s", step.image.image_id, client_error_code(exc) or exc)
+            call_seconds = {}
+        # only after the status is written: a finalize repeated from here on finds it SUCCEEDED
+        self._discard_scratch(step, adapter_steps, attempts)
         return {
             "status": ImageStatus.SUCCEEDED.value,
             "outputs": len(outputs),
             "attempts": [{k: v for k, v in a.items() if k != "quality"} for a in record],
             "reroll": None,
+            "modelCallSeconds": call_seconds,
         }
 
     def record_failure(self, event: Mapping[str, Any]) -> dict[str, Any]:
@@ -499,7 +558,7 @@ class _RekognitionChecks:
 
         if self._original_lines is not None:
             return self._original_lines
-        key = contracts.work_key(self.step.job_id, self.step.image.image_id, "original-text.json")
+        key = contracts.work_key(self.step.job_id, self.step.image.image_id, ORIGINAL_TEXT)
         try:
             cached = self.steps.s3.get_object(Bucket=self.step.bucket, Key=key)["Body"].read()
             self._original_lines = list(json.loads(cached)["lines"])

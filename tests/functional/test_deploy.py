@@ -170,12 +170,23 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
         if r.endswith("/results/*") and "s3:PutObject" in s["Action"]
     }
     assert writers == {"finalize"}
+    deleters = {
+        (n, r)
+        for n, d in docs.items()
+        for s in _statements(d)
+        for r in s["Resource"]
+        if "s3:DeleteObject" in s["Action"]
+    }
+    # a workflow step deletes only an image's scratch (finalize, once it SUCCEEDED)
+    assert {(n, r) for n, r in deleters if n != "api_handler"} == {
+        ("finalize", f"arn:aws:s3:::{OUTPUTS['BucketName']}/{contracts.SCRATCH_PREFIX}*")
+    }
     starters = {n for n, d in docs.items() for s in _statements(d) if "states:StartExecution" in s["Action"]}
     assert starters == {"start_workflow"}
     # only the API deletes (a job's files on DELETE) and stops executions (cancel); the webhook sender is
     # started only where no workflow step is left to run it (a cancel, a job the reconciler closed)
     deleters = {n for n, d in docs.items() for s in _statements(d) if "s3:DeleteObject" in s["Action"]}
-    assert deleters == {"api_handler"}
+    assert deleters == {"api_handler", "finalize"}
     stoppers = {n: s for n, d in docs.items() for s in _statements(d) if "states:StopExecution" in s["Action"]}
     assert set(stoppers) == {"api_handler"}
     assert stoppers["api_handler"]["Resource"] == [
