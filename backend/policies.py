@@ -74,6 +74,7 @@ def lambda_policies(
             "Condition": {"StringLike": {"s3:prefix": [f"{contracts.UPLOADS_PREFIX}*"]}},
         },
         Grant.DETECT_LABELS: _statement("Labels", ["rekognition:DetectLabels"], ["*"]),  # no resource-level permissions
+        Grant.DETECT_TEXT: _statement("Text", ["rekognition:DetectText"], ["*"]),
         Grant.READ_MODEL_LIFECYCLE: _statement("ModelLifecycle", ["bedrock:GetFoundationModel"], foundation_models),
         Grant.READ_JOBS_STREAM: _statement(
             "JobsStream",
@@ -116,7 +117,7 @@ def lambda_policies(
             ["lambda:InvokeFunction"],
             [f"arn:{partition}:lambda:{region}:{account}:function:{lambda_function(stage, ARCHIVE_BUILDER)}"],
         ),
-        # the owner's approval ends the workflow's wait for review (docs/aws-notes.md#n54-step-functions-task-tokens)
+        # the owner's approval ends the workflow's wait for review (docs/aws-notes.md#n58-step-functions-task-tokens)
         Grant.SEND_TASK_RESULT: _statement(
             "SendReviewResult", ["states:SendTaskSuccess"], [state_machine_arn(region, account, stage, partition)]
         ),

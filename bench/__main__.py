@@ -6,18 +6,31 @@ every MISS.
 
 from __future__ import annotations
 
+import argparse
 import json
-import math
-import re
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS: list[tuple[str, str, str, str]] = []
+BENCHES = (
+    "lambda-work",
+    "cold-start",
+    "package",
+    "submit",
+    "throughput",
+    "cost",
+    "quality",
+    "cutout",
+    "webapp",
+    "scale",
+)
 
 
 def row(name: str, value: str, target: str, ok: bool | None) -> None:
@@ -26,44 +39,53 @@ def row(name: str, value: str, target: str, ok: bool | None) -> None:
 
 
 def lambda_work() -> None:
-    from bench.lambda_work import CASES
+    from bench.lambda_work import CASES, REPEATS
 
     for case in CASES:
-        results = {}
-        for which in ("floor", "backdrop"):
-            out = subprocess.run(
-                [sys.executable, "-m", "bench.lambda_work", case, which],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            results[which] = json.loads(out.stdout.strip().splitlines()[-1])
-        ratio = results["backdrop"]["ms"] / results["floor"]["ms"]
+        out = subprocess.run(
+            [sys.executable, "-m", "bench.lambda_work", case], cwd=ROOT, capture_output=True, text=True, check=True
+        )
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        ratio_min = r["backdrop_min"] / r["floor_min"]
+        ratio_median = r["backdrop_median"] / r["floor_median"]
         row(
             f"prepare+finalize {case}",
-            f"{results['backdrop']['ms']:.0f} ms vs floor {results['floor']['ms']:.0f} ms = {ratio:.2f}x",
-            "<= 1.3x floor",
-            ratio <= 1.3,
+            f"{r['backdrop_min'] * 1000:.0f} ms vs floor {r['floor_min'] * 1000:.0f} ms = {ratio_min:.2f}x min, "
+            f"{ratio_median:.2f}x median of {REPEATS} ({r['input_mb']:.1f} MB input)",
+            "<= 1.3x floor (min)",
+            ratio_min <= 1.3,
         )
-        row(f"build-mask {case}", f"{results['backdrop']['build_mask_ms']:.0f} ms", "(not in the floor)", None)
-        peak = results["backdrop"]["peak_mb"]
-        row(f"peak RSS {case}", f"{peak:.0f} MB", "<= 512 MB", peak <= 512)
+        row(f"build-mask {case}", f"{r['build_mask_min'] * 1000:.0f} ms", "(not in the floor)", None)
+        row(f"peak RSS {case}", f"{r['peak_mb']:.0f} MB", "<= 512 MB", r["peak_mb"] <= 512)
+
+
+COLD_START = """
+import json, time
+started = time.process_time()
+import app
+imported = time.process_time()
+from chalicelib import aws
+aws.client("s3"), aws.table("jobs")  # what a workflow step builds on its first invocation
+print(json.dumps({"import": imported - started, "init": time.process_time() - started}))
+"""
 
 
 def cold_start() -> None:
-    best = math.inf
-    for _ in range(3):
-        out = subprocess.run(
-            [sys.executable, "-X", "importtime", "-c", "import app"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
+    """A Lambda's init: importing the app, then the boto3 clients its handler builds on the first
+    call. CPU seconds, best of three (the wall time on an idle vCPU; this machine is shared)."""
+    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
+    runs = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", COLD_START], cwd=ROOT, capture_output=True, text=True, check=True, env=env
+            ).stdout
         )
-        line = [ln for ln in out.stderr.splitlines() if re.search(r"\|\s+app$", ln)][-1]
-        best = min(best, int(line.split("|")[1]) / 1000)
-    row("import app (cold start)", f"{best:.0f} ms", "<= 300 ms", best <= 300)
+        for _ in range(3)
+    ]
+    imported = min(r["import"] for r in runs) * 1000
+    init = min(r["init"] for r in runs) * 1000
+    row("import app (cold start)", f"{imported:.0f} ms CPU", "<= 300 ms", imported <= 300)
+    row("cold start + S3 client and jobs Table", f"{init:.0f} ms CPU", "<= 500 ms", init <= 500)
 
 
 def package_size() -> None:
@@ -88,29 +110,49 @@ def package_size() -> None:
     row("chalice package zip", f"{size:.1f} MB ({time.monotonic() - started:.0f} s to build)", "<= 20 MB", size <= 20)
 
 
-def main() -> int:
-    import logging
+def main(argv: list[str] | None = None) -> int:
+    from bench import cost, cutout, quality, quiet_logs, scale, submit, throughput, webapp
 
-    from bench import cost, cutout, quality, throughput, webapp
-
-    for noisy in ("werkzeug", "moto"):  # the local stack's request logs
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-    print("Backdrop benchmarks", flush=True)
-    for name, bench in (
-        ("per-image Lambda work", lambda_work),
-        ("cold start", cold_start),
-        ("package", package_size),
-        ("throughput at the quota", throughput.run),
-        ("orchestration cost", cost.run),
-        ("result quality", quality.run),
-        ("local cut-out engine", cutout.run),
-        ("web app at 1,000 images", webapp.run),
-    ):
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--scale-max",
+        type=int,
+        default=scale.DEFAULT_MAX,
+        help=f"largest job of the scale benchmark (default {scale.DEFAULT_MAX:,}; 10,000 takes 40-60 min here)",
+    )
+    parser.add_argument(
+        "--only", action="append", choices=BENCHES, help="run only these benchmarks (repeatable): " + ", ".join(BENCHES)
+    )
+    parser.add_argument("--skip", action="append", choices=BENCHES, default=[], help="leave these out (repeatable)")
+    args = parser.parse_args(argv)
+    quiet_logs()
+    benches = {
+        "lambda-work": lambda_work,
+        "cold-start": cold_start,
+        "package": package_size,
+        "submit": lambda: submit.run(row),
+        "throughput": lambda: throughput.run(row),
+        "cost": lambda: cost.run(row),
+        "quality": lambda: quality.run(row),
+        "cutout": lambda: cutout.run(row),
+        "webapp": lambda: webapp.run(row),
+        "scale": lambda: scale.run(row, args.scale_max, progress=lambda line: print(f"  ... {line}", flush=True)),
+    }
+    print(
+        f"Backdrop benchmarks (scale up to {args.scale_max:,} images; --scale-max 10000 for the full run)", flush=True
+    )
+    failed = []
+    for name in [n for n in args.only or BENCHES if n not in args.skip]:
         print(f"- {name}", flush=True)
-        bench(row) if bench in (throughput.run, cost.run, quality.run, cutout.run, webapp.run) else bench()
+        try:
+            benches[name]()
+        except Exception as exc:  # one benchmark that breaks is a MISS, and the others still run
+            traceback.print_exc()
+            row(f"{name} (did not finish)", f"{type(exc).__name__}: {str(exc)[:60]}", "finishes", False)
+            failed.append(name)
     width = max(len(r[0]) for r in ROWS)
-    print("\n" + "\n".join(f"{n:<{width}}  {v:<55} {t:<22} {s}" for n, v, t, s in ROWS))
-    return 0
+    print("\n" + "\n".join(f"{n:<{width}}  {v:<70} {t:<22} {s}" for n, v, t, s in ROWS))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -1,34 +1,46 @@
-"""Per-image Lambda work: prepare + finalize beside the bare Pillow floor, time and peak RSS.
+"""Per-image Lambda work: prepare + finalize beside a hand-written Pillow floor, in one process.
 
-Each case runs in a fresh child process (so peak RSS is that case's alone) with in-memory
-stand-ins for S3 and the job store, so the figure is Backdrop's own work, not moto's. The floor is
-the least any implementation must do for one image: decode the original, resize it to the model
-canvas, encode it; then decode the model's answer, resize it back to the original size, encode
-the result.
+Each case runs in its own child process. Backdrop runs once first, alone, so the process's peak
+RSS is Backdrop's; then the floor and Backdrop alternate, REPEATS times each (which goes first
+alternates too), and the min and the median of each are reported. S3 and the job store are
+in-memory stand-ins, so the figure is the image work, not moto's.
+
+The floor is the least any implementation of the same design must do for one image on the
+Stability path in PRECISE mode, written as plain Pillow calls:
+- prepare: decode the original (DCT-scaled when it is much larger than the model canvas), resize
+  it to the canvas, encode the request image, base64 it into the request JSON;
+- finalize: parse the model's answer (JSON, base64, PNG), decode the original again (finalize is
+  another Lambda), resize the answer to the original size, upscale the subject alpha and paste
+  the original subject back, encode the result in the output format.
+The model's answers and the subject alpha are Backdrop's own, from its first run. build-mask has
+no counterpart in the floor and is reported on its own.
+
+Inputs are photo-like (bench/photos.py): a real photo upscaled with grain and texture.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import resource
+import statistics
 import sys
 import time
 from typing import Any
 
-from PIL import Image, ImageDraw
+from PIL import Image
 
-CASES = {"12MP JPEG": (4000, 3000, "JPEG"), "4MP PNG": (2309, 1732, "PNG"), "1MP JPEG": (1155, 866, "JPEG")}
-REPEATS = 3
+from bench.photos import photo_like
 
-
-def make_photo(width: int, height: int, fmt: str) -> bytes:
-    img = Image.linear_gradient("L").resize((width, height)).convert("RGB")
-    draw = ImageDraw.Draw(img)
-    draw.ellipse((width * 0.3, height * 0.2, width * 0.7, height * 0.9), fill=(200, 30, 40))
-    buf = io.BytesIO()
-    img.save(buf, fmt, quality=90) if fmt == "JPEG" else img.save(buf, fmt, compress_level=6)
-    return buf.getvalue()
+# name: (width, height, input format, output format): the result follows the original's format
+CASES = {
+    "12MP JPEG": (4000, 3000, "JPEG", "jpeg"),
+    "4MP PNG": (2309, 1732, "PNG", "png"),
+    "1MP JPEG": (1155, 866, "JPEG", "jpeg"),
+}
+REPEATS = 5
+JOB_ID, IMAGE_ID, OWNER, BUCKET = "20261124T000000Z-000000000000", "a" * 32, "owner", "bench"
 
 
 class MemoryS3:
@@ -42,6 +54,17 @@ class MemoryS3:
         self.objects[(Bucket, Key)] = Body
         return {}
 
+    def head_object(self, Bucket: str, Key: str) -> dict[str, Any]:
+        import datetime
+
+        self.objects[(Bucket, Key)]  # a KeyError for a missing object, as S3's 404
+        return {"LastModified": datetime.datetime.now(datetime.UTC)}
+
+    def delete_objects(self, Bucket: str, Delete: dict[str, Any]) -> dict[str, Any]:
+        for item in Delete["Objects"]:
+            self.objects.pop((Bucket, item["Key"]), None)
+        return {}
+
 
 class NoStore:
     """The job store's image transitions, recorded nowhere: the figure is the image work alone."""
@@ -52,47 +75,40 @@ class NoStore:
     def set_image_status(self, *_: Any, **__: Any) -> bool:
         return True
 
-
-def floor(data: bytes, canvas: tuple[int, int]) -> float:
-    original = Image.open(io.BytesIO(data))
-    original.load()
-    small = original.convert("RGB").resize(canvas, Image.Resampling.LANCZOS)
-    buf = io.BytesIO()
-    small.save(buf, "PNG", compress_level=1)  # the request image, as Backdrop encodes it
-    answer = Image.open(io.BytesIO(buf.getvalue()))
-    answer.load()
-    from chalicelib import imaging
-
-    imaging.encode(answer.resize(original.size, Image.Resampling.LANCZOS), "png")  # the same encoder settings
-    return 0.0  # timed by the caller
+    def get_image(self, *_: Any) -> None:
+        return None
 
 
-def backdrop(data: bytes, spent_by_step: dict[str, float] | None = None) -> float:
-    """Seconds spent in prepare + finalize (the issue's measure; build-mask is recorded in
-    `spent_by_step`, and the stand-in's work is excluded)."""
-    from backend.local.bedrock_standin import StandInBedrock
-    from chalicelib import contracts
-    from chalicelib.workflow import Steps
-
-    s3, bucket = MemoryS3(), "bench"
-    job_id, image_id = "20261124T000000Z-000000000000", "a" * 32
-    key = contracts.upload_key("owner", contracts.image_ref_of("b" * 32, image_id, "jpg"))
-    s3.put_object(Bucket=bucket, Key=key, Body=data)
-    event = {
-        "jobId": job_id,
-        "owner": "owner",
-        "bucket": bucket,
+def _event(key: str, output_format: str) -> dict[str, Any]:
+    return {
+        "jobId": JOB_ID,
+        "owner": OWNER,
+        "bucket": BUCKET,
         "settings": {
             "model": "stability-inpaint",
             "prompt": "a studio",
             "mode": "PRECISE",
             "seed": 3,
-            "outputFormat": "png",
+            "outputFormat": output_format,
+            "reRolls": 0,  # one finalize: the figure is one attempt's work
         },
-        "image": {"imageId": image_id, "key": key, "name": "bench.jpg"},
+        "image": {"imageId": IMAGE_ID, "key": key, "name": "bench"},
     }
-    steps = Steps(s3, NoStore())
-    spent = {} if spent_by_step is None else spent_by_step
+
+
+def backdrop(data: bytes, output_format: str) -> tuple[dict[str, float], dict[tuple[str, str], bytes]]:
+    """Seconds per step (the stand-in's work excluded) and the scratch objects it left behind
+    before finalize discarded them (the model's answers, the subject alpha)."""
+    from backend.local.bedrock_standin import StandInBedrock
+    from chalicelib import contracts
+    from chalicelib.workflow import Steps
+
+    s3 = MemoryS3()
+    key = contracts.upload_key(OWNER, contracts.image_ref_of("b" * 32, IMAGE_ID, "jpg"))
+    s3.put_object(Bucket=BUCKET, Key=key, Body=data)
+    event = _event(key, output_format)
+    steps = Steps(s3, NoStore())  # type: ignore[arg-type]
+    spent: dict[str, float] = {}
 
     def timed(step: Any) -> Any:
         started = time.perf_counter()
@@ -100,44 +116,84 @@ def backdrop(data: bytes, spent_by_step: dict[str, float] | None = None) -> floa
         spent[step.__name__] = time.perf_counter() - started
         return result
 
-    prepared = timed(steps.prepare)
-    # the model's answers are prepared outside the measured steps' work (they are Bedrock's)
     standin = StandInBedrock()
 
-    def answer(call: dict[str, str]) -> None:
+    def answer(call: dict[str, str]) -> None:  # Bedrock's work: outside the measured steps
         body = json.loads(s3.objects[contracts.split_s3_uri(call["requestUri"])])
         s3.objects[contracts.split_s3_uri(call["responseUri"])] = json.dumps(standin(call["modelId"], body)).encode()
 
-    answer(prepared["call"])
+    answer(timed(steps.prepare)["call"])
     answer(timed(steps.build_mask)["call"])
+    scratch = dict(s3.objects)
     timed(steps.finalize)
-    return spent["prepare"] + spent["finalize"]
+    return spent, scratch
 
 
-def child(case: str, which: str) -> None:
-    """Run one measurement; print JSON {ms, peak_mb}."""
-    width, height, fmt = CASES[case]
-    data = make_photo(width, height, fmt)
+def floor_prepare(data: bytes, canvas: tuple[int, int]) -> bytes:
+    original = Image.open(io.BytesIO(data))
+    if original.format == "JPEG":
+        original.draft("RGB", canvas)  # DCT scaling: decode at no less than the canvas size
+    small = original.convert("RGB").resize(canvas, Image.Resampling.LANCZOS)
+    png = io.BytesIO()
+    small.save(png, "PNG", compress_level=1)
+    return json.dumps({"image": base64.b64encode(png.getvalue()).decode("ascii")}).encode()
+
+
+def floor_finalize(data: bytes, response: bytes, alpha_png: bytes, output_format: str) -> bytes:
     from chalicelib import imaging
-    from chalicelib.models.registry import get_model
 
-    geometry = imaging.fit_canvas(width, height, get_model("stability-inpaint").image_limits)
+    answer = Image.open(io.BytesIO(base64.b64decode(json.loads(response)["images"][0])))
+    original = Image.open(io.BytesIO(data)).convert("RGB")
+    result = answer.convert("RGB").resize(original.size, Image.Resampling.LANCZOS)
+    alpha = Image.open(io.BytesIO(alpha_png)).convert("L").resize(original.size, Image.Resampling.BILINEAR)
+    return imaging.encode(Image.composite(original, result, alpha), output_format)  # the same encoder settings
+
+
+def child(case: str) -> None:
+    """Measure one case; print JSON."""
+    from chalicelib import contracts, imaging
+    from chalicelib.models import registry
+    from chalicelib.workflow import SUBJECT_ALPHA
+
+    width, height, fmt, output_format = CASES[case]
+    data = photo_like(width, height, fmt)
+    spec = registry.get_model("stability-inpaint")
+    geometry = imaging.fit_canvas(width, height, spec.image_limits)
     canvas = (geometry.canvas_width, geometry.canvas_height)
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    best, mask_best = float("inf"), float("inf")
-    for _ in range(REPEATS):
+    first, scratch = backdrop(data, output_format)  # alone: the peak RSS so far is Backdrop's
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    response = scratch[(BUCKET, contracts.response_key(JOB_ID, IMAGE_ID, registry.adapter_for(spec).steps[-1]))]
+    alpha = scratch[(BUCKET, contracts.work_key(JOB_ID, IMAGE_ID, SUBJECT_ALPHA))]
+
+    def floor() -> float:
         started = time.perf_counter()
-        by_step: dict[str, float] = {}
-        spent = floor(data, canvas) if which == "floor" else backdrop(data, by_step)
-        best = min(best, spent or time.perf_counter() - started)
-        mask_best = min(mask_best, by_step.get("build_mask", 0.0))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        floor_prepare(data, canvas)
+        floor_finalize(data, response, alpha, output_format)
+        return time.perf_counter() - started
+
+    floors, ours, masks = [], [], [first["build_mask"]]
+    for round_ in range(REPEATS):
+        for which in ("floor", "backdrop") if round_ % 2 == 0 else ("backdrop", "floor"):
+            if which == "floor":
+                floors.append(floor())
+            else:
+                spent, _ = backdrop(data, output_format)
+                ours.append(spent["prepare"] + spent["finalize"])
+                masks.append(spent["build_mask"])
     print(
         json.dumps(
-            {"ms": best * 1000, "build_mask_ms": mask_best * 1000, "peak_mb": peak / 1024, "base_mb": base_rss / 1024}
+            {
+                "input_mb": len(data) / 2**20,
+                "floor_min": min(floors),
+                "floor_median": statistics.median(floors),
+                "backdrop_min": min(ours),
+                "backdrop_median": statistics.median(ours),
+                "build_mask_min": min(masks),
+                "peak_mb": peak_mb,
+            }
         )
     )
 
 
 if __name__ == "__main__":
-    child(sys.argv[1], sys.argv[2])
+    child(sys.argv[1])

@@ -268,8 +268,7 @@ def _scoring_child() -> None:
     with mock.patch.object(quality, "score_image", side_effect=timed_score):  # timed where finalize calls it
         for _ in range(3):
             spent_scoring.clear()
-            by_step: dict[str, float] = {}
-            lambda_work.backdrop(data, by_step)
+            by_step, _ = lambda_work.backdrop(data, "jpeg")  # a JPEG original gives a JPEG result
             best_finalize = min(best_finalize, by_step["finalize"])
             if spent_scoring:
                 wired = True

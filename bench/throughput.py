@@ -1,82 +1,131 @@
-"""Throughput at the Bedrock quota: 200 images through the local stack.
+"""Throughput at a Bedrock quota that binds: a job through the local stack against an empty bucket.
 
-The stand-in answers every model call after a fixed latency L and allows Q calls per minute
-(more are throttled, as Bedrock would). MaxConcurrency is derived the way docs/deploy.md tells
-deployers: images in flight = (images per second at the quota) × (seconds one image takes).
+The stand-in allows Q model calls per minute from a token bucket that starts EMPTY (no burst to
+hide behind) and throttles every call beyond it, as Bedrock does; each answered call takes L
+seconds. Q is set well below what the local stack can drive (about 8 calls per second here), so
+the quota is what limits the job: throttles are raised and retried by the state machine, and the
+figure says how close to the quota the workflow keeps the model busy, and whether any image is
+lost to throttling. MaxConcurrency is derived the way docs/deploy.md tells deployers: images in
+flight = (images per second at the quota) x (seconds one image takes), plus 25 % headroom; the
+seconds one image takes are measured first, by a few images run one at a time.
 """
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
-IMAGES = 200
-QUOTA_CALLS_PER_MINUTE = 600.0
+IMAGES = 120
+QUOTA_CALLS_PER_MINUTE = 120.0  # 2 calls per second: a quarter of what the local stack can drive
 LATENCY_S = 0.25
 CALLS_PER_IMAGE = 2  # remove-background + inpaint
-LAMBDA_SECONDS_PER_IMAGE = 1.7  # prepare + build-mask + finalize + the local stack's own overhead, measured here
+WARMUP_IMAGES = 6
+SUSTAINED_TARGET = 0.9
 
 
-def max_concurrency(quota_per_minute: float, latency_s: float, calls: int, lambda_s: float) -> int:
+def max_concurrency(quota_per_minute: float, seconds_per_image: float, calls: int) -> int:
+    """Images in flight that keep `quota_per_minute` model calls busy, plus 25 % headroom."""
     images_per_second = quota_per_minute / 60 / calls
-    seconds_per_image = calls * latency_s + lambda_s
-    return max(1, math.ceil(images_per_second * seconds_per_image * 1.25))  # 25% headroom
+    return max(1, math.ceil(images_per_second * seconds_per_image * 1.25))
 
 
-def run(row: Callable[[str, str, str, bool | None], None]) -> None:
+def _image() -> bytes:
     from PIL import Image, ImageDraw
 
-    from backend.local.cutout import ForegroundEstimate
-    from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack
-    from chalicelib import contracts
-    from frontend.api_client import BackdropClient, CognitoLogin
-
-    concurrency = max_concurrency(QUOTA_CALLS_PER_MINUTE, LATENCY_S, CALLS_PER_IMAGE, LAMBDA_SECONDS_PER_IMAGE)
     img = Image.new("RGB", (160, 120), (235, 235, 230))
     ImageDraw.Draw(img).ellipse((50, 30, 110, 100), fill=(200, 30, 40))
     buf = io.BytesIO()
     img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _job(stack: Any, count: int, timeout_s: float = 900) -> tuple[dict[str, Any], float, Any]:
+    """Submit `count` images as the demo user and wait; returns the job summary, the seconds it
+    took and the client."""
+    from backend.local.stack import DEMO_PASSWORD, DEMO_USER
+    from chalicelib import contracts
+    from frontend.api_client import BackdropClient, CognitoLogin
+
+    login = CognitoLogin(client_id=stack.outputs["client_id"], endpoint_url=stack.endpoint)
+    login.sign_in(DEMO_USER, DEMO_PASSWORD)
+    client = BackdropClient(stack.api_url, login.id_token)
+    owner = json.loads(base64.urlsafe_b64decode(login.id_token().split(".")[1] + "=="))["sub"]
+    s3, data, upload_id = stack.client("s3"), _image(), contracts.new_opaque_id()
+    images = []
+    for i in range(count):  # straight to S3: the benchmark is about the workflow, not uploads
+        ref = contracts.image_ref_of(upload_id, contracts.new_opaque_id(), "png")
+        s3.put_object(Bucket=stack.outputs["bucket"], Key=contracts.upload_key(owner, ref), Body=data)
+        images.append({"imageRef": ref, "name": f"img{i:03d}.png", "labels": []})
+    if stack.bedrock.images_per_minute:
+        stack.bedrock.empty_quota()  # no burst: from the first call on, the quota is the limit
+    started = time.monotonic()
+    job = client.submit({"prompt": "a plain studio", "images": images})
+    terminal = {s.value for s in contracts.TERMINAL_JOB_STATUSES}
+    while True:
+        summary = next(j for j in client.jobs(limit=5)["jobs"] if j["jobId"] == job["jobId"])
+        if summary["status"] in terminal or time.monotonic() - started > timeout_s:
+            return summary, time.monotonic() - started, client
+        time.sleep(0.5)
+
+
+def run(row: Callable[[str, str, str, bool | None], None]) -> None:
+    from backend.local.cutout import ForegroundEstimate
+    from backend.local.stack import LocalStack
+
+    # seconds one image takes end to end, unthrottled, one at a time (what a deployer measures)
+    # the classical cut-out: orchestration at the quota, not the local model's CPU time
+    with LocalStack(
+        api_port=0, stage="bench", latency_s=LATENCY_S, max_concurrency=1, cutout=ForegroundEstimate()
+    ) as stack:
+        _, warmup_s, _ = _job(stack, WARMUP_IMAGES)
+    seconds_per_image = warmup_s / WARMUP_IMAGES
+    concurrency = max_concurrency(QUOTA_CALLS_PER_MINUTE, seconds_per_image, CALLS_PER_IMAGE)
     with LocalStack(
         api_port=0,
         stage="bench",
         latency_s=LATENCY_S,
         images_per_minute=QUOTA_CALLS_PER_MINUTE,
         max_concurrency=concurrency,
-        cutout=ForegroundEstimate(),  # orchestration at the quota, not the local model's CPU time
+        cutout=ForegroundEstimate(),
     ) as stack:
-        login = CognitoLogin(client_id=stack.outputs["client_id"], endpoint_url=stack.endpoint)
-        login.sign_in(DEMO_USER, DEMO_PASSWORD)
-        client = BackdropClient(stack.api_url, login.id_token)
-        s3 = stack.client("s3")
-        owner = (
-            client.models
-            and login.tokens
-            and __import__("json").loads(
-                __import__("base64").urlsafe_b64decode(login.tokens.id_token.split(".")[1] + "==")
-            )["sub"]
-        )
-        images = []
-        for i in range(IMAGES):  # straight to S3: the benchmark is about the workflow, not uploads
-            ref = contracts.image_ref_of(contracts.new_opaque_id(), contracts.new_opaque_id(), "png")
-            s3.put_object(Bucket=stack.outputs["bucket"], Key=contracts.upload_key(owner, ref), Body=buf.getvalue())
-            images.append({"imageRef": ref, "name": f"img{i:03d}.png", "labels": []})
-        started = time.monotonic()
-        job = client.submit({"prompt": "a plain studio", "images": images})
-        view = client.wait(job["jobId"], poll_s=0.5, timeout_s=600)
-        elapsed = time.monotonic() - started
-        failed = client.job_images(view["jobId"], status="FAILED")
-        throttled = sum(1 for image in failed if image.get("errorCode") == "MODEL_THROTTLED")
-    calls_per_minute = IMAGES * CALLS_PER_IMAGE / elapsed * 60
-    ratio = calls_per_minute / QUOTA_CALLS_PER_MINUTE
+        summary, elapsed, client = _job(stack, IMAGES)
+        failed = list(client.job_images(summary["jobId"], status="FAILED"))
+        bedrock = stack.bedrock
+    counts = summary.get("counts") or {}
+    lost = IMAGES - counts.get("SUCCEEDED", 0)
+    codes = sorted({i["errorCode"] for i in failed if i.get("errorCode")})
+    first, last = bedrock.answer_window or (0.0, 0.0)
+    # sustained: answered calls per minute between the first and the last answer (the tail of
+    # the last images' Lambda work is not the model's time)
+    sustained = (bedrock.answered - 1) / max(last - first, 1e-9) * 60
+    overall = bedrock.answered / elapsed * 60
     row(
-        "MaxConcurrency derived", f"{concurrency} (Q={QUOTA_CALLS_PER_MINUTE:.0f} calls/min, L={LATENCY_S}s)", "-", None
+        "MaxConcurrency derived",
+        f"{concurrency} (Q={QUOTA_CALLS_PER_MINUTE:.0f} calls/min, {seconds_per_image:.1f} s/image measured, L={LATENCY_S}s)",
+        "-",
+        None,
+    )
+    row(
+        "quota binds (bucket starts empty)",
+        f"{bedrock.throttled} throttles raised for {bedrock.answered} answered calls",
+        "> 0 throttles",
+        bedrock.throttled > 0,
     )
     row(
         "throughput / quota",
-        f"{calls_per_minute:.0f} calls/min = {ratio:.2f} of quota ({elapsed:.0f} s for {IMAGES})",
-        ">= 0.95",
-        ratio >= 0.95,
+        f"{sustained:.0f} calls/min sustained = {sustained / QUOTA_CALLS_PER_MINUTE:.2f} of quota "
+        f"({overall:.0f}/min over the whole {elapsed:.0f} s job)",
+        f">= {SUSTAINED_TARGET}",
+        sustained / QUOTA_CALLS_PER_MINUTE >= SUSTAINED_TARGET,
     )
-    row("images failed by throttling", f"{throttled} (job {view['status']})", "0", throttled == 0)
+    row(
+        "images lost to throttling",
+        f"{lost} of {IMAGES} (job {summary['status']}{'; ' + ', '.join(codes) if codes else ''})",
+        "0",
+        lost == 0,
+    )

@@ -6,7 +6,7 @@ is built by the `build_archive` Lambda, started asynchronously, which streams ev
 an S3 multipart upload (memory stays at one part, whatever the job's size) and writes its
 progress next to the zip. Nothing is ever rebuilt once the zip exists.
 
-Limits it works within (docs/aws-notes.md#n53-archives-within-api-gateway-and-lambda-limits):
+Limits it works within (docs/aws-notes.md#n57-archives-within-api-gateway-and-lambda-limits):
 API Gateway ends a REST request after 29 s, so the API builds only zips of at most
 SYNC_MAX_FILES files; Lambda runs at most 900 s, so the builder's progress that stops moving for
 longer than that is a build that died, and the next request starts it again; S3 multipart parts

@@ -195,6 +195,19 @@ DETECT_LABELS_MAX_LABELS: Final = 25
 REKOGNITION_MIN_SIDE: Final = 80
 REKOGNITION_MAX_SIDE: Final = 10_000
 DETECT_LABELS_MIN_CONFIDENCE: Final = 60.0
+# Finalize's Rekognition checks (chalicelib/quality.py): DetectLabels on each result, DetectText on
+# the original (once per image) and on each result. Both are Rekognition Image "Group 2" APIs,
+# billed per image analysed (docs/aws-notes.md#n55-rekognition-image-prices).
+REKOGNITION_USD_PER_IMAGE: Final = 0.001
+# Automatic re-rolls (POST /jobs `reRolls`, `reRollOn`): an image whose best scorecard is
+# `reRollOn` or worse is made again with a new seed, up to `reRolls` times (0 disables them).
+DEFAULT_RE_ROLLS: Final = 1
+MAX_RE_ROLLS: Final = 3
+RE_ROLL_ON: Final = ("FAIL", "WARN")
+DEFAULT_RE_ROLL_ON: Final = "FAIL"
+# each re-roll's seed: the job's seed plus this step per attempt (mod the model's seed range), so
+# a job's re-rolls are reproducible
+RE_ROLL_SEED_STEP: Final = 104_729
 MAX_JOBS_PAGE_SIZE: Final = 100
 # GET /jobs/{jobId} answers with one page of images (at most 100, chalicelib/store.py); the page
 # is cut shorter when it would make the answer larger than this. Lambda's synchronous response

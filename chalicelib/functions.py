@@ -24,6 +24,7 @@ class Grant(StrEnum):
     LIST_UPLOADS = "list-uploads"  # s3:ListBucket, only under the uploads prefix
     OWNER_INDEX = "owner-index"  # the table actions also on its indexes
     DETECT_LABELS = "detect-labels"  # rekognition:DetectLabels
+    DETECT_TEXT = "detect-text"  # rekognition:DetectText
     READ_MODEL_LIFECYCLE = "read-model-lifecycle"  # bedrock:GetFoundationModel on the configured models
     READ_JOBS_STREAM = "read-jobs-stream"  # the table's stream, as an event source
     START_WORKFLOW = "start-workflow"  # states:StartExecution on this stage's state machine
@@ -47,7 +48,7 @@ class LambdaFunction:
     workflow_task: bool = False  # invoked by the state machine through `${<Name>FunctionArn}`
     s3_read: tuple[str, ...] = ()  # key prefixes (chalicelib.contracts) it may GetObject
     s3_write: tuple[str, ...] = ()  # ... and PutObject
-    s3_delete: tuple[str, ...] = ()  # ... and DeleteObject
+    s3_delete: tuple[str, ...] = ()  # ... and DeleteObject (DeleteObjects checks it per key)
     table_actions: tuple[str, ...] = ()  # DynamoDB actions on the jobs table
     grants: frozenset[Grant] = frozenset()
 
@@ -138,8 +139,12 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         timeout_s=180,
         workflow_task=True,
         s3_read=(UPLOADS_PREFIX, SCRATCH_PREFIX),
-        s3_write=(RESULTS_PREFIX,),
+        # the original's text, read once per image, is kept in the scratch space for re-rolls
+        s3_write=(RESULTS_PREFIX, SCRATCH_PREFIX),
+        s3_delete=(SCRATCH_PREFIX,),  # the image's scratch, once it has SUCCEEDED
         table_actions=("GetItem", "UpdateItem"),
+        # the scorecard's subject and text checks, on pixels sent as bytes (no S3 access for Rekognition)
+        grants=frozenset({Grant.DETECT_LABELS, Grant.DETECT_TEXT}),
     ),
     LambdaFunction(
         "record_failure",

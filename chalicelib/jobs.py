@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts, costs, quality, review, webhooks
+from chalicelib import contracts, costs, estimate, quality, review, webhooks
 from chalicelib.contracts import ImageStatus, JobStatus
 from chalicelib.errors import (
     BadRequest,
@@ -48,6 +48,8 @@ JOB_FIELDS = {
     "shadowStrength",
     "qualityThresholds",
     "webhookUrl",
+    "reRolls",
+    "reRollOn",
     "images",
     "notify",
     "budgetUsd",
@@ -224,9 +226,28 @@ def _finish_settings(body: dict[str, Any], spec: ModelSpec, problems: Problems) 
                 problems.add("qualityThresholds", str(exc))
     given = {"blend": blend, "shadow_angle": angle, "shadow_strength": strength}
     # stored complete, so the job shows the thresholds it was scored against
-    return {"shadow": shadow, "quality_thresholds": thresholds} | {
+    return {"shadow": shadow, "quality_thresholds": thresholds, **_re_roll_settings(body, problems)} | {
         k: float(v) for k, v in given.items() if v is not None
     }
+
+
+def _re_roll_settings(body: dict[str, Any], problems: Problems) -> dict[str, Any]:
+    """`reRolls` (0 to contracts.MAX_RE_ROLLS) and `reRollOn` (FAIL or WARN), stored complete."""
+    re_rolls = body.get("reRolls", contracts.DEFAULT_RE_ROLLS)
+    if isinstance(re_rolls, bool) or not isinstance(re_rolls, int) or not 0 <= re_rolls <= contracts.MAX_RE_ROLLS:
+        problems.add(
+            "reRolls",
+            f"reRolls must be a whole number from 0 (no re-rolls) to {contracts.MAX_RE_ROLLS}, not {re_rolls!r:.40}",
+        )
+        re_rolls = contracts.DEFAULT_RE_ROLLS
+    re_roll_on = body.get("reRollOn", contracts.DEFAULT_RE_ROLL_ON)
+    if re_roll_on not in contracts.RE_ROLL_ON:
+        problems.add(
+            "reRollOn",
+            f"reRollOn must be {' or '.join(contracts.RE_ROLL_ON)} (the scorecard outcome that earns a re-roll)",
+        )
+        re_roll_on = contracts.DEFAULT_RE_ROLL_ON
+    return {"re_rolls": re_rolls, "re_roll_on": re_roll_on}
 
 
 def _images(body: dict[str, Any], problems: Problems) -> list[ImageInput]:
@@ -430,7 +451,16 @@ class JobService:
             webhook_url=webhook_url,
             retry_of=retry_of,
         )
-        return {"jobId": job_id, "status": JobStatus.SUBMITTED.value, "imageCount": len(images), "model": spec.key}
+        cost = estimate.job_estimate(
+            len(images), settings.variants, spec.price_per_image_usd, spec.re_roll_price_usd, settings.re_rolls
+        )
+        return {
+            "jobId": job_id,
+            "status": JobStatus.SUBMITTED.value,
+            "imageCount": len(images),
+            "model": spec.key,
+            "estimate": cost.to_dict(),
+        }
 
     def submit_request(
         self, owner: str, body: Any, model_lookup: Callable[[str], ModelSpec], notify: bool, email: str | None
@@ -558,6 +588,8 @@ class JobService:
             "reviewDecision": image.get("reviewDecision"),
             "originalUrl": self._url(image["key"]),
             "outputs": [{**o, "url": self._url(o["key"])} for o in image.get("outputs") or []],
+            # every attempt (automatic re-rolls): seed, outcome, score, cost, scorecards, kept
+            "attempts": image.get("attempts") or [],
         }
 
     def job_view(self, owner: str, job_id: str, query: ImagesQuery | None = None) -> dict[str, Any]:

@@ -41,6 +41,7 @@ METRICS: dict[str, str | None] = {
     "ImagesSucceeded": None,
     "ImagesFailed": "ErrorCode",
     "ImagesThrottled": None,
+    "ImagesReRolled": None,
     "ModelCallSeconds": "Step",
     "EstimatedCostUSD": None,
 }
@@ -129,12 +130,22 @@ def model_call_seconds(s3: Any, bucket: str, job_id: str, image_id: str, steps: 
 def record_success(s3: Any, event: Mapping[str, Any], result: Mapping[str, Any]) -> None:
     from chalicelib.models import registry
 
-    emit("ImagesSucceeded", 1)
     spec = registry.get_model(str(event["settings"]["model"]))
-    emit("EstimatedCostUSD", spec.price_per_image_usd * int(result.get("outputs") or 1), "None")
+    if result.get("reroll"):  # the image is being made again: it has not succeeded yet
+        emit("ImagesReRolled", 1)
+        return
+    emit("ImagesSucceeded", 1)
+    # every attempt's model calls and checks (automatic re-rolls), or the model's price
+    attempts = result.get("attempts") or []
+    cost = sum(float(a.get("costUsd") or 0) for a in attempts)
+    emit("EstimatedCostUSD", cost or spec.price_per_image_usd * int(result.get("outputs") or 1), "None")
     steps = registry.adapter_for(spec).steps
     image_id = str(event["image"]["imageId"])
-    for step, seconds in model_call_seconds(s3, str(event["bucket"]), str(event["jobId"]), image_id, steps).items():
+    # finalize measures them before it discards the image's scratch (chalicelib/workflow.py)
+    seconds_by_step = result.get("modelCallSeconds")
+    if seconds_by_step is None:
+        seconds_by_step = model_call_seconds(s3, str(event["bucket"]), str(event["jobId"]), image_id, steps)
+    for step, seconds in seconds_by_step.items():
         emit("ModelCallSeconds", seconds, "Seconds", ("Step", step))
 
 

@@ -170,6 +170,18 @@ def _job_request() -> tuple[dict[str, Any], dict[str, Any]]:
             closed=True,
             description="where each quality check turns WARN and FAIL (any subset); see docs/quality.md",
         ),
+        "reRolls": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": contracts.MAX_RE_ROLLS,
+            "default": contracts.DEFAULT_RE_ROLLS,
+            "description": "how many times an image whose scorecard fails is made again with a new seed (the "
+            "best attempt is kept; content-filter outcomes are never re-rolled); 0 disables re-rolls",
+        },
+        "reRollOn": {
+            **_enum(contracts.RE_ROLL_ON, "the scorecard outcome that earns a re-roll: FAIL, or WARN as well"),
+            "default": contracts.DEFAULT_RE_ROLL_ON,
+        },
         "notify": {
             "type": "boolean",
             "default": True,
@@ -203,6 +215,12 @@ def _job_request() -> tuple[dict[str, Any], dict[str, Any]]:
         )
     required = ["prompt", "images"] if all(s.prompt_required for s in specs) else ["images"]
     return _obj(job, required, closed=True), _obj(image, ["imageRef"], closed=True)
+
+
+def _quality_outcomes() -> Any:
+    from chalicelib import quality
+
+    return quality.Outcome
 
 
 def _thresholds() -> dict[str, float]:
@@ -485,6 +503,18 @@ def schemas() -> dict[str, Any]:
                 "imageCount": _COUNT,
                 "model": _STRING,
                 "retryOf": {**_ref("JobId"), "description": "POST /jobs/{jobId}/retry: the job retried"},
+                "estimate": _obj(
+                    {
+                        "usd": {"type": "number", "description": "the model calls and the quality checks"},
+                        "modelUsd": {"type": "number"},
+                        "checksUsd": {"type": "number", "description": "Rekognition's checks, at most"},
+                        "reRolls": _COUNT,
+                        "maxUsd": {"type": "number", "description": "if every image were re-rolled `reRolls` times"},
+                        "sentence": {"type": "string", "description": "the same, in words"},
+                    },
+                    ["usd", "maxUsd", "sentence"],
+                    description="what the job will cost (registry prices; docs/models.md)",
+                ),
             },
             ["jobId", "status", "imageCount", "model"],
         ),
@@ -532,6 +562,24 @@ def schemas() -> dict[str, Any]:
                             "producedBy": {"type": "string", "description": "the model that made it"},
                         },
                         ["key", "variant", "url"],
+                    ),
+                },
+                "attempts": {
+                    "type": "array",
+                    "description": "every attempt at the image (automatic re-rolls; docs/quality.md)",
+                    "items": _obj(
+                        {
+                            "attempt": {"type": "integer", "minimum": 1},
+                            "seed": _INT,
+                            "outcome": _enum(_quality_outcomes()),
+                            "score": {"type": "number", "description": "colour error (ΔE), lower is better"},
+                            "costUsd": {"type": "number", "description": "its model call(s) and checks"},
+                            "quality": {"type": "array", "items": _ref("Scorecard")},
+                            "errorCode": _enum(ErrorCode, "its model call failed (never kept)"),
+                            "cause": _STRING,
+                            "kept": {"type": "boolean", "description": "the attempt whose results are delivered"},
+                        },
+                        ["attempt", "kept"],
                     ),
                 },
             },

@@ -40,6 +40,13 @@ CSV_COLUMNS = (
     "subjectPsnrDb",
     "subjectDeltaE",
     "haloDeltaE",
+    # every attempt at the image (automatic re-rolls), in order: the kept one, each one's seed,
+    # outcome (or error code) and the image's total cost (model calls and Rekognition checks)
+    "attempts",
+    "keptAttempt",
+    "attemptSeeds",
+    "attemptOutcomes",
+    "costUsd",
 )
 
 
@@ -82,6 +89,19 @@ def _quality_columns(scorecard: Mapping[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def _attempt_columns(attempts: list[Mapping[str, Any]] | None) -> dict[str, Any]:
+    if not attempts:
+        return {}
+    kept = next((a["attempt"] for a in attempts if a.get("kept")), None)
+    return {
+        "attempts": len(attempts),
+        "keptAttempt": kept,
+        "attemptSeeds": ";".join(str(a.get("seed", "")) for a in attempts),
+        "attemptOutcomes": ";".join(str(a.get("outcome") or a.get("errorCode") or "") for a in attempts),
+        "costUsd": round(sum(float(a.get("costUsd") or 0) for a in attempts), 4),
+    }
+
+
 def _quality_lines(images: list[Mapping[str, Any]]) -> list[str]:
     """Scorecard outcomes over every output, and the outputs to look at (FAIL first, then WARN)."""
     flagged: list[tuple[str, str, str]] = []
@@ -99,6 +119,14 @@ def _quality_lines(images: list[Mapping[str, Any]]) -> list[str]:
         return []
     tally = "   ".join(f"{o.value}: {counts[o.value]}" for o in quality.Outcome if counts[o.value])
     lines = ["", f"Quality checks: {tally}"]
+    re_rolled = [i for i in images if len(i.get("attempts") or []) > 1]
+    if re_rolled:
+        extra = sum(len(i["attempts"]) - 1 for i in re_rolled)
+        improved = sum(1 for i in re_rolled if not any(a.get("kept") for a in i["attempts"][:1]))
+        lines.append(
+            f"Re-rolled: {len(re_rolled)} image(s) made again with a new seed ({extra} extra attempt(s)); "
+            f"a later attempt was kept for {improved}"
+        )
     flagged.sort(key=lambda f: f[0] != quality.Outcome.FAIL.value)
     for _, name, summary in flagged[: contracts.SNS_MAX_FAILURES_LISTED]:
         lines.append(f"- {name}: {summary}")
@@ -218,6 +246,8 @@ class Reporter:
                     "prompt": i.get("prompt") or settings.get("prompt"),
                     "outputs": i.get("outputs") or [],
                     "reviewDecision": i.get("reviewDecision"),
+                    # each attempt: seed, outcome, score, cost, scorecards, kept (automatic re-rolls)
+                    "attempts": i.get("attempts") or [],
                     "width": i.get("width"),
                     "height": i.get("height"),
                     "startedAt": i.get("startedAt"),
@@ -272,6 +302,7 @@ class Reporter:
                         producedBy=output.get("producedBy"),
                         seed=output.get("seed", base["seed"]),
                         **_quality_columns(output.get("quality")),
+                        **_attempt_columns(image.get("attempts")),
                     )
                 writer.writerow({column: spreadsheet_safe(value) for column, value in row.items()})
         return buf.getvalue()

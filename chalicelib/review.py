@@ -5,7 +5,7 @@ The workflow's "Wait for the owner's review" task (`lambda:invoke.waitForTaskTok
 `open()`, which keeps the task token on the job item; the owner decides per image (APPROVED or
 REJECTED, chalicelib.contracts.ReviewDecision) and approves the job, which sends the token's
 success. The wait's TimeoutSeconds is the owner's deadline; when it passes the workflow goes on to
-the report with the decisions made so far (docs/aws-notes.md#n54-step-functions-task-tokens).
+the report with the decisions made so far (docs/aws-notes.md#n58-step-functions-task-tokens).
 """
 
 from __future__ import annotations

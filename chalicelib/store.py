@@ -355,6 +355,47 @@ class JobStore:
             raise
         return True
 
+    def reserve_extra_model_call(self, job_id: str, image_id: str, calls_after: int, most: int) -> bool:
+        """Reserve one more call for an image that already holds `calls_after - 1` (a re-roll)
+        against the job's cap of `most`: False when it would pass it. Idempotent: a repeated
+        reservation of the same call finds the image's count already moved."""
+        started = contracts.JOB_CALLS_STARTED_ATTRIBUTE
+        try:
+            self._client().transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table.name,
+                            "Key": self._image_key(job_id, image_id),
+                            "UpdateExpression": "SET callsReserved = :after",
+                            "ConditionExpression": "callsReserved = :before",
+                            "ExpressionAttributeValues": {":after": calls_after, ":before": calls_after - 1},
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table.name,
+                            "Key": self._job_key(job_id),
+                            "UpdateExpression": "ADD #started :one",
+                            "ConditionExpression": "#started <= :room",
+                            "ExpressionAttributeNames": {"#started": started},
+                            "ExpressionAttributeValues": {":one": 1, ":room": most - 1},
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if client_error_code(exc) != "TransactionCanceledException":
+                raise
+            codes = [(reason or {}).get("Code") for reason in exc.response.get("CancellationReasons") or []]
+            if codes and codes[0] == "ConditionalCheckFailed":
+                image = self._image(job_id, image_id) or {}
+                return int(image.get("callsReserved") or 0) >= calls_after  # reserved by a repeat
+            if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
+                return False
+            raise
+        return True
+
     def _write_all(self, items: Sequence[dict[str, Any]]) -> None:
         """Put many items, PARALLEL_CALLS BatchWriteItem streams at once (each retries its own
         unprocessed items): 10,000 images are 400 calls, too many one after the other for a
@@ -716,6 +757,10 @@ class JobStore:
         item = self.table.get_item(Key=self._image_key(job_id, image_id), ConsistentRead=True).get("Item")
         return plain(item) if item else None
 
+    def get_image(self, job_id: str, image_id: str) -> dict[str, Any] | None:
+        """One image of a job as stored now (a consistent read), or None."""
+        return self._image(job_id, image_id)
+
     def start_image(self, job_id: str, image_id: str) -> bool:
         """PENDING → RUNNING (a repeated start only refreshes startedAt). False, and nothing
         written, if the image has already finished."""
@@ -731,6 +776,7 @@ class JobStore:
         error_code: ErrorCode | str | None = None,
         cause: str | None = None,
         outputs: Sequence[Mapping[str, Any]] | None = None,
+        attempts: Sequence[Mapping[str, Any]] | None = None,
         width: int | None = None,
         height: int | None = None,
         started_at: str | None = None,
@@ -754,6 +800,8 @@ class JobStore:
                 errorCode=ErrorCode(error_code).value if error_code else None,
                 cause=cause[:MAX_CAUSE_LENGTH] if cause else None,
                 outputs=[dict(o) for o in outputs] if outputs else None,
+                # every attempt at the image (automatic re-rolls): seed, scorecards, cost, kept
+                attempts=[dict(a) for a in attempts] if attempts else None,
                 width=width,
                 height=height,
                 finishedAt=finished_at or contracts.utc_now_iso(),

@@ -2,7 +2,7 @@
 
   backdrop login --api URL --client-id ID [--region R] [--cognito-endpoint URL] --username U
   backdrop submit PHOTO... --prompt TEXT [--negative T] [--mode PRECISE|DEFAULT] [--model KEY] [--no-email]
-                  [--variants N] [--seed S] [--format png|jpeg|webp] [--style PRESET]
+                  [--variants N] [--seed S] [--format png|jpeg|webp] [--style PRESET] [--re-rolls N]
                   [--webhook https://...] [--no-labels] [--wait] [--out DIR]
                   (without --format each result follows its original: JPEG in, JPEG out; PNG otherwise)
   backdrop watch JOB [--out DIR]          re-attach to a job: progress until it finishes
@@ -36,7 +36,7 @@ from typing import Any, NoReturn
 
 from chalicelib import contracts, costs, webhooks
 from chalicelib.contracts import TERMINAL_IMAGE_STATUSES, TERMINAL_JOB_STATUSES, ImageStatus
-from chalicelib.quality import Scorecard, worst
+from chalicelib.quality import Scorecard, attempts_summary, worst
 from chalicelib.validation import summarise
 from frontend.api_client import UNREACHABLE, ApiError, BackdropClient, CognitoLogin, Tokens
 
@@ -214,6 +214,8 @@ def _status_text(view: dict[str, Any]) -> str:
             else f"{len(outputs)} output(s){_quality_text(outputs)}"
         )
         lines.append(f"  {image['name']:<30} {image['status']:<10} {detail}")
+        if len(image.get("attempts") or []) > 1:
+            lines.append(f"  {'':<30} {'':<10} {attempts_summary(image['attempts'])}")
     counts = view.get("counts", {})
     summary = f"{counts.get('SUCCEEDED', 0)} succeeded, {counts.get('FAILED', 0)} failed"
     if counts.get("CANCELLED"):
@@ -314,6 +316,8 @@ def check_submit(args: argparse.Namespace, photos: list[Path], catalogue: dict[s
         if args.style is not None and args.style not in presets:
             offered = ", ".join(presets) if presets else "no style presets"
             add("--style", f"{key} offers {offered}")
+    if args.re_rolls is not None and not 0 <= args.re_rolls <= contracts.MAX_RE_ROLLS:
+        add("--re-rolls", f"from 0 (no re-rolls) to {contracts.MAX_RE_ROLLS}, not {args.re_rolls}")
     if args.webhook is not None:
         problem = webhooks.check_url_syntax(args.webhook)
         if problem:
@@ -432,6 +436,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         ("webhookUrl", args.webhook),
         ("budgetUsd", args.budget),
         ("reviewHours", args.review_hours),
+        ("reRolls", args.re_rolls),
     )
     job.update({key: value for key, value in optional if value is not None})
     submitted = client.submit(job)
@@ -439,10 +444,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if not args.wait:
         if uploaded.rejected:
             submitted["rejected"] = uploaded.rejected
+        cost = f"; {submitted['estimate']['sentence']}" if submitted.get("estimate") else ""
         _print(
             args,
             submitted,
-            f"submitted job {submitted['jobId']} ({submitted['imageCount']} images); "
+            f"submitted job {submitted['jobId']} ({submitted['imageCount']} images{cost}); "
             f"follow it with `backdrop watch {submitted['jobId']}`",
         )
         return skipped
@@ -636,6 +642,13 @@ def parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="wait for your approval (backdrop review) before delivering, at most this many hours",
+    )
+    submit.add_argument(
+        "--re-rolls",
+        type=int,
+        default=None,
+        help=f"remake an image whose quality check fails with a new seed, up to N times "
+        f"(0 to {contracts.MAX_RE_ROLLS}; default {contracts.DEFAULT_RE_ROLLS})",
     )
     submit.add_argument("--no-email", action="store_true", help="no email when this job is done")
     submit.add_argument("--wait", action="store_true", help="wait for the job, with a progress bar")

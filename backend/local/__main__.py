@@ -60,12 +60,13 @@ def curl_exports(stack: Any) -> str:
 
 
 def demo(args: argparse.Namespace) -> int:
+    from backend.local.cutout import engine_named
     from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack
     from frontend.api_client import BackdropClient, CognitoLogin
 
     started = time.monotonic()
     paths = sorted(p for p in SAMPLES.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    with LocalStack(api_port=0, latency_s=args.latency) as stack:
+    with LocalStack(api_port=0, latency_s=args.latency, cutout=engine_named(args.cutout)) as stack:
         _app_logs_to(args.app_log)
         print(f"local stack up in {time.monotonic() - started:.1f} s: API {stack.api_url}, AWS (moto) {stack.endpoint}")
         print(f"cut-outs and subject boxes by the {stack.cutout.name if stack.cutout else '?'}")
@@ -111,6 +112,7 @@ def demo(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from backend.local.bedrock_standin import LIFECYCLE_UNAVAILABLE
+    from backend.local.cutout import engine_named
     from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack, ensure_port_free
 
     def on_email(email: dict[str, Any]) -> None:
@@ -119,7 +121,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_ui:  # before anything starts: a taken UI port is said at once
         ensure_port_free("127.0.0.1", args.ui_port, "web UI", "--ui-port (make run UI_PORT=...)")
     stack = LocalStack(
-        api_port=args.port, latency_s=args.latency, images_per_minute=args.quota, on_email=on_email
+        api_port=args.port,
+        latency_s=args.latency,
+        images_per_minute=args.quota,
+        cutout=engine_named(args.cutout),
+        on_email=on_email,
     ).start()
     _app_logs_to(args.app_log)
     try:
@@ -168,6 +174,8 @@ def _port(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from backend.local.cutout import ENGINE_NAMES
+
     parser = argparse.ArgumentParser(
         prog="python -m backend.local", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -183,11 +191,20 @@ def main(argv: list[str] | None = None) -> int:
     demo_parser.add_argument("--timeout", type=float, default=150.0)
     demo_parser.add_argument("--prompt", default="a sunlit studio with a soft blue backdrop")
     demo_parser.add_argument("--out", type=Path, default=None, help="save the results in this folder")
+    for each in (run_parser, demo_parser):
+        each.add_argument(
+            "--cutout",
+            choices=ENGINE_NAMES,
+            default="auto",
+            help="cut-out engine: the local model, the classical estimate (cheap: for runs about "
+            "orchestration), or auto = the model if installed (default)",
+        )
     args = parser.parse_args(argv)
     console = sys.stderr
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=console)
     for noisy in ("werkzeug", "moto"):  # request logs and moto's notes on its own interpreter
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    from backend.local.cutout import CutoutUnavailable
     from backend.local.stack import PortInUse
 
     # whatever the app writes to stderr (its log lines and metrics) goes to the log file; the
@@ -199,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stderr = app_log
     try:
         code = {"run": run, "demo": demo}[args.command](args)
-    except PortInUse as exc:
+    except (PortInUse, CutoutUnavailable) as exc:
         print(f"error: {exc}", file=console)
         code = 2
     finally:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import hashlib
 import io
 import json
@@ -171,7 +172,10 @@ class StandInBedrock:
         self.images_per_minute = images_per_minute
         self.clock = clock
         self.sleep = sleep
-        self.calls: list[tuple[str, str]] = []
+        self.calls: collections.deque[tuple[str, str]] = collections.deque(maxlen=1000)  # the latest (model, texts)
+        self.throttled = 0  # calls refused by the quota (ThrottlingException raised)
+        self.answered = 0  # calls answered with a body
+        self.answer_window: tuple[float, float] | None = None  # clock() of the first and the last answer
         self._faults_seen: dict[str, int] = {}
         self._tokens = float(images_per_minute or 0)
         self._refilled = clock()
@@ -188,6 +192,12 @@ class StandInBedrock:
 
     # ---------------------------------------------------------------- quota and faults
 
+    def empty_quota(self) -> None:
+        """Start from an empty token bucket (by default it starts full, a burst of one minute)."""
+        with self._lock:
+            self._tokens = 0.0
+            self._refilled = self.clock()
+
     def _take_token(self) -> None:
         if not self.images_per_minute:
             return
@@ -197,6 +207,7 @@ class StandInBedrock:
             self._tokens = min(self.images_per_minute, self._tokens + (now - self._refilled) * rate)
             self._refilled = now
             if self._tokens < 1:
+                self.throttled += 1
                 raise BedrockError("ThrottlingException", "Too many requests, please wait before trying again.")
             self._tokens -= 1
 
@@ -232,7 +243,12 @@ class StandInBedrock:
             )
         self._inject_faults(model_id, body, texts)
         self._take_token()
-        return handler(model_id, body, texts)
+        answer = handler(model_id, body, texts)
+        with self._lock:
+            self.answered += 1
+            now = self.clock()
+            self.answer_window = (self.answer_window[0] if self.answer_window else now, now)
+        return answer
 
     def _remove_background(self, model_id: str, body: dict[str, Any], texts: str) -> dict[str, Any]:
         _check_keys(body, {"image"}, {"output_format"})

@@ -226,6 +226,31 @@ def load_engine(distribution: str = MODEL_DISTRIBUTION, *, refine: bool = True) 
         return ForegroundEstimate()
 
 
+ENGINE_NAMES = ("auto", "model", "estimate")
+
+
+class CutoutUnavailable(RuntimeError):
+    """The engine a setting asked for cannot be loaded here."""
+
+
+def engine_named(name: str) -> CutoutEngine:
+    """The engine a setting names: "model" (fails if its wheel or onnxruntime is missing),
+    "estimate" (the classical estimate: cheap, for runs about orchestration, not cut-outs) or
+    "auto" (the model if installed, else the estimate; the process's shared engine)."""
+    if name == "estimate":
+        return ForegroundEstimate()
+    if name == "model":
+        try:
+            return SalientObjectModel(model_path())
+        except (ImportError, metadata.PackageNotFoundError, FileNotFoundError) as exc:
+            raise CutoutUnavailable(
+                f"the local cut-out model is not installed ({exc}): `make install`, or --cutout auto/estimate"
+            ) from exc
+    if name == "auto":
+        return engine()
+    raise ValueError(f"unknown cut-out engine {name!r}: one of {', '.join(ENGINE_NAMES)}")
+
+
 def engine() -> CutoutEngine:
     """The process's engine, loaded on first use (the model session is reused for every image)."""
     with _lock:

@@ -78,7 +78,7 @@ def _bedrock_task_class(model: BedrockModel) -> type:
         StateTaskServiceCallback,
     )
     from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
-    from moto.stepfunctions.parser.asl.utils.boto_client import boto_client_for
+    from moto.stepfunctions.parser.asl.utils import boto_client
 
     class StateTaskServiceBedrock(StateTaskServiceCallback):
         def __init__(self) -> None:
@@ -128,7 +128,10 @@ def _bedrock_task_class(model: BedrockModel) -> type:
             params = normalised_parameters
             if "Body" in params and "Input" in params:
                 raise BedrockError("ValidationException", "Body and Input are mutually exclusive")
-            s3 = boto_client_for(region=resource_runtime_part.region, service="s3", state_credentials=state_credentials)
+            # looked up per call: the local stack caches moto's clients (backend/local/moto_bounds.py)
+            s3 = boto_client.boto_client_for(
+                region=resource_runtime_part.region, service="s3", state_credentials=state_credentials
+            )
             if "Input" in params:
                 bucket, key = _split_s3_uri(params["Input"].get("S3Uri"))
                 body = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from backend.local.cutout import CutoutEngine
 
+from backend.local.meter import Meter
 from backend.resource_names import lambda_function
 from chalicelib import contracts
 from chalicelib.functions import WEBHOOK_SENDER, WORKFLOW_FUNCTIONS, function
@@ -68,22 +69,25 @@ def workflow_function_arns(prefix: str, region: str) -> dict[str, str]:
 
 
 def workflow_handlers(
-    arns: Mapping[str, str], available: Callable[[], bool] = lambda: True
+    arns: Mapping[str, str], available: Callable[[], bool] = lambda: True, meter: Meter | None = None
 ) -> dict[str, LambdaHandler]:
     """Each workflow function's ARN → its real handler in app.py, called as Lambda calls it.
-    While `available()` is false, invocations fail like a throttled Lambda service."""
+    While `available()` is false, invocations fail like a throttled Lambda service. A `meter`
+    counts each invocation and its duration."""
     import app as backdrop_app
     from backend.local.sfn_hooks import LambdaUnavailable
 
-    def invoker(handler: Callable[[dict[str, Any], Any], Any]) -> LambdaHandler:
+    def invoker(name: str, handler: Callable[[dict[str, Any], Any], Any]) -> LambdaHandler:
+        run = meter.timed(name, handler) if meter else handler
+
         def invoke(event: dict[str, Any]) -> Any:
             if not available():
                 raise LambdaUnavailable("the local app side is stopped")
-            return handler(event, None)
+            return run(event, None)
 
         return invoke
 
-    return {arn: invoker(getattr(backdrop_app, name)) for name, arn in arns.items()}
+    return {arn: invoker(name, getattr(backdrop_app, name)) for name, arn in arns.items()}
 
 
 def provision_workflow(
@@ -137,6 +141,7 @@ class LocalStack:
     on_email: Callable[[dict[str, Any]], None] | None = None
     emails: list[dict[str, Any]] = field(default_factory=list)  # each with "To": the user whose inbox got it
     inboxes: dict[str, str] = field(default_factory=dict)  # user → their SQS "email" queue
+    meter: Meter = field(default_factory=Meter)  # Lambda durations and S3 requests, as AWS bills them
     outputs: dict[str, Any] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lambda_up: threading.Event = field(default_factory=threading.Event)
@@ -360,16 +365,18 @@ class LocalStack:
         self.inboxes[username] = queue_url
 
     def _install_standins(self) -> None:
-        from backend.local import rekognition_standin, sfn_hooks
+        from backend.local import moto_bounds, rekognition_standin, sfn_hooks
         from backend.local.bedrock_standin import StandInBedrock, install_control_plane
 
+        self._undo.append(moto_bounds.install())
+        self._undo.append(self.meter.install())
         assert self.cutout is not None
         self.bedrock = StandInBedrock(
             latency_s=self.latency_s, images_per_minute=self.images_per_minute, cutout=self.cutout
         )
         self._undo.append(install_control_plane())
         handlers = workflow_handlers(
-            workflow_function_arns(f"backdrop-{self.stage}", self.region), self._lambda_up.is_set
+            workflow_function_arns(f"backdrop-{self.stage}", self.region), self._lambda_up.is_set, self.meter
         )
         interpreter_credentials = {
             "aws_access_key_id": self.credentials.access_key,
@@ -401,15 +408,27 @@ class LocalStack:
 
     def _start_stream_delivery(self) -> None:
         import app as backdrop_app
+        from backend.local import moto_bounds
         from backend.local.streams import StreamPoller
 
         poller = StreamPoller(
             self.client("dynamodbstreams"),
             self.outputs["stream_arn"],
-            lambda event: backdrop_app.start_workflow(event, None),
+            self.meter.timed("start_workflow", lambda event: backdrop_app.start_workflow(event, None)),
         )
-        # a new poller starts from the oldest record: redelivery is harmless (idempotent start)
-        self._loop("stream-delivery", 0.25, poller.poll_once, self._app_stop, self._app_threads)
+        table = self.outputs["table"]
+
+        def deliver() -> None:
+            poller.poll_once()
+            # what AWS expires by itself (delivered stream records, used iterators, finished
+            # task threads), moto keeps: drop it so a long run stays flat
+            moto_bounds.trim_stream(
+                table, max(poller.delivered_through.values(), key=int, default=None), poller.iterators
+            )
+            moto_bounds.prune_threads()
+
+        # a new poller starts from the oldest record kept: redelivery is harmless (idempotent start)
+        self._loop("stream-delivery", 0.25, deliver, self._app_stop, self._app_threads)
         if not self._threads:  # the inbox belongs to the AWS side: it runs once per stack
             self._loop("inbox", 0.5, self._read_inbox, self._stop, self._threads)
 
@@ -428,7 +447,9 @@ class LocalStack:
         self._loop("execution-events", 0.5, poller.poll_once, self._app_stop, self._app_threads)
 
     def _read_inbox(self) -> None:
-        sqs = self.client("sqs")
+        if getattr(self, "_inbox_sqs", None) is None:  # one client: building one costs ~10 ms of CPU
+            self._inbox_sqs = self.client("sqs")
+        sqs = self._inbox_sqs
         for user, queue_url in list(self.inboxes.items()):
             for message in sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
                 email = {**json.loads(message["Body"]), "To": user}

@@ -37,6 +37,12 @@ class StreamPoller:
         self.deliver = deliver
         self.batch_size = batch_size
         self._iterators: dict[str, str] = {}
+        self.delivered_through: dict[str, str] = {}  # shard → sequence number of the last record delivered
+
+    @property
+    def iterators(self) -> list[str]:
+        """The shard iterators this poller will read next."""
+        return list(self._iterators.values())
 
     def _shard_ids(self) -> list[str]:
         description = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"]
@@ -62,4 +68,5 @@ class StreamPoller:
                 iterator = page.get("NextShardIterator")
                 # advance only after a successful delivery: at-least-once, in order per shard
                 self._iterators[shard_id] = iterator
+                self.delivered_through[shard_id] = records[-1]["dynamodb"]["SequenceNumber"]
         return delivered

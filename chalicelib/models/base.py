@@ -97,6 +97,15 @@ class ModelSpec:
     base_model_ids: Mapping[str, str] = field(default_factory=dict)  # for GetFoundationModel and IAM
     regions: tuple[str, ...] = ()
     price_date: str = ""
+    # call name -> price, where the calls differ (a re-roll repeats only the last call)
+    price_per_call_usd: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def re_roll_price_usd(self) -> float:
+        """What one re-roll of one image made costs: the last model call again (Stability
+        re-inpaints; the cut-out stays), or the whole price for a one-call family."""
+        last = list(self.model_ids)[-1]
+        return self.price_per_call_usd.get(last, self.price_per_image_usd)
 
     def public(self) -> dict[str, Any]:
         """The view GET /models returns (and the UI/CLI read)."""
@@ -130,6 +139,7 @@ class ModelSpec:
                 },
             },
             "pricePerImageUsd": self.price_per_image_usd,
+            "reRollPriceUsd": self.re_roll_price_usd,
             "priceSource": self.price_source,
             "priceDate": self.price_date,
             "regions": list(self.regions),
@@ -186,6 +196,10 @@ class JobSettings:
     shadow_angle: float = 90.0  # degrees clockwise from pointing right: 90 = the shadow falls straight down
     shadow_strength: float = 0.5
     quality_thresholds: Mapping[str, float] | None = None  # quality.Thresholds in camelCase; None = defaults
+    # automatic re-rolls (contracts.MAX_RE_ROLLS): an image whose best scorecard is `re_roll_on`
+    # or worse is made again with a new seed, up to `re_rolls` times
+    re_rolls: int = 1
+    re_roll_on: str = "FAIL"
 
 
 @dataclass(frozen=True)
@@ -231,6 +245,8 @@ _SETTINGS_FIELDS = {
     "shadow_angle": "shadowAngle",
     "shadow_strength": "shadowStrength",
     "quality_thresholds": "qualityThresholds",
+    "re_rolls": "reRolls",
+    "re_roll_on": "reRollOn",
 }
 
 
@@ -245,7 +261,7 @@ def settings_from_dict(data: Mapping[str, Any]) -> JobSettings:
     for attr, camel in _SETTINGS_FIELDS.items():
         if camel in data and data[camel] is not None:
             values[attr] = data[camel]
-    for attr in ("seed", "variants"):
+    for attr in ("seed", "variants", "re_rolls"):
         if attr in values:
             values[attr] = int(values[attr])
     for attr in ("cfg_scale", "blend", "shadow_angle", "shadow_strength"):

@@ -17,7 +17,7 @@ from typing import Any
 import streamlit as st
 
 from chalicelib import contracts, costs
-from chalicelib.quality import Outcome, Scorecard
+from chalicelib.quality import Outcome, Scorecard, attempts_summary
 from frontend import gallery, session, sign_in_form
 from frontend.api_client import ApiError
 
@@ -204,6 +204,9 @@ def _card(image: dict[str, Any], look: str, reviewing: str | None = None) -> Non
         st.image(image["originalUrl"], caption="Before", width="stretch")
     for output in outputs:
         _scorecard(output)
+    attempts = image.get("attempts") or []
+    if len(attempts) > 1:
+        st.caption(attempts_summary(attempts))
     if reviewing and outputs:  # the job waits for its owner: deliver this result or not
         key = f"deliver-{image['imageId']}"
         if key not in st.session_state:

@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from chalicelib import contracts, imaging
+from chalicelib import contracts, estimate, imaging
 from chalicelib.errors import BackdropError
 from frontend import photos, session
 from frontend.api_client import ApiError
@@ -20,11 +20,13 @@ MODE_HELP = {
 }
 
 
-def cost_line(photo_count: int, variants: int, price_per_image_usd: float) -> str:
-    """What a batch will cost, in words: "About $0.96 for 12 photos"."""
-    photos_said = f"{photo_count} photo" + ("" if photo_count == 1 else "s")
-    each = f" ({variants} variants each)" if variants > 1 else ""
-    return f"About ${photo_count * variants * price_per_image_usd:.2f} for {photos_said}{each}"
+def cost_line(photo_count: int, variants: int, model: dict[str, Any], re_rolls: int = 0) -> str:
+    """What a batch will cost, in words: "About $0.97 for 12 photos (up to $1.46 if every image is
+    re-rolled)": the model calls, the quality checks, and the re-rolls at most (chalicelib.estimate)."""
+    price = float(model["pricePerImageUsd"])
+    return estimate.job_estimate(
+        photo_count, variants, price, float(model.get("reRollPriceUsd", price)), re_rolls
+    ).sentence()
 
 
 def _checked(files: list[Any]) -> tuple[list[tuple[str, bytes, str]], list[dict[str, str]]]:
@@ -247,7 +249,7 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
     )
     quality = right.selectbox("Quality", limits["qualities"], key="quality") if limits["qualities"] else None
     email = st.checkbox("Email me when the batch is done", value=True, key="notify")
-    estimate = len(batch) * int(variants) * model["pricePerImageUsd"]
+    estimated = len(batch) * int(variants) * model["pricePerImageUsd"]
     capped = st.checkbox(
         "Cap what this batch may spend",
         key="cap_budget",
@@ -257,7 +259,7 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
         st.number_input(
             "Budget (US dollars)",
             min_value=0.01,
-            value=round(max(estimate, 0.01), 2),
+            value=round(max(estimated, 0.01), 2),
             step=1.0,
             key="budget",
         )
@@ -275,13 +277,24 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
         if reviewed
         else None
     )
+    re_rolls = st.number_input(
+        "Re-rolls",
+        0,
+        contracts.MAX_RE_ROLLS,
+        contracts.DEFAULT_RE_ROLLS,
+        key="re_rolls",
+        help="A photo whose quality check fails is made again with a new seed, up to this many times; "
+        "the best attempt is kept. 0: never.",
+    )
     lock_seed = st.checkbox("Lock the seed (reproducible results)", key="lock_seed")
     seed = st.number_input("Seed", 0, limits["seedMax"], 42, key="seed") if lock_seed else None
     st.markdown(
-        cost_line(len(batch), int(variants), model["pricePerImageUsd"]),
+        cost_line(len(batch), int(variants), model, int(re_rolls)),
         help=(
             f"{model['displayName']}: ${model['pricePerImageUsd']:.3f} per image made, "
             f"{len(batch) * int(variants)} image(s). Price source: {model['priceSource']}. "
+            f"Quality checks: Amazon Rekognition, ${contracts.REKOGNITION_USD_PER_IMAGE:.3f} per image analysed. "
+            "A re-roll repeats the last model call. "
             "AWS bills the model calls; storage and the other services cost far less."
         ),
     )
@@ -290,6 +303,7 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
         "prompt": prompt,
         "mode": mode,
         "variants": int(variants),
+        "reRolls": int(re_rolls),
         "notify": bool(email),
         "images": [],
     }

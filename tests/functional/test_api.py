@@ -300,6 +300,33 @@ def test_bad_compositing_and_quality_settings_are_400s_naming_each_field(client:
     assert _submit(client, token_for("owner-1"), [ref], qualityThresholds=[1]).status_code == 400
 
 
+def test_re_rolls_are_validated_stored_and_priced_as_a_maximum(client: Client, token_for, photo, store) -> None:
+    from chalicelib import contracts
+
+    ref = _upload("owner-1", photo())
+    default = _submit(client, token_for("owner-1"), [ref, _upload("owner-1", photo())])
+    assert default.status_code == 202, default.body
+    settings = store.get_job(default.json_body["jobId"])["settings"]
+    assert (settings["reRolls"], settings["reRollOn"]) == (contracts.DEFAULT_RE_ROLLS, "FAIL")
+    estimate = default.json_body["estimate"]
+    # two images of the default model: its price, the checks, and one re-roll each at most
+    check = contracts.REKOGNITION_USD_PER_IMAGE
+    assert estimate["usd"] == pytest.approx(2 * (0.08 + 3 * check))
+    assert estimate["maxUsd"] == pytest.approx(estimate["usd"] + 2 * (0.04 + 2 * check))
+    assert "if every image is re-rolled" in estimate["sentence"]
+    off = _submit(client, token_for("owner-1"), [ref], reRolls=0, reRollOn="WARN")
+    assert off.status_code == 202
+    assert off.json_body["estimate"]["maxUsd"] == off.json_body["estimate"]["usd"]
+    assert store.get_job(off.json_body["jobId"])["settings"]["reRollOn"] == "WARN"
+    for bad in ({"reRolls": contracts.MAX_RE_ROLLS + 1}, {"reRolls": -1}, {"reRolls": True}, {"reRolls": 1.5}):
+        response = _submit(client, token_for("owner-1"), [ref], **bad)
+        assert response.status_code == 400, bad
+        assert response.json_body["details"][0]["field"] == "reRolls"
+        assert f"0 (no re-rolls) to {contracts.MAX_RE_ROLLS}" in response.json_body["details"][0]["message"]
+    bad_on = _submit(client, token_for("owner-1"), [ref], reRollOn="PASS")
+    assert bad_on.status_code == 400 and bad_on.json_body["details"][0]["field"] == "reRollOn"
+
+
 def test_a_model_without_a_cut_out_cannot_take_a_shadow(client: Client, token_for, photo, monkeypatch) -> None:
     monkeypatch.setenv("BACKDROP_EXTENDED_ACCESS_MODELS", "titan-image-v2")
     ref = _upload("owner-1", photo())

@@ -150,7 +150,8 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
             actions = statement["Action"]
             assert all("*" not in a for a in actions), (name, actions)
             if "*" in statement["Resource"]:
-                assert actions == ["rekognition:DetectLabels"], (name, statement)
+                # Rekognition's image APIs have no resource-level permissions
+                assert actions in (["rekognition:DetectLabels"], ["rekognition:DetectText"]), (name, statement)
             for resource in statement["Resource"]:
                 if resource == f"arn:aws:s3:::{OUTPUTS['BucketName']}":  # listing, only under Backdrop's prefixes
                     prefixes = statement["Condition"]["StringLike"]["s3:prefix"]
@@ -171,12 +172,23 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
     # results are written by finalize; archives of them (results/<owner>/<job>/archive/) by the
     # API (small ones, within the request) and the archive builder
     assert writers == {"finalize", "api_handler", "build_archive"}
+    deleters = {
+        (n, r)
+        for n, d in docs.items()
+        for s in _statements(d)
+        for r in s["Resource"]
+        if "s3:DeleteObject" in s["Action"]
+    }
+    # a workflow step deletes only an image's scratch (finalize, once it SUCCEEDED)
+    assert {(n, r) for n, r in deleters if n != "api_handler"} == {
+        ("finalize", f"arn:aws:s3:::{OUTPUTS['BucketName']}/{contracts.SCRATCH_PREFIX}*")
+    }
     starters = {n for n, d in docs.items() for s in _statements(d) if "states:StartExecution" in s["Action"]}
     assert starters == {"start_workflow"}
     # only the API deletes (a job's files on DELETE) and stops executions (cancel); the webhook sender is
     # started only where no workflow step is left to run it (a cancel, a job the reconciler closed)
     deleters = {n for n, d in docs.items() for s in _statements(d) if "s3:DeleteObject" in s["Action"]}
-    assert deleters == {"api_handler"}
+    assert deleters == {"api_handler", "finalize"}
     stoppers = {n: s for n, d in docs.items() for s in _statements(d) if "states:StopExecution" in s["Action"]}
     assert set(stoppers) == {"api_handler"}
     assert stoppers["api_handler"]["Resource"] == [

@@ -408,11 +408,18 @@ def test_one_retry_for_a_passing_failure_linked_to_the_new_job(app) -> None:
 def test_the_cost_is_said_in_plain_words_with_its_source_in_the_help(app) -> None:
     at, _ = app
     _upload(at, ["a.png", "b.png"])
-    price = registry.get_model("stability-inpaint").price_per_image_usd
+    spec = registry.get_model("stability-inpaint")
+    check = contracts.REKOGNITION_USD_PER_IMAGE
     (line,) = [m for m in at.markdown if m.value.startswith("About $")]
-    assert line.value == f"About ${2 * price:.2f} for 2 photos"
+    # the model calls and the quality checks, and as a maximum one re-roll of every photo (the default)
+    usd = 2 * (spec.price_per_image_usd + 3 * check)
+    most = usd + 2 * (spec.re_roll_price_usd + 2 * check)
+    assert line.value == f"About ${usd:.2f} for 2 photos (up to ${most:.2f} if every image is re-rolled)"
     assert "UNCONFIRMED" not in line.value and "price table" not in line.value
-    assert line.help and "per image" in line.help
+    assert line.help and "per image" in line.help and "Rekognition" in line.help
+    at.number_input(key="re_rolls").set_value(0).run()
+    (line,) = [m for m in at.markdown if m.value.startswith("About $")]
+    assert line.value == f"About ${usd:.2f} for 2 photos"
 
 
 def _jpeg(size: tuple[int, int], orientation: int = 1) -> bytes:

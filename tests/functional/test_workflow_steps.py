@@ -85,7 +85,11 @@ def test_steps_are_idempotent_and_restore_the_original_size(store, photo) -> Non
     _answer(event, masked["call"], standin)
     first = steps.finalize(event)
     outputs_first = _status(store, event)["outputs"]
-    again = steps.finalize(event)  # a re-run writes the same keys and the same status
+    # the image's scratch is gone once it SUCCEEDED (requests, responses, canvas, geometry, alpha)
+    assert boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=f"jobs/{JOB_ID}/").get("KeyCount") == 0
+    # the model calls' times were read from the scratch before it went (for the metrics)
+    assert set(first.pop("modelCallSeconds")) == {"remove-background", "inpaint"}
+    again = steps.finalize(event)  # a re-run finds it SUCCEEDED: the same answer and status
     assert first == again and _status(store, event)["outputs"] == outputs_first
     assert _status(store, event)["status"] == "SUCCEEDED"
     result = boto3.client("s3").get_object(Bucket=BUCKET, Key=outputs_first[0]["key"])["Body"].read()

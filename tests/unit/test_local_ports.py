@@ -67,3 +67,44 @@ def test_make_run_passes_its_port_variables_to_the_flags() -> None:
     makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
     assert "PORT ?= 8000\n" in makefile and "UI_PORT ?= 8501\n" in makefile
     assert "-m backend.local run --port $(PORT) --ui-port $(UI_PORT)" in makefile
+
+
+def test_the_cutout_setting_chooses_the_stacks_engine(monkeypatch) -> None:
+    """`--cutout estimate` (make run CUTOUT=estimate): the stack cuts out with the classical
+    estimate even where the model is installed, as the scale and cost benchmarks need."""
+    from backend.local import cutout
+
+    started: list[LocalStack] = []
+
+    def start_nothing(self: LocalStack) -> None:
+        started.append(self)
+        raise PortInUse("127.0.0.1", 1, "API", "--port")  # stop here: the engine is chosen by now
+
+    monkeypatch.setattr(LocalStack, "_start", start_nothing)
+    monkeypatch.setattr(LocalStack, "stop", lambda self: None)
+    assert local_main(["run", "--port", "0", "--no-ui", "--cutout", "estimate"]) == 2
+    assert len(started) == 1 and isinstance(started[0].cutout, cutout.ForegroundEstimate)
+
+
+def test_asking_for_the_model_where_it_is_missing_is_one_line(monkeypatch, capsys) -> None:
+    from backend.local import cutout
+
+    def missing(distribution: str = cutout.MODEL_DISTRIBUTION) -> object:
+        raise FileNotFoundError(f"{distribution} ships no model file here")
+
+    monkeypatch.setattr(cutout, "model_path", missing)
+    started = []
+    monkeypatch.setattr(LocalStack, "_start", lambda self: started.append(self))
+    assert local_main(["run", "--port", "0", "--no-ui", "--cutout", "model"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: the local cut-out model is not installed")
+    assert "--cutout" in lines[0] and started == []
+
+
+def test_make_run_and_demo_pass_the_cutout_setting() -> None:
+    from pathlib import Path
+
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
+    assert "CUTOUT ?= auto\n" in makefile
+    assert "-m backend.local run --port $(PORT) --ui-port $(UI_PORT) --cutout $(CUTOUT)" in makefile
+    assert "-m backend.local demo --cutout $(CUTOUT)" in makefile

@@ -100,14 +100,18 @@ def test_graph_check_finds_breakage(breakage, expected) -> None:
 
 def test_bedrock_tasks_retry_throttling_with_full_jitter_but_not_validation() -> None:
     bedrock_tasks = [s for _, s in _tasks(_definition()) if s.get("Resource") == "arn:aws:states:::bedrock:invokeModel"]
-    assert len(bedrock_tasks) == 2  # the first call (remove-background or outpaint), inpaint
+    # the first call (remove-background or outpaint), inpaint, and the re-roll of the last call
+    assert len(bedrock_tasks) == 3
     for task in bedrock_tasks:
         retried = {error for rule in task["Retry"] for error in rule["ErrorEquals"]}
         assert "Bedrock.ThrottlingException" in retried
         assert "Bedrock.ValidationException" not in retried and "States.ALL" not in retried
         assert all(rule["JitterStrategy"] == "FULL" for rule in task["Retry"])
         assert set(task["Parameters"]) == {"ModelId.$", "Input", "Output"}  # never an inline image body
-        assert task["Catch"][0]["Next"] == "Record the image failure"
+        # a failed re-roll goes back to Finalize, which keeps the best attempt: never a failed image
+        re_roll = task["Parameters"]["ModelId.$"].startswith("$.finalized.reroll")
+        handler = "Finalize the image" if re_roll else "Record the image failure"
+        assert task["Catch"][0]["Next"] == handler
 
 
 def test_map_tolerates_every_item_failure_and_always_reports() -> None:
@@ -194,6 +198,10 @@ def test_every_image_step_hands_its_errors_to_the_one_failure_recorder() -> None
     catches = {name: state.get("Catch") for name, state in _child_tasks()}
     recorder = "Record the image failure"
     assert catches.pop(recorder) is None  # its own failure fails the child, which the Map tolerates
+    # ... but a failed re-roll is not the image's failure: Finalize records it and keeps the best attempt
+    assert catches.pop("Re-roll the image") == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.rerollFailure", "Next": "Finalize the image"}
+    ]
     expected = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": recorder}]
     assert all(catch == expected for catch in catches.values()), catches
 
@@ -235,6 +243,39 @@ def test_worst_case_counts_time_limits_retries_and_waits_on_the_longest_path() -
         },
     }
     assert statemachine.worst_case_s(level) == (10 + 14) + (60 + 25) + 5
+
+
+def test_a_bounded_loop_counts_each_allowed_pass_and_an_unbounded_one_is_refused() -> None:
+    level = {
+        "StartAt": "Work",
+        "States": {
+            "Work": {"Type": "Task", "TimeoutSeconds": 10, "Retry": [], "Next": "Again?"},
+            "Again?": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.again", "BooleanEquals": True, "Next": "Redo"}],
+                "Default": "Done",
+            },
+            "Redo": {"Type": "Task", "TimeoutSeconds": 5, "Retry": [], "Next": "Work"},
+            "Done": {"Type": "Succeed"},
+        },
+    }
+    # Work once, then (Redo + Work) as often as Redo may be entered
+    assert statemachine.worst_case_s(level, {"Redo": 0}) == 10
+    assert statemachine.worst_case_s(level, {"Redo": 3}) == 10 + 3 * (5 + 10)
+    with pytest.raises(ValueError, match="a loop with no bound"):
+        statemachine.worst_case_s(level, {})
+
+
+def test_the_re_roll_loop_is_in_the_childs_budget_as_often_as_a_job_may_ask() -> None:
+    from chalicelib import contracts
+
+    child = _definition()["States"][MAP]["ItemProcessor"]
+    with_re_rolls = statemachine.worst_case_s(child)
+    without = statemachine.worst_case_s(child, {"Re-roll the image": 0})
+    re_roll = statemachine.task_worst_case_s(child["States"]["Re-roll the image"])
+    finalize = statemachine.task_worst_case_s(child["States"]["Finalize the image"])
+    assert statemachine.LOOP_BOUNDS == {"Re-roll the image": contracts.MAX_RE_ROLLS}
+    assert with_re_rolls == pytest.approx(without + contracts.MAX_RE_ROLLS * (re_roll + finalize))
 
 
 def test_an_image_child_fits_the_cap_of_the_type_it_runs_as() -> None:
@@ -283,7 +324,7 @@ def test_the_throttling_cause_says_the_retries_the_rendered_asl_makes() -> None:
     assert "retried" not in classify_step_failure("Bedrock.ValidationException", "bad input")[1]
 
 
-def test_a_standard_child_is_billed_seven_transitions_on_the_stability_happy_path() -> None:
+def test_a_standard_child_is_billed_eight_transitions_on_the_stability_happy_path() -> None:
     assert statemachine.happy_path("stability") == [
         "Prepare the image",
         "Call the model",
@@ -291,9 +332,10 @@ def test_a_standard_child_is_billed_seven_transitions_on_the_stability_happy_pat
         "Build the inpaint mask",
         "Inpaint the background",
         "Finalize the image",
+        "Is a re-roll due",
         "Image succeeded",
     ]
-    assert len(statemachine.happy_path("titan")) == 5  # one model call, no mask
+    assert len(statemachine.happy_path("titan")) == 6  # one model call, no mask
 
 
 def test_job_emails_carry_the_owner_attribute_users_filter_on_and_honour_opt_out() -> None:

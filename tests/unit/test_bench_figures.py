@@ -1,0 +1,75 @@
+"""The arithmetic behind the benchmarks' PASS/MISS rows: a wrong formula would print a PASS that
+means nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from bench import __main__ as bench_main
+from bench.cost import transitions
+from bench.scale import JobRun
+from bench.throughput import max_concurrency
+
+
+def test_billed_transitions_are_states_entered_plus_task_retries() -> None:
+    events = {
+        "ExecutionStarted": 1,
+        "TaskStateEntered": 4,
+        "PassStateEntered": 2,
+        "ChoiceStateEntered": 1,
+        "TaskScheduled": 7,  # 3 retries of the 4 tasks
+        "TaskSucceeded": 4,
+        "ExecutionSucceeded": 1,
+    }
+    assert transitions(events) == 4 + 2 + 1 + 3
+    assert transitions({"TaskStateEntered": 2, "TaskScheduled": 2}) == 2  # no retry, none added
+
+
+def test_max_concurrency_keeps_the_quota_busy_with_headroom() -> None:
+    # 120 calls/min, 2 calls per image = 1 image/s; an image takes 1.8 s -> 1.8 in flight, +25 %
+    assert max_concurrency(120, 1.8, 2) == 3
+    assert max_concurrency(600, 10.0, 2) == 63  # 5 images/s x 10 s x 1.25 = 62.5
+    assert max_concurrency(1, 0.01, 2) == 1  # never zero
+
+
+def _run(samples: list[tuple[int, float]], images: int = 10_000) -> JobRun:
+    return JobRun(images, 1.0, 100.0, 90.0, "COMPLETED", {"SUCCEEDED": images}, samples)
+
+
+def test_flat_memory_is_a_slope_near_zero_after_the_first_tenth() -> None:
+    warmup = [(0, 300.0), (500, 340.0)]  # the first 10 % may grow (caches, first clients)
+    flat = [(done, 350.0 + (0.5 if done % 2000 else -0.5)) for done in range(1000, 10_001, 500)]
+    assert abs(_run(warmup + flat).growth_kb_per_image()) < 1.0
+
+
+def test_a_leak_of_40_kb_per_image_is_found() -> None:
+    leaking = [(done, 300.0 + done * 40 / 1024) for done in range(0, 10_001, 250)]
+    assert _run(leaking).growth_kb_per_image() == pytest.approx(40.0)
+
+
+def test_too_few_samples_give_no_slope_rather_than_a_pass() -> None:
+    growth = _run([(9000, 300.0), (10_000, 300.0)]).growth_kb_per_image()
+    assert growth != growth  # NaN: and NaN <= target is False, so the row says MISS
+
+
+def test_a_benchmark_that_breaks_is_a_miss_and_the_others_still_run(monkeypatch, capsys) -> None:
+    ran: list[str] = []
+
+    def broken(row: Callable[..., None]) -> None:
+        raise RuntimeError("the local stack did not start")
+
+    def fine(row: Callable[..., None]) -> None:
+        ran.append("cost")
+        row("cost figure", "1", "-", None)
+
+    monkeypatch.setattr("bench.throughput.run", broken)
+    monkeypatch.setattr("bench.cost.run", fine)
+    monkeypatch.setattr("bench.quiet_logs", lambda: None)
+    monkeypatch.setattr(bench_main, "ROWS", [])
+    assert bench_main.main(["--only", "throughput", "--only", "cost"]) == 1
+    assert ran == ["cost"]
+    table = capsys.readouterr().out.splitlines()
+    broke = next(line for line in table if line.startswith("throughput (did not finish)"))
+    assert "RuntimeError: the local stack did not start" in broke and broke.rstrip().endswith("MISS")
