@@ -26,7 +26,7 @@ from chalicelib.labels import LabelService
 from chalicelib.models import registry
 from chalicelib.models.lifecycle import LifecycleChecker
 from chalicelib.notify import Notifier
-from chalicelib.reconciler import ENDED_STATUSES, EXECUTION_STATUS_CHANGE, Reconciler
+from chalicelib.reconciler import ENDED_STATUSES, EXECUTION_STATUS_CHANGE, Reconciler, cancel_closing_event
 from chalicelib.report import Reporter
 from chalicelib.review import ReviewService
 from chalicelib.starter import WorkflowStarter
@@ -135,7 +135,24 @@ def _job_control() -> JobControl:
         settings.bucket_name,
         settings.state_machine_arn,
         webhook_trigger=trigger,
+        # looked up at each call: the local stack and the tests put their own starter here
+        start_closing=lambda job_id, owner, bucket: start_cancel_closing(job_id, owner, bucket),
     )
+
+
+def _invoke_cancel_closer(job_id: str, owner: str, bucket: str) -> None:
+    """Start the reconciler's function on a large cancelled job without waiting (an asynchronous
+    Lambda invoke): it closes the unfinished images, writes the report and starts the webhook."""
+    name = os.environ.get("RECONCILE_FUNCTION_NAME")
+    if not name:
+        raise RuntimeError("RECONCILE_FUNCTION_NAME is not set")
+    event = cancel_closing_event(job_id, owner, bucket, config.settings().region)
+    aws.client("lambda").invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps(event).encode())
+
+
+# How a large cancelled job's closing is started. No annotation:
+# docs/aws-notes.md#n29-chalice-policy-analyzer-and-annotations
+start_cancel_closing = _invoke_cancel_closer
 
 
 # ---- Routes ----------------------------------------------------------------------------------
@@ -259,8 +276,9 @@ def delete_job(job_id: str) -> dict[str, Any]:
 
 @app.route("/jobs/{job_id}/cancel", methods=["POST"], authorizer=authorizer, cors=cors)
 @api
-def cancel_job(job_id: str) -> dict[str, Any]:
-    return _job_control().cancel(_owner(), job_id)
+def cancel_job(job_id: str) -> Response:
+    answer = _job_control().cancel(_owner(), job_id)
+    return _json_response(answer, 202 if answer["closing"] else 200)  # 202: still closing in the background
 
 
 @app.route("/webhooks/secret", methods=["GET"], authorizer=authorizer, cors=cors)

@@ -38,6 +38,7 @@ class Grant(StrEnum):
     START_ARCHIVE_BUILD = "start-archive-build"  # lambda:InvokeFunction on this stage's build_archive
     ABORT_ARCHIVE_UPLOAD = "abort-archive-upload"  # s3:AbortMultipartUpload under the results prefix
     SEND_TASK_RESULT = "send-task-result"  # states:SendTaskSuccess: an owner's approval ends the review wait
+    START_CANCEL_CLOSING = "start-cancel-closing"  # lambda:InvokeFunction on the reconciler (a large job's cancel)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class LambdaFunction:
 # The REST API's handler: Chalice names it, app.py's routes are its code.
 API_HANDLER = "api_handler"
 ARCHIVE_BUILDER = "build_archive"
+RECONCILER = "reconcile"
 
 FUNCTIONS: tuple[LambdaFunction, ...] = (
     LambdaFunction(
@@ -94,6 +96,7 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
                 Grant.START_ARCHIVE_BUILD,
                 Grant.ABORT_ARCHIVE_UPLOAD,
                 Grant.SEND_TASK_RESULT,
+                Grant.START_CANCEL_CLOSING,
             }
         ),
     ),
@@ -183,9 +186,10 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         grants=frozenset({Grant.ABORT_ARCHIVE_UPLOAD}),
     ),
     # Every execution that ends closes its job: unfinished images, the report and the one email
-    # the workflow could not write (chalicelib/reconciler.py). Sized like the report it may write.
+    # the workflow could not write (chalicelib/reconciler.py), and a large cancelled job the API
+    # hands it. Sized like the report it may write.
     LambdaFunction(
-        "reconcile",
+        RECONCILER,
         memory_mb=1024,
         timeout_s=600,
         s3_read=(REPORTS_PREFIX,),

@@ -6,6 +6,15 @@ id, so even a run that is only now starting is found), every image that had not 
 CANCELLED, and the report is written as for any finished job. Images that finished keep their
 results. A second cancel answers the same.
 
+Closing an image is one DynamoDB transaction (plus its reads): a job with more unfinished images
+than `SYNC_CLOSE_LIMIT` could not be closed within API Gateway's 29 s
+(docs/aws-notes.md#n16-lambda-and-api-gateway-limits). Its closing, report and webhook are handed
+to a background run (the reconciler's function, started without waiting) and the answer says
+`closing: true`; the job's counts move to CANCELLED as it works. Only one hand-off is started
+(a conditional claim on the job), so a repeated cancel answers the same. If the hand-off cannot
+be started, the job is CANCELLED all the same and the reconciler closes it when the stopped
+execution's end reaches it (`closingBy: "RECONCILER"`); a repeated cancel tries the hand-off again.
+
 Delete: a finished (or cancelled) job's results, reports and workflow scratch files go, then its
 items in the table; `originals=True` also removes the uploaded originals of its images (another
 job made from the same uploads, such as a retry, loses them too). The answer says what was
@@ -17,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from enum import StrEnum
 from typing import Any, Final
 
 from botocore.exceptions import ClientError
@@ -30,8 +40,30 @@ from chalicelib.store import JobStore
 
 log = logging.getLogger(__name__)
 
+_TERMINAL_IMAGE: Final = contracts.TERMINAL_IMAGE_STATUSES
 S3_DELETE_BATCH: Final = 1000  # DeleteObjects takes at most 1,000 keys
 WebhookTrigger = Callable[[str, str], None]
+# Starts the closing of a cancelled job (job id, owner, bucket) without waiting for it.
+ClosingStarter = Callable[[str, str, str], None]
+# Closing one image is a read, a transaction and a re-read: ~3 DynamoDB calls of ~10-30 ms, so
+# 100 images take at most ~9 s, leaving the rest of API Gateway's 29 s for stopping the execution
+# and writing the report (docs/aws-notes.md#n16-lambda-and-api-gateway-limits). More go to the
+# background.
+SYNC_CLOSE_LIMIT: Final = 100
+
+
+class ClosingBy(StrEnum):
+    """Who finishes closing a cancelled job that was too large to close inside the request."""
+
+    BACKGROUND = "BACKGROUND"  # the background run the cancel started
+    RECONCILER = "RECONCILER"  # the hand-off could not be started: the reconciler finishes it
+
+
+class ClosingStatus(StrEnum):
+    """The job's `closing.status`: the hand-off's state."""
+
+    STARTED = "STARTED"
+    FAILED = "FAILED"  # the background run could not be started; a repeated cancel tries again
 
 
 class JobControl:
@@ -44,8 +76,12 @@ class JobControl:
         state_machine_arn: str,
         *,
         webhook_trigger: WebhookTrigger | None = None,
+        start_closing: ClosingStarter | None = None,
+        sync_close_limit: int | None = None,
     ) -> None:
         self.store = store
+        self.start_closing = start_closing
+        self.sync_close_limit = SYNC_CLOSE_LIMIT if sync_close_limit is None else sync_close_limit
         self.s3 = s3
         self.sfn = stepfunctions
         self.bucket = bucket
@@ -73,7 +109,8 @@ class JobControl:
             return self._cancelled_answer(self._own_job(owner, job_id))
         # Stop the run (found by name even if it is only now starting:
         # docs/aws-notes.md#n50-step-functions-stopexecution), close the unfinished images and
-        # write the report. A repeat after a failure here finishes the work.
+        # write the report (here, or in the background for a large job). A repeat after a failure
+        # here finishes the work.
         arn = job.get("executionArn") or execution_arn(self.state_machine_arn, job_id)
         try:
             stop_execution(self.sfn, arn)
@@ -81,10 +118,35 @@ class JobControl:
             raise service_failure(
                 exc, f"job {job_id} is marked CANCELLED but its workflow could not be stopped"
             ) from exc
+        job = self._own_job(owner, job_id)
+        handed_off = (job.get("closing") or {}).get("status") == ClosingStatus.STARTED.value
+        if self.start_closing is not None and (handed_off or self._unfinished(job) > self.sync_close_limit):
+            return self._hand_off(job)  # a repeat while the background run works answers the same
         Reporter(self.s3, self.store).write(job_id, owner, self.bucket)
         job = self._own_job(owner, job_id)
         self._send_webhook(job)
         return self._cancelled_answer(job)
+
+    @staticmethod
+    def _unfinished(job: dict[str, Any]) -> int:
+        counts = job.get("counts") or {}
+        return sum(int(counts.get(s.value) or 0) for s in contracts.ImageStatus if s not in _TERMINAL_IMAGE)
+
+    def _hand_off(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Start the background closing once (the claim); a start that fails is recorded, and the
+        answer says the reconciler will finish the closing."""
+        job_id, owner = job["jobId"], job["owner"]
+        claim = {"status": ClosingStatus.STARTED.value, "since": contracts.utc_now_iso()}
+        if self.store.claim_cancel_closing(job_id, claim, ClosingStatus.FAILED.value):
+            assert self.start_closing is not None
+            try:
+                self.start_closing(job_id, owner, self.bucket)
+            except Exception as exc:  # the cancellation stands; the reconciler closes the job
+                log.warning("could not start the closing of cancelled job %s", job_id, exc_info=True)
+                self.store.record_cancel_closing(
+                    job_id, {**claim, "status": ClosingStatus.FAILED.value, "lastError": f"{exc}"[:500]}
+                )
+        return self._cancelled_answer(self._own_job(owner, job_id))
 
     def _send_webhook(self, job: dict[str, Any]) -> None:
         if not (job.get("webhook") or {}).get("url"):
@@ -104,11 +166,20 @@ class JobControl:
 
     @staticmethod
     def _cancelled_answer(job: dict[str, Any]) -> dict[str, Any]:
+        """`closing`: the unfinished images are still being closed (and the report written) after
+        this answer; `closingBy` says by what."""
+        closing = (job.get("closing") or {}) if not job.get("reportKeys") else {}
+        by = None
+        if closing:
+            failed = closing.get("status") == ClosingStatus.FAILED.value
+            by = (ClosingBy.RECONCILER if failed else ClosingBy.BACKGROUND).value
         return {
             "jobId": job["jobId"],
             "status": job["status"],
             "cancelledAt": job.get("cancelledAt"),
             "counts": job.get("counts"),
+            "closing": bool(closing),
+            "closingBy": by,
         }
 
     # ------------------------------------------------------------------ delete

@@ -29,6 +29,7 @@ from typing import Any, Final
 
 from chalicelib import contracts, costs, errors, http_errors
 from chalicelib.contracts import ErrorCode, ImageStatus, JobStatus, Mode, OutputFormat
+from chalicelib.job_control import ClosingBy
 from chalicelib.models import registry
 from chalicelib.store import MAX_IMAGES_PAGE_SIZE
 
@@ -614,8 +615,21 @@ def schemas() -> dict[str, Any]:
                 "status": {"const": JobStatus.CANCELLED.value},
                 "cancelledAt": _TIME,
                 "counts": _ref("Counts"),
+                "closing": {
+                    "type": "boolean",
+                    "description": "true (with 202) while a large job's unfinished images are still being closed "
+                    "and its report written after the answer; its counts move to CANCELLED meanwhile",
+                },
+                "closingBy": _nullable(
+                    _enum(
+                        [c.value for c in ClosingBy],
+                        "what finishes the closing: BACKGROUND (started by the cancel) or RECONCILER (the "
+                        "background run could not be started; the reconciler closes the job when the stopped "
+                        "workflow's end reaches it); null when not closing",
+                    )
+                ),
             },
-            ["jobId", "status", "counts"],
+            ["jobId", "status", "counts", "closing"],
         ),
         "Deleted": _obj(
             {
@@ -1016,13 +1030,17 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
         "Cancel a job",
         "Cancelled",
         description="Stops the workflow; images that had not finished end CANCELLED, finished ones keep their "
-        "results, and the report is written. Repeating it answers the same; a job that finished first is a 409.",
+        "results, and the report is written (200). A job with more unfinished images than can be closed within "
+        "the request is CANCELLED and stopped at once, and answers 202 with `closing: true` while they are closed "
+        "in the background. Repeating it answers the same; a job that finished first is a 409.",
         errors=(ErrorCode.NOT_FOUND, ErrorCode.CONFLICT),
         example={
             "jobId": _JOB_ID,
             "status": "CANCELLED",
             "cancelledAt": "2026-11-25T10:15:30.000Z",
             "counts": {"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 0, "CANCELLED": 2},
+            "closing": False,
+            "closingBy": None,
         },
     ),
     ("GET", "/jobs/{job_id}/report"): Operation(

@@ -21,6 +21,10 @@ EventBridge delivers Step Functions events on a best-effort basis, so a schedule
 reconciles every execution that ended within its look-back window (`sweep`); the event, the
 history and the delivery are described in docs/aws-notes.md#n39-step-functions-execution-status-events.
 
+A cancelled job too large to close inside the API's request is closed here as well, started by
+the API without waiting (`cancel_closing_event`, `close_cancelled`): its unfinished images end
+CANCELLED, its report is written and its webhook started, as a small job's cancel does itself.
+
 Running it again changes nothing: every write is conditional or rewrites the same content.
 """
 
@@ -45,6 +49,8 @@ from chalicelib.store import JobStore
 log = logging.getLogger(__name__)
 
 EXECUTION_STATUS_CHANGE: Final = "Step Functions Execution Status Change"
+# The API's own event, sent to this function for a cancelled job it handed off (chalicelib/job_control.py)
+CANCEL_CLOSING: Final = "Backdrop Cancelled Job Closing"
 ENDED_STATUSES: Final = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 MAX_CAUSE_LENGTH: Final = 2000
 # Backdrop's executions run minutes to hours; the sweep stops listing at executions started this
@@ -58,6 +64,22 @@ _HOW_IT_ENDED: Final = {
     "TIMED_OUT": "the workflow timed out before this image finished",
     "ABORTED": "the workflow was stopped before this image finished",
 }
+
+
+def cancel_closing_event(job_id: str, owner: str, bucket: str, region: str) -> dict[str, Any]:
+    """The event the API sends the reconciler's function (an EventBridge-shaped event, as the
+    function's handler reads one) to close a cancelled job in the background."""
+    return {
+        "version": "0",
+        "id": f"cancel-{job_id}",
+        "detail-type": CANCEL_CLOSING,
+        "source": "backdrop.api",
+        "account": "",
+        "time": contracts.utc_now_iso(),
+        "region": region,
+        "resources": [],
+        "detail": {"jobId": job_id, "owner": owner, "bucket": bucket},
+    }
 
 
 @dataclass(frozen=True)
@@ -149,7 +171,10 @@ class Reconciler:
     # ------------------------------------------------------------------ entry points
 
     def handle_event(self, event: Mapping[str, Any]) -> dict[str, Any] | None:
-        """An EventBridge "Execution Status Change" event."""
+        """An EventBridge "Execution Status Change" event, or the API's `cancel_closing_event`."""
+        if event.get("detail-type") == CANCEL_CLOSING:
+            detail = event.get("detail") or {}
+            return self.close_cancelled(str(detail["jobId"]), str(detail["owner"]), str(detail["bucket"]))
         if event.get("detail-type") != EXECUTION_STATUS_CHANGE:
             return None
         detail = dict(event.get("detail") or {})
@@ -173,6 +198,19 @@ class Reconciler:
                 if end is not None:
                     outcomes.append(self.reconcile(end).to_dict())
         return outcomes
+
+    def close_cancelled(self, job_id: str, owner: str, bucket: str) -> dict[str, Any] | None:
+        """A cancelled job's unfinished images end CANCELLED, its report is written and its webhook
+        started; nothing when it is not (or no longer) a cancelled job without a report."""
+        job = self._job(job_id)
+        if job is None or job.get("owner") != owner or job.get("status") != contracts.JobStatus.CANCELLED.value:
+            return None
+        if job.get("reportKeys"):
+            return {"jobId": job_id, "jobStatus": job["status"], "reportWritten": False}
+        self.reporter.write(job_id, owner, bucket)
+        log.info("cancelled job %s closed in the background", job_id)
+        self._webhook(job_id, owner)
+        return {"jobId": job_id, "jobStatus": contracts.JobStatus.CANCELLED.value, "reportWritten": True}
 
     # ------------------------------------------------------------------ the work
 

@@ -506,6 +506,31 @@ class JobStore:
             },
         )
 
+    def claim_cancel_closing(self, job_id: str, claim: Mapping[str, Any], failed_status: str) -> bool:
+        """Claim the hand-off of a cancelled job's closing (its unfinished images, report and
+        webhook) to a background run: True for the one caller that may start it. A claim whose
+        start failed (`closing.status` is `failed_status`) may be taken again."""
+        return self._conditional_update(
+            self._job_key(job_id),
+            "SET closing = :closing",
+            "#s = :cancelled AND attribute_not_exists(reportKeys)"
+            " AND (attribute_not_exists(closing) OR closing.#s = :failed)",
+            {
+                ":closing": _stored(dict(claim)),
+                ":cancelled": JobStatus.CANCELLED.value,
+                ":failed": failed_status,
+            },
+        )
+
+    def record_cancel_closing(self, job_id: str, closing: Mapping[str, Any]) -> None:
+        """How the hand-off of a cancelled job's closing went (`claim_cancel_closing`)."""
+        self.table.update_item(
+            Key=self._job_key(job_id),
+            UpdateExpression="SET closing = :closing",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":closing": _stored(dict(closing))},
+        )
+
     # ------------------------------------------------------------------ deletion
 
     def delete_job(self, job_id: str, owner: str, removed: Mapping[str, Any]) -> dict[str, Any]:

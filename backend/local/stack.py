@@ -25,8 +25,10 @@ if TYPE_CHECKING:
 
 from backend.local.meter import Meter
 from backend.resource_names import lambda_function
+from chalicelib import config as backdrop_config
 from chalicelib import contracts
 from chalicelib.functions import WEBHOOK_SENDER, WORKFLOW_FUNCTIONS, function
+from chalicelib.reconciler import cancel_closing_event
 
 LOCAL_ACCOUNT = "123456789012"
 DEMO_USER = "demo@example.com"
@@ -479,6 +481,13 @@ class LocalStack:
         # a large archive is built by its own Lambda, started without waiting: here, a thread
         backdrop_app.start_archive_build = lambda event: threading.Thread(
             target=backdrop_app.build_archive, args=(event, None), name="build-archive", daemon=True
+        ).start()
+        # ... and so is a large cancelled job's closing, by the reconciler's function
+        backdrop_app.start_cancel_closing = lambda job_id, owner, bucket: threading.Thread(
+            target=backdrop_app.reconcile,
+            args=(cancel_closing_event(job_id, owner, bucket, backdrop_config.settings().region), None),
+            name="close-cancelled",
+            daemon=True,
         ).start()
         if not getattr(self, "api_url", None):
             self._undo.append(lambda: (self._api_server.shutdown(), self._api_server.server.server_close()))

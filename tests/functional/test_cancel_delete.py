@@ -266,3 +266,102 @@ def test_a_job_written_before_cancelled_existed_counts_zero_cancelled(client, to
     assert view["counts"] == {"PENDING": 1, "RUNNING": 0, "SUCCEEDED": 0, "FAILED": 0, "CANCELLED": 0}
     # and cancelling it counts from there
     assert client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"").json_body["counts"]["CANCELLED"] == 1
+
+
+# ------------------------------------------------------------------------------ a large job's cancel
+
+
+@pytest.fixture
+def large(resources: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs of more than two unfinished images count as large: the hand-off without 10,000 images."""
+    from chalicelib import job_control
+
+    monkeypatch.setattr(job_control, "SYNC_CLOSE_LIMIT", 2)
+    # the reconciler's function, which closes them, sends its emails to this topic
+    monkeypatch.setenv("NOTIFICATION_TOPIC_ARN", boto3.client("sns").create_topic(Name="backdrop-test")["TopicArn"])
+
+
+def _running_job(client: Client, token: str, photo: Any, store: JobStore, machine: Any, count: int) -> tuple[str, str]:
+    job_id = _submit(client, token, "owner-1", photo, count=count)
+    execution_input = json.dumps({"jobId": job_id, "owner": "owner-1", "bucket": BUCKET})
+    arn = machine.start_execution(stateMachineArn=MACHINE_ARN, name=job_id, input=execution_input)["executionArn"]
+    assert store.mark_running(job_id, arn)
+    return job_id, arn
+
+
+def test_a_large_jobs_cancel_hands_the_closing_off_once_and_the_background_run_closes_it(
+    client, token_for, photo, store, machine, large, monkeypatch
+) -> None:
+    from chalicelib.reconciler import cancel_closing_event
+
+    started: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(backdrop_app, "start_cancel_closing", lambda *job: started.append(job))
+    token = token_for("owner-1")
+    job_id, arn = _running_job(client, token, photo, store, machine, count=4)
+    first = _images(store, job_id)[0]["imageId"]
+    store.start_image(job_id, first)
+    store.set_image_status(job_id, first, ImageStatus.SUCCEEDED, outputs=[{"key": "results/x.png", "variant": 1}])
+
+    answer = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")
+    assert answer.status_code == 202, answer.body
+    body = answer.json_body
+    assert body["status"] == "CANCELLED" and body["closing"] is True and body["closingBy"] == "BACKGROUND"
+    assert body["counts"] == {"PENDING": 3, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 0, "CANCELLED": 0}
+    _wait_status(machine, arn, "ABORTED")  # stopped inside the request
+    assert started == [(job_id, "owner-1", BUCKET)]
+    # a repeat answers the same and starts no second closing
+    again = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")
+    assert (again.status_code, again.json_body) == (202, body)
+    assert len(started) == 1
+
+    # the background run: the reconciler's function, as the API's asynchronous invoke calls it
+    client.lambda_.invoke("reconcile", cancel_closing_event(*started[0], region="us-east-1"))
+    assert [i["status"] for i in _images(store, job_id)] == ["SUCCEEDED", "CANCELLED", "CANCELLED", "CANCELLED"]
+    view = client.http.get(f"/jobs/{job_id}", headers=_h(token)).json_body
+    assert view["status"] == "CANCELLED" and set(view["reports"]) == {"json", "csv"}
+    assert view["counts"]["CANCELLED"] == 3
+    done = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")
+    assert done.status_code == 200 and done.json_body["closing"] is False
+    assert done.json_body["counts"] == {"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 0, "CANCELLED": 3}
+
+
+def test_a_small_job_is_still_closed_inside_the_request(client, token_for, photo, store, machine, large, monkeypatch):
+    started: list[Any] = []
+    monkeypatch.setattr(backdrop_app, "start_cancel_closing", lambda *job: started.append(job))
+    token = token_for("owner-1")
+    job_id, _ = _running_job(client, token, photo, store, machine, count=2)
+    answer = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")
+    assert answer.status_code == 200 and answer.json_body["closing"] is False and started == []
+    assert answer.json_body["counts"]["CANCELLED"] == 2
+
+
+def test_a_hand_off_that_fails_leaves_the_job_cancelled_and_the_reconciler_closes_it(
+    client, token_for, photo, store, machine, large, monkeypatch, event
+) -> None:
+    from botocore.exceptions import ClientError
+
+    def refused(*job: str) -> None:
+        raise ClientError({"Error": {"Code": "TooManyRequestsException", "Message": "Rate exceeded"}}, "Invoke")
+
+    monkeypatch.setattr(backdrop_app, "start_cancel_closing", refused)
+    token = token_for("owner-1")
+    job_id, arn = _running_job(client, token, photo, store, machine, count=3)
+
+    answer = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")
+    assert answer.status_code == 202, answer.body
+    body = answer.json_body
+    assert (body["status"], body["closing"], body["closingBy"]) == ("CANCELLED", True, "RECONCILER")
+    assert store.get_job(job_id)["status"] == "CANCELLED"
+    _wait_status(machine, arn, "ABORTED")
+    again = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")  # tries the hand-off again
+    assert (again.status_code, again.json_body) == (202, body)
+
+    # the stopped execution's end reaches the reconciler, which closes the job
+    ended = json.loads(json.dumps(event("stepfunctions-execution-status-change")).replace("REPLACE_JOB_ID", job_id))
+    ended["detail"].update(status="ABORTED", error=None)
+    client.lambda_.invoke("reconcile", ended)
+    assert [i["status"] for i in _images(store, job_id)] == ["CANCELLED"] * 3
+    job = store.get_job(job_id)
+    assert job["status"] == "CANCELLED" and job["reportKeys"]
+    done = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")
+    assert (done.status_code, done.json_body["closing"], done.json_body["closingBy"]) == (200, False, None)

@@ -198,10 +198,12 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
     assert set(invokers) == {"api_handler", "reconcile", "reconcile_sweep"}
     sender = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-send_webhook"]
     builder = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-build_archive"]
-    # each may start only the webhook sender; the API also the archive builder
-    assert all(s["Resource"] in (sender, builder) for s in invokers.values())
+    closer = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-reconcile"]
+    # each may start only the webhook sender; the API also the archive builder and the reconciler
+    # (a large cancelled job's closing)
+    assert all(s["Resource"] in (sender, builder, closer) for s in invokers.values())
     api_invokes = [s["Resource"] for s in _statements(docs["api_handler"]) if "lambda:InvokeFunction" in s["Action"]]
-    assert sorted(api_invokes) == sorted([sender, builder])
+    assert sorted(api_invokes) == sorted([sender, builder, closer])
 
 
 def test_workflow_role_wildcards_are_only_logs_and_tracing() -> None:
