@@ -127,12 +127,18 @@ def model_call_seconds(s3: Any, bucket: str, job_id: str, image_id: str, steps: 
 
 
 def record_success(s3: Any, event: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+    from chalicelib import backgrounds
     from chalicelib.models import registry
 
     emit("ImagesSucceeded", 1)
     spec = registry.get_model(str(event["settings"]["model"]))
-    emit("EstimatedCostUSD", spec.price_per_image_usd * int(result.get("outputs") or 1), "None")
     steps = registry.adapter_for(spec).steps
+    background = backgrounds.effective(event["image"].get("background"), event["settings"].get("background"))
+    if background.needs_inpaint:
+        emit("EstimatedCostUSD", spec.price_per_image_usd * int(result.get("outputs") or 1), "None")
+    else:  # a colour / photo / transparent / scene background made the first call alone
+        steps = steps[:1]
+        emit("EstimatedCostUSD", spec.compose_price_usd, "None")
     image_id = str(event["image"]["imageId"])
     # finalize measures them before it discards the image's scratch (chalicelib/workflow.py)
     seconds_by_step = result.get("modelCallSeconds")

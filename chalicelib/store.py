@@ -85,6 +85,7 @@ class NewImage:
     labels: tuple[str, ...] = ()
     boxes: tuple[tuple[float, float, float, float], ...] = ()
     prompt: str | None = None
+    background: Mapping[str, Any] | None = None  # the image's override of the job's background
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,8 @@ class JobStore:
             }
             if image.prompt:
                 item["prompt"] = image.prompt
+            if image.background:
+                item["background"] = dict(image.background)
             items.append(item)
         self._write_all(items)
         job = {

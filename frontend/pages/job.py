@@ -118,6 +118,16 @@ def _gallery(view: dict[str, Any]) -> None:
                     card = Scorecard.from_dict(output["quality"])
                     show = {Outcome.FAIL: after.error, Outcome.WARN: after.warning}.get(card.outcome, after.success)
                     show(f"Quality {card.summary()}")
+                compliance = output.get("compliance")
+                if compliance:
+                    failed = [c for c in compliance["checks"] if c["outcome"] == "FAIL"]
+                    lines = "\n".join(f"- {c['rule']}: {c['reason']} ({c['requirement']})" for c in failed)
+                    if failed:
+                        after.error(f"{compliance['preset']}: FAIL\n{lines}")
+                    else:
+                        after.success(f"{compliance['preset']}: PASS (fill {compliance['fill']}%)")
+                for note in output.get("notes") or []:
+                    after.caption(note)
 
 
 def _downloads(view: dict[str, Any]) -> None:

@@ -42,6 +42,11 @@ class FakeApi:
         models = [{**m.public(), "selectable": registry.is_selectable(m)} for m in registry.all_models()]
         return {"models": models, "default": "stability-inpaint"}
 
+    def presets(self) -> dict[str, Any]:
+        from chalicelib import presets
+
+        return {"presets": presets.public()}
+
     def upload_bytes(self, items: list[tuple[str, bytes, str]]) -> UploadOutcome:
         """Like the real client: files the API refuses (self.refuse: name → reason) are listed."""
         outcome = UploadOutcome()
@@ -472,3 +477,24 @@ def test_the_browser_is_known_by_its_xsrf_secret_not_by_the_cookie_mask(monkeypa
     other = cookie(b"\x01\x02\x03\x04", b"secret-token-2")
     monkeypatch.setattr(session.st, "context", type("C", (), {"cookies": {"_streamlit_xsrf": other}})())
     assert session._browser() != seen[0]
+
+
+def test_a_colour_batch_with_a_preset_submits_no_prompt_and_costs_one_call_per_photo(app) -> None:
+    at, fake = app
+    _upload(at, ["a.png", "b.png"])
+    at.radio(key="background_source").set_value("color").run()
+    assert not at.exception
+    assert not [t for t in at.text_area if t.key == "prompt"]  # nothing to describe for a colour
+    at.selectbox(key="preset").set_value("amazon-main").run()
+    (line,) = [m for m in at.markdown if m.value.startswith("About $")]
+    compose = registry.get_model("stability-inpaint").compose_price_usd
+    assert line.value == f"About ${2 * compose:.2f} for 2 photos, 2 model calls"
+    at.button(key="submit").click().run()
+    assert not at.exception
+    job = fake.submitted[-1]
+    assert job["preset"] == "amazon-main" and "background" not in job  # the preset's own white
+    assert job["prompt"] == ""
+    # the scene model is not a job's model
+    options = at.selectbox(key="model").options
+    assert registry.get_model("stability-inpaint").display_name in options
+    assert registry.get_model("stability-image-core").display_name not in options
