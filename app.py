@@ -6,6 +6,7 @@ Every handler parses, authorizes and delegates to chalicelib/; nothing else live
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from chalice import Chalice, CognitoUserPoolAuthorizer, CORSConfig, Rate, Response
 from chalice.app import Request
 
-from chalicelib import aws, config, contracts, idempotency, observability, presets, webhooks
+from chalicelib import archive, aws, config, contracts, idempotency, observability, presets, webhooks
 from chalicelib.auth import email_from_request, owner_from_request
 from chalicelib.errors import BackdropError, BadRequest, error_body
 from chalicelib.http_errors import INTERNAL_MESSAGE, reshape_chalice_error
@@ -27,6 +28,7 @@ from chalicelib.models.lifecycle import LifecycleChecker
 from chalicelib.notify import Notifier
 from chalicelib.reconciler import ENDED_STATUSES, EXECUTION_STATUS_CHANGE, Reconciler
 from chalicelib.report import Reporter
+from chalicelib.review import ReviewService
 from chalicelib.starter import WorkflowStarter
 from chalicelib.store import JobStore
 from chalicelib.uploads import UploadService
@@ -296,13 +298,64 @@ def retry_job(job_id: str) -> Response:
     return _json_response(_job_service().retry_failed(_owner(), job_id, model_lookup=_selectable_model), 202)
 
 
+def _archives() -> archive.ArchiveService:
+    return archive.ArchiveService(aws.client("s3"), config.settings().bucket_name, _store())
+
+
+def _invoke_archive_builder(event: dict[str, Any]) -> None:
+    """Start `build_archive` without waiting for it (an asynchronous Lambda invoke)."""
+    aws.client("lambda").invoke(
+        FunctionName=os.environ["ARCHIVE_FUNCTION_NAME"], InvocationType="Event", Payload=json.dumps(event).encode()
+    )
+
+
+# How a large archive's build is started: the local stack and the tests put their own here. No
+# annotation: docs/aws-notes.md#n29-chalice-policy-analyzer-and-annotations
+start_archive_build = _invoke_archive_builder
+
+
+@app.route("/jobs/{job_id}/archive", methods=["POST"], authorizer=authorizer, cors=cors)
+@api
+def request_archive(job_id: str) -> Response:
+    owner = _owner()
+    body = _body()
+    originals, report_too = archive.parse_archive_options(body if isinstance(body, dict) else None)
+    answer = _archives().request(archive.ArchiveRequest(owner, job_id, originals, report_too), start_archive_build)
+    return _json_response(answer, 200 if answer["state"] == archive.ArchiveState.READY else 202)
+
+
+@app.route("/jobs/{job_id}/archive", methods=["GET"], authorizer=authorizer, cors=cors)
+@api
+def get_archive(job_id: str) -> dict[str, Any]:
+    owner = _owner()
+    originals, report_too = archive.parse_archive_options(_query())
+    return _archives().status(archive.ArchiveRequest(owner, job_id, originals, report_too))
+
+
+def _reviews() -> ReviewService:
+    return ReviewService(_store(), aws.client("stepfunctions"))
+
+
+@app.route("/jobs/{job_id}/review", methods=["POST"], authorizer=authorizer, cors=cors)
+@api
+def review_images(job_id: str) -> dict[str, Any]:
+    owner = _owner()
+    return _reviews().decide(owner, job_id, _body())
+
+
+@app.route("/jobs/{job_id}/review/approve", methods=["POST"], authorizer=authorizer, cors=cors)
+@api
+def approve_review(job_id: str) -> dict[str, Any]:
+    return _reviews().approve(_owner(), job_id)
+
+
 # ---- Event handlers and workflow Lambdas ---------------------------------------------------
 
 
 def _steps() -> Steps:
     from chalicelib.workflow import Steps
 
-    return Steps(aws.client("s3"), _store())
+    return Steps(aws.client("s3"), _store(), aws.client("rekognition"))
 
 
 def _reporter() -> Reporter:
@@ -398,6 +451,18 @@ def record_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:
 @observability.workflow_step("report")
 def report(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _reporter().build(event)
+
+
+@app.lambda_function(name="build_archive")
+@observability.workflow_step("build_archive")
+def build_archive(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _archives().build(archive.ArchiveRequest.from_event(event))
+
+
+@app.lambda_function(name="await_review")
+@observability.workflow_step("await_review")
+def await_review(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _reviews().open(event)
 
 
 @app.lambda_function(name="record_notification_failure")

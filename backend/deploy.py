@@ -39,7 +39,7 @@ from backend.doctor import DEFAULT_MAX_CONCURRENCY, Doctor, Findings, format_fin
 from backend.errors import DeployError
 from backend.regions import invoke_arns, partition_of_arn
 from chalicelib import contracts
-from chalicelib.functions import WEBHOOK_SENDER, WORKFLOW_FUNCTIONS
+from chalicelib.functions import ARCHIVE_BUILDER, WEBHOOK_SENDER, WORKFLOW_FUNCTIONS
 from chalicelib.models import registry
 from chalicelib.models.base import ModelSpec
 
@@ -249,6 +249,8 @@ class Deployer:
             "NOTIFICATION_TOPIC_ARN": self.outputs["TopicArn"],
             # a cancel starts the webhook sender itself (the job has no workflow left to do it)
             "WEBHOOK_FUNCTION_NAME": resource_names.lambda_function(self.stage, WEBHOOK_SENDER),
+            # the API starts a large archive's build by this name (chalicelib/archive.py)
+            "ARCHIVE_FUNCTION_NAME": resource_names.lambda_function(self.stage, ARCHIVE_BUILDER),
         }
         env.update({k: v for k, v in settings.items() if k != "BACKDROP_MODEL_REGISTRY"})
         return env

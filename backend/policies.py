@@ -14,7 +14,7 @@ from typing import Any
 from backend.regions import ModelRoutes, foundation_model_arn, invoke_arns, partition_for_region
 from backend.resource_names import lambda_function
 from chalicelib import contracts
-from chalicelib.functions import FUNCTIONS, WEBHOOK_SENDER, Grant, LambdaFunction
+from chalicelib.functions import ARCHIVE_BUILDER, FUNCTIONS, WEBHOOK_SENDER, Grant, LambdaFunction
 from chalicelib.models.base import ModelSpec
 
 
@@ -74,6 +74,7 @@ def lambda_policies(
             "Condition": {"StringLike": {"s3:prefix": [f"{contracts.UPLOADS_PREFIX}*"]}},
         },
         Grant.DETECT_LABELS: _statement("Labels", ["rekognition:DetectLabels"], ["*"]),  # no resource-level permissions
+        Grant.DETECT_TEXT: _statement("Text", ["rekognition:DetectText"], ["*"]),
         Grant.READ_MODEL_LIFECYCLE: _statement("ModelLifecycle", ["bedrock:GetFoundationModel"], foundation_models),
         Grant.READ_JOBS_STREAM: _statement(
             "JobsStream",
@@ -111,6 +112,18 @@ def lambda_policies(
                 }
             },
         },
+        Grant.START_ARCHIVE_BUILD: _statement(
+            "StartArchiveBuild",
+            ["lambda:InvokeFunction"],
+            [f"arn:{partition}:lambda:{region}:{account}:function:{lambda_function(stage, ARCHIVE_BUILDER)}"],
+        ),
+        # the owner's approval ends the workflow's wait for review (docs/aws-notes.md#n58-step-functions-task-tokens)
+        Grant.SEND_TASK_RESULT: _statement(
+            "SendReviewResult", ["states:SendTaskSuccess"], [state_machine_arn(region, account, stage, partition)]
+        ),
+        Grant.ABORT_ARCHIVE_UPLOAD: _statement(
+            "AbortArchiveUpload", ["s3:AbortMultipartUpload"], [f"{bucket}/{contracts.RESULTS_PREFIX}*"]
+        ),
         Grant.START_WEBHOOK: _statement(
             "StartWebhook",
             ["lambda:InvokeFunction"],

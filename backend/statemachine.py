@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from backend import jsonfmt
-from chalicelib.contracts import S3_LAYOUT, ErrorCode
+from chalicelib.contracts import MAX_RE_ROLLS, S3_LAYOUT, ErrorCode
 from chalicelib.errors import MODEL_RETRY_POLICIES, RetryPolicy, retried_model_errors, service_errors_with
 from chalicelib.functions import WORKFLOW_FUNCTIONS
 
@@ -29,6 +29,9 @@ NO_RETRY_TYPES = PURE_STATE_TYPES | {"Map"}
 
 
 LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
+# A Lambda task that waits for its task token (review before delivery): its length is the
+# owner's deadline (TimeoutSecondsPath), not the function's time.
+LAMBDA_INVOKE_WAIT = "arn:aws:states:::lambda:invoke.waitForTaskToken"
 BEDROCK_INVOKE_MODEL = "arn:aws:states:::bedrock:invokeModel"
 
 
@@ -79,6 +82,8 @@ def retry_policy(name: str, state: Mapping[str, Any]) -> str:
         return "bedrock-transient-errors"
     if resource == LAMBDA_INVOKE:
         return "lambda-any-error" if name in RETRY_ANY_ERROR_STATES else "lambda-service-errors"
+    if resource == LAMBDA_INVOKE_WAIT:  # a deadline that passed is not retried
+        return "lambda-service-errors"
     return "any-error"
 
 
@@ -117,7 +122,8 @@ def with_policies(definition: dict[str, Any]) -> dict[str, Any]:
     for _, level in _levels(definition):
         for name, state in level.get("States", {}).items():
             if state.get("Type") == "Task":
-                state["TimeoutSeconds"] = task_timeout_s(state)
+                if "TimeoutSecondsPath" not in state:  # a wait's time limit is its input's
+                    state["TimeoutSeconds"] = task_timeout_s(state)
                 state["Retry"] = RETRY_POLICIES[retry_policy(name, state)]
     return definition
 
@@ -151,22 +157,40 @@ def task_worst_case_s(state: Mapping[str, Any]) -> float:
     return timeout * (1 + slow_attempts) + sum(retry_waits_s(r) for r in rules)
 
 
-def worst_case_s(level: Mapping[str, Any]) -> float:
-    """The longest a run of one level (a Map's child, say) can take: the costliest path from
-    StartAt, a Task's Catch counted after the Task used up all its retries."""
-    states = level["States"]
-    memo: dict[str, float] = {}
+# The only loops a definition may have, each with how many times one run may enter it: the
+# automatic re-roll goes back to Finalize at most contracts.MAX_RE_ROLLS times per image.
+LOOP_BOUNDS: dict[str, int] = {"Re-roll the image": MAX_RE_ROLLS}
 
-    def longest(name: str) -> float:
-        if name not in memo:
+
+def worst_case_s(level: Mapping[str, Any], loop_bounds: Mapping[str, int] | None = None) -> float:
+    """The longest a run of one level (a Map's child, say) can take: the costliest path from
+    StartAt, a Task's Catch counted after the Task used up all its retries, each bounded loop
+    (`loop_bounds`: state -> most entries per run) taken as often as it may be. A loop through
+    no bounded state has no worst case: ValueError."""
+    states = level["States"]
+    bounds = dict(LOOP_BOUNDS if loop_bounds is None else loop_bounds)
+    memo: dict[tuple[str, tuple[int, ...]], float] = {}
+    names = sorted(bounds)
+
+    def longest(name: str, left: tuple[int, ...], path: frozenset[tuple[str, tuple[int, ...]]]) -> float:
+        key = (name, left)
+        if key in path:
+            raise ValueError(f"{name}: a loop with no bound (LOOP_BOUNDS in backend/statemachine.py)")
+        if key not in memo:
+            if name in bounds:
+                index = names.index(name)
+                if left[index] == 0:
+                    return float("-inf")  # entered as often as it may be: this path is not possible
+                left = left[:index] + (left[index] - 1,) + left[index + 1 :]
             state = states[name]
             after = [state.get("Next"), state.get("Default")]
             after += [c.get("Next") for c in state.get("Choices", []) + state.get("Catch", [])]
             own = task_worst_case_s(state) if state["Type"] == "Task" else 0.0
-            memo[name] = own + max((longest(n) for n in after if n), default=0.0)
-        return memo[name]
+            possible = [longest(n, left, path | {key}) for n in after if n]
+            memo[key] = own + max([t for t in possible if t != float("-inf")], default=0.0)
+        return memo[key]
 
-    return longest(level["StartAt"])
+    return longest(level["StartAt"], tuple(bounds[n] for n in names), frozenset())
 
 
 def child_budgets() -> dict[str, float]:
@@ -192,8 +216,8 @@ def worst_child_s() -> float:
 
 def child_execution_type() -> str:
     """What the deploy sets as the Map's `ExecutionType` (`${MapExecutionType}`), from the ASL's
-    own worst case: today's Bedrock retry budget (two calls, each up to 8 throttled retries) is
-    ~2,090 s, so STANDARD."""
+    own worst case: today's Bedrock retry budget (two calls, each up to 8 throttled retries, and
+    up to MAX_RE_ROLLS re-rolls of the last call with Finalize again) is ~4,780 s, so STANDARD."""
     return execution_type_for(worst_child_s())
 
 
@@ -284,11 +308,13 @@ def check_graph(definition: Mapping[str, Any]) -> list[str]:
             problems.append(f"{where or 'top level: '}StartAt {level.get('StartAt')!r} is not a state")
         targets: set[str] = {level.get("StartAt", "")}
         handlers: set[str] = set()
+        followed: set[str] = set()  # reached by a Next, Default or Choice: a step, not only a handler
         for name, state in states.items():
             nexts = [state.get("Next"), state.get("Default")]
             nexts += [choice.get("Next") for choice in state.get("Choices", [])]
             catches = [catch.get("Next") for catch in state.get("Catch", [])]
             handlers.update(c for c in catches if c)
+            followed.update(n for n in nexts if n)
             for target in nexts + catches:
                 if target is not None and target not in states:
                     problems.append(f"{where}{name}: transition to missing state {target!r}")
@@ -302,13 +328,13 @@ def check_graph(definition: Mapping[str, Any]) -> list[str]:
                 problems.append(f"{where}{name}: neither Next nor End")
             if state.get("Type") not in NO_RETRY_TYPES and not state.get("Retry"):
                 problems.append(f"{where}{name}: {state.get('Type')} state has no Retry")
-            if state.get("Type") == "Task" and "TimeoutSeconds" not in state:
+            if state.get("Type") == "Task" and not {"TimeoutSeconds", "TimeoutSecondsPath"} & set(state):
                 problems.append(f"{where}{name}: Task has no TimeoutSeconds")
         for name in set(states) - targets:
             problems.append(f"{where}{name}: unreachable")
-        # every Task that is not itself a failure handler must hand its errors to one
+        # every Task that is not only a failure handler must hand its errors to one
         for name, state in states.items():
-            if state.get("Type") == "Task" and not state.get("Catch") and name not in handlers:
+            if state.get("Type") == "Task" and not state.get("Catch") and (name not in handlers or name in followed):
                 problems.append(f"{where}{name}: Task has no Catch")
     return problems
 

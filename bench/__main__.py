@@ -19,7 +19,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS: list[tuple[str, str, str, str]] = []
-BENCHES = ("lambda-work", "cold-start", "package", "submit", "throughput", "cost", "quality", "cutout", "scale")
+BENCHES = (
+    "lambda-work",
+    "cold-start",
+    "package",
+    "submit",
+    "throughput",
+    "cost",
+    "quality",
+    "cutout",
+    "webapp",
+    "scale",
+)
 
 
 def row(name: str, value: str, target: str, ok: bool | None) -> None:
@@ -100,7 +111,7 @@ def package_size() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench import cost, cutout, quality, quiet_logs, scale, submit, throughput
+    from bench import cost, cutout, quality, quiet_logs, scale, submit, throughput, webapp
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -124,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         "cost": lambda: cost.run(row),
         "quality": lambda: quality.run(row),
         "cutout": lambda: cutout.run(row),
+        "webapp": lambda: webapp.run(row),
         "scale": lambda: scale.run(row, args.scale_max, progress=lambda line: print(f"  ... {line}", flush=True)),
     }
     print(

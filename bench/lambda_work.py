@@ -90,6 +90,7 @@ def _event(key: str, output_format: str) -> dict[str, Any]:
             "mode": "PRECISE",
             "seed": 3,
             "outputFormat": output_format,
+            "reRolls": 0,  # one finalize: the figure is one attempt's work
         },
         "image": {"imageId": IMAGE_ID, "key": key, "name": "bench"},
     }

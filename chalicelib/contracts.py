@@ -43,6 +43,40 @@ class NotificationStatus(StrEnum):
     SKIPPED = "SKIPPED"  # the owner asked for no email (POST /jobs with notify: false)
 
 
+class Verdict(StrEnum):
+    """A finished image's quality verdict: the worst scorecard outcome of its outputs
+    (chalicelib.quality.Outcome), stored on the image so a job's pages can be filtered by it."""
+
+    FAIL = "FAIL"
+    WARN = "WARN"
+    PASS = "PASS"
+    SKIPPED = "SKIPPED"  # no check could run (a model without a cut-out)
+    NONE = "NONE"  # a query value only: images with no verdict (not finished, failed, or older jobs)
+
+
+class ReviewDecision(StrEnum):
+    """The owner's decision on one result of a job under review (chalicelib/review.py)."""
+
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"  # not delivered: left out of the archive, marked in the report
+
+
+class ReviewStatus(StrEnum):
+    WAITING = "WAITING"  # the workflow waits on its task token for the owner's approval
+    APPROVED = "APPROVED"  # the owner released it: the report and email follow
+    EXPIRED = "EXPIRED"  # the deadline passed first: delivered as it was, rejections kept
+
+
+# Review before delivery: the deadline the owner may give, in hours (the workflow's wait is a
+# Standard execution's task, which may last up to a year; a week is Backdrop's choice).
+MAX_REVIEW_HOURS: Final = 168
+MIN_REVIEW_SECONDS: Final = 60
+
+
+# The gallery's "doubtful first" order: failed images, then results by verdict, worst first.
+DOUBTFUL_FIRST: Final = (Verdict.FAIL, Verdict.WARN, Verdict.SKIPPED, Verdict.PASS, Verdict.NONE)
+
+
 TERMINAL_JOB_STATUSES: Final = frozenset(
     {JobStatus.COMPLETED, JobStatus.PARTIAL, JobStatus.FAILED, JobStatus.CANCELLED}
 )
@@ -119,6 +153,7 @@ class ErrorCode(StrEnum):
     MODEL_RESPONSE_INVALID = "MODEL_RESPONSE_INVALID"  # 200 but no usable image
     STORAGE_ERROR = "STORAGE_ERROR"  # S3 read/write failed
     WORKFLOW_STOPPED = "WORKFLOW_STOPPED"  # the execution ended before the image finished (outage, abort, timeout)
+    BUDGET_REACHED = "BUDGET_REACHED"  # the job's budget cap was spent before this image's next model call
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -177,6 +212,19 @@ DETECT_LABELS_MAX_LABELS: Final = 25
 REKOGNITION_MIN_SIDE: Final = 80
 REKOGNITION_MAX_SIDE: Final = 10_000
 DETECT_LABELS_MIN_CONFIDENCE: Final = 60.0
+# Finalize's Rekognition checks (chalicelib/quality.py): DetectLabels on each result, DetectText on
+# the original (once per image) and on each result. Both are Rekognition Image "Group 2" APIs,
+# billed per image analysed (docs/aws-notes.md#n55-rekognition-image-prices).
+REKOGNITION_USD_PER_IMAGE: Final = 0.001
+# Automatic re-rolls (POST /jobs `reRolls`, `reRollOn`): an image whose best scorecard is
+# `reRollOn` or worse is made again with a new seed, up to `reRolls` times (0 disables them).
+DEFAULT_RE_ROLLS: Final = 1
+MAX_RE_ROLLS: Final = 3
+RE_ROLL_ON: Final = ("FAIL", "WARN")
+DEFAULT_RE_ROLL_ON: Final = "FAIL"
+# each re-roll's seed: the job's seed plus this step per attempt (mod the model's seed range), so
+# a job's re-rolls are reproducible
+RE_ROLL_SEED_STEP: Final = 104_729
 MAX_JOBS_PAGE_SIZE: Final = 100
 # GET /jobs/{jobId} answers with one page of images (at most 100, chalicelib/store.py); the page
 # is cut shorter when it would make the answer larger than this. Lambda's synchronous response
@@ -349,6 +397,23 @@ def job_reports_prefix(owner: str, job_id: str) -> str:
     return f"{REPORTS_PREFIX}{owner}/{job_id}/"
 
 
+# Archives (chalicelib/archive.py): one zip per job and choice of contents, next to the results,
+# with its build's progress beside it.
+ARCHIVE_URL_TTL_SECONDS: Final = 15 * 60  # the zip's presigned link is short-lived
+
+
+def archive_kind(originals: bool, report: bool) -> str:
+    return "results" + ("-originals" if originals else "") + ("-report" if report else "")
+
+
+def archive_key(owner: str, job_id: str, kind: str) -> str:
+    return f"{job_results_prefix(owner, job_id)}archive/{kind}.zip"
+
+
+def archive_progress_key(owner: str, job_id: str, kind: str) -> str:
+    return f"{job_results_prefix(owner, job_id)}archive/{kind}.progress.json"
+
+
 def report_key(owner: str, job_id: str, fmt: str) -> str:
     if fmt not in ("json", "csv"):
         raise ValueError(f"report format must be json or csv, not {fmt!r}")
@@ -435,3 +500,15 @@ TABLE_GSIS: Final = [
 TABLE_STREAM: Final = {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
 # Items carry their deletion time (epoch seconds); the table's TTL deletes them after it.
 TTL_ATTRIBUTE: Final = "expiresAt"
+# The job item's running totals of model calls: answered (what the job cost, added as each image
+# finishes) and started (reserved against the job's budget cap before each call is sent).
+JOB_MODEL_CALLS_ATTRIBUTE: Final = "modelCalls"
+JOB_CALLS_STARTED_ATTRIBUTE: Final = "modelCallsStarted"
+# A scene background's one text-to-image call per batch (its model's price, not the job model's),
+# set when the scene's answer was read: the job's cost counts it.
+JOB_SCENE_MODEL_ATTRIBUTE: Final = "sceneModel"
+
+
+def verdict_count_attribute(verdict: Verdict | str) -> str:
+    """The job item's count of finished images with this verdict (added as each one finishes)."""
+    return f"verdictCount{Verdict(verdict).value}"

@@ -219,6 +219,12 @@ class JobCancelled(StepError):
     CANCELLED; nothing is spent on it)."""
 
 
+class BudgetReached(StepError):
+    """The job's budget cap was spent: this image's model calls were never sent."""
+
+    code = ErrorCode.BUDGET_REACHED
+
+
 _E = TypeVar("_E", bound=BackdropError)
 
 

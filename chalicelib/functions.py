@@ -24,6 +24,7 @@ class Grant(StrEnum):
     LIST_UPLOADS = "list-uploads"  # s3:ListBucket, only under the uploads prefix
     OWNER_INDEX = "owner-index"  # the table actions also on its indexes
     DETECT_LABELS = "detect-labels"  # rekognition:DetectLabels
+    DETECT_TEXT = "detect-text"  # rekognition:DetectText
     READ_MODEL_LIFECYCLE = "read-model-lifecycle"  # bedrock:GetFoundationModel on the configured models
     READ_JOBS_STREAM = "read-jobs-stream"  # the table's stream, as an event source
     START_WORKFLOW = "start-workflow"  # states:StartExecution on this stage's state machine
@@ -34,6 +35,9 @@ class Grant(StrEnum):
     STOP_WORKFLOW = "stop-workflow"  # states:StopExecution on this state machine's executions (cancel)
     LIST_JOB_FILES = "list-job-files"  # s3:ListBucket under the results, reports and scratch prefixes (delete)
     START_WEBHOOK = "start-webhook"  # lambda:InvokeFunction of the webhook sender (a cancel, a reconciled job)
+    START_ARCHIVE_BUILD = "start-archive-build"  # lambda:InvokeFunction on this stage's build_archive
+    ABORT_ARCHIVE_UPLOAD = "abort-archive-upload"  # s3:AbortMultipartUpload under the results prefix
+    SEND_TASK_RESULT = "send-task-result"  # states:SendTaskSuccess: an owner's approval ends the review wait
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class LambdaFunction:
 
 # The REST API's handler: Chalice names it, app.py's routes are its code.
 API_HANDLER = "api_handler"
+ARCHIVE_BUILDER = "build_archive"
 
 FUNCTIONS: tuple[LambdaFunction, ...] = (
     LambdaFunction(
@@ -66,10 +71,13 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         # 128 MB (1/14 vCPU) that alone would be ~32 s, past API Gateway's 29 s. At 1,769 MB it is
         # ~2.5 s, and a page of presigned links is quick too.
         memory_mb=1769,
-        # presigned POSTs and GETs are signed with this role: it must hold what they grant
+        # presigned POSTs and GETs are signed with this role: it must hold what they grant; a
+        # small job's archive is written by the API itself (chalicelib/archive.py), so it reads
+        # what goes in and writes the zip under the results prefix
         s3_read=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX),
-        # a cancel writes the job's report; a delete removes the job's files (and, if asked, originals)
-        s3_write=(UPLOADS_PREFIX, REPORTS_PREFIX),
+        # a cancel writes the job's report; a small archive is written under the results prefix; a
+        # delete removes the job's files (and, if asked, originals)
+        s3_write=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX),
         s3_delete=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX, SCRATCH_PREFIX),
         # DeleteItem: an idempotency record whose request failed is removed (chalicelib/idempotency.py)
         table_actions=("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchWriteItem", "BatchGetItem"),
@@ -83,6 +91,9 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
                 Grant.STOP_WORKFLOW,
                 Grant.LIST_JOB_FILES,
                 Grant.START_WEBHOOK,
+                Grant.START_ARCHIVE_BUILD,
+                Grant.ABORT_ARCHIVE_UPLOAD,
+                Grant.SEND_TASK_RESULT,
             }
         ),
     ),
@@ -110,7 +121,8 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         workflow_task=True,
         s3_read=(UPLOADS_PREFIX, SCRATCH_PREFIX),
         s3_write=(SCRATCH_PREFIX,),
-        # image transitions read the status, then update image and job counts in one transaction
+        # image transitions read the status, then update image and job counts in one transaction;
+        # a budget cap reserves the image's model calls the same way
         table_actions=("GetItem", "UpdateItem"),
     ),
     # a `scene` background: the batch's one text-to-image request, then its answer stored for
@@ -146,12 +158,20 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         workflow_task=True,
         # uploads: the original, and a background photo (an `image` background)
         s3_read=(UPLOADS_PREFIX, SCRATCH_PREFIX),
-        s3_write=(RESULTS_PREFIX,),
+        # the original's text, read once per image, is kept in the scratch space for re-rolls
+        s3_write=(RESULTS_PREFIX, SCRATCH_PREFIX),
         s3_delete=(SCRATCH_PREFIX,),  # the image's scratch, once it has SUCCEEDED
         table_actions=("GetItem", "UpdateItem"),
+        # the scorecard's subject and text checks, on pixels sent as bytes (no S3 access for Rekognition)
+        grants=frozenset({Grant.DETECT_LABELS, Grant.DETECT_TEXT}),
     ),
     LambdaFunction(
-        "record_failure", memory_mb=256, timeout_s=30, workflow_task=True, table_actions=("GetItem", "UpdateItem")
+        "record_failure",
+        memory_mb=256,
+        timeout_s=30,
+        workflow_task=True,
+        s3_read=(SCRATCH_PREFIX,),  # the model calls that answered before the failure: the cost
+        table_actions=("GetItem", "UpdateItem"),
     ),
     LambdaFunction(
         "report",
@@ -161,12 +181,25 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         s3_write=(REPORTS_PREFIX,),
         table_actions=("Query", "UpdateItem", "GetItem"),
     ),
+    # Review before delivery: keeps the workflow's task token on the job (chalicelib/review.py)
+    LambdaFunction("await_review", memory_mb=256, timeout_s=30, workflow_task=True, table_actions=("UpdateItem",)),
     LambdaFunction(
         "record_notification_failure",
         memory_mb=256,
         timeout_s=30,
         workflow_task=True,
         table_actions=("UpdateItem",),
+    ),
+    # A large job's zip, started by POST /jobs/{jobId}/archive: Lambda's longest run (900 s),
+    # streaming each object into a multipart upload, so memory holds one part at a time.
+    LambdaFunction(
+        ARCHIVE_BUILDER,
+        memory_mb=1024,
+        timeout_s=900,
+        s3_read=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX),
+        s3_write=(RESULTS_PREFIX,),
+        table_actions=("GetItem", "Query"),
+        grants=frozenset({Grant.ABORT_ARCHIVE_UPLOAD}),
     ),
     # Every execution that ends closes its job: unfinished images, the report and the one email
     # the workflow could not write (chalicelib/reconciler.py). Sized like the report it may write.

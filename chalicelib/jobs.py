@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import backgrounds, contracts, quality, webhooks
+from chalicelib import backgrounds, contracts, costs, estimate, quality, review, webhooks
 from chalicelib.contracts import BackgroundSource, ImageStatus, JobStatus
 from chalicelib.errors import (
     BadRequest,
@@ -56,11 +56,15 @@ JOB_FIELDS = {
     "shadowStrength",
     "qualityThresholds",
     "webhookUrl",
+    "reRolls",
+    "reRollOn",
     "images",
     "notify",
     "background",
     "placement",
     "preset",
+    "budgetUsd",
+    "reviewHours",
 }
 IMAGE_FIELDS = {"imageRef", "name", "labels", "prompt", "background"}
 REQUEST_PROBLEMS = "the job request is not valid"
@@ -73,10 +77,12 @@ class ImagesQuery:
     limit: int = contracts.DEFAULT_IMAGES_PAGE_SIZE
     cursor: str | None = None
     status: ImageStatus | None = None
+    verdict: contracts.Verdict | None = None
 
 
 def parse_images_query(params: Mapping[str, str] | None) -> ImagesQuery:
-    """`?limit=0..100&cursor=...&status=FAILED`; anything else is a 400 naming the parameter."""
+    """`?limit=0..100&cursor=...&status=FAILED&verdict=WARN`; anything else is a 400 naming the
+    parameter."""
     params = params or {}
     raw_limit = params.get("limit")
     limit = contracts.DEFAULT_IMAGES_PAGE_SIZE
@@ -87,7 +93,17 @@ def parse_images_query(params: Mapping[str, str] | None) -> ImagesQuery:
     status = params.get("status")
     if status is not None and status not in {s.value for s in ImageStatus}:
         raise BadRequest(f"status must be one of {', '.join(s.value for s in ImageStatus)}, not {status[:40]!r}")
-    return ImagesQuery(limit, params.get("cursor") or None, ImageStatus(status) if status else None)
+    verdict = params.get("verdict")
+    if verdict is not None and verdict not in {v.value for v in contracts.Verdict}:
+        raise BadRequest(
+            f"verdict must be one of {', '.join(v.value for v in contracts.Verdict)}, not {verdict[:40]!r}"
+        )
+    return ImagesQuery(
+        limit,
+        params.get("cursor") or None,
+        ImageStatus(status) if status else None,
+        contracts.Verdict(verdict) if verdict else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -326,7 +342,27 @@ def _finish_settings(body: dict[str, Any], spec: ModelSpec, problems: Problems) 
         "background": (background or backgrounds.PROMPT_BACKGROUND).to_dict(),
         "placement": placement.to_dict() if placement else None,
         "preset": body.get("preset"),
+        **_re_roll_settings(body, problems),
     } | {k: float(v) for k, v in given.items() if v is not None}
+
+
+def _re_roll_settings(body: dict[str, Any], problems: Problems) -> dict[str, Any]:
+    """`reRolls` (0 to contracts.MAX_RE_ROLLS) and `reRollOn` (FAIL or WARN), stored complete."""
+    re_rolls = body.get("reRolls", contracts.DEFAULT_RE_ROLLS)
+    if isinstance(re_rolls, bool) or not isinstance(re_rolls, int) or not 0 <= re_rolls <= contracts.MAX_RE_ROLLS:
+        problems.add(
+            "reRolls",
+            f"reRolls must be a whole number from 0 (no re-rolls) to {contracts.MAX_RE_ROLLS}, not {re_rolls!r:.40}",
+        )
+        re_rolls = contracts.DEFAULT_RE_ROLLS
+    re_roll_on = body.get("reRollOn", contracts.DEFAULT_RE_ROLL_ON)
+    if re_roll_on not in contracts.RE_ROLL_ON:
+        problems.add(
+            "reRollOn",
+            f"reRollOn must be {' or '.join(contracts.RE_ROLL_ON)} (the scorecard outcome that earns a re-roll)",
+        )
+        re_roll_on = contracts.DEFAULT_RE_ROLL_ON
+    return {"re_rolls": re_rolls, "re_roll_on": re_roll_on}
 
 
 def _images(
@@ -394,23 +430,26 @@ def _labels(where: str, labels: Any, problems: Problems) -> tuple[str, ...]:
     return tuple(kept)
 
 
-def job_estimate(spec: ModelSpec, settings: JobSettings, images: Sequence[ImageInput]) -> dict[str, Any]:
+def job_estimate(spec: ModelSpec, settings: JobSettings, images: Sequence[ImageInput]) -> estimate.Estimate:
     """Model calls and dollars for a job: what POST /jobs answers and the web app shows."""
     sources = [
         backgrounds.effective(i.background.to_dict() if i.background else None, settings.background).source
         for i in images
     ]
-    scene_price = 0.0
+    scene_price = None
     if BackgroundSource.SCENE in sources:
         scene = backgrounds.Background.from_dict(settings.background)
         scene_price = registry.get_model(scene.model or registry.default_scene_model_key()).price_per_image_usd
-    return backgrounds.estimate(
-        sources,
+    return estimate.job_estimate(
+        len(images),
+        settings.variants,
+        spec.price_per_image_usd,
+        spec.re_roll_price_usd,
+        settings.re_rolls,
         steps_per_prompt_image=len(registry.adapter_for(spec).steps),
-        price_per_prompt_image_usd=spec.price_per_image_usd,
-        price_per_compose_image_usd=spec.compose_price_usd,
+        compose_images=sum(1 for s in sources if s in backgrounds.COMPOSE_SOURCES),
+        compose_price_usd=spec.compose_price_usd,
         scene_price_usd=scene_price,
-        variants=settings.variants,
     )
 
 
@@ -499,10 +538,15 @@ class JobService:
         notify: bool = True,
         email: str | None = None,
         webhook_url: str | None = None,
+        budget_usd: float | None = None,
+        job_id: str | None = None,
+        retry_of: str | None = None,
+        review_seconds: int | None = None,
     ) -> dict[str, Any]:
         """Persist a validated job. `notify`: whether the job's email goes out (to the owner's own
         subscription); `email`: the owner's address at submit (the token's claim), kept on the job;
-        `webhook_url`: where its signed completion webhook goes."""
+        `webhook_url`: where its signed completion webhook goes; `budget_usd`: its cap, kept in its
+        settings with the model calls it pays for; `retry_of`: the job whose failed images it retries."""
         if webhook_url:
             # where it resolves to now: a host that resolves to a private address is refused
             webhooks.validate_webhook_url(webhook_url)
@@ -522,14 +566,20 @@ class JobService:
             )
         _missing_labels(images, labels, keys).raise_if_any()
         settings, images = self._resolve_background_photos(owner, settings, images)
-        job_id = contracts.new_job_id()
+        job_id = job_id or contracts.new_job_id()
         if webhook_url and self.store.webhook_secret(owner) is None:  # it signs this job's webhook
             self.store.put_webhook_secret(owner, webhooks.new_secret(), replace=False)
+        stored_settings = settings_to_dict(settings)
+        if budget_usd is not None:
+            stored_settings[costs.BUDGET_FIELD] = budget_usd
+            stored_settings[costs.MAX_CALLS_SETTING] = costs.max_calls(spec, settings.variants, budget_usd)
+        if review_seconds is not None:  # the workflow waits this long for the owner's approval
+            stored_settings[review.REVIEW_SECONDS_SETTING] = review_seconds
         self.store.put_job(
             job_id=job_id,
             owner=owner,
             model=spec.key,
-            settings=settings_to_dict(settings),
+            settings=stored_settings,
             images=[
                 NewImage(
                     image_id=i.image_id,
@@ -546,13 +596,14 @@ class JobService:
             notify=notify,
             email=email,
             webhook_url=webhook_url,
+            retry_of=retry_of,
         )
         return {
             "jobId": job_id,
             "status": JobStatus.SUBMITTED.value,
             "imageCount": len(images),
             "model": spec.key,
-            "estimate": job_estimate(spec, settings, images),
+            "estimate": job_estimate(spec, settings, images).to_dict(),
         }
 
     def _background_photo_problems(self, key: str, where: str, placement: backgrounds.Placement | None) -> str | None:
@@ -625,12 +676,25 @@ class JobService:
     ) -> dict[str, Any]:
         """POST /jobs: parse the body (every problem at once), then submit."""
         spec, settings, images = parse_job_request(body, model_lookup=model_lookup)
-        return self.submit(owner, spec, settings, images, notify=notify, email=email, webhook_url=webhook_url_of(body))
+        budget = costs.parse_budget(body, spec, settings.variants)
+        review_seconds = review.parse_review(body)
+        return self.submit(
+            owner,
+            spec,
+            settings,
+            images,
+            notify=notify,
+            email=email,
+            webhook_url=webhook_url_of(body),
+            budget_usd=budget,
+            review_seconds=review_seconds,
+        )
 
     def retry_failed(
         self, owner: str, job_id: str, model_lookup: Callable[[str], ModelSpec] = registry.get_selectable_model
     ) -> dict[str, Any]:
-        """A new job of the failed images, with the same settings; the model is checked as on submit."""
+        """A new job of the failed images, with the same settings (and budget cap); the model is
+        checked as on submit. One retry per failed set: a second answers 409 naming the first."""
         job = self.get_job(owner, job_id)
         if job["status"] not in contracts.TERMINAL_JOB_STATUSES:
             raise Conflict(f"job {job_id} is still {job['status']}; retry it when it has finished")
@@ -650,15 +714,32 @@ class JobService:
             for i in failed
         ]
         validate_for_model(spec, settings, images)
-        result = self.submit(
-            owner,
-            spec,
-            settings,
-            images,
-            notify=job.get("notify") is not False,
-            email=job.get("email"),
-            webhook_url=(job.get("webhook") or {}).get("url"),
-        )
+        retry_job_id = contracts.new_job_id()
+        earlier = self.store.claim_retry(job_id, retry_job_id)
+        if earlier is not None:
+            raise Conflict(
+                f"the failed images of job {job_id} were already sent again as job {earlier}",
+                details=[{"jobId": earlier}],
+            )
+        budget = (job.get("settings") or {}).get(costs.BUDGET_FIELD)
+        review_seconds = (job.get("settings") or {}).get(review.REVIEW_SECONDS_SETTING)
+        try:
+            result = self.submit(
+                owner,
+                spec,
+                settings,
+                images,
+                notify=job.get("notify") is not False,
+                email=job.get("email"),
+                webhook_url=(job.get("webhook") or {}).get("url"),
+                budget_usd=float(budget) if budget is not None else None,
+                job_id=retry_job_id,
+                retry_of=job_id,
+                review_seconds=int(review_seconds) if review_seconds is not None else None,
+            )
+        except Exception:
+            self.store.release_retry(job_id, retry_job_id)  # nothing was made: it may be retried again
+            raise
         return {**result, "retryOf": job_id}
 
     # ------------------------------------------------------------------ read
@@ -686,6 +767,18 @@ class JobService:
             out["cancelledAt"] = job["cancelledAt"]
         if job.get("webhook"):
             out["webhook"] = job["webhook"]
+        out["cost"] = costs.job_cost(job, int(job.get(contracts.JOB_MODEL_CALLS_ATTRIBUTE) or 0))
+        reviewed = review.ReviewService.view(job)
+        if reviewed:
+            out["review"] = reviewed
+        for link in ("retryOf", "retriedAs"):
+            if job.get(link):
+                out[link] = job[link]
+        out["verdicts"] = {
+            v.value: int(job.get(contracts.verdict_count_attribute(v)) or 0)
+            for v in contracts.Verdict
+            if v is not contracts.Verdict.NONE
+        }
         return out
 
     def list_jobs(self, owner: str, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
@@ -711,8 +804,12 @@ class JobService:
             "prompt": image.get("prompt"),
             # the image's own background, if it overrides the job's (the server's S3 key left out)
             "background": {k: v for k, v in (image.get("background") or {}).items() if k != "key"} or None,
+            "verdict": image.get("verdict"),
+            "reviewDecision": image.get("reviewDecision"),
             "originalUrl": self._url(image["key"]),
             "outputs": [{**o, "url": self._url(o["key"])} for o in image.get("outputs") or []],
+            # every attempt (automatic re-rolls): seed, outcome, score, cost, scorecards, kept
+            "attempts": image.get("attempts") or [],
         }
 
     def job_view(self, owner: str, job_id: str, query: ImagesQuery | None = None) -> dict[str, Any]:
@@ -727,7 +824,9 @@ class JobService:
             view["reports"] = {fmt: self._url(key) for fmt, key in job["reportKeys"].items()}
         if query.limit == 0:
             return view
-        page = self.store.images_page(owner, job_id, limit=query.limit, cursor=query.cursor, status=query.status)
+        page = self.store.images_page(
+            owner, job_id, limit=query.limit, cursor=query.cursor, status=query.status, verdict=query.verdict
+        )
         # room for the summary, the cursor and the JSON around the list
         room = contracts.MAX_RESPONSE_BYTES - len(json.dumps(view)) - 1_000
         images: list[dict[str, Any]] = []

@@ -41,6 +41,7 @@ METRICS: dict[str, str | None] = {
     "ImagesSucceeded": None,
     "ImagesFailed": "ErrorCode",
     "ImagesThrottled": None,
+    "ImagesReRolled": None,
     "ModelCallSeconds": "Step",
     "EstimatedCostUSD": None,
 }
@@ -130,15 +131,25 @@ def record_success(s3: Any, event: Mapping[str, Any], result: Mapping[str, Any])
     from chalicelib import backgrounds
     from chalicelib.models import registry
 
-    emit("ImagesSucceeded", 1)
     spec = registry.get_model(str(event["settings"]["model"]))
+    if result.get("reroll"):  # the image is being made again: it has not succeeded yet
+        emit("ImagesReRolled", 1)
+        return
+    emit("ImagesSucceeded", 1)
     steps = registry.adapter_for(spec).steps
     background = backgrounds.effective(event["image"].get("background"), event["settings"].get("background"))
-    if background.needs_inpaint:
-        emit("EstimatedCostUSD", spec.price_per_image_usd * int(result.get("outputs") or 1), "None")
-    else:  # a colour / photo / transparent / scene background made the first call alone
+    if not background.needs_inpaint:  # a colour / photo / transparent / scene background: the first call alone
         steps = steps[:1]
-        emit("EstimatedCostUSD", spec.compose_price_usd, "None")
+    # every attempt's model calls and checks (automatic re-rolls), or the recipe's price
+    attempts = result.get("attempts") or []
+    cost = sum(float(a.get("costUsd") or 0) for a in attempts)
+    if not cost:
+        cost = (
+            spec.price_per_image_usd * int(result.get("outputs") or 1)
+            if background.needs_inpaint
+            else spec.compose_price_usd
+        )
+    emit("EstimatedCostUSD", cost, "None")
     image_id = str(event["image"]["imageId"])
     # finalize measures them before it discards the image's scratch (chalicelib/workflow.py)
     seconds_by_step = result.get("modelCallSeconds")

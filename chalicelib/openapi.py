@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from chalicelib import contracts, errors, http_errors
+from chalicelib import contracts, costs, errors, http_errors
 from chalicelib.contracts import BackgroundSource, ErrorCode, ImageStatus, JobStatus, Mode, OutputFormat
 from chalicelib.models import registry
 from chalicelib.presets import all_presets
@@ -176,6 +176,18 @@ def _job_request() -> tuple[dict[str, Any], dict[str, Any]]:
             closed=True,
             description="where each quality check turns WARN and FAIL (any subset); see docs/quality.md",
         ),
+        "reRolls": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": contracts.MAX_RE_ROLLS,
+            "default": contracts.DEFAULT_RE_ROLLS,
+            "description": "how many times an image whose scorecard fails is made again with a new seed (the "
+            "best attempt is kept; content-filter outcomes are never re-rolled); 0 disables re-rolls",
+        },
+        "reRollOn": {
+            **_enum(contracts.RE_ROLL_ON, "the scorecard outcome that earns a re-roll: FAIL, or WARN as well"),
+            "default": contracts.DEFAULT_RE_ROLL_ON,
+        },
         "notify": {
             "type": "boolean",
             "default": True,
@@ -193,6 +205,20 @@ def _job_request() -> tuple[dict[str, Any], dict[str, Any]]:
             "items": _ref("ImageRequest"),
             "minItems": 1,
             "maxItems": contracts.MAX_IMAGES_PER_JOB,
+        },
+        "budgetUsd": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": costs.MAX_BUDGET_USD,
+            "description": "the most the job may spend on model calls, in US dollars (at least one photo's price): "
+            "photos whose turn comes after it is spent end FAILED with BUDGET_REACHED, never sent",
+        },
+        "reviewHours": {
+            "type": "number",
+            "minimum": contracts.MIN_REVIEW_SECONDS / 3600,
+            "maximum": contracts.MAX_REVIEW_HOURS,
+            "description": "wait for the owner's approval (POST /jobs/{jobId}/review/approve) before the report and "
+            "the email, at most this many hours; then delivered as it is",
         },
     }
     if set(job) != JOB_FIELDS or set(image) != IMAGE_FIELDS:
@@ -258,9 +284,19 @@ def _background_schemas() -> dict[str, Any]:
                 "promptImages": _COUNT,
                 "composeImages": _COUNT,
                 "modelCalls": _obj({k: _COUNT for k in ("perImagePrompt", "perImageCompose", "scene", "total")}),
-                "usd": {"type": "number"},
+                "usd": {"type": "number", "description": "the model calls and the quality checks"},
+                "modelUsd": {"type": "number"},
+                "checksUsd": {"type": "number", "description": "Rekognition's checks, at most"},
+                "reRolls": _COUNT,
+                "maxUsd": {
+                    "type": "number",
+                    "description": "if every prompt image were re-rolled `reRolls` times (composed backgrounds are not)",
+                },
+                "sentence": {"type": "string", "description": "the same, in words"},
             },
-            description="the model calls the job makes (before retries) and their price (GET /models)",
+            ["usd", "maxUsd", "sentence"],
+            description="what the job will cost: its model calls (before retries) and quality checks (registry "
+            "prices; docs/models.md)",
         ),
         "Compliance": _obj(
             {
@@ -290,6 +326,12 @@ def _background_schemas() -> dict[str, Any]:
             description="each preset's key, displayName, what it applies and its rules (source, date, confirmed)",
         ),
     }
+
+
+def _quality_outcomes() -> Any:
+    from chalicelib import quality
+
+    return quality.Outcome
 
 
 def _thresholds() -> dict[str, float]:
@@ -345,6 +387,29 @@ def _job_summary_properties() -> dict[str, Any]:
             description="present when the summary email could not be sent",
         ),
         "webhook": _ref("WebhookDelivery"),
+        "verdicts": _obj(
+            {v.value: _COUNT for v in contracts.Verdict if v is not contracts.Verdict.NONE},
+            description="finished images per quality verdict (the worst scorecard outcome of their outputs)",
+        ),
+        "cost": _obj(
+            {
+                "modelCalls": _COUNT,
+                "actualUsd": {"type": "number", "description": "the model calls that answered, at the model's price"},
+                "estimateUsd": {"type": "number", "description": "every image of the job at the model's price"},
+                "budgetUsd": {"type": "number"},
+                "pricePerImageUsd": {"type": "number"},
+                "priceSource": _STRING,
+            },
+            ["modelCalls"],
+            description="what the job cost so far, in US dollars",
+        ),
+        "review": _obj(
+            {"status": _enum(("PENDING", *contracts.ReviewStatus)), "deadline": _TIME},
+            ["status"],
+            description="a job submitted with reviewHours: PENDING until its images are done, then WAITING",
+        ),
+        "retryOf": {**_ref("JobId"), "description": "the job whose failed images this one sends again"},
+        "retriedAs": {**_ref("JobId"), "description": "the one retry of this job's failed images"},
     }
 
 
@@ -594,6 +659,8 @@ def schemas() -> dict[str, Any]:
                 "labels": {"type": "array", "items": _STRING},
                 "prompt": _nullable(_STRING),
                 "background": _nullable({"type": "object", "description": "the image's own background, if any"}),
+                "verdict": _nullable(_enum(v.value for v in contracts.Verdict if v is not contracts.Verdict.NONE)),
+                "reviewDecision": _nullable(_enum(contracts.ReviewDecision)),
                 "originalUrl": _URL,
                 "outputs": {
                     "type": "array",
@@ -620,6 +687,24 @@ def schemas() -> dict[str, Any]:
                             },
                         },
                         ["key", "variant", "url"],
+                    ),
+                },
+                "attempts": {
+                    "type": "array",
+                    "description": "every attempt at the image (automatic re-rolls; docs/quality.md)",
+                    "items": _obj(
+                        {
+                            "attempt": {"type": "integer", "minimum": 1},
+                            "seed": _INT,
+                            "outcome": _enum(_quality_outcomes()),
+                            "score": {"type": "number", "description": "colour error (ΔE), lower is better"},
+                            "costUsd": {"type": "number", "description": "its model call(s) and checks"},
+                            "quality": {"type": "array", "items": _ref("Scorecard")},
+                            "errorCode": _enum(ErrorCode, "its model call failed (never kept)"),
+                            "cause": _STRING,
+                            "kept": {"type": "boolean", "description": "the attempt whose results are delivered"},
+                        },
+                        ["attempt", "kept"],
                     ),
                 },
             },
@@ -670,6 +755,44 @@ def schemas() -> dict[str, Any]:
                 ),
             },
             ["jobId", "deleted", "alreadyDeleted", "deletedAt", "removed"],
+        ),
+        "Archive": _obj(
+            {
+                "state": _enum(("NONE", "BUILDING", "READY", "FAILED")),
+                "kind": _STRING,
+                "url": {**_URL, "description": "presigned, short-lived (READY)"},
+                "expiresIn": _INT,
+                "bytes": _COUNT,
+                "done": _COUNT,
+                "total": _COUNT,
+                "cause": _STRING,
+            },
+            ["state", "kind"],
+        ),
+        "ArchiveRequest": _obj(
+            {
+                "originals": {"type": "boolean", "default": False, "description": "the uploaded originals too"},
+                "report": {"type": "boolean", "default": False, "description": "the JSON and CSV report too"},
+            },
+            closed=True,
+        ),
+        "ReviewRequest": _obj(
+            {
+                "decisions": {
+                    "type": "object",
+                    "additionalProperties": _enum(contracts.ReviewDecision),
+                    "minProperties": 1,
+                    "maxProperties": 100,
+                    "description": "image id → APPROVED or REJECTED",
+                }
+            },
+            ["decisions"],
+            closed=True,
+        ),
+        "ReviewRecorded": _obj({"jobId": _ref("JobId"), "decided": _COUNT}, ["jobId", "decided"]),
+        "ReviewApproved": _obj(
+            {"jobId": _ref("JobId"), "review": {"const": "APPROVED"}, "rejected": _COUNT},
+            ["jobId", "review", "rejected"],
         ),
         "WebhookSecret": _obj(
             {"secret": {"type": "string", "pattern": "^whsec_"}, "createdAt": _TIME},
@@ -994,6 +1117,7 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
             ),
             _query("cursor", _STRING, "`nextCursor` of the previous page"),
             _query("status", _ref("ImageStatus"), "only the images in this status"),
+            _query("verdict", _enum(contracts.Verdict), "only the images with this quality verdict (NONE: none)"),
         ),
         errors=(ErrorCode.BAD_REQUEST, ErrorCode.NOT_FOUND),
         example={
@@ -1060,6 +1184,46 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
             "model": "stability-inpaint",
             "retryOf": _JOB_ID,
         },
+    ),
+    ("POST", "/jobs/{job_id}/archive"): Operation(
+        "Ask for the job's zip",
+        "Archive",
+        body="ArchiveRequest",
+        description="The job's results (optionally originals and report) in one zip, built once into the job's "
+        "results prefix: READY with a short-lived presigned link (200), or, for a large job, BUILDING with its "
+        "progress (202) while a Lambda builds it; ask again (or GET) for the link. A running job is a 409.",
+        errors=(*_BODY_ERRORS, ErrorCode.NOT_FOUND, ErrorCode.CONFLICT),
+        example={"state": "READY", "kind": "results", "url": "https://bucket.s3.amazonaws.com/...", "expiresIn": 900},
+    ),
+    ("GET", "/jobs/{job_id}/archive"): Operation(
+        "The state of the job's zip",
+        "Archive",
+        description="NONE (never asked for), BUILDING with progress, READY with a new link, or FAILED; never "
+        "starts a build.",
+        query=(
+            _query("originals", _enum(("true", "false")), "the zip with the originals (default false)"),
+            _query("report", _enum(("true", "false")), "the zip with the report (default false)"),
+        ),
+        errors=(ErrorCode.BAD_REQUEST, ErrorCode.NOT_FOUND),
+        example={"state": "BUILDING", "kind": "results", "done": 150, "total": 400},
+    ),
+    ("POST", "/jobs/{job_id}/review"): Operation(
+        "Decide on results before delivery",
+        "ReviewRecorded",
+        body="ReviewRequest",
+        description="For a job submitted with `reviewHours` and waiting for its owner: which results to deliver. "
+        "A job that is not waiting is a 409.",
+        errors=(*_BODY_ERRORS, ErrorCode.NOT_FOUND, ErrorCode.CONFLICT),
+        example={"jobId": _JOB_ID, "decided": 2},
+    ),
+    ("POST", "/jobs/{job_id}/review/approve"): Operation(
+        "Deliver a reviewed job",
+        "ReviewApproved",
+        description="Ends the workflow's wait: the report (with each image's `reviewDecision`) and the email "
+        "follow; rejected results are left out of the zip. A job that is not waiting, or whose deadline passed, "
+        "is a 409.",
+        errors=(ErrorCode.NOT_FOUND, ErrorCode.CONFLICT, ErrorCode.SERVICE_BUSY, ErrorCode.STORAGE_ERROR),
+        example={"jobId": _JOB_ID, "review": "APPROVED", "rejected": 1},
     ),
     ("GET", "/webhooks/secret"): Operation(
         "Your webhook signing secret",

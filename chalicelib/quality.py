@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from chalicelib import contracts
+
 if TYPE_CHECKING:  # numpy and Pillow are imported where pixels are scored, not by the API at cold start
     import numpy as np
     import numpy.typing as npt
@@ -44,7 +46,17 @@ EDGE_SAMPLES = 250_000  # the halo is measured on a regular grid of at most this
 FIELD_PIXELS = 60_000  # resolution of the smooth colour fields the halo is measured against
 HALO_MIN_CONTRAST = 10.0  # ΔE: where the old background is closer than this to the subject, no fringe shows
 HALO_MIN_PIXELS = 50  # fewer measurable edge pixels than this: no halo can be seen
+# a check failed by the input itself (no subject in the cut-out, ...): a new seed cannot change it
+BAD_INPUT: Mapping[str, Any] = {"badInput": True}
 TEXT_MIN_CONFIDENCE = 80.0  # DetectText lines below this confidence are not compared
+# What Rekognition's image APIs read (docs/aws-notes.md#n13-rekognition-detectlabels): JPEG or PNG,
+# each side at least 80 px, raw bytes up to 5 MB. Finalize sends a JPEG rendition of the pixels
+# it made, its long side at most REKOGNITION_SIDE (labels and text boxes are fractions of the frame).
+REKOGNITION_MIN_SIDE = contracts.REKOGNITION_MIN_SIDE
+REKOGNITION_MAX_BYTES = 5 * 2**20
+REKOGNITION_SIDE = 3072
+# Rekognition answers that mean "this image cannot be read", not "try again"
+_UNREADABLE = frozenset({"InvalidImageFormatException", "ImageTooLargeException", "InvalidParameterException"})
 
 
 class Outcome(StrEnum):
@@ -426,14 +438,14 @@ def score_image(
             f"{w}x{h}" for w, h in sorted(sizes)
         )
         reason += ")."
-        return Scorecard((Check(CheckName.SUBJECT_FIDELITY, Outcome.FAIL, reason),))
+        return Scorecard((Check(CheckName.SUBJECT_FIDELITY, Outcome.FAIL, reason, BAD_INPUT),))
     alpha = alpha if alpha.mode == "L" else alpha.convert("L")
     problem = _subject_problem(alpha)
     if problem:
         return Scorecard(
             (
-                Check(CheckName.SUBJECT_FIDELITY, Outcome.FAIL, problem),
-                Check(CheckName.EDGE_HALO, Outcome.FAIL, problem),
+                Check(CheckName.SUBJECT_FIDELITY, Outcome.FAIL, problem, BAD_INPUT),
+                Check(CheckName.EDGE_HALO, Outcome.FAIL, problem, BAD_INPUT),
             )
         )
     from chalicelib.imaging import flatten  # as compose does: a transparent original over white
@@ -466,6 +478,45 @@ def _service_problem(exc: Exception) -> str:
     return type(exc).__name__
 
 
+def not_run(name: CheckName, what: str, exc: Exception) -> Check:
+    """SKIPPED with the error code: "not available" when Rekognition cannot read the image,
+    "could not run" when the call failed (throttled, say); never a PASS, never a failed image."""
+    code = _service_problem(exc)
+    if code in _UNREADABLE:
+        reason = f"Not available: Rekognition cannot read {what} ({code})."
+    else:
+        reason = f"Could not run: Rekognition did not answer for {what} ({code})."
+    return Check(name, Outcome.SKIPPED, reason, {"errorCode": code})
+
+
+def rekognition_image(image: Image.Image) -> dict[str, bytes] | str:
+    """Rekognition's `Image` parameter for these pixels: a JPEG rendition, its long side at most
+    REKOGNITION_SIDE, under the 5 MB byte limit; or why Rekognition cannot be asked (a side under
+    80 px). Whatever the output format (WebP, say), the checks read the same pixels."""
+    import io
+
+    from PIL import Image as PILImage
+
+    from chalicelib.imaging import flatten
+
+    scale = min(1.0, REKOGNITION_SIDE / max(image.size))
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    if min(size) < REKOGNITION_MIN_SIDE:
+        return (
+            f"Not available: the image is {image.width}x{image.height} px; Rekognition needs at least "
+            f"{REKOGNITION_MIN_SIDE} px a side at this shape."
+        )
+    rgb = flatten(image).convert("RGB")
+    if size != rgb.size:
+        rgb = rgb.resize(size, PILImage.Resampling.BILINEAR)  # for recognition, not for people: cheap
+    for jpeg_quality in (92, 80, 65):
+        buffer = io.BytesIO()
+        rgb.save(buffer, "JPEG", quality=jpeg_quality)
+        if buffer.tell() <= REKOGNITION_MAX_BYTES:
+            return {"Bytes": buffer.getvalue()}
+    return "Not available: even compressed, the image is over Rekognition's 5 MB limit."
+
+
 def _iou(a: Sequence[float], b: Sequence[float]) -> float:
     ax0, ay0, aw, ah = a
     bx0, by0, bw, bh = b
@@ -481,7 +532,7 @@ def _box(geometry: Mapping[str, Any]) -> tuple[float, float, float, float]:
 
 def check_subject_present(
     rekognition: Any,
-    image: Mapping[str, Any],
+    image: Mapping[str, Any] | str,
     kept_labels: Sequence[str],
     kept_boxes: Sequence[Sequence[float]] = (),
     *,
@@ -489,18 +540,19 @@ def check_subject_present(
 ) -> Check:
     """Is what the user kept still there, and in place? One DetectLabels call on the result.
 
-    `image` is Rekognition's Image parameter ({"S3Object": ...} or {"Bytes": ...}); `kept_boxes`
-    are the kept labels' boxes (left, top, width, height as fractions) in the result's frame."""
+    `image` is Rekognition's Image parameter ({"S3Object": ...} or {"Bytes": ...}), or the reason
+    it cannot be asked (`rekognition_image`); `kept_boxes` are the kept labels' boxes (left, top,
+    width, height as fractions, stored at labelling) in the result's frame."""
     name = CheckName.SUBJECT_PRESENT
     wanted = [label for label in kept_labels if label.strip()]
     if not wanted:
         return Check(name, Outcome.SKIPPED, "Not checked: no labels were kept, so the whole detected subject was.")
+    if isinstance(image, str):  # why Rekognition cannot be asked (rekognition_image)
+        return Check(name, Outcome.SKIPPED, image)
     try:
         response = rekognition.detect_labels(Image=dict(image), MaxLabels=100, MinConfidence=50)
     except (ClientError, BotoCoreError) as exc:
-        return Check(
-            name, Outcome.SKIPPED, f"Not checked: Rekognition could not read the result ({_service_problem(exc)})."
-        )
+        return not_run(name, "the result", exc)
     seen: dict[str, tuple[float, list[tuple[float, float, float, float]]]] = {}
     for label in response.get("Labels", []):
         names = [label.get("Name", "")] + [p.get("Name", "") for p in label.get("Parents", []) or []]
@@ -562,38 +614,50 @@ def _inside(detection: Mapping[str, Any], subject: Image.Image | None) -> bool:
     return isinstance(value, int | float) and value >= 128
 
 
+def detect_text_lines(rekognition: Any, image: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The confident LINE detections of one DetectText call (ClientError / BotoCoreError pass
+    through): what Finalize keeps of the original, so re-rolls do not read it again."""
+    return _lines(rekognition.detect_text(Image=dict(image)))
+
+
 def check_text_integrity(
     rekognition: Any,
-    original: Mapping[str, Any],
-    result: Mapping[str, Any],
+    original: Mapping[str, Any] | str | None,
+    result: Mapping[str, Any] | str,
     *,
     subject_alpha: Image.Image | None = None,
     subject_identical: bool = False,
+    original_lines: Sequence[Mapping[str, Any]] | None = None,
 ) -> Check:
     """Does the product's printed text read the same in the result? DetectText on both images.
 
     Only lines on the subject (`subject_alpha`, any size; its centre at least half opaque) are
     compared: text in the old background is meant to go. When the subject's pixels are known to
-    be identical (`subject_identical`), its text cannot have changed and no call is made."""
+    be identical (`subject_identical`), its text cannot have changed and no call is made.
+    `original_lines` (from `detect_text_lines`) spares the call on the original; `original` and
+    `result` may be the reason Rekognition cannot be asked (`rekognition_image`)."""
     name = CheckName.TEXT_INTEGRITY
     if subject_identical:
         return Check(name, Outcome.PASS, "Text unchanged: the product's pixels are the original's, so its text is too.")
-    try:
-        before = _lines(rekognition.detect_text(Image=dict(original)))
-    except (ClientError, BotoCoreError) as exc:
-        return Check(
-            name, Outcome.SKIPPED, f"Not checked: Rekognition could not read the original ({_service_problem(exc)})."
-        )
+    if original_lines is not None:
+        before = [dict(line) for line in original_lines]
+    elif isinstance(original, str) or original is None:
+        return Check(name, Outcome.SKIPPED, original or "Not available: the original could not be read.")
+    else:
+        try:
+            before = detect_text_lines(rekognition, original)
+        except (ClientError, BotoCoreError) as exc:
+            return not_run(name, "the original", exc)
     alpha = subject_alpha.convert("L") if subject_alpha is not None and subject_alpha.mode != "L" else subject_alpha
     on_subject = [d for d in before if _inside(d, alpha)]
     if not on_subject:
         return Check(name, Outcome.SKIPPED, "Not checked: no printed text was found on the product.")
+    if isinstance(result, str):
+        return Check(name, Outcome.SKIPPED, result)
     try:
-        after = _lines(rekognition.detect_text(Image=dict(result)))
+        after = detect_text_lines(rekognition, result)
     except (ClientError, BotoCoreError) as exc:
-        return Check(
-            name, Outcome.SKIPPED, f"Not checked: Rekognition could not read the result ({_service_problem(exc)})."
-        )
+        return not_run(name, "the result", exc)
     now = [d["DetectedText"] for d in after]
     now_normalised = {_normalise(t) for t in now}
     changed = []
@@ -614,3 +678,79 @@ def check_text_integrity(
 
 def worst(outcomes: Iterable[Outcome]) -> Outcome:
     return max(outcomes, key=_SEVERITY.__getitem__, default=Outcome.SKIPPED)
+
+
+# ------------------------------------------------------------------------------------ attempts
+# An image may be made more than once (automatic re-rolls, chalicelib/workflow.py). Each attempt
+# is a dict {"attempt", "seed", "outcome", "score", "costUsd", "outputs": [{"quality": ...}]} or,
+# when its model call failed, {"attempt", "seed", "errorCode", "cause"} (never kept).
+
+# for choosing the best attempt: nothing measured ranks below a WARN, above a FAIL
+_RANK = {Outcome.PASS: 0, Outcome.WARN: 1, Outcome.SKIPPED: 2, Outcome.FAIL: 3}
+
+
+def attempt_outcome(cards: Sequence[Scorecard]) -> Outcome:
+    """One attempt's verdict: the worst over its variants (SKIPPED only if nothing was measured)."""
+    return worst(card.outcome for card in cards)
+
+
+def attempt_score(cards: Sequence[Scorecard]) -> float:
+    """One attempt's colour error, lower is better: the product's mean colour shift (ΔE) plus the
+    edge halo (ΔE), summed over its variants; 0 is an untouched product with clean edges."""
+    total = 0.0
+    for card in cards:
+        for name, metric in ((CheckName.SUBJECT_FIDELITY, "deltaE"), (CheckName.EDGE_HALO, "haloDeltaE")):
+            check = card.get(name)
+            value = check.metrics.get(metric) if check else None
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                total += float(value)
+    return round(total, 2)
+
+
+def _cards(attempt: Mapping[str, Any]) -> list[Scorecard]:
+    return [Scorecard.from_dict(o["quality"]) for o in attempt.get("outputs") or [] if o.get("quality")]
+
+
+def attempt_rank(attempt: Mapping[str, Any]) -> tuple[int, int, int, float, int]:
+    """The order attempts are kept in, best first: best verdict (PASS, WARN, nothing measured,
+    FAIL), then fewest failing checks, then fewest warnings, then the lowest colour error
+    (`attempt_score`), then the earliest."""
+    cards = _cards(attempt)
+    checks = [c for card in cards for c in card.checks]
+    return (
+        _RANK[attempt_outcome(cards)],
+        sum(c.outcome is Outcome.FAIL for c in checks),
+        sum(c.outcome is Outcome.WARN for c in checks),
+        attempt_score(cards),
+        int(attempt["attempt"]),
+    )
+
+
+def best_attempt(attempts: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The attempt to keep (`attempt_rank`); None when none produced a result."""
+    made = [a for a in attempts if a.get("outputs")]
+    return min(made, key=attempt_rank) if made else None
+
+
+def attempts_summary(attempts: Sequence[Mapping[str, Any]]) -> str:
+    """An image made more than once, in one line (the CLI, the web app): "Re-rolled: attempt 1
+    FAIL (seed 42), attempt 2 PASS (seed 104771); kept attempt 2; $0.12 in all". "" for one attempt."""
+    if len(attempts) < 2:
+        return ""
+    each = ", ".join(
+        f"attempt {a.get('attempt')} {a.get('outcome') or a.get('errorCode')} (seed {a.get('seed')})" for a in attempts
+    )
+    kept = next((a.get("attempt") for a in attempts if a.get("kept")), None)
+    cost = sum(float(a.get("costUsd") or 0) for a in attempts)
+    return f"Re-rolled: {each}; kept attempt {kept}; ${cost:.2f} in all"
+
+
+def needs_re_roll(attempt: Mapping[str, Any], on: Outcome = Outcome.FAIL) -> bool:
+    """Would a new seed be worth paying for? The attempt has a check at `on` (FAIL, or WARN) or
+    worse that a new background can change: a check failed by the input itself is not re-rolled."""
+    floor = _SEVERITY[on]
+    return any(
+        _SEVERITY[c.outcome] >= floor and c.outcome is not Outcome.SKIPPED and not c.metrics.get("badInput")
+        for card in _cards(attempt)
+        for c in card.checks
+    )

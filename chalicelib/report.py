@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import consistency, contracts, quality
+from chalicelib import consistency, contracts, costs, quality
 from chalicelib.contracts import BackgroundSource, ErrorCode, ImageStatus, JobStatus
 from chalicelib.errors import StorageError, client_error_code
 from chalicelib.store import CANCELLED_CAUSE, UNFINISHED_CAUSE, JobStore
@@ -46,6 +46,13 @@ CSV_COLUMNS = (
     "compliance",
     "complianceFailures",
     "notes",
+    # every attempt at the image (automatic re-rolls), in order: the kept one, each one's seed,
+    # outcome (or error code) and the image's total cost (model calls and Rekognition checks)
+    "attempts",
+    "keptAttempt",
+    "attemptSeeds",
+    "attemptOutcomes",
+    "costUsd",
 )
 
 
@@ -113,6 +120,19 @@ def _consistency_lines(found: Mapping[str, Any] | None) -> list[str]:
     return lines
 
 
+def _attempt_columns(attempts: list[Mapping[str, Any]] | None) -> dict[str, Any]:
+    if not attempts:
+        return {}
+    kept = next((a["attempt"] for a in attempts if a.get("kept")), None)
+    return {
+        "attempts": len(attempts),
+        "keptAttempt": kept,
+        "attemptSeeds": ";".join(str(a.get("seed", "")) for a in attempts),
+        "attemptOutcomes": ";".join(str(a.get("outcome") or a.get("errorCode") or "") for a in attempts),
+        "costUsd": round(sum(float(a.get("costUsd") or 0) for a in attempts), 4),
+    }
+
+
 def _quality_lines(images: list[Mapping[str, Any]]) -> list[str]:
     """Scorecard outcomes over every output, and the outputs to look at (FAIL first, then WARN)."""
     flagged: list[tuple[str, str, str]] = []
@@ -130,6 +150,14 @@ def _quality_lines(images: list[Mapping[str, Any]]) -> list[str]:
         return []
     tally = "   ".join(f"{o.value}: {counts[o.value]}" for o in quality.Outcome if counts[o.value])
     lines = ["", f"Quality checks: {tally}"]
+    re_rolled = [i for i in images if len(i.get("attempts") or []) > 1]
+    if re_rolled:
+        extra = sum(len(i["attempts"]) - 1 for i in re_rolled)
+        improved = sum(1 for i in re_rolled if not any(a.get("kept") for a in i["attempts"][:1]))
+        lines.append(
+            f"Re-rolled: {len(re_rolled)} image(s) made again with a new seed ({extra} extra attempt(s)); "
+            f"a later attempt was kept for {improved}"
+        )
     flagged.sort(key=lambda f: f[0] != quality.Outcome.FAIL.value)
     for _, name, summary in flagged[: contracts.SNS_MAX_FAILURES_LISTED]:
         lines.append(f"- {name}: {summary}")
@@ -190,6 +218,11 @@ class Reporter:
             job = self.store.get_job(job_id)
             if job is None or job.get("owner") != owner:
                 raise StorageError(f"job {job_id} was not found for its owner")
+            if (job.get("review") or {}).get("status") == contracts.ReviewStatus.WAITING.value:
+                # the report runs while the owner has not approved: the deadline passed (or the
+                # wait failed); delivered as it is, with the decisions made so far
+                self.store.close_review(job_id, contracts.ReviewStatus.EXPIRED)
+                job = self.store.get_job(job_id) or job
             cancelled = job.get("status") == JobStatus.CANCELLED.value
             if cancelled:
                 images = self.store.close_unfinished(job_id, CANCELLED_CAUSE, code=None, status=ImageStatus.CANCELLED)
@@ -228,6 +261,10 @@ class Reporter:
             "finishedAt": contracts.utc_now_iso(),
             "counts": {"total": len(images), **counts},
             "producedBy": produced_by,
+            # what the model calls that answered cost (chalicelib/costs.py), and the budget cap
+            "cost": costs.job_cost(job, int(job.get(contracts.JOB_MODEL_CALLS_ATTRIBUTE) or 0)),
+            # review before delivery: how it ended and what the owner left out
+            "review": {k: v for k, v in (job.get("review") or {}).items() if k != "token"} or None,
             "workflowError": map_error,
             "images": [
                 {
@@ -239,6 +276,9 @@ class Reporter:
                     "labels": i.get("labels") or [],
                     "prompt": i.get("prompt") or settings.get("prompt"),
                     "outputs": i.get("outputs") or [],
+                    "reviewDecision": i.get("reviewDecision"),
+                    # each attempt: seed, outcome, score, cost, scorecards, kept (automatic re-rolls)
+                    "attempts": i.get("attempts") or [],
                     "width": i.get("width"),
                     "height": i.get("height"),
                     "startedAt": i.get("startedAt"),
@@ -304,6 +344,7 @@ class Reporter:
                         seed=output.get("seed", base["seed"]),
                         **_quality_columns(output.get("quality")),
                         **_background_columns(output),
+                        **_attempt_columns(image.get("attempts")),
                     )
                 writer.writerow({column: spreadsheet_safe(value) for column, value in row.items()})
         return buf.getvalue()
@@ -322,6 +363,22 @@ class Reporter:
             + (f"   cancelled: {counts['CANCELLED']}" if counts.get("CANCELLED") else ""),
             f"Model: {report['model']}",
         ]
+        spent = costs.cost_words(report.get("cost") or {}, finished=True)
+        if spent:
+            lines.append(spent)
+        budget_stopped = sum(1 for i in report["images"] if i.get("errorCode") == ErrorCode.BUDGET_REACHED.value)
+        if budget_stopped:
+            lines.append(f"The budget was spent before {budget_stopped} image(s) could be sent to the model.")
+        if (report.get("review") or {}).get("status") == contracts.ReviewStatus.EXPIRED.value:
+            lines.append(
+                "The review ended before approval (its deadline passed, or the job was cancelled): "
+                "delivered with the decisions made by then."
+            )
+        rejected = sum(
+            1 for i in report["images"] if i.get("reviewDecision") == contracts.ReviewDecision.REJECTED.value
+        )
+        if rejected:
+            lines.append(f"Rejected in review, not delivered: {rejected} result(s).")
         for made_by in report.get("producedBy") or []:
             lines.append(f"Produced by: {made_by}")
         if report.get("workflowError"):

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
+import operator
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -180,10 +182,12 @@ class JobStore:
         notify: bool = True,
         email: str | None = None,
         webhook_url: str | None = None,
+        retry_of: str | None = None,
     ) -> dict[str, Any]:
         """Write a SUBMITTED job: its images first, then the job item, whose INSERT on the stream
         starts the workflow (so the starter always finds every image). `notify`: whether its email
-        goes out; `email`: the owner's address when they submitted it."""
+        goes out; `email`: the owner's address when they submitted it; `retry_of`: the job whose
+        failed images it sends again."""
         created_at = created_at or contracts.utc_now_iso()
         # the job's items go when its results do (the bucket's lifecycle rules)
         expires = config.expires_at(config.RESULT_RETENTION_DAYS)
@@ -227,8 +231,173 @@ class JobStore:
             job["email"] = email
         if webhook_url:
             job["webhook"] = {"url": webhook_url, "status": WEBHOOK_PENDING}
+        if retry_of:
+            job["retryOf"] = retry_of
         self.table.put_item(Item=_stored(job), ConditionExpression="attribute_not_exists(pk)")
         return cast(dict[str, Any], plain(job))
+
+    def open_review(self, job_id: str, token: str, deadline: str) -> None:
+        """The workflow waits for the owner: keep its task token (a repeated open replaces it)."""
+        self.table.update_item(
+            Key=self._job_key(job_id),
+            UpdateExpression="SET review = :r",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={
+                ":r": {"status": contracts.ReviewStatus.WAITING.value, "token": token, "deadline": deadline}
+            },
+        )
+
+    def close_review(self, job_id: str, status: contracts.ReviewStatus) -> None:
+        """The wait is over: the token is forgotten, the outcome kept."""
+        self.table.update_item(
+            Key=self._job_key(job_id),
+            UpdateExpression="SET review.#s = :s, review.closedAt = :t REMOVE review.#t",
+            ConditionExpression="attribute_exists(review)",
+            ExpressionAttributeNames={"#s": "status", "#t": "token"},
+            ExpressionAttributeValues={":s": status.value, ":t": contracts.utc_now_iso()},
+        )
+
+    def set_review_decisions(self, job_id: str, decisions: Mapping[str, contracts.ReviewDecision]) -> list[str]:
+        """Record each image's decision; answers the ids that are not succeeded images of the job."""
+        refused = []
+        for image_id, decision in decisions.items():
+            try:
+                self.table.update_item(
+                    Key=self._image_key(job_id, image_id),
+                    UpdateExpression="SET reviewDecision = :d",
+                    ConditionExpression="attribute_exists(pk) AND #s = :ok",
+                    ExpressionAttributeNames={"#s": "status"},
+                    ExpressionAttributeValues={":d": decision.value, ":ok": ImageStatus.SUCCEEDED.value},
+                )
+            except ClientError as exc:
+                if client_error_code(exc) != CONDITION_FAILED:
+                    raise
+                refused.append(image_id)
+        return refused
+
+    def count_review_decisions(self, job_id: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for image in self._query_all(KeyConditionExpression=self._images_condition(job_id)):
+            if image.get("reviewDecision"):
+                counts[image["reviewDecision"]] = counts.get(image["reviewDecision"], 0) + 1
+        return counts
+
+    def claim_retry(self, job_id: str, retry_job_id: str) -> str | None:
+        """Name `retry_job_id` as the one retry of `job_id`'s failed images; None if that worked,
+        else the retry it already has (one retry per failed set)."""
+        try:
+            self.table.update_item(
+                Key=self._job_key(job_id),
+                UpdateExpression="SET retriedAs = :r",
+                ConditionExpression="attribute_exists(pk) AND attribute_not_exists(retriedAs)",
+                ExpressionAttributeValues={":r": retry_job_id},
+            )
+        except ClientError as exc:
+            if client_error_code(exc) != CONDITION_FAILED:
+                raise
+            job = self.get_job(job_id) or {}
+            return str(job.get("retriedAs") or "")
+        return None
+
+    def release_retry(self, job_id: str, retry_job_id: str) -> None:
+        """Undo claim_retry when the retry job could not be written."""
+        try:
+            self.table.update_item(
+                Key=self._job_key(job_id),
+                UpdateExpression="REMOVE retriedAs",
+                ConditionExpression="retriedAs = :r",
+                ExpressionAttributeValues={":r": retry_job_id},
+            )
+        except ClientError as exc:
+            if client_error_code(exc) != CONDITION_FAILED:
+                raise
+
+    def reserve_model_calls(self, job_id: str, image_id: str, calls: int, most: int) -> bool:
+        """Reserve an image's model calls against the job's cap of `most` calls, before the first
+        is sent: False when they would pass it. Idempotent per image (a repeated Prepare reserves
+        nothing twice); the job's started-calls count moves in the same transaction."""
+        if calls > most:
+            return False
+        started = contracts.JOB_CALLS_STARTED_ATTRIBUTE
+        try:
+            self._client().transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table.name,
+                            "Key": self._image_key(job_id, image_id),
+                            "UpdateExpression": "SET callsReserved = :n",
+                            "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(callsReserved)",
+                            "ExpressionAttributeValues": {":n": calls},
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table.name,
+                            "Key": self._job_key(job_id),
+                            "UpdateExpression": "ADD #started :n",
+                            "ConditionExpression": "attribute_not_exists(#started) OR #started <= :room",
+                            "ExpressionAttributeNames": {"#started": started},
+                            "ExpressionAttributeValues": {":n": calls, ":room": most - calls},
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if client_error_code(exc) != "TransactionCanceledException":
+                raise
+            reasons = exc.response.get("CancellationReasons") or []
+            codes = [(reason or {}).get("Code") for reason in reasons]
+            if codes and codes[0] == "ConditionalCheckFailed":
+                image = self._image(job_id, image_id)
+                if image is None:
+                    raise StorageError(f"job {job_id} has no image {image_id}") from exc
+                return True  # reserved by an earlier attempt of this step
+            if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
+                return False
+            raise
+        return True
+
+    def reserve_extra_model_call(self, job_id: str, image_id: str, calls_after: int, most: int) -> bool:
+        """Reserve one more call for an image that already holds `calls_after - 1` (a re-roll)
+        against the job's cap of `most`: False when it would pass it. Idempotent: a repeated
+        reservation of the same call finds the image's count already moved."""
+        started = contracts.JOB_CALLS_STARTED_ATTRIBUTE
+        try:
+            self._client().transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table.name,
+                            "Key": self._image_key(job_id, image_id),
+                            "UpdateExpression": "SET callsReserved = :after",
+                            "ConditionExpression": "callsReserved = :before",
+                            "ExpressionAttributeValues": {":after": calls_after, ":before": calls_after - 1},
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table.name,
+                            "Key": self._job_key(job_id),
+                            "UpdateExpression": "ADD #started :one",
+                            "ConditionExpression": "#started <= :room",
+                            "ExpressionAttributeNames": {"#started": started},
+                            "ExpressionAttributeValues": {":one": 1, ":room": most - 1},
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if client_error_code(exc) != "TransactionCanceledException":
+                raise
+            codes = [(reason or {}).get("Code") for reason in exc.response.get("CancellationReasons") or []]
+            if codes and codes[0] == "ConditionalCheckFailed":
+                image = self._image(job_id, image_id) or {}
+                return int(image.get("callsReserved") or 0) >= calls_after  # reserved by a repeat
+            if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
+                return False
+            raise
+        return True
 
     def _write_all(self, items: Sequence[dict[str, Any]]) -> None:
         """Put many items, PARALLEL_CALLS BatchWriteItem streams at once (each retries its own
@@ -284,6 +453,15 @@ class JobStore:
                 ":arn": execution_arn,
                 ":now": contracts.utc_now_iso(),
             },
+        )
+
+    def record_scene_call(self, job_id: str, model_key: str) -> bool:
+        """The batch's scene call answered (it is billed): the job's cost counts it, once."""
+        return self._conditional_update(
+            self._job_key(job_id),
+            f"SET {contracts.JOB_SCENE_MODEL_ATTRIBUTE} = :model",
+            "attribute_exists(#s)",
+            {":model": model_key},
         )
 
     def fail_job(self, job_id: str, cause: str) -> bool:
@@ -534,15 +712,25 @@ class JobStore:
         limit: int = MAX_IMAGES_PAGE_SIZE,
         cursor: str | None = None,
         status: ImageStatus | None = None,
+        verdict: str | None = None,
     ) -> Page:
-        """One page of a job's images in image-id order, optionally only those in `status`.
-        The caller has checked that `owner` owns the job; the cursor is bound to both."""
+        """One page of a job's images in image-id order, optionally only those in `status` and
+        with scorecard `verdict` (contracts.Verdict; NONE: images without one). The caller has
+        checked that `owner` owns the job; the cursor is bound to both."""
         want = _limit(limit, MAX_IMAGES_PAGE_SIZE)
         scope = self._images_scope(owner, job_id)
         # one more than a page, so a full last page has no cursor to an empty one
         kwargs: dict[str, Any] = {"KeyConditionExpression": self._images_condition(job_id), "Limit": want + 1}
+        filters = []
         if status is not None:
-            kwargs["FilterExpression"] = Attr("status").eq(ImageStatus(status).value)
+            filters.append(Attr("status").eq(ImageStatus(status).value))
+        if verdict is not None:
+            wanted = contracts.Verdict(verdict)
+            filters.append(
+                Attr("verdict").not_exists() if wanted is contracts.Verdict.NONE else Attr("verdict").eq(wanted.value)
+            )
+        if filters:
+            kwargs["FilterExpression"] = functools.reduce(operator.and_, filters)
         if cursor:
             start = _decode_cursor(cursor, scope, {"pk": contracts.job_pk(job_id)}, {"pk", "sk"})
             if not start["sk"].startswith(contracts.IMAGE_SK_PREFIX):
@@ -600,15 +788,20 @@ class JobStore:
         error_code: ErrorCode | str | None = None,
         cause: str | None = None,
         outputs: Sequence[Mapping[str, Any]] | None = None,
+        attempts: Sequence[Mapping[str, Any]] | None = None,
         width: int | None = None,
         height: int | None = None,
         started_at: str | None = None,
         finished_at: str | None = None,
+        verdict: str | None = None,
+        model_calls: int | None = None,
     ) -> bool:
         """Move an image that has not finished to `status` (RUNNING, SUCCEEDED, FAILED, CANCELLED) with
         what is known about it; the job's counts move in the same transaction. False, and nothing
         written, if the image had already finished. Fields not given are removed when the image
-        finishes (a FAILED image has no outputs, a SUCCEEDED one no error)."""
+        finishes (a FAILED image has no outputs, a SUCCEEDED one no error). `verdict`: the worst
+        scorecard outcome of its outputs (what the gallery filters and sorts on); `model_calls`:
+        the model calls that answered for it, added to the job's total in the same transaction."""
         status = ImageStatus(status)
         if status is ImageStatus.PENDING:
             raise ValueError("an image never goes back to PENDING")
@@ -619,9 +812,13 @@ class JobStore:
                 errorCode=ErrorCode(error_code).value if error_code else None,
                 cause=cause[:MAX_CAUSE_LENGTH] if cause else None,
                 outputs=[dict(o) for o in outputs] if outputs else None,
+                # every attempt at the image (automatic re-rolls): seed, scorecards, cost, kept
+                attempts=[dict(a) for a in attempts] if attempts else None,
                 width=width,
                 height=height,
                 finishedAt=finished_at or contracts.utc_now_iso(),
+                verdict=verdict,
+                modelCalls=model_calls or None,
             )
         return self._transition(job_id, image_id, status, fields)
 
@@ -691,7 +888,7 @@ class JobStore:
         if before is after:  # a repeated start: no count moves
             self.table.update_item(**{k: v for k, v in image_update.items() if k != "TableName"})
             return
-        counts_update = {
+        counts_update: dict[str, Any] = {
             "TableName": self.table.name,
             "Key": self._job_key(job_id),
             "UpdateExpression": "SET counts.#before = counts.#before - :one, "
@@ -700,6 +897,16 @@ class JobStore:
             "ExpressionAttributeNames": {"#before": before.value, "#after": after.value},
             "ExpressionAttributeValues": {":one": 1, ":zero": 0},
         }
+        adds = []
+        calls = fields.get("modelCalls")
+        if calls:  # the job's running total of answered model calls: its actual cost
+            adds.append(f"{contracts.JOB_MODEL_CALLS_ATTRIBUTE} :calls")
+            counts_update["ExpressionAttributeValues"][":calls"] = int(calls)
+        if fields.get("verdict"):  # per-verdict counts, so the gallery skips empty verdicts
+            adds.append("#verdict :one")
+            counts_update["ExpressionAttributeNames"]["#verdict"] = contracts.verdict_count_attribute(fields["verdict"])
+        if adds:
+            counts_update["UpdateExpression"] += " ADD " + ", ".join(adds)
         # the resource's client serializes Python values itself, as the Table does
         self._client().transact_write_items(TransactItems=[{"Update": image_update}, {"Update": counts_update}])
 

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import backgrounds, contracts, imaging, observability, presets
-from chalicelib.contracts import BackgroundSource, ImageStatus
+from chalicelib import backgrounds, contracts, costs, estimate, imaging, observability, presets
+from chalicelib.contracts import BackgroundSource, ErrorCode, ImageStatus
 from chalicelib.errors import (
+    BudgetReached,
     JobCancelled,
     NoSubject,
     PresetUnmet,
@@ -29,17 +30,49 @@ from chalicelib.errors import (
     StorageError,
     classify_step_failure,
     client_error_code,
+    is_not_found,
 )
 from chalicelib.models import registry
-from chalicelib.models.base import Box, Geometry, ImageTask, JobSettings, ModelCall, ModelSpec, settings_from_dict
+from chalicelib.models.base import (
+    Box,
+    GeneratedImages,
+    Geometry,
+    ImageTask,
+    JobSettings,
+    ModelCall,
+    ModelSpec,
+    settings_from_dict,
+)
 from chalicelib.store import JobStore
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from chalicelib.models.adapter import Adapter
+    from chalicelib.quality import Check, Scorecard, Thresholds
 
 KEEP_MASK_GROW_PX = 4  # the model keeps a thin band around the subject and blends from there
 # an image's working files in the job's scratch space (contracts.work_key)
 CANVAS = "canvas.png"
 GEOMETRY = "geometry.json"
 SUBJECT_ALPHA = "subject-alpha.png"
+ORIGINAL_TEXT = "original-text.json"  # the original's printed text, read once for every attempt
 log = logging.getLogger(__name__)
+
+
+def re_roll_seed(job_seed: int, attempt: int, seed_max: int) -> int:
+    """The seed of attempt `attempt` (2, 3, ...): the job's seed moved on by a fixed step per
+    attempt, within the model's range, so a job's re-rolls can be made again."""
+    return (job_seed + (attempt - 1) * contracts.RE_ROLL_SEED_STEP) % (seed_max + 1)
+
+
+class _AttemptFailed(Exception):
+    """A re-roll's model call failed (the state machine caught it): its code and cause."""
+
+    def __init__(self, code: ErrorCode, cause: str) -> None:
+        super().__init__(cause)
+        self.code = code
+        self.cause = cause
 
 
 def _box(values: Any) -> Box:
@@ -79,9 +112,11 @@ class StepInput:
 class Steps:
     """The step logic, given its S3 client and the job store."""
 
-    def __init__(self, s3: Any, store: JobStore) -> None:
+    def __init__(self, s3: Any, store: JobStore, rekognition: Any = None) -> None:
         self.s3 = s3
         self.store = store
+        # Finalize's subject and text checks; without a client they say they did not run
+        self.rekognition = rekognition
 
     # ---------------------------------------------------------------- storage helpers
 
@@ -120,13 +155,18 @@ class Steps:
             ),
         }
 
-    def _discard_scratch(self, step: StepInput, model_steps: Iterable[str]) -> None:
+    def _discard_scratch(
+        self, step: StepInput, model_steps: Iterable[str], attempts: Iterable[Mapping[str, Any]] = ()
+    ) -> None:
         """Delete the image's scratch objects once it has SUCCEEDED: no later step reads them, and
         left to the scratch lifecycle rule a running job's scratch is larger than its results
         (DeleteObjects requests are free). A failed delete is logged: the lifecycle rule still
         expires them, and the image's result is already saved."""
         job_id, image_id = step.job_id, step.image.image_id
-        keys = [contracts.work_key(job_id, image_id, name) for name in (CANVAS, GEOMETRY, SUBJECT_ALPHA)]
+        keys = [contracts.work_key(job_id, image_id, name) for name in (CANVAS, GEOMETRY, SUBJECT_ALPHA, ORIGINAL_TEXT)]
+        model_steps = list(model_steps)
+        # the re-rolls' calls (`_next_attempt` names them after the last step and the attempt)
+        model_steps += [f"{model_steps[-1]}.attempt{int(a['attempt'])}" for a in attempts if int(a["attempt"]) > 1]
         for model_step in model_steps:
             keys += [
                 contracts.request_key(job_id, image_id, model_step),
@@ -176,10 +216,13 @@ class Steps:
             contracts.work_key(step.job_id, step.image.image_id, GEOMETRY),
             {"geometry": geometry.to_dict(), "orientation": orientation},
         )
+        background = backgrounds.effective(step.image.background, step.settings.background)
+        # a colour / photo / transparent / scene background makes the first call alone
+        self._reserve_calls(event, step, len(adapter.steps) if background.needs_inpaint else 1)
         call = adapter.first_call(spec, step.settings, step.image, canvas_png)
         # the state machine routes by recipe after this call: prompt → mask and inpaint, the others
         # (one call) → straight to Finalize's compositing
-        recipe = backgrounds.effective(step.image.background, step.settings.background).source
+        recipe = background.source
         return {"family": spec.family.value, "recipe": recipe.value, "call": self._write_call(step, call)}
 
     def _cutout_alpha(self, step: StepInput, spec: ModelSpec) -> tuple[Any, Geometry, str | None]:
@@ -207,6 +250,31 @@ class Steps:
                 "keep other labels or none to keep the whole subject"
             )
         raise NoSubject("background removal found no subject in this image")
+
+    def _reserve_calls(self, event: Mapping[str, Any], step: StepInput, calls: int) -> None:
+        """A job with a budget cap: every call of this image is reserved before the first is
+        sent, so an image is either sent whole or not at all."""
+        settings = event["settings"]
+        most = settings.get(costs.MAX_CALLS_SETTING)
+        if most is None:
+            return
+        if not self.store.reserve_model_calls(step.job_id, step.image.image_id, calls, int(most)):
+            raise BudgetReached(
+                f"the job's budget of ${float(settings.get(costs.BUDGET_FIELD) or 0):.2f} was spent "
+                f"({int(most)} model calls) before this photo's turn; it was not sent to the model"
+            )
+
+    def _reserve_re_roll(self, event: Mapping[str, Any], step: StepInput, calls_after: int) -> None:
+        """A job with a budget cap: a re-roll is one more call, reserved before it is written."""
+        settings = event["settings"]
+        most = settings.get(costs.MAX_CALLS_SETTING)
+        if most is None:
+            return
+        if not self.store.reserve_extra_model_call(step.job_id, step.image.image_id, calls_after, int(most)):
+            raise BudgetReached(
+                f"the job's budget of ${float(settings.get(costs.BUDGET_FIELD) or 0):.2f} was spent "
+                f"({int(most)} model calls); this photo was not re-rolled"
+            )
 
     def build_mask(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Stability path: keep-mask = remove-background alpha within the kept labels' boxes."""
@@ -241,27 +309,117 @@ class Steps:
 
     def finalize(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Decode the model output, restore the original geometry, compose the subject over it
-        (PRECISE), score the result, save."""
-        # numpy-backed compositing and scoring load here, not when the API starts
-        from chalicelib import compose, quality
+        (PRECISE), score the result, save; and decide whether the image is made again.
 
+        Each call finishes one attempt. The first reads the last model call's response; a re-roll
+        (the state machine calls again with this step's previous answer in `finalized`) reads
+        the response of the call that answer asked for, with its new seed. An attempt is written
+        to the result keys only when it is the best so far (`quality.best_attempt`), so the results
+        always hold the best. Answers {"status", "outputs", "attempts", "reroll"}: `reroll` is the
+        next model call while the best attempt is still `reRollOn` or worse and re-rolls are left,
+        else null, and the image is SUCCEEDED with the best attempt's outputs and every attempt.
+        Repeated after the image SUCCEEDED (its scratch is gone by then) it answers from the store."""
         step = StepInput.from_event(event)
-        spec = self._spec(step)
-        background = backgrounds.effective(step.image.background, step.settings.background)
-        if not background.needs_inpaint:
-            return self._finalize_composed(step, spec, background)
-        adapter = registry.adapter_for(spec)
-        last_step = adapter.steps[-1]
         try:
-            response = self._get_json(step.bucket, contracts.response_key(step.job_id, step.image.image_id, last_step))
+            return self._finalize(step, event)
         except StorageError:
             done = self.store.get_image(step.job_id, step.image.image_id)
             if done and done.get("status") == ImageStatus.SUCCEEDED.value:
                 # repeated after the first run discarded the scratch: the same answer, nothing rewritten
-                return {"status": ImageStatus.SUCCEEDED.value, "outputs": len(done.get("outputs") or [])}
+                return {
+                    "status": ImageStatus.SUCCEEDED.value,
+                    "outputs": len(done.get("outputs") or []),
+                    "attempts": [{k: v for k, v in a.items() if k != "quality"} for a in done.get("attempts") or []],
+                    "reroll": None,
+                }
             raise
-        generated = adapter.parse_response(spec, last_step, response)
-        geometry, _ = self._geometry(step)
+
+    def _finalize(self, step: StepInput, event: Mapping[str, Any]) -> dict[str, Any]:
+        from chalicelib import quality
+
+        spec = self._spec(step)
+        adapter = registry.adapter_for(spec)
+        background = backgrounds.effective(step.image.background, step.settings.background)
+        if not background.needs_inpaint:
+            # one attempt, never re-rolled: the cut-out is deterministic, so a second one is the same
+            attempt, size = self._composed_attempt(step, spec, background)
+            return self._finish(step, [attempt], adapter.steps[:1], size=size)
+        last_step = adapter.steps[-1]
+        previous = event.get("finalized") or {}
+        attempts: list[dict[str, Any]] = [dict(a) for a in previous.get("attempts") or []]
+        reroll = previous.get("reroll")
+        number = int(reroll["attempt"]) if reroll else 1
+        if any(int(a["attempt"]) == number for a in attempts):  # a repeated call: the same answer
+            attempts = [a for a in attempts if int(a["attempt"]) < number]
+        seed = int(reroll["seed"]) if reroll else step.settings.seed
+        if reroll:
+            try:
+                failure = event.get("rerollFailure")
+                if failure:  # the re-roll's model call failed after its retries
+                    raise _AttemptFailed(*classify_step_failure(failure.get("Error"), failure.get("Cause")))
+                key = contracts.split_s3_uri(str(reroll["call"]["responseUri"]))[1]
+                made = self._make_attempt(step, spec, key, seed, number, spec.re_roll_price_usd)
+            except (StepError, _AttemptFailed) as exc:
+                # a failed re-roll never fails the image: the best attempt so far stands, and
+                # nothing is re-rolled after it (a content filter is never re-rolled)
+                code = ErrorCode(exc.code).value
+                cause = exc.cause if isinstance(exc, _AttemptFailed) else str(exc)
+                attempts.append({"attempt": number, "seed": seed, "errorCode": code, "cause": cause[:300]})
+                return self._finish(step, attempts)
+        else:
+            key = contracts.response_key(step.job_id, step.image.image_id, last_step)
+            made = self._make_attempt(step, spec, key, seed, number, spec.price_per_image_usd)
+        attempt, encoded = made
+        attempts.append(attempt)
+        # only the best attempt so far is in the result keys: the delivered file is the kept one
+        if quality.best_attempt(attempts) is attempt:
+            for output, (body, content_type) in zip(attempt["outputs"], encoded, strict=True):
+                self._put(step.bucket, output["key"], body, content_type)
+        best = quality.best_attempt(attempts)
+        assert best is not None
+        settings = step.settings
+        budget = 1 + min(settings.re_rolls, contracts.MAX_RE_ROLLS)
+        if number < budget and quality.needs_re_roll(best, quality.Outcome(settings.re_roll_on)):
+            try:
+                self._reserve_re_roll(event, step, len(adapter.steps) + number)
+            except BudgetReached as exc:  # the best attempt so far is delivered, and the report says why
+                seed = re_roll_seed(settings.seed, number + 1, spec.seed_max)
+                attempts.append({"attempt": number + 1, "seed": seed, "errorCode": exc.code.value, "cause": str(exc)})
+                return self._finish(step, attempts)
+            return self._next_attempt(step, spec, adapter, attempts, number + 1)
+        return self._finish(step, attempts)
+
+    def _make_attempt(
+        self, step: StepInput, spec: ModelSpec, response_key: str, seed: int, number: int, price: float
+    ) -> tuple[dict[str, Any], list[tuple[bytes, str]]]:
+        """One attempt from the model's response: its record (outputs with their scorecards,
+        outcome, score, cost) and each output's encoded bytes, nothing written yet."""
+        from chalicelib import quality
+
+        adapter = registry.adapter_for(spec)
+        generated = adapter.parse_response(spec, adapter.steps[-1], self._get_json(step.bucket, response_key))
+        outputs, encoded, rekognition_calls = self._make_outputs(step, spec, generated, seed)
+        cards = [quality.Scorecard.from_dict(o["quality"]) for o in outputs]
+        attempt = {
+            "attempt": number,
+            "seed": seed,
+            "outcome": quality.attempt_outcome(cards).value,
+            "score": quality.attempt_score(cards),
+            "costUsd": round(estimate.attempt_cost_usd(len(outputs), price, rekognition_calls), 4),
+            "outputs": outputs,
+        }
+        return attempt, encoded
+
+    def _make_outputs(
+        self, step: StepInput, spec: ModelSpec, generated: GeneratedImages, attempt_seed: int
+    ) -> tuple[list[dict[str, Any]], list[tuple[bytes, str]], int]:
+        """Compose, score and encode every variant of one attempt (nothing written): the outputs
+        with their scorecards, each one's bytes and content type, and the Rekognition calls made."""
+        # numpy-backed compositing and scoring load here, not when the API starts
+        from chalicelib import compose, quality
+
+        adapter = registry.adapter_for(spec)
+        geometry, orientation = self._geometry(step)
         original_bytes = self._get(step.bucket, step.image.key)
         original = imaging.load_original(original_bytes)
         source = imaging.source_format(original_bytes)
@@ -282,7 +440,9 @@ class Steps:
             if settings.output_format
             else imaging.default_output_format(source)
         )
-        outputs = []
+        checks = _RekognitionChecks(self, step, original, orientation, thresholds)
+        outputs: list[dict[str, Any]] = []
+        encoded: list[tuple[bytes, str]] = []
         for index, (data, seed) in enumerate(zip(generated.images, generated.seeds, strict=True), start=1):
             canvas = imaging.decode_image(data)
             produced_by = imaging.provenance(canvas)
@@ -297,31 +457,111 @@ class Steps:
                 scorecard = quality.score_image(original, result, alpha, thresholds=thresholds)
             else:
                 scorecard = quality.no_cutout_scorecard(spec.key)
+            scorecard = checks.add_to(scorecard, result, alpha)
             text = {contracts.PROVENANCE_TEXT_KEY: produced_by} if produced_by else None
             key = contracts.result_key(step.owner, step.job_id, step.image.image_id, index, fmt)
-            encoded = imaging.encode(result, fmt.value, text=text, jpeg_subsampling=source.jpeg_subsampling)
-            self._put(step.bucket, key, encoded, contracts.FORMAT_CONTENT_TYPES[fmt])
+            body = imaging.encode(result, fmt.value, text=text, jpeg_subsampling=source.jpeg_subsampling)
+            encoded.append((body, contracts.FORMAT_CONTENT_TYPES[fmt]))
             output: dict[str, Any] = {"key": key, "variant": index, "quality": scorecard.to_dict()}
             if produced_by:
                 output["producedBy"] = produced_by
-            seed = seed if seed is not None else settings.seed
+            seed = seed if seed is not None else attempt_seed
             if seed is not None:
                 output["seed"] = int(seed)
             outputs.append(output)
+        return outputs, encoded, checks.calls
+
+    def _next_attempt(
+        self, step: StepInput, spec: ModelSpec, adapter: Adapter, attempts: list[dict[str, Any]], number: int
+    ) -> dict[str, Any]:
+        """Write the last model call again with a new seed; answer it as `reroll`."""
+        last_step = adapter.steps[-1]
+        seed = re_roll_seed(step.settings.seed, number, spec.seed_max)
+        body = self._get_json(step.bucket, contracts.request_key(step.job_id, step.image.image_id, last_step))
+        call = ModelCall(f"{last_step}.attempt{number}", spec.model_ids[last_step], adapter.with_seed(body, seed))
+        return {
+            "status": ImageStatus.RUNNING.value,
+            "outputs": 0,
+            "attempts": attempts,
+            "reroll": {"attempt": number, "seed": seed, "call": self._write_call(step, call)},
+        }
+
+    def _finish(
+        self,
+        step: StepInput,
+        attempts: list[dict[str, Any]],
+        adapter_steps: Sequence[str] | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> dict[str, Any]:
+        """The image SUCCEEDED with its best attempt's outputs; every attempt recorded with it.
+        `adapter_steps`: the model calls the image made (a composed background: the first alone);
+        `size`: the results' size when it is not the original's (a placement's canvas)."""
+        from chalicelib import quality
+
+        best = quality.best_attempt(attempts)
+        if best is None:
+            raise StorageError("no attempt of this image produced a result")
+        if size is None:
+            geometry, _ = self._geometry(step)
+            size = (geometry.original_width, geometry.original_height)
+        if adapter_steps is None:
+            adapter_steps = registry.adapter_for(self._spec(step)).steps
+        adapter_steps = tuple(adapter_steps)
+        kept = int(best["attempt"])
+        record = [
+            {
+                **{k: v for k, v in a.items() if k != "outputs"},
+                **({"quality": [o["quality"] for o in a["outputs"]]} if a.get("outputs") else {}),
+                "kept": int(a["attempt"]) == kept,
+            }
+            for a in attempts
+        ]
+        outputs = best["outputs"]
         # a repeated finalize writes the same keys; the store keeps the first outcome
+        verdict = quality.worst(quality.Scorecard.from_dict(o["quality"]).outcome for o in outputs)
         self.store.set_image_status(
-            step.job_id, step.image.image_id, ImageStatus.SUCCEEDED, outputs=outputs, width=size[0], height=size[1]
+            step.job_id,
+            step.image.image_id,
+            ImageStatus.SUCCEEDED,
+            outputs=outputs,
+            attempts=record,
+            width=size[0],
+            height=size[1],
+            verdict=verdict.value,
+            # every call of the image answered, and each re-roll that made a result
+            model_calls=len(adapter_steps) + sum(1 for a in attempts if int(a["attempt"]) > 1 and a.get("outputs")),
         )
         try:  # read from the request and response objects, before they go
             call_seconds = observability.model_call_seconds(
-                self.s3, step.bucket, step.job_id, step.image.image_id, adapter.steps
+                self.s3, step.bucket, step.job_id, step.image.image_id, adapter_steps
             )
         except ClientError as exc:  # a metric never fails the image
             log.warning("model call times of image %s not read: %s", step.image.image_id, client_error_code(exc) or exc)
             call_seconds = {}
         # only after the status is written: a finalize repeated from here on finds it SUCCEEDED
-        self._discard_scratch(step, adapter.steps)
-        return {"status": ImageStatus.SUCCEEDED.value, "outputs": len(outputs), "modelCallSeconds": call_seconds}
+        self._discard_scratch(step, adapter_steps, attempts)
+        return {
+            "status": ImageStatus.SUCCEEDED.value,
+            "outputs": len(outputs),
+            "attempts": [{k: v for k, v in a.items() if k != "quality"} for a in record],
+            "reroll": None,
+            "modelCallSeconds": call_seconds,
+        }
+
+    def _calls_answered(self, step: StepInput) -> int:
+        """The image's model calls that answered (and are billed): Bedrock writes a call's
+        output to its Output.S3Uri only when it answers, so each response object is one."""
+        answered = 0
+        for call_step in registry.adapter_for(self._spec(step)).steps:
+            key = contracts.response_key(step.job_id, step.image.image_id, call_step)
+            try:
+                self.s3.head_object(Bucket=step.bucket, Key=key)
+            except ClientError as exc:
+                if client_error_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                    continue
+                raise StorageError(f"could not look up s3://{step.bucket}/{key}: {client_error_code(exc)}") from exc
+            answered += 1
+        return answered
 
     def _background_layer(
         self, step: StepInput, background: backgrounds.Background, size: tuple[int, int]
@@ -349,23 +589,18 @@ class Steps:
             )
         return layer, notes, produced_by
 
-    def _finalize_composed(
+    def _composed_attempt(
         self, step: StepInput, spec: ModelSpec, background: backgrounds.Background
-    ) -> dict[str, Any]:
+    ) -> tuple[dict[str, Any], tuple[int, int]]:
         """A colour / photo / transparent / scene background: one model call (remove-background),
-        then the subject is placed on the canvas and composed here."""
+        then the subject is placed on the canvas and composed here. The one attempt's record
+        (written to the result key, scored with the Rekognition checks) and the output's size."""
         from chalicelib import compose, quality
 
         settings = step.settings
-        first_step = registry.adapter_for(spec).steps[:1]
-        try:
-            canvas_alpha, geometry, cutout_by = self._cutout_alpha(step, spec)
-        except StorageError:
-            done = self.store.get_image(step.job_id, step.image.image_id)
-            if done and done.get("status") == ImageStatus.SUCCEEDED.value:
-                # repeated after the first run discarded the scratch: the same answer, nothing rewritten
-                return {"status": ImageStatus.SUCCEEDED.value, "outputs": len(done.get("outputs") or [])}
-            raise
+        # a repeated finalize after the scratch is gone fails here, and finalize answers from the store
+        canvas_alpha, geometry, cutout_by = self._cutout_alpha(step, spec)
+        _, orientation = self._geometry(step)
         original_bytes = self._get(step.bucket, step.image.key)
         original = imaging.load_original(original_bytes)
         size = (geometry.original_width, geometry.original_height)
@@ -420,6 +655,11 @@ class Steps:
             )
         thresholds = quality.Thresholds.from_dict(settings.quality_thresholds or {})
         scorecard = quality.score_image(original, scored, alpha, thresholds=thresholds)
+        checks = _RekognitionChecks(self, step, original, orientation, thresholds)
+        if placement is not None:
+            # the subject was moved on a new canvas: the kept labels are looked for, not their old boxes
+            checks.kept_boxes = []
+        scorecard = checks.add_to(scorecard, scored, alpha)
         produced_by = "; ".join(producers)[: contracts.MAX_PROVENANCE_LENGTH] or None
         text = {contracts.PROVENANCE_TEXT_KEY: produced_by} if produced_by else None
         key = contracts.result_key(step.owner, step.job_id, step.image.image_id, 1, fmt)
@@ -456,18 +696,15 @@ class Steps:
             output["notes"] = notes
         if produced_by:
             output["producedBy"] = produced_by
-        self.store.set_image_status(
-            step.job_id, step.image.image_id, ImageStatus.SUCCEEDED, outputs=[output], width=size[0], height=size[1]
-        )
-        try:  # read from the request and response objects, before they go
-            call_seconds = observability.model_call_seconds(
-                self.s3, step.bucket, step.job_id, step.image.image_id, first_step
-            )
-        except ClientError as exc:  # a metric never fails the image
-            log.warning("model call times of image %s not read: %s", step.image.image_id, client_error_code(exc) or exc)
-            call_seconds = {}
-        self._discard_scratch(step, first_step)
-        return {"status": ImageStatus.SUCCEEDED.value, "outputs": 1, "modelCallSeconds": call_seconds}
+        attempt = {
+            "attempt": 1,
+            "seed": settings.seed,
+            "outcome": quality.attempt_outcome([scorecard]).value,
+            "score": quality.attempt_score([scorecard]),
+            "costUsd": round(estimate.attempt_cost_usd(1, spec.compose_price_usd, checks.calls), 4),
+            "outputs": [output],
+        }
+        return attempt, size
 
     # ---------------------------------------------------------------- the batch's scene
 
@@ -514,6 +751,8 @@ class Steps:
             adapter = registry.adapter_for(spec)
             try:
                 response = self._get_json(bucket, contracts.scene_response_key(job_id))
+                # Bedrock wrote its answer, so the call is billed, even a content filter's
+                self.store.record_scene_call(job_id, spec.key)
                 generated = adapter.parse_response(spec, adapter.steps[0], response)
                 image = imaging.decode_image(generated.images[0])
             except StepError as exc:
@@ -533,5 +772,127 @@ class Steps:
         step = StepInput.from_event(event)
         failure = event.get("failure") or {}
         code, cause = classify_step_failure(failure.get("Error"), failure.get("Cause"))
-        self.store.set_image_status(step.job_id, step.image.image_id, ImageStatus.FAILED, error_code=code, cause=cause)
+        self.store.set_image_status(
+            step.job_id,
+            step.image.image_id,
+            ImageStatus.FAILED,
+            error_code=code,
+            cause=cause,
+            model_calls=self._calls_answered(step),
+        )
         return {"status": ImageStatus.FAILED.value, "errorCode": code.value}
+
+
+class _CountingRekognition:
+    """The Rekognition client, counting the images it is asked to analyse (each is billed)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.calls = 0
+
+    def detect_labels(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self.client.detect_labels(**kwargs)
+
+    def detect_text(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        return self.client.detect_text(**kwargs)
+
+
+class _RekognitionChecks:
+    """One attempt's Rekognition checks: is the kept subject still there and in place
+    (DetectLabels on each result against the kept labels and their boxes, stored at labelling),
+    and does its printed text read the same (DetectText on each result against the original's,
+    read once per image and kept in the job's scratch space, so re-rolls do not pay for it)."""
+
+    def __init__(
+        self, steps: Steps, step: StepInput, original: Image.Image, orientation: int, thresholds: Thresholds
+    ) -> None:
+        self.steps = steps
+        self.step = step
+        self.original = original
+        self.thresholds = thresholds
+        self.client = _CountingRekognition(steps.rekognition) if steps.rekognition is not None else None
+        # boxes are stored on the stored pixel grid; results are in the oriented frame
+        self.kept_boxes = [imaging.orient_box(box, orientation) for box in step.image.boxes]
+        self._original_lines: list[dict[str, Any]] | Check | None = None
+
+    @property
+    def calls(self) -> int:
+        return self.client.calls if self.client is not None else 0
+
+    def add_to(self, card: Scorecard, result: Image.Image, alpha: Image.Image | None) -> Scorecard:
+        from chalicelib import quality
+
+        if self.client is None:
+            reason = "Not run: this step was given no Rekognition client."
+            return card.with_check(
+                quality.Check(quality.CheckName.SUBJECT_PRESENT, quality.Outcome.SKIPPED, reason)
+            ).with_check(quality.Check(quality.CheckName.TEXT_INTEGRITY, quality.Outcome.SKIPPED, reason))
+        image = quality.rekognition_image(result)
+        present = quality.check_subject_present(
+            self.client, image, self.step.image.labels, self.kept_boxes, thresholds=self.thresholds
+        )
+        fidelity = card.get(quality.CheckName.SUBJECT_FIDELITY)
+        identical = bool(fidelity and fidelity.metrics.get("identical") is True)
+        if identical:
+            text = quality.check_text_integrity(self.client, None, image, subject_identical=True)
+        else:
+            lines = self.original_lines()
+            if isinstance(lines, quality.Check):
+                text = lines
+            else:
+                region = self._subject_region(result, alpha)
+                text = quality.check_text_integrity(
+                    self.client, None, image, subject_alpha=region, original_lines=lines
+                )
+        return card.with_check(present).with_check(text)
+
+    def _subject_region(self, result: Image.Image, alpha: Image.Image | None) -> Image.Image | None:
+        """Where the subject is, for telling its text from the old background's: the cut-out's
+        alpha, or (a model without a cut-out) the kept labels' boxes; None: the whole frame."""
+        if alpha is not None or not self.kept_boxes:
+            return alpha
+        from PIL import Image, ImageDraw
+
+        region = Image.new("L", result.size, 0)
+        draw = ImageDraw.Draw(region)
+        w, h = result.size
+        for left, top, width, height in self.kept_boxes:
+            draw.rectangle((left * w, top * h, (left + width) * w, (top + height) * h), fill=255)
+        return region
+
+    def original_lines(self) -> list[dict[str, Any]] | Check:
+        """The original's printed lines: from the scratch space, or one DetectText call (kept
+        there when it answered); a SKIPPED check when Rekognition cannot read it or did not answer."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from chalicelib import quality
+
+        if self._original_lines is not None:
+            return self._original_lines
+        key = contracts.work_key(self.step.job_id, self.step.image.image_id, ORIGINAL_TEXT)
+        try:
+            cached = self.steps.s3.get_object(Bucket=self.step.bucket, Key=key)["Body"].read()
+            self._original_lines = list(json.loads(cached)["lines"])
+            return self._original_lines
+        except ClientError as exc:
+            if not is_not_found(exc):
+                raise StorageError(f"could not read s3://{self.step.bucket}/{key}: {client_error_code(exc)}") from exc
+        image = quality.rekognition_image(self.original)
+        name = quality.CheckName.TEXT_INTEGRITY
+        if isinstance(image, str):
+            self._original_lines = quality.Check(
+                name, quality.Outcome.SKIPPED, image.replace("the image", "the original")
+            )
+            return self._original_lines
+        assert self.client is not None
+        try:
+            lines = quality.detect_text_lines(self.client, image)
+        except (ClientError, BotoCoreError) as exc:
+            # not kept: a later attempt asks again
+            self._original_lines = quality.not_run(name, "the original", exc)
+            return self._original_lines
+        self.steps._put_json(self.step.bucket, key, {"lines": lines})
+        self._original_lines = lines
+        return lines

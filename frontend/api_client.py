@@ -369,12 +369,18 @@ class BackdropClient:
         return self.request("GET", "/jobs", params=params)
 
     def job(
-        self, job_id: str, *, limit: int | None = None, cursor: str | None = None, status: str | None = None
+        self,
+        job_id: str,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        status: str | None = None,
+        verdict: str | None = None,
     ) -> dict[str, Any]:
         """The job's summary and live counts with one page of its images (`limit` 1-100; 0: the
-        summary alone), from `cursor`, optionally only images in `status`."""
+        summary alone), from `cursor`, optionally only images in `status` and with `verdict`."""
         params: dict[str, Any] = {}
-        for name, value in (("limit", limit), ("cursor", cursor), ("status", status)):
+        for name, value in (("limit", limit), ("cursor", cursor), ("status", status), ("verdict", verdict)):
             if value is not None:
                 params[name] = value
         return self.request("GET", f"/jobs/{job_id}", params=params or None)
@@ -399,6 +405,22 @@ class BackdropClient:
 
     def report_url(self, job_id: str, fmt: str = "json") -> str:
         return self.request("GET", f"/jobs/{job_id}/report", params={"format": fmt})["url"]
+
+    def archive(self, job_id: str, *, originals: bool = False, report: bool = False) -> dict[str, Any]:
+        """Ask for the job's zip: READY with a short-lived link, or BUILDING with its progress."""
+        return self.request("POST", f"/jobs/{job_id}/archive", {"originals": originals, "report": report})
+
+    def archive_status(self, job_id: str, *, originals: bool = False, report: bool = False) -> dict[str, Any]:
+        params = {"originals": str(originals).lower(), "report": str(report).lower()}
+        return self.request("GET", f"/jobs/{job_id}/archive", params=params)
+
+    def review(self, job_id: str, decisions: dict[str, str]) -> dict[str, Any]:
+        """Record APPROVED / REJECTED per image id of a job waiting for its owner's review."""
+        return self.request("POST", f"/jobs/{job_id}/review", {"decisions": decisions})
+
+    def approve(self, job_id: str) -> dict[str, Any]:
+        """Release a job waiting for review: its report and email follow, rejected results left out."""
+        return self.request("POST", f"/jobs/{job_id}/review/approve", {})
 
     def retry(self, job_id: str) -> dict[str, Any]:
         return self.request("POST", f"/jobs/{job_id}/retry", {})

@@ -2,7 +2,7 @@
 
   backdrop login --api URL --client-id ID [--region R] [--cognito-endpoint URL] --username U
   backdrop submit PHOTO... --prompt TEXT [--negative T] [--mode PRECISE|DEFAULT] [--model KEY] [--no-email]
-                  [--variants N] [--seed S] [--format png|jpeg|webp] [--style PRESET]
+                  [--variants N] [--seed S] [--format png|jpeg|webp] [--style PRESET] [--re-rolls N]
                   [--webhook https://...] [--no-labels] [--wait] [--out DIR]
                   (without --format each result follows its original: JPEG in, JPEG out; PNG otherwise)
   backdrop watch JOB [--out DIR]          re-attach to a job: progress until it finishes
@@ -34,16 +34,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from chalicelib import contracts, webhooks
+from chalicelib import contracts, costs, webhooks
 from chalicelib.backgrounds import ANCHORS, parse_color
 from chalicelib.contracts import TERMINAL_IMAGE_STATUSES, TERMINAL_JOB_STATUSES, BackgroundSource, ImageStatus
-from chalicelib.quality import Scorecard, worst
+from chalicelib.quality import Scorecard, attempts_summary, worst
 from chalicelib.validation import summarise
 from frontend.api_client import UNREACHABLE, ApiError, BackdropClient, CognitoLogin, Tokens
 
 EXIT_OK, EXIT_IMAGES_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_PROFILE = "default"
-NOT_AVAILABLE = "NOT_AVAILABLE"
 
 
 class UsageError(Exception):
@@ -275,11 +274,22 @@ def _status_text(view: dict[str, Any]) -> str:
         lines.append(f"  {image['name']:<30} {image['status']:<10} {detail}")
         for output in outputs:
             lines += _compliance_lines(output)
+        if len(image.get("attempts") or []) > 1:
+            lines.append(f"  {'':<30} {'':<10} {attempts_summary(image['attempts'])}")
     counts = view.get("counts", {})
     summary = f"{counts.get('SUCCEEDED', 0)} succeeded, {counts.get('FAILED', 0)} failed"
     if counts.get("CANCELLED"):
         summary += f", {counts['CANCELLED']} cancelled"
     lines.append(summary)
+    spent = costs.cost_words(
+        view.get("cost") or {}, finished=view["status"] in {s.value for s in TERMINAL_JOB_STATUSES}
+    )
+    if spent:
+        lines.append(spent)
+    if (view.get("review") or {}).get("status") == "WAITING":
+        lines.append(f"waiting for your review until {view['review'].get('deadline')}: backdrop review {view['jobId']}")
+    if view.get("retriedAs"):
+        lines.append(f"its failed images were sent again as job {view['retriedAs']}")
     webhook = view.get("webhook")
     if webhook:
         lines.append(
@@ -379,6 +389,8 @@ def check_submit(args: argparse.Namespace, photos: list[Path], catalogue: dict[s
             add("--color", str(exc))
     if args.background_photo is not None and not Path(args.background_photo).is_file():
         add("--background-photo", f"{args.background_photo} cannot be read")
+    if args.re_rolls is not None and not 0 <= args.re_rolls <= contracts.MAX_RE_ROLLS:
+        add("--re-rolls", f"from 0 (no re-rolls) to {contracts.MAX_RE_ROLLS}, not {args.re_rolls}")
     if args.webhook is not None:
         problem = webhooks.check_url_syntax(args.webhook)
         if problem:
@@ -507,6 +519,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
         ("outputFormat", args.format),
         ("stylePreset", args.style),
         ("webhookUrl", args.webhook),
+        ("budgetUsd", args.budget),
+        ("reviewHours", args.review_hours),
+        ("reRolls", args.re_rolls),
     )
     job.update({key: value for key, value in optional if value is not None})
     submitted = client.submit(job)
@@ -514,10 +529,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if not args.wait:
         if uploaded.rejected:
             submitted["rejected"] = uploaded.rejected
+        cost = f"; {submitted['estimate']['sentence']}" if submitted.get("estimate") else ""
         _print(
             args,
             submitted,
-            f"submitted job {submitted['jobId']} ({submitted['imageCount']} images); "
+            f"submitted job {submitted['jobId']} ({submitted['imageCount']} images{cost}); "
             f"follow it with `backdrop watch {submitted['jobId']}`",
         )
         return skipped
@@ -613,11 +629,19 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    raise ApiError(
-        0,
-        NOT_AVAILABLE,
-        "reviewing a job's images before delivery is not available in this version of Backdrop yet",
-    )
+    """Reject (or keep) results of a job waiting for review, then deliver it with --approve."""
+    client = _client(args)
+    decisions = {image_id: "REJECTED" for image_id in args.reject} | {image_id: "APPROVED" for image_id in args.keep}
+    lines = []
+    if decisions:
+        client.review(args.job, decisions)
+        lines.append(f"recorded {len(decisions)} decision(s) on job {args.job}")
+    if args.approve:
+        released = client.approve(args.job)
+        lines.append(f"job {args.job} approved: delivering, {released['rejected']} result(s) rejected")
+    answer = {"jobId": args.job, "decisions": decisions, "approved": args.approve}
+    _print(args, answer, "\n".join(lines) or "nothing to do: give --reject, --keep or --approve")
+    return EXIT_OK
 
 
 def cmd_webhook_secret(args: argparse.Namespace) -> int:
@@ -717,6 +741,22 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument(
         "--no-labels", action="store_true", help="keep the whole detected subject, not only labelled objects"
     )
+    submit.add_argument(
+        "--budget", type=float, default=None, help="the most this job may spend on model calls, in US dollars"
+    )
+    submit.add_argument(
+        "--review-hours",
+        type=float,
+        default=None,
+        help="wait for your approval (backdrop review) before delivering, at most this many hours",
+    )
+    submit.add_argument(
+        "--re-rolls",
+        type=int,
+        default=None,
+        help=f"remake an image whose quality check fails with a new seed, up to N times "
+        f"(0 to {contracts.MAX_RE_ROLLS}; default {contracts.DEFAULT_RE_ROLLS})",
+    )
     submit.add_argument("--no-email", action="store_true", help="no email when this job is done")
     submit.add_argument("--wait", action="store_true", help="wait for the job, with a progress bar")
     submit.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
@@ -746,7 +786,11 @@ def parser() -> argparse.ArgumentParser:
     delete.add_argument("job")
     delete.add_argument("--originals", action="store_true", help="also delete the uploaded originals")
     delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    command("review", cmd_review, "review a job's images before delivery (not available yet)").add_argument("job")
+    review = command("review", cmd_review, "decide on the results of a job waiting for review, then deliver it")
+    review.add_argument("job")
+    review.add_argument("--reject", nargs="*", default=[], metavar="IMAGE_ID", help="results not to deliver")
+    review.add_argument("--keep", nargs="*", default=[], metavar="IMAGE_ID", help="results to deliver after all")
+    review.add_argument("--approve", action="store_true", help="deliver now (the report and the email follow)")
     secret = command("webhook-secret", cmd_webhook_secret, "your webhook signing secret")
     secret.add_argument("--rotate", action="store_true", help="replace it with a new one")
     verify = command("verify-webhook", cmd_verify_webhook, "check a received webhook's signature")

@@ -20,7 +20,7 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import streamlit as st
@@ -52,6 +52,12 @@ class _Kept:
     user: str
     browser: str | None
     last_used: float
+    state: dict[str, Any] = field(default_factory=dict)  # page state that outlives a reload
+
+
+# What the New batch page keeps across a reload or a page error: the uploaded photos (refs and
+# bytes), the kept labels and prompts per photo, and the files that were not added.
+BATCH_STATE = ("batch", "kept", "prompts", "upload_problems")
 
 
 _kept: dict[str, _Kept] = {}
@@ -114,6 +120,16 @@ def _resume() -> None:
     st.session_state["api"] = kept.api
     st.session_state["user"] = kept.user
     st.session_state["session_id"] = session_id
+    for name, value in kept.state.items():
+        st.session_state.setdefault(name, value)
+
+
+def keep_state(*names: str) -> None:
+    """Keep these session-state values with the signed-in session, so a reload finds them."""
+    with _kept_lock:
+        kept = _kept.get(st.session_state.get("session_id") or "")
+        if kept is not None:
+            kept.state.update({name: st.session_state[name] for name in names if name in st.session_state})
 
 
 def client() -> Any:
@@ -149,7 +165,7 @@ def sign_in(username: str, password: str) -> None:
 def sign_out() -> None:
     with _kept_lock:
         _kept.pop(st.session_state.get("session_id") or "", None)
-    for key in ("api", "user", "batch", "job_id", "session_id"):
+    for key in ("api", "user", "job_id", "session_id", *BATCH_STATE):
         if key in st.session_state:
             del st.session_state[key]
     st.query_params.clear()

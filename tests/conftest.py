@@ -180,13 +180,30 @@ PERSON_AND_BEACH = [
 
 
 class FakeRekognition:
+    """Labels for every image; DetectText answers `texts` (no printed text by default). Calls on
+    S3 objects are recorded by key, calls on bytes (Finalize's checks) as "<bytes>";
+    `result_labels`, while it lasts, answers the calls on bytes in turn."""
+
     def __init__(self, labels: list[dict[str, Any]]) -> None:
         self.labels = labels
+        self.result_labels: list[list[dict[str, Any]]] = []
+        self.texts: list[dict[str, Any]] = []
         self.calls: list[str] = []
+        self.text_calls = 0
+
+    @staticmethod
+    def _name(image: dict[str, Any]) -> str:
+        return image["S3Object"]["Name"] if "S3Object" in image else "<bytes>"
 
     def detect_labels(self, Image: dict[str, Any], **kwargs: Any) -> dict[str, Any]:  # boto3's parameter name
-        self.calls.append(Image["S3Object"]["Name"])
+        self.calls.append(self._name(Image))
+        if "Bytes" in Image and self.result_labels:
+            return {"Labels": self.result_labels.pop(0)}
         return {"Labels": self.labels}
+
+    def detect_text(self, Image: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        self.text_calls += 1
+        return {"TextDetections": self.texts}
 
 
 @pytest.fixture

@@ -158,7 +158,7 @@ TITAN_SIZES = {
 
 
 # Stable Image Core's output size per aspect ratio: each side 640-1,536 px, about one megapixel
-# (UNCONFIRMED exact sizes; docs/aws-notes.md#n55-stable-image-core-text-to-image)
+# (UNCONFIRMED exact sizes; docs/aws-notes.md#n59-stable-image-core-text-to-image)
 TEXT_TO_IMAGE_SIZES = {
     "21:9": (1536, 640),
     "16:9": (1344, 768),

@@ -476,6 +476,10 @@ class LocalStack:
                 raise
             raise PortInUse(self.host, port, "API", "--port (make run PORT=...)") from exc
         self._api_server = server
+        # a large archive is built by its own Lambda, started without waiting: here, a thread
+        backdrop_app.start_archive_build = lambda event: threading.Thread(
+            target=backdrop_app.build_archive, args=(event, None), name="build-archive", daemon=True
+        ).start()
         if not getattr(self, "api_url", None):
             self._undo.append(lambda: (self._api_server.shutdown(), self._api_server.server.server_close()))
         self.api_url = f"http://{self.host}:{server.server.server_address[1]}"

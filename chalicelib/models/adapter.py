@@ -36,6 +36,10 @@ class Adapter(ABC):
         raise NotImplementedError(f"{type(self).__name__} makes a single model call")
 
     @abstractmethod
+    def with_seed(self, body: dict[str, Any], seed: int) -> dict[str, Any]:
+        """The last call's request body (as written to S3) with another seed: an automatic re-roll."""
+
+    @abstractmethod
     def parse_response(self, spec: ModelSpec, step: str, response: dict[str, Any]) -> GeneratedImages:
         """Decode a model response; raise ContentFiltered / ModelResponseInvalid, never return
         an empty result."""

@@ -100,7 +100,15 @@ class ModelSpec:
     base_model_ids: Mapping[str, str] = field(default_factory=dict)  # for GetFoundationModel and IAM
     regions: tuple[str, ...] = ()
     price_date: str = ""
-    call_prices_usd: Mapping[str, float] = field(default_factory=dict)  # per model call, where recorded
+    # call name -> price, where the calls differ (a re-roll repeats only the last call)
+    price_per_call_usd: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def re_roll_price_usd(self) -> float:
+        """What one re-roll of one image made costs: the last model call again (Stability
+        re-inpaints; the cut-out stays), or the whole price for a one-call family."""
+        last = list(self.model_ids)[-1]
+        return self.price_per_call_usd.get(last, self.price_per_image_usd)
 
     @property
     def role(self) -> str:
@@ -112,8 +120,8 @@ class ModelSpec:
         """What one image of a color / image / transparent / scene background costs: its first
         call (remove-background) alone."""
         first = next(iter(self.model_ids), None)
-        if first is not None and first in self.call_prices_usd:
-            return self.call_prices_usd[first]
+        if first is not None and first in self.price_per_call_usd:
+            return self.price_per_call_usd[first]
         return self.price_per_image_usd / max(1, len(self.model_ids))
 
     def public(self) -> dict[str, Any]:
@@ -151,7 +159,8 @@ class ModelSpec:
             },
             "pricePerImageUsd": self.price_per_image_usd,
             "composePricePerImageUsd": self.compose_price_usd,
-            "callPricesUsd": dict(self.call_prices_usd),
+            "callPricesUsd": dict(self.price_per_call_usd),
+            "reRollPriceUsd": self.re_roll_price_usd,
             "priceSource": self.price_source,
             "priceDate": self.price_date,
             "regions": list(self.regions),
@@ -213,6 +222,10 @@ class JobSettings:
     background: Mapping[str, Any] | None = None
     placement: Mapping[str, Any] | None = None
     preset: str | None = None  # a marketplace preset's key (chalicelib/presets.json)
+    # automatic re-rolls (contracts.MAX_RE_ROLLS): an image whose best scorecard is `re_roll_on`
+    # or worse is made again with a new seed, up to `re_rolls` times
+    re_rolls: int = 1
+    re_roll_on: str = "FAIL"
 
 
 @dataclass(frozen=True)
@@ -262,6 +275,8 @@ _SETTINGS_FIELDS = {
     "background": "background",
     "placement": "placement",
     "preset": "preset",
+    "re_rolls": "reRolls",
+    "re_roll_on": "reRollOn",
 }
 
 
@@ -276,7 +291,7 @@ def settings_from_dict(data: Mapping[str, Any]) -> JobSettings:
     for attr, camel in _SETTINGS_FIELDS.items():
         if camel in data and data[camel] is not None:
             values[attr] = data[camel]
-    for attr in ("seed", "variants"):
+    for attr in ("seed", "variants", "re_rolls"):
         if attr in values:
             values[attr] = int(values[attr])
     for attr in ("cfg_scale", "blend", "shadow_angle", "shadow_strength"):

@@ -72,6 +72,9 @@ class OutpaintingAdapter(Adapter):
         body = {"taskType": "OUTPAINTING", "outPaintingParams": params, "imageGenerationConfig": config}
         return ModelCall(OUTPAINT, spec.model_ids[OUTPAINT], body)
 
+    def with_seed(self, body: dict[str, Any], seed: int) -> dict[str, Any]:
+        return {**body, "imageGenerationConfig": {**body.get("imageGenerationConfig", {}), "seed": seed}}
+
     def parse_response(self, spec: ModelSpec, step: str, response: dict[str, Any]) -> GeneratedImages:
         if not isinstance(response, dict):
             raise ModelResponseInvalid(f"{step}: the model response is not a JSON object")

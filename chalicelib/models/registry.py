@@ -61,7 +61,7 @@ def spec_from_dict(data: dict[str, Any]) -> ModelSpec:
             lifecycle.get("source", ""),
         ),
         price_per_image_usd=float(price["perImageUsd"]),
-        call_prices_usd={k: float(v) for k, v in (price.get("perCallUsd") or {}).items()},
+        price_per_call_usd={str(k): float(v) for k, v in (price.get("perCallUsd") or {}).items()},
         price_source=str(price["source"]),
         price_date=str(price.get("date", "")),
         style_presets=tuple(data.get("stylePresets") or ()),

@@ -1,6 +1,6 @@
 """Stability text-to-image (Stable Image Core): the one background of a `scene` batch.
 
-Contract: docs/aws-notes.md#n55-stable-image-core-text-to-image. Request `{"prompt", "negative_prompt"?,
+Contract: docs/aws-notes.md#n59-stable-image-core-text-to-image. Request `{"prompt", "negative_prompt"?,
 "aspect_ratio", "seed", "output_format"}`; response `{"images", "seeds", "finish_reasons"}` like
 every Stability image service, a content-filter block coming back in `finish_reasons`. There is
 no input image: the output is 640-1,536 px per side, shaped by `aspect_ratio`.
@@ -58,6 +58,10 @@ class SceneAdapter(Adapter):
                 what="the scene's negative prompt",
             )
         problems.raise_if_any()
+
+    def with_seed(self, body: dict[str, Any], seed: int) -> dict[str, Any]:
+        """Never used for a re-roll (a scene is made once per batch); the same body, another seed."""
+        return {**body, "seed": seed}
 
     def scene_call(self, spec: ModelSpec, scene: Background, seed: int, aspect_ratio: str) -> ModelCall:
         if aspect_ratio not in ASPECT_RATIOS:

@@ -71,6 +71,9 @@ class StabilityAdapter(Adapter):
             body["style_preset"] = settings.style_preset
         return ModelCall(INPAINT, spec.model_ids[INPAINT], body)
 
+    def with_seed(self, body: dict[str, Any], seed: int) -> dict[str, Any]:
+        return {**body, "seed": seed}
+
     def parse_response(self, spec: ModelSpec, step: str, response: dict[str, Any]) -> GeneratedImages:
         if not isinstance(response, dict):
             raise ModelResponseInvalid(f"{step}: the model response is not a JSON object")

@@ -1,33 +1,42 @@
-"""One job: live counts, its images a page at a time (with causes), downloads, retry.
+"""One job: live counts, a gallery you can work in, downloads, retry.
 
 The job id is in the address (`?job=`), so a reload, a bookmark or the email's link opens it.
-A running job refreshes itself every 3 s; a finished one is drawn once and left alone. Only one
-page of images is asked for at a time, whatever the job's size.
+The gallery is a grid of one page of images at a time (frontend/gallery.py walks the paged job
+view), filtered by status and quality verdict and, by default, doubtful ones first; each card
+compares before and after and opens a full-size view. A running job refreshes itself every 3 s
+with the same image links (kept per image while they are valid), so a refresh downloads the
+counts and one page of JSON, never the images again. A finished job is drawn once.
 """
 
 from __future__ import annotations
 
-import io
 import itertools
-import zipfile
-from pathlib import Path
+import time
 from typing import Any
 
 import streamlit as st
 
-from chalicelib import contracts
-from chalicelib.quality import Outcome, Scorecard
-from frontend import session, sign_in_form
+from chalicelib import contracts, costs
+from chalicelib.quality import Outcome, Scorecard, attempts_summary
+from frontend import gallery, session, sign_in_form
 from frontend.api_client import ApiError
 
 TERMINAL = {status.value for status in contracts.TERMINAL_JOB_STATUSES}
 RETRYABLE = {code.value for code in contracts.RETRYABLE_ERROR_CODES}
-PAGE_SIZE = 24
-# The zip is built in this browser session's memory: beyond this many results, the CLI's
-# `backdrop download` is the way (it writes every page to disk).
-ZIP_MAX_IMAGES = 200
+PAGE_SIZES = (12, 24, 48)
+COLUMNS = 4
 SHOW = {"All images": None, **{status.value.title(): status.value for status in contracts.ImageStatus}}
 FINISHED_IMAGES = {status.value for status in contracts.TERMINAL_IMAGE_STATUSES}
+VERDICTS = {
+    "Any verdict": None,
+    "Quality FAIL": contracts.Verdict.FAIL.value,
+    "Quality WARN": contracts.Verdict.WARN.value,
+    "Quality PASS": contracts.Verdict.PASS.value,
+}
+ORDERS = {"Doubtful first": True, "Upload order": False}
+LOOKS = ("After", "Before", "Side by side")
+# an archive's link lives contracts.ARCHIVE_URL_TTL_SECONDS; past this, the page asks for a new one
+LINK_REUSE_SECONDS = contracts.ARCHIVE_URL_TTL_SECONDS - 5 * 60
 
 if not session.signed_in():  # a job link opened while signed out
     sign_in_form.show()
@@ -48,44 +57,52 @@ def _open(other_job_id: str) -> None:
     st.rerun()
 
 
-def _zip(view: dict[str, Any]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
-        for image in api.job_images(view["jobId"], status=contracts.ImageStatus.SUCCEEDED.value):
-            for output in image.get("outputs") or []:
-                name = (
-                    f"{Path(image['name']).stem}-{image['imageId'][:8]}-{output['variant']}{Path(output['key']).suffix}"
-                )
-                archive.writestr(name, api.download(output["url"]))
-    return buf.getvalue()
+def _links() -> gallery.LinkCache:
+    return gallery.LinkCache(st.session_state.setdefault("image_links", {}))
 
 
-def _page_query(job_id: str) -> tuple[str | None, str | None]:
-    """The status filter and the cursor of the page to show (no cursor: the first page)."""
-    left, right = st.columns([2, 3])
-    status = SHOW[left.selectbox("Show", list(SHOW), key="job_filter")]
-    trail: list[str] = st.session_state.setdefault(f"job_pages-{job_id}-{status}", [])
-    right.caption(f"Page {len(trail) + 1}")
-    return status, trail[-1] if trail else None
+# ---------------------------------------------------------------- filters and pages
 
 
-def _page_buttons(view: dict[str, Any], status: str | None) -> None:
-    trail: list[str] = st.session_state[f"job_pages-{view['jobId']}-{status}"]
-    back, forward = st.columns(2)
-    if trail and back.button("← Previous page", key="page_back"):
-        trail.pop()
-        st.rerun()
-    if view.get("nextCursor") and forward.button("Next page →", key="page_next"):
-        trail.append(view["nextCursor"])
-        st.rerun()
+def _filters() -> tuple[list[gallery.Segment], int]:
+    status_col, verdict_col, order_col, size_col, look_col = st.columns([2, 2, 2, 1, 3])
+    status = SHOW[status_col.selectbox("Show", list(SHOW), key="job_filter")]
+    verdict = VERDICTS[verdict_col.selectbox("Verdict", list(VERDICTS), key="job_verdict")]
+    doubtful = ORDERS[order_col.selectbox("Order", list(ORDERS), key="job_order")]
+    size = size_col.selectbox("Per page", PAGE_SIZES, index=1, key="job_page_size")
+    look_col.segmented_control("Compare", LOOKS, default=LOOKS[0], key="job_look")
+    return gallery.segments(status, verdict, doubtful), int(size)
 
 
-def _view(job_id: str) -> tuple[dict[str, Any], str | None]:
-    status, cursor = _page_query(job_id)
-    return api.job(job_id, limit=PAGE_SIZE, cursor=cursor, status=status), status
+def _trail(job_id: str, chain: list[gallery.Segment], size: int) -> list[gallery.PageStart]:
+    """The starts of the pages before this one, per job and query (a new filter starts at page 1)."""
+    key = f"job_pages-{job_id}-{hash((tuple(chain), size))}"
+    trail: list[gallery.PageStart] = st.session_state.setdefault(key, [])
+    return trail
 
 
-def _gallery(view: dict[str, Any]) -> None:
+def _page(job_id: str) -> tuple[gallery.GalleryPage, list[gallery.PageStart]]:
+    chain, size = _filters()
+    trail = _trail(job_id, chain, size)
+    start = trail[-1] if trail else gallery.PageStart()
+    page = gallery.fetch_page(api.job, job_id, chain, start, size)
+    page.images = _links().stabilise(page.images)
+    return page, trail
+
+
+def _page_buttons(page: gallery.GalleryPage, trail: list[gallery.PageStart]) -> None:
+    back, middle, forward = st.columns([1, 2, 1])
+    middle.caption(f"Page {len(trail) + 1} · {len(page.images)} image(s) shown")
+    if trail:
+        back.button("← Previous page", key="page_back", on_click=trail.pop)
+    if page.next_start is not None:
+        forward.button("Next page →", key="page_next", on_click=trail.append, args=(page.next_start,))
+
+
+# ---------------------------------------------------------------- summary
+
+
+def _summary(view: dict[str, Any]) -> None:
     counts = view["counts"]
     total = max(1, sum(counts.values()))
     done = sum(counts.get(s, 0) for s in FINISHED_IMAGES)
@@ -95,60 +112,207 @@ def _gallery(view: dict[str, Any]) -> None:
         done / total,
         text=f"{counts.get('SUCCEEDED', 0)} succeeded · {counts.get('FAILED', 0)} failed{cancelled} · {total - done} to go",
     )
+    cost = view.get("cost") or {}
+    words = costs.cost_words(cost, finished=view["status"] in TERMINAL)
+    if words:
+        if cost.get("estimateUsd") is not None:
+            words += f" · about ${cost['estimateUsd']:.2f} for the whole job"
+        st.caption(
+            words,
+            help=f"Model calls that answered, at the model's price ({cost.get('priceSource')}). AWS bills them; "
+            "storage and the other services cost far less.",
+        )
     if view.get("cause"):
         st.error(f"The job could not run: {view['cause']}")
     if view.get("notification", {}).get("status") == "FAILED":
         st.warning(f"The email could not be sent: {view['notification'].get('cause')}")
-    if not view["images"]:
+    if view.get("retryOf"):
+        st.caption(f"A retry of job {view['retryOf']}.")
+    _review_banner(view)
+
+
+def _waiting_for_review(view: dict[str, Any]) -> bool:
+    return (view.get("review") or {}).get("status") == contracts.ReviewStatus.WAITING.value
+
+
+def _review_banner(view: dict[str, Any]) -> None:
+    review = view.get("review") or {}
+    if _waiting_for_review(view):
+        st.info(
+            f"Review before delivery: untick the results you do not want, then deliver. Until "
+            f"{review.get('deadline')} (UTC); after that the job is delivered as it is.",
+            icon=":material/rate_review:",
+        )
+        st.button("Approve and deliver", key="approve", type="primary", on_click=_approve, args=(view["jobId"],))
+    elif review.get("status") in (contracts.ReviewStatus.APPROVED.value, contracts.ReviewStatus.EXPIRED.value):
+        how = "approved" if review["status"] == contracts.ReviewStatus.APPROVED.value else "not approved in time"
+        st.caption(f"Reviewed: {how}; rejected results are marked in the report and left out of the zip.")
+    if st.session_state.get("review_error"):
+        session.show_error(st.session_state.pop("review_error"))
+
+
+def _approve(job_id: str) -> None:
+    try:
+        api.approve(job_id)
+    except ApiError as exc:
+        st.session_state["review_error"] = exc
+
+
+def _decide(job_id: str, image_id: str) -> None:
+    keep = st.session_state.get(f"deliver-{image_id}", True)
+    decision = contracts.ReviewDecision.APPROVED if keep else contracts.ReviewDecision.REJECTED
+    try:
+        api.review(job_id, {image_id: decision.value})
+    except ApiError as exc:
+        st.session_state["review_error"] = exc
+
+
+# ---------------------------------------------------------------- the grid
+
+
+@st.dialog("Full size", width="large")
+def _full_size(image: dict[str, Any]) -> None:
+    st.markdown(f"**{image['name']}** · {image['status']}")
+    for output in image.get("outputs") or []:
+        st.image(output["url"], caption=f"After (variant {output['variant']})", width="stretch")
+    st.image(image["originalUrl"], caption="Before", width="stretch")
+
+
+def _scorecard(output: dict[str, Any]) -> None:
+    if not output.get("quality"):
+        return
+    card = Scorecard.from_dict(output["quality"])
+    show = {Outcome.FAIL: st.error, Outcome.WARN: st.warning}.get(card.outcome, st.success)
+    show(f"Quality {card.summary()}")
+
+
+def _compliance(output: dict[str, Any]) -> None:
+    """A marketplace preset's PASS/FAIL (the rules that failed) and what Backdrop did to the output."""
+    compliance = output.get("compliance")
+    if compliance:
+        failed = [c for c in compliance["checks"] if c["outcome"] == "FAIL"]
+        lines = "\n".join(f"- {c['rule']}: {c['reason']} ({c['requirement']})" for c in failed)
+        if failed:
+            st.error(f"{compliance['preset']}: FAIL\n{lines}")
+        else:
+            st.success(f"{compliance['preset']}: PASS (fill {compliance['fill']}%)")
+    for note in output.get("notes") or []:
+        st.caption(note)
+
+
+def _card(image: dict[str, Any], look: str, reviewing: str | None = None) -> None:
+    verdict = gallery.verdict_of(image)
+    st.markdown(f"**{image['name']}** · {image['status']}" + (f" · {verdict}" if verdict else ""))
+    if image.get("errorCode"):
+        st.error(f"{image['errorCode']}: {image.get('cause')}")
+    outputs = image.get("outputs") or []
+    flipped = bool(outputs) and st.toggle("Before", key=f"before-{image['imageId']}", help="Show the original")
+    after_first = (look == "After") != flipped
+    if look == "Side by side" and outputs:
+        before, after = st.columns(2)
+        before.image(image["originalUrl"], caption="Before", width="stretch")
+        after.image(outputs[0]["url"], caption="After", width="stretch")
+    elif outputs and after_first:
+        st.image(outputs[0]["url"], caption=f"After (seed {outputs[0].get('seed')})", width="stretch")
+    else:
+        st.image(image["originalUrl"], caption="Before", width="stretch")
+    for output in outputs:
+        _scorecard(output)
+        _compliance(output)
+    attempts = image.get("attempts") or []
+    if len(attempts) > 1:
+        st.caption(attempts_summary(attempts))
+    if reviewing and outputs:  # the job waits for its owner: deliver this result or not
+        key = f"deliver-{image['imageId']}"
+        if key not in st.session_state:
+            st.session_state[key] = image.get("reviewDecision") != contracts.ReviewDecision.REJECTED.value
+        st.checkbox("Deliver", key=key, on_change=_decide, args=(reviewing, image["imageId"]))
+    elif image.get("reviewDecision") == contracts.ReviewDecision.REJECTED.value:
+        st.caption("Rejected in review: not delivered.")
+    if st.button("Full size", key=f"full-{image['imageId']}", icon=":material/open_in_full:"):
+        _full_size(image)
+
+
+def _grid(page: gallery.GalleryPage) -> None:
+    if not page.images:
         st.caption("No images here.")
-    for image in view["images"]:
-        with st.container(border=True):
-            st.markdown(f"**{image['name']}** · {image['status']}")
-            if image.get("errorCode"):
-                st.error(f"{image['errorCode']}: {image.get('cause')}")
-            before, after = st.columns(2)
-            before.image(image["originalUrl"], caption="Before", width="stretch")
-            for output in image.get("outputs") or []:
-                after.image(
-                    output["url"],
-                    caption=f"After (variant {output['variant']}, seed {output.get('seed')})",
-                    width="stretch",
-                )
-                if output.get("quality"):
-                    card = Scorecard.from_dict(output["quality"])
-                    show = {Outcome.FAIL: after.error, Outcome.WARN: after.warning}.get(card.outcome, after.success)
-                    show(f"Quality {card.summary()}")
-                compliance = output.get("compliance")
-                if compliance:
-                    failed = [c for c in compliance["checks"] if c["outcome"] == "FAIL"]
-                    lines = "\n".join(f"- {c['rule']}: {c['reason']} ({c['requirement']})" for c in failed)
-                    if failed:
-                        after.error(f"{compliance['preset']}: FAIL\n{lines}")
-                    else:
-                        after.success(f"{compliance['preset']}: PASS (fill {compliance['fill']}%)")
-                for note in output.get("notes") or []:
-                    after.caption(note)
+        return
+    look = st.session_state.get("job_look") or LOOKS[0]
+    reviewing = page.view["jobId"] if _waiting_for_review(page.view) else None
+    for row_start in range(0, len(page.images), COLUMNS):
+        columns = st.columns(COLUMNS)
+        for column, image in zip(columns, page.images[row_start : row_start + COLUMNS], strict=False):
+            with column, st.container(border=True):
+                _card(image, look, reviewing)
+
+
+# ---------------------------------------------------------------- finished jobs
+
+
+def _archive_state(answer: dict[str, Any]) -> None:
+    if answer["state"] == "READY":
+        st.link_button(f"Download zip ({answer['bytes'] / 2**20:.1f} MB)", answer["url"], icon=":material/download:")
+        st.caption("The link works for 15 minutes; ask again for a new one (the zip is not rebuilt).")
+    elif answer["state"] == "BUILDING":
+        total = max(1, int(answer.get("total") or 1))
+        st.progress(
+            int(answer.get("done") or 0) / total, text=f"Building the zip: {answer.get('done', 0)}/{total} files"
+        )
+    elif answer["state"] == "FAILED":
+        st.error(f"The zip could not be built: {answer.get('cause')}. Ask for it again.")
+
+
+@st.fragment(run_every="3s")
+def _archive_progress(job_id: str, originals: bool, report: bool) -> None:
+    """While a large zip builds in the backend: its progress, until the link is there."""
+    try:
+        answer = api.archive_status(job_id, originals=originals, report=report)
+    except ApiError as exc:
+        session.show_error(exc)
+        return
+    _archive_state(answer)
+    if answer["state"] != "BUILDING":
+        st.session_state.setdefault("archives", {})[(job_id, originals, report)] = {**answer, "askedAt": time.time()}
+        st.rerun(scope="app")
+
+
+def _ask_archive(job_id: str, originals: bool, report: bool) -> None:
+    try:
+        answer = api.archive(job_id, originals=originals, report=report)
+    except ApiError as exc:
+        st.session_state["archive_error"] = exc
+        return
+    st.session_state.setdefault("archives", {})[(job_id, originals, report)] = {**answer, "askedAt": time.time()}
 
 
 def _downloads(view: dict[str, Any]) -> None:
-    """Zip on request (built once per job and session), reports by their presigned links."""
-    left, middle, right = st.columns(3)
-    zips: dict[str, bytes] = st.session_state.setdefault("zips", {})
-    succeeded = view["counts"].get("SUCCEEDED", 0)
-    if succeeded > ZIP_MAX_IMAGES:
-        left.caption(f"{succeeded:,} results: download them with `backdrop download {view['jobId']} --out DIR`.")
-    elif succeeded:
-        if view["jobId"] in zips:
-            left.download_button("Download all (zip)", zips[view["jobId"]], f"backdrop-{view['jobId']}.zip", key="zip")
-        elif left.button("Prepare zip", key="prepare_zip", help="Collects every result into one zip file"):
-            with st.spinner("Collecting the results…"):
-                try:
-                    zips[view["jobId"]] = _zip(view)
-                except ApiError as exc:
-                    session.show_error(exc)
-                else:
-                    st.rerun()
-    for column, fmt in ((middle, "json"), (right, "csv")):
+    """The zip, built once in the backend on request; the reports by their presigned links."""
+    zip_column, json_column, csv_column = st.columns(3)
+    archives: dict[tuple[str, bool, bool], dict[str, Any]] = st.session_state.setdefault("archives", {})
+    with zip_column:
+        originals = st.checkbox("Originals too", key="archive_originals")
+        report = st.checkbox("Report too", key="archive_report")
+        wanted = (view["jobId"], originals, report)
+        known = archives.get(wanted)
+        if known and known["state"] == "READY" and time.time() - known["askedAt"] > LINK_REUSE_SECONDS:
+            known = None  # its link is about to expire: a new one (the zip is not rebuilt)
+        if known and known["state"] == "BUILDING":
+            _archive_progress(*wanted)
+        elif known and known["state"] == "READY":
+            _archive_state(known)
+        else:
+            st.button(
+                "Prepare zip",
+                key="prepare_zip",
+                help="Built once by Backdrop, then downloaded from a link",
+                on_click=_ask_archive,
+                args=wanted,
+            )
+        if known and known["state"] == "FAILED":
+            _archive_state(known)
+        if st.session_state.get("archive_error"):
+            session.show_error(st.session_state.pop("archive_error"))
+    for column, fmt in ((json_column, "json"), (csv_column, "csv")):
         if view.get("reports", {}).get(fmt):
             column.link_button(f"Report ({fmt.upper()})", view["reports"][fmt])
 
@@ -157,15 +321,15 @@ def _retry(view: dict[str, Any]) -> None:
     """One retry per failed set, offered only when a failure can succeed on a second attempt."""
     if not view["counts"].get("FAILED"):
         return
-    # the failed images' codes, from their first pages (enough to tell passing failures apart)
-    failed = list(itertools.islice(api.job_images(view["jobId"], status=contracts.ImageStatus.FAILED.value), 500))
     retried: dict[str, str] = st.session_state.setdefault("retried", {})
-    if view["jobId"] in retried:
-        new_job = retried[view["jobId"]]
+    new_job = retried.get(view["jobId"]) or view.get("retriedAs")
+    if new_job:
         st.success(f"The failed images were sent again as job {new_job}.")
         if st.button(f"Open job {new_job}", key="open_retry"):
             _open(new_job)
         return
+    # the failed images' codes, from their first pages (enough to tell passing failures apart)
+    failed = list(itertools.islice(api.job_images(view["jobId"], status=contracts.ImageStatus.FAILED.value), 500))
     worth_retrying = [image for image in failed if image.get("errorCode") in RETRYABLE]
     if not worth_retrying:
         codes = ", ".join(sorted({image.get("errorCode") or "unknown" for image in failed}))
@@ -188,17 +352,32 @@ def _retry(view: dict[str, Any]) -> None:
             st.rerun()
 
 
-@st.fragment(run_every="3s")
-def _live(job_id: str) -> None:
+def _draw(job_id: str) -> gallery.GalleryPage | None:
     try:
-        view, status = _view(job_id)
+        page, trail = _page(job_id)
     except ApiError as exc:
         session.show_error(exc)
-        return
-    _gallery(view)
-    _page_buttons(view, status)
-    if view["status"] in TERMINAL:
+        return None
+    _summary(page.view)
+    _grid(page)
+    _page_buttons(page, trail)
+    return page
+
+
+@st.fragment(run_every="3s")
+def _live(job_id: str) -> None:
+    page = _draw(job_id)
+    if page is not None and page.view["status"] in TERMINAL:
         st.rerun(scope="app")  # finished: draw the page once more, without the timer and with the downloads
+
+
+@st.fragment
+def _finished(job_id: str) -> None:
+    page = _draw(job_id)
+    if page is None:
+        return
+    _downloads(page.view)
+    _retry(page.view)
 
 
 def job_page(job_id: str) -> None:
@@ -209,16 +388,8 @@ def job_page(job_id: str) -> None:
         return
     if summary["status"] not in TERMINAL:
         _live(job_id)
-        return
-    try:
-        view, status = _view(job_id)
-    except ApiError as exc:
-        session.show_error(exc)
-        return
-    _gallery(view)
-    _page_buttons(view, status)
-    _downloads(view)
-    _retry(view)
+    else:
+        _finished(job_id)
 
 
 if job_id:

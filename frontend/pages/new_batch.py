@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import streamlit as st
 
-from chalicelib import backgrounds, contracts, imaging
+from chalicelib import contracts, estimate, imaging
 from chalicelib.backgrounds import ANCHORS
 from chalicelib.contracts import BackgroundSource
 from chalicelib.errors import BackdropError
@@ -21,6 +22,38 @@ MODE_HELP = {
 }
 
 
+def cost_line(
+    photo_count: int,
+    variants: int,
+    model: dict[str, Any],
+    re_rolls: int = 0,
+    *,
+    source: str = BackgroundSource.PROMPT.value,
+    scene_price_usd: float | None = None,
+) -> str:
+    """What a batch will cost, in words: "About $0.97 for 12 photos (up to $1.46 if every image is
+    re-rolled)": the model calls, the quality checks, and the re-rolls at most (chalicelib.estimate).
+    A colour / photo / transparent / scene background: one call a photo (and the batch's scene),
+    said as ", 13 model calls"."""
+    price = float(model["pricePerImageUsd"])
+    composed = source != BackgroundSource.PROMPT.value
+    found = estimate.job_estimate(
+        photo_count,
+        variants,
+        price,
+        float(model.get("reRollPriceUsd", price)),
+        re_rolls,
+        steps_per_prompt_image=len(model.get("modelIds") or {}) or 1,
+        compose_images=photo_count if composed else 0,
+        compose_price_usd=float(model.get("composePricePerImageUsd", price)),
+        scene_price_usd=scene_price_usd if source == BackgroundSource.SCENE.value else None,
+    )
+    if not composed:
+        return found.sentence()
+    calls = found.model_calls["total"]
+    return f"{found.sentence()}, {calls} model call" + ("" if calls == 1 else "s")
+
+
 BACKGROUND_LABELS = {
     BackgroundSource.PROMPT.value: "Describe it (generated per photo)",
     BackgroundSource.COLOR.value: "Plain colour",
@@ -29,14 +62,6 @@ BACKGROUND_LABELS = {
     BackgroundSource.SCENE.value: "One generated scene for the whole batch",
 }
 NO_PRESET = "none"
-
-
-def cost_line(photo_count: int, variants: int, price_per_image_usd: float, calls: int | None = None) -> str:
-    """What a batch will cost, in words: "About $0.96 for 12 photos"."""
-    photos_said = f"{photo_count} photo" + ("" if photo_count == 1 else "s")
-    each = f" ({variants} variants each)" if variants > 1 else ""
-    line = f"About ${photo_count * variants * price_per_image_usd:.2f} for {photos_said}{each}"
-    return line if calls is None else f"{line}, {calls} model call" + ("" if calls == 1 else "s")
 
 
 def background_form(api: Any, catalogue: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -174,6 +199,8 @@ def upload_step(api: Any) -> None:
                 session.show_error(exc)
                 return
             unavailable = answer.get("unavailable") or {}
+            for name in ("kept", "prompts", "previews", "label_page"):  # a new batch starts afresh
+                st.session_state.pop(name, None)
             st.session_state["batch"] = [
                 {
                     **ref,
@@ -186,32 +213,107 @@ def upload_step(api: Any) -> None:
     _show_upload_problems()
 
 
+LABEL_PAGE_SIZE = 24  # cards per page of the label step: 1,000 photos are never drawn at once
+LABEL_COLUMNS = 4
+
+
+def _kept_labels() -> dict[str, list[str]]:
+    """Kept labels per image ref: the source of truth, since a widget's own state is dropped
+    while its page of cards is not shown."""
+    kept: dict[str, list[str]] = st.session_state.setdefault("kept", {})
+    return kept
+
+
+def _prompts() -> dict[str, str]:
+    prompts: dict[str, str] = st.session_state.setdefault("prompts", {})
+    return prompts
+
+
+def _remove_everywhere(batch: list[dict[str, Any]]) -> None:
+    """Bulk action (a button callback, so the cards are drawn with the new choice)."""
+    names = set(st.session_state.get("bulk_remove") or [])
+    kept = _kept_labels()
+    touched = 0
+    for item in batch:
+        ref = item["imageRef"]
+        before = kept.get(ref, [label["name"] for label in item["labels"]])
+        after = [name for name in before if name not in names]
+        touched += len(after) != len(before)
+        kept[ref] = after
+        st.session_state[f"keep-{ref}"] = after
+    st.session_state["bulk_remove"] = []
+    st.session_state["bulk_done"] = f"Removed {', '.join(sorted(names))} from {touched} photo(s)."
+
+
+def bulk_actions(batch: list[dict[str, Any]]) -> None:
+    counts = Counter(label["name"] for item in batch for label in item["labels"])
+    if not counts:
+        return
+    left, right = st.columns([4, 1], vertical_alignment="bottom")
+    chosen = left.multiselect(
+        "Remove labels from every photo",
+        sorted(counts, key=lambda name: (-counts[name], name)),
+        key="bulk_remove",
+        format_func=lambda name: f"{name} (in {counts[name]} photo{'s' if counts[name] > 1 else ''})",
+    )
+    right.button(
+        "Remove from all", key="bulk_remove_apply", on_click=_remove_everywhere, args=(batch,), disabled=not chosen
+    )
+    if st.session_state.get("bulk_done"):
+        st.success(st.session_state.pop("bulk_done"))
+
+
+def _preview(item: dict[str, Any]) -> photos.Preview | None:
+    """Decoded once per photo, not on every rerun."""
+    previews: dict[str, photos.Preview | None] = st.session_state.setdefault("previews", {})
+    if item["imageRef"] not in previews:
+        previews[item["imageRef"]] = photos.preview(item["data"])
+    return previews[item["imageRef"]]
+
+
+def _label_card(item: dict[str, Any]) -> None:
+    ref = item["imageRef"]
+    options = [label["name"] for label in item["labels"]]
+    confidence = {label["name"]: label["confidence"] for label in item["labels"]}
+    kept, prompts = _kept_labels(), _prompts()
+    if f"keep-{ref}" not in st.session_state:
+        st.session_state[f"keep-{ref}"] = kept.get(ref, options)
+    chosen = st.multiselect(
+        item["name"], options, key=f"keep-{ref}", format_func=lambda name, c=confidence: f"{name} ({c[name]:.0f}%)"
+    )
+    kept[ref] = chosen
+    shown = _preview(item)
+    if shown is None:
+        st.caption("No preview: the photo could not be read here.")
+    else:
+        st.image(photos.with_boxes(shown, item["labels"], chosen), width="stretch")
+    if item.get("labelsUnavailable"):
+        st.caption(f"Labels not available: {item['labelsUnavailable']}.")
+    elif not options:
+        st.caption("No labels detected: the whole subject found by background removal is kept.")
+    if f"prompt-{ref}" not in st.session_state:
+        st.session_state[f"prompt-{ref}"] = prompts.get(ref, "")
+    with st.expander("Own prompt", expanded=bool(prompts.get(ref))):
+        prompts[ref] = st.text_input("Prompt for this image only (optional)", key=f"prompt-{ref}")
+
+
 def image_cards(batch: list[dict[str, Any]]) -> None:
     st.subheader("Keep what matters")
     st.caption("Each chip is a detected label; remove the ones that are not the subject. Green boxes are kept.")
-    columns = st.columns(3)
-    for index, item in enumerate(batch):
-        ref = item["imageRef"]
-        options = [label["name"] for label in item["labels"]]
-        confidence = {label["name"]: label["confidence"] for label in item["labels"]}
-        with columns[index % 3], st.container(border=True):
-            kept = st.multiselect(
-                item["name"],
-                options,
-                default=options,
-                key=f"keep-{ref}",
-                format_func=lambda name, c=confidence: f"{name} ({c[name]:.0f}%)",
-            )
-            thumbnail = photos.thumbnail(item["data"], item["labels"], kept)
-            if thumbnail is None:
-                st.caption("No preview: the photo could not be read here.")
-            else:
-                st.image(thumbnail, width="stretch")
-            if item.get("labelsUnavailable"):
-                st.caption(f"Labels not available: {item['labelsUnavailable']}.")
-            elif not options:
-                st.caption("No labels detected: the whole subject found by background removal is kept.")
-            st.text_input("Prompt for this image only (optional)", key=f"prompt-{ref}")
+    bulk_actions(batch)
+    pages = max(1, -(-len(batch) // LABEL_PAGE_SIZE))
+    page = min(int(st.session_state.get("label_page", 1)), pages)
+    shown = batch[(page - 1) * LABEL_PAGE_SIZE : page * LABEL_PAGE_SIZE]
+    columns = st.columns(LABEL_COLUMNS)
+    for index, item in enumerate(shown):
+        with columns[index % LABEL_COLUMNS], st.container(border=True):
+            try:
+                _label_card(item)
+            except Exception as exc:  # one card that cannot be drawn must not take the batch with it
+                st.error(f"{item['name']}: this card could not be drawn ({type(exc).__name__}: {exc}).")
+                st.caption("The photo is still in the batch, with all its labels kept.")
+    if pages > 1:
+        st.number_input(f"Page of photos (of {pages})", 1, pages, page, key="label_page")
 
 
 def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -266,27 +368,55 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
     )
     quality = right.selectbox("Quality", limits["qualities"], key="quality") if limits["qualities"] else None
     email = st.checkbox("Email me when the batch is done", value=True, key="notify")
+    estimated = len(batch) * int(variants) * model["pricePerImageUsd"]
+    capped = st.checkbox(
+        "Cap what this batch may spend",
+        key="cap_budget",
+        help="Photos whose turn comes after the cap is spent are not sent to the model; they end with BUDGET_REACHED.",
+    )
+    budget = (
+        st.number_input(
+            "Budget (US dollars)",
+            min_value=0.01,
+            value=round(max(estimated, 0.01), 2),
+            step=1.0,
+            key="budget",
+        )
+        if capped
+        else None
+    )
+    reviewed = st.checkbox(
+        "Review before delivery",
+        key="review",
+        help="After the photos are done, the job waits for you to approve it (rejecting any result you do not want) "
+        "before the report and the email; past your deadline it is delivered as it is.",
+    )
+    review_hours = (
+        st.number_input("Review deadline (hours)", 0.1, float(contracts.MAX_REVIEW_HOURS), 24.0, key="review_hours")
+        if reviewed
+        else None
+    )
+    re_rolls = st.number_input(
+        "Re-rolls",
+        0,
+        contracts.MAX_RE_ROLLS,
+        contracts.DEFAULT_RE_ROLLS,
+        key="re_rolls",
+        help="A photo whose quality check fails is made again with a new seed, up to this many times; "
+        "the best attempt is kept. 0: never.",
+    )
     lock_seed = st.checkbox("Lock the seed (reproducible results)", key="lock_seed")
     seed = st.number_input("Seed", 0, limits["seedMax"], 42, key="seed") if lock_seed else None
-    sources = [BackgroundSource(source)] * len(batch)
-    scene_price = scene_models[0]["pricePerImageUsd"] if scene_models else 0.0
-    estimate = backgrounds.estimate(
-        sources,
-        steps_per_prompt_image=len(model["modelIds"]),
-        price_per_prompt_image_usd=model["pricePerImageUsd"],
-        price_per_compose_image_usd=model.get("composePricePerImageUsd", model["pricePerImageUsd"]),
-        scene_price_usd=scene_price,
-        variants=int(variants),
-    )
-    per_image = model["pricePerImageUsd"] if source == BackgroundSource.PROMPT.value else estimate["usd"] / len(batch)
-    calls = None if source == BackgroundSource.PROMPT.value else estimate["modelCalls"]["total"]
+    scene_price = scene_models[0]["pricePerImageUsd"] if scene_models else None
     st.markdown(
-        cost_line(len(batch), int(variants) if calls is None else 1, per_image, calls),
+        cost_line(len(batch), int(variants), model, int(re_rolls), source=source, scene_price_usd=scene_price),
         help=(
             f"{model['displayName']}: ${model['pricePerImageUsd']:.3f} per image made with a described background "
             f"(remove-background and inpaint), ${model.get('composePricePerImageUsd', 0):.3f} with a colour, photo, "
-            f"transparent or scene background (remove-background only; a scene adds one call per batch). "
-            f"Price source: {model['priceSource']}. "
+            f"transparent or scene background (remove-background only, never re-rolled; a scene adds one call per "
+            f"batch). Price source: {model['priceSource']}. "
+            f"Quality checks: Amazon Rekognition, ${contracts.REKOGNITION_USD_PER_IMAGE:.3f} per image analysed. "
+            "A re-roll repeats the last model call. "
             "AWS bills the model calls; storage and the other services cost far less."
         ),
     )
@@ -296,6 +426,7 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
         "prompt": prompt,
         "mode": mode,
         "variants": int(variants),
+        "reRolls": int(re_rolls),
         "notify": bool(email),
         "images": [],
     }
@@ -307,13 +438,17 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
         job["quality"] = quality
     if seed is not None:
         job["seed"] = int(seed)
+    if budget is not None:
+        job["budgetUsd"] = float(budget)
+    if review_hours is not None:
+        job["reviewHours"] = float(review_hours)
     for item in batch:
         image = {
             "imageRef": item["imageRef"],
             "name": item["name"],
-            "labels": st.session_state.get(f"keep-{item['imageRef']}", []),
+            "labels": _kept_labels().get(item["imageRef"], [label["name"] for label in item["labels"]]),
         }
-        override = st.session_state.get(f"prompt-{item['imageRef']}")
+        override = _prompts().get(item["imageRef"])
         if override:
             image["prompt"] = override
         job["images"].append(image)
@@ -332,7 +467,9 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
 
 st.title("New batch")
 api = session.client()
+session.keep_state(*session.BATCH_STATE)  # what was uploaded outlives a page error and a reload
 upload_step(api)
+session.keep_state(*session.BATCH_STATE)
 batch = st.session_state.get("batch") or []
 if batch:
     image_cards(batch)

@@ -77,9 +77,17 @@ def test_a_colour_background_is_one_model_call_per_image_with_the_subject_kept(s
     assert answer["estimate"]["modelCalls"] == {"perImagePrompt": 0, "perImageCompose": 2, "scene": 0, "total": 2}
     assert _model_ids(stack) == ["us.stability.stable-image-remove-background-v1:0"] * 2
     assert view["status"] == "COMPLETED"
+    # one call per image in the job's cost, and each image's verdict counted
+    assert view["cost"]["modelCalls"] == 2
+    assert sum(view["verdicts"].values()) == 2
     for image in view["images"]:
         (output,) = image["outputs"]
         assert output["background"] == "color"
+        # the same scorecard as a prompt image, Rekognition's checks included, in one attempt
+        checks = {c["check"] for c in output["quality"]["checks"]}
+        assert {"subjectPresent", "textIntegrity"} <= checks, checks
+        (attempt,) = image["attempts"]
+        assert attempt["kept"] and attempt["attempt"] == 1 and attempt["costUsd"] > 0
         result = _result(output).convert("RGB")
         assert result.size == (480, 320)
         # pure white where the old backdrop was, the red subject where it was
@@ -118,6 +126,8 @@ def test_a_scene_is_generated_once_and_shared_by_the_batch_with_placement(stack,
     }
     answer, view = _run(stack, token_for, body)
     assert answer["estimate"]["modelCalls"]["scene"] == 1 and answer["estimate"]["modelCalls"]["total"] == 4
+    # the scene's call is in the job's cost, at the scene model's price
+    assert view["cost"]["modelCalls"] == 4
     ids = _model_ids(stack)
     assert ids.count("stability.stable-image-core-v1:1") == 1  # once per batch, before the images
     assert ids[0] == "stability.stable-image-core-v1:1"

@@ -1,5 +1,7 @@
 """End to end in headless Chromium against the local stack: sign in, upload two photos, remove a
-label, submit, wait for both to succeed, open the gallery. Screenshots go to test-artifacts/.
+label, submit with review before delivery, reject one result and approve, then work the gallery
+(grid, before/after per card, side by side, full size) and fetch the zip the backend builds.
+Screenshots go to test-artifacts/ (the README's are copied from there into docs/screenshots/).
 
 Chromium comes from Debian's package (/usr/bin/chromium), driven by Playwright from PyPI; no
 browser is ever downloaded by a test tool.
@@ -89,6 +91,8 @@ def test_whole_workflow_in_the_browser(ui: str, tmp_path: Path) -> None:
         page.set_viewport_size({"width": 1400, "height": 2400})  # Streamlit scrolls inside the page: show it all
         page.screenshot(path=str(ARTIFACTS / "02-labels-and-settings.png"), full_page=True)
         page.set_viewport_size({"width": 1400, "height": 1000})
+        page.get_by_text("Review before delivery", exact=True).click()  # wait for approval before delivery
+        expect(page.get_by_role("spinbutton", name="Review deadline (hours)")).to_be_visible()
         page.get_by_role("button", name="Replace backgrounds").click()
         expect(page.get_by_text("started with 2 photo(s)")).to_be_visible()
 
@@ -96,22 +100,49 @@ def test_whole_workflow_in_the_browser(ui: str, tmp_path: Path) -> None:
         expect(page.get_by_text("2/2 finished")).to_be_visible(timeout=120_000)
         page.screenshot(path=str(ARTIFACTS / "03-jobs.png"), full_page=True)
         page.get_by_role("button", name="Open").first.click()
+        # review before delivery: the workflow waits on its task token until the owner approves
+        expect(page.get_by_role("button", name="Approve and deliver")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("RUNNING")).to_be_visible()
+        page.get_by_text("Deliver", exact=True).first.click()  # reject the first result
+        page.set_viewport_size({"width": 1400, "height": 1600})
+        expect(page.locator('[data-stale="true"]')).to_have_count(0)  # the rerun has drawn everything
+        page.screenshot(path=str(ARTIFACTS / "04-review.png"), full_page=True)
+        page.get_by_role("button", name="Approve and deliver").click()
         expect(page.get_by_text("COMPLETED")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("Rejected in review: not delivered.")).to_be_visible()
         expect(page.get_by_role("button", name="Prepare zip")).to_be_visible(timeout=30_000)  # finished, drawn once
-        page.screenshot(path=str(ARTIFACTS / "04-job-gallery.png"), full_page=True)
-        expect(page.locator("img")).to_have_count(4)  # before and after, twice
+        expect(page.get_by_text("Cost: about $")).to_be_visible()  # what the run cost, in words
+        expect(page.locator('[data-testid="stImage"] img')).to_have_count(2)  # a grid of results, one per card
+        page.set_viewport_size({"width": 1400, "height": 1600})
+        page.screenshot(path=str(ARTIFACTS / "05-job-gallery.png"), full_page=True)
         assert "job=" in page.url and "session=" in page.url
-        page.get_by_role("button", name="Prepare zip").click()
-        expect(page.get_by_role("button", name="Download all (zip)")).to_be_visible()
-        page.screenshot(path=str(ARTIFACTS / "04-job-gallery.png"), full_page=True)
+
+        # compare: one card flipped to its original, then every card side by side
+        first_after = page.locator('[data-testid="stImage"] img').first.get_attribute("src")
+        page.locator("label").filter(has_text="Before").first.click()
+        expect(page.locator('[data-testid="stImage"] img').first).not_to_have_attribute("src", first_after or "")
+        page.get_by_text("Side by side", exact=True).click()
+        expect(page.locator('[data-testid="stImage"] img')).to_have_count(4)  # before and after, twice
+        expect(page.locator('[data-stale="true"]')).to_have_count(0)
+        page.screenshot(path=str(ARTIFACTS / "06-compare.png"), full_page=True)
+        page.get_by_role("button", name="Full size").first.click()
+        expect(page.get_by_role("dialog")).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "07-full-size.png"))
+        page.keyboard.press("Escape")
+        expect(page.get_by_role("dialog")).to_have_count(0)
+
+        page.get_by_role("button", name="Prepare zip").click()  # built by the backend, once
+        expect(page.get_by_role("link", name="Download zip")).to_be_visible(timeout=30_000)
+        href = page.get_by_role("link", name="Download zip").get_attribute("href") or ""
+        assert "/archive/results.zip" in href
 
         page.reload()  # still signed in, still on the job
         expect(page.get_by_text("COMPLETED")).to_be_visible()
         expect(page.get_by_text(f"Signed in as {DEMO_USER}")).to_be_visible()
-        page.screenshot(path=str(ARTIFACTS / "05-job-after-reload.png"), full_page=True)
+        page.screenshot(path=str(ARTIFACTS / "08-job-after-reload.png"), full_page=True)
 
         stranger = browser.new_context().new_page()  # the address alone signs nobody in elsewhere
         stranger.goto(page.url)
         expect(stranger.get_by_role("button", name="Sign in")).to_be_visible()
-        stranger.screenshot(path=str(ARTIFACTS / "06-job-link-signed-out.png"), full_page=True)
+        stranger.screenshot(path=str(ARTIFACTS / "09-job-link-signed-out.png"), full_page=True)
         browser.close()

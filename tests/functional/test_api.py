@@ -300,6 +300,33 @@ def test_bad_compositing_and_quality_settings_are_400s_naming_each_field(client:
     assert _submit(client, token_for("owner-1"), [ref], qualityThresholds=[1]).status_code == 400
 
 
+def test_re_rolls_are_validated_stored_and_priced_as_a_maximum(client: Client, token_for, photo, store) -> None:
+    from chalicelib import contracts
+
+    ref = _upload("owner-1", photo())
+    default = _submit(client, token_for("owner-1"), [ref, _upload("owner-1", photo())])
+    assert default.status_code == 202, default.body
+    settings = store.get_job(default.json_body["jobId"])["settings"]
+    assert (settings["reRolls"], settings["reRollOn"]) == (contracts.DEFAULT_RE_ROLLS, "FAIL")
+    estimate = default.json_body["estimate"]
+    # two images of the default model: its price, the checks, and one re-roll each at most
+    check = contracts.REKOGNITION_USD_PER_IMAGE
+    assert estimate["usd"] == pytest.approx(2 * (0.08 + 3 * check))
+    assert estimate["maxUsd"] == pytest.approx(estimate["usd"] + 2 * (0.04 + 2 * check))
+    assert "if every image is re-rolled" in estimate["sentence"]
+    off = _submit(client, token_for("owner-1"), [ref], reRolls=0, reRollOn="WARN")
+    assert off.status_code == 202
+    assert off.json_body["estimate"]["maxUsd"] == off.json_body["estimate"]["usd"]
+    assert store.get_job(off.json_body["jobId"])["settings"]["reRollOn"] == "WARN"
+    for bad in ({"reRolls": contracts.MAX_RE_ROLLS + 1}, {"reRolls": -1}, {"reRolls": True}, {"reRolls": 1.5}):
+        response = _submit(client, token_for("owner-1"), [ref], **bad)
+        assert response.status_code == 400, bad
+        assert response.json_body["details"][0]["field"] == "reRolls"
+        assert f"0 (no re-rolls) to {contracts.MAX_RE_ROLLS}" in response.json_body["details"][0]["message"]
+    bad_on = _submit(client, token_for("owner-1"), [ref], reRollOn="PASS")
+    assert bad_on.status_code == 400 and bad_on.json_body["details"][0]["field"] == "reRollOn"
+
+
 def test_a_model_without_a_cut_out_cannot_take_a_shadow(client: Client, token_for, photo, monkeypatch) -> None:
     monkeypatch.setenv("BACKDROP_EXTENDED_ACCESS_MODELS", "titan-image-v2")
     ref = _upload("owner-1", photo())
@@ -394,6 +421,49 @@ def test_retry_makes_a_new_job_of_the_failed_images_only(client: Client, token_f
     new_view = client.http.get(f"/jobs/{retried.json_body['jobId']}", headers=_headers(token)).json_body
     assert sorted(i["name"] for i in new_view["images"]) == ["img1.png", "img2.png"]
     assert new_view["settings"]["seed"] == 7
+    # one retry per failed set, and each job names the other
+    assert new_view["retryOf"] == job_id
+    old_view = client.http.get(f"/jobs/{job_id}?limit=0", headers=_headers(token)).json_body
+    assert old_view["retriedAs"] == retried.json_body["jobId"]
+    again = client.http.post(f"/jobs/{job_id}/retry", headers=_headers(token), body=b"{}")
+    assert again.status_code == 409 and again.json_body["details"] == [{"jobId": retried.json_body["jobId"]}]
+    assert retried.json_body["jobId"] in again.json_body["message"]
+
+
+@pytest.mark.parametrize(
+    ("budget", "says"),
+    [
+        ("25", "amount in US dollars"),
+        (True, "amount in US dollars"),
+        (-1, "more than 0"),
+        (0, "more than 0"),
+        (2_000_000, "at most 1,000,000"),
+        (0.01, "does not pay for one photo"),
+    ],
+)
+def test_a_budget_that_cannot_work_is_refused_naming_it(client: Client, token_for, photo, budget, says) -> None:
+    response = _submit(client, token_for("owner-1"), [_upload("owner-1", photo())], budgetUsd=budget)
+    assert response.status_code == 400 and response.json_body["code"] == "VALIDATION_FAILED"
+    assert response.json_body["details"][0]["field"] == "budgetUsd" and says in response.json_body["message"]
+
+
+def test_a_budget_is_kept_as_the_model_calls_it_pays_for_and_the_cost_follows_the_calls(
+    client: Client, token_for, photo, store
+) -> None:
+    from chalicelib.models import registry
+
+    token = token_for("owner-1")
+    price = registry.get_model("stability-inpaint").price_per_image_usd  # two calls per photo
+    job_id = _submit(client, token, [_upload("owner-1", photo()) for _ in range(3)], budgetUsd=price * 2).json_body[
+        "jobId"
+    ]
+    job = store.get_job(job_id)
+    assert job["settings"]["budgetUsd"] == price * 2 and job["settings"]["maxModelCalls"] == 4
+    first = sorted(store.images(job_id), key=lambda i: i["name"])[0]["imageId"]
+    store.set_image_status(job_id, first, ImageStatus.SUCCEEDED, outputs=[], model_calls=2)
+    cost = client.http.get(f"/jobs/{job_id}?limit=0", headers=_headers(token)).json_body["cost"]
+    assert cost["modelCalls"] == 2 and cost["actualUsd"] == pytest.approx(price)
+    assert cost["estimateUsd"] == pytest.approx(3 * price) and cost["budgetUsd"] == price * 2
 
 
 def test_job_list_and_view_show_live_counts_as_images_finish(client: Client, token_for, photo, store) -> None:

@@ -63,7 +63,11 @@ def test_a_colour_job_needs_no_prompt_and_the_estimate_counts_one_call_per_image
     estimate = answer.json_body["estimate"]
     # two colour images: remove-background alone; one prompt image: remove-background + inpaint
     assert estimate["modelCalls"] == {"perImagePrompt": 2, "perImageCompose": 2, "scene": 0, "total": 4}
-    assert estimate["usd"] == pytest.approx(2 * 0.04 + 0.08)
+    assert estimate["modelUsd"] == pytest.approx(2 * 0.04 + 0.08)
+    # every image gets Finalize's checks; only the prompt image may be re-rolled (its inpaint again)
+    check = contracts.REKOGNITION_USD_PER_IMAGE
+    assert estimate["usd"] == pytest.approx(2 * 0.04 + 0.08 + 3 * 3 * check)
+    assert estimate["maxUsd"] == pytest.approx(estimate["usd"] + 0.04 + 2 * check)
     job = client.http.get(f"/jobs/{answer.json_body['jobId']}", headers={"Authorization": token_for(OWNER)}).json_body
     assert job["settings"]["background"] == {"source": "color", "color": "#FFFFFF"}
     no_prompt = {"background": {"source": "transparent"}, "images": [{"imageRef": refs[0]}]}

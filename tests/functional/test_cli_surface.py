@@ -243,9 +243,27 @@ def test_the_webhook_secret_and_a_received_webhook_can_be_checked(api, capsys, t
     assert code == 1 and "does not match" in answer["reason"]
 
 
-def test_review_is_not_available_yet(capsys) -> None:
-    code, out, _ = _run(capsys, "review", "20260101T000000Z-0123456789ab", "--json")
-    assert code == 2 and out["error"]["code"] == "NOT_AVAILABLE"
+def test_review_decides_and_approves_through_the_api(api, capsys, store) -> None:
+    job_id = "20261124T120000Z-0123456789ab"
+    ref = contracts.image_ref_of("a" * 32, "0" * 32, "png")
+    image = store_image = {"id": "0" * 32}
+    from chalicelib.store import NewImage
+
+    store.put_job(
+        job_id=job_id,
+        owner="owner-1",
+        model="stability-inpaint",
+        settings={"prompt": "x", "reviewSeconds": 3600},
+        images=[NewImage(store_image["id"], ref, contracts.upload_key("owner-1", ref), "a.png", (), ())],
+    )
+    code, out, _ = _run(capsys, "review", job_id, "--approve", "--json")
+    assert code == 2 and "nothing to review now" in out["error"]["message"]  # not waiting yet
+    store.set_image_status(job_id, image["id"], ImageStatus.SUCCEEDED, outputs=[])
+    store.open_review(job_id, "token-1", "2026-11-24T13:00:00Z")
+    code, out, _ = _run(capsys, "review", job_id, "--reject", image["id"], "--json")
+    assert code == 0 and out["decisions"] == {image["id"]: "REJECTED"}
+    assert store.images(job_id)[0]["reviewDecision"] == "REJECTED"
+    assert ("POST", f"/jobs/{job_id}/review") in api.calls
 
 
 # ------------------------------------------------------------------------------ failures, one line each

@@ -56,6 +56,7 @@ def test_every_route_of_the_app_is_in_the_document_and_nothing_else() -> None:
             if method in ("POST",) and path not in (
                 "/jobs/{job_id}/cancel",
                 "/jobs/{job_id}/retry",
+                "/jobs/{job_id}/review/approve",
                 "/webhooks/secret/rotate",
             ):
                 assert "requestBody" in operation, (method, path)
@@ -67,10 +68,10 @@ def test_a_route_without_a_description_or_a_description_without_a_route_stops_th
         authorizer = None
 
     routes = {path: dict(methods) for path, methods in backdrop_app.app.routes.items()}
-    routes["/jobs/{job_id}/review"] = {"POST": Entry()}
-    with pytest.raises(ValueError, match=r"without an OpenAPI description.*review"):
+    routes["/jobs/{job_id}/variants"] = {"POST": Entry()}
+    with pytest.raises(ValueError, match=r"without an OpenAPI description.*variants"):
         openapi.document(routes)
-    del routes["/jobs/{job_id}/review"]
+    del routes["/jobs/{job_id}/variants"]
     del routes["/models"]
     with pytest.raises(ValueError, match=r"without a route in app.py.*/models"):
         openapi.document(routes)
@@ -248,6 +249,13 @@ def test_live_answers_of_every_route_match_the_document(client, token_for, photo
     Reporter(boto3.client("s3"), store).write(again, "owner-1", BUCKET)
     live("POST", "/jobs/{job_id}/retry", 202, path=f"/jobs/{again}/retry", body={})
     live("POST", "/jobs/{job_id}/cancel", 409, path=f"/jobs/{again}/cancel")
+    # its zip (its original: it has no result), and a review it was never asked for
+    live("GET", "/jobs/{job_id}/archive", 200, path=f"/jobs/{again}/archive?originals=true")
+    live("POST", "/jobs/{job_id}/archive", 409, path=f"/jobs/{again}/archive", body={})
+    live("POST", "/jobs/{job_id}/archive", 200, path=f"/jobs/{again}/archive", body={"originals": True})
+    live("GET", "/jobs/{job_id}/archive", 200, path=f"/jobs/{again}/archive?originals=true")
+    live("POST", "/jobs/{job_id}/review", 409, path=f"/jobs/{again}/review", body={"decisions": {"a" * 32: "REJECTED"}})
+    live("POST", "/jobs/{job_id}/review/approve", 409, path=f"/jobs/{again}/review/approve")
     routed = {(m, p) for p, methods in backdrop_app.app.routes.items() for m in methods}
     assert live.seen == routed, f"routes not exercised: {routed - live.seen}"
 

@@ -139,6 +139,17 @@ def test_job_view_filters_by_status_and_counts_stay_live(client: Client, token_f
     assert {i["cause"] for i in cancelled} == {CANCELLED_CAUSE}
 
 
+def test_job_view_filters_by_verdict_and_counts_verdicts(client: Client, token_for, store) -> None:
+    token = token_for("owner-1")
+    job_id = _put_job(store, "owner-1", 5)
+    for index, verdict in ((0, "PASS"), (2, "FAIL"), (3, "WARN")):
+        store.set_image_status(job_id, f"{index:032x}", ImageStatus.SUCCEEDED, verdict=verdict, model_calls=2)
+    failing, _ = _walk(client, token, job_id, "limit=1&verdict=FAIL")
+    assert [(i["imageId"], i["verdict"]) for i in failing] == [(f"{2:032x}", "FAIL")]
+    summary = client.http.get(f"/jobs/{job_id}?limit=0", headers=_headers(token)).json_body
+    assert summary["verdicts"] == {"FAIL": 1, "WARN": 1, "PASS": 1, "SKIPPED": 0}
+
+
 @pytest.mark.parametrize(
     ("query", "says"),
     [
@@ -146,6 +157,7 @@ def test_job_view_filters_by_status_and_counts_stay_live(client: Client, token_f
         ("limit=-1", "limit must be"),
         ("limit=ten", "limit must be"),
         ("status=DONE", "status must be"),
+        ("verdict=MAYBE", "verdict must be"),
     ],
 )
 def test_bad_page_parameters_are_a_400_naming_them(client: Client, token_for, store, query: str, says: str) -> None:

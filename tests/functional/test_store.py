@@ -230,6 +230,31 @@ def test_images_page_filters_by_status_across_pages(store: JobStore) -> None:
     assert len(exact.items) == len(failed) and exact.next_cursor is None
 
 
+def test_images_page_filters_by_verdict_and_the_job_counts_each_verdict(store: JobStore) -> None:
+    job_id = _job(store, 40)
+    ids = [i.image_id for i in _images(40)]
+    verdicts = {
+        image_id: ("FAIL" if n % 9 == 0 else "WARN" if n % 4 == 0 else "PASS") for n, image_id in enumerate(ids)
+    }
+    for image_id in ids[:-2]:  # two images are still pending
+        store.set_image_status(job_id, image_id, ImageStatus.SUCCEEDED, verdict=verdicts[image_id], model_calls=2)
+    failing = [image_id for image_id in ids[:-2] if verdicts[image_id] == "FAIL"]
+    page = store.images_page(OWNER, job_id, limit=3, verdict="FAIL")
+    rest = store.images_page(OWNER, job_id, limit=10, verdict="FAIL", cursor=page.next_cursor)
+    assert [i["imageId"] for i in page.items + rest.items] == failing and rest.next_cursor is None
+    both = store.images_page(OWNER, job_id, limit=100, status=ImageStatus.SUCCEEDED, verdict="WARN")
+    assert {i["verdict"] for i in both.items} == {"WARN"}
+    unscored = store.images_page(OWNER, job_id, limit=100, verdict="NONE")
+    assert [i["imageId"] for i in unscored.items] == ids[-2:]
+    job = store.get_job(job_id)
+    counted = {v: job.get(contracts.verdict_count_attribute(v), 0) for v in ("FAIL", "WARN", "PASS")}
+    assert counted == {v: list(verdicts.values())[:-2].count(v) for v in ("FAIL", "WARN", "PASS")}
+    assert job[contracts.JOB_MODEL_CALLS_ATTRIBUTE] == 2 * 38  # the calls that answered, for the cost
+    # a repeated finish counts nothing twice
+    assert not store.set_image_status(job_id, ids[0], ImageStatus.SUCCEEDED, verdict="PASS", model_calls=2)
+    assert store.get_job(job_id)[contracts.JOB_MODEL_CALLS_ATTRIBUTE] == 2 * 38
+
+
 def test_image_cursors_are_bound_to_their_owner_and_job(store: JobStore) -> None:
     job_a = _job(store, 5, suffix="00000000000a")
     job_b = _job(store, 5, suffix="00000000000b")

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from chalicelib import contracts
+from chalicelib import contracts, estimate
 from chalicelib.models import registry
 from frontend import photos
 from frontend.api_client import ApiError, UploadOutcome
@@ -33,7 +33,14 @@ class FakeApi:
         self.job_status = "PARTIAL"
         self.refuse: dict[str, str] = {}
         self.no_labels: set[str] = set()
-        self.pages_asked: list[tuple[int | None, str | None, str | None]] = []
+        self.pages_asked: list[tuple[Any, ...]] = []
+        self.answers = 0
+        self.archive_asked = []
+        self.archive_answers = []
+        self.review_state: dict[str, Any] | None = None
+        self.decisions: list[dict[str, str]] = []
+        self.approved: list[str] = []
+        self.extra_images: list[dict[str, Any]] = []
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok"}
@@ -99,52 +106,84 @@ class FakeApi:
         return iter(i for i in self._view(job_id)["images"] if status in (None, i["status"]))
 
     def job(
-        self, job_id: str, *, limit: int | None = None, cursor: str | None = None, status: str | None = None
+        self,
+        job_id: str,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        status: str | None = None,
+        verdict: str | None = None,
     ) -> dict[str, Any]:
-        self.pages_asked.append((limit, cursor, status))
-        return self._view(job_id)
+        """Like the API: one page (image-id order) of the images in `status` with `verdict`, and
+        fresh presigned links on every answer (their signature differs each time)."""
+        self.pages_asked.append((limit, cursor, status) if verdict is None else (limit, cursor, status, verdict))
+        view = self._view(job_id)
+        self.answers += 1
+        matching = [
+            {
+                **image,
+                "originalUrl": f"{image['originalUrl']}?sig={self.answers}",
+                "outputs": [{**o, "url": f"{o['url']}?sig={self.answers}"} for o in image.get("outputs") or []],
+            }
+            for image in sorted(view["images"], key=lambda i: i["imageId"])
+            if status in (None, image["status"])
+            and (verdict is None or image.get("verdict") == verdict or (verdict == "NONE" and not image.get("verdict")))
+        ]
+        start = int(cursor or 0)
+        size = 50 if limit is None else limit
+        page = matching[start : start + size]
+        more = start + size < len(matching)
+        return {**view, "images": page, "nextCursor": str(start + size) if more and size else None}
 
     def _view(self, job_id: str) -> dict[str, Any]:
         if job_id != JOB_ID:
             raise ApiError(404, "NOT_FOUND", f"no job {job_id}")
+        images = [
+            {
+                "imageId": "b" * 32,
+                "name": "good.png",
+                "status": "SUCCEEDED",
+                "verdict": "WARN",
+                "originalUrl": "http://127.0.0.1:1/o.png",
+                "outputs": [
+                    {
+                        "key": "results/u/j/b-1.png",
+                        "url": "http://127.0.0.1:1/r.png",
+                        "variant": 1,
+                        "seed": 5,
+                        "quality": {
+                            "outcome": "WARN",
+                            "checks": [
+                                {"check": "subjectFidelity", "outcome": "PASS", "reason": "Product untouched."},
+                                {"check": "edgeHalo", "outcome": "WARN", "reason": "Faint fringe (ΔE 2.4)."},
+                            ],
+                        },
+                    }
+                ],
+            },
+            {
+                "imageId": "c" * 32,
+                "name": "blocked.png",
+                "status": "FAILED",
+                "errorCode": "CONTENT_FILTERED",
+                "cause": "the model's content filter blocked the prompt",
+                "originalUrl": "http://127.0.0.1:1/o2.png",
+                "outputs": [],
+            },
+            *self.extra_images,
+        ]
+        counts = {status.value: sum(i["status"] == status.value for i in images) for status in contracts.ImageStatus}
+        verdicts = {v: sum(i.get("verdict") == v for i in images) for v in ("FAIL", "WARN", "PASS", "SKIPPED")}
         return {
             "jobId": JOB_ID,
             "status": self.job_status,
             "model": "stability-inpaint",
             "prompt": "beach",
-            "counts": {"SUCCEEDED": 1, "FAILED": 1, "PENDING": 0, "RUNNING": 0},
-            "images": [
-                {
-                    "imageId": "b" * 32,
-                    "name": "good.png",
-                    "status": "SUCCEEDED",
-                    "originalUrl": "http://127.0.0.1:1/o.png",
-                    "outputs": [
-                        {
-                            "key": "results/u/j/b-1.png",
-                            "url": "http://127.0.0.1:1/r.png",
-                            "variant": 1,
-                            "seed": 5,
-                            "quality": {
-                                "outcome": "WARN",
-                                "checks": [
-                                    {"check": "subjectFidelity", "outcome": "PASS", "reason": "Product untouched."},
-                                    {"check": "edgeHalo", "outcome": "WARN", "reason": "Faint fringe (ΔE 2.4)."},
-                                ],
-                            },
-                        }
-                    ],
-                },
-                {
-                    "imageId": "c" * 32,
-                    "name": "blocked.png",
-                    "status": "FAILED",
-                    "errorCode": "CONTENT_FILTERED",
-                    "cause": "the model's content filter blocked the prompt",
-                    "originalUrl": "http://127.0.0.1:1/o2.png",
-                    "outputs": [],
-                },
-            ],
+            "counts": counts,
+            "verdicts": verdicts,
+            **({"review": self.review_state} if self.review_state else {}),
+            "cost": {"modelCalls": 3, "actualUsd": 0.12, "estimateUsd": 0.16, "budgetUsd": 1.0, "priceSource": "p"},
+            "images": images,
             "reports": {"json": "http://127.0.0.1:1/report.json", "csv": "http://127.0.0.1:1/report.csv"},
             "nextCursor": None,
         }
@@ -154,6 +193,24 @@ class FakeApi:
 
     def retry(self, job_id: str) -> dict[str, Any]:
         return {"jobId": "20261124T130000Z-0123456789ab", "imageCount": 1, "retryOf": job_id}
+
+    archive_asked: list[tuple[str, bool, bool]]
+    archive_answers: list[dict[str, Any]]
+
+    def archive(self, job_id: str, *, originals: bool = False, report: bool = False) -> dict[str, Any]:
+        self.archive_asked.append((job_id, originals, report))
+        return self.archive_answers.pop(0)
+
+    def review(self, job_id: str, decisions: dict[str, str]) -> dict[str, Any]:
+        self.decisions.append(decisions)
+        return {"jobId": job_id, "decided": len(decisions)}
+
+    def approve(self, job_id: str) -> dict[str, Any]:
+        self.approved.append(job_id)
+        return {"jobId": job_id, "review": "APPROVED", "rejected": 1}
+
+    def archive_status(self, job_id: str, *, originals: bool = False, report: bool = False) -> dict[str, Any]:
+        return self.archive_answers.pop(0)
 
 
 @pytest.fixture
@@ -270,24 +327,41 @@ def test_jobs_and_job_pages_render_status_causes_and_downloads(app) -> None:
     assert at.query_params[contracts.JOB_QUERY_PARAM] == JOB_ID  # the address names the job
     assert [b.label for b in at.get("link_button")] == ["Report (JSON)", "Report (CSV)"]
     assert at.get("download_button") == []  # no zip is built until asked for
-    assert set(fake.pages_asked) == {(24, None, None)}  # one page, never the whole job
+    # the summary, then one page from each non-empty segment of "doubtful first", never the whole job
+    assert fake.pages_asked == [(0, None, None), (24, None, "FAILED"), (23, None, "SUCCEEDED", "WARN")]
 
 
-def test_the_zip_is_built_once_on_request_and_kept(app) -> None:
+READY = {"state": "READY", "kind": "results", "url": "http://127.0.0.1:1/a.zip", "bytes": 3 * 2**20, "expiresIn": 900}
+
+
+def test_the_zip_is_asked_of_the_backend_once_and_linked(app) -> None:
     at, fake = app
     downloads: list[str] = []
-    real_download = fake.download
-    fake.download = lambda url: downloads.append(url) or real_download(url)
-    at.query_params[contracts.JOB_QUERY_PARAM] = JOB_ID
-    at.run()
-    at.switch_page("pages/job.py").run()
-    assert downloads == []
+    fake.download = downloads.append  # the page itself downloads nothing
+    fake.archive_answers = [dict(READY)]
+    _open_job(at)
+    assert fake.archive_asked == []  # nothing is built until asked for
+    at.checkbox(key="archive_report").check().run()
+    at.button(key="prepare_zip").click().run()
+    assert not at.exception and fake.archive_asked == [(JOB_ID, False, True)]
+    assert "Download zip (3.0 MB)" in [b.label for b in at.get("link_button")]
+    at.run()  # a refresh asks nothing again
+    assert fake.archive_asked == [(JOB_ID, False, True)] and downloads == []
+
+
+def test_a_large_zip_shows_its_progress_until_its_link(app) -> None:
+    at, fake = app
+    fake.archive_answers = [
+        {"state": "BUILDING", "kind": "results", "done": 0, "total": 400},
+        {"state": "BUILDING", "kind": "results", "done": 150, "total": 400},
+        dict(READY),
+    ]
+    _open_job(at)
     at.button(key="prepare_zip").click().run()
     assert not at.exception
-    assert downloads == ["http://127.0.0.1:1/r.png"]
-    assert [b.label for b in at.get("download_button")] == ["Download all (zip)"]
-    at.run()  # another refresh downloads nothing again
-    assert downloads == ["http://127.0.0.1:1/r.png"]
+    assert any(p.text == "Building the zip: 150/400 files" for p in at.get("progress"))
+    at.run()
+    assert not at.exception and "Download zip (3.0 MB)" in [b.label for b in at.get("link_button")]
 
 
 def test_a_job_in_the_address_opens_the_job_page(app) -> None:
@@ -339,11 +413,18 @@ def test_one_retry_for_a_passing_failure_linked_to_the_new_job(app) -> None:
 def test_the_cost_is_said_in_plain_words_with_its_source_in_the_help(app) -> None:
     at, _ = app
     _upload(at, ["a.png", "b.png"])
-    price = registry.get_model("stability-inpaint").price_per_image_usd
+    spec = registry.get_model("stability-inpaint")
+    check = contracts.REKOGNITION_USD_PER_IMAGE
     (line,) = [m for m in at.markdown if m.value.startswith("About $")]
-    assert line.value == f"About ${2 * price:.2f} for 2 photos"
+    # the model calls and the quality checks, and as a maximum one re-roll of every photo (the default)
+    usd = 2 * (spec.price_per_image_usd + 3 * check)
+    most = usd + 2 * (spec.re_roll_price_usd + 2 * check)
+    assert line.value == f"About ${usd:.2f} for 2 photos (up to ${most:.2f} if every image is re-rolled)"
     assert "UNCONFIRMED" not in line.value and "price table" not in line.value
-    assert line.help and "per image" in line.help
+    assert line.help and "per image" in line.help and "Rekognition" in line.help
+    at.number_input(key="re_rolls").set_value(0).run()
+    (line,) = [m for m in at.markdown if m.value.startswith("About $")]
+    assert line.value == f"About ${usd:.2f} for 2 photos"
 
 
 def _jpeg(size: tuple[int, int], orientation: int = 1) -> bytes:
@@ -487,8 +568,18 @@ def test_a_colour_batch_with_a_preset_submits_no_prompt_and_costs_one_call_per_p
     assert not [t for t in at.text_area if t.key == "prompt"]  # nothing to describe for a colour
     at.selectbox(key="preset").set_value("amazon-main").run()
     (line,) = [m for m in at.markdown if m.value.startswith("About $")]
-    compose = registry.get_model("stability-inpaint").compose_price_usd
-    assert line.value == f"About ${2 * compose:.2f} for 2 photos, 2 model calls"
+    spec = registry.get_model("stability-inpaint")
+    found = estimate.job_estimate(
+        2,
+        1,
+        spec.price_per_image_usd,
+        spec.re_roll_price_usd,
+        1,
+        compose_images=2,
+        compose_price_usd=spec.compose_price_usd,
+    )
+    assert found.re_roll_max_usd == 0  # a composed background is never re-rolled
+    assert line.value == f"About ${found.usd:.2f} for 2 photos, 2 model calls"
     at.button(key="submit").click().run()
     assert not at.exception
     job = fake.submitted[-1]
@@ -498,3 +589,198 @@ def test_a_colour_batch_with_a_preset_submits_no_prompt_and_costs_one_call_per_p
     options = at.selectbox(key="model").options
     assert registry.get_model("stability-inpaint").display_name in options
     assert registry.get_model("stability-image-core").display_name not in options
+
+
+# ---------------------------------------------------------------- the gallery
+
+
+def _result(image_id: str, name: str, verdict: str | None, status: str = "SUCCEEDED") -> dict[str, Any]:
+    outputs = []
+    if status == "SUCCEEDED":
+        outputs = [
+            {
+                "key": f"results/u/j/{image_id}-1.png",
+                "url": f"http://127.0.0.1:1/{image_id}-r.png",
+                "variant": 1,
+                "seed": 5,
+                "quality": {"outcome": verdict or "PASS", "checks": []},
+            }
+        ]
+    image = {
+        "imageId": image_id,
+        "name": name,
+        "status": status,
+        "originalUrl": f"http://127.0.0.1:1/{image_id}-o.png",
+        "outputs": outputs,
+    }
+    if verdict:
+        image["verdict"] = verdict
+    return image
+
+
+def _cards(at: AppTest) -> list[str]:
+    return [m.value.split("**")[1] for m in at.markdown if m.value.startswith("**") and ".png" in m.value]
+
+
+def _images(at: AppTest) -> list[str]:
+    return [url for image in at.get("image") for url in image.value]
+
+
+def _open_job(at: AppTest) -> None:
+    at.query_params[contracts.JOB_QUERY_PARAM] = JOB_ID
+    at.switch_page("pages/job.py").run()
+    assert not at.exception
+
+
+def test_the_gallery_shows_doubtful_images_first(app) -> None:
+    at, fake = app
+    fake.extra_images = [
+        _result("0" * 32, "passed.png", "PASS"),  # first in image-id order
+        _result("1" * 32, "fringe.png", "FAIL"),
+        _result("2" * 32, "running.png", None, status="RUNNING"),
+    ]
+    _open_job(at)
+    # failed, then FAIL, WARN, PASS, then not finished
+    assert _cards(at) == ["blocked.png", "fringe.png", "good.png", "passed.png", "running.png"]
+    at.selectbox(key="job_order").set_value("Upload order").run()
+    assert _cards(at) == ["passed.png", "fringe.png", "running.png", "good.png", "blocked.png"]
+
+
+def test_the_gallery_filters_by_verdict_and_status(app) -> None:
+    at, fake = app
+    fake.extra_images = [_result("1" * 32, "fringe.png", "FAIL"), _result("0" * 32, "passed.png", "PASS")]
+    _open_job(at)
+    at.selectbox(key="job_verdict").set_value("Quality FAIL").run()
+    assert not at.exception and _cards(at) == ["fringe.png"]
+    assert fake.pages_asked[-1] == (24, None, "SUCCEEDED", "FAIL")  # filtered by the API, not here
+    at.selectbox(key="job_verdict").set_value("Any verdict").run()
+    at.selectbox(key="job_filter").set_value("Failed").run()
+    assert _cards(at) == ["blocked.png"]
+
+
+def test_a_big_job_is_shown_a_page_at_a_time(app) -> None:
+    at, fake = app
+    fake.extra_images = [_result(f"{i:032x}", f"photo-{i:03}.png", "PASS") for i in range(60)]
+    _open_job(at)
+    assert len(_cards(at)) == 24
+    assert all(asked[0] in (0, 24, 23, 22) for asked in fake.pages_asked)  # never more than a page
+    seen = set(_cards(at))
+    at.button(key="page_next").click().run()
+    assert not at.exception and len(_cards(at)) == 24 and not seen & set(_cards(at))
+    at.button(key="page_next").click().run()
+    assert len(_cards(at)) == 62 - 48 and "page_next" not in [b.key for b in at.button]
+    at.button(key="page_back").click().run()
+    assert len(_cards(at)) == 24
+
+
+def test_image_links_stay_the_same_between_refreshes(app) -> None:
+    at, fake = app
+    _open_job(at)
+    first = _images(at)
+    assert first and all("?sig=" in url for url in first)
+    answers = fake.answers
+    at.run()  # the API answers with new signatures...
+    assert fake.answers > answers
+    assert _images(at) == first  # ...the page keeps the links it had, so the browser downloads nothing
+
+
+def test_each_card_compares_before_and_after_and_opens_full_size(app) -> None:
+    at, fake = app
+    _open_job(at)
+    after = [url for url in _images(at) if "/r.png" in url]
+    assert len(after) == 1
+    at.toggle(key=f"before-{'b' * 32}").set_value(True).run()
+    assert not [url for url in _images(at) if "/r.png" in url]  # that card now shows its original
+    at.toggle(key=f"before-{'b' * 32}").set_value(False).run()
+    at.button_group[0].set_value("Side by side").run()
+    assert sum("/o.png" in url for url in _images(at)) == 1 and sum("/r.png" in url for url in _images(at)) == 1
+    at.button(key=f"full-{'b' * 32}").click().run()
+    assert not at.exception
+    assert any("After (variant 1)" in caption for image in at.get("image") for caption in image.captions)
+
+
+def test_a_label_is_removed_from_every_photo_at_once(app) -> None:
+    at, fake = app
+    _upload(at, ["a.png", "b.png", "c.png"])
+    at.multiselect(key="bulk_remove").select("Chair").run()
+    at.button(key="bulk_remove_apply").click().run()
+    assert not at.exception
+    assert "Removed Chair from 3 photo(s)." in [s.value for s in at.success]
+    at.text_area(key="prompt").input("a quiet beach").run()
+    at.button(key="submit").click().run()
+    assert [i["labels"] for i in fake.submitted[-1]["images"]] == [["Person"]] * 3
+
+
+def test_the_label_step_is_paged_and_keeps_choices_across_pages(app) -> None:
+    at, fake = app
+    _upload(at, [f"p{i:02}.png" for i in range(30)])
+    assert len([m for m in at.multiselect if m.key and m.key.startswith("keep-")]) == 24
+    first_ref = f"{'a' * 32}/{0:032x}.png"
+    at.multiselect(key=f"keep-{first_ref}").unselect("Chair").run()
+    at.number_input(key="label_page").set_value(2).run()
+    assert len([m for m in at.multiselect if m.key and m.key.startswith("keep-")]) == 6
+    at.number_input(key="label_page").set_value(1).run()
+    assert at.multiselect(key=f"keep-{first_ref}").value == ["Person"]
+    at.text_area(key="prompt").input("a quiet beach").run()
+    at.button(key="submit").click().run()
+    assert fake.submitted[-1]["images"][0]["labels"] == ["Person"]
+    assert fake.submitted[-1]["images"][29]["labels"] == ["Person", "Chair"]
+
+
+def test_an_uploaded_batch_survives_a_reload(monkeypatch) -> None:
+    from frontend import session
+
+    fake = FakeApi()
+    monkeypatch.setattr(session, "_browser", lambda: None)
+    first = AppTest.from_file(APP, default_timeout=20)
+    first.session_state["api"] = fake  # signed in, as sign_in leaves it
+    first.session_state["user"] = "ana@example.com"
+    with monkeypatch.context() as m:
+        m.setattr(session, "st", _FakeSt(first))
+        session._keep(fake, "ana@example.com")
+    session_id = first.session_state["session_id"]
+    _upload(first, ["a.png", "b.png"])
+    first.multiselect(key=f"keep-{'a' * 32}/{0:032x}.png").unselect("Chair").run()
+    assert not first.exception
+
+    reloaded = AppTest.from_file(APP, default_timeout=20)  # F5: a new browser session
+    reloaded.query_params[session.SESSION_PARAM] = session_id
+    reloaded.run()
+    assert not reloaded.exception
+    assert [item["name"] for item in reloaded.session_state["batch"]] == ["a.png", "b.png"]
+    assert reloaded.multiselect(key=f"keep-{'a' * 32}/{0:032x}.png").value == ["Person"]
+
+
+def test_the_job_page_says_what_the_job_cost_and_a_budget_is_sent(app) -> None:
+    at, fake = app
+    _open_job(at)
+    assert any(
+        c.value == "Cost: about $0.12 (3 model calls) of a $1.00 budget · about $0.16 for the whole job"
+        for c in at.caption
+    )
+    at.switch_page("pages/new_batch.py").run()
+    _upload(at, ["a.png"])
+    at.checkbox(key="cap_budget").check().run()
+    at.number_input(key="budget").set_value(5.0).run()
+    at.text_area(key="prompt").input("a quiet beach").run()
+    at.button(key="submit").click().run()
+    assert not at.exception and fake.submitted[-1]["budgetUsd"] == 5.0
+
+
+def test_a_job_waiting_for_review_is_approved_result_by_result_then_delivered(app) -> None:
+    at, fake = app
+    fake.job_status = "RUNNING"
+    fake.review_state = {"status": "WAITING", "deadline": "2026-11-25T18:00:00Z"}
+    _open_job(at)
+    assert any("Review before delivery" in i.value for i in at.info)
+    at.checkbox(key=f"deliver-{'b' * 32}").uncheck().run()
+    assert not at.exception and fake.decisions == [{"b" * 32: "REJECTED"}]
+    at.button(key="approve").click().run()
+    assert not at.exception and fake.approved == [JOB_ID]
+    at.switch_page("pages/new_batch.py").run()
+    _upload(at, ["a.png"])
+    at.checkbox(key="review").check().run()
+    at.number_input(key="review_hours").set_value(4.0).run()
+    at.text_area(key="prompt").input("a quiet beach").run()
+    at.button(key="submit").click().run()
+    assert not at.exception and fake.submitted[-1]["reviewHours"] == 4.0

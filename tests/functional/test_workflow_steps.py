@@ -237,6 +237,10 @@ def test_finalize_stores_a_scorecard_with_each_result(store, photo) -> None:
     assert fidelity["deltaE"] == 0 and "∞" in fidelity["reason"]
     assert checks["edgeHalo"]["outcome"] in ("PASS", "WARN", "FAIL", "SKIPPED")
     assert card["outcome"] in ("PASS", "WARN", "FAIL")
+    # the verdict the gallery filters on, and the two model calls the cost is counted from
+    assert item["verdict"] == card["outcome"] and item["modelCalls"] == 2
+    job = store.get_job(JOB_ID)
+    assert job[contracts.verdict_count_attribute(card["outcome"])] == 1 and job["modelCalls"] == 2
     json.dumps(item["outputs"], allow_nan=False)
     original = Image.open(io.BytesIO(photo(640, 400))).convert("RGB")
     assert _result(item).getpixel((320, 240)) == original.getpixel((320, 240))
@@ -273,3 +277,50 @@ def test_a_bad_quality_result_reaches_the_report_and_the_email(store, photo) -> 
     csv_text = boto3.client("s3").get_object(Bucket=BUCKET, Key=contracts.report_key(OWNER, JOB_ID, "csv"))["Body"]
     rows = list(csv.DictReader(csv_text.read().decode().splitlines()))
     assert (rows[0]["quality"], rows[0]["haloDeltaE"]) == ("FAIL", "7.5")
+
+
+def test_a_budget_cap_stops_new_model_calls_and_says_so(store, photo) -> None:
+    from chalicelib.errors import BudgetReached
+
+    events = _job(store, {"a.png": photo(320, 240), "b.png": photo(320, 240)}, {"budgetUsd": 0.08, "maxModelCalls": 2})
+    steps = Steps(boto3.client("s3"), store)
+    first = steps.prepare(events[0])
+    assert steps.prepare(events[0]) == first  # a repeated Prepare reserves nothing twice
+    with pytest.raises(BudgetReached) as stopped:
+        steps.prepare(events[1])  # the cap is 2 calls: photo a holds both
+    assert "budget of $0.08 was spent (2 model calls)" in str(stopped.value)
+    assert (
+        not boto3.client("s3")
+        .list_objects_v2(Bucket=BUCKET, Prefix=contracts.request_key(JOB_ID, events[1]["image"]["imageId"], "")[:-6])
+        .get("Contents")
+    )  # no request written for b: nothing was sent
+    failure = {
+        "Error": "BudgetReached",
+        "Cause": json.dumps({"errorType": "BudgetReached", "errorMessage": str(stopped.value)}),
+    }
+    assert steps.record_failure({**events[1], "failure": failure})["errorCode"] == "BUDGET_REACHED"
+    assert store.get_job(JOB_ID)["modelCallsStarted"] == 2
+
+
+def test_a_failed_image_counts_the_model_calls_that_answered_before_it_failed(store, photo) -> None:
+    (event,) = _job(store, {"a.png": photo(320, 240)})
+    steps, standin = Steps(boto3.client("s3"), store), StandInBedrock()
+    _answer(event, steps.prepare(event)["call"], standin)  # remove-background answered: billed
+    failure = {"Error": "Bedrock.ValidationException", "Cause": "the inpaint request was refused"}
+    steps.record_failure({**event, "failure": failure})
+    assert _status(store, event)["modelCalls"] == 1 and store.get_job(JOB_ID)["modelCalls"] == 1
+
+
+def test_a_review_whose_deadline_passed_is_reported_as_expired_with_its_decisions(store, photo) -> None:
+    from chalicelib.contracts import ReviewDecision
+
+    (event,) = _job(store, {"a.png": photo(320, 240)}, {"reviewSeconds": 60})
+    item = _run(store, event)
+    store.open_review(JOB_ID, "token-1", "2026-11-24T13:00:00Z")
+    assert store.set_review_decisions(JOB_ID, {item["imageId"]: ReviewDecision.REJECTED}) == []
+    assert store.set_review_decisions(JOB_ID, {"f" * 32: ReviewDecision.APPROVED}) == ["f" * 32]  # not in the job
+    result = Reporter(boto3.client("s3"), store).build({"jobId": JOB_ID, "owner": OWNER, "bucket": BUCKET})
+    review = store.get_job(JOB_ID)["review"]
+    assert review["status"] == "EXPIRED" and "token" not in review  # the token is forgotten
+    assert "The review ended before approval" in result["message"]
+    assert "Rejected in review, not delivered: 1 result(s)." in result["message"]

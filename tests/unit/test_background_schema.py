@@ -39,16 +39,18 @@ def test_a_job_background_round_trips_and_an_image_override_wins() -> None:
 
 
 def test_the_estimate_counts_one_call_for_every_composed_image_and_one_scene() -> None:
-    sources = [BackgroundSource.SCENE] * 10 + [BackgroundSource.PROMPT] * 2
-    estimate = backgrounds.estimate(
-        sources,
-        steps_per_prompt_image=2,
-        price_per_prompt_image_usd=0.08,
-        price_per_compose_image_usd=0.04,
-        scene_price_usd=0.04,
+    from chalicelib import contracts, estimate
+
+    found = estimate.job_estimate(
+        12, 1, 0.08, 0.04, 1, steps_per_prompt_image=2, compose_images=10, compose_price_usd=0.04, scene_price_usd=0.04
     )
-    assert estimate["modelCalls"] == {"perImagePrompt": 4, "perImageCompose": 10, "scene": 1, "total": 15}
-    assert estimate["usd"] == pytest.approx(10 * 0.04 + 2 * 0.08 + 0.04)
+    assert found.model_calls == {"perImagePrompt": 4, "perImageCompose": 10, "scene": 1, "total": 15}
+    assert found.model_usd == pytest.approx(10 * 0.04 + 2 * 0.08 + 0.04)
+    # every image is checked (3 Rekognition images on its first attempt); only the 2 prompt images re-roll
+    assert found.checks_usd == pytest.approx(12 * 3 * contracts.REKOGNITION_USD_PER_IMAGE)
+    assert found.re_roll_max_usd == pytest.approx(2 * (0.04 + 2 * contracts.REKOGNITION_USD_PER_IMAGE))
+    answer = found.to_dict()
+    assert answer["promptImages"] == 2 and answer["composeImages"] == 10 and answer["modelCalls"]["total"] == 15
 
 
 def _subject(size=(400, 300), box=(150, 100, 250, 250)) -> tuple[Image.Image, Image.Image]:

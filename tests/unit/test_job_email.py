@@ -32,3 +32,17 @@ def test_without_an_app_url_the_email_says_where_the_files_are(monkeypatch: pyte
     monkeypatch.delenv("BACKDROP_APP_URL", raising=False)
     _, message = Reporter.summary(REPORT, "bucket", "owner-1")
     assert f"s3://bucket/{contracts.report_key('owner-1', JOB_ID, 'json')}" in message
+
+
+def test_the_email_says_what_the_job_cost_and_what_the_budget_stopped() -> None:
+    report = {
+        **REPORT,
+        "cost": {"modelCalls": 3, "actualUsd": 0.12, "estimateUsd": 0.16, "budgetUsd": 0.12},
+        "images": [
+            *REPORT["images"],
+            {"name": "c.png", "status": "FAILED", "errorCode": "BUDGET_REACHED", "cause": "x"},
+        ],
+    }
+    _, message = Reporter.summary(report, "bucket", "owner-1")
+    assert "Cost: about $0.12 (3 model calls) of a $0.12 budget" in message
+    assert "The budget was spent before 1 image(s) could be sent to the model." in message

@@ -3,6 +3,7 @@ input never crashes and never passes, Rekognition checks work with any client.""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 
@@ -391,3 +392,86 @@ def test_a_transparent_original_is_scored_as_it_was_composed(scene) -> None:
     result = compose.compose(rgba, scene.alpha, background)
     fidelity = _check(quality.score_image(rgba, result, scene.alpha), CheckName.SUBJECT_FIDELITY)
     assert fidelity.metrics["identical"] is True
+
+
+# ------------------------------------------------------------------------------------ attempts
+
+
+def _attempt(number, *checks, error=None):
+    if error:
+        return {"attempt": number, "errorCode": error}
+    card = Scorecard(tuple(quality.Check(name, outcome, "why", metrics) for name, outcome, metrics in checks))
+    return {"attempt": number, "outputs": [{"quality": card.to_dict()}]}
+
+
+FID, HALO, PRESENT = CheckName.SUBJECT_FIDELITY, CheckName.EDGE_HALO, CheckName.SUBJECT_PRESENT
+
+
+def test_the_best_attempt_has_the_best_verdict_then_fewer_problems_then_less_colour_error() -> None:
+    failing = _attempt(1, (FID, Outcome.PASS, {"deltaE": 0.0}), (PRESENT, Outcome.FAIL, {}))
+    warning = _attempt(2, (FID, Outcome.WARN, {"deltaE": 2.0}), (PRESENT, Outcome.PASS, {}))
+    assert quality.best_attempt([failing, warning]) is warning  # verdict first, whatever the figures
+    two_warnings = _attempt(3, (FID, Outcome.WARN, {"deltaE": 1.5}), (HALO, Outcome.WARN, {"haloDeltaE": 2.1}))
+    assert quality.best_attempt([two_warnings, warning]) is warning  # then fewer warnings
+    cleaner = _attempt(4, (FID, Outcome.WARN, {"deltaE": 1.2}), (PRESENT, Outcome.PASS, {}))
+    assert quality.best_attempt([warning, cleaner]) is cleaner  # then the smaller colour error
+    same = _attempt(5, (FID, Outcome.WARN, {"deltaE": 1.2}), (PRESENT, Outcome.PASS, {}))
+    assert quality.best_attempt([cleaner, same]) is cleaner  # then the earlier
+    unmeasured = _attempt(6, (FID, Outcome.SKIPPED, {}))
+    assert quality.best_attempt([failing, unmeasured]) is unmeasured  # nothing measured beats a FAIL
+    assert quality.best_attempt([warning, unmeasured]) is warning  # ... but not a WARN
+    assert quality.best_attempt([_attempt(7, error="CONTENT_FILTERED")]) is None
+    assert quality.best_attempt([_attempt(7, error="CONTENT_FILTERED"), failing]) is failing
+
+
+def test_an_attempts_score_is_its_colour_error_and_its_outcome_the_worst_variant() -> None:
+    cards = [
+        Scorecard(
+            (
+                quality.Check(FID, Outcome.PASS, "", {"deltaE": 0.4}),
+                quality.Check(HALO, Outcome.WARN, "", {"haloDeltaE": 2.5}),
+            )
+        ),
+        Scorecard((quality.Check(FID, Outcome.PASS, "", {"psnrDb": "Infinity", "deltaE": 0.0}),)),
+    ]
+    assert quality.attempt_score(cards) == 2.9
+    assert quality.attempt_outcome(cards) is Outcome.WARN
+
+
+def test_only_a_check_a_new_seed_can_change_earns_a_re_roll() -> None:
+    assert quality.needs_re_roll(_attempt(1, (PRESENT, Outcome.FAIL, {})))
+    assert not quality.needs_re_roll(_attempt(1, (PRESENT, Outcome.WARN, {})))
+    assert quality.needs_re_roll(_attempt(1, (PRESENT, Outcome.WARN, {})), Outcome.WARN)
+    assert not quality.needs_re_roll(
+        _attempt(1, (PRESENT, Outcome.PASS, {}), (HALO, Outcome.SKIPPED, {})), Outcome.WARN
+    )
+    # an empty cut-out fails whatever the seed: no money spent on it
+    card = quality.score_image(Image.new("RGB", (64, 64)), Image.new("RGB", (64, 64)), Image.new("L", (64, 64)))
+    assert card.outcome is Outcome.FAIL
+    assert not quality.needs_re_roll({"attempt": 1, "outputs": [{"quality": card.to_dict()}]})
+
+
+def test_the_rekognition_rendition_fits_its_limits_or_says_why_not() -> None:
+    big = Image.new("RGB", (6000, 4000), (120, 80, 40))
+    image = quality.rekognition_image(big)
+    assert isinstance(image, dict)
+    rendition = Image.open(io.BytesIO(image["Bytes"]))
+    assert rendition.format == "JPEG" and max(rendition.size) == quality.REKOGNITION_SIDE
+    assert len(image["Bytes"]) <= quality.REKOGNITION_MAX_BYTES
+    webp_like = Image.new("RGBA", (300, 200), (0, 0, 0, 0))  # any mode: flattened to RGB
+    assert isinstance(quality.rekognition_image(webp_like), dict)
+    too_thin = quality.rekognition_image(Image.new("RGB", (4000, 90)))
+    assert isinstance(too_thin, str) and too_thin.startswith("Not available") and "80 px" in too_thin
+
+
+def test_a_re_rolled_image_is_summed_up_in_one_line() -> None:
+    attempts = [
+        {"attempt": 1, "seed": 42, "outcome": "FAIL", "costUsd": 0.083, "kept": False},
+        {"attempt": 2, "seed": 104771, "errorCode": "CONTENT_FILTERED", "costUsd": 0.0, "kept": False},
+        {"attempt": 3, "seed": 209500, "outcome": "PASS", "costUsd": 0.042, "kept": True},
+    ]
+    assert quality.attempts_summary(attempts) == (
+        "Re-rolled: attempt 1 FAIL (seed 42), attempt 2 CONTENT_FILTERED (seed 104771), "
+        "attempt 3 PASS (seed 209500); kept attempt 3; $0.12 in all"
+    )
+    assert quality.attempts_summary(attempts[:1]) == ""

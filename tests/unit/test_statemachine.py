@@ -100,16 +100,21 @@ def test_graph_check_finds_breakage(breakage, expected) -> None:
 
 def test_bedrock_tasks_retry_throttling_with_full_jitter_but_not_validation() -> None:
     bedrock_tasks = [s for _, s in _tasks(_definition()) if s.get("Resource") == "arn:aws:states:::bedrock:invokeModel"]
-    # the batch's scene (before the Map), the first call (remove-background or outpaint), inpaint
-    assert len(bedrock_tasks) == 3
+    # the batch's scene (before the Map), the first call (remove-background or outpaint), inpaint,
+    # and the re-roll of the last call
+    assert len(bedrock_tasks) == 4
     for task in bedrock_tasks:
         retried = {error for rule in task["Retry"] for error in rule["ErrorEquals"]}
         assert "Bedrock.ThrottlingException" in retried
         assert "Bedrock.ValidationException" not in retried and "States.ALL" not in retried
         assert all(rule["JitterStrategy"] == "FULL" for rule in task["Retry"])
         assert set(task["Parameters"]) == {"ModelId.$", "Input", "Output"}  # never an inline image body
-        # an image's call fails that image; the scene's fails every image, with its cause
-        assert task["Catch"][0]["Next"] in ("Record the image failure", "Finish the scene")
+        # an image's call fails that image; the scene's fails every image, with its cause; a failed
+        # re-roll goes back to Finalize, which keeps the best attempt: never a failed image
+        re_roll = task["Parameters"]["ModelId.$"].startswith("$.finalized.reroll")
+        scene = task["Parameters"]["ModelId.$"].startswith("$.scene")
+        handler = "Finalize the image" if re_roll else "Finish the scene" if scene else "Record the image failure"
+        assert task["Catch"][0]["Next"] == handler
 
 
 def test_map_tolerates_every_item_failure_and_always_reports() -> None:
@@ -117,7 +122,22 @@ def test_map_tolerates_every_item_failure_and_always_reports() -> None:
     assert process["ToleratedFailurePercentage"] == 100
     assert process["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
     assert process["ItemReader"]["Resource"] == "arn:aws:states:::s3:getObject"
-    assert process["Catch"][0]["Next"] == "Write the report" and process["Next"] == "Write the report"
+    assert process["Catch"][0]["Next"] == "Write the report" and process["Next"] == "Is a review wanted"
+    # without a review the report follows at once; with one, after the wait, however it ends
+    states = _definition()["States"]
+    assert states["Is a review wanted"]["Default"] == "Write the report"
+    wait = states[states["Is a review wanted"]["Choices"][0]["Next"]]
+    assert wait["Next"] == "Write the report" and wait["Catch"][0]["Next"] == "Write the report"
+
+
+def test_the_review_wait_lasts_the_owners_deadline_and_is_never_retried_after_it() -> None:
+    states = _definition()["States"]
+    wait = states["Wait for the owner's review"]
+    assert wait["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
+    assert wait["TimeoutSecondsPath"] == "$.settings.reviewSeconds" and "TimeoutSeconds" not in wait
+    assert wait["Parameters"]["Payload"]["taskToken.$"] == "$$.Task.Token"
+    retried = {error for rule in wait["Retry"] for error in rule["ErrorEquals"]}
+    assert "States.Timeout" not in retried and "States.ALL" not in retried
 
 
 def test_moto_parser_accepts_the_rendered_definition(aws_mock) -> None:
@@ -181,6 +201,10 @@ def test_every_image_step_hands_its_errors_to_the_one_failure_recorder() -> None
     catches = {name: state.get("Catch") for name, state in _child_tasks()}
     recorder = "Record the image failure"
     assert catches.pop(recorder) is None  # its own failure fails the child, which the Map tolerates
+    # ... but a failed re-roll is not the image's failure: Finalize records it and keeps the best attempt
+    assert catches.pop("Re-roll the image") == [
+        {"ErrorEquals": ["States.ALL"], "ResultPath": "$.rerollFailure", "Next": "Finalize the image"}
+    ]
     expected = [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.failure", "Next": recorder}]
     assert all(catch == expected for catch in catches.values()), catches
 
@@ -222,6 +246,39 @@ def test_worst_case_counts_time_limits_retries_and_waits_on_the_longest_path() -
         },
     }
     assert statemachine.worst_case_s(level) == (10 + 14) + (60 + 25) + 5
+
+
+def test_a_bounded_loop_counts_each_allowed_pass_and_an_unbounded_one_is_refused() -> None:
+    level = {
+        "StartAt": "Work",
+        "States": {
+            "Work": {"Type": "Task", "TimeoutSeconds": 10, "Retry": [], "Next": "Again?"},
+            "Again?": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.again", "BooleanEquals": True, "Next": "Redo"}],
+                "Default": "Done",
+            },
+            "Redo": {"Type": "Task", "TimeoutSeconds": 5, "Retry": [], "Next": "Work"},
+            "Done": {"Type": "Succeed"},
+        },
+    }
+    # Work once, then (Redo + Work) as often as Redo may be entered
+    assert statemachine.worst_case_s(level, {"Redo": 0}) == 10
+    assert statemachine.worst_case_s(level, {"Redo": 3}) == 10 + 3 * (5 + 10)
+    with pytest.raises(ValueError, match="a loop with no bound"):
+        statemachine.worst_case_s(level, {})
+
+
+def test_the_re_roll_loop_is_in_the_childs_budget_as_often_as_a_job_may_ask() -> None:
+    from chalicelib import contracts
+
+    child = _definition()["States"][MAP]["ItemProcessor"]
+    with_re_rolls = statemachine.worst_case_s(child)
+    without = statemachine.worst_case_s(child, {"Re-roll the image": 0})
+    re_roll = statemachine.task_worst_case_s(child["States"]["Re-roll the image"])
+    finalize = statemachine.task_worst_case_s(child["States"]["Finalize the image"])
+    assert statemachine.LOOP_BOUNDS == {"Re-roll the image": contracts.MAX_RE_ROLLS}
+    assert with_re_rolls == pytest.approx(without + contracts.MAX_RE_ROLLS * (re_roll + finalize))
 
 
 def test_an_image_child_fits_the_cap_of_the_type_it_runs_as() -> None:
@@ -279,9 +336,10 @@ def test_a_standard_child_is_billed_eight_transitions_on_the_stability_happy_pat
         "Build the inpaint mask",
         "Inpaint the background",
         "Finalize the image",
+        "Is a re-roll due",
         "Image succeeded",
     ]
-    assert len(statemachine.happy_path("titan")) == 6  # one model call, no mask
+    assert len(statemachine.happy_path("titan")) == 7  # one model call, no mask
     # a colour / photo / transparent / scene background: remove-background, then straight to Finalize
     for recipe in ("color", "image", "transparent", "scene"):
         assert statemachine.happy_path("stability", recipe=recipe) == [
@@ -289,6 +347,7 @@ def test_a_standard_child_is_billed_eight_transitions_on_the_stability_happy_pat
             "Call the model",
             "Which background",
             "Finalize the image",
+            "Is a re-roll due",  # reroll is always null for a composed background
             "Image succeeded",
         ]
 

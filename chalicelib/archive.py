@@ -1,0 +1,284 @@
+"""Archives on request: one zip per job and choice of contents, built once into the job's S3 prefix.
+
+POST /jobs/{jobId}/archive asks for it; the same call (or GET) later answers with its progress
+or a short-lived presigned link. A small job's zip is written within the request; a larger one
+is built by the `build_archive` Lambda, started asynchronously, which streams every object into
+an S3 multipart upload (memory stays at one part, whatever the job's size) and writes its
+progress next to the zip. Nothing is ever rebuilt once the zip exists.
+
+Limits it works within (docs/aws-notes.md#n57-archives-within-api-gateway-and-lambda-limits):
+API Gateway ends a REST request after 29 s, so the API builds only zips of at most
+SYNC_MAX_FILES files; Lambda runs at most 900 s, so the builder's progress that stops moving for
+longer than that is a build that died, and the next request starts it again; S3 multipart parts
+are 5 MiB to 5 GiB, at most 10,000 per upload, so PART_BYTES parts allow an 80 GiB zip.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import IO, Any, Final, cast
+
+from botocore.exceptions import ClientError
+
+from chalicelib import contracts
+from chalicelib.contracts import ImageStatus
+from chalicelib.errors import BadRequest, Conflict, NotFound, is_not_found, service_failure
+from chalicelib.store import JobStore
+
+SYNC_MAX_FILES: Final = 40  # ~40 results of a few MB each copy in a few seconds, far inside 29 s
+LAMBDA_MAX_SECONDS: Final = 900  # Lambda's longest run: a build that stays silent longer has died
+PART_BYTES: Final = 16 * 1024 * 1024  # S3 multipart: 5 MiB minimum (but the last), 10,000 parts at most
+READ_BYTES: Final = 1024 * 1024
+PROGRESS_EVERY_FILES: Final = 25
+
+
+class ArchiveState:
+    BUILDING = "BUILDING"
+    READY = "READY"
+    FAILED = "FAILED"
+    NONE = "NONE"  # never asked for
+
+
+@dataclass(frozen=True)
+class ArchiveRequest:
+    """What goes into the zip: always the results; optionally the originals and the report."""
+
+    owner: str
+    job_id: str
+    originals: bool = False
+    report: bool = False
+
+    @property
+    def kind(self) -> str:
+        return contracts.archive_kind(self.originals, self.report)
+
+    @property
+    def zip_key(self) -> str:
+        return contracts.archive_key(self.owner, self.job_id, self.kind)
+
+    @property
+    def progress_key(self) -> str:
+        return contracts.archive_progress_key(self.owner, self.job_id, self.kind)
+
+    def to_event(self) -> dict[str, Any]:
+        return {"owner": self.owner, "jobId": self.job_id, "originals": self.originals, "report": self.report}
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> ArchiveRequest:
+        job_id = str(event["jobId"])
+        if not contracts.is_job_id(job_id) or not contracts.OWNER_RE.match(str(event["owner"])):
+            raise ValueError("not an archive request")
+        return cls(str(event["owner"]), job_id, bool(event.get("originals")), bool(event.get("report")))
+
+
+def parse_archive_options(source: Mapping[str, Any] | None) -> tuple[bool, bool]:
+    """`originals` and `report`, booleans (a body's) or "true"/"false" (a query string's)."""
+    source = source or {}
+    unknown = sorted(set(source) - {"originals", "report"})
+    if unknown:
+        raise BadRequest(f"unknown archive option {unknown[0][:40]!r}: use originals and report")
+    values = []
+    for name in ("originals", "report"):
+        value = source.get(name, False)
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        if not isinstance(value, bool):
+            raise BadRequest(f"{name} must be true or false")
+        values.append(value)
+    return values[0], values[1]
+
+
+class _PartWriter:
+    """A write-only file object that sends what it is given to S3 as multipart parts."""
+
+    def __init__(self, s3: Any, bucket: str, key: str) -> None:
+        self.s3, self.bucket, self.key = s3, bucket, key
+        self.upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key, ContentType="application/zip")["UploadId"]
+        self.parts: list[dict[str, Any]] = []
+        self.buffer = bytearray()
+        self.written = 0
+
+    def write(self, data: bytes) -> int:
+        self.buffer += data
+        self.written += len(data)
+        if len(self.buffer) >= PART_BYTES:
+            self._send()
+        return len(data)
+
+    def tell(self) -> int:  # zipfile needs the offset; without seek() it writes data descriptors
+        return self.written
+
+    def flush(self) -> None:
+        """Parts are sent when full: a flush must not send a part under S3's 5 MiB minimum."""
+
+    def _send(self) -> None:
+        number = len(self.parts) + 1
+        answer = self.s3.upload_part(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=bytes(self.buffer)
+        )
+        self.parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+        self.buffer.clear()
+
+    def complete(self) -> None:
+        if self.buffer or not self.parts:
+            self._send()
+        self.s3.complete_multipart_upload(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts}
+        )
+
+    def abort(self) -> None:
+        self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+
+
+class ArchiveService:
+    """Archives of one owner's jobs, given the S3 client, the bucket and the job store."""
+
+    def __init__(self, s3: Any, bucket: str, store: JobStore, clock: Callable[[], float] = time.time) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+        self.store = store
+        self.clock = clock
+
+    # ------------------------------------------------------------------ the API's side
+
+    def _job(self, request: ArchiveRequest) -> dict[str, Any]:
+        job = self.store.get_job(request.job_id)
+        if not job or job.get("owner") != request.owner:
+            raise NotFound(f"no job {request.job_id}")
+        return job
+
+    def _exists(self, key: str) -> dict[str, Any] | None:
+        try:
+            head: dict[str, Any] = self.s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if is_not_found(exc):
+                return None
+            raise service_failure(exc, "could not look up the archive") from exc
+        return head
+
+    def _progress(self, request: ArchiveRequest) -> dict[str, Any] | None:
+        try:
+            raw = self.s3.get_object(Bucket=self.bucket, Key=request.progress_key)["Body"].read()
+        except ClientError as exc:
+            if is_not_found(exc):
+                return None
+            raise service_failure(exc, "could not read the archive's progress") from exc
+        progress: dict[str, Any] = json.loads(raw)
+        return progress
+
+    def _write_progress(self, request: ArchiveRequest, state: str, **fields: Any) -> None:
+        body = {"state": state, "updatedAt": self.clock(), **fields}
+        self.s3.put_object(
+            Bucket=self.bucket, Key=request.progress_key, Body=json.dumps(body).encode(), ContentType="application/json"
+        )
+
+    def _ready(self, request: ArchiveRequest, head: Mapping[str, Any]) -> dict[str, Any]:
+        url = self.s3.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": request.zip_key,
+                "ResponseContentDisposition": f'attachment; filename="backdrop-{request.job_id}-{request.kind}.zip"',
+            },
+            ExpiresIn=contracts.ARCHIVE_URL_TTL_SECONDS,
+        )
+        return {
+            "state": ArchiveState.READY,
+            "kind": request.kind,
+            "url": url,
+            "expiresIn": contracts.ARCHIVE_URL_TTL_SECONDS,
+            "bytes": int(head.get("ContentLength") or 0),
+        }
+
+    def status(self, request: ArchiveRequest) -> dict[str, Any]:
+        """GET: the zip's link when it exists, else its progress (NONE: never asked for)."""
+        self._job(request)
+        head = self._exists(request.zip_key)
+        if head is not None:
+            return self._ready(request, head)
+        progress = self._progress(request)
+        if progress is None:
+            return {"state": ArchiveState.NONE, "kind": request.kind}
+        if progress["state"] == ArchiveState.BUILDING and self._stalled(progress):
+            return {"state": ArchiveState.FAILED, "kind": request.kind, "cause": "the build stopped; ask again"}
+        return {**{k: v for k, v in progress.items() if k != "updatedAt"}, "kind": request.kind}
+
+    def _stalled(self, progress: Mapping[str, Any]) -> bool:
+        return self.clock() - float(progress.get("updatedAt") or 0) > LAMBDA_MAX_SECONDS + 60
+
+    def request(self, request: ArchiveRequest, start_build: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """POST: the zip's link if it was built; else build it now (small) or start its build
+        (`start_build(event)`, large) and answer its progress."""
+        job = self._job(request)
+        if job["status"] not in contracts.TERMINAL_JOB_STATUSES:
+            raise Conflict(f"job {request.job_id} is still {job['status']}; ask for its archive when it has finished")
+        succeeded = int((job.get("counts") or {}).get(ImageStatus.SUCCEEDED.value, 0))
+        if not succeeded and not request.originals:
+            raise Conflict(f"job {request.job_id} has no results to put in an archive")
+        head = self._exists(request.zip_key)
+        if head is not None:
+            return self._ready(request, head)
+        progress = self._progress(request)
+        if progress and progress["state"] == ArchiveState.BUILDING and not self._stalled(progress):
+            return {**{k: v for k, v in progress.items() if k != "updatedAt"}, "kind": request.kind}
+        files = succeeded + (int(job.get("imageCount") or 0) if request.originals else 0)
+        if files <= SYNC_MAX_FILES:
+            try:
+                self.build(request)
+            except ClientError as exc:
+                raise service_failure(exc, f"could not build the archive of job {request.job_id}") from exc
+            head = self._exists(request.zip_key)
+            if head is None:  # build() raised if it failed; a missing zip here is S3 disagreeing
+                raise Conflict("the archive was written but cannot be found yet; ask again")
+            return self._ready(request, head)
+        self._write_progress(request, ArchiveState.BUILDING, done=0, total=files)
+        start_build(request.to_event())
+        return {"state": ArchiveState.BUILDING, "kind": request.kind, "done": 0, "total": files}
+
+    # ------------------------------------------------------------------ the builder
+
+    def _entries(self, request: ArchiveRequest, job: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+        """(name in the zip, S3 key) of everything that goes in, in a stable order."""
+        for image in self.store.images(request.job_id):
+            stem = PurePosixPath(str(image.get("name") or image["imageId"])).stem
+            tag = f"{stem}-{image['imageId'][:8]}"
+            if (
+                image["status"] == ImageStatus.SUCCEEDED.value
+                and image.get("reviewDecision") != contracts.ReviewDecision.REJECTED
+            ):
+                for output in image.get("outputs") or []:
+                    suffix = PurePosixPath(output["key"]).suffix
+                    yield f"results/{tag}-{output['variant']}{suffix}", output["key"]
+            if request.originals:
+                yield f"originals/{tag}{PurePosixPath(image['key']).suffix}", image["key"]
+        if request.report:
+            for fmt, key in sorted((job.get("reportKeys") or {}).items()):
+                yield f"report.{fmt}", key
+
+    def build(self, request: ArchiveRequest) -> dict[str, Any]:
+        """Write the zip (ZIP_STORED: photos are compressed already) and its progress."""
+        job = self._job(request)
+        entries = list(self._entries(request, job))
+        writer = _PartWriter(self.s3, self.bucket, request.zip_key)
+        try:
+            with zipfile.ZipFile(cast(IO[bytes], writer), "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+                stamp = time.gmtime(self.clock())[:6]
+                for done, (name, key) in enumerate(entries, start=1):
+                    body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+                    with archive.open(zipfile.ZipInfo(name, stamp), "w", force_zip64=True) as out:
+                        while chunk := body.read(READ_BYTES):
+                            out.write(chunk)
+                    if done % PROGRESS_EVERY_FILES == 0:
+                        self._write_progress(request, ArchiveState.BUILDING, done=done, total=len(entries))
+            writer.complete()
+        except Exception as exc:
+            writer.abort()
+            self._write_progress(request, ArchiveState.FAILED, cause=f"{type(exc).__name__}: {exc}"[:300])
+            raise
+        self._write_progress(request, ArchiveState.READY, done=len(entries), total=len(entries))
+        return {"state": ArchiveState.READY, "files": len(entries), "bytes": writer.written}
