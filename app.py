@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from chalice import Chalice, CognitoUserPoolAuthorizer, CORSConfig, Rate, Response
 from chalice.app import Request
 
-from chalicelib import archive, aws, config, contracts, idempotency, observability, webhooks
+from chalicelib import archive, aws, config, contracts, idempotency, observability, presets, webhooks
 from chalicelib.auth import email_from_request, owner_from_request
 from chalicelib.errors import BackdropError, BadRequest, error_body
 from chalicelib.http_errors import INTERNAL_MESSAGE, reshape_chalice_error
@@ -203,6 +203,13 @@ def list_models() -> dict[str, Any]:
         }
         models.append({**view, "selectable": registry.is_selectable(spec, lifecycle)})
     return {"models": models, "default": registry.default_model_key()}
+
+
+@app.route("/presets", methods=["GET"], authorizer=authorizer, cors=cors)
+@api
+def list_presets() -> dict[str, Any]:
+    _owner()
+    return {"presets": presets.public()}
 
 
 @app.route("/uploads", methods=["POST"], authorizer=authorizer, cors=cors)
@@ -424,6 +431,18 @@ def detect_labels(event: Any) -> None:
 @observability.workflow_step("prepare")
 def prepare(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _steps().prepare(event)
+
+
+@app.lambda_function(name="prepare_scene")
+@observability.workflow_step("prepare_scene")
+def prepare_scene(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _steps().prepare_scene(event)
+
+
+@app.lambda_function(name="finish_scene")
+@observability.workflow_step("finish_scene")
+def finish_scene(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _steps().finish_scene(event)
 
 
 @app.lambda_function(name="build_mask")

@@ -36,7 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from backend.errors import DeployError
 from backend.regions import CallRoute, ModelRoutes, error_code, is_profile, partition_of_arn
 from chalicelib.models import registry
-from chalicelib.models.base import LifecycleStatus, ModelSpec
+from chalicelib.models.base import Family, LifecycleStatus, ModelSpec
 from chalicelib.models.lifecycle import LifecycleChecker
 
 OK, FAIL, WARN = "✓", "✗", "!"
@@ -80,6 +80,7 @@ class Findings:
     routes: list[CallRoute] = field(default_factory=list)
     max_concurrency: int | None = None  # what the quotas imply; None when they could not be read
     call_seconds: dict[str, float] = field(default_factory=dict)  # measured by --smoke models
+    unreachable: set[str] = field(default_factory=set)  # optional models this Region cannot call
 
     def add(self, name: str, status: str, detail: str, fix: str = "") -> Check:
         check = Check(name, status, detail, fix)
@@ -156,8 +157,16 @@ def smallest_calls(spec: ModelSpec) -> list[tuple[str, str, dict[str, Any]]]:
 
     from chalicelib import imaging
     from chalicelib.models.base import ImageTask, JobSettings
+    from chalicelib.models.scene import SceneAdapter
     from chalicelib.models.stability import StabilityAdapter
 
+    scene_adapter = registry.adapter_for(spec)
+    if isinstance(scene_adapter, SceneAdapter):  # no input image: one text-to-image call
+        from chalicelib.backgrounds import Background
+        from chalicelib.contracts import BackgroundSource
+
+        call = scene_adapter.scene_call(spec, Background(BackgroundSource.SCENE, prompt=SMOKE_PROMPT), 1, "1:1")
+        return [(call.step, call.model_id, call.body)]
     photo = Image.new("RGB", (128, 128), (228, 228, 222))
     ImageDraw.Draw(photo).ellipse((36, 28, 92, 108), fill=(190, 40, 40))
     geometry = imaging.fit_canvas(photo.width, photo.height, spec.image_limits)
@@ -260,6 +269,16 @@ class Doctor:
             try:
                 spec_routes = routes.for_models([spec])
             except DeployError as exc:
+                if spec.family is Family.TEXT_TO_IMAGE:
+                    # only `scene` backgrounds need it: the rest of Backdrop works without it
+                    found.add(
+                        f"region-for {spec.key}",
+                        WARN,
+                        "cannot be called from this Region: scene backgrounds will fail here",
+                        f"{exc} Or set BACKDROP_MODEL_IDS to an inference profile of it that this Region can call.",
+                    )
+                    found.unreachable.add(spec.key)
+                    continue
                 found.add(f"region-for {spec.key}", FAIL, "cannot be called from this Region", str(exc))
                 continue
             found.routes += spec_routes
@@ -496,7 +515,14 @@ class Doctor:
 
     def smoke_models(self, found: Findings, *, yes: bool) -> None:
         """One smallest InvokeModel per model call, with the deployer's credentials."""
-        plan = [(spec, call, model_id, body) for spec in self.models for call, model_id, body in smallest_calls(spec)]
+        for key in sorted(found.unreachable):
+            found.add(f"smoke {key}", WARN, "not run: the model cannot be called from this Region")
+        plan = [
+            (spec, call, model_id, body)
+            for spec in self.models
+            if spec.key not in found.unreachable
+            for call, model_id, body in smallest_calls(spec)
+        ]
         total = sum(spec.price_per_image_usd / max(1, len(spec.model_ids)) for spec, *_ in plan)
         self.say(
             f"--smoke models makes {len(plan)} Bedrock call(s) with your credentials in {self.region}, about "

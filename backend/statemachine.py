@@ -221,9 +221,12 @@ def child_execution_type() -> str:
     return execution_type_for(worst_child_s())
 
 
-def happy_path(family: str = "stability", definition: Mapping[str, Any] | None = None) -> list[str]:
-    """The states one image's child enters when every step succeeds, for a model family: a
-    Standard child is billed one state transition for each."""
+def happy_path(
+    family: str = "stability", definition: Mapping[str, Any] | None = None, recipe: str = "prompt"
+) -> list[str]:
+    """The states one image's child enters when every step succeeds, for a model family and a
+    background recipe (chalicelib.contracts.BackgroundSource): a Standard child is billed one
+    state transition for each."""
     definition = definition or json.loads(load_template())
     map_state = next(s for s in definition["States"].values() if "ItemProcessor" in s)
     child = map_state["ItemProcessor"]
@@ -233,7 +236,9 @@ def happy_path(family: str = "stability", definition: Mapping[str, Any] | None =
         path.append(name)
         state = child["States"][name]
         if state["Type"] == "Choice":
-            name = next((c["Next"] for c in state["Choices"] if c.get("StringEquals") == family), state.get("Default"))
+            name = next(
+                (c["Next"] for c in state["Choices"] if c.get("StringEquals") in (family, recipe)), state.get("Default")
+            )
         else:
             name = state.get("Next")
     return path

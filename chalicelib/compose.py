@@ -431,3 +431,127 @@ def cutout(original: Image.Image, alpha: Image.Image, *, decontaminate: bool = T
     result = estimate_foreground(original, alpha) if decontaminate else original.copy()
     result.putalpha(alpha)
     return result
+
+
+# ------------------------------------------------------------------------------------ placement
+
+# (x, y) of an anchor within the free room: 0 = left/top, 0.5 = centre, 1 = right/bottom
+_ANCHOR_FRACTIONS = {
+    "center": (0.5, 0.5),
+    "top": (0.5, 0.0),
+    "bottom": (0.5, 1.0),
+    "left": (0.0, 0.5),
+    "right": (1.0, 0.5),
+    "top-left": (0.0, 0.0),
+    "top-right": (1.0, 0.0),
+    "bottom-left": (0.0, 1.0),
+    "bottom-right": (1.0, 1.0),
+}
+# Pixels of the original kept around the subject when it is re-framed: the soft edge's colour
+# estimate reads the old background from there.
+PLACEMENT_CONTEXT_FRACTION = 0.08
+# Below this alpha a pixel is not part of the subject's extent (fill, margins, touching the edge).
+SUBJECT_EXTENT_ALPHA = 16
+
+
+@dataclass(frozen=True)
+class Placed:
+    """The original and its subject alpha laid out on the output canvas, and what was done."""
+
+    original: Image.Image  # RGB, canvas size
+    alpha: Image.Image  # "L", canvas size
+    scale: float  # original pixels → canvas pixels
+    subject_box: tuple[int, int, int, int] | None  # on the canvas, (x0, y0, x1, y1)
+    notes: tuple[str, ...] = ()
+    # the subject is smaller than asked: reaching the fill would have enlarged it past its own pixels
+    held_at_own_resolution: bool = False
+
+
+def subject_extent(alpha: Image.Image) -> tuple[int, int, int, int] | None:
+    """The subject's bounding box (x0, y0, x1, y1) from its alpha; None if there is none."""
+    return _grey(alpha).point(lambda v: 255 if v >= SUBJECT_EXTENT_ALPHA else 0).getbbox()
+
+
+def place(
+    original: Image.Image,
+    alpha: Image.Image,
+    canvas: tuple[int, int],
+    *,
+    fill: float | None = None,
+    anchor: str = "center",
+    margin: float = 0.0,
+    allow_upscale: bool = False,
+) -> Placed:
+    """Scale and position the subject of `original` (by its `alpha`) on a `canvas` (width, height).
+
+    `fill` is the share (%) of the frame inside the margins that the subject takes along its
+    limiting side; without it, the original's framing is scaled to fit the canvas (and shrunk
+    further if the subject would cross the margins). Resampling is LANCZOS. The subject is never
+    enlarged past its own resolution unless `allow_upscale`; either way a note says so."""
+    original = flatten(original)
+    alpha = _grey(alpha)
+    _check_sizes(original.size, alpha=alpha)
+    cw, ch = canvas
+    box = subject_extent(alpha)
+    if box is None:
+        raise ValueError("the cut-out has no subject to place")
+    bw, bh = box[2] - box[0], box[3] - box[1]
+    room_w, room_h = cw * (1 - 2 * margin / 100), ch * (1 - 2 * margin / 100)
+    fits = min(room_w / bw, room_h / bh)
+    notes: list[str] = []
+    held = False
+    scale = fill / 100 * fits if fill is not None else min(cw / original.width, ch / original.height, fits)
+    if scale > 1.0 + 1e-6:
+        asked = f"fill {fill:g}%" if fill is not None else "this canvas"
+        if allow_upscale:
+            notes.append(
+                f"the subject was enlarged {scale:.2f}x past its own resolution for {asked} "
+                f"({bw}x{bh} px shown at {round(bw * scale)}x{round(bh * scale)} px)"
+            )
+        else:
+            shown = 100 * min(bw / room_w, bh / room_h)
+            notes.append(
+                f"{asked} would enlarge the subject {scale:.2f}x past its own resolution; it is shown at its own "
+                f"{bw}x{bh} px instead (fill {shown:.0f}%); allowUpscale enlarges it"
+            )
+            scale = 1.0
+            held = True
+    fx, fy = _ANCHOR_FRACTIONS.get(anchor, (0.5, 0.5))
+    sw, sh = bw * scale, bh * scale
+    mx, my = cw * margin / 100, ch * margin / 100
+    x = mx + max(0.0, room_w - sw) * fx if sw <= room_w else (cw - sw) / 2
+    y = my + max(0.0, room_h - sh) * fy if sh <= room_h else (ch - sh) / 2
+    # the subject and a band of context around it, cut from the original, then scaled once
+    pad = round(PLACEMENT_CONTEXT_FRACTION * max(bw, bh))
+    crop = (
+        max(0, box[0] - pad),
+        max(0, box[1] - pad),
+        min(original.width, box[2] + pad),
+        min(original.height, box[3] + pad),
+    )
+    size = (max(1, round((crop[2] - crop[0]) * scale)), max(1, round((crop[3] - crop[1]) * scale)))
+    piece = original.crop(crop).resize(size, Image.Resampling.LANCZOS)
+    piece_alpha = alpha.crop(crop).resize(size, Image.Resampling.LANCZOS)
+    at = (round(x - (box[0] - crop[0]) * scale), round(y - (box[1] - crop[1]) * scale))
+    # what lies beyond the context band is never seen (alpha 0 there); the crop's mean colour
+    # keeps the edge estimate's old-background samples plausible
+    mean = tuple(round(v) for v in np.asarray(piece).reshape(-1, 3).mean(axis=0))
+    placed_original = Image.new("RGB", canvas, mean)
+    placed_original.paste(piece, at)
+    placed_alpha = Image.new("L", canvas, 0)
+    placed_alpha.paste(piece_alpha, at)
+    return Placed(placed_original, placed_alpha, scale, subject_extent(placed_alpha), tuple(notes), held)
+
+
+def cover(image: Image.Image, size: tuple[int, int]) -> tuple[Image.Image, float]:
+    """`image` scaled (LANCZOS) to cover `size` and centre-cropped to it; and the scale used."""
+    image = flatten(image)
+    scale = max(size[0] / image.width, size[1] / image.height)
+    scaled = (max(size[0], round(image.width * scale)), max(size[1], round(image.height * scale)))
+    resized = image if scaled == image.size else image.resize(scaled, Image.Resampling.LANCZOS)
+    left, top = (resized.width - size[0]) // 2, (resized.height - size[1]) // 2
+    return resized.crop((left, top, left + size[0], top + size[1])), scale
+
+
+def plain(size: tuple[int, int], color: tuple[int, int, int]) -> Image.Image:
+    return Image.new("RGB", size, color)

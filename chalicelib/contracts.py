@@ -102,6 +102,16 @@ class ShadowKind(StrEnum):
     CONTACT = "contact"  # a short, dark shadow where the subject meets the floor
 
 
+class BackgroundSource(StrEnum):
+    """What goes behind the subject (chalicelib.backgrounds has the schema)."""
+
+    PROMPT = "prompt"  # remove-background, then inpaint from the prompt: two model calls
+    COLOR = "color"  # a plain colour: remove-background only
+    IMAGE = "image"  # the user's own background photo: remove-background only
+    TRANSPARENT = "transparent"  # the cut-out with its alpha: remove-background only
+    SCENE = "scene"  # one text-to-image background per batch, then remove-background per image
+
+
 # --------------------------------------------------------------------------------------------
 # Error codes: stable strings clients may branch on. The message next to them is for humans.
 
@@ -124,6 +134,8 @@ class ErrorCode(StrEnum):
     REPORT_NOT_READY = "REPORT_NOT_READY"  # the job exists but its report is not written yet
     SERVICE_BUSY = "SERVICE_BUSY"  # an AWS service throttled the request: retry after a pause
     LABELS_UNAVAILABLE = "LABELS_UNAVAILABLE"  # label detection cannot read this image; it may still be processed
+    BACKGROUND_INVALID = "BACKGROUND_INVALID"  # a background source, colour or photo Backdrop cannot use
+    PLACEMENT_INVALID = "PLACEMENT_INVALID"  # an output size, aspect, fill, anchor or margin out of range
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"  # the key came before with another body
     REQUEST_IN_PROGRESS = "REQUEST_IN_PROGRESS"  # the first request with this key is still running
     # per-image workflow errors
@@ -131,6 +143,7 @@ class ErrorCode(StrEnum):
     IMAGE_TOO_SMALL = "IMAGE_TOO_SMALL"
     IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"  # bytes or pixels beyond what Backdrop accepts
     NO_SUBJECT = "NO_SUBJECT"  # nothing to keep: no foreground where the kept labels are
+    PRESET_UNMET = "PRESET_UNMET"  # the original is too small to meet the job's marketplace preset
     CONTENT_FILTERED = "CONTENT_FILTERED"  # the model's safety filter blocked input or output
     MODEL_REJECTED_REQUEST = "MODEL_REJECTED_REQUEST"  # Bedrock ValidationException
     MODEL_ACCESS_DENIED = "MODEL_ACCESS_DENIED"
@@ -171,6 +184,10 @@ MIN_UPLOAD_BYTES: Final = 1
 # Decoding more than this many pixels risks Lambda memory; Pillow's own bomb guard is ~89 MP.
 MAX_SOURCE_PIXELS: Final = 50_000_000
 MIN_SOURCE_SIDE: Final = 64  # Stability image services: every side >= 64 px
+# A placed output (chalicelib.backgrounds.Placement): at most this many pixels and px per side,
+# the size of the largest marketplace rules with room to spare, and what Finalize can hold.
+MAX_OUTPUT_SIDE: Final = 10_000
+MAX_OUTPUT_PIXELS: Final = 50_000_000
 UPLOAD_URL_TTL_SECONDS: Final = 15 * 60  # short-lived presigned POST
 DOWNLOAD_URL_TTL_SECONDS: Final = 60 * 60  # presigned GET of results and reports
 MAX_FILES_PER_UPLOAD_REQUEST: Final = 100
@@ -349,6 +366,20 @@ def response_key(job_id: str, image_id: str, step: str) -> str:
     return f"{_scratch(job_id)}responses/{image_id}.{step}.json"
 
 
+def scene_request_key(job_id: str) -> str:
+    """The batch's one text-to-image request (a `scene` background)."""
+    return f"{_scratch(job_id)}requests/scene.text-to-image.json"
+
+
+def scene_response_key(job_id: str) -> str:
+    return f"{_scratch(job_id)}responses/scene.text-to-image.json"
+
+
+def scene_key(job_id: str) -> str:
+    """The decoded scene every image of the job is composed onto."""
+    return f"{_scratch(job_id)}work/scene.png"
+
+
 def work_key(job_id: str, image_id: str, name: str) -> str:
     return f"{_scratch(job_id)}work/{image_id}.{name}"
 
@@ -473,6 +504,9 @@ TTL_ATTRIBUTE: Final = "expiresAt"
 # finishes) and started (reserved against the job's budget cap before each call is sent).
 JOB_MODEL_CALLS_ATTRIBUTE: Final = "modelCalls"
 JOB_CALLS_STARTED_ATTRIBUTE: Final = "modelCallsStarted"
+# A scene background's one text-to-image call per batch (its model's price, not the job model's),
+# set when the scene's answer was read: the job's cost counts it.
+JOB_SCENE_MODEL_ATTRIBUTE: Final = "sceneModel"
 
 
 def verdict_count_attribute(verdict: Verdict | str) -> str:

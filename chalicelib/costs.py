@@ -63,17 +63,35 @@ def max_calls(spec: ModelSpec, variants: int, budget_usd: float) -> int:
 
 
 def job_cost(job: Mapping[str, Any], calls_answered: int) -> dict[str, Any]:
-    """The job's cost so far, the estimate for all of it and its budget, in US dollars."""
+    """The job's cost so far, the estimate for all of it and its budget, in US dollars. A scene
+    background's one call per batch is counted at its own model's price."""
+    from chalicelib import backgrounds, contracts
+
     settings = job.get("settings") or {}
     variants = int(settings.get("variants") or 1)
     try:
         spec = registry.get_model(str(job.get("model")))
     except ModelUnavailable:  # a model no longer in the registry: no price to say, and no guess
         return {"modelCalls": calls_answered}
+    background = backgrounds.Background.from_dict(settings.get("background"))
+    images = int(job.get("imageCount") or 0)
+    scene_usd = 0.0
+    scene_calls = 0
+    if background.source is contracts.BackgroundSource.SCENE:
+        try:
+            scene_spec = registry.get_model(background.model or registry.default_scene_model_key())
+            scene_usd = scene_spec.price_per_image_usd
+        except ModelUnavailable:
+            pass
+        scene_calls = 1 if job.get(contracts.JOB_SCENE_MODEL_ATTRIBUTE) else 0
+    if background.needs_inpaint:
+        whole = images * image_price_usd(spec, variants)
+    else:  # a colour / photo / transparent / scene background: one call a photo, never re-rolled
+        whole = images * spec.compose_price_usd + scene_usd
     cost: dict[str, Any] = {
-        "modelCalls": calls_answered,
-        "actualUsd": round(calls_answered * call_price_usd(spec, variants), 4),
-        "estimateUsd": round(int(job.get("imageCount") or 0) * image_price_usd(spec, variants), 4),
+        "modelCalls": calls_answered + scene_calls,
+        "actualUsd": round(calls_answered * call_price_usd(spec, variants) + scene_calls * scene_usd, 4),
+        "estimateUsd": round(whole, 4),
         "pricePerImageUsd": spec.price_per_image_usd,
         "priceSource": spec.price_source,
     }

@@ -186,6 +186,10 @@ class ImageTooLarge(StepError):
     code = ErrorCode.IMAGE_TOO_LARGE
 
 
+class PresetUnmet(StepError):
+    code = ErrorCode.PRESET_UNMET
+
+
 class NoSubject(StepError):
     code = ErrorCode.NO_SUBJECT
 

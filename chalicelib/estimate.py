@@ -1,13 +1,18 @@
 """What a job will cost: its model calls, Finalize's Rekognition checks, and, as a maximum, the
 re-rolls if every image were made again (POST /jobs answers it; the web app says it in words).
 
-Pure arithmetic on the model's prices (GET /models: `pricePerImageUsd`, `reRollPriceUsd`) so the
-API and the front end compute the same figures.
+Pure arithmetic on the model's prices (GET /models: `pricePerImageUsd`, `reRollPriceUsd`,
+`composePricePerImageUsd`) so the API and the front end compute the same figures.
+
+Background recipes (chalicelib/backgrounds.py): a prompt image pays every call of its model; a
+colour / photo / transparent / scene image pays one call (remove-background) and is never
+re-rolled (its cut-out is deterministic); a scene job pays one text-to-image call for the batch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib import contracts
@@ -28,6 +33,12 @@ class Estimate:
     checks_usd: float  # Finalize's Rekognition checks, at most
     re_rolls: int
     re_roll_max_usd: float  # if every image were re-rolled `re_rolls` times (model call and checks)
+    compose_images: int = 0  # colour / photo / transparent / scene backgrounds: one call, no re-roll
+    model_calls: Mapping[str, int] = field(default_factory=dict)  # by kind, before retries and re-rolls
+
+    @property
+    def prompt_images(self) -> int:
+        return self.images - self.compose_images
 
     @property
     def usd(self) -> float:
@@ -42,7 +53,7 @@ class Estimate:
         photos = f"{self.images} photo" + ("" if self.images == 1 else "s")
         each = f" ({self.variants} variants each)" if self.variants > 1 else ""
         line = f"About ${self.usd:.2f} for {photos}{each}"
-        if self.re_rolls:
+        if self.re_rolls and self.prompt_images:  # a composed background is never re-rolled
             times = "" if self.re_rolls == 1 else f" {self.re_rolls} times"
             line += f" (up to ${self.max_usd:.2f} if every image is re-rolled{times})"
         return line
@@ -52,20 +63,50 @@ class Estimate:
             "usd": round(self.usd, 4),
             "modelUsd": round(self.model_usd, 4),
             "checksUsd": round(self.checks_usd, 4),
+            "images": self.images,
+            "promptImages": self.prompt_images,
+            "composeImages": self.compose_images,
+            "modelCalls": dict(self.model_calls),
             "reRolls": self.re_rolls,
             "maxUsd": round(self.max_usd, 4),
             "sentence": self.sentence(),
         }
 
 
+def model_calls(
+    prompt_images: int, compose_images: int, steps_per_prompt_image: int, *, scene: bool = False
+) -> dict[str, int]:
+    """How many model calls of each kind a job makes (before retries and re-rolls)."""
+    calls = {"perImagePrompt": prompt_images * steps_per_prompt_image, "perImageCompose": compose_images}
+    calls["scene"] = 1 if scene else 0
+    calls["total"] = calls["perImagePrompt"] + calls["perImageCompose"] + calls["scene"]
+    return calls
+
+
 def job_estimate(
-    images: int, variants: int, price_per_image_usd: float, re_roll_price_usd: float, re_rolls: int
+    images: int,
+    variants: int,
+    price_per_image_usd: float,
+    re_roll_price_usd: float,
+    re_rolls: int,
+    *,
+    steps_per_prompt_image: int = 1,
+    compose_images: int = 0,
+    compose_price_usd: float = 0.0,
+    scene_price_usd: float | None = None,
 ) -> Estimate:
+    """`images` photos, `compose_images` of them with a composed background (one call each, one
+    result, no re-roll); `scene_price_usd` given: the batch's one scene call."""
     check = contracts.REKOGNITION_USD_PER_IMAGE
-    model = images * variants * price_per_image_usd
-    checks = images * checks_per_attempt(variants, first=True) * check
+    prompt = images - compose_images
+    scene = scene_price_usd is not None
+    model = prompt * variants * price_per_image_usd + compose_images * compose_price_usd + (scene_price_usd or 0.0)
+    checks = (
+        prompt * checks_per_attempt(variants, first=True) + compose_images * checks_per_attempt(1, first=True)
+    ) * check
     per_re_roll = variants * re_roll_price_usd + checks_per_attempt(variants, first=False) * check
-    return Estimate(images, variants, model, checks, re_rolls, images * re_rolls * per_re_roll)
+    calls = model_calls(prompt, compose_images, steps_per_prompt_image, scene=scene)
+    return Estimate(images, variants, model, checks, re_rolls, prompt * re_rolls * per_re_roll, compose_images, calls)
 
 
 def attempt_cost_usd(variants: int, model_price_usd: float, rekognition_calls: int) -> float:

@@ -128,6 +128,24 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         # a budget cap reserves the image's model calls the same way
         table_actions=("GetItem", "UpdateItem"),
     ),
+    # a `scene` background: the batch's one text-to-image request, then its answer stored for
+    # every image (or, if it failed, every image FAILED with that cause)
+    LambdaFunction(
+        "prepare_scene",
+        memory_mb=256,
+        timeout_s=30,
+        workflow_task=True,
+        s3_write=(SCRATCH_PREFIX,),
+    ),
+    LambdaFunction(
+        "finish_scene",
+        memory_mb=1024,
+        timeout_s=60,
+        workflow_task=True,
+        s3_read=(SCRATCH_PREFIX,),
+        s3_write=(SCRATCH_PREFIX,),
+        table_actions=("GetItem", "Query", "UpdateItem"),
+    ),
     LambdaFunction(
         "build_mask",
         memory_mb=1769,
@@ -141,6 +159,7 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         memory_mb=1769,
         timeout_s=180,
         workflow_task=True,
+        # uploads: the original, and a background photo (an `image` background)
         s3_read=(UPLOADS_PREFIX, SCRATCH_PREFIX),
         # the original's text, read once per image, is kept in the scratch space for re-rolls
         s3_write=(RESULTS_PREFIX, SCRATCH_PREFIX),

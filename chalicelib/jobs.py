@@ -12,8 +12,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts, costs, estimate, quality, review, webhooks
-from chalicelib.contracts import ImageStatus, JobStatus
+from chalicelib import backgrounds, contracts, costs, estimate, quality, review, webhooks
+from chalicelib.contracts import BackgroundSource, ImageStatus, JobStatus
 from chalicelib.errors import (
     BadRequest,
     Conflict,
@@ -27,7 +27,15 @@ from chalicelib.errors import (
 )
 from chalicelib.labels import LabelService
 from chalicelib.models import registry
-from chalicelib.models.base import Box, ImageTask, JobSettings, ModelSpec, settings_from_dict, settings_to_dict
+from chalicelib.models.base import (
+    Box,
+    Family,
+    ImageTask,
+    JobSettings,
+    ModelSpec,
+    settings_from_dict,
+    settings_to_dict,
+)
 from chalicelib.store import MAX_IMAGES_PAGE_SIZE, PARALLEL_CALLS, JobStore, NewImage
 from chalicelib.validation import Problems, require_object
 
@@ -52,10 +60,13 @@ JOB_FIELDS = {
     "reRollOn",
     "images",
     "notify",
+    "background",
+    "placement",
+    "preset",
     "budgetUsd",
     "reviewHours",
 }
-IMAGE_FIELDS = {"imageRef", "name", "labels", "prompt"}
+IMAGE_FIELDS = {"imageRef", "name", "labels", "prompt", "background"}
 REQUEST_PROBLEMS = "the job request is not valid"
 
 
@@ -101,6 +112,7 @@ class ImageInput:
     name: str
     labels: tuple[str, ...]
     prompt: str | None
+    background: backgrounds.Background | None = None  # this image's override of the job's
 
     @property
     def image_id(self) -> str:
@@ -123,19 +135,24 @@ def parse_job_request(
     body: Any, *, model_lookup: Callable[[str], ModelSpec] = registry.get_selectable_model, seed: int | None = None
 ) -> tuple[ModelSpec, JobSettings, list[ImageInput]]:
     """Strictly parse a POST /jobs body; every problem is reported at once."""
-    body = require_object(body)
+    body = with_preset(require_object(body))
     problems = Problems(REQUEST_PROBLEMS)
     for name in sorted(set(body) - JOB_FIELDS):
         problems.add(name, f"unknown field {name!r}")
     spec = _model(body, model_lookup)
     settings = _job_settings(body, spec, problems, seed)
-    images = _images(body, problems)
+    job_background = backgrounds.Background.from_dict(settings.background)
+    job_scene = job_background if job_background.source is BackgroundSource.SCENE else None
+    images = _images(body, problems, job_scene)
+    _check_backgrounds(spec, settings, images, problems)
     if body.get("webhookUrl") is not None:
         problem = webhooks.check_url_syntax(body["webhookUrl"])
         if problem:
             problems.add("webhookUrl", problem)
     problems.raise_if_any()
     validate_for_model(spec, settings, images)
+    if job_scene is not None:
+        scene_model(job_scene, model_lookup)
     return spec, settings, images
 
 
@@ -145,10 +162,101 @@ def webhook_url_of(body: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _task(image: ImageInput) -> ImageTask:
+    return ImageTask(
+        image_id=image.image_id,
+        key="",
+        name=image.name,
+        labels=image.labels,
+        prompt=image.prompt,
+        background=image.background.to_dict() if image.background else None,
+    )
+
+
+def with_preset(body: dict[str, Any]) -> dict[str, Any]:
+    """The body with a marketplace preset's background, placement, format and shadow filled in
+    where the job does not set its own (presets.json)."""
+    key = body.get("preset")
+    if key is None:
+        return body
+    if not isinstance(key, str):
+        raise ValidationError("preset must be a preset key from GET /presets", details=[{"field": "preset"}])
+    from chalicelib import presets
+
+    filled = dict(body)
+    for name, value in presets.defaults(key).items():
+        if name == "placement" and isinstance(filled.get(name), dict):
+            filled[name] = {**value, **filled[name]}  # the job's own placement keys win
+        elif filled.get(name) is None and value is not None:
+            filled[name] = value
+    return filled
+
+
 def validate_for_model(spec: ModelSpec, settings: JobSettings, images: Sequence[ImageInput]) -> None:
     """The model's own limits (ValidationError naming each field), before anything is spent."""
-    tasks = [ImageTask(image_id=i.image_id, key="", name=i.name, labels=i.labels, prompt=i.prompt) for i in images]
-    registry.adapter_for(spec).validate(spec, settings, tasks)
+    registry.adapter_for(spec).validate(spec, settings, [_task(i) for i in images])
+
+
+def scene_model(scene: backgrounds.Background, model_lookup: Callable[[str], ModelSpec]) -> ModelSpec:
+    """The text-to-image model of a scene background, checked as a job's model is: unknown or
+    retired (end of life) is refused at submit, and the prompt must fit it."""
+    spec = model_lookup(scene.model or registry.default_scene_model_key())
+    if spec.family is not Family.TEXT_TO_IMAGE:
+        raise ValidationError(
+            f"model {spec.key} does not generate scenes; background.model must be a text-to-image model",
+            details=[
+                {"field": "background.model", "message": "not a text-to-image model", "code": "MODEL_UNAVAILABLE"}
+            ],
+        )
+    from chalicelib.models.scene import SceneAdapter
+
+    SceneAdapter().validate_scene(spec, scene)
+    return spec
+
+
+def _check_backgrounds(
+    spec: ModelSpec, settings: JobSettings, images: Sequence[ImageInput], problems: Problems
+) -> None:
+    """What a background asks of the model, the placement and the output format."""
+    chosen = [
+        backgrounds.effective(i.background.to_dict() if i.background else None, settings.background) for i in images
+    ]
+    composed = [b for b in chosen if not b.needs_inpaint]
+    invalid = contracts.ErrorCode.BACKGROUND_INVALID
+    if composed and len(registry.adapter_for(spec).steps) < 2:
+        problems.add(
+            "background",
+            f"model {spec.key} does not cut the subject out, so it can only take a prompt background; "
+            f"choose {registry.default_model_key()} for a {composed[0].source.value} background",
+            code=invalid,
+        )
+    if settings.placement and len(composed) < len(chosen):
+        problems.add(
+            "placement",
+            "placement applies to color, image, transparent and scene backgrounds; a prompt background keeps "
+            "the original's framing",
+            code=contracts.ErrorCode.PLACEMENT_INVALID,
+        )
+    if composed and settings.blend < 1:
+        problems.add(
+            "blend",
+            "blend mixes in the inpainting model's re-lit subject, which only a prompt background has; "
+            "a color, image, transparent or scene background keeps the original subject (blend 1)",
+            code=invalid,
+        )
+    if any(b.source is BackgroundSource.TRANSPARENT for b in chosen) and settings.output_format == "jpeg":
+        problems.add(
+            "outputFormat",
+            "a transparent background needs an output format with alpha: png or webp, not jpeg",
+            code=invalid,
+        )
+    refs = {b.image_ref for b in chosen if b.image_ref}
+    if len(refs) > backgrounds.MAX_BACKGROUND_IMAGES_PER_JOB:
+        problems.add(
+            "background",
+            f"a job may use at most {backgrounds.MAX_BACKGROUND_IMAGES_PER_JOB} background photos, not {len(refs)}",
+            code=invalid,
+        )
 
 
 def _model(body: dict[str, Any], model_lookup: Callable[[str], ModelSpec]) -> ModelSpec:
@@ -225,10 +333,17 @@ def _finish_settings(body: dict[str, Any], spec: ModelSpec, problems: Problems) 
             except ValueError as exc:
                 problems.add("qualityThresholds", str(exc))
     given = {"blend": blend, "shadow_angle": angle, "shadow_strength": strength}
+    background = backgrounds.parse_background("background", body.get("background"), problems)
+    placement = backgrounds.parse_placement(body.get("placement"), problems)
     # stored complete, so the job shows the thresholds it was scored against
-    return {"shadow": shadow, "quality_thresholds": thresholds, **_re_roll_settings(body, problems)} | {
-        k: float(v) for k, v in given.items() if v is not None
-    }
+    return {
+        "shadow": shadow,
+        "quality_thresholds": thresholds,
+        "background": (background or backgrounds.PROMPT_BACKGROUND).to_dict(),
+        "placement": placement.to_dict() if placement else None,
+        "preset": body.get("preset"),
+        **_re_roll_settings(body, problems),
+    } | {k: float(v) for k, v in given.items() if v is not None}
 
 
 def _re_roll_settings(body: dict[str, Any], problems: Problems) -> dict[str, Any]:
@@ -250,7 +365,9 @@ def _re_roll_settings(body: dict[str, Any], problems: Problems) -> dict[str, Any
     return {"re_rolls": re_rolls, "re_roll_on": re_roll_on}
 
 
-def _images(body: dict[str, Any], problems: Problems) -> list[ImageInput]:
+def _images(
+    body: dict[str, Any], problems: Problems, job_scene: backgrounds.Background | None = None
+) -> list[ImageInput]:
     raw_images = body.get("images")
     if not isinstance(raw_images, list) or not 1 <= len(raw_images) <= contracts.MAX_IMAGES_PER_JOB:
         count = len(raw_images) if isinstance(raw_images, list) else 0
@@ -259,14 +376,16 @@ def _images(body: dict[str, Any], problems: Problems) -> list[ImageInput]:
     images: list[ImageInput] = []
     seen: set[str] = set()
     for index, raw in enumerate(raw_images):
-        image = _image(f"images[{index}]", raw, problems, seen)
+        image = _image(f"images[{index}]", raw, problems, seen, job_scene)
         if image is not None:
             seen.add(image.image_ref)
             images.append(image)
     return images
 
 
-def _image(where: str, raw: Any, problems: Problems, seen: set[str]) -> ImageInput | None:
+def _image(
+    where: str, raw: Any, problems: Problems, seen: set[str], job_scene: backgrounds.Background | None = None
+) -> ImageInput | None:
     """One image of the request, or None when its ref is unusable (its problems are added)."""
     if not isinstance(raw, dict):
         problems.add(where, "each image must be an object with imageRef, name and labels")
@@ -290,7 +409,10 @@ def _image(where: str, raw: Any, problems: Problems, seen: set[str]) -> ImageInp
     if prompt is not None and not isinstance(prompt, str):
         problems.add(f"{where}.prompt", "prompt must be a string")
         prompt = None
-    return ImageInput(ref, name, labels, prompt or None)
+    background = backgrounds.parse_background(
+        f"{where}.background", raw.get("background"), problems, job_scene=job_scene, is_override=True
+    )
+    return ImageInput(ref, name, labels, prompt or None, background)
 
 
 def _labels(where: str, labels: Any, problems: Problems) -> tuple[str, ...]:
@@ -306,6 +428,29 @@ def _labels(where: str, labels: Any, problems: Problems) -> tuple[str, ...]:
                 f"{where}.labels", f"label {label[:40]!r}... is longer than {contracts.MAX_LABEL_LENGTH} characters"
             )
     return tuple(kept)
+
+
+def job_estimate(spec: ModelSpec, settings: JobSettings, images: Sequence[ImageInput]) -> estimate.Estimate:
+    """Model calls and dollars for a job: what POST /jobs answers and the web app shows."""
+    sources = [
+        backgrounds.effective(i.background.to_dict() if i.background else None, settings.background).source
+        for i in images
+    ]
+    scene_price = None
+    if BackgroundSource.SCENE in sources:
+        scene = backgrounds.Background.from_dict(settings.background)
+        scene_price = registry.get_model(scene.model or registry.default_scene_model_key()).price_per_image_usd
+    return estimate.job_estimate(
+        len(images),
+        settings.variants,
+        spec.price_per_image_usd,
+        spec.re_roll_price_usd,
+        settings.re_rolls,
+        steps_per_prompt_image=len(registry.adapter_for(spec).steps),
+        compose_images=sum(1 for s in sources if s in backgrounds.COMPOSE_SOURCES),
+        compose_price_usd=spec.compose_price_usd,
+        scene_price_usd=scene_price,
+    )
 
 
 def parse_notify(body: Any) -> bool:
@@ -420,6 +565,7 @@ class JobService:
                 f"the labels of {len(pending):,} image(s) are still being detected; submit again in a few seconds"
             )
         _missing_labels(images, labels, keys).raise_if_any()
+        settings, images = self._resolve_background_photos(owner, settings, images)
         job_id = job_id or contracts.new_job_id()
         if webhook_url and self.store.webhook_secret(owner) is None:  # it signs this job's webhook
             self.store.put_webhook_secret(owner, webhooks.new_secret(), replace=False)
@@ -443,6 +589,7 @@ class JobService:
                     labels=i.labels,
                     boxes=_boxes_for(labels[keys[i.image_ref]], i.labels) if i.labels else (),
                     prompt=i.prompt,
+                    background=i.background.to_dict() if i.background else None,
                 )
                 for i in images
             ],
@@ -451,16 +598,78 @@ class JobService:
             webhook_url=webhook_url,
             retry_of=retry_of,
         )
-        cost = estimate.job_estimate(
-            len(images), settings.variants, spec.price_per_image_usd, spec.re_roll_price_usd, settings.re_rolls
-        )
         return {
             "jobId": job_id,
             "status": JobStatus.SUBMITTED.value,
             "imageCount": len(images),
             "model": spec.key,
-            "estimate": cost.to_dict(),
+            "estimate": job_estimate(spec, settings, images).to_dict(),
         }
+
+    def _background_photo_problems(self, key: str, where: str, placement: backgrounds.Placement | None) -> str | None:
+        """Why a background photo cannot be used (None: it can): it must exist, be an image, and be
+        big enough for the canvas (the placement's size, or MIN_BACKGROUND_IMAGE_SIDE)."""
+        from chalicelib import imaging
+        from chalicelib.errors import StepError
+
+        try:
+            data = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if is_not_found(exc):
+                return "the background photo was never uploaded or has expired"
+            raise service_failure(exc, "could not read the background photo") from exc
+        try:
+            width, height, orientation = imaging.probe(data)
+        except StepError as exc:
+            return f"the background photo cannot be used: {exc.message}"
+        if orientation in (5, 6, 7, 8):
+            width, height = height, width
+        if placement and placement.width and placement.height:
+            need = (placement.width, placement.height)
+            # the photo is scaled to cover the canvas: it must not be enlarged to do so
+            if width < need[0] or height < need[1]:
+                return (
+                    f"the background photo is {width}x{height} px, smaller than the {need[0]}x{need[1]} canvas; "
+                    "upload a larger photo or choose a smaller output size"
+                )
+        elif min(width, height) < backgrounds.MIN_BACKGROUND_IMAGE_SIDE:
+            return (
+                f"the background photo is {width}x{height} px; its shorter side must be at least "
+                f"{backgrounds.MIN_BACKGROUND_IMAGE_SIDE} px"
+            )
+        return None
+
+    def _resolve_background_photos(
+        self, owner: str, settings: JobSettings, images: list[ImageInput]
+    ) -> tuple[JobSettings, list[ImageInput]]:
+        """Background photos checked in S3 (every problem at once), with the server-derived key of
+        each put in its background: a client never names a key."""
+        placement = backgrounds.Placement.from_dict(settings.placement)
+        problems = Problems(REQUEST_PROBLEMS)
+        checked: dict[str, str | None] = {}
+
+        def resolve(where: str, background: backgrounds.Background) -> backgrounds.Background:
+            if background.source is not BackgroundSource.IMAGE or not background.image_ref:
+                return background
+            key = contracts.upload_key(owner, background.image_ref)
+            if key not in checked:
+                checked[key] = self._background_photo_problems(key, where, placement)
+            if checked[key]:
+                problems.add(
+                    f"{where}.imageRef",
+                    str(checked[key]),
+                    code=contracts.ErrorCode.BACKGROUND_INVALID,
+                    imageRef=background.image_ref,
+                )
+            return replace(background, key=key)
+
+        job_background = resolve("background", backgrounds.Background.from_dict(settings.background))
+        resolved = [
+            replace(i, background=resolve(f"images[{n}].background", i.background)) if i.background else i
+            for n, i in enumerate(images)
+        ]
+        problems.raise_if_any()
+        return replace(settings, background=job_background.to_dict()), resolved
 
     def submit_request(
         self, owner: str, body: Any, model_lookup: Callable[[str], ModelSpec], notify: bool, email: str | None
@@ -494,7 +703,16 @@ class JobService:
             raise BadRequest(f"job {job_id} has no failed images to retry")
         spec = model_lookup(job["model"])
         settings = replace(settings_from_dict(job["settings"]), model=spec.key)
-        images = [ImageInput(i["imageRef"], i["name"], tuple(i.get("labels") or ()), i.get("prompt")) for i in failed]
+        images = [
+            ImageInput(
+                i["imageRef"],
+                i["name"],
+                tuple(i.get("labels") or ()),
+                i.get("prompt"),
+                backgrounds.Background.from_dict(i["background"]) if i.get("background") else None,
+            )
+            for i in failed
+        ]
         validate_for_model(spec, settings, images)
         retry_job_id = contracts.new_job_id()
         earlier = self.store.claim_retry(job_id, retry_job_id)
@@ -584,6 +802,8 @@ class JobService:
             "cause": image.get("cause"),
             "labels": image.get("labels") or [],
             "prompt": image.get("prompt"),
+            # the image's own background, if it overrides the job's (the server's S3 key left out)
+            "background": {k: v for k, v in (image.get("background") or {}).items() if k != "key"} or None,
             "verdict": image.get("verdict"),
             "reviewDecision": image.get("reviewDecision"),
             "originalUrl": self._url(image["key"]),

@@ -128,6 +128,7 @@ def model_call_seconds(s3: Any, bucket: str, job_id: str, image_id: str, steps: 
 
 
 def record_success(s3: Any, event: Mapping[str, Any], result: Mapping[str, Any]) -> None:
+    from chalicelib import backgrounds
     from chalicelib.models import registry
 
     spec = registry.get_model(str(event["settings"]["model"]))
@@ -135,11 +136,20 @@ def record_success(s3: Any, event: Mapping[str, Any], result: Mapping[str, Any])
         emit("ImagesReRolled", 1)
         return
     emit("ImagesSucceeded", 1)
-    # every attempt's model calls and checks (automatic re-rolls), or the model's price
+    steps = registry.adapter_for(spec).steps
+    background = backgrounds.effective(event["image"].get("background"), event["settings"].get("background"))
+    if not background.needs_inpaint:  # a colour / photo / transparent / scene background: the first call alone
+        steps = steps[:1]
+    # every attempt's model calls and checks (automatic re-rolls), or the recipe's price
     attempts = result.get("attempts") or []
     cost = sum(float(a.get("costUsd") or 0) for a in attempts)
-    emit("EstimatedCostUSD", cost or spec.price_per_image_usd * int(result.get("outputs") or 1), "None")
-    steps = registry.adapter_for(spec).steps
+    if not cost:
+        cost = (
+            spec.price_per_image_usd * int(result.get("outputs") or 1)
+            if background.needs_inpaint
+            else spec.compose_price_usd
+        )
+    emit("EstimatedCostUSD", cost, "None")
     image_id = str(event["image"]["imageId"])
     # finalize measures them before it discards the image's scratch (chalicelib/workflow.py)
     seconds_by_step = result.get("modelCallSeconds")

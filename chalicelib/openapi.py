@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from chalicelib import contracts, costs, errors, http_errors
-from chalicelib.contracts import ErrorCode, ImageStatus, JobStatus, Mode, OutputFormat
+from chalicelib.contracts import BackgroundSource, ErrorCode, ImageStatus, JobStatus, Mode, OutputFormat
 from chalicelib.job_control import ClosingBy
 from chalicelib.models import registry
+from chalicelib.presets import all_presets
 from chalicelib.store import MAX_IMAGES_PAGE_SIZE
 
 OPENAPI_VERSION: Final = "3.1.0"
@@ -111,6 +112,11 @@ def _job_request() -> tuple[dict[str, Any], dict[str, Any]]:
             "whole subject found by background removal (Stability models)",
         },
         "prompt": {"type": "string", "maxLength": prompt_max, "description": "this image's prompt"},
+        "background": {
+            **_ref("Background"),
+            "description": 'this image\'s own background instead of the job\'s (`{"source": "scene"}`: the '
+            "job's scene)",
+        },
     }
     job = {
         "prompt": {
@@ -188,6 +194,13 @@ def _job_request() -> tuple[dict[str, Any], dict[str, Any]]:
             "default": True,
             "description": "false: no email when this job is done (its webhook, if any, is still sent)",
         },
+        "background": {**_ref("Background"), "description": "what goes behind the subject; default a prompt"},
+        "placement": _ref("Placement"),
+        "preset": _enum(
+            sorted(all_presets()),
+            "a marketplace preset (GET /presets): sets the background colour, canvas, fill and format the job "
+            "does not set itself, and checks every output against its rules",
+        ),
         "images": {
             "type": "array",
             "items": _ref("ImageRequest"),
@@ -214,8 +227,106 @@ def _job_request() -> tuple[dict[str, Any], dict[str, Any]]:
             "the OpenAPI job request and the parser's fields differ: "
             f"{sorted(set(job) ^ JOB_FIELDS)} / {sorted(set(image) ^ IMAGE_FIELDS)} (chalicelib/jobs.py)"
         )
-    required = ["prompt", "images"] if all(s.prompt_required for s in specs) else ["images"]
+    required = ["images"]  # a prompt only for a prompt background
     return _obj(job, required, closed=True), _obj(image, ["imageRef"], closed=True)
+
+
+def _background_schemas() -> dict[str, Any]:
+    """Background, placement, estimate, presets and compliance (chalicelib.backgrounds, presets)."""
+    from chalicelib import backgrounds
+
+    return {
+        "Background": _obj(
+            {
+                "source": _enum(BackgroundSource),
+                "color": {
+                    "type": "string",
+                    "pattern": backgrounds.COLOR_RE.pattern,
+                    "description": "color: #RGB or #RRGGBB",
+                },
+                "imageRef": {**_ref("ImageRef"), "description": "image: the background photo, from POST /uploads"},
+                "prompt": {"type": "string", "description": "scene: what the batch's one shared background shows"},
+                "negativePrompt": _STRING,
+                "model": {
+                    "type": "string",
+                    "description": f"scene: a text-to-image model key (GET /models, role "
+                    f"scene); default {registry.default_scene_model_key()}",
+                },
+            },
+            ["source"],
+            closed=True,
+            description="prompt (default: two model calls per image), color, image, transparent or scene (one call "
+            "per image; a scene adds one per batch)",
+        ),
+        "Placement": _obj(
+            {
+                "width": {
+                    "type": "integer",
+                    "minimum": contracts.MIN_SOURCE_SIDE,
+                    "maximum": contracts.MAX_OUTPUT_SIDE,
+                },
+                "height": {
+                    "type": "integer",
+                    "minimum": contracts.MIN_SOURCE_SIDE,
+                    "maximum": contracts.MAX_OUTPUT_SIDE,
+                },
+                "aspect": {"type": "string", "pattern": backgrounds.ASPECT_RE.pattern, "examples": ["1:1", "4:5"]},
+                "fill": {"type": "number", "minimum": 1, "maximum": 100, "description": "% of the frame"},
+                "anchor": _enum(backgrounds.ANCHORS),
+                "margin": {"type": "number", "minimum": 0, "maximum": backgrounds.MAX_MARGIN_PERCENT},
+                "allowUpscale": {"type": "boolean", "default": False},
+            },
+            closed=True,
+            description="the output canvas and where the subject sits (color, image, transparent, scene)",
+        ),
+        "Estimate": _obj(
+            {
+                "images": _COUNT,
+                "promptImages": _COUNT,
+                "composeImages": _COUNT,
+                "modelCalls": _obj({k: _COUNT for k in ("perImagePrompt", "perImageCompose", "scene", "total")}),
+                "usd": {"type": "number", "description": "the model calls and the quality checks"},
+                "modelUsd": {"type": "number"},
+                "checksUsd": {"type": "number", "description": "Rekognition's checks, at most"},
+                "reRolls": _COUNT,
+                "maxUsd": {
+                    "type": "number",
+                    "description": "if every prompt image were re-rolled `reRolls` times (composed backgrounds are not)",
+                },
+                "sentence": {"type": "string", "description": "the same, in words"},
+            },
+            ["usd", "maxUsd", "sentence"],
+            description="what the job will cost: its model calls (before retries) and quality checks (registry "
+            "prices; docs/models.md)",
+        ),
+        "Compliance": _obj(
+            {
+                "preset": _STRING,
+                "outcome": _enum(("PASS", "FAIL")),
+                "fill": {"type": "number"},
+                "checks": {
+                    "type": "array",
+                    "items": _obj(
+                        {
+                            "rule": _STRING,
+                            "outcome": _enum(("PASS", "FAIL")),
+                            "reason": _STRING,
+                            "requirement": _STRING,
+                            "source": _STRING,
+                            "confirmed": {"type": "boolean"},
+                        }
+                    ),
+                },
+            },
+            ["preset", "outcome", "checks"],
+            description="the output against every rule of the job's preset",
+        ),
+        "PresetList": _obj(
+            {"presets": {"type": "array", "items": {"type": "object"}}},
+            ["presets"],
+            description="each preset's key, displayName, what it applies and its rules (source, date, confirmed)",
+        ),
+    }
 
 
 def _quality_outcomes() -> Any:
@@ -352,6 +463,10 @@ def schemas() -> dict[str, Any]:
             {
                 "field": {"type": "string", "description": "where, e.g. `images[3].prompt`"},
                 "message": _STRING,
+                "code": {
+                    "type": "string",
+                    "description": "a stable reason where one applies, e.g. BACKGROUND_INVALID, PLACEMENT_INVALID",
+                },
                 "index": _COUNT,
                 "name": _STRING,
                 "imageRef": _STRING,
@@ -399,6 +514,12 @@ def schemas() -> dict[str, Any]:
                     }
                 ),
                 "pricePerImageUsd": {"type": "number"},
+                "composePricePerImageUsd": {
+                    "type": "number",
+                    "description": "per image with a color, image, transparent or scene background (one call)",
+                },
+                "callPricesUsd": {"type": "object", "additionalProperties": {"type": "number"}},
+                "role": _enum(("job", "scene"), "scene: generates a scene background once per batch"),
                 "selectable": {"type": "boolean", "description": "accepted by POST /jobs now"},
             },
             ["key", "family", "lifecycle", "limits", "selectable"],
@@ -495,6 +616,7 @@ def schemas() -> dict[str, Any]:
             },
             ["labels", "unavailable", "pending"],
         ),
+        **_background_schemas(),
         "JobRequest": job_request,
         "ImageRequest": image_request,
         "Submitted": _obj(
@@ -504,18 +626,7 @@ def schemas() -> dict[str, Any]:
                 "imageCount": _COUNT,
                 "model": _STRING,
                 "retryOf": {**_ref("JobId"), "description": "POST /jobs/{jobId}/retry: the job retried"},
-                "estimate": _obj(
-                    {
-                        "usd": {"type": "number", "description": "the model calls and the quality checks"},
-                        "modelUsd": {"type": "number"},
-                        "checksUsd": {"type": "number", "description": "Rekognition's checks, at most"},
-                        "reRolls": _COUNT,
-                        "maxUsd": {"type": "number", "description": "if every image were re-rolled `reRolls` times"},
-                        "sentence": {"type": "string", "description": "the same, in words"},
-                    },
-                    ["usd", "maxUsd", "sentence"],
-                    description="what the job will cost (registry prices; docs/models.md)",
-                ),
+                "estimate": _ref("Estimate"),
             },
             ["jobId", "status", "imageCount", "model"],
         ),
@@ -548,6 +659,7 @@ def schemas() -> dict[str, Any]:
                 "cause": _nullable(_STRING),
                 "labels": {"type": "array", "items": _STRING},
                 "prompt": _nullable(_STRING),
+                "background": _nullable({"type": "object", "description": "the image's own background, if any"}),
                 "verdict": _nullable(_enum(v.value for v in contracts.Verdict if v is not contracts.Verdict.NONE)),
                 "reviewDecision": _nullable(_enum(contracts.ReviewDecision)),
                 "originalUrl": _URL,
@@ -561,6 +673,19 @@ def schemas() -> dict[str, Any]:
                             "url": _URL,
                             "quality": _ref("Scorecard"),
                             "producedBy": {"type": "string", "description": "the model that made it"},
+                            "background": _enum(BackgroundSource),
+                            "width": _INT,
+                            "height": _INT,
+                            "notes": {
+                                "type": "array",
+                                "items": _STRING,
+                                "description": "what Backdrop did: re-framing, enlargement of the subject or scene",
+                            },
+                            "compliance": _ref("Compliance"),
+                            "consistency": {
+                                "type": "object",
+                                "description": "what the report compares across a color or scene batch",
+                            },
                         },
                         ["key", "variant", "url"],
                     ),
@@ -861,6 +986,13 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
         "Models, their limits, prices and lifecycle",
         "ModelList",
         description="Which models exist, which are `selectable` now (not at end of life), and each one's limits.",
+        tags=("models",),
+    ),
+    ("GET", "/presets"): Operation(
+        "Marketplace presets and their rules",
+        "PresetList",
+        description="Amazon main image, Shopify, Etsy, eBay and Google Merchant Center: what each preset applies "
+        "and each rule with the public page it comes from (chalicelib/presets.json).",
         tags=("models",),
     ),
     ("POST", "/uploads"): Operation(

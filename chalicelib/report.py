@@ -12,8 +12,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts, costs, quality
-from chalicelib.contracts import ErrorCode, ImageStatus, JobStatus
+from chalicelib import consistency, contracts, costs, quality
+from chalicelib.contracts import BackgroundSource, ErrorCode, ImageStatus, JobStatus
 from chalicelib.errors import StorageError, client_error_code
 from chalicelib.store import CANCELLED_CAUSE, UNFINISHED_CAUSE, JobStore
 
@@ -40,6 +40,12 @@ CSV_COLUMNS = (
     "subjectPsnrDb",
     "subjectDeltaE",
     "haloDeltaE",
+    # backgrounds (chalicelib.backgrounds, chalicelib.presets): the source, the preset's verdict
+    # with the rules that failed, and what Backdrop did (re-framing, enlargement)
+    "background",
+    "compliance",
+    "complianceFailures",
+    "notes",
     # every attempt at the image (automatic re-rolls), in order: the kept one, each one's seed,
     # outcome (or error code) and the image's total cost (model calls and Rekognition checks)
     "attempts",
@@ -87,6 +93,31 @@ def _quality_columns(scorecard: Mapping[str, Any] | None) -> dict[str, Any]:
         "subjectDeltaE": fidelity.metrics.get("deltaE") if fidelity else None,
         "haloDeltaE": halo.metrics.get("haloDeltaE") if halo else None,
     }
+
+
+def _background_columns(output: Mapping[str, Any]) -> dict[str, Any]:
+    compliance = output.get("compliance") or {}
+    failures = [f"{c['rule']}: {c['reason']}" for c in compliance.get("checks") or [] if c.get("outcome") == "FAIL"]
+    return {
+        "background": output.get("background"),
+        "compliance": f"{compliance['preset']} {compliance['outcome']}" if compliance else None,
+        "complianceFailures": "; ".join(failures) or None,
+        "notes": "; ".join(output.get("notes") or []) or None,
+    }
+
+
+def _consistency_lines(found: Mapping[str, Any] | None) -> list[str]:
+    """The batch's consistency (scene and colour batches), and its outliers."""
+    if not found:
+        return []
+    fill = found["fill"]
+    lines = [
+        "",
+        f"Batch consistency: subject fill {fill['min']}-{fill['max']}% (median {fill['median']}%), "
+        f"background difference up to {found['backgroundDifference']['max']} of 255.",
+    ]
+    lines += [f"- outlier {o['name']}: {'; '.join(o['reasons'])}" for o in found["outliers"][:20]]
+    return lines
 
 
 def _attempt_columns(attempts: list[Mapping[str, Any]] | None) -> dict[str, Any]:
@@ -258,6 +289,16 @@ class Reporter:
         }
         if job.get("cancelledAt"):
             report["cancelledAt"] = job["cancelledAt"]
+        source = (settings.get("background") or {}).get("source")
+        if source in (BackgroundSource.COLOR.value, BackgroundSource.SCENE.value):
+            report["consistency"] = consistency.batch_consistency(
+                [
+                    (i.get("name") or i["imageId"], o["consistency"])
+                    for i in images
+                    for o in i.get("outputs") or []
+                    if o.get("consistency")
+                ]
+            )
         return report
 
     def load(self, bucket: str, owner: str, job_id: str) -> dict[str, Any] | None:
@@ -302,6 +343,7 @@ class Reporter:
                         producedBy=output.get("producedBy"),
                         seed=output.get("seed", base["seed"]),
                         **_quality_columns(output.get("quality")),
+                        **_background_columns(output),
                         **_attempt_columns(image.get("attempts")),
                     )
                 writer.writerow({column: spreadsheet_safe(value) for column, value in row.items()})
@@ -349,6 +391,7 @@ class Reporter:
             if len(failed) > contracts.SNS_MAX_FAILURES_LISTED:
                 lines.append(f"- ... and {len(failed) - contracts.SNS_MAX_FAILURES_LISTED} more (see the report)")
         lines += _quality_lines(report["images"])
+        lines += _consistency_lines(report.get("consistency"))
         where = os.environ.get("BACKDROP_APP_URL")
         if where:  # the job page shows the results, the report and the downloads, after signing in
             lines += ["", f"See the results: {contracts.job_page_url(where, job_id)}"]

@@ -106,7 +106,7 @@ class WorkflowStarter:
         items: list[dict[str, Any]] = []
         for item in self.store.images(job_id):
             entry = {"imageId": item["imageId"], "key": item["key"], "name": item.get("name") or item["imageId"]}
-            for optional in ("labels", "boxes", "prompt"):
+            for optional in ("labels", "boxes", "prompt", "background"):
                 if item.get(optional):
                     entry[optional] = item[optional]
             items.append(entry)

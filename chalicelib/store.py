@@ -87,6 +87,7 @@ class NewImage:
     labels: tuple[str, ...] = ()
     boxes: tuple[tuple[float, float, float, float], ...] = ()
     prompt: str | None = None
+    background: Mapping[str, Any] | None = None  # the image's override of the job's background
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,8 @@ class JobStore:
             }
             if image.prompt:
                 item["prompt"] = image.prompt
+            if image.background:
+                item["background"] = dict(image.background)
             items.append(item)
         self._write_all(items)
         job = {
@@ -450,6 +453,15 @@ class JobStore:
                 ":arn": execution_arn,
                 ":now": contracts.utc_now_iso(),
             },
+        )
+
+    def record_scene_call(self, job_id: str, model_key: str) -> bool:
+        """The batch's scene call answered (it is billed): the job's cost counts it, once."""
+        return self._conditional_update(
+            self._job_key(job_id),
+            f"SET {contracts.JOB_SCENE_MODEL_ATTRIBUTE} = :model",
+            "attribute_exists(#s)",
+            {":model": model_key},
         )
 
     def fail_job(self, job_id: str, cause: str) -> bool:

@@ -13,18 +13,19 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts, costs, estimate, imaging, observability
-from chalicelib.contracts import ErrorCode, ImageStatus
+from chalicelib import backgrounds, contracts, costs, estimate, imaging, observability, presets
+from chalicelib.contracts import BackgroundSource, ErrorCode, ImageStatus
 from chalicelib.errors import (
     BudgetReached,
     JobCancelled,
     NoSubject,
+    PresetUnmet,
     StepError,
     StorageError,
     classify_step_failure,
@@ -101,6 +102,7 @@ class StepInput:
             labels=tuple(item.get("labels") or ()),
             boxes=tuple(_box(values) for values in item.get("boxes") or ()),
             prompt=item.get("prompt") or None,
+            background=item.get("background") or None,
         )
         if not contracts.IMAGE_ID_RE.match(image.image_id):
             raise ValueError(f"not an image id: {image.image_id!r}")
@@ -214,9 +216,40 @@ class Steps:
             contracts.work_key(step.job_id, step.image.image_id, GEOMETRY),
             {"geometry": geometry.to_dict(), "orientation": orientation},
         )
-        self._reserve_calls(event, step, len(adapter.steps))
+        background = backgrounds.effective(step.image.background, step.settings.background)
+        # a colour / photo / transparent / scene background makes the first call alone
+        self._reserve_calls(event, step, len(adapter.steps) if background.needs_inpaint else 1)
         call = adapter.first_call(spec, step.settings, step.image, canvas_png)
-        return {"family": spec.family.value, "call": self._write_call(step, call)}
+        # the state machine routes by recipe after this call: prompt → mask and inpaint, the others
+        # (one call) → straight to Finalize's compositing
+        recipe = background.source
+        return {"family": spec.family.value, "recipe": recipe.value, "call": self._write_call(step, call)}
+
+    def _cutout_alpha(self, step: StepInput, spec: ModelSpec) -> tuple[Any, Geometry, str | None]:
+        """The remove-background answer as the subject's soft alpha on the model canvas (within
+        the kept labels' boxes), its geometry, and what made the cut-out."""
+        adapter = registry.adapter_for(spec)
+        first_step = adapter.steps[0]
+        response = self._get_json(step.bucket, contracts.response_key(step.job_id, step.image.image_id, first_step))
+        cutout = imaging.decode_image(adapter.parse_response(spec, first_step, response).images[0])
+        geometry, orientation = self._geometry(step)
+        boxes = [imaging.orient_box(box, orientation) for box in step.image.boxes]
+        boxes_px = imaging.boxes_to_canvas(boxes, geometry)
+        canvas_size = (geometry.canvas_width, geometry.canvas_height)
+        alpha = imaging.subject_alpha(cutout, boxes_px, size=canvas_size, within=imaging.content_rect(geometry))
+        if imaging.mask_is_empty(imaging.binary(alpha)):
+            self._no_subject(step, bool(boxes_px))
+        return alpha, geometry, imaging.provenance(cutout)
+
+    @staticmethod
+    def _no_subject(step: StepInput, had_boxes: bool) -> None:
+        if had_boxes:
+            labels = ", ".join(step.image.labels)
+            raise NoSubject(
+                f"background removal found no subject inside the boxes of the kept labels ({labels}); "
+                "keep other labels or none to keep the whole subject"
+            )
+        raise NoSubject("background removal found no subject in this image")
 
     def _reserve_calls(self, event: Mapping[str, Any], step: StepInput, calls: int) -> None:
         """A job with a budget cap: every call of this image is reserved before the first is
@@ -306,6 +339,11 @@ class Steps:
 
         spec = self._spec(step)
         adapter = registry.adapter_for(spec)
+        background = backgrounds.effective(step.image.background, step.settings.background)
+        if not background.needs_inpaint:
+            # one attempt, never re-rolled: the cut-out is deterministic, so a second one is the same
+            attempt, size = self._composed_attempt(step, spec, background)
+            return self._finish(step, [attempt], adapter.steps[:1], size=size)
         last_step = adapter.steps[-1]
         previous = event.get("finalized") or {}
         attempts: list[dict[str, Any]] = [dict(a) for a in previous.get("attempts") or []]
@@ -448,15 +486,27 @@ class Steps:
             "reroll": {"attempt": number, "seed": seed, "call": self._write_call(step, call)},
         }
 
-    def _finish(self, step: StepInput, attempts: list[dict[str, Any]]) -> dict[str, Any]:
-        """The image SUCCEEDED with its best attempt's outputs; every attempt recorded with it."""
+    def _finish(
+        self,
+        step: StepInput,
+        attempts: list[dict[str, Any]],
+        adapter_steps: Sequence[str] | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> dict[str, Any]:
+        """The image SUCCEEDED with its best attempt's outputs; every attempt recorded with it.
+        `adapter_steps`: the model calls the image made (a composed background: the first alone);
+        `size`: the results' size when it is not the original's (a placement's canvas)."""
         from chalicelib import quality
 
         best = quality.best_attempt(attempts)
         if best is None:
             raise StorageError("no attempt of this image produced a result")
-        geometry, _ = self._geometry(step)
-        adapter_steps = registry.adapter_for(self._spec(step)).steps
+        if size is None:
+            geometry, _ = self._geometry(step)
+            size = (geometry.original_width, geometry.original_height)
+        if adapter_steps is None:
+            adapter_steps = registry.adapter_for(self._spec(step)).steps
+        adapter_steps = tuple(adapter_steps)
         kept = int(best["attempt"])
         record = [
             {
@@ -475,8 +525,8 @@ class Steps:
             ImageStatus.SUCCEEDED,
             outputs=outputs,
             attempts=record,
-            width=geometry.original_width,
-            height=geometry.original_height,
+            width=size[0],
+            height=size[1],
             verdict=verdict.value,
             # every call of the image answered, and each re-roll that made a result
             model_calls=len(adapter_steps) + sum(1 for a in attempts if int(a["attempt"]) > 1 and a.get("outputs")),
@@ -512,6 +562,210 @@ class Steps:
                 raise StorageError(f"could not look up s3://{step.bucket}/{key}: {client_error_code(exc)}") from exc
             answered += 1
         return answered
+
+    def _background_layer(
+        self, step: StepInput, background: backgrounds.Background, size: tuple[int, int]
+    ) -> tuple[Any, list[str], str | None]:
+        """What goes behind the subject at `size` (RGB), notes on it, and what made it."""
+        from PIL import Image
+
+        from chalicelib import compose
+
+        if background.source is BackgroundSource.COLOR:
+            return Image.new("RGB", size, background.color or (255, 255, 255)), [], None
+        if background.source is BackgroundSource.IMAGE:
+            if not background.key:
+                raise StorageError("the image background has no stored photo (it was not resolved at submit)")
+            photo = imaging.load_original(self._get(step.bucket, background.key))
+            what, produced_by = "the background photo", None
+        else:  # the batch's scene, generated once before the Map
+            photo = imaging.decode_image(self._get(step.bucket, contracts.scene_key(step.job_id)))
+            what, produced_by = "the batch's scene", imaging.provenance(photo)
+        layer, scale = compose.cover(photo, size)
+        notes = []
+        if scale > 1.0 + 1e-6:
+            notes.append(
+                f"{what} ({photo.width}x{photo.height} px) was enlarged {scale:.2f}x to cover the {size[0]}x{size[1]} output"
+            )
+        return layer, notes, produced_by
+
+    def _composed_attempt(
+        self, step: StepInput, spec: ModelSpec, background: backgrounds.Background
+    ) -> tuple[dict[str, Any], tuple[int, int]]:
+        """A colour / photo / transparent / scene background: one model call (remove-background),
+        then the subject is placed on the canvas and composed here. The one attempt's record
+        (written to the result key, scored with the Rekognition checks) and the output's size."""
+        from chalicelib import compose, quality
+
+        settings = step.settings
+        # a repeated finalize after the scratch is gone fails here, and finalize answers from the store
+        canvas_alpha, geometry, cutout_by = self._cutout_alpha(step, spec)
+        _, orientation = self._geometry(step)
+        original_bytes = self._get(step.bucket, step.image.key)
+        original = imaging.load_original(original_bytes)
+        size = (geometry.original_width, geometry.original_height)
+        alpha, _ = imaging.subject_alpha_and_kept_band(canvas_alpha, geometry, size, 0)
+        placement = backgrounds.Placement.from_dict(settings.placement)
+        notes: list[str] = []
+        held = False
+        if placement is not None:
+            canvas = placement.canvas_size(size)
+            placed = compose.place(
+                original,
+                alpha,
+                canvas,
+                fill=placement.fill,
+                anchor=placement.anchor,
+                margin=placement.margin,
+                allow_upscale=placement.allow_upscale,
+            )
+            original, alpha = placed.original, placed.alpha
+            notes.extend(placed.notes)
+            size = canvas
+            held = placed.held_at_own_resolution
+        if settings.preset and held and presets.required_fill(settings.preset):
+            # a marketplace that wants the product to fill the frame: a thumbnail-sized subject
+            # cannot meet it honestly, and an output that breaks the rule is not delivered
+            raise PresetUnmet(
+                f"preset {settings.preset}: {notes[-1]}; upload a larger original of this product, or submit "
+                "with placement.allowUpscale true to accept an enlarged subject"
+            )
+        shadow = compose.Shadow(contracts.ShadowKind(settings.shadow), settings.shadow_angle, settings.shadow_strength)
+        source = imaging.source_format(original_bytes)
+        producers = [p for p in (cutout_by,) if p]
+        if background.source is BackgroundSource.TRANSPARENT:
+            if shadow.kind is not contracts.ShadowKind.NONE:
+                notes.append("a transparent output has no floor to cast a shadow on: the shadow was not drawn")
+            result = compose.cutout(original, alpha)
+            # a result with alpha is PNG unless the job asked for WebP (JPEG is refused at submit)
+            fmt = contracts.OutputFormat(settings.output_format or contracts.OutputFormat.PNG.value)
+            # scored as it would look on white: the subject's pixels are what is compared
+            scored = compose.compose(original, alpha, compose.plain(size, (255, 255, 255)))
+        else:
+            layer, layer_notes, layer_by = self._background_layer(step, background, size)
+            notes.extend(layer_notes)
+            if layer_by:
+                producers.insert(0, f"scene: {layer_by}")
+            result = compose.compose(original, alpha, layer, shadow=shadow)
+            scored = result
+            fmt = (
+                contracts.OutputFormat(settings.output_format)
+                if settings.output_format
+                else imaging.default_output_format(source)
+            )
+        thresholds = quality.Thresholds.from_dict(settings.quality_thresholds or {})
+        scorecard = quality.score_image(original, scored, alpha, thresholds=thresholds)
+        checks = _RekognitionChecks(self, step, original, orientation, thresholds)
+        if placement is not None:
+            # the subject was moved on a new canvas: the kept labels are looked for, not their old boxes
+            checks.kept_boxes = []
+        scorecard = checks.add_to(scorecard, scored, alpha)
+        produced_by = "; ".join(producers)[: contracts.MAX_PROVENANCE_LENGTH] or None
+        text = {contracts.PROVENANCE_TEXT_KEY: produced_by} if produced_by else None
+        key = contracts.result_key(step.owner, step.job_id, step.image.image_id, 1, fmt)
+        encoded = imaging.encode(result, fmt.value, text=text, jpeg_subsampling=source.jpeg_subsampling)
+        self._put(step.bucket, key, encoded, contracts.FORMAT_CONTENT_TYPES[fmt])
+        output: dict[str, Any] = {
+            "key": key,
+            "variant": 1,
+            "quality": scorecard.to_dict(),
+            "background": background.source.value,
+            "width": size[0],
+            "height": size[1],
+        }
+        if background.source in (BackgroundSource.COLOR, BackgroundSource.SCENE):
+            # compared across the batch by the report (chalicelib.consistency)
+            from chalicelib import consistency
+
+            output["consistency"] = consistency.measure(scored, alpha)
+        if settings.preset:
+            # checked on the file as written (a JPEG's encoding can move a "pure" white)
+            written = imaging.decode_image(encoded)
+            output["compliance"] = presets.check(
+                settings.preset,
+                written,
+                alpha,
+                fmt.value,
+                transparent=background.source is BackgroundSource.TRANSPARENT,
+            )
+            notes.insert(
+                0,
+                f"re-framed for preset {settings.preset}: a {size[0]}x{size[1]} canvas, the subject at {output['compliance']['fill']:.0f}% fill",
+            )
+        if notes:
+            output["notes"] = notes
+        if produced_by:
+            output["producedBy"] = produced_by
+        attempt = {
+            "attempt": 1,
+            "seed": settings.seed,
+            "outcome": quality.attempt_outcome([scorecard]).value,
+            "score": quality.attempt_score([scorecard]),
+            "costUsd": round(estimate.attempt_cost_usd(1, spec.compose_price_usd, checks.calls), 4),
+            "outputs": [output],
+        }
+        return attempt, size
+
+    # ---------------------------------------------------------------- the batch's scene
+
+    def prepare_scene(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Write the batch's one text-to-image request (a scene background) to S3."""
+        from chalicelib.models.scene import SceneAdapter, closest_aspect_ratio
+
+        job_id, bucket = str(event["jobId"]), str(event["bucket"])
+        if not contracts.is_job_id(job_id):
+            raise ValueError(f"not a job id: {job_id!r}")
+        settings = settings_from_dict(event["settings"])
+        scene = backgrounds.Background.from_dict(settings.background)
+        spec = registry.get_model(scene.model or registry.default_scene_model_key())
+        placement = backgrounds.Placement.from_dict(settings.placement)
+        shape = (1, 1)
+        if placement is not None and placement.width and placement.height:
+            shape = (placement.width, placement.height)
+        elif placement is not None and placement.aspect:
+            shape = placement.aspect
+        call = SceneAdapter().scene_call(spec, scene, settings.seed, closest_aspect_ratio(*shape))
+        request_key = contracts.scene_request_key(job_id)
+        self._put_json(bucket, request_key, call.body)
+        return {
+            "call": {
+                "step": call.step,
+                "modelId": call.model_id,
+                "requestUri": contracts.s3_uri(bucket, request_key),
+                "responseUri": contracts.s3_uri(bucket, contracts.scene_response_key(job_id)),
+            }
+        }
+
+    def finish_scene(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Decode the scene and store it for every image (`{"ready": true}`); or, when generating it
+        failed (`sceneFailure`, or a content-filter answer), fail every image of the job with that
+        cause (`{"ready": false}`): no image's model call is spent on a batch without its scene."""
+        job_id, bucket = str(event["jobId"]), str(event["bucket"])
+        if not contracts.is_job_id(job_id):
+            raise ValueError(f"not a job id: {job_id!r}")
+        failure = event.get("sceneFailure")
+        if failure is None:
+            settings = settings_from_dict(event["settings"])
+            scene = backgrounds.Background.from_dict(settings.background)
+            spec = registry.get_model(scene.model or registry.default_scene_model_key())
+            adapter = registry.adapter_for(spec)
+            try:
+                response = self._get_json(bucket, contracts.scene_response_key(job_id))
+                # Bedrock wrote its answer, so the call is billed, even a content filter's
+                self.store.record_scene_call(job_id, spec.key)
+                generated = adapter.parse_response(spec, adapter.steps[0], response)
+                image = imaging.decode_image(generated.images[0])
+            except StepError as exc:
+                failure = {"Error": type(exc).__name__, "Cause": json.dumps({"errorMessage": exc.message})}
+            else:
+                # the scene keeps what made it (the PNG text chunk), for every result's provenance
+                made_by = imaging.provenance(image)
+                text = {contracts.PROVENANCE_TEXT_KEY: made_by} if made_by else None
+                self._put(bucket, contracts.scene_key(job_id), imaging.encode(image, "png", text=text), "image/png")
+                return {"ready": True, "width": image.width, "height": image.height}
+        code, cause = classify_step_failure(failure.get("Error"), failure.get("Cause"))
+        self.store.close_unfinished(job_id, f"the batch's scene could not be generated: {cause}", code=code)
+        return {"ready": False, "errorCode": code.value}
 
     def record_failure(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Catch handler: mark the image FAILED with a stable code and a readable cause."""

@@ -239,6 +239,9 @@ class BackdropClient:
     def models(self) -> dict[str, Any]:
         return self.request("GET", "/models")
 
+    def presets(self) -> dict[str, Any]:
+        return self.request("GET", "/presets")
+
     def create_uploads(self, files: list[dict[str, Any]]) -> dict[str, Any]:
         return self.request("POST", "/uploads", {"files": files})
 

@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from chalicelib import contracts, costs, webhooks
-from chalicelib.contracts import TERMINAL_IMAGE_STATUSES, TERMINAL_JOB_STATUSES, ImageStatus
+from chalicelib.backgrounds import ANCHORS, parse_color
+from chalicelib.contracts import TERMINAL_IMAGE_STATUSES, TERMINAL_JOB_STATUSES, BackgroundSource, ImageStatus
 from chalicelib.quality import Scorecard, attempts_summary, worst
 from chalicelib.validation import summarise
 from frontend.api_client import UNREACHABLE, ApiError, BackdropClient, CognitoLogin, Tokens
@@ -202,6 +203,63 @@ def _quality_text(outputs: list[dict[str, Any]]) -> str:
     return f", quality {next(c for c in cards if c.outcome == outcome).summary()}"
 
 
+def _compliance_lines(output: dict[str, Any]) -> list[str]:
+    """A preset's verdict on one output, its failed rules, and what Backdrop did (notes)."""
+    lines = []
+    compliance = output.get("compliance")
+    if compliance:
+        lines.append(f"      {compliance['preset']}: {compliance['outcome']}")
+        lines += [
+            f"        FAIL {c['rule']}: {c['reason']} ({c['requirement']})"
+            for c in compliance["checks"]
+            if c["outcome"] == "FAIL"
+        ]
+    lines += [f"      note: {note}" for note in output.get("notes") or []]
+    return lines
+
+
+def background_request(args: argparse.Namespace, background_ref: str | None) -> dict[str, Any]:
+    """The job's background, placement and preset from the submit flags (chalicelib.backgrounds)."""
+    job: dict[str, Any] = {}
+    source = args.background
+    if args.scene:
+        source = "scene"
+    elif args.color and source is None:
+        source = "color"
+    elif background_ref and source is None:
+        source = "image"
+    if source == "color":
+        job["background"] = {"source": "color", "color": args.color or "#FFFFFF"}
+    elif source == "image":
+        if not background_ref:
+            raise ApiError(0, "BAD_ARGUMENTS", "--background image needs --background-photo PATH", None)
+        job["background"] = {"source": "image", "imageRef": background_ref}
+    elif source == "scene":
+        if not args.scene:
+            raise ApiError(0, "BAD_ARGUMENTS", "--background scene needs --scene 'what the shared scene shows'", None)
+        job["background"] = {"source": "scene", "prompt": args.scene}
+    elif source is not None:
+        job["background"] = {"source": source}
+    placement: dict[str, Any] = {}
+    if args.size:
+        width, _, height = args.size.lower().partition("x")
+        if not (width.isdigit() and height.isdigit()):
+            raise ApiError(
+                0, "BAD_ARGUMENTS", f"--size must be WIDTHxHEIGHT in pixels, such as 2000x2000, not {args.size!r}", None
+            )
+        placement.update(width=int(width), height=int(height))
+    for key, value in (("aspect", args.aspect), ("fill", args.fill), ("anchor", args.anchor), ("margin", args.margin)):
+        if value is not None:
+            placement[key] = value
+    if args.allow_upscale:
+        placement["allowUpscale"] = True
+    if placement:
+        job["placement"] = placement
+    if args.preset:
+        job["preset"] = args.preset
+    return job
+
+
 def _status_text(view: dict[str, Any]) -> str:
     lines = [f"job {view['jobId']}: {view['status']}  ({view.get('model')})"]
     if view.get("cause"):
@@ -214,6 +272,8 @@ def _status_text(view: dict[str, Any]) -> str:
             else f"{len(outputs)} output(s){_quality_text(outputs)}"
         )
         lines.append(f"  {image['name']:<30} {image['status']:<10} {detail}")
+        for output in outputs:
+            lines += _compliance_lines(output)
         if len(image.get("attempts") or []) > 1:
             lines.append(f"  {'':<30} {'':<10} {attempts_summary(image['attempts'])}")
     counts = view.get("counts", {})
@@ -278,6 +338,12 @@ class Interrupted(Exception):
 # ------------------------------------------------------------------------------ checks before uploading
 
 
+def _prompt_background(args: argparse.Namespace) -> bool:
+    """Whether the job's background is generated from --prompt (no other background chosen)."""
+    chosen = args.color or args.background_photo or args.scene or args.preset
+    return not chosen and args.background in (None, BackgroundSource.PROMPT.value)
+
+
 def check_submit(args: argparse.Namespace, photos: list[Path], catalogue: dict[str, Any]) -> None:
     """Every flag of `submit`, against the deployment's models and limits, before any upload:
     all problems at once, as VALIDATION_FAILED (MODEL_UNAVAILABLE when only the model is wrong)
@@ -300,8 +366,8 @@ def check_submit(args: argparse.Namespace, photos: list[Path], catalogue: dict[s
     if model is not None:
         limits = model.get("limits", {})
         prompt = args.prompt or ""
-        if limits.get("promptRequired") and not prompt.strip():
-            add("--prompt", f"{key} needs a prompt")
+        if limits.get("promptRequired") and _prompt_background(args) and not prompt.strip():
+            add("--prompt", f"{key} needs a prompt (or choose --color, --background-photo, --scene or --preset)")
         if len(prompt) > limits.get("promptMax", len(prompt)):
             add("--prompt", f"{len(prompt):,} characters; {key} takes at most {limits['promptMax']:,}")
         negative = args.negative or ""
@@ -316,6 +382,13 @@ def check_submit(args: argparse.Namespace, photos: list[Path], catalogue: dict[s
         if args.style is not None and args.style not in presets:
             offered = ", ".join(presets) if presets else "no style presets"
             add("--style", f"{key} offers {offered}")
+    if args.color is not None:
+        try:
+            parse_color(args.color)
+        except ValueError as exc:
+            add("--color", str(exc))
+    if args.background_photo is not None and not Path(args.background_photo).is_file():
+        add("--background-photo", f"{args.background_photo} cannot be read")
     if args.re_rolls is not None and not 0 <= args.re_rolls <= contracts.MAX_RE_ROLLS:
         add("--re-rolls", f"from 0 (no re-rolls) to {contracts.MAX_RE_ROLLS}, not {args.re_rolls}")
     if args.webhook is not None:
@@ -418,8 +491,20 @@ def cmd_submit(args: argparse.Namespace) -> int:
     for ref, why in answer.get("unavailable", {}).items():
         _say(args, f"no labels for {names[ref]}: {why['message']}\n")
     labels = answer["labels"]
+    background_ref = None
+    if args.background_photo:  # the background photo goes up the same presigned way, as its own upload
+        photo = client.upload_files([Path(args.background_photo)])
+        if not photo.uploaded:
+            raise ApiError(
+                0,
+                "BACKGROUND_INVALID",
+                f"the background photo was not uploaded: {photo.rejected[0]['message']}",
+                photo.rejected,
+            )
+        background_ref = photo.uploaded[0]["imageRef"]
     job: dict[str, Any] = {
-        "prompt": args.prompt,
+        **background_request(args, background_ref),
+        "prompt": args.prompt or "",
         "mode": args.mode,
         "variants": args.variants,
         "notify": not args.no_email,
@@ -615,7 +700,29 @@ def parser() -> argparse.ArgumentParser:
 
     submit = command("submit", cmd_submit, "upload photos and start a job")
     submit.add_argument("photos", nargs="+")
-    submit.add_argument("--prompt", required=True, help="the new background, in words")
+    submit.add_argument("--prompt", default=None, help="the new background, in words (a prompt background)")
+    submit.add_argument(
+        "--background",
+        default=None,
+        choices=[source.value for source in BackgroundSource],
+        help="what goes behind the subject (default: prompt; implied by --color, --background-photo or --scene)",
+    )
+    submit.add_argument("--color", default=None, help="a colour background, as hex: #FFFFFF")
+    submit.add_argument("--background-photo", default=None, help="your own background photo (an image background)")
+    submit.add_argument("--scene", default=None, help="one scene generated for the whole batch, in words")
+    submit.add_argument(
+        "--preset", default=None, help="a marketplace preset: amazon-main, shopify, etsy, ebay, google-merchant"
+    )
+    submit.add_argument("--size", default=None, help="output size WIDTHxHEIGHT (colour, photo, transparent, scene)")
+    submit.add_argument("--aspect", default=None, help="output aspect ratio, such as 1:1 or 4:5")
+    submit.add_argument("--fill", type=float, default=None, help="how much of the frame the subject fills, in %%")
+    submit.add_argument(
+        "--anchor",
+        default=None,
+        choices=list(ANCHORS),
+    )
+    submit.add_argument("--margin", type=float, default=None, help="margin on each side, in %% of the canvas")
+    submit.add_argument("--allow-upscale", action="store_true", help="let a small subject be enlarged to fill")
     submit.add_argument("--negative", default=None, help="what the background must not have")
     submit.add_argument(
         "--mode", default="PRECISE", choices=[m.value for m in contracts.Mode], help="PRECISE keeps subject pixels"

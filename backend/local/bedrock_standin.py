@@ -157,6 +157,21 @@ TITAN_SIZES = {
 }
 
 
+# Stable Image Core's output size per aspect ratio: each side 640-1,536 px, about one megapixel
+# (UNCONFIRMED exact sizes; docs/aws-notes.md#n59-stable-image-core-text-to-image)
+TEXT_TO_IMAGE_SIZES = {
+    "21:9": (1536, 640),
+    "16:9": (1344, 768),
+    "3:2": (1216, 832),
+    "5:4": (1152, 896),
+    "1:1": (1024, 1024),
+    "4:5": (896, 1152),
+    "2:3": (832, 1216),
+    "9:16": (768, 1344),
+    "9:21": (640, 1536),
+}
+
+
 class StandInBedrock:
     def __init__(
         self,
@@ -185,6 +200,8 @@ class StandInBedrock:
         """What made an output, written into it: names the local engine and the stand-in plainly."""
         if step == "remove-background":
             return f"Backdrop local stack: cut-out by the {self.cutout.name}, not Bedrock"
+        if step == "text-to-image":
+            return "Backdrop local stack: scene by the text-to-image stand-in (a plain synthetic backdrop, not generated art, not Bedrock)"
         return (
             f"Backdrop local stack: background by the {step} stand-in (a plain synthetic backdrop, not generated "
             f"art, not Bedrock); subject from the {self.cutout.name}"
@@ -235,6 +252,8 @@ class StandInBedrock:
             handler = self._remove_background
         elif "inpaint" in model_id:
             handler = self._inpaint
+        elif "stable-image-core" in model_id:
+            handler = self._text_to_image
         elif "titan-image-generator" in model_id or "nova-canvas" in model_id:
             handler = self._outpaint
         else:
@@ -286,6 +305,26 @@ class StandInBedrock:
         seed = seed or int.from_bytes(hashlib.sha256(body["image"][:64].encode()).digest()[:4], "big") or 1
         out = Image.composite(_backdrop(img.size, prompt, seed, 0), img.convert("RGB"), regenerate)
         return {"images": [_png(out, self.produced_by("inpaint"))], "seeds": [seed], "finish_reasons": [None]}
+
+    def _text_to_image(self, model_id: str, body: dict[str, Any], texts: str) -> dict[str, Any]:
+        _check_keys(body, {"prompt"}, {"negative_prompt", "aspect_ratio", "seed", "output_format", "mode"})
+        prompt = _check_text(body["prompt"], "prompt", 10_000)
+        if "negative_prompt" in body:
+            _check_text(body["negative_prompt"], "negative_prompt", 10_000)
+        seed = _check_int(body.get("seed", 0), "seed", 0, 4_294_967_294)
+        if body.get("output_format", "png") not in ("png", "jpeg"):
+            raise _invalid("#/output_format: must be one of jpeg, png")
+        if body.get("mode", "text-to-image") != "text-to-image":
+            raise _invalid("#/mode: must be text-to-image")
+        ratio = body.get("aspect_ratio", "1:1")
+        if ratio not in TEXT_TO_IMAGE_SIZES:
+            raise _invalid(f"#/aspect_ratio: must be one of {', '.join(TEXT_TO_IMAGE_SIZES)}")
+        for which, reason in STABILITY_FILTERS.items():
+            if f"[filter:{which}]" in texts:
+                return {"finish_reasons": [reason]}
+        seed = seed or 1
+        scene = _backdrop(TEXT_TO_IMAGE_SIZES[ratio], prompt, seed, 0)
+        return {"images": [_png(scene, self.produced_by("text-to-image"))], "seeds": [seed], "finish_reasons": [None]}
 
     def _outpaint(self, model_id: str, body: dict[str, Any], texts: str) -> dict[str, Any]:
         nova = "nova-canvas" in model_id

@@ -63,10 +63,14 @@ class Problems(validation.Problems):
 
 def common_problems(spec: ModelSpec, settings: JobSettings, images: Sequence[ImageTask]) -> Problems:
     """Checks every family shares: texts, seed, variants, mode, format, options not offered."""
+    from chalicelib.backgrounds import effective
     from chalicelib.contracts import Mode, OutputFormat
 
     p = Problems(spec)
-    p.text("prompt", settings.prompt, spec.prompt_max, required=spec.prompt_required, what="prompt")
+    # only an image with a prompt background sends a prompt (colour, photo, transparent and scene
+    # images make a remove-background call alone)
+    prompted = not images or any(effective(i.background, settings.background).needs_inpaint for i in images)
+    p.text("prompt", settings.prompt, spec.prompt_max, required=spec.prompt_required and prompted, what="prompt")
     for index, image in enumerate(images):
         if image.prompt is not None:
             p.text(

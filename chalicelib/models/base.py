@@ -7,6 +7,7 @@ responses. Nothing here calls AWS.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -16,6 +17,8 @@ from typing import Any
 class Family(StrEnum):
     STABILITY = "stability"  # remove-background, then inpaint with a keep-mask
     OUTPAINTING = "outpainting"  # Titan Image Generator / Nova Canvas OUTPAINTING in one call
+    # one background for a whole batch (a `scene` background), not a job's model
+    TEXT_TO_IMAGE = "text-to-image"
 
 
 class LifecycleStatus(StrEnum):
@@ -107,12 +110,28 @@ class ModelSpec:
         last = list(self.model_ids)[-1]
         return self.price_per_call_usd.get(last, self.price_per_image_usd)
 
+    @property
+    def role(self) -> str:
+        """ "scene": generates a scene background's one image per batch; "job": a job's model."""
+        return "scene" if self.family is Family.TEXT_TO_IMAGE else "job"
+
+    @property
+    def compose_price_usd(self) -> float:
+        """What one image of a color / image / transparent / scene background costs: its first
+        call (remove-background) alone."""
+        first = next(iter(self.model_ids), None)
+        if first is not None and first in self.price_per_call_usd:
+            return self.price_per_call_usd[first]
+        return self.price_per_image_usd / max(1, len(self.model_ids))
+
     def public(self) -> dict[str, Any]:
         """The view GET /models returns (and the UI/CLI read)."""
         lim = self.image_limits
         return {
             "key": self.key,
             "family": self.family.value,
+            # "scene": generates a scene background's one image per batch; "job": a job's model
+            "role": self.role,
             "displayName": self.display_name,
             "modelIds": dict(self.model_ids),
             "lifecycle": {
@@ -139,6 +158,8 @@ class ModelSpec:
                 },
             },
             "pricePerImageUsd": self.price_per_image_usd,
+            "composePricePerImageUsd": self.compose_price_usd,
+            "callPricesUsd": dict(self.price_per_call_usd),
             "reRollPriceUsd": self.re_roll_price_usd,
             "priceSource": self.price_source,
             "priceDate": self.price_date,
@@ -196,6 +217,11 @@ class JobSettings:
     shadow_angle: float = 90.0  # degrees clockwise from pointing right: 90 = the shadow falls straight down
     shadow_strength: float = 0.5
     quality_thresholds: Mapping[str, float] | None = None  # quality.Thresholds in camelCase; None = defaults
+    # the job's background and the subject's placement (chalicelib.backgrounds, camelCase dicts);
+    # None: a prompt background, the original's framing
+    background: Mapping[str, Any] | None = None
+    placement: Mapping[str, Any] | None = None
+    preset: str | None = None  # a marketplace preset's key (chalicelib/presets.json)
     # automatic re-rolls (contracts.MAX_RE_ROLLS): an image whose best scorecard is `re_roll_on`
     # or worse is made again with a new seed, up to `re_rolls` times
     re_rolls: int = 1
@@ -212,6 +238,7 @@ class ImageTask:
     labels: tuple[str, ...] = ()  # names of the labels the user kept
     boxes: tuple[Box, ...] = ()  # boxes of the kept labels' instances, fractions of the oriented image
     prompt: str | None = None  # per-image override of the job prompt
+    background: Mapping[str, Any] | None = None  # per-image override of the job's background
 
 
 @dataclass(frozen=True)
@@ -245,6 +272,9 @@ _SETTINGS_FIELDS = {
     "shadow_angle": "shadowAngle",
     "shadow_strength": "shadowStrength",
     "quality_thresholds": "qualityThresholds",
+    "background": "background",
+    "placement": "placement",
+    "preset": "preset",
     "re_rolls": "reRolls",
     "re_roll_on": "reRollOn",
 }
@@ -267,6 +297,9 @@ def settings_from_dict(data: Mapping[str, Any]) -> JobSettings:
     for attr in ("cfg_scale", "blend", "shadow_angle", "shadow_strength"):
         if attr in values:
             values[attr] = float(values[attr])
+    for attr in ("background", "placement"):  # numbers come back from DynamoDB as Decimals
+        if attr in values:
+            values[attr] = json.loads(json.dumps(values[attr], default=float))
     if "quality_thresholds" in values:
         values["quality_thresholds"] = {k: float(v) for k, v in values["quality_thresholds"].items()}
     return JobSettings(**values)

@@ -72,21 +72,32 @@ def spec_from_dict(data: dict[str, Any]) -> ModelSpec:
 
 
 @functools.lru_cache(maxsize=4)
-def _load(path: str) -> tuple[str, dict[str, ModelSpec]]:
+def _load(path: str) -> tuple[str, dict[str, ModelSpec], str | None]:
     data = json.loads(Path(path).read_text())
     models = {m["key"]: spec_from_dict(m) for m in data["models"]}
     if data["default"] not in models:
         raise ModelUnavailable(f"the registry's default model {data['default']!r} is not in {path}")
-    return data["default"], models
+    scene = data.get("defaultScene")
+    if scene is not None and (scene not in models or models[scene].family is not Family.TEXT_TO_IMAGE):
+        raise ModelUnavailable(f"the registry's default scene model {scene!r} is not a text-to-image model in {path}")
+    return data["default"], models, scene
 
 
-def _registry() -> tuple[str, dict[str, ModelSpec]]:
+def _registry() -> tuple[str, dict[str, ModelSpec], str | None]:
     # "$LAMBDA_TASK_ROOT/..." names a registry packaged with the Lambdas (the deploy sets it so)
     return _load(os.path.expandvars(os.environ.get("BACKDROP_MODEL_REGISTRY") or str(REGISTRY_PATH)))
 
 
 def default_model_key() -> str:
     return _registry()[0]
+
+
+def default_scene_model_key() -> str:
+    """The text-to-image model a `scene` background uses when the job names none."""
+    scene = _registry()[2]
+    if scene is None:
+        raise ModelUnavailable("this deployment's model registry has no scene (text-to-image) model")
+    return scene
 
 
 def _extended_access() -> set[str]:
@@ -167,4 +178,8 @@ def adapter_for(spec: ModelSpec) -> Adapter:
         from chalicelib.models.outpainting import OutpaintingAdapter
 
         return OutpaintingAdapter()
+    if spec.family is Family.TEXT_TO_IMAGE:
+        from chalicelib.models.scene import SceneAdapter
+
+        return SceneAdapter()
     raise ModelUnavailable(f"no adapter for model family {spec.family!r}")

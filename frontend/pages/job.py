@@ -186,6 +186,20 @@ def _scorecard(output: dict[str, Any]) -> None:
     show(f"Quality {card.summary()}")
 
 
+def _compliance(output: dict[str, Any]) -> None:
+    """A marketplace preset's PASS/FAIL (the rules that failed) and what Backdrop did to the output."""
+    compliance = output.get("compliance")
+    if compliance:
+        failed = [c for c in compliance["checks"] if c["outcome"] == "FAIL"]
+        lines = "\n".join(f"- {c['rule']}: {c['reason']} ({c['requirement']})" for c in failed)
+        if failed:
+            st.error(f"{compliance['preset']}: FAIL\n{lines}")
+        else:
+            st.success(f"{compliance['preset']}: PASS (fill {compliance['fill']}%)")
+    for note in output.get("notes") or []:
+        st.caption(note)
+
+
 def _card(image: dict[str, Any], look: str, reviewing: str | None = None) -> None:
     verdict = gallery.verdict_of(image)
     st.markdown(f"**{image['name']}** · {image['status']}" + (f" · {verdict}" if verdict else ""))
@@ -204,6 +218,7 @@ def _card(image: dict[str, Any], look: str, reviewing: str | None = None) -> Non
         st.image(image["originalUrl"], caption="Before", width="stretch")
     for output in outputs:
         _scorecard(output)
+        _compliance(output)
     attempts = image.get("attempts") or []
     if len(attempts) > 1:
         st.caption(attempts_summary(attempts))

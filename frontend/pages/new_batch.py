@@ -8,6 +8,8 @@ from typing import Any
 import streamlit as st
 
 from chalicelib import contracts, estimate, imaging
+from chalicelib.backgrounds import ANCHORS
+from chalicelib.contracts import BackgroundSource
 from chalicelib.errors import BackdropError
 from frontend import photos, session
 from frontend.api_client import ApiError
@@ -20,13 +22,119 @@ MODE_HELP = {
 }
 
 
-def cost_line(photo_count: int, variants: int, model: dict[str, Any], re_rolls: int = 0) -> str:
+def cost_line(
+    photo_count: int,
+    variants: int,
+    model: dict[str, Any],
+    re_rolls: int = 0,
+    *,
+    source: str = BackgroundSource.PROMPT.value,
+    scene_price_usd: float | None = None,
+) -> str:
     """What a batch will cost, in words: "About $0.97 for 12 photos (up to $1.46 if every image is
-    re-rolled)": the model calls, the quality checks, and the re-rolls at most (chalicelib.estimate)."""
+    re-rolled)": the model calls, the quality checks, and the re-rolls at most (chalicelib.estimate).
+    A colour / photo / transparent / scene background: one call a photo (and the batch's scene),
+    said as ", 13 model calls"."""
     price = float(model["pricePerImageUsd"])
-    return estimate.job_estimate(
-        photo_count, variants, price, float(model.get("reRollPriceUsd", price)), re_rolls
-    ).sentence()
+    composed = source != BackgroundSource.PROMPT.value
+    found = estimate.job_estimate(
+        photo_count,
+        variants,
+        price,
+        float(model.get("reRollPriceUsd", price)),
+        re_rolls,
+        steps_per_prompt_image=len(model.get("modelIds") or {}) or 1,
+        compose_images=photo_count if composed else 0,
+        compose_price_usd=float(model.get("composePricePerImageUsd", price)),
+        scene_price_usd=scene_price_usd if source == BackgroundSource.SCENE.value else None,
+    )
+    if not composed:
+        return found.sentence()
+    calls = found.model_calls["total"]
+    return f"{found.sentence()}, {calls} model call" + ("" if calls == 1 else "s")
+
+
+BACKGROUND_LABELS = {
+    BackgroundSource.PROMPT.value: "Describe it (generated per photo)",
+    BackgroundSource.COLOR.value: "Plain colour",
+    BackgroundSource.IMAGE.value: "My own background photo",
+    BackgroundSource.TRANSPARENT.value: "Transparent (cut-out)",
+    BackgroundSource.SCENE.value: "One generated scene for the whole batch",
+}
+NO_PRESET = "none"
+
+
+def background_form(api: Any, catalogue: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The background, placement and preset part of the job (chalicelib.backgrounds), and problems."""
+    st.subheader("Background")
+    source = st.radio(
+        "What goes behind the subject",
+        list(BACKGROUND_LABELS),
+        format_func=BACKGROUND_LABELS.get,
+        key="background_source",
+    )
+    job: dict[str, Any] = {}
+    problems: list[str] = []
+    if source == BackgroundSource.COLOR.value:
+        color = st.color_picker("Colour", "#FFFFFF", key="background_color")
+        job["background"] = {"source": source, "color": color}
+    elif source == BackgroundSource.IMAGE.value:
+        photo = st.file_uploader("Background photo", type=["png", "jpg", "jpeg", "webp"], key="background_photo")
+        if photo is not None and st.session_state.get("background_photo_name") != photo.name:
+            try:
+                outcome = api.upload_bytes([(photo.name, photo.getvalue(), photo.type)])
+            except ApiError as exc:
+                session.show_error(exc)
+            else:
+                if outcome.uploaded:
+                    st.session_state["background_photo_ref"] = outcome.uploaded[0]["imageRef"]
+                    st.session_state["background_photo_name"] = photo.name
+                else:
+                    problems.append(f"The background photo was not uploaded: {outcome.rejected[0]['message']}")
+        ref = st.session_state.get("background_photo_ref")
+        if ref:
+            job["background"] = {"source": source, "imageRef": ref}
+        else:
+            problems.append("Upload the background photo first.")
+    elif source == BackgroundSource.SCENE.value:
+        scene = st.text_area(
+            "The batch's scene", key="scene_prompt", placeholder="a pale oak table against a plaster wall, soft light"
+        )
+        job["background"] = {"source": source, "prompt": scene}
+        if not scene.strip():
+            problems.append("Describe the scene every photo will share.")
+    elif source == BackgroundSource.TRANSPARENT.value:
+        job["background"] = {"source": source}
+    if source != BackgroundSource.PROMPT.value:
+        keys = [NO_PRESET, *(p["key"] for p in catalogue.get("presets") or [])]
+        names = {p["key"]: p["displayName"] for p in catalogue.get("presets") or []}
+        preset = st.selectbox("Marketplace preset", keys, format_func=lambda k: names.get(k, "none"), key="preset")
+        if preset != NO_PRESET:
+            job["preset"] = preset
+            if source == BackgroundSource.COLOR.value:
+                job.pop("background")  # the preset's own background colour
+        with st.expander("Canvas and placement"):
+            left, middle, right = st.columns(3)
+            width = left.number_input("Width (px, 0 = as the original)", 0, contracts.MAX_OUTPUT_SIDE, 0, key="width")
+            height = middle.number_input("Height (px)", 0, contracts.MAX_OUTPUT_SIDE, 0, key="height")
+            fill = right.number_input("Subject fill (% of the frame, 0 = as framed)", 0, 100, 0, key="fill")
+            anchor = left.selectbox("Anchor", list(ANCHORS), key="anchor")
+            margin = middle.number_input("Margin (% each side)", 0.0, 45.0, 0.0, key="margin")
+            upscale = right.checkbox("Allow enlarging a small subject", key="allow_upscale")
+            placement: dict[str, Any] = {}
+            if width and height:
+                placement.update(width=int(width), height=int(height))
+            if fill:
+                placement["fill"] = int(fill)
+            if anchor != "center":
+                placement["anchor"] = anchor
+            if margin:
+                placement["margin"] = float(margin)
+            if upscale:
+                placement["allowUpscale"] = True
+            if placement:
+                job["placement"] = placement
+    return job, problems
 
 
 def _checked(files: list[Any]) -> tuple[list[tuple[str, bytes, str]], list[dict[str, str]]]:
@@ -214,7 +322,12 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
     except ApiError as exc:
         session.show_error(exc)
         return None
-    models = {m["key"]: m for m in catalogue["models"] if m["selectable"]}
+    try:
+        catalogue["presets"] = api.presets()["presets"]
+    except (ApiError, AttributeError):  # an older API without presets: none offered
+        catalogue["presets"] = []
+    scene_models = [m for m in catalogue["models"] if m.get("role") == "scene" and m["selectable"]]
+    models = {m["key"]: m for m in catalogue["models"] if m["selectable"] and m.get("role", "job") == "job"}
     retired = [m for m in catalogue["models"] if not m["selectable"]]
     st.subheader("Describe the new background")
     key = st.selectbox(
@@ -233,10 +346,16 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
     limits = model["limits"]
     if model["lifecycle"]["status"] == "LEGACY":
         st.warning(f"{model['displayName']} is Legacy and reaches end of life on {model['lifecycle']['eolDate']}.")
-    prompt = st.text_area("New background", key="prompt", placeholder="a sunlit marble studio with soft shadows")
-    st.caption(f"{len(prompt):,} / {limits['promptMax']:,} characters")
-    negative = st.text_input("Avoid (negative prompt)", key="negative")
-    st.caption(f"{len(negative):,} / {limits['negativePromptMax']:,} characters")
+    background, background_problems = background_form(api, catalogue)
+    source = (background.get("background") or {}).get("source", BackgroundSource.PROMPT.value)
+    if "preset" in background and "background" not in background:
+        source = BackgroundSource.COLOR.value
+    prompt = negative = ""
+    if source == BackgroundSource.PROMPT.value:
+        prompt = st.text_area("New background", key="prompt", placeholder="a sunlit marble studio with soft shadows")
+        st.caption(f"{len(prompt):,} / {limits['promptMax']:,} characters")
+        negative = st.text_input("Avoid (negative prompt)", key="negative")
+        st.caption(f"{len(negative):,} / {limits['negativePromptMax']:,} characters")
     mode = st.radio("Mode", ["PRECISE", "DEFAULT"], horizontal=True, key="mode")
     st.caption(MODE_HELP[mode])
     left, middle, right = st.columns(3)
@@ -288,17 +407,21 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
     )
     lock_seed = st.checkbox("Lock the seed (reproducible results)", key="lock_seed")
     seed = st.number_input("Seed", 0, limits["seedMax"], 42, key="seed") if lock_seed else None
+    scene_price = scene_models[0]["pricePerImageUsd"] if scene_models else None
     st.markdown(
-        cost_line(len(batch), int(variants), model, int(re_rolls)),
+        cost_line(len(batch), int(variants), model, int(re_rolls), source=source, scene_price_usd=scene_price),
         help=(
-            f"{model['displayName']}: ${model['pricePerImageUsd']:.3f} per image made, "
-            f"{len(batch) * int(variants)} image(s). Price source: {model['priceSource']}. "
+            f"{model['displayName']}: ${model['pricePerImageUsd']:.3f} per image made with a described background "
+            f"(remove-background and inpaint), ${model.get('composePricePerImageUsd', 0):.3f} with a colour, photo, "
+            f"transparent or scene background (remove-background only, never re-rolled; a scene adds one call per "
+            f"batch). Price source: {model['priceSource']}. "
             f"Quality checks: Amazon Rekognition, ${contracts.REKOGNITION_USD_PER_IMAGE:.3f} per image analysed. "
             "A re-roll repeats the last model call. "
             "AWS bills the model calls; storage and the other services cost far less."
         ),
     )
     job: dict[str, Any] = {
+        **background,
         "model": key,
         "prompt": prompt,
         "mode": mode,
@@ -334,8 +457,9 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
         problems.append(
             f"The description is {len(prompt):,} characters; {model['displayName']} accepts {limits['promptMax']:,}."
         )
-    if limits["promptRequired"] and not prompt.strip():
+    if limits["promptRequired"] and source == BackgroundSource.PROMPT.value and not prompt.strip():
         problems.append("Describe the new background first.")
+    problems += background_problems
     for message in problems:
         st.error(message)
     return None if problems else job

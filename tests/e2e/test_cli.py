@@ -166,3 +166,32 @@ def test_a_stopped_local_stack_is_one_line_and_exit_2(signed_in, capsys) -> None
     assert "Traceback" not in err
     signed_in.start_app()
     assert cli.main(["jobs", "--json"]) == 0
+
+
+def test_backgrounds_and_presets_from_the_command_line(signed_in, tmp_path, capsys) -> None:
+    from PIL import Image
+
+    capsys.readouterr()
+    studio = tmp_path / "studio.png"
+    Image.new("RGB", (900, 900), (30, 60, 120)).save(studio)
+    photo_job = [str(SAMPLES / "coffee.jpg"), "--background-photo", str(studio), "--size", "800x800", "--fill", "70"]
+    code = cli.main(["submit", *photo_job, "--anchor", "bottom", "--wait", "--poll", "0.2", "--json"])
+    view = _json(capsys)
+    assert code == 0, view
+    assert view["settings"]["background"]["source"] == "image"
+    assert view["settings"]["placement"]["fill"] == 70 and view["settings"]["placement"]["anchor"] == "bottom"
+    assert view["images"][0]["outputs"][0]["background"] == "image"
+    # a sample photo is too small for Amazon's 85% of 2,000 px: the image fails, and says why
+    code = cli.main(["submit", str(SAMPLES / "coffee.jpg"), "--preset", "amazon-main", "--wait", "--poll", "0.2"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "PRESET_UNMET" in captured.out and "allowUpscale" in captured.out
+    # ... unless the user accepts an enlarged subject: then every rule is checked and shown
+    code = cli.main(
+        ["submit", str(SAMPLES / "coffee.jpg"), "--preset", "amazon-main", "--allow-upscale", "--wait", "--poll", "0.2"]
+    )
+    captured = capsys.readouterr()
+    assert "amazon-main: " in captured.out and "note: re-framed for preset amazon-main" in captured.out
+    assert "enlarged" in captured.out
+    assert cli.main(["submit", str(SAMPLES / "coffee.jpg"), "--color", "white"]) == 2
+    assert "'white' is not a hex colour like #FFFFFF" in capsys.readouterr().err

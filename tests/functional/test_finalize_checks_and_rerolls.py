@@ -396,3 +396,24 @@ def test_a_re_roll_within_the_budget_is_reserved_once(store, rekognition) -> Non
     item = _image(store, event)
     assert [(a["attempt"], a["kept"]) for a in item["attempts"]] == [(1, False), (2, True)]
     assert item["modelCalls"] == 3  # both calls of the image and the re-roll answered
+
+
+def test_a_composed_background_gets_the_checks_in_one_attempt_and_is_never_re_rolled(store, rekognition) -> None:
+    # a colour background: remove-background alone, reserved as one call against the budget
+    settings = {"background": {"source": "color", "color": "#FFFFFF"}, "reRolls": 2, "maxModelCalls": 1}
+    steps, standin = Steps(boto3.client("s3"), store, rekognition), StandInBedrock()
+    event = _event(store, {**settings, "budgetUsd": 0.04})
+    _answer(steps.prepare(event)["call"], standin)
+    assert store.get_job(JOB_ID)["modelCallsStarted"] == 1
+    rekognition.stubber.add_response("detect_labels", _labels("Table"), LABELS_CALL)  # the subject is missing
+    answer = steps.finalize(event)
+    # a FAIL, but the cut-out is deterministic: a re-roll would make the same image
+    assert answer["reroll"] is None and answer["status"] == "SUCCEEDED"
+    item = _image(store, event)
+    assert _checks(item["outputs"][0])["subjectPresent"]["outcome"] == "FAIL"
+    assert item["verdict"] == "FAIL" and item["modelCalls"] == 1
+    (attempt,) = item["attempts"]
+    assert attempt["kept"] and attempt["costUsd"] > 0
+    # repeated after its scratch was discarded: the same answer, from the store
+    again = steps.finalize(event)
+    assert again["reroll"] is None and again["outputs"] == 1 and len(again["attempts"]) == 1

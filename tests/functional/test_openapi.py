@@ -174,6 +174,7 @@ def test_live_answers_of_every_route_match_the_document(client, token_for, photo
     assert live("GET", "/openapi.json", 200, auth=False) == DOC
     live("GET", "/models", 200)
     live("GET", "/models", 401, auth=False)
+    live("GET", "/presets", 200)
     live("POST", "/uploads", 201, body={"files": [{"name": "a.png", "contentType": "image/png", "size": 10}]})
     live("POST", "/uploads", 400, body={"files": [{"name": "a.gif", "contentType": "image/gif", "size": 10}]})
     live("POST", "/uploads", 400, body=b"{not json")
@@ -196,6 +197,12 @@ def test_live_answers_of_every_route_match_the_document(client, token_for, photo
     live("POST", "/jobs", 409, body={**job, "prompt": "another studio"}, headers=key)
     live("POST", "/jobs", 400, body=job, headers={"Idempotency-Key": "x" * 256})
     live("POST", "/jobs", 400, body={**job, "stylePreset": "watercolour"})
+    scene = {
+        "background": {"source": "scene", "prompt": "a pale oak table"},
+        "placement": {"aspect": "1:1", "fill": 60},
+    }
+    live("POST", "/jobs", 202, body={**job, **scene, "prompt": "", "stylePreset": None})
+    live("POST", "/jobs", 400, body={**job, "background": {"source": "color", "color": "white"}})
     live("POST", "/jobs", 400, body={**job, "model": "titan-image-v2"})
     missing = {**job, "images": [{"imageRef": contracts.image_ref_of("a" * 32, "b" * 32, "png")}]}
     live("POST", "/jobs", 400, body=missing)

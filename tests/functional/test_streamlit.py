@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from chalicelib import contracts
+from chalicelib import contracts, estimate
 from chalicelib.models import registry
 from frontend import photos
 from frontend.api_client import ApiError, UploadOutcome
@@ -48,6 +48,11 @@ class FakeApi:
     def models(self) -> dict[str, Any]:
         models = [{**m.public(), "selectable": registry.is_selectable(m)} for m in registry.all_models()]
         return {"models": models, "default": "stability-inpaint"}
+
+    def presets(self) -> dict[str, Any]:
+        from chalicelib import presets
+
+        return {"presets": presets.public()}
 
     def upload_bytes(self, items: list[tuple[str, bytes, str]]) -> UploadOutcome:
         """Like the real client: files the API refuses (self.refuse: name → reason) are listed."""
@@ -553,6 +558,37 @@ def test_the_browser_is_known_by_its_xsrf_secret_not_by_the_cookie_mask(monkeypa
     other = cookie(b"\x01\x02\x03\x04", b"secret-token-2")
     monkeypatch.setattr(session.st, "context", type("C", (), {"cookies": {"_streamlit_xsrf": other}})())
     assert session._browser() != seen[0]
+
+
+def test_a_colour_batch_with_a_preset_submits_no_prompt_and_costs_one_call_per_photo(app) -> None:
+    at, fake = app
+    _upload(at, ["a.png", "b.png"])
+    at.radio(key="background_source").set_value("color").run()
+    assert not at.exception
+    assert not [t for t in at.text_area if t.key == "prompt"]  # nothing to describe for a colour
+    at.selectbox(key="preset").set_value("amazon-main").run()
+    (line,) = [m for m in at.markdown if m.value.startswith("About $")]
+    spec = registry.get_model("stability-inpaint")
+    found = estimate.job_estimate(
+        2,
+        1,
+        spec.price_per_image_usd,
+        spec.re_roll_price_usd,
+        1,
+        compose_images=2,
+        compose_price_usd=spec.compose_price_usd,
+    )
+    assert found.re_roll_max_usd == 0  # a composed background is never re-rolled
+    assert line.value == f"About ${found.usd:.2f} for 2 photos, 2 model calls"
+    at.button(key="submit").click().run()
+    assert not at.exception
+    job = fake.submitted[-1]
+    assert job["preset"] == "amazon-main" and "background" not in job  # the preset's own white
+    assert job["prompt"] == ""
+    # the scene model is not a job's model
+    options = at.selectbox(key="model").options
+    assert registry.get_model("stability-inpaint").display_name in options
+    assert registry.get_model("stability-image-core").display_name not in options
 
 
 # ---------------------------------------------------------------- the gallery

@@ -50,7 +50,8 @@ def test_every_model_is_complete_and_has_a_known_family() -> None:
 
 
 def test_end_of_life_models_are_refused_by_name_with_the_alternatives() -> None:
-    assert [m.key for m in registry.selectable_models()] == ["stability-inpaint"]
+    # the scene model is selectable too (as a scene background's model, not a job's)
+    assert [m.key for m in registry.selectable_models()] == ["stability-inpaint", "stability-image-core"]
     with pytest.raises(ModelUnavailable, match="2026-09-30.*usable models: stability-inpaint"):
         registry.get_selectable_model("nova-canvas")
     with pytest.raises(ModelUnavailable, match="known models"):

@@ -100,17 +100,20 @@ def test_graph_check_finds_breakage(breakage, expected) -> None:
 
 def test_bedrock_tasks_retry_throttling_with_full_jitter_but_not_validation() -> None:
     bedrock_tasks = [s for _, s in _tasks(_definition()) if s.get("Resource") == "arn:aws:states:::bedrock:invokeModel"]
-    # the first call (remove-background or outpaint), inpaint, and the re-roll of the last call
-    assert len(bedrock_tasks) == 3
+    # the batch's scene (before the Map), the first call (remove-background or outpaint), inpaint,
+    # and the re-roll of the last call
+    assert len(bedrock_tasks) == 4
     for task in bedrock_tasks:
         retried = {error for rule in task["Retry"] for error in rule["ErrorEquals"]}
         assert "Bedrock.ThrottlingException" in retried
         assert "Bedrock.ValidationException" not in retried and "States.ALL" not in retried
         assert all(rule["JitterStrategy"] == "FULL" for rule in task["Retry"])
         assert set(task["Parameters"]) == {"ModelId.$", "Input", "Output"}  # never an inline image body
-        # a failed re-roll goes back to Finalize, which keeps the best attempt: never a failed image
+        # an image's call fails that image; the scene's fails every image, with its cause; a failed
+        # re-roll goes back to Finalize, which keeps the best attempt: never a failed image
         re_roll = task["Parameters"]["ModelId.$"].startswith("$.finalized.reroll")
-        handler = "Finalize the image" if re_roll else "Record the image failure"
+        scene = task["Parameters"]["ModelId.$"].startswith("$.scene")
+        handler = "Finalize the image" if re_roll else "Finish the scene" if scene else "Record the image failure"
         assert task["Catch"][0]["Next"] == handler
 
 
@@ -328,6 +331,7 @@ def test_a_standard_child_is_billed_eight_transitions_on_the_stability_happy_pat
     assert statemachine.happy_path("stability") == [
         "Prepare the image",
         "Call the model",
+        "Which background",
         "Which model family",
         "Build the inpaint mask",
         "Inpaint the background",
@@ -335,7 +339,35 @@ def test_a_standard_child_is_billed_eight_transitions_on_the_stability_happy_pat
         "Is a re-roll due",
         "Image succeeded",
     ]
-    assert len(statemachine.happy_path("titan")) == 6  # one model call, no mask
+    assert len(statemachine.happy_path("titan")) == 7  # one model call, no mask
+    # a colour / photo / transparent / scene background: remove-background, then straight to Finalize
+    for recipe in ("color", "image", "transparent", "scene"):
+        assert statemachine.happy_path("stability", recipe=recipe) == [
+            "Prepare the image",
+            "Call the model",
+            "Which background",
+            "Finalize the image",
+            "Is a re-roll due",  # reroll is always null for a composed background
+            "Image succeeded",
+        ]
+
+
+def test_a_scene_is_generated_once_before_the_map_and_its_failure_skips_the_map() -> None:
+    states = _definition()["States"]
+    assert _definition()["StartAt"] == "Is a scene needed"
+    needed = states["Is a scene needed"]
+    assert needed["Default"] == MAP and needed["Choices"][0]["Next"] == "Prepare the scene"
+    assert states["Prepare the scene"]["Next"] == "Generate the scene"
+    generate = states["Generate the scene"]
+    assert generate["Resource"] == "arn:aws:states:::bedrock:invokeModel"
+    # the model id comes from the registry through the Lambda, never a literal; the answer goes to S3
+    assert generate["Parameters"]["ModelId.$"] == "$.scene.call.modelId"
+    assert generate["Parameters"]["Output"] == {"S3Uri.$": "$.scene.call.responseUri"}
+    # any failure (the Lambda's or the model's) reaches the one step that fails every image with its cause
+    for name in ("Prepare the scene", "Generate the scene"):
+        assert states[name]["Catch"][0]["Next"] == "Finish the scene"
+    ready = states["Is the scene ready"]
+    assert ready["Choices"][0]["Next"] == MAP and ready["Default"] == "Write the report"
 
 
 def test_job_emails_carry_the_owner_attribute_users_filter_on_and_honour_opt_out() -> None:
