@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -254,27 +254,30 @@ class Steps:
     def _reserve_calls(self, event: Mapping[str, Any], step: StepInput, calls: int) -> None:
         """A job with a budget cap: every call of this image is reserved before the first is
         sent, so an image is either sent whole or not at all."""
-        settings = event["settings"]
-        most = settings.get(costs.MAX_CALLS_SETTING)
-        if most is None:
-            return
-        if not self.store.reserve_model_calls(step.job_id, step.image.image_id, calls, int(most)):
-            raise BudgetReached(
-                f"the job's budget of ${float(settings.get(costs.BUDGET_FIELD) or 0):.2f} was spent "
-                f"({int(most)} model calls) before this photo's turn; it was not sent to the model"
-            )
+        self._reserve(
+            event,
+            lambda most: self.store.reserve_model_calls(step.job_id, step.image.image_id, calls, most),
+            "before this photo's turn; it was not sent to the model",
+        )
 
     def _reserve_re_roll(self, event: Mapping[str, Any], step: StepInput, calls_after: int) -> None:
         """A job with a budget cap: a re-roll is one more call, reserved before it is written."""
+        self._reserve(
+            event,
+            lambda most: self.store.reserve_extra_model_call(step.job_id, step.image.image_id, calls_after, most),
+            "; this photo was not re-rolled",
+        )
+
+    @staticmethod
+    def _reserve(event: Mapping[str, Any], reserve: Callable[[int], bool], outcome: str) -> None:
+        """Reserve against the job's cap of model calls (none: no budget); BudgetReached says
+        what the budget was and what it meant for this photo."""
         settings = event["settings"]
         most = settings.get(costs.MAX_CALLS_SETTING)
-        if most is None:
+        if most is None or reserve(int(most)):
             return
-        if not self.store.reserve_extra_model_call(step.job_id, step.image.image_id, calls_after, int(most)):
-            raise BudgetReached(
-                f"the job's budget of ${float(settings.get(costs.BUDGET_FIELD) or 0):.2f} was spent "
-                f"({int(most)} model calls); this photo was not re-rolled"
-            )
+        spent = f"the job's budget of ${float(settings.get(costs.BUDGET_FIELD) or 0):.2f} was spent ({int(most)} model calls)"
+        raise BudgetReached(spent + ("" if outcome.startswith(";") else " ") + outcome)
 
     def build_mask(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Stability path: keep-mask = remove-background alpha within the kept labels' boxes."""
