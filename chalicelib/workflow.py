@@ -225,7 +225,9 @@ class Steps:
         recipe = background.source
         return {"family": spec.family.value, "recipe": recipe.value, "call": self._write_call(step, call)}
 
-    def _cutout_alpha(self, step: StepInput, spec: ModelSpec) -> tuple[Any, Geometry, str | None]:
+    def _cutout_alpha(
+        self, step: StepInput, spec: ModelSpec, *, require_subject: bool = True
+    ) -> tuple[Any, Geometry, str | None]:
         """The remove-background answer as the subject's soft alpha on the model canvas (within
         the kept labels' boxes), its geometry, and what made the cut-out."""
         adapter = registry.adapter_for(spec)
@@ -237,7 +239,7 @@ class Steps:
         boxes_px = imaging.boxes_to_canvas(boxes, geometry)
         canvas_size = (geometry.canvas_width, geometry.canvas_height)
         alpha = imaging.subject_alpha(cutout, boxes_px, size=canvas_size, within=imaging.content_rect(geometry))
-        if imaging.mask_is_empty(imaging.binary(alpha)):
+        if require_subject and imaging.mask_is_empty(imaging.binary(alpha)):
             self._no_subject(step, bool(boxes_px))
         return alpha, geometry, imaging.provenance(cutout)
 
@@ -284,23 +286,10 @@ class Steps:
         step = StepInput.from_event(event)
         spec = self._spec(step)
         adapter = registry.adapter_for(spec)
-        first_step = adapter.steps[0]
-        response = self._get_json(step.bucket, contracts.response_key(step.job_id, step.image.image_id, first_step))
-        cutout = imaging.decode_image(adapter.parse_response(spec, first_step, response).images[0])
-        geometry, orientation = self._geometry(step)
-        boxes = [imaging.orient_box(box, orientation) for box in step.image.boxes]
-        boxes_px = imaging.boxes_to_canvas(boxes, geometry)
-        canvas_size = (geometry.canvas_width, geometry.canvas_height)
-        alpha = imaging.subject_alpha(cutout, boxes_px, size=canvas_size, within=imaging.content_rect(geometry))
+        alpha, _, _ = self._cutout_alpha(step, spec, require_subject=False)
         keep = imaging.keep_mask(alpha, KEEP_MASK_GROW_PX)
         if imaging.mask_is_empty(keep):
-            if boxes_px:
-                labels = ", ".join(step.image.labels)
-                raise NoSubject(
-                    f"background removal found no subject inside the boxes of the kept labels ({labels}); "
-                    "keep other labels or none to keep the whole subject"
-                )
-            raise NoSubject("background removal found no subject in this image")
+            self._no_subject(step, bool(step.image.boxes))
         # the soft subject alpha is what finalize pastes back in PRECISE mode
         alpha_key = contracts.work_key(step.job_id, step.image.image_id, SUBJECT_ALPHA)
         self._put(step.bucket, alpha_key, imaging.encode_png(alpha), "image/png")
