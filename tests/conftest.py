@@ -232,6 +232,7 @@ def stack(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.Monke
     the workflow Lambdas' real handlers and the Bedrock stand-in behind them."""
     import boto3
 
+    from backend.local import moto_bounds
     from backend.local.bedrock_standin import StandInBedrock
     from backend.local.sfn_hooks import hooks
     from backend.local.stack import provision_workflow, workflow_handlers
@@ -265,8 +266,13 @@ def stack(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.Monke
         return bedrock(model_id, body)
 
     handlers = {arn: guarded(arn, handler) for arn, handler in workflow_handlers(workflow["functions"]).items()}
-    with hooks(handlers, model_call):
-        yield {**resources, **workflow, "bedrock": bedrock, "outage": outage}
+    # the Map's children write the table from several threads, as the local stack's do
+    undo_transactions = moto_bounds.install_transactions()
+    try:
+        with hooks(handlers, model_call):
+            yield {**resources, **workflow, "bedrock": bedrock, "outage": outage}
+    finally:
+        undo_transactions()
 
 
 class Outage:

@@ -303,6 +303,13 @@ def _install_untracked_models() -> Callable[[], None]:
     return undo
 
 
+def install_transactions() -> Callable[[], None]:
+    """Only the transaction bounds: what an in-process executed state machine needs, whose Map
+    children write the table from several threads at once (moto's whole-table deep copy races
+    with them: "dictionary changed size during iteration"). Returns the undo."""
+    return _install_transactions()
+
+
 def install() -> Callable[[], None]:
     """Patch moto; returns a function that undoes the patches."""
     _check_version()
