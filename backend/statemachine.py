@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from backend import jsonfmt
-from chalicelib.contracts import MAX_RE_ROLLS, S3_LAYOUT, ErrorCode
+from chalicelib.contracts import MAX_RE_ROLLS, MAX_VARIANTS, S3_LAYOUT, ErrorCode
 from chalicelib.errors import MODEL_RETRY_POLICIES, RetryPolicy, retried_model_errors, service_errors_with
 from chalicelib.functions import WORKFLOW_FUNCTIONS
 
@@ -158,8 +158,9 @@ def task_worst_case_s(state: Mapping[str, Any]) -> float:
 
 
 # The only loops a definition may have, each with how many times one run may enter it: the
-# automatic re-roll goes back to Finalize at most contracts.MAX_RE_ROLLS times per image.
-LOOP_BOUNDS: dict[str, int] = {"Re-roll the image": MAX_RE_ROLLS}
+# model's last call made again goes back to Finalize once per further variant (at most
+# contracts.MAX_VARIANTS - 1) and once per automatic re-roll (at most contracts.MAX_RE_ROLLS).
+LOOP_BOUNDS: dict[str, int] = {"Re-roll the image": MAX_RE_ROLLS + MAX_VARIANTS - 1}
 
 
 def worst_case_s(level: Mapping[str, Any], loop_bounds: Mapping[str, int] | None = None) -> float:
@@ -217,7 +218,8 @@ def worst_child_s() -> float:
 def child_execution_type() -> str:
     """What the deploy sets as the Map's `ExecutionType` (`${MapExecutionType}`), from the ASL's
     own worst case: today's Bedrock retry budget (two calls, each up to 8 throttled retries, and
-    up to MAX_RE_ROLLS re-rolls of the last call with Finalize again) is ~4,780 s, so STANDARD."""
+    the last call again up to MAX_VARIANTS - 1 + MAX_RE_ROLLS times with Finalize again) is
+    ~7,480 s, so STANDARD."""
     return execution_type_for(worst_child_s())
 
 

@@ -225,6 +225,28 @@ DEFAULT_RE_ROLL_ON: Final = "FAIL"
 # each re-roll's seed: the job's seed plus this step per attempt (mod the model's seed range), so
 # a job's re-rolls are reproducible
 RE_ROLL_SEED_STEP: Final = 104_729
+# Variants (POST /jobs `variants`): n results of each photo to choose from. A model that returns
+# one image per call (every live model) makes them with n calls of its last step, each with its own
+# seed (derived as a re-roll's is), all through the state machine's bounded re-roll loop. 4 because
+# each variant is one more paid call and one more pass of that loop in the child's worst case, and
+# four side by side still fit one gallery card; Titan / Nova (retired) made up to 5 in one call.
+MAX_VARIANTS: Final = 4
+
+
+class PickedBy(StrEnum):
+    """Who chose the delivered variant of an image (chalicelib/variants.py)."""
+
+    BEST = "BEST"  # Backdrop: the best variant by the scorecards (quality.attempt_rank)
+    OWNER = "OWNER"  # the owner: POST /jobs/{jobId}/images/{imageId}/pick
+
+
+class VariantSource(StrEnum):
+    """How a variant of an image was made."""
+
+    JOB = "JOB"  # by the job's own run (its variants and re-rolls)
+    REGENERATED = "REGENERATED"  # by POST /jobs/{jobId}/images/{imageId}/regenerate: a linked job's result
+
+
 MAX_JOBS_PAGE_SIZE: Final = 100
 # GET /jobs/{jobId} answers with one page of images (at most 100, chalicelib/store.py); the page
 # is cut shorter when it would make the answer larger than this. Lambda's synchronous response

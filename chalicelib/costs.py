@@ -33,7 +33,8 @@ def call_price_usd(spec: ModelSpec, variants: int = 1) -> float:
 
 
 def image_price_usd(spec: ModelSpec, variants: int = 1) -> float:
-    return spec.price_per_image_usd * max(1, variants)
+    """One photo with its variants (each further one: the last call again)."""
+    return spec.variants_price_usd(variants)
 
 
 def parse_budget(body: Mapping[str, Any], spec: ModelSpec, variants: int) -> float | None:

@@ -94,18 +94,27 @@ def job_estimate(
     compose_images: int = 0,
     compose_price_usd: float = 0.0,
     scene_price_usd: float | None = None,
+    variant_calls: int = 1,
 ) -> Estimate:
     """`images` photos, `compose_images` of them with a composed background (one call each, one
-    result, no re-roll); `scene_price_usd` given: the batch's one scene call."""
+    result, no re-roll); `scene_price_usd` given: the batch's one scene call. `variant_calls`: how
+    many times the last call is made for the `variants` (ModelSpec.variant_calls: `variants` on a
+    model that returns one image per call, each further one at the re-roll price; 1 on a model
+    that returns them all from one call, billed per image)."""
     check = contracts.REKOGNITION_USD_PER_IMAGE
     prompt = images - compose_images
     scene = scene_price_usd is not None
-    model = prompt * variants * price_per_image_usd + compose_images * compose_price_usd + (scene_price_usd or 0.0)
+    # the image's calls once, then each further variant: the last call again (a one-call family,
+    # or several images in one call billed each: the whole price again)
+    per_image = price_per_image_usd + (variants - 1) * re_roll_price_usd
+    model = prompt * per_image + compose_images * compose_price_usd + (scene_price_usd or 0.0)
     checks = (
         prompt * checks_per_attempt(variants, first=True) + compose_images * checks_per_attempt(1, first=True)
     ) * check
-    per_re_roll = variants * re_roll_price_usd + checks_per_attempt(variants, first=False) * check
-    calls = model_calls(prompt, compose_images, steps_per_prompt_image, scene=scene)
+    # a re-roll makes one image again on a one-image-per-call model, all the call's images otherwise
+    re_rolled = 1 if variant_calls > 1 else variants
+    per_re_roll = re_rolled * re_roll_price_usd + checks_per_attempt(re_rolled, first=False) * check
+    calls = model_calls(prompt, compose_images, steps_per_prompt_image + variant_calls - 1, scene=scene)
     return Estimate(images, variants, model, checks, re_rolls, prompt * re_rolls * per_re_roll, compose_images, calls)
 
 

@@ -450,6 +450,7 @@ def job_estimate(spec: ModelSpec, settings: JobSettings, images: Sequence[ImageI
         compose_images=sum(1 for s in sources if s in backgrounds.COMPOSE_SOURCES),
         compose_price_usd=spec.compose_price_usd,
         scene_price_usd=scene_price,
+        variant_calls=spec.variant_calls(settings.variants),
     )
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import backgrounds, contracts, costs, estimate, imaging, observability, presets
+from chalicelib import backgrounds, contracts, costs, estimate, imaging, observability, presets, variants
 from chalicelib.contracts import BackgroundSource, ErrorCode, ImageStatus
 from chalicelib.errors import (
     BudgetReached,
@@ -73,6 +73,14 @@ class _AttemptFailed(Exception):
         super().__init__(cause)
         self.code = code
         self.cause = cause
+
+
+def _weakest_variant(attempts: Sequence[Mapping[str, Any]]) -> int:
+    """The variant whose best result ranks last (quality.attempt_rank): where a re-roll goes."""
+    from chalicelib import quality
+
+    ranks = {v: quality.attempt_rank(best)[:-1] for v, best in variants.kept_attempts(attempts).items()}
+    return max(ranks, key=lambda v: (ranks[v], v))
 
 
 def _box(values: Any) -> Box:
@@ -262,12 +270,13 @@ class Steps:
             "before this photo's turn; it was not sent to the model",
         )
 
-    def _reserve_re_roll(self, event: Mapping[str, Any], step: StepInput, calls_after: int) -> None:
-        """A job with a budget cap: a re-roll is one more call, reserved before it is written."""
+    def _reserve_extra_call(self, event: Mapping[str, Any], step: StepInput, calls_after: int, outcome: str) -> None:
+        """A job with a budget cap: a further variant or a re-roll is one more call, reserved
+        before it is written (idempotent: a repeated Finalize reserves it once)."""
         self._reserve(
             event,
             lambda most: self.store.reserve_extra_model_call(step.job_id, step.image.image_id, calls_after, most),
-            "; this photo was not re-rolled",
+            outcome,
         )
 
     @staticmethod
@@ -341,48 +350,94 @@ class Steps:
         attempts: list[dict[str, Any]] = [dict(a) for a in previous.get("attempts") or []]
         reroll = previous.get("reroll")
         number = int(reroll["attempt"]) if reroll else 1
+        # the variant this attempt is made for (its result key): attempts 1..n are the n variants
+        # of a one-image-per-call model; a re-roll names the variant it may replace
+        variant = int(reroll.get("variant") or 1) if reroll else 1
         if any(int(a["attempt"]) == number for a in attempts):  # a repeated call: the same answer
             attempts = [a for a in attempts if int(a["attempt"]) < number]
         seed = int(reroll["seed"]) if reroll else step.settings.seed
         if reroll:
             try:
                 failure = event.get("rerollFailure")
-                if failure:  # the re-roll's model call failed after its retries
+                if failure:  # the call failed after its retries
                     raise _AttemptFailed(*classify_step_failure(failure.get("Error"), failure.get("Cause")))
                 key = contracts.split_s3_uri(str(reroll["call"]["responseUri"]))[1]
-                made = self._make_attempt(step, spec, key, seed, number, spec.re_roll_price_usd)
+                made = self._make_attempt(step, spec, key, seed, number, spec.re_roll_price_usd, variant)
             except (StepError, _AttemptFailed) as exc:
-                # a failed re-roll never fails the image: the best attempt so far stands, and
-                # nothing is re-rolled after it (a content filter is never re-rolled)
+                # a failed call never fails the image: the best attempt so far stands; the next
+                # variant is still made, and nothing is re-rolled after it (a content filter is never re-rolled)
                 code = ErrorCode(exc.code).value
                 cause = exc.cause if isinstance(exc, _AttemptFailed) else str(exc)
-                attempts.append({"attempt": number, "seed": seed, "errorCode": code, "cause": cause[:300]})
-                return self._finish(step, attempts)
+                attempts.append(
+                    {"attempt": number, "variant": variant, "seed": seed, "errorCode": code, "cause": cause[:300]}
+                )
+                return self._after_attempt(event, step, spec, adapter, attempts, number, re_roll=False)
         else:
             key = contracts.response_key(step.job_id, step.image.image_id, last_step)
-            made = self._make_attempt(step, spec, key, seed, number, spec.price_per_image_usd)
+            made = self._make_attempt(step, spec, key, seed, number, spec.price_per_image_usd, variant)
         attempt, encoded = made
         attempts.append(attempt)
-        # only the best attempt so far is in the result keys: the delivered file is the kept one
-        if quality.best_attempt(attempts) is attempt:
+        # only the best attempt so far of each variant is in its result keys: the delivered file is the kept one
+        if quality.best_attempt(variants.of_variant(attempts, variant)) is attempt:
             for output, (body, content_type) in zip(attempt["outputs"], encoded, strict=True):
                 self._put(step.bucket, output["key"], body, content_type)
-        best = quality.best_attempt(attempts)
-        assert best is not None
+        return self._after_attempt(event, step, spec, adapter, attempts, number, re_roll=True)
+
+    def _after_attempt(
+        self,
+        event: Mapping[str, Any],
+        step: StepInput,
+        spec: ModelSpec,
+        adapter: Adapter,
+        attempts: list[dict[str, Any]],
+        number: int,
+        *,
+        re_roll: bool,
+    ) -> dict[str, Any]:
+        """What follows attempt `number`: the next variant's call while variants are left (a
+        model that returns one image per call makes `variants` calls); then a re-roll while even
+        the best variant is `reRollOn` or worse, re-rolls are left and no call failed (it may
+        replace the weakest variant); else the image SUCCEEDED. Every further call is reserved
+        against the job's budget first, and a spent budget ends the image with what it has."""
+        from chalicelib import quality
+
         settings = step.settings
-        budget = 1 + min(settings.re_rolls, contracts.MAX_RE_ROLLS)
-        if number < budget and quality.needs_re_roll(best, quality.Outcome(settings.re_roll_on)):
-            try:
-                self._reserve_re_roll(event, step, len(adapter.steps) + number)
-            except BudgetReached as exc:  # the best attempt so far is delivered, and the report says why
-                seed = re_roll_seed(settings.seed, number + 1, spec.seed_max)
-                attempts.append({"attempt": number + 1, "seed": seed, "errorCode": exc.code.value, "cause": str(exc)})
-                return self._finish(step, attempts)
-            return self._next_attempt(step, spec, adapter, attempts, number + 1)
-        return self._finish(step, attempts)
+        calls = spec.variant_calls(settings.variants)
+        best = quality.best_attempt(attempts)
+        if number < calls:
+            nxt, what = number + 1, "; this photo's further variants were not made"
+        elif best is None:
+            raise StorageError("no attempt of this image produced a result")
+        elif (
+            re_roll
+            and not any(a.get("errorCode") for a in attempts)
+            and number < calls + min(settings.re_rolls, contracts.MAX_RE_ROLLS)
+            and quality.needs_re_roll(best, quality.Outcome(settings.re_roll_on))
+        ):
+            nxt, what = number + 1, "; this photo was not re-rolled"
+        else:
+            return self._finish(step, attempts)
+        # a variant's own first attempt; a re-roll goes to the weakest variant so far
+        variant = nxt if nxt <= calls else _weakest_variant(attempts)
+        try:
+            self._reserve_extra_call(event, step, len(adapter.steps) + nxt - 1, what)
+        except BudgetReached as exc:  # the best attempt so far is delivered, and the report says why
+            seed = re_roll_seed(settings.seed, nxt, spec.seed_max)
+            attempts.append(
+                {"attempt": nxt, "variant": variant, "seed": seed, "errorCode": exc.code.value, "cause": str(exc)}
+            )
+            return self._finish(step, attempts)
+        return self._next_attempt(step, spec, adapter, attempts, nxt, variant)
 
     def _make_attempt(
-        self, step: StepInput, spec: ModelSpec, response_key: str, seed: int, number: int, price: float
+        self,
+        step: StepInput,
+        spec: ModelSpec,
+        response_key: str,
+        seed: int,
+        number: int,
+        price: float,
+        variant: int = 1,
     ) -> tuple[dict[str, Any], list[tuple[bytes, str]]]:
         """One attempt from the model's response: its record (outputs with their scorecards,
         outcome, score, cost) and each output's encoded bytes, nothing written yet."""
@@ -390,23 +445,28 @@ class Steps:
 
         adapter = registry.adapter_for(spec)
         generated = adapter.parse_response(spec, adapter.steps[-1], self._get_json(step.bucket, response_key))
-        outputs, encoded, rekognition_calls = self._make_outputs(step, spec, generated, seed)
+        outputs, encoded, rekognition_calls = self._make_outputs(step, spec, generated, seed, variant)
         cards = [quality.Scorecard.from_dict(o["quality"]) for o in outputs]
+        cost = round(estimate.attempt_cost_usd(len(outputs), price, rekognition_calls), 4)
+        if len(outputs) == 1:  # one variant from one call: what it cost is on it too
+            outputs[0].update(attempt=number, costUsd=cost)
         attempt = {
             "attempt": number,
+            "variant": variant,
             "seed": seed,
             "outcome": quality.attempt_outcome(cards).value,
             "score": quality.attempt_score(cards),
-            "costUsd": round(estimate.attempt_cost_usd(len(outputs), price, rekognition_calls), 4),
+            "costUsd": cost,
             "outputs": outputs,
         }
         return attempt, encoded
 
     def _make_outputs(
-        self, step: StepInput, spec: ModelSpec, generated: GeneratedImages, attempt_seed: int
+        self, step: StepInput, spec: ModelSpec, generated: GeneratedImages, attempt_seed: int, first_variant: int = 1
     ) -> tuple[list[dict[str, Any]], list[tuple[bytes, str]], int]:
-        """Compose, score and encode every variant of one attempt (nothing written): the outputs
-        with their scorecards, each one's bytes and content type, and the Rekognition calls made."""
+        """Compose, score and encode every image of one attempt (nothing written): the outputs
+        with their scorecards, each one's bytes and content type, and the Rekognition calls made.
+        The images are variants `first_variant`, `first_variant + 1`, ... (their result keys)."""
         # numpy-backed compositing and scoring load here, not when the API starts
         from chalicelib import compose, quality
 
@@ -435,7 +495,8 @@ class Steps:
         checks = _RekognitionChecks(self, step, original, orientation, thresholds)
         outputs: list[dict[str, Any]] = []
         encoded: list[tuple[bytes, str]] = []
-        for index, (data, seed) in enumerate(zip(generated.images, generated.seeds, strict=True), start=1):
+        pairs = zip(generated.images, generated.seeds, strict=True)
+        for index, (data, seed) in enumerate(pairs, start=first_variant):
             canvas = imaging.decode_image(data)
             produced_by = imaging.provenance(canvas)
             result = imaging.from_canvas(canvas, geometry, size)
@@ -464,9 +525,16 @@ class Steps:
         return outputs, encoded, checks.calls
 
     def _next_attempt(
-        self, step: StepInput, spec: ModelSpec, adapter: Adapter, attempts: list[dict[str, Any]], number: int
+        self,
+        step: StepInput,
+        spec: ModelSpec,
+        adapter: Adapter,
+        attempts: list[dict[str, Any]],
+        number: int,
+        variant: int,
     ) -> dict[str, Any]:
-        """Write the last model call again with a new seed; answer it as `reroll`."""
+        """Write the last model call again with a new seed; answer it as `reroll` (the state
+        machine's loop: a further variant or a re-roll, made for `variant`'s result key)."""
         last_step = adapter.steps[-1]
         seed = re_roll_seed(step.settings.seed, number, spec.seed_max)
         body = self._get_json(step.bucket, contracts.request_key(step.job_id, step.image.image_id, last_step))
@@ -475,7 +543,7 @@ class Steps:
             "status": ImageStatus.RUNNING.value,
             "outputs": 0,
             "attempts": attempts,
-            "reroll": {"attempt": number, "seed": seed, "call": self._write_call(step, call)},
+            "reroll": {"attempt": number, "variant": variant, "seed": seed, "call": self._write_call(step, call)},
         }
 
     def _finish(
@@ -490,8 +558,8 @@ class Steps:
         `size`: the results' size when it is not the original's (a placement's canvas)."""
         from chalicelib import quality
 
-        best = quality.best_attempt(attempts)
-        if best is None:
+        kept = variants.kept_attempts(attempts)
+        if not kept:
             raise StorageError("no attempt of this image produced a result")
         if size is None:
             geometry, _ = self._geometry(step)
@@ -499,18 +567,19 @@ class Steps:
         if adapter_steps is None:
             adapter_steps = registry.adapter_for(self._spec(step)).steps
         adapter_steps = tuple(adapter_steps)
-        kept = int(best["attempt"])
+        kept_numbers = {int(a["attempt"]) for a in kept.values()}
         record = [
             {
                 **{k: v for k, v in a.items() if k != "outputs"},
                 **({"quality": [o["quality"] for o in a["outputs"]]} if a.get("outputs") else {}),
-                "kept": int(a["attempt"]) == kept,
+                "kept": int(a["attempt"]) in kept_numbers,
             }
             for a in attempts
         ]
-        outputs = best["outputs"]
+        # every variant's best result, the best of them delivered (the owner may pick another)
+        outputs = variants.mark_delivered([o for v in sorted(kept) for o in kept[v]["outputs"]])
+        verdict = variants.verdict_of(variants.delivered_output({"outputs": outputs}))
         # a repeated finalize writes the same keys; the store keeps the first outcome
-        verdict = quality.worst(quality.Scorecard.from_dict(o["quality"]).outcome for o in outputs)
         self.store.set_image_status(
             step.job_id,
             step.image.image_id,
@@ -519,8 +588,8 @@ class Steps:
             attempts=record,
             width=size[0],
             height=size[1],
-            verdict=verdict.value,
-            # every call of the image answered, and each re-roll that made a result
+            verdict=verdict or quality.Outcome.SKIPPED.value,
+            # every call of the image answered, and each further variant or re-roll that made a result
             model_calls=len(adapter_steps) + sum(1 for a in attempts if int(a["attempt"]) > 1 and a.get("outputs")),
         )
         try:  # read from the request and response objects, before they go
@@ -688,12 +757,14 @@ class Steps:
             output["notes"] = notes
         if produced_by:
             output["producedBy"] = produced_by
+        output.update(attempt=1, costUsd=round(estimate.attempt_cost_usd(1, spec.compose_price_usd, checks.calls), 4))
         attempt = {
             "attempt": 1,
+            "variant": 1,
             "seed": settings.seed,
             "outcome": quality.attempt_outcome([scorecard]).value,
             "score": quality.attempt_score([scorecard]),
-            "costUsd": round(estimate.attempt_cost_usd(1, spec.compose_price_usd, checks.calls), 4),
+            "costUsd": output["costUsd"],
             "outputs": [output],
         }
         return attempt, size

@@ -86,11 +86,19 @@ def common_problems(spec: ModelSpec, settings: JobSettings, images: Sequence[Ima
         )
     if not 0 <= settings.seed <= spec.seed_max:
         p.add("seed", f"seed must be between 0 and {spec.seed_max:,} for model {spec.key}")
-    if not 1 <= settings.variants <= spec.max_variants:
-        noun = "image per call" if spec.max_variants == 1 else "images per call"
+    limit = spec.variant_limit
+    if not 1 <= settings.variants <= limit:
+        how = (
+            f"model {spec.key} returns one image per call, so each variant is one more call"
+            if spec.max_variants == 1
+            else f"model {spec.key} returns up to {spec.max_variants} images per call"
+        )
+        p.add("variants", f"variants must be between 1 and {limit}: {how}")
+    elif settings.variants > 1 and not effective(None, settings.background).needs_inpaint:
         p.add(
             "variants",
-            f"variants must be between 1 and {spec.max_variants}: model {spec.key} returns up to {spec.max_variants} {noun}",
+            "variants must be 1 with a color, image, transparent or scene background: the result is composed "
+            "from one cut-out, so every variant would be the same picture",
         )
     if settings.mode not in {m.value for m in Mode}:
         p.add("mode", f"mode must be one of {', '.join(m.value for m in Mode)}")

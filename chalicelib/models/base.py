@@ -111,6 +111,25 @@ class ModelSpec:
         return self.price_per_call_usd.get(last, self.price_per_image_usd)
 
     @property
+    def variant_limit(self) -> int:
+        """The most variants a job may ask of this model: contracts.MAX_VARIANTS, made with one
+        call each, for a model that returns one image per call; its own per-call maximum otherwise."""
+        from chalicelib.contracts import MAX_VARIANTS
+
+        return MAX_VARIANTS if self.max_variants == 1 else self.max_variants
+
+    def variant_calls(self, variants: int) -> int:
+        """How many times the last call is made for `variants` results: once per variant on a
+        model that returns one image per call, once in all on one that returns several."""
+        return max(1, variants) if self.max_variants == 1 else 1
+
+    def variants_price_usd(self, variants: int) -> float:
+        """What `variants` results of one image cost in model calls: the image's calls once, and
+        the last call again for each further variant (a one-call family: the whole price; several
+        images in one call are billed each)."""
+        return self.price_per_image_usd + (max(1, variants) - 1) * self.re_roll_price_usd
+
+    @property
     def role(self) -> str:
         """ "scene": generates a scene background's one image per batch; "job": a job's model."""
         return "scene" if self.family is Family.TEXT_TO_IMAGE else "job"
@@ -145,7 +164,9 @@ class ModelSpec:
                 "promptRequired": self.prompt_required,
                 "negativePromptMax": self.negative_prompt_max,
                 "seedMax": self.seed_max,
-                "maxVariants": self.max_variants,
+                # variants a job may ask for, and how many one call returns (chalicelib.contracts.MAX_VARIANTS)
+                "maxVariants": self.variant_limit,
+                "variantsPerCall": self.max_variants,
                 "cfgScale": list(self.cfg_scale) if self.cfg_scale else None,
                 "qualities": list(self.qualities),
                 "stylePresets": list(self.style_presets),

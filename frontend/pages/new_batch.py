@@ -47,6 +47,8 @@ def cost_line(
         compose_images=photo_count if composed else 0,
         compose_price_usd=float(model.get("composePricePerImageUsd", price)),
         scene_price_usd=scene_price_usd if source == BackgroundSource.SCENE.value else None,
+        # a model that returns one image per call makes each variant with one more call
+        variant_calls=variants if int((model.get("limits") or {}).get("variantsPerCall", 1)) == 1 else 1,
     )
     if not composed:
         return found.sentence()

@@ -250,7 +250,7 @@ def test_submit_collects_every_validation_problem(client: Client, token_for, pho
     fields = {d["field"] for d in response.json_body["details"]}
     assert {"colour", "images[0].labels", "images[1].imageRef", "images[2].imageRef"} <= fields
     # the model's own limits come in a second round only when the shape is right
-    response = _submit(client, token_for("owner-1"), [ref], prompt="x" * 10_001, variants=3, quality="premium")
+    response = _submit(client, token_for("owner-1"), [ref], prompt="x" * 10_001, variants=5, quality="premium")
     fields = {d["field"] for d in response.json_body["details"]}
     assert fields == {"prompt", "variants", "quality"}
     assert "10,001" in response.json_body["message"]

@@ -95,7 +95,7 @@ def test_a_model_added_only_through_the_registry_file_is_usable(monkeypatch, tmp
         (STABILITY, {"prompt": "x" * 10_001}, "prompt"),
         (STABILITY, {"negative_prompt": "x" * 10_001}, "negativePrompt"),
         (STABILITY, {"seed": 4_294_967_295}, "seed"),
-        (STABILITY, {"variants": 2}, "variants"),
+        (STABILITY, {"variants": 5}, "variants"),
         (STABILITY, {"cfg_scale": 5.0}, "cfgScale"),
         (STABILITY, {"quality": "premium"}, "quality"),
         (STABILITY, {"style_preset": "watercolour"}, "stylePreset"),

@@ -1,0 +1,104 @@
+"""Variants: several results of one photo to choose from, and the one that is delivered.
+
+An image's `outputs` are its variants (each with `variant`, `seed`, its own scorecard and, made by
+one call, `costUsd`). Exactly one output of a SUCCEEDED image made by this version is `delivered`:
+by default the best by the scorecards (`quality.attempt_rank`, the rule re-rolls keep attempts
+by), `pickedBy: BEST`; the owner may pick another (`pickedBy: OWNER`, POST
+/jobs/{jobId}/images/{imageId}/pick). The archive, the report and the gallery deliver that one.
+An image recorded before variants had no `delivered` mark: every output of it is delivered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from chalicelib import contracts
+from chalicelib.contracts import PickedBy
+
+PICK_FIELD = "variant"
+
+
+def of_variant(attempts: Sequence[Mapping[str, Any]], variant: int) -> list[Mapping[str, Any]]:
+    """The attempts made for one variant (an attempt without a `variant` is variant 1)."""
+    return [a for a in attempts if int(a.get("variant") or 1) == variant]
+
+
+def kept_attempts(attempts: Sequence[Mapping[str, Any]]) -> dict[int, Mapping[str, Any]]:
+    """Each variant's best attempt (quality.best_attempt), by variant; a variant whose every call
+    failed has none."""
+    from chalicelib import quality
+
+    kept: dict[int, Mapping[str, Any]] = {}
+    for variant in sorted({int(a.get("variant") or 1) for a in attempts}):
+        best = quality.best_attempt(of_variant(attempts, variant))
+        if best is not None:
+            kept[variant] = best
+    return kept
+
+
+def output_rank(output: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The order variants are delivered in, best first: `quality.attempt_rank` of the output
+    alone (verdict, failing checks, warnings, colour error), then the lowest variant."""
+    from chalicelib import quality
+
+    rank = quality.attempt_rank({"attempt": 0, "outputs": [output]}) if output.get("quality") else (9,)
+    return (*rank[:-1], int(output.get("variant") or 0))
+
+
+def best_variant(outputs: Sequence[Mapping[str, Any]]) -> int | None:
+    made = [o for o in outputs if o.get("quality") is not None or o.get("key")]
+    return int(min(made, key=output_rank)["variant"]) if made else None
+
+
+def mark_delivered(
+    outputs: Sequence[Mapping[str, Any]], variant: int | None = None, picked_by: PickedBy = PickedBy.BEST
+) -> list[dict[str, Any]]:
+    """The outputs with `delivered` set on `variant` alone (None: the best), `pickedBy` on it."""
+    chosen = best_variant(outputs) if variant is None else variant
+    marked = []
+    for output in outputs:
+        entry = {k: v for k, v in output.items() if k != "pickedBy"}
+        entry["delivered"] = int(output.get("variant") or 0) == chosen
+        if entry["delivered"]:
+            entry["pickedBy"] = picked_by.value
+        marked.append(entry)
+    return marked
+
+
+def delivered_outputs(image: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """What goes out of an image: its delivered output (all of them for an image recorded
+    before variants were chosen between)."""
+    outputs = list(image.get("outputs") or [])
+    if not any("delivered" in o for o in outputs):
+        return outputs
+    return [o for o in outputs if o.get("delivered")]
+
+
+def delivered_output(image: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    chosen = delivered_outputs(image)
+    return chosen[0] if chosen else None
+
+
+def verdict_of(output: Mapping[str, Any] | None) -> str | None:
+    """The image's verdict: its delivered output's scorecard outcome."""
+    outcome = ((output or {}).get("quality") or {}).get("outcome")
+    return str(outcome) if outcome else None
+
+
+def parse_pick(body: Any, outputs: Sequence[Mapping[str, Any]]) -> int:
+    """POST .../pick `{"variant": k}`: one of the image's variants; ValidationError otherwise."""
+    from chalicelib.errors import ValidationError
+
+    have = sorted(int(o.get("variant") or 0) for o in outputs)
+    value = body.get(PICK_FIELD) if isinstance(body, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value not in have:
+        listed = ", ".join(str(v) for v in have) or "none"
+        message = f"variant must be one of this image's variants: {listed}"
+        raise ValidationError(message, details=[{"field": PICK_FIELD, "message": message}])
+    return value
+
+
+def is_variant_key(key: str, owner: str, job_id: str, image_id: str) -> bool:
+    """A result key of this image (any variant, any format)."""
+    return key.startswith(f"{contracts.job_results_prefix(owner, job_id)}{image_id}-")
