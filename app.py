@@ -33,6 +33,7 @@ from chalicelib.starter import WorkflowStarter
 from chalicelib.store import JobStore
 from chalicelib.uploads import UploadService
 from chalicelib.validation import request_json, require_list
+from chalicelib.variants import VariantService
 
 if TYPE_CHECKING:  # the workflow steps import Pillow: the API handler's cold start must not
     from chalicelib.workflow import Steps
@@ -314,6 +315,16 @@ def get_report(job_id: str) -> dict[str, Any]:
 @api
 def retry_job(job_id: str) -> Response:
     return _json_response(_job_service().retry_failed(_owner(), job_id, model_lookup=_selectable_model), 202)
+
+
+def _variants() -> VariantService:
+    return VariantService(_store(), aws.client("s3"), config.settings().bucket_name)
+
+
+@app.route("/jobs/{job_id}/images/{image_id}/pick", methods=["POST"], authorizer=authorizer, cors=cors)
+@api
+def pick_variant(job_id: str, image_id: str) -> dict[str, Any]:
+    return _variants().pick(_owner(), job_id, image_id, _body())
 
 
 def _archives() -> archive.ArchiveService:

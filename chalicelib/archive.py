@@ -25,7 +25,7 @@ from typing import IO, Any, Final, cast
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts
+from chalicelib import contracts, variants
 from chalicelib.contracts import ImageStatus
 from chalicelib.errors import BadRequest, Conflict, NotFound, is_not_found, service_failure
 from chalicelib.store import JobStore
@@ -208,6 +208,23 @@ class ArchiveService:
             return {"state": ArchiveState.FAILED, "kind": request.kind, "cause": "the build stopped; ask again"}
         return {**{k: v for k, v in progress.items() if k != "updatedAt"}, "kind": request.kind}
 
+    def forget(self, owner: str, job_id: str) -> None:
+        """Drop every zip of a job and its progress (what an image delivers changed: the owner
+        picked another variant): the next request builds it again. Deleting a missing key is no error."""
+        keys = [
+            key
+            for originals in (False, True)
+            for report in (False, True)
+            for key in (
+                ArchiveRequest(owner, job_id, originals, report).zip_key,
+                ArchiveRequest(owner, job_id, originals, report).progress_key,
+            )
+        ]
+        try:
+            self.s3.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True})
+        except ClientError as exc:
+            raise service_failure(exc, f"could not drop the archives of job {job_id}") from exc
+
     def _stalled(self, progress: Mapping[str, Any]) -> bool:
         return self.clock() - float(progress.get("updatedAt") or 0) > LAMBDA_MAX_SECONDS + 60
 
@@ -251,7 +268,7 @@ class ArchiveService:
                 image["status"] == ImageStatus.SUCCEEDED.value
                 and image.get("reviewDecision") != contracts.ReviewDecision.REJECTED
             ):
-                for output in image.get("outputs") or []:
+                for output in variants.delivered_outputs(image):  # the variant picked (or the best)
                     suffix = PurePosixPath(output["key"]).suffix
                     yield f"results/{tag}-{output['variant']}{suffix}", output["key"]
             if request.originals:

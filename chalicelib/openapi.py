@@ -671,6 +671,13 @@ def schemas() -> dict[str, Any]:
                             "variant": {"type": "integer", "minimum": 1},
                             "seed": _INT,
                             "url": _URL,
+                            "delivered": {
+                                "type": "boolean",
+                                "description": "the variant that is delivered (archive, report): one per image",
+                            },
+                            "pickedBy": _enum(contracts.PickedBy, "who chose the delivered variant"),
+                            "attempt": {"type": "integer", "minimum": 1, "description": "the attempt that made it"},
+                            "costUsd": {"type": "number", "description": "its model call and checks"},
                             "quality": _ref("Scorecard"),
                             "producedBy": {"type": "string", "description": "the model that made it"},
                             "background": _enum(BackgroundSource),
@@ -804,6 +811,26 @@ def schemas() -> dict[str, Any]:
             closed=True,
         ),
         "ReviewRecorded": _obj({"jobId": _ref("JobId"), "decided": _COUNT}, ["jobId", "decided"]),
+        "PickRequest": _obj(
+            {"variant": {"type": "integer", "minimum": 1, "description": "one of the image's `outputs[].variant`"}},
+            ["variant"],
+            closed=True,
+        ),
+        "Picked": _obj(
+            {
+                "jobId": _ref("JobId"),
+                "imageId": _STRING,
+                "delivered": {"type": "integer", "minimum": 1, "description": "the variant now delivered"},
+                "pickedBy": {"const": contracts.PickedBy.OWNER.value},
+                "outputs": {"type": "array", "items": {"type": "object"}, "description": "the image's variants"},
+                "report": _enum(
+                    ("REWRITTEN", "AT_NEXT_BUILD"),
+                    "REWRITTEN: the finished job's report was written again with the pick; AT_NEXT_BUILD: the "
+                    "report is not written yet and will carry it",
+                ),
+            },
+            ["jobId", "imageId", "delivered", "pickedBy", "outputs", "report"],
+        ),
         "ReviewApproved": _obj(
             {"jobId": _ref("JobId"), "review": {"const": "APPROVED"}, "rejected": _COUNT},
             ["jobId", "review", "rejected"],
@@ -1234,6 +1261,24 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
         errors=(*_BODY_ERRORS, ErrorCode.NOT_FOUND, ErrorCode.CONFLICT),
         example={"jobId": _JOB_ID, "decided": 2},
     ),
+    ("POST", "/jobs/{job_id}/images/{image_id}/pick"): Operation(
+        "Choose the variant to deliver",
+        "Picked",
+        body="PickRequest",
+        description="For a SUCCEEDED image with several variants (a job's `variants`): deliver this one instead of "
+        "the best by the scorecards. The image's verdict becomes the variant's; the archive delivers it (a zip "
+        "built before is built again on the next request) and a finished job's report is written again. A bad "
+        "variant is a 400 naming the field; an image that has not succeeded is a 409.",
+        errors=(*_BODY_ERRORS, ErrorCode.NOT_FOUND, ErrorCode.CONFLICT),
+        example={
+            "jobId": _JOB_ID,
+            "imageId": "9e107d9d372bb6826bd81d3542a419d6",
+            "delivered": 2,
+            "pickedBy": "OWNER",
+            "outputs": [],
+            "report": "REWRITTEN",
+        },
+    ),
     ("POST", "/jobs/{job_id}/review/approve"): Operation(
         "Deliver a reviewed job",
         "ReviewApproved",
@@ -1294,7 +1339,7 @@ def _operation(method: str, path: str, op: Operation, view_args: list[str], auth
     if op.description:
         operation["description"] = op.description
     parameters = [
-        *({"name": name, "in": "path", "required": True, "schema": _ref("JobId")} for name in view_args),
+        *({"name": name, "in": "path", "required": True, "schema": _PATH_SCHEMAS[name]} for name in view_args),
         *op.query,
         *op.header_params,
     ]
@@ -1304,6 +1349,12 @@ def _operation(method: str, path: str, op: Operation, view_args: list[str], auth
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(op.body)}}}
     operation["security"] = [{SECURITY_SCHEME: []}] if authorized else []
     return operation
+
+
+_PATH_SCHEMAS: Final[dict[str, Any]] = {
+    "job_id": _ref("JobId"),
+    "image_id": {"type": "string", "pattern": contracts.IMAGE_ID_RE.pattern, "description": "an image of the job"},
+}
 
 
 def _operation_id(method: str, path: str) -> str:

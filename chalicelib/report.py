@@ -28,6 +28,9 @@ CSV_COLUMNS = (
     "prompt",
     "seed",
     "variant",
+    # variants (chalicelib/variants.py): the one delivered (true on one row per image) and who chose it
+    "delivered",
+    "pickedBy",
     "outputKey",
     "producedBy",
     "width",
@@ -301,6 +304,30 @@ class Reporter:
             )
         return report
 
+    def rewrite(self, job_id: str, owner: str, bucket: str) -> dict[str, Any]:
+        """Write a finished job's report again from its images as they are now (the owner picked
+        another variant, or a regenerated one was added): its status, finish time and workflow
+        error stay as they were; `updatedAt` says when. Nothing else about the job changes."""
+        job = self.store.get_job(job_id)
+        if job is None or job.get("owner") != owner:
+            raise StorageError(f"job {job_id} was not found for its owner")
+        earlier = self.load(bucket, owner, job_id) or {}
+        images = sorted(self.store.images(job_id), key=lambda i: (i.get("name") or "", i["imageId"]))
+        counts = Counter(i["status"] for i in images)
+        counts_dict = {s.value: counts.get(s.value, 0) for s in ImageStatus}
+        report = self._report(job, images, JobStatus(job["status"]), counts_dict, earlier.get("workflowError"))
+        report["finishedAt"] = earlier.get("finishedAt") or job.get("finishedAt") or report["finishedAt"]
+        report["updatedAt"] = contracts.utc_now_iso()
+        self._write(
+            bucket,
+            contracts.report_key(owner, job_id, "json"),
+            json.dumps(report, indent=2).encode(),
+            "application/json",
+        )
+        csv_text = self._csv(report, job.get("settings") or {})
+        self._write(bucket, contracts.report_key(owner, job_id, "csv"), csv_text.encode(), "text/csv")
+        return report
+
     def load(self, bucket: str, owner: str, job_id: str) -> dict[str, Any] | None:
         """The job's report.json as written, or None if there is none."""
         try:
@@ -339,6 +366,9 @@ class Reporter:
                 if output:
                     row.update(
                         variant=output.get("variant"),
+                        # an image recorded before variants were chosen between delivers every output
+                        delivered=output.get("delivered", True),
+                        pickedBy=output.get("pickedBy"),
                         outputKey=output.get("key"),
                         producedBy=output.get("producedBy"),
                         seed=output.get("seed", base["seed"]),

@@ -275,6 +275,60 @@ class JobStore:
                 refused.append(image_id)
         return refused
 
+    def set_outputs(
+        self, job_id: str, image_id: str, outputs: Sequence[Mapping[str, Any]], before: Mapping[str, Any]
+    ) -> bool:
+        """Replace a SUCCEEDED image's outputs (the delivered variant picked, a variant added) and
+        its verdict, the delivered one's; the job's per-verdict counts move with it in the same
+        transaction. `before` is the image as read: False, and nothing written, when it is no
+        longer SUCCEEDED or its verdict changed meanwhile."""
+        from chalicelib import variants
+
+        verdict = variants.verdict_of(variants.delivered_output({"outputs": outputs}))
+        old_verdict = before.get("verdict")
+        names = {"#s": "status", "#o": "outputs", "#v": "verdict"}
+        values: dict[str, Any] = {":ok": ImageStatus.SUCCEEDED.value, ":outputs": [dict(o) for o in outputs]}
+        # the verdict as read guards the job's per-verdict counts
+        condition = "#s = :ok AND " + ("#v = :old" if old_verdict else "attribute_not_exists(#v)")
+        if old_verdict:
+            values[":old"] = old_verdict
+        update = "SET #o = :outputs"
+        if verdict:
+            update += ", #v = :verdict"
+            values[":verdict"] = verdict
+        image_update = {
+            "TableName": self.table.name,
+            "Key": self._image_key(job_id, image_id),
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": _stored(values),
+        }
+        items: list[dict[str, Any]] = [{"Update": image_update}]
+        if verdict and old_verdict and verdict != old_verdict:
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self.table.name,
+                        "Key": self._job_key(job_id),
+                        "UpdateExpression": "ADD #new :one, #old :minus",
+                        "ConditionExpression": "attribute_exists(pk)",
+                        "ExpressionAttributeNames": {
+                            "#new": contracts.verdict_count_attribute(verdict),
+                            "#old": contracts.verdict_count_attribute(old_verdict),
+                        },
+                        "ExpressionAttributeValues": {":one": 1, ":minus": -1},
+                    }
+                }
+            )
+        try:
+            self._client().transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if self._lost_race(exc):
+                return False
+            raise
+        return True
+
     def count_review_decisions(self, job_id: str) -> dict[str, int]:
         counts: dict[str, int] = {}
         for image in self._query_all(KeyConditionExpression=self._images_condition(job_id)):

@@ -14,7 +14,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chalicelib import contracts
-from chalicelib.contracts import PickedBy
+from chalicelib.contracts import ImageStatus, PickedBy
+from chalicelib.errors import Conflict, NotFound
+from chalicelib.store import JobStore
 
 PICK_FIELD = "variant"
 
@@ -99,6 +101,58 @@ def parse_pick(body: Any, outputs: Sequence[Mapping[str, Any]]) -> int:
     return value
 
 
-def is_variant_key(key: str, owner: str, job_id: str, image_id: str) -> bool:
-    """A result key of this image (any variant, any format)."""
-    return key.startswith(f"{contracts.job_results_prefix(owner, job_id)}{image_id}-")
+class VariantService:
+    """The owner's choices among an image's variants, given the job store, the S3 client and
+    the bucket."""
+
+    def __init__(self, store: JobStore, s3: Any, bucket: str) -> None:
+        self.store = store
+        self.s3 = s3
+        self.bucket = bucket
+
+    def _image(self, owner: str, job_id: str, image_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The job and the image, its owner's; another owner's looks like one that does not exist."""
+        job = self.store.get_job(job_id) if contracts.is_job_id(job_id) else None
+        if not job or job.get("owner") != owner:
+            raise NotFound(f"no job {job_id}")
+        image = self.store.get_image(job_id, image_id) if contracts.IMAGE_ID_RE.match(image_id) else None
+        if image is None:
+            raise NotFound(f"job {job_id} has no image {image_id[:40]}")
+        return job, image
+
+    def pick(self, owner: str, job_id: str, image_id: str, body: Any) -> dict[str, Any]:
+        """POST /jobs/{jobId}/images/{imageId}/pick `{"variant": k}`: deliver variant k of a
+        SUCCEEDED image. The image's verdict becomes k's; a report already written is written
+        again and an archive already built is dropped, so both deliver k."""
+        job, image = self._image(owner, job_id, image_id)
+        if image.get("status") != ImageStatus.SUCCEEDED.value:
+            raise Conflict(
+                f"image {image_id} of job {job_id} is {image.get('status')}: only a finished result has variants to pick"
+            )
+        outputs = list(image.get("outputs") or [])
+        variant = parse_pick(body, outputs)
+        picked = mark_delivered(outputs, variant, PickedBy.OWNER)
+        if not self.store.set_outputs(job_id, image_id, picked, image):
+            raise Conflict(f"image {image_id} changed while the pick was recorded; look at it again and pick again")
+        report = self._refresh_deliverables(owner, job)
+        return {
+            "jobId": job_id,
+            "imageId": image_id,
+            "delivered": variant,
+            "pickedBy": PickedBy.OWNER.value,
+            "outputs": picked,
+            "report": report,
+        }
+
+    def _refresh_deliverables(self, owner: str, job: Mapping[str, Any]) -> str:
+        """After a change of what an image delivers: the report written again if it was
+        ("REWRITTEN"), else it says so when it is written ("AT_NEXT_BUILD"); archives dropped."""
+        from chalicelib.archive import ArchiveService
+        from chalicelib.report import Reporter
+
+        job_id = str(job["jobId"])
+        ArchiveService(self.s3, self.bucket, self.store).forget(owner, job_id)
+        if job.get("reportKeys") and job.get("status") in {s.value for s in contracts.TERMINAL_JOB_STATUSES}:
+            Reporter(self.s3, self.store).rewrite(job_id, owner, self.bucket)
+            return "REWRITTEN"
+        return "AT_NEXT_BUILD"

@@ -256,6 +256,17 @@ def test_live_answers_of_every_route_match_the_document(client, token_for, photo
     live("GET", "/jobs/{job_id}/archive", 200, path=f"/jobs/{again}/archive?originals=true")
     live("POST", "/jobs/{job_id}/review", 409, path=f"/jobs/{again}/review", body={"decisions": {"a" * 32: "REJECTED"}})
     live("POST", "/jobs/{job_id}/review/approve", 409, path=f"/jobs/{again}/review/approve")
+    # choosing the delivered variant: of a failed image (409), of one with two variants (200, 400)
+    pick = "/jobs/{job_id}/images/{image_id}/pick"
+    live("POST", pick, 409, path=f"/jobs/{again}/images/{image['imageId']}/pick", body={"variant": 1})
+    live("POST", pick, 404, path=f"/jobs/{again}/images/{'0' * 32}/pick", body={"variant": 1})
+    two = live("POST", "/jobs", 202, body={**job, "images": fresh})["jobId"]
+    [made] = store.images(two)
+    outputs = [{"key": f"results/x-{v}.png", "variant": v, "seed": v, "delivered": v == 1} for v in (1, 2)]
+    store.set_image_status(two, made["imageId"], ImageStatus.SUCCEEDED, outputs=outputs, verdict="PASS")
+    made_pick = f"/jobs/{two}/images/{made['imageId']}/pick"
+    assert live("POST", pick, 200, path=made_pick, body={"variant": 2})["delivered"] == 2
+    live("POST", pick, 400, path=made_pick, body={"variant": 3})
     routed = {(m, p) for p, methods in backdrop_app.app.routes.items() for m in methods}
     assert live.seen == routed, f"routes not exercised: {routed - live.seen}"
 
