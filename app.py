@@ -327,6 +327,13 @@ def pick_variant(job_id: str, image_id: str) -> dict[str, Any]:
     return _variants().pick(_owner(), job_id, image_id, _body())
 
 
+@app.route("/jobs/{job_id}/images/{image_id}/regenerate", methods=["POST"], authorizer=authorizer, cors=cors)
+@api
+def regenerate_image(job_id: str, image_id: str) -> Response:
+    answer = _job_service().regenerate(_owner(), job_id, image_id, _body(), model_lookup=_selectable_model)
+    return _json_response(answer, 202)
+
+
 def _archives() -> archive.ArchiveService:
     return archive.ArchiveService(aws.client("s3"), config.settings().bucket_name, _store())
 

@@ -225,12 +225,27 @@ DEFAULT_RE_ROLL_ON: Final = "FAIL"
 # each re-roll's seed: the job's seed plus this step per attempt (mod the model's seed range), so
 # a job's re-rolls are reproducible
 RE_ROLL_SEED_STEP: Final = 104_729
+
+
+def derived_seed(job_seed: int, attempt: int, seed_max: int) -> int:
+    """The seed of attempt `attempt` (1 is the job's own) of an image: the job's seed moved on by
+    RE_ROLL_SEED_STEP per attempt, within the model's range: variants, re-rolls and regenerations
+    of a job can be made again."""
+    return (job_seed + (attempt - 1) * RE_ROLL_SEED_STEP) % (seed_max + 1)
+
+
 # Variants (POST /jobs `variants`): n results of each photo to choose from. A model that returns
 # one image per call (every live model) makes them with n calls of its last step, each with its own
 # seed (derived as a re-roll's is), all through the state machine's bounded re-roll loop. 4 because
 # each variant is one more paid call and one more pass of that loop in the child's worst case, and
 # four side by side still fit one gallery card; Titan / Nova (retired) made up to 5 in one call.
 MAX_VARIANTS: Final = 4
+# "Regenerate this one" (POST /jobs/{jobId}/images/{imageId}/regenerate): each makes a linked
+# one-photo job whose result becomes one more variant of the image; at most this many per image,
+# so an image's variants stay few enough to compare side by side.
+MAX_REGENERATIONS: Final = 4
+# The job settings of such a job name the image it regenerates: {"jobId", "imageId"}.
+REGENERATES_SETTING: Final = "regenerates"
 
 
 class PickedBy(StrEnum):

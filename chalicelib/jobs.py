@@ -543,6 +543,7 @@ class JobService:
         job_id: str | None = None,
         retry_of: str | None = None,
         review_seconds: int | None = None,
+        regenerates: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Persist a validated job. `notify`: whether the job's email goes out (to the owner's own
         subscription); `email`: the owner's address at submit (the token's claim), kept on the job;
@@ -576,6 +577,8 @@ class JobService:
             stored_settings[costs.MAX_CALLS_SETTING] = costs.max_calls(spec, settings.variants, budget_usd)
         if review_seconds is not None:  # the workflow waits this long for the owner's approval
             stored_settings[review.REVIEW_SECONDS_SETTING] = review_seconds
+        if regenerates is not None:  # its result becomes one more variant of that image (Finalize)
+            stored_settings[contracts.REGENERATES_SETTING] = dict(regenerates)
         self.store.put_job(
             job_id=job_id,
             owner=owner,
@@ -742,6 +745,89 @@ class JobService:
             self.store.release_retry(job_id, retry_job_id)  # nothing was made: it may be retried again
             raise
         return {**result, "retryOf": job_id}
+
+    def regenerate(
+        self,
+        owner: str,
+        job_id: str,
+        image_id: str,
+        body: Any,
+        model_lookup: Callable[[str], ModelSpec] = registry.get_selectable_model,
+    ) -> dict[str, Any]:
+        """POST /jobs/{jobId}/images/{imageId}/regenerate `{"seed"?, "prompt"?}`: a linked job of
+        this one photo, the job's settings with one variant and no re-roll, and the seed given
+        (else one derived from the job's, past every seed its variants and re-rolls may use) and
+        the prompt given (else the image's). When it finishes, its result becomes one more
+        variant of the image (`source: REGENERATED`, chalicelib/variants.py); the owner picks it
+        to deliver it. At most contracts.MAX_REGENERATIONS per image."""
+        job = self.get_job(owner, job_id)
+        image = self.store.get_image(job_id, image_id) if contracts.IMAGE_ID_RE.match(image_id) else None
+        if image is None:
+            raise NotFound(f"job {job_id} has no image {image_id[:40]}")
+        if image.get("status") != ImageStatus.SUCCEEDED.value:
+            raise Conflict(
+                f"image {image_id} of job {job_id} is {image.get('status')}: only a finished result is regenerated"
+            )
+        if not isinstance(body, dict) or set(body) - {"seed", "prompt"}:
+            raise BadRequest("the body is a JSON object with an optional seed (a whole number) and prompt (text)")
+        spec = model_lookup(job["model"])
+        settings = settings_from_dict(job["settings"])
+        problems = Problems("the regeneration is not valid")
+        seed = body.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            problems.add("seed", "seed must be a whole number")
+        prompt = body.get("prompt")
+        if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
+            problems.add("prompt", "prompt must be text (leave it out to keep the image's)")
+        problems.raise_if_any()
+        background = backgrounds.effective(image.get("background"), settings.background)
+        if not background.needs_inpaint:
+            raise BadRequest(
+                f"image {image_id} has a {background.source.value} background: it is composed from one cut-out, so "
+                "a regeneration would make the same picture"
+            )
+        made = len(image.get("outputs") or [])
+        if seed is None:  # past the seeds of every variant and re-roll the job may have made
+            seed = contracts.derived_seed(
+                settings.seed, contracts.MAX_VARIANTS + contracts.MAX_RE_ROLLS + made, spec.seed_max
+            )
+        settings = replace(settings, model=spec.key, seed=int(seed), variants=1, re_rolls=0)
+        images = [
+            ImageInput(
+                image["imageRef"],
+                image.get("name") or image_id,
+                tuple(image.get("labels") or ()),
+                prompt if prompt is not None else image.get("prompt"),
+                backgrounds.Background.from_dict(image["background"]) if image.get("background") else None,
+            )
+        ]
+        validate_for_model(spec, settings, images)
+        if not self.store.claim_regeneration(job_id, image_id, contracts.MAX_REGENERATIONS):
+            raise Conflict(
+                f"image {image_id} was regenerated {contracts.MAX_REGENERATIONS} times already: pick among its variants"
+            )
+        budget = (job.get("settings") or {}).get(costs.BUDGET_FIELD)
+        try:
+            result = self.submit(
+                owner,
+                spec,
+                settings,
+                images,
+                notify=False,  # the owner asked for it on the page: no email for one photo
+                email=job.get("email"),
+                budget_usd=float(budget) if budget is not None else None,
+                regenerates={"jobId": job_id, "imageId": image_id},
+            )
+        except Exception:
+            self.store.release_regeneration(job_id, image_id)  # nothing was made: it may be asked for again
+            raise
+        return {
+            **result,
+            "regenerateOf": {"jobId": job_id, "imageId": image_id},
+            "seed": settings.seed,
+            "prompt": images[0].prompt or settings.prompt,
+            "follow": f"/jobs/{result['jobId']}",
+        }
 
     # ------------------------------------------------------------------ read
 

@@ -678,6 +678,9 @@ def schemas() -> dict[str, Any]:
                             "pickedBy": _enum(contracts.PickedBy, "who chose the delivered variant"),
                             "attempt": {"type": "integer", "minimum": 1, "description": "the attempt that made it"},
                             "costUsd": {"type": "number", "description": "its model call and checks"},
+                            "source": _enum(contracts.VariantSource, "REGENERATED: made by a regenerate request"),
+                            "jobId": {**_ref("JobId"), "description": "a regenerated variant: the job that made it"},
+                            "prompt": {"type": "string", "description": "a regenerated variant: its prompt"},
                             "quality": _ref("Scorecard"),
                             "producedBy": {"type": "string", "description": "the model that made it"},
                             "background": _enum(BackgroundSource),
@@ -811,6 +814,27 @@ def schemas() -> dict[str, Any]:
             closed=True,
         ),
         "ReviewRecorded": _obj({"jobId": _ref("JobId"), "decided": _COUNT}, ["jobId", "decided"]),
+        "RegenerateRequest": _obj(
+            {
+                "seed": {"type": "integer", "minimum": 0, "description": "default: one derived from the job's seed"},
+                "prompt": {"type": "string", "minLength": 1, "description": "default: the image's prompt"},
+            },
+            closed=True,
+        ),
+        "Regenerating": _obj(
+            {
+                "jobId": {**_ref("JobId"), "description": "the linked one-photo job making it: follow it"},
+                "status": {"const": JobStatus.SUBMITTED.value},
+                "imageCount": {"const": 1},
+                "model": _STRING,
+                "estimate": _ref("Estimate"),
+                "regenerateOf": _obj({"jobId": _ref("JobId"), "imageId": _STRING}, ["jobId", "imageId"]),
+                "seed": _INT,
+                "prompt": _STRING,
+                "follow": {"type": "string", "description": "GET this path for the linked job's progress"},
+            },
+            ["jobId", "status", "regenerateOf", "seed", "follow"],
+        ),
         "PickRequest": _obj(
             {"variant": {"type": "integer", "minimum": 1, "description": "one of the image's `outputs[].variant`"}},
             ["variant"],
@@ -1277,6 +1301,36 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
             "pickedBy": "OWNER",
             "outputs": [],
             "report": "REWRITTEN",
+        },
+    ),
+    ("POST", "/jobs/{job_id}/images/{image_id}/regenerate"): Operation(
+        "Make one more variant of an image",
+        "Regenerating",
+        status=202,
+        body="RegenerateRequest",
+        description="For a SUCCEEDED image with a prompt background: a linked one-photo job (the job's settings, "
+        "one variant, no re-roll) with a new seed and, optionally, an edited prompt. Follow it at `follow`; when it "
+        "finishes, its result is added to the image as the next variant (`source: REGENERATED`, with its `jobId`, "
+        "`seed`, `prompt` and `costUsd`), not delivered until you pick it. Its model calls are its own job's cost "
+        f"(and budget, the job's `budgetUsd` if it has one). At most {contracts.MAX_REGENERATIONS} per image (409 "
+        "after); a composed background "
+        "is a 400 (the same picture again); an image that has not succeeded is a 409.",
+        errors=(
+            *_BODY_ERRORS,
+            ErrorCode.NOT_FOUND,
+            ErrorCode.CONFLICT,
+            ErrorCode.MODEL_UNAVAILABLE,
+            ErrorCode.UPLOAD_MISSING,
+        ),
+        example={
+            "jobId": _JOB_ID,
+            "status": "SUBMITTED",
+            "imageCount": 1,
+            "model": "stability-inpaint",
+            "regenerateOf": {"jobId": _JOB_ID, "imageId": "9e107d9d372bb6826bd81d3542a419d6"},
+            "seed": 419_958,
+            "prompt": "a sunlit marble studio",
+            "follow": f"/jobs/{_JOB_ID}",
         },
     ),
     ("POST", "/jobs/{job_id}/review/approve"): Operation(

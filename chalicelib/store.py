@@ -329,6 +329,31 @@ class JobStore:
             raise
         return True
 
+    def claim_regeneration(self, job_id: str, image_id: str, most: int) -> bool:
+        """Count one more regeneration of a SUCCEEDED image; False when it has `most` already
+        (or is not SUCCEEDED)."""
+        try:
+            self.table.update_item(
+                Key=self._image_key(job_id, image_id),
+                UpdateExpression="ADD regenerations :one",
+                ConditionExpression="#s = :ok AND (attribute_not_exists(regenerations) OR regenerations < :most)",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":one": 1, ":ok": ImageStatus.SUCCEEDED.value, ":most": most},
+            )
+        except ClientError as exc:
+            if client_error_code(exc) != CONDITION_FAILED:
+                raise
+            return False
+        return True
+
+    def release_regeneration(self, job_id: str, image_id: str) -> None:
+        """A claimed regeneration that made no job: it may be asked for again."""
+        self.table.update_item(
+            Key=self._image_key(job_id, image_id),
+            UpdateExpression="ADD regenerations :minus",
+            ExpressionAttributeValues={":minus": -1},
+        )
+
     def count_review_decisions(self, job_id: str) -> dict[str, int]:
         counts: dict[str, int] = {}
         for image in self._query_all(KeyConditionExpression=self._images_condition(job_id)):

@@ -11,11 +11,14 @@ An image recorded before variants had no `delivered` mark: every output of it is
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import PurePosixPath
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from chalicelib import contracts
 from chalicelib.contracts import ImageStatus, PickedBy
-from chalicelib.errors import Conflict, NotFound
+from chalicelib.errors import Conflict, NotFound, StorageError
 from chalicelib.store import JobStore
 
 PICK_FIELD = "variant"
@@ -143,6 +146,53 @@ class VariantService:
             "outputs": picked,
             "report": report,
         }
+
+    def add_regenerated(
+        self, owner: str, parent: Mapping[str, str], made: Mapping[str, Any], source_job: str, prompt: str | None
+    ) -> int | None:
+        """A regeneration's result (`made`, an output of job `source_job`) becomes the next
+        variant of the image it regenerates: copied to that image's result key, recorded with
+        `source: REGENERATED`, its job, seed and prompt, not delivered until the owner picks it.
+        Answers its variant; None when that image is gone (its job deleted). Repeated, it finds
+        the variant already added."""
+        job_id, image_id = str(parent["jobId"]), str(parent["imageId"])
+        for _ in range(3):  # a pick or another regeneration may land between the read and the write
+            job = self.store.get_job(job_id)
+            image = self.store.get_image(job_id, image_id) if job and job.get("owner") == owner else None
+            if job is None or image is None or image.get("status") != ImageStatus.SUCCEEDED.value:
+                return None
+            outputs = list(image.get("outputs") or [])
+            done = next((o for o in outputs if o.get("jobId") == source_job), None)
+            if done is not None:
+                return int(done["variant"])
+            if not any("delivered" in o for o in outputs):  # recorded before variants: the best is delivered
+                outputs = mark_delivered(outputs)
+            variant = max((int(o.get("variant") or 0) for o in outputs), default=0) + 1
+            suffix = PurePosixPath(str(made["key"])).suffix.lstrip(".")
+            fmt = next(f for f, ext in contracts.FORMAT_EXTENSIONS.items() if ext == suffix)
+            key = contracts.result_key(owner, job_id, image_id, variant, fmt)
+            try:
+                self.s3.copy_object(
+                    Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": str(made["key"])}
+                )
+            except ClientError as exc:
+                raise StorageError(f"could not add the regenerated result to job {job_id}: {exc}") from exc
+            added = {k: v for k, v in made.items() if k not in ("pickedBy", "delivered")}
+            added.update(
+                key=key,
+                variant=variant,
+                delivered=False,
+                source=contracts.VariantSource.REGENERATED.value,
+                jobId=source_job,
+                **({"prompt": prompt} if prompt else {}),
+            )
+            if self.store.set_outputs(job_id, image_id, [*outputs, added], image):
+                if job.get("reportKeys") and job.get("status") in {s.value for s in contracts.TERMINAL_JOB_STATUSES}:
+                    from chalicelib.report import Reporter
+
+                    Reporter(self.s3, self.store).rewrite(job_id, owner, self.bucket)
+                return variant
+        raise StorageError(f"image {image_id} of job {job_id} kept changing: the regenerated result was not added")
 
     def _refresh_deliverables(self, owner: str, job: Mapping[str, Any]) -> str:
         """After a change of what an image delivers: the report written again if it was

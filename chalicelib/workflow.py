@@ -63,7 +63,7 @@ log = logging.getLogger(__name__)
 def re_roll_seed(job_seed: int, attempt: int, seed_max: int) -> int:
     """The seed of attempt `attempt` (2, 3, ...): the job's seed moved on by a fixed step per
     attempt, within the model's range, so a job's re-rolls can be made again."""
-    return (job_seed + (attempt - 1) * contracts.RE_ROLL_SEED_STEP) % (seed_max + 1)
+    return contracts.derived_seed(job_seed, attempt, seed_max)
 
 
 class _AttemptFailed(Exception):
@@ -96,6 +96,8 @@ class StepInput:
     bucket: str
     settings: JobSettings
     image: ImageTask
+    # a regeneration's job: the image ({"jobId", "imageId"}) its result becomes a variant of
+    regenerates: Mapping[str, str] | None = None
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any]) -> StepInput:
@@ -114,7 +116,15 @@ class StepInput:
         )
         if not contracts.IMAGE_ID_RE.match(image.image_id):
             raise ValueError(f"not an image id: {image.image_id!r}")
-        return cls(job_id, str(event["owner"]), str(event["bucket"]), settings_from_dict(event["settings"]), image)
+        regenerates = event["settings"].get(contracts.REGENERATES_SETTING)
+        return cls(
+            job_id,
+            str(event["owner"]),
+            str(event["bucket"]),
+            settings_from_dict(event["settings"]),
+            image,
+            dict(regenerates) if regenerates else None,
+        )
 
 
 class Steps:
@@ -579,6 +589,15 @@ class Steps:
         # every variant's best result, the best of them delivered (the owner may pick another)
         outputs = variants.mark_delivered([o for v in sorted(kept) for o in kept[v]["outputs"]])
         verdict = variants.verdict_of(variants.delivered_output({"outputs": outputs}))
+        if step.regenerates:
+            # before this image is SUCCEEDED: if it cannot be added, the image fails and says why
+            variants.VariantService(self.store, self.s3, step.bucket).add_regenerated(
+                step.owner,
+                step.regenerates,
+                outputs[0],
+                step.job_id,
+                step.image.prompt or step.settings.prompt,
+            )
         # a repeated finalize writes the same keys; the store keeps the first outcome
         self.store.set_image_status(
             step.job_id,

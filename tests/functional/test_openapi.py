@@ -267,6 +267,11 @@ def test_live_answers_of_every_route_match_the_document(client, token_for, photo
     made_pick = f"/jobs/{two}/images/{made['imageId']}/pick"
     assert live("POST", pick, 200, path=made_pick, body={"variant": 2})["delivered"] == 2
     live("POST", pick, 400, path=made_pick, body={"variant": 3})
+    regenerate = "/jobs/{job_id}/images/{image_id}/regenerate"
+    made_regenerate = f"/jobs/{two}/images/{made['imageId']}/regenerate"
+    assert live("POST", regenerate, 202, path=made_regenerate, body={"seed": 5})["regenerateOf"]["jobId"] == two
+    live("POST", regenerate, 400, path=made_regenerate, body={"seed": "5"})
+    live("POST", regenerate, 409, path=f"/jobs/{again}/images/{image['imageId']}/regenerate", body={})
     routed = {(m, p) for p, methods in backdrop_app.app.routes.items() for m in methods}
     assert live.seen == routed, f"routes not exercised: {routed - live.seen}"
 

@@ -172,3 +172,88 @@ def test_an_image_that_has_not_succeeded_has_nothing_to_pick(client, token_for, 
     event = _event(store, {"variants": 2})  # submitted and running; the image has not finished
     response = _pick(client, token_for(OWNER), JOB_ID, event["image"]["imageId"], {"variant": 1})
     assert response.status_code == 409 and "PENDING" in response.json_body["message"]
+
+
+# ------------------------------------------------------------------------------ regenerate
+
+
+def _run_job(store: Any, job_id: str) -> None:
+    """Run a submitted job's one image through the workflow's steps with the stand-in model."""
+    from backend.local.bedrock_standin import StandInBedrock
+    from chalicelib.workflow import Steps
+
+    job = store.get_job(job_id)
+    (image,) = store.images(job_id)
+    item = {k: image.get(k) for k in ("imageId", "key", "name", "labels", "boxes", "prompt", "background")}
+    event = {"jobId": job_id, "owner": job["owner"], "bucket": BUCKET, "settings": job["settings"], "image": item}
+    steps, standin = Steps(boto3.client("s3"), store), StandInBedrock()
+    assert store.mark_running(job_id, f"arn:aws:states:us-east-1:123456789012:execution:backdrop-test:{job_id}")
+    from test_finalize_checks_and_rerolls import _answer
+
+    _answer(steps.prepare(event)["call"], standin)
+    _answer(steps.build_mask(event)["call"], standin)
+    assert steps.finalize(event)["reroll"] is None
+
+
+def test_regenerate_makes_a_linked_job_whose_result_becomes_the_next_variant(client, token_for, store) -> None:
+    from test_finalize_checks_and_rerolls import JOB_ID, OWNER
+
+    image_id = _finished_job(store, variants=2)
+    parent = store.get_image(JOB_ID, image_id)
+    store.put_labels(parent["key"], [{"name": "Bottle", "confidence": 96.0, "instances": []}])
+    token = token_for(OWNER)
+    headers = {"Authorization": token, "Content-Type": "application/json"}
+    path = f"/jobs/{JOB_ID}/images/{image_id}/regenerate"
+    answer = client.http.post(path, headers=headers, body=json.dumps({"seed": 777, "prompt": "a pale oak table"}))
+    assert answer.status_code == 202, answer.body
+    regen = answer.json_body
+    assert regen["regenerateOf"] == {"jobId": JOB_ID, "imageId": image_id} and regen["seed"] == 777
+    assert regen["follow"] == f"/jobs/{regen['jobId']}" and regen["estimate"]["modelCalls"]["total"] == 2
+    linked = store.get_job(regen["jobId"])
+    assert linked["settings"]["variants"] == 1 and linked["settings"]["seed"] == 777 and linked["notify"] is False
+    _run_job(store, regen["jobId"])
+
+    view = client.http.get(f"/jobs/{JOB_ID}", headers={"Authorization": token}).json_body
+    outputs = view["images"][0]["outputs"]
+    assert [o["variant"] for o in outputs] == [1, 2, 3]
+    added = outputs[2]
+    assert (added["source"], added["jobId"], added["seed"], added["prompt"]) == (
+        "REGENERATED",
+        regen["jobId"],
+        777,
+        "a pale oak table",
+    )
+    assert added["delivered"] is False and added["costUsd"] > 0
+    assert added["key"] == contracts.result_key(OWNER, JOB_ID, image_id, 3, "png")
+    assert boto3.client("s3").head_object(Bucket=BUCKET, Key=added["key"])["ContentLength"] > 0
+    report = json.loads(
+        boto3.client("s3").get_object(Bucket=BUCKET, Key=contracts.report_key(OWNER, JOB_ID, "json"))["Body"].read()
+    )
+    assert [o.get("source") for o in report["images"][0]["outputs"]][-1] == "REGENERATED"
+    # it is one more variant to pick
+    assert _pick(client, token, JOB_ID, image_id, {"variant": 3}).json_body["delivered"] == 3
+
+
+def test_regenerate_refuses_what_it_cannot_make(client, token_for, store) -> None:
+    from test_finalize_checks_and_rerolls import JOB_ID, OWNER
+
+    image_id = _finished_job(store, variants=1)
+    parent = store.get_image(JOB_ID, image_id)
+    store.put_labels(parent["key"], [{"name": "Bottle", "confidence": 96.0, "instances": []}])
+    headers = {"Authorization": token_for(OWNER), "Content-Type": "application/json"}
+    path = f"/jobs/{JOB_ID}/images/{image_id}/regenerate"
+
+    def post(body: Any, where: str = path, who: dict[str, str] = headers) -> Any:
+        return client.http.post(where, headers=who, body=json.dumps(body))
+
+    for body, field in (({"seed": "7"}, "seed"), ({"seed": -1}, "seed"), ({"prompt": "  "}, "prompt")):
+        response = post(body)
+        assert response.status_code == 400 and response.json_body["details"][0]["field"] == field, body
+    assert post({"colour": "red"}).status_code == 400
+    other = {"Authorization": token_for("someone-else"), "Content-Type": "application/json"}
+    assert post({}, who=other).status_code == 404
+    assert post({}, where=f"/jobs/{JOB_ID}/images/{'0' * 32}/regenerate").status_code == 404
+    for _ in range(contracts.MAX_REGENERATIONS):
+        assert post({}).status_code == 202
+    refused = post({})
+    assert refused.status_code == 409 and "pick among its variants" in refused.json_body["message"]
