@@ -422,6 +422,21 @@ class BackdropClient:
         """Release a job waiting for review: its report and email follow, rejected results left out."""
         return self.request("POST", f"/jobs/{job_id}/review/approve", {})
 
+    def pick(self, job_id: str, image_id: str, variant: int) -> dict[str, Any]:
+        """Deliver variant `variant` of an image (the archive and report follow)."""
+        return self.request("POST", f"/jobs/{job_id}/images/{image_id}/pick", {"variant": variant})
+
+    def regenerate(
+        self, job_id: str, image_id: str, *, seed: int | None = None, prompt: str | None = None
+    ) -> dict[str, Any]:
+        """One more variant of an image, made by a linked one-photo job (answered: its jobId)."""
+        body: dict[str, Any] = {}
+        if seed is not None:
+            body["seed"] = seed
+        if prompt is not None:
+            body["prompt"] = prompt
+        return self.request("POST", f"/jobs/{job_id}/images/{image_id}/regenerate", body)
+
     def retry(self, job_id: str) -> dict[str, Any]:
         return self.request("POST", f"/jobs/{job_id}/retry", {})
 

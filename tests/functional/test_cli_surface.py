@@ -266,6 +266,43 @@ def test_review_decides_and_approves_through_the_api(api, capsys, store) -> None
     assert ("POST", f"/jobs/{job_id}/review") in api.calls
 
 
+def test_pick_and_regenerate_a_variant_from_the_command_line(api, capsys, store, photo) -> None:
+    job_id = "20261124T120000Z-0123456789ac"
+    image_id = "1" * 32
+    ref = contracts.image_ref_of("a" * 32, image_id, "png")
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=contracts.upload_key("owner-1", ref), Body=photo(96, 96))
+    from chalicelib.store import NewImage
+
+    store.put_job(
+        job_id=job_id,
+        owner="owner-1",
+        model="stability-inpaint",
+        settings={"model": "stability-inpaint", "prompt": "a beach", "seed": 3, "variants": 2},
+        images=[NewImage(image_id, ref, contracts.upload_key("owner-1", ref), "a.png", (), ())],
+    )
+    code, out, _ = _run(capsys, "pick", job_id, image_id, "2", "--json")
+    assert code == 2 and out["error"]["code"] == "CONFLICT"  # not finished: nothing to pick yet
+    outputs = [
+        {"key": f"results/a-{v}.png", "variant": v, "seed": v, "delivered": v == 1, "quality": {"outcome": o}}
+        for v, o in ((1, "PASS"), (2, "WARN"))
+    ]
+    store.set_image_status(job_id, image_id, ImageStatus.SUCCEEDED, outputs=outputs, verdict="PASS")
+    code, out, _ = _run(capsys, "status", job_id)
+    assert "variant 1 (seed 1) PASS, delivered" in out and "variant 2 (seed 2) WARN" in out
+    code, out, _ = _run(capsys, "pick", job_id, image_id, "3", "--json")
+    assert code == 2 and out["error"]["details"][0]["field"] == "variant"
+    code, out, _ = _run(capsys, "pick", job_id, image_id, "2")
+    assert code == 0 and "variant 2 is delivered" in out
+    code, out, _ = _run(capsys, "status", job_id)
+    assert "variant 2 (seed 2) WARN, delivered (picked by you)" in out and store.images(job_id)[0]["verdict"] == "WARN"
+    code, out, _ = _run(
+        capsys, "regenerate", job_id, image_id, "--seed", "12", "--prompt", "a pale oak table", "--json"
+    )
+    assert code == 0 and out["seed"] == 12 and out["regenerateOf"] == {"jobId": job_id, "imageId": image_id}
+    assert store.get_job(out["jobId"])["settings"]["regenerates"] == {"jobId": job_id, "imageId": image_id}
+    assert ("POST", f"/jobs/{job_id}/images/{image_id}/regenerate") in api.calls
+
+
 # ------------------------------------------------------------------------------ failures, one line each
 
 
