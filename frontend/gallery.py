@@ -146,3 +146,28 @@ def verdict_of(image: dict[str, Any]) -> str | None:
         if worst.value in outcomes:
             return worst.value
     return None
+
+
+def delivered(image: dict[str, Any]) -> dict[str, Any] | None:
+    """The output the image delivers (chalicelib.variants): the one marked `delivered`, else (an
+    image recorded before variants) the first."""
+    outputs = image.get("outputs") or []
+    return next((o for o in outputs if o.get("delivered")), outputs[0] if outputs else None)
+
+
+def variant_caption(output: dict[str, Any]) -> str:
+    """ "Variant 2 · PASS · seed 104738 · $0.04", and who made or chose it."""
+    parts = [f"Variant {output.get('variant')}"]
+    outcome = (output.get("quality") or {}).get("outcome")
+    if outcome:
+        parts.append(str(outcome))
+    if output.get("seed") is not None:
+        parts.append(f"seed {output['seed']}")
+    if output.get("costUsd") is not None:
+        parts.append(f"${float(output['costUsd']):.2f}")
+    if output.get("source") == contracts.VariantSource.REGENERATED.value:
+        parts.append("regenerated")
+    if output.get("delivered"):
+        who = "your pick" if output.get("pickedBy") == contracts.PickedBy.OWNER.value else "best"
+        parts.append(f"DELIVERED ({who})")
+    return " · ".join(parts)

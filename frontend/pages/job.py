@@ -174,7 +174,8 @@ def _decide(job_id: str, image_id: str) -> None:
 def _full_size(image: dict[str, Any]) -> None:
     st.markdown(f"**{image['name']}** · {image['status']}")
     for output in image.get("outputs") or []:
-        st.image(output["url"], caption=f"After (variant {output['variant']})", width="stretch")
+        mark = " · delivered" if output.get("delivered") and len(image["outputs"]) > 1 else ""
+        st.image(output["url"], caption=f"After (variant {output['variant']}){mark}", width="stretch")
     st.image(image["originalUrl"], caption="Before", width="stretch")
 
 
@@ -200,25 +201,92 @@ def _compliance(output: dict[str, Any]) -> None:
         st.caption(note)
 
 
-def _card(image: dict[str, Any], look: str, reviewing: str | None = None) -> None:
+def _pick(job_id: str, image_id: str, variant: int) -> None:
+    try:
+        api.pick(job_id, image_id, variant)
+        st.session_state["variant_note"] = f"Variant {variant} will be delivered."
+    except ApiError as exc:
+        st.session_state["variant_error"] = exc
+
+
+def _regenerate(job_id: str, image_id: str) -> None:
+    seed_text = str(st.session_state.get(f"regen-seed-{image_id}") or "").strip()
+    prompt = str(st.session_state.get(f"regen-prompt-{image_id}") or "").strip()
+    try:
+        answer = api.regenerate(
+            job_id, image_id, seed=int(seed_text) if seed_text.isdigit() else None, prompt=prompt or None
+        )
+    except ApiError as exc:
+        st.session_state["variant_error"] = exc
+        return
+    st.session_state["variant_note"] = (
+        f"Regenerating as job {answer['jobId']} (seed {answer['seed']}, {answer['estimate']['sentence']}); "
+        "its result joins this photo's variants when it is done."
+    )
+    st.session_state["regenerated_job"] = answer["jobId"]
+
+
+def _variant_messages() -> None:
+    if st.session_state.get("variant_error"):
+        session.show_error(st.session_state.pop("variant_error"))
+    if st.session_state.get("variant_note"):
+        st.success(st.session_state.pop("variant_note"))
+        regenerated = st.session_state.pop("regenerated_job", None)
+        if regenerated and st.button("Open the regeneration's job", key="open_regenerated"):
+            _open(regenerated)
+
+
+def _variants(job_id: str, image: dict[str, Any]) -> None:
+    """The image's variants side by side, the delivered one marked, "Deliver this one" on the others."""
+    outputs = image.get("outputs") or []
+    columns = st.columns(len(outputs))
+    for column, output in zip(columns, outputs, strict=True):
+        column.image(output["url"], caption=gallery.variant_caption(output), width="stretch")
+        if not output.get("delivered"):
+            column.button(
+                "Deliver this one",
+                key=f"pick-{image['imageId']}-{output['variant']}",
+                on_click=_pick,
+                args=(job_id, image["imageId"], int(output["variant"])),
+            )
+
+
+def _regenerate_form(job_id: str, image: dict[str, Any]) -> None:
+    with st.popover("Regenerate", icon=":material/autorenew:"):
+        st.caption("One more variant of this photo, made by a linked job: a new seed, or your own, and the prompt.")
+        st.text_input("Seed (optional)", key=f"regen-seed-{image['imageId']}")
+        st.text_area("Prompt (optional)", key=f"regen-prompt-{image['imageId']}", placeholder=image.get("prompt") or "")
+        st.button(
+            "Regenerate this one",
+            key=f"regen-{image['imageId']}",
+            on_click=_regenerate,
+            args=(job_id, image["imageId"]),
+            type="primary",
+        )
+
+
+def _card(image: dict[str, Any], look: str, reviewing: str | None = None, job_id: str | None = None) -> None:
     verdict = gallery.verdict_of(image)
     st.markdown(f"**{image['name']}** · {image['status']}" + (f" · {verdict}" if verdict else ""))
     if image.get("errorCode"):
         st.error(f"{image['errorCode']}: {image.get('cause')}")
     outputs = image.get("outputs") or []
+    shown = gallery.delivered(image)  # the variant that goes out (the best, or the owner's pick)
     flipped = bool(outputs) and st.toggle("Before", key=f"before-{image['imageId']}", help="Show the original")
     after_first = (look == "After") != flipped
-    if look == "Side by side" and outputs:
+    if look == "Side by side" and shown:
         before, after = st.columns(2)
         before.image(image["originalUrl"], caption="Before", width="stretch")
-        after.image(outputs[0]["url"], caption="After", width="stretch")
-    elif outputs and after_first:
-        st.image(outputs[0]["url"], caption=f"After (seed {outputs[0].get('seed')})", width="stretch")
+        after.image(shown["url"], caption="After", width="stretch")
+    elif shown and after_first:
+        st.image(shown["url"], caption=f"After (seed {shown.get('seed')})", width="stretch")
     else:
         st.image(image["originalUrl"], caption="Before", width="stretch")
-    for output in outputs:
-        _scorecard(output)
-        _compliance(output)
+    if shown:
+        _scorecard(shown)
+        _compliance(shown)
+    if job_id and len(outputs) > 1:
+        _variants(job_id, image)
     attempts = image.get("attempts") or []
     if len(attempts) > 1:
         st.caption(attempts_summary(attempts))
@@ -229,8 +297,13 @@ def _card(image: dict[str, Any], look: str, reviewing: str | None = None) -> Non
         st.checkbox("Deliver", key=key, on_change=_decide, args=(reviewing, image["imageId"]))
     elif image.get("reviewDecision") == contracts.ReviewDecision.REJECTED.value:
         st.caption("Rejected in review: not delivered.")
-    if st.button("Full size", key=f"full-{image['imageId']}", icon=":material/open_in_full:"):
-        _full_size(image)
+    full, regenerate = st.columns(2)
+    with full:
+        if st.button("Full size", key=f"full-{image['imageId']}", icon=":material/open_in_full:"):
+            _full_size(image)
+    if job_id and image.get("status") == contracts.ImageStatus.SUCCEEDED.value and outputs:
+        with regenerate:
+            _regenerate_form(job_id, image)
 
 
 def _grid(page: gallery.GalleryPage) -> None:
@@ -239,11 +312,12 @@ def _grid(page: gallery.GalleryPage) -> None:
         return
     look = st.session_state.get("job_look") or LOOKS[0]
     reviewing = page.view["jobId"] if _waiting_for_review(page.view) else None
+    _variant_messages()
     for row_start in range(0, len(page.images), COLUMNS):
         columns = st.columns(COLUMNS)
         for column, image in zip(columns, page.images[row_start : row_start + COLUMNS], strict=False):
             with column, st.container(border=True):
-                _card(image, look, reviewing)
+                _card(image, look, reviewing, page.view["jobId"])
 
 
 # ---------------------------------------------------------------- finished jobs

@@ -361,7 +361,28 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
     mode = st.radio("Mode", ["PRECISE", "DEFAULT"], horizontal=True, key="mode")
     st.caption(MODE_HELP[mode])
     left, middle, right = st.columns(3)
-    variants = left.number_input("Variants per photo", 1, limits["maxVariants"], 1, key="variants")
+    # a prompt background: up to the model's limit (one call each on a one-image-per-call model);
+    # a composed background makes the same picture every time, so one
+    most_variants = int(limits["maxVariants"]) if source == BackgroundSource.PROMPT.value else 1
+    if int(st.session_state.get("variants") or 1) > most_variants:
+        st.session_state["variants"] = most_variants
+    variants = left.number_input(
+        "Variants per photo",
+        1,
+        most_variants,
+        1,
+        key="variants",
+        help=(
+            "Several results of each photo to choose from; the best is delivered unless you pick another. "
+            + (
+                "Each further variant is one more model call (the inpaint again)."
+                if int(limits.get("variantsPerCall", 1)) == 1
+                else "The model makes them in one call."
+            )
+            if most_variants > 1
+            else "A colour, photo, transparent or scene background gives the same picture every time: one variant."
+        ),
+    )
     fmt = middle.selectbox(
         "Output format",
         [SAME_AS_ORIGINAL, "png", "jpeg", "webp"],
@@ -370,7 +391,9 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
     )
     quality = right.selectbox("Quality", limits["qualities"], key="quality") if limits["qualities"] else None
     email = st.checkbox("Email me when the batch is done", value=True, key="notify")
-    estimated = len(batch) * int(variants) * model["pricePerImageUsd"]
+    price = float(model["pricePerImageUsd"])
+    # each further variant repeats the last call (its price is the re-roll's)
+    estimated = len(batch) * (price + (int(variants) - 1) * float(model.get("reRollPriceUsd", price)))
     capped = st.checkbox(
         "Cap what this batch may spend",
         key="cap_budget",

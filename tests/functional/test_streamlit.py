@@ -41,6 +41,8 @@ class FakeApi:
         self.decisions: list[dict[str, str]] = []
         self.approved: list[str] = []
         self.extra_images: list[dict[str, Any]] = []
+        self.picks = []
+        self.regenerations = []
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok"}
@@ -193,6 +195,30 @@ class FakeApi:
 
     def retry(self, job_id: str) -> dict[str, Any]:
         return {"jobId": "20261124T130000Z-0123456789ab", "imageCount": 1, "retryOf": job_id}
+
+    picks: list[tuple[str, str, int]]
+    regenerations: list[tuple[str, str, int | None, str | None]]
+
+    def pick(self, job_id: str, image_id: str, variant: int) -> dict[str, Any]:
+        """Like the API: the variant becomes the delivered one (the next view shows it)."""
+        self.picks.append((job_id, image_id, variant))
+        for image in self.extra_images:
+            if image["imageId"] == image_id:
+                for output in image["outputs"]:
+                    output["delivered"] = output["variant"] == variant
+                    output["pickedBy"] = "OWNER" if output["delivered"] else None
+        return {"jobId": job_id, "imageId": image_id, "delivered": variant, "report": "REWRITTEN"}
+
+    def regenerate(
+        self, job_id: str, image_id: str, *, seed: int | None = None, prompt: str | None = None
+    ) -> dict[str, Any]:
+        self.regenerations.append((job_id, image_id, seed, prompt))
+        return {
+            "jobId": "20261124T140000Z-0123456789ab",
+            "seed": seed if seed is not None else 314,
+            "estimate": {"sentence": "About $0.04 for 1 photo"},
+            "regenerateOf": {"jobId": job_id, "imageId": image_id},
+        }
 
     archive_asked: list[tuple[str, bool, bool]]
     archive_answers: list[dict[str, Any]]
@@ -784,3 +810,64 @@ def test_a_job_waiting_for_review_is_approved_result_by_result_then_delivered(ap
     at.text_area(key="prompt").input("a quiet beach").run()
     at.button(key="submit").click().run()
     assert not at.exception and fake.submitted[-1]["reviewHours"] == 4.0
+
+
+def _with_variants(image_id: str, outcomes: list[str], delivered: int) -> dict[str, Any]:
+    image = _result(image_id, "bottle.png", outcomes[delivered - 1])
+    image["outputs"] = [
+        {
+            "key": f"results/u/j/{image_id}-{v}.png",
+            "url": f"http://127.0.0.1:1/{image_id}-r{v}.png",
+            "variant": v,
+            "seed": 40 + v,
+            "costUsd": 0.04,
+            "delivered": v == delivered,
+            "pickedBy": "BEST" if v == delivered else None,
+            "quality": {"outcome": outcome, "checks": []},
+        }
+        for v, outcome in enumerate(outcomes, start=1)
+    ]
+    return image
+
+
+def test_a_cards_variants_are_side_by_side_and_another_can_be_delivered_or_regenerated(app) -> None:
+    at, fake = app
+    image_id = "0" * 32
+    fake.extra_images = [_with_variants(image_id, ["FAIL", "PASS", "WARN"], delivered=2)]
+    _open_job(at)
+    captions = [c for image in at.get("image") for c in image.captions]
+    assert "Variant 2 · PASS · seed 42 · $0.04 · DELIVERED (best)" in captions
+    assert "Variant 1 · FAIL · seed 41 · $0.04" in captions
+    # the card's large picture is the delivered variant
+    assert any(url.startswith(f"http://127.0.0.1:1/{image_id}-r2.png") for url in _images(at))
+    deliver = [b.key for b in at.button if b.key and b.key.startswith(f"pick-{image_id}")]
+    assert deliver == [f"pick-{image_id}-1", f"pick-{image_id}-3"]  # not on the delivered one
+    at.button(key=f"pick-{image_id}-3").click().run()
+    assert not at.exception and fake.picks == [(JOB_ID, image_id, 3)]
+    assert any("Variant 3 will be delivered" in s.value for s in at.success)
+    captions = [c for image in at.get("image") for c in image.captions]
+    assert "Variant 3 · WARN · seed 43 · $0.04 · DELIVERED (your pick)" in captions
+    at.text_input(key=f"regen-seed-{image_id}").input("77").run()
+    at.text_area(key=f"regen-prompt-{image_id}").input("a pale oak table").run()
+    at.button(key=f"regen-{image_id}").click().run()
+    assert not at.exception and fake.regenerations == [(JOB_ID, image_id, 77, "a pale oak table")]
+    assert any("Regenerating as job 20261124T140000Z-0123456789ab (seed 77" in s.value for s in at.success)
+
+
+def test_the_new_batch_page_takes_variants_on_the_default_model_and_costs_them(app) -> None:
+    at, fake = app
+    _upload(at, ["a.png", "b.png"])
+    spec = registry.get_model("stability-inpaint")
+    check = contracts.REKOGNITION_USD_PER_IMAGE
+    at.number_input(key="re_rolls").set_value(0).run()
+    at.number_input(key="variants").set_value(contracts.MAX_VARIANTS).run()
+    assert not at.exception and not [e.value for e in at.error if "variants" in e.value.lower()], [
+        e.value for e in at.error
+    ]
+    (line,) = [m for m in at.markdown if m.value.startswith("About $")]
+    n = contracts.MAX_VARIANTS
+    usd = 2 * (spec.price_per_image_usd + (n - 1) * spec.re_roll_price_usd + (2 * n + 1) * check)
+    assert line.value == f"About ${usd:.2f} for 2 photos ({n} variants each)"
+    at.text_area(key="prompt").input("a quiet beach").run()
+    at.button(key="submit").click().run()
+    assert not at.exception and fake.submitted[-1]["variants"] == n  # what was chosen is what is sent
