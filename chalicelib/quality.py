@@ -734,15 +734,21 @@ def best_attempt(attempts: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | N
 
 def attempts_summary(attempts: Sequence[Mapping[str, Any]]) -> str:
     """An image made more than once, in one line (the CLI, the web app): "Re-rolled: attempt 1
-    FAIL (seed 42), attempt 2 PASS (seed 104771); kept attempt 2; $0.12 in all". "" for one attempt."""
-    if len(attempts) < 2:
+    FAIL (seed 42), attempt 2 PASS (seed 104771); kept attempt 2; $0.12 in all". "" for one
+    attempt, and for variants made once each with no failure (each variant says its own)."""
+    variants = {int(a.get("variant") or 1) for a in attempts}
+    failed = any(a.get("errorCode") for a in attempts)
+    if len(attempts) < 2 or (len(attempts) == len(variants) and not failed):
         return ""
-    each = ", ".join(
-        f"attempt {a.get('attempt')} {a.get('outcome') or a.get('errorCode')} (seed {a.get('seed')})" for a in attempts
-    )
-    kept = next((a.get("attempt") for a in attempts if a.get("kept")), None)
+
+    def named(a: Mapping[str, Any]) -> str:
+        return f"attempt {a.get('attempt')}" + (f" (variant {a.get('variant')})" if len(variants) > 1 else "")
+
+    each = ", ".join(f"{named(a)} {a.get('outcome') or a.get('errorCode')} (seed {a.get('seed')})" for a in attempts)
+    kept = [str(a.get("attempt")) for a in attempts if a.get("kept")]
     cost = sum(float(a.get("costUsd") or 0) for a in attempts)
-    return f"Re-rolled: {each}; kept attempt {kept}; ${cost:.2f} in all"
+    what = "Re-rolled" if len(variants) == 1 else "Attempts"
+    return f"{what}: {each}; kept attempt{'s' if len(kept) > 1 else ''} {', '.join(kept)}; ${cost:.2f} in all"
 
 
 def needs_re_roll(attempt: Mapping[str, Any], on: Outcome = Outcome.FAIL) -> bool:

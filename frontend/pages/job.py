@@ -57,6 +57,12 @@ def _open(other_job_id: str) -> None:
     st.rerun()
 
 
+def _follow(other_job_id: str) -> None:
+    """_open, from a widget's callback (which runs before the page and cannot rerun it)."""
+    st.session_state["job_id"] = other_job_id
+    st.query_params[contracts.JOB_QUERY_PARAM] = other_job_id
+
+
 def _links() -> gallery.LinkCache:
     return gallery.LinkCache(st.session_state.setdefault("image_links", {}))
 
@@ -232,27 +238,48 @@ def _variant_messages() -> None:
     if st.session_state.get("variant_note"):
         st.success(st.session_state.pop("variant_note"))
         regenerated = st.session_state.pop("regenerated_job", None)
-        if regenerated and st.button("Open the regeneration's job", key="open_regenerated"):
-            _open(regenerated)
+        if regenerated:  # a callback: this message is gone on the rerun the click makes
+            st.button("Open the regeneration's job", key="open_regenerated", on_click=_follow, args=(regenerated,))
 
 
-def _variants(job_id: str, image: dict[str, Any]) -> None:
-    """The image's variants side by side, the delivered one marked, "Deliver this one" on the others."""
+def _focused(image: dict[str, Any], shown: dict[str, Any]) -> dict[str, Any]:
+    """The variant the card shows large: the one chosen in its "Variants" control (drawn below
+    the picture), the delivered one at first."""
+    chosen = st.session_state.get(f"focus-{image['imageId']}")
+    return next((o for o in image.get("outputs") or [] if o["variant"] == chosen), shown)
+
+
+def _variants(job_id: str, image: dict[str, Any], delivered: dict[str, Any], focused: dict[str, Any]) -> None:
+    """The image's variants side by side (small, the delivered one ticked), a choice of the one
+    to look at large, and "Deliver this one" when that is not the delivered one."""
     outputs = image.get("outputs") or []
+    delivered_variant = int(delivered["variant"])
     columns = st.columns(len(outputs))
     for column, output in zip(columns, outputs, strict=True):
-        column.image(output["url"], caption=gallery.variant_caption(output), width="stretch")
-        if not output.get("delivered"):
-            column.button(
-                "Deliver this one",
-                key=f"pick-{image['imageId']}-{output['variant']}",
-                on_click=_pick,
-                args=(job_id, image["imageId"], int(output["variant"])),
-            )
+        tick = " ✓" if output.get("delivered") else ""
+        outcome = (output.get("quality") or {}).get("outcome") or "?"
+        column.image(output["url"], caption=f"{output['variant']} · {outcome}{tick}", width="stretch")
+    st.segmented_control(
+        "Variants",
+        [int(o["variant"]) for o in outputs],
+        default=delivered_variant,
+        key=f"focus-{image['imageId']}",
+        format_func=lambda v: f"{v} ✓" if v == delivered_variant else str(v),
+        help="Look at a variant large; ✓ is the one delivered (the best by the quality checks, or your pick).",
+    )
+    if not focused.get("delivered"):
+        st.button(
+            "Deliver this one",
+            key=f"pick-{image['imageId']}-{focused['variant']}",
+            on_click=_pick,
+            args=(job_id, image["imageId"], int(focused["variant"])),
+            type="primary",
+            width="stretch",
+        )
 
 
 def _regenerate_form(job_id: str, image: dict[str, Any]) -> None:
-    with st.popover("Regenerate", icon=":material/autorenew:"):
+    with st.popover("Regenerate", icon=":material/autorenew:", width="stretch"):
         st.caption("One more variant of this photo, made by a linked job: a new seed, or your own, and the prompt.")
         st.text_input("Seed (optional)", key=f"regen-seed-{image['imageId']}")
         st.text_area("Prompt (optional)", key=f"regen-prompt-{image['imageId']}", placeholder=image.get("prompt") or "")
@@ -271,7 +298,9 @@ def _card(image: dict[str, Any], look: str, reviewing: str | None = None, job_id
     if image.get("errorCode"):
         st.error(f"{image['errorCode']}: {image.get('cause')}")
     outputs = image.get("outputs") or []
-    shown = gallery.delivered(image)  # the variant that goes out (the best, or the owner's pick)
+    delivered = gallery.delivered(image)  # the variant that goes out (the best, or the owner's pick)
+    several = bool(job_id) and len(outputs) > 1 and delivered is not None
+    shown = _focused(image, delivered) if several and delivered else delivered
     flipped = bool(outputs) and st.toggle("Before", key=f"before-{image['imageId']}", help="Show the original")
     after_first = (look == "After") != flipped
     if look == "Side by side" and shown:
@@ -279,14 +308,15 @@ def _card(image: dict[str, Any], look: str, reviewing: str | None = None, job_id
         before.image(image["originalUrl"], caption="Before", width="stretch")
         after.image(shown["url"], caption="After", width="stretch")
     elif shown and after_first:
-        st.image(shown["url"], caption=f"After (seed {shown.get('seed')})", width="stretch")
+        caption = gallery.variant_caption(shown) if several else f"After (seed {shown.get('seed')})"
+        st.image(shown["url"], caption=caption, width="stretch")
     else:
         st.image(image["originalUrl"], caption="Before", width="stretch")
     if shown:
         _scorecard(shown)
         _compliance(shown)
-    if job_id and len(outputs) > 1:
-        _variants(job_id, image)
+    if several and delivered and shown:
+        _variants(str(job_id), image, delivered, shown)
     attempts = image.get("attempts") or []
     if len(attempts) > 1:
         st.caption(attempts_summary(attempts))
@@ -297,13 +327,10 @@ def _card(image: dict[str, Any], look: str, reviewing: str | None = None, job_id
         st.checkbox("Deliver", key=key, on_change=_decide, args=(reviewing, image["imageId"]))
     elif image.get("reviewDecision") == contracts.ReviewDecision.REJECTED.value:
         st.caption("Rejected in review: not delivered.")
-    full, regenerate = st.columns(2)
-    with full:
-        if st.button("Full size", key=f"full-{image['imageId']}", icon=":material/open_in_full:"):
-            _full_size(image)
+    if st.button("Full size", key=f"full-{image['imageId']}", icon=":material/open_in_full:", width="stretch"):
+        _full_size(image)
     if job_id and image.get("status") == contracts.ImageStatus.SUCCEEDED.value and outputs:
-        with regenerate:
-            _regenerate_form(job_id, image)
+        _regenerate_form(job_id, image)
 
 
 def _grid(page: gallery.GalleryPage) -> None:

@@ -9,6 +9,7 @@ browser is ever downloaded by a test tool.
 
 from __future__ import annotations
 
+import re
 import shutil
 import socket
 from collections.abc import Iterator
@@ -145,4 +146,69 @@ def test_whole_workflow_in_the_browser(ui: str, tmp_path: Path) -> None:
         stranger.goto(page.url)
         expect(stranger.get_by_role("button", name="Sign in")).to_be_visible()
         stranger.screenshot(path=str(ARTIFACTS / "09-job-link-signed-out.png"), full_page=True)
+        browser.close()
+
+
+def test_variants_side_by_side_a_pick_and_a_regeneration_in_the_browser(ui: str) -> None:
+    """Three variants of one photo on the default model: all three on the card, the best
+    delivered, another picked with "Deliver this one", then "Regenerate" with an edited prompt."""
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(30_000)
+        page.goto(ui)
+        page.get_by_role("textbox", name="Email").fill(DEMO_USER)
+        page.get_by_role("textbox", name="Password").fill(DEMO_PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="New batch")).to_be_visible()
+        page.locator('input[type="file"]').set_input_files([str(ROOT / "samples" / "coffee.jpg")])
+        page.get_by_role("button", name="Upload and detect labels").click()
+        expect(page.get_by_text("Keep what matters")).to_be_visible(timeout=90_000)
+        page.get_by_role("textbox", name="New background", exact=True).fill("a pastel studio with soft daylight")
+        page.get_by_role("textbox", name="New background", exact=True).press("Control+Enter")
+        variants = page.get_by_role("spinbutton", name="Variants per photo")
+        variants.fill("3")
+        variants.press("Enter")
+        re_rolls = page.get_by_role("spinbutton", name="Re-rolls")
+        re_rolls.fill("0")
+        re_rolls.press("Enter")
+        expect(page.get_by_text("(3 variants each)")).to_be_visible()  # the cost of three calls, said before
+        page.get_by_role("button", name="Replace backgrounds").click()
+        expect(page.get_by_text("started with 1 photo(s)")).to_be_visible()
+
+        page.get_by_role("link", name="Jobs").click()
+        expect(page.get_by_text("1/1 finished")).to_be_visible(timeout=180_000)
+        page.get_by_role("button", name="Open").first.click()
+        expect(page.get_by_text("COMPLETED")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("DELIVERED (best)")).to_be_visible()
+        # the delivered one large, and the three side by side
+        expect(page.locator('[data-testid="stImage"] img')).to_have_count(4)
+        expect(page.get_by_role("button", name="Deliver this one")).to_have_count(0)  # it is the delivered one
+        variants = page.locator('[data-testid="stButtonGroup"]').last  # the card's, after the page's Compare
+        other = next(n for n in "123" if variants.get_by_text(n, exact=True).count())  # not the ticked one
+        variants.get_by_text(other, exact=True).click()  # look at it large
+        page.get_by_role("button", name="Deliver this one").click()
+        expect(page.get_by_text("will be delivered")).to_be_visible()
+        expect(page.get_by_text("DELIVERED (your pick)")).to_be_visible()
+        expect(variants.get_by_text(f"{other} ✓", exact=True)).to_be_visible()
+        expect(page.locator('[data-stale="true"]')).to_have_count(0)
+        job_url = page.url
+
+        page.get_by_role("button", name="Regenerate").first.click()
+        page.get_by_role("textbox", name="Prompt (optional)").fill("a pale oak table by a window")
+        page.get_by_role("button", name="Regenerate this one").click()
+        expect(page.get_by_text("Regenerating as job")).to_be_visible()
+        page.get_by_role("button", name="Open the regeneration's job").click()
+        # its own job, finished: the cut-out and one inpaint ("Spent so far" while it runs)
+        expect(page.get_by_text(re.compile(r"Cost: about \$[0-9.]+ \(2 model calls\)"))).to_be_visible(timeout=180_000)
+        page.goto(job_url)  # back on the first job: the regenerated result is its fourth variant
+        variants = page.locator('[data-testid="stButtonGroup"]').last
+        expect(variants.get_by_text("4", exact=True)).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("DELIVERED (your pick)")).to_be_visible()
+        page.set_viewport_size({"width": 1400, "height": 2000})  # Streamlit scrolls inside the page: show it all
+        expect(page.locator('[data-stale="true"]')).to_have_count(0)
+        page.screenshot(path=str(ARTIFACTS / "10-variants.png"), full_page=True)
         browser.close()

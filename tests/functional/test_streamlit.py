@@ -836,22 +836,25 @@ def test_a_cards_variants_are_side_by_side_and_another_can_be_delivered_or_regen
     fake.extra_images = [_with_variants(image_id, ["FAIL", "PASS", "WARN"], delivered=2)]
     _open_job(at)
     captions = [c for image in at.get("image") for c in image.captions]
+    # large: the delivered one, with what it is; small: all three side by side, the delivered one ticked
     assert "Variant 2 · PASS · seed 42 · $0.04 · DELIVERED (best)" in captions
-    assert "Variant 1 · FAIL · seed 41 · $0.04" in captions
-    # the card's large picture is the delivered variant
-    assert any(url.startswith(f"http://127.0.0.1:1/{image_id}-r2.png") for url in _images(at))
-    deliver = [b.key for b in at.button if b.key and b.key.startswith(f"pick-{image_id}")]
-    assert deliver == [f"pick-{image_id}-1", f"pick-{image_id}-3"]  # not on the delivered one
+    assert [c for c in captions if c[:1].isdigit()] == ["1 · FAIL", "2 · PASS ✓", "3 · WARN"]
+    assert not [b for b in at.button if b.key and b.key.startswith("pick-")]  # the delivered one is in focus
+    at.button_group(key=f"focus-{image_id}").set_value(3).run()  # look at variant 3 large
+    captions = [c for image in at.get("image") for c in image.captions]
+    assert "Variant 3 · WARN · seed 43 · $0.04" in captions
     at.button(key=f"pick-{image_id}-3").click().run()
     assert not at.exception and fake.picks == [(JOB_ID, image_id, 3)]
     assert any("Variant 3 will be delivered" in s.value for s in at.success)
     captions = [c for image in at.get("image") for c in image.captions]
-    assert "Variant 3 · WARN · seed 43 · $0.04 · DELIVERED (your pick)" in captions
+    assert "Variant 3 · WARN · seed 43 · $0.04 · DELIVERED (your pick)" in captions and "3 · WARN ✓" in captions
     at.text_input(key=f"regen-seed-{image_id}").input("77").run()
     at.text_area(key=f"regen-prompt-{image_id}").input("a pale oak table").run()
     at.button(key=f"regen-{image_id}").click().run()
     assert not at.exception and fake.regenerations == [(JOB_ID, image_id, 77, "a pale oak table")]
     assert any("Regenerating as job 20261124T140000Z-0123456789ab (seed 77" in s.value for s in at.success)
+    at.button(key="open_regenerated").click().run()  # follows it to its own job's page
+    assert at.query_params[contracts.JOB_QUERY_PARAM] == "20261124T140000Z-0123456789ab"
 
 
 def test_the_new_batch_page_takes_variants_on_the_default_model_and_costs_them(app) -> None:

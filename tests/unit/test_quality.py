@@ -475,3 +475,18 @@ def test_a_re_rolled_image_is_summed_up_in_one_line() -> None:
         "attempt 3 PASS (seed 209500); kept attempt 3; $0.12 in all"
     )
     assert quality.attempts_summary(attempts[:1]) == ""
+
+
+def test_variants_made_once_each_need_no_summary_and_a_re_rolled_one_names_its_variant() -> None:
+    variants = [
+        {"attempt": n, "variant": n, "seed": 40 + n, "outcome": "FAIL", "costUsd": 0.04, "kept": True} for n in (1, 2)
+    ]
+    assert quality.attempts_summary(variants) == ""  # each variant says its own seed and verdict
+    re_rolled = [
+        {**variants[1], "kept": False},
+        {"attempt": 3, "variant": 2, "seed": 7, "outcome": "PASS", "kept": True},
+    ]
+    assert quality.attempts_summary([variants[0], *re_rolled]) == (
+        "Attempts: attempt 1 (variant 1) FAIL (seed 41), attempt 2 (variant 2) FAIL (seed 42), "
+        "attempt 3 (variant 2) PASS (seed 7); kept attempts 1, 3; $0.08 in all"
+    )
