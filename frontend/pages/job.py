@@ -25,6 +25,8 @@ TERMINAL = {status.value for status in contracts.TERMINAL_JOB_STATUSES}
 RETRYABLE = {code.value for code in contracts.RETRYABLE_ERROR_CODES}
 PAGE_SIZES = (12, 24, 48)
 COLUMNS = 4
+# a page with several variants of a photo: wider cards, so its variants fit side by side
+VARIANT_COLUMNS = 2
 SHOW = {"All images": None, **{status.value.title(): status.value for status in contracts.ImageStatus}}
 FINISHED_IMAGES = {status.value for status in contracts.TERMINAL_IMAGE_STATUSES}
 VERDICTS = {
@@ -55,12 +57,6 @@ def _open(other_job_id: str) -> None:
     st.session_state["job_id"] = other_job_id
     st.query_params[contracts.JOB_QUERY_PARAM] = other_job_id
     st.rerun()
-
-
-def _follow(other_job_id: str) -> None:
-    """_open, from a widget's callback (which runs before the page and cannot rerun it)."""
-    st.session_state["job_id"] = other_job_id
-    st.query_params[contracts.JOB_QUERY_PARAM] = other_job_id
 
 
 def _links() -> gallery.LinkCache:
@@ -237,9 +233,11 @@ def _variant_messages() -> None:
         session.show_error(st.session_state.pop("variant_error"))
     if st.session_state.get("variant_note"):
         st.success(st.session_state.pop("variant_note"))
-        regenerated = st.session_state.pop("regenerated_job", None)
-        if regenerated:  # a callback: this message is gone on the rerun the click makes
-            st.button("Open the regeneration's job", key="open_regenerated", on_click=_follow, args=(regenerated,))
+    # kept until it is opened: the click reruns this fragment, which must draw the button again
+    regenerated = st.session_state.get("regenerated_job")
+    if regenerated and st.button("Open the regeneration's job", key="open_regenerated"):
+        del st.session_state["regenerated_job"]
+        _open(regenerated)
 
 
 def _focused(image: dict[str, Any], shown: dict[str, Any]) -> dict[str, Any]:
@@ -340,9 +338,11 @@ def _grid(page: gallery.GalleryPage) -> None:
     look = st.session_state.get("job_look") or LOOKS[0]
     reviewing = page.view["jobId"] if _waiting_for_review(page.view) else None
     _variant_messages()
-    for row_start in range(0, len(page.images), COLUMNS):
-        columns = st.columns(COLUMNS)
-        for column, image in zip(columns, page.images[row_start : row_start + COLUMNS], strict=False):
+    several = any(len(image.get("outputs") or []) > 1 for image in page.images)
+    per_row = VARIANT_COLUMNS if several else COLUMNS
+    for row_start in range(0, len(page.images), per_row):
+        columns = st.columns(per_row)
+        for column, image in zip(columns, page.images[row_start : row_start + per_row], strict=False):
             with column, st.container(border=True):
                 _card(image, look, reviewing, page.view["jobId"])
 
