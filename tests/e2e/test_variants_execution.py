@@ -104,14 +104,40 @@ def test_three_variants_one_delivered_then_the_owners_pick_everywhere(seeds, rek
     assert len(names) == 1 and names[0].endswith("-3.png")
 
 
-def test_a_budget_for_two_inpaints_makes_two_variants(seeds, rekognition, token_for, photo) -> None:
+def test_the_budget_cap_stops_further_variants(seeds, rekognition, token_for, photo) -> None:
+    """Two photos of three variants each (four calls a photo) with a budget of six calls: both
+    photos are sent, and only two further variants in all are made, whatever the order."""
+    from chalice.test import Client
+
+    import app as backdrop_app
+
     stack = seeds
-    rekognition.result_labels = [GONE, GONE]
+    rekognition.result_labels = [GONE] * 6
     spec = registry.get_model("stability-inpaint")
-    # the cut-out, the first inpaint and one more: not the third variant's call
-    budget = spec.price_per_image_usd + spec.re_roll_price_usd + 0.001
-    _, _, _, view = _run(stack, token_for, photo, "user-b", variants=3, reRolls=0, budgetUsd=budget)
-    assert len(stack["seeds"]) == 2
-    (image,) = view["images"]
-    assert image["status"] == "SUCCEEDED" and [o["variant"] for o in image["outputs"]] == [1, 2]
-    assert image["attempts"][-1]["errorCode"] == "BUDGET_REACHED"
+    budget = spec.variants_price_usd(3) + spec.price_per_image_usd  # six calls: 4 + 2
+    owner = "user-b"
+    refs = [upload(owner, f"p{i}.png", photo(480, 320, "PNG"), "png") for i in range(2)]
+    body = {
+        "prompt": "a sunny beach",
+        "seed": 42,
+        "variants": 3,
+        "reRolls": 0,
+        "budgetUsd": budget,
+        "images": [{"imageRef": ref, "labels": ["Product"]} for ref in refs],
+    }
+    headers = {"Authorization": token_for(owner), "Content-Type": "application/json"}
+    client = Client(backdrop_app.app, stage_name="dev")
+    submitted = client.http.post("/jobs", headers=headers, body=json.dumps(body))
+    assert submitted.status_code == 202, submitted.body
+    deliver_stream(stack, client)
+    sfn = boto3.client("stepfunctions")
+    execution = sfn.list_executions(stateMachineArn=stack["state_machine_arn"])["executions"][0]
+    assert wait_for(sfn, execution["executionArn"])["status"] == "SUCCEEDED"
+    view = client.http.get(f"/jobs/{submitted.json_body['jobId']}", headers=headers).json_body
+    assert len(stack["seeds"]) == 4  # two first inpaints and two further variants, no more
+    images = view["images"]
+    assert all(i["status"] == "SUCCEEDED" for i in images)
+    assert sum(len(i["outputs"]) for i in images) == 4
+    stopped = [a for i in images for a in i["attempts"] if a.get("errorCode") == "BUDGET_REACHED"]
+    assert stopped and all("further variants were not made" in a["cause"] for a in stopped)
+    assert view["cost"]["modelCalls"] == 6
