@@ -288,14 +288,15 @@ def get_job(job_id: str) -> dict[str, Any]:
 
 @app.route("/jobs/{job_id}", methods=["DELETE"], authorizer=authorizer, cors=cors)
 @api
-def delete_job(job_id: str) -> dict[str, Any]:
+def delete_job(job_id: str) -> Response:
     owner = _owner()
     originals = _query().get("originals", "false")
     if originals not in ("true", "false"):
         raise BadRequest(
             "originals must be true or false", details=[{"field": "originals", "message": "true or false"}]
         )
-    return _job_control().delete(owner, job_id, originals=originals == "true")
+    answer = _job_control().delete(owner, job_id, originals=originals == "true")
+    return _json_response(answer, 202 if answer["deleting"] else 200)  # 202: still deleting in the background
 
 
 @app.route("/jobs/{job_id}/cancel", methods=["POST"], authorizer=authorizer, cors=cors)
