@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 S3_DELETE_BATCH: Final = 1000  # DeleteObjects takes at most 1,000 keys
 IMAGE_ITEMS_BATCH: Final = 1000  # image items per query page: 40 BatchWriteItem calls of 25
+# A Lambda run knows the time it has left (docs/aws-notes.md#n60-lambda-remaining-time-and-counters-in-nested-maps).
 # The longest one batch may take: a listing and a DeleteObjects of 1,000 keys, or a page of 1,000
 # image items deleted 25 a call (a few seconds each at most). A run starts a batch only with this
 # much time left.

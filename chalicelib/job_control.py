@@ -27,7 +27,7 @@ goes to the background too); a larger one is handed to the deleter Lambda, start
 waiting, and the answer is 202 `deleting: true` with the progress, as is a repeated DELETE until
 it is done. If that start fails, the reconciler's sweep starts it again (`deletingBy:
 "RECONCILER"`). A job still running must be cancelled first: its workflow would otherwise write
-results after the delete.
+results after the delete; so must a cancelled job's background closing have finished (its report).
 
 Both hand-offs are noted under the table's background partition before they start, so the
 reconciler's sweep finds any that never started or stopped half-way (chalicelib/reconciler.py).
@@ -213,6 +213,12 @@ class JobControl:
             if job["status"] not in contracts.TERMINAL_JOB_STATUSES:
                 raise Conflict(
                     f"job {job_id} is {job['status']}: cancel it first (POST /jobs/{job_id}/cancel), then delete it"
+                )
+            if job.get("closing") and not job.get("reportKeys"):
+                # its closing would write the report after the delete removed the job's files
+                raise Conflict(
+                    f"job {job_id} is CANCELLED and its unfinished images are still being closed: delete it once "
+                    "GET /jobs/{jobId} shows its reports"
                 )
             # noted first: if this request dies after marking the job, the reconciler's sweep finds it
             self.store.note_background_work(BackgroundWork.DELETE, job_id, owner, self.bucket)

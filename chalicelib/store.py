@@ -609,6 +609,7 @@ class JobStore:
         for index, (kind, count) in enumerate(sorted((removed or {}).items())):
             names[f"#r{index}"] = kind
             values[f":r{index}"] = int(count)
+            # a number inside a map (docs/aws-notes.md#n60-lambda-remaining-time-and-counters-in-nested-maps)
             sets.append(f"deletion.removed.#r{index} = deletion.removed.#r{index} + :r{index}")
         for index, (name, value) in enumerate(sorted(fields.items())):
             names[f"#f{index}"] = name

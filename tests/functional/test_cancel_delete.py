@@ -313,6 +313,10 @@ def test_a_large_jobs_cancel_hands_the_closing_off_once_and_the_background_run_c
     again = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")
     assert (again.status_code, again.json_body) == (202, body)
     assert len(started) == 1
+    # nor can it be deleted while it closes: the closing would write its report after the delete
+    closing = client.http.delete(f"/jobs/{job_id}", headers=_h(token))
+    assert (closing.status_code, closing.json_body["code"]) == (409, "CONFLICT")
+    assert "still being closed" in closing.json_body["message"]
 
     # the background run: the reconciler's function, as the API's asynchronous invoke calls it
     client.lambda_.invoke("reconcile", cancel_closing_event(*started[0], region="us-east-1"))
@@ -390,7 +394,8 @@ def test_a_large_job_cancelled_before_its_execution_existed_ends_cancelled_and_i
 
 class _Context:
     """A Lambda context whose remaining time runs out after `batches` checks (Chalice's test
-    client gives every function 3 s, less than one batch may take)."""
+    client gives every function 3 s, less than one batch may take:
+    docs/aws-notes.md#n60-lambda-remaining-time-and-counters-in-nested-maps)."""
 
     def __init__(self, batches: int = 1_000) -> None:
         self.left = batches
