@@ -824,8 +824,10 @@ class JobService:
         job = self.get_job(owner, job_id)
         view = {**self.summary(job), "settings": job.get("settings")}
         if job["status"] == JobStatus.DELETING.value:
-            # its images and files are going: the summary and the deletion's progress only (404 once gone)
-            return {**view, "deletion": deleting_view(job)}
+            # its images and files are going: the summary, the deletion's progress and an empty
+            # page (clients that page through images stop at once); 404 once it is gone
+            view["deletion"] = deleting_view(job)
+            return view if query.limit == 0 else {**view, "images": [], "nextCursor": None}
         if job["status"] in contracts.TERMINAL_JOB_STATUSES and job.get("reportKeys"):
             view["reports"] = {fmt: self._url(key) for fmt, key in job["reportKeys"].items()}
         if query.limit == 0:

@@ -731,8 +731,8 @@ def schemas() -> dict[str, Any]:
                 "reports": _obj({"json": _URL, "csv": _URL}, description="presigned, once the job has finished"),
                 "deletion": {
                     **_ref("Deletion"),
-                    "description": "a DELETING job's progress (then no images, reports or cursor); once it is "
-                    "gone, GET answers 404",
+                    "description": "a DELETING job's progress (then `images` is empty, with no cursor and no "
+                    "reports); once it is gone, GET answers 404",
                 },
             },
             [*_SUMMARY_REQUIRED, "settings"],

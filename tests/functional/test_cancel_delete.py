@@ -490,7 +490,8 @@ def test_a_large_jobs_delete_answers_202_at_once_and_the_deleter_removes_it_in_r
     # while it is being deleted: GET says so, nothing can be started on it, a repeat answers the progress
     view = client.http.get(f"/jobs/{job_id}", headers=_h(token))
     assert view.status_code == 200 and view.json_body["status"] == "DELETING"
-    assert view.json_body["deletion"]["deletingBy"] == "BACKGROUND" and "images" not in view.json_body
+    assert view.json_body["deletion"]["deletingBy"] == "BACKGROUND" and view.json_body["images"] == []
+    assert "reports" not in view.json_body and view.json_body["nextCursor"] is None
     for refused in (
         client.http.post(f"/jobs/{job_id}/retry", headers=_h(token), body=b"{}"),
         client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b""),
@@ -584,3 +585,18 @@ def test_the_sweep_restarts_a_delete_whose_start_failed_or_that_stopped(
     assert restarted == [(failed_job, "owner-1", BUCKET), (stopped_job, "owner-1", BUCKET)]
     assert client.http.get(f"/jobs/{stopped_job}", headers=_h(token)).status_code == 404
     assert store.background_work() == []  # nothing left noted
+
+
+def test_an_execution_end_reaching_a_job_being_deleted_changes_nothing(
+    client, token_for, photo, store, large, large_delete, event
+) -> None:
+    token = token_for("owner-1")
+    job_id = _finished_job_with_files(client, token, store, photo)
+    assert client.http.delete(f"/jobs/{job_id}", headers=_h(token)).status_code == 202
+    ended = json.loads(json.dumps(event("stepfunctions-execution-status-change")).replace("REPLACE_JOB_ID", job_id))
+    ended["detail"].update(status="ABORTED", error=None)
+    outcome = client.lambda_.invoke("reconcile", ended).payload
+    assert (outcome["jobStatus"], outcome["reportWritten"], outcome["email"]) == ("DELETING", False, "SKIPPED")
+    assert store.get_job(job_id)["status"] == "DELETING"
+    _run_deleter(*large_delete[0])
+    assert client.http.get(f"/jobs/{job_id}", headers=_h(token)).status_code == 404
