@@ -218,7 +218,7 @@ class JobControl:
                 # its closing would write the report after the delete removed the job's files
                 raise Conflict(
                     f"job {job_id} is CANCELLED and its unfinished images are still being closed: delete it once "
-                    "GET /jobs/{jobId} shows its reports"
+                    f"GET /jobs/{job_id} shows its reports"
                 )
             # noted first: if this request dies after marking the job, the reconciler's sweep finds it
             self.store.note_background_work(BackgroundWork.DELETE, job_id, owner, self.bucket)
