@@ -168,7 +168,7 @@ def _upload(owner: str, photo: Any) -> str:
     return ref
 
 
-def test_live_answers_of_every_route_match_the_document(client, token_for, photo, store) -> None:
+def test_live_answers_of_every_route_match_the_document(client, token_for, photo, store, monkeypatch) -> None:
     live = Live(client, token_for("owner-1"))
     live("GET", "/health", 200, auth=False)
     assert live("GET", "/openapi.json", 200, auth=False) == DOC
@@ -272,6 +272,14 @@ def test_live_answers_of_every_route_match_the_document(client, token_for, photo
     assert live("POST", regenerate, 202, path=made_regenerate, body={"seed": 5})["regenerateOf"]["jobId"] == two
     live("POST", regenerate, 400, path=made_regenerate, body={"seed": "5"})
     live("POST", regenerate, 409, path=f"/jobs/{again}/images/{image['imageId']}/regenerate", body={})
+    # a delete handed to the background: 202 with its progress, and the job DELETING meanwhile
+    from chalicelib import job_control
+
+    monkeypatch.setattr(job_control, "SYNC_DELETE_LIMIT", 0)
+    monkeypatch.setattr(backdrop_app, "start_deletion", lambda *job: None)
+    assert live("DELETE", "/jobs/{job_id}", 202, path=f"/jobs/{again}")["deleting"] is True
+    assert live("GET", "/jobs/{job_id}", 200, path=f"/jobs/{again}")["status"] == "DELETING"
+    assert live("DELETE", "/jobs/{job_id}", 202, path=f"/jobs/{again}")["deletingBy"] == "BACKGROUND"
     routed = {(m, p) for p, methods in backdrop_app.app.routes.items() for m in methods}
     assert live.seen == routed, f"routes not exercised: {routed - live.seen}"
 
