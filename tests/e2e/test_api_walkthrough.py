@@ -51,6 +51,9 @@ def test_the_curl_walkthrough_runs_as_written(stack: LocalStack, tmp_path: Path)
         assert re.search(r"^COMPLETED \{", out, flags=re.M), out
         assert re.search(r"^job \d{8}T\d{6}Z-[0-9a-f]{12}$", out, flags=re.M)
         assert '"code":"CONFLICT"' in out  # cancelling the finished job
+        # variants: two made, the second picked, a regenerated third added
+        assert '{"delivered":2,"pickedBy":"OWNER","report":"REWRITTEN"}' in out
+        assert '{"variant":3,"source":"REGENERATED","delivered":false}' in out
         assert '"deleted":true' in out and '"originals":1' in out
         assert re.search(r"^Backdrop-Signature: t=\d+,v1=[0-9a-f]{64}$", out, flags=re.M)
     finally:
