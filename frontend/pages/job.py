@@ -115,12 +115,10 @@ def _summary(view: dict[str, Any]) -> None:
     cost = view.get("cost") or {}
     words = costs.cost_words(cost, finished=view["status"] in TERMINAL)
     if words:
-        if cost.get("estimateUsd") is not None:
-            words += f" · about ${cost['estimateUsd']:.2f} for the whole job"
         st.caption(
             words,
-            help=f"Model calls that answered, at the model's price ({cost.get('priceSource')}). AWS bills them; "
-            "storage and the other services cost far less.",
+            help=f"The model calls that answered, at the model's price ({cost.get('priceSource')}), and their "
+            "Rekognition quality checks. AWS bills them; storage and the other services cost far less.",
         )
     if view.get("cause"):
         st.error(f"The job could not run: {view['cause']}")

@@ -79,6 +79,11 @@ def test_a_colour_background_is_one_model_call_per_image_with_the_subject_kept(s
     assert view["status"] == "COMPLETED"
     # one call per image in the job's cost, and each image's verdict counted
     assert view["cost"]["modelCalls"] == 2
+    # one figure for the whole job (what POST /jobs said), and the actual cost is what the attempts
+    # cost: here no label was kept, so the checks looked for none and it is under the estimate
+    assert view["cost"]["estimateUsd"] == pytest.approx(answer["estimate"]["usd"])
+    spent = sum(a["costUsd"] for i in view["images"] for a in i["attempts"])
+    assert view["cost"]["actualUsd"] == pytest.approx(spent) and spent <= answer["estimate"]["usd"]
     assert sum(view["verdicts"].values()) == 2
     for image in view["images"]:
         (output,) = image["outputs"]
@@ -126,8 +131,12 @@ def test_a_scene_is_generated_once_and_shared_by_the_batch_with_placement(stack,
     }
     answer, view = _run(stack, token_for, body)
     assert answer["estimate"]["modelCalls"]["scene"] == 1 and answer["estimate"]["modelCalls"]["total"] == 4
-    # the scene's call is in the job's cost, at the scene model's price
+    # the scene's call is in the job's cost, at the scene model's price, and the job cost its estimate
     assert view["cost"]["modelCalls"] == 4
+    assert view["cost"]["estimateUsd"] == pytest.approx(answer["estimate"]["usd"])
+    spent = sum(a["costUsd"] for i in view["images"] for a in i["attempts"])
+    scene_usd = answer["estimate"]["modelUsd"] - 3 * 0.04  # the estimate's scene call
+    assert view["cost"]["actualUsd"] == pytest.approx(spent + scene_usd)
     ids = _model_ids(stack)
     assert ids.count("stability.stable-image-core-v1:1") == 1  # once per batch, before the images
     assert ids[0] == "stability.stable-image-core-v1:1"

@@ -84,6 +84,11 @@ def test_a_failing_image_is_re_rolled_and_the_passing_attempt_kept(seeds, rekogn
     assert attempts[1]["costUsd"] < attempts[0]["costUsd"]  # the re-roll paid the inpaint only
     total = sum(a["costUsd"] for a in attempts)
     assert total <= submitted["estimate"]["maxUsd"] + 1e-9
+    # one figure for the whole job, what POST /jobs said (its checks at most: a pixel-identical
+    # product's text is not read again); the job's actual cost is its attempts', the re-roll's too
+    assert view["cost"]["estimateUsd"] == pytest.approx(submitted["estimate"]["usd"])
+    assert attempts[0]["costUsd"] <= submitted["estimate"]["usd"] < total
+    assert view["cost"]["actualUsd"] == pytest.approx(total)
 
     s3 = boto3.client("s3")
     owner, job_id = "user-r", view["jobId"]

@@ -761,6 +761,13 @@ def test_the_job_page_says_what_the_job_cost_and_a_budget_is_sent(app) -> None:
     at.switch_page("pages/new_batch.py").run()
     _upload(at, ["a.png"])
     at.checkbox(key="cap_budget").check().run()
+    # the budget offered sends the photo, both of its calls, as the API's cap counts them
+    from chalicelib import costs
+    from chalicelib.models import registry
+
+    offered = at.number_input(key="budget").value
+    assert costs.max_calls(registry.get_model("stability-inpaint"), 1, offered) == 2
+    assert costs.max_calls(registry.get_model("stability-inpaint"), 1, offered - 0.01) < 2
     at.number_input(key="budget").set_value(5.0).run()
     at.text_area(key="prompt").input("a quiet beach").run()
     at.button(key="submit").click().run()
