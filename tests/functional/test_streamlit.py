@@ -779,7 +779,9 @@ def test_a_job_waiting_for_review_is_approved_result_by_result_then_delivered(ap
     fake.job_status = "RUNNING"
     fake.review_state = {"status": "WAITING", "deadline": "2026-11-25T18:00:00Z"}
     _open_job(at)
-    assert any("Review before delivery" in i.value for i in at.info)
+    (banner,) = [i.value for i in at.info if "Review before delivery" in i.value]
+    # the deadline in plain words (the day, the time, how long is left), not a timestamp
+    assert "Review by Wed 25 Nov, 18:00 UTC (" in banner and "2026-11-25T18" not in banner
     at.checkbox(key=f"deliver-{'b' * 32}").uncheck().run()
     assert not at.exception and fake.decisions == [{"b" * 32: "REJECTED"}]
     at.button(key="approve").click().run()
