@@ -13,6 +13,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,6 +56,28 @@ def _guarded_connect(self: socket.socket, address: Any) -> Any:
 
 
 socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+# What a test run may add to the repository's root: tool caches and the ignored test-artifacts/
+_RUN_LEFTOVERS = frozenset(
+    {".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache", "__pycache__", "test-artifacts"}
+)
+
+
+def _root_entries() -> set[str]:
+    roots = {_REPO_ROOT, Path.cwd().resolve()}
+    return {str(root / name) for root in roots for name in os.listdir(root) if name not in _RUN_LEFTOVERS}
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_in_the_repository(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test writes into tmp_path: anything it leaves in the repository's root (or the working
+    directory) fails it, by name, so a stray download or report cannot creep into a commit."""
+    before = _root_entries()
+    yield
+    left = sorted(_root_entries() - before)
+    if left:
+        pytest.fail(f"{request.node.nodeid} left {left} behind: write into tmp_path", pytrace=False)
 
 
 @pytest.fixture(autouse=True)
