@@ -225,7 +225,7 @@ def test_watch_re_attaches_and_ctrl_c_says_how(api, photos, capsys, store, monke
 
 
 def _token() -> str:
-    from conftest import make_id_token
+    from builders import make_id_token
 
     return make_id_token("owner-1")
 

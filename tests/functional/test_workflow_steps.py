@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import load_event
+from builders import load_event
 from PIL import Image, ImageDraw
 
 from backend.local.bedrock_standin import StandInBedrock
