@@ -18,7 +18,9 @@ from chalice.app import Request
 
 from chalicelib import archive, aws, config, contracts, idempotency, observability, presets, webhooks
 from chalicelib.auth import email_from_request, owner_from_request
+from chalicelib.deletion import JobDeleter, deletion_event
 from chalicelib.errors import BackdropError, BadRequest, error_body
+from chalicelib.functions import DELETER
 from chalicelib.http_errors import INTERNAL_MESSAGE, reshape_chalice_error
 from chalicelib.job_control import JobControl
 from chalicelib.jobs import JobService, parse_images_query, parse_notify
@@ -137,6 +139,7 @@ def _job_control() -> JobControl:
         webhook_trigger=trigger,
         # looked up at each call: the local stack and the tests put their own starter here
         start_closing=lambda job_id, owner, bucket: start_cancel_closing(job_id, owner, bucket),
+        start_deletion=lambda job_id, owner, bucket: start_deletion(job_id, owner, bucket),
     )
 
 
@@ -153,6 +156,20 @@ def _invoke_cancel_closer(job_id: str, owner: str, bucket: str) -> None:
 # How a large cancelled job's closing is started. No annotation:
 # docs/aws-notes.md#n29-chalice-policy-analyzer-and-annotations
 start_cancel_closing = _invoke_cancel_closer
+
+
+def _invoke_deleter(job_id: str, owner: str, bucket: str) -> None:
+    """Start the deleter function on a DELETING job without waiting (an asynchronous Lambda
+    invoke): the API for a large job, the deleter itself to go on, the reconciler's sweep."""
+    name = os.environ.get("DELETE_FUNCTION_NAME")
+    if not name:
+        raise RuntimeError("DELETE_FUNCTION_NAME is not set")
+    payload = json.dumps(deletion_event(job_id, owner, bucket)).encode()
+    aws.client("lambda").invoke(FunctionName=name, InvocationType="Event", Payload=payload)
+
+
+# How a large job's deletion is started (the tests and the local stack put their own here)
+start_deletion = _invoke_deleter
 
 
 # ---- Routes ----------------------------------------------------------------------------------
@@ -271,14 +288,15 @@ def get_job(job_id: str) -> dict[str, Any]:
 
 @app.route("/jobs/{job_id}", methods=["DELETE"], authorizer=authorizer, cors=cors)
 @api
-def delete_job(job_id: str) -> dict[str, Any]:
+def delete_job(job_id: str) -> Response:
     owner = _owner()
     originals = _query().get("originals", "false")
     if originals not in ("true", "false"):
         raise BadRequest(
             "originals must be true or false", details=[{"field": "originals", "message": "true or false"}]
         )
-    return _job_control().delete(owner, job_id, originals=originals == "true")
+    answer = _job_control().delete(owner, job_id, originals=originals == "true")
+    return _json_response(answer, 202 if answer["deleting"] else 200)  # 202: still deleting in the background
 
 
 @app.route("/jobs/{job_id}/cancel", methods=["POST"], authorizer=authorizer, cors=cors)
@@ -477,6 +495,19 @@ def build_archive(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _archives().build(archive.ArchiveRequest.from_event(event))
 
 
+@app.lambda_function(name=DELETER)
+@observability.workflow_step(DELETER)
+def delete_job_data(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A large job's deletion, in batches while this run has time; then it starts itself again
+    (if that start fails, the error makes Lambda retry this event, and the sweep remains)."""
+    job_id, owner, bucket = str(event["jobId"]), str(event["owner"]), str(event["bucket"])
+    time_left = (lambda: context.get_remaining_time_in_millis() / 1000) if context is not None else None
+    run = JobDeleter(_store(), aws.client("s3"), bucket).run(job_id, owner, time_left)
+    if not run.done:
+        start_deletion(job_id, owner, bucket)
+    return run.to_dict()
+
+
 @app.lambda_function(name="await_review")
 @observability.workflow_step("await_review")
 def await_review(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -516,7 +547,13 @@ def reconcile(event: Any) -> dict[str, Any] | None:
 @app.schedule(Rate(SWEEP_EVERY_MINUTES, unit=Rate.MINUTES), name="reconcile_sweep")
 def reconcile_sweep(event: Any) -> dict[str, Any]:
     since = datetime.now(UTC) - SWEEP_LOOK_BACK
-    return {"reconciled": _reconciler().sweep(config.settings().state_machine_arn, since)}
+    reconciler = _reconciler()
+    reconciled = reconciler.sweep(config.settings().state_machine_arn, since)
+    context = getattr(event, "context", None)  # the Lambda context (None in a direct call)
+    time_left = (lambda: context.get_remaining_time_in_millis() / 1000) if context is not None else None
+    # background work (a large cancel's closing, a large delete) that never ran or stopped half-way
+    background = reconciler.sweep_background(lambda *job: start_deletion(*job), time_left)
+    return {"reconciled": reconciled, "background": background}
 
 
 def _webhook_sender() -> webhooks.WebhookSender:

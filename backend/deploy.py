@@ -39,7 +39,7 @@ from backend.doctor import DEFAULT_MAX_CONCURRENCY, Doctor, Findings, format_fin
 from backend.errors import DeployError
 from backend.regions import invoke_arns, partition_of_arn
 from chalicelib import contracts
-from chalicelib.functions import ARCHIVE_BUILDER, RECONCILER, WEBHOOK_SENDER, WORKFLOW_FUNCTIONS
+from chalicelib.functions import ARCHIVE_BUILDER, DELETER, RECONCILER, WEBHOOK_SENDER, WORKFLOW_FUNCTIONS
 from chalicelib.models import registry
 from chalicelib.models.base import ModelSpec
 
@@ -253,6 +253,8 @@ class Deployer:
             "ARCHIVE_FUNCTION_NAME": resource_names.lambda_function(self.stage, ARCHIVE_BUILDER),
             # ... and a large cancelled job's closing, by the reconciler (chalicelib/job_control.py)
             "RECONCILE_FUNCTION_NAME": resource_names.lambda_function(self.stage, RECONCILER),
+            # ... and a large job's deletion, by the deleter (chalicelib/deletion.py), which also restarts itself
+            "DELETE_FUNCTION_NAME": resource_names.lambda_function(self.stage, DELETER),
         }
         env.update({k: v for k, v in settings.items() if k != "BACKDROP_MODEL_REGISTRY"})
         return env

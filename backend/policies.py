@@ -14,7 +14,15 @@ from typing import Any
 from backend.regions import ModelRoutes, foundation_model_arn, invoke_arns, partition_for_region
 from backend.resource_names import lambda_function
 from chalicelib import contracts
-from chalicelib.functions import ARCHIVE_BUILDER, FUNCTIONS, RECONCILER, WEBHOOK_SENDER, Grant, LambdaFunction
+from chalicelib.functions import (
+    ARCHIVE_BUILDER,
+    DELETER,
+    FUNCTIONS,
+    RECONCILER,
+    WEBHOOK_SENDER,
+    Grant,
+    LambdaFunction,
+)
 from chalicelib.models.base import ModelSpec
 
 
@@ -121,6 +129,11 @@ def lambda_policies(
             "StartCancelClosing",
             ["lambda:InvokeFunction"],
             [f"arn:{partition}:lambda:{region}:{account}:function:{lambda_function(stage, RECONCILER)}"],
+        ),
+        Grant.START_DELETION: _statement(
+            "StartDeletion",
+            ["lambda:InvokeFunction"],
+            [f"arn:{partition}:lambda:{region}:{account}:function:{lambda_function(stage, DELETER)}"],
         ),
         # the owner's approval ends the workflow's wait for review (docs/aws-notes.md#n58-step-functions-task-tokens)
         Grant.SEND_TASK_RESULT: _statement(

@@ -24,6 +24,7 @@ BENCHES = (
     "cold-start",
     "package",
     "submit",
+    "delete",
     "throughput",
     "cost",
     "quality",
@@ -111,7 +112,7 @@ def package_size() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench import cost, cutout, quality, quiet_logs, scale, submit, throughput, webapp
+    from bench import cost, cutout, delete, quality, quiet_logs, scale, submit, throughput, webapp
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "cold-start": cold_start,
         "package": package_size,
         "submit": lambda: submit.run(row),
+        "delete": lambda: delete.run(row),
         "throughput": lambda: throughput.run(row),
         "cost": lambda: cost.run(row),
         "quality": lambda: quality.run(row),

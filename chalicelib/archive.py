@@ -215,6 +215,8 @@ class ArchiveService:
         """POST: the zip's link if it was built; else build it now (small) or start its build
         (`start_build(event)`, large) and answer its progress."""
         job = self._job(request)
+        if job["status"] == contracts.JobStatus.DELETING.value:
+            raise Conflict(f"job {request.job_id} is being deleted; there is nothing to put in an archive")
         if job["status"] not in contracts.TERMINAL_JOB_STATUSES:
             raise Conflict(f"job {request.job_id} is still {job['status']}; ask for its archive when it has finished")
         succeeded = int((job.get("counts") or {}).get(ImageStatus.SUCCEEDED.value, 0))

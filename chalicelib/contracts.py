@@ -24,6 +24,9 @@ class JobStatus(StrEnum):
     PARTIAL = "PARTIAL"  # some images SUCCEEDED, some FAILED
     FAILED = "FAILED"  # no image SUCCEEDED (or the workflow could not start)
     CANCELLED = "CANCELLED"  # its owner cancelled it (POST /jobs/{jobId}/cancel); finished images are kept
+    # its owner deleted it (DELETE /jobs/{jobId}); its files and records are being removed, then
+    # GET answers 404. Not a final status: nothing may be started on it, and it never comes back.
+    DELETING = "DELETING"
 
 
 class ImageStatus(StrEnum):
@@ -75,6 +78,20 @@ MIN_REVIEW_SECONDS: Final = 60
 
 # The gallery's "doubtful first" order: failed images, then results by verdict, worst first.
 DOUBTFUL_FIRST: Final = (Verdict.FAIL, Verdict.WARN, Verdict.SKIPPED, Verdict.PASS, Verdict.NONE)
+
+
+class ClosingBy(StrEnum):
+    """Who finishes closing a cancelled job (or deleting a job) that was too large for the request."""
+
+    BACKGROUND = "BACKGROUND"  # the background run the cancel (or delete) started
+    RECONCILER = "RECONCILER"  # the hand-off could not be started: the reconciler's sweep finishes it
+
+
+class ClosingStatus(StrEnum):
+    """The job's `closing.status`: the hand-off's state."""
+
+    STARTED = "STARTED"
+    FAILED = "FAILED"  # the background run could not be started; the sweep (or a repeat) tries again
 
 
 TERMINAL_JOB_STATUSES: Final = frozenset(
@@ -449,6 +466,21 @@ DELETED_JOB_SK: Final = "DELETED"  # the tombstone of a deleted job, same pk
 IMAGE_SK_PREFIX: Final = "IMAGE#"
 LABELS_SK: Final = "LABELS"
 WEBHOOK_SECRET_SK: Final = "WEBHOOK_SECRET"  # pk = user_pk(owner)
+# Work handed to a background run (a large job's cancel closing or delete) is also written under
+# this one partition, one item per job (sk = background_work_sk), so the reconciler's sweep finds
+# any run that never started or stopped half-way. A handful of items at a time: never a hot key.
+BACKGROUND_WORK_PK: Final = "BACKGROUND"
+
+
+class BackgroundWork(StrEnum):
+    CLOSE_CANCELLED = "CLOSE_CANCELLED"  # a cancelled job's unfinished images, report and webhook
+    DELETE = "DELETE"  # a deleted job's files and records
+
+
+def background_work_sk(kind: BackgroundWork, job_id: str) -> str:
+    return f"{kind.value}#{job_id}"
+
+
 OWNER_INDEX: Final = "byOwner"
 
 

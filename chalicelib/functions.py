@@ -39,6 +39,7 @@ class Grant(StrEnum):
     ABORT_ARCHIVE_UPLOAD = "abort-archive-upload"  # s3:AbortMultipartUpload under the results prefix
     SEND_TASK_RESULT = "send-task-result"  # states:SendTaskSuccess: an owner's approval ends the review wait
     START_CANCEL_CLOSING = "start-cancel-closing"  # lambda:InvokeFunction on the reconciler (a large job's cancel)
+    START_DELETION = "start-deletion"  # lambda:InvokeFunction on the deleter (a large job's delete)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class LambdaFunction:
 API_HANDLER = "api_handler"
 ARCHIVE_BUILDER = "build_archive"
 RECONCILER = "reconcile"
+DELETER = "delete_job_data"
 
 FUNCTIONS: tuple[LambdaFunction, ...] = (
     LambdaFunction(
@@ -97,6 +99,7 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
                 Grant.ABORT_ARCHIVE_UPLOAD,
                 Grant.SEND_TASK_RESULT,
                 Grant.START_CANCEL_CLOSING,
+                Grant.START_DELETION,
             }
         ),
     ),
@@ -213,18 +216,40 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         timeout_s=600,
         s3_read=(REPORTS_PREFIX,),
         s3_write=(REPORTS_PREFIX,),
-        table_actions=("GetItem", "Query", "UpdateItem"),
+        # DeleteItem: the note of a closing it finished (the table's background partition)
+        table_actions=("GetItem", "Query", "UpdateItem", "DeleteItem"),
         grants=frozenset({Grant.READ_EXECUTIONS, Grant.PUBLISH_JOB_EMAIL, Grant.START_WEBHOOK}),
     ),
-    # ... and the sweep for Step Functions events EventBridge did not deliver (best effort)
+    # ... and the sweep for Step Functions events EventBridge did not deliver (best effort), which
+    # also closes a cancelled job whose closing never ran and starts a stranded deletion again
     LambdaFunction(
         "reconcile_sweep",
         memory_mb=1024,
         timeout_s=900,
         s3_read=(REPORTS_PREFIX,),
         s3_write=(REPORTS_PREFIX,),
-        table_actions=("GetItem", "Query", "UpdateItem"),
-        grants=frozenset({Grant.READ_EXECUTIONS, Grant.LIST_EXECUTIONS, Grant.PUBLISH_JOB_EMAIL, Grant.START_WEBHOOK}),
+        table_actions=("GetItem", "Query", "UpdateItem", "DeleteItem"),
+        grants=frozenset(
+            {
+                Grant.READ_EXECUTIONS,
+                Grant.LIST_EXECUTIONS,
+                Grant.PUBLISH_JOB_EMAIL,
+                Grant.START_WEBHOOK,
+                Grant.START_DELETION,
+            }
+        ),
+    ),
+    # A large job's deletion, started by DELETE /jobs/{jobId} (chalicelib/deletion.py): batches
+    # while it has time, then it starts itself again. Lambda's longest run, so few restarts.
+    LambdaFunction(
+        DELETER,
+        memory_mb=512,
+        timeout_s=900,
+        s3_delete=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX, SCRATCH_PREFIX),
+        # image items 25 per BatchWriteItem; the job item gives way to its tombstone in one
+        # TransactWriteItems (authorised as its DeleteItem and PutItem); its background note goes
+        table_actions=("GetItem", "Query", "UpdateItem", "BatchWriteItem", "DeleteItem", "PutItem"),
+        grants=frozenset({Grant.LIST_JOB_FILES, Grant.LIST_UPLOADS, Grant.START_DELETION}),
     ),
     # the job's completion webhook: every attempt and its backoff happen inside one invocation
     # (at most WEBHOOK_ATTEMPTS x WEBHOOK_TIMEOUT_SECONDS plus about 170 s of waits)

@@ -12,27 +12,39 @@ than `SYNC_CLOSE_LIMIT` could not be closed within API Gateway's 29 s
 to a background run (the reconciler's function, started without waiting) and the answer says
 `closing: true`; the job's counts move to CANCELLED as it works. Only one hand-off is started
 (a conditional claim on the job), so a repeated cancel answers the same. If the hand-off cannot
-be started, the job is CANCELLED all the same and the reconciler closes it when the stopped
-execution's end reaches it (`closingBy: "RECONCILER"`); a repeated cancel tries the hand-off again.
+be started, the job is CANCELLED all the same and the reconciler closes it: when the stopped
+execution's end reaches it, or at its next periodic sweep, which also closes a job cancelled
+before its execution existed (`closingBy: "RECONCILER"`); a repeated cancel tries the hand-off
+again.
 
-Delete: a finished (or cancelled) job's results, reports and workflow scratch files go, then its
-items in the table; `originals=True` also removes the uploaded originals of its images (another
-job made from the same uploads, such as a retry, loses them too). The answer says what was
-removed; a tombstone keeps that answer for a repeated DELETE. A job still running must be
-cancelled first: its workflow would otherwise write results after the delete.
+Delete: a finished (or cancelled) job becomes DELETING (so GET answers it as such, and nothing
+can be started on it), then its originals (only with `originals=True`: another job made from the
+same uploads, such as a retry, loses them too), results, reports, workflow scratch files and
+image items go in bounded batches (chalicelib/deletion.py), and the job item gives way to a
+tombstone that keeps the answer (what was removed) for a repeated DELETE. A job of at most
+`SYNC_DELETE_LIMIT` images is deleted inside the request (within a deadline: what does not fit
+goes to the background too); a larger one is handed to the deleter Lambda, started without
+waiting, and the answer is 202 `deleting: true` with the progress, as is a repeated DELETE until
+it is done. If that start fails, the reconciler's sweep starts it again (`deletingBy:
+"RECONCILER"`). A job still running must be cancelled first: its workflow would otherwise write
+results after the delete; so must a cancelled job's background closing have finished (its report).
+
+Both hand-offs are noted under the table's background partition before they start, so the
+reconciler's sweep finds any that never started or stopped half-way (chalicelib/reconciler.py).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-from enum import StrEnum
+import time
+from collections.abc import Callable
 from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
 from chalicelib import contracts
-from chalicelib.contracts import JobStatus
+from chalicelib.contracts import BackgroundWork, ClosingBy, ClosingStatus, JobStatus
+from chalicelib.deletion import JobDeleter, deleting_view, new_deletion
 from chalicelib.errors import Conflict, NotFound, service_failure
 from chalicelib.report import Reporter
 from chalicelib.starter import execution_arn, stop_execution
@@ -41,7 +53,6 @@ from chalicelib.store import JobStore
 log = logging.getLogger(__name__)
 
 _TERMINAL_IMAGE: Final = contracts.TERMINAL_IMAGE_STATUSES
-S3_DELETE_BATCH: Final = 1000  # DeleteObjects takes at most 1,000 keys
 WebhookTrigger = Callable[[str, str], None]
 # Starts the closing of a cancelled job (job id, owner, bucket) without waiting for it.
 ClosingStarter = Callable[[str, str, str], None]
@@ -50,20 +61,17 @@ ClosingStarter = Callable[[str, str, str], None]
 # and writing the report (docs/aws-notes.md#n16-lambda-and-api-gateway-limits). More go to the
 # background.
 SYNC_CLOSE_LIMIT: Final = 100
-
-
-class ClosingBy(StrEnum):
-    """Who finishes closing a cancelled job that was too large to close inside the request."""
-
-    BACKGROUND = "BACKGROUND"  # the background run the cancel started
-    RECONCILER = "RECONCILER"  # the hand-off could not be started: the reconciler finishes it
-
-
-class ClosingStatus(StrEnum):
-    """The job's `closing.status`: the hand-off's state."""
-
-    STARTED = "STARTED"
-    FAILED = "FAILED"  # the background run could not be started; a repeated cancel tries again
+# Starts the deletion of a DELETING job (job id, owner, bucket) without waiting for it.
+DeletionStarter = Callable[[str, str, str], None]
+# Deleting is per batch, not per image: a listing and one DeleteObjects per 1,000 files, one query
+# and 40 BatchWriteItem calls per 1,000 image items, so 1,000 images (their results, reports and
+# scratch files, their items, and originals if asked) are a few such batches: seconds. Measured on
+# moto, 10,000 images took 26 s without originals and 215 s with them, against API Gateway's 29 s
+# (docs/aws-notes.md#n16-lambda-and-api-gateway-limits): larger jobs go to the deleter Lambda.
+SYNC_DELETE_LIMIT: Final = 1000
+# ... and even a small one stops starting batches inside the request after this long and goes to
+# the background: one more batch (chalicelib/deletion.py BATCH_SECONDS) still ends well before 29 s.
+INLINE_DELETE_SECONDS: Final = 15.0
 
 
 class JobControl:
@@ -78,10 +86,14 @@ class JobControl:
         webhook_trigger: WebhookTrigger | None = None,
         start_closing: ClosingStarter | None = None,
         sync_close_limit: int | None = None,
+        start_deletion: DeletionStarter | None = None,
+        sync_delete_limit: int | None = None,
     ) -> None:
         self.store = store
         self.start_closing = start_closing
         self.sync_close_limit = SYNC_CLOSE_LIMIT if sync_close_limit is None else sync_close_limit
+        self.start_deletion = start_deletion
+        self.sync_delete_limit = SYNC_DELETE_LIMIT if sync_delete_limit is None else sync_delete_limit
         self.s3 = s3
         self.sfn = stepfunctions
         self.bucket = bucket
@@ -98,6 +110,8 @@ class JobControl:
 
     def cancel(self, owner: str, job_id: str) -> dict[str, Any]:
         job = self._own_job(owner, job_id)
+        if job["status"] == JobStatus.DELETING.value:
+            raise Conflict(f"job {job_id} is being deleted; there is nothing to cancel")
         if job["status"] != JobStatus.CANCELLED.value:
             if job["status"] in contracts.TERMINAL_JOB_STATUSES:
                 raise Conflict(f"job {job_id} has already finished ({job['status']}); there is nothing to cancel")
@@ -137,6 +151,8 @@ class JobControl:
         answer says the reconciler will finish the closing."""
         job_id, owner = job["jobId"], job["owner"]
         claim = {"status": ClosingStatus.STARTED.value, "since": contracts.utc_now_iso()}
+        # noted first: if the background run never starts (or dies), the reconciler's sweep finds it
+        self.store.note_background_work(BackgroundWork.CLOSE_CANCELLED, job_id, owner, self.bucket)
         if self.store.claim_cancel_closing(job_id, claim, ClosingStatus.FAILED.value):
             assert self.start_closing is not None
             try:
@@ -172,7 +188,9 @@ class JobControl:
         by = None
         if closing:
             failed = closing.get("status") == ClosingStatus.FAILED.value
-            by = (ClosingBy.RECONCILER if failed else ClosingBy.BACKGROUND).value
+            by = (
+                ClosingBy.RECONCILER if failed or closing.get("by") == ClosingBy.RECONCILER else ClosingBy.BACKGROUND
+            ).value
         return {
             "jobId": job["jobId"],
             "status": job["status"],
@@ -191,72 +209,77 @@ class JobControl:
             if tombstone and tombstone.get("owner") == owner:
                 return self._deleted_answer(tombstone, already=True)
             raise NotFound(f"no job {job_id}")
-        if job["status"] not in contracts.TERMINAL_JOB_STATUSES:
-            raise Conflict(
-                f"job {job_id} is {job['status']}: cancel it first (POST /jobs/{job_id}/cancel), then delete it"
+        if job["status"] != JobStatus.DELETING.value:
+            if job["status"] not in contracts.TERMINAL_JOB_STATUSES:
+                raise Conflict(
+                    f"job {job_id} is {job['status']}: cancel it first (POST /jobs/{job_id}/cancel), then delete it"
+                )
+            if job.get("closing") and not job.get("reportKeys"):
+                # its closing would write the report after the delete removed the job's files
+                raise Conflict(
+                    f"job {job_id} is CANCELLED and its unfinished images are still being closed: delete it once "
+                    f"GET /jobs/{job_id} shows its reports"
+                )
+            # noted first: if this request dies after marking the job, the reconciler's sweep finds it
+            self.store.note_background_work(BackgroundWork.DELETE, job_id, owner, self.bucket)
+            if not self.store.mark_deleting(job_id, owner, new_deletion(originals, ClosingBy.BACKGROUND.value)):
+                return self.delete(owner, job_id, originals=originals)  # changed meanwhile: answer as it is now
+            job = self._own_job(owner, job_id)
+        elif (job.get("deletion") or {}).get("status") == ClosingStatus.STARTED.value and self._handed_off(job):
+            return self._deleting_answer(job)  # a background run is on it: its progress
+        if int(job.get("imageCount") or 0) <= self.sync_delete_limit or self.start_deletion is None:
+            # small: inside the request, with a deadline; what does not fit goes to the background
+            started = time.monotonic()
+            run = JobDeleter(self.store, self.s3, self.bucket).run(
+                job_id, owner, lambda: INLINE_DELETE_SECONDS - (time.monotonic() - started)
             )
-        images = self.store.images(job_id)
-        removed: dict[str, Any] = {
-            "results": self._delete_prefix(contracts.job_results_prefix(owner, job_id)),
-            "reports": self._delete_prefix(contracts.job_reports_prefix(owner, job_id)),
-            "scratch": self._delete_prefix(contracts.job_scratch_prefix(job_id)),
-            "originals": self._delete_keys(self._originals(owner, images)) if originals else 0,
+            if run.done and run.tombstone is not None:
+                return self._deleted_answer(run.tombstone, already=False)
+            if run.done:  # gone meanwhile, not as this owner's: as if it never was
+                raise NotFound(f"no job {job_id}")
+        return self._hand_off_deletion(self._own_job(owner, job_id))
+
+    @staticmethod
+    def _handed_off(job: dict[str, Any]) -> bool:
+        return bool((job.get("deletion") or {}).get("handedOffAt"))
+
+    def _hand_off_deletion(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Start the deleter Lambda without waiting; a start that fails is recorded and the
+        answer says the reconciler's sweep will start it again."""
+        job_id, owner = job["jobId"], job["owner"]
+        if self.start_deletion is None:  # no background here: a repeated DELETE goes on
+            self.store.record_deletion(job_id, status=ClosingStatus.FAILED.value, lastError="no background deleter")
+            return self._deleting_answer(self._own_job(owner, job_id))
+        self.store.record_deletion(job_id, status=ClosingStatus.STARTED.value, handedOffAt=contracts.utc_now_iso())
+        try:
+            self.start_deletion(job_id, owner, self.bucket)
+        except Exception as exc:  # the job stays DELETING; the sweep starts the deleter again
+            log.warning("could not start the deletion of job %s", job_id, exc_info=True)
+            self.store.record_deletion(job_id, status=ClosingStatus.FAILED.value, lastError=f"{exc}"[:500])
+        return self._deleting_answer(self._own_job(owner, job_id))
+
+    @staticmethod
+    def _deleting_answer(job: dict[str, Any]) -> dict[str, Any]:
+        view = deleting_view(job)
+        return {
+            "jobId": job["jobId"],
+            "status": JobStatus.DELETING.value,
+            "deleted": False,
+            "deleting": True,
+            "deletingBy": view.pop("deletingBy"),
+            "alreadyDeleted": False,
+            "deletedAt": None,
+            "imageCount": int(job.get("imageCount") or 0),
+            **view,
         }
-        tombstone = self.store.delete_job(job_id, owner, removed)
-        return self._deleted_answer(tombstone, already=False)
 
     @staticmethod
     def _deleted_answer(tombstone: dict[str, Any], *, already: bool) -> dict[str, Any]:
         return {
             "jobId": tombstone["jobId"],
             "deleted": True,
+            "deleting": False,
             "alreadyDeleted": already,
             "deletedAt": tombstone["deletedAt"],
             "removed": tombstone["removed"],
         }
-
-    def _list(self, prefix: str) -> list[str]:
-        keys: list[str] = []
-        try:
-            for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-                keys.extend(obj["Key"] for obj in page.get("Contents", []))
-        except ClientError as exc:
-            raise service_failure(exc, f"could not list {prefix}") from exc
-        return keys
-
-    def _delete_prefix(self, prefix: str) -> int:
-        return self._delete_keys(self._list(prefix))
-
-    def _originals(self, owner: str, images: list[dict[str, Any]]) -> list[str]:
-        """The job's originals that still exist: one listing per upload batch, never a key
-        outside the owner's uploads."""
-        wanted = {str(i.get("key", "")) for i in images}
-        batches = sorted({ref.split("/", 1)[0] for ref in (str(i.get("imageRef", "")) for i in images) if "/" in ref})
-        present: set[str] = set()
-        for upload_id in batches:
-            present.update(self._list(f"{contracts.upload_prefix(owner)}{upload_id}/"))
-        return sorted(wanted & present)
-
-    def _delete_keys(self, keys: Iterable[str]) -> int:
-        """Delete objects, 1,000 per call; counts those that existed or were deleted."""
-        keys = list(keys)
-        deleted = 0
-        for start in range(0, len(keys), S3_DELETE_BATCH):
-            batch = keys[start : start + S3_DELETE_BATCH]
-            try:
-                answer = self.s3.delete_objects(
-                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": False}
-                )
-            except ClientError as exc:
-                raise service_failure(exc, "could not delete the job's files") from exc
-            errors = answer.get("Errors") or []
-            if errors:
-                first = errors[0]
-                raise service_failure(
-                    ClientError(
-                        {"Error": {"Code": first.get("Code"), "Message": first.get("Message")}}, "DeleteObjects"
-                    ),
-                    f"could not delete {len(errors)} of the job's files (first: {first.get('Key')})",
-                )
-            deleted += len(answer.get("Deleted") or [])
-        return deleted

@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib import backgrounds, contracts, costs, estimate, quality, review, webhooks
 from chalicelib.contracts import BackgroundSource, ImageStatus, JobStatus
+from chalicelib.deletion import deleting_view
 from chalicelib.errors import (
     BadRequest,
     Conflict,
@@ -709,6 +710,8 @@ class JobService:
         """A new job of the failed images, with the same settings (and budget cap); the model is
         checked as on submit. One retry per failed set: a second answers 409 naming the first."""
         job = self.get_job(owner, job_id)
+        if job["status"] == JobStatus.DELETING.value:
+            raise Conflict(f"job {job_id} is being deleted; there is nothing to retry")
         if job["status"] not in contracts.TERMINAL_JOB_STATUSES:
             raise Conflict(f"job {job_id} is still {job['status']}; retry it when it has finished")
         failed = [i for i in self.store.images(job_id) if i["status"] == ImageStatus.FAILED.value]
@@ -833,6 +836,11 @@ class JobService:
         query = query or ImagesQuery()
         job = self.get_job(owner, job_id)
         view = {**self.summary(job), "settings": job.get("settings")}
+        if job["status"] == JobStatus.DELETING.value:
+            # its images and files are going: the summary, the deletion's progress and an empty
+            # page (clients that page through images stop at once); 404 once it is gone
+            view["deletion"] = deleting_view(job)
+            return view if query.limit == 0 else {**view, "images": [], "nextCursor": None}
         if job["status"] in contracts.TERMINAL_JOB_STATUSES and job.get("reportKeys"):
             view["reports"] = {fmt: self._url(key) for fmt, key in job["reportKeys"].items()}
         if query.limit == 0:

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from chalicelib import contracts, costs, errors, http_errors
-from chalicelib.contracts import BackgroundSource, ErrorCode, ImageStatus, JobStatus, Mode, OutputFormat
-from chalicelib.job_control import ClosingBy
+from chalicelib.contracts import BackgroundSource, ClosingBy, ErrorCode, ImageStatus, JobStatus, Mode, OutputFormat
+from chalicelib.deletion import REMOVED_KINDS
+from chalicelib.job_control import SYNC_DELETE_LIMIT
 from chalicelib.models import registry
 from chalicelib.presets import all_presets
 from chalicelib.store import MAX_IMAGES_PAGE_SIZE
@@ -734,8 +735,33 @@ def schemas() -> dict[str, Any]:
                     "`limit=0`)",
                 },
                 "reports": _obj({"json": _URL, "csv": _URL}, description="presigned, once the job has finished"),
+                "deletion": {
+                    **_ref("Deletion"),
+                    "description": "a DELETING job's progress (then `images` is empty, with no cursor and no "
+                    "reports); once it is gone, GET answers 404",
+                },
             },
             [*_SUMMARY_REQUIRED, "settings"],
+        ),
+        "Removed": _obj(
+            {k: _COUNT for k in REMOVED_KINDS},
+            list(REMOVED_KINDS),
+            description="how many table items (images) and S3 objects of each kind were removed (so far, while "
+            "deleting)",
+        ),
+        "Deletion": _obj(
+            {
+                "originals": {"type": "boolean", "description": "the uploaded originals go too"},
+                "requestedAt": _TIME,
+                "updatedAt": {**_TIME, "description": "the last batch removed"},
+                "removed": _ref("Removed"),
+                "deletingBy": _enum(
+                    [c.value for c in ClosingBy],
+                    "what finishes the deletion: BACKGROUND (the deleter Lambda the DELETE started) or RECONCILER "
+                    "(that start failed, or the run stopped: the reconciler's periodic sweep starts it again)",
+                ),
+            },
+            ["originals", "removed", "deletingBy"],
         ),
         "ReportLink": _obj(
             {"format": _enum(("json", "csv")), "url": _URL, "expiresIn": _INT}, ["format", "url", "expiresIn"]
@@ -755,8 +781,8 @@ def schemas() -> dict[str, Any]:
                     _enum(
                         [c.value for c in ClosingBy],
                         "what finishes the closing: BACKGROUND (started by the cancel) or RECONCILER (the "
-                        "background run could not be started; the reconciler closes the job when the stopped "
-                        "workflow's end reaches it); null when not closing",
+                        "background run could not be started or stopped: the reconciler closes the job when the "
+                        "stopped workflow's end reaches it, or at its periodic sweep); null when not closing",
                     )
                 ),
             },
@@ -765,16 +791,23 @@ def schemas() -> dict[str, Any]:
         "Deleted": _obj(
             {
                 "jobId": _ref("JobId"),
-                "deleted": {"const": True},
+                "deleted": {"type": "boolean", "description": "true once the job and its files are gone (200)"},
+                "deleting": {
+                    "type": "boolean",
+                    "description": "true (with 202) while a large job's files and records are removed in the "
+                    "background; repeat the DELETE (or GET the job) for its progress",
+                },
+                "status": {"const": JobStatus.DELETING.value, "description": "while deleting"},
+                "deletingBy": _enum([c.value for c in ClosingBy], "while deleting: what finishes it (see `Deletion`)"),
                 "alreadyDeleted": {"type": "boolean", "description": "true when an earlier DELETE removed it"},
-                "deletedAt": _TIME,
-                "removed": _obj(
-                    {k: _COUNT for k in ("images", "results", "reports", "scratch", "originals")},
-                    ["images", "results", "reports", "scratch", "originals"],
-                    description="how many table items (images) and S3 objects of each kind were removed",
-                ),
+                "deletedAt": {**_nullable(_TIME), "description": "null while deleting"},
+                "imageCount": _COUNT,
+                "originals": {"type": "boolean", "description": "while deleting: the uploaded originals go too"},
+                "requestedAt": _TIME,
+                "updatedAt": _TIME,
+                "removed": _ref("Removed"),
             },
-            ["jobId", "deleted", "alreadyDeleted", "deletedAt", "removed"],
+            ["jobId", "deleted", "deleting", "alreadyDeleted", "deletedAt", "removed"],
         ),
         "Archive": _obj(
             {
@@ -933,6 +966,8 @@ class Operation:
     tags: tuple[str, ...] = ("jobs",)
     header_params: tuple[dict[str, Any], ...] = ()  # request headers
     headers: dict[str, Any] = field(default_factory=dict)  # success response headers
+    # other success statuses answering the same schema (202: the work goes on in the background)
+    also: tuple[int, ...] = ()
 
 
 _JOB_ID: Final = "20261125T101500Z-3f9a1c2b7d4e"
@@ -1150,15 +1185,21 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
     ("DELETE", "/jobs/{job_id}"): Operation(
         "Delete a finished job and its files",
         "Deleted",
+        also=(202,),
         description="Removes the job, its images' records, results, reports and workflow files; with "
-        "`originals=true` also the uploaded originals (another job made from the same uploads loses them too). "
-        "A running job must be cancelled first (409). Repeating the DELETE answers the same, with "
-        "`alreadyDeleted: true`.",
+        "`originals=true` also the uploaded originals (another job made from the same uploads loses them too), "
+        f"and answers what was removed (200). A job of more than {SYNC_DELETE_LIMIT:,} images (or one whose "
+        "deletion does not fit in the request) becomes DELETING at once and answers 202 with `deleting: true` while "
+        "a background Lambda removes it in batches; meanwhile GET /jobs/{jobId} answers 200 with status DELETING "
+        "and the progress in `deletion`, nothing can be started on it, and a repeated DELETE answers the progress. "
+        "Once it is gone GET answers 404 and a repeated DELETE answers the final tally with `alreadyDeleted: true`. "
+        "A running job must be cancelled first (409).",
         query=(_query("originals", _enum(("true", "false")), "also delete the uploaded originals (default false)"),),
         errors=(ErrorCode.BAD_REQUEST, ErrorCode.NOT_FOUND, ErrorCode.CONFLICT),
         example={
             "jobId": _JOB_ID,
             "deleted": True,
+            "deleting": False,
             "alreadyDeleted": False,
             "deletedAt": "2026-11-25T11:00:00.000Z",
             "removed": {"images": 3, "results": 2, "reports": 2, "scratch": 14, "originals": 0},
@@ -1167,6 +1208,7 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
     ("POST", "/jobs/{job_id}/cancel"): Operation(
         "Cancel a job",
         "Cancelled",
+        also=(202,),
         description="Stops the workflow; images that had not finished end CANCELLED, finished ones keep their "
         "results, and the report is written (200). A job with more unfinished images than can be closed within "
         "the request is CANCELLED and stopped at once, and answers 202 with `closing: true` while they are closed "
@@ -1295,7 +1337,11 @@ def _operation(method: str, path: str, op: Operation, view_args: list[str], auth
         "operationId": _operation_id(method, path),
         "summary": op.summary,
         "tags": list(op.tags),
-        "responses": {str(op.status): success, **_error_responses(codes)},
+        "responses": {
+            str(op.status): success,
+            **{str(status): {**success, "description": f"{op.summary} (in the background)"} for status in op.also},
+            **_error_responses(codes),
+        },
     }
     if op.description:
         operation["description"] = op.description

@@ -25,6 +25,12 @@ A cancelled job too large to close inside the API's request is closed here as we
 the API without waiting (`cancel_closing_event`, `close_cancelled`): its unfinished images end
 CANCELLED, its report is written and its webhook started, as a small job's cancel does itself.
 
+The sweep also finishes work handed to a background run that never ran or stopped half-way
+(`sweep_background`): every hand-off is noted under the table's background partition before it
+starts. A cancelled job left without its closing (its start failed, or it was cancelled before its
+execution existed, so no execution's end will come) is closed by the sweep itself; a job left
+DELETING has its deleter Lambda started again.
+
 Running it again changes nothing: every write is conditional or rewrites the same content.
 """
 
@@ -34,13 +40,13 @@ import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
 from chalicelib import contracts
-from chalicelib.contracts import ErrorCode, NotificationStatus
+from chalicelib.contracts import BackgroundWork, ClosingBy, ClosingStatus, ErrorCode, JobStatus, NotificationStatus
 from chalicelib.errors import client_error_code
 from chalicelib.notify import NotificationSender, Notifier
 from chalicelib.report import Reporter
@@ -56,6 +62,12 @@ MAX_CAUSE_LENGTH: Final = 2000
 # Backdrop's executions run minutes to hours; the sweep stops listing at executions started this
 # long before its window.
 MAX_EXECUTION_AGE: Final = timedelta(days=7)
+# Background work that has not moved for this long is taken as stranded and started again: longer
+# than one run of the slowest background function (900 s, Lambda's longest) with a margin. Starting
+# a run that is in fact still alive is safe (every step is idempotent), only wasteful.
+STRANDED_AFTER: Final = timedelta(minutes=20)
+# The sweep closes a stranded cancelled job itself only with this much of its own time left.
+SWEEP_CLOSE_SECONDS: Final = 300.0
 _TERMINAL_JOB: Final = frozenset(s.value for s in contracts.TERMINAL_JOB_STATUSES)
 _HOW_IT_ENDED: Final = {
     "SUCCEEDED": "the workflow ended without finishing this image: its steps could not run or record their "
@@ -203,14 +215,86 @@ class Reconciler:
         """A cancelled job's unfinished images end CANCELLED, its report is written and its webhook
         started; nothing when it is not (or no longer) a cancelled job without a report."""
         job = self._job(job_id)
-        if job is None or job.get("owner") != owner or job.get("status") != contracts.JobStatus.CANCELLED.value:
+        if job is None or job.get("owner") != owner or job.get("status") != JobStatus.CANCELLED.value:
             return None
         if job.get("reportKeys"):
+            self.store.background_work_done(BackgroundWork.CLOSE_CANCELLED, job_id)
             return {"jobId": job_id, "jobStatus": job["status"], "reportWritten": False}
         self.reporter.write(job_id, owner, bucket)
         log.info("cancelled job %s closed in the background", job_id)
         self._webhook(job_id, owner)
-        return {"jobId": job_id, "jobStatus": contracts.JobStatus.CANCELLED.value, "reportWritten": True}
+        self.store.background_work_done(BackgroundWork.CLOSE_CANCELLED, job_id)
+        return {"jobId": job_id, "jobStatus": JobStatus.CANCELLED.value, "reportWritten": True}
+
+    def sweep_background(
+        self,
+        start_deletion: Callable[[str, str, str], None] | None,
+        time_left: Callable[[], float] | None = None,
+        now: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """Finish the background work (noted by the API) whose run never started, failed to
+        start or stopped moving: a cancelled job's closing here, a deletion by starting the
+        deleter again (`start_deletion(job_id, owner, bucket)`); notes of finished work go."""
+        now = now or datetime.now(UTC)
+        outcomes = []
+        for note in self.store.background_work():
+            job_id, owner, bucket = str(note["jobId"]), str(note["owner"]), str(note["bucket"])
+            kind = BackgroundWork(note["kind"])
+            job = self._job(job_id)
+            if kind is BackgroundWork.CLOSE_CANCELLED:
+                if job is None or job.get("status") != JobStatus.CANCELLED.value or job.get("reportKeys"):
+                    self.store.background_work_done(kind, job_id)  # closed, or gone: nothing left
+                    continue
+                closing = job.get("closing") or {}
+                if closing.get("status") == ClosingStatus.STARTED.value and not _stranded(closing, "since", now):
+                    continue  # its background run is (or may still be) on it
+                if time_left is not None and time_left() < SWEEP_CLOSE_SECONDS:
+                    continue  # the next sweep
+                self.store.record_cancel_closing(
+                    job_id,
+                    {
+                        **closing,
+                        "status": ClosingStatus.STARTED.value,
+                        "since": contracts.utc_now_iso(),
+                        "by": ClosingBy.RECONCILER.value,
+                    },
+                )
+                outcomes.append({"kind": kind.value, **(self.close_cancelled(job_id, owner, bucket) or {})})
+            else:
+                if job is None or job.get("status") != JobStatus.DELETING.value:
+                    self.store.background_work_done(kind, job_id)  # deleted (its tombstone), or never marked
+                    continue
+                deletion = job.get("deletion") or {}
+                started = deletion.get("status") == ClosingStatus.STARTED.value
+                if started and not _stranded(deletion, "updatedAt", now):
+                    continue
+                outcomes.append(
+                    {
+                        "kind": kind.value,
+                        "jobId": job_id,
+                        **self._restart_deletion(job_id, owner, bucket, start_deletion),
+                    }
+                )
+        return outcomes
+
+    def _restart_deletion(
+        self, job_id: str, owner: str, bucket: str, start_deletion: Callable[[str, str, str], None] | None
+    ) -> dict[str, Any]:
+        if start_deletion is None:
+            return {"started": False, "error": "no deleter is configured"}
+        self.store.record_deletion(
+            job_id,
+            status=ClosingStatus.STARTED.value,
+            by=ClosingBy.RECONCILER.value,
+            handedOffAt=contracts.utc_now_iso(),
+        )
+        try:
+            start_deletion(job_id, owner, bucket)
+        except Exception as exc:  # noted still: the next sweep tries again
+            log.warning("could not start the deletion of job %s again", job_id, exc_info=True)
+            self.store.record_deletion(job_id, status=ClosingStatus.FAILED.value, lastError=f"{exc}"[:500])
+            return {"started": False, "error": f"{exc}"[:500]}
+        return {"started": True}
 
     # ------------------------------------------------------------------ the work
 
@@ -219,6 +303,8 @@ class Reconciler:
         if job is None or job.get("owner") != end.owner:
             log.warning("execution %s ended but job %s is not in the table", end.execution_arn, end.job_id)
             return Outcome(end.job_id, end.status, None, False, "NO_JOB")
+        if job.get("status") == JobStatus.DELETING.value:  # its owner deleted it: nothing to report
+            return Outcome(end.job_id, end.status, job["status"], False, "SKIPPED")
         report_written = False
         summary: dict[str, Any] | None = None
         if job.get("status") not in _TERMINAL_JOB or not job.get("reportKeys"):
@@ -290,8 +376,8 @@ class Reconciler:
     def _settled(self, job_id: str) -> bool:
         """Final status, a report and an email that was sent or declined: nothing to do."""
         job = self._job(job_id)
-        if job is None:
-            return True  # not a Backdrop job (or long gone): nothing to reconcile
+        if job is None or job.get("status") == JobStatus.DELETING.value:
+            return True  # not a Backdrop job, long gone or being deleted: nothing to reconcile
         notification = (job.get("notification") or {}).get("status")
         return (
             job.get("status") in _TERMINAL_JOB
@@ -331,3 +417,14 @@ class Reconciler:
             if not page.get("nextToken") or (oldest_start is not None and oldest_start < since - MAX_EXECUTION_AGE):
                 return
             kwargs["nextToken"] = page["nextToken"]
+
+
+def _stranded(progress: Mapping[str, Any], field: str, now: datetime) -> bool:
+    """Whether background work whose last sign of life is `progress[field]` (an ISO time) stopped."""
+    try:
+        moved = datetime.fromisoformat(str(progress.get(field)).replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    if moved.tzinfo is None:
+        moved = moved.replace(tzinfo=UTC)
+    return now - moved > STRANDED_AFTER

@@ -71,6 +71,8 @@ def _describe(exc: BaseException) -> str:
     return f"{code}: {client_error_message(exc)}" if code else f"{type(exc).__name__}: {exc}"
 
 
+# A job in one of these statuses is never started (nor left running if it started meanwhile).
+_NOT_TO_START: Final = frozenset({JobStatus.CANCELLED.value, JobStatus.DELETING.value})
 CANCEL_ERROR = "Backdrop.Cancelled"  # the error name a stopped execution carries
 
 
@@ -121,8 +123,10 @@ class WorkflowStarter:
         job = plain(dict(job))
         job_id = job["jobId"]
         current = self.store.get_job(job_id)
-        if current is None or current.get("status") == JobStatus.CANCELLED.value:
-            log.info("job %s was cancelled or deleted before it started; not started", job_id)
+        if current is None or current.get("status") in _NOT_TO_START:
+            # cancelled before it started (the cancel closes it, or hands its closing off), or
+            # deleted, or being deleted
+            log.info("job %s is %s; not started", job_id, (current or {}).get("status", "gone"))
             return None
         manifest = self.manifest(job_id)
         if not manifest:
@@ -154,7 +158,7 @@ class WorkflowStarter:
         # when the job was cancelled while it started: then the run is stopped at once
         if not self.store.mark_running(job_id, execution_arn):
             latest = self.store.get_job(job_id)
-            if latest is None or latest.get("status") == JobStatus.CANCELLED.value:
+            if latest is None or latest.get("status") in _NOT_TO_START:
                 stop_execution(self.sfn, execution_arn)
                 return None
         return execution_arn

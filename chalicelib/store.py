@@ -7,12 +7,15 @@ one item per image (`sk = IMAGE#<imageId>`); cached labels are one item per uplo
 Every status change is a named operation with its condition:
 
 - a job goes SUBMITTED → RUNNING (the starter) → COMPLETED / PARTIAL / FAILED (the report), or
-  from SUBMITTED / RUNNING to CANCELLED (its owner), which nothing overwrites;
+  from SUBMITTED / RUNNING to CANCELLED (its owner), which nothing overwrites; a finished job goes
+  to DELETING (its owner), which nothing overwrites either, until its tombstone replaces it;
 - an image goes PENDING → RUNNING → SUCCEEDED / FAILED (or CANCELLED), and never leaves a
   terminal status.
 
 A deleted job leaves a tombstone (`sk = DELETED`, expired by the table's TTL) saying what was
 removed, so a repeated DELETE answers the same. Each user's webhook signing secret is one item.
+Work handed to a background run is noted under one partition (`pk = BACKGROUND`) until it is done,
+for the reconciler's sweep.
 
 The job item's `counts` (one number per image status) move in the same transaction as the image's
 conditional update, so GET /jobs shows live progress and a repeated step cannot count twice.
@@ -559,7 +562,9 @@ class JobStore:
             ":f": finished_at,
             ":r": dict(report_keys),
         }
-        condition = "attribute_exists(pk)"
+        # a job being deleted stays so (a late report of its cancel closing changes nothing)
+        condition = "attribute_exists(pk) AND #s <> :deleting"
+        values[":deleting"] = JobStatus.DELETING.value
         if status is not JobStatus.CANCELLED:
             condition += " AND #s <> :cancelled"
             values[":cancelled"] = JobStatus.CANCELLED.value
@@ -606,28 +611,110 @@ class JobStore:
             ExpressionAttributeValues={":closing": _stored(dict(closing))},
         )
 
+    # ------------------------------------------------------------------ background work
+
+    @staticmethod
+    def _work_key(kind: contracts.BackgroundWork, job_id: str) -> dict[str, str]:
+        return {"pk": contracts.BACKGROUND_WORK_PK, "sk": contracts.background_work_sk(kind, job_id)}
+
+    def note_background_work(self, kind: contracts.BackgroundWork, job_id: str, owner: str, bucket: str) -> None:
+        """Work about to be handed to a background run: kept until it is done (rewriting it is harmless)."""
+        self.table.put_item(
+            Item={
+                **self._work_key(kind, job_id),
+                "kind": kind.value,
+                "jobId": job_id,
+                "owner": owner,
+                "bucket": bucket,
+                "notedAt": contracts.utc_now_iso(),
+            }
+        )
+
+    def background_work(self) -> list[dict[str, Any]]:
+        """Every noted piece of background work not yet marked done."""
+        return [plain(i) for i in self._query_all(KeyConditionExpression=Key("pk").eq(contracts.BACKGROUND_WORK_PK))]
+
+    def background_work_done(self, kind: contracts.BackgroundWork, job_id: str) -> None:
+        self.table.delete_item(Key=self._work_key(kind, job_id))
+
     # ------------------------------------------------------------------ deletion
 
-    def delete_job(self, job_id: str, owner: str, removed: Mapping[str, Any]) -> dict[str, Any]:
-        """Remove the job's image items, then the job item, putting its tombstone (what was
-        removed) in the same transaction. A repeat after an interruption finishes the work."""
-        image_keys = [
-            {"pk": item["pk"], "sk": item["sk"]}
-            for item in self._query_all(
-                KeyConditionExpression=self._images_condition(job_id), ProjectionExpression="pk, sk"
+    def mark_deleting(self, job_id: str, owner: str, deletion: Mapping[str, Any]) -> bool:
+        """A finished job of this owner → DELETING, with its `deletion` (what to remove, what has
+        been removed). False when it is not (or no longer) a finished job of this owner."""
+        finished = {f":t{i}": s.value for i, s in enumerate(sorted(contracts.TERMINAL_JOB_STATUSES))}
+        try:
+            self.table.update_item(
+                Key=self._job_key(job_id),
+                UpdateExpression="SET #s = :deleting, deletion = :deletion, statusBeforeDeletion = #s",
+                ConditionExpression=f"#o = :owner AND #s IN ({', '.join(finished)})",
+                ExpressionAttributeNames={"#s": "status", "#o": "owner"},
+                ExpressionAttributeValues={
+                    ":deleting": JobStatus.DELETING.value,
+                    ":deletion": _stored(dict(deletion)),
+                    ":owner": owner,
+                    **finished,
+                },
             )
-        ]
+        except ClientError as exc:
+            if client_error_code(exc) != CONDITION_FAILED:
+                raise
+            return False
+        return True
+
+    def record_deletion(self, job_id: str, *, removed: Mapping[str, int] | None = None, **fields: Any) -> bool:
+        """Progress of a job being deleted: `removed` adds to its counts, `fields` set (status,
+        lastError, by...); `updatedAt` is always set, so the sweep sees the run is alive. False
+        once the job is no longer being deleted (it is gone)."""
+        sets = ["deletion.updatedAt = :now"]
+        names: dict[str, str] = {"#s": "status"}
+        values: dict[str, Any] = {":now": contracts.utc_now_iso(), ":deleting": JobStatus.DELETING.value}
+        for index, (kind, count) in enumerate(sorted((removed or {}).items())):
+            names[f"#r{index}"] = kind
+            values[f":r{index}"] = int(count)
+            # a number inside a map (docs/aws-notes.md#n60-lambda-remaining-time-and-counters-in-nested-maps)
+            sets.append(f"deletion.removed.#r{index} = deletion.removed.#r{index} + :r{index}")
+        for index, (name, value) in enumerate(sorted(fields.items())):
+            names[f"#f{index}"] = name
+            values[f":f{index}"] = _stored(value)
+            sets.append(f"deletion.#f{index} = :f{index}")
+        try:
+            self.table.update_item(
+                Key=self._job_key(job_id),
+                UpdateExpression="SET " + ", ".join(sets),
+                ConditionExpression="#s = :deleting",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if client_error_code(exc) != CONDITION_FAILED:
+                raise
+            return False
+        return True
+
+    def image_keys(self, job_id: str, limit: int) -> list[dict[str, str]]:
+        """The table keys of up to `limit` of the job's image items (a deletion's next batch)."""
+        page = self.table.query(
+            KeyConditionExpression=self._images_condition(job_id), ProjectionExpression="pk, sk", Limit=limit
+        )
+        return [{"pk": item["pk"], "sk": item["sk"]} for item in page.get("Items", [])]
+
+    def delete_items(self, keys: Sequence[Mapping[str, str]]) -> None:
+        """BatchWriteItem deletes, 25 a call (the writer resends what DynamoDB leaves unprocessed)."""
         with self.table.batch_writer() as batch:
-            for key in image_keys:
-                batch.delete_item(Key=key)
-        deleted_at = contracts.utc_now_iso()
+            for key in keys:
+                batch.delete_item(Key=dict(key))
+
+    def finish_deletion(self, job_id: str, owner: str, removed: Mapping[str, Any]) -> dict[str, Any]:
+        """The job item gives way to its tombstone (what was removed), in one transaction, once
+        its images and files are gone; the background note goes too."""
         tombstone = {
             "pk": contracts.job_pk(job_id),
             "sk": contracts.DELETED_JOB_SK,
             "jobId": job_id,
             "owner": owner,
-            "deletedAt": deleted_at,
-            "removed": {**dict(removed), "images": len(image_keys)},
+            "deletedAt": contracts.utc_now_iso(),
+            "removed": dict(removed),
             # removed by the table's TTL (docs/aws-notes.md#n52-s3-deleteobjects-dynamodb-ttl-and-transactions)
             contracts.TTL_ATTRIBUTE: int(time.time()) + contracts.DELETED_JOB_RETENTION_SECONDS,
         }
@@ -638,18 +725,25 @@ class JobStore:
                         "Delete": {
                             "TableName": self.table.name,
                             "Key": self._job_key(job_id),
-                            "ConditionExpression": "attribute_not_exists(pk) OR #o = :owner",
-                            "ExpressionAttributeNames": {"#o": "owner"},
-                            "ExpressionAttributeValues": {":owner": owner},
+                            "ConditionExpression": "#o = :owner AND #s = :deleting",
+                            "ExpressionAttributeNames": {"#o": "owner", "#s": "status"},
+                            "ExpressionAttributeValues": {
+                                ":owner": owner,
+                                ":deleting": JobStatus.DELETING.value,
+                            },
                         }
                     },
                     {"Put": {"TableName": self.table.name, "Item": _stored(tombstone)}},
                 ]
             )
         except ClientError as exc:
-            if client_error_code(exc) == "TransactionCanceledException":
-                raise StorageError(f"job {job_id} changed owner or is being written; it was not deleted") from exc
-            raise
+            if client_error_code(exc) != "TransactionCanceledException":
+                raise
+            done = self.deleted_job(job_id)  # another run finished it first
+            if done is None or done.get("owner") != owner:
+                raise StorageError(f"job {job_id} changed while it was deleted; it was not deleted") from exc
+            return done
+        self.background_work_done(contracts.BackgroundWork.DELETE, job_id)
         deleted: dict[str, Any] = plain(tombstone)
         return deleted
 

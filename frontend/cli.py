@@ -620,6 +620,15 @@ def cmd_delete(args: argparse.Namespace) -> int:
             return EXIT_OK
     answer = _client(args).delete(args.job, originals=args.originals)
     removed = answer["removed"]
+    if answer.get("deleting"):  # a large job: removed in the background (202)
+        _print(
+            args,
+            answer,
+            f"job {args.job} is being deleted in the background ({answer.get('imageCount', 0)} image(s); so far "
+            f"{removed['results']} result(s), {removed['images']} image record(s)): run the same delete again "
+            "to see its progress",
+        )
+        return EXIT_OK
     already = " (it had already been deleted)" if answer.get("alreadyDeleted") else ""
     _print(
         args,

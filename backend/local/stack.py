@@ -27,6 +27,7 @@ from backend.local.meter import Meter
 from backend.resource_names import lambda_function
 from chalicelib import config as backdrop_config
 from chalicelib import contracts
+from chalicelib.deletion import deletion_event
 from chalicelib.functions import WEBHOOK_SENDER, WORKFLOW_FUNCTIONS, function
 from chalicelib.reconciler import cancel_closing_event
 
@@ -487,6 +488,13 @@ class LocalStack:
             target=backdrop_app.reconcile,
             args=(cancel_closing_event(job_id, owner, bucket, backdrop_config.settings().region), None),
             name="close-cancelled",
+            daemon=True,
+        ).start()
+        # ... and a large job's deletion, by the deleter's function (one run: no time limit here)
+        backdrop_app.start_deletion = lambda job_id, owner, bucket: threading.Thread(
+            target=backdrop_app.delete_job_data,
+            args=(deletion_event(job_id, owner, bucket), None),
+            name="delete-job",
             daemon=True,
         ).start()
         if not getattr(self, "api_url", None):

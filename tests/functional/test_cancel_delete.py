@@ -313,6 +313,10 @@ def test_a_large_jobs_cancel_hands_the_closing_off_once_and_the_background_run_c
     again = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")
     assert (again.status_code, again.json_body) == (202, body)
     assert len(started) == 1
+    # nor can it be deleted while it closes: the closing would write its report after the delete
+    closing = client.http.delete(f"/jobs/{job_id}", headers=_h(token))
+    assert (closing.status_code, closing.json_body["code"]) == (409, "CONFLICT")
+    assert "still being closed" in closing.json_body["message"]
 
     # the background run: the reconciler's function, as the API's asynchronous invoke calls it
     client.lambda_.invoke("reconcile", cancel_closing_event(*started[0], region="us-east-1"))
@@ -365,3 +369,234 @@ def test_a_hand_off_that_fails_leaves_the_job_cancelled_and_the_reconciler_close
     assert job["status"] == "CANCELLED" and job["reportKeys"]
     done = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")
     assert (done.status_code, done.json_body["closing"], done.json_body["closingBy"]) == (200, False, None)
+
+
+def test_a_large_job_cancelled_before_its_execution_existed_ends_cancelled_and_is_never_started(
+    client, token_for, photo, store, machine, large, monkeypatch
+) -> None:
+    from chalicelib.reconciler import cancel_closing_event
+
+    started: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(backdrop_app, "start_cancel_closing", lambda *job: started.append(job))
+    token = token_for("owner-1")
+    job_id = _submit(client, token, "owner-1", photo, count=3)  # SUBMITTED: the starter has not run
+    answer = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")
+    assert answer.status_code == 202 and answer.json_body["closingBy"] == "BACKGROUND"
+    # the stream record of the insert arrives after the cancel: nothing starts
+    starter = WorkflowStarter(boto3.client("s3"), store, machine, BUCKET, MACHINE_ARN)
+    assert starter.start(store.get_job(job_id)) is None
+    client.lambda_.invoke("reconcile", cancel_closing_event(*started[0], region="us-east-1"))
+    assert machine.list_executions(stateMachineArn=MACHINE_ARN)["executions"] == []
+    view = client.http.get(f"/jobs/{job_id}", headers=_h(token)).json_body
+    assert view["status"] == "CANCELLED" and set(view["reports"]) == {"json", "csv"}
+    assert view["counts"]["CANCELLED"] == 3 and view["counts"]["PENDING"] == 0
+
+
+class _Context:
+    """A Lambda context whose remaining time runs out after `batches` checks (Chalice's test
+    client gives every function 3 s, less than one batch may take:
+    docs/aws-notes.md#n60-lambda-remaining-time-and-counters-in-nested-maps)."""
+
+    def __init__(self, batches: int = 1_000) -> None:
+        self.left = batches
+
+    def get_remaining_time_in_millis(self) -> int:
+        self.left -= 1
+        return 600_000 if self.left >= 0 else 5_000
+
+
+def _sweep(client: Client) -> dict[str, Any]:
+    """The reconciler's scheduled sweep, as EventBridge's schedule starts it."""
+    event = client.events.generate_cw_event(
+        source="aws.events", detail_type="Scheduled Event", detail={}, resources=["arn:aws:events:rule/sweep"]
+    )
+    answer: dict[str, Any] = backdrop_app.app.handler_map["reconcile_sweep"](event, _Context())
+    return answer
+
+
+def _run_deleter(job_id: str, owner: str, bucket: str) -> dict[str, Any]:
+    """The deleter Lambda, started with the event the API sends it."""
+    from chalicelib.deletion import deletion_event
+
+    answer: dict[str, Any] = backdrop_app.app.handler_map["delete_job_data"](
+        deletion_event(job_id, owner, bucket), _Context()
+    )
+    return answer
+
+
+def test_the_sweep_closes_a_cancel_whose_hand_off_failed_before_any_execution_existed(
+    client, token_for, photo, store, machine, large, monkeypatch
+) -> None:
+    from botocore.exceptions import ClientError
+
+    def refused(*job: str) -> None:
+        raise ClientError({"Error": {"Code": "ServiceException", "Message": "Lambda is unavailable"}}, "Invoke")
+
+    monkeypatch.setattr(backdrop_app, "start_cancel_closing", refused)
+    token = token_for("owner-1")
+    job_id = _submit(client, token, "owner-1", photo, count=3)  # no execution: no execution's end will come
+    answer = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")
+    assert (answer.status_code, answer.json_body["closing"], answer.json_body["closingBy"]) == (202, True, "RECONCILER")
+    starter = WorkflowStarter(boto3.client("s3"), store, machine, BUCKET, MACHINE_ARN)
+    assert starter.start(store.get_job(job_id)) is None
+
+    swept = _sweep(client)
+    assert [(b["kind"], b["jobId"], b["reportWritten"]) for b in swept["background"]] == [
+        ("CLOSE_CANCELLED", job_id, True)
+    ]
+    assert [i["status"] for i in _images(store, job_id)] == ["CANCELLED"] * 3
+    done = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")
+    assert (done.status_code, done.json_body["closing"], done.json_body["counts"]["CANCELLED"]) == (200, False, 3)
+    # settled: the next sweep has nothing left to do, and nothing was started
+    assert _sweep(client)["background"] == []
+    assert machine.list_executions(stateMachineArn=MACHINE_ARN)["executions"] == []
+
+
+# ------------------------------------------------------------------------------ a large job's delete
+
+
+@pytest.fixture
+def large_delete(resources: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
+    """Jobs of more than one image count as large to delete; the deleter's starts are collected."""
+    from chalicelib import job_control
+
+    monkeypatch.setattr(job_control, "SYNC_DELETE_LIMIT", 1)
+    started: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(backdrop_app, "start_deletion", lambda *job: started.append(job))
+    return started
+
+
+def test_a_large_jobs_delete_answers_202_at_once_and_the_deleter_removes_it_in_runs(
+    client, token_for, photo, store, large_delete
+) -> None:
+    from chalicelib.deletion import deletion_event
+
+    token = token_for("owner-1")
+    job_id = _finished_job_with_files(client, token, store, photo)
+    originals = [i["key"] for i in store.images(job_id)]
+
+    answer = client.http.delete(f"/jobs/{job_id}", headers=_h(token))
+    assert answer.status_code == 202, answer.body
+    body = answer.json_body
+    assert (body["deleting"], body["deleted"], body["status"], body["deletingBy"]) == (
+        True,
+        False,
+        "DELETING",
+        "BACKGROUND",
+    )
+    assert body["removed"] == {"images": 0, "results": 0, "reports": 0, "scratch": 0, "originals": 0}
+    assert body["originals"] is False and body["imageCount"] == 2
+    assert large_delete == [(job_id, "owner-1", BUCKET)]
+    # while it is being deleted: GET says so, nothing can be started on it, a repeat answers the progress
+    view = client.http.get(f"/jobs/{job_id}", headers=_h(token))
+    assert view.status_code == 200 and view.json_body["status"] == "DELETING"
+    assert view.json_body["deletion"]["deletingBy"] == "BACKGROUND" and view.json_body["images"] == []
+    assert "reports" not in view.json_body and view.json_body["nextCursor"] is None
+    for refused in (
+        client.http.post(f"/jobs/{job_id}/retry", headers=_h(token), body=b"{}"),
+        client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b""),
+        client.http.post(f"/jobs/{job_id}/archive", headers=_h(token), body=b"{}"),
+    ):
+        assert (refused.status_code, refused.json_body["code"]) == (409, "CONFLICT"), refused.body
+        assert "being deleted" in refused.json_body["message"]
+    assert client.http.get(f"/jobs/{job_id}", headers=_h(token_for("owner-2"))).status_code == 404
+    assert client.http.delete(f"/jobs/{job_id}", headers=_h(token_for("owner-2"))).status_code == 404
+    again = client.http.delete(f"/jobs/{job_id}", headers=_h(token))
+    assert (again.status_code, again.json_body["deleting"]) == (202, True)
+    assert len(large_delete) == 1  # one background run at a time
+
+    # the deleter, as the API's asynchronous invoke starts it: a run that runs short of time
+    # stops between batches and starts itself again; the next run finishes
+    first = backdrop_app.delete_job_data(deletion_event(job_id, "owner-1", BUCKET), _Context(batches=2))
+    assert first["done"] is False and large_delete[-1] == (job_id, "owner-1", BUCKET) and len(large_delete) == 2
+    progress = client.http.delete(f"/jobs/{job_id}", headers=_h(token)).json_body
+    assert progress["deleting"] is True and sum(progress["removed"].values()) >= 1
+    _run_deleter(*large_delete[-1])
+    assert client.http.get(f"/jobs/{job_id}", headers=_h(token)).status_code == 404
+    assert _objects(contracts.job_results_prefix("owner-1", job_id)) == []
+    assert _objects(contracts.job_reports_prefix("owner-1", job_id)) == []
+    assert _objects(contracts.job_scratch_prefix(job_id)) == [] and store.images(job_id) == []
+    assert all(_objects(key) == [key] for key in originals)  # originals stay unless asked
+    final = client.http.delete(f"/jobs/{job_id}", headers=_h(token))
+    assert final.status_code == 200
+    assert final.json_body["alreadyDeleted"] is True and final.json_body["deleted"] is True
+    assert final.json_body["removed"] == {"images": 2, "results": 2, "reports": 2, "scratch": 3, "originals": 0}
+    assert client.http.delete(f"/jobs/{job_id}", headers=_h(token_for("owner-2"))).status_code == 404
+
+
+def test_a_large_jobs_delete_with_originals_removes_only_its_owners_uploads(
+    client, token_for, photo, store, large_delete
+) -> None:
+
+    token = token_for("owner-1")
+    job_id = _finished_job_with_files(client, token, store, photo)
+    originals = [i["key"] for i in store.images(job_id)]
+    neighbour = originals[0].rsplit("/", 1)[0] + "/" + contracts.new_opaque_id() + ".png"
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=neighbour, Body=b"n")
+    answer = client.http.delete(f"/jobs/{job_id}?originals=true", headers=_h(token))
+    assert answer.status_code == 202 and answer.json_body["originals"] is True
+    _run_deleter(*large_delete[0])
+    final = client.http.delete(f"/jobs/{job_id}", headers=_h(token)).json_body
+    assert final["removed"]["originals"] == 2 and final["removed"]["images"] == 2
+    assert all(_objects(key) == [] for key in originals)
+    assert _objects(neighbour) == [neighbour]
+
+
+def test_the_sweep_restarts_a_delete_whose_start_failed_or_that_stopped(
+    client, token_for, photo, store, machine, large, large_delete, monkeypatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from botocore.exceptions import ClientError
+
+    def refused(*job: str) -> None:
+        raise ClientError({"Error": {"Code": "TooManyRequestsException", "Message": "Rate exceeded"}}, "Invoke")
+
+    token = token_for("owner-1")
+    failed_job = _finished_job_with_files(client, token, store, photo)
+    stopped_job = _finished_job_with_files(client, token, store, photo)
+    monkeypatch.setattr(backdrop_app, "start_deletion", refused)
+    answer = client.http.delete(f"/jobs/{failed_job}", headers=_h(token))
+    assert answer.status_code == 202 and answer.json_body["deletingBy"] == "RECONCILER"
+    assert client.http.get(f"/jobs/{failed_job}", headers=_h(token)).json_body["deletion"]["deletingBy"] == "RECONCILER"
+    # this one's start "works" but its run never comes (lost, or it died without a retry)
+    lost: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(backdrop_app, "start_deletion", lambda *job: lost.append(job))
+    assert client.http.delete(f"/jobs/{stopped_job}", headers=_h(token)).status_code == 202
+
+    # the sweep runs the deleter again (here at once, as its asynchronous start would)
+    restarted: list[tuple[str, str, str]] = []
+
+    def run_now(*job: str) -> None:
+        restarted.append(job)
+        _run_deleter(*job)
+
+    monkeypatch.setattr(backdrop_app, "start_deletion", run_now)
+    swept = _sweep(client)["background"]
+    assert swept == [{"kind": "DELETE", "jobId": failed_job, "started": True}]  # the other may still be running
+    assert client.http.get(f"/jobs/{failed_job}", headers=_h(token)).status_code == 404
+    final = client.http.delete(f"/jobs/{failed_job}", headers=_h(token)).json_body
+    assert final["removed"] == {"images": 2, "results": 2, "reports": 2, "scratch": 3, "originals": 0}
+
+    later = datetime.now(UTC) + timedelta(minutes=21)  # the lost run has not moved for longer than any run lasts
+    assert backdrop_app._reconciler().sweep_background(backdrop_app.start_deletion, now=later) == [
+        {"kind": "DELETE", "jobId": stopped_job, "started": True}
+    ]
+    assert restarted == [(failed_job, "owner-1", BUCKET), (stopped_job, "owner-1", BUCKET)]
+    assert client.http.get(f"/jobs/{stopped_job}", headers=_h(token)).status_code == 404
+    assert store.background_work() == []  # nothing left noted
+
+
+def test_an_execution_end_reaching_a_job_being_deleted_changes_nothing(
+    client, token_for, photo, store, large, large_delete, event
+) -> None:
+    token = token_for("owner-1")
+    job_id = _finished_job_with_files(client, token, store, photo)
+    assert client.http.delete(f"/jobs/{job_id}", headers=_h(token)).status_code == 202
+    ended = json.loads(json.dumps(event("stepfunctions-execution-status-change")).replace("REPLACE_JOB_ID", job_id))
+    ended["detail"].update(status="ABORTED", error=None)
+    outcome = client.lambda_.invoke("reconcile", ended).payload
+    assert (outcome["jobStatus"], outcome["reportWritten"], outcome["email"]) == ("DELETING", False, "SKIPPED")
+    assert store.get_job(job_id)["status"] == "DELETING"
+    _run_deleter(*large_delete[0])
+    assert client.http.get(f"/jobs/{job_id}", headers=_h(token)).status_code == 404

@@ -202,6 +202,22 @@ def test_submit_cancel_status_and_delete_from_the_command_line(api, photos, caps
     assert code == 2 and err.startswith("error: NOT_FOUND:")
 
 
+def test_delete_of_a_large_job_says_it_goes_on_in_the_background(api, photos, capsys, store, monkeypatch) -> None:
+    from chalicelib import job_control
+
+    monkeypatch.setattr(job_control, "SYNC_DELETE_LIMIT", 1)
+    started: list[Any] = []
+    monkeypatch.setattr(backdrop_app, "start_deletion", lambda *job: started.append(job))
+    code, submitted, _ = _run(capsys, "submit", *photos(2), "--prompt", "a studio", "--json")
+    job_id = submitted["jobId"]
+    assert _run(capsys, "cancel", job_id, "--json")[0] == 0
+    code, text, _ = _run(capsys, "delete", job_id, "--yes")
+    assert code == 0 and f"job {job_id} is being deleted in the background (2 image(s)" in text
+    assert "run the same delete again" in text and len(started) == 1
+    code, view, _ = _run(capsys, "status", job_id, "--json")
+    assert view["status"] == "DELETING" and view["deletion"]["deletingBy"] == "BACKGROUND"
+
+
 def test_watch_re_attaches_and_ctrl_c_says_how(api, photos, capsys, store, monkeypatch) -> None:
     code, submitted, _ = _run(capsys, "submit", *photos(1), "--prompt", "a studio", "--json")
     job_id = submitted["jobId"]

@@ -179,31 +179,42 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
         for r in s["Resource"]
         if "s3:DeleteObject" in s["Action"]
     }
-    # a workflow step deletes only an image's scratch (finalize, once it SUCCEEDED)
-    assert {(n, r) for n, r in deleters if n != "api_handler"} == {
+    # a workflow step deletes only an image's scratch (finalize, once it SUCCEEDED); the deleter a
+    # large job's files (the API's DELETE, in the background): the same prefixes as the API
+    assert {(n, r) for n, r in deleters if n not in ("api_handler", "delete_job_data")} == {
         ("finalize", f"arn:aws:s3:::{OUTPUTS['BucketName']}/{contracts.SCRATCH_PREFIX}*")
     }
+    assert {r for n, r in deleters if n == "delete_job_data"} == {r for n, r in deleters if n == "api_handler"}
     starters = {n for n, d in docs.items() for s in _statements(d) if "states:StartExecution" in s["Action"]}
     assert starters == {"start_workflow"}
-    # only the API deletes (a job's files on DELETE) and stops executions (cancel); the webhook sender is
-    # started only where no workflow step is left to run it (a cancel, a job the reconciler closed)
+    # only the API and its deleter delete (a job's files on DELETE), only the API stops executions
+    # (cancel); the webhook sender is started only where no workflow step is left to run it (a
+    # cancel, a job the reconciler closed)
     deleters = {n for n, d in docs.items() for s in _statements(d) if "s3:DeleteObject" in s["Action"]}
-    assert deleters == {"api_handler", "finalize"}
+    assert deleters == {"api_handler", "finalize", "delete_job_data"}
     stoppers = {n: s for n, d in docs.items() for s in _statements(d) if "states:StopExecution" in s["Action"]}
     assert set(stoppers) == {"api_handler"}
     assert stoppers["api_handler"]["Resource"] == [
         "arn:aws:states:us-east-1:123456789012:execution:backdrop-dev-workflow:*"
     ]
     invokers = {n: s for n, d in docs.items() for s in _statements(d) if "lambda:InvokeFunction" in s["Action"]}
-    assert set(invokers) == {"api_handler", "reconcile", "reconcile_sweep"}
+    assert set(invokers) == {"api_handler", "reconcile", "reconcile_sweep", "delete_job_data"}
     sender = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-send_webhook"]
     builder = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-build_archive"]
     closer = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-reconcile"]
-    # each may start only the webhook sender; the API also the archive builder and the reconciler
-    # (a large cancelled job's closing)
-    assert all(s["Resource"] in (sender, builder, closer) for s in invokers.values())
+    deleter = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-delete_job_data"]
+    # each may start only the webhook sender; the API also the archive builder, the reconciler (a
+    # large cancelled job's closing) and the deleter (a large job's delete), which the deleter
+    # itself (to go on) and the sweep (a stranded delete) may start too
+    assert all(s["Resource"] in (sender, builder, closer, deleter) for s in invokers.values())
     api_invokes = [s["Resource"] for s in _statements(docs["api_handler"]) if "lambda:InvokeFunction" in s["Action"]]
-    assert sorted(api_invokes) == sorted([sender, builder, closer])
+    assert sorted(api_invokes) == sorted([sender, builder, closer, deleter])
+
+    def invokes(name: str) -> list[list[str]]:
+        return [s["Resource"] for s in _statements(docs[name]) if "lambda:InvokeFunction" in s["Action"]]
+
+    assert invokes("delete_job_data") == [deleter]
+    assert sorted(invokes("reconcile_sweep")) == sorted([sender, deleter])
 
 
 def test_workflow_role_wildcards_are_only_logs_and_tracing() -> None:

@@ -168,7 +168,7 @@ def _upload(owner: str, photo: Any) -> str:
     return ref
 
 
-def test_live_answers_of_every_route_match_the_document(client, token_for, photo, store) -> None:
+def test_live_answers_of_every_route_match_the_document(client, token_for, photo, store, monkeypatch) -> None:
     live = Live(client, token_for("owner-1"))
     live("GET", "/health", 200, auth=False)
     assert live("GET", "/openapi.json", 200, auth=False) == DOC
@@ -256,6 +256,14 @@ def test_live_answers_of_every_route_match_the_document(client, token_for, photo
     live("GET", "/jobs/{job_id}/archive", 200, path=f"/jobs/{again}/archive?originals=true")
     live("POST", "/jobs/{job_id}/review", 409, path=f"/jobs/{again}/review", body={"decisions": {"a" * 32: "REJECTED"}})
     live("POST", "/jobs/{job_id}/review/approve", 409, path=f"/jobs/{again}/review/approve")
+    # a delete handed to the background: 202 with its progress, and the job DELETING meanwhile
+    from chalicelib import job_control
+
+    monkeypatch.setattr(job_control, "SYNC_DELETE_LIMIT", 0)
+    monkeypatch.setattr(backdrop_app, "start_deletion", lambda *job: None)
+    assert live("DELETE", "/jobs/{job_id}", 202, path=f"/jobs/{again}")["deleting"] is True
+    assert live("GET", "/jobs/{job_id}", 200, path=f"/jobs/{again}")["status"] == "DELETING"
+    assert live("DELETE", "/jobs/{job_id}", 202, path=f"/jobs/{again}")["deletingBy"] == "BACKGROUND"
     routed = {(m, p) for p, methods in backdrop_app.app.routes.items() for m in methods}
     assert live.seen == routed, f"routes not exercised: {routed - live.seen}"
 
