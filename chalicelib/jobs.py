@@ -431,13 +431,17 @@ def _labels(where: str, labels: Any, problems: Problems) -> tuple[str, ...]:
     return tuple(kept)
 
 
-def scene_price_usd(settings: JobSettings, images: Sequence[ImageInput]) -> float | None:
-    """The price of the batch's one scene call (None: no image has a scene background)."""
-    sources = [
+def _sources(settings: JobSettings, images: Sequence[ImageInput]) -> list[BackgroundSource]:
+    """Each image's background source: its own override, or the job's."""
+    return [
         backgrounds.effective(i.background.to_dict() if i.background else None, settings.background).source
         for i in images
     ]
-    if BackgroundSource.SCENE not in sources:
+
+
+def scene_price_usd(settings: JobSettings, images: Sequence[ImageInput]) -> float | None:
+    """The price of the batch's one scene call (None: no image has a scene background)."""
+    if BackgroundSource.SCENE not in _sources(settings, images):
         return None
     scene = backgrounds.Background.from_dict(settings.background)
     return registry.get_model(scene.model or registry.default_scene_model_key()).price_per_image_usd
@@ -446,10 +450,7 @@ def scene_price_usd(settings: JobSettings, images: Sequence[ImageInput]) -> floa
 def job_estimate(spec: ModelSpec, settings: JobSettings, images: Sequence[ImageInput]) -> estimate.Estimate:
     """Model calls and dollars for a job: what POST /jobs answers, the job keeps (its views say
     the same figure) and the web app shows."""
-    sources = [
-        backgrounds.effective(i.background.to_dict() if i.background else None, settings.background).source
-        for i in images
-    ]
+    sources = _sources(settings, images)
     return estimate.job_estimate(
         len(images),
         settings.variants,
