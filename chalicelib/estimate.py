@@ -11,7 +11,8 @@ re-rolled (its cut-out is deterministic); a scene job pays one text-to-image cal
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,7 @@ class Estimate:
     re_roll_max_usd: float  # if every image were re-rolled `re_rolls` times (model call and checks)
     compose_images: int = 0  # colour / photo / transparent / scene backgrounds: one call, no re-roll
     model_calls: Mapping[str, int] = field(default_factory=dict)  # by kind, before retries and re-rolls
+    scene_usd: float = 0.0  # the batch's one scene call (in model_usd too)
 
     @property
     def prompt_images(self) -> int:
@@ -47,6 +49,12 @@ class Estimate:
     @property
     def max_usd(self) -> float:
         return self.usd + self.re_roll_max_usd
+
+    def budget_to_send_every_photo(self, per_call_usd: float) -> float:
+        """The smallest budget (whole cents) that sends every photo once: the scene call, then
+        each photo's calls at `per_call_usd` (budget_call_usd: what a budget cap counts a call at)."""
+        calls = int(self.model_calls.get("perImagePrompt", 0)) + int(self.model_calls.get("perImageCompose", 0))
+        return math.ceil(round((calls * per_call_usd + self.scene_usd) * 100, 6)) / 100
 
     def sentence(self) -> str:
         """ "About $0.97 for 12 photos (up to $1.46 if every image is re-rolled)"."""
@@ -115,9 +123,43 @@ def job_estimate(
     re_rolled = 1 if variant_calls > 1 else variants
     per_re_roll = re_rolled * re_roll_price_usd + checks_per_attempt(re_rolled, first=False) * check
     calls = model_calls(prompt, compose_images, steps_per_prompt_image + variant_calls - 1, scene=scene)
-    return Estimate(images, variants, model, checks, re_rolls, prompt * re_rolls * per_re_roll, compose_images, calls)
+    return Estimate(
+        images,
+        variants,
+        model,
+        checks,
+        re_rolls,
+        prompt * re_rolls * per_re_roll,
+        compose_images,
+        calls,
+        scene_price_usd or 0.0,
+    )
 
 
 def attempt_cost_usd(variants: int, model_price_usd: float, rekognition_calls: int) -> float:
     """What one attempt cost: its model call(s) and the Rekognition images it analysed."""
     return variants * model_price_usd + rekognition_calls * contracts.REKOGNITION_USD_PER_IMAGE
+
+
+def attempts_cost_usd(attempts: Iterable[Mapping[str, Any]]) -> float:
+    """What an image's attempts cost together (an attempt whose call failed has no cost)."""
+    return round(sum(float(a.get("costUsd") or 0) for a in attempts), 6)
+
+
+def budget_call_usd(
+    variants: int,
+    price_per_image_usd: float,
+    steps_per_prompt_image: int,
+    compose_price_usd: float,
+    re_roll_price_usd: float,
+) -> float:
+    """What a budget cap counts one model call at: the most one call can cost with the Rekognition
+    checks of the attempt it makes (a prompt image's share of its calls and checks, a composed
+    background's one call, or a re-roll), so a job's actual cost, which counts the checks, stays
+    within its budget (a little headroom is left on the cheaper calls)."""
+    check = contracts.REKOGNITION_USD_PER_IMAGE
+    steps = max(1, steps_per_prompt_image)
+    prompt_share = (variants * price_per_image_usd + checks_per_attempt(variants, first=True) * check) / steps
+    composed = compose_price_usd + checks_per_attempt(1, first=True) * check
+    re_roll = variants * re_roll_price_usd + checks_per_attempt(variants, first=False) * check
+    return max(prompt_share, composed, re_roll)

@@ -431,16 +431,26 @@ def _labels(where: str, labels: Any, problems: Problems) -> tuple[str, ...]:
     return tuple(kept)
 
 
-def job_estimate(spec: ModelSpec, settings: JobSettings, images: Sequence[ImageInput]) -> estimate.Estimate:
-    """Model calls and dollars for a job: what POST /jobs answers and the web app shows."""
-    sources = [
+def _sources(settings: JobSettings, images: Sequence[ImageInput]) -> list[BackgroundSource]:
+    """Each image's background source: its own override, or the job's."""
+    return [
         backgrounds.effective(i.background.to_dict() if i.background else None, settings.background).source
         for i in images
     ]
-    scene_price = None
-    if BackgroundSource.SCENE in sources:
-        scene = backgrounds.Background.from_dict(settings.background)
-        scene_price = registry.get_model(scene.model or registry.default_scene_model_key()).price_per_image_usd
+
+
+def scene_price_usd(settings: JobSettings, images: Sequence[ImageInput]) -> float | None:
+    """The price of the batch's one scene call (None: no image has a scene background)."""
+    if BackgroundSource.SCENE not in _sources(settings, images):
+        return None
+    scene = backgrounds.Background.from_dict(settings.background)
+    return registry.get_model(scene.model or registry.default_scene_model_key()).price_per_image_usd
+
+
+def job_estimate(spec: ModelSpec, settings: JobSettings, images: Sequence[ImageInput]) -> estimate.Estimate:
+    """Model calls and dollars for a job: what POST /jobs answers, the job keeps (its views say
+    the same figure) and the web app shows."""
+    sources = _sources(settings, images)
     return estimate.job_estimate(
         len(images),
         settings.variants,
@@ -450,7 +460,7 @@ def job_estimate(spec: ModelSpec, settings: JobSettings, images: Sequence[ImageI
         steps_per_prompt_image=len(registry.adapter_for(spec).steps),
         compose_images=sum(1 for s in sources if s in backgrounds.COMPOSE_SOURCES),
         compose_price_usd=spec.compose_price_usd,
-        scene_price_usd=scene_price,
+        scene_price_usd=scene_price_usd(settings, images),
         variant_calls=spec.variant_calls(settings.variants),
     )
 
@@ -575,7 +585,10 @@ class JobService:
         stored_settings = settings_to_dict(settings)
         if budget_usd is not None:
             stored_settings[costs.BUDGET_FIELD] = budget_usd
-            stored_settings[costs.MAX_CALLS_SETTING] = costs.max_calls(spec, settings.variants, budget_usd)
+            stored_settings[costs.MAX_CALLS_SETTING] = costs.max_calls(
+                spec, settings.variants, budget_usd, scene_price_usd(settings, images)
+            )
+        estimated = job_estimate(spec, settings, images)
         if review_seconds is not None:  # the workflow waits this long for the owner's approval
             stored_settings[review.REVIEW_SECONDS_SETTING] = review_seconds
         if regenerates is not None:  # its result becomes one more variant of that image (Finalize)
@@ -602,13 +615,14 @@ class JobService:
             email=email,
             webhook_url=webhook_url,
             retry_of=retry_of,
+            estimate=estimated.to_dict(),
         )
         return {
             "jobId": job_id,
             "status": JobStatus.SUBMITTED.value,
             "imageCount": len(images),
             "model": spec.key,
-            "estimate": job_estimate(spec, settings, images).to_dict(),
+            "estimate": estimated.to_dict(),
         }
 
     def _background_photo_problems(self, key: str, where: str, placement: backgrounds.Placement | None) -> str | None:
@@ -681,7 +695,7 @@ class JobService:
     ) -> dict[str, Any]:
         """POST /jobs: parse the body (every problem at once), then submit."""
         spec, settings, images = parse_job_request(body, model_lookup=model_lookup)
-        budget = costs.parse_budget(body, spec, settings.variants)
+        budget = costs.parse_budget(body, spec, settings.variants, scene_price_usd(settings, images))
         review_seconds = review.parse_review(body)
         return self.submit(
             owner,
@@ -857,7 +871,7 @@ class JobService:
             out["cancelledAt"] = job["cancelledAt"]
         if job.get("webhook"):
             out["webhook"] = job["webhook"]
-        out["cost"] = costs.job_cost(job, int(job.get(contracts.JOB_MODEL_CALLS_ATTRIBUTE) or 0))
+        out["cost"] = costs.job_cost(job)
         reviewed = review.ReviewService.view(job)
         if reviewed:
             out["review"] = reviewed

@@ -396,8 +396,14 @@ def _job_summary_properties() -> dict[str, Any]:
         "cost": _obj(
             {
                 "modelCalls": _COUNT,
-                "actualUsd": {"type": "number", "description": "the model calls that answered, at the model's price"},
-                "estimateUsd": {"type": "number", "description": "every image of the job at the model's price"},
+                "actualUsd": {
+                    "type": "number",
+                    "description": "what was done so far: the model calls that answered and the quality checks",
+                },
+                "estimateUsd": {
+                    "type": "number",
+                    "description": "the whole job, as POST /jobs estimated it (`estimate.usd`)",
+                },
                 "budgetUsd": {"type": "number"},
                 "pricePerImageUsd": {"type": "number"},
                 "priceSource": _STRING,

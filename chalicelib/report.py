@@ -264,8 +264,8 @@ class Reporter:
             "finishedAt": contracts.utc_now_iso(),
             "counts": {"total": len(images), **counts},
             "producedBy": produced_by,
-            # what the model calls that answered cost (chalicelib/costs.py), and the budget cap
-            "cost": costs.job_cost(job, int(job.get(contracts.JOB_MODEL_CALLS_ATTRIBUTE) or 0)),
+            # what the job cost, its estimate and its budget cap: the figures its views show
+            "cost": costs.job_cost(job),
             # review before delivery: how it ended and what the owner left out
             "review": {k: v for k, v in (job.get("review") or {}).items() if k != "token"} or None,
             "workflowError": map_error,

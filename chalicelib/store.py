@@ -79,6 +79,11 @@ def _stored(value: Any) -> Any:
     return json.loads(json.dumps(value), parse_float=Decimal)
 
 
+def _usd(amount: float) -> Decimal:
+    """An amount in US dollars as DynamoDB adds it (exact to the micro-dollar, no float error)."""
+    return Decimal(str(round(float(amount), 6)))
+
+
 @dataclass(frozen=True)
 class NewImage:
     """One image of a job about to be submitted."""
@@ -186,11 +191,13 @@ class JobStore:
         email: str | None = None,
         webhook_url: str | None = None,
         retry_of: str | None = None,
+        estimate: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Write a SUBMITTED job: its images first, then the job item, whose INSERT on the stream
         starts the workflow (so the starter always finds every image). `notify`: whether its email
         goes out; `email`: the owner's address when they submitted it; `retry_of`: the job whose
-        failed images it sends again."""
+        failed images it sends again; `estimate`: what POST /jobs said it would cost (kept, so the
+        job's views say the same figure)."""
         created_at = created_at or contracts.utc_now_iso()
         # the job's items go when its results do (the bucket's lifecycle rules)
         expires = config.expires_at(config.RESULT_RETENTION_DAYS)
@@ -236,6 +243,8 @@ class JobStore:
             job["webhook"] = {"url": webhook_url, "status": WEBHOOK_PENDING}
         if retry_of:
             job["retryOf"] = retry_of
+        if estimate is not None:
+            job[contracts.JOB_ESTIMATE_ATTRIBUTE] = dict(estimate)
         self.table.put_item(Item=_stored(job), ConditionExpression="attribute_not_exists(pk)")
         return cast(dict[str, Any], plain(job))
 
@@ -537,14 +546,68 @@ class JobStore:
             },
         )
 
-    def record_scene_call(self, job_id: str, model_key: str) -> bool:
-        """The batch's scene call answered (it is billed): the job's cost counts it, once."""
-        return self._conditional_update(
-            self._job_key(job_id),
-            f"SET {contracts.JOB_SCENE_MODEL_ATTRIBUTE} = :model",
-            "attribute_exists(#s)",
-            {":model": model_key},
-        )
+    def record_scene_call(self, job_id: str, model_key: str, cost_usd: float) -> bool:
+        """The batch's scene call answered (it is billed): the job's calls and cost count it once
+        (a repeated call finds the scene's model already set and adds nothing)."""
+        try:
+            self.table.update_item(
+                Key=self._job_key(job_id),
+                UpdateExpression=f"SET {contracts.JOB_SCENE_MODEL_ATTRIBUTE} = :model ADD #cost :usd",
+                ConditionExpression=f"attribute_exists(pk) AND attribute_not_exists({contracts.JOB_SCENE_MODEL_ATTRIBUTE})",
+                ExpressionAttributeNames={"#cost": contracts.JOB_COST_ATTRIBUTE},
+                ExpressionAttributeValues={":model": model_key, ":usd": _usd(cost_usd)},
+            )
+        except ClientError as exc:
+            if client_error_code(exc) != CONDITION_FAILED:
+                raise
+            return False
+        return True
+
+    def add_cost(self, job_id: str, image_id: str, charge: str, cost_usd: float, *, model_calls: int = 0) -> bool:
+        """Add what one billed piece of an image's work cost (and its model calls) to the job's
+        running totals, once per `charge` (a name unique within the image, such as "variant2" or
+        "attempt3"): a Lambda retry that adds the same charge again adds nothing and answers
+        False. For costs recorded apart from the image's finishing; an image's attempts are added
+        by set_image_status(cost_usd=...) in the transition that finishes it."""
+        charges = "costCharges"  # on the image item: the job item stays small at 10,000 images
+        job_adds = "ADD #cost :usd" + (f", {contracts.JOB_MODEL_CALLS_ATTRIBUTE} :calls" if model_calls else "")
+        job_values: dict[str, Any] = {":usd": _usd(cost_usd)}
+        if model_calls:
+            job_values[":calls"] = int(model_calls)
+        try:
+            self._client().transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self.table.name,
+                            "Key": self._image_key(job_id, image_id),
+                            "UpdateExpression": f"ADD {charges} :charges",
+                            "ConditionExpression": f"attribute_exists(pk) AND NOT contains({charges}, :charge)",
+                            "ExpressionAttributeValues": {":charges": {charge}, ":charge": charge},
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table.name,
+                            "Key": self._job_key(job_id),
+                            "UpdateExpression": job_adds,
+                            "ConditionExpression": "attribute_exists(pk)",
+                            "ExpressionAttributeNames": {"#cost": contracts.JOB_COST_ATTRIBUTE},
+                            "ExpressionAttributeValues": job_values,
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if client_error_code(exc) != "TransactionCanceledException":
+                raise
+            codes = [(reason or {}).get("Code") for reason in exc.response.get("CancellationReasons") or []]
+            if codes and codes[0] == "ConditionalCheckFailed":
+                if self._image(job_id, image_id) is None:
+                    raise StorageError(f"job {job_id} has no image {image_id}") from exc
+                return False  # added by an earlier run of this step
+            raise
+        return True
 
     def fail_job(self, job_id: str, cause: str) -> bool:
         """A job that could not run at all ends FAILED with its cause (never from a final status)."""
@@ -993,13 +1056,16 @@ class JobStore:
         finished_at: str | None = None,
         verdict: str | None = None,
         model_calls: int | None = None,
+        cost_usd: float | None = None,
     ) -> bool:
         """Move an image that has not finished to `status` (RUNNING, SUCCEEDED, FAILED, CANCELLED) with
         what is known about it; the job's counts move in the same transaction. False, and nothing
         written, if the image had already finished. Fields not given are removed when the image
         finishes (a FAILED image has no outputs, a SUCCEEDED one no error). `verdict`: the worst
         scorecard outcome of its outputs (what the gallery filters and sorts on); `model_calls`:
-        the model calls that answered for it, added to the job's total in the same transaction."""
+        the model calls that answered for it, and `cost_usd`: what it cost (its attempts' model
+        calls and checks), each added to the job's running total in the same transaction, so
+        once: the transition is conditional on the image not having finished."""
         status = ImageStatus(status)
         if status is ImageStatus.PENDING:
             raise ValueError("an image never goes back to PENDING")
@@ -1017,6 +1083,7 @@ class JobStore:
                 finishedAt=finished_at or contracts.utc_now_iso(),
                 verdict=verdict,
                 modelCalls=model_calls or None,
+                costUsd=round(cost_usd, 6) if cost_usd else None,
             )
         return self._transition(job_id, image_id, status, fields)
 
@@ -1100,6 +1167,11 @@ class JobStore:
         if calls:  # the job's running total of answered model calls: its actual cost
             adds.append(f"{contracts.JOB_MODEL_CALLS_ATTRIBUTE} :calls")
             counts_update["ExpressionAttributeValues"][":calls"] = int(calls)
+        cost = fields.get("costUsd")
+        if cost:  # the job's running total of what it cost (chalicelib/costs.py)
+            adds.append("#cost :cost")
+            counts_update["ExpressionAttributeNames"]["#cost"] = contracts.JOB_COST_ATTRIBUTE
+            counts_update["ExpressionAttributeValues"][":cost"] = _usd(cost)
         if fields.get("verdict"):  # per-verdict counts, so the gallery skips empty verdicts
             adds.append("#verdict :one")
             counts_update["ExpressionAttributeNames"]["#verdict"] = contracts.verdict_count_attribute(fields["verdict"])

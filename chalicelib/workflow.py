@@ -610,6 +610,8 @@ class Steps:
             verdict=verdict or quality.Outcome.SKIPPED.value,
             # every call of the image answered, and each further variant or re-roll that made a result
             model_calls=len(adapter_steps) + sum(1 for a in attempts if int(a["attempt"]) > 1 and a.get("outputs")),
+            # what each attempt cost (its model call(s) and checks): the job's actual cost
+            cost_usd=estimate.attempts_cost_usd(attempts),
         )
         try:  # read from the request and response objects, before they go
             call_seconds = observability.model_call_seconds(
@@ -628,10 +630,10 @@ class Steps:
             "modelCallSeconds": call_seconds,
         }
 
-    def _calls_answered(self, step: StepInput) -> int:
-        """The image's model calls that answered (and are billed): Bedrock writes a call's
-        output to its Output.S3Uri only when it answers, so each response object is one."""
-        answered = 0
+    def _calls_answered(self, step: StepInput) -> list[str]:
+        """The image's model calls that answered (and are billed), by step: Bedrock writes a
+        call's output to its Output.S3Uri only when it answers, so each response object is one."""
+        answered: list[str] = []
         for call_step in registry.adapter_for(self._spec(step)).steps:
             key = contracts.response_key(step.job_id, step.image.image_id, call_step)
             try:
@@ -640,7 +642,7 @@ class Steps:
                 if client_error_code(exc) in ("404", "NoSuchKey", "NotFound"):
                     continue
                 raise StorageError(f"could not look up s3://{step.bucket}/{key}: {client_error_code(exc)}") from exc
-            answered += 1
+            answered.append(call_step)
         return answered
 
     def _background_layer(
@@ -834,7 +836,7 @@ class Steps:
             try:
                 response = self._get_json(bucket, contracts.scene_response_key(job_id))
                 # Bedrock wrote its answer, so the call is billed, even a content filter's
-                self.store.record_scene_call(job_id, spec.key)
+                self.store.record_scene_call(job_id, spec.key, spec.price_per_image_usd)
                 generated = adapter.parse_response(spec, adapter.steps[0], response)
                 image = imaging.decode_image(generated.images[0])
             except StepError as exc:
@@ -854,13 +856,17 @@ class Steps:
         step = StepInput.from_event(event)
         failure = event.get("failure") or {}
         code, cause = classify_step_failure(failure.get("Error"), failure.get("Cause"))
+        spec = self._spec(step)
+        answered = self._calls_answered(step)
         self.store.set_image_status(
             step.job_id,
             step.image.image_id,
             ImageStatus.FAILED,
             error_code=code,
             cause=cause,
-            model_calls=self._calls_answered(step),
+            model_calls=len(answered),
+            # the calls that answered are billed, even for an image that failed after them
+            cost_usd=sum(costs.step_price_usd(spec, s, step.settings.variants) for s in answered),
         )
         return {"status": ImageStatus.FAILED.value, "errorCode": code.value}
 

@@ -40,6 +40,7 @@ from chalicelib import contracts, costs, webhooks
 from chalicelib.backgrounds import ANCHORS, parse_color
 from chalicelib.contracts import TERMINAL_IMAGE_STATUSES, TERMINAL_JOB_STATUSES, BackgroundSource, ImageStatus
 from chalicelib.quality import Scorecard, attempts_summary, worst
+from chalicelib.review import deadline_words
 from chalicelib.validation import summarise
 from frontend.api_client import UNREACHABLE, ApiError, BackdropClient, CognitoLogin, Tokens
 
@@ -304,7 +305,8 @@ def _status_text(view: dict[str, Any]) -> str:
     if spent:
         lines.append(spent)
     if (view.get("review") or {}).get("status") == "WAITING":
-        lines.append(f"waiting for your review until {view['review'].get('deadline')}: backdrop review {view['jobId']}")
+        deadline = deadline_words(str(view["review"].get("deadline")))
+        lines.append(f"waiting for your review. {deadline}: backdrop review {view['jobId']}")
     if view.get("retriedAs"):
         lines.append(f"its failed images were sent again as job {view['retriedAs']}")
     webhook = view.get("webhook")
@@ -687,8 +689,13 @@ def cmd_review(args: argparse.Namespace) -> int:
     if args.approve:
         released = client.approve(args.job)
         lines.append(f"job {args.job} approved: delivering, {released['rejected']} result(s) rejected")
-    answer = {"jobId": args.job, "decisions": decisions, "approved": args.approve}
-    _print(args, answer, "\n".join(lines) or "nothing to do: give --reject, --keep or --approve")
+    answer: dict[str, Any] = {"jobId": args.job, "decisions": decisions, "approved": args.approve}
+    if not lines:  # nothing asked: say how long the owner has
+        review_state = client.job(args.job, limit=0).get("review") or {}
+        answer["review"] = review_state
+        when = f"; {deadline_words(str(review_state['deadline']))}" if review_state.get("deadline") else ""
+        lines.append(f"nothing to do: give --reject, --keep or --approve{when}")
+    _print(args, answer, "\n".join(lines))
     return EXIT_OK
 
 

@@ -6,16 +6,14 @@ loopback interface raises at once, so a forgotten mock fails loudly instead of h
 
 from __future__ import annotations
 
-import base64
-import io
-import json
 import os
 import socket
-import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import load_event, make_id_token, make_photo
 
 # Set before anything imports boto3 or the app: decorator arguments and clients read these.
 _TEST_ENV = {
@@ -55,6 +53,28 @@ def _guarded_connect(self: socket.socket, address: Any) -> Any:
 
 
 socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+# What a test run may add to the repository's root: tool caches and the ignored test-artifacts/
+_RUN_LEFTOVERS = frozenset(
+    {".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache", "__pycache__", "test-artifacts"}
+)
+
+
+def _root_entries() -> set[str]:
+    roots = {_REPO_ROOT, Path.cwd().resolve()}
+    return {str(root / name) for root in roots for name in os.listdir(root) if name not in _RUN_LEFTOVERS}
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_in_the_repository(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test writes into tmp_path: anything it leaves in the repository's root (or the working
+    directory) fails it, by name, so a stray download or report cannot creep into a commit."""
+    before = _root_entries()
+    yield
+    left = sorted(_root_entries() - before)
+    if left:
+        pytest.fail(f"{request.node.nodeid} left {left} behind: write into tmp_path", pytrace=False)
 
 
 @pytest.fixture(autouse=True)
@@ -99,35 +119,6 @@ def store(resources: dict[str, Any]) -> Any:
 # Identity
 
 
-def _b64url(data: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
-
-
-def make_id_token(sub: str, *, username: str | None = None, email: str | None = None, **extra: Any) -> str:
-    """An unsigned ID-token-shaped JWT. Chalice's local gateway decodes the payload into the
-    authorizer claims without checking the signature
-    (docs/aws-notes.md#n22-chalice-does-not-verify-tokens-locally): good enough for route
-    tests; signature checks belong to API Gateway (and the local stack's verifier)."""
-    claims = {
-        "sub": sub,
-        "cognito:username": username or sub,
-        "email": email or f"{sub}@example.com",
-        "token_use": "id",
-        "exp": int(time.time()) + 3600,
-        **extra,
-    }
-    return f"{_b64url({'alg': 'none', 'typ': 'JWT'})}.{_b64url(claims)}.sig"
-
-
-EVENTS_DIR = os.path.join(os.path.dirname(__file__), "events")
-
-
-def load_event(name: str) -> dict[str, Any]:
-    """A sample AWS event from tests/events/ (shapes as AWS documents them), to adapt per test."""
-    with open(os.path.join(EVENTS_DIR, f"{name}.json"), encoding="utf-8") as handle:
-        return json.load(handle)
-
-
 @pytest.fixture
 def event() -> Callable[[str], dict[str, Any]]:
     return load_event
@@ -140,23 +131,6 @@ def token_for() -> Callable[..., str]:
 
 # --------------------------------------------------------------------------------------------
 # Images
-
-
-def make_photo(width: int = 320, height: int = 240, fmt: str = "PNG", *, exif_orientation: int | None = None) -> bytes:
-    """A synthetic 'product photo': a saturated subject on a plain light backdrop."""
-    from PIL import Image, ImageDraw
-
-    img = Image.new("RGB", (width, height), (235, 235, 230))
-    draw = ImageDraw.Draw(img)
-    draw.ellipse((width * 0.3, height * 0.25, width * 0.7, height * 0.85), fill=(200, 30, 40), outline=(120, 10, 20))
-    buf = io.BytesIO()
-    kwargs: dict[str, Any] = {}
-    if exif_orientation:
-        exif = Image.Exif()
-        exif[0x0112] = exif_orientation
-        kwargs["exif"] = exif
-    img.save(buf, fmt, **kwargs)
-    return buf.getvalue()
 
 
 @pytest.fixture

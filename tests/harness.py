@@ -39,6 +39,14 @@ def wait_for(sfn: Any, execution_arn: str, timeout_s: float = 90.0) -> dict[str,
     raise AssertionError(f"execution still RUNNING after {timeout_s}s; last events: {history[-5:]}")
 
 
+def wait_until_mid_batch(client: Any, job_id: str, timeout_s: float = 30.0) -> None:
+    """Wait (through the API client) until one of the job's images is RUNNING: the batch is under way."""
+    deadline = time.monotonic() + timeout_s
+    while client.job(job_id)["counts"].get("RUNNING", 0) == 0:
+        assert time.monotonic() < deadline, "the batch never started"
+        time.sleep(0.05)
+
+
 def deliver_execution_events(stack: dict[str, Any], client: Any) -> int:
     """EventBridge's "Execution Status Change" events for every ended execution, to the
     reconciler Lambda (a new poller delivers them all again: at least once)."""

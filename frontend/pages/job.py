@@ -18,6 +18,7 @@ import streamlit as st
 
 from chalicelib import contracts, costs
 from chalicelib.quality import Outcome, Scorecard, attempts_summary
+from chalicelib.review import deadline_words
 from frontend import gallery, session, sign_in_form
 from frontend.api_client import ApiError
 
@@ -117,12 +118,10 @@ def _summary(view: dict[str, Any]) -> None:
     cost = view.get("cost") or {}
     words = costs.cost_words(cost, finished=view["status"] in TERMINAL)
     if words:
-        if cost.get("estimateUsd") is not None:
-            words += f" · about ${cost['estimateUsd']:.2f} for the whole job"
         st.caption(
             words,
-            help=f"Model calls that answered, at the model's price ({cost.get('priceSource')}). AWS bills them; "
-            "storage and the other services cost far less.",
+            help=f"The model calls that answered, at the model's price ({cost.get('priceSource')}), and their "
+            "Rekognition quality checks. AWS bills them; storage and the other services cost far less.",
         )
     if view.get("cause"):
         st.error(f"The job could not run: {view['cause']}")
@@ -141,8 +140,8 @@ def _review_banner(view: dict[str, Any]) -> None:
     review = view.get("review") or {}
     if _waiting_for_review(view):
         st.info(
-            f"Review before delivery: untick the results you do not want, then deliver. Until "
-            f"{review.get('deadline')} (UTC); after that the job is delivered as it is.",
+            "Review before delivery: untick the results you do not want, then deliver. "
+            f"{deadline_words(str(review.get('deadline')))}; after that the job is delivered as it is.",
             icon=":material/rate_review:",
         )
         st.button("Approve and deliver", key="approve", type="primary", on_click=_approve, args=(view["jobId"],))

@@ -22,6 +22,54 @@ MODE_HELP = {
 }
 
 
+def batch_estimate(
+    photo_count: int,
+    variants: int,
+    model: dict[str, Any],
+    re_rolls: int = 0,
+    *,
+    source: str = BackgroundSource.PROMPT.value,
+    scene_price_usd: float | None = None,
+) -> estimate.Estimate:
+    """What POST /jobs will answer as the batch's estimate (chalicelib.estimate), from GET /models."""
+    price = float(model["pricePerImageUsd"])
+    composed = source != BackgroundSource.PROMPT.value
+    return estimate.job_estimate(
+        photo_count,
+        variants,
+        price,
+        float(model.get("reRollPriceUsd", price)),
+        re_rolls,
+        steps_per_prompt_image=_steps(model),
+        compose_images=photo_count if composed else 0,
+        compose_price_usd=float(model.get("composePricePerImageUsd", price)),
+        scene_price_usd=scene_price_usd if source == BackgroundSource.SCENE.value else None,
+        # a model that returns one image per call makes each further variant with one more call
+        variant_calls=variants if _variants_per_call(model) == 1 else 1,
+    )
+
+
+def _variants_per_call(model: dict[str, Any]) -> int:
+    return int((model.get("limits") or {}).get("variantsPerCall", 1))
+
+
+def _steps(model: dict[str, Any]) -> int:
+    return len(model.get("modelIds") or {}) or 1
+
+
+def budget_to_send_every_photo(found: estimate.Estimate, model: dict[str, Any]) -> float:
+    """The budget that sends every photo of the batch once, as the API's cap counts calls."""
+    price = float(model["pricePerImageUsd"])
+    per_call = estimate.budget_call_usd(
+        found.variants if _variants_per_call(model) > 1 else 1,  # images one call makes
+        price,
+        _steps(model),
+        float(model.get("composePricePerImageUsd", price)),
+        float(model.get("reRollPriceUsd", price)),
+    )
+    return found.budget_to_send_every_photo(per_call)
+
+
 def cost_line(
     photo_count: int,
     variants: int,
@@ -35,22 +83,8 @@ def cost_line(
     re-rolled)": the model calls, the quality checks, and the re-rolls at most (chalicelib.estimate).
     A colour / photo / transparent / scene background: one call a photo (and the batch's scene),
     said as ", 13 model calls"."""
-    price = float(model["pricePerImageUsd"])
-    composed = source != BackgroundSource.PROMPT.value
-    found = estimate.job_estimate(
-        photo_count,
-        variants,
-        price,
-        float(model.get("reRollPriceUsd", price)),
-        re_rolls,
-        steps_per_prompt_image=len(model.get("modelIds") or {}) or 1,
-        compose_images=photo_count if composed else 0,
-        compose_price_usd=float(model.get("composePricePerImageUsd", price)),
-        scene_price_usd=scene_price_usd if source == BackgroundSource.SCENE.value else None,
-        # a model that returns one image per call makes each variant with one more call
-        variant_calls=variants if int((model.get("limits") or {}).get("variantsPerCall", 1)) == 1 else 1,
-    )
-    if not composed:
+    found = batch_estimate(photo_count, variants, model, re_rolls, source=source, scene_price_usd=scene_price_usd)
+    if source == BackgroundSource.PROMPT.value:
         return found.sentence()
     calls = found.model_calls["total"]
     return f"{found.sentence()}, {calls} model call" + ("" if calls == 1 else "s")
@@ -391,19 +425,22 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
     )
     quality = right.selectbox("Quality", limits["qualities"], key="quality") if limits["qualities"] else None
     email = st.checkbox("Email me when the batch is done", value=True, key="notify")
-    price = float(model["pricePerImageUsd"])
-    # each further variant repeats the last call (its price is the re-roll's)
-    estimated = len(batch) * (price + (int(variants) - 1) * float(model.get("reRollPriceUsd", price)))
+    scene_price = scene_models[0]["pricePerImageUsd"] if scene_models else None
+    every_photo = budget_to_send_every_photo(
+        batch_estimate(len(batch), int(variants), model, source=source, scene_price_usd=scene_price), model
+    )
     capped = st.checkbox(
         "Cap what this batch may spend",
         key="cap_budget",
-        help="Photos whose turn comes after the cap is spent are not sent to the model; they end with BUDGET_REACHED.",
+        help="Photos whose turn comes after the cap is spent are not sent to the model; they end with BUDGET_REACHED. "
+        f"${every_photo:.2f} sends every photo once (the cap counts each call at the most it and its quality "
+        "checks can cost); re-rolls need more.",
     )
     budget = (
         st.number_input(
             "Budget (US dollars)",
             min_value=0.01,
-            value=round(max(estimated, 0.01), 2),
+            value=max(every_photo, 0.01),
             step=1.0,
             key="budget",
         )
@@ -432,7 +469,6 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
     )
     lock_seed = st.checkbox("Lock the seed (reproducible results)", key="lock_seed")
     seed = st.number_input("Seed", 0, limits["seedMax"], 42, key="seed") if lock_seed else None
-    scene_price = scene_models[0]["pricePerImageUsd"] if scene_models else None
     st.markdown(
         cost_line(len(batch), int(variants), model, int(re_rolls), source=source, scene_price_usd=scene_price),
         help=(

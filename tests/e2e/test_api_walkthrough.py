@@ -39,26 +39,29 @@ def _bash_blocks() -> list[str]:
 def test_the_curl_walkthrough_runs_as_written(stack: LocalStack, tmp_path: Path) -> None:
     blocks = _bash_blocks()
     assert len(blocks) >= 6
+    # run where a reader would (the page names samples/), but in a copy of that place: what the
+    # walkthrough downloads (results/, the zip) lands in tmp_path, never in the repository
+    workdir = tmp_path / "checkout"
+    workdir.mkdir()
+    (workdir / "samples").symlink_to(ROOT / "samples")
     script = tmp_path / "walkthrough.sh"
     # the export line `make run` prints, then every bash block of the page, in order
-    script.write_text("set -euo pipefail\n" + curl_exports(stack) + "\ncd " + str(ROOT) + "\n" + "\n".join(blocks))
-    results = ROOT / "results"
-    existed = results.exists()
-    try:
-        done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=300, check=False)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        out = done.stdout
-        assert re.search(r"^COMPLETED \{", out, flags=re.M), out
-        assert re.search(r"^job \d{8}T\d{6}Z-[0-9a-f]{12}$", out, flags=re.M)
-        assert '"code":"CONFLICT"' in out  # cancelling the finished job
-        # variants: two made, the second picked, a regenerated third added
-        assert '{"delivered":2,"pickedBy":"OWNER","report":"REWRITTEN"}' in out
-        assert '{"variant":3,"source":"REGENERATED","delivered":false}' in out
-        assert '"deleted":true' in out and '"originals":1' in out
-        assert re.search(r"^Backdrop-Signature: t=\d+,v1=[0-9a-f]{64}$", out, flags=re.M)
-    finally:
-        if not existed:
-            shutil.rmtree(results, ignore_errors=True)
+    script.write_text("set -euo pipefail\n" + curl_exports(stack) + "\ncd " + str(workdir) + "\n" + "\n".join(blocks))
+    done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert re.search(r"^COMPLETED \{", out, flags=re.M), out
+    assert re.search(r"^job \d{8}T\d{6}Z-[0-9a-f]{12}$", out, flags=re.M)
+    assert '"code":"CONFLICT"' in out  # cancelling the finished job
+    # variants: two made, the second picked, a regenerated third added
+    assert '{"delivered":2,"pickedBy":"OWNER","report":"REWRITTEN"}' in out
+    assert '{"variant":3,"source":"REGENERATED","delivered":false}' in out
+    assert '"deleted":true' in out and '"originals":1' in out
+    assert re.search(r"^Backdrop-Signature: t=\d+,v1=[0-9a-f]{64}$", out, flags=re.M)
+    # what the page says it downloads, downloaded: each result and the report, and the zip
+    job_id = re.search(r"^job (\d{8}T\d{6}Z-[0-9a-f]{12})$", out, flags=re.M)
+    assert job_id and (workdir / "results" / f"report-{job_id.group(1)}.csv").is_file()
+    assert (workdir / f"backdrop-{job_id.group(1)}.zip").stat().st_size > 0
 
 
 def test_the_gateways_own_errors_have_the_one_shape(stack: LocalStack) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import make_photo
+from builders import make_photo
 
 from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack
 from frontend import cli

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from harness import wait_until_mid_batch
 
 from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack
 from frontend.api_client import ApiError, BackdropClient, CognitoLogin
@@ -118,10 +119,7 @@ def test_app_side_killed_mid_batch_and_restarted_loses_nothing() -> None:
         client = BackdropClient(stack.api_url, _sign_in(stack).id_token)
         refs = client.upload_files(samples).uploaded
         job = client.submit({"prompt": "a studio", "images": [{**r, "labels": []} for r in refs]})
-        deadline = time.monotonic() + 30
-        while client.job(job["jobId"])["counts"].get("RUNNING", 0) == 0:  # mid-batch
-            assert time.monotonic() < deadline, "the batch never started"
-            time.sleep(0.05)
+        wait_until_mid_batch(client, job["jobId"])
         stack.stop_app()
         with pytest.raises(requests.ConnectionError):
             requests.get(f"{stack.api_url}/health", timeout=2)

@@ -18,7 +18,7 @@ from typing import Any
 
 import boto3
 import pytest
-from harness import deliver_execution_events, deliver_stream, inbox, upload
+from harness import deliver_execution_events, deliver_stream, inbox, upload, wait_until_mid_batch
 from test_robustness import COUNTS
 
 from chalicelib import contracts
@@ -230,10 +230,7 @@ def test_local_stack_app_side_down_beyond_every_retry_then_back(short_retry_wait
         client = BackdropClient(stack.api_url, login.id_token)
         refs = client.upload_files(samples).uploaded
         job = client.submit({"prompt": "a studio", "images": [{**r, "labels": []} for r in refs]})
-        deadline = time.monotonic() + 30
-        while client.job(job["jobId"])["counts"].get("RUNNING", 0) == 0:  # mid-batch
-            assert time.monotonic() < deadline, "the batch never started"
-            time.sleep(0.05)
+        wait_until_mid_batch(client, job["jobId"])
         stack.stop_app()
         sfn = stack.client("stepfunctions")
         arn = next(

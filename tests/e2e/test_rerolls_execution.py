@@ -12,7 +12,7 @@ from typing import Any
 
 import boto3
 import pytest
-from harness import deliver_stream, upload, wait_for
+from harness import upload
 
 from backend.local.bedrock_standin import STABILITY_FILTERS
 from chalicelib import contracts
@@ -26,23 +26,10 @@ PRODUCT = [{"Name": "Product", "Confidence": 97.0, "Instances": [{"BoundingBox":
 GONE = [{"Name": "Sand", "Confidence": 91.0, "Instances": []}]
 
 
-def _run(stack: dict[str, Any], token_for: Any, photo: Any, owner: str, **job: Any) -> tuple[dict, dict]:
-    from chalice.test import Client
-
-    import app as backdrop_app
-
+def _job(photo: Any, owner: str, **job: Any) -> dict[str, Any]:
+    """`owner`'s job of one photo with its "Product" label kept, on a sunny beach, seed 42."""
     ref = upload(owner, "bottle.png", photo(480, 320, "PNG"), "png")
-    body = {"prompt": "a sunny beach", "seed": 42, **job, "images": [{"imageRef": ref, "labels": ["Product"]}]}
-    headers = {"Authorization": token_for(owner), "Content-Type": "application/json"}
-    with Client(backdrop_app.app, stage_name="dev") as client:
-        submitted = client.http.post("/jobs", headers=headers, body=json.dumps(body))
-        assert submitted.status_code == 202, submitted.body
-        deliver_stream(stack, client)
-        sfn = boto3.client("stepfunctions")
-        execution = sfn.list_executions(stateMachineArn=stack["state_machine_arn"])["executions"][0]
-        assert wait_for(sfn, execution["executionArn"])["status"] == "SUCCEEDED"
-        view = client.http.get(f"/jobs/{submitted.json_body['jobId']}", headers=headers).json_body
-    return submitted.json_body, view
+    return {"prompt": "a sunny beach", "seed": 42, **job, "images": [{"imageRef": ref, "labels": ["Product"]}]}
 
 
 def _inpaint_seeds(stack: dict[str, Any]) -> list[int]:
@@ -65,11 +52,11 @@ def seeds(stack: dict[str, Any]) -> dict[str, Any]:
     return stack
 
 
-def test_a_failing_image_is_re_rolled_and_the_passing_attempt_kept(seeds, rekognition, token_for, photo) -> None:
+def test_a_failing_image_is_re_rolled_and_the_passing_attempt_kept(seeds, rekognition, run_job, photo) -> None:
     stack = seeds
     # Rekognition no longer sees the product in the first result, and sees it in place in the second
     rekognition.result_labels = [GONE, PRODUCT]
-    submitted, view = _run(stack, token_for, photo, "user-r", reRolls=2)
+    submitted, view = run_job("user-r", _job(photo, "user-r", reRolls=2))
     second_seed = re_roll_seed(42, 2, registry.get_model("stability-inpaint").seed_max)
     assert _inpaint_seeds(stack) == [42, second_seed]  # one re-roll was enough of the two allowed
     (image,) = view["images"]
@@ -84,6 +71,11 @@ def test_a_failing_image_is_re_rolled_and_the_passing_attempt_kept(seeds, rekogn
     assert attempts[1]["costUsd"] < attempts[0]["costUsd"]  # the re-roll paid the inpaint only
     total = sum(a["costUsd"] for a in attempts)
     assert total <= submitted["estimate"]["maxUsd"] + 1e-9
+    # one figure for the whole job, what POST /jobs said (its checks at most: a pixel-identical
+    # product's text is not read again); the job's actual cost is its attempts', the re-roll's too
+    assert view["cost"]["estimateUsd"] == pytest.approx(submitted["estimate"]["usd"])
+    assert attempts[0]["costUsd"] <= submitted["estimate"]["usd"] < total
+    assert view["cost"]["actualUsd"] == pytest.approx(total)
 
     s3 = boto3.client("s3")
     owner, job_id = "user-r", view["jobId"]
@@ -97,7 +89,7 @@ def test_a_failing_image_is_re_rolled_and_the_passing_attempt_kept(seeds, rekogn
     assert row["attemptSeeds"] == f"42;{second_seed}" and float(row["costUsd"]) == pytest.approx(total)
 
 
-def test_a_content_filtered_re_roll_never_fails_the_image(seeds, rekognition, token_for, photo) -> None:
+def test_a_content_filtered_re_roll_never_fails_the_image(seeds, rekognition, run_job, photo) -> None:
     stack = seeds
     inpaint = stack["inpaint"]
 
@@ -108,7 +100,7 @@ def test_a_content_filtered_re_roll_never_fails_the_image(seeds, rekognition, to
 
     stack["inpaint_override"] = filter_re_rolls
     rekognition.result_labels = [GONE]
-    _, view = _run(stack, token_for, photo, "user-f", reRolls=3)
+    _, view = run_job("user-f", _job(photo, "user-f", reRolls=3))
     assert len(_inpaint_seeds(stack)) == 2  # the filtered re-roll ends them, with two more allowed
     (image,) = view["images"]
     assert image["status"] == "SUCCEEDED"  # the first attempt is delivered, and its scorecard says FAIL
@@ -119,8 +111,8 @@ def test_a_content_filtered_re_roll_never_fails_the_image(seeds, rekognition, to
     ]
 
 
-def test_re_rolls_off_means_one_attempt(seeds, rekognition, token_for, photo) -> None:
+def test_re_rolls_off_means_one_attempt(seeds, rekognition, run_job, photo) -> None:
     rekognition.result_labels = [GONE]
-    _, view = _run(seeds, token_for, photo, "user-o", reRolls=0)
+    _, view = run_job("user-o", _job(photo, "user-o", reRolls=0))
     assert _inpaint_seeds(seeds) == [42]
     assert [a["outcome"] for a in view["images"][0]["attempts"]] == ["FAIL"]

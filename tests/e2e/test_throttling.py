@@ -7,23 +7,18 @@ same numbers: the interpreter computes each from the ASL's retrier, with full ji
 
 from __future__ import annotations
 
-import json
 import types
 
-import boto3
 import pytest
-from harness import deliver_stream, upload, wait_for
+from harness import upload
 
 from chalicelib.errors import MODEL_THROTTLING_RETRY
 
 pytestmark = pytest.mark.slow
 
 
-def test_an_image_throttled_past_every_retry_fails_as_model_throttled(stack, token_for, photo, monkeypatch) -> None:
-    from chalice.test import Client
+def test_an_image_throttled_past_every_retry_fails_as_model_throttled(stack, run_job, photo, monkeypatch) -> None:
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
-
-    import app as backdrop_app
 
     waits: list[float] = []
     monkeypatch.setattr(retrier_decl, "time", types.SimpleNamespace(sleep=waits.append))
@@ -43,16 +38,7 @@ def test_an_image_throttled_past_every_retry_fails_as_model_throttled(stack, tok
             for name, ref in refs.items()
         ],
     }
-    headers = {"Authorization": token_for(owner), "Content-Type": "application/json"}
-    with Client(backdrop_app.app, stage_name="dev") as client:
-        submitted = client.http.post("/jobs", headers=headers, body=json.dumps(body))
-        assert submitted.status_code == 202, submitted.body
-        job_id = submitted.json_body["jobId"]
-        deliver_stream(stack, client)
-        sfn = boto3.client("stepfunctions")
-        execution = sfn.list_executions(stateMachineArn=stack["state_machine_arn"])["executions"][0]
-        assert wait_for(sfn, execution["executionArn"])["status"] == "SUCCEEDED"
-        view = client.http.get(f"/jobs/{job_id}", headers=headers).json_body
+    _, view = run_job(owner, body)
 
     by_name = {image["name"]: image for image in view["images"]}
     assert view["status"] == "PARTIAL" and by_name["fine.png"]["status"] == "SUCCEEDED"

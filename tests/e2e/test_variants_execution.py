@@ -114,7 +114,9 @@ def test_the_budget_cap_stops_further_variants(seeds, rekognition, token_for, ph
     stack = seeds
     rekognition.result_labels = [GONE] * 6
     spec = registry.get_model("stability-inpaint")
-    budget = spec.variants_price_usd(3) + spec.price_per_image_usd  # six calls: 4 + 2
+    from chalicelib import costs
+
+    budget = 6 * costs.budget_call_usd(spec, 3) + 0.001  # six calls (each counted with its checks): 4 + 2
     owner = "user-b"
     refs = [upload(owner, f"p{i}.png", photo(480, 320, "PNG"), "png") for i in range(2)]
     body = {

@@ -447,23 +447,53 @@ def test_a_budget_that_cannot_work_is_refused_naming_it(client: Client, token_fo
     assert response.json_body["details"][0]["field"] == "budgetUsd" and says in response.json_body["message"]
 
 
-def test_a_budget_is_kept_as_the_model_calls_it_pays_for_and_the_cost_follows_the_calls(
+def test_a_budget_is_kept_as_the_model_calls_it_pays_for_and_the_cost_follows_what_was_done(
     client: Client, token_for, photo, store
 ) -> None:
+    from chalicelib import costs
     from chalicelib.models import registry
 
     token = token_for("owner-1")
-    price = registry.get_model("stability-inpaint").price_per_image_usd  # two calls per photo
-    job_id = _submit(client, token, [_upload("owner-1", photo()) for _ in range(3)], budgetUsd=price * 2).json_body[
-        "jobId"
-    ]
+    spec = registry.get_model("stability-inpaint")  # two calls per photo
+    photo_usd = spec.price_per_image_usd + 3 * contracts.REKOGNITION_USD_PER_IMAGE  # its calls and checks
+    # a reserved call is counted at the most one call and its checks can cost, a little above half a photo
+    call_usd = costs.budget_call_usd(spec)
+    assert photo_usd / 2 < call_usd < photo_usd / 2 * 1.05
+    budget = round(4 * call_usd, 4)
+    submitted = _submit(client, token, [_upload("owner-1", photo()) for _ in range(3)], budgetUsd=budget)
+    job_id = submitted.json_body["jobId"]
     job = store.get_job(job_id)
-    assert job["settings"]["budgetUsd"] == price * 2 and job["settings"]["maxModelCalls"] == 4
-    first = sorted(store.images(job_id), key=lambda i: i["name"])[0]["imageId"]
-    store.set_image_status(job_id, first, ImageStatus.SUCCEEDED, outputs=[], model_calls=2)
+    assert job["settings"]["budgetUsd"] == budget and job["settings"]["maxModelCalls"] == 4
+    first, second, _ = (i["imageId"] for i in sorted(store.images(job_id), key=lambda i: i["name"]))
+    store.set_image_status(job_id, first, ImageStatus.SUCCEEDED, outputs=[], model_calls=2, cost_usd=photo_usd)
+    # a Lambda retry of the same finish: the image has finished, nothing is added twice
+    store.set_image_status(job_id, first, ImageStatus.SUCCEEDED, outputs=[], model_calls=2, cost_usd=photo_usd)
     cost = client.http.get(f"/jobs/{job_id}?limit=0", headers=_headers(token)).json_body["cost"]
-    assert cost["modelCalls"] == 2 and cost["actualUsd"] == pytest.approx(price)
-    assert cost["estimateUsd"] == pytest.approx(3 * price) and cost["budgetUsd"] == price * 2
+    assert cost["modelCalls"] == 2 and cost["actualUsd"] == pytest.approx(photo_usd)
+    # one figure for the whole job: what POST /jobs answered, Rekognition checks included
+    assert cost["estimateUsd"] == pytest.approx(submitted.json_body["estimate"]["usd"]) == pytest.approx(3 * photo_usd)
+    assert cost["budgetUsd"] == budget
+    store.set_image_status(job_id, second, ImageStatus.SUCCEEDED, outputs=[], model_calls=2, cost_usd=photo_usd)
+    listed = client.http.get("/jobs", headers=_headers(token)).json_body["jobs"]
+    (summary,) = [j for j in listed if j["jobId"] == job_id]
+    assert summary["cost"]["actualUsd"] == pytest.approx(2 * photo_usd) and summary["cost"]["modelCalls"] == 4
+
+
+def test_a_scene_job_s_budget_pays_for_the_scene_first(client: Client, token_for, photo, store) -> None:
+    from chalicelib import costs
+    from chalicelib.models import registry
+
+    token = token_for("owner-1")
+    call_usd = costs.budget_call_usd(registry.get_model("stability-inpaint"))
+    scene_usd = registry.get_model(registry.default_scene_model_key()).price_per_image_usd
+    images = [_upload("owner-1", photo()) for _ in range(3)]
+    scene = {"source": "scene", "prompt": "a pale oak table"}
+    refused = _submit(client, token, images, background=scene, budgetUsd=round(2 * call_usd, 4))
+    assert refused.status_code == 400 and "the batch's scene" in refused.json_body["message"]
+    budget = round(scene_usd + 2 * call_usd, 4)
+    job_id = _submit(client, token, images, background=scene, budgetUsd=budget).json_body["jobId"]
+    # the scene's call is reserved off the top: two photos' calls are left, not three
+    assert store.get_job(job_id)["settings"]["maxModelCalls"] == 2
 
 
 def test_job_list_and_view_show_live_counts_as_images_finish(client: Client, token_for, photo, store) -> None:

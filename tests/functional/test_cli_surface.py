@@ -241,7 +241,7 @@ def test_watch_re_attaches_and_ctrl_c_says_how(api, photos, capsys, store, monke
 
 
 def _token() -> str:
-    from conftest import make_id_token
+    from builders import make_id_token
 
     return make_id_token("owner-1")
 
@@ -275,7 +275,16 @@ def test_review_decides_and_approves_through_the_api(api, capsys, store) -> None
     code, out, _ = _run(capsys, "review", job_id, "--approve", "--json")
     assert code == 2 and "nothing to review now" in out["error"]["message"]  # not waiting yet
     store.set_image_status(job_id, image["id"], ImageStatus.SUCCEEDED, outputs=[])
-    store.open_review(job_id, "token-1", "2026-11-24T13:00:00Z")
+    from datetime import UTC, datetime, timedelta
+
+    deadline = (datetime.now(UTC) + timedelta(hours=23, minutes=30)).replace(microsecond=0)
+    store.open_review(job_id, "token-1", deadline.isoformat().replace("+00:00", "Z"))
+    # the deadline in plain words, in the status and when review is asked to do nothing
+    in_words = f"Review by {deadline:%a} {deadline.day} {deadline:%b}, {deadline:%H:%M} UTC (in 23 h)"
+    _, out, _ = _run(capsys, "status", job_id)  # not finished: its exit code says so
+    assert f"waiting for your review. {in_words}: backdrop review {job_id}" in out
+    code, out, _ = _run(capsys, "review", job_id)
+    assert code == 0 and out == f"nothing to do: give --reject, --keep or --approve; {in_words}\n"
     code, out, _ = _run(capsys, "review", job_id, "--reject", image["id"], "--json")
     assert code == 0 and out["decisions"] == {image["id"]: "REJECTED"}
     assert store.images(job_id)[0]["reviewDecision"] == "REJECTED"

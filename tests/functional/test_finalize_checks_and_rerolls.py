@@ -396,6 +396,9 @@ def test_a_re_roll_within_the_budget_is_reserved_once(store, rekognition) -> Non
     item = _image(store, event)
     assert [(a["attempt"], a["kept"]) for a in item["attempts"]] == [(1, False), (2, True)]
     assert item["modelCalls"] == 3  # both calls of the image and the re-roll answered
+    # the job's actual cost is what its attempts cost, added once as the image finished
+    job = store.get_job(JOB_ID)
+    assert job["costUsd"] == pytest.approx(sum(a["costUsd"] for a in item["attempts"]))
 
 
 def test_a_composed_background_gets_the_checks_in_one_attempt_and_is_never_re_rolled(store, rekognition) -> None:

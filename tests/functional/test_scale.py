@@ -11,8 +11,8 @@ from typing import Any
 
 import boto3
 import pytest
+from builders import make_photo
 from chalice.test import Client
-from conftest import make_photo
 
 import app as backdrop_app
 from chalicelib import contracts

@@ -303,3 +303,42 @@ def test_cached_labels_round_trip_one_and_many(store: JobStore) -> None:
     assert store.cached_labels(keys[0]) == labels
     found = store.cached_labels_many(keys + keys[:3])  # more than one BatchGetItem, duplicates once
     assert set(found) == set(keys[:120]) and found[keys[119]] == labels
+
+
+# ---------------------------------------------------------------------------------- cost
+
+
+def test_the_job_s_cost_is_a_running_total_each_piece_added_once(store: JobStore) -> None:
+    from chalicelib import costs
+
+    job_id = _job(store, 3)
+    first, second, third = (i["imageId"] for i in store.images(job_id))
+    # an image's attempts, added as it finishes (a repeated finish adds nothing)
+    for _ in range(2):
+        store.set_image_status(job_id, first, ImageStatus.SUCCEEDED, model_calls=2, cost_usd=0.083)
+    # a failed image's answered call; the batch's scene call, read twice by a retried step
+    store.set_image_status(job_id, second, ImageStatus.FAILED, error_code="MODEL_ERROR", model_calls=1, cost_usd=0.04)
+    assert store.record_scene_call(job_id, "stability-image-core", 0.04) is True
+    assert store.record_scene_call(job_id, "stability-image-core", 0.04) is False
+    # a piece recorded apart from the image's finishing (a variant's call): once per charge
+    assert store.add_cost(job_id, third, "variant2", 0.043, model_calls=1) is True
+    assert store.add_cost(job_id, third, "variant2", 0.043, model_calls=1) is False
+    assert store.add_cost(job_id, third, "variant3", 0.043, model_calls=1) is True
+    job = store.get_job(job_id)
+    # exact to the cent's fraction: no float error creeps in over thousands of additions
+    assert job[contracts.JOB_COST_ATTRIBUTE] == pytest.approx(0.083 + 0.04 + 0.04 + 2 * 0.043, abs=1e-12)
+    cost = costs.job_cost(job)
+    assert cost["actualUsd"] == 0.249 and cost["modelCalls"] == 2 + 1 + 2 + 1  # the scene's call too
+    with pytest.raises(StorageError):
+        store.add_cost(job_id, "f" * 32, "variant2", 0.04)
+
+
+def test_a_job_from_before_the_running_total_still_says_what_its_calls_cost(store: JobStore) -> None:
+    from chalicelib import costs
+
+    job_id = _job(store, 2)
+    first = store.images(job_id)[0]["imageId"]
+    store.set_image_status(job_id, first, ImageStatus.SUCCEEDED, model_calls=2)  # no cost kept then
+    cost = costs.job_cost(store.get_job(job_id))
+    # its calls at the model's price; the estimate from its settings, checks included
+    assert cost["actualUsd"] == 0.08 and cost["estimateUsd"] == pytest.approx(2 * (0.08 + 0.003))

@@ -10,7 +10,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from conftest import load_event
+from builders import load_event
 
 from backend import stream_trigger
 from chalicelib import contracts

@@ -787,6 +787,13 @@ def test_the_job_page_says_what_the_job_cost_and_a_budget_is_sent(app) -> None:
     at.switch_page("pages/new_batch.py").run()
     _upload(at, ["a.png"])
     at.checkbox(key="cap_budget").check().run()
+    # the budget offered sends the photo, both of its calls, as the API's cap counts them
+    from chalicelib import costs
+    from chalicelib.models import registry
+
+    offered = at.number_input(key="budget").value
+    assert costs.max_calls(registry.get_model("stability-inpaint"), 1, offered) == 2
+    assert costs.max_calls(registry.get_model("stability-inpaint"), 1, offered - 0.01) < 2
     at.number_input(key="budget").set_value(5.0).run()
     at.text_area(key="prompt").input("a quiet beach").run()
     at.button(key="submit").click().run()
@@ -798,7 +805,9 @@ def test_a_job_waiting_for_review_is_approved_result_by_result_then_delivered(ap
     fake.job_status = "RUNNING"
     fake.review_state = {"status": "WAITING", "deadline": "2026-11-25T18:00:00Z"}
     _open_job(at)
-    assert any("Review before delivery" in i.value for i in at.info)
+    (banner,) = [i.value for i in at.info if "Review before delivery" in i.value]
+    # the deadline in plain words (the day, the time, how long is left), not a timestamp
+    assert "Review by Wed 25 Nov, 18:00 UTC (" in banner and "2026-11-25T18" not in banner
     at.checkbox(key=f"deliver-{'b' * 32}").uncheck().run()
     assert not at.exception and fake.decisions == [{"b" * 32: "REJECTED"}]
     at.button(key="approve").click().run()

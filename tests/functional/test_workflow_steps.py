@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
-from conftest import load_event
+from builders import load_event
 from PIL import Image, ImageDraw
 
 from backend.local.bedrock_standin import StandInBedrock
@@ -309,6 +309,8 @@ def test_a_failed_image_counts_the_model_calls_that_answered_before_it_failed(st
     failure = {"Error": "Bedrock.ValidationException", "Cause": "the inpaint request was refused"}
     steps.record_failure({**event, "failure": failure})
     assert _status(store, event)["modelCalls"] == 1 and store.get_job(JOB_ID)["modelCalls"] == 1
+    # billed: the remove-background call's price is in the job's actual cost
+    assert store.get_job(JOB_ID)["costUsd"] == pytest.approx(0.04)
 
 
 def test_a_review_whose_deadline_passed_is_reported_as_expired_with_its_decisions(store, photo) -> None:

@@ -40,3 +40,58 @@ def test_re_roll_seeds_move_on_and_stay_in_the_models_range() -> None:
     assert seeds[0] == 42 and len(set(seeds)) == len(seeds)
     assert re_roll_seed(858_993_459, 2, 858_993_459) == contracts.RE_ROLL_SEED_STEP - 1  # wraps within the range
     assert all(0 <= re_roll_seed(s, 4, 99) <= 99 for s in range(100))
+
+
+@pytest.mark.parametrize("key", ["stability-inpaint", "titan-image-v2", "nova-canvas"])
+@pytest.mark.parametrize("variants", [1, 3])
+def test_a_budget_cap_counts_each_call_at_the_most_it_and_its_checks_can_cost(key: str, variants: int) -> None:
+    from chalicelib import costs
+
+    spec = registry.get_model(key)
+    variants = min(variants, spec.max_variants)
+    per_call = costs.budget_call_usd(spec, variants)
+    check = contracts.REKOGNITION_USD_PER_IMAGE
+    steps = costs.calls_per_image(spec)
+    first = variants * spec.price_per_image_usd + estimate.checks_per_attempt(variants, first=True) * check
+    re_roll = variants * spec.re_roll_price_usd + estimate.checks_per_attempt(variants, first=False) * check
+    composed = spec.compose_price_usd + estimate.checks_per_attempt(1, first=True) * check
+    # whatever a reserved call turns out to be, what it costs (checks included) is within its count
+    assert first <= steps * per_call + 1e-12 and re_roll <= per_call + 1e-12 and composed <= per_call + 1e-12
+    # and the count is not far above the dearest of them
+    assert per_call == pytest.approx(max(first / steps, re_roll, composed))
+
+
+@pytest.mark.parametrize("composed", [False, True])
+def test_the_budget_to_send_every_photo_pays_for_every_photo_and_the_scene(composed: bool) -> None:
+    from chalicelib import costs
+
+    spec = registry.get_model("stability-inpaint")
+    scene_usd = registry.get_model(registry.default_scene_model_key()).price_per_image_usd if composed else None
+    found = estimate.job_estimate(
+        12,
+        1,
+        spec.price_per_image_usd,
+        spec.re_roll_price_usd,
+        1,
+        steps_per_prompt_image=2,
+        compose_images=12 if composed else 0,
+        compose_price_usd=spec.compose_price_usd,
+        scene_price_usd=scene_usd,
+    )
+    budget = found.budget_to_send_every_photo(costs.budget_call_usd(spec))
+    calls = found.model_calls["perImagePrompt"] + found.model_calls["perImageCompose"]
+    assert costs.max_calls(spec, 1, budget, scene_usd) >= calls
+    assert costs.max_calls(spec, 1, budget - 0.01, scene_usd) < calls  # whole cents, no more than needed
+    assert budget >= found.usd  # never less than the job is estimated to cost
+
+
+def test_cost_words_say_the_same_figures_wherever_they_are_shown() -> None:
+    from chalicelib import costs
+
+    cost = {"modelCalls": 24, "actualUsd": 0.996, "estimateUsd": 0.996, "budgetUsd": 1.04}
+    assert costs.cost_words(cost, finished=True) == (
+        "Cost: about $1.00 (24 model calls) of a $1.04 budget · about $1.00 for the whole job"
+    )
+    running = costs.cost_words({"modelCalls": 1, "actualUsd": 0.083, "estimateUsd": 0.996}, finished=False)
+    assert running == "Spent so far: about $0.08 (1 model call) · about $1.00 for the whole job"
+    assert costs.cost_words({"modelCalls": 0}, finished=False) is None  # a model without a price: nothing said

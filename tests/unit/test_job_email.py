@@ -44,5 +44,6 @@ def test_the_email_says_what_the_job_cost_and_what_the_budget_stopped() -> None:
         ],
     }
     _, message = Reporter.summary(report, "bucket", "owner-1")
-    assert "Cost: about $0.12 (3 model calls) of a $0.12 budget" in message
+    # the same words as the job page and the CLI: what it cost, and the one figure for the whole job
+    assert "Cost: about $0.12 (3 model calls) of a $0.12 budget · about $0.16 for the whole job" in message
     assert "The budget was spent before 1 image(s) could be sent to the model." in message
