@@ -82,6 +82,7 @@ def test_three_variants_one_delivered_then_the_owners_pick_everywhere(seeds, rek
     # three calls' cost: the first variant both calls, each further one the inpaint
     total = sum(o["costUsd"] for o in outputs)
     assert view["cost"]["modelCalls"] == 4
+    assert view["cost"]["actualUsd"] == pytest.approx(total)  # each variant's cost counted once
     assert total <= submitted["estimate"]["usd"] + 1e-9
 
     picked = client.http.post(
