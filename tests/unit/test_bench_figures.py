@@ -49,8 +49,16 @@ def test_a_leak_of_40_kb_per_image_is_found() -> None:
     assert _run(leaking).growth_kb_per_image() == pytest.approx(40.0)
 
 
+def test_the_report_after_the_last_image_is_not_growth_per_image_but_a_leak_still_is() -> None:
+    flat = [(done, 350.0) for done in range(1000, 10_000, 500)]
+    report = [(10_000, 530.0), (10_000, 540.0)]  # the job's report, written once at the end
+    assert abs(_run(flat + report).growth_kb_per_image()) < 1.0
+    leaking = [(done, 300.0 + done * 8 / 1024) for done in range(0, 10_000, 250)]
+    assert _run(leaking + report).growth_kb_per_image() == pytest.approx(8.0)
+
+
 def test_too_few_samples_give_no_slope_rather_than_a_pass() -> None:
-    growth = _run([(9000, 300.0), (10_000, 300.0)]).growth_kb_per_image()
+    growth = _run([(9000, 300.0), (9_999, 300.0)]).growth_kb_per_image()
     assert growth != growth  # NaN: and NaN <= target is False, so the row says MISS
 
 
