@@ -512,6 +512,17 @@ BACKGROUND_WORK_PK: Final = "BACKGROUND"
 class BackgroundWork(StrEnum):
     CLOSE_CANCELLED = "CLOSE_CANCELLED"  # a cancelled job's unfinished images, report and webhook
     DELETE = "DELETE"  # a deleted job's files and records
+    REWRITE_REPORT = "REWRITE_REPORT"  # a large finished job's report, written again after a pick
+
+
+class ReportRefresh(StrEnum):
+    """What a pick did to the job's report (POST /jobs/{jobId}/images/{imageId}/pick's `report`)."""
+
+    REWRITTEN = "REWRITTEN"  # written again inside the request, with the pick
+    REWRITING = "REWRITING"  # a large job: being written again in the background (the job's `reportRewrite`)
+    REWRITE_PENDING = "REWRITE_PENDING"  # a large job: its rewrite could not be started now; the next
+    # pick or the reconciler's sweep starts it (the job's `reportRewrite.lastError` says why)
+    AT_NEXT_BUILD = "AT_NEXT_BUILD"  # the job has not finished: its report, when written, carries the pick
 
 
 def background_work_sk(kind: BackgroundWork, job_id: str) -> str:

@@ -38,7 +38,7 @@ class Grant(StrEnum):
     START_ARCHIVE_BUILD = "start-archive-build"  # lambda:InvokeFunction on this stage's build_archive
     ABORT_ARCHIVE_UPLOAD = "abort-archive-upload"  # s3:AbortMultipartUpload under the results prefix
     SEND_TASK_RESULT = "send-task-result"  # states:SendTaskSuccess: an owner's approval ends the review wait
-    START_CANCEL_CLOSING = "start-cancel-closing"  # lambda:InvokeFunction on the reconciler (a large job's cancel)
+    START_CANCEL_CLOSING = "start-cancel-closing"  # lambda:InvokeFunction on the reconciler (a large job's cancel, its report rewrite after a pick)
     START_DELETION = "start-deletion"  # lambda:InvokeFunction on the deleter (a large job's delete)
 
 

@@ -40,7 +40,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from chalicelib import config, contracts
-from chalicelib.contracts import ErrorCode, ImageStatus, JobStatus, NotificationStatus
+from chalicelib.contracts import ClosingStatus, ErrorCode, ImageStatus, JobStatus, NotificationStatus
 from chalicelib.errors import CONDITION_FAILED, BadRequest, StorageError, client_error_code
 
 MAX_IMAGES_PAGE_SIZE: Final = 100
@@ -689,6 +689,74 @@ class JobStore:
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeValues={":closing": _stored(dict(closing))},
         )
+
+    # ------------------------------------------------------------------ report rewrites
+
+    def request_report_rewrite(self, job_id: str, requested_at: str, stale_before: str) -> bool:
+        """A pick on a large finished job: its report must be written again. Marks the job's
+        `reportRewrite` with `requested_at`; True when the caller must start the rewriter (none is
+        running, its start failed, or it has not moved since `stale_before`), False when a running
+        rewriter will see the newer request when it finishes (chalicelib/rewrites.py)."""
+        for _ in range(3):  # the running rewriter may finish between the two writes
+            claimed = self._conditional_update(
+                self._job_key(job_id),
+                "SET reportRewrite = :claim",
+                "attribute_exists(pk) AND (attribute_not_exists(reportRewrite) OR reportRewrite.#s <> :started"
+                " OR reportRewrite.since < :stale)",
+                {
+                    ":claim": {
+                        "status": ClosingStatus.STARTED.value,
+                        "requestedAt": requested_at,
+                        "since": requested_at,
+                    },
+                    ":started": ClosingStatus.STARTED.value,
+                    ":stale": stale_before,
+                },
+            )
+            if claimed:
+                return True
+            if self._conditional_update(
+                self._job_key(job_id),
+                "SET reportRewrite.requestedAt = :at",
+                "reportRewrite.#s = :started",
+                {":at": requested_at, ":started": ClosingStatus.STARTED.value},
+            ):
+                return False
+        raise StorageError(f"the report rewrite of job {job_id} could not be recorded")
+
+    def record_report_rewrite(self, job_id: str, **fields: str) -> bool:
+        """How the rewrite goes (`status`, `since`, `lastError`); False when none is pending."""
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        values = {f":v{i}": value for i, value in enumerate(fields.values())}
+        try:
+            self.table.update_item(
+                Key=self._job_key(job_id),
+                UpdateExpression="SET " + ", ".join(f"reportRewrite.#f{i} = :v{i}" for i in range(len(fields))),
+                ConditionExpression="attribute_exists(reportRewrite)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if client_error_code(exc) != CONDITION_FAILED:
+                raise
+            return False
+        return True
+
+    def report_rewrite_done(self, job_id: str, requested_at: str) -> bool:
+        """The report was written from a reading made after the request of `requested_at`: the
+        mark goes, unless a newer pick asked again meanwhile (False: write it once more)."""
+        try:
+            self.table.update_item(
+                Key=self._job_key(job_id),
+                UpdateExpression="REMOVE reportRewrite",
+                ConditionExpression="reportRewrite.requestedAt = :at",
+                ExpressionAttributeValues={":at": requested_at},
+            )
+        except ClientError as exc:
+            if client_error_code(exc) != CONDITION_FAILED:
+                raise
+            return False
+        return True
 
     # ------------------------------------------------------------------ background work
 

@@ -10,16 +10,18 @@ An image recorded before variants had no `delivered` mark: every output of it is
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from chalicelib import contracts
-from chalicelib.contracts import ImageStatus, PickedBy
+from chalicelib.contracts import ImageStatus, PickedBy, ReportRefresh
 from chalicelib.errors import Conflict, NotFound, StorageError
 from chalicelib.store import JobStore
+
+RewriteStarter = Callable[[dict[str, Any]], None]
 
 PICK_FIELD = "variant"
 
@@ -108,10 +110,11 @@ class VariantService:
     """The owner's choices among an image's variants, given the job store, the S3 client and
     the bucket."""
 
-    def __init__(self, store: JobStore, s3: Any, bucket: str) -> None:
+    def __init__(self, store: JobStore, s3: Any, bucket: str, start_rewrite: RewriteStarter | None = None) -> None:
         self.store = store
         self.s3 = s3
         self.bucket = bucket
+        self.start_rewrite = start_rewrite  # a large job's report rewrite, without waiting (chalicelib/rewrites.py)
 
     def _image(self, owner: str, job_id: str, image_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """The job and the image, its owner's; another owner's looks like one that does not exist."""
@@ -137,15 +140,18 @@ class VariantService:
         picked = mark_delivered(outputs, variant, PickedBy.OWNER)
         if not self.store.set_outputs(job_id, image_id, picked, image):
             raise Conflict(f"image {image_id} changed while the pick was recorded; look at it again and pick again")
-        report = self._refresh_deliverables(owner, job)
-        return {
+        report, error = self._refresh_deliverables(owner, job)
+        answer = {
             "jobId": job_id,
             "imageId": image_id,
             "delivered": variant,
             "pickedBy": PickedBy.OWNER.value,
             "outputs": picked,
-            "report": report,
+            "report": report.value,
         }
+        if error:
+            answer["reportError"] = error
+        return answer
 
     def add_regenerated(
         self, owner: str, parent: Mapping[str, str], made: Mapping[str, Any], source_job: str, prompt: str | None
@@ -194,15 +200,20 @@ class VariantService:
                 return variant
         raise StorageError(f"image {image_id} of job {job_id} kept changing: the regenerated result was not added")
 
-    def _refresh_deliverables(self, owner: str, job: Mapping[str, Any]) -> str:
-        """After a change of what an image delivers: the report written again if it was
-        ("REWRITTEN"), else it says so when it is written ("AT_NEXT_BUILD"); archives dropped."""
+    def _refresh_deliverables(self, owner: str, job: Mapping[str, Any]) -> tuple[ReportRefresh, str | None]:
+        """After a change of what an image delivers: archives dropped, and the report written
+        again if it was (REWRITTEN; above rewrites.SYNC_REWRITE_LIMIT images in the background:
+        REWRITING, or REWRITE_PENDING with the reason its start failed), else it says so when it
+        is written (AT_NEXT_BUILD)."""
+        from chalicelib import rewrites
         from chalicelib.archive import ArchiveService
         from chalicelib.report import Reporter
 
         job_id = str(job["jobId"])
         ArchiveService(self.s3, self.bucket, self.store).forget(owner, job_id)
-        if job.get("reportKeys") and job.get("status") in {s.value for s in contracts.TERMINAL_JOB_STATUSES}:
-            Reporter(self.s3, self.store).rewrite(job_id, owner, self.bucket)
-            return "REWRITTEN"
-        return "AT_NEXT_BUILD"
+        if not job.get("reportKeys") or job.get("status") not in {s.value for s in contracts.TERMINAL_JOB_STATUSES}:
+            return ReportRefresh.AT_NEXT_BUILD, None
+        if int(job.get("imageCount") or 0) > rewrites.SYNC_REWRITE_LIMIT:
+            return rewrites.hand_off(self.store, self.start_rewrite, job_id, owner, self.bucket)
+        Reporter(self.s3, self.store).rewrite(job_id, owner, self.bucket)
+        return ReportRefresh.REWRITTEN, None

@@ -616,7 +616,12 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 def cmd_pick(args: argparse.Namespace) -> int:
     answer = _client(args).pick(args.job, args.image, args.variant)
-    report = "the report was written again" if answer["report"] == "REWRITTEN" else "the report will say so"
+    report = {
+        "REWRITTEN": "the report was written again",
+        "REWRITING": "the report is being written again (a large job: see `backdrop status`)",
+        "REWRITE_PENDING": f"the report is not updated yet ({answer.get('reportError')}); the next pick or "
+        "Backdrop's sweep within the hour updates it",
+    }.get(answer["report"], "the report will say so")
     _print(args, answer, f"image {args.image} of job {args.job}: variant {answer['delivered']} is delivered; {report}")
     return EXIT_OK
 
