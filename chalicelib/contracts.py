@@ -592,6 +592,11 @@ JOB_SCENE_MODEL_ATTRIBUTE: Final = "sceneModel"
 # the scene call, added once each (JobStore.add_cost); and the estimate POST /jobs answered, kept so
 # every later view says the same figure (chalicelib/estimate.py).
 JOB_COST_ATTRIBUTE: Final = "costUsd"
+# A regeneration (POST .../regenerate) is billed to its own linked one-photo job; the job it adds a
+# variant to keeps apart what its regenerations cost and how many there were, added once each when
+# the variant is added (chalicelib/variants.py): shown beside its own cost, never in it.
+JOB_REGENERATED_COST_ATTRIBUTE: Final = "regeneratedCostUsd"
+JOB_REGENERATIONS_ATTRIBUTE: Final = "regenerationsAdded"  # (an image item's `regenerations` counts those asked)
 JOB_ESTIMATE_ATTRIBUTE: Final = "estimate"
 
 

@@ -408,6 +408,14 @@ def _job_summary_properties() -> dict[str, Any]:
                 "budgetUsd": {"type": "number"},
                 "pricePerImageUsd": {"type": "number"},
                 "priceSource": _STRING,
+                "regenerations": {
+                    **_COUNT,
+                    "description": "regenerations of this job's images added as variants (POST .../regenerate)",
+                },
+                "regeneratedUsd": {
+                    "type": "number",
+                    "description": "what those regenerations cost: billed to their own linked jobs, not in `actualUsd`",
+                },
             },
             ["modelCalls"],
             description="what the job cost so far, in US dollars",

@@ -563,16 +563,33 @@ class JobStore:
             return False
         return True
 
-    def add_cost(self, job_id: str, image_id: str, charge: str, cost_usd: float, *, model_calls: int = 0) -> bool:
+    def add_cost(
+        self,
+        job_id: str,
+        image_id: str,
+        charge: str,
+        cost_usd: float,
+        *,
+        model_calls: int = 0,
+        regeneration: bool = False,
+    ) -> bool:
         """Add what one billed piece of an image's work cost (and its model calls) to the job's
         running totals, once per `charge` (a name unique within the image, such as "variant2" or
         "attempt3"): a Lambda retry that adds the same charge again adds nothing and answers
         False. For costs recorded apart from the image's finishing; an image's attempts are added
-        by set_image_status(cost_usd=...) in the transition that finishes it."""
+        by set_image_status(cost_usd=...) in the transition that finishes it. `regeneration`: a
+        regeneration billed to its own linked job, kept apart on this one (its total and count,
+        contracts.JOB_REGENERATED_COST_ATTRIBUTE), not in this job's cost."""
         charges = "costCharges"  # on the image item: the job item stays small at 10,000 images
-        job_adds = "ADD #cost :usd" + (f", {contracts.JOB_MODEL_CALLS_ATTRIBUTE} :calls" if model_calls else "")
-        job_values: dict[str, Any] = {":usd": _usd(cost_usd)}
-        if model_calls:
+        if regeneration:
+            job_adds = f"ADD #cost :usd, {contracts.JOB_REGENERATIONS_ATTRIBUTE} :one"
+            job_values: dict[str, Any] = {":usd": _usd(cost_usd), ":one": 1}
+            cost_attribute = contracts.JOB_REGENERATED_COST_ATTRIBUTE
+        else:
+            job_adds = "ADD #cost :usd" + (f", {contracts.JOB_MODEL_CALLS_ATTRIBUTE} :calls" if model_calls else "")
+            job_values = {":usd": _usd(cost_usd)}
+            cost_attribute = contracts.JOB_COST_ATTRIBUTE
+        if model_calls and not regeneration:
             job_values[":calls"] = int(model_calls)
         try:
             self._client().transact_write_items(
@@ -592,7 +609,7 @@ class JobStore:
                             "Key": self._job_key(job_id),
                             "UpdateExpression": job_adds,
                             "ConditionExpression": "attribute_exists(pk)",
-                            "ExpressionAttributeNames": {"#cost": contracts.JOB_COST_ATTRIBUTE},
+                            "ExpressionAttributeNames": {"#cost": cost_attribute},
                             "ExpressionAttributeValues": job_values,
                         }
                     },

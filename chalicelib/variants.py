@@ -154,13 +154,20 @@ class VariantService:
         return answer
 
     def add_regenerated(
-        self, owner: str, parent: Mapping[str, str], made: Mapping[str, Any], source_job: str, prompt: str | None
+        self,
+        owner: str,
+        parent: Mapping[str, str],
+        made: Mapping[str, Any],
+        source_job: str,
+        prompt: str | None,
+        cost_usd: float | None = None,
     ) -> int | None:
         """A regeneration's result (`made`, an output of job `source_job`) becomes the next
         variant of the image it regenerates: copied to that image's result key, recorded with
         `source: REGENERATED`, its job, seed and prompt, not delivered until the owner picks it.
-        Answers its variant; None when that image is gone (its job deleted). Repeated, it finds
-        the variant already added."""
+        What it cost (`cost_usd`, billed to `source_job`) is added to the parent job's
+        regenerations total, apart from its own cost. Answers its variant; None when that image
+        is gone (its job deleted). Repeated, it finds the variant (and its cost) already added."""
         job_id, image_id = str(parent["jobId"]), str(parent["imageId"])
         for _ in range(3):  # a pick or another regeneration may land between the read and the write
             job = self.store.get_job(job_id)
@@ -169,7 +176,8 @@ class VariantService:
                 return None
             outputs = list(image.get("outputs") or [])
             done = next((o for o in outputs if o.get("jobId") == source_job), None)
-            if done is not None:
+            if done is not None:  # a repeat: its cost, if the earlier run stopped before adding it
+                self._add_regeneration_cost(job_id, image_id, source_job, cost_usd)
                 return int(done["variant"])
             if not any("delivered" in o for o in outputs):  # recorded before variants: the best is delivered
                 outputs = mark_delivered(outputs)
@@ -193,12 +201,18 @@ class VariantService:
                 **({"prompt": prompt} if prompt else {}),
             )
             if self.store.set_outputs(job_id, image_id, [*outputs, added], image):
+                self._add_regeneration_cost(job_id, image_id, source_job, cost_usd)
                 if job.get("reportKeys") and job.get("status") in {s.value for s in contracts.TERMINAL_JOB_STATUSES}:
                     from chalicelib.report import Reporter
 
                     Reporter(self.s3, self.store).rewrite(job_id, owner, self.bucket)
                 return variant
         raise StorageError(f"image {image_id} of job {job_id} kept changing: the regenerated result was not added")
+
+    def _add_regeneration_cost(self, job_id: str, image_id: str, source_job: str, cost_usd: float | None) -> None:
+        """Once per regeneration (its job's id is the charge): the parent's regenerations total."""
+        if cost_usd is not None:
+            self.store.add_cost(job_id, image_id, f"regenerated-{source_job}", cost_usd, regeneration=True)
 
     def _refresh_deliverables(self, owner: str, job: Mapping[str, Any]) -> tuple[ReportRefresh, str | None]:
         """After a change of what an image delivers: archives dropped, and the report written

@@ -597,6 +597,8 @@ class Steps:
                 outputs[0],
                 step.job_id,
                 step.image.prompt or step.settings.prompt,
+                # billed to this linked job; the parent shows it apart (its regenerations)
+                cost_usd=estimate.attempts_cost_usd(attempts),
             )
         # a repeated finalize writes the same keys; the store keeps the first outcome
         self.store.set_image_status(

@@ -43,6 +43,7 @@ class FakeApi:
         self.extra_images: list[dict[str, Any]] = []
         self.picks = []
         self.regenerations = []
+        self.cost_extra: dict[str, Any] = {}
         self.report_rewrite: dict[str, Any] | None = None  # a large job's pick: its report in the background
 
     def health(self) -> dict[str, Any]:
@@ -186,7 +187,14 @@ class FakeApi:
             "verdicts": verdicts,
             **({"review": self.review_state} if self.review_state else {}),
             **({"reportRewrite": self.report_rewrite} if self.report_rewrite else {}),
-            "cost": {"modelCalls": 3, "actualUsd": 0.12, "estimateUsd": 0.16, "budgetUsd": 1.0, "priceSource": "p"},
+            "cost": {
+                "modelCalls": 3,
+                "actualUsd": 0.12,
+                "estimateUsd": 0.16,
+                "budgetUsd": 1.0,
+                "priceSource": "p",
+                **self.cost_extra,
+            },
             "images": images,
             "reports": {"json": "http://127.0.0.1:1/report.json", "csv": "http://127.0.0.1:1/report.csv"},
             "nextCursor": None,
@@ -789,6 +797,9 @@ def test_the_job_page_says_what_the_job_cost_and_a_budget_is_sent(app) -> None:
         c.value == "Cost: about $0.12 (3 model calls) of a $1.00 budget · about $0.16 for the whole job"
         for c in at.caption
     )
+    fake.cost_extra = {"regenerations": 2, "regeneratedUsd": 0.084}  # billed to their own jobs
+    at.run()
+    assert any(c.value.endswith("· about $0.16 for the whole job · plus $0.08 in 2 regenerations") for c in at.caption)
     at.switch_page("pages/new_batch.py").run()
     _upload(at, ["a.png"])
     at.checkbox(key="cap_budget").check().run()
