@@ -428,7 +428,12 @@ def approve_review(job_id: str) -> dict[str, Any]:
 def _steps() -> Steps:
     from chalicelib.workflow import Steps
 
-    return Steps(aws.client("s3"), _store(), aws.client("rekognition"))
+    return Steps(
+        aws.client("s3"),
+        _store(),
+        aws.client("rekognition"),
+        start_report_rewrite=lambda event: start_report_rewrite(event),
+    )
 
 
 def _reporter() -> Reporter:

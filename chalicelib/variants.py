@@ -176,8 +176,9 @@ class VariantService:
                 return None
             outputs = list(image.get("outputs") or [])
             done = next((o for o in outputs if o.get("jobId") == source_job), None)
-            if done is not None:  # a repeat: its cost, if the earlier run stopped before adding it
+            if done is not None:  # a repeat: its cost and the report, if the earlier run stopped before them
                 self._add_regeneration_cost(job_id, image_id, source_job, cost_usd)
+                self._refresh_report(owner, job)
                 return int(done["variant"])
             if not any("delivered" in o for o in outputs):  # recorded before variants: the best is delivered
                 outputs = mark_delivered(outputs)
@@ -202,10 +203,7 @@ class VariantService:
             )
             if self.store.set_outputs(job_id, image_id, [*outputs, added], image):
                 self._add_regeneration_cost(job_id, image_id, source_job, cost_usd)
-                if job.get("reportKeys") and job.get("status") in {s.value for s in contracts.TERMINAL_JOB_STATUSES}:
-                    from chalicelib.report import Reporter
-
-                    Reporter(self.s3, self.store).rewrite(job_id, owner, self.bucket)
+                self._refresh_report(owner, job)
                 return variant
         raise StorageError(f"image {image_id} of job {job_id} kept changing: the regenerated result was not added")
 
@@ -215,16 +213,20 @@ class VariantService:
             self.store.add_cost(job_id, image_id, f"regenerated-{source_job}", cost_usd, regeneration=True)
 
     def _refresh_deliverables(self, owner: str, job: Mapping[str, Any]) -> tuple[ReportRefresh, str | None]:
-        """After a change of what an image delivers: archives dropped, and the report written
-        again if it was (REWRITTEN; above rewrites.SYNC_REWRITE_LIMIT images in the background:
-        REWRITING, or REWRITE_PENDING with the reason its start failed), else it says so when it
-        is written (AT_NEXT_BUILD)."""
-        from chalicelib import rewrites
+        """After the owner changed what an image delivers: archives dropped, and the report."""
         from chalicelib.archive import ArchiveService
+
+        ArchiveService(self.s3, self.bucket, self.store).forget(owner, str(job["jobId"]))
+        return self._refresh_report(owner, job)
+
+    def _refresh_report(self, owner: str, job: Mapping[str, Any]) -> tuple[ReportRefresh, str | None]:
+        """The report written again if it was (REWRITTEN; above rewrites.SYNC_REWRITE_LIMIT images
+        in the background: REWRITING, or REWRITE_PENDING with the reason its start failed), else
+        it says so when it is written (AT_NEXT_BUILD)."""
+        from chalicelib import rewrites
         from chalicelib.report import Reporter
 
         job_id = str(job["jobId"])
-        ArchiveService(self.s3, self.bucket, self.store).forget(owner, job_id)
         if not job.get("reportKeys") or job.get("status") not in {s.value for s in contracts.TERMINAL_JOB_STATUSES}:
             return ReportRefresh.AT_NEXT_BUILD, None
         if int(job.get("imageCount") or 0) > rewrites.SYNC_REWRITE_LIMIT:

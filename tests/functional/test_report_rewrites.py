@@ -159,3 +159,34 @@ def test_the_sweep_writes_a_report_whose_rewrite_never_started(
     assert swept == [{"kind": "REWRITE_REPORT", "jobId": JOB_ID, "rewrites": 1, "current": True}]
     assert _delivered_in_report(JOB_ID, OWNER) == [1]
     assert "reportRewrite" not in _view(client, token, JOB_ID) and store.background_work() == []
+
+
+def test_a_regeneration_added_to_a_large_job_has_its_report_written_in_the_background(
+    client, token_for, store, large, monkeypatch
+) -> None:
+    from test_finalize_checks_and_rerolls import JOB_ID, OWNER
+    from test_variants_api import _run_job
+
+    from chalicelib import workflow
+
+    image_id = _finished_job(store, variants=2)
+    parent = store.get_image(JOB_ID, image_id)
+    store.put_labels(parent["key"], [{"name": "Bottle", "confidence": 96.0, "instances": []}])
+    token = token_for(OWNER)
+    headers = {"Authorization": token, "Content-Type": "application/json"}
+    path = f"/jobs/{JOB_ID}/images/{image_id}/regenerate"
+    linked_id = client.http.post(path, headers=headers, body=json.dumps({"seed": 779})).json_body["jobId"]
+    # the linked job's finalize, as the app builds its steps: with the rewriter's starter
+    steps = workflow.Steps
+    monkeypatch.setattr(
+        workflow, "Steps", lambda s3, job_store: steps(s3, job_store, start_report_rewrite=large.append)
+    )
+    _run_job(store, linked_id)
+
+    def sources() -> list[str | None]:
+        body = boto3.client("s3").get_object(Bucket=BUCKET, Key=contracts.report_key(OWNER, JOB_ID, "json"))["Body"]
+        return [o.get("source") for o in json.loads(body.read())["images"][0]["outputs"]]
+
+    assert len(large) == 1 and sources() == [None, None]  # handed off: the finalize did not write it
+    client.lambda_.invoke("reconcile", large[0])
+    assert sources() == [None, None, "REGENERATED"]
