@@ -304,6 +304,10 @@ def _status_text(view: dict[str, Any]) -> str:
     )
     if spent:
         lines.append(spent)
+    rewrite = view.get("reportRewrite") or {}
+    if rewrite:  # a large job's pick: the report follows in the background
+        waiting = f" (waiting to be started: {rewrite.get('lastError')})" if rewrite.get("status") == "FAILED" else ""
+        lines.append(f"the report is being updated with your picks{waiting}")
     if (view.get("review") or {}).get("status") == "WAITING":
         deadline = deadline_words(str(view["review"].get("deadline")))
         lines.append(f"waiting for your review. {deadline}: backdrop review {view['jobId']}")
