@@ -10,7 +10,7 @@ An image recorded before variants had no `delivered` mark: every output of it is
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -19,9 +19,8 @@ from botocore.exceptions import ClientError
 from chalicelib import contracts
 from chalicelib.contracts import ImageStatus, PickedBy, ReportRefresh
 from chalicelib.errors import Conflict, NotFound, StorageError
+from chalicelib.rewrites import RewriteStarter
 from chalicelib.store import JobStore
-
-RewriteStarter = Callable[[dict[str, Any]], None]
 
 PICK_FIELD = "variant"
 
