@@ -25,6 +25,13 @@ per process, for as long as the process lives (docs/aws-notes.md#n54-what-moto-k
   the cost benchmark reads: AWS bills the children's transitions, and moto discards their
   histories anyway), workers loop, and finished threads are dropped (`prune_threads`).
 
+- DynamoDB, in time: every Query (a job's images, a user's jobs through the owner index) starts
+  from the whole table sorted (`Table.all_items`), then keeps the matching items and sorts those
+  again. With 20,000 items that is tens of milliseconds per call, paid by every poll of GET /jobs:
+  time per image that grows with the job's size (a 10,000-image job ran at 1.5x the per-image
+  time of a 100-image one). On AWS a Query reads one partition of the table or index. Here a
+  Query on the table reads only its partition, and one on an index walks the items unsorted
+  (the Query still sorts what it keeps).
 - Step Functions, in time: every Lambda task and every Bedrock stand-in call built a new boto3
   client (a quarter of the local stack's CPU), and every JSONPath was parsed again per
   evaluation. Here both are cached (boto3 clients are thread-safe).
@@ -35,7 +42,9 @@ All of these touch private moto APIs: `install()` checks the version pinned by s
 from __future__ import annotations
 
 import collections
+import contextvars
 import copy
+import inspect
 import threading
 import types
 from collections.abc import Callable, Iterable
@@ -303,6 +312,50 @@ def _install_untracked_models() -> Callable[[], None]:
     return undo
 
 
+# The table a Query is running on, with the partition it reads (None: an index query)
+_querying: contextvars.ContextVar[tuple[Any, Any] | None] = contextvars.ContextVar("moto_query", default=None)
+
+
+def _install_queries() -> Callable[[], None]:
+    from moto.dynamodb.models.table import Table
+
+    original_query = Table.query
+    original_all_items = Table.all_items
+    signature = inspect.signature(original_query)
+
+    def query(self: Any, *args: Any, **kwargs: Any) -> Any:
+        arguments = signature.bind(self, *args, **kwargs).arguments
+        partition = None if arguments.get("index_name") else arguments.get("hash_key")
+        token = _querying.set((self, partition))
+        try:
+            return original_query(self, *args, **kwargs)
+        finally:
+            _querying.reset(token)
+
+    def all_items(self: Any) -> Any:
+        current = _querying.get()
+        if current is None or current[0] is not self:
+            return original_all_items(self)  # a Scan: its pages rely on the sorted order
+        partition = current[1]
+        if partition is not None:
+            held = self.items.get(partition)
+            if held is None:
+                return []
+            return list(held.values()) if self.range_key_attr else [held]
+        if self.range_key_attr:
+            return [item for held in list(self.items.values()) for item in list(held.values())]
+        return list(self.items.values())
+
+    Table.query = query  # type: ignore[method-assign]
+    Table.all_items = all_items  # type: ignore[method-assign]
+
+    def undo() -> None:
+        Table.query = original_query  # type: ignore[method-assign]
+        Table.all_items = original_all_items  # type: ignore[method-assign]
+
+    return undo
+
+
 def install_transactions() -> Callable[[], None]:
     """Only the transaction bounds: what an in-process executed state machine needs, whose Map
     children write the table from several threads at once (moto's whole-table deep copy races
@@ -313,7 +366,13 @@ def install_transactions() -> Callable[[], None]:
 def install() -> Callable[[], None]:
     """Patch moto; returns a function that undoes the patches."""
     _check_version()
-    undo = [_install_untracked_models(), _install_transactions(), _install_map_runs(), _install_caches()]
+    undo = [
+        _install_untracked_models(),
+        _install_transactions(),
+        _install_queries(),
+        _install_map_runs(),
+        _install_caches(),
+    ]
 
     def uninstall() -> None:
         for step in reversed(undo):

@@ -105,3 +105,44 @@ def test_moto_keeps_no_list_of_every_item_it_ever_built(bounded, store) -> None:
     _job(store, 20)
     store.images(JOB_ID)  # a query deep-copies every item it returns
     assert len(Item.instances_tracked) == before
+
+
+def _answers(store: JobStore, job_ids: list[str]) -> list[Any]:
+    """What a client sees of the queries the product makes: a job's images (paged) and the
+    owner's jobs through the owner index (paged, newest first)."""
+    images = [[i["imageId"] for i in store.images(job_id)] for job_id in job_ids]
+    first = store.list_jobs("o", limit=2)
+    second = store.list_jobs("o", limit=2, cursor=first.next_cursor) if first.next_cursor else None
+    jobs = [[j["jobId"] for j in page.items] for page in (first, second) if page]
+    return [images, jobs]
+
+
+def test_queries_read_one_partition_and_answer_as_before(resources, store, monkeypatch) -> None:
+    job_ids = [f"20261124T12000{n}Z-0123456789ab" for n in range(3)]
+    for n, job_id in enumerate(job_ids):
+        images = [NewImage(f"{n}{i:031x}", f"r{n}{i}", f"uploads/o/{n}{i}.png", f"{i}.png") for i in range(4)]
+        store.put_job(job_id=job_id, owner="o", model="stability-inpaint", settings={}, images=images)
+    unbounded = _answers(store, job_ids)
+
+    undo = moto_bounds.install()
+    try:
+        from moto.dynamodb.models.table import Table
+
+        reads: list[int] = []  # items each Query started from
+        bounded_all_items = Table.all_items
+
+        def counting(self: Any) -> Any:
+            answer = bounded_all_items(self)
+            reads.append(len(answer))
+            return answer
+
+        monkeypatch.setattr(Table, "all_items", counting)
+        bounded_answers = _answers(store, job_ids)
+    finally:
+        monkeypatch.undo()
+        undo()
+    assert bounded_answers == unbounded  # same items, same order, same pages
+    assert unbounded[0] == [sorted(ids) for ids in unbounded[0]] and len(unbounded[1][0]) == 2
+    # each job's image query started from its partition (the job item and its 4 images), not
+    # from all 15 items of the table
+    assert reads[: len(job_ids)] == [5, 5, 5]
