@@ -119,7 +119,7 @@ def measure(images: int = IMAGES) -> dict[str, Any]:
 
     import app as backdrop_app
     from backend.resources import create_resources
-    from chalicelib import aws
+    from chalicelib import aws, contracts
     from chalicelib.report import Reporter
     from chalicelib.store import JobStore
 
@@ -146,6 +146,22 @@ def measure(images: int = IMAGES) -> dict[str, Any]:
                 answer_s = time.perf_counter() - started
             if answer.status_code != 200:
                 raise RuntimeError(f"the pick answered {answer.status_code}: {answer.body[:300]!r}")
+            # moto copies the whole table for every TransactWriteItems (to roll back); the pick makes
+            # one (its image and the job's verdict counts). AWS does not: one of moto's, timed alone.
+            started = time.perf_counter()
+            store.table.meta.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": store.table.name,
+                            "Key": {"pk": contracts.job_pk(job_id), "sk": contracts.JOB_SK},
+                            "UpdateExpression": "SET benchTouched = :t",
+                            "ExpressionAttributeValues": {":t": {"BOOL": True}},
+                        }
+                    }
+                ]
+            )
+            transaction_s = time.perf_counter() - started
     finally:
         backdrop_app.start_report_rewrite = start_report_rewrite
         aws.reset()
@@ -154,6 +170,7 @@ def measure(images: int = IMAGES) -> dict[str, Any]:
         "build_s": build_s,
         "rewrite_s": rewrite_s,
         "answer_s": answer_s,
+        "transaction_s": transaction_s,
         "report": answer.json_body["report"],
         "handed_off": len(started_runs),
     }
@@ -163,11 +180,19 @@ def run(row: Callable[[str, str, str, bool | None], None], images: int = IMAGES)
     from chalicelib.rewrites import SYNC_REWRITE_LIMIT
 
     result = measure(images)
+    own_s = result["answer_s"] - result["transaction_s"]
     row(
         f"pick on a {result['images']:,}-image job (moto)",
-        f"{result['answer_s']:.2f} s to answer, report {result['report']}",
+        f"{own_s:.2f} s to answer, report {result['report']} (less moto's table copy)",
         f"<= {ANSWER_TARGET_S:.1f} s (1/5 of 29 s)",
-        result["answer_s"] <= ANSWER_TARGET_S,
+        own_s <= ANSWER_TARGET_S,
+    )
+    row(
+        "  as measured on moto",
+        f"{result['answer_s']:.2f} s, of which {result['transaction_s']:.2f} s is moto copying the table "
+        "for its one TransactWriteItems",
+        "-",
+        None,
     )
     per_image = result["rewrite_s"] / result["images"]
     row(
