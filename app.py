@@ -336,7 +336,26 @@ def retry_job(job_id: str) -> Response:
 
 
 def _variants() -> VariantService:
-    return VariantService(_store(), aws.client("s3"), config.settings().bucket_name)
+    # the starter is looked up at each call: the tests and the bench put their own here
+    return VariantService(
+        _store(),
+        aws.client("s3"),
+        config.settings().bucket_name,
+        start_rewrite=lambda event: start_report_rewrite(event),
+    )
+
+
+def _invoke_report_rewriter(event: dict[str, Any]) -> None:
+    """Start the reconciler's function on a large job's report rewrite without waiting (an
+    asynchronous Lambda invoke; chalicelib/rewrites.py)."""
+    name = os.environ.get("RECONCILE_FUNCTION_NAME")
+    if not name:
+        raise RuntimeError("RECONCILE_FUNCTION_NAME is not set")
+    aws.client("lambda").invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps(event).encode())
+
+
+# How a large job's report rewrite is started (the tests, the bench and the local stack put their own here)
+start_report_rewrite = _invoke_report_rewriter
 
 
 @app.route("/jobs/{job_id}/images/{image_id}/pick", methods=["POST"], authorizer=authorizer, cors=cors)
@@ -409,7 +428,12 @@ def approve_review(job_id: str) -> dict[str, Any]:
 def _steps() -> Steps:
     from chalicelib.workflow import Steps
 
-    return Steps(aws.client("s3"), _store(), aws.client("rekognition"))
+    return Steps(
+        aws.client("s3"),
+        _store(),
+        aws.client("rekognition"),
+        start_report_rewrite=lambda event: start_report_rewrite(event),
+    )
 
 
 def _reporter() -> Reporter:

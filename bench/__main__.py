@@ -25,6 +25,7 @@ BENCHES = (
     "package",
     "submit",
     "delete",
+    "pick",
     "throughput",
     "cost",
     "quality",
@@ -112,7 +113,7 @@ def package_size() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench import cost, cutout, delete, quality, quiet_logs, scale, submit, throughput, webapp
+    from bench import cost, cutout, delete, pick, quality, quiet_logs, scale, submit, throughput, webapp
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         "package": package_size,
         "submit": lambda: submit.run(row),
         "delete": lambda: delete.run(row),
+        "pick": lambda: pick.run(row),
         "throughput": lambda: throughput.run(row),
         "cost": lambda: cost.run(row),
         "quality": lambda: quality.run(row),

@@ -512,6 +512,17 @@ BACKGROUND_WORK_PK: Final = "BACKGROUND"
 class BackgroundWork(StrEnum):
     CLOSE_CANCELLED = "CLOSE_CANCELLED"  # a cancelled job's unfinished images, report and webhook
     DELETE = "DELETE"  # a deleted job's files and records
+    REWRITE_REPORT = "REWRITE_REPORT"  # a large finished job's report, written again after a pick
+
+
+class ReportRefresh(StrEnum):
+    """What a pick did to the job's report (POST /jobs/{jobId}/images/{imageId}/pick's `report`)."""
+
+    REWRITTEN = "REWRITTEN"  # written again inside the request, with the pick
+    REWRITING = "REWRITING"  # a large job: being written again in the background (the job's `reportRewrite`)
+    REWRITE_PENDING = "REWRITE_PENDING"  # a large job: its rewrite could not be started now; the next
+    # pick or the reconciler's sweep starts it (the job's `reportRewrite.lastError` says why)
+    AT_NEXT_BUILD = "AT_NEXT_BUILD"  # the job has not finished: its report, when written, carries the pick
 
 
 def background_work_sk(kind: BackgroundWork, job_id: str) -> str:
@@ -581,6 +592,11 @@ JOB_SCENE_MODEL_ATTRIBUTE: Final = "sceneModel"
 # the scene call, added once each (JobStore.add_cost); and the estimate POST /jobs answered, kept so
 # every later view says the same figure (chalicelib/estimate.py).
 JOB_COST_ATTRIBUTE: Final = "costUsd"
+# A regeneration (POST .../regenerate) is billed to its own linked one-photo job; the job it adds a
+# variant to keeps apart what its regenerations cost and how many there were, added once each when
+# the variant is added (chalicelib/variants.py): shown beside its own cost, never in it.
+JOB_REGENERATED_COST_ATTRIBUTE: Final = "regeneratedCostUsd"
+JOB_REGENERATIONS_ATTRIBUTE: Final = "regenerationsAdded"  # (an image item's `regenerations` counts those asked)
 JOB_ESTIMATE_ATTRIBUTE: Final = "estimate"
 
 

@@ -117,6 +117,10 @@ def job_cost(job: Mapping[str, Any]) -> dict[str, Any]:
         cost["priceSource"] = spec.price_source
     if settings.get(BUDGET_FIELD) is not None:
         cost["budgetUsd"] = float(settings[BUDGET_FIELD])
+    regenerations = int(job.get(contracts.JOB_REGENERATIONS_ATTRIBUTE) or 0)
+    if regenerations:  # billed to their own linked jobs: a separate figure, not in `actualUsd`
+        cost["regenerations"] = regenerations
+        cost["regeneratedUsd"] = round(float(job.get(contracts.JOB_REGENERATED_COST_ATTRIBUTE) or 0.0), 4)
     return cost
 
 
@@ -164,8 +168,8 @@ def _cost_before_running_total(job: Mapping[str, Any], spec: ModelSpec, calls: i
 
 
 def cost_words(cost: Mapping[str, Any], finished: bool) -> str | None:
-    """ "Cost: about $0.88 (22 model calls) of a $5.00 budget · about $0.97 for the whole job",
-    the one way the page, the CLI and the email say it."""
+    """ "Cost: about $0.88 (22 model calls) of a $5.00 budget · about $0.97 for the whole job
+    · plus $0.04 in 1 regeneration", the one way the page, the CLI and the email say it."""
     if "actualUsd" not in cost:
         return None
     calls = int(cost.get("modelCalls") or 0)
@@ -175,4 +179,8 @@ def cost_words(cost: Mapping[str, Any], finished: bool) -> str | None:
         words += f" of a ${cost['budgetUsd']:.2f} budget"
     if cost.get("estimateUsd") is not None:
         words += f" · about ${cost['estimateUsd']:.2f} for the whole job"
+    if cost.get("regenerations"):  # billed to the regenerations' own jobs, said here too
+        count = int(cost["regenerations"])
+        words += f" · plus ${float(cost.get('regeneratedUsd') or 0):.2f} in {count} regeneration"
+        words += "s" if count != 1 else ""
     return words

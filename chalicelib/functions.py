@@ -38,7 +38,7 @@ class Grant(StrEnum):
     START_ARCHIVE_BUILD = "start-archive-build"  # lambda:InvokeFunction on this stage's build_archive
     ABORT_ARCHIVE_UPLOAD = "abort-archive-upload"  # s3:AbortMultipartUpload under the results prefix
     SEND_TASK_RESULT = "send-task-result"  # states:SendTaskSuccess: an owner's approval ends the review wait
-    START_CANCEL_CLOSING = "start-cancel-closing"  # lambda:InvokeFunction on the reconciler (a large job's cancel)
+    START_CANCEL_CLOSING = "start-cancel-closing"  # lambda:InvokeFunction on the reconciler (a large job's cancel, its report rewrite after a pick)
     START_DELETION = "start-deletion"  # lambda:InvokeFunction on the deleter (a large job's delete)
 
 
@@ -162,14 +162,18 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         memory_mb=1769,
         timeout_s=180,
         workflow_task=True,
-        # uploads: the original, and a background photo (an `image` background)
-        s3_read=(UPLOADS_PREFIX, SCRATCH_PREFIX),
+        # uploads: the original, and a background photo (an `image` background); a regeneration's
+        # result is copied from its own job's results to the job it regenerates (chalicelib/variants.py),
+        # whose report, if written, is written again (reports: the earlier one's finish time)
+        s3_read=(UPLOADS_PREFIX, SCRATCH_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX),
         # the original's text, read once per image, is kept in the scratch space for re-rolls
-        s3_write=(RESULTS_PREFIX, SCRATCH_PREFIX),
+        s3_write=(RESULTS_PREFIX, SCRATCH_PREFIX, REPORTS_PREFIX),
         s3_delete=(SCRATCH_PREFIX,),  # the image's scratch, once it has SUCCEEDED
-        table_actions=("GetItem", "UpdateItem"),
-        # the scorecard's subject and text checks, on pixels sent as bytes (no S3 access for Rekognition)
-        grants=frozenset({Grant.DETECT_LABELS, Grant.DETECT_TEXT}),
+        # Query: that report's images; PutItem: the note of its rewrite handed to the background
+        table_actions=("GetItem", "UpdateItem", "Query", "PutItem"),
+        # the scorecard's subject and text checks, on pixels sent as bytes (no S3 access for
+        # Rekognition); a large job's report rewrite, started on the reconciler's function
+        grants=frozenset({Grant.DETECT_LABELS, Grant.DETECT_TEXT, Grant.START_CANCEL_CLOSING}),
     ),
     LambdaFunction(
         "record_failure",

@@ -931,6 +931,10 @@ class JobService:
             return view if query.limit == 0 else {**view, "images": [], "nextCursor": None}
         if job["status"] in contracts.TERMINAL_JOB_STATUSES and job.get("reportKeys"):
             view["reports"] = {fmt: self._url(key) for fmt, key in job["reportKeys"].items()}
+        if job.get("reportRewrite"):  # a pick's report rewrite, in the background (chalicelib/rewrites.py)
+            view["reportRewrite"] = {
+                k: job["reportRewrite"][k] for k in ("status", "requestedAt", "lastError") if k in job["reportRewrite"]
+            }
         if query.limit == 0:
             return view
         page = self.store.images_page(

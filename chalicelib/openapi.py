@@ -33,6 +33,7 @@ from chalicelib.deletion import REMOVED_KINDS
 from chalicelib.job_control import SYNC_DELETE_LIMIT
 from chalicelib.models import registry
 from chalicelib.presets import all_presets
+from chalicelib.rewrites import SYNC_REWRITE_LIMIT
 from chalicelib.store import MAX_IMAGES_PAGE_SIZE
 
 OPENAPI_VERSION: Final = "3.1.0"
@@ -407,6 +408,14 @@ def _job_summary_properties() -> dict[str, Any]:
                 "budgetUsd": {"type": "number"},
                 "pricePerImageUsd": {"type": "number"},
                 "priceSource": _STRING,
+                "regenerations": {
+                    **_COUNT,
+                    "description": "regenerations of this job's images added as variants (POST .../regenerate)",
+                },
+                "regeneratedUsd": {
+                    "type": "number",
+                    "description": "what those regenerations cost: billed to their own linked jobs, not in `actualUsd`",
+                },
             },
             ["modelCalls"],
             description="what the job cost so far, in US dollars",
@@ -745,6 +754,16 @@ def schemas() -> dict[str, Any]:
                     "`limit=0`)",
                 },
                 "reports": _obj({"json": _URL, "csv": _URL}, description="presigned, once the job has finished"),
+                "reportRewrite": _obj(
+                    {
+                        "status": _enum(("STARTED", "FAILED"), "STARTED: being written; FAILED: waiting to be started"),
+                        "requestedAt": _STRING,
+                        "lastError": _STRING,
+                    },
+                    ["status", "requestedAt"],
+                    description="while a pick's change is being written into the report (a large job): the "
+                    "report links still give the earlier one",
+                ),
                 "deletion": {
                     **_ref("Deletion"),
                     "description": "a DELETING job's progress (then `images` is empty, with no cursor and no "
@@ -887,10 +906,14 @@ def schemas() -> dict[str, Any]:
                 "pickedBy": {"const": contracts.PickedBy.OWNER.value},
                 "outputs": {"type": "array", "items": {"type": "object"}, "description": "the image's variants"},
                 "report": _enum(
-                    ("REWRITTEN", "AT_NEXT_BUILD"),
-                    "REWRITTEN: the finished job's report was written again with the pick; AT_NEXT_BUILD: the "
-                    "report is not written yet and will carry it",
+                    tuple(r.value for r in contracts.ReportRefresh),
+                    "REWRITTEN: the finished job's report was written again with the pick; REWRITING: a job of "
+                    f"more than {SYNC_REWRITE_LIMIT} images, its report is being written again in the background "
+                    "(the job's `reportRewrite` until it is done); REWRITE_PENDING: that rewrite could not be "
+                    "started (`reportError` says why), the next pick or the reconciler's sweep starts it; "
+                    "AT_NEXT_BUILD: the report is not written yet and will carry it",
                 ),
+                "reportError": {"type": "string", "description": "with REWRITE_PENDING: why the rewrite did not start"},
             },
             ["jobId", "imageId", "delivered", "pickedBy", "outputs", "report"],
         ),

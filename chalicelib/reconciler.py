@@ -29,7 +29,8 @@ The sweep also finishes work handed to a background run that never ran or stoppe
 (`sweep_background`): every hand-off is noted under the table's background partition before it
 starts. A cancelled job left without its closing (its start failed, or it was cancelled before its
 execution existed, so no execution's end will come) is closed by the sweep itself; a job left
-DELETING has its deleter Lambda started again.
+DELETING has its deleter Lambda started again; a large job's report rewrite after a pick whose
+start failed or stopped (chalicelib/rewrites.py) is run by the sweep itself.
 
 Running it again changes nothing: every write is conditional or rewrites the same content.
 """
@@ -45,7 +46,7 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts
+from chalicelib import contracts, rewrites
 from chalicelib.contracts import BackgroundWork, ClosingBy, ClosingStatus, ErrorCode, JobStatus, NotificationStatus
 from chalicelib.errors import client_error_code
 from chalicelib.notify import NotificationSender, Notifier
@@ -183,10 +184,16 @@ class Reconciler:
     # ------------------------------------------------------------------ entry points
 
     def handle_event(self, event: Mapping[str, Any]) -> dict[str, Any] | None:
-        """An EventBridge "Execution Status Change" event, or the API's `cancel_closing_event`."""
+        """An EventBridge "Execution Status Change" event, or the API's `cancel_closing_event` or
+        `rewrites.rewrite_event` (a large job's report written again after a pick)."""
         if event.get("detail-type") == CANCEL_CLOSING:
             detail = event.get("detail") or {}
             return self.close_cancelled(str(detail["jobId"]), str(detail["owner"]), str(detail["bucket"]))
+        if event.get("detail-type") == rewrites.REPORT_REWRITE:
+            detail = event.get("detail") or {}
+            return rewrites.run(
+                self.store, self.reporter, str(detail["jobId"]), str(detail["owner"]), str(detail["bucket"])
+            )
         if event.get("detail-type") != EXECUTION_STATUS_CHANGE:
             return None
         detail = dict(event.get("detail") or {})
@@ -241,6 +248,14 @@ class Reconciler:
             job_id, owner, bucket = str(note["jobId"]), str(note["owner"]), str(note["bucket"])
             kind = BackgroundWork(note["kind"])
             job = self._job(job_id)
+            if kind is BackgroundWork.REWRITE_REPORT:
+                if not (job or {}).get("reportRewrite"):
+                    self.store.background_work_done(kind, job_id)  # written, or the job is gone
+                elif rewrites.stranded(job, now) and (time_left is None or time_left() >= SWEEP_CLOSE_SECONDS):
+                    outcomes.append(
+                        {"kind": kind.value, **rewrites.run(self.store, self.reporter, job_id, owner, bucket)}
+                    )
+                continue
             if kind is BackgroundWork.CLOSE_CANCELLED:
                 if job is None or job.get("status") != JobStatus.CANCELLED.value or job.get("reportKeys"):
                     self.store.background_work_done(kind, job_id)  # closed, or gone: nothing left

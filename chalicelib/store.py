@@ -40,7 +40,7 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from chalicelib import config, contracts
-from chalicelib.contracts import ErrorCode, ImageStatus, JobStatus, NotificationStatus
+from chalicelib.contracts import ClosingStatus, ErrorCode, ImageStatus, JobStatus, NotificationStatus
 from chalicelib.errors import CONDITION_FAILED, BadRequest, StorageError, client_error_code
 
 MAX_IMAGES_PAGE_SIZE: Final = 100
@@ -563,16 +563,33 @@ class JobStore:
             return False
         return True
 
-    def add_cost(self, job_id: str, image_id: str, charge: str, cost_usd: float, *, model_calls: int = 0) -> bool:
+    def add_cost(
+        self,
+        job_id: str,
+        image_id: str,
+        charge: str,
+        cost_usd: float,
+        *,
+        model_calls: int = 0,
+        regeneration: bool = False,
+    ) -> bool:
         """Add what one billed piece of an image's work cost (and its model calls) to the job's
         running totals, once per `charge` (a name unique within the image, such as "variant2" or
         "attempt3"): a Lambda retry that adds the same charge again adds nothing and answers
         False. For costs recorded apart from the image's finishing; an image's attempts are added
-        by set_image_status(cost_usd=...) in the transition that finishes it."""
+        by set_image_status(cost_usd=...) in the transition that finishes it. `regeneration`: a
+        regeneration billed to its own linked job, kept apart on this one (its total and count,
+        contracts.JOB_REGENERATED_COST_ATTRIBUTE), not in this job's cost."""
         charges = "costCharges"  # on the image item: the job item stays small at 10,000 images
-        job_adds = "ADD #cost :usd" + (f", {contracts.JOB_MODEL_CALLS_ATTRIBUTE} :calls" if model_calls else "")
-        job_values: dict[str, Any] = {":usd": _usd(cost_usd)}
-        if model_calls:
+        if regeneration:
+            job_adds = f"ADD #cost :usd, {contracts.JOB_REGENERATIONS_ATTRIBUTE} :one"
+            job_values: dict[str, Any] = {":usd": _usd(cost_usd), ":one": 1}
+            cost_attribute = contracts.JOB_REGENERATED_COST_ATTRIBUTE
+        else:
+            job_adds = "ADD #cost :usd" + (f", {contracts.JOB_MODEL_CALLS_ATTRIBUTE} :calls" if model_calls else "")
+            job_values = {":usd": _usd(cost_usd)}
+            cost_attribute = contracts.JOB_COST_ATTRIBUTE
+        if model_calls and not regeneration:
             job_values[":calls"] = int(model_calls)
         try:
             self._client().transact_write_items(
@@ -592,7 +609,7 @@ class JobStore:
                             "Key": self._job_key(job_id),
                             "UpdateExpression": job_adds,
                             "ConditionExpression": "attribute_exists(pk)",
-                            "ExpressionAttributeNames": {"#cost": contracts.JOB_COST_ATTRIBUTE},
+                            "ExpressionAttributeNames": {"#cost": cost_attribute},
                             "ExpressionAttributeValues": job_values,
                         }
                     },
@@ -689,6 +706,74 @@ class JobStore:
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeValues={":closing": _stored(dict(closing))},
         )
+
+    # ------------------------------------------------------------------ report rewrites
+
+    def request_report_rewrite(self, job_id: str, requested_at: str, stale_before: str) -> bool:
+        """A pick on a large finished job: its report must be written again. Marks the job's
+        `reportRewrite` with `requested_at`; True when the caller must start the rewriter (none is
+        running, its start failed, or it has not moved since `stale_before`), False when a running
+        rewriter will see the newer request when it finishes (chalicelib/rewrites.py)."""
+        for _ in range(3):  # the running rewriter may finish between the two writes
+            claimed = self._conditional_update(
+                self._job_key(job_id),
+                "SET reportRewrite = :claim",
+                "attribute_exists(pk) AND (attribute_not_exists(reportRewrite) OR reportRewrite.#s <> :started"
+                " OR reportRewrite.since < :stale)",
+                {
+                    ":claim": {
+                        "status": ClosingStatus.STARTED.value,
+                        "requestedAt": requested_at,
+                        "since": requested_at,
+                    },
+                    ":started": ClosingStatus.STARTED.value,
+                    ":stale": stale_before,
+                },
+            )
+            if claimed:
+                return True
+            if self._conditional_update(
+                self._job_key(job_id),
+                "SET reportRewrite.requestedAt = :at",
+                "reportRewrite.#s = :started",
+                {":at": requested_at, ":started": ClosingStatus.STARTED.value},
+            ):
+                return False
+        raise StorageError(f"the report rewrite of job {job_id} could not be recorded")
+
+    def record_report_rewrite(self, job_id: str, **fields: str) -> bool:
+        """How the rewrite goes (`status`, `since`, `lastError`); False when none is pending."""
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        values = {f":v{i}": value for i, value in enumerate(fields.values())}
+        try:
+            self.table.update_item(
+                Key=self._job_key(job_id),
+                UpdateExpression="SET " + ", ".join(f"reportRewrite.#f{i} = :v{i}" for i in range(len(fields))),
+                ConditionExpression="attribute_exists(reportRewrite)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if client_error_code(exc) != CONDITION_FAILED:
+                raise
+            return False
+        return True
+
+    def report_rewrite_done(self, job_id: str, requested_at: str) -> bool:
+        """The report was written from a reading made after the request of `requested_at`: the
+        mark goes, unless a newer pick asked again meanwhile (False: write it once more)."""
+        try:
+            self.table.update_item(
+                Key=self._job_key(job_id),
+                UpdateExpression="REMOVE reportRewrite",
+                ConditionExpression="reportRewrite.requestedAt = :at",
+                ExpressionAttributeValues={":at": requested_at},
+            )
+        except ClientError as exc:
+            if client_error_code(exc) != CONDITION_FAILED:
+                raise
+            return False
+        return True
 
     # ------------------------------------------------------------------ background work
 

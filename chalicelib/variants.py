@@ -17,8 +17,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib import contracts
-from chalicelib.contracts import ImageStatus, PickedBy
+from chalicelib.contracts import ImageStatus, PickedBy, ReportRefresh
 from chalicelib.errors import Conflict, NotFound, StorageError
+from chalicelib.rewrites import RewriteStarter
 from chalicelib.store import JobStore
 
 PICK_FIELD = "variant"
@@ -108,10 +109,11 @@ class VariantService:
     """The owner's choices among an image's variants, given the job store, the S3 client and
     the bucket."""
 
-    def __init__(self, store: JobStore, s3: Any, bucket: str) -> None:
+    def __init__(self, store: JobStore, s3: Any, bucket: str, start_rewrite: RewriteStarter | None = None) -> None:
         self.store = store
         self.s3 = s3
         self.bucket = bucket
+        self.start_rewrite = start_rewrite  # a large job's report rewrite, without waiting (chalicelib/rewrites.py)
 
     def _image(self, owner: str, job_id: str, image_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """The job and the image, its owner's; another owner's looks like one that does not exist."""
@@ -137,24 +139,34 @@ class VariantService:
         picked = mark_delivered(outputs, variant, PickedBy.OWNER)
         if not self.store.set_outputs(job_id, image_id, picked, image):
             raise Conflict(f"image {image_id} changed while the pick was recorded; look at it again and pick again")
-        report = self._refresh_deliverables(owner, job)
-        return {
+        report, error = self._refresh_deliverables(owner, job)
+        answer = {
             "jobId": job_id,
             "imageId": image_id,
             "delivered": variant,
             "pickedBy": PickedBy.OWNER.value,
             "outputs": picked,
-            "report": report,
+            "report": report.value,
         }
+        if error:
+            answer["reportError"] = error
+        return answer
 
     def add_regenerated(
-        self, owner: str, parent: Mapping[str, str], made: Mapping[str, Any], source_job: str, prompt: str | None
+        self,
+        owner: str,
+        parent: Mapping[str, str],
+        made: Mapping[str, Any],
+        source_job: str,
+        prompt: str | None,
+        cost_usd: float | None = None,
     ) -> int | None:
         """A regeneration's result (`made`, an output of job `source_job`) becomes the next
         variant of the image it regenerates: copied to that image's result key, recorded with
         `source: REGENERATED`, its job, seed and prompt, not delivered until the owner picks it.
-        Answers its variant; None when that image is gone (its job deleted). Repeated, it finds
-        the variant already added."""
+        What it cost (`cost_usd`, billed to `source_job`) is added to the parent job's
+        regenerations total, apart from its own cost. Answers its variant; None when that image
+        is gone (its job deleted). Repeated, it finds the variant (and its cost) already added."""
         job_id, image_id = str(parent["jobId"]), str(parent["imageId"])
         for _ in range(3):  # a pick or another regeneration may land between the read and the write
             job = self.store.get_job(job_id)
@@ -163,7 +175,9 @@ class VariantService:
                 return None
             outputs = list(image.get("outputs") or [])
             done = next((o for o in outputs if o.get("jobId") == source_job), None)
-            if done is not None:
+            if done is not None:  # a repeat: its cost and the report, if the earlier run stopped before them
+                self._add_regeneration_cost(job_id, image_id, source_job, cost_usd)
+                self._refresh_report(owner, job)
                 return int(done["variant"])
             if not any("delivered" in o for o in outputs):  # recorded before variants: the best is delivered
                 outputs = mark_delivered(outputs)
@@ -187,22 +201,34 @@ class VariantService:
                 **({"prompt": prompt} if prompt else {}),
             )
             if self.store.set_outputs(job_id, image_id, [*outputs, added], image):
-                if job.get("reportKeys") and job.get("status") in {s.value for s in contracts.TERMINAL_JOB_STATUSES}:
-                    from chalicelib.report import Reporter
-
-                    Reporter(self.s3, self.store).rewrite(job_id, owner, self.bucket)
+                self._add_regeneration_cost(job_id, image_id, source_job, cost_usd)
+                self._refresh_report(owner, job)
                 return variant
         raise StorageError(f"image {image_id} of job {job_id} kept changing: the regenerated result was not added")
 
-    def _refresh_deliverables(self, owner: str, job: Mapping[str, Any]) -> str:
-        """After a change of what an image delivers: the report written again if it was
-        ("REWRITTEN"), else it says so when it is written ("AT_NEXT_BUILD"); archives dropped."""
+    def _add_regeneration_cost(self, job_id: str, image_id: str, source_job: str, cost_usd: float | None) -> None:
+        """Once per regeneration (its job's id is the charge): the parent's regenerations total."""
+        if cost_usd is not None:
+            self.store.add_cost(job_id, image_id, f"regenerated-{source_job}", cost_usd, regeneration=True)
+
+    def _refresh_deliverables(self, owner: str, job: Mapping[str, Any]) -> tuple[ReportRefresh, str | None]:
+        """After the owner changed what an image delivers: archives dropped, and the report."""
         from chalicelib.archive import ArchiveService
+
+        ArchiveService(self.s3, self.bucket, self.store).forget(owner, str(job["jobId"]))
+        return self._refresh_report(owner, job)
+
+    def _refresh_report(self, owner: str, job: Mapping[str, Any]) -> tuple[ReportRefresh, str | None]:
+        """The report written again if it was (REWRITTEN; above rewrites.SYNC_REWRITE_LIMIT images
+        in the background: REWRITING, or REWRITE_PENDING with the reason its start failed), else
+        it says so when it is written (AT_NEXT_BUILD)."""
+        from chalicelib import rewrites
         from chalicelib.report import Reporter
 
         job_id = str(job["jobId"])
-        ArchiveService(self.s3, self.bucket, self.store).forget(owner, job_id)
-        if job.get("reportKeys") and job.get("status") in {s.value for s in contracts.TERMINAL_JOB_STATUSES}:
-            Reporter(self.s3, self.store).rewrite(job_id, owner, self.bucket)
-            return "REWRITTEN"
-        return "AT_NEXT_BUILD"
+        if not job.get("reportKeys") or job.get("status") not in {s.value for s in contracts.TERMINAL_JOB_STATUSES}:
+            return ReportRefresh.AT_NEXT_BUILD, None
+        if int(job.get("imageCount") or 0) > rewrites.SYNC_REWRITE_LIMIT:
+            return rewrites.hand_off(self.store, self.start_rewrite, job_id, owner, self.bucket)
+        Reporter(self.s3, self.store).rewrite(job_id, owner, self.bucket)
+        return ReportRefresh.REWRITTEN, None

@@ -130,11 +130,19 @@ class StepInput:
 class Steps:
     """The step logic, given its S3 client and the job store."""
 
-    def __init__(self, s3: Any, store: JobStore, rekognition: Any = None) -> None:
+    def __init__(
+        self,
+        s3: Any,
+        store: JobStore,
+        rekognition: Any = None,
+        start_report_rewrite: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.s3 = s3
         self.store = store
         # Finalize's subject and text checks; without a client they say they did not run
         self.rekognition = rekognition
+        # a regeneration added to a large finished job: its report written in the background
+        self.start_report_rewrite = start_report_rewrite
 
     # ---------------------------------------------------------------- storage helpers
 
@@ -591,12 +599,16 @@ class Steps:
         verdict = variants.verdict_of(variants.delivered_output({"outputs": outputs}))
         if step.regenerates:
             # before this image is SUCCEEDED: if it cannot be added, the image fails and says why
-            variants.VariantService(self.store, self.s3, step.bucket).add_regenerated(
+            variants.VariantService(
+                self.store, self.s3, step.bucket, start_rewrite=self.start_report_rewrite
+            ).add_regenerated(
                 step.owner,
                 step.regenerates,
                 outputs[0],
                 step.job_id,
                 step.image.prompt or step.settings.prompt,
+                # billed to this linked job; the parent shows it apart (its regenerations)
+                cost_usd=estimate.attempts_cost_usd(attempts),
             )
         # a repeated finalize writes the same keys; the store keeps the first outcome
         self.store.set_image_status(

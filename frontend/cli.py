@@ -6,7 +6,7 @@
                   [--webhook https://...] [--no-labels] [--wait] [--out DIR]
                   (without --format each result follows its original: JPEG in, JPEG out; PNG otherwise)
   backdrop watch JOB [--out DIR]          re-attach to a job: progress until it finishes
-  backdrop jobs | status JOB [--only STATUS] | download JOB --out DIR | retry JOB [--wait]
+  backdrop jobs | status JOB [--only STATUS] | download JOB --out DIR [--all-variants] | retry JOB [--wait]
   backdrop cancel JOB | delete JOB [--originals] [--yes]
   backdrop pick JOB IMAGE VARIANT         deliver another variant of an image (archive and report follow)
   backdrop regenerate JOB IMAGE [--seed N] [--prompt TEXT] [--wait]   one more variant of an image
@@ -36,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from chalicelib import contracts, costs, webhooks
+from chalicelib import contracts, costs, variants, webhooks
 from chalicelib.backgrounds import ANCHORS, parse_color
 from chalicelib.contracts import TERMINAL_IMAGE_STATUSES, TERMINAL_JOB_STATUSES, BackgroundSource, ImageStatus
 from chalicelib.quality import Scorecard, attempts_summary, worst
@@ -304,6 +304,10 @@ def _status_text(view: dict[str, Any]) -> str:
     )
     if spent:
         lines.append(spent)
+    rewrite = view.get("reportRewrite") or {}
+    if rewrite:  # a large job's pick: the report follows in the background
+        waiting = f" (waiting to be started: {rewrite.get('lastError')})" if rewrite.get("status") == "FAILED" else ""
+        lines.append(f"the report is being updated with your picks{waiting}")
     if (view.get("review") or {}).get("status") == "WAITING":
         deadline = deadline_words(str(view["review"].get("deadline")))
         lines.append(f"waiting for your review. {deadline}: backdrop review {view['jobId']}")
@@ -318,12 +322,15 @@ def _status_text(view: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _download(client: BackdropClient, view: dict[str, Any], out: Path) -> list[str]:
-    """Every result of the job (its succeeded images, page by page) and its reports."""
+def _download(client: BackdropClient, view: dict[str, Any], out: Path, *, all_variants: bool = False) -> list[str]:
+    """The job's results (its succeeded images, page by page) and its reports: each image's
+    delivered variant, as the zip and the report deliver it, or with `all_variants` every
+    variant. A file's name ends with its variant's number either way."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for image in client.job_images(view["jobId"], status=ImageStatus.SUCCEEDED.value):
-        for output in image.get("outputs") or []:
+        outputs = (image.get("outputs") or []) if all_variants else variants.delivered_outputs(image)
+        for output in outputs:
             target = (
                 out
                 / f"{Path(image['name']).stem}-{image['imageId'][:8]}-{output['variant']}{Path(output['key']).suffix}"
@@ -598,7 +605,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_download(args: argparse.Namespace) -> int:
     client = _client(args)
     view = client.job_summary(args.job)
-    written = _download(client, view, Path(args.out))
+    written = _download(client, view, Path(args.out), all_variants=args.all_variants)
     _print(args, {"jobId": args.job, "files": written}, f"{len(written)} file(s) written to {args.out}")
     return _exit_code(view)
 
@@ -616,7 +623,12 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 def cmd_pick(args: argparse.Namespace) -> int:
     answer = _client(args).pick(args.job, args.image, args.variant)
-    report = "the report was written again" if answer["report"] == "REWRITTEN" else "the report will say so"
+    report = {
+        "REWRITTEN": "the report was written again",
+        "REWRITING": "the report is being written again (a large job: see `backdrop status`)",
+        "REWRITE_PENDING": f"the report is not updated yet ({answer.get('reportError')}); the next pick or "
+        "Backdrop's sweep within the hour updates it",
+    }.get(answer["report"], "the report will say so")
     _print(args, answer, f"image {args.image} of job {args.job}: variant {answer['delivered']} is delivered; {report}")
     return EXIT_OK
 
@@ -832,6 +844,11 @@ def parser() -> argparse.ArgumentParser:
     download = command("download", cmd_download, "download a job's results and reports")
     download.add_argument("job")
     download.add_argument("--out", required=True)
+    download.add_argument(
+        "--all-variants",
+        action="store_true",
+        help="every variant of each image (by default only the one delivered: your pick, or the best)",
+    )
     retry = command("retry", cmd_retry, "re-run the failed images of a finished job")
     retry.add_argument("job")
     retry.add_argument("--wait", action="store_true")

@@ -490,6 +490,10 @@ class LocalStack:
             name="close-cancelled",
             daemon=True,
         ).start()
+        # ... and a large job's report rewrite after a pick or a regeneration, by that function too
+        backdrop_app.start_report_rewrite = lambda event: threading.Thread(
+            target=backdrop_app.reconcile, args=(event, None), name="rewrite-report", daemon=True
+        ).start()
         # ... and a large job's deletion, by the deleter's function (one run: no time limit here)
         backdrop_app.start_deletion = lambda job_id, owner, bucket: threading.Thread(
             target=backdrop_app.delete_job_data,

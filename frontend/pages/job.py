@@ -129,6 +129,11 @@ def _summary(view: dict[str, Any]) -> None:
         st.warning(f"The email could not be sent: {view['notification'].get('cause')}")
     if view.get("retryOf"):
         st.caption(f"A retry of job {view['retryOf']}.")
+    rewrite = view.get("reportRewrite") or {}
+    if rewrite.get("status") == "FAILED":
+        st.warning(f"The report is waiting to be updated with your picks: {rewrite.get('lastError')}. It is retried.")
+    elif rewrite:
+        st.info("The report is being updated with your picks; the report links give the earlier one until then.")
     _review_banner(view)
 
 
@@ -204,8 +209,9 @@ def _compliance(output: dict[str, Any]) -> None:
 
 def _pick(job_id: str, image_id: str, variant: int) -> None:
     try:
-        api.pick(job_id, image_id, variant)
-        st.session_state["variant_note"] = f"Variant {variant} will be delivered."
+        answer = api.pick(job_id, image_id, variant)
+        later = {"REWRITING": " The report is being updated.", "REWRITE_PENDING": " The report will be updated."}
+        st.session_state["variant_note"] = f"Variant {variant} will be delivered." + later.get(answer.get("report"), "")
     except ApiError as exc:
         st.session_state["variant_error"] = exc
 

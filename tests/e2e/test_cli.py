@@ -195,3 +195,40 @@ def test_backgrounds_and_presets_from_the_command_line(signed_in, tmp_path, caps
     assert "enlarged" in captured.out
     assert cli.main(["submit", str(SAMPLES / "coffee.jpg"), "--color", "white"]) == 2
     assert "'white' is not a hex colour like #FFFFFF" in capsys.readouterr().err
+
+
+def test_download_gives_each_images_delivered_variant_or_with_all_variants_every_one(
+    signed_in, tmp_path, capsys
+) -> None:
+    capsys.readouterr()
+    photos = [str(SAMPLES / "coffee.jpg"), str(SAMPLES / "rocket.jpg")]
+    args = ["submit", *photos, "--prompt", "a pastel studio", "--variants", "2", "--re-rolls", "0"]
+    assert cli.main([*args, "--wait", "--poll", "0.2", "--json"]) == 0
+    view = _json(capsys)
+    job_id = view["jobId"]
+    delivered = {i["imageId"][:8]: next(o["variant"] for o in i["outputs"] if o["delivered"]) for i in view["images"]}
+    assert all(len(i["outputs"]) == 2 for i in view["images"])
+
+    def results(out: Path) -> dict[str, list[int]]:
+        """The downloaded results by image, each file's variant from its name."""
+        found: dict[str, list[int]] = {}
+        for path in sorted(out.glob("*.jpg")):
+            *_, image, variant = path.stem.split("-")
+            found.setdefault(image, []).append(int(variant))
+        return found
+
+    assert cli.main(["download", job_id, "--out", str(tmp_path / "delivered"), "--json"]) == 0
+    assert len(_json(capsys)["files"]) == 2 + 2  # one result per photo, and the two reports
+    assert results(tmp_path / "delivered") == {image: [variant] for image, variant in delivered.items()}
+
+    assert cli.main(["download", job_id, "--out", str(tmp_path / "all"), "--all-variants", "--json"]) == 0
+    assert len(_json(capsys)["files"]) == 4 + 2
+    assert results(tmp_path / "all") == {image: [1, 2] for image in delivered}
+
+    # the owner picks the other variant of one photo: the next download delivers that one
+    image = view["images"][0]
+    other = 3 - delivered[image["imageId"][:8]]
+    assert cli.main(["pick", job_id, image["imageId"], str(other), "--json"]) == 0
+    capsys.readouterr()
+    assert cli.main(["download", job_id, "--out", str(tmp_path / "picked"), "--json"]) == 0
+    assert results(tmp_path / "picked") == {**{i: [v] for i, v in delivered.items()}, image["imageId"][:8]: [other]}

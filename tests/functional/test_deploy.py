@@ -198,7 +198,7 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
         "arn:aws:states:us-east-1:123456789012:execution:backdrop-dev-workflow:*"
     ]
     invokers = {n: s for n, d in docs.items() for s in _statements(d) if "lambda:InvokeFunction" in s["Action"]}
-    assert set(invokers) == {"api_handler", "reconcile", "reconcile_sweep", "delete_job_data"}
+    assert set(invokers) == {"api_handler", "reconcile", "reconcile_sweep", "delete_job_data", "finalize"}
     sender = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-send_webhook"]
     builder = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-build_archive"]
     closer = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-reconcile"]
@@ -214,6 +214,8 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
         return [s["Resource"] for s in _statements(docs[name]) if "lambda:InvokeFunction" in s["Action"]]
 
     assert invokes("delete_job_data") == [deleter]
+    # a regeneration added to a large finished job: its report rewrite, by the reconciler's function
+    assert invokes("finalize") == [closer]
     assert sorted(invokes("reconcile_sweep")) == sorted([sender, deleter])
 
 

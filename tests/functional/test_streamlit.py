@@ -43,6 +43,8 @@ class FakeApi:
         self.extra_images: list[dict[str, Any]] = []
         self.picks = []
         self.regenerations = []
+        self.cost_extra: dict[str, Any] = {}
+        self.report_rewrite: dict[str, Any] | None = None  # a large job's pick: its report in the background
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok"}
@@ -184,7 +186,15 @@ class FakeApi:
             "counts": counts,
             "verdicts": verdicts,
             **({"review": self.review_state} if self.review_state else {}),
-            "cost": {"modelCalls": 3, "actualUsd": 0.12, "estimateUsd": 0.16, "budgetUsd": 1.0, "priceSource": "p"},
+            **({"reportRewrite": self.report_rewrite} if self.report_rewrite else {}),
+            "cost": {
+                "modelCalls": 3,
+                "actualUsd": 0.12,
+                "estimateUsd": 0.16,
+                "budgetUsd": 1.0,
+                "priceSource": "p",
+                **self.cost_extra,
+            },
             "images": images,
             "reports": {"json": "http://127.0.0.1:1/report.json", "csv": "http://127.0.0.1:1/report.csv"},
             "nextCursor": None,
@@ -207,6 +217,9 @@ class FakeApi:
                 for output in image["outputs"]:
                     output["delivered"] = output["variant"] == variant
                     output["pickedBy"] = "OWNER" if output["delivered"] else None
+        if self.report_rewrite is not None:  # a large job: its report is written in the background
+            self.report_rewrite = {"status": "STARTED", "requestedAt": "2026-11-25T08:00:00.000000Z"}
+            return {"jobId": job_id, "imageId": image_id, "delivered": variant, "report": "REWRITING"}
         return {"jobId": job_id, "imageId": image_id, "delivered": variant, "report": "REWRITTEN"}
 
     def regenerate(
@@ -784,6 +797,9 @@ def test_the_job_page_says_what_the_job_cost_and_a_budget_is_sent(app) -> None:
         c.value == "Cost: about $0.12 (3 model calls) of a $1.00 budget · about $0.16 for the whole job"
         for c in at.caption
     )
+    fake.cost_extra = {"regenerations": 2, "regeneratedUsd": 0.084}  # billed to their own jobs
+    at.run()
+    assert any(c.value.endswith("· about $0.16 for the whole job · plus $0.08 in 2 regenerations") for c in at.caption)
     at.switch_page("pages/new_batch.py").run()
     _upload(at, ["a.png"])
     at.checkbox(key="cap_budget").check().run()
@@ -864,6 +880,22 @@ def test_a_cards_variants_are_side_by_side_and_another_can_be_delivered_or_regen
     assert any("Regenerating as job 20261124T140000Z-0123456789ab (seed 77" in s.value for s in at.success)
     at.button(key="open_regenerated").click().run()  # follows it to its own job's page
     assert at.query_params[contracts.JOB_QUERY_PARAM] == "20261124T140000Z-0123456789ab"
+
+
+def test_a_pick_on_a_large_job_says_the_report_is_being_updated_until_it_is(app) -> None:
+    at, fake = app
+    image_id = "0" * 32
+    fake.extra_images = [_with_variants(image_id, ["FAIL", "PASS"], delivered=2)]
+    fake.report_rewrite = {}  # large: the next pick is written into the report in the background
+    _open_job(at)
+    assert not [i for i in at.info if "report is being updated" in i.value]
+    at.button_group(key=f"focus-{image_id}").set_value(1).run()
+    at.button(key=f"pick-{image_id}-1").click().run()
+    assert any("Variant 1 will be delivered. The report is being updated." in s.value for s in at.success)
+    assert any("report is being updated with your picks" in i.value for i in at.info)
+    fake.report_rewrite = {"status": "FAILED", "requestedAt": "x", "lastError": "Rate exceeded"}
+    at.run()
+    assert any("waiting to be updated with your picks: Rate exceeded" in w.value for w in at.warning)
 
 
 def test_the_new_batch_page_takes_variants_on_the_default_model_and_costs_them(app) -> None:

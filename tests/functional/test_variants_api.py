@@ -257,3 +257,40 @@ def test_regenerate_refuses_what_it_cannot_make(client, token_for, store) -> Non
         assert post({}).status_code == 202
     refused = post({})
     assert refused.status_code == 409 and "pick among its variants" in refused.json_body["message"]
+
+
+def test_a_regenerations_cost_is_billed_to_its_own_job_and_said_apart_on_the_parent(client, token_for, store) -> None:
+    from test_finalize_checks_and_rerolls import JOB_ID, OWNER
+
+    from chalicelib import costs
+    from chalicelib.variants import VariantService
+
+    image_id = _finished_job(store, variants=2)
+    parent = store.get_image(JOB_ID, image_id)
+    store.put_labels(parent["key"], [{"name": "Bottle", "confidence": 96.0, "instances": []}])
+    token = token_for(OWNER)
+    headers = {"Authorization": token, "Content-Type": "application/json"}
+    before = client.http.get(f"/jobs/{JOB_ID}?limit=0", headers=headers).json_body["cost"]
+    assert "regenerations" not in before
+    path = f"/jobs/{JOB_ID}/images/{image_id}/regenerate"
+    linked_id = client.http.post(path, headers=headers, body=json.dumps({"seed": 778})).json_body["jobId"]
+    _run_job(store, linked_id)
+
+    linked = client.http.get(f"/jobs/{linked_id}?limit=0", headers=headers).json_body["cost"]
+    after = client.http.get(f"/jobs/{JOB_ID}?limit=0", headers=headers).json_body["cost"]
+    assert linked["actualUsd"] > 0
+    # the parent's own cost is unchanged; the regeneration is a separate figure, the linked job's cost
+    assert after["actualUsd"] == before["actualUsd"] and after["modelCalls"] == before["modelCalls"]
+    assert after["regenerations"] == 1 and after["regeneratedUsd"] == pytest.approx(linked["actualUsd"])
+    assert costs.cost_words(after, finished=True).endswith(f"· plus ${linked['actualUsd']:.2f} in 1 regeneration")
+    report = json.loads(
+        boto3.client("s3").get_object(Bucket=BUCKET, Key=contracts.report_key(OWNER, JOB_ID, "json"))["Body"].read()
+    )
+    assert report["cost"]["regenerations"] == 1 and report["cost"]["regeneratedUsd"] == after["regeneratedUsd"]
+
+    # the workflow step retried (Lambda runs it again): the variant and its cost are added once
+    added = store.get_image(JOB_ID, image_id)["outputs"][-1]
+    service = VariantService(store, boto3.client("s3"), BUCKET)
+    again = service.add_regenerated(OWNER, {"jobId": JOB_ID, "imageId": image_id}, added, linked_id, None, 0.5)
+    assert again == added["variant"]
+    assert client.http.get(f"/jobs/{JOB_ID}?limit=0", headers=headers).json_body["cost"] == after

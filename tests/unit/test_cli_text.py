@@ -32,3 +32,9 @@ def test_status_shows_the_kept_result_and_each_attempt_of_a_re_rolled_image() ->
     assert "Re-rolled: attempt 1 FAIL (seed 42), attempt 2 PASS (seed 104771); kept attempt 2; $0.12 in all" in text
     view["images"][0]["attempts"] = view["images"][0]["attempts"][1:]  # made once: nothing more to say
     assert "Re-rolled" not in cli._status_text(view)
+    # the regenerations of its images, billed to their own jobs, said on the status apart
+    view["cost"] = {"modelCalls": 2, "actualUsd": 0.126, "regenerations": 1, "regeneratedUsd": 0.04}
+    assert "Cost: about $0.13 (2 model calls) · plus $0.04 in 1 regeneration" in cli._status_text(view)
+    assert "report is being updated" not in cli._status_text(view)
+    view["reportRewrite"] = {"status": "STARTED", "requestedAt": "2026-11-25T08:00:00.000000Z"}
+    assert "the report is being updated with your picks" in cli._status_text(view)

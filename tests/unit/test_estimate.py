@@ -95,3 +95,10 @@ def test_cost_words_say_the_same_figures_wherever_they_are_shown() -> None:
     running = costs.cost_words({"modelCalls": 1, "actualUsd": 0.083, "estimateUsd": 0.996}, finished=False)
     assert running == "Spent so far: about $0.08 (1 model call) · about $1.00 for the whole job"
     assert costs.cost_words({"modelCalls": 0}, finished=False) is None  # a model without a price: nothing said
+    # regenerations are billed to their own jobs: said apart, not added to this job's cost
+    regenerated = {"modelCalls": 2, "actualUsd": 0.08, "regenerations": 1, "regeneratedUsd": 0.042}
+    assert costs.cost_words(regenerated, finished=True) == (
+        "Cost: about $0.08 (2 model calls) · plus $0.04 in 1 regeneration"
+    )
+    regenerated.update(regenerations=3, regeneratedUsd=0.126)
+    assert costs.cost_words(regenerated, finished=True).endswith("· plus $0.13 in 3 regenerations")

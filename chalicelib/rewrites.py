@@ -1,0 +1,122 @@
+"""A finished job's report written again after a pick, inside the request or in the background.
+
+The report is built from every image item (`Reporter.rewrite`): ~6 ms per image on moto
+(`python -m bench.pick`, mostly the Query of the image items), so a 10,000-image job's rewrite
+is about a minute there and tens of seconds at best on AWS, past API Gateway's 29 s. Up to `SYNC_REWRITE_LIMIT`
+images the pick rewrites it itself; above, it marks the job's `reportRewrite` (when it asked, and
+the hand-off's state) and hands the rewrite to the reconciler's function (asynchronous invoke, the
+event `rewrite_event` builds), which already reads and writes reports.
+
+Many picks in a row cause few rewrites: a pick made while a rewriter runs only moves
+`reportRewrite.requestedAt`; the rewriter notes the request it started from and, when it is done,
+clears the mark only if no newer request came (`JobStore.report_rewrite_done`), else it writes
+the report once more. A start that fails leaves the mark FAILED and the work noted under the
+background partition: the next pick, or the reconciler's sweep, starts it again. Nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from chalicelib import contracts
+from chalicelib.contracts import BackgroundWork, ClosingStatus, ReportRefresh
+from chalicelib.store import JobStore
+
+log = logging.getLogger(__name__)
+
+# Above this many images a pick's report rewrite runs in the background: at ~6 ms per image
+# (bench/pick.py) 500 images are ~3 s, inside 1/5 of API Gateway's 29 s; 10,000 are not.
+SYNC_REWRITE_LIMIT: Final = 500
+# A rewriter that has not moved for this long is taken as gone and started again by the next pick
+# or the sweep: longer than one run of the reconciler's function (600 s) with a margin.
+REWRITE_STALE_AFTER_S: Final = 900
+# The reconciler's function receives this event from the API (its handler dispatches on it)
+REPORT_REWRITE: Final = "Backdrop Report Rewrite"
+# One run writes the report at most this many times; picks still arriving after that are left to
+# the next pick (which finds the mark stale or done) or the sweep.
+MAX_ROUNDS: Final = 5
+
+RewriteStarter = Callable[[dict[str, Any]], None]
+
+
+def rewrite_event(job_id: str, owner: str, bucket: str, region: str = "") -> dict[str, Any]:
+    """The event the API sends the reconciler's function to rewrite a job's report: shaped as
+    EventBridge's, as the function's handler reads one (every field Chalice's event needs)."""
+    return {
+        "version": "0",
+        "id": f"rewrite-{job_id}",
+        "detail-type": REPORT_REWRITE,
+        "source": "backdrop.api",
+        "account": "",
+        "time": contracts.utc_now_iso(),
+        "region": region,
+        "resources": [],
+        "detail": {"jobId": job_id, "owner": owner, "bucket": bucket},
+    }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def hand_off(
+    store: JobStore, start: RewriteStarter | None, job_id: str, owner: str, bucket: str
+) -> tuple[ReportRefresh, str | None]:
+    """A pick on a large finished job: the rewrite recorded, and started unless one is running.
+    Answers REWRITING, or REWRITE_PENDING with the reason the start failed."""
+    now = datetime.now(UTC)
+    stale = _iso(datetime.fromtimestamp(now.timestamp() - REWRITE_STALE_AFTER_S, UTC))
+    store.note_background_work(BackgroundWork.REWRITE_REPORT, job_id, owner, bucket)
+    if not store.request_report_rewrite(job_id, _iso(now), stale):
+        return ReportRefresh.REWRITING, None  # the running rewriter writes it again after this pick
+    try:
+        if start is None:
+            raise RuntimeError("no background report rewriter is configured")
+        start(rewrite_event(job_id, owner, bucket))
+    except Exception as exc:  # noted and marked FAILED: the next pick or the sweep starts it
+        log.warning("could not start the report rewrite of job %s", job_id, exc_info=True)
+        error = f"the report rewrite could not be started: {exc}"[:500]
+        store.record_report_rewrite(job_id, status=ClosingStatus.FAILED.value, lastError=error)
+        return ReportRefresh.REWRITE_PENDING, error
+    return ReportRefresh.REWRITING, None
+
+
+def run(store: JobStore, reporter: Any, job_id: str, owner: str, bucket: str) -> dict[str, Any]:
+    """The background rewriter: write the report until it reflects every pick made before the
+    write began (`reporter` is a chalicelib.report.Reporter). Idempotent: run twice, it writes
+    the same report or finds nothing to do."""
+    rounds = 0
+    for _ in range(MAX_ROUNDS):
+        job = store.get_job(job_id)
+        pending: Mapping[str, Any] = (job or {}).get("reportRewrite") or {}
+        finished = job is not None and job.get("status") in {s.value for s in contracts.TERMINAL_JOB_STATUSES}
+        if job is None or job.get("owner") != owner or not pending or not finished or not job.get("reportKeys"):
+            if job is not None and pending and not finished:  # deleting: its report is going anyway
+                store.report_rewrite_done(job_id, str(pending.get("requestedAt")))
+            store.background_work_done(BackgroundWork.REWRITE_REPORT, job_id)
+            return {"jobId": job_id, "rewrites": rounds, "current": True}
+        requested = str(pending.get("requestedAt"))
+        # its sign of life: a pick made now waits for this run instead of starting another
+        store.record_report_rewrite(job_id, status=ClosingStatus.STARTED.value, since=_iso(datetime.now(UTC)))
+        reporter.rewrite(job_id, owner, bucket)
+        rounds += 1
+        if store.report_rewrite_done(job_id, requested):
+            store.background_work_done(BackgroundWork.REWRITE_REPORT, job_id)
+            return {"jobId": job_id, "rewrites": rounds, "current": True}
+        # a pick arrived while the report was written: write it again
+    store.record_report_rewrite(job_id, status=ClosingStatus.FAILED.value, lastError="picks kept arriving")
+    return {"jobId": job_id, "rewrites": rounds, "current": False}
+
+
+def stranded(job: Mapping[str, Any] | None, now: datetime | None = None) -> bool:
+    """Whether a job's pending rewrite needs starting again (its start failed, or it stopped)."""
+    pending = (job or {}).get("reportRewrite") or {}
+    if not pending:
+        return False
+    if pending.get("status") != ClosingStatus.STARTED.value:
+        return True
+    now = now or datetime.now(UTC)
+    return str(pending.get("since") or "") < _iso(datetime.fromtimestamp(now.timestamp() - REWRITE_STALE_AFTER_S, UTC))
