@@ -344,19 +344,12 @@ class JobStore:
     def claim_regeneration(self, job_id: str, image_id: str, most: int) -> bool:
         """Count one more regeneration of a SUCCEEDED image; False when it has `most` already
         (or is not SUCCEEDED)."""
-        try:
-            self.table.update_item(
-                Key=self._image_key(job_id, image_id),
-                UpdateExpression="ADD regenerations :one",
-                ConditionExpression="#s = :ok AND (attribute_not_exists(regenerations) OR regenerations < :most)",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":one": 1, ":ok": ImageStatus.SUCCEEDED.value, ":most": most},
-            )
-        except ClientError as exc:
-            if client_error_code(exc) != CONDITION_FAILED:
-                raise
-            return False
-        return True
+        return self._conditional_update(
+            self._image_key(job_id, image_id),
+            "ADD regenerations :one",
+            "#s = :ok AND (attribute_not_exists(regenerations) OR regenerations < :most)",
+            {":one": 1, ":ok": ImageStatus.SUCCEEDED.value, ":most": most},
+        )
 
     def release_regeneration(self, job_id: str, image_id: str) -> None:
         """A claimed regeneration that made no job: it may be asked for again."""
@@ -392,16 +385,7 @@ class JobStore:
 
     def release_retry(self, job_id: str, retry_job_id: str) -> None:
         """Undo claim_retry when the retry job could not be written."""
-        try:
-            self.table.update_item(
-                Key=self._job_key(job_id),
-                UpdateExpression="REMOVE retriedAs",
-                ConditionExpression="retriedAs = :r",
-                ExpressionAttributeValues={":r": retry_job_id},
-            )
-        except ClientError as exc:
-            if client_error_code(exc) != CONDITION_FAILED:
-                raise
+        self._conditional_update(self._job_key(job_id), "REMOVE retriedAs", "retriedAs = :r", {":r": retry_job_id})
 
     def reserve_model_calls(self, job_id: str, image_id: str, calls: int, most: int) -> bool:
         """Reserve an image's model calls against the job's cap of `most` calls, before the first
@@ -762,18 +746,9 @@ class JobStore:
     def report_rewrite_done(self, job_id: str, requested_at: str) -> bool:
         """The report was written from a reading made after the request of `requested_at`: the
         mark goes, unless a newer pick asked again meanwhile (False: write it once more)."""
-        try:
-            self.table.update_item(
-                Key=self._job_key(job_id),
-                UpdateExpression="REMOVE reportRewrite",
-                ConditionExpression="reportRewrite.requestedAt = :at",
-                ExpressionAttributeValues={":at": requested_at},
-            )
-        except ClientError as exc:
-            if client_error_code(exc) != CONDITION_FAILED:
-                raise
-            return False
-        return True
+        return self._conditional_update(
+            self._job_key(job_id), "REMOVE reportRewrite", "reportRewrite.requestedAt = :at", {":at": requested_at}
+        )
 
     # ------------------------------------------------------------------ background work
 
@@ -1030,13 +1005,16 @@ class JobStore:
         return True
 
     def _conditional_update(self, key: dict[str, str], update: str, condition: str, values: dict[str, Any]) -> bool:
+        """One UpdateItem under a condition: False when the condition failed. `#s` names `status`
+        (DynamoDB refuses a name the expressions do not use, so it is passed only when used)."""
+        names = {"#s": "status"} if "#s" in update or "#s" in condition else None
         try:
             self.table.update_item(
                 Key=key,
                 UpdateExpression=update,
                 ConditionExpression=condition,
-                ExpressionAttributeNames={"#s": "status"},
                 ExpressionAttributeValues=values,
+                **({"ExpressionAttributeNames": names} if names else {}),
             )
         except ClientError as exc:
             if client_error_code(exc) != CONDITION_FAILED:
