@@ -621,33 +621,36 @@ class WorkflowSmoke:
         s3 = self.client("s3")
         for step, objects in written.items():
             name = f"verified: Output.S3Uri {step}"
-            described = False
+            unreadable: list[str] = []
             for case, key in objects:
                 try:
                     raw = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
                 except ClientError as exc:
-                    if error_code(exc) in _GONE:
-                        continue
-                    found.add(name, WARN, f"could not read s3://{bucket}/{key} ({error_code(exc)})")
-                    described = True
-                    break
+                    # gone (NoSuchKey), or 403 for a caller without s3:ListBucket on a missing key
+                    # (docs/aws-notes.md#n81-what-the-workflow-smoke-can-read-after-a-job): look further
+                    if error_code(exc) not in _GONE:
+                        unreadable.append(f"{key}: {error_code(exc)}")
+                    continue
                 verdict, description = describe_response_object(raw)
                 found.add(name, verdict, f"{description}, read from the {case.name} job's s3://{bucket}/{key}")
-                described = True
                 break
-            if described:
-                continue
-            parsed = [case.name for case, _ in objects if case.image.get("status") == "SUCCEEDED"]
-            if parsed:
-                found.add(
-                    name,
-                    OK,
-                    f"read and parsed by the workflow for the {', '.join(parsed)} job(s) (their image SUCCEEDED); "
-                    "Finalize then deleted it with the image's scratch, as designed",
-                )
             else:
-                causes = "; ".join(f"{c.name}: {c.image.get('errorCode')}" for c, _ in objects)
-                found.add(name, WARN, f"not verified: no {step} call answered ({causes})")
+                parsed = [case.name for case, _ in objects if case.image.get("status") == "SUCCEEDED"]
+                if parsed:
+                    found.add(
+                        name,
+                        OK,
+                        f"read and parsed by the workflow for the {', '.join(parsed)} job(s) (their image "
+                        "SUCCEEDED); Finalize then deleted it with the image's scratch, as designed",
+                    )
+                else:
+                    causes = "; ".join(f"{c.name}: {c.image.get('errorCode')}" for c, _ in objects)
+                    found.add(
+                        name,
+                        WARN,
+                        f"not verified: no {step} call answered ({causes})"
+                        + (f"; could not read {', '.join(unreadable)}" if unreadable else ""),
+                    )
 
     def _check_profile_ids(self, found: Findings, cases: list[Case], spec: ModelSpec) -> None:
         profile_ids = [m for m in spec.model_ids.values() if is_profile(m)]

@@ -508,7 +508,12 @@ IMAGE_ID = "c" * 32
 
 
 def _smoke(
-    api: FakeApi, *, sfn: Stubs | None = None, objects: dict[str, bytes] | None = None, **options: Any
+    api: FakeApi,
+    *,
+    sfn: Stubs | None = None,
+    objects: dict[str, bytes] | None = None,
+    extra_clients: dict[str, Any] | None = None,
+    **options: Any,
 ) -> tuple[Findings, Any, Any, list[str]]:
     from backend.smoke import Deployment, WorkflowSmoke
 
@@ -520,6 +525,7 @@ def _smoke(
     pool = cognito.create_user_pool(PoolName="backdrop-dev-users")["UserPool"]["Id"]
     said: list[str] = []
     clients = {"stepfunctions": sfn.clients["stepfunctions"]} if sfn else {}
+    clients.update(extra_clients or {})
     smoke = WorkflowSmoke(
         boto3.Session(region_name="us-east-1"),
         "us-east-1",
@@ -583,6 +589,47 @@ def test_smoke_workflow_on_a_stage_not_deployed_fails_without_asking(aws_mock: N
     found = Findings()
     smoke.run(found, yes=False)  # moto has no stack: describe_stacks answers ValidationError
     assert check(found, "smoke workflow").status == FAIL and "not deployed" in check(found, "smoke workflow").detail
+
+
+class NoListBucket:
+    """S3 as a deployer without s3:ListBucket sees it: a missing key answers 403, not 404."""
+
+    def __init__(self, s3: Any) -> None:
+        self.s3 = s3
+
+    def get_object(self, **kwargs: Any) -> Any:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.s3.get_object(**kwargs)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "NoSuchKey":
+                raise
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject") from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.s3, name)
+
+
+def test_smoke_workflow_every_line_ok_and_no_warning_for_objects_finalize_removed(aws_mock: None, stubs: Stubs) -> None:
+    _probe(stubs, "Bedrock.ValidationException", "Malformed input request")
+    api = FakeApi()
+    s3 = NoListBucket(boto3.client("s3", region_name="us-east-1"))
+    found, _, (cognito, pool), _ = _smoke(api, sfn=stubs, extra_clients={"s3": s3})
+    for name in ("labels", "prompt", "color", "image", "transparent", "review"):
+        assert status_of(found, f"workflow {name}") == OK, check(found, f"workflow {name}")
+    assert "not offered in us-east-1" in check(found, "workflow scene").detail
+    # the response objects are gone (403 without ListBucket): the images that SUCCEEDED parsed them
+    for step in ("remove-background", "inpaint"):
+        assert status_of(found, f"verified: Output.S3Uri {step}") == OK, check(found, f"verified: Output.S3Uri {step}")
+    assert status_of(found, "verified: error names") == OK
+    assert api.approved == [j for j, body in api.bodies.items() if "reviewHours" in body]
+    review = next(b for b in api.bodies.values() if "reviewHours" in b)
+    assert review["reviewHours"] == 1 and review["images"][0]["labels"] == []
+    image = next(b for b in api.bodies.values() if (b.get("background") or {}).get("source") == "image")
+    assert image["background"]["imageRef"] != image["images"][0]["imageRef"]  # the background photo's own upload
+    assert sorted(api.deleted) == sorted(api.bodies) and status_of(found, "workflow cleanup") == OK
+    assert cognito.list_users(UserPoolId=pool)["Users"] == []
 
 
 def test_smoke_workflow_names_each_surprise(aws_mock: None, stubs: Stubs) -> None:
