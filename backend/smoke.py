@@ -241,16 +241,17 @@ def plan_cases(spec: ModelSpec, scene_refusal: str) -> list[Case]:
             skip=scene_refusal or ("" if composes else no_compose),
         )
     )
+    # the review and the failure ride on the cheapest recipe the model has
     review_body: dict[str, Any] = (
-        {"background": {"source": "transparent"}, "outputFormat": "png"} if composes else {"prompt": SMOKE_PROMPT}
+        {"background": {"source": "transparent"}, "outputFormat": "png"}
+        if composes
+        else {"prompt": SMOKE_PROMPT, "reRolls": 0}
     )
     cases.append(
         Case(
             "review",
             f"review: {'transparent' if composes else 'prompt'}, reviewHours {REVIEW_HOURS}, approved by the smoke",
-            {**review_body, "reviewHours": REVIEW_HOURS, "reRolls": 0}
-            if not composes
-            else {**review_body, "reviewHours": REVIEW_HOURS},
+            {**review_body, "reviewHours": REVIEW_HOURS},
             PHOTO,
             usd(compose=composes),
             background="transparent" if composes else "prompt",
@@ -481,7 +482,8 @@ class WorkflowSmoke:
             try:
                 case.job_id = str(api.submit(body)["jobId"])
             except ApiError as exc:
-                if exc.status == 400 and self.region in exc.message:  # the deployment refuses it here
+                refused_here = self.region in exc.message or "region" in exc.message.lower()
+                if exc.status == 400 and case.name == "scene" and refused_here:  # not deployable in this Region
                     case.skip = f"not offered in {self.region}: {exc.message}"
                 else:
                     case.problem = f"POST /jobs answered {exc.status} {exc.code}: {exc.message}"
@@ -521,7 +523,10 @@ class WorkflowSmoke:
         while waiting and self.clock() < deadline:
             self.sleep(self.poll_s)
             for case in list(waiting):
-                case.summary = dict(api.job_summary(case.job_id))
+                try:
+                    case.summary = dict(api.job_summary(case.job_id))
+                except ApiError:  # asked again on the next round; the line says what it last saw
+                    continue
                 if "notification" in case.summary:
                     waiting.remove(case)
 

@@ -437,14 +437,21 @@ BUCKET = "backdrop-dev-bucket"
 
 class FakeApi:
     """Every job ends as `outcome(body)` says: (job status, image status, error code, cause);
-    by default COMPLETED with one output of the job's background kind."""
+    by default as a working deployment ends it (`as_deployed`), with one output of the job's
+    background kind for an image that SUCCEEDED."""
 
     def __init__(self, outcome: Any = None, *, review_waits: bool = True) -> None:
-        self.outcome = outcome or (lambda body: ("COMPLETED", "SUCCEEDED", None, None))
+        self.outcome = outcome or self.as_deployed
         self.review_waits = review_waits
         self.bodies: dict[str, dict[str, Any]] = {}
         self.approved: list[str] = []
         self.deleted: list[str] = []
+
+    @staticmethod
+    def as_deployed(body: dict[str, Any]) -> tuple[str, str, str | None, str | None]:
+        if body["images"][0]["name"].endswith("not-an-image.png"):
+            return "FAILED", "FAILED", "IMAGE_INVALID", "the file is not a PNG, JPEG or WEBP image"
+        return "COMPLETED", "SUCCEEDED", None, None
 
     def upload_bytes(self, items: list[tuple[str, bytes, str]]) -> Any:
         assert items[0][1].startswith(b"\x89PNG") and not items[2][1].startswith(b"\x89PNG")
@@ -513,6 +520,7 @@ def _smoke(
     sfn: Stubs | None = None,
     objects: dict[str, bytes] | None = None,
     extra_clients: dict[str, Any] | None = None,
+    region: str = "us-east-1",
     **options: Any,
 ) -> tuple[Findings, Any, Any, list[str]]:
     from backend.smoke import Deployment, WorkflowSmoke
@@ -521,14 +529,14 @@ def _smoke(
     s3.create_bucket(Bucket=BUCKET)
     for key, body in (objects or {}).items():
         s3.put_object(Bucket=BUCKET, Key=key, Body=body)
-    cognito = boto3.client("cognito-idp", region_name="us-east-1")
+    cognito = boto3.client("cognito-idp", region_name=region)
     pool = cognito.create_user_pool(PoolName="backdrop-dev-users")["UserPool"]["Id"]
     said: list[str] = []
     clients = {"stepfunctions": sfn.clients["stepfunctions"]} if sfn else {}
     clients.update(extra_clients or {})
     smoke = WorkflowSmoke(
-        boto3.Session(region_name="us-east-1"),
-        "us-east-1",
+        boto3.Session(region_name=region),
+        region,
         "dev",
         "https://api.example.com/api/",
         say=said.append,
@@ -616,7 +624,7 @@ def test_smoke_workflow_every_line_ok_and_no_warning_for_objects_finalize_remove
     api = FakeApi()
     s3 = NoListBucket(boto3.client("s3", region_name="us-east-1"))
     found, _, (cognito, pool), _ = _smoke(api, sfn=stubs, extra_clients={"s3": s3})
-    for name in ("labels", "prompt", "color", "image", "transparent", "review"):
+    for name in ("labels", "prompt", "color", "image", "transparent", "review", "failure path"):
         assert status_of(found, f"workflow {name}") == OK, check(found, f"workflow {name}")
     assert "not offered in us-east-1" in check(found, "workflow scene").detail
     # the response objects are gone (403 without ListBucket): the images that SUCCEEDED parsed them
@@ -686,6 +694,24 @@ def test_the_scene_runs_where_doctor_found_its_model_callable_and_not_where_it_d
     )
     west = WorkflowSmoke(boto3.Session(region_name="us-west-2"), "us-west-2", "dev", "https://x/")
     assert west.scene_refusal(Findings()) == ""  # models.json: called from us-west-2
+
+
+def test_a_scene_the_deployment_refuses_at_submit_is_not_offered_not_failed(aws_mock: None) -> None:
+    from frontend.api_client import ApiError
+
+    class RefusesScenes(FakeApi):
+        def submit(self, body: dict[str, Any]) -> dict[str, Any]:
+            if (body.get("background") or {}).get("source") == "scene":
+                raise ApiError(400, "VALIDATION_FAILED", "scene backgrounds cannot be generated from this Region")
+            return super().submit(body)
+
+    api = RefusesScenes()
+    found, _, _, said = _smoke(api, region="us-west-2")
+    assert "scene: stability-image-core once + remove-background" in said[0]  # planned: us-west-2 has it
+    scene = check(found, "workflow scene")
+    assert scene.status == WARN and scene.detail.startswith("not offered in us-west-2: scene backgrounds cannot")
+    assert all((b.get("background") or {}).get("source") != "scene" for b in api.bodies.values())
+    assert status_of(found, "smoke workflow") == OK, found.table()
 
 
 def test_a_model_without_remove_background_offers_the_prompt_kind_only() -> None:
