@@ -763,3 +763,28 @@ def test_smoke_models_recomputes_the_concurrency_from_measured_call_times(
     assert out.count(f"quota {STABILITY}") == 1
     expected = max_concurrency({"a": 40, "b": 60}, {"a": 20.0, "b": 20.0}, 3.0)
     assert f"MaxConcurrency from your quotas: {expected}" in out and "measured" in out
+
+
+def test_doctor_passes_keep_to_the_workflow_smoke(monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend import deploy, smoke
+
+    made: list[dict[str, Any]] = []
+
+    class Recorder:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            made.append(kwargs)
+
+        def run(self, found: Findings, *, yes: bool) -> None:
+            made[-1]["yes"] = yes
+
+    class Quiet:
+        def run(self, deployed: bool = True) -> Findings:
+            return Findings()
+
+    monkeypatch.setattr(smoke, "WorkflowSmoke", Recorder)
+    monkeypatch.setattr(deploy.Deployer, "doctor", lambda self, model, skip: Quiet())
+    monkeypatch.setattr(deploy.Deployer, "api_url", lambda self: "https://api.example.com/api/")
+    monkeypatch.setattr(deploy.deployment_settings, "effective", lambda *args: {})
+    assert deploy.main(["doctor", "--smoke", "workflow", "--keep", "--yes", "--stage", "dev"]) == 0
+    assert deploy.main(["doctor", "--smoke", "workflow", "--stage", "dev"]) == 0
+    assert made == [{"keep": True, "yes": True}, {"keep": False, "yes": False}]
