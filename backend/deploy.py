@@ -1,6 +1,6 @@
 """Deploy Backdrop to your AWS account with one command; tear it down with one.
 
-  python -m backend.deploy doctor --stage dev --region us-east-1 [--smoke models|workflow] [--yes]
+  python -m backend.deploy doctor --stage dev --region us-east-1 [--smoke models|workflow] [--yes] [--keep]
   python -m backend.deploy deploy --stage dev --region us-east-1 [--email you@example.com]
                                   [--model stability-inpaint] [--max-concurrency N]
   python -m backend.deploy create-user --stage dev --region us-east-1 --email someone@example.com
@@ -596,7 +596,9 @@ def run_doctor(deployer: Deployer, args: argparse.Namespace) -> int:
         api_url = deployer.api_url()
         if not api_url:
             raise DeployError(f"stage {args.stage} has no API yet: deploy it first")
-        WorkflowSmoke(deployer.session, deployer.region, deployer.stage, api_url).run(found, yes=args.yes)
+        WorkflowSmoke(
+            deployer.session, deployer.region, deployer.stage, api_url, keep=getattr(args, "keep", False)
+        ).run(found, yes=args.yes)
     print(format_findings(found, f"Backdrop doctor: stage {args.stage} in {args.region}"))
     return 1 if found.failed else 0
 
@@ -631,9 +633,13 @@ def main(argv: list[str] | None = None) -> int:
                 "--smoke",
                 choices=("models", "workflow"),
                 help="models: one smallest Bedrock call per model with your credentials (subscribes the account); "
-                "workflow: one image through the deployed stack, then what only AWS can tell",
+                "workflow: one job of each background kind, a review and a failure through the deployed stack, "
+                "then what only AWS can tell",
             )
             p.add_argument("--yes", action="store_true", help="do not ask before spending money")
+            p.add_argument(
+                "--keep", action="store_true", help="--smoke workflow: keep its jobs instead of deleting them"
+            )
         if name == "deploy":
             p.add_argument("--email", default="", help="the operations address: alarms only (confirm the subscription)")
             p.add_argument(

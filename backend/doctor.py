@@ -12,10 +12,12 @@ Some answers only a real call gives (docs/deploy.md, "What only a real call can 
   credentials (price printed first, confirmation asked unless --yes). The first call also
   subscribes the account to a Marketplace model, which needs `aws-marketplace:Subscribe`: the
   deployer has it, the workflow's role rightly does not.
-- `--smoke workflow` runs one small image through the deployed stack (API, stream, state
-  machine, Bedrock, report) as a temporary user, then reports what moto could not confirm:
-  whether a `us.` profile id is accepted as ModelId by the optimized Bedrock integration, the
-  format of the Output.S3Uri object, and the error names that integration raises.
+- `--smoke workflow` (backend/smoke.py) runs, as a temporary user, one one-image job of each
+  background kind the Region offers, a review approval and a failure path through the deployed
+  stack (API, stream, state machine, Bedrock, report, email), one line each, then reports what
+  moto could not confirm: whether a `us.` profile id is accepted as ModelId by the optimized
+  Bedrock integration, the format of the Output.S3Uri object (on what still exists), and the
+  error names that integration raises. Its jobs are deleted afterwards unless `--keep`.
 
 ✓ ok, ✗ blocks the deploy (exit 1), ! worth knowing but not blocking.
 """
