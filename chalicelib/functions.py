@@ -225,13 +225,16 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         grants=frozenset({Grant.READ_EXECUTIONS, Grant.PUBLISH_JOB_EMAIL, Grant.START_WEBHOOK}),
     ),
     # ... and the sweep for Step Functions events EventBridge did not deliver (best effort), which
-    # also closes a cancelled job whose closing never ran and starts a stranded deletion again
+    # also closes a cancelled job whose closing never ran, starts a stranded deletion again, and
+    # starts a job left SUBMITTED with the starter's own code (chalicelib/reconciler.py): so it
+    # may do what the start does (the manifest in the scratch space, StartExecution, and
+    # StopExecution when the job was cancelled while it started)
     LambdaFunction(
         "reconcile_sweep",
         memory_mb=1024,
         timeout_s=900,
         s3_read=(REPORTS_PREFIX,),
-        s3_write=(REPORTS_PREFIX,),
+        s3_write=(REPORTS_PREFIX, SCRATCH_PREFIX),
         table_actions=("GetItem", "Query", "UpdateItem", "DeleteItem"),
         grants=frozenset(
             {
@@ -240,6 +243,8 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
                 Grant.PUBLISH_JOB_EMAIL,
                 Grant.START_WEBHOOK,
                 Grant.START_DELETION,
+                Grant.START_WORKFLOW,
+                Grant.STOP_WORKFLOW,
             }
         ),
     ),

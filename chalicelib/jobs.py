@@ -13,7 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib import backgrounds, contracts, costs, estimate, quality, review, webhooks
-from chalicelib.contracts import BackgroundSource, ImageStatus, JobStatus
+from chalicelib.contracts import BackgroundSource, BackgroundWork, ImageStatus, JobStatus
 from chalicelib.deletion import deleting_view
 from chalicelib.errors import (
     BadRequest,
@@ -593,6 +593,9 @@ class JobService:
             stored_settings[review.REVIEW_SECONDS_SETTING] = review_seconds
         if regenerates is not None:  # its result becomes one more variant of that image (Finalize)
             stored_settings[contracts.REGENERATES_SETTING] = dict(regenerates)
+        # noted before the job exists: a job whose start never comes (the stream trigger failing,
+        # the starter refused) is started, or failed with its cause, by the reconciler's sweep
+        self.store.note_background_work(BackgroundWork.START, job_id, owner, self.bucket)
         self.store.put_job(
             job_id=job_id,
             owner=owner,

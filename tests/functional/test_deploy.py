@@ -186,14 +186,16 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
     }
     assert {r for n, r in deleters if n == "delete_job_data"} == {r for n, r in deleters if n == "api_handler"}
     starters = {n for n, d in docs.items() for s in _statements(d) if "states:StartExecution" in s["Action"]}
-    assert starters == {"start_workflow"}
+    # the stream's starter, and the sweep that starts a job left SUBMITTED with the same code
+    assert starters == {"start_workflow", "reconcile_sweep"}
     # only the API and its deleter delete (a job's files on DELETE), only the API stops executions
-    # (cancel); the webhook sender is started only where no workflow step is left to run it (a
+    # (cancel) and the starter's code, run by the sweep, a run whose job was cancelled while it
+    # started; the webhook sender is started only where no workflow step is left to run it (a
     # cancel, a job the reconciler closed)
     deleters = {n for n, d in docs.items() for s in _statements(d) if "s3:DeleteObject" in s["Action"]}
     assert deleters == {"api_handler", "finalize", "delete_job_data"}
     stoppers = {n: s for n, d in docs.items() for s in _statements(d) if "states:StopExecution" in s["Action"]}
-    assert set(stoppers) == {"api_handler"}
+    assert {"api_handler", "reconcile_sweep"} <= set(stoppers)
     assert stoppers["api_handler"]["Resource"] == [
         "arn:aws:states:us-east-1:123456789012:execution:backdrop-dev-workflow:*"
     ]
@@ -900,3 +902,48 @@ def test_every_alarm_goes_to_the_alarm_topic_and_the_job_topic_has_no_fixed_subs
     alarms = {name: r for name, r in workflow.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
     assert {"FailedExecutionsAlarm", "TimedOutExecutionsAlarm", "ReconcilerErrorsAlarm"} <= set(alarms)
     assert all(a["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopicArn"}] for a in alarms.values())
+
+
+def test_the_sweep_may_do_what_starting_a_job_needs() -> None:
+    """The sweep starts a job left SUBMITTED with the starter's own code: its role must allow that
+    start's calls (the manifest in the scratch space, StartExecution, StopExecution for a job
+    cancelled while it started, the job's reads and writes)."""
+    docs = policies.lambda_policies(OUTPUTS, "dev", "us-east-1", "123456789012", registry.selectable_models())
+
+    def allowed(function: str) -> set[tuple[str, str]]:
+        return {(a, r) for s in _statements(docs[function]) for a in s["Action"] for r in s["Resource"]}
+
+    sweep = allowed("reconcile_sweep")
+    machine = policies.state_machine_arn("us-east-1", "123456789012", "dev")
+    assert ("states:StartExecution", machine) in sweep
+    assert ("states:StopExecution", policies.execution_arns("us-east-1", "123456789012", "dev")) in sweep
+    scratch = f"arn:aws:s3:::{OUTPUTS['BucketName']}/{contracts.SCRATCH_PREFIX}*"
+    assert ("s3:PutObject", scratch) in sweep
+    table = OUTPUTS["TableArn"]
+    assert {("dynamodb:GetItem", table), ("dynamodb:Query", table), ("dynamodb:UpdateItem", table)} <= sweep
+    # everything the starter's own role allows on S3, Step Functions and the table (not its stream:
+    # that is the event source's reading), the sweep has too
+    starter = {
+        (a, r)
+        for a, r in allowed("start_workflow")
+        if a.split(":")[0] in ("s3", "states", "dynamodb") and "/stream/" not in r
+    }
+    assert starter <= sweep
+
+
+def test_a_stuck_start_and_a_failing_starter_alarm_the_operator() -> None:
+    """Nothing is left stuck silently: a message in the stream-failures queue, an error of the
+    starter or of the sweep each alarm to the operator's alarm topic."""
+    resources = templates.load("resources")["Resources"]
+    queue = resources["StreamFailuresAlarm"]["Properties"]
+    assert queue["Namespace"] == "AWS/SQS" and queue["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert queue["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["StreamFailureQueue", "QueueName"]}}]
+    assert (queue["Threshold"], queue["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert queue["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    workflow = templates.workflow_template(8)["Resources"]
+    for alarm, function in (("StarterErrorsAlarm", stream_trigger.FUNCTION), ("SweepErrorsAlarm", "reconcile_sweep")):
+        properties = workflow[alarm]["Properties"]
+        assert (properties["Namespace"], properties["MetricName"]) == ("AWS/Lambda", "Errors")
+        name = properties["Dimensions"][0]["Value"]["Fn::Sub"]
+        assert name.replace("${Stage}", "dev") == resource_names.lambda_function("dev", function)
+        assert properties["AlarmActions"] == [{"Ref": "AlarmTopicArn"}]
