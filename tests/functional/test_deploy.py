@@ -18,7 +18,7 @@ import boto3
 import pytest
 
 from backend import policies, resource_names, stream_trigger, templates
-from backend.deploy import ChaliceResult, Deployer, stack_name
+from backend.deploy import TEMPLATE_BODY_LIMIT, TEMPLATES_PREFIX, ChaliceResult, Deployer, stack_name
 from chalicelib import contracts
 from chalicelib.functions import FUNCTIONS, WORKFLOW_FUNCTIONS
 from chalicelib.models import registry
@@ -328,6 +328,22 @@ def _stream_handler_as_chalice_makes_it(stage: str, region: str, stream_arn: str
     return str(arn)
 
 
+def _refuse_a_template_body_over_the_limit(params: dict[str, Any], **_: Any) -> Any:
+    """CloudFormation refuses a TemplateBody over 51,200 bytes (moto takes any size): answered as
+    AWS answers it (docs/aws-notes.md#n77-cloudformation-template-size-limits)."""
+    from botocore.awsrequest import AWSResponse
+
+    body = (params.get("body") or {}).get("TemplateBody")  # the serialized request's form fields
+    if body is None or len(body.encode()) <= TEMPLATE_BODY_LIMIT:
+        return None
+    message = (
+        "1 validation error detected: Value at 'templateBody' failed to satisfy constraint: "
+        f"Member must have length less than or equal to {TEMPLATE_BODY_LIMIT}"
+    )
+    error = {"Error": {"Code": "ValidationError", "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 400}}
+    return AWSResponse("https://cloudformation.amazonaws.com/", 400, {}, None), error
+
+
 @dataclass
 class MotoDeployer(Deployer):
     """The real deployer, but the auth stack is made through the Cognito API: moto's CloudFormation
@@ -339,6 +355,10 @@ class MotoDeployer(Deployer):
     def __post_init__(self) -> None:
         self.say = self.said.append
         self.session.events.register("after-call.cloudformation.DescribeStacks", _echo_lists_as_cloudformation_does)
+        for operation in ("CreateStack", "UpdateStack"):
+            self.session.events.register(
+                f"before-call.cloudformation.{operation}", _refuse_a_template_body_over_the_limit
+            )
         super().__post_init__()
 
     def deploy_auth(self) -> dict[str, str]:
@@ -947,3 +967,45 @@ def test_a_stuck_start_and_a_failing_starter_alarm_the_operator() -> None:
         name = properties["Dimensions"][0]["Value"]["Fn::Sub"]
         assert name.replace("${Stage}", "dev") == resource_names.lambda_function("dev", function)
         assert properties["AlarmActions"] == [{"Ref": "AlarmTopicArn"}]
+
+
+def test_a_template_over_the_template_body_limit_reaches_cloudformation_through_s3(
+    deployer: MotoDeployer, moto_server: str
+) -> None:
+    deployer.outputs.update(
+        deployer.deploy_stack("resources", templates.load("resources"), deployer.resource_parameters("", {}))
+    )
+    big = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Metadata": {"Padding": "x" * 60_000},
+        "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
+    }
+    size = len(templates.to_json(big).encode())
+    assert size > TEMPLATE_BODY_LIMIT
+    cfn = _client("cloudformation", moto_server)
+    # the emulated limit is CloudFormation's: this body in the request is refused
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError, match="less than or equal to 51200"):
+        deployer.cfn.create_stack(StackName="inline", TemplateBody=templates.to_json(big))
+    deployer.deploy_stack("big", big, {})
+    stack = cfn.describe_stacks(StackName=stack_name("dev", "big"))["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    deployed = cfn.get_template(StackName=stack_name("dev", "big"))["TemplateBody"]
+    assert (deployed if isinstance(deployed, dict) else json.loads(deployed)) == big
+    assert any(f"template {size:,} bytes, passed as TemplateURL" in line for line in deployer.said), deployer.said
+    # the copy CloudFormation read is gone once the stack operation ended
+    listed = _client("s3", moto_server).list_objects_v2(Bucket=deployer.outputs["BucketName"], Prefix=TEMPLATES_PREFIX)
+    assert listed.get("KeyCount", 0) == 0
+    # a change goes the same way; the same template again is left alone
+    bigger = {**big, "Metadata": {"Padding": "y" * 70_000}}
+    deployer.deploy_stack("big", bigger, {})
+    deployed = cfn.get_template(StackName=stack_name("dev", "big"))["TemplateBody"]
+    assert (deployed if isinstance(deployed, dict) else json.loads(deployed)) == bigger
+    deployer.deploy_stack("big", bigger, {})
+    assert deployer.said[-2:] == [
+        f"stack backdrop-dev-big: template {len(templates.to_json(bigger).encode()):,} bytes, deployed already",
+        "stack backdrop-dev-big: no changes",
+    ]
+    # every template's size is said, small ones sent in the request
+    assert any("backdrop-dev-resources: template" in line and "sent in the request" in line for line in deployer.said)
