@@ -34,7 +34,16 @@ from typing import Any, Final
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, WaiterError
 
-from backend import gateway_responses, policies, project, resource_names, statemachine, stream_trigger, templates
+from backend import (
+    gateway_responses,
+    policies,
+    project,
+    resource_names,
+    runtime,
+    statemachine,
+    stream_trigger,
+    templates,
+)
 from backend import settings as deployment_settings
 from backend.doctor import DEFAULT_MAX_CONCURRENCY, Doctor, Findings, format_findings, models_for_deployment
 from backend.errors import DeployError
@@ -77,11 +86,6 @@ def stack_name(stage: str, kind: str) -> str:
     return f"backdrop-{stage}-{kind}"
 
 
-def _chalice() -> str:
-    """The chalice command of this environment (it has no `python -m chalice`)."""
-    return str(Path(sys.executable).parent / "chalice")
-
-
 @dataclass
 class ChaliceResult:
     api_url: str
@@ -95,8 +99,10 @@ def run_chalice_deploy(stage: str, env: dict[str, str], region: str, project_dir
     app.py reads some settings while chalice imports it (the authorizer's pool, the stream, the
     upload event filter, CORS), so the same environment is given to the chalice process."""
     process_env = {**os.environ, **env, "AWS_DEFAULT_REGION": region}
+    python = runtime.chalice_python()
+    runtime.require_supported(python)  # the Lambdas' runtime is that interpreter's (backend/runtime.py)
     subprocess.run(
-        [_chalice(), "--project-dir", str(project_dir), "deploy", "--stage", stage],
+        [*runtime.chalice_command(python), "--project-dir", str(project_dir), "deploy", "--stage", stage],
         cwd=project_dir,
         env=process_env,
         check=True,
@@ -119,7 +125,7 @@ def run_chalice_deploy(stage: str, env: dict[str, str], region: str, project_dir
 def run_chalice_delete(stage: str, region: str, project_dir: Path) -> None:
     """`chalice delete` of the stage's project, in the stage's Region; a failure raises."""
     subprocess.run(
-        [_chalice(), "--project-dir", str(project_dir), "delete", "--stage", stage],
+        [*runtime.chalice_command(), "--project-dir", str(project_dir), "delete", "--stage", stage],
         cwd=project_dir,
         env={**os.environ, "AWS_DEFAULT_REGION": region, "AWS_REGION": region},
         check=True,

@@ -17,7 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
-from backend import policies, resource_names, stream_trigger, templates
+from backend import policies, resource_names, runtime, stream_trigger, templates
 from backend.deploy import TEMPLATE_BODY_LIMIT, TEMPLATES_PREFIX, ChaliceResult, Deployer, stack_name
 from chalicelib import contracts
 from chalicelib.functions import FUNCTIONS, WORKFLOW_FUNCTIONS
@@ -100,9 +100,12 @@ def test_chalice_package_output_is_cfn_lint_clean(tmp_path: Path) -> None:
     queue_arn = "arn:aws:sqs:us-east-1:123456789012:backdrop-dev-stream-failures"
     merge = tmp_path / "stream-trigger.json"
     merge.write_text(json.dumps(stream_trigger.merge_template(queue_arn)))
+    # chalice as the deploy runs it: under the Python that gives the Lambdas a supported runtime
+    python = runtime.chalice_python()
+    expected_runtime = runtime.require_supported(python)
     result = subprocess.run(
         [
-            str(Path(sys.executable).parent / "chalice"),
+            *runtime.chalice_command(python),
             "package",
             "--stage",
             "dev",
@@ -119,8 +122,16 @@ def test_chalice_package_output_is_cfn_lint_clean(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     lint = _cfn_lint(out / "sam.json")
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    # the packaged stream trigger carries what Chalice cannot set, and nothing was merged beside it
     sam = json.loads((out / "sam.json").read_text())
+    # every Lambda on a supported runtime (Amazon Linux 2023), never python3.11 on Amazon Linux 2
+    functions = {n: r for n, r in sam["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+    assert len(functions) == len(FUNCTIONS)
+    runtimes = {
+        r["Properties"].get("Runtime", sam.get("Globals", {}).get("Function", {}).get("Runtime"))
+        for r in functions.values()
+    }
+    assert runtimes == {expected_runtime} and expected_runtime in runtime.SUPPORTED_RUNTIMES
+    # the packaged stream trigger carries what Chalice cannot set, and nothing was merged beside it
     trigger = sam["Resources"][stream_trigger.FUNCTION_LOGICAL_ID]["Properties"]["Events"]
     assert list(trigger) == [stream_trigger.EVENT_LOGICAL_ID]
     properties = trigger[stream_trigger.EVENT_LOGICAL_ID]["Properties"]
@@ -218,7 +229,8 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
     assert invokes("delete_job_data") == [deleter]
     # a regeneration added to a large finished job: its report rewrite, by the reconciler's function
     assert invokes("finalize") == [closer]
-    assert sorted(invokes("reconcile_sweep")) == sorted([sender, deleter])
+    # the sweep: a stranded delete, and (the starter's code) a cancelled job's closing
+    assert sorted(invokes("reconcile_sweep")) == sorted([sender, deleter, closer])
 
 
 def test_workflow_role_wildcards_are_only_logs_and_tracing() -> None:
@@ -425,6 +437,11 @@ def make_deployer(tmp_path: Path, region: str = "us-east-1") -> MotoDeployer:
 @pytest.fixture
 def on_moto(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)  # the SDK's own setting, as on a real machine
+    # chalice itself is not run on moto (fake_chalice): the deploy's Python is taken as a supported
+    # one here; choosing and refusing it has its own tests (test_the_deploy_refuses_...)
+    from backend import doctor as doctor_module
+
+    monkeypatch.setattr(doctor_module, "runtime_for_this_interpreter", lambda: "python3.12")
     return moto_server
 
 
@@ -1009,3 +1026,26 @@ def test_a_template_over_the_template_body_limit_reaches_cloudformation_through_
     ]
     # every template's size is said, small ones sent in the request
     assert any("backdrop-dev-resources: template" in line and "sent in the request" in line for line in deployer.said)
+
+
+def test_the_deploy_refuses_a_python_whose_runtime_is_past_its_end_of_life(tmp_path: Path, monkeypatch) -> None:
+    """Chalice gives the Lambdas the runtime of the Python that runs it: the deploy runs it only
+    under one whose runtime Lambda supports on Amazon Linux 2023, and says how to get one."""
+    import backend.deploy as deploy_module
+    from backend.errors import DeployError
+
+    here = sys.version_info[:2]
+    if f"python{here[0]}.{here[1]}" in runtime.SUPPORTED_RUNTIMES:
+        assert runtime.require_supported(sys.executable) == f"python{here[0]}.{here[1]}"
+        return
+    monkeypatch.setenv(runtime.CHALICE_PYTHON_VARIABLE, sys.executable)  # this suite's Python: 3.11
+    # refused before chalice runs (chalice on an empty project would fail with CalledProcessError)
+    with pytest.raises(DeployError) as refused:
+        deploy_module.run_chalice_deploy("dev", {}, "us-east-1", tmp_path)
+    message = str(refused.value)
+    assert f"would deploy python{here[0]}.{here[1]}" in message and "make deploy-env" in message
+    assert runtime.CHALICE_PYTHON_VARIABLE in message
+    # ... nor under something that cannot run chalice at all
+    monkeypatch.setenv(runtime.CHALICE_PYTHON_VARIABLE, str(tmp_path / "no-python"))
+    with pytest.raises(DeployError, match="cannot run chalice"):
+        deploy_module.run_chalice_deploy("dev", {}, "us-east-1", tmp_path)
