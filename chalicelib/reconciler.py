@@ -39,7 +39,8 @@ SUBMITTED_RESTART_AFTER later (the trigger failing, its records parked in the st
 queue, the starter refused) is started by the sweep through the starter's own entry point
 (`WorkflowStarter.start`: the same idempotent start, its execution named after the job), and one
 still SUBMITTED past SUBMITTED_DEADLINE is failed with a cause that says so. The note goes once
-the job has left SUBMITTED.
+the job has left SUBMITTED. The operator hears of it from the alarms on the stream-failures queue
+and the starter's errors (docs/aws-notes.md#n76-jobs-left-submitted-and-the-alarms-that-say-so).
 
 Running it again changes nothing: every write is conditional or rewrites the same content.
 """
