@@ -94,7 +94,16 @@ def test_chalice_package_output_is_cfn_lint_clean(tmp_path: Path) -> None:
         ROOT,
         project,
         ignore=shutil.ignore_patterns(
-            ".venv", ".git", "tests", "test-artifacts", "docs", "samples", "*.pyc", "deployments"
+            ".venv",
+            ".venv-deploy",
+            "*.egg-info",
+            ".git",
+            "tests",
+            "test-artifacts",
+            "docs",
+            "samples",
+            "*.pyc",
+            "deployments",
         ),
     )
     queue_arn = "arn:aws:sqs:us-east-1:123456789012:backdrop-dev-stream-failures"
