@@ -580,6 +580,10 @@ class JobService:
         _missing_labels(images, labels, keys).raise_if_any()
         settings, images = self._resolve_background_photos(owner, settings, images)
         job_id = job_id or contracts.new_job_id()
+        # noted before the job exists (the sweep drops a note whose job never came): a job whose start
+        # never comes (the stream trigger failing, the starter refused) is started, or failed with
+        # its cause, by the reconciler's sweep (chalicelib/reconciler.py)
+        self.store.note_background_work(BackgroundWork.START, job_id, owner, self.bucket)
         if webhook_url and self.store.webhook_secret(owner) is None:  # it signs this job's webhook
             self.store.put_webhook_secret(owner, webhooks.new_secret(), replace=False)
         stored_settings = settings_to_dict(settings)
@@ -593,9 +597,6 @@ class JobService:
             stored_settings[review.REVIEW_SECONDS_SETTING] = review_seconds
         if regenerates is not None:  # its result becomes one more variant of that image (Finalize)
             stored_settings[contracts.REGENERATES_SETTING] = dict(regenerates)
-        # noted before the job exists: a job whose start never comes (the stream trigger failing,
-        # the starter refused) is started, or failed with its cause, by the reconciler's sweep
-        self.store.note_background_work(BackgroundWork.START, job_id, owner, self.bucket)
         self.store.put_job(
             job_id=job_id,
             owner=owner,
