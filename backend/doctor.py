@@ -108,10 +108,11 @@ def _code(exc: BaseException) -> str:
 
 
 def runtime_for_this_interpreter() -> str:
-    """The Lambda runtime `chalice deploy` will choose (from the interpreter that runs it)."""
-    from chalice.config import Config
+    """The Lambda runtime `chalice deploy` will choose: that of the interpreter the deploy runs
+    chalice under (backend/runtime.py); "" when that one cannot run chalice."""
+    from backend import runtime
 
-    return str(Config.create().lambda_python_version)
+    return runtime.lambda_runtime(runtime.chalice_python())
 
 
 def max_concurrency(quotas_per_minute: dict[str, float], seconds_per_call: dict[str, float], lambda_s: float) -> int:
@@ -412,22 +413,29 @@ class Doctor:
             found.max_concurrency = min(implied)
 
     def check_lambda(self, found: Findings) -> None:
+        from backend.runtime import CHALICE_PYTHON_VARIABLE, SUPPORTED_RUNTIMES
+
         runtime = runtime_for_this_interpreter()
         deprecation = RUNTIME_DEPRECATION.get(runtime)
         today = self.today()
-        if deprecation is None:
+        # chalice picks the runtime from the interpreter that runs it: python3.11 is on Amazon Linux
+        # 2, past its end of life (docs/aws-notes.md#n78-lambda-python-runtimes-and-their-wheels)
+        get_one = f"run `make deploy-env` (or set {CHALICE_PYTHON_VARIABLE} to a Python 3.12/3.13 with chalice)"
+        if deprecation is None or runtime not in SUPPORTED_RUNTIMES:
             found.add(
                 "lambda runtime",
                 FAIL,
-                f"{runtime} is not a Lambda runtime Backdrop knows",
-                "run the deploy with Python 3.11 or 3.12 (chalice picks the runtime from the interpreter)",
+                (f"{runtime}: Backdrop deploys {' or '.join(SUPPORTED_RUNTIMES)} (Amazon Linux 2023)")
+                if runtime
+                else "the Python the deploy runs chalice under cannot run chalice",
+                get_one,
             )
         elif (today - deprecation).days > CREATE_BLOCKED_AFTER_DAYS:
             found.add(
                 "lambda runtime",
                 FAIL,
                 f"{runtime} was deprecated on {deprecation}: Lambda no longer creates functions with it",
-                "run the deploy with a newer Python (3.12+); chalice picks the runtime from the interpreter",
+                get_one,
             )
         elif (deprecation - today).days < RUNTIME_WARN_DAYS:
             found.add(

@@ -515,6 +515,7 @@ class BackgroundWork(StrEnum):
     CLOSE_CANCELLED = "CLOSE_CANCELLED"  # a cancelled job's unfinished images, report and webhook
     DELETE = "DELETE"  # a deleted job's files and records
     REWRITE_REPORT = "REWRITE_REPORT"  # a large finished job's report, written again after a pick
+    START = "START"  # a submitted job's start (the stream's starter); done once it left SUBMITTED
 
 
 class ReportRefresh(StrEnum):

@@ -850,6 +850,13 @@ def schemas() -> dict[str, Any]:
                 "done": _COUNT,
                 "total": _COUNT,
                 "cause": _STRING,
+                "missingOriginals": {
+                    "type": "array",
+                    "items": _STRING,
+                    "description": "originals left out because S3 no longer has them (uploads expire before "
+                    "results); names in the zip, the first 100 (the zip's MISSING-ORIGINALS.txt lists all)",
+                },
+                "missingOriginalsCount": _COUNT,
             },
             ["state", "kind"],
         ),

@@ -260,10 +260,14 @@ def _routed() -> Findings:
 @pytest.mark.parametrize(
     ("runtime", "today", "expected"),
     [
-        ("python3.11", date(2026, 11, 25), OK),
-        ("python3.11", date(2027, 3, 1), WARN),
+        ("python3.12", date(2026, 11, 25), OK),
+        ("python3.13", date(2026, 11, 25), OK),
+        ("python3.12", date(2028, 6, 1), WARN),
+        # python3.11 is still a Lambda runtime, but on Amazon Linux 2, past its end of life
+        ("python3.11", date(2026, 11, 25), FAIL),
         ("python3.10", date(2026, 11, 25), FAIL),
         ("python3.9", date(2026, 11, 25), FAIL),
+        ("", date(2026, 11, 25), FAIL),  # the chosen Python cannot run chalice
     ],
 )
 def test_lambda_runtime_support(
