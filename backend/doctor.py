@@ -374,7 +374,7 @@ class Doctor:
                 "allow servicequotas:ListServiceQuotas, or pass --max-concurrency from your quota (docs/deploy.md)",
             )
             return
-        implied: list[int] = []
+        implied: list[int] = []  # one MaxConcurrency per per-image model; the Map runs at the tightest
         for spec in self.models:
             routes = [r for r in found.routes if r.model_key == spec.key]
             per_call: dict[str, float] = {}
@@ -387,6 +387,16 @@ class Doctor:
                     continue
                 per_call[route.call] = float(quota["Value"])
                 described.append(f"{route.call} {quota['Value']:g}/min ('{quota['QuotaName']}')")
+            if spec.role == "scene":
+                # one call per batch, made before the Map starts: its quota paces batches, never
+                # the images in flight, so it does not bound MaxConcurrency
+                found.add(
+                    f"quota {spec.key}",
+                    OK if per_call and not missing else WARN,
+                    f"{'; '.join(described) or 'no per-minute quota found'}: one call per batch, which does not "
+                    "bound the Map's concurrency",
+                )
+                continue
             if missing or not per_call:
                 found.add(
                     f"quota {spec.key}",

@@ -234,6 +234,25 @@ def test_quotas_imply_the_map_concurrency(stubs: Stubs) -> None:
     assert "MaxConcurrency 13" in check(found, f"quota {STABILITY}").detail
 
 
+def test_the_scene_models_quota_does_not_cap_the_map_concurrency(stubs: Stubs) -> None:
+    """Stable Image Core is called once per batch, before the Map: a tight quota on it (here 1 a
+    minute, which as a per-image model would mean MaxConcurrency 1) must not slow the images."""
+    from backend.regions import ModelRoutes
+
+    scene = registry.get_model(registry.default_scene_model_key())
+    quotas = [*QUOTAS, _quota("On-demand InvokeModel requests per minute for Stability AI Stable Image Core", 1)]
+    stubs["service-quotas"].add_response("list_service_quotas", {"Quotas": quotas}, {"ServiceCode": "bedrock"})
+    found = found_with_identity()
+    models = [registry.get_model(STABILITY), scene]
+    found.routes = ModelRoutes(None, "us-west-2", ACCOUNT, "aws").for_models(models)
+    make_doctor(stubs, region="us-west-2", models=models).check_quotas(found)
+    per_image = max_concurrency({"inpaint": 40, "remove-background": 60}, {"a": 6.0, "b": 6.0}, 3.0)
+    assert found.max_concurrency == per_image == 13
+    scene_check = check(found, f"quota {scene.key}")
+    assert scene_check.status == OK and "one call per batch" in scene_check.detail
+    assert "MaxConcurrency" not in scene_check.detail
+
+
 def test_quotas_not_found_keep_the_default_and_say_so(stubs: Stubs) -> None:
     stubs["service-quotas"].add_response("list_service_quotas", {"Quotas": QUOTAS[3:]})
     found = _routed()
