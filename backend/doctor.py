@@ -271,10 +271,11 @@ class Doctor:
             except DeployError as exc:
                 if spec.family is Family.TEXT_TO_IMAGE:
                     # only `scene` backgrounds need it: the rest of Backdrop works without it
+                    where = f" (it runs in {', '.join(spec.regions)})" if spec.regions else ""
                     found.add(
                         f"region-for {spec.key}",
                         WARN,
-                        "cannot be called from this Region: scene backgrounds will fail here",
+                        f"cannot be called from {self.region}{where}: POST /jobs will refuse scene backgrounds here",
                         f"{exc} Or set BACKDROP_MODEL_IDS to an inference profile of it that this Region can call.",
                     )
                     found.unreachable.add(spec.key)
