@@ -226,8 +226,8 @@ def _data_limit_exceeded(env: Any, cause: str) -> Exception:
 def install_data_limit() -> Callable[[], None]:
     """The 256 KiB payload limit as Step Functions applies it, in moto's interpreter: every state's
     input on entering it, every task's parameters when it is scheduled, every output (moto's own
-    check, counted exactly), and States.ALL neither retrying nor catching the error. Returns a
-    function that undoes it."""
+    check, counted exactly), States.ALL neither retrying nor catching the error, and StartExecution
+    refusing an input over the limit. Returns a function that undoes it."""
     from moto.stepfunctions.parser.asl.component.common.error_name import error_equals_decl
     from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
     from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
@@ -277,6 +277,25 @@ def install_data_limit() -> Callable[[], None]:
             return
         original_equals(self, env)
 
+    from moto.stepfunctions.exceptions import ValidationException
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    original_start = StepFunctionsParserBackend.start_execution
+
+    def start_execution(
+        self: Any, state_machine_arn: str, name: Any = None, execution_input: Any = None, **kw: Any
+    ) -> Any:
+        # StartExecution's `input` is a string of at most 262,144 bytes: a longer one is refused
+        # like any parameter over its length constraint (ValidationException), before anything runs
+        size = len((execution_input or "").encode("utf-8"))
+        if size > STATE_PAYLOAD_MAX_BYTES:
+            raise ValidationException(
+                "1 validation error detected: Value at 'input' failed to satisfy constraint: Member must have "
+                f"length less than or equal to {STATE_PAYLOAD_MAX_BYTES} (it has {size:,} bytes)"
+            )
+        return original_start(self, state_machine_arn, name, execution_input, **kw)
+
+    StepFunctionsParserBackend.start_execution = start_execution  # type: ignore[method-assign]
     for module in counted:
         module.is_within_size_quota = within_payload_limit  # type: ignore[attr-defined]
     state_class._eval_state_input = eval_state_input  # type: ignore[method-assign]
@@ -285,6 +304,7 @@ def install_data_limit() -> Callable[[], None]:
     error_equals_decl.ErrorEqualsDecl._eval_body = error_equals  # type: ignore[method-assign]
 
     def uninstall() -> None:
+        StepFunctionsParserBackend.start_execution = original_start  # type: ignore[method-assign]
         for module, quota in zip(counted, original_quota, strict=True):
             module.is_within_size_quota = quota  # type: ignore[attr-defined]
         state_class._eval_state_input = original_input  # type: ignore[method-assign]

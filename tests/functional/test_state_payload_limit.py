@@ -27,7 +27,7 @@ def _run(definition: dict[str, Any], execution_input: Any, model_calls: list[Any
     arn = sfn.create_state_machine(name=name, definition=json.dumps(definition), roleArn=ROLE)["stateMachineArn"]
     with hooks({}, model):
         started = sfn.start_execution(
-            stateMachineArn=arn, name=name, input=json.dumps(execution_input, ensure_ascii=False)
+            stateMachineArn=arn, name=name, input=json.dumps(execution_input, ensure_ascii=False, separators=(",", ":"))
         )
         return wait_for(sfn, started["executionArn"], timeout_s=60)
 
@@ -103,11 +103,28 @@ def test_states_all_neither_retries_nor_catches_an_output_over_the_limit(aws_moc
     assert calls == ["large"]  # called once: not retried
 
 
-@pytest.mark.parametrize("over", [False, True])
-def test_an_execution_input_entering_the_first_state_is_checked(aws_mock: None, over: bool) -> None:
-    # just within, or one byte over, the limit: {"t":"..."} is 8 bytes around the text
-    text = "x" * (STATE_PAYLOAD_MAX_BYTES - 8 + int(over))
-    finished = _run(
-        {"StartAt": "Keep", "States": {"Keep": {"Type": "Pass", "ResultPath": None, "End": True}}}, {"t": text}
-    )
-    assert finished["status"] == ("FAILED" if over else "SUCCEEDED"), finished
+def test_an_execution_input_of_exactly_the_limit_runs(aws_mock: None) -> None:
+    # {"t":"..."} is 8 bytes around the text; moto refused it (it counted "< 262,144" with spaces)
+    text = "x" * (STATE_PAYLOAD_MAX_BYTES - 8)
+    finished = _run({"StartAt": "Keep", "States": {"Keep": {"Type": "Pass", "End": True}}}, {"t": text})
+    assert finished["status"] == "SUCCEEDED", finished
+
+
+def test_start_execution_refuses_an_input_over_the_limit_as_sent(aws_mock: None) -> None:
+    """The input string as sent counts: 50,000 emoji are 200,000 bytes of UTF-8 JSON, but 600,000
+    as json.dumps' default ASCII escapes (12 bytes each): that input never starts."""
+    from botocore.exceptions import ClientError
+
+    sfn = boto3.client("stepfunctions")
+    definition = {"StartAt": "Keep", "States": {"Keep": {"Type": "Pass", "End": True}}}
+    arn = sfn.create_state_machine(name="start", definition=json.dumps(definition), roleArn=ROLE)["stateMachineArn"]
+    text = {"t": "\U0001f600" * 50_000}
+    over = {"t": "x" * (STATE_PAYLOAD_MAX_BYTES - 7)}  # one byte over, compact
+    with hooks({}, lambda model_id, body: {}):
+        with pytest.raises(ClientError) as refused:
+            sfn.start_execution(stateMachineArn=arn, name="escaped", input=json.dumps(text))
+        assert refused.value.response["Error"]["Code"] == "ValidationException"
+        with pytest.raises(ClientError):
+            sfn.start_execution(stateMachineArn=arn, name="over", input=json.dumps(over, separators=(",", ":")))
+        started = sfn.start_execution(stateMachineArn=arn, name="utf8", input=json.dumps(text, ensure_ascii=False))
+        assert wait_for(sfn, started["executionArn"])["status"] == "SUCCEEDED"
