@@ -192,10 +192,11 @@ def fit_message(message: str) -> str:
     cut = min(len(encoded), contracts.SNS_MESSAGE_MAX_BYTES)
     while True:
         fitted = encoded[:cut].decode(errors="ignore") + TRUNCATED
-        over = _state_bytes(fitted) - contracts.SNS_MESSAGE_MAX_BYTES
-        if over <= 0:
+        size = _state_bytes(fitted)
+        if size <= contracts.SNS_MESSAGE_MAX_BYTES:
             return fitted
-        cut -= max(over, 64)
+        # escapes grow the text in proportion: cut in proportion, and always by something
+        cut = max(0, min(cut - 64, cut * contracts.SNS_MESSAGE_MAX_BYTES // size - len(TRUNCATED)))
 
 
 class Reporter:

@@ -1,6 +1,7 @@
-"""The parent execution's state stays within Step Functions' 256 KiB at its largest: the four
-longest prompts a job may have (10,000 characters each, the model's limit, in 4-byte UTF-8) and
-the largest email the report may write, run under the emulated limit (backend/local/sfn_hooks.py)."""
+"""The execution's state stays within Step Functions' 256 KiB at its largest: the four longest
+prompts a job may have (10,000 characters each, the model's limit, in 4-byte UTF-8), an image's
+own prompt as long, and the largest email the report may write, run under the emulated limit
+(backend/local/sfn_hooks.py)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ def test_the_largest_prompts_and_email_fit_the_workflows_state_to_the_end(stack,
                 "imageRef": upload(OWNER, "b.png", photo(480, 320, "PNG"), "png"),
                 "name": "b.png",
                 "background": {"source": "prompt"},
+                "prompt": longest,  # a fifth: this child's own input carries it beside the settings
             },
         ],
     }
