@@ -391,6 +391,7 @@ class Doctor:
             if spec.role == "scene":
                 # one call per batch, made before the Map starts: its quota paces batches, never
                 # the images in flight, so it does not bound MaxConcurrency
+                # (docs/aws-notes.md#n75-bedrock-quotas-and-the-maps-concurrency)
                 found.add(
                     f"quota {spec.key}",
                     OK if per_call and not missing else WARN,

@@ -185,7 +185,8 @@ def _state_bytes(text: str) -> int:
 def fit_message(message: str) -> str:
     """The email's text within contracts.SNS_MESSAGE_MAX_BYTES, counted as it travels: in UTF-8
     for SNS, and as a JSON string in the workflow's state ("Email the summary" reads it there),
-    whose escapes can double a name full of quotes or backslashes."""
+    whose escapes can double a name full of quotes or backslashes
+    (docs/aws-notes.md#n74-what-the-parent-execution-carries-to-the-email)."""
     if _state_bytes(message) <= contracts.SNS_MESSAGE_MAX_BYTES:
         return message
     encoded = message.encode()
