@@ -250,7 +250,8 @@ class TransactionRules:
             self._rng = random.Random(seed)
 
     def lose_answers(self, count: int) -> None:
-        """Apply the next `count` transactions, then answer 500 (the connection dropped)."""
+        """Lose the next `count` answers to TransactWriteItems: each is applied (or, repeated
+        with a known token, replayed), then answered 500, as a dropped connection would be."""
         with self._lock:
             self._lose += count
 
@@ -442,6 +443,8 @@ def _transact_write(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
             payload = {k: v for k, v in body.items() if k != "ClientRequestToken"}
             digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
             if _rules.claim_token(token, digest):
+                if _rules.take_lost_answer():  # the replay's answer can be lost too
+                    raise _errors().AnswerLost()
                 return _empty_result()
         succeeded = False
         try:

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from backend.local import dynamodb_rules, moto_bounds
 
 # no SDK retries: each test sees DynamoDB's own first answer
-NO_RETRIES = Config(retries={"max_attempts": 1, "mode": "standard"})
+NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 
 
 @pytest.fixture
