@@ -52,17 +52,24 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-# docs/aws-notes.md#n66: per partition (and so per partition key value at most), per second
+# per partition (and so per partition key value at most), per second
+# (docs/aws-notes.md#n66-dynamodb-partition-throughput)
 WRITE_UNITS_PER_PARTITION: Final = 1000
 READ_UNITS_PER_PARTITION: Final = 3000
 WRITE_UNIT_BYTES: Final = 1024
 READ_UNIT_BYTES: Final = 4096
-# docs/aws-notes.md#n67: how long a TransactWriteItems client token is remembered
+# how long a TransactWriteItems client token is remembered (docs/aws-notes.md#n67-dynamodb-clientrequesttoken)
 CLIENT_TOKEN_WINDOW_S: Final = 600.0
 
 _CONFLICT_MESSAGE: Final = "Transaction is ongoing for the item"
-_THROTTLE_ITEM_MESSAGE: Final = "Throughput exceeds the current capacity for one or more partitions of the table."
-_THROTTLE_MESSAGE: Final = "Throughput exceeds the current capacity for one or more partitions of the table."
+# on-demand tables' wording (docs/aws-notes.md#n66-dynamodb-partition-throughput)
+_THROTTLE_MESSAGE: Final = (
+    "Throughput exceeds the current capacity of your table or index. DynamoDB is automatically scaling your "
+    "table or index so please try again shortly. If exceptions persist, check if you have a hot key: "
+    "https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-partition-key-design.html"
+)
+_THROTTLE_ITEM_MESSAGE: Final = _THROTTLE_MESSAGE
+_SINGLE_WRITE_CONFLICT: Final = "Operation was rejected because there is an ongoing transaction for the item."
 
 ItemKey = tuple[str, str, str]  # (table, partition key value, sort key value), as JSON text
 
@@ -93,7 +100,7 @@ def _errors() -> Any:
         def __init__(self) -> None:
             super().__init__(
                 "com.amazonaws.dynamodb.v20120810#TransactionConflictException",
-                _CONFLICT_MESSAGE,
+                _SINGLE_WRITE_CONFLICT,
             )
 
     class InProgress(JsonRESTError):
