@@ -244,8 +244,10 @@ class TransactionRules:
     # -- what tests inject
 
     def conflict_next(self, count: int, *, table: str | None = None, pk: Any = None, sk: Any = None) -> None:
-        """Cancel the next `count` transactions touching the item (`pk`, `sk`) of `table` (none
-        given: any item) with TransactionConflict, as if another transaction held it."""
+        """Refuse the next `count` writes of the item (`pk`, `sk`) of `table` as if another
+        transaction held it: a transaction is cancelled with TransactionConflict, a PutItem /
+        UpdateItem / DeleteItem fails with TransactionConflictException. No table given: the next
+        `count` transactions, whatever they touch."""
         item = (table, json.dumps(pk), json.dumps(sk)) if table else None
         with self._lock:
             self._injected[item] = self._injected.get(item, 0) + count
@@ -314,8 +316,14 @@ class TransactionRules:
                     self._held.pop(item, None)
 
     def check_single_write(self, item: ItemKey) -> None:
+        """Raise TransactionConflictException when a transaction is writing the item, or when a
+        conflict was injected for this very item (`conflict_next` with a key)."""
         with self._lock:
-            if self._held.get(item):
+            injected = self._injected.get(item, 0) > 0
+            if injected:
+                self._injected[item] -= 1
+                self.stats["injected"] += 1
+            if injected or self._held.get(item):
                 self.stats["single_write_conflicts"] += 1
                 raise _errors().Conflict()
 

@@ -73,6 +73,25 @@ def test_an_injected_conflict_cancels_the_transaction_as_aws_words_it(resources,
     assert _n(ddb, table, "JOB#a", "JOB") == 1  # the injection was one transaction
 
 
+def test_an_injected_conflict_refuses_a_single_write_of_that_item(resources, rules, ddb) -> None:
+    table = resources["table"]
+    rules.conflict_next(1, table=table, pk="JOB#a2", sk="JOB")
+    update = {
+        "TableName": table,
+        "Key": {"pk": {"S": "JOB#a2"}, "sk": {"S": "JOB"}},
+        "UpdateExpression": "ADD n :one",
+        "ExpressionAttributeValues": {":one": {"N": "1"}},
+    }
+    with pytest.raises(ClientError) as caught:
+        ddb.update_item(**update)
+    assert caught.value.response["Error"] == {
+        "Code": "TransactionConflictException",
+        "Message": "Operation was rejected because there is an ongoing transaction for the item.",
+    }
+    ddb.update_item(**update)
+    assert _n(ddb, table, "JOB#a2", "JOB") == 1
+
+
 def test_overlapping_transactions_on_one_item_conflict_and_a_single_write_is_refused(
     resources, rules, ddb, monkeypatch
 ) -> None:

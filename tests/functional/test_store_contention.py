@@ -117,6 +117,25 @@ def test_a_burst_of_conflicts_on_the_job_item_is_ridden_out(rules) -> None:
     assert job[contracts.JOB_CALLS_STARTED_ATTRIBUTE] == CALLS_PER_IMAGE
 
 
+def test_single_updates_of_the_job_item_ride_out_conflicts(rules) -> None:
+    """UpdateItem on the job item while transactions hold it fails with
+    TransactionConflictException (botocore does not retry it): the store's updates retry too."""
+    store = _store()
+    _submit(store, 1)
+    store.sleep = lambda s: None
+    job = {"table": store.table.name, "pk": f"JOB#{JOB_ID}", "sk": "JOB"}
+    rules.conflict_next(4, **job)
+    assert store.mark_running(JOB_ID, "arn:aws:states:us-east-1:123456789012:execution:m:e")
+    rules.conflict_next(4, **job)
+    assert store.record_scene_call(JOB_ID, "scene-model", 0.04)
+    rules.conflict_next(4, **job)
+    assert store.cancel_job(JOB_ID)
+    assert rules.stats["single_write_conflicts"] == 12
+    stored = store.get_job(JOB_ID)
+    assert stored is not None and stored["status"] == "CANCELLED"
+    assert stored[contracts.JOB_COST_ATTRIBUTE] == pytest.approx(0.04)
+
+
 def test_real_overlaps_between_concurrent_images_are_retried(rules) -> None:
     """No injection: transactions the workers really run at once on the job item conflict, as
     on AWS, and the counts stay exact."""
