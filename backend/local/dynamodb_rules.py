@@ -639,14 +639,16 @@ def install_partition_limits(
     """Throttle each partition key value past these rates (AWS's by default) on every DynamoDB
     table moto serves in this process. Returns the undo; `partition_limits()` is the live state."""
     global _limits
+    limits = PartitionLimits(write_units_per_s, read_units_per_s, clock)
     with _install_lock:
-        _limits = PartitionLimits(write_units_per_s, read_units_per_s, clock)
+        _limits = limits
         _patch()
 
     def undo() -> None:
         global _limits
         with _install_lock:
-            _limits = None
+            if _limits is limits:  # a later install (another stack in this process) stays
+                _limits = None
             _unpatch_if_unused()
 
     return undo
