@@ -183,9 +183,18 @@ class PartitionLimits:
     _buckets: dict[tuple[str, str, str], _Bucket] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def _rate(self, kind: str) -> float:
+        return self.write_units_per_s if kind == "write" else self.read_units_per_s
+
     def _bucket(self, kind: str, table: str, partition: str) -> _Bucket:
-        rate = self.write_units_per_s if kind == "write" else self.read_units_per_s
+        rate = self._rate(kind)
         now = self.clock()
+        if len(self._buckets) > 4096:
+            # a bucket that has filled up again is what a new one starts as: forgotten, so a long
+            # run (a bucket per uploaded object's labels) stays flat in memory
+            self._buckets = {
+                k: b for k, b in self._buckets.items() if b.level + (now - b.at) * self._rate(k[0]) < self._rate(k[0])
+            }
         bucket = self._buckets.get((kind, table, partition))
         if bucket is None:
             bucket = self._buckets[(kind, table, partition)] = _Bucket(rate, now)

@@ -255,3 +255,13 @@ def test_uninstalled_rules_leave_moto_as_it_was(resources, ddb) -> None:
     undo()
     for i in range(5):
         ddb.put_item(TableName=table, Item={"pk": {"S": "JOB#n"}, "sk": {"S": f"IMAGE#{i}"}})
+
+
+def test_full_buckets_are_forgotten_so_memory_stays_flat(resources, limits, ddb) -> None:
+    state = dynamodb_rules.partition_limits()
+    assert state is not None
+    for i in range(4200):  # one write unit on each of 4,200 partition key values
+        state.take_writes("t", {f"k{i}": 1})
+    limits["t"] += 1.0  # every bucket full again
+    state.take_writes("t", {"k-last": 1})
+    assert len(state._buckets) == 1
