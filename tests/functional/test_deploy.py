@@ -28,7 +28,6 @@ OUTPUTS = {
     "BucketName": "backdrop-dev-123456789012-us-east-1",
     "TableArn": "arn:aws:dynamodb:us-east-1:123456789012:table/backdrop-dev-jobs",
     "StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/backdrop-dev-jobs/stream/2026-01-01T00:00:00.000",
-    "TopicArn": "arn:aws:sns:us-east-1:123456789012:backdrop-dev-notifications",
     "StreamFailureQueueArn": "arn:aws:sqs:us-east-1:123456789012:backdrop-dev-stream-failures",
 }
 
@@ -59,7 +58,7 @@ def test_workflow_template_inserts_the_one_asl_file() -> None:
     machine = templates.workflow_template(12)["Resources"]["Workflow"]["Properties"]
     assert machine["Definition"]["States"]["Process every image"]["MaxConcurrency"] == 12
     assert set(machine["DefinitionSubstitutions"]) == {f.arn_placeholder for f in WORKFLOW_FUNCTIONS} | {
-        "NotificationTopicArn",
+        "UserTopicArnPrefix",
         "BucketName",
         "MapExecutionType",
     }
