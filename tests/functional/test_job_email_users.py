@@ -72,7 +72,9 @@ def test_sns_refuses_the_201st_filter_policy_on_a_topic_as_aws_does(aws_mock: No
         for s in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
         if s["Endpoint"] == "user0@example.com"
     )
-    sns.set_subscription_attributes(SubscriptionArn=first, AttributeName="FilterPolicy", AttributeValue='{"owner": ["y"]}')
+    sns.set_subscription_attributes(
+        SubscriptionArn=first, AttributeName="FilterPolicy", AttributeValue='{"owner": ["y"]}'
+    )
     # the quota is per topic: another topic takes policies
     other = sns.create_topic(Name="other")["TopicArn"]
     sns.subscribe(TopicArn=other, Protocol="email", Endpoint="user200@example.com", Attributes=_filter("200"))
