@@ -15,6 +15,7 @@ private moto APIs, checked against the version pinned in backend/local/sfn_hooks
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any, Final
@@ -29,17 +30,18 @@ ERROR_CODE: Final = "FilterPolicyLimitExceeded"
 _lock = threading.Lock()  # a count and the write that follows it, one at a time
 
 
-def _limit_error(what: str) -> Exception:
+@functools.cache
+def _error_class() -> type[Exception]:
     from moto.sns.exceptions import SNSException
 
     class FilterPolicyLimitExceeded(SNSException):
-        code = ERROR_CODE
+        code = ERROR_CODE  # moto answers a ServiceException with its code and the model's HTTP 403
 
-        def __init__(self, message: str) -> None:
-            super().__init__(message)
-            self.code = ERROR_CODE  # moto's ServiceException reads the code from the instance
+    return FilterPolicyLimitExceeded
 
-    return FilterPolicyLimitExceeded(
+
+def _limit_error(what: str) -> Exception:
+    return _error_class()(
         f"Filter policy limit exceeded: {what}. To add more filter policies, submit an Amazon SNS Limit "
         "Increase case in the AWS Support Center"
     )
