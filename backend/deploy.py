@@ -494,11 +494,14 @@ class Deployer:
         each) their own topic and subscription; the old topic goes with the stack update. The
         addresses confirm again (SNS confirms each subscription). Answers how many moved."""
         sns = self.client("sns")
-        moved = 0
+        moved, pending = 0, []
         for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic_arn):
             for subscription in page.get("Subscriptions", []):
-                if subscription.get("Protocol") != "email" or not subscription["SubscriptionArn"].startswith("arn:"):
-                    continue  # a pending one has no ARN to read its filter policy by
+                if subscription.get("Protocol") != "email":
+                    continue
+                if not subscription["SubscriptionArn"].startswith("arn:"):
+                    pending.append(subscription["Endpoint"])  # no ARN to read its filter policy by
+                    continue
                 attributes = sns.get_subscription_attributes(SubscriptionArn=subscription["SubscriptionArn"])
                 owners = json.loads(attributes["Attributes"].get("FilterPolicy") or "{}").get(
                     contracts.NOTIFY_OWNER_ATTRIBUTE, []
@@ -507,6 +510,12 @@ class Deployer:
                     self.subscribe_user(str(owners[0]), subscription["Endpoint"])
                     moved += 1
         self.say(f"job emails: {moved} user(s) moved to their own topic; each confirms the new subscription email")
+        if pending:
+            self.say(
+                f"job emails: {len(pending)} address(es) never confirmed on the old topic ({', '.join(pending[:5])}"
+                + (" ..." if len(pending) > 5 else "")
+                + "): run `subscribe-user --email <address>` for each"
+            )
         return moved
 
     def teardown(self) -> None:
