@@ -46,6 +46,14 @@ class Stubs:
             stub.assert_no_pending_responses()
 
 
+@pytest.fixture(autouse=True)
+def _deploy_interpreter_supported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runtime the deploy would package for comes from the machine's deploy environment
+    (backend/runtime.py); these tests are about the account, so it is a supported one unless a
+    test says otherwise (test_lambda_runtime_support sets its own)."""
+    monkeypatch.setattr(doctor_module, "runtime_for_this_interpreter", lambda: "python3.12")
+
+
 @pytest.fixture
 def stubs() -> Iterator[Stubs]:
     stubs = Stubs()
