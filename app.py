@@ -458,6 +458,8 @@ def start_workflow(event: Any) -> None:
         aws.client("stepfunctions"),
         settings.bucket_name,
         settings.state_machine_arn,
+        # a job cancelled before its images were written: its closing, by the reconciler's function
+        start_closing=lambda job_id, owner, bucket: start_cancel_closing(job_id, owner, bucket),
     )
     starter.handle_records(event.to_dict().get("Records", []))
 
