@@ -18,6 +18,7 @@ import app as backdrop_app
 from backend import openapi as openapi_command
 from chalicelib import contracts, openapi
 from chalicelib.contracts import ImageStatus
+from tests.harness import write_job_images
 
 BUCKET = "backdrop-test-bucket"
 DOC = openapi.document(backdrop_app.app.routes)
@@ -211,6 +212,9 @@ def test_live_answers_of_every_route_match_the_document(client, token_for, photo
     one = f"/jobs/{job_id}"
     view = live("GET", "/jobs/{job_id}", 200, path=one)
     assert view["settings"]["stylePreset"] == "photographic"
+    assert view["imagesPreparing"] is True and view["images"] == []  # accepted; the starter writes them
+    write_job_images(job_id)
+    view = live("GET", "/jobs/{job_id}", 200, path=one)
     # one page at a time: the document's bounds are the ones the route enforces
     limit = next(p for p in DOC["paths"]["/jobs/{job_id}"]["get"]["parameters"] if p["name"] == "limit")["schema"]
     page = live("GET", "/jobs/{job_id}", 200, path=f"{one}?limit=1")
@@ -242,6 +246,7 @@ def test_live_answers_of_every_route_match_the_document(client, token_for, photo
     # a retry of a finished job with a failed image
     fresh = [{"imageRef": _upload("owner-1", photo), "labels": ["Person"]}]  # the first job's originals are gone
     again = live("POST", "/jobs", 202, body={**job, "images": fresh})["jobId"]
+    write_job_images(again)
     [image] = store.images(again)
     store.set_image_status(again, image["imageId"], ImageStatus.FAILED, error_code="MODEL_ERROR", cause="boom")
     from chalicelib.report import Reporter
@@ -261,6 +266,7 @@ def test_live_answers_of_every_route_match_the_document(client, token_for, photo
     live("POST", pick, 409, path=f"/jobs/{again}/images/{image['imageId']}/pick", body={"variant": 1})
     live("POST", pick, 404, path=f"/jobs/{again}/images/{'0' * 32}/pick", body={"variant": 1})
     two = live("POST", "/jobs", 202, body={**job, "images": fresh})["jobId"]
+    write_job_images(two)
     [made] = store.images(two)
     outputs = [{"key": f"results/x-{v}.png", "variant": v, "seed": v, "delivered": v == 1} for v in (1, 2)]
     store.set_image_status(two, made["imageId"], ImageStatus.SUCCEEDED, outputs=outputs, verdict="PASS")

@@ -181,7 +181,9 @@ def _run_job(store: Any, job_id: str) -> None:
     """Run a submitted job's one image through the workflow's steps with the stand-in model."""
     from backend.local.bedrock_standin import StandInBedrock
     from chalicelib.workflow import Steps
+    from tests.harness import write_job_images
 
+    write_job_images(job_id, BUCKET)  # its stream record reaches the starter: the image item is written
     job = store.get_job(job_id)
     (image,) = store.images(job_id)
     item = {k: image.get(k) for k in ("imageId", "key", "name", "labels", "boxes", "prompt", "background")}
