@@ -12,13 +12,13 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 from chalice.test import Client
+from harness import write_job_images
 
 import app as backdrop_app
 from chalicelib import aws, contracts
 from chalicelib.contracts import ImageStatus, JobStatus
 from chalicelib.models.base import Lifecycle, LifecycleStatus
 from chalicelib.store import JobStore
-from tests.harness import write_job_images
 
 BUCKET = "backdrop-test-bucket"
 

@@ -10,13 +10,13 @@ from typing import Any
 import boto3
 import pytest
 from chalice.test import Client
+from harness import write_job_images
 
 import app as backdrop_app
 from chalicelib import contracts
 from chalicelib.contracts import ImageStatus, JobStatus
 from chalicelib.starter import WorkflowStarter
 from chalicelib.store import JobStore
-from tests.harness import write_job_images
 
 BUCKET = "backdrop-test-bucket"
 MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:backdrop-test"

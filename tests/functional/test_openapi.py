@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 import pytest
 from chalice.test import Client
+from harness import write_job_images
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
@@ -18,7 +19,6 @@ import app as backdrop_app
 from backend import openapi as openapi_command
 from chalicelib import contracts, openapi
 from chalicelib.contracts import ImageStatus
-from tests.harness import write_job_images
 
 BUCKET = "backdrop-test-bucket"
 DOC = openapi.document(backdrop_app.app.routes)
