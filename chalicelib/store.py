@@ -30,12 +30,14 @@ import json
 import math
 import operator
 import random
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 
 from boto3.dynamodb.conditions import Attr, Key
 from boto3.dynamodb.types import TypeSerializer
@@ -43,7 +45,17 @@ from botocore.exceptions import ClientError
 
 from chalicelib import config, contracts
 from chalicelib.contracts import ClosingStatus, ErrorCode, ImageStatus, JobStatus, NotificationStatus
-from chalicelib.errors import CONDITION_FAILED, THROTTLING_CODES, BadRequest, StorageError, client_error_code
+from chalicelib.errors import (
+    CONDITION_FAILED,
+    DYNAMODB_CONTENTION_RETRY,
+    SERVER_ERROR_CODES,
+    THROTTLING_CODES,
+    BadRequest,
+    StorageError,
+    cancellation_codes,
+    client_error_code,
+    is_contention,
+)
 
 MAX_IMAGES_PAGE_SIZE: Final = 100
 BATCH_GET_MAX_KEYS: Final = 100  # BatchGetItem's limit per request
@@ -55,9 +67,10 @@ MAX_CAUSE_LENGTH: Final = 2000
 UNFINISHED_CAUSE: Final = "the workflow stopped before this image finished"
 CANCELLED_CAUSE: Final = "the job was cancelled before this image finished"
 WEBHOOK_PENDING: Final = "PENDING"
-# optimistic transitions re-read and retry when another writer moved the image meanwhile
+# optimistic transitions re-read and retry when another writer moved the image meanwhile (an
+# image has four statuses after PENDING, so a fifth look finds it settled)
 _TRANSITION_ATTEMPTS: Final = 5
-_RETRY_BASE_SECONDS: Final = 0.02
+_T = TypeVar("_T")
 _BAD_CURSOR: Final = "cursor is not valid: pass nextCursor from the previous page"
 # One partition (one job's items share `JOB#<jobId>`) takes at most 1,000 write units a second, a
 # unit per started KB of an item (docs/aws-notes.md#n84-dynamodb-partition-write-rate): a job's
@@ -180,6 +193,29 @@ class _Pacer:
             self.tokens = 0.0
 
 
+class Contention:
+    """What DynamoDB contention cost this store's writes: retries, waits, give-ups (a benchmark
+    and the tests read it; a Lambda's store lives for one invocation)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.retried_calls = 0
+        self.retries = 0
+        self.gave_up = 0
+        self.worst_wait_s = 0.0
+        self.total_wait_s = 0.0
+
+    def record(self, retries: int, waited_s: float, *, gave_up: bool) -> None:
+        with self._lock:
+            self.calls += 1
+            self.retried_calls += 1 if retries else 0
+            self.retries += retries
+            self.gave_up += 1 if gave_up else 0
+            self.worst_wait_s = max(self.worst_wait_s, waited_s)
+            self.total_wait_s += waited_s
+
+
 @dataclass(frozen=True)
 class Page:
     items: list[dict[str, Any]]
@@ -227,9 +263,13 @@ def _limit(limit: int, most: int) -> int:
 class JobStore:
     """Every read and write of the jobs table, given its boto3 Table resource."""
 
-    def __init__(self, table: Any, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, table: Any, sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None
+    ) -> None:
         self.table = table
         self.sleep = sleep
+        self._rng = rng or random.Random()
+        self.contention = Contention()
 
     # ------------------------------------------------------------------ keys
 
@@ -425,7 +465,7 @@ class JobStore:
 
     def open_review(self, job_id: str, token: str, deadline: str) -> None:
         """The workflow waits for the owner: keep its task token (a repeated open replaces it)."""
-        self.table.update_item(
+        self._update(
             Key=self._job_key(job_id),
             UpdateExpression="SET review = :r",
             ConditionExpression="attribute_exists(pk)",
@@ -436,7 +476,7 @@ class JobStore:
 
     def close_review(self, job_id: str, status: contracts.ReviewStatus) -> None:
         """The wait is over: the token is forgotten, the outcome kept."""
-        self.table.update_item(
+        self._update(
             Key=self._job_key(job_id),
             UpdateExpression="SET review.#s = :s, review.closedAt = :t REMOVE review.#t",
             ConditionExpression="attribute_exists(review)",
@@ -449,7 +489,7 @@ class JobStore:
         refused = []
         for image_id, decision in decisions.items():
             try:
-                self.table.update_item(
+                self._update(
                     Key=self._image_key(job_id, image_id),
                     UpdateExpression="SET reviewDecision = :d",
                     ConditionExpression="attribute_exists(pk) AND #s = :ok",
@@ -509,7 +549,7 @@ class JobStore:
                 }
             )
         try:
-            self._client().transact_write_items(TransactItems=items)
+            self._transact(items)
         except ClientError as exc:
             if self._lost_race(exc):
                 return False
@@ -528,7 +568,7 @@ class JobStore:
 
     def release_regeneration(self, job_id: str, image_id: str) -> None:
         """A claimed regeneration that made no job: it may be asked for again."""
-        self.table.update_item(
+        self._update(
             Key=self._image_key(job_id, image_id),
             UpdateExpression="ADD regenerations :minus",
             ExpressionAttributeValues={":minus": -1},
@@ -545,7 +585,7 @@ class JobStore:
         """Name `retry_job_id` as the one retry of `job_id`'s failed images; None if that worked,
         else the retry it already has (one retry per failed set)."""
         try:
-            self.table.update_item(
+            self._update(
                 Key=self._job_key(job_id),
                 UpdateExpression="SET retriedAs = :r",
                 ConditionExpression="attribute_exists(pk) AND attribute_not_exists(retriedAs)",
@@ -570,8 +610,8 @@ class JobStore:
             return False
         started = contracts.JOB_CALLS_STARTED_ATTRIBUTE
         try:
-            self._client().transact_write_items(
-                TransactItems=[
+            self._transact(
+                [
                     {
                         "Update": {
                             "TableName": self.table.name,
@@ -614,8 +654,8 @@ class JobStore:
         reservation of the same call finds the image's count already moved."""
         started = contracts.JOB_CALLS_STARTED_ATTRIBUTE
         try:
-            self._client().transact_write_items(
-                TransactItems=[
+            self._transact(
+                [
                     {
                         "Update": {
                             "TableName": self.table.name,
@@ -709,7 +749,7 @@ class JobStore:
         """The batch's scene call answered (it is billed): the job's calls and cost count it once
         (a repeated call finds the scene's model already set and adds nothing)."""
         try:
-            self.table.update_item(
+            self._update(
                 Key=self._job_key(job_id),
                 UpdateExpression=f"SET {contracts.JOB_SCENE_MODEL_ATTRIBUTE} = :model ADD #cost :usd",
                 ConditionExpression=f"attribute_exists(pk) AND attribute_not_exists({contracts.JOB_SCENE_MODEL_ATTRIBUTE})",
@@ -751,8 +791,8 @@ class JobStore:
         if model_calls and not regeneration:
             job_values[":calls"] = int(model_calls)
         try:
-            self._client().transact_write_items(
-                TransactItems=[
+            self._transact(
+                [
                     {
                         "Update": {
                             "TableName": self.table.name,
@@ -871,7 +911,7 @@ class JobStore:
 
     def record_cancel_closing(self, job_id: str, closing: Mapping[str, Any]) -> None:
         """How the hand-off of a cancelled job's closing went (`claim_cancel_closing`)."""
-        self.table.update_item(
+        self._update(
             Key=self._job_key(job_id),
             UpdateExpression="SET closing = :closing",
             ConditionExpression="attribute_exists(pk)",
@@ -917,7 +957,7 @@ class JobStore:
         names = {f"#f{i}": name for i, name in enumerate(fields)}
         values = {f":v{i}": value for i, value in enumerate(fields.values())}
         try:
-            self.table.update_item(
+            self._update(
                 Key=self._job_key(job_id),
                 UpdateExpression="SET " + ", ".join(f"reportRewrite.#f{i} = :v{i}" for i in range(len(fields))),
                 ConditionExpression="attribute_exists(reportRewrite)",
@@ -970,7 +1010,7 @@ class JobStore:
         been removed). False when it is not (or no longer) a finished job of this owner."""
         finished = {f":t{i}": s.value for i, s in enumerate(sorted(contracts.TERMINAL_JOB_STATUSES))}
         try:
-            self.table.update_item(
+            self._update(
                 Key=self._job_key(job_id),
                 UpdateExpression="SET #s = :deleting, deletion = :deletion, statusBeforeDeletion = #s",
                 ConditionExpression=f"#o = :owner AND #s IN ({', '.join(finished)})",
@@ -1005,7 +1045,7 @@ class JobStore:
             values[f":f{index}"] = _stored(value)
             sets.append(f"deletion.#f{index} = :f{index}")
         try:
-            self.table.update_item(
+            self._update(
                 Key=self._job_key(job_id),
                 UpdateExpression="SET " + ", ".join(sets),
                 ConditionExpression="#s = :deleting",
@@ -1045,8 +1085,8 @@ class JobStore:
             contracts.TTL_ATTRIBUTE: int(time.time()) + contracts.DELETED_JOB_RETENTION_SECONDS,
         }
         try:
-            self._client().transact_write_items(
-                TransactItems=[
+            self._transact(
+                [
                     {
                         "Delete": {
                             "TableName": self.table.name,
@@ -1086,7 +1126,7 @@ class JobStore:
     def record_webhook(self, job_id: str, delivery: Mapping[str, Any]) -> None:
         """What happened to the job's webhook (status, attempts, last error): shown on the job,
         never changing the job's own status."""
-        self.table.update_item(
+        self._update(
             Key=self._job_key(job_id),
             UpdateExpression="SET webhook = :w",
             ConditionExpression="attribute_exists(pk)",
@@ -1119,7 +1159,7 @@ class JobStore:
 
     def record_notification_failure(self, job_id: str, error: str, cause: str) -> None:
         """The email could not be sent: said on the job, where the API and UI show it."""
-        self.table.update_item(
+        self._update(
             Key=self._job_key(job_id),
             UpdateExpression="SET notification = :n",
             ConditionExpression="attribute_exists(pk)",
@@ -1184,7 +1224,7 @@ class JobStore:
         if names:
             kwargs["ExpressionAttributeNames"] = names
         try:
-            self.table.update_item(**kwargs)
+            self._update(**kwargs)
         except ClientError as exc:
             if client_error_code(exc) != CONDITION_FAILED:
                 raise
@@ -1196,7 +1236,7 @@ class JobStore:
         (DynamoDB refuses a name the expressions do not use, so it is passed only when used)."""
         names = {"#s": "status"} if "#s" in update or "#s" in condition else None
         try:
-            self.table.update_item(
+            self._update(
                 Key=key,
                 UpdateExpression=update,
                 ConditionExpression=condition,
@@ -1359,9 +1399,10 @@ class JobStore:
     def _transition(self, job_id: str, image_id: str, status: ImageStatus, fields: Mapping[str, Any]) -> bool:
         """Optimistic transition: read the image's status, then update it on the condition that
         it is still that status, moving the job's counts in the same transaction."""
-        for attempt in range(_TRANSITION_ATTEMPTS):
-            if attempt:  # images finishing together contend for the job item: spread the retries
-                self.sleep(random.uniform(0, _RETRY_BASE_SECONDS * 2**attempt))
+        # contention (a conflict on the job item, throttling) is retried inside _transact; this
+        # loop only looks again when another writer really moved the image, which can happen at
+        # most once per status
+        for _ in range(_TRANSITION_ATTEMPTS):
             current = self._image(job_id, image_id)
             if current is None:
                 raise StorageError(f"job {job_id} has no image {image_id}")
@@ -1401,7 +1442,7 @@ class JobStore:
             "ExpressionAttributeValues": _stored(values),
         }
         if before is after:  # a repeated start: no count moves
-            self.table.update_item(**{k: v for k, v in image_update.items() if k != "TableName"})
+            self._update(**{k: v for k, v in image_update.items() if k != "TableName"})
             return
         counts_update: dict[str, Any] = {
             "TableName": self.table.name,
@@ -1428,23 +1469,63 @@ class JobStore:
         if adds:
             counts_update["UpdateExpression"] += " ADD " + ", ".join(adds)
         # the resource's client serializes Python values itself, as the Table does
-        self._client().transact_write_items(TransactItems=[{"Update": image_update}, {"Update": counts_update}])
+        self._transact([{"Update": image_update}, {"Update": counts_update}])
 
     @staticmethod
     def _lost_race(exc: ClientError) -> bool:
+        """The image's own condition failed (another writer moved it): the caller looks again.
+        A missing job item is a real error, and contention that outlasted every retry is not a
+        lost race either (it says nothing about the image)."""
         code = client_error_code(exc)
         if code == CONDITION_FAILED:
             return True
-        if code != "TransactionCanceledException":
-            return False
-        reasons = exc.response.get("CancellationReasons") or []
-        # a missing job item is a real error; otherwise the image moved (or a transaction
-        # conflicted with another writer): the caller looks again
-        job_missing = len(reasons) > 1 and (reasons[1] or {}).get("Code") == "ConditionalCheckFailed"
-        return not job_missing
+        codes = cancellation_codes(exc)
+        job_missing = len(codes) > 1 and codes[1] == "ConditionalCheckFailed"
+        return bool(codes) and codes[0] == "ConditionalCheckFailed" and not job_missing
 
     def _client(self) -> Any:
         return self.table.meta.client
+
+    # ------------------------------------------------------------------ contention
+
+    def _with_retries(self, call: Callable[[], _T], retried: Callable[[BaseException], bool] = is_contention) -> _T:
+        """`call`, again after a capped, fully jittered wait each time DynamoDB refused it for
+        contention alone (a TransactionConflict, throttling: nothing was written), up to
+        DYNAMODB_CONTENTION_RETRY's retries; any other answer is the caller's."""
+        policy = DYNAMODB_CONTENTION_RETRY
+        waited = 0.0
+        retry = 0
+        while True:
+            try:
+                answer = call()
+            except ClientError as exc:
+                if retry == policy.max_attempts or not retried(exc):
+                    self.contention.record(retry, waited, gave_up=retried(exc))
+                    raise
+                delay = policy.jittered_delay_s(retry, self._rng)
+                waited += delay
+                retry += 1
+                self.sleep(delay)
+                continue
+            self.contention.record(retry, waited, gave_up=False)
+            return answer
+
+    def _update(self, **kwargs: Any) -> Any:
+        """UpdateItem, retried through contention (a refused update was not applied, so a retry
+        cannot add twice)."""
+        return self._with_retries(lambda: self.table.update_item(**kwargs))
+
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        """TransactWriteItems, retried through contention with ONE ClientRequestToken for every
+        retry of these exact items: were an attempt applied and its answer lost, DynamoDB answers
+        the retry with success and applies nothing (docs/aws-notes.md#n67-dynamodb-clientrequesttoken).
+        botocore draws a new token per call, so only its own retries share one. With the token, a
+        server error (the fate unknown) is retried too."""
+        token = str(uuid.uuid4())
+        self._with_retries(
+            lambda: self._client().transact_write_items(TransactItems=items, ClientRequestToken=token),
+            lambda exc: is_contention(exc) or client_error_code(exc) in SERVER_ERROR_CODES,
+        )
 
     # ------------------------------------------------------------------ cached labels
 

@@ -206,7 +206,7 @@ def stack(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.Monke
     the workflow Lambdas' real handlers and the Bedrock stand-in behind them."""
     import boto3
 
-    from backend.local import moto_bounds
+    from backend.local import dynamodb_rules, moto_bounds
     from backend.local.bedrock_standin import StandInBedrock
     from backend.local.sfn_hooks import hooks
     from backend.local.stack import provision_workflow, workflow_handlers
@@ -240,12 +240,16 @@ def stack(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.Monke
         return bedrock(model_id, body)
 
     handlers = {arn: guarded(arn, handler) for arn, handler in workflow_handlers(workflow["functions"]).items()}
-    # the Map's children write the table from several threads, as the local stack's do
+    # the Map's children write the table from several threads, as the local stack's do; their
+    # transactions that overlap on one item are cancelled as DynamoDB cancels them, and tests may
+    # inject more (stack["dynamodb"]: backend/local/dynamodb_rules.py)
     undo_transactions = moto_bounds.install_transactions()
+    dynamodb = dynamodb_rules.install_transaction_rules()
     try:
         with hooks(handlers, model_call):
-            yield {**resources, **workflow, "bedrock": bedrock, "outage": outage}
+            yield {**resources, **workflow, "bedrock": bedrock, "outage": outage, "dynamodb": dynamodb}
     finally:
+        dynamodb.undo()
         undo_transactions()
 
 

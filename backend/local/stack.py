@@ -140,6 +140,9 @@ class LocalStack:
     latency_s: float = 0.0
     images_per_minute: float | None = None
     max_concurrency: int = 4
+    # DynamoDB's partition throughput (1,000 write / 3,000 read units per second per partition key
+    # value, backend/local/dynamodb_rules.py); transaction conflicts and client tokens always apply
+    partition_limits: bool = True
     cutout: CutoutEngine | None = None  # None: the model if installed, else the estimate (cutout.engine())
     on_email: Callable[[dict[str, Any]], None] | None = None
     emails: list[dict[str, Any]] = field(default_factory=list)  # each with "To": the user whose inbox got it
@@ -368,10 +371,12 @@ class LocalStack:
         self.inboxes[username] = queue_url
 
     def _install_standins(self) -> None:
-        from backend.local import moto_bounds, rekognition_standin, sfn_hooks
+        from backend.local import dynamodb_rules, moto_bounds, rekognition_standin, sfn_hooks
         from backend.local.bedrock_standin import StandInBedrock, install_control_plane
 
         self._undo.append(moto_bounds.install())
+        # DynamoDB's answers where moto is softer: conflicts, partition throughput, client tokens
+        self._undo.append(dynamodb_rules.install(partition_limits=self.partition_limits))
         self._undo.append(self.meter.install())
         assert self.cutout is not None
         self.bedrock = StandInBedrock(

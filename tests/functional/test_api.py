@@ -583,3 +583,57 @@ def test_labels_of_an_unreadable_upload_are_not_a_404_unless_it_is_missing(
     ref = contracts.image_ref_of(contracts.new_opaque_id(), contracts.new_opaque_id(), "png")
     response = _post(client, "/labels", token_for("owner-1"), {"imageRefs": [ref]})
     assert response.status_code == answer
+
+
+# ---------------------------------------------------------------------------------- nothing written by a refused or failed submit
+
+
+def _job_items() -> list[dict[str, Any]]:
+    items = boto3.client("dynamodb").scan(TableName="backdrop-test-jobs")["Items"]
+    return [i for i in items if i["pk"]["S"].startswith("JOB#")]
+
+
+def _scratch_objects() -> list[str]:
+    listed = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=contracts.SCRATCH_PREFIX)
+    return [o["Key"] for o in listed.get("Contents", [])]
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"shadow": "contact", "shadowAngle": 1e308}, "shadowAngle"),
+        ({"qualityThresholds": {"labelMinConfidence": 1e300}}, "qualityThresholds.labelMinConfidence"),
+        ({"shadow": "contact", "shadowAngle": -1e200}, "shadowAngle"),
+        ({"blend": 1e-200}, "blend"),
+    ],
+)
+def test_a_number_dynamodb_cannot_store_is_a_400_naming_it_and_nothing_is_written(
+    client: Client, token_for, photo, extra: dict[str, Any], field: str
+) -> None:
+    """Issue #26: these answered 500 after the job's image items were written (an orphan partition)."""
+    refs = [_upload("owner-1", photo()), _upload("owner-1", photo())]
+    response = _submit(client, token_for("owner-1"), refs, **extra)
+    assert response.status_code == 400, response.body
+    assert response.json_body["details"][0]["field"] == field and field in response.json_body["message"]
+    assert _job_items() == [] and _scratch_objects() == []
+
+
+def test_a_job_item_that_cannot_be_written_leaves_no_images_and_no_records(
+    client: Client, token_for, photo, monkeypatch
+) -> None:
+    """The submit writes nothing to the table before the job item: a failure there (here DynamoDB
+    refusing its PutItem) leaves no image items without a job, and the records file goes too."""
+    refs = [_upload("owner-1", photo()), _upload("owner-1", photo())]
+
+    def refuse_the_job_item(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Item", {}).get("sk") == contracts.JOB_SK:
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "down (test)"}}, "PutItem")
+
+    events = aws.table("backdrop-test-jobs").meta.client.meta.events
+    events.register("provide-client-params.dynamodb.PutItem", refuse_the_job_item)
+    try:
+        response = _submit(client, token_for("owner-1"), refs)
+    finally:
+        events.unregister("provide-client-params.dynamodb.PutItem", refuse_the_job_item)
+    assert response.status_code >= 500, response.body
+    assert _job_items() == [] and _scratch_objects() == []
