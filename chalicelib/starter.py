@@ -30,7 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib import contracts
 from chalicelib.contracts import ImageStatus, JobStatus
 from chalicelib.errors import THROTTLING_CODES, RetryPolicy, client_error_code, client_error_message
-from chalicelib.store import CANCELLED_CAUSE, PARTITION_WRITE_UNITS_PER_S, JobStore, NewImage, plain
+from chalicelib.store import CANCELLED_CAUSE, IMAGE_WRITE_UNITS_PER_S, JobStore, NewImage, plain
 
 log = logging.getLogger(__name__)
 _deserializer = TypeDeserializer()
@@ -110,7 +110,7 @@ class WorkflowStarter:
         state_machine_arn: str,
         sleep: Callable[[float], None] = time.sleep,
         start_closing: ClosingStarter | None = None,
-        write_units_per_s: float = PARTITION_WRITE_UNITS_PER_S,
+        write_units_per_s: float = IMAGE_WRITE_UNITS_PER_S,
     ) -> None:
         self.s3 = s3
         self.store = store

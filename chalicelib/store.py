@@ -76,6 +76,10 @@ _BAD_CURSOR: Final = "cursor is not valid: pass nextCursor from the previous pag
 # unit per started KB of an item (docs/aws-notes.md#n84-dynamodb-partition-write-rate): a job's
 # image items are written at that pace, never faster, whatever the table's own capacity.
 PARTITION_WRITE_UNITS_PER_S: Final = 1000
+# ... of which the image items take this much: the rest stays for the job item's own writes while
+# they are written (a cancel, the starter's updates), which a partition spent to the last unit
+# would throttle
+IMAGE_WRITE_UNITS_PER_S: Final = 0.8 * PARTITION_WRITE_UNITS_PER_S
 BATCH_WRITE_MAX_ITEMS: Final = 25  # BatchWriteItem's limit per call
 # what DynamoDB leaves unprocessed (or throttles whole) is sent again after a wait of full jitter
 # up to 0.05 s x 2^attempt, capped at 5 s: about 40 s of waiting at most for one batch
@@ -404,7 +408,7 @@ class JobStore:
         self,
         items: Sequence[Mapping[str, Any]],
         *,
-        write_units_per_s: float = PARTITION_WRITE_UNITS_PER_S,
+        write_units_per_s: float = IMAGE_WRITE_UNITS_PER_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Put one job's image items (one partition), BatchWriteItem 25 at a time, one call after

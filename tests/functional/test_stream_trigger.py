@@ -396,3 +396,33 @@ def test_image_items_are_written_at_the_partitions_pace(store: JobStore) -> None
     store.write_images(items, write_units_per_s=50, clock=lambda: now[0])
     assert sum(waits) == pytest.approx((200 - 50) / 50, abs=0.01)
     assert len(store.images(JOB_ID)) == 200
+
+
+def test_under_the_partitions_limit_the_starter_writes_every_image_without_being_throttled(store: JobStore) -> None:
+    """The emulated partition limit (backend/local/dynamodb_rules.py) on a fake clock the store's
+    pace shares: 500 one-unit items at 80 of the partition's 100 units a second take 5.25 s of waits
+    and no refusal, and the job item's own writes after them (the start) find units left."""
+    from backend.local import dynamodb_rules
+
+    now = [0.0]
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    job = _accepted_job(store, 500)
+    undo = dynamodb_rules.install_partition_limits(write_units_per_s=100, clock=lambda: now[0])
+    try:
+        store.sleep = sleep
+        starter = WorkflowStarter(boto3.client("s3"), store, boto3.client("stepfunctions"), BUCKET, _machine())
+        starter.write_units_per_s = 80
+        real = store.write_images
+        store.write_images = lambda items, **kwargs: real(items, **{**kwargs, "clock": lambda: now[0]})  # type: ignore[method-assign]
+        assert starter.start(job)
+        limits = dynamodb_rules.partition_limits()
+        assert limits is not None and sum(limits.throttled.values()) == 0
+    finally:
+        undo()
+    assert len(store.images(JOB_ID)) == 500
+    assert sum(waits) == pytest.approx((500 - 80) / 80, abs=0.05)
