@@ -451,8 +451,13 @@ def _reporter() -> Reporter:
     name="start_workflow",
 )
 def start_workflow(event: Any) -> None:
+    _starter().handle_records(event.to_dict().get("Records", []))
+
+
+def _starter() -> WorkflowStarter:
+    """The one way a job is started: the stream's starter, and the sweep for a job left SUBMITTED."""
     settings = config.settings()
-    starter = WorkflowStarter(
+    return WorkflowStarter(
         aws.client("s3"),
         _store(),
         aws.client("stepfunctions"),
@@ -461,7 +466,6 @@ def start_workflow(event: Any) -> None:
         # a job cancelled before its images were written: its closing, by the reconciler's function
         start_closing=lambda job_id, owner, bucket: start_cancel_closing(job_id, owner, bucket),
     )
-    starter.handle_records(event.to_dict().get("Records", []))
 
 
 # S3 → EventBridge, because CloudFormation cannot add notifications to an existing bucket
@@ -595,8 +599,11 @@ def reconcile_sweep(event: Any) -> dict[str, Any]:
     reconciled = reconciler.sweep(config.settings().state_machine_arn, since)
     context = getattr(event, "context", None)  # the Lambda context (None in a direct call)
     time_left = (lambda: context.get_remaining_time_in_millis() / 1000) if context is not None else None
-    # background work (a large cancel's closing, a large delete) that never ran or stopped half-way
-    background = reconciler.sweep_background(lambda *job: start_deletion(*job), time_left)
+    # background work (a large cancel's closing, a large delete) that never ran or stopped half-way,
+    # and jobs whose start never came (the starter's own entry point starts them)
+    background = reconciler.sweep_background(
+        lambda *job: start_deletion(*job), time_left, start_job=lambda job: _starter().start(job)
+    )
     return {"reconciled": reconciled, "background": background}
 
 

@@ -1,6 +1,6 @@
 """Deploy Backdrop to your AWS account with one command; tear it down with one.
 
-  python -m backend.deploy doctor --stage dev --region us-east-1 [--smoke models|workflow] [--yes]
+  python -m backend.deploy doctor --stage dev --region us-east-1 [--smoke models|workflow] [--yes] [--keep]
   python -m backend.deploy deploy --stage dev --region us-east-1 [--email you@example.com]
                                   [--model stability-inpaint] [--max-concurrency N]
   python -m backend.deploy create-user --stage dev --region us-east-1 --email someone@example.com
@@ -20,6 +20,7 @@ alone. See docs/deploy.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -28,16 +29,25 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, WaiterError
 
-from backend import gateway_responses, policies, project, resource_names, statemachine, stream_trigger, templates
+from backend import (
+    gateway_responses,
+    policies,
+    project,
+    resource_names,
+    runtime,
+    statemachine,
+    stream_trigger,
+    templates,
+)
 from backend import settings as deployment_settings
 from backend.doctor import DEFAULT_MAX_CONCURRENCY, Doctor, Findings, format_findings, models_for_deployment
 from backend.errors import DeployError
-from backend.regions import invoke_arns, partition_of_arn
+from backend.regions import invoke_arns, partition_for_region, partition_of_arn
 from chalicelib import contracts
 from chalicelib.functions import ARCHIVE_BUILDER, DELETER, RECONCILER, WEBHOOK_SENDER, WORKFLOW_FUNCTIONS
 from chalicelib.models import registry
@@ -53,13 +63,27 @@ _GONE = frozenset(
 )
 
 
+# CloudFormation takes a template in the request (TemplateBody) up to 51,200 bytes, or from S3
+# (TemplateURL) up to 1 MB (docs/aws-notes.md#n77-cloudformation-template-size-limits). A
+# template over INLINE_TEMPLATE_MAX_BYTES goes through the stage's bucket: a margin below the
+# hard limit, so the S3 path is the one a growing template already takes (the workflow template,
+# about 44 KB with its state machine, does), long before an edit could make a deploy fail.
+TEMPLATE_BODY_LIMIT: Final = 51_200
+TEMPLATE_URL_LIMIT: Final = 1_000_000
+INLINE_TEMPLATE_MAX_BYTES: Final = 40 * 1024
+# Where a template waits for CloudFormation to read it (deleted once the stack operation ended);
+# outside every prefix the Lambdas may touch.
+TEMPLATES_PREFIX: Final = "deploy/templates/"
+
+
+def template_url(bucket: str, key: str, region: str) -> str:
+    """The virtual-hosted S3 URL of an object, as CloudFormation's TemplateURL takes it."""
+    suffix = "amazonaws.com.cn" if partition_for_region(region) == "aws-cn" else "amazonaws.com"
+    return f"https://{bucket}.s3.{region}.{suffix}/{key}"
+
+
 def stack_name(stage: str, kind: str) -> str:
     return f"backdrop-{stage}-{kind}"
-
-
-def _chalice() -> str:
-    """The chalice command of this environment (it has no `python -m chalice`)."""
-    return str(Path(sys.executable).parent / "chalice")
 
 
 @dataclass
@@ -75,8 +99,10 @@ def run_chalice_deploy(stage: str, env: dict[str, str], region: str, project_dir
     app.py reads some settings while chalice imports it (the authorizer's pool, the stream, the
     upload event filter, CORS), so the same environment is given to the chalice process."""
     process_env = {**os.environ, **env, "AWS_DEFAULT_REGION": region}
+    python = runtime.chalice_python()
+    runtime.require_supported(python)  # the Lambdas' runtime is that interpreter's (backend/runtime.py)
     subprocess.run(
-        [_chalice(), "--project-dir", str(project_dir), "deploy", "--stage", stage],
+        [*runtime.chalice_command(python), "--project-dir", str(project_dir), "deploy", "--stage", stage],
         cwd=project_dir,
         env=process_env,
         check=True,
@@ -99,7 +125,7 @@ def run_chalice_deploy(stage: str, env: dict[str, str], region: str, project_dir
 def run_chalice_delete(stage: str, region: str, project_dir: Path) -> None:
     """`chalice delete` of the stage's project, in the stage's Region; a failure raises."""
     subprocess.run(
-        [_chalice(), "--project-dir", str(project_dir), "delete", "--stage", stage],
+        [*runtime.chalice_command(), "--project-dir", str(project_dir), "delete", "--stage", stage],
         cwd=project_dir,
         env={**os.environ, "AWS_DEFAULT_REGION": region, "AWS_REGION": region},
         check=True,
@@ -168,28 +194,67 @@ class Deployer:
         current = self._recoverable(kind, self._current(name))
         common = {
             "StackName": name,
-            "TemplateBody": body,
             "Parameters": params,
             "Capabilities": ["CAPABILITY_IAM"],
             "Tags": [{"Key": "app", "Value": "backdrop"}, {"Key": "stage", "Value": self.stage}],
         }
-        if current is None:
-            self.say(f"creating stack {name} ...")
-            self.cfn.create_stack(**common)
-            self._wait(name, "stack_create_complete")
-        elif self._unchanged(name, body, params, current):
+        if current is not None and self._unchanged(name, body, params, current):
+            self.say(f"stack {name}: template {len(body.encode()):,} bytes, deployed already")
             self.say(f"stack {name}: no changes")
         else:
-            self.say(f"updating stack {name} ...")
+            source, uploaded = self._template_source(name, body)
             try:
-                self.cfn.update_stack(**common)
-            except ClientError as exc:
-                if "No updates are to be performed" not in str(exc):
-                    raise
-            else:
-                self._wait(name, "stack_update_complete")
+                if current is None:
+                    self.say(f"creating stack {name} ...")
+                    self.cfn.create_stack(**common, **source)
+                    self._wait(name, "stack_create_complete")
+                else:
+                    self.say(f"updating stack {name} ...")
+                    try:
+                        self.cfn.update_stack(**common, **source)
+                    except ClientError as exc:
+                        if "No updates are to be performed" not in str(exc):
+                            raise
+                    else:
+                        self._wait(name, "stack_update_complete")
+            finally:
+                if uploaded:  # CloudFormation read it when the operation started
+                    self._forget_template(*uploaded)
         stack = self.cfn.describe_stacks(StackName=name)["Stacks"][0]
         return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+    def _template_source(self, name: str, body: str) -> tuple[dict[str, str], tuple[str, str] | None]:
+        """TemplateBody, or TemplateURL for a template over INLINE_TEMPLATE_MAX_BYTES (uploaded to
+        the stage's bucket: returned as (bucket, key) to delete afterwards). Says each size."""
+        size = len(body.encode())
+        limits = f"TemplateBody limit {TEMPLATE_BODY_LIMIT:,}"
+        if size <= INLINE_TEMPLATE_MAX_BYTES:
+            self.say(f"stack {name}: template {size:,} bytes, sent in the request ({limits})")
+            return {"TemplateBody": body}, None
+        if size > TEMPLATE_URL_LIMIT:
+            raise DeployError(
+                f"the template of stack {name} is {size:,} bytes: over CloudFormation's {TEMPLATE_URL_LIMIT:,}-byte "
+                "limit even from S3 (docs/aws-notes.md#n77-cloudformation-template-size-limits); split it into stacks"
+            )
+        bucket = self.outputs.get("BucketName")
+        if not bucket:  # the resources stack creates the bucket: its template can only go inline
+            if size <= TEMPLATE_BODY_LIMIT:
+                self.say(f"stack {name}: template {size:,} bytes, sent in the request ({limits}; no bucket yet)")
+                return {"TemplateBody": body}, None
+            raise DeployError(
+                f"the template of stack {name} is {size:,} bytes, over CloudFormation's {TEMPLATE_BODY_LIMIT:,}-byte "
+                "TemplateBody limit, and the bucket that would carry it to CloudFormation does not exist yet"
+            )
+        key = f"{TEMPLATES_PREFIX}{name}-{hashlib.sha256(body.encode()).hexdigest()[:16]}.json"
+        self.client("s3").put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json")
+        self.say(f"stack {name}: template {size:,} bytes, passed as TemplateURL from s3://{bucket}/{key} ({limits})")
+        return {"TemplateURL": template_url(bucket, key, self.region)}, (bucket, key)
+
+    def _forget_template(self, bucket: str, key: str) -> None:
+        try:
+            self.client("s3").delete_object(Bucket=bucket, Key=key)
+        except ClientError as exc:  # harmless: a few KB, removed with the bucket at teardown
+            self.say(f"note: could not delete s3://{bucket}/{key} ({exc})")
 
     def _wait(self, name: str, waiter: str) -> None:
         try:
@@ -596,7 +661,9 @@ def run_doctor(deployer: Deployer, args: argparse.Namespace) -> int:
         api_url = deployer.api_url()
         if not api_url:
             raise DeployError(f"stage {args.stage} has no API yet: deploy it first")
-        WorkflowSmoke(deployer.session, deployer.region, deployer.stage, api_url).run(found, yes=args.yes)
+        WorkflowSmoke(
+            deployer.session, deployer.region, deployer.stage, api_url, keep=getattr(args, "keep", False)
+        ).run(found, yes=args.yes)
     print(format_findings(found, f"Backdrop doctor: stage {args.stage} in {args.region}"))
     return 1 if found.failed else 0
 
@@ -631,9 +698,13 @@ def main(argv: list[str] | None = None) -> int:
                 "--smoke",
                 choices=("models", "workflow"),
                 help="models: one smallest Bedrock call per model with your credentials (subscribes the account); "
-                "workflow: one image through the deployed stack, then what only AWS can tell",
+                "workflow: one job of each background kind, a review and a failure through the deployed stack, "
+                "then what only AWS can tell",
             )
             p.add_argument("--yes", action="store_true", help="do not ask before spending money")
+            p.add_argument(
+                "--keep", action="store_true", help="--smoke workflow: keep its jobs instead of deleting them"
+            )
         if name == "deploy":
             p.add_argument("--email", default="", help="the operations address: alarms only (confirm the subscription)")
             p.add_argument(

@@ -12,10 +12,12 @@ Some answers only a real call gives (docs/deploy.md, "What only a real call can 
   credentials (price printed first, confirmation asked unless --yes). The first call also
   subscribes the account to a Marketplace model, which needs `aws-marketplace:Subscribe`: the
   deployer has it, the workflow's role rightly does not.
-- `--smoke workflow` runs one small image through the deployed stack (API, stream, state
-  machine, Bedrock, report) as a temporary user, then reports what moto could not confirm:
-  whether a `us.` profile id is accepted as ModelId by the optimized Bedrock integration, the
-  format of the Output.S3Uri object, and the error names that integration raises.
+- `--smoke workflow` (backend/smoke.py) runs, as a temporary user, one one-image job of each
+  background kind the Region offers, a review approval and a failure path through the deployed
+  stack (API, stream, state machine, Bedrock, report, email), one line each, then reports what
+  moto could not confirm: whether a `us.` profile id is accepted as ModelId by the optimized
+  Bedrock integration, the format of the Output.S3Uri object (on what still exists), and the
+  error names that integration raises. Its jobs are deleted afterwards unless `--keep`.
 
 ✓ ok, ✗ blocks the deploy (exit 1), ! worth knowing but not blocking.
 """
@@ -106,10 +108,11 @@ def _code(exc: BaseException) -> str:
 
 
 def runtime_for_this_interpreter() -> str:
-    """The Lambda runtime `chalice deploy` will choose (from the interpreter that runs it)."""
-    from chalice.config import Config
+    """The Lambda runtime `chalice deploy` will choose: that of the interpreter the deploy runs
+    chalice under (backend/runtime.py); "" when that one cannot run chalice."""
+    from backend import runtime
 
-    return str(Config.create().lambda_python_version)
+    return runtime.lambda_runtime(runtime.chalice_python())
 
 
 def max_concurrency(quotas_per_minute: dict[str, float], seconds_per_call: dict[str, float], lambda_s: float) -> int:
@@ -410,22 +413,29 @@ class Doctor:
             found.max_concurrency = min(implied)
 
     def check_lambda(self, found: Findings) -> None:
+        from backend.runtime import CHALICE_PYTHON_VARIABLE, SUPPORTED_RUNTIMES
+
         runtime = runtime_for_this_interpreter()
         deprecation = RUNTIME_DEPRECATION.get(runtime)
         today = self.today()
-        if deprecation is None:
+        # chalice picks the runtime from the interpreter that runs it: python3.11 is on Amazon Linux
+        # 2, past its end of life (docs/aws-notes.md#n78-lambda-python-runtimes-and-their-wheels)
+        get_one = f"run `make deploy-env` (or set {CHALICE_PYTHON_VARIABLE} to a Python 3.12/3.13 with chalice)"
+        if deprecation is None or runtime not in SUPPORTED_RUNTIMES:
             found.add(
                 "lambda runtime",
                 FAIL,
-                f"{runtime} is not a Lambda runtime Backdrop knows",
-                "run the deploy with Python 3.11 or 3.12 (chalice picks the runtime from the interpreter)",
+                (f"{runtime}: Backdrop deploys {' or '.join(SUPPORTED_RUNTIMES)} (Amazon Linux 2023)")
+                if runtime
+                else "the Python the deploy runs chalice under cannot run chalice",
+                get_one,
             )
         elif (today - deprecation).days > CREATE_BLOCKED_AFTER_DAYS:
             found.add(
                 "lambda runtime",
                 FAIL,
                 f"{runtime} was deprecated on {deprecation}: Lambda no longer creates functions with it",
-                "run the deploy with a newer Python (3.12+); chalice picks the runtime from the interpreter",
+                get_one,
             )
         elif (deprecation - today).days < RUNTIME_WARN_DAYS:
             found.add(

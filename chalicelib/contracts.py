@@ -329,16 +329,18 @@ MAX_PROVENANCE_LENGTH: Final = 300
 # Identifiers
 
 _HEX32 = r"[0-9a-f]{32}"
+# Patterns end in \Z, not $: `$` also matches before a final newline, so "id\n" would pass
+# (docs/aws-notes.md#n87-whole-string-patterns-and-cognito-sub); openapi.py writes \Z as $.
 # Step Functions execution names: 1-80 chars of [0-9A-Za-z_-]; a job id is the execution name,
 # so a second start of the same job is refused by the service itself.
-JOB_ID_RE: Final = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{12}$")
-IMAGE_ID_RE: Final = re.compile(rf"^{_HEX32}$")
+JOB_ID_RE: Final = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{12}\Z")
+IMAGE_ID_RE: Final = re.compile(rf"^{_HEX32}\Z")
 # What a client names an uploaded image by: "{uploadId}/{imageId}.{ext}" as returned by
 # POST /uploads. The server prefixes the owner itself, so a ref can never point elsewhere.
 _EXTS = "|".join(sorted(set(UPLOAD_CONTENT_TYPES.values())))
-IMAGE_REF_RE: Final = re.compile(rf"^(?P<upload_id>{_HEX32})/(?P<image_id>{_HEX32})\.(?P<ext>{_EXTS})$")
-# Cognito `sub` is a UUID; anything else is refused before it becomes part of a key.
-OWNER_RE: Final = re.compile(r"^[0-9A-Za-z_-]{1,128}$")
+IMAGE_REF_RE: Final = re.compile(rf"^(?P<upload_id>{_HEX32})/(?P<image_id>{_HEX32})\.(?P<ext>{_EXTS})\Z")
+# An owner as it appears in keys; a caller's `sub` is checked to be a UUID (chalicelib/auth.py).
+OWNER_RE: Final = re.compile(r"^[0-9A-Za-z_-]{1,128}\Z")
 
 
 def new_job_id(now: datetime | None = None) -> str:
@@ -395,7 +397,7 @@ def image_ref_of(upload_id: str, image_id: str, ext: str) -> str:
 
 
 UPLOAD_KEY_RE: Final = re.compile(
-    rf"^{UPLOADS_PREFIX}(?P<owner>[0-9A-Za-z_-]{{1,128}})/(?P<ref>{_HEX32}/{_HEX32}\.(?:{_EXTS}))$"
+    rf"^{UPLOADS_PREFIX}(?P<owner>[0-9A-Za-z_-]{{1,128}})/(?P<ref>{_HEX32}/{_HEX32}\.(?:{_EXTS}))\Z"
 )
 
 
@@ -518,6 +520,7 @@ class BackgroundWork(StrEnum):
     CLOSE_CANCELLED = "CLOSE_CANCELLED"  # a cancelled job's unfinished images, report and webhook
     DELETE = "DELETE"  # a deleted job's files and records
     REWRITE_REPORT = "REWRITE_REPORT"  # a large finished job's report, written again after a pick
+    START = "START"  # a submitted job's start (the stream's starter); done once it left SUBMITTED
 
 
 class ReportRefresh(StrEnum):

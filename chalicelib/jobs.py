@@ -14,7 +14,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib import backgrounds, contracts, costs, estimate, quality, review, webhooks
-from chalicelib.contracts import BackgroundSource, ImageStatus, JobStatus
+from chalicelib.contracts import BackgroundSource, BackgroundWork, ImageStatus, JobStatus
 from chalicelib.deletion import deleting_view
 from chalicelib.errors import (
     BadRequest,
@@ -581,6 +581,10 @@ class JobService:
         _missing_labels(images, labels, keys).raise_if_any()
         settings, images = self._resolve_background_photos(owner, settings, images)
         job_id = job_id or contracts.new_job_id()
+        # noted before the job exists (the sweep drops a note whose job never came): a job whose start
+        # never comes (the stream trigger failing, the starter refused) is started, or failed with
+        # its cause, by the reconciler's sweep (chalicelib/reconciler.py)
+        self.store.note_background_work(BackgroundWork.START, job_id, owner, self.bucket)
         if webhook_url and self.store.webhook_secret(owner) is None:  # it signs this job's webhook
             self.store.put_webhook_secret(owner, webhooks.new_secret(), replace=False)
         stored_settings = settings_to_dict(settings)

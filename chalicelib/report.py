@@ -17,6 +17,8 @@ from chalicelib.contracts import BackgroundSource, ErrorCode, ImageStatus, JobSt
 from chalicelib.errors import StorageError, client_error_code
 from chalicelib.store import CANCELLED_CAUSE, UNFINISHED_CAUSE, JobStore
 
+CSV_ENCODING = "utf-8-sig"  # UTF-8 with a byte order mark (Reporter._csv_body says why)
+CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
 CSV_COLUMNS = (
     "imageId",
     "name",
@@ -238,7 +240,7 @@ class Reporter:
             report = self._report(job, images, status, counts_dict, map_error)
             report_keys = {fmt: contracts.report_key(owner, job_id, fmt) for fmt in ("json", "csv")}
             self._write(bucket, report_keys["json"], json.dumps(report, indent=2).encode(), "application/json")
-            self._write(bucket, report_keys["csv"], self._csv(report, job.get("settings") or {}).encode(), "text/csv")
+            self._write(bucket, report_keys["csv"], self._csv_body(report, job.get("settings") or {}), CSV_CONTENT_TYPE)
             if self.store.finish_job(job_id, status, counts_dict, report_keys, report["finishedAt"]):
                 return report
             # cancelled meanwhile: write the cancelled report instead
@@ -324,8 +326,8 @@ class Reporter:
             json.dumps(report, indent=2).encode(),
             "application/json",
         )
-        csv_text = self._csv(report, job.get("settings") or {})
-        self._write(bucket, contracts.report_key(owner, job_id, "csv"), csv_text.encode(), "text/csv")
+        csv_body = self._csv_body(report, job.get("settings") or {})
+        self._write(bucket, contracts.report_key(owner, job_id, "csv"), csv_body, CSV_CONTENT_TYPE)
         return report
 
     def load(self, bucket: str, owner: str, job_id: str) -> dict[str, Any] | None:
@@ -346,6 +348,14 @@ class Reporter:
             self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
         except ClientError as exc:
             raise StorageError(f"could not write the report to s3://{bucket}/{key}: {exc}") from exc
+
+    @classmethod
+    def _csv_body(cls, report: Mapping[str, Any], settings: Mapping[str, Any]) -> bytes:
+        """report.csv's bytes: UTF-8 with a byte order mark. Excel reads a CSV without one in the
+        system's legacy code page, so "café 写真.png" would show as mojibake; with it, Excel, Numbers,
+        LibreOffice and Python's "utf-8-sig" read UTF-8. The BOM precedes the header row, so no cell
+        changes and the formula guard (spreadsheet_safe) still starts every cell."""
+        return cls._csv(report, settings).encode(CSV_ENCODING)
 
     @staticmethod
     def _csv(report: Mapping[str, Any], settings: Mapping[str, Any]) -> str:

@@ -129,6 +129,21 @@ def token_for() -> Callable[..., str]:
     return make_id_token
 
 
+@pytest.fixture(autouse=True)
+def _readable_test_owners() -> Iterator[None]:
+    """A deployment accepts only a UUID as a token's `sub` (chalicelib/auth.py); the suite's
+    hand-made tokens name their owners readably ("owner-1") so a test can say whose data is
+    whose, still whole strings of key-safe characters. Tests of the deployed rule monkeypatch
+    `auth.SUB_RE` back to `auth.COGNITO_SUB_RE` (tests/unit/test_whole_strings.py). Set here
+    without the monkeypatch fixture, so a test's `monkeypatch.undo()` leaves it in place."""
+    from chalicelib import auth, contracts
+
+    assert auth.SUB_RE is auth.COGNITO_SUB_RE, "the deployed rule is Cognito's UUID"
+    auth.SUB_RE = contracts.OWNER_RE
+    yield
+    auth.SUB_RE = auth.COGNITO_SUB_RE
+
+
 # --------------------------------------------------------------------------------------------
 # Images
 

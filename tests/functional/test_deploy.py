@@ -17,8 +17,8 @@ from typing import Any
 import boto3
 import pytest
 
-from backend import policies, resource_names, stream_trigger, templates
-from backend.deploy import ChaliceResult, Deployer, stack_name
+from backend import policies, resource_names, runtime, stream_trigger, templates
+from backend.deploy import TEMPLATE_BODY_LIMIT, TEMPLATES_PREFIX, ChaliceResult, Deployer, stack_name
 from chalicelib import contracts
 from chalicelib.functions import FUNCTIONS, WORKFLOW_FUNCTIONS
 from chalicelib.models import registry
@@ -94,15 +94,27 @@ def test_chalice_package_output_is_cfn_lint_clean(tmp_path: Path) -> None:
         ROOT,
         project,
         ignore=shutil.ignore_patterns(
-            ".venv", ".git", "tests", "test-artifacts", "docs", "samples", "*.pyc", "deployments"
+            ".venv",
+            ".venv-deploy",
+            "*.egg-info",
+            ".git",
+            "tests",
+            "test-artifacts",
+            "docs",
+            "samples",
+            "*.pyc",
+            "deployments",
         ),
     )
     queue_arn = "arn:aws:sqs:us-east-1:123456789012:backdrop-dev-stream-failures"
     merge = tmp_path / "stream-trigger.json"
     merge.write_text(json.dumps(stream_trigger.merge_template(queue_arn)))
+    # chalice as the deploy runs it: under the Python that gives the Lambdas a supported runtime
+    python = runtime.chalice_python()
+    expected_runtime = runtime.require_supported(python)
     result = subprocess.run(
         [
-            str(Path(sys.executable).parent / "chalice"),
+            *runtime.chalice_command(python),
             "package",
             "--stage",
             "dev",
@@ -119,8 +131,16 @@ def test_chalice_package_output_is_cfn_lint_clean(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     lint = _cfn_lint(out / "sam.json")
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    # the packaged stream trigger carries what Chalice cannot set, and nothing was merged beside it
     sam = json.loads((out / "sam.json").read_text())
+    # every Lambda on a supported runtime (Amazon Linux 2023), never python3.11 on Amazon Linux 2
+    functions = {n: r for n, r in sam["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+    assert len(functions) == len(FUNCTIONS)
+    runtimes = {
+        r["Properties"].get("Runtime", sam.get("Globals", {}).get("Function", {}).get("Runtime"))
+        for r in functions.values()
+    }
+    assert runtimes == {expected_runtime} and expected_runtime in runtime.SUPPORTED_RUNTIMES
+    # the packaged stream trigger carries what Chalice cannot set, and nothing was merged beside it
     trigger = sam["Resources"][stream_trigger.FUNCTION_LOGICAL_ID]["Properties"]["Events"]
     assert list(trigger) == [stream_trigger.EVENT_LOGICAL_ID]
     properties = trigger[stream_trigger.EVENT_LOGICAL_ID]["Properties"]
@@ -186,14 +206,16 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
     }
     assert {r for n, r in deleters if n == "delete_job_data"} == {r for n, r in deleters if n == "api_handler"}
     starters = {n for n, d in docs.items() for s in _statements(d) if "states:StartExecution" in s["Action"]}
-    assert starters == {"start_workflow"}
+    # the stream's starter, and the sweep that starts a job left SUBMITTED with the same code
+    assert starters == {"start_workflow", "reconcile_sweep"}
     # only the API and its deleter delete (a job's files on DELETE), only the API stops executions
-    # (cancel); the webhook sender is started only where no workflow step is left to run it (a
+    # (cancel) and the starter's code, run by the sweep, a run whose job was cancelled while it
+    # started; the webhook sender is started only where no workflow step is left to run it (a
     # cancel, a job the reconciler closed)
     deleters = {n for n, d in docs.items() for s in _statements(d) if "s3:DeleteObject" in s["Action"]}
     assert deleters == {"api_handler", "finalize", "delete_job_data"}
     stoppers = {n: s for n, d in docs.items() for s in _statements(d) if "states:StopExecution" in s["Action"]}
-    assert set(stoppers) == {"api_handler"}
+    assert {"api_handler", "reconcile_sweep"} <= set(stoppers)
     assert stoppers["api_handler"]["Resource"] == [
         "arn:aws:states:us-east-1:123456789012:execution:backdrop-dev-workflow:*"
     ]
@@ -223,7 +245,8 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
     assert invokes("delete_job_data") == [deleter]
     # a regeneration added to a large finished job: its report rewrite, by the reconciler's function
     assert invokes("finalize") == [closer]
-    assert sorted(invokes("reconcile_sweep")) == sorted([sender, deleter])
+    # the sweep: a stranded delete, and (the starter's code) a cancelled job's closing
+    assert sorted(invokes("reconcile_sweep")) == sorted([sender, deleter, closer])
     # a job cancelled before the starter wrote its images: the starter starts its closing
     assert invokes("start_workflow") == [closer]
 
@@ -350,6 +373,22 @@ def _stream_handler_as_chalice_makes_it(stage: str, region: str, stream_arn: str
     return str(arn)
 
 
+def _refuse_a_template_body_over_the_limit(params: dict[str, Any], **_: Any) -> Any:
+    """CloudFormation refuses a TemplateBody over 51,200 bytes (moto takes any size): answered as
+    AWS answers it (docs/aws-notes.md#n77-cloudformation-template-size-limits)."""
+    from botocore.awsrequest import AWSResponse
+
+    body = (params.get("body") or {}).get("TemplateBody")  # the serialized request's form fields
+    if body is None or len(body.encode()) <= TEMPLATE_BODY_LIMIT:
+        return None
+    message = (
+        "1 validation error detected: Value at 'templateBody' failed to satisfy constraint: "
+        f"Member must have length less than or equal to {TEMPLATE_BODY_LIMIT}"
+    )
+    error = {"Error": {"Code": "ValidationError", "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 400}}
+    return AWSResponse("https://cloudformation.amazonaws.com/", 400, {}, None), error
+
+
 @dataclass
 class MotoDeployer(Deployer):
     """The real deployer, but the auth stack is made through the Cognito API: moto's CloudFormation
@@ -361,6 +400,10 @@ class MotoDeployer(Deployer):
     def __post_init__(self) -> None:
         self.say = self.said.append
         self.session.events.register("after-call.cloudformation.DescribeStacks", _echo_lists_as_cloudformation_does)
+        for operation in ("CreateStack", "UpdateStack"):
+            self.session.events.register(
+                f"before-call.cloudformation.{operation}", _refuse_a_template_body_over_the_limit
+            )
         super().__post_init__()
 
     def deploy_auth(self) -> dict[str, str]:
@@ -427,6 +470,11 @@ def make_deployer(tmp_path: Path, region: str = "us-east-1") -> MotoDeployer:
 @pytest.fixture
 def on_moto(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)  # the SDK's own setting, as on a real machine
+    # chalice itself is not run on moto (fake_chalice): the deploy's Python is taken as a supported
+    # one here; choosing and refusing it has its own tests (test_the_deploy_refuses_...)
+    from backend import doctor as doctor_module
+
+    monkeypatch.setattr(doctor_module, "runtime_for_this_interpreter", lambda: "python3.12")
     return moto_server
 
 
@@ -924,3 +972,113 @@ def test_every_alarm_goes_to_the_alarm_topic_and_the_job_topic_has_no_fixed_subs
     alarms = {name: r for name, r in workflow.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
     assert {"FailedExecutionsAlarm", "TimedOutExecutionsAlarm", "ReconcilerErrorsAlarm"} <= set(alarms)
     assert all(a["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopicArn"}] for a in alarms.values())
+
+
+def test_the_sweep_may_do_what_starting_a_job_needs() -> None:
+    """The sweep starts a job left SUBMITTED with the starter's own code: its role must allow that
+    start's calls (the manifest in the scratch space, StartExecution, StopExecution for a job
+    cancelled while it started, the job's reads and writes)."""
+    docs = policies.lambda_policies(OUTPUTS, "dev", "us-east-1", "123456789012", registry.selectable_models())
+
+    def allowed(function: str) -> set[tuple[str, str]]:
+        return {(a, r) for s in _statements(docs[function]) for a in s["Action"] for r in s["Resource"]}
+
+    sweep = allowed("reconcile_sweep")
+    machine = policies.state_machine_arn("us-east-1", "123456789012", "dev")
+    assert ("states:StartExecution", machine) in sweep
+    assert ("states:StopExecution", policies.execution_arns("us-east-1", "123456789012", "dev")) in sweep
+    scratch = f"arn:aws:s3:::{OUTPUTS['BucketName']}/{contracts.SCRATCH_PREFIX}*"
+    assert ("s3:PutObject", scratch) in sweep
+    table = OUTPUTS["TableArn"]
+    assert {("dynamodb:GetItem", table), ("dynamodb:Query", table), ("dynamodb:UpdateItem", table)} <= sweep
+    # everything the starter's own role allows on S3, Step Functions and the table (not its stream:
+    # that is the event source's reading), the sweep has too
+    starter = {
+        (a, r)
+        for a, r in allowed("start_workflow")
+        if a.split(":")[0] in ("s3", "states", "dynamodb") and "/stream/" not in r
+    }
+    assert starter <= sweep
+
+
+def test_a_stuck_start_and_a_failing_starter_alarm_the_operator() -> None:
+    """Nothing is left stuck silently: a message in the stream-failures queue, an error of the
+    starter or of the sweep each alarm to the operator's alarm topic."""
+    resources = templates.load("resources")["Resources"]
+    queue = resources["StreamFailuresAlarm"]["Properties"]
+    assert queue["Namespace"] == "AWS/SQS" and queue["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert queue["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["StreamFailureQueue", "QueueName"]}}]
+    assert (queue["Threshold"], queue["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert queue["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    workflow = templates.workflow_template(8)["Resources"]
+    for alarm, function in (("StarterErrorsAlarm", stream_trigger.FUNCTION), ("SweepErrorsAlarm", "reconcile_sweep")):
+        properties = workflow[alarm]["Properties"]
+        assert (properties["Namespace"], properties["MetricName"]) == ("AWS/Lambda", "Errors")
+        name = properties["Dimensions"][0]["Value"]["Fn::Sub"]
+        assert name.replace("${Stage}", "dev") == resource_names.lambda_function("dev", function)
+        assert properties["AlarmActions"] == [{"Ref": "AlarmTopicArn"}]
+
+
+def test_a_template_over_the_template_body_limit_reaches_cloudformation_through_s3(
+    deployer: MotoDeployer, moto_server: str
+) -> None:
+    deployer.outputs.update(
+        deployer.deploy_stack("resources", templates.load("resources"), deployer.resource_parameters("", {}))
+    )
+    big = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Metadata": {"Padding": "x" * 60_000},
+        "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
+    }
+    size = len(templates.to_json(big).encode())
+    assert size > TEMPLATE_BODY_LIMIT
+    cfn = _client("cloudformation", moto_server)
+    # the emulated limit is CloudFormation's: this body in the request is refused
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError, match="less than or equal to 51200"):
+        deployer.cfn.create_stack(StackName="inline", TemplateBody=templates.to_json(big))
+    deployer.deploy_stack("big", big, {})
+    stack = cfn.describe_stacks(StackName=stack_name("dev", "big"))["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    deployed = cfn.get_template(StackName=stack_name("dev", "big"))["TemplateBody"]
+    assert (deployed if isinstance(deployed, dict) else json.loads(deployed)) == big
+    assert any(f"template {size:,} bytes, passed as TemplateURL" in line for line in deployer.said), deployer.said
+    # the copy CloudFormation read is gone once the stack operation ended
+    listed = _client("s3", moto_server).list_objects_v2(Bucket=deployer.outputs["BucketName"], Prefix=TEMPLATES_PREFIX)
+    assert listed.get("KeyCount", 0) == 0
+    # a change goes the same way; the same template again is left alone
+    bigger = {**big, "Metadata": {"Padding": "y" * 70_000}}
+    deployer.deploy_stack("big", bigger, {})
+    deployed = cfn.get_template(StackName=stack_name("dev", "big"))["TemplateBody"]
+    assert (deployed if isinstance(deployed, dict) else json.loads(deployed)) == bigger
+    deployer.deploy_stack("big", bigger, {})
+    assert deployer.said[-2:] == [
+        f"stack backdrop-dev-big: template {len(templates.to_json(bigger).encode()):,} bytes, deployed already",
+        "stack backdrop-dev-big: no changes",
+    ]
+    # every template's size is said, small ones sent in the request
+    assert any("backdrop-dev-resources: template" in line and "sent in the request" in line for line in deployer.said)
+
+
+def test_the_deploy_refuses_a_python_whose_runtime_is_past_its_end_of_life(tmp_path: Path, monkeypatch) -> None:
+    """Chalice gives the Lambdas the runtime of the Python that runs it: the deploy runs it only
+    under one whose runtime Lambda supports on Amazon Linux 2023, and says how to get one."""
+    import backend.deploy as deploy_module
+    from backend.errors import DeployError
+
+    here = sys.version_info[:2]
+    if f"python{here[0]}.{here[1]}" in runtime.SUPPORTED_RUNTIMES:
+        assert runtime.require_supported(sys.executable) == f"python{here[0]}.{here[1]}"
+        return
+    monkeypatch.setenv(runtime.CHALICE_PYTHON_VARIABLE, sys.executable)  # this suite's Python: 3.11
+    # refused before chalice runs (chalice on an empty project would fail with CalledProcessError)
+    with pytest.raises(DeployError) as refused:
+        deploy_module.run_chalice_deploy("dev", {}, "us-east-1", tmp_path)
+    message = str(refused.value)
+    assert f"would deploy python{here[0]}.{here[1]}" in message and "make deploy-env" in message
+    assert runtime.CHALICE_PYTHON_VARIABLE in message
+    # ... nor under something that cannot run chalice at all
+    monkeypatch.setenv(runtime.CHALICE_PYTHON_VARIABLE, str(tmp_path / "no-python"))
+    with pytest.raises(DeployError, match="cannot run chalice"):
+        deploy_module.run_chalice_deploy("dev", {}, "us-east-1", tmp_path)
