@@ -200,8 +200,9 @@ def _lifecycle_checker() -> LifecycleChecker:
 
 
 def _selectable_model(key: str) -> Any:
+    """A model a new job may use: not retired, and callable from this deployment's Region."""
     spec = registry.get_model(key)
-    return registry.get_selectable_model(key, _lifecycle_checker().lifecycle(spec)[0])
+    return registry.get_usable_model(key, _lifecycle_checker().lifecycle(spec)[0])
 
 
 @app.route("/models", methods=["GET"], authorizer=authorizer, cors=cors)
@@ -219,8 +220,10 @@ def list_models() -> dict[str, Any]:
             "source": lifecycle.source,
             "checkedWith": source,
         }
-        models.append({**view, "selectable": registry.is_selectable(spec, lifecycle)})
-    return {"models": models, "default": registry.default_model_key()}
+        refusal = registry.region_refusal(spec)
+        view["unavailableHere"] = refusal  # None, or why this deployment's Region cannot call it
+        models.append({**view, "selectable": registry.is_selectable(spec, lifecycle) and refusal is None})
+    return {"models": models, "default": registry.default_model_key(), "region": registry.deployment_region()}
 
 
 @app.route("/presets", methods=["GET"], authorizer=authorizer, cors=cors)

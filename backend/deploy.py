@@ -26,7 +26,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -302,8 +302,12 @@ class Deployer:
 
     # ---------------------------------------------------------------- the whole deploy
 
-    def stage_environment(self, account: str, partition: str, settings: dict[str, str]) -> dict[str, str]:
-        """What every Lambda reads: the stacks' outputs, then each deployment setting given."""
+    def stage_environment(
+        self, account: str, partition: str, settings: dict[str, str], unreachable: Iterable[str] = ()
+    ) -> dict[str, str]:
+        """What every Lambda reads: the stacks' outputs, then each deployment setting given.
+        `unreachable`: the models the doctor found this Region cannot call (its Bedrock look-ups),
+        which POST /jobs then refuses by name (chalicelib.models.registry.region_refusal)."""
         env = {
             "BUCKET_NAME": self.outputs["BucketName"],
             "JOBS_TABLE_NAME": self.outputs["TableName"],
@@ -322,6 +326,8 @@ class Deployer:
             "DELETE_FUNCTION_NAME": resource_names.lambda_function(self.stage, DELETER),
         }
         env.update({k: v for k, v in settings.items() if k != "BACKDROP_MODEL_REGISTRY"})
+        if unreachable:
+            env[registry.UNREACHABLE_MODELS_ENV] = ",".join(sorted(unreachable))
         return env
 
     def build_project(
@@ -400,7 +406,7 @@ class Deployer:
             self.deploy_stack("resources", templates.load("resources"), self.resource_parameters(email, settings))
         )
         self.outputs.update(self.deploy_auth())
-        env = self.stage_environment(account, partition, settings)
+        env = self.stage_environment(account, partition, settings, found.unreachable)
         env = self.build_project(env, account, partition, models, settings)
         deployment_settings.save(self.project, settings)
         chalice = self.run_chalice(self.stage, env, self.region, self.project)

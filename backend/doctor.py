@@ -274,10 +274,11 @@ class Doctor:
             except DeployError as exc:
                 if spec.family is Family.TEXT_TO_IMAGE:
                     # only `scene` backgrounds need it: the rest of Backdrop works without it
+                    where = f" (it runs in {', '.join(spec.regions)})" if spec.regions else ""
                     found.add(
                         f"region-for {spec.key}",
                         WARN,
-                        "cannot be called from this Region: scene backgrounds will fail here",
+                        f"cannot be called from {self.region}{where}: POST /jobs will refuse scene backgrounds here",
                         f"{exc} Or set BACKDROP_MODEL_IDS to an inference profile of it that this Region can call.",
                     )
                     found.unreachable.add(spec.key)
@@ -377,7 +378,7 @@ class Doctor:
                 "allow servicequotas:ListServiceQuotas, or pass --max-concurrency from your quota (docs/deploy.md)",
             )
             return
-        implied: list[int] = []
+        implied: list[int] = []  # one MaxConcurrency per per-image model; the Map runs at the tightest
         for spec in self.models:
             routes = [r for r in found.routes if r.model_key == spec.key]
             per_call: dict[str, float] = {}
@@ -390,6 +391,17 @@ class Doctor:
                     continue
                 per_call[route.call] = float(quota["Value"])
                 described.append(f"{route.call} {quota['Value']:g}/min ('{quota['QuotaName']}')")
+            if spec.role == "scene":
+                # one call per batch, made before the Map starts: its quota paces batches, never
+                # the images in flight, so it does not bound MaxConcurrency
+                # (docs/aws-notes.md#n75-bedrock-quotas-and-the-maps-concurrency)
+                found.add(
+                    f"quota {spec.key}",
+                    OK if per_call and not missing else WARN,
+                    f"{'; '.join(described) or 'no per-minute quota found'}: one call per batch, which does not "
+                    "bound the Map's concurrency",
+                )
+                continue
             if missing or not per_call:
                 found.add(
                     f"quota {spec.key}",

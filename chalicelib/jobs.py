@@ -19,6 +19,7 @@ from chalicelib.deletion import deleting_view
 from chalicelib.errors import (
     BadRequest,
     Conflict,
+    ModelUnavailable,
     NotFound,
     ReportNotReady,
     ServiceBusy,
@@ -202,7 +203,13 @@ def validate_for_model(spec: ModelSpec, settings: JobSettings, images: Sequence[
 def scene_model(scene: backgrounds.Background, model_lookup: Callable[[str], ModelSpec]) -> ModelSpec:
     """The text-to-image model of a scene background, checked as a job's model is: unknown or
     retired (end of life) is refused at submit, and the prompt must fit it."""
-    spec = model_lookup(scene.model or registry.default_scene_model_key())
+    try:
+        spec = model_lookup(scene.model or registry.default_scene_model_key())
+    except ModelUnavailable as exc:  # unknown, retired, or not callable from this Region: say it is the scene's
+        raise ModelUnavailable(
+            f"a scene background cannot be made here: {exc.message}",
+            details=[{**detail, "field": "background.model"} for detail in (exc.details or [{}])],
+        ) from exc
     if spec.family is not Family.TEXT_TO_IMAGE:
         raise ValidationError(
             f"model {spec.key} does not generate scenes; background.model must be a text-to-image model",

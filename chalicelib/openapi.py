@@ -538,12 +538,26 @@ def schemas() -> dict[str, Any]:
                 },
                 "callPricesUsd": {"type": "object", "additionalProperties": {"type": "number"}},
                 "role": _enum(("job", "scene"), "scene: generates a scene background once per batch"),
-                "selectable": {"type": "boolean", "description": "accepted by POST /jobs now"},
+                "selectable": {
+                    "type": "boolean",
+                    "description": "accepted by POST /jobs now: not at end of life, and callable from this Region",
+                },
+                "regions": {
+                    "type": "array",
+                    "items": _STRING,
+                    "description": "the Regions the model can be called from (models.json)",
+                },
+                "unavailableHere": _nullable(_STRING),
             },
             ["key", "family", "lifecycle", "limits", "selectable"],
         ),
         "ModelList": _obj(
-            {"models": {"type": "array", "items": _ref("Model")}, "default": _STRING}, ["models", "default"]
+            {
+                "models": {"type": "array", "items": _ref("Model")},
+                "default": _STRING,
+                "region": {"type": "string", "description": "the deployment's Region, which `selectable` is for"},
+            },
+            ["models", "default"],
         ),
         "UploadRequest": _obj(
             {
@@ -1115,7 +1129,10 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
     ("GET", "/models"): Operation(
         "Models, their limits, prices and lifecycle",
         "ModelList",
-        description="Which models exist, which are `selectable` now (not at end of life), and each one's limits.",
+        description=(
+            "Which models exist, which are `selectable` now (not at end of life, and callable from this "
+            "deployment's Region), and each one's limits."
+        ),
         tags=("models",),
     ),
     ("GET", "/presets"): Operation(

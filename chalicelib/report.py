@@ -8,7 +8,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
@@ -173,6 +173,33 @@ def _quality_lines(images: list[Mapping[str, Any]]) -> list[str]:
 
 def _ascii(text: str) -> str:
     return text.encode("ascii", "replace").decode("ascii").replace("\n", " ").replace("\r", " ")
+
+
+TRUNCATED: Final = "\n[truncated: see the report]"
+
+
+def _state_bytes(text: str) -> int:
+    """The text's size inside the workflow's state: its JSON string in UTF-8 (quotes, newlines
+    and backslashes escaped), as Step Functions counts its 256 KiB."""
+    return len(json.dumps(text, ensure_ascii=False).encode())
+
+
+def fit_message(message: str) -> str:
+    """The email's text within contracts.SNS_MESSAGE_MAX_BYTES, counted as it travels: in UTF-8
+    for SNS, and as a JSON string in the workflow's state ("Email the summary" reads it there),
+    whose escapes can double a name full of quotes or backslashes
+    (docs/aws-notes.md#n74-what-the-parent-execution-carries-to-the-email)."""
+    if _state_bytes(message) <= contracts.SNS_MESSAGE_MAX_BYTES:
+        return message
+    encoded = message.encode()
+    cut = min(len(encoded), contracts.SNS_MESSAGE_MAX_BYTES)
+    while True:
+        fitted = encoded[:cut].decode(errors="ignore") + TRUNCATED
+        size = _state_bytes(fitted)
+        if size <= contracts.SNS_MESSAGE_MAX_BYTES:
+            return fitted
+        # escapes grow the text in proportion: cut in proportion, and always by something
+        cut = max(0, min(cut - 64, cut * contracts.SNS_MESSAGE_MAX_BYTES // size - len(TRUNCATED)))
 
 
 class Reporter:
@@ -448,13 +475,7 @@ class Reporter:
             "You get this email because you ran this job; nobody else does. For no email, submit a job with "
             '"notify": false (backdrop submit --no-email, or untick "Email me" in the web app).',
         ]
-        message = "\n".join(lines)
-        encoded = message.encode()
-        if len(encoded) > contracts.SNS_MESSAGE_MAX_BYTES:
-            message = (
-                encoded[: contracts.SNS_MESSAGE_MAX_BYTES].decode(errors="ignore") + "\n[truncated: see the report]"
-            )
-        return subject, message
+        return subject, fit_message("\n".join(lines))
 
     def record_notification_failure(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """The email could not be sent: say so on the job, where the API and UI show it."""

@@ -1520,16 +1520,25 @@ class JobStore:
         return self._with_retries(lambda: self.table.update_item(**kwargs))
 
     def _transact(self, items: list[dict[str, Any]]) -> None:
-        """TransactWriteItems, retried through contention with ONE ClientRequestToken for every
-        retry of these exact items: were an attempt applied and its answer lost, DynamoDB answers
-        the retry with success and applies nothing (docs/aws-notes.md#n67-dynamodb-clientrequesttoken).
-        botocore draws a new token per call, so only its own retries share one. With the token, a
-        server error (the fate unknown) is retried too."""
+        """TransactWriteItems, retried through contention. Its ClientRequestToken is kept for a
+        retry after an answer that leaves its fate unknown (a server error, or the same token still
+        in progress): were it applied, DynamoDB answers the retry with success and applies nothing
+        (docs/aws-notes.md#n67-dynamodb-clientrequesttoken). After a cancellation or throttling,
+        which applied nothing, the retry is a new request with a new token (what DynamoDB answers
+        to a cancelled request's token is not documented). botocore draws a new token per call,
+        so only its own retries would share one."""
         token = str(uuid.uuid4())
-        self._with_retries(
-            lambda: self._client().transact_write_items(TransactItems=items, ClientRequestToken=token),
-            lambda exc: is_contention(exc) or client_error_code(exc) in SERVER_ERROR_CODES,
-        )
+
+        def attempt() -> None:
+            nonlocal token
+            try:
+                self._client().transact_write_items(TransactItems=items, ClientRequestToken=token)
+            except ClientError as exc:
+                if is_contention(exc) and client_error_code(exc) != "TransactionInProgressException":
+                    token = str(uuid.uuid4())
+                raise
+
+        self._with_retries(attempt, lambda exc: is_contention(exc) or client_error_code(exc) in SERVER_ERROR_CODES)
 
     # ------------------------------------------------------------------ cached labels
 

@@ -397,7 +397,8 @@ def check_submit(args: argparse.Namespace, photos: list[Path], catalogue: dict[s
     if model is None:
         add("--model", f"unknown model {key!r}; models you can use: {usable}")
     elif not model.get("selectable"):
-        add("--model", f"{key} has reached end of life; models you can use: {usable}")
+        why = model.get("unavailableHere") or f"{key} has reached end of life"
+        add("--model", f"{why}; models you can use: {usable}")
     if model is not None:
         limits = model.get("limits", {})
         prompt = args.prompt or ""
@@ -417,6 +418,12 @@ def check_submit(args: argparse.Namespace, photos: list[Path], catalogue: dict[s
         if args.style is not None and args.style not in presets:
             offered = ", ".join(presets) if presets else "no style presets"
             add("--style", f"{key} offers {offered}")
+    if args.scene or args.background == BackgroundSource.SCENE.value:
+        scenes = [m for m in models.values() if m.get("role") == "scene"]
+        if scenes and not any(m.get("selectable") for m in scenes):
+            # e.g. the scene model is offered on demand in us-west-2 only (GET /models says why)
+            why = "; ".join(str(m.get("unavailableHere") or f"{m['key']} has reached end of life") for m in scenes)
+            add("--scene", f"no scene background in this deployment: {why}")
     if args.color is not None:
         try:
             parse_color(args.color)

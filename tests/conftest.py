@@ -78,9 +78,17 @@ def _nothing_left_in_the_repository(request: pytest.FixtureRequest) -> Iterator[
 
 
 @pytest.fixture(autouse=True)
-def _test_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _test_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for key, value in _TEST_ENV.items():
         monkeypatch.setenv(key, value)
+    # @pytest.mark.region("us-west-2"): the test's whole deployment (moto, the app, the stand-ins) is
+    # in that Region, e.g. for a scene, whose model is offered on demand in us-west-2 only
+    marker = request.node.get_closest_marker("region")
+    if marker is not None:
+        region = str(marker.args[0])
+        for key in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+            monkeypatch.setenv(key, region)
+        monkeypatch.setenv("STATE_MACHINE_ARN", _TEST_ENV["STATE_MACHINE_ARN"].replace("us-east-1", region))
     from chalicelib import aws
 
     aws.reset()
@@ -102,7 +110,9 @@ def resources(aws_mock: None) -> dict[str, Any]:
     """The bucket and table, created from the same definitions the templates and local stack use."""
     from backend.resources import create_resources
 
-    return create_resources(bucket=os.environ["BUCKET_NAME"], table=os.environ["JOBS_TABLE_NAME"])
+    return create_resources(
+        bucket=os.environ["BUCKET_NAME"], table=os.environ["JOBS_TABLE_NAME"], region=os.environ["AWS_REGION"]
+    )
 
 
 @pytest.fixture
@@ -227,8 +237,9 @@ def stack(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.Monke
     from backend.local.stack import provision_workflow, workflow_handlers
     from chalicelib import aws
 
+    region = os.environ["AWS_REGION"]
     workflow = provision_workflow(
-        boto3.client, prefix="backdrop-test", region="us-east-1", bucket=resources["bucket"], max_concurrency=4
+        boto3.client, prefix="backdrop-test", region=region, bucket=resources["bucket"], max_concurrency=4
     )
     monkeypatch.setenv("STATE_MACHINE_ARN", workflow["state_machine_arn"])
     monkeypatch.setenv("NOTIFICATION_TOPIC_ARN", workflow["topic_arn"])
@@ -239,7 +250,7 @@ def stack(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.Monke
     rekognition.labels = [
         {"Name": "Product", "Confidence": 97.0, "Instances": [{"BoundingBox": box, "Confidence": 96.0}]}
     ]
-    bedrock = StandInBedrock()
+    bedrock = StandInBedrock(region=region)  # refuses a model the Region does not offer, as Bedrock does
     outage = Outage()
     names = {arn: name for name, arn in workflow["functions"].items()}
 

@@ -380,7 +380,7 @@ class LocalStack:
         self._undo.append(self.meter.install())
         assert self.cutout is not None
         self.bedrock = StandInBedrock(
-            latency_s=self.latency_s, images_per_minute=self.images_per_minute, cutout=self.cutout
+            latency_s=self.latency_s, images_per_minute=self.images_per_minute, cutout=self.cutout, region=self.region
         )
         self._undo.append(install_control_plane())
         handlers = workflow_handlers(

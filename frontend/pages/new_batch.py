@@ -104,9 +104,16 @@ NO_PRESET = "none"
 def background_form(api: Any, catalogue: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The background, placement and preset part of the job (chalicelib.backgrounds), and problems."""
     st.subheader("Background")
+    offered = list(BACKGROUND_LABELS)
+    scene_models = [m for m in catalogue.get("models", []) if m.get("role") == "scene"]
+    if scene_models and not any(m.get("selectable") for m in scene_models):
+        # the API would refuse it (e.g. the scene model runs in another Region): not offered
+        offered.remove(BackgroundSource.SCENE.value)
+        why = [str(m.get("unavailableHere") or f"{m['displayName']} has reached end of life") for m in scene_models]
+        st.caption("No generated scene in this deployment: " + "; ".join(why))
     source = st.radio(
         "What goes behind the subject",
-        list(BACKGROUND_LABELS),
+        offered,
         format_func=BACKGROUND_LABELS.get,
         key="background_source",
     )

@@ -124,6 +124,33 @@ def test_route_check_fails_outside_the_source_regions(stubs: Stubs) -> None:
     assert failed.status == FAIL and "us-east-1, us-east-2, us-west-2" in failed.fix
 
 
+def test_the_scene_model_outside_its_region_is_a_warning_and_the_lambdas_are_told(stubs: Stubs, tmp_path) -> None:
+    """us-east-1 (docs/deploy.md's examples): the job's models route, the scene model cannot be
+    called; the deploy hands that to the Lambdas, whose POST /jobs then refuses scenes by name."""
+    from backend.deploy import Deployer
+
+    scene = registry.get_model(registry.default_scene_model_key())
+    for _ in PROFILES:  # the deployer may not ask: models.json's Regions route the job's model
+        stubs["bedrock"].add_client_error("get_inference_profile", "AccessDeniedException", "no", 403)
+    found = found_with_identity()
+    make_doctor(stubs, models=[registry.get_model(STABILITY), scene]).check_routes(found)
+    warned = check(found, f"region-for {scene.key}")
+    assert warned.status == WARN and "us-west-2" in warned.detail and "refuse scene backgrounds" in warned.detail
+    assert status_of(found, f"region-for {STABILITY}") == OK and found.unreachable == {scene.key}
+    deployer = Deployer(stage="dev", region="us-east-1", session=boto3.Session(), project_dir=tmp_path)
+    deployer.outputs.update(
+        {
+            "BucketName": "b",
+            "TableName": "t",
+            "StreamArn": "s",
+            "UserPoolArn": "u",
+            "TopicArn": "arn:aws:sns:us-east-1:1:t",
+        }
+    )
+    env = deployer.stage_environment(ACCOUNT, "aws", {}, found.unreachable)
+    assert env[registry.UNREACHABLE_MODELS_ENV] == scene.key
+
+
 @pytest.mark.parametrize(
     ("lifecycle", "expected"),
     [({"status": "ACTIVE"}, OK), ({"status": "LEGACY", "endOfLifeTime": datetime(2027, 6, 30, tzinfo=UTC)}, WARN)],
@@ -233,6 +260,25 @@ def test_quotas_imply_the_map_concurrency(stubs: Stubs) -> None:
     assert expected == 13
     assert found.max_concurrency == expected
     assert "MaxConcurrency 13" in check(found, f"quota {STABILITY}").detail
+
+
+def test_the_scene_models_quota_does_not_cap_the_map_concurrency(stubs: Stubs) -> None:
+    """Stable Image Core is called once per batch, before the Map: a tight quota on it (here 1 a
+    minute, which as a per-image model would mean MaxConcurrency 1) must not slow the images."""
+    from backend.regions import ModelRoutes
+
+    scene = registry.get_model(registry.default_scene_model_key())
+    quotas = [*QUOTAS, _quota("On-demand InvokeModel requests per minute for Stability AI Stable Image Core", 1)]
+    stubs["service-quotas"].add_response("list_service_quotas", {"Quotas": quotas}, {"ServiceCode": "bedrock"})
+    found = found_with_identity()
+    models = [registry.get_model(STABILITY), scene]
+    found.routes = ModelRoutes(None, "us-west-2", ACCOUNT, "aws").for_models(models)
+    make_doctor(stubs, region="us-west-2", models=models).check_quotas(found)
+    per_image = max_concurrency({"inpaint": 40, "remove-background": 60}, {"a": 6.0, "b": 6.0}, 3.0)
+    assert found.max_concurrency == per_image == 13
+    scene_check = check(found, f"quota {scene.key}")
+    assert scene_check.status == OK and "one call per batch" in scene_check.detail
+    assert "MaxConcurrency" not in scene_check.detail
 
 
 def test_quotas_not_found_keep_the_default_and_say_so(stubs: Stubs) -> None:

@@ -168,6 +168,28 @@ def test_a_transition_whose_answer_was_lost_is_not_applied_twice(rules) -> None:
     assert raw[contracts.JOB_COST_ATTRIBUTE] == Decimal(str(ATTEMPT_USD)) + Decimal(str(FINISH_USD))
 
 
+def test_a_cancelled_transaction_is_retried_with_a_new_token_an_unknown_one_with_the_same(rules) -> None:
+    """A cancellation applied nothing: its retry is a new request (what DynamoDB answers to a
+    cancelled request's token again is not documented). A 500 may have applied it: its retry
+    keeps the token, so it cannot apply twice."""
+    store = _store(Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+    (image_id,) = _submit(store, 1)
+    store.sleep = lambda s: None
+    tokens: list[str] = []
+    store.table.meta.client.meta.events.register(
+        "before-parameter-build.dynamodb.TransactWriteItems",
+        lambda params, **kwargs: tokens.append(params["ClientRequestToken"]),
+    )
+    rules.conflict_next(2, table=store.table.name, pk=f"JOB#{JOB_ID}", sk="JOB")
+    assert store.start_image(JOB_ID, image_id)
+    assert len(tokens) == 3 and len(set(tokens)) == 3
+    tokens.clear()
+    rules.lose_answers(2)
+    assert store.add_cost(JOB_ID, image_id, "attempt1", ATTEMPT_USD)
+    assert len(tokens) == 3 and len(set(tokens)) == 1
+    assert rules.stats["replayed"] == 2
+
+
 def test_throttled_job_partition_slows_the_images_but_loses_nothing(rules) -> None:
     """The job's partition at 40 write units/s (its images and the job item share one partition
     key): transactions are cancelled with ThrottlingError; the store waits them out."""
