@@ -586,7 +586,7 @@ SWEEP_LOOK_BACK = timedelta(hours=3)
 
 def _reconciler() -> Reconciler:
     store = _store()
-    notifier = Notifier(aws.client("sns"), store, config.notification_topic_arn())
+    notifier = Notifier(aws.client("sns"), store, config.user_topic_arn_prefix())
     return Reconciler(store, _reporter(), notifier, aws.client("stepfunctions"), webhook_trigger=_webhook_trigger())
 
 

@@ -5,6 +5,7 @@
                                   [--model stability-inpaint] [--max-concurrency N]
   python -m backend.deploy create-user --stage dev --region us-east-1 --email someone@example.com
   python -m backend.deploy subscribe-user --stage dev --region us-east-1 --email someone@example.com
+  python -m backend.deploy delete-user --stage dev --region us-east-1 --email someone@example.com
   python -m backend.deploy redrive JOB --stage dev --region us-east-1
   python -m backend.deploy teardown --stage dev --region us-east-1 [--yes]
 
@@ -43,6 +44,7 @@ from backend import (
     statemachine,
     stream_trigger,
     templates,
+    user_topics,
 )
 from backend import settings as deployment_settings
 from backend.doctor import DEFAULT_MAX_CONCURRENCY, Doctor, Findings, format_findings, models_for_deployment
@@ -315,7 +317,8 @@ class Deployer:
             "STATE_MACHINE_ARN": policies.state_machine_arn(self.region, account, self.stage, partition),
             "USER_POOL_ARN": self.outputs["UserPoolArn"],
             "BACKDROP_STAGE": self.stage,  # the metrics' stage dimension
-            "NOTIFICATION_TOPIC_ARN": self.outputs["TopicArn"],
+            # each user's own job-email topic is this prefix and their sub (backend/user_topics.py)
+            "USER_TOPIC_ARN_PREFIX": resource_names.user_topic_arn_prefix(self.stage, self.region, account, partition),
             # a cancel starts the webhook sender itself (the job has no workflow left to do it)
             "WEBHOOK_FUNCTION_NAME": resource_names.lambda_function(self.stage, WEBHOOK_SENDER),
             # the API starts a large archive's build by this name (chalicelib/archive.py)
@@ -402,6 +405,9 @@ class Deployer:
         # each image's child execution: STANDARD while its worst case is past Express's cap
         execution_type = statemachine.child_execution_type()
         self.say(f"image children run {execution_type} (a child's worst case: {statemachine.worst_child_s():.0f} s)")
+        legacy_topic = self._legacy_job_topic()
+        if legacy_topic:  # before the resources stack's update removes it
+            self.move_legacy_subscriptions(legacy_topic)
         self.outputs.update(
             self.deploy_stack("resources", templates.load("resources"), self.resource_parameters(email, settings))
         )
@@ -426,7 +432,7 @@ class Deployer:
         parameters = {
             "Stage": self.stage,
             "BucketName": self.outputs["BucketName"],
-            "NotificationTopicArn": self.outputs["TopicArn"],
+            "UserTopicArnPrefix": resource_names.user_topic_arn_prefix(self.stage, self.region, account, partition),
             "AlarmTopicArn": self.outputs["AlarmTopicArn"],
             "ModelResourceArns": ",".join(invoke_arns(routes)),
             **{f.arn_placeholder: chalice.function_arns[f.name] for f in WORKFLOW_FUNCTIONS},
@@ -523,19 +529,57 @@ class Deployer:
         return self.subscribe_user(attributes["sub"], attributes.get("email", email))
 
     def subscribe_user(self, sub: str, email: str) -> str:
-        """The user's own job emails: an email subscription to the job topic that lets through only
-        messages whose `owner` attribute is this user's sub. SNS asks the address to confirm."""
-        topic_arn = self.stack_output("resources", "TopicArn")
-        return self.client("sns").subscribe(
-            TopicArn=topic_arn,
-            Protocol="email",
-            Endpoint=email,
-            Attributes={
-                "FilterPolicy": json.dumps(contracts.owner_filter_policy(sub)),
-                "FilterPolicyScope": "MessageAttributes",
-            },
-            ReturnSubscriptionArn=True,
-        )["SubscriptionArn"]
+        """The user's own job emails: their own topic (named after their sub) with one email
+        subscription, no filter policy (backend/user_topics.py). SNS asks the address to confirm."""
+        return user_topics.subscribe(self.client("sns"), self.stage, sub, email).subscription_arn
+
+    def delete_user(self, email: str) -> str:
+        """The user, and their job-email topic with its subscription. Their jobs and files stay
+        (DELETE /jobs/{jobId} removes those); a job that ends later is recorded NO_SUBSCRIPTION."""
+        cognito = self.client("cognito-idp")
+        pool_id = self.stack_output("auth", "UserPoolId")
+        user = cognito.admin_get_user(UserPoolId=pool_id, Username=email)
+        sub = str({a["Name"]: a["Value"] for a in user["UserAttributes"]}["sub"])
+        account, partition = self.identity()
+        prefix = resource_names.user_topic_arn_prefix(self.stage, self.region, account, partition)
+        user_topics.delete(self.client("sns"), contracts.user_topic_arn(prefix, sub))
+        cognito.admin_delete_user(UserPoolId=pool_id, Username=email)
+        return sub
+
+    def _legacy_job_topic(self) -> str | None:
+        """The shared job topic of a stage deployed before each user had their own topic."""
+        current = self._current(stack_name(self.stage, "resources"))
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in (current or {}).get("Outputs", [])}
+        return outputs.get("TopicArn")
+
+    def move_legacy_subscriptions(self, topic_arn: str) -> int:
+        """Give every user subscribed to the old shared topic (one filter policy {"owner": [sub]}
+        each) their own topic and subscription; the old topic goes with the stack update. The
+        addresses confirm again (SNS confirms each subscription). Answers how many moved."""
+        sns = self.client("sns")
+        moved, pending = 0, []
+        for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic_arn):
+            for subscription in page.get("Subscriptions", []):
+                if subscription.get("Protocol") != "email":
+                    continue
+                if not subscription["SubscriptionArn"].startswith("arn:"):
+                    pending.append(subscription["Endpoint"])  # no ARN to read its filter policy by
+                    continue
+                attributes = sns.get_subscription_attributes(SubscriptionArn=subscription["SubscriptionArn"])
+                owners = json.loads(attributes["Attributes"].get("FilterPolicy") or "{}").get(
+                    contracts.NOTIFY_OWNER_ATTRIBUTE, []
+                )
+                if len(owners) == 1:
+                    self.subscribe_user(str(owners[0]), subscription["Endpoint"])
+                    moved += 1
+        self.say(f"job emails: {moved} user(s) moved to their own topic; each confirms the new subscription email")
+        if pending:
+            self.say(
+                f"job emails: {len(pending)} address(es) never confirmed on the old topic ({', '.join(pending[:5])}"
+                + (" ..." if len(pending) > 5 else "")
+                + "): run `subscribe-user --email <address>` for each"
+            )
+        return moved
 
     def teardown(self) -> None:
         """Remove everything the stage created, including the retained stateful resources, and
@@ -566,6 +610,9 @@ class Deployer:
             self._remove(problems, "user pool", self._delete_user_pool, pool_id)
         for group in resource_names.lambda_log_groups(self.stage):
             self._remove(problems, "log group", self._delete_log_group, group)
+        sns = self.client("sns")
+        for topic in list(user_topics.topics(sns, self.stage)):  # every user's job-email topic
+            self._remove(problems, "topic", lambda arn: user_topics.delete(sns, arn), topic)
         if problems:
             raise DeployError(
                 f"teardown of stage {self.stage} in {self.region} is incomplete; fix these and run it again:\n- "
@@ -679,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m backend.deploy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("doctor", "deploy", "create-user", "subscribe-user", "redrive", "teardown"):
+    for name in ("doctor", "deploy", "create-user", "subscribe-user", "delete-user", "redrive", "teardown"):
         p = sub.add_parser(name)
         p.add_argument("--stage", default="dev")
         p.add_argument("--region", default=_region_default())
@@ -724,7 +771,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "create-user":
             p.add_argument("--email", required=True)
             p.add_argument("--password-stdin", action="store_true")
-        if name == "subscribe-user":  # an existing user, or one whose confirmation link expired
+        if name in ("subscribe-user", "delete-user"):  # subscribe: an existing user, or an expired link
             p.add_argument("--email", required=True, help="the user's sign-in address")
         if name == "teardown":
             p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -765,6 +812,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "subscribe-user":
             deployer.subscribe_existing_user(args.email)
             print(f"{args.email} subscribed to their own job emails (they confirm the SNS email)")
+        elif args.command == "delete-user":
+            deployer.delete_user(args.email)
+            print(f"user {args.email} and their job-email topic deleted")
         elif args.command == "create-user":
             password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
             deployer.create_user(args.email, password)

@@ -64,6 +64,8 @@ DEFAULT_MAX_CONCURRENCY = 8
 CONCURRENCY_HEADROOM = 1.25  # a little above the quota's pace: throttles are retried, idle slots are lost
 LAMBDA_CONCURRENCY_RESERVE = 10  # the API, the stream and the label handlers run alongside the Map
 SMOKE_PROMPT = "a plain light grey studio background"
+# SNS: standard topics per account by default, one per user (docs/aws-notes.md#n69-sns-filter-policy-and-topic-quotas)
+TOPICS_PER_ACCOUNT = 100_000
 
 
 @dataclass
@@ -488,8 +490,8 @@ class Doctor:
             found.add("lambda concurrency", OK, f"account limit {limit}")
 
     def check_subscriptions(self, found: Findings) -> None:
-        """Email subscriptions of the deployed topics: SNS drops every message to an address that
-        has not confirmed, silently."""
+        """Email subscriptions: the users' own job-email topics and the alarm topic. SNS drops every
+        message to an address that has not confirmed, silently."""
         from backend.deploy import stack_name  # the deploy module owns stack names
 
         try:
@@ -499,39 +501,74 @@ class Doctor:
             return
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks["Stacks"][0].get("Outputs", [])}
         sns = self.client("sns")
-        # job emails: one subscription per user, filtered on their sub (create-user makes it);
+        self.check_user_topics(found, sns, legacy_topic=outputs.get("TopicArn"))
         # alarms: the deployer's operations address (deploy --email)
-        topics = (
-            ("users' job emails", "TopicArn", "create users with `python -m backend.deploy create-user`"),
-            ("email alarms", "AlarmTopicArn", "re-run deploy with --email you@example.com"),
+        topic = outputs.get("AlarmTopicArn")
+        if not topic:
+            return
+        label = "email alarms"
+        subscriptions = []
+        for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic):
+            subscriptions += [s for s in page.get("Subscriptions", []) if s.get("Protocol") == "email"]
+        if not subscriptions:
+            found.add(label, WARN, "no email subscription", "re-run deploy with --email you@example.com")
+            return
+        pending = [s["Endpoint"] for s in subscriptions if s["SubscriptionArn"] == "PendingConfirmation"]
+        if pending:
+            found.add(
+                label,
+                FAIL,
+                f"{', '.join(pending)}: confirmation pending; SNS drops every email until it is confirmed",
+                "click the link in the 'AWS Notification - Subscription Confirmation' email (check spam); "
+                "it is valid for 3 days: for a new one, "
+                f"`aws sns subscribe --protocol email --topic-arn {topic} --notification-endpoint <address>`"
+                " or 'Request confirmation' in the SNS console",
+            )
+        else:
+            found.add(label, OK, ", ".join(s["Endpoint"] for s in subscriptions) + " confirmed")
+
+    def check_user_topics(self, found: Findings, sns: Any, legacy_topic: str | None = None) -> None:
+        """Users' job emails: each user's own topic (backend/user_topics.py) and whether its email
+        subscription is confirmed, against SNS's 100,000 topics per account. One ListSubscriptions
+        walk of the account (100 a page), not one call per user."""
+        from backend import resource_names
+
+        label = "users' job emails"
+        if legacy_topic:
+            found.add(
+                label,
+                WARN,
+                f"stage deployed with one shared job topic ({legacy_topic}): it stops at 200 users "
+                "(SNS's filter policies per topic)",
+                "re-run deploy: it gives each subscribed user their own topic (they confirm again)",
+            )
+        marker = ":" + resource_names.user_topic_prefix(self.stage)
+        topics: dict[str, list[dict[str, Any]]] = {}
+        for page in sns.get_paginator("list_subscriptions").paginate():
+            for subscription in page.get("Subscriptions", []):
+                if marker in subscription.get("TopicArn", "") and subscription.get("Protocol") == "email":
+                    topics.setdefault(subscription["TopicArn"], []).append(subscription)
+        if not topics:
+            found.add(label, WARN, "no user is subscribed", "create users with `python -m backend.deploy create-user`")
+            return
+        pending = sorted(
+            s["Endpoint"] for subs in topics.values() for s in subs if s["SubscriptionArn"] == "PendingConfirmation"
         )
-        for label, key, missing_fix in topics:
-            topic = outputs.get(key)
-            if not topic:
-                continue
-            subscriptions = []
-            for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic):
-                subscriptions += [s for s in page.get("Subscriptions", []) if s.get("Protocol") == "email"]
-            if not subscriptions:
-                found.add(label, WARN, "no email subscription", missing_fix)
-                continue
-            pending = [s["Endpoint"] for s in subscriptions if s["SubscriptionArn"] == "PendingConfirmation"]
-            if pending:
-                found.add(
-                    label,
-                    FAIL,
-                    f"{', '.join(pending)}: confirmation pending; SNS drops every email until it is confirmed",
-                    "click the link in the 'AWS Notification - Subscription Confirmation' email (check spam); "
-                    "it is valid for 3 days: for a new one, "
-                    + (
-                        "`python -m backend.deploy subscribe-user --email <address>`"
-                        if key == "TopicArn"
-                        else f"`aws sns subscribe --protocol email --topic-arn {topic} --notification-endpoint <address>`"
-                    )
-                    + " or 'Request confirmation' in the SNS console",
-                )
-            else:
-                found.add(label, OK, ", ".join(s["Endpoint"] for s in subscriptions) + " confirmed")
+        counted = (
+            f"{len(topics)} user(s) with their own topic, {len(topics) - len(pending)} confirmed "
+            f"(SNS allows {TOPICS_PER_ACCOUNT:,} topics per account)"
+        )
+        if pending:
+            shown = ", ".join(pending[:5]) + (f" and {len(pending) - 5} more" if len(pending) > 5 else "")
+            found.add(
+                label,
+                WARN,
+                f"{counted}; {shown}: confirmation pending, SNS drops their job emails until they confirm",
+                "they click the link in the 'AWS Notification - Subscription Confirmation' email (check spam); "
+                "valid for 3 days: for a new one, `python -m backend.deploy subscribe-user --email <address>`",
+            )
+        else:
+            found.add(label, OK, counted)
 
     # ---------------------------------------------------------------- --smoke models
 

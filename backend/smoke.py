@@ -44,6 +44,7 @@ from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from backend import user_topics
 from backend.doctor import FAIL, OK, SMOKE_PROMPT, WARN, Findings
 from backend.regions import error_code, is_profile
 from chalicelib import contracts, estimate
@@ -385,6 +386,12 @@ class WorkflowSmoke:
             UserPoolId=deployment.user_pool_id, Username=user, UserAttributes=attributes, MessageAction="SUPPRESS"
         )
         owner = next((a["Value"] for a in created["User"].get("Attributes", []) if a["Name"] == "sub"), "")
+        # the user's own job-email topic, as create-user makes it but with no subscriber: the jobs'
+        # emails are published (the workflow's Notify step and its IAM are exercised) and reach nobody
+        sns = self.client("sns")
+        topic_arn = sns.create_topic(
+            Name=user_topics.topic_name(self.stage, owner), Attributes=user_topics.TOPIC_ATTRIBUTES
+        )["TopicArn"]
         started = self.clock()
         api: Any = None
         try:
@@ -428,6 +435,7 @@ class WorkflowSmoke:
                     self._clean_up(found, api, cases, deployment, owner, user)
             finally:
                 cognito.admin_delete_user(UserPoolId=deployment.user_pool_id, Username=user)
+                user_topics.delete(sns, topic_arn)
 
     def _sign_in(self, client_id: str, user: str, password: str) -> Callable[[], str]:
         if self.sign_in:

@@ -44,6 +44,9 @@ class NotificationStatus(StrEnum):
     SENT = "SENT"
     FAILED = "FAILED"  # SNS refused: a later sender may try again
     SKIPPED = "SKIPPED"  # the owner asked for no email (POST /jobs with notify: false)
+    # the owner has no job-email topic (a user made without `backend.deploy create-user`, or
+    # one deleted): nobody to send to; final, and never a failure of the job
+    NO_SUBSCRIPTION = "NO_SUBSCRIPTION"
 
 
 class Verdict(StrEnum):
@@ -297,14 +300,31 @@ DELETED_JOB_RETENTION_SECONDS: Final = 30 * 24 * 3600
 SNS_SUBJECT_MAX_LENGTH: Final = 99  # SNS Publish Subject: < 100 ASCII characters
 SNS_MESSAGE_MAX_BYTES: Final = 200_000  # SNS allows 262,144 bytes; keep headroom
 SNS_MAX_FAILURES_LISTED: Final = 50
-# Job emails carry the owner's Cognito `sub` in this SNS message attribute; each user's email
-# subscription filters on it (owner_filter_policy), so a job's email reaches only its owner.
+# Job emails: each user has their own SNS topic, named after their Cognito `sub` and subscribed
+# to their address only (backend/user_topics.py), so a job's email is published to its owner's
+# topic and reaches nobody else; no filter policies (SNS allows 200 per topic:
+# docs/aws-notes.md#n69-sns-filter-policy-and-topic-quotas). The email also carries the owner in
+# this message attribute, which says whose it is (local inboxes, logs).
 NOTIFY_OWNER_ATTRIBUTE: Final = "owner"
+# SNS topic names: letters, digits, hyphens and underscores, 1 to 256 characters.
+_TOPIC_NAME_CHARACTERS = re.compile(r"^[A-Za-z0-9_-]+$")
+MAX_TOPIC_NAME_LENGTH: Final = 256
 
 
-def owner_filter_policy(owner: str) -> dict[str, list[str]]:
-    """The SNS filter policy of `owner`'s email subscription."""
-    return {NOTIFY_OWNER_ATTRIBUTE: [owner]}
+def user_topic_name(name_prefix: str, owner: str) -> str:
+    """The name of `owner`'s job-email topic, given the stage's prefix of every user topic name
+    (backend.resource_names.user_topic_prefix: `backdrop-<stage>_user-`)."""
+    name = name_prefix + owner
+    if not _TOPIC_NAME_CHARACTERS.match(owner) or len(name) > MAX_TOPIC_NAME_LENGTH:
+        raise ValueError(f"{owner!r} cannot name an SNS topic")
+    return name
+
+
+def user_topic_arn(arn_prefix: str, owner: str) -> str:
+    """The ARN of `owner`'s job-email topic, given the stage's prefix of every user topic ARN
+    (backend.resource_names.user_topic_arn_prefix: `arn:…:sns:<region>:<account>:backdrop-<stage>_user-`)."""
+    base, name_prefix = arn_prefix.rsplit(":", 1)
+    return f"{base}:{user_topic_name(name_prefix, owner)}"
 
 
 # content types accepted for upload, and the file extension each is stored under

@@ -30,7 +30,7 @@ class Grant(StrEnum):
     START_WORKFLOW = "start-workflow"  # states:StartExecution on this stage's state machine
     READ_EXECUTIONS = "read-executions"  # states:DescribeExecution, GetExecutionHistory on its executions
     LIST_EXECUTIONS = "list-executions"  # states:ListExecutions on this stage's state machine
-    PUBLISH_JOB_EMAIL = "publish-job-email"  # sns:Publish on the job-email topic
+    PUBLISH_JOB_EMAIL = "publish-job-email"  # sns:Publish on the stage's users' own job-email topics
     STREAM_FAILURES = "stream-failures"  # sqs:SendMessage to the stream trigger's failure queue
     STOP_WORKFLOW = "stop-workflow"  # states:StopExecution on this state machine's executions (cancel)
     LIST_JOB_FILES = "list-job-files"  # s3:ListBucket under the results, reports and scratch prefixes (delete)

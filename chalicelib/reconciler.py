@@ -88,6 +88,10 @@ SUBMITTED_RESTART_AFTER: Final = timedelta(minutes=15)
 # sweeps have tried to start it, and its owner is told rather than left waiting.
 SUBMITTED_DEADLINE: Final = timedelta(hours=2)
 _TERMINAL_JOB: Final = frozenset(s.value for s in contracts.TERMINAL_JOB_STATUSES)
+# an email that was sent, that the owner declined, or that has nobody to go to: nothing left to do
+_EMAIL_SETTLED: Final = frozenset(
+    s.value for s in (NotificationStatus.SENT, NotificationStatus.SKIPPED, NotificationStatus.NO_SUBSCRIPTION)
+)
 _HOW_IT_ENDED: Final = {
     "SUCCEEDED": "the workflow ended without finishing this image: its steps could not run or record their "
     "outcome (a service was unavailable for longer than every retry)",
@@ -447,6 +451,8 @@ class Reconciler:
         notification = job.get("notification") or {}
         if notification.get("status") == NotificationStatus.SENT.value:
             return "WORKFLOW" if notification.get("by") == NotificationSender.WORKFLOW.value else notification["status"]
+        if notification.get("status") == NotificationStatus.NO_SUBSCRIPTION.value:
+            return NotificationStatus.NO_SUBSCRIPTION.value  # the owner has no topic: nothing to send to
         if end.execution_arn and self._workflow_published(end.execution_arn):
             self.notifier.record(end.job_id, NotificationStatus.SENT, NotificationSender.WORKFLOW)
             return "WORKFLOW"
@@ -468,16 +474,12 @@ class Reconciler:
         return self.store.get_job(job_id)
 
     def _settled(self, job_id: str) -> bool:
-        """Final status, a report and an email that was sent or declined: nothing to do."""
+        """Final status, a report and an email that was sent, declined or has nobody to go to: nothing to do."""
         job = self._job(job_id)
         if job is None or job.get("status") == JobStatus.DELETING.value:
             return True  # not a Backdrop job, long gone or being deleted: nothing to reconcile
         notification = (job.get("notification") or {}).get("status")
-        return (
-            job.get("status") in _TERMINAL_JOB
-            and bool(job.get("reportKeys"))
-            and notification in (NotificationStatus.SENT.value, NotificationStatus.SKIPPED.value)
-        )
+        return job.get("status") in _TERMINAL_JOB and bool(job.get("reportKeys")) and notification in _EMAIL_SETTLED
 
     def _workflow_published(self, execution_arn: str) -> bool:
         """Whether the execution's Notify step published (an SNS publish task succeeded)."""

@@ -478,9 +478,16 @@ class Reporter:
         return subject, fit_message("\n".join(lines))
 
     def record_notification_failure(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """The email could not be sent: say so on the job, where the API and UI show it."""
+        """The email could not be sent: say so on the job, where the API and UI show it. An owner
+        without a job-email topic is NO_SUBSCRIPTION (final: the reconciler does not try again)."""
+        from chalicelib.notify import is_missing_topic
+
         error = event.get("notifyError") or {}
-        self.store.record_notification_failure(
-            str(event["jobId"]), str(error.get("Error") or "unknown"), str(error.get("Cause") or "")
+        code, cause = str(error.get("Error") or "unknown"), str(error.get("Cause") or "")
+        status = (
+            contracts.NotificationStatus.NO_SUBSCRIPTION
+            if is_missing_topic(code, cause)
+            else contracts.NotificationStatus.FAILED
         )
-        return {"notification": "FAILED"}
+        self.store.record_notification_failure(str(event["jobId"]), code, cause, status)
+        return {"notification": status.value}

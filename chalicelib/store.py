@@ -1161,15 +1161,18 @@ class JobStore:
             return existing
         return {"secret": secret, "createdAt": item["createdAt"]}
 
-    def record_notification_failure(self, job_id: str, error: str, cause: str) -> None:
-        """The email could not be sent: said on the job, where the API and UI show it."""
+    def record_notification_failure(
+        self, job_id: str, error: str, cause: str, status: NotificationStatus = NotificationStatus.FAILED
+    ) -> None:
+        """The email could not be sent (FAILED, or NO_SUBSCRIPTION: the owner has no topic): said
+        on the job, where the API and UI show it."""
         self._update(
             Key=self._job_key(job_id),
             UpdateExpression="SET notification = :n",
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeValues={
                 ":n": {
-                    "status": "FAILED",
+                    "status": status.value,
                     "error": error,
                     "cause": cause[:MAX_CAUSE_LENGTH],
                     "at": contracts.utc_now_iso(),

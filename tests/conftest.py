@@ -98,11 +98,18 @@ def _test_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.fixture
 def aws_mock() -> Iterator[None]:
-    """moto in decorator mode with the Step Functions interpreter on and Docker-free Lambda."""
+    """moto in decorator mode with the Step Functions interpreter on and Docker-free Lambda, and
+    SNS's filter-policy quotas enforced as AWS enforces them (backend/local/sns_rules.py)."""
     from moto import mock_aws
 
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
-        yield
+    from backend.local import sns_rules
+
+    undo = sns_rules.install()
+    try:
+        with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
+            yield
+    finally:
+        undo()
 
 
 @pytest.fixture
@@ -135,8 +142,22 @@ def event() -> Callable[[str], dict[str, Any]]:
 
 
 @pytest.fixture
-def token_for() -> Callable[..., str]:
-    return make_id_token
+def token_for(request: pytest.FixtureRequest) -> Callable[..., str]:
+    """An ID token for a user. In a test with the executed workflow (`stack`), the user is also
+    made as `backend.deploy create-user` makes one: their own job-email topic, here subscribed
+    to the stack's inbox."""
+    if "stack" not in request.fixturenames:
+        return make_id_token
+    stack = request.getfixturevalue("stack")
+
+    def token(sub: str, **claims: Any) -> str:
+        from contextlib import suppress
+
+        with suppress(ValueError):  # a sub no topic can be named after (a hostile token's) has none
+            stack["add_user"](sub)
+        return make_id_token(sub, **claims)
+
+    return token
 
 
 @pytest.fixture(autouse=True)
@@ -227,14 +248,15 @@ def rekognition(monkeypatch: pytest.MonkeyPatch) -> FakeRekognition:
 
 @pytest.fixture
 def stack(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    """The topic, inbox and state machine provisioned as the local stack provisions them, with
-    the workflow Lambdas' real handlers and the Bedrock stand-in behind them."""
+    """The state machine and an inbox provisioned as the local stack provisions them, with the
+    workflow Lambdas' real handlers and the Bedrock stand-in behind them. `add_user(sub)` makes a
+    user's job-email topic (token_for calls it) and subscribes the inbox to it."""
     import boto3
 
     from backend.local import dynamodb_rules, moto_bounds
     from backend.local.bedrock_standin import StandInBedrock
     from backend.local.sfn_hooks import hooks
-    from backend.local.stack import provision_workflow, workflow_handlers
+    from backend.local.stack import add_user, provision_workflow, workflow_handlers
     from chalicelib import aws
 
     region = os.environ["AWS_REGION"]
@@ -242,7 +264,7 @@ def stack(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.Monke
         boto3.client, prefix="backdrop-test", region=region, bucket=resources["bucket"], max_concurrency=4
     )
     monkeypatch.setenv("STATE_MACHINE_ARN", workflow["state_machine_arn"])
-    monkeypatch.setenv("NOTIFICATION_TOPIC_ARN", workflow["topic_arn"])
+    monkeypatch.setenv("USER_TOPIC_ARN_PREFIX", workflow["user_topic_arn_prefix"])
     aws.reset()
 
     # one kept label whose box surrounds the synthetic photo's subject
@@ -273,7 +295,14 @@ def stack(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.Monke
     dynamodb = dynamodb_rules.install_transaction_rules()
     try:
         with hooks(handlers, model_call):
-            yield {**resources, **workflow, "bedrock": bedrock, "outage": outage, "dynamodb": dynamodb}
+            yield {
+                **resources,
+                **workflow,
+                "bedrock": bedrock,
+                "outage": outage,
+                "dynamodb": dynamodb,
+                "add_user": lambda sub: add_user(boto3.client, workflow["stage"], sub, workflow["queue_arn"]),
+            }
     finally:
         dynamodb.undo()
         undo_transactions()

@@ -128,6 +128,11 @@ def _summary(view: dict[str, Any]) -> None:
         st.error(f"The job could not run: {md(view['cause'])}")
     if view.get("notification", {}).get("status") == "FAILED":
         st.warning(f"The email could not be sent: {md(view['notification'].get('cause'))}")
+    if view.get("notification", {}).get("status") == "NO_SUBSCRIPTION":
+        st.info(
+            "No email was sent: your address is not subscribed to job emails (your administrator runs "
+            "`python -m backend.deploy subscribe-user --email <your address>`)."
+        )
     if view.get("retryOf"):
         st.caption(f"A retry of job {view['retryOf']}.")
     rewrite = view.get("reportRewrite") or {}

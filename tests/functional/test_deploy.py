@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import fnmatch
 import io
 import json
 import shutil
@@ -28,7 +29,6 @@ OUTPUTS = {
     "BucketName": "backdrop-dev-123456789012-us-east-1",
     "TableArn": "arn:aws:dynamodb:us-east-1:123456789012:table/backdrop-dev-jobs",
     "StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/backdrop-dev-jobs/stream/2026-01-01T00:00:00.000",
-    "TopicArn": "arn:aws:sns:us-east-1:123456789012:backdrop-dev-notifications",
     "StreamFailureQueueArn": "arn:aws:sqs:us-east-1:123456789012:backdrop-dev-stream-failures",
 }
 
@@ -59,7 +59,7 @@ def test_workflow_template_inserts_the_one_asl_file() -> None:
     machine = templates.workflow_template(12)["Resources"]["Workflow"]["Properties"]
     assert machine["Definition"]["States"]["Process every image"]["MaxConcurrency"] == 12
     assert set(machine["DefinitionSubstitutions"]) == {f.arn_placeholder for f in WORKFLOW_FUNCTIONS} | {
-        "NotificationTopicArn",
+        "UserTopicArnPrefix",
         "BucketName",
         "MapExecutionType",
     }
@@ -266,6 +266,36 @@ def test_the_starter_may_read_the_accepted_image_records_and_write_the_image_ite
         assert allowed("start_workflow", action, OUTPUTS["TableArn"]), action
 
 
+def test_job_emails_may_be_published_to_the_stages_user_topics_only() -> None:
+    """The reconciler and its sweep publish a job's email to its owner's own topic: sns:Publish on
+    this stage's user topics, nothing else; the workflow role (its Notify step) likewise."""
+    docs = policies.lambda_policies(OUTPUTS, "dev", "us-east-1", "123456789012", registry.selectable_models())
+    publishers = {n: s for n, d in docs.items() for s in _statements(d) if "sns:Publish" in s["Action"]}
+    assert set(publishers) == {"reconcile", "reconcile_sweep"}
+    for statement in publishers.values():
+        assert statement["Action"] == ["sns:Publish"]
+        assert statement["Resource"] == ["arn:aws:sns:us-east-1:123456789012:backdrop-dev_user-*"]
+    sub = "0b7e4f2a-91c3-4d5e-8f6a-1b2c3d4e5f60"
+    topic = contracts.user_topic_arn(
+        resource_names.user_topic_arn_prefix("dev", "us-east-1", "123456789012", "aws"), sub
+    )
+    assert fnmatch.fnmatchcase(topic, publishers["reconcile"]["Resource"][0])
+    # no other stage's topics (a stage name has no "_"), and not the alarm topic
+    for other in (
+        "backdrop-dev2_user-x",
+        "backdrop-dev-alarms",
+        "backdrop-dev-user-x_user-y",
+        "backdrop-dev-notifications",
+    ):
+        assert not fnmatch.fnmatchcase(
+            f"arn:aws:sns:us-east-1:123456789012:{other}", publishers["reconcile"]["Resource"][0]
+        )
+    role = templates.load("workflow")["Resources"]["WorkflowRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    notify = next(st for st in role["Statement"] if st["Sid"] == "Notify")
+    assert notify["Action"] == "sns:Publish" and notify["Resource"] == {"Fn::Sub": "${UserTopicArnPrefix}*"}
+    assert "NotificationTopic" not in templates.load("resources")["Resources"]  # the shared topic is gone
+
+
 def test_workflow_role_wildcards_are_only_logs_and_tracing() -> None:
     role = templates.load("workflow")["Resources"]["WorkflowRole"]["Properties"]["Policies"][0]["PolicyDocument"]
     for statement in role["Statement"]:
@@ -291,6 +321,9 @@ def moto_server() -> Any:
     """A moto server on 127.0.0.1: the deploy talks to it over HTTP like to AWS."""
     from moto.server import ThreadedMotoServer
 
+    from backend.local import sns_rules
+
+    undo = sns_rules.install()  # SNS's filter-policy quotas, as on AWS
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
@@ -299,6 +332,7 @@ def moto_server() -> Any:
     requests.post(f"{endpoint}/moto-api/reset", timeout=10)
     yield endpoint
     server.stop()
+    undo()
 
 
 def _client(service: str, endpoint: str, region: str = "us-east-1") -> Any:
@@ -688,8 +722,10 @@ def test_the_failed_workflow_alarm_publishes_to_a_topic_cloudwatch_may_use() -> 
     ]
     assert granted and {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(granted[0]["Action"])
     assert resources["Outputs"]["AlarmTopicArn"]["Value"] == {"Ref": "AlarmTopic"}
-    # the job-report topic keeps the AWS-managed key, which is fine for Step Functions' own role
-    assert resources["Resources"]["NotificationTopic"]["Properties"]["KmsMasterKeyId"] == "alias/aws/sns"
+    # the users' job-email topics keep the AWS-managed key, which is fine for Step Functions' own role
+    from backend import user_topics
+
+    assert user_topics.TOPIC_ATTRIBUTES["KmsMasterKeyId"] == "alias/aws/sns"
 
 
 def _role_statements() -> dict[str, dict[str, Any]]:
@@ -920,48 +956,118 @@ def test_the_deploy_guide_documents_every_setting() -> None:
 # ------------------------------------------------------------------------------ each user's own email
 
 
-def test_create_user_subscribes_the_user_to_their_own_job_emails_only(deployer: MotoDeployer, moto_server: str) -> None:
-    from chalicelib.notify import owner_attributes
+class _Claims:
+    """The job store's side of a Notifier, for a publish without a table: every claim is granted."""
 
-    outputs = deployer.deploy(email="ops@example.com", model="stability-inpaint", max_concurrency=8)
+    def __init__(self) -> None:
+        self.recorded: list[tuple[str, str]] = []
+
+    def claim_notification(self, job_id: str, sender: str, stale_before: str) -> bool:
+        return True
+
+    def set_notification(self, job_id: str, status: Any, sender: str, **details: str) -> None:
+        self.recorded.append((job_id, status.value))
+
+
+def test_create_user_gives_every_user_their_own_topic_past_the_200th(deployer: MotoDeployer, moto_server: str) -> None:
+    """250 users made by create-user on moto with SNS's filter-policy quotas enforced (one shared
+    topic with a filter policy per user was refused at the 201st): each has their own topic with
+    one email subscription, to their own address, and no filter policy; the notifier's emails of
+    the 201st's and the 250th's jobs reach their topics only; delete-user and teardown remove them."""
+    deployer.deploy(email="ops@example.com", model="stability-inpaint", max_concurrency=8)
     cognito, sns, sqs = (_client(s, moto_server) for s in ("cognito-idp", "sns", "sqs"))
     pool_id = cognito.list_user_pools(MaxResults=10)["UserPools"][0]["Id"]
     real_output = deployer.stack_output
     deployer.stack_output = lambda kind, key: pool_id if kind == "auth" else real_output(kind, key)  # type: ignore[method-assign]
-    deployer.create_user("ann@example.com", "Ann-password-2026!")
-    deployer.create_user("bob@example.com", "Bob-password-2026!")
+    addresses = [f"user{n}@example.com" for n in range(1, 251)]
+    for address in addresses:  # one shared topic with a filter policy per user: refused at the 201st
+        deployer.create_user(address, "User-password-2026!")
+    from backend import user_topics
+    from chalicelib.notify import NotificationSender, Notifier
 
     def sub_of(name: str) -> str:
         attributes = cognito.admin_get_user(UserPoolId=pool_id, Username=name)["UserAttributes"]
         return next(a["Value"] for a in attributes if a["Name"] == "sub")
 
-    ann, bob = sub_of("ann@example.com"), sub_of("bob@example.com")
-    job_topic = sns.list_subscriptions_by_topic(TopicArn=outputs["TopicArn"])["Subscriptions"]
-    filters = {}
-    for subscription in job_topic:
-        assert subscription["Protocol"] == "email"
-        attributes = sns.get_subscription_attributes(SubscriptionArn=subscription["SubscriptionArn"])["Attributes"]
-        assert attributes.get("FilterPolicyScope", "MessageAttributes") == "MessageAttributes"
-        filters[subscription["Endpoint"]] = json.loads(attributes["FilterPolicy"])
-    # each user, filtered on their own sub; the deployer's address is not on the job topic
-    assert filters == {"ann@example.com": {"owner": [ann]}, "bob@example.com": {"owner": [bob]}}
-    # (the alarm subscription is an AWS::SNS::Subscription, which moto's CloudFormation does not
-    # create; the template test below checks it)
+    subs = {address: sub_of(address) for address in addresses}
+    topics = set(user_topics.topics(sns, "dev"))
+    assert topics == {f"arn:aws:sns:us-east-1:123456789012:backdrop-dev_user-{sub}" for sub in subs.values()}
+    owners = {}
+    for page in sns.get_paginator("list_subscriptions").paginate():
+        for subscription in page["Subscriptions"]:
+            if subscription["TopicArn"] not in topics:
+                continue
+            assert subscription["Protocol"] == "email" and subscription["TopicArn"] not in owners
+            owners[subscription["TopicArn"]] = subscription["Endpoint"]
+            attributes = sns.get_subscription_attributes(SubscriptionArn=subscription["SubscriptionArn"])["Attributes"]
+            assert "FilterPolicy" not in attributes
+    assert owners == {contracts.user_topic_arn(_prefix(), sub): address for address, sub in subs.items()}
+    # the topics are encrypted at rest like the stack's own
+    some_topic = next(iter(topics))
+    assert sns.get_topic_attributes(TopicArn=some_topic)["Attributes"]["KmsMasterKeyId"] == "alias/aws/sns"
 
-    # what those filter policies do (moto delivers to SQS, not to email): the same policies on two
-    # inboxes; a job email published for Ann reaches Ann's inbox only, one without owner nobody's
+    # what the topics do (moto delivers to SQS, not to email): an SQS queue beside three users'
+    # addresses; the emails of the 201st's and the 250th's jobs reach their own, the first user's nothing
+    watched = {address: addresses.index(address) for address in (addresses[0], addresses[200], addresses[249])}
     inboxes = {}
-    for sub in (ann, bob):
-        url = sqs.create_queue(QueueName=f"inbox-{sub[:8]}")["QueueUrl"]
+    for address in watched:
+        url = sqs.create_queue(QueueName=f"inbox-{watched[address]}")["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        policy = json.dumps(contracts.owner_filter_policy(sub))
-        sns.subscribe(TopicArn=outputs["TopicArn"], Protocol="sqs", Endpoint=arn, Attributes={"FilterPolicy": policy})
-        inboxes[sub] = url
-    sns.publish(TopicArn=outputs["TopicArn"], Subject="no owner", Message="reaches nobody")
-    sns.publish(TopicArn=outputs["TopicArn"], Subject="yours", Message="m", MessageAttributes=owner_attributes(ann))
-    received = {sub: sqs.receive_message(QueueUrl=url).get("Messages", []) for sub, url in inboxes.items()}
-    assert [json.loads(m["Body"])["Subject"] for m in received[ann]] == ["yours"]
-    assert received[bob] == []
+        sns.subscribe(TopicArn=contracts.user_topic_arn(_prefix(), subs[address]), Protocol="sqs", Endpoint=arn)
+        inboxes[address] = url
+    env = json.loads((deployer.chalice_dir / "config.json").read_text())["stages"]["dev"]["environment_variables"]
+    assert env["USER_TOPIC_ARN_PREFIX"] == _prefix()
+    notifier = Notifier(sns, _Claims(), env["USER_TOPIC_ARN_PREFIX"])  # type: ignore[arg-type]
+    for address in (addresses[200], addresses[249]):
+        sent = notifier.send_once(
+            f"job-of-{address}", subs[address], f"for {address}", "m", NotificationSender.RECONCILER
+        )
+        assert sent == contracts.NotificationStatus.SENT
+    received = {
+        a: [json.loads(m["Body"])["Subject"] for m in sqs.receive_message(QueueUrl=u).get("Messages", [])]
+        for a, u in inboxes.items()
+    }
+    assert received == {
+        addresses[0]: [],
+        addresses[200]: [f"for {addresses[200]}"],
+        addresses[249]: [f"for {addresses[249]}"],
+    }
+
+    # delete-user takes the user's topic with them: a later job of theirs is NO_SUBSCRIPTION
+    deployer.delete_user(addresses[200])
+    assert contracts.user_topic_arn(_prefix(), subs[addresses[200]]) not in set(user_topics.topics(sns, "dev"))
+    assert notifier.send_once("later", subs[addresses[200]], "s", "m", NotificationSender.RECONCILER) == (
+        contracts.NotificationStatus.NO_SUBSCRIPTION
+    )
+    # teardown removes every user's topic
+    deployer.teardown()
+    assert list(user_topics.topics(sns, "dev")) == []
+
+
+def _prefix() -> str:
+    return resource_names.user_topic_arn_prefix("dev", "us-east-1", "123456789012", "aws")
+
+
+def test_a_stage_with_the_old_shared_topic_moves_its_users_to_their_own(
+    deployer: MotoDeployer, moto_server: str
+) -> None:
+    """A stage deployed before: one topic, one filtered email subscription per user. The deploy
+    gives each of them their own topic before the stack update removes the old one."""
+    from backend import user_topics
+
+    sns = _client("sns", moto_server)
+    old = sns.create_topic(Name="backdrop-dev-notifications")["TopicArn"]
+    for n in range(3):
+        sns.subscribe(
+            TopicArn=old,
+            Protocol="email",
+            Endpoint=f"u{n}@example.com",
+            Attributes={"FilterPolicy": json.dumps({"owner": [f"sub-{n}"]})},
+        )
+    deployer._legacy_job_topic = lambda: old  # type: ignore[method-assign]
+    deployer.deploy(email="", model="stability-inpaint", max_concurrency=8)
+    assert sorted(user_topics.sub_of("dev", t) for t in user_topics.topics(sns, "dev")) == ["sub-0", "sub-1", "sub-2"]
+    assert any("3 user(s) moved to their own topic" in line for line in deployer.said)
 
 
 def test_every_alarm_goes_to_the_alarm_topic_and_the_job_topic_has_no_fixed_subscriber() -> None:

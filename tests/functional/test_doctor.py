@@ -46,6 +46,14 @@ class Stubs:
             stub.assert_no_pending_responses()
 
 
+@pytest.fixture(autouse=True)
+def _deploy_interpreter_supported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runtime the deploy would package for comes from the machine's deploy environment
+    (backend/runtime.py); these tests are about the account, so it is a supported one unless a
+    test says otherwise (test_lambda_runtime_support sets its own)."""
+    monkeypatch.setattr(doctor_module, "runtime_for_this_interpreter", lambda: "python3.12")
+
+
 @pytest.fixture
 def stubs() -> Iterator[Stubs]:
     stubs = Stubs()
@@ -340,7 +348,10 @@ def test_lambda_account_concurrency(stubs: Stubs, limit: int, expected: str, cap
 # ------------------------------------------------------------------------ email subscriptions
 
 
-def _stack_outputs(stubs: Stubs) -> None:
+def _stack_outputs(stubs: Stubs, *, legacy: bool = False) -> None:
+    outputs = [{"OutputKey": "AlarmTopicArn", "OutputValue": f"arn:aws:sns:us-east-1:{ACCOUNT}:alarms"}]
+    if legacy:  # a stage deployed with one shared job topic
+        outputs.append({"OutputKey": "TopicArn", "OutputValue": f"arn:aws:sns:us-east-1:{ACCOUNT}:jobs"})
     stubs["cloudformation"].add_response(
         "describe_stacks",
         {
@@ -349,42 +360,67 @@ def _stack_outputs(stubs: Stubs) -> None:
                     "StackName": "backdrop-dev-resources",
                     "CreationTime": "2026-11-25T00:00:00Z",
                     "StackStatus": "CREATE_COMPLETE",
-                    "Outputs": [
-                        {"OutputKey": "TopicArn", "OutputValue": f"arn:aws:sns:us-east-1:{ACCOUNT}:jobs"},
-                        {"OutputKey": "AlarmTopicArn", "OutputValue": f"arn:aws:sns:us-east-1:{ACCOUNT}:alarms"},
-                    ],
+                    "Outputs": outputs,
                 }
             ]
         },
     )
 
 
-def _subscription(arn: str, topic: str) -> dict[str, Any]:
+def _subscription(arn: str, topic: str, endpoint: str = "ops@example.com") -> dict[str, Any]:
     return {
-        "Subscriptions": [
-            {
-                "SubscriptionArn": arn,
-                "Owner": ACCOUNT,
-                "Protocol": "email",
-                "Endpoint": "ops@example.com",
-                "TopicArn": f"arn:aws:sns:us-east-1:{ACCOUNT}:{topic}",
-            }
-        ]
+        "SubscriptionArn": arn,
+        "Owner": ACCOUNT,
+        "Protocol": "email",
+        "Endpoint": endpoint,
+        "TopicArn": f"arn:aws:sns:us-east-1:{ACCOUNT}:{topic}",
     }
 
 
-def test_pending_email_subscription_fails_and_says_emails_are_dropped(stubs: Stubs) -> None:
+def _user(n: int, confirmed: bool) -> dict[str, Any]:
+    topic = f"backdrop-dev_user-sub-{n}"
+    arn = f"arn:aws:sns:us-east-1:{ACCOUNT}:{topic}:{n}" if confirmed else "PendingConfirmation"
+    return _subscription(arn, topic, f"user{n}@example.com")
+
+
+def test_users_job_emails_are_counted_and_pending_ones_named(stubs: Stubs) -> None:
     _stack_outputs(stubs)
-    stubs["sns"].add_response("list_subscriptions_by_topic", _subscription("PendingConfirmation", "jobs"))
+    users = [_user(n, confirmed=n % 3 != 0) for n in range(1, 301)]  # 100 pending of 300
+    others = [_subscription(f"arn:aws:sns:us-east-1:{ACCOUNT}:backdrop-prod_user-x:1", "backdrop-prod_user-x")]
+    stubs["sns"].add_response("list_subscriptions", {"Subscriptions": users[:150] + others, "NextToken": "2"})
+    stubs["sns"].add_response("list_subscriptions", {"Subscriptions": users[150:]}, {"NextToken": "2"})
     stubs["sns"].add_response(
-        "list_subscriptions_by_topic", _subscription(f"arn:aws:sns:us-east-1:{ACCOUNT}:alarms:1", "alarms")
+        "list_subscriptions_by_topic",
+        {"Subscriptions": [_subscription(f"arn:aws:sns:us-east-1:{ACCOUNT}:alarms:1", "alarms")]},
     )
     found = Findings()
     make_doctor(stubs).check_subscriptions(found)
-    pending = check(found, "users' job emails")
-    assert pending.status == FAIL and "drops every email" in pending.detail
-    assert "subscribe-user" in pending.fix  # a user's subscription carries their filter policy
+    emails = check(found, "users' job emails")
+    # another stage's user topics are not this stage's users
+    assert emails.status == WARN and "300 user(s) with their own topic, 200 confirmed" in emails.detail
+    assert "100,000 topics per account" in emails.detail
+    assert (
+        emails.detail.count("@example.com") == 5
+        and "user102@example.com" in emails.detail
+        and "and 95 more" in emails.detail
+    )
+    assert "subscribe-user" in emails.fix
     assert status_of(found, "email alarms") == OK
+
+
+def test_a_pending_alarm_subscription_fails_and_a_stage_with_the_shared_topic_is_told_to_redeploy(stubs: Stubs) -> None:
+    _stack_outputs(stubs, legacy=True)
+    stubs["sns"].add_response("list_subscriptions", {"Subscriptions": [_user(1, confirmed=True)]})
+    stubs["sns"].add_response(
+        "list_subscriptions_by_topic", {"Subscriptions": [_subscription("PendingConfirmation", "alarms")]}
+    )
+    found = Findings()
+    make_doctor(stubs).check_subscriptions(found)
+    alarms = check(found, "email alarms")
+    assert alarms.status == FAIL and "drops every email" in alarms.detail
+    legacy = [c for c in found.checks if c.name == "users' job emails"]
+    assert legacy[0].status == WARN and "200 users" in legacy[0].detail and "re-run deploy" in legacy[0].fix
+    assert legacy[1].status == OK
 
 
 def test_subscriptions_before_the_first_deploy_are_a_note(stubs: Stubs) -> None:
