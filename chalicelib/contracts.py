@@ -327,11 +327,16 @@ def user_topic_arn(arn_prefix: str, owner: str) -> str:
     return f"{base}:{user_topic_name(name_prefix, owner)}"
 
 
-# content types accepted for upload, and the file extension each is stored under
+# content types accepted for upload, and the file extension each is stored under. HEIC/HEIF
+# (iPhone photos) and AVIF are decoded by chalicelib/imaging.py; the stored bytes, not the declared
+# type, decide how an image is read (docs/aws-notes.md#n88-photo-formats-people-have).
 UPLOAD_CONTENT_TYPES: Final = {
     "image/png": "png",
     "image/jpeg": "jpg",
     "image/webp": "webp",
+    "image/heic": "heic",
+    "image/heif": "heif",
+    "image/avif": "avif",
 }
 FORMAT_CONTENT_TYPES: Final = {
     OutputFormat.PNG: "image/png",

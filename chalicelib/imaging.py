@@ -12,13 +12,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
+import pillow_heif
 from PIL import Image, ImageChops, ImageFilter, ImageOps, UnidentifiedImageError
 
 from chalicelib import contracts
 from chalicelib.errors import ImageInvalid, ImageTooLarge, ImageTooSmall, ModelResponseInvalid, RequestInvalid
 from chalicelib.models.base import ASPECT_TOLERANCE, Box, Geometry, ImageLimits
 
-ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP")
+# Pillow's format names. HEIF (HEIC: iPhone photos) is read by pillow-heif's opener, AVIF by Pillow
+# itself (its wheels carry libavif since 11.3), MPO (a multi-picture JPEG that phones and stereo
+# cameras write) by Pillow as a JPEG with extra frames (docs/aws-notes.md#n88-photo-formats-people-have).
+ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "HEIF", "AVIF", "MPO")
+ACCEPTED_WORDS = "PNG, JPEG, WEBP, HEIC/HEIF or AVIF"
+# Formats whose extra frames are not an animation: the picture is the first frame (MPO: the others
+# are previews or the second eye of a stereo pair) or the primary image (HEIF: bursts, depth maps),
+# which is what Pillow and pillow-heif open by default.
+FIRST_FRAME_FORMATS = ("MPO", "HEIF")
+# Photo formats that a result follows as JPEG when the job names no format (default_output_format).
+PHOTO_FORMATS = ("JPEG", "MPO", "HEIF", "AVIF")
 EXIF_ORIENTATION_TAG = 0x0112
 PixelRect = tuple[int, int, int, int]  # (x0, y0, x1, y1), x1/y1 exclusive
 
@@ -27,6 +38,57 @@ PixelRect = tuple[int, int, int, int]  # (x0, y0, x1, y1), x1/y1 exclusive
 # cannot be scoped to one call (catch_warnings is not thread-safe, and labels are probed 16 threads
 # at a time), so its warning either leaked to stderr or had to be turned into an error racily.
 Image.MAX_IMAGE_PIXELS = None
+# HEIF/HEIC through Pillow's Image.open; pillow-heif's own AVIF is left off (Pillow reads AVIF).
+pillow_heif.register_heif_opener()
+
+# What bytes Pillow cannot open really are, told by their first bytes, so a refusal names it.
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (or an Office document)"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"Rar!", "a RAR archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (b"\xff\xd8\xff", "a JPEG image whose data is corrupt"),
+    (b"\x89PNG", "a PNG image whose data is corrupt"),
+    (b"ID3", "an MP3 audio file"),
+    (b"OggS", "an Ogg audio or video file"),
+    (b"\x1a\x45\xdf\xa3", "a Matroska/WebM video"),
+    (b"\xff\x0a", "a JPEG XL image"),
+    (b"\x00\x00\x00\x0cJXL ", "a JPEG XL image"),
+    (b"\x7fELF", "a program (ELF executable)"),
+    (b"MZ", "a Windows program"),
+)
+# ISO base media files ("....ftyp<brand>"): the brand says which (HEIC, AVIF, MP4, QuickTime).
+_FTYP_BRANDS: dict[bytes, str] = {
+    **dict.fromkeys((b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"), "a HEIC image"),
+    **dict.fromkeys((b"avif", b"avis"), "an AVIF image"),
+    b"qt  ": "a QuickTime (.mov) video",
+    **dict.fromkeys((b"isom", b"iso2", b"mp41", b"mp42", b"avc1", b"M4V "), "an MP4 video"),
+    **dict.fromkeys((b"3gp4", b"3gp5", b"3g2a"), "a 3GP video"),
+    **dict.fromkeys((b"M4A ",), "an M4A audio file"),
+    b"crx ": "a Canon CR3 raw photo",
+}
+
+
+def what_it_is(data: bytes) -> str:
+    """What bytes that are not a readable image look like, for the refusal message."""
+    if data[4:8] == b"ftyp":
+        return _FTYP_BRANDS.get(data[8:12], "an ISO media file (MP4/HEIF family) of an unknown kind")
+    if data[:4] == b"RIFF":
+        riff = data[8:12]
+        return {
+            b"WAVE": "a WAV audio file",
+            b"AVI ": "an AVI video",
+            b"WEBP": "a WEBP image whose data is corrupt",
+        }.get(riff, "a RIFF file of an unknown kind")
+    for magic, kind in _SIGNATURES:
+        if data.startswith(magic):
+            return kind
+    head = data[:512].lstrip()
+    text = head.decode("utf-8", "ignore")  # a character cut at byte 512 is dropped, not an error
+    if len(text.encode()) >= len(head) - 3 and all(c.isprintable() or c in "\t\r\n" for c in text):
+        return "text or markup (HTML/SVG/XML/JSON)" if head.startswith((b"<", b"{", b"[")) else "text"
+    return "a file of an unknown format"
 
 
 def _open(data: bytes) -> Image.Image:
@@ -36,12 +98,10 @@ def _open(data: bytes) -> Image.Image:
     try:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
-        head = data[:64].lstrip().lower()
-        kind = (
-            "text or markup (HTML/SVG/XML)" if head.startswith((b"<", b"{")) or head.isascii() else "an unknown format"
-        )
-        raise ImageInvalid(f"the file is not a PNG, JPEG or WEBP image; it looks like {kind}") from exc
-    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageInvalid(
+            f"the file is not a PNG, JPEG or WEBP image, nor a HEIC or AVIF one; it is {what_it_is(data)}"
+        ) from exc
+    except (OSError, ValueError, SyntaxError, RuntimeError) as exc:  # pillow-heif raises RuntimeError
         raise ImageInvalid(f"the image header is corrupt: {exc}") from exc
     width, height = img.size
     if width * height > contracts.MAX_SOURCE_PIXELS:
@@ -50,6 +110,11 @@ def _open(data: bytes) -> Image.Image:
             f"{contracts.MAX_SOURCE_PIXELS:,} px"
         )
     return img
+
+
+def format_of(data: bytes) -> str:
+    """Pillow's name for the format the bytes really are (header only), whatever the file is called."""
+    return str(_open(data).format)
 
 
 def _orientation(img: Image.Image) -> int:
@@ -64,9 +129,9 @@ def probe(data: bytes) -> tuple[int, int, int]:
     """(stored width, stored height, EXIF orientation) from the header, without decoding pixels."""
     img = _open(data)
     if img.format not in ACCEPTED_FORMATS:
-        raise ImageInvalid(f"{img.format or 'this'} images are not supported; upload PNG, JPEG or WEBP")
+        raise ImageInvalid(f"{img.format or 'this'} images are not supported; upload {ACCEPTED_WORDS}")
     frames = int(getattr(img, "n_frames", 1))  # only multi-frame formats have n_frames
-    if frames > 1:
+    if frames > 1 and img.format not in FIRST_FRAME_FORMATS:
         raise ImageInvalid(f"animated images are not supported ({frames} frames); upload a single frame")
     width, height = img.size  # within MAX_SOURCE_PIXELS (_open)
     orientation = _orientation(img)
@@ -105,12 +170,12 @@ def load_original(data: bytes, max_pixels_hint: int | None = None) -> Image.Imag
     """
     width, height, _ = probe(data)
     img = _open(data)
-    if max_pixels_hint and img.format == "JPEG" and width * height > 2 * max_pixels_hint:
+    if max_pixels_hint and img.format in ("JPEG", "MPO") and width * height > 2 * max_pixels_hint:
         factor = math.sqrt(width * height / max_pixels_hint)
         img.draft("RGB", (max(1, int(width / factor)), max(1, int(height / factor))))
     try:
-        img.load()
-    except (OSError, SyntaxError, ValueError) as exc:
+        img.load()  # an MPO or HEIF loads its first / primary image (FIRST_FRAME_FORMATS)
+    except (OSError, SyntaxError, ValueError, RuntimeError) as exc:
         raise ImageInvalid(f"the image data is truncated or corrupt ({exc})") from exc
     if _orientation(img) != 1:  # exif_transpose copies the image even when there is nothing to turn
         img = ImageOps.exif_transpose(img) or img
@@ -440,7 +505,7 @@ def source_format(data: bytes) -> SourceFormat:
     img = _open(data)
     has_alpha = img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info
     subsampling = None
-    if img.format == "JPEG":
+    if img.format in ("JPEG", "MPO"):
         from PIL import JpegImagePlugin
 
         sampling = JpegImagePlugin.get_sampling(img)
@@ -449,10 +514,12 @@ def source_format(data: bytes) -> SourceFormat:
 
 
 def default_output_format(source: SourceFormat) -> contracts.OutputFormat:
-    """A result follows its original when the job names no format: a JPEG in gives a JPEG out
-    (a 12 MP result is ~5 MB and 0.1-0.2 s to encode, against ~26 MB and ~1.4 s as PNG); an
-    original with transparency, or any other format, gives a PNG (lossless, keeps alpha)."""
-    if source.format == "JPEG" and not source.has_alpha:
+    """A result follows its original when the job names no format: a photo in gives a JPEG out
+    (a 12 MP result is ~5 MB and 0.1-0.2 s to encode, against ~26 MB and ~1.4 s as PNG). Photos
+    are JPEG, MPO, HEIC and AVIF: HEIC and AVIF results come back as JPEG because every viewer,
+    browser and Rekognition reads JPEG, and Backdrop writes no HEIC or AVIF. An original with
+    transparency, or any other format, gives a PNG (lossless, keeps alpha)."""
+    if source.format in PHOTO_FORMATS and not source.has_alpha:
         return contracts.OutputFormat.JPEG
     return contracts.OutputFormat.PNG
 

@@ -27,6 +27,8 @@ from chalicelib.store import JobStore
 # uploads get no labels, with the reason, and the Stability path then keeps the whole detected
 # subject.
 REKOGNITION_EXTENSIONS = (".jpg", ".png")
+# ...and by the bytes, not the name: an MPO is a JPEG stream with more pictures after it.
+REKOGNITION_FORMATS = ("JPEG", "PNG", "MPO")
 # Labels not cached yet are detected in parallel, a bounded number at a time: Rekognition's
 # DetectLabels quota is per second (docs/aws-notes.md#n43-rekognition-request-rate) and the upload
 # handler detects at the same time; 16 calls of ~0.3-0.5 s each stay under 50 per second. boto3
@@ -124,8 +126,13 @@ class LabelService:
 
         try:
             width, height, _ = imaging.probe(data)
+            real_format = imaging.format_of(data)
         except BackdropError as exc:
             return f"label detection was skipped: {exc.message}" if len(data) >= total else None
+        if real_format not in REKOGNITION_FORMATS:
+            # e.g. an iPhone's HEIC saved as .jpg: the name says JPEG, the bytes do not
+            shown = "HEIC/HEIF" if real_format == "HEIF" else real_format
+            return f"label detection reads JPEG and PNG only and this is a {shown} image; {STILL_PROCESSED}"
         if min(width, height) < contracts.REKOGNITION_MIN_SIDE:
             return (
                 f"the image is {width}x{height} px and label detection (Amazon Rekognition) needs at least "

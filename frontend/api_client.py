@@ -24,7 +24,15 @@ import requests
 from chalicelib import contracts
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-CONTENT_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+CONTENT_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".heic": "image/heic",
+    ".heif": "image/heif",
+    ".avif": "image/avif",
+}
 # POST /labels takes at most this many refs per request
 LABEL_REFS_PER_REQUEST = contracts.MAX_LABEL_REFS_PER_REQUEST
 UNREACHABLE = "UNREACHABLE"

@@ -33,6 +33,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -331,27 +332,78 @@ def _status_text(view: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _download(client: BackdropClient, view: dict[str, Any], out: Path, *, all_variants: bool = False) -> list[str]:
+# NAME_MAX: most Linux and macOS file systems hold a name of at most 255 *bytes* (a UTF-8 "é" is
+# two), while the API accepts names of 255 characters (contracts.MAX_FILE_NAME_LENGTH); the
+# directory's own limit is asked for where the system can tell.
+NAME_MAX_BYTES = 255
+
+
+def _name_max(out: Path) -> int:
+    try:
+        return int(os.pathconf(out, "PC_NAME_MAX"))
+    except (OSError, ValueError, AttributeError):  # Windows has no pathconf; 255 is NTFS's limit too
+        return NAME_MAX_BYTES
+
+
+def _fit_name(stem: str, tail: str, limit: int) -> str:
+    """`stem + tail`, the stem cut (whole characters, never half a UTF-8 sequence) so the name
+    fits `limit` bytes; the tail (image id, variant, extension) is what tells files apart."""
+    budget = limit - len(os.fsencode(tail))
+    encoded = os.fsencode(stem)
+    if len(encoded) <= budget:
+        return stem + tail
+    cut = encoded[: max(0, budget)].decode("utf-8", "ignore") if budget > 0 else ""
+    while cut and len(os.fsencode(cut)) > budget:  # a surrogate-escaped byte can count twice
+        cut = cut[:-1]
+    return cut.rstrip(" .") + tail
+
+
+@dataclass
+class Downloaded:
+    """What `_download` wrote, and the files whose name was too long to keep (name: the image's
+    own name, file: what it was written as)."""
+
+    written: list[str] = field(default_factory=list)
+    renamed: list[dict[str, str]] = field(default_factory=list)
+
+
+def _download(client: BackdropClient, view: dict[str, Any], out: Path, *, all_variants: bool = False) -> Downloaded:
     """The job's results (its succeeded images, page by page) and its reports: each image's
     delivered variant, as the zip and the report deliver it, or with `all_variants` every
-    variant. A file's name ends with its variant's number either way."""
+    variant. A file's name ends with its variant's number either way; a name the file system
+    cannot hold is shortened (keeping that ending) and reported, so every file is written."""
     out.mkdir(parents=True, exist_ok=True)
-    written = []
+    limit = _name_max(out)
+    done = Downloaded()
+    used: set[str] = set()
     for image in client.job_images(view["jobId"], status=ImageStatus.SUCCEEDED.value):
         outputs = (image.get("outputs") or []) if all_variants else variants.delivered_outputs(image)
         for output in outputs:
-            target = (
-                out
-                / f"{Path(image['name']).stem}-{image['imageId'][:8]}-{output['variant']}{Path(output['key']).suffix}"
-            )
+            stem = Path(image["name"]).stem
+            tail = f"-{image['imageId'][:8]}-{output['variant']}{Path(output['key']).suffix}"
+            name = _fit_name(stem, tail, limit)
+            if name in used:  # two images whose ids share 8 characters: the whole id tells them apart
+                name = _fit_name(stem, f"-{image['imageId']}-{output['variant']}{Path(output['key']).suffix}", limit)
+            used.add(name)
+            target = out / name
             target.write_bytes(client.download(output["url"]))
-            written.append(str(target))
+            done.written.append(str(target))
+            if name != stem + tail:
+                done.renamed.append({"name": str(image["name"]), "file": str(target)})
     if view.get("reports"):
         for fmt, url in view["reports"].items():
             target = out / f"report-{view['jobId']}.{fmt}"
             target.write_bytes(client.download(url))
-            written.append(str(target))
-    return written
+            done.written.append(str(target))
+    return done
+
+
+def _renamed_text(renamed: list[dict[str, str]]) -> str:
+    if not renamed:
+        return ""
+    lines = [f"{len(renamed)} file name(s) were too long for the file system and were shortened:"]
+    lines += [f"  {terminal(item['name'])} -> {terminal(Path(item['file']).name)}" for item in renamed]
+    return "\n" + "\n".join(lines)
 
 
 def _watch(args: argparse.Namespace, client: BackdropClient, job_id: str, poll_s: float) -> dict[str, Any]:
@@ -581,9 +633,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return skipped
     _say(args, f"job {submitted['jobId']}\n")
     view = _watch(args, client, submitted["jobId"], args.poll)
+    renamed_text = ""
     if args.out:
-        view["downloaded"] = _download(client, view, Path(args.out))
-    text = _status_text(view)
+        downloaded = _download(client, view, Path(args.out))
+        view["downloaded"], view["renamed"] = downloaded.written, downloaded.renamed
+        renamed_text = _renamed_text(downloaded.renamed)
+    text = _status_text(view) + renamed_text
     if uploaded.rejected:
         view["rejected"] = uploaded.rejected
         text += "\n" + _rejected_text(uploaded.rejected, len(paths))
@@ -594,9 +649,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_watch(args: argparse.Namespace) -> int:
     client = _client(args)
     view = _watch(args, client, args.job, args.poll)
+    renamed_text = ""
     if args.out:
-        view["downloaded"] = _download(client, view, Path(args.out))
-    _print(args, view, _status_text(view))
+        downloaded = _download(client, view, Path(args.out))
+        view["downloaded"], view["renamed"] = downloaded.written, downloaded.renamed
+        renamed_text = _renamed_text(downloaded.renamed)
+    _print(args, view, _status_text(view) + renamed_text)
     return _exit_code(view)
 
 
@@ -621,8 +679,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_download(args: argparse.Namespace) -> int:
     client = _client(args)
     view = client.job_summary(args.job)
-    written = _download(client, view, Path(args.out), all_variants=args.all_variants)
-    _print(args, {"jobId": args.job, "files": written}, f"{len(written)} file(s) written to {args.out}")
+    done = _download(client, view, Path(args.out), all_variants=args.all_variants)
+    _print(
+        args,
+        {"jobId": args.job, "files": done.written, "renamed": done.renamed},
+        f"{len(done.written)} file(s) written to {args.out}" + _renamed_text(done.renamed),
+    )
     return _exit_code(view)
 
 
