@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-import pillow_heif
 from PIL import Image, ImageChops, ImageFilter, ImageOps, UnidentifiedImageError
 
 from chalicelib import contracts
@@ -38,8 +37,6 @@ PixelRect = tuple[int, int, int, int]  # (x0, y0, x1, y1), x1/y1 exclusive
 # cannot be scoped to one call (catch_warnings is not thread-safe, and labels are probed 16 threads
 # at a time), so its warning either leaked to stderr or had to be turned into an error racily.
 Image.MAX_IMAGE_PIXELS = None
-# HEIF/HEIC through Pillow's Image.open; pillow-heif's own AVIF is left off (Pillow reads AVIF).
-pillow_heif.register_heif_opener()
 
 # What bytes Pillow cannot open really are, told by their first bytes, so a refusal names it.
 _SIGNATURES: tuple[tuple[bytes, str], ...] = (
@@ -58,9 +55,10 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\x7fELF", "a program (ELF executable)"),
     (b"MZ", "a Windows program"),
 )
+_HEIC = "a HEIC image"
 # ISO base media files ("....ftyp<brand>"): the brand says which (HEIC, AVIF, MP4, QuickTime).
 _FTYP_BRANDS: dict[bytes, str] = {
-    **dict.fromkeys((b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"), "a HEIC image"),
+    **dict.fromkeys((b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"), _HEIC),
     **dict.fromkeys((b"avif", b"avis"), "an AVIF image"),
     b"qt  ": "a QuickTime (.mov) video",
     **dict.fromkeys((b"isom", b"iso2", b"mp41", b"mp42", b"avc1", b"M4V "), "an MP4 video"),
@@ -68,6 +66,22 @@ _FTYP_BRANDS: dict[bytes, str] = {
     **dict.fromkeys((b"M4A ",), "an M4A audio file"),
     b"crx ": "a Canon CR3 raw photo",
 }
+
+
+_heif_registered = False
+
+
+def _register_heif_if_needed(data: bytes) -> None:
+    """HEIF/HEIC through Pillow's Image.open, registered on the first HEIF seen: pillow-heif loads
+    libheif and its 23 MB x265 library (~26 ms warm here), which a job of JPEGs never needs.
+    Registering twice is harmless, so two threads racing here is too."""
+    global _heif_registered
+    if _heif_registered or data[4:8] != b"ftyp" or _FTYP_BRANDS.get(data[8:12]) != _HEIC:
+        return
+    import pillow_heif  # pillow-heif's own AVIF is not used: Pillow reads AVIF itself
+
+    pillow_heif.register_heif_opener()
+    _heif_registered = True
 
 
 def what_it_is(data: bytes) -> str:
@@ -95,6 +109,7 @@ def _open(data: bytes) -> Image.Image:
     """The image, header read and pixels not decoded; ImageTooLarge past MAX_SOURCE_PIXELS."""
     if not data:
         raise ImageInvalid("the file is empty (0 bytes)")
+    _register_heif_if_needed(data)
     try:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:

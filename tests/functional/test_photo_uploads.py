@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import boto3
+import pillow_heif
 import pytest
 from chalice.test import Client
 from PIL import Image
@@ -35,7 +36,8 @@ def _heic(png: bytes, orientation: int = 1) -> bytes:
     exif = Image.Exif()
     exif[imaging.EXIF_ORIENTATION_TAG] = orientation
     buf = io.BytesIO()
-    Image.open(io.BytesIO(png)).convert("RGB").save(buf, "HEIF", exif=exif.tobytes(), quality=90)
+    # pillow-heif's own API: nothing is registered with Pillow, the app must do that itself
+    pillow_heif.from_pillow(Image.open(io.BytesIO(png)).convert("RGB")).save(buf, exif=exif.tobytes(), quality=90)
     return buf.getvalue()
 
 
@@ -107,7 +109,9 @@ def test_an_iphone_heic_saved_as_jpg_is_processed_into_an_upright_jpeg(store: Jo
     steps, standin = Steps(s3, store), StandInBedrock()
 
     def answer(call: dict[str, Any]) -> None:
-        body = json.loads(s3.get_object(Bucket=BUCKET, Key=contracts.split_s3_uri(call["requestUri"])[1])["Body"].read())
+        body = json.loads(
+            s3.get_object(Bucket=BUCKET, Key=contracts.split_s3_uri(call["requestUri"])[1])["Body"].read()
+        )
         reply = json.dumps(standin(call["modelId"], body)).encode()
         s3.put_object(Bucket=BUCKET, Key=contracts.split_s3_uri(call["responseUri"])[1], Body=reply)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import zipfile
 
+import pillow_heif
 import pytest
 from PIL import Image
 
@@ -17,8 +18,13 @@ RED, BLUE = (220, 20, 30), (20, 30, 220)
 
 
 def _save(img: Image.Image, fmt: str, **kwargs) -> bytes:
+    """HEIF through pillow-heif's own API, which registers nothing with Pillow: the tests then
+    prove that chalicelib.imaging registers the opener itself."""
     buf = io.BytesIO()
-    img.save(buf, fmt, **kwargs)
+    if fmt == "HEIF":
+        pillow_heif.from_pillow(img).save(buf, **kwargs)
+    else:
+        img.save(buf, fmt, **kwargs)
     return buf.getvalue()
 
 
@@ -115,3 +121,21 @@ def test_a_refusal_names_what_the_bytes_really_are(data, words) -> None:
     message = str(caught.value)
     assert words in message, message
     assert "looks like text" not in message
+
+
+def test_pillow_heif_is_loaded_only_when_a_heic_is_seen() -> None:
+    """libheif (and its bundled 23 MB x265) is loaded on the first HEIF, not for a job of JPEGs."""
+    import subprocess
+    import sys
+
+    script = (
+        "import io, sys\n"
+        "from PIL import Image\n"
+        "from chalicelib import imaging\n"
+        "buf = io.BytesIO(); Image.new('RGB', (100, 100)).save(buf, 'JPEG')\n"
+        "imaging.load_original(buf.getvalue())\n"
+        "assert 'pillow_heif' not in sys.modules, 'loaded for a JPEG'\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
