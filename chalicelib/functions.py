@@ -22,6 +22,9 @@ class Grant(StrEnum):
     """Access beyond S3 prefixes and the jobs table's item actions (backend/policies.py)."""
 
     LIST_UPLOADS = "list-uploads"  # s3:ListBucket, only under the uploads prefix
+    # s3:ListBucket, only under the scratch prefix: what a workflow step must tell absent from refused
+    # (a GET/HEAD of a missing key is a 403 without ListBucket: chalicelib/s3keys.py)
+    LIST_SCRATCH = "list-scratch"
     OWNER_INDEX = "owner-index"  # the table actions also on its indexes
     DETECT_LABELS = "detect-labels"  # rekognition:DetectLabels
     DETECT_TEXT = "detect-text"  # rekognition:DetectText
@@ -108,9 +111,11 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         memory_mb=512,
         timeout_s=300,
         s3_write=(SCRATCH_PREFIX,),
-        table_actions=("Query", "UpdateItem"),
-        # the event source mapping sends what it gives up on to the failure queue with this role
-        grants=frozenset({Grant.READ_JOBS_STREAM, Grant.START_WORKFLOW, Grant.STREAM_FAILURES}),
+        # GetItem: every start reads the job first (chalicelib/starter.py); Query: its images
+        table_actions=("GetItem", "Query", "UpdateItem"),
+        # the event source mapping sends what it gives up on to the failure queue with this role;
+        # a job cancelled while it was starting has the execution just started stopped again
+        grants=frozenset({Grant.READ_JOBS_STREAM, Grant.START_WORKFLOW, Grant.STREAM_FAILURES, Grant.STOP_WORKFLOW}),
     ),
     LambdaFunction(
         "detect_labels",
@@ -172,8 +177,9 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         # Query: that report's images; PutItem: the note of its rewrite handed to the background
         table_actions=("GetItem", "UpdateItem", "Query", "PutItem"),
         # the scorecard's subject and text checks, on pixels sent as bytes (no S3 access for
-        # Rekognition); a large job's report rewrite, started on the reconciler's function
-        grants=frozenset({Grant.DETECT_LABELS, Grant.DETECT_TEXT, Grant.START_CANCEL_CLOSING}),
+        # Rekognition); a large job's report rewrite, started on the reconciler's function; the
+        # original's text, listed before it is read
+        grants=frozenset({Grant.DETECT_LABELS, Grant.DETECT_TEXT, Grant.START_CANCEL_CLOSING, Grant.LIST_SCRATCH}),
     ),
     LambdaFunction(
         "record_failure",
@@ -182,6 +188,7 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         workflow_task=True,
         s3_read=(SCRATCH_PREFIX,),  # the model calls that answered before the failure: the cost
         table_actions=("GetItem", "UpdateItem"),
+        grants=frozenset({Grant.LIST_SCRATCH}),  # ... listed once, never a HEAD that may be a 403
     ),
     LambdaFunction(
         "report",

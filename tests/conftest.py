@@ -77,6 +77,54 @@ def _nothing_left_in_the_repository(request: pytest.FixtureRequest) -> Iterator[
         pytest.fail(f"{request.node.nodeid} left {left} behind: write into tmp_path", pytrace=False)
 
 
+# --------------------------------------------------------------------------------------------
+# IAM: every call a Lambda's code makes is checked against that function's rendered policy
+# (backend/local/iam.py); a denied call fails the test even if the product caught the error.
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _iam_guard() -> Iterator[Any]:
+    from backend.local import iam
+
+    uninstall = iam.install(iam.TESTS)
+    try:
+        yield iam.installed()
+    finally:
+        _write_iam_usage()
+        uninstall()
+
+
+_IAM_USAGE: dict[str, set[str]] = {}  # unit → the tests whose calls it allowed ($BACKDROP_IAM_RECORD)
+
+
+def _write_iam_usage() -> None:
+    path = os.environ.get("BACKDROP_IAM_RECORD")
+    if path:
+        import json
+
+        with open(path, "w") as out:
+            json.dump({unit: sorted(tests) for unit, tests in sorted(_IAM_USAGE.items())}, out, indent=1)
+
+
+@pytest.fixture(autouse=True)
+def _no_iam_denial(_iam_guard: Any, request: pytest.FixtureRequest) -> Iterator[None]:
+    guard = _iam_guard
+    denied_before = len(guard.denials)
+    recording = bool(os.environ.get("BACKDROP_IAM_RECORD"))
+    used_before = dict(guard.used_units) if recording else {}
+    yield
+    if recording:
+        for unit, count in guard.used_units.items():
+            if count > used_before.get(unit, 0):
+                _IAM_USAGE.setdefault(unit, set()).add(request.node.nodeid)
+    denied = guard.denials[denied_before:]
+    if denied and request.node.get_closest_marker("iam_denial_expected") is None:
+        from backend.local.iam import denial_lines
+
+        lines = "\n  ".join(denial_lines(denied))
+        pytest.fail(f"IAM denied {len(denied)} AWS call(s) that AWS would refuse:\n  {lines}", pytrace=False)
+
+
 @pytest.fixture(autouse=True)
 def _test_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for key, value in _TEST_ENV.items():
@@ -277,8 +325,13 @@ class Outage:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The robustness matrices' counts, when they ran."""
+    """The IAM guard's counts; the robustness matrices' counts, when they ran."""
     import sys
+
+    iam = sys.modules.get("backend.local.iam")
+    guard = iam.last_guard() if iam is not None else None
+    if guard is not None:
+        terminalreporter.write_line(iam.summary(guard))
 
     module = sys.modules.get("test_robustness")  # tests/e2e/test_robustness.py
     if module is None:
