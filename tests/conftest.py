@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -95,6 +96,7 @@ def _iam_guard() -> Iterator[Any]:
 
 
 _IAM_USAGE: dict[str, set[str]] = {}  # unit → the tests whose calls it allowed ($BACKDROP_IAM_RECORD)
+_IAM_DURATIONS: dict[str, float] = {}  # test → seconds, so the mutation run re-runs the quickest
 
 
 def _write_iam_usage() -> None:
@@ -102,8 +104,9 @@ def _write_iam_usage() -> None:
     if path:
         import json
 
+        usage = {unit: sorted(tests) for unit, tests in sorted(_IAM_USAGE.items())}
         with open(path, "w") as out:
-            json.dump({unit: sorted(tests) for unit, tests in sorted(_IAM_USAGE.items())}, out, indent=1)
+            json.dump({"units": usage, "durations": _IAM_DURATIONS}, out, indent=1)
 
 
 @pytest.fixture(autouse=True)
@@ -112,8 +115,10 @@ def _no_iam_denial(_iam_guard: Any, request: pytest.FixtureRequest) -> Iterator[
     denied_before = len(guard.denials)
     recording = bool(os.environ.get("BACKDROP_IAM_RECORD"))
     used_before = dict(guard.used_units) if recording else {}
+    started = time.monotonic()
     yield
     if recording:
+        _IAM_DURATIONS[request.node.nodeid] = round(time.monotonic() - started, 2)
         for unit, count in guard.used_units.items():
             if count > used_before.get(unit, 0):
                 _IAM_USAGE.setdefault(unit, set()).add(request.node.nodeid)

@@ -38,7 +38,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 from chalicelib.functions import API_HANDLER, FUNCTIONS, Grant, LambdaFunction
@@ -159,7 +159,8 @@ def mutate(functions: Sequence[LambdaFunction], units: Sequence[tuple[str, str, 
         else:
             if value not in current:
                 raise ValueError(f"{MUTATION_ENV}: {name}.{kind} has no {value!r}")
-            out[i] = dataclasses.replace(out[i], **{kind: tuple(v for v in current if v != value)})
+            kept: Any = tuple(v for v in current if v != value)
+            out[i] = dataclasses.replace(out[i], **{kind: kept})
     return tuple(out)
 
 
@@ -473,7 +474,7 @@ class Guard:
         self.unmapped: list[str] = []
         self.used_units: Counter[str] = Counter()
         self.on_denial: Callable[[Decision], None] | None = None
-        self._policies: dict[tuple[str | None, ...], dict[str, Policy]] = {}
+        self._policies: dict[tuple[Deployment, tuple[str | None, ...]], dict[str, Policy]] = {}
 
     @staticmethod
     def _models_key() -> tuple[str | None, ...]:
@@ -482,22 +483,29 @@ class Guard:
         policy such a deployment would have."""
         return tuple(os.environ.get(k) for k in _MODEL_SETTINGS)
 
-    def policies(self, key: tuple[str | None, ...] | None = None) -> dict[str, Policy]:
-        key = self._models_key() if key is None else key
-        if key not in self._policies:
+    def policies(
+        self, key: tuple[str | None, ...] | None = None, deployment: Deployment | None = None
+    ) -> dict[str, Policy]:
+        deployment = deployment or self.deployment
+        full_key = (deployment, self._models_key() if key is None else key)
+        if full_key not in self._policies:
             with self._lock:
-                self._policies[key] = compile_policies(self.deployment, mutate(FUNCTIONS, self.mutation))
-        return self._policies[key]
+                self._policies[full_key] = compile_policies(deployment, mutate(FUNCTIONS, self.mutation))
+        return self._policies[full_key]
 
-    def policy(self, principal: str, key: tuple[str | None, ...] | None = None) -> Policy:
-        try:
-            return self.policies(key)[principal]
-        except KeyError:
-            raise UnmappedOperation(f"{principal!r} is not a function declared in chalicelib/functions.py") from None
+    def use(self, deployment: Deployment) -> Callable[[], None]:
+        """Evaluate for another deployment's names (the local stack started inside a test run)."""
+        previous, self.deployment = self.deployment, deployment
+
+        def restore() -> None:
+            self.deployment = previous
+
+        return restore
 
     @functools.lru_cache(maxsize=65536)  # noqa: B019 - one guard per run; the same call repeats thousands of times
     def _evaluate(
         self,
+        deployment: Deployment,
         key: tuple[str | None, ...],
         principal: str,
         action: str,
@@ -505,12 +513,16 @@ class Guard:
         context: tuple[tuple[str, str], ...],
     ) -> Decision:
         if resource == "<task-token>":
-            resource = self.deployment.state_machine_arn
-        return self.policy(principal, key).evaluate(action, self.deployment.canonical(resource), dict(context))
+            resource = deployment.state_machine_arn
+        policy = self.policies(key, deployment).get(principal)
+        if policy is None:
+            raise UnmappedOperation(f"{principal!r} is not a function declared in chalicelib/functions.py")
+        return policy.evaluate(action, deployment.canonical(resource), dict(context))
 
     def check(self, principal: str, request: Request) -> Decision:
         context = tuple(sorted(request.context.items()))
-        decision = self._evaluate(self._models_key(), principal, request.action, request.resource, context)
+        models = self._models_key()
+        decision = self._evaluate(self.deployment, models, principal, request.action, request.resource, context)
         self.record(decision)
         return decision
 
@@ -534,7 +546,8 @@ class Guard:
     def has_list_bucket(self, principal: str, bucket: str) -> bool:
         """Whether S3 would say 404 to this principal for a missing key. Conservative: only an
         unconditioned s3:ListBucket counts (a GET carries no s3:prefix to meet a condition)."""
-        return self._evaluate(self._models_key(), principal, "s3:ListBucket", f"arn:aws:s3:::{bucket}", ()).allowed
+        bucket_arn = f"arn:aws:s3:::{bucket}"
+        return self._evaluate(self.deployment, self._models_key(), principal, "s3:ListBucket", bucket_arn, ()).allowed
 
     def authorize(self, principal: str, service: str, operation: str, params: Mapping[str, Any], region: str) -> None:
         """Raise the service's own AccessDenied ClientError for a call the principal may not make."""
@@ -562,7 +575,8 @@ def access_denied(service: str, operation: str, decision: Decision) -> Exception
     if service == "s3" and operation == "HeadObject":  # a HEAD answer has no body: botocore says "403"
         code, message = "403", "Forbidden"
     return ClientError(
-        {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, operation
+        cast(Any, {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}),
+        operation,
     )
 
 
@@ -629,6 +643,14 @@ def last_guard() -> Guard | None:
     return _last
 
 
+def install_for(deployment: Deployment) -> Callable[[], None]:
+    """The local stack's entry: install the guard, or, inside a test run that has one, point it
+    at this deployment's names until the undo."""
+    if _installed is not None:
+        return _installed.use(deployment)
+    return install(deployment)
+
+
 def install(deployment: Deployment, mutation: str | None = None) -> Callable[[], None]:
     """Check every call from now on; returns the undo. `mutation` defaults to $BACKDROP_IAM_MUTATION."""
     global _installed, _last
@@ -638,6 +660,7 @@ def install(deployment: Deployment, mutation: str | None = None) -> Callable[[],
     if _installed is not None:
         raise RuntimeError("the IAM guard is already installed")
     guard = Guard(deployment, os.environ.get(MUTATION_ENV) if mutation is None else mutation)
+    guard.policies()  # compiled now: a declaration the guard cannot render fails here, not in a handler
     undo: list[Callable[[], None]] = []
 
     def patch(owner: Any, name: str, new: Any) -> None:
@@ -645,8 +668,9 @@ def install(deployment: Deployment, mutation: str | None = None) -> Callable[[],
         setattr(owner, name, new)
         undo.append(lambda: setattr(owner, name, old))
 
-    real_emit = botocore.client.BaseClient._emit_api_params
-    real_call = botocore.client.BaseClient._make_api_call
+    client_class: Any = botocore.client.BaseClient
+    real_emit = client_class._emit_api_params
+    real_call = client_class._make_api_call
 
     def emit_api_params(self: Any, api_params: Any, operation_model: Any, context: Any) -> Any:
         params = real_emit(self, api_params, operation_model, context)
