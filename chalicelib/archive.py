@@ -25,9 +25,9 @@ from typing import IO, Any, Final, cast
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts, variants
+from chalicelib import contracts, s3keys, variants
 from chalicelib.contracts import ImageStatus
-from chalicelib.errors import BadRequest, Conflict, NotFound, is_not_found, service_failure
+from chalicelib.errors import BadRequest, Conflict, NotFound, service_failure
 from chalicelib.store import JobStore
 
 SYNC_MAX_FILES: Final = 40  # ~40 results of a few MB each copy in a few seconds, far inside 29 s
@@ -156,7 +156,7 @@ class ArchiveService:
         try:
             head: dict[str, Any] = self.s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if is_not_found(exc):
+            if s3keys.absent(self.s3, self.bucket, key, exc):  # a 403 on AWS: chalicelib/s3keys.py
                 return None
             raise service_failure(exc, "could not look up the archive") from exc
         return head
@@ -165,7 +165,7 @@ class ArchiveService:
         try:
             raw = self.s3.get_object(Bucket=self.bucket, Key=request.progress_key)["Body"].read()
         except ClientError as exc:
-            if is_not_found(exc):
+            if s3keys.absent(self.s3, self.bucket, request.progress_key, exc):
                 return None
             raise service_failure(exc, "could not read the archive's progress") from exc
         progress: dict[str, Any] = json.loads(raw)

@@ -135,6 +135,8 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         # image transitions read the status, then update image and job counts in one transaction;
         # a budget cap reserves the image's model calls the same way
         table_actions=("GetItem", "UpdateItem"),
+        # an upload deleted before its image starts is a 403 on AWS: a LIST says it is missing
+        grants=frozenset({Grant.LIST_UPLOADS}),
     ),
     # a `scene` background: the batch's one text-to-image request, then its answer stored for
     # every image (or, if it failed, every image FAILED with that cause)

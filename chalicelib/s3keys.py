@@ -24,3 +24,22 @@ def exists(s3: Any, bucket: str, key: str) -> bool:
     """One LIST of the key itself as the prefix: the key, if it exists, sorts first."""
     page = s3.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
     return any(obj["Key"] == key for obj in page.get("Contents", []))
+
+
+def absent(s3: Any, bucket: str, key: str, exc: Exception) -> bool:
+    """Whether a failed GET/HEAD of `key` means the object is not there: a 404, or a 403 that a
+    LIST of the key confirms (S3's answer for a missing key to a caller that may not list the
+    whole bucket). Costs a LIST only when the object is missing or refused; the caller's role
+    needs ListBucket on the key's prefix."""
+    from botocore.exceptions import ClientError
+
+    from chalicelib.errors import client_error_code, is_not_found
+
+    if is_not_found(exc):
+        return True
+    if client_error_code(exc) not in ("AccessDenied", "403", "Forbidden"):
+        return False
+    try:
+        return not exists(s3, bucket, key)
+    except ClientError:  # may not list either: a refusal, not an absence
+        return False

@@ -151,7 +151,9 @@ class Steps:
             body: bytes = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
             return body
         except ClientError as exc:
-            raise StorageError(f"could not read s3://{bucket}/{key}: {client_error_code(exc) or exc}") from exc
+            # a missing key is a 403 on AWS: say it is missing where the role may list (s3keys.py)
+            code = "NoSuchKey" if s3keys.absent(self.s3, bucket, key, exc) else client_error_code(exc) or exc
+            raise StorageError(f"could not read s3://{bucket}/{key}: {code}") from exc
 
     def _put(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
         try:

@@ -20,8 +20,10 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from backend.local.iam import MUTATION_ENV, declared_units
 from chalicelib.functions import FUNCTIONS
@@ -47,14 +49,27 @@ def _pytest(args: list[str], env: dict[str, str], timeout_s: int) -> subprocess.
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s, check=False)
 
 
-def record(path: Path, timeout_s: int) -> int:
+def record(path: Path, timeout_s: int) -> None:
+    """The suites, each in its own process at the same time, each recording; then merged."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, RECORD_ENV: str(path.resolve())}
-    env.pop(MUTATION_ENV, None)
     ignores = [f"--ignore={p}" for p in IGNORED]
-    done = _pytest([*SUITES, *ignores], env, timeout_s)
-    print(done.stdout[-3000:])
-    return done.returncode
+    parts = [path.with_suffix(f".{i}.json") for i in range(len(SUITES))]
+
+    def one(suite: str, part: Path) -> None:
+        env = {**os.environ, RECORD_ENV: str(part.resolve())}
+        env.pop(MUTATION_ENV, None)
+        done = _pytest([suite, *ignores], env, timeout_s)
+        print(f"{suite}: {done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-500:]}")
+
+    with ThreadPoolExecutor(len(SUITES)) as pool:
+        list(pool.map(one, SUITES, parts))
+    merged: dict[str, Any] = {"units": {}, "durations": {}}
+    for part in parts:
+        recorded = json.loads(part.read_text())
+        for unit, tests in recorded["units"].items():
+            merged["units"][unit] = sorted({*merged["units"].get(unit, []), *tests})
+        merged["durations"].update(recorded["durations"])
+    path.write_text(json.dumps(merged, indent=1))
 
 
 def _first_failure(output: str) -> str:
@@ -64,31 +79,35 @@ def _first_failure(output: str) -> str:
     return "(the run failed without naming a test)"
 
 
-def run(path: Path, per_unit: int, timeout_s: int, only: str | None) -> list[Outcome]:
+def run(path: Path, per_unit: int, timeout_s: int, only: str | None, jobs: int = 1) -> list[Outcome]:
     recorded = json.loads(path.read_text())
     usage: dict[str, list[str]] = recorded["units"]
     durations: dict[str, float] = recorded["durations"]
-    outcomes: list[Outcome] = []
-    for declared in FUNCTIONS:
-        if only and declared.name != only:
-            continue
-        for kind, value in declared_units(declared):
-            unit = f"{declared.name}:{kind}:{value}"
-            tests = sorted(usage.get(unit, []), key=lambda t: durations.get(t, 1e9))[:per_unit]
-            if not tests:
-                outcomes.append(Outcome(declared.name, f"{kind}:{value}", "UNUSED", "no test needs it", 0.0))
-                print(f"{unit}: UNUSED", flush=True)
-                continue
+    units = [
+        (declared.name, kind, value)
+        for declared in FUNCTIONS
+        if not only or declared.name == only
+        for kind, value in declared_units(declared)
+    ]
+
+    def one(name: str, kind: str, value: str) -> Outcome:
+        unit = f"{name}:{kind}:{value}"
+        tests = sorted(usage.get(unit, []), key=lambda t: durations.get(t, 1e9))[:per_unit]
+        if not tests:
+            outcome = Outcome(name, f"{kind}:{value}", "UNUSED", "no test needs it", 0.0)
+        else:
             started = time.monotonic()
             done = _pytest(["-x", *tests], {**os.environ, MUTATION_ENV: unit}, timeout_s)
             seconds = round(time.monotonic() - started, 1)
             if done.returncode == 0:
-                outcome = Outcome(declared.name, f"{kind}:{value}", "SURVIVED", ", ".join(tests), seconds)
+                outcome = Outcome(name, f"{kind}:{value}", "SURVIVED", ", ".join(tests), seconds)
             else:
-                outcome = Outcome(declared.name, f"{kind}:{value}", "KILLED", _first_failure(done.stdout), seconds)
-            outcomes.append(outcome)
-            print(f"{unit}: {outcome.verdict} {outcome.test} ({seconds}s)", flush=True)
-    return outcomes
+                outcome = Outcome(name, f"{kind}:{value}", "KILLED", _first_failure(done.stdout), seconds)
+        print(f"{unit}: {outcome.verdict} {outcome.test} ({outcome.seconds}s)", flush=True)
+        return outcome
+
+    with ThreadPoolExecutor(jobs) as pool:  # pytest processes: the work is theirs
+        return list(pool.map(lambda u: one(*u), units))
 
 
 def table(outcomes: list[Outcome]) -> str:
@@ -110,12 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-unit", type=int, default=2, help="the quickest N tests that needed the unit")
     parser.add_argument("--function", help="only this function's units")
     parser.add_argument("--out", type=Path, help="also write the table (Markdown) here")
+    parser.add_argument("--jobs", type=int, default=1, help="mutants tested at once")
     parser.add_argument("--timeout", type=int, default=3600)
     args = parser.parse_args(argv)
     if args.command in ("record", "all"):
         record(args.record_file, args.timeout)  # failing tests still record what they used
     if args.command in ("run", "all"):
-        text = table(run(args.record_file, args.per_unit, args.timeout, args.function))
+        text = table(run(args.record_file, args.per_unit, args.timeout, args.function, args.jobs))
         print(text)
         if args.out:
             args.out.write_text(text + "\n")
