@@ -57,7 +57,7 @@ UNIT_KINDS = ("s3_read", "s3_write", "s3_delete", "table_actions", "grants")
 # Where: the resource names the policies are rendered for
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: it keys every cached decision
 class Deployment:
     """The names a stage's resources have in the tests or the local stack; `aliases` are ARN
     prefixes that name the same resource another way (the tests' conftest names its default state

@@ -59,6 +59,7 @@ def record(path: Path, timeout_s: int) -> None:
         env = {**os.environ, RECORD_ENV: str(part.resolve())}
         env.pop(MUTATION_ENV, None)
         done = _pytest([suite, *ignores], env, timeout_s)
+        part.with_suffix(".log").write_text(done.stdout + done.stderr)  # the whole run, to read its failures
         print(f"{suite}: {done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-500:]}")
 
     with ThreadPoolExecutor(len(SUITES)) as pool:

@@ -4,6 +4,7 @@ thread pool, and the findings of issue #24 stay fixed (backend/local/iam.py)."""
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -45,6 +46,15 @@ def test_a_denied_call_raises_what_aws_answers_and_is_recorded(resources) -> Non
     ]
     # nothing was written: the call was refused before it was made
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix=contracts.RESULTS_PREFIX)
+
+
+@pytest.mark.iam_denial_expected
+def test_an_operation_nobody_mapped_fails_the_call_and_is_recorded(resources) -> None:
+    guard = _guard()
+    before = len(guard.unmapped)
+    with iam.running_as("report"), pytest.raises(iam.UnmappedOperation, match="s3.GetBucketPolicy"):
+        boto3.client("s3").get_bucket_policy(Bucket=BUCKET)
+    assert guard.unmapped[before:] == ["report: s3.GetBucketPolicy"]
 
 
 def test_calls_without_a_principal_are_not_checked(resources) -> None:
@@ -167,8 +177,10 @@ def test_a_job_cancelled_while_starting_is_stopped_by_the_starters_own_role(stor
         starter = WorkflowStarter(boto3.client("s3"), store, CancelledWhileStarting(), BUCKET, MACHINE_ARN)
         assert starter.start(inserted) is None
     [execution] = sfn.list_executions(stateMachineArn=MACHINE_ARN)["executions"]
-    described = sfn.describe_execution(executionArn=execution["executionArn"])
-    assert described["status"] == "ABORTED", described
+    deadline = time.monotonic() + 30  # moto stops an execution asynchronously
+    while (status := sfn.describe_execution(executionArn=execution["executionArn"])["status"]) != "ABORTED":
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
 
 
 def test_record_failure_keeps_the_cause_of_a_failure_before_any_model_call(store, photo) -> None:
