@@ -75,7 +75,7 @@ def record(path: Path, timeout_s: int) -> None:
 
 def _first_failure(output: str) -> str:
     for line in output.splitlines():
-        if line.startswith(("FAILED ", "ERROR ")):
+        if line.startswith(("FAILED tests/", "ERROR tests/")):
             return line.split(" ", 1)[1].split(" - ")[0]
     return "(the run failed without naming a test)"
 
