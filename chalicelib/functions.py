@@ -188,9 +188,11 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         memory_mb=256,
         timeout_s=30,
         workflow_task=True,
-        s3_read=(SCRATCH_PREFIX,),  # the model calls that answered before the failure: the cost
         table_actions=("GetItem", "UpdateItem"),
-        grants=frozenset({Grant.LIST_SCRATCH}),  # ... listed once, never a HEAD that may be a 403
+        # the model calls that answered before the failure (the cost): their responses listed once,
+        # never a HEAD each, which is a 403 for a call that never answered (no s3:GetObject either:
+        # the IAM mutation run found it unused once the LIST replaced the HEADs)
+        grants=frozenset({Grant.LIST_SCRATCH}),
     ),
     LambdaFunction(
         "report",

@@ -18,12 +18,13 @@ def policies() -> dict[str, iam.Policy]:
 
 
 def test_wildcards_allow_only_the_declared_prefixes(policies) -> None:
-    record_failure = policies["record_failure"]
-    assert record_failure.evaluate("s3:GetObject", f"{BUCKET}/{contracts.SCRATCH_PREFIX}job/x.json").allowed
-    assert not record_failure.evaluate("s3:GetObject", f"{BUCKET}/{contracts.UPLOADS_PREFIX}owner/x.png").allowed
-    assert not record_failure.evaluate("s3:PutObject", f"{BUCKET}/{contracts.SCRATCH_PREFIX}job/x.json").allowed
+    build_mask = policies["build_mask"]
+    assert build_mask.evaluate("s3:GetObject", f"{BUCKET}/{contracts.SCRATCH_PREFIX}job/x.json").allowed
+    assert not build_mask.evaluate("s3:GetObject", f"{BUCKET}/{contracts.UPLOADS_PREFIX}owner/x.png").allowed
+    assert not build_mask.evaluate("s3:PutObject", f"{BUCKET}/{contracts.RESULTS_PREFIX}o/j/x.png").allowed
+    assert not build_mask.evaluate("s3:DeleteObject", f"{BUCKET}/{contracts.SCRATCH_PREFIX}job/x.json").allowed
     # the bucket itself is not an object under a prefix
-    assert not record_failure.evaluate("s3:GetObject", BUCKET).allowed
+    assert not build_mask.evaluate("s3:GetObject", BUCKET).allowed
 
 
 def test_actions_match_without_case_and_resources_with_it(policies) -> None:
