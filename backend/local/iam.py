@@ -304,7 +304,7 @@ def compile_policies(
 
 
 # ------------------------------------------------------------------------------------------------
-# Operations → actions and resources (Service Authorization Reference; docs/aws-notes.md#n62)
+# Operations → actions and resources (Service Authorization Reference; docs/aws-notes.md#n62-operations-and-the-actions-they-need)
 
 
 @dataclass(frozen=True)
@@ -712,7 +712,7 @@ def install(deployment: Deployment, mutation: str | None = None) -> Callable[[],
                 or guard.has_list_bucket(principal, api_params["Bucket"])
             ):
                 raise
-            # S3 answers 403 to a caller that may not list the bucket (docs/aws-notes.md#n63). It is
+            # S3 answers 403 to a caller that may not list the bucket (docs/aws-notes.md#n63-s3-answers-403-for-a-missing-key-without-listbucket). It is
             # AWS's answer, not a permission the function lacks: counted apart, and the test fails
             # only if the code mishandles it (a lost cause, a 500 for a 404)
             bucket = f"arn:aws:s3:::{api_params['Bucket']}"

@@ -550,7 +550,7 @@ def _failing_head(code: str, status: int) -> Any:
     ("code", "status", "written", "answer", "error_code"),
     [
         ("403", 403, True, 500, "STORAGE_ERROR"),  # refused although it is there
-        # S3's answer for a missing key to a role without ListBucket (docs/aws-notes.md#n63)
+        # S3's answer for a missing key to a role without ListBucket (docs/aws-notes.md#n63-s3-answers-403-for-a-missing-key-without-listbucket)
         ("403", 403, False, 409, "REPORT_NOT_READY"),
         ("SlowDown", 503, True, 503, "SERVICE_BUSY"),
         ("404", 404, False, 409, "REPORT_NOT_READY"),
