@@ -17,7 +17,12 @@ UI_PORT ?= 8501
 # model if installed); for runs about orchestration, as the scale and cost benchmarks do
 CUTOUT ?= auto
 
-.PHONY: test test-fast lint install clean run demo bench iam-mutations
+# The deploy runs chalice under Python 3.12/3.13: chalice gives the Lambdas its interpreter's
+# runtime, and python3.11 runs on Amazon Linux 2, past its end of life (backend/runtime.py).
+DEPLOY_VENV := .venv-deploy
+DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
+
+.PHONY: test test-fast lint install clean run demo bench deploy-env iam-mutations
 
 $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,11 +34,25 @@ $(STAMP): pyproject.toml requirements.txt
 
 install: $(STAMP)
 
+# What `python -m backend.deploy` runs chalice with (found by backend/runtime.py): chalice and
+# Backdrop's requirements under a Python 3.13 or 3.12 from PATH or pyenv.
+$(DEPLOY_STAMP): pyproject.toml requirements.txt $(STAMP)
+	@DEPLOY_PYTHON=$$($(BIN)/python -m backend.runtime --find) && \
+		echo "deploy environment: $$DEPLOY_PYTHON" && \
+		$$DEPLOY_PYTHON -m venv $(DEPLOY_VENV) && \
+		$(DEPLOY_VENV)/bin/pip install --quiet --upgrade pip && \
+		$(DEPLOY_VENV)/bin/pip install --quiet chalice==1.34.0 -e . && \
+		touch $(DEPLOY_STAMP)
+
+deploy-env: $(DEPLOY_STAMP)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# the deploy environment too: the packaging test runs chalice as the deploy does
 test: $(STAMP)
+	$(MAKE) deploy-env || echo "note: no Python 3.12/3.13 for the deploy environment; the packaging test will say so"
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -63,4 +82,4 @@ iam-mutations: $(STAMP)
 	$(BIN)/python -m backend.local.iam_mutations all --out test-artifacts/iam-mutations.md
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) $(DEPLOY_VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -200,8 +200,9 @@ def _lifecycle_checker() -> LifecycleChecker:
 
 
 def _selectable_model(key: str) -> Any:
+    """A model a new job may use: not retired, and callable from this deployment's Region."""
     spec = registry.get_model(key)
-    return registry.get_selectable_model(key, _lifecycle_checker().lifecycle(spec)[0])
+    return registry.get_usable_model(key, _lifecycle_checker().lifecycle(spec)[0])
 
 
 @app.route("/models", methods=["GET"], authorizer=authorizer, cors=cors)
@@ -219,8 +220,10 @@ def list_models() -> dict[str, Any]:
             "source": lifecycle.source,
             "checkedWith": source,
         }
-        models.append({**view, "selectable": registry.is_selectable(spec, lifecycle)})
-    return {"models": models, "default": registry.default_model_key()}
+        refusal = registry.region_refusal(spec)
+        view["unavailableHere"] = refusal  # None, or why this deployment's Region cannot call it
+        models.append({**view, "selectable": registry.is_selectable(spec, lifecycle) and refusal is None})
+    return {"models": models, "default": registry.default_model_key(), "region": registry.deployment_region()}
 
 
 @app.route("/presets", methods=["GET"], authorizer=authorizer, cors=cors)
@@ -451,15 +454,19 @@ def _reporter() -> Reporter:
     name="start_workflow",
 )
 def start_workflow(event: Any) -> None:
+    _starter().handle_records(event.to_dict().get("Records", []))
+
+
+def _starter() -> WorkflowStarter:
+    """The one way a job is started: the stream's starter, and the sweep for a job left SUBMITTED."""
     settings = config.settings()
-    starter = WorkflowStarter(
+    return WorkflowStarter(
         aws.client("s3"),
         _store(),
         aws.client("stepfunctions"),
         settings.bucket_name,
         settings.state_machine_arn,
     )
-    starter.handle_records(event.to_dict().get("Records", []))
 
 
 # S3 → EventBridge, because CloudFormation cannot add notifications to an existing bucket
@@ -577,7 +584,7 @@ SWEEP_LOOK_BACK = timedelta(hours=3)
 
 def _reconciler() -> Reconciler:
     store = _store()
-    notifier = Notifier(aws.client("sns"), store, config.notification_topic_arn())
+    notifier = Notifier(aws.client("sns"), store, config.user_topic_arn_prefix())
     return Reconciler(store, _reporter(), notifier, aws.client("stepfunctions"), webhook_trigger=_webhook_trigger())
 
 
@@ -593,8 +600,11 @@ def reconcile_sweep(event: Any) -> dict[str, Any]:
     reconciled = reconciler.sweep(config.settings().state_machine_arn, since)
     context = getattr(event, "context", None)  # the Lambda context (None in a direct call)
     time_left = (lambda: context.get_remaining_time_in_millis() / 1000) if context is not None else None
-    # background work (a large cancel's closing, a large delete) that never ran or stopped half-way
-    background = reconciler.sweep_background(lambda *job: start_deletion(*job), time_left)
+    # background work (a large cancel's closing, a large delete) that never ran or stopped half-way,
+    # and jobs whose start never came (the starter's own entry point starts them)
+    background = reconciler.sweep_background(
+        lambda *job: start_deletion(*job), time_left, start_job=lambda job: _starter().start(job)
+    )
     return {"reconciled": reconciled, "background": background}
 
 

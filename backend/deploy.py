@@ -1,10 +1,11 @@
 """Deploy Backdrop to your AWS account with one command; tear it down with one.
 
-  python -m backend.deploy doctor --stage dev --region us-east-1 [--smoke models|workflow] [--yes]
+  python -m backend.deploy doctor --stage dev --region us-east-1 [--smoke models|workflow] [--yes] [--keep]
   python -m backend.deploy deploy --stage dev --region us-east-1 [--email you@example.com]
                                   [--model stability-inpaint] [--max-concurrency N]
   python -m backend.deploy create-user --stage dev --region us-east-1 --email someone@example.com
   python -m backend.deploy subscribe-user --stage dev --region us-east-1 --email someone@example.com
+  python -m backend.deploy delete-user --stage dev --region us-east-1 --email someone@example.com
   python -m backend.deploy redrive JOB --stage dev --region us-east-1
   python -m backend.deploy teardown --stage dev --region us-east-1 [--yes]
 
@@ -20,24 +21,35 @@ alone. See docs/deploy.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import boto3
 from botocore.exceptions import ClientError, NoCredentialsError, WaiterError
 
-from backend import gateway_responses, policies, project, resource_names, statemachine, stream_trigger, templates
+from backend import (
+    gateway_responses,
+    policies,
+    project,
+    resource_names,
+    runtime,
+    statemachine,
+    stream_trigger,
+    templates,
+    user_topics,
+)
 from backend import settings as deployment_settings
 from backend.doctor import DEFAULT_MAX_CONCURRENCY, Doctor, Findings, format_findings, models_for_deployment
 from backend.errors import DeployError
-from backend.regions import invoke_arns, partition_of_arn
+from backend.regions import invoke_arns, partition_for_region, partition_of_arn
 from chalicelib import contracts
 from chalicelib.functions import ARCHIVE_BUILDER, DELETER, RECONCILER, WEBHOOK_SENDER, WORKFLOW_FUNCTIONS
 from chalicelib.models import registry
@@ -53,13 +65,27 @@ _GONE = frozenset(
 )
 
 
+# CloudFormation takes a template in the request (TemplateBody) up to 51,200 bytes, or from S3
+# (TemplateURL) up to 1 MB (docs/aws-notes.md#n77-cloudformation-template-size-limits). A
+# template over INLINE_TEMPLATE_MAX_BYTES goes through the stage's bucket: a margin below the
+# hard limit, so the S3 path is the one a growing template already takes (the workflow template,
+# about 44 KB with its state machine, does), long before an edit could make a deploy fail.
+TEMPLATE_BODY_LIMIT: Final = 51_200
+TEMPLATE_URL_LIMIT: Final = 1_000_000
+INLINE_TEMPLATE_MAX_BYTES: Final = 40 * 1024
+# Where a template waits for CloudFormation to read it (deleted once the stack operation ended);
+# outside every prefix the Lambdas may touch.
+TEMPLATES_PREFIX: Final = "deploy/templates/"
+
+
+def template_url(bucket: str, key: str, region: str) -> str:
+    """The virtual-hosted S3 URL of an object, as CloudFormation's TemplateURL takes it."""
+    suffix = "amazonaws.com.cn" if partition_for_region(region) == "aws-cn" else "amazonaws.com"
+    return f"https://{bucket}.s3.{region}.{suffix}/{key}"
+
+
 def stack_name(stage: str, kind: str) -> str:
     return f"backdrop-{stage}-{kind}"
-
-
-def _chalice() -> str:
-    """The chalice command of this environment (it has no `python -m chalice`)."""
-    return str(Path(sys.executable).parent / "chalice")
 
 
 @dataclass
@@ -75,8 +101,10 @@ def run_chalice_deploy(stage: str, env: dict[str, str], region: str, project_dir
     app.py reads some settings while chalice imports it (the authorizer's pool, the stream, the
     upload event filter, CORS), so the same environment is given to the chalice process."""
     process_env = {**os.environ, **env, "AWS_DEFAULT_REGION": region}
+    python = runtime.chalice_python()
+    runtime.require_supported(python)  # the Lambdas' runtime is that interpreter's (backend/runtime.py)
     subprocess.run(
-        [_chalice(), "--project-dir", str(project_dir), "deploy", "--stage", stage],
+        [*runtime.chalice_command(python), "--project-dir", str(project_dir), "deploy", "--stage", stage],
         cwd=project_dir,
         env=process_env,
         check=True,
@@ -99,7 +127,7 @@ def run_chalice_deploy(stage: str, env: dict[str, str], region: str, project_dir
 def run_chalice_delete(stage: str, region: str, project_dir: Path) -> None:
     """`chalice delete` of the stage's project, in the stage's Region; a failure raises."""
     subprocess.run(
-        [_chalice(), "--project-dir", str(project_dir), "delete", "--stage", stage],
+        [*runtime.chalice_command(), "--project-dir", str(project_dir), "delete", "--stage", stage],
         cwd=project_dir,
         env={**os.environ, "AWS_DEFAULT_REGION": region, "AWS_REGION": region},
         check=True,
@@ -168,28 +196,67 @@ class Deployer:
         current = self._recoverable(kind, self._current(name))
         common = {
             "StackName": name,
-            "TemplateBody": body,
             "Parameters": params,
             "Capabilities": ["CAPABILITY_IAM"],
             "Tags": [{"Key": "app", "Value": "backdrop"}, {"Key": "stage", "Value": self.stage}],
         }
-        if current is None:
-            self.say(f"creating stack {name} ...")
-            self.cfn.create_stack(**common)
-            self._wait(name, "stack_create_complete")
-        elif self._unchanged(name, body, params, current):
+        if current is not None and self._unchanged(name, body, params, current):
+            self.say(f"stack {name}: template {len(body.encode()):,} bytes, deployed already")
             self.say(f"stack {name}: no changes")
         else:
-            self.say(f"updating stack {name} ...")
+            source, uploaded = self._template_source(name, body)
             try:
-                self.cfn.update_stack(**common)
-            except ClientError as exc:
-                if "No updates are to be performed" not in str(exc):
-                    raise
-            else:
-                self._wait(name, "stack_update_complete")
+                if current is None:
+                    self.say(f"creating stack {name} ...")
+                    self.cfn.create_stack(**common, **source)
+                    self._wait(name, "stack_create_complete")
+                else:
+                    self.say(f"updating stack {name} ...")
+                    try:
+                        self.cfn.update_stack(**common, **source)
+                    except ClientError as exc:
+                        if "No updates are to be performed" not in str(exc):
+                            raise
+                    else:
+                        self._wait(name, "stack_update_complete")
+            finally:
+                if uploaded:  # CloudFormation read it when the operation started
+                    self._forget_template(*uploaded)
         stack = self.cfn.describe_stacks(StackName=name)["Stacks"][0]
         return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+    def _template_source(self, name: str, body: str) -> tuple[dict[str, str], tuple[str, str] | None]:
+        """TemplateBody, or TemplateURL for a template over INLINE_TEMPLATE_MAX_BYTES (uploaded to
+        the stage's bucket: returned as (bucket, key) to delete afterwards). Says each size."""
+        size = len(body.encode())
+        limits = f"TemplateBody limit {TEMPLATE_BODY_LIMIT:,}"
+        if size <= INLINE_TEMPLATE_MAX_BYTES:
+            self.say(f"stack {name}: template {size:,} bytes, sent in the request ({limits})")
+            return {"TemplateBody": body}, None
+        if size > TEMPLATE_URL_LIMIT:
+            raise DeployError(
+                f"the template of stack {name} is {size:,} bytes: over CloudFormation's {TEMPLATE_URL_LIMIT:,}-byte "
+                "limit even from S3 (docs/aws-notes.md#n77-cloudformation-template-size-limits); split it into stacks"
+            )
+        bucket = self.outputs.get("BucketName")
+        if not bucket:  # the resources stack creates the bucket: its template can only go inline
+            if size <= TEMPLATE_BODY_LIMIT:
+                self.say(f"stack {name}: template {size:,} bytes, sent in the request ({limits}; no bucket yet)")
+                return {"TemplateBody": body}, None
+            raise DeployError(
+                f"the template of stack {name} is {size:,} bytes, over CloudFormation's {TEMPLATE_BODY_LIMIT:,}-byte "
+                "TemplateBody limit, and the bucket that would carry it to CloudFormation does not exist yet"
+            )
+        key = f"{TEMPLATES_PREFIX}{name}-{hashlib.sha256(body.encode()).hexdigest()[:16]}.json"
+        self.client("s3").put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json")
+        self.say(f"stack {name}: template {size:,} bytes, passed as TemplateURL from s3://{bucket}/{key} ({limits})")
+        return {"TemplateURL": template_url(bucket, key, self.region)}, (bucket, key)
+
+    def _forget_template(self, bucket: str, key: str) -> None:
+        try:
+            self.client("s3").delete_object(Bucket=bucket, Key=key)
+        except ClientError as exc:  # harmless: a few KB, removed with the bucket at teardown
+            self.say(f"note: could not delete s3://{bucket}/{key} ({exc})")
 
     def _wait(self, name: str, waiter: str) -> None:
         try:
@@ -237,8 +304,12 @@ class Deployer:
 
     # ---------------------------------------------------------------- the whole deploy
 
-    def stage_environment(self, account: str, partition: str, settings: dict[str, str]) -> dict[str, str]:
-        """What every Lambda reads: the stacks' outputs, then each deployment setting given."""
+    def stage_environment(
+        self, account: str, partition: str, settings: dict[str, str], unreachable: Iterable[str] = ()
+    ) -> dict[str, str]:
+        """What every Lambda reads: the stacks' outputs, then each deployment setting given.
+        `unreachable`: the models the doctor found this Region cannot call (its Bedrock look-ups),
+        which POST /jobs then refuses by name (chalicelib.models.registry.region_refusal)."""
         env = {
             "BUCKET_NAME": self.outputs["BucketName"],
             "JOBS_TABLE_NAME": self.outputs["TableName"],
@@ -246,7 +317,8 @@ class Deployer:
             "STATE_MACHINE_ARN": policies.state_machine_arn(self.region, account, self.stage, partition),
             "USER_POOL_ARN": self.outputs["UserPoolArn"],
             "BACKDROP_STAGE": self.stage,  # the metrics' stage dimension
-            "NOTIFICATION_TOPIC_ARN": self.outputs["TopicArn"],
+            # each user's own job-email topic is this prefix and their sub (backend/user_topics.py)
+            "USER_TOPIC_ARN_PREFIX": resource_names.user_topic_arn_prefix(self.stage, self.region, account, partition),
             # a cancel starts the webhook sender itself (the job has no workflow left to do it)
             "WEBHOOK_FUNCTION_NAME": resource_names.lambda_function(self.stage, WEBHOOK_SENDER),
             # the API starts a large archive's build by this name (chalicelib/archive.py)
@@ -257,6 +329,8 @@ class Deployer:
             "DELETE_FUNCTION_NAME": resource_names.lambda_function(self.stage, DELETER),
         }
         env.update({k: v for k, v in settings.items() if k != "BACKDROP_MODEL_REGISTRY"})
+        if unreachable:
+            env[registry.UNREACHABLE_MODELS_ENV] = ",".join(sorted(unreachable))
         return env
 
     def build_project(
@@ -331,11 +405,14 @@ class Deployer:
         # each image's child execution: STANDARD while its worst case is past Express's cap
         execution_type = statemachine.child_execution_type()
         self.say(f"image children run {execution_type} (a child's worst case: {statemachine.worst_child_s():.0f} s)")
+        legacy_topic = self._legacy_job_topic()
+        if legacy_topic:  # before the resources stack's update removes it
+            self.move_legacy_subscriptions(legacy_topic)
         self.outputs.update(
             self.deploy_stack("resources", templates.load("resources"), self.resource_parameters(email, settings))
         )
         self.outputs.update(self.deploy_auth())
-        env = self.stage_environment(account, partition, settings)
+        env = self.stage_environment(account, partition, settings, found.unreachable)
         env = self.build_project(env, account, partition, models, settings)
         deployment_settings.save(self.project, settings)
         chalice = self.run_chalice(self.stage, env, self.region, self.project)
@@ -355,7 +432,7 @@ class Deployer:
         parameters = {
             "Stage": self.stage,
             "BucketName": self.outputs["BucketName"],
-            "NotificationTopicArn": self.outputs["TopicArn"],
+            "UserTopicArnPrefix": resource_names.user_topic_arn_prefix(self.stage, self.region, account, partition),
             "AlarmTopicArn": self.outputs["AlarmTopicArn"],
             "ModelResourceArns": ",".join(invoke_arns(routes)),
             **{f.arn_placeholder: chalice.function_arns[f.name] for f in WORKFLOW_FUNCTIONS},
@@ -452,19 +529,57 @@ class Deployer:
         return self.subscribe_user(attributes["sub"], attributes.get("email", email))
 
     def subscribe_user(self, sub: str, email: str) -> str:
-        """The user's own job emails: an email subscription to the job topic that lets through only
-        messages whose `owner` attribute is this user's sub. SNS asks the address to confirm."""
-        topic_arn = self.stack_output("resources", "TopicArn")
-        return self.client("sns").subscribe(
-            TopicArn=topic_arn,
-            Protocol="email",
-            Endpoint=email,
-            Attributes={
-                "FilterPolicy": json.dumps(contracts.owner_filter_policy(sub)),
-                "FilterPolicyScope": "MessageAttributes",
-            },
-            ReturnSubscriptionArn=True,
-        )["SubscriptionArn"]
+        """The user's own job emails: their own topic (named after their sub) with one email
+        subscription, no filter policy (backend/user_topics.py). SNS asks the address to confirm."""
+        return user_topics.subscribe(self.client("sns"), self.stage, sub, email).subscription_arn
+
+    def delete_user(self, email: str) -> str:
+        """The user, and their job-email topic with its subscription. Their jobs and files stay
+        (DELETE /jobs/{jobId} removes those); a job that ends later is recorded NO_SUBSCRIPTION."""
+        cognito = self.client("cognito-idp")
+        pool_id = self.stack_output("auth", "UserPoolId")
+        user = cognito.admin_get_user(UserPoolId=pool_id, Username=email)
+        sub = str({a["Name"]: a["Value"] for a in user["UserAttributes"]}["sub"])
+        account, partition = self.identity()
+        prefix = resource_names.user_topic_arn_prefix(self.stage, self.region, account, partition)
+        user_topics.delete(self.client("sns"), contracts.user_topic_arn(prefix, sub))
+        cognito.admin_delete_user(UserPoolId=pool_id, Username=email)
+        return sub
+
+    def _legacy_job_topic(self) -> str | None:
+        """The shared job topic of a stage deployed before each user had their own topic."""
+        current = self._current(stack_name(self.stage, "resources"))
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in (current or {}).get("Outputs", [])}
+        return outputs.get("TopicArn")
+
+    def move_legacy_subscriptions(self, topic_arn: str) -> int:
+        """Give every user subscribed to the old shared topic (one filter policy {"owner": [sub]}
+        each) their own topic and subscription; the old topic goes with the stack update. The
+        addresses confirm again (SNS confirms each subscription). Answers how many moved."""
+        sns = self.client("sns")
+        moved, pending = 0, []
+        for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic_arn):
+            for subscription in page.get("Subscriptions", []):
+                if subscription.get("Protocol") != "email":
+                    continue
+                if not subscription["SubscriptionArn"].startswith("arn:"):
+                    pending.append(subscription["Endpoint"])  # no ARN to read its filter policy by
+                    continue
+                attributes = sns.get_subscription_attributes(SubscriptionArn=subscription["SubscriptionArn"])
+                owners = json.loads(attributes["Attributes"].get("FilterPolicy") or "{}").get(
+                    contracts.NOTIFY_OWNER_ATTRIBUTE, []
+                )
+                if len(owners) == 1:
+                    self.subscribe_user(str(owners[0]), subscription["Endpoint"])
+                    moved += 1
+        self.say(f"job emails: {moved} user(s) moved to their own topic; each confirms the new subscription email")
+        if pending:
+            self.say(
+                f"job emails: {len(pending)} address(es) never confirmed on the old topic ({', '.join(pending[:5])}"
+                + (" ..." if len(pending) > 5 else "")
+                + "): run `subscribe-user --email <address>` for each"
+            )
+        return moved
 
     def teardown(self) -> None:
         """Remove everything the stage created, including the retained stateful resources, and
@@ -495,6 +610,9 @@ class Deployer:
             self._remove(problems, "user pool", self._delete_user_pool, pool_id)
         for group in resource_names.lambda_log_groups(self.stage):
             self._remove(problems, "log group", self._delete_log_group, group)
+        sns = self.client("sns")
+        for topic in list(user_topics.topics(sns, self.stage)):  # every user's job-email topic
+            self._remove(problems, "topic", lambda arn: user_topics.delete(sns, arn), topic)
         if problems:
             raise DeployError(
                 f"teardown of stage {self.stage} in {self.region} is incomplete; fix these and run it again:\n- "
@@ -596,7 +714,9 @@ def run_doctor(deployer: Deployer, args: argparse.Namespace) -> int:
         api_url = deployer.api_url()
         if not api_url:
             raise DeployError(f"stage {args.stage} has no API yet: deploy it first")
-        WorkflowSmoke(deployer.session, deployer.region, deployer.stage, api_url).run(found, yes=args.yes)
+        WorkflowSmoke(
+            deployer.session, deployer.region, deployer.stage, api_url, keep=getattr(args, "keep", False)
+        ).run(found, yes=args.yes)
     print(format_findings(found, f"Backdrop doctor: stage {args.stage} in {args.region}"))
     return 1 if found.failed else 0
 
@@ -606,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m backend.deploy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("doctor", "deploy", "create-user", "subscribe-user", "redrive", "teardown"):
+    for name in ("doctor", "deploy", "create-user", "subscribe-user", "delete-user", "redrive", "teardown"):
         p = sub.add_parser(name)
         p.add_argument("--stage", default="dev")
         p.add_argument("--region", default=_region_default())
@@ -631,9 +751,13 @@ def main(argv: list[str] | None = None) -> int:
                 "--smoke",
                 choices=("models", "workflow"),
                 help="models: one smallest Bedrock call per model with your credentials (subscribes the account); "
-                "workflow: one image through the deployed stack, then what only AWS can tell",
+                "workflow: one job of each background kind, a review and a failure through the deployed stack, "
+                "then what only AWS can tell",
             )
             p.add_argument("--yes", action="store_true", help="do not ask before spending money")
+            p.add_argument(
+                "--keep", action="store_true", help="--smoke workflow: keep its jobs instead of deleting them"
+            )
         if name == "deploy":
             p.add_argument("--email", default="", help="the operations address: alarms only (confirm the subscription)")
             p.add_argument(
@@ -647,7 +771,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "create-user":
             p.add_argument("--email", required=True)
             p.add_argument("--password-stdin", action="store_true")
-        if name == "subscribe-user":  # an existing user, or one whose confirmation link expired
+        if name in ("subscribe-user", "delete-user"):  # subscribe: an existing user, or an expired link
             p.add_argument("--email", required=True, help="the user's sign-in address")
         if name == "teardown":
             p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -688,6 +812,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "subscribe-user":
             deployer.subscribe_existing_user(args.email)
             print(f"{args.email} subscribed to their own job emails (they confirm the SNS email)")
+        elif args.command == "delete-user":
+            deployer.delete_user(args.email)
+            print(f"user {args.email} and their job-email topic deleted")
         elif args.command == "create-user":
             password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
             deployer.create_user(args.email, password)

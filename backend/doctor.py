@@ -12,10 +12,12 @@ Some answers only a real call gives (docs/deploy.md, "What only a real call can 
   credentials (price printed first, confirmation asked unless --yes). The first call also
   subscribes the account to a Marketplace model, which needs `aws-marketplace:Subscribe`: the
   deployer has it, the workflow's role rightly does not.
-- `--smoke workflow` runs one small image through the deployed stack (API, stream, state
-  machine, Bedrock, report) as a temporary user, then reports what moto could not confirm:
-  whether a `us.` profile id is accepted as ModelId by the optimized Bedrock integration, the
-  format of the Output.S3Uri object, and the error names that integration raises.
+- `--smoke workflow` (backend/smoke.py) runs, as a temporary user, one one-image job of each
+  background kind the Region offers, a review approval and a failure path through the deployed
+  stack (API, stream, state machine, Bedrock, report, email), one line each, then reports what
+  moto could not confirm: whether a `us.` profile id is accepted as ModelId by the optimized
+  Bedrock integration, the format of the Output.S3Uri object (on what still exists), and the
+  error names that integration raises. Its jobs are deleted afterwards unless `--keep`.
 
 ✓ ok, ✗ blocks the deploy (exit 1), ! worth knowing but not blocking.
 """
@@ -62,6 +64,8 @@ DEFAULT_MAX_CONCURRENCY = 8
 CONCURRENCY_HEADROOM = 1.25  # a little above the quota's pace: throttles are retried, idle slots are lost
 LAMBDA_CONCURRENCY_RESERVE = 10  # the API, the stream and the label handlers run alongside the Map
 SMOKE_PROMPT = "a plain light grey studio background"
+# SNS: standard topics per account by default, one per user (docs/aws-notes.md#n69-sns-filter-policy-and-topic-quotas)
+TOPICS_PER_ACCOUNT = 100_000
 
 
 @dataclass
@@ -106,10 +110,11 @@ def _code(exc: BaseException) -> str:
 
 
 def runtime_for_this_interpreter() -> str:
-    """The Lambda runtime `chalice deploy` will choose (from the interpreter that runs it)."""
-    from chalice.config import Config
+    """The Lambda runtime `chalice deploy` will choose: that of the interpreter the deploy runs
+    chalice under (backend/runtime.py); "" when that one cannot run chalice."""
+    from backend import runtime
 
-    return str(Config.create().lambda_python_version)
+    return runtime.lambda_runtime(runtime.chalice_python())
 
 
 def max_concurrency(quotas_per_minute: dict[str, float], seconds_per_call: dict[str, float], lambda_s: float) -> int:
@@ -271,10 +276,11 @@ class Doctor:
             except DeployError as exc:
                 if spec.family is Family.TEXT_TO_IMAGE:
                     # only `scene` backgrounds need it: the rest of Backdrop works without it
+                    where = f" (it runs in {', '.join(spec.regions)})" if spec.regions else ""
                     found.add(
                         f"region-for {spec.key}",
                         WARN,
-                        "cannot be called from this Region: scene backgrounds will fail here",
+                        f"cannot be called from {self.region}{where}: POST /jobs will refuse scene backgrounds here",
                         f"{exc} Or set BACKDROP_MODEL_IDS to an inference profile of it that this Region can call.",
                     )
                     found.unreachable.add(spec.key)
@@ -374,7 +380,7 @@ class Doctor:
                 "allow servicequotas:ListServiceQuotas, or pass --max-concurrency from your quota (docs/deploy.md)",
             )
             return
-        implied: list[int] = []
+        implied: list[int] = []  # one MaxConcurrency per per-image model; the Map runs at the tightest
         for spec in self.models:
             routes = [r for r in found.routes if r.model_key == spec.key]
             per_call: dict[str, float] = {}
@@ -387,6 +393,17 @@ class Doctor:
                     continue
                 per_call[route.call] = float(quota["Value"])
                 described.append(f"{route.call} {quota['Value']:g}/min ('{quota['QuotaName']}')")
+            if spec.role == "scene":
+                # one call per batch, made before the Map starts: its quota paces batches, never
+                # the images in flight, so it does not bound MaxConcurrency
+                # (docs/aws-notes.md#n75-bedrock-quotas-and-the-maps-concurrency)
+                found.add(
+                    f"quota {spec.key}",
+                    OK if per_call and not missing else WARN,
+                    f"{'; '.join(described) or 'no per-minute quota found'}: one call per batch, which does not "
+                    "bound the Map's concurrency",
+                )
+                continue
             if missing or not per_call:
                 found.add(
                     f"quota {spec.key}",
@@ -410,22 +427,29 @@ class Doctor:
             found.max_concurrency = min(implied)
 
     def check_lambda(self, found: Findings) -> None:
+        from backend.runtime import CHALICE_PYTHON_VARIABLE, SUPPORTED_RUNTIMES
+
         runtime = runtime_for_this_interpreter()
         deprecation = RUNTIME_DEPRECATION.get(runtime)
         today = self.today()
-        if deprecation is None:
+        # chalice picks the runtime from the interpreter that runs it: python3.11 is on Amazon Linux
+        # 2, past its end of life (docs/aws-notes.md#n78-lambda-python-runtimes-and-their-wheels)
+        get_one = f"run `make deploy-env` (or set {CHALICE_PYTHON_VARIABLE} to a Python 3.12/3.13 with chalice)"
+        if deprecation is None or runtime not in SUPPORTED_RUNTIMES:
             found.add(
                 "lambda runtime",
                 FAIL,
-                f"{runtime} is not a Lambda runtime Backdrop knows",
-                "run the deploy with Python 3.11 or 3.12 (chalice picks the runtime from the interpreter)",
+                (f"{runtime}: Backdrop deploys {' or '.join(SUPPORTED_RUNTIMES)} (Amazon Linux 2023)")
+                if runtime
+                else "the Python the deploy runs chalice under cannot run chalice",
+                get_one,
             )
         elif (today - deprecation).days > CREATE_BLOCKED_AFTER_DAYS:
             found.add(
                 "lambda runtime",
                 FAIL,
                 f"{runtime} was deprecated on {deprecation}: Lambda no longer creates functions with it",
-                "run the deploy with a newer Python (3.12+); chalice picks the runtime from the interpreter",
+                get_one,
             )
         elif (deprecation - today).days < RUNTIME_WARN_DAYS:
             found.add(
@@ -466,8 +490,8 @@ class Doctor:
             found.add("lambda concurrency", OK, f"account limit {limit}")
 
     def check_subscriptions(self, found: Findings) -> None:
-        """Email subscriptions of the deployed topics: SNS drops every message to an address that
-        has not confirmed, silently."""
+        """Email subscriptions: the users' own job-email topics and the alarm topic. SNS drops every
+        message to an address that has not confirmed, silently."""
         from backend.deploy import stack_name  # the deploy module owns stack names
 
         try:
@@ -477,39 +501,74 @@ class Doctor:
             return
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks["Stacks"][0].get("Outputs", [])}
         sns = self.client("sns")
-        # job emails: one subscription per user, filtered on their sub (create-user makes it);
+        self.check_user_topics(found, sns, legacy_topic=outputs.get("TopicArn"))
         # alarms: the deployer's operations address (deploy --email)
-        topics = (
-            ("users' job emails", "TopicArn", "create users with `python -m backend.deploy create-user`"),
-            ("email alarms", "AlarmTopicArn", "re-run deploy with --email you@example.com"),
+        topic = outputs.get("AlarmTopicArn")
+        if not topic:
+            return
+        label = "email alarms"
+        subscriptions = []
+        for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic):
+            subscriptions += [s for s in page.get("Subscriptions", []) if s.get("Protocol") == "email"]
+        if not subscriptions:
+            found.add(label, WARN, "no email subscription", "re-run deploy with --email you@example.com")
+            return
+        pending = [s["Endpoint"] for s in subscriptions if s["SubscriptionArn"] == "PendingConfirmation"]
+        if pending:
+            found.add(
+                label,
+                FAIL,
+                f"{', '.join(pending)}: confirmation pending; SNS drops every email until it is confirmed",
+                "click the link in the 'AWS Notification - Subscription Confirmation' email (check spam); "
+                "it is valid for 3 days: for a new one, "
+                f"`aws sns subscribe --protocol email --topic-arn {topic} --notification-endpoint <address>`"
+                " or 'Request confirmation' in the SNS console",
+            )
+        else:
+            found.add(label, OK, ", ".join(s["Endpoint"] for s in subscriptions) + " confirmed")
+
+    def check_user_topics(self, found: Findings, sns: Any, legacy_topic: str | None = None) -> None:
+        """Users' job emails: each user's own topic (backend/user_topics.py) and whether its email
+        subscription is confirmed, against SNS's 100,000 topics per account. One ListSubscriptions
+        walk of the account (100 a page), not one call per user."""
+        from backend import resource_names
+
+        label = "users' job emails"
+        if legacy_topic:
+            found.add(
+                label,
+                WARN,
+                f"stage deployed with one shared job topic ({legacy_topic}): it stops at 200 users "
+                "(SNS's filter policies per topic)",
+                "re-run deploy: it gives each subscribed user their own topic (they confirm again)",
+            )
+        marker = ":" + resource_names.user_topic_prefix(self.stage)
+        topics: dict[str, list[dict[str, Any]]] = {}
+        for page in sns.get_paginator("list_subscriptions").paginate():
+            for subscription in page.get("Subscriptions", []):
+                if marker in subscription.get("TopicArn", "") and subscription.get("Protocol") == "email":
+                    topics.setdefault(subscription["TopicArn"], []).append(subscription)
+        if not topics:
+            found.add(label, WARN, "no user is subscribed", "create users with `python -m backend.deploy create-user`")
+            return
+        pending = sorted(
+            s["Endpoint"] for subs in topics.values() for s in subs if s["SubscriptionArn"] == "PendingConfirmation"
         )
-        for label, key, missing_fix in topics:
-            topic = outputs.get(key)
-            if not topic:
-                continue
-            subscriptions = []
-            for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=topic):
-                subscriptions += [s for s in page.get("Subscriptions", []) if s.get("Protocol") == "email"]
-            if not subscriptions:
-                found.add(label, WARN, "no email subscription", missing_fix)
-                continue
-            pending = [s["Endpoint"] for s in subscriptions if s["SubscriptionArn"] == "PendingConfirmation"]
-            if pending:
-                found.add(
-                    label,
-                    FAIL,
-                    f"{', '.join(pending)}: confirmation pending; SNS drops every email until it is confirmed",
-                    "click the link in the 'AWS Notification - Subscription Confirmation' email (check spam); "
-                    "it is valid for 3 days: for a new one, "
-                    + (
-                        "`python -m backend.deploy subscribe-user --email <address>`"
-                        if key == "TopicArn"
-                        else f"`aws sns subscribe --protocol email --topic-arn {topic} --notification-endpoint <address>`"
-                    )
-                    + " or 'Request confirmation' in the SNS console",
-                )
-            else:
-                found.add(label, OK, ", ".join(s["Endpoint"] for s in subscriptions) + " confirmed")
+        counted = (
+            f"{len(topics)} user(s) with their own topic, {len(topics) - len(pending)} confirmed "
+            f"(SNS allows {TOPICS_PER_ACCOUNT:,} topics per account)"
+        )
+        if pending:
+            shown = ", ".join(pending[:5]) + (f" and {len(pending) - 5} more" if len(pending) > 5 else "")
+            found.add(
+                label,
+                WARN,
+                f"{counted}; {shown}: confirmation pending, SNS drops their job emails until they confirm",
+                "they click the link in the 'AWS Notification - Subscription Confirmation' email (check spam); "
+                "valid for 3 days: for a new one, `python -m backend.deploy subscribe-user --email <address>`",
+            )
+        else:
+            found.add(label, OK, counted)
 
     # ---------------------------------------------------------------- --smoke models
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from backend.regions import ModelRoutes, foundation_model_arn, invoke_arns, partition_for_region
-from backend.resource_names import lambda_function
+from backend.resource_names import lambda_function, user_topic_arn_prefix
 from chalicelib import contracts
 from chalicelib.functions import (
     ARCHIVE_BUILDER,
@@ -120,7 +120,11 @@ def lambda_policies(
         Grant.LIST_EXECUTIONS: _statement(
             "ListWorkflowExecutions", ["states:ListExecutions"], [state_machine_arn(region, account, stage, partition)]
         ),
-        Grant.PUBLISH_JOB_EMAIL: _statement("JobEmail", ["sns:Publish"], [outputs["TopicArn"]]),
+        # every user's own job-email topic of this stage (backend/user_topics.py); the prefix ends in
+        # "_user-", which no stage name contains, so no other stage's topic and no alarm topic matches
+        Grant.PUBLISH_JOB_EMAIL: _statement(
+            "JobEmail", ["sns:Publish"], [f"{user_topic_arn_prefix(stage, region, account, partition)}*"]
+        ),
         Grant.STOP_WORKFLOW: _statement(
             "StopWorkflow",
             ["states:StopExecution"],

@@ -30,3 +30,15 @@ def lambda_log_groups(stage: str) -> list[str]:
     from chalicelib.functions import FUNCTIONS
 
     return [f"/aws/lambda/{lambda_function(stage, f.name)}" for f in FUNCTIONS]
+
+
+def user_topic_prefix(stage: str) -> str:
+    """Every user's job-email topic is this prefix and their Cognito sub (backend/user_topics.py).
+    The underscore cannot occur in a stage name (the templates' `^[a-z][a-z0-9-]{0,19}$`), so no
+    other stage's topic, and no topic of this stage's own (…-alarms), starts with it: the IAM
+    grant on `<prefix>*` reaches this stage's user topics only."""
+    return f"backdrop-{stage}_user-"
+
+
+def user_topic_arn_prefix(stage: str, region: str, account: str, partition: str) -> str:
+    return f"arn:{partition}:sns:{region}:{account}:{user_topic_prefix(stage)}"

@@ -18,7 +18,9 @@ def create_resources(
 ) -> dict[str, Any]:
     s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
     ddb = boto3.client("dynamodb", endpoint_url=endpoint_url, region_name=region)
-    s3.create_bucket(Bucket=bucket)
+    # outside us-east-1, S3 wants the bucket's Region named (IllegalLocationConstraintException otherwise)
+    location = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    s3.create_bucket(Bucket=bucket, **location)
     s3.put_public_access_block(
         Bucket=bucket,
         PublicAccessBlockConfiguration={

@@ -11,6 +11,11 @@ API Gateway ends a REST request after 29 s, so the API builds only zips of at mo
 SYNC_MAX_FILES files; Lambda runs at most 900 s, so the builder's progress that stops moving for
 longer than that is a build that died, and the next request starts it again; S3 multipart parts
 are 5 MiB to 5 GiB, at most 10,000 per upload, so PART_BYTES parts allow an 80 GiB zip.
+
+Originals expire before results (BACKDROP_UPLOAD_RETENTION_DAYS, 30 days by default, against 90):
+an archive with originals asked for after that leaves out each original S3 no longer has (404,
+or 403 for a role without s3:ListBucket: docs/aws-notes.md#n79-an-expired-original-answers-403-or-404)
+and lists it, in the zip (MISSING_ORIGINALS_NAME) and in the answer, instead of failing whole.
 """
 
 from __future__ import annotations
@@ -26,8 +31,17 @@ from typing import IO, Any, Final, cast
 from botocore.exceptions import ClientError
 
 from chalicelib import contracts, s3keys, variants
+from chalicelib.config import UPLOAD_RETENTION_DAYS, retention_days
 from chalicelib.contracts import ImageStatus
-from chalicelib.errors import BadRequest, Conflict, NotFound, service_failure
+from chalicelib.errors import (
+    ACCESS_DENIED_CODES,
+    NOT_FOUND_CODES,
+    BadRequest,
+    Conflict,
+    NotFound,
+    client_error_code,
+    service_failure,
+)
 from chalicelib.store import JobStore
 
 SYNC_MAX_FILES: Final = 40  # ~40 results of a few MB each copy in a few seconds, far inside 29 s
@@ -35,6 +49,9 @@ LAMBDA_MAX_SECONDS: Final = 900  # Lambda's longest run: a build that stays sile
 PART_BYTES: Final = 16 * 1024 * 1024  # S3 multipart: 5 MiB minimum (but the last), 10,000 parts at most
 READ_BYTES: Final = 1024 * 1024
 PROGRESS_EVERY_FILES: Final = 25
+ORIGINALS_DIR: Final = "originals/"
+MISSING_ORIGINALS_NAME: Final = "MISSING-ORIGINALS.txt"  # in the zip, when originals were left out
+MAX_LISTED_MISSING: Final = 100  # names in the answer (the zip's file lists them all)
 
 
 class ArchiveState:
@@ -178,6 +195,7 @@ class ArchiveService:
         )
 
     def _ready(self, request: ArchiveRequest, head: Mapping[str, Any]) -> dict[str, Any]:
+        """The READY answer: the link, and the originals the zip had to leave out (if any)."""
         url = self.s3.generate_presigned_url(
             "get_object",
             Params={
@@ -187,13 +205,19 @@ class ArchiveService:
             },
             ExpiresIn=contracts.ARCHIVE_URL_TTL_SECONDS,
         )
-        return {
+        answer = {
             "state": ArchiveState.READY,
             "kind": request.kind,
             "url": url,
             "expiresIn": contracts.ARCHIVE_URL_TTL_SECONDS,
             "bytes": int(head.get("ContentLength") or 0),
         }
+        if request.originals:
+            progress = self._progress(request) or {}
+            for field in ("missingOriginals", "missingOriginalsCount"):
+                if field in progress:
+                    answer[field] = progress[field]
+        return answer
 
     def status(self, request: ArchiveRequest) -> dict[str, Any]:
         """GET: the zip's link when it exists, else its progress (NONE: never asked for)."""
@@ -274,7 +298,7 @@ class ArchiveService:
                     suffix = PurePosixPath(output["key"]).suffix
                     yield f"results/{tag}-{output['variant']}{suffix}", output["key"]
             if request.originals:
-                yield f"originals/{tag}{PurePosixPath(image['key']).suffix}", image["key"]
+                yield f"{ORIGINALS_DIR}{tag}{PurePosixPath(image['key']).suffix}", image["key"]
         if request.report:
             for fmt, key in sorted((job.get("reportKeys") or {}).items()):
                 yield f"report.{fmt}", key
@@ -283,21 +307,55 @@ class ArchiveService:
         """Write the zip (ZIP_STORED: photos are compressed already) and its progress."""
         job = self._job(request)
         entries = list(self._entries(request, job))
+        missing: list[str] = []  # originals S3 no longer has (expired before the results)
         writer = _PartWriter(self.s3, self.bucket, request.zip_key)
         try:
             with zipfile.ZipFile(cast(IO[bytes], writer), "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
                 stamp = time.gmtime(self.clock())[:6]
                 for done, (name, key) in enumerate(entries, start=1):
-                    body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+                    body = self._original_or_none(name, key)
+                    if body is None:
+                        missing.append(name)
+                        continue
                     with archive.open(zipfile.ZipInfo(name, stamp), "w", force_zip64=True) as out:
                         while chunk := body.read(READ_BYTES):
                             out.write(chunk)
                     if done % PROGRESS_EVERY_FILES == 0:
                         self._write_progress(request, ArchiveState.BUILDING, done=done, total=len(entries))
+                if missing:
+                    archive.writestr(zipfile.ZipInfo(MISSING_ORIGINALS_NAME, stamp), self._missing_note(missing))
             writer.complete()
         except Exception as exc:
             writer.abort()
             self._write_progress(request, ArchiveState.FAILED, cause=f"{type(exc).__name__}: {exc}"[:300])
             raise
-        self._write_progress(request, ArchiveState.READY, done=len(entries), total=len(entries))
-        return {"state": ArchiveState.READY, "files": len(entries), "bytes": writer.written}
+        left_out = {"missingOriginals": missing[:MAX_LISTED_MISSING], "missingOriginalsCount": len(missing)}
+        self._write_progress(
+            request, ArchiveState.READY, done=len(entries), total=len(entries), **(left_out if missing else {})
+        )
+        return {
+            "state": ArchiveState.READY,
+            "files": len(entries) - len(missing),
+            "bytes": writer.written,
+            **(left_out if missing else {}),
+        }
+
+    def _original_or_none(self, name: str, key: str) -> Any:
+        """The object's body; None for an original S3 no longer has. S3 answers 404 for a missing
+        key only to a caller allowed s3:ListBucket, 403 otherwise (the builder has no ListBucket).
+        A missing result, report or any other error still fails the build."""
+        try:
+            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except ClientError as exc:
+            if name.startswith(ORIGINALS_DIR) and client_error_code(exc) in NOT_FOUND_CODES | ACCESS_DENIED_CODES:
+                return None
+            raise
+
+    @staticmethod
+    def _missing_note(missing: list[str]) -> str:
+        days = retention_days(UPLOAD_RETENTION_DAYS)
+        return (
+            f"{len(missing)} original(s) could not be added: S3 no longer has them. Uploaded originals are "
+            f"kept {days} days (BACKDROP_UPLOAD_RETENTION_DAYS), results longer; the results are in this zip.\n"
+            + "".join(f"{name}\n" for name in missing)
+        )

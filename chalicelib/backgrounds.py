@@ -34,7 +34,7 @@ from chalicelib import contracts
 from chalicelib.contracts import BackgroundSource
 from chalicelib.validation import Problems
 
-COLOR_RE: Final = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+COLOR_RE: Final = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})\Z")
 COMPOSE_SOURCES: Final = frozenset(
     {BackgroundSource.COLOR, BackgroundSource.IMAGE, BackgroundSource.TRANSPARENT, BackgroundSource.SCENE}
 )
@@ -59,7 +59,7 @@ ANCHORS: Final = (
     "bottom-right",
 )
 PLACEMENT_FIELDS: Final = {"width", "height", "aspect", "fill", "anchor", "margin", "allowUpscale"}
-ASPECT_RE: Final = re.compile(r"^([1-9][0-9]{0,2}):([1-9][0-9]{0,2})$")
+ASPECT_RE: Final = re.compile(r"^([1-9][0-9]{0,2}):([1-9][0-9]{0,2})\Z")
 MAX_MARGIN_PERCENT: Final = 45.0
 # a background photo must be at least this big on its shortest side (when the canvas size is not
 # known at submit, i.e. each output keeps its original's size)

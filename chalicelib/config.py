@@ -96,7 +96,8 @@ def expires_at(name: str, now: float | None = None) -> int:
     return int((time.time() if now is None else now) + retention_days(name) * 86_400)
 
 
-def notification_topic_arn() -> str:
-    """The job-email topic: only the reconciler publishes from a Lambda (the workflow's Notify
-    step has it as a state machine substitution)."""
-    return _required("NOTIFICATION_TOPIC_ARN")
+def user_topic_arn_prefix() -> str:
+    """What every user's job-email topic ARN starts with (contracts.user_topic_arn): only the
+    reconciler publishes from a Lambda (the workflow's Notify step has it as a state machine
+    substitution)."""
+    return _required("USER_TOPIC_ARN_PREFIX")

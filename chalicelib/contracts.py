@@ -44,6 +44,9 @@ class NotificationStatus(StrEnum):
     SENT = "SENT"
     FAILED = "FAILED"  # SNS refused: a later sender may try again
     SKIPPED = "SKIPPED"  # the owner asked for no email (POST /jobs with notify: false)
+    # the owner has no job-email topic (a user made without `backend.deploy create-user`, or
+    # one deleted): nobody to send to; final, and never a failure of the job
+    NO_SUBSCRIPTION = "NO_SUBSCRIPTION"
 
 
 class Verdict(StrEnum):
@@ -297,14 +300,31 @@ DELETED_JOB_RETENTION_SECONDS: Final = 30 * 24 * 3600
 SNS_SUBJECT_MAX_LENGTH: Final = 99  # SNS Publish Subject: < 100 ASCII characters
 SNS_MESSAGE_MAX_BYTES: Final = 200_000  # SNS allows 262,144 bytes; keep headroom
 SNS_MAX_FAILURES_LISTED: Final = 50
-# Job emails carry the owner's Cognito `sub` in this SNS message attribute; each user's email
-# subscription filters on it (owner_filter_policy), so a job's email reaches only its owner.
+# Job emails: each user has their own SNS topic, named after their Cognito `sub` and subscribed
+# to their address only (backend/user_topics.py), so a job's email is published to its owner's
+# topic and reaches nobody else; no filter policies (SNS allows 200 per topic:
+# docs/aws-notes.md#n69-sns-filter-policy-and-topic-quotas). The email also carries the owner in
+# this message attribute, which says whose it is (local inboxes, logs).
 NOTIFY_OWNER_ATTRIBUTE: Final = "owner"
+# SNS topic names: letters, digits, hyphens and underscores, 1 to 256 characters.
+_TOPIC_NAME_CHARACTERS = re.compile(r"^[A-Za-z0-9_-]+$")
+MAX_TOPIC_NAME_LENGTH: Final = 256
 
 
-def owner_filter_policy(owner: str) -> dict[str, list[str]]:
-    """The SNS filter policy of `owner`'s email subscription."""
-    return {NOTIFY_OWNER_ATTRIBUTE: [owner]}
+def user_topic_name(name_prefix: str, owner: str) -> str:
+    """The name of `owner`'s job-email topic, given the stage's prefix of every user topic name
+    (backend.resource_names.user_topic_prefix: `backdrop-<stage>_user-`)."""
+    name = name_prefix + owner
+    if not _TOPIC_NAME_CHARACTERS.match(owner) or len(name) > MAX_TOPIC_NAME_LENGTH:
+        raise ValueError(f"{owner!r} cannot name an SNS topic")
+    return name
+
+
+def user_topic_arn(arn_prefix: str, owner: str) -> str:
+    """The ARN of `owner`'s job-email topic, given the stage's prefix of every user topic ARN
+    (backend.resource_names.user_topic_arn_prefix: `arn:…:sns:<region>:<account>:backdrop-<stage>_user-`)."""
+    base, name_prefix = arn_prefix.rsplit(":", 1)
+    return f"{base}:{user_topic_name(name_prefix, owner)}"
 
 
 # content types accepted for upload, and the file extension each is stored under
@@ -329,16 +349,18 @@ MAX_PROVENANCE_LENGTH: Final = 300
 # Identifiers
 
 _HEX32 = r"[0-9a-f]{32}"
+# Patterns end in \Z, not $: `$` also matches before a final newline, so "id\n" would pass
+# (docs/aws-notes.md#n87-whole-string-patterns-and-cognito-sub); openapi.py writes \Z as $.
 # Step Functions execution names: 1-80 chars of [0-9A-Za-z_-]; a job id is the execution name,
 # so a second start of the same job is refused by the service itself.
-JOB_ID_RE: Final = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{12}$")
-IMAGE_ID_RE: Final = re.compile(rf"^{_HEX32}$")
+JOB_ID_RE: Final = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{12}\Z")
+IMAGE_ID_RE: Final = re.compile(rf"^{_HEX32}\Z")
 # What a client names an uploaded image by: "{uploadId}/{imageId}.{ext}" as returned by
 # POST /uploads. The server prefixes the owner itself, so a ref can never point elsewhere.
 _EXTS = "|".join(sorted(set(UPLOAD_CONTENT_TYPES.values())))
-IMAGE_REF_RE: Final = re.compile(rf"^(?P<upload_id>{_HEX32})/(?P<image_id>{_HEX32})\.(?P<ext>{_EXTS})$")
-# Cognito `sub` is a UUID; anything else is refused before it becomes part of a key.
-OWNER_RE: Final = re.compile(r"^[0-9A-Za-z_-]{1,128}$")
+IMAGE_REF_RE: Final = re.compile(rf"^(?P<upload_id>{_HEX32})/(?P<image_id>{_HEX32})\.(?P<ext>{_EXTS})\Z")
+# An owner as it appears in keys; a caller's `sub` is checked to be a UUID (chalicelib/auth.py).
+OWNER_RE: Final = re.compile(r"^[0-9A-Za-z_-]{1,128}\Z")
 
 
 def new_job_id(now: datetime | None = None) -> str:
@@ -395,7 +417,7 @@ def image_ref_of(upload_id: str, image_id: str, ext: str) -> str:
 
 
 UPLOAD_KEY_RE: Final = re.compile(
-    rf"^{UPLOADS_PREFIX}(?P<owner>[0-9A-Za-z_-]{{1,128}})/(?P<ref>{_HEX32}/{_HEX32}\.(?:{_EXTS}))$"
+    rf"^{UPLOADS_PREFIX}(?P<owner>[0-9A-Za-z_-]{{1,128}})/(?P<ref>{_HEX32}/{_HEX32}\.(?:{_EXTS}))\Z"
 )
 
 
@@ -513,6 +535,7 @@ class BackgroundWork(StrEnum):
     CLOSE_CANCELLED = "CLOSE_CANCELLED"  # a cancelled job's unfinished images, report and webhook
     DELETE = "DELETE"  # a deleted job's files and records
     REWRITE_REPORT = "REWRITE_REPORT"  # a large finished job's report, written again after a pick
+    START = "START"  # a submitted job's start (the stream's starter); done once it left SUBMITTED
 
 
 class ReportRefresh(StrEnum):

@@ -9,6 +9,7 @@ machine and `record_failure` can map it back to the stable code without parsing 
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, TypeVar
 
@@ -267,15 +268,20 @@ class RetryPolicy:
     """One Step Functions retrier's numbers: the ASL is written from them (backend/statemachine.py)
     and an image that used them all up says so in its cause, from the same numbers."""
 
-    interval_s: int
+    interval_s: float  # whole seconds in the ASL (IntervalSeconds); a client-side policy may use less
     max_attempts: int
     backoff_rate: float = 2.0
-    max_delay_s: int | None = None
+    max_delay_s: float | None = None
 
     def delays_s(self) -> list[float]:
         """The computed delay before each retry (full jitter then waits a random 0..delay)."""
         cap = self.max_delay_s if self.max_delay_s is not None else float("inf")
         return [min(self.interval_s * self.backoff_rate**attempt, cap) for attempt in range(self.max_attempts)]
+
+    def jittered_delay_s(self, retry: int, rng: random.Random) -> float:
+        """The wait before retry number `retry` (0-based) of a client-side loop: full jitter, a
+        uniform draw over 0..the computed delay, so writers that collided spread apart."""
+        return rng.uniform(0, self.delays_s()[retry])
 
     def longest_wait_s(self) -> float:
         return sum(self.delays_s())
@@ -294,6 +300,47 @@ MODEL_RETRY_POLICIES: Final = {
     ErrorCode.MODEL_TIMEOUT: MODEL_FAILURE_RETRY,
     ErrorCode.MODEL_ERROR: MODEL_FAILURE_RETRY,
 }
+
+
+# DynamoDB contention (docs/aws-notes.md#n65-dynamodb-transaction-conflicts and
+# #n66-dynamodb-partition-throughput): a write cancelled because another transaction held one of its
+# items, or throttled past its partition's rate, was not applied; botocore retries throttling a few
+# times but never a TransactionConflict. The store retries both, every write, with this policy:
+# waits doubling from 25 ms, capped at 1 s, 15 retries: up to ~10.6 s of waiting (half that
+# expected), enough to ride out seconds of a saturated job item (tests/functional/
+# test_store_contention.py), inside the 30 s of the shortest Lambda timeout (chalicelib/functions.py).
+DYNAMODB_CONTENTION_RETRY: Final = RetryPolicy(interval_s=0.025, max_attempts=15, max_delay_s=1.0)
+CONTENTION_CODES: Final = THROTTLING_CODES | {"TransactionConflictException", "TransactionInProgressException"}
+# CancellationReasons codes of a transaction cancelled by contention alone (nothing was written)
+CONTENTION_REASONS: Final = frozenset({"TransactionConflict", "ThrottlingError"})
+
+
+# A server error leaves a write's fate unknown (applied, its answer lost?): retried only where a
+# retry cannot apply twice, a TransactWriteItems with its ClientRequestToken
+# (docs/aws-notes.md#n67-dynamodb-clientrequesttoken).
+SERVER_ERROR_CODES: Final = frozenset(
+    {"InternalServerError", "InternalFailure", "ServiceUnavailable", "ServiceUnavailableException", "500", "503"}
+)
+
+
+def cancellation_codes(exc: BaseException) -> list[str]:
+    """The CancellationReasons codes of a TransactionCanceledException, in request order ("None"
+    for items that were fine); [] for any other error."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return []
+    return [str((reason or {}).get("Code") or "None") for reason in response.get("CancellationReasons") or []]
+
+
+def is_contention(exc: BaseException) -> bool:
+    """A DynamoDB write refused for contention alone (so not applied): worth retrying as it was."""
+    code = client_error_code(exc)
+    if code in CONTENTION_CODES:
+        return True
+    if code != "TransactionCanceledException":
+        return False
+    reasons = [c for c in cancellation_codes(exc) if c != "None"]
+    return bool(reasons) and all(c in CONTENTION_REASONS for c in reasons)
 
 
 def service_errors_with(service: str, *codes: ErrorCode) -> list[str]:

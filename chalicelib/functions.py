@@ -33,7 +33,7 @@ class Grant(StrEnum):
     START_WORKFLOW = "start-workflow"  # states:StartExecution on this stage's state machine
     READ_EXECUTIONS = "read-executions"  # states:DescribeExecution, GetExecutionHistory on its executions
     LIST_EXECUTIONS = "list-executions"  # states:ListExecutions on this stage's state machine
-    PUBLISH_JOB_EMAIL = "publish-job-email"  # sns:Publish on the job-email topic
+    PUBLISH_JOB_EMAIL = "publish-job-email"  # sns:Publish on the stage's users' own job-email topics
     STREAM_FAILURES = "stream-failures"  # sqs:SendMessage to the stream trigger's failure queue
     STOP_WORKFLOW = "stop-workflow"  # states:StopExecution on this state machine's executions (cancel)
     LIST_JOB_FILES = "list-job-files"  # s3:ListBucket under the results, reports and scratch prefixes (delete)
@@ -236,14 +236,19 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         grants=frozenset({Grant.READ_EXECUTIONS, Grant.PUBLISH_JOB_EMAIL, Grant.START_WEBHOOK}),
     ),
     # ... and the sweep for Step Functions events EventBridge did not deliver (best effort), which
-    # also closes a cancelled job whose closing never ran and starts a stranded deletion again
+    # also closes a cancelled job whose closing never ran, starts a stranded deletion again, and
+    # starts a job left SUBMITTED with the starter's own code (chalicelib/reconciler.py): so it
+    # may do what a start does (start_workflow's declaration above, less its stream): the job's
+    # image records in the scratch space read and its image items written (BatchWriteItem), the
+    # manifest written, StartExecution, StopExecution when the job was cancelled while it started,
+    # and a job cancelled before its images were written has its closing started on the reconciler
     LambdaFunction(
         "reconcile_sweep",
         memory_mb=1024,
         timeout_s=900,
-        s3_read=(REPORTS_PREFIX,),
-        s3_write=(REPORTS_PREFIX,),
-        table_actions=("GetItem", "Query", "UpdateItem", "DeleteItem"),
+        s3_read=(REPORTS_PREFIX, SCRATCH_PREFIX),
+        s3_write=(REPORTS_PREFIX, SCRATCH_PREFIX),
+        table_actions=("GetItem", "Query", "UpdateItem", "DeleteItem", "BatchWriteItem"),
         grants=frozenset(
             {
                 Grant.READ_EXECUTIONS,
@@ -251,6 +256,9 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
                 Grant.PUBLISH_JOB_EMAIL,
                 Grant.START_WEBHOOK,
                 Grant.START_DELETION,
+                Grant.START_WORKFLOW,
+                Grant.STOP_WORKFLOW,
+                Grant.START_CANCEL_CLOSING,
             }
         ),
     ),

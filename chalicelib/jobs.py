@@ -13,11 +13,12 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib import backgrounds, contracts, costs, estimate, quality, review, s3keys, webhooks
-from chalicelib.contracts import BackgroundSource, ImageStatus, JobStatus
+from chalicelib.contracts import BackgroundSource, BackgroundWork, ImageStatus, JobStatus
 from chalicelib.deletion import deleting_view
 from chalicelib.errors import (
     BadRequest,
     Conflict,
+    ModelUnavailable,
     NotFound,
     ReportNotReady,
     ServiceBusy,
@@ -200,7 +201,13 @@ def validate_for_model(spec: ModelSpec, settings: JobSettings, images: Sequence[
 def scene_model(scene: backgrounds.Background, model_lookup: Callable[[str], ModelSpec]) -> ModelSpec:
     """The text-to-image model of a scene background, checked as a job's model is: unknown or
     retired (end of life) is refused at submit, and the prompt must fit it."""
-    spec = model_lookup(scene.model or registry.default_scene_model_key())
+    try:
+        spec = model_lookup(scene.model or registry.default_scene_model_key())
+    except ModelUnavailable as exc:  # unknown, retired, or not callable from this Region: say it is the scene's
+        raise ModelUnavailable(
+            f"a scene background cannot be made here: {exc.message}",
+            details=[{**detail, "field": "background.model"} for detail in (exc.details or [{}])],
+        ) from exc
     if spec.family is not Family.TEXT_TO_IMAGE:
         raise ValidationError(
             f"model {spec.key} does not generate scenes; background.model must be a text-to-image model",
@@ -579,6 +586,10 @@ class JobService:
         _missing_labels(images, labels, keys).raise_if_any()
         settings, images = self._resolve_background_photos(owner, settings, images)
         job_id = job_id or contracts.new_job_id()
+        # noted before the job exists (the sweep drops a note whose job never came): a job whose start
+        # never comes (the stream trigger failing, the starter refused) is started, or failed with
+        # its cause, by the reconciler's sweep (chalicelib/reconciler.py)
+        self.store.note_background_work(BackgroundWork.START, job_id, owner, self.bucket)
         if webhook_url and self.store.webhook_secret(owner) is None:  # it signs this job's webhook
             self.store.put_webhook_secret(owner, webhooks.new_secret(), replace=False)
         stored_settings = settings_to_dict(settings)

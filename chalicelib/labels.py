@@ -31,8 +31,13 @@ REKOGNITION_EXTENSIONS = (".jpg", ".png")
 # handler detects at the same time; 16 calls of ~0.3-0.5 s each stay under 50 per second. boto3
 # clients are thread-safe.
 DETECT_WORKERS: Final = 16
-# What is not detected by then is answered as pending: API Gateway gives a request 29 s.
-DETECT_BUDGET_SECONDS: Final = 20.0
+# Detections are started for this long; what has not started by then is answered as pending
+# (API Gateway gives a request 29 s). Those already running are waited for before the answer:
+# Lambda freezes the execution environment once the handler returns
+# (docs/aws-notes.md#n80-lambda-freezes-work-left-running-after-the-answer), so a thread left
+# running would stall, or run on inside a later request. One detection is a few calls of
+# well under a second each; the SDK's timeouts (chalicelib/aws.py) bound a stuck one.
+DETECT_BUDGET_SECONDS: Final = 15.0
 # Enough of the file for Pillow to read the size from the header (JPEG APP segments included).
 HEADER_BYTES = 256 * 1024
 STILL_PROCESSED = "the image can still be processed: the whole subject found by background removal is kept"
@@ -179,9 +184,11 @@ class LabelService:
         self, keys: Sequence[str], budget_s: float | None = None
     ) -> tuple[dict[str, LabelResult], list[str]]:
         """Label results of many uploaded objects: the cached ones in one batch read, the others
-        detected DETECT_WORKERS at a time. Returns (results by key, keys still pending when
-        `budget_s` ran out, DETECT_BUDGET_SECONDS by default): their detection goes on and is
-        cached, so asking again answers them. A missing upload or a service failure is raised."""
+        detected DETECT_WORKERS at a time. Returns (results by key, keys still pending): a
+        detection not started within `budget_s` (DETECT_BUDGET_SECONDS by default) is not
+        started at all; those running then are finished (and cached) before this returns, so no
+        work of this request is left running after its answer. Asking again detects the pending
+        ones. A missing upload or a service failure is raised."""
         unique = list(dict.fromkeys(keys))
         found = {key: LabelResult(*entry) for key, entry in self.store.cached_label_entries_many(unique).items()}
         missing = [key for key in unique if key not in found]
@@ -191,12 +198,13 @@ class LabelService:
         pool = ThreadPoolExecutor(max_workers=min(DETECT_WORKERS, len(missing)), thread_name_prefix="labels")
         futures = {pool.submit(self.result_for, key): key for key in missing}
         try:
-            done, _ = wait(futures, timeout=max(0.0, deadline - self.clock()), return_when=FIRST_EXCEPTION)
-            for future in done:
-                found[futures[future]] = future.result()
+            wait(futures, timeout=max(0.0, deadline - self.clock()), return_when=FIRST_EXCEPTION)
         finally:
-            # detections already running finish and are cached; those not started are dropped
-            pool.shutdown(wait=False, cancel_futures=True)
+            # detections not started are dropped; those running are waited for (never left running)
+            pool.shutdown(wait=True, cancel_futures=True)
+        for future, key in futures.items():
+            if future.done() and not future.cancelled():
+                found[key] = future.result()  # a missing upload or a service failure is raised here
         return found, [key for key in missing if key not in found]
 
     def labels_many(

@@ -56,8 +56,10 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _pattern(regex: re.Pattern[str]) -> str:
-    """A Python pattern as JSON Schema takes it (ECMA-262): named groups become plain groups."""
-    return re.sub(r"\(\?P<\w+>", "(", regex.pattern)
+    """A Python pattern as JSON Schema takes it (ECMA-262): named groups become plain groups and
+    the closing \\Z becomes $ (ECMA-262 has no \\Z; its $ without the m flag is the end itself)."""
+    plain = re.sub(r"\(\?P<\w+>", "(", regex.pattern)
+    return plain.removesuffix("\\Z") + "$" if plain.endswith("\\Z") else plain
 
 
 def _obj(
@@ -243,7 +245,7 @@ def _background_schemas() -> dict[str, Any]:
                 "source": _enum(BackgroundSource),
                 "color": {
                     "type": "string",
-                    "pattern": backgrounds.COLOR_RE.pattern,
+                    "pattern": _pattern(backgrounds.COLOR_RE),
                     "description": "color: #RGB or #RRGGBB",
                 },
                 "imageRef": {**_ref("ImageRef"), "description": "image: the background photo, from POST /uploads"},
@@ -272,7 +274,7 @@ def _background_schemas() -> dict[str, Any]:
                     "minimum": contracts.MIN_SOURCE_SIDE,
                     "maximum": contracts.MAX_OUTPUT_SIDE,
                 },
-                "aspect": {"type": "string", "pattern": backgrounds.ASPECT_RE.pattern, "examples": ["1:1", "4:5"]},
+                "aspect": {"type": "string", "pattern": _pattern(backgrounds.ASPECT_RE), "examples": ["1:1", "4:5"]},
                 "fill": {"type": "number", "minimum": 1, "maximum": 100, "description": "% of the frame"},
                 "anchor": _enum(backgrounds.ANCHORS),
                 "margin": {"type": "number", "minimum": 0, "maximum": backgrounds.MAX_MARGIN_PERCENT},
@@ -536,12 +538,26 @@ def schemas() -> dict[str, Any]:
                 },
                 "callPricesUsd": {"type": "object", "additionalProperties": {"type": "number"}},
                 "role": _enum(("job", "scene"), "scene: generates a scene background once per batch"),
-                "selectable": {"type": "boolean", "description": "accepted by POST /jobs now"},
+                "selectable": {
+                    "type": "boolean",
+                    "description": "accepted by POST /jobs now: not at end of life, and callable from this Region",
+                },
+                "regions": {
+                    "type": "array",
+                    "items": _STRING,
+                    "description": "the Regions the model can be called from (models.json)",
+                },
+                "unavailableHere": _nullable(_STRING),
             },
             ["key", "family", "lifecycle", "limits", "selectable"],
         ),
         "ModelList": _obj(
-            {"models": {"type": "array", "items": _ref("Model")}, "default": _STRING}, ["models", "default"]
+            {
+                "models": {"type": "array", "items": _ref("Model")},
+                "default": _STRING,
+                "region": {"type": "string", "description": "the deployment's Region, which `selectable` is for"},
+            },
+            ["models", "default"],
         ),
         "UploadRequest": _obj(
             {
@@ -848,6 +864,13 @@ def schemas() -> dict[str, Any]:
                 "done": _COUNT,
                 "total": _COUNT,
                 "cause": _STRING,
+                "missingOriginals": {
+                    "type": "array",
+                    "items": _STRING,
+                    "description": "originals left out because S3 no longer has them (uploads expire before "
+                    "results); names in the zip, the first 100 (the zip's MISSING-ORIGINALS.txt lists all)",
+                },
+                "missingOriginalsCount": _COUNT,
             },
             ["state", "kind"],
         ),
@@ -1100,7 +1123,10 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
     ("GET", "/models"): Operation(
         "Models, their limits, prices and lifecycle",
         "ModelList",
-        description="Which models exist, which are `selectable` now (not at end of life), and each one's limits.",
+        description=(
+            "Which models exist, which are `selectable` now (not at end of life, and callable from this "
+            "deployment's Region), and each one's limits."
+        ),
         tags=("models",),
     ),
     ("GET", "/presets"): Operation(
@@ -1482,7 +1508,7 @@ def _operation(method: str, path: str, op: Operation, view_args: list[str], auth
 
 _PATH_SCHEMAS: Final[dict[str, Any]] = {
     "job_id": _ref("JobId"),
-    "image_id": {"type": "string", "pattern": contracts.IMAGE_ID_RE.pattern, "description": "an image of the job"},
+    "image_id": {"type": "string", "pattern": _pattern(contracts.IMAGE_ID_RE), "description": "an image of the job"},
 }
 
 

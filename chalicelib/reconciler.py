@@ -32,6 +32,16 @@ execution existed, so no execution's end will come) is closed by the sweep itsel
 DELETING has its deleter Lambda started again; a large job's report rewrite after a pick whose
 start failed or stopped (chalicelib/rewrites.py) is run by the sweep itself.
 
+Nothing is left SUBMITTED either. POST /jobs notes every job's start under the same partition
+before it writes the job (a Query of one partition finds them: no table scan, no index on the
+status). The stream's starter normally starts it within seconds; a job still SUBMITTED
+SUBMITTED_RESTART_AFTER later (the trigger failing, its records parked in the stream-failures
+queue, the starter refused) is started by the sweep through the starter's own entry point
+(`WorkflowStarter.start`: the same idempotent start, its execution named after the job), and one
+still SUBMITTED past SUBMITTED_DEADLINE is failed with a cause that says so. The note goes once
+the job has left SUBMITTED. The operator hears of it from the alarms on the stream-failures queue
+and the starter's errors (docs/aws-notes.md#n76-jobs-left-submitted-and-the-alarms-that-say-so).
+
 Running it again changes nothing: every write is conditional or rewrites the same content.
 """
 
@@ -69,7 +79,19 @@ MAX_EXECUTION_AGE: Final = timedelta(days=7)
 STRANDED_AFTER: Final = timedelta(minutes=20)
 # The sweep closes a stranded cancelled job itself only with this much of its own time left.
 SWEEP_CLOSE_SECONDS: Final = 300.0
+# A job the stream's starter should have started within seconds: started by the sweep once it
+# has waited this long. Longer than the starter's own run (300 s) and a few of the stream's
+# retries; starting a job that is being started meanwhile is safe (the execution is named after
+# the job: Step Functions refuses a second one, chalicelib/starter.py).
+SUBMITTED_RESTART_AFTER: Final = timedelta(minutes=15)
+# ... and failed, with its cause, when it is still SUBMITTED this long after its submit: four
+# sweeps have tried to start it, and its owner is told rather than left waiting.
+SUBMITTED_DEADLINE: Final = timedelta(hours=2)
 _TERMINAL_JOB: Final = frozenset(s.value for s in contracts.TERMINAL_JOB_STATUSES)
+# an email that was sent, that the owner declined, or that has nobody to go to: nothing left to do
+_EMAIL_SETTLED: Final = frozenset(
+    s.value for s in (NotificationStatus.SENT, NotificationStatus.SKIPPED, NotificationStatus.NO_SUBSCRIPTION)
+)
 _HOW_IT_ENDED: Final = {
     "SUCCEEDED": "the workflow ended without finishing this image: its steps could not run or record their "
     "outcome (a service was unavailable for longer than every retry)",
@@ -238,16 +260,24 @@ class Reconciler:
         start_deletion: Callable[[str, str, str], None] | None,
         time_left: Callable[[], float] | None = None,
         now: datetime | None = None,
+        start_job: Callable[[Mapping[str, Any]], str | None] | None = None,
     ) -> list[dict[str, Any]]:
         """Finish the background work (noted by the API) whose run never started, failed to
         start or stopped moving: a cancelled job's closing here, a deletion by starting the
-        deleter again (`start_deletion(job_id, owner, bucket)`); notes of finished work go."""
+        deleter again (`start_deletion(job_id, owner, bucket)`), a job left SUBMITTED by
+        starting it (`start_job(job)`: the starter's entry point) or failing it past its
+        deadline; notes of finished work go."""
         now = now or datetime.now(UTC)
         outcomes = []
         for note in self.store.background_work():
             job_id, owner, bucket = str(note["jobId"]), str(note["owner"]), str(note["bucket"])
             kind = BackgroundWork(note["kind"])
             job = self._job(job_id)
+            if kind is BackgroundWork.START:
+                outcome = self._start_submitted(note, job, now, start_job, time_left)
+                if outcome is not None:
+                    outcomes.append({"kind": kind.value, "jobId": job_id, **outcome})
+                continue
             if kind is BackgroundWork.REWRITE_REPORT:
                 if not (job or {}).get("reportRewrite"):
                     self.store.background_work_done(kind, job_id)  # written, or the job is gone
@@ -291,6 +321,55 @@ class Reconciler:
                     }
                 )
         return outcomes
+
+    def _start_submitted(
+        self,
+        note: Mapping[str, Any],
+        job: Mapping[str, Any] | None,
+        now: datetime,
+        start_job: Callable[[Mapping[str, Any]], str | None] | None,
+        time_left: Callable[[], float] | None,
+    ) -> dict[str, Any] | None:
+        """A job noted at submit: nothing when it has left SUBMITTED (the note goes) or is young;
+        started when its start is overdue; failed past its deadline. None: nothing was done."""
+        job_id = str(note["jobId"])
+        if job is None or job.get("status") != JobStatus.SUBMITTED.value:
+            self.store.background_work_done(BackgroundWork.START, job_id)  # started, ended, or never written
+            return None
+        waited = now - _moment(note.get("notedAt") or job.get("createdAt"), now)
+        if waited <= SUBMITTED_RESTART_AFTER:
+            return None  # the stream's starter is (or may still be) on it
+        minutes = int(waited.total_seconds() // 60)
+        if waited > SUBMITTED_DEADLINE:
+            cause = (
+                f"the job could not start: it was still waiting to start {minutes} minutes after it was submitted "
+                f"(the starter never started it and the sweep could not either; the operator's alarms say why). "
+                f"Submit it again."
+            )
+            failed = self.store.fail_job(job_id, cause)
+            if failed:
+                log.warning("job %s failed: still SUBMITTED after %s minutes", job_id, minutes)
+            self.store.background_work_done(BackgroundWork.START, job_id)
+            return {"started": False, "failed": failed, "waitedMinutes": minutes}
+        if start_job is None:
+            return {"started": False, "error": "no starter is configured"}
+        if time_left is not None and time_left() < SWEEP_CLOSE_SECONDS:
+            return None  # the next sweep
+        log.warning("job %s still SUBMITTED after %s minutes: the sweep starts it", job_id, minutes)
+        try:
+            arn = start_job(job)
+        except Exception as exc:  # noted still: the next sweep tries again, until the deadline
+            log.warning("the sweep could not start job %s", job_id, exc_info=True)
+            return {"started": False, "error": f"{exc}"[:500], "waitedMinutes": minutes}
+        after = self._job(job_id)
+        if after is None or after.get("status") != JobStatus.SUBMITTED.value:
+            self.store.background_work_done(BackgroundWork.START, job_id)
+        return {
+            "started": arn is not None,
+            "waitedMinutes": minutes,
+            "status": (after or {}).get("status", "GONE"),
+            **({"executionArn": arn} if arn else {}),
+        }
 
     def _restart_deletion(
         self, job_id: str, owner: str, bucket: str, start_deletion: Callable[[str, str, str], None] | None
@@ -368,6 +447,8 @@ class Reconciler:
         notification = job.get("notification") or {}
         if notification.get("status") == NotificationStatus.SENT.value:
             return "WORKFLOW" if notification.get("by") == NotificationSender.WORKFLOW.value else notification["status"]
+        if notification.get("status") == NotificationStatus.NO_SUBSCRIPTION.value:
+            return NotificationStatus.NO_SUBSCRIPTION.value  # the owner has no topic: nothing to send to
         if end.execution_arn and self._workflow_published(end.execution_arn):
             self.notifier.record(end.job_id, NotificationStatus.SENT, NotificationSender.WORKFLOW)
             return "WORKFLOW"
@@ -389,16 +470,12 @@ class Reconciler:
         return self.store.get_job(job_id)
 
     def _settled(self, job_id: str) -> bool:
-        """Final status, a report and an email that was sent or declined: nothing to do."""
+        """Final status, a report and an email that was sent, declined or has nobody to go to: nothing to do."""
         job = self._job(job_id)
         if job is None or job.get("status") == JobStatus.DELETING.value:
             return True  # not a Backdrop job, long gone or being deleted: nothing to reconcile
         notification = (job.get("notification") or {}).get("status")
-        return (
-            job.get("status") in _TERMINAL_JOB
-            and bool(job.get("reportKeys"))
-            and notification in (NotificationStatus.SENT.value, NotificationStatus.SKIPPED.value)
-        )
+        return job.get("status") in _TERMINAL_JOB and bool(job.get("reportKeys")) and notification in _EMAIL_SETTLED
 
     def _workflow_published(self, execution_arn: str) -> bool:
         """Whether the execution's Notify step published (an SNS publish task succeeded)."""
@@ -432,6 +509,15 @@ class Reconciler:
             if not page.get("nextToken") or (oldest_start is not None and oldest_start < since - MAX_EXECUTION_AGE):
                 return
             kwargs["nextToken"] = page["nextToken"]
+
+
+def _moment(value: Any, default: datetime) -> datetime:
+    """An ISO time as an aware datetime (`default` when it is missing or not a time)."""
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return default
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _stranded(progress: Mapping[str, Any], field: str, now: datetime) -> bool:

@@ -8,7 +8,7 @@ import json
 import os
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
@@ -17,6 +17,8 @@ from chalicelib.contracts import BackgroundSource, ErrorCode, ImageStatus, JobSt
 from chalicelib.errors import StorageError, client_error_code
 from chalicelib.store import CANCELLED_CAUSE, UNFINISHED_CAUSE, JobStore
 
+CSV_ENCODING = "utf-8-sig"  # UTF-8 with a byte order mark (Reporter._csv_body says why)
+CSV_CONTENT_TYPE = "text/csv; charset=utf-8"
 CSV_COLUMNS = (
     "imageId",
     "name",
@@ -173,6 +175,33 @@ def _ascii(text: str) -> str:
     return text.encode("ascii", "replace").decode("ascii").replace("\n", " ").replace("\r", " ")
 
 
+TRUNCATED: Final = "\n[truncated: see the report]"
+
+
+def _state_bytes(text: str) -> int:
+    """The text's size inside the workflow's state: its JSON string in UTF-8 (quotes, newlines
+    and backslashes escaped), as Step Functions counts its 256 KiB."""
+    return len(json.dumps(text, ensure_ascii=False).encode())
+
+
+def fit_message(message: str) -> str:
+    """The email's text within contracts.SNS_MESSAGE_MAX_BYTES, counted as it travels: in UTF-8
+    for SNS, and as a JSON string in the workflow's state ("Email the summary" reads it there),
+    whose escapes can double a name full of quotes or backslashes
+    (docs/aws-notes.md#n74-what-the-parent-execution-carries-to-the-email)."""
+    if _state_bytes(message) <= contracts.SNS_MESSAGE_MAX_BYTES:
+        return message
+    encoded = message.encode()
+    cut = min(len(encoded), contracts.SNS_MESSAGE_MAX_BYTES)
+    while True:
+        fitted = encoded[:cut].decode(errors="ignore") + TRUNCATED
+        size = _state_bytes(fitted)
+        if size <= contracts.SNS_MESSAGE_MAX_BYTES:
+            return fitted
+        # escapes grow the text in proportion: cut in proportion, and always by something
+        cut = max(0, min(cut - 64, cut * contracts.SNS_MESSAGE_MAX_BYTES // size - len(TRUNCATED)))
+
+
 class Reporter:
     def __init__(self, s3: Any, store: JobStore) -> None:
         self.s3 = s3
@@ -238,7 +267,7 @@ class Reporter:
             report = self._report(job, images, status, counts_dict, map_error)
             report_keys = {fmt: contracts.report_key(owner, job_id, fmt) for fmt in ("json", "csv")}
             self._write(bucket, report_keys["json"], json.dumps(report, indent=2).encode(), "application/json")
-            self._write(bucket, report_keys["csv"], self._csv(report, job.get("settings") or {}).encode(), "text/csv")
+            self._write(bucket, report_keys["csv"], self._csv_body(report, job.get("settings") or {}), CSV_CONTENT_TYPE)
             if self.store.finish_job(job_id, status, counts_dict, report_keys, report["finishedAt"]):
                 return report
             # cancelled meanwhile: write the cancelled report instead
@@ -324,8 +353,8 @@ class Reporter:
             json.dumps(report, indent=2).encode(),
             "application/json",
         )
-        csv_text = self._csv(report, job.get("settings") or {})
-        self._write(bucket, contracts.report_key(owner, job_id, "csv"), csv_text.encode(), "text/csv")
+        csv_body = self._csv_body(report, job.get("settings") or {})
+        self._write(bucket, contracts.report_key(owner, job_id, "csv"), csv_body, CSV_CONTENT_TYPE)
         return report
 
     def load(self, bucket: str, owner: str, job_id: str) -> dict[str, Any] | None:
@@ -346,6 +375,14 @@ class Reporter:
             self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
         except ClientError as exc:
             raise StorageError(f"could not write the report to s3://{bucket}/{key}: {exc}") from exc
+
+    @classmethod
+    def _csv_body(cls, report: Mapping[str, Any], settings: Mapping[str, Any]) -> bytes:
+        """report.csv's bytes: UTF-8 with a byte order mark. Excel reads a CSV without one in the
+        system's legacy code page, so "café 写真.png" would show as mojibake; with it, Excel, Numbers,
+        LibreOffice and Python's "utf-8-sig" read UTF-8. The BOM precedes the header row, so no cell
+        changes and the formula guard (spreadsheet_safe) still starts every cell."""
+        return cls._csv(report, settings).encode(CSV_ENCODING)
 
     @staticmethod
     def _csv(report: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
@@ -438,18 +475,19 @@ class Reporter:
             "You get this email because you ran this job; nobody else does. For no email, submit a job with "
             '"notify": false (backdrop submit --no-email, or untick "Email me" in the web app).',
         ]
-        message = "\n".join(lines)
-        encoded = message.encode()
-        if len(encoded) > contracts.SNS_MESSAGE_MAX_BYTES:
-            message = (
-                encoded[: contracts.SNS_MESSAGE_MAX_BYTES].decode(errors="ignore") + "\n[truncated: see the report]"
-            )
-        return subject, message
+        return subject, fit_message("\n".join(lines))
 
     def record_notification_failure(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """The email could not be sent: say so on the job, where the API and UI show it."""
+        """The email could not be sent: say so on the job, where the API and UI show it. An owner
+        without a job-email topic is NO_SUBSCRIPTION (final: the reconciler does not try again)."""
+        from chalicelib.notify import is_missing_topic
+
         error = event.get("notifyError") or {}
-        self.store.record_notification_failure(
-            str(event["jobId"]), str(error.get("Error") or "unknown"), str(error.get("Cause") or "")
+        code, cause = str(error.get("Error") or "unknown"), str(error.get("Cause") or "")
+        status = (
+            contracts.NotificationStatus.NO_SUBSCRIPTION
+            if is_missing_topic(code, cause)
+            else contracts.NotificationStatus.FAILED
         )
-        return {"notification": "FAILED"}
+        self.store.record_notification_failure(str(event["jobId"]), code, cause, status)
+        return {"notification": status.value}

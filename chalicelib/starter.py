@@ -150,7 +150,10 @@ class WorkflowStarter:
             "notify": job.get("notify") is not False,  # the owner's email, unless they declined it
         }
         try:
-            execution_arn = self._start_execution(job_id, json.dumps(execution_input, sort_keys=True))
+            # UTF-8, not \\u escapes: Step Functions counts the input's bytes (at most 262,144), and an
+            # escaped 4-byte character takes 12 (docs/aws-notes.md#n73-the-256-kib-state-payload-as-emulated)
+            text = json.dumps(execution_input, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+            execution_arn = self._start_execution(job_id, text)
         except StartRefused as exc:
             self._could_not_start(job_id, str(exc))
             return None

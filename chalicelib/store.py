@@ -29,19 +29,30 @@ import functools
 import json
 import operator
 import random
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 
 from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from chalicelib import config, contracts
 from chalicelib.contracts import ClosingStatus, ErrorCode, ImageStatus, JobStatus, NotificationStatus
-from chalicelib.errors import CONDITION_FAILED, BadRequest, StorageError, client_error_code
+from chalicelib.errors import (
+    CONDITION_FAILED,
+    DYNAMODB_CONTENTION_RETRY,
+    SERVER_ERROR_CODES,
+    BadRequest,
+    StorageError,
+    cancellation_codes,
+    client_error_code,
+    is_contention,
+)
 
 MAX_IMAGES_PAGE_SIZE: Final = 100
 BATCH_GET_MAX_KEYS: Final = 100  # BatchGetItem's limit per request
@@ -53,9 +64,10 @@ MAX_CAUSE_LENGTH: Final = 2000
 UNFINISHED_CAUSE: Final = "the workflow stopped before this image finished"
 CANCELLED_CAUSE: Final = "the job was cancelled before this image finished"
 WEBHOOK_PENDING: Final = "PENDING"
-# optimistic transitions re-read and retry when another writer moved the image meanwhile
+# optimistic transitions re-read and retry when another writer moved the image meanwhile (an
+# image has four statuses after PENDING, so a fifth look finds it settled)
 _TRANSITION_ATTEMPTS: Final = 5
-_RETRY_BASE_SECONDS: Final = 0.02
+_T = TypeVar("_T")
 _BAD_CURSOR: Final = "cursor is not valid: pass nextCursor from the previous page"
 
 
@@ -96,6 +108,29 @@ class NewImage:
     boxes: tuple[tuple[float, float, float, float], ...] = ()
     prompt: str | None = None
     background: Mapping[str, Any] | None = None  # the image's override of the job's background
+
+
+class Contention:
+    """What DynamoDB contention cost this store's writes: retries, waits, give-ups (a benchmark
+    and the tests read it; a Lambda's store lives for one invocation)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.retried_calls = 0
+        self.retries = 0
+        self.gave_up = 0
+        self.worst_wait_s = 0.0
+        self.total_wait_s = 0.0
+
+    def record(self, retries: int, waited_s: float, *, gave_up: bool) -> None:
+        with self._lock:
+            self.calls += 1
+            self.retried_calls += 1 if retries else 0
+            self.retries += retries
+            self.gave_up += 1 if gave_up else 0
+            self.worst_wait_s = max(self.worst_wait_s, waited_s)
+            self.total_wait_s += waited_s
 
 
 @dataclass(frozen=True)
@@ -145,9 +180,13 @@ def _limit(limit: int, most: int) -> int:
 class JobStore:
     """Every read and write of the jobs table, given its boto3 Table resource."""
 
-    def __init__(self, table: Any, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self, table: Any, sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None
+    ) -> None:
         self.table = table
         self.sleep = sleep
+        self._rng = rng or random.Random()
+        self.contention = Contention()
 
     # ------------------------------------------------------------------ keys
 
@@ -250,7 +289,7 @@ class JobStore:
 
     def open_review(self, job_id: str, token: str, deadline: str) -> None:
         """The workflow waits for the owner: keep its task token (a repeated open replaces it)."""
-        self.table.update_item(
+        self._update(
             Key=self._job_key(job_id),
             UpdateExpression="SET review = :r",
             ConditionExpression="attribute_exists(pk)",
@@ -261,7 +300,7 @@ class JobStore:
 
     def close_review(self, job_id: str, status: contracts.ReviewStatus) -> None:
         """The wait is over: the token is forgotten, the outcome kept."""
-        self.table.update_item(
+        self._update(
             Key=self._job_key(job_id),
             UpdateExpression="SET review.#s = :s, review.closedAt = :t REMOVE review.#t",
             ConditionExpression="attribute_exists(review)",
@@ -274,7 +313,7 @@ class JobStore:
         refused = []
         for image_id, decision in decisions.items():
             try:
-                self.table.update_item(
+                self._update(
                     Key=self._image_key(job_id, image_id),
                     UpdateExpression="SET reviewDecision = :d",
                     ConditionExpression="attribute_exists(pk) AND #s = :ok",
@@ -334,7 +373,7 @@ class JobStore:
                 }
             )
         try:
-            self._client().transact_write_items(TransactItems=items)
+            self._transact(items)
         except ClientError as exc:
             if self._lost_race(exc):
                 return False
@@ -353,7 +392,7 @@ class JobStore:
 
     def release_regeneration(self, job_id: str, image_id: str) -> None:
         """A claimed regeneration that made no job: it may be asked for again."""
-        self.table.update_item(
+        self._update(
             Key=self._image_key(job_id, image_id),
             UpdateExpression="ADD regenerations :minus",
             ExpressionAttributeValues={":minus": -1},
@@ -370,7 +409,7 @@ class JobStore:
         """Name `retry_job_id` as the one retry of `job_id`'s failed images; None if that worked,
         else the retry it already has (one retry per failed set)."""
         try:
-            self.table.update_item(
+            self._update(
                 Key=self._job_key(job_id),
                 UpdateExpression="SET retriedAs = :r",
                 ConditionExpression="attribute_exists(pk) AND attribute_not_exists(retriedAs)",
@@ -395,8 +434,8 @@ class JobStore:
             return False
         started = contracts.JOB_CALLS_STARTED_ATTRIBUTE
         try:
-            self._client().transact_write_items(
-                TransactItems=[
+            self._transact(
+                [
                     {
                         "Update": {
                             "TableName": self.table.name,
@@ -439,8 +478,8 @@ class JobStore:
         reservation of the same call finds the image's count already moved."""
         started = contracts.JOB_CALLS_STARTED_ATTRIBUTE
         try:
-            self._client().transact_write_items(
-                TransactItems=[
+            self._transact(
+                [
                     {
                         "Update": {
                             "TableName": self.table.name,
@@ -534,7 +573,7 @@ class JobStore:
         """The batch's scene call answered (it is billed): the job's calls and cost count it once
         (a repeated call finds the scene's model already set and adds nothing)."""
         try:
-            self.table.update_item(
+            self._update(
                 Key=self._job_key(job_id),
                 UpdateExpression=f"SET {contracts.JOB_SCENE_MODEL_ATTRIBUTE} = :model ADD #cost :usd",
                 ConditionExpression=f"attribute_exists(pk) AND attribute_not_exists({contracts.JOB_SCENE_MODEL_ATTRIBUTE})",
@@ -576,8 +615,8 @@ class JobStore:
         if model_calls and not regeneration:
             job_values[":calls"] = int(model_calls)
         try:
-            self._client().transact_write_items(
-                TransactItems=[
+            self._transact(
+                [
                     {
                         "Update": {
                             "TableName": self.table.name,
@@ -684,7 +723,7 @@ class JobStore:
 
     def record_cancel_closing(self, job_id: str, closing: Mapping[str, Any]) -> None:
         """How the hand-off of a cancelled job's closing went (`claim_cancel_closing`)."""
-        self.table.update_item(
+        self._update(
             Key=self._job_key(job_id),
             UpdateExpression="SET closing = :closing",
             ConditionExpression="attribute_exists(pk)",
@@ -730,7 +769,7 @@ class JobStore:
         names = {f"#f{i}": name for i, name in enumerate(fields)}
         values = {f":v{i}": value for i, value in enumerate(fields.values())}
         try:
-            self.table.update_item(
+            self._update(
                 Key=self._job_key(job_id),
                 UpdateExpression="SET " + ", ".join(f"reportRewrite.#f{i} = :v{i}" for i in range(len(fields))),
                 ConditionExpression="attribute_exists(reportRewrite)",
@@ -783,7 +822,7 @@ class JobStore:
         been removed). False when it is not (or no longer) a finished job of this owner."""
         finished = {f":t{i}": s.value for i, s in enumerate(sorted(contracts.TERMINAL_JOB_STATUSES))}
         try:
-            self.table.update_item(
+            self._update(
                 Key=self._job_key(job_id),
                 UpdateExpression="SET #s = :deleting, deletion = :deletion, statusBeforeDeletion = #s",
                 ConditionExpression=f"#o = :owner AND #s IN ({', '.join(finished)})",
@@ -818,7 +857,7 @@ class JobStore:
             values[f":f{index}"] = _stored(value)
             sets.append(f"deletion.#f{index} = :f{index}")
         try:
-            self.table.update_item(
+            self._update(
                 Key=self._job_key(job_id),
                 UpdateExpression="SET " + ", ".join(sets),
                 ConditionExpression="#s = :deleting",
@@ -858,8 +897,8 @@ class JobStore:
             contracts.TTL_ATTRIBUTE: int(time.time()) + contracts.DELETED_JOB_RETENTION_SECONDS,
         }
         try:
-            self._client().transact_write_items(
-                TransactItems=[
+            self._transact(
+                [
                     {
                         "Delete": {
                             "TableName": self.table.name,
@@ -899,7 +938,7 @@ class JobStore:
     def record_webhook(self, job_id: str, delivery: Mapping[str, Any]) -> None:
         """What happened to the job's webhook (status, attempts, last error): shown on the job,
         never changing the job's own status."""
-        self.table.update_item(
+        self._update(
             Key=self._job_key(job_id),
             UpdateExpression="SET webhook = :w",
             ConditionExpression="attribute_exists(pk)",
@@ -930,15 +969,18 @@ class JobStore:
             return existing
         return {"secret": secret, "createdAt": item["createdAt"]}
 
-    def record_notification_failure(self, job_id: str, error: str, cause: str) -> None:
-        """The email could not be sent: said on the job, where the API and UI show it."""
-        self.table.update_item(
+    def record_notification_failure(
+        self, job_id: str, error: str, cause: str, status: NotificationStatus = NotificationStatus.FAILED
+    ) -> None:
+        """The email could not be sent (FAILED, or NO_SUBSCRIPTION: the owner has no topic): said
+        on the job, where the API and UI show it."""
+        self._update(
             Key=self._job_key(job_id),
             UpdateExpression="SET notification = :n",
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeValues={
                 ":n": {
-                    "status": "FAILED",
+                    "status": status.value,
                     "error": error,
                     "cause": cause[:MAX_CAUSE_LENGTH],
                     "at": contracts.utc_now_iso(),
@@ -997,7 +1039,7 @@ class JobStore:
         if names:
             kwargs["ExpressionAttributeNames"] = names
         try:
-            self.table.update_item(**kwargs)
+            self._update(**kwargs)
         except ClientError as exc:
             if client_error_code(exc) != CONDITION_FAILED:
                 raise
@@ -1009,7 +1051,7 @@ class JobStore:
         (DynamoDB refuses a name the expressions do not use, so it is passed only when used)."""
         names = {"#s": "status"} if "#s" in update or "#s" in condition else None
         try:
-            self.table.update_item(
+            self._update(
                 Key=key,
                 UpdateExpression=update,
                 ConditionExpression=condition,
@@ -1172,9 +1214,10 @@ class JobStore:
     def _transition(self, job_id: str, image_id: str, status: ImageStatus, fields: Mapping[str, Any]) -> bool:
         """Optimistic transition: read the image's status, then update it on the condition that
         it is still that status, moving the job's counts in the same transaction."""
-        for attempt in range(_TRANSITION_ATTEMPTS):
-            if attempt:  # images finishing together contend for the job item: spread the retries
-                self.sleep(random.uniform(0, _RETRY_BASE_SECONDS * 2**attempt))
+        # contention (a conflict on the job item, throttling) is retried inside _transact; this
+        # loop only looks again when another writer really moved the image, which can happen at
+        # most once per status
+        for _ in range(_TRANSITION_ATTEMPTS):
             current = self._image(job_id, image_id)
             if current is None:
                 raise StorageError(f"job {job_id} has no image {image_id}")
@@ -1214,7 +1257,7 @@ class JobStore:
             "ExpressionAttributeValues": _stored(values),
         }
         if before is after:  # a repeated start: no count moves
-            self.table.update_item(**{k: v for k, v in image_update.items() if k != "TableName"})
+            self._update(**{k: v for k, v in image_update.items() if k != "TableName"})
             return
         counts_update: dict[str, Any] = {
             "TableName": self.table.name,
@@ -1241,23 +1284,72 @@ class JobStore:
         if adds:
             counts_update["UpdateExpression"] += " ADD " + ", ".join(adds)
         # the resource's client serializes Python values itself, as the Table does
-        self._client().transact_write_items(TransactItems=[{"Update": image_update}, {"Update": counts_update}])
+        self._transact([{"Update": image_update}, {"Update": counts_update}])
 
     @staticmethod
     def _lost_race(exc: ClientError) -> bool:
+        """The image's own condition failed (another writer moved it): the caller looks again.
+        A missing job item is a real error, and contention that outlasted every retry is not a
+        lost race either (it says nothing about the image)."""
         code = client_error_code(exc)
         if code == CONDITION_FAILED:
             return True
-        if code != "TransactionCanceledException":
-            return False
-        reasons = exc.response.get("CancellationReasons") or []
-        # a missing job item is a real error; otherwise the image moved (or a transaction
-        # conflicted with another writer): the caller looks again
-        job_missing = len(reasons) > 1 and (reasons[1] or {}).get("Code") == "ConditionalCheckFailed"
-        return not job_missing
+        codes = cancellation_codes(exc)
+        job_missing = len(codes) > 1 and codes[1] == "ConditionalCheckFailed"
+        return bool(codes) and codes[0] == "ConditionalCheckFailed" and not job_missing
 
     def _client(self) -> Any:
         return self.table.meta.client
+
+    # ------------------------------------------------------------------ contention
+
+    def _with_retries(self, call: Callable[[], _T], retried: Callable[[BaseException], bool] = is_contention) -> _T:
+        """`call`, again after a capped, fully jittered wait each time DynamoDB refused it for
+        contention alone (a TransactionConflict, throttling: nothing was written), up to
+        DYNAMODB_CONTENTION_RETRY's retries; any other answer is the caller's."""
+        policy = DYNAMODB_CONTENTION_RETRY
+        waited = 0.0
+        retry = 0
+        while True:
+            try:
+                answer = call()
+            except ClientError as exc:
+                if retry == policy.max_attempts or not retried(exc):
+                    self.contention.record(retry, waited, gave_up=retried(exc))
+                    raise
+                delay = policy.jittered_delay_s(retry, self._rng)
+                waited += delay
+                retry += 1
+                self.sleep(delay)
+                continue
+            self.contention.record(retry, waited, gave_up=False)
+            return answer
+
+    def _update(self, **kwargs: Any) -> Any:
+        """UpdateItem, retried through contention (a refused update was not applied, so a retry
+        cannot add twice)."""
+        return self._with_retries(lambda: self.table.update_item(**kwargs))
+
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        """TransactWriteItems, retried through contention. Its ClientRequestToken is kept for a
+        retry after an answer that leaves its fate unknown (a server error, or the same token still
+        in progress): were it applied, DynamoDB answers the retry with success and applies nothing
+        (docs/aws-notes.md#n67-dynamodb-clientrequesttoken). After a cancellation or throttling,
+        which applied nothing, the retry is a new request with a new token (what DynamoDB answers
+        to a cancelled request's token is not documented). botocore draws a new token per call,
+        so only its own retries would share one."""
+        token = str(uuid.uuid4())
+
+        def attempt() -> None:
+            nonlocal token
+            try:
+                self._client().transact_write_items(TransactItems=items, ClientRequestToken=token)
+            except ClientError as exc:
+                if is_contention(exc) and client_error_code(exc) != "TransactionInProgressException":
+                    token = str(uuid.uuid4())
+                raise
+
+        self._with_retries(attempt, lambda exc: is_contention(exc) or client_error_code(exc) in SERVER_ERROR_CODES)
 
     # ------------------------------------------------------------------ cached labels
 

@@ -13,7 +13,8 @@ clock (a replayed request carries an old timestamp, and changing it breaks the s
 
 Server-side request forgery: only `https://` URLs, without credentials, are accepted, and the
 host must resolve only to public addresses (no private, loopback, link-local, shared, reserved or
-multicast address, including IPv4 written inside IPv6). This is checked when the job is submitted
+multicast address, including IPv4 written inside IPv6 in any of its forms and the shorthand IPv4
+forms such as `2130706433`: docs/aws-notes.md#n86-addresses-a-webhook-may-not-reach). This is checked when the job is submitted
 and again at every attempt, where the connection goes to the very address that was checked (no
 second lookup to rebind) and redirects are not followed. A test can allow plain HTTP to loopback
 by passing `DeliveryPolicy(allow_loopback=True, allow_plain_http=True)`; there is no setting that
@@ -34,6 +35,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -163,22 +165,88 @@ def resolve_host(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+# Address blocks that are not globally reachable, from IANA's special-purpose registries, written
+# out so that the verdict does not depend on the Python version's `ipaddress` tables (3.11's
+# `is_global` still calls fec0::/10, 3fff::/20 and 64:ff9b:1::/48 global)
+# (docs/aws-notes.md#n86-addresses-a-webhook-may-not-reach).
+_NOT_GLOBAL_V4: Final = (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
+    "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+)  # fmt: skip
+# inside 2000::/3, the only IPv6 global unicast space (RFC 4291 2.4); everything outside it
+# (::/8, 100::/64, fc00::/7, fe80::/10, fec0::/10, ff00::/8, 5f00::/16...) is refused as a whole
+_GLOBAL_UNICAST_V6: Final = "2000::/3"
+_NOT_GLOBAL_V6: Final = ("2001::/23", "2001:db8::/32", "3fff::/20")
+
+
+@lru_cache(maxsize=1)
+def _not_global() -> tuple[Any, ...]:
+    import ipaddress
+
+    return tuple(ipaddress.ip_network(n) for n in (*_NOT_GLOBAL_V4, *_NOT_GLOBAL_V6))
+
+
+def _is_public(ip: Any) -> bool:
+    import ipaddress
+
+    if ip.version == 6 and ip not in ipaddress.ip_network(_GLOBAL_UNICAST_V6):
+        return False
+    return bool(ip.is_global) and not ip.is_multicast and not any(ip in net for net in _not_global())
+
+
+def _ipv6_form(ip: Any) -> tuple[str, list[Any], bool] | None:
+    """The IPv4 address(es) an IPv6 address carries: (form, IPv4s, routable) or None.
+
+    `routable` False: a form that is never a reachable destination whatever IPv4 it carries
+    (refused outright); True: the IPv6 address is judged and so is every IPv4 it carries."""
+    import ipaddress
+
+    value = int(ip)
+    low = ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    top = value >> 32  # the first 96 bits
+    if ip.ipv4_mapped is not None:  # ::ffff:0:0/96 (RFC 4291 2.5.5.2): the IPv4 address itself
+        return "IPv4-mapped", [ip.ipv4_mapped], True
+    if top == 0 and value > 1:  # ::/96 but not :: or ::1 (RFC 4291 2.5.5.1, deprecated)
+        return "IPv4-compatible", [low], False
+    if top == 0xFFFF0000:  # ::ffff:0:0:0/96 (RFC 2765 2.1, SIIT)
+        return "IPv4-translated", [low], False
+    if top == 0x0064FF9B << 64:  # 64:ff9b::/96 (RFC 6052 2.1), the NAT64 well-known prefix
+        return "NAT64", [low], True
+    if value >> 80 == 0x0064FF9B0001:  # 64:ff9b:1::/48 (RFC 8215): local-use NAT64
+        return "local-use NAT64", [low], False
+    if ip.sixtofour is not None:  # 2002::/16 (RFC 3056)
+        return "6to4", [ip.sixtofour], True
+    if ip.teredo is not None:  # 2001::/32 (RFC 4380): server, and the client de-obfuscated
+        return "Teredo", [ip.teredo[1], ip.teredo[0]], False
+    return None
+
+
 def _address_problem(address: str, policy: DeliveryPolicy) -> str | None:
-    """Why an address may not receive a webhook, or None."""
+    """Why an address may not receive a webhook, or None. Every IPv6 form that carries an IPv4
+    address is normalised and the IPv4 address judged too."""
     import ipaddress  # only webhook paths need it: kept out of the API's cold start
 
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone
     except ValueError:
         return f"{address!r} is not an IP address"
-    embedded = [ip]
-    if isinstance(ip, ipaddress.IPv6Address):  # IPv4 carried inside IPv6 is judged as IPv4 too
-        embedded += [a for a in (ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())) if a is not None]
-    for candidate in embedded:
+    judged: list[tuple[str, Any]] = [("", ip)]
+    if isinstance(ip, ipaddress.IPv6Address):
+        form = _ipv6_form(ip)
+        if form is not None:
+            name, carried, routable = form
+            if not routable:
+                return f"{address} is not a public address ({name} form of {carried[0]}: not globally reachable)"
+            # a mapped address is its IPv4 address (a dual-stack socket connects to that) and a
+            # NAT64 well-known one reaches its IPv4 address: that address alone decides
+            judged = [] if name in ("IPv4-mapped", "NAT64") else judged
+            judged += [(f" ({name} form of {v4})", v4) for v4 in carried]
+    for how, candidate in judged:
         if candidate.is_loopback and policy.allow_loopback:
             continue
-        if not candidate.is_global or candidate.is_multicast:
-            return f"{address} is not a public address (private, loopback, link-local or reserved)"
+        if not _is_public(candidate):
+            return f"{address}{how} is not a public address (private, loopback, link-local or reserved)"
     return None
 
 
@@ -219,12 +287,30 @@ def check_url_syntax(url: Any, policy: DeliveryPolicy = PRODUCTION) -> str:
 
 
 def _ip_literal(host: str) -> str | None:
+    """The address a host written as an IP address means, or None for a name. The shorthand
+    IPv4 forms that the C resolver reads as addresses (`2130706433`, `0x7f.1`, `0177.0.0.1`,
+    `127.1`) count as addresses: they never reach DNS, so they are judged as written."""
     import ipaddress
 
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:
-        return None
+        pass
+    if host and all(c in "0123456789abcdefx." for c in host):
+        try:
+            return socket.inet_ntoa(socket.inet_aton(host))  # inet_aton(3): the forms getaddrinfo takes
+        except OSError:
+            return None
+    return None
+
+
+def _connect_address(address: str) -> str:
+    """The address to connect to: an IPv4-mapped IPv6 address is its IPv4 address."""
+    import ipaddress
+
+    ip = ipaddress.ip_address(address)
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return str(mapped or ip)
 
 
 def check_destination(url: str, policy: DeliveryPolicy = PRODUCTION, resolve: Resolver | None = None) -> Destination:
@@ -238,7 +324,7 @@ def check_destination(url: str, policy: DeliveryPolicy = PRODUCTION, resolve: Re
     port = parts.port or (443 if parts.scheme == "https" else 80)
     literal = _ip_literal(host)
     if literal is not None:
-        addresses = [literal]
+        host, addresses = literal, [literal]  # TLS and Host name the address as it is normalised
     else:
         try:
             addresses = (resolve or resolve_host)(host.encode("idna").decode("ascii"), port)
@@ -251,7 +337,8 @@ def check_destination(url: str, policy: DeliveryPolicy = PRODUCTION, resolve: Re
         if refused:
             raise UnsafeWebhookUrl(f"webhookUrl's host {host} resolves to {refused}")
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return Destination(parts.scheme, host, port, target, addresses[0])
+    # the connection goes to this checked address: no second lookup can rebind the name
+    return Destination(parts.scheme, host, port, target, _connect_address(addresses[0]))
 
 
 def validate_webhook_url(url: str, policy: DeliveryPolicy = PRODUCTION, resolve: Resolver | None = None) -> None:

@@ -43,6 +43,7 @@ from chalicelib.quality import Scorecard, attempts_summary, worst
 from chalicelib.review import deadline_words
 from chalicelib.validation import summarise
 from frontend.api_client import UNREACHABLE, ApiError, BackdropClient, CognitoLogin, Tokens
+from frontend.safe_text import terminal
 
 EXIT_OK, EXIT_IMAGES_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_PROFILE = "default"
@@ -146,14 +147,22 @@ def _client(args: argparse.Namespace) -> BackdropClient:
 # ------------------------------------------------------------------------------ output
 
 
+def _screen(text: str) -> str:
+    """Text for a terminal: the line breaks this program wrote stay; every other control
+    character (an ANSI escape sequence, CR, BS, BEL in a file name, prompt or server message) is
+    shown as an escape, so what users named cannot rewrite the terminal. JSON is escaped by
+    json.dumps already."""
+    return "\n".join(terminal(line) for line in text.split("\n"))
+
+
 def _print(args: argparse.Namespace, data: Any, text: str) -> None:
-    print(json.dumps(data, indent=2) if args.json else text)
+    print(json.dumps(data, indent=2) if args.json else _screen(text))
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
     """Progress and notes for a person: on stderr, and not at all with --json."""
     if not args.json:
-        sys.stderr.write(text)
+        sys.stderr.write(_screen(text))
         sys.stderr.flush()
 
 
@@ -181,7 +190,7 @@ def _upload_progress(args: argparse.Namespace) -> Callable[[int, int, str], None
         return None
 
     def show(done: int, total: int, name: str) -> None:
-        sys.stderr.write(f"\ruploading {done}/{total} {name[:40]:<40}")
+        sys.stderr.write(f"\ruploading {done}/{total} {terminal(name)[:40]:<40}")
         if done == total:
             sys.stderr.write("\n")
         sys.stderr.flush()
@@ -279,15 +288,15 @@ def background_request(args: argparse.Namespace, background_ref: str | None) -> 
 def _status_text(view: dict[str, Any]) -> str:
     lines = [f"job {view['jobId']}: {view['status']}  ({view.get('model')})"]
     if view.get("cause"):
-        lines.append(f"  {view['cause']}")
+        lines.append(f"  {terminal(view['cause'])}")
     for image in view.get("images", []):
         outputs = image.get("outputs") or []
         detail = (
-            f"{image['errorCode']}: {image['cause']}"
+            f"{image['errorCode']}: {terminal(image['cause'])}"
             if image.get("errorCode")
             else f"{len(outputs)} output(s){_quality_text(outputs)}"
         )
-        lines.append(f"  {image['name']:<30} {image['status']:<10} {detail}")
+        lines.append(f"  {terminal(image['name']):<30} {image['status']:<10} {detail}")
         for output in outputs:
             lines += _compliance_lines(output)
         if len(outputs) > 1:
@@ -388,7 +397,8 @@ def check_submit(args: argparse.Namespace, photos: list[Path], catalogue: dict[s
     if model is None:
         add("--model", f"unknown model {key!r}; models you can use: {usable}")
     elif not model.get("selectable"):
-        add("--model", f"{key} has reached end of life; models you can use: {usable}")
+        why = model.get("unavailableHere") or f"{key} has reached end of life"
+        add("--model", f"{why}; models you can use: {usable}")
     if model is not None:
         limits = model.get("limits", {})
         prompt = args.prompt or ""
@@ -408,6 +418,12 @@ def check_submit(args: argparse.Namespace, photos: list[Path], catalogue: dict[s
         if args.style is not None and args.style not in presets:
             offered = ", ".join(presets) if presets else "no style presets"
             add("--style", f"{key} offers {offered}")
+    if args.scene or args.background == BackgroundSource.SCENE.value:
+        scenes = [m for m in models.values() if m.get("role") == "scene"]
+        if scenes and not any(m.get("selectable") for m in scenes):
+            # e.g. the scene model is offered on demand in us-west-2 only (GET /models says why)
+            why = "; ".join(str(m.get("unavailableHere") or f"{m['key']} has reached end of life") for m in scenes)
+            add("--scene", f"no scene background in this deployment: {why}")
     if args.color is not None:
         try:
             parse_color(args.color)
@@ -489,7 +505,7 @@ def cmd_profiles(args: argparse.Namespace) -> int:
 
 def _rejected_text(rejected: list[dict[str, Any]], total: int) -> str:
     lines = [f"{len(rejected)} of {total} file(s) were not uploaded:"]
-    lines += [f"  {r['name']}: {r['message']}" for r in rejected]
+    lines += [f"  {terminal(r['name'])}: {terminal(r['message'])}" for r in rejected]
     return "\n".join(lines)
 
 
@@ -515,7 +531,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     answer = {"labels": {}, "unavailable": {}} if args.no_labels else client.label_results(uploaded.refs)
     names = {u["imageRef"]: u["name"] for u in uploaded.uploaded}
     for ref, why in answer.get("unavailable", {}).items():
-        _say(args, f"no labels for {names[ref]}: {why['message']}\n")
+        _say(args, f"no labels for {terminal(names[ref])}: {terminal(why['message'])}\n")
     labels = answer["labels"]
     background_ref = None
     if args.background_photo:  # the background photo goes up the same presigned way, as its own upload
@@ -587,7 +603,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def cmd_jobs(args: argparse.Namespace) -> int:
     page = _client(args).jobs(limit=args.limit, cursor=args.cursor)
     lines = [
-        f"{j['jobId']}  {j['status']:<9} {j.get('imageCount', 0):>5} images  {j.get('prompt') or ''}"[:120]
+        f"{j['jobId']}  {j['status']:<9} {j.get('imageCount', 0):>5} images  {terminal(j.get('prompt') or '')}"[:120]
         for j in page["jobs"]
     ]
     if page.get("nextCursor"):
@@ -890,7 +906,7 @@ def _error(json_mode: bool, code: str, message: str, details: Any = None) -> Non
     if json_mode:
         print(json.dumps({"error": {"code": code, "message": message, "details": details or []}}))
     else:
-        print(f"error: {code}: {' '.join(message.split())}", file=sys.stderr)
+        print(f"error: {code}: {_screen(' '.join(message.split()))}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

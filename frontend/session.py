@@ -26,6 +26,7 @@ from typing import Any
 import streamlit as st
 
 from frontend.api_client import ApiError, BackdropClient, CognitoLogin
+from frontend.safe_text import md
 
 BANNER_ENV = "BACKDROP_UI_BANNER"
 
@@ -172,11 +173,14 @@ def sign_out() -> None:
 
 
 def show_error(exc: ApiError) -> None:
-    st.error(f"{exc.message} ({exc.code})")
+    # messages quote requests (field names, file names): shown as text, never as markup
+    st.error(f"{md(exc.message)} ({md(exc.code)})")
     details = exc.details if isinstance(exc.details, list) else []
     for detail in details[:20]:
+        if not isinstance(detail, dict):
+            continue
         where = detail.get("field") or detail.get("name") or detail.get("imageRef") or ""
-        st.caption(f"• {where}: {detail.get('message', '')}")
+        st.caption(f"• {md(where)}: {md(detail.get('message', ''))}")
 
 
 def banner() -> None:

@@ -12,6 +12,17 @@ import time
 from typing import Any
 
 
+def _scene_region() -> str:
+    """The first Region models.json offers the default scene model in (us-west-2 in November
+    2026): tests that generate a scene run there (@pytest.mark.region(SCENE_REGION))."""
+    from chalicelib.models import registry
+
+    return registry.get_model(registry.default_scene_model_key()).regions[0]
+
+
+SCENE_REGION = _scene_region()
+
+
 def _b64url(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 

@@ -142,23 +142,44 @@ def _no_iam_denial(_iam_guard: Any, request: pytest.FixtureRequest) -> Iterator[
 
 
 @pytest.fixture(autouse=True)
-def _test_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _test_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for key, value in _TEST_ENV.items():
         monkeypatch.setenv(key, value)
+    # @pytest.mark.region("us-west-2"): the test's whole deployment (moto, the app, the stand-ins) is
+    # in that Region, e.g. for a scene, whose model is offered on demand in us-west-2 only
+    marker = request.node.get_closest_marker("region")
+    if marker is not None:
+        region = str(marker.args[0])
+        for key in ("AWS_DEFAULT_REGION", "AWS_REGION"):
+            monkeypatch.setenv(key, region)
+        monkeypatch.setenv("STATE_MACHINE_ARN", _TEST_ENV["STATE_MACHINE_ARN"].replace("us-east-1", region))
+    from backend.local import iam
     from chalicelib import aws
 
+    guard = iam.installed()
+    # the IAM guard renders the policies for the test's Region too
+    undo_region = guard.use(iam.tests_deployment(os.environ["AWS_REGION"])) if guard is not None else None
     aws.reset()
     yield
     aws.reset()
+    if undo_region is not None:
+        undo_region()
 
 
 @pytest.fixture
 def aws_mock() -> Iterator[None]:
-    """moto in decorator mode with the Step Functions interpreter on and Docker-free Lambda."""
+    """moto in decorator mode with the Step Functions interpreter on and Docker-free Lambda, and
+    SNS's filter-policy quotas enforced as AWS enforces them (backend/local/sns_rules.py)."""
     from moto import mock_aws
 
-    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
-        yield
+    from backend.local import sns_rules
+
+    undo = sns_rules.install()
+    try:
+        with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
+            yield
+    finally:
+        undo()
 
 
 @pytest.fixture
@@ -166,7 +187,9 @@ def resources(aws_mock: None) -> dict[str, Any]:
     """The bucket and table, created from the same definitions the templates and local stack use."""
     from backend.resources import create_resources
 
-    return create_resources(bucket=os.environ["BUCKET_NAME"], table=os.environ["JOBS_TABLE_NAME"])
+    return create_resources(
+        bucket=os.environ["BUCKET_NAME"], table=os.environ["JOBS_TABLE_NAME"], region=os.environ["AWS_REGION"]
+    )
 
 
 @pytest.fixture
@@ -189,8 +212,37 @@ def event() -> Callable[[str], dict[str, Any]]:
 
 
 @pytest.fixture
-def token_for() -> Callable[..., str]:
-    return make_id_token
+def token_for(request: pytest.FixtureRequest) -> Callable[..., str]:
+    """An ID token for a user. In a test with the executed workflow (`stack`), the user is also
+    made as `backend.deploy create-user` makes one: their own job-email topic, here subscribed
+    to the stack's inbox."""
+    if "stack" not in request.fixturenames:
+        return make_id_token
+    stack = request.getfixturevalue("stack")
+
+    def token(sub: str, **claims: Any) -> str:
+        from contextlib import suppress
+
+        with suppress(ValueError):  # a sub no topic can be named after (a hostile token's) has none
+            stack["add_user"](sub)
+        return make_id_token(sub, **claims)
+
+    return token
+
+
+@pytest.fixture(autouse=True)
+def _readable_test_owners() -> Iterator[None]:
+    """A deployment accepts only a UUID as a token's `sub` (chalicelib/auth.py); the suite's
+    hand-made tokens name their owners readably ("owner-1") so a test can say whose data is
+    whose, still whole strings of key-safe characters. Tests of the deployed rule monkeypatch
+    `auth.SUB_RE` back to `auth.COGNITO_SUB_RE` (tests/unit/test_whole_strings.py). Set here
+    without the monkeypatch fixture, so a test's `monkeypatch.undo()` leaves it in place."""
+    from chalicelib import auth, contracts
+
+    assert auth.SUB_RE is auth.COGNITO_SUB_RE, "the deployed rule is Cognito's UUID"
+    auth.SUB_RE = contracts.OWNER_RE
+    yield
+    auth.SUB_RE = auth.COGNITO_SUB_RE
 
 
 # --------------------------------------------------------------------------------------------
@@ -266,21 +318,23 @@ def rekognition(monkeypatch: pytest.MonkeyPatch) -> FakeRekognition:
 
 @pytest.fixture
 def stack(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    """The topic, inbox and state machine provisioned as the local stack provisions them, with
-    the workflow Lambdas' real handlers and the Bedrock stand-in behind them."""
+    """The state machine and an inbox provisioned as the local stack provisions them, with the
+    workflow Lambdas' real handlers and the Bedrock stand-in behind them. `add_user(sub)` makes a
+    user's job-email topic (token_for calls it) and subscribes the inbox to it."""
     import boto3
 
-    from backend.local import moto_bounds
+    from backend.local import dynamodb_rules, moto_bounds
     from backend.local.bedrock_standin import StandInBedrock
     from backend.local.sfn_hooks import hooks
-    from backend.local.stack import provision_workflow, workflow_handlers
+    from backend.local.stack import add_user, provision_workflow, workflow_handlers
     from chalicelib import aws
 
+    region = os.environ["AWS_REGION"]
     workflow = provision_workflow(
-        boto3.client, prefix="backdrop-test", region="us-east-1", bucket=resources["bucket"], max_concurrency=4
+        boto3.client, prefix="backdrop-test", region=region, bucket=resources["bucket"], max_concurrency=4
     )
     monkeypatch.setenv("STATE_MACHINE_ARN", workflow["state_machine_arn"])
-    monkeypatch.setenv("NOTIFICATION_TOPIC_ARN", workflow["topic_arn"])
+    monkeypatch.setenv("USER_TOPIC_ARN_PREFIX", workflow["user_topic_arn_prefix"])
     aws.reset()
 
     # one kept label whose box surrounds the synthetic photo's subject
@@ -288,7 +342,7 @@ def stack(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.Monke
     rekognition.labels = [
         {"Name": "Product", "Confidence": 97.0, "Instances": [{"BoundingBox": box, "Confidence": 96.0}]}
     ]
-    bedrock = StandInBedrock()
+    bedrock = StandInBedrock(region=region)  # refuses a model the Region does not offer, as Bedrock does
     outage = Outage()
     names = {arn: name for name, arn in workflow["functions"].items()}
 
@@ -304,12 +358,23 @@ def stack(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.Monke
         return bedrock(model_id, body)
 
     handlers = {arn: guarded(arn, handler) for arn, handler in workflow_handlers(workflow["functions"]).items()}
-    # the Map's children write the table from several threads, as the local stack's do
+    # the Map's children write the table from several threads, as the local stack's do; their
+    # transactions that overlap on one item are cancelled as DynamoDB cancels them, and tests may
+    # inject more (stack["dynamodb"]: backend/local/dynamodb_rules.py)
     undo_transactions = moto_bounds.install_transactions()
+    dynamodb = dynamodb_rules.install_transaction_rules()
     try:
         with hooks(handlers, model_call):
-            yield {**resources, **workflow, "bedrock": bedrock, "outage": outage}
+            yield {
+                **resources,
+                **workflow,
+                "bedrock": bedrock,
+                "outage": outage,
+                "dynamodb": dynamodb,
+                "add_user": lambda sub: add_user(boto3.client, workflow["stage"], sub, workflow["queue_arn"]),
+            }
     finally:
+        dynamodb.undo()
         undo_transactions()
 
 

@@ -109,3 +109,26 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class SnsOutage:
+    """SNS refusing every Publish (InternalError, HTTP 500) while `active`: a failure that a
+    later try can get past (an owner without a topic is not one: that is NO_SUBSCRIPTION). Patches
+    moto's SNS backend for the test; `end()` lets publishes through again."""
+
+    def __init__(self, monkeypatch: Any) -> None:
+        from moto.sns.exceptions import InternalError
+        from moto.sns.models import SNSBackend
+
+        self.active = True
+        real = SNSBackend.publish
+
+        def publish(backend: Any, *args: Any, **kwargs: Any) -> Any:
+            if self.active:
+                raise InternalError("simulated SNS outage")
+            return real(backend, *args, **kwargs)
+
+        monkeypatch.setattr(SNSBackend, "publish", publish)
+
+    def end(self) -> None:
+        self.active = False

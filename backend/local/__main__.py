@@ -126,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         images_per_minute=args.quota,
         cutout=engine_named(args.cutout),
         on_email=on_email,
+        region=args.region,
     ).start()
     _app_logs_to(args.app_log)
     try:
@@ -186,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--quota", type=float, default=None, help="stand-in model quota, images per minute")
     run_parser.add_argument("--ui-port", type=_port, default=8501, help="Streamlit UI port (default 8501)")
     run_parser.add_argument("--no-ui", action="store_true", help="API only, no Streamlit UI")
+    run_parser.add_argument(
+        "--region",
+        default="us-east-1",
+        help="the Region the local stack plays (default us-east-1); us-west-2 offers scene backgrounds, whose model "
+        "runs there only, as on AWS",
+    )
     demo_parser = sub.add_parser("demo", help="headless end-to-end demo on the sample photos")
     demo_parser.add_argument("--latency", type=float, default=0.1)
     demo_parser.add_argument("--timeout", type=float, default=150.0)

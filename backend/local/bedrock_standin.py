@@ -181,8 +181,12 @@ class StandInBedrock:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         cutout: CutoutEngine | None = None,
+        region: str | None = None,
     ) -> None:
         self.cutout = cutout or ForegroundEstimate()
+        # the Region the calls come from (the state machine's): a model not offered there is
+        # refused as Bedrock refuses it; None answers from anywhere (the steps' unit tests)
+        self.region = region
         self.latency_s = latency_s
         self.images_per_minute = images_per_minute
         self.clock = clock
@@ -240,6 +244,17 @@ class StandInBedrock:
         if seen < count:
             raise BedrockError(*_FAULT_CODES[kind])
 
+    def _check_region(self, model_id: str) -> None:
+        """Bedrock answers a model id the Region does not offer (a bare id outside its on-demand
+        Regions, a `us.` profile outside its source Regions) with ValidationException "The
+        provided model identifier is invalid." (docs/aws-notes.md#n72-model-availability-per-region).
+        Where a model is offered comes from models.json, as the deploy's fallback reads it."""
+        if self.region is None:
+            return
+        regions = offered_regions(model_id)
+        if regions is not None and self.region not in regions:
+            raise BedrockError("ValidationException", "The provided model identifier is invalid.")
+
     # ---------------------------------------------------------------- entry point
 
     def __call__(self, model_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -260,6 +275,7 @@ class StandInBedrock:
             raise BedrockError(
                 "ResourceNotFoundException", f"Could not resolve the foundation model from model identifier {model_id}"
             )
+        self._check_region(model_id)
         self._inject_faults(model_id, body, texts)
         self._take_token()
         answer = handler(model_id, body, texts)
@@ -390,6 +406,18 @@ class StandInBedrock:
             for i in range(count)
         ]
         return {"images": images, "error": None}
+
+
+def offered_regions(model_id: str) -> frozenset[str] | None:
+    """The Regions models.json says a model id (as this deployment names it) can be called from;
+    None for an id it does not record Regions for."""
+    from chalicelib.models import registry
+
+    for spec in registry.all_models():
+        if model_id in spec.model_ids.values():
+            # an id from BACKDROP_MODEL_IDS is the deployer's word: models.json's Regions describe its own
+            return None if registry.ids_overridden(spec) or not spec.regions else frozenset(spec.regions)
+    return None
 
 
 def _texts(body: Any) -> list[str]:

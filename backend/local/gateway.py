@@ -4,7 +4,7 @@
 (docs/aws-notes.md#n22-chalice-does-not-verify-tokens-locally). Here every route with
 the Cognito authorizer needs a token whose RS256 signature verifies against the local user
 pool's JWKS, that has not expired, whose issuer is the pool, whose audience is the app client
-whose token_use is "id" and that names its user (`sub`); otherwise the answer is 401, as API
+whose token_use is "id" and that names its user (`sub`, exactly a UUID as Cognito's are); otherwise the answer is 401, as API
 Gateway's would be. The local stack signs its pool's tokens with a key made per run
 (backend/local/aws_gateway.py), so a token signed with moto's published key is refused too.
 """
@@ -32,6 +32,7 @@ from chalice.local import (
     create_local_server,
 )
 
+from chalicelib.auth import COGNITO_SUB_RE
 from chalicelib.http_errors import gateway_response
 
 
@@ -73,6 +74,8 @@ class CognitoTokenVerifier:
             raise ValueError(f"token refused: {type(exc).__name__}: {exc}") from exc
         if not isinstance(decoded.claims.get("sub"), str):
             raise ValueError("token refused: sub is not a string")
+        if not COGNITO_SUB_RE.fullmatch(decoded.claims["sub"]):  # the whole string: no "<uuid>\n"
+            raise ValueError("token refused: sub is not a Cognito user id (a UUID)")
         return dict(decoded.claims)
 
 

@@ -98,19 +98,20 @@ class Deployment:
         return arn
 
 
-def _test_aliases() -> tuple[tuple[str, str], ...]:
-    base = "arn:aws:states:us-east-1:123456789012"
-    return (
+@functools.cache  # one object per Region: decisions are cached by deployment
+def tests_deployment(region: str = "us-east-1") -> Deployment:
+    """The tests' names (tests/conftest.py), in `region` (a test marked `region`)."""
+    base = f"arn:aws:states:{region}:123456789012"
+    topic = f"arn:aws:sns:{region}:123456789012:backdrop-test"
+    aliases = (
         (f"{base}:stateMachine:backdrop-test", f"{base}:stateMachine:backdrop-test-workflow"),
         (f"{base}:execution:backdrop-test", f"{base}:execution:backdrop-test-workflow"),
-        (
-            "arn:aws:sns:us-east-1:123456789012:backdrop-test",
-            "arn:aws:sns:us-east-1:123456789012:backdrop-test-notifications",
-        ),
+        (topic, f"{topic}-notifications"),
     )
+    return Deployment("test", bucket="backdrop-test-bucket", table="backdrop-test-jobs", region=region, aliases=aliases)
 
 
-TESTS = Deployment("test", bucket="backdrop-test-bucket", table="backdrop-test-jobs", aliases=_test_aliases())
+TESTS = tests_deployment()
 
 
 def local_deployment(stage: str, region: str) -> Deployment:

@@ -180,6 +180,141 @@ class _InterpreterBoto3:
             return boto3.client(*args, **kwargs)
 
 
+# Step Functions' limit on a task's, state's or execution's input or output: 262,144 bytes of
+# UTF-8 (the history events' Length Constraints), States.DataLimitExceeded above it, which
+# States.ALL does not catch (docs/aws-notes.md#n73-the-256-kib-state-payload-as-emulated).
+STATE_PAYLOAD_MAX_BYTES = 262_144
+
+
+def payload_bytes(value: Any) -> int:
+    """A state payload's size as Step Functions counts it: its JSON text in UTF-8. moto 5.2.5
+    counts json.dumps' default text (non-ASCII escaped to \\uXXXX, spaces after , and :), so it
+    both over-counts non-ASCII text and has no check on inputs."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return len(text.encode("utf-8"))
+
+
+def within_payload_limit(value: Any) -> bool:
+    return payload_bytes(value) <= STATE_PAYLOAD_MAX_BYTES
+
+
+def _data_limit_exceeded(env: Any, cause: str) -> Exception:
+    from moto.stepfunctions.parser.api import ExecutionFailedEventDetails, HistoryEventType
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
+        FailureEvent,
+        FailureEventException,
+    )
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    error = StatesErrorNameType.StatesStatesDataLimitExceeded
+    return FailureEventException(
+        failure_event=FailureEvent(
+            env=env,
+            error_name=StatesErrorName(typ=error),
+            event_type=HistoryEventType.TaskFailed,
+            event_details=EventDetails(
+                executionFailedEventDetails=ExecutionFailedEventDetails(error=error.to_name(), cause=cause)
+            ),
+        )
+    )
+
+
+def install_data_limit() -> Callable[[], None]:
+    """The 256 KiB payload limit as Step Functions applies it, in moto's interpreter: every state's
+    input on entering it, every task's parameters when it is scheduled, every output (moto's own
+    check, counted exactly), States.ALL neither retrying nor catching the error, and StartExecution
+    refusing an input over the limit. Returns a function that undoes it."""
+    from moto.stepfunctions.parser.asl.component.common.error_name import error_equals_decl
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.state import state as state_module
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import state_task, state_task_lambda
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service
+
+    counted = (state_module, state_task_lambda, state_task_service)  # each imported is_within_size_quota by name
+    original_quota = [m.is_within_size_quota for m in counted]
+    state_class = state_module.CommonStateField
+    original_input = state_class._eval_state_input
+    original_parameters = state_task.StateTask._eval_parameters
+    original_lambda_parameters = state_task_lambda.StateTaskLambda._eval_parameters
+    original_equals = error_equals_decl.ErrorEqualsDecl._eval_body
+    data_limit = StatesErrorName(typ=StatesErrorNameType.StatesStatesDataLimitExceeded)
+    states_all = StatesErrorName(typ=StatesErrorNameType.StatesALL)
+
+    def eval_state_input(self: Any, env: Any) -> None:
+        size = payload_bytes(env.states.get_input())
+        if size > STATE_PAYLOAD_MAX_BYTES:
+            raise _data_limit_exceeded(
+                env, f"The state '{self.name}' was entered with an input of {size:,} bytes (at most 262,144)."
+            )
+        original_input(self, env)
+
+    def checked(parameters: Any, name: str, env: Any) -> Any:
+        size = payload_bytes(parameters)
+        if size > STATE_PAYLOAD_MAX_BYTES:
+            raise _data_limit_exceeded(
+                env, f"The task '{name}' was scheduled with parameters of {size:,} bytes (at most 262,144)."
+            )
+        return parameters
+
+    def eval_parameters(self: Any, env: Any) -> Any:
+        return checked(original_parameters(self, env), self.name, env)
+
+    def eval_lambda_parameters(self: Any, env: Any) -> Any:
+        return checked(original_lambda_parameters(self, env), self.name, env)
+
+    def error_equals(self: Any, env: Any) -> None:
+        error_name = env.stack[-1]
+        if error_name == data_limit and states_all in self.error_names:
+            env.stack.pop()
+            env.stack.append(False)  # only an ErrorEquals naming it matches
+            return
+        original_equals(self, env)
+
+    from moto.stepfunctions.exceptions import ValidationException
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    original_start = StepFunctionsParserBackend.start_execution
+
+    def start_execution(
+        self: Any, state_machine_arn: str, name: Any = None, execution_input: Any = None, **kw: Any
+    ) -> Any:
+        # StartExecution's `input` is a string of at most 262,144 bytes: a longer one is refused
+        # like any parameter over its length constraint (ValidationException), before anything runs
+        size = len((execution_input or "").encode("utf-8"))
+        if size > STATE_PAYLOAD_MAX_BYTES:
+            raise ValidationException(
+                "1 validation error detected: Value at 'input' failed to satisfy constraint: Member must have "
+                f"length less than or equal to {STATE_PAYLOAD_MAX_BYTES} (it has {size:,} bytes)"
+            )
+        return original_start(self, state_machine_arn, name, execution_input, **kw)
+
+    StepFunctionsParserBackend.start_execution = start_execution  # type: ignore[method-assign]
+    for module in counted:
+        module.is_within_size_quota = within_payload_limit  # type: ignore[attr-defined]
+    state_class._eval_state_input = eval_state_input  # type: ignore[method-assign]
+    state_task.StateTask._eval_parameters = eval_parameters  # type: ignore[method-assign]
+    state_task_lambda.StateTaskLambda._eval_parameters = eval_lambda_parameters  # type: ignore[method-assign]
+    error_equals_decl.ErrorEqualsDecl._eval_body = error_equals  # type: ignore[method-assign]
+
+    def uninstall() -> None:
+        StepFunctionsParserBackend.start_execution = original_start  # type: ignore[method-assign]
+        for module, quota in zip(counted, original_quota, strict=True):
+            module.is_within_size_quota = quota  # type: ignore[attr-defined]
+        state_class._eval_state_input = original_input  # type: ignore[method-assign]
+        state_task.StateTask._eval_parameters = original_parameters  # type: ignore[method-assign]
+        state_task_lambda.StateTaskLambda._eval_parameters = original_lambda_parameters  # type: ignore[method-assign]
+        error_equals_decl.ErrorEqualsDecl._eval_body = original_equals  # type: ignore[method-assign]
+
+    return uninstall
+
+
 def install(
     lambda_handlers: Mapping[str, LambdaHandler],
     bedrock: BedrockModel,
@@ -232,8 +367,10 @@ def install(
     LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
     state_task_factory.state_task_service_for = service_for
     boto_client.boto3 = _InterpreterBoto3(credentials)  # type: ignore[assignment]
+    undo_data_limit = install_data_limit()
 
     def uninstall() -> None:
+        undo_data_limit()
         LambdaSimpleBackend.invoke = original_invoke  # type: ignore[method-assign]
         state_task_factory.state_task_service_for = original_factory
         boto_client.boto3 = original_boto3

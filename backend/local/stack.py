@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from backend.local.cutout import CutoutEngine
 
 from backend.local.meter import Meter
-from backend.resource_names import lambda_function
+from backend.resource_names import lambda_function, user_topic_arn_prefix
 from chalicelib import config as backdrop_config
 from chalicelib import contracts
 from chalicelib.deletion import deletion_event
@@ -96,9 +96,9 @@ def workflow_handlers(
 def provision_workflow(
     client: Callable[[str], Any], *, prefix: str, region: str, bucket: str, max_concurrency: int, inbox: bool = True
 ) -> dict[str, Any]:
-    """The notification topic, with (`inbox`) a local inbox that receives every job email (an SQS
-    queue subscribed without a filter policy), and the state machine wired to the workflow
-    functions' ARNs.
+    """The state machine wired to the workflow functions' ARNs and to the users' job-email topics
+    (each user's own, made with the user: `add_user`), with (`inbox`) one local inbox that
+    `add_user` subscribes to every user's topic.
 
     Shared by the local stack (moto server) and the tests' `stack` fixture (moto in-process):
     `client(service)` returns a boto3 client for whichever moto is running.
@@ -106,17 +106,17 @@ def provision_workflow(
     from backend.statemachine import render_definition
 
     functions = workflow_function_arns(prefix, region)
-    sns, sqs = client("sns"), client("sqs")
-    topic_arn = sns.create_topic(Name=f"{prefix}-notifications")["TopicArn"]
-    queue_url = None
+    stage = prefix.removeprefix("backdrop-")
+    topic_arn_prefix = user_topic_arn_prefix(stage, region, LOCAL_ACCOUNT, "aws")
+    queue_url = queue_arn = None
     if inbox:
+        sqs = client("sqs")
         queue_url = sqs.create_queue(QueueName=f"{prefix}-inbox")["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
     definition = render_definition(
         {
             **{function(name).arn_placeholder: arn for name, arn in functions.items()},
-            "NotificationTopicArn": topic_arn,
+            "UserTopicArnPrefix": topic_arn_prefix,
             "BucketName": bucket,
             "MapExecutionType": "STANDARD",  # moto rejects EXPRESS: docs/aws-notes.md#n23-moto-step-functions-interpreter
             "MapMaxConcurrency": max_concurrency,
@@ -127,7 +127,22 @@ def provision_workflow(
         definition=definition,
         roleArn=f"arn:aws:iam::{LOCAL_ACCOUNT}:role/{prefix}-workflow",
     )["stateMachineArn"]
-    return {"functions": functions, "topic_arn": topic_arn, "queue_url": queue_url, "state_machine_arn": machine_arn}
+    return {
+        "functions": functions,
+        "stage": stage,
+        "user_topic_arn_prefix": topic_arn_prefix,
+        "queue_url": queue_url,
+        "queue_arn": queue_arn,
+        "state_machine_arn": machine_arn,
+    }
+
+
+def add_user(client: Callable[[str], Any], stage: str, sub: str, queue_arn: str) -> str:
+    """A user's job-email topic, as `backend.deploy create-user` makes it, subscribed to an SQS
+    queue standing in for their address (moto delivers to SQS, not to email). Answers the topic."""
+    from backend import user_topics
+
+    return user_topics.subscribe(client("sns"), stage, sub, queue_arn, protocol="sqs").topic_arn
 
 
 @dataclass
@@ -140,6 +155,9 @@ class LocalStack:
     latency_s: float = 0.0
     images_per_minute: float | None = None
     max_concurrency: int = 4
+    # DynamoDB's partition throughput (1,000 write / 3,000 read units per second per partition key
+    # value, backend/local/dynamodb_rules.py); transaction conflicts and client tokens always apply
+    partition_limits: bool = True
     cutout: CutoutEngine | None = None  # None: the model if installed, else the estimate (cutout.engine())
     on_email: Callable[[dict[str, Any]], None] | None = None
     emails: list[dict[str, Any]] = field(default_factory=list)  # each with "To": the user whose inbox got it
@@ -300,9 +318,9 @@ class LocalStack:
             region=self.region,
             bucket=resources["bucket"],
             max_concurrency=self.max_concurrency,
-            inbox=False,  # each user gets their own inbox, filtered on their sub (create_user)
+            inbox=False,  # each user gets their own inbox, subscribed to their own topic (create_user)
         )
-        self.outputs["topic_arn"] = workflow["topic_arn"]
+        self.outputs["user_topic_arn_prefix"] = workflow["user_topic_arn_prefix"]
 
         cognito = self.client("cognito-idp")
         pool_id = cognito.create_user_pool(
@@ -318,7 +336,7 @@ class LocalStack:
 
         self._set_env(
             {
-                "NOTIFICATION_TOPIC_ARN": workflow["topic_arn"],
+                "USER_TOPIC_ARN_PREFIX": workflow["user_topic_arn_prefix"],
                 "BUCKET_NAME": resources["bucket"],
                 "JOBS_TABLE_NAME": resources["table"],
                 "STATE_MACHINE_ARN": workflow["state_machine_arn"],
@@ -347,10 +365,8 @@ class LocalStack:
         self._moto.gateway.publish_jwks(pool_id, public_jwks(self.token_key, MOTO_TOKEN_KID))
 
     def create_user(self, username: str, password: str, *, pool_id: str | None = None) -> None:
-        """A user, and their own inbox: as `backend.deploy create-user` subscribes the user's email
-        with the filter policy on their sub, an SQS queue is subscribed here with the same policy."""
-        from chalicelib import contracts
-
+        """A user, and their own inbox: as `backend.deploy create-user` makes the user's own topic
+        and subscribes their email to it, an SQS queue is subscribed here to the same topic."""
         cognito = self.client("cognito-idp")
         pool_id = pool_id or self.outputs["user_pool_id"]
         created = cognito.admin_create_user(
@@ -364,23 +380,21 @@ class LocalStack:
         sqs = self.client("sqs")
         queue_url = sqs.create_queue(QueueName=f"backdrop-{self.stage}-inbox-{len(self.inboxes)}")["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        self.client("sns").subscribe(
-            TopicArn=self.outputs["topic_arn"],
-            Protocol="sqs",
-            Endpoint=queue_arn,
-            Attributes={"FilterPolicy": json.dumps(contracts.owner_filter_policy(sub))},
-        )
+        add_user(self.client, self.stage, sub, queue_arn)
         self.inboxes[username] = queue_url
 
     def _install_standins(self) -> None:
-        from backend.local import moto_bounds, rekognition_standin, sfn_hooks
+        from backend.local import dynamodb_rules, moto_bounds, rekognition_standin, sfn_hooks, sns_rules
         from backend.local.bedrock_standin import StandInBedrock, install_control_plane
 
         self._undo.append(moto_bounds.install())
+        # DynamoDB's answers where moto is softer: conflicts, partition throughput, client tokens
+        self._undo.append(dynamodb_rules.install(partition_limits=self.partition_limits))
+        self._undo.append(sns_rules.install())  # SNS's filter-policy quotas
         self._undo.append(self.meter.install())
         assert self.cutout is not None
         self.bedrock = StandInBedrock(
-            latency_s=self.latency_s, images_per_minute=self.images_per_minute, cutout=self.cutout
+            latency_s=self.latency_s, images_per_minute=self.images_per_minute, cutout=self.cutout, region=self.region
         )
         self._undo.append(install_control_plane())
         handlers = workflow_handlers(

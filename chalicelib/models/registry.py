@@ -168,6 +168,53 @@ def get_selectable_model(key: str, lifecycle: Lifecycle | None = None) -> ModelS
     return spec
 
 
+# Written by the deploy from its own Bedrock look-ups (backend/regions.py, GetInferenceProfile):
+# the models this deployment's Region cannot call, whatever models.json says.
+UNREACHABLE_MODELS_ENV = "BACKDROP_UNREACHABLE_MODELS"
+
+
+def deployment_region() -> str:
+    """The Region the Lambdas run in (Lambda sets AWS_REGION; the local stack and tests set it too)."""
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
+
+
+def _unreachable() -> set[str]:
+    return {k.strip() for k in os.environ.get(UNREACHABLE_MODELS_ENV, "").split(",") if k.strip()}
+
+
+def ids_overridden(spec: ModelSpec) -> bool:
+    """True when BACKDROP_MODEL_IDS gives the model other ids (e.g. an inference profile of the
+    deployer's geography): models.json's regions describe its own ids only."""
+    recorded = _registry()[1].get(spec.key)
+    return recorded is not None and dict(recorded.model_ids) != dict(spec.model_ids)
+
+
+def region_refusal(spec: ModelSpec, region: str | None = None) -> str | None:
+    """Why `spec` cannot be called from `region` (default: this deployment's), or None when it can
+    or nothing says otherwise. A bare model id runs only in the Regions that offer it on demand,
+    and Bedrock refuses it elsewhere (docs/aws-notes.md#n72-model-availability-per-region)."""
+    region = region if region is not None else deployment_region()
+    where = f"; Regions that would work: {', '.join(spec.regions)}" if spec.regions else ""
+    if spec.key in _unreachable():
+        return f"model {spec.key} cannot be called from this deployment's Region {region or '(unknown)'}{where}"
+    if not region or not spec.regions or ids_overridden(spec) or region in spec.regions:
+        return None
+    return f"model {spec.key} is offered in {', '.join(spec.regions)} only, not in this deployment's Region {region}"
+
+
+def get_usable_model(key: str, lifecycle: Lifecycle | None = None, region: str | None = None) -> ModelSpec:
+    """get_selectable_model, and callable from the deployment's Region (ModelUnavailable naming
+    the Regions that would work): what a new job's models must be."""
+    spec = get_selectable_model(key, lifecycle)
+    refusal = region_refusal(spec, region)
+    if refusal is not None:
+        raise ModelUnavailable(
+            refusal,
+            details=[{"field": "model", "code": "MODEL_UNAVAILABLE", "regions": list(spec.regions)}],
+        )
+    return spec
+
+
 def adapter_for(spec: ModelSpec) -> Adapter:
     # Imported here so that loading the registry (e.g. for GET /models) stays cheap.
     if spec.family is Family.STABILITY:

@@ -21,6 +21,7 @@ from chalicelib.quality import Outcome, Scorecard, attempts_summary
 from chalicelib.review import deadline_words
 from frontend import gallery, session, sign_in_form
 from frontend.api_client import ApiError
+from frontend.safe_text import md
 
 TERMINAL = {status.value for status in contracts.TERMINAL_JOB_STATUSES}
 RETRYABLE = {code.value for code in contracts.RETRYABLE_ERROR_CODES}
@@ -109,7 +110,7 @@ def _summary(view: dict[str, Any]) -> None:
     counts = view["counts"]
     total = max(1, sum(counts.values()))
     done = sum(counts.get(s, 0) for s in FINISHED_IMAGES)
-    st.markdown(f"**{view['status']}** · model {view.get('model')} · {view.get('prompt') or ''}")
+    st.markdown(f"**{view['status']}** · model {view.get('model')} · {md(view.get('prompt') or '')}")
     cancelled = f" · {counts['CANCELLED']} cancelled" if counts.get("CANCELLED") else ""
     st.progress(
         done / total,
@@ -124,14 +125,21 @@ def _summary(view: dict[str, Any]) -> None:
             "Rekognition quality checks. AWS bills them; storage and the other services cost far less.",
         )
     if view.get("cause"):
-        st.error(f"The job could not run: {view['cause']}")
+        st.error(f"The job could not run: {md(view['cause'])}")
     if view.get("notification", {}).get("status") == "FAILED":
-        st.warning(f"The email could not be sent: {view['notification'].get('cause')}")
+        st.warning(f"The email could not be sent: {md(view['notification'].get('cause'))}")
+    if view.get("notification", {}).get("status") == "NO_SUBSCRIPTION":
+        st.info(
+            "No email was sent: your address is not subscribed to job emails (your administrator runs "
+            "`python -m backend.deploy subscribe-user --email <your address>`)."
+        )
     if view.get("retryOf"):
         st.caption(f"A retry of job {view['retryOf']}.")
     rewrite = view.get("reportRewrite") or {}
     if rewrite.get("status") == "FAILED":
-        st.warning(f"The report is waiting to be updated with your picks: {rewrite.get('lastError')}. It is retried.")
+        st.warning(
+            f"The report is waiting to be updated with your picks: {md(rewrite.get('lastError'))}. It is retried."
+        )
     elif rewrite:
         st.info("The report is being updated with your picks; the report links give the earlier one until then.")
     _review_banner(view)
@@ -178,7 +186,7 @@ def _decide(job_id: str, image_id: str) -> None:
 
 @st.dialog("Full size", width="large")
 def _full_size(image: dict[str, Any]) -> None:
-    st.markdown(f"**{image['name']}** · {image['status']}")
+    st.markdown(f"**{md(image['name'])}** · {image['status']}")
     for output in image.get("outputs") or []:
         mark = " · delivered" if output.get("delivered") and len(image["outputs"]) > 1 else ""
         st.image(output["url"], caption=f"After (variant {output['variant']}){mark}", width="stretch")
@@ -297,9 +305,9 @@ def _regenerate_form(job_id: str, image: dict[str, Any]) -> None:
 
 def _card(image: dict[str, Any], look: str, reviewing: str | None = None, job_id: str | None = None) -> None:
     verdict = gallery.verdict_of(image)
-    st.markdown(f"**{image['name']}** · {image['status']}" + (f" · {verdict}" if verdict else ""))
+    st.markdown(f"**{md(image['name'])}** · {image['status']}" + (f" · {verdict}" if verdict else ""))
     if image.get("errorCode"):
-        st.error(f"{image['errorCode']}: {image.get('cause')}")
+        st.error(f"{image['errorCode']}: {md(image.get('cause'))}")
     outputs = image.get("outputs") or []
     delivered = gallery.delivered(image)  # the variant that goes out (the best, or the owner's pick)
     several = bool(job_id) and len(outputs) > 1 and delivered is not None
@@ -365,7 +373,7 @@ def _archive_state(answer: dict[str, Any]) -> None:
             int(answer.get("done") or 0) / total, text=f"Building the zip: {answer.get('done', 0)}/{total} files"
         )
     elif answer["state"] == "FAILED":
-        st.error(f"The zip could not be built: {answer.get('cause')}. Ask for it again.")
+        st.error(f"The zip could not be built: {md(answer.get('cause'))}. Ask for it again.")
 
 
 @st.fragment(run_every="3s")

@@ -7,6 +7,7 @@ import streamlit as st
 from chalicelib import contracts
 from frontend import session
 from frontend.api_client import ApiError
+from frontend.safe_text import md
 
 st.title("Jobs")
 
@@ -32,7 +33,7 @@ def job_list() -> None:
         with st.container(border=True):
             left, right = st.columns([3, 1])
             left.markdown(f"**{job['jobId']}** · {job['status']} · {job.get('imageCount', 0)} photo(s)")
-            left.caption(job.get("prompt") or "")
+            left.caption(md(job.get("prompt") or ""))
             left.progress(done / total, text=f"{done}/{total} finished · {counts.get('FAILED', 0)} failed")
             if right.button("Open", key=f"open-{job['jobId']}"):
                 st.session_state["job_id"] = job["jobId"]

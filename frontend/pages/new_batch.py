@@ -13,6 +13,7 @@ from chalicelib.contracts import BackgroundSource
 from chalicelib.errors import BackdropError
 from frontend import photos, session
 from frontend.api_client import ApiError
+from frontend.safe_text import md
 
 UPLOAD_LIMIT_MB = contracts.MAX_UPLOAD_BYTES // 2**20
 SAME_AS_ORIGINAL = "same as the original"
@@ -103,9 +104,16 @@ NO_PRESET = "none"
 def background_form(api: Any, catalogue: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """The background, placement and preset part of the job (chalicelib.backgrounds), and problems."""
     st.subheader("Background")
+    offered = list(BACKGROUND_LABELS)
+    scene_models = [m for m in catalogue.get("models", []) if m.get("role") == "scene"]
+    if scene_models and not any(m.get("selectable") for m in scene_models):
+        # the API would refuse it (e.g. the scene model runs in another Region): not offered
+        offered.remove(BackgroundSource.SCENE.value)
+        why = [str(m.get("unavailableHere") or f"{m['displayName']} has reached end of life") for m in scene_models]
+        st.caption("No generated scene in this deployment: " + "; ".join(why))
     source = st.radio(
         "What goes behind the subject",
-        list(BACKGROUND_LABELS),
+        offered,
         format_func=BACKGROUND_LABELS.get,
         key="background_source",
     )
@@ -126,7 +134,7 @@ def background_form(api: Any, catalogue: dict[str, Any]) -> tuple[dict[str, Any]
                     st.session_state["background_photo_ref"] = outcome.uploaded[0]["imageRef"]
                     st.session_state["background_photo_name"] = photo.name
                 else:
-                    problems.append(f"The background photo was not uploaded: {outcome.rejected[0]['message']}")
+                    problems.append(f"The background photo was not uploaded: {md(outcome.rejected[0]['message'])}")
         ref = st.session_state.get("background_photo_ref")
         if ref:
             job["background"] = {"source": source, "imageRef": ref}
@@ -201,13 +209,13 @@ def _show_upload_problems() -> None:
     """Every file that was not added, all at once, until the next upload."""
     problems = st.session_state.get("upload_problems") or []
     if problems:
-        lines = "\n".join(f"- '{p['name']}': {p['message']}" for p in problems)
+        lines = "\n".join(f"- '{md(p['name'])}': {md(p['message'])}" for p in problems)
         st.error(f"{len(problems)} file(s) were not added; the others go on:\n{lines}")
         columns = st.columns(3)
         for index, problem in enumerate(problems):
             with columns[index % 3], st.container(border=True):
-                st.markdown(f"**{problem['name']}** · not added")
-                st.caption(problem["message"])
+                st.markdown(f"**{md(problem['name'])}** · not added")
+                st.caption(md(problem["message"]))
 
 
 def upload_step(api: Any) -> None:
@@ -278,7 +286,7 @@ def _remove_everywhere(batch: list[dict[str, Any]]) -> None:
         kept[ref] = after
         st.session_state[f"keep-{ref}"] = after
     st.session_state["bulk_remove"] = []
-    st.session_state["bulk_done"] = f"Removed {', '.join(sorted(names))} from {touched} photo(s)."
+    st.session_state["bulk_done"] = f"Removed {', '.join(md(n) for n in sorted(names))} from {touched} photo(s)."
 
 
 def bulk_actions(batch: list[dict[str, Any]]) -> None:
@@ -315,7 +323,7 @@ def _label_card(item: dict[str, Any]) -> None:
     if f"keep-{ref}" not in st.session_state:
         st.session_state[f"keep-{ref}"] = kept.get(ref, options)
     chosen = st.multiselect(
-        item["name"], options, key=f"keep-{ref}", format_func=lambda name, c=confidence: f"{name} ({c[name]:.0f}%)"
+        md(item["name"]), options, key=f"keep-{ref}", format_func=lambda name, c=confidence: f"{name} ({c[name]:.0f}%)"
     )
     kept[ref] = chosen
     shown = _preview(item)
@@ -324,7 +332,7 @@ def _label_card(item: dict[str, Any]) -> None:
     else:
         st.image(photos.with_boxes(shown, item["labels"], chosen), width="stretch")
     if item.get("labelsUnavailable"):
-        st.caption(f"Labels not available: {item['labelsUnavailable']}.")
+        st.caption(f"Labels not available: {md(item['labelsUnavailable'])}.")
     elif not options:
         st.caption("No labels detected: the whole subject found by background removal is kept.")
     if f"prompt-{ref}" not in st.session_state:
@@ -346,7 +354,7 @@ def image_cards(batch: list[dict[str, Any]]) -> None:
             try:
                 _label_card(item)
             except Exception as exc:  # one card that cannot be drawn must not take the batch with it
-                st.error(f"{item['name']}: this card could not be drawn ({type(exc).__name__}: {exc}).")
+                st.error(f"{md(item['name'])}: this card could not be drawn ({type(exc).__name__}: {md(exc)}).")
                 st.caption("The photo is still in the batch, with all its labels kept.")
     if pages > 1:
         st.number_input(f"Page of photos (of {pages})", 1, pages, page, key="label_page")

@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
+from builders import SCENE_REGION
 from harness import upload
 from PIL import Image
 
@@ -98,6 +99,7 @@ def test_a_background_photo_and_a_transparent_override_in_one_job(run_job, photo
     assert cutout.getpixel((240, 180))[3] == 255
 
 
+@pytest.mark.region(SCENE_REGION)
 def test_a_scene_is_generated_once_and_shared_by_the_batch_with_placement(stack, run_job, photo) -> None:
     body = {
         "background": {"source": "scene", "prompt": "a pale oak table against a plaster wall"},
@@ -137,6 +139,7 @@ def test_a_scene_is_generated_once_and_shared_by_the_batch_with_placement(stack,
         assert not any("scene" in note for note in output.get("notes") or [])
 
 
+@pytest.mark.region(SCENE_REGION)
 def test_a_scene_the_content_filter_blocks_fails_every_image_and_spends_nothing_more(stack, run_job, photo) -> None:
     body = {"background": {"source": "scene", "prompt": "a table [filter:prompt]"}, "images": _images(photo, 2)}
     _, view = run_job(OWNER, body)

@@ -18,7 +18,7 @@ from typing import Any
 
 import boto3
 import pytest
-from harness import deliver_execution_events, deliver_stream, inbox, upload, wait_until_mid_batch
+from harness import SnsOutage, deliver_execution_events, deliver_stream, inbox, upload, wait_until_mid_batch
 from test_robustness import COUNTS
 
 from chalicelib import contracts
@@ -75,13 +75,6 @@ def _emails_about(job_id: str, emails: list[dict[str, Any]]) -> list[dict[str, A
     return [e for e in emails if job_id in e.get("Subject", "")]
 
 
-def _restore_topic(stack: dict[str, Any]) -> None:
-    sns = boto3.client("sns")
-    sns.create_topic(Name="backdrop-test-notifications")
-    queue_arn = boto3.client("sqs").get_queue_attributes(QueueUrl=stack["queue_url"], AttributeNames=["QueueArn"])
-    sns.subscribe(TopicArn=stack["topic_arn"], Protocol="sqs", Endpoint=queue_arn["Attributes"]["QueueArn"])
-
-
 @pytest.mark.parametrize(
     ("step", "begins_at"),
     [
@@ -93,7 +86,7 @@ def _restore_topic(stack: dict[str, Any]) -> None:
     ],
 )
 def test_an_outage_beyond_every_retry_budget_leaves_no_job_behind(
-    stack, token_for, photo, short_retry_waits, step, begins_at
+    stack, token_for, photo, short_retry_waits, step, begins_at, monkeypatch
 ) -> None:
     from chalice.test import Client
 
@@ -103,8 +96,7 @@ def test_an_outage_beyond_every_retry_budget_leaves_no_job_behind(
     headers = {"Authorization": token_for(owner), "Content-Type": "application/json"}
     outage = stack["outage"]
     outage.begin_at = begins_at
-    if step == "notify":
-        boto3.client("sns").delete_topic(TopicArn=stack["topic_arn"])
+    sns_outage = SnsOutage(monkeypatch) if step == "notify" else None
     with Client(backdrop_app.app, stage_name="dev") as client:
         job_id = _submit(client, stack, token_for, owner, photo)
         ended = _wait_until_ended(_execution_arn(stack, job_id))
@@ -117,8 +109,8 @@ def test_an_outage_beyond_every_retry_budget_leaves_no_job_behind(
         assert _emails_about(job_id, inbox(stack["queue_url"])) == []
 
         outage.end()
-        if step == "notify":
-            _restore_topic(stack)
+        if sns_outage:
+            sns_outage.end()
         assert deliver_execution_events(stack, client) >= 1
         view = client.http.get(f"/jobs/{job_id}", headers=headers).json_body
         assert view["status"] in ("COMPLETED", "PARTIAL", "FAILED"), view

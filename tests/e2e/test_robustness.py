@@ -314,11 +314,28 @@ def test_finalize_crash_then_retry_is_idempotent(stack, token_for, monkeypatch) 
     COUNTS["faults"] += 1
 
 
-def test_sns_failure_is_recorded_and_the_job_still_completes(stack, token_for) -> None:
-    boto3.client("sns").delete_topic(TopicArn=stack["topic_arn"])  # Notify now fails after its retries
+def test_sns_failure_is_recorded_and_the_job_still_completes(stack, token_for, monkeypatch) -> None:
+    from harness import SnsOutage
+
+    SnsOutage(monkeypatch)  # Notify now fails after its retries
     view = _run_batch(stack, token_for, "user-sns", {"fine.png": "beach"})
     assert view["status"] == "COMPLETED"
     assert view["notification"]["status"] == "FAILED" and view["notification"]["error"].startswith("SNS.")
+    COUNTS["faults"] += 1
+
+
+def test_an_owner_without_a_topic_gets_no_email_and_the_job_still_completes(stack, token_for) -> None:
+    """The workflow's Notify step publishes to the owner's own topic: none (a user made without
+    create-user) is recorded as NO_SUBSCRIPTION, which the reconciler leaves alone."""
+    from chalicelib import contracts
+
+    def delete_topic(owner: str, refs: Any) -> None:  # the user was made with their topic: it goes
+        boto3.client("sns").delete_topic(TopicArn=contracts.user_topic_arn(stack["user_topic_arn_prefix"], owner))
+
+    view = _run_batch(stack, token_for, "user-no-topic", {"fine.png": "beach"}, before_start=delete_topic)
+    assert view["status"] == "COMPLETED"
+    assert view["notification"]["status"] == "NO_SUBSCRIPTION", view["notification"]
+    assert "Error Code: NotFound" in view["notification"]["cause"] or "does not exist" in view["notification"]["cause"]
     COUNTS["faults"] += 1
 
 

@@ -11,6 +11,7 @@ import boto3
 import pytest
 import requests
 from botocore.exceptions import ClientError
+from builders import SCENE_REGION
 from chalice.test import Client
 
 import app as backdrop_app
@@ -479,6 +480,7 @@ def test_a_budget_is_kept_as_the_model_calls_it_pays_for_and_the_cost_follows_wh
     assert summary["cost"]["actualUsd"] == pytest.approx(2 * photo_usd) and summary["cost"]["modelCalls"] == 4
 
 
+@pytest.mark.region(SCENE_REGION)
 def test_a_scene_job_s_budget_pays_for_the_scene_first(client: Client, token_for, photo, store) -> None:
     from chalicelib import costs
     from chalicelib.models import registry

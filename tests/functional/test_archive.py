@@ -151,3 +151,65 @@ def test_a_multipart_zip_larger_than_one_part_is_whole(resources, store, monkeyp
     key = contracts.archive_key(OWNER, job_id, "results")
     with zipfile.ZipFile(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())) as zipped:
         assert zipped.read("results/shoe 0-00000000-1.jpg") == big and zipped.testzip() is None
+
+
+def _expire_original(index: int) -> str:
+    """S3's lifecycle rule removed this upload (originals are kept fewer days than results)."""
+    ref = contracts.image_ref_of("a" * 32, f"{index:032x}", "jpg")
+    boto3.client("s3").delete_object(Bucket=BUCKET, Key=contracts.upload_key(OWNER, ref))
+    return f"originals/shoe {index}-00000000.jpg"
+
+
+def test_an_archive_with_expired_originals_leaves_them_out_and_lists_them(client: Client, token_for, store) -> None:
+    job_id = _finished_job(store, 3)
+    gone = [_expire_original(0), _expire_original(2)]
+    token = token_for(OWNER)
+    answer = client.http.post(f"/jobs/{job_id}/archive", headers=_headers(token), body=json.dumps({"originals": True}))
+    assert answer.status_code == 200, answer.body
+    ready = answer.json_body
+    assert ready["state"] == "READY"
+    assert ready["missingOriginals"] == gone and ready["missingOriginalsCount"] == 2
+    with _zip(ready["url"]) as zipped:
+        names = sorted(zipped.namelist())
+        assert names == sorted(
+            [f"results/shoe {i}-00000000-1.jpg" for i in range(3)]
+            + ["originals/shoe 1-00000000.jpg", archive.MISSING_ORIGINALS_NAME]
+        )
+        note = zipped.read(archive.MISSING_ORIGINALS_NAME).decode()
+        assert all(name in note for name in gone) and "30 days" in note
+    # asked again later: the same answer, from the zip already built
+    again = client.http.get(f"/jobs/{job_id}/archive?originals=true", headers=_headers(token)).json_body
+    assert again["missingOriginals"] == gone
+
+
+class _S3WithoutListBucket:
+    """S3 as a role without s3:ListBucket sees it: a missing key answers 403 AccessDenied, not 404."""
+
+    def __init__(self) -> None:
+        self.real = boto3.client("s3")
+
+    def get_object(self, **kwargs: Any) -> Any:
+        try:
+            return self.real.get_object(**kwargs)
+        except self.real.exceptions.NoSuchKey as exc:
+            from botocore.exceptions import ClientError
+
+            error = {"Error": {"Code": "AccessDenied", "Message": "Access Denied"}, "ResponseMetadata": {}}
+            raise ClientError(error, "GetObject") from exc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_an_expired_original_answering_403_is_left_out_but_a_missing_result_still_fails(
+    resources: dict[str, Any], store
+) -> None:
+    job_id = _finished_job(store, 2)
+    gone = _expire_original(1)
+    service = archive.ArchiveService(_S3WithoutListBucket(), BUCKET, store)
+    built = service.build(archive.ArchiveRequest(OWNER, job_id, originals=True))
+    assert built["missingOriginals"] == [gone] and built["files"] == 3
+    # a result that is gone is not an expiry Backdrop expects: the archive fails and says why
+    boto3.client("s3").delete_object(Bucket=BUCKET, Key=contracts.result_key(OWNER, job_id, f"{0:032x}", 1, "jpeg"))
+    with pytest.raises(Exception, match="AccessDenied"):
+        service.build(archive.ArchiveRequest(OWNER, job_id, originals=False, report=True))

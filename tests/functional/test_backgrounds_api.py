@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from builders import SCENE_REGION
 from chalice.test import Client
 from PIL import Image
 
@@ -147,6 +148,7 @@ def test_what_a_model_or_format_cannot_do_is_refused_before_anything_is_spent(
     assert _submit(client, token_for(OWNER), scene_job_model).status_code == 400
 
 
+@pytest.mark.region(SCENE_REGION)
 def test_a_retired_scene_model_is_refused_at_submit(client, token_for, photo, monkeypatch) -> None:
     ref = _upload(photo())
     body = {"background": {"source": "scene", "prompt": "a linen tablecloth"}, "images": [{"imageRef": ref}]}
@@ -161,7 +163,7 @@ def test_a_retired_scene_model_is_refused_at_submit(client, token_for, photo, mo
     answer = _submit(client, token_for(OWNER), body)
     assert answer.status_code == 400 and answer.json_body["code"] == "MODEL_UNAVAILABLE"
     assert "stability-image-core" in answer.json_body["message"] and "2026-11-01" in answer.json_body["message"]
-    monkeypatch.undo()
+    monkeypatch.setattr(backdrop_app, "_lifecycles", None)  # the registry's lifecycle again
     answer = _submit(client, token_for(OWNER), body)
     assert answer.status_code == 202, answer.body
     assert answer.json_body["estimate"]["modelCalls"] == {
@@ -170,6 +172,31 @@ def test_a_retired_scene_model_is_refused_at_submit(client, token_for, photo, mo
         "scene": 1,
         "total": 2,
     }
+
+
+def test_a_scene_is_refused_where_its_model_is_not_offered_naming_the_region_that_works(
+    client, token_for, photo
+) -> None:
+    """Stable Image Core is on demand in us-west-2 only (models.json): in us-east-1, the Region the
+    tests and docs/deploy.md's examples use, a scene could never be generated, so POST /jobs
+    refuses it before anything is written or spent, and GET /models says why."""
+    ref = _upload(photo())
+    body = {"background": {"source": "scene", "prompt": "a linen tablecloth"}, "images": [{"imageRef": ref}]}
+    answer = _submit(client, token_for(OWNER), body)
+    assert answer.status_code == 400 and answer.json_body["code"] == "MODEL_UNAVAILABLE", answer.body
+    message = answer.json_body["message"]
+    assert "scene" in message and "us-east-1" in message and SCENE_REGION in message
+    assert answer.json_body["details"][0]["field"] == "background.model"
+    assert answer.json_body["details"][0]["regions"] == [SCENE_REGION]
+    catalogue = client.http.get("/models", headers={"Authorization": token_for(OWNER)}).json_body
+    models = {m["key"]: m for m in catalogue["models"]}
+    assert catalogue["region"] == "us-east-1"
+    assert models["stability-image-core"]["selectable"] is False
+    assert SCENE_REGION in models["stability-image-core"]["unavailableHere"]
+    assert models["stability-inpaint"]["selectable"] is True and models["stability-inpaint"]["unavailableHere"] is None
+    # the same job's other backgrounds are unaffected
+    colour = {"background": {"source": "color", "color": "#FFFFFF"}, "images": [{"imageRef": ref}]}
+    assert _submit(client, token_for(OWNER), colour).status_code == 202
 
 
 def test_models_say_which_is_the_scene_model_and_what_a_compose_image_costs(client, token_for) -> None:

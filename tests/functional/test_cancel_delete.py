@@ -277,8 +277,8 @@ def large(resources: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     from chalicelib import job_control
 
     monkeypatch.setattr(job_control, "SYNC_CLOSE_LIMIT", 2)
-    # the reconciler's function, which closes them, sends its emails to this topic
-    monkeypatch.setenv("NOTIFICATION_TOPIC_ARN", boto3.client("sns").create_topic(Name="backdrop-test")["TopicArn"])
+    # the reconciler's function, which closes them, sends its emails to the owners' own topics
+    monkeypatch.setenv("USER_TOPIC_ARN_PREFIX", "arn:aws:sns:us-east-1:123456789012:backdrop-test_user-")
 
 
 def _running_job(client: Client, token: str, photo: Any, store: JobStore, machine: Any, count: int) -> tuple[str, str]:

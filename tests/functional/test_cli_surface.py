@@ -140,6 +140,8 @@ def test_every_bad_flag_is_refused_at_once_before_any_upload(api, photos, capsys
         (["--model", "nova-canvas"], "MODEL_UNAVAILABLE", "--model", "end of life"),
         (["--model", "dall-e"], "MODEL_UNAVAILABLE", "--model", "unknown model 'dall-e'"),
         (["--out", "somewhere"], "VALIDATION_FAILED", "--out", "needs --wait"),
+        # us-east-1: the scene model runs in us-west-2 only (GET /models says so), so no upload is wasted
+        (["--scene", "a pale oak table"], "VALIDATION_FAILED", "--scene", "us-west-2 only"),
     ],
 )
 def test_a_bad_model_is_refused_before_any_upload(api, photos, capsys, argv, code, field, why) -> None:

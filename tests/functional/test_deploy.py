@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import fnmatch
 import io
 import json
 import shutil
@@ -17,8 +18,8 @@ from typing import Any
 import boto3
 import pytest
 
-from backend import policies, resource_names, stream_trigger, templates
-from backend.deploy import ChaliceResult, Deployer, stack_name
+from backend import policies, resource_names, runtime, stream_trigger, templates
+from backend.deploy import TEMPLATE_BODY_LIMIT, TEMPLATES_PREFIX, ChaliceResult, Deployer, stack_name
 from chalicelib import contracts
 from chalicelib.functions import FUNCTIONS, WORKFLOW_FUNCTIONS
 from chalicelib.models import registry
@@ -28,7 +29,6 @@ OUTPUTS = {
     "BucketName": "backdrop-dev-123456789012-us-east-1",
     "TableArn": "arn:aws:dynamodb:us-east-1:123456789012:table/backdrop-dev-jobs",
     "StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/backdrop-dev-jobs/stream/2026-01-01T00:00:00.000",
-    "TopicArn": "arn:aws:sns:us-east-1:123456789012:backdrop-dev-notifications",
     "StreamFailureQueueArn": "arn:aws:sqs:us-east-1:123456789012:backdrop-dev-stream-failures",
 }
 
@@ -59,7 +59,7 @@ def test_workflow_template_inserts_the_one_asl_file() -> None:
     machine = templates.workflow_template(12)["Resources"]["Workflow"]["Properties"]
     assert machine["Definition"]["States"]["Process every image"]["MaxConcurrency"] == 12
     assert set(machine["DefinitionSubstitutions"]) == {f.arn_placeholder for f in WORKFLOW_FUNCTIONS} | {
-        "NotificationTopicArn",
+        "UserTopicArnPrefix",
         "BucketName",
         "MapExecutionType",
     }
@@ -94,15 +94,27 @@ def test_chalice_package_output_is_cfn_lint_clean(tmp_path: Path) -> None:
         ROOT,
         project,
         ignore=shutil.ignore_patterns(
-            ".venv", ".git", "tests", "test-artifacts", "docs", "samples", "*.pyc", "deployments"
+            ".venv",
+            ".venv-deploy",
+            "*.egg-info",
+            ".git",
+            "tests",
+            "test-artifacts",
+            "docs",
+            "samples",
+            "*.pyc",
+            "deployments",
         ),
     )
     queue_arn = "arn:aws:sqs:us-east-1:123456789012:backdrop-dev-stream-failures"
     merge = tmp_path / "stream-trigger.json"
     merge.write_text(json.dumps(stream_trigger.merge_template(queue_arn)))
+    # chalice as the deploy runs it: under the Python that gives the Lambdas a supported runtime
+    python = runtime.chalice_python()
+    expected_runtime = runtime.require_supported(python)
     result = subprocess.run(
         [
-            str(Path(sys.executable).parent / "chalice"),
+            *runtime.chalice_command(python),
             "package",
             "--stage",
             "dev",
@@ -119,8 +131,16 @@ def test_chalice_package_output_is_cfn_lint_clean(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     lint = _cfn_lint(out / "sam.json")
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    # the packaged stream trigger carries what Chalice cannot set, and nothing was merged beside it
     sam = json.loads((out / "sam.json").read_text())
+    # every Lambda on a supported runtime (Amazon Linux 2023), never python3.11 on Amazon Linux 2
+    functions = {n: r for n, r in sam["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+    assert len(functions) == len(FUNCTIONS)
+    runtimes = {
+        r["Properties"].get("Runtime", sam.get("Globals", {}).get("Function", {}).get("Runtime"))
+        for r in functions.values()
+    }
+    assert runtimes == {expected_runtime} and expected_runtime in runtime.SUPPORTED_RUNTIMES
+    # the packaged stream trigger carries what Chalice cannot set, and nothing was merged beside it
     trigger = sam["Resources"][stream_trigger.FUNCTION_LOGICAL_ID]["Properties"]["Events"]
     assert list(trigger) == [stream_trigger.EVENT_LOGICAL_ID]
     properties = trigger[stream_trigger.EVENT_LOGICAL_ID]["Properties"]
@@ -186,14 +206,16 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
     }
     assert {r for n, r in deleters if n == "delete_job_data"} == {r for n, r in deleters if n == "api_handler"}
     starters = {n for n, d in docs.items() for s in _statements(d) if "states:StartExecution" in s["Action"]}
-    assert starters == {"start_workflow"}
+    # the stream's starter, and the sweep that starts a job left SUBMITTED with the same code
+    assert starters == {"start_workflow", "reconcile_sweep"}
     # only the API and its deleter delete (a job's files on DELETE); the API stops executions
-    # (cancel), and so does the starter for a job cancelled while it started; the webhook sender
-    # is started only where no workflow step is left to run it (a cancel, a job the reconciler closed)
+    # (cancel), and so do the starter and the sweep running its code, for a run whose job was
+    # cancelled while it started; the webhook sender is started only where no workflow step is
+    # left to run it (a cancel, a job the reconciler closed)
     deleters = {n for n, d in docs.items() for s in _statements(d) if "s3:DeleteObject" in s["Action"]}
     assert deleters == {"api_handler", "finalize", "delete_job_data"}
     stoppers = {n: s for n, d in docs.items() for s in _statements(d) if "states:StopExecution" in s["Action"]}
-    assert set(stoppers) == {"api_handler", "start_workflow"}
+    assert {"api_handler", "reconcile_sweep", "start_workflow"} <= set(stoppers)
     for stopper in stoppers.values():
         assert stopper["Resource"] == ["arn:aws:states:us-east-1:123456789012:execution:backdrop-dev-workflow:*"]
     # every start reads the job first (issue #24: without GetItem no job ever started on AWS)
@@ -226,7 +248,38 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
     assert invokes("delete_job_data") == [deleter]
     # a regeneration added to a large finished job: its report rewrite, by the reconciler's function
     assert invokes("finalize") == [closer]
-    assert sorted(invokes("reconcile_sweep")) == sorted([sender, deleter])
+    # the sweep: a stranded delete, and (the starter's code) a cancelled job's closing
+    assert sorted(invokes("reconcile_sweep")) == sorted([sender, deleter, closer])
+
+
+def test_job_emails_may_be_published_to_the_stages_user_topics_only() -> None:
+    """The reconciler and its sweep publish a job's email to its owner's own topic: sns:Publish on
+    this stage's user topics, nothing else; the workflow role (its Notify step) likewise."""
+    docs = policies.lambda_policies(OUTPUTS, "dev", "us-east-1", "123456789012", registry.selectable_models())
+    publishers = {n: s for n, d in docs.items() for s in _statements(d) if "sns:Publish" in s["Action"]}
+    assert set(publishers) == {"reconcile", "reconcile_sweep"}
+    for statement in publishers.values():
+        assert statement["Action"] == ["sns:Publish"]
+        assert statement["Resource"] == ["arn:aws:sns:us-east-1:123456789012:backdrop-dev_user-*"]
+    sub = "0b7e4f2a-91c3-4d5e-8f6a-1b2c3d4e5f60"
+    topic = contracts.user_topic_arn(
+        resource_names.user_topic_arn_prefix("dev", "us-east-1", "123456789012", "aws"), sub
+    )
+    assert fnmatch.fnmatchcase(topic, publishers["reconcile"]["Resource"][0])
+    # no other stage's topics (a stage name has no "_"), and not the alarm topic
+    for other in (
+        "backdrop-dev2_user-x",
+        "backdrop-dev-alarms",
+        "backdrop-dev-user-x_user-y",
+        "backdrop-dev-notifications",
+    ):
+        assert not fnmatch.fnmatchcase(
+            f"arn:aws:sns:us-east-1:123456789012:{other}", publishers["reconcile"]["Resource"][0]
+        )
+    role = templates.load("workflow")["Resources"]["WorkflowRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    notify = next(st for st in role["Statement"] if st["Sid"] == "Notify")
+    assert notify["Action"] == "sns:Publish" and notify["Resource"] == {"Fn::Sub": "${UserTopicArnPrefix}*"}
+    assert "NotificationTopic" not in templates.load("resources")["Resources"]  # the shared topic is gone
 
 
 def test_workflow_role_wildcards_are_only_logs_and_tracing() -> None:
@@ -254,6 +307,9 @@ def moto_server() -> Any:
     """A moto server on 127.0.0.1: the deploy talks to it over HTTP like to AWS."""
     from moto.server import ThreadedMotoServer
 
+    from backend.local import sns_rules
+
+    undo = sns_rules.install()  # SNS's filter-policy quotas, as on AWS
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{server.get_host_and_port()[1]}"
@@ -262,6 +318,7 @@ def moto_server() -> Any:
     requests.post(f"{endpoint}/moto-api/reset", timeout=10)
     yield endpoint
     server.stop()
+    undo()
 
 
 def _client(service: str, endpoint: str, region: str = "us-east-1") -> Any:
@@ -336,6 +393,22 @@ def _stream_handler_as_chalice_makes_it(stage: str, region: str, stream_arn: str
     return str(arn)
 
 
+def _refuse_a_template_body_over_the_limit(params: dict[str, Any], **_: Any) -> Any:
+    """CloudFormation refuses a TemplateBody over 51,200 bytes (moto takes any size): answered as
+    AWS answers it (docs/aws-notes.md#n77-cloudformation-template-size-limits)."""
+    from botocore.awsrequest import AWSResponse
+
+    body = (params.get("body") or {}).get("TemplateBody")  # the serialized request's form fields
+    if body is None or len(body.encode()) <= TEMPLATE_BODY_LIMIT:
+        return None
+    message = (
+        "1 validation error detected: Value at 'templateBody' failed to satisfy constraint: "
+        f"Member must have length less than or equal to {TEMPLATE_BODY_LIMIT}"
+    )
+    error = {"Error": {"Code": "ValidationError", "Message": message}, "ResponseMetadata": {"HTTPStatusCode": 400}}
+    return AWSResponse("https://cloudformation.amazonaws.com/", 400, {}, None), error
+
+
 @dataclass
 class MotoDeployer(Deployer):
     """The real deployer, but the auth stack is made through the Cognito API: moto's CloudFormation
@@ -347,6 +420,10 @@ class MotoDeployer(Deployer):
     def __post_init__(self) -> None:
         self.say = self.said.append
         self.session.events.register("after-call.cloudformation.DescribeStacks", _echo_lists_as_cloudformation_does)
+        for operation in ("CreateStack", "UpdateStack"):
+            self.session.events.register(
+                f"before-call.cloudformation.{operation}", _refuse_a_template_body_over_the_limit
+            )
         super().__post_init__()
 
     def deploy_auth(self) -> dict[str, str]:
@@ -413,6 +490,11 @@ def make_deployer(tmp_path: Path, region: str = "us-east-1") -> MotoDeployer:
 @pytest.fixture
 def on_moto(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)  # the SDK's own setting, as on a real machine
+    # chalice itself is not run on moto (fake_chalice): the deploy's Python is taken as a supported
+    # one here; choosing and refusing it has its own tests (test_the_deploy_refuses_...)
+    from backend import doctor as doctor_module
+
+    monkeypatch.setattr(doctor_module, "runtime_for_this_interpreter", lambda: "python3.12")
     return moto_server
 
 
@@ -626,8 +708,10 @@ def test_the_failed_workflow_alarm_publishes_to_a_topic_cloudwatch_may_use() -> 
     ]
     assert granted and {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(granted[0]["Action"])
     assert resources["Outputs"]["AlarmTopicArn"]["Value"] == {"Ref": "AlarmTopic"}
-    # the job-report topic keeps the AWS-managed key, which is fine for Step Functions' own role
-    assert resources["Resources"]["NotificationTopic"]["Properties"]["KmsMasterKeyId"] == "alias/aws/sns"
+    # the users' job-email topics keep the AWS-managed key, which is fine for Step Functions' own role
+    from backend import user_topics
+
+    assert user_topics.TOPIC_ATTRIBUTES["KmsMasterKeyId"] == "alias/aws/sns"
 
 
 def _role_statements() -> dict[str, dict[str, Any]]:
@@ -858,48 +942,118 @@ def test_the_deploy_guide_documents_every_setting() -> None:
 # ------------------------------------------------------------------------------ each user's own email
 
 
-def test_create_user_subscribes_the_user_to_their_own_job_emails_only(deployer: MotoDeployer, moto_server: str) -> None:
-    from chalicelib.notify import owner_attributes
+class _Claims:
+    """The job store's side of a Notifier, for a publish without a table: every claim is granted."""
 
-    outputs = deployer.deploy(email="ops@example.com", model="stability-inpaint", max_concurrency=8)
+    def __init__(self) -> None:
+        self.recorded: list[tuple[str, str]] = []
+
+    def claim_notification(self, job_id: str, sender: str, stale_before: str) -> bool:
+        return True
+
+    def set_notification(self, job_id: str, status: Any, sender: str, **details: str) -> None:
+        self.recorded.append((job_id, status.value))
+
+
+def test_create_user_gives_every_user_their_own_topic_past_the_200th(deployer: MotoDeployer, moto_server: str) -> None:
+    """250 users made by create-user on moto with SNS's filter-policy quotas enforced (one shared
+    topic with a filter policy per user was refused at the 201st): each has their own topic with
+    one email subscription, to their own address, and no filter policy; the notifier's emails of
+    the 201st's and the 250th's jobs reach their topics only; delete-user and teardown remove them."""
+    deployer.deploy(email="ops@example.com", model="stability-inpaint", max_concurrency=8)
     cognito, sns, sqs = (_client(s, moto_server) for s in ("cognito-idp", "sns", "sqs"))
     pool_id = cognito.list_user_pools(MaxResults=10)["UserPools"][0]["Id"]
     real_output = deployer.stack_output
     deployer.stack_output = lambda kind, key: pool_id if kind == "auth" else real_output(kind, key)  # type: ignore[method-assign]
-    deployer.create_user("ann@example.com", "Ann-password-2026!")
-    deployer.create_user("bob@example.com", "Bob-password-2026!")
+    addresses = [f"user{n}@example.com" for n in range(1, 251)]
+    for address in addresses:  # one shared topic with a filter policy per user: refused at the 201st
+        deployer.create_user(address, "User-password-2026!")
+    from backend import user_topics
+    from chalicelib.notify import NotificationSender, Notifier
 
     def sub_of(name: str) -> str:
         attributes = cognito.admin_get_user(UserPoolId=pool_id, Username=name)["UserAttributes"]
         return next(a["Value"] for a in attributes if a["Name"] == "sub")
 
-    ann, bob = sub_of("ann@example.com"), sub_of("bob@example.com")
-    job_topic = sns.list_subscriptions_by_topic(TopicArn=outputs["TopicArn"])["Subscriptions"]
-    filters = {}
-    for subscription in job_topic:
-        assert subscription["Protocol"] == "email"
-        attributes = sns.get_subscription_attributes(SubscriptionArn=subscription["SubscriptionArn"])["Attributes"]
-        assert attributes.get("FilterPolicyScope", "MessageAttributes") == "MessageAttributes"
-        filters[subscription["Endpoint"]] = json.loads(attributes["FilterPolicy"])
-    # each user, filtered on their own sub; the deployer's address is not on the job topic
-    assert filters == {"ann@example.com": {"owner": [ann]}, "bob@example.com": {"owner": [bob]}}
-    # (the alarm subscription is an AWS::SNS::Subscription, which moto's CloudFormation does not
-    # create; the template test below checks it)
+    subs = {address: sub_of(address) for address in addresses}
+    topics = set(user_topics.topics(sns, "dev"))
+    assert topics == {f"arn:aws:sns:us-east-1:123456789012:backdrop-dev_user-{sub}" for sub in subs.values()}
+    owners = {}
+    for page in sns.get_paginator("list_subscriptions").paginate():
+        for subscription in page["Subscriptions"]:
+            if subscription["TopicArn"] not in topics:
+                continue
+            assert subscription["Protocol"] == "email" and subscription["TopicArn"] not in owners
+            owners[subscription["TopicArn"]] = subscription["Endpoint"]
+            attributes = sns.get_subscription_attributes(SubscriptionArn=subscription["SubscriptionArn"])["Attributes"]
+            assert "FilterPolicy" not in attributes
+    assert owners == {contracts.user_topic_arn(_prefix(), sub): address for address, sub in subs.items()}
+    # the topics are encrypted at rest like the stack's own
+    some_topic = next(iter(topics))
+    assert sns.get_topic_attributes(TopicArn=some_topic)["Attributes"]["KmsMasterKeyId"] == "alias/aws/sns"
 
-    # what those filter policies do (moto delivers to SQS, not to email): the same policies on two
-    # inboxes; a job email published for Ann reaches Ann's inbox only, one without owner nobody's
+    # what the topics do (moto delivers to SQS, not to email): an SQS queue beside three users'
+    # addresses; the emails of the 201st's and the 250th's jobs reach their own, the first user's nothing
+    watched = {address: addresses.index(address) for address in (addresses[0], addresses[200], addresses[249])}
     inboxes = {}
-    for sub in (ann, bob):
-        url = sqs.create_queue(QueueName=f"inbox-{sub[:8]}")["QueueUrl"]
+    for address in watched:
+        url = sqs.create_queue(QueueName=f"inbox-{watched[address]}")["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        policy = json.dumps(contracts.owner_filter_policy(sub))
-        sns.subscribe(TopicArn=outputs["TopicArn"], Protocol="sqs", Endpoint=arn, Attributes={"FilterPolicy": policy})
-        inboxes[sub] = url
-    sns.publish(TopicArn=outputs["TopicArn"], Subject="no owner", Message="reaches nobody")
-    sns.publish(TopicArn=outputs["TopicArn"], Subject="yours", Message="m", MessageAttributes=owner_attributes(ann))
-    received = {sub: sqs.receive_message(QueueUrl=url).get("Messages", []) for sub, url in inboxes.items()}
-    assert [json.loads(m["Body"])["Subject"] for m in received[ann]] == ["yours"]
-    assert received[bob] == []
+        sns.subscribe(TopicArn=contracts.user_topic_arn(_prefix(), subs[address]), Protocol="sqs", Endpoint=arn)
+        inboxes[address] = url
+    env = json.loads((deployer.chalice_dir / "config.json").read_text())["stages"]["dev"]["environment_variables"]
+    assert env["USER_TOPIC_ARN_PREFIX"] == _prefix()
+    notifier = Notifier(sns, _Claims(), env["USER_TOPIC_ARN_PREFIX"])  # type: ignore[arg-type]
+    for address in (addresses[200], addresses[249]):
+        sent = notifier.send_once(
+            f"job-of-{address}", subs[address], f"for {address}", "m", NotificationSender.RECONCILER
+        )
+        assert sent == contracts.NotificationStatus.SENT
+    received = {
+        a: [json.loads(m["Body"])["Subject"] for m in sqs.receive_message(QueueUrl=u).get("Messages", [])]
+        for a, u in inboxes.items()
+    }
+    assert received == {
+        addresses[0]: [],
+        addresses[200]: [f"for {addresses[200]}"],
+        addresses[249]: [f"for {addresses[249]}"],
+    }
+
+    # delete-user takes the user's topic with them: a later job of theirs is NO_SUBSCRIPTION
+    deployer.delete_user(addresses[200])
+    assert contracts.user_topic_arn(_prefix(), subs[addresses[200]]) not in set(user_topics.topics(sns, "dev"))
+    assert notifier.send_once("later", subs[addresses[200]], "s", "m", NotificationSender.RECONCILER) == (
+        contracts.NotificationStatus.NO_SUBSCRIPTION
+    )
+    # teardown removes every user's topic
+    deployer.teardown()
+    assert list(user_topics.topics(sns, "dev")) == []
+
+
+def _prefix() -> str:
+    return resource_names.user_topic_arn_prefix("dev", "us-east-1", "123456789012", "aws")
+
+
+def test_a_stage_with_the_old_shared_topic_moves_its_users_to_their_own(
+    deployer: MotoDeployer, moto_server: str
+) -> None:
+    """A stage deployed before: one topic, one filtered email subscription per user. The deploy
+    gives each of them their own topic before the stack update removes the old one."""
+    from backend import user_topics
+
+    sns = _client("sns", moto_server)
+    old = sns.create_topic(Name="backdrop-dev-notifications")["TopicArn"]
+    for n in range(3):
+        sns.subscribe(
+            TopicArn=old,
+            Protocol="email",
+            Endpoint=f"u{n}@example.com",
+            Attributes={"FilterPolicy": json.dumps({"owner": [f"sub-{n}"]})},
+        )
+    deployer._legacy_job_topic = lambda: old  # type: ignore[method-assign]
+    deployer.deploy(email="", model="stability-inpaint", max_concurrency=8)
+    assert sorted(user_topics.sub_of("dev", t) for t in user_topics.topics(sns, "dev")) == ["sub-0", "sub-1", "sub-2"]
+    assert any("3 user(s) moved to their own topic" in line for line in deployer.said)
 
 
 def test_every_alarm_goes_to_the_alarm_topic_and_the_job_topic_has_no_fixed_subscriber() -> None:
@@ -910,3 +1064,113 @@ def test_every_alarm_goes_to_the_alarm_topic_and_the_job_topic_has_no_fixed_subs
     alarms = {name: r for name, r in workflow.items() if r["Type"] == "AWS::CloudWatch::Alarm"}
     assert {"FailedExecutionsAlarm", "TimedOutExecutionsAlarm", "ReconcilerErrorsAlarm"} <= set(alarms)
     assert all(a["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopicArn"}] for a in alarms.values())
+
+
+def test_the_sweep_may_do_what_starting_a_job_needs() -> None:
+    """The sweep starts a job left SUBMITTED with the starter's own code: its role must allow that
+    start's calls (the manifest in the scratch space, StartExecution, StopExecution for a job
+    cancelled while it started, the job's reads and writes)."""
+    docs = policies.lambda_policies(OUTPUTS, "dev", "us-east-1", "123456789012", registry.selectable_models())
+
+    def allowed(function: str) -> set[tuple[str, str]]:
+        return {(a, r) for s in _statements(docs[function]) for a in s["Action"] for r in s["Resource"]}
+
+    sweep = allowed("reconcile_sweep")
+    machine = policies.state_machine_arn("us-east-1", "123456789012", "dev")
+    assert ("states:StartExecution", machine) in sweep
+    assert ("states:StopExecution", policies.execution_arns("us-east-1", "123456789012", "dev")) in sweep
+    scratch = f"arn:aws:s3:::{OUTPUTS['BucketName']}/{contracts.SCRATCH_PREFIX}*"
+    assert ("s3:PutObject", scratch) in sweep
+    table = OUTPUTS["TableArn"]
+    assert {("dynamodb:GetItem", table), ("dynamodb:Query", table), ("dynamodb:UpdateItem", table)} <= sweep
+    # everything the starter's own role allows on S3, Step Functions and the table (not its stream:
+    # that is the event source's reading), the sweep has too
+    starter = {
+        (a, r)
+        for a, r in allowed("start_workflow")
+        if a.split(":")[0] in ("s3", "states", "dynamodb") and "/stream/" not in r
+    }
+    assert starter <= sweep
+
+
+def test_a_stuck_start_and_a_failing_starter_alarm_the_operator() -> None:
+    """Nothing is left stuck silently: a message in the stream-failures queue, an error of the
+    starter or of the sweep each alarm to the operator's alarm topic."""
+    resources = templates.load("resources")["Resources"]
+    queue = resources["StreamFailuresAlarm"]["Properties"]
+    assert queue["Namespace"] == "AWS/SQS" and queue["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert queue["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["StreamFailureQueue", "QueueName"]}}]
+    assert (queue["Threshold"], queue["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert queue["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    workflow = templates.workflow_template(8)["Resources"]
+    for alarm, function in (("StarterErrorsAlarm", stream_trigger.FUNCTION), ("SweepErrorsAlarm", "reconcile_sweep")):
+        properties = workflow[alarm]["Properties"]
+        assert (properties["Namespace"], properties["MetricName"]) == ("AWS/Lambda", "Errors")
+        name = properties["Dimensions"][0]["Value"]["Fn::Sub"]
+        assert name.replace("${Stage}", "dev") == resource_names.lambda_function("dev", function)
+        assert properties["AlarmActions"] == [{"Ref": "AlarmTopicArn"}]
+
+
+def test_a_template_over_the_template_body_limit_reaches_cloudformation_through_s3(
+    deployer: MotoDeployer, moto_server: str
+) -> None:
+    deployer.outputs.update(
+        deployer.deploy_stack("resources", templates.load("resources"), deployer.resource_parameters("", {}))
+    )
+    big = {
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Metadata": {"Padding": "x" * 60_000},
+        "Resources": {"Queue": {"Type": "AWS::SQS::Queue"}},
+    }
+    size = len(templates.to_json(big).encode())
+    assert size > TEMPLATE_BODY_LIMIT
+    cfn = _client("cloudformation", moto_server)
+    # the emulated limit is CloudFormation's: this body in the request is refused
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError, match="less than or equal to 51200"):
+        deployer.cfn.create_stack(StackName="inline", TemplateBody=templates.to_json(big))
+    deployer.deploy_stack("big", big, {})
+    stack = cfn.describe_stacks(StackName=stack_name("dev", "big"))["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    deployed = cfn.get_template(StackName=stack_name("dev", "big"))["TemplateBody"]
+    assert (deployed if isinstance(deployed, dict) else json.loads(deployed)) == big
+    assert any(f"template {size:,} bytes, passed as TemplateURL" in line for line in deployer.said), deployer.said
+    # the copy CloudFormation read is gone once the stack operation ended
+    listed = _client("s3", moto_server).list_objects_v2(Bucket=deployer.outputs["BucketName"], Prefix=TEMPLATES_PREFIX)
+    assert listed.get("KeyCount", 0) == 0
+    # a change goes the same way; the same template again is left alone
+    bigger = {**big, "Metadata": {"Padding": "y" * 70_000}}
+    deployer.deploy_stack("big", bigger, {})
+    deployed = cfn.get_template(StackName=stack_name("dev", "big"))["TemplateBody"]
+    assert (deployed if isinstance(deployed, dict) else json.loads(deployed)) == bigger
+    deployer.deploy_stack("big", bigger, {})
+    assert deployer.said[-2:] == [
+        f"stack backdrop-dev-big: template {len(templates.to_json(bigger).encode()):,} bytes, deployed already",
+        "stack backdrop-dev-big: no changes",
+    ]
+    # every template's size is said, small ones sent in the request
+    assert any("backdrop-dev-resources: template" in line and "sent in the request" in line for line in deployer.said)
+
+
+def test_the_deploy_refuses_a_python_whose_runtime_is_past_its_end_of_life(tmp_path: Path, monkeypatch) -> None:
+    """Chalice gives the Lambdas the runtime of the Python that runs it: the deploy runs it only
+    under one whose runtime Lambda supports on Amazon Linux 2023, and says how to get one."""
+    import backend.deploy as deploy_module
+    from backend.errors import DeployError
+
+    here = sys.version_info[:2]
+    if f"python{here[0]}.{here[1]}" in runtime.SUPPORTED_RUNTIMES:
+        assert runtime.require_supported(sys.executable) == f"python{here[0]}.{here[1]}"
+        return
+    monkeypatch.setenv(runtime.CHALICE_PYTHON_VARIABLE, sys.executable)  # this suite's Python: 3.11
+    # refused before chalice runs (chalice on an empty project would fail with CalledProcessError)
+    with pytest.raises(DeployError) as refused:
+        deploy_module.run_chalice_deploy("dev", {}, "us-east-1", tmp_path)
+    message = str(refused.value)
+    assert f"would deploy python{here[0]}.{here[1]}" in message and "make deploy-env" in message
+    assert runtime.CHALICE_PYTHON_VARIABLE in message
+    # ... nor under something that cannot run chalice at all
+    monkeypatch.setenv(runtime.CHALICE_PYTHON_VARIABLE, str(tmp_path / "no-python"))
+    with pytest.raises(DeployError, match="cannot run chalice"):
+        deploy_module.run_chalice_deploy("dev", {}, "us-east-1", tmp_path)

@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+from builders import SCENE_REGION
 from chalice.test import Client
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
@@ -168,6 +169,7 @@ def _upload(owner: str, photo: Any) -> str:
     return ref
 
 
+@pytest.mark.region(SCENE_REGION)  # its scene job must be accepted
 def test_live_answers_of_every_route_match_the_document(client, token_for, photo, store, monkeypatch) -> None:
     live = Live(client, token_for("owner-1"))
     live("GET", "/health", 200, auth=False)

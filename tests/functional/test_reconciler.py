@@ -15,16 +15,27 @@ BUCKET = "backdrop-test-bucket"
 OWNER = "owner-1"
 
 
+def _user_inbox(owner: str) -> tuple[str, str]:
+    """The owner's own job-email topic, as create-user makes it, with an SQS queue standing in for
+    their address: (the topic, the queue)."""
+    from backend.local.stack import add_user
+
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName=f"inbox-{owner}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return add_user(boto3.client, "test", owner, queue_arn), queue
+
+
 @pytest.fixture
 def mail(resources: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The job-email topic with an SQS queue standing in for the owner's inbox."""
-    sns, sqs = boto3.client("sns"), boto3.client("sqs")
-    topic = sns.create_topic(Name="backdrop-test-notifications")["TopicArn"]
-    queue = sqs.create_queue(QueueName="backdrop-test-inbox")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
-    monkeypatch.setenv("NOTIFICATION_TOPIC_ARN", topic)
-    return {"topic": topic, "queue": queue, "queue_arn": queue_arn}
+    """The owner's job-email topic with an SQS queue standing in for their inbox."""
+    from backend import resource_names
+
+    monkeypatch.setenv(
+        "USER_TOPIC_ARN_PREFIX", resource_names.user_topic_arn_prefix("test", "us-east-1", "123456789012", "aws")
+    )
+    topic, queue = _user_inbox(OWNER)
+    return {"topic": topic, "queue": queue}
 
 
 def _inbox(queue_url: str) -> list[dict[str, Any]]:
@@ -155,18 +166,18 @@ def test_a_job_the_workflow_finished_is_left_as_it_is(mail, event) -> None:
     assert _inbox(mail["queue"]) == []
 
 
-def test_an_email_sns_refused_is_sent_on_a_later_delivery(mail, event) -> None:
+def test_an_email_sns_refused_is_sent_on_a_later_delivery(mail, event, monkeypatch) -> None:
+    from harness import SnsOutage
+
     job_id = _job(["RUNNING"])
-    boto3.client("sns").delete_topic(TopicArn=mail["topic"])
-    with pytest.raises(Exception, match="NotFound|does not exist"):
+    outage = SnsOutage(monkeypatch)
+    with pytest.raises(Exception, match="InternalError|simulated SNS outage"):
         _invoke(_event(event, job_id, "ABORTED", error=None))
     job = _job_item(job_id)
     assert job["status"] == "FAILED"  # the report is written before the email is tried
     assert job["notification"]["status"] == "FAILED" and job["notification"]["error"].startswith("SNS.")
     # SNS is back (Lambda's own retry of the event, or the sweep): the one email goes out
-    sns = boto3.client("sns")
-    sns.create_topic(Name="backdrop-test-notifications")
-    sns.subscribe(TopicArn=mail["topic"], Protocol="sqs", Endpoint=mail["queue_arn"])
+    outage.end()
     assert _invoke(_event(event, job_id, "ABORTED", error=None))["email"] == "SENT"
     assert len(_inbox(mail["queue"])) == 1
 
@@ -203,19 +214,25 @@ def test_a_job_whose_owner_declined_email_is_closed_without_one(mail, event) -> 
 
 
 def test_the_reconcilers_email_goes_to_the_owner_only(mail, event) -> None:
-    """Published with the owner attribute: an inbox filtered on another owner gets nothing."""
-    sns, sqs = boto3.client("sns"), boto3.client("sqs")
-    inboxes = {}
-    for owner in (OWNER, "someone-else"):
-        url = sqs.create_queue(QueueName=f"inbox-{owner}")["QueueUrl"]
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        policy = json.dumps(contracts.owner_filter_policy(owner))
-        sns.subscribe(TopicArn=mail["topic"], Protocol="sqs", Endpoint=arn, Attributes={"FilterPolicy": policy})
-        inboxes[owner] = url
+    """Published to the owner's own topic: another user's inbox gets nothing."""
+    _, elsewhere = _user_inbox("someone-else")
     job_id = _job(["PENDING"])
     assert _invoke(_event(event, job_id, "ABORTED"))["email"] == "SENT"
-    assert [e["MessageAttributes"]["owner"]["Value"] for e in _inbox(inboxes[OWNER])] == [OWNER]
-    assert _inbox(inboxes["someone-else"]) == []
+    assert [e["MessageAttributes"]["owner"]["Value"] for e in _inbox(mail["queue"])] == [OWNER]
+    assert _inbox(elsewhere) == []
+
+
+def test_an_owner_without_a_topic_settles_the_job_without_an_email(mail, event) -> None:
+    """A user made without create-user has no topic: the job closes, its email is recorded as
+    NO_SUBSCRIPTION (not FAILED, nothing raised), and a redelivered event does not try again."""
+    job_id = _job(["RUNNING"])
+    boto3.client("sns").delete_topic(TopicArn=mail["topic"])
+    outcome = _invoke(_event(event, job_id, "ABORTED"))
+    assert outcome["reportWritten"] is True and outcome["email"] == "NO_SUBSCRIPTION"
+    job = _job_item(job_id)
+    assert job["status"] == "FAILED" and job["notification"]["status"] == "NO_SUBSCRIPTION"
+    again = _invoke(_event(event, job_id, "ABORTED"))
+    assert again["reportWritten"] is False and again["email"] == "NO_SUBSCRIPTION"
 
 
 def _started_webhooks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:

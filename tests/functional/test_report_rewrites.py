@@ -39,8 +39,8 @@ def machine(resources: dict[str, Any]) -> None:
 def large(resources: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Every job counts as large (a one-image job stands in for 10,000); answers the rewrites started."""
     started: list[dict[str, Any]] = []
-    # the reconciler's function also sends emails: it is built with the job-email topic
-    monkeypatch.setenv("NOTIFICATION_TOPIC_ARN", boto3.client("sns").create_topic(Name="backdrop-test")["TopicArn"])
+    # the reconciler's function also sends emails: it is built with the users' job-email topics
+    monkeypatch.setenv("USER_TOPIC_ARN_PREFIX", "arn:aws:sns:us-east-1:123456789012:backdrop-test_user-")
     monkeypatch.setattr(rewrites, "SYNC_REWRITE_LIMIT", 0)
     monkeypatch.setattr(backdrop_app, "start_report_rewrite", started.append)
     return started

@@ -398,6 +398,25 @@ def test_labels_not_detected_in_time_are_pending_and_answered_later(resources: d
     found, pending = service.labels_many(keys, budget_s=0.05)
     assert pending and len(found) + len(pending) == len(keys)
     deadline = time.monotonic() + 10
-    while pending and time.monotonic() < deadline:  # detection went on and was cached
+    while pending and time.monotonic() < deadline:  # each ask detects (and caches) more of them
         found, pending = service.labels_many(keys, budget_s=1.0)
     assert not pending and set(found) == set(keys)
+
+
+def test_labels_leave_no_detection_running_after_the_answer(resources: dict[str, Any], store) -> None:
+    """Lambda freezes the environment once the handler returns: POST /labels must not answer while
+    detections it started are still running (they would stall, or run inside a later request)."""
+    slow = _SlowRekognition(0.3)
+    service = LabelService(slow, store, boto3.client("s3"), BUCKET)
+    keys = [contracts.upload_key("owner-1", _upload("owner-1")) for _ in range(3 * DETECT_WORKERS)]
+    found, pending = service.labels_many(keys, budget_s=0.05)
+    # nothing of this request runs on: no pool thread alive, no call in flight
+    assert [t.name for t in threading.enumerate() if t.name.startswith("labels")] == []
+    assert slow.running == 0
+    calls = slow.calls
+    time.sleep(0.5)
+    assert slow.calls == calls  # no detection started after the answer either
+    # what had started was finished and answered; what had not is pending, never half-done
+    assert len(found) == calls and len(pending) == len(keys) - calls and pending
+    assert all(store.cached_labels(key) is not None for key in found)
+    assert all(store.cached_labels(key) is None for key in pending)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from builders import SCENE_REGION
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -50,7 +51,15 @@ class FakeApi:
         return {"status": "ok"}
 
     def models(self) -> dict[str, Any]:
-        models = [{**m.public(), "selectable": registry.is_selectable(m)} for m in registry.all_models()]
+        # as GET /models answers: selectable = not retired and callable from the deployment's Region
+        models = [
+            {
+                **m.public(),
+                "selectable": registry.is_selectable(m) and registry.region_refusal(m) is None,
+                "unavailableHere": registry.region_refusal(m),
+            }
+            for m in registry.all_models()
+        ]
         return {"models": models, "default": "stability-inpaint"}
 
     def presets(self) -> dict[str, Any]:
@@ -597,6 +606,26 @@ def test_the_browser_is_known_by_its_xsrf_secret_not_by_the_cookie_mask(monkeypa
     other = cookie(b"\x01\x02\x03\x04", b"secret-token-2")
     monkeypatch.setattr(session.st, "context", type("C", (), {"cookies": {"_streamlit_xsrf": other}})())
     assert session._browser() != seen[0]
+
+
+_SCENE_LABEL = "One generated scene for the whole batch"  # frontend/pages/new_batch.py's BACKGROUND_LABELS
+
+
+def test_the_scene_background_is_offered_only_where_the_api_accepts_it(app) -> None:
+    """In us-east-1 the scene model cannot be called (it runs in us-west-2): no scene choice, and
+    the form says why, instead of a 400 after the photos are uploaded."""
+    at, _ = app
+    _upload(at, ["a.png"])
+    assert _SCENE_LABEL not in at.radio(key="background_source").options
+    assert "Plain colour" in at.radio(key="background_source").options
+    assert any("us-west-2" in c.value for c in at.caption)
+
+
+@pytest.mark.region(SCENE_REGION)
+def test_the_scene_background_is_offered_in_the_scene_models_region(app) -> None:
+    at, _ = app
+    _upload(at, ["a.png"])
+    assert _SCENE_LABEL in at.radio(key="background_source").options
 
 
 def test_a_colour_batch_with_a_preset_submits_no_prompt_and_costs_one_call_per_photo(app) -> None:

@@ -187,6 +187,11 @@ def test_a_job_carries_its_webhook_and_the_owner_gets_a_stable_secret(client, to
         ("http://hooks.example.com/b", ["93.184.215.14"], "https"),
         ("https://hooks.example.com/b", ["93.184.215.14", "172.16.0.4"], "resolves to 172.16.0.4"),
         ("https://169.254.169.254/latest", [], "not a public address"),
+        # IPv4 written inside IPv6 (issue #26): compatible, NAT64, IPv4-translated
+        ("https://[::a9fe:a9fe]/latest", [], "IPv4-compatible form of 169.254.169.254"),
+        ("https://[64:ff9b::a9fe:a9fe]/latest", [], "NAT64 form of 169.254.169.254"),
+        ("https://[::ffff:0:7f00:1]/", [], "IPv4-translated form of 127.0.0.1"),
+        ("https://hooks.example.com/b", ["64:ff9b:1::a00:1"], "resolves to 64:ff9b:1::a00:1"),
         (42, [], "https"),
     ],
 )

@@ -115,11 +115,11 @@ def test_partition_is_derived_not_assumed() -> None:
         "BucketName": "b",
         "TableArn": f"arn:aws-cn:dynamodb:cn-north-1:{ACCOUNT}:table/t",
         "StreamArn": f"arn:aws-cn:dynamodb:cn-north-1:{ACCOUNT}:table/t/stream/x",
-        "TopicArn": f"arn:aws-cn:sns:cn-north-1:{ACCOUNT}:backdrop-dev-notifications",
         "StreamFailureQueueArn": f"arn:aws-cn:sqs:cn-north-1:{ACCOUNT}:q",
     }
     documents = policies.lambda_policies(outputs, "dev", "cn-north-1", ACCOUNT, registry.selectable_models())
     text = repr(documents)
     assert "arn:aws:" not in text
     assert "arn:aws-cn:s3:::b/uploads/*" in text
+    assert f"arn:aws-cn:sns:cn-north-1:{ACCOUNT}:backdrop-dev_user-*" in text  # the users' job-email topics
     assert policies.state_machine_arn("cn-north-1", ACCOUNT, "dev").startswith("arn:aws-cn:states:cn-north-1:")

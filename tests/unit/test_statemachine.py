@@ -17,7 +17,7 @@ SUBSTITUTIONS = {
         f.arn_placeholder: f"arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-{f.name}"
         for f in WORKFLOW_FUNCTIONS
     },
-    "NotificationTopicArn": "arn:aws:sns:us-east-1:123456789012:backdrop-dev",
+    "UserTopicArnPrefix": "arn:aws:sns:us-east-1:123456789012:backdrop-dev_user-",
     "BucketName": "backdrop-dev-bucket",
     "MapExecutionType": "EXPRESS",
     "MapMaxConcurrency": 20,
@@ -374,11 +374,19 @@ def test_a_scene_is_generated_once_before_the_map_and_its_failure_skips_the_map(
     assert ready["Choices"][0]["Next"] == MAP and ready["Default"] == "Write the report"
 
 
-def test_job_emails_carry_the_owner_attribute_users_filter_on_and_honour_opt_out() -> None:
+def test_job_emails_go_to_the_owners_own_topic_and_honour_opt_out() -> None:
     from chalicelib import contracts
 
     states = _definition()["States"]
-    attributes = states["Email the summary"]["Parameters"]["MessageAttributes"]
+    # the owner's own topic: the stage's user-topic prefix and their sub, what contracts.user_topic_arn makes
+    parameters = states["Email the summary"]["Parameters"]
+    assert parameters["TopicArn.$"] == "States.Format('${UserTopicArnPrefix}{}', $.owner)"
+    assert "TopicArn" not in parameters
+    rendered = json.loads(render_definition(SUBSTITUTIONS))["States"]["Email the summary"]["Parameters"]
+    template = rendered["TopicArn.$"].removeprefix("States.Format('").removesuffix("', $.owner)")
+    sub = "0b7e4f2a-91c3-4d5e-8f6a-1b2c3d4e5f60"
+    assert template.replace("{}", sub) == contracts.user_topic_arn(SUBSTITUTIONS["UserTopicArnPrefix"], sub)
+    attributes = parameters["MessageAttributes"]
     assert list(attributes) == [contracts.NOTIFY_OWNER_ATTRIBUTE]
     assert attributes[contracts.NOTIFY_OWNER_ATTRIBUTE] == {"DataType": "String", "StringValue.$": "$.owner"}
     assert states["Write the report"]["Next"] == "Is an email wanted"
