@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backend.local import iam
+from backend.resource_names import user_topic_arn_prefix
 from chalicelib import contracts
 from chalicelib.functions import FUNCTIONS, Grant
 
@@ -178,7 +179,7 @@ def _probes(name: str, kind: str, value: str) -> list[tuple[str, str, dict[str, 
         "start-workflow": [("states:StartExecution", iam.TESTS.state_machine_arn, {})],
         "read-executions": [("states:DescribeExecution", execution, {})],
         "list-executions": [("states:ListExecutions", iam.TESTS.state_machine_arn, {})],
-        "publish-job-email": [("sns:Publish", outputs["TopicArn"], {})],
+        "publish-job-email": [("sns:Publish", f"{user_topic_arn_prefix(stage, region, account, 'aws')}x", {})],
         "stream-failures": [("sqs:SendMessage", outputs["StreamFailureQueueArn"], {})],
         "stop-workflow": [("states:StopExecution", execution, {})],
         "start-webhook": [("lambda:InvokeFunction", f"{function}send_webhook", {})],
