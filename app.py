@@ -466,6 +466,8 @@ def _starter() -> WorkflowStarter:
         aws.client("stepfunctions"),
         settings.bucket_name,
         settings.state_machine_arn,
+        # a job cancelled before its images were written: its closing, by the reconciler's function
+        start_closing=lambda job_id, owner, bucket: start_cancel_closing(job_id, owner, bucket),
     )
 
 

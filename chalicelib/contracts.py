@@ -434,6 +434,11 @@ def manifest_key(job_id: str) -> str:
     return f"{_scratch(job_id)}manifest.json"
 
 
+def images_file_key(job_id: str) -> str:
+    """The image records POST /jobs accepted, which the starter writes as the job's image items."""
+    return f"{_scratch(job_id)}images.json"
+
+
 def request_key(job_id: str, image_id: str, step: str) -> str:
     return f"{_scratch(job_id)}requests/{image_id}.{step}.json"
 
@@ -621,6 +626,9 @@ JOB_COST_ATTRIBUTE: Final = "costUsd"
 JOB_REGENERATED_COST_ATTRIBUTE: Final = "regeneratedCostUsd"
 JOB_REGENERATIONS_ATTRIBUTE: Final = "regenerationsAdded"  # (an image item's `regenerations` counts those asked)
 JOB_ESTIMATE_ATTRIBUTE: Final = "estimate"
+# On a job whose image items are still being written by the starter (chalicelib/starter.py): the
+# S3 key of the records it writes them from; removed once every image item is written.
+JOB_IMAGES_PENDING_ATTRIBUTE: Final = "imagesPending"
 
 
 def verdict_count_attribute(verdict: Verdict | str) -> str:

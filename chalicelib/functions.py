@@ -83,8 +83,9 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         # what goes in and writes the zip under the results prefix
         s3_read=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX),
         # a cancel writes the job's report; a small archive is written under the results prefix; a
-        # delete removes the job's files (and, if asked, originals)
-        s3_write=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX),
+        # delete removes the job's files (and, if asked, originals); POST /jobs writes the job's
+        # image records under its scratch prefix for the starter (chalicelib/jobs.py submit)
+        s3_write=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX, SCRATCH_PREFIX),
         s3_delete=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX, SCRATCH_PREFIX),
         # DeleteItem: an idempotency record whose request failed is removed (chalicelib/idempotency.py)
         table_actions=("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchWriteItem", "BatchGetItem"),
@@ -110,12 +111,25 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         "start_workflow",
         memory_mb=512,
         timeout_s=300,
+        # reads the image records POST /jobs accepted, writes the manifest (both in the job's scratch)
+        s3_read=(SCRATCH_PREFIX,),
         s3_write=(SCRATCH_PREFIX,),
-        # GetItem: every start reads the job first (chalicelib/starter.py); Query: its images
-        table_actions=("GetItem", "Query", "UpdateItem"),
-        # the event source mapping sends what it gives up on to the failure queue with this role;
-        # a job cancelled while it was starting has the execution just started stopped again
-        grants=frozenset({Grant.READ_JOBS_STREAM, Grant.START_WORKFLOW, Grant.STREAM_FAILURES, Grant.STOP_WORKFLOW}),
+        # GetItem: the job as it is now; BatchWriteItem: its image items, 25 a call at the
+        # partition's pace (and their removal if the job went meanwhile); Query: the manifest of a
+        # job whose images were written before
+        table_actions=("GetItem", "Query", "UpdateItem", "BatchWriteItem"),
+        # the event source mapping sends what it gives up on to the failure queue with this role; a
+        # job cancelled before its images were written has its closing started on the reconciler,
+        # one cancelled while it was starting has the execution just started stopped again
+        grants=frozenset(
+            {
+                Grant.READ_JOBS_STREAM,
+                Grant.START_WORKFLOW,
+                Grant.STREAM_FAILURES,
+                Grant.START_CANCEL_CLOSING,
+                Grant.STOP_WORKFLOW,
+            }
+        ),
     ),
     LambdaFunction(
         "detect_labels",

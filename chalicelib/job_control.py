@@ -133,6 +133,18 @@ class JobControl:
                 exc, f"job {job_id} is marked CANCELLED but its workflow could not be stopped"
             ) from exc
         job = self._own_job(owner, job_id)
+        if job.get(contracts.JOB_IMAGES_PENDING_ATTRIBUTE):
+            # its image items are still being written by the starter, the one writer of them until
+            # they all are: it writes them CANCELLED and starts the closing (chalicelib/starter.py);
+            # noted first, so the reconciler's sweep closes it if that never happens
+            if not job.get("closing"):
+                self.store.note_background_work(BackgroundWork.CLOSE_CANCELLED, job_id, owner, self.bucket)
+                claim = {"status": ClosingStatus.STARTED.value, "since": contracts.utc_now_iso()}
+                self.store.hand_closing_to_starter(job_id, claim)
+                job = self._own_job(owner, job_id)
+            if job.get(contracts.JOB_IMAGES_PENDING_ATTRIBUTE):
+                return self._cancelled_answer(job)
+            # written meanwhile (before the hand-over): closed here, as usual
         handed_off = (job.get("closing") or {}).get("status") == ClosingStatus.STARTED.value
         if self.start_closing is not None and (handed_off or self._unfinished(job) > self.sync_close_limit):
             return self._hand_off(job)  # a repeat while the background run works answers the same

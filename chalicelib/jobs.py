@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import secrets
@@ -603,30 +604,49 @@ class JobService:
             stored_settings[review.REVIEW_SECONDS_SETTING] = review_seconds
         if regenerates is not None:  # its result becomes one more variant of that image (Finalize)
             stored_settings[contracts.REGENERATES_SETTING] = dict(regenerates)
-        self.store.put_job(
-            job_id=job_id,
-            owner=owner,
-            model=spec.key,
-            settings=stored_settings,
-            images=[
-                NewImage(
-                    image_id=i.image_id,
-                    image_ref=i.image_ref,
-                    key=keys[i.image_ref],
-                    name=i.name,
-                    labels=i.labels,
-                    boxes=_boxes_for(labels[keys[i.image_ref]], i.labels) if i.labels else (),
-                    prompt=i.prompt,
-                    background=i.background.to_dict() if i.background else None,
-                )
-                for i in images
-            ],
-            notify=notify,
-            email=email,
-            webhook_url=webhook_url,
-            retry_of=retry_of,
-            estimate=estimated.to_dict(),
-        )
+        new_images = [
+            NewImage(
+                image_id=i.image_id,
+                image_ref=i.image_ref,
+                key=keys[i.image_ref],
+                name=i.name,
+                labels=i.labels,
+                boxes=_boxes_for(labels[keys[i.image_ref]], i.labels) if i.labels else (),
+                prompt=i.prompt,
+                background=i.background.to_dict() if i.background else None,
+            )
+            for i in images
+        ]
+        # Accept first: the image records go to S3 in one object, then the job item alone; the
+        # starter writes the image items at the partition's pace (chalicelib/starter.py). Nothing
+        # is in the table before the job item, so no failure can leave images without their job.
+        images_file = contracts.images_file_key(job_id)
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=images_file,
+                Body=json.dumps([image.to_record() for image in new_images], separators=(",", ":")).encode(),
+                ContentType="application/json",
+            )
+        except ClientError as exc:
+            raise service_failure(exc, "could not store the job's images") from exc
+        try:
+            self.store.put_job(
+                job_id=job_id,
+                owner=owner,
+                model=spec.key,
+                settings=stored_settings,
+                images=new_images,
+                notify=notify,
+                email=email,
+                webhook_url=webhook_url,
+                retry_of=retry_of,
+                estimate=estimated.to_dict(),
+                images_file=images_file,
+            )
+        except Exception:
+            self._forget(images_file)  # the job was not written: nothing may refer to the file
+            raise
         return {
             "jobId": job_id,
             "status": JobStatus.SUBMITTED.value,
@@ -634,6 +654,12 @@ class JobService:
             "model": spec.key,
             "estimate": estimated.to_dict(),
         }
+
+    def _forget(self, key: str) -> None:
+        """Best effort: a scratch file no job refers to (the bucket's scratch lifecycle rule removes
+        it anyway if this fails)."""
+        with contextlib.suppress(ClientError):
+            self.s3.delete_object(Bucket=self.bucket, Key=key)
 
     def _background_photo_problems(self, key: str, where: str, placement: backgrounds.Placement | None) -> str | None:
         """Why a background photo cannot be used (None: it can): it must exist, be an image, and be
@@ -947,6 +973,18 @@ class JobService:
             }
         if query.limit == 0:
             return view
+        preparing = (JobStatus.SUBMITTED.value, JobStatus.CANCELLED.value)
+        if job.get(contracts.JOB_IMAGES_PENDING_ATTRIBUTE) and job["status"] in preparing:
+            # accepted, its image items still being written (chalicelib/starter.py): the counts say
+            # how many there are; the page says they are being prepared rather than that there are none
+            return {
+                **view,
+                "images": [],
+                "nextCursor": None,
+                "imagesPreparing": True,
+                "message": f"the job's {int(job.get('imageCount') or 0):,} images are being prepared; "
+                "they are listed here in a few seconds",
+            }
         page = self.store.images_page(
             owner, job_id, limit=query.limit, cursor=query.cursor, status=query.status, verdict=query.verdict
         )

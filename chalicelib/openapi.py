@@ -785,6 +785,12 @@ def schemas() -> dict[str, Any]:
                     "description": "a DELETING job's progress (then `images` is empty, with no cursor and no "
                     "reports); once it is gone, GET answers 404",
                 },
+                "imagesPreparing": {
+                    "type": "boolean",
+                    "description": "true while a just-accepted job's images are being written (a few seconds; "
+                    "`counts` already counts them): `images` is empty and `message` says so",
+                },
+                "message": {**_STRING, "description": "what `imagesPreparing` means, in words"},
             },
             [*_SUMMARY_REQUIRED, "settings"],
         ),

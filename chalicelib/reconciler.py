@@ -249,6 +249,10 @@ class Reconciler:
         if job.get("reportKeys"):
             self.store.background_work_done(BackgroundWork.CLOSE_CANCELLED, job_id)
             return {"jobId": job_id, "jobStatus": job["status"], "reportWritten": False}
+        if job.get(contracts.JOB_IMAGES_PENDING_ATTRIBUTE):
+            # cancelled before its image items were all written: the starter still writes them
+            # (the only writer until then) and starts this closing when it is done; the note stays
+            return None
         self.reporter.write(job_id, owner, bucket)
         log.info("cancelled job %s closed in the background", job_id)
         self._webhook(job_id, owner)

@@ -27,6 +27,7 @@ import base64
 import binascii
 import functools
 import json
+import math
 import operator
 import random
 import threading
@@ -39,6 +40,7 @@ from decimal import Decimal
 from typing import Any, Final, TypeVar, cast
 
 from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
 from chalicelib import config, contracts
@@ -47,6 +49,7 @@ from chalicelib.errors import (
     CONDITION_FAILED,
     DYNAMODB_CONTENTION_RETRY,
     SERVER_ERROR_CODES,
+    THROTTLING_CODES,
     BadRequest,
     StorageError,
     cancellation_codes,
@@ -69,6 +72,20 @@ WEBHOOK_PENDING: Final = "PENDING"
 _TRANSITION_ATTEMPTS: Final = 5
 _T = TypeVar("_T")
 _BAD_CURSOR: Final = "cursor is not valid: pass nextCursor from the previous page"
+# One partition (one job's items share `JOB#<jobId>`) takes at most 1,000 write units a second, a
+# unit per started KB of an item (docs/aws-notes.md#n84-dynamodb-partition-write-rate): a job's
+# image items are written at that pace, never faster, whatever the table's own capacity.
+PARTITION_WRITE_UNITS_PER_S: Final = 1000
+# ... of which the image items take this much: the rest stays for the job item's own writes while
+# they are written (a cancel, the starter's updates), which a partition spent to the last unit
+# would throttle
+IMAGE_WRITE_UNITS_PER_S: Final = 0.8 * PARTITION_WRITE_UNITS_PER_S
+BATCH_WRITE_MAX_ITEMS: Final = 25  # BatchWriteItem's limit per call
+# what DynamoDB leaves unprocessed (or throttles whole) is sent again after a wait of full jitter
+# up to 0.05 s x 2^attempt, capped at 5 s: about 40 s of waiting at most for one batch
+_BATCH_WRITE_ATTEMPTS: Final = 12
+_BATCH_RETRY_BASE_S: Final = 0.05
+_BATCH_RETRY_CAP_S: Final = 5.0
 
 
 # cached labels of one object: (labels, why there are none — {code, message} — or None)
@@ -108,6 +125,76 @@ class NewImage:
     boxes: tuple[tuple[float, float, float, float], ...] = ()
     prompt: str | None = None
     background: Mapping[str, Any] | None = None  # the image's override of the job's background
+
+    def to_record(self) -> dict[str, Any]:
+        """As JSON: the S3 file POST /jobs writes and the starter reads (JobStore.image_items)."""
+        record: dict[str, Any] = {
+            "imageId": self.image_id,
+            "imageRef": self.image_ref,
+            "key": self.key,
+            "name": self.name,
+            "labels": list(self.labels),
+            "boxes": [list(box) for box in self.boxes],
+        }
+        if self.prompt:
+            record["prompt"] = self.prompt
+        if self.background:
+            record["background"] = dict(self.background)
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> NewImage:
+        return cls(
+            image_id=str(record["imageId"]),
+            image_ref=str(record["imageRef"]),
+            key=str(record["key"]),
+            name=str(record["name"]),
+            labels=tuple(record.get("labels") or ()),
+            boxes=tuple((box[0], box[1], box[2], box[3]) for box in record.get("boxes") or ()),
+            prompt=record.get("prompt"),
+            background=record.get("background"),
+        )
+
+
+def write_units(item: Mapping[str, Any]) -> int:
+    """Write units of putting an item: one per started KB of its size, here its attribute names and
+    values as JSON (a little more than DynamoDB counts: the pace errs slow)."""
+    return max(1, math.ceil(len(json.dumps(item, default=str, separators=(",", ":"))) / 1024))
+
+
+def check_storable(item: Mapping[str, Any]) -> None:
+    """Serialize an item as boto3 will, before anything is written: a value DynamoDB cannot hold
+    (a number past 9.99E+125, say) fails here, not half-way through a submit's writes."""
+    serializer = TypeSerializer()
+    for name, value in item.items():
+        try:
+            serializer.serialize(value)
+        except (TypeError, ArithmeticError) as exc:  # decimal.Overflow and friends are ArithmeticErrors
+            raise BadRequest(
+                f"{name} holds a value that cannot be stored ({type(exc).__name__})", details=[{"field": name}]
+            ) from exc
+
+
+class _Pacer:
+    """Spend at most `rate` units a second (a token bucket of one second's units)."""
+
+    def __init__(self, rate: float, clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
+        self.rate = rate
+        self.clock = clock
+        self.sleep = sleep
+        self.tokens = rate
+        self.last = clock()
+
+    def spend(self, units: int) -> None:
+        now = self.clock()
+        self.tokens = min(self.rate, self.tokens + max(0.0, now - self.last) * self.rate)
+        self.last = now
+        self.tokens -= units
+        if self.tokens < 0:  # wait until the debt is paid
+            wait = -self.tokens / self.rate
+            self.sleep(wait)
+            self.last += wait
+            self.tokens = 0.0
 
 
 class Contention:
@@ -217,6 +304,41 @@ class JobStore:
 
     # ------------------------------------------------------------------ jobs
 
+    def image_items(
+        self,
+        job_id: str,
+        images: Sequence[NewImage],
+        *,
+        expires: int,
+        status: ImageStatus = ImageStatus.PENDING,
+        cause: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """A job's image items as they are first written: PENDING, or (a job cancelled before its
+        images were written) already CANCELLED with `cause`."""
+        items = []
+        for image in images:
+            item: dict[str, Any] = {
+                **self._image_key(job_id, image.image_id),
+                "imageId": image.image_id,
+                "imageRef": image.image_ref,
+                "key": image.key,
+                "name": image.name,
+                "labels": list(image.labels),
+                # the only numbers: as Decimals directly (a JSON round trip per item costs ~1 s of
+                # CPU for 10,000 images)
+                "boxes": [[Decimal(str(v)) for v in box] for box in image.boxes],
+                "status": status.value,
+                contracts.TTL_ATTRIBUTE: expires,
+            }
+            if cause:
+                item["cause"] = cause
+            if image.prompt:
+                item["prompt"] = image.prompt
+            if image.background:
+                item["background"] = dict(image.background)
+            items.append(item)
+        return items
+
     def put_job(
         self,
         *,
@@ -231,36 +353,25 @@ class JobStore:
         webhook_url: str | None = None,
         retry_of: str | None = None,
         estimate: Mapping[str, Any] | None = None,
+        images_file: str | None = None,
     ) -> dict[str, Any]:
-        """Write a SUBMITTED job: its images first, then the job item, whose INSERT on the stream
-        starts the workflow (so the starter always finds every image). `notify`: whether its email
-        goes out; `email`: the owner's address when they submitted it; `retry_of`: the job whose
-        failed images it sends again; `estimate`: what POST /jobs said it would cost (kept, so the
-        job's views say the same figure)."""
+        """Write a SUBMITTED job, whose INSERT on the stream starts the workflow. `notify`: whether
+        its email goes out; `email`: the owner's address when they submitted it; `retry_of`: the
+        job whose failed images it sends again; `estimate`: what POST /jobs said it would cost
+        (kept, so the job's views say the same figure).
+
+        `images_file` (POST /jobs): the S3 key of `images` as records (NewImage.to_record). Only
+        the job item is written, with its image count and that key (`imagesPending`); the starter
+        writes the image items at the partition's pace (write_images) before it starts the
+        workflow. A 10,000-image submit is then one PutItem, not ten seconds of one partition's
+        writes inside API Gateway's 29 s, and nothing is written before the job item, so no failure
+        leaves images without their job (docs/aws-notes.md#n84-dynamodb-partition-write-rate).
+
+        Without it (tests, benchmarks, tools with a complete job at hand): the images, then the
+        job item, checked storable before the first write."""
         created_at = created_at or contracts.utc_now_iso()
         # the job's items go when its results do (the bucket's lifecycle rules)
         expires = config.expires_at(config.RESULT_RETENTION_DAYS)
-        items = []
-        for image in images:
-            item: dict[str, Any] = {
-                **self._image_key(job_id, image.image_id),
-                "imageId": image.image_id,
-                "imageRef": image.image_ref,
-                "key": image.key,
-                "name": image.name,
-                "labels": list(image.labels),
-                # the only numbers: as Decimals directly (a JSON round trip per item costs ~1 s of
-                # CPU for 10,000 images)
-                "boxes": [[Decimal(str(v)) for v in box] for box in image.boxes],
-                "status": ImageStatus.PENDING.value,
-                contracts.TTL_ATTRIBUTE: expires,
-            }
-            if image.prompt:
-                item["prompt"] = image.prompt
-            if image.background:
-                item["background"] = dict(image.background)
-            items.append(item)
-        self._write_all(items)
         job = {
             **self._job_key(job_id),
             "jobId": job_id,
@@ -284,8 +395,77 @@ class JobStore:
             job["retryOf"] = retry_of
         if estimate is not None:
             job[contracts.JOB_ESTIMATE_ATTRIBUTE] = dict(estimate)
-        self.table.put_item(Item=_stored(job), ConditionExpression="attribute_not_exists(pk)")
+        if images_file:
+            job[contracts.JOB_IMAGES_PENDING_ATTRIBUTE] = images_file
+        stored = _stored(job)
+        check_storable(stored)
+        if not images_file:
+            self._write_all(self.image_items(job_id, images, expires=expires))
+        self.table.put_item(Item=stored, ConditionExpression="attribute_not_exists(pk)")
         return cast(dict[str, Any], plain(job))
+
+    def write_images(
+        self,
+        items: Sequence[Mapping[str, Any]],
+        *,
+        write_units_per_s: float = IMAGE_WRITE_UNITS_PER_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Put one job's image items (one partition), BatchWriteItem 25 at a time, one call after
+        the other at no more than `write_units_per_s`; what DynamoDB leaves unprocessed, or a
+        call it throttles whole, is sent again after a backoff with full jitter, as its API
+        reference asks (docs/aws-notes.md#n85-batchwriteitem-unprocessed-items). Puts replace:
+        writing the same items again changes nothing."""
+        pacer = _Pacer(write_units_per_s, clock, self.sleep)
+        for start in range(0, len(items), BATCH_WRITE_MAX_ITEMS):
+            batch = items[start : start + BATCH_WRITE_MAX_ITEMS]
+            pacer.spend(sum(write_units(item) for item in batch))
+            self._batch_put([{"PutRequest": {"Item": dict(item)}} for item in batch])
+
+    def _batch_put(self, requests: list[dict[str, Any]]) -> None:
+        for attempt in range(_BATCH_WRITE_ATTEMPTS):
+            if attempt:
+                self.sleep(random.uniform(0, min(_BATCH_RETRY_CAP_S, _BATCH_RETRY_BASE_S * 2**attempt)))
+            try:
+                response = self._client().batch_write_item(RequestItems={self.table.name: requests})
+            except ClientError as exc:
+                if client_error_code(exc) not in THROTTLING_CODES:
+                    raise
+                continue  # throttled whole (after the SDK's own retries): the same batch again
+            requests = (response.get("UnprocessedItems") or {}).get(self.table.name) or []
+            if not requests:
+                return
+        raise StorageError(
+            f"DynamoDB left {len(requests)} image item(s) unwritten after {_BATCH_WRITE_ATTEMPTS} attempts"
+        )
+
+    def images_written(
+        self, job_id: str, status: JobStatus, counts: Mapping[str, int] | None = None
+    ) -> dict[str, Any] | None:
+        """Every image item of the job is written: `imagesPending` goes, on the condition that the
+        job still waits for them and is `status` (with `counts`: its counts are set too, for
+        images written CANCELLED). The job as it now is, or None when the condition failed."""
+        update = "REMOVE #p"
+        values: dict[str, Any] = {":s": status.value}
+        names = {"#p": contracts.JOB_IMAGES_PENDING_ATTRIBUTE, "#s": "status"}
+        if counts is not None:
+            update = "SET #c = :c " + update
+            names["#c"] = "counts"
+            values[":c"] = dict(counts)
+        try:
+            response = self.table.update_item(
+                Key=self._job_key(job_id),
+                UpdateExpression=update,
+                ConditionExpression="attribute_exists(#p) AND #s = :s",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if client_error_code(exc) != CONDITION_FAILED:
+                raise
+            return None
+        return cast(dict[str, Any], plain(response["Attributes"]))
 
     def open_review(self, job_id: str, token: str, deadline: str) -> None:
         """The workflow waits for the owner: keep its task token (a repeated open replaces it)."""
@@ -703,6 +883,18 @@ class JobStore:
                 ":submitted": JobStatus.SUBMITTED.value,
                 ":running": JobStatus.RUNNING.value,
             },
+        )
+
+    def hand_closing_to_starter(self, job_id: str, claim: Mapping[str, Any]) -> bool:
+        """A job cancelled before its image items were all written: its closing is left to the
+        starter, which writes them CANCELLED and then starts it (chalicelib/starter.py). True when
+        its images were still pending at this write (the starter's `images_written` then sees
+        the claim); False when they were written first (the cancel closes the job as usual)."""
+        return self._conditional_update(
+            self._job_key(job_id),
+            "SET closing = :closing",
+            "#s = :cancelled AND attribute_exists(imagesPending) AND attribute_not_exists(closing)",
+            {":closing": _stored(dict(claim)), ":cancelled": JobStatus.CANCELLED.value},
         )
 
     def claim_cancel_closing(self, job_id: str, claim: Mapping[str, Any], failed_status: str) -> bool:

@@ -16,6 +16,7 @@ import json
 import math
 import re
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from typing import Any, Final
 
 from chalicelib import contracts
@@ -23,6 +24,11 @@ from chalicelib.errors import BadRequest, ValidationError
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _MAX_INT_DIGITS = 30  # the largest number Backdrop reads is a seed below 2**32
+# What a DynamoDB number can be (docs/aws-notes.md#n83-dynamodb-numbers): a magnitude from 1E-130 to
+# 9.99...E+125 (38 nines), or 0. A float has at most 17 significant digits and an int here at most
+# _MAX_INT_DIGITS, both within its 38, so the magnitude is what is left to check.
+DYNAMODB_NUMBER_MAX: Final = Decimal("9.9999999999999999999999999999999999999E+125")
+DYNAMODB_NUMBER_MIN: Final = Decimal("1E-130")
 
 
 def _refuse(field: str, message: str) -> BadRequest:
@@ -63,11 +69,25 @@ def _field(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
+def storable_number(value: float) -> bool:
+    """Whether DynamoDB can store the number (a job's settings are stored as they are given)."""
+    magnitude = abs(Decimal(repr(value)) if isinstance(value, float) else Decimal(value))
+    return magnitude == 0 or DYNAMODB_NUMBER_MIN <= magnitude <= DYNAMODB_NUMBER_MAX
+
+
 def _check_tree(data: Any) -> None:
-    """Depth and text checks over the decoded body, iteratively (no recursion to exhaust)."""
+    """Depth, text and number checks over the decoded body, iteratively (no recursion to exhaust)."""
     stack: list[tuple[Any, str, int]] = [(data, "", 0)]
     while stack:
         value, path, depth = stack.pop()
+        if isinstance(value, float) and not storable_number(value):
+            # refused here, before anything is written: stored later it would fail half-way
+            field = path or "body"
+            raise _refuse(
+                field,
+                f"{field} is {value!r}: Backdrop stores numbers from 1E-130 to 9.99E+125 in magnitude (or 0), "
+                "and no setting needs more",
+            )
         if isinstance(value, str):
             match = _SURROGATE.search(value)
             if match:

@@ -28,6 +28,20 @@ def deliver_stream(stack: dict[str, Any], client: Any) -> None:
     assert poller.poll_once() > 0
 
 
+def write_job_images(job_id: str, bucket: str = "backdrop-test-bucket", table: str = "backdrop-test-jobs") -> None:
+    """What the starter does first when an accepted job's stream record arrives: write its image
+    items from the records POST /jobs left in S3 (chalicelib/starter.py). For functional tests,
+    which have no state machine to start; `deliver_stream` runs the whole starter."""
+    from chalicelib.starter import WorkflowStarter
+    from chalicelib.store import JobStore
+
+    store = JobStore(boto3.resource("dynamodb").Table(table))
+    job = store.get_job(job_id)
+    assert job is not None and job.get(contracts.JOB_IMAGES_PENDING_ATTRIBUTE), f"job {job_id} has no images to write"
+    starter = WorkflowStarter(boto3.client("s3"), store, boto3.client("stepfunctions"), bucket, "unused")
+    assert starter.write_images(job) is not None
+
+
 def wait_for(sfn: Any, execution_arn: str, timeout_s: float = 90.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -145,6 +145,7 @@ def test_cancel_a_running_job_then_watch_and_delete_it(signed_in, capsys) -> Non
     photos = [str(p) for p in sorted(SAMPLES.glob("*.jpg"))]
     assert cli.main(["submit", *photos, "--prompt", "a pastel studio", "--json"]) == 0
     job_id = _json(capsys)["jobId"]
+    _wait_until_running(job_id, capsys)  # its images written, its workflow started
     assert cli.main(["cancel", job_id, "--json"]) == 0
     cancelled = _json(capsys)
     assert cancelled["status"] == "CANCELLED" and cancelled["counts"]["CANCELLED"] >= 1
@@ -155,6 +156,41 @@ def test_cancel_a_running_job_then_watch_and_delete_it(signed_in, capsys) -> Non
     assert _json(capsys)["deleted"] is True
     assert cli.main(["status", job_id]) == 2
     assert capsys.readouterr().err.startswith("error: NOT_FOUND:")
+
+
+def _wait_until_running(job_id: str, capsys: pytest.CaptureFixture[str], timeout_s: float = 60.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        cli.main(["status", job_id, "--json"])
+        if _json(capsys)["status"] == "RUNNING":
+            return
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.1)
+
+
+def test_a_cancel_right_after_submit_ends_every_image_cancelled_with_its_report(signed_in, capsys) -> None:
+    """Accept first: the cancel may come before the starter has written the images; then they are
+    written CANCELLED and the report follows (chalicelib/starter.py)."""
+    import time
+
+    capsys.readouterr()
+    photos = [str(p) for p in sorted(SAMPLES.glob("*.jpg"))]
+    assert cli.main(["submit", *photos, "--prompt", "a pastel studio", "--json"]) == 0
+    job_id = _json(capsys)["jobId"]
+    assert cli.main(["cancel", job_id, "--json"]) == 0
+    assert _json(capsys)["status"] == "CANCELLED"
+    deadline = time.monotonic() + 60
+    while True:
+        cli.main(["status", job_id, "--json"])
+        view = _json(capsys)
+        if view.get("reports"):
+            break
+        assert time.monotonic() < deadline, f"the cancelled job was never closed: {view}"
+        time.sleep(0.1)
+    assert view["counts"]["CANCELLED"] + view["counts"]["SUCCEEDED"] == len(photos)
+    assert view["counts"]["PENDING"] == view["counts"]["RUNNING"] == 0
 
 
 def test_a_stopped_local_stack_is_one_line_and_exit_2(signed_in, capsys) -> None:

@@ -13,6 +13,7 @@ import requests
 from botocore.exceptions import ClientError
 from builders import SCENE_REGION
 from chalice.test import Client
+from harness import write_job_images
 
 import app as backdrop_app
 from chalicelib import aws, contracts
@@ -206,7 +207,7 @@ def test_s3_event_handler_detects_labels_when_an_upload_lands(client: Client, ph
 # ---------------------------------------------------------------------------------- jobs
 
 
-def test_submit_writes_images_then_the_job_with_boxes_and_a_stored_seed(
+def test_submit_writes_the_job_first_then_the_starter_writes_its_images_with_boxes(
     client: Client, token_for, photo, store
 ) -> None:
     refs = [_upload("owner-1", photo()), _upload("owner-1", photo())]
@@ -215,13 +216,21 @@ def test_submit_writes_images_then_the_job_with_boxes_and_a_stored_seed(
     job_id = response.json_body["jobId"]
     assert contracts.is_job_id(job_id)
     job = store.get_job(job_id)
-    images = store.images(job_id)
     assert job["owner"] == "owner-1" and job["status"] == "SUBMITTED" and job["imageCount"] == 2
     assert 1 <= job["settings"]["seed"] <= 4_294_967_294
-    assert {i["status"] for i in images} == {"PENDING"}
-    assert [float(v) for v in images[0]["boxes"][0]] == [0.1, 0.2, 0.3, 0.6]
+    # accepted first: the job item alone, its image records in its scratch space for the starter
+    assert store.images(job_id) == []
+    assert job[contracts.JOB_IMAGES_PENDING_ATTRIBUTE] == contracts.images_file_key(job_id)
     view = client.http.get(f"/jobs/{job_id}", headers=_headers(token_for("owner-1"))).json_body
-    assert view["counts"]["PENDING"] == 2 and len(view["images"]) == 2
+    assert view["counts"]["PENDING"] == 2 and view["images"] == [] and view["imagesPreparing"] is True
+    assert "2 images are being prepared" in view["message"]
+    write_job_images(job_id)  # the job's stream record reaches the starter
+    images = store.images(job_id)
+    assert {i["status"] for i in images} == {"PENDING"} and len(images) == 2
+    assert [float(v) for v in images[0]["boxes"][0]] == [0.1, 0.2, 0.3, 0.6]
+    assert contracts.JOB_IMAGES_PENDING_ATTRIBUTE not in store.get_job(job_id)
+    view = client.http.get(f"/jobs/{job_id}", headers=_headers(token_for("owner-1"))).json_body
+    assert view["counts"]["PENDING"] == 2 and len(view["images"]) == 2 and "imagesPreparing" not in view
 
 
 def test_submit_refuses_missing_uploads_and_writes_nothing(client: Client, token_for, photo) -> None:
@@ -415,10 +424,12 @@ def test_retry_makes_a_new_job_of_the_failed_images_only(client: Client, token_f
     submitted = _submit(client, token, refs, seed=7).json_body
     job_id = submitted["jobId"]
     assert client.http.post(f"/jobs/{job_id}/retry", headers=_headers(token), body=b"{}").status_code == 409
+    write_job_images(job_id)
     _finish(store, job_id, {0: "SUCCEEDED", 1: "FAILED", 2: "FAILED"})
     retried = client.http.post(f"/jobs/{job_id}/retry", headers=_headers(token), body=b"{}")
     assert retried.status_code == 202, retried.body
     assert retried.json_body["retryOf"] == job_id and retried.json_body["imageCount"] == 2
+    write_job_images(retried.json_body["jobId"])  # the retry goes through the same accept-first submit
     new_view = client.http.get(f"/jobs/{retried.json_body['jobId']}", headers=_headers(token)).json_body
     assert sorted(i["name"] for i in new_view["images"]) == ["img1.png", "img2.png"]
     assert new_view["settings"]["seed"] == 7
@@ -465,6 +476,7 @@ def test_a_budget_is_kept_as_the_model_calls_it_pays_for_and_the_cost_follows_wh
     job_id = submitted.json_body["jobId"]
     job = store.get_job(job_id)
     assert job["settings"]["budgetUsd"] == budget and job["settings"]["maxModelCalls"] == 4
+    write_job_images(job_id)
     first, second, _ = (i["imageId"] for i in sorted(store.images(job_id), key=lambda i: i["name"]))
     store.set_image_status(job_id, first, ImageStatus.SUCCEEDED, outputs=[], model_calls=2, cost_usd=photo_usd)
     # a Lambda retry of the same finish: the image has finished, nothing is added twice
@@ -501,6 +513,7 @@ def test_a_scene_job_s_budget_pays_for_the_scene_first(client: Client, token_for
 def test_job_list_and_view_show_live_counts_as_images_finish(client: Client, token_for, photo, store) -> None:
     token = token_for("owner-1")
     job_id = _submit(client, token, [_upload("owner-1", photo()) for _ in range(3)]).json_body["jobId"]
+    write_job_images(job_id)
     first, second, _ = (i["imageId"] for i in sorted(store.images(job_id), key=lambda i: i["name"]))
     store.start_image(job_id, first)
     store.set_image_status(job_id, first, ImageStatus.SUCCEEDED, outputs=[{"key": "results/x.png", "variant": 1}])
@@ -528,6 +541,7 @@ def test_a_kept_label_the_image_does_not_have_is_refused_naming_both(client: Cli
 def test_retry_checks_the_model_lifecycle_as_submit_does(client: Client, token_for, photo, store, monkeypatch) -> None:
     token = token_for("owner-1")
     job_id = _submit(client, token, [_upload("owner-1", photo())]).json_body["jobId"]
+    write_job_images(job_id)
     _finish(store, job_id, {0: "FAILED"})
 
     class EndOfLife:
@@ -587,3 +601,57 @@ def test_labels_of_an_unreadable_upload_are_not_a_404_unless_it_is_missing(
     ref = contracts.image_ref_of(contracts.new_opaque_id(), contracts.new_opaque_id(), "png")
     response = _post(client, "/labels", token_for("owner-1"), {"imageRefs": [ref]})
     assert response.status_code == answer
+
+
+# ---------------------------------------------------------------------------------- nothing written by a refused or failed submit
+
+
+def _job_items() -> list[dict[str, Any]]:
+    items = boto3.client("dynamodb").scan(TableName="backdrop-test-jobs")["Items"]
+    return [i for i in items if i["pk"]["S"].startswith("JOB#")]
+
+
+def _scratch_objects() -> list[str]:
+    listed = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=contracts.SCRATCH_PREFIX)
+    return [o["Key"] for o in listed.get("Contents", [])]
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ({"shadow": "contact", "shadowAngle": 1e308}, "shadowAngle"),
+        ({"qualityThresholds": {"labelMinConfidence": 1e300}}, "qualityThresholds.labelMinConfidence"),
+        ({"shadow": "contact", "shadowAngle": -1e200}, "shadowAngle"),
+        ({"blend": 1e-200}, "blend"),
+    ],
+)
+def test_a_number_dynamodb_cannot_store_is_a_400_naming_it_and_nothing_is_written(
+    client: Client, token_for, photo, extra: dict[str, Any], field: str
+) -> None:
+    """Issue #26: these answered 500 after the job's image items were written (an orphan partition)."""
+    refs = [_upload("owner-1", photo()), _upload("owner-1", photo())]
+    response = _submit(client, token_for("owner-1"), refs, **extra)
+    assert response.status_code == 400, response.body
+    assert response.json_body["details"][0]["field"] == field and field in response.json_body["message"]
+    assert _job_items() == [] and _scratch_objects() == []
+
+
+def test_a_job_item_that_cannot_be_written_leaves_no_images_and_no_records(
+    client: Client, token_for, photo, monkeypatch
+) -> None:
+    """The submit writes nothing to the table before the job item: a failure there (here DynamoDB
+    refusing its PutItem) leaves no image items without a job, and the records file goes too."""
+    refs = [_upload("owner-1", photo()), _upload("owner-1", photo())]
+
+    def refuse_the_job_item(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Item", {}).get("sk") == contracts.JOB_SK:
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "down (test)"}}, "PutItem")
+
+    events = aws.table("backdrop-test-jobs").meta.client.meta.events
+    events.register("provide-client-params.dynamodb.PutItem", refuse_the_job_item)
+    try:
+        response = _submit(client, token_for("owner-1"), refs)
+    finally:
+        events.unregister("provide-client-params.dynamodb.PutItem", refuse_the_job_item)
+    assert response.status_code >= 500, response.body
+    assert _job_items() == [] and _scratch_objects() == []

@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 from chalice.test import Client
+from harness import write_job_images
 
 import app as backdrop_app
 from chalicelib import contracts
@@ -43,7 +44,11 @@ def _h(token: str) -> dict[str, str]:
     return {"Authorization": token, "Content-Type": "application/json"}
 
 
-def _submit(client: Client, token: str, owner: str, photo: Any, count: int = 3, **extra: Any) -> str:
+def _submit(
+    client: Client, token: str, owner: str, photo: Any, count: int = 3, *, written: bool = True, **extra: Any
+) -> str:
+    """A job submitted through the API; `written`: its stream record has reached the starter, which
+    wrote its image items (chalicelib/starter.py; no execution is started here)."""
     refs = []
     for _ in range(count):
         ref = contracts.image_ref_of(contracts.new_opaque_id(), contracts.new_opaque_id(), "png")
@@ -56,6 +61,8 @@ def _submit(client: Client, token: str, owner: str, photo: Any, count: int = 3, 
     }
     answer = client.http.post("/jobs", headers=_h(token), body=json.dumps(body))
     assert answer.status_code == 202, answer.body
+    if written:
+        write_job_images(answer.json_body["jobId"])
     return answer.json_body["jobId"]
 
 
@@ -116,6 +123,73 @@ def test_a_job_cancelled_before_it_started_is_never_started(client, token_for, p
     # the stream record of the job's insert arrives afterwards: nothing starts
     starter = WorkflowStarter(boto3.client("s3"), store, machine, BUCKET, MACHINE_ARN)
     assert starter.start(store.get_job(job_id)) is None
+    assert machine.list_executions(stateMachineArn=MACHINE_ARN)["executions"] == []
+
+
+def test_a_job_cancelled_before_its_images_were_written_gets_them_cancelled_and_its_report(
+    client, token_for, photo, store, machine
+) -> None:
+    token = token_for("owner-1")
+    job_id = _submit(client, token, "owner-1", photo, count=2, written=False)
+    answer = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")
+    # the starter is still the one writer of its image items: the closing is left to it
+    assert answer.status_code == 202 and answer.json_body["status"] == "CANCELLED" and answer.json_body["closing"]
+    assert store.images(job_id) == []
+    assert client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"").json_body == answer.json_body
+    view = client.http.get(f"/jobs/{job_id}", headers=_h(token)).json_body
+    assert view["imagesPreparing"] is True and view["images"] == []
+    from chalicelib.report import Reporter
+
+    closings: list[tuple[str, str, str]] = []
+
+    def close(job: str, owner: str, bucket: str) -> None:  # the reconciler's close_cancelled, in short
+        closings.append((job, owner, bucket))
+        Reporter(boto3.client("s3"), store).write(job, owner, bucket)
+
+    # the stream record of the job's insert arrives afterwards: images CANCELLED, nothing started
+    starter = WorkflowStarter(boto3.client("s3"), store, machine, BUCKET, MACHINE_ARN, start_closing=close)
+    assert starter.start(store.get_job(job_id)) is None
+    assert machine.list_executions(stateMachineArn=MACHINE_ARN)["executions"] == []
+    assert closings == [(job_id, "owner-1", BUCKET)]
+    assert [i["status"] for i in _images(store, job_id)] == ["CANCELLED", "CANCELLED"]
+    job = store.get_job(job_id)
+    assert job["status"] == "CANCELLED" and job["counts"]["CANCELLED"] == 2 and job["counts"]["PENDING"] == 0
+    report = json.loads(
+        boto3.client("s3").get_object(Bucket=BUCKET, Key=contracts.report_key("owner-1", job_id, "json"))["Body"].read()
+    )
+    assert report["counts"]["total"] == 2 and report["counts"]["CANCELLED"] == 2
+    # delivered again (at least once): nothing is written or started twice
+    assert starter.start(store.get_job(job_id)) is None
+    assert len(closings) == 1 and machine.list_executions(stateMachineArn=MACHINE_ARN)["executions"] == []
+
+
+def test_a_job_cancelled_while_its_images_are_written_ends_with_all_of_them_cancelled(
+    client, token_for, photo, store, machine, monkeypatch
+) -> None:
+    from chalicelib import starter as starter_module
+
+    token = token_for("owner-1")
+    job_id = _submit(client, token, "owner-1", photo, count=5, written=False)
+    monkeypatch.setattr(starter_module, "STATUS_CHECK_ITEMS", 2)  # the status is read after every 2 items
+    writes: list[int] = []
+    original = store.write_images
+
+    def write_then_cancel(items: Any, **kwargs: Any) -> None:
+        original(items, **kwargs)
+        writes.append(len(items))
+        if len(writes) == 1:  # the owner's cancel lands after the first slice was written PENDING
+            assert client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"").status_code == 202
+
+    monkeypatch.setattr(store, "write_images", write_then_cancel)
+    closings: list[str] = []
+    starter = WorkflowStarter(
+        boto3.client("s3"), store, machine, BUCKET, MACHINE_ARN, start_closing=lambda j, o, b: closings.append(j)
+    )
+    assert starter.start(store.get_job(job_id)) is None
+    # the PENDING slice, then every item again as CANCELLED; no execution, the closing started
+    assert writes == [2, 5] and closings == [job_id]
+    assert [i["status"] for i in _images(store, job_id)] == ["CANCELLED"] * 5
+    assert store.get_job(job_id)["counts"]["CANCELLED"] == 5
     assert machine.list_executions(stateMachineArn=MACHINE_ARN)["executions"] == []
 
 
@@ -196,6 +270,7 @@ def _finished_job_with_files(client: Client, token: str, store: JobStore, photo:
         store.set_image_status(job_id, image["imageId"], ImageStatus.SUCCEEDED, outputs=[{"key": key, "variant": 1}])
         s3.put_object(Bucket=BUCKET, Key=contracts.work_key(job_id, image["imageId"], "canvas.png"), Body=b"c")
     s3.put_object(Bucket=BUCKET, Key=contracts.manifest_key(job_id), Body=b"[]")
+    # scratch: two work files, the manifest and the image records POST /jobs accepted
     from chalicelib.report import Reporter
 
     Reporter(s3, store).write(job_id, owner, BUCKET)
@@ -212,7 +287,7 @@ def test_delete_removes_the_job_its_results_reports_and_scratch_and_says_so(clie
     assert answer.status_code == 200, answer.body
     body = answer.json_body
     assert body["deleted"] is True and body["alreadyDeleted"] is False
-    assert body["removed"] == {"images": 2, "results": 2, "reports": 2, "scratch": 3, "originals": 0}
+    assert body["removed"] == {"images": 2, "results": 2, "reports": 2, "scratch": 4, "originals": 0}
     assert _objects(contracts.job_results_prefix("owner-1", job_id)) == []
     assert _objects(contracts.job_reports_prefix("owner-1", job_id)) == []
     assert _objects(contracts.job_scratch_prefix(job_id)) == []
@@ -520,7 +595,7 @@ def test_a_large_jobs_delete_answers_202_at_once_and_the_deleter_removes_it_in_r
     final = client.http.delete(f"/jobs/{job_id}", headers=_h(token))
     assert final.status_code == 200
     assert final.json_body["alreadyDeleted"] is True and final.json_body["deleted"] is True
-    assert final.json_body["removed"] == {"images": 2, "results": 2, "reports": 2, "scratch": 3, "originals": 0}
+    assert final.json_body["removed"] == {"images": 2, "results": 2, "reports": 2, "scratch": 4, "originals": 0}
     assert client.http.delete(f"/jobs/{job_id}", headers=_h(token_for("owner-2"))).status_code == 404
 
 
@@ -576,7 +651,7 @@ def test_the_sweep_restarts_a_delete_whose_start_failed_or_that_stopped(
     assert swept == [{"kind": "DELETE", "jobId": failed_job, "started": True}]  # the other may still be running
     assert client.http.get(f"/jobs/{failed_job}", headers=_h(token)).status_code == 404
     final = client.http.delete(f"/jobs/{failed_job}", headers=_h(token)).json_body
-    assert final["removed"] == {"images": 2, "results": 2, "reports": 2, "scratch": 3, "originals": 0}
+    assert final["removed"] == {"images": 2, "results": 2, "reports": 2, "scratch": 4, "originals": 0}
 
     later = datetime.now(UTC) + timedelta(minutes=21)  # the lost run has not moved for longer than any run lasts
     assert backdrop_app._reconciler().sweep_background(backdrop_app.start_deletion, now=later) == [

@@ -19,6 +19,7 @@ import boto3
 import pytest
 import requests
 from chalice.test import Client
+from harness import write_job_images
 
 import app as backdrop_app
 from chalicelib import contracts, webhooks
@@ -186,6 +187,7 @@ def test_submit_cancel_status_and_delete_from_the_command_line(api, photos, caps
     )
     assert code == 0
     job_id = submitted["jobId"]
+    write_job_images(job_id)  # its stream record reaches the starter: the images are written
     code, cancelled, _ = _run(capsys, "cancel", job_id, "--json")
     assert (code, cancelled["status"], cancelled["counts"]["CANCELLED"]) == (0, "CANCELLED", 2)
     code, view, _ = _run(capsys, "status", job_id, "--json")
@@ -212,6 +214,7 @@ def test_delete_of_a_large_job_says_it_goes_on_in_the_background(api, photos, ca
     monkeypatch.setattr(backdrop_app, "start_deletion", lambda *job: started.append(job))
     code, submitted, _ = _run(capsys, "submit", *photos(2), "--prompt", "a studio", "--json")
     job_id = submitted["jobId"]
+    write_job_images(job_id)
     assert _run(capsys, "cancel", job_id, "--json")[0] == 0
     code, text, _ = _run(capsys, "delete", job_id, "--yes")
     assert code == 0 and f"job {job_id} is being deleted in the background (2 image(s)" in text
@@ -223,6 +226,7 @@ def test_delete_of_a_large_job_says_it_goes_on_in_the_background(api, photos, ca
 def test_watch_re_attaches_and_ctrl_c_says_how(api, photos, capsys, store, monkeypatch) -> None:
     code, submitted, _ = _run(capsys, "submit", *photos(1), "--prompt", "a studio", "--json")
     job_id = submitted["jobId"]
+    write_job_images(job_id)
 
     # Ctrl-C while waiting: the job keeps running, and the way back is printed
     def ctrl_c(self: BackdropClient, *args: Any, **kwargs: Any) -> Any:

@@ -230,7 +230,14 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
     [lifecycle] = [s for s in _statements(docs["api_handler"]) if s["Sid"] == "ModelLifecycle"]
     assert "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-image-generator-v2:0" in lifecycle["Resource"]
     invokers = {n: s for n, d in docs.items() for s in _statements(d) if "lambda:InvokeFunction" in s["Action"]}
-    assert set(invokers) == {"api_handler", "reconcile", "reconcile_sweep", "delete_job_data", "finalize"}
+    assert set(invokers) == {
+        "api_handler",
+        "reconcile",
+        "reconcile_sweep",
+        "delete_job_data",
+        "finalize",
+        "start_workflow",
+    }
     sender = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-send_webhook"]
     builder = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-build_archive"]
     closer = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-reconcile"]
@@ -250,6 +257,23 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
     assert invokes("finalize") == [closer]
     # the sweep: a stranded delete, and (the starter's code) a cancelled job's closing
     assert sorted(invokes("reconcile_sweep")) == sorted([sender, deleter, closer])
+    # a job cancelled before the starter wrote its images: the starter starts its closing
+    assert invokes("start_workflow") == [closer]
+
+
+def test_the_starter_may_read_the_accepted_image_records_and_write_the_image_items() -> None:
+    """Accept first (chalicelib/starter.py): POST /jobs writes the image records under the job's
+    scratch prefix, the starter reads them, reads the job and writes the items in batches."""
+    docs = policies.lambda_policies(OUTPUTS, "dev", "us-east-1", "123456789012", registry.selectable_models())
+    scratch = f"arn:aws:s3:::{OUTPUTS['BucketName']}/{contracts.SCRATCH_PREFIX}*"
+
+    def allowed(name: str, action: str, resource: str) -> bool:
+        return any(action in s["Action"] and resource in s["Resource"] for s in _statements(docs[name]))
+
+    assert allowed("api_handler", "s3:PutObject", scratch)
+    assert allowed("start_workflow", "s3:GetObject", scratch)
+    for action in ("dynamodb:GetItem", "dynamodb:BatchWriteItem", "dynamodb:UpdateItem", "dynamodb:Query"):
+        assert allowed("start_workflow", action, OUTPUTS["TableArn"]), action
 
 
 def test_job_emails_may_be_published_to_the_stages_user_topics_only() -> None:

@@ -12,6 +12,7 @@ import boto3
 import pytest
 from builders import SCENE_REGION
 from chalice.test import Client
+from harness import write_job_images
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
@@ -213,6 +214,9 @@ def test_live_answers_of_every_route_match_the_document(client, token_for, photo
     one = f"/jobs/{job_id}"
     view = live("GET", "/jobs/{job_id}", 200, path=one)
     assert view["settings"]["stylePreset"] == "photographic"
+    assert view["imagesPreparing"] is True and view["images"] == []  # accepted; the starter writes them
+    write_job_images(job_id)
+    view = live("GET", "/jobs/{job_id}", 200, path=one)
     # one page at a time: the document's bounds are the ones the route enforces
     limit = next(p for p in DOC["paths"]["/jobs/{job_id}"]["get"]["parameters"] if p["name"] == "limit")["schema"]
     page = live("GET", "/jobs/{job_id}", 200, path=f"{one}?limit=1")
@@ -244,6 +248,7 @@ def test_live_answers_of_every_route_match_the_document(client, token_for, photo
     # a retry of a finished job with a failed image
     fresh = [{"imageRef": _upload("owner-1", photo), "labels": ["Person"]}]  # the first job's originals are gone
     again = live("POST", "/jobs", 202, body={**job, "images": fresh})["jobId"]
+    write_job_images(again)
     [image] = store.images(again)
     store.set_image_status(again, image["imageId"], ImageStatus.FAILED, error_code="MODEL_ERROR", cause="boom")
     from chalicelib.report import Reporter
@@ -263,6 +268,7 @@ def test_live_answers_of_every_route_match_the_document(client, token_for, photo
     live("POST", pick, 409, path=f"/jobs/{again}/images/{image['imageId']}/pick", body={"variant": 1})
     live("POST", pick, 404, path=f"/jobs/{again}/images/{'0' * 32}/pick", body={"variant": 1})
     two = live("POST", "/jobs", 202, body={**job, "images": fresh})["jobId"]
+    write_job_images(two)
     [made] = store.images(two)
     outputs = [{"key": f"results/x-{v}.png", "variant": v, "seed": v, "delivered": v == 1} for v in (1, 2)]
     store.set_image_status(two, made["imageId"], ImageStatus.SUCCEEDED, outputs=outputs, verdict="PASS")

@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 import pytest
 from chalice.test import Client
+from harness import write_job_images
 
 import app as backdrop_app
 from backend import templates
@@ -38,6 +39,7 @@ def test_job_and_label_items_carry_the_configured_expiry(
     answer = client.http.post("/jobs", headers=headers, body=json.dumps(body))
     assert answer.status_code == 202, answer.body
     job_id = answer.json_body["jobId"]
+    write_job_images(job_id)  # the starter writes the image item with the job's own expiry
     table = boto3.resource("dynamodb").Table("backdrop-test-jobs")
     now = time.time()
     items = table.query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": contracts.job_pk(job_id)})

@@ -179,9 +179,12 @@ def test_an_image_that_has_not_succeeded_has_nothing_to_pick(client, token_for, 
 
 def _run_job(store: Any, job_id: str) -> None:
     """Run a submitted job's one image through the workflow's steps with the stand-in model."""
+    from harness import write_job_images
+
     from backend.local.bedrock_standin import StandInBedrock
     from chalicelib.workflow import Steps
 
+    write_job_images(job_id, BUCKET)  # its stream record reaches the starter: the image item is written
     job = store.get_job(job_id)
     (image,) = store.images(job_id)
     item = {k: image.get(k) for k in ("imageId", "key", "name", "labels", "boxes", "prompt", "background")}

@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 from chalice.test import Client
-from harness import LOCAL_RECEIVER, Receiver
+from harness import LOCAL_RECEIVER, Receiver, write_job_images
 
 import app as backdrop_app
 from chalicelib import contracts, webhooks
@@ -218,6 +218,7 @@ def test_a_cancelled_jobs_webhook_is_sent_by_the_sender_function(
         "/jobs", headers=_h(token), body=_job(_upload("owner-1", photo), "https://hooks.example.com/b")
     )
     job_id = answer.json_body["jobId"]
+    write_job_images(job_id)  # its stream record reached the starter: a cancel closes it at once
     store.record_webhook(job_id, {"url": receiver.url, "status": "PENDING"})  # point it at the local receiver
     sender = WebhookSender(store, policy=LOCAL_RECEIVER)
     # the Lambda service's asynchronous Invoke, answered by the sender in-process
