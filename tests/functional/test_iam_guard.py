@@ -89,12 +89,13 @@ def test_presigned_urls_and_posts_are_checked_when_signed(resources) -> None:
         s3.generate_presigned_post(BUCKET, contracts.upload_key("o", "a/b.png"))  # its own write prefix
         s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": f"{contracts.RESULTS_PREFIX}x"})
         with pytest.raises(ClientError):
-            s3.generate_presigned_post(BUCKET, f"{contracts.SCRATCH_PREFIX}x")
+            s3.generate_presigned_post(BUCKET, "elsewhere/x")  # no Backdrop prefix: nobody may write it
         with pytest.raises(ClientError):
             s3.generate_presigned_url("get_object", Params={"Bucket": BUCKET, "Key": f"{contracts.SCRATCH_PREFIX}x"})
     assert [d.resource.rsplit(":", 1)[-1] for d in _guard().denials[-2:]] == [
-        f"{BUCKET}/{contracts.SCRATCH_PREFIX}x"
-    ] * 2
+        f"{BUCKET}/elsewhere/x",
+        f"{BUCKET}/{contracts.SCRATCH_PREFIX}x",
+    ]
 
 
 def test_thread_pools_inside_a_handler_keep_its_principal() -> None:
