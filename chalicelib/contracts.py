@@ -329,7 +329,7 @@ def user_topic_arn(arn_prefix: str, owner: str) -> str:
 
 # content types accepted for upload, and the file extension each is stored under. HEIC/HEIF
 # (iPhone photos) and AVIF are decoded by chalicelib/imaging.py; the stored bytes, not the declared
-# type, decide how an image is read (docs/aws-notes.md#n88-photo-formats-people-have).
+# type, decide how an image is read (docs/aws-notes.md#n87-photo-formats-people-have).
 UPLOAD_CONTENT_TYPES: Final = {
     "image/png": "png",
     "image/jpeg": "jpg",

@@ -20,7 +20,7 @@ from chalicelib.models.base import ASPECT_TOLERANCE, Box, Geometry, ImageLimits
 
 # Pillow's format names. HEIF (HEIC: iPhone photos) is read by pillow-heif's opener, AVIF by Pillow
 # itself (its 12.2.0 wheels carry libavif), MPO (a multi-picture JPEG that phones and stereo
-# cameras write) by Pillow as a JPEG with extra frames (docs/aws-notes.md#n88-photo-formats-people-have).
+# cameras write) by Pillow as a JPEG with extra frames (docs/aws-notes.md#n87-photo-formats-people-have).
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "HEIF", "AVIF", "MPO")
 ACCEPTED_WORDS = "PNG, JPEG, WEBP, HEIC/HEIF or AVIF"
 # Formats whose extra frames are not an animation: the picture is the first frame (MPO: the others
