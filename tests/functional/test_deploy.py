@@ -152,7 +152,7 @@ def test_chalice_package_output_is_cfn_lint_clean(tmp_path: Path) -> None:
     size = (out / "deployment.zip").stat().st_size
     # well inside Lambda's 50 MB direct-upload limit; numpy (compositing, scoring) is 16.8 MB of it
     # (docs/aws-notes.md#n36-numpy-wheels-and-the-lambda-package) and pillow-heif (HEIC originals)
-    # about 5.7 MB (docs/aws-notes.md#n87-photo-formats-people-have)
+    # 5.4 MiB (29.4 MiB in all when measured: docs/aws-notes.md#n87-photo-formats-people-have)
     assert size < 36 * 1024 * 1024, f"package is {size / 2**20:.1f} MB"
 
 
