@@ -165,8 +165,10 @@ class VariantService:
         variant of the image it regenerates: copied to that image's result key, recorded with
         `source: REGENERATED`, its job, seed and prompt, not delivered until the owner picks it.
         What it cost (`cost_usd`, billed to `source_job`) is added to the parent job's
-        regenerations total, apart from its own cost. Answers its variant; None when that image
-        is gone (its job deleted). Repeated, it finds the variant (and its cost) already added."""
+        regenerations total and count, apart from its own cost, in the same write as the variant:
+        regenerations finishing at once each add their own variant, and the job's regenerations
+        count and total always match the REGENERATED variants. Answers its variant; None when that
+        image is gone (its job deleted). Repeated, it finds the variant (and its cost) already added."""
         job_id, image_id = str(parent["jobId"]), str(parent["imageId"])
         for _ in range(3 + contracts.MAX_REGENERATIONS):  # a pick or other regenerations may land between
             job = self.store.get_job(job_id)
