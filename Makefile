@@ -22,7 +22,7 @@ CUTOUT ?= auto
 DEPLOY_VENV := .venv-deploy
 DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
 
-.PHONY: test test-fast lint install clean run demo bench deploy-env
+.PHONY: test test-fast lint install clean run demo bench deploy-env iam-mutations
 
 $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,11 @@ demo: $(STAMP)
 # BENCH_ARGS="--scale-max 10000" runs the 10,000-image job too (40-60 min); "--only cost" one benchmark.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Each declared IAM permission removed in turn: the tests that needed it must fail (the suites
+# once to record who needs what, then a few tests per unit; about an hour on 2 cores).
+iam-mutations: $(STAMP)
+	$(BIN)/python -m backend.local.iam_mutations all --out test-artifacts/iam-mutations.md
 
 clean:
 	rm -rf $(VENV) $(DEPLOY_VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -9,6 +9,7 @@ documents. The only "*" resources are for actions that have no resource-level pe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from backend.regions import ModelRoutes, foundation_model_arn, invoke_arns, partition_for_region
@@ -57,8 +58,10 @@ def lambda_policies(
     account: str,
     models: list[ModelSpec],
     partition: str | None = None,
+    functions: Sequence[LambdaFunction] = FUNCTIONS,
 ) -> dict[str, dict[str, Any]]:
-    """One policy document per declared function."""
+    """One policy document per declared function (`functions`: the declaration, or a mutant of it
+    for backend/local/iam_mutations.py)."""
     partition = partition or partition_for_region(region)
     bucket = f"arn:{partition}:s3:::{outputs['BucketName']}"
     table = outputs["TableArn"]
@@ -70,8 +73,17 @@ def lambda_policies(
             "OwnLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"], [group, f"{group}:*"]
         )
 
+    # GET /models reports every registered model's lifecycle, retired ones too (that is how it says
+    # "end of life"): reading a retired model's lifecycle grants nothing that could be billed
+    from chalicelib.models import registry
+
+    lifecycle_models = [*models, *registry.all_models()]
     foundation_models = sorted(
-        {foundation_model_arn(partition, region, base) for spec in models for base in spec.base_model_ids.values()}
+        {
+            foundation_model_arn(partition, region, base)
+            for spec in lifecycle_models
+            for base in spec.base_model_ids.values()
+        }
     )
     grants: dict[Grant, dict[str, Any]] = {
         Grant.LIST_UPLOADS: {
@@ -80,6 +92,13 @@ def lambda_policies(
             "Action": ["s3:ListBucket"],
             "Resource": [bucket],
             "Condition": {"StringLike": {"s3:prefix": [f"{contracts.UPLOADS_PREFIX}*"]}},
+        },
+        Grant.LIST_SCRATCH: {
+            "Sid": "ListScratch",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": [bucket],
+            "Condition": {"StringLike": {"s3:prefix": [f"{contracts.SCRATCH_PREFIX}*"]}},
         },
         Grant.DETECT_LABELS: _statement("Labels", ["rekognition:DetectLabels"], ["*"]),  # no resource-level permissions
         Grant.DETECT_TEXT: _statement("Text", ["rekognition:DetectText"], ["*"]),
@@ -167,4 +186,4 @@ def lambda_policies(
         out += [grants[g] for g in sorted(function.grants) if g is not Grant.OWNER_INDEX]  # that one widens JobsTable
         return out
 
-    return {f.name: {"Version": "2012-10-17", "Statement": statements(f)} for f in FUNCTIONS}
+    return {f.name: {"Version": "2012-10-17", "Statement": statements(f)} for f in functions}

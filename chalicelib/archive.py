@@ -32,7 +32,7 @@ from typing import IO, Any, Final, cast
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts, variants
+from chalicelib import contracts, s3keys, variants
 from chalicelib.config import UPLOAD_RETENTION_DAYS, retention_days
 from chalicelib.contracts import ImageStatus
 from chalicelib.errors import (
@@ -42,7 +42,6 @@ from chalicelib.errors import (
     Conflict,
     NotFound,
     client_error_code,
-    is_not_found,
     service_failure,
 )
 from chalicelib.store import JobStore
@@ -210,7 +209,7 @@ class ArchiveService:
         try:
             head: dict[str, Any] = self.s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if is_not_found(exc):
+            if s3keys.absent(self.s3, self.bucket, key, exc):  # a 403 on AWS: chalicelib/s3keys.py
                 return None
             raise service_failure(exc, "could not look up the archive") from exc
         return head
@@ -219,7 +218,7 @@ class ArchiveService:
         try:
             raw = self.s3.get_object(Bucket=self.bucket, Key=request.progress_key)["Body"].read()
         except ClientError as exc:
-            if is_not_found(exc):
+            if s3keys.absent(self.s3, self.bucket, request.progress_key, exc):
                 return None
             raise service_failure(exc, "could not read the archive's progress") from exc
         progress: dict[str, Any] = json.loads(raw)

@@ -7,7 +7,7 @@ from typing import Any, Final
 
 from chalicelib.errors import Unauthorized
 
-# A Cognito user's `sub` is a UUID (docs/aws-notes.md#n87-whole-string-patterns-and-cognito-sub):
+# A Cognito user's `sub` is a UUID (docs/aws-notes.md#n86-whole-string-patterns-and-cognito-sub):
 # anything else never came from the user pool. fullmatch, and no `$`: `$` also matches before a
 # final newline, and "<uuid>\n" would be a different owner with the same look.
 COGNITO_SUB_RE: Final = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")

@@ -350,7 +350,7 @@ MAX_PROVENANCE_LENGTH: Final = 300
 
 _HEX32 = r"[0-9a-f]{32}"
 # Patterns end in \Z, not $: `$` also matches before a final newline, so "id\n" would pass
-# (docs/aws-notes.md#n87-whole-string-patterns-and-cognito-sub); openapi.py writes \Z as $.
+# (docs/aws-notes.md#n86-whole-string-patterns-and-cognito-sub); openapi.py writes \Z as $.
 # Step Functions execution names: 1-80 chars of [0-9A-Za-z_-]; a job id is the execution name,
 # so a second start of the same job is refused by the service itself.
 JOB_ID_RE: Final = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{12}\Z")

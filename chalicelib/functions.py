@@ -22,6 +22,9 @@ class Grant(StrEnum):
     """Access beyond S3 prefixes and the jobs table's item actions (backend/policies.py)."""
 
     LIST_UPLOADS = "list-uploads"  # s3:ListBucket, only under the uploads prefix
+    # s3:ListBucket, only under the scratch prefix: what a workflow step must tell absent from refused
+    # (a GET/HEAD of a missing key is a 403 without ListBucket: chalicelib/s3keys.py)
+    LIST_SCRATCH = "list-scratch"
     OWNER_INDEX = "owner-index"  # the table actions also on its indexes
     DETECT_LABELS = "detect-labels"  # rekognition:DetectLabels
     DETECT_TEXT = "detect-text"  # rekognition:DetectText
@@ -116,9 +119,16 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         # job whose images were written before
         table_actions=("GetItem", "Query", "UpdateItem", "BatchWriteItem"),
         # the event source mapping sends what it gives up on to the failure queue with this role; a
-        # job cancelled before its images were written has its closing started on the reconciler
+        # job cancelled before its images were written has its closing started on the reconciler,
+        # one cancelled while it was starting has the execution just started stopped again
         grants=frozenset(
-            {Grant.READ_JOBS_STREAM, Grant.START_WORKFLOW, Grant.STREAM_FAILURES, Grant.START_CANCEL_CLOSING}
+            {
+                Grant.READ_JOBS_STREAM,
+                Grant.START_WORKFLOW,
+                Grant.STREAM_FAILURES,
+                Grant.START_CANCEL_CLOSING,
+                Grant.STOP_WORKFLOW,
+            }
         ),
     ),
     LambdaFunction(
@@ -139,6 +149,8 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         # image transitions read the status, then update image and job counts in one transaction;
         # a budget cap reserves the image's model calls the same way
         table_actions=("GetItem", "UpdateItem"),
+        # an upload deleted before its image starts is a 403 on AWS: a LIST says it is missing
+        grants=frozenset({Grant.LIST_UPLOADS}),
     ),
     # a `scene` background: the batch's one text-to-image request, then its answer stored for
     # every image (or, if it failed, every image FAILED with that cause)
@@ -181,16 +193,20 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         # Query: that report's images; PutItem: the note of its rewrite handed to the background
         table_actions=("GetItem", "UpdateItem", "Query", "PutItem"),
         # the scorecard's subject and text checks, on pixels sent as bytes (no S3 access for
-        # Rekognition); a large job's report rewrite, started on the reconciler's function
-        grants=frozenset({Grant.DETECT_LABELS, Grant.DETECT_TEXT, Grant.START_CANCEL_CLOSING}),
+        # Rekognition); a large job's report rewrite, started on the reconciler's function; the
+        # original's text, listed before it is read
+        grants=frozenset({Grant.DETECT_LABELS, Grant.DETECT_TEXT, Grant.START_CANCEL_CLOSING, Grant.LIST_SCRATCH}),
     ),
     LambdaFunction(
         "record_failure",
         memory_mb=256,
         timeout_s=30,
         workflow_task=True,
-        s3_read=(SCRATCH_PREFIX,),  # the model calls that answered before the failure: the cost
         table_actions=("GetItem", "UpdateItem"),
+        # the model calls that answered before the failure (the cost): their responses listed once,
+        # never a HEAD each, which is a 403 for a call that never answered (no s3:GetObject either:
+        # the IAM mutation run found it unused once the LIST replaced the HEADs)
+        grants=frozenset({Grant.LIST_SCRATCH}),
     ),
     LambdaFunction(
         "report",

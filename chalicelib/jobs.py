@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import backgrounds, contracts, costs, estimate, quality, review, webhooks
+from chalicelib import backgrounds, contracts, costs, estimate, quality, review, s3keys, webhooks
 from chalicelib.contracts import BackgroundSource, BackgroundWork, ImageStatus, JobStatus
 from chalicelib.deletion import deleting_view
 from chalicelib.errors import (
@@ -25,7 +25,6 @@ from chalicelib.errors import (
     ServiceBusy,
     UploadMissing,
     ValidationError,
-    is_not_found,
     service_failure,
 )
 from chalicelib.labels import LabelService
@@ -671,7 +670,7 @@ class JobService:
         try:
             data = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except ClientError as exc:
-            if is_not_found(exc):
+            if s3keys.absent(self.s3, self.bucket, key, exc):  # a 403 on AWS: chalicelib/s3keys.py
                 return "the background photo was never uploaded or has expired"
             raise service_failure(exc, "could not read the background photo") from exc
         try:
@@ -1013,7 +1012,7 @@ class JobService:
         try:
             self.s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if is_not_found(exc):
+            if s3keys.absent(self.s3, self.bucket, key, exc):
                 raise ReportNotReady(
                     f"job {job_id} is {job['status']} and has no report yet: "
                     "it is written when every image has finished"

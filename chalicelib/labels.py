@@ -11,14 +11,13 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts
+from chalicelib import contracts, s3keys
 from chalicelib.contracts import ErrorCode
 from chalicelib.errors import (
     BadRequest,
     NotFound,
     client_error_code,
     client_error_message,
-    is_not_found,
     service_failure,
 )
 from chalicelib.store import JobStore
@@ -172,12 +171,13 @@ class LabelService:
         cached = self.cached_result(key)
         if cached is not None:
             return cached
+        # LIST, not HEAD: a HEAD of a missing key is a 403 without ListBucket (chalicelib/s3keys.py)
         try:
-            self.s3.head_object(Bucket=self.bucket, Key=key)
+            found = s3keys.exists(self.s3, self.bucket, key)
         except ClientError as exc:
-            if is_not_found(exc):
-                raise NotFound(f"no uploaded image {key.rsplit('/', 2)[-2] + '/' + key.rsplit('/', 1)[-1]}") from exc
             raise service_failure(exc, "could not read the uploaded image") from exc
+        if not found:
+            raise NotFound(f"no uploaded image {key.rsplit('/', 2)[-2] + '/' + key.rsplit('/', 1)[-1]}")
         return self.detect_and_cache_result(key)
 
     def results_many(

@@ -73,7 +73,7 @@ _TRANSITION_ATTEMPTS: Final = 5
 _T = TypeVar("_T")
 _BAD_CURSOR: Final = "cursor is not valid: pass nextCursor from the previous page"
 # One partition (one job's items share `JOB#<jobId>`) takes at most 1,000 write units a second, a
-# unit per started KB of an item (docs/aws-notes.md#n84-dynamodb-partition-write-rate): a job's
+# unit per started KB of an item (docs/aws-notes.md#n83-dynamodb-partition-write-rate): a job's
 # image items are written at that pace, never faster, whatever the table's own capacity.
 PARTITION_WRITE_UNITS_PER_S: Final = 1000
 # ... of which the image items take this much: the rest stays for the job item's own writes while
@@ -371,7 +371,7 @@ class JobStore:
         writes the image items at the partition's pace (write_images) before it starts the
         workflow. A 10,000-image submit is then one PutItem, not ten seconds of one partition's
         writes inside API Gateway's 29 s, and nothing is written before the job item, so no failure
-        leaves images without their job (docs/aws-notes.md#n84-dynamodb-partition-write-rate).
+        leaves images without their job (docs/aws-notes.md#n83-dynamodb-partition-write-rate).
 
         Without it (tests, benchmarks, tools with a complete job at hand): the images, then the
         job item, checked storable before the first write."""
@@ -420,7 +420,7 @@ class JobStore:
         """Put one job's image items (one partition), BatchWriteItem 25 at a time, one call after
         the other at no more than `write_units_per_s`; what DynamoDB leaves unprocessed, or a
         call it throttles whole, is sent again after a backoff with full jitter, as its API
-        reference asks (docs/aws-notes.md#n85-batchwriteitem-unprocessed-items). Puts replace:
+        reference asks (docs/aws-notes.md#n84-batchwriteitem-unprocessed-items). Puts replace:
         writing the same items again changes nothing."""
         pacer = _Pacer(write_units_per_s, clock, self.sleep)
         for start in range(0, len(items), BATCH_WRITE_MAX_ITEMS):

@@ -24,7 +24,7 @@ from chalicelib.errors import BadRequest, ValidationError
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _MAX_INT_DIGITS = 30  # the largest number Backdrop reads is a seed below 2**32
-# What a DynamoDB number can be (docs/aws-notes.md#n83-dynamodb-numbers): a magnitude from 1E-130 to
+# What a DynamoDB number can be (docs/aws-notes.md#n82-dynamodb-numbers): a magnitude from 1E-130 to
 # 9.99...E+125 (38 nines), or 0. A float has at most 17 significant digits and an int here at most
 # _MAX_INT_DIGITS, both within its 38, so the magnitude is what is left to check.
 DYNAMODB_NUMBER_MAX: Final = Decimal("9.9999999999999999999999999999999999999E+125")

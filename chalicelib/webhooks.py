@@ -14,7 +14,7 @@ clock (a replayed request carries an old timestamp, and changing it breaks the s
 Server-side request forgery: only `https://` URLs, without credentials, are accepted, and the
 host must resolve only to public addresses (no private, loopback, link-local, shared, reserved or
 multicast address, including IPv4 written inside IPv6 in any of its forms and the shorthand IPv4
-forms such as `2130706433`: docs/aws-notes.md#n86-addresses-a-webhook-may-not-reach). This is checked when the job is submitted
+forms such as `2130706433`: docs/aws-notes.md#n85-addresses-a-webhook-may-not-reach). This is checked when the job is submitted
 and again at every attempt, where the connection goes to the very address that was checked (no
 second lookup to rebind) and redirects are not followed. A test can allow plain HTTP to loopback
 by passing `DeliveryPolicy(allow_loopback=True, allow_plain_http=True)`; there is no setting that
@@ -168,7 +168,7 @@ def resolve_host(host: str, port: int) -> list[str]:
 # Address blocks that are not globally reachable, from IANA's special-purpose registries, written
 # out so that the verdict does not depend on the Python version's `ipaddress` tables (3.11's
 # `is_global` still calls fec0::/10, 3fff::/20 and 64:ff9b:1::/48 global)
-# (docs/aws-notes.md#n86-addresses-a-webhook-may-not-reach).
+# (docs/aws-notes.md#n85-addresses-a-webhook-may-not-reach).
 _NOT_GLOBAL_V4: Final = (
     "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
     "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import backgrounds, contracts, costs, estimate, imaging, observability, presets, variants
+from chalicelib import backgrounds, contracts, costs, estimate, imaging, observability, presets, s3keys, variants
 from chalicelib.contracts import BackgroundSource, ErrorCode, ImageStatus
 from chalicelib.errors import (
     BudgetReached,
@@ -151,7 +151,9 @@ class Steps:
             body: bytes = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
             return body
         except ClientError as exc:
-            raise StorageError(f"could not read s3://{bucket}/{key}: {client_error_code(exc) or exc}") from exc
+            # a missing key is a 403 on AWS: say it is missing where the role may list (s3keys.py)
+            code = "NoSuchKey" if s3keys.absent(self.s3, bucket, key, exc) else client_error_code(exc) or exc
+            raise StorageError(f"could not read s3://{bucket}/{key}: {code}") from exc
 
     def _put(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
         try:
@@ -645,17 +647,16 @@ class Steps:
     def _calls_answered(self, step: StepInput) -> list[str]:
         """The image's model calls that answered (and are billed), by step: Bedrock writes a
         call's output to its Output.S3Uri only when it answers, so each response object is one."""
-        answered: list[str] = []
-        for call_step in registry.adapter_for(self._spec(step)).steps:
-            key = contracts.response_key(step.job_id, step.image.image_id, call_step)
-            try:
-                self.s3.head_object(Bucket=step.bucket, Key=key)
-            except ClientError as exc:
-                if client_error_code(exc) in ("404", "NoSuchKey", "NotFound"):
-                    continue
-                raise StorageError(f"could not look up s3://{step.bucket}/{key}: {client_error_code(exc)}") from exc
-            answered.append(call_step)
-        return answered
+        # one LIST of the image's responses, not a HEAD per call: a HEAD of a call that never
+        # answered is a 403 on AWS without ListBucket, and the failure's cause would be lost
+        # (chalicelib/s3keys.py; the LIST_SCRATCH grant)
+        calls = registry.adapter_for(self._spec(step)).steps
+        prefix = contracts.response_key(step.job_id, step.image.image_id, "")[: -len(".json")]
+        try:
+            present = s3keys.keys_under(self.s3, step.bucket, prefix)
+        except ClientError as exc:
+            raise StorageError(f"could not list s3://{step.bucket}/{prefix}: {client_error_code(exc)}") from exc
+        return [c for c in calls if contracts.response_key(step.job_id, step.image.image_id, c) in present]
 
     def _background_layer(
         self, step: StepInput, background: backgrounds.Background, size: tuple[int, int]
@@ -973,11 +974,14 @@ class _RekognitionChecks:
             return self._original_lines
         key = contracts.work_key(self.step.job_id, self.step.image.image_id, ORIGINAL_TEXT)
         try:
-            cached = self.steps.s3.get_object(Bucket=self.step.bucket, Key=key)["Body"].read()
-            self._original_lines = list(json.loads(cached)["lines"])
-            return self._original_lines
+            # listed first: missing on a first attempt, and a GET of a missing key is a 403 on
+            # AWS without ListBucket (chalicelib/s3keys.py; the LIST_SCRATCH grant)
+            if s3keys.exists(self.steps.s3, self.step.bucket, key):
+                cached = self.steps.s3.get_object(Bucket=self.step.bucket, Key=key)["Body"].read()
+                self._original_lines = list(json.loads(cached)["lines"])
+                return self._original_lines
         except ClientError as exc:
-            if not is_not_found(exc):
+            if not is_not_found(exc):  # deleted between the LIST and the GET: ask again
                 raise StorageError(f"could not read s3://{self.step.bucket}/{key}: {client_error_code(exc)}") from exc
         image = quality.rekognition_image(self.original)
         name = quality.CheckName.TEXT_INTEGRITY

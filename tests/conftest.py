@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,69 @@ def _nothing_left_in_the_repository(request: pytest.FixtureRequest) -> Iterator[
         pytest.fail(f"{request.node.nodeid} left {left} behind: write into tmp_path", pytrace=False)
 
 
+# --------------------------------------------------------------------------------------------
+# IAM: every call a Lambda's code makes is checked against that function's rendered policy
+# (backend/local/iam.py); a denied call fails the test even if the product caught the error.
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _iam_guard() -> Iterator[Any]:
+    from backend.local import iam
+
+    if os.environ.get("BACKDROP_IAM_GUARD") == "off":  # only to measure the guard's own cost
+        yield None
+        return
+    uninstall = iam.install(iam.TESTS)
+    try:
+        yield iam.installed()
+    finally:
+        _write_iam_usage()
+        uninstall()
+
+
+_IAM_USAGE: dict[str, set[str]] = {}  # unit → the tests whose calls it allowed ($BACKDROP_IAM_RECORD)
+_IAM_DURATIONS: dict[str, float] = {}  # test → seconds, so the mutation run re-runs the quickest
+
+
+def _write_iam_usage() -> None:
+    path = os.environ.get("BACKDROP_IAM_RECORD")
+    if path:
+        import json
+
+        usage = {unit: sorted(tests) for unit, tests in sorted(_IAM_USAGE.items())}
+        with open(path, "w") as out:
+            json.dump({"units": usage, "durations": _IAM_DURATIONS}, out, indent=1)
+
+
+@pytest.fixture(autouse=True)
+def _no_iam_denial(_iam_guard: Any, request: pytest.FixtureRequest) -> Iterator[None]:
+    guard = _iam_guard
+    if guard is None:
+        yield
+        return
+    denied_before, unmapped_before = len(guard.denials), len(guard.unmapped)
+    recording = bool(os.environ.get("BACKDROP_IAM_RECORD"))
+    used_before = dict(guard.used_units) if recording else {}
+    started = time.monotonic()
+    yield
+    if recording:
+        _IAM_DURATIONS[request.node.nodeid] = round(time.monotonic() - started, 2)
+        for unit, count in guard.used_units.items():
+            if count > used_before.get(unit, 0):
+                _IAM_USAGE.setdefault(unit, set()).add(request.node.nodeid)
+    if request.node.get_closest_marker("iam_denial_expected") is not None:
+        return
+    unmapped = guard.unmapped[unmapped_before:]
+    if unmapped:  # even if the product caught the error: a new call must be mapped (backend/local/iam.py)
+        pytest.fail(f"AWS operations no IAM action is mapped for: {sorted(set(unmapped))}", pytrace=False)
+    denied = guard.denials[denied_before:]
+    if denied:
+        from backend.local.iam import denial_lines
+
+        lines = "\n  ".join(denial_lines(denied))
+        pytest.fail(f"IAM denied {len(denied)} AWS call(s) that AWS would refuse:\n  {lines}", pytrace=False)
+
+
 @pytest.fixture(autouse=True)
 def _test_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for key, value in _TEST_ENV.items():
@@ -89,11 +153,17 @@ def _test_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
         for key in ("AWS_DEFAULT_REGION", "AWS_REGION"):
             monkeypatch.setenv(key, region)
         monkeypatch.setenv("STATE_MACHINE_ARN", _TEST_ENV["STATE_MACHINE_ARN"].replace("us-east-1", region))
+    from backend.local import iam
     from chalicelib import aws
 
+    guard = iam.installed()
+    # the IAM guard renders the policies for the test's Region too
+    undo_region = guard.use(iam.tests_deployment(os.environ["AWS_REGION"])) if guard is not None else None
     aws.reset()
     yield
     aws.reset()
+    if undo_region is not None:
+        undo_region()
 
 
 @pytest.fixture
@@ -336,8 +406,13 @@ class Outage:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The robustness matrices' counts, when they ran."""
+    """The IAM guard's counts; the robustness matrices' counts, when they ran."""
     import sys
+
+    iam = sys.modules.get("backend.local.iam")
+    guard = iam.last_guard() if iam is not None else None
+    if guard is not None:
+        terminalreporter.write_line(iam.summary(guard))
 
     module = sys.modules.get("test_robustness")  # tests/e2e/test_robustness.py
     if module is None:

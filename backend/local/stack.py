@@ -214,6 +214,11 @@ class LocalStack:
             json={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}},
             timeout=10,
         ).raise_for_status()
+        # every call the app's code makes is checked against its function's IAM policy, as AWS
+        # would: a denied one is an ERROR line and AWS's AccessDenied answer (backend/local/iam.py)
+        from backend.local import iam
+
+        self._undo.append(iam.install_for(iam.local_deployment(self.stage, self.region)))
         self._install_standins()  # before the state machine exists: moto binds task services at parse time
         self._provision()
         self._moto.gateway.seal()
@@ -493,28 +498,34 @@ class LocalStack:
                 raise
             raise PortInUse(self.host, port, "API", "--port (make run PORT=...)") from exc
         self._api_server = server
+        from backend.local.iam import check_invoke
+        from chalicelib.functions import ARCHIVE_BUILDER, DELETER, RECONCILER
+
+        def invoke_async(function_name: str, handler: Callable[..., Any], event: Any, thread_name: str) -> None:
+            """Lambda's asynchronous invoke: checked as lambda:InvokeFunction by the caller's
+            function, then the target's handler in a thread (it runs as its own function)."""
+            check_invoke(function_name)
+            threading.Thread(target=handler, args=(event, None), name=thread_name, daemon=True).start()
+
         # a large archive is built by its own Lambda, started without waiting: here, a thread
-        backdrop_app.start_archive_build = lambda event: threading.Thread(
-            target=backdrop_app.build_archive, args=(event, None), name="build-archive", daemon=True
-        ).start()
+        backdrop_app.start_archive_build = lambda event: invoke_async(
+            ARCHIVE_BUILDER, backdrop_app.build_archive, event, "build-archive"
+        )
         # ... and so is a large cancelled job's closing, by the reconciler's function
-        backdrop_app.start_cancel_closing = lambda job_id, owner, bucket: threading.Thread(
-            target=backdrop_app.reconcile,
-            args=(cancel_closing_event(job_id, owner, bucket, backdrop_config.settings().region), None),
-            name="close-cancelled",
-            daemon=True,
-        ).start()
+        backdrop_app.start_cancel_closing = lambda job_id, owner, bucket: invoke_async(
+            RECONCILER,
+            backdrop_app.reconcile,
+            cancel_closing_event(job_id, owner, bucket, backdrop_config.settings().region),
+            "close-cancelled",
+        )
         # ... and a large job's report rewrite after a pick or a regeneration, by that function too
-        backdrop_app.start_report_rewrite = lambda event: threading.Thread(
-            target=backdrop_app.reconcile, args=(event, None), name="rewrite-report", daemon=True
-        ).start()
+        backdrop_app.start_report_rewrite = lambda event: invoke_async(
+            RECONCILER, backdrop_app.reconcile, event, "rewrite-report"
+        )
         # ... and a large job's deletion, by the deleter's function (one run: no time limit here)
-        backdrop_app.start_deletion = lambda job_id, owner, bucket: threading.Thread(
-            target=backdrop_app.delete_job_data,
-            args=(deletion_event(job_id, owner, bucket), None),
-            name="delete-job",
-            daemon=True,
-        ).start()
+        backdrop_app.start_deletion = lambda job_id, owner, bucket: invoke_async(
+            DELETER, backdrop_app.delete_job_data, deletion_event(job_id, owner, bucket), "delete-job"
+        )
         if not getattr(self, "api_url", None):
             self._undo.append(lambda: (self._api_server.shutdown(), self._api_server.server.server_close()))
         self.api_url = f"http://{self.host}:{server.server.server_address[1]}"

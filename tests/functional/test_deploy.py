@@ -208,17 +208,27 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
     starters = {n for n, d in docs.items() for s in _statements(d) if "states:StartExecution" in s["Action"]}
     # the stream's starter, and the sweep that starts a job left SUBMITTED with the same code
     assert starters == {"start_workflow", "reconcile_sweep"}
-    # only the API and its deleter delete (a job's files on DELETE), only the API stops executions
-    # (cancel) and the starter's code, run by the sweep, a run whose job was cancelled while it
-    # started; the webhook sender is started only where no workflow step is left to run it (a
-    # cancel, a job the reconciler closed)
+    # only the API and its deleter delete (a job's files on DELETE); the API stops executions
+    # (cancel), and so do the starter and the sweep running its code, for a run whose job was
+    # cancelled while it started; the webhook sender is started only where no workflow step is
+    # left to run it (a cancel, a job the reconciler closed)
     deleters = {n for n, d in docs.items() for s in _statements(d) if "s3:DeleteObject" in s["Action"]}
     assert deleters == {"api_handler", "finalize", "delete_job_data"}
     stoppers = {n: s for n, d in docs.items() for s in _statements(d) if "states:StopExecution" in s["Action"]}
-    assert {"api_handler", "reconcile_sweep"} <= set(stoppers)
-    assert stoppers["api_handler"]["Resource"] == [
-        "arn:aws:states:us-east-1:123456789012:execution:backdrop-dev-workflow:*"
-    ]
+    assert {"api_handler", "reconcile_sweep", "start_workflow"} <= set(stoppers)
+    for stopper in stoppers.values():
+        assert stopper["Resource"] == ["arn:aws:states:us-east-1:123456789012:execution:backdrop-dev-workflow:*"]
+    # every start reads the job first (issue #24: without GetItem no job ever started on AWS)
+    [starter_table] = [s for s in _statements(docs["start_workflow"]) if s["Sid"] == "JobsTable"]
+    assert "dynamodb:GetItem" in starter_table["Action"]
+    # steps that must tell a missing scratch object from a refused one list it, only under scratch
+    for lister in ("record_failure", "finalize"):
+        [listing] = [s for s in _statements(docs[lister]) if s["Sid"] == "ListScratch"]
+        assert listing["Action"] == ["s3:ListBucket"]
+        assert listing["Condition"] == {"StringLike": {"s3:prefix": [f"{contracts.SCRATCH_PREFIX}*"]}}
+    # GET /models reads the lifecycle of every registered model, retired ones too
+    [lifecycle] = [s for s in _statements(docs["api_handler"]) if s["Sid"] == "ModelLifecycle"]
+    assert "arn:aws:bedrock:us-east-1::foundation-model/amazon.titan-image-generator-v2:0" in lifecycle["Resource"]
     invokers = {n: s for n, d in docs.items() for s in _statements(d) if "lambda:InvokeFunction" in s["Action"]}
     assert set(invokers) == {
         "api_handler",

@@ -15,6 +15,7 @@ from chalice.test import Client
 from test_cancel_delete import BUCKET, MACHINE_ARN, _Context, _h, _submit
 
 import app as backdrop_app
+from backend import resource_names
 from chalicelib import contracts, reconciler
 from chalicelib.contracts import BackgroundWork, JobStatus
 from chalicelib.starter import WorkflowStarter
@@ -24,7 +25,10 @@ OWNER = "owner-1"
 
 @pytest.fixture
 def client(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
-    monkeypatch.setenv("NOTIFICATION_TOPIC_ARN", boto3.client("sns").create_topic(Name="backdrop-test")["TopicArn"])
+    # each user's job emails go to their own topic (backend/user_topics.py): the sweep's reconciler reads the prefix
+    monkeypatch.setenv(
+        "USER_TOPIC_ARN_PREFIX", resource_names.user_topic_arn_prefix("test", "us-east-1", "123456789012", "aws")
+    )
     with Client(backdrop_app.app, stage_name="dev") as test_client:
         yield test_client
 
