@@ -21,7 +21,9 @@ and lists it, in the zip (MISSING_ORIGINALS_NAME) and in the answer, instead of 
 from __future__ import annotations
 
 import json
+import re
 import time
+import unicodedata
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -59,6 +61,40 @@ class ArchiveState:
     READY = "READY"
     FAILED = "FAILED"
     NONE = "NONE"  # never asked for
+
+
+# A zip entry's name is a relative path with "/" alone between its parts: no drive letter, no
+# leading slash, no backslash (PKWARE APPNOTE 4.4.17, docs/aws-notes.md N88). A user's file name
+# becomes one part of it, so it keeps none of these: unzipped, `..\\x` or `C:x` would land
+# outside the folder on Windows. Also out: control characters (a CR/LF in a listing) and what
+# Windows refuses in a name (<>:"|?*), so every entry unzips everywhere.
+_NOT_IN_ENTRY = re.compile(r'[\x00-\x1f\x7f-\x9f<>:"/\\|?*]')
+ENTRY_STEM_CHARS: Final = 120  # the name part of an entry; the rest (tag, variant, suffix) is short
+
+
+def entry_stem(name: str, fallback: str) -> str:
+    """The part of a user's file name that names its entries: the last part of the path (either
+    separator), without its extension, unsafe characters replaced by "_", no leading or trailing
+    dots or spaces (so never `..`); `fallback` when nothing is left."""
+    last = re.split(r"[/\\]", name)[-1]
+    stem = last.rsplit(".", 1)[0] if "." in last.strip(".") else last
+    cleaned = "".join(
+        "_" if _NOT_IN_ENTRY.match(c) or unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in stem
+    )
+    cleaned = cleaned.strip(" .")[:ENTRY_STEM_CHARS].strip(" .")
+    return cleaned or fallback[:8] or "image"
+
+
+def unique_entry_name(name: str, taken: set[str]) -> str:
+    """`name`, or `name` with "-2", "-3", ... before its suffix when an entry of that name (in
+    any letter case: Windows and macOS would overwrite one with the other) is in the zip already."""
+    stem, dot, suffix = name.rpartition(".") if "." in PurePosixPath(name).name else (name, "", "")
+    candidate, n = name, 1
+    while candidate.casefold() in taken:
+        n += 1
+        candidate = f"{stem}-{n}{dot}{suffix}"
+    taken.add(candidate.casefold())
+    return candidate
 
 
 @dataclass(frozen=True)
@@ -286,9 +322,15 @@ class ArchiveService:
     # ------------------------------------------------------------------ the builder
 
     def _entries(self, request: ArchiveRequest, job: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-        """(name in the zip, S3 key) of everything that goes in, in a stable order."""
+        """(name in the zip, S3 key) of everything that goes in, in a stable order; each name
+        once (entry_name)."""
+        taken: set[str] = set()
+        for name, key in self._named_entries(request, job):
+            yield unique_entry_name(name, taken), key
+
+    def _named_entries(self, request: ArchiveRequest, job: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
         for image in self.store.images(request.job_id):
-            stem = PurePosixPath(str(image.get("name") or image["imageId"])).stem
+            stem = entry_stem(str(image.get("name") or ""), str(image["imageId"]))
             tag = f"{stem}-{image['imageId'][:8]}"
             if (
                 image["status"] == ImageStatus.SUCCEEDED.value

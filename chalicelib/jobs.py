@@ -839,12 +839,7 @@ class JobService:
                 f"image {image_id} has a {background.source.value} background: it is composed from one cut-out, so "
                 "a regeneration would make the same picture"
             )
-        made = len(image.get("outputs") or [])
-        if seed is None:  # past the seeds of every variant and re-roll the job may have made
-            seed = contracts.derived_seed(
-                settings.seed, contracts.MAX_VARIANTS + contracts.MAX_RE_ROLLS + made, spec.seed_max
-            )
-        settings = replace(settings, model=spec.key, seed=int(seed), variants=1, re_rolls=0)
+        settings = replace(settings, model=spec.key, variants=1, re_rolls=0)
         images = [
             ImageInput(
                 image["imageRef"],
@@ -854,11 +849,19 @@ class JobService:
                 backgrounds.Background.from_dict(image["background"]) if image.get("background") else None,
             )
         ]
-        validate_for_model(spec, settings, images)
-        if not self.store.claim_regeneration(job_id, image_id, contracts.MAX_REGENERATIONS):
+        validate_for_model(spec, settings if seed is None else replace(settings, seed=int(seed)), images)
+        ordinal = self.store.claim_regeneration(job_id, image_id, contracts.MAX_REGENERATIONS)
+        if ordinal is None:
             raise Conflict(
                 f"image {image_id} was regenerated {contracts.MAX_REGENERATIONS} times already: pick among its variants"
             )
+        if seed is None:
+            # past the seeds of every variant and re-roll the job may have made, and the claim's own
+            # ordinal: calls at the same moment (they read the same outputs) get different seeds
+            seed = contracts.derived_seed(
+                settings.seed, contracts.MAX_VARIANTS + contracts.MAX_RE_ROLLS + ordinal, spec.seed_max
+            )
+        settings = replace(settings, seed=int(seed))
         budget = (job.get("settings") or {}).get(costs.BUDGET_FIELD)
         try:
             result = self.submit(

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import unicodedata
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Final
@@ -111,6 +112,22 @@ def _background_columns(output: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# What may not reach the email's text from a name, a cause or a model's words: a line break (CR, LF,
+# VT, FF, NEL, U+2028/2029) would start a line the user did not write the email to have ("Failed
+# images:" followed by whatever a file name says), another control or format character (a
+# right-to-left override) would disguise what a name is. Spacing becomes a space, the rest "?".
+_EMAIL_SPACES: Final = frozenset("\t\n\v\f\r\x1c\x1d\x1e\x85\u2028\u2029")
+
+
+def email_text(value: Any) -> str:
+    """A user's (or a model's) text as one line of the email: no line breaks, no control or
+    format characters."""
+    return "".join(
+        " " if c in _EMAIL_SPACES else "?" if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c
+        for c in str(value)
+    )
+
+
 def _consistency_lines(found: Mapping[str, Any] | None) -> list[str]:
     """The batch's consistency (scene and colour batches), and its outliers."""
     if not found:
@@ -121,7 +138,9 @@ def _consistency_lines(found: Mapping[str, Any] | None) -> list[str]:
         f"Batch consistency: subject fill {fill['min']}-{fill['max']}% (median {fill['median']}%), "
         f"background difference up to {found['backgroundDifference']['max']} of 255.",
     ]
-    lines += [f"- outlier {o['name']}: {'; '.join(o['reasons'])}" for o in found["outliers"][:20]]
+    lines += [
+        f"- outlier {email_text(o['name'])}: {email_text('; '.join(o['reasons']))}" for o in found["outliers"][:20]
+    ]
     return lines
 
 
@@ -165,7 +184,7 @@ def _quality_lines(images: list[Mapping[str, Any]]) -> list[str]:
         )
     flagged.sort(key=lambda f: f[0] != quality.Outcome.FAIL.value)
     for _, name, summary in flagged[: contracts.SNS_MAX_FAILURES_LISTED]:
-        lines.append(f"- {name}: {summary}")
+        lines.append(f"- {email_text(name)}: {email_text(summary)}")
     if len(flagged) > contracts.SNS_MAX_FAILURES_LISTED:
         lines.append(f"- ... and {len(flagged) - contracts.SNS_MAX_FAILURES_LISTED} more (see the report)")
     return lines
@@ -447,14 +466,15 @@ class Reporter:
         if rejected:
             lines.append(f"Rejected in review, not delivered: {rejected} result(s).")
         for made_by in report.get("producedBy") or []:
-            lines.append(f"Produced by: {made_by}")
+            lines.append(f"Produced by: {email_text(made_by)}")
         if report.get("workflowError"):
             lines.append("The workflow itself reported an error; unfinished images are marked FAILED.")
         failed = [i for i in report["images"] if i["status"] == ImageStatus.FAILED.value]
         if failed:
             lines += ["", "Failed images:"]
             for image in failed[: contracts.SNS_MAX_FAILURES_LISTED]:
-                lines.append(f"- {image['name']}: {image['errorCode']} - {image['cause']}")
+                name, code, cause = (email_text(image.get(k)) for k in ("name", "errorCode", "cause"))
+                lines.append(f"- {name}: {code} - {cause}")
             if len(failed) > contracts.SNS_MAX_FAILURES_LISTED:
                 lines.append(f"- ... and {len(failed) - contracts.SNS_MAX_FAILURES_LISTED} more (see the report)")
         lines += _quality_lines(report["images"])

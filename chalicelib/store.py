@@ -103,6 +103,12 @@ def plain(value: Any) -> Any:
     return value
 
 
+# An image item's count of writes to its outputs (set_outputs): the guard of a read-modify-write.
+OUTPUTS_REVISION = "outputsRevision"
+# An image item's count of regenerations ever claimed (never decremented): each claim's ordinal.
+REGENERATION_ORDINAL = "regenerationOrdinal"
+
+
 def _stored(value: Any) -> Any:
     """Python values as DynamoDB stores them (floats as Decimals)."""
     return json.loads(json.dumps(value), parse_float=Decimal)
@@ -507,35 +513,76 @@ class JobStore:
         return refused
 
     def set_outputs(
-        self, job_id: str, image_id: str, outputs: Sequence[Mapping[str, Any]], before: Mapping[str, Any]
+        self,
+        job_id: str,
+        image_id: str,
+        outputs: Sequence[Mapping[str, Any]],
+        before: Mapping[str, Any],
+        *,
+        regeneration: tuple[str, float] | None = None,
     ) -> bool:
         """Replace a SUCCEEDED image's outputs (the delivered variant picked, a variant added) and
         its verdict, the delivered one's; the job's per-verdict counts move with it in the same
         transaction. `before` is the image as read: False, and nothing written, when it is no
-        longer SUCCEEDED or its verdict changed meanwhile."""
+        longer SUCCEEDED or its outputs or verdict changed meanwhile (each write moves the image's
+        OUTPUTS_REVISION on, so two writers that read the same outputs cannot both write: the
+        second would drop the first's variant or pick). `regeneration` (charge, cost): the write
+        adds a regenerated variant, and in the same transaction that charge is recorded once and
+        the job's regenerations count and total grow by one and the cost: the variants, the count
+        and the cost cannot disagree."""
         from chalicelib import variants
 
         verdict = variants.verdict_of(variants.delivered_output({"outputs": outputs}))
         old_verdict = before.get("verdict")
-        names = {"#s": "status", "#o": "outputs", "#v": "verdict"}
-        values: dict[str, Any] = {":ok": ImageStatus.SUCCEEDED.value, ":outputs": [dict(o) for o in outputs]}
-        # the verdict as read guards the job's per-verdict counts
+        names = {"#s": "status", "#o": "outputs", "#v": "verdict", "#r": OUTPUTS_REVISION}
+        values: dict[str, Any] = {":ok": ImageStatus.SUCCEEDED.value, ":outputs": [dict(o) for o in outputs], ":one": 1}
+        # the verdict as read guards the job's per-verdict counts; the revision as read, the outputs
         condition = "#s = :ok AND " + ("#v = :old" if old_verdict else "attribute_not_exists(#v)")
         if old_verdict:
             values[":old"] = old_verdict
+        if before.get(OUTPUTS_REVISION) is not None:
+            condition += " AND #r = :rev"
+            values[":rev"] = int(before[OUTPUTS_REVISION])
+        else:
+            condition += " AND attribute_not_exists(#r)"
         update = "SET #o = :outputs"
         if verdict:
             update += ", #v = :verdict"
             values[":verdict"] = verdict
+        update += " ADD #r :one"
+        if regeneration is not None:
+            update += ", costCharges :charges"
+            condition += " AND NOT contains(costCharges, :charge)"
+            values[":charge"] = regeneration[0]
         image_update = {
             "TableName": self.table.name,
             "Key": self._image_key(job_id, image_id),
             "UpdateExpression": update,
             "ConditionExpression": condition,
             "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": _stored(values),
+            # a string set (the image's charges) is no JSON: added apart from _stored
+            "ExpressionAttributeValues": {
+                **_stored(values),
+                **({":charges": {regeneration[0]}} if regeneration is not None else {}),
+            },
         }
         items: list[dict[str, Any]] = [{"Update": image_update}]
+        if regeneration is not None:
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self.table.name,
+                        "Key": self._job_key(job_id),
+                        "UpdateExpression": "ADD #cost :usd, #count :one",
+                        "ConditionExpression": "attribute_exists(pk)",
+                        "ExpressionAttributeNames": {
+                            "#cost": contracts.JOB_REGENERATED_COST_ATTRIBUTE,
+                            "#count": contracts.JOB_REGENERATIONS_ATTRIBUTE,
+                        },
+                        "ExpressionAttributeValues": {":usd": _usd(regeneration[1]), ":one": 1},
+                    }
+                }
+            )
         if verdict and old_verdict and verdict != old_verdict:
             items.append(
                 {
@@ -560,18 +607,29 @@ class JobStore:
             raise
         return True
 
-    def claim_regeneration(self, job_id: str, image_id: str, most: int) -> bool:
-        """Count one more regeneration of a SUCCEEDED image; False when it has `most` already
-        (or is not SUCCEEDED)."""
-        return self._conditional_update(
-            self._image_key(job_id, image_id),
-            "ADD regenerations :one",
-            "#s = :ok AND (attribute_not_exists(regenerations) OR regenerations < :most)",
-            {":one": 1, ":ok": ImageStatus.SUCCEEDED.value, ":most": most},
-        )
+    def claim_regeneration(self, job_id: str, image_id: str, most: int) -> int | None:
+        """Count one more regeneration of a SUCCEEDED image; None when it has `most` already (or
+        is not SUCCEEDED), else the claim's ordinal: 1, 2, ... per image, never given twice (a
+        released claim does not give its ordinal back), so each regeneration can take its own seed
+        from it (contracts.derived_seed)."""
+        try:
+            answer = self._update(
+                Key=self._image_key(job_id, image_id),
+                UpdateExpression="ADD regenerations :one, #n :one",
+                ConditionExpression="#s = :ok AND (attribute_not_exists(regenerations) OR regenerations < :most)",
+                ExpressionAttributeNames={"#s": "status", "#n": REGENERATION_ORDINAL},
+                ExpressionAttributeValues={":one": 1, ":ok": ImageStatus.SUCCEEDED.value, ":most": most},
+                ReturnValues="UPDATED_NEW",
+            )
+        except ClientError as exc:
+            if client_error_code(exc) != CONDITION_FAILED:
+                raise
+            return None
+        return int(answer["Attributes"][REGENERATION_ORDINAL])
 
     def release_regeneration(self, job_id: str, image_id: str) -> None:
-        """A claimed regeneration that made no job: it may be asked for again."""
+        """A claimed regeneration that made no job: it may be asked for again (with the next
+        ordinal: its seed is not given to another)."""
         self._update(
             Key=self._image_key(job_id, image_id),
             UpdateExpression="ADD regenerations :minus",

@@ -165,17 +165,20 @@ class VariantService:
         variant of the image it regenerates: copied to that image's result key, recorded with
         `source: REGENERATED`, its job, seed and prompt, not delivered until the owner picks it.
         What it cost (`cost_usd`, billed to `source_job`) is added to the parent job's
-        regenerations total, apart from its own cost. Answers its variant; None when that image
-        is gone (its job deleted). Repeated, it finds the variant (and its cost) already added."""
+        regenerations total and count, apart from its own cost, in the same write as the variant:
+        regenerations finishing at once each add their own variant, and the job's regenerations
+        count and total always match the REGENERATED variants. Answers its variant; None when that
+        image is gone (its job deleted). Repeated, it finds the variant (and its cost) already added."""
         job_id, image_id = str(parent["jobId"]), str(parent["imageId"])
-        for _ in range(3):  # a pick or another regeneration may land between the read and the write
+        for _ in range(3 + contracts.MAX_REGENERATIONS):  # a pick or other regenerations may land between
             job = self.store.get_job(job_id)
             image = self.store.get_image(job_id, image_id) if job and job.get("owner") == owner else None
             if job is None or image is None or image.get("status") != ImageStatus.SUCCEEDED.value:
                 return None
             outputs = list(image.get("outputs") or [])
             done = next((o for o in outputs if o.get("jobId") == source_job), None)
-            if done is not None:  # a repeat: its cost and the report, if the earlier run stopped before them
+            if done is not None:  # a repeat: its copy, cost and report, if the earlier run stopped before them
+                self._copy_result(job_id, str(made["key"]), str(done["key"]))
                 self._add_regeneration_cost(job_id, image_id, source_job, cost_usd)
                 self._refresh_report(owner, job)
                 return int(done["variant"])
@@ -185,12 +188,6 @@ class VariantService:
             suffix = PurePosixPath(str(made["key"])).suffix.lstrip(".")
             fmt = next(f for f, ext in contracts.FORMAT_EXTENSIONS.items() if ext == suffix)
             key = contracts.result_key(owner, job_id, image_id, variant, fmt)
-            try:
-                self.s3.copy_object(
-                    Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": str(made["key"])}
-                )
-            except ClientError as exc:
-                raise StorageError(f"could not add the regenerated result to job {job_id}: {exc}") from exc
             added = {k: v for k, v in made.items() if k not in ("pickedBy", "delivered")}
             added.update(
                 key=key,
@@ -200,16 +197,34 @@ class VariantService:
                 jobId=source_job,
                 **({"prompt": prompt} if prompt else {}),
             )
-            if self.store.set_outputs(job_id, image_id, [*outputs, added], image):
-                self._add_regeneration_cost(job_id, image_id, source_job, cost_usd)
+            # the variant, its charge, the count and the cost in one write, guarded by the outputs
+            # as read: of two regenerations that read the same outputs one writes, the other reads
+            # again and takes the next variant. The copy comes after: a variant number is copied to
+            # only by the regeneration that won it (copied first, the loser would overwrite the
+            # winner's picture under the same key); a failed copy is made again by the repeat.
+            charge = (self._charge(source_job), float(cost_usd or 0.0))
+            if self.store.set_outputs(job_id, image_id, [*outputs, added], image, regeneration=charge):
+                self._copy_result(job_id, str(made["key"]), key)
                 self._refresh_report(owner, job)
                 return variant
         raise StorageError(f"image {image_id} of job {job_id} kept changing: the regenerated result was not added")
 
+    def _copy_result(self, job_id: str, source: str, key: str) -> None:
+        try:
+            self.s3.copy_object(Bucket=self.bucket, Key=key, CopySource={"Bucket": self.bucket, "Key": source})
+        except ClientError as exc:
+            raise StorageError(f"could not add the regenerated result to job {job_id}: {exc}") from exc
+
+    @staticmethod
+    def _charge(source_job: str) -> str:
+        return f"regenerated-{source_job}"
+
     def _add_regeneration_cost(self, job_id: str, image_id: str, source_job: str, cost_usd: float | None) -> None:
         """Once per regeneration (its job's id is the charge): the parent's regenerations total."""
         if cost_usd is not None:
-            self.store.add_cost(job_id, image_id, f"regenerated-{source_job}", cost_usd, regeneration=True)
+            # added with the variant (store.set_outputs); this finds it there, unless the variant
+            # was recorded before the two were one write
+            self.store.add_cost(job_id, image_id, self._charge(source_job), cost_usd, regeneration=True)
 
     def _refresh_deliverables(self, owner: str, job: Mapping[str, Any]) -> tuple[ReportRefresh, str | None]:
         """After the owner changed what an image delivers: archives dropped, and the report."""
