@@ -372,7 +372,8 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
         catalogue["presets"] = []
     scene_models = [m for m in catalogue["models"] if m.get("role") == "scene" and m["selectable"]]
     models = {m["key"]: m for m in catalogue["models"] if m["selectable"] and m.get("role", "job") == "job"}
-    retired = [m for m in catalogue["models"] if not m["selectable"]]
+    # a model not offered in this Region is not retired: the Background step says why it is missing
+    retired = [m for m in catalogue["models"] if not m["selectable"] and not m.get("unavailableHere")]
     st.subheader("Describe the new background")
     key = st.selectbox(
         "Model",

@@ -619,6 +619,9 @@ def test_the_scene_background_is_offered_only_where_the_api_accepts_it(app) -> N
     assert _SCENE_LABEL not in at.radio(key="background_source").options
     assert "Plain colour" in at.radio(key="background_source").options
     assert any("us-west-2" in c.value for c in at.caption)
+    # ... and the scene model is not listed among the retired ones: it is live, just not here
+    (retired,) = [c.value for c in at.caption if c.value.startswith("Not available (end of life)")]
+    assert "Stable Image Core" not in retired and "Titan" in retired
 
 
 @pytest.mark.region(SCENE_REGION)
