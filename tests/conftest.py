@@ -193,6 +193,19 @@ def resources(aws_mock: None) -> dict[str, Any]:
 
 
 @pytest.fixture
+def transaction_rules(resources: dict[str, Any]) -> Iterator[Any]:
+    """DynamoDB's transaction conflicts on the moto table (backend/local/dynamodb_rules.py): inject
+    them with `conflict_next` / `conflict_randomly`, read `stats`."""
+    from backend.local import dynamodb_rules, moto_bounds
+
+    undo_transactions = moto_bounds.install_transactions()
+    installed = dynamodb_rules.install_transaction_rules()
+    yield installed
+    installed.undo()
+    undo_transactions()
+
+
+@pytest.fixture
 def store(resources: dict[str, Any]) -> Any:
     """The job store on the moto table: tests read and write jobs only through it."""
     import boto3

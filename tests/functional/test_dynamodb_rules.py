@@ -13,7 +13,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from backend.local import dynamodb_rules, moto_bounds
+from backend.local import dynamodb_rules
 
 # no SDK retries: each test sees DynamoDB's own first answer
 NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
@@ -22,15 +22,6 @@ NO_RETRIES = Config(retries={"total_max_attempts": 1, "mode": "standard"})
 @pytest.fixture
 def ddb(resources: dict[str, Any]) -> Any:
     return boto3.client("dynamodb", config=NO_RETRIES)
-
-
-@pytest.fixture
-def rules(resources: dict[str, Any]) -> Iterator[dynamodb_rules.TransactionRules]:
-    undo_transactions = moto_bounds.install_transactions()
-    installed = dynamodb_rules.install_transaction_rules()
-    yield installed
-    installed.undo()
-    undo_transactions()
 
 
 @pytest.fixture
@@ -57,9 +48,9 @@ def _n(ddb: Any, table: str, pk: str, sk: str) -> int:
     return int(item["n"]["N"]) if item else 0
 
 
-def test_an_injected_conflict_cancels_the_transaction_as_aws_words_it(resources, rules, ddb) -> None:
+def test_an_injected_conflict_cancels_the_transaction_as_aws_words_it(resources, transaction_rules, ddb) -> None:
     table = resources["table"]
-    rules.conflict_next(1, table=table, pk="JOB#a", sk="JOB")
+    transaction_rules.conflict_next(1, table=table, pk="JOB#a", sk="JOB")
     with pytest.raises(ClientError) as caught:
         ddb.transact_write_items(TransactItems=[_add(table, "JOB#a", "IMAGE#1"), _add(table, "JOB#a", "JOB")])
     error = caught.value.response
@@ -73,9 +64,9 @@ def test_an_injected_conflict_cancels_the_transaction_as_aws_words_it(resources,
     assert _n(ddb, table, "JOB#a", "JOB") == 1  # the injection was one transaction
 
 
-def test_an_injected_conflict_refuses_a_single_write_of_that_item(resources, rules, ddb) -> None:
+def test_an_injected_conflict_refuses_a_single_write_of_that_item(resources, transaction_rules, ddb) -> None:
     table = resources["table"]
-    rules.conflict_next(1, table=table, pk="JOB#a2", sk="JOB")
+    transaction_rules.conflict_next(1, table=table, pk="JOB#a2", sk="JOB")
     update = {
         "TableName": table,
         "Key": {"pk": {"S": "JOB#a2"}, "sk": {"S": "JOB"}},
@@ -93,7 +84,7 @@ def test_an_injected_conflict_refuses_a_single_write_of_that_item(resources, rul
 
 
 def test_overlapping_transactions_on_one_item_conflict_and_a_single_write_is_refused(
-    resources, rules, ddb, monkeypatch
+    resources, transaction_rules, ddb, monkeypatch
 ) -> None:
     """Real overlap: while one transaction is being applied, another on the same item is cancelled
     and an UpdateItem of that item fails with TransactionConflictException."""
@@ -134,15 +125,15 @@ def test_overlapping_transactions_on_one_item_conflict_and_a_single_write_is_ref
         release.set()
         first.join(10)
     assert _n(ddb, table, "JOB#b", "JOB") == 1
-    assert rules.stats["overlaps"] == 1 and rules.stats["single_write_conflicts"] == 1
+    assert transaction_rules.stats["overlaps"] == 1 and transaction_rules.stats["single_write_conflicts"] == 1
     assert list(dynamodb_rules.held_items()) == []
 
 
-def test_a_seeded_probability_cancels_the_same_transactions_every_run(resources, rules, ddb) -> None:
+def test_a_seeded_probability_cancels_the_same_transactions_every_run(resources, transaction_rules, ddb) -> None:
     table = resources["table"]
 
     def run() -> list[bool]:
-        rules.conflict_randomly(0.3, seed=7)
+        transaction_rules.conflict_randomly(0.3, seed=7)
         outcome = []
         for i in range(40):
             try:
@@ -157,7 +148,7 @@ def test_a_seeded_probability_cancels_the_same_transactions_every_run(resources,
     assert 4 <= first.count(False) <= 20
 
 
-def test_a_transaction_repeated_with_its_client_token_is_applied_once(resources, rules, ddb) -> None:
+def test_a_transaction_repeated_with_its_client_token_is_applied_once(resources, transaction_rules, ddb) -> None:
     table = resources["table"]
     items = [_add(table, "JOB#d", "IMAGE#1"), _add(table, "JOB#d", "JOB")]
     ddb.transact_write_items(TransactItems=items, ClientRequestToken="token-1")
@@ -169,20 +160,20 @@ def test_a_transaction_repeated_with_its_client_token_is_applied_once(resources,
     assert _n(ddb, table, "JOB#d", "JOB") == 2
 
 
-def test_a_lost_answer_is_retried_by_the_sdk_and_applied_once_with_a_token(resources, rules) -> None:
+def test_a_lost_answer_is_retried_by_the_sdk_and_applied_once_with_a_token(resources, transaction_rules) -> None:
     table = resources["table"]
     retrying = boto3.client("dynamodb", config=Config(retries={"max_attempts": 3, "mode": "standard"}))
     items = [_add(table, "JOB#e", "JOB")]
-    rules.lose_answers(1)
+    transaction_rules.lose_answers(1)
     retrying.transact_write_items(TransactItems=items, ClientRequestToken="token-2")
     assert _n(retrying, table, "JOB#e", "JOB") == 1
-    assert rules.stats["answers_lost"] == 1 and rules.stats["replayed"] == 1
+    assert transaction_rules.stats["answers_lost"] == 1 and transaction_rules.stats["replayed"] == 1
     # botocore fills in a token per call itself (the parameter is an idempotency token in the
     # service model), so its own retries are idempotent too; a new call is a new transaction
-    rules.lose_answers(1)
+    transaction_rules.lose_answers(1)
     retrying.transact_write_items(TransactItems=items)
     assert _n(retrying, table, "JOB#e", "JOB") == 2
-    assert rules.stats["replayed"] == 2
+    assert transaction_rules.stats["replayed"] == 2
 
 
 def test_a_partition_past_its_write_rate_is_throttled_as_aws_throttles_it(resources, limits, ddb) -> None:
@@ -250,8 +241,8 @@ def test_reads_past_the_partition_rate_are_throttled(resources, limits, ddb) -> 
 def test_uninstalled_rules_leave_moto_as_it_was(resources, ddb) -> None:
     table = resources["table"]
     undo = dynamodb_rules.install_partition_limits(write_units_per_s=1)
-    rules = dynamodb_rules.install_transaction_rules()
-    rules.undo()
+    transaction_rules = dynamodb_rules.install_transaction_rules()
+    transaction_rules.undo()
     undo()
     for i in range(5):
         ddb.put_item(TableName=table, Item={"pk": {"S": "JOB#n"}, "sk": {"S": f"IMAGE#{i}"}})

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
-from typing import Any
 
 import boto3
 import pytest
 from botocore.config import Config
 
-from backend.local import dynamodb_rules, moto_bounds
+from backend.local import dynamodb_rules
 from chalicelib import contracts
 from chalicelib.contracts import ImageStatus
 from chalicelib.errors import DYNAMODB_CONTENTION_RETRY
@@ -28,15 +26,6 @@ IMAGES = 16
 CALLS_PER_IMAGE = 2
 ATTEMPT_USD = 0.0137
 FINISH_USD = 0.0421
-
-
-@pytest.fixture
-def rules(resources: dict[str, Any]) -> Iterator[dynamodb_rules.TransactionRules]:
-    undo_transactions = moto_bounds.install_transactions()
-    installed = dynamodb_rules.install_transaction_rules()
-    yield installed
-    installed.undo()
-    undo_transactions()
 
 
 def _store(config: Config | None = None, seed: int = 1) -> JobStore:
@@ -82,31 +71,31 @@ def _assert_exact(store: JobStore, count: int) -> None:
     assert raw[contracts.JOB_COST_ATTRIBUTE] == expected
 
 
-def test_images_finishing_together_under_injected_conflicts_count_exactly(rules) -> None:
+def test_images_finishing_together_under_injected_conflicts_count_exactly(transaction_rules) -> None:
     store = _store()
     image_ids = _submit(store)
     # a third of all transactions cancelled with TransactionConflict: many times what a job of
     # this size sees on AWS, so every kind of write meets it
-    rules.conflict_randomly(0.33, seed=11)
+    transaction_rules.conflict_randomly(0.33, seed=11)
     _run_concurrently(store, image_ids)
-    rules.quiet()
+    transaction_rules.quiet()
     _assert_exact(store, IMAGES)
-    assert rules.stats["injected"] >= 15
-    assert store.contention.gave_up == 0 and store.contention.retries >= rules.stats["cancelled"]
+    assert transaction_rules.stats["injected"] >= 15
+    assert store.contention.gave_up == 0 and store.contention.retries >= transaction_rules.stats["cancelled"]
 
 
-def test_a_burst_of_conflicts_on_the_job_item_is_ridden_out(rules) -> None:
+def test_a_burst_of_conflicts_on_the_job_item_is_ridden_out(transaction_rules) -> None:
     """Eight conflicts in a row on one item: the old store gave up after 5 attempts (~0.6 s), and
     never retried a reservation; this one waits (up to seconds) and succeeds."""
     store = _store()
     (image_id,) = _submit(store, 1)
     waits: list[float] = []
     store.sleep = waits.append  # the policy's waits, recorded instead of slept
-    rules.conflict_next(8, table=store.table.name, pk=f"JOB#{JOB_ID}", sk="JOB")
+    transaction_rules.conflict_next(8, table=store.table.name, pk=f"JOB#{JOB_ID}", sk="JOB")
     assert store.start_image(JOB_ID, image_id)
-    rules.conflict_next(8, table=store.table.name, pk=f"JOB#{JOB_ID}", sk="JOB")
+    transaction_rules.conflict_next(8, table=store.table.name, pk=f"JOB#{JOB_ID}", sk="JOB")
     assert store.reserve_model_calls(JOB_ID, image_id, CALLS_PER_IMAGE, most=1000)
-    rules.conflict_next(8, table=store.table.name, pk=f"JOB#{JOB_ID}", sk="JOB")
+    transaction_rules.conflict_next(8, table=store.table.name, pk=f"JOB#{JOB_ID}", sk="JOB")
     assert store.add_cost(JOB_ID, image_id, "attempt1", ATTEMPT_USD, model_calls=1)
     assert len(waits) == 24
     caps = DYNAMODB_CONTENTION_RETRY.delays_s()
@@ -117,26 +106,26 @@ def test_a_burst_of_conflicts_on_the_job_item_is_ridden_out(rules) -> None:
     assert job[contracts.JOB_CALLS_STARTED_ATTRIBUTE] == CALLS_PER_IMAGE
 
 
-def test_single_updates_of_the_job_item_ride_out_conflicts(rules) -> None:
+def test_single_updates_of_the_job_item_ride_out_conflicts(transaction_rules) -> None:
     """UpdateItem on the job item while transactions hold it fails with
     TransactionConflictException (botocore does not retry it): the store's updates retry too."""
     store = _store()
     _submit(store, 1)
     store.sleep = lambda s: None
     job = {"table": store.table.name, "pk": f"JOB#{JOB_ID}", "sk": "JOB"}
-    rules.conflict_next(4, **job)
+    transaction_rules.conflict_next(4, **job)
     assert store.mark_running(JOB_ID, "arn:aws:states:us-east-1:123456789012:execution:m:e")
-    rules.conflict_next(4, **job)
+    transaction_rules.conflict_next(4, **job)
     assert store.record_scene_call(JOB_ID, "scene-model", 0.04)
-    rules.conflict_next(4, **job)
+    transaction_rules.conflict_next(4, **job)
     assert store.cancel_job(JOB_ID)
-    assert rules.stats["single_write_conflicts"] == 12
+    assert transaction_rules.stats["single_write_conflicts"] == 12
     stored = store.get_job(JOB_ID)
     assert stored is not None and stored["status"] == "CANCELLED"
     assert stored[contracts.JOB_COST_ATTRIBUTE] == pytest.approx(0.04)
 
 
-def test_real_overlaps_between_concurrent_images_are_retried(rules) -> None:
+def test_real_overlaps_between_concurrent_images_are_retried(transaction_rules) -> None:
     """No injection: transactions the workers really run at once on the job item conflict, as
     on AWS, and the counts stay exact."""
     store = _store()
@@ -145,7 +134,7 @@ def test_real_overlaps_between_concurrent_images_are_retried(rules) -> None:
     _assert_exact(store, IMAGES)
 
 
-def test_a_transition_whose_answer_was_lost_is_not_applied_twice(rules) -> None:
+def test_a_transition_whose_answer_was_lost_is_not_applied_twice(transaction_rules) -> None:
     """The transition was applied and its answers lost (500s after the write) past all of the
     SDK's retries (botocore's own retries reuse the token it drew for the call): the store's
     retry carries the same ClientRequestToken, DynamoDB answers it with success and applies
@@ -153,14 +142,14 @@ def test_a_transition_whose_answer_was_lost_is_not_applied_twice(rules) -> None:
     store = _store(Config(retries={"total_max_attempts": 2, "mode": "standard"}))
     (image_id,) = _submit(store, 1)
     assert store.start_image(JOB_ID, image_id)
-    rules.lose_answers(2)  # the call and the SDK's retry
+    transaction_rules.lose_answers(2)  # the call and the SDK's retry
     assert store.add_cost(JOB_ID, image_id, "attempt1", ATTEMPT_USD, model_calls=1) is True
-    rules.lose_answers(2)
+    transaction_rules.lose_answers(2)
     assert (
         store.set_image_status(JOB_ID, image_id, ImageStatus.SUCCEEDED, outputs=[{"key": "r"}], cost_usd=FINISH_USD)
         is True
     )
-    assert rules.stats["replayed"] == 4 and rules.stats["answers_lost"] == 4
+    assert transaction_rules.stats["replayed"] == 4 and transaction_rules.stats["answers_lost"] == 4
     job = store.get_job(JOB_ID)
     assert job is not None
     assert job["counts"]["SUCCEEDED"] == 1 and job["counts"]["RUNNING"] == 0
@@ -168,7 +157,7 @@ def test_a_transition_whose_answer_was_lost_is_not_applied_twice(rules) -> None:
     assert raw[contracts.JOB_COST_ATTRIBUTE] == Decimal(str(ATTEMPT_USD)) + Decimal(str(FINISH_USD))
 
 
-def test_a_cancelled_transaction_is_retried_with_a_new_token_an_unknown_one_with_the_same(rules) -> None:
+def test_a_cancelled_transaction_is_retried_with_a_new_token_an_unknown_one_with_the_same(transaction_rules) -> None:
     """A cancellation applied nothing: its retry is a new request (what DynamoDB answers to a
     cancelled request's token again is not documented). A 500 may have applied it: its retry
     keeps the token, so it cannot apply twice."""
@@ -180,17 +169,17 @@ def test_a_cancelled_transaction_is_retried_with_a_new_token_an_unknown_one_with
         "before-parameter-build.dynamodb.TransactWriteItems",
         lambda params, **kwargs: tokens.append(params["ClientRequestToken"]),
     )
-    rules.conflict_next(2, table=store.table.name, pk=f"JOB#{JOB_ID}", sk="JOB")
+    transaction_rules.conflict_next(2, table=store.table.name, pk=f"JOB#{JOB_ID}", sk="JOB")
     assert store.start_image(JOB_ID, image_id)
     assert len(tokens) == 3 and len(set(tokens)) == 3
     tokens.clear()
-    rules.lose_answers(2)
+    transaction_rules.lose_answers(2)
     assert store.add_cost(JOB_ID, image_id, "attempt1", ATTEMPT_USD)
     assert len(tokens) == 3 and len(set(tokens)) == 1
-    assert rules.stats["replayed"] == 2
+    assert transaction_rules.stats["replayed"] == 2
 
 
-def test_throttled_job_partition_slows_the_images_but_loses_nothing(rules) -> None:
+def test_throttled_job_partition_slows_the_images_but_loses_nothing(transaction_rules) -> None:
     """The job's partition at 40 write units/s (its images and the job item share one partition
     key): transactions are cancelled with ThrottlingError; the store waits them out."""
     store = _store(Config(retries={"max_attempts": 2, "mode": "standard"}))
