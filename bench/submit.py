@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from bench import BENCH_OWNER
+
 IMAGES = 10_000
 # API Gateway's integration timeout is 29 s; the CPU part should use a small share of it at the
 # API Lambda's memory (chalicelib/functions.py) so the AWS calls have the rest.
@@ -100,7 +102,7 @@ def measure(images: int = IMAGES, *, partition_limits: bool = True, starter: boo
     from chalicelib.store import JobStore
 
     aws.reset()
-    owner = "bench-user"
+    owner = BENCH_OWNER
     with mock_aws():
         create_resources(bucket=os.environ["BUCKET_NAME"], table=os.environ["JOBS_TABLE_NAME"])
         s3 = boto3.client("s3")
@@ -236,7 +238,7 @@ def client_cpu(images: int = IMAGES) -> float:
     for client in (s3, dynamodb.meta.client):
         client.meta.events.register("before-send.*.*", _answer)
     store = JobStore(dynamodb.Table("backdrop-bench-jobs"))
-    owner = "bench-user"
+    owner = BENCH_OWNER
     refs = [
         contracts.image_ref_of(f"{i // contracts.MAX_FILES_PER_UPLOAD_REQUEST:032x}", f"{i:032x}", "jpg")
         for i in range(images)
