@@ -247,8 +247,9 @@ class WorkflowStarter:
         are written again as CANCELLED: no one else writes a job's images before they are all
         written)."""
         step = len(items) if cancelled else STATUS_CHECK_ITEMS
+        pacer = self.store.write_pacer(self.write_units_per_s)  # one pace across the slices
         for start in range(0, len(items), step):
-            self.store.write_images(items[start : start + step], write_units_per_s=self.write_units_per_s)
+            self.store.write_images(items[start : start + step], pacer=pacer)
             if not cancelled and self._status(job_id) is not JobStatus.SUBMITTED:
                 return False
         return True

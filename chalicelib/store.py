@@ -181,7 +181,7 @@ def check_storable(item: Mapping[str, Any]) -> None:
             ) from exc
 
 
-class _Pacer:
+class WritePacer:
     """Spend at most `rate` units a second (a token bucket of one second's units)."""
 
     def __init__(self, rate: float, clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
@@ -278,6 +278,7 @@ class JobStore:
     ) -> None:
         self.table = table
         self.sleep = sleep
+        self.clock: Callable[[], float] = time.monotonic  # the image writes' pace (tests fake it)
         self._rng = rng or random.Random()
         self.contention = Contention()
 
@@ -415,18 +416,23 @@ class JobStore:
         items: Sequence[Mapping[str, Any]],
         *,
         write_units_per_s: float = IMAGE_WRITE_UNITS_PER_S,
-        clock: Callable[[], float] = time.monotonic,
+        pacer: WritePacer | None = None,
     ) -> None:
         """Put one job's image items (one partition), BatchWriteItem 25 at a time, one call after
         the other at no more than `write_units_per_s`; what DynamoDB leaves unprocessed, or a
         call it throttles whole, is sent again after a backoff with full jitter, as its API
         reference asks (docs/aws-notes.md#n84-batchwriteitem-unprocessed-items). Puts replace:
-        writing the same items again changes nothing."""
-        pacer = _Pacer(write_units_per_s, clock, self.sleep)
+        writing the same items again changes nothing. A write made in several calls shares one
+        `pacer` (JobStore.write_pacer), or each call would start with a full second's allowance."""
+        pacer = pacer or self.write_pacer(write_units_per_s)
         for start in range(0, len(items), BATCH_WRITE_MAX_ITEMS):
             batch = items[start : start + BATCH_WRITE_MAX_ITEMS]
             pacer.spend(sum(write_units(item) for item in batch))
             self._batch_put([{"PutRequest": {"Item": dict(item)}} for item in batch])
+
+    def write_pacer(self, write_units_per_s: float = IMAGE_WRITE_UNITS_PER_S) -> WritePacer:
+        """One pace for a job's image writes, however many calls they take."""
+        return WritePacer(write_units_per_s, self.clock, self.sleep)
 
     def _batch_put(self, requests: list[dict[str, Any]]) -> None:
         for attempt in range(_BATCH_WRITE_ATTEMPTS):

@@ -390,18 +390,26 @@ def test_image_items_are_written_at_the_partitions_pace(store: JobStore) -> None
         now[0] += seconds
 
     store.sleep = sleep
+    store.clock = lambda: now[0]
     items = store.image_items(
         JOB_ID, [NewImage(f"{n:032x}", "r", "k", f"{n}.png") for n in range(200)], expires=2_000_000_000
     )
-    store.write_images(items, write_units_per_s=50, clock=lambda: now[0])
+    store.write_images(items, write_units_per_s=50)
     assert sum(waits) == pytest.approx((200 - 50) / 50, abs=0.01)
     assert len(store.images(JOB_ID)) == 200
 
 
-def test_under_the_partitions_limit_the_starter_writes_every_image_without_being_throttled(store: JobStore) -> None:
+def test_under_the_partitions_limit_the_starter_writes_every_image_without_being_throttled(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The emulated partition limit (backend/local/dynamodb_rules.py) on a fake clock the store's
     pace shares: 500 one-unit items at 80 of the partition's 100 units a second take 5.25 s of waits
-    and no refusal, and the job item's own writes after them (the start) find units left."""
+    and no refusal, and the job item's own writes after them (the start) find units left. The
+    starter writes them in slices (its status check every 100 here): one pace across the slices,
+    not a fresh second's allowance for each."""
+    import chalicelib.starter as starter_module
+
+    monkeypatch.setattr(starter_module, "STATUS_CHECK_ITEMS", 100)
     from backend.local import dynamodb_rules
 
     now = [0.0]
@@ -417,8 +425,7 @@ def test_under_the_partitions_limit_the_starter_writes_every_image_without_being
         store.sleep = sleep
         starter = WorkflowStarter(boto3.client("s3"), store, boto3.client("stepfunctions"), BUCKET, _machine())
         starter.write_units_per_s = 80
-        real = store.write_images
-        store.write_images = lambda items, **kwargs: real(items, **{**kwargs, "clock": lambda: now[0]})  # type: ignore[method-assign]
+        store.clock = lambda: now[0]
         assert starter.start(job)
         limits = dynamodb_rules.partition_limits()
         assert limits is not None and sum(limits.throttled.values()) == 0
