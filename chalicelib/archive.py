@@ -32,7 +32,7 @@ from typing import IO, Any, Final, cast
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts, s3keys, variants
+from chalicelib import contracts, s3keys
 from chalicelib.config import UPLOAD_RETENTION_DAYS, retention_days
 from chalicelib.contracts import ImageStatus
 from chalicelib.errors import (
@@ -44,6 +44,7 @@ from chalicelib.errors import (
     client_error_code,
     service_failure,
 )
+from chalicelib.outputs import delivered_outputs
 from chalicelib.store import JobStore
 
 SYNC_MAX_FILES: Final = 40  # ~40 results of a few MB each copy in a few seconds, far inside 29 s
@@ -336,7 +337,7 @@ class ArchiveService:
                 image["status"] == ImageStatus.SUCCEEDED.value
                 and image.get("reviewDecision") != contracts.ReviewDecision.REJECTED
             ):
-                for output in variants.delivered_outputs(image):  # the variant picked (or the best)
+                for output in delivered_outputs(image):  # the variant picked (or the best)
                     suffix = PurePosixPath(output["key"]).suffix
                     yield f"results/{tag}-{output['variant']}{suffix}", output["key"]
             if request.originals:

@@ -16,6 +16,7 @@ from chalicelib import estimate
 from chalicelib.errors import ModelUnavailable, ValidationError
 from chalicelib.models import registry
 from chalicelib.models.base import ModelSpec
+from chalicelib.wording import cost_words as cost_words  # re-exported: said the same way everywhere
 
 MAX_BUDGET_USD: Final = 1_000_000.0
 BUDGET_FIELD: Final = "budgetUsd"
@@ -165,22 +166,3 @@ def _cost_before_running_total(job: Mapping[str, Any], spec: ModelSpec, calls: i
     variants = int(settings.get("variants") or 1)
     scene_usd = _scene_price_usd(settings) or 0.0
     return calls * call_price_usd(spec, variants) + scene_calls * scene_usd
-
-
-def cost_words(cost: Mapping[str, Any], finished: bool) -> str | None:
-    """ "Cost: about $0.88 (22 model calls) of a $5.00 budget · about $0.97 for the whole job
-    · plus $0.04 in 1 regeneration", the one way the page, the CLI and the email say it."""
-    if "actualUsd" not in cost:
-        return None
-    calls = int(cost.get("modelCalls") or 0)
-    words = f"{'Cost' if finished else 'Spent so far'}: about ${cost['actualUsd']:.2f} ({calls} model call"
-    words += "s)" if calls != 1 else ")"
-    if cost.get("budgetUsd") is not None:
-        words += f" of a ${cost['budgetUsd']:.2f} budget"
-    if cost.get("estimateUsd") is not None:
-        words += f" · about ${cost['estimateUsd']:.2f} for the whole job"
-    if cost.get("regenerations"):  # billed to the regenerations' own jobs, said here too
-        count = int(cost["regenerations"])
-        words += f" · plus ${float(cost.get('regeneratedUsd') or 0):.2f} in {count} regeneration"
-        words += "s" if count != 1 else ""
-    return words

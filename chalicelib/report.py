@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from chalicelib import consistency, contracts, costs, quality
 from chalicelib.contracts import BackgroundSource, ErrorCode, ImageStatus, JobStatus
 from chalicelib.errors import StorageError, client_error_code
+from chalicelib.notify import is_missing_topic
 from chalicelib.store import CANCELLED_CAUSE, UNFINISHED_CAUSE, JobStore
 
 CSV_ENCODING = "utf-8-sig"  # UTF-8 with a byte order mark (Reporter._csv_body says why)
@@ -500,8 +501,6 @@ class Reporter:
     def record_notification_failure(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """The email could not be sent: say so on the job, where the API and UI show it. An owner
         without a job-email topic is NO_SUBSCRIPTION (final: the reconciler does not try again)."""
-        from chalicelib.notify import is_missing_topic
-
         error = event.get("notifyError") or {}
         code, cause = str(error.get("Error") or "unknown"), str(error.get("Cause") or "")
         status = (

@@ -22,6 +22,7 @@ from chalicelib import contracts
 from chalicelib.contracts import ImageStatus, ReviewDecision, ReviewStatus
 from chalicelib.errors import BadRequest, Conflict, NotFound, ValidationError, client_error_code, service_failure
 from chalicelib.store import JobStore
+from chalicelib.wording import deadline_words as deadline_words  # re-exported
 
 REVIEW_FIELD: Final = "reviewHours"
 REVIEW_SECONDS_SETTING: Final = "reviewSeconds"
@@ -42,33 +43,6 @@ def parse_review(body: Mapping[str, Any]) -> int | None:
     if not contracts.MIN_REVIEW_SECONDS <= seconds <= contracts.MAX_REVIEW_HOURS * 3600:
         raise _problem(f"reviewHours must be from 1 minute to {contracts.MAX_REVIEW_HOURS} hours")
     return int(seconds)
-
-
-def deadline_words(deadline: str, now: datetime | None = None) -> str:
-    """A review's deadline in plain words, the same on the page and in the CLI: "Review by Thu
-    26 Nov, 14:00 UTC (in 23 h)", or "... (passed 2 h ago)" once it has passed. `deadline` is
-    the job view's ISO timestamp; anything else is said as it is."""
-    try:
-        when = datetime.fromisoformat(deadline.replace("Z", "+00:00"))
-    except (AttributeError, ValueError):
-        return f"Review by {deadline}"
-    when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
-    now = now or datetime.now(UTC)
-    seconds = (when - now).total_seconds()
-    span = _span(abs(seconds))
-    left = f"in {span}" if seconds > 0 else f"passed {span} ago"
-    return f"Review by {when:%a} {when.day} {when:%b}, {when:%H:%M} UTC ({left})"
-
-
-def _span(seconds: float) -> str:
-    """ "45 min", "23 h", "3 days": rounded down, never "0 h" (under a minute is "1 min")."""
-    minutes = int(seconds // 60)
-    if minutes < 60:
-        return f"{max(1, minutes)} min"
-    hours = minutes // 60
-    if hours < 48:
-        return f"{hours} h"
-    return f"{hours // 24} days"
 
 
 def _problem(message: str) -> ValidationError:

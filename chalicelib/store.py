@@ -56,6 +56,7 @@ from chalicelib.errors import (
     client_error_code,
     is_contention,
 )
+from chalicelib.outputs import delivered_output, verdict_of
 
 MAX_IMAGES_PAGE_SIZE: Final = 100
 BATCH_GET_MAX_KEYS: Final = 100  # BatchGetItem's limit per request
@@ -536,9 +537,7 @@ class JobStore:
         adds a regenerated variant, and in the same transaction that charge is recorded once and
         the job's regenerations count and total grow by one and the cost: the variants, the count
         and the cost cannot disagree."""
-        from chalicelib import variants
-
-        verdict = variants.verdict_of(variants.delivered_output({"outputs": outputs}))
+        verdict = verdict_of(delivered_output({"outputs": outputs}))
         old_verdict = before.get("verdict")
         names = {"#s": "status", "#o": "outputs", "#v": "verdict", "#r": OUTPUTS_REVISION}
         values: dict[str, Any] = {":ok": ImageStatus.SUCCEEDED.value, ":outputs": [dict(o) for o in outputs], ":one": 1}

@@ -16,10 +16,16 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts
+from chalicelib import contracts, rewrites
+from chalicelib.archive import ArchiveService
 from chalicelib.contracts import ImageStatus, PickedBy, ReportRefresh
 from chalicelib.errors import Conflict, NotFound, StorageError
+from chalicelib.outputs import delivered_output as delivered_output
+from chalicelib.outputs import delivered_outputs as delivered_outputs
+from chalicelib.outputs import verdict_of as verdict_of
+from chalicelib.report import Reporter
 from chalicelib.rewrites import RewriteStarter
+from chalicelib.scorecard import attempt_rank, best_attempt
 from chalicelib.store import JobStore
 
 PICK_FIELD = "variant"
@@ -33,11 +39,9 @@ def of_variant(attempts: Sequence[Mapping[str, Any]], variant: int) -> list[Mapp
 def kept_attempts(attempts: Sequence[Mapping[str, Any]]) -> dict[int, Mapping[str, Any]]:
     """Each variant's best attempt (quality.best_attempt), by variant; a variant whose every call
     failed has none."""
-    from chalicelib import quality
-
     kept: dict[int, Mapping[str, Any]] = {}
     for variant in sorted({int(a.get("variant") or 1) for a in attempts}):
-        best = quality.best_attempt(of_variant(attempts, variant))
+        best = best_attempt(of_variant(attempts, variant))
         if best is not None:
             kept[variant] = best
     return kept
@@ -46,9 +50,7 @@ def kept_attempts(attempts: Sequence[Mapping[str, Any]]) -> dict[int, Mapping[st
 def output_rank(output: Mapping[str, Any]) -> tuple[Any, ...]:
     """The order variants are delivered in, best first: `quality.attempt_rank` of the output
     alone (verdict, failing checks, warnings, colour error), then the lowest variant."""
-    from chalicelib import quality
-
-    rank = quality.attempt_rank({"attempt": 0, "outputs": [output]}) if output.get("quality") else (9,)
+    rank = attempt_rank({"attempt": 0, "outputs": [output]}) if output.get("quality") else (9,)
     return (*rank[:-1], int(output.get("variant") or 0))
 
 
@@ -70,26 +72,6 @@ def mark_delivered(
             entry["pickedBy"] = picked_by.value
         marked.append(entry)
     return marked
-
-
-def delivered_outputs(image: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """What goes out of an image: its delivered output (all of them for an image recorded
-    before variants were chosen between)."""
-    outputs = list(image.get("outputs") or [])
-    if not any("delivered" in o for o in outputs):
-        return outputs
-    return [o for o in outputs if o.get("delivered")]
-
-
-def delivered_output(image: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    chosen = delivered_outputs(image)
-    return chosen[0] if chosen else None
-
-
-def verdict_of(output: Mapping[str, Any] | None) -> str | None:
-    """The image's verdict: its delivered output's scorecard outcome."""
-    outcome = ((output or {}).get("quality") or {}).get("outcome")
-    return str(outcome) if outcome else None
 
 
 def parse_pick(body: Any, outputs: Sequence[Mapping[str, Any]]) -> int:
@@ -228,8 +210,6 @@ class VariantService:
 
     def _refresh_deliverables(self, owner: str, job: Mapping[str, Any]) -> tuple[ReportRefresh, str | None]:
         """After the owner changed what an image delivers: archives dropped, and the report."""
-        from chalicelib.archive import ArchiveService
-
         ArchiveService(self.s3, self.bucket, self.store).forget(owner, str(job["jobId"]))
         return self._refresh_report(owner, job)
 
@@ -237,9 +217,6 @@ class VariantService:
         """The report written again if it was (REWRITTEN; above rewrites.SYNC_REWRITE_LIMIT images
         in the background: REWRITING, or REWRITE_PENDING with the reason its start failed), else
         it says so when it is written (AT_NEXT_BUILD)."""
-        from chalicelib import rewrites
-        from chalicelib.report import Reporter
-
         job_id = str(job["jobId"])
         if not job.get("reportKeys") or job.get("status") not in {s.value for s in contracts.TERMINAL_JOB_STATUSES}:
             return ReportRefresh.AT_NEXT_BUILD, None

@@ -37,12 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from chalicelib import contracts, costs, variants, webhooks
+from chalicelib import contracts, webhook_rules, wording
 from chalicelib.backgrounds import ANCHORS, parse_color
 from chalicelib.contracts import TERMINAL_IMAGE_STATUSES, TERMINAL_JOB_STATUSES, BackgroundSource, ImageStatus
-from chalicelib.quality import Scorecard, attempts_summary, worst
-from chalicelib.review import deadline_words
+from chalicelib.outputs import delivered_outputs
+from chalicelib.scorecard import Scorecard, attempts_summary, worst
 from chalicelib.validation import summarise
+from chalicelib.wording import deadline_words
 from frontend.api_client import UNREACHABLE, ApiError, BackdropClient, CognitoLogin, Tokens
 from frontend.safe_text import terminal
 
@@ -309,7 +310,7 @@ def _status_text(view: dict[str, Any]) -> str:
     if counts.get("CANCELLED"):
         summary += f", {counts['CANCELLED']} cancelled"
     lines.append(summary)
-    spent = costs.cost_words(
+    spent = wording.cost_words(
         view.get("cost") or {}, finished=view["status"] in {s.value for s in TERMINAL_JOB_STATUSES}
     )
     if spent:
@@ -377,7 +378,7 @@ def _download(client: BackdropClient, view: dict[str, Any], out: Path, *, all_va
     done = Downloaded()
     used: set[str] = set()
     for image in client.job_images(view["jobId"], status=ImageStatus.SUCCEEDED.value):
-        outputs = (image.get("outputs") or []) if all_variants else variants.delivered_outputs(image)
+        outputs = (image.get("outputs") or []) if all_variants else delivered_outputs(image)
         for output in outputs:
             stem = Path(image["name"]).stem
             tail = f"-{image['imageId'][:8]}-{output['variant']}{Path(output['key']).suffix}"
@@ -486,7 +487,7 @@ def check_submit(args: argparse.Namespace, photos: list[Path], catalogue: dict[s
     if args.re_rolls is not None and not 0 <= args.re_rolls <= contracts.MAX_RE_ROLLS:
         add("--re-rolls", f"from 0 (no re-rolls) to {contracts.MAX_RE_ROLLS}, not {args.re_rolls}")
     if args.webhook is not None:
-        problem = webhooks.check_url_syntax(args.webhook)
+        problem = webhook_rules.check_url_syntax(args.webhook)
         if problem:
             add("--webhook", problem)
     if args.out and not args.wait:
@@ -803,8 +804,8 @@ def cmd_verify_webhook(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ApiError(0, "LOCAL_ERROR", f"cannot read {args.body_file}: {exc.strerror or exc}") from exc
     try:
-        signed_at = webhooks.verify_signature(secret, body, args.signature, tolerance_s=args.tolerance)
-    except webhooks.WebhookSignatureError as exc:
+        signed_at = webhook_rules.verify_signature(secret, body, args.signature, tolerance_s=args.tolerance)
+    except webhook_rules.WebhookSignatureError as exc:
         _print(args, {"valid": False, "reason": str(exc)}, f"not valid: {exc}")
         return EXIT_IMAGES_FAILED
     _print(args, {"valid": True, "signedAt": signed_at}, f"valid: signed by Backdrop at {signed_at} (unix time)")

@@ -16,9 +16,9 @@ from typing import Any
 
 import streamlit as st
 
-from chalicelib import contracts, costs
-from chalicelib.quality import Outcome, Scorecard, attempts_summary
-from chalicelib.review import deadline_words
+from chalicelib import contracts, wording
+from chalicelib.scorecard import Outcome, Scorecard, attempts_summary
+from chalicelib.wording import deadline_words
 from frontend import gallery, session, sign_in_form
 from frontend.api_client import ApiError
 from frontend.safe_text import md
@@ -117,7 +117,7 @@ def _summary(view: dict[str, Any]) -> None:
         text=f"{counts.get('SUCCEEDED', 0)} succeeded · {counts.get('FAILED', 0)} failed{cancelled} · {total - done} to go",
     )
     cost = view.get("cost") or {}
-    words = costs.cost_words(cost, finished=view["status"] in TERMINAL)
+    words = wording.cost_words(cost, finished=view["status"] in TERMINAL)
     if words:
         st.caption(
             words,
