@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Any
 from chalice import Chalice, CognitoUserPoolAuthorizer, CORSConfig, Rate, Response
 from chalice.app import Request
 
-from chalicelib import archive, aws, config, contracts, idempotency, observability, presets, webhooks
+from chalicelib import archive, aws, idempotency, observability, presets, webhooks
 from chalicelib.auth import email_from_request, owner_from_request
+from chalicelib.core import config, contracts
+from chalicelib.core.errors import BackdropError, BadRequest, error_body
+from chalicelib.core.functions import DELETER
+from chalicelib.core.validation import request_json, require_list
 from chalicelib.deletion import JobDeleter, deletion_event
-from chalicelib.errors import BackdropError, BadRequest, error_body
-from chalicelib.functions import DELETER
 from chalicelib.http_errors import INTERNAL_MESSAGE, reshape_chalice_error
 from chalicelib.job_control import JobControl
 from chalicelib.jobs import JobService, parse_images_query, parse_notify
@@ -34,7 +36,6 @@ from chalicelib.review import ReviewService
 from chalicelib.starter import WorkflowStarter
 from chalicelib.store import JobStore
 from chalicelib.uploads import UploadService
-from chalicelib.validation import request_json, require_list
 from chalicelib.variants import VariantService
 
 if TYPE_CHECKING:  # the workflow steps import Pillow: the API handler's cold start must not

@@ -1,4 +1,4 @@
-"""The Chalice stage config's per-function settings, derived from chalicelib/functions.py.
+"""The Chalice stage config's per-function settings, derived from chalicelib/core/functions.py.
 
 Chalice reads .chalice/config.json itself, so the memory and timeout of every declared function
 are written into it: `python -m backend.chalice_config` rewrites the committed file (every stage
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from backend import jsonfmt
-from chalicelib.functions import FUNCTIONS
+from chalicelib.core.functions import FUNCTIONS
 
 CONFIG_PATH = Path(__file__).resolve().parents[1] / ".chalice" / "config.json"
 

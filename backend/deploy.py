@@ -50,8 +50,8 @@ from backend import settings as deployment_settings
 from backend.doctor import DEFAULT_MAX_CONCURRENCY, Doctor, Findings, format_findings, models_for_deployment
 from backend.errors import DeployError
 from backend.regions import invoke_arns, partition_for_region, partition_of_arn
-from chalicelib import contracts
-from chalicelib.functions import ARCHIVE_BUILDER, DELETER, RECONCILER, WEBHOOK_SENDER, WORKFLOW_FUNCTIONS
+from chalicelib.core import contracts
+from chalicelib.core.functions import ARCHIVE_BUILDER, DELETER, RECONCILER, WEBHOOK_SENDER, WORKFLOW_FUNCTIONS
 from chalicelib.models import registry
 from chalicelib.models.base import ModelSpec
 
@@ -350,7 +350,7 @@ class Deployer:
         return dict(config["stages"][self.stage]["environment_variables"])
 
     def resource_parameters(self, email: str, settings: dict[str, str]) -> dict[str, str]:
-        from chalicelib.config import RESULT_RETENTION_DAYS, UPLOAD_RETENTION_DAYS, retention_days
+        from chalicelib.core.config import RESULT_RETENTION_DAYS, UPLOAD_RETENTION_DAYS, retention_days
 
         return {
             "Stage": self.stage,

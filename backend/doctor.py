@@ -167,8 +167,8 @@ def smallest_calls(spec: ModelSpec) -> list[tuple[str, str, dict[str, Any]]]:
 
     scene_adapter = registry.adapter_for(spec)
     if isinstance(scene_adapter, SceneAdapter):  # no input image: one text-to-image call
-        from chalicelib.backgrounds import Background
-        from chalicelib.contracts import BackgroundSource
+        from chalicelib.core.backgrounds import Background
+        from chalicelib.core.contracts import BackgroundSource
 
         call = scene_adapter.scene_call(spec, Background(BackgroundSource.SCENE, prompt=SMOKE_PROMPT), 1, "1:1")
         return [(call.step, call.model_id, call.body)]

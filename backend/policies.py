@@ -2,7 +2,7 @@
 
 Each function may touch only its own S3 prefixes, the jobs table (and its index or stream where
 it needs them), the state machine it starts and the models it asks about: what it may touch is
-declared next to the function in chalicelib/functions.py; this module turns that into policy
+declared next to the function in chalicelib/core/functions.py; this module turns that into policy
 documents. The only "*" resources are for actions that have no resource-level permissions
 (Rekognition DetectLabels).
 """
@@ -14,8 +14,8 @@ from typing import Any
 
 from backend.regions import ModelRoutes, foundation_model_arn, invoke_arns, partition_for_region
 from backend.resource_names import lambda_function, user_topic_arn_prefix
-from chalicelib import contracts
-from chalicelib.functions import (
+from chalicelib.core import contracts
+from chalicelib.core.functions import (
     ARCHIVE_BUILDER,
     DELETER,
     FUNCTIONS,

@@ -20,14 +20,14 @@ def user_pool(stage: str) -> str:
 def lambda_function(stage: str, function: str) -> str:
     """Chalice names the REST API's handler <app>-<stage> and every other function
     <app>-<stage>-<name> (docs/aws-notes.md#n35-chalice-function-names)."""
-    from chalicelib.functions import API_HANDLER
+    from chalicelib.core.functions import API_HANDLER
 
     return f"backdrop-{stage}" if function == API_HANDLER else f"backdrop-{stage}-{function}"
 
 
 def lambda_log_groups(stage: str) -> list[str]:
     """Lambda creates these on first use; `chalice delete` leaves them."""
-    from chalicelib.functions import FUNCTIONS
+    from chalicelib.core.functions import FUNCTIONS
 
     return [f"/aws/lambda/{lambda_function(stage, f.name)}" for f in FUNCTIONS]
 

@@ -1,7 +1,7 @@
 """Create Backdrop's stateful resources through the AWS APIs, from the contracts' definitions.
 
 The tests and the local stack use this against moto; the CloudFormation templates declare the
-same bucket settings and the same table schema (chalicelib.contracts.TABLE_*).
+same bucket settings and the same table schema (chalicelib.core.contracts.TABLE_*).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import boto3
 
-from chalicelib import contracts
+from chalicelib.core import contracts
 
 
 def create_resources(

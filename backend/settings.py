@@ -1,4 +1,4 @@
-"""A stage's deployment settings: the one list (chalicelib.config.DEPLOYMENT_SETTINGS), given in
+"""A stage's deployment settings: the one list (chalicelib.core.config.DEPLOYMENT_SETTINGS), given in
 the deployer's environment or with `--set NAME=VALUE`, remembered per stage so a re-deploy keeps
 them, and applied to this process so IAM, the templates and the Lambdas' environment all see the
 same values.
@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from backend.errors import DeployError
-from chalicelib.config import DEPLOYMENT_SETTINGS, retention_days
+from chalicelib.core.config import DEPLOYMENT_SETTINGS, retention_days
 
 NAMES = tuple(s.name for s in DEPLOYMENT_SETTINGS)
 SAVED_FILE = "settings.json"
@@ -53,7 +53,7 @@ def apply(values: dict[str, str]) -> None:
             os.environ[name] = values[name]
         else:
             os.environ.pop(name, None)
-    from chalicelib.config import RESULT_RETENTION_DAYS, UPLOAD_RETENTION_DAYS
+    from chalicelib.core.config import RESULT_RETENTION_DAYS, UPLOAD_RETENTION_DAYS
     from chalicelib.models import registry
 
     try:

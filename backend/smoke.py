@@ -47,8 +47,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from backend import user_topics
 from backend.doctor import FAIL, OK, SMOKE_PROMPT, WARN, Findings
 from backend.regions import error_code, is_profile
-from chalicelib import contracts, estimate
-from chalicelib.errors import ModelUnavailable
+from chalicelib.core import contracts, estimate
+from chalicelib.core.errors import ModelUnavailable
 from chalicelib.models import registry
 from chalicelib.models.base import ModelSpec
 
@@ -171,7 +171,7 @@ class Case:
 
 def plan_cases(spec: ModelSpec, scene_refusal: str) -> list[Case]:
     """The smoke's cases for the default model; `scene_refusal` says why a scene is not offered
-    ("" when it is). Each with what POST /jobs would estimate for it (chalicelib/estimate.py)."""
+    ("" when it is). Each with what POST /jobs would estimate for it (chalicelib/core/estimate.py)."""
     adapter = registry.adapter_for(spec)
     composes = len(adapter.steps) >= 2  # the compose recipes need a remove-background call
 
@@ -780,7 +780,7 @@ class WorkflowSmoke:
                 name,
                 FAIL,
                 f"an invalid request fails as {error!r} ({cause[:200]}), not 'Bedrock.<Exception>'",
-                "the retry rules in statemachine/backdrop.asl.json and chalicelib/errors.py name errors "
+                "the retry rules in statemachine/backdrop.asl.json and chalicelib/core/errors.py name errors "
                 "'Bedrock.<Exception>': change them to the names seen here",
             )
 

@@ -2,7 +2,7 @@
 
 The ASL file holds `${PascalCase}` placeholders for every ARN, name and tunable; nothing
 account-specific is a literal. Two kinds: the S3 layout (`${MapResultsPrefix}`, from
-chalicelib.contracts.S3_LAYOUT) is filled here for every caller, and the deploy-time values
+chalicelib.core.contracts.S3_LAYOUT) is filled here for every caller, and the deploy-time values
 (function ARNs, topic, bucket, execution type, concurrency) are filled by `render_definition`
 for the local stack and the tests, or by CloudFormation's DefinitionSubstitutions.
 """
@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from backend import jsonfmt
-from chalicelib.contracts import MAX_RE_ROLLS, MAX_VARIANTS, S3_LAYOUT, ErrorCode
-from chalicelib.errors import MODEL_RETRY_POLICIES, RetryPolicy, retried_model_errors, service_errors_with
-from chalicelib.functions import WORKFLOW_FUNCTIONS
+from chalicelib.core.contracts import MAX_RE_ROLLS, MAX_VARIANTS, S3_LAYOUT, ErrorCode
+from chalicelib.core.errors import MODEL_RETRY_POLICIES, RetryPolicy, retried_model_errors, service_errors_with
+from chalicelib.core.functions import WORKFLOW_FUNCTIONS
 
 ASL_PATH = Path(__file__).resolve().parent.parent / "statemachine" / "backdrop.asl.json"
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Za-z0-9]*)\}")
@@ -55,12 +55,12 @@ _ONCE_MORE = RetryPolicy(1, 3)
 # writes them into it and a test fails while the file and this table disagree.
 RETRY_POLICIES: dict[str, list[dict[str, Any]]] = {
     # Lambda could not run the step (throttled, or a fault of the Lambda service). The step's own
-    # errors are never retried: they describe the image (chalicelib/errors.py).
+    # errors are never retried: they describe the image (chalicelib/core/errors.py).
     "lambda-service-errors": [
         _LAMBDA_THROTTLED,
         _retrier(["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException"], _ONCE_MORE),
     ],
-    # Bedrock: what chalicelib/errors.py calls luck, with its policies (an image that used them up
+    # Bedrock: what chalicelib/core/errors.py calls luck, with its policies (an image that used them up
     # says so in its cause, from the same numbers). Validation, access and content-filter errors
     # are never retried.
     "bedrock-transient-errors": [
@@ -88,7 +88,7 @@ def retry_policy(name: str, state: Mapping[str, Any]) -> str:
 
 
 # Every Task has a time limit. A Lambda task waits a little longer than the function's own
-# timeout (chalicelib/functions.py), so the function's timeout error, with its log, comes first.
+# timeout (chalicelib/core/functions.py), so the function's timeout error, with its log, comes first.
 LAMBDA_TASK_MARGIN_S = 5
 BEDROCK_CALL_TIMEOUT_S = 90
 SERVICE_CALL_TIMEOUT_S = 30
@@ -108,7 +108,7 @@ def task_timeout_s(state: Mapping[str, Any]) -> int:
         placeholder = str(state["Parameters"]["FunctionName"]).removeprefix("${").removesuffix("}")
         function = next((f for f in WORKFLOW_FUNCTIONS if f.arn_placeholder == placeholder), None)
         if function is None or function.timeout_s is None:
-            raise ValueError(f"{placeholder} is not a workflow function with a timeout in chalicelib/functions.py")
+            raise ValueError(f"{placeholder} is not a workflow function with a timeout in chalicelib/core/functions.py")
         return function.timeout_s + LAMBDA_TASK_MARGIN_S
     return BEDROCK_CALL_TIMEOUT_S if resource == BEDROCK_INVOKE_MODEL else SERVICE_CALL_TIMEOUT_S
 
@@ -227,7 +227,7 @@ def happy_path(
     family: str = "stability", definition: Mapping[str, Any] | None = None, recipe: str = "prompt"
 ) -> list[str]:
     """The states one image's child enters when every step succeeds, for a model family and a
-    background recipe (chalicelib.contracts.BackgroundSource): a Standard child is billed one
+    background recipe (chalicelib.core.contracts.BackgroundSource): a Standard child is billed one
     state transition for each."""
     definition = definition or json.loads(load_template())
     map_state = next(s for s in definition["States"].values() if "ItemProcessor" in s)

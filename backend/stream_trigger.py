@@ -25,9 +25,9 @@ import json
 import sys
 from typing import Any, Final
 
-from chalicelib import contracts
+from chalicelib.core import contracts
 
-FUNCTION = "start_workflow"  # app.py's stream handler (chalicelib/functions.py)
+FUNCTION = "start_workflow"  # app.py's stream handler (chalicelib/core/functions.py)
 # Chalice's names in the SAM template it packages: the function's CamelCased name, and its event
 EVENT_LOGICAL_ID: Final = "StartWorkflowDynamodbEventSource"
 FUNCTION_LOGICAL_ID: Final = "StartWorkflow"
@@ -57,7 +57,7 @@ def mapping_settings(queue_arn: Any) -> dict[str, Any]:
 def merge_template(queue_arn: Any) -> dict[str, Any]:
     """For `chalice package --merge-template`: the same settings on the packaged event source
     (SAM's DynamoDB event passes them to the mapping as they are; the function's own policy
-    allows the send to the queue, chalicelib/functions.py)."""
+    allows the send to the queue, chalicelib/core/functions.py)."""
     properties = mapping_settings(queue_arn)
     return {
         "Resources": {FUNCTION_LOGICAL_ID: {"Properties": {"Events": {EVENT_LOGICAL_ID: {"Properties": properties}}}}}

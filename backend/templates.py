@@ -5,8 +5,8 @@ read into the JSON form CloudFormation accepts. The state machine definition is 
 workflow.yaml: it is inserted from statemachine/backdrop.asl.json, the one source of truth, as a
 `Definition` object (so cfn-lint's ASL checks run), with numbers filled in here and every ARN
 left to `DefinitionSubstitutions`. What is declared once elsewhere is filled in on load: the S3
-layout (`${ScratchPrefix}`, chalicelib/contracts.py) and, for the workflow stack, one parameter,
-one substitution and one invoke permission per workflow function (chalicelib/functions.py).
+layout (`${ScratchPrefix}`, chalicelib/core/contracts.py) and, for the workflow stack, one parameter,
+one substitution and one invoke permission per workflow function (chalicelib/core/functions.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import yaml
 
 from backend.statemachine import deploy_placeholders, fill_layout
 from backend.statemachine import load_template as load_asl
-from chalicelib.functions import WORKFLOW_FUNCTIONS
+from chalicelib.core.functions import WORKFLOW_FUNCTIONS
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STACKS = ("resources", "auth", "workflow")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backend import resource_names
-from chalicelib import contracts
+from chalicelib.core import contracts
 
 # The same encryption at rest as the resources stack's other topics: the AWS-managed key for
 # SNS (publishers in the account need no KMS grant for it; CloudWatch alarms could not use it,

@@ -31,7 +31,7 @@ FINISH_USD = Decimal("0.0421")
 
 def _image(store: Any, job_id: str, image_id: str, pause_s: float, rng: random.Random) -> float:
     """One image's writes, with a model call's pause between them; the seconds its writes took."""
-    from chalicelib.contracts import ImageStatus
+    from chalicelib.core.contracts import ImageStatus
 
     spent = 0.0
 
@@ -60,7 +60,7 @@ def run(images: int, workers: int, rate: float, pause_s: float = 0.2, seed: int 
 
     from backend.local import dynamodb_rules, moto_bounds
     from backend.resources import create_resources
-    from chalicelib import contracts
+    from chalicelib.core import contracts
     from chalicelib.store import JobStore, NewImage
 
     _environment()

@@ -7,7 +7,7 @@ machine. The run is counted as AWS bills it:
   children's events (counted by backend/local/moto_bounds.py); every state entered is one
   transition, and every retry of a task another;
 - Lambda: invocations, and GB-seconds = billed milliseconds (rounded up per invocation) x the
-  memory each function declares in chalicelib/functions.py (backend/local/meter.py);
+  memory each function declares in chalicelib/core/functions.py (backend/local/meter.py);
 - S3 requests by price class, counted where they arrive (uploads, Lambdas, Bedrock's reads of the
   request and writes of the answer, the map's reader and writer);
 - model calls answered by the stand-in, at the model registry's price per call.
@@ -66,7 +66,7 @@ def executed_run() -> dict[str, Any]:
     from backend.local.cutout import ForegroundEstimate
     from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack
     from bench.photos import photo_like
-    from chalicelib import contracts
+    from chalicelib.core import contracts
     from frontend.api_client import BackdropClient, CognitoLogin
 
     photo = photo_like(4000, 3000)
@@ -118,7 +118,7 @@ def price(run: Mapping[str, Any], images: int = IMAGES, lambda_ms: str = "lambda
     durations from `lambda_ms` (wall, as billed, or the CPU-only "lambda_cpu_ms")."""
     from backend import templates
     from backend.local.meter import S3_GET_CLASS, S3_PUT_CLASS
-    from chalicelib.functions import function
+    from chalicelib.core.functions import function
     from chalicelib.models import registry
 
     per_image = 1000 / images

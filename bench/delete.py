@@ -31,8 +31,9 @@ def _finished_job(images: int) -> tuple[str, str]:
     """A COMPLETED job of `images` images, each with one result, and its reports: (job id, owner)."""
     import boto3
 
-    from chalicelib import aws, contracts
-    from chalicelib.contracts import JobStatus
+    from chalicelib import aws
+    from chalicelib.core import contracts
+    from chalicelib.core.contracts import JobStatus
     from chalicelib.store import JobStore, NewImage
 
     owner = BENCH_OWNER

@@ -100,7 +100,7 @@ def backdrop(data: bytes, output_format: str) -> tuple[dict[str, float], dict[tu
     """Seconds per step (the stand-in's work excluded) and the scratch objects it left behind
     before finalize discarded them (the model's answers, the subject alpha)."""
     from backend.local.bedrock_standin import StandInBedrock
-    from chalicelib import contracts
+    from chalicelib.core import contracts
     from chalicelib.workflow import Steps
 
     s3 = MemoryS3()
@@ -151,7 +151,8 @@ def floor_finalize(data: bytes, response: bytes, alpha_png: bytes, output_format
 
 def child(case: str) -> None:
     """Measure one case; print JSON."""
-    from chalicelib import contracts, imaging
+    from chalicelib import imaging
+    from chalicelib.core import contracts
     from chalicelib.models import registry
     from chalicelib.workflow import SUBJECT_ALPHA
 

@@ -55,8 +55,9 @@ def _finished_job(images: int) -> tuple[str, str, str]:
     (job id, owner, the id of an image to pick in)."""
     import boto3
 
-    from chalicelib import aws, contracts
-    from chalicelib.contracts import JobStatus
+    from chalicelib import aws
+    from chalicelib.core import contracts
+    from chalicelib.core.contracts import JobStatus
     from chalicelib.store import JobStore, NewImage
 
     owner = BENCH_OWNER

@@ -137,7 +137,7 @@ def run_job(
 ) -> JobRun:
     """One job of `count` images, submitted and followed to its end; `progress` hears every tenth
     of the job (images done, seconds, ms per image so far, RSS), so a long run tells as it goes."""
-    from chalicelib import contracts
+    from chalicelib.core import contracts
 
     s3 = stack.client("s3")
     upload_id = contracts.new_opaque_id()  # one upload batch, as POST /uploads hands out

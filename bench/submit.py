@@ -34,7 +34,7 @@ from bench import BENCH_OWNER
 
 IMAGES = 10_000
 # API Gateway's integration timeout is 29 s; the CPU part should use a small share of it at the
-# API Lambda's memory (chalicelib/functions.py) so the AWS calls have the rest.
+# API Lambda's memory (chalicelib/core/functions.py) so the AWS calls have the rest.
 API_GATEWAY_TIMEOUT_S = 29.0
 ONE_VCPU_MB = 1769
 
@@ -97,7 +97,8 @@ def measure(images: int = IMAGES, *, partition_limits: bool = True, starter: boo
     import app as backdrop_app
     from backend.local import dynamodb_rules
     from backend.resources import create_resources
-    from chalicelib import aws, contracts, jobs
+    from chalicelib import aws, jobs
+    from chalicelib.core import contracts
     from chalicelib.starter import WorkflowStarter
     from chalicelib.store import JobStore
 
@@ -228,7 +229,7 @@ def client_cpu(images: int = IMAGES) -> float:
     _environment()
     import boto3
 
-    from chalicelib import contracts
+    from chalicelib.core import contracts
     from chalicelib.jobs import ImageInput, JobService
     from chalicelib.store import JobStore, NewImage
 
@@ -268,7 +269,7 @@ def client_cpu(images: int = IMAGES) -> float:
 
 
 def run(row: Callable[[str, str, str, bool | None], None]) -> None:
-    from chalicelib.functions import API_HANDLER, function
+    from chalicelib.core.functions import API_HANDLER, function
 
     result = measure()
     phases = result["phases"]

@@ -48,7 +48,7 @@ def _job(stack: Any, count: int, timeout_s: float = 900) -> tuple[dict[str, Any]
     """Submit `count` images as the demo user and wait; returns the job summary, the seconds it
     took and the client."""
     from backend.local.stack import DEMO_PASSWORD, DEMO_USER
-    from chalicelib import contracts
+    from chalicelib.core import contracts
     from frontend.api_client import BackdropClient, CognitoLogin
 
     login = CognitoLogin(client_id=stack.outputs["client_id"], endpoint_url=stack.endpoint)

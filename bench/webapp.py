@@ -116,7 +116,7 @@ def measure() -> dict[str, float]:
     from streamlit.runtime import forward_msg_queue
     from streamlit.testing.v1 import AppTest
 
-    from chalicelib import contracts
+    from chalicelib.core import contracts
 
     sent: list[int] = []
     real_enqueue = forward_msg_queue.ForwardMsgQueue.enqueue

@@ -32,10 +32,10 @@ from typing import IO, Any, Final, cast
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts, s3keys
-from chalicelib.config import UPLOAD_RETENTION_DAYS, retention_days
-from chalicelib.contracts import ImageStatus
-from chalicelib.errors import (
+from chalicelib.core import contracts, s3keys
+from chalicelib.core.config import UPLOAD_RETENTION_DAYS, retention_days
+from chalicelib.core.contracts import ImageStatus
+from chalicelib.core.errors import (
     ACCESS_DENIED_CODES,
     NOT_FOUND_CODES,
     BadRequest,
@@ -44,7 +44,7 @@ from chalicelib.errors import (
     client_error_code,
     service_failure,
 )
-from chalicelib.outputs import delivered_outputs
+from chalicelib.core.outputs import delivered_outputs
 from chalicelib.store import JobStore
 
 SYNC_MAX_FILES: Final = 40  # ~40 results of a few MB each copy in a few seconds, far inside 29 s
@@ -210,7 +210,7 @@ class ArchiveService:
         try:
             head: dict[str, Any] = self.s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if s3keys.absent(self.s3, self.bucket, key, exc):  # a 403 on AWS: chalicelib/s3keys.py
+            if s3keys.absent(self.s3, self.bucket, key, exc):  # a 403 on AWS: chalicelib/core/s3keys.py
                 return None
             raise service_failure(exc, "could not look up the archive") from exc
         return head

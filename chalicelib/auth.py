@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from chalicelib.errors import Unauthorized
+from chalicelib.core.errors import Unauthorized
 
 # A Cognito user's `sub` is a UUID (docs/aws-notes.md#n86-whole-string-patterns-and-cognito-sub):
 # anything else never came from the user pool. fullmatch, and no `$`: `$` also matches before a

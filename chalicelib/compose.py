@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageFilter
 
-from chalicelib.contracts import ShadowKind
+from chalicelib.core.contracts import ShadowKind
 from chalicelib.imaging import flatten  # a transparent original is flattened onto white, as the model saw it
 
 Floats = npt.NDArray[np.float32]  # colours (..., 3) and alphas, 0..1

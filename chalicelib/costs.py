@@ -12,11 +12,11 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final
 
-from chalicelib import estimate
-from chalicelib.errors import ModelUnavailable, ValidationError
+from chalicelib.core import estimate
+from chalicelib.core.errors import ModelUnavailable, ValidationError
+from chalicelib.core.wording import cost_words as cost_words  # re-exported: said the same way everywhere
 from chalicelib.models import registry
 from chalicelib.models.base import ModelSpec
-from chalicelib.wording import cost_words as cost_words  # re-exported: said the same way everywhere
 
 MAX_BUDGET_USD: Final = 1_000_000.0
 BUDGET_FIELD: Final = "budgetUsd"
@@ -89,11 +89,11 @@ def job_cost(job: Mapping[str, Any]) -> dict[str, Any]:
     """The job's cost so far, the estimate for all of it and its budget, in US dollars: one
     figure each, whoever shows it (the page, the CLI, the email, the report).
 
-    `estimateUsd` is what POST /jobs answered (chalicelib/estimate.py: model calls and the
+    `estimateUsd` is what POST /jobs answered (chalicelib/core/estimate.py: model calls and the
     Rekognition checks), kept on the job; `actualUsd` is the job's running total of what was
     done (each finished image's attempts, a failed image's answered calls, the scene call),
     added as each is recorded (JobStore), so reading it costs nothing at 10,000 images."""
-    from chalicelib import contracts
+    from chalicelib.core import contracts
 
     settings = job.get("settings") or {}
     calls = int(job.get(contracts.JOB_MODEL_CALLS_ATTRIBUTE) or 0)
@@ -127,7 +127,7 @@ def job_cost(job: Mapping[str, Any]) -> dict[str, Any]:
 
 def _scene_price_usd(settings: Mapping[str, Any]) -> float | None:
     """The batch's one scene call's price (None: no scene, or its model is gone)."""
-    from chalicelib import backgrounds, contracts
+    from chalicelib.core import backgrounds, contracts
 
     background = backgrounds.Background.from_dict(settings.get("background"))
     if background.source is not contracts.BackgroundSource.SCENE:
@@ -141,7 +141,7 @@ def _scene_price_usd(settings: Mapping[str, Any]) -> float | None:
 def _estimate_from_settings(job: Mapping[str, Any], spec: ModelSpec) -> estimate.Estimate:
     """A job submitted before its estimate was kept: the estimate from its settings (every image
     with the job's background; per-image overrides are not on the job item)."""
-    from chalicelib import backgrounds
+    from chalicelib.core import backgrounds
 
     settings = job.get("settings") or {}
     images = int(job.get("imageCount") or 0)

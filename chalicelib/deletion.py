@@ -23,9 +23,9 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts
-from chalicelib.contracts import ClosingBy, ClosingStatus, JobStatus
-from chalicelib.errors import service_failure
+from chalicelib.core import contracts
+from chalicelib.core.contracts import ClosingBy, ClosingStatus, JobStatus
+from chalicelib.core.errors import service_failure
 from chalicelib.store import JobStore
 
 log = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
-from chalicelib.contracts import ErrorCode
-from chalicelib.errors import error_body
+from chalicelib.core.contracts import ErrorCode
+from chalicelib.core.errors import error_body
 
 # Chalice's error names (its ChaliceViewError subclasses and error_response codes) → Backdrop's.
 CHALICE_ERROR_CODES: Final = {

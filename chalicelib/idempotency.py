@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import contracts
-from chalicelib.errors import BadRequest, IdempotencyKeyReused, RequestInProgress, StorageUnavailable
+from chalicelib.core import contracts
+from chalicelib.core.errors import BadRequest, IdempotencyKeyReused, RequestInProgress, StorageUnavailable
 
 HEADER = "Idempotency-Key"
 _KEY_PREFIX = "POST/jobs"

@@ -14,8 +14,8 @@ from typing import cast
 
 from PIL import Image, ImageChops, ImageFilter, ImageOps, UnidentifiedImageError
 
-from chalicelib import contracts
-from chalicelib.errors import ImageInvalid, ImageTooLarge, ImageTooSmall, ModelResponseInvalid, RequestInvalid
+from chalicelib.core import contracts
+from chalicelib.core.errors import ImageInvalid, ImageTooLarge, ImageTooSmall, ModelResponseInvalid, RequestInvalid
 from chalicelib.models.base import ASPECT_TOLERANCE, Box, Geometry, ImageLimits
 
 # Pillow's format names. HEIF (HEIC: iPhone photos) is read by pillow-heif's opener, AVIF by Pillow

@@ -42,10 +42,10 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts
-from chalicelib.contracts import BackgroundWork, ClosingBy, ClosingStatus, JobStatus
+from chalicelib.core import contracts
+from chalicelib.core.contracts import BackgroundWork, ClosingBy, ClosingStatus, JobStatus
+from chalicelib.core.errors import Conflict, NotFound, service_failure
 from chalicelib.deletion import JobDeleter, deleting_view, new_deletion
-from chalicelib.errors import Conflict, NotFound, service_failure
 from chalicelib.report import Reporter
 from chalicelib.starter import execution_arn, stop_execution
 from chalicelib.store import JobStore

@@ -13,10 +13,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import backgrounds, contracts, costs, estimate, quality, review, s3keys, webhooks
-from chalicelib.contracts import BackgroundSource, BackgroundWork, ImageStatus, JobStatus
-from chalicelib.deletion import deleting_view
-from chalicelib.errors import (
+from chalicelib import costs, quality, review, webhooks
+from chalicelib.core import backgrounds, contracts, estimate, s3keys
+from chalicelib.core.contracts import BackgroundSource, BackgroundWork, ImageStatus, JobStatus
+from chalicelib.core.errors import (
     BadRequest,
     Conflict,
     ModelUnavailable,
@@ -27,6 +27,8 @@ from chalicelib.errors import (
     ValidationError,
     service_failure,
 )
+from chalicelib.core.validation import Problems, require_object
+from chalicelib.deletion import deleting_view
 from chalicelib.labels import LabelService
 from chalicelib.models import registry
 from chalicelib.models.base import (
@@ -39,7 +41,6 @@ from chalicelib.models.base import (
     settings_to_dict,
 )
 from chalicelib.store import MAX_IMAGES_PAGE_SIZE, PARALLEL_CALLS, JobStore, NewImage
-from chalicelib.validation import Problems, require_object
 
 JOB_FIELDS = {
     "model",
@@ -665,12 +666,12 @@ class JobService:
         """Why a background photo cannot be used (None: it can): it must exist, be an image, and be
         big enough for the canvas (the placement's size, or MIN_BACKGROUND_IMAGE_SIDE)."""
         from chalicelib import imaging
-        from chalicelib.errors import StepError
+        from chalicelib.core.errors import StepError
 
         try:
             data = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except ClientError as exc:
-            if s3keys.absent(self.s3, self.bucket, key, exc):  # a 403 on AWS: chalicelib/s3keys.py
+            if s3keys.absent(self.s3, self.bucket, key, exc):  # a 403 on AWS: chalicelib/core/s3keys.py
                 return "the background photo was never uploaded or has expired"
             raise service_failure(exc, "could not read the background photo") from exc
         try:

@@ -11,9 +11,9 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts, s3keys
-from chalicelib.contracts import ErrorCode
-from chalicelib.errors import (
+from chalicelib.core import contracts, s3keys
+from chalicelib.core.contracts import ErrorCode
+from chalicelib.core.errors import (
     BadRequest,
     NotFound,
     client_error_code,
@@ -121,7 +121,7 @@ class LabelService:
         data = part["Body"].read()
         total = int(str(part.get("ContentRange", "")).rpartition("/")[2] or len(data))
         from chalicelib import imaging  # Pillow only on a cache miss, never at the API's cold start
-        from chalicelib.errors import BackdropError
+        from chalicelib.core.errors import BackdropError
 
         try:
             width, height, _ = imaging.probe(data)
@@ -178,7 +178,7 @@ class LabelService:
         cached = self.cached_result(key)
         if cached is not None:
             return cached
-        # LIST, not HEAD: a HEAD of a missing key is a 403 without ListBucket (chalicelib/s3keys.py)
+        # LIST, not HEAD: a HEAD of a missing key is a 403 without ListBucket (chalicelib/core/s3keys.py)
         try:
             found = s3keys.exists(self.s3, self.bucket, key)
         except ClientError as exc:

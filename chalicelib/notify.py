@@ -21,9 +21,9 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts
-from chalicelib.contracts import NotificationStatus
-from chalicelib.errors import client_error_code
+from chalicelib.core import contracts
+from chalicelib.core.contracts import NotificationStatus
+from chalicelib.core.errors import client_error_code
 from chalicelib.store import JobStore
 
 # A claim older than this is from a sender that died before publishing (a Lambda runs 15 min at most).

@@ -117,7 +117,7 @@ def workflow_step(step: str, record: Recorder | None = None) -> Callable[[Handle
 def model_call_seconds(s3: Any, bucket: str, job_id: str, image_id: str, steps: tuple[str, ...]) -> dict[str, float]:
     """Per model call, seconds from its request object being written to its response object
     being written (S3 LastModified, 1 s resolution): the call as the workflow waited for it."""
-    from chalicelib import contracts
+    from chalicelib.core import contracts
 
     seconds: dict[str, float] = {}
     for step in steps:
@@ -128,7 +128,7 @@ def model_call_seconds(s3: Any, bucket: str, job_id: str, image_id: str, steps: 
 
 
 def record_success(s3: Any, event: Mapping[str, Any], result: Mapping[str, Any]) -> None:
-    from chalicelib import backgrounds
+    from chalicelib.core import backgrounds
     from chalicelib.models import registry
 
     spec = registry.get_model(str(event["settings"]["model"]))
@@ -160,7 +160,7 @@ def record_success(s3: Any, event: Mapping[str, Any], result: Mapping[str, Any])
 
 
 def record_failure(event: Mapping[str, Any], result: Mapping[str, Any]) -> None:
-    from chalicelib.contracts import ErrorCode
+    from chalicelib.core.contracts import ErrorCode
 
     code = str(result.get("errorCode") or "UNKNOWN")
     emit("ImagesFailed", 1, dimension=("ErrorCode", code))

@@ -1,10 +1,10 @@
 """Backdrop's OpenAPI 3.1 document, generated from the code.
 
 Nothing here repeats a contract by hand: statuses, error codes, limits, identifier patterns and
-content types come from chalicelib/contracts.py; the job request's fields are jobs.JOB_FIELDS and
+content types come from chalicelib/core/contracts.py; the job request's fields are jobs.JOB_FIELDS and
 IMAGE_FIELDS (a field added to the parser and not described here stops the build); model keys and
 style presets come from the model registry; the HTTP status of each error code comes from the
-error classes (chalicelib/errors.py) and the gateway's table (chalicelib/http_errors.py); the
+error classes (chalicelib/core/errors.py) and the gateway's table (chalicelib/http_errors.py); the
 paths, methods, path parameters and which routes need a token come from the Chalice app's route
 table. `document(app.routes)` refuses a route without a description here, and a description
 without a route. What is written here is what a schema cannot derive: wording, which error codes
@@ -27,8 +27,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from chalicelib import contracts, costs, errors, http_errors
-from chalicelib.contracts import BackgroundSource, ClosingBy, ErrorCode, ImageStatus, JobStatus, Mode, OutputFormat
+from chalicelib import costs, http_errors
+from chalicelib.core import contracts, errors
+from chalicelib.core.contracts import BackgroundSource, ClosingBy, ErrorCode, ImageStatus, JobStatus, Mode, OutputFormat
 from chalicelib.deletion import REMOVED_KINDS
 from chalicelib.job_control import SYNC_DELETE_LIMIT
 from chalicelib.models import registry
@@ -241,8 +242,8 @@ def _job_request() -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _background_schemas() -> dict[str, Any]:
-    """Background, placement, estimate, presets and compliance (chalicelib.backgrounds, presets)."""
-    from chalicelib import backgrounds
+    """Background, placement, estimate, presets and compliance (chalicelib.core.backgrounds, presets)."""
+    from chalicelib.core import backgrounds
 
     return {
         "Background": _obj(

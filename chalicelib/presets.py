@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from chalicelib import backgrounds, contracts
-from chalicelib.errors import ValidationError
+from chalicelib.core import backgrounds, contracts
+from chalicelib.core.errors import ValidationError
 
 if TYPE_CHECKING:  # Pillow loads in Finalize, not when the API starts
     from PIL import Image

@@ -26,22 +26,22 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib import contracts
-from chalicelib.scorecard import DEFAULT_THRESHOLDS as DEFAULT_THRESHOLDS
-from chalicelib.scorecard import Check as Check
-from chalicelib.scorecard import CheckName as CheckName
-from chalicelib.scorecard import Outcome as Outcome
-from chalicelib.scorecard import Scorecard as Scorecard
-from chalicelib.scorecard import Thresholds as Thresholds
-from chalicelib.scorecard import attempt_outcome as attempt_outcome
-from chalicelib.scorecard import attempt_rank as attempt_rank
-from chalicelib.scorecard import attempt_score as attempt_score
-from chalicelib.scorecard import attempts_summary as attempts_summary
-from chalicelib.scorecard import best_attempt as best_attempt
-from chalicelib.scorecard import needs_re_roll as needs_re_roll
-from chalicelib.scorecard import worst as worst
+from chalicelib.core import contracts
+from chalicelib.core.scorecard import DEFAULT_THRESHOLDS as DEFAULT_THRESHOLDS
+from chalicelib.core.scorecard import Check as Check
+from chalicelib.core.scorecard import CheckName as CheckName
+from chalicelib.core.scorecard import Outcome as Outcome
+from chalicelib.core.scorecard import Scorecard as Scorecard
+from chalicelib.core.scorecard import Thresholds as Thresholds
+from chalicelib.core.scorecard import attempt_outcome as attempt_outcome
+from chalicelib.core.scorecard import attempt_rank as attempt_rank
+from chalicelib.core.scorecard import attempt_score as attempt_score
+from chalicelib.core.scorecard import attempts_summary as attempts_summary
+from chalicelib.core.scorecard import best_attempt as best_attempt
+from chalicelib.core.scorecard import needs_re_roll as needs_re_roll
+from chalicelib.core.scorecard import worst as worst
 
-# The verdict's vocabulary lives in chalicelib/scorecard.py (the front ends read it without Pillow or
+# The verdict's vocabulary lives in chalicelib/core/scorecard.py (the front ends read it without Pillow or
 # boto3); re-exported above (`X as X`), so quality.Scorecard and friends read as before.
 
 if TYPE_CHECKING:  # numpy and Pillow are imported where pixels are scored, not by the API at cold start

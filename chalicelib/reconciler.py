@@ -56,9 +56,10 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts, rewrites
-from chalicelib.contracts import BackgroundWork, ClosingBy, ClosingStatus, ErrorCode, JobStatus, NotificationStatus
-from chalicelib.errors import client_error_code
+from chalicelib import rewrites
+from chalicelib.core import contracts
+from chalicelib.core.contracts import BackgroundWork, ClosingBy, ClosingStatus, ErrorCode, JobStatus, NotificationStatus
+from chalicelib.core.errors import client_error_code
 from chalicelib.notify import NotificationSender, Notifier
 from chalicelib.report import Reporter
 from chalicelib.store import JobStore

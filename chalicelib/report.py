@@ -13,9 +13,10 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from chalicelib import consistency, contracts, costs, quality
-from chalicelib.contracts import BackgroundSource, ErrorCode, ImageStatus, JobStatus
-from chalicelib.errors import StorageError, client_error_code
+from chalicelib import consistency, costs, quality
+from chalicelib.core import contracts
+from chalicelib.core.contracts import BackgroundSource, ErrorCode, ImageStatus, JobStatus
+from chalicelib.core.errors import StorageError, client_error_code
 from chalicelib.notify import is_missing_topic
 from chalicelib.store import CANCELLED_CAUSE, UNFINISHED_CAUSE, JobStore
 
@@ -47,7 +48,7 @@ CSV_COLUMNS = (
     "subjectPsnrDb",
     "subjectDeltaE",
     "haloDeltaE",
-    # backgrounds (chalicelib.backgrounds, chalicelib.presets): the source, the preset's verdict
+    # backgrounds (chalicelib.core.backgrounds, chalicelib.presets): the source, the preset's verdict
     # with the rules that failed, and what Backdrop did (re-framing, enlargement)
     "background",
     "compliance",

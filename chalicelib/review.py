@@ -3,7 +3,7 @@ until its owner approves it (or the deadline passes); only then the report and t
 
 The workflow's "Wait for the owner's review" task (`lambda:invoke.waitForTaskToken`) calls
 `open()`, which keeps the task token on the job item; the owner decides per image (APPROVED or
-REJECTED, chalicelib.contracts.ReviewDecision) and approves the job, which sends the token's
+REJECTED, chalicelib.core.contracts.ReviewDecision) and approves the job, which sends the token's
 success. The wait's TimeoutSeconds is the owner's deadline; when it passes the workflow goes on to
 the report with the decisions made so far (docs/aws-notes.md#n58-step-functions-task-tokens).
 """
@@ -18,11 +18,11 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts
-from chalicelib.contracts import ImageStatus, ReviewDecision, ReviewStatus
-from chalicelib.errors import BadRequest, Conflict, NotFound, ValidationError, client_error_code, service_failure
+from chalicelib.core import contracts
+from chalicelib.core.contracts import ImageStatus, ReviewDecision, ReviewStatus
+from chalicelib.core.errors import BadRequest, Conflict, NotFound, ValidationError, client_error_code, service_failure
+from chalicelib.core.wording import deadline_words as deadline_words  # re-exported
 from chalicelib.store import JobStore
-from chalicelib.wording import deadline_words as deadline_words  # re-exported
 
 REVIEW_FIELD: Final = "reviewHours"
 REVIEW_SECONDS_SETTING: Final = "reviewSeconds"

@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from chalicelib import contracts
-from chalicelib.contracts import BackgroundWork, ClosingStatus, ReportRefresh
+from chalicelib.core import contracts
+from chalicelib.core.contracts import BackgroundWork, ClosingStatus, ReportRefresh
 from chalicelib.store import JobStore
 
 log = logging.getLogger(__name__)

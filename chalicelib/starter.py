@@ -27,9 +27,9 @@ from typing import Any, Final
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib import contracts
-from chalicelib.contracts import ImageStatus, JobStatus
-from chalicelib.errors import THROTTLING_CODES, RetryPolicy, client_error_code, client_error_message
+from chalicelib.core import contracts
+from chalicelib.core.contracts import ImageStatus, JobStatus
+from chalicelib.core.errors import THROTTLING_CODES, RetryPolicy, client_error_code, client_error_message
 from chalicelib.store import CANCELLED_CAUSE, IMAGE_WRITE_UNITS_PER_S, JobStore, NewImage, plain
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ RETRYABLE_START_ERRORS: Final = THROTTLING_CODES | {
     "InternalServerError",
     "InternalError",
 }
-# On top of the SDK's own retries; well inside the starter's 300 s (chalicelib/functions.py).
+# On top of the SDK's own retries; well inside the starter's 300 s (chalicelib/core/functions.py).
 START_RETRY: Final = RetryPolicy(interval_s=2, max_attempts=4, max_delay_s=16)
 
 

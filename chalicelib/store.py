@@ -43,9 +43,9 @@ from boto3.dynamodb.conditions import Attr, Key
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 
-from chalicelib import config, contracts
-from chalicelib.contracts import ClosingStatus, ErrorCode, ImageStatus, JobStatus, NotificationStatus
-from chalicelib.errors import (
+from chalicelib.core import config, contracts
+from chalicelib.core.contracts import ClosingStatus, ErrorCode, ImageStatus, JobStatus, NotificationStatus
+from chalicelib.core.errors import (
     CONDITION_FAILED,
     DYNAMODB_CONTENTION_RETRY,
     SERVER_ERROR_CODES,
@@ -56,7 +56,7 @@ from chalicelib.errors import (
     client_error_code,
     is_contention,
 )
-from chalicelib.outputs import delivered_output, verdict_of
+from chalicelib.core.outputs import delivered_output, verdict_of
 
 MAX_IMAGES_PAGE_SIZE: Final = 100
 BATCH_GET_MAX_KEYS: Final = 100  # BatchGetItem's limit per request

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from chalicelib import contracts
-from chalicelib.errors import ValidationError
-from chalicelib.validation import require_list, summarise
+from chalicelib.core import contracts
+from chalicelib.core.errors import ValidationError
+from chalicelib.core.validation import require_list, summarise
 
 
 def _file_problems(item: Any) -> list[str]:

@@ -16,16 +16,17 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import contracts, rewrites
+from chalicelib import rewrites
 from chalicelib.archive import ArchiveService
-from chalicelib.contracts import ImageStatus, PickedBy, ReportRefresh
-from chalicelib.errors import Conflict, NotFound, StorageError
-from chalicelib.outputs import delivered_output as delivered_output
-from chalicelib.outputs import delivered_outputs as delivered_outputs
-from chalicelib.outputs import verdict_of as verdict_of
+from chalicelib.core import contracts
+from chalicelib.core.contracts import ImageStatus, PickedBy, ReportRefresh
+from chalicelib.core.errors import Conflict, NotFound, StorageError
+from chalicelib.core.outputs import delivered_output as delivered_output
+from chalicelib.core.outputs import delivered_outputs as delivered_outputs
+from chalicelib.core.outputs import verdict_of as verdict_of
+from chalicelib.core.scorecard import attempt_rank, best_attempt
 from chalicelib.report import Reporter
 from chalicelib.rewrites import RewriteStarter
-from chalicelib.scorecard import attempt_rank, best_attempt
 from chalicelib.store import JobStore
 
 PICK_FIELD = "variant"
@@ -76,7 +77,7 @@ def mark_delivered(
 
 def parse_pick(body: Any, outputs: Sequence[Mapping[str, Any]]) -> int:
     """POST .../pick `{"variant": k}`: one of the image's variants; ValidationError otherwise."""
-    from chalicelib.errors import ValidationError
+    from chalicelib.core.errors import ValidationError
 
     have = sorted(int(o.get("variant") or 0) for o in outputs)
     value = body.get(PICK_FIELD) if isinstance(body, dict) else None

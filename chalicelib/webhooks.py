@@ -1,6 +1,6 @@
 """Completion webhooks: where they may go, how they are signed, and how they are delivered.
 
-The contract (headers, statuses, signing, the URL rules) is chalicelib/webhook_rules.py, which the
+The contract (headers, statuses, signing, the URL rules) is chalicelib/core/webhook_rules.py, which the
 front ends import too; this module resolves the host, delivers, and triggers the delivery.
 
 A job may carry a `webhookUrl`. When the job finishes (COMPLETED, PARTIAL, FAILED or CANCELLED)
@@ -39,31 +39,31 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from chalicelib import contracts
-from chalicelib.errors import ValidationError
-from chalicelib.webhook_rules import DELIVERED as DELIVERED
-from chalicelib.webhook_rules import DELIVERY_HEADER as DELIVERY_HEADER
-from chalicelib.webhook_rules import EVENT_HEADER as EVENT_HEADER
-from chalicelib.webhook_rules import FAILED as FAILED
-from chalicelib.webhook_rules import JOB_FINISHED as JOB_FINISHED
-from chalicelib.webhook_rules import MAX_RESPONSE_READ as MAX_RESPONSE_READ
-from chalicelib.webhook_rules import PENDING as PENDING
-from chalicelib.webhook_rules import PRODUCTION as PRODUCTION
-from chalicelib.webhook_rules import REFUSED as REFUSED
-from chalicelib.webhook_rules import RETRYING as RETRYING
-from chalicelib.webhook_rules import SECRET_PREFIX as SECRET_PREFIX
-from chalicelib.webhook_rules import SIGNATURE_HEADER as SIGNATURE_HEADER
-from chalicelib.webhook_rules import USER_AGENT as USER_AGENT
-from chalicelib.webhook_rules import DeliveryPolicy as DeliveryPolicy
-from chalicelib.webhook_rules import UnsafeWebhookUrl as UnsafeWebhookUrl
-from chalicelib.webhook_rules import WebhookSignatureError as WebhookSignatureError
-from chalicelib.webhook_rules import address_problem as address_problem
-from chalicelib.webhook_rules import check_url_syntax as check_url_syntax
-from chalicelib.webhook_rules import ip_literal as ip_literal
-from chalicelib.webhook_rules import new_secret as new_secret
-from chalicelib.webhook_rules import sign as sign
-from chalicelib.webhook_rules import signature_header as signature_header
-from chalicelib.webhook_rules import verify_signature as verify_signature
+from chalicelib.core import contracts
+from chalicelib.core.errors import ValidationError
+from chalicelib.core.webhook_rules import DELIVERED as DELIVERED
+from chalicelib.core.webhook_rules import DELIVERY_HEADER as DELIVERY_HEADER
+from chalicelib.core.webhook_rules import EVENT_HEADER as EVENT_HEADER
+from chalicelib.core.webhook_rules import FAILED as FAILED
+from chalicelib.core.webhook_rules import JOB_FINISHED as JOB_FINISHED
+from chalicelib.core.webhook_rules import MAX_RESPONSE_READ as MAX_RESPONSE_READ
+from chalicelib.core.webhook_rules import PENDING as PENDING
+from chalicelib.core.webhook_rules import PRODUCTION as PRODUCTION
+from chalicelib.core.webhook_rules import REFUSED as REFUSED
+from chalicelib.core.webhook_rules import RETRYING as RETRYING
+from chalicelib.core.webhook_rules import SECRET_PREFIX as SECRET_PREFIX
+from chalicelib.core.webhook_rules import SIGNATURE_HEADER as SIGNATURE_HEADER
+from chalicelib.core.webhook_rules import USER_AGENT as USER_AGENT
+from chalicelib.core.webhook_rules import DeliveryPolicy as DeliveryPolicy
+from chalicelib.core.webhook_rules import UnsafeWebhookUrl as UnsafeWebhookUrl
+from chalicelib.core.webhook_rules import WebhookSignatureError as WebhookSignatureError
+from chalicelib.core.webhook_rules import address_problem as address_problem
+from chalicelib.core.webhook_rules import check_url_syntax as check_url_syntax
+from chalicelib.core.webhook_rules import ip_literal as ip_literal
+from chalicelib.core.webhook_rules import new_secret as new_secret
+from chalicelib.core.webhook_rules import sign as sign
+from chalicelib.core.webhook_rules import signature_header as signature_header
+from chalicelib.core.webhook_rules import verify_signature as verify_signature
 
 log = logging.getLogger(__name__)
 

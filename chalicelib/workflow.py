@@ -2,11 +2,11 @@
 
 Each step receives the child execution's state: {"jobId", "owner", "bucket", "settings",
 "image": <manifest item>, ...}; it reads and writes S3 and the jobs table only under keys derived
-from the job and image ids (chalicelib.contracts), so re-running a step writes the same keys and
+from the job and image ids (chalicelib.core.contracts), so re-running a step writes the same keys and
 the same status. Image bytes never travel through state payloads: only S3 URIs do.
 
 Failures raise `StepError` subclasses; the state machine's Catch hands them to `record_failure`,
-which turns the error name back into the stable code (chalicelib.errors).
+which turns the error name back into the stable code (chalicelib.core.errors).
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import backgrounds, contracts, costs, estimate, imaging, observability, presets, s3keys, variants
-from chalicelib.contracts import BackgroundSource, ErrorCode, ImageStatus
-from chalicelib.errors import (
+from chalicelib import costs, imaging, observability, presets, variants
+from chalicelib.core import backgrounds, contracts, estimate, s3keys
+from chalicelib.core.contracts import BackgroundSource, ErrorCode, ImageStatus
+from chalicelib.core.errors import (
     BudgetReached,
     JobCancelled,
     NoSubject,
@@ -649,7 +650,7 @@ class Steps:
         call's output to its Output.S3Uri only when it answers, so each response object is one."""
         # one LIST of the image's responses, not a HEAD per call: a HEAD of a call that never
         # answered is a 403 on AWS without ListBucket, and the failure's cause would be lost
-        # (chalicelib/s3keys.py; the LIST_SCRATCH grant)
+        # (chalicelib/core/s3keys.py; the LIST_SCRATCH grant)
         calls = registry.adapter_for(self._spec(step)).steps
         prefix = contracts.response_key(step.job_id, step.image.image_id, "")[: -len(".json")]
         try:
@@ -975,7 +976,7 @@ class _RekognitionChecks:
         key = contracts.work_key(self.step.job_id, self.step.image.image_id, ORIGINAL_TEXT)
         try:
             # listed first: missing on a first attempt, and a GET of a missing key is a 403 on
-            # AWS without ListBucket (chalicelib/s3keys.py; the LIST_SCRATCH grant)
+            # AWS without ListBucket (chalicelib/core/s3keys.py; the LIST_SCRATCH grant)
             if s3keys.exists(self.steps.s3, self.step.bucket, key):
                 cached = self.steps.s3.get_object(Bucket=self.step.bucket, Key=key)["Body"].read()
                 self._original_lines = list(json.loads(cached)["lines"])

@@ -21,7 +21,7 @@ from typing import Any
 
 import requests
 
-from chalicelib import contracts
+from chalicelib.core import contracts
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 CONTENT_TYPES = {

@@ -37,13 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from chalicelib import contracts, webhook_rules, wording
-from chalicelib.backgrounds import ANCHORS, parse_color
-from chalicelib.contracts import TERMINAL_IMAGE_STATUSES, TERMINAL_JOB_STATUSES, BackgroundSource, ImageStatus
-from chalicelib.outputs import delivered_outputs
-from chalicelib.scorecard import Scorecard, attempts_summary, worst
-from chalicelib.validation import summarise
-from chalicelib.wording import deadline_words
+from chalicelib.core import contracts, webhook_rules, wording
+from chalicelib.core.backgrounds import ANCHORS, parse_color
+from chalicelib.core.contracts import TERMINAL_IMAGE_STATUSES, TERMINAL_JOB_STATUSES, BackgroundSource, ImageStatus
+from chalicelib.core.outputs import delivered_outputs
+from chalicelib.core.scorecard import Scorecard, attempts_summary, worst
+from chalicelib.core.validation import summarise
+from chalicelib.core.wording import deadline_words
 from frontend.api_client import UNREACHABLE, ApiError, BackdropClient, CognitoLogin, Tokens
 from frontend.safe_text import terminal
 
@@ -246,7 +246,7 @@ def _compliance_lines(output: dict[str, Any]) -> list[str]:
 
 
 def background_request(args: argparse.Namespace, background_ref: str | None) -> dict[str, Any]:
-    """The job's background, placement and preset from the submit flags (chalicelib.backgrounds)."""
+    """The job's background, placement and preset from the submit flags (chalicelib.core.backgrounds)."""
     job: dict[str, Any] = {}
     source = args.background
     if args.scene:

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import contracts
-from chalicelib.contracts import ImageStatus, Verdict
+from chalicelib.core import contracts
+from chalicelib.core.contracts import ImageStatus, Verdict
 
 # A cached link is replaced this long before it expires, so a page never shows a dead one.
 LINK_MARGIN_SECONDS = 10 * 60

@@ -8,7 +8,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from chalicelib import imaging
-from chalicelib.errors import BackdropError
+from chalicelib.core.errors import BackdropError
 
 PREVIEW_SIDE = 360
 

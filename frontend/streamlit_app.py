@@ -9,7 +9,7 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `streamlit run` starts in frontend/
 
-from chalicelib import contracts
+from chalicelib.core import contracts
 from frontend import session
 
 st.set_page_config(page_title="Backdrop", page_icon="🖼️", layout="wide")

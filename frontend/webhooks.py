@@ -16,7 +16,7 @@ webhook is retried until your receiver answers 2xx.
 
 from __future__ import annotations
 
-from chalicelib.webhook_rules import (
+from chalicelib.core.webhook_rules import (
     DELIVERY_HEADER,
     EVENT_HEADER,
     SIGNATURE_HEADER,

@@ -250,7 +250,8 @@ def _readable_test_owners() -> Iterator[None]:
     whose, still whole strings of key-safe characters. Tests of the deployed rule monkeypatch
     `auth.SUB_RE` back to `auth.COGNITO_SUB_RE` (tests/unit/test_whole_strings.py). Set here
     without the monkeypatch fixture, so a test's `monkeypatch.undo()` leaves it in place."""
-    from chalicelib import auth, contracts
+    from chalicelib import auth
+    from chalicelib.core import contracts
 
     assert auth.SUB_RE is auth.COGNITO_SUB_RE, "the deployed rule is Cognito's UUID"
     auth.SUB_RE = contracts.OWNER_RE

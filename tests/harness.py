@@ -10,7 +10,7 @@ from typing import Any
 
 import boto3
 
-from chalicelib import contracts
+from chalicelib.core import contracts
 from chalicelib.webhooks import DeliveryPolicy
 
 

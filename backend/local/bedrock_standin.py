@@ -6,7 +6,7 @@ taken from the model docs). Remove-background answers with a real cut-out from a
 default, which keeps contract tests fast); inpaint and outpaint answer with the subject over a
 plain synthetic backdrop derived from the prompt, since no generative model can be had offline.
 Every output PNG names what made it in its standard `Source` text chunk
-(chalicelib.contracts.PROVENANCE_TEXT_KEY), which Backdrop carries into results and reports, so
+(chalicelib.core.contracts.PROVENANCE_TEXT_KEY), which Backdrop carries into results and reports, so
 no one mistakes a stand-in backdrop for generated art or the local model for Bedrock.
 
 Fault injection, written into a prompt (a per-image prompt override targets one image):
@@ -33,7 +33,7 @@ from PIL import Image, PngImagePlugin
 
 from backend.local.cutout import CutoutEngine, ForegroundEstimate
 from backend.local.sfn_hooks import BedrockError
-from chalicelib.contracts import PROVENANCE_TEXT_KEY
+from chalicelib.core.contracts import PROVENANCE_TEXT_KEY
 
 _FAULT = re.compile(r"\[(throttle|timeout|unavailable):(\d+)\]")
 _FAULT_CODES = {

@@ -5,7 +5,7 @@ moto enforces no IAM: a role missing an action passes every test and fails on th
 account. This guard closes that gap, and nothing of it is deployed:
 
 - the policies are the real ones, rendered by `backend.policies.lambda_policies` from
-  chalicelib/functions.py for the tests' (or the local stack's) resource names;
+  chalicelib/core/functions.py for the tests' (or the local stack's) resource names;
 - each botocore operation is mapped to the IAM action(s) and resource ARN(s) AWS authorizes it
   as (the Service Authorization Reference, docs/aws-notes.md#n62-operations-and-the-actions-they-need);
   an operation a function calls that is not in the map fails loudly, so a new call must be mapped;
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import unquote
 
-from chalicelib.functions import API_HANDLER, FUNCTIONS, Grant, LambdaFunction
+from chalicelib.core.functions import API_HANDLER, FUNCTIONS, Grant, LambdaFunction
 
 log = logging.getLogger("backdrop.local.iam")
 
@@ -49,7 +49,7 @@ MUTATION_ENV = "BACKDROP_IAM_MUTATION"
 _MODEL_SETTINGS = ("BACKDROP_MODEL_REGISTRY", "BACKDROP_EXTENDED_ACCESS_MODELS")
 _principal: contextvars.ContextVar[str | None] = contextvars.ContextVar("backdrop_iam_principal", default=None)
 
-# The kinds of declared permission units in a LambdaFunction (chalicelib/functions.py)
+# The kinds of declared permission units in a LambdaFunction (chalicelib/core/functions.py)
 UNIT_KINDS = ("s3_read", "s3_write", "s3_delete", "table_actions", "grants")
 
 
@@ -522,7 +522,7 @@ class Guard:
             resource = deployment.state_machine_arn
         policy = self.policies(key, deployment).get(principal)
         if policy is None:
-            raise UnmappedOperation(f"{principal!r} is not a function declared in chalicelib/functions.py")
+            raise UnmappedOperation(f"{principal!r} is not a function declared in chalicelib/core/functions.py")
         return policy.evaluate(action, deployment.canonical(resource), dict(context))
 
     def check(self, principal: str, request: Request, operation: str = "") -> Decision:
@@ -544,7 +544,7 @@ class Guard:
                 self.denials.append(decision)
         if not decision.allowed:
             log.error(
-                "IAM: %s may not %s on %s (%s; no statement of its policy allows it: chalicelib/functions.py)",
+                "IAM: %s may not %s on %s (%s; no statement of its policy allows it: chalicelib/core/functions.py)",
                 decision.principal,
                 decision.action,
                 decision.resource,

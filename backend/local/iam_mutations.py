@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.local.iam import MUTATION_ENV, declared_units
-from chalicelib.functions import FUNCTIONS
+from chalicelib.core.functions import FUNCTIONS
 
 RECORD_ENV = "BACKDROP_IAM_RECORD"
 DEFAULT_RECORD = Path("test-artifacts/iam-usage.json")

@@ -25,10 +25,10 @@ if TYPE_CHECKING:
 
 from backend.local.meter import Meter
 from backend.resource_names import lambda_function, user_topic_arn_prefix
-from chalicelib import config as backdrop_config
-from chalicelib import contracts
+from chalicelib.core import config as backdrop_config
+from chalicelib.core import contracts
+from chalicelib.core.functions import WEBHOOK_SENDER, WORKFLOW_FUNCTIONS, function
 from chalicelib.deletion import deletion_event
-from chalicelib.functions import WEBHOOK_SENDER, WORKFLOW_FUNCTIONS, function
 from chalicelib.reconciler import cancel_closing_event
 
 LOCAL_ACCOUNT = "123456789012"
@@ -499,7 +499,7 @@ class LocalStack:
             raise PortInUse(self.host, port, "API", "--port (make run PORT=...)") from exc
         self._api_server = server
         from backend.local.iam import check_invoke
-        from chalicelib.functions import ARCHIVE_BUILDER, DELETER, RECONCILER
+        from chalicelib.core.functions import ARCHIVE_BUILDER, DELETER, RECONCILER
 
         def invoke_async(function_name: str, handler: Callable[..., Any], event: Any, thread_name: str) -> None:
             """Lambda's asynchronous invoke: checked as lambda:InvokeFunction by the caller's

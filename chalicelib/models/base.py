@@ -114,7 +114,7 @@ class ModelSpec:
     def variant_limit(self) -> int:
         """The most variants a job may ask of this model: contracts.MAX_VARIANTS, made with one
         call each, for a model that returns one image per call; its own per-call maximum otherwise."""
-        from chalicelib.contracts import MAX_VARIANTS
+        from chalicelib.core.contracts import MAX_VARIANTS
 
         return MAX_VARIANTS if self.max_variants == 1 else self.max_variants
 
@@ -164,7 +164,7 @@ class ModelSpec:
                 "promptRequired": self.prompt_required,
                 "negativePromptMax": self.negative_prompt_max,
                 "seedMax": self.seed_max,
-                # variants a job may ask for, and how many one call returns (chalicelib.contracts.MAX_VARIANTS)
+                # variants a job may ask for, and how many one call returns (chalicelib.core.contracts.MAX_VARIANTS)
                 "maxVariants": self.variant_limit,
                 "variantsPerCall": self.max_variants,
                 "cfgScale": list(self.cfg_scale) if self.cfg_scale else None,
@@ -238,7 +238,7 @@ class JobSettings:
     shadow_angle: float = 90.0  # degrees clockwise from pointing right: 90 = the shadow falls straight down
     shadow_strength: float = 0.5
     quality_thresholds: Mapping[str, float] | None = None  # quality.Thresholds in camelCase; None = defaults
-    # the job's background and the subject's placement (chalicelib.backgrounds, camelCase dicts);
+    # the job's background and the subject's placement (chalicelib.core.backgrounds, camelCase dicts);
     # None: a prompt background, the original's framing
     background: Mapping[str, Any] | None = None
     placement: Mapping[str, Any] | None = None

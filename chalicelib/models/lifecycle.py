@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.errors import client_error_code
+from chalicelib.core.errors import client_error_code
 from chalicelib.models.base import Lifecycle, LifecycleStatus, ModelSpec
 
 CACHE_SECONDS = 3600

@@ -11,7 +11,7 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
-from chalicelib.errors import ContentFiltered, ModelResponseInvalid, RequestInvalid, ValidationError
+from chalicelib.core.errors import ContentFiltered, ModelResponseInvalid, RequestInvalid, ValidationError
 from chalicelib.models.adapter import Adapter, Problems, check_canvas, common_problems, decode_images, png_size
 from chalicelib.models.base import GeneratedImages, ImageTask, JobSettings, ModelCall, ModelSpec
 

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.errors import ModelUnavailable
+from chalicelib.core.errors import ModelUnavailable
 from chalicelib.models.base import Family, ImageLimits, Lifecycle, LifecycleStatus, ModelSpec
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from chalicelib.backgrounds import Background
-from chalicelib.errors import ValidationError
+from chalicelib.core.backgrounds import Background
+from chalicelib.core.errors import ValidationError
 from chalicelib.models.adapter import Adapter, Problems
 from chalicelib.models.base import GeneratedImages, ImageTask, JobSettings, ModelCall, ModelSpec
 from chalicelib.models.stability import StabilityAdapter

@@ -11,8 +11,8 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
-from chalicelib.contracts import Mode
-from chalicelib.errors import ContentFiltered, ModelResponseInvalid, RequestInvalid, ValidationError
+from chalicelib.core.contracts import Mode
+from chalicelib.core.errors import ContentFiltered, ModelResponseInvalid, RequestInvalid, ValidationError
 from chalicelib.models.adapter import Adapter, check_canvas, common_problems, decode_images, png_size
 from chalicelib.models.base import GeneratedImages, ImageTask, JobSettings, ModelCall, ModelSpec
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import streamlit as st
 
-from chalicelib import contracts, wording
-from chalicelib.scorecard import Outcome, Scorecard, attempts_summary
-from chalicelib.wording import deadline_words
+from chalicelib.core import contracts, wording
+from chalicelib.core.scorecard import Outcome, Scorecard, attempts_summary
+from chalicelib.core.wording import deadline_words
 from frontend import gallery, session, sign_in_form
 from frontend.api_client import ApiError
 from frontend.safe_text import md

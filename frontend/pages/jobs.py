@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from chalicelib import contracts
+from chalicelib.core import contracts
 from frontend import session
 from frontend.api_client import ApiError
 from frontend.safe_text import md

@@ -7,10 +7,11 @@ from typing import Any
 
 import streamlit as st
 
-from chalicelib import contracts, estimate, imaging
-from chalicelib.backgrounds import ANCHORS
-from chalicelib.contracts import BackgroundSource
-from chalicelib.errors import BackdropError
+from chalicelib import imaging
+from chalicelib.core import contracts, estimate
+from chalicelib.core.backgrounds import ANCHORS
+from chalicelib.core.contracts import BackgroundSource
+from chalicelib.core.errors import BackdropError
 from frontend import photos, session
 from frontend.api_client import ApiError
 from frontend.safe_text import md
@@ -32,7 +33,7 @@ def batch_estimate(
     source: str = BackgroundSource.PROMPT.value,
     scene_price_usd: float | None = None,
 ) -> estimate.Estimate:
-    """What POST /jobs will answer as the batch's estimate (chalicelib.estimate), from GET /models."""
+    """What POST /jobs will answer as the batch's estimate (chalicelib.core.estimate), from GET /models."""
     price = float(model["pricePerImageUsd"])
     composed = source != BackgroundSource.PROMPT.value
     return estimate.job_estimate(
@@ -81,7 +82,7 @@ def cost_line(
     scene_price_usd: float | None = None,
 ) -> str:
     """What a batch will cost, in words: "About $0.97 for 12 photos (up to $1.46 if every image is
-    re-rolled)": the model calls, the quality checks, and the re-rolls at most (chalicelib.estimate).
+    re-rolled)": the model calls, the quality checks, and the re-rolls at most (chalicelib.core.estimate).
     A colour / photo / transparent / scene background: one call a photo (and the batch's scene),
     said as ", 13 model calls"."""
     found = batch_estimate(photo_count, variants, model, re_rolls, source=source, scene_price_usd=scene_price_usd)
@@ -102,7 +103,7 @@ NO_PRESET = "none"
 
 
 def background_form(api: Any, catalogue: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """The background, placement and preset part of the job (chalicelib.backgrounds), and problems."""
+    """The background, placement and preset part of the job (chalicelib.core.backgrounds), and problems."""
     st.subheader("Background")
     offered = list(BACKGROUND_LABELS)
     scene_models = [m for m in catalogue.get("models", []) if m.get("role") == "scene"]

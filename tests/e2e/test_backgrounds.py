@@ -18,7 +18,7 @@ from builders import SCENE_REGION
 from harness import upload
 from PIL import Image
 
-from chalicelib import contracts
+from chalicelib.core import contracts
 
 pytestmark = pytest.mark.slow
 BUCKET = "backdrop-test-bucket"

@@ -21,7 +21,7 @@ import pytest
 from harness import SnsOutage, deliver_execution_events, deliver_stream, inbox, upload, wait_until_mid_batch
 from test_robustness import COUNTS
 
-from chalicelib import contracts
+from chalicelib.core import contracts
 
 pytestmark = pytest.mark.slow
 BUCKET = "backdrop-test-bucket"

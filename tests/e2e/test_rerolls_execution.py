@@ -15,7 +15,7 @@ import pytest
 from harness import upload
 
 from backend.local.bedrock_standin import STABILITY_FILTERS
-from chalicelib import contracts
+from chalicelib.core import contracts
 from chalicelib.models import registry
 from chalicelib.workflow import re_roll_seed
 

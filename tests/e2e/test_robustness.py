@@ -19,7 +19,7 @@ import pytest
 from harness import deliver_stream, upload, wait_for
 from PIL import Image, ImageDraw
 
-from chalicelib import contracts
+from chalicelib.core import contracts
 
 pytestmark = pytest.mark.slow
 BUCKET = "backdrop-test-bucket"
@@ -327,7 +327,7 @@ def test_sns_failure_is_recorded_and_the_job_still_completes(stack, token_for, m
 def test_an_owner_without_a_topic_gets_no_email_and_the_job_still_completes(stack, token_for) -> None:
     """The workflow's Notify step publishes to the owner's own topic: none (a user made without
     create-user) is recorded as NO_SUBSCRIPTION, which the reconciler leaves alone."""
-    from chalicelib import contracts
+    from chalicelib.core import contracts
 
     def delete_topic(owner: str, refs: Any) -> None:  # the user was made with their topic: it goes
         boto3.client("sns").delete_topic(TopicArn=contracts.user_topic_arn(stack["user_topic_arn_prefix"], owner))
@@ -340,7 +340,7 @@ def test_an_owner_without_a_topic_gets_no_email_and_the_job_still_completes(stac
 
 
 def test_transient_report_failure_is_retried(stack, token_for, monkeypatch) -> None:
-    from chalicelib.errors import StorageError
+    from chalicelib.core.errors import StorageError
     from chalicelib.report import Reporter
 
     real_build = Reporter.build
@@ -397,7 +397,7 @@ def test_hostile_users_see_nothing_of_others(stack, token_for) -> None:
 
 
 def test_limits_ten_thousand_images_go_through_the_manifest_path(store) -> None:
-    from chalicelib.errors import ValidationError
+    from chalicelib.core.errors import ValidationError
     from chalicelib.jobs import parse_job_request
     from chalicelib.starter import WorkflowStarter
     from chalicelib.store import NewImage
@@ -443,7 +443,7 @@ def test_limits_ten_thousand_images_go_through_the_manifest_path(store) -> None:
     ],
 )
 def test_limits_are_refused_with_the_field_named(change, field) -> None:
-    from chalicelib.errors import ValidationError
+    from chalicelib.core.errors import ValidationError
     from chalicelib.jobs import parse_job_request
 
     body: dict[str, Any] = {

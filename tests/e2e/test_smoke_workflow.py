@@ -145,7 +145,7 @@ def test_a_broken_colour_recipe_is_a_failed_line_and_the_objects_that_remain_are
     scenes_here: None, local: LocalStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from chalicelib import workflow
-    from chalicelib.contracts import BackgroundSource
+    from chalicelib.core.contracts import BackgroundSource
 
     working = workflow.Steps._background_layer
 

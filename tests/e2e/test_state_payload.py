@@ -11,7 +11,7 @@ import pytest
 from builders import SCENE_REGION
 from harness import inbox, upload
 
-from chalicelib import contracts
+from chalicelib.core import contracts
 from chalicelib.models import registry
 
 pytestmark = pytest.mark.slow

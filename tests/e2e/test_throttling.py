@@ -12,7 +12,7 @@ import types
 import pytest
 from harness import upload
 
-from chalicelib.errors import MODEL_THROTTLING_RETRY
+from chalicelib.core.errors import MODEL_THROTTLING_RETRY
 
 pytestmark = pytest.mark.slow
 

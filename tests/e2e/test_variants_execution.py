@@ -16,7 +16,7 @@ import boto3
 import pytest
 from harness import deliver_stream, upload, wait_for
 
-from chalicelib import contracts
+from chalicelib.core import contracts
 from chalicelib.models import registry
 from chalicelib.workflow import re_roll_seed
 

@@ -18,7 +18,7 @@ import pytest
 from harness import deliver_stream, upload, wait_for
 from PIL import Image
 
-from chalicelib import contracts
+from chalicelib.core import contracts
 
 pytestmark = pytest.mark.slow
 

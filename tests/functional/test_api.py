@@ -16,8 +16,9 @@ from chalice.test import Client
 from harness import write_job_images
 
 import app as backdrop_app
-from chalicelib import aws, contracts
-from chalicelib.contracts import ImageStatus, JobStatus
+from chalicelib import aws
+from chalicelib.core import contracts
+from chalicelib.core.contracts import ImageStatus, JobStatus
 from chalicelib.models.base import Lifecycle, LifecycleStatus
 from chalicelib.store import JobStore
 
@@ -311,7 +312,7 @@ def test_bad_compositing_and_quality_settings_are_400s_naming_each_field(client:
 
 
 def test_re_rolls_are_validated_stored_and_priced_as_a_maximum(client: Client, token_for, photo, store) -> None:
-    from chalicelib import contracts
+    from chalicelib.core import contracts
 
     ref = _upload("owner-1", photo())
     default = _submit(client, token_for("owner-1"), [ref, _upload("owner-1", photo())])

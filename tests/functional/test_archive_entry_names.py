@@ -11,8 +11,9 @@ from pathlib import PurePosixPath, PureWindowsPath
 import boto3
 
 from backend.local import iam
-from chalicelib import archive, contracts
-from chalicelib.contracts import ImageStatus, JobStatus
+from chalicelib import archive
+from chalicelib.core import contracts
+from chalicelib.core.contracts import ImageStatus, JobStatus
 from chalicelib.store import JobStore, NewImage
 
 BUCKET = "backdrop-test-bucket"

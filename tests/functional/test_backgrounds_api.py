@@ -14,7 +14,7 @@ from chalice.test import Client
 from PIL import Image
 
 import app as backdrop_app
-from chalicelib import contracts
+from chalicelib.core import contracts
 from chalicelib.models.base import Lifecycle, LifecycleStatus
 
 BUCKET = "backdrop-test-bucket"

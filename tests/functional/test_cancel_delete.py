@@ -13,8 +13,8 @@ from chalice.test import Client
 from harness import write_job_images
 
 import app as backdrop_app
-from chalicelib import contracts
-from chalicelib.contracts import ImageStatus, JobStatus
+from chalicelib.core import contracts
+from chalicelib.core.contracts import ImageStatus, JobStatus
 from chalicelib.starter import WorkflowStarter
 from chalicelib.store import JobStore
 

@@ -22,8 +22,9 @@ from chalice.test import Client
 from harness import write_job_images
 
 import app as backdrop_app
-from chalicelib import contracts, webhooks
-from chalicelib.contracts import ImageStatus
+from chalicelib import webhooks
+from chalicelib.core import contracts
+from chalicelib.core.contracts import ImageStatus
 from frontend import cli
 from frontend.api_client import BackdropClient
 

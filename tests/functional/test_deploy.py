@@ -20,8 +20,8 @@ import pytest
 
 from backend import policies, resource_names, runtime, stream_trigger, templates
 from backend.deploy import TEMPLATE_BODY_LIMIT, TEMPLATES_PREFIX, ChaliceResult, Deployer, stack_name
-from chalicelib import contracts
-from chalicelib.functions import FUNCTIONS, WORKFLOW_FUNCTIONS
+from chalicelib.core import contracts
+from chalicelib.core.functions import FUNCTIONS, WORKFLOW_FUNCTIONS
 from chalicelib.models import registry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -957,7 +957,7 @@ def test_teardown_survives_a_stack_that_will_not_delete() -> None:
 
 
 def test_the_deploy_guide_documents_every_setting() -> None:
-    from chalicelib.config import DEPLOYMENT_SETTINGS
+    from chalicelib.core.config import DEPLOYMENT_SETTINGS
 
     guide = (ROOT / "docs" / "deploy.md").read_text()
     missing = [s.name for s in DEPLOYMENT_SETTINGS if f"`{s.name}`" not in guide]

@@ -727,7 +727,7 @@ def test_smoke_workflow_every_line_ok_and_no_warning_for_objects_finalize_remove
 
 
 def test_smoke_workflow_names_each_surprise(aws_mock: None, stubs: Stubs) -> None:
-    from chalicelib import contracts
+    from chalicelib.core import contracts
 
     _probe(stubs, "States.TaskFailed", "something else")
     cause = "Bedrock.ValidationException: The provided model identifier is invalid."

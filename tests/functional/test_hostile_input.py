@@ -11,7 +11,8 @@ import pytest
 from chalice.test import Client
 
 import app as backdrop_app
-from chalicelib import auth, contracts
+from chalicelib import auth
+from chalicelib.core import contracts
 
 BUCKET = "backdrop-test-bucket"
 USER = "7d8ca528-4931-4254-9273-ea5ee853f271"

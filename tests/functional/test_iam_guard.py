@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from backend.local import iam
-from chalicelib import contracts
+from chalicelib.core import contracts
 from chalicelib.store import NewImage
 
 BUCKET = "backdrop-test-bucket"
@@ -109,7 +109,7 @@ def test_thread_pools_inside_a_handler_keep_its_principal() -> None:
 
 def test_every_handler_app_registers_runs_as_its_function(monkeypatch) -> None:
     import app as backdrop_app
-    from chalicelib.functions import FUNCTIONS
+    from chalicelib.core.functions import FUNCTIONS
 
     registered = {name for name in backdrop_app.app.handler_map if name in {f.name for f in FUNCTIONS}}
     assert registered == {f.name for f in FUNCTIONS} - {"api_handler"}

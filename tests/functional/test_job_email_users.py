@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from backend.local import sns_rules
-from chalicelib import contracts
+from chalicelib.core import contracts
 
 STAGE = "test"
 USERS = 250

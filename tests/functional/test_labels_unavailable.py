@@ -15,7 +15,7 @@ from chalice.test import Client
 from PIL import Image
 
 import app as backdrop_app
-from chalicelib import contracts
+from chalicelib.core import contracts
 
 BUCKET = "backdrop-test-bucket"
 OWNER = "owner-labels"

@@ -12,7 +12,8 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib import contracts, observability
+from chalicelib import observability
+from chalicelib.core import contracts
 
 JOB = "20261125T000000Z-0123456789ab"
 IMAGE = "a" * 32

@@ -18,8 +18,9 @@ from openapi_spec_validator import validate
 
 import app as backdrop_app
 from backend import openapi as openapi_command
-from chalicelib import contracts, openapi
-from chalicelib.contracts import ImageStatus
+from chalicelib import openapi
+from chalicelib.core import contracts
+from chalicelib.core.contracts import ImageStatus
 
 BUCKET = "backdrop-test-bucket"
 DOC = openapi.document(backdrop_app.app.routes)

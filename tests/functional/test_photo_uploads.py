@@ -17,7 +17,8 @@ from PIL import Image
 
 import app as backdrop_app
 from backend.local.bedrock_standin import StandInBedrock
-from chalicelib import contracts, imaging
+from chalicelib import imaging
+from chalicelib.core import contracts
 from chalicelib.store import JobStore, NewImage
 from chalicelib.workflow import Steps
 

@@ -9,7 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib import contracts
+from chalicelib.core import contracts
 
 BUCKET = "backdrop-test-bucket"
 OWNER = "owner-1"

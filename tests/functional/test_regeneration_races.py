@@ -14,7 +14,7 @@ from chalice.test import Client
 from test_variants_api import BUCKET, _finished_job
 
 import app as backdrop_app
-from chalicelib import contracts
+from chalicelib.core import contracts
 from chalicelib.variants import VariantService
 
 CALLS = contracts.MAX_REGENERATIONS

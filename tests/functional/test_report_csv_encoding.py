@@ -10,8 +10,8 @@ from typing import Any
 
 import boto3
 
-from chalicelib import contracts
-from chalicelib.contracts import ImageStatus
+from chalicelib.core import contracts
+from chalicelib.core.contracts import ImageStatus
 from chalicelib.report import Reporter
 from chalicelib.store import JobStore, NewImage
 

@@ -15,8 +15,9 @@ from test_cancel_delete import MACHINE_ARN
 from test_variants_api import BUCKET, _finished_job, _pick
 
 import app as backdrop_app
-from chalicelib import contracts, rewrites
-from chalicelib.contracts import BackgroundWork
+from chalicelib import rewrites
+from chalicelib.core import contracts
+from chalicelib.core.contracts import BackgroundWork
 
 
 @pytest.fixture

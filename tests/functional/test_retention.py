@@ -15,7 +15,7 @@ from harness import write_job_images
 
 import app as backdrop_app
 from backend import templates
-from chalicelib import config, contracts
+from chalicelib.core import config, contracts
 
 BUCKET = "backdrop-test-bucket"
 DAY = 86_400

@@ -15,8 +15,8 @@ from builders import make_photo
 from chalice.test import Client
 
 import app as backdrop_app
-from chalicelib import contracts
-from chalicelib.contracts import ImageStatus
+from chalicelib.core import contracts
+from chalicelib.core.contracts import ImageStatus
 from chalicelib.labels import DETECT_WORKERS, LabelService
 from chalicelib.store import CANCELLED_CAUSE, JobStore, NewImage
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib import contracts
-from chalicelib.contracts import ErrorCode, ImageStatus, JobStatus
-from chalicelib.errors import BadRequest, StorageError
+from chalicelib.core import contracts
+from chalicelib.core.contracts import ErrorCode, ImageStatus, JobStatus
+from chalicelib.core.errors import BadRequest, StorageError
 from chalicelib.store import MAX_IMAGES_PAGE_SIZE, UNFINISHED_CAUSE, JobStore, NewImage
 
 OWNER = "owner-1"

@@ -16,9 +16,9 @@ import pytest
 from botocore.config import Config
 
 from backend.local import dynamodb_rules
-from chalicelib import contracts
-from chalicelib.contracts import ImageStatus
-from chalicelib.errors import DYNAMODB_CONTENTION_RETRY
+from chalicelib.core import contracts
+from chalicelib.core.contracts import ImageStatus
+from chalicelib.core.errors import DYNAMODB_CONTENTION_RETRY
 from chalicelib.store import JobStore, NewImage
 
 JOB_ID = "20261207T220000Z-0123456789ab"

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from builders import load_event
 
 from backend import stream_trigger
-from chalicelib import contracts
+from chalicelib.core import contracts
 from chalicelib.starter import START_RETRY, WorkflowStarter, execution_arn, job_inserts
 from chalicelib.store import JobStore, NewImage
 

@@ -11,7 +11,7 @@ from builders import SCENE_REGION
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from chalicelib import contracts, estimate
+from chalicelib.core import contracts, estimate
 from chalicelib.models import registry
 from frontend import photos
 from frontend.api_client import ApiError, UploadOutcome

@@ -14,7 +14,7 @@ import pytest
 from chalice.test import Client
 
 import app as backdrop_app
-from chalicelib import contracts
+from chalicelib.core import contracts
 
 BUCKET = "backdrop-test-bucket"
 TABLE = "backdrop-test-jobs"
@@ -127,8 +127,8 @@ def test_a_text_body_with_a_lone_surrogate_is_refused_where_aws_hands_over_text(
     right there, before any JSON parsing, and must still be a 400, not a crash."""
     from chalice.app import Request
 
-    from chalicelib.errors import BadRequest
-    from chalicelib.validation import request_json
+    from chalicelib.core.errors import BadRequest
+    from chalicelib.core.validation import request_json
 
     event = {
         "multiValueQueryStringParameters": None,

@@ -16,8 +16,9 @@ from test_cancel_delete import BUCKET, MACHINE_ARN, _Context, _h, _submit
 
 import app as backdrop_app
 from backend import resource_names
-from chalicelib import contracts, reconciler
-from chalicelib.contracts import BackgroundWork, JobStatus
+from chalicelib import reconciler
+from chalicelib.core import contracts
+from chalicelib.core.contracts import BackgroundWork, JobStatus
 from chalicelib.starter import WorkflowStarter
 
 OWNER = "owner-1"

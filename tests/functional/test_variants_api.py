@@ -12,7 +12,7 @@ import pytest
 from chalice.test import Client
 
 import app as backdrop_app
-from chalicelib import contracts
+from chalicelib.core import contracts
 from chalicelib.models import registry
 
 BUCKET = "backdrop-test-bucket"

@@ -12,7 +12,7 @@ import pytest
 from botocore.stub import Stubber
 from test_finalize_checks_and_rerolls import BUCKET, JOB_ID, LABELS_CALL, OWNER, _answer, _image, _labels, _prepared
 
-from chalicelib import contracts
+from chalicelib.core import contracts
 from chalicelib.models import registry
 from chalicelib.workflow import re_roll_seed
 

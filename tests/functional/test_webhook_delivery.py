@@ -14,8 +14,9 @@ from chalice.test import Client
 from harness import LOCAL_RECEIVER, Receiver, write_job_images
 
 import app as backdrop_app
-from chalicelib import contracts, webhooks
-from chalicelib.contracts import ImageStatus
+from chalicelib import webhooks
+from chalicelib.core import contracts
+from chalicelib.core.contracts import ImageStatus
 from chalicelib.report import Reporter
 from chalicelib.store import JobStore, NewImage
 from chalicelib.webhooks import WebhookSender

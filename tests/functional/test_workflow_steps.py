@@ -13,9 +13,10 @@ from builders import load_event
 from PIL import Image, ImageDraw
 
 from backend.local.bedrock_standin import StandInBedrock
-from chalicelib import contracts, imaging
-from chalicelib.contracts import ImageStatus
-from chalicelib.errors import ImageInvalid, NoSubject, classify_step_failure
+from chalicelib import imaging
+from chalicelib.core import contracts
+from chalicelib.core.contracts import ImageStatus
+from chalicelib.core.errors import ImageInvalid, NoSubject, classify_step_failure
 from chalicelib.report import Reporter
 from chalicelib.starter import WorkflowStarter, job_inserts
 from chalicelib.store import JobStore, NewImage
@@ -280,7 +281,7 @@ def test_a_bad_quality_result_reaches_the_report_and_the_email(store, photo) -> 
 
 
 def test_a_budget_cap_stops_new_model_calls_and_says_so(store, photo) -> None:
-    from chalicelib.errors import BudgetReached
+    from chalicelib.core.errors import BudgetReached
 
     events = _job(store, {"a.png": photo(320, 240), "b.png": photo(320, 240)}, {"budgetUsd": 0.08, "maxModelCalls": 2})
     steps = Steps(boto3.client("s3"), store)
@@ -314,7 +315,7 @@ def test_a_failed_image_counts_the_model_calls_that_answered_before_it_failed(st
 
 
 def test_a_review_whose_deadline_passed_is_reported_as_expired_with_its_decisions(store, photo) -> None:
-    from chalicelib.contracts import ReviewDecision
+    from chalicelib.core.contracts import ReviewDecision
 
     (event,) = _job(store, {"a.png": photo(320, 240)}, {"reviewSeconds": 60})
     item = _run(store, event)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import requests
 
-from chalicelib import contracts
+from chalicelib.core import contracts
 from frontend.api_client import ApiError, BackdropClient
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chalicelib import contracts
-from chalicelib.contracts import ErrorCode
+from chalicelib.core import contracts
+from chalicelib.core.contracts import ErrorCode
 from chalicelib.models import registry
 
 API_DOC = Path(__file__).resolve().parents[2] / "docs" / "api.md"

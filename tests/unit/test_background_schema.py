@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from PIL import Image, ImageDraw
 
-from chalicelib import backgrounds, compose
-from chalicelib.contracts import BackgroundSource
-from chalicelib.validation import Problems
+from chalicelib import compose
+from chalicelib.core import backgrounds
+from chalicelib.core.contracts import BackgroundSource
+from chalicelib.core.validation import Problems
 
 
 @pytest.mark.parametrize(
@@ -39,7 +40,7 @@ def test_a_job_background_round_trips_and_an_image_override_wins() -> None:
 
 
 def test_the_estimate_counts_one_call_for_every_composed_image_and_one_scene() -> None:
-    from chalicelib import contracts, estimate
+    from chalicelib.core import contracts, estimate
 
     found = estimate.job_estimate(
         12, 1, 0.08, 0.04, 1, steps_per_prompt_image=2, compose_images=10, compose_price_usd=0.04, scene_price_usd=0.04

@@ -12,8 +12,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from chalicelib import contracts, imaging
-from chalicelib.errors import ModelResponseInvalid, RequestInvalid, classify_step_failure
+from chalicelib import imaging
+from chalicelib.core import contracts
+from chalicelib.core.errors import ModelResponseInvalid, RequestInvalid, classify_step_failure
 from chalicelib.models import registry
 from chalicelib.models.adapter import check_canvas
 from chalicelib.models.base import Geometry, ImageLimits, ModelSpec

@@ -1,4 +1,4 @@
-"""The one retry policy for DynamoDB contention (chalicelib/errors.py): what counts as contention
+"""The one retry policy for DynamoDB contention (chalicelib/core/errors.py): what counts as contention
 (nothing was written, so a retry cannot apply twice), and waits that fit every Lambda."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import random
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib.errors import DYNAMODB_CONTENTION_RETRY, cancellation_codes, is_contention
-from chalicelib.functions import FUNCTIONS
+from chalicelib.core.errors import DYNAMODB_CONTENTION_RETRY, cancellation_codes, is_contention
+from chalicelib.core.functions import FUNCTIONS
 
 
 def _error(code: str, reasons: list[str] | None = None) -> ClientError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib.errors import ServiceBusy, StorageUnavailable, client_error_code, is_not_found, service_failure
+from chalicelib.core.errors import ServiceBusy, StorageUnavailable, client_error_code, is_not_found, service_failure
 
 
 def _error(code: str) -> ClientError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib import contracts, estimate
+from chalicelib.core import contracts, estimate
 from chalicelib.models import registry
 from chalicelib.workflow import re_roll_seed
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from backend import chalice_config, statemachine, templates
-from chalicelib.functions import (
+from chalicelib.core.functions import (
     API_HANDLER,
     ARCHIVE_BUILDER,
     DELETER,
@@ -35,7 +35,7 @@ def test_app_registers_exactly_the_declared_functions() -> None:
 
 def test_committed_chalice_config_carries_the_declared_memory_and_timeouts() -> None:
     assert chalice_config.CONFIG_PATH.read_text() == chalice_config.derived_config(), (
-        "run `python -m backend.chalice_config` to rewrite .chalice/config.json from chalicelib/functions.py"
+        "run `python -m backend.chalice_config` to rewrite .chalice/config.json from chalicelib/core/functions.py"
     )
     dev = json.loads(chalice_config.CONFIG_PATH.read_text())["stages"]["dev"]["lambda_functions"]
     assert dev["prepare"] == {"lambda_memory_size": 1769, "lambda_timeout": 120}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chalicelib import contracts
+from chalicelib.core import contracts
 from frontend import gallery
 
 

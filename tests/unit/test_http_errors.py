@@ -8,7 +8,7 @@ import pytest
 
 from backend.gateway_responses import put_request
 from backend.local.gateway import gateway_error
-from chalicelib.contracts import ErrorCode
+from chalicelib.core.contracts import ErrorCode
 from chalicelib.http_errors import GATEWAY_RESPONSES, gateway_response, reshape_chalice_error
 
 

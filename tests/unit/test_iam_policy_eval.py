@@ -6,8 +6,8 @@ import pytest
 
 from backend.local import iam
 from backend.resource_names import user_topic_arn_prefix
-from chalicelib import contracts
-from chalicelib.functions import FUNCTIONS, Grant
+from chalicelib.core import contracts
+from chalicelib.core.functions import FUNCTIONS, Grant
 
 BUCKET = "arn:aws:s3:::backdrop-test-bucket"
 TABLE = "arn:aws:dynamodb:us-east-1:123456789012:table/backdrop-test-jobs"

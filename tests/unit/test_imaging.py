@@ -12,8 +12,9 @@ import zlib
 import pytest
 from PIL import Image, ImageDraw
 
-from chalicelib import contracts, imaging
-from chalicelib.errors import ImageInvalid, ImageTooLarge, ImageTooSmall
+from chalicelib import imaging
+from chalicelib.core import contracts
+from chalicelib.core.errors import ImageInvalid, ImageTooLarge, ImageTooSmall
 from chalicelib.models.base import ImageLimits
 from chalicelib.models.registry import get_model
 

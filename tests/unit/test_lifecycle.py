@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from chalicelib.errors import ModelUnavailable
+from chalicelib.core.errors import ModelUnavailable
 from chalicelib.models import registry
 from chalicelib.models.base import LifecycleStatus
 from chalicelib.models.lifecycle import LifecycleChecker

@@ -14,7 +14,13 @@ from PIL import Image, ImageDraw
 from backend.local.bedrock_standin import StandInBedrock
 from backend.local.sfn_hooks import BedrockError
 from chalicelib import imaging
-from chalicelib.errors import ContentFiltered, ModelResponseInvalid, ModelUnavailable, RequestInvalid, ValidationError
+from chalicelib.core.errors import (
+    ContentFiltered,
+    ModelResponseInvalid,
+    ModelUnavailable,
+    RequestInvalid,
+    ValidationError,
+)
 from chalicelib.models import registry
 from chalicelib.models.base import Family, ImageTask, JobSettings, LifecycleStatus
 from chalicelib.models.outpainting import OutpaintingAdapter

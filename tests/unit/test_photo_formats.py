@@ -11,8 +11,9 @@ import pillow_heif
 import pytest
 from PIL import Image
 
-from chalicelib import contracts, imaging
-from chalicelib.errors import ImageInvalid
+from chalicelib import imaging
+from chalicelib.core import contracts
+from chalicelib.core.errors import ImageInvalid
 
 RED, BLUE = (220, 20, 30), (20, 30, 220)
 

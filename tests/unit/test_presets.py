@@ -6,7 +6,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from chalicelib import presets
-from chalicelib.errors import ValidationError
+from chalicelib.core.errors import ValidationError
 
 
 def test_every_rule_names_its_public_source_and_date() -> None:

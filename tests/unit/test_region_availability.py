@@ -11,7 +11,7 @@ from PIL import Image
 
 from backend.local.bedrock_standin import StandInBedrock
 from backend.local.sfn_hooks import BedrockError
-from chalicelib.errors import ModelUnavailable
+from chalicelib.core.errors import ModelUnavailable
 from chalicelib.models import registry
 
 SCENE = "stability-image-core"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from chalicelib import contracts
+from chalicelib.core import contracts
 from chalicelib.report import TRUNCATED, fit_message
 
 

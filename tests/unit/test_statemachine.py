@@ -9,8 +9,8 @@ import pytest
 
 from backend import statemachine
 from backend.statemachine import check_graph, deploy_placeholders, load_template, render_definition
-from chalicelib import contracts
-from chalicelib.functions import WORKFLOW_FUNCTIONS
+from chalicelib.core import contracts
+from chalicelib.core.functions import WORKFLOW_FUNCTIONS
 
 SUBSTITUTIONS = {
     **{
@@ -174,8 +174,8 @@ def _child_tasks() -> list[tuple[str, dict]]:
 
 
 def test_image_steps_never_retry_their_own_errors() -> None:
-    """chalicelib/errors.py: a StepError describes the image; retrying it only delays the FAILED."""
-    from chalicelib.errors import STEP_ERROR_CODES
+    """chalicelib/core/errors.py: a StepError describes the image; retrying it only delays the FAILED."""
+    from chalicelib.core.errors import STEP_ERROR_CODES
 
     for name, state in _child_tasks():
         retried = {error for rule in state["Retry"] for error in rule["ErrorEquals"]}
@@ -184,7 +184,7 @@ def test_image_steps_never_retry_their_own_errors() -> None:
 
 
 def test_bedrock_retries_exactly_the_errors_that_errors_py_calls_luck() -> None:
-    from chalicelib.errors import RETRIED_MODEL_CODES, SERVICE_ERROR_CODES
+    from chalicelib.core.errors import RETRIED_MODEL_CODES, SERVICE_ERROR_CODES
 
     luck = {
         name
@@ -213,7 +213,7 @@ def test_every_image_step_hands_its_errors_to_the_one_failure_recorder() -> None
 
 
 def test_every_task_has_a_time_limit_beyond_its_functions_own() -> None:
-    from chalicelib.functions import function
+    from chalicelib.core.functions import function
 
     assert not [p for p in check_graph(_definition()) if "TimeoutSeconds" in p]
     prepare = _definition()["States"][MAP]["ItemProcessor"]["States"]["Prepare the image"]
@@ -270,7 +270,7 @@ def test_a_bounded_loop_counts_each_allowed_pass_and_an_unbounded_one_is_refused
 
 
 def test_the_re_roll_loop_is_in_the_childs_budget_as_often_as_a_job_may_ask() -> None:
-    from chalicelib import contracts
+    from chalicelib.core import contracts
 
     child = _definition()["States"][MAP]["ItemProcessor"]
     with_re_rolls = statemachine.worst_case_s(child)
@@ -318,7 +318,7 @@ def test_a_child_with_a_small_retry_budget_would_run_express() -> None:
 
 def test_the_throttling_cause_says_the_retries_the_rendered_asl_makes() -> None:
     """N and M in "retried N times over about M s" come from the retrier the ASL carries."""
-    from chalicelib.errors import classify_step_failure
+    from chalicelib.core.errors import classify_step_failure
 
     call = _definition()["States"][MAP]["ItemProcessor"]["States"]["Call the model"]
     rule = next(r for r in call["Retry"] if "Bedrock.ThrottlingException" in r["ErrorEquals"])
@@ -375,7 +375,7 @@ def test_a_scene_is_generated_once_before_the_map_and_its_failure_skips_the_map(
 
 
 def test_job_emails_go_to_the_owners_own_topic_and_honour_opt_out() -> None:
-    from chalicelib import contracts
+    from chalicelib.core import contracts
 
     states = _definition()["States"]
     # the owner's own topic: the stage's user-topic prefix and their sub, what contracts.user_topic_arn makes

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from chalicelib import contracts
+from chalicelib.core import contracts
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from chalicelib import auth, contracts, openapi
-from chalicelib.backgrounds import ASPECT_RE, COLOR_RE, parse_placement
-from chalicelib.errors import Unauthorized
-from chalicelib.validation import Problems
+from chalicelib import auth, openapi
+from chalicelib.core import contracts
+from chalicelib.core.backgrounds import ASPECT_RE, COLOR_RE, parse_placement
+from chalicelib.core.errors import Unauthorized
+from chalicelib.core.validation import Problems
 
 HEX = "0123456789abcdef" * 2
 REF = f"{HEX}/{HEX}.png"

@@ -18,7 +18,7 @@ from functools import lru_cache
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from chalicelib import contracts
+from chalicelib.core import contracts
 
 SIGNATURE_HEADER: Final = "Backdrop-Signature"
 EVENT_HEADER: Final = "Backdrop-Event"

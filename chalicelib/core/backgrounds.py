@@ -30,9 +30,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from chalicelib import contracts
-from chalicelib.contracts import BackgroundSource
-from chalicelib.validation import Problems
+from chalicelib.core import contracts
+from chalicelib.core.contracts import BackgroundSource
+from chalicelib.core.validation import Problems
 
 COLOR_RE: Final = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})\Z")
 COMPOSE_SOURCES: Final = frozenset(

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from chalicelib.contracts import REPORTS_PREFIX, RESULTS_PREFIX, SCRATCH_PREFIX, UPLOADS_PREFIX
+from chalicelib.core.contracts import REPORTS_PREFIX, RESULTS_PREFIX, SCRATCH_PREFIX, UPLOADS_PREFIX
 
 
 class Grant(StrEnum):
@@ -23,7 +23,7 @@ class Grant(StrEnum):
 
     LIST_UPLOADS = "list-uploads"  # s3:ListBucket, only under the uploads prefix
     # s3:ListBucket, only under the scratch prefix: what a workflow step must tell absent from refused
-    # (a GET/HEAD of a missing key is a 403 without ListBucket: chalicelib/s3keys.py)
+    # (a GET/HEAD of a missing key is a 403 without ListBucket: chalicelib/core/s3keys.py)
     LIST_SCRATCH = "list-scratch"
     OWNER_INDEX = "owner-index"  # the table actions also on its indexes
     DETECT_LABELS = "detect-labels"  # rekognition:DetectLabels
@@ -51,7 +51,7 @@ class LambdaFunction:
     memory_mb: int | None = None  # None: Chalice's default
     timeout_s: int | None = None
     workflow_task: bool = False  # invoked by the state machine through `${<Name>FunctionArn}`
-    s3_read: tuple[str, ...] = ()  # key prefixes (chalicelib.contracts) it may GetObject
+    s3_read: tuple[str, ...] = ()  # key prefixes (chalicelib.core.contracts) it may GetObject
     s3_write: tuple[str, ...] = ()  # ... and PutObject
     s3_delete: tuple[str, ...] = ()  # ... and DeleteObject (DeleteObjects checks it per key)
     table_actions: tuple[str, ...] = ()  # DynamoDB actions on the jobs table
@@ -309,4 +309,4 @@ def function(name: str) -> LambdaFunction:
     for declared in FUNCTIONS:
         if declared.name == name:
             return declared
-    raise KeyError(f"no Lambda function named {name!r} is declared in chalicelib/functions.py")
+    raise KeyError(f"no Lambda function named {name!r} is declared in chalicelib/core/functions.py")

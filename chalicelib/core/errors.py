@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, TypeVar
 
-from chalicelib.contracts import ErrorCode
+from chalicelib.core.contracts import ErrorCode
 
 
 class BackdropError(Exception):
@@ -308,7 +308,7 @@ MODEL_RETRY_POLICIES: Final = {
 # times but never a TransactionConflict. The store retries both, every write, with this policy:
 # waits doubling from 25 ms, capped at 1 s, 15 retries: up to ~10.6 s of waiting (half that
 # expected), enough to ride out seconds of a saturated job item (tests/functional/
-# test_store_contention.py), inside the 30 s of the shortest Lambda timeout (chalicelib/functions.py).
+# test_store_contention.py), inside the 30 s of the shortest Lambda timeout (chalicelib/core/functions.py).
 DYNAMODB_CONTENTION_RETRY: Final = RetryPolicy(interval_s=0.025, max_attempts=15, max_delay_s=1.0)
 CONTENTION_CODES: Final = THROTTLING_CODES | {"TransactionConflictException", "TransactionInProgressException"}
 # CancellationReasons codes of a transaction cancelled by contention alone (nothing was written)

@@ -4,7 +4,7 @@ re-rolls if every image were made again (POST /jobs answers it; the web app says
 Pure arithmetic on the model's prices (GET /models: `pricePerImageUsd`, `reRollPriceUsd`,
 `composePricePerImageUsd`) so the API and the front end compute the same figures.
 
-Background recipes (chalicelib/backgrounds.py): a prompt image pays every call of its model; a
+Background recipes (chalicelib/core/backgrounds.py): a prompt image pays every call of its model; a
 colour / photo / transparent / scene image pays one call (remove-background) and is never
 re-rolled (its cut-out is deterministic); a scene job pays one text-to-image call for the batch.
 """
@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib import contracts
+from chalicelib.core import contracts
 
 
 def checks_per_attempt(variants: int, *, first: bool) -> int:

@@ -4,7 +4,7 @@ S3 answers a GET or HEAD of a missing key with 403 AccessDenied, not 404, to a c
 s3:ListBucket on the bucket (docs/aws-notes.md#n63-s3-answers-403-for-a-missing-key-without-listbucket),
 and Backdrop's roles hold ListBucket only under a prefix (an `s3:prefix` condition, which a GET does
 not carry). So code that must tell "absent" from "refused" lists the key's prefix instead; the
-caller's role needs the matching ListBucket grant (chalicelib/functions.py).
+caller's role needs the matching ListBucket grant (chalicelib/core/functions.py).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def absent(s3: Any, bucket: str, key: str, exc: Exception) -> bool:
     needs ListBucket on the key's prefix."""
     from botocore.exceptions import ClientError
 
-    from chalicelib.errors import client_error_code, is_not_found
+    from chalicelib.core.errors import client_error_code, is_not_found
 
     if is_not_found(exc):
         return True

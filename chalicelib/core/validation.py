@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
-from chalicelib import contracts
-from chalicelib.errors import BadRequest, ValidationError
+from chalicelib.core import contracts
+from chalicelib.core.errors import BadRequest, ValidationError
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _MAX_INT_DIGITS = 30  # the largest number Backdrop reads is a seed below 2**32

@@ -123,7 +123,7 @@ class ShadowKind(StrEnum):
 
 
 class BackgroundSource(StrEnum):
-    """What goes behind the subject (chalicelib.backgrounds has the schema)."""
+    """What goes behind the subject (chalicelib.core.backgrounds has the schema)."""
 
     PROMPT = "prompt"  # remove-background, then inpaint from the prompt: two model calls
     COLOR = "color"  # a plain colour: remove-background only
@@ -204,7 +204,7 @@ MIN_UPLOAD_BYTES: Final = 1
 # Decoding more than this many pixels risks Lambda memory; Pillow's own bomb guard is ~89 MP.
 MAX_SOURCE_PIXELS: Final = 50_000_000
 MIN_SOURCE_SIDE: Final = 64  # Stability image services: every side >= 64 px
-# A placed output (chalicelib.backgrounds.Placement): at most this many pixels and px per side,
+# A placed output (chalicelib.core.backgrounds.Placement): at most this many pixels and px per side,
 # the size of the largest marketplace rules with room to spare, and what Finalize can hold.
 MAX_OUTPUT_SIDE: Final = 10_000
 MAX_OUTPUT_PIXELS: Final = 50_000_000
@@ -623,7 +623,7 @@ JOB_SCENE_MODEL_ATTRIBUTE: Final = "sceneModel"
 # The job item's running total of what it cost, in US dollars (chalicelib/costs.py): each finished
 # image's attempts (model calls and Rekognition checks), a failed image's calls that answered, and
 # the scene call, added once each (JobStore.add_cost); and the estimate POST /jobs answered, kept so
-# every later view says the same figure (chalicelib/estimate.py).
+# every later view says the same figure (chalicelib/core/estimate.py).
 JOB_COST_ATTRIBUTE: Final = "costUsd"
 # A regeneration (POST .../regenerate) is billed to its own linked one-photo job; the job it adds a
 # variant to keeps apart what its regenerations cost and how many there were, added once each when

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from chalicelib.errors import BackdropError
+from chalicelib.core.errors import BackdropError
 
 
 @dataclass(frozen=True)
