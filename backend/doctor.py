@@ -160,7 +160,7 @@ def smallest_calls(spec: ModelSpec) -> list[tuple[str, str, dict[str, Any]]]:
     the workflow uses, on a tiny photo-like image."""
     from PIL import Image, ImageDraw
 
-    from chalicelib import imaging
+    from chalicelib.imaging import images as imaging
     from chalicelib.models.base import ImageTask, JobSettings
     from chalicelib.models.scene import SceneAdapter
     from chalicelib.models.stability import StabilityAdapter

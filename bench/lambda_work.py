@@ -140,7 +140,7 @@ def floor_prepare(data: bytes, canvas: tuple[int, int]) -> bytes:
 
 
 def floor_finalize(data: bytes, response: bytes, alpha_png: bytes, output_format: str) -> bytes:
-    from chalicelib import imaging
+    from chalicelib.imaging import images as imaging
 
     answer = Image.open(io.BytesIO(base64.b64decode(json.loads(response)["images"][0])))
     original = Image.open(io.BytesIO(data)).convert("RGB")
@@ -151,8 +151,8 @@ def floor_finalize(data: bytes, response: bytes, alpha_png: bytes, output_format
 
 def child(case: str) -> None:
     """Measure one case; print JSON."""
-    from chalicelib import imaging
     from chalicelib.core import contracts
+    from chalicelib.imaging import images as imaging
     from chalicelib.models import registry
     from chalicelib.workflow import SUBJECT_ALPHA
 

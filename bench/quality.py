@@ -27,7 +27,7 @@ from unittest import mock
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from chalicelib import compose, quality
+from chalicelib.imaging import compose, quality
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"

@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import costs, quality, review, webhooks
+from chalicelib import costs, review, webhooks
 from chalicelib.core import backgrounds, contracts, estimate, s3keys
 from chalicelib.core.contracts import BackgroundSource, BackgroundWork, ImageStatus, JobStatus
 from chalicelib.core.errors import (
@@ -29,6 +29,7 @@ from chalicelib.core.errors import (
 )
 from chalicelib.core.validation import Problems, require_object
 from chalicelib.deletion import deleting_view
+from chalicelib.imaging import quality
 from chalicelib.labels import LabelService
 from chalicelib.models import registry
 from chalicelib.models.base import (
@@ -665,8 +666,8 @@ class JobService:
     def _background_photo_problems(self, key: str, where: str, placement: backgrounds.Placement | None) -> str | None:
         """Why a background photo cannot be used (None: it can): it must exist, be an image, and be
         big enough for the canvas (the placement's size, or MIN_BACKGROUND_IMAGE_SIDE)."""
-        from chalicelib import imaging
         from chalicelib.core.errors import StepError
+        from chalicelib.imaging import images as imaging
 
         try:
             data = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()

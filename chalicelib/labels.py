@@ -120,8 +120,8 @@ class LabelService:
             return None
         data = part["Body"].read()
         total = int(str(part.get("ContentRange", "")).rpartition("/")[2] or len(data))
-        from chalicelib import imaging  # Pillow only on a cache miss, never at the API's cold start
         from chalicelib.core.errors import BackdropError
+        from chalicelib.imaging import images as imaging  # Pillow only on a cache miss, never at the API's cold start
 
         try:
             width, height, _ = imaging.probe(data)

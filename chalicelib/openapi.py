@@ -340,13 +340,13 @@ def _background_schemas() -> dict[str, Any]:
 
 
 def _quality_outcomes() -> Any:
-    from chalicelib import quality
+    from chalicelib.imaging import quality
 
     return quality.Outcome
 
 
 def _thresholds() -> dict[str, float]:
-    from chalicelib import quality
+    from chalicelib.imaging import quality
 
     return quality.DEFAULT_THRESHOLDS.to_dict()
 
@@ -360,7 +360,7 @@ def _counts() -> dict[str, Any]:
 
 
 def _scorecard() -> dict[str, Any]:
-    from chalicelib import quality
+    from chalicelib.imaging import quality
 
     check = _obj(
         {

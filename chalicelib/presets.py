@@ -3,7 +3,7 @@ Backdrop does to meet them, and the compliance check every output of a preset jo
 
 A job's `preset` (a key of presets.json) sets the background colour, the canvas, the subject's
 fill and the output format, unless the job sets them itself; Finalize re-frames the subject to
-the canvas (chalicelib.compose.place) and checks the result against every rule: PASS or FAIL,
+the canvas (chalicelib.imaging.compose.place) and checks the result against every rule: PASS or FAIL,
 each with its reason and the public page the rule comes from. A subject too small to reach the
 preset's fill without being enlarged past its own pixels fails the image (PRESET_UNMET) with
 that reason, unless the job allows upscaling.
@@ -81,7 +81,7 @@ def check(key: str, result: Image.Image, alpha: Image.Image, fmt: str, *, transp
     """Every rule of preset `key` against one output: `{"preset", "outcome", "checks": [...]}`.
 
     `result` is the output as written (RGB or RGBA), `alpha` the subject's alpha on it."""
-    from chalicelib.compose import subject_extent
+    from chalicelib.imaging.compose import subject_extent
 
     preset = get_preset(key)
     width, height = result.size

@@ -13,10 +13,11 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from chalicelib import consistency, costs, quality
+from chalicelib import costs
 from chalicelib.core import contracts
 from chalicelib.core.contracts import BackgroundSource, ErrorCode, ImageStatus, JobStatus
 from chalicelib.core.errors import StorageError, client_error_code
+from chalicelib.imaging import consistency, quality
 from chalicelib.notify import is_missing_topic
 from chalicelib.store import CANCELLED_CAUSE, UNFINISHED_CAUSE, JobStore
 
@@ -42,7 +43,7 @@ CSV_COLUMNS = (
     "height",
     "startedAt",
     "finishedAt",
-    # the output's scorecard (chalicelib.quality): outcome, the reasons that are not PASS, figures
+    # the output's scorecard (chalicelib.imaging.quality): outcome, the reasons that are not PASS, figures
     "quality",
     "qualitySummary",
     "subjectPsnrDb",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import costs, imaging, observability, presets, variants
+from chalicelib import costs, observability, presets, variants
 from chalicelib.core import backgrounds, contracts, estimate, s3keys
 from chalicelib.core.contracts import BackgroundSource, ErrorCode, ImageStatus
 from chalicelib.core.errors import (
@@ -33,6 +33,7 @@ from chalicelib.core.errors import (
     client_error_code,
     is_not_found,
 )
+from chalicelib.imaging import images as imaging
 from chalicelib.models import registry
 from chalicelib.models.base import (
     Box,
@@ -49,8 +50,8 @@ from chalicelib.store import JobStore
 if TYPE_CHECKING:
     from PIL import Image
 
+    from chalicelib.imaging.quality import Check, Scorecard, Thresholds
     from chalicelib.models.adapter import Adapter
-    from chalicelib.quality import Check, Scorecard, Thresholds
 
 KEEP_MASK_GROW_PX = 4  # the model keeps a thin band around the subject and blends from there
 # an image's working files in the job's scratch space (contracts.work_key)
@@ -78,7 +79,7 @@ class _AttemptFailed(Exception):
 
 def _weakest_variant(attempts: Sequence[Mapping[str, Any]]) -> int:
     """The variant whose best result ranks last (quality.attempt_rank): where a re-roll goes."""
-    from chalicelib import quality
+    from chalicelib.imaging import quality
 
     ranks = {v: quality.attempt_rank(best)[:-1] for v, best in variants.kept_attempts(attempts).items()}
     return max(ranks, key=lambda v: (ranks[v], v))
@@ -357,7 +358,7 @@ class Steps:
             raise
 
     def _finalize(self, step: StepInput, event: Mapping[str, Any]) -> dict[str, Any]:
-        from chalicelib import quality
+        from chalicelib.imaging import quality
 
         spec = self._spec(step)
         adapter = registry.adapter_for(spec)
@@ -420,7 +421,7 @@ class Steps:
         the best variant is `reRollOn` or worse, re-rolls are left and no call failed (it may
         replace the weakest variant); else the image SUCCEEDED. Every further call is reserved
         against the job's budget first, and a spent budget ends the image with what it has."""
-        from chalicelib import quality
+        from chalicelib.imaging import quality
 
         settings = step.settings
         calls = spec.variant_calls(settings.variants)
@@ -462,7 +463,7 @@ class Steps:
     ) -> tuple[dict[str, Any], list[tuple[bytes, str]]]:
         """One attempt from the model's response: its record (outputs with their scorecards,
         outcome, score, cost) and each output's encoded bytes, nothing written yet."""
-        from chalicelib import quality
+        from chalicelib.imaging import quality
 
         adapter = registry.adapter_for(spec)
         generated = adapter.parse_response(spec, adapter.steps[-1], self._get_json(step.bucket, response_key))
@@ -489,7 +490,7 @@ class Steps:
         with their scorecards, each one's bytes and content type, and the Rekognition calls made.
         The images are variants `first_variant`, `first_variant + 1`, ... (their result keys)."""
         # numpy-backed compositing and scoring load here, not when the API starts
-        from chalicelib import compose, quality
+        from chalicelib.imaging import compose, quality
 
         adapter = registry.adapter_for(spec)
         geometry, orientation = self._geometry(step)
@@ -577,7 +578,7 @@ class Steps:
         """The image SUCCEEDED with its best attempt's outputs; every attempt recorded with it.
         `adapter_steps`: the model calls the image made (a composed background: the first alone);
         `size`: the results' size when it is not the original's (a placement's canvas)."""
-        from chalicelib import quality
+        from chalicelib.imaging import quality
 
         kept = variants.kept_attempts(attempts)
         if not kept:
@@ -665,7 +666,7 @@ class Steps:
         """What goes behind the subject at `size` (RGB), notes on it, and what made it."""
         from PIL import Image
 
-        from chalicelib import compose
+        from chalicelib.imaging import compose
 
         if background.source is BackgroundSource.COLOR:
             return Image.new("RGB", size, background.color or (255, 255, 255)), [], None
@@ -691,7 +692,7 @@ class Steps:
         """A colour / photo / transparent / scene background: one model call (remove-background),
         then the subject is placed on the canvas and composed here. The one attempt's record
         (written to the result key, scored with the Rekognition checks) and the output's size."""
-        from chalicelib import compose, quality
+        from chalicelib.imaging import compose, quality
 
         settings = step.settings
         # a repeated finalize after the scratch is gone fails here, and finalize answers from the store
@@ -770,8 +771,8 @@ class Steps:
             "height": size[1],
         }
         if background.source in (BackgroundSource.COLOR, BackgroundSource.SCENE):
-            # compared across the batch by the report (chalicelib.consistency)
-            from chalicelib import consistency
+            # compared across the batch by the report (chalicelib.imaging.consistency)
+            from chalicelib.imaging import consistency
 
             output["consistency"] = consistency.measure(scored, alpha)
         if settings.preset:
@@ -924,7 +925,7 @@ class _RekognitionChecks:
         return self.client.calls if self.client is not None else 0
 
     def add_to(self, card: Scorecard, result: Image.Image, alpha: Image.Image | None) -> Scorecard:
-        from chalicelib import quality
+        from chalicelib.imaging import quality
 
         if self.client is None:
             reason = "Not run: this step was given no Rekognition client."
@@ -969,7 +970,7 @@ class _RekognitionChecks:
         there when it answered); a SKIPPED check when Rekognition cannot read it or did not answer."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from chalicelib import quality
+        from chalicelib.imaging import quality
 
         if self._original_lines is not None:
             return self._original_lines

@@ -7,8 +7,8 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
-from chalicelib import imaging
 from chalicelib.core.errors import BackdropError
+from chalicelib.imaging import images as imaging
 
 PREVIEW_SIDE = 360
 

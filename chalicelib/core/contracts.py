@@ -51,7 +51,7 @@ class NotificationStatus(StrEnum):
 
 class Verdict(StrEnum):
     """A finished image's quality verdict: the worst scorecard outcome of its outputs
-    (chalicelib.quality.Outcome), stored on the image so a job's pages can be filtered by it."""
+    (chalicelib.imaging.quality.Outcome), stored on the image so a job's pages can be filtered by it."""
 
     FAIL = "FAIL"
     WARN = "WARN"
@@ -115,7 +115,7 @@ class OutputFormat(StrEnum):
 
 
 class ShadowKind(StrEnum):
-    """The shadow drawn under a composited subject (chalicelib.compose)."""
+    """The shadow drawn under a composited subject (chalicelib.imaging.compose)."""
 
     NONE = "none"
     SOFT = "soft"  # a blurred drop shadow of the silhouette, offset along the angle
@@ -232,7 +232,7 @@ DETECT_LABELS_MAX_LABELS: Final = 25
 REKOGNITION_MIN_SIDE: Final = 80
 REKOGNITION_MAX_SIDE: Final = 10_000
 DETECT_LABELS_MIN_CONFIDENCE: Final = 60.0
-# Finalize's Rekognition checks (chalicelib/quality.py): DetectLabels on each result, DetectText on
+# Finalize's Rekognition checks (chalicelib/imaging/quality.py): DetectLabels on each result, DetectText on
 # the original (once per image) and on each result. Both are Rekognition Image "Group 2" APIs,
 # billed per image analysed (docs/aws-notes.md#n55-rekognition-image-prices).
 REKOGNITION_USD_PER_IMAGE: Final = 0.001
@@ -328,7 +328,7 @@ def user_topic_arn(arn_prefix: str, owner: str) -> str:
 
 
 # content types accepted for upload, and the file extension each is stored under. HEIC/HEIF
-# (iPhone photos) and AVIF are decoded by chalicelib/imaging.py; the stored bytes, not the declared
+# (iPhone photos) and AVIF are decoded by chalicelib/imaging/images.py; the stored bytes, not the declared
 # type, decide how an image is read (docs/aws-notes.md#n87-photo-formats-people-have).
 UPLOAD_CONTENT_TYPES: Final = {
     "image/png": "png",

@@ -3,7 +3,7 @@ scorecards, thresholds, and how an image's attempts rank and read.
 
 Pure data and arithmetic over the stored JSON (no Pillow, numpy or boto3): the CLI and the web app
 read a scorecard or an attempt list with the same rules the workflow used to keep it. The checks
-that measure pixels and call Rekognition live in chalicelib/quality.py.
+that measure pixels and call Rekognition live in chalicelib/imaging/quality.py.
 """
 
 from __future__ import annotations

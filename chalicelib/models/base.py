@@ -232,7 +232,7 @@ class JobSettings:
     variants: int = 1
     output_format: str | None = None  # None: each result follows its original (imaging.default_output_format)
     style_preset: str | None = None
-    # compositing and scoring in Finalize (chalicelib.compose, chalicelib.quality)
+    # compositing and scoring in Finalize (chalicelib.imaging.compose, chalicelib.imaging.quality)
     blend: float = 1.0  # 1 = the original subject's pixels (PRECISE), 0 = the model's re-lit subject
     shadow: str = "none"  # contracts.ShadowKind
     shadow_angle: float = 90.0  # degrees clockwise from pointing right: 90 = the shadow falls straight down

@@ -7,11 +7,11 @@ from typing import Any
 
 import streamlit as st
 
-from chalicelib import imaging
 from chalicelib.core import contracts, estimate
 from chalicelib.core.backgrounds import ANCHORS
 from chalicelib.core.contracts import BackgroundSource
 from chalicelib.core.errors import BackdropError
+from chalicelib.imaging import images as imaging
 from frontend import photos, session
 from frontend.api_client import ApiError
 from frontend.safe_text import md

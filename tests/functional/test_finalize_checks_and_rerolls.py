@@ -18,8 +18,8 @@ from botocore.stub import ANY, Stubber
 from PIL import Image, ImageDraw
 
 from backend.local.bedrock_standin import STABILITY_FILTERS, StandInBedrock
-from chalicelib import quality
 from chalicelib.core import contracts
+from chalicelib.imaging import quality
 from chalicelib.models import registry
 from chalicelib.store import JobStore, NewImage
 from chalicelib.workflow import Steps, re_roll_seed

@@ -17,8 +17,8 @@ from PIL import Image
 
 import app as backdrop_app
 from backend.local.bedrock_standin import StandInBedrock
-from chalicelib import imaging
 from chalicelib.core import contracts
+from chalicelib.imaging import images as imaging
 from chalicelib.store import JobStore, NewImage
 from chalicelib.workflow import Steps
 

@@ -13,10 +13,10 @@ from builders import load_event
 from PIL import Image, ImageDraw
 
 from backend.local.bedrock_standin import StandInBedrock
-from chalicelib import imaging
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus
 from chalicelib.core.errors import ImageInvalid, NoSubject, classify_step_failure
+from chalicelib.imaging import images as imaging
 from chalicelib.report import Reporter
 from chalicelib.starter import WorkflowStarter, job_inserts
 from chalicelib.store import JobStore, NewImage

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from PIL import Image, ImageDraw
 
-from chalicelib import compose
 from chalicelib.core import backgrounds
 from chalicelib.core.contracts import BackgroundSource
 from chalicelib.core.validation import Problems
+from chalicelib.imaging import compose
 
 
 @pytest.mark.parametrize(

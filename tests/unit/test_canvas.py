@@ -12,9 +12,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from chalicelib import imaging
 from chalicelib.core import contracts
 from chalicelib.core.errors import ModelResponseInvalid, RequestInvalid, classify_step_failure
+from chalicelib.imaging import images as imaging
 from chalicelib.models import registry
 from chalicelib.models.adapter import check_canvas
 from chalicelib.models.base import Geometry, ImageLimits, ModelSpec

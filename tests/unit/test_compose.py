@@ -7,8 +7,9 @@ import pytest
 from PIL import Image, ImageDraw
 from scenes import edge_psnr, make_scene, plain
 
-from chalicelib import compose, imaging, quality
-from chalicelib.compose import Shadow, ShadowKind
+from chalicelib.imaging import compose, quality
+from chalicelib.imaging import images as imaging
+from chalicelib.imaging.compose import Shadow, ShadowKind
 
 WHITE = (255, 255, 255)
 

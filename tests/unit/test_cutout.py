@@ -21,7 +21,7 @@ from PIL import Image
 from backend.local import cutout
 from backend.local.bedrock_standin import StandInBedrock
 from backend.local.rekognition_standin import subject_labels
-from chalicelib import imaging
+from chalicelib.imaging import images as imaging
 
 DATA = Path(__file__).resolve().parent / "data"
 ROOT = Path(__file__).resolve().parents[2]

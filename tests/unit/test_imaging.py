@@ -12,9 +12,9 @@ import zlib
 import pytest
 from PIL import Image, ImageDraw
 
-from chalicelib import imaging
 from chalicelib.core import contracts
 from chalicelib.core.errors import ImageInvalid, ImageTooLarge, ImageTooSmall
+from chalicelib.imaging import images as imaging
 from chalicelib.models.base import ImageLimits
 from chalicelib.models.registry import get_model
 

@@ -13,7 +13,6 @@ from PIL import Image, ImageDraw
 
 from backend.local.bedrock_standin import StandInBedrock
 from backend.local.sfn_hooks import BedrockError
-from chalicelib import imaging
 from chalicelib.core.errors import (
     ContentFiltered,
     ModelResponseInvalid,
@@ -21,6 +20,7 @@ from chalicelib.core.errors import (
     RequestInvalid,
     ValidationError,
 )
+from chalicelib.imaging import images as imaging
 from chalicelib.models import registry
 from chalicelib.models.base import Family, ImageTask, JobSettings, LifecycleStatus
 from chalicelib.models.outpainting import OutpaintingAdapter

@@ -11,16 +11,16 @@ import pillow_heif
 import pytest
 from PIL import Image
 
-from chalicelib import imaging
 from chalicelib.core import contracts
 from chalicelib.core.errors import ImageInvalid
+from chalicelib.imaging import images as imaging
 
 RED, BLUE = (220, 20, 30), (20, 30, 220)
 
 
 def _save(img: Image.Image, fmt: str, **kwargs) -> bytes:
     """HEIF through pillow-heif's own API, which registers nothing with Pillow: the tests then
-    prove that chalicelib.imaging registers the opener itself."""
+    prove that chalicelib.imaging.images registers the opener itself."""
     buf = io.BytesIO()
     if fmt == "HEIF":
         pillow_heif.from_pillow(img).save(buf, **kwargs)
@@ -132,7 +132,7 @@ def test_pillow_heif_is_loaded_only_when_a_heic_is_seen() -> None:
     script = (
         "import io, sys\n"
         "from PIL import Image\n"
-        "from chalicelib import imaging\n"
+        "from chalicelib.imaging import images as imaging\n"
         "buf = io.BytesIO(); Image.new('RGB', (100, 100)).save(buf, 'JPEG')\n"
         "imaging.load_original(buf.getvalue())\n"
         "assert 'pillow_heif' not in sys.modules, 'loaded for a JPEG'\n"

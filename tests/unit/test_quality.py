@@ -13,8 +13,8 @@ from botocore.exceptions import ClientError
 from PIL import Image, ImageDraw
 from scenes import make_scene, plain
 
-from chalicelib import compose, quality
-from chalicelib.quality import CheckName, Outcome, Scorecard, Thresholds
+from chalicelib.imaging import compose, quality
+from chalicelib.imaging.quality import CheckName, Outcome, Scorecard, Thresholds
 
 WHITE = (255, 255, 255)
 

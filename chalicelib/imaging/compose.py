@@ -31,7 +31,7 @@ import numpy.typing as npt
 from PIL import Image, ImageFilter
 
 from chalicelib.core.contracts import ShadowKind
-from chalicelib.imaging import flatten  # a transparent original is flattened onto white, as the model saw it
+from chalicelib.imaging.images import flatten  # a transparent original is flattened onto white, as the model saw it
 
 Floats = npt.NDArray[np.float32]  # colours (..., 3) and alphas, 0..1
 Pixels = npt.NDArray[np.intp]  # row or column indices of pixels
