@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 from chalice import Chalice, CognitoUserPoolAuthorizer, CORSConfig, Rate, Response
 from chalice.app import Request
 
-from chalicelib import archive, aws, idempotency, observability, presets, webhooks
+from chalicelib import archive, aws, idempotency, observability, webhooks
 from chalicelib.auth import email_from_request, owner_from_request
+from chalicelib.catalogue import presets
 from chalicelib.core import config, contracts
 from chalicelib.core.errors import BackdropError, BadRequest, error_body
 from chalicelib.core.functions import DELETER

@@ -13,7 +13,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import costs, review, webhooks
+from chalicelib import review, webhooks
+from chalicelib.catalogue import costs
 from chalicelib.core import backgrounds, contracts, estimate, s3keys
 from chalicelib.core.contracts import BackgroundSource, BackgroundWork, ImageStatus, JobStatus
 from chalicelib.core.errors import (
@@ -185,7 +186,7 @@ def with_preset(body: dict[str, Any]) -> dict[str, Any]:
         return body
     if not isinstance(key, str):
         raise ValidationError("preset must be a preset key from GET /presets", details=[{"field": "preset"}])
-    from chalicelib import presets
+    from chalicelib.catalogue import presets
 
     filled = dict(body)
     for name, value in presets.defaults(key).items():

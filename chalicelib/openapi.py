@@ -27,13 +27,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from chalicelib import costs, http_errors
+from chalicelib import http_errors
+from chalicelib.catalogue import costs
+from chalicelib.catalogue.presets import all_presets
 from chalicelib.core import contracts, errors
 from chalicelib.core.contracts import BackgroundSource, ClosingBy, ErrorCode, ImageStatus, JobStatus, Mode, OutputFormat
 from chalicelib.deletion import REMOVED_KINDS
 from chalicelib.job_control import SYNC_DELETE_LIMIT
 from chalicelib.models import registry
-from chalicelib.presets import all_presets
 from chalicelib.rewrites import SYNC_REWRITE_LIMIT
 from chalicelib.store import MAX_IMAGES_PAGE_SIZE
 
@@ -1145,7 +1146,7 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
         "Marketplace presets and their rules",
         "PresetList",
         description="Amazon main image, Shopify, Etsy, eBay and Google Merchant Center: what each preset applies "
-        "and each rule with the public page it comes from (chalicelib/presets.json).",
+        "and each rule with the public page it comes from (chalicelib/catalogue/presets.json).",
         tags=("models",),
     ),
     ("POST", "/uploads"): Operation(

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from chalicelib import costs
+from chalicelib.catalogue import costs
 from chalicelib.core import contracts
 from chalicelib.core.contracts import BackgroundSource, ErrorCode, ImageStatus, JobStatus
 from chalicelib.core.errors import StorageError, client_error_code
@@ -49,7 +49,7 @@ CSV_COLUMNS = (
     "subjectPsnrDb",
     "subjectDeltaE",
     "haloDeltaE",
-    # backgrounds (chalicelib.core.backgrounds, chalicelib.presets): the source, the preset's verdict
+    # backgrounds (chalicelib.core.backgrounds, chalicelib.catalogue.presets): the source, the preset's verdict
     # with the rules that failed, and what Backdrop did (re-framing, enlargement)
     "background",
     "compliance",

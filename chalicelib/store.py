@@ -1529,7 +1529,7 @@ class JobStore:
             adds.append(f"{contracts.JOB_MODEL_CALLS_ATTRIBUTE} :calls")
             counts_update["ExpressionAttributeValues"][":calls"] = int(calls)
         cost = fields.get("costUsd")
-        if cost:  # the job's running total of what it cost (chalicelib/costs.py)
+        if cost:  # the job's running total of what it cost (chalicelib/catalogue/costs.py)
             adds.append("#cost :cost")
             counts_update["ExpressionAttributeNames"]["#cost"] = contracts.JOB_COST_ATTRIBUTE
             counts_update["ExpressionAttributeValues"][":cost"] = _usd(cost)

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import costs, observability, presets, variants
+from chalicelib import observability, variants
+from chalicelib.catalogue import costs, presets
 from chalicelib.core import backgrounds, contracts, estimate, s3keys
 from chalicelib.core.contracts import BackgroundSource, ErrorCode, ImageStatus
 from chalicelib.core.errors import (

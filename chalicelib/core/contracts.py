@@ -620,7 +620,7 @@ JOB_CALLS_STARTED_ATTRIBUTE: Final = "modelCallsStarted"
 # A scene background's one text-to-image call per batch (its model's price, not the job model's),
 # set when the scene's answer was read: the job's cost counts it.
 JOB_SCENE_MODEL_ATTRIBUTE: Final = "sceneModel"
-# The job item's running total of what it cost, in US dollars (chalicelib/costs.py): each finished
+# The job item's running total of what it cost, in US dollars (chalicelib/catalogue/costs.py): each finished
 # image's attempts (model calls and Rekognition checks), a failed image's calls that answered, and
 # the scene call, added once each (JobStore.add_cost); and the estimate POST /jobs answered, kept so
 # every later view says the same figure (chalicelib/core/estimate.py).

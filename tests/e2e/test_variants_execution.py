@@ -115,7 +115,7 @@ def test_the_budget_cap_stops_further_variants(seeds, rekognition, token_for, ph
     stack = seeds
     rekognition.result_labels = [GONE] * 6
     spec = registry.get_model("stability-inpaint")
-    from chalicelib import costs
+    from chalicelib.catalogue import costs
 
     budget = 6 * costs.budget_call_usd(spec, 3) + 0.001  # six calls (each counted with its checks): 4 + 2
     owner = "user-b"

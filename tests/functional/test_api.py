@@ -463,7 +463,7 @@ def test_a_budget_that_cannot_work_is_refused_naming_it(client: Client, token_fo
 def test_a_budget_is_kept_as_the_model_calls_it_pays_for_and_the_cost_follows_what_was_done(
     client: Client, token_for, photo, store
 ) -> None:
-    from chalicelib import costs
+    from chalicelib.catalogue import costs
     from chalicelib.models import registry
 
     token = token_for("owner-1")
@@ -495,7 +495,7 @@ def test_a_budget_is_kept_as_the_model_calls_it_pays_for_and_the_cost_follows_wh
 
 @pytest.mark.region(SCENE_REGION)
 def test_a_scene_job_s_budget_pays_for_the_scene_first(client: Client, token_for, photo, store) -> None:
-    from chalicelib import costs
+    from chalicelib.catalogue import costs
     from chalicelib.models import registry
 
     token = token_for("owner-1")

@@ -310,7 +310,7 @@ def test_cached_labels_round_trip_one_and_many(store: JobStore) -> None:
 
 
 def test_the_job_s_cost_is_a_running_total_each_piece_added_once(store: JobStore) -> None:
-    from chalicelib import costs
+    from chalicelib.catalogue import costs
 
     job_id = _job(store, 3)
     first, second, third = (i["imageId"] for i in store.images(job_id))
@@ -335,7 +335,7 @@ def test_the_job_s_cost_is_a_running_total_each_piece_added_once(store: JobStore
 
 
 def test_a_job_from_before_the_running_total_still_says_what_its_calls_cost(store: JobStore) -> None:
-    from chalicelib import costs
+    from chalicelib.catalogue import costs
 
     job_id = _job(store, 2)
     first = store.images(job_id)[0]["imageId"]

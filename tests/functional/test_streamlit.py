@@ -63,7 +63,7 @@ class FakeApi:
         return {"models": models, "default": "stability-inpaint"}
 
     def presets(self) -> dict[str, Any]:
-        from chalicelib import presets
+        from chalicelib.catalogue import presets
 
         return {"presets": presets.public()}
 
@@ -836,7 +836,7 @@ def test_the_job_page_says_what_the_job_cost_and_a_budget_is_sent(app) -> None:
     _upload(at, ["a.png"])
     at.checkbox(key="cap_budget").check().run()
     # the budget offered sends the photo, both of its calls, as the API's cap counts them
-    from chalicelib import costs
+    from chalicelib.catalogue import costs
     from chalicelib.models import registry
 
     offered = at.number_input(key="budget").value

@@ -265,7 +265,7 @@ def test_regenerate_refuses_what_it_cannot_make(client, token_for, store) -> Non
 def test_a_regenerations_cost_is_billed_to_its_own_job_and_said_apart_on_the_parent(client, token_for, store) -> None:
     from test_finalize_checks_and_rerolls import JOB_ID, OWNER
 
-    from chalicelib import costs
+    from chalicelib.catalogue import costs
     from chalicelib.variants import VariantService
 
     image_id = _finished_job(store, variants=2)

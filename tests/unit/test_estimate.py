@@ -45,7 +45,7 @@ def test_re_roll_seeds_move_on_and_stay_in_the_models_range() -> None:
 @pytest.mark.parametrize("key", ["stability-inpaint", "titan-image-v2", "nova-canvas"])
 @pytest.mark.parametrize("variants", [1, 3])
 def test_a_budget_cap_counts_each_call_at_the_most_it_and_its_checks_can_cost(key: str, variants: int) -> None:
-    from chalicelib import costs
+    from chalicelib.catalogue import costs
 
     spec = registry.get_model(key)
     variants = min(variants, spec.max_variants)
@@ -63,7 +63,7 @@ def test_a_budget_cap_counts_each_call_at_the_most_it_and_its_checks_can_cost(ke
 
 @pytest.mark.parametrize("composed", [False, True])
 def test_the_budget_to_send_every_photo_pays_for_every_photo_and_the_scene(composed: bool) -> None:
-    from chalicelib import costs
+    from chalicelib.catalogue import costs
 
     spec = registry.get_model("stability-inpaint")
     scene_usd = registry.get_model(registry.default_scene_model_key()).price_per_image_usd if composed else None
@@ -86,7 +86,7 @@ def test_the_budget_to_send_every_photo_pays_for_every_photo_and_the_scene(compo
 
 
 def test_cost_words_say_the_same_figures_wherever_they_are_shown() -> None:
-    from chalicelib import costs
+    from chalicelib.catalogue import costs
 
     cost = {"modelCalls": 24, "actualUsd": 0.996, "estimateUsd": 0.996, "budgetUsd": 1.04}
     assert costs.cost_words(cost, finished=True) == (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image, ImageDraw
 
-from chalicelib import presets
+from chalicelib.catalogue import presets
 from chalicelib.core.errors import ValidationError
 
 
