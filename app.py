@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from chalice import Chalice, CognitoUserPoolAuthorizer, CORSConfig, Rate, Response
 from chalice.app import Request
 
-from chalicelib import archive, aws, idempotency, observability, webhooks
+from chalicelib import archive, idempotency, observability, webhooks
 from chalicelib.auth import email_from_request, owner_from_request
 from chalicelib.catalogue import presets
 from chalicelib.core import config, contracts
@@ -35,7 +35,8 @@ from chalicelib.reconciler import ENDED_STATUSES, EXECUTION_STATUS_CHANGE, Recon
 from chalicelib.report import Reporter
 from chalicelib.review import ReviewService
 from chalicelib.starter import WorkflowStarter
-from chalicelib.store import JobStore
+from chalicelib.store import clients as aws
+from chalicelib.store.jobs import JobStore
 from chalicelib.uploads import UploadService
 from chalicelib.variants import VariantService
 

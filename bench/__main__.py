@@ -66,7 +66,7 @@ import json, time
 started = time.process_time()
 import app
 imported = time.process_time()
-from chalicelib import aws
+from chalicelib.store import clients as aws
 aws.client("s3"), aws.table("jobs")  # what a workflow step builds on its first invocation
 print(json.dumps({"import": imported - started, "init": time.process_time() - started}))
 """

@@ -61,7 +61,7 @@ def run(images: int, workers: int, rate: float, pause_s: float = 0.2, seed: int 
     from backend.local import dynamodb_rules, moto_bounds
     from backend.resources import create_resources
     from chalicelib.core import contracts
-    from chalicelib.store import JobStore, NewImage
+    from chalicelib.store.jobs import JobStore, NewImage
 
     _environment()
     with mock_aws():

@@ -31,10 +31,10 @@ def _finished_job(images: int) -> tuple[str, str]:
     """A COMPLETED job of `images` images, each with one result, and its reports: (job id, owner)."""
     import boto3
 
-    from chalicelib import aws
     from chalicelib.core import contracts
     from chalicelib.core.contracts import JobStatus
-    from chalicelib.store import JobStore, NewImage
+    from chalicelib.store import clients as aws
+    from chalicelib.store.jobs import JobStore, NewImage
 
     owner = BENCH_OWNER
     job_id = contracts.new_job_id()
@@ -65,8 +65,8 @@ def measure(images: int = IMAGES, background: bool = False) -> dict[str, Any]:
 
     import app as backdrop_app
     from backend.resources import create_resources
-    from chalicelib import aws
     from chalicelib.deletion import JobDeleter
+    from chalicelib.store import clients as aws
 
     aws.reset()
     started_runs: list[tuple[str, str, str]] = []
@@ -92,7 +92,7 @@ def measure(images: int = IMAGES, background: bool = False) -> dict[str, Any]:
                 "handed_off": len(started_runs),
             }
             if background and started_runs:
-                from chalicelib.store import JobStore
+                from chalicelib.store.jobs import JobStore
 
                 store = JobStore(aws.table(os.environ["JOBS_TABLE_NAME"]))
                 started = time.perf_counter()

@@ -55,10 +55,10 @@ def _finished_job(images: int) -> tuple[str, str, str]:
     (job id, owner, the id of an image to pick in)."""
     import boto3
 
-    from chalicelib import aws
     from chalicelib.core import contracts
     from chalicelib.core.contracts import JobStatus
-    from chalicelib.store import JobStore, NewImage
+    from chalicelib.store import clients as aws
+    from chalicelib.store.jobs import JobStore, NewImage
 
     owner = BENCH_OWNER
     job_id = contracts.new_job_id()
@@ -122,9 +122,9 @@ def measure(images: int = IMAGES) -> dict[str, Any]:
     import app as backdrop_app
     from backend.local import moto_bounds
     from backend.resources import create_resources
-    from chalicelib import aws
     from chalicelib.report import Reporter
-    from chalicelib.store import JobStore
+    from chalicelib.store import clients as aws
+    from chalicelib.store.jobs import JobStore
 
     aws.reset()
     # moto copies the whole table for every TransactWriteItems and sorts it for every Query; the

@@ -97,10 +97,11 @@ def measure(images: int = IMAGES, *, partition_limits: bool = True, starter: boo
     import app as backdrop_app
     from backend.local import dynamodb_rules
     from backend.resources import create_resources
-    from chalicelib import aws, jobs
+    from chalicelib import jobs
     from chalicelib.core import contracts
     from chalicelib.starter import WorkflowStarter
-    from chalicelib.store import JobStore
+    from chalicelib.store import clients as aws
+    from chalicelib.store.jobs import JobStore
 
     aws.reset()
     owner = BENCH_OWNER
@@ -231,7 +232,7 @@ def client_cpu(images: int = IMAGES) -> float:
 
     from chalicelib.core import contracts
     from chalicelib.jobs import ImageInput, JobService
-    from chalicelib.store import JobStore, NewImage
+    from chalicelib.store.jobs import JobStore, NewImage
 
     session = boto3.Session(region_name="us-east-1")
     s3 = session.client("s3")

@@ -45,7 +45,7 @@ from chalicelib.core.errors import (
     service_failure,
 )
 from chalicelib.core.outputs import delivered_outputs
-from chalicelib.store import JobStore
+from chalicelib.store.jobs import JobStore
 
 SYNC_MAX_FILES: Final = 40  # ~40 results of a few MB each copy in a few seconds, far inside 29 s
 LAMBDA_MAX_SECONDS: Final = 900  # Lambda's longest run: a build that stays silent longer has died

@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ClosingBy, ClosingStatus, JobStatus
 from chalicelib.core.errors import service_failure
-from chalicelib.store import JobStore
+from chalicelib.store.jobs import JobStore
 
 log = logging.getLogger(__name__)
 

@@ -48,7 +48,7 @@ from chalicelib.core.errors import Conflict, NotFound, service_failure
 from chalicelib.deletion import JobDeleter, deleting_view, new_deletion
 from chalicelib.report import Reporter
 from chalicelib.starter import execution_arn, stop_execution
-from chalicelib.store import JobStore
+from chalicelib.store.jobs import JobStore
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ from chalicelib.models.base import (
     settings_from_dict,
     settings_to_dict,
 )
-from chalicelib.store import MAX_IMAGES_PAGE_SIZE, PARALLEL_CALLS, JobStore, NewImage
+from chalicelib.store.jobs import MAX_IMAGES_PAGE_SIZE, PARALLEL_CALLS, JobStore, NewImage
 
 JOB_FIELDS = {
     "model",

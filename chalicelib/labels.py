@@ -20,7 +20,7 @@ from chalicelib.core.errors import (
     client_error_message,
     service_failure,
 )
-from chalicelib.store import JobStore
+from chalicelib.store.jobs import JobStore
 
 # Rekognition reads JPEG and PNG only (docs/aws-notes.md#n13-rekognition-detectlabels): other
 # uploads get no labels, with the reason, and the Stability path then keeps the whole detected
@@ -38,7 +38,7 @@ DETECT_WORKERS: Final = 16
 # Lambda freezes the execution environment once the handler returns
 # (docs/aws-notes.md#n80-lambda-freezes-work-left-running-after-the-answer), so a thread left
 # running would stall, or run on inside a later request. One detection is a few calls of
-# well under a second each; the SDK's timeouts (chalicelib/aws.py) bound a stuck one.
+# well under a second each; the SDK's timeouts (chalicelib/store/clients.py) bound a stuck one.
 DETECT_BUDGET_SECONDS: Final = 15.0
 # Enough of the file for Pillow to read the size from the header (JPEG APP segments included).
 HEADER_BYTES = 256 * 1024

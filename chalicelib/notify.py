@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 from chalicelib.core import contracts
 from chalicelib.core.contracts import NotificationStatus
 from chalicelib.core.errors import client_error_code
-from chalicelib.store import JobStore
+from chalicelib.store.jobs import JobStore
 
 # A claim older than this is from a sender that died before publishing (a Lambda runs 15 min at most).
 STALE_CLAIM: Final = timedelta(minutes=15)

@@ -36,7 +36,7 @@ from chalicelib.deletion import REMOVED_KINDS
 from chalicelib.job_control import SYNC_DELETE_LIMIT
 from chalicelib.models import registry
 from chalicelib.rewrites import SYNC_REWRITE_LIMIT
-from chalicelib.store import MAX_IMAGES_PAGE_SIZE
+from chalicelib.store.jobs import MAX_IMAGES_PAGE_SIZE
 
 OPENAPI_VERSION: Final = "3.1.0"
 API_VERSION: Final = "1.0.0"

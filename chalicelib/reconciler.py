@@ -62,7 +62,7 @@ from chalicelib.core.contracts import BackgroundWork, ClosingBy, ClosingStatus, 
 from chalicelib.core.errors import client_error_code
 from chalicelib.notify import NotificationSender, Notifier
 from chalicelib.report import Reporter
-from chalicelib.store import JobStore
+from chalicelib.store.jobs import JobStore
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from chalicelib.core.contracts import BackgroundSource, ErrorCode, ImageStatus, 
 from chalicelib.core.errors import StorageError, client_error_code
 from chalicelib.imaging import consistency, quality
 from chalicelib.notify import is_missing_topic
-from chalicelib.store import CANCELLED_CAUSE, UNFINISHED_CAUSE, JobStore
+from chalicelib.store.jobs import CANCELLED_CAUSE, UNFINISHED_CAUSE, JobStore
 
 CSV_ENCODING = "utf-8-sig"  # UTF-8 with a byte order mark (Reporter._csv_body says why)
 CSV_CONTENT_TYPE = "text/csv; charset=utf-8"

@@ -22,7 +22,7 @@ from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus, ReviewDecision, ReviewStatus
 from chalicelib.core.errors import BadRequest, Conflict, NotFound, ValidationError, client_error_code, service_failure
 from chalicelib.core.wording import deadline_words as deadline_words  # re-exported
-from chalicelib.store import JobStore
+from chalicelib.store.jobs import JobStore
 
 REVIEW_FIELD: Final = "reviewHours"
 REVIEW_SECONDS_SETTING: Final = "reviewSeconds"

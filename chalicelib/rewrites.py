@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from chalicelib.core import contracts
 from chalicelib.core.contracts import BackgroundWork, ClosingStatus, ReportRefresh
-from chalicelib.store import JobStore
+from chalicelib.store.jobs import JobStore
 
 log = logging.getLogger(__name__)
 

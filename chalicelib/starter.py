@@ -30,7 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus, JobStatus
 from chalicelib.core.errors import THROTTLING_CODES, RetryPolicy, client_error_code, client_error_message
-from chalicelib.store import CANCELLED_CAUSE, IMAGE_WRITE_UNITS_PER_S, JobStore, NewImage, plain
+from chalicelib.store.jobs import CANCELLED_CAUSE, IMAGE_WRITE_UNITS_PER_S, JobStore, NewImage, plain
 
 log = logging.getLogger(__name__)
 _deserializer = TypeDeserializer()

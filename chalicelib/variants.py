@@ -27,7 +27,7 @@ from chalicelib.core.outputs import verdict_of as verdict_of
 from chalicelib.core.scorecard import attempt_rank, best_attempt
 from chalicelib.report import Reporter
 from chalicelib.rewrites import RewriteStarter
-from chalicelib.store import JobStore
+from chalicelib.store.jobs import JobStore
 
 PICK_FIELD = "variant"
 

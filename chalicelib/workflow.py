@@ -46,7 +46,7 @@ from chalicelib.models.base import (
     ModelSpec,
     settings_from_dict,
 )
-from chalicelib.store import JobStore
+from chalicelib.store.jobs import JobStore
 
 if TYPE_CHECKING:
     from PIL import Image

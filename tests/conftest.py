@@ -154,7 +154,7 @@ def _test_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
             monkeypatch.setenv(key, region)
         monkeypatch.setenv("STATE_MACHINE_ARN", _TEST_ENV["STATE_MACHINE_ARN"].replace("us-east-1", region))
     from backend.local import iam
-    from chalicelib import aws
+    from chalicelib.store import clients as aws
 
     guard = iam.installed()
     # the IAM guard renders the policies for the test's Region too
@@ -210,7 +210,7 @@ def store(resources: dict[str, Any]) -> Any:
     """The job store on the moto table: tests read and write jobs only through it."""
     import boto3
 
-    from chalicelib.store import JobStore
+    from chalicelib.store.jobs import JobStore
 
     return JobStore(boto3.resource("dynamodb").Table(os.environ["JOBS_TABLE_NAME"]))
 
@@ -312,7 +312,7 @@ class FakeRekognition:
 
 @pytest.fixture
 def rekognition(monkeypatch: pytest.MonkeyPatch) -> FakeRekognition:
-    from chalicelib import aws
+    from chalicelib.store import clients as aws
 
     fake = FakeRekognition(PERSON_AND_BEACH)
     real_client = aws.client
@@ -341,7 +341,7 @@ def stack(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.Monke
     from backend.local.bedrock_standin import StandInBedrock
     from backend.local.sfn_hooks import hooks
     from backend.local.stack import add_user, provision_workflow, workflow_handlers
-    from chalicelib import aws
+    from chalicelib.store import clients as aws
 
     region = os.environ["AWS_REGION"]
     workflow = provision_workflow(

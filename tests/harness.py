@@ -33,7 +33,7 @@ def write_job_images(job_id: str, bucket: str = "backdrop-test-bucket", table: s
     items from the records POST /jobs left in S3 (chalicelib/starter.py). For functional tests,
     which have no state machine to start; `deliver_stream` runs the whole starter."""
     from chalicelib.starter import WorkflowStarter
-    from chalicelib.store import JobStore
+    from chalicelib.store.jobs import JobStore
 
     store = JobStore(boto3.resource("dynamodb").Table(table))
     job = store.get_job(job_id)

@@ -269,7 +269,7 @@ class LocalStack:
         """Set variables for this process; stop() puts the previous values back."""
         import boto3
 
-        from chalicelib import aws
+        from chalicelib.store import clients as aws
 
         previous = {name: os.environ.get(name) for name in values}
 
@@ -292,7 +292,7 @@ class LocalStack:
         import boto3
         from botocore.config import Config
 
-        # SigV4 and path-style addressing for S3, as the app's own clients (chalicelib/aws.py)
+        # SigV4 and path-style addressing for S3, as the app's own clients (chalicelib/store/clients.py)
         config = Config(signature_version="s3v4", s3={"addressing_style": "path"}) if service == "s3" else None
         return boto3.client(
             service,
@@ -306,7 +306,7 @@ class LocalStack:
 
     def _provision(self) -> None:
         from backend.resources import create_resources
-        from chalicelib import aws
+        from chalicelib.store import clients as aws
 
         prefix = f"backdrop-{self.stage}"
         resources = create_resources(

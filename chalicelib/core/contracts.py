@@ -283,7 +283,7 @@ class VariantSource(StrEnum):
 
 
 MAX_JOBS_PAGE_SIZE: Final = 100
-# GET /jobs/{jobId} answers with one page of images (at most 100, chalicelib/store.py); the page
+# GET /jobs/{jobId} answers with one page of images (at most 100, chalicelib/store/jobs.py); the page
 # is cut shorter when it would make the answer larger than this. Lambda's synchronous response
 # limit is 6 MB; a poll every few seconds should cost far less.
 DEFAULT_IMAGES_PAGE_SIZE: Final = 50

@@ -400,7 +400,7 @@ def test_limits_ten_thousand_images_go_through_the_manifest_path(store) -> None:
     from chalicelib.core.errors import ValidationError
     from chalicelib.jobs import parse_job_request
     from chalicelib.starter import WorkflowStarter
-    from chalicelib.store import NewImage
+    from chalicelib.store.jobs import NewImage
 
     def body(count: int) -> dict[str, Any]:
         return {"prompt": "x", "images": [{"imageRef": f"{'a' * 32}/{i:032x}.png", "labels": []} for i in range(count)]}

@@ -16,11 +16,11 @@ from chalice.test import Client
 from harness import write_job_images
 
 import app as backdrop_app
-from chalicelib import aws
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus, JobStatus
 from chalicelib.models.base import Lifecycle, LifecycleStatus
-from chalicelib.store import JobStore
+from chalicelib.store import clients as aws
+from chalicelib.store.jobs import JobStore
 
 BUCKET = "backdrop-test-bucket"
 

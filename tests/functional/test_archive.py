@@ -16,7 +16,7 @@ import app as backdrop_app
 from chalicelib import archive
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus, JobStatus
-from chalicelib.store import JobStore, NewImage
+from chalicelib.store.jobs import JobStore, NewImage
 
 BUCKET = "backdrop-test-bucket"
 OWNER = "owner-1"

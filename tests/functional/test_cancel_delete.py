@@ -16,7 +16,7 @@ import app as backdrop_app
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus, JobStatus
 from chalicelib.starter import WorkflowStarter
-from chalicelib.store import JobStore
+from chalicelib.store.jobs import JobStore
 
 BUCKET = "backdrop-test-bucket"
 MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:backdrop-test"
@@ -194,7 +194,7 @@ def test_a_job_cancelled_while_its_images_are_written_ends_with_all_of_them_canc
 
 
 def test_a_run_that_starts_while_the_job_is_cancelled_is_stopped_at_once(store, photo, machine, resources) -> None:
-    from chalicelib.store import NewImage
+    from chalicelib.store.jobs import NewImage
 
     job_id = contracts.new_job_id()
     store.put_job(

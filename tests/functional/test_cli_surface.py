@@ -270,7 +270,7 @@ def test_review_decides_and_approves_through_the_api(api, capsys, store) -> None
     job_id = "20261124T120000Z-0123456789ab"
     ref = contracts.image_ref_of("a" * 32, "0" * 32, "png")
     image = store_image = {"id": "0" * 32}
-    from chalicelib.store import NewImage
+    from chalicelib.store.jobs import NewImage
 
     store.put_job(
         job_id=job_id,
@@ -303,7 +303,7 @@ def test_pick_and_regenerate_a_variant_from_the_command_line(api, capsys, store,
     image_id = "1" * 32
     ref = contracts.image_ref_of("a" * 32, image_id, "png")
     boto3.client("s3").put_object(Bucket=BUCKET, Key=contracts.upload_key("owner-1", ref), Body=photo(96, 96))
-    from chalicelib.store import NewImage
+    from chalicelib.store.jobs import NewImage
 
     store.put_job(
         job_id=job_id,

@@ -21,7 +21,7 @@ from backend.local.bedrock_standin import STABILITY_FILTERS, StandInBedrock
 from chalicelib.core import contracts
 from chalicelib.imaging import quality
 from chalicelib.models import registry
-from chalicelib.store import JobStore, NewImage
+from chalicelib.store.jobs import JobStore, NewImage
 from chalicelib.workflow import Steps, re_roll_seed
 
 BUCKET = "backdrop-test-bucket"

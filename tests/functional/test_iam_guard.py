@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from backend.local import iam
 from chalicelib.core import contracts
-from chalicelib.store import NewImage
+from chalicelib.store.jobs import NewImage
 
 BUCKET = "backdrop-test-bucket"
 MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:backdrop-test"

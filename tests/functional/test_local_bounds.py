@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from backend.local import moto_bounds
 from backend.local.streams import StreamPoller
 from chalicelib.core.contracts import ImageStatus
-from chalicelib.store import JobStore, NewImage
+from chalicelib.store.jobs import JobStore, NewImage
 
 JOB_ID = "20261124T120000Z-0123456789ab"
 

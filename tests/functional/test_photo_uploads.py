@@ -19,7 +19,7 @@ import app as backdrop_app
 from backend.local.bedrock_standin import StandInBedrock
 from chalicelib.core import contracts
 from chalicelib.imaging import images as imaging
-from chalicelib.store import JobStore, NewImage
+from chalicelib.store.jobs import JobStore, NewImage
 from chalicelib.workflow import Steps
 
 BUCKET = "backdrop-test-bucket"

@@ -13,7 +13,7 @@ import boto3
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus
 from chalicelib.report import Reporter
-from chalicelib.store import JobStore, NewImage
+from chalicelib.store.jobs import JobStore, NewImage
 
 BUCKET = "backdrop-test-bucket"
 NAMES = ["café ☕ 写真.png", "Ünïcödé-Ørsted.jpg", '=HYPERLINK("http://evil.example","x").png']

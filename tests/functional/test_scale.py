@@ -18,7 +18,7 @@ import app as backdrop_app
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus
 from chalicelib.labels import DETECT_WORKERS, LabelService
-from chalicelib.store import CANCELLED_CAUSE, JobStore, NewImage
+from chalicelib.store.jobs import CANCELLED_CAUSE, JobStore, NewImage
 
 BUCKET = "backdrop-test-bucket"
 TABLE = "backdrop-test-jobs"

@@ -9,7 +9,7 @@ import pytest
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ErrorCode, ImageStatus, JobStatus
 from chalicelib.core.errors import BadRequest, StorageError
-from chalicelib.store import MAX_IMAGES_PAGE_SIZE, UNFINISHED_CAUSE, JobStore, NewImage
+from chalicelib.store.jobs import MAX_IMAGES_PAGE_SIZE, UNFINISHED_CAUSE, JobStore, NewImage
 
 OWNER = "owner-1"
 

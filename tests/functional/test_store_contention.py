@@ -19,7 +19,7 @@ from backend.local import dynamodb_rules
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus
 from chalicelib.core.errors import DYNAMODB_CONTENTION_RETRY
-from chalicelib.store import JobStore, NewImage
+from chalicelib.store.jobs import JobStore, NewImage
 
 JOB_ID = "20261207T220000Z-0123456789ab"
 IMAGES = 16

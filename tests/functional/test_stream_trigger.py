@@ -15,7 +15,7 @@ from builders import load_event
 from backend import stream_trigger
 from chalicelib.core import contracts
 from chalicelib.starter import START_RETRY, WorkflowStarter, execution_arn, job_inserts
-from chalicelib.store import JobStore, NewImage
+from chalicelib.store.jobs import JobStore, NewImage
 
 BUCKET = "backdrop-test-bucket"
 OWNER = "owner-1"

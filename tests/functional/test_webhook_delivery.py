@@ -18,7 +18,7 @@ from chalicelib import webhooks
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus
 from chalicelib.report import Reporter
-from chalicelib.store import JobStore, NewImage
+from chalicelib.store.jobs import JobStore, NewImage
 from chalicelib.webhooks import WebhookSender
 from frontend.webhooks import verify_webhook
 

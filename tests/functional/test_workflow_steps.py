@@ -19,7 +19,7 @@ from chalicelib.core.errors import ImageInvalid, NoSubject, classify_step_failur
 from chalicelib.imaging import images as imaging
 from chalicelib.report import Reporter
 from chalicelib.starter import WorkflowStarter, job_inserts
-from chalicelib.store import JobStore, NewImage
+from chalicelib.store.jobs import JobStore, NewImage
 from chalicelib.workflow import Steps
 
 BUCKET = "backdrop-test-bucket"

@@ -1,0 +1,4 @@
+"""Where state lives: the jobs table's owner (jobs: item shapes, keys, pages, status transitions) and
+the cached boto3 clients (clients). Nothing above this package builds a table item or a client by
+hand. Imports core and the packages before it.
+"""
