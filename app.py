@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from chalice import Chalice, CognitoUserPoolAuthorizer, CORSConfig, Rate, Response
 from chalice.app import Request
 
-from chalicelib import archive, idempotency, observability, webhooks
+from chalicelib import idempotency, observability
 from chalicelib.auth import email_from_request, owner_from_request
 from chalicelib.catalogue import presets
 from chalicelib.core import config, contracts
@@ -24,21 +24,22 @@ from chalicelib.core.errors import BackdropError, BadRequest, error_body
 from chalicelib.core.functions import DELETER
 from chalicelib.core.validation import request_json, require_list
 from chalicelib.deletion import JobDeleter, deletion_event
+from chalicelib.delivery import archive, webhooks
+from chalicelib.delivery.notify import Notifier
+from chalicelib.delivery.report import Reporter
+from chalicelib.delivery.variants import VariantService
 from chalicelib.http_errors import INTERNAL_MESSAGE, reshape_chalice_error
 from chalicelib.job_control import JobControl
 from chalicelib.jobs import JobService, parse_images_query, parse_notify
 from chalicelib.labels import LabelService
 from chalicelib.models import registry
 from chalicelib.models.lifecycle import LifecycleChecker
-from chalicelib.notify import Notifier
 from chalicelib.reconciler import ENDED_STATUSES, EXECUTION_STATUS_CHANGE, Reconciler, cancel_closing_event
-from chalicelib.report import Reporter
 from chalicelib.review import ReviewService
 from chalicelib.starter import WorkflowStarter
 from chalicelib.store import clients as aws
 from chalicelib.store.jobs import JobStore
 from chalicelib.uploads import UploadService
-from chalicelib.variants import VariantService
 
 if TYPE_CHECKING:  # the workflow steps import Pillow: the API handler's cold start must not
     from chalicelib.workflow import Steps
@@ -353,7 +354,7 @@ def _variants() -> VariantService:
 
 def _invoke_report_rewriter(event: dict[str, Any]) -> None:
     """Start the reconciler's function on a large job's report rewrite without waiting (an
-    asynchronous Lambda invoke; chalicelib/rewrites.py)."""
+    asynchronous Lambda invoke; chalicelib/delivery/rewrites.py)."""
     name = os.environ.get("RECONCILE_FUNCTION_NAME")
     if not name:
         raise RuntimeError("RECONCILE_FUNCTION_NAME is not set")

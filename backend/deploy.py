@@ -321,7 +321,7 @@ class Deployer:
             "USER_TOPIC_ARN_PREFIX": resource_names.user_topic_arn_prefix(self.stage, self.region, account, partition),
             # a cancel starts the webhook sender itself (the job has no workflow left to do it)
             "WEBHOOK_FUNCTION_NAME": resource_names.lambda_function(self.stage, WEBHOOK_SENDER),
-            # the API starts a large archive's build by this name (chalicelib/archive.py)
+            # the API starts a large archive's build by this name (chalicelib/delivery/archive.py)
             "ARCHIVE_FUNCTION_NAME": resource_names.lambda_function(self.stage, ARCHIVE_BUILDER),
             # ... and a large cancelled job's closing, by the reconciler (chalicelib/job_control.py)
             "RECONCILE_FUNCTION_NAME": resource_names.lambda_function(self.stage, RECONCILER),

@@ -1,6 +1,6 @@
 """Each user's own job-email topic: made with the user, removed with the user or the stage.
 
-A job's email is published to its owner's topic (chalicelib/notify.py, the workflow's Notify
+A job's email is published to its owner's topic (chalicelib/delivery/notify.py, the workflow's Notify
 step), named `backdrop-<stage>_user-<sub>` (backend/resource_names.py) and subscribed to the
 user's address alone, so it reaches nobody else. No filter policies: SNS allows 200 per topic
 and 10,000 per account, while an account holds 100,000 standard topics by default

@@ -122,7 +122,7 @@ def measure(images: int = IMAGES) -> dict[str, Any]:
     import app as backdrop_app
     from backend.local import moto_bounds
     from backend.resources import create_resources
-    from chalicelib.report import Reporter
+    from chalicelib.delivery.report import Reporter
     from chalicelib.store import clients as aws
     from chalicelib.store.jobs import JobStore
 
@@ -167,7 +167,7 @@ def measure(images: int = IMAGES) -> dict[str, Any]:
 
 
 def run(row: Callable[[str, str, str, bool | None], None], images: int = IMAGES) -> None:
-    from chalicelib.rewrites import SYNC_REWRITE_LIMIT
+    from chalicelib.delivery.rewrites import SYNC_REWRITE_LIMIT
 
     result = measure(images)
     row(

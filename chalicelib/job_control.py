@@ -46,7 +46,7 @@ from chalicelib.core import contracts
 from chalicelib.core.contracts import BackgroundWork, ClosingBy, ClosingStatus, JobStatus
 from chalicelib.core.errors import Conflict, NotFound, service_failure
 from chalicelib.deletion import JobDeleter, deleting_view, new_deletion
-from chalicelib.report import Reporter
+from chalicelib.delivery.report import Reporter
 from chalicelib.starter import execution_arn, stop_execution
 from chalicelib.store.jobs import JobStore
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import review, webhooks
+from chalicelib import review
 from chalicelib.catalogue import costs
 from chalicelib.core import backgrounds, contracts, estimate, s3keys
 from chalicelib.core.contracts import BackgroundSource, BackgroundWork, ImageStatus, JobStatus
@@ -30,6 +30,7 @@ from chalicelib.core.errors import (
 )
 from chalicelib.core.validation import Problems, require_object
 from chalicelib.deletion import deleting_view
+from chalicelib.delivery import webhooks
 from chalicelib.imaging import quality
 from chalicelib.labels import LabelService
 from chalicelib.models import registry
@@ -814,7 +815,7 @@ class JobService:
         this one photo, the job's settings with one variant and no re-roll, and the seed given
         (else one derived from the job's, past every seed its variants and re-rolls may use) and
         the prompt given (else the image's). When it finishes, its result becomes one more
-        variant of the image (`source: REGENERATED`, chalicelib/variants.py); the owner picks it
+        variant of the image (`source: REGENERATED`, chalicelib/delivery/variants.py); the owner picks it
         to deliver it. At most contracts.MAX_REGENERATIONS per image."""
         job = self.get_job(owner, job_id)
         image = self.store.get_image(job_id, image_id) if contracts.IMAGE_ID_RE.match(image_id) else None
@@ -973,7 +974,7 @@ class JobService:
             return view if query.limit == 0 else {**view, "images": [], "nextCursor": None}
         if job["status"] in contracts.TERMINAL_JOB_STATUSES and job.get("reportKeys"):
             view["reports"] = {fmt: self._url(key) for fmt, key in job["reportKeys"].items()}
-        if job.get("reportRewrite"):  # a pick's report rewrite, in the background (chalicelib/rewrites.py)
+        if job.get("reportRewrite"):  # a pick's report rewrite, in the background (chalicelib/delivery/rewrites.py)
             view["reportRewrite"] = {
                 k: job["reportRewrite"][k] for k in ("status", "requestedAt", "lastError") if k in job["reportRewrite"]
             }

@@ -30,7 +30,7 @@ The sweep also finishes work handed to a background run that never ran or stoppe
 starts. A cancelled job left without its closing (its start failed, or it was cancelled before its
 execution existed, so no execution's end will come) is closed by the sweep itself; a job left
 DELETING has its deleter Lambda started again; a large job's report rewrite after a pick whose
-start failed or stopped (chalicelib/rewrites.py) is run by the sweep itself.
+start failed or stopped (chalicelib/delivery/rewrites.py) is run by the sweep itself.
 
 Nothing is left SUBMITTED either. POST /jobs notes every job's start under the same partition
 before it writes the job (a Query of one partition finds them: no table scan, no index on the
@@ -56,12 +56,12 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from chalicelib import rewrites
 from chalicelib.core import contracts
 from chalicelib.core.contracts import BackgroundWork, ClosingBy, ClosingStatus, ErrorCode, JobStatus, NotificationStatus
 from chalicelib.core.errors import client_error_code
-from chalicelib.notify import NotificationSender, Notifier
-from chalicelib.report import Reporter
+from chalicelib.delivery import rewrites
+from chalicelib.delivery.notify import NotificationSender, Notifier
+from chalicelib.delivery.report import Reporter
 from chalicelib.store.jobs import JobStore
 
 log = logging.getLogger(__name__)

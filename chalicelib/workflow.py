@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import observability, variants
+from chalicelib import observability
 from chalicelib.catalogue import costs, presets
 from chalicelib.core import backgrounds, contracts, estimate, s3keys
 from chalicelib.core.contracts import BackgroundSource, ErrorCode, ImageStatus
@@ -34,6 +34,7 @@ from chalicelib.core.errors import (
     client_error_code,
     is_not_found,
 )
+from chalicelib.delivery import variants
 from chalicelib.imaging import images as imaging
 from chalicelib.models import registry
 from chalicelib.models.base import (

@@ -149,7 +149,7 @@ def verdict_of(image: dict[str, Any]) -> str | None:
 
 
 def delivered(image: dict[str, Any]) -> dict[str, Any] | None:
-    """The output the image delivers (chalicelib.variants): the one marked `delivered`, else (an
+    """The output the image delivers (chalicelib.delivery.variants): the one marked `delivered`, else (an
     image recorded before variants) the first."""
     outputs = image.get("outputs") or []
     return next((o for o in outputs if o.get("delivered")), outputs[0] if outputs else None)

@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 
 from chalicelib.core import contracts
-from chalicelib.webhooks import DeliveryPolicy
+from chalicelib.delivery.webhooks import DeliveryPolicy
 
 
 def upload(owner: str, name: str, data: bytes, ext: str) -> str:

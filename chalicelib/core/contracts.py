@@ -38,7 +38,7 @@ class ImageStatus(StrEnum):
 
 
 class NotificationStatus(StrEnum):
-    """The job's email, as its `notification` says (chalicelib/notify.py)."""
+    """The job's email, as its `notification` says (chalicelib/delivery/notify.py)."""
 
     SENDING = "SENDING"  # claimed by a sender; the publish has not answered yet
     SENT = "SENT"
@@ -269,7 +269,7 @@ REGENERATES_SETTING: Final = "regenerates"
 
 
 class PickedBy(StrEnum):
-    """Who chose the delivered variant of an image (chalicelib/variants.py)."""
+    """Who chose the delivered variant of an image (chalicelib/delivery/variants.py)."""
 
     BEST = "BEST"  # Backdrop: the best variant by the scorecards (quality.attempt_rank)
     OWNER = "OWNER"  # the owner: POST /jobs/{jobId}/images/{imageId}/pick
@@ -288,7 +288,7 @@ MAX_JOBS_PAGE_SIZE: Final = 100
 # limit is 6 MB; a poll every few seconds should cost far less.
 DEFAULT_IMAGES_PAGE_SIZE: Final = 50
 MAX_RESPONSE_BYTES: Final = 1_000_000
-# Webhooks: one HTTPS POST per finished job, signed with the owner's secret (chalicelib/webhooks.py).
+# Webhooks: one HTTPS POST per finished job, signed with the owner's secret (chalicelib/delivery/webhooks.py).
 MAX_WEBHOOK_URL_LENGTH: Final = 2048
 WEBHOOK_TIMEOUT_SECONDS: Final = 10  # connect + answer, per attempt
 WEBHOOK_ATTEMPTS: Final = 5  # the first try and four retries, with exponential backoff and full jitter
@@ -483,7 +483,7 @@ def job_reports_prefix(owner: str, job_id: str) -> str:
     return f"{REPORTS_PREFIX}{owner}/{job_id}/"
 
 
-# Archives (chalicelib/archive.py): one zip per job and choice of contents, next to the results,
+# Archives (chalicelib/delivery/archive.py): one zip per job and choice of contents, next to the results,
 # with its build's progress beside it.
 ARCHIVE_URL_TTL_SECONDS: Final = 15 * 60  # the zip's presigned link is short-lived
 
@@ -627,7 +627,7 @@ JOB_SCENE_MODEL_ATTRIBUTE: Final = "sceneModel"
 JOB_COST_ATTRIBUTE: Final = "costUsd"
 # A regeneration (POST .../regenerate) is billed to its own linked one-photo job; the job it adds a
 # variant to keeps apart what its regenerations cost and how many there were, added once each when
-# the variant is added (chalicelib/variants.py): shown beside its own cost, never in it.
+# the variant is added (chalicelib/delivery/variants.py): shown beside its own cost, never in it.
 JOB_REGENERATED_COST_ATTRIBUTE: Final = "regeneratedCostUsd"
 JOB_REGENERATIONS_ATTRIBUTE: Final = "regenerationsAdded"  # (an image item's `regenerations` counts those asked)
 JOB_ESTIMATE_ATTRIBUTE: Final = "estimate"

@@ -79,7 +79,7 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         # ~2.5 s, and a page of presigned links is quick too.
         memory_mb=1769,
         # presigned POSTs and GETs are signed with this role: it must hold what they grant; a
-        # small job's archive is written by the API itself (chalicelib/archive.py), so it reads
+        # small job's archive is written by the API itself (chalicelib/delivery/archive.py), so it reads
         # what goes in and writes the zip under the results prefix
         s3_read=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX),
         # a cancel writes the job's report; a small archive is written under the results prefix; a
@@ -184,7 +184,7 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         timeout_s=180,
         workflow_task=True,
         # uploads: the original, and a background photo (an `image` background); a regeneration's
-        # result is copied from its own job's results to the job it regenerates (chalicelib/variants.py),
+        # result is copied from its own job's results to the job it regenerates (chalicelib/delivery/variants.py),
         # whose report, if written, is written again (reports: the earlier one's finish time)
         s3_read=(UPLOADS_PREFIX, SCRATCH_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX),
         # the original's text, read once per image, is kept in the scratch space for re-rolls

@@ -1,5 +1,5 @@
 """What a completion webhook is, for the server and for its receivers: the headers, the
-signature scheme (HMAC-SHA256 over "{t}." + body; chalicelib/webhooks.py sends it), the delivery
+signature scheme (HMAC-SHA256 over "{t}." + body; chalicelib/delivery/webhooks.py sends it), the delivery
 statuses, and which URLs may receive one (https, no credentials, public addresses only:
 docs/aws-notes.md#n85-addresses-a-webhook-may-not-reach).
 

@@ -991,7 +991,7 @@ class JobStore:
         """A pick on a large finished job: its report must be written again. Marks the job's
         `reportRewrite` with `requested_at`; True when the caller must start the rewriter (none is
         running, its start failed, or it has not moved since `stale_before`), False when a running
-        rewriter will see the newer request when it finishes (chalicelib/rewrites.py)."""
+        rewriter will see the newer request when it finishes (chalicelib/delivery/rewrites.py)."""
         for _ in range(3):  # the running rewriter may finish between the two writes
             claimed = self._conditional_update(
                 self._job_key(job_id),
@@ -1243,7 +1243,7 @@ class JobStore:
             },
         )
 
-    # A job's one email (chalicelib/notify.py): whoever sends it claims it first, conditionally.
+    # A job's one email (chalicelib/delivery/notify.py): whoever sends it claims it first, conditionally.
 
     def claim_notification(self, job_id: str, sender: str, stale_before: str) -> bool:
         """Take the right to send the job's email: nobody has, the last try FAILED, or a claim

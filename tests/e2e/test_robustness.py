@@ -341,7 +341,7 @@ def test_an_owner_without_a_topic_gets_no_email_and_the_job_still_completes(stac
 
 def test_transient_report_failure_is_retried(stack, token_for, monkeypatch) -> None:
     from chalicelib.core.errors import StorageError
-    from chalicelib.report import Reporter
+    from chalicelib.delivery.report import Reporter
 
     real_build = Reporter.build
     calls: list[int] = []

@@ -21,7 +21,7 @@ WIDE = "\U0001f5bc"  # 🖼: four bytes of UTF-8, one character to the model's l
 
 @pytest.mark.region(SCENE_REGION)
 def test_the_largest_prompts_and_email_fit_the_workflows_state_to_the_end(stack, run_job, photo, monkeypatch) -> None:
-    from chalicelib import report
+    from chalicelib.delivery import report
 
     spec = registry.get_model(registry.default_model_key())
     scene = registry.get_model(registry.default_scene_model_key())

@@ -11,8 +11,8 @@ import boto3
 import pytest
 from harness import LOCAL_RECEIVER, Receiver, deliver_stream, upload, wait_for
 
-from chalicelib import webhooks
-from chalicelib.webhooks import WebhookSender
+from chalicelib.delivery import webhooks
+from chalicelib.delivery.webhooks import WebhookSender
 from frontend.webhooks import verify_webhook
 
 pytestmark = pytest.mark.slow

@@ -13,9 +13,9 @@ import pytest
 from chalice.test import Client
 
 import app as backdrop_app
-from chalicelib import archive
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus, JobStatus
+from chalicelib.delivery import archive
 from chalicelib.store.jobs import JobStore, NewImage
 
 BUCKET = "backdrop-test-bucket"

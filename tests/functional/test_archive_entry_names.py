@@ -11,9 +11,9 @@ from pathlib import PurePosixPath, PureWindowsPath
 import boto3
 
 from backend.local import iam
-from chalicelib import archive
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus, JobStatus
+from chalicelib.delivery import archive
 from chalicelib.store.jobs import JobStore, NewImage
 
 BUCKET = "backdrop-test-bucket"

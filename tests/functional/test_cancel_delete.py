@@ -138,7 +138,7 @@ def test_a_job_cancelled_before_its_images_were_written_gets_them_cancelled_and_
     assert client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"").json_body == answer.json_body
     view = client.http.get(f"/jobs/{job_id}", headers=_h(token)).json_body
     assert view["imagesPreparing"] is True and view["images"] == []
-    from chalicelib.report import Reporter
+    from chalicelib.delivery.report import Reporter
 
     closings: list[tuple[str, str, str]] = []
 
@@ -242,7 +242,7 @@ def test_cancel_is_for_the_owner_and_for_unfinished_jobs_only(client, token_for,
 def test_the_report_of_a_run_that_finishes_after_a_cancel_keeps_the_cancellation(
     client, token_for, photo, store, machine
 ) -> None:
-    from chalicelib.report import Reporter
+    from chalicelib.delivery.report import Reporter
 
     token = token_for("owner-1")
     job_id = _submit(client, token, "owner-1", photo, count=2)
@@ -271,7 +271,7 @@ def _finished_job_with_files(client: Client, token: str, store: JobStore, photo:
         s3.put_object(Bucket=BUCKET, Key=contracts.work_key(job_id, image["imageId"], "canvas.png"), Body=b"c")
     s3.put_object(Bucket=BUCKET, Key=contracts.manifest_key(job_id), Body=b"[]")
     # scratch: two work files, the manifest and the image records POST /jobs accepted
-    from chalicelib.report import Reporter
+    from chalicelib.delivery.report import Reporter
 
     Reporter(s3, store).write(job_id, owner, BUCKET)
     return job_id

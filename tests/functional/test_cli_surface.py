@@ -22,9 +22,9 @@ from chalice.test import Client
 from harness import write_job_images
 
 import app as backdrop_app
-from chalicelib import webhooks
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus
+from chalicelib.delivery import webhooks
 from frontend import cli
 from frontend.api_client import BackdropClient
 
@@ -240,7 +240,7 @@ def test_watch_re_attaches_and_ctrl_c_says_how(api, photos, capsys, store, monke
     monkeypatch.setattr(cli, "_client", lambda args: BackdropClient(API, lambda: _token(), session=api))
     [image] = store.images(job_id)
     store.set_image_status(job_id, image["imageId"], ImageStatus.SUCCEEDED, outputs=[])
-    from chalicelib.report import Reporter
+    from chalicelib.delivery.report import Reporter
 
     Reporter(boto3.client("s3"), store).write(job_id, "owner-1", BUCKET)
     code, view, _ = _run(capsys, "watch", job_id, "--json", "--poll", "0.01")

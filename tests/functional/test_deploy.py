@@ -994,7 +994,7 @@ def test_create_user_gives_every_user_their_own_topic_past_the_200th(deployer: M
     for address in addresses:  # one shared topic with a filter policy per user: refused at the 201st
         deployer.create_user(address, "User-password-2026!")
     from backend import user_topics
-    from chalicelib.notify import NotificationSender, Notifier
+    from chalicelib.delivery.notify import NotificationSender, Notifier
 
     def sub_of(name: str) -> str:
         attributes = cognito.admin_get_user(UserPoolId=pool_id, Username=name)["UserAttributes"]

@@ -100,7 +100,7 @@ def test_job_emails_reach_the_201st_and_the_250th_user_and_nobody_else(store: An
     sent by the reconciler's notifier: each reaches its owner's inbox, and no one else's."""
     from backend import resource_names
     from backend.local.stack import LOCAL_ACCOUNT, add_user
-    from chalicelib.notify import NotificationSender, Notifier
+    from chalicelib.delivery.notify import NotificationSender, Notifier
 
     users = [str(uuid.uuid4()) for _ in range(USERS)]
     inboxes = {}
@@ -137,7 +137,7 @@ def test_job_emails_reach_the_201st_and_the_250th_user_and_nobody_else(store: An
 
 def test_an_owner_without_a_topic_is_recorded_and_nothing_is_raised(store: Any) -> None:
     from backend import resource_names
-    from chalicelib.notify import NotificationSender, Notifier
+    from chalicelib.delivery.notify import NotificationSender, Notifier
 
     prefix = resource_names.user_topic_arn_prefix(STAGE, "us-east-1", "123456789012", "aws")
     notifier = Notifier(boto3.client("sns"), store, prefix)
@@ -168,7 +168,7 @@ def test_an_owner_without_a_topic_is_recorded_and_nothing_is_raised(store: Any) 
 def test_the_workflows_email_failure_says_whether_the_owner_has_no_topic(
     store: Any, error: str, cause: str, status: str
 ) -> None:
-    from chalicelib.report import Reporter
+    from chalicelib.delivery.report import Reporter
 
     job_id = contracts.new_job_id()
     store.put_job(job_id=job_id, owner="o", model="stability-inpaint", settings={}, images=[])

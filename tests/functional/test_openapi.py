@@ -121,7 +121,7 @@ def test_every_example_is_true_to_its_schema() -> None:
 
 @pytest.fixture
 def client(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
-    from chalicelib import webhooks
+    from chalicelib.delivery import webhooks
 
     monkeypatch.setattr(webhooks, "resolve_host", lambda host, port: ["93.184.215.14"])
     with Client(backdrop_app.app, stage_name="dev") as test_client:
@@ -252,7 +252,7 @@ def test_live_answers_of_every_route_match_the_document(client, token_for, photo
     write_job_images(again)
     [image] = store.images(again)
     store.set_image_status(again, image["imageId"], ImageStatus.FAILED, error_code="MODEL_ERROR", cause="boom")
-    from chalicelib.report import Reporter
+    from chalicelib.delivery.report import Reporter
 
     Reporter(boto3.client("s3"), store).write(again, "owner-1", BUCKET)
     live("POST", "/jobs/{job_id}/retry", 202, path=f"/jobs/{again}/retry", body={})

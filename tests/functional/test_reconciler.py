@@ -257,7 +257,7 @@ def test_a_job_the_reconciler_closes_gets_its_webhook_started(mail, event, monke
 
 
 def test_a_cancelled_job_stays_as_its_cancel_left_it(mail, event, monkeypatch) -> None:
-    from chalicelib.report import Reporter
+    from chalicelib.delivery.report import Reporter
     from chalicelib.store.jobs import JobStore
 
     started = _started_webhooks(monkeypatch)

@@ -15,7 +15,7 @@ from test_variants_api import BUCKET, _finished_job
 
 import app as backdrop_app
 from chalicelib.core import contracts
-from chalicelib.variants import VariantService
+from chalicelib.delivery.variants import VariantService
 
 CALLS = contracts.MAX_REGENERATIONS
 

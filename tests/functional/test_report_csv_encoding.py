@@ -12,7 +12,7 @@ import boto3
 
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus
-from chalicelib.report import Reporter
+from chalicelib.delivery.report import Reporter
 from chalicelib.store.jobs import JobStore, NewImage
 
 BUCKET = "backdrop-test-bucket"

@@ -15,9 +15,9 @@ from test_cancel_delete import MACHINE_ARN
 from test_variants_api import BUCKET, _finished_job, _pick
 
 import app as backdrop_app
-from chalicelib import rewrites
 from chalicelib.core import contracts
 from chalicelib.core.contracts import BackgroundWork
+from chalicelib.delivery import rewrites
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ def test_many_picks_in_a_row_cause_few_rewrites_and_the_last_pick_wins(
 ) -> None:
     from test_finalize_checks_and_rerolls import JOB_ID, OWNER
 
-    from chalicelib.report import Reporter
+    from chalicelib.delivery.report import Reporter
 
     image_id = _finished_job(store, variants=3)
     token = token_for(OWNER)

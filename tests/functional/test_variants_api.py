@@ -77,7 +77,7 @@ def _finished_job(store: Any, variants: int = 3) -> str:
     from test_finalize_checks_and_rerolls import JOB_ID, OWNER, _answer, _event
 
     from backend.local.bedrock_standin import StandInBedrock
-    from chalicelib.report import Reporter
+    from chalicelib.delivery.report import Reporter
     from chalicelib.workflow import Steps
 
     assert STEPS_BUCKET == BUCKET
@@ -266,7 +266,7 @@ def test_a_regenerations_cost_is_billed_to_its_own_job_and_said_apart_on_the_par
     from test_finalize_checks_and_rerolls import JOB_ID, OWNER
 
     from chalicelib.catalogue import costs
-    from chalicelib.variants import VariantService
+    from chalicelib.delivery.variants import VariantService
 
     image_id = _finished_job(store, variants=2)
     parent = store.get_image(JOB_ID, image_id)

@@ -14,12 +14,12 @@ from chalice.test import Client
 from harness import LOCAL_RECEIVER, Receiver, write_job_images
 
 import app as backdrop_app
-from chalicelib import webhooks
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus
-from chalicelib.report import Reporter
+from chalicelib.delivery import webhooks
+from chalicelib.delivery.report import Reporter
+from chalicelib.delivery.webhooks import WebhookSender
 from chalicelib.store.jobs import JobStore, NewImage
-from chalicelib.webhooks import WebhookSender
 from frontend.webhooks import verify_webhook
 
 BUCKET = "backdrop-test-bucket"

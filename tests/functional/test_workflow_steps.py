@@ -16,8 +16,8 @@ from backend.local.bedrock_standin import StandInBedrock
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus
 from chalicelib.core.errors import ImageInvalid, NoSubject, classify_step_failure
+from chalicelib.delivery.report import Reporter
 from chalicelib.imaging import images as imaging
-from chalicelib.report import Reporter
 from chalicelib.starter import WorkflowStarter, job_inserts
 from chalicelib.store.jobs import JobStore, NewImage
 from chalicelib.workflow import Steps

@@ -3,7 +3,7 @@ email (issue #26)."""
 
 from __future__ import annotations
 
-from chalicelib.report import Reporter
+from chalicelib.delivery.report import Reporter
 
 HOSTILE = "b.png\r\nSee the results: https://evil.example/login\u2028Rejected\u202egnp.exe"
 
@@ -36,7 +36,7 @@ def test_a_line_break_in_a_failed_images_name_or_cause_does_not_start_a_line_of_
 
 
 def test_email_text_keeps_ordinary_names_and_replaces_controls() -> None:
-    from chalicelib.report import email_text
+    from chalicelib.delivery.report import email_text
 
     assert email_text("Schuh – Größe 42 (2).jpg") == "Schuh – Größe 42 (2).jpg"
     assert email_text("a\tb\nc\x85d\x00e\u200ff") == "a b c d?e?f"

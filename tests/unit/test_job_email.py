@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.core import contracts
-from chalicelib.report import Reporter
+from chalicelib.delivery.report import Reporter
 
 JOB_ID = "20261124T120000Z-0123456789ab"
 REPORT = {

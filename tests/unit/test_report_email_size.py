@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from chalicelib.core import contracts
-from chalicelib.report import TRUNCATED, fit_message
+from chalicelib.delivery.report import TRUNCATED, fit_message
 
 
 def _state_bytes(text: str) -> int:

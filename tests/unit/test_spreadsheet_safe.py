@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from chalicelib.report import spreadsheet_safe
+from chalicelib.delivery.report import spreadsheet_safe
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from chalicelib import webhooks
-from chalicelib.webhooks import DeliveryPolicy, UnsafeWebhookUrl, WebhookSignatureError, check_destination
+from chalicelib.delivery import webhooks
+from chalicelib.delivery.webhooks import DeliveryPolicy, UnsafeWebhookUrl, WebhookSignatureError, check_destination
 from frontend.webhooks import verify_webhook
 
 SECRET = "whsec_test-secret"

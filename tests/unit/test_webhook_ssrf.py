@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib import webhooks
 from chalicelib.core.errors import ValidationError
-from chalicelib.webhooks import DeliveryPolicy, Destination, UnsafeWebhookUrl, WebhookSender, check_destination
+from chalicelib.delivery import webhooks
+from chalicelib.delivery.webhooks import DeliveryPolicy, Destination, UnsafeWebhookUrl, WebhookSender, check_destination
 
 # (address as written in a URL host, the IPv4 address it stands for, or "" when it carries none)
 NOT_PUBLIC = [

@@ -86,7 +86,7 @@ def hand_off(
 
 def run(store: JobStore, reporter: Any, job_id: str, owner: str, bucket: str) -> dict[str, Any]:
     """The background rewriter: write the report until it reflects every pick made before the
-    write began (`reporter` is a chalicelib.report.Reporter). Idempotent: run twice, it writes
+    write began (`reporter` is a chalicelib.delivery.report.Reporter). Idempotent: run twice, it writes
     the same report or finds nothing to do."""
     rounds = 0
     for _ in range(MAX_ROUNDS):

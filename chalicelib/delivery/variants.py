@@ -16,8 +16,6 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import rewrites
-from chalicelib.archive import ArchiveService
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus, PickedBy, ReportRefresh
 from chalicelib.core.errors import Conflict, NotFound, StorageError
@@ -25,8 +23,10 @@ from chalicelib.core.outputs import delivered_output as delivered_output
 from chalicelib.core.outputs import delivered_outputs as delivered_outputs
 from chalicelib.core.outputs import verdict_of as verdict_of
 from chalicelib.core.scorecard import attempt_rank, best_attempt
-from chalicelib.report import Reporter
-from chalicelib.rewrites import RewriteStarter
+from chalicelib.delivery import rewrites
+from chalicelib.delivery.archive import ArchiveService
+from chalicelib.delivery.report import Reporter
+from chalicelib.delivery.rewrites import RewriteStarter
 from chalicelib.store.jobs import JobStore
 
 PICK_FIELD = "variant"
@@ -96,7 +96,9 @@ class VariantService:
         self.store = store
         self.s3 = s3
         self.bucket = bucket
-        self.start_rewrite = start_rewrite  # a large job's report rewrite, without waiting (chalicelib/rewrites.py)
+        self.start_rewrite = (
+            start_rewrite  # a large job's report rewrite, without waiting (chalicelib/delivery/rewrites.py)
+        )
 
     def _image(self, owner: str, job_id: str, image_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """The job and the image, its owner's; another owner's looks like one that does not exist."""

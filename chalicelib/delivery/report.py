@@ -17,8 +17,8 @@ from chalicelib.catalogue import costs
 from chalicelib.core import contracts
 from chalicelib.core.contracts import BackgroundSource, ErrorCode, ImageStatus, JobStatus
 from chalicelib.core.errors import StorageError, client_error_code
+from chalicelib.delivery.notify import is_missing_topic
 from chalicelib.imaging import consistency, quality
-from chalicelib.notify import is_missing_topic
 from chalicelib.store.jobs import CANCELLED_CAUSE, UNFINISHED_CAUSE, JobStore
 
 CSV_ENCODING = "utf-8-sig"  # UTF-8 with a byte order mark (Reporter._csv_body says why)
@@ -34,7 +34,7 @@ CSV_COLUMNS = (
     "prompt",
     "seed",
     "variant",
-    # variants (chalicelib/variants.py): the one delivered (true on one row per image) and who chose it
+    # variants (chalicelib/delivery/variants.py): the one delivered (true on one row per image) and who chose it
     "delivered",
     "pickedBy",
     "outputKey",
