@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Any
 from chalice import Chalice, CognitoUserPoolAuthorizer, CORSConfig, Rate, Response
 from chalice.app import Request
 
-from chalicelib import idempotency, observability
+from chalicelib import idempotency
 from chalicelib.auth import email_from_request, owner_from_request
 from chalicelib.catalogue import presets
 from chalicelib.core import config, contracts
 from chalicelib.core.errors import BackdropError, BadRequest, error_body
 from chalicelib.core.functions import DELETER
 from chalicelib.core.validation import request_json, require_list
-from chalicelib.deletion import JobDeleter, deletion_event
 from chalicelib.delivery import archive, webhooks
 from chalicelib.delivery.notify import Notifier
 from chalicelib.delivery.report import Reporter
@@ -34,15 +33,17 @@ from chalicelib.jobs import JobService, parse_images_query, parse_notify
 from chalicelib.labels import LabelService
 from chalicelib.models import registry
 from chalicelib.models.lifecycle import LifecycleChecker
-from chalicelib.reconciler import ENDED_STATUSES, EXECUTION_STATUS_CHANGE, Reconciler, cancel_closing_event
 from chalicelib.review import ReviewService
-from chalicelib.starter import WorkflowStarter
 from chalicelib.store import clients as aws
 from chalicelib.store.jobs import JobStore
 from chalicelib.uploads import UploadService
+from chalicelib.workflow import observability
+from chalicelib.workflow.deletion import JobDeleter, deletion_event
+from chalicelib.workflow.reconciler import ENDED_STATUSES, EXECUTION_STATUS_CHANGE, Reconciler, cancel_closing_event
+from chalicelib.workflow.starter import WorkflowStarter
 
 if TYPE_CHECKING:  # the workflow steps import Pillow: the API handler's cold start must not
-    from chalicelib.workflow import Steps
+    from chalicelib.workflow.steps import Steps
 
 app = Chalice(app_name="backdrop")
 app.log.setLevel(logging.INFO)
@@ -433,7 +434,7 @@ def approve_review(job_id: str) -> dict[str, Any]:
 
 
 def _steps() -> Steps:
-    from chalicelib.workflow import Steps
+    from chalicelib.workflow.steps import Steps
 
     return Steps(
         aws.client("s3"),

@@ -325,7 +325,7 @@ class Deployer:
             "ARCHIVE_FUNCTION_NAME": resource_names.lambda_function(self.stage, ARCHIVE_BUILDER),
             # ... and a large cancelled job's closing, by the reconciler (chalicelib/job_control.py)
             "RECONCILE_FUNCTION_NAME": resource_names.lambda_function(self.stage, RECONCILER),
-            # ... and a large job's deletion, by the deleter (chalicelib/deletion.py), which also restarts itself
+            # ... and a large job's deletion, by the deleter (chalicelib/workflow/deletion.py), which also restarts itself
             "DELETE_FUNCTION_NAME": resource_names.lambda_function(self.stage, DELETER),
         }
         env.update({k: v for k, v in settings.items() if k != "BACKDROP_MODEL_REGISTRY"})

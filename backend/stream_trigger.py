@@ -16,7 +16,7 @@ out by Lambda, not delivered and ignored); a failing batch is split in two until
 record is alone, retried a bounded number of times, and then described in the SQS failure queue
 (Lambda sends the record's shard and sequence numbers, not the record) while the shard moves on.
 The starter itself records a job that cannot start as FAILED, so only a table that cannot be
-written ever fails a batch (chalicelib/starter.py).
+written ever fails a batch (chalicelib/workflow/starter.py).
 """
 
 from __future__ import annotations

@@ -65,8 +65,8 @@ def measure(images: int = IMAGES, background: bool = False) -> dict[str, Any]:
 
     import app as backdrop_app
     from backend.resources import create_resources
-    from chalicelib.deletion import JobDeleter
     from chalicelib.store import clients as aws
+    from chalicelib.workflow.deletion import JobDeleter
 
     aws.reset()
     started_runs: list[tuple[str, str, str]] = []

@@ -101,7 +101,7 @@ def backdrop(data: bytes, output_format: str) -> tuple[dict[str, float], dict[tu
     before finalize discarded them (the model's answers, the subject alpha)."""
     from backend.local.bedrock_standin import StandInBedrock
     from chalicelib.core import contracts
-    from chalicelib.workflow import Steps
+    from chalicelib.workflow.steps import Steps
 
     s3 = MemoryS3()
     key = contracts.upload_key(OWNER, contracts.image_ref_of("b" * 32, IMAGE_ID, "jpg"))
@@ -154,7 +154,7 @@ def child(case: str) -> None:
     from chalicelib.core import contracts
     from chalicelib.imaging import images as imaging
     from chalicelib.models import registry
-    from chalicelib.workflow import SUBJECT_ALPHA
+    from chalicelib.workflow.steps import SUBJECT_ALPHA
 
     width, height, fmt, output_format = CASES[case]
     data = photo_like(width, height, fmt)

@@ -14,7 +14,7 @@ upload handler leaves them. Two kinds of time are told apart:
 moto runs with AWS's partition limits (backend/local/dynamodb_rules.py: 1,000 write units a second
 per partition key): POST /jobs writes the job item alone (accept first), so nothing in the request
 waits on the job's one partition; the starter then writes the 10,000 image items in the
-background at 80% of that rate (chalicelib/starter.py), timed and checked for throttling here too.
+background at 80% of that rate (chalicelib/workflow/starter.py), timed and checked for throttling here too.
 
 `python -m bench.submit` prints the table; `run(row)` adds its rows to `make bench`.
 """
@@ -99,9 +99,9 @@ def measure(images: int = IMAGES, *, partition_limits: bool = True, starter: boo
     from backend.resources import create_resources
     from chalicelib import jobs
     from chalicelib.core import contracts
-    from chalicelib.starter import WorkflowStarter
     from chalicelib.store import clients as aws
     from chalicelib.store.jobs import JobStore
+    from chalicelib.workflow.starter import WorkflowStarter
 
     aws.reset()
     owner = BENCH_OWNER

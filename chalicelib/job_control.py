@@ -20,7 +20,7 @@ again.
 Delete: a finished (or cancelled) job becomes DELETING (so GET answers it as such, and nothing
 can be started on it), then its originals (only with `originals=True`: another job made from the
 same uploads, such as a retry, loses them too), results, reports, workflow scratch files and
-image items go in bounded batches (chalicelib/deletion.py), and the job item gives way to a
+image items go in bounded batches (chalicelib/workflow/deletion.py), and the job item gives way to a
 tombstone that keeps the answer (what was removed) for a repeated DELETE. A job of at most
 `SYNC_DELETE_LIMIT` images is deleted inside the request (within a deadline: what does not fit
 goes to the background too); a larger one is handed to the deleter Lambda, started without
@@ -30,7 +30,7 @@ it is done. If that start fails, the reconciler's sweep starts it again (`deleti
 results after the delete; so must a cancelled job's background closing have finished (its report).
 
 Both hand-offs are noted under the table's background partition before they start, so the
-reconciler's sweep finds any that never started or stopped half-way (chalicelib/reconciler.py).
+reconciler's sweep finds any that never started or stopped half-way (chalicelib/workflow/reconciler.py).
 """
 
 from __future__ import annotations
@@ -45,10 +45,10 @@ from botocore.exceptions import ClientError
 from chalicelib.core import contracts
 from chalicelib.core.contracts import BackgroundWork, ClosingBy, ClosingStatus, JobStatus
 from chalicelib.core.errors import Conflict, NotFound, service_failure
-from chalicelib.deletion import JobDeleter, deleting_view, new_deletion
 from chalicelib.delivery.report import Reporter
-from chalicelib.starter import execution_arn, stop_execution
 from chalicelib.store.jobs import JobStore
+from chalicelib.workflow.deletion import JobDeleter, deleting_view, new_deletion
+from chalicelib.workflow.starter import execution_arn, stop_execution
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ DeletionStarter = Callable[[str, str, str], None]
 # (docs/aws-notes.md#n16-lambda-and-api-gateway-limits): larger jobs go to the deleter Lambda.
 SYNC_DELETE_LIMIT: Final = 1000
 # ... and even a small one stops starting batches inside the request after this long and goes to
-# the background: one more batch (chalicelib/deletion.py BATCH_SECONDS) still ends well before 29 s.
+# the background: one more batch (chalicelib/workflow/deletion.py BATCH_SECONDS) still ends well before 29 s.
 INLINE_DELETE_SECONDS: Final = 15.0
 
 
@@ -135,7 +135,7 @@ class JobControl:
         job = self._own_job(owner, job_id)
         if job.get(contracts.JOB_IMAGES_PENDING_ATTRIBUTE):
             # its image items are still being written by the starter, the one writer of them until
-            # they all are: it writes them CANCELLED and starts the closing (chalicelib/starter.py);
+            # they all are: it writes them CANCELLED and starts the closing (chalicelib/workflow/starter.py);
             # noted first, so the reconciler's sweep closes it if that never happens
             if not job.get("closing"):
                 self.store.note_background_work(BackgroundWork.CLOSE_CANCELLED, job_id, owner, self.bucket)

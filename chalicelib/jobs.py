@@ -29,7 +29,6 @@ from chalicelib.core.errors import (
     service_failure,
 )
 from chalicelib.core.validation import Problems, require_object
-from chalicelib.deletion import deleting_view
 from chalicelib.delivery import webhooks
 from chalicelib.imaging import quality
 from chalicelib.labels import LabelService
@@ -44,6 +43,7 @@ from chalicelib.models.base import (
     settings_to_dict,
 )
 from chalicelib.store.jobs import MAX_IMAGES_PAGE_SIZE, PARALLEL_CALLS, JobStore, NewImage
+from chalicelib.workflow.deletion import deleting_view
 
 JOB_FIELDS = {
     "model",
@@ -593,7 +593,7 @@ class JobService:
         job_id = job_id or contracts.new_job_id()
         # noted before the job exists (the sweep drops a note whose job never came): a job whose start
         # never comes (the stream trigger failing, the starter refused) is started, or failed with
-        # its cause, by the reconciler's sweep (chalicelib/reconciler.py)
+        # its cause, by the reconciler's sweep (chalicelib/workflow/reconciler.py)
         self.store.note_background_work(BackgroundWork.START, job_id, owner, self.bucket)
         if webhook_url and self.store.webhook_secret(owner) is None:  # it signs this job's webhook
             self.store.put_webhook_secret(owner, webhooks.new_secret(), replace=False)
@@ -622,7 +622,7 @@ class JobService:
             for i in images
         ]
         # Accept first: the image records go to S3 in one object, then the job item alone; the
-        # starter writes the image items at the partition's pace (chalicelib/starter.py). Nothing
+        # starter writes the image items at the partition's pace (chalicelib/workflow/starter.py). Nothing
         # is in the table before the job item, so no failure can leave images without their job.
         images_file = contracts.images_file_key(job_id)
         try:
@@ -982,7 +982,7 @@ class JobService:
             return view
         preparing = (JobStatus.SUBMITTED.value, JobStatus.CANCELLED.value)
         if job.get(contracts.JOB_IMAGES_PENDING_ATTRIBUTE) and job["status"] in preparing:
-            # accepted, its image items still being written (chalicelib/starter.py): the counts say
+            # accepted, its image items still being written (chalicelib/workflow/starter.py): the counts say
             # how many there are; the page says they are being prepared rather than that there are none
             return {
                 **view,

@@ -32,11 +32,11 @@ from chalicelib.catalogue import costs
 from chalicelib.catalogue.presets import all_presets
 from chalicelib.core import contracts, errors
 from chalicelib.core.contracts import BackgroundSource, ClosingBy, ErrorCode, ImageStatus, JobStatus, Mode, OutputFormat
-from chalicelib.deletion import REMOVED_KINDS
 from chalicelib.delivery.rewrites import SYNC_REWRITE_LIMIT
 from chalicelib.job_control import SYNC_DELETE_LIMIT
 from chalicelib.models import registry
 from chalicelib.store.jobs import MAX_IMAGES_PAGE_SIZE
+from chalicelib.workflow.deletion import REMOVED_KINDS
 
 OPENAPI_VERSION: Final = "3.1.0"
 API_VERSION: Final = "1.0.0"

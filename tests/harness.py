@@ -30,10 +30,10 @@ def deliver_stream(stack: dict[str, Any], client: Any) -> None:
 
 def write_job_images(job_id: str, bucket: str = "backdrop-test-bucket", table: str = "backdrop-test-jobs") -> None:
     """What the starter does first when an accepted job's stream record arrives: write its image
-    items from the records POST /jobs left in S3 (chalicelib/starter.py). For functional tests,
+    items from the records POST /jobs left in S3 (chalicelib/workflow/starter.py). For functional tests,
     which have no state machine to start; `deliver_stream` runs the whole starter."""
-    from chalicelib.starter import WorkflowStarter
     from chalicelib.store.jobs import JobStore
+    from chalicelib.workflow.starter import WorkflowStarter
 
     store = JobStore(boto3.resource("dynamodb").Table(table))
     job = store.get_job(job_id)

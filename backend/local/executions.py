@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from chalicelib.reconciler import ENDED_STATUSES, EXECUTION_STATUS_CHANGE
+from chalicelib.workflow.reconciler import ENDED_STATUSES, EXECUTION_STATUS_CHANGE
 
 
 def _millis(value: Any) -> int | None:

@@ -28,8 +28,8 @@ from backend.resource_names import lambda_function, user_topic_arn_prefix
 from chalicelib.core import config as backdrop_config
 from chalicelib.core import contracts
 from chalicelib.core.functions import WEBHOOK_SENDER, WORKFLOW_FUNCTIONS, function
-from chalicelib.deletion import deletion_event
-from chalicelib.reconciler import cancel_closing_event
+from chalicelib.workflow.deletion import deletion_event
+from chalicelib.workflow.reconciler import cancel_closing_event
 
 LOCAL_ACCOUNT = "123456789012"
 DEMO_USER = "demo@example.com"

@@ -21,7 +21,7 @@ from chalicelib.models.base import ModelSpec
 MAX_BUDGET_USD: Final = 1_000_000.0
 BUDGET_FIELD: Final = "budgetUsd"
 # The job settings carry the cap as model calls, so each image's Prepare step can reserve its
-# calls without reading prices (chalicelib/workflow.py).
+# calls without reading prices (chalicelib/workflow/steps.py).
 MAX_CALLS_SETTING: Final = "maxModelCalls"
 
 

@@ -631,7 +631,7 @@ JOB_COST_ATTRIBUTE: Final = "costUsd"
 JOB_REGENERATED_COST_ATTRIBUTE: Final = "regeneratedCostUsd"
 JOB_REGENERATIONS_ATTRIBUTE: Final = "regenerationsAdded"  # (an image item's `regenerations` counts those asked)
 JOB_ESTIMATE_ATTRIBUTE: Final = "estimate"
-# On a job whose image items are still being written by the starter (chalicelib/starter.py): the
+# On a job whose image items are still being written by the starter (chalicelib/workflow/starter.py): the
 # S3 key of the records it writes them from; removed once every image item is written.
 JOB_IMAGES_PENDING_ATTRIBUTE: Final = "imagesPending"
 

@@ -237,7 +237,7 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         grants=frozenset({Grant.ABORT_ARCHIVE_UPLOAD}),
     ),
     # Every execution that ends closes its job: unfinished images, the report and the one email
-    # the workflow could not write (chalicelib/reconciler.py), and a large cancelled job the API
+    # the workflow could not write (chalicelib/workflow/reconciler.py), and a large cancelled job the API
     # hands it. Sized like the report it may write.
     LambdaFunction(
         RECONCILER,
@@ -251,7 +251,7 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
     ),
     # ... and the sweep for Step Functions events EventBridge did not deliver (best effort), which
     # also closes a cancelled job whose closing never ran, starts a stranded deletion again, and
-    # starts a job left SUBMITTED with the starter's own code (chalicelib/reconciler.py): so it
+    # starts a job left SUBMITTED with the starter's own code (chalicelib/workflow/reconciler.py): so it
     # may do what a start does (start_workflow's declaration above, less its stream): the job's
     # image records in the scratch space read and its image items written (BatchWriteItem), the
     # manifest written, StartExecution, StopExecution when the job was cancelled while it started,
@@ -276,7 +276,7 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
             }
         ),
     ),
-    # A large job's deletion, started by DELETE /jobs/{jobId} (chalicelib/deletion.py): batches
+    # A large job's deletion, started by DELETE /jobs/{jobId} (chalicelib/workflow/deletion.py): batches
     # while it has time, then it starts itself again. Lambda's longest run, so few restarts.
     LambdaFunction(
         DELETER,

@@ -140,7 +140,7 @@ def worst(outcomes: Iterable[Outcome]) -> Outcome:
 
 
 # ------------------------------------------------------------------------------------ attempts
-# An image may be made more than once (automatic re-rolls, chalicelib/workflow.py). Each attempt
+# An image may be made more than once (automatic re-rolls, chalicelib/workflow/steps.py). Each attempt
 # is a dict {"attempt", "seed", "outcome", "score", "costUsd", "outputs": [{"quality": ...}]} or,
 # when its model call failed, {"attempt", "seed", "errorCode", "cause"} (never kept).
 

@@ -950,7 +950,7 @@ class JobStore:
 
     def hand_closing_to_starter(self, job_id: str, claim: Mapping[str, Any]) -> bool:
         """A job cancelled before its image items were all written: its closing is left to the
-        starter, which writes them CANCELLED and then starts it (chalicelib/starter.py). True when
+        starter, which writes them CANCELLED and then starts it (chalicelib/workflow/starter.py). True when
         its images were still pending at this write (the starter's `images_written` then sees
         the claim); False when they were written first (the cancel closes the job as usual)."""
         return self._conditional_update(

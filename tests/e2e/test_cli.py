@@ -172,7 +172,7 @@ def _wait_until_running(job_id: str, capsys: pytest.CaptureFixture[str], timeout
 
 def test_a_cancel_right_after_submit_ends_every_image_cancelled_with_its_report(signed_in, capsys) -> None:
     """Accept first: the cancel may come before the starter has written the images; then they are
-    written CANCELLED and the report follows (chalicelib/starter.py)."""
+    written CANCELLED and the report follows (chalicelib/workflow/starter.py)."""
     import time
 
     capsys.readouterr()

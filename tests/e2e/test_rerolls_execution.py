@@ -17,7 +17,7 @@ from harness import upload
 from backend.local.bedrock_standin import STABILITY_FILTERS
 from chalicelib.core import contracts
 from chalicelib.models import registry
-from chalicelib.workflow import re_roll_seed
+from chalicelib.workflow.steps import re_roll_seed
 
 pytestmark = pytest.mark.slow
 

@@ -281,7 +281,7 @@ def test_fault_matrix_on_the_executed_state_machine(stack, token_for) -> None:
 
 def test_finalize_crash_then_retry_is_idempotent(stack, token_for, monkeypatch) -> None:
     token_for_owner = "user-crash"
-    from chalicelib.workflow import Steps
+    from chalicelib.workflow.steps import Steps
 
     real_finalize = Steps.finalize
     crashed: list[str] = []
@@ -399,8 +399,8 @@ def test_hostile_users_see_nothing_of_others(stack, token_for) -> None:
 def test_limits_ten_thousand_images_go_through_the_manifest_path(store) -> None:
     from chalicelib.core.errors import ValidationError
     from chalicelib.jobs import parse_job_request
-    from chalicelib.starter import WorkflowStarter
     from chalicelib.store.jobs import NewImage
+    from chalicelib.workflow.starter import WorkflowStarter
 
     def body(count: int) -> dict[str, Any]:
         return {"prompt": "x", "images": [{"imageRef": f"{'a' * 32}/{i:032x}.png", "labels": []} for i in range(count)]}

@@ -144,8 +144,8 @@ def scenes_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_broken_colour_recipe_is_a_failed_line_and_the_objects_that_remain_are_read(
     scenes_here: None, local: LocalStack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chalicelib import workflow
     from chalicelib.core.contracts import BackgroundSource
+    from chalicelib.workflow import steps as workflow
 
     working = workflow.Steps._background_layer
 

@@ -18,7 +18,7 @@ from harness import deliver_stream, upload, wait_for
 
 from chalicelib.core import contracts
 from chalicelib.models import registry
-from chalicelib.workflow import re_roll_seed
+from chalicelib.workflow.steps import re_roll_seed
 
 pytestmark = pytest.mark.slow
 

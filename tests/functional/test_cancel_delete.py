@@ -15,8 +15,8 @@ from harness import write_job_images
 import app as backdrop_app
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus, JobStatus
-from chalicelib.starter import WorkflowStarter
 from chalicelib.store.jobs import JobStore
+from chalicelib.workflow.starter import WorkflowStarter
 
 BUCKET = "backdrop-test-bucket"
 MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:backdrop-test"
@@ -48,7 +48,7 @@ def _submit(
     client: Client, token: str, owner: str, photo: Any, count: int = 3, *, written: bool = True, **extra: Any
 ) -> str:
     """A job submitted through the API; `written`: its stream record has reached the starter, which
-    wrote its image items (chalicelib/starter.py; no execution is started here)."""
+    wrote its image items (chalicelib/workflow/starter.py; no execution is started here)."""
     refs = []
     for _ in range(count):
         ref = contracts.image_ref_of(contracts.new_opaque_id(), contracts.new_opaque_id(), "png")
@@ -166,7 +166,7 @@ def test_a_job_cancelled_before_its_images_were_written_gets_them_cancelled_and_
 def test_a_job_cancelled_while_its_images_are_written_ends_with_all_of_them_cancelled(
     client, token_for, photo, store, machine, monkeypatch
 ) -> None:
-    from chalicelib import starter as starter_module
+    from chalicelib.workflow import starter as starter_module
 
     token = token_for("owner-1")
     job_id = _submit(client, token, "owner-1", photo, count=5, written=False)
@@ -367,7 +367,7 @@ def _running_job(client: Client, token: str, photo: Any, store: JobStore, machin
 def test_a_large_jobs_cancel_hands_the_closing_off_once_and_the_background_run_closes_it(
     client, token_for, photo, store, machine, large, monkeypatch
 ) -> None:
-    from chalicelib.reconciler import cancel_closing_event
+    from chalicelib.workflow.reconciler import cancel_closing_event
 
     started: list[tuple[str, str, str]] = []
     monkeypatch.setattr(backdrop_app, "start_cancel_closing", lambda *job: started.append(job))
@@ -449,7 +449,7 @@ def test_a_hand_off_that_fails_leaves_the_job_cancelled_and_the_reconciler_close
 def test_a_large_job_cancelled_before_its_execution_existed_ends_cancelled_and_is_never_started(
     client, token_for, photo, store, machine, large, monkeypatch
 ) -> None:
-    from chalicelib.reconciler import cancel_closing_event
+    from chalicelib.workflow.reconciler import cancel_closing_event
 
     started: list[tuple[str, str, str]] = []
     monkeypatch.setattr(backdrop_app, "start_cancel_closing", lambda *job: started.append(job))
@@ -491,7 +491,7 @@ def _sweep(client: Client) -> dict[str, Any]:
 
 def _run_deleter(job_id: str, owner: str, bucket: str) -> dict[str, Any]:
     """The deleter Lambda, started with the event the API sends it."""
-    from chalicelib.deletion import deletion_event
+    from chalicelib.workflow.deletion import deletion_event
 
     answer: dict[str, Any] = backdrop_app.app.handler_map["delete_job_data"](
         deletion_event(job_id, owner, bucket), _Context()
@@ -544,7 +544,7 @@ def large_delete(resources: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> 
 def test_a_large_jobs_delete_answers_202_at_once_and_the_deleter_removes_it_in_runs(
     client, token_for, photo, store, large_delete
 ) -> None:
-    from chalicelib.deletion import deletion_event
+    from chalicelib.workflow.deletion import deletion_event
 
     token = token_for("owner-1")
     job_id = _finished_job_with_files(client, token, store, photo)

@@ -263,7 +263,7 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
 
 
 def test_the_starter_may_read_the_accepted_image_records_and_write_the_image_items() -> None:
-    """Accept first (chalicelib/starter.py): POST /jobs writes the image records under the job's
+    """Accept first (chalicelib/workflow/starter.py): POST /jobs writes the image records under the job's
     scratch prefix, the starter reads them, reads the job and writes the items in batches."""
     docs = policies.lambda_policies(OUTPUTS, "dev", "us-east-1", "123456789012", registry.selectable_models())
     scratch = f"arn:aws:s3:::{OUTPUTS['BucketName']}/{contracts.SCRATCH_PREFIX}*"

@@ -22,7 +22,7 @@ from chalicelib.core import contracts
 from chalicelib.imaging import quality
 from chalicelib.models import registry
 from chalicelib.store.jobs import JobStore, NewImage
-from chalicelib.workflow import Steps, re_roll_seed
+from chalicelib.workflow.steps import Steps, re_roll_seed
 
 BUCKET = "backdrop-test-bucket"
 OWNER = "owner-1"

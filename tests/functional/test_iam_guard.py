@@ -147,7 +147,7 @@ def test_a_job_cancelled_while_starting_is_stopped_by_the_starters_own_role(stor
     """start_workflow's role lacked GetItem (every start reads the job) and StopExecution (a
     cancel that lands while it starts): on AWS no job started. Run as the function, the guard
     fails this test on that declaration."""
-    from chalicelib.starter import WorkflowStarter
+    from chalicelib.workflow.starter import WorkflowStarter
 
     sfn = boto3.client("stepfunctions")
     definition = {"StartAt": "Work", "States": {"Work": {"Type": "Wait", "Seconds": 600, "End": True}}}

@@ -12,8 +12,8 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib import observability
 from chalicelib.core import contracts
+from chalicelib.workflow import observability
 
 JOB = "20261125T000000Z-0123456789ab"
 IMAGE = "a" * 32

@@ -20,7 +20,7 @@ from backend.local.bedrock_standin import StandInBedrock
 from chalicelib.core import contracts
 from chalicelib.imaging import images as imaging
 from chalicelib.store.jobs import JobStore, NewImage
-from chalicelib.workflow import Steps
+from chalicelib.workflow.steps import Steps
 
 BUCKET = "backdrop-test-bucket"
 OWNER = "owner-photos"

@@ -168,7 +168,7 @@ def test_a_regeneration_added_to_a_large_job_has_its_report_written_in_the_backg
     from test_finalize_checks_and_rerolls import JOB_ID, OWNER
     from test_variants_api import _run_job
 
-    from chalicelib import workflow
+    from chalicelib.workflow import steps as workflow
 
     image_id = _finished_job(store, variants=2)
     parent = store.get_image(JOB_ID, image_id)

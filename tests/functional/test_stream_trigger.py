@@ -14,8 +14,8 @@ from builders import load_event
 
 from backend import stream_trigger
 from chalicelib.core import contracts
-from chalicelib.starter import START_RETRY, WorkflowStarter, execution_arn, job_inserts
 from chalicelib.store.jobs import JobStore, NewImage
+from chalicelib.workflow.starter import START_RETRY, WorkflowStarter, execution_arn, job_inserts
 
 BUCKET = "backdrop-test-bucket"
 OWNER = "owner-1"
@@ -312,7 +312,7 @@ def test_a_starter_that_died_half_way_writes_the_images_again_and_starts(store: 
 
 
 def test_a_job_deleted_while_its_images_are_written_leaves_none_behind(store: JobStore, monkeypatch) -> None:
-    from chalicelib import starter as starter_module
+    from chalicelib.workflow import starter as starter_module
 
     job = _accepted_job(store, 5)
     monkeypatch.setattr(starter_module, "STATUS_CHECK_ITEMS", 2)
@@ -407,7 +407,7 @@ def test_under_the_partitions_limit_the_starter_writes_every_image_without_being
     and no refusal, and the job item's own writes after them (the start) find units left. The
     starter writes them in slices (its status check every 100 here): one pace across the slices,
     not a fresh second's allowance for each."""
-    import chalicelib.starter as starter_module
+    import chalicelib.workflow.starter as starter_module
 
     monkeypatch.setattr(starter_module, "STATUS_CHECK_ITEMS", 100)
     from backend.local import dynamodb_rules

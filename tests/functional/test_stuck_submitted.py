@@ -1,6 +1,6 @@
 """No job is left SUBMITTED: the reconciler's sweep starts a job whose start never came (the
 stream trigger failing, its records parked in the failure queue) with the starter's own entry
-point, and fails one still waiting past its deadline (chalicelib/reconciler.py)."""
+point, and fails one still waiting past its deadline (chalicelib/workflow/reconciler.py)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from test_cancel_delete import BUCKET, MACHINE_ARN, _Context, _h, _submit
 
 import app as backdrop_app
 from backend import resource_names
-from chalicelib import reconciler
 from chalicelib.core import contracts
 from chalicelib.core.contracts import BackgroundWork, JobStatus
-from chalicelib.starter import WorkflowStarter
+from chalicelib.workflow import reconciler
+from chalicelib.workflow.starter import WorkflowStarter
 
 OWNER = "owner-1"
 

@@ -78,7 +78,7 @@ def _finished_job(store: Any, variants: int = 3) -> str:
 
     from backend.local.bedrock_standin import StandInBedrock
     from chalicelib.delivery.report import Reporter
-    from chalicelib.workflow import Steps
+    from chalicelib.workflow.steps import Steps
 
     assert STEPS_BUCKET == BUCKET
     s3 = boto3.client("s3")
@@ -182,7 +182,7 @@ def _run_job(store: Any, job_id: str) -> None:
     from harness import write_job_images
 
     from backend.local.bedrock_standin import StandInBedrock
-    from chalicelib.workflow import Steps
+    from chalicelib.workflow.steps import Steps
 
     write_job_images(job_id, BUCKET)  # its stream record reaches the starter: the image item is written
     job = store.get_job(job_id)

@@ -14,7 +14,7 @@ from test_finalize_checks_and_rerolls import BUCKET, JOB_ID, LABELS_CALL, OWNER,
 
 from chalicelib.core import contracts
 from chalicelib.models import registry
-from chalicelib.workflow import re_roll_seed
+from chalicelib.workflow.steps import re_roll_seed
 
 SEED_MAX = registry.get_model("stability-inpaint").seed_max
 

@@ -18,9 +18,9 @@ from chalicelib.core.contracts import ImageStatus
 from chalicelib.core.errors import ImageInvalid, NoSubject, classify_step_failure
 from chalicelib.delivery.report import Reporter
 from chalicelib.imaging import images as imaging
-from chalicelib.starter import WorkflowStarter, job_inserts
 from chalicelib.store.jobs import JobStore, NewImage
-from chalicelib.workflow import Steps
+from chalicelib.workflow.starter import WorkflowStarter, job_inserts
+from chalicelib.workflow.steps import Steps
 
 BUCKET = "backdrop-test-bucket"
 OWNER = "owner-1"

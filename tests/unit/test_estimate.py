@@ -6,7 +6,7 @@ import pytest
 
 from chalicelib.core import contracts, estimate
 from chalicelib.models import registry
-from chalicelib.workflow import re_roll_seed
+from chalicelib.workflow.steps import re_roll_seed
 
 
 def test_the_estimate_prices_the_checks_and_every_possible_re_roll_as_a_maximum() -> None:

@@ -151,7 +151,7 @@ def record_success(s3: Any, event: Mapping[str, Any], result: Mapping[str, Any])
         )
     emit("EstimatedCostUSD", cost, "None")
     image_id = str(event["image"]["imageId"])
-    # finalize measures them before it discards the image's scratch (chalicelib/workflow.py)
+    # finalize measures them before it discards the image's scratch (chalicelib/workflow/steps.py)
     seconds_by_step = result.get("modelCallSeconds")
     if seconds_by_step is None:
         seconds_by_step = model_call_seconds(s3, str(event["bucket"]), str(event["jobId"]), image_id, steps)

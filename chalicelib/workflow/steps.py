@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import observability
 from chalicelib.catalogue import costs, presets
 from chalicelib.core import backgrounds, contracts, estimate, s3keys
 from chalicelib.core.contracts import BackgroundSource, ErrorCode, ImageStatus
@@ -48,6 +47,7 @@ from chalicelib.models.base import (
     settings_from_dict,
 )
 from chalicelib.store.jobs import JobStore
+from chalicelib.workflow import observability
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -83,7 +83,7 @@ SWEEP_CLOSE_SECONDS: Final = 300.0
 # A job the stream's starter should have started within seconds: started by the sweep once it
 # has waited this long. Longer than the starter's own run (300 s) and a few of the stream's
 # retries; starting a job that is being started meanwhile is safe (the execution is named after
-# the job: Step Functions refuses a second one, chalicelib/starter.py).
+# the job: Step Functions refuses a second one, chalicelib/workflow/starter.py).
 SUBMITTED_RESTART_AFTER: Final = timedelta(minutes=15)
 # ... and failed, with its cause, when it is still SUBMITTED this long after its submit: four
 # sweeps have tried to start it, and its owner is told rather than left waiting.
