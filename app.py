@@ -28,15 +28,15 @@ from chalicelib.delivery.notify import Notifier
 from chalicelib.delivery.report import Reporter
 from chalicelib.delivery.variants import VariantService
 from chalicelib.http_errors import INTERNAL_MESSAGE, reshape_chalice_error
-from chalicelib.job_control import JobControl
-from chalicelib.jobs import JobService, parse_images_query, parse_notify
-from chalicelib.labels import LabelService
+from chalicelib.jobs.control import JobControl
+from chalicelib.jobs.labels import LabelService
+from chalicelib.jobs.review import ReviewService
+from chalicelib.jobs.service import JobService, parse_images_query, parse_notify
+from chalicelib.jobs.uploads import UploadService
 from chalicelib.models import registry
 from chalicelib.models.lifecycle import LifecycleChecker
-from chalicelib.review import ReviewService
 from chalicelib.store import clients as aws
 from chalicelib.store.jobs import JobStore
-from chalicelib.uploads import UploadService
 from chalicelib.workflow import observability
 from chalicelib.workflow.deletion import JobDeleter, deletion_event
 from chalicelib.workflow.reconciler import ENDED_STATUSES, EXECUTION_STATUS_CHANGE, Reconciler, cancel_closing_event

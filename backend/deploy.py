@@ -323,7 +323,7 @@ class Deployer:
             "WEBHOOK_FUNCTION_NAME": resource_names.lambda_function(self.stage, WEBHOOK_SENDER),
             # the API starts a large archive's build by this name (chalicelib/delivery/archive.py)
             "ARCHIVE_FUNCTION_NAME": resource_names.lambda_function(self.stage, ARCHIVE_BUILDER),
-            # ... and a large cancelled job's closing, by the reconciler (chalicelib/job_control.py)
+            # ... and a large cancelled job's closing, by the reconciler (chalicelib/jobs/control.py)
             "RECONCILE_FUNCTION_NAME": resource_names.lambda_function(self.stage, RECONCILER),
             # ... and a large job's deletion, by the deleter (chalicelib/workflow/deletion.py), which also restarts itself
             "DELETE_FUNCTION_NAME": resource_names.lambda_function(self.stage, DELETER),

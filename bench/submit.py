@@ -97,8 +97,8 @@ def measure(images: int = IMAGES, *, partition_limits: bool = True, starter: boo
     import app as backdrop_app
     from backend.local import dynamodb_rules
     from backend.resources import create_resources
-    from chalicelib import jobs
     from chalicelib.core import contracts
+    from chalicelib.jobs import service as jobs
     from chalicelib.store import clients as aws
     from chalicelib.store.jobs import JobStore
     from chalicelib.workflow.starter import WorkflowStarter
@@ -186,7 +186,7 @@ def measure(images: int = IMAGES, *, partition_limits: bool = True, starter: boo
 def _cpu_phases(body: str, repeats: int = 3) -> dict[str, float]:
     """The submit path's own CPU work, without AWS calls: this thread's CPU seconds, best of a
     few runs (the machine is shared; CPU time is what a busy neighbour does not inflate)."""
-    from chalicelib.jobs import parse_job_request
+    from chalicelib.jobs.service import parse_job_request
     from chalicelib.models import registry
 
     best: dict[str, float] = {}
@@ -231,7 +231,7 @@ def client_cpu(images: int = IMAGES) -> float:
     import boto3
 
     from chalicelib.core import contracts
-    from chalicelib.jobs import ImageInput, JobService
+    from chalicelib.jobs.service import ImageInput, JobService
     from chalicelib.store.jobs import JobStore, NewImage
 
     session = boto3.Session(region_name="us-east-1")

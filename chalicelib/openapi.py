@@ -33,7 +33,7 @@ from chalicelib.catalogue.presets import all_presets
 from chalicelib.core import contracts, errors
 from chalicelib.core.contracts import BackgroundSource, ClosingBy, ErrorCode, ImageStatus, JobStatus, Mode, OutputFormat
 from chalicelib.delivery.rewrites import SYNC_REWRITE_LIMIT
-from chalicelib.job_control import SYNC_DELETE_LIMIT
+from chalicelib.jobs.control import SYNC_DELETE_LIMIT
 from chalicelib.models import registry
 from chalicelib.store.jobs import MAX_IMAGES_PAGE_SIZE
 from chalicelib.workflow.deletion import REMOVED_KINDS
@@ -42,7 +42,7 @@ OPENAPI_VERSION: Final = "3.1.0"
 API_VERSION: Final = "1.0.0"
 SECURITY_SCHEME: Final = "CognitoIdToken"
 
-# the example refusal, worded as chalicelib/uploads.py words it, from the one list of accepted types
+# the example refusal, worded as chalicelib/jobs/uploads.py words it, from the one list of accepted types
 _TEXT_PLAIN_REFUSED = (
     f"content type 'text/plain' is not accepted; use one of {', '.join(contracts.UPLOAD_CONTENT_TYPES)}"
 )
@@ -101,7 +101,7 @@ _URL: Final = {"type": "string", "format": "uri"}
 
 def _job_request() -> tuple[dict[str, Any], dict[str, Any]]:
     """The POST /jobs body and one image of it, from the parser's own field lists."""
-    from chalicelib.jobs import IMAGE_FIELDS, JOB_FIELDS
+    from chalicelib.jobs.service import IMAGE_FIELDS, JOB_FIELDS
 
     specs = registry.all_models()
     presets = sorted({p for spec in specs for p in spec.style_presets})
@@ -236,7 +236,7 @@ def _job_request() -> tuple[dict[str, Any], dict[str, Any]]:
     if set(job) != JOB_FIELDS or set(image) != IMAGE_FIELDS:
         raise ValueError(
             "the OpenAPI job request and the parser's fields differ: "
-            f"{sorted(set(job) ^ JOB_FIELDS)} / {sorted(set(image) ^ IMAGE_FIELDS)} (chalicelib/jobs.py)"
+            f"{sorted(set(job) ^ JOB_FIELDS)} / {sorted(set(image) ^ IMAGE_FIELDS)} (chalicelib/jobs/service.py)"
         )
     required = ["images"]  # a prompt only for a prompt background
     return _obj(job, required, closed=True), _obj(image, ["imageRef"], closed=True)
@@ -1108,7 +1108,7 @@ _SUMMARY_EXAMPLE: Final[dict[str, Any]] = {
 
 
 def _labels() -> Any:
-    from chalicelib import labels
+    from chalicelib.jobs import labels
 
     return labels
 

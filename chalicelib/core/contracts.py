@@ -61,7 +61,7 @@ class Verdict(StrEnum):
 
 
 class ReviewDecision(StrEnum):
-    """The owner's decision on one result of a job under review (chalicelib/review.py)."""
+    """The owner's decision on one result of a job under review (chalicelib/jobs/review.py)."""
 
     APPROVED = "APPROVED"
     REJECTED = "REJECTED"  # not delivered: left out of the archive, marked in the report
@@ -217,7 +217,7 @@ MAX_FILES_PER_UPLOAD_REQUEST: Final = 100
 MAX_REQUEST_BODY_BYTES: Final = 5 * 1024 * 1024
 MAX_JSON_DEPTH: Final = 20  # the deepest body Backdrop reads is 4 levels (job → images → image → labels)
 # POST /labels: refs per request. Detection of refs not cached yet runs on a bounded thread pool
-# (chalicelib/labels.py), so 1,000 uncached refs stay inside API Gateway's 29 s.
+# (chalicelib/jobs/labels.py), so 1,000 uncached refs stay inside API Gateway's 29 s.
 MAX_LABEL_REFS_PER_REQUEST: Final = 1_000
 # POST /jobs with an Idempotency-Key: a repeat within this time answers the first job.
 IDEMPOTENCY_KEY_MAX_LENGTH: Final = 255

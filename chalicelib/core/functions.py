@@ -84,7 +84,7 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         s3_read=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX),
         # a cancel writes the job's report; a small archive is written under the results prefix; a
         # delete removes the job's files (and, if asked, originals); POST /jobs writes the job's
-        # image records under its scratch prefix for the starter (chalicelib/jobs.py submit)
+        # image records under its scratch prefix for the starter (chalicelib/jobs/service.py submit)
         s3_write=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX, SCRATCH_PREFIX),
         s3_delete=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX, SCRATCH_PREFIX),
         # DeleteItem: an idempotency record whose request failed is removed (chalicelib/idempotency.py)
@@ -216,7 +216,7 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         s3_write=(REPORTS_PREFIX,),
         table_actions=("Query", "UpdateItem", "GetItem"),
     ),
-    # Review before delivery: keeps the workflow's task token on the job (chalicelib/review.py)
+    # Review before delivery: keeps the workflow's task token on the job (chalicelib/jobs/review.py)
     LambdaFunction("await_review", memory_mb=256, timeout_s=30, workflow_task=True, table_actions=("UpdateItem",)),
     LambdaFunction(
         "record_notification_failure",

@@ -1,6 +1,6 @@
 """Deleting a job's files and records in bounded batches that can stop and resume anywhere.
 
-A job being deleted is DELETING (chalicelib/job_control.py marks it) with a `deletion` map on
+A job being deleted is DELETING (chalicelib/jobs/control.py marks it) with a `deletion` map on
 its item: whether its originals go too, what has been removed so far, who is working on it and
 when it last moved. `JobDeleter.run` removes, in this order, the originals (if asked: they are
 found through the image items, so before those go), the results, the reports, the workflow's

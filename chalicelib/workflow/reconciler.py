@@ -67,7 +67,7 @@ from chalicelib.store.jobs import JobStore
 log = logging.getLogger(__name__)
 
 EXECUTION_STATUS_CHANGE: Final = "Step Functions Execution Status Change"
-# The API's own event, sent to this function for a cancelled job it handed off (chalicelib/job_control.py)
+# The API's own event, sent to this function for a cancelled job it handed off (chalicelib/jobs/control.py)
 CANCEL_CLOSING: Final = "Backdrop Cancelled Job Closing"
 ENDED_STATUSES: Final = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 MAX_CAUSE_LENGTH: Final = 2000

@@ -4,7 +4,7 @@ StartExecution).
 POST /jobs writes the job item alone, with the S3 key of its image records (`imagesPending`): the
 starter writes the image items first, at the partition's pace (JobStore.write_images), then says
 so on the job, then writes the manifest and starts the execution. Until then no one else writes
-an image item (a cancel leaves the closing to this: chalicelib/job_control.py), so writing them
+an image item (a cancel leaves the closing to this: chalicelib/jobs/control.py), so writing them
 again is safe. A job cancelled before or while its images are written gets them CANCELLED, its
 counts set, and its closing (the report) started; a job deleted meanwhile loses what was written.
 

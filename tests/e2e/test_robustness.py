@@ -398,7 +398,7 @@ def test_hostile_users_see_nothing_of_others(stack, token_for) -> None:
 
 def test_limits_ten_thousand_images_go_through_the_manifest_path(store) -> None:
     from chalicelib.core.errors import ValidationError
-    from chalicelib.jobs import parse_job_request
+    from chalicelib.jobs.service import parse_job_request
     from chalicelib.store.jobs import NewImage
     from chalicelib.workflow.starter import WorkflowStarter
 
@@ -444,7 +444,7 @@ def test_limits_ten_thousand_images_go_through_the_manifest_path(store) -> None:
 )
 def test_limits_are_refused_with_the_field_named(change, field) -> None:
     from chalicelib.core.errors import ValidationError
-    from chalicelib.jobs import parse_job_request
+    from chalicelib.jobs.service import parse_job_request
 
     body: dict[str, Any] = {
         "prompt": "a beach",

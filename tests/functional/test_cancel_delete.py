@@ -349,7 +349,7 @@ def test_a_job_written_before_cancelled_existed_counts_zero_cancelled(client, to
 @pytest.fixture
 def large(resources: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """Jobs of more than two unfinished images count as large: the hand-off without 10,000 images."""
-    from chalicelib import job_control
+    from chalicelib.jobs import control as job_control
 
     monkeypatch.setattr(job_control, "SYNC_CLOSE_LIMIT", 2)
     # the reconciler's function, which closes them, sends its emails to the owners' own topics
@@ -533,7 +533,7 @@ def test_the_sweep_closes_a_cancel_whose_hand_off_failed_before_any_execution_ex
 @pytest.fixture
 def large_delete(resources: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
     """Jobs of more than one image count as large to delete; the deleter's starts are collected."""
-    from chalicelib import job_control
+    from chalicelib.jobs import control as job_control
 
     monkeypatch.setattr(job_control, "SYNC_DELETE_LIMIT", 1)
     started: list[tuple[str, str, str]] = []

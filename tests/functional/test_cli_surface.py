@@ -208,7 +208,7 @@ def test_submit_cancel_status_and_delete_from_the_command_line(api, photos, caps
 
 
 def test_delete_of_a_large_job_says_it_goes_on_in_the_background(api, photos, capsys, store, monkeypatch) -> None:
-    from chalicelib import job_control
+    from chalicelib.jobs import control as job_control
 
     monkeypatch.setattr(job_control, "SYNC_DELETE_LIMIT", 1)
     started: list[Any] = []

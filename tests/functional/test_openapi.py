@@ -282,7 +282,7 @@ def test_live_answers_of_every_route_match_the_document(client, token_for, photo
     live("POST", regenerate, 400, path=made_regenerate, body={"seed": "5"})
     live("POST", regenerate, 409, path=f"/jobs/{again}/images/{image['imageId']}/regenerate", body={})
     # a delete handed to the background: 202 with its progress, and the job DELETING meanwhile
-    from chalicelib import job_control
+    from chalicelib.jobs import control as job_control
 
     monkeypatch.setattr(job_control, "SYNC_DELETE_LIMIT", 0)
     monkeypatch.setattr(backdrop_app, "start_deletion", lambda *job: None)

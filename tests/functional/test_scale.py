@@ -17,7 +17,7 @@ from chalice.test import Client
 import app as backdrop_app
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus
-from chalicelib.labels import DETECT_WORKERS, LabelService
+from chalicelib.jobs.labels import DETECT_WORKERS, LabelService
 from chalicelib.store.jobs import CANCELLED_CAUSE, JobStore, NewImage
 
 BUCKET = "backdrop-test-bucket"
@@ -297,7 +297,7 @@ def test_an_unusable_idempotency_key_is_a_400(client: Client, token_for, key: st
 
 def test_a_repeat_while_the_first_request_runs_is_a_409_to_retry(client: Client, token_for, monkeypatch) -> None:
     """The client's own retry after a gateway timeout, while the first attempt is still writing."""
-    from chalicelib import jobs
+    from chalicelib.jobs import service as jobs
 
     token = token_for("owner-1")
     body = _job_body([_upload("owner-1")])
@@ -371,7 +371,7 @@ class _SlowRekognition:
 
 
 def test_labels_of_1000_refs_are_detected_in_parallel_in_one_request(client: Client, token_for, monkeypatch) -> None:
-    from chalicelib import labels
+    from chalicelib.jobs import labels
 
     monkeypatch.setattr(labels, "DETECT_BUDGET_SECONDS", 300.0)  # this shared machine may be slow; AWS is not
     slow = _SlowRekognition(0.01)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from chalicelib.review import deadline_words
+from chalicelib.jobs.review import deadline_words
 
 NOW = datetime(2026, 11, 25, 15, 0, 0, tzinfo=UTC)  # a Wednesday
 

@@ -13,7 +13,6 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import review
 from chalicelib.catalogue import costs
 from chalicelib.core import backgrounds, contracts, estimate, s3keys
 from chalicelib.core.contracts import BackgroundSource, BackgroundWork, ImageStatus, JobStatus
@@ -31,7 +30,8 @@ from chalicelib.core.errors import (
 from chalicelib.core.validation import Problems, require_object
 from chalicelib.delivery import webhooks
 from chalicelib.imaging import quality
-from chalicelib.labels import LabelService
+from chalicelib.jobs import review
+from chalicelib.jobs.labels import LabelService
 from chalicelib.models import registry
 from chalicelib.models.base import (
     Box,
