@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 from chalice import Chalice, CognitoUserPoolAuthorizer, CORSConfig, Rate, Response
 from chalice.app import Request
 
-from chalicelib import idempotency
-from chalicelib.auth import email_from_request, owner_from_request
+from chalicelib.api import idempotency
+from chalicelib.api.auth import email_from_request, owner_from_request
+from chalicelib.api.http_errors import INTERNAL_MESSAGE, reshape_chalice_error
 from chalicelib.catalogue import presets
 from chalicelib.core import config, contracts
 from chalicelib.core.errors import BackdropError, BadRequest, error_body
@@ -27,7 +28,6 @@ from chalicelib.delivery import archive, webhooks
 from chalicelib.delivery.notify import Notifier
 from chalicelib.delivery.report import Reporter
 from chalicelib.delivery.variants import VariantService
-from chalicelib.http_errors import INTERNAL_MESSAGE, reshape_chalice_error
 from chalicelib.jobs.control import JobControl
 from chalicelib.jobs.labels import LabelService
 from chalicelib.jobs.review import ReviewService
@@ -189,7 +189,7 @@ def health() -> dict[str, Any]:
 @app.route("/openapi.json", methods=["GET"], cors=cors)
 @api
 def openapi_document() -> dict[str, Any]:
-    from chalicelib import openapi  # built on the first request for it, not at cold start
+    from chalicelib.api import openapi  # built on the first request for it, not at cold start
 
     return openapi.document(app.routes)
 

@@ -3,7 +3,7 @@
 `chalice deploy` overwrites the REST API from its swagger each time, which may reset Gateway
 Responses (docs/aws-notes.md#n49-api-gateway-gateway-responses), so the deploy applies them after
 every `chalice deploy` and then redeploys the stage.
-What each response type answers is chalicelib/http_errors.py's GATEWAY_RESPONSES; the local
+What each response type answers is chalicelib/api/http_errors.py's GATEWAY_RESPONSES; the local
 stack's gateway answers the same way.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib.http_errors import GATEWAY_RESPONSES, GatewayResponse
+from chalicelib.api.http_errors import GATEWAY_RESPONSES, GatewayResponse
 
 
 def response_parameters(cors_origin: str | None) -> dict[str, str]:

@@ -3,7 +3,7 @@
   python -m backend.openapi          # rewrite docs/openapi.json
   python -m backend.openapi --check  # exit 1 when the committed file is not the generated one
 
-The document is generated from the code (chalicelib/openapi.py and app.py's routes); the
+The document is generated from the code (chalicelib/api/openapi.py and app.py's routes); the
 committed copy is for readers and tools that have no running API. A test fails while the two differ.
 """
 
@@ -20,7 +20,7 @@ DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "openapi.json"
 
 def generated() -> str:
     import app as backdrop_app
-    from chalicelib import openapi
+    from chalicelib.api import openapi
 
     return jsonfmt.dumps(openapi.document(backdrop_app.app.routes))
 

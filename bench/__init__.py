@@ -6,7 +6,7 @@ import logging
 import os
 
 # The user the benchmarks act as: a Cognito sub is a UUID, and the API refuses any other
-# (chalicelib/auth.py, docs/aws-notes.md#n86-whole-string-patterns-and-cognito-sub)
+# (chalicelib/api/auth.py, docs/aws-notes.md#n86-whole-string-patterns-and-cognito-sub)
 BENCH_OWNER = "0b5e7c1d-2f4a-4e6b-9c8d-1a2b3c4d5e6f"
 
 

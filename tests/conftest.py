@@ -245,12 +245,12 @@ def token_for(request: pytest.FixtureRequest) -> Callable[..., str]:
 
 @pytest.fixture(autouse=True)
 def _readable_test_owners() -> Iterator[None]:
-    """A deployment accepts only a UUID as a token's `sub` (chalicelib/auth.py); the suite's
+    """A deployment accepts only a UUID as a token's `sub` (chalicelib/api/auth.py); the suite's
     hand-made tokens name their owners readably ("owner-1") so a test can say whose data is
     whose, still whole strings of key-safe characters. Tests of the deployed rule monkeypatch
     `auth.SUB_RE` back to `auth.COGNITO_SUB_RE` (tests/unit/test_whole_strings.py). Set here
     without the monkeypatch fixture, so a test's `monkeypatch.undo()` leaves it in place."""
-    from chalicelib import auth
+    from chalicelib.api import auth
     from chalicelib.core import contracts
 
     assert auth.SUB_RE is auth.COGNITO_SUB_RE, "the deployed rule is Cognito's UUID"

@@ -32,8 +32,8 @@ from chalice.local import (
     create_local_server,
 )
 
-from chalicelib.auth import COGNITO_SUB_RE
-from chalicelib.http_errors import gateway_response
+from chalicelib.api.auth import COGNITO_SUB_RE
+from chalicelib.api.http_errors import gateway_response
 
 
 class CognitoTokenVerifier:
@@ -104,7 +104,7 @@ class VerifyingAuthorizer(LocalGatewayAuthorizer):
         return lambda_event, lambda_context
 
 
-# What API Gateway answers itself, shaped by the REST API's Gateway Responses (chalicelib/http_errors.py)
+# What API Gateway answers itself, shaped by the REST API's Gateway Responses (chalicelib/api/http_errors.py)
 _LOCAL_GATEWAY_ERRORS = {401: "UNAUTHORIZED", 403: "MISSING_AUTHENTICATION_TOKEN"}
 
 

@@ -364,7 +364,7 @@ IMAGE_ID_RE: Final = re.compile(rf"^{_HEX32}\Z")
 # POST /uploads. The server prefixes the owner itself, so a ref can never point elsewhere.
 _EXTS = "|".join(sorted(set(UPLOAD_CONTENT_TYPES.values())))
 IMAGE_REF_RE: Final = re.compile(rf"^(?P<upload_id>{_HEX32})/(?P<image_id>{_HEX32})\.(?P<ext>{_EXTS})\Z")
-# An owner as it appears in keys; a caller's `sub` is checked to be a UUID (chalicelib/auth.py).
+# An owner as it appears in keys; a caller's `sub` is checked to be a UUID (chalicelib/api/auth.py).
 OWNER_RE: Final = re.compile(r"^[0-9A-Za-z_-]{1,128}\Z")
 
 

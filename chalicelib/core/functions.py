@@ -87,7 +87,7 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         # image records under its scratch prefix for the starter (chalicelib/jobs/service.py submit)
         s3_write=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX, SCRATCH_PREFIX),
         s3_delete=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX, SCRATCH_PREFIX),
-        # DeleteItem: an idempotency record whose request failed is removed (chalicelib/idempotency.py)
+        # DeleteItem: an idempotency record whose request failed is removed (chalicelib/api/idempotency.py)
         table_actions=("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "BatchWriteItem", "BatchGetItem"),
         # POST /jobs lists each upload batch instead of a HEAD per image
         grants=frozenset(

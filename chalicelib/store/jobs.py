@@ -1,7 +1,7 @@
 """The jobs table, owned here: item shapes, keys, Decimals, pages and cursors, status transitions.
 
 No other module reads or writes these items (the one other writer of the table is Powertools'
-idempotency utility, with its own `IDEMPOTENCY#<owner>` items: chalicelib/idempotency.py). A job
+idempotency utility, with its own `IDEMPOTENCY#<owner>` items: chalicelib/api/idempotency.py). A job
 is one item (`pk = JOB#<jobId>`, `sk = JOB`, listed per owner through the `byOwner` index) and
 one item per image (`sk = IMAGE#<imageId>`); cached labels are one item per uploaded object.
 Every status change is a named operation with its condition:

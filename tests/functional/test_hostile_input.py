@@ -11,7 +11,7 @@ import pytest
 from chalice.test import Client
 
 import app as backdrop_app
-from chalicelib import auth
+from chalicelib.api import auth
 from chalicelib.core import contracts
 
 BUCKET = "backdrop-test-bucket"

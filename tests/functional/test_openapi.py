@@ -18,7 +18,7 @@ from openapi_spec_validator import validate
 
 import app as backdrop_app
 from backend import openapi as openapi_command
-from chalicelib import openapi
+from chalicelib.api import openapi
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus
 

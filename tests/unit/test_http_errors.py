@@ -8,8 +8,8 @@ import pytest
 
 from backend.gateway_responses import put_request
 from backend.local.gateway import gateway_error
+from chalicelib.api.http_errors import GATEWAY_RESPONSES, gateway_response, reshape_chalice_error
 from chalicelib.core.contracts import ErrorCode
-from chalicelib.http_errors import GATEWAY_RESPONSES, gateway_response, reshape_chalice_error
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib import auth, openapi
+from chalicelib.api import auth, openapi
 from chalicelib.core import contracts
 from chalicelib.core.backgrounds import ASPECT_RE, COLOR_RE, parse_placement
 from chalicelib.core.errors import Unauthorized

@@ -4,7 +4,7 @@ Nothing here repeats a contract by hand: statuses, error codes, limits, identifi
 content types come from chalicelib/core/contracts.py; the job request's fields are jobs.JOB_FIELDS and
 IMAGE_FIELDS (a field added to the parser and not described here stops the build); model keys and
 style presets come from the model registry; the HTTP status of each error code comes from the
-error classes (chalicelib/core/errors.py) and the gateway's table (chalicelib/http_errors.py); the
+error classes (chalicelib/core/errors.py) and the gateway's table (chalicelib/api/http_errors.py); the
 paths, methods, path parameters and which routes need a token come from the Chalice app's route
 table. `document(app.routes)` refuses a route without a description here, and a description
 without a route. What is written here is what a schema cannot derive: wording, which error codes
@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from chalicelib import http_errors
+from chalicelib.api import http_errors
 from chalicelib.catalogue import costs
 from chalicelib.catalogue.presets import all_presets
 from chalicelib.core import contracts, errors
@@ -1114,7 +1114,7 @@ def _labels() -> Any:
 
 
 def idempotency_header() -> str:
-    from chalicelib import idempotency
+    from chalicelib.api import idempotency
 
     return idempotency.HEADER
 
@@ -1548,7 +1548,7 @@ def _document(table: tuple[tuple[str, str, tuple[str, ...], bool], ...]) -> dict
     unrouted = sorted(set(OPERATIONS) - routed)
     if undocumented or unrouted:
         raise ValueError(
-            f"routes without an OpenAPI description (chalicelib/openapi.py OPERATIONS): {undocumented}; "
+            f"routes without an OpenAPI description (chalicelib/api/openapi.py OPERATIONS): {undocumented}; "
             f"descriptions without a route in app.py: {unrouted}"
         )
     paths: dict[str, dict[str, Any]] = {}
