@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final
 
-from chalicelib.core import estimate
+from chalicelib.core import backgrounds, contracts, estimate
 from chalicelib.core.errors import ModelUnavailable, ValidationError
 from chalicelib.core.wording import cost_words as cost_words  # re-exported: said the same way everywhere
 from chalicelib.models import registry
@@ -93,8 +93,6 @@ def job_cost(job: Mapping[str, Any]) -> dict[str, Any]:
     Rekognition checks), kept on the job; `actualUsd` is the job's running total of what was
     done (each finished image's attempts, a failed image's answered calls, the scene call),
     added as each is recorded (JobStore), so reading it costs nothing at 10,000 images."""
-    from chalicelib.core import contracts
-
     settings = job.get("settings") or {}
     calls = int(job.get(contracts.JOB_MODEL_CALLS_ATTRIBUTE) or 0)
     scene_calls = 1 if job.get(contracts.JOB_SCENE_MODEL_ATTRIBUTE) else 0
@@ -127,8 +125,6 @@ def job_cost(job: Mapping[str, Any]) -> dict[str, Any]:
 
 def _scene_price_usd(settings: Mapping[str, Any]) -> float | None:
     """The batch's one scene call's price (None: no scene, or its model is gone)."""
-    from chalicelib.core import backgrounds, contracts
-
     background = backgrounds.Background.from_dict(settings.get("background"))
     if background.source is not contracts.BackgroundSource.SCENE:
         return None
@@ -141,8 +137,6 @@ def _scene_price_usd(settings: Mapping[str, Any]) -> float | None:
 def _estimate_from_settings(job: Mapping[str, Any], spec: ModelSpec) -> estimate.Estimate:
     """A job submitted before its estimate was kept: the estimate from its settings (every image
     with the job's background; per-image overrides are not on the job item)."""
-    from chalicelib.core import backgrounds
-
     settings = job.get("settings") or {}
     images = int(job.get("imageCount") or 0)
     background = backgrounds.Background.from_dict(settings.get("background"))

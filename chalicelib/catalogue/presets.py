@@ -81,7 +81,7 @@ def check(key: str, result: Image.Image, alpha: Image.Image, fmt: str, *, transp
     """Every rule of preset `key` against one output: `{"preset", "outcome", "checks": [...]}`.
 
     `result` is the output as written (RGB or RGBA), `alpha` the subject's alpha on it."""
-    from chalicelib.imaging.compose import subject_extent
+    from chalicelib.imaging.compose import subject_extent  # numpy, with Pillow: only where pixels are measured
 
     preset = get_preset(key)
     width, height = result.size

@@ -23,7 +23,7 @@ class Grant(StrEnum):
 
     LIST_UPLOADS = "list-uploads"  # s3:ListBucket, only under the uploads prefix
     # s3:ListBucket, only under the scratch prefix: what a workflow step must tell absent from refused
-    # (a GET/HEAD of a missing key is a 403 without ListBucket: chalicelib/core/s3keys.py)
+    # (a GET/HEAD of a missing key is a 403 without ListBucket: chalicelib/store/s3keys.py)
     LIST_SCRATCH = "list-scratch"
     OWNER_INDEX = "owner-index"  # the table actions also on its indexes
     DETECT_LABELS = "detect-labels"  # rekognition:DetectLabels

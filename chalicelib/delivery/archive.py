@@ -32,7 +32,7 @@ from typing import IO, Any, Final, cast
 
 from botocore.exceptions import ClientError
 
-from chalicelib.core import contracts, s3keys
+from chalicelib.core import contracts
 from chalicelib.core.config import UPLOAD_RETENTION_DAYS, retention_days
 from chalicelib.core.contracts import ImageStatus
 from chalicelib.core.errors import (
@@ -45,6 +45,7 @@ from chalicelib.core.errors import (
     service_failure,
 )
 from chalicelib.core.outputs import delivered_outputs
+from chalicelib.store import s3keys
 from chalicelib.store.jobs import JobStore
 
 SYNC_MAX_FILES: Final = 40  # ~40 results of a few MB each copy in a few seconds, far inside 29 s
@@ -210,7 +211,7 @@ class ArchiveService:
         try:
             head: dict[str, Any] = self.s3.head_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
-            if s3keys.absent(self.s3, self.bucket, key, exc):  # a 403 on AWS: chalicelib/core/s3keys.py
+            if s3keys.absent(self.s3, self.bucket, key, exc):  # a 403 on AWS: chalicelib/store/s3keys.py
                 return None
             raise service_failure(exc, "could not look up the archive") from exc
         return head

@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus, PickedBy, ReportRefresh
-from chalicelib.core.errors import Conflict, NotFound, StorageError
+from chalicelib.core.errors import Conflict, NotFound, StorageError, ValidationError
 from chalicelib.core.outputs import delivered_output as delivered_output
 from chalicelib.core.outputs import delivered_outputs as delivered_outputs
 from chalicelib.core.outputs import verdict_of as verdict_of
@@ -77,8 +77,6 @@ def mark_delivered(
 
 def parse_pick(body: Any, outputs: Sequence[Mapping[str, Any]]) -> int:
     """POST .../pick `{"variant": k}`: one of the image's variants; ValidationError otherwise."""
-    from chalicelib.core.errors import ValidationError
-
     have = sorted(int(o.get("variant") or 0) for o in outputs)
     value = body.get(PICK_FIELD) if isinstance(body, dict) else None
     if isinstance(value, bool) or not isinstance(value, int) or value not in have:

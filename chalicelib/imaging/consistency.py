@@ -28,7 +28,7 @@ def measure(result: Image.Image, alpha: Image.Image) -> dict[str, Any]:
     frame), and the background's mean colour per grid cell (None where the subject covers it)."""
     from PIL import Image
 
-    from chalicelib.imaging.compose import subject_extent
+    from chalicelib.imaging.compose import subject_extent  # numpy, with Pillow: only where pixels are measured
 
     width, height = result.size
     box = subject_extent(alpha)

@@ -252,7 +252,7 @@ def _halo(
     import numpy as np
     from PIL import Image
 
-    from chalicelib.imaging.compose import WorkGrid, push_pull
+    from chalicelib.imaging.compose import WorkGrid, push_pull  # numpy: only where pixels are scored
 
     name = CheckName.EDGE_HALO
     # the measured edge: 5%..95% alpha, where a fringe of the old background would show
@@ -342,7 +342,7 @@ def score_image(
                 Check(CheckName.EDGE_HALO, Outcome.FAIL, problem, BAD_INPUT),
             )
         )
-    from chalicelib.imaging.images import flatten  # as compose does: a transparent original over white
+    from chalicelib.imaging.images import flatten  # Pillow, here only; as compose does: transparent over white
 
     original, result = flatten(original), flatten(result)
     background = flatten(background) if background is not None else None
@@ -391,7 +391,7 @@ def rekognition_image(image: Image.Image) -> dict[str, bytes] | str:
 
     from PIL import Image as PILImage
 
-    from chalicelib.imaging.images import flatten
+    from chalicelib.imaging.images import flatten  # Pillow, here only
 
     scale = min(1.0, REKOGNITION_SIDE / max(image.size))
     size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))

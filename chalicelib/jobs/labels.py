@@ -11,15 +11,17 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from chalicelib.core import contracts, s3keys
+from chalicelib.core import contracts
 from chalicelib.core.contracts import ErrorCode
 from chalicelib.core.errors import (
+    BackdropError,
     BadRequest,
     NotFound,
     client_error_code,
     client_error_message,
     service_failure,
 )
+from chalicelib.store import s3keys
 from chalicelib.store.jobs import JobStore
 
 # Rekognition reads JPEG and PNG only (docs/aws-notes.md#n13-rekognition-detectlabels): other
@@ -120,7 +122,6 @@ class LabelService:
             return None
         data = part["Body"].read()
         total = int(str(part.get("ContentRange", "")).rpartition("/")[2] or len(data))
-        from chalicelib.core.errors import BackdropError
         from chalicelib.imaging import images as imaging  # Pillow only on a cache miss, never at the API's cold start
 
         try:
@@ -178,7 +179,7 @@ class LabelService:
         cached = self.cached_result(key)
         if cached is not None:
             return cached
-        # LIST, not HEAD: a HEAD of a missing key is a 403 without ListBucket (chalicelib/core/s3keys.py)
+        # LIST, not HEAD: a HEAD of a missing key is a 403 without ListBucket (chalicelib/store/s3keys.py)
         try:
             found = s3keys.exists(self.s3, self.bucket, key)
         except ClientError as exc:

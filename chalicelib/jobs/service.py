@@ -13,8 +13,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.catalogue import costs
-from chalicelib.core import backgrounds, contracts, estimate, s3keys
+from chalicelib.catalogue import costs, presets
+from chalicelib.core import backgrounds, contracts, estimate
 from chalicelib.core.contracts import BackgroundSource, BackgroundWork, ImageStatus, JobStatus
 from chalicelib.core.errors import (
     BadRequest,
@@ -23,6 +23,7 @@ from chalicelib.core.errors import (
     NotFound,
     ReportNotReady,
     ServiceBusy,
+    StepError,
     UploadMissing,
     ValidationError,
     service_failure,
@@ -42,6 +43,7 @@ from chalicelib.models.base import (
     settings_from_dict,
     settings_to_dict,
 )
+from chalicelib.store import s3keys
 from chalicelib.store.jobs import MAX_IMAGES_PAGE_SIZE, PARALLEL_CALLS, JobStore, NewImage
 from chalicelib.workflow.deletion import deleting_view
 
@@ -187,8 +189,6 @@ def with_preset(body: dict[str, Any]) -> dict[str, Any]:
         return body
     if not isinstance(key, str):
         raise ValidationError("preset must be a preset key from GET /presets", details=[{"field": "preset"}])
-    from chalicelib.catalogue import presets
-
     filled = dict(body)
     for name, value in presets.defaults(key).items():
         if name == "placement" and isinstance(filled.get(name), dict):
@@ -220,7 +220,7 @@ def scene_model(scene: backgrounds.Background, model_lookup: Callable[[str], Mod
                 {"field": "background.model", "message": "not a text-to-image model", "code": "MODEL_UNAVAILABLE"}
             ],
         )
-    from chalicelib.models.scene import SceneAdapter
+    from chalicelib.models.scene import SceneAdapter  # adapters load on first use (models/registry.py)
 
     SceneAdapter().validate_scene(spec, scene)
     return spec
@@ -668,13 +668,12 @@ class JobService:
     def _background_photo_problems(self, key: str, where: str, placement: backgrounds.Placement | None) -> str | None:
         """Why a background photo cannot be used (None: it can): it must exist, be an image, and be
         big enough for the canvas (the placement's size, or MIN_BACKGROUND_IMAGE_SIDE)."""
-        from chalicelib.core.errors import StepError
-        from chalicelib.imaging import images as imaging
+        from chalicelib.imaging import images as imaging  # Pillow: never at the API's cold start
 
         try:
             data = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except ClientError as exc:
-            if s3keys.absent(self.s3, self.bucket, key, exc):  # a 403 on AWS: chalicelib/core/s3keys.py
+            if s3keys.absent(self.s3, self.bucket, key, exc):  # a 403 on AWS: chalicelib/store/s3keys.py
                 return "the background photo was never uploaded or has expired"
             raise service_failure(exc, "could not read the background photo") from exc
         try:

@@ -1,1 +1,4 @@
-"""Bedrock image models: the registry (data) and one adapter per model family."""
+"""The image models Backdrop calls: their catalogue (models.json, registry), one adapter per family
+that turns a job's settings into a Bedrock request and reads the answer, and their lifecycle.
+Imports core only.
+"""

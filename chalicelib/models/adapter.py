@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from chalicelib.core import validation
+from chalicelib.core.backgrounds import effective
+from chalicelib.core.contracts import Mode, OutputFormat
+from chalicelib.core.errors import ModelResponseInvalid, RequestInvalid
 from chalicelib.models.base import GeneratedImages, ImageTask, JobSettings, ModelCall, ModelSpec
 
 
@@ -63,9 +66,6 @@ class Problems(validation.Problems):
 
 def common_problems(spec: ModelSpec, settings: JobSettings, images: Sequence[ImageTask]) -> Problems:
     """Checks every family shares: texts, seed, variants, mode, format, options not offered."""
-    from chalicelib.core.backgrounds import effective
-    from chalicelib.core.contracts import Mode, OutputFormat
-
     p = Problems(spec)
     # only an image with a prompt background sends a prompt (colour, photo, transparent and scene
     # images make a remove-background call alone)
@@ -122,8 +122,6 @@ def common_problems(spec: ModelSpec, settings: JobSettings, images: Sequence[Ima
 
 def check_canvas(spec: ModelSpec, width: int, height: int) -> None:
     """Defence in depth at request-build time: never send a canvas the model would refuse."""
-    from chalicelib.core.errors import RequestInvalid
-
     problems = spec.image_limits.problems(width, height)
     if problems:
         raise RequestInvalid(
@@ -134,7 +132,6 @@ def check_canvas(spec: ModelSpec, width: int, height: int) -> None:
 
 def png_size(data: bytes) -> tuple[int, int]:
     """Width and height from a PNG header (no decoding)."""
-    from chalicelib.core.errors import RequestInvalid
 
     if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
         raise RequestInvalid("the canvas Backdrop prepared is not a PNG, so the request was not sent")
@@ -145,8 +142,6 @@ def decode_images(step: str, images: Any) -> tuple[bytes, ...]:
     """Base64 images of a model response; a missing or undecodable image is never a success."""
     import base64
     import binascii
-
-    from chalicelib.core.errors import ModelResponseInvalid
 
     if not isinstance(images, list) or not images:
         raise ModelResponseInvalid(f"{step}: the model answered without an image")

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from chalicelib.core.contracts import MAX_VARIANTS
+
 
 class Family(StrEnum):
     STABILITY = "stability"  # remove-background, then inpaint with a keep-mask
@@ -114,8 +116,6 @@ class ModelSpec:
     def variant_limit(self) -> int:
         """The most variants a job may ask of this model: contracts.MAX_VARIANTS, made with one
         call each, for a model that returns one image per call; its own per-call maximum otherwise."""
-        from chalicelib.core.contracts import MAX_VARIANTS
-
         return MAX_VARIANTS if self.max_variants == 1 else self.max_variants
 
     def variant_calls(self, variants: int) -> int:

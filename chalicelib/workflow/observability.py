@@ -24,6 +24,10 @@ from typing import Any, TextIO
 
 from aws_lambda_powertools import Logger
 
+from chalicelib.core import backgrounds, contracts
+from chalicelib.core.contracts import ErrorCode
+from chalicelib.models import registry
+
 SERVICE = "backdrop"
 NAMESPACE = "Backdrop"
 
@@ -117,8 +121,6 @@ def workflow_step(step: str, record: Recorder | None = None) -> Callable[[Handle
 def model_call_seconds(s3: Any, bucket: str, job_id: str, image_id: str, steps: tuple[str, ...]) -> dict[str, float]:
     """Per model call, seconds from its request object being written to its response object
     being written (S3 LastModified, 1 s resolution): the call as the workflow waited for it."""
-    from chalicelib.core import contracts
-
     seconds: dict[str, float] = {}
     for step in steps:
         request = s3.head_object(Bucket=bucket, Key=contracts.request_key(job_id, image_id, step))
@@ -128,9 +130,6 @@ def model_call_seconds(s3: Any, bucket: str, job_id: str, image_id: str, steps: 
 
 
 def record_success(s3: Any, event: Mapping[str, Any], result: Mapping[str, Any]) -> None:
-    from chalicelib.core import backgrounds
-    from chalicelib.models import registry
-
     spec = registry.get_model(str(event["settings"]["model"]))
     if result.get("reroll"):  # the image is being made again: it has not succeeded yet
         emit("ImagesReRolled", 1)
@@ -160,8 +159,6 @@ def record_success(s3: Any, event: Mapping[str, Any], result: Mapping[str, Any])
 
 
 def record_failure(event: Mapping[str, Any], result: Mapping[str, Any]) -> None:
-    from chalicelib.core.contracts import ErrorCode
-
     code = str(result.get("errorCode") or "UNKNOWN")
     emit("ImagesFailed", 1, dimension=("ErrorCode", code))
     if code == ErrorCode.MODEL_THROTTLED.value:

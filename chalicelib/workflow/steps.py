@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from chalicelib.catalogue import costs, presets
-from chalicelib.core import backgrounds, contracts, estimate, s3keys
+from chalicelib.core import backgrounds, contracts, estimate
 from chalicelib.core.contracts import BackgroundSource, ErrorCode, ImageStatus
 from chalicelib.core.errors import (
     BudgetReached,
@@ -34,6 +34,7 @@ from chalicelib.core.errors import (
     is_not_found,
 )
 from chalicelib.delivery import variants
+from chalicelib.imaging import consistency, quality
 from chalicelib.imaging import images as imaging
 from chalicelib.models import registry
 from chalicelib.models.base import (
@@ -46,6 +47,8 @@ from chalicelib.models.base import (
     ModelSpec,
     settings_from_dict,
 )
+from chalicelib.models.scene import SceneAdapter, closest_aspect_ratio
+from chalicelib.store import s3keys
 from chalicelib.store.jobs import JobStore
 from chalicelib.workflow import observability
 
@@ -81,8 +84,6 @@ class _AttemptFailed(Exception):
 
 def _weakest_variant(attempts: Sequence[Mapping[str, Any]]) -> int:
     """The variant whose best result ranks last (quality.attempt_rank): where a re-roll goes."""
-    from chalicelib.imaging import quality
-
     ranks = {v: quality.attempt_rank(best)[:-1] for v, best in variants.kept_attempts(attempts).items()}
     return max(ranks, key=lambda v: (ranks[v], v))
 
@@ -360,8 +361,6 @@ class Steps:
             raise
 
     def _finalize(self, step: StepInput, event: Mapping[str, Any]) -> dict[str, Any]:
-        from chalicelib.imaging import quality
-
         spec = self._spec(step)
         adapter = registry.adapter_for(spec)
         background = backgrounds.effective(step.image.background, step.settings.background)
@@ -423,8 +422,6 @@ class Steps:
         the best variant is `reRollOn` or worse, re-rolls are left and no call failed (it may
         replace the weakest variant); else the image SUCCEEDED. Every further call is reserved
         against the job's budget first, and a spent budget ends the image with what it has."""
-        from chalicelib.imaging import quality
-
         settings = step.settings
         calls = spec.variant_calls(settings.variants)
         best = quality.best_attempt(attempts)
@@ -465,8 +462,6 @@ class Steps:
     ) -> tuple[dict[str, Any], list[tuple[bytes, str]]]:
         """One attempt from the model's response: its record (outputs with their scorecards,
         outcome, score, cost) and each output's encoded bytes, nothing written yet."""
-        from chalicelib.imaging import quality
-
         adapter = registry.adapter_for(spec)
         generated = adapter.parse_response(spec, adapter.steps[-1], self._get_json(step.bucket, response_key))
         outputs, encoded, rekognition_calls = self._make_outputs(step, spec, generated, seed, variant)
@@ -492,7 +487,7 @@ class Steps:
         with their scorecards, each one's bytes and content type, and the Rekognition calls made.
         The images are variants `first_variant`, `first_variant + 1`, ... (their result keys)."""
         # numpy-backed compositing and scoring load here, not when the API starts
-        from chalicelib.imaging import compose, quality
+        from chalicelib.imaging import compose  # numpy: loaded by the steps that composite, not by every step
 
         adapter = registry.adapter_for(spec)
         geometry, orientation = self._geometry(step)
@@ -580,8 +575,6 @@ class Steps:
         """The image SUCCEEDED with its best attempt's outputs; every attempt recorded with it.
         `adapter_steps`: the model calls the image made (a composed background: the first alone);
         `size`: the results' size when it is not the original's (a placement's canvas)."""
-        from chalicelib.imaging import quality
-
         kept = variants.kept_attempts(attempts)
         if not kept:
             raise StorageError("no attempt of this image produced a result")
@@ -653,7 +646,7 @@ class Steps:
         call's output to its Output.S3Uri only when it answers, so each response object is one."""
         # one LIST of the image's responses, not a HEAD per call: a HEAD of a call that never
         # answered is a 403 on AWS without ListBucket, and the failure's cause would be lost
-        # (chalicelib/core/s3keys.py; the LIST_SCRATCH grant)
+        # (chalicelib/store/s3keys.py; the LIST_SCRATCH grant)
         calls = registry.adapter_for(self._spec(step)).steps
         prefix = contracts.response_key(step.job_id, step.image.image_id, "")[: -len(".json")]
         try:
@@ -668,7 +661,7 @@ class Steps:
         """What goes behind the subject at `size` (RGB), notes on it, and what made it."""
         from PIL import Image
 
-        from chalicelib.imaging import compose
+        from chalicelib.imaging import compose  # numpy: loaded by the steps that composite, not by every step
 
         if background.source is BackgroundSource.COLOR:
             return Image.new("RGB", size, background.color or (255, 255, 255)), [], None
@@ -694,7 +687,7 @@ class Steps:
         """A colour / photo / transparent / scene background: one model call (remove-background),
         then the subject is placed on the canvas and composed here. The one attempt's record
         (written to the result key, scored with the Rekognition checks) and the output's size."""
-        from chalicelib.imaging import compose, quality
+        from chalicelib.imaging import compose  # numpy: loaded by the steps that composite, not by every step
 
         settings = step.settings
         # a repeated finalize after the scratch is gone fails here, and finalize answers from the store
@@ -774,8 +767,6 @@ class Steps:
         }
         if background.source in (BackgroundSource.COLOR, BackgroundSource.SCENE):
             # compared across the batch by the report (chalicelib.imaging.consistency)
-            from chalicelib.imaging import consistency
-
             output["consistency"] = consistency.measure(scored, alpha)
         if settings.preset:
             # checked on the file as written (a JPEG's encoding can move a "pure" white)
@@ -811,8 +802,6 @@ class Steps:
 
     def prepare_scene(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Write the batch's one text-to-image request (a scene background) to S3."""
-        from chalicelib.models.scene import SceneAdapter, closest_aspect_ratio
-
         job_id, bucket = str(event["jobId"]), str(event["bucket"])
         if not contracts.is_job_id(job_id):
             raise ValueError(f"not a job id: {job_id!r}")
@@ -927,8 +916,6 @@ class _RekognitionChecks:
         return self.client.calls if self.client is not None else 0
 
     def add_to(self, card: Scorecard, result: Image.Image, alpha: Image.Image | None) -> Scorecard:
-        from chalicelib.imaging import quality
-
         if self.client is None:
             reason = "Not run: this step was given no Rekognition client."
             return card.with_check(
@@ -972,14 +959,12 @@ class _RekognitionChecks:
         there when it answered); a SKIPPED check when Rekognition cannot read it or did not answer."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        from chalicelib.imaging import quality
-
         if self._original_lines is not None:
             return self._original_lines
         key = contracts.work_key(self.step.job_id, self.step.image.image_id, ORIGINAL_TEXT)
         try:
             # listed first: missing on a first attempt, and a GET of a missing key is a 403 on
-            # AWS without ListBucket (chalicelib/core/s3keys.py; the LIST_SCRATCH grant)
+            # AWS without ListBucket (chalicelib/store/s3keys.py; the LIST_SCRATCH grant)
             if s3keys.exists(self.steps.s3, self.step.bucket, key):
                 cached = self.steps.s3.get_object(Bucket=self.step.bucket, Key=key)["Body"].read()
                 self._original_lines = list(json.loads(cached)["lines"])

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import ClientError
+
+from chalicelib.core.errors import client_error_code, is_not_found
+
 
 def keys_under(s3: Any, bucket: str, prefix: str) -> set[str]:
     """Every key under `prefix` (all pages)."""
@@ -31,10 +35,6 @@ def absent(s3: Any, bucket: str, key: str, exc: Exception) -> bool:
     LIST of the key confirms (S3's answer for a missing key to a caller that may not list the
     whole bucket). Costs a LIST only when the object is missing or refused; the caller's role
     needs ListBucket on the key's prefix."""
-    from botocore.exceptions import ClientError
-
-    from chalicelib.core.errors import client_error_code, is_not_found
-
     if is_not_found(exc):
         return True
     if client_error_code(exc) not in ("AccessDenied", "403", "Forbidden"):
