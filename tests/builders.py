@@ -9,7 +9,12 @@ import io
 import json
 import os
 import time
-from typing import Any
+from typing import Any, Final
+
+# The test resources' names, in one place (tests/conftest.py gives them to the app's environment)
+BUCKET: Final = "backdrop-test-bucket"
+TABLE: Final = "backdrop-test-jobs"
+STATE_MACHINE: Final = "backdrop-test"  # also the stack's name prefix
 
 
 def _scene_region() -> str:

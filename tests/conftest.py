@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import load_event, make_id_token, make_photo
+from builders import BUCKET, STATE_MACHINE, TABLE, load_event, make_id_token, make_photo
 
 # Set before anything imports boto3 or the app: decorator arguments and clients read these.
 _TEST_ENV = {
@@ -26,9 +26,9 @@ _TEST_ENV = {
     "AWS_REGION": "us-east-1",
     # botocore 1.44 resolves account-id endpoints for DynamoDB Streams that moto cannot match.
     "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    "BUCKET_NAME": "backdrop-test-bucket",
-    "JOBS_TABLE_NAME": "backdrop-test-jobs",
-    "STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:backdrop-test",
+    "BUCKET_NAME": BUCKET,
+    "JOBS_TABLE_NAME": TABLE,
+    "STATE_MACHINE_ARN": f"arn:aws:states:us-east-1:123456789012:stateMachine:{STATE_MACHINE}",
 }
 for _k, _v in _TEST_ENV.items():
     os.environ[_k] = _v
@@ -331,6 +331,19 @@ def rekognition(monkeypatch: pytest.MonkeyPatch) -> FakeRekognition:
 
 
 @pytest.fixture
+def client(resources: dict[str, Any], rekognition: Any) -> Iterator[Any]:
+    """Chalice's test client on the app, over moto's resources and the Rekognition stand-in. The
+    one definition: a module that needs more (a patched resolver, the deployed auth rule)
+    overrides it with a fixture of the same name that takes this one as `client`."""
+    from chalice.test import Client
+
+    import app as backdrop_app  # after _TEST_ENV: the app reads its settings when it is imported
+
+    with Client(backdrop_app.app, stage_name="dev") as test_client:
+        yield test_client
+
+
+@pytest.fixture
 def stack(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """The state machine and an inbox provisioned as the local stack provisions them, with the
     workflow Lambdas' real handlers and the Bedrock stand-in behind them. `add_user(sub)` makes a
@@ -345,7 +358,7 @@ def stack(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.Monke
 
     region = os.environ["AWS_REGION"]
     workflow = provision_workflow(
-        boto3.client, prefix="backdrop-test", region=region, bucket=resources["bucket"], max_concurrency=4
+        boto3.client, prefix=STATE_MACHINE, region=region, bucket=resources["bucket"], max_concurrency=4
     )
     monkeypatch.setenv("STATE_MACHINE_ARN", workflow["state_machine_arn"])
     monkeypatch.setenv("USER_TOPIC_ARN_PREFIX", workflow["user_topic_arn_prefix"])
@@ -419,10 +432,36 @@ class Outage:
         self.begin_at = None
 
 
+# CPU time per test (setup, call and teardown; every thread of the run, moto's included):
+# `BACKDROP_CPU_DURATIONS=40 pytest ...` prints the 40 costliest. On a machine others load, wall
+# time (--durations) says as much about the neighbours as about the test; CPU time does not.
+_CPU_SECONDS: dict[str, float] = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    start = time.process_time()
+    yield
+    _CPU_SECONDS[item.nodeid] = time.process_time() - start
+
+
+def _cpu_summary(terminalreporter: Any) -> None:
+    count = int(os.environ.get("BACKDROP_CPU_DURATIONS") or 0)
+    if not count or not _CPU_SECONDS:
+        return
+    terminalreporter.write_line(
+        f"CPU seconds: {sum(_CPU_SECONDS.values()):.1f} in {len(_CPU_SECONDS)} tests; costliest:"
+    )
+    for nodeid, seconds in sorted(_CPU_SECONDS.items(), key=lambda kv: -kv[1])[:count]:
+        terminalreporter.write_line(f"{seconds:8.2f}s cpu  {nodeid}")
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The IAM guard's counts; the robustness matrices' counts, when they ran."""
+    """The IAM guard's counts; the robustness matrices' counts, when they ran; CPU time per test
+    when asked ($BACKDROP_CPU_DURATIONS)."""
     import sys
 
+    _cpu_summary(terminalreporter)
     iam = sys.modules.get("backend.local.iam")
     guard = iam.last_guard() if iam is not None else None
     if guard is not None:

@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
+from builders import BUCKET, TABLE
 
 from chalicelib.core import contracts
 from chalicelib.delivery.webhooks import DeliveryPolicy
@@ -16,7 +17,7 @@ from chalicelib.delivery.webhooks import DeliveryPolicy
 
 def upload(owner: str, name: str, data: bytes, ext: str) -> str:
     ref = contracts.image_ref_of(contracts.new_opaque_id(), contracts.new_opaque_id(), ext)
-    boto3.client("s3").put_object(Bucket="backdrop-test-bucket", Key=contracts.upload_key(owner, ref), Body=data)
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=contracts.upload_key(owner, ref), Body=data)
     return ref
 
 
@@ -28,7 +29,7 @@ def deliver_stream(stack: dict[str, Any], client: Any) -> None:
     assert poller.poll_once() > 0
 
 
-def write_job_images(job_id: str, bucket: str = "backdrop-test-bucket", table: str = "backdrop-test-jobs") -> None:
+def write_job_images(job_id: str, bucket: str = BUCKET, table: str = TABLE) -> None:
     """What the starter does first when an accepted job's stream record arrives: write its image
     items from the records POST /jobs left in S3 (chalicelib/workflow/starter.py). For functional tests,
     which have no state machine to start; `deliver_stream` runs the whole starter."""

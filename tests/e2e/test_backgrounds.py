@@ -14,14 +14,13 @@ from typing import Any
 
 import boto3
 import pytest
-from builders import SCENE_REGION
+from builders import BUCKET, SCENE_REGION
 from harness import upload
 from PIL import Image
 
 from chalicelib.core import contracts
 
 pytestmark = pytest.mark.slow
-BUCKET = "backdrop-test-bucket"
 OWNER = "user-a"
 
 

@@ -18,13 +18,13 @@ from typing import Any
 
 import boto3
 import pytest
+from builders import BUCKET
 from harness import SnsOutage, deliver_execution_events, deliver_stream, inbox, upload, wait_until_mid_batch
 from test_robustness import COUNTS
 
 from chalicelib.core import contracts
 
 pytestmark = pytest.mark.slow
-BUCKET = "backdrop-test-bucket"
 RETRY_TIME_SCALE = 0.01
 
 

@@ -9,6 +9,7 @@ import time
 
 import boto3
 import pytest
+from builders import BUCKET
 from harness import deliver_stream, upload, wait_for
 
 pytestmark = pytest.mark.slow
@@ -46,7 +47,7 @@ def test_a_reviewed_job_waits_for_its_owner_then_delivers_without_the_rejected(s
         view = _waiting(client, headers, job_id)
         assert view["status"] == "RUNNING" and view["counts"]["SUCCEEDED"] == 2
         assert "token" not in json.dumps(view)  # the task token never leaves the backend
-        assert not s3.list_objects_v2(Bucket="backdrop-test-bucket", Prefix=f"reports/{owner}/{job_id}/").get(
+        assert not s3.list_objects_v2(Bucket=BUCKET, Prefix=f"reports/{owner}/{job_id}/").get(
             "Contents"
         )  # no report, no email while it waits
         ids = {i["name"]: i["imageId"] for i in view["images"]}
@@ -72,9 +73,7 @@ def test_a_reviewed_job_waits_for_its_owner_then_delivers_without_the_rejected(s
         archive = client.http.post(f"/jobs/{job_id}/archive", headers=headers, body="{}").json_body
 
     assert done["status"] == "COMPLETED" and done["review"]["status"] == "APPROVED"
-    report = json.loads(
-        s3.get_object(Bucket="backdrop-test-bucket", Key=f"reports/{owner}/{job_id}/report.json")["Body"].read()
-    )
+    report = json.loads(s3.get_object(Bucket=BUCKET, Key=f"reports/{owner}/{job_id}/report.json")["Body"].read())
     assert {i["name"]: i["reviewDecision"] for i in report["images"]} == {
         "keep.png": "APPROVED",
         "drop.png": "REJECTED",

@@ -16,13 +16,13 @@ from typing import Any
 
 import boto3
 import pytest
+from builders import BUCKET, TABLE
 from harness import deliver_stream, upload, wait_for
 from PIL import Image, ImageDraw
 
 from chalicelib.core import contracts
 
 pytestmark = pytest.mark.slow
-BUCKET = "backdrop-test-bucket"
 COUNTS = {
     "inputs": 0,
     "faults": 0,
@@ -482,7 +482,7 @@ def test_hostile_request_bodies_are_all_400s_and_write_nothing(resources, rekogn
 
     owner = "user-hostile-bodies"
     ref = upload(owner, "a.png", _save(_subject((320, 240)), "PNG"), "png")
-    table = boto3.resource("dynamodb").Table("backdrop-test-jobs")
+    table = boto3.resource("dynamodb").Table(TABLE)
     headers = {"Authorization": token_for(owner), "Content-Type": "application/json"}
     with Client(backdrop_app.app, stage_name="dev") as client:
         for path, body in _hostile_bodies(ref):

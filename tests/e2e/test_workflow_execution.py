@@ -15,6 +15,7 @@ import json
 
 import boto3
 import pytest
+from builders import BUCKET
 from harness import deliver_stream, upload, wait_for
 from PIL import Image
 
@@ -114,9 +115,7 @@ def test_batch_runs_end_to_end(stack, token_for, photo, monkeypatch, tmp_path, m
     for name, (size, fmt) in expected.items():
         outputs = by_name[name]["outputs"]
         assert [o["key"] for o in outputs] == [contracts.result_key(owner, job_id, by_name[name]["imageId"], 1, fmt)]
-        result = Image.open(
-            io.BytesIO(s3.get_object(Bucket="backdrop-test-bucket", Key=outputs[0]["key"])["Body"].read())
-        )
+        result = Image.open(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=outputs[0]["key"])["Body"].read()))
         assert result.format == fmt.upper()
         assert result.size == size
         # the result PNG keeps what the model output said made it, and so does the job's record
@@ -139,18 +138,14 @@ def test_batch_runs_end_to_end(stack, token_for, photo, monkeypatch, tmp_path, m
     throttled_calls = [c for c in stack["bedrock"].calls if "throttle:2" in json.dumps(c)]
     assert len(throttled_calls) >= 3
 
-    report = json.loads(
-        s3.get_object(Bucket="backdrop-test-bucket", Key=contracts.report_key(owner, job_id, "json"))["Body"].read()
-    )
+    report = json.loads(s3.get_object(Bucket=BUCKET, Key=contracts.report_key(owner, job_id, "json"))["Body"].read())
     assert report["status"] == "PARTIAL"
     assert report["counts"] == {"total": 4, "PENDING": 0, "RUNNING": 0, "SUCCEEDED": 2, "FAILED": 2, "CANCELLED": 0}
     assert len(report["producedBy"]) == 1 and "not generated art" in report["producedBy"][0]
     rows = list(
         csv.DictReader(
             io.StringIO(
-                s3.get_object(Bucket="backdrop-test-bucket", Key=contracts.report_key(owner, job_id, "csv"))["Body"]
-                .read()
-                .decode()
+                s3.get_object(Bucket=BUCKET, Key=contracts.report_key(owner, job_id, "csv"))["Body"].read().decode()
             )
         )
     )

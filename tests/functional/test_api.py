@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 import requests
 from botocore.exceptions import ClientError
-from builders import SCENE_REGION
+from builders import BUCKET, SCENE_REGION, TABLE
 from chalice.test import Client
 from harness import write_job_images
 
@@ -21,14 +20,6 @@ from chalicelib.core.contracts import ImageStatus, JobStatus
 from chalicelib.models.base import Lifecycle, LifecycleStatus
 from chalicelib.store import clients as aws
 from chalicelib.store.jobs import JobStore
-
-BUCKET = "backdrop-test-bucket"
-
-
-@pytest.fixture
-def client(resources: dict[str, Any], rekognition: Any) -> Iterator[Client]:
-    with Client(backdrop_app.app, stage_name="dev") as test_client:
-        yield test_client
 
 
 def _headers(token: str) -> dict[str, str]:
@@ -240,7 +231,7 @@ def test_submit_refuses_missing_uploads_and_writes_nothing(client: Client, token
     response = _submit(client, token_for("owner-1"), [good, never])
     assert response.status_code == 400
     assert response.json_body["code"] == "UPLOAD_MISSING"
-    assert boto3.client("dynamodb").scan(TableName="backdrop-test-jobs")["Count"] == 0
+    assert boto3.client("dynamodb").scan(TableName=TABLE)["Count"] == 0
 
 
 def test_submit_collects_every_validation_problem(client: Client, token_for, photo) -> None:
@@ -536,7 +527,7 @@ def test_a_kept_label_the_image_does_not_have_is_refused_naming_both(client: Cli
     assert "bus.png" in response.json_body["message"] and "'Giraffe'" in response.json_body["message"]
     detail = response.json_body["details"][0]
     assert detail["field"] == "images[0].labels" and detail["labels"] == ["Giraffe"]
-    assert boto3.client("dynamodb").scan(TableName="backdrop-test-jobs", Select="COUNT")["Count"] == 1  # labels only
+    assert boto3.client("dynamodb").scan(TableName=TABLE, Select="COUNT")["Count"] == 1  # labels only
 
 
 def test_retry_checks_the_model_lifecycle_as_submit_does(client: Client, token_for, photo, store, monkeypatch) -> None:
@@ -608,7 +599,7 @@ def test_labels_of_an_unreadable_upload_are_not_a_404_unless_it_is_missing(
 
 
 def _job_items() -> list[dict[str, Any]]:
-    items = boto3.client("dynamodb").scan(TableName="backdrop-test-jobs")["Items"]
+    items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
     return [i for i in items if i["pk"]["S"].startswith("JOB#")]
 
 
@@ -648,7 +639,7 @@ def test_a_job_item_that_cannot_be_written_leaves_no_images_and_no_records(
         if params.get("Item", {}).get("sk") == contracts.JOB_SK:
             raise ClientError({"Error": {"Code": "InternalServerError", "Message": "down (test)"}}, "PutItem")
 
-    events = aws.table("backdrop-test-jobs").meta.client.meta.events
+    events = aws.table(TABLE).meta.client.meta.events
     events.register("provide-client-params.dynamodb.PutItem", refuse_the_job_item)
     try:
         response = _submit(client, token_for("owner-1"), refs)

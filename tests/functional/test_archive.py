@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
+from builders import BUCKET
 from chalice.test import Client
 
 import app as backdrop_app
@@ -18,14 +18,7 @@ from chalicelib.core.contracts import ImageStatus, JobStatus
 from chalicelib.delivery import archive
 from chalicelib.store.jobs import JobStore, NewImage
 
-BUCKET = "backdrop-test-bucket"
 OWNER = "owner-1"
-
-
-@pytest.fixture
-def client(resources: dict[str, Any], rekognition: Any) -> Iterator[Client]:
-    with Client(backdrop_app.app, stage_name="dev") as test_client:
-        yield test_client
 
 
 def _headers(token: str) -> dict[str, str]:

@@ -9,6 +9,7 @@ import zipfile
 from pathlib import PurePosixPath, PureWindowsPath
 
 import boto3
+from builders import BUCKET
 
 from backend.local import iam
 from chalicelib.core import contracts
@@ -16,7 +17,6 @@ from chalicelib.core.contracts import ImageStatus, JobStatus
 from chalicelib.delivery import archive
 from chalicelib.store.jobs import JobStore, NewImage
 
-BUCKET = "backdrop-test-bucket"
 OWNER = "owner-1"
 HOSTILE = [
     "..\\..\\..\\Windows\\System32\\evil.png",

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from builders import SCENE_REGION
+from builders import BUCKET, SCENE_REGION
 from chalice.test import Client
 from PIL import Image
 
@@ -17,14 +16,7 @@ import app as backdrop_app
 from chalicelib.core import contracts
 from chalicelib.models.base import Lifecycle, LifecycleStatus
 
-BUCKET = "backdrop-test-bucket"
 OWNER = "owner-1"
-
-
-@pytest.fixture
-def client(resources: dict[str, Any], rekognition: Any) -> Iterator[Client]:
-    with Client(backdrop_app.app, stage_name="dev") as test_client:
-        yield test_client
 
 
 def _upload(data: bytes, ext: str = "png", owner: str = OWNER) -> str:

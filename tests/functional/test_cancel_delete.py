@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
+from builders import BUCKET, STATE_MACHINE, TABLE
 from chalice.test import Client
 from harness import write_job_images
 
@@ -18,14 +18,7 @@ from chalicelib.core.contracts import ImageStatus, JobStatus
 from chalicelib.store.jobs import JobStore
 from chalicelib.workflow.starter import WorkflowStarter
 
-BUCKET = "backdrop-test-bucket"
 MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:backdrop-test"
-
-
-@pytest.fixture
-def client(resources: dict[str, Any], rekognition: Any) -> Iterator[Client]:
-    with Client(backdrop_app.app, stage_name="dev") as test_client:
-        yield test_client
 
 
 @pytest.fixture
@@ -34,7 +27,7 @@ def machine(resources: dict[str, Any]) -> Any:
     sfn = boto3.client("stepfunctions")
     definition = {"StartAt": "Work", "States": {"Work": {"Type": "Wait", "Seconds": 600, "End": True}}}
     arn = sfn.create_state_machine(
-        name="backdrop-test", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/sfn"
+        name=STATE_MACHINE, definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/sfn"
     )["stateMachineArn"]
     assert arn == MACHINE_ARN
     return sfn
@@ -332,7 +325,7 @@ def test_delete_refuses_a_running_job_anothers_job_and_a_bad_flag(client, token_
 def test_a_job_written_before_cancelled_existed_counts_zero_cancelled(client, token_for, photo, store) -> None:
     token = token_for("owner-1")
     job_id = _submit(client, token, "owner-1", photo, count=1)
-    table = boto3.resource("dynamodb").Table("backdrop-test-jobs")
+    table = boto3.resource("dynamodb").Table(TABLE)
     table.update_item(
         Key={"pk": contracts.job_pk(job_id), "sk": contracts.JOB_SK}, UpdateExpression="REMOVE counts.CANCELLED"
     )

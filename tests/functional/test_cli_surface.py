@@ -18,6 +18,7 @@ from urllib.parse import urlencode, urlsplit
 import boto3
 import pytest
 import requests
+from builders import BUCKET
 from chalice.test import Client
 from harness import write_job_images
 
@@ -28,7 +29,6 @@ from chalicelib.delivery import webhooks
 from frontend import cli
 from frontend.api_client import BackdropClient
 
-BUCKET = "backdrop-test-bucket"
 API = "http://api.backdrop.test"
 
 
@@ -266,7 +266,7 @@ def test_the_webhook_secret_and_a_received_webhook_can_be_checked(api, capsys, t
     assert code == 1 and "does not match" in answer["reason"]
 
 
-def test_review_decides_and_approves_through_the_api(api, capsys, store) -> None:
+def test_review_decides_and_approves_through_the_api(api, capsys, store, monkeypatch) -> None:
     job_id = "20261124T120000Z-0123456789ab"
     ref = contracts.image_ref_of("a" * 32, "0" * 32, "png")
     image = store_image = {"id": "0" * 32}
@@ -284,7 +284,19 @@ def test_review_decides_and_approves_through_the_api(api, capsys, store) -> None
     store.set_image_status(job_id, image["id"], ImageStatus.SUCCEEDED, outputs=[])
     from datetime import UTC, datetime, timedelta
 
-    deadline = (datetime.now(UTC) + timedelta(hours=23, minutes=30)).replace(microsecond=0)
+    from chalicelib.core import wording
+
+    # the words say how long is left: read against a clock stopped when the deadline is set, not
+    # the wall clock, they do not depend on how fast the machine gets there
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    class Stopped(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Stopped:
+            return cls.fromtimestamp(now.timestamp(), tz)
+
+    monkeypatch.setattr(wording, "datetime", Stopped)
+    deadline = now + timedelta(hours=23, minutes=30)
     store.open_review(job_id, "token-1", deadline.isoformat().replace("+00:00", "Z"))
     # the deadline in plain words, in the status and when review is asked to do nothing
     in_words = f"Review by {deadline:%a} {deadline.day} {deadline:%b}, {deadline:%H:%M} UTC (in 23 h)"

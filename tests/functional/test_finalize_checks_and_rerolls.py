@@ -15,6 +15,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
+from builders import BUCKET
 from PIL import Image, ImageDraw
 
 from backend.local.bedrock_standin import STABILITY_FILTERS, StandInBedrock
@@ -24,7 +25,6 @@ from chalicelib.models import registry
 from chalicelib.store.jobs import JobStore, NewImage
 from chalicelib.workflow.steps import Steps, re_roll_seed
 
-BUCKET = "backdrop-test-bucket"
 OWNER = "owner-1"
 JOB_ID = "20261125T050000Z-0123456789ab"
 BOX = (0.25, 0.2, 0.5, 0.7)  # around make_photo's subject (an ellipse over 0.3..0.7 x 0.25..0.85)

@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from typing import Any
 
 import boto3
 import pytest
+from builders import BUCKET
 from chalice.test import Client
 
-import app as backdrop_app
 from chalicelib.api import auth
 from chalicelib.core import contracts
 
-BUCKET = "backdrop-test-bucket"
 USER = "7d8ca528-4931-4254-9273-ea5ee853f271"
 
 
 @pytest.fixture
-def client(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
+def client(client: Client, monkeypatch: pytest.MonkeyPatch) -> Client:
     monkeypatch.setattr(auth, "SUB_RE", auth.COGNITO_SUB_RE)  # the deployed rule: Cognito's UUIDs only
-    with Client(backdrop_app.app, stage_name="dev") as test_client:
-        yield test_client
+    return client
 
 
 def _h(token: str) -> dict[str, str]:

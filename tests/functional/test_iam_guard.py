@@ -11,12 +11,12 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from builders import BUCKET, STATE_MACHINE
 
 from backend.local import iam
 from chalicelib.core import contracts
 from chalicelib.store.jobs import NewImage
 
-BUCKET = "backdrop-test-bucket"
 MACHINE_ARN = "arn:aws:states:us-east-1:123456789012:stateMachine:backdrop-test"
 
 
@@ -152,7 +152,7 @@ def test_a_job_cancelled_while_starting_is_stopped_by_the_starters_own_role(stor
     sfn = boto3.client("stepfunctions")
     definition = {"StartAt": "Work", "States": {"Work": {"Type": "Wait", "Seconds": 600, "End": True}}}
     sfn.create_state_machine(
-        name="backdrop-test", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/sfn"
+        name=STATE_MACHINE, definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/sfn"
     )
     job_id = contracts.new_job_id()
     store.put_job(

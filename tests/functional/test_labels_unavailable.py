@@ -5,26 +5,18 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from builders import BUCKET, TABLE
 from chalice.test import Client
 from PIL import Image
 
-import app as backdrop_app
 from chalicelib.core import contracts
 
-BUCKET = "backdrop-test-bucket"
 OWNER = "owner-labels"
-
-
-@pytest.fixture
-def client(resources: dict[str, Any], rekognition: Any) -> Iterator[Client]:
-    with Client(backdrop_app.app, stage_name="dev") as test_client:
-        yield test_client
 
 
 def _image(size: tuple[int, int], fmt: str = "PNG", **kwargs: Any) -> bytes:
@@ -119,7 +111,7 @@ def test_the_upload_event_caches_the_reason_instead_of_failing(client, rekogniti
     client.lambda_.invoke("detect_labels", landed)  # raises (and Lambda would retry) if it failed
     item = (
         boto3.resource("dynamodb")
-        .Table("backdrop-test-jobs")
+        .Table(TABLE)
         .get_item(Key={"pk": contracts.labels_pk(key), "sk": contracts.LABELS_SK})["Item"]
     )
     assert json.loads(item["labels"]) == [] and "79x200 px" in json.loads(item["unavailable"])["message"]

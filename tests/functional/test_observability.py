@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+from builders import BUCKET
 
 from chalicelib.core import contracts
 from chalicelib.workflow import observability
@@ -20,7 +21,7 @@ IMAGE = "a" * 32
 EVENT = {
     "jobId": JOB,
     "owner": "user-1",
-    "bucket": "backdrop-test-bucket",
+    "bucket": BUCKET,
     "settings": {"model": "stability-inpaint", "prompt": "p"},
     "image": {"imageId": IMAGE, "key": "uploads/user-1/x.png"},
 }

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from builders import SCENE_REGION
+from builders import BUCKET, SCENE_REGION
 from chalice.test import Client
 from harness import write_job_images
 from jsonschema import Draft202012Validator
@@ -22,7 +21,6 @@ from chalicelib.api import openapi
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus
 
-BUCKET = "backdrop-test-bucket"
 DOC = openapi.document(backdrop_app.app.routes)
 
 
@@ -120,12 +118,11 @@ def test_every_example_is_true_to_its_schema() -> None:
 
 
 @pytest.fixture
-def client(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
+def client(client: Client, monkeypatch: pytest.MonkeyPatch) -> Client:
     from chalicelib.delivery import webhooks
 
     monkeypatch.setattr(webhooks, "resolve_host", lambda host, port: ["93.184.215.14"])
-    with Client(backdrop_app.app, stage_name="dev") as test_client:
-        yield test_client
+    return client
 
 
 class Live:

@@ -6,31 +6,22 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pillow_heif
-import pytest
+from builders import BUCKET
 from chalice.test import Client
 from PIL import Image
 
-import app as backdrop_app
 from backend.local.bedrock_standin import StandInBedrock
 from chalicelib.core import contracts
 from chalicelib.imaging import images as imaging
 from chalicelib.store.jobs import JobStore, NewImage
 from chalicelib.workflow.steps import Steps
 
-BUCKET = "backdrop-test-bucket"
 OWNER = "owner-photos"
 JOB_ID = "20261207T230000Z-0123456789ab"
-
-
-@pytest.fixture
-def client(resources: dict[str, Any], rekognition: Any) -> Iterator[Client]:
-    with Client(backdrop_app.app, stage_name="dev") as test_client:
-        yield test_client
 
 
 def _heic(png: bytes, orientation: int = 1) -> bytes:

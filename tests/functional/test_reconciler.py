@@ -8,10 +8,10 @@ from typing import Any
 
 import boto3
 import pytest
+from builders import BUCKET, TABLE
 
 from chalicelib.core import contracts
 
-BUCKET = "backdrop-test-bucket"
 OWNER = "owner-1"
 
 
@@ -52,7 +52,7 @@ def _inbox(queue_url: str) -> list[dict[str, Any]]:
 
 def _job(statuses: list[str], **job_fields: Any) -> str:
     """A job whose images are in `statuses` (as an interrupted workflow leaves them)."""
-    table = boto3.resource("dynamodb").Table("backdrop-test-jobs")
+    table = boto3.resource("dynamodb").Table(TABLE)
     job_id = contracts.new_job_id()
     for index, status in enumerate(statuses):
         image_id = f"{index:032x}"
@@ -103,7 +103,7 @@ def _invoke(event: dict[str, Any]) -> Any:
 
 
 def _job_item(job_id: str) -> dict[str, Any]:
-    table = boto3.resource("dynamodb").Table("backdrop-test-jobs")
+    table = boto3.resource("dynamodb").Table(TABLE)
     return table.get_item(Key={"pk": contracts.job_pk(job_id), "sk": contracts.JOB_SK})["Item"]
 
 
@@ -152,7 +152,7 @@ def test_an_ended_execution_leaves_a_finished_job_a_true_report_and_one_email(ma
 
 def test_a_job_the_workflow_finished_is_left_as_it_is(mail, event) -> None:
     job_id = _job(["SUCCEEDED"], status="COMPLETED")
-    table = boto3.resource("dynamodb").Table("backdrop-test-jobs")
+    table = boto3.resource("dynamodb").Table(TABLE)
     table.update_item(
         Key={"pk": contracts.job_pk(job_id), "sk": contracts.JOB_SK},
         UpdateExpression="SET reportKeys = :r, notification = :n",
@@ -264,7 +264,7 @@ def test_a_cancelled_job_stays_as_its_cancel_left_it(mail, event, monkeypatch) -
     job_id = _job(
         ["SUCCEEDED", "RUNNING", "PENDING"], webhook={"url": "https://hooks.example.com/b", "status": "PENDING"}
     )
-    store = JobStore(boto3.resource("dynamodb").Table("backdrop-test-jobs"))
+    store = JobStore(boto3.resource("dynamodb").Table(TABLE))
     assert store.cancel_job(job_id)
     Reporter(boto3.client("s3"), store).write(job_id, OWNER, BUCKET)  # what POST /jobs/{id}/cancel writes
     _invoke(_event(event, job_id, "ABORTED", error="Backdrop.Cancelled"))  # StopExecution's event

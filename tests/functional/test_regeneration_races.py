@@ -4,26 +4,17 @@ and the variants, the count and the cost of an image's regenerations always agre
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
 import pytest
-from chalice.test import Client
 from test_variants_api import BUCKET, _finished_job
 
-import app as backdrop_app
 from chalicelib.core import contracts
 from chalicelib.delivery.variants import VariantService
 
 CALLS = contracts.MAX_REGENERATIONS
-
-
-@pytest.fixture
-def client(resources: dict[str, Any], rekognition: Any) -> Iterator[Client]:
-    with Client(backdrop_app.app, stage_name="dev") as test_client:
-        yield test_client
 
 
 @pytest.fixture

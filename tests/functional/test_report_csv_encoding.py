@@ -9,13 +9,13 @@ import io
 from typing import Any
 
 import boto3
+from builders import BUCKET
 
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus
 from chalicelib.delivery.report import Reporter
 from chalicelib.store.jobs import JobStore, NewImage
 
-BUCKET = "backdrop-test-bucket"
 NAMES = ["café ☕ 写真.png", "Ünïcödé-Ørsted.jpg", '=HYPERLINK("http://evil.example","x").png']
 
 

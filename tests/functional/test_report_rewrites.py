@@ -5,12 +5,11 @@ waiting; many picks cause few rewrites, and a failed start is retried by the nex
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from chalice.test import Client
+from builders import STATE_MACHINE
 from test_cancel_delete import MACHINE_ARN
 from test_variants_api import BUCKET, _finished_job, _pick
 
@@ -21,17 +20,11 @@ from chalicelib.delivery import rewrites
 
 
 @pytest.fixture
-def client(resources: dict[str, Any], rekognition: Any) -> Iterator[Client]:
-    with Client(backdrop_app.app, stage_name="dev") as test_client:
-        yield test_client
-
-
-@pytest.fixture
 def machine(resources: dict[str, Any]) -> None:
     """The stage's state machine, which the sweep lists the executions of (none here)."""
     definition = {"StartAt": "Work", "States": {"Work": {"Type": "Pass", "End": True}}}
     arn = boto3.client("stepfunctions").create_state_machine(
-        name="backdrop-test", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/sfn"
+        name=STATE_MACHINE, definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/sfn"
     )["stateMachineArn"]
     assert arn == MACHINE_ARN
 

@@ -5,26 +5,18 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
+from builders import BUCKET, TABLE
 from chalice.test import Client
 from harness import write_job_images
 
-import app as backdrop_app
 from backend import templates
 from chalicelib.core import config, contracts
 
-BUCKET = "backdrop-test-bucket"
 DAY = 86_400
-
-
-@pytest.fixture
-def client(resources: dict[str, Any], rekognition: Any) -> Iterator[Client]:
-    with Client(backdrop_app.app, stage_name="dev") as test_client:
-        yield test_client
 
 
 def test_job_and_label_items_carry_the_configured_expiry(
@@ -40,7 +32,7 @@ def test_job_and_label_items_carry_the_configured_expiry(
     assert answer.status_code == 202, answer.body
     job_id = answer.json_body["jobId"]
     write_job_images(job_id)  # the starter writes the image item with the job's own expiry
-    table = boto3.resource("dynamodb").Table("backdrop-test-jobs")
+    table = boto3.resource("dynamodb").Table(TABLE)
     now = time.time()
     items = table.query(KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": contracts.job_pk(job_id)})
     assert len(items["Items"]) == 2  # the job and its image

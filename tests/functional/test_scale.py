@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from builders import make_photo
+from builders import BUCKET, TABLE, make_photo
 from chalice.test import Client
 
 import app as backdrop_app
@@ -19,15 +18,6 @@ from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus
 from chalicelib.jobs.labels import DETECT_WORKERS, LabelService
 from chalicelib.store.jobs import CANCELLED_CAUSE, JobStore, NewImage
-
-BUCKET = "backdrop-test-bucket"
-TABLE = "backdrop-test-jobs"
-
-
-@pytest.fixture
-def client(resources: dict[str, Any], rekognition: Any) -> Iterator[Client]:
-    with Client(backdrop_app.app, stage_name="dev") as test_client:
-        yield test_client
 
 
 def _headers(token: str, **extra: str) -> dict[str, str]:

@@ -10,14 +10,13 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from builders import load_event
+from builders import BUCKET, load_event
 
 from backend import stream_trigger
 from chalicelib.core import contracts
 from chalicelib.store.jobs import JobStore, NewImage
 from chalicelib.workflow.starter import START_RETRY, WorkflowStarter, execution_arn, job_inserts
 
-BUCKET = "backdrop-test-bucket"
 OWNER = "owner-1"
 JOB_ID = "20261124T120000Z-0123456789ab"
 

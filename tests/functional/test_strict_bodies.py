@@ -6,25 +6,16 @@ Through Chalice's test client on moto, against every route that reads a body.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
+from builders import BUCKET, TABLE
 from chalice.test import Client
 
-import app as backdrop_app
 from chalicelib.core import contracts
 
-BUCKET = "backdrop-test-bucket"
-TABLE = "backdrop-test-jobs"
 OWNER = "owner-strict"
-
-
-@pytest.fixture
-def client(resources: dict[str, Any], rekognition: Any) -> Iterator[Client]:
-    with Client(backdrop_app.app, stage_name="dev") as test_client:
-        yield test_client
 
 
 def _uploaded(photo: Any) -> str:

@@ -5,12 +5,12 @@ point, and fails one still waiting past its deadline (chalicelib/workflow/reconc
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 import pytest
+from builders import STATE_MACHINE
 from chalice.test import Client
 from test_cancel_delete import BUCKET, MACHINE_ARN, _Context, _h, _submit
 
@@ -25,13 +25,12 @@ OWNER = "owner-1"
 
 
 @pytest.fixture
-def client(resources: dict[str, Any], rekognition: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
+def client(client: Client, monkeypatch: pytest.MonkeyPatch) -> Client:
     # each user's job emails go to their own topic (backend/user_topics.py): the sweep's reconciler reads the prefix
     monkeypatch.setenv(
         "USER_TOPIC_ARN_PREFIX", resource_names.user_topic_arn_prefix("test", "us-east-1", "123456789012", "aws")
     )
-    with Client(backdrop_app.app, stage_name="dev") as test_client:
-        yield test_client
+    return client
 
 
 @pytest.fixture
@@ -39,7 +38,7 @@ def machine(resources: dict[str, Any]) -> Any:
     sfn = boto3.client("stepfunctions")
     definition = {"StartAt": "Work", "States": {"Work": {"Type": "Wait", "Seconds": 600, "End": True}}}
     sfn.create_state_machine(
-        name="backdrop-test", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/sfn"
+        name=STATE_MACHINE, definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/sfn"
     )
     return sfn
 

@@ -4,24 +4,15 @@ photo on a model that returns one image per call, and what it will cost before s
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
+from builders import BUCKET
 from chalice.test import Client
 
-import app as backdrop_app
 from chalicelib.core import contracts
 from chalicelib.models import registry
-
-BUCKET = "backdrop-test-bucket"
-
-
-@pytest.fixture
-def client(resources: dict[str, Any], rekognition: Any) -> Iterator[Client]:
-    with Client(backdrop_app.app, stage_name="dev") as test_client:
-        yield test_client
 
 
 def _upload(owner: str, data: bytes) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
-from chalice.test import Client
+from builders import BUCKET
 from harness import LOCAL_RECEIVER, Receiver, write_job_images
 
 import app as backdrop_app
@@ -22,20 +22,12 @@ from chalicelib.delivery.webhooks import WebhookSender
 from chalicelib.store.jobs import JobStore, NewImage
 from frontend.webhooks import verify_webhook
 
-BUCKET = "backdrop-test-bucket"
-
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.close()
-
-
-@pytest.fixture
-def client(resources: dict[str, Any], rekognition: Any) -> Iterator[Client]:
-    with Client(backdrop_app.app, stage_name="dev") as test_client:
-        yield test_client
 
 
 def _h(token: str) -> dict[str, str]:

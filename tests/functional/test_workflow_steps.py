@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
-from builders import load_event
+from builders import BUCKET, load_event
 from PIL import Image, ImageDraw
 
 from backend.local.bedrock_standin import StandInBedrock
@@ -22,7 +22,6 @@ from chalicelib.store.jobs import JobStore, NewImage
 from chalicelib.workflow.starter import WorkflowStarter, job_inserts
 from chalicelib.workflow.steps import Steps
 
-BUCKET = "backdrop-test-bucket"
 OWNER = "owner-1"
 JOB_ID = "20261124T120000Z-0123456789ab"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builders
 import pytest
 
 from backend.local import iam
@@ -9,8 +10,8 @@ from backend.resource_names import user_topic_arn_prefix
 from chalicelib.core import contracts
 from chalicelib.core.functions import FUNCTIONS, Grant
 
-BUCKET = "arn:aws:s3:::backdrop-test-bucket"
-TABLE = "arn:aws:dynamodb:us-east-1:123456789012:table/backdrop-test-jobs"
+BUCKET = f"arn:aws:s3:::{builders.BUCKET}"
+TABLE = f"arn:aws:dynamodb:us-east-1:123456789012:table/{builders.TABLE}"
 
 
 @pytest.fixture(scope="module")
