@@ -136,7 +136,22 @@ def _optional(body: dict[str, Any], name: str, kind: type | tuple[type, ...], pr
 def parse_job_request(
     body: Any, *, model_lookup: Callable[[str], ModelSpec] = registry.get_selectable_model, seed: int | None = None
 ) -> tuple[ModelSpec, JobSettings, list[ImageInput]]:
-    """Strictly parse a POST /jobs body; every problem is reported at once."""
+    """Strictly parse a POST /jobs body; every problem is reported at once.
+
+    The body is checked against the published schema (schemas.JobRequest: types, ranges, what
+    DynamoDB stores) and by the rules a schema cannot hold (the chosen model's limits, cross-field
+    rules). A refusal names every problem of both; where both name a field, the service's words
+    (and its error code, e.g. MODEL_UNAVAILABLE) stand."""
+    from chalicelib import schemas  # pydantic: only the routes that write pay for its import
+
+    return schemas.refuse_with(
+        schemas.JobRequest, body, REQUEST_PROBLEMS, lambda: _parse_job_request(body, model_lookup, seed)
+    )
+
+
+def _parse_job_request(
+    body: Any, model_lookup: Callable[[str], ModelSpec], seed: int | None
+) -> tuple[ModelSpec, JobSettings, list[ImageInput]]:
     body = with_preset(require_object(body))
     problems = Problems(REQUEST_PROBLEMS)
     for name in sorted(set(body) - JOB_FIELDS):

@@ -44,6 +44,21 @@ def parse_review(body: Mapping[str, Any]) -> int | None:
     return int(seconds)
 
 
+def _decisions(body: Any) -> dict[str, str]:
+    """POST /jobs/{jobId}/review's `decisions` (schemas.ReviewRequest is its published shape)."""
+    decisions = body.get("decisions") if isinstance(body, dict) else None
+    if not isinstance(decisions, dict) or not 1 <= len(decisions) <= MAX_DECISIONS_PER_REQUEST:
+        message = f"decisions must map 1 to {MAX_DECISIONS_PER_REQUEST} image ids to APPROVED or REJECTED"
+        raise BadRequest(message, details=[{"field": "decisions", "message": message}])
+    allowed = {d.value for d in ReviewDecision}
+    for image_id, decision in decisions.items():
+        # a list or an object is not hashable: `in allowed` alone would raise (a 500)
+        if not contracts.IMAGE_ID_RE.match(str(image_id)) or not isinstance(decision, str) or decision not in allowed:
+            message = f"decision for {str(image_id)[:40]!r} must be APPROVED or REJECTED"
+            raise BadRequest(message, details=[{"field": f"decisions.{image_id}", "message": message}])
+    return decisions
+
+
 def deadline_words(deadline: str, now: datetime | None = None) -> str:
     """A review's deadline in plain words, the same on the page and in the CLI: "Review by Thu
     26 Nov, 14:00 UTC (in 23 h)", or "... (passed 2 h ago)" once it has passed. `deadline` is
@@ -108,14 +123,13 @@ class ReviewService:
 
     def decide(self, owner: str, job_id: str, body: Any) -> dict[str, Any]:
         """POST /jobs/{jobId}/review: `{"decisions": {imageId: APPROVED|REJECTED}}`."""
+        from chalicelib import schemas  # pydantic: imported by the routes that write only
+
+        # the body is judged before the job is read: a refused request reads and writes nothing
+        decisions = schemas.refuse_with(
+            schemas.ReviewRequest, body, "the review request is not valid", lambda: _decisions(body)
+        )
         self._waiting_job(owner, job_id)
-        decisions = body.get("decisions") if isinstance(body, dict) else None
-        if not isinstance(decisions, dict) or not 1 <= len(decisions) <= MAX_DECISIONS_PER_REQUEST:
-            raise BadRequest(f"decisions must map 1 to {MAX_DECISIONS_PER_REQUEST} image ids to APPROVED or REJECTED")
-        allowed = {d.value for d in ReviewDecision}
-        for image_id, decision in decisions.items():
-            if not contracts.IMAGE_ID_RE.match(str(image_id)) or decision not in allowed:
-                raise BadRequest(f"decision for {str(image_id)[:40]!r} must be APPROVED or REJECTED")
         refused = self.store.set_review_decisions(job_id, {k: ReviewDecision(v) for k, v in decisions.items()})
         if refused:
             raise BadRequest(
