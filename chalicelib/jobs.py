@@ -41,34 +41,6 @@ from chalicelib.models.base import (
 from chalicelib.store import MAX_IMAGES_PAGE_SIZE, PARALLEL_CALLS, JobStore, NewImage
 from chalicelib.validation import Problems, require_object
 
-JOB_FIELDS = {
-    "model",
-    "prompt",
-    "negativePrompt",
-    "mode",
-    "quality",
-    "cfgScale",
-    "seed",
-    "variants",
-    "outputFormat",
-    "stylePreset",
-    "blend",
-    "shadow",
-    "shadowAngle",
-    "shadowStrength",
-    "qualityThresholds",
-    "webhookUrl",
-    "reRolls",
-    "reRollOn",
-    "images",
-    "notify",
-    "background",
-    "placement",
-    "preset",
-    "budgetUsd",
-    "reviewHours",
-}
-IMAGE_FIELDS = {"imageRef", "name", "labels", "prompt", "background"}
 REQUEST_PROBLEMS = "the job request is not valid"
 
 
@@ -153,9 +125,7 @@ def _parse_job_request(
     body: Any, model_lookup: Callable[[str], ModelSpec], seed: int | None
 ) -> tuple[ModelSpec, JobSettings, list[ImageInput]]:
     body = with_preset(require_object(body))
-    problems = Problems(REQUEST_PROBLEMS)
-    for name in sorted(set(body) - JOB_FIELDS):
-        problems.add(name, f"unknown field {name!r}")
+    problems = Problems(REQUEST_PROBLEMS)  # unknown fields: schemas.JobRequest refuses them
     spec = _model(body, model_lookup)
     settings = _job_settings(body, spec, problems, seed)
     job_background = backgrounds.Background.from_dict(settings.background)
@@ -413,8 +383,6 @@ def _image(
     if not isinstance(raw, dict):
         problems.add(where, "each image must be an object with imageRef, name and labels")
         return None
-    for name in sorted(set(raw) - IMAGE_FIELDS):
-        problems.add(f"{where}.{name}", f"unknown field {name!r}")
     ref = raw.get("imageRef")
     if not isinstance(ref, str) or not contracts.IMAGE_REF_RE.match(ref):
         problems.add(f"{where}.imageRef", "imageRef must be a ref returned by POST /uploads")
@@ -828,6 +796,10 @@ class JobService:
         the prompt given (else the image's). When it finishes, its result becomes one more
         variant of the image (`source: REGENERATED`, chalicelib/variants.py); the owner picks it
         to deliver it. At most contracts.MAX_REGENERATIONS per image."""
+        from chalicelib import schemas  # pydantic: imported by the routes that write only
+
+        # the body's shape (schemas.RegenerateRequest) before anything is read
+        schemas.check(schemas.RegenerateRequest, body, "the regeneration is not valid")
         job = self.get_job(owner, job_id)
         image = self.store.get_image(job_id, image_id) if contracts.IMAGE_ID_RE.match(image_id) else None
         if image is None:
@@ -836,18 +808,9 @@ class JobService:
             raise Conflict(
                 f"image {image_id} of job {job_id} is {image.get('status')}: only a finished result is regenerated"
             )
-        if not isinstance(body, dict) or set(body) - {"seed", "prompt"}:
-            raise BadRequest("the body is a JSON object with an optional seed (a whole number) and prompt (text)")
         spec = model_lookup(job["model"])
         settings = settings_from_dict(job["settings"])
-        problems = Problems("the regeneration is not valid")
-        seed = body.get("seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            problems.add("seed", "seed must be a whole number")
-        prompt = body.get("prompt")
-        if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
-            problems.add("prompt", "prompt must be text (leave it out to keep the image's)")
-        problems.raise_if_any()
+        seed, prompt = body.get("seed"), body.get("prompt")  # checked above
         background = backgrounds.effective(image.get("background"), settings.background)
         if not background.needs_inpaint:
             raise BadRequest(

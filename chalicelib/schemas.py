@@ -44,7 +44,8 @@ from chalicelib.validation import DYNAMODB_NUMBER_MAX, summarise
 NUMBER_MAX: Final = 9.99e125  # float(DYNAMODB_NUMBER_MAX) rounds up to 1e126, which DynamoDB refuses
 assert NUMBER_MAX <= DYNAMODB_NUMBER_MAX
 
-# Patterns in the form both pydantic (Rust regex) and JSON Schema (ECMA-262) read the same way:
+# Patterns in the form both pydantic (Rust regex) and JSON Schema (ECMA-262) read the same way
+# (docs/aws-notes.md#n92-pydantic-strict-json-validation-and-json-schema-patterns):
 # `^...$` without a multi-line flag is the whole string in both (Python's `$` would also take a
 # final newline: contracts.py writes `\Z` for Python).
 NOT_BLANK: Final = r"\S"
@@ -463,12 +464,26 @@ def _field(loc: Sequence[int | str]) -> str:
     return out or "body"
 
 
+def _tag(loc: Sequence[int | str]) -> str | None:
+    """The background source pydantic chose for a tagged union's error (in its location)."""
+    for previous, part in zip(loc, loc[1:], strict=False):
+        if previous == "background" and part in _TAGS:
+            return str(part)
+    return None
+
+
 def _message(error: Mapping[str, Any], field: str) -> tuple[str, str]:
     """The field and a sentence for one pydantic error, in the API's words."""
     kind, ctx = error["type"], error.get("ctx") or {}
     name = field.rsplit(".", 1)[-1]
     if kind == "extra_forbidden":
-        return field, f"unknown field {name!r}"
+        tag = _tag(error["loc"])
+        if tag is None:
+            return field, f"unknown field {name!r}"
+        # the union member says which background it is: name it, as a person would
+        override = field.startswith("images[")
+        hint = " (an image's scene is the job's scene: set it on the job's background)" if override else ""
+        return field, f"a {tag} background takes no {name!r}{hint}"
     if kind == "missing":
         return field, f"{name} is required"
     if kind in _KINDS:

@@ -129,6 +129,9 @@ class VariantService:
         """POST /jobs/{jobId}/images/{imageId}/pick `{"variant": k}`: deliver variant k of a
         SUCCEEDED image. The image's verdict becomes k's; a report already written is written
         again and an archive already built is dropped, so both deliver k."""
+        from chalicelib import schemas  # pydantic: imported by the routes that write only
+
+        schemas.check(schemas.PickRequest, body, "the pick is not valid")  # its shape; the image's variants below
         job, image = self._image(owner, job_id, image_id)
         if image.get("status") != ImageStatus.SUCCEEDED.value:
             raise Conflict(
