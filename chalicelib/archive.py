@@ -157,7 +157,7 @@ def parse_archive_body(body: Any) -> tuple[bool, bool]:
         schemas.ArchiveRequest,
         body,
         "the archive request is not valid",
-        lambda: parse_archive_options(require_object(body)),
+        lambda typed: parse_archive_options(require_object(typed)),
     )
 
 

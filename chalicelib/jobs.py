@@ -117,7 +117,7 @@ def parse_job_request(
     from chalicelib import schemas  # pydantic: only the routes that write pay for its import
 
     return schemas.refuse_with(
-        schemas.JobRequest, body, REQUEST_PROBLEMS, lambda: _parse_job_request(body, model_lookup, seed)
+        schemas.JobRequest, body, REQUEST_PROBLEMS, lambda typed: _parse_job_request(typed, model_lookup, seed)
     )
 
 
@@ -456,13 +456,11 @@ def job_estimate(spec: ModelSpec, settings: JobSettings, images: Sequence[ImageI
 
 
 def parse_notify(body: Any) -> bool:
-    """POST /jobs `notify`: true (the default) sends the job's email to its owner; false opts out."""
-    value = body.get("notify", True) if isinstance(body, dict) else True
-    if not isinstance(value, bool):
-        raise ValidationError(
-            "notify must be true or false", details=[{"field": "notify", "message": "must be true or false"}]
-        )
-    return value
+    """POST /jobs `notify`: true (the default, also when left out or null) sends the job's email to
+    its owner; false opts out. Anything else is refused by parse_job_request (schemas.JobRequest),
+    with every other problem of the body, before anything is written."""
+    value = body.get("notify") if isinstance(body, dict) else None
+    return value if isinstance(value, bool) else True
 
 
 def _boxes_for(labels: list[dict[str, Any]], kept: tuple[str, ...]) -> tuple[Box, ...]:

@@ -126,9 +126,7 @@ class ReviewService:
         from chalicelib import schemas  # pydantic: imported by the routes that write only
 
         # the body is judged before the job is read: a refused request reads and writes nothing
-        decisions = schemas.refuse_with(
-            schemas.ReviewRequest, body, "the review request is not valid", lambda: _decisions(body)
-        )
+        decisions = schemas.refuse_with(schemas.ReviewRequest, body, "the review request is not valid", _decisions)
         self._waiting_job(owner, job_id)
         refused = self.store.set_review_decisions(job_id, {k: ReviewDecision(v) for k, v in decisions.items()})
         if refused:

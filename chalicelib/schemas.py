@@ -26,7 +26,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, TypeAdapter
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, RootModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import models_json_schema
@@ -100,6 +100,16 @@ class _Body(BaseModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True, frozen=True)
 
+
+def _whole(value: Any) -> Any:
+    """JSON has one number type: 1024.0 is the integer 1024 (JSON Schema's `integer` takes it too)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# An integer field: any JSON number with no fractional part (never true or false, never "5"). The
+# validator wraps the optional form as a whole, so the field's bounds stay on the integer.
+Whole = Annotated[int, BeforeValidator(_whole)]
+WholeOrNone = Annotated[int | None, BeforeValidator(_whole)]
 
 # A number any setting may hold: finite (the decoder) and storable (DynamoDB's range).
 Number = Annotated[float, Field(ge=-NUMBER_MAX, le=NUMBER_MAX)]
@@ -204,8 +214,8 @@ class ImageBackgroundOverride(RootModel[Any]):
 class Placement(_Body):
     """The output canvas and where the subject sits (color, image, transparent, scene)."""
 
-    width: int | None = Field(None, ge=contracts.MIN_SOURCE_SIDE, le=contracts.MAX_OUTPUT_SIDE)
-    height: int | None = Field(None, ge=contracts.MIN_SOURCE_SIDE, le=contracts.MAX_OUTPUT_SIDE)
+    width: WholeOrNone = Field(None, ge=contracts.MIN_SOURCE_SIDE, le=contracts.MAX_OUTPUT_SIDE)
+    height: WholeOrNone = Field(None, ge=contracts.MIN_SOURCE_SIDE, le=contracts.MAX_OUTPUT_SIDE)
     aspect: str | None = Field(None, pattern=ASPECT_PATTERN, examples=["1:1", "4:5"])
     fill: float | None = Field(None, ge=1, le=100, description="% of the frame")
     anchor: Anchor | None = None
@@ -289,13 +299,13 @@ class JobRequest(_Body):
         le=max(b[1] for b in _CFG),
         description="only for models with a cfgScale range (GET /models)",
     )
-    seed: int | None = Field(
+    seed: WholeOrNone = Field(
         None,
         ge=0,
         le=max(s.seed_max for s in _SPECS),
         description="one seed for the whole job; chosen at random and stored when omitted",
     )
-    variants: int | None = Field(None, ge=1, le=max(s.max_variants for s in _SPECS))
+    variants: WholeOrNone = Field(None, ge=1, le=max(s.max_variants for s in _SPECS))
     output_format: OutputFormat | None = Field(
         None,
         description="omit it to follow each original: a JPEG gives a JPEG (quality 95, the original's chroma "
@@ -321,7 +331,7 @@ class JobRequest(_Body):
     shadow_angle: Number | None = Field(None, description="the light's direction, in degrees")
     shadow_strength: float | None = Field(None, ge=0, le=1, description="0 no shadow, 1 black")
     quality_thresholds: QualityThresholds | None = None
-    re_rolls: int | None = Field(
+    re_rolls: WholeOrNone = Field(
         None,
         ge=0,
         le=contracts.MAX_RE_ROLLS,
@@ -365,7 +375,7 @@ class JobRequest(_Body):
 class UploadFile(_Body):
     name: str = Field(min_length=1, max_length=contracts.MAX_FILE_NAME_LENGTH)
     content_type: _one_of(contracts.UPLOAD_CONTENT_TYPES)  # type: ignore[valid-type]
-    size: int = Field(ge=contracts.MIN_UPLOAD_BYTES, le=contracts.MAX_UPLOAD_BYTES)
+    size: Whole = Field(ge=contracts.MIN_UPLOAD_BYTES, le=contracts.MAX_UPLOAD_BYTES)
 
 
 class UploadRequest(_Body):
@@ -402,14 +412,14 @@ class ReviewRequest(_Body):
 
 
 class RegenerateRequest(_Body):
-    seed: int | None = Field(
+    seed: WholeOrNone = Field(
         None, ge=0, le=max(s.seed_max for s in _SPECS), description="default: one derived from the job's seed"
     )
     prompt: str | None = Field(None, pattern=NOT_BLANK, description="default: the image's prompt")
 
 
 class PickRequest(_Body):
-    variant: int = Field(ge=1, description="one of the image's `outputs[].variant`")
+    variant: Whole = Field(ge=1, description="one of the image's `outputs[].variant`")
 
 
 REQUEST_MODELS: Final[tuple[type[BaseModel], ...]] = (
@@ -537,11 +547,10 @@ def _adapter(model: type[BaseModel]) -> TypeAdapter[Any]:
     return TypeAdapter(model)
 
 
-def problems_of(model: type[BaseModel], body: Any) -> list[dict[str, Any]]:
-    """Every problem of `body` (already decoded by validation.decode_json_body) against `model`:
-    `{"field", "message"[, "code"]}` each, in the API's field notation; empty when it fits."""
+def _validated(model: type[BaseModel], body: Any) -> tuple[Any, list[dict[str, Any]]]:
+    """(the typed body, []) when `body` fits `model`; (None, every problem) otherwise."""
     try:
-        _adapter(model).validate_json(json.dumps(body), strict=True)
+        return _adapter(model).validate_json(json.dumps(body), strict=True), []
     except PydanticValidationError as exc:
         found: dict[str, dict[str, Any]] = {}
         for error in exc.errors(include_url=False):
@@ -551,27 +560,34 @@ def problems_of(model: type[BaseModel], body: Any) -> list[dict[str, Any]]:
             if code is not None:
                 problem["code"] = code.value
             found.setdefault(f"{field}\0{message}", problem)  # a union may report one problem twice
-        return list(found.values())
-    return []
+        return None, list(found.values())
+
+
+def problems_of(model: type[BaseModel], body: Any) -> list[dict[str, Any]]:
+    """Every problem of `body` (already decoded by validation.decode_json_body) against `model`:
+    `{"field", "message"[, "code"]}` each, in the API's field notation; empty when it fits."""
+    return _validated(model, body)[1]
 
 
 def check(model: type[BaseModel], body: Any, intro: str) -> Any:
     """`body` as `model` (a typed object), or a 400 VALIDATION_FAILED naming every problem at once."""
-    found = problems_of(model, body)
+    typed, found = _validated(model, body)
     if found:
         raise ValidationError(summarise(intro, found), details=found)
-    return _adapter(model).validate_json(json.dumps(body), strict=True)
+    return typed
 
 
-def refuse_with(model: type[BaseModel], body: Any, intro: str, parse: Callable[[], T]) -> T:
-    """`parse()` (a service's own checks, which must not write) when `body` fits `model`; else a
-    400 naming every problem of both. Where the service's error already names every field the
-    schema refuses, it stands as it is (its wording and code, e.g. MODEL_UNAVAILABLE)."""
-    found = problems_of(model, body)
+def refuse_with(model: type[BaseModel], body: Any, intro: str, parse: Callable[[Any], T]) -> T:
+    """`parse(body)` (a service's own checks, which must not write) given the body as the model
+    read it (1024.0 is 1024, each field as its type) when it fits; else a 400 naming every problem
+    of both. Where the service's error already names every field the schema refuses, it stands as
+    it is (its wording and code, e.g. MODEL_UNAVAILABLE)."""
+    typed, found = _validated(model, body)
     if not found:
-        return parse()
+        # null is "not given": the service sees the fields the body gave a value
+        return parse(typed.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude_none=True))
     try:
-        parse()
+        parse(body)
     except BackdropError as exc:
         named = {d.get("field") for d in exc.details or [] if isinstance(d, Mapping)}
         if all(p["field"] in named for p in found):

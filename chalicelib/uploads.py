@@ -61,7 +61,7 @@ class UploadService:
             schemas.UploadRequest,
             body,
             "the upload request is not valid",
-            lambda: require_list(body, "files", 1, contracts.MAX_FILES_PER_UPLOAD_REQUEST),
+            lambda typed: require_list(typed, "files", 1, contracts.MAX_FILES_PER_UPLOAD_REQUEST),
         )
         rejected = []
         good = []
