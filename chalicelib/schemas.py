@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, RootModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.alias_generators import to_camel
-from pydantic.json_schema import models_json_schema
 from pydantic_core import PydanticCustomError
 
 from chalicelib import backgrounds, contracts, costs, quality, review
@@ -98,7 +97,11 @@ T = TypeVar("T")
 class _Body(BaseModel):
     """A request body's object: camelCase on the wire, nothing unknown, JSON's types only."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True, frozen=True)
+    # defer_build: a model's validator is built when it is first used, so a route pays for its
+    # own body's model only (the review route never builds JobRequest's)
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True, frozen=True, defer_build=True
+    )
 
 
 def _whole(value: Any) -> Any:
@@ -192,10 +195,11 @@ class Background(RootModel[Any]):
         Field(discriminator="source"),
     ]
     model_config = ConfigDict(
+        defer_build=True,
         json_schema_extra={
             "description": "prompt (default: two model calls per image), color, image, transparent or scene (one "
             "call per image; a scene adds one per batch)"
-        }
+        },
     )
 
 
@@ -205,9 +209,10 @@ class ImageBackgroundOverride(RootModel[Any]):
         Field(discriminator="source"),
     ]
     model_config = ConfigDict(
+        defer_build=True,
         json_schema_extra={
             "description": 'an image\'s own background instead of the job\'s (`{"source": "scene"}`: the job\'s scene)'
-        }
+        },
     )
 
 
@@ -241,7 +246,7 @@ def _threshold_fields() -> dict[str, Any]:
 
 
 class _Thresholds(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 
 
 if TYPE_CHECKING:
@@ -610,6 +615,8 @@ def merged(found: Sequence[Mapping[str, Any]], error: BackdropError | None, intr
 
 def request_components() -> dict[str, Any]:
     """The request bodies' JSON Schemas, as OpenAPI components (`#/components/schemas/<Name>`)."""
+    from pydantic.json_schema import models_json_schema  # the document only, not the routes
+
     _, top = models_json_schema(
         [(m, "validation") for m in REQUEST_MODELS], ref_template="#/components/schemas/{model}"
     )
