@@ -38,7 +38,8 @@ OWNER = "owner-agreement"
 
 def _python_patterns(schema: Any) -> Any:
     """The document's patterns as Python's `re.search` reads them: ECMA-262's closing `$` (no `m`
-    flag) is the end of the string, which Python spells `\\Z` (docs/aws-notes.md#n92-...)."""
+    flag) is the end of the string, which Python spells `\\Z`
+    (docs/aws-notes.md#n92-pydantic-strict-json-validation-and-json-schema-patterns)."""
     if isinstance(schema, list):
         return [_python_patterns(item) for item in schema]
     if not isinstance(schema, dict):
