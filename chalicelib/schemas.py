@@ -605,6 +605,8 @@ def merged(found: Sequence[Mapping[str, Any]], error: BackdropError | None, intr
     """The schema's problems with a service's own (its wording first): one answer naming both."""
     details = error.details if error is not None else None
     items = [dict(d) for d in (details if isinstance(details, list) else []) if isinstance(d, Mapping)]
+    if error is not None and not items:  # e.g. an unknown model: said, with its stable code
+        items = [{"field": "body", "message": error.message, "code": error.code.value}]
     named = {item.get("field") for item in items}
     items += [dict(p) for p in found if p["field"] not in named]
     return ValidationError(summarise(intro, items), details=items)

@@ -61,3 +61,12 @@ def test_null_is_not_given_and_the_document_says_so() -> None:
     assert _fields({"images": [{"imageRef": REF, "prompt": None}], "stylePreset": None, "seed": None}) == {}
     seed = schemas.request_components()["JobRequest"]["properties"]["seed"]
     assert seed["type"] == ["integer", "null"] and "default" not in seed
+
+
+def test_a_service_error_and_the_schema_problems_are_answered_together() -> None:
+    from chalicelib.errors import ModelUnavailable
+
+    found = schemas.problems_of(schemas.JobRequest, {"images": [{"imageRef": REF}], "reRolls": 9})
+    error = schemas.merged(found, ModelUnavailable("unknown model 'x'"), "the job request is not valid")
+    assert [(d["field"], d.get("code")) for d in error.details] == [("body", "MODEL_UNAVAILABLE"), ("reRolls", None)]
+    assert "unknown model 'x'" in error.message and "reRolls must be at most 3" in error.message
