@@ -399,8 +399,7 @@ start_archive_build = _invoke_archive_builder
 @api
 def request_archive(job_id: str) -> Response:
     owner = _owner()
-    body = _body()
-    originals, report_too = archive.parse_archive_options(body if isinstance(body, dict) else None)
+    originals, report_too = archive.parse_archive_body(_body())
     answer = _archives().request(archive.ArchiveRequest(owner, job_id, originals, report_too), start_archive_build)
     return _json_response(answer, 200 if answer["state"] == archive.ArchiveState.READY else 202)
 

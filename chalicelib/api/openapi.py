@@ -1,22 +1,21 @@
 """Backdrop's OpenAPI 3.1 document, generated from the code.
 
-Nothing here repeats a contract by hand: statuses, error codes, limits, identifier patterns and
-content types come from chalicelib/core/contracts.py; the job request's fields are jobs.JOB_FIELDS and
-IMAGE_FIELDS (a field added to the parser and not described here stops the build); model keys and
-style presets come from the model registry; the HTTP status of each error code comes from the
-error classes (chalicelib/core/errors.py) and the gateway's table (chalicelib/api/http_errors.py); the
-paths, methods, path parameters and which routes need a token come from the Chalice app's route
-table. `document(app.routes)` refuses a route without a description here, and a description
-without a route. What is written here is what a schema cannot derive: wording, which error codes
-each operation can answer, and examples.
+Nothing here repeats a contract by hand: the request bodies are the pydantic models that
+validate them (chalicelib/schemas.py, `request_components()`); statuses, error codes, limits,
+identifier patterns and content types come from chalicelib/contracts.py; the HTTP status of each
+error code comes from the error classes (chalicelib/errors.py) and the gateway's table
+(chalicelib/http_errors.py); the paths, methods, path parameters and which routes need a token come
+from the Chalice app's route table. `document(app.routes)` refuses a route without a description
+here, and a description without a route. What is written here is what a schema cannot derive:
+wording, which error codes each operation can answer, examples, and (still by hand, from
+contracts.py) the response bodies.
 
 GET /openapi.json serves it; `python -m backend.openapi` writes docs/openapi.json (a test checks
 that the committed file is the generated one, validates it with openapi-spec-validator, and
 checks live answers of every route against their schemas).
 
-Measured against pydantic models (docs/api.md): importing pydantic and declaring this API's
-models costs about as much as importing the whole app, so the schemas are built from the
-existing contracts instead, on the first request for the document only.
+pydantic is imported when the document is built (GET /openapi.json, `python -m backend.openapi`)
+and by the routes that write, never by the polling routes' cold start.
 """
 
 from __future__ import annotations
@@ -27,16 +26,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from chalicelib.api import http_errors
-from chalicelib.catalogue import costs
-from chalicelib.catalogue.presets import all_presets
-from chalicelib.core import contracts, errors
-from chalicelib.core.contracts import BackgroundSource, ClosingBy, ErrorCode, ImageStatus, JobStatus, Mode, OutputFormat
-from chalicelib.delivery.rewrites import SYNC_REWRITE_LIMIT
-from chalicelib.jobs.control import SYNC_DELETE_LIMIT
-from chalicelib.models import registry
-from chalicelib.store.jobs import MAX_IMAGES_PAGE_SIZE
-from chalicelib.workflow.deletion import REMOVED_KINDS
+from chalicelib import contracts, errors, http_errors
+from chalicelib.contracts import BackgroundSource, ClosingBy, ErrorCode, ImageStatus, JobStatus
+from chalicelib.deletion import REMOVED_KINDS
+from chalicelib.job_control import SYNC_DELETE_LIMIT
+from chalicelib.rewrites import SYNC_REWRITE_LIMIT
+from chalicelib.store import MAX_IMAGES_PAGE_SIZE
 
 OPENAPI_VERSION: Final = "3.1.0"
 API_VERSION: Final = "1.0.0"
@@ -99,197 +94,10 @@ _URL: Final = {"type": "string", "format": "uri"}
 # -------------------------------------------------------------------------------------- schemas
 
 
-def _job_request() -> tuple[dict[str, Any], dict[str, Any]]:
-    """The POST /jobs body and one image of it, from the parser's own field lists."""
-    from chalicelib.jobs.service import IMAGE_FIELDS, JOB_FIELDS
-
-    specs = registry.all_models()
-    presets = sorted({p for spec in specs for p in spec.style_presets})
-    cfg_bounds = [spec.cfg_scale for spec in specs if spec.cfg_scale]
-    # the widest each model allows: each model narrows it (GET /models, `limits`)
-    prompt_max = max(spec.prompt_max for spec in specs)
-    image = {
-        "imageRef": {
-            "type": "string",
-            "pattern": _pattern(contracts.IMAGE_REF_RE),
-            "description": "an `imageRef` returned by POST /uploads",
-        },
-        "name": {"type": "string", "maxLength": contracts.MAX_FILE_NAME_LENGTH, "description": "shown in reports"},
-        "labels": {
-            "type": "array",
-            "items": {"type": "string", "minLength": 1, "maxLength": contracts.MAX_LABEL_LENGTH},
-            "maxItems": contracts.MAX_LABELS_PER_IMAGE,
-            "description": "the subjects to keep, among the image's labels from POST /labels; empty keeps the "
-            "whole subject found by background removal (Stability models)",
-        },
-        "prompt": {"type": "string", "maxLength": prompt_max, "description": "this image's prompt"},
-        "background": {
-            **_ref("Background"),
-            "description": 'this image\'s own background instead of the job\'s (`{"source": "scene"}`: the '
-            "job's scene)",
-        },
-    }
-    job = {
-        "prompt": {
-            "type": "string",
-            "maxLength": prompt_max,
-            "description": "the new background, in words (each model narrows the length: GET /models, promptMax)",
-        },
-        "negativePrompt": {"type": "string", "maxLength": max(spec.negative_prompt_max for spec in specs)},
-        "model": _enum(
-            (s.key for s in specs),
-            f"a model key from GET /models (only `selectable` ones are accepted); default {registry.default_model_key()}",
-        ),
-        "mode": _enum(Mode, "PRECISE returns the subject's pixels unchanged; DEFAULT lets the model blend its edges"),
-        "quality": _enum(sorted({q for spec in specs for q in spec.qualities}), "only for models that list qualities"),
-        "cfgScale": {
-            "type": "number",
-            "minimum": min(b[0] for b in cfg_bounds),
-            "maximum": max(b[1] for b in cfg_bounds),
-            "description": "only for models with a cfgScale range (GET /models)",
-        },
-        "seed": {
-            "type": "integer",
-            "minimum": 0,
-            "maximum": max(s.seed_max for s in specs),
-            "description": "one seed for the whole job; chosen at random and stored when omitted",
-        },
-        "variants": {"type": "integer", "minimum": 1, "maximum": max(spec.max_variants for spec in specs)},
-        "outputFormat": _enum(
-            OutputFormat,
-            "omit it to follow each original: a JPEG gives a JPEG (quality 95, the original's chroma subsampling), "
-            "anything else, or an original with transparency, a PNG",
-        ),
-        "stylePreset": _enum(
-            presets,
-            "a style the model applies to the new background (Stability models; GET /models lists each "
-            "model's `stylePresets`); omit it for none",
-        ),
-        "webhookUrl": {
-            "type": "string",
-            "format": "uri",
-            "pattern": "^https://",
-            "maxLength": contracts.MAX_WEBHOOK_URL_LENGTH,
-            "description": "receives a signed POST when the job finishes (see `webhooks` below); its host must "
-            "resolve to public addresses only",
-        },
-        "blend": {
-            "type": "number",
-            "minimum": 0,
-            "maximum": 1,
-            "description": "PRECISE mode: 1 pastes the original subject back, 0 keeps the model's re-lit subject "
-            "(models that cut the subject out); see docs/quality.md",
-        },
-        "shadow": _enum(contracts.ShadowKind, "the subject's shadow on the new background (cut-out models only)"),
-        "shadowAngle": {"type": "number", "description": "the light's direction, in degrees"},
-        "shadowStrength": {"type": "number", "minimum": 0, "maximum": 1, "description": "0 no shadow, 1 black"},
-        "qualityThresholds": _obj(
-            {name: {"type": "number", "minimum": 0, "default": value} for name, value in _thresholds().items()},
-            closed=True,
-            description="where each quality check turns WARN and FAIL (any subset); see docs/quality.md",
-        ),
-        "reRolls": {
-            "type": "integer",
-            "minimum": 0,
-            "maximum": contracts.MAX_RE_ROLLS,
-            "default": contracts.DEFAULT_RE_ROLLS,
-            "description": "how many times an image whose scorecard fails is made again with a new seed (the "
-            "best attempt is kept; content-filter outcomes are never re-rolled); 0 disables re-rolls",
-        },
-        "reRollOn": {
-            **_enum(contracts.RE_ROLL_ON, "the scorecard outcome that earns a re-roll: FAIL, or WARN as well"),
-            "default": contracts.DEFAULT_RE_ROLL_ON,
-        },
-        "notify": {
-            "type": "boolean",
-            "default": True,
-            "description": "false: no email when this job is done (its webhook, if any, is still sent)",
-        },
-        "background": {**_ref("Background"), "description": "what goes behind the subject; default a prompt"},
-        "placement": _ref("Placement"),
-        "preset": _enum(
-            sorted(all_presets()),
-            "a marketplace preset (GET /presets): sets the background colour, canvas, fill and format the job "
-            "does not set itself, and checks every output against its rules",
-        ),
-        "images": {
-            "type": "array",
-            "items": _ref("ImageRequest"),
-            "minItems": 1,
-            "maxItems": contracts.MAX_IMAGES_PER_JOB,
-        },
-        "budgetUsd": {
-            "type": "number",
-            "exclusiveMinimum": 0,
-            "maximum": costs.MAX_BUDGET_USD,
-            "description": "the most the job may spend on model calls, in US dollars (at least one photo's price): "
-            "photos whose turn comes after it is spent end FAILED with BUDGET_REACHED, never sent",
-        },
-        "reviewHours": {
-            "type": "number",
-            "minimum": contracts.MIN_REVIEW_SECONDS / 3600,
-            "maximum": contracts.MAX_REVIEW_HOURS,
-            "description": "wait for the owner's approval (POST /jobs/{jobId}/review/approve) before the report and "
-            "the email, at most this many hours; then delivered as it is",
-        },
-    }
-    if set(job) != JOB_FIELDS or set(image) != IMAGE_FIELDS:
-        raise ValueError(
-            "the OpenAPI job request and the parser's fields differ: "
-            f"{sorted(set(job) ^ JOB_FIELDS)} / {sorted(set(image) ^ IMAGE_FIELDS)} (chalicelib/jobs/service.py)"
-        )
-    required = ["images"]  # a prompt only for a prompt background
-    return _obj(job, required, closed=True), _obj(image, ["imageRef"], closed=True)
-
-
 def _background_schemas() -> dict[str, Any]:
-    """Background, placement, estimate, presets and compliance (chalicelib.core.backgrounds, presets)."""
-    from chalicelib.core import backgrounds
+    """Background, placement, estimate, presets and compliance (chalicelib.backgrounds, presets)."""
 
     return {
-        "Background": _obj(
-            {
-                "source": _enum(BackgroundSource),
-                "color": {
-                    "type": "string",
-                    "pattern": _pattern(backgrounds.COLOR_RE),
-                    "description": "color: #RGB or #RRGGBB",
-                },
-                "imageRef": {**_ref("ImageRef"), "description": "image: the background photo, from POST /uploads"},
-                "prompt": {"type": "string", "description": "scene: what the batch's one shared background shows"},
-                "negativePrompt": _STRING,
-                "model": {
-                    "type": "string",
-                    "description": f"scene: a text-to-image model key (GET /models, role "
-                    f"scene); default {registry.default_scene_model_key()}",
-                },
-            },
-            ["source"],
-            closed=True,
-            description="prompt (default: two model calls per image), color, image, transparent or scene (one call "
-            "per image; a scene adds one per batch)",
-        ),
-        "Placement": _obj(
-            {
-                "width": {
-                    "type": "integer",
-                    "minimum": contracts.MIN_SOURCE_SIDE,
-                    "maximum": contracts.MAX_OUTPUT_SIDE,
-                },
-                "height": {
-                    "type": "integer",
-                    "minimum": contracts.MIN_SOURCE_SIDE,
-                    "maximum": contracts.MAX_OUTPUT_SIDE,
-                },
-                "aspect": {"type": "string", "pattern": _pattern(backgrounds.ASPECT_RE), "examples": ["1:1", "4:5"]},
-                "fill": {"type": "number", "minimum": 1, "maximum": 100, "description": "% of the frame"},
-                "anchor": _enum(backgrounds.ANCHORS),
-                "margin": {"type": "number", "minimum": 0, "maximum": backgrounds.MAX_MARGIN_PERCENT},
-                "allowUpscale": {"type": "boolean", "default": False},
-            },
-            closed=True,
-            description="the output canvas and where the subject sits (color, image, transparent, scene)",
-        ),
         "Estimate": _obj(
             {
                 "images": _COUNT,
@@ -443,7 +251,8 @@ _SUMMARY_REQUIRED: Final = ("jobId", "status", "model", "createdAt", "imageCount
 
 
 def schemas() -> dict[str, Any]:
-    job_request, image_request = _job_request()
+    from chalicelib.schemas import request_components  # the request bodies, from the models that validate them
+
     webhook_statuses = ("PENDING", "RETRYING", "DELIVERED", "FAILED", "REFUSED")
     label = _obj(
         {
@@ -472,6 +281,7 @@ def schemas() -> dict[str, Any]:
     )
     summary = _job_summary_properties()
     return {
+        **request_components(),
         "Error": _obj(
             {
                 "code": _enum(ErrorCode, "stable: branch on it"),
@@ -566,29 +376,6 @@ def schemas() -> dict[str, Any]:
             },
             ["models", "default"],
         ),
-        "UploadRequest": _obj(
-            {
-                "files": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": contracts.MAX_FILES_PER_UPLOAD_REQUEST,
-                    "items": _obj(
-                        {
-                            "name": {"type": "string", "minLength": 1, "maxLength": contracts.MAX_FILE_NAME_LENGTH},
-                            "contentType": _enum(contracts.UPLOAD_CONTENT_TYPES),
-                            "size": {
-                                "type": "integer",
-                                "minimum": contracts.MIN_UPLOAD_BYTES,
-                                "maximum": contracts.MAX_UPLOAD_BYTES,
-                            },
-                        },
-                        ["name", "contentType", "size"],
-                        closed=True,
-                    ),
-                }
-            },
-            ["files"],
-        ),
         "Rejection": _obj(
             {
                 "field": _STRING,
@@ -624,17 +411,6 @@ def schemas() -> dict[str, Any]:
             },
             ["uploadId", "uploads", "rejected"],
         ),
-        "LabelsRequest": _obj(
-            {
-                "imageRefs": {
-                    "type": "array",
-                    "items": _ref("ImageRef"),
-                    "minItems": 1,
-                    "maxItems": contracts.MAX_LABEL_REFS_PER_REQUEST,
-                }
-            },
-            ["imageRefs"],
-        ),
         "Label": label,
         "Labels": _obj(
             {
@@ -656,8 +432,6 @@ def schemas() -> dict[str, Any]:
             ["labels", "unavailable", "pending"],
         ),
         **_background_schemas(),
-        "JobRequest": job_request,
-        "ImageRequest": image_request,
         "Submitted": _obj(
             {
                 "jobId": _ref("JobId"),
@@ -887,34 +661,7 @@ def schemas() -> dict[str, Any]:
             },
             ["state", "kind"],
         ),
-        "ArchiveRequest": _obj(
-            {
-                "originals": {"type": "boolean", "default": False, "description": "the uploaded originals too"},
-                "report": {"type": "boolean", "default": False, "description": "the JSON and CSV report too"},
-            },
-            closed=True,
-        ),
-        "ReviewRequest": _obj(
-            {
-                "decisions": {
-                    "type": "object",
-                    "additionalProperties": _enum(contracts.ReviewDecision),
-                    "minProperties": 1,
-                    "maxProperties": 100,
-                    "description": "image id → APPROVED or REJECTED",
-                }
-            },
-            ["decisions"],
-            closed=True,
-        ),
         "ReviewRecorded": _obj({"jobId": _ref("JobId"), "decided": _COUNT}, ["jobId", "decided"]),
-        "RegenerateRequest": _obj(
-            {
-                "seed": {"type": "integer", "minimum": 0, "description": "default: one derived from the job's seed"},
-                "prompt": {"type": "string", "minLength": 1, "description": "default: the image's prompt"},
-            },
-            closed=True,
-        ),
         "Regenerating": _obj(
             {
                 "jobId": {**_ref("JobId"), "description": "the linked one-photo job making it: follow it"},
@@ -928,11 +675,6 @@ def schemas() -> dict[str, Any]:
                 "follow": {"type": "string", "description": "GET this path for the linked job's progress"},
             },
             ["jobId", "status", "regenerateOf", "seed", "follow"],
-        ),
-        "PickRequest": _obj(
-            {"variant": {"type": "integer", "minimum": 1, "description": "one of the image's `outputs[].variant`"}},
-            ["variant"],
-            closed=True,
         ),
         "Picked": _obj(
             {

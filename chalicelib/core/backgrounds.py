@@ -38,15 +38,6 @@ COLOR_RE: Final = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})\Z")
 COMPOSE_SOURCES: Final = frozenset(
     {BackgroundSource.COLOR, BackgroundSource.IMAGE, BackgroundSource.TRANSPARENT, BackgroundSource.SCENE}
 )
-# fields each source takes, in a job's `background` (an image's override takes the same, but a
-# scene override takes none: the scene is the job's)
-_SOURCE_FIELDS: Final = {
-    BackgroundSource.PROMPT: {"source"},
-    BackgroundSource.COLOR: {"source", "color"},
-    BackgroundSource.IMAGE: {"source", "imageRef"},
-    BackgroundSource.TRANSPARENT: {"source"},
-    BackgroundSource.SCENE: {"source", "prompt", "negativePrompt", "model"},
-}
 ANCHORS: Final = (
     "center",
     "top",
@@ -58,7 +49,6 @@ ANCHORS: Final = (
     "bottom-left",
     "bottom-right",
 )
-PLACEMENT_FIELDS: Final = {"width", "height", "aspect", "fill", "anchor", "margin", "allowUpscale"}
 ASPECT_RE: Final = re.compile(r"^([1-9][0-9]{0,2}):([1-9][0-9]{0,2})\Z")
 MAX_MARGIN_PERCENT: Final = 45.0
 # a background photo must be at least this big on its shortest side (when the canvas size is not
@@ -162,14 +152,7 @@ def parse_background(
             code=contracts.ErrorCode.BACKGROUND_INVALID,
         )
         return None
-    allowed = {"source"} if is_override and source is BackgroundSource.SCENE else _SOURCE_FIELDS[source]
-    for name in sorted(set(raw) - allowed):
-        hint = " (an image's scene is the job's scene: set it on the job's background)" if is_override else ""
-        problems.add(
-            f"{where}.{name}",
-            f"a {source.value} background takes no {name!r}{hint}",
-            code=contracts.ErrorCode.BACKGROUND_INVALID,
-        )
+    # fields a source does not take: schemas.Background (one model per source) refuses them
     bad = len(problems)
     result = Background(source)
     if source is BackgroundSource.COLOR:
@@ -304,8 +287,6 @@ def parse_placement(raw: Any, problems: Problems, where: str = "placement") -> P
         problems.add(where, "placement must be an object", code=contracts.ErrorCode.PLACEMENT_INVALID)
         return None
     bad = len(problems)
-    for name in sorted(set(raw) - PLACEMENT_FIELDS):
-        problems.add(f"{where}.{name}", f"unknown field {name!r}", code=contracts.ErrorCode.PLACEMENT_INVALID)
     side = contracts.MAX_OUTPUT_SIDE
     width = _number(where, raw, "width", contracts.MIN_SOURCE_SIDE, side, problems)
     height = _number(where, raw, "height", contracts.MIN_SOURCE_SIDE, side, problems)

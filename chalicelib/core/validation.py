@@ -189,7 +189,8 @@ class Problems:
 
 def require_object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object")
+        message = "the request body must be a JSON object"
+        raise BadRequest(message, details=[{"field": "body", "message": message}])
     return body
 
 

@@ -44,9 +44,8 @@ from chalicelib.core.errors import (
     client_error_code,
     service_failure,
 )
-from chalicelib.core.outputs import delivered_outputs
-from chalicelib.store import s3keys
-from chalicelib.store.jobs import JobStore
+from chalicelib.store import JobStore
+from chalicelib.validation import require_object
 
 SYNC_MAX_FILES: Final = 40  # ~40 results of a few MB each copy in a few seconds, far inside 29 s
 LAMBDA_MAX_SECONDS: Final = 900  # Lambda's longest run: a build that stays silent longer has died
@@ -136,16 +135,30 @@ def parse_archive_options(source: Mapping[str, Any] | None) -> tuple[bool, bool]
     source = source or {}
     unknown = sorted(set(source) - {"originals", "report"})
     if unknown:
-        raise BadRequest(f"unknown archive option {unknown[0][:40]!r}: use originals and report")
+        message = f"unknown archive option {unknown[0][:40]!r}: use originals and report"
+        raise BadRequest(message, details=[{"field": unknown[0], "message": message}])
     values = []
     for name in ("originals", "report"):
         value = source.get(name, False)
         if isinstance(value, str) and value.lower() in ("true", "false"):
             value = value.lower() == "true"
         if not isinstance(value, bool):
-            raise BadRequest(f"{name} must be true or false")
+            raise BadRequest(f"{name} must be true or false", details=[{"field": name, "message": "true or false"}])
         values.append(value)
     return values[0], values[1]
+
+
+def parse_archive_body(body: Any) -> tuple[bool, bool]:
+    """POST /jobs/{jobId}/archive's body: a JSON object (schemas.ArchiveRequest) or none at all
+    (the decoder gives `{}`); a list, null or a string is refused, naming the body."""
+    from chalicelib import schemas  # pydantic: imported by the routes that write only
+
+    return schemas.refuse_with(
+        schemas.ArchiveRequest,
+        body,
+        "the archive request is not valid",
+        lambda typed: parse_archive_options(require_object(typed)),
+    )
 
 
 class _PartWriter:

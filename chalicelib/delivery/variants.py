@@ -112,13 +112,18 @@ class VariantService:
         """POST /jobs/{jobId}/images/{imageId}/pick `{"variant": k}`: deliver variant k of a
         SUCCEEDED image. The image's verdict becomes k's; a report already written is written
         again and an archive already built is dropped, so both deliver k."""
+        from chalicelib import schemas  # pydantic: imported by the routes that write only
+
         job, image = self._image(owner, job_id, image_id)
         if image.get("status") != ImageStatus.SUCCEEDED.value:
             raise Conflict(
                 f"image {image_id} of job {job_id} is {image.get('status')}: only a finished result has variants to pick"
             )
         outputs = list(image.get("outputs") or [])
-        variant = parse_pick(body, outputs)
+        # the body's shape (schemas.PickRequest) and the image's own variants, before anything is written
+        variant = schemas.refuse_with(
+            schemas.PickRequest, body, "the pick is not valid", lambda typed: parse_pick(typed, outputs)
+        )
         picked = mark_delivered(outputs, variant, PickedBy.OWNER)
         if not self.store.set_outputs(job_id, image_id, picked, image):
             raise Conflict(f"image {image_id} changed while the pick was recorded; look at it again and pick again")

@@ -45,6 +45,48 @@ def parse_review(body: Mapping[str, Any]) -> int | None:
     return int(seconds)
 
 
+def _decisions(body: Any) -> dict[str, str]:
+    """POST /jobs/{jobId}/review's `decisions` (schemas.ReviewRequest is its published shape)."""
+    decisions = body.get("decisions") if isinstance(body, dict) else None
+    if not isinstance(decisions, dict) or not 1 <= len(decisions) <= MAX_DECISIONS_PER_REQUEST:
+        message = f"decisions must map 1 to {MAX_DECISIONS_PER_REQUEST} image ids to APPROVED or REJECTED"
+        raise BadRequest(message, details=[{"field": "decisions", "message": message}])
+    allowed = {d.value for d in ReviewDecision}
+    for image_id, decision in decisions.items():
+        # a list or an object is not hashable: `in allowed` alone would raise (a 500)
+        if not contracts.IMAGE_ID_RE.match(str(image_id)) or not isinstance(decision, str) or decision not in allowed:
+            message = f"decision for {str(image_id)[:40]!r} must be APPROVED or REJECTED"
+            raise BadRequest(message, details=[{"field": f"decisions.{image_id}", "message": message}])
+    return decisions
+
+
+def deadline_words(deadline: str, now: datetime | None = None) -> str:
+    """A review's deadline in plain words, the same on the page and in the CLI: "Review by Thu
+    26 Nov, 14:00 UTC (in 23 h)", or "... (passed 2 h ago)" once it has passed. `deadline` is
+    the job view's ISO timestamp; anything else is said as it is."""
+    try:
+        when = datetime.fromisoformat(deadline.replace("Z", "+00:00"))
+    except (AttributeError, ValueError):
+        return f"Review by {deadline}"
+    when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    seconds = (when - now).total_seconds()
+    span = _span(abs(seconds))
+    left = f"in {span}" if seconds > 0 else f"passed {span} ago"
+    return f"Review by {when:%a} {when.day} {when:%b}, {when:%H:%M} UTC ({left})"
+
+
+def _span(seconds: float) -> str:
+    """ "45 min", "23 h", "3 days": rounded down, never "0 h" (under a minute is "1 min")."""
+    minutes = int(seconds // 60)
+    if minutes < 60:
+        return f"{max(1, minutes)} min"
+    hours = minutes // 60
+    if hours < 48:
+        return f"{hours} h"
+    return f"{hours // 24} days"
+
+
 def _problem(message: str) -> ValidationError:
     return ValidationError(message, details=[{"field": REVIEW_FIELD, "message": message}])
 
@@ -82,14 +124,11 @@ class ReviewService:
 
     def decide(self, owner: str, job_id: str, body: Any) -> dict[str, Any]:
         """POST /jobs/{jobId}/review: `{"decisions": {imageId: APPROVED|REJECTED}}`."""
+        from chalicelib import schemas  # pydantic: imported by the routes that write only
+
+        # the body is judged before the job is read: a refused request reads and writes nothing
+        decisions = schemas.refuse_with(schemas.ReviewRequest, body, "the review request is not valid", _decisions)
         self._waiting_job(owner, job_id)
-        decisions = body.get("decisions") if isinstance(body, dict) else None
-        if not isinstance(decisions, dict) or not 1 <= len(decisions) <= MAX_DECISIONS_PER_REQUEST:
-            raise BadRequest(f"decisions must map 1 to {MAX_DECISIONS_PER_REQUEST} image ids to APPROVED or REJECTED")
-        allowed = {d.value for d in ReviewDecision}
-        for image_id, decision in decisions.items():
-            if not contracts.IMAGE_ID_RE.match(str(image_id)) or decision not in allowed:
-                raise BadRequest(f"decision for {str(image_id)[:40]!r} must be APPROVED or REJECTED")
         refused = self.store.set_review_decisions(job_id, {k: ReviewDecision(v) for k, v in decisions.items()})
         if refused:
             raise BadRequest(

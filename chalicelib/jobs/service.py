@@ -47,34 +47,6 @@ from chalicelib.store import s3keys
 from chalicelib.store.jobs import MAX_IMAGES_PAGE_SIZE, PARALLEL_CALLS, JobStore, NewImage
 from chalicelib.workflow.deletion import deleting_view
 
-JOB_FIELDS = {
-    "model",
-    "prompt",
-    "negativePrompt",
-    "mode",
-    "quality",
-    "cfgScale",
-    "seed",
-    "variants",
-    "outputFormat",
-    "stylePreset",
-    "blend",
-    "shadow",
-    "shadowAngle",
-    "shadowStrength",
-    "qualityThresholds",
-    "webhookUrl",
-    "reRolls",
-    "reRollOn",
-    "images",
-    "notify",
-    "background",
-    "placement",
-    "preset",
-    "budgetUsd",
-    "reviewHours",
-}
-IMAGE_FIELDS = {"imageRef", "name", "labels", "prompt", "background"}
 REQUEST_PROBLEMS = "the job request is not valid"
 
 
@@ -142,11 +114,24 @@ def _optional(body: dict[str, Any], name: str, kind: type | tuple[type, ...], pr
 def parse_job_request(
     body: Any, *, model_lookup: Callable[[str], ModelSpec] = registry.get_selectable_model, seed: int | None = None
 ) -> tuple[ModelSpec, JobSettings, list[ImageInput]]:
-    """Strictly parse a POST /jobs body; every problem is reported at once."""
+    """Strictly parse a POST /jobs body; every problem is reported at once.
+
+    The body is checked against the published schema (schemas.JobRequest: types, ranges, what
+    DynamoDB stores) and by the rules a schema cannot hold (the chosen model's limits, cross-field
+    rules). A refusal names every problem of both; where both name a field, the service's words
+    (and its error code, e.g. MODEL_UNAVAILABLE) stand."""
+    from chalicelib import schemas  # pydantic: only the routes that write pay for its import
+
+    return schemas.refuse_with(
+        schemas.JobRequest, body, REQUEST_PROBLEMS, lambda typed: _parse_job_request(typed, model_lookup, seed)
+    )
+
+
+def _parse_job_request(
+    body: Any, model_lookup: Callable[[str], ModelSpec], seed: int | None
+) -> tuple[ModelSpec, JobSettings, list[ImageInput]]:
     body = with_preset(require_object(body))
-    problems = Problems(REQUEST_PROBLEMS)
-    for name in sorted(set(body) - JOB_FIELDS):
-        problems.add(name, f"unknown field {name!r}")
+    problems = Problems(REQUEST_PROBLEMS)  # unknown fields: schemas.JobRequest refuses them
     spec = _model(body, model_lookup)
     settings = _job_settings(body, spec, problems, seed)
     job_background = backgrounds.Background.from_dict(settings.background)
@@ -402,8 +387,6 @@ def _image(
     if not isinstance(raw, dict):
         problems.add(where, "each image must be an object with imageRef, name and labels")
         return None
-    for name in sorted(set(raw) - IMAGE_FIELDS):
-        problems.add(f"{where}.{name}", f"unknown field {name!r}")
     ref = raw.get("imageRef")
     if not isinstance(ref, str) or not contracts.IMAGE_REF_RE.match(ref):
         problems.add(f"{where}.imageRef", "imageRef must be a ref returned by POST /uploads")
@@ -477,13 +460,11 @@ def job_estimate(spec: ModelSpec, settings: JobSettings, images: Sequence[ImageI
 
 
 def parse_notify(body: Any) -> bool:
-    """POST /jobs `notify`: true (the default) sends the job's email to its owner; false opts out."""
-    value = body.get("notify", True) if isinstance(body, dict) else True
-    if not isinstance(value, bool):
-        raise ValidationError(
-            "notify must be true or false", details=[{"field": "notify", "message": "must be true or false"}]
-        )
-    return value
+    """POST /jobs `notify`: true (the default, also when left out or null) sends the job's email to
+    its owner; false opts out. Anything else is refused by parse_job_request (schemas.JobRequest),
+    with every other problem of the body, before anything is written."""
+    value = body.get("notify") if isinstance(body, dict) else None
+    return value if isinstance(value, bool) else True
 
 
 def _boxes_for(labels: list[dict[str, Any]], kept: tuple[str, ...]) -> tuple[Box, ...]:
@@ -816,6 +797,10 @@ class JobService:
         the prompt given (else the image's). When it finishes, its result becomes one more
         variant of the image (`source: REGENERATED`, chalicelib/delivery/variants.py); the owner picks it
         to deliver it. At most contracts.MAX_REGENERATIONS per image."""
+        from chalicelib import schemas  # pydantic: imported by the routes that write only
+
+        # the body's shape (schemas.RegenerateRequest) before anything is read
+        schemas.check(schemas.RegenerateRequest, body, "the regeneration is not valid")
         job = self.get_job(owner, job_id)
         image = self.store.get_image(job_id, image_id) if contracts.IMAGE_ID_RE.match(image_id) else None
         if image is None:
@@ -824,18 +809,9 @@ class JobService:
             raise Conflict(
                 f"image {image_id} of job {job_id} is {image.get('status')}: only a finished result is regenerated"
             )
-        if not isinstance(body, dict) or set(body) - {"seed", "prompt"}:
-            raise BadRequest("the body is a JSON object with an optional seed (a whole number) and prompt (text)")
         spec = model_lookup(job["model"])
         settings = settings_from_dict(job["settings"])
-        problems = Problems("the regeneration is not valid")
-        seed = body.get("seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            problems.add("seed", "seed must be a whole number")
-        prompt = body.get("prompt")
-        if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
-            problems.add("prompt", "prompt must be text (leave it out to keep the image's)")
-        problems.raise_if_any()
+        seed, prompt = body.get("seed"), body.get("prompt")  # checked above
         background = backgrounds.effective(image.get("background"), settings.background)
         if not background.needs_inpaint:
             raise BadRequest(

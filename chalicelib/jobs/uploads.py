@@ -19,7 +19,8 @@ def _file_problems(item: Any) -> list[str]:
     if not isinstance(name, str) or not 1 <= len(name) <= contracts.MAX_FILE_NAME_LENGTH:
         problems.append(f"name must be 1 to {contracts.MAX_FILE_NAME_LENGTH} characters")
     content_type = item.get("contentType")
-    if content_type not in contracts.UPLOAD_CONTENT_TYPES:
+    # a list or an object is not hashable: `in` alone would raise (a 500)
+    if not isinstance(content_type, str) or content_type not in contracts.UPLOAD_CONTENT_TYPES:
         accepted = ", ".join(contracts.UPLOAD_CONTENT_TYPES)
         shown = content_type if isinstance(content_type, str) else type(content_type).__name__
         problems.append(f"content type {shown[:100]!r} is not accepted; use one of {accepted}")
@@ -54,7 +55,14 @@ class UploadService:
 
         One bad file never costs the good ones: the answer lists `uploads` (with the index of each
         file in the request) and `rejected`. Only when no file can be uploaded is it an error."""
-        files = require_list(body, "files", 1, contracts.MAX_FILES_PER_UPLOAD_REQUEST)
+        from chalicelib import schemas  # pydantic: imported by the routes that write only
+
+        files = schemas.refuse_with(
+            schemas.UploadRequest,
+            body,
+            "the upload request is not valid",
+            lambda typed: require_list(typed, "files", 1, contracts.MAX_FILES_PER_UPLOAD_REQUEST),
+        )
         rejected = []
         good = []
         for index, item in enumerate(files):
