@@ -4,7 +4,7 @@
 (`git archive`) next to this working tree and, in one run, alternates fresh `python -c "import
 app"` processes between the two (before, after, before, after, ...), so both see the same machine
 load. It prints each side's median and best, the difference, what the first writing request then
-pays once (importing chalicelib/schemas.py: pydantic and the request models), and whether
+pays once (importing chalicelib/catalogue/schemas.py: pydantic and the request models), and whether
 `import app` loads pydantic at all (it must not: the polling routes never need it).
 
 PASS when the after best is within 5 % (or 15 ms) of the before best (the best of several runs is
@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = "import time; t = time.perf_counter(); import app; print(time.perf_counter() - t)"
 SCHEMAS = (
-    "import time, app; t = time.perf_counter(); from chalicelib import schemas; "
+    "import time, app; t = time.perf_counter(); from chalicelib.catalogue import schemas; "
     "schemas.JobRequest.model_json_schema(); print(time.perf_counter() - t)"
 )
 LOADS_PYDANTIC = "import sys, app; print(any(m == 'pydantic' or m.startswith('pydantic.') for m in sys.modules))"
@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         ms = [t * 1000 for t in times[side]]
         print(f"import app, {side:6}: median {statistics.median(ms):6.1f} ms, best {min(ms):6.1f} ms ({len(ms)} runs)")
     print(f"difference of the bests: {after - before:+.1f} ms ({100 * (after - before) / before:+.1f} %)")
-    print(f"first writing request, once: import chalicelib.schemas {statistics.median(schemas_ms):.1f} ms (median)")
+    print(
+        f"first writing request, once: import chalicelib.catalogue.schemas {statistics.median(schemas_ms):.1f} ms (median)"
+    )
     print(f"import app loads pydantic: {loads}")
     ok = (after - before <= max(0.05 * before, 15.0)) and loads == "False"
     print("PASS" if ok else "MISS")

@@ -1,10 +1,10 @@
 """Backdrop's OpenAPI 3.1 document, generated from the code.
 
 Nothing here repeats a contract by hand: the request bodies are the pydantic models that
-validate them (chalicelib/schemas.py, `request_components()`); statuses, error codes, limits,
-identifier patterns and content types come from chalicelib/contracts.py; the HTTP status of each
-error code comes from the error classes (chalicelib/errors.py) and the gateway's table
-(chalicelib/http_errors.py); the paths, methods, path parameters and which routes need a token come
+validate them (chalicelib/catalogue/schemas.py, `request_components()`); statuses, error codes, limits,
+identifier patterns and content types come from chalicelib/core/contracts.py; the HTTP status of each
+error code comes from the error classes (chalicelib/core/errors.py) and the gateway's table
+(chalicelib/api/http_errors.py); the paths, methods, path parameters and which routes need a token come
 from the Chalice app's route table. `document(app.routes)` refuses a route without a description
 here, and a description without a route. What is written here is what a schema cannot derive:
 wording, which error codes each operation can answer, examples, and (still by hand, from
@@ -26,12 +26,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from chalicelib import contracts, errors, http_errors
-from chalicelib.contracts import BackgroundSource, ClosingBy, ErrorCode, ImageStatus, JobStatus
-from chalicelib.deletion import REMOVED_KINDS
-from chalicelib.job_control import SYNC_DELETE_LIMIT
-from chalicelib.rewrites import SYNC_REWRITE_LIMIT
-from chalicelib.store import MAX_IMAGES_PAGE_SIZE
+from chalicelib.api import http_errors
+from chalicelib.core import contracts, errors
+from chalicelib.core.contracts import BackgroundSource, ClosingBy, ErrorCode, ImageStatus, JobStatus
+from chalicelib.delivery.rewrites import SYNC_REWRITE_LIMIT
+from chalicelib.jobs.control import SYNC_DELETE_LIMIT
+from chalicelib.store.jobs import MAX_IMAGES_PAGE_SIZE
+from chalicelib.workflow.deletion import REMOVED_KINDS
 
 OPENAPI_VERSION: Final = "3.1.0"
 API_VERSION: Final = "1.0.0"
@@ -95,7 +96,7 @@ _URL: Final = {"type": "string", "format": "uri"}
 
 
 def _background_schemas() -> dict[str, Any]:
-    """Background, placement, estimate, presets and compliance (chalicelib.backgrounds, presets)."""
+    """Background, placement, estimate, presets and compliance (chalicelib.core.backgrounds, presets)."""
 
     return {
         "Estimate": _obj(
@@ -251,7 +252,9 @@ _SUMMARY_REQUIRED: Final = ("jobId", "status", "model", "createdAt", "imageCount
 
 
 def schemas() -> dict[str, Any]:
-    from chalicelib.schemas import request_components  # the request bodies, from the models that validate them
+    from chalicelib.catalogue.schemas import (
+        request_components,  # the request bodies, from the models that validate them
+    )
 
     webhook_statuses = ("PENDING", "RETRYING", "DELIVERED", "FAILED", "REFUSED")
     label = _obj(

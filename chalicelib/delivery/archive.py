@@ -44,8 +44,10 @@ from chalicelib.core.errors import (
     client_error_code,
     service_failure,
 )
-from chalicelib.store import JobStore
-from chalicelib.validation import require_object
+from chalicelib.core.outputs import delivered_outputs
+from chalicelib.core.validation import require_object
+from chalicelib.store import s3keys
+from chalicelib.store.jobs import JobStore
 
 SYNC_MAX_FILES: Final = 40  # ~40 results of a few MB each copy in a few seconds, far inside 29 s
 LAMBDA_MAX_SECONDS: Final = 900  # Lambda's longest run: a build that stays silent longer has died
@@ -151,7 +153,7 @@ def parse_archive_options(source: Mapping[str, Any] | None) -> tuple[bool, bool]
 def parse_archive_body(body: Any) -> tuple[bool, bool]:
     """POST /jobs/{jobId}/archive's body: a JSON object (schemas.ArchiveRequest) or none at all
     (the decoder gives `{}`); a list, null or a string is refused, naming the body."""
-    from chalicelib import schemas  # pydantic: imported by the routes that write only
+    from chalicelib.catalogue import schemas  # pydantic: imported by the routes that write only
 
     return schemas.refuse_with(
         schemas.ArchiveRequest,

@@ -112,7 +112,7 @@ class VariantService:
         """POST /jobs/{jobId}/images/{imageId}/pick `{"variant": k}`: deliver variant k of a
         SUCCEEDED image. The image's verdict becomes k's; a report already written is written
         again and an archive already built is dropped, so both deliver k."""
-        from chalicelib import schemas  # pydantic: imported by the routes that write only
+        from chalicelib.catalogue import schemas  # pydantic: imported by the routes that write only
 
         job, image = self._image(owner, job_id, image_id)
         if image.get("status") != ImageStatus.SUCCEEDED.value:

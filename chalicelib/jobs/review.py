@@ -60,33 +60,6 @@ def _decisions(body: Any) -> dict[str, str]:
     return decisions
 
 
-def deadline_words(deadline: str, now: datetime | None = None) -> str:
-    """A review's deadline in plain words, the same on the page and in the CLI: "Review by Thu
-    26 Nov, 14:00 UTC (in 23 h)", or "... (passed 2 h ago)" once it has passed. `deadline` is
-    the job view's ISO timestamp; anything else is said as it is."""
-    try:
-        when = datetime.fromisoformat(deadline.replace("Z", "+00:00"))
-    except (AttributeError, ValueError):
-        return f"Review by {deadline}"
-    when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
-    now = now or datetime.now(UTC)
-    seconds = (when - now).total_seconds()
-    span = _span(abs(seconds))
-    left = f"in {span}" if seconds > 0 else f"passed {span} ago"
-    return f"Review by {when:%a} {when.day} {when:%b}, {when:%H:%M} UTC ({left})"
-
-
-def _span(seconds: float) -> str:
-    """ "45 min", "23 h", "3 days": rounded down, never "0 h" (under a minute is "1 min")."""
-    minutes = int(seconds // 60)
-    if minutes < 60:
-        return f"{max(1, minutes)} min"
-    hours = minutes // 60
-    if hours < 48:
-        return f"{hours} h"
-    return f"{hours // 24} days"
-
-
 def _problem(message: str) -> ValidationError:
     return ValidationError(message, details=[{"field": REVIEW_FIELD, "message": message}])
 
@@ -124,7 +97,7 @@ class ReviewService:
 
     def decide(self, owner: str, job_id: str, body: Any) -> dict[str, Any]:
         """POST /jobs/{jobId}/review: `{"decisions": {imageId: APPROVED|REJECTED}}`."""
-        from chalicelib import schemas  # pydantic: imported by the routes that write only
+        from chalicelib.catalogue import schemas  # pydantic: imported by the routes that write only
 
         # the body is judged before the job is read: a refused request reads and writes nothing
         decisions = schemas.refuse_with(schemas.ReviewRequest, body, "the review request is not valid", _decisions)

@@ -120,7 +120,7 @@ def parse_job_request(
     DynamoDB stores) and by the rules a schema cannot hold (the chosen model's limits, cross-field
     rules). A refusal names every problem of both; where both name a field, the service's words
     (and its error code, e.g. MODEL_UNAVAILABLE) stand."""
-    from chalicelib import schemas  # pydantic: only the routes that write pay for its import
+    from chalicelib.catalogue import schemas  # pydantic: only the routes that write pay for its import
 
     return schemas.refuse_with(
         schemas.JobRequest, body, REQUEST_PROBLEMS, lambda typed: _parse_job_request(typed, model_lookup, seed)
@@ -797,7 +797,7 @@ class JobService:
         the prompt given (else the image's). When it finishes, its result becomes one more
         variant of the image (`source: REGENERATED`, chalicelib/delivery/variants.py); the owner picks it
         to deliver it. At most contracts.MAX_REGENERATIONS per image."""
-        from chalicelib import schemas  # pydantic: imported by the routes that write only
+        from chalicelib.catalogue import schemas  # pydantic: imported by the routes that write only
 
         # the body's shape (schemas.RegenerateRequest) before anything is read
         schemas.check(schemas.RegenerateRequest, body, "the regeneration is not valid")

@@ -55,7 +55,7 @@ class UploadService:
 
         One bad file never costs the good ones: the answer lists `uploads` (with the index of each
         file in the request) and `rejected`. Only when no file can be uploaded is it an error."""
-        from chalicelib import schemas  # pydantic: imported by the routes that write only
+        from chalicelib.catalogue import schemas  # pydantic: imported by the routes that write only
 
         files = schemas.refuse_with(
             schemas.UploadRequest,

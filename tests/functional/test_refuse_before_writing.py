@@ -1,5 +1,5 @@
 """Bodies the published schema refuses are refused by the API with the field named, before anything
-is written (chalicelib/schemas.py): out-of-range settings, blank labels, a list or an object where
+is written (chalicelib/catalogue/schemas.py): out-of-range settings, blank labels, a list or an object where
 a content type or a review decision belongs, an archive request that is not a JSON object.
 
 Each of these was accepted, or answered 500, before the request bodies were checked against the
@@ -19,9 +19,9 @@ import pytest
 from chalice.test import Client
 
 import app as backdrop_app
-from chalicelib import contracts
-from chalicelib.contracts import ImageStatus, JobStatus
-from chalicelib.store import NewImage
+from chalicelib.core import contracts
+from chalicelib.core.contracts import ImageStatus, JobStatus
+from chalicelib.store.jobs import NewImage
 
 BUCKET = "backdrop-test-bucket"
 TABLE = "backdrop-test-jobs"

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 import app as backdrop_app
-from chalicelib import schemas
+from chalicelib.catalogue import schemas
 
 DOC = json.loads((Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text())
 OWNER = "owner-agreement"
@@ -39,7 +39,7 @@ OWNER = "owner-agreement"
 def _python_patterns(schema: Any) -> Any:
     """The document's patterns as Python's `re.search` reads them: ECMA-262's closing `$` (no `m`
     flag) is the end of the string, which Python spells `\\Z`
-    (docs/aws-notes.md#n92-pydantic-strict-json-validation-and-json-schema-patterns)."""
+    (docs/aws-notes.md#n90-pydantic-strict-json-validation-and-json-schema-patterns)."""
     if isinstance(schema, list):
         return [_python_patterns(item) for item in schema]
     if not isinstance(schema, dict):

@@ -17,7 +17,7 @@ def test_importing_the_app_does_not_import_pillow() -> None:
 
 
 def test_importing_the_app_does_not_import_pydantic() -> None:
-    """The request models (chalicelib/schemas.py) are imported by the routes that write: the
+    """The request models (chalicelib/catalogue/schemas.py) are imported by the routes that write: the
     polling routes' cold start never pays for pydantic (docs/api.md, bench/cold_start.py)."""
     probe = "import sys, app; print(sorted(m for m in sys.modules if m.split('.')[0] in ('pydantic', 'pydantic_core')))"
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)

@@ -1,9 +1,11 @@
-"""The request models (chalicelib/schemas.py): the API's field names, every problem at once, and
+"""The request models (chalicelib/catalogue/schemas.py): the API's field names, every problem at once, and
 the thresholds declared once (pure: no AWS)."""
 
 from __future__ import annotations
 
-from chalicelib import contracts, quality, schemas
+from chalicelib.catalogue import schemas
+from chalicelib.core import contracts
+from chalicelib.imaging import quality
 
 REF = contracts.image_ref_of("a" * 32, "b" * 32, "png")
 
@@ -64,7 +66,7 @@ def test_null_is_not_given_and_the_document_says_so() -> None:
 
 
 def test_a_service_error_and_the_schema_problems_are_answered_together() -> None:
-    from chalicelib.errors import ModelUnavailable
+    from chalicelib.core.errors import ModelUnavailable
 
     found = schemas.problems_of(schemas.JobRequest, {"images": [{"imageRef": REF}], "reRolls": 9})
     error = schemas.merged(found, ModelUnavailable("unknown model 'x'"), "the job request is not valid")

@@ -31,12 +31,15 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from chalicelib import backgrounds, contracts, costs, quality, review
-from chalicelib.contracts import BackgroundSource, ErrorCode, Mode, OutputFormat, ReviewDecision, ShadowKind
-from chalicelib.errors import BackdropError, ValidationError
+from chalicelib.catalogue import costs
+from chalicelib.catalogue.presets import all_presets
+from chalicelib.core import backgrounds, contracts
+from chalicelib.core.contracts import BackgroundSource, ErrorCode, Mode, OutputFormat, ReviewDecision, ShadowKind
+from chalicelib.core.errors import BackdropError, ValidationError
+from chalicelib.core.validation import DYNAMODB_NUMBER_MAX, summarise
+from chalicelib.imaging import quality
+from chalicelib.jobs import review
 from chalicelib.models import registry
-from chalicelib.presets import all_presets
-from chalicelib.validation import DYNAMODB_NUMBER_MAX, summarise
 
 # The largest magnitude DynamoDB stores (docs/aws-notes.md#n82-dynamodb-numbers), as a bound a
 # JSON Schema can carry: every number a job stores is within it.
@@ -44,7 +47,7 @@ NUMBER_MAX: Final = 9.99e125  # float(DYNAMODB_NUMBER_MAX) rounds up to 1e126, w
 assert NUMBER_MAX <= DYNAMODB_NUMBER_MAX
 
 # Patterns in the form both pydantic (Rust regex) and JSON Schema (ECMA-262) read the same way
-# (docs/aws-notes.md#n92-pydantic-strict-json-validation-and-json-schema-patterns):
+# (docs/aws-notes.md#n90-pydantic-strict-json-validation-and-json-schema-patterns):
 # `^...$` without a multi-line flag is the whole string in both (Python's `$` would also take a
 # final newline: contracts.py writes `\Z` for Python).
 NOT_BLANK: Final = r"\S"
@@ -385,7 +388,7 @@ class UploadFile(_Body):
 
 class UploadRequest(_Body):
     """POST /uploads. Each file is judged on its own (one bad file never costs the good ones):
-    `files` is checked here, each file by chalicelib/uploads.py, which answers it in `rejected`."""
+    `files` is checked here, each file by chalicelib/jobs/uploads.py, which answers it in `rejected`."""
 
     files: list[Any] = Field(
         min_length=1,
