@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from chalice import Chalice, CognitoUserPoolAuthorizer, CORSConfig, Rate, Response
 from chalice.app import Request
 
-from chalicelib import archive, aws, config, contracts, idempotency, observability, presets, webhooks
+from chalicelib import archive, aws, config, contracts, eta, idempotency, observability, presets, webhooks
 from chalicelib.auth import email_from_request, owner_from_request
 from chalicelib.deletion import JobDeleter, deletion_event
 from chalicelib.errors import BackdropError, BadRequest, error_body
@@ -223,7 +223,12 @@ def list_models() -> dict[str, Any]:
         refusal = registry.region_refusal(spec)
         view["unavailableHere"] = refusal  # None, or why this deployment's Region cannot call it
         models.append({**view, "selectable": registry.is_selectable(spec, lifecycle) and refusal is None})
-    return {"models": models, "default": registry.default_model_key(), "region": registry.deployment_region()}
+    return {
+        "models": models,
+        "default": registry.default_model_key(),
+        "region": registry.deployment_region(),
+        "imagesInFlight": eta.map_concurrency(),  # the pace a client's ETA is planned from (chalicelib/eta.py)
+    }
 
 
 @app.route("/presets", methods=["GET"], authorizer=authorizer, cors=cors)

@@ -230,6 +230,11 @@ def _job_request() -> tuple[dict[str, Any], dict[str, Any]]:
             "description": "wait for the owner's approval (POST /jobs/{jobId}/review/approve) before the report and "
             "the email, at most this many hours; then delivered as it is",
         },
+        "name": {
+            "type": "string",
+            "maxLength": contracts.MAX_JOB_NAME_CHARS,
+            "description": "the batch's name for people, shown on the job list and the job's page (made one line)",
+        },
     }
     if set(job) != JOB_FIELDS or set(image) != IMAGE_FIELDS:
         raise ValueError(
@@ -380,8 +385,31 @@ def _scorecard() -> dict[str, Any]:
     )
 
 
+def _eta_schema() -> dict[str, Any]:
+    return _obj(
+        {
+            "seconds": _COUNT,
+            "finishAt": _TIME,
+            "imagesPerMinute": {"type": "number"},
+            "basis": _enum(("planned", "measured")),
+            "remaining": _COUNT,
+            "words": _STRING,
+        },
+        ["seconds", "finishAt", "imagesPerMinute", "basis", "remaining"],
+        description="when the job's images will be done: planned from the deployment's pace (the Map's concurrency, "
+        "set from the model quota) until enough images finished, then the job's measured rate (chalicelib/eta.py)",
+    )
+
+
 def _job_summary_properties() -> dict[str, Any]:
     return {
+        "name": _nullable(_STRING),
+        "closing": {
+            "type": "boolean",
+            "description": "a CANCELLED job whose unfinished images and report are still being closed (in the "
+            "background for a large job): keep refreshing until false",
+        },
+        "eta": _eta_schema(),
         "jobId": _ref("JobId"),
         "status": _ref("JobStatus"),
         "model": _STRING,
@@ -561,6 +589,11 @@ def schemas() -> dict[str, Any]:
                 "models": {"type": "array", "items": _ref("Model")},
                 "default": _STRING,
                 "region": {"type": "string", "description": "the deployment's Region, which `selectable` is for"},
+                "imagesInFlight": {
+                    **_COUNT,
+                    "description": "images the workflow works on at once (its Map's MaxConcurrency, set from the "
+                    "model quota at deploy): what an ETA before submit is planned from (chalicelib/eta.py)",
+                },
             },
             ["models", "default"],
         ),
@@ -664,6 +697,8 @@ def schemas() -> dict[str, Any]:
                 "model": _STRING,
                 "retryOf": {**_ref("JobId"), "description": "POST /jobs/{jobId}/retry: the job retried"},
                 "estimate": _ref("Estimate"),
+                "eta": _eta_schema(),
+                "name": _nullable(_STRING),
             },
             ["jobId", "status", "imageCount", "model"],
         ),
