@@ -173,8 +173,9 @@ def sign_out() -> None:
 
 
 def show_error(exc: ApiError) -> None:
-    # messages quote requests (field names, file names): shown as text, never as markup
-    st.error(f"{md(exc.message)} ({md(exc.code)})")
+    # messages quote requests (field names, file names): shown as text, never as markup; the
+    # error's code is for programs (the CLI prints it), not for the people reading this page
+    st.error(md(exc.message))
     details = exc.details if isinstance(exc.details, list) else []
     for detail in details[:20]:
         if not isinstance(detail, dict):

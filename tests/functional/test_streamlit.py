@@ -366,11 +366,13 @@ def test_jobs_and_job_pages_render_status_causes_and_downloads(app) -> None:
     at.run()
     at.switch_page("pages/jobs.py").run()
     assert not at.exception
-    assert any(JOB_ID in m.value for m in at.markdown)
+    assert any(JOB_ID in c.value for c in at.caption)
     at.session_state["job_id"] = JOB_ID
     at.switch_page("pages/job.py").run()
     assert not at.exception
-    assert any("CONTENT_FILTERED" in e.value for e in at.error)
+    # the cause in words, without its code
+    assert any(e.value.startswith("Blocked by the model's safety filter: ") for e in at.error)
+    assert not any("CONTENT_FILTERED" in e.value for e in at.error)
     assert "Quality WARN: Faint fringe (ΔE 2.4)." in [w.value for w in at.warning]
     assert at.query_params[contracts.JOB_QUERY_PARAM] == JOB_ID  # the address names the job
     assert [b.label for b in at.get("link_button")] == ["Report (JSON)", "Report (CSV)"]
@@ -438,7 +440,7 @@ def test_no_retry_for_failures_that_would_happen_again(app) -> None:
     at.switch_page("pages/job.py").run()
     assert not at.exception
     assert "retry" not in [b.key for b in at.button]
-    assert any("No retry: these failures (CONTENT_FILTERED)" in c.value for c in at.caption)
+    assert any("No retry: these failures (blocked by the model's safety filter)" in c.value for c in at.caption)
 
 
 def test_one_retry_for_a_passing_failure_linked_to_the_new_job(app) -> None:
@@ -713,7 +715,7 @@ def test_the_gallery_shows_doubtful_images_first(app) -> None:
     _open_job(at)
     # failed, then FAIL, WARN, PASS, then not finished
     assert _cards(at) == ["blocked.png", "fringe.png", "good.png", "passed.png", "running.png"]
-    at.selectbox(key="job_order").set_value("Upload order").run()
+    at.selectbox(key="job_order-done").set_value("Fixed order").run()
     assert _cards(at) == ["passed.png", "fringe.png", "running.png", "good.png", "blocked.png"]
 
 
@@ -825,13 +827,14 @@ def test_an_uploaded_batch_survives_a_reload(monkeypatch) -> None:
 def test_the_job_page_says_what_the_job_cost_and_a_budget_is_sent(app) -> None:
     at, fake = app
     _open_job(at)
+    # one sentence, each figure said once with what it is
     assert any(
-        c.value == "Cost: about $0.12 (3 model calls) of a $1.00 budget · about $0.16 for the whole job"
+        c.value == "Cost: about $0.12 (3 model calls); estimated $0.16 before the run · budget $1.00"
         for c in at.caption
     )
     fake.cost_extra = {"regenerations": 2, "regeneratedUsd": 0.084}  # billed to their own jobs
     at.run()
-    assert any(c.value.endswith("· about $0.16 for the whole job · plus $0.08 in 2 regenerations") for c in at.caption)
+    assert any(c.value.endswith("· budget $1.00 · regenerations: $0.08 for 2") for c in at.caption)
     at.switch_page("pages/new_batch.py").run()
     _upload(at, ["a.png"])
     at.checkbox(key="cap_budget").check().run()
