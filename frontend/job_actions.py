@@ -20,6 +20,7 @@ from frontend.api_client import ApiError
 
 TERMINAL = {status.value for status in contracts.TERMINAL_JOB_STATUSES}
 NOTE = "job_action_note"
+PENDING = "job_action_pending"  # (kind, job view) of a click whose confirmation is open
 ERROR = "job_action_error"
 
 
@@ -74,26 +75,34 @@ def _delete(api: Any, job_id: str, originals: bool) -> bool:
     return True
 
 
-@st.dialog("Cancel this job?")
+def _forget() -> None:
+    st.session_state.pop(PENDING, None)
+
+
+@st.dialog("Cancel this job?", on_dismiss=_forget)
 def confirm_cancel(api: Any, view: Mapping[str, Any]) -> None:
     st.write(cancel_words(view))
     keep, stop = st.columns(2)
     if keep.button("Keep it running", key="cancel_no"):
+        _forget()
         st.rerun()
     if stop.button("Cancel the job", key="cancel_yes", type="primary"):
+        _forget()
         _cancel(api, str(view["jobId"]))
         st.rerun()
 
 
-@st.dialog("Delete this job?")
+@st.dialog("Delete this job?", on_dismiss=_forget)
 def confirm_delete(api: Any, view: Mapping[str, Any], after: str | None = None) -> None:
     """`after`: the page to open once deleted (the job page goes to the Jobs list)."""
     st.write(delete_words(view))
     originals = st.checkbox("Also delete the original photos I uploaded for it", key="delete_originals")
     keep, delete = st.columns(2)
     if keep.button("Keep it", key="delete_no"):
+        _forget()
         st.rerun()
     if delete.button("Delete for good", key="delete_yes", type="primary"):
+        _forget()
         if _delete(api, str(view["jobId"]), originals) and after:
             st.switch_page(after)
         st.rerun()
@@ -105,9 +114,6 @@ def messages() -> None:
         session.show_error(st.session_state.pop(ERROR))
     if st.session_state.get(NOTE):
         st.success(st.session_state.pop(NOTE))
-
-
-PENDING = "job_action_pending"
 
 
 def buttons(view: Mapping[str, Any], *, key: str) -> None:
@@ -126,7 +132,8 @@ def buttons(view: Mapping[str, Any], *, key: str) -> None:
 
 def confirm_pending(api: Any, *, after_delete: str | None = None) -> None:
     """The confirmation a Cancel or Delete click asked for (call it outside any fragment)."""
-    pending = st.session_state.pop(PENDING, None)
+    # kept until answered or dismissed: the dialog is drawn again on every run until then
+    pending = st.session_state.get(PENDING)
     if not pending:
         return
     kind, view = pending
