@@ -57,8 +57,9 @@ class _Kept:
 
 
 # What the New batch page keeps across a reload or a page error: the uploaded photos (refs and
-# bytes), the kept labels and prompts per photo, and the files that were not added.
-BATCH_STATE = ("batch", "kept", "prompts", "upload_problems")
+# bytes), the kept labels and prompts per photo, the files that were not added, and each file's
+# upload state (frontend/upload_queue.py: the failed ones can be sent again after a reload).
+BATCH_STATE = ("batch", "kept", "prompts", "upload_problems", "upload_queue")
 
 
 _kept: dict[str, _Kept] = {}

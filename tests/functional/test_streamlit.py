@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,10 @@ def _png() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (120, 80), (200, 30, 40)).save(buf, "PNG")
     return buf.getvalue()
+
+
+def _ref(name: str) -> str:
+    return f"{'a' * 32}/{hashlib.md5(name.encode()).hexdigest()}.png"
 
 
 class FakeApi:
@@ -74,8 +79,9 @@ class FakeApi:
             if name in self.refuse:
                 outcome.rejected.append({"name": name, "message": self.refuse[name]})
                 continue
+            # a ref of its own per file, whatever order the files are sent in (in parallel)
+            outcome.uploaded.append({"imageRef": _ref(name), "name": name})
             self.uploaded.append(name)
-            outcome.uploaded.append({"imageRef": f"{'a' * 32}/{i:032x}.png", "name": name})
             outcome.positions.append(i)
         return outcome
 
@@ -309,8 +315,8 @@ def test_removing_a_label_changes_what_is_submitted(app) -> None:
     _upload(at, ["a.png", "b.png"])
     assert not at.exception
     assert not at.warning  # no banner unless whoever started the UI asks for one
-    assert fake.uploaded == ["a.png", "b.png"]
-    first_ref = f"{'a' * 32}/{0:032x}.png"
+    assert sorted(fake.uploaded) == ["a.png", "b.png"]  # sent in parallel: in any order
+    first_ref = _ref("a.png")
     at.multiselect(key=f"keep-{first_ref}").unselect("Chair").run()
     at.text_area(key="prompt").input("a quiet beach at dawn").run()
     at.button(key="submit").click().run()
@@ -336,7 +342,7 @@ def test_every_file_not_added_is_listed_at_once_and_the_rest_go_on(app) -> None:
     at.run()
     too_big = b"\x89PNG\r\n\x1a\n" + bytes(contracts.MAX_UPLOAD_BYTES)
     fake.refuse = {"refused.png": "content type 'image/gif' is not accepted"}  # the API's answer
-    fake.no_labels = {f"{'a' * 32}/{2:032x}.png"}
+    fake.no_labels = {_ref("small.png")}
     at.file_uploader(key="files").set_value(
         [
             ("huge.png", too_big, "image/png"),
@@ -354,7 +360,7 @@ def test_every_file_not_added_is_listed_at_once_and_the_rest_go_on(app) -> None:
     assert "'huge.png': " in problems and "15 MB limit" in problems
     assert "'empty.png': the file is empty" in problems
     assert "'refused.png': content type 'image/gif' is not accepted" in problems
-    assert fake.uploaded == ["ok.png", "small.png"]
+    assert sorted(fake.uploaded) == ["ok.png", "small.png"]
     assert [item["name"] for item in at.session_state["batch"]] == ["ok.png", "small.png"]
     assert any("Labels not available: the image is 70x70 px" in c.value for c in at.caption)
     at.text_area(key="prompt").input("a quiet beach").run()  # the list stays until the next upload
@@ -788,7 +794,7 @@ def test_the_label_step_is_paged_and_keeps_choices_across_pages(app) -> None:
     at, fake = app
     _upload(at, [f"p{i:02}.png" for i in range(30)])
     assert len([m for m in at.multiselect if m.key and m.key.startswith("keep-")]) == 24
-    first_ref = f"{'a' * 32}/{0:032x}.png"
+    first_ref = _ref("p00.png")
     at.multiselect(key=f"keep-{first_ref}").unselect("Chair").run()
     at.number_input(key="label_page").set_value(2).run()
     assert len([m for m in at.multiselect if m.key and m.key.startswith("keep-")]) == 6
@@ -813,7 +819,7 @@ def test_an_uploaded_batch_survives_a_reload(monkeypatch) -> None:
         session._keep(fake, "ana@example.com")
     session_id = first.session_state["session_id"]
     _upload(first, ["a.png", "b.png"])
-    first.multiselect(key=f"keep-{'a' * 32}/{0:032x}.png").unselect("Chair").run()
+    first.multiselect(key=f"keep-{_ref('a.png')}").unselect("Chair").run()
     assert not first.exception
 
     reloaded = AppTest.from_file(APP, default_timeout=20)  # F5: a new browser session
@@ -821,7 +827,7 @@ def test_an_uploaded_batch_survives_a_reload(monkeypatch) -> None:
     reloaded.run()
     assert not reloaded.exception
     assert [item["name"] for item in reloaded.session_state["batch"]] == ["a.png", "b.png"]
-    assert reloaded.multiselect(key=f"keep-{'a' * 32}/{0:032x}.png").value == ["Person"]
+    assert reloaded.multiselect(key=f"keep-{_ref('a.png')}").value == ["Person"]
 
 
 def test_the_job_page_says_what_the_job_cost_and_a_budget_is_sent(app) -> None:
