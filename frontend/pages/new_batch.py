@@ -383,14 +383,16 @@ def upload_step(api: Any) -> None:
         if accepted:
             _upload(api, queue, fresh=True)
     queue = st.session_state.get("upload_queue")
-    if queue is not None and queue.entries and not st.session_state.get("upload"):
+    if queue is not None and queue.entries:
         failed = queue.count(upload_queue.FAILED)
-        st.caption(queue.words())
+        if not st.session_state.get("upload"):  # just uploaded: the bar above says it
+            st.caption(queue.words())
         if failed and st.button(f"Upload the {failed:,} failed one(s) again", key="upload_again"):
             _upload(api, queue, fresh=False)
             st.rerun()
-        with st.expander("Each file"):
-            st.dataframe(queue.rows(), hide_index=True, width="stretch")
+        if not st.session_state.get("upload"):  # just uploaded: the table above shows them
+            with st.expander("Each file"):
+                st.dataframe(queue.rows(), hide_index=True, width="stretch")
     _show_upload_problems()
 
 
