@@ -64,6 +64,7 @@ class Queue:
 
 def _send(api: Any, entry: Entry) -> tuple[str, str, str | None]:
     """(state, message, image ref) of one file."""
+    entry.state = UPLOADING  # a worker has it (drawn by the next progress update)
     try:
         outcome = api.upload_bytes([(entry.name, entry.data, entry.content_type)])
     except ApiError as exc:  # the API or S3 unreachable: worth another try
@@ -83,8 +84,9 @@ def run(
     (at most every `every_s` seconds, and once at the end)."""
     todo = [e for e in queue.entries if e.state in (WAITING, FAILED)]
     for entry in todo:
-        entry.state, entry.message = UPLOADING, ""
-    last = 0.0
+        entry.state, entry.message = WAITING, ""
+    on_progress(queue)  # the count, the bar and every file's state from the start
+    last = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = {pool.submit(_send, api, entry): entry for entry in todo}
         for future in as_completed(futures):

@@ -128,11 +128,22 @@ def _page(job_id: str, summary: dict[str, Any] | None = None) -> tuple[gallery.G
         if cached.get("job") == job_id and cached.get("signature") == signature:
             last: gallery.GalleryPage = cached["page"]
             return gallery.GalleryPage({**last.view, **summary}, last.images, last.next_start), trail
-    page = gallery.fetch_page(api.job, job_id, chain, start, size)
+    page = gallery.fetch_page(_known_summary(summary), job_id, chain, start, size)
     page.images = _links().stabilise(page.images)
     if summary is not None:
         cached.update(job=job_id, signature=_signature(page.view, chain, size, start), page=page)
     return page, trail
+
+
+def _known_summary(summary: dict[str, Any] | None) -> Any:
+    """The API's job view, answering the summary the refresh already has without asking again."""
+
+    def job(job_id: str, **query: Any) -> dict[str, Any]:
+        if summary is not None and query.get("limit") == 0:
+            return summary
+        return dict(api.job(job_id, **query))
+
+    return job
 
 
 def _page_buttons(page: gallery.GalleryPage, trail: list[gallery.PageStart]) -> None:
