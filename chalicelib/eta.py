@@ -11,6 +11,7 @@ doctor's default.
 
 A job's own rate (images finished / seconds since it started running) replaces the plan once
 enough images finished for it to mean something (a cold start, throttling and re-rolls show there).
+The facts and their sources: docs/aws-notes.md#n116-a-jobs-eta-from-the-maps-concurrency.
 """
 
 from __future__ import annotations

@@ -134,6 +134,17 @@ def keep_state(*names: str) -> None:
             kept.state.update({name: st.session_state[name] for name in names if name in st.session_state})
 
 
+def forget_state(*names: str) -> None:
+    """Drop these values from the page and from what a reload finds."""
+    with _kept_lock:
+        kept = _kept.get(st.session_state.get("session_id") or "")
+        if kept is not None:
+            for name in names:
+                kept.state.pop(name, None)
+    for name in names:
+        st.session_state.pop(name, None)
+
+
 def client() -> Any:
     if "api" not in st.session_state:
         _resume()

@@ -361,19 +361,29 @@ def _typed(file: Any) -> str:
     return TYPES_BY_EXTENSION.get(Path(file.name).suffix.lower(), str(file.type or ""))
 
 
+def _clear_batch() -> None:
+    """A new batch from nothing: the photos, their labels, prompts and upload states, and the
+    picker's files (a new picker: Streamlit's cannot be emptied otherwise)."""
+    session.forget_state(*session.BATCH_STATE, "previews", "label_page", "photo_sizes")
+    st.session_state["picker_round"] = int(st.session_state.get("picker_round") or 0) + 1
+
+
 def upload_step(api: Any) -> None:
+    picker_round = int(st.session_state.get("picker_round") or 0)
     files = st.file_uploader(
         f"Photos ({imaging.ACCEPTED_WORDS}, up to {UPLOAD_LIMIT_MB} MB each)",
         type=PHOTO_TYPES,
         accept_multiple_files=True,
-        key="files",
+        key="files" if not picker_round else f"files-{picker_round}",
         help=(
             f"Each photo must be at most {UPLOAD_LIMIT_MB} MB and at least {contracts.MIN_SOURCE_SIDE} px on its "
             f"shortest side. Labels are detected on JPEG and PNG of at least {contracts.REKOGNITION_MIN_SIDE} px; "
             "other photos are still processed, keeping the whole subject."
         ),
     )
-    if files and st.button("Upload and detect labels", key="upload", type="primary"):
+    upload_col, clear_col = st.columns([3, 1])
+    clear_slot = clear_col.empty()  # filled once this run knows whether there is a batch
+    if files and upload_col.button("Upload and detect labels", key="upload", type="primary"):
         accepted, problems = _checked(files)
         st.session_state["upload_problems"] = [{**p, "checked": True} for p in problems]
         queue = upload_queue.Queue(
@@ -382,6 +392,8 @@ def upload_step(api: Any) -> None:
         st.session_state["upload_queue"] = queue
         if accepted:
             _upload(api, queue, fresh=True)
+    if st.session_state.get("batch") or st.session_state.get("upload_queue"):
+        clear_slot.button("Clear this batch", key="clear_batch", on_click=_clear_batch, icon=":material/delete_sweep:")
     queue = st.session_state.get("upload_queue")
     if queue is not None and queue.entries:
         failed = queue.count(upload_queue.FAILED)

@@ -152,3 +152,13 @@ def test_the_batch_name_goes_with_the_job(page) -> None:
     at.button(key="submit").click().run()
     assert fake.submitted[-1]["name"] == "Spring shoes"
     assert any("Spring shoes" in s.value for s in at.success)
+
+
+def test_a_batch_can_be_cleared_at_once(page) -> None:
+    at, _ = page
+    _upload(at, [(f"p{i}.jpg", _jpeg(640, 480)) for i in range(3)])
+    assert len(at.session_state["batch"]) == 3
+    at.button(key="clear_batch").click().run()
+    assert not at.exception and "batch" not in at.session_state
+    assert "Keep what matters" not in [s.value for s in at.subheader]
+    assert at.file_uploader(key="files-1").value in (None, [])  # a new, empty picker
