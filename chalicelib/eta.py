@@ -77,7 +77,8 @@ class Eta:
     def words(self) -> str:
         """ "About 4 min left (measured: 38 photos a minute)"."""
         how = "measured" if self.basis == "measured" else "planned from this deployment's model quota"
-        return f"About {duration_words(self.seconds)} left ({how}: {self.images_per_minute:.0f} photos a minute)"
+        left = "Less than a minute left" if self.seconds < 60 else f"About {duration_words(self.seconds)} left"
+        return f"{left} ({how}: {self.images_per_minute:.0f} photos a minute)"
 
 
 def duration_words(seconds: float) -> str:

@@ -128,7 +128,11 @@ def cost_sentence(cost: Mapping[str, Any], finished: bool) -> str | None:
     spent = float(cost["actualUsd"])
     calls_words = f"{calls} model call" + ("" if calls == 1 else "s")
     estimate = cost.get("estimateUsd")
-    if finished:
+    if finished and not calls and not spent:
+        words = "Nothing was spent: no model call was made"
+        if estimate is not None:
+            words += f" (estimated ${float(estimate):.2f} before the run)"
+    elif finished:
         words = f"Cost: about ${spent:.2f} ({calls_words})"
         if estimate is not None:
             words += f"; estimated ${float(estimate):.2f} before the run"

@@ -698,7 +698,8 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
     calls = int(found.model_calls.get("perImagePrompt", 0)) + int(found.model_calls.get("perImageCompose", 0))
     planned = eta.job_eta(len(batch), calls / max(1, len(batch)), int(catalogue.get("imagesInFlight") or 0) or 8)
     st.caption(
-        f"Ready in about {eta.duration_words(planned.seconds)} at this deployment's pace "
+        f"Ready in {'less than a minute' if planned.seconds < 60 else 'about ' + eta.duration_words(planned.seconds)} "
+        "at this deployment's pace "
         f"({planned.images_per_minute:.0f} photos a minute); the job's page refines it as it runs."
     )
     if len(prompt) > limits["promptMax"]:

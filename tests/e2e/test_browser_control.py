@@ -79,7 +79,15 @@ def test_200_uploads_warnings_before_submit_then_cancel_and_delete(slow_stack, t
 
         # a marketplace preset: its rules, and every photo too small for them, before any model call
         page.get_by_text("Plain colour", exact=True).click()
-        page.get_by_test_id("stSelectbox").filter(has_text="Marketplace preset").click()
+        expect(page.get_by_text("Marketplace preset")).to_be_visible()
+        expect(page.locator('[data-stale="true"]')).to_have_count(0)
+        for _ in range(3):  # a click while the page is still settling closes the list again
+            page.get_by_test_id("stSelectbox").filter(has_text="Marketplace preset").click()
+            try:
+                expect(page.get_by_role("option", name="Amazon main image")).to_be_visible(timeout=5_000)
+                break
+            except AssertionError:
+                continue
         page.get_by_role("option", name="Amazon main image").click()
         expect(page.get_by_text("200 of 200 photo(s) are too small for Amazon main image")).to_be_visible()
         expect(page.get_by_text("pure white background, RGB 255, 255, 255")).to_be_visible()
@@ -146,5 +154,6 @@ def test_200_uploads_warnings_before_submit_then_cancel_and_delete(slow_stack, t
         expect(page.get_by_role("heading", name="Jobs")).to_be_visible(timeout=60_000)
         expect(page.get_by_text("The job was deleted.")).to_be_visible()
         expect(page.get_by_text("Cancel me", exact=True)).to_have_count(0)
+        expect(page.get_by_text("No jobs yet")).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "17-jobs-after-delete.png"), full_page=True)
         browser.close()

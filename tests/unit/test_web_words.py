@@ -47,6 +47,10 @@ def test_the_cost_sentence_says_each_figure_once_with_what_it_is() -> None:
         "Spent so far: about $0.12 (3 model calls) of an estimated $0.66 for the whole batch · budget $5.00"
     )
     assert words.cost_sentence({"modelCalls": 0}, finished=False) is None
+    nothing = {"modelCalls": 0, "actualUsd": 0.0, "estimateUsd": 0.33}  # cancelled before any call
+    assert words.cost_sentence(nothing, finished=True) == (
+        "Nothing was spent: no model call was made (estimated $0.33 before the run)"
+    )
 
 
 def test_causes_name_the_web_apps_controls_not_api_fields() -> None:
