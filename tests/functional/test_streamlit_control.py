@@ -136,3 +136,25 @@ def test_regenerate_is_offered_only_for_a_described_background(control) -> None:
     fake.settings = {"background": {"source": "transparent"}}  # a cut-out would come out the same
     at.run()
     assert not at.exception and f"regen-{'b' * 32}" not in [b.key for b in at.button]
+
+
+def test_photos_a_budget_left_unsent_are_sent_again_by_one_click(control) -> None:
+    at, fake = control
+    fake.job_status = "PARTIAL"
+    real_view = fake._view
+
+    def view(job_id: str) -> dict[str, Any]:
+        answer = real_view(job_id)
+        answer["images"][1].update(errorCode="BUDGET_REACHED", cause="the job's budget of $1.00 was spent")
+        return answer
+
+    fake._view = view  # type: ignore[method-assign]
+    retries: list[str] = []
+    fake.retry = lambda job_id: retries.append(job_id) or {"jobId": "20261124T130000Z-0123456789ab"}  # type: ignore[method-assign]
+    _open(at)
+    said = " ".join(_texts(at))
+    assert "were not sent to the model: the batch's budget ($1.00) was spent" in said
+    assert "change the photo" not in said.lower()  # the fix is a budget, not the photo
+    assert any(e.value.startswith("Not sent: the budget was spent") for e in at.error)  # the card, in words
+    at.button(key="retry").click().run()
+    assert not at.exception and retries == [JOB_ID]
