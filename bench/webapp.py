@@ -34,9 +34,9 @@ BYTES_TARGET = 250_000
 class JobApi:
     """GET /jobs/{jobId}'s answers for a running 1,000-image job (a quarter failed or doubtful)."""
 
-    def __init__(self) -> None:
+    def __init__(self, images: int = IMAGES) -> None:
         self.images: list[dict[str, Any]] = []
-        for n in range(IMAGES):
+        for n in range(images):
             status = "FAILED" if n % 17 == 0 else ("RUNNING" if n % 5 == 0 else "SUCCEEDED")
             verdict = None if status != "SUCCEEDED" else ("FAIL" if n % 11 == 0 else "WARN" if n % 7 == 0 else "PASS")
             image: dict[str, Any] = {
@@ -82,7 +82,7 @@ class JobApi:
         counts = {s: sum(i["status"] == s for i in self.images) for s in ("PENDING", "RUNNING", "SUCCEEDED", "FAILED")}
         verdicts = {v: sum(i["verdict"] == v for i in self.images) for v in ("FAIL", "WARN", "PASS", "SKIPPED")}
         view: dict[str, Any] = {"jobId": JOB_ID, "status": "RUNNING", "model": "stability-inpaint", "prompt": "studio"}
-        view |= {"counts": counts, "verdicts": verdicts, "imageCount": IMAGES, "cost": {"modelCalls": 1200}}
+        view |= {"counts": counts, "verdicts": verdicts, "imageCount": len(self.images), "cost": {"modelCalls": 1200}}
         if limit != 0:
             matching = [
                 i

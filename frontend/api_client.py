@@ -40,6 +40,17 @@ UNREACHABLE = "UNREACHABLE"
 UploadProgress = Callable[[int, int, str], None]
 
 
+# Cognito's refusals of a sign-in, in words for the person signing in (no exception names)
+COGNITO_WORDS = {
+    "NotAuthorizedException": "the email or the password is not right",
+    "UserNotFoundException": "the email or the password is not right",
+    "PasswordResetRequiredException": "your password must be reset first; ask your administrator",
+    "UserNotConfirmedException": "your account is not confirmed yet; ask your administrator",
+    "TooManyRequestsException": "too many attempts; wait a minute and try again",
+    "LimitExceededException": "too many attempts; wait a minute and try again",
+}
+
+
 def _cognito_failure(exc: Exception, what: str) -> ApiError:
     """A botocore error of a Cognito call as one ApiError: cannot connect, or Cognito's refusal."""
     from botocore.exceptions import BotoCoreError, ClientError
@@ -47,6 +58,8 @@ def _cognito_failure(exc: Exception, what: str) -> ApiError:
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code") or type(exc).__name__)
+        if code in COGNITO_WORDS:
+            return ApiError(401, "SIGN_IN_FAILED", f"{what}: {COGNITO_WORDS[code]}")
         return ApiError(401, "SIGN_IN_FAILED", f"{what}: {code}: {error.get('Message', '')}".rstrip(": "))
     if isinstance(exc, BotoCoreError):  # EndpointConnectionError, ConnectTimeoutError, NoRegionError, ...
         return ApiError(0, UNREACHABLE, f"{what}: cannot reach Cognito ({exc})")

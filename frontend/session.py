@@ -57,8 +57,9 @@ class _Kept:
 
 
 # What the New batch page keeps across a reload or a page error: the uploaded photos (refs and
-# bytes), the kept labels and prompts per photo, and the files that were not added.
-BATCH_STATE = ("batch", "kept", "prompts", "upload_problems")
+# bytes), the kept labels and prompts per photo, the files that were not added, and each file's
+# upload state (frontend/upload_queue.py: the failed ones can be sent again after a reload).
+BATCH_STATE = ("batch", "kept", "prompts", "upload_problems", "upload_queue")
 
 
 _kept: dict[str, _Kept] = {}
@@ -133,6 +134,17 @@ def keep_state(*names: str) -> None:
             kept.state.update({name: st.session_state[name] for name in names if name in st.session_state})
 
 
+def forget_state(*names: str) -> None:
+    """Drop these values from the page and from what a reload finds."""
+    with _kept_lock:
+        kept = _kept.get(st.session_state.get("session_id") or "")
+        if kept is not None:
+            for name in names:
+                kept.state.pop(name, None)
+    for name in names:
+        st.session_state.pop(name, None)
+
+
 def client() -> Any:
     if "api" not in st.session_state:
         _resume()
@@ -173,8 +185,9 @@ def sign_out() -> None:
 
 
 def show_error(exc: ApiError) -> None:
-    # messages quote requests (field names, file names): shown as text, never as markup
-    st.error(f"{md(exc.message)} ({md(exc.code)})")
+    # messages quote requests (field names, file names): shown as text, never as markup; the
+    # error's code is for programs (the CLI prints it), not for the people reading this page
+    st.error(md(exc.message))
     details = exc.details if isinstance(exc.details, list) else []
     for detail in details[:20]:
         if not isinstance(detail, dict):

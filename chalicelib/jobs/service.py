@@ -9,14 +9,15 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.catalogue import costs, presets
-from chalicelib.core import backgrounds, contracts, estimate
-from chalicelib.core.contracts import BackgroundSource, BackgroundWork, ImageStatus, JobStatus
-from chalicelib.core.errors import (
+from chalicelib import backgrounds, contracts, costs, estimate, eta, quality, review, s3keys, webhooks
+from chalicelib.contracts import BackgroundSource, BackgroundWork, ImageStatus, JobStatus
+from chalicelib.deletion import deleting_view
+from chalicelib.errors import (
     BadRequest,
     Conflict,
     ModelUnavailable,
@@ -47,6 +48,35 @@ from chalicelib.store import s3keys
 from chalicelib.store.jobs import MAX_IMAGES_PAGE_SIZE, PARALLEL_CALLS, JobStore, NewImage
 from chalicelib.workflow.deletion import deleting_view
 
+JOB_FIELDS = {
+    "model",
+    "prompt",
+    "negativePrompt",
+    "mode",
+    "quality",
+    "cfgScale",
+    "seed",
+    "variants",
+    "outputFormat",
+    "stylePreset",
+    "blend",
+    "shadow",
+    "shadowAngle",
+    "shadowStrength",
+    "qualityThresholds",
+    "webhookUrl",
+    "reRolls",
+    "reRollOn",
+    "images",
+    "notify",
+    "background",
+    "placement",
+    "preset",
+    "budgetUsd",
+    "reviewHours",
+    "name",
+}
+IMAGE_FIELDS = {"imageRef", "name", "labels", "prompt", "background"}
 REQUEST_PROBLEMS = "the job request is not valid"
 
 
@@ -459,6 +489,25 @@ def job_estimate(spec: ModelSpec, settings: JobSettings, images: Sequence[ImageI
     )
 
 
+def parse_name(body: Any) -> str | None:
+    """POST /jobs `name`: the batch's name for people (the Jobs list, the job page, the CLI), or None."""
+    value = body.get("name") if isinstance(body, dict) else None
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError("name must be a string", details=[{"field": "name", "message": "a string"}])
+    name = " ".join(value.split())  # one line: no newlines or runs of spaces in a list of jobs
+    if len(name) > contracts.MAX_JOB_NAME_CHARS:
+        message = f"name must be at most {contracts.MAX_JOB_NAME_CHARS} characters"
+        raise ValidationError(message, details=[{"field": "name", "message": message}])
+    return name or None
+
+
+def _linked_name(what: str, of: str) -> str:
+    """A retry's or a regeneration's name, so the Jobs list says what the job is."""
+    return f"{what} {of}"[: contracts.MAX_JOB_NAME_CHARS]
+
+
 def parse_notify(body: Any) -> bool:
     """POST /jobs `notify`: true (the default, also when left out or null) sends the job's email to
     its owner; false opts out. Anything else is refused by parse_job_request (schemas.JobRequest),
@@ -547,6 +596,7 @@ class JobService:
         retry_of: str | None = None,
         review_seconds: int | None = None,
         regenerates: Mapping[str, str] | None = None,
+        name: str | None = None,
     ) -> dict[str, Any]:
         """Persist a validated job. `notify`: whether the job's email goes out (to the owner's own
         subscription); `email`: the owner's address at submit (the token's claim), kept on the job;
@@ -628,16 +678,21 @@ class JobService:
                 retry_of=retry_of,
                 estimate=estimated.to_dict(),
                 images_file=images_file,
+                name=name,
             )
         except Exception:
             self._forget(images_file)  # the job was not written: nothing may refer to the file
             raise
+        calls = eta.calls_per_photo(estimated.to_dict(), len(images))
+        planned = eta.job_eta(len(images), calls, eta.map_concurrency())
         return {
             "jobId": job_id,
             "status": JobStatus.SUBMITTED.value,
             "imageCount": len(images),
             "model": spec.key,
             "estimate": estimated.to_dict(),
+            "eta": planned.to_dict(datetime.now(UTC)),
+            "name": name,
         }
 
     def _forget(self, key: str) -> None:
@@ -727,6 +782,7 @@ class JobService:
             webhook_url=webhook_url_of(body),
             budget_usd=budget,
             review_seconds=review_seconds,
+            name=parse_name(body),
         )
 
     def retry_failed(
@@ -777,6 +833,7 @@ class JobService:
                 job_id=retry_job_id,
                 retry_of=job_id,
                 review_seconds=int(review_seconds) if review_seconds is not None else None,
+                name=_linked_name("Retry of", job.get("name") or job_id),
             )
         except Exception:
             self.store.release_retry(job_id, retry_job_id)  # nothing was made: it may be retried again
@@ -852,6 +909,7 @@ class JobService:
                 email=job.get("email"),
                 budget_usd=float(budget) if budget is not None else None,
                 regenerates={"jobId": job_id, "imageId": image_id},
+                name=_linked_name("Regeneration of", str(images[0].name)),
             )
         except Exception:
             self.store.release_regeneration(job_id, image_id)  # nothing was made: it may be asked for again
@@ -877,9 +935,17 @@ class JobService:
     def summary(job: dict[str, Any]) -> dict[str, Any]:
         out = {k: job.get(k) for k in ("jobId", "status", "model", "createdAt", "finishedAt", "imageCount", "counts")}
         out["prompt"] = (job.get("settings") or {}).get("prompt")
+        out["name"] = job.get("name")
         # every status, 0 when none (a job written before a status existed has no count for it)
         counts = job.get("counts") or {}
-        out["counts"] = {s.value: int(counts.get(s.value, 0)) for s in ImageStatus}
+        live = {s.value: int(counts.get(s.value, 0)) for s in ImageStatus}
+        out["counts"] = live
+        # a cancelled job is closed (its unfinished images CANCELLED, its report written) by the
+        # request or, for a large job, in the background: a client keeps refreshing until this is False
+        out["closing"] = job.get("status") == JobStatus.CANCELLED.value and not job.get("reportKeys")
+        if job.get("status") not in {s.value for s in contracts.TERMINAL_JOB_STATUSES}:
+            now = datetime.now(UTC)
+            out["eta"] = eta.eta_of_job(job, live, now, eta.map_concurrency()).to_dict(now)
         if job.get("notification"):
             out["notification"] = job["notification"]
         if job.get("cause"):

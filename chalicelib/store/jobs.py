@@ -362,6 +362,7 @@ class JobStore:
         retry_of: str | None = None,
         estimate: Mapping[str, Any] | None = None,
         images_file: str | None = None,
+        name: str | None = None,
     ) -> dict[str, Any]:
         """Write a SUBMITTED job, whose INSERT on the stream starts the workflow. `notify`: whether
         its email goes out; `email`: the owner's address when they submitted it; `retry_of`: the
@@ -401,6 +402,8 @@ class JobStore:
             job["webhook"] = {"url": webhook_url, "status": WEBHOOK_PENDING}
         if retry_of:
             job["retryOf"] = retry_of
+        if name:  # the batch's name for people (POST /jobs `name`)
+            job["name"] = name
         if estimate is not None:
             job[contracts.JOB_ESTIMATE_ATTRIBUTE] = dict(estimate)
         if images_file:

@@ -1,11 +1,15 @@
-"""One job: live counts, a gallery you can work in, downloads, retry.
+"""One job: live counts, a gallery you can work in, downloads, retry, cancel and delete.
 
 The job id is in the address (`?job=`), so a reload, a bookmark or the email's link opens it.
 The gallery is a grid of one page of images at a time (frontend/gallery.py walks the paged job
-view), filtered by status and quality verdict and, by default, doubtful ones first; each card
-compares before and after and opens a full-size view. A running job refreshes itself every 3 s
-with the same image links (kept per image while they are valid), so a refresh downloads the
-counts and one page of JSON, never the images again. A finished job is drawn once.
+view), filtered by status and quality verdict; each card compares before and after and opens a
+full-size view. A running job refreshes itself every 3 s, lightly: the job's summary alone
+(`limit=0`) is asked each time, and the page of images only when the counts, the verdicts or the
+filters changed; otherwise the cards are drawn again from what the last answer said, with the
+same image links, so a refresh is quick and never greys the page out. While it runs, the cards
+keep their places ("Fixed order"); "Doubtful first" is the default once it is done. It keeps
+refreshing until the job is settled: a terminal status and, for a cancelled job, its closing done
+(the view's `closing`). A settled job is drawn once.
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ from typing import Any
 
 import streamlit as st
 
-from chalicelib.core import contracts, wording
-from chalicelib.core.scorecard import Outcome, Scorecard, attempts_summary
-from chalicelib.core.wording import deadline_words
-from frontend import gallery, session, sign_in_form
+from chalicelib import contracts
+from chalicelib.quality import Outcome, Scorecard, attempts_summary
+from chalicelib.review import deadline_words
+from frontend import gallery, job_actions, session, sign_in_form, words
 from frontend.api_client import ApiError
 from frontend.safe_text import md
 
@@ -37,16 +41,25 @@ VERDICTS = {
     "Quality WARN": contracts.Verdict.WARN.value,
     "Quality PASS": contracts.Verdict.PASS.value,
 }
-ORDERS = {"Doubtful first": True, "Upload order": False}
+# "Fixed order": the order the job lists its images in, which a running job never changes
+ORDERS = {"Doubtful first": True, "Fixed order": False}
 LOOKS = ("After", "Before", "Side by side")
 # an archive's link lives contracts.ARCHIVE_URL_TTL_SECONDS; past this, the page asks for a new one
 LINK_REUSE_SECONDS = contracts.ARCHIVE_URL_TTL_SECONDS - 5 * 60
+REFRESH = "3s"
+# transparent results on a checkerboard (an opaque picture covers it), as image editors show them
+CHECKERBOARD_CSS = """<style>
+[data-testid="stImage"] img, [data-testid="stFullScreenFrame"] img {
+  background: repeating-conic-gradient(#d9d9d9 0% 25%, #ffffff 0% 50%) 50% / 16px 16px;
+}
+</style>"""
 
 if not session.signed_in():  # a job link opened while signed out
     sign_in_form.show()
     st.stop()
 st.title("Job")
 api = session.client()
+st.html(CHECKERBOARD_CSS)
 chosen = st.query_params.get(contracts.JOB_QUERY_PARAM) or st.session_state.get("job_id", "")
 # keyed by the chosen job, so opening another job (a retry, the Jobs page) refills the field
 job_id = st.text_input("Job id", value=chosen, key=f"job_id_input-{chosen}").strip()
@@ -68,11 +81,21 @@ def _links() -> gallery.LinkCache:
 # ---------------------------------------------------------------- filters and pages
 
 
-def _filters() -> tuple[list[gallery.Segment], int]:
+def _filters(running: bool) -> tuple[list[gallery.Segment], int]:
     status_col, verdict_col, order_col, size_col, look_col = st.columns([2, 2, 2, 1, 3])
     status = SHOW[status_col.selectbox("Show", list(SHOW), key="job_filter")]
     verdict = VERDICTS[verdict_col.selectbox("Verdict", list(VERDICTS), key="job_verdict")]
-    doubtful = ORDERS[order_col.selectbox("Order", list(ORDERS), key="job_order")]
+    # while the job runs, cards keep their places; once done, the doubtful ones come first
+    doubtful = ORDERS[
+        order_col.selectbox(
+            "Order",
+            list(ORDERS),
+            index=1 if running else 0,
+            key=f"job_order-{'live' if running else 'done'}",
+            help="Fixed order: the job's own order of its photos, which never changes while it runs. "
+            "Doubtful first: failed photos, then results the quality checks doubt.",
+        )
+    ]
     size = size_col.selectbox("Per page", PAGE_SIZES, index=1, key="job_page_size")
     look_col.segmented_control("Compare", LOOKS, default=LOOKS[0], key="job_look")
     return gallery.segments(status, verdict, doubtful), int(size)
@@ -85,13 +108,42 @@ def _trail(job_id: str, chain: list[gallery.Segment], size: int) -> list[gallery
     return trail
 
 
-def _page(job_id: str) -> tuple[gallery.GalleryPage, list[gallery.PageStart]]:
-    chain, size = _filters()
+def _signature(view: dict[str, Any], chain: list[gallery.Segment], size: int, start: gallery.PageStart) -> str:
+    """What the page of cards depends on: when none of it changed, the last page is drawn again."""
+    review = (view.get("review") or {}).get("status")
+    parts = (view.get("status"), view.get("counts"), view.get("verdicts"), review, view.get("reportRewrite"))
+    return repr((parts, tuple(chain), size, start, view.get("closing")))
+
+
+def _page(job_id: str, summary: dict[str, Any] | None = None) -> tuple[gallery.GalleryPage, list[gallery.PageStart]]:
+    """The page of cards; with `summary` (a running job's light poll), the last page when nothing
+    it depends on changed, with the fresh summary."""
+    running = summary is not None
+    chain, size = _filters(running)
     trail = _trail(job_id, chain, size)
     start = trail[-1] if trail else gallery.PageStart()
-    page = gallery.fetch_page(api.job, job_id, chain, start, size)
+    cached: dict[str, Any] = st.session_state.setdefault("job_page_cache", {})
+    if summary is not None:
+        signature = _signature(summary, chain, size, start)
+        if cached.get("job") == job_id and cached.get("signature") == signature:
+            last: gallery.GalleryPage = cached["page"]
+            return gallery.GalleryPage({**last.view, **summary}, last.images, last.next_start), trail
+    page = gallery.fetch_page(_known_summary(summary), job_id, chain, start, size)
     page.images = _links().stabilise(page.images)
+    if summary is not None:
+        cached.update(job=job_id, signature=_signature(page.view, chain, size, start), page=page)
     return page, trail
+
+
+def _known_summary(summary: dict[str, Any] | None) -> Any:
+    """The API's job view, answering the summary the refresh already has without asking again."""
+
+    def job(job_id: str, **query: Any) -> dict[str, Any]:
+        if summary is not None and query.get("limit") == 0:
+            return summary
+        return dict(api.job(job_id, **query))
+
+    return job
 
 
 def _page_buttons(page: gallery.GalleryPage, trail: list[gallery.PageStart]) -> None:
@@ -106,35 +158,45 @@ def _page_buttons(page: gallery.GalleryPage, trail: list[gallery.PageStart]) -> 
 # ---------------------------------------------------------------- summary
 
 
+def _preset_names() -> dict[str, str]:
+    if "preset_names" not in st.session_state:
+        try:
+            st.session_state["preset_names"] = {p["key"]: p["displayName"] for p in api.presets()["presets"]}
+        except (ApiError, AttributeError, KeyError):
+            st.session_state["preset_names"] = {}
+    names: dict[str, str] = st.session_state["preset_names"]
+    return names
+
+
 def _summary(view: dict[str, Any]) -> None:
-    counts = view["counts"]
-    total = max(1, sum(counts.values()))
-    done = sum(counts.get(s, 0) for s in FINISHED_IMAGES)
-    st.markdown(f"**{view['status']}** · model {view.get('model')} · {md(view.get('prompt') or '')}")
-    cancelled = f" · {counts['CANCELLED']} cancelled" if counts.get("CANCELLED") else ""
-    st.progress(
-        done / total,
-        text=f"{counts.get('SUCCEEDED', 0)} succeeded · {counts.get('FAILED', 0)} failed{cancelled} · {total - done} to go",
-    )
-    cost = view.get("cost") or {}
-    words = wording.cost_words(cost, finished=view["status"] in TERMINAL)
-    if words:
+    settled = view["status"] in TERMINAL and not view.get("closing")
+    st.markdown(f"**{words.status_words(view)}** · model {view.get('model')} · {md(view.get('prompt') or '')}")
+    bar = words.progress(view)
+    st.progress(bar.fraction, text=bar.text)
+    if not settled and words.eta_words(view):
         st.caption(
-            words,
+            md(words.eta_words(view)),
+            help="Planned from how many photos this deployment works on at once (set from your model quota) and "
+            "the model calls each photo needs; once enough photos are done, from this job's own pace.",
+        )
+    cost = view.get("cost") or {}
+    sentence = words.cost_sentence(cost, finished=settled)
+    if sentence:
+        st.caption(
+            sentence,
             help=f"The model calls that answered, at the model's price ({cost.get('priceSource')}), and their "
             "Rekognition quality checks. AWS bills them; storage and the other services cost far less.",
         )
     if view.get("cause"):
-        st.error(f"The job could not run: {md(view['cause'])}")
+        st.error(f"The job could not run: {md(words.cause_words(view['cause'], _preset_names()))}")
     if view.get("notification", {}).get("status") == "FAILED":
         st.warning(f"The email could not be sent: {md(view['notification'].get('cause'))}")
     if view.get("notification", {}).get("status") == "NO_SUBSCRIPTION":
         st.info(
-            "No email was sent: your address is not subscribed to job emails (your administrator runs "
-            "`python -m backend.deploy subscribe-user --email <your address>`)."
+            "No email was sent: your address is not subscribed to job emails (ask your administrator to subscribe it)."
         )
     if view.get("retryOf"):
-        st.caption(f"A retry of job {view['retryOf']}.")
+        st.caption(f"Sends again the photos of job {view['retryOf']} that were not made.")
     rewrite = view.get("reportRewrite") or {}
     if rewrite.get("status") == "FAILED":
         st.warning(
@@ -186,7 +248,7 @@ def _decide(job_id: str, image_id: str) -> None:
 
 @st.dialog("Full size", width="large")
 def _full_size(image: dict[str, Any]) -> None:
-    st.markdown(f"**{md(image['name'])}** · {image['status']}")
+    st.markdown(f"**{md(image['name'])}** · {IMAGE_WORDS.get(image['status'], image['status'])}")
     for output in image.get("outputs") or []:
         mark = " · delivered" if output.get("delivered") and len(image["outputs"]) > 1 else ""
         st.image(output["url"], caption=f"After (variant {output['variant']}){mark}", width="stretch")
@@ -202,17 +264,25 @@ def _scorecard(output: dict[str, Any]) -> None:
 
 
 def _compliance(output: dict[str, Any]) -> None:
-    """A marketplace preset's PASS/FAIL (the rules that failed) and what Backdrop did to the output."""
+    """A marketplace preset's PASS/FAIL (the rules that failed), which verdict decides when it and
+    the quality checks disagree, and what Backdrop did to the output."""
     compliance = output.get("compliance")
+    names = _preset_names()
     if compliance:
+        name = names.get(compliance["preset"], compliance["preset"])
         failed = [c for c in compliance["checks"] if c["outcome"] == "FAIL"]
-        lines = "\n".join(f"- {c['rule']}: {c['reason']} ({c['requirement']})" for c in failed)
+        lines = "\n".join(
+            f"- {md(c['rule'])}: {md(words.cause_words(c['reason'], names))} ({md(c['requirement'])})" for c in failed
+        )
         if failed:
-            st.error(f"{compliance['preset']}: FAIL\n{lines}")
+            st.error(f"{md(name)}: does not meet the rules\n{lines}")
         else:
-            st.success(f"{compliance['preset']}: PASS (fill {compliance['fill']}%)")
+            st.success(f"{md(name)}: meets the rules (fill {compliance['fill']}%)")
+        note = words.verdict_note(output, name)
+        if note:
+            st.caption(md(note))
     for note in output.get("notes") or []:
-        st.caption(note)
+        st.caption(md(words.cause_words(note, names)))
 
 
 def _pick(job_id: str, image_id: str, variant: int) -> None:
@@ -303,11 +373,28 @@ def _regenerate_form(job_id: str, image: dict[str, Any]) -> None:
         )
 
 
-def _card(image: dict[str, Any], look: str, reviewing: str | None = None, job_id: str | None = None) -> None:
+IMAGE_WORDS = {
+    contracts.ImageStatus.PENDING.value: "waiting",
+    contracts.ImageStatus.RUNNING.value: "in progress",
+    contracts.ImageStatus.SUCCEEDED.value: "done",
+    contracts.ImageStatus.FAILED.value: "failed",
+    contracts.ImageStatus.CANCELLED.value: "cancelled",
+}
+
+
+def _card(
+    image: dict[str, Any],
+    look: str,
+    reviewing: str | None = None,
+    job_id: str | None = None,
+    settings: dict[str, Any] | None = None,
+) -> None:
     verdict = gallery.verdict_of(image)
-    st.markdown(f"**{md(image['name'])}** · {image['status']}" + (f" · {verdict}" if verdict else ""))
+    status = IMAGE_WORDS.get(image["status"], image["status"])
+    st.markdown(f"**{md(image['name'])}** · {status}" + (f" · quality {verdict}" if verdict else ""))
     if image.get("errorCode"):
-        st.error(f"{image['errorCode']}: {md(image.get('cause'))}")
+        cause = words.cause_words(image.get("cause"), _preset_names())
+        st.error(f"{words.cause_title(image['errorCode'])}: {md(cause)}")
     outputs = image.get("outputs") or []
     delivered = gallery.delivered(image)  # the variant that goes out (the best, or the owner's pick)
     several = bool(job_id) and len(outputs) > 1 and delivered is not None
@@ -319,7 +406,7 @@ def _card(image: dict[str, Any], look: str, reviewing: str | None = None, job_id
         before.image(image["originalUrl"], caption="Before", width="stretch")
         after.image(shown["url"], caption="After", width="stretch")
     elif shown and after_first:
-        caption = gallery.variant_caption(shown) if several else f"After (seed {shown.get('seed')})"
+        caption = gallery.variant_caption(shown) if several else "After"
         st.image(shown["url"], caption=caption, width="stretch")
     else:
         st.image(image["originalUrl"], caption="Before", width="stretch")
@@ -329,8 +416,9 @@ def _card(image: dict[str, Any], look: str, reviewing: str | None = None, job_id
     if several and delivered and shown:
         _variants(str(job_id), image, delivered, shown)
     attempts = image.get("attempts") or []
-    if len(attempts) > 1:
-        st.caption(attempts_summary(attempts))
+    if len(attempts) > 1:  # the seeds and scores of each try: there for who wants them
+        with st.expander(f"Made {len(attempts)} times; the best was kept"):
+            st.caption(attempts_summary(attempts))
     if reviewing and outputs:  # the job waits for its owner: deliver this result or not
         key = f"deliver-{image['imageId']}"
         if key not in st.session_state:
@@ -340,7 +428,7 @@ def _card(image: dict[str, Any], look: str, reviewing: str | None = None, job_id
         st.caption("Rejected in review: not delivered.")
     if st.button("Full size", key=f"full-{image['imageId']}", icon=":material/open_in_full:", width="stretch"):
         _full_size(image)
-    if job_id and image.get("status") == contracts.ImageStatus.SUCCEEDED.value and outputs:
+    if job_id and words.can_regenerate(image, settings):  # a described background only: the rest come out the same
         _regenerate_form(job_id, image)
 
 
@@ -357,7 +445,7 @@ def _grid(page: gallery.GalleryPage) -> None:
         columns = st.columns(per_row)
         for column, image in zip(columns, page.images[row_start : row_start + per_row], strict=False):
             with column, st.container(border=True):
-                _card(image, look, reviewing, page.view["jobId"])
+                _card(image, look, reviewing, page.view["jobId"], page.view.get("settings"))
 
 
 # ---------------------------------------------------------------- finished jobs
@@ -432,31 +520,44 @@ def _downloads(view: dict[str, Any]) -> None:
 
 
 def _retry(view: dict[str, Any]) -> None:
-    """One retry per failed set, offered only when a failure can succeed on a second attempt."""
+    """One retry per failed set, offered when a failure can succeed on a second attempt, or when
+    the budget left photos unsent (sent again with the same budget, by one click)."""
     if not view["counts"].get("FAILED"):
         return
     retried: dict[str, str] = st.session_state.setdefault("retried", {})
     new_job = retried.get(view["jobId"]) or view.get("retriedAs")
     if new_job:
-        st.success(f"The failed images were sent again as job {new_job}.")
-        if st.button(f"Open job {new_job}", key="open_retry"):
+        st.success(f"The photos that were not made were sent again as job {new_job}.")
+        if st.button("Open that job", key="open_retry"):
             _open(new_job)
         return
     # the failed images' codes, from their first pages (enough to tell passing failures apart)
     failed = list(itertools.islice(api.job_images(view["jobId"], status=contracts.ImageStatus.FAILED.value), 500))
+    unsent = [image for image in failed if image.get("errorCode") == contracts.ErrorCode.BUDGET_REACHED.value]
     worth_retrying = [image for image in failed if image.get("errorCode") in RETRYABLE]
-    if not worth_retrying:
-        codes = ", ".join(sorted({image.get("errorCode") or "unknown" for image in failed}))
+    budget = (view.get("cost") or {}).get("budgetUsd")
+    if unsent:
+        st.warning(
+            f"{len(unsent):,} photo(s) were not sent to the model: the batch's budget"
+            + (f" (${float(budget):.2f})" if budget is not None else "")
+            + " was spent before their turn. Nothing was charged for them."
+        )
+        label = f"Send the {len(unsent):,} unsent photo(s) again"
+        others = int(view["counts"]["FAILED"]) - len(unsent)
+        help_text = "A new job of the photos that were not made, with the same settings and the same budget" + (
+            f"; the {others:,} other failed photo(s) go too" if others else ""
+        )
+    elif worth_retrying:
+        label = f"Retry the failed images ({view['counts']['FAILED']:,})"
+        help_text = f"{len(worth_retrying)} of them failed for a passing reason (a busy or failing service)"
+    else:
+        titles = ", ".join(sorted({words.cause_title(image.get("errorCode")).lower() for image in failed}))
         st.caption(
-            f"No retry: these failures ({codes}) would happen again with the same photo and settings. "
-            "Change the photo or the description and submit it as a new batch."
+            f"No retry: these failures ({titles}) would happen again with the same photo and settings; "
+            "each card says what to change. Change it and submit the photos as a new batch."
         )
         return
-    if st.button(
-        f"Retry the failed images ({view['counts']['FAILED']:,})",
-        key="retry",
-        help=f"{len(worth_retrying)} of them failed for a passing reason (a busy or failing service)",
-    ):
+    if st.button(label, key="retry", help=help_text, type="primary" if unsent else "secondary"):
         try:
             again = api.retry(view["jobId"])
         except ApiError as exc:
@@ -466,9 +567,14 @@ def _retry(view: dict[str, Any]) -> None:
             st.rerun()
 
 
-def _draw(job_id: str) -> gallery.GalleryPage | None:
+def _settled(view: dict[str, Any]) -> bool:
+    """Nothing more will change by itself: a terminal status, and a cancel's closing done."""
+    return view["status"] in TERMINAL and not view.get("closing")
+
+
+def _draw(job_id: str, summary: dict[str, Any] | None = None) -> gallery.GalleryPage | None:
     try:
-        page, trail = _page(job_id)
+        page, trail = _page(job_id, summary)
     except ApiError as exc:
         session.show_error(exc)
         return None
@@ -478,11 +584,24 @@ def _draw(job_id: str) -> gallery.GalleryPage | None:
     return page
 
 
-@st.fragment(run_every="3s")
+@st.fragment(run_every=REFRESH)
 def _live(job_id: str) -> None:
-    page = _draw(job_id)
-    if page is not None and page.view["status"] in TERMINAL:
-        st.rerun(scope="app")  # finished: draw the page once more, without the timer and with the downloads
+    """A running job, every 3 s: its summary (counts, cost, ETA), and its page of cards asked again
+    only when what it shows changed; until the job is settled, then the whole page once more."""
+    try:
+        summary = api.job_summary(job_id)
+    except ApiError as exc:
+        if exc.status == 404:
+            st.info("This job was deleted.")
+            return
+        session.show_error(exc)
+        return
+    if summary["status"] == contracts.JobStatus.DELETING.value:
+        st.info("The job is being deleted: its results, reports and records are going.")
+        return
+    page = _draw(job_id, summary)
+    if page is not None and _settled(page.view):
+        st.rerun(scope="app")  # settled: draw the page once more, without the timer and with the downloads
 
 
 @st.fragment
@@ -498,9 +617,18 @@ def job_page(job_id: str) -> None:
     try:
         summary = api.job_summary(job_id)
     except ApiError as exc:
+        if exc.status == 404:
+            st.info("There is no such job: it was deleted, or the link is not yours.")
+            return
         session.show_error(exc)
         return
-    if summary["status"] not in TERMINAL:
+    title, controls = st.columns([4, 1], vertical_alignment="bottom")
+    title.subheader(md(summary.get("name") or "Unnamed batch"))
+    with controls:
+        job_actions.buttons(summary, key="page")
+    job_actions.confirm_pending(api, after_delete="pages/jobs.py")
+    job_actions.messages()
+    if not _settled(summary):
         _live(job_id)
     else:
         _finished(job_id)

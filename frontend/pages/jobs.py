@@ -1,11 +1,15 @@
-"""Your jobs, newest first, with progress that refreshes by itself."""
+"""Your jobs, newest first: name, state, date, cost and progress that refreshes by itself, with
+Open, Cancel and Delete (frontend/job_actions.py asks before either)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 import streamlit as st
 
-from chalicelib.core import contracts
-from frontend import session
+from chalicelib import contracts
+from frontend import job_actions, session, words
 from frontend.api_client import ApiError
 from frontend.safe_text import md
 
@@ -13,6 +17,35 @@ st.title("Jobs")
 
 
 PAGE_SIZE = 20
+
+
+def _when(created: str | None) -> str:
+    """ "Tue 8 Dec, 14:05 UTC" from the job's ISO time."""
+    try:
+        at = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    except ValueError:
+        return ""
+    return f"{at:%a} {at.day} {at:%b}, {at:%H:%M} UTC"
+
+
+def _row(job: dict[str, Any]) -> None:
+    settled = job["status"] in job_actions.TERMINAL and not job.get("closing")
+    with st.container(border=True):
+        left, right = st.columns([4, 1])
+        name = md(job.get("name") or "Unnamed batch")
+        count = int(job.get("imageCount") or 0)
+        left.markdown(f"**{name}** · {words.status_words(job)} · {count:,} photo(s) · {_when(job.get('createdAt'))}")
+        left.caption(md(job.get("prompt") or "") + f" · job {job['jobId']}")
+        bar = words.progress(job)
+        left.progress(bar.fraction, text=bar.text)
+        sentence = words.cost_sentence(job.get("cost") or {}, finished=settled)
+        if sentence:
+            left.caption(sentence)
+        with right:
+            if st.button("Open", key=f"open-{job['jobId']}"):
+                st.session_state["job_id"] = job["jobId"]
+                st.switch_page("pages/job.py", query_params={contracts.JOB_QUERY_PARAM: job["jobId"]})
+            job_actions.buttons(job, key=job["jobId"])
 
 
 @st.fragment(run_every="3s")
@@ -27,17 +60,7 @@ def job_list() -> None:
         st.info("No jobs yet: start one on the New batch page.")
         return
     for job in page["jobs"]:
-        counts = job.get("counts") or {}
-        total = max(1, job.get("imageCount") or sum(counts.values()))
-        done = sum(counts.get(s.value, 0) for s in contracts.TERMINAL_IMAGE_STATUSES)
-        with st.container(border=True):
-            left, right = st.columns([3, 1])
-            left.markdown(f"**{job['jobId']}** · {job['status']} · {job.get('imageCount', 0)} photo(s)")
-            left.caption(md(job.get("prompt") or ""))
-            left.progress(done / total, text=f"{done}/{total} finished · {counts.get('FAILED', 0)} failed")
-            if right.button("Open", key=f"open-{job['jobId']}"):
-                st.session_state["job_id"] = job["jobId"]
-                st.switch_page("pages/job.py", query_params={contracts.JOB_QUERY_PARAM: job["jobId"]})
+        _row(job)
     newer, older = st.columns(2)
     if trail and newer.button("← Newer jobs", key="jobs_newer"):
         trail.pop()
@@ -47,4 +70,6 @@ def job_list() -> None:
         st.rerun(scope="fragment")
 
 
+job_actions.confirm_pending(session.client())
+job_actions.messages()
 job_list()

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
-from chalicelib.core import contracts, estimate
-from chalicelib.core.backgrounds import ANCHORS
-from chalicelib.core.contracts import BackgroundSource
-from chalicelib.core.errors import BackdropError
-from chalicelib.imaging import images as imaging
-from frontend import photos, session
+from chalicelib import contracts, estimate, eta, imaging
+from chalicelib.backgrounds import ANCHORS
+from chalicelib.contracts import BackgroundSource
+from chalicelib.errors import BackdropError
+from frontend import checks, photos, session, upload_queue
 from frontend.api_client import ApiError
 from frontend.safe_text import md
 
 UPLOAD_LIMIT_MB = contracts.MAX_UPLOAD_BYTES // 2**20
+# what the picker offers: every type the API takes (contracts.UPLOAD_CONTENT_TYPES), HEIC included
+PHOTO_TYPES = sorted({"jpeg", *contracts.UPLOAD_CONTENT_TYPES.values()})
+# a browser that does not know a type (HEIC, often) sends none: the extension names it
+TYPES_BY_EXTENSION = {f".{ext}": kind for kind, ext in contracts.UPLOAD_CONTENT_TYPES.items()} | {".jpeg": "image/jpeg"}
 SAME_AS_ORIGINAL = "same as the original"
 MODE_HELP = {
     "PRECISE": "Keeps every pixel of the subject exactly as in your photo; only the background is new.",
@@ -59,17 +64,92 @@ def _steps(model: dict[str, Any]) -> int:
     return len(model.get("modelIds") or {}) or 1
 
 
-def budget_to_send_every_photo(found: estimate.Estimate, model: dict[str, Any]) -> float:
-    """The budget that sends every photo of the batch once, as the API's cap counts calls."""
+def _budget_call_usd(found: estimate.Estimate, model: dict[str, Any]) -> float:
+    """What the API's cap counts one model call at (chalicelib/estimate.budget_call_usd)."""
     price = float(model["pricePerImageUsd"])
-    per_call = estimate.budget_call_usd(
+    return estimate.budget_call_usd(
         found.variants if _variants_per_call(model) > 1 else 1,  # images one call makes
         price,
         _steps(model),
         float(model.get("composePricePerImageUsd", price)),
         float(model.get("reRollPriceUsd", price)),
     )
-    return found.budget_to_send_every_photo(per_call)
+
+
+def budget_to_send_every_photo(found: estimate.Estimate, model: dict[str, Any]) -> float:
+    """The budget that sends every photo of the batch once, as the API's cap counts calls."""
+    return found.budget_to_send_every_photo(_budget_call_usd(found, model))
+
+
+def _photo_sizes(batch: list[dict[str, Any]]) -> list[checks.PhotoSize]:
+    """Each photo's size and kept subject (read from its header once per kept-label choice)."""
+    sizes: dict[tuple[str, tuple[str, ...]], checks.PhotoSize | None] = st.session_state.setdefault("photo_sizes", {})
+    kept_labels = _kept_labels()
+    out = []
+    for item in batch:
+        kept = tuple(kept_labels.get(item["imageRef"], [label["name"] for label in item["labels"]]))
+        key = (item["imageRef"], kept)
+        if key not in sizes:
+            sizes[key] = checks.photo_size(item["name"], item["data"], item["labels"], kept)
+        if sizes[key] is not None:
+            out.append(sizes[key])
+    return [size for size in out if size is not None]
+
+
+def _preset_check(batch: list[dict[str, Any]], job: dict[str, Any], names: dict[str, str]) -> list[str]:
+    """The preset's rules, and the photos whose product is too small to meet them (PRESET_UNMET
+    after their model call, paid, unless enlarging is allowed)."""
+    key = job.get("preset")
+    if not key:
+        return []
+    name = names.get(key, key)
+    rules = "\n".join(f"- {md(rule)}" for rule in checks.rules_words(key))
+    st.info(f"**{md(name)}**: {md(checks.applied_words(key))} Its rules:\n{rules}", icon=":material/storefront:")
+    placement = job.get("placement") or {}
+    short = checks.preset_shortfalls(
+        key, placement, _photo_sizes(batch), allow_upscale=bool(placement.get("allowUpscale"))
+    )
+    if not short:
+        return []
+    listed = ", ".join(f"{md(s.name)} (×{s.enlarge:.1f})" for s in short[:12]) + (" …" if len(short) > 12 else "")
+    fix = (
+        'Tick "Allow enlarging a small subject" (under Canvas and placement) to accept an enlarged product, '
+        "or upload larger originals of these photos."
+    )
+    certain = [s for s in short if s.certain]
+    said = (
+        f"{len(short):,} of {len(batch):,} photo(s) are too small for {md(name)}: their product would have to be "
+        f"enlarged to fill the frame as its rules ask, so they would fail after their model call, which is paid: "
+        f"{listed}. {fix}"
+    )
+    if certain:  # the whole photo is smaller than the product must be: it cannot pass
+        return [said]
+    st.warning(said + " (Judged from the detected labels' boxes.)")
+    return []
+
+
+def _budget_check(
+    found: estimate.Estimate, model: dict[str, Any], budget: float | None, scene_usd: float | None
+) -> list[str]:
+    """How many photos a budget below the estimate sends, before anything is spent."""
+    if budget is None or not found.images:
+        return []
+    calls = int(found.model_calls.get("perImagePrompt", 0)) + int(found.model_calls.get("perImageCompose", 0))
+    per_photo = calls / found.images * _budget_call_usd(found, model)
+    sends = checks.photos_a_budget_sends(budget, per_photo, scene_usd or 0.0, found.images)
+    every = budget_to_send_every_photo(found, model)
+    if sends == 0:
+        return [f"A ${budget:.2f} budget does not pay for one photo (${per_photo:.3f} each at most)."]
+    if sends < found.images:
+        st.warning(
+            f"This ${budget:.2f} budget sends {sends:,} of the {found.images:,} photos; the other "
+            f"{found.images - sends:,} are not sent to the model (nothing is charged for them) and can be sent "
+            f"again from the job's page with one click. ${every:.2f} sends every photo once.",
+            icon=":material/savings:",
+        )
+    elif found.re_rolls and found.prompt_images and budget < found.max_usd:
+        st.caption(f"Re-rolls stop when the budget is spent (up to ${found.max_usd:.2f} with every re-roll).")
+    return []
 
 
 def cost_line(
@@ -182,13 +262,20 @@ def background_form(api: Any, catalogue: dict[str, Any]) -> tuple[dict[str, Any]
     return job, problems
 
 
+def _preset_format(job: dict[str, Any]) -> str | None:
+    from chalicelib import presets
+
+    return presets.defaults(job["preset"]).get("outputFormat") if job.get("preset") else None
+
+
 def _checked(files: list[Any]) -> tuple[list[tuple[str, bytes, str]], list[dict[str, str]]]:
     """The files worth sending, and each other one with why (the API judges the rest)."""
     accepted, problems = [], []
     for file in files:
         data = file.getvalue()
-        if file.type not in contracts.UPLOAD_CONTENT_TYPES:
-            problems.append({"name": file.name, "message": f"{file.type or 'this type'} is not PNG, JPEG or WEBP"})
+        kind = _typed(file)
+        if kind not in contracts.UPLOAD_CONTENT_TYPES:
+            problems.append({"name": file.name, "message": f"{kind or 'this type'} is not {imaging.ACCEPTED_WORDS}"})
         elif len(data) > contracts.MAX_UPLOAD_BYTES:
             limit = contracts.MAX_UPLOAD_BYTES / 2**20
             problems.append(
@@ -202,7 +289,7 @@ def _checked(files: list[Any]) -> tuple[list[tuple[str, bytes, str]], list[dict[
             except BackdropError as exc:
                 problems.append({"name": file.name, "message": exc.message})
                 continue
-            accepted.append((file.name, data, file.type))
+            accepted.append((file.name, data, kind))
     return accepted, problems
 
 
@@ -219,42 +306,105 @@ def _show_upload_problems() -> None:
                 st.caption(md(problem["message"]))
 
 
+def _progress_drawer() -> Callable[[upload_queue.Queue], None]:
+    """A bar with the count, and each file's state, redrawn as files finish."""
+    bar = st.progress(0.0, text="Uploading…")
+    table = st.empty()
+
+    def show(queue: upload_queue.Queue) -> None:
+        total = max(1, len(queue.entries))
+        bar.progress(queue.finished / total, text=queue.words())
+        table.dataframe(queue.rows(), hide_index=True, width="stretch", height=min(400, 38 + 35 * total))
+
+    return show
+
+
+def _upload(api: Any, queue: upload_queue.Queue, *, fresh: bool) -> None:
+    """Send the queue's waiting and failed files, then detect the labels of those now uploaded and
+    add them to the batch (`fresh`: a new batch; else the batch grows by the files sent again)."""
+    upload_queue.run(api, queue, _progress_drawer())
+    batch: list[dict[str, Any]] = [] if fresh else list(st.session_state.get("batch") or [])
+    known = {item["imageRef"] for item in batch}
+    new = [e for e in queue.entries if e.state == upload_queue.UPLOADED and e.image_ref not in known]
+    try:
+        answer = api.label_results([e.image_ref for e in new]) if new else {"labels": {}}
+    except ApiError as exc:
+        session.show_error(exc)
+        return
+    unavailable = answer.get("unavailable") or {}
+    if fresh:
+        for name in ("kept", "prompts", "previews", "label_page"):  # a new batch starts afresh
+            st.session_state.pop(name, None)
+    for entry in new:
+        ref = str(entry.image_ref)
+        batch.append(
+            {
+                "imageRef": ref,
+                "name": entry.name,
+                "data": entry.data,
+                "labels": answer["labels"].get(ref, []),
+                "labelsUnavailable": (unavailable.get(ref) or {}).get("message"),
+            }
+        )
+    order = {e.image_ref: e.position for e in queue.entries}
+    batch.sort(key=lambda item: order.get(item["imageRef"], len(order)))  # the order the files were chosen in
+    st.session_state["batch"] = batch
+    checked = [p for p in st.session_state.get("upload_problems") or [] if p.get("checked")]
+    refused = [{"name": e.name, "message": e.message} for e in queue.entries if e.state == upload_queue.REFUSED]
+    st.session_state["upload_problems"] = checked + refused
+
+
+def _typed(file: Any) -> str:
+    """The file's content type: the browser's, else its extension's (HEIC often comes without one)."""
+    if file.type in contracts.UPLOAD_CONTENT_TYPES:
+        return str(file.type)
+    return TYPES_BY_EXTENSION.get(Path(file.name).suffix.lower(), str(file.type or ""))
+
+
+def _clear_batch() -> None:
+    """A new batch from nothing: the photos, their labels, prompts and upload states, and the
+    picker's files (a new picker: Streamlit's cannot be emptied otherwise)."""
+    session.forget_state(*session.BATCH_STATE, "previews", "label_page", "photo_sizes")
+    st.session_state["picker_round"] = int(st.session_state.get("picker_round") or 0) + 1
+
+
 def upload_step(api: Any) -> None:
+    picker_round = int(st.session_state.get("picker_round") or 0)
     files = st.file_uploader(
-        f"Photos (PNG, JPEG or WEBP, up to {UPLOAD_LIMIT_MB} MB each)",
-        type=["png", "jpg", "jpeg", "webp"],
+        f"Photos ({imaging.ACCEPTED_WORDS}, up to {UPLOAD_LIMIT_MB} MB each)",
+        type=PHOTO_TYPES,
         accept_multiple_files=True,
-        key="files",
+        key="files" if not picker_round else f"files-{picker_round}",
         help=(
             f"Each photo must be at most {UPLOAD_LIMIT_MB} MB and at least {contracts.MIN_SOURCE_SIDE} px on its "
             f"shortest side. Labels are detected on JPEG and PNG of at least {contracts.REKOGNITION_MIN_SIDE} px; "
             "other photos are still processed, keeping the whole subject."
         ),
     )
-    if files and st.button("Upload and detect labels", key="upload", type="primary"):
+    upload_col, clear_col = st.columns([3, 1])
+    clear_slot = clear_col.empty()  # filled once this run knows whether there is a batch
+    if files and upload_col.button("Upload and detect labels", key="upload", type="primary"):
         accepted, problems = _checked(files)
-        st.session_state["upload_problems"] = problems
+        st.session_state["upload_problems"] = [{**p, "checked": True} for p in problems]
+        queue = upload_queue.Queue(
+            [upload_queue.Entry(name, data, kind, position) for position, (name, data, kind) in enumerate(accepted)]
+        )
+        st.session_state["upload_queue"] = queue
         if accepted:
-            try:
-                with st.spinner(f"Uploading {len(accepted)} photo(s)…"):
-                    outcome = api.upload_bytes(accepted)
-                    problems += outcome.rejected
-                    answer = api.label_results(outcome.refs) if outcome.uploaded else {"labels": {}}
-            except ApiError as exc:
-                session.show_error(exc)
-                return
-            unavailable = answer.get("unavailable") or {}
-            for name in ("kept", "prompts", "previews", "label_page"):  # a new batch starts afresh
-                st.session_state.pop(name, None)
-            st.session_state["batch"] = [
-                {
-                    **ref,
-                    "data": accepted[position][1],
-                    "labels": answer["labels"].get(ref["imageRef"], []),
-                    "labelsUnavailable": (unavailable.get(ref["imageRef"]) or {}).get("message"),
-                }
-                for ref, position in zip(outcome.uploaded, outcome.positions, strict=True)
-            ]
+            _upload(api, queue, fresh=True)
+    if st.session_state.get("batch") or st.session_state.get("upload_queue"):
+        clear_slot.button("Clear this batch", key="clear_batch", on_click=_clear_batch, icon=":material/delete_sweep:")
+    queue = st.session_state.get("upload_queue")
+    if queue is not None and queue.entries:
+        failed = queue.count(upload_queue.FAILED)
+        if not st.session_state.get("upload"):  # just uploaded: the bar above says it
+            st.caption(queue.words())
+        if failed and st.button(f"Upload the {failed:,} failed one(s) again", key="upload_again"):
+            _upload(api, queue, fresh=False)
+            st.rerun()
+        if not st.session_state.get("upload"):  # just uploaded: the table above shows them
+            with st.expander("Each file"):
+                st.dataframe(queue.rows(), hide_index=True, width="stretch")
     _show_upload_problems()
 
 
@@ -402,8 +552,10 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
         st.caption(f"{len(prompt):,} / {limits['promptMax']:,} characters")
         negative = st.text_input("Avoid (negative prompt)", key="negative")
         st.caption(f"{len(negative):,} / {limits['negativePromptMax']:,} characters")
-    mode = st.radio("Mode", ["PRECISE", "DEFAULT"], horizontal=True, key="mode")
-    st.caption(MODE_HELP[mode])
+    mode = "PRECISE"
+    if source == BackgroundSource.PROMPT.value:  # a composed background puts the cut-out back as it is
+        mode = st.radio("Mode", ["PRECISE", "DEFAULT"], horizontal=True, key="mode")
+        st.caption(MODE_HELP[mode])
     left, middle, right = st.columns(3)
     # a prompt background: up to the model's limit (one call each on a one-image-per-call model);
     # a composed background makes the same picture every time, so one
@@ -468,14 +620,18 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
         if reviewed
         else None
     )
-    re_rolls = st.number_input(
-        "Re-rolls",
-        0,
-        contracts.MAX_RE_ROLLS,
-        contracts.DEFAULT_RE_ROLLS,
-        key="re_rolls",
-        help="A photo whose quality check fails is made again with a new seed, up to this many times; "
-        "the best attempt is kept. 0: never.",
+    re_rolls = (
+        st.number_input(
+            "Re-rolls",
+            0,
+            contracts.MAX_RE_ROLLS,
+            contracts.DEFAULT_RE_ROLLS,
+            key="re_rolls",
+            help="A photo whose quality check fails is made again with a new seed, up to this many times; "
+            "the best attempt is kept. 0: never.",
+        )
+        if source == BackgroundSource.PROMPT.value
+        else 0  # a composed background gives the same picture every time: never re-rolled
     )
     lock_seed = st.checkbox("Lock the seed (reproducible results)", key="lock_seed")
     seed = st.number_input("Seed", 0, limits["seedMax"], 42, key="seed") if lock_seed else None
@@ -491,6 +647,13 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
             "AWS bills the model calls; storage and the other services cost far less."
         ),
     )
+    batch_name = st.text_input(
+        "Batch name (optional)",
+        key="batch_name",
+        max_chars=contracts.MAX_JOB_NAME_CHARS,
+        placeholder="Spring shoes, white background",
+        help="Shown on the Jobs list and the job's page, instead of the job's id.",
+    )
     job: dict[str, Any] = {
         **background,
         "model": key,
@@ -503,6 +666,8 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
     }
     if fmt != SAME_AS_ORIGINAL:
         job["outputFormat"] = fmt
+    if batch_name.strip():
+        job["name"] = batch_name.strip()
     if negative:
         job["negativePrompt"] = negative
     if quality:
@@ -523,17 +688,33 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
         if override:
             image["prompt"] = override
         job["images"].append(image)
-    problems = []
+    names = {p["key"]: p["displayName"] for p in catalogue.get("presets") or []}
+    found = batch_estimate(len(batch), int(variants), model, int(re_rolls), source=source, scene_price_usd=scene_price)
+    problems = _preset_check(batch, job, names)
+    problems += _budget_check(found, model, budget, scene_price if source == BackgroundSource.SCENE.value else None)
+    fmt_problem = checks.format_problem(source, job.get("outputFormat") or _preset_format(job), job.get("preset"))
+    if fmt_problem:
+        problems.append(fmt_problem)
+    calls = int(found.model_calls.get("perImagePrompt", 0)) + int(found.model_calls.get("perImageCompose", 0))
+    planned = eta.job_eta(len(batch), calls / max(1, len(batch)), int(catalogue.get("imagesInFlight") or 0) or 8)
+    st.caption(
+        f"Ready in {'less than a minute' if planned.seconds < 60 else 'about ' + eta.duration_words(planned.seconds)} "
+        "at this deployment's pace "
+        f"({planned.images_per_minute:.0f} photos a minute); the job's page refines it as it runs."
+    )
     if len(prompt) > limits["promptMax"]:
         problems.append(
             f"The description is {len(prompt):,} characters; {model['displayName']} accepts {limits['promptMax']:,}."
         )
+    waiting = []  # what is still to be filled in: said plainly, not as an error, before anything was typed
     if limits["promptRequired"] and source == BackgroundSource.PROMPT.value and not prompt.strip():
-        problems.append("Describe the new background first.")
+        waiting.append("Describe the new background first.")
     problems += background_problems
     for message in problems:
         st.error(message)
-    return None if problems else job
+    for message in waiting:
+        st.info(message, icon=":material/edit:")
+    return None if problems or waiting else job
 
 
 st.title("New batch")
@@ -553,6 +734,10 @@ if batch:
         else:
             st.session_state["job_id"] = submitted["jobId"]
             st.session_state["last_submitted"] = job
+            name = f"“{md(job['name'])}” " if job.get("name") else ""
+            ready = (submitted.get("eta") or {}).get("seconds")
+            when = f" Ready in about {eta.duration_words(float(ready))}." if ready else ""
             st.success(
-                f"Job {submitted['jobId']} started with {submitted['imageCount']} photo(s). Follow it on the Jobs page."
+                f"Job {name}{submitted['jobId']} started with {submitted['imageCount']} photo(s).{when} "
+                "Follow it on the Jobs page."
             )

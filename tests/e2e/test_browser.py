@@ -98,18 +98,18 @@ def test_whole_workflow_in_the_browser(ui: str, tmp_path: Path) -> None:
         expect(page.get_by_text("started with 2 photo(s)")).to_be_visible()
 
         page.get_by_role("link", name="Jobs").click()
-        expect(page.get_by_text("2/2 finished")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("2 of 2 done")).to_be_visible(timeout=120_000)
         page.screenshot(path=str(ARTIFACTS / "03-jobs.png"), full_page=True)
         page.get_by_role("button", name="Open").first.click()
         # review before delivery: the workflow waits on its task token until the owner approves
         expect(page.get_by_role("button", name="Approve and deliver")).to_be_visible(timeout=120_000)
-        expect(page.get_by_text("RUNNING")).to_be_visible()
+        expect(page.get_by_text("Waiting for your review", exact=True)).to_be_visible()  # not "RUNNING"
         page.get_by_text("Deliver", exact=True).first.click()  # reject the first result
         page.set_viewport_size({"width": 1400, "height": 1600})
         expect(page.locator('[data-stale="true"]')).to_have_count(0)  # the rerun has drawn everything
         page.screenshot(path=str(ARTIFACTS / "04-review.png"), full_page=True)
         page.get_by_role("button", name="Approve and deliver").click()
-        expect(page.get_by_text("COMPLETED")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("Done", exact=True)).to_be_visible(timeout=120_000)
         expect(page.get_by_text("Rejected in review: not delivered.")).to_be_visible()
         expect(page.get_by_role("button", name="Prepare zip")).to_be_visible(timeout=30_000)  # finished, drawn once
         expect(page.get_by_text("Cost: about $")).to_be_visible()  # what the run cost, in words
@@ -138,7 +138,7 @@ def test_whole_workflow_in_the_browser(ui: str, tmp_path: Path) -> None:
         assert "/archive/results.zip" in href
 
         page.reload()  # still signed in, still on the job
-        expect(page.get_by_text("COMPLETED")).to_be_visible()
+        expect(page.get_by_text("Done", exact=True)).to_be_visible()
         expect(page.get_by_text(f"Signed in as {DEMO_USER}")).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / "08-job-after-reload.png"), full_page=True)
 
@@ -180,9 +180,9 @@ def test_variants_side_by_side_a_pick_and_a_regeneration_in_the_browser(ui: str)
         expect(page.get_by_text("started with 1 photo(s)")).to_be_visible()
 
         page.get_by_role("link", name="Jobs").click()
-        expect(page.get_by_text("1/1 finished")).to_be_visible(timeout=180_000)
+        expect(page.get_by_text("1 of 1 done")).to_be_visible(timeout=180_000)
         page.get_by_role("button", name="Open").first.click()
-        expect(page.get_by_text("COMPLETED")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("Done", exact=True)).to_be_visible(timeout=120_000)
         expect(page.get_by_text("DELIVERED (best)")).to_be_visible()
         # the delivered one large, and the three side by side
         expect(page.locator('[data-testid="stImage"] img')).to_have_count(4)

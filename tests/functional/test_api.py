@@ -647,3 +647,60 @@ def test_a_job_item_that_cannot_be_written_leaves_no_images_and_no_records(
         events.unregister("provide-client-params.dynamodb.PutItem", refuse_the_job_item)
     assert response.status_code >= 500, response.body
     assert _job_items() == [] and _scratch_objects() == []
+
+
+# ---------------------------------------------------------------------------------- batch name and ETA
+
+
+def test_a_batch_name_is_kept_and_shown_in_the_list_and_the_view(client: Client, token_for, photo, store) -> None:
+    token = token_for("owner-1")
+    answer = _submit(client, token, [_upload("owner-1", photo())], name="  Spring\n  shoes  ")
+    assert answer.status_code == 202, answer.body
+    job_id = answer.json_body["jobId"]
+    assert answer.json_body["name"] == "Spring shoes"  # one line, as a list shows it
+    listed = client.http.get("/jobs", headers=_headers(token)).json_body["jobs"]
+    assert [j["name"] for j in listed if j["jobId"] == job_id] == ["Spring shoes"]
+    view = client.http.get(f"/jobs/{job_id}?limit=0", headers=_headers(token)).json_body
+    assert view["name"] == "Spring shoes"
+    write_job_images(job_id)
+    _finish(store, job_id, {0: "FAILED"})
+    retried = client.http.post(f"/jobs/{job_id}/retry", headers=_headers(token), body=b"{}").json_body
+    retry_view = client.http.get(f"/jobs/{retried['jobId']}?limit=0", headers=_headers(token)).json_body
+    assert retry_view["name"] == "Retry of Spring shoes"  # not an unlabelled one-photo job
+
+
+@pytest.mark.parametrize(("name", "says"), [(7, "must be a string"), ("x" * 101, "at most 100 characters")])
+def test_a_batch_name_that_cannot_be_kept_is_refused_naming_it(client: Client, token_for, photo, name, says) -> None:
+    answer = _submit(client, token_for("owner-1"), [_upload("owner-1", photo())], name=name)
+    assert answer.status_code == 400 and says in answer.body.decode()
+    assert answer.json_body["details"][0]["field"] == "name"
+
+
+def test_the_job_view_says_when_the_job_will_be_done_planned_then_measured(
+    client: Client, token_for, photo, store, monkeypatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    monkeypatch.setenv("BACKDROP_MAP_CONCURRENCY", "4")
+    token = token_for("owner-1")
+    answer = _submit(client, token, [_upload("owner-1", photo()) for _ in range(8)]).json_body
+    job_id = answer["jobId"]
+    # the default model: remove-background then inpaint, 2 calls of ~6 s and ~3 s of Lambda a photo,
+    # 4 in flight: 4 × 60 / 15 = 16 photos a minute, 8 photos in 30 s
+    assert answer["eta"]["basis"] == "planned" and answer["eta"]["imagesPerMinute"] == 16.0
+    assert answer["eta"]["seconds"] == 30
+    write_job_images(job_id)
+    started = (datetime.now(UTC) - timedelta(seconds=120)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    store.table.update_item(
+        Key={"pk": contracts.job_pk(job_id), "sk": contracts.JOB_SK},
+        UpdateExpression="SET startedAt = :t, #s = :running",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":t": started, ":running": "RUNNING"},
+    )
+    images = sorted(store.images(job_id), key=lambda i: i["name"])
+    for image, status in zip(images, ("SUCCEEDED", "SUCCEEDED", "FAILED", "SUCCEEDED"), strict=False):
+        assert store.set_image_status(job_id, image["imageId"], ImageStatus(status), error_code="MODEL_ERROR")
+    view = client.http.get(f"/jobs/{job_id}?limit=0", headers=_headers(token)).json_body
+    # 4 finished in 120 s: 2 a minute, so the 4 left take about 2 minutes
+    assert view["eta"]["basis"] == "measured" and view["eta"]["remaining"] == 4
+    assert 110 <= view["eta"]["seconds"] <= 125 and view["eta"]["words"].startswith("About 2 min left")

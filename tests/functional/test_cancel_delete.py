@@ -381,6 +381,9 @@ def test_a_large_jobs_cancel_hands_the_closing_off_once_and_the_background_run_c
     again = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")
     assert (again.status_code, again.json_body) == (202, body)
     assert len(started) == 1
+    # the job view says the closing is still going, so a page keeps refreshing past CANCELLED
+    closing_view = client.http.get(f"/jobs/{job_id}?limit=0", headers=_h(token)).json_body
+    assert closing_view["status"] == "CANCELLED" and closing_view["closing"] is True
     # nor can it be deleted while it closes: the closing would write its report after the delete
     closing = client.http.delete(f"/jobs/{job_id}", headers=_h(token))
     assert (closing.status_code, closing.json_body["code"]) == (409, "CONFLICT")
@@ -391,7 +394,7 @@ def test_a_large_jobs_cancel_hands_the_closing_off_once_and_the_background_run_c
     assert [i["status"] for i in _images(store, job_id)] == ["SUCCEEDED", "CANCELLED", "CANCELLED", "CANCELLED"]
     view = client.http.get(f"/jobs/{job_id}", headers=_h(token)).json_body
     assert view["status"] == "CANCELLED" and set(view["reports"]) == {"json", "csv"}
-    assert view["counts"]["CANCELLED"] == 3
+    assert view["counts"]["CANCELLED"] == 3 and view["closing"] is False  # closed: a page may stop refreshing
     done = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")
     assert done.status_code == 200 and done.json_body["closing"] is False
     assert done.json_body["counts"] == {"PENDING": 0, "RUNNING": 0, "SUCCEEDED": 1, "FAILED": 0, "CANCELLED": 3}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,10 @@ def _png() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (120, 80), (200, 30, 40)).save(buf, "PNG")
     return buf.getvalue()
+
+
+def _ref(name: str) -> str:
+    return f"{'a' * 32}/{hashlib.md5(name.encode()).hexdigest()}.png"
 
 
 class FakeApi:
@@ -74,8 +79,9 @@ class FakeApi:
             if name in self.refuse:
                 outcome.rejected.append({"name": name, "message": self.refuse[name]})
                 continue
+            # a ref of its own per file, whatever order the files are sent in (in parallel)
+            outcome.uploaded.append({"imageRef": _ref(name), "name": name})
             self.uploaded.append(name)
-            outcome.uploaded.append({"imageRef": f"{'a' * 32}/{i:032x}.png", "name": name})
             outcome.positions.append(i)
         return outcome
 
@@ -309,8 +315,8 @@ def test_removing_a_label_changes_what_is_submitted(app) -> None:
     _upload(at, ["a.png", "b.png"])
     assert not at.exception
     assert not at.warning  # no banner unless whoever started the UI asks for one
-    assert fake.uploaded == ["a.png", "b.png"]
-    first_ref = f"{'a' * 32}/{0:032x}.png"
+    assert sorted(fake.uploaded) == ["a.png", "b.png"]  # sent in parallel: in any order
+    first_ref = _ref("a.png")
     at.multiselect(key=f"keep-{first_ref}").unselect("Chair").run()
     at.text_area(key="prompt").input("a quiet beach at dawn").run()
     at.button(key="submit").click().run()
@@ -336,7 +342,7 @@ def test_every_file_not_added_is_listed_at_once_and_the_rest_go_on(app) -> None:
     at.run()
     too_big = b"\x89PNG\r\n\x1a\n" + bytes(contracts.MAX_UPLOAD_BYTES)
     fake.refuse = {"refused.png": "content type 'image/gif' is not accepted"}  # the API's answer
-    fake.no_labels = {f"{'a' * 32}/{2:032x}.png"}
+    fake.no_labels = {_ref("small.png")}
     at.file_uploader(key="files").set_value(
         [
             ("huge.png", too_big, "image/png"),
@@ -354,7 +360,7 @@ def test_every_file_not_added_is_listed_at_once_and_the_rest_go_on(app) -> None:
     assert "'huge.png': " in problems and "15 MB limit" in problems
     assert "'empty.png': the file is empty" in problems
     assert "'refused.png': content type 'image/gif' is not accepted" in problems
-    assert fake.uploaded == ["ok.png", "small.png"]
+    assert sorted(fake.uploaded) == ["ok.png", "small.png"]
     assert [item["name"] for item in at.session_state["batch"]] == ["ok.png", "small.png"]
     assert any("Labels not available: the image is 70x70 px" in c.value for c in at.caption)
     at.text_area(key="prompt").input("a quiet beach").run()  # the list stays until the next upload
@@ -366,11 +372,13 @@ def test_jobs_and_job_pages_render_status_causes_and_downloads(app) -> None:
     at.run()
     at.switch_page("pages/jobs.py").run()
     assert not at.exception
-    assert any(JOB_ID in m.value for m in at.markdown)
+    assert any(JOB_ID in c.value for c in at.caption)
     at.session_state["job_id"] = JOB_ID
     at.switch_page("pages/job.py").run()
     assert not at.exception
-    assert any("CONTENT_FILTERED" in e.value for e in at.error)
+    # the cause in words, without its code
+    assert any(e.value.startswith("Blocked by the model's safety filter: ") for e in at.error)
+    assert not any("CONTENT_FILTERED" in e.value for e in at.error)
     assert "Quality WARN: Faint fringe (ΔE 2.4)." in [w.value for w in at.warning]
     assert at.query_params[contracts.JOB_QUERY_PARAM] == JOB_ID  # the address names the job
     assert [b.label for b in at.get("link_button")] == ["Report (JSON)", "Report (CSV)"]
@@ -438,7 +446,7 @@ def test_no_retry_for_failures_that_would_happen_again(app) -> None:
     at.switch_page("pages/job.py").run()
     assert not at.exception
     assert "retry" not in [b.key for b in at.button]
-    assert any("No retry: these failures (CONTENT_FILTERED)" in c.value for c in at.caption)
+    assert any("No retry: these failures (blocked by the model's safety filter)" in c.value for c in at.caption)
 
 
 def test_one_retry_for_a_passing_failure_linked_to_the_new_job(app) -> None:
@@ -713,7 +721,7 @@ def test_the_gallery_shows_doubtful_images_first(app) -> None:
     _open_job(at)
     # failed, then FAIL, WARN, PASS, then not finished
     assert _cards(at) == ["blocked.png", "fringe.png", "good.png", "passed.png", "running.png"]
-    at.selectbox(key="job_order").set_value("Upload order").run()
+    at.selectbox(key="job_order-done").set_value("Fixed order").run()
     assert _cards(at) == ["passed.png", "fringe.png", "running.png", "good.png", "blocked.png"]
 
 
@@ -786,7 +794,7 @@ def test_the_label_step_is_paged_and_keeps_choices_across_pages(app) -> None:
     at, fake = app
     _upload(at, [f"p{i:02}.png" for i in range(30)])
     assert len([m for m in at.multiselect if m.key and m.key.startswith("keep-")]) == 24
-    first_ref = f"{'a' * 32}/{0:032x}.png"
+    first_ref = _ref("p00.png")
     at.multiselect(key=f"keep-{first_ref}").unselect("Chair").run()
     at.number_input(key="label_page").set_value(2).run()
     assert len([m for m in at.multiselect if m.key and m.key.startswith("keep-")]) == 6
@@ -811,7 +819,7 @@ def test_an_uploaded_batch_survives_a_reload(monkeypatch) -> None:
         session._keep(fake, "ana@example.com")
     session_id = first.session_state["session_id"]
     _upload(first, ["a.png", "b.png"])
-    first.multiselect(key=f"keep-{'a' * 32}/{0:032x}.png").unselect("Chair").run()
+    first.multiselect(key=f"keep-{_ref('a.png')}").unselect("Chair").run()
     assert not first.exception
 
     reloaded = AppTest.from_file(APP, default_timeout=20)  # F5: a new browser session
@@ -819,19 +827,20 @@ def test_an_uploaded_batch_survives_a_reload(monkeypatch) -> None:
     reloaded.run()
     assert not reloaded.exception
     assert [item["name"] for item in reloaded.session_state["batch"]] == ["a.png", "b.png"]
-    assert reloaded.multiselect(key=f"keep-{'a' * 32}/{0:032x}.png").value == ["Person"]
+    assert reloaded.multiselect(key=f"keep-{_ref('a.png')}").value == ["Person"]
 
 
 def test_the_job_page_says_what_the_job_cost_and_a_budget_is_sent(app) -> None:
     at, fake = app
     _open_job(at)
+    # one sentence, each figure said once with what it is
     assert any(
-        c.value == "Cost: about $0.12 (3 model calls) of a $1.00 budget · about $0.16 for the whole job"
+        c.value == "Cost: about $0.12 (3 model calls); estimated $0.16 before the run · budget $1.00"
         for c in at.caption
     )
     fake.cost_extra = {"regenerations": 2, "regeneratedUsd": 0.084}  # billed to their own jobs
     at.run()
-    assert any(c.value.endswith("· about $0.16 for the whole job · plus $0.08 in 2 regenerations") for c in at.caption)
+    assert any(c.value.endswith("· budget $1.00 · regenerations: $0.08 for 2") for c in at.caption)
     at.switch_page("pages/new_batch.py").run()
     _upload(at, ["a.png"])
     at.checkbox(key="cap_budget").check().run()
