@@ -16,15 +16,23 @@ from typing import TYPE_CHECKING, Any
 from chalice import Chalice, CognitoUserPoolAuthorizer, CORSConfig, Rate, Response
 from chalice.app import Request
 
-from chalicelib import archive, aws, config, contracts, eta, idempotency, observability, presets, webhooks
-from chalicelib.auth import email_from_request, owner_from_request
-from chalicelib.deletion import JobDeleter, deletion_event
-from chalicelib.errors import BackdropError, BadRequest, error_body
-from chalicelib.functions import DELETER
-from chalicelib.http_errors import INTERNAL_MESSAGE, reshape_chalice_error
-from chalicelib.job_control import JobControl
-from chalicelib.jobs import JobService, parse_images_query, parse_notify
-from chalicelib.labels import LabelService
+from chalicelib.api import idempotency
+from chalicelib.api.auth import email_from_request, owner_from_request
+from chalicelib.api.http_errors import INTERNAL_MESSAGE, reshape_chalice_error
+from chalicelib.catalogue import presets
+from chalicelib.core import config, contracts, eta
+from chalicelib.core.errors import BackdropError, BadRequest, error_body
+from chalicelib.core.functions import DELETER
+from chalicelib.core.validation import request_json, require_list
+from chalicelib.delivery import archive, webhooks
+from chalicelib.delivery.notify import Notifier
+from chalicelib.delivery.report import Reporter
+from chalicelib.delivery.variants import VariantService
+from chalicelib.jobs.control import JobControl
+from chalicelib.jobs.labels import LabelService
+from chalicelib.jobs.review import ReviewService
+from chalicelib.jobs.service import JobService, parse_images_query, parse_notify
+from chalicelib.jobs.uploads import UploadService
 from chalicelib.models import registry
 from chalicelib.models.lifecycle import LifecycleChecker
 from chalicelib.store import clients as aws
@@ -224,7 +232,7 @@ def list_models() -> dict[str, Any]:
         "models": models,
         "default": registry.default_model_key(),
         "region": registry.deployment_region(),
-        "imagesInFlight": eta.map_concurrency(),  # the pace a client's ETA is planned from (chalicelib/eta.py)
+        "imagesInFlight": eta.map_concurrency(),  # the pace a client's ETA is planned from (chalicelib/core/eta.py)
     }
 
 

@@ -94,7 +94,7 @@ def _handler(job: RunningJob) -> type[BaseHTTPRequestHandler]:
             url = urlparse(self.path)
             query = {k: v[0] for k, v in parse_qs(url.query).items()}
             if url.path == "/presets":
-                from chalicelib import presets
+                from chalicelib.catalogue import presets
 
                 self._json({"presets": presets.public()})
                 return

@@ -1,10 +1,10 @@
 """Checks the New batch page makes before anything is spent: what a model call would only find out
 after it was paid for. Plain functions (tests/unit/test_web_checks.py).
 
-- A marketplace preset that asks the product to fill the frame (chalicelib/presets.json
+- A marketplace preset that asks the product to fill the frame (chalicelib/core/presets.json
   `minFill`/`fillRange`) cannot be met by a subject smaller than its share of the preset's canvas
   unless enlarging is allowed: the workflow then ends the photo PRESET_UNMET after its model call
-  (chalicelib/workflow.py, compose.place). The subject's size is taken from its kept labels'
+  (chalicelib/workflow/steps.py, compose.place). The subject's size is taken from its kept labels'
   boxes, else the whole photo (the largest it can be, so a photo flagged without boxes fails for sure).
 - A budget below what sends every photo: how many it sends (the API's cap counts each call at the
   most it can cost, chalicelib/estimate.budget_call_usd).
@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import imaging, presets
+from chalicelib.core import preset_rules as presets
+from chalicelib.imaging import images as imaging
 
 ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 

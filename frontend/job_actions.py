@@ -14,7 +14,7 @@ from typing import Any
 
 import streamlit as st
 
-from chalicelib import contracts
+from chalicelib.core import contracts
 from frontend import session
 from frontend.api_client import ApiError
 
@@ -120,7 +120,7 @@ def buttons(view: Mapping[str, Any], *, key: str) -> None:
     """Cancel or Delete, whichever can work now; nothing while a cancel is still closing. The
     click asks for the whole page again and `confirm_pending` opens the confirmation there: a
     dialog opened inside a fragment that refreshes itself stops answering after its next refresh
-    (docs/aws-notes.md#n117-streamlit-dialogs-fragments-and-stale-elements)."""
+    (docs/aws-notes.md#n92-streamlit-dialogs-fragments-and-stale-elements)."""
     if can_cancel(view):
         if st.button("Cancel job", key=f"cancel-{key}", icon=":material/stop_circle:"):
             st.session_state[PENDING] = ("cancel", dict(view))

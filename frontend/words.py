@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import backgrounds, contracts
-from chalicelib.contracts import ErrorCode, ImageStatus, JobStatus
+from chalicelib.core import backgrounds, contracts
+from chalicelib.core.contracts import ErrorCode, ImageStatus, JobStatus
 
 FINISHED_IMAGES = {status.value for status in contracts.TERMINAL_IMAGE_STATUSES}
 

@@ -95,154 +95,6 @@ _URL: Final = {"type": "string", "format": "uri"}
 # -------------------------------------------------------------------------------------- schemas
 
 
-def _job_request() -> tuple[dict[str, Any], dict[str, Any]]:
-    """The POST /jobs body and one image of it, from the parser's own field lists."""
-    from chalicelib.jobs import IMAGE_FIELDS, JOB_FIELDS
-
-    specs = registry.all_models()
-    presets = sorted({p for spec in specs for p in spec.style_presets})
-    cfg_bounds = [spec.cfg_scale for spec in specs if spec.cfg_scale]
-    # the widest each model allows: each model narrows it (GET /models, `limits`)
-    prompt_max = max(spec.prompt_max for spec in specs)
-    image = {
-        "imageRef": {
-            "type": "string",
-            "pattern": _pattern(contracts.IMAGE_REF_RE),
-            "description": "an `imageRef` returned by POST /uploads",
-        },
-        "name": {"type": "string", "maxLength": contracts.MAX_FILE_NAME_LENGTH, "description": "shown in reports"},
-        "labels": {
-            "type": "array",
-            "items": {"type": "string", "minLength": 1, "maxLength": contracts.MAX_LABEL_LENGTH},
-            "maxItems": contracts.MAX_LABELS_PER_IMAGE,
-            "description": "the subjects to keep, among the image's labels from POST /labels; empty keeps the "
-            "whole subject found by background removal (Stability models)",
-        },
-        "prompt": {"type": "string", "maxLength": prompt_max, "description": "this image's prompt"},
-        "background": {
-            **_ref("Background"),
-            "description": 'this image\'s own background instead of the job\'s (`{"source": "scene"}`: the '
-            "job's scene)",
-        },
-    }
-    job = {
-        "prompt": {
-            "type": "string",
-            "maxLength": prompt_max,
-            "description": "the new background, in words (each model narrows the length: GET /models, promptMax)",
-        },
-        "negativePrompt": {"type": "string", "maxLength": max(spec.negative_prompt_max for spec in specs)},
-        "model": _enum(
-            (s.key for s in specs),
-            f"a model key from GET /models (only `selectable` ones are accepted); default {registry.default_model_key()}",
-        ),
-        "mode": _enum(Mode, "PRECISE returns the subject's pixels unchanged; DEFAULT lets the model blend its edges"),
-        "quality": _enum(sorted({q for spec in specs for q in spec.qualities}), "only for models that list qualities"),
-        "cfgScale": {
-            "type": "number",
-            "minimum": min(b[0] for b in cfg_bounds),
-            "maximum": max(b[1] for b in cfg_bounds),
-            "description": "only for models with a cfgScale range (GET /models)",
-        },
-        "seed": {
-            "type": "integer",
-            "minimum": 0,
-            "maximum": max(s.seed_max for s in specs),
-            "description": "one seed for the whole job; chosen at random and stored when omitted",
-        },
-        "variants": {"type": "integer", "minimum": 1, "maximum": max(spec.max_variants for spec in specs)},
-        "outputFormat": _enum(
-            OutputFormat,
-            "omit it to follow each original: a JPEG gives a JPEG (quality 95, the original's chroma subsampling), "
-            "anything else, or an original with transparency, a PNG",
-        ),
-        "stylePreset": _enum(
-            presets,
-            "a style the model applies to the new background (Stability models; GET /models lists each "
-            "model's `stylePresets`); omit it for none",
-        ),
-        "webhookUrl": {
-            "type": "string",
-            "format": "uri",
-            "pattern": "^https://",
-            "maxLength": contracts.MAX_WEBHOOK_URL_LENGTH,
-            "description": "receives a signed POST when the job finishes (see `webhooks` below); its host must "
-            "resolve to public addresses only",
-        },
-        "blend": {
-            "type": "number",
-            "minimum": 0,
-            "maximum": 1,
-            "description": "PRECISE mode: 1 pastes the original subject back, 0 keeps the model's re-lit subject "
-            "(models that cut the subject out); see docs/quality.md",
-        },
-        "shadow": _enum(contracts.ShadowKind, "the subject's shadow on the new background (cut-out models only)"),
-        "shadowAngle": {"type": "number", "description": "the light's direction, in degrees"},
-        "shadowStrength": {"type": "number", "minimum": 0, "maximum": 1, "description": "0 no shadow, 1 black"},
-        "qualityThresholds": _obj(
-            {name: {"type": "number", "minimum": 0, "default": value} for name, value in _thresholds().items()},
-            closed=True,
-            description="where each quality check turns WARN and FAIL (any subset); see docs/quality.md",
-        ),
-        "reRolls": {
-            "type": "integer",
-            "minimum": 0,
-            "maximum": contracts.MAX_RE_ROLLS,
-            "default": contracts.DEFAULT_RE_ROLLS,
-            "description": "how many times an image whose scorecard fails is made again with a new seed (the "
-            "best attempt is kept; content-filter outcomes are never re-rolled); 0 disables re-rolls",
-        },
-        "reRollOn": {
-            **_enum(contracts.RE_ROLL_ON, "the scorecard outcome that earns a re-roll: FAIL, or WARN as well"),
-            "default": contracts.DEFAULT_RE_ROLL_ON,
-        },
-        "notify": {
-            "type": "boolean",
-            "default": True,
-            "description": "false: no email when this job is done (its webhook, if any, is still sent)",
-        },
-        "background": {**_ref("Background"), "description": "what goes behind the subject; default a prompt"},
-        "placement": _ref("Placement"),
-        "preset": _enum(
-            sorted(all_presets()),
-            "a marketplace preset (GET /presets): sets the background colour, canvas, fill and format the job "
-            "does not set itself, and checks every output against its rules",
-        ),
-        "images": {
-            "type": "array",
-            "items": _ref("ImageRequest"),
-            "minItems": 1,
-            "maxItems": contracts.MAX_IMAGES_PER_JOB,
-        },
-        "budgetUsd": {
-            "type": "number",
-            "exclusiveMinimum": 0,
-            "maximum": costs.MAX_BUDGET_USD,
-            "description": "the most the job may spend on model calls, in US dollars (at least one photo's price): "
-            "photos whose turn comes after it is spent end FAILED with BUDGET_REACHED, never sent",
-        },
-        "reviewHours": {
-            "type": "number",
-            "minimum": contracts.MIN_REVIEW_SECONDS / 3600,
-            "maximum": contracts.MAX_REVIEW_HOURS,
-            "description": "wait for the owner's approval (POST /jobs/{jobId}/review/approve) before the report and "
-            "the email, at most this many hours; then delivered as it is",
-        },
-        "name": {
-            "type": "string",
-            "maxLength": contracts.MAX_JOB_NAME_CHARS,
-            "description": "the batch's name for people, shown on the job list and the job's page (made one line)",
-        },
-    }
-    if set(job) != JOB_FIELDS or set(image) != IMAGE_FIELDS:
-        raise ValueError(
-            "the OpenAPI job request and the parser's fields differ: "
-            f"{sorted(set(job) ^ JOB_FIELDS)} / {sorted(set(image) ^ IMAGE_FIELDS)} (chalicelib/jobs.py)"
-        )
-    required = ["images"]  # a prompt only for a prompt background
-    return _obj(job, required, closed=True), _obj(image, ["imageRef"], closed=True)
-
-
 def _background_schemas() -> dict[str, Any]:
     """Background, placement, estimate, presets and compliance (chalicelib.core.backgrounds, presets)."""
 
@@ -351,7 +203,7 @@ def _eta_schema() -> dict[str, Any]:
         },
         ["seconds", "finishAt", "imagesPerMinute", "basis", "remaining"],
         description="when the job's images will be done: planned from the deployment's pace (the Map's concurrency, "
-        "set from the model quota) until enough images finished, then the job's measured rate (chalicelib/eta.py)",
+        "set from the model quota) until enough images finished, then the job's measured rate (chalicelib/core/eta.py)",
     )
 
 
@@ -550,7 +402,7 @@ def schemas() -> dict[str, Any]:
                 "imagesInFlight": {
                     **_COUNT,
                     "description": "images the workflow works on at once (its Map's MaxConcurrency, set from the "
-                    "model quota at deploy): what an ETA before submit is planned from (chalicelib/eta.py)",
+                    "model quota at deploy): what an ETA before submit is planned from (chalicelib/core/eta.py)",
                 },
             },
             ["models", "default"],
@@ -1069,7 +921,7 @@ OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
         "Marketplace presets and their rules",
         "PresetList",
         description="Amazon main image, Shopify, Etsy, eBay and Google Merchant Center: what each preset applies "
-        "and each rule with the public page it comes from (chalicelib/catalogue/presets.json).",
+        "and each rule with the public page it comes from (chalicelib/core/presets.json).",
         tags=("models",),
     ),
     ("POST", "/uploads"): Operation(

@@ -11,63 +11,36 @@ that reason, unless the job allows upscaling.
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from chalicelib.core import backgrounds, contracts
-from chalicelib.core.errors import ValidationError
+from chalicelib.core.preset_rules import (  # re-exported: the data half lives in core for the front ends
+    PRESETS_PATH as PRESETS_PATH,
+)
+from chalicelib.core.preset_rules import (
+    all_presets as all_presets,
+)
+from chalicelib.core.preset_rules import (
+    defaults as defaults,
+)
+from chalicelib.core.preset_rules import (
+    get_preset as get_preset,
+)
+from chalicelib.core.preset_rules import (
+    public as public,
+)
+from chalicelib.core.preset_rules import (
+    required_fill as required_fill,
+)
 
 if TYPE_CHECKING:  # Pillow loads in Finalize, not when the API starts
     from PIL import Image
 
-PRESETS_PATH: Final = Path(__file__).resolve().parent / "presets.json"
 PASS: Final = "PASS"
 FAIL: Final = "FAIL"
 # A subject's extent closer than this to the canvas edge counts as touching it.
 EDGE_TOUCH_PX: Final = 1
-
-
-@functools.lru_cache(maxsize=1)
-def _load() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(PRESETS_PATH.read_text())
-    return data
-
-
-def all_presets() -> dict[str, dict[str, Any]]:
-    presets: dict[str, dict[str, Any]] = _load()["presets"]
-    return presets
-
-
-def get_preset(key: str) -> dict[str, Any]:
-    preset = all_presets().get(key)
-    if preset is None:
-        known = ", ".join(sorted(all_presets()))
-        raise ValidationError(
-            f"unknown preset {key[:40]!r}; presets: {known}",
-            details=[{"field": "preset", "message": f"must be one of {known}", "code": "PRESET_UNKNOWN"}],
-        )
-    return preset
-
-
-def public() -> list[dict[str, Any]]:
-    """GET /presets: every preset, what it applies and its rules with their sources."""
-    return [{"key": key, **preset} for key, preset in all_presets().items()]
-
-
-def defaults(key: str) -> dict[str, Any]:
-    """What a preset sets on a job that does not set it itself: background, placement, format, shadow."""
-    apply = get_preset(key)["apply"]
-    out: dict[str, Any] = {
-        "background": {"source": "color", "color": apply["background"]},
-        "placement": {k: apply[k] for k in ("width", "height", "fill", "margin") if k in apply},
-        "outputFormat": apply.get("outputFormat"),
-    }
-    if "shadow" in apply:
-        out["shadow"] = apply["shadow"]
-    return out
 
 
 def _fill(box: tuple[int, int, int, int] | None, size: tuple[int, int]) -> float:
@@ -178,16 +151,6 @@ def _background(rule: Mapping[str, Any], result: Image.Image, alpha: Image.Image
         reason += f" (at least {100 * rule['minShare']:.1f}% wanted; furthest pixel RGB {tuple(int(v) for v in worst)})"
         return FAIL, reason
     return PASS, reason
-
-
-def required_fill(key: str) -> float | None:
-    """The smallest fill (%) a preset's rules accept, if any rule asks for one."""
-    for rule in get_preset(key)["rules"]:
-        if rule["kind"] == "minFill":
-            return float(rule["value"])
-        if rule["kind"] == "fillRange":
-            return float(rule["min"])
-    return None
 
 
 ERROR_CODE: Final = contracts.ErrorCode.PRESET_UNMET

@@ -38,7 +38,6 @@ from chalicelib.core.contracts import BackgroundSource, ErrorCode, Mode, OutputF
 from chalicelib.core.errors import BackdropError, ValidationError
 from chalicelib.core.validation import DYNAMODB_NUMBER_MAX, summarise
 from chalicelib.imaging import quality
-from chalicelib.jobs import review
 from chalicelib.models import registry
 
 # The largest magnitude DynamoDB stores (docs/aws-notes.md#n82-dynamodb-numbers), as a bound a
@@ -375,6 +374,11 @@ class JobRequest(_Body):
         description="wait for the owner's approval (POST /jobs/{jobId}/review/approve) before the report and the "
         "email, at most this many hours; then delivered as it is",
     )
+    name: str | None = Field(
+        None,
+        max_length=contracts.MAX_JOB_NAME_CHARS,
+        description="the batch's name for people, shown on the job list and the job's page (made one line)",
+    )
 
 
 # ------------------------------------------------------------------------- the other bodies
@@ -414,7 +418,7 @@ ImageId = Annotated[str, Field(pattern=IMAGE_ID_PATTERN)]
 class ReviewRequest(_Body):
     decisions: dict[ImageId, ReviewDecision] = Field(
         min_length=1,
-        max_length=review.MAX_DECISIONS_PER_REQUEST,
+        max_length=contracts.MAX_DECISIONS_PER_REQUEST,
         description="image id → APPROVED or REJECTED",
     )
 
@@ -448,7 +452,7 @@ REQUEST_MODELS: Final[tuple[type[BaseModel], ...]] = (
 # ------------------------------------------------------------------------------ validation
 
 _KINDS: Final = {
-    "string_type": "text",
+    "string_type": "string",
     "int_type": "whole number",
     "int_from_float": "whole number",
     "float_type": "number",

@@ -76,6 +76,8 @@ class ReviewStatus(StrEnum):
 # Review before delivery: the deadline the owner may give, in hours (the workflow's wait is a
 # Standard execution's task, which may last up to a year; a week is Backdrop's choice).
 MAX_REVIEW_HOURS: Final = 168
+# Decisions one POST /jobs/{jobId}/review may carry (Backdrop's choice, not an AWS limit).
+MAX_DECISIONS_PER_REQUEST: Final = 100
 # a batch name (POST /jobs `name`): shown on the Jobs list, the job page and the CLI
 MAX_JOB_NAME_CHARS: Final = 100
 MIN_REVIEW_SECONDS: Final = 60

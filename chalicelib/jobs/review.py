@@ -26,7 +26,7 @@ from chalicelib.store.jobs import JobStore
 
 REVIEW_FIELD: Final = "reviewHours"
 REVIEW_SECONDS_SETTING: Final = "reviewSeconds"
-MAX_DECISIONS_PER_REQUEST: Final = 100
+MAX_DECISIONS_PER_REQUEST: Final = contracts.MAX_DECISIONS_PER_REQUEST
 # SendTaskSuccess errors meaning the wait is over (its deadline passed, or it was answered)
 ENDED_WAIT_ERRORS: Final = frozenset({"TaskTimedOut", "TaskDoesNotExist", "InvalidToken"})
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import backgrounds, contracts, costs, estimate, eta, quality, review, s3keys, webhooks
-from chalicelib.contracts import BackgroundSource, BackgroundWork, ImageStatus, JobStatus
-from chalicelib.deletion import deleting_view
-from chalicelib.errors import (
+from chalicelib.catalogue import costs, presets
+from chalicelib.core import backgrounds, contracts, estimate, eta
+from chalicelib.core.contracts import BackgroundSource, BackgroundWork, ImageStatus, JobStatus
+from chalicelib.core.errors import (
     BadRequest,
     Conflict,
     ModelUnavailable,
@@ -48,35 +48,6 @@ from chalicelib.store import s3keys
 from chalicelib.store.jobs import MAX_IMAGES_PAGE_SIZE, PARALLEL_CALLS, JobStore, NewImage
 from chalicelib.workflow.deletion import deleting_view
 
-JOB_FIELDS = {
-    "model",
-    "prompt",
-    "negativePrompt",
-    "mode",
-    "quality",
-    "cfgScale",
-    "seed",
-    "variants",
-    "outputFormat",
-    "stylePreset",
-    "blend",
-    "shadow",
-    "shadowAngle",
-    "shadowStrength",
-    "qualityThresholds",
-    "webhookUrl",
-    "reRolls",
-    "reRollOn",
-    "images",
-    "notify",
-    "background",
-    "placement",
-    "preset",
-    "budgetUsd",
-    "reviewHours",
-    "name",
-}
-IMAGE_FIELDS = {"imageRef", "name", "labels", "prompt", "background"}
 REQUEST_PROBLEMS = "the job request is not valid"
 
 

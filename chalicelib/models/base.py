@@ -242,7 +242,7 @@ class JobSettings:
     # None: a prompt background, the original's framing
     background: Mapping[str, Any] | None = None
     placement: Mapping[str, Any] | None = None
-    preset: str | None = None  # a marketplace preset's key (chalicelib/catalogue/presets.json)
+    preset: str | None = None  # a marketplace preset's key (chalicelib/core/presets.json)
     # automatic re-rolls (contracts.MAX_RE_ROLLS): an image whose best scorecard is `re_roll_on`
     # or worse is made again with a new seed, up to `re_rolls` times
     re_rolls: int = 1

@@ -20,9 +20,9 @@ from typing import Any
 
 import streamlit as st
 
-from chalicelib import contracts
-from chalicelib.quality import Outcome, Scorecard, attempts_summary
-from chalicelib.review import deadline_words
+from chalicelib.core import contracts
+from chalicelib.core.scorecard import Outcome, Scorecard, attempts_summary
+from chalicelib.core.wording import deadline_words
 from frontend import gallery, job_actions, session, sign_in_form, words
 from frontend.api_client import ApiError
 from frontend.safe_text import md

@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from chalicelib import contracts
+from chalicelib.core import contracts
 from frontend import job_actions, session, words
 from frontend.api_client import ApiError
 from frontend.safe_text import md

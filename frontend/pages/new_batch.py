@@ -9,10 +9,11 @@ from typing import Any
 
 import streamlit as st
 
-from chalicelib import contracts, estimate, eta, imaging
-from chalicelib.backgrounds import ANCHORS
-from chalicelib.contracts import BackgroundSource
-from chalicelib.errors import BackdropError
+from chalicelib.core import contracts, estimate, eta
+from chalicelib.core.backgrounds import ANCHORS
+from chalicelib.core.contracts import BackgroundSource
+from chalicelib.core.errors import BackdropError
+from chalicelib.imaging import images as imaging
 from frontend import checks, photos, session, upload_queue
 from frontend.api_client import ApiError
 from frontend.safe_text import md
@@ -263,7 +264,7 @@ def background_form(api: Any, catalogue: dict[str, Any]) -> tuple[dict[str, Any]
 
 
 def _preset_format(job: dict[str, Any]) -> str | None:
-    from chalicelib import presets
+    from chalicelib.core import preset_rules as presets
 
     return presets.defaults(job["preset"]).get("outputFormat") if job.get("preset") else None
 

@@ -98,7 +98,7 @@ def test_a_budget_below_the_estimate_says_how_many_photos_it_sends(page) -> None
     offered = at.number_input(key="budget").value
     at.number_input(key="budget").set_value(0.18).run()
     # what the API's cap will let through: its calls, two per photo with the default model
-    from chalicelib import costs
+    from chalicelib.catalogue import costs
     from chalicelib.models import registry
 
     sent = costs.max_calls(registry.get_model("stability-inpaint"), 1, 0.18) // 2

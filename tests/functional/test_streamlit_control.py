@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from test_streamlit import APP, JOB_ID, FakeApi, _cards, _result
 
-from chalicelib import contracts
+from chalicelib.core import contracts
 from frontend.api_client import ApiError
 
 

@@ -27,6 +27,7 @@ FRONTEND_ALLOWED = ("chalicelib.core",)
 WEB_APP_PIXELS = {
     "frontend.photos": "chalicelib.imaging.images",
     "frontend.pages.new_batch": "chalicelib.imaging.images",
+    "frontend.checks": "chalicelib.imaging.images",
 }
 
 

@@ -1,10 +1,10 @@
-"""The web app's words for people (frontend/words.py) and the ETA arithmetic (chalicelib/eta.py)."""
+"""The web app's words for people (frontend/words.py) and the ETA arithmetic (chalicelib/core/eta.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from chalicelib import eta
+from chalicelib.core import eta
 from frontend import words
 
 

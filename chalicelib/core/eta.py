@@ -11,7 +11,7 @@ doctor's default.
 
 A job's own rate (images finished / seconds since it started running) replaces the plan once
 enough images finished for it to mean something (a cold start, throttling and re-rolls show there).
-The facts and their sources: docs/aws-notes.md#n116-a-jobs-eta-from-the-maps-concurrency.
+The facts and their sources: docs/aws-notes.md#n91-a-jobs-eta-from-the-maps-concurrency.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def calls_per_photo(estimate: dict[str, Any] | None, image_count: int) -> float:
 
 def eta_of_job(job: dict[str, Any], counts: dict[str, int], now: datetime, concurrency: int) -> Eta:
     """A stored job's ETA (its counts as the job view says them)."""
-    from chalicelib import contracts
+    from chalicelib.core import contracts
 
     finished = sum(int(counts.get(s.value, 0)) for s in contracts.TERMINAL_IMAGE_STATUSES)
     total = int(job.get("imageCount") or sum(counts.values()))
