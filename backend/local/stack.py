@@ -605,6 +605,9 @@ class LocalStack:
                 raise RuntimeError(f"the Streamlit UI exited: {said}")
             try:
                 if requests.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
+                    # the job emails link to this web app's job page, as a deployment's link to
+                    # its BACKDROP_APP_URL (chalicelib/report.py); the Lambdas run in this process
+                    self._set_env({"BACKDROP_APP_URL": url})
                     return url
             except requests.ConnectionError:
                 pass
