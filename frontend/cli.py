@@ -770,6 +770,15 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _job_page(client: BackdropClient, job_id: str) -> str:
+    """The job's page in the deployment's web app (GET /health's appUrl), or "" without one."""
+    try:
+        app_url = client.health().get("appUrl")
+    except ApiError:  # the link is a courtesy: never what makes a command fail
+        return ""
+    return contracts.job_page_url(app_url, job_id) if isinstance(app_url, str) and app_url else ""
+
+
 def _rejected_text(rejected: list[dict[str, Any]], total: int) -> str:
     lines = [f"{len(rejected)} of {total} file(s) were not uploaded:"]
     lines += [f"  {terminal(r['name'])}: {terminal(r['message'])}" for r in rejected]
@@ -844,11 +853,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
         if uploaded.rejected:
             submitted["rejected"] = uploaded.rejected
         cost = f"; {submitted['estimate']['sentence']}" if submitted.get("estimate") else ""
+        page = _job_page(client, submitted["jobId"])
+        if page:
+            submitted["page"] = page
         _print(
             args,
             submitted,
             f"submitted job {submitted['jobId']} ({submitted['imageCount']} images{cost}); "
-            f"follow it with `backdrop watch {submitted['jobId']}`",
+            f"follow it with `backdrop watch {submitted['jobId']}`" + (f" or in the web app: {page}" if page else ""),
         )
         return skipped
     _say(args, f"job {submitted['jobId']}\n")
@@ -891,8 +903,12 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    view = _client(args).job_with_images(args.job, status=args.only)
-    _print(args, view, _status_text(view))
+    client = _client(args)
+    view = client.job_with_images(args.job, status=args.only)
+    page = _job_page(client, args.job)
+    if page:
+        view["page"] = page
+    _print(args, view, _status_text(view) + (f"\nin the web app: {page}" if page else ""))
     return _exit_code(view)
 
 

@@ -241,3 +241,20 @@ def test_status_shows_the_eta_the_api_gives(eta, said) -> None:
     else:
         assert said in text
     assert said is None or said not in cli._status_text({**view, "status": "COMPLETED"})  # finished: no ETA
+
+
+def test_submit_and_status_link_to_the_job_page_of_the_deployed_web_app(api, photos, capsys, monkeypatch) -> None:
+    """The deploy writes the web app's URL into the stage (BACKDROP_APP_URL); GET /health says
+    it, and the CLI links each job to its page there."""
+    code, text, _ = _run(capsys, "submit", *photos(1), "--prompt", "a studio")
+    assert code == 0 and "web app" not in text  # no web app deployed: no link
+    monkeypatch.setenv("BACKDROP_APP_URL", "https://backdrop-dev-webapp.ecs.us-east-1.on.aws")
+    code, text, _ = _run(capsys, "submit", *photos(1), "--prompt", "a studio")
+    job_id = text.split("submitted job ", 1)[1].split(" ", 1)[0]
+    page = f"https://backdrop-dev-webapp.ecs.us-east-1.on.aws/job?job={job_id}"
+    assert code == 0 and text.strip().endswith(f"or in the web app: {page}")
+    write_job_images(job_id)
+    code, text, _ = _run(capsys, "status", job_id)
+    assert text.strip().endswith(f"in the web app: {page}")
+    code, view, _ = _run(capsys, "status", job_id, "--json")
+    assert view["page"] == page
