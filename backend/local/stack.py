@@ -176,6 +176,9 @@ class LocalStack:
         from backend.local import cutout
 
         ensure_port_free(self.host, self.api_port, "API", "--port (make run PORT=...)")
+        from backend.local import memory
+
+        memory.return_large_frees()  # RSS follows the images alive, not the largest ever freed
         if self.cutout is None:
             self.cutout = cutout.engine()  # loaded once per process, before the first image
         try:
