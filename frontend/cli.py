@@ -40,7 +40,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 from chalicelib import contracts, costs, variants, webhooks
 from chalicelib.backgrounds import ANCHORS, parse_background, parse_color, parse_placement
@@ -547,6 +547,11 @@ def expand_photos(arguments: list[str]) -> Photos:
     return found
 
 
+# a well-formed image ref (contracts.IMAGE_REF_RE) standing for the background photo, which is
+# checked for being readable here and uploaded after the photos
+PLACEHOLDER_REF: Final = f"{'0' * 32}/{'0' * 32}.png"
+
+
 def _flag_of(field: str) -> str:
     """The submit flag behind a field of the job request ("placement.fill" is --fill)."""
     head, _, rest = field.partition(".")
@@ -570,7 +575,7 @@ def _check_background_flags(
             add("--preset", f"unknown preset {args.preset!r}; presets: {', '.join(sorted(known)) or 'none'}")
     try:
         # a placeholder ref: the background photo is checked for being readable above, uploaded later
-        request = background_request(args, "uploads/owner/0/background.png" if args.background_photo else None)
+        request = background_request(args, PLACEHOLDER_REF if args.background_photo else None)
     except ApiError as exc:
         add(f"--{'background' if 'background' in exc.message else 'size'}", exc.message)
         return

@@ -258,3 +258,11 @@ def test_submit_and_status_link_to_the_job_page_of_the_deployed_web_app(api, pho
     assert text.strip().endswith(f"in the web app: {page}")
     code, view, _ = _run(capsys, "status", job_id, "--json")
     assert view["page"] == page
+
+
+def test_a_background_photo_passes_the_checks_before_upload(api, photos, capsys, tmp_path, photo) -> None:
+    background = tmp_path / "studio.png"
+    background.write_bytes(photo(320, 320))
+    code, out, _ = _run(capsys, "submit", *photos(1), "--background-photo", str(background), "--json")
+    assert code == 0, out["error"]["details"][0]["message"]
+    assert out["imageCount"] == 1
