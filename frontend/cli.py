@@ -331,15 +331,16 @@ def _eta_text(view: dict[str, Any]) -> str:
         eta = {"seconds": eta}
     if not isinstance(eta, dict):
         return f"done in about {terminal(str(eta))}"
-    if eta.get("sentence"):
-        return terminal(str(eta["sentence"]))
+    said = eta.get("words") or eta.get("sentence")  # the API's own words (chalicelib's eta.words())
+    if said:
+        return terminal(str(said))
     seconds = next((eta[k] for k in ("seconds", "remainingSeconds", "secondsLeft") if eta.get(k) is not None), None)
     if isinstance(seconds, int | float):
         minutes = max(1, round(float(seconds) / 60))
         text = f"done in about {minutes} min"
     else:
         text = ""
-    at = eta.get("finishesAt") or eta.get("at")
+    at = eta.get("finishAt") or eta.get("finishesAt")
     if at:
         text = (text + f" (about {terminal(str(at))})") if text else f"done at about {terminal(str(at))}"
     return text

@@ -227,9 +227,18 @@ def test_a_cancel_of_a_large_job_prints_the_counts_once_its_background_closing_i
 @pytest.mark.parametrize(
     ("eta", "said"),
     [
-        ({"sentence": "about 4 minutes left at 40 photos a minute"}, "about 4 minutes left at 40 photos a minute"),
+        # the API's job view (chalicelib's eta.to_dict): its words
+        (
+            {
+                "seconds": 240,
+                "finishAt": "2026-12-08T02:00:00Z",
+                "remaining": 160,
+                "words": "About 4 min left (measured: 40 photos a minute)",
+            },
+            "About 4 min left (measured: 40 photos a minute)",
+        ),
         ({"seconds": 600}, "done in about 10 min"),
-        ({"remainingSeconds": 30, "finishesAt": "2026-12-08T02:00:00Z"}, "done in about 1 min (about 2026-12-08T02"),
+        ({"remainingSeconds": 30, "finishAt": "2026-12-08T02:00:00Z"}, "done in about 1 min (about 2026-12-08T02"),
         (None, None),
     ],
 )
