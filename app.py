@@ -183,7 +183,8 @@ start_deletion = _invoke_deleter
 
 @app.route("/health", methods=["GET"], cors=cors)
 def health() -> dict[str, Any]:
-    return {"status": "ok"}
+    # the team's web app (BACKDROP_APP_URL, set by the deploy), so the CLI can link to a job's page
+    return {"status": "ok", "appUrl": os.environ.get("BACKDROP_APP_URL") or None}
 
 
 @app.route("/openapi.json", methods=["GET"], cors=cors)

@@ -45,6 +45,7 @@ from backend import (
     stream_trigger,
     templates,
     user_topics,
+    webapp,
 )
 from backend import settings as deployment_settings
 from backend.doctor import DEFAULT_MAX_CONCURRENCY, Doctor, Findings, format_findings, models_for_deployment
@@ -76,6 +77,7 @@ INLINE_TEMPLATE_MAX_BYTES: Final = 40 * 1024
 # Where a template waits for CloudFormation to read it (deleted once the stack operation ended);
 # outside every prefix the Lambdas may touch.
 TEMPLATES_PREFIX: Final = "deploy/templates/"
+APP_URL_SETTING: Final = "BACKDROP_APP_URL"
 
 
 def template_url(bucket: str, key: str, region: str) -> str:
@@ -389,9 +391,11 @@ class Deployer:
         max_concurrency: int | None = None,
         skip: frozenset[str] = frozenset(),
         settings: dict[str, str] | None = None,
+        with_webapp: bool = True,
     ) -> dict[str, str]:
         """Deploy the stage. `settings` must already be applied to this process
-        (backend.settings.apply), so the checks and IAM see the same models as the Lambdas."""
+        (backend.settings.apply), so the checks and IAM see the same models as the Lambdas.
+        `with_webapp`: the team's web app too (its URL becomes the stage's BACKDROP_APP_URL)."""
         settings = dict(settings or {})
         self.say(deployment_settings.describe(settings))
         found = self.preflight(model, skip)
@@ -440,7 +444,66 @@ class Deployer:
         }
         self.outputs.update(self.deploy_stack("workflow", templates.workflow_template(max_concurrency), parameters))
         self.outputs["ApiUrl"] = chalice.api_url
+        if not with_webapp:
+            return self.outputs
+        previous = self._stack_outputs("webapp").get("AppEndpoint")
+        self.outputs.update(self.deploy_webapp(chalice.api_url))
+        remembered = settings.get(APP_URL_SETTING, "")
+        if remembered != self.outputs["AppUrl"] and remembered in ("", webapp.app_url(previous or "")):
+            # the emails link to the web app (the Lambdas' BACKDROP_APP_URL), and its URL exists
+            # only now: remembered for the stage, and given to the Lambdas by one more chalice
+            # deploy (a first deploy only: the URL stays while the service does)
+            settings[APP_URL_SETTING] = self.outputs["AppUrl"]
+            deployment_settings.save(self.project, settings)
+            self.say(f"{APP_URL_SETTING}={self.outputs['AppUrl']}: the job emails link to it (chalice deploy again)")
+            env = self.build_project(
+                self.stage_environment(account, partition, settings, found.unreachable),
+                account,
+                partition,
+                models,
+                settings,
+            )
+            self.run_chalice(self.stage, env, self.region, self.project)
+        elif remembered != self.outputs["AppUrl"]:
+            self.say(
+                f"{APP_URL_SETTING} stays {remembered} (your own); the web app answers at {self.outputs['AppUrl']}"
+            )
         return self.outputs
+
+    def _stack_outputs(self, kind: str) -> dict[str, str]:
+        current = self._current(stack_name(self.stage, kind))
+        return {o["OutputKey"]: o["OutputValue"] for o in (current or {}).get("Outputs", [])}
+
+    def deploy_webapp(self, api_url: str) -> dict[str, str]:
+        """The web app for the team (backend/templates/webapp.yaml): this checkout's source zip in
+        the stage's bucket, then the ECS Express Mode service that runs it over HTTPS."""
+        data = webapp.source_zip()
+        key = webapp.source_key(data)
+        bucket = self.outputs["BucketName"]
+        self.client("s3").put_object(Bucket=bucket, Key=key, Body=data, ContentType="application/zip")
+        self.say(f"web app source: s3://{bucket}/{key} ({len(data) / 1e6:.1f} MB)")
+        parameters = {
+            "Stage": self.stage,
+            "BucketName": bucket,
+            "SourceKey": key,
+            "ApiUrl": api_url,
+            "UserPoolClientId": self.outputs["UserPoolClientId"],
+        }
+        outputs = self.deploy_webapp_stack(parameters)
+        self._forget_old_sources(bucket, keep=key)
+        return {**outputs, "AppUrl": webapp.app_url(outputs["AppEndpoint"])}
+
+    def deploy_webapp_stack(self, parameters: dict[str, str]) -> dict[str, str]:
+        return self.deploy_stack("webapp", templates.load("webapp"), parameters)
+
+    def _forget_old_sources(self, bucket: str, keep: str) -> None:
+        """The zips of earlier deploys: the running task fetched its own at start, and a task
+        started from now on runs `keep`."""
+        s3 = self.client("s3")
+        listed = s3.list_objects_v2(Bucket=bucket, Prefix=webapp.SOURCE_PREFIX).get("Contents", [])
+        for item in listed:
+            if item["Key"] != keep:
+                s3.delete_object(Bucket=bucket, Key=item["Key"])
 
     def configure_stream_trigger(self, function_arn: str) -> None:
         """What Chalice cannot set on the stream's trigger (backend/stream_trigger.py)."""
@@ -588,6 +651,7 @@ class Deployer:
         problems: list[str] = []
         auth = self._current(stack_name(self.stage, "auth"))
         auth_outputs = {o["OutputKey"]: o["OutputValue"] for o in (auth or {}).get("Outputs", [])}
+        self._delete_stack("webapp", problems)  # its load balancer and certificate go with it
         self._delete_stack("workflow", problems)
         if project.deployed_record(self.project, self.stage) is not None:
             self.say(f"chalice delete --stage {self.stage} ({self.region}) ...")
@@ -766,6 +830,11 @@ def main(argv: list[str] | None = None) -> int:
                 default=None,
                 help="parallel images; by default derived from your Bedrock quotas (docs/deploy.md)",
             )
+            p.add_argument(
+                "--no-webapp",
+                action="store_true",
+                help="the API only: no web app for the team (an existing one is left as it is)",
+            )
         if name == "redrive":
             p.add_argument("job_id", metavar="JOB", help="the job id (its execution has the same name)")
         if name == "create-user":
@@ -794,9 +863,15 @@ def main(argv: list[str] | None = None) -> int:
                 max_concurrency=args.max_concurrency,
                 skip=_skip(args.skip_checks),
                 settings=settings,
+                with_webapp=not args.no_webapp,
+            )
+            app = (
+                f"  Web app:      {out['AppUrl']}   (sign in with a user made by create-user)\n"
+                if out.get("AppUrl")
+                else ""
             )
             print(
-                f"\nBackdrop is deployed.\n  API:          {out['ApiUrl']}\n  User pool:    {out['UserPoolId']}\n"
+                f"\nBackdrop is deployed.\n{app}  API:          {out['ApiUrl']}\n  User pool:    {out['UserPoolId']}\n"
                 f"  App client:   {out['UserPoolClientId']}\n  Bucket:       {out['BucketName']}\n"
                 f"Next: python -m backend.deploy create-user --stage {args.stage} --region {args.region} --email you@example.com"
                 + (

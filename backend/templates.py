@@ -22,7 +22,7 @@ from backend.statemachine import load_template as load_asl
 from chalicelib.core.functions import WORKFLOW_FUNCTIONS
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-STACKS = ("resources", "auth", "workflow")
+STACKS = ("resources", "auth", "workflow", "webapp")
 _SCALAR_TAGS = ("Ref", "Condition")
 _FN_TAGS = (
     "Sub",

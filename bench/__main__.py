@@ -32,6 +32,7 @@ BENCHES = (
     "cutout",
     "webapp",
     "webapp-browser",
+    "local-memory",
     "scale",
 )
 
@@ -114,7 +115,20 @@ def package_size() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench import cost, cutout, delete, pick, quality, quiet_logs, scale, submit, throughput, webapp, webapp_browser
+    from bench import (
+        cost,
+        cutout,
+        delete,
+        local_memory,
+        pick,
+        quality,
+        quiet_logs,
+        scale,
+        submit,
+        throughput,
+        webapp,
+        webapp_browser,
+    )
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -142,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         "cutout": lambda: cutout.run(row),
         "webapp": lambda: webapp.run(row),
         "webapp-browser": lambda: webapp_browser.run(row),
+        "local-memory": lambda: local_memory.run(row),
         "scale": lambda: scale.run(row, args.scale_max, progress=lambda line: print(f"  ... {line}", flush=True)),
     }
     print(

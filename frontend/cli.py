@@ -1,13 +1,14 @@
 """`backdrop`: the command-line client for Backdrop's API.
 
   backdrop login --api URL --client-id ID [--region R] [--cognito-endpoint URL] --username U
-  backdrop submit PHOTO... --prompt TEXT [--negative T] [--mode PRECISE|DEFAULT] [--model KEY] [--no-email]
+  backdrop submit PHOTO|FOLDER|'GLOB'... --prompt TEXT [--negative T] [--mode PRECISE|DEFAULT] [--model KEY] [--no-email]
                   [--variants N] [--seed S] [--format png|jpeg|webp] [--style PRESET] [--re-rolls N]
                   [--webhook https://...] [--no-labels] [--wait] [--out DIR]
                   (without --format each result follows its original: JPEG in, JPEG out; PNG otherwise)
   backdrop watch JOB [--out DIR]          re-attach to a job: progress until it finishes
   backdrop jobs | status JOB [--only STATUS] | download JOB --out DIR [--all-variants] | retry JOB [--wait]
-  backdrop cancel JOB | delete JOB [--originals] [--yes]
+  backdrop cancel JOB [--no-wait] | delete JOB [--originals] [--yes]
+  backdrop models                         the models and background recipes, their Regions and prices
   backdrop pick JOB IMAGE VARIANT         deliver another variant of an image (archive and report follow)
   backdrop regenerate JOB IMAGE [--seed N] [--prompt TEXT] [--wait]   one more variant of an image
   backdrop webhook-secret [--rotate] | verify-webhook --body-file F --signature HEADER
@@ -21,33 +22,38 @@ Every flag is checked (against the deployment's model limits too) before any pho
 Exit codes: 0 done; 1 the job finished but some image FAILED or was CANCELLED, or some file was not
 uploaded (for `status`, the job is not finished yet; for `verify-webhook`, the signature is not
 valid); 2 a usage, sign-in, connection or API error, printed on one line with its stable code;
-130 interrupted (a job keeps running: `backdrop watch JOB` re-attaches).
+130 interrupted (a job keeps running: `backdrop watch JOB` re-attaches); 141 the reader of the output
+went away (`backdrop jobs | head`), silently. Progress goes to stderr: a redrawn line on a terminal,
+plain lines (no carriage returns) in a pipe or a log.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import glob
 import json
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 from chalicelib.core import contracts, webhook_rules, wording
-from chalicelib.core.backgrounds import ANCHORS, parse_color
+from chalicelib.core.backgrounds import ANCHORS, parse_background, parse_color, parse_placement
 from chalicelib.core.contracts import TERMINAL_IMAGE_STATUSES, TERMINAL_JOB_STATUSES, BackgroundSource, ImageStatus
 from chalicelib.core.outputs import delivered_outputs
 from chalicelib.core.scorecard import Scorecard, attempts_summary, worst
-from chalicelib.core.validation import summarise
+from chalicelib.core.validation import Problems, summarise
 from chalicelib.core.wording import deadline_words
-from frontend.api_client import UNREACHABLE, ApiError, BackdropClient, CognitoLogin, Tokens
+from frontend.api_client import CONTENT_TYPES, UNREACHABLE, ApiError, BackdropClient, CognitoLogin, Tokens
 from frontend.safe_text import terminal
 
 EXIT_OK, EXIT_IMAGES_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader went away
 DEFAULT_PROFILE = "default"
 
 
@@ -172,29 +178,58 @@ def _finished_images(counts: dict[str, int]) -> int:
     return sum(counts.get(s.value, 0) for s in TERMINAL_IMAGE_STATUSES)
 
 
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # a closed or replaced stream
+        return False
+
+
 def _progress(args: argparse.Namespace) -> Callable[[dict[str, Any]], None] | None:
+    """The job's progress on stderr: one redrawn line (`\r`) on a terminal; elsewhere (a pipe, a
+    log file, CI) a plain line only when the status changes or another tenth of the images is
+    done, so a log holds a handful of lines and no carriage returns."""
     if args.json:
         return None
+    redraw = _stderr_is_terminal()
+    last: list[tuple[str, int]] = []
 
     def show(view: dict[str, Any]) -> None:
         counts = view.get("counts", {})
         total = sum(counts.values()) or 1
         done = _finished_images(counts)
-        bar = "#" * (30 * done // total)
-        sys.stderr.write(f"\r[{bar:<30}] {done}/{total} {view['status']:<9}")
+        if redraw:
+            bar = "#" * (30 * done // total)
+            sys.stderr.write(f"\r[{bar:<30}] {done}/{total} {view['status']:<9}")
+        else:
+            step = (view["status"], 10 * done // total)
+            if last and last[-1] == step:
+                return
+            last.append(step)
+            sys.stderr.write(f"{done}/{total} finished, {view['status']}\n")
         sys.stderr.flush()
 
     return show
 
 
 def _upload_progress(args: argparse.Namespace) -> Callable[[int, int, str], None] | None:
+    """Upload progress on stderr: a redrawn line on a terminal; elsewhere a line per tenth."""
     if args.json:
         return None
+    redraw = _stderr_is_terminal()
+    shown: list[int] = []
 
     def show(done: int, total: int, name: str) -> None:
-        sys.stderr.write(f"\ruploading {done}/{total} {terminal(name)[:40]:<40}")
-        if done == total:
-            sys.stderr.write("\n")
+        if redraw:
+            sys.stderr.write(f"\ruploading {done}/{total} {terminal(name)[:40]:<40}")
+            if done == total:
+                sys.stderr.write("\n")
+        else:
+            tenth = 10 * done // total
+            if shown and shown[-1] == tenth and done != total:
+                return
+            shown.append(tenth)
+            sys.stderr.write(f"uploading {done}/{total}\n")
         sys.stderr.flush()
 
     return show
@@ -287,6 +322,31 @@ def background_request(args: argparse.Namespace, background_ref: str | None) -> 
     return job
 
 
+def _eta_text(view: dict[str, Any]) -> str:
+    """The API's estimate of when a running job will be done (its `eta`), if it gives one: its
+    own sentence, else the seconds left or the time it expects to finish."""
+    eta = view.get("eta")
+    if not eta or view.get("status") in {s.value for s in TERMINAL_JOB_STATUSES}:
+        return ""
+    if isinstance(eta, int | float) and not isinstance(eta, bool):
+        eta = {"seconds": eta}
+    if not isinstance(eta, dict):
+        return f"done in about {terminal(str(eta))}"
+    said = eta.get("words") or eta.get("sentence")  # the API's own words (chalicelib's eta.words())
+    if said:
+        return terminal(str(said))
+    seconds = next((eta[k] for k in ("seconds", "remainingSeconds", "secondsLeft") if eta.get(k) is not None), None)
+    if isinstance(seconds, int | float):
+        minutes = max(1, round(float(seconds) / 60))
+        text = f"done in about {minutes} min"
+    else:
+        text = ""
+    at = eta.get("finishAt") or eta.get("finishesAt")
+    if at:
+        text = (text + f" (about {terminal(str(at))})") if text else f"done at about {terminal(str(at))}"
+    return text
+
+
 def _status_text(view: dict[str, Any]) -> str:
     lines = [f"job {view['jobId']}: {view['status']}  ({view.get('model')})"]
     if view.get("cause"):
@@ -310,6 +370,9 @@ def _status_text(view: dict[str, Any]) -> str:
     if counts.get("CANCELLED"):
         summary += f", {counts['CANCELLED']} cancelled"
     lines.append(summary)
+    eta = _eta_text(view)
+    if eta:
+        lines.append(eta)
     spent = wording.cost_words(
         view.get("cost") or {}, finished=view["status"] in {s.value for s in TERMINAL_JOB_STATUSES}
     )
@@ -413,7 +476,8 @@ def _watch(args: argparse.Namespace, client: BackdropClient, job_id: str, poll_s
         client.wait(job_id, poll_s=poll_s, progress=_progress(args))
     except KeyboardInterrupt as exc:
         raise Interrupted(job_id) from exc
-    _say(args, "\n")
+    if _stderr_is_terminal():  # ends the redrawn progress line
+        _say(args, "\n")
     return client.job_with_images(job_id)  # the summary was polled; now every image, once
 
 
@@ -432,15 +496,121 @@ def _prompt_background(args: argparse.Namespace) -> bool:
     return not chosen and args.background in (None, BackgroundSource.PROMPT.value)
 
 
-def check_submit(args: argparse.Namespace, photos: list[Path], catalogue: dict[str, Any]) -> None:
+GLOB_CHARACTERS = frozenset("*?[")
+
+
+@dataclass
+class Photos:
+    """The photos a submit names, after folders and globs are expanded: `paths` in the order
+    given (a folder's photos and a glob's matches sorted by name, each file once), `skipped` the
+    files of a folder that are not photos by their extension, `problems` what names nothing."""
+
+    paths: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    problems: list[dict[str, str]] = field(default_factory=list)
+
+
+def _is_photo_name(path: Path) -> bool:
+    return path.suffix.lower() in CONTENT_TYPES and not path.name.startswith(".")
+
+
+def expand_photos(arguments: list[str]) -> Photos:
+    """`submit`'s PHOTO arguments: a file as it is (the API judges its bytes, whatever its name),
+    a folder as the photos directly in it (PNG, JPEG, WEBP, HEIC/HEIF, AVIF by extension; other
+    files are listed as skipped), a glob the shell did not expand (quoted, or on Windows) as its
+    matches. Nothing is read here."""
+    found = Photos()
+    seen: set[Path] = set()
+
+    def take(path: Path) -> None:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            found.paths.append(path)
+
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            entries = sorted((p for p in path.iterdir() if p.is_file()), key=lambda p: p.name)
+            photos = [p for p in entries if _is_photo_name(p)]
+            found.skipped += [p for p in entries if not _is_photo_name(p) and not p.name.startswith(".")]
+            if not photos:
+                found.problems.append({"field": "photos", "message": f"folder {argument} holds no photo"})
+            for photo in photos:
+                take(photo)
+        elif not path.exists() and GLOB_CHARACTERS & set(argument):
+            matches = [Path(m) for m in sorted(glob.glob(argument)) if Path(m).is_file()]
+            if not matches:
+                found.problems.append({"field": "photos", "message": f"no file matches {argument}"})
+            for match in matches:
+                take(match)
+        else:
+            take(path)  # a missing or unreadable file is listed by the upload with its reason
+    return found
+
+
+# a well-formed image ref (contracts.IMAGE_REF_RE) standing for the background photo, which is
+# checked for being readable here and uploaded after the photos
+PLACEHOLDER_REF: Final = f"{'0' * 32}/{'0' * 32}.png"
+
+
+def _flag_of(field: str) -> str:
+    """The submit flag behind a field of the job request ("placement.fill" is --fill)."""
+    head, _, rest = field.partition(".")
+    if head == "placement" and rest:
+        name = rest.split(".")[0]
+        return "--size" if name in ("width", "height") else f"--{name.replace('allowUpscale', 'allow-upscale')}"
+    return {"background": "--background"}.get(head, f"--{head}")
+
+
+def _check_background_flags(
+    args: argparse.Namespace, presets: list[dict[str, Any]] | None, add: Callable[[str, str], None]
+) -> None:
+    """The background, placement, preset and format flags, as POST /jobs will judge them (the same
+    chalicelib parsers for the background and the placement; the preset against the deployment's
+    GET /presets), so nothing is uploaded for a job the API would refuse."""
+    preset: dict[str, Any] | None = None
+    if args.preset is not None:
+        known = {p["key"]: p for p in presets or []}
+        preset = known.get(args.preset)
+        if preset is None:
+            add("--preset", f"unknown preset {args.preset!r}; presets: {', '.join(sorted(known)) or 'none'}")
+    try:
+        # a placeholder ref: the background photo is checked for being readable above, uploaded later
+        request = background_request(args, PLACEHOLDER_REF if args.background_photo else None)
+    except ApiError as exc:
+        add(f"--{'background' if 'background' in exc.message else 'size'}", exc.message)
+        return
+    problems = Problems("the submit flags are not valid")
+    parsed = parse_background("background", request.get("background"), problems)
+    parse_placement(request.get("placement"), problems)
+    for problem in problems.items:
+        add(_flag_of(problem["field"]), problem["message"])
+    source = parsed.source if parsed else None
+    if source is None and request.get("background") is None:
+        source = BackgroundSource.COLOR if preset else BackgroundSource.PROMPT
+    output_format = args.format or ((preset or {}).get("apply") or {}).get("outputFormat")
+    if source is BackgroundSource.TRANSPARENT and output_format == contracts.OutputFormat.JPEG.value:
+        add("--format", "a transparent background needs a format with alpha: png or webp, not jpeg")
+
+
+def check_submit(
+    args: argparse.Namespace,
+    photos: list[Path],
+    catalogue: dict[str, Any],
+    presets: list[dict[str, Any]] | None = None,
+    photo_problems: list[dict[str, str]] | None = None,
+) -> None:
     """Every flag of `submit`, against the deployment's models and limits, before any upload:
     all problems at once, as VALIDATION_FAILED (MODEL_UNAVAILABLE when only the model is wrong)
     with one detail per flag."""
-    problems: list[dict[str, str]] = []
+    problems: list[dict[str, str]] = list(photo_problems or [])
 
     def add(field: str, message: str) -> None:
         problems.append({"field": field, "message": message})
 
+    if not photos and not problems:
+        add("photos", "no photo to send")
     if len(photos) > contracts.MAX_IMAGES_PER_JOB:
         add("photos", f"{len(photos):,} photos: a job takes at most {contracts.MAX_IMAGES_PER_JOB:,}")
     models = {m["key"]: m for m in catalogue.get("models", [])}
@@ -467,9 +637,9 @@ def check_submit(args: argparse.Namespace, photos: list[Path], catalogue: dict[s
             add("--variants", f"{key} makes 1 to {most} variant(s) per image, not {args.variants}")
         if args.seed is not None and not 0 <= args.seed <= limits.get("seedMax", args.seed):
             add("--seed", f"{key} takes a seed from 0 to {limits['seedMax']:,}")
-        presets = limits.get("stylePresets") or []
-        if args.style is not None and args.style not in presets:
-            offered = ", ".join(presets) if presets else "no style presets"
+        styles = limits.get("stylePresets") or []
+        if args.style is not None and args.style not in styles:
+            offered = ", ".join(styles) if styles else "no style presets"
             add("--style", f"{key} offers {offered}")
     if args.scene or args.background == BackgroundSource.SCENE.value:
         scenes = [m for m in models.values() if m.get("role") == "scene"]
@@ -492,6 +662,13 @@ def check_submit(args: argparse.Namespace, photos: list[Path], catalogue: dict[s
             add("--webhook", problem)
     if args.out and not args.wait:
         add("--out", "--out needs --wait (or download later: `backdrop download JOB --out DIR`)")
+    _check_background_flags(args, presets, add)
+    if args.budget is not None and not args.budget > 0:
+        add("--budget", f"a budget is a number of US dollars above 0, not {args.budget:g}")
+    if args.review_hours is not None and not (
+        contracts.MIN_REVIEW_SECONDS <= args.review_hours * 3600 <= contracts.MAX_REVIEW_HOURS * 3600
+    ):
+        add("--review-hours", f"from 1 minute ({60 / 3600:.3f}) to {contracts.MAX_REVIEW_HOURS} hours")
     if problems:
         # the API's own code when the model is all that is wrong
         only_model = all(p["field"] == "--model" for p in problems)
@@ -532,6 +709,50 @@ def cmd_login(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _usd(value: Any) -> str:
+    return f"${float(value):.3f}" if value is not None else "?"
+
+
+def models_text(catalogue: dict[str, Any]) -> str:
+    """GET /models for a person: each model, whether this deployment can use it (and why not),
+    the Regions it is offered in, its price per call and what each background recipe costs a
+    photo (the registry's prices, with their source and date)."""
+    lines = [f"models in {catalogue.get('region') or '?'} (default {catalogue.get('default')}):"]
+    for model in catalogue.get("models", []):
+        lifecycle = (model.get("lifecycle") or {}).get("status", "?")
+        usable = (
+            "usable here"
+            if model.get("selectable")
+            else f"not usable here: {model.get('unavailableHere') or lifecycle}"
+        )
+        lines.append(f"  {model['key']:<22} {terminal(str(model.get('displayName') or ''))}")
+        lines.append(f"      {lifecycle}, {usable}")
+        lines.append(f"      regions: {', '.join(model.get('regions') or []) or '?'}")
+        calls = model.get("callPricesUsd") or {}
+        if calls:
+            lines.append("      calls: " + ", ".join(f"{name} {_usd(price)}" for name, price in calls.items()))
+        if model.get("role") == "scene":
+            recipes = f"a scene background: {_usd(model.get('pricePerImageUsd'))} once per batch"
+        elif len(calls) >= 2:  # a cut-out model: composed backgrounds are its first call only
+            recipes = (
+                f"prompt {_usd(model.get('pricePerImageUsd'))} a photo; color, image, transparent "
+                f"{_usd(model.get('composePricePerImageUsd'))} a photo; scene "
+                f"{_usd(model.get('composePricePerImageUsd'))} a photo plus the scene call; "
+                f"re-roll {_usd(model.get('reRollPriceUsd'))}"
+            )
+        else:
+            recipes = f"prompt only, {_usd(model.get('pricePerImageUsd'))} a photo; re-roll {_usd(model.get('reRollPriceUsd'))}"
+        lines.append(f"      recipes: {recipes}")
+        lines.append(f"      prices: {terminal(str(model.get('priceSource') or '?'))}")
+    return "\n".join(lines)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    catalogue = _client(args).models()
+    _print(args, catalogue, models_text(catalogue))
+    return EXIT_OK
+
+
 def cmd_logout(args: argparse.Namespace) -> int:
     profile = profile_name(args)
     data = _read_config()
@@ -556,6 +777,15 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _job_page(client: BackdropClient, job_id: str) -> str:
+    """The job's page in the deployment's web app (GET /health's appUrl), or "" without one."""
+    try:
+        app_url = client.health().get("appUrl")
+    except ApiError:  # the link is a courtesy: never what makes a command fail
+        return ""
+    return contracts.job_page_url(app_url, job_id) if isinstance(app_url, str) and app_url else ""
+
+
 def _rejected_text(rejected: list[dict[str, Any]], total: int) -> str:
     lines = [f"{len(rejected)} of {total} file(s) were not uploaded:"]
     lines += [f"  {terminal(r['name'])}: {terminal(r['message'])}" for r in rejected]
@@ -564,9 +794,14 @@ def _rejected_text(rejected: list[dict[str, Any]], total: int) -> str:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     client = _client(args)
-    paths = [Path(p) for p in args.photos]
+    photos = expand_photos(args.photos)
+    paths = photos.paths
     catalogue = client.models()
-    check_submit(args, paths, catalogue)  # before any upload
+    presets = client.presets()["presets"] if args.preset is not None else None
+    check_submit(args, paths, catalogue, presets, photos.problems)  # before any upload
+    if photos.skipped:
+        names = ", ".join(terminal(p.name) for p in photos.skipped[:5]) + (", ..." if len(photos.skipped) > 5 else "")
+        _say(args, f"skipped {len(photos.skipped)} file(s) that are not photos by their name: {names}\n")
     chosen = next((m for m in catalogue["models"] if m["key"] == (args.model or catalogue["default"])), None)
     if chosen and chosen["lifecycle"]["status"] == "LEGACY":
         _say(
@@ -625,11 +860,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
         if uploaded.rejected:
             submitted["rejected"] = uploaded.rejected
         cost = f"; {submitted['estimate']['sentence']}" if submitted.get("estimate") else ""
+        page = _job_page(client, submitted["jobId"])
+        if page:
+            submitted["page"] = page
         _print(
             args,
             submitted,
             f"submitted job {submitted['jobId']} ({submitted['imageCount']} images{cost}); "
-            f"follow it with `backdrop watch {submitted['jobId']}`",
+            f"follow it with `backdrop watch {submitted['jobId']}`" + (f" or in the web app: {page}" if page else ""),
         )
         return skipped
     _say(args, f"job {submitted['jobId']}\n")
@@ -672,8 +910,12 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    view = _client(args).job_with_images(args.job, status=args.only)
-    _print(args, view, _status_text(view))
+    client = _client(args)
+    view = client.job_with_images(args.job, status=args.only)
+    page = _job_page(client, args.job)
+    if page:
+        view["page"] = page
+    _print(args, view, _status_text(view) + (f"\nin the web app: {page}" if page else ""))
     return _exit_code(view)
 
 
@@ -727,15 +969,46 @@ def cmd_regenerate(args: argparse.Namespace) -> int:
     return _exit_code(view)
 
 
-def cmd_cancel(args: argparse.Namespace) -> int:
-    answer = _client(args).cancel(args.job)
-    counts = answer.get("counts") or {}
-    _print(
-        args,
-        answer,
-        f"job {args.job} cancelled: {counts.get('SUCCEEDED', 0)} image(s) had finished and keep their results, "
-        f"{counts.get('CANCELLED', 0)} cancelled",
+def _unfinished_images(counts: dict[str, Any]) -> int:
+    return sum(int(v or 0) for v in counts.values()) - _finished_images(counts)
+
+
+def _cancel_text(job_id: str, counts: dict[str, Any], closing: bool) -> str:
+    text = (
+        f"job {job_id} cancelled: {counts.get('SUCCEEDED', 0)} image(s) had finished and keep their results, "
+        f"{counts.get('CANCELLED', 0)} cancelled"
     )
+    if counts.get("FAILED"):
+        text += f", {counts['FAILED']} failed"
+    unfinished = _unfinished_images(counts)
+    if closing and unfinished:
+        # a large job is closed in the background (POST /jobs/{id}/cancel answers 202 first)
+        text += (
+            f", {unfinished} still being cancelled in the background: `backdrop status {job_id}` shows the final counts"
+        )
+    return text
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Cancel, then (unless --no-wait) follow a large job's background closing until every
+    unfinished image is CANCELLED and the report is written, so the counts printed are final."""
+    client = _client(args)
+    answer = client.cancel(args.job)
+    counts = dict(answer.get("counts") or {})
+    closing = bool(answer.get("closing"))
+    deadline = time.monotonic() + args.wait_s
+    while closing and not args.no_wait and time.monotonic() < deadline:
+        time.sleep(args.poll)
+        view = client.job_summary(args.job)
+        counts = dict(view.get("counts") or {})
+        closing = not view.get("reports") or _unfinished_images(counts) > 0
+        if not args.json and _stderr_is_terminal():
+            sys.stderr.write(f"\rclosing: {counts.get('CANCELLED', 0)} cancelled, {_unfinished_images(counts)} to go ")
+            sys.stderr.flush()
+    if not args.no_wait and answer.get("closing") and not args.json and _stderr_is_terminal():
+        sys.stderr.write("\n")
+    answer = {**answer, "counts": counts, "closing": closing}
+    _print(args, answer, _cancel_text(args.job, counts, closing))
     return EXIT_OK
 
 
@@ -843,6 +1116,7 @@ def parser() -> argparse.ArgumentParser:
     login.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     command("logout", cmd_logout, "forget a profile's sign-in")
     command("profiles", cmd_profiles, "the deployments you are signed in to")
+    command("models", cmd_models, "the models and background recipes, with their Regions and prices")
 
     submit = command("submit", cmd_submit, "upload photos and start a job")
     submit.add_argument("photos", nargs="+")
@@ -943,7 +1217,13 @@ def parser() -> argparse.ArgumentParser:
     regenerate.add_argument("--prompt", default=None, help="an edited prompt (default: the image's)")
     regenerate.add_argument("--wait", action="store_true", help="wait for it, with a progress bar")
     regenerate.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
-    command("cancel", cmd_cancel, "stop a job: images not finished end CANCELLED").add_argument("job")
+    cancel = command("cancel", cmd_cancel, "stop a job: images not finished end CANCELLED")
+    cancel.add_argument("job")
+    cancel.add_argument(
+        "--no-wait", action="store_true", help="do not wait for a large job's closing (the counts are not final)"
+    )
+    cancel.add_argument("--wait-s", type=float, default=300.0, help=argparse.SUPPRESS)
+    cancel.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
     delete = command("delete", cmd_delete, "delete a finished job, its results and reports")
     delete.add_argument("job")
     delete.add_argument("--originals", action="store_true", help="also delete the uploaded originals")
@@ -995,12 +1275,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error(args.json, "INTERRUPTED", "interrupted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _reader_gone()
     except Exception as exc:  # one line, never a traceback, unless asked for
         if debug:
             traceback.print_exc()
         code, message = _unexpected(exc)
         _error(args.json, code, message)
     return EXIT_ERROR
+
+
+def _reader_gone() -> int:
+    """The reader of our output stopped reading (`backdrop status JOB | head`): nothing to say,
+    as for any Unix tool. What is still buffered goes nowhere, so the interpreter's last flush
+    at exit cannot fail again; the exit status is a SIGPIPE death's, 128 + 13."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (a test's capture): nothing is buffered there
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 def _unexpected(exc: Exception) -> tuple[str, str]:

@@ -144,10 +144,11 @@ def run(args: argparse.Namespace) -> int:
         f"  User pool:  {stack.outputs['user_pool_id']}   app client: {stack.outputs['client_id']}\n"
         f"  Sign in:    {DEMO_USER} / {DEMO_PASSWORD}\n"
         f"  API docs:   {stack.api_url}/openapi.json   (walk-through with curl: docs/api.md)\n"
-        f"  CLI:        .venv/bin/backdrop login --api {stack.api_url} --client-id {stack.outputs['client_id']} "
+        f"  CLI:        source .venv/bin/activate   (puts `backdrop` on the PATH), then\n"
+        f"              backdrop login --api {stack.api_url} --client-id {stack.outputs['client_id']} "
         f"--cognito-endpoint {stack.endpoint} --username {DEMO_USER}\n"
         f"  For curl:   {curl_exports(stack)}\n"
-        "Ctrl-C stops everything.",
+        "Ctrl-C stops everything, and a restart begins empty: every job is lost and the CLI signs in again.",
         flush=True,
     )
     stopped = False

@@ -315,6 +315,34 @@ def install_data_limit() -> Callable[[], None]:
     return uninstall
 
 
+def install_quiet_is_present() -> Callable[[], None]:
+    """A Choice rule's Variable that is not in the input (`IsPresent` on `$.settings.reviewSeconds`
+    for a job without review) is an ordinary outcome on AWS: IsPresent answers false and the
+    execution goes on, with nothing logged (docs/aws-notes.md#n96-a-missing-path-in-a-choice-rule).
+    moto evaluates it the same way, but its EvalComponent.eval logs the missed lookup as an
+    `ERROR ... NoSuchJsonPathError` line before the Variable catches it: one such line per job.
+    The Variable here samples the path with the sampler's own body (no logging wrapper around
+    it); the value, and NoSuchVariable for a missing path, are what moto's Variable computes."""
+    from moto.stepfunctions.parser.asl.component.state.choice.comparison import variable
+
+    original = variable.Variable._eval_body
+
+    def eval_body(self: Any, env: Any) -> None:
+        try:
+            self.string_sampler._eval_body(env=env)
+            value = env.stack.pop()
+        except Exception as exc:  # as moto's Variable: any failed lookup is "no such variable"
+            value = variable.NoSuchVariable(f"{self.string_sampler.literal_value}, {exc}")
+        env.stack.append(value)
+
+    variable.Variable._eval_body = eval_body  # type: ignore[method-assign]
+
+    def uninstall() -> None:
+        variable.Variable._eval_body = original  # type: ignore[method-assign]
+
+    return uninstall
+
+
 def install(
     lambda_handlers: Mapping[str, LambdaHandler],
     bedrock: BedrockModel,
@@ -368,8 +396,10 @@ def install(
     state_task_factory.state_task_service_for = service_for
     boto_client.boto3 = _InterpreterBoto3(credentials)  # type: ignore[assignment]
     undo_data_limit = install_data_limit()
+    undo_quiet_is_present = install_quiet_is_present()
 
     def uninstall() -> None:
+        undo_quiet_is_present()
         undo_data_limit()
         LambdaSimpleBackend.invoke = original_invoke  # type: ignore[method-assign]
         state_task_factory.state_task_service_for = original_factory

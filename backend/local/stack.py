@@ -176,6 +176,9 @@ class LocalStack:
         from backend.local import cutout
 
         ensure_port_free(self.host, self.api_port, "API", "--port (make run PORT=...)")
+        from backend.local import memory
+
+        memory.return_large_frees()  # RSS follows the images alive, not the largest ever freed
         if self.cutout is None:
             self.cutout = cutout.engine()  # loaded once per process, before the first image
         try:
@@ -605,6 +608,9 @@ class LocalStack:
                 raise RuntimeError(f"the Streamlit UI exited: {said}")
             try:
                 if requests.get(f"{url}/_stcore/health", timeout=2).status_code == 200:
+                    # the job emails link to this web app's job page, as a deployment's link to
+                    # its BACKDROP_APP_URL (chalicelib/delivery/report.py); the Lambdas run in this process
+                    self._set_env({"BACKDROP_APP_URL": url})
                     return url
             except requests.ConnectionError:
                 pass

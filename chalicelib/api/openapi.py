@@ -344,7 +344,16 @@ def schemas() -> dict[str, Any]:
         "JobStatus": _enum(JobStatus),
         "ImageStatus": _enum(ImageStatus),
         "Counts": _counts(),
-        "Health": _obj({"status": {"const": "ok"}}, ["status"]),
+        "Health": _obj(
+            {
+                "status": {"const": "ok"},
+                "appUrl": {
+                    "type": ["string", "null"],
+                    "description": "the deployment's web app (a job's page is <appUrl>/job?job=<jobId>), or null",
+                },
+            },
+            ["status"],
+        ),
         "Model": _obj(
             {
                 "key": _STRING,
@@ -901,7 +910,12 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
 _BODY_ERRORS: Final = (ErrorCode.BAD_REQUEST, ErrorCode.VALIDATION_FAILED)
 
 OPERATIONS: Final[dict[tuple[str, str], Operation]] = {
-    ("GET", "/health"): Operation("Liveness", "Health", example={"status": "ok"}, tags=("meta",)),
+    ("GET", "/health"): Operation(
+        "Liveness",
+        "Health",
+        example={"status": "ok", "appUrl": "https://backdrop-dev-webapp.ecs.us-east-1.on.aws"},
+        tags=("meta",),
+    ),
     ("GET", "/openapi.json"): Operation(
         "This document",
         "OpenApiDocument",

@@ -84,7 +84,7 @@ def test_token_with_unusable_sub_or_access_token_use_is_refused(client: Client, 
 
 
 def test_health_needs_no_token(client: Client) -> None:
-    assert client.http.get("/health").json_body == {"status": "ok"}
+    assert client.http.get("/health").json_body == {"status": "ok", "appUrl": None}  # no web app deployed
 
 
 # ---------------------------------------------------------------------------------- models

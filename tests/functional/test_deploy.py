@@ -441,6 +441,7 @@ class MotoDeployer(Deployer):
 
     said: list[str] = field(default_factory=list)
     deleted: list[tuple[str, str, Path]] = field(default_factory=list)  # `chalice delete` calls
+    webapp_parameters: list[dict[str, str]] = field(default_factory=list)  # the web app stack's, per deploy
 
     def __post_init__(self) -> None:
         self.say = self.said.append
@@ -450,6 +451,17 @@ class MotoDeployer(Deployer):
                 f"before-call.cloudformation.{operation}", _refuse_a_template_body_over_the_limit
             )
         super().__post_init__()
+
+    def deploy_webapp_stack(self, parameters: dict[str, str]) -> dict[str, str]:
+        """moto's CloudFormation has no ECS Express Mode: a stand-in stack of the same name with
+        the service's one output (cfn-lint checks webapp.yaml; test_webapp_deploy.py the rest)."""
+        self.webapp_parameters.append(parameters)
+        template = {
+            "Parameters": {name: {"Type": "String"} for name in parameters},
+            "Resources": {"Service": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+            "Outputs": {"AppEndpoint": {"Value": f"backdrop-{self.stage}-webapp.ecs.{self.region}.on.aws"}},
+        }
+        return self.deploy_stack("webapp", template, parameters)
 
     def deploy_auth(self) -> dict[str, str]:
         cognito = self.client("cognito-idp")
