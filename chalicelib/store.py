@@ -267,6 +267,39 @@ def _limit(limit: int, most: int) -> int:
     return max(1, min(int(limit), most))
 
 
+@dataclass(frozen=True)
+class _ImagesView:
+    """Where a page of a job's images is read: the job partition, or one partition of an index."""
+
+    index: str | None
+    condition: Any
+    fixed: dict[str, str]  # the cursor's key values this view fixes
+    key_names: frozenset[str]  # the names in its LastEvaluatedKey
+    sk_prefix: str | None = None  # the index sort key's prefix (a status inside a verdict)
+
+    @classmethod
+    def of(cls, job_id: str, status: ImageStatus | None, verdict: contracts.Verdict | None) -> _ImagesView:
+        if verdict is not None:
+            pk = contracts.verdict_index_pk(job_id, None if verdict is contracts.Verdict.NONE else verdict.value)
+            condition = Key(contracts.VERDICT_INDEX_PK).eq(pk)
+            prefix = contracts.verdict_index_sk(status.value, "") if status is not None else None
+            if prefix:
+                condition &= Key(contracts.VERDICT_INDEX_SK).begins_with(prefix)
+            names = frozenset({"pk", "sk", contracts.VERDICT_INDEX_PK, contracts.VERDICT_INDEX_SK})
+            return cls(contracts.VERDICT_INDEX, condition, {contracts.VERDICT_INDEX_PK: pk}, names, prefix)
+        if status is not None:
+            pk = contracts.status_index_pk(job_id, status.value)
+            condition = Key(contracts.STATUS_INDEX_PK).eq(pk) & Key("sk").begins_with(contracts.IMAGE_SK_PREFIX)
+            names = frozenset({"pk", "sk", contracts.STATUS_INDEX_PK})
+            return cls(contracts.STATUS_INDEX, condition, {contracts.STATUS_INDEX_PK: pk}, names)
+        condition = Key("pk").eq(contracts.job_pk(job_id)) & Key("sk").begins_with(contracts.IMAGE_SK_PREFIX)
+        return cls(None, condition, {"pk": contracts.job_pk(job_id)}, frozenset({"pk", "sk"}))
+
+    def owns(self, key: Mapping[str, str]) -> bool:
+        """A cursor key inside this view's partition (and prefix)."""
+        return self.sk_prefix is None or key[contracts.VERDICT_INDEX_SK].startswith(self.sk_prefix)
+
+
 # ---------------------------------------------------------------------------------- the store
 
 
@@ -335,6 +368,7 @@ class JobStore:
                 # CPU for 10,000 images)
                 "boxes": [[Decimal(str(v)) for v in box] for box in image.boxes],
                 "status": status.value,
+                **contracts.image_view_keys(job_id, image.image_id, status.value, None),
                 contracts.TTL_ATTRIBUTE: expires,
             }
             if cause:
@@ -393,6 +427,8 @@ class JobStore:
             "gsi1sk": f"{created_at}#{job_id}",
             contracts.TTL_ATTRIBUTE: expires,
             "notify": notify,
+            # its image items carry the index keys of a filtered page (store.images_page)
+            contracts.JOB_VIEW_KEYS_ATTRIBUTE: True,
         }
         if email:
             job["email"] = email
@@ -553,8 +589,11 @@ class JobStore:
             condition += " AND attribute_not_exists(#r)"
         update = "SET #o = :outputs"
         if verdict:
-            update += ", #v = :verdict"
+            # the verdict index's key moves in the same write as the verdict
+            update += ", #v = :verdict, #vk = :vk"
+            names["#vk"] = contracts.VERDICT_INDEX_PK
             values[":verdict"] = verdict
+            values[":vk"] = contracts.verdict_index_pk(job_id, verdict)
         update += " ADD #r :one"
         if regeneration is not None:
             update += ", costCharges :charges"
@@ -1335,31 +1374,73 @@ class JobStore:
         cursor: str | None = None,
         status: ImageStatus | None = None,
         verdict: str | None = None,
+        indexed: bool = True,
     ) -> Page:
-        """One page of a job's images in image-id order, optionally only those in `status` and
-        with scorecard `verdict` (contracts.Verdict; NONE: images without one). The caller has
-        checked that `owner` owns the job; the cursor is bound to both."""
+        """One page of a job's images, optionally only those in `status` and with scorecard
+        `verdict` (contracts.Verdict; NONE: images without one). The caller has checked that
+        `owner` owns the job; the cursor is bound to both and to the filters.
+
+        Unfiltered, or by status (with or without a verdict): image-id order; by verdict alone:
+        status, then image id. A filtered page is one Query of its index partition (byStatus,
+        byVerdict), whatever the job's size. `indexed=False`: a job written before its image items
+        carried those keys (no contracts.JOB_VIEW_KEYS_ATTRIBUTE), filtered as it was then."""
         want = _limit(limit, MAX_IMAGES_PAGE_SIZE)
-        scope = self._images_scope(owner, job_id)
+        status = ImageStatus(status) if status is not None else None
+        wanted = contracts.Verdict(verdict) if verdict is not None else None
+        if not indexed and (status is not None or wanted is not None):
+            return self._images_page_filtered_after(owner, job_id, want, cursor, status, wanted)
+        view = _ImagesView.of(job_id, status, wanted)
+        scope = self._images_scope(owner, job_id, status, wanted)
         # one more than a page, so a full last page has no cursor to an empty one
+        kwargs: dict[str, Any] = {"KeyConditionExpression": view.condition, "Limit": want + 1}
+        if view.index:
+            kwargs["IndexName"] = view.index
+        if cursor:
+            start = _decode_cursor(cursor, scope, view.fixed, set(view.key_names))
+            if not start["sk"].startswith(contracts.IMAGE_SK_PREFIX) or not view.owns(start):
+                raise BadRequest(_BAD_CURSOR)
+            kwargs["ExclusiveStartKey"] = start
+        items: list[dict[str, Any]] = []
+        # a page ends early only at DynamoDB's 1 MB of data read per call: read on until it is full
+        while len(items) <= want:
+            page = self.table.query(**kwargs)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            kwargs["Limit"] = want + 1 - len(items)
+        more = len(items) > want
+        items = items[:want]
+        last = {name: items[-1][name] for name in view.key_names} if more and items else None
+        return Page([plain(i) for i in items], _encode_cursor(scope, last))
+
+    def _images_page_filtered_after(
+        self,
+        owner: str,
+        job_id: str,
+        want: int,
+        cursor: str | None,
+        status: ImageStatus | None,
+        verdict: contracts.Verdict | None,
+    ) -> Page:
+        """A filtered page of a job whose image items have no index keys: the job partition read
+        with a filter (DynamoDB applies Limit before it, so a page may take many queries)."""
+        scope = self._images_scope(owner, job_id, status, verdict)
         kwargs: dict[str, Any] = {"KeyConditionExpression": self._images_condition(job_id), "Limit": want + 1}
         filters = []
         if status is not None:
-            filters.append(Attr("status").eq(ImageStatus(status).value))
+            filters.append(Attr("status").eq(status.value))
         if verdict is not None:
-            wanted = contracts.Verdict(verdict)
             filters.append(
-                Attr("verdict").not_exists() if wanted is contracts.Verdict.NONE else Attr("verdict").eq(wanted.value)
+                Attr("verdict").not_exists() if verdict is contracts.Verdict.NONE else Attr("verdict").eq(verdict.value)
             )
-        if filters:
-            kwargs["FilterExpression"] = functools.reduce(operator.and_, filters)
+        kwargs["FilterExpression"] = functools.reduce(operator.and_, filters)
         if cursor:
             start = _decode_cursor(cursor, scope, {"pk": contracts.job_pk(job_id)}, {"pk", "sk"})
             if not start["sk"].startswith(contracts.IMAGE_SK_PREFIX):
                 raise BadRequest(_BAD_CURSOR)
             kwargs["ExclusiveStartKey"] = start
         items: list[dict[str, Any]] = []
-        # Limit counts the items read before the status filter: read on until the page is full
         while len(items) <= want:
             page = self.table.query(**kwargs)
             items.extend(page.get("Items", []))
@@ -1373,13 +1454,37 @@ class JobStore:
         return Page([plain(i) for i in items], _encode_cursor(scope, last))
 
     @staticmethod
-    def _images_scope(owner: str, job_id: str) -> str:
-        return f"images:{owner}:{job_id}"
+    def _images_scope(
+        owner: str, job_id: str, status: ImageStatus | None = None, verdict: contracts.Verdict | None = None
+    ) -> str:
+        scope = f"images:{owner}:{job_id}"
+        if status is not None or verdict is not None:  # a cursor of one view is no cursor of another
+            scope += f":{status.value if status else ''}:{verdict.value if verdict else ''}"
+        return scope
 
-    def images_cursor_after(self, owner: str, job_id: str, image: Mapping[str, Any]) -> str:
-        """The cursor of the page that starts after `image` (one of this job's images): a caller
-        that returns fewer images than a page held (to keep its answer small) resumes there."""
-        cursor = _encode_cursor(self._images_scope(owner, job_id), self._image_key(job_id, str(image["imageId"])))
+    def images_cursor_after(
+        self,
+        owner: str,
+        job_id: str,
+        image: Mapping[str, Any],
+        *,
+        status: ImageStatus | None = None,
+        verdict: str | None = None,
+        indexed: bool = True,
+    ) -> str:
+        """The cursor of the page that starts after `image` (one of this job's images, from a page
+        with these filters): a caller that returns fewer images than a page held (to keep its
+        answer small) resumes there."""
+        status = ImageStatus(status) if status is not None else None
+        wanted = contracts.Verdict(verdict) if verdict is not None else None
+        key: dict[str, Any] = self._image_key(job_id, str(image["imageId"]))
+        if indexed:
+            view = _ImagesView.of(job_id, status, wanted)
+            stored = contracts.image_view_keys(
+                job_id, str(image["imageId"]), str(image["status"]), image.get("verdict")
+            )
+            key.update({name: stored[name] for name in view.key_names - {"pk", "sk"}})
+        cursor = _encode_cursor(self._images_scope(owner, job_id, status, wanted), key)
         assert cursor is not None  # a key always encodes
         return cursor
 
@@ -1495,6 +1600,14 @@ class JobStore:
         names = {"#s": "status", "#u": "updatedAt"}
         values: dict[str, Any] = {":after": after.value, ":before": before.value, ":now": contracts.utc_now_iso()}
         sets = ["#s = :after", "#u = :now"]
+        # the index keys move in the same write as the status and verdict (store.images_page)
+        keys = contracts.image_view_keys(job_id, image_id, after.value, fields.get("verdict"))
+        if "verdict" not in fields:  # the verdict is not written: its key stays as it is
+            del keys[contracts.VERDICT_INDEX_PK]
+        for i, (name, value) in enumerate(keys.items()):
+            names[f"#k{i}"] = name
+            values[f":k{i}"] = value
+            sets.append(f"#k{i} = :k{i}")
         removes = []
         for i, (name, value) in enumerate(fields.items()):
             names[f"#f{i}"] = name
