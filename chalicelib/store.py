@@ -33,6 +33,7 @@ import random
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -81,6 +82,10 @@ PARTITION_WRITE_UNITS_PER_S: Final = 1000
 # would throttle
 IMAGE_WRITE_UNITS_PER_S: Final = 0.8 * PARTITION_WRITE_UNITS_PER_S
 BATCH_WRITE_MAX_ITEMS: Final = 25  # BatchWriteItem's limit per call
+# TransactWriteItems takes up to 100 actions on distinct items (4 MB in all): a closing batch is
+# 99 images and the job item's counts (docs/aws-notes.md#n112-batched-closing-of-a-cancelled-job)
+TRANSACT_WRITE_MAX_ITEMS: Final = 100
+TRANSACT_IMAGES_PER_CALL: Final = TRANSACT_WRITE_MAX_ITEMS - 1
 # what DynamoDB leaves unprocessed (or throttles whole) is sent again after a wait of full jitter
 # up to 0.05 s x 2^attempt, capped at 5 s: about 40 s of waiting at most for one batch
 _BATCH_WRITE_ATTEMPTS: Final = 12
@@ -298,6 +303,35 @@ class _ImagesView:
     def owns(self, key: Mapping[str, str]) -> bool:
         """A cursor key inside this view's partition (and prefix)."""
         return self.sk_prefix is None or key[contracts.VERDICT_INDEX_SK].startswith(self.sk_prefix)
+
+
+def _finished_fields(
+    *,
+    error_code: ErrorCode | str | None = None,
+    cause: str | None = None,
+    outputs: Sequence[Mapping[str, Any]] | None = None,
+    attempts: Sequence[Mapping[str, Any]] | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    finished_at: str | None = None,
+    verdict: str | None = None,
+    model_calls: int | None = None,
+    cost_usd: float | None = None,
+) -> dict[str, Any]:
+    """What an image that finishes is written with (None: the attribute is removed)."""
+    return {
+        "errorCode": ErrorCode(error_code).value if error_code else None,
+        "cause": cause[:MAX_CAUSE_LENGTH] if cause else None,
+        "outputs": [dict(o) for o in outputs] if outputs else None,
+        # every attempt at the image (automatic re-rolls): seed, scorecards, cost, kept
+        "attempts": [dict(a) for a in attempts] if attempts else None,
+        "width": width,
+        "height": height,
+        "finishedAt": finished_at or contracts.utc_now_iso(),
+        "verdict": verdict,
+        "modelCalls": model_calls or None,
+        "costUsd": round(cost_usd, 6) if cost_usd else None,
+    }
 
 
 # ---------------------------------------------------------------------------------- the store
@@ -1539,17 +1573,18 @@ class JobStore:
         fields: dict[str, Any] = {"startedAt": started_at} if started_at else {}
         if terminal:
             fields.update(
-                errorCode=ErrorCode(error_code).value if error_code else None,
-                cause=cause[:MAX_CAUSE_LENGTH] if cause else None,
-                outputs=[dict(o) for o in outputs] if outputs else None,
-                # every attempt at the image (automatic re-rolls): seed, scorecards, cost, kept
-                attempts=[dict(a) for a in attempts] if attempts else None,
-                width=width,
-                height=height,
-                finishedAt=finished_at or contracts.utc_now_iso(),
-                verdict=verdict,
-                modelCalls=model_calls or None,
-                costUsd=round(cost_usd, 6) if cost_usd else None,
+                _finished_fields(
+                    error_code=error_code,
+                    cause=cause,
+                    outputs=outputs,
+                    attempts=attempts,
+                    width=width,
+                    height=height,
+                    finished_at=finished_at,
+                    verdict=verdict,
+                    model_calls=model_calls,
+                    cost_usd=cost_usd,
+                )
             )
         return self._transition(job_id, image_id, status, fields)
 
@@ -1563,14 +1598,67 @@ class JobStore:
     ) -> list[dict[str, Any]]:
         """Every image the workflow never finished ends `status` (FAILED, or CANCELLED for a
         cancelled job) with `code` and `cause`; returns all the job's images as they now are."""
+        status = ImageStatus(status)
         images = self.images(job_id)
-        for index, image in enumerate(images):
-            if image.get("status") in contracts.TERMINAL_IMAGE_STATUSES:
-                continue
-            self.set_image_status(job_id, image["imageId"], status, error_code=code, cause=cause)
-            # re-read: it may have finished on its own meanwhile, with its own outcome
-            images[index] = self._image(job_id, image["imageId"]) or image
-        return images
+        unfinished = [i for i in images if i.get("status") not in contracts.TERMINAL_IMAGE_STATUSES]
+        if not unfinished:
+            return images
+        # a 10,000-image job closed one image at a time was 20,000 sequential round trips (a read
+        # and a transaction each): here up to TRANSACT_IMAGES_PER_CALL images and the job's counts
+        # are one transaction, from the statuses this one Query read
+        fields = _finished_fields(error_code=code, cause=cause)
+        for start in range(0, len(unfinished), TRANSACT_IMAGES_PER_CALL):
+            batch = unfinished[start : start + TRANSACT_IMAGES_PER_CALL]
+            if not self._close_batch(job_id, batch, status, fields):
+                # one of them moved since it was read (it finished on its own, or started): each
+                # one as before, so an image that finished keeps its own outcome
+                for image in batch:
+                    self.set_image_status(job_id, image["imageId"], status, error_code=code, cause=cause)
+        # the whole job as it now is (a consistent read: the writes above are in it)
+        return [
+            plain(i)
+            for i in self._query_all(KeyConditionExpression=self._images_condition(job_id), ConsistentRead=True)
+        ]
+
+    def _close_batch(
+        self, job_id: str, images: Sequence[Mapping[str, Any]], status: ImageStatus, fields: Mapping[str, Any]
+    ) -> bool:
+        """Move `images` (unfinished, in the status each was read in) to `status` and the job's
+        counts with them, in one transaction. False, and nothing written, when any of them is no
+        longer in the status it was read in."""
+        moved = Counter(str(i["status"]) for i in images)
+        items: list[dict[str, Any]] = [
+            {"Update": self._transition_update(job_id, str(i["imageId"]), ImageStatus(i["status"]), status, fields)}
+            for i in images
+        ]
+        names = {"#after": status.value}
+        values: dict[str, Any] = {":total": len(images), ":zero": 0}
+        sets = []
+        for n, (before, count) in enumerate(sorted(moved.items())):
+            names[f"#b{n}"] = before
+            values[f":b{n}"] = count
+            sets.append(f"counts.#b{n} = counts.#b{n} - :b{n}")
+        sets.append("counts.#after = if_not_exists(counts.#after, :zero) + :total")
+        items.append(
+            {
+                "Update": {
+                    "TableName": self.table.name,
+                    "Key": self._job_key(job_id),
+                    "UpdateExpression": "SET " + ", ".join(sets),
+                    "ConditionExpression": "attribute_exists(pk)",
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": values,
+                }
+            }
+        )
+        try:
+            self._transact(items)
+        except ClientError as exc:
+            codes = cancellation_codes(exc)
+            if codes and codes[-1] != "ConditionalCheckFailed" and "ConditionalCheckFailed" in codes[:-1]:
+                return False  # an image moved meanwhile; the job item is there
+            raise
+        return True
 
     def _transition(self, job_id: str, image_id: str, status: ImageStatus, fields: Mapping[str, Any]) -> bool:
         """Optimistic transition: read the image's status, then update it on the condition that
@@ -1594,9 +1682,11 @@ class JobStore:
             return True
         raise StorageError(f"image {image_id} of job {job_id} kept changing; its status was not updated")
 
-    def _write_transition(
+    def _transition_update(
         self, job_id: str, image_id: str, before: ImageStatus, after: ImageStatus, fields: Mapping[str, Any]
-    ) -> None:
+    ) -> dict[str, Any]:
+        """The image's UpdateItem (as a TransactWriteItems Update) moving it from `before` to
+        `after` with `fields` (None: removed), on the condition that it is still `before`."""
         names = {"#s": "status", "#u": "updatedAt"}
         values: dict[str, Any] = {":after": after.value, ":before": before.value, ":now": contracts.utc_now_iso()}
         sets = ["#s = :after", "#u = :now"]
@@ -1617,7 +1707,7 @@ class JobStore:
                 values[f":f{i}"] = value
                 sets.append(f"#f{i} = :f{i}")
         update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        image_update = {
+        return {
             "TableName": self.table.name,
             "Key": self._image_key(job_id, image_id),
             "UpdateExpression": update,
@@ -1625,6 +1715,11 @@ class JobStore:
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": _stored(values),
         }
+
+    def _write_transition(
+        self, job_id: str, image_id: str, before: ImageStatus, after: ImageStatus, fields: Mapping[str, Any]
+    ) -> None:
+        image_update = self._transition_update(job_id, image_id, before, after, fields)
         if before is after:  # a repeated start: no count moves
             self._update(**{k: v for k, v in image_update.items() if k != "TableName"})
             return
