@@ -31,6 +31,7 @@ BENCHES = (
     "quality",
     "cutout",
     "webapp",
+    "pages",
     "scale",
 )
 
@@ -113,7 +114,7 @@ def package_size() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench import cost, cutout, delete, pick, quality, quiet_logs, scale, submit, throughput, webapp
+    from bench import cost, cutout, delete, pages, pick, quality, quiet_logs, scale, submit, throughput, webapp
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -140,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         "quality": lambda: quality.run(row),
         "cutout": lambda: cutout.run(row),
         "webapp": lambda: webapp.run(row),
+        "pages": lambda: pages.run(row),
         "scale": lambda: scale.run(row, args.scale_max, progress=lambda line: print(f"  ... {line}", flush=True)),
     }
     print(

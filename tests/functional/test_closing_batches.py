@@ -2,7 +2,7 @@
 
 One image at a time, a 10,000-image job's closing was a read and a transaction per image, 20,000
 sequential round trips; now one Query reads the statuses and each TransactWriteItems moves up to
-99 images and the job's counts (docs/aws-notes.md#n112).
+99 images and the job's counts (docs/aws-notes.md#n112-batched-closing-of-a-cancelled-job).
 """
 
 from __future__ import annotations

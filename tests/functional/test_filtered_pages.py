@@ -1,8 +1,9 @@
 """Filtered pages of a large job cost one query: the byStatus and byVerdict indexes on moto.
 
-DynamoDB applies a Query's Limit before its FilterExpression (docs/aws-notes.md#n111), so a
-page filtered after the read takes a query per `limit` items read; these pages are read from the
-partition of their index instead, whose keys every status or verdict write moves with it.
+DynamoDB applies a Query's Limit before its FilterExpression
+(docs/aws-notes.md#n111-query-limit-before-filter), so a page filtered after the read takes a
+query per `limit` items read; these pages are read from the partition of their index instead,
+whose keys every status or verdict write moves with it.
 """
 
 from __future__ import annotations
