@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import collections
 import functools
 import json
 import statistics
@@ -47,24 +48,31 @@ REFRESHES = 4
 LEGACY_SIZE = 1_000  # the old path at 10,000 takes ~87 s a page: 1,000 shows it
 
 
-class QueryCounter:
-    """DynamoDB Query requests arriving at moto's server in this process (X-Amz-Target)."""
+class AwsCalls:
+    """AWS JSON-protocol calls arriving at moto's server in this process, by operation (the
+    X-Amz-Target header: DynamoDB Query, Rekognition DetectLabels, ...): the real requests."""
 
     def __init__(self) -> None:
-        self.count = 0
+        self.by_operation: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
 
+    @property
+    def count(self) -> int:
+        """DynamoDB Queries (what the pages rows count)."""
+        return self.by_operation["Query"]
+
     @contextmanager
-    def installed(self) -> Iterator[QueryCounter]:
+    def installed(self) -> Iterator[AwsCalls]:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
         original = DomainDispatcherApplication.__call__
-        counter = self
+        calls = self
 
         def call(app: Any, environ: dict[str, Any], start_response: Any) -> Any:
-            if environ.get("HTTP_X_AMZ_TARGET", "").endswith(".Query"):
-                with counter._lock:
-                    counter.count += 1
+            target = environ.get("HTTP_X_AMZ_TARGET", "")
+            if target:
+                with calls._lock:
+                    calls.by_operation[target.rsplit(".", 1)[-1]] += 1
             return original(app, environ, start_response)
 
         DomainDispatcherApplication.__call__ = call  # type: ignore[method-assign]
@@ -157,7 +165,7 @@ def seed_job(owner: str, images: int, *, with_keys: bool = True) -> str:
     return job_id
 
 
-def _timed(counter: QueryCounter, call: Callable[[], Any], repeats: int = REPEATS) -> tuple[float, float, Any]:
+def _timed(counter: AwsCalls, call: Callable[[], Any], repeats: int = REPEATS) -> tuple[float, float, Any]:
     """(median seconds, queries per call, the last answer) of `repeats` calls."""
     times, queries, answer = [], [], None
     for _ in range(repeats):
@@ -199,7 +207,7 @@ def run(row: Row, largest: int = SIZES[-1]) -> None:
     from frontend import gallery
     from frontend.api_client import BackdropClient, CognitoLogin
 
-    counter = QueryCounter()
+    counter = AwsCalls()
     with LocalStack(api_port=0, stage="pages", cutout=ForegroundEstimate()) as stack, counter.installed():
         login = CognitoLogin(client_id=stack.outputs["client_id"], endpoint_url=stack.endpoint)
         login.sign_in(DEMO_USER, DEMO_PASSWORD)
