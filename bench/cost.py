@@ -99,7 +99,11 @@ def executed_run() -> dict[str, Any]:
         if uploads.rejected:
             raise RuntimeError(f"uploads refused: {uploads.rejected}")
         refs = uploads.uploaded
-        job = client.submit({"prompt": "a sunlit marble studio", "mode": "PRECISE", "images": refs})
+        # as a user does: the labels (DetectLabels per photo, billed), the subject's label kept
+        # (so Finalize checks it is still there: DetectLabels and DetectText, billed too)
+        found = client.labels(uploads.refs)
+        images = [{**ref, "labels": [label["name"] for label in found.get(ref["imageRef"], [])[:1]]} for ref in refs]
+        job = client.submit({"prompt": "a sunlit marble studio", "mode": "PRECISE", "images": images})
         terminal = {s.value for s in contracts.TERMINAL_JOB_STATUSES}
         while True:
             summary = next(j for j in client.jobs(limit=5)["jobs"] if j["jobId"] == job["jobId"])
