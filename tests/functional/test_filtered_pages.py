@@ -147,3 +147,14 @@ def test_a_job_written_before_the_index_keys_is_filtered_as_before(store: JobSto
     first = store.images_page(OWNER, JOB_ID, limit=3, status=ImageStatus.FAILED, indexed=False)
     rest = store.images_page(OWNER, JOB_ID, limit=3, status=ImageStatus.FAILED, indexed=False, cursor=first.next_cursor)
     assert [i["imageId"] for i in first.items + rest.items] == failed and rest.next_cursor is None
+
+
+def test_the_deployed_table_has_the_indexes_the_store_queries() -> None:
+    """The CloudFormation table (backend/templates/resources.yaml) and the local and test tables
+    (contracts.TABLE_GSIS, TABLE_ATTRIBUTES) are written apart: they must agree, or a deployed
+    stack would answer a filtered page with a ValidationException (no such index)."""
+    from backend import templates
+
+    table = templates.load("resources")["Resources"]["JobsTable"]["Properties"]
+    assert table["GlobalSecondaryIndexes"] == contracts.TABLE_GSIS
+    assert sorted(table["AttributeDefinitions"], key=str) == sorted(contracts.TABLE_ATTRIBUTES, key=str)
