@@ -33,6 +33,7 @@ BENCHES = (
     "webapp",
     "webapp-browser",
     "local-memory",
+    "pages",
     "scale",
 )
 
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         cutout,
         delete,
         local_memory,
+        pages,
         pick,
         quality,
         quiet_logs,
@@ -157,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         "webapp": lambda: webapp.run(row),
         "webapp-browser": lambda: webapp_browser.run(row),
         "local-memory": lambda: local_memory.run(row),
+        "pages": lambda: pages.run(row),
         "scale": lambda: scale.run(row, args.scale_max, progress=lambda line: print(f"  ... {line}", flush=True)),
     }
     print(

@@ -567,6 +567,16 @@ def background_work_sk(kind: BackgroundWork, job_id: str) -> str:
 
 
 OWNER_INDEX: Final = "byOwner"
+# A job's images by status and by scorecard verdict: sparse indexes (only image items carry their
+# keys), so a filtered page is one Query of its own partition. A FilterExpression cannot do it:
+# DynamoDB applies Limit before the filter (docs/aws-notes.md#n98-query-limit-before-filter).
+STATUS_INDEX: Final = "byStatus"
+VERDICT_INDEX: Final = "byVerdict"
+STATUS_INDEX_PK: Final = "statusPk"  # JOB#<jobId>#<status>; the index's sort key is the table's sk
+VERDICT_INDEX_PK: Final = "verdictPk"  # JOB#<jobId>#<verdict or NONE>
+VERDICT_INDEX_SK: Final = "verdictSk"  # <status>#<imageId>: a status inside a verdict is a key prefix
+# On a job item: its image items carry those keys (jobs written before them are filtered as before).
+JOB_VIEW_KEYS_ATTRIBUTE: Final = "viewKeys"
 
 
 def job_pk(job_id: str) -> str:
@@ -575,6 +585,29 @@ def job_pk(job_id: str) -> str:
 
 def image_sk(image_id: str) -> str:
     return f"{IMAGE_SK_PREFIX}{image_id}"
+
+
+def status_index_pk(job_id: str, status: str) -> str:
+    return f"{job_pk(job_id)}#{status}"
+
+
+def verdict_index_pk(job_id: str, verdict: str | None) -> str:
+    """An image without a verdict (not finished, failed, unscored) is under NONE."""
+    return f"{job_pk(job_id)}#{verdict or Verdict.NONE.value}"
+
+
+def verdict_index_sk(status: str, image_id: str) -> str:
+    return f"{status}#{image_id}"
+
+
+def image_view_keys(job_id: str, image_id: str, status: str, verdict: str | None) -> dict[str, str]:
+    """The index keys of an image in `status` with `verdict`: written by every write that sets
+    either, in the same request, so the indexes never disagree with the item."""
+    return {
+        STATUS_INDEX_PK: status_index_pk(job_id, status),
+        VERDICT_INDEX_PK: verdict_index_pk(job_id, verdict),
+        VERDICT_INDEX_SK: verdict_index_sk(status, image_id),
+    }
 
 
 def labels_pk(key: str) -> str:
@@ -603,6 +636,9 @@ TABLE_ATTRIBUTES: Final = [
     {"AttributeName": "sk", "AttributeType": "S"},
     {"AttributeName": "gsi1pk", "AttributeType": "S"},
     {"AttributeName": "gsi1sk", "AttributeType": "S"},
+    {"AttributeName": STATUS_INDEX_PK, "AttributeType": "S"},
+    {"AttributeName": VERDICT_INDEX_PK, "AttributeType": "S"},
+    {"AttributeName": VERDICT_INDEX_SK, "AttributeType": "S"},
 ]
 TABLE_GSIS: Final = [
     {
@@ -612,7 +648,24 @@ TABLE_GSIS: Final = [
             {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
         ],
         "Projection": {"ProjectionType": "ALL"},
-    }
+    },
+    # ALL: a page is read from the index alone (KEYS_ONLY would cost a BatchGetItem per page)
+    {
+        "IndexName": STATUS_INDEX,
+        "KeySchema": [
+            {"AttributeName": STATUS_INDEX_PK, "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    },
+    {
+        "IndexName": VERDICT_INDEX,
+        "KeySchema": [
+            {"AttributeName": VERDICT_INDEX_PK, "KeyType": "HASH"},
+            {"AttributeName": VERDICT_INDEX_SK, "KeyType": "RANGE"},
+        ],
+        "Projection": {"ProjectionType": "ALL"},
+    },
 ]
 TABLE_STREAM: Final = {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
 # Items carry their deletion time (epoch seconds); the table's TTL deletes them after it.

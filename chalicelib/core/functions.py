@@ -25,7 +25,9 @@ class Grant(StrEnum):
     # s3:ListBucket, only under the scratch prefix: what a workflow step must tell absent from refused
     # (a GET/HEAD of a missing key is a 403 without ListBucket: chalicelib/store/s3keys.py)
     LIST_SCRATCH = "list-scratch"
-    OWNER_INDEX = "owner-index"  # the table actions also on its indexes
+    # the table actions also on its indexes (table/index/*): byOwner (the job list), byStatus and
+    # byVerdict (a job's filtered pages, chalicelib/store/jobs.py images_page)
+    OWNER_INDEX = "owner-index"
     DETECT_LABELS = "detect-labels"  # rekognition:DetectLabels
     DETECT_TEXT = "detect-text"  # rekognition:DetectText
     READ_MODEL_LIFECYCLE = "read-model-lifecycle"  # bedrock:GetFoundationModel on the configured models

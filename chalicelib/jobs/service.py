@@ -1004,8 +1004,16 @@ class JobService:
                 "message": f"the job's {int(job.get('imageCount') or 0):,} images are being prepared; "
                 "they are listed here in a few seconds",
             }
+        # a job from before its image items carried index keys is filtered as it was then
+        indexed = bool(job.get(contracts.JOB_VIEW_KEYS_ATTRIBUTE))
         page = self.store.images_page(
-            owner, job_id, limit=query.limit, cursor=query.cursor, status=query.status, verdict=query.verdict
+            owner,
+            job_id,
+            limit=query.limit,
+            cursor=query.cursor,
+            status=query.status,
+            verdict=query.verdict,
+            indexed=indexed,
         )
         # room for the summary, the cursor and the JSON around the list
         room = contracts.MAX_RESPONSE_BYTES - len(json.dumps(view)) - 1_000
@@ -1015,7 +1023,9 @@ class JobService:
             entry = self._image_view(image)
             room -= len(json.dumps(entry)) + 2
             if room < 0 and images:
-                next_cursor = self.store.images_cursor_after(owner, job_id, page.items[index - 1])
+                next_cursor = self.store.images_cursor_after(
+                    owner, job_id, page.items[index - 1], status=query.status, verdict=query.verdict, indexed=indexed
+                )
                 break
             images.append(entry)
         return {**view, "images": images, "nextCursor": next_cursor}

@@ -33,6 +33,7 @@ import random
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -82,6 +83,10 @@ PARTITION_WRITE_UNITS_PER_S: Final = 1000
 # would throttle
 IMAGE_WRITE_UNITS_PER_S: Final = 0.8 * PARTITION_WRITE_UNITS_PER_S
 BATCH_WRITE_MAX_ITEMS: Final = 25  # BatchWriteItem's limit per call
+# TransactWriteItems takes up to 100 actions on distinct items (4 MB in all): a closing batch is
+# 99 images and the job item's counts (docs/aws-notes.md#n99-batched-closing-of-a-cancelled-job)
+TRANSACT_WRITE_MAX_ITEMS: Final = 100
+TRANSACT_IMAGES_PER_CALL: Final = TRANSACT_WRITE_MAX_ITEMS - 1
 # what DynamoDB leaves unprocessed (or throttles whole) is sent again after a wait of full jitter
 # up to 0.05 s x 2^attempt, capped at 5 s: about 40 s of waiting at most for one batch
 _BATCH_WRITE_ATTEMPTS: Final = 12
@@ -268,6 +273,68 @@ def _limit(limit: int, most: int) -> int:
     return max(1, min(int(limit), most))
 
 
+@dataclass(frozen=True)
+class _ImagesView:
+    """Where a page of a job's images is read: the job partition, or one partition of an index."""
+
+    index: str | None
+    condition: Any
+    fixed: dict[str, str]  # the cursor's key values this view fixes
+    key_names: frozenset[str]  # the names in its LastEvaluatedKey
+    sk_prefix: str | None = None  # the index sort key's prefix (a status inside a verdict)
+
+    @classmethod
+    def of(cls, job_id: str, status: ImageStatus | None, verdict: contracts.Verdict | None) -> _ImagesView:
+        if verdict is not None:
+            pk = contracts.verdict_index_pk(job_id, None if verdict is contracts.Verdict.NONE else verdict.value)
+            condition = Key(contracts.VERDICT_INDEX_PK).eq(pk)
+            prefix = contracts.verdict_index_sk(status.value, "") if status is not None else None
+            if prefix:
+                condition &= Key(contracts.VERDICT_INDEX_SK).begins_with(prefix)
+            names = frozenset({"pk", "sk", contracts.VERDICT_INDEX_PK, contracts.VERDICT_INDEX_SK})
+            return cls(contracts.VERDICT_INDEX, condition, {contracts.VERDICT_INDEX_PK: pk}, names, prefix)
+        if status is not None:
+            pk = contracts.status_index_pk(job_id, status.value)
+            condition = Key(contracts.STATUS_INDEX_PK).eq(pk) & Key("sk").begins_with(contracts.IMAGE_SK_PREFIX)
+            names = frozenset({"pk", "sk", contracts.STATUS_INDEX_PK})
+            return cls(contracts.STATUS_INDEX, condition, {contracts.STATUS_INDEX_PK: pk}, names)
+        condition = Key("pk").eq(contracts.job_pk(job_id)) & Key("sk").begins_with(contracts.IMAGE_SK_PREFIX)
+        return cls(None, condition, {"pk": contracts.job_pk(job_id)}, frozenset({"pk", "sk"}))
+
+    def owns(self, key: Mapping[str, str]) -> bool:
+        """A cursor key inside this view's partition (and prefix)."""
+        return self.sk_prefix is None or key[contracts.VERDICT_INDEX_SK].startswith(self.sk_prefix)
+
+
+def _finished_fields(
+    *,
+    error_code: ErrorCode | str | None = None,
+    cause: str | None = None,
+    outputs: Sequence[Mapping[str, Any]] | None = None,
+    attempts: Sequence[Mapping[str, Any]] | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    finished_at: str | None = None,
+    verdict: str | None = None,
+    model_calls: int | None = None,
+    cost_usd: float | None = None,
+) -> dict[str, Any]:
+    """What an image that finishes is written with (None: the attribute is removed)."""
+    return {
+        "errorCode": ErrorCode(error_code).value if error_code else None,
+        "cause": cause[:MAX_CAUSE_LENGTH] if cause else None,
+        "outputs": [dict(o) for o in outputs] if outputs else None,
+        # every attempt at the image (automatic re-rolls): seed, scorecards, cost, kept
+        "attempts": [dict(a) for a in attempts] if attempts else None,
+        "width": width,
+        "height": height,
+        "finishedAt": finished_at or contracts.utc_now_iso(),
+        "verdict": verdict,
+        "modelCalls": model_calls or None,
+        "costUsd": round(cost_usd, 6) if cost_usd else None,
+    }
+
+
 # ---------------------------------------------------------------------------------- the store
 
 
@@ -336,6 +403,7 @@ class JobStore:
                 # CPU for 10,000 images)
                 "boxes": [[Decimal(str(v)) for v in box] for box in image.boxes],
                 "status": status.value,
+                **contracts.image_view_keys(job_id, image.image_id, status.value, None),
                 contracts.TTL_ATTRIBUTE: expires,
             }
             if cause:
@@ -395,6 +463,8 @@ class JobStore:
             "gsi1sk": f"{created_at}#{job_id}",
             contracts.TTL_ATTRIBUTE: expires,
             "notify": notify,
+            # its image items carry the index keys of a filtered page (store.images_page)
+            contracts.JOB_VIEW_KEYS_ATTRIBUTE: True,
         }
         if email:
             job["email"] = email
@@ -555,8 +625,11 @@ class JobStore:
             condition += " AND attribute_not_exists(#r)"
         update = "SET #o = :outputs"
         if verdict:
-            update += ", #v = :verdict"
+            # the verdict index's key moves in the same write as the verdict
+            update += ", #v = :verdict, #vk = :vk"
+            names["#vk"] = contracts.VERDICT_INDEX_PK
             values[":verdict"] = verdict
+            values[":vk"] = contracts.verdict_index_pk(job_id, verdict)
         update += " ADD #r :one"
         if regeneration is not None:
             update += ", costCharges :charges"
@@ -1337,31 +1410,73 @@ class JobStore:
         cursor: str | None = None,
         status: ImageStatus | None = None,
         verdict: str | None = None,
+        indexed: bool = True,
     ) -> Page:
-        """One page of a job's images in image-id order, optionally only those in `status` and
-        with scorecard `verdict` (contracts.Verdict; NONE: images without one). The caller has
-        checked that `owner` owns the job; the cursor is bound to both."""
+        """One page of a job's images, optionally only those in `status` and with scorecard
+        `verdict` (contracts.Verdict; NONE: images without one). The caller has checked that
+        `owner` owns the job; the cursor is bound to both and to the filters.
+
+        Unfiltered, or by status (with or without a verdict): image-id order; by verdict alone:
+        status, then image id. A filtered page is one Query of its index partition (byStatus,
+        byVerdict), whatever the job's size. `indexed=False`: a job written before its image items
+        carried those keys (no contracts.JOB_VIEW_KEYS_ATTRIBUTE), filtered as it was then."""
         want = _limit(limit, MAX_IMAGES_PAGE_SIZE)
-        scope = self._images_scope(owner, job_id)
+        status = ImageStatus(status) if status is not None else None
+        wanted = contracts.Verdict(verdict) if verdict is not None else None
+        if not indexed and (status is not None or wanted is not None):
+            return self._images_page_filtered_after(owner, job_id, want, cursor, status, wanted)
+        view = _ImagesView.of(job_id, status, wanted)
+        scope = self._images_scope(owner, job_id, status, wanted)
         # one more than a page, so a full last page has no cursor to an empty one
+        kwargs: dict[str, Any] = {"KeyConditionExpression": view.condition, "Limit": want + 1}
+        if view.index:
+            kwargs["IndexName"] = view.index
+        if cursor:
+            start = _decode_cursor(cursor, scope, view.fixed, set(view.key_names))
+            if not start["sk"].startswith(contracts.IMAGE_SK_PREFIX) or not view.owns(start):
+                raise BadRequest(_BAD_CURSOR)
+            kwargs["ExclusiveStartKey"] = start
+        items: list[dict[str, Any]] = []
+        # a page ends early only at DynamoDB's 1 MB of data read per call: read on until it is full
+        while len(items) <= want:
+            page = self.table.query(**kwargs)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            kwargs["Limit"] = want + 1 - len(items)
+        more = len(items) > want
+        items = items[:want]
+        last = {name: items[-1][name] for name in view.key_names} if more and items else None
+        return Page([plain(i) for i in items], _encode_cursor(scope, last))
+
+    def _images_page_filtered_after(
+        self,
+        owner: str,
+        job_id: str,
+        want: int,
+        cursor: str | None,
+        status: ImageStatus | None,
+        verdict: contracts.Verdict | None,
+    ) -> Page:
+        """A filtered page of a job whose image items have no index keys: the job partition read
+        with a filter (DynamoDB applies Limit before it, so a page may take many queries)."""
+        scope = self._images_scope(owner, job_id, status, verdict)
         kwargs: dict[str, Any] = {"KeyConditionExpression": self._images_condition(job_id), "Limit": want + 1}
         filters = []
         if status is not None:
-            filters.append(Attr("status").eq(ImageStatus(status).value))
+            filters.append(Attr("status").eq(status.value))
         if verdict is not None:
-            wanted = contracts.Verdict(verdict)
             filters.append(
-                Attr("verdict").not_exists() if wanted is contracts.Verdict.NONE else Attr("verdict").eq(wanted.value)
+                Attr("verdict").not_exists() if verdict is contracts.Verdict.NONE else Attr("verdict").eq(verdict.value)
             )
-        if filters:
-            kwargs["FilterExpression"] = functools.reduce(operator.and_, filters)
+        kwargs["FilterExpression"] = functools.reduce(operator.and_, filters)
         if cursor:
             start = _decode_cursor(cursor, scope, {"pk": contracts.job_pk(job_id)}, {"pk", "sk"})
             if not start["sk"].startswith(contracts.IMAGE_SK_PREFIX):
                 raise BadRequest(_BAD_CURSOR)
             kwargs["ExclusiveStartKey"] = start
         items: list[dict[str, Any]] = []
-        # Limit counts the items read before the status filter: read on until the page is full
         while len(items) <= want:
             page = self.table.query(**kwargs)
             items.extend(page.get("Items", []))
@@ -1375,13 +1490,37 @@ class JobStore:
         return Page([plain(i) for i in items], _encode_cursor(scope, last))
 
     @staticmethod
-    def _images_scope(owner: str, job_id: str) -> str:
-        return f"images:{owner}:{job_id}"
+    def _images_scope(
+        owner: str, job_id: str, status: ImageStatus | None = None, verdict: contracts.Verdict | None = None
+    ) -> str:
+        scope = f"images:{owner}:{job_id}"
+        if status is not None or verdict is not None:  # a cursor of one view is no cursor of another
+            scope += f":{status.value if status else ''}:{verdict.value if verdict else ''}"
+        return scope
 
-    def images_cursor_after(self, owner: str, job_id: str, image: Mapping[str, Any]) -> str:
-        """The cursor of the page that starts after `image` (one of this job's images): a caller
-        that returns fewer images than a page held (to keep its answer small) resumes there."""
-        cursor = _encode_cursor(self._images_scope(owner, job_id), self._image_key(job_id, str(image["imageId"])))
+    def images_cursor_after(
+        self,
+        owner: str,
+        job_id: str,
+        image: Mapping[str, Any],
+        *,
+        status: ImageStatus | None = None,
+        verdict: str | None = None,
+        indexed: bool = True,
+    ) -> str:
+        """The cursor of the page that starts after `image` (one of this job's images, from a page
+        with these filters): a caller that returns fewer images than a page held (to keep its
+        answer small) resumes there."""
+        status = ImageStatus(status) if status is not None else None
+        wanted = contracts.Verdict(verdict) if verdict is not None else None
+        key: dict[str, Any] = self._image_key(job_id, str(image["imageId"]))
+        if indexed:
+            view = _ImagesView.of(job_id, status, wanted)
+            stored = contracts.image_view_keys(
+                job_id, str(image["imageId"]), str(image["status"]), image.get("verdict")
+            )
+            key.update({name: stored[name] for name in view.key_names - {"pk", "sk"}})
+        cursor = _encode_cursor(self._images_scope(owner, job_id, status, wanted), key)
         assert cursor is not None  # a key always encodes
         return cursor
 
@@ -1436,17 +1575,18 @@ class JobStore:
         fields: dict[str, Any] = {"startedAt": started_at} if started_at else {}
         if terminal:
             fields.update(
-                errorCode=ErrorCode(error_code).value if error_code else None,
-                cause=cause[:MAX_CAUSE_LENGTH] if cause else None,
-                outputs=[dict(o) for o in outputs] if outputs else None,
-                # every attempt at the image (automatic re-rolls): seed, scorecards, cost, kept
-                attempts=[dict(a) for a in attempts] if attempts else None,
-                width=width,
-                height=height,
-                finishedAt=finished_at or contracts.utc_now_iso(),
-                verdict=verdict,
-                modelCalls=model_calls or None,
-                costUsd=round(cost_usd, 6) if cost_usd else None,
+                _finished_fields(
+                    error_code=error_code,
+                    cause=cause,
+                    outputs=outputs,
+                    attempts=attempts,
+                    width=width,
+                    height=height,
+                    finished_at=finished_at,
+                    verdict=verdict,
+                    model_calls=model_calls,
+                    cost_usd=cost_usd,
+                )
             )
         return self._transition(job_id, image_id, status, fields)
 
@@ -1460,14 +1600,67 @@ class JobStore:
     ) -> list[dict[str, Any]]:
         """Every image the workflow never finished ends `status` (FAILED, or CANCELLED for a
         cancelled job) with `code` and `cause`; returns all the job's images as they now are."""
+        status = ImageStatus(status)
         images = self.images(job_id)
-        for index, image in enumerate(images):
-            if image.get("status") in contracts.TERMINAL_IMAGE_STATUSES:
-                continue
-            self.set_image_status(job_id, image["imageId"], status, error_code=code, cause=cause)
-            # re-read: it may have finished on its own meanwhile, with its own outcome
-            images[index] = self._image(job_id, image["imageId"]) or image
-        return images
+        unfinished = [i for i in images if i.get("status") not in contracts.TERMINAL_IMAGE_STATUSES]
+        if not unfinished:
+            return images
+        # a 10,000-image job closed one image at a time was 20,000 sequential round trips (a read
+        # and a transaction each): here up to TRANSACT_IMAGES_PER_CALL images and the job's counts
+        # are one transaction, from the statuses this one Query read
+        fields = _finished_fields(error_code=code, cause=cause)
+        for start in range(0, len(unfinished), TRANSACT_IMAGES_PER_CALL):
+            batch = unfinished[start : start + TRANSACT_IMAGES_PER_CALL]
+            if not self._close_batch(job_id, batch, status, fields):
+                # one of them moved since it was read (it finished on its own, or started): each
+                # one as before, so an image that finished keeps its own outcome
+                for image in batch:
+                    self.set_image_status(job_id, image["imageId"], status, error_code=code, cause=cause)
+        # the whole job as it now is (a consistent read: the writes above are in it)
+        return [
+            plain(i)
+            for i in self._query_all(KeyConditionExpression=self._images_condition(job_id), ConsistentRead=True)
+        ]
+
+    def _close_batch(
+        self, job_id: str, images: Sequence[Mapping[str, Any]], status: ImageStatus, fields: Mapping[str, Any]
+    ) -> bool:
+        """Move `images` (unfinished, in the status each was read in) to `status` and the job's
+        counts with them, in one transaction. False, and nothing written, when any of them is no
+        longer in the status it was read in."""
+        moved = Counter(str(i["status"]) for i in images)
+        items: list[dict[str, Any]] = [
+            {"Update": self._transition_update(job_id, str(i["imageId"]), ImageStatus(i["status"]), status, fields)}
+            for i in images
+        ]
+        names = {"#after": status.value}
+        values: dict[str, Any] = {":total": len(images), ":zero": 0}
+        sets = []
+        for n, (before, count) in enumerate(sorted(moved.items())):
+            names[f"#b{n}"] = before
+            values[f":b{n}"] = count
+            sets.append(f"counts.#b{n} = counts.#b{n} - :b{n}")
+        sets.append("counts.#after = if_not_exists(counts.#after, :zero) + :total")
+        items.append(
+            {
+                "Update": {
+                    "TableName": self.table.name,
+                    "Key": self._job_key(job_id),
+                    "UpdateExpression": "SET " + ", ".join(sets),
+                    "ConditionExpression": "attribute_exists(pk)",
+                    "ExpressionAttributeNames": names,
+                    "ExpressionAttributeValues": values,
+                }
+            }
+        )
+        try:
+            self._transact(items)
+        except ClientError as exc:
+            codes = cancellation_codes(exc)
+            if codes and codes[-1] != "ConditionalCheckFailed" and "ConditionalCheckFailed" in codes[:-1]:
+                return False  # an image moved meanwhile; the job item is there
+            raise
+        return True
 
     def _transition(self, job_id: str, image_id: str, status: ImageStatus, fields: Mapping[str, Any]) -> bool:
         """Optimistic transition: read the image's status, then update it on the condition that
@@ -1491,12 +1684,22 @@ class JobStore:
             return True
         raise StorageError(f"image {image_id} of job {job_id} kept changing; its status was not updated")
 
-    def _write_transition(
+    def _transition_update(
         self, job_id: str, image_id: str, before: ImageStatus, after: ImageStatus, fields: Mapping[str, Any]
-    ) -> None:
+    ) -> dict[str, Any]:
+        """The image's UpdateItem (as a TransactWriteItems Update) moving it from `before` to
+        `after` with `fields` (None: removed), on the condition that it is still `before`."""
         names = {"#s": "status", "#u": "updatedAt"}
         values: dict[str, Any] = {":after": after.value, ":before": before.value, ":now": contracts.utc_now_iso()}
         sets = ["#s = :after", "#u = :now"]
+        # the index keys move in the same write as the status and verdict (store.images_page)
+        keys = contracts.image_view_keys(job_id, image_id, after.value, fields.get("verdict"))
+        if "verdict" not in fields:  # the verdict is not written: its key stays as it is
+            del keys[contracts.VERDICT_INDEX_PK]
+        for i, (name, value) in enumerate(keys.items()):
+            names[f"#k{i}"] = name
+            values[f":k{i}"] = value
+            sets.append(f"#k{i} = :k{i}")
         removes = []
         for i, (name, value) in enumerate(fields.items()):
             names[f"#f{i}"] = name
@@ -1506,7 +1709,7 @@ class JobStore:
                 values[f":f{i}"] = value
                 sets.append(f"#f{i} = :f{i}")
         update = "SET " + ", ".join(sets) + (" REMOVE " + ", ".join(removes) if removes else "")
-        image_update = {
+        return {
             "TableName": self.table.name,
             "Key": self._image_key(job_id, image_id),
             "UpdateExpression": update,
@@ -1514,6 +1717,11 @@ class JobStore:
             "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": _stored(values),
         }
+
+    def _write_transition(
+        self, job_id: str, image_id: str, before: ImageStatus, after: ImageStatus, fields: Mapping[str, Any]
+    ) -> None:
+        image_update = self._transition_update(job_id, image_id, before, after, fields)
         if before is after:  # a repeated start: no count moves
             self._update(**{k: v for k, v in image_update.items() if k != "TableName"})
             return

@@ -236,3 +236,29 @@ def test_labels_of_a_missing_upload_are_not_found_on_aws_too(resources, token_fo
             body=json.dumps({"imageRefs": [ref]}),
         )
     assert answer.status_code == 404, answer.body
+
+
+@pytest.mark.iam_denial_expected
+def test_a_filtered_page_queries_the_status_index_under_its_grant(store) -> None:
+    """A filtered page reads the byStatus/byVerdict index: dynamodb:Query on table/index/* is the
+    API's OWNER_INDEX grant; a role with Query on the table alone is refused it (AWS evaluates a
+    Query with IndexName against the index's ARN)."""
+    job_id = "20261208T010000Z-00000000beef"
+    store.put_job(
+        job_id=job_id,
+        owner="owner-1",
+        model="stability-inpaint",
+        settings={"prompt": "a beach"},
+        images=[NewImage(image_id="0" * 32, image_ref="r", key="k", name="a.png", labels=(), boxes=())],
+    )
+    guard = _guard()
+    with iam.running_as("api_handler"):
+        page = store.images_page("owner-1", job_id, limit=5, status=contracts.ImageStatus.PENDING)
+        assert len(page.items) == 1
+        assert len(store.images_page("owner-1", job_id, limit=5, verdict="NONE").items) == 1
+    before = len(guard.denials)
+    with iam.running_as("report"), pytest.raises(ClientError) as denied:  # Query on the table only
+        store.images_page("owner-1", job_id, limit=5, status=contracts.ImageStatus.PENDING)
+    assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert f"index/{contracts.STATUS_INDEX}" in denied.value.response["Error"]["Message"]
+    assert len(guard.denials) == before + 1

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from bench import __main__ as bench_main
-from bench.cost import transitions
+from bench.cost import STANDARD_PER_TRANSITION, lambda_ms, price, transitions
 from bench.scale import JobRun
 from bench.throughput import max_concurrency
 
@@ -25,6 +25,33 @@ def test_billed_transitions_are_states_entered_plus_task_retries() -> None:
     }
     assert transitions(events) == 4 + 2 + 1 + 3
     assert transitions({"TaskStateEntered": 2, "TaskScheduled": 2}) == 2  # no retry, none added
+
+
+def _cost_run() -> dict[str, object]:
+    """Six images: 8 parent transitions (the job's), 48 children's (8 per image)."""
+    return {
+        "parent_events": {"TaskStateEntered": 8},
+        "child_events": {"TaskStateEntered": 48},
+        "lambda_invocations": {"finalize": 6, "report": 1},
+        "lambda_billed_ms": {"finalize": 12_000, "report": 500},  # wall time on a loaded machine
+        "lambda_cpu_ms": {"finalize": 3_000, "report": 100},
+        "s3_requests": {},
+        "model_calls": 12,
+        "rekognition_images": 6 * 3 + 6,  # 3 checks per result, DetectLabels per upload
+        "estimate_usd": 0.5,
+    }
+
+
+def test_the_cost_prices_the_jobs_transitions_once_and_rekognition_per_image() -> None:
+    cost = price(_cost_run(), images=6)
+    # 8 for the job + 8 per image x 1,000 (not 56 per six images scaled to 1,000)
+    assert cost["orchestration_standard"] == pytest.approx((8 + 8 * 1000) * STANDARD_PER_TRANSITION)
+    assert cost["rekognition"] == pytest.approx(4 * 1000 * 0.001)  # 4 images analysed per photo, $0.001 each
+    assert cost["estimate"] == pytest.approx(0.5 / 6 * 1000)
+
+
+def test_cpu_bound_steps_are_priced_from_cpu_time_the_others_from_billed_time() -> None:
+    assert lambda_ms(_cost_run()) == {"finalize": 3_000, "report": 500}
 
 
 def test_max_concurrency_keeps_the_quota_busy_with_headroom() -> None:
