@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 from chalice import Chalice, CognitoUserPoolAuthorizer, CORSConfig, Rate, Response
 from chalice.app import Request
 
-from chalicelib import archive, aws, config, contracts, idempotency, observability, presets, webhooks
+from chalicelib import archive, aws, config, contracts, idempotency, observability, presets, query_params, webhooks
 from chalicelib.auth import email_from_request, owner_from_request
 from chalicelib.deletion import JobDeleter, deletion_event
-from chalicelib.errors import BackdropError, BadRequest, error_body
+from chalicelib.errors import BackdropError, error_body
 from chalicelib.functions import DELETER
 from chalicelib.http_errors import INTERNAL_MESSAGE, reshape_chalice_error
 from chalicelib.job_control import JobControl
@@ -275,10 +275,7 @@ def submit_job() -> Response:
 def list_jobs() -> dict[str, Any]:
     owner = _owner()
     params = _query()
-    try:
-        limit = int(params.get("limit", 20))
-    except ValueError as exc:
-        raise BadRequest("limit must be a whole number") from exc
+    limit = query_params.whole_number(params, "limit", low=1, high=contracts.MAX_JOBS_PAGE_SIZE, default=20)
     return _job_service().list_jobs(owner, limit, params.get("cursor"))
 
 
@@ -294,11 +291,7 @@ def get_job(job_id: str) -> dict[str, Any]:
 @api
 def delete_job(job_id: str) -> Response:
     owner = _owner()
-    originals = _query().get("originals", "false")
-    if originals not in ("true", "false"):
-        raise BadRequest(
-            "originals must be true or false", details=[{"field": "originals", "message": "true or false"}]
-        )
+    originals = query_params.one_of(_query(), "originals", ("true", "false"), "false")
     answer = _job_control().delete(owner, job_id, originals=originals == "true")
     return _json_response(answer, 202 if answer["deleting"] else 200)  # 202: still deleting in the background
 
@@ -328,8 +321,8 @@ def rotate_webhook_secret() -> dict[str, Any]:
 @api
 def get_report(job_id: str) -> dict[str, Any]:
     owner = _owner()
-    fmt = _query().get("format", "json")
-    return _job_service().report_url(owner, job_id, fmt)
+    fmt = query_params.one_of(_query(), "format", ("json", "csv"), "json")
+    return _job_service().report_url(owner, job_id, str(fmt))
 
 
 @app.route("/jobs/{job_id}/retry", methods=["POST"], authorizer=authorizer, cors=cors)

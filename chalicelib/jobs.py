@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import backgrounds, contracts, costs, estimate, quality, review, s3keys, webhooks
+from chalicelib import backgrounds, contracts, costs, estimate, quality, query_params, review, s3keys, webhooks
 from chalicelib.contracts import BackgroundSource, BackgroundWork, ImageStatus, JobStatus
 from chalicelib.deletion import deleting_view
 from chalicelib.errors import (
@@ -85,21 +85,12 @@ class ImagesQuery:
 def parse_images_query(params: Mapping[str, str] | None) -> ImagesQuery:
     """`?limit=0..100&cursor=...&status=FAILED&verdict=WARN`; anything else is a 400 naming the
     parameter."""
+    limit = query_params.whole_number(
+        params, "limit", low=0, high=MAX_IMAGES_PAGE_SIZE, default=contracts.DEFAULT_IMAGES_PAGE_SIZE
+    )  # 0: the summary alone
+    status = query_params.one_of(params, "status", [s.value for s in ImageStatus], None)
+    verdict = query_params.one_of(params, "verdict", [v.value for v in contracts.Verdict], None)
     params = params or {}
-    raw_limit = params.get("limit")
-    limit = contracts.DEFAULT_IMAGES_PAGE_SIZE
-    if raw_limit is not None:
-        if not raw_limit.isdigit() or int(raw_limit) > MAX_IMAGES_PAGE_SIZE:
-            raise BadRequest(f"limit must be a whole number from 0 (the summary alone) to {MAX_IMAGES_PAGE_SIZE}")
-        limit = int(raw_limit)
-    status = params.get("status")
-    if status is not None and status not in {s.value for s in ImageStatus}:
-        raise BadRequest(f"status must be one of {', '.join(s.value for s in ImageStatus)}, not {status[:40]!r}")
-    verdict = params.get("verdict")
-    if verdict is not None and verdict not in {v.value for v in contracts.Verdict}:
-        raise BadRequest(
-            f"verdict must be one of {', '.join(v.value for v in contracts.Verdict)}, not {verdict[:40]!r}"
-        )
     return ImagesQuery(
         limit,
         params.get("cursor") or None,

@@ -1,0 +1,284 @@
+"""The API fuzzed from its own OpenAPI document (docs/openapi.json) with Schemathesis (issue #26).
+
+Every operation, every parameter and body, as schema-conforming (positive) and schema-violating
+(negative) cases, sent over real HTTP to the local stack's API server (backend/local/gateway.py:
+Chalice's local server with API Gateway's Cognito check and Gateway Responses), served from a
+thread of this process so the moto backend, the IAM guard (tests/conftest.py) and the snapshots
+below all see the same AWS. That is what `make run` serves, minus the moto *server*: running the
+whole stack would cost a subprocess and seconds per test and check IAM outside the test.
+
+Each answer must be:
+- never a 5xx;
+- on a 4xx, the one error shape `{"code", "message", "details"}` (chalicelib/http_errors.py), its
+  code one of contracts.ErrorCode;
+- on a 4xx, nothing written: the table's items and the bucket's objects are the same before and
+  after the request.
+
+Seeded (Hypothesis `derandomize`, no example database) and bounded (`EXAMPLES` per operation and
+mode), so it runs in well under a minute; `FUZZ_COUNTS` says how many requests it sent (printed at
+the end of the run by tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+import schemathesis
+from harness import upload, write_job_images
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+
+from chalicelib import auth, contracts
+
+ROOT = Path(__file__).resolve().parents[2]
+BUCKET = "backdrop-test-bucket"
+TABLE = "backdrop-test-jobs"
+ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_fuzz"
+CLIENT_ID = "fuzz-client"
+# Cases per operation and mode: 20 operations x 2 modes x EXAMPLES requests (about 15 ms each here)
+EXAMPLES = 12
+
+SCHEMA = schemathesis.openapi.from_path(ROOT / "docs" / "openapi.json")
+OPERATIONS = sorted((result.ok() for result in SCHEMA.get_all_operations()), key=lambda op: (op.path, op.method))
+ERROR_CODES = frozenset(code.value for code in contracts.ErrorCode)
+
+# What the fuzzer sent and found, for the run's summary line (tests/conftest.py)
+FUZZ_COUNTS: dict[str, int] = {"requests": 0, "refused": 0, "server_errors": 0, "shape_errors": 0, "writes": 0}
+
+# (operation, mode) whose failures are request BODY validation, which another branch ("schema")
+# replaces with pydantic models; strict, so the merge that fixes them must remove the mark.
+BODY_VALIDATION: dict[tuple[str, str], str] = {}
+
+
+def _param_id(op: Any, mode: GenerationMode) -> str:
+    return f"{op.method.upper()} {op.path} {mode.value}"
+
+
+def _params() -> Iterator[Any]:
+    for op in OPERATIONS:
+        # an operation with no parameter and no body has nothing a negative case could break
+        modes = [GenerationMode.POSITIVE]
+        if any(True for _ in op.iter_parameters()) or len(op.body):
+            modes.append(GenerationMode.NEGATIVE)
+        for mode in modes:
+            key = (f"{op.method.upper()} {op.path}", mode.value)
+            marks = []
+            if key in BODY_VALIDATION:
+                marks.append(
+                    pytest.mark.xfail(strict=True, reason=f"body validation: schema branch ({BODY_VALIDATION[key]})")
+                )
+            yield pytest.param(op, mode, id=_param_id(op, mode), marks=marks)
+
+
+# ------------------------------------------------------------------------------ the API server
+
+
+def _token(key: Any, user: str) -> str:
+    from joserfc import jwt
+
+    claims = {
+        "sub": user,
+        "cognito:username": user,
+        "email": "fuzz@example.com",
+        "iss": ISSUER,
+        "aud": CLIENT_ID,
+        "token_use": "id",
+        "exp": int(time.time()) + 3600,
+    }
+    return jwt.encode({"alg": "RS256", "kid": "fuzz"}, claims, key)
+
+
+@functools.cache
+def _signing_key() -> Any:
+    from joserfc.jwk import RSAKey
+
+    return RSAKey.generate_key(2048, parameters={"kid": "fuzz"}, private=True)  # once: it takes a while
+
+
+@pytest.fixture(scope="module")
+def _served() -> Iterator[dict[str, Any]]:
+    """moto, the bucket and table, and the API on 127.0.0.1 (a free port), once for the module:
+    set up per case family they cost more than the cases."""
+    from conftest import PERSON_AND_BEACH, FakeRekognition
+    from joserfc.jwk import KeySet
+    from moto import mock_aws
+
+    import app as backdrop_app
+    from backend.local.gateway import CognitoTokenVerifier, serve
+    from backend.resources import create_resources
+    from chalicelib import aws
+
+    verifier = CognitoTokenVerifier("http://127.0.0.1:9/jwks.json", ISSUER, CLIENT_ID)
+    verifier._keys = KeySet([_signing_key()])  # no JWKS fetch
+    real_client = aws.client
+
+    def client(service: str) -> Any:  # Rekognition answers canned labels, as the `rekognition` fixture does
+        return FakeRekognition(PERSON_AND_BEACH) if service == "rekognition" else real_client(service)
+
+    client.cache_clear = real_client.cache_clear  # type: ignore[attr-defined]
+    with pytest.MonkeyPatch.context() as patch, mock_aws():
+        patch.setattr(aws, "client", client)
+        create_resources(bucket=BUCKET, table=TABLE, region="us-east-1")
+        server, thread = serve(backdrop_app.app, verifier, "127.0.0.1", 0)
+        try:
+            yield {"url": f"http://127.0.0.1:{server.server.server_address[1]}"}
+        finally:
+            server.server.shutdown()
+            server.server.server_close()
+            thread.join(timeout=5)
+
+
+@pytest.fixture
+def api(_served: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The served API and a signed ID token for a new user (each case family its own)."""
+    monkeypatch.setattr(auth, "SUB_RE", auth.COGNITO_SUB_RE)  # the deployed rule
+    user = str(uuid.uuid4())
+    return {**_served, "user": user, "token": _token(_signing_key(), user)}
+
+
+def _seed_job(api: dict[str, Any], photo: Any) -> dict[str, str]:
+    """One accepted job of the user with its image items, so path parameters can name real things."""
+    ref = upload(api["user"], "seed.png", photo(), "png")
+    answer = requests.post(
+        f"{api['url']}/jobs",
+        headers={"Authorization": api["token"]},
+        json={"prompt": "a marble floor", "images": [{"imageRef": ref, "labels": ["Person"]}]},
+        timeout=30,
+    )
+    assert answer.status_code == 202, answer.text
+    job_id = answer.json()["jobId"]
+    write_job_images(job_id)
+    page = requests.get(f"{api['url']}/jobs/{job_id}", headers={"Authorization": api["token"]}, timeout=30).json()
+    return {"job_id": job_id, "image_id": page["images"][0]["imageId"]}
+
+
+# ------------------------------------------------------------------------------ what was written
+
+
+class Snapshot:
+    """Every item of the table and every object of the bucket (key, size, ETag): compared
+    before and after a refused request. Clients made once: making one costs more than a scan."""
+
+    def __init__(self) -> None:
+        self.table = boto3.resource("dynamodb").Table(TABLE)
+        self.s3 = boto3.client("s3")
+
+    def __call__(self) -> tuple[Any, ...]:
+        return _snapshot(self.table, self.s3)
+
+
+def _snapshot(table: Any, s3: Any) -> tuple[Any, ...]:
+    items, start = [], None
+    while True:
+        page = table.scan(**({"ExclusiveStartKey": start} if start else {}))
+        items += [json.dumps(item, sort_keys=True, default=str) for item in page["Items"]]
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            break
+    objects = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+        objects += [(o["Key"], o["Size"], o["ETag"]) for o in page.get("Contents", [])]
+    return tuple(sorted(items)), tuple(sorted(objects))
+
+
+def _written(before: tuple[Any, ...], after: tuple[Any, ...]) -> list[str]:
+    changes = []
+    for kind, old, new in (("item", before[0], after[0]), ("object", before[1], after[1])):
+        changes += [f"{kind} added: {str(x)[:200]}" for x in sorted(set(new) - set(old))]
+        changes += [f"{kind} removed: {str(x)[:200]}" for x in sorted(set(old) - set(new))]
+    return changes
+
+
+def _problems(response: requests.Response, before: tuple[Any, ...], snapshot: Snapshot) -> list[str]:
+    status = response.status_code
+    if status >= 500:
+        FUZZ_COUNTS["server_errors"] += 1
+        return [f"answered {status}: {response.text[:300]}"]
+    if status < 400:
+        return []
+    FUZZ_COUNTS["refused"] += 1
+    problems = []
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    shaped = (
+        isinstance(body, dict)
+        and set(body) == {"code", "message", "details"}
+        and body["code"] in ERROR_CODES
+        and isinstance(body["message"], str)
+        and bool(body["message"])
+        and isinstance(body["details"], list)
+    )
+    if not shaped:
+        FUZZ_COUNTS["shape_errors"] += 1
+        problems.append(f"{status} not in the error shape: {response.text[:300]}")
+    written = _written(before, snapshot())
+    if written:
+        FUZZ_COUNTS["writes"] += 1
+        problems.append(f"{status} but wrote: {written[:5]}")
+    return problems
+
+
+# ------------------------------------------------------------------------------ the fuzzer
+
+
+@pytest.mark.parametrize(("operation", "mode"), list(_params()))
+def test_no_5xx_one_error_shape_and_nothing_written_when_refused(
+    api: dict[str, Any], photo: Any, operation: Any, mode: GenerationMode
+) -> None:
+    seeded = _seed_job(api, photo)
+    names = {p.name for p in operation.path_parameters}
+    real = {name: seeded[name] for name in names if name in seeded}
+    try:
+        generated = operation.as_strategy(generation_mode=mode)
+    except Exception as exc:  # nothing in the operation can be made invalid (no parameters, no body)
+        pytest.skip(f"no {mode.value} cases: {exc}")
+    # half the cases name the seeded job (and image), so handlers get past "not found"
+    strategy = (
+        st.one_of(generated, operation.as_strategy(generation_mode=mode, path_parameters=real)) if real else generated
+    )
+    session = requests.Session()
+    snapshot = Snapshot()
+    found: dict[str, str] = {}  # problem → the request that showed it first
+
+    @settings(
+        max_examples=EXAMPLES,
+        derandomize=True,  # a fixed seed: the same cases every run
+        database=None,
+        deadline=None,
+        phases=(Phase.explicit, Phase.generate),  # every problem is recorded below, none shrunk
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=strategy)
+    def fuzz(case: Any) -> None:
+        # always as the test user: a case's own Authorization (none, or a mangled one) is replaced
+        case.headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
+        case.headers["Authorization"] = api["token"]
+        before = snapshot()
+        try:
+            response = case.call(base_url=api["url"], session=session, timeout=30)
+        except Exception as exc:
+            # what the client library cannot send (an illegal header value) never reaches the API
+            if isinstance(exc, requests.exceptions.InvalidHeader | ValueError | UnicodeError):
+                return
+            raise
+        FUZZ_COUNTS["requests"] += 1
+        for problem in _problems(response, before, snapshot):
+            request = response.request
+            found.setdefault(
+                problem.split(":")[0], f"{problem}\n    {request.method} {request.url} {request.body!r:.300}"
+            )
+
+    fuzz()
+    assert not found, "\n".join(found.values())
