@@ -5,7 +5,8 @@ percent-escapes; they are whatever the client sent. Python's own parsers are too
 strict at once for them (issue #26): `"²".isdigit()` is True but `int("²")` raises, `int()` takes
 `"１"` (a full-width digit), `" 1"` and `"1_0"`, and refuses more than 4,300 digits with a
 ValueError. So a number here is 1 to MAX_DIGITS ASCII digits, nothing else, and every refusal is a
-BadRequest with `details: [{"field": <name>, "message": ...}]`.
+BadRequest with `details: [{"field": <name>, "message": ...}]`
+(docs/aws-notes.md#n94-query-string-values-reach-the-lambda-as-text).
 """
 
 from __future__ import annotations

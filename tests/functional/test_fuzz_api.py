@@ -5,7 +5,8 @@ Every operation, every parameter and body, as schema-conforming (positive) and s
 Chalice's local server with API Gateway's Cognito check and Gateway Responses), served from a
 thread of this process so the moto backend, the IAM guard (tests/conftest.py) and the snapshots
 below all see the same AWS. That is what `make run` serves, minus the moto *server*: running the
-whole stack would cost a subprocess and seconds per test and check IAM outside the test.
+whole stack would cost a subprocess and seconds per test and check IAM outside the test
+(docs/aws-notes.md#n95-schemathesis-cases-from-the-openapi-document).
 
 Each answer must be:
 - never a 5xx;
