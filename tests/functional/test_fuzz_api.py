@@ -325,3 +325,18 @@ def _well_formed(operation: Any, name: str, value: Any) -> bool:
         schema = SCHEMA.raw_schema["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
     pattern = schema.get("pattern")
     return isinstance(value, str) and (pattern is None or re.search(pattern, value) is not None)
+
+
+def test_the_snapshot_sees_every_write_a_refused_request_could_make(api: dict[str, Any]) -> None:
+    """The check itself: an item put, an object put and an object overwritten between two
+    snapshots are each reported (the snapshot reads the same moto the API writes to)."""
+    import boto3
+
+    snapshot = Snapshot()
+    before = snapshot()
+    boto3.resource("dynamodb").Table(TABLE).put_item(Item={"pk": "FUZZ#x", "sk": "y"})
+    boto3.client("s3").put_object(Bucket=BUCKET, Key="fuzz/x", Body=b"1")
+    middle = snapshot()
+    assert [line.split(":")[0] for line in _written(before, middle)] == ["item added", "object added"]
+    boto3.client("s3").put_object(Bucket=BUCKET, Key="fuzz/x", Body=b"2")
+    assert [line.split(":")[0] for line in _written(middle, snapshot())] == ["object added", "object removed"]
