@@ -414,3 +414,10 @@ def test_job_emails_go_to_the_owners_own_topic_and_honour_opt_out() -> None:
     assert opt_out["Next"] == "Send the webhook" and {"Variable": "$.notify", "BooleanEquals": False} in opt_out["And"]
     # a report that could not be built ends the execution (the reconciler reports and emails), no email here
     assert states["Report could not be written"]["Type"] == "Fail"
+
+
+def test_the_report_fail_state_raises_the_error_the_reconciler_reads() -> None:
+    from chalicelib.reconciler import REPORT_FAILED_ERROR
+
+    asl = json.loads(statemachine.ASL_PATH.read_text())
+    assert asl["States"]["Report could not be written"]["Error"] == REPORT_FAILED_ERROR
