@@ -20,8 +20,8 @@ from chalicelib.api import idempotency
 from chalicelib.api.auth import email_from_request, owner_from_request
 from chalicelib.api.http_errors import INTERNAL_MESSAGE, reshape_chalice_error
 from chalicelib.catalogue import presets
-from chalicelib.core import config, contracts, eta
-from chalicelib.core.errors import BackdropError, BadRequest, error_body
+from chalicelib.core import config, contracts, eta, query_params
+from chalicelib.core.errors import BackdropError, error_body
 from chalicelib.core.functions import DELETER
 from chalicelib.core.validation import request_json, require_list
 from chalicelib.delivery import archive, webhooks
@@ -286,10 +286,7 @@ def submit_job() -> Response:
 def list_jobs() -> dict[str, Any]:
     owner = _owner()
     params = _query()
-    try:
-        limit = int(params.get("limit", 20))
-    except ValueError as exc:
-        raise BadRequest("limit must be a whole number") from exc
+    limit = query_params.whole_number(params, "limit", low=1, high=contracts.MAX_JOBS_PAGE_SIZE, default=20)
     return _job_service().list_jobs(owner, limit, params.get("cursor"))
 
 
@@ -305,11 +302,7 @@ def get_job(job_id: str) -> dict[str, Any]:
 @api
 def delete_job(job_id: str) -> Response:
     owner = _owner()
-    originals = _query().get("originals", "false")
-    if originals not in ("true", "false"):
-        raise BadRequest(
-            "originals must be true or false", details=[{"field": "originals", "message": "true or false"}]
-        )
+    originals = query_params.one_of(_query(), "originals", ("true", "false"), "false")
     answer = _job_control().delete(owner, job_id, originals=originals == "true")
     return _json_response(answer, 202 if answer["deleting"] else 200)  # 202: still deleting in the background
 
@@ -339,8 +332,8 @@ def rotate_webhook_secret() -> dict[str, Any]:
 @api
 def get_report(job_id: str) -> dict[str, Any]:
     owner = _owner()
-    fmt = _query().get("format", "json")
-    return _job_service().report_url(owner, job_id, fmt)
+    fmt = query_params.one_of(_query(), "format", ("json", "csv"), "json")
+    return _job_service().report_url(owner, job_id, str(fmt))
 
 
 @app.route("/jobs/{job_id}/retry", methods=["POST"], authorizer=authorizer, cors=cors)

@@ -17,7 +17,14 @@ from typing import Any
 
 from backend import jsonfmt
 from chalicelib.core.contracts import MAX_RE_ROLLS, MAX_VARIANTS, S3_LAYOUT, ErrorCode
-from chalicelib.core.errors import MODEL_RETRY_POLICIES, RetryPolicy, retried_model_errors, service_errors_with
+from chalicelib.core.errors import (
+    MODEL_RETRY_POLICIES,
+    STORAGE_RETRY,
+    RetryPolicy,
+    StorageBusy,
+    retried_model_errors,
+    service_errors_with,
+)
 from chalicelib.core.functions import WORKFLOW_FUNCTIONS
 
 ASL_PATH = Path(__file__).resolve().parent.parent / "statemachine" / "backdrop.asl.json"
@@ -59,6 +66,9 @@ RETRY_POLICIES: dict[str, list[dict[str, Any]]] = {
     "lambda-service-errors": [
         _LAMBDA_THROTTLED,
         _retrier(["Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException"], _ONCE_MORE),
+        # ... and S3 failing for a while under the step (chalicelib/core/errors.py: StorageBusy): the
+        # step is retried, each image on its own, rather than the image failed for good
+        _retrier([StorageBusy.__name__], STORAGE_RETRY),
     ],
     # Bedrock: what chalicelib/core/errors.py calls luck, with its policies (an image that used them up
     # says so in its cause, from the same numbers). Validation, access and content-filter errors

@@ -3,7 +3,7 @@
 The web app runs on an Amazon ECS Express Mode service (backend/templates/webapp.yaml) from the
 public Python image: no image is built, so the deployer needs no Docker. What it runs is this
 checkout's source, zipped here and put in the stage's bucket under `webapp/`; the task fetches it
-with its task role, installs it and starts Streamlit (docs/aws-notes.md N93, N94).
+with its task role, installs it and starts Streamlit (docs/aws-notes.md N93, N101).
 
 The zip is deterministic (sorted entries, fixed timestamps), so its key, named after its hash,
 changes only when the code does: a redeploy with the same code leaves the stack alone.

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "lambda-work": lambda_work,
         "cold-start": cold_start,
         "package": package_size,
-        "submit": lambda: submit.run(row),
+        "submit": lambda: (submit.run(row), submit.run_refusal(row)),
         "delete": lambda: delete.run(row),
         "pick": lambda: pick.run(row),
         "throughput": lambda: throughput.run(row),

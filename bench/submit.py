@@ -183,6 +183,54 @@ def measure(images: int = IMAGES, *, partition_limits: bool = True, starter: boo
     }
 
 
+# "within a few seconds" (issue #26): refusing refs that were never uploaded
+REFUSE_TARGET_S = 5.0
+
+
+def refuse_never_uploaded(images: int = IMAGES) -> dict[str, Any]:
+    """POST /jobs with `images` refs that were never uploaded, each in its own upload batch (the
+    worst case: one listing per batch), on moto: how long the refusal takes and what it names."""
+    _environment()
+    from chalice.test import Client
+    from moto import mock_aws
+
+    import app as backdrop_app
+    from backend.resources import create_resources
+    from chalicelib.core import contracts
+    from chalicelib.store import clients as aws
+
+    aws.reset()
+    refs = [contracts.image_ref_of(contracts.new_opaque_id(), contracts.new_opaque_id(), "jpg") for _ in range(images)]
+    body = json.dumps(
+        {
+            "prompt": "a sunlit marble studio with soft shadows",
+            "images": [
+                {"imageRef": ref, "name": f"IMG_{i:05d}.jpg", "labels": ["Person"]} for i, ref in enumerate(refs)
+            ],
+        }
+    )
+    with mock_aws():
+        create_resources(bucket=os.environ["BUCKET_NAME"], table=os.environ["JOBS_TABLE_NAME"])
+        try:
+            headers = {"Authorization": _token(BENCH_OWNER), "Content-Type": "application/json"}
+            with Client(backdrop_app.app, stage_name="dev") as http:
+                started, cpu_started = time.perf_counter(), time.process_time()
+                response = http.http.post("/jobs", headers=headers, body=body)
+                total, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        finally:
+            aws.reset()
+    answer = response.json_body or {}
+    return {
+        "total_s": total,
+        "cpu_s": cpu,
+        "load": os.getloadavg()[0],
+        "status": response.status_code,
+        "code": answer.get("code"),
+        "named": len(answer.get("details") or []),
+        "message": str(answer.get("message", ""))[:80],
+    }
+
+
 def _cpu_phases(body: str, repeats: int = 3) -> dict[str, float]:
     """The submit path's own CPU work, without AWS calls: this thread's CPU seconds, best of a
     few runs (the machine is shared; CPU time is what a busy neighbour does not inflate)."""
@@ -254,7 +302,7 @@ def client_cpu(images: int = IMAGES) -> float:
     ]
     service = JobService(store, s3, "backdrop-bench-bucket", labels=None)  # type: ignore[arg-type]
     started = time.process_time()
-    service._missing_uploads(owner, inputs)
+    service._missing_uploads(owner, inputs)  # every batch uploaded: all are listed
     store.cached_labels_many([contracts.upload_key(owner, ref) for ref in refs])
     records = json.dumps([image.to_record() for image in new]).encode()  # what POST /jobs writes to S3
     s3.put_object(Bucket="backdrop-bench-bucket", Key="jobs/x/images.json", Body=records)
@@ -318,6 +366,17 @@ def run(row: Callable[[str, str, str, bool | None], None]) -> None:
         )
 
 
+def run_refusal(row: Callable[[str, str, str, bool | None], None]) -> None:
+    refused = refuse_never_uploaded()
+    row(
+        f"POST /jobs {IMAGES:,} never-uploaded refs",
+        f"{refused['total_s']:.1f} s ({refused['cpu_s']:.1f} s CPU, load {refused['load']:.0f}) to a "
+        f"{refused['status']} {refused['code']} naming {refused['named']}",
+        f"< {REFUSE_TARGET_S:.0f} s, a 400 naming them",
+        refused["total_s"] < REFUSE_TARGET_S and refused["code"] == "UPLOAD_MISSING" and refused["named"] > 0,
+    )
+
+
 def main() -> int:
     import logging
 
@@ -327,7 +386,9 @@ def main() -> int:
         verdict = "PASS" if ok else ("MISS" if ok is not None else "-")
         print(f"{name:<34} {value:<50} {target:<24} {verdict}", flush=True)
 
-    run(row)
+    if "--refusal" not in sys.argv:
+        run(row)
+    run_refusal(row)
     return 0
 
 

@@ -467,6 +467,15 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if guard is not None:
         terminalreporter.write_line(iam.summary(guard))
 
+    fuzz = sys.modules.get("test_fuzz_api")  # tests/functional/test_fuzz_api.py
+    if fuzz is not None and fuzz.FUZZ_COUNTS["requests"]:
+        f = fuzz.FUZZ_COUNTS
+        terminalreporter.write_line(
+            f"fuzz: {f['requests']} requests from docs/openapi.json, {f['refused']} refused (4xx), "
+            f"{f['server_errors']} answered 5xx, {f['shape_errors']} 4xx not in the error shape, "
+            f"{f['writes']} refused requests that wrote"
+        )
+
     module = sys.modules.get("test_robustness")  # tests/e2e/test_robustness.py
     if module is None:
         return

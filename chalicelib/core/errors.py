@@ -167,7 +167,7 @@ def service_failure(exc: BaseException, what: str) -> BackdropError:
 # --------------------------------------------------------------------------------------------
 # Workflow step errors. The state machine never retries them on an image: they describe the
 # input, not luck (a StorageError is what is left after the SDK retried throttled and failing
-# S3 calls). Only the job's report, run once per job and idempotent, retries any failure before
+# S3 calls), except StorageBusy, S3 failing for a while, which it retries with STORAGE_RETRY. Only the job's report, run once per job and idempotent, retries any failure before
 # it falls back to a summary without a report (backend/statemachine.py, RETRY_POLICIES).
 
 
@@ -213,6 +213,39 @@ class RequestInvalid(StepError):
 
 class StorageError(StepError):
     code = ErrorCode.STORAGE_ERROR
+
+
+class StorageBusy(StorageError):
+    """S3 answered a failure that passes (a 5xx, SlowDown, throttling, a dropped connection) and
+    outlasted the SDK's own few retries: the state machine retries the step on this error name
+    with STORAGE_RETRY (backend/statemachine.py), so an outage of a minute fails no image (issue
+    #26: a 30 s S3 write failure failed every image of a job). What is left after those retries
+    is a STORAGE_ERROR like any other."""
+
+
+# S3 error codes (and HTTP statuses) that describe the service, not the request
+# (docs/aws-notes.md#n103-s3-errors-that-pass): retried by the state machine, never by a user.
+TRANSIENT_STORAGE_CODES: Final = frozenset(
+    {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "500", "502", "503", "504"}
+)
+
+
+def is_transient_storage_error(exc: BaseException) -> bool:
+    """Whether a failed S3 call may succeed when made again later: a 5xx or throttling answer,
+    or no answer at all (a connection that failed or timed out)."""
+    # botocore's ConnectionError covers refused, dropped and timed-out connections, ReadTimeoutError an
+    # answer that never came; told by the class's lineage so that core imports no AWS SDK
+    # (tests/unit/test_layout.py)
+    if any(
+        c.__module__ == "botocore.exceptions" and c.__name__ in ("ConnectionError", "ReadTimeoutError")
+        for c in type(exc).__mro__
+    ):
+        return True
+    code = client_error_code(exc)
+    if code in TRANSIENT_STORAGE_CODES or code in THROTTLING_CODES:
+        return True
+    status = ((getattr(exc, "response", None) or {}).get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    return isinstance(status, int) and status >= 500
 
 
 class JobCancelled(StepError):
@@ -295,6 +328,9 @@ class RetryPolicy:
 # (backend/statemachine.py says which the deploy uses, and why).
 MODEL_THROTTLING_RETRY: Final = RetryPolicy(interval_s=2, max_attempts=8, max_delay_s=60)
 MODEL_FAILURE_RETRY: Final = RetryPolicy(interval_s=2, max_attempts=3)
+# S3 failing for a while (StorageBusy): waits doubling from 2 s, capped at 60 s, 8 retries, up to
+# 4 minutes (2 on average with full jitter): an outage of a minute or two fails no image.
+STORAGE_RETRY: Final = RetryPolicy(interval_s=2, max_attempts=8, max_delay_s=60)
 MODEL_RETRY_POLICIES: Final = {
     ErrorCode.MODEL_THROTTLED: MODEL_THROTTLING_RETRY,
     ErrorCode.MODEL_TIMEOUT: MODEL_FAILURE_RETRY,
@@ -381,7 +417,11 @@ def classify_step_failure(error: str | None, cause: str | None) -> tuple[ErrorCo
         error = str(parsed.get("errorType") or error)
     own_code = STEP_ERROR_CODES.get(error)
     if own_code is not None:  # Backdrop's own message already says what happened
-        return own_code, message or f"{error} (no further detail was given)"
+        text = message or f"{error} (no further detail was given)"
+        if error == StorageBusy.__name__:  # the state machine retried it (backend/statemachine.py)
+            policy = STORAGE_RETRY
+            text += f"; retried {policy.max_attempts} times over about {policy.expected_wait_s():.0f} s"
+        return own_code, text
     code = SERVICE_ERROR_CODES.get(error)
     if code is None:
         code = ErrorCode.MODEL_ERROR if error.startswith("Bedrock.") else ErrorCode.INTERNAL_ERROR

@@ -10,12 +10,12 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
 from chalicelib.catalogue import costs, presets
-from chalicelib.core import backgrounds, contracts, estimate, eta
+from chalicelib.core import backgrounds, contracts, estimate, eta, query_params
 from chalicelib.core.contracts import BackgroundSource, BackgroundWork, ImageStatus, JobStatus
 from chalicelib.core.errors import (
     BadRequest,
@@ -64,27 +64,23 @@ class ImagesQuery:
 def parse_images_query(params: Mapping[str, str] | None) -> ImagesQuery:
     """`?limit=0..100&cursor=...&status=FAILED&verdict=WARN`; anything else is a 400 naming the
     parameter."""
+    limit = query_params.whole_number(
+        params, "limit", low=0, high=MAX_IMAGES_PAGE_SIZE, default=contracts.DEFAULT_IMAGES_PAGE_SIZE
+    )  # 0: the summary alone
+    status = query_params.one_of(params, "status", [s.value for s in ImageStatus], None)
+    verdict = query_params.one_of(params, "verdict", [v.value for v in contracts.Verdict], None)
     params = params or {}
-    raw_limit = params.get("limit")
-    limit = contracts.DEFAULT_IMAGES_PAGE_SIZE
-    if raw_limit is not None:
-        if not raw_limit.isdigit() or int(raw_limit) > MAX_IMAGES_PAGE_SIZE:
-            raise BadRequest(f"limit must be a whole number from 0 (the summary alone) to {MAX_IMAGES_PAGE_SIZE}")
-        limit = int(raw_limit)
-    status = params.get("status")
-    if status is not None and status not in {s.value for s in ImageStatus}:
-        raise BadRequest(f"status must be one of {', '.join(s.value for s in ImageStatus)}, not {status[:40]!r}")
-    verdict = params.get("verdict")
-    if verdict is not None and verdict not in {v.value for v in contracts.Verdict}:
-        raise BadRequest(
-            f"verdict must be one of {', '.join(v.value for v in contracts.Verdict)}, not {verdict[:40]!r}"
-        )
     return ImagesQuery(
         limit,
         params.get("cursor") or None,
         ImageStatus(status) if status else None,
         contracts.Verdict(verdict) if verdict else None,
     )
+
+
+# A refusal for never-uploaded images names at most about this many (the look-up stops there:
+# JobService._missing_uploads)
+MISSING_UPLOADS_ENOUGH: Final = 100
 
 
 @dataclass(frozen=True)
@@ -529,9 +525,14 @@ class JobService:
 
     # ------------------------------------------------------------------ write
 
-    def _missing_uploads(self, owner: str, images: list[ImageInput]) -> list[ImageInput]:
-        """Images whose original is not in S3: one listing per upload batch, not a HEAD per image
-        (10,000 HEADs would not fit API Gateway's 29 s)."""
+    def _missing_uploads(self, owner: str, images: list[ImageInput]) -> tuple[list[ImageInput], int]:
+        """Images whose original is not in S3, and how many images were checked: one listing per
+        upload batch, not a HEAD per image (10,000 HEADs would not fit API Gateway's 29 s).
+
+        Batches are listed PARALLEL_CALLS at a time, and the look-up stops once
+        MISSING_UPLOADS_ENOUGH images are known to be missing: 10,000 refs that were never
+        uploaded name 10,000 batches, and listing them all took 88 s to refuse (issue #26); a
+        refusal that names the first hundred says what is wrong as well."""
 
         def listed(upload_id: str) -> set[str]:
             prefix = f"{contracts.upload_prefix(owner)}{upload_id}/"
@@ -540,17 +541,25 @@ class JobService:
                 keys.update(obj["Key"] for obj in page.get("Contents", []))
             return keys
 
-        # a client uploads 100 files per POST /uploads: 10,000 images are 100 listings, run
-        # PARALLEL_CALLS at a time
-        upload_ids = sorted({i.image_ref.split("/", 1)[0] for i in images})
-        present: set[str] = set()
+        by_batch: dict[str, list[ImageInput]] = {}
+        for image in images:
+            by_batch.setdefault(image.image_ref.split("/", 1)[0], []).append(image)
+        upload_ids = list(by_batch)  # in the request's order: the first missing are named first
+        missing: list[ImageInput] = []
+        checked = 0
         try:
             with ThreadPoolExecutor(max_workers=max(1, min(PARALLEL_CALLS, len(upload_ids)))) as pool:
-                for keys in pool.map(listed, upload_ids):
-                    present |= keys
+                for start in range(0, len(upload_ids), PARALLEL_CALLS):
+                    wave = upload_ids[start : start + PARALLEL_CALLS]
+                    for upload_id, present in zip(wave, pool.map(listed, wave), strict=True):
+                        batch = by_batch[upload_id]
+                        checked += len(batch)
+                        missing += [i for i in batch if contracts.upload_key(owner, i.image_ref) not in present]
+                    if len(missing) >= MISSING_UPLOADS_ENOUGH:
+                        break
         except ClientError as exc:
             raise service_failure(exc, "could not look up the uploads") from exc
-        return [i for i in images if contracts.upload_key(owner, i.image_ref) not in present]
+        return missing, checked
 
     def submit(
         self,
@@ -576,11 +585,14 @@ class JobService:
         if webhook_url:
             # where it resolves to now: a host that resolves to a private address is refused
             webhooks.validate_webhook_url(webhook_url)
-        missing = self._missing_uploads(owner, images)
+        missing, checked = self._missing_uploads(owner, images)
         if missing:
             names = ", ".join(f"'{i.name}'" for i in missing[:5])
+            counted = f"{len(missing)} image(s)"
+            if checked < len(images):  # stopped early: say so, and how far it looked
+                counted = f"{len(missing)} of the first {checked:,} of {len(images):,} images checked"
             raise UploadMissing(
-                f"{len(missing)} image(s) were never uploaded or have expired: {names}",
+                f"{counted} were never uploaded or have expired: {names}",
                 details=[{"imageRef": i.image_ref, "name": i.name} for i in missing],
             )
         keys = {i.image_ref: contracts.upload_key(owner, i.image_ref) for i in images}

@@ -85,6 +85,17 @@ def emit(name: str, value: float, unit: str = "Count", dimension: tuple[str, str
     print(json.dumps(metric.serialize_metric_set(), separators=(",", ":")), file=_stream(), flush=True)
 
 
+def _name_the_step(exc: BaseException, step: str) -> None:
+    """A storage failure names the step it stopped, in the message the image's cause is made
+    from (Lambda reports str(exc)): "finalize: could not write s3://..." (issue #26)."""
+    from chalicelib.core.errors import StorageError
+
+    if isinstance(exc, StorageError) and not getattr(exc, "step", None):
+        exc.step = step  # type: ignore[attr-defined]
+        exc.message = f"{step}: {exc.message}"
+        exc.args = (exc.message,)
+
+
 def workflow_step(step: str, record: Recorder | None = None) -> Callable[[Handler], Handler]:
     """Wrap a workflow Lambda: its log lines carry the step, job and image ids; `record` turns
     its result into metrics (written as it goes: EMF lines need no flush)."""
@@ -104,7 +115,8 @@ def workflow_step(step: str, record: Recorder | None = None) -> Callable[[Handle
                         logger.exception("could not record metrics")
                 logger.info("step finished", durationMs=round((time.perf_counter() - started) * 1000))
                 return result
-            except Exception:
+            except Exception as exc:
+                _name_the_step(exc, step)
                 logger.exception("step failed", durationMs=round((time.perf_counter() - started) * 1000))
                 raise
             finally:

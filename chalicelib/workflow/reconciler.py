@@ -93,6 +93,8 @@ _TERMINAL_JOB: Final = frozenset(s.value for s in contracts.TERMINAL_JOB_STATUSE
 _EMAIL_SETTLED: Final = frozenset(
     s.value for s in (NotificationStatus.SENT, NotificationStatus.SKIPPED, NotificationStatus.NO_SUBSCRIPTION)
 )
+# The error of statemachine/backdrop.asl.json's "Report could not be written" Fail state
+REPORT_FAILED_ERROR: Final = "Backdrop.ReportFailed"
 _HOW_IT_ENDED: Final = {
     "SUCCEEDED": "the workflow ended without finishing this image: its steps could not run or record their "
     "outcome (a service was unavailable for longer than every retry)",
@@ -162,6 +164,11 @@ class ExecutionEnd:
         )
 
     def unfinished_cause(self) -> str:
+        if self.status == "FAILED" and self.error == REPORT_FAILED_ERROR:
+            # the report's Fail state ends an execution only after every image's branch ended: an
+            # image still unfinished then was stopped by its own steps, not by the report; blame
+            # what failed (issue #26: a 400 s outage's images were blamed on the report)
+            return f"{_HOW_IT_ENDED['SUCCEEDED']}; the workflow could not write the report either"[:MAX_CAUSE_LENGTH]
         text = _HOW_IT_ENDED[self.status]
         if self.error or self.cause:
             detail = ": ".join(part for part in (self.error, self.cause) if part)

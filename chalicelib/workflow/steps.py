@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.catalogue import costs, presets
 from chalicelib.core import backgrounds, contracts, estimate
@@ -28,10 +28,12 @@ from chalicelib.core.errors import (
     NoSubject,
     PresetUnmet,
     StepError,
+    StorageBusy,
     StorageError,
     classify_step_failure,
     client_error_code,
     is_not_found,
+    is_transient_storage_error,
 )
 from chalicelib.delivery import variants
 from chalicelib.imaging import consistency, quality
@@ -155,7 +157,11 @@ class Steps:
         try:
             body: bytes = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
             return body
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
+            if is_transient_storage_error(exc):  # the state machine retries the step
+                raise StorageBusy(f"could not read s3://{bucket}/{key}: {client_error_code(exc) or exc}") from exc
+            if not isinstance(exc, ClientError):
+                raise
             # a missing key is a 403 on AWS: say it is missing where the role may list (s3keys.py)
             code = "NoSuchKey" if s3keys.absent(self.s3, bucket, key, exc) else client_error_code(exc) or exc
             raise StorageError(f"could not read s3://{bucket}/{key}: {code}") from exc
@@ -163,8 +169,9 @@ class Steps:
     def _put(self, bucket: str, key: str, body: bytes, content_type: str) -> None:
         try:
             self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
-        except ClientError as exc:
-            raise StorageError(f"could not write s3://{bucket}/{key}: {client_error_code(exc) or exc}") from exc
+        except (ClientError, BotoCoreError) as exc:
+            failed = StorageBusy if is_transient_storage_error(exc) else StorageError
+            raise failed(f"could not write s3://{bucket}/{key}: {client_error_code(exc) or exc}") from exc
 
     def _get_json(self, bucket: str, key: str) -> Any:
         raw = self._get(bucket, key)
