@@ -85,7 +85,9 @@ def measure(per_category: int = PER_CATEGORY) -> dict[str, object]:
     }
 
 
-CHECKS = [c.value for c in quality.CheckName if c not in (quality.CheckName.SUBJECT_PRESENT, quality.CheckName.TEXT_INTEGRITY)]
+CHECKS = [
+    c.value for c in quality.CheckName if c not in (quality.CheckName.SUBJECT_PRESENT, quality.CheckName.TEXT_INTEGRITY)
+]
 
 
 def matrix(m: dict[str, object]) -> str:
@@ -106,7 +108,9 @@ def matrix(m: dict[str, object]) -> str:
     assert isinstance(fails, dict)
     n = m["perfect"]
     lines.append(
-        f"{'perfect (false FAIL)':<22}" + "".join(f"{fails.get(c, 0):>9}/{n:<4}" for c in CHECKS) + f"{m['perfectFails']:>7}/{n:<4}"
+        f"{'perfect (false FAIL)':<22}"
+        + "".join(f"{fails.get(c, 0):>9}/{n:<4}" for c in CHECKS)
+        + f"{m['perfectFails']:>7}/{n:<4}"
     )
     return "\n".join(lines)
 
@@ -133,7 +137,12 @@ def run(row: Row) -> None:
             f">= {CAUGHT_TARGET:.0%}",
             bool(n) and k / n >= CAUGHT_TARGET,
         )
-    row("scorecard calibration set", f"{perfect} composites x {len(totals) + 1} variants in {m['seconds']:.0f} s", "(built at run time)", None)
+    row(
+        "scorecard calibration set",
+        f"{perfect} composites x {len(totals) + 1} variants in {m['seconds']:.0f} s",
+        "(built at run time)",
+        None,
+    )
 
 
 if __name__ == "__main__":

@@ -141,7 +141,9 @@ def _shape(rng: np.random.Generator, cx: float, cy: float, rx: float, ry: float,
     draw = ImageDraw.Draw(big)
     if rect:  # a box-like product with rounded corners
         draw.rounded_rectangle(
-            ((cx - rx) * SS, (cy - ry) * SS, (cx + rx) * SS, (cy + ry) * SS), radius=int(min(rx, ry) * SS * 0.2), fill=255
+            ((cx - rx) * SS, (cy - ry) * SS, (cx + rx) * SS, (cy + ry) * SS),
+            radius=int(min(rx, ry) * SS * 0.2),
+            fill=255,
         )
     else:
         draw.polygon(_blob(rng, cx, cy, rx, ry), fill=255)
@@ -151,7 +153,9 @@ def _shape(rng: np.random.Generator, cx: float, cy: float, rx: float, ry: float,
 def _strands(rng: np.random.Generator, big: Image.Image, count: int, length: float) -> Image.Image:
     """Hair: thin curved strands growing out of the shape's outline, partly opaque."""
     mask = np.asarray(big.reduce(SS)) > 128
-    edge = mask & ~np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.MinFilter(3))).astype(bool)
+    edge = mask & ~np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).filter(ImageFilter.MinFilter(3))).astype(
+        bool
+    )
     ys, xs = np.nonzero(edge)
     if ys.size == 0:
         return big
@@ -238,9 +242,7 @@ def make_case(category: str, index: int, seed: int = 0) -> Case:
         else:  # a thin cable across the frame and a small plug
             big = Image.new("L", (w * SS, h * SS), 0)
             draw = ImageDraw.Draw(big)
-            pts = [
-                (x * SS, (cy + 40 * math.sin(x / 50 + index)) * SS) for x in np.linspace(w * 0.1, w * 0.9, 40)
-            ]
+            pts = [(x * SS, (cy + 40 * math.sin(x / 50 + index)) * SS) for x in np.linspace(w * 0.1, w * 0.9, 40)]
             draw.line(pts, fill=255, width=int(rng.uniform(2.5, 5) * SS))
             draw.rounded_rectangle(
                 ((w * 0.8) * SS, (cy - 25) * SS, (w * 0.9) * SS, (cy + 25) * SS), radius=6 * SS, fill=255

@@ -85,13 +85,36 @@ class CheckName(StrEnum):
 # What a re-roll (a new seed for the background model) can change: the background it draws. The
 # cut-out and the composition are kept, so their defects come back on every re-roll
 # (docs/quality.md#what-a-re-roll-can-fix); the subject's own pixels only where the model re-lights it.
-RE_ROLL_HELPS: frozenset[CheckName] = frozenset({CheckName.BACKGROUND_REPLACED})
-RE_ROLL_HELPS_RELIT: frozenset[CheckName] = RE_ROLL_HELPS | {
-    CheckName.SUBJECT_FIDELITY,
-    CheckName.SUBJECT_DETAIL,
-    CheckName.SUBJECT_PRESENT,
-    CheckName.TEXT_INTEGRITY,
+# Rekognition's answers on the result (the kept label seen, the text read) depend on the whole
+# image, background included, so a new background can change them.
+RE_ROLL_HELPS: frozenset[CheckName] = frozenset(
+    {CheckName.BACKGROUND_REPLACED, CheckName.SUBJECT_PRESENT, CheckName.TEXT_INTEGRITY}
+)
+RE_ROLL_HELPS_RELIT: frozenset[CheckName] = RE_ROLL_HELPS | {CheckName.SUBJECT_FIDELITY, CheckName.SUBJECT_DETAIL}
+# what a check that a re-roll cannot help judged: for the card's reason
+_KEPT_BY_RE_ROLL = {
+    CheckName.SUBJECT_COVERAGE: "the cut-out",
+    CheckName.SOLID_INTERIOR: "the cut-out",
+    CheckName.EDGE_RING: "the cut-out",
+    CheckName.EDGE_HALO: "the cut-out's edges",
+    CheckName.SUBJECT_FIDELITY: "the product's pixels (pasted from the original)",
+    CheckName.SUBJECT_DETAIL: "the product's pixels (pasted from the original)",
 }
+# Rekognition's model version as the local stack's stand-ins report it (backend/local/rekognition_standin.py)
+STAND_IN_VERSION_PREFIX = "local:"
+LOCAL_LABELS_REASON = (
+    "Not checked: on the local stack the labels come from the same cut-out engine that made the cut-out, "
+    "so this check cannot fail (SKIPPED, not PASS)."
+)
+LOCAL_BOXES = "on the local stack the kept labels' boxes come from the same cut-out engine that made the cut-out"
+LOCAL_TEXT_REASON = (
+    "Not checked: the local stack has no OCR (its DetectText stand-in reads no text), "
+    "so this check cannot fail (SKIPPED, not PASS)."
+)
+
+
+class StandInAnswer(Exception):
+    """Rekognition's answer came from the local stand-in, which cannot judge this (the reason)."""
 
 
 @dataclass(frozen=True)
@@ -481,7 +504,10 @@ def score_image(
 # subject pixels. Thresholds calibrated on bench/scorecard_set.py (docs/quality.md).
 
 REFERENCE_PIXELS = 250_000  # the reference checks run on a box-filtered copy of at most this many pixels
-COVERAGE_FAIL = 0.85  # a kept box whose rows or columns the subject covers less than this: part lost
+# a kept box the subject leaves this much more open on one side than the other, or covers less
+# than half of: a part lost (a detector's box is loose alike on both sides; calibrated with +-3 %)
+COVERAGE_FAIL = 0.85
+SPAN_FAIL = 0.5
 EXTRA_MARGIN = 0.04  # confident alpha beyond every kept box grown by this share of the frame's long side...
 EXTRA_FAIL = 0.04  # ...over this share of the subject's confident area: an object that was not kept
 UNCHANGED_DELTA_E = 2.5  # a background pixel within this ΔE of the original's is "unchanged"
@@ -521,16 +547,16 @@ def _erode_bool(mask: npt.NDArray[np.bool_], px: int) -> npt.NDArray[np.bool_]:
     return out
 
 
-def _coverage(
-    a: npt.NDArray[np.float64], kept_boxes: Sequence[Sequence[float]], boxes_from: str | None
-) -> Check:
+def _coverage(a: npt.NDArray[np.float64], kept_boxes: Sequence[Sequence[float]], boxes_from: str | None) -> Check:
     """Every kept box still covered by the subject (part lost?), and nothing confident far outside
     every kept box (an object that was not kept?)."""
     import numpy as np
 
     name = CheckName.SUBJECT_COVERAGE
     if boxes_from:
-        return Check(name, Outcome.SKIPPED, f"Not checked: {boxes_from}, so they cannot disagree with it.")
+        return Check(
+            name, Outcome.SKIPPED, f"Not checked: {boxes_from}, so this check cannot fail (SKIPPED, not PASS)."
+        )
     if not kept_boxes:
         return Check(name, Outcome.SKIPPED, "Not checked: no kept label has a box to compare the cut-out with.")
     h, w = a.shape
@@ -545,9 +571,20 @@ def _coverage(
         if x1 - x0 < 2 or y1 - y0 < 2:
             continue
         inside = solid[y0:y1, x0:x1]
-        coverages.append(min(float(inside.any(axis=1).mean()), float(inside.any(axis=0).mean())))
+        spans = []
+        for covered in (inside.any(axis=1), inside.any(axis=0)):  # rows, then columns
+            hits = np.nonzero(covered)[0]
+            if hits.size == 0:
+                spans.append((1.0, 1.0))
+                continue
+            spans.append((hits[0] / covered.size, (covered.size - 1 - hits[-1]) / covered.size))
+        # a loose box leaves a gap on both sides alike; a part lost leaves one side's gap wide
+        lopsided = max(abs(a_gap - b_gap) for a_gap, b_gap in spans)
+        spanned = min(1.0 - a_gap - b_gap for a_gap, b_gap in spans)
+        coverages.append(1.0 - lopsided if spanned >= SPAN_FAIL else spanned)
         allowed[
-            max(0, int(y0 - margin)) : min(h, int(y1 + margin) + 1), max(0, int(x0 - margin)) : min(w, int(x1 + margin) + 1)
+            max(0, int(y0 - margin)) : min(h, int(y1 + margin) + 1),
+            max(0, int(x0 - margin)) : min(w, int(x1 + margin) + 1),
         ] = True
     if not coverages:
         return Check(name, Outcome.SKIPPED, "Not checked: the kept labels' boxes are too small to compare.")
@@ -559,8 +596,8 @@ def _coverage(
         return Check(
             name,
             Outcome.FAIL,
-            f"Part of the product lost: the cut-out covers only {coverage:.0%} of a kept object's extent "
-            "(its box in the original).",
+            f"Part of the product lost: the cut-out leaves {1 - coverage:.0%} of a kept object's box in the "
+            "original uncovered on one side.",
             metrics,
         )
     if extra > EXTRA_FAIL:
@@ -570,7 +607,9 @@ def _coverage(
             f"Extra object kept: {extra:.0%} of the cut-out lies outside every kept object's box in the original.",
             metrics,
         )
-    return Check(name, Outcome.PASS, "Whole product kept: the cut-out spans each kept object's box, and no more.", metrics)
+    return Check(
+        name, Outcome.PASS, "Whole product kept: the cut-out spans each kept object's box, and no more.", metrics
+    )
 
 
 def _background_replaced(
@@ -613,7 +652,6 @@ def _background_replaced(
 def _solid_interior(a: npt.NDArray[np.float64], alpha: Image.Image) -> Check:
     """The subject's interior (half-opaque or more, away from its edge) is solid: a product made
     slightly see-through shows the new background through it."""
-    import numpy as np
 
     name = CheckName.SOLID_INTERIOR
     interior = _erode_bool(a >= 0.5, max(2, round(max(a.shape) / 150)))
@@ -657,7 +695,10 @@ def _ring(orig: npt.NDArray[np.float64], res: npt.NDArray[np.float64], a: npt.ND
     visible = delta_e_2000(f, b) >= RING_MIN_CONTRAST
     if visible.sum() < HALO_MIN_PIXELS:
         return Check(
-            name, Outcome.PASS, "No ring: the old background was the product's own colour at its rim.", {"ringShare": 0.0}
+            name,
+            Outcome.PASS,
+            "No ring: the old background was the product's own colour at its rim.",
+            {"ringShare": 0.0},
         )
     nearer_old = delta_e_2000(r[visible], b[visible]) < delta_e_2000(r[visible], f[visible])
     share = float(nearer_old.mean())
@@ -700,7 +741,9 @@ def _detail(orig: npt.NDArray[np.float64], res: npt.NDArray[np.float64], a: npt.
     elif worst_patch > DETAIL_WARN:
         outcome, words = Outcome.WARN, "Part of the product changed slightly"
     else:
-        return Check(name, Outcome.PASS, f"Every part of the product as in the original (worst ΔE {worst_patch:.1f}).", metrics)
+        return Check(
+            name, Outcome.PASS, f"Every part of the product as in the original (worst ΔE {worst_patch:.1f}).", metrics
+        )
     return Check(name, outcome, f"{words} (its worst patch shifted ΔE {worst_patch:.1f} from the original).", metrics)
 
 
@@ -737,7 +780,6 @@ def reference_checks(
         _ring(orig, res, a),
         _detail(orig, res, a),
     )
-
 
 
 def no_cutout_scorecard(model: str) -> Scorecard:
@@ -836,6 +878,8 @@ def check_subject_present(
         response = rekognition.detect_labels(Image=dict(image), MaxLabels=100, MinConfidence=50)
     except (ClientError, BotoCoreError) as exc:
         return not_run(name, "the result", exc)
+    if str(response.get("LabelModelVersion") or "").startswith(STAND_IN_VERSION_PREFIX):
+        return Check(name, Outcome.SKIPPED, LOCAL_LABELS_REASON, {"standIn": True})
     seen: dict[str, tuple[float, list[tuple[float, float, float, float]]]] = {}
     for label in response.get("Labels", []):
         names = [label.get("Name", "")] + [p.get("Name", "") for p in label.get("Parents", []) or []]
@@ -899,8 +943,12 @@ def _inside(detection: Mapping[str, Any], subject: Image.Image | None) -> bool:
 
 def detect_text_lines(rekognition: Any, image: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The confident LINE detections of one DetectText call (ClientError / BotoCoreError pass
-    through): what Finalize keeps of the original, so re-rolls do not read it again."""
-    return _lines(rekognition.detect_text(Image=dict(image)))
+    through): what Finalize keeps of the original, so re-rolls do not read it again.
+    StandInAnswer when the local stand-in answered (it has no OCR: no lines is not "no text")."""
+    response = rekognition.detect_text(Image=dict(image))
+    if str(response.get("TextModelVersion") or "").startswith(STAND_IN_VERSION_PREFIX):
+        raise StandInAnswer(LOCAL_TEXT_REASON)
+    return _lines(response)
 
 
 def check_text_integrity(
@@ -931,6 +979,8 @@ def check_text_integrity(
             before = detect_text_lines(rekognition, original)
         except (ClientError, BotoCoreError) as exc:
             return not_run(name, "the original", exc)
+        except StandInAnswer as exc:
+            return Check(name, Outcome.SKIPPED, str(exc), {"standIn": True})
     alpha = subject_alpha.convert("L") if subject_alpha is not None and subject_alpha.mode != "L" else subject_alpha
     on_subject = [d for d in before if _inside(d, alpha)]
     if not on_subject:
@@ -941,6 +991,8 @@ def check_text_integrity(
         after = detect_text_lines(rekognition, result)
     except (ClientError, BotoCoreError) as exc:
         return not_run(name, "the result", exc)
+    except StandInAnswer as exc:
+        return Check(name, Outcome.SKIPPED, str(exc), {"standIn": True})
     now = [d["DetectedText"] for d in after]
     now_normalised = {_normalise(t) for t in now}
     changed = []
@@ -1034,12 +1086,36 @@ def attempts_summary(attempts: Sequence[Mapping[str, Any]]) -> str:
     return f"{what}: {each}; kept attempt{'s' if len(kept) > 1 else ''} {', '.join(kept)}; ${cost:.2f} in all"
 
 
-def needs_re_roll(attempt: Mapping[str, Any], on: Outcome = Outcome.FAIL) -> bool:
-    """Would a new seed be worth paying for? The attempt has a check at `on` (FAIL, or WARN) or
-    worse that a new background can change: a check failed by the input itself is not re-rolled."""
+def re_roll_decision(
+    attempt: Mapping[str, Any], on: Outcome = Outcome.FAIL, *, relit: bool = False
+) -> tuple[bool, str]:
+    """Would a new seed be worth paying for, and why (the card's reason; "" when nothing is at
+    `on` or worse)? A re-roll redraws the background and keeps the cut-out and the composition, so
+    it is paid for only when EVERY check at `on` or worse is one a new background can change
+    (`RE_ROLL_HELPS`; the product's own pixels too when the model re-lights it, `relit`). A defect
+    of the cut-out, of the composition or of the input comes back on every re-roll: it goes to
+    review instead, and the reason names it."""
     floor = _SEVERITY[on]
-    return any(
-        _SEVERITY[c.outcome] >= floor and c.outcome is not Outcome.SKIPPED and not c.metrics.get("badInput")
+    flagged = [
+        c
         for card in _cards(attempt)
         for c in card.checks
+        if _SEVERITY[c.outcome] >= floor and c.outcome is not Outcome.SKIPPED
+    ]
+    if not flagged:
+        return False, ""
+    helps = RE_ROLL_HELPS_RELIT if relit else RE_ROLL_HELPS
+    kept = [c for c in flagged if c.metrics.get("badInput") or c.name not in helps]
+    if not kept:
+        return True, f"Re-rolled: a new background can change this ({flagged[0].reason.rstrip('.')})."
+    check = kept[0]
+    what = "the photo itself" if check.metrics.get("badInput") else _KEPT_BY_RE_ROLL.get(check.name, "the cut-out")
+    return False, (
+        f"Not re-rolled, sent to review: {check.reason.rstrip('.')}. A re-roll redraws only the background "
+        f"and keeps {what}, so it cannot fix this."
     )
+
+
+def needs_re_roll(attempt: Mapping[str, Any], on: Outcome = Outcome.FAIL, *, relit: bool = False) -> bool:
+    """Would a new seed be worth paying for? (`re_roll_decision`)"""
+    return re_roll_decision(attempt, on, relit=relit)[0]
