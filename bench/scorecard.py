@@ -115,6 +115,37 @@ def matrix(m: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+SOLID_TARGET = 0.01  # truly solid pixels delivered with alpha < 255
+SINGLE_PRODUCT_IOU_TARGET = 0.9
+
+
+def cutout_by_category(per_category: int = 4) -> tuple[str, dict[str, list[float]], list[float], list[float]]:
+    """The local cut-out engine (backend/local/cutout.py) on the calibration set's originals: the
+    IoU of its subject (alpha >= 128) with the truth per category, and the share of the truly
+    solid pixels it delivers with alpha < 255, as it answers and after `imaging.solid_interior`."""
+    from backend.local.cutout import load_engine
+    from chalicelib import imaging
+
+    engine = load_engine()
+    ious: dict[str, list[float]] = defaultdict(list)
+    raw_soft, fixed_soft = [], []
+    for case in scorecard_set.cases(per_category):
+        alpha = engine.alpha(case.original).convert("L")
+        if alpha.size != case.original.size:
+            alpha = alpha.resize(case.original.size)
+        got = np.asarray(alpha)
+        truth = np.asarray(case.alpha) >= 128
+        mine = got >= 128
+        union = (truth | mine).sum()
+        ious[case.category].append(float((truth & mine).sum() / union) if union else 1.0)
+        solid = case.solid & mine  # the truly solid pixels the engine kept at all
+        if solid.any():
+            raw_soft.append(float((got[solid] < 255).mean()))
+            fixed = np.asarray(imaging.solid_interior(alpha))
+            fixed_soft.append(float((fixed[solid] < 255).mean()))
+    return engine.name, ious, raw_soft, fixed_soft
+
+
 def run(row: Row) -> None:
     m = measure()
     print(matrix(m), flush=True)
@@ -146,6 +177,13 @@ def run(row: Row) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--cutout"]:
+        engine, by_category, soft, solidified = cutout_by_category()
+        print(engine)
+        for category, values in by_category.items():
+            print(f"{category:20} median IoU {np.median(values):.3f} min {min(values):.3f}")
+        print(f"solid pixels < 255: raw {np.mean(soft):.2%}, after solid_interior {np.mean(solidified):.2%}")
+        sys.exit(0)
     result = measure()
     print(matrix(result))
     for line in result["examples"]:  # type: ignore[union-attr]
