@@ -100,7 +100,8 @@ _KEPT_BY_RE_ROLL = {
     CheckName.SUBJECT_FIDELITY: "the product's pixels (pasted from the original)",
     CheckName.SUBJECT_DETAIL: "the product's pixels (pasted from the original)",
 }
-# Rekognition's model version as the local stack's stand-ins report it (backend/local/rekognition_standin.py)
+# Rekognition's model version as the local stack's stand-ins report it (backend/local/rekognition_standin.py;
+# LabelModelVersion / TextModelVersion: docs/aws-notes.md#n98-rekognition-model-versions-in-answers)
 STAND_IN_VERSION_PREFIX = "local:"
 LOCAL_LABELS_REASON = (
     "Not checked: on the local stack the labels come from the same cut-out engine that made the cut-out, "
