@@ -17,6 +17,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 
 import numpy as np
+from PIL import ImageFilter
 
 from bench import scorecard_set
 from chalicelib import quality
@@ -122,7 +123,8 @@ SINGLE_PRODUCT_IOU_TARGET = 0.9
 def cutout_by_category(per_category: int = 4) -> tuple[str, dict[str, list[float]], list[float], list[float]]:
     """The local cut-out engine (backend/local/cutout.py) on the calibration set's originals: the
     IoU of its subject (alpha >= 128) with the truth per category, and the share of the truly
-    solid pixels it delivers with alpha < 255, as it answers and after `imaging.solid_interior`."""
+    solid interior pixels it delivers with alpha < 255, as it answers and after
+    `imaging.solid_interior` (which the workflow applies to every cut-out)."""
     from backend.local.cutout import load_engine
     from chalicelib import imaging
 
@@ -138,7 +140,10 @@ def cutout_by_category(per_category: int = 4) -> tuple[str, dict[str, list[float
         mine = got >= 128
         union = (truth | mine).sum()
         ious[case.category].append(float((truth & mine).sum() / union) if union else 1.0)
-        solid = case.solid & mine  # the truly solid pixels the engine kept at all
+        # the truly solid interior (3 px inside the true edge, where a soft edge has no business)
+        # that the engine kept at all
+        interior = np.asarray(case.alpha.filter(ImageFilter.MinFilter(7))) == 255
+        solid = interior & mine
         if solid.any():
             raw_soft.append(float((got[solid] < 255).mean()))
             fixed = np.asarray(imaging.solid_interior(alpha))
