@@ -116,3 +116,24 @@ def test_the_local_stand_ins_checks_say_skipped_never_pass() -> None:
     assert present.outcome is Outcome.SKIPPED and present.reason == quality.LOCAL_LABELS_REASON
     assert text.outcome is Outcome.SKIPPED and text.reason == quality.LOCAL_TEXT_REASON
     assert "no OCR" in text.reason and "cannot fail" in present.reason
+
+
+# ------------------------------------------------------------------------------ solid stays solid
+
+
+def test_a_nearly_solid_interior_is_delivered_solid_and_a_glass_stays_see_through() -> None:
+    """A cut-out engine's 0.92 deep inside a product is a solid product shown faintly
+    see-through; a glass's 0.3 is a glass (imaging.solid_interior, in subject_alpha_and_kept_band)."""
+    from PIL import ImageDraw
+
+    from chalicelib import imaging
+    from chalicelib.models.base import Geometry
+
+    canvas = Image.new("L", (128, 64), 0)
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((20, 10, 60, 50), fill=235)  # the product, answered at 0.92
+    draw.rectangle((80, 10, 120, 50), fill=80)  # a glass: mostly see-through
+    alpha, _ = imaging.subject_alpha_and_kept_band(canvas, Geometry(128, 64, 128, 64, 128, 64, 0, 0), (128, 64), 0)
+    assert alpha.getpixel((40, 30)) == 255  # deep inside: solid
+    assert alpha.getpixel((20, 30)) == 235  # the edge is the engine's own
+    assert alpha.getpixel((100, 30)) == 80  # the glass is left alone
