@@ -205,12 +205,20 @@ class Scorecard:
         """This scorecard with `check` added (replacing an earlier check of the same name)."""
         return replace(self, checks=tuple(c for c in self.checks if c.name != check.name) + (check,))
 
+    def stand_in_notes(self) -> list[str]:
+        """The reasons of the checks the local stack's stand-ins could not run (they cannot fail
+        there), each once: said wherever the summary is, so a local PASS is never taken for more."""
+        return list(dict.fromkeys(c.reason for c in self.checks if c.metrics.get("standIn")))
+
     def summary(self) -> str:
-        """One line: the outcome and the reasons of the checks that are not PASS."""
+        """One line: the outcome and the reasons of the checks that are not PASS (and of those
+        the local stand-ins could not run)."""
         problems = [c for c in self.checks if c.outcome in (Outcome.WARN, Outcome.FAIL)]
+        notes = "".join(f" {note}" for note in self.stand_in_notes())
         if not problems:
-            return f"{self.outcome.value}: " + ("all checks passed" if self.checks else "no checks ran")
-        return f"{self.outcome.value}: " + " ".join(f"{c.reason}" for c in problems)
+            passed = "all checks passed" if not notes else "the checks that ran passed."
+            return f"{self.outcome.value}: " + (passed if self.checks else "no checks ran") + notes
+        return f"{self.outcome.value}: " + " ".join(f"{c.reason}" for c in problems) + notes
 
     def to_dict(self) -> dict[str, Any]:
         return {"outcome": self.outcome.value, "checks": [c.to_dict() for c in self.checks]}
@@ -555,9 +563,8 @@ def _coverage(a: npt.NDArray[np.float64], kept_boxes: Sequence[Sequence[float]],
 
     name = CheckName.SUBJECT_COVERAGE
     if boxes_from:
-        return Check(
-            name, Outcome.SKIPPED, f"Not checked: {boxes_from}, so this check cannot fail (SKIPPED, not PASS)."
-        )
+        reason = f"Not checked: {boxes_from}, so this check cannot fail (SKIPPED, not PASS)."
+        return Check(name, Outcome.SKIPPED, reason, {"standIn": True})
     if not kept_boxes:
         return Check(name, Outcome.SKIPPED, "Not checked: no kept label has a box to compare the cut-out with.")
     h, w = a.shape

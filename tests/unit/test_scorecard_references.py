@@ -137,3 +137,21 @@ def test_a_nearly_solid_interior_is_delivered_solid_and_a_glass_stays_see_throug
     assert alpha.getpixel((40, 30)) == 255  # deep inside: solid
     assert alpha.getpixel((20, 30)) == 235  # the edge is the engine's own
     assert alpha.getpixel((100, 30)) == 80  # the glass is left alone
+
+
+def test_the_local_skips_are_said_in_the_summary_and_the_email() -> None:
+    from chalicelib import report
+
+    card = Scorecard(
+        (
+            Check(CheckName.SUBJECT_FIDELITY, Outcome.PASS, "Product untouched."),
+            Check(CheckName.SUBJECT_PRESENT, Outcome.SKIPPED, quality.LOCAL_LABELS_REASON, {"standIn": True}),
+            Check(CheckName.TEXT_INTEGRITY, Outcome.SKIPPED, quality.LOCAL_TEXT_REASON, {"standIn": True}),
+        )
+    )
+    summary = card.summary()
+    assert summary.startswith("PASS: the checks that ran passed.") and "all checks passed" not in summary
+    assert quality.LOCAL_LABELS_REASON in summary and quality.LOCAL_TEXT_REASON in summary
+    images = [{"name": f"p{i}.png", "outputs": [{"quality": card.to_dict()}]} for i in range(3)]
+    email = "\n".join(report._quality_lines(images))
+    assert email.count("no OCR") == 1 and email.count("same cut-out engine") == 1  # said once per job
