@@ -7,8 +7,9 @@ installed), so the labels screen and label-aware masks behave sensibly. The labe
 and LabelModelVersion name the engine. Patched in at moto's Rekognition response, i.e. the same
 boundary the app calls through boto3; pinned like sfn_hooks to moto 5.2.5.
 
-DetectText finds no text: there is no OCR offline, so the scorecard's text check says "no printed
-text was found" locally rather than comparing moto's canned lines (which never change).
+DetectText finds no text: there is no OCR offline. Both answers name a model version starting
+with quality.STAND_IN_VERSION_PREFIX ("local:"), so the scorecard's subject, box and text checks
+say SKIPPED with the reason (they cannot fail here) instead of passing.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from PIL import Image
 
 from backend.local.cutout import CutoutEngine, subject_box
+from chalicelib.imaging.quality import STAND_IN_VERSION_PREFIX
 
 STANDIN_CATEGORY = "Backdrop local stand-in"
 
@@ -67,10 +69,10 @@ def install(read_object: Callable[[str, str], bytes], cutout: CutoutEngine) -> C
             labels = subject_labels(_image_bytes(params.get("Image") or {}, read_object), cutout)
         except Exception:  # unreadable image: Rekognition would say InvalidImageFormat
             labels = []
-        return json.dumps({"Labels": labels, "LabelModelVersion": f"local: {cutout.name}"})
+        return json.dumps({"Labels": labels, "LabelModelVersion": f"{STAND_IN_VERSION_PREFIX} {cutout.name}"})
 
     def detect_text(self: Any) -> str:
-        return json.dumps({"TextDetections": [], "TextModelVersion": "local: no OCR"})
+        return json.dumps({"TextDetections": [], "TextModelVersion": f"{STAND_IN_VERSION_PREFIX} no OCR"})
 
     RekognitionResponse.detect_labels = detect_labels  # type: ignore[method-assign]
     RekognitionResponse.detect_text = detect_text  # type: ignore[method-assign]

@@ -185,6 +185,15 @@ def _scorecard() -> dict[str, Any]:
         {
             "outcome": _enum(quality.Outcome, "the worst outcome of the checks that ran (SKIPPED only if none ran)"),
             "checks": {"type": "array", "items": check},
+            "reRoll": _obj(
+                {
+                    "helps": {"type": "boolean", "description": "whether a new background can fix the failing checks"},
+                    "review": {"type": "boolean", "description": "sent to review instead of re-rolled"},
+                    "reason": {"type": "string", "description": "why, in one line"},
+                },
+                ["helps", "review", "reason"],
+                description="present when a check is at reRollOn or worse (docs/quality.md#what-a-re-roll-can-fix)",
+            ),
         },
         ["outcome", "checks"],
         description="the result's quality scorecard (docs/quality.md)",

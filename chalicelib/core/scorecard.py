@@ -31,6 +31,32 @@ class CheckName(StrEnum):
     EDGE_HALO = "edgeHalo"
     SUBJECT_PRESENT = "subjectPresent"
     TEXT_INTEGRITY = "textIntegrity"
+    # judged against a reference that did not make the result (`reference_checks`)
+    SUBJECT_COVERAGE = "subjectCoverage"  # the kept labels' boxes (Rekognition) vs the delivered alpha
+    BACKGROUND_REPLACED = "backgroundReplaced"  # the original's background vs the result's
+    SOLID_INTERIOR = "solidInterior"  # the subject's interior is not made see-through
+    SUBJECT_DETAIL = "subjectDetail"  # the worst patch of the product vs the original's
+    EDGE_RING = "edgeRing"  # the cut-out's rim vs the original's subject and old background colours
+
+
+# What a re-roll (a new seed for the background model) can change: the background it draws. The
+# cut-out and the composition are kept, so their defects come back on every re-roll
+# (docs/quality.md#what-a-re-roll-can-fix); the subject's own pixels only where the model re-lights it.
+# Rekognition's answers on the result (the kept label seen, the text read) depend on the whole
+# image, background included, so a new background can change them.
+RE_ROLL_HELPS: frozenset[CheckName] = frozenset(
+    {CheckName.BACKGROUND_REPLACED, CheckName.SUBJECT_PRESENT, CheckName.TEXT_INTEGRITY}
+)
+RE_ROLL_HELPS_RELIT: frozenset[CheckName] = RE_ROLL_HELPS | {CheckName.SUBJECT_FIDELITY, CheckName.SUBJECT_DETAIL}
+# what a check that a re-roll cannot help judged: for the card's reason
+_KEPT_BY_RE_ROLL = {
+    CheckName.SUBJECT_COVERAGE: "the cut-out",
+    CheckName.SOLID_INTERIOR: "the cut-out",
+    CheckName.EDGE_RING: "the cut-out",
+    CheckName.EDGE_HALO: "the cut-out's edges",
+    CheckName.SUBJECT_FIDELITY: "the product's pixels (pasted from the original)",
+    CheckName.SUBJECT_DETAIL: "the product's pixels (pasted from the original)",
+}
 
 
 @dataclass(frozen=True)
@@ -120,12 +146,20 @@ class Scorecard:
         """This scorecard with `check` added (replacing an earlier check of the same name)."""
         return replace(self, checks=tuple(c for c in self.checks if c.name != check.name) + (check,))
 
+    def stand_in_notes(self) -> list[str]:
+        """The reasons of the checks the local stack's stand-ins could not run (they cannot fail
+        there), each once: said wherever the summary is, so a local PASS is never taken for more."""
+        return list(dict.fromkeys(c.reason for c in self.checks if c.metrics.get("standIn")))
+
     def summary(self) -> str:
-        """One line: the outcome and the reasons of the checks that are not PASS."""
+        """One line: the outcome and the reasons of the checks that are not PASS (and of those
+        the local stand-ins could not run)."""
         problems = [c for c in self.checks if c.outcome in (Outcome.WARN, Outcome.FAIL)]
+        notes = "".join(f" {note}" for note in self.stand_in_notes())
         if not problems:
-            return f"{self.outcome.value}: " + ("all checks passed" if self.checks else "no checks ran")
-        return f"{self.outcome.value}: " + " ".join(f"{c.reason}" for c in problems)
+            passed = "all checks passed" if not notes else "the checks that ran passed."
+            return f"{self.outcome.value}: " + (passed if self.checks else "no checks ran") + notes
+        return f"{self.outcome.value}: " + " ".join(f"{c.reason}" for c in problems) + notes
 
     def to_dict(self) -> dict[str, Any]:
         return {"outcome": self.outcome.value, "checks": [c.to_dict() for c in self.checks]}
@@ -210,12 +244,36 @@ def attempts_summary(attempts: Sequence[Mapping[str, Any]]) -> str:
     return f"{what}: {each}; kept attempt{'s' if len(kept) > 1 else ''} {', '.join(kept)}; ${cost:.2f} in all"
 
 
-def needs_re_roll(attempt: Mapping[str, Any], on: Outcome = Outcome.FAIL) -> bool:
-    """Would a new seed be worth paying for? The attempt has a check at `on` (FAIL, or WARN) or
-    worse that a new background can change: a check failed by the input itself is not re-rolled."""
+def re_roll_decision(
+    attempt: Mapping[str, Any], on: Outcome = Outcome.FAIL, *, relit: bool = False
+) -> tuple[bool, str]:
+    """Would a new seed be worth paying for, and why (the card's reason; "" when nothing is at
+    `on` or worse)? A re-roll redraws the background and keeps the cut-out and the composition, so
+    it is paid for only when EVERY check at `on` or worse is one a new background can change
+    (`RE_ROLL_HELPS`; the product's own pixels too when the model re-lights it, `relit`). A defect
+    of the cut-out, of the composition or of the input comes back on every re-roll: it goes to
+    review instead, and the reason names it."""
     floor = _SEVERITY[on]
-    return any(
-        _SEVERITY[c.outcome] >= floor and c.outcome is not Outcome.SKIPPED and not c.metrics.get("badInput")
+    flagged = [
+        c
         for card in _cards(attempt)
         for c in card.checks
+        if _SEVERITY[c.outcome] >= floor and c.outcome is not Outcome.SKIPPED
+    ]
+    if not flagged:
+        return False, ""
+    helps = RE_ROLL_HELPS_RELIT if relit else RE_ROLL_HELPS
+    kept = [c for c in flagged if c.metrics.get("badInput") or c.name not in helps]
+    if not kept:
+        return True, f"Re-rolled: a new background can change this ({flagged[0].reason.rstrip('.')})."
+    check = kept[0]
+    what = "the photo itself" if check.metrics.get("badInput") else _KEPT_BY_RE_ROLL.get(check.name, "the cut-out")
+    return False, (
+        f"Not re-rolled, sent to review: {check.reason.rstrip('.')}. A re-roll redraws only the background "
+        f"and keeps {what}, so it cannot fix this."
     )
+
+
+def needs_re_roll(attempt: Mapping[str, Any], on: Outcome = Outcome.FAIL, *, relit: bool = False) -> bool:
+    """Would a new seed be worth paying for? (`re_roll_decision`)"""
+    return re_roll_decision(attempt, on, relit=relit)[0]

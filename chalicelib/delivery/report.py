@@ -164,11 +164,13 @@ def _quality_lines(images: list[Mapping[str, Any]]) -> list[str]:
     """Scorecard outcomes over every output, and the outputs to look at (FAIL first, then WARN)."""
     flagged: list[tuple[str, str, str]] = []
     counts: Counter[str] = Counter()
+    stand_in: dict[str, None] = {}  # the checks the local stack could not run, each said once
     for image in images:
         for output in image.get("outputs") or []:
             if not output.get("quality"):
                 continue
             card = quality.Scorecard.from_dict(output["quality"])
+            stand_in.update(dict.fromkeys(card.stand_in_notes()))
             counts[card.outcome.value] += 1
             if card.outcome in (quality.Outcome.FAIL, quality.Outcome.WARN):
                 variant = f" (variant {output.get('variant')})" if len(image.get("outputs") or []) > 1 else ""
@@ -177,6 +179,7 @@ def _quality_lines(images: list[Mapping[str, Any]]) -> list[str]:
         return []
     tally = "   ".join(f"{o.value}: {counts[o.value]}" for o in quality.Outcome if counts[o.value])
     lines = ["", f"Quality checks: {tally}"]
+    lines.extend(f"  {email_text(note)}" for note in stand_in)
     re_rolled = [i for i in images if len(i.get("attempts") or []) > 1]
     if re_rolled:
         extra = sum(len(i["attempts"]) - 1 for i in re_rolled)

@@ -440,7 +440,7 @@ class Steps:
             re_roll
             and not any(a.get("errorCode") for a in attempts)
             and number < calls + min(settings.re_rolls, contracts.MAX_RE_ROLLS)
-            and quality.needs_re_roll(best, quality.Outcome(settings.re_roll_on))
+            and quality.needs_re_roll(best, quality.Outcome(settings.re_roll_on), relit=_relit(settings))
         ):
             nxt, what = number + 1, "; this photo was not re-rolled"
         else:
@@ -473,6 +473,7 @@ class Steps:
         generated = adapter.parse_response(spec, adapter.steps[-1], self._get_json(step.bucket, response_key))
         outputs, encoded, rekognition_calls = self._make_outputs(step, spec, generated, seed, variant)
         cards = [quality.Scorecard.from_dict(o["quality"]) for o in outputs]
+        _say_re_roll(outputs, step.settings)
         cost = round(estimate.attempt_cost_usd(len(outputs), price, rekognition_calls), 4)
         if len(outputs) == 1:  # one variant from one call: what it cost is on it too
             outputs[0].update(attempt=number, costUsd=cost)
@@ -536,7 +537,7 @@ class Steps:
                 scorecard = quality.score_image(original, result, alpha, thresholds=thresholds)
             else:
                 scorecard = quality.no_cutout_scorecard(spec.key)
-            scorecard = checks.add_to(scorecard, result, alpha)
+            scorecard = checks.add_to(scorecard, result, alpha, original=original)
             text = {contracts.PROVENANCE_TEXT_KEY: produced_by} if produced_by else None
             key = contracts.result_key(step.owner, step.job_id, step.image.image_id, index, fmt)
             body = imaging.encode(result, fmt.value, text=text, jpeg_subsampling=source.jpeg_subsampling)
@@ -739,14 +740,15 @@ class Steps:
             # a result with alpha is PNG unless the job asked for WebP (JPEG is refused at submit)
             fmt = contracts.OutputFormat(settings.output_format or contracts.OutputFormat.PNG.value)
             # scored as it would look on white: the subject's pixels are what is compared
-            scored = compose.compose(original, alpha, compose.plain(size, (255, 255, 255)))
+            behind = compose.plain(size, (255, 255, 255))
+            scored = compose.compose(original, alpha, behind)
         else:
             layer, layer_notes, layer_by = self._background_layer(step, background, size)
             notes.extend(layer_notes)
             if layer_by:
                 producers.insert(0, f"scene: {layer_by}")
             result = compose.compose(original, alpha, layer, shadow=shadow)
-            scored = result
+            scored, behind = result, layer
             fmt = (
                 contracts.OutputFormat(settings.output_format)
                 if settings.output_format
@@ -758,7 +760,7 @@ class Steps:
         if placement is not None:
             # the subject was moved on a new canvas: the kept labels are looked for, not their old boxes
             checks.kept_boxes = []
-        scorecard = checks.add_to(scorecard, scored, alpha)
+        scorecard = checks.add_to(scorecard, scored, alpha, original=original, background=behind)
         produced_by = "; ".join(producers)[: contracts.MAX_PROVENANCE_LENGTH] or None
         text = {contracts.PROVENANCE_TEXT_KEY: produced_by} if produced_by else None
         key = contracts.result_key(step.owner, step.job_id, step.image.image_id, 1, fmt)
@@ -803,6 +805,8 @@ class Steps:
             "costUsd": output["costUsd"],
             "outputs": [output],
         }
+        # never re-rolled (nothing is drawn by a model to draw again): a FAIL goes to review, and says so
+        _say_re_roll(attempt["outputs"], settings, composed=True)
         return attempt, size
 
     # ---------------------------------------------------------------- the batch's scene
@@ -884,6 +888,28 @@ class Steps:
         return {"status": ImageStatus.FAILED.value, "errorCode": code.value}
 
 
+def _relit(settings: Any) -> bool:
+    """Does the model redraw the product's own pixels (outside PRECISE, or blended at < 1)?"""
+    return bool(settings.mode != contracts.Mode.PRECISE.value or float(settings.blend) < 1.0)
+
+
+def _say_re_roll(outputs: Sequence[dict[str, Any]], settings: Any, *, composed: bool = False) -> None:
+    """Put on each output's card whether a re-roll can help its failing checks, and why
+    (quality.re_roll_decision); a card with nothing failing gets nothing."""
+    from chalicelib.imaging import quality
+
+    for output in outputs:
+        card = {"attempt": 1, "outputs": [output]}
+        helps, reason = quality.re_roll_decision(card, quality.Outcome(settings.re_roll_on), relit=_relit(settings))
+        if not reason:
+            continue
+        if composed:
+            helps = False
+            reason = reason.replace("Re-rolled: a new background can change this", "Not re-rolled, sent to review")
+            reason += " A composed background is never re-rolled: it is not drawn by a model."
+        output["quality"]["reRoll"] = {"helps": helps, "review": not helps, "reason": reason}
+
+
 class _CountingRekognition:
     """The Rekognition client, counting the images it is asked to analyse (each is billed)."""
 
@@ -922,9 +948,22 @@ class _RekognitionChecks:
     def calls(self) -> int:
         return self.client.calls if self.client is not None else 0
 
-    def add_to(self, card: Scorecard, result: Image.Image, alpha: Image.Image | None) -> Scorecard:
+    def add_to(
+        self,
+        card: Scorecard,
+        result: Image.Image,
+        alpha: Image.Image | None,
+        *,
+        original: Image.Image | None = None,
+        background: Image.Image | None = None,
+    ) -> Scorecard:
+        """The Rekognition checks, then (given the cut-out's alpha and the original in the result's
+        frame) the checks against independent references (`quality.reference_checks`)."""
+        from chalicelib.imaging import quality
+
         if self.client is None:
             reason = "Not run: this step was given no Rekognition client."
+            card = self._with_references(card, result, alpha, original, background, stand_in=False)
             return card.with_check(
                 quality.Check(quality.CheckName.SUBJECT_PRESENT, quality.Outcome.SKIPPED, reason)
             ).with_check(quality.Check(quality.CheckName.TEXT_INTEGRITY, quality.Outcome.SKIPPED, reason))
@@ -932,6 +971,7 @@ class _RekognitionChecks:
         present = quality.check_subject_present(
             self.client, image, self.step.image.labels, self.kept_boxes, thresholds=self.thresholds
         )
+        stand_in = bool(present.metrics.get("standIn"))
         fidelity = card.get(quality.CheckName.SUBJECT_FIDELITY)
         identical = bool(fidelity and fidelity.metrics.get("identical") is True)
         if identical:
@@ -945,7 +985,30 @@ class _RekognitionChecks:
                 text = quality.check_text_integrity(
                     self.client, None, image, subject_alpha=region, original_lines=lines
                 )
+        card = self._with_references(card, result, alpha, original, background, stand_in=stand_in)
         return card.with_check(present).with_check(text)
+
+    def _with_references(
+        self,
+        card: Scorecard,
+        result: Image.Image,
+        alpha: Image.Image | None,
+        original: Image.Image | None,
+        background: Image.Image | None,
+        *,
+        stand_in: bool,
+    ) -> Scorecard:
+        from chalicelib.imaging import quality
+
+        if alpha is None or original is None:  # no cut-out (a one-call model): nothing to hold it against
+            return card
+        # the local stand-in's label boxes are the local cut-out engine's own: not a reference
+        boxes_from = quality.LOCAL_BOXES if stand_in else None
+        for check in quality.reference_checks(
+            original, result, alpha, kept_boxes=self.kept_boxes, background=background, boxes_from=boxes_from
+        ):
+            card = card.with_check(check)
+        return card
 
     def _subject_region(self, result: Image.Image, alpha: Image.Image | None) -> Image.Image | None:
         """Where the subject is, for telling its text from the old background's: the cut-out's
@@ -992,6 +1055,9 @@ class _RekognitionChecks:
         except (ClientError, BotoCoreError) as exc:
             # not kept: a later attempt asks again
             self._original_lines = quality.not_run(name, "the original", exc)
+            return self._original_lines
+        except quality.StandInAnswer as exc:  # the local stack: no OCR, so nothing to compare
+            self._original_lines = quality.Check(name, quality.Outcome.SKIPPED, str(exc), {"standIn": True})
             return self._original_lines
         self.steps._put_json(self.step.bucket, key, {"lines": lines})
         self._original_lines = lines

@@ -421,3 +421,39 @@ def test_a_composed_background_gets_the_checks_in_one_attempt_and_is_never_re_ro
     # repeated after its scratch was discarded: the same answer, from the store
     again = steps.finalize(event)
     assert again["reroll"] is None and again["outputs"] == 1 and len(again["attempts"]) == 1
+
+
+# ------------------------------------------------------------------------------ what a re-roll can fix
+
+
+def test_a_cut_out_defect_is_never_re_rolled_and_the_card_says_why(store, rekognition, monkeypatch) -> None:
+    """The kept label's box (Rekognition's, at labelling) reaches far above what the cut-out kept:
+    the cut-out lost the top of the product. A re-roll redraws only the background, so none is
+    paid for, though three are allowed and the result is also WARN (reRollOn WARN)."""
+    import sys
+
+    module = sys.modules[__name__]
+    monkeypatch.setattr(module, "BOX", (0.3, 0.02, 0.4, 0.83))  # the subject spans 0.25..0.85 in height
+    steps, event, _ = _prepared(store, rekognition, {"reRolls": 3, "reRollOn": "WARN"})
+    # on the result, Rekognition is unsure of the bottle: a WARN a re-roll might change
+    rekognition.stubber.add_response("detect_labels", _labels("Bottle", confidence=60.0), LABELS_CALL)
+    answer = steps.finalize(event)
+    assert answer["reroll"] is None and answer["status"] == "SUCCEEDED"
+    item = _image(store, event)
+    assert [a["attempt"] for a in item["attempts"]] == [1]  # zero re-rolls
+    assert item["modelCalls"] == 2  # remove-background and inpaint, nothing more
+    card = item["outputs"][0]["quality"]
+    coverage = _checks(item["outputs"][0])["subjectCoverage"]
+    assert coverage["outcome"] == "FAIL" and "Part of the product lost" in coverage["reason"]
+    assert card["reRoll"]["helps"] is False and card["reRoll"]["review"] is True
+    reason = card["reRoll"]["reason"]
+    assert reason.startswith("Not re-rolled, sent to review: Part of the product lost")
+    assert "redraws only the background" in reason and "the cut-out" in reason
+
+
+def test_a_background_defect_alone_is_still_re_rolled(store, rekognition) -> None:
+    """Only the kept label unsure on the result (it depends on the background too): re-rolled."""
+    steps, event, _ = _prepared(store, rekognition, {"reRolls": 1, "reRollOn": "WARN"})
+    rekognition.stubber.add_response("detect_labels", _labels("Bottle", confidence=60.0), LABELS_CALL)
+    first = steps.finalize(event)
+    assert first["reroll"] is not None and first["reroll"]["attempt"] == 2
