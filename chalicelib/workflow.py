@@ -60,6 +60,41 @@ ORIGINAL_TEXT = "original-text.json"  # the original's printed text, read once f
 log = logging.getLogger(__name__)
 
 
+def _deliver(
+    result: Image.Image,
+    fmt: contracts.OutputFormat,
+    source: imaging.SourceFormat,
+    text: dict[str, str] | None,
+    score: Callable[[Image.Image], Scorecard],
+) -> tuple[bytes, Image.Image, Scorecard]:
+    """Encode a result and score the file as delivered (decoded, colour-managed): the card's
+    fidelity is the downloaded file's, not the pixels before a lossy encoding (issue 27, point 3).
+
+    A JPEG follows its original's chroma subsampling (smaller); where that costs the product its
+    PASS (fine colour detail the 4:2:0 grid cannot hold), it is encoded again at 4:4:4 and the
+    better of the two is delivered (~+35 % bytes, only for those images: docs/quality.md)."""
+    from chalicelib import quality
+
+    def attempt(subsampling: int | None) -> tuple[bytes, Image.Image, Scorecard]:
+        body = imaging.encode(
+            result, fmt.value, text=text, jpeg_subsampling=subsampling, icc_profile=source.icc_profile
+        )
+        delivered = imaging.decode_delivered(body)
+        return body, delivered, score(delivered)
+
+    first = attempt(source.jpeg_subsampling)
+    fidelity = first[2].get(quality.CheckName.SUBJECT_FIDELITY)
+    if fmt is not contracts.OutputFormat.JPEG or source.jpeg_subsampling in (None, 0) or fidelity is None:
+        return first
+    if fidelity.outcome is not quality.Outcome.WARN:  # PASS, or FAIL from the composition itself
+        return first
+    full = attempt(0)
+    full_fidelity = full[2].get(quality.CheckName.SUBJECT_FIDELITY)
+    psnr = float(fidelity.metrics.get("psnrDb", 0.0))
+    full_psnr = float(full_fidelity.metrics.get("psnrDb", 0.0)) if full_fidelity else 0.0
+    return full if full_psnr > psnr else first
+
+
 def re_roll_seed(job_seed: int, attempt: int, seed_max: int) -> int:
     """The seed of attempt `attempt` (2, 3, ...): the job's seed moved on by a fixed step per
     attempt, within the model's range, so a job's re-rolls can be made again."""
@@ -526,14 +561,16 @@ class Steps:
                 result = compose.compose(
                     original, alpha, result, blend=settings.blend, relit=result, shadow=shadow, background_hole=hole
                 )
-            if alpha is not None:
-                scorecard = quality.score_image(original, result, alpha, thresholds=thresholds)
-            else:
-                scorecard = quality.no_cutout_scorecard(spec.key)
-            scorecard = checks.add_to(scorecard, result, alpha)
             text = {contracts.PROVENANCE_TEXT_KEY: produced_by} if produced_by else None
+
+            def score(delivered: Image.Image) -> Scorecard:
+                if alpha is None:
+                    return quality.no_cutout_scorecard(spec.key)
+                return quality.score_image(original, delivered, alpha, thresholds=thresholds)
+
+            body, _, scorecard = _deliver(result, fmt, source, text, score)
+            scorecard = checks.add_to(scorecard, result, alpha)
             key = contracts.result_key(step.owner, step.job_id, step.image.image_id, index, fmt)
-            body = imaging.encode(result, fmt.value, text=text, jpeg_subsampling=source.jpeg_subsampling)
             encoded.append((body, contracts.FORMAT_CONTENT_TYPES[fmt]))
             output: dict[str, Any] = {"key": key, "variant": index, "quality": scorecard.to_dict()}
             if produced_by:
@@ -749,16 +786,20 @@ class Steps:
                 else imaging.default_output_format(source)
             )
         thresholds = quality.Thresholds.from_dict(settings.quality_thresholds or {})
-        scorecard = quality.score_image(original, scored, alpha, thresholds=thresholds)
+        produced_by = "; ".join(producers)[: contracts.MAX_PROVENANCE_LENGTH] or None
+        text = {contracts.PROVENANCE_TEXT_KEY: produced_by} if produced_by else None
+
+        def score(delivered: Image.Image) -> Scorecard:
+            # a transparent file is scored as it looks on white (score_image flattens it)
+            return quality.score_image(original, delivered, alpha, thresholds=thresholds)
+
+        encoded, written, scorecard = _deliver(result, fmt, source, text, score)
         checks = _RekognitionChecks(self, step, original, orientation, thresholds)
         if placement is not None:
             # the subject was moved on a new canvas: the kept labels are looked for, not their old boxes
             checks.kept_boxes = []
         scorecard = checks.add_to(scorecard, scored, alpha)
-        produced_by = "; ".join(producers)[: contracts.MAX_PROVENANCE_LENGTH] or None
-        text = {contracts.PROVENANCE_TEXT_KEY: produced_by} if produced_by else None
         key = contracts.result_key(step.owner, step.job_id, step.image.image_id, 1, fmt)
-        encoded = imaging.encode(result, fmt.value, text=text, jpeg_subsampling=source.jpeg_subsampling)
         self._put(step.bucket, key, encoded, contracts.FORMAT_CONTENT_TYPES[fmt])
         output: dict[str, Any] = {
             "key": key,
@@ -775,7 +816,6 @@ class Steps:
             output["consistency"] = consistency.measure(scored, alpha)
         if settings.preset:
             # checked on the file as written (a JPEG's encoding can move a "pure" white)
-            written = imaging.decode_image(encoded)
             output["compliance"] = presets.check(
                 settings.preset,
                 written,
