@@ -242,3 +242,36 @@ def test_the_kept_band_does_not_show_through_the_edge(scene) -> None:
         )
         red = np.asarray(plain_paste).astype(int)[scene.edge][:, 0] - np.asarray(filled).astype(int)[scene.edge][:, 0]
         assert abs(red.mean()) < 25
+
+
+def test_each_kept_object_gets_its_own_contact_shadow() -> None:
+    """Two objects standing at different heights (issue 27, point 8): each shadow sits under its
+    own object; before, one shadow of both was drawn under the lower one's base."""
+    alpha = Image.new("L", (400, 300), 0)
+    draw = ImageDraw.Draw(alpha)
+    draw.rectangle((40, 40, 140, 120), fill=255)  # the upper object: base at y = 120
+    draw.ellipse((220, 120, 340, 260), fill=255)  # the lower one: base at y = 260
+    mask = np.asarray(compose.shadow_mask(alpha, Shadow(ShadowKind.CONTACT, strength=0.8)))
+    assert mask[120:126, 50:130].mean() > 60  # under the upper object's base
+    assert mask[258:264, 260:300].mean() > 60  # under the lower one's
+    assert mask[250:275, 40:140].max() < 10  # nothing at the lower base's height under the upper object
+    assert mask[115:130, 220:340].max() < 10  # nor at the upper base's height under the lower one
+
+
+def test_a_speck_beside_the_subject_casts_no_contact_shadow() -> None:
+    alpha = _subject_block()
+    ImageDraw.Draw(alpha).rectangle((10, 10, 12, 12), fill=255)  # 9 px against the block's 4,941
+    mask = np.asarray(compose.shadow_mask(alpha, Shadow(ShadowKind.CONTACT, strength=0.8)))
+    assert mask[8:20, 0:30].max() < 5  # none under the speck
+    assert mask[115:130, 0:30].max() < 5  # nor at the block's base below it (one shadow of both did that)
+    assert mask[121:126, 75:125].mean() > 60  # the block's own is drawn
+
+
+def test_objects_are_found_apart_and_joined_by_a_diagonal_touch() -> None:
+    mask = np.zeros((8, 10), dtype=bool)
+    mask[1:3, 1:3] = True
+    mask[3, 3] = True  # touches the first block by a corner: the same object
+    mask[5:7, 6:9] = True
+    found = sorted(compose.objects(mask), key=lambda o: o[0])
+    assert [box for box, _ in found] == [(1, 1, 4, 4), (6, 5, 9, 7)]
+    assert [int(own.sum()) for _, own in found] == [5, 6]
