@@ -362,7 +362,7 @@ def objects(mask: npt.NDArray[np.bool_]) -> list[tuple[tuple[int, int, int, int]
     groups: dict[int, list[int]] = {}
     for i in range(len(run_rows)):
         groups.setdefault(root(i), []).append(i)
-    found = []
+    found: list[tuple[tuple[int, int, int, int], npt.NDArray[np.bool_]]] = []
     for runs in groups.values():
         rows, starts, ends = run_rows[runs], run_starts[runs], run_ends[runs]
         x0, y0, x1, y1 = int(starts.min()), int(rows.min()), int(ends.max()), int(rows.max()) + 1
