@@ -80,6 +80,11 @@ def _grey(image: Image.Image) -> Image.Image:
     return image if image.mode == "L" else image.convert("L")  # convert would copy an "L" image
 
 
+def _crop(image: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+    """`image.crop(box)`, or the image itself when the box is the whole frame (a crop copies it)."""
+    return image if box == (0, 0, *image.size) else image.crop(box)
+
+
 def _check_sizes(size: tuple[int, int], **images: Image.Image | None) -> None:
     for name, image in images.items():
         if image is not None and image.size != size:
@@ -159,7 +164,8 @@ class WorkGrid:
         np.clip(fy, 0, h - 1, out=fy)
         np.clip(fx, 0, w - 1, out=fx)
         y0, x0 = fy.astype(np.intp), fx.astype(np.intp)
-        wy, wx = (fy - y0)[:, None], (fx - x0)[:, None]
+        # float32 weights: an intp operand would promote every (N, C) product to float64
+        wy, wx = (fy - y0.astype(np.float32))[:, None], (fx - x0.astype(np.float32))[:, None]
         # flat indices and np.take: several times faster than 2-D fancy indexing
         flat = field.reshape(h * w, -1)
         top, left = y0 * w, x0
@@ -228,20 +234,23 @@ def estimate_edge(image: Image.Image, alpha: Image.Image, *, work_pixels: int = 
     bbox = alpha.point(_EDGE_LUT).getbbox()
     if bbox is None:
         return None
-    edge_alpha = np.asarray(alpha.crop(bbox))
+    edge_alpha = np.asarray(_crop(alpha, bbox))
     ys, xs = np.nonzero((edge_alpha - np.uint8(1)) < 254)  # uint8 wrap-around: 0 and 255 fall outside
     a = (edge_alpha[ys, xs].astype(np.float32) / 255.0)[:, None]
-    observed = np.asarray(image.crop(bbox))[ys, xs].astype(np.float32) / 255.0
+    observed = np.asarray(_crop(image, bbox))[ys, xs].astype(np.float32) / 255.0
     box = _context_box(bbox, image.size)
     grid = WorkGrid((box[2] - box[0], box[3] - box[1]), work_pixels)
-    small_rgb = np.asarray(grid.shrink(image.crop(box)), dtype=np.float32) / 255.0
-    small_alpha = np.asarray(grid.shrink(alpha.crop(box)))
+    small_rgb = np.asarray(grid.shrink(_crop(image, box)), dtype=np.float32) / 255.0
+    small_alpha = np.asarray(grid.shrink(_crop(alpha, box)))
     subject, background = _colour_fields(small_rgb, small_alpha.astype(np.float32) / 255.0)
     if background is None:  # no old background anywhere near: nothing to remove
         return Edge(bbox, ys, xs, a, observed)
     field_ys, field_xs = ys + (bbox[1] - box[1]), xs + (bbox[0] - box[0])
-    f = grid.sample(subject, field_ys, field_xs) if subject is not None else observed
-    b = grid.sample(background, field_ys, field_xs)
+    if subject is not None:  # both fields in one pass: the indices and weights are computed once
+        both = grid.sample(np.concatenate([subject, background], axis=2), field_ys, field_xs)
+        f, b = both[:, :3], both[:, 3:]
+    else:
+        f, b = observed, grid.sample(background, field_ys, field_xs)
     # blur-fusion correction: what the smooth subject colour does not explain in the observed
     # pixel is the subject's own detail, weighted so a faint pixel leans on the smooth estimate
     # (its own colour is mostly the old background's)
@@ -255,7 +264,7 @@ def _to_uint8(values: Floats) -> npt.NDArray[np.uint8]:
 
 def _replace(image: Image.Image, edge: Edge, colours: Floats, *, in_place: bool = False) -> Image.Image:
     """`image` (a copy unless `in_place`) with the edge pixels set to `colours` (N, 3, 0..1)."""
-    pixels = np.array(image.crop(edge.box))
+    pixels = np.array(_crop(image, edge.box))
     pixels[edge.ys, edge.xs] = _to_uint8(colours)
     result = image if in_place else image.copy()
     result.paste(Image.fromarray(pixels, "RGB"), edge.box[:2])
@@ -470,17 +479,17 @@ def compose(
     # the edge pixels, recomposed from the subject's own colours over what lies behind them
     colours = edge.colours
     if relit is not None and blend < 1.0:
-        model = np.asarray(relit.crop(edge.box))[edge.ys, edge.xs].astype(np.float32) / 255.0
+        model = np.asarray(_crop(relit, edge.box))[edge.ys, edge.xs].astype(np.float32) / 255.0
         colours = blend * colours + (1.0 - blend) * model
-    behind = np.asarray(background.crop(edge.box))[edge.ys, edge.xs].astype(np.float32) / 255.0
+    behind = np.asarray(_crop(background, edge.box))[edge.ys, edge.xs].astype(np.float32) / 255.0
     if hole is not None:  # only the edge pixels of the hole are filled: no full-frame copy
-        in_hole = np.asarray(hole.crop(edge.box))[edge.ys, edge.xs] > 0
+        in_hole = np.asarray(_crop(hole, edge.box))[edge.ys, edge.xs] > 0
         hole_bbox = hole.getbbox()
         fill = _Fill(background, hole, hole_bbox, work_pixels // 4) if in_hole.any() and hole_bbox else None
         if fill is not None and fill.field is not None:
             behind[in_hole] = fill.at(edge.ys[in_hole] + edge.box[1], edge.xs[in_hole] + edge.box[0])
     if shade is not None:
-        darkness = np.asarray(shade.crop(edge.box))[edge.ys, edge.xs].astype(np.float32)[:, None] / 255.0
+        darkness = np.asarray(_crop(shade, edge.box))[edge.ys, edge.xs].astype(np.float32)[:, None] / 255.0
         behind = behind * (1.0 - darkness)
     return _replace(result, edge, edge.alpha * colours + (1.0 - edge.alpha) * behind, in_place=True)
 

@@ -619,13 +619,14 @@ def default_output_format(source: SourceFormat) -> contracts.OutputFormat:
     return contracts.OutputFormat.PNG
 
 
-# JPEG results (docs/aws-notes.md#n48-jpeg-chroma-subsampling-in-pillow): quality 95, the top of
-# Pillow's useful range, because a PRECISE result's subject is the original's pixels through a
-# second lossy encoding and should lose as little as that allows; above 95 the file grows with
-# little gain. Chroma subsampling is kept from the original: a 4:2:0 camera JPEG never had
-# full-resolution colour, so 4:4:4 would spend ~25 % more bytes on nothing, while a 4:4:4 studio
-# export keeps its sharp coloured edges. Without a JPEG original (the user asked for JPEG) it is
-# 4:4:4: no colour detail the source had is thrown away.
+# JPEG results (docs/aws-notes.md#n48-jpeg-chroma-subsampling-in-pillow): quality 95 and 4:4:4
+# chroma, because the scorecard measures the delivered file (issue 27, point 3) and a PRECISE
+# result's subject is the original's pixels through a second lossy encoding. Measured on
+# bench/photos.py's 12 MP photo (docs/quality.md): 4:2:0 at 95 gives PSNR 38.4 dB, ΔE 1.59 (a WARN
+# on the default thresholds) in 5.2 MB; 4:4:4 at 95 gives 43.6 dB, ΔE 0.83 (PASS) in 7.1 MB
+# (+36 %); on the camera photos in samples/ 4:4:4 costs +19-29 % bytes. Quality 97 adds another
+# ~20 % for ~1 dB. Following a 4:2:0 original's subsampling, as before, saved those bytes but
+# delivered WARNs that a re-roll (which redraws only the background) cannot change.
 JPEG_QUALITY = 95
 
 
@@ -638,7 +639,8 @@ def encode(
     icc_profile: bytes | None = None,
 ) -> bytes:
     """Encode a result in the requested output format, tagged with `icc_profile` (the colour
-    space its pixels are in: SourceFormat.icc_profile; None leaves it untagged, i.e. sRGB)."""
+    space its pixels are in: SourceFormat.icc_profile; None leaves it untagged, i.e. sRGB).
+    `jpeg_subsampling` is Pillow's (0 = 4:4:4, 2 = 4:2:0); results are 4:4:4 (None: see JPEG_QUALITY)."""
     buf = io.BytesIO()
     fmt = contracts.OutputFormat(fmt).value
     profile = {"icc_profile": icc_profile} if icc_profile else {}
@@ -650,12 +652,11 @@ def encode(
             info.add_text(key, value)
         image.save(buf, "PNG", pnginfo=info, optimize=False, **profile)
     elif fmt == "jpeg":
-        subsampling = 0 if jpeg_subsampling is None else jpeg_subsampling
         # JPEG has no text chunks: the same "key: value" lines go in its comment (COM) segment
         comment = "\n".join(f"{key}: {value}" for key, value in (text or {}).items()).encode()
         options = {"comment": comment} if comment else {}
         flatten(image).save(
-            buf, "JPEG", quality=JPEG_QUALITY, subsampling=subsampling, optimize=True, **options, **profile
+            buf, "JPEG", quality=JPEG_QUALITY, subsampling=jpeg_subsampling or 0, optimize=True, **options, **profile
         )
     else:
         image.save(buf, "WEBP", quality=90, method=4, **profile)

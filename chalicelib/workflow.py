@@ -69,30 +69,10 @@ def _deliver(
 ) -> tuple[bytes, Image.Image, Scorecard]:
     """Encode a result and score the file as delivered (decoded, colour-managed): the card's
     fidelity is the downloaded file's, not the pixels before a lossy encoding (issue 27, point 3).
-
-    A JPEG follows its original's chroma subsampling (smaller); where that costs the product its
-    PASS (fine colour detail the 4:2:0 grid cannot hold), it is encoded again at 4:4:4 and the
-    better of the two is delivered (~+35 % bytes, only for those images: docs/quality.md)."""
-    from chalicelib import quality
-
-    def attempt(subsampling: int | None) -> tuple[bytes, Image.Image, Scorecard]:
-        body = imaging.encode(
-            result, fmt.value, text=text, jpeg_subsampling=subsampling, icc_profile=source.icc_profile
-        )
-        delivered = imaging.decode_delivered(body)
-        return body, delivered, score(delivered)
-
-    first = attempt(source.jpeg_subsampling)
-    fidelity = first[2].get(quality.CheckName.SUBJECT_FIDELITY)
-    if fmt is not contracts.OutputFormat.JPEG or source.jpeg_subsampling in (None, 0) or fidelity is None:
-        return first
-    if fidelity.outcome is not quality.Outcome.WARN:  # PASS, or FAIL from the composition itself
-        return first
-    full = attempt(0)
-    full_fidelity = full[2].get(quality.CheckName.SUBJECT_FIDELITY)
-    psnr = float(fidelity.metrics.get("psnrDb", 0.0))
-    full_psnr = float(full_fidelity.metrics.get("psnrDb", 0.0)) if full_fidelity else 0.0
-    return full if full_psnr > psnr else first
+    The encoder's settings are imaging.encode's (JPEG: quality 95, 4:4:4)."""
+    body = imaging.encode(result, fmt.value, text=text, icc_profile=source.icc_profile)
+    delivered = imaging.decode_delivered(body)
+    return body, delivered, score(delivered)
 
 
 def re_roll_seed(job_seed: int, attempt: int, seed_max: int) -> int:
