@@ -29,6 +29,7 @@ BENCHES = (
     "throughput",
     "cost",
     "quality",
+    "edges",
     "cutout",
     "webapp",
     "scale",
@@ -128,7 +129,7 @@ def package_size() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench import cost, cutout, delete, pick, quality, quiet_logs, scale, submit, throughput, webapp
+    from bench import cost, cutout, delete, edges, pick, quality, quiet_logs, scale, submit, throughput, webapp
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -153,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         "throughput": lambda: throughput.run(row),
         "cost": lambda: cost.run(row),
         "quality": lambda: quality.run(row),
+        "edges": lambda: edges.rows(row),
         "cutout": lambda: cutout.run(row),
         "webapp": lambda: webapp.run(row),
         "scale": lambda: scale.run(row, args.scale_max, progress=lambda line: print(f"  ... {line}", flush=True)),

@@ -50,6 +50,15 @@ WORK_PIXELS = 500_000
 FILL_WORK_PIXELS = WORK_PIXELS // 4
 # How far the edge's bounding box is widened for the fields' context (fraction of the long side).
 CONTEXT_FRACTION = 0.04
+# Where the subject's colour and the old background's are this close (RGB distance of their smooth
+# fields, 0..1 scale) unmixing cannot tell them apart, and a plain paste of the original pixel
+# carries almost none of the old background (its error is alpha * (1 - alpha) * that distance):
+# the edge keeps the original pixel there, blended in between LOW and HIGH (issue 27: grey on grey,
+# decontamination was measured up to 3.3 dB below a paste). On bench/edges.py's composites the
+# decontamination never lost to a paste, and these bounds move the edge by -0.3..+0.3 dB there;
+# wider bounds cost up to 2 dB on grey-on-grey (docs/quality.md).
+FALLBACK_CONTRAST_LOW = 0.02
+FALLBACK_CONTRAST_HIGH = 0.06
 
 
 @dataclass(frozen=True)
@@ -224,6 +233,22 @@ class Edge:
     colours: Floats
 
 
+def _local_contrast(subject: Floats, background: Floats, levels: int = 3) -> Floats:
+    """(h, w, 1): the distance between the subject's and the old background's colours, each
+    averaged over 2**levels pixel blocks first, so a textured subject's own grain does not read as
+    contrast (the fields keep each sure pixel's own colour)."""
+    difference = subject - background
+    shape = (difference.shape[0], difference.shape[1])
+    weight = np.ones(shape, dtype=np.float32)
+    for _ in range(levels):
+        if difference.shape[0] < 2 or difference.shape[1] < 2:
+            break
+        difference, weight = _halve(difference), _halve(weight)
+    mean = (difference / weight[..., None]).astype(np.float32)
+    distance = np.sqrt(np.sum(mean**2, axis=2, keepdims=True)).astype(np.float32)
+    return _upsample(distance, shape)
+
+
 def estimate_edge(image: Image.Image, alpha: Image.Image, *, work_pixels: int = WORK_PIXELS) -> Edge | None:
     """The subject's own colours in its soft edge, or None if the alpha has no soft edge.
 
@@ -246,15 +271,24 @@ def estimate_edge(image: Image.Image, alpha: Image.Image, *, work_pixels: int = 
     if background is None:  # no old background anywhere near: nothing to remove
         return Edge(bbox, ys, xs, a, observed)
     field_ys, field_xs = ys + (bbox[1] - box[1]), xs + (bbox[0] - box[0])
-    if subject is not None:  # both fields in one pass: the indices and weights are computed once
-        both = grid.sample(np.concatenate([subject, background], axis=2), field_ys, field_xs)
-        f, b = both[:, :3], both[:, 3:]
+    if subject is not None:  # the fields in one pass: the indices and weights are computed once
+        fields = [subject, background]
+        if FALLBACK_CONTRAST_HIGH > 0:
+            fields.append(_local_contrast(subject, background))
+        both = grid.sample(np.concatenate(fields, axis=2), field_ys, field_xs)
+        f, b = both[:, :3], both[:, 3:6]
+        contrast = both[:, 6:7] if FALLBACK_CONTRAST_HIGH > 0 else None
     else:
-        f, b = observed, grid.sample(background, field_ys, field_xs)
+        f, b, contrast = observed, grid.sample(background, field_ys, field_xs), None
     # blur-fusion correction: what the smooth subject colour does not explain in the observed
     # pixel is the subject's own detail, weighted so a faint pixel leans on the smooth estimate
     # (its own colour is mostly the old background's)
     colours = f + np.sqrt(a) * (observed - a * f - (1.0 - a) * b)
+    if contrast is not None:
+        # low contrast between the subject and the old background: the original pixel, as pasted
+        span = max(FALLBACK_CONTRAST_HIGH - FALLBACK_CONTRAST_LOW, 1e-6)
+        trust = np.clip((contrast - FALLBACK_CONTRAST_LOW) / span, 0.0, 1.0)
+        colours = observed + trust * (colours - observed)
     return Edge(bbox, ys, xs, a, np.clip(colours, 0.0, 1.0))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 from scenes import edge_psnr, make_scene, plain
 
 from chalicelib import compose, imaging, quality
@@ -275,3 +275,33 @@ def test_objects_are_found_apart_and_joined_by_a_diagonal_touch() -> None:
     found = sorted(compose.objects(mask), key=lambda o: o[0])
     assert [box for box, _ in found] == [(1, 1, 4, 4), (6, 5, 9, 7)]
     assert [int(own.sum()) for _, own in found] == [5, 6]
+
+
+def _soft_disc(size=(160, 120)) -> Image.Image:
+    big = Image.new("L", (size[0] * 4, size[1] * 4), 0)
+    ImageDraw.Draw(big).ellipse((160, 100, 480, 380), fill=255)
+    return big.resize(size, Image.Resampling.BOX).filter(ImageFilter.GaussianBlur(2))
+
+
+def _textured(size, level, spread, seed) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    grey = np.clip(level + spread * rng.normal(0, 1, (size[1], size[0], 1)), 0, 1) * np.ones(3)
+    return Image.fromarray(np.round(grey * 255).astype(np.uint8))
+
+
+def test_edges_fall_back_to_a_plain_paste_where_subject_and_old_background_match() -> None:
+    """Grey on grey (issue 27, point 5): unmixing cannot tell the two apart and only smooths the
+    subject's texture away; the edge is then the plain paste's."""
+    alpha = _soft_disc()
+    subject, wall = _textured(alpha.size, 0.5, 0.05, 1), _textured(alpha.size, 0.5, 0.01, 2)
+    original = Image.composite(subject, wall, alpha)
+    new = plain(alpha.size, (255, 255, 255))
+    edge = (np.asarray(alpha) > 0) & (np.asarray(alpha) < 255)
+    pasted = np.asarray(compose.compose(original, alpha, new, decontaminate=False), dtype=np.int16)[edge]
+    result = np.asarray(compose.compose(original, alpha, new), dtype=np.int16)[edge]
+    close = np.abs(result - pasted).max(axis=1) <= 1
+    assert close.mean() >= 0.98
+    # with contrast, the edge is still decontaminated (the fallback is not everywhere)
+    blue = Image.composite(plain(alpha.size, (30, 60, 200)), wall, alpha)
+    pasted_blue = np.asarray(compose.compose(blue, alpha, new, decontaminate=False), dtype=np.int16)[edge]
+    assert np.abs(np.asarray(compose.compose(blue, alpha, new), dtype=np.int16)[edge] - pasted_blue).max() > 20
