@@ -239,7 +239,7 @@ def _local_contrast(subject: Floats, background: Floats, levels: int = 3) -> Flo
     contrast (the fields keep each sure pixel's own colour)."""
     difference = subject - background
     shape = (difference.shape[0], difference.shape[1])
-    weight = np.ones(shape, dtype=np.float32)
+    weight: Floats = np.ones(shape, dtype=np.float32)
     for _ in range(levels):
         if difference.shape[0] < 2 or difference.shape[1] < 2:
             break
