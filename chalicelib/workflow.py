@@ -549,7 +549,8 @@ class Steps:
                 return quality.score_image(original, delivered, alpha, thresholds=thresholds)
 
             body, _, scorecard = _deliver(result, fmt, source, text, score)
-            scorecard = checks.add_to(scorecard, result, alpha)
+            kept = precise and alpha is not None and settings.blend == 1.0
+            scorecard = checks.add_to(scorecard, result, alpha, subject_kept=kept)
             key = contracts.result_key(step.owner, step.job_id, step.image.image_id, index, fmt)
             encoded.append((body, contracts.FORMAT_CONTENT_TYPES[fmt]))
             output: dict[str, Any] = {"key": key, "variant": index, "quality": scorecard.to_dict()}
@@ -778,7 +779,7 @@ class Steps:
         if placement is not None:
             # the subject was moved on a new canvas: the kept labels are looked for, not their old boxes
             checks.kept_boxes = []
-        scorecard = checks.add_to(scorecard, scored, alpha)
+        scorecard = checks.add_to(scorecard, scored, alpha, subject_kept=True)  # placed or cut out, at blend 1
         key = contracts.result_key(step.owner, step.job_id, step.image.image_id, 1, fmt)
         self._put(step.bucket, key, encoded, contracts.FORMAT_CONTENT_TYPES[fmt])
         output: dict[str, Any] = {
@@ -942,7 +943,13 @@ class _RekognitionChecks:
     def calls(self) -> int:
         return self.client.calls if self.client is not None else 0
 
-    def add_to(self, card: Scorecard, result: Image.Image, alpha: Image.Image | None) -> Scorecard:
+    def add_to(
+        self, card: Scorecard, result: Image.Image, alpha: Image.Image | None, *, subject_kept: bool = False
+    ) -> Scorecard:
+        """`subject_kept`: the composition put the original subject's pixels back bit for bit
+        (PRECISE at blend 1, a placed or cut-out subject); its text is then unchanged, and a lossy
+        delivered file whose fidelity PASSes (a quality-95 JPEG) does not make it worth a
+        DetectText call: the fidelity card measures the file, the text cannot have moved."""
         from chalicelib import quality
 
         if self.client is None:
@@ -956,7 +963,7 @@ class _RekognitionChecks:
         )
         fidelity = card.get(quality.CheckName.SUBJECT_FIDELITY)
         identical = bool(fidelity and fidelity.metrics.get("identical") is True)
-        if identical:
+        if identical or (subject_kept and fidelity is not None and fidelity.outcome is quality.Outcome.PASS):
             text = quality.check_text_integrity(self.client, None, image, subject_identical=True)
         else:
             lines = self.original_lines()
