@@ -98,3 +98,22 @@ def test_jpeg_subsampling_asked_is_written() -> None:
     for subsampling in (0, 2):
         data = imaging.encode(Image.new("RGB", (64, 64), RED), "jpeg", jpeg_subsampling=subsampling)
         assert JpegImagePlugin.get_sampling(Image.open(io.BytesIO(data))) == subsampling
+
+
+def test_a_turned_p3_photo_is_turned_and_converted() -> None:
+    """EXIF orientation and the profile together: the profile survives the turn (exif_transpose
+    keeps the image's info), so the pixels are converted as well as turned."""
+    img = Image.new("RGB", (200, 100), GREEN)
+    img.paste(RED, (0, 0, 100, 100))
+    exif = Image.Exif()
+    exif[imaging.EXIF_ORIENTATION_TAG] = 6  # turn 90° clockwise: the left (red) half goes on top
+    buf = io.BytesIO()
+    icc = iccprofiles.display_p3()
+    img.save(buf, "PNG", icc_profile=icc, exif=exif)
+    got = imaging.load_original(buf.getvalue())
+    assert got.size == (100, 200)
+    profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    expected_green = ImageCms.profileToProfile(Image.new("RGB", (1, 1), GREEN), profile, SRGB).getpixel((0, 0))
+    expected_red = ImageCms.profileToProfile(Image.new("RGB", (1, 1), RED), profile, SRGB).getpixel((0, 0))
+    assert max(abs(a - b) for a, b in zip(got.getpixel((50, 160)), expected_green, strict=True)) <= 1
+    assert max(abs(a - b) for a, b in zip(got.getpixel((50, 40)), expected_red, strict=True)) <= 1
