@@ -71,7 +71,9 @@ def _deliver(
     fidelity is the downloaded file's, not the pixels before a lossy encoding (issue 27, point 3).
     The encoder's settings are imaging.encode's (JPEG: quality 95, 4:4:4)."""
     body = imaging.encode(result, fmt.value, text=text, icc_profile=source.icc_profile)
-    delivered = imaging.decode_delivered(body)
+    # a PNG is lossless and tagged sRGB (or untagged): decoding it gives back `result` exactly, at
+    # ~0.4 s of CPU for 12 MP that would change nothing
+    delivered = result if fmt is contracts.OutputFormat.PNG else imaging.decode_delivered(body)
     return body, delivered, score(delivered)
 
 

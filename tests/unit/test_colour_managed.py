@@ -117,3 +117,14 @@ def test_a_turned_p3_photo_is_turned_and_converted() -> None:
     expected_red = ImageCms.profileToProfile(Image.new("RGB", (1, 1), RED), profile, SRGB).getpixel((0, 0))
     assert max(abs(a - b) for a, b in zip(got.getpixel((50, 160)), expected_green, strict=True)) <= 1
     assert max(abs(a - b) for a, b in zip(got.getpixel((50, 40)), expected_red, strict=True)) <= 1
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA"])
+def test_a_png_result_decodes_to_exactly_its_pixels(mode) -> None:
+    """Finalize scores a PNG result's pixels without decoding the file: that holds only while the
+    PNG gives them back exactly, with the sRGB tag it carries."""
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (48, 64, len(mode)), dtype=np.uint8)
+    result = Image.fromarray(pixels, mode)
+    data = imaging.encode(result, "png", text={"k": "v"}, icc_profile=imaging.SRGB_ICC)
+    assert np.array_equal(np.asarray(imaging.decode_delivered(data)), pixels)
