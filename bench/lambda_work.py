@@ -1,17 +1,19 @@
-"""Per-image Lambda work: prepare + finalize beside a hand-written Pillow floor, in one process.
+"""Per-image Lambda work: prepare + finalize beside a hand-written Pillow floor, in CPU time.
 
 Each case runs in its own child process. Backdrop runs once first, alone, so the process's peak
-RSS is Backdrop's; then the floor and Backdrop alternate, REPEATS times each (which goes first
-alternates too), and the min and the median of each are reported. S3 and the job store are
-in-memory stand-ins, so the figure is the image work, not moto's.
+RSS is Backdrop's (reported against the memory the finalize Lambda is configured with); then the
+floor and Backdrop alternate, SAMPLES times each (which goes first alternates too), and the median
+of each step's CPU seconds (time.process_time: this process's own, so another engineer's load on
+the machine moves it far less than wall time) is reported with the ratio per step.
 
 The floor is the least any implementation of the same design must do for one image on the
-Stability path in PRECISE mode, written as plain Pillow calls:
+Stability path in PRECISE mode, written as plain Pillow calls, independently of chalicelib:
 - prepare: decode the original (DCT-scaled when it is much larger than the model canvas), resize
   it to the canvas, encode the request image, base64 it into the request JSON;
 - finalize: parse the model's answer (JSON, base64, PNG), decode the original again (finalize is
   another Lambda), resize the answer to the original size, upscale the subject alpha and paste
-  the original subject back, encode the result in the output format.
+  the original subject back, encode the result in the output format with the delivered file's
+  quality and chroma subsampling (JPEG_SETTINGS), no optimisation pass.
 The model's answers and the subject alpha are Backdrop's own, from its first run. build-mask has
 no counterpart in the floor and is reported on its own.
 
@@ -35,11 +37,17 @@ from bench.photos import photo_like
 
 # name: (width, height, input format, output format): the result follows the original's format
 CASES = {
+    "24MP JPEG": (6000, 4000, "JPEG", "jpeg"),
     "12MP JPEG": (4000, 3000, "JPEG", "jpeg"),
     "4MP PNG": (2309, 1732, "PNG", "png"),
     "1MP JPEG": (1155, 866, "JPEG", "jpeg"),
 }
-REPEATS = 5
+# enough interleaved samples that the median holds still under another process's load
+SAMPLES = 7
+# the floor's encoder: the delivered file's quality and subsampling (chalicelib.imaging.images.JPEG_QUALITY,
+# 4:4:4), written out here so the floor does not move when Backdrop's encoder changes
+JPEG_SETTINGS = {"quality": 95, "subsampling": 0}
+FINALIZE_MEMORY_MB = 1769  # chalicelib/core/functions.py: finalize's memory_mb
 JOB_ID, IMAGE_ID, OWNER, BUCKET = "20261124T000000Z-000000000000", "a" * 32, "owner", "bench"
 
 
@@ -97,7 +105,7 @@ def _event(key: str, output_format: str) -> dict[str, Any]:
 
 
 def backdrop(data: bytes, output_format: str) -> tuple[dict[str, float], dict[tuple[str, str], bytes]]:
-    """Seconds per step (the stand-in's work excluded) and the scratch objects it left behind
+    """CPU seconds per step (the stand-in's work excluded) and the scratch objects it left behind
     before finalize discarded them (the model's answers, the subject alpha)."""
     from backend.local.bedrock_standin import StandInBedrock
     from chalicelib.core import contracts
@@ -111,9 +119,9 @@ def backdrop(data: bytes, output_format: str) -> tuple[dict[str, float], dict[tu
     spent: dict[str, float] = {}
 
     def timed(step: Any) -> Any:
-        started = time.perf_counter()
+        started = time.process_time()
         result = step(event)
-        spent[step.__name__] = time.perf_counter() - started
+        spent[step.__name__] = time.process_time() - started
         return result
 
     standin = StandInBedrock()
@@ -140,16 +148,19 @@ def floor_prepare(data: bytes, canvas: tuple[int, int]) -> bytes:
 
 
 def floor_finalize(data: bytes, response: bytes, alpha_png: bytes, output_format: str) -> bytes:
-    from chalicelib.imaging import images as imaging
-
     answer = Image.open(io.BytesIO(base64.b64decode(json.loads(response)["images"][0])))
     original = Image.open(io.BytesIO(data)).convert("RGB")
     result = answer.convert("RGB").resize(original.size, Image.Resampling.LANCZOS)
     alpha = Image.open(io.BytesIO(alpha_png)).convert("L").resize(original.size, Image.Resampling.BILINEAR)
-    return imaging.encode(Image.composite(original, result, alpha), output_format)  # the same encoder settings
+    out = io.BytesIO()
+    if output_format == "jpeg":
+        Image.composite(original, result, alpha).save(out, "JPEG", **JPEG_SETTINGS)
+    else:
+        Image.composite(original, result, alpha).save(out, "PNG")
+    return out.getvalue()
 
 
-def child(case: str) -> None:
+def child(case: str, samples: int = SAMPLES) -> None:
     """Measure one case; print JSON."""
     from chalicelib.core import contracts
     from chalicelib.imaging import images as imaging
@@ -166,35 +177,41 @@ def child(case: str) -> None:
     response = scratch[(BUCKET, contracts.response_key(JOB_ID, IMAGE_ID, registry.adapter_for(spec).steps[-1]))]
     alpha = scratch[(BUCKET, contracts.work_key(JOB_ID, IMAGE_ID, SUBJECT_ALPHA))]
 
-    def floor() -> float:
-        started = time.perf_counter()
+    def floor() -> tuple[float, float]:
+        started = time.process_time()
         floor_prepare(data, canvas)
+        middle = time.process_time()
         floor_finalize(data, response, alpha, output_format)
-        return time.perf_counter() - started
+        return middle - started, time.process_time() - middle
 
-    floors, ours, masks = [], [], [first["build_mask"]]
-    for round_ in range(REPEATS):
+    floors: list[tuple[float, float]] = []
+    ours: list[dict[str, float]] = []
+    for round_ in range(samples):
         for which in ("floor", "backdrop") if round_ % 2 == 0 else ("backdrop", "floor"):
             if which == "floor":
                 floors.append(floor())
             else:
-                spent, _ = backdrop(data, output_format)
-                ours.append(spent["prepare"] + spent["finalize"])
-                masks.append(spent["build_mask"])
+                ours.append(backdrop(data, output_format)[0])
+    median = statistics.median
     print(
         json.dumps(
             {
                 "input_mb": len(data) / 2**20,
-                "floor_min": min(floors),
-                "floor_median": statistics.median(floors),
-                "backdrop_min": min(ours),
-                "backdrop_median": statistics.median(ours),
-                "build_mask_min": min(masks),
+                "samples": samples,
+                "floor_prepare": median(f[0] for f in floors),
+                "floor_finalize": median(f[1] for f in floors),
+                "floor_total": median(f[0] + f[1] for f in floors),
+                "prepare": median(o["prepare"] for o in ours),
+                "finalize": median(o["finalize"] for o in ours),
+                "total": median(o["prepare"] + o["finalize"] for o in ours),
+                "finalize_ratios": sorted(o["finalize"] / f[1] for o, f in zip(ours, floors, strict=True)),
+                "build_mask": median([first["build_mask"]] + [o["build_mask"] for o in ours]),
                 "peak_mb": peak_mb,
+                "memory_mb": FINALIZE_MEMORY_MB,
             }
         )
     )
 
 
 if __name__ == "__main__":
-    child(sys.argv[1])
+    child(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else SAMPLES)

@@ -50,6 +50,15 @@ WORK_PIXELS = 500_000
 FILL_WORK_PIXELS = WORK_PIXELS // 4
 # How far the edge's bounding box is widened for the fields' context (fraction of the long side).
 CONTEXT_FRACTION = 0.04
+# Where the subject's colour and the old background's are this close (RGB distance of their smooth
+# fields, 0..1 scale) unmixing cannot tell them apart, and a plain paste of the original pixel
+# carries almost none of the old background (its error is alpha * (1 - alpha) * that distance):
+# the edge keeps the original pixel there, blended in between LOW and HIGH (issue 27: grey on grey,
+# decontamination was measured up to 3.3 dB below a paste). On bench/edges.py's composites the
+# decontamination never lost to a paste, and these bounds move the edge by -0.3..+0.3 dB there;
+# wider bounds cost up to 2 dB on grey-on-grey (docs/quality.md).
+FALLBACK_CONTRAST_LOW = 0.02
+FALLBACK_CONTRAST_HIGH = 0.06
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,11 @@ NO_SHADOW = Shadow()
 
 def _grey(image: Image.Image) -> Image.Image:
     return image if image.mode == "L" else image.convert("L")  # convert would copy an "L" image
+
+
+def _crop(image: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+    """`image.crop(box)`, or the image itself when the box is the whole frame (a crop copies it)."""
+    return image if box == (0, 0, *image.size) else image.crop(box)
 
 
 def _check_sizes(size: tuple[int, int], **images: Image.Image | None) -> None:
@@ -159,7 +173,8 @@ class WorkGrid:
         np.clip(fy, 0, h - 1, out=fy)
         np.clip(fx, 0, w - 1, out=fx)
         y0, x0 = fy.astype(np.intp), fx.astype(np.intp)
-        wy, wx = (fy - y0)[:, None], (fx - x0)[:, None]
+        # float32 weights: an intp operand would promote every (N, C) product to float64
+        wy, wx = (fy - y0.astype(np.float32))[:, None], (fx - x0.astype(np.float32))[:, None]
         # flat indices and np.take: several times faster than 2-D fancy indexing
         flat = field.reshape(h * w, -1)
         top, left = y0 * w, x0
@@ -218,6 +233,22 @@ class Edge:
     colours: Floats
 
 
+def _local_contrast(subject: Floats, background: Floats, levels: int = 3) -> Floats:
+    """(h, w, 1): the distance between the subject's and the old background's colours, each
+    averaged over 2**levels pixel blocks first, so a textured subject's own grain does not read as
+    contrast (the fields keep each sure pixel's own colour)."""
+    difference = subject - background
+    shape = (difference.shape[0], difference.shape[1])
+    weight: Floats = np.ones(shape, dtype=np.float32)
+    for _ in range(levels):
+        if difference.shape[0] < 2 or difference.shape[1] < 2:
+            break
+        difference, weight = _halve(difference), _halve(weight)
+    mean = (difference / weight[..., None]).astype(np.float32)
+    distance = np.sqrt(np.sum(mean**2, axis=2, keepdims=True)).astype(np.float32)
+    return _upsample(distance, shape)
+
+
 def estimate_edge(image: Image.Image, alpha: Image.Image, *, work_pixels: int = WORK_PIXELS) -> Edge | None:
     """The subject's own colours in its soft edge, or None if the alpha has no soft edge.
 
@@ -228,24 +259,36 @@ def estimate_edge(image: Image.Image, alpha: Image.Image, *, work_pixels: int = 
     bbox = alpha.point(_EDGE_LUT).getbbox()
     if bbox is None:
         return None
-    edge_alpha = np.asarray(alpha.crop(bbox))
+    edge_alpha = np.asarray(_crop(alpha, bbox))
     ys, xs = np.nonzero((edge_alpha - np.uint8(1)) < 254)  # uint8 wrap-around: 0 and 255 fall outside
     a = (edge_alpha[ys, xs].astype(np.float32) / 255.0)[:, None]
-    observed = np.asarray(image.crop(bbox))[ys, xs].astype(np.float32) / 255.0
+    observed = np.asarray(_crop(image, bbox))[ys, xs].astype(np.float32) / 255.0
     box = _context_box(bbox, image.size)
     grid = WorkGrid((box[2] - box[0], box[3] - box[1]), work_pixels)
-    small_rgb = np.asarray(grid.shrink(image.crop(box)), dtype=np.float32) / 255.0
-    small_alpha = np.asarray(grid.shrink(alpha.crop(box)))
+    small_rgb = np.asarray(grid.shrink(_crop(image, box)), dtype=np.float32) / 255.0
+    small_alpha = np.asarray(grid.shrink(_crop(alpha, box)))
     subject, background = _colour_fields(small_rgb, small_alpha.astype(np.float32) / 255.0)
     if background is None:  # no old background anywhere near: nothing to remove
         return Edge(bbox, ys, xs, a, observed)
     field_ys, field_xs = ys + (bbox[1] - box[1]), xs + (bbox[0] - box[0])
-    f = grid.sample(subject, field_ys, field_xs) if subject is not None else observed
-    b = grid.sample(background, field_ys, field_xs)
+    if subject is not None:  # the fields in one pass: the indices and weights are computed once
+        fields = [subject, background]
+        if FALLBACK_CONTRAST_HIGH > 0:
+            fields.append(_local_contrast(subject, background))
+        both = grid.sample(np.concatenate(fields, axis=2), field_ys, field_xs)
+        f, b = both[:, :3], both[:, 3:6]
+        contrast = both[:, 6:7] if FALLBACK_CONTRAST_HIGH > 0 else None
+    else:
+        f, b, contrast = observed, grid.sample(background, field_ys, field_xs), None
     # blur-fusion correction: what the smooth subject colour does not explain in the observed
     # pixel is the subject's own detail, weighted so a faint pixel leans on the smooth estimate
     # (its own colour is mostly the old background's)
     colours = f + np.sqrt(a) * (observed - a * f - (1.0 - a) * b)
+    if contrast is not None:
+        # low contrast between the subject and the old background: the original pixel, as pasted
+        span = max(FALLBACK_CONTRAST_HIGH - FALLBACK_CONTRAST_LOW, 1e-6)
+        trust = np.clip((contrast - FALLBACK_CONTRAST_LOW) / span, 0.0, 1.0)
+        colours = observed + trust * (colours - observed)
     return Edge(bbox, ys, xs, a, np.clip(colours, 0.0, 1.0))
 
 
@@ -255,7 +298,7 @@ def _to_uint8(values: Floats) -> npt.NDArray[np.uint8]:
 
 def _replace(image: Image.Image, edge: Edge, colours: Floats, *, in_place: bool = False) -> Image.Image:
     """`image` (a copy unless `in_place`) with the edge pixels set to `colours` (N, 3, 0..1)."""
-    pixels = np.array(image.crop(edge.box))
+    pixels = np.array(_crop(image, edge.box))
     pixels[edge.ys, edge.xs] = _to_uint8(colours)
     result = image if in_place else image.copy()
     result.paste(Image.fromarray(pixels, "RGB"), edge.box[:2])
@@ -324,8 +367,60 @@ def fill_background(
     return result
 
 
+# An object smaller than this share of the largest kept object gets no contact shadow of its own: a
+# speck the cut-out kept (a crumb, a stray pixel) does not stand on the floor.
+SHADOW_MIN_OBJECT_SHARE = 0.02
+
+
+def objects(mask: npt.NDArray[np.bool_]) -> list[tuple[tuple[int, int, int, int], npt.NDArray[np.bool_]]]:
+    """The separate objects (8-connected regions) of a boolean mask: each one's box (x0, y0, x1,
+    y1) and its own pixels inside the box. Runs of each row are joined to the runs of the row
+    above they touch (union-find over runs, not pixels), so a working-resolution mask costs a few
+    thousand steps; no scipy (docs/quality.md: it is not in the Lambda package)."""
+    height, width = mask.shape
+    padded = np.zeros((height, width + 2), dtype=np.int8)
+    padded[:, 1:-1] = mask
+    steps = np.diff(padded, axis=1)
+    run_rows, run_starts = np.nonzero(steps == 1)
+    _, run_ends = np.nonzero(steps == -1)  # the same order: row-major, one end per start
+    parent = list(range(len(run_rows)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    previous: list[int] = []  # the runs of the row above
+    row_runs: list[int] = []
+    current_row = -1
+    for i, (row, start, end) in enumerate(zip(run_rows.tolist(), run_starts.tolist(), run_ends.tolist(), strict=True)):
+        if row != current_row:
+            previous = row_runs if row == current_row + 1 else []
+            row_runs, current_row = [], row
+        for j in previous:  # 8-connected: a run touches one above that reaches a column beside it
+            if run_starts[j] <= end and start <= run_ends[j]:
+                parent[root(j)] = root(i)
+        row_runs.append(i)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(run_rows)):
+        groups.setdefault(root(i), []).append(i)
+    found: list[tuple[tuple[int, int, int, int], npt.NDArray[np.bool_]]] = []
+    for runs in groups.values():
+        rows, starts, ends = run_rows[runs], run_starts[runs], run_ends[runs]
+        x0, y0, x1, y1 = int(starts.min()), int(rows.min()), int(ends.max()), int(rows.max()) + 1
+        own = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+        for row, start, end in zip(rows.tolist(), starts.tolist(), ends.tolist(), strict=True):
+            own[row - y0, start - x0 : end - x0] = True
+        found.append(((x0, y0, x1, y1), own))
+    return found
+
+
 def shadow_mask(alpha: Image.Image, shadow: Shadow, *, work_pixels: int = 500_000) -> Image.Image | None:
-    """The shadow's opacity ("L", 255 = black) for a subject `alpha`, or None for no shadow."""
+    """The shadow's opacity ("L", 255 = black) for a subject `alpha`, or None for no shadow.
+
+    A contact shadow is drawn under each object of the subject (several kept objects stand at
+    different heights), a soft one from the whole silhouette."""
     if shadow.kind == ShadowKind.NONE or shadow.strength <= 0:
         return None
     alpha = _grey(alpha)
@@ -345,12 +440,22 @@ def shadow_mask(alpha: Image.Image, shadow: Shadow, *, work_pixels: int = 500_00
         canvas.paste(small, (round(dx * distance), round(dy * distance)))
         blur = 0.04 * subject_size
     else:
-        # the silhouette squashed flat onto the line where the subject stands, nudged along the angle
-        flat_height = max(1, round(0.06 * subject_size))
-        silhouette = small.crop((x0, y0, x1, y1)).resize((max(1, x1 - x0), flat_height), Image.Resampling.BOX)
-        silhouette = silhouette.point(lambda v: 255 if v else 0)
-        canvas.paste(silhouette, (x0 + round(dx * 0.02 * subject_size), y1 - flat_height // 2))
-        blur = 0.012 * subject_size
+        # each object's silhouette squashed flat onto the line where it stands, nudged along the angle
+        found = objects(np.asarray(small.crop((x0, y0, x1, y1))) >= 128)
+        largest = max(int(own.sum()) for _, own in found)
+        sizes = []
+        for (ox0, oy0, ox1, oy1), own in found:
+            if own.sum() < SHADOW_MIN_OBJECT_SHARE * largest:
+                continue
+            size = max(ox1 - ox0, oy1 - oy0, 1)
+            sizes.append(size)
+            flat_height = max(1, round(0.06 * size))
+            silhouette = Image.fromarray(own.astype(np.uint8) * 255, "L")
+            silhouette = silhouette.resize((max(1, ox1 - ox0), flat_height), Image.Resampling.BOX)
+            silhouette = silhouette.point(lambda v: 255 if v else 0)
+            at = (x0 + ox0 + round(dx * 0.02 * size), y0 + oy1 - flat_height // 2)
+            canvas.paste(255, at, silhouette)  # pasted through itself: overlapping shadows add up, never cut
+        blur = 0.012 * max(sizes)
     canvas = canvas.filter(ImageFilter.GaussianBlur(max(0.5, blur)))
     canvas = canvas.point(lambda v: round(v * shadow.strength))
     return canvas.resize(alpha.size, Image.Resampling.BILINEAR) if canvas.size != alpha.size else canvas
@@ -408,17 +513,17 @@ def compose(
     # the edge pixels, recomposed from the subject's own colours over what lies behind them
     colours = edge.colours
     if relit is not None and blend < 1.0:
-        model = np.asarray(relit.crop(edge.box))[edge.ys, edge.xs].astype(np.float32) / 255.0
+        model = np.asarray(_crop(relit, edge.box))[edge.ys, edge.xs].astype(np.float32) / 255.0
         colours = blend * colours + (1.0 - blend) * model
-    behind = np.asarray(background.crop(edge.box))[edge.ys, edge.xs].astype(np.float32) / 255.0
+    behind = np.asarray(_crop(background, edge.box))[edge.ys, edge.xs].astype(np.float32) / 255.0
     if hole is not None:  # only the edge pixels of the hole are filled: no full-frame copy
-        in_hole = np.asarray(hole.crop(edge.box))[edge.ys, edge.xs] > 0
+        in_hole = np.asarray(_crop(hole, edge.box))[edge.ys, edge.xs] > 0
         hole_bbox = hole.getbbox()
         fill = _Fill(background, hole, hole_bbox, work_pixels // 4) if in_hole.any() and hole_bbox else None
         if fill is not None and fill.field is not None:
             behind[in_hole] = fill.at(edge.ys[in_hole] + edge.box[1], edge.xs[in_hole] + edge.box[0])
     if shade is not None:
-        darkness = np.asarray(shade.crop(edge.box))[edge.ys, edge.xs].astype(np.float32)[:, None] / 255.0
+        darkness = np.asarray(_crop(shade, edge.box))[edge.ys, edge.xs].astype(np.float32)[:, None] / 255.0
         behind = behind * (1.0 - darkness)
     return _replace(result, edge, edge.alpha * colours + (1.0 - edge.alpha) * behind, in_place=True)
 

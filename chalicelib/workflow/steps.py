@@ -69,6 +69,23 @@ ORIGINAL_TEXT = "original-text.json"  # the original's printed text, read once f
 log = logging.getLogger(__name__)
 
 
+def _deliver(
+    result: Image.Image,
+    fmt: contracts.OutputFormat,
+    source: imaging.SourceFormat,
+    text: dict[str, str] | None,
+    score: Callable[[Image.Image], Scorecard],
+) -> tuple[bytes, Image.Image, Scorecard]:
+    """Encode a result and score the file as delivered (decoded, colour-managed): the card's
+    fidelity is the downloaded file's, not the pixels before a lossy encoding (issue 27, point 3).
+    The encoder's settings are imaging.encode's (JPEG: quality 95, 4:4:4)."""
+    body = imaging.encode(result, fmt.value, text=text, icc_profile=source.icc_profile)
+    # a PNG is lossless and tagged sRGB (or untagged): decoding it gives back `result` exactly, at
+    # ~0.4 s of CPU for 12 MP that would change nothing
+    delivered = result if fmt is contracts.OutputFormat.PNG else imaging.decode_delivered(body)
+    return body, delivered, score(delivered)
+
+
 def re_roll_seed(job_seed: int, attempt: int, seed_max: int) -> int:
     """The seed of attempt `attempt` (2, 3, ...): the job's seed moved on by a fixed step per
     attempt, within the model's range, so a job's re-rolls can be made again."""
@@ -533,14 +550,17 @@ class Steps:
                 result = compose.compose(
                     original, alpha, result, blend=settings.blend, relit=result, shadow=shadow, background_hole=hole
                 )
-            if alpha is not None:
-                scorecard = quality.score_image(original, result, alpha, thresholds=thresholds)
-            else:
-                scorecard = quality.no_cutout_scorecard(spec.key)
-            scorecard = checks.add_to(scorecard, result, alpha, original=original)
             text = {contracts.PROVENANCE_TEXT_KEY: produced_by} if produced_by else None
+
+            def score(delivered: Image.Image) -> Scorecard:
+                if alpha is None:
+                    return quality.no_cutout_scorecard(spec.key)
+                return quality.score_image(original, delivered, alpha, thresholds=thresholds)
+
+            body, _, scorecard = _deliver(result, fmt, source, text, score)
+            kept = precise and alpha is not None and settings.blend == 1.0
+            scorecard = checks.add_to(scorecard, result, alpha, original=original, subject_kept=kept)
             key = contracts.result_key(step.owner, step.job_id, step.image.image_id, index, fmt)
-            body = imaging.encode(result, fmt.value, text=text, jpeg_subsampling=source.jpeg_subsampling)
             encoded.append((body, contracts.FORMAT_CONTENT_TYPES[fmt]))
             output: dict[str, Any] = {"key": key, "variant": index, "quality": scorecard.to_dict()}
             if produced_by:
@@ -755,16 +775,21 @@ class Steps:
                 else imaging.default_output_format(source)
             )
         thresholds = quality.Thresholds.from_dict(settings.quality_thresholds or {})
-        scorecard = quality.score_image(original, scored, alpha, thresholds=thresholds)
+        produced_by = "; ".join(producers)[: contracts.MAX_PROVENANCE_LENGTH] or None
+        text = {contracts.PROVENANCE_TEXT_KEY: produced_by} if produced_by else None
+
+        def score(delivered: Image.Image) -> Scorecard:
+            # a transparent file is scored as it looks on white (score_image flattens it)
+            return quality.score_image(original, delivered, alpha, thresholds=thresholds)
+
+        encoded, written, scorecard = _deliver(result, fmt, source, text, score)
         checks = _RekognitionChecks(self, step, original, orientation, thresholds)
         if placement is not None:
             # the subject was moved on a new canvas: the kept labels are looked for, not their old boxes
             checks.kept_boxes = []
-        scorecard = checks.add_to(scorecard, scored, alpha, original=original, background=behind)
-        produced_by = "; ".join(producers)[: contracts.MAX_PROVENANCE_LENGTH] or None
-        text = {contracts.PROVENANCE_TEXT_KEY: produced_by} if produced_by else None
+        # placed or cut out, at blend 1: the subject's pixels are the original's
+        scorecard = checks.add_to(scorecard, scored, alpha, original=original, background=behind, subject_kept=True)
         key = contracts.result_key(step.owner, step.job_id, step.image.image_id, 1, fmt)
-        encoded = imaging.encode(result, fmt.value, text=text, jpeg_subsampling=source.jpeg_subsampling)
         self._put(step.bucket, key, encoded, contracts.FORMAT_CONTENT_TYPES[fmt])
         output: dict[str, Any] = {
             "key": key,
@@ -779,7 +804,6 @@ class Steps:
             output["consistency"] = consistency.measure(scored, alpha)
         if settings.preset:
             # checked on the file as written (a JPEG's encoding can move a "pure" white)
-            written = imaging.decode_image(encoded)
             output["compliance"] = presets.check(
                 settings.preset,
                 written,
@@ -956,9 +980,15 @@ class _RekognitionChecks:
         *,
         original: Image.Image | None = None,
         background: Image.Image | None = None,
+        subject_kept: bool = False,
     ) -> Scorecard:
         """The Rekognition checks, then (given the cut-out's alpha and the original in the result's
-        frame) the checks against independent references (`quality.reference_checks`)."""
+        frame) the checks against independent references (`quality.reference_checks`).
+
+        `subject_kept`: the composition put the original subject's pixels back bit for bit
+        (PRECISE at blend 1, a placed or cut-out subject); its text is then unchanged, and a lossy
+        delivered file whose fidelity PASSes (a quality-95 JPEG) does not make it worth a
+        DetectText call: the fidelity card measures the file, the text cannot have moved."""
         from chalicelib.imaging import quality
 
         if self.client is None:
@@ -974,7 +1004,7 @@ class _RekognitionChecks:
         stand_in = bool(present.metrics.get("standIn"))
         fidelity = card.get(quality.CheckName.SUBJECT_FIDELITY)
         identical = bool(fidelity and fidelity.metrics.get("identical") is True)
-        if identical:
+        if identical or (subject_kept and fidelity is not None and fidelity.outcome is quality.Outcome.PASS):
             text = quality.check_text_integrity(self.client, None, image, subject_identical=True)
         else:
             lines = self.original_lines()

@@ -147,6 +147,17 @@ def test_the_kept_subject_is_found_in_place_and_identical_text_needs_no_call(sto
     assert checks["textIntegrity"]["outcome"] == "PASS"
 
 
+def test_a_jpeg_result_whose_kept_subject_passes_needs_no_text_call(store, rekognition) -> None:
+    """The card measures the delivered JPEG (not identical, PSNR measured); the subject was put
+    back bit for bit before encoding, so its text needs no DetectText (issue 27, point 3)."""
+    steps, event, _ = _prepared(store, rekognition, {"outputFormat": "jpeg"})
+    rekognition.stubber.add_response("detect_labels", _labels("Bottle"), LABELS_CALL)
+    steps.finalize(event)  # the Stubber raises on any call not queued: no DetectText here
+    checks = _checks(_image(store, event)["outputs"][0])
+    assert checks["subjectFidelity"]["identical"] is False and checks["subjectFidelity"]["outcome"] == "PASS"
+    assert checks["textIntegrity"]["outcome"] == "PASS"
+
+
 def test_a_missing_or_moved_subject_is_flagged(store, rekognition) -> None:
     steps, event, _ = _prepared(store, rekognition)
     rekognition.stubber.add_response("detect_labels", _labels("Table", "Room"), LABELS_CALL)

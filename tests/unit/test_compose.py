@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 from scenes import edge_psnr, make_scene, plain
 
 from chalicelib.imaging import compose, quality
@@ -243,3 +243,66 @@ def test_the_kept_band_does_not_show_through_the_edge(scene) -> None:
         )
         red = np.asarray(plain_paste).astype(int)[scene.edge][:, 0] - np.asarray(filled).astype(int)[scene.edge][:, 0]
         assert abs(red.mean()) < 25
+
+
+def test_each_kept_object_gets_its_own_contact_shadow() -> None:
+    """Two objects standing at different heights (issue 27, point 8): each shadow sits under its
+    own object; before, one shadow of both was drawn under the lower one's base."""
+    alpha = Image.new("L", (400, 300), 0)
+    draw = ImageDraw.Draw(alpha)
+    draw.rectangle((40, 40, 140, 120), fill=255)  # the upper object: base at y = 120
+    draw.ellipse((220, 120, 340, 260), fill=255)  # the lower one: base at y = 260
+    mask = np.asarray(compose.shadow_mask(alpha, Shadow(ShadowKind.CONTACT, strength=0.8)))
+    assert mask[120:126, 50:130].mean() > 60  # under the upper object's base
+    assert mask[258:264, 260:300].mean() > 60  # under the lower one's
+    assert mask[250:275, 40:140].max() < 10  # nothing at the lower base's height under the upper object
+    assert mask[115:130, 220:340].max() < 10  # nor at the upper base's height under the lower one
+
+
+def test_a_speck_beside_the_subject_casts_no_contact_shadow() -> None:
+    alpha = _subject_block()
+    ImageDraw.Draw(alpha).rectangle((10, 10, 12, 12), fill=255)  # 9 px against the block's 4,941
+    mask = np.asarray(compose.shadow_mask(alpha, Shadow(ShadowKind.CONTACT, strength=0.8)))
+    assert mask[8:20, 0:30].max() < 5  # none under the speck
+    assert mask[115:130, 0:30].max() < 5  # nor at the block's base below it (one shadow of both did that)
+    assert mask[121:126, 75:125].mean() > 60  # the block's own is drawn
+
+
+def test_objects_are_found_apart_and_joined_by_a_diagonal_touch() -> None:
+    mask = np.zeros((8, 10), dtype=bool)
+    mask[1:3, 1:3] = True
+    mask[3, 3] = True  # touches the first block by a corner: the same object
+    mask[5:7, 6:9] = True
+    found = sorted(compose.objects(mask), key=lambda o: o[0])
+    assert [box for box, _ in found] == [(1, 1, 4, 4), (6, 5, 9, 7)]
+    assert [int(own.sum()) for _, own in found] == [5, 6]
+
+
+def _soft_disc(size=(160, 120)) -> Image.Image:
+    big = Image.new("L", (size[0] * 4, size[1] * 4), 0)
+    ImageDraw.Draw(big).ellipse((160, 100, 480, 380), fill=255)
+    return big.resize(size, Image.Resampling.BOX).filter(ImageFilter.GaussianBlur(2))
+
+
+def _textured(size, level, spread, seed) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    grey = np.clip(level + spread * rng.normal(0, 1, (size[1], size[0], 1)), 0, 1) * np.ones(3)
+    return Image.fromarray(np.round(grey * 255).astype(np.uint8))
+
+
+def test_edges_fall_back_to_a_plain_paste_where_subject_and_old_background_match() -> None:
+    """Grey on grey (issue 27, point 5): unmixing cannot tell the two apart and only smooths the
+    subject's texture away; the edge is then the plain paste's."""
+    alpha = _soft_disc()
+    subject, wall = _textured(alpha.size, 0.5, 0.05, 1), _textured(alpha.size, 0.5, 0.01, 2)
+    original = Image.composite(subject, wall, alpha)
+    new = plain(alpha.size, (255, 255, 255))
+    edge = (np.asarray(alpha) > 0) & (np.asarray(alpha) < 255)
+    pasted = np.asarray(compose.compose(original, alpha, new, decontaminate=False), dtype=np.int16)[edge]
+    result = np.asarray(compose.compose(original, alpha, new), dtype=np.int16)[edge]
+    close = np.abs(result - pasted).max(axis=1) <= 1
+    assert close.mean() >= 0.98
+    # with contrast, the edge is still decontaminated (the fallback is not everywhere)
+    blue = Image.composite(plain(alpha.size, (30, 60, 200)), wall, alpha)
+    pasted_blue = np.asarray(compose.compose(blue, alpha, new, decontaminate=False), dtype=np.int16)[edge]
+    assert np.abs(np.asarray(compose.compose(blue, alpha, new), dtype=np.int16)[edge] - pasted_blue).max() > 20
