@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -73,6 +74,10 @@ class _AttemptFailed(Exception):
         super().__init__(cause)
         self.code = code
         self.cause = cause
+
+
+def _no_kms() -> Any:
+    raise StorageError("a KMS signing key is configured but Finalize was given no KMS client")
 
 
 def _weakest_variant(attempts: Sequence[Mapping[str, Any]]) -> int:
@@ -136,8 +141,11 @@ class Steps:
         store: JobStore,
         rekognition: Any = None,
         start_report_rewrite: Callable[[dict[str, Any]], None] | None = None,
+        kms: Callable[[], Any] | None = None,
     ) -> None:
         self.s3 = s3
+        # the results' Content Credentials signer (chalicelib/provenance_sign.py): the deploy's KMS key, or a test certificate
+        self.kms = kms
         self.store = store
         # Finalize's subject and text checks; without a client they say they did not run
         self.rekognition = rekognition
@@ -534,8 +542,14 @@ class Steps:
             text = {contracts.PROVENANCE_TEXT_KEY: produced_by} if produced_by else None
             key = contracts.result_key(step.owner, step.job_id, step.image.image_id, index, fmt)
             body = imaging.encode(result, fmt.value, text=text, jpeg_subsampling=source.jpeg_subsampling)
-            encoded.append((body, contracts.FORMAT_CONTENT_TYPES[fmt]))
             output: dict[str, Any] = {"key": key, "variant": index, "quality": scorecard.to_dict()}
+            resized = geometry.canvas_width != size[0] or geometry.canvas_height != size[1]
+            used_seed = seed if seed is not None else attempt_seed
+            ids = spec.model_ids.values()
+            body = self._provenance(
+                step, spec, fmt, body, original_bytes, output, size, used_seed, produced_by, resized, ids
+            )
+            encoded.append((body, contracts.FORMAT_CONTENT_TYPES[fmt]))
             if produced_by:
                 output["producedBy"] = produced_by
             seed = seed if seed is not None else attempt_seed
@@ -684,6 +698,55 @@ class Steps:
             )
         return layer, notes, produced_by
 
+    def _provenance(
+        self,
+        step: StepInput,
+        spec: ModelSpec,
+        fmt: contracts.OutputFormat,
+        body: bytes,
+        original: bytes,
+        output: dict[str, Any],
+        size: tuple[int, int],
+        seed: int | None,
+        produced_by: str | None,
+        resized: bool,
+        model_ids: Iterable[str],
+    ) -> bytes:
+        """The result as delivered: XMP and, unless the job said no, signed Content Credentials
+        (chalicelib/provenance_sign.py); `output` records which (`contentCredentials`)."""
+        from chalicelib import provenance, provenance_sign
+
+        settings = step.settings
+        background = backgrounds.effective(step.image.background, settings.background).source.value
+        record = provenance.record_for(
+            job_id=step.job_id,
+            image_id=step.image.image_id,
+            variant=int(output["variant"]),
+            model=spec.key,
+            model_ids=tuple(model_ids),
+            seed=seed,
+            background=background,
+            mode=settings.mode,
+            blend=settings.blend,
+            original=original,
+            original_name=step.image.name,
+            scorecard=output["quality"],
+            size=size,
+            resized=resized,
+            produced_by=produced_by,
+        )
+        output["contentCredentials"] = settings.content_credentials
+        output["digitalSourceType"] = record.source_type.value
+        return provenance_sign.deliver(
+            body,
+            fmt.value,
+            record,
+            original,
+            credentials=settings.content_credentials,
+            keep_location=settings.keep_location,
+            identity=lambda: provenance_sign.configured_identity(os.environ, self.kms or _no_kms),
+        )
+
     def _composed_attempt(
         self, step: StepInput, spec: ModelSpec, background: backgrounds.Background
     ) -> tuple[dict[str, Any], tuple[int, int]]:
@@ -759,7 +822,6 @@ class Steps:
         text = {contracts.PROVENANCE_TEXT_KEY: produced_by} if produced_by else None
         key = contracts.result_key(step.owner, step.job_id, step.image.image_id, 1, fmt)
         encoded = imaging.encode(result, fmt.value, text=text, jpeg_subsampling=source.jpeg_subsampling)
-        self._put(step.bucket, key, encoded, contracts.FORMAT_CONTENT_TYPES[fmt])
         output: dict[str, Any] = {
             "key": key,
             "variant": 1,
@@ -768,6 +830,12 @@ class Steps:
             "width": size[0],
             "height": size[1],
         }
+        resized = geometry.canvas_width != geometry.original_width or placement is not None
+        model_ids = list(spec.model_ids.values())[:1]  # the remove-background call only
+        encoded = self._provenance(
+            step, spec, fmt, encoded, original_bytes, output, size, settings.seed, produced_by, resized, model_ids
+        )
+        self._put(step.bucket, key, encoded, contracts.FORMAT_CONTENT_TYPES[fmt])
         if background.source in (BackgroundSource.COLOR, BackgroundSource.SCENE):
             # compared across the batch by the report (chalicelib.consistency)
             from chalicelib import consistency
