@@ -230,6 +230,17 @@ def _job_request() -> tuple[dict[str, Any], dict[str, Any]]:
             "description": "wait for the owner's approval (POST /jobs/{jobId}/review/approve) before the report and "
             "the email, at most this many hours; then delivered as it is",
         },
+        "contentCredentials": {
+            "type": "boolean",
+            "default": True,
+            "description": "false: results carry no signed C2PA manifest (for pipelines that strip or re-sign); "
+            "their IPTC/XMP record stays (docs/provenance.md)",
+        },
+        "keepLocation": {
+            "type": "boolean",
+            "default": False,
+            "description": "true: the originals' GPS position is copied into the results' XMP (dropped by default)",
+        },
     }
     if set(job) != JOB_FIELDS or set(image) != IMAGE_FIELDS:
         raise ValueError(

@@ -362,3 +362,29 @@ def record_for(
         resized=resized,
         produced_by=produced_by,
     )
+
+
+def job_summary(settings: Mapping[str, Any], outputs: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The report's `contentCredentials`: whether the job asked for them and how many of its
+    outputs carry them (outputs made before this feature carry no record and count as without)."""
+    signed = sum(1 for o in outputs if o.get("contentCredentials") is True)
+    return {
+        "requested": settings.get("contentCredentials", True) is not False,
+        "outputs": len(outputs),
+        "withCredentials": signed,
+        "keepLocation": bool(settings.get("keepLocation")),
+    }
+
+
+def email_line(summary: Mapping[str, Any]) -> str:
+    """One line of the job's email saying whether its results carry Content Credentials."""
+    total, signed = int(summary.get("outputs") or 0), int(summary.get("withCredentials") or 0)
+    if not total:
+        return "Content Credentials: no results were delivered."
+    if not summary.get("requested"):
+        return "Content Credentials: none, as the job asked (results keep their IPTC/XMP record)."
+    if signed == total:
+        return (
+            f"Content Credentials: all {total} results carry a signed C2PA manifest (check one: backdrop verify FILE)."
+        )
+    return f"Content Credentials: {signed} of {total} results carry a signed C2PA manifest."

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from botocore.exceptions import ClientError
 
-from chalicelib import consistency, contracts, costs, quality
+from chalicelib import consistency, contracts, costs, provenance, quality
 from chalicelib.contracts import BackgroundSource, ErrorCode, ImageStatus, JobStatus
 from chalicelib.errors import StorageError, client_error_code
 from chalicelib.store import CANCELLED_CAUSE, UNFINISHED_CAUSE, JobStore
@@ -36,6 +36,9 @@ CSV_COLUMNS = (
     "pickedBy",
     "outputKey",
     "producedBy",
+    # provenance (chalicelib/provenance.py): a signed C2PA manifest in the file, its IPTC digital source type
+    "contentCredentials",
+    "digitalSourceType",
     "width",
     "height",
     "startedAt",
@@ -312,6 +315,8 @@ class Reporter:
             "finishedAt": contracts.utc_now_iso(),
             "counts": {"total": len(images), **counts},
             "producedBy": produced_by,
+            # whether the results carry signed Content Credentials (chalicelib/provenance.py)
+            "contentCredentials": provenance.job_summary(settings, [o for i in images for o in i.get("outputs") or []]),
             # what the job cost, its estimate and its budget cap: the figures its views show
             "cost": costs.job_cost(job),
             # review before delivery: how it ended and what the owner left out
@@ -427,6 +432,8 @@ class Reporter:
                         pickedBy=output.get("pickedBy"),
                         outputKey=output.get("key"),
                         producedBy=output.get("producedBy"),
+                        contentCredentials=output.get("contentCredentials"),
+                        digitalSourceType=output.get("digitalSourceType"),
                         seed=output.get("seed", base["seed"]),
                         **_quality_columns(output.get("quality")),
                         **_background_columns(output),
@@ -467,6 +474,8 @@ class Reporter:
             lines.append(f"Rejected in review, not delivered: {rejected} result(s).")
         for made_by in report.get("producedBy") or []:
             lines.append(f"Produced by: {email_text(made_by)}")
+        if report.get("contentCredentials"):
+            lines.append(provenance.email_line(report["contentCredentials"]))
         if report.get("workflowError"):
             lines.append("The workflow itself reported an error; unfinished images are marked FAILED.")
         failed = [i for i in report["images"] if i["status"] == ImageStatus.FAILED.value]

@@ -18,7 +18,8 @@ import pytest
 from harness import upload
 from PIL import Image
 
-from chalicelib import provenance, provenance_sign
+from chalicelib import contracts, provenance, provenance_sign
+from chalicelib.report import Reporter
 
 pytestmark = pytest.mark.slow
 BUCKET = "backdrop-test-bucket"
@@ -111,3 +112,23 @@ def test_a_job_can_leave_credentials_out_and_says_so(run_job, photo) -> None:
     assert output["contentCredentials"] is False
     # the XMP (digital source type, ids) stays: only the signed manifest is left out
     assert _xmp(data)["backdrop:JobId"] == view["jobId"]
+    report = json.loads(_get(contracts.report_key(OWNER, view["jobId"], "json")))
+    assert report["contentCredentials"] == {
+        "requested": False,
+        "outputs": 1,
+        "withCredentials": 0,
+        "keepLocation": False,
+    }
+    _, email = Reporter.summary(report, BUCKET, OWNER)
+    assert "Content Credentials: none, as the job asked" in email
+    csv_text = _get(contracts.report_key(OWNER, view["jobId"], "csv")).decode("utf-8-sig")
+    assert "contentCredentials" in csv_text.splitlines()[0] and ",False," in csv_text.splitlines()[1]
+
+
+def test_the_report_and_email_say_the_results_carry_credentials(run_job, photo) -> None:
+    images = [{"imageRef": upload(OWNER, "f.png", photo(480, 320, "PNG"), "png"), "name": "f.png"}]
+    _, view = run_job(OWNER, {"background": {"source": "color", "color": "#000000"}, "images": images})
+    report = json.loads(_get(contracts.report_key(OWNER, view["jobId"], "json")))
+    assert report["contentCredentials"]["withCredentials"] == 1 == report["contentCredentials"]["outputs"]
+    _, email = Reporter.summary(report, BUCKET, OWNER)
+    assert "Content Credentials: all 1 results carry a signed C2PA manifest" in email

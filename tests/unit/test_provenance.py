@@ -4,6 +4,7 @@ with the C2PA library itself (chalicelib/provenance.py, chalicelib/provenance_si
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from PIL import Image
@@ -228,3 +229,22 @@ def test_describe_says_it_in_words() -> None:
     assert "subject unchanged" in text
     assert "NOT on a trust list" in text
     assert "compositeWithTrainedAlgorithmicMedia" in text
+
+
+def test_the_job_options_parse_with_their_defaults() -> None:
+    from chalicelib.errors import ValidationError
+    from chalicelib.jobs import parse_job_request
+    from chalicelib.models.base import settings_from_dict, settings_to_dict
+
+    images = [{"imageRef": f"{'a' * 32}/{0:032x}.png", "labels": []}]
+    _, settings, _ = parse_job_request({"prompt": "x", "images": images})
+    assert settings.content_credentials is True and settings.keep_location is False
+    _, settings, _ = parse_job_request(
+        {"prompt": "x", "images": images, "contentCredentials": False, "keepLocation": True}
+    )
+    assert settings.content_credentials is False and settings.keep_location is True
+    # stored on the job and read back by the workflow
+    assert settings_from_dict(settings_to_dict(settings)) == settings
+    with pytest.raises(ValidationError) as refused:
+        parse_job_request({"prompt": "x", "images": images, "contentCredentials": "no"})
+    assert "contentCredentials" in json.dumps(refused.value.details)
