@@ -327,6 +327,8 @@ class Deployer:
             "RECONCILE_FUNCTION_NAME": resource_names.lambda_function(self.stage, RECONCILER),
             # ... and a large job's deletion, by the deleter (chalicelib/deletion.py), which also restarts itself
             "DELETE_FUNCTION_NAME": resource_names.lambda_function(self.stage, DELETER),
+            # the results' Content Credentials are signed with this key (chalicelib/provenance_sign.py)
+            "BACKDROP_C2PA_KMS_KEY_ID": self.outputs.get("CredentialsKeyArn", ""),
         }
         env.update({k: v for k, v in settings.items() if k != "BACKDROP_MODEL_REGISTRY"})
         if unreachable:

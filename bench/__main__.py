@@ -32,6 +32,7 @@ BENCHES = (
     "cutout",
     "webapp",
     "scale",
+    "provenance",
 )
 
 
@@ -113,7 +114,7 @@ def package_size() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench import cost, cutout, delete, pick, quality, quiet_logs, scale, submit, throughput, webapp
+    from bench import cost, cutout, delete, pick, provenance, quality, quiet_logs, scale, submit, throughput, webapp
 
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -141,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         "cutout": lambda: cutout.run(row),
         "webapp": lambda: webapp.run(row),
         "scale": lambda: scale.run(row, args.scale_max, progress=lambda line: print(f"  ... {line}", flush=True)),
+        "provenance": lambda: provenance.run(row),
     }
     print(
         f"Backdrop benchmarks (scale up to {args.scale_max:,} images; --scale-max 10000 for the full run)", flush=True

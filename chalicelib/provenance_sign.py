@@ -85,19 +85,6 @@ def _make_test_identity() -> SigningIdentity:
             ]
         )
 
-    def usage(*, sign: bool) -> x509.KeyUsage:
-        return x509.KeyUsage(
-            digital_signature=sign,
-            content_commitment=False,
-            key_encipherment=False,
-            data_encipherment=False,
-            key_agreement=False,
-            key_cert_sign=not sign,
-            crl_sign=not sign,
-            encipher_only=False,
-            decipher_only=False,
-        )
-
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
         x509.CertificateBuilder()
@@ -108,7 +95,7 @@ def _make_test_identity() -> SigningIdentity:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(usage(sign=False), critical=True)
+        .add_extension(_key_usage(sign=False), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -122,7 +109,7 @@ def _make_test_identity() -> SigningIdentity:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(usage(sign=True), critical=True)
+        .add_extension(_key_usage(sign=True), critical=True)
         # the C2PA certificate profile wants an EKU other than "any"; emailProtection is one it accepts
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
@@ -154,13 +141,98 @@ def kms_identity(kms: Any, key_id: str, cert_chain_pem: str) -> SigningIdentity:
     return SigningIdentity(sign, cert_chain_pem, f"KMS key {key_id}")
 
 
+_kms_identities: dict[tuple[str, str], SigningIdentity] = {}
+
+
 def configured_identity(environ: Mapping[str, str], kms_client: Callable[[], Any]) -> SigningIdentity:
-    """The deploy's KMS key and certificate when both are configured, else the test certificate."""
+    """How this process signs: the deploy's KMS key (BACKDROP_C2PA_KMS_KEY_ID) with the deployer's
+    certificate chain (BACKDROP_C2PA_CERT_CHAIN) or, without one, a certificate self-issued for the
+    key's public key once per process; without a key, the local test certificate."""
     key_id = environ.get(KMS_KEY_ENV, "").strip()
+    if not key_id:
+        return test_identity()
     chain = environ.get(CERT_CHAIN_ENV, "").strip()
-    if key_id and chain:
-        return kms_identity(kms_client(), key_id, chain)
-    return test_identity()
+    stage = environ.get("BACKDROP_STAGE", "").strip() or "default"
+    with _lock:
+        cached = _kms_identities.get((key_id, chain))
+        if cached is None:
+            kms = kms_client()
+            cached = kms_identity(kms, key_id, chain or issue_certificate(kms, key_id, stage))
+            _kms_identities[(key_id, chain)] = cached
+        return cached
+
+
+def self_issued_organization(stage: str) -> str:
+    return f"Backdrop deployment {stage} (self-issued, on no trust list)"
+
+
+def issue_certificate(kms: Any, key_id: str, stage: str) -> str:
+    """A certificate chain for the KMS key's public key (kms:GetPublicKey), issued by a CA made
+    here and forgotten at once: verifiers see a valid signature by "Backdrop deployment <stage>",
+    on no trust list. A deployer who wants "trusted" brings a chain from a CA on the C2PA trust
+    list for this key (docs/provenance.md, "Signing")."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    public_key = serialization.load_der_public_key(bytes(kms.get_public_key(KeyId=key_id)["PublicKey"]))
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):
+        raise ValueError(f"KMS key {key_id} is not an elliptic-curve key (ECC_NIST_P256 is C2PA's ES256)")
+    now = datetime.datetime.now(datetime.UTC)
+    org = self_issued_organization(stage)
+
+    def name(common_name: str) -> x509.Name:
+        return x509.Name(
+            [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org), x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+        )
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("Backdrop deployment CA"))
+        .issuer_name(name("Backdrop deployment CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(sign=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(name("Backdrop results signer"))
+        .issuer_name(ca.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(sign=True), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return (leaf.public_bytes(serialization.Encoding.PEM) + ca.public_bytes(serialization.Encoding.PEM)).decode()
+
+
+def _key_usage(*, sign: bool) -> Any:
+    from cryptography import x509
+
+    return x509.KeyUsage(
+        digital_signature=sign,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=not sign,
+        crl_sign=not sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
 
 
 # ------------------------------------------------------------------------------------ manifest
