@@ -240,7 +240,7 @@ def embed_xmp(data: bytes, fmt: str, xmp: bytes, size: tuple[int, int]) -> bytes
     image's (width, height): a simple WebP needs it for the VP8X header that an XMP chunk requires."""
     fmt = contracts.OutputFormat(fmt).value
     if fmt == "jpeg":
-        # APP1 "http://ns.adobe.com/xap/1.0/" after SOI and a JFIF APP0 (XMP Specification Part 3, 1.1.3);
+        # APP1 "http://ns.adobe.com/xap/1.0/" after SOI and a JFIF APP0 (XMP Specification Part 3, 1.1.3; docs/aws-notes.md#n109-iptc-digital-source-type-and-xmp-in-jpeg-png-and-webp);
         # one segment holds at most 65,533 bytes: ours is about 2 KB
         segment = _JPEG_XMP_HEADER + xmp
         if len(segment) + 2 > 0xFFFF:

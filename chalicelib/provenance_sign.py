@@ -11,7 +11,7 @@ process (docs/provenance.md, "Signing"):
 
 - on AWS, `BACKDROP_C2PA_KMS_KEY_ID` names an asymmetric KMS key (ECC_NIST_P256, SIGN_VERIFY) and
   `BACKDROP_C2PA_CERT_CHAIN` the PEM chain of a certificate for that key's public key: each
-  signature is one kms:Sign (ECDSA_SHA_256) of the claim (docs/aws-notes.md#n106);
+  signature is one kms:Sign (ECDSA_SHA_256) of the claim (docs/aws-notes.md#n106-kms-asymmetric-signing-for-content-credentials);
 - without them (the local stack, the tests) a per-process test certificate made with
   `cryptography`: organisation "Backdrop local stack (NOT TRUSTED)"; a verifier shows the signature
   valid and the signer unknown.
@@ -32,7 +32,7 @@ from chalicelib.provenance import SOFTWARE_NAME, Record
 
 KMS_KEY_ENV = "BACKDROP_C2PA_KMS_KEY_ID"
 CERT_CHAIN_ENV = "BACKDROP_C2PA_CERT_CHAIN"  # PEM, leaf first
-KMS_RAW_MESSAGE_MAX = 4096  # kms:Sign's Message limit for MessageType RAW (docs/aws-notes.md#n106)
+KMS_RAW_MESSAGE_MAX = 4096  # kms:Sign's Message limit for MessageType RAW (docs/aws-notes.md#n106-kms-asymmetric-signing-for-content-credentials)
 TEST_CERT_ORGANIZATION = "Backdrop local stack (NOT TRUSTED)"
 ASSERTION_LABEL = "org.backdrop.result"  # Backdrop's own assertion (C2PA 2.x: entity-specific labels are reverse-DNS)
 
@@ -127,7 +127,7 @@ def _make_test_identity() -> SigningIdentity:
 def kms_identity(kms: Any, key_id: str, cert_chain_pem: str) -> SigningIdentity:
     """Sign with an asymmetric KMS key (ECC_NIST_P256, ECDSA_SHA_256): the claim as a RAW message,
     or its SHA-256 as a DIGEST message when it is over KMS's 4,096-byte RAW limit (the same
-    signature; docs/aws-notes.md#n106). KMS answers DER, which c2pa accepts."""
+    signature; docs/aws-notes.md#n106-kms-asymmetric-signing-for-content-credentials). KMS answers DER, which c2pa accepts."""
     import hashlib
 
     def sign(data: bytes) -> bytes:
