@@ -737,15 +737,26 @@ class Steps:
         )
         output["contentCredentials"] = settings.content_credentials
         output["digitalSourceType"] = record.source_type.value
-        return provenance_sign.deliver(
-            body,
-            fmt.value,
-            record,
-            original,
-            credentials=settings.content_credentials,
-            keep_location=settings.keep_location,
-            identity=lambda: provenance_sign.configured_identity(os.environ, self.kms or _no_kms),
-        )
+
+        def deliver(credentials: bool) -> bytes:
+            return provenance_sign.deliver(
+                body,
+                fmt.value,
+                record,
+                original,
+                credentials=credentials,
+                keep_location=settings.keep_location,
+                identity=lambda: provenance_sign.configured_identity(os.environ, self.kms or _no_kms),
+            )
+
+        try:
+            return deliver(settings.content_credentials)
+        except Exception as exc:  # signing (KMS, the library) failed: the image is still delivered,
+            # with its XMP record, and the report and the email say it carries no credentials
+            log.warning("content credentials not signed for %s: %s", step.image.image_id, exc)
+            output["contentCredentials"] = False
+            output["credentialsError"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            return deliver(False)
 
     def _composed_attempt(
         self, step: StepInput, spec: ModelSpec, background: backgrounds.Background

@@ -132,3 +132,21 @@ def test_the_report_and_email_say_the_results_carry_credentials(run_job, photo) 
     assert report["contentCredentials"]["withCredentials"] == 1 == report["contentCredentials"]["outputs"]
     _, email = Reporter.summary(report, BUCKET, OWNER)
     assert "Content Credentials: all 1 results carry a signed C2PA manifest" in email
+
+
+def test_a_signing_failure_delivers_the_image_without_credentials_and_says_so(run_job, photo, monkeypatch) -> None:
+    def refuse(*_: Any, **__: Any) -> bytes:
+        raise ConnectionError("KMS did not answer")
+
+    monkeypatch.setattr(provenance_sign, "sign", refuse)
+    images = [{"imageRef": upload(OWNER, "g.png", photo(480, 320, "PNG"), "png"), "name": "g.png"}]
+    _, view = run_job(OWNER, {"background": {"source": "color", "color": "#FFFFFF"}, "images": images})
+    (image,) = view["images"]
+    assert image["status"] == "SUCCEEDED"
+    (output,) = image["outputs"]
+    assert output["contentCredentials"] is False and "KMS did not answer" in output["credentialsError"]
+    data = _get(output["key"])
+    assert provenance_sign.read(data) is None and _xmp(data)["backdrop:JobId"] == view["jobId"]
+    report = json.loads(_get(contracts.report_key(OWNER, view["jobId"], "json")))
+    _, email = Reporter.summary(report, BUCKET, OWNER)
+    assert "Content Credentials: 0 of 1 results carry a signed C2PA manifest" in email
