@@ -842,7 +842,11 @@ class Steps:
             "height": size[1],
         }
         resized = geometry.canvas_width != geometry.original_width or placement is not None
-        model_ids = list(spec.model_ids.values())[:1]  # the remove-background call only
+        model_ids = list(spec.model_ids.values())[:1]  # the remove-background call
+        if background.source is BackgroundSource.SCENE:  # ... and the model that generated the batch's scene
+            model_ids += list(
+                registry.get_model(background.model or registry.default_scene_model_key()).model_ids.values()
+            )
         encoded = self._provenance(
             step, spec, fmt, encoded, original_bytes, output, size, settings.seed, produced_by, resized, model_ids
         )
