@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime
 import io
-import json
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -471,14 +470,6 @@ def describe(data: bytes) -> list[str]:
     else:
         lines.append("XMP: none")
     return lines
-
-
-def manifest_json(data: bytes) -> str:
-    """The raw manifest store as JSON (for `backdrop verify --json`)."""
-    import c2pa
-
-    with c2pa.Reader(_sniff_mime(data), io.BytesIO(data)) as reader:
-        return json.dumps(json.loads(reader.json()), indent=2)
 
 
 def deliver(
