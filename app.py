@@ -439,6 +439,7 @@ def _steps() -> Steps:
         _store(),
         aws.client("rekognition"),
         start_report_rewrite=lambda event: start_report_rewrite(event),
+        kms=lambda: aws.client("kms"),  # the results' Content Credentials signer, when the deploy made its key
     )
 
 

@@ -329,6 +329,8 @@ class Deployer:
             "RECONCILE_FUNCTION_NAME": resource_names.lambda_function(self.stage, RECONCILER),
             # ... and a large job's deletion, by the deleter (chalicelib/workflow/deletion.py), which also restarts itself
             "DELETE_FUNCTION_NAME": resource_names.lambda_function(self.stage, DELETER),
+            # the results' Content Credentials are signed with this key (chalicelib/delivery/provenance_sign.py)
+            "BACKDROP_C2PA_KMS_KEY_ID": self.outputs.get("CredentialsKeyArn", ""),
         }
         env.update({k: v for k, v in settings.items() if k != "BACKDROP_MODEL_REGISTRY"})
         if unreachable:

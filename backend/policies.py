@@ -109,6 +109,12 @@ def lambda_policies(
             [outputs["StreamArn"]],
         ),
         Grant.STREAM_FAILURES: _statement("StreamFailures", ["sqs:SendMessage"], [outputs["StreamFailureQueueArn"]]),
+        # the stage's own key only (a stack from before it has none: nothing to grant)
+        Grant.SIGN_CREDENTIALS: _statement(
+            "SignCredentials",
+            ["kms:Sign", "kms:GetPublicKey"],
+            [outputs.get("CredentialsKeyArn") or f"arn:{partition}:kms:{region}:{account}:key/none"],
+        ),
         Grant.START_WORKFLOW: _statement(
             "StartWorkflow", ["states:StartExecution"], [state_machine_arn(region, account, stage, partition)]
         ),

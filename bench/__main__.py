@@ -37,6 +37,7 @@ BENCHES = (
     "local-memory",
     "pages",
     "scale",
+    "provenance",
 )
 
 
@@ -141,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         local_memory,
         pages,
         pick,
+        provenance,
         quality,
         quiet_logs,
         scale,
@@ -182,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "local-memory": lambda: local_memory.run(row),
         "pages": lambda: pages.run(row),
         "scale": lambda: scale.run(row, args.scale_max, progress=lambda line: print(f"  ... {line}", flush=True)),
+        "provenance": lambda: provenance.run(row),
     }
     print(
         f"Backdrop benchmarks (scale up to {args.scale_max:,} images; --scale-max 10000 for the full run)", flush=True

@@ -852,6 +852,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         ("budgetUsd", args.budget),
         ("reviewHours", args.review_hours),
         ("reRolls", args.re_rolls),
+        ("contentCredentials", False if args.no_credentials else None),
+        ("keepLocation", True if args.keep_location else None),
     )
     job.update({key: value for key, value in optional if value is not None})
     submitted = client.submit(job)
@@ -1085,6 +1087,41 @@ def cmd_verify_webhook(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """What a delivered file says about itself (chalicelib/delivery/provenance_sign.py), in words: exit 0
+    when its Content Credentials are intact, 1 when it has none or they fail validation. Runs
+    offline: no sign-in, no API."""
+    from chalicelib.delivery import provenance, provenance_sign
+
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        raise ApiError(0, "LOCAL_ERROR", f"cannot read {args.file}: {exc.strerror or exc}") from exc
+    try:
+        creds = provenance_sign.read(data)
+        lines = provenance_sign.describe(data)
+        xmp = provenance.read_xmp(data)
+    except Exception as exc:  # the library refuses a file it cannot parse: say so, never a traceback
+        raise ApiError(0, "LOCAL_ERROR", f"cannot read the credentials of {args.file}: {exc}") from exc
+    intact = creds is not None and not creds.tampered
+    data_out = {
+        "file": args.file,
+        "contentCredentials": None
+        if creds is None
+        else {
+            "state": creds.state,
+            "signer": creds.signer,
+            "trusted": not creds.untrusted,
+            "failures": list(creds.failures),
+            "claims": dict(creds.result),
+            "actions": [dict(a) for a in creds.actions],
+        },
+        "xmp": provenance.xmp_fields(xmp) if xmp else None,
+    }
+    _print(args, data_out, "\n".join([args.file, *lines]))
+    return EXIT_OK if intact else EXIT_IMAGES_FAILED
+
+
 # ------------------------------------------------------------------------------ the parser
 
 
@@ -1178,6 +1215,10 @@ def parser() -> argparse.ArgumentParser:
         f"(0 to {contracts.MAX_RE_ROLLS}; default {contracts.DEFAULT_RE_ROLLS})",
     )
     submit.add_argument("--no-email", action="store_true", help="no email when this job is done")
+    submit.add_argument(
+        "--no-credentials", action="store_true", help="no signed Content Credentials (C2PA) in the results"
+    )
+    submit.add_argument("--keep-location", action="store_true", help="keep the originals' GPS position in results")
     submit.add_argument("--wait", action="store_true", help="wait for the job, with a progress bar")
     submit.add_argument("--poll", type=float, default=2.0, help=argparse.SUPPRESS)
     submit.add_argument("--out", default=None, help="with --wait: download results and reports here")
@@ -1242,6 +1283,8 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument(
         "--tolerance", type=int, default=contracts.WEBHOOK_SIGNATURE_TOLERANCE_SECONDS, help="replay window, seconds"
     )
+    check = command("verify", cmd_verify, "what a delivered file says it is: its Content Credentials and XMP")
+    check.add_argument("file", help="a result image (JPEG, PNG or WebP)")
     return p
 
 

@@ -89,6 +89,8 @@ class Deployment:
             "StreamArn": f"{self.table_arn}/stream/*",
             "TopicArn": f"{prefix.format('sns')}-notifications",
             "StreamFailureQueueArn": f"{prefix.format('sqs')}-stream-failures",
+            # moto names a key by a random id: the tests' and the stack's stage has one signing key
+            "CredentialsKeyArn": f"arn:aws:kms:{self.region}:{self.account}:key/*",
         }
 
     def canonical(self, arn: str) -> str:
@@ -426,6 +428,11 @@ def requests_for(service: str, operation: str, params: Mapping[str, Any], region
         return [Request(f"sqs:{operation}", _queue_arn(region, params["QueueUrl"]))]
     if service == "lambda" and operation == "Invoke":
         return [Request("lambda:InvokeFunction", _function_arn(region, account, params["FunctionName"]))]
+    if service == "kms" and operation in ("Sign", "GetPublicKey"):
+        key = str(params["KeyId"])
+        return [
+            Request(f"kms:{operation}", key if key.startswith("arn:") else f"arn:aws:kms:{region}:{account}:key/{key}")
+        ]
     if service == "rekognition" and operation in ("DetectLabels", "DetectText"):
         return [Request(f"rekognition:{operation}", "*")]  # no resource-level permissions
     if service == "bedrock":
@@ -453,6 +460,7 @@ _DENIAL = {
     "stepfunctions": ("AccessDeniedException", 400),
     "lambda": ("AccessDeniedException", 403),
     "rekognition": ("AccessDeniedException", 400),
+    "kms": ("AccessDeniedException", 400),
     "bedrock": ("AccessDeniedException", 403),
     "bedrock-runtime": ("AccessDeniedException", 403),
     "sns": ("AuthorizationError", 403),

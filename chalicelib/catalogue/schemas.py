@@ -379,6 +379,17 @@ class JobRequest(_Body):
         max_length=contracts.MAX_JOB_NAME_CHARS,
         description="the batch's name for people, shown on the job list and the job's page (made one line)",
     )
+    content_credentials: bool | None = Field(
+        None,
+        description="false: results carry no signed C2PA manifest (for pipelines that strip or re-sign); their "
+        "IPTC/XMP record stays (docs/provenance.md)",
+        json_schema_extra={"default": True},
+    )
+    keep_location: bool | None = Field(
+        None,
+        description="true: the originals' GPS position is copied into the results' XMP (dropped by default)",
+        json_schema_extra={"default": False},
+    )
 
 
 # ------------------------------------------------------------------------- the other bodies

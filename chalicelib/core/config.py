@@ -70,6 +70,11 @@ DEPLOYMENT_SETTINGS: Final = (
     ),
     DeploymentSetting("CORS_ALLOW_ORIGIN", "the one browser origin allowed to call the API (none by default)"),
     DeploymentSetting("BACKDROP_APP_URL", "the web app's URL; job emails link to it"),
+    DeploymentSetting(
+        "BACKDROP_C2PA_CERT_CHAIN",
+        "PEM certificate chain (leaf first) issued for the stage's Content Credentials KMS key; without it a "
+        "self-issued one (docs/provenance.md)",
+    ),
     DeploymentSetting(UPLOAD_RETENTION_DAYS, "days uploaded originals are kept before S3 deletes them", "30"),
     DeploymentSetting(
         RESULT_RETENTION_DAYS, "days results, reports and job records are kept before S3/DynamoDB delete them", "90"

@@ -45,6 +45,7 @@ class Grant(StrEnum):
     SEND_TASK_RESULT = "send-task-result"  # states:SendTaskSuccess: an owner's approval ends the review wait
     START_CANCEL_CLOSING = "start-cancel-closing"  # lambda:InvokeFunction on the reconciler (a large job's cancel, its report rewrite after a pick)
     START_DELETION = "start-deletion"  # lambda:InvokeFunction on the deleter (a large job's delete)
+    SIGN_CREDENTIALS = "sign-credentials"  # kms:Sign, kms:GetPublicKey on the stage's Content Credentials key
 
 
 @dataclass(frozen=True)
@@ -196,8 +197,16 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         table_actions=("GetItem", "UpdateItem", "Query", "PutItem"),
         # the scorecard's subject and text checks, on pixels sent as bytes (no S3 access for
         # Rekognition); a large job's report rewrite, started on the reconciler's function; the
-        # original's text, listed before it is read
-        grants=frozenset({Grant.DETECT_LABELS, Grant.DETECT_TEXT, Grant.START_CANCEL_CLOSING, Grant.LIST_SCRATCH}),
+        # original's text, listed before it is read; each result's Content Credentials, signed with the stage's key
+        grants=frozenset(
+            {
+                Grant.DETECT_LABELS,
+                Grant.DETECT_TEXT,
+                Grant.START_CANCEL_CLOSING,
+                Grant.LIST_SCRATCH,
+                Grant.SIGN_CREDENTIALS,
+            }
+        ),
     ),
     LambdaFunction(
         "record_failure",

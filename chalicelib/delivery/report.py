@@ -17,6 +17,7 @@ from chalicelib.catalogue import costs
 from chalicelib.core import contracts
 from chalicelib.core.contracts import BackgroundSource, ErrorCode, ImageStatus, JobStatus
 from chalicelib.core.errors import StorageError, client_error_code
+from chalicelib.delivery import provenance
 from chalicelib.delivery.notify import is_missing_topic
 from chalicelib.imaging import consistency, quality
 from chalicelib.store.jobs import CANCELLED_CAUSE, UNFINISHED_CAUSE, JobStore
@@ -39,6 +40,9 @@ CSV_COLUMNS = (
     "pickedBy",
     "outputKey",
     "producedBy",
+    # provenance (chalicelib/delivery/provenance.py): a signed C2PA manifest in the file, its IPTC digital source type
+    "contentCredentials",
+    "digitalSourceType",
     "width",
     "height",
     "startedAt",
@@ -318,6 +322,8 @@ class Reporter:
             "finishedAt": contracts.utc_now_iso(),
             "counts": {"total": len(images), **counts},
             "producedBy": produced_by,
+            # whether the results carry signed Content Credentials (chalicelib/delivery/provenance.py)
+            "contentCredentials": provenance.job_summary(settings, [o for i in images for o in i.get("outputs") or []]),
             # what the job cost, its estimate and its budget cap: the figures its views show
             "cost": costs.job_cost(job),
             # review before delivery: how it ended and what the owner left out
@@ -433,6 +439,8 @@ class Reporter:
                         pickedBy=output.get("pickedBy"),
                         outputKey=output.get("key"),
                         producedBy=output.get("producedBy"),
+                        contentCredentials=output.get("contentCredentials"),
+                        digitalSourceType=output.get("digitalSourceType"),
                         seed=output.get("seed", base["seed"]),
                         **_quality_columns(output.get("quality")),
                         **_background_columns(output),
@@ -473,6 +481,8 @@ class Reporter:
             lines.append(f"Rejected in review, not delivered: {rejected} result(s).")
         for made_by in report.get("producedBy") or []:
             lines.append(f"Produced by: {email_text(made_by)}")
+        if report.get("contentCredentials"):
+            lines.append(provenance.email_line(report["contentCredentials"]))
         if report.get("workflowError"):
             lines.append("The workflow itself reported an error; unfinished images are marked FAILED.")
         failed = [i for i in report["images"] if i["status"] == ImageStatus.FAILED.value]

@@ -286,6 +286,7 @@ def _job_settings(body: dict[str, Any], spec: ModelSpec, problems: Problems, see
         output_format=_optional(body, "outputFormat", str, problems) or None,
         style_preset=_optional(body, "stylePreset", str, problems),
         **_finish_settings(body, spec, problems),
+        **_provenance_settings(body, problems),
     )
 
 
@@ -338,6 +339,18 @@ def _finish_settings(body: dict[str, Any], spec: ModelSpec, problems: Problems) 
         "preset": body.get("preset"),
         **_re_roll_settings(body, problems),
     } | {k: float(v) for k, v in given.items() if v is not None}
+
+
+def _provenance_settings(body: dict[str, Any], problems: Problems) -> dict[str, Any]:
+    """`contentCredentials` (default true: a signed C2PA manifest in every result; false for a
+    pipeline that strips or re-signs) and `keepLocation` (default false: the original's GPS
+    position is not copied into results that are published; docs/provenance.md)."""
+    credentials = _optional(body, "contentCredentials", bool, problems)
+    keep_location = _optional(body, "keepLocation", bool, problems)
+    return {
+        "content_credentials": True if credentials is None else credentials,
+        "keep_location": bool(keep_location),
+    }
 
 
 def _re_roll_settings(body: dict[str, Any], problems: Problems) -> dict[str, Any]:

@@ -247,6 +247,10 @@ class JobSettings:
     # or worse is made again with a new seed, up to `re_rolls` times
     re_rolls: int = 1
     re_roll_on: str = "FAIL"
+    # provenance (chalicelib/delivery/provenance.py, docs/provenance.md): a signed C2PA manifest in every
+    # result unless False; the original's GPS position kept in the result's XMP only if True
+    content_credentials: bool = True
+    keep_location: bool = False
 
 
 @dataclass(frozen=True)
@@ -298,6 +302,8 @@ _SETTINGS_FIELDS = {
     "preset": "preset",
     "re_rolls": "reRolls",
     "re_roll_on": "reRollOn",
+    "content_credentials": "contentCredentials",
+    "keep_location": "keepLocation",
 }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -101,6 +102,10 @@ class _AttemptFailed(Exception):
         self.cause = cause
 
 
+def _no_kms() -> Any:
+    raise StorageError("a KMS signing key is configured but Finalize was given no KMS client")
+
+
 def _weakest_variant(attempts: Sequence[Mapping[str, Any]]) -> int:
     """The variant whose best result ranks last (quality.attempt_rank): where a re-roll goes."""
     ranks = {v: quality.attempt_rank(best)[:-1] for v, best in variants.kept_attempts(attempts).items()}
@@ -160,8 +165,11 @@ class Steps:
         store: JobStore,
         rekognition: Any = None,
         start_report_rewrite: Callable[[dict[str, Any]], None] | None = None,
+        kms: Callable[[], Any] | None = None,
     ) -> None:
         self.s3 = s3
+        # the results' Content Credentials signer (chalicelib/delivery/provenance_sign.py): the deploy's KMS key, or a test certificate
+        self.kms = kms
         self.store = store
         # Finalize's subject and text checks; without a client they say they did not run
         self.rekognition = rekognition
@@ -561,8 +569,15 @@ class Steps:
             kept = precise and alpha is not None and settings.blend == 1.0
             scorecard = checks.add_to(scorecard, result, alpha, original=original, subject_kept=kept)
             key = contracts.result_key(step.owner, step.job_id, step.image.image_id, index, fmt)
-            encoded.append((body, contracts.FORMAT_CONTENT_TYPES[fmt]))
+            # the scorecard measured these pixels; the XMP and the manifest added next change no pixel
             output: dict[str, Any] = {"key": key, "variant": index, "quality": scorecard.to_dict()}
+            resized = geometry.canvas_width != size[0] or geometry.canvas_height != size[1]
+            used_seed = seed if seed is not None else attempt_seed
+            ids = spec.model_ids.values()
+            body = self._provenance(
+                step, spec, fmt, body, original_bytes, output, size, used_seed, produced_by, resized, ids
+            )
+            encoded.append((body, contracts.FORMAT_CONTENT_TYPES[fmt]))
             if produced_by:
                 output["producedBy"] = produced_by
             seed = seed if seed is not None else attempt_seed
@@ -709,6 +724,66 @@ class Steps:
             )
         return layer, notes, produced_by
 
+    def _provenance(
+        self,
+        step: StepInput,
+        spec: ModelSpec,
+        fmt: contracts.OutputFormat,
+        body: bytes,
+        original: bytes,
+        output: dict[str, Any],
+        size: tuple[int, int],
+        seed: int | None,
+        produced_by: str | None,
+        resized: bool,
+        model_ids: Iterable[str],
+    ) -> bytes:
+        """The result as delivered: XMP and, unless the job said no, signed Content Credentials
+        (chalicelib/delivery/provenance_sign.py); `output` records which (`contentCredentials`)."""
+        from chalicelib.delivery import provenance, provenance_sign
+
+        settings = step.settings
+        background = backgrounds.effective(step.image.background, settings.background).source.value
+        record = provenance.record_for(
+            job_id=step.job_id,
+            image_id=step.image.image_id,
+            variant=int(output["variant"]),
+            model=spec.key,
+            model_ids=tuple(model_ids),
+            seed=seed,
+            background=background,
+            mode=settings.mode,
+            blend=settings.blend,
+            original=original,
+            original_name=step.image.name,
+            scorecard=output["quality"],
+            size=size,
+            resized=resized,
+            produced_by=produced_by,
+        )
+        output["contentCredentials"] = settings.content_credentials
+        output["digitalSourceType"] = record.source_type.value
+
+        def deliver(credentials: bool) -> bytes:
+            return provenance_sign.deliver(
+                body,
+                fmt.value,
+                record,
+                original,
+                credentials=credentials,
+                keep_location=settings.keep_location,
+                identity=lambda: provenance_sign.configured_identity(os.environ, self.kms or _no_kms),
+            )
+
+        try:
+            return deliver(settings.content_credentials)
+        except Exception as exc:  # signing (KMS, the library) failed: the image is still delivered,
+            # with its XMP record, and the report and the email say it carries no credentials
+            log.warning("content credentials not signed for %s: %s", step.image.image_id, exc)
+            output["contentCredentials"] = False
+            output["credentialsError"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            return deliver(False)
+
     def _composed_attempt(
         self, step: StepInput, spec: ModelSpec, background: backgrounds.Background
     ) -> tuple[dict[str, Any], tuple[int, int]]:
@@ -790,7 +865,6 @@ class Steps:
         # placed or cut out, at blend 1: the subject's pixels are the original's
         scorecard = checks.add_to(scorecard, scored, alpha, original=original, background=behind, subject_kept=True)
         key = contracts.result_key(step.owner, step.job_id, step.image.image_id, 1, fmt)
-        self._put(step.bucket, key, encoded, contracts.FORMAT_CONTENT_TYPES[fmt])
         output: dict[str, Any] = {
             "key": key,
             "variant": 1,
@@ -799,6 +873,16 @@ class Steps:
             "width": size[0],
             "height": size[1],
         }
+        resized = geometry.canvas_width != geometry.original_width or placement is not None
+        model_ids = list(spec.model_ids.values())[:1]  # the remove-background call
+        if background.source is BackgroundSource.SCENE:  # ... and the model that generated the batch's scene
+            model_ids += list(
+                registry.get_model(background.model or registry.default_scene_model_key()).model_ids.values()
+            )
+        encoded = self._provenance(
+            step, spec, fmt, encoded, original_bytes, output, size, settings.seed, produced_by, resized, model_ids
+        )
+        self._put(step.bucket, key, encoded, contracts.FORMAT_CONTENT_TYPES[fmt])
         if background.source in (BackgroundSource.COLOR, BackgroundSource.SCENE):
             # compared across the batch by the report (chalicelib.imaging.consistency)
             output["consistency"] = consistency.measure(scored, alpha)

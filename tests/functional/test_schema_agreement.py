@@ -215,7 +215,7 @@ def test_generated_job_bodies_are_judged_alike_by_the_document_and_the_api(clien
     @settings(
         derandomize=True,
         phases=[Phase.explicit, Phase.generate],  # no shrinking: a failure shows the generated body as it was
-        max_examples=100,
+        max_examples=160,
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],

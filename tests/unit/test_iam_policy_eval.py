@@ -189,4 +189,7 @@ def _probes(name: str, kind: str, value: str) -> list[tuple[str, str, dict[str, 
         "send-task-result": [("states:SendTaskSuccess", iam.TESTS.state_machine_arn, {})],
         "start-cancel-closing": [("lambda:InvokeFunction", f"{function}reconcile", {})],
         "start-deletion": [("lambda:InvokeFunction", f"{function}delete_job_data", {})],
+        "sign-credentials": [
+            (f"kms:{action}", f"arn:aws:kms:{region}:{account}:key/1234abcd", {}) for action in ("Sign", "GetPublicKey")
+        ],
     }[value]
