@@ -55,6 +55,29 @@ def _guarded_connect(self: socket.socket, address: Any) -> Any:
 
 socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
 
+# moto gives every test a new boto3 default session, and with it a new botocore loader that parses
+# the service models' JSON again (S3's and DynamoDB's, for every client a test or the app makes):
+# about a third of a moto test's CPU time. The models are read-only data, so one loader per data
+# path serves every session of the run.
+_LOADERS: dict[str | None, Any] = {}
+
+
+def _shared_loader(search_path_string: str | None = None) -> Any:
+    from botocore import loaders
+
+    if search_path_string not in _LOADERS:
+        _LOADERS[search_path_string] = loaders.create_loader(search_path_string)
+    return _LOADERS[search_path_string]
+
+
+def _share_service_models() -> None:
+    import botocore.session
+
+    botocore.session.create_loader = _shared_loader  # type: ignore[attr-defined]
+
+
+_share_service_models()
+
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 # What a test run may add to the repository's root: tool caches and the ignored test-artifacts/
 _RUN_LEFTOVERS = frozenset(

@@ -85,6 +85,7 @@ def test_a_small_archive_is_built_once_within_the_request(client: Client, token_
     assert other["state"] == "NONE"  # another choice of contents is another zip
 
 
+@pytest.mark.slow  # ~4 s of CPU: a large archive: make test, not make test-fast
 def test_a_large_archive_is_built_by_its_own_lambda_with_progress(
     client: Client, token_for, store, monkeypatch
 ) -> None:

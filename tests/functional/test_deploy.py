@@ -38,6 +38,7 @@ def _cfn_lint(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(cfn_lint), str(path)], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow  # cfn-lint in a subprocess, ~4 s of CPU each: make test, not make test-fast
 @pytest.mark.parametrize("kind", templates.STACKS)
 def test_templates_are_cfn_lint_clean(kind: str, tmp_path: Path) -> None:
     template = templates.workflow_template(8) if kind == "workflow" else templates.load(kind)
@@ -47,6 +48,7 @@ def test_templates_are_cfn_lint_clean(kind: str, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow  # cfn-lint in a subprocess, ~4 s of CPU: make test, not make test-fast
 def test_cfn_lint_catches_a_broken_state_machine(tmp_path: Path) -> None:
     template = templates.workflow_template(8)
     template["Resources"]["Workflow"]["Properties"]["Definition"]["StartAt"] = "Nowhere"
@@ -992,6 +994,7 @@ class _Claims:
         self.recorded.append((job_id, status.value))
 
 
+@pytest.mark.slow  # ~13 s of CPU: 250 users' topics: make test, not make test-fast
 def test_create_user_gives_every_user_their_own_topic_past_the_200th(deployer: MotoDeployer, moto_server: str) -> None:
     """250 users made by create-user on moto with SNS's filter-policy quotas enforced (one shared
     topic with a filter policy per user was refused at the 201st): each has their own topic with

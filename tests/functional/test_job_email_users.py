@@ -94,6 +94,7 @@ def test_sns_refuses_a_filter_policy_past_the_accounts_quota(aws_mock: None, mon
 # ------------------------------------------------------------------------ 250 users
 
 
+@pytest.mark.slow  # ~5 s of CPU: 250 users: make test, not make test-fast
 def test_job_emails_reach_the_201st_and_the_250th_user_and_nobody_else(store: Any) -> None:
     """250 users made as the local stack makes them (its create_user: the user's own topic, an SQS
     inbox standing in for their address), then the emails of a job of the 201st and of the 250th,

@@ -23,11 +23,14 @@ def atomic_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     (docs/aws-notes.md N88). moto reads and writes an item in two steps, so two threads could both
     add 1 to the same count, and it undoes a cancelled transaction by restoring a copy of every
     table taken before it, which drops what another thread wrote meanwhile. The race under test,
-    the read of an image and a write that relies on it, is left as it is."""
+    the read of an image and a write that relies on it, is left as it is. A read is one request
+    too: DynamoDB answers an item as it was at one instant, while moto copies the item's dict out
+    as another thread changes it ("dictionary changed size during iteration"), so reads take the
+    same lock."""
     from moto.dynamodb.responses import DynamoHandler
 
     lock = threading.Lock()
-    for name in ("update_item", "transact_write_items"):
+    for name in ("update_item", "transact_write_items", "get_item", "query", "batch_get_item"):
         original = getattr(DynamoHandler, name)
 
         def serialised(self: Any, _original: Any = original) -> Any:

@@ -176,6 +176,7 @@ def test_a_cursor_from_another_job_or_user_is_a_400(client: Client, token_for, s
     assert client.http.get(f"/jobs/{job_a}?limit=2", headers=_headers(token_for("owner-2"))).status_code == 404
 
 
+@pytest.mark.slow  # ~25-30 s of CPU: the scale run (make test), not make test-fast
 def test_a_page_of_large_images_is_cut_before_1_mb_and_nothing_is_skipped(client: Client, token_for, store) -> None:
     """Images at their limits (50 labels of 100 characters, a 10,000-character prompt, five
     variants, a 2,000-character cause) are ~30 KB each: 100 of them would be 3 MB."""
@@ -360,6 +361,7 @@ class _SlowRekognition:
         return {"Labels": [{"Name": "Person", "Confidence": 99.0, "Instances": [], "Parents": []}]}
 
 
+@pytest.mark.slow  # ~25-30 s of CPU: the scale run (make test), not make test-fast
 def test_labels_of_1000_refs_are_detected_in_parallel_in_one_request(client: Client, token_for, monkeypatch) -> None:
     from chalicelib.jobs import labels
 
