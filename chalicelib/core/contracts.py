@@ -298,7 +298,7 @@ WEBHOOK_TIMEOUT_SECONDS: Final = 10  # connect + answer, per attempt
 # One attempt per invocation of the sender; the waits between attempts are not spent inside a Lambda:
 # the workflow's "Send the webhook" Task retries WebhookRetry itself (backend/statemachine.py,
 # full jitter), and an asynchronously invoked sender (a cancel) is retried by Lambda's own
-# asynchronous retries (docs/aws-notes.md#n51-lambda-asynchronous-invocation).
+# asynchronous retries (docs/aws-notes.md#n110-retries-with-a-wait-that-is-not-a-sleep).
 WEBHOOK_ATTEMPTS: Final = 5  # in the workflow: the first try and four retries, exponential backoff, full jitter
 WEBHOOK_BACKOFF_BASE_SECONDS: Final = 2.0  # retry n waits up to base * 4**(n-1): 2, 8, 32, 128 s
 WEBHOOK_BACKOFF_RATE: Final = 4.0
