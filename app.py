@@ -623,4 +623,5 @@ def _webhook_sender() -> webhooks.WebhookSender:
 def send_webhook(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The job's completion webhook (after the workflow's report, or after a cancel); its
     outcome is recorded on the job and never fails it."""
-    return _webhook_sender().deliver(str(event["jobId"]))
+    attempts = event.get("attempts")  # an asynchronous invoke's own budget (a cancel), else the workflow's
+    return _webhook_sender().deliver(str(event["jobId"]), int(attempts) if attempts else None)

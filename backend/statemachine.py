@@ -26,6 +26,7 @@ from chalicelib.core.errors import (
     service_errors_with,
 )
 from chalicelib.core.functions import WORKFLOW_FUNCTIONS
+from chalicelib.delivery.webhooks import WEBHOOK_RETRY, WebhookRetry
 
 ASL_PATH = Path(__file__).resolve().parent.parent / "statemachine" / "backdrop.asl.json"
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Za-z0-9]*)\}")
@@ -82,7 +83,15 @@ RETRY_POLICIES: dict[str, list[dict[str, Any]]] = {
     "lambda-any-error": [_LAMBDA_THROTTLED, _retrier(["States.ALL"], _ONCE_MORE)],
     "any-error": [_retrier(["States.ALL"], _ONCE_MORE)],
 }
+# The webhook sender makes one attempt per invocation and raises WebhookRetry while attempts are
+# left: the waits between attempts are this Task's own Retry (full jitter), not a sleep in the
+# function (issue #25).
+RETRY_POLICIES["lambda-service-errors-and-webhook"] = [
+    *RETRY_POLICIES["lambda-service-errors"],
+    _retrier([WebhookRetry.__name__], WEBHOOK_RETRY),
+]
 RETRY_ANY_ERROR_STATES = frozenset({"Write the report"})
+WEBHOOK_STATES = frozenset({"Send the webhook"})
 
 
 def retry_policy(name: str, state: Mapping[str, Any]) -> str:
@@ -91,6 +100,8 @@ def retry_policy(name: str, state: Mapping[str, Any]) -> str:
     if resource == BEDROCK_INVOKE_MODEL:
         return "bedrock-transient-errors"
     if resource == LAMBDA_INVOKE:
+        if name in WEBHOOK_STATES:
+            return "lambda-service-errors-and-webhook"
         return "lambda-any-error" if name in RETRY_ANY_ERROR_STATES else "lambda-service-errors"
     if resource == LAMBDA_INVOKE_WAIT:  # a deadline that passed is not retried
         return "lambda-service-errors"

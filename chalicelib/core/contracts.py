@@ -295,8 +295,15 @@ MAX_RESPONSE_BYTES: Final = 1_000_000
 # Webhooks: one HTTPS POST per finished job, signed with the owner's secret (chalicelib/delivery/webhooks.py).
 MAX_WEBHOOK_URL_LENGTH: Final = 2048
 WEBHOOK_TIMEOUT_SECONDS: Final = 10  # connect + answer, per attempt
-WEBHOOK_ATTEMPTS: Final = 5  # the first try and four retries, with exponential backoff and full jitter
+# One attempt per invocation of the sender; the waits between attempts are not spent inside a Lambda:
+# the workflow's "Send the webhook" Task retries WebhookRetry itself (backend/statemachine.py,
+# full jitter), and an asynchronously invoked sender (a cancel) is retried by Lambda's own
+# asynchronous retries (docs/aws-notes.md#n110-retries-with-a-wait-that-is-not-a-sleep).
+WEBHOOK_ATTEMPTS: Final = 5  # in the workflow: the first try and four retries, exponential backoff, full jitter
 WEBHOOK_BACKOFF_BASE_SECONDS: Final = 2.0  # retry n waits up to base * 4**(n-1): 2, 8, 32, 128 s
+WEBHOOK_BACKOFF_RATE: Final = 4.0
+# after a cancel: the first try and Lambda's two asynchronous retries (about 1 and 2 minutes apart)
+WEBHOOK_ASYNC_ATTEMPTS: Final = 3
 WEBHOOK_SIGNATURE_TOLERANCE_SECONDS: Final = 300  # a receiver refuses a signature older (or newer) than this
 # A deleted job leaves a tombstone, so a repeated DELETE answers what was removed; DynamoDB's TTL
 # (the table's `expiresAt`) removes it after this long.

@@ -24,23 +24,24 @@ by passing `DeliveryPolicy(allow_loopback=True, allow_plain_http=True)`; there i
 does this in a deployment.
 
 Delivery never fails the job: every attempt's outcome is recorded on the job (`webhook`), with
-up to WEBHOOK_ATTEMPTS attempts spaced by exponential backoff with full jitter.
+up to WEBHOOK_ATTEMPTS attempts spaced by exponential backoff with full jitter. Each invocation of
+the sender makes one attempt; the waits belong to whoever invokes it (the workflow's Retry, or
+Lambda's asynchronous retries after a cancel), so no Lambda is billed for sleeping.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import random
 import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from chalicelib.core import contracts
-from chalicelib.core.errors import ValidationError
+from chalicelib.core.errors import RetryPolicy, ValidationError
 from chalicelib.core.webhook_rules import DELIVERED as DELIVERED
 from chalicelib.core.webhook_rules import DELIVERY_HEADER as DELIVERY_HEADER
 from chalicelib.core.webhook_rules import EVENT_HEADER as EVENT_HEADER
@@ -204,9 +205,25 @@ def post(destination: Destination, body: bytes, headers: Mapping[str, str], time
         pool.close()
 
 
+class WebhookRetry(Exception):
+    """A delivery attempt failed on the receiver's side and attempts are left: raised so the caller
+    retries the whole invocation after a wait it owns (the workflow's Retry on this error name, or
+    Lambda's asynchronous retries), instead of the function sleeping between attempts (issue #25)."""
+
+
+# The workflow's retrier on WebhookRetry (backend/statemachine.py writes it into the ASL): retry n
+# waits a random 0..2 * 4**(n-1) s (full jitter), so the attempts match contracts.WEBHOOK_ATTEMPTS.
+WEBHOOK_RETRY: Final = RetryPolicy(
+    interval_s=int(contracts.WEBHOOK_BACKOFF_BASE_SECONDS),  # ASL IntervalSeconds is a whole number
+    max_attempts=contracts.WEBHOOK_ATTEMPTS - 1,
+    backoff_rate=contracts.WEBHOOK_BACKOFF_RATE,
+)
+
+
 class WebhookSender:
-    """Deliver a finished job's webhook, given the job store; the network, the resolver, the
-    clock and the waits are injectable so tests are exact and fast."""
+    """Deliver a finished job's webhook, given the job store: ONE attempt per call, never a wait.
+    The attempt number is kept on the job, so a retried invocation continues the count; the
+    network, the resolver and the clock are injectable so tests are exact and fast."""
 
     def __init__(
         self,
@@ -215,7 +232,6 @@ class WebhookSender:
         policy: DeliveryPolicy = PRODUCTION,
         resolve: Resolver | None = None,
         poster: Poster = post,
-        sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         attempts: int = contracts.WEBHOOK_ATTEMPTS,
     ) -> None:
@@ -223,17 +239,15 @@ class WebhookSender:
         self.policy = policy
         self.resolve = resolve
         self.poster = poster
-        self.sleep = sleep
         self.clock = clock
         self.attempts = attempts
 
-    def backoff_s(self, retry: int) -> float:
-        """Full jitter: a random wait up to base * 4**(retry-1) seconds before retry `retry`."""
-        return random.uniform(0, contracts.WEBHOOK_BACKOFF_BASE_SECONDS * 4 ** (retry - 1))
-
-    def deliver(self, job_id: str) -> dict[str, Any]:
-        """Send the job's webhook if it has one and it was not delivered yet; returns (and
-        records on the job) what happened. Never raises for the receiver's faults."""
+    def deliver(self, job_id: str, attempts: int | None = None) -> dict[str, Any]:
+        """Make the next attempt at the job's webhook if it has one and it was not delivered yet;
+        returns (and records on the job) what happened. Raises WebhookRetry when the receiver
+        failed and fewer than `attempts` were made (the caller's retry makes the next one); never
+        raises for the receiver's faults otherwise."""
+        limit = attempts if attempts is not None else self.attempts
         job = self.store.get_job(job_id)
         webhook = (job or {}).get("webhook")
         if not job or not webhook or not webhook.get("url"):
@@ -246,41 +260,40 @@ class WebhookSender:
             job["owner"], new_secret(), replace=False
         )
         body = json.dumps(payload(job), separators=(",", ":"), sort_keys=True).encode()
-        record: dict[str, Any] = {"url": webhook["url"], "status": PENDING, "event": JOB_FINISHED, "attempts": 0}
-        for attempt in range(1, self.attempts + 1):
-            if attempt > 1:
-                self.sleep(self.backoff_s(attempt - 1))
-            record["attempts"] = attempt
-            record["lastAttemptAt"] = contracts.utc_now_iso()
-            try:
-                destination = check_destination(webhook["url"], self.policy, self.resolve)
-            except UnsafeWebhookUrl as exc:  # checked again now: DNS may have changed since submit
-                record.update(status=REFUSED, lastError=str(exc))
+        # a retried invocation continues the count; a finished (FAILED) delivery asked again starts anew
+        made = int(webhook.get("attempts", 0)) if webhook.get("status") == RETRYING else 0
+        attempt = made + 1
+        record: dict[str, Any] = {"url": webhook["url"], "status": PENDING, "event": JOB_FINISHED}
+        record["attempts"] = attempt
+        record["lastAttemptAt"] = contracts.utc_now_iso()
+        try:
+            destination = check_destination(webhook["url"], self.policy, self.resolve)
+        except UnsafeWebhookUrl as exc:  # checked again now: DNS may have changed since submit
+            record.update(status=REFUSED, lastError=str(exc))
+            return self._record(job_id, record)
+        timestamp = int(self.clock())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            EVENT_HEADER: JOB_FINISHED,
+            DELIVERY_HEADER: delivery_id(job),
+            SIGNATURE_HEADER: signature_header(secret["secret"], timestamp, body),
+        }
+        try:
+            status, answer = self.poster(destination, body, headers, contracts.WEBHOOK_TIMEOUT_SECONDS)
+        except Exception as exc:  # connection refused, TLS, timeout: the receiver's side
+            record["lastError"] = f"{type(exc).__name__}: {exc}"[:500]
+        else:
+            record["responseStatus"] = status
+            if 200 <= status < 300:
+                record.update(status=DELIVERED, deliveredAt=contracts.utc_now_iso())
                 return self._record(job_id, record)
-            timestamp = int(self.clock())
-            headers = {
-                "Content-Type": "application/json",
-                "User-Agent": USER_AGENT,
-                EVENT_HEADER: JOB_FINISHED,
-                DELIVERY_HEADER: delivery_id(job),
-                SIGNATURE_HEADER: signature_header(secret["secret"], timestamp, body),
-            }
-            try:
-                status, answer = self.poster(destination, body, headers, contracts.WEBHOOK_TIMEOUT_SECONDS)
-            except Exception as exc:  # connection refused, TLS, timeout: the receiver's side
-                record["lastError"] = f"{type(exc).__name__}: {exc}"[:500]
-                record.pop("responseStatus", None)
-            else:
-                record["responseStatus"] = status
-                if 200 <= status < 300:
-                    record.update(status=DELIVERED, deliveredAt=contracts.utc_now_iso())
-                    record.pop("lastError", None)
-                    return self._record(job_id, record)
-                text = answer.decode("utf-8", "replace").strip()[:200]
-                record["lastError"] = f"the receiver answered HTTP {status}" + (f": {text}" if text else "")
-            if attempt < self.attempts:
-                record["status"] = RETRYING
-                self._record(job_id, record)
+            text = answer.decode("utf-8", "replace").strip()[:200]
+            record["lastError"] = f"the receiver answered HTTP {status}" + (f": {text}" if text else "")
+        if attempt < limit:
+            record["status"] = RETRYING
+            self._record(job_id, record)
+            raise WebhookRetry(f"attempt {attempt} of {limit}: {record['lastError']}")
         record["status"] = FAILED
         return self._record(job_id, record)
 
@@ -308,5 +321,9 @@ class LambdaWebhookTrigger:
         self.lambda_client.invoke(
             FunctionName=self.function_name,
             InvocationType="Event",
-            Payload=json.dumps({"jobId": job_id, "owner": owner}).encode(),
+            # Lambda's own asynchronous retries (two, about 1 and 2 minutes later) make the next
+            # attempts when the sender raises WebhookRetry: three in all
+            Payload=json.dumps(
+                {"jobId": job_id, "owner": owner, "attempts": contracts.WEBHOOK_ASYNC_ATTEMPTS}
+            ).encode(),
         )

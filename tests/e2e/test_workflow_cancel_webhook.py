@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import time
+import types
 from typing import Any
 
 import boto3
 import pytest
 from harness import LOCAL_RECEIVER, Receiver, deliver_stream, upload, wait_for
 
+from chalicelib.core import contracts
 from chalicelib.delivery import webhooks
 from chalicelib.delivery.webhooks import WebhookSender
 from frontend.webhooks import verify_webhook
@@ -38,18 +40,21 @@ def test_the_workflow_sends_the_webhook_after_the_report(
     stack, token_for, photo, store, monkeypatch, receiver_answers
 ) -> None:
     from chalice.test import Client
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
     import app as backdrop_app
 
     receiver = Receiver()
     receiver.statuses = list(receiver_answers)
     monkeypatch.setattr(webhooks, "resolve_host", lambda host, port: ["93.184.215.14"])
-    # the deployment's sender, but allowed to reach the receiver on 127.0.0.1 and not waiting between retries
+    # the deployment's sender, but allowed to reach the receiver on 127.0.0.1
     monkeypatch.setattr(
-        backdrop_app,
-        "_webhook_sender",
-        lambda: WebhookSender(backdrop_app._store(), policy=LOCAL_RECEIVER, sleep=lambda s: None),
+        backdrop_app, "_webhook_sender", lambda: WebhookSender(backdrop_app._store(), policy=LOCAL_RECEIVER)
     )
+    # moto's interpreter sleeps each Retry wait for real: record them instead (issue #25: the waits
+    # between webhook attempts are the workflow's Retry, never a sleep inside the Lambda)
+    waits: list[float] = []
+    monkeypatch.setattr(retrier_decl, "time", types.SimpleNamespace(sleep=waits.append))
     try:
         with Client(backdrop_app.app, stage_name="dev") as client:
             refs = [upload(OWNER, f"{i}.png", photo(320, 240), "png") for i in range(2)]
@@ -69,8 +74,11 @@ def test_the_workflow_sends_the_webhook_after_the_report(
             assert json.loads(request["body"])["status"] == "COMPLETED"
             assert job["webhook"]["status"] == "DELIVERED"
         else:
-            assert len(receiver.requests) == job["webhook"]["attempts"] == 5
+            assert len(receiver.requests) == job["webhook"]["attempts"] == contracts.WEBHOOK_ATTEMPTS
             assert job["webhook"]["status"] == "FAILED" and "HTTP 500" in job["webhook"]["lastError"]
+            # each retry waited in the state machine, full jitter under 2, 8, 32, 128 s
+            ceilings = [2.0 * 4**n for n in range(contracts.WEBHOOK_ATTEMPTS - 1)]
+            assert len(waits) == len(ceilings) and all(0 <= w <= c for w, c in zip(waits, ceilings, strict=True))
     finally:
         receiver.close()
 

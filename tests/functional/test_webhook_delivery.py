@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -51,19 +52,32 @@ def _finished_job(store: JobStore, url: str, owner: str = "owner-1", outcomes: t
     return job_id
 
 
-class Waits:
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
+def _no_sleep(seconds: float) -> None:
+    raise AssertionError(f"the webhook sender slept {seconds} s inside the Lambda")
 
-    def __call__(self, seconds: float) -> None:
-        self.seconds.append(seconds)
+
+@pytest.fixture(autouse=True)
+def _never_sleeps(monkeypatch) -> None:
+    # the waits between attempts are the caller's (the workflow's Retry, Lambda's async retries)
+    monkeypatch.setattr(webhooks, "time", types.SimpleNamespace(sleep=_no_sleep, time=time.time))
+
+
+def _invocations(sender: WebhookSender, job_id: str, limit: int = 20) -> tuple[dict[str, Any], list[str]]:
+    """Invoke the sender again after each WebhookRetry, as its caller's retry would: the final
+    outcome and the retry errors raised on the way."""
+    raised: list[str] = []
+    for _ in range(limit):
+        try:
+            return sender.deliver(job_id), raised
+        except webhooks.WebhookRetry as exc:
+            raised.append(str(exc))
+    raise AssertionError("the sender never stopped asking for a retry")
 
 
 def test_a_finished_job_posts_a_signed_body_the_receiver_can_verify(store, receiver) -> None:
     job_id = _finished_job(store, receiver.url, outcomes=("SUCCEEDED", "FAILED"))
-    waits = Waits()
-    outcome = WebhookSender(store, policy=LOCAL_RECEIVER, sleep=waits).deliver(job_id)
-    assert outcome["status"] == "DELIVERED" and outcome["attempts"] == 1 and waits.seconds == []
+    outcome = WebhookSender(store, policy=LOCAL_RECEIVER).deliver(job_id)
+    assert outcome["status"] == "DELIVERED" and outcome["attempts"] == 1
     [request] = receiver.requests
     assert request["path"] == "/hooks/backdrop"
     headers = request["headers"]
@@ -82,13 +96,17 @@ def test_a_finished_job_posts_a_signed_body_the_receiver_can_verify(store, recei
     assert len(receiver.requests) == 1
 
 
-def test_failures_are_retried_with_growing_jittered_waits_then_delivered(store, receiver) -> None:
+def test_a_failed_attempt_asks_its_caller_for_a_retry_and_the_next_invocation_continues(store, receiver) -> None:
     job_id = _finished_job(store, receiver.url)
     receiver.statuses = [500, 503, 200]
-    waits = Waits()
-    outcome = WebhookSender(store, policy=LOCAL_RECEIVER, sleep=waits).deliver(job_id)
-    assert outcome["status"] == "DELIVERED" and outcome["attempts"] == 3
-    assert len(waits.seconds) == 2 and 0 <= waits.seconds[0] <= 2 and 0 <= waits.seconds[1] <= 8
+    sender = WebhookSender(store, policy=LOCAL_RECEIVER)
+    with pytest.raises(webhooks.WebhookRetry, match="attempt 1 of 5: the receiver answered HTTP 500"):
+        sender.deliver(job_id)
+    assert len(receiver.requests) == 1  # one attempt per invocation, no wait inside it
+    assert store.get_job(job_id)["webhook"]["status"] == "RETRYING"
+    assert store.get_job(job_id)["webhook"]["attempts"] == 1
+    outcome, raised = _invocations(sender, job_id)
+    assert outcome["status"] == "DELIVERED" and outcome["attempts"] == 3 and len(raised) == 1
     deliveries = {r["headers"]["Backdrop-Delivery"] for r in receiver.requests}
     assert deliveries == {f"{job_id}.COMPLETED"}  # one id across retries: the receiver can drop duplicates
 
@@ -96,10 +114,11 @@ def test_failures_are_retried_with_growing_jittered_waits_then_delivered(store, 
 def test_a_receiver_that_keeps_failing_is_recorded_and_the_job_is_untouched(store, receiver) -> None:
     job_id = _finished_job(store, receiver.url)
     receiver.statuses = [500] * 10
-    waits = Waits()
-    outcome = WebhookSender(store, policy=LOCAL_RECEIVER, sleep=waits).deliver(job_id)
+    outcome, raised = _invocations(WebhookSender(store, policy=LOCAL_RECEIVER), job_id)
     assert outcome["status"] == "FAILED" and outcome["attempts"] == contracts.WEBHOOK_ATTEMPTS
-    assert len(receiver.requests) == contracts.WEBHOOK_ATTEMPTS and len(waits.seconds) == contracts.WEBHOOK_ATTEMPTS - 1
+    assert len(receiver.requests) == contracts.WEBHOOK_ATTEMPTS and len(raised) == contracts.WEBHOOK_ATTEMPTS - 1
+    # the workflow's retrier allows exactly the retries the sender asks for
+    assert webhooks.WEBHOOK_RETRY.max_attempts == len(raised)
     job = store.get_job(job_id)
     assert job["status"] == "COMPLETED"
     assert job["webhook"]["status"] == "FAILED" and "HTTP 500: nope" in job["webhook"]["lastError"]
@@ -108,24 +127,23 @@ def test_a_receiver_that_keeps_failing_is_recorded_and_the_job_is_untouched(stor
 def test_a_redirect_is_not_followed_and_an_unreachable_receiver_is_a_recorded_failure(store, receiver) -> None:
     job_id = _finished_job(store, receiver.url)
     receiver.statuses = [302] * 10
-    outcome = WebhookSender(store, policy=LOCAL_RECEIVER, sleep=Waits(), attempts=2).deliver(job_id)
+    outcome, _ = _invocations(WebhookSender(store, policy=LOCAL_RECEIVER, attempts=2), job_id)
     assert outcome["status"] == "FAILED" and outcome["responseStatus"] == 302
     assert [r["path"] for r in receiver.requests] == ["/hooks/backdrop"] * 2
     receiver.close()
     gone = _finished_job(store, receiver.url)
-    outcome = WebhookSender(store, policy=LOCAL_RECEIVER, sleep=Waits(), attempts=2).deliver(gone)
+    outcome, _ = _invocations(WebhookSender(store, policy=LOCAL_RECEIVER, attempts=2), gone)
     assert outcome["status"] == "FAILED" and "Connection" in outcome["lastError"]
 
 
 def test_destinations_are_checked_again_at_send_time(store, receiver) -> None:
     # a deployment's sender refuses the loopback receiver outright: no request, no retry
     job_id = _finished_job(store, receiver.url)
-    waits = Waits()
-    outcome = WebhookSender(store, sleep=waits).deliver(job_id)
-    assert outcome["status"] == "REFUSED" and receiver.requests == [] and waits.seconds == []
+    outcome = WebhookSender(store).deliver(job_id)  # no WebhookRetry: a refusal is final
+    assert outcome["status"] == "REFUSED" and receiver.requests == []
     # a public name that now resolves to a private address (DNS rebinding) is refused too
     rebound = _finished_job(store, "https://hooks.example.com/x")
-    outcome = WebhookSender(store, resolve=lambda host, port: ["10.0.0.7"], sleep=waits).deliver(rebound)
+    outcome = WebhookSender(store, resolve=lambda host, port: ["10.0.0.7"]).deliver(rebound)
     assert outcome["status"] == "REFUSED" and "resolves to 10.0.0.7" in outcome["lastError"]
     assert store.get_job(rebound)["webhook"]["status"] == "REFUSED"
 
@@ -137,6 +155,22 @@ def test_the_send_webhook_function_delivers_as_the_workflow_invokes_it(client, s
     assert answer.payload["status"] == "DELIVERED"
     no_hook = _finished_job(store, "")
     assert client.lambda_.invoke("send_webhook", {"jobId": no_hook}).payload == {"status": "NONE"}
+
+
+def test_an_asynchronously_invoked_sender_stops_at_the_budget_its_event_carries(
+    client, store, receiver, monkeypatch
+) -> None:
+    # after a cancel, Lambda's asynchronous retries re-run the sender: the event's budget (three)
+    # is the attempts those allow, and the last one records FAILED instead of raising
+    job_id = _finished_job(store, receiver.url)
+    receiver.statuses = [500] * 10
+    monkeypatch.setattr(backdrop_app, "_webhook_sender", lambda: WebhookSender(store, policy=LOCAL_RECEIVER))
+    event = {"jobId": job_id, "owner": "owner-1", "attempts": contracts.WEBHOOK_ASYNC_ATTEMPTS}
+    for _ in range(contracts.WEBHOOK_ASYNC_ATTEMPTS - 1):  # a function error: Lambda retries the event
+        with pytest.raises(webhooks.WebhookRetry):
+            client.lambda_.invoke("send_webhook", event)
+    assert client.lambda_.invoke("send_webhook", event).payload["status"] == "FAILED"
+    assert len(receiver.requests) == contracts.WEBHOOK_ASYNC_ATTEMPTS
 
 
 # ------------------------------------------------------------------------------ the API
