@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from backend import chalice_config
+from backend.errors import DeployError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY_ROOT = ROOT / ".deploy"
@@ -107,15 +108,15 @@ def _requirement_name(line: str) -> str:
 
 
 def pinned_version(requirements: str, name: str) -> str:
-    """The `name==X` pin in a requirements.txt's text; a ValueError if it is missing or not exact
+    """The `name==X` pin in a requirements.txt's text; a DeployError if it is missing or not exact
     (a wheel cannot be fetched for a range)."""
     for line in requirements.splitlines():
         if _requirement_name(line) == _name_key(name):
             match = re.search(r"==\s*([^\s;#,]+)", line)
             if not match:
-                raise ValueError(f"{name} must be pinned with == in requirements.txt to be vendored: {line.strip()!r}")
+                raise DeployError(f"{name} must be pinned with == in requirements.txt to be vendored: {line.strip()!r}")
             return match.group(1)
-    raise ValueError(f"{name} is not in requirements.txt")
+    raise DeployError(f"{name} is not in requirements.txt, which backend/project.py vendors it from")
 
 
 def download_wheel(name: str, version: str, cache: Path = WHEEL_CACHE, python_version: str = "3.13") -> Path:
@@ -125,15 +126,21 @@ def download_wheel(name: str, version: str, cache: Path = WHEEL_CACHE, python_ve
     if found:
         return found[0]
     cache.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--no-deps"]
-        + ["--platform", WHEEL_PLATFORM, "--python-version", python_version, "--dest", str(cache)]
-        + [f"{name}=={version}"],
-        check=True,
-    )
+    try:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--no-deps"]
+            + ["--platform", WHEEL_PLATFORM, "--python-version", python_version, "--dest", str(cache)]
+            + [f"{name}=={version}"],
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise DeployError(
+            f"could not fetch the {WHEEL_PLATFORM} wheel of {name}=={version} with pip ({exc}); the Lambda "
+            f"package takes it from there. Check the network or pip's index settings, or put that wheel in {cache}"
+        ) from exc
     found = sorted(cache.glob(f"{prefix}*{WHEEL_PLATFORM}*.whl"))
     if not found:
-        raise FileNotFoundError(f"pip fetched no {WHEEL_PLATFORM} wheel of {name}=={version} into {cache}")
+        raise DeployError(f"pip fetched no {WHEEL_PLATFORM} wheel of {name}=={version} into {cache}")
     return found[0]
 
 

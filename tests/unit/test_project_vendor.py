@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from backend import project
+from backend.errors import DeployError
 
 # the real one (tests/conftest.py gives every fast test a stand-in, so that none reaches PyPI)
 DOWNLOAD_WHEEL = project.download_wheel
@@ -104,7 +105,7 @@ def test_an_existing_requirement_is_not_listed_twice(tmp_path: Path) -> None:
     [("pillow==12.2.0\n", "not in requirements.txt"), ("c2pa-python>=0.38\n", "pinned with ==")],
 )
 def test_the_pin_must_be_exact(requirements: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(DeployError, match=message):
         project.pinned_version(requirements, "c2pa-python")
 
 
@@ -120,3 +121,15 @@ def test_a_cached_wheel_is_not_fetched_again(tmp_path: Path, monkeypatch: pytest
 
     monkeypatch.setattr(project.subprocess, "run", no_pip)
     assert DOWNLOAD_WHEEL("c2pa-python", "0.38.1", tmp_path) == wheel
+
+
+def test_a_failed_download_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(command: list[str], **kwargs: object) -> None:
+        assert "--only-binary=:all:" in command and "--no-deps" in command
+        assert command[command.index("--platform") + 1] == "manylinux_2_28_x86_64"
+        assert command[-1] == "c2pa-python==0.38.1"
+        raise project.subprocess.CalledProcessError(1, command)
+
+    monkeypatch.setattr(project.subprocess, "run", offline)
+    with pytest.raises(DeployError, match=r"manylinux_2_28_x86_64 wheel of c2pa-python==0\.38\.1.*put that wheel in"):
+        DOWNLOAD_WHEEL("c2pa-python", "0.38.1", tmp_path / "cache")
