@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -119,7 +120,7 @@ def test_a_cached_wheel_is_not_fetched_again(tmp_path: Path, monkeypatch: pytest
     def no_pip(*args: object, **kwargs: object) -> None:
         raise AssertionError("pip ran although the wheel is cached")
 
-    monkeypatch.setattr(project.subprocess, "run", no_pip)
+    monkeypatch.setattr(subprocess, "run", no_pip)
     assert DOWNLOAD_WHEEL("c2pa-python", "0.38.1", tmp_path) == wheel
 
 
@@ -128,8 +129,8 @@ def test_a_failed_download_says_what_to_do(tmp_path: Path, monkeypatch: pytest.M
         assert "--only-binary=:all:" in command and "--no-deps" in command
         assert command[command.index("--platform") + 1] == "manylinux_2_28_x86_64"
         assert command[-1] == "c2pa-python==0.38.1"
-        raise project.subprocess.CalledProcessError(1, command)
+        raise subprocess.CalledProcessError(1, command)
 
-    monkeypatch.setattr(project.subprocess, "run", offline)
+    monkeypatch.setattr(subprocess, "run", offline)
     with pytest.raises(DeployError, match=r"manylinux_2_28_x86_64 wheel of c2pa-python==0\.38\.1.*put that wheel in"):
         DOWNLOAD_WHEEL("c2pa-python", "0.38.1", tmp_path / "cache")
