@@ -143,7 +143,12 @@ def package_size() -> None:
             cwd=stage_project,
             capture_output=True,
             check=True,
-            env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"},
+            # chalice imports the app and zips the .pyc files that writes, as on a deployer's machine
+            # and in the packaging test (whose environment has no PYTHONDONTWRITEBYTECODE either)
+            env={
+                **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+                "AWS_DEFAULT_REGION": "us-east-1",
+            },
         )
         size = (Path(tmp) / "out" / "deployment.zip").stat().st_size
     row(
