@@ -112,25 +112,51 @@ def cold_start() -> None:
 
 
 def package_size() -> None:
+    """deployment.zip as a stage's deploy builds it: the deploy's interpreter (backend/runtime.py)
+    and the project's vendored wheels (backend/project.py), as the packaging test measures it."""
+    from backend import project, runtime
+
     with tempfile.TemporaryDirectory() as tmp:
-        project = Path(tmp) / "project"
+        stage_project = Path(tmp) / "project"
         shutil.copytree(
             ROOT,
-            project,
+            stage_project,
             ignore=shutil.ignore_patterns(
-                ".venv", ".git", "tests", "test-artifacts", "docs", "samples", "bench", "*.pyc"
+                ".venv",
+                ".venv-deploy",
+                "*.egg-info",
+                ".git",
+                ".deploy",
+                "tests",
+                "test-artifacts",
+                "docs",
+                "samples",
+                "bench",
+                "*.pyc",
+                "deployments",
             ),
         )
         started = time.monotonic()
+        project.vendor_wheels(stage_project)
         subprocess.run(
-            [str(Path(sys.executable).parent / "chalice"), "package", "--stage", "dev", str(Path(tmp) / "out")],
-            cwd=project,
+            [*runtime.chalice_command(), "package", "--stage", "dev", str(Path(tmp) / "out")],
+            cwd=stage_project,
             capture_output=True,
             check=True,
-            env={**__import__("os").environ, "AWS_DEFAULT_REGION": "us-east-1"},
+            # chalice imports the app and zips the .pyc files that writes, as on a deployer's machine
+            # and in the packaging test (whose environment has no PYTHONDONTWRITEBYTECODE either)
+            env={
+                **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+                "AWS_DEFAULT_REGION": "us-east-1",
+            },
         )
-        size = (Path(tmp) / "out" / "deployment.zip").stat().st_size / 2**20
-    row("chalice package zip", f"{size:.1f} MB ({time.monotonic() - started:.0f} s to build)", "<= 20 MB", size <= 20)
+        size = (Path(tmp) / "out" / "deployment.zip").stat().st_size
+    row(
+        "chalice package zip",
+        f"{size / 1e6:.1f} MB, {size / 2**20:.1f} MiB ({time.monotonic() - started:.0f} s to build)",
+        f"< {project.PACKAGE_SIZE_LIMIT / 1e6:.0f} MB",
+        size < project.PACKAGE_SIZE_LIMIT,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

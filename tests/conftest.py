@@ -101,6 +101,35 @@ def _nothing_left_in_the_repository(request: pytest.FixtureRequest) -> Iterator[
         pytest.fail(f"{request.node.nodeid} left {left} behind: write into tmp_path", pytrace=False)
 
 
+@pytest.fixture(scope="session")
+def _wheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("wheels")
+
+
+@pytest.fixture(autouse=True)
+def _vendored_wheels(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, _wheel_cache: Path, tmp_path: Path
+) -> None:
+    """A stage's project takes c2pa-python from its wheel (backend/project.py): the slow tests that
+    package fetch the real wheel once per session, outside the repository; the others get a
+    small stand-in, so that building a project never reaches PyPI."""
+    from backend import project
+
+    if request.node.get_closest_marker("slow"):
+        monkeypatch.setattr(project, "WHEEL_CACHE", _wheel_cache)
+        return
+
+    def fake_download(name: str, version: str, cache: Path, python_version: str = "3.13") -> Path:
+        import zipfile
+
+        wheel = tmp_path / f"{name.replace('-', '_')}-{version}-py3-none-{project.WHEEL_PLATFORM}.whl"
+        with zipfile.ZipFile(wheel, "w") as archive:
+            archive.writestr(f"{name.replace('-', '_')}-{version}.dist-info/METADATA", f"Name: {name}\n")
+        return wheel
+
+    monkeypatch.setattr(project, "download_wheel", fake_download)
+
+
 # --------------------------------------------------------------------------------------------
 # IAM: every call a Lambda's code makes is checked against that function's rendered policy
 # (backend/local/iam.py); a denied call fails the test even if the product caught the error.

@@ -19,6 +19,7 @@ import boto3
 import pytest
 
 from backend import policies, resource_names, runtime, stream_trigger, templates
+from backend import project as deploy_project
 from backend.deploy import TEMPLATE_BODY_LIMIT, TEMPLATES_PREFIX, ChaliceResult, Deployer, stack_name
 from chalicelib.core import contracts
 from chalicelib.core.functions import FUNCTIONS, WORKFLOW_FUNCTIONS
@@ -106,8 +107,11 @@ def test_chalice_package_output_is_cfn_lint_clean(tmp_path: Path) -> None:
             "samples",
             "*.pyc",
             "deployments",
+            ".deploy",
         ),
     )
+    # as backend/project.py builds a stage's project: c2pa-python from its wheel, without its .rlib
+    deploy_project.vendor_wheels(project)
     queue_arn = "arn:aws:sqs:us-east-1:123456789012:backdrop-dev-stream-failures"
     merge = tmp_path / "stream-trigger.json"
     merge.write_text(json.dumps(stream_trigger.merge_template(queue_arn)))
@@ -152,10 +156,15 @@ def test_chalice_package_output_is_cfn_lint_clean(tmp_path: Path) -> None:
     assert properties["DestinationConfig"]["OnFailure"] == {"Destination": queue_arn}
     assert json.loads(properties["FilterCriteria"]["Filters"][0]["Pattern"]) == stream_trigger.JOB_INSERTS
     size = (out / "deployment.zip").stat().st_size
-    # well inside Lambda's 50 MB direct-upload limit; numpy (compositing, scoring) is 16.8 MB of it
-    # (docs/aws-notes.md#n36-numpy-wheels-and-the-lambda-package) and pillow-heif (HEIC originals)
-    # 5.4 MiB (29.4 MiB in all when measured: docs/aws-notes.md#n87-photo-formats-people-have)
-    assert size < 36 * 1024 * 1024, f"package is {size / 2**20:.1f} MB"
+    # `chalice deploy` uploads the zip directly, which Lambda takes up to 50 MB (read as 50,000,000
+    # bytes; https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html). The test's
+    # limit keeps 1 MB of that for what this package does not carry or pin: a deployer's own
+    # models.json, and newer releases of the ranges (cryptography, requests, pydantic). Measured
+    # 48.6 MB (46.3 MiB): numpy 15.6 MiB zipped, c2pa-python without its .rlib 8.7 MiB and
+    # cryptography 4.7 MiB, Pillow 6.5 MiB, pillow-heif 5.4 MiB, pydantic 2.6 MiB
+    # (docs/aws-notes.md#n107-c2pa-python-wheels-and-the-lambda-package). Growing past it means
+    # dropping weight, or deploying the code from S3 (chalice package + CloudFormation).
+    assert size < deploy_project.PACKAGE_SIZE_LIMIT, f"package is {size:,} bytes ({size / 2**20:.1f} MiB)"
 
 
 # ------------------------------------------------------------------------------ IAM
