@@ -195,12 +195,11 @@ LARGE_MODULES = {
     "chalicelib.imaging.compose": 662,
     "chalicelib.imaging.images": 717,
     "chalicelib.imaging.quality": 882,
-    # JobService (below) and its helpers: not yet split (next in line after JobStore and Steps)
-    "chalicelib.jobs.service": 1072,
+    # the request parsing and checks before JobService (JobService itself is under the class limit,
+    # its read side in jobs/views.py): the parsers are to move out by concern, not done yet
+    "chalicelib.jobs.service": 895,
 }
-LARGE_CLASSES = {
-    "chalicelib.jobs.service.JobService": 541,  # not yet split (see its module above)
-}
+LARGE_CLASSES: dict[str, int] = {}  # none left: JobStore, Steps and JobService are split by concern
 
 
 def sizes() -> tuple[dict[str, int], dict[str, int]]:
