@@ -64,6 +64,12 @@ class Map:
         for new in self.all_new:
             pkg, leaf = new.rsplit(".", 1)
             self.children.setdefault(pkg, set()).add(leaf)
+        # ... and the modules a package has gained since the move (chalicelib/store/items.py):
+        # "chalicelib.store.items" is new, not the old chalicelib.store's attribute `items`
+        for folder in sorted(Path("chalicelib").glob("*/")):
+            if (folder / "__init__.py").is_file():
+                leaves = {p.stem for p in folder.glob("*.py") if p.stem != "__init__"}
+                self.children.setdefault(f"chalicelib.{folder.name}", set()).update(leaves)
 
     def old_leaf(self, old: str) -> str:
         return old.split(".", 1)[1]
