@@ -30,8 +30,6 @@ from chalicelib.core.errors import (
     service_failure,
 )
 from chalicelib.core.validation import Problems, require_object
-from chalicelib.delivery import webhooks
-from chalicelib.imaging import quality
 from chalicelib.jobs import review
 from chalicelib.jobs.labels import LabelService
 from chalicelib.models import registry
@@ -46,7 +44,6 @@ from chalicelib.models.base import (
 )
 from chalicelib.store import s3keys
 from chalicelib.store.jobs import MAX_IMAGES_PAGE_SIZE, PARALLEL_CALLS, JobStore, NewImage
-from chalicelib.workflow.deletion import deleting_view
 
 REQUEST_PROBLEMS = "the job request is not valid"
 
@@ -127,6 +124,8 @@ def parse_job_request(
 def _parse_job_request(
     body: Any, model_lookup: Callable[[str], ModelSpec], seed: int | None
 ) -> tuple[ModelSpec, JobSettings, list[ImageInput]]:
+    from chalicelib.delivery import webhooks
+
     body = with_preset(require_object(body))
     problems = Problems(REQUEST_PROBLEMS)  # unknown fields: schemas.JobRequest refuses them
     spec = _model(body, model_lookup)
@@ -292,6 +291,8 @@ def _job_settings(body: dict[str, Any], spec: ModelSpec, problems: Problems, see
 
 def _finish_settings(body: dict[str, Any], spec: ModelSpec, problems: Problems) -> dict[str, Any]:
     """Compositing (blend, shadow) and scoring (qualityThresholds) settings for Finalize."""
+    from chalicelib.imaging import quality
+
     blend = _optional(body, "blend", (int, float), problems)
     if blend is not None and not 0 <= blend <= 1:
         problems.add("blend", "blend must be between 0 (the model's re-lit subject) and 1 (the original subject)")
@@ -595,6 +596,8 @@ class JobService:
         subscription); `email`: the owner's address at submit (the token's claim), kept on the job;
         `webhook_url`: where its signed completion webhook goes; `budget_usd`: its cap, kept in its
         settings with the model calls it pays for; `retry_of`: the job whose failed images it retries."""
+        from chalicelib.delivery import webhooks
+
         if webhook_url:
             # where it resolves to now: a host that resolves to a private address is refused
             webhooks.validate_webhook_url(webhook_url)
@@ -1007,6 +1010,8 @@ class JobService:
         if job["status"] == JobStatus.DELETING.value:
             # its images and files are going: the summary, the deletion's progress and an empty
             # page (clients that page through images stop at once); 404 once it is gone
+            from chalicelib.workflow.deletion import deleting_view
+
             view["deletion"] = deleting_view(job)
             return view if query.limit == 0 else {**view, "images": [], "nextCursor": None}
         if job["status"] in contracts.TERMINAL_JOB_STATUSES and job.get("reportKeys"):
