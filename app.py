@@ -19,31 +19,28 @@ from chalice.app import Request
 from chalicelib.api import idempotency
 from chalicelib.api.auth import email_from_request, owner_from_request
 from chalicelib.api.http_errors import INTERNAL_MESSAGE, reshape_chalice_error
-from chalicelib.catalogue import presets
 from chalicelib.core import config, contracts, eta, query_params
 from chalicelib.core.errors import BackdropError, error_body
 from chalicelib.core.functions import DELETER
 from chalicelib.core.validation import request_json, require_list
-from chalicelib.delivery import archive, webhooks
-from chalicelib.delivery.notify import Notifier
-from chalicelib.delivery.report import Reporter
-from chalicelib.delivery.variants import VariantService
-from chalicelib.jobs.control import JobControl
-from chalicelib.jobs.labels import LabelService
-from chalicelib.jobs.review import ReviewService
-from chalicelib.jobs.service import JobService, parse_images_query, parse_notify
-from chalicelib.jobs.uploads import UploadService
-from chalicelib.models import registry
-from chalicelib.models.lifecycle import LifecycleChecker
 from chalicelib.store import clients as aws
-from chalicelib.store.jobs import JobStore
-from chalicelib.workflow import observability
-from chalicelib.workflow.deletion import JobDeleter, deletion_event
-from chalicelib.workflow.reconciler import ENDED_STATUSES, EXECUTION_STATUS_CHANGE, Reconciler, cancel_closing_event
-from chalicelib.workflow.starter import WorkflowStarter
 
-if TYPE_CHECKING:  # the workflow steps import Pillow: the API handler's cold start must not
-    from chalicelib.workflow.steps import Steps
+# Cold start (issue #28.3, docs/performance.md): every chalicelib module that pulls in boto3, the
+# delivery or workflow code is imported by the handler that uses it, when it first runs; what is
+# left above is what every request needs (tests/unit/test_cold_start.py keeps it so).
+if TYPE_CHECKING:
+    from chalicelib.delivery import archive, webhooks
+    from chalicelib.delivery.report import Reporter
+    from chalicelib.delivery.variants import VariantService
+    from chalicelib.jobs.control import JobControl
+    from chalicelib.jobs.labels import LabelService
+    from chalicelib.jobs.review import ReviewService
+    from chalicelib.jobs.service import JobService
+    from chalicelib.models.lifecycle import LifecycleChecker
+    from chalicelib.store.jobs import JobStore
+    from chalicelib.workflow.reconciler import Reconciler
+    from chalicelib.workflow.starter import WorkflowStarter
+    from chalicelib.workflow.steps import Steps  # Pillow and numpy: never at the API's cold start
 
 app = Chalice(app_name="backdrop")
 app.log.setLevel(logging.INFO)
@@ -76,6 +73,8 @@ def api(handler: Callable[..., Any]) -> Callable[..., Any]:
         except BackdropError as exc:
             return _json_response(exc.to_dict(), exc.http_status)
         except Exception:
+            from chalicelib.workflow import observability
+
             observability.logger.exception("unhandled error", route=handler.__name__)
             return _json_response(error_body(contracts.ErrorCode.INTERNAL_ERROR, INTERNAL_MESSAGE), 500)
 
@@ -115,25 +114,37 @@ def _owner() -> str:
 
 
 def _store() -> JobStore:
+    from chalicelib.store.jobs import JobStore
+
     return JobStore(aws.table(config.settings().table_name))
 
 
 def _label_service() -> LabelService:
-    return LabelService(aws.client("rekognition"), _store(), aws.client("s3"), config.settings().bucket_name)
+    from chalicelib.jobs.labels import LabelService
+
+    # the clients are made on first use: a route that never detects labels never builds Rekognition's
+    return LabelService(aws.lazy("rekognition"), _store(), aws.lazy("s3"), config.settings().bucket_name)
 
 
 def _job_service() -> JobService:
-    return JobService(_store(), aws.client("s3"), config.settings().bucket_name, _label_service())
+    from chalicelib.jobs.service import JobService
+
+    # S3 on first use: a poller's GET /jobs/{id}?limit=0 reads the table alone
+    return JobService(_store(), aws.lazy("s3"), config.settings().bucket_name, _label_service())
 
 
 def _webhook_trigger() -> webhooks.LambdaWebhookTrigger | None:
     """Starts the webhook sender function where no workflow step is left to run it (a cancel, a
     job the reconciler closed); None where the stage does not name it."""
+    from chalicelib.delivery import webhooks
+
     name = config.settings().webhook_function_name
     return webhooks.LambdaWebhookTrigger(aws.client("lambda"), name) if name else None
 
 
 def _job_control() -> JobControl:
+    from chalicelib.jobs.control import JobControl
+
     settings = config.settings()
     trigger = _webhook_trigger()
     return JobControl(
@@ -155,6 +166,8 @@ def _invoke_cancel_closer(job_id: str, owner: str, bucket: str) -> None:
     name = os.environ.get("RECONCILE_FUNCTION_NAME")
     if not name:
         raise RuntimeError("RECONCILE_FUNCTION_NAME is not set")
+    from chalicelib.workflow.reconciler import cancel_closing_event
+
     event = cancel_closing_event(job_id, owner, bucket, config.settings().region)
     aws.client("lambda").invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps(event).encode())
 
@@ -170,6 +183,8 @@ def _invoke_deleter(job_id: str, owner: str, bucket: str) -> None:
     name = os.environ.get("DELETE_FUNCTION_NAME")
     if not name:
         raise RuntimeError("DELETE_FUNCTION_NAME is not set")
+    from chalicelib.workflow.deletion import deletion_event
+
     payload = json.dumps(deletion_event(job_id, owner, bucket)).encode()
     aws.client("lambda").invoke(FunctionName=name, InvocationType="Event", Payload=payload)
 
@@ -201,12 +216,16 @@ _lifecycles: LifecycleChecker | None = None
 def _lifecycle_checker() -> LifecycleChecker:
     global _lifecycles
     if _lifecycles is None:  # cached across invocations of a warm Lambda
+        from chalicelib.models.lifecycle import LifecycleChecker
+
         _lifecycles = LifecycleChecker(aws.client("bedrock"))
     return _lifecycles
 
 
 def _selectable_model(key: str) -> Any:
     """A model a new job may use: not retired, and callable from this deployment's Region."""
+    from chalicelib.models import registry
+
     spec = registry.get_model(key)
     return registry.get_usable_model(key, _lifecycle_checker().lifecycle(spec)[0])
 
@@ -214,6 +233,8 @@ def _selectable_model(key: str) -> Any:
 @app.route("/models", methods=["GET"], authorizer=authorizer, cors=cors)
 @api
 def list_models() -> dict[str, Any]:
+    from chalicelib.models import registry
+
     _owner()
     models = []
     for spec in registry.all_models():
@@ -240,6 +261,8 @@ def list_models() -> dict[str, Any]:
 @app.route("/presets", methods=["GET"], authorizer=authorizer, cors=cors)
 @api
 def list_presets() -> dict[str, Any]:
+    from chalicelib.catalogue import presets
+
     _owner()
     return {"presets": presets.public()}
 
@@ -247,6 +270,8 @@ def list_presets() -> dict[str, Any]:
 @app.route("/uploads", methods=["POST"], authorizer=authorizer, cors=cors)
 @api
 def create_uploads() -> Response:
+    from chalicelib.jobs.uploads import UploadService
+
     owner = _owner()
     service = UploadService(aws.client("s3"), config.settings().bucket_name)
     return _json_response(service.create(owner, _body()), 201)
@@ -263,6 +288,8 @@ def detect_labels_route() -> dict[str, Any]:
 @app.route("/jobs", methods=["POST"], authorizer=authorizer, cors=cors)
 @api
 def submit_job() -> Response:
+    from chalicelib.jobs.service import parse_notify
+
     owner = _owner()
     body = _body()
     notify = parse_notify(body)
@@ -293,6 +320,8 @@ def list_jobs() -> dict[str, Any]:
 @app.route("/jobs/{job_id}", methods=["GET"], authorizer=authorizer, cors=cors)
 @api
 def get_job(job_id: str) -> dict[str, Any]:
+    from chalicelib.jobs.service import parse_images_query
+
     owner = _owner()
     query = parse_images_query(_query())
     return _job_service().job_view(owner, job_id, query)
@@ -317,6 +346,8 @@ def cancel_job(job_id: str) -> Response:
 @app.route("/webhooks/secret", methods=["GET"], authorizer=authorizer, cors=cors)
 @api
 def get_webhook_secret() -> dict[str, Any]:
+    from chalicelib.delivery import webhooks
+
     owner = _owner()
     store = _store()
     return store.webhook_secret(owner) or store.put_webhook_secret(owner, webhooks.new_secret(), replace=False)
@@ -325,6 +356,8 @@ def get_webhook_secret() -> dict[str, Any]:
 @app.route("/webhooks/secret/rotate", methods=["POST"], authorizer=authorizer, cors=cors)
 @api
 def rotate_webhook_secret() -> dict[str, Any]:
+    from chalicelib.delivery import webhooks
+
     return _store().put_webhook_secret(_owner(), webhooks.new_secret(), replace=True)
 
 
@@ -343,6 +376,8 @@ def retry_job(job_id: str) -> Response:
 
 
 def _variants() -> VariantService:
+    from chalicelib.delivery.variants import VariantService
+
     # the starter is looked up at each call: the tests and the bench put their own here
     return VariantService(
         _store(),
@@ -379,6 +414,8 @@ def regenerate_image(job_id: str, image_id: str) -> Response:
 
 
 def _archives() -> archive.ArchiveService:
+    from chalicelib.delivery import archive
+
     return archive.ArchiveService(aws.client("s3"), config.settings().bucket_name, _store())
 
 
@@ -397,6 +434,8 @@ start_archive_build = _invoke_archive_builder
 @app.route("/jobs/{job_id}/archive", methods=["POST"], authorizer=authorizer, cors=cors)
 @api
 def request_archive(job_id: str) -> Response:
+    from chalicelib.delivery import archive
+
     owner = _owner()
     originals, report_too = archive.parse_archive_body(_body())
     answer = _archives().request(archive.ArchiveRequest(owner, job_id, originals, report_too), start_archive_build)
@@ -406,12 +445,16 @@ def request_archive(job_id: str) -> Response:
 @app.route("/jobs/{job_id}/archive", methods=["GET"], authorizer=authorizer, cors=cors)
 @api
 def get_archive(job_id: str) -> dict[str, Any]:
+    from chalicelib.delivery import archive
+
     owner = _owner()
     originals, report_too = archive.parse_archive_options(_query())
     return _archives().status(archive.ArchiveRequest(owner, job_id, originals, report_too))
 
 
 def _reviews() -> ReviewService:
+    from chalicelib.jobs.review import ReviewService
+
     return ReviewService(_store(), aws.client("stepfunctions"))
 
 
@@ -431,6 +474,29 @@ def approve_review(job_id: str) -> dict[str, Any]:
 # ---- Event handlers and workflow Lambdas ---------------------------------------------------
 
 
+def _observability() -> Any:
+    from chalicelib.workflow import observability  # aws_lambda_powertools: not at the API's cold start
+
+    return observability
+
+
+def _workflow_step(step: str, record: Callable[[Any, Any], None] | None = None) -> Callable[..., Any]:
+    """observability.workflow_step, built on the handler's first call rather than at import."""
+
+    def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
+        wrapped: list[Callable[..., Any]] = []
+
+        @functools.wraps(handler)
+        def run(event: dict[str, Any], context: Any) -> Any:
+            if not wrapped:
+                wrapped.append(_observability().workflow_step(step, record=record)(handler))
+            return wrapped[0](event, context)
+
+        return run
+
+    return decorate
+
+
 def _steps() -> Steps:
     from chalicelib.workflow.steps import Steps
 
@@ -444,6 +510,8 @@ def _steps() -> Steps:
 
 
 def _reporter() -> Reporter:
+    from chalicelib.delivery.report import Reporter
+
     return Reporter(aws.client("s3"), _store())
 
 
@@ -463,6 +531,8 @@ def start_workflow(event: Any) -> None:
 
 def _starter() -> WorkflowStarter:
     """The one way a job is started: the stream's starter, and the sweep for a job left SUBMITTED."""
+    from chalicelib.workflow.starter import WorkflowStarter
+
     settings = config.settings()
     return WorkflowStarter(
         aws.client("s3"),
@@ -501,60 +571,64 @@ def detect_labels(event: Any) -> None:
 
 
 @app.lambda_function(name="prepare")
-@observability.workflow_step("prepare")
+@_workflow_step("prepare")
 def prepare(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _steps().prepare(event)
 
 
 @app.lambda_function(name="prepare_scene")
-@observability.workflow_step("prepare_scene")
+@_workflow_step("prepare_scene")
 def prepare_scene(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _steps().prepare_scene(event)
 
 
 @app.lambda_function(name="finish_scene")
-@observability.workflow_step("finish_scene")
+@_workflow_step("finish_scene")
 def finish_scene(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _steps().finish_scene(event)
 
 
 @app.lambda_function(name="build_mask")
-@observability.workflow_step("build_mask")
+@_workflow_step("build_mask")
 def build_mask(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _steps().build_mask(event)
 
 
 @app.lambda_function(name="finalize")
-@observability.workflow_step(
-    "finalize", record=lambda event, result: observability.record_success(aws.client("s3"), event, result)
+@_workflow_step(
+    "finalize", record=lambda event, result: _observability().record_success(aws.client("s3"), event, result)
 )
 def finalize(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _steps().finalize(event)
 
 
 @app.lambda_function(name="record_failure")
-@observability.workflow_step("record_failure", record=observability.record_failure)
+@_workflow_step("record_failure", record=lambda event, result: _observability().record_failure(event, result))
 def record_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _steps().record_failure(event)
 
 
 @app.lambda_function(name="report")
-@observability.workflow_step("report")
+@_workflow_step("report")
 def report(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _reporter().build(event)
 
 
 @app.lambda_function(name="build_archive")
-@observability.workflow_step("build_archive")
+@_workflow_step("build_archive")
 def build_archive(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    from chalicelib.delivery import archive
+
     return _archives().build(archive.ArchiveRequest.from_event(event))
 
 
 @app.lambda_function(name=DELETER)
-@observability.workflow_step(DELETER)
+@_workflow_step(DELETER)
 def delete_job_data(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """A large job's deletion, in batches while this run has time; then it starts itself again
     (if that start fails, the error makes Lambda retry this event, and the sweep remains)."""
+    from chalicelib.workflow.deletion import JobDeleter
+
     job_id, owner, bucket = str(event["jobId"]), str(event["owner"]), str(event["bucket"])
     time_left = (lambda: context.get_remaining_time_in_millis() / 1000) if context is not None else None
     run = JobDeleter(_store(), aws.client("s3"), bucket).run(job_id, owner, time_left)
@@ -564,23 +638,27 @@ def delete_job_data(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 @app.lambda_function(name="await_review")
-@observability.workflow_step("await_review")
+@_workflow_step("await_review")
 def await_review(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _reviews().open(event)
 
 
 @app.lambda_function(name="record_notification_failure")
-@observability.workflow_step("record_notification_failure")
+@_workflow_step("record_notification_failure")
 def record_notification_failure(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _reporter().record_notification_failure(event)
 
 
 # ---- The reconciler: every execution that ends leaves its job finished, reported and emailed -------
 
-_EXECUTION_DETAIL = {"status": list(ENDED_STATUSES)}
+_EXECUTION_DETAIL = {"status": list(contracts.EXECUTION_ENDED_STATUSES)}
 if os.environ.get("STATE_MACHINE_ARN"):  # set by the deploy: only this stage's executions
     _EXECUTION_DETAIL["stateMachineArn"] = [os.environ["STATE_MACHINE_ARN"]]
-_EXECUTION_ENDS = {"source": ["aws.states"], "detail-type": [EXECUTION_STATUS_CHANGE], "detail": _EXECUTION_DETAIL}
+_EXECUTION_ENDS = {
+    "source": ["aws.states"],
+    "detail-type": [contracts.EXECUTION_STATUS_CHANGE],
+    "detail": _EXECUTION_DETAIL,
+}
 # EventBridge delivers Step Functions events on a best-effort basis
 # (docs/aws-notes.md#n39-step-functions-execution-status-events): the sweep catches any lost one,
 # looking back further than it runs so consecutive sweeps overlap.
@@ -589,6 +667,9 @@ SWEEP_LOOK_BACK = timedelta(hours=3)
 
 
 def _reconciler() -> Reconciler:
+    from chalicelib.delivery.notify import Notifier
+    from chalicelib.workflow.reconciler import Reconciler
+
     store = _store()
     notifier = Notifier(aws.client("sns"), store, config.user_topic_arn_prefix())
     return Reconciler(store, _reporter(), notifier, aws.client("stepfunctions"), webhook_trigger=_webhook_trigger())
@@ -615,11 +696,13 @@ def reconcile_sweep(event: Any) -> dict[str, Any]:
 
 
 def _webhook_sender() -> webhooks.WebhookSender:
+    from chalicelib.delivery import webhooks
+
     return webhooks.WebhookSender(_store())
 
 
 @app.lambda_function(name="send_webhook")
-@observability.workflow_step("send_webhook")
+@_workflow_step("send_webhook")
 def send_webhook(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The job's completion webhook (after the workflow's report, or after a cancel); its
     outcome is recorded on the job and never fails it."""

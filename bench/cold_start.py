@@ -1,35 +1,143 @@
-"""The API handler's cold start before and after a change: `import app` timed in fresh interpreters.
+"""The API handler's cold start before and after a change, in CPU time of fresh interpreters.
 
 `python -m bench.cold_start [--before main] [--samples 9]` exports the `--before` commit's tree
-(`git archive`) next to this working tree and, in one run, alternates fresh `python -c "import
-app"` processes between the two (before, after, before, after, ...), so both see the same machine
-load. It prints each side's median and best, the difference, what the first writing request then
-pays once (importing chalicelib/catalogue/schemas.py: pydantic and the request models), and whether
-`import app` loads pydantic at all (it must not: the polling routes never need it).
+(`git archive`) next to this working tree and, in ONE run, alternates fresh interpreters between
+the two (before, after, before, after, ...), so both see the same machine load. Each sample is
+the child's own CPU time (user + system, `resource.getrusage` read by the child when its work is
+done: the interpreter's start included, its teardown and the other work on the machine not), and
+each row prints the median of the samples.
 
-PASS when the after best is within 5 % (or 15 ms) of the before best (the best of several runs is
-the least disturbed by other work on the machine; the medians are printed too) and `import app`
-does not load pydantic.
+What each probe runs in its child:
+
+- `import app`: the module alone (what every Lambda of the API pays before its first request);
+- `GET /jobs/{id}?limit=0`: `import app`, then one API Gateway proxy event through the Chalice
+  app, as a poller sends it; the handler builds what it needs (the jobs Table; S3 only if the
+  answer links a file) and reads the job;
+- `GET /jobs/{id}`: the same with the default page of images: one image, so its presigned links
+  build the S3 client too.
+
+No moto and no AWS: the SDK's endpoint (AWS_ENDPOINT_URL) is a tiny DynamoDB stand-in served from
+this process (its CPU is not the child's) that answers GetItem with one job and Query with one
+image, so the child pays the real client creation, signing, sending and parsing of both calls.
+The route must answer 200, or the probe fails.
+
+PASS when the after median is within the 300 ms target (issue #28.3); `import app` must not load
+pydantic, boto3, numpy or Pillow.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-PROBE = "import time; t = time.perf_counter(); import app; print(time.perf_counter() - t)"
-SCHEMAS = (
-    "import time, app; t = time.perf_counter(); from chalicelib.catalogue import schemas; "
-    "schemas.JobRequest.model_json_schema(); print(time.perf_counter() - t)"
+TARGET_MS = 300.0
+JOB_ID = "20261208T020000Z-0123456789ab"
+OWNER = "11111111-2222-4333-8444-555555555555"
+IMAGE_ID = "0" * 32
+
+# Every probe ends here: its own CPU time so far (getrusage of the child, read by the child), then
+# an exit without the interpreter's teardown. A Lambda's cold start ends at the answer: its
+# environment is kept for the next request, and tearing down botocore's loaded models took another
+# ~100 ms of CPU here that no request waits for.
+DONE = (
+    "\nimport os as _os, resource as _r\n_u = _r.getrusage(_r.RUSAGE_SELF)\n"
+    "print(1000 * (_u.ru_utime + _u.ru_stime), flush=True)\n_os._exit(0)\n"
 )
-LOADS_PYDANTIC = "import sys, app; print(any(m == 'pydantic' or m.startswith('pydantic.') for m in sys.modules))"
+IMPORT_ONLY = "import app" + DONE
+REQUEST = (
+    f"""
+import json, sys, app
+limit = sys.argv[1]
+query = {{"limit": limit}} if limit else None
+event = {{
+    "resource": "/jobs/{{job_id}}", "path": "/jobs/{JOB_ID}", "httpMethod": "GET",
+    "headers": {{"Host": "api.example"}}, "multiValueHeaders": {{"Host": ["api.example"]}},
+    "queryStringParameters": query, "multiValueQueryStringParameters": {{k: [v] for k, v in (query or {{}}).items()}} or None,
+    "pathParameters": {{"job_id": "{JOB_ID}"}}, "stageVariables": None, "body": None, "isBase64Encoded": False,
+    "requestContext": {{"resourcePath": "/jobs/{{job_id}}", "httpMethod": "GET", "stage": "api",
+        "authorizer": {{"claims": {{"sub": "{OWNER}", "token_use": "id"}}}}}},
+}}
+answer = app.app(event, None)
+assert answer["statusCode"] == 200, answer
+body = json.loads(answer["body"])
+assert body["jobId"] == "{JOB_ID}" and len(body.get("images", [])) == (0 if limit == "0" else 1), body
+"""
+    + DONE
+)
+LOADED = (
+    "import sys, app; print(sorted({m.split('.')[0] for m in sys.modules} & "
+    "{'pydantic', 'boto3', 'botocore', 'numpy', 'PIL'}))"
+)
+
+
+def _ddb(value: Any) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, int):
+        return {"N": str(value)}
+    if isinstance(value, dict):
+        return {"M": {k: _ddb(v) for k, v in value.items()}}
+    if isinstance(value, list):
+        return {"L": [_ddb(v) for v in value]}
+    return {"S": str(value)}
+
+
+JOB_ITEM = {
+    "pk": f"JOB#{JOB_ID}",
+    "sk": "JOB",
+    "jobId": JOB_ID,
+    "owner": OWNER,
+    "status": "RUNNING",
+    "createdAt": "2026-12-08T02:00:00Z",
+    "imageCount": 1,
+    "model": "stand-in",
+    "settings": {"prompt": "a beach"},
+    "counts": {"RUNNING": 1},
+}
+IMAGE_ITEM = {
+    "pk": f"JOB#{JOB_ID}",
+    "sk": f"IMG#{IMAGE_ID}",
+    "jobId": JOB_ID,
+    "owner": OWNER,
+    "imageId": IMAGE_ID,
+    "status": "RUNNING",
+    "key": f"uploads/{OWNER}/u/{IMAGE_ID}.jpg",
+}
+
+
+class _StandIn(BaseHTTPRequestHandler):
+    """DynamoDB's JSON protocol, just enough for GET /jobs/{id}: GetItem → the job, Query → one image."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        target = self.headers.get("X-Amz-Target", "")
+        if target.endswith(".GetItem"):
+            body: dict[str, Any] = {"Item": _ddb(JOB_ITEM)["M"]}
+        elif target.endswith(".Query"):
+            body = {"Items": [_ddb(IMAGE_ITEM)["M"]], "Count": 1, "ScannedCount": 1}
+        else:
+            body = {}
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-amz-json-1.0")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
 
 
 def _export(ref: str, into: Path) -> Path:
@@ -39,8 +147,11 @@ def _export(ref: str, into: Path) -> Path:
     return into
 
 
-def _seconds(tree: Path, code: str) -> float:
-    out = subprocess.run([sys.executable, "-c", code], cwd=tree, capture_output=True, text=True, check=True)
+def _run(tree: Path, code: str, args: list[str], env: dict[str, str]) -> float:
+    """The child's own CPU time (user + system, ms) up to its answer, as the child reads it."""
+    out = subprocess.run([sys.executable, "-c", code, *args], cwd=tree, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"probe failed in {tree}: {out.stderr[-2000:]}")
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -49,27 +160,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before", default="main", help="the commit to compare with (default main)")
     parser.add_argument("--samples", type=int, default=9)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        before_tree = _export(args.before, Path(tmp))
-        times: dict[str, list[float]] = {"before": [], "after": []}
-        for _ in range(args.samples):
-            times["before"].append(_seconds(before_tree, PROBE))
-            times["after"].append(_seconds(ROOT, PROBE))
-        schemas_ms = [1000 * _seconds(ROOT, SCHEMAS) for _ in range(max(3, args.samples // 3))]
-        loads = subprocess.run(
-            [sys.executable, "-c", LOADS_PYDANTIC], cwd=ROOT, capture_output=True, text=True, check=True
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _StandIn)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.server_address[1]}",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "JOBS_TABLE_NAME": "backdrop-bench",
+        "BUCKET_NAME": "backdrop-bench",
+    }
+    env.pop("AWS_PROFILE", None)
+    probes = [
+        ("import app", IMPORT_ONLY, []),
+        ("import app + GET /jobs/{id}?limit=0", REQUEST, ["0"]),
+        ("import app + GET /jobs/{id} (1 image)", REQUEST, [""]),
+    ]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            before_tree = _export(args.before, Path(tmp))
+            ms: dict[tuple[str, str], list[float]] = {}
+            for _ in range(args.samples):
+                for name, code, probe_args in probes:
+                    for side, tree in (("before", before_tree), ("after", ROOT)):
+                        ms.setdefault((name, side), []).append(_run(tree, code, probe_args, env))
+        loaded = subprocess.run(
+            [sys.executable, "-c", LOADED], cwd=ROOT, env=env, capture_output=True, text=True, check=True
         ).stdout.strip()
-    before, after = (min(times[k]) * 1000 for k in ("before", "after"))
-    for side in ("before", "after"):
-        ms = [t * 1000 for t in times[side]]
-        print(f"import app, {side:6}: median {statistics.median(ms):6.1f} ms, best {min(ms):6.1f} ms ({len(ms)} runs)")
-    print(f"difference of the bests: {after - before:+.1f} ms ({100 * (after - before) / before:+.1f} %)")
-    print(
-        f"first writing request, once: import chalicelib.catalogue.schemas {statistics.median(schemas_ms):.1f} ms (median)"
-    )
-    print(f"import app loads pydantic: {loads}")
-    ok = (after - before <= max(0.05 * before, 15.0)) and loads == "False"
-    print("PASS" if ok else "MISS")
+    finally:
+        server.shutdown()
+    ok = loaded == "[]"
+    print(f"CPU time of a fresh interpreter, median of {args.samples} (before = {args.before}, interleaved)")
+    for name, _, _ in probes:
+        before, after = (statistics.median(ms[(name, side)]) for side in ("before", "after"))
+        verdict = "PASS" if after <= TARGET_MS else "MISS"
+        ok = ok and after <= TARGET_MS
+        print(
+            f"{name:40} before {before:6.1f} ms  after {after:6.1f} ms  ({after - before:+6.1f})"
+            f"  <= {TARGET_MS:.0f} ms  {verdict}"
+        )
+    print(f"import app loads pydantic/boto3/botocore/numpy/PIL: {loaded}  {'PASS' if loaded == '[]' else 'MISS'}")
     return 0 if ok else 1
 
 

@@ -324,42 +324,10 @@ def photo() -> Callable[..., bytes]:
 # Rekognition: moto's DetectLabels is canned (one "Mobile Phone" for any image), so tests that
 # look at labels use this fake, handed in where the app gets its clients.
 
-PERSON_AND_BEACH = [
-    {
-        "Name": "Person",
-        "Confidence": 98.25,
-        "Instances": [{"BoundingBox": {"Left": 0.1, "Top": 0.2, "Width": 0.3, "Height": 0.6}, "Confidence": 97.0}],
-        "Parents": [],
-    },
-    {"Name": "Beach", "Confidence": 81.0, "Instances": [], "Parents": [{"Name": "Outdoors"}]},
-]
-
-
-class FakeRekognition:
-    """Labels for every image; DetectText answers `texts` (no printed text by default). Calls on
-    S3 objects are recorded by key, calls on bytes (Finalize's checks) as "<bytes>";
-    `result_labels`, while it lasts, answers the calls on bytes in turn."""
-
-    def __init__(self, labels: list[dict[str, Any]]) -> None:
-        self.labels = labels
-        self.result_labels: list[list[dict[str, Any]]] = []
-        self.texts: list[dict[str, Any]] = []
-        self.calls: list[str] = []
-        self.text_calls = 0
-
-    @staticmethod
-    def _name(image: dict[str, Any]) -> str:
-        return image["S3Object"]["Name"] if "S3Object" in image else "<bytes>"
-
-    def detect_labels(self, Image: dict[str, Any], **kwargs: Any) -> dict[str, Any]:  # boto3's parameter name
-        self.calls.append(self._name(Image))
-        if "Bytes" in Image and self.result_labels:
-            return {"Labels": self.result_labels.pop(0)}
-        return {"Labels": self.labels}
-
-    def detect_text(self, Image: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        self.text_calls += 1
-        return {"TextDetections": self.texts}
+# PERSON_AND_BEACH and FakeRekognition live in tests/builders.py: a test module that imports
+# them from "conftest" gets whichever conftest.py was imported first under that name
+from builders import PERSON_AND_BEACH as PERSON_AND_BEACH  # noqa: E402
+from builders import FakeRekognition as FakeRekognition  # noqa: E402
 
 
 @pytest.fixture

@@ -703,3 +703,10 @@ JOB_IMAGES_PENDING_ATTRIBUTE: Final = "imagesPending"
 def verdict_count_attribute(verdict: Verdict | str) -> str:
     """The job item's count of finished images with this verdict (added as each one finishes)."""
     return f"verdictCount{Verdict(verdict).value}"
+
+
+# Step Functions' EventBridge events for an execution that ended (the reconciler's trigger,
+# docs/aws-notes.md#n39-step-functions-execution-status-events). Here, not in the reconciler, so
+# app.py can declare the rule without importing the reconciler at cold start.
+EXECUTION_STATUS_CHANGE: Final = "Step Functions Execution Status Change"
+EXECUTION_ENDED_STATUSES: Final = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")

@@ -29,8 +29,6 @@ from chalicelib.core.errors import (
     service_failure,
 )
 from chalicelib.core.validation import Problems, require_object
-from chalicelib.delivery import webhooks
-from chalicelib.imaging import quality
 from chalicelib.jobs import review
 from chalicelib.jobs.labels import LabelService
 from chalicelib.jobs.views import ImagesQuery as ImagesQuery  # importable from here as before
@@ -101,6 +99,8 @@ def parse_job_request(
 def _parse_job_request(
     body: Any, model_lookup: Callable[[str], ModelSpec], seed: int | None
 ) -> tuple[ModelSpec, JobSettings, list[ImageInput]]:
+    from chalicelib.delivery import webhooks
+
     body = with_preset(require_object(body))
     problems = Problems(REQUEST_PROBLEMS)  # unknown fields: schemas.JobRequest refuses them
     spec = _model(body, model_lookup)
@@ -266,6 +266,8 @@ def _job_settings(body: dict[str, Any], spec: ModelSpec, problems: Problems, see
 
 def _finish_settings(body: dict[str, Any], spec: ModelSpec, problems: Problems) -> dict[str, Any]:
     """Compositing (blend, shadow) and scoring (qualityThresholds) settings for Finalize."""
+    from chalicelib.imaging import quality
+
     blend = _optional(body, "blend", (int, float), problems)
     if blend is not None and not 0 <= blend <= 1:
         problems.add("blend", "blend must be between 0 (the model's re-lit subject) and 1 (the original subject)")
@@ -571,6 +573,8 @@ class JobService(JobViews):
         subscription); `email`: the owner's address at submit (the token's claim), kept on the job;
         `webhook_url`: where its signed completion webhook goes; `budget_usd`: its cap, kept in its
         settings with the model calls it pays for; `retry_of`: the job whose failed images it retries."""
+        from chalicelib.delivery import webhooks
+
         if webhook_url:
             # where it resolves to now: a host that resolves to a private address is refused
             webhooks.validate_webhook_url(webhook_url)

@@ -23,7 +23,6 @@ from chalicelib.core.errors import (
 from chalicelib.jobs import review
 from chalicelib.store import s3keys
 from chalicelib.store.jobs import MAX_IMAGES_PAGE_SIZE, JobStore
-from chalicelib.workflow.deletion import deleting_view
 
 
 @dataclass(frozen=True)
@@ -147,6 +146,8 @@ class JobViews:
         if job["status"] == JobStatus.DELETING.value:
             # its images and files are going: the summary, the deletion's progress and an empty
             # page (clients that page through images stop at once); 404 once it is gone
+            from chalicelib.workflow.deletion import deleting_view  # not on the polling path's cold start
+
             view["deletion"] = deleting_view(job)
             return view if query.limit == 0 else {**view, "images": [], "nextCursor": None}
         if job["status"] in contracts.TERMINAL_JOB_STATUSES and job.get("reportKeys"):

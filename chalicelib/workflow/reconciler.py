@@ -66,10 +66,10 @@ from chalicelib.store.jobs import JobStore
 
 log = logging.getLogger(__name__)
 
-EXECUTION_STATUS_CHANGE: Final = "Step Functions Execution Status Change"
+EXECUTION_STATUS_CHANGE: Final = contracts.EXECUTION_STATUS_CHANGE
 # The API's own event, sent to this function for a cancelled job it handed off (chalicelib/jobs/control.py)
 CANCEL_CLOSING: Final = "Backdrop Cancelled Job Closing"
-ENDED_STATUSES: Final = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
+ENDED_STATUSES: Final = contracts.EXECUTION_ENDED_STATUSES
 MAX_CAUSE_LENGTH: Final = 2000
 # Backdrop's executions run minutes to hours; the sweep stops listing at executions started this
 # long before its window.

@@ -704,3 +704,30 @@ def test_the_job_view_says_when_the_job_will_be_done_planned_then_measured(
     # 4 finished in 120 s: 2 a minute, so the 4 left take about 2 minutes
     assert view["eta"]["basis"] == "measured" and view["eta"]["remaining"] == 4
     assert 110 <= view["eta"]["seconds"] <= 125 and view["eta"]["words"].startswith("About 2 min left")
+
+
+def test_polling_a_job_builds_only_the_clients_its_answer_needs(
+    client: Client, token_for, photo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #28.3: a poller's GET /jobs/{id}?limit=0 reads the table alone (no S3, no Rekognition
+    client built for it); the page of images builds S3 for its links, never Rekognition."""
+    token = token_for("owner-1")
+    response = _submit(client, token, [_upload("owner-1", photo())])
+    assert response.status_code == 202, response.body
+    job_id = response.json_body["jobId"]
+    write_job_images(job_id)
+    made: list[str] = []
+    real = aws.client
+
+    def recording(service: str) -> Any:
+        made.append(service)
+        return real(service)
+
+    recording.cache_clear = real.cache_clear  # type: ignore[attr-defined]  # the fixtures' aws.reset()
+    monkeypatch.setattr(aws, "client", recording)
+    polled = client.http.get(f"/jobs/{job_id}?limit=0", headers=_headers(token))
+    assert polled.status_code == 200, polled.body
+    assert made == []
+    paged = client.http.get(f"/jobs/{job_id}", headers=_headers(token))
+    assert paged.status_code == 200 and len(paged.json_body["images"]) == 1, paged.body
+    assert set(made) == {"s3"}

@@ -132,7 +132,7 @@ def _signing_key() -> Any:
 def _served() -> Iterator[dict[str, Any]]:
     """moto, the bucket and table, and the API on 127.0.0.1 (a free port), once for the module:
     set up per case family they cost more than the cases."""
-    from conftest import PERSON_AND_BEACH, FakeRekognition
+    from builders import PERSON_AND_BEACH, FakeRekognition
     from joserfc.jwk import KeySet
     from moto import mock_aws
 
