@@ -315,8 +315,8 @@ class JobRequest(_Body):
     variants: WholeOrNone = Field(None, ge=1, le=max(s.max_variants for s in _SPECS))
     output_format: OutputFormat | None = Field(
         None,
-        description="omit it to follow each original: a JPEG gives a JPEG (quality 95, the original's chroma "
-        "subsampling), anything else, or an original with transparency, a PNG",
+        description="omit it to follow each original: a JPEG gives a JPEG (quality 95, 4:4:4 "
+        "chroma), anything else, or an original with transparency, a PNG",
     )
     style_preset: StylePreset | None = None
     webhook_url: str | None = Field(
