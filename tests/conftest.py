@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -212,10 +213,22 @@ def _test_env(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     # the IAM guard renders the policies for the test's Region too
     undo_region = guard.use(iam.tests_deployment(os.environ["AWS_REGION"])) if guard is not None else None
     aws.reset()
+    _forget_warm_state()
     yield
     aws.reset()
+    _forget_warm_state()
     if undo_region is not None:
         undo_region()
+
+
+def _forget_warm_state() -> None:
+    """What app.py keeps across invocations of a warm Lambda: the model-lifecycle checker holds a
+    Bedrock client of the Region it was made in, which a test in another Region (a scene test's
+    us-west-2) must not reuse (its calls would name the other Region's models, and the IAM guard,
+    rendering this test's Region, refuses them)."""
+    app = sys.modules.get("app")
+    if app is not None and hasattr(app, "_lifecycles"):
+        app._lifecycles = None
 
 
 @pytest.fixture
