@@ -271,9 +271,10 @@ def test_quotas_imply_the_map_concurrency(stubs: Stubs) -> None:
 
 
 def test_two_calls_of_one_model_share_its_quota(stubs: Stubs) -> None:
-    """Bedrock's requests-per-minute quota is per model (docs/aws-notes.md#n112-one-quota-model-
-    per-model-requests-per-minute): a model called twice per image spends two requests an image,
-    so 40 a minute is 20 images a minute, 20/60 × 15 s × 1.25 → 7 in flight (not 13)."""
+    """Bedrock's requests-per-minute quota is per model
+    (docs/aws-notes.md#n112-one-quota-model-per-model-requests-per-minute): a model called twice
+    per image spends two requests an image, so 40 a minute is 20 images a minute,
+    20/60 × 15 s × 1.25 → 7 in flight (not 13)."""
     import dataclasses
 
     stubs["service-quotas"].add_response("list_service_quotas", {"Quotas": QUOTAS}, {"ServiceCode": "bedrock"})
