@@ -51,7 +51,7 @@ from backend import settings as deployment_settings
 from backend.doctor import DEFAULT_MAX_CONCURRENCY, Doctor, Findings, format_findings, models_for_deployment
 from backend.errors import DeployError
 from backend.regions import invoke_arns, partition_for_region, partition_of_arn
-from chalicelib.core import contracts
+from chalicelib.core import contracts, eta
 from chalicelib.core.functions import ARCHIVE_BUILDER, DELETER, RECONCILER, WEBHOOK_SENDER, WORKFLOW_FUNCTIONS
 from chalicelib.models import registry
 from chalicelib.models.base import ModelSpec
@@ -307,7 +307,12 @@ class Deployer:
     # ---------------------------------------------------------------- the whole deploy
 
     def stage_environment(
-        self, account: str, partition: str, settings: dict[str, str], unreachable: Iterable[str] = ()
+        self,
+        account: str,
+        partition: str,
+        settings: dict[str, str],
+        unreachable: Iterable[str] = (),
+        max_concurrency: int | None = None,
     ) -> dict[str, str]:
         """What every Lambda reads: the stacks' outputs, then each deployment setting given.
         `unreachable`: the models the doctor found this Region cannot call (its Bedrock look-ups),
@@ -335,6 +340,9 @@ class Deployer:
         env.update({k: v for k, v in settings.items() if k != "BACKDROP_MODEL_REGISTRY"})
         if unreachable:
             env[registry.UNREACHABLE_MODELS_ENV] = ",".join(sorted(unreachable))
+        if max_concurrency is not None:
+            # the Map's MaxConcurrency, which the ETA plans the quota's pace from (chalicelib/core/pace.py)
+            env[eta.CONCURRENCY_ENV] = str(max_concurrency)
         return env
 
     def build_project(
@@ -418,7 +426,7 @@ class Deployer:
             self.deploy_stack("resources", templates.load("resources"), self.resource_parameters(email, settings))
         )
         self.outputs.update(self.deploy_auth())
-        env = self.stage_environment(account, partition, settings, found.unreachable)
+        env = self.stage_environment(account, partition, settings, found.unreachable, max_concurrency)
         env = self.build_project(env, account, partition, models, settings)
         deployment_settings.save(self.project, settings)
         chalice = self.run_chalice(self.stage, env, self.region, self.project)
@@ -459,7 +467,7 @@ class Deployer:
             deployment_settings.save(self.project, settings)
             self.say(f"{APP_URL_SETTING}={self.outputs['AppUrl']}: the job emails link to it (chalice deploy again)")
             env = self.build_project(
-                self.stage_environment(account, partition, settings, found.unreachable),
+                self.stage_environment(account, partition, settings, found.unreachable, max_concurrency),
                 account,
                 partition,
                 models,

@@ -25,7 +25,6 @@ Some answers only a real call gives (docs/deploy.md, "What only a real call can 
 from __future__ import annotations
 
 import json
-import math
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from backend.errors import DeployError
 from backend.regions import CallRoute, ModelRoutes, error_code, is_profile, partition_of_arn
+from chalicelib.core import pace
 from chalicelib.models import registry
 from chalicelib.models.base import Family, LifecycleStatus, ModelSpec
 from chalicelib.models.lifecycle import LifecycleChecker
@@ -58,10 +58,11 @@ CREATE_BLOCKED_AFTER_DAYS = 30
 
 # Seconds one image spends outside Bedrock (prepare, build-mask, finalize on Lambda) and the
 # assumed seconds per model call until `--smoke models` measures it (UNCONFIRMED estimate).
-LAMBDA_SECONDS_PER_IMAGE = 3.0
-ASSUMED_MODEL_CALL_SECONDS = 6.0
-DEFAULT_MAX_CONCURRENCY = 8
-CONCURRENCY_HEADROOM = 1.25  # a little above the quota's pace: throttles are retried, idle slots are lost
+# (the one quota model's figures: chalicelib/core/pace.py)
+LAMBDA_SECONDS_PER_IMAGE = pace.LAMBDA_SECONDS_PER_IMAGE
+ASSUMED_MODEL_CALL_SECONDS = pace.ASSUMED_MODEL_CALL_SECONDS
+DEFAULT_MAX_CONCURRENCY = pace.DEFAULT_MAP_CONCURRENCY
+CONCURRENCY_HEADROOM = pace.HEADROOM
 LAMBDA_CONCURRENCY_RESERVE = 10  # the API, the stream and the label handlers run alongside the Map
 SMOKE_PROMPT = "a plain light grey studio background"
 # SNS: standard topics per account by default, one per user (docs/aws-notes.md#n69-sns-filter-policy-and-topic-quotas)
@@ -117,13 +118,13 @@ def runtime_for_this_interpreter() -> str:
     return runtime.lambda_runtime(runtime.chalice_python())
 
 
-def max_concurrency(quotas_per_minute: dict[str, float], seconds_per_call: dict[str, float], lambda_s: float) -> int:
-    """Images in flight at the quota's pace (Little's law): images per second the tightest
-    per-call quota allows × seconds one image takes, with a little headroom. Each call of a
-    model is made once per image, and each model id has its own quota."""
-    images_per_second = min(q / 60 for q in quotas_per_minute.values())
-    seconds_per_image = sum(seconds_per_call.values()) + lambda_s
-    return max(1, min(10_000, math.ceil(images_per_second * seconds_per_image * CONCURRENCY_HEADROOM)))
+def max_concurrency(
+    quotas_per_minute: dict[str, float], calls: Sequence[tuple[str, float]], lambda_s: float = LAMBDA_SECONDS_PER_IMAGE
+) -> int:
+    """Images in flight at the quotas' pace: `quotas_per_minute` by model id (Bedrock's quotas are
+    per model), `calls` each model call of one image as (model id, seconds). The one rule the
+    bench and the ETA use too (chalicelib/core/pace.py)."""
+    return pace.quota_pace(quotas_per_minute, calls, lambda_s).concurrency
 
 
 def _words(text: str) -> list[str]:
@@ -383,7 +384,7 @@ class Doctor:
         implied: list[int] = []  # one MaxConcurrency per per-image model; the Map runs at the tightest
         for spec in self.models:
             routes = [r for r in found.routes if r.model_key == spec.key]
-            per_call: dict[str, float] = {}
+            per_model: dict[str, float] = {}
             described: list[str] = []
             missing: list[str] = []
             for route in routes:
@@ -391,7 +392,9 @@ class Doctor:
                 if quota is None or not quota.get("Value"):
                     missing.append(route.model_id)
                     continue
-                per_call[route.call] = float(quota["Value"])
+                # by model id: AWS applies the quota per model, so two calls of one model share it
+                # (docs/aws-notes.md#n112-one-quota-model-per-model-requests-per-minute)
+                per_model[route.model_id] = float(quota["Value"])
                 described.append(f"{route.call} {quota['Value']:g}/min ('{quota['QuotaName']}')")
             if spec.role == "scene":
                 # one call per batch, made before the Map starts: its quota paces batches, never
@@ -399,12 +402,12 @@ class Doctor:
                 # (docs/aws-notes.md#n75-bedrock-quotas-and-the-maps-concurrency)
                 found.add(
                     f"quota {spec.key}",
-                    OK if per_call and not missing else WARN,
+                    OK if per_model and not missing else WARN,
                     f"{'; '.join(described) or 'no per-minute quota found'}: one call per batch, which does not "
                     "bound the Map's concurrency",
                 )
                 continue
-            if missing or not per_call:
+            if missing or not per_model:
                 found.add(
                     f"quota {spec.key}",
                     WARN,
@@ -413,15 +416,15 @@ class Doctor:
                     "look the model up in the Service Quotas console (Amazon Bedrock) and pass --max-concurrency",
                 )
                 continue
-            seconds = {r.call: found.call_seconds.get(r.model_id, ASSUMED_MODEL_CALL_SECONDS) for r in routes}
-            concurrency = max_concurrency(per_call, seconds, LAMBDA_SECONDS_PER_IMAGE)
+            calls = [(r.model_id, found.call_seconds.get(r.model_id, ASSUMED_MODEL_CALL_SECONDS)) for r in routes]
+            concurrency = max_concurrency(per_model, calls, LAMBDA_SECONDS_PER_IMAGE)
             implied.append(concurrency)
             timing = "measured" if all(r.model_id in found.call_seconds for r in routes) else "assumed"
             found.add(
                 f"quota {spec.key}",
                 OK,
                 f"{'; '.join(described)} → MaxConcurrency {concurrency} "
-                f"({timing} {sum(seconds.values()):.1f} s of model time per image)",
+                f"({timing} {sum(t for _, t in calls):.1f} s of model time per image)",
             )
         if implied:
             found.max_concurrency = min(implied)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,9 +28,14 @@ SUSTAINED_TARGET = 0.9
 
 
 def max_concurrency(quota_per_minute: float, seconds_per_image: float, calls: int) -> int:
-    """Images in flight that keep `quota_per_minute` model calls busy, plus 25 % headroom."""
-    images_per_second = quota_per_minute / 60 / calls
-    return max(1, math.ceil(images_per_second * seconds_per_image * 1.25))
+    """Images in flight that keep `quota_per_minute` model calls busy, by the deploy's own rule
+    (chalicelib/core/pace.py): `calls` calls an image, all drawing on the stand-in's one bucket."""
+    from backend.local.stack import STANDIN_QUOTA
+    from chalicelib.core import pace
+
+    # the image's time is measured end to end, so it is passed whole (the calls' own share is in it)
+    spent = [(STANDIN_QUOTA, 0.0)] * calls
+    return pace.quota_pace({STANDIN_QUOTA: quota_per_minute}, spent, seconds_per_image).concurrency
 
 
 def _image() -> bytes:

@@ -124,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
         api_port=args.port,
         latency_s=args.latency,
         images_per_minute=args.quota,
+        # at a stand-in quota, the Map's concurrency follows from it as a deployment's does
+        max_concurrency=None if args.quota else 4,
         cutout=engine_named(args.cutout),
         on_email=on_email,
         region=args.region,

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 from backend.local.meter import Meter
 from backend.resource_names import lambda_function, user_topic_arn_prefix
 from chalicelib.core import config as backdrop_config
-from chalicelib.core import contracts
+from chalicelib.core import contracts, eta, pace
 from chalicelib.core.functions import WEBHOOK_SENDER, WORKFLOW_FUNCTIONS, function
 from chalicelib.workflow.deletion import deletion_event
 from chalicelib.workflow.reconciler import cancel_closing_event
@@ -34,6 +34,9 @@ from chalicelib.workflow.reconciler import cancel_closing_event
 LOCAL_ACCOUNT = "123456789012"
 DEMO_USER = "demo@example.com"
 DEMO_PASSWORD = "Backdrop-demo-2026!"
+# the stand-in's one token bucket (bedrock_standin.py, `images_per_minute`), which every model
+# call draws from: in the pace rule it is one quota that all the calls share
+STANDIN_QUOTA = "stand-in"
 UI_BANNER_ENV = "BACKDROP_UI_BANNER"  # frontend/session.py shows it on every page
 log = logging.getLogger("backdrop.local")
 
@@ -154,7 +157,8 @@ class LocalStack:
     stage: str = "local"
     latency_s: float = 0.0
     images_per_minute: float | None = None
-    max_concurrency: int = 4
+    # the Map's MaxConcurrency; None: from the stand-in's quota by the deploy's own rule (map_pace)
+    max_concurrency: int | None = 4
     # DynamoDB's partition throughput (1,000 write / 3,000 read units per second per partition key
     # value, backend/local/dynamodb_rules.py); transaction conflicts and client tokens always apply
     partition_limits: bool = True
@@ -169,6 +173,17 @@ class LocalStack:
     _app_threads: list[threading.Thread] = field(default_factory=list)
     _undo: list[Callable[[], None]] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
+
+    def map_pace(self) -> pace.Pace:
+        """The Map's concurrency and pace by the rule the deploy, the bench and the ETA use
+        (chalicelib/core/pace.py). The stand-in has one token bucket that every model call draws
+        from, so it is one quota for the default model's two calls (remove-background, inpaint)."""
+        calls = [(STANDIN_QUOTA, self.latency_s)] * 2
+        if self.max_concurrency is not None:
+            seconds = sum(t for _, t in calls) + pace.LAMBDA_SECONDS_PER_IMAGE
+            return pace.pace_of_concurrency(self.max_concurrency, seconds)
+        quotas = {STANDIN_QUOTA: self.images_per_minute} if self.images_per_minute else {}
+        return pace.quota_pace(quotas, calls)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -320,7 +335,7 @@ class LocalStack:
             prefix=prefix,
             region=self.region,
             bucket=resources["bucket"],
-            max_concurrency=self.max_concurrency,
+            max_concurrency=self.map_pace().concurrency,
             inbox=False,  # each user gets their own inbox, subscribed to their own topic (create_user)
         )
         self.outputs["user_topic_arn_prefix"] = workflow["user_topic_arn_prefix"]
@@ -345,6 +360,8 @@ class LocalStack:
                 "STATE_MACHINE_ARN": workflow["state_machine_arn"],
                 "JOBS_STREAM_ARN": resources["stream_arn"],
                 "WEBHOOK_FUNCTION_NAME": lambda_function(self.stage, WEBHOOK_SENDER),
+                # the ETA plans from the Map's concurrency, as the deploy tells the Lambdas
+                eta.CONCURRENCY_ENV: str(self.map_pace().concurrency),
             }
         )
         aws.reset()

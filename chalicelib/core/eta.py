@@ -2,10 +2,11 @@
 the job's own measured rate as it runs (GET /jobs/{jobId} `eta`, the web app, the CLI's status).
 
 The pace: the Distributed Map keeps `MaxConcurrency` images in flight, and the deploy sets
-MaxConcurrency from the account's Bedrock requests-per-minute quota (backend/doctor.py,
-`max_concurrency`, Little's law: images/s the tightest quota allows × seconds one image takes;
-docs/aws-notes.md#n75-bedrock-quotas-and-the-maps-concurrency). Read back the other way, images
-per second = images in flight / seconds one image takes, so the plan here is the quota's pace.
+MaxConcurrency from the account's Bedrock requests-per-minute quotas (chalicelib/core/pace.py,
+`quota_pace`, Little's law: images/s the tightest per-model quota allows × seconds one image takes
+× headroom; docs/aws-notes.md#n112-one-quota-model-per-model-requests-per-minute). Read back the
+other way (`pace_of_concurrency`), images per second = images in flight / headroom / seconds one
+image takes, so the plan here is the quota's pace.
 The deploy tells the Lambdas its MaxConcurrency in BACKDROP_MAP_CONCURRENCY; without it, the
 doctor's default.
 
@@ -22,12 +23,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-# The doctor's figures (backend/doctor.py), repeated here because the Lambdas do not ship backend/:
+from chalicelib.core import pace
+
+# The one quota model's figures (chalicelib/core/pace.py, which the doctor and the bench use too):
 # seconds one image spends in Lambda steps, the assumed seconds of one model call, the Map's
 # MaxConcurrency when the quota could not be read.
-LAMBDA_SECONDS_PER_IMAGE: Final = 3.0
-ASSUMED_MODEL_CALL_SECONDS: Final = 6.0
-DEFAULT_MAP_CONCURRENCY: Final = 8
+LAMBDA_SECONDS_PER_IMAGE: Final = pace.LAMBDA_SECONDS_PER_IMAGE
+ASSUMED_MODEL_CALL_SECONDS: Final = pace.ASSUMED_MODEL_CALL_SECONDS
+DEFAULT_MAP_CONCURRENCY: Final = pace.DEFAULT_MAP_CONCURRENCY
 CONCURRENCY_ENV: Final = "BACKDROP_MAP_CONCURRENCY"
 # the job's own rate is trusted from this many finished images and this many seconds of running
 MEASURED_MIN_IMAGES: Final = 3
@@ -50,8 +53,9 @@ def seconds_per_image(calls_per_photo: float) -> float:
 
 
 def planned_images_per_minute(calls_per_photo: float, concurrency: int) -> float:
-    """Images finished per minute at the deployment's pace: `concurrency` in flight at a time."""
-    return concurrency * 60.0 / seconds_per_image(calls_per_photo)
+    """Images finished per minute at the deployment's pace: the quota's pace its `concurrency` was
+    set for (chalicelib/core/pace.py; the Map keeps HEADROOM more in flight than that pace needs)."""
+    return pace.pace_of_concurrency(concurrency, seconds_per_image(calls_per_photo)).images_per_minute
 
 
 @dataclass(frozen=True)

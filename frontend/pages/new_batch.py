@@ -697,7 +697,9 @@ def settings_form(api: Any, batch: list[dict[str, Any]]) -> dict[str, Any] | Non
     if fmt_problem:
         problems.append(fmt_problem)
     calls = int(found.model_calls.get("perImagePrompt", 0)) + int(found.model_calls.get("perImageCompose", 0))
-    planned = eta.job_eta(len(batch), calls / max(1, len(batch)), int(catalogue.get("imagesInFlight") or 0) or 8)
+    planned = eta.job_eta(
+        len(batch), calls / max(1, len(batch)), int(catalogue.get("imagesInFlight") or 0) or eta.DEFAULT_MAP_CONCURRENCY
+    )
     st.caption(
         f"Ready in {'less than a minute' if planned.seconds < 60 else 'about ' + eta.duration_words(planned.seconds)} "
         "at this deployment's pace "

@@ -566,6 +566,8 @@ def test_deploy_then_redeploy_then_teardown_on_moto(deployer: MotoDeployer, moto
     assert config["autogen_policy"] is False
     assert config["environment_variables"]["BUCKET_NAME"] == outputs["BucketName"]
     assert config["environment_variables"]["BACKDROP_APP_URL"] == "https://backdrop.example.com"
+    # the ETA plans from the Map's concurrency: the Lambdas are told the one the workflow runs at
+    assert config["environment_variables"]["BACKDROP_MAP_CONCURRENCY"] == "8"
     resources = cfn.describe_stacks(StackName=stack_name("dev", "resources"))["Stacks"][0]
     parameters = {p["ParameterKey"]: p["ParameterValue"] for p in resources["Parameters"]}
     assert (parameters["ResultRetentionDays"], parameters["UploadRetentionDays"]) == ("14", "30")

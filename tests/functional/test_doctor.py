@@ -264,10 +264,25 @@ def test_quotas_imply_the_map_concurrency(stubs: Stubs) -> None:
     found = _routed()
     make_doctor(stubs).check_quotas(found)
     # 40 images/min at the tighter quota, 2 calls × 6 s + 3 s per image, 25% headroom
-    expected = max_concurrency({"inpaint": 40, "remove-background": 60}, {"a": 6.0, "b": 6.0}, 3.0)
+    expected = max_concurrency({PROFILES[0]: 40, PROFILES[1]: 60}, [(PROFILES[0], 6.0), (PROFILES[1], 6.0)], 3.0)
     assert expected == 13
     assert found.max_concurrency == expected
     assert "MaxConcurrency 13" in check(found, f"quota {STABILITY}").detail
+
+
+def test_two_calls_of_one_model_share_its_quota(stubs: Stubs) -> None:
+    """Bedrock's requests-per-minute quota is per model
+    (docs/aws-notes.md#n112-one-quota-model-per-model-requests-per-minute): a model called twice
+    per image spends two requests an image, so 40 a minute is 20 images a minute,
+    20/60 × 15 s × 1.25 → 7 in flight (not 13)."""
+    import dataclasses
+
+    stubs["service-quotas"].add_response("list_service_quotas", {"Quotas": QUOTAS}, {"ServiceCode": "bedrock"})
+    found = _routed()
+    inpaint = next(r for r in found.routes if r.model_id == PROFILES[0])
+    found.routes = [r if r is inpaint else dataclasses.replace(r, model_id=PROFILES[0]) for r in found.routes]
+    make_doctor(stubs).check_quotas(found)
+    assert found.max_concurrency == 7
 
 
 def test_the_scene_models_quota_does_not_cap_the_map_concurrency(stubs: Stubs) -> None:
@@ -282,7 +297,7 @@ def test_the_scene_models_quota_does_not_cap_the_map_concurrency(stubs: Stubs) -
     models = [registry.get_model(STABILITY), scene]
     found.routes = ModelRoutes(None, "us-west-2", ACCOUNT, "aws").for_models(models)
     make_doctor(stubs, region="us-west-2", models=models).check_quotas(found)
-    per_image = max_concurrency({"inpaint": 40, "remove-background": 60}, {"a": 6.0, "b": 6.0}, 3.0)
+    per_image = max_concurrency({PROFILES[0]: 40, PROFILES[1]: 60}, [(PROFILES[0], 6.0), (PROFILES[1], 6.0)], 3.0)
     assert found.max_concurrency == per_image == 13
     scene_check = check(found, f"quota {scene.key}")
     assert scene_check.status == OK and "one call per batch" in scene_check.detail
@@ -847,7 +862,7 @@ def test_smoke_models_recomputes_the_concurrency_from_measured_call_times(
     assert run_doctor(deployer, args) == 0
     out = capsys.readouterr().out
     assert out.count(f"quota {STABILITY}") == 1
-    expected = max_concurrency({"a": 40, "b": 60}, {"a": 20.0, "b": 20.0}, 3.0)
+    expected = max_concurrency({"a": 40, "b": 60}, [("a", 20.0), ("b", 20.0)], 3.0)
     assert f"MaxConcurrency from your quotas: {expected}" in out and "measured" in out
 
 

@@ -84,10 +84,11 @@ def test_regenerate_only_where_a_new_seed_makes_a_new_picture(background: dict |
 
 
 def test_the_planned_eta_is_the_quota_pace_and_the_measured_one_replaces_it() -> None:
-    # 2 calls of 6 s and 3 s of Lambda per photo, 8 in flight: 32 photos a minute
+    # 2 calls of 6 s and 3 s of Lambda per photo, 8 in flight set 25 % above the quota's pace:
+    # 8 / 1.25 × 60 / 15 = 25.6 photos a minute
     planned = eta.job_eta(200, 2.0, 8)
-    assert planned.basis == "planned" and planned.images_per_minute == pytest.approx(32.0)
-    assert planned.seconds == 375 and planned.words().startswith("About 6 min left")
+    assert planned.basis == "planned" and planned.images_per_minute == pytest.approx(25.6)
+    assert planned.seconds == 469 and planned.words().startswith("About 8 min left")
     # one photo still takes one photo's time, not a fraction of it
     assert eta.job_eta(1, 2.0, 8).seconds == 15
     measured = eta.job_eta(100, 2.0, 8, finished=100, running_seconds=600.0)  # 10 a minute, slower than planned
