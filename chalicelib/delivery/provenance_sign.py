@@ -24,10 +24,14 @@ import io
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.core import contracts
 from chalicelib.delivery.provenance import SOFTWARE_NAME, Record
+
+if TYPE_CHECKING:  # cryptography loads where a certificate is made, not at import
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 KMS_KEY_ENV = "BACKDROP_C2PA_KMS_KEY_ID"
 CERT_CHAIN_ENV = "BACKDROP_C2PA_CERT_CHAIN"  # PEM, leaf first
@@ -68,6 +72,32 @@ def test_identity() -> SigningIdentity:
         return _test_identity
 
 
+def _certificate_authority(
+    name: x509.Name, now: datetime.datetime, *, days: int
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """An ES256 CA (its key and self-signed certificate) named `name`, valid from five minutes ago
+    for `days`: the issuer of a signer certificate (C2PA refuses a self-signed signer)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(sign=False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
 def _make_test_identity() -> SigningIdentity:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -84,20 +114,7 @@ def _make_test_identity() -> SigningIdentity:
             ]
         )
 
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(name("Backdrop test CA"))
-        .issuer_name(name("Backdrop test CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(sign=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca_key, ca = _certificate_authority(name("Backdrop test CA"), now, days=1)
     key = ec.generate_private_key(ec.SECP256R1())
     leaf = (
         x509.CertificateBuilder()
@@ -186,20 +203,7 @@ def issue_certificate(kms: Any, key_id: str, stage: str) -> str:
             [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org), x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
         )
 
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(name("Backdrop deployment CA"))
-        .issuer_name(name("Backdrop deployment CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(sign=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca_key, ca = _certificate_authority(name("Backdrop deployment CA"), now, days=365)
     leaf = (
         x509.CertificateBuilder()
         .subject_name(name("Backdrop results signer"))
