@@ -34,6 +34,10 @@ def _model_of(schema: dict[str, Any]) -> Any:
     return answer_models.BY_NAME.get(schema["$ref"].rsplit("/", 1)[-1])
 
 
+def _ref_schema(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
 def _problems(schema: dict[str, Any], value: Any) -> list[str]:
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in _validator(schema).iter_errors(value)]
 
@@ -360,3 +364,18 @@ def test_a_view_emitting_a_field_no_model_declares_is_caught(client, token_for, 
     assert any(p.startswith("images.0.thumbUrl") for p in found) and any(p.startswith("owner") for p in found), found
     words = " ".join(_problems(schema, leaky))
     assert "'thumbUrl' was unexpected" in words and "'owner' was unexpected" in words
+
+
+def test_the_webhook_event_sent_is_the_documented_one(client, token_for, photo, store) -> None:
+    """The webhook's body (chalicelib/delivery/webhooks.py `payload`) against the document's
+    `WebhookEvent` and its model: a field added to the payload alone fails here."""
+    from chalicelib.delivery import webhooks
+
+    headers = {"Authorization": token_for("owner-1"), "Content-Type": "application/json"}
+    body = {"prompt": "a sunlit studio", "images": [{"imageRef": _upload("owner-1", photo)}]}
+    job_id = client.http.post("/jobs", headers=headers, body=json.dumps(body).encode()).json_body["jobId"]
+    event = json.loads(json.dumps(webhooks.payload(store.get_job(job_id))))
+    assert event["jobId"] == job_id
+    assert not _problems(_ref_schema("WebhookEvent"), event)
+    assert not answer_models.problems_in(answer_models.WebhookEvent, event)
+    assert answer_models.problems_in(answer_models.WebhookEvent, {**event, "owner": "owner-1"})
