@@ -36,6 +36,7 @@ from chalicelib.api.responses_job import (
     JobPage,
     JobSummary,
     JobView,
+    RegenerateOf,
     Scorecard,
     WebhookDelivery,
 )
@@ -297,11 +298,6 @@ class Archive(View):
 class ReviewRecorded(View):
     job_id: JobId
     decided: Count
-
-
-class RegenerateOf(View):
-    job_id: JobId
-    image_id: str
 
 
 class Regenerating(View):

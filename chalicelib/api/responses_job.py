@@ -3,9 +3,9 @@ chalicelib/api/responses.py."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, create_model
 
 from chalicelib.api.responses_base import (
     Count,
@@ -23,6 +23,9 @@ from chalicelib.api.responses_base import (
     View,
     absent,
 )
+from chalicelib.catalogue import costs
+from chalicelib.catalogue.schemas import JobRequest
+from chalicelib.core import contracts
 from chalicelib.core.contracts import (
     BackgroundSource,
     ClosingBy,
@@ -35,6 +38,8 @@ from chalicelib.core.contracts import (
     VariantSource,
 )
 from chalicelib.core.scorecard import CheckName, Outcome
+from chalicelib.jobs.review import REVIEW_SECONDS_SETTING
+from chalicelib.models.base import settings_fields
 from chalicelib.store.jobs import MAX_IMAGES_PAGE_SIZE
 
 
@@ -254,8 +259,48 @@ class Deletion(View):
     )
 
 
+def _stored_settings() -> Any:
+    """What a job stores as its settings: every JobSettings field under its POST /jobs name, of the
+    type JobRequest gives it (chalicelib/models/base.py `settings_fields`), with the default filled
+    in, and what the server adds (the budget's call cap, the review's wait, a regeneration's link).
+    The background is shown as stored: an image background carries its server-derived S3 key."""
+    fields: dict[str, Any] = {
+        name: (info.annotation, info)
+        for name, info in JobRequest.model_fields.items()
+        if name in settings_fields() and name != "background"
+    }
+    return create_model(
+        "JobSettings",
+        __base__=View,
+        __doc__="the validated settings the job runs with: its POST /jobs settings, complete",
+        background=(dict[str, Any], absent("the job's background (an image's with its S3 key)")),
+        budget_usd=(float, absent("the job's budget (POST /jobs `budgetUsd`)", alias=costs.BUDGET_FIELD)),
+        max_model_calls=(
+            int,
+            absent("the model calls the budget pays for (counted by the workflow)", alias=costs.MAX_CALLS_SETTING),
+        ),
+        review_seconds=(int, absent("POST /jobs `reviewHours`, in seconds", alias=REVIEW_SECONDS_SETTING)),
+        regenerates=(
+            RegenerateOf,
+            absent("a regeneration: the job and image it adds a variant to", alias=contracts.REGENERATES_SETTING),
+        ),
+        **fields,
+    )
+
+
+class RegenerateOf(View):
+    job_id: JobId
+    image_id: str
+
+
+if TYPE_CHECKING:
+    StoredSettings = View
+else:
+    StoredSettings = _stored_settings()
+
+
 class JobView(JobSummary):
-    settings: dict[str, Any] = Field(description="the validated settings the job runs with")
+    settings: StoredSettings
     images: list[ImageView] = absent(
         "one page of the job's images, in image-id order (absent with `limit=0`)", max_length=MAX_IMAGES_PAGE_SIZE
     )
