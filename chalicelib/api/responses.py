@@ -1,11 +1,13 @@
 """The response bodies of Backdrop's API, declared once as pydantic models.
 
 The request bodies are chalicelib/catalogue/schemas.py; these are what the routes answer. The
-OpenAPI document's response components are generated from them (`response_components()`), and the
+OpenAPI document's response components are generated from them (`RESPONSE_MODELS`, chalicelib/api/openapi.py), and the
 functional tests validate the API's real answers against them (`problems_in()`), so the document
 and the views cannot drift: every model is closed (`extra="forbid"`), and a view that emits a field
 no model declares is caught. Where an answer is open on purpose (a scorecard check's measured
-figures, a job's stored settings, a preset's rules) the model says so (`extra="allow"` or a dict).
+figures, a preset's rules) the model says so (`extra="allow"` or a dict). Closed answers and the
+`$ref` siblings pydantic writes are OpenAPI 3.1's
+(docs/aws-notes.md#n120-openapi-31-schema-ref-siblings-and-closed-answers).
 
 A field that may be absent is declared with `absent()` (its own type, not nullable: absent is not
 null); a field that may be null says `| None`.
