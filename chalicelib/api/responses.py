@@ -321,7 +321,7 @@ class Picked(View):
     image_id: str
     delivered: int = Field(ge=1, description="the variant now delivered")
     picked_by: Literal[PickedBy.OWNER]
-    outputs: list[dict[str, Any]] = Field(description="the image's variants")
+    outputs: list[dict[str, Any]] = Field(description="the image's variants as stored (GET the job for their links)")
     report: ReportRefresh = Field(
         description="REWRITTEN: the finished job's report was written again with the pick; REWRITING: a job of more "
         f"than {SYNC_REWRITE_LIMIT} images, its report is being written again in the background (the job's "
