@@ -77,7 +77,7 @@ _PATTERN_WORDS: Final = {
 }
 
 
-def _one_of(values: Iterable[str], description: str = "") -> Any:
+def one_of(values: Iterable[str], description: str = "") -> Any:
     """A string from a list that is not a StrEnum of contracts.py (anchors, presets, qualities):
     the schema lists the values, the check refuses the rest naming them."""
     allowed = tuple(values)
@@ -130,14 +130,14 @@ if TYPE_CHECKING:
     QualityName = str
     StylePreset = str
 else:
-    Anchor = _one_of(backgrounds.ANCHORS)
-    PresetKey = _one_of(
+    Anchor = one_of(backgrounds.ANCHORS)
+    PresetKey = one_of(
         sorted(all_presets()),
         "a marketplace preset (GET /presets): sets the background colour, canvas, fill and format the job "
         "does not set itself, and checks every output against its rules",
     )
-    QualityName = _one_of(sorted({q for s in _SPECS for q in s.qualities}), "only for models that list qualities")
-    StylePreset = _one_of(
+    QualityName = one_of(sorted({q for s in _SPECS for q in s.qualities}), "only for models that list qualities")
+    StylePreset = one_of(
         sorted({p for s in _SPECS for p in s.style_presets}),
         "a style the model applies to the new background (Stability models; GET /models lists each model's "
         "`stylePresets`); omit it for none",
@@ -397,7 +397,7 @@ class JobRequest(_Body):
 
 class UploadFile(_Body):
     name: str = Field(min_length=1, max_length=contracts.MAX_FILE_NAME_LENGTH)
-    content_type: _one_of(contracts.UPLOAD_CONTENT_TYPES)  # type: ignore[valid-type]
+    content_type: one_of(contracts.UPLOAD_CONTENT_TYPES)  # type: ignore[valid-type]
     size: Whole = Field(ge=contracts.MIN_UPLOAD_BYTES, le=contracts.MAX_UPLOAD_BYTES)
 
 
@@ -635,34 +635,6 @@ def merged(found: Sequence[Mapping[str, Any]], error: BackdropError | None, intr
 
 def request_components() -> dict[str, Any]:
     """The request bodies' JSON Schemas, as OpenAPI components (`#/components/schemas/<Name>`)."""
-    from pydantic.json_schema import models_json_schema  # the document only, not the routes
+    from chalicelib.catalogue.json_schema import components
 
-    _, top = models_json_schema(
-        [(m, "validation") for m in REQUEST_MODELS], ref_template="#/components/schemas/{model}"
-    )
-    return {name: _tidy(schema) for name, schema in top.get("$defs", {}).items()}
-
-
-def _tidy(schema: Any) -> Any:
-    """pydantic's schema without its generated titles (the component's name says it), and an
-    optional field as its own type: `null` is accepted and means "not given"."""
-    if isinstance(schema, list):
-        return [_tidy(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: _tidy(v) for k, v in schema.items() if k != "title" or not isinstance(v, str)}
-    if "properties" in out:
-        out["properties"] = {k: _tidy(v) for k, v in schema["properties"].items()}
-    branches = out.get("anyOf")
-    if isinstance(branches, list) and len(branches) == 2 and {"type": "null"} in branches:
-        # `null` is accepted and means "not given" (as the parsers always took it): said as the
-        # field's type or null, so its own type, enum and bounds stay on the property itself
-        (kind,) = [b for b in branches if b != {"type": "null"}]
-        rest = {k: v for k, v in out.items() if k != "anyOf" and not (k == "default" and v is None)}
-        if isinstance(kind.get("type"), str):
-            out = {**kind, **rest, "type": [kind["type"], "null"]}
-            if "enum" in kind:
-                out["enum"] = [*kind["enum"], None]
-        else:
-            out = {**rest, "anyOf": branches}
-    return out
+    return components(REQUEST_MODELS)

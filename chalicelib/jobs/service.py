@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -275,10 +274,7 @@ def _finish_settings(body: dict[str, Any], spec: ModelSpec, problems: Problems) 
     shadow = _optional(body, "shadow", str, problems) or contracts.ShadowKind.NONE.value
     if shadow not in {k.value for k in contracts.ShadowKind}:
         problems.add("shadow", f"shadow must be one of {', '.join(k.value for k in contracts.ShadowKind)}")
-    angle = _optional(body, "shadowAngle", (int, float), problems)
-    if angle is not None and not math.isfinite(angle):
-        problems.add("shadowAngle", "shadowAngle must be a number of degrees")
-        angle = None
+    angle = _optional(body, "shadowAngle", (int, float), problems)  # finite: the body's decoder refuses NaN
     strength = _optional(body, "shadowStrength", (int, float), problems)
     if strength is not None and not 0 <= strength <= 1:
         problems.add("shadowStrength", "shadowStrength must be between 0 (no shadow) and 1 (black)")
@@ -447,16 +443,10 @@ def job_estimate(spec: ModelSpec, settings: JobSettings, images: Sequence[ImageI
 
 def parse_name(body: Any) -> str | None:
     """POST /jobs `name`: the batch's name for people (the Jobs list, the job page, the CLI), or None."""
+    # parse_job_request took the body first: `name` is a string of at most MAX_JOB_NAME_CHARS (its
+    # schema), so the one line made of it (no newlines or runs of spaces in a list of jobs) is too
     value = body.get("name") if isinstance(body, dict) else None
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValidationError("name must be a string", details=[{"field": "name", "message": "a string"}])
-    name = " ".join(value.split())  # one line: no newlines or runs of spaces in a list of jobs
-    if len(name) > contracts.MAX_JOB_NAME_CHARS:
-        message = f"name must be at most {contracts.MAX_JOB_NAME_CHARS} characters"
-        raise ValidationError(message, details=[{"field": "name", "message": message}])
-    return name or None
+    return (" ".join(value.split()) or None) if isinstance(value, str) else None
 
 
 def _linked_name(what: str, of: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -281,41 +281,27 @@ class GeneratedImages:
     seeds: tuple[int | None, ...]
 
 
-_SETTINGS_FIELDS = {
-    "model": "model",
-    "prompt": "prompt",
-    "negative_prompt": "negativePrompt",
-    "mode": "mode",
-    "quality": "quality",
-    "cfg_scale": "cfgScale",
-    "seed": "seed",
-    "variants": "variants",
-    "output_format": "outputFormat",
-    "style_preset": "stylePreset",
-    "blend": "blend",
-    "shadow": "shadow",
-    "shadow_angle": "shadowAngle",
-    "shadow_strength": "shadowStrength",
-    "quality_thresholds": "qualityThresholds",
-    "background": "background",
-    "placement": "placement",
-    "preset": "preset",
-    "re_rolls": "reRolls",
-    "re_roll_on": "reRollOn",
-    "content_credentials": "contentCredentials",
-    "keep_location": "keepLocation",
-}
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.title() for word in rest)
+
+
+def settings_fields() -> dict[str, str]:
+    """Each JobSettings field and its camelCase name, the one POST /jobs gives it
+    (chalicelib/catalogue/schemas.py JobRequest: a test holds the two to the same names), the job
+    item stores and the workflow's input carries."""
+    return {f.name: _camel(f.name) for f in fields(JobSettings)}
 
 
 def settings_to_dict(settings: JobSettings) -> dict[str, Any]:
     """The camelCase form stored on the job item and passed in the workflow input."""
-    return {camel: getattr(settings, attr) for attr, camel in _SETTINGS_FIELDS.items()}
+    return {camel: getattr(settings, attr) for attr, camel in settings_fields().items()}
 
 
 def settings_from_dict(data: Mapping[str, Any]) -> JobSettings:
     """Inverse of settings_to_dict; tolerates DynamoDB Decimals."""
     values: dict[str, Any] = {}
-    for attr, camel in _SETTINGS_FIELDS.items():
+    for attr, camel in settings_fields().items():
         if camel in data and data[camel] is not None:
             values[attr] = data[camel]
     for attr in ("seed", "variants", "re_rolls"):

@@ -18,6 +18,7 @@ from openapi_spec_validator import validate
 import app as backdrop_app
 from backend import openapi as openapi_command
 from chalicelib.api import openapi
+from chalicelib.api import responses as answer_models
 from chalicelib.core import contracts
 from chalicelib.core.contracts import ImageStatus
 
@@ -26,6 +27,15 @@ DOC = openapi.document(backdrop_app.app.routes)
 
 def _validator(schema: dict[str, Any]) -> Draft202012Validator:
     return Draft202012Validator({**schema, "components": DOC["components"]})
+
+
+def _model_of(schema: dict[str, Any]) -> Any:
+    """The response model an answer's schema was generated from (None: the OpenAPI document itself)."""
+    return answer_models.BY_NAME.get(schema["$ref"].rsplit("/", 1)[-1])
+
+
+def _ref_schema(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _problems(schema: dict[str, Any], value: Any) -> list[str]:
@@ -80,7 +90,8 @@ def test_a_route_without_a_description_or_a_description_without_a_route_stops_th
 
 def test_contracts_reach_the_document_unchanged() -> None:
     schemas = DOC["components"]["schemas"]
-    assert schemas["Error"]["properties"]["code"]["enum"] == [c.value for c in contracts.ErrorCode]
+    assert schemas["Error"]["properties"]["code"]["$ref"] == "#/components/schemas/ErrorCode"
+    assert schemas["ErrorCode"]["enum"] == [c.value for c in contracts.ErrorCode]
     assert schemas["ImageStatus"]["enum"] == [s.value for s in ImageStatus]
     assert set(schemas["Counts"]["required"]) == {s.value for s in ImageStatus}
     job = schemas["JobRequest"]
@@ -93,7 +104,8 @@ def test_contracts_reach_the_document_unchanged() -> None:
     assert re.fullmatch(schemas["JobId"]["pattern"], contracts.new_job_id())
     assert schemas["LabelsRequest"]["properties"]["imageRefs"]["maxItems"] == contracts.MAX_LABEL_REFS_PER_REQUEST
     assert "outputFormat" not in job["required"] and "pending" in schemas["Labels"]["required"]
-    assert "quality" in schemas["ImageView"]["properties"]["outputs"]["items"]["properties"]
+    assert schemas["ImageView"]["properties"]["outputs"]["items"] == {"$ref": "#/components/schemas/Output"}
+    assert "quality" in schemas["Output"]["properties"]
 
 
 def test_every_example_is_true_to_its_schema() -> None:
@@ -134,6 +146,7 @@ class Live:
         self.client = client
         self.token = token
         self.seen: set[tuple[str, str]] = set()
+        self.models: set[str] = set()
 
     def __call__(
         self,
@@ -157,6 +170,11 @@ class Live:
         content = responses[str(status)]["content"]["application/json"]
         problems = _problems(content["schema"], answer.json_body)
         assert not problems, (method, route, status, problems)
+        # and the model the schema was generated from takes it too (closed: no field it lacks)
+        model = _model_of(content["schema"])
+        if model is not None:
+            assert not answer_models.problems_in(model, answer.json_body), (method, route, status, model.__name__)
+            self.models.add(model.__name__)
         if status >= 400:
             assert answer.json_body["code"] in content["examples"], (method, route, answer.json_body)
         self.seen.add((method, route))
@@ -279,6 +297,18 @@ def test_live_answers_of_every_route_match_the_document(client, token_for, photo
     assert live("POST", regenerate, 202, path=made_regenerate, body={"seed": 5})["regenerateOf"]["jobId"] == two
     live("POST", regenerate, 400, path=made_regenerate, body={"seed": "5"})
     live("POST", regenerate, 409, path=f"/jobs/{again}/images/{image['imageId']}/regenerate", body={})
+    # a review: the workflow's wait opened on the job (its task token), decided, then released
+    from chalicelib.jobs.review import ReviewService
+
+    class Sfn:  # the workflow's wait is not running here: its release is accepted as Step Functions would
+        def send_task_success(self, **_: Any) -> dict[str, Any]:
+            return {}
+
+    store.open_review(two, "task-token", "2030-01-01T00:00:00Z")
+    decided = {"decisions": {made["imageId"]: "REJECTED"}}
+    live("POST", "/jobs/{job_id}/review", 200, path=f"/jobs/{two}/review", body=decided)
+    monkeypatch.setattr(backdrop_app, "_reviews", lambda: ReviewService(store, Sfn()))
+    live("POST", "/jobs/{job_id}/review/approve", 200, path=f"/jobs/{two}/review/approve")
     # a delete handed to the background: 202 with its progress, and the job DELETING meanwhile
     from chalicelib.jobs import control as job_control
 
@@ -289,6 +319,13 @@ def test_live_answers_of_every_route_match_the_document(client, token_for, photo
     assert live("DELETE", "/jobs/{job_id}", 202, path=f"/jobs/{again}")["deletingBy"] == "BACKGROUND"
     routed = {(m, p) for p, methods in backdrop_app.app.routes.items() for m in methods}
     assert live.seen == routed, f"routes not exercised: {routed - live.seen}"
+    answered = {
+        op["responses"][s]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+        for ops in DOC["paths"].values()
+        for op in ops.values()
+        for s in op["responses"]
+    }
+    assert live.models == answered - {"OpenApiDocument"}, f"answers never checked: {answered - live.models}"
 
 
 def test_errors_chalice_answers_itself_have_the_one_shape(client, token_for) -> None:
@@ -300,3 +337,45 @@ def test_errors_chalice_answers_itself_have_the_one_shape(client, token_for) -> 
     text = client.http.post("/jobs", headers={**headers, "Content-Type": "text/plain"}, body=b"hello")
     assert text.status_code == 415
     assert text.json_body["code"] == "UNSUPPORTED_MEDIA_TYPE" and not _problems(error, text.json_body)
+
+
+def test_a_view_emitting_a_field_no_model_declares_is_caught(client, token_for, photo, monkeypatch) -> None:
+    """The answers' models are closed: a field added to a view without its model (and so without
+    the document) fails the live check above, at the answer and at any depth."""
+    from chalicelib.jobs.views import JobViews
+
+    token = token_for("owner-1")
+    headers = {"Authorization": token, "Content-Type": "application/json"}
+    body = {"prompt": "a sunlit studio", "images": [{"imageRef": _upload("owner-1", photo)}]}
+    job_id = client.http.post("/jobs", headers=headers, body=json.dumps(body).encode()).json_body["jobId"]
+    write_job_images(job_id)
+    schema = DOC["paths"]["/jobs/{job_id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    model = _model_of(schema)
+    answer = client.http.get(f"/jobs/{job_id}", headers=headers).json_body
+    assert answer["images"] and not _problems(schema, answer) and not answer_models.problems_in(model, answer)
+
+    image_view = JobViews._image_view
+    monkeypatch.setattr(JobViews, "_image_view", lambda self, image: {**image_view(self, image), "thumbUrl": "x"})
+    summary = JobViews.summary
+    monkeypatch.setattr(JobViews, "summary", staticmethod(lambda job: {**summary(job), "owner": job["owner"]}))
+    leaky = client.http.get(f"/jobs/{job_id}", headers=headers).json_body
+    assert leaky["images"][0]["thumbUrl"] == "x" and leaky["owner"] == "owner-1"
+    found = answer_models.problems_in(model, leaky)
+    assert any(p.startswith("images.0.thumbUrl") for p in found) and any(p.startswith("owner") for p in found), found
+    words = " ".join(_problems(schema, leaky))
+    assert "'thumbUrl' was unexpected" in words and "'owner' was unexpected" in words
+
+
+def test_the_webhook_event_sent_is_the_documented_one(client, token_for, photo, store) -> None:
+    """The webhook's body (chalicelib/delivery/webhooks.py `payload`) against the document's
+    `WebhookEvent` and its model: a field added to the payload alone fails here."""
+    from chalicelib.delivery import webhooks
+
+    headers = {"Authorization": token_for("owner-1"), "Content-Type": "application/json"}
+    body = {"prompt": "a sunlit studio", "images": [{"imageRef": _upload("owner-1", photo)}]}
+    job_id = client.http.post("/jobs", headers=headers, body=json.dumps(body).encode()).json_body["jobId"]
+    event = json.loads(json.dumps(webhooks.payload(store.get_job(job_id))))
+    assert event["jobId"] == job_id
+    assert not _problems(_ref_schema("WebhookEvent"), event)
+    assert not answer_models.problems_in(answer_models.WebhookEvent, event)
+    assert answer_models.problems_in(answer_models.WebhookEvent, {**event, "owner": "owner-1"})

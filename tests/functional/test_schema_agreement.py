@@ -243,3 +243,28 @@ def test_generated_job_bodies_are_judged_alike_by_the_document_and_the_api(clien
     judged_alike()
     # both directions were exercised
     assert seen["refused"] >= 20 and seen["accepted"] >= 20, seen
+
+
+def test_the_stored_settings_are_the_requests_fields_under_the_same_names() -> None:
+    """A job's settings (models/base.py JobSettings, stored and given to the workflow by
+    `settings_fields`) are POST /jobs fields: the same names on the wire, the same defaults the
+    document states. A setting added to JobSettings without its JobRequest field (or under another
+    name) fails here; the document's JobSettings component takes each one's type from JobRequest."""
+    import dataclasses
+
+    from chalicelib.models.base import JobSettings, settings_fields
+
+    request = {name: info.alias for name, info in schemas.JobRequest.model_fields.items()}
+    stored = settings_fields()
+    assert set(stored) <= set(request), set(stored) - set(request)
+    assert {name: request[name] for name in stored} == stored
+    defaults = {f.name: f.default for f in dataclasses.fields(JobSettings)}
+    documented = {
+        name: info.json_schema_extra["default"]
+        for name, info in schemas.JobRequest.model_fields.items()
+        if isinstance(info.json_schema_extra, dict) and "default" in info.json_schema_extra and name in defaults
+    }
+    assert documented and all(defaults[name] == value for name, value in documented.items()), documented
+    component = DOC["components"]["schemas"]["JobSettings"]["properties"]
+    job = DOC["components"]["schemas"]["JobRequest"]["properties"]
+    assert all(component[camel] == job[camel] for name, camel in stored.items() if name != "background")
