@@ -53,12 +53,78 @@ def client(service: str) -> Any:
         return boto3.client(service, config=_config(service == "s3"))
 
 
-@functools.cache
-def table(name: str) -> Any:
+class Table:
+    """The jobs table as boto3's Table resource presents it (Python values in and out, Key/Attr
+    conditions, batch_writer), on a plain DynamoDB client with boto3's own transformation handlers:
+    what the resource does for its client, without the resource. boto3.resource("dynamodb") loads
+    and lists a second model (resources-1) and builds its classes at run time: ~11 ms of CPU of
+    the API's cold start, for the seven calls the store makes (docs/performance.md)."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        self.name = self.table_name = name
+        self.meta = _Meta(client)
+
+    def get_item(self, **kwargs: Any) -> Any:
+        return self.meta.client.get_item(TableName=self.name, **kwargs)
+
+    def put_item(self, **kwargs: Any) -> Any:
+        return self.meta.client.put_item(TableName=self.name, **kwargs)
+
+    def update_item(self, **kwargs: Any) -> Any:
+        return self.meta.client.update_item(TableName=self.name, **kwargs)
+
+    def delete_item(self, **kwargs: Any) -> Any:
+        return self.meta.client.delete_item(TableName=self.name, **kwargs)
+
+    def query(self, **kwargs: Any) -> Any:
+        return self.meta.client.query(TableName=self.name, **kwargs)
+
+    def scan(self, **kwargs: Any) -> Any:
+        return self.meta.client.scan(TableName=self.name, **kwargs)
+
+    def batch_writer(self, overwrite_by_pkeys: list[str] | None = None) -> Any:
+        from boto3.dynamodb.table import BatchWriter
+
+        return BatchWriter(self.name, self.meta.client, overwrite_by_pkeys=overwrite_by_pkeys)
+
+    def __repr__(self) -> str:
+        return f"<table {self.name}>"
+
+
+class _Meta:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+
+def high_level_dynamodb() -> Any:
+    """A new DynamoDB client that takes and gives Python values, as a Table resource's client does:
+    the four handlers boto3's DynamoDBHighLevelResource registers on its client, on this client's
+    own event copy (the shared `client("dynamodb")` keeps the wire format)."""
     import boto3
+    from boto3.dynamodb.transform import TransformationInjector, copy_dynamodb_params
 
     with _creating:
-        return boto3.resource("dynamodb", config=_config()).Table(name)
+        made = boto3.client("dynamodb", config=_config())
+    injector = TransformationInjector()
+    events = made.meta.events
+    events.register("provide-client-params.dynamodb", copy_dynamodb_params, unique_id="dynamodb-create-params-copy")
+    events.register(
+        "before-parameter-build.dynamodb",
+        injector.inject_condition_expressions,
+        unique_id="dynamodb-condition-expression",
+    )
+    events.register(
+        "before-parameter-build.dynamodb", injector.inject_attribute_value_input, unique_id="dynamodb-attr-value-input"
+    )
+    events.register(
+        "after-call.dynamodb", injector.inject_attribute_value_output, unique_id="dynamodb-attr-value-output"
+    )
+    return made
+
+
+@functools.cache
+def table(name: str) -> Table:
+    return Table(high_level_dynamodb(), name)
 
 
 class _Lazy:
