@@ -39,18 +39,37 @@ def _config(s3: bool = False) -> Config:
     return base.merge(Config(signature_version="s3v4")) if s3 else base
 
 
-# boto3's default session is not thread-safe while it creates clients ("dictionary changed size
-# during iteration"); on Lambda one invocation runs at a time, but the local stack and the tests
-# run the workflow's handlers in parallel threads.
+# A boto3 session is not thread-safe while it creates clients ("dictionary changed size during
+# iteration"); on Lambda one invocation runs at a time, but the local stack and the tests run the
+# workflow's handlers in parallel threads.
 _creating = threading.Lock()
 
 
 @functools.cache
-def client(service: str) -> Any:
-    import boto3
+def _loader(data_path: str | None) -> Any:
+    # one per process: the models are read-only data, parsed once whatever the session
+    from chalicelib.store import sdk_data
 
+    return sdk_data.loader(data_path)
+
+
+@functools.cache
+def _session() -> Any:
+    """The clients' one session: boto3's, on a botocore session whose data loader skips what a
+    cold start paid for nothing (chalicelib/store/sdk_data.py). Made again after `reset()`, so
+    it reads the environment's credentials and Region then."""
+    import boto3
+    import botocore.session
+
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _loader(core.get_config_variable("data_path")))
+    return boto3.Session(botocore_session=core)
+
+
+@functools.cache
+def client(service: str) -> Any:
     with _creating:
-        return boto3.client(service, config=_config(service == "s3"))
+        return _session().client(service, config=_config(service == "s3"))
 
 
 class Table:
@@ -100,11 +119,10 @@ def high_level_dynamodb() -> Any:
     """A new DynamoDB client that takes and gives Python values, as a Table resource's client does:
     the four handlers boto3's DynamoDBHighLevelResource registers on its client, on this client's
     own event copy (the shared `client("dynamodb")` keeps the wire format)."""
-    import boto3
     from boto3.dynamodb.transform import TransformationInjector, copy_dynamodb_params
 
     with _creating:
-        made = boto3.client("dynamodb", config=_config())
+        made = _session().client("dynamodb", config=_config())
     injector = TransformationInjector()
     events = made.meta.events
     events.register("provide-client-params.dynamodb", copy_dynamodb_params, unique_id="dynamodb-create-params-copy")
@@ -149,3 +167,4 @@ def lazy(service: str) -> Any:
 def reset() -> None:
     client.cache_clear()
     table.cache_clear()
+    _session.cache_clear()
