@@ -7,6 +7,7 @@ docs/aws-notes.md#n21-sdk-endpoint-configuration). Call `reset()` after changing
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from typing import TYPE_CHECKING, Any, Final
 
@@ -53,11 +54,28 @@ def _loader(data_path: str | None) -> Any:
     return sdk_data.loader(data_path)
 
 
-@functools.cache
+# what a session reads from the environment once, when it is made (its credentials, profile and
+# Region): a session is made again when any of them changed, as boto3's default session is when
+# the local stack sets it to None after changing them (backend/local/stack.py)
+_SESSION_ENV: Final = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+)
+
+
 def _session() -> Any:
     """The clients' one session: boto3's, on a botocore session whose data loader skips what a
-    cold start paid for nothing (chalicelib/store/sdk_data.py). Made again after `reset()`, so
-    it reads the environment's credentials and Region then."""
+    cold start paid for nothing (chalicelib/store/sdk_data.py). Made again after `reset()` or a
+    change of the environment it read."""
+    return _session_for(tuple(os.environ.get(name) for name in _SESSION_ENV))
+
+
+@functools.cache
+def _session_for(environment: tuple[str | None, ...]) -> Any:
     import boto3
     import botocore.session
 
@@ -167,4 +185,4 @@ def lazy(service: str) -> Any:
 def reset() -> None:
     client.cache_clear()
     table.cache_clear()
-    _session.cache_clear()
+    _session_for.cache_clear()

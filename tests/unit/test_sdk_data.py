@@ -72,3 +72,17 @@ def test_building_the_clients_lists_no_directory_of_all_services(monkeypatch: py
     data_root = os.path.dirname(botocore.loaders.__file__) + os.sep + "data"
     assert not [p for p in listed if os.path.normpath(p) == data_root]
     assert [p for p in listed if p.startswith(data_root + os.sep + "dynamodb")]  # its own versions, as before
+
+
+def test_a_client_made_after_the_credentials_change_signs_with_the_new_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The clients' session reads the environment when it is made; the local stack changes the
+    credentials and expects the next clients to use them (as boto3's default session set to None)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "first")
+    aws.reset()
+    try:
+        assert aws.client("s3")._request_signer._credentials.access_key == "first"
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "second")
+        assert aws.client("sqs")._request_signer._credentials.access_key == "second"
+        assert aws.table("jobs").meta.client._request_signer._credentials.access_key == "second"
+    finally:
+        aws.reset()
