@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from chalice import Chalice, CognitoUserPoolAuthorizer, CORSConfig, Rate, Response
 from chalice.app import Request
 
-from chalicelib.api import idempotency
+from chalicelib.api import coldstart, idempotency
 from chalicelib.api.auth import email_from_request, owner_from_request
 from chalicelib.api.http_errors import INTERNAL_MESSAGE, reshape_chalice_error
 from chalicelib.core import config, contracts, eta, query_params
@@ -96,8 +96,10 @@ def _query() -> Mapping[str, str]:
 
 @app.middleware("http")
 def one_error_shape(event: Any, get_response: Callable[[Any], Response]) -> Response:
-    """Errors Chalice answers itself (405, 415, its own 500) get Backdrop's {code, message, details}."""
-    response = get_response(event)
+    """Errors Chalice answers itself (405, 415, its own 500) get Backdrop's {code, message, details}.
+    The environment's first request runs without the cyclic GC (chalicelib/api/coldstart.py)."""
+    with coldstart.first_request_without_gc():
+        response = get_response(event)
     shaped = reshape_chalice_error(response.status_code, response.body)
     if shaped is not None:
         response.body = shaped

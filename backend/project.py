@@ -22,7 +22,7 @@ from email.parser import Parser
 from pathlib import Path
 from typing import Any
 
-from backend import chalice_config
+from backend import chalice_config, runtime
 from backend.errors import DeployError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +50,15 @@ WHEEL_CACHE = DEPLOY_ROOT / "wheels"
 # releases of the unpinned requirements (docs/aws-notes.md#n107-c2pa-python-wheels-and-the-lambda-package)
 LAMBDA_DIRECT_UPLOAD_BYTES = 50_000_000
 PACKAGE_SIZE_LIMIT = LAMBDA_DIRECT_UPLOAD_BYTES - 1_000_000
+# The app's code travels with its bytecode. Lambda unpacks the package read-only into /var/task,
+# so Python can never write __pycache__ there, and every cold start compiled the sources of each
+# chalicelib module it imported again: ~55 ms of CPU of the API's cold start (bench/cold_start.py,
+# docs/performance.md). The .pyc files are compiled by the interpreter that runs chalice, the one
+# whose version is the Lambdas' runtime (backend/runtime.py; another version's .pyc is ignored),
+# in checked-hash mode: valid whatever modification time the zip gives the source, and recompiled
+# should a source ever differ from its .pyc (PEP 552; docs/aws-notes.md#n117-bytecode-in-the-lambda-package).
+# Chalice zips everything under chalicelib/, __pycache__ included; app.py goes in as its source alone.
+BYTECODE_DIRS = ("chalicelib",)
 
 
 def stage_dir(stage: str, root: Path = DEPLOY_ROOT) -> Path:
@@ -77,6 +86,7 @@ def build(
     if (source / "vendor").is_dir():
         shutil.copytree(source / "vendor", project / "vendor")
     vendor_wheels(project)
+    compile_bytecode(project)
     env = dict(env)
     if registry_file:  # the deployer's own models.json travels with the code
         shutil.copy2(registry_file, project / PACKAGED_REGISTRY)
@@ -96,6 +106,25 @@ def build(
         functions.setdefault(name, {})["iam_policy_file"] = file_name
     (chalice_dir / "config.json").write_text(chalice_config.render(config))
     return project
+
+
+def compile_bytecode(project: Path, python: str | None = None) -> None:
+    """Compile the project's BYTECODE_DIRS into __pycache__ with `python` (by default the one that
+    will run chalice, so the runtime's version), checked-hash .pyc files (see BYTECODE_DIRS)."""
+    dirs = [name for name in BYTECODE_DIRS if (project / name).is_dir()]
+    if not dirs:
+        return
+    try:
+        subprocess.run(
+            [python or runtime.chalice_python(), "-m", "compileall", "-q", "--invalidation-mode", "checked-hash"]
+            + dirs,
+            cwd=project,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    except subprocess.CalledProcessError as exc:
+        raise DeployError(f"could not compile the app's code to bytecode: {(exc.stdout + exc.stderr)[-2000:]}") from exc
 
 
 def _name_key(name: str) -> str:

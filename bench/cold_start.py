@@ -16,6 +16,13 @@ What each probe runs in its child:
 - `GET /jobs/{id}`: the same with the default page of images: one image, so its presigned links
   build the S3 client too.
 
+Each side runs from a tree laid out as its stage's package would be: `before` is the commit's
+tree (`git archive`), `after` a copy of this working tree's code (app.py, chalicelib/, backend/),
+each with the bytecode its own `backend.project.compile_bytecode` gives the package (none before
+that existed: the sources were compiled at every cold start), compiled by the bench's
+interpreter. The children cannot write bytecode (PYTHONDONTWRITEBYTECODE, as Lambda's read-only
+/var/task), so every sample is a cold start from what the package carries.
+
 No moto and no AWS: the SDK's endpoint (AWS_ENDPOINT_URL) is a tiny DynamoDB stand-in served from
 this process (its CPU is not the child's) that answers GetItem with one job and Query with one
 image, so the child pays the real client creation, signing, sending and parsing of both calls.
@@ -30,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -140,11 +148,34 @@ class _StandIn(BaseHTTPRequestHandler):
         pass
 
 
+# what a tree's own packaging does to it, run in that tree (a commit before compile_bytecode has none)
+PACKAGE_BYTECODE = (
+    "import sys; from pathlib import Path; from backend import project; "
+    "f = getattr(project, 'compile_bytecode', None); f and f(Path('.'), sys.executable)"
+)
+WORKING_TREE = ("app.py", "chalicelib", "backend")
+
+
 def _export(ref: str, into: Path) -> Path:
     archive = subprocess.run(["git", "archive", ref], cwd=ROOT, capture_output=True, check=True).stdout
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
     return into
+
+
+def _copy_working_tree(into: Path) -> Path:
+    into.mkdir(parents=True)
+    for name in WORKING_TREE:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, into / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(ROOT / name, into / name)
+    return into
+
+
+def _as_packaged(tree: Path, env: dict[str, str]) -> Path:
+    subprocess.run([sys.executable, "-c", PACKAGE_BYTECODE], cwd=tree, env=env, capture_output=True, check=True)
+    return tree
 
 
 def _run(tree: Path, code: str, args: list[str], env: dict[str, str]) -> float:
@@ -173,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         "BUCKET_NAME": "backdrop-bench",
     }
     env.pop("AWS_PROFILE", None)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # Lambda's /var/task is read-only: a child writes no .pyc
     probes = [
         ("import app", IMPORT_ONLY, []),
         ("import app + GET /jobs/{id}?limit=0", REQUEST, ["0"]),
@@ -180,15 +212,16 @@ def main(argv: list[str] | None = None) -> int:
     ]
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            before_tree = _export(args.before, Path(tmp))
+            before_tree = _as_packaged(_export(args.before, Path(tmp) / "before"), env)
+            after_tree = _as_packaged(_copy_working_tree(Path(tmp) / "after"), env)
             ms: dict[tuple[str, str], list[float]] = {}
             for _ in range(args.samples):
                 for name, code, probe_args in probes:
-                    for side, tree in (("before", before_tree), ("after", ROOT)):
+                    for side, tree in (("before", before_tree), ("after", after_tree)):
                         ms.setdefault((name, side), []).append(_run(tree, code, probe_args, env))
-        loaded = subprocess.run(
-            [sys.executable, "-c", LOADED], cwd=ROOT, env=env, capture_output=True, text=True, check=True
-        ).stdout.strip()
+            loaded = subprocess.run(
+                [sys.executable, "-c", LOADED], cwd=after_tree, env=env, capture_output=True, text=True, check=True
+            ).stdout.strip()
     finally:
         server.shutdown()
     ok = loaded == "[]"

@@ -272,12 +272,12 @@ def transaction_rules(resources: dict[str, Any]) -> Iterator[Any]:
 
 @pytest.fixture
 def store(resources: dict[str, Any]) -> Any:
-    """The job store on the moto table: tests read and write jobs only through it."""
-    import boto3
-
+    """The job store on the moto table, on the table the app builds (chalicelib.store.clients):
+    tests read and write jobs only through it."""
+    from chalicelib.store import clients as aws
     from chalicelib.store.jobs import JobStore
 
-    return JobStore(boto3.resource("dynamodb").Table(os.environ["JOBS_TABLE_NAME"]))
+    return JobStore(aws.table(os.environ["JOBS_TABLE_NAME"]))
 
 
 # --------------------------------------------------------------------------------------------

@@ -110,8 +110,10 @@ def test_chalice_package_output_is_cfn_lint_clean(tmp_path: Path) -> None:
             ".deploy",
         ),
     )
-    # as backend/project.py builds a stage's project: c2pa-python from its wheel, without its .rlib
+    # as backend/project.py builds a stage's project: c2pa-python from its wheel, without its .rlib,
+    # and chalicelib's bytecode compiled by the deploy's interpreter
     deploy_project.vendor_wheels(project)
+    deploy_project.compile_bytecode(project)
     queue_arn = "arn:aws:sqs:us-east-1:123456789012:backdrop-dev-stream-failures"
     merge = tmp_path / "stream-trigger.json"
     merge.write_text(json.dumps(stream_trigger.merge_template(queue_arn)))
@@ -155,6 +157,18 @@ def test_chalice_package_output_is_cfn_lint_clean(tmp_path: Path) -> None:
     assert properties["BisectBatchOnFunctionError"] is True
     assert properties["DestinationConfig"]["OnFailure"] == {"Destination": queue_arn}
     assert json.loads(properties["FilterCriteria"]["Filters"][0]["Pattern"]) == stream_trigger.JOB_INSERTS
+    # every chalicelib module travels with the runtime's checked-hash .pyc: /var/task is read-only,
+    # so without it each cold start compiles the sources again (backend/project.py BYTECODE_DIRS)
+    tag = "cpython-" + expected_runtime.removeprefix("python").replace(".", "")
+    with zipfile.ZipFile(out / "deployment.zip") as package:
+        names = set(package.namelist())
+        sources = sorted(n for n in names if n.startswith("chalicelib/") and n.endswith(".py"))
+        missing = [
+            n for n in sources if f"{n.rsplit('/', 1)[0]}/__pycache__/{n.rsplit('/', 1)[1][:-3]}.{tag}.pyc" not in names
+        ]
+        assert sources and not missing, missing
+        header = package.read(f"chalicelib/__pycache__/__init__.{tag}.pyc")[4:8]
+        assert int.from_bytes(header, "little") == 0b11  # checked-hash (PEP 552)
     size = (out / "deployment.zip").stat().st_size
     # `chalice deploy` uploads the zip directly, which Lambda takes up to 50 MB (read as 50,000,000
     # bytes; https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html). The test's

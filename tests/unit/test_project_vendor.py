@@ -134,3 +134,31 @@ def test_a_failed_download_says_what_to_do(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(subprocess, "run", offline)
     with pytest.raises(DeployError, match=r"manylinux_2_28_x86_64 wheel of c2pa-python==0\.38\.1.*put that wheel in"):
         DOWNLOAD_WHEEL("c2pa-python", "0.38.1", tmp_path / "cache")
+
+
+def test_the_built_project_carries_checked_hash_bytecode_for_its_code(tmp_path: Path) -> None:
+    """Lambda's /var/task is read-only, so a package without .pyc files compiles its sources at every
+    cold start (backend/project.py BYTECODE_DIRS). The project's chalicelib/ gets them, compiled by
+    the deploy's interpreter (the runtime's version) in checked-hash mode (PEP 552: valid whatever
+    mtime the zip gives the source, recompiled should the source differ)."""
+    source = _source(tmp_path)
+    (source / "chalicelib" / "store").mkdir()
+    (source / "chalicelib" / "store" / "jobs.py").write_text("TABLE = 'jobs'\n")
+    built = project.build(tmp_path / "project", "dev", {}, {}, source=source)
+
+    # what the deploy's interpreter expects of each module's .pyc: its name, and the source's hash
+    probe = (
+        "import importlib.util, json, sys; from pathlib import Path; "
+        "print(json.dumps({p: [importlib.util.cache_from_source(p), importlib.util.source_hash(Path(p).read_bytes()).hex()]"
+        " for p in sys.argv[1:]}))"
+    )
+    modules = [str(built / "chalicelib" / "__init__.py"), str(built / "chalicelib" / "store" / "jobs.py")]
+    expected = json.loads(
+        subprocess.run(
+            [project.runtime.chalice_python(), "-c", probe, *modules], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    for module, (pyc, source_hash) in expected.items():
+        data = Path(pyc).read_bytes()
+        assert int.from_bytes(data[4:8], "little") == 0b11, module  # hash-based (bit 0) and checked (bit 1)
+        assert data[8:16].hex() == source_hash, module
