@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from chalicelib.api import auth, openapi
+from chalicelib.catalogue.schemas import ecma
 from chalicelib.core import contracts
 from chalicelib.core.backgrounds import ASPECT_RE, COLOR_RE, parse_placement
 from chalicelib.core.errors import Unauthorized
@@ -56,10 +57,10 @@ def test_the_openapi_document_keeps_ecma_patterns() -> None:
     # JSON Schema patterns are ECMA-262, which has no \\Z: the document writes $ (the end itself there)
     import app as backdrop_app
 
-    assert openapi._pattern(ASPECT_RE) == "^([1-9][0-9]{0,2}):([1-9][0-9]{0,2})$"
-    assert all(openapi._pattern(p).endswith("$") for p, _ in PATTERNS)
+    assert ecma(ASPECT_RE.pattern) == "^([1-9][0-9]{0,2}):([1-9][0-9]{0,2})$"
+    assert all(ecma(p.pattern).endswith("$") for p, _ in PATTERNS)
     text = str(openapi.document(backdrop_app.app.routes))
-    assert "\\Z" not in text and openapi._pattern(contracts.IMAGE_ID_RE) in text
+    assert "\\Z" not in text and ecma(contracts.IMAGE_ID_RE.pattern) in text
 
 
 # ------------------------------------------------------------------------------ a token's sub
