@@ -52,7 +52,7 @@ from backend.doctor import DEFAULT_MAX_CONCURRENCY, Doctor, Findings, format_fin
 from backend.errors import DeployError
 from backend.regions import invoke_arns, partition_for_region, partition_of_arn
 from chalicelib.core import contracts, eta
-from chalicelib.core.functions import ARCHIVE_BUILDER, DELETER, RECONCILER, WEBHOOK_SENDER, WORKFLOW_FUNCTIONS
+from chalicelib.core.functions import BACKGROUND_WORKER, WEBHOOK_SENDER, WORKFLOW_FUNCTIONS
 from chalicelib.models import registry
 from chalicelib.models.base import ModelSpec
 
@@ -328,12 +328,9 @@ class Deployer:
             "USER_TOPIC_ARN_PREFIX": resource_names.user_topic_arn_prefix(self.stage, self.region, account, partition),
             # a cancel starts the webhook sender itself (the job has no workflow left to do it)
             "WEBHOOK_FUNCTION_NAME": resource_names.lambda_function(self.stage, WEBHOOK_SENDER),
-            # the API starts a large archive's build by this name (chalicelib/delivery/archive.py)
-            "ARCHIVE_FUNCTION_NAME": resource_names.lambda_function(self.stage, ARCHIVE_BUILDER),
-            # ... and a large cancelled job's closing, by the reconciler (chalicelib/jobs/control.py)
-            "RECONCILE_FUNCTION_NAME": resource_names.lambda_function(self.stage, RECONCILER),
-            # ... and a large job's deletion, by the deleter (chalicelib/workflow/deletion.py), which also restarts itself
-            "DELETE_FUNCTION_NAME": resource_names.lambda_function(self.stage, DELETER),
+            # every piece of background work (a large job's closing, deletion, report rewrite, archive)
+            # is started on this function (chalicelib/workflow/background.py)
+            "BACKGROUND_FUNCTION_NAME": resource_names.lambda_function(self.stage, BACKGROUND_WORKER),
             # the results' Content Credentials are signed with this key (chalicelib/delivery/provenance_sign.py)
             "BACKDROP_C2PA_KMS_KEY_ID": self.outputs.get("CredentialsKeyArn", ""),
         }

@@ -16,10 +16,8 @@ from backend.regions import ModelRoutes, foundation_model_arn, invoke_arns, part
 from backend.resource_names import lambda_function, user_topic_arn_prefix
 from chalicelib.core import contracts
 from chalicelib.core.functions import (
-    ARCHIVE_BUILDER,
-    DELETER,
+    BACKGROUND_WORKER,
     FUNCTIONS,
-    RECONCILER,
     WEBHOOK_SENDER,
     Grant,
     LambdaFunction,
@@ -149,20 +147,10 @@ def lambda_policies(
                 }
             },
         },
-        Grant.START_ARCHIVE_BUILD: _statement(
-            "StartArchiveBuild",
+        Grant.START_BACKGROUND: _statement(
+            "StartBackgroundWork",
             ["lambda:InvokeFunction"],
-            [f"arn:{partition}:lambda:{region}:{account}:function:{lambda_function(stage, ARCHIVE_BUILDER)}"],
-        ),
-        Grant.START_CANCEL_CLOSING: _statement(
-            "StartCancelClosing",
-            ["lambda:InvokeFunction"],
-            [f"arn:{partition}:lambda:{region}:{account}:function:{lambda_function(stage, RECONCILER)}"],
-        ),
-        Grant.START_DELETION: _statement(
-            "StartDeletion",
-            ["lambda:InvokeFunction"],
-            [f"arn:{partition}:lambda:{region}:{account}:function:{lambda_function(stage, DELETER)}"],
+            [f"arn:{partition}:lambda:{region}:{account}:function:{lambda_function(stage, BACKGROUND_WORKER)}"],
         ),
         # the owner's approval ends the workflow's wait for review (docs/aws-notes.md#n58-step-functions-task-tokens)
         Grant.SEND_TASK_RESULT: _statement(

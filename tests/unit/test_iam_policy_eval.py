@@ -184,11 +184,9 @@ def _probes(name: str, kind: str, value: str) -> list[tuple[str, str, dict[str, 
         "stream-failures": [("sqs:SendMessage", outputs["StreamFailureQueueArn"], {})],
         "stop-workflow": [("states:StopExecution", execution, {})],
         "start-webhook": [("lambda:InvokeFunction", f"{function}send_webhook", {})],
-        "start-archive-build": [("lambda:InvokeFunction", f"{function}build_archive", {})],
         "abort-archive-upload": [("s3:AbortMultipartUpload", f"{BUCKET}/{contracts.RESULTS_PREFIX}z", {})],
         "send-task-result": [("states:SendTaskSuccess", iam.TESTS.state_machine_arn, {})],
-        "start-cancel-closing": [("lambda:InvokeFunction", f"{function}reconcile", {})],
-        "start-deletion": [("lambda:InvokeFunction", f"{function}delete_job_data", {})],
+        "start-background": [("lambda:InvokeFunction", f"{function}background_work", {})],
         "sign-credentials": [
             (f"kms:{action}", f"arn:aws:kms:{region}:{account}:key/1234abcd", {}) for action in ("Sign", "GetPublicKey")
         ],
