@@ -202,8 +202,8 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
         if r.endswith("/results/*") and "s3:PutObject" in s["Action"]
     }
     # results are written by finalize; archives of them (results/<owner>/<job>/archive/) by the
-    # API (small ones, within the request) and the archive builder
-    assert writers == {"finalize", "api_handler", "build_archive"}
+    # API (small ones, within the request) and the background worker (large ones)
+    assert writers == {"finalize", "api_handler", "background_work"}
     deleters = {
         (n, r)
         for n, d in docs.items()
@@ -211,12 +211,12 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
         for r in s["Resource"]
         if "s3:DeleteObject" in s["Action"]
     }
-    # a workflow step deletes only an image's scratch (finalize, once it SUCCEEDED); the deleter a
-    # large job's files (the API's DELETE, in the background): the same prefixes as the API
-    assert {(n, r) for n, r in deleters if n not in ("api_handler", "delete_job_data")} == {
+    # a workflow step deletes only an image's scratch (finalize, once it SUCCEEDED); the background
+    # worker a large job's files (the API's DELETE, in the background): the same prefixes as the API
+    assert {(n, r) for n, r in deleters if n not in ("api_handler", "background_work")} == {
         ("finalize", f"arn:aws:s3:::{OUTPUTS['BucketName']}/{contracts.SCRATCH_PREFIX}*")
     }
-    assert {r for n, r in deleters if n == "delete_job_data"} == {r for n, r in deleters if n == "api_handler"}
+    assert {r for n, r in deleters if n == "background_work"} == {r for n, r in deleters if n == "api_handler"}
     starters = {n for n, d in docs.items() for s in _statements(d) if "states:StartExecution" in s["Action"]}
     # the stream's starter, and the sweep that starts a job left SUBMITTED with the same code
     assert starters == {"start_workflow", "reconcile_sweep"}
@@ -225,7 +225,7 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
     # cancelled while it started; the webhook sender is started only where no workflow step is
     # left to run it (a cancel, a job the reconciler closed)
     deleters = {n for n, d in docs.items() for s in _statements(d) if "s3:DeleteObject" in s["Action"]}
-    assert deleters == {"api_handler", "finalize", "delete_job_data"}
+    assert deleters == {"api_handler", "finalize", "background_work"}
     stoppers = {n: s for n, d in docs.items() for s in _statements(d) if "states:StopExecution" in s["Action"]}
     assert {"api_handler", "reconcile_sweep", "start_workflow"} <= set(stoppers)
     for stopper in stoppers.values():
@@ -246,31 +246,31 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
         "api_handler",
         "reconcile",
         "reconcile_sweep",
-        "delete_job_data",
+        "background_work",
         "finalize",
         "start_workflow",
     }
     sender = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-send_webhook"]
-    builder = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-build_archive"]
-    closer = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-reconcile"]
-    deleter = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-delete_job_data"]
-    # each may start only the webhook sender; the API also the archive builder, the reconciler (a
-    # large cancelled job's closing) and the deleter (a large job's delete), which the deleter
-    # itself (to go on) and the sweep (a stranded delete) may start too
-    assert all(s["Resource"] in (sender, builder, closer, deleter) for s in invokers.values())
+    worker = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-background_work"]
+    # each may start only the webhook sender and the one background worker (a large job's closing,
+    # deletion, report rewrite or archive), which the worker itself (a deletion going on) and the
+    # sweep (stranded work) may start too; the reconciler no longer starts background work
+    assert all(s["Resource"] in (sender, worker) for s in invokers.values())
     api_invokes = [s["Resource"] for s in _statements(docs["api_handler"]) if "lambda:InvokeFunction" in s["Action"]]
-    assert sorted(api_invokes) == sorted([sender, builder, closer, deleter])
+    assert sorted(api_invokes) == sorted([sender, worker])
 
     def invokes(name: str) -> list[list[str]]:
         return [s["Resource"] for s in _statements(docs[name]) if "lambda:InvokeFunction" in s["Action"]]
 
-    assert invokes("delete_job_data") == [deleter]
-    # a regeneration added to a large finished job: its report rewrite, by the reconciler's function
-    assert invokes("finalize") == [closer]
-    # the sweep: a stranded delete, and (the starter's code) a cancelled job's closing
-    assert sorted(invokes("reconcile_sweep")) == sorted([sender, deleter, closer])
+    # the worker: a deletion's next run; a closed job's webhook
+    assert sorted(invokes("background_work")) == sorted([sender, worker])
+    assert invokes("reconcile") == [sender]
+    # a regeneration added to a large finished job: its report rewrite, on the background worker
+    assert invokes("finalize") == [worker]
+    # the sweep: stranded background work, and (the starter's code) a cancelled job's closing
+    assert sorted(invokes("reconcile_sweep")) == sorted([sender, worker])
     # a job cancelled before the starter wrote its images: the starter starts its closing
-    assert invokes("start_workflow") == [closer]
+    assert invokes("start_workflow") == [worker]
 
 
 def test_the_starter_may_read_the_accepted_image_records_and_write_the_image_items() -> None:
