@@ -65,7 +65,7 @@ SYNC_CLOSE_LIMIT: Final = 100
 # and 40 BatchWriteItem calls per 1,000 image items, so 1,000 images (their results, reports and
 # scratch files, their items, and originals if asked) are a few such batches: seconds. Measured on
 # moto, 10,000 images took 26 s without originals and 215 s with them, against API Gateway's 29 s
-# (docs/aws-notes.md#n16-lambda-and-api-gateway-limits): larger jobs go to the deleter Lambda.
+# (docs/aws-notes.md#n16-lambda-and-api-gateway-limits): larger jobs go to the background worker.
 SYNC_DELETE_LIMIT: Final = 1000
 # ... and even a small one stops starting batches inside the request after this long and goes to
 # the background: one more batch (chalicelib/workflow/deletion.py BATCH_SECONDS) still ends well before 29 s.
