@@ -107,6 +107,12 @@ def lambda_policies(
             [outputs["StreamArn"]],
         ),
         Grant.STREAM_FAILURES: _statement("StreamFailures", ["sqs:SendMessage"], [outputs["StreamFailureQueueArn"]]),
+        # a stack from before the queue has none: a name no queue has, until its update makes it
+        Grant.BACKGROUND_FAILURES: _statement(
+            "BackgroundFailures",
+            ["sqs:SendMessage"],
+            [outputs.get("BackgroundFailureQueueArn") or f"arn:{partition}:sqs:{region}:{account}:none"],
+        ),
         # the stage's own key only (a stack from before it has none: nothing to grant)
         Grant.SIGN_CREDENTIALS: _statement(
             "SignCredentials",

@@ -45,6 +45,9 @@ class Grant(StrEnum):
     # lambda:InvokeFunction on the background worker: a large job's closing, deletion, report
     # rewrite or archive (chalicelib/workflow/background.py)
     START_BACKGROUND = "start-background"
+    # sqs:SendMessage to the background failure queue: Lambda sends a task that failed every attempt
+    # there with the worker's own role (its on-failure destination, backend/deploy.py)
+    BACKGROUND_FAILURES = "background-failures"
     SIGN_CREDENTIALS = "sign-credentials"  # kms:Sign, kms:GetPublicKey on the stage's Content Credentials key
 
 
@@ -295,6 +298,7 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
                 Grant.ABORT_ARCHIVE_UPLOAD,
                 Grant.START_WEBHOOK,
                 Grant.START_BACKGROUND,
+                Grant.BACKGROUND_FAILURES,
             }
         ),
     ),

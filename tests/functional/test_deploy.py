@@ -31,6 +31,7 @@ OUTPUTS = {
     "TableArn": "arn:aws:dynamodb:us-east-1:123456789012:table/backdrop-dev-jobs",
     "StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/backdrop-dev-jobs/stream/2026-01-01T00:00:00.000",
     "StreamFailureQueueArn": "arn:aws:sqs:us-east-1:123456789012:backdrop-dev-stream-failures",
+    "BackgroundFailureQueueArn": "arn:aws:sqs:us-east-1:123456789012:backdrop-dev-background-failures",
 }
 
 
@@ -262,6 +263,10 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
     def invokes(name: str) -> list[list[str]]:
         return [s["Resource"] for s in _statements(docs[name]) if "lambda:InvokeFunction" in s["Action"]]
 
+    # Lambda sends a background task that failed every attempt with the worker's own role: it alone
+    # may send to that queue, and to no other
+    senders = {n: s["Resource"] for n, d in docs.items() for s in _statements(d) if s["Sid"] == "BackgroundFailures"}
+    assert senders == {"background_work": ["arn:aws:sqs:us-east-1:123456789012:backdrop-dev-background-failures"]}
     # the worker: a deletion's next run; a closed job's webhook
     assert sorted(invokes("background_work")) == sorted([sender, worker])
     assert invokes("reconcile") == [sender]
@@ -401,6 +406,26 @@ def _echo_lists_as_cloudformation_does(parsed: dict[str, Any], **_: Any) -> None
                 parameter["ParameterValue"] = ",".join(str(v) for v in ast.literal_eval(value))
 
 
+def _function_as_chalice_makes_it(stage: str, region: str, function: str) -> str:
+    """A plain Lambda function `chalice deploy` makes (once; a redeploy finds it), on the moto server."""
+    lambda_ = boto3.client("lambda", region_name=region)
+    name = f"backdrop-{stage}-{function}"
+    try:
+        return str(lambda_.get_function(FunctionName=name)["Configuration"]["FunctionArn"])
+    except lambda_.exceptions.ResourceNotFoundException:
+        pass
+    iam_ = boto3.client("iam", region_name=region)
+    role = iam_.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("app.py", f"def {function}(event, context):\n    return None\n")
+    code = {"ZipFile": archive.getvalue()}
+    created = lambda_.create_function(
+        FunctionName=name, Runtime="python3.11", Role=role, Handler=f"app.{function}", Code=code
+    )
+    return str(created["FunctionArn"])
+
+
 def _stream_handler_as_chalice_makes_it(stage: str, region: str, stream_arn: str) -> str:
     """The starter function and the stream mapping `chalice deploy` makes: batch size and starting
     position only (once; a redeploy finds them). The moto server is AWS_ENDPOINT_URL."""
@@ -492,6 +517,7 @@ def fake_chalice(stage: str, env: dict[str, str], region: str, project_dir: Path
         f.name: f"arn:aws:lambda:{region}:123456789012:function:backdrop-{stage}-{f.name}" for f in WORKFLOW_FUNCTIONS
     }
     arns[stream_trigger.FUNCTION] = _stream_handler_as_chalice_makes_it(stage, region, env["JOBS_STREAM_ARN"])
+    arns["background_work"] = _function_as_chalice_makes_it(stage, region, "background_work")
     api_url = f"https://example.execute-api.{region}.amazonaws.com/api/"
     api_id = _rest_api(stage, region)
     record = {
@@ -591,6 +617,12 @@ def test_deploy_then_redeploy_then_teardown_on_moto(deployer: MotoDeployer, moto
     assert mapping[0]["DestinationConfig"]["OnFailure"]["Destination"] == outputs["StreamFailureQueueArn"]
     assert outputs["StreamFailureQueueArn"].endswith(":backdrop-dev-stream-failures")
     assert json.loads(mapping[0]["FilterCriteria"]["Filters"][0]["Pattern"]) == stream_trigger.JOB_INSERTS
+    # a background task that failed every attempt is not dropped: it goes to its queue, with an alarm
+    worker = lambda_.get_function(FunctionName="backdrop-dev-background_work")["Configuration"]["FunctionArn"]
+    invoke_config = lambda_.get_function_event_invoke_config(FunctionName=worker)
+    assert invoke_config["MaximumRetryAttempts"] == 2
+    assert invoke_config["DestinationConfig"]["OnFailure"]["Destination"] == outputs["BackgroundFailureQueueArn"]
+    assert outputs["BackgroundFailureQueueArn"].endswith(":backdrop-dev-background-failures")
     assert config["environment_variables"]["WEBHOOK_FUNCTION_NAME"] == "backdrop-dev-send_webhook"
     # API Gateway's own errors answer {code, message, details}: an unknown route is a 404 NOT_FOUND
     apigateway = _client("apigateway", moto_server)
