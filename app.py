@@ -21,7 +21,7 @@ from chalicelib.api.auth import email_from_request, owner_from_request
 from chalicelib.api.http_errors import INTERNAL_MESSAGE, reshape_chalice_error
 from chalicelib.core import config, contracts, eta, query_params
 from chalicelib.core.errors import BackdropError, error_body
-from chalicelib.core.functions import DELETER
+from chalicelib.core.functions import BACKGROUND_WORKER
 from chalicelib.core.validation import request_json, require_list
 from chalicelib.store import clients as aws
 
@@ -37,7 +37,9 @@ if TYPE_CHECKING:
     from chalicelib.jobs.review import ReviewService
     from chalicelib.jobs.service import JobService
     from chalicelib.models.lifecycle import LifecycleChecker
+    from chalicelib.store.background import BackgroundTask, Handoff
     from chalicelib.store.jobs import JobStore
+    from chalicelib.workflow.background import Background
     from chalicelib.workflow.reconciler import Reconciler
     from chalicelib.workflow.starter import WorkflowStarter
     from chalicelib.workflow.steps import Steps  # Pillow and numpy: never at the API's cold start
@@ -156,43 +158,36 @@ def _job_control() -> JobControl:
         settings.bucket_name,
         settings.state_machine_arn,
         webhook_trigger=trigger,
-        # looked up at each call: the local stack and the tests put their own starter here
-        start_closing=lambda job_id, owner, bucket: start_cancel_closing(job_id, owner, bucket),
-        start_deletion=lambda job_id, owner, bucket: start_deletion(job_id, owner, bucket),
+        start_background=_start_background_work,
     )
 
 
-def _invoke_cancel_closer(job_id: str, owner: str, bucket: str) -> None:
-    """Start the reconciler's function on a large cancelled job without waiting (an asynchronous
-    Lambda invoke): it closes the unfinished images, writes the report and starts the webhook."""
-    name = os.environ.get("RECONCILE_FUNCTION_NAME")
+def _invoke_background_worker(event: dict[str, Any]) -> None:
+    """Start the background worker on a task's event without waiting (an asynchronous Lambda
+    invoke; chalicelib/workflow/background.py)."""
+    name = os.environ.get("BACKGROUND_FUNCTION_NAME")
     if not name:
-        raise RuntimeError("RECONCILE_FUNCTION_NAME is not set")
-    from chalicelib.workflow.reconciler import cancel_closing_event
-
-    event = cancel_closing_event(job_id, owner, bucket, config.settings().region)
+        raise RuntimeError("BACKGROUND_FUNCTION_NAME is not set")
     aws.client("lambda").invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps(event).encode())
 
 
-# How a large cancelled job's closing is started. No annotation:
-# docs/aws-notes.md#n29-chalice-policy-analyzer-and-annotations
-start_cancel_closing = _invoke_cancel_closer
+# The one transport of background work: the local stack, the tests and the bench put their own
+# here. No annotation: docs/aws-notes.md#n29-chalice-policy-analyzer-and-annotations
+start_background = _invoke_background_worker
 
 
-def _invoke_deleter(job_id: str, owner: str, bucket: str) -> None:
-    """Start the deleter function on a DELETING job without waiting (an asynchronous Lambda
-    invoke): the API for a large job, the deleter itself to go on, the reconciler's sweep."""
-    name = os.environ.get("DELETE_FUNCTION_NAME")
-    if not name:
-        raise RuntimeError("DELETE_FUNCTION_NAME is not set")
-    from chalicelib.workflow.deletion import deletion_event
+def _background() -> Background:
+    from chalicelib.workflow.background import Background
 
-    payload = json.dumps(deletion_event(job_id, owner, bucket)).encode()
-    aws.client("lambda").invoke(FunctionName=name, InvocationType="Event", Payload=payload)
+    # the transport is looked up at each start: the local stack and the tests put their own here
+    return Background(
+        _store(), lambda event: start_background(event), aws.client("s3"), webhook_trigger=_webhook_trigger()
+    )
 
 
-# How a large job's deletion is started (the tests and the local stack put their own here)
-start_deletion = _invoke_deleter
+def _start_background_work(task: BackgroundTask) -> Handoff:
+    """Note, claim and start a piece of background work (every caller's one way in)."""
+    return _background().start(task)
 
 
 # ---- Routes ----------------------------------------------------------------------------------
@@ -380,26 +375,9 @@ def retry_job(job_id: str) -> Response:
 def _variants() -> VariantService:
     from chalicelib.delivery.variants import VariantService
 
-    # the starter is looked up at each call: the tests and the bench put their own here
     return VariantService(
-        _store(),
-        aws.client("s3"),
-        config.settings().bucket_name,
-        start_rewrite=lambda event: start_report_rewrite(event),
+        _store(), aws.client("s3"), config.settings().bucket_name, start_rewrite=_start_background_work
     )
-
-
-def _invoke_report_rewriter(event: dict[str, Any]) -> None:
-    """Start the reconciler's function on a large job's report rewrite without waiting (an
-    asynchronous Lambda invoke; chalicelib/delivery/rewrites.py)."""
-    name = os.environ.get("RECONCILE_FUNCTION_NAME")
-    if not name:
-        raise RuntimeError("RECONCILE_FUNCTION_NAME is not set")
-    aws.client("lambda").invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps(event).encode())
-
-
-# How a large job's report rewrite is started (the tests, the bench and the local stack put their own here)
-start_report_rewrite = _invoke_report_rewriter
 
 
 @app.route("/jobs/{job_id}/images/{image_id}/pick", methods=["POST"], authorizer=authorizer, cors=cors)
@@ -421,18 +399,6 @@ def _archives() -> archive.ArchiveService:
     return archive.ArchiveService(aws.client("s3"), config.settings().bucket_name, _store())
 
 
-def _invoke_archive_builder(event: dict[str, Any]) -> None:
-    """Start `build_archive` without waiting for it (an asynchronous Lambda invoke)."""
-    aws.client("lambda").invoke(
-        FunctionName=os.environ["ARCHIVE_FUNCTION_NAME"], InvocationType="Event", Payload=json.dumps(event).encode()
-    )
-
-
-# How a large archive's build is started: the local stack and the tests put their own here. No
-# annotation: docs/aws-notes.md#n29-chalice-policy-analyzer-and-annotations
-start_archive_build = _invoke_archive_builder
-
-
 @app.route("/jobs/{job_id}/archive", methods=["POST"], authorizer=authorizer, cors=cors)
 @api
 def request_archive(job_id: str) -> Response:
@@ -440,7 +406,7 @@ def request_archive(job_id: str) -> Response:
 
     owner = _owner()
     originals, report_too = archive.parse_archive_body(_body())
-    answer = _archives().request(archive.ArchiveRequest(owner, job_id, originals, report_too), start_archive_build)
+    answer = _archives().request(archive.ArchiveRequest(owner, job_id, originals, report_too), _start_background_work)
     return _json_response(answer, 200 if answer["state"] == archive.ArchiveState.READY else 202)
 
 
@@ -506,7 +472,7 @@ def _steps() -> Steps:
         aws.client("s3"),
         _store(),
         aws.client("rekognition"),
-        start_report_rewrite=lambda event: start_report_rewrite(event),
+        start_report_rewrite=_start_background_work,
         kms=lambda: aws.client("kms"),  # the results' Content Credentials signer, when the deploy made its key
     )
 
@@ -531,6 +497,13 @@ def start_workflow(event: Any) -> None:
     _starter().handle_records(event.to_dict().get("Records", []))
 
 
+def _start_claimed_closing(job_id: str, owner: str, bucket: str) -> None:
+    from chalicelib.core.contracts import BackgroundWork
+    from chalicelib.store.background import BackgroundTask
+
+    start_background(BackgroundTask(BackgroundWork.CLOSE_CANCELLED, job_id, owner, bucket).to_event())
+
+
 def _starter() -> WorkflowStarter:
     """The one way a job is started: the stream's starter, and the sweep for a job left SUBMITTED."""
     from chalicelib.workflow.starter import WorkflowStarter
@@ -542,8 +515,9 @@ def _starter() -> WorkflowStarter:
         aws.client("stepfunctions"),
         settings.bucket_name,
         settings.state_machine_arn,
-        # a job cancelled before its images were written: its closing, by the reconciler's function
-        start_closing=lambda job_id, owner, bucket: start_cancel_closing(job_id, owner, bucket),
+        # a job cancelled before its images were written: its closing, already claimed by the
+        # cancel, started on the background worker
+        start_closing=_start_claimed_closing,
     )
 
 
@@ -616,27 +590,14 @@ def report(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return _reporter().build(event)
 
 
-@app.lambda_function(name="build_archive")
-@_workflow_step("build_archive")
-def build_archive(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    from chalicelib.delivery import archive
-
-    return _archives().build(archive.ArchiveRequest.from_event(event))
-
-
-@app.lambda_function(name=DELETER)
-@_workflow_step(DELETER)
-def delete_job_data(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """A large job's deletion, in batches while this run has time; then it starts itself again
-    (if that start fails, the error makes Lambda retry this event, and the sweep remains)."""
-    from chalicelib.workflow.deletion import JobDeleter
-
-    job_id, owner, bucket = str(event["jobId"]), str(event["owner"]), str(event["bucket"])
+@app.lambda_function(name=BACKGROUND_WORKER)
+@_workflow_step(BACKGROUND_WORKER)
+def background_work(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """One piece of background work (a large job's closing, deletion, report rewrite or archive),
+    dispatched by its kind; a deletion that runs short of time starts the next run itself (if that
+    start fails, the error makes Lambda retry this event, and the sweep remains)."""
     time_left = (lambda: context.get_remaining_time_in_millis() / 1000) if context is not None else None
-    run = JobDeleter(_store(), aws.client("s3"), bucket).run(job_id, owner, time_left)
-    if not run.done:
-        start_deletion(job_id, owner, bucket)
-    return run.to_dict()
+    return _background().run(event, time_left)
 
 
 @app.lambda_function(name="await_review")
@@ -689,11 +650,9 @@ def reconcile_sweep(event: Any) -> dict[str, Any]:
     reconciled = reconciler.sweep(config.settings().state_machine_arn, since)
     context = getattr(event, "context", None)  # the Lambda context (None in a direct call)
     time_left = (lambda: context.get_remaining_time_in_millis() / 1000) if context is not None else None
-    # background work (a large cancel's closing, a large delete) that never ran or stopped half-way,
-    # and jobs whose start never came (the starter's own entry point starts them)
-    background = reconciler.sweep_background(
-        lambda *job: start_deletion(*job), time_left, start_job=lambda job: _starter().start(job)
-    )
+    # background work (a large job's closing, deletion, report rewrite) that never ran or stopped
+    # half-way, and jobs whose start never came (the starter's own entry point starts them)
+    background = reconciler.sweep_background(_background(), time_left, start_job=lambda job: _starter().start(job))
     return {"reconciled": reconciled, "background": background}
 
 

@@ -52,7 +52,7 @@ from backend.doctor import DEFAULT_MAX_CONCURRENCY, Doctor, Findings, format_fin
 from backend.errors import DeployError
 from backend.regions import invoke_arns, partition_for_region, partition_of_arn
 from chalicelib.core import contracts, eta
-from chalicelib.core.functions import ARCHIVE_BUILDER, DELETER, RECONCILER, WEBHOOK_SENDER, WORKFLOW_FUNCTIONS
+from chalicelib.core.functions import BACKGROUND_WORKER, WEBHOOK_SENDER, WORKFLOW_FUNCTIONS
 from chalicelib.models import registry
 from chalicelib.models.base import ModelSpec
 
@@ -72,6 +72,9 @@ _GONE = frozenset(
 # hard limit, so the S3 path is the one a growing template already takes (the workflow template,
 # about 44 KB with its state machine, does), long before an edit could make a deploy fail.
 TEMPLATE_BODY_LIMIT: Final = 51_200
+# Lambda's asynchronous retries of a failed background task (0-2; two is Lambda's default, kept
+# explicit): docs/aws-notes.md#n124-one-background-worker-on-lambda-asynchronous-invoke
+BACKGROUND_RETRY_ATTEMPTS: Final = 2
 TEMPLATE_URL_LIMIT: Final = 1_000_000
 INLINE_TEMPLATE_MAX_BYTES: Final = 40 * 1024
 # Where a template waits for CloudFormation to read it (deleted once the stack operation ended);
@@ -328,12 +331,9 @@ class Deployer:
             "USER_TOPIC_ARN_PREFIX": resource_names.user_topic_arn_prefix(self.stage, self.region, account, partition),
             # a cancel starts the webhook sender itself (the job has no workflow left to do it)
             "WEBHOOK_FUNCTION_NAME": resource_names.lambda_function(self.stage, WEBHOOK_SENDER),
-            # the API starts a large archive's build by this name (chalicelib/delivery/archive.py)
-            "ARCHIVE_FUNCTION_NAME": resource_names.lambda_function(self.stage, ARCHIVE_BUILDER),
-            # ... and a large cancelled job's closing, by the reconciler (chalicelib/jobs/control.py)
-            "RECONCILE_FUNCTION_NAME": resource_names.lambda_function(self.stage, RECONCILER),
-            # ... and a large job's deletion, by the deleter (chalicelib/workflow/deletion.py), which also restarts itself
-            "DELETE_FUNCTION_NAME": resource_names.lambda_function(self.stage, DELETER),
+            # every piece of background work (a large job's closing, deletion, report rewrite, archive)
+            # is started on this function (chalicelib/workflow/background.py)
+            "BACKGROUND_FUNCTION_NAME": resource_names.lambda_function(self.stage, BACKGROUND_WORKER),
             # the results' Content Credentials are signed with this key (chalicelib/delivery/provenance_sign.py)
             "BACKDROP_C2PA_KMS_KEY_ID": self.outputs.get("CredentialsKeyArn", ""),
         }
@@ -431,11 +431,11 @@ class Deployer:
         deployment_settings.save(self.project, settings)
         chalice = self.run_chalice(self.stage, env, self.region, self.project)
         missing = [f.name for f in WORKFLOW_FUNCTIONS if f.name not in chalice.function_arns]
-        if stream_trigger.FUNCTION not in chalice.function_arns:
-            missing.append(stream_trigger.FUNCTION)
+        missing += [name for name in (stream_trigger.FUNCTION, BACKGROUND_WORKER) if name not in chalice.function_arns]
         if missing:
             raise DeployError(f"chalice deploy did not report the functions {missing}")
         self.configure_stream_trigger(chalice.function_arns[stream_trigger.FUNCTION])
+        self.configure_background_worker(chalice.function_arns[BACKGROUND_WORKER])
         if chalice.rest_api_id:  # API Gateway's own errors in Backdrop's {code, message, details}
             gateway_responses.apply(
                 self.client("apigateway"),
@@ -527,6 +527,17 @@ class Deployer:
             f"stream trigger: job inserts only, {stream_trigger.MAXIMUM_RETRY_ATTEMPTS} retries with bisection, "
             f"then to {self.outputs['StreamFailureQueueArn'].rsplit(':', 1)[-1]}"
         )
+
+    def configure_background_worker(self, function_arn: str) -> None:
+        """What Chalice cannot set on the background worker: its asynchronous retries and where a
+        task that failed every attempt goes (docs/aws-notes.md#n126-lambda-on-failure-destinations-for-asynchronous-invocations)."""
+        queue_arn = self.outputs["BackgroundFailureQueueArn"]
+        self.client("lambda").put_function_event_invoke_config(
+            FunctionName=function_arn,
+            MaximumRetryAttempts=BACKGROUND_RETRY_ATTEMPTS,
+            DestinationConfig={"OnFailure": {"Destination": queue_arn}},
+        )
+        self.say(f"background worker: {BACKGROUND_RETRY_ATTEMPTS} retries, then to {queue_arn.rsplit(':', 1)[-1]}")
 
     def api_url(self) -> str:
         """The stage's API URL, from chalice's record of its last deploy ("" if none)."""

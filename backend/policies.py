@@ -16,10 +16,8 @@ from backend.regions import ModelRoutes, foundation_model_arn, invoke_arns, part
 from backend.resource_names import lambda_function, user_topic_arn_prefix
 from chalicelib.core import contracts
 from chalicelib.core.functions import (
-    ARCHIVE_BUILDER,
-    DELETER,
+    BACKGROUND_WORKER,
     FUNCTIONS,
-    RECONCILER,
     WEBHOOK_SENDER,
     Grant,
     LambdaFunction,
@@ -109,6 +107,12 @@ def lambda_policies(
             [outputs["StreamArn"]],
         ),
         Grant.STREAM_FAILURES: _statement("StreamFailures", ["sqs:SendMessage"], [outputs["StreamFailureQueueArn"]]),
+        # a stack from before the queue has none: a name no queue has, until its update makes it
+        Grant.BACKGROUND_FAILURES: _statement(
+            "BackgroundFailures",
+            ["sqs:SendMessage"],
+            [outputs.get("BackgroundFailureQueueArn") or f"arn:{partition}:sqs:{region}:{account}:none"],
+        ),
         # the stage's own key only (a stack from before it has none: nothing to grant)
         Grant.SIGN_CREDENTIALS: _statement(
             "SignCredentials",
@@ -149,20 +153,10 @@ def lambda_policies(
                 }
             },
         },
-        Grant.START_ARCHIVE_BUILD: _statement(
-            "StartArchiveBuild",
+        Grant.START_BACKGROUND: _statement(
+            "StartBackgroundWork",
             ["lambda:InvokeFunction"],
-            [f"arn:{partition}:lambda:{region}:{account}:function:{lambda_function(stage, ARCHIVE_BUILDER)}"],
-        ),
-        Grant.START_CANCEL_CLOSING: _statement(
-            "StartCancelClosing",
-            ["lambda:InvokeFunction"],
-            [f"arn:{partition}:lambda:{region}:{account}:function:{lambda_function(stage, RECONCILER)}"],
-        ),
-        Grant.START_DELETION: _statement(
-            "StartDeletion",
-            ["lambda:InvokeFunction"],
-            [f"arn:{partition}:lambda:{region}:{account}:function:{lambda_function(stage, DELETER)}"],
+            [f"arn:{partition}:lambda:{region}:{account}:function:{lambda_function(stage, BACKGROUND_WORKER)}"],
         ),
         # the owner's approval ends the workflow's wait for review (docs/aws-notes.md#n58-step-functions-task-tokens)
         Grant.SEND_TASK_RESULT: _statement(

@@ -69,9 +69,9 @@ def measure(images: int = IMAGES, background: bool = False) -> dict[str, Any]:
     from chalicelib.workflow.deletion import JobDeleter
 
     aws.reset()
-    started_runs: list[tuple[str, str, str]] = []
-    start_deletion = backdrop_app.start_deletion
-    backdrop_app.start_deletion = lambda *job: started_runs.append(job)  # the asynchronous invoke: not waited for
+    started_runs: list[dict[str, Any]] = []
+    start_background = backdrop_app.start_background
+    backdrop_app.start_background = started_runs.append  # the asynchronous invoke: not waited for
     try:
         with mock_aws():
             create_resources(bucket=os.environ["BUCKET_NAME"], table=os.environ["JOBS_TABLE_NAME"])
@@ -100,7 +100,7 @@ def measure(images: int = IMAGES, background: bool = False) -> dict[str, Any]:
                 result["background_s"] = time.perf_counter() - started
                 result["removed"] = (run.tombstone or {}).get("removed")
     finally:
-        backdrop_app.start_deletion = start_deletion
+        backdrop_app.start_background = start_background
         aws.reset()
     return result
 

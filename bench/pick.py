@@ -131,8 +131,8 @@ def measure(images: int = IMAGES) -> dict[str, Any]:
     # local stack's bounds make both cost what they do on AWS (the touched items, one partition)
     undo_bounds = moto_bounds.install_dynamodb()
     started_runs: list[dict[str, Any]] = []
-    start_report_rewrite = backdrop_app.start_report_rewrite
-    backdrop_app.start_report_rewrite = started_runs.append  # the asynchronous invoke: not waited for
+    start_background = backdrop_app.start_background
+    backdrop_app.start_background = started_runs.append  # the asynchronous invoke: not waited for
     try:
         with mock_aws():
             create_resources(bucket=os.environ["BUCKET_NAME"], table=os.environ["JOBS_TABLE_NAME"])
@@ -153,7 +153,7 @@ def measure(images: int = IMAGES) -> dict[str, Any]:
             if answer.status_code != 200:
                 raise RuntimeError(f"the pick answered {answer.status_code}: {answer.body[:300]!r}")
     finally:
-        backdrop_app.start_report_rewrite = start_report_rewrite
+        backdrop_app.start_background = start_background
         undo_bounds()
         aws.reset()
     return {

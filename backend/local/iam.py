@@ -89,6 +89,7 @@ class Deployment:
             "StreamArn": f"{self.table_arn}/stream/*",
             "TopicArn": f"{prefix.format('sns')}-notifications",
             "StreamFailureQueueArn": f"{prefix.format('sqs')}-stream-failures",
+            "BackgroundFailureQueueArn": f"{prefix.format('sqs')}-background-failures",
             # moto names a key by a random id: the tests' and the stack's stage has one signing key
             "CredentialsKeyArn": f"arn:aws:kms:{self.region}:{self.account}:key/*",
         }

@@ -25,11 +25,8 @@ if TYPE_CHECKING:
 
 from backend.local.meter import Meter
 from backend.resource_names import lambda_function, user_topic_arn_prefix
-from chalicelib.core import config as backdrop_config
 from chalicelib.core import contracts, eta, pace
 from chalicelib.core.functions import WEBHOOK_SENDER, WORKFLOW_FUNCTIONS, function
-from chalicelib.workflow.deletion import deletion_event
-from chalicelib.workflow.reconciler import cancel_closing_event
 
 LOCAL_ACCOUNT = "123456789012"
 DEMO_USER = "demo@example.com"
@@ -519,33 +516,18 @@ class LocalStack:
             raise PortInUse(self.host, port, "API", "--port (make run PORT=...)") from exc
         self._api_server = server
         from backend.local.iam import check_invoke
-        from chalicelib.core.functions import ARCHIVE_BUILDER, DELETER, RECONCILER
+        from chalicelib.core.functions import BACKGROUND_WORKER
 
-        def invoke_async(function_name: str, handler: Callable[..., Any], event: Any, thread_name: str) -> None:
-            """Lambda's asynchronous invoke: checked as lambda:InvokeFunction by the caller's
-            function, then the target's handler in a thread (it runs as its own function)."""
-            check_invoke(function_name)
-            threading.Thread(target=handler, args=(event, None), name=thread_name, daemon=True).start()
+        def invoke_async(event: Any) -> None:
+            """Lambda's asynchronous invoke of the background worker: checked as
+            lambda:InvokeFunction by the caller's function, then the worker's handler in a thread
+            (it runs as its own function; one run: no time limit here)."""
+            check_invoke(BACKGROUND_WORKER)
+            name = f"background-{event.get('kind', '').lower()}"
+            threading.Thread(target=backdrop_app.background_work, args=(event, None), name=name, daemon=True).start()
 
-        # a large archive is built by its own Lambda, started without waiting: here, a thread
-        backdrop_app.start_archive_build = lambda event: invoke_async(
-            ARCHIVE_BUILDER, backdrop_app.build_archive, event, "build-archive"
-        )
-        # ... and so is a large cancelled job's closing, by the reconciler's function
-        backdrop_app.start_cancel_closing = lambda job_id, owner, bucket: invoke_async(
-            RECONCILER,
-            backdrop_app.reconcile,
-            cancel_closing_event(job_id, owner, bucket, backdrop_config.settings().region),
-            "close-cancelled",
-        )
-        # ... and a large job's report rewrite after a pick or a regeneration, by that function too
-        backdrop_app.start_report_rewrite = lambda event: invoke_async(
-            RECONCILER, backdrop_app.reconcile, event, "rewrite-report"
-        )
-        # ... and a large job's deletion, by the deleter's function (one run: no time limit here)
-        backdrop_app.start_deletion = lambda job_id, owner, bucket: invoke_async(
-            DELETER, backdrop_app.delete_job_data, deletion_event(job_id, owner, bucket), "delete-job"
-        )
+        # every piece of background work (a large job's closing, deletion, report rewrite, archive)
+        backdrop_app.start_background = invoke_async
         if not getattr(self, "api_url", None):
             self._undo.append(lambda: (self._api_server.shutdown(), self._api_server.server.server_close()))
         self.api_url = f"http://{self.host}:{server.server.server_address[1]}"

@@ -546,17 +546,17 @@ DELETED_JOB_SK: Final = "DELETED"  # the tombstone of a deleted job, same pk
 IMAGE_SK_PREFIX: Final = "IMAGE#"
 LABELS_SK: Final = "LABELS"
 WEBHOOK_SECRET_SK: Final = "WEBHOOK_SECRET"  # pk = user_pk(owner)
-# Work handed to a background run (a large job's cancel closing or delete) is also written under
-# this one partition, one item per job (sk = background_work_sk), so the reconciler's sweep finds
+# Background work is noted under this one partition, one item per job and kind, so the sweep finds
 # any run that never started or stopped half-way. A handful of items at a time: never a hot key.
 BACKGROUND_WORK_PK: Final = "BACKGROUND"
 
 
-class BackgroundWork(StrEnum):
+class BackgroundWork(StrEnum):  # each one's recipe: chalicelib/workflow/background.py (START: the starter)
     CLOSE_CANCELLED = "CLOSE_CANCELLED"  # a cancelled job's unfinished images, report and webhook
     DELETE = "DELETE"  # a deleted job's files and records
     REWRITE_REPORT = "REWRITE_REPORT"  # a large finished job's report, written again after a pick
     START = "START"  # a submitted job's start (the stream's starter); done once it left SUBMITTED
+    ARCHIVE = "ARCHIVE"  # a large job's zip (its progress object in S3 is its claim; never noted)
 
 
 class ReportRefresh(StrEnum):

@@ -40,11 +40,14 @@ class Grant(StrEnum):
     STOP_WORKFLOW = "stop-workflow"  # states:StopExecution on this state machine's executions (cancel)
     LIST_JOB_FILES = "list-job-files"  # s3:ListBucket under the results, reports and scratch prefixes (delete)
     START_WEBHOOK = "start-webhook"  # lambda:InvokeFunction of the webhook sender (a cancel, a reconciled job)
-    START_ARCHIVE_BUILD = "start-archive-build"  # lambda:InvokeFunction on this stage's build_archive
     ABORT_ARCHIVE_UPLOAD = "abort-archive-upload"  # s3:AbortMultipartUpload under the results prefix
     SEND_TASK_RESULT = "send-task-result"  # states:SendTaskSuccess: an owner's approval ends the review wait
-    START_CANCEL_CLOSING = "start-cancel-closing"  # lambda:InvokeFunction on the reconciler (a large job's cancel, its report rewrite after a pick)
-    START_DELETION = "start-deletion"  # lambda:InvokeFunction on the deleter (a large job's delete)
+    # lambda:InvokeFunction on the background worker: a large job's closing, deletion, report
+    # rewrite or archive (chalicelib/workflow/background.py)
+    START_BACKGROUND = "start-background"
+    # sqs:SendMessage to the background failure queue: Lambda sends a task that failed every attempt
+    # there with the worker's own role (its on-failure destination, backend/deploy.py)
+    BACKGROUND_FAILURES = "background-failures"
     SIGN_CREDENTIALS = "sign-credentials"  # kms:Sign, kms:GetPublicKey on the stage's Content Credentials key
 
 
@@ -68,9 +71,8 @@ class LambdaFunction:
 
 # The REST API's handler: Chalice names it, app.py's routes are its code.
 API_HANDLER = "api_handler"
-ARCHIVE_BUILDER = "build_archive"
 RECONCILER = "reconcile"
-DELETER = "delete_job_data"
+BACKGROUND_WORKER = "background_work"
 
 FUNCTIONS: tuple[LambdaFunction, ...] = (
     LambdaFunction(
@@ -102,11 +104,9 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
                 Grant.STOP_WORKFLOW,
                 Grant.LIST_JOB_FILES,
                 Grant.START_WEBHOOK,
-                Grant.START_ARCHIVE_BUILD,
+                Grant.START_BACKGROUND,
                 Grant.ABORT_ARCHIVE_UPLOAD,
                 Grant.SEND_TASK_RESULT,
-                Grant.START_CANCEL_CLOSING,
-                Grant.START_DELETION,
             }
         ),
     ),
@@ -122,14 +122,14 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         # job whose images were written before
         table_actions=("GetItem", "Query", "UpdateItem", "BatchWriteItem"),
         # the event source mapping sends what it gives up on to the failure queue with this role; a
-        # job cancelled before its images were written has its closing started on the reconciler,
-        # one cancelled while it was starting has the execution just started stopped again
+        # job cancelled before its images were written has its closing started on the background
+        # worker, one cancelled while it was starting has the execution just started stopped again
         grants=frozenset(
             {
                 Grant.READ_JOBS_STREAM,
                 Grant.START_WORKFLOW,
                 Grant.STREAM_FAILURES,
-                Grant.START_CANCEL_CLOSING,
+                Grant.START_BACKGROUND,
                 Grant.STOP_WORKFLOW,
             }
         ),
@@ -196,13 +196,13 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         # Query: that report's images; PutItem: the note of its rewrite handed to the background
         table_actions=("GetItem", "UpdateItem", "Query", "PutItem"),
         # the scorecard's subject and text checks, on pixels sent as bytes (no S3 access for
-        # Rekognition); a large job's report rewrite, started on the reconciler's function; the
+        # Rekognition); a large job's report rewrite, started on the background worker; the
         # original's text, listed before it is read; each result's Content Credentials, signed with the stage's key
         grants=frozenset(
             {
                 Grant.DETECT_LABELS,
                 Grant.DETECT_TEXT,
-                Grant.START_CANCEL_CLOSING,
+                Grant.START_BACKGROUND,
                 Grant.LIST_SCRATCH,
                 Grant.SIGN_CREDENTIALS,
             }
@@ -236,37 +236,25 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
         workflow_task=True,
         table_actions=("UpdateItem",),
     ),
-    # A large job's zip, started by POST /jobs/{jobId}/archive: Lambda's longest run (900 s),
-    # streaming each object into a multipart upload, so memory holds one part at a time.
-    LambdaFunction(
-        ARCHIVE_BUILDER,
-        memory_mb=1024,
-        timeout_s=900,
-        s3_read=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX),
-        s3_write=(RESULTS_PREFIX,),
-        table_actions=("GetItem", "Query"),
-        grants=frozenset({Grant.ABORT_ARCHIVE_UPLOAD}),
-    ),
     # Every execution that ends closes its job: unfinished images, the report and the one email
-    # the workflow could not write (chalicelib/workflow/reconciler.py), and a large cancelled job the API
-    # hands it. Sized like the report it may write.
+    # the workflow could not write (chalicelib/workflow/reconciler.py). Sized like the report it may
+    # write. It is sent EventBridge's Execution Status Change events only.
     LambdaFunction(
         RECONCILER,
         memory_mb=1024,
         timeout_s=600,
         s3_read=(REPORTS_PREFIX,),
         s3_write=(REPORTS_PREFIX,),
-        # DeleteItem: the note of a closing it finished (the table's background partition)
-        table_actions=("GetItem", "Query", "UpdateItem", "DeleteItem"),
+        table_actions=("GetItem", "Query", "UpdateItem"),
         grants=frozenset({Grant.READ_EXECUTIONS, Grant.PUBLISH_JOB_EMAIL, Grant.START_WEBHOOK}),
     ),
     # ... and the sweep for Step Functions events EventBridge did not deliver (best effort), which
-    # also closes a cancelled job whose closing never ran, starts a stranded deletion again, and
-    # starts a job left SUBMITTED with the starter's own code (chalicelib/workflow/reconciler.py): so it
-    # may do what a start does (start_workflow's declaration above, less its stream): the job's
-    # image records in the scratch space read and its image items written (BatchWriteItem), the
-    # manifest written, StartExecution, StopExecution when the job was cancelled while it started,
-    # and a job cancelled before its images were written has its closing started on the reconciler
+    # also starts stranded background work again on the background worker (its notes: a closing, a
+    # deletion, a report rewrite), and starts a job left SUBMITTED with the starter's own code
+    # (chalicelib/workflow/reconciler.py): so it may do what a start does (start_workflow's
+    # declaration above, less its stream): the job's image records in the scratch space read and
+    # its image items written (BatchWriteItem), the manifest written, StartExecution, StopExecution
+    # when the job was cancelled while it started
     LambdaFunction(
         "reconcile_sweep",
         memory_mb=1024,
@@ -280,24 +268,39 @@ FUNCTIONS: tuple[LambdaFunction, ...] = (
                 Grant.LIST_EXECUTIONS,
                 Grant.PUBLISH_JOB_EMAIL,
                 Grant.START_WEBHOOK,
-                Grant.START_DELETION,
+                Grant.START_BACKGROUND,
                 Grant.START_WORKFLOW,
                 Grant.STOP_WORKFLOW,
-                Grant.START_CANCEL_CLOSING,
             }
         ),
     ),
-    # A large job's deletion, started by DELETE /jobs/{jobId} (chalicelib/workflow/deletion.py): batches
-    # while it has time, then it starts itself again. Lambda's longest run, so few restarts.
+    # The background worker (chalicelib/workflow/background.py): every piece of work that outlives a
+    # request or a step, one task per invocation, dispatched by kind: a large cancelled job's
+    # closing (its images' transactions, its report, its webhook started), a large job's deletion
+    # (batches while it has time, then it starts itself again), its report rewritten after a pick,
+    # its archive streamed into a multipart upload. Lambda's longest run (900 s) for the last two
+    # kinds; what it may touch is the union of what they do.
     LambdaFunction(
-        DELETER,
-        memory_mb=512,
+        BACKGROUND_WORKER,
+        memory_mb=1024,
         timeout_s=900,
+        # the archive reads results, originals and reports; the closing and the rewrite write reports
+        s3_read=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX),
+        s3_write=(RESULTS_PREFIX, REPORTS_PREFIX),
         s3_delete=(UPLOADS_PREFIX, RESULTS_PREFIX, REPORTS_PREFIX, SCRATCH_PREFIX),
         # image items 25 per BatchWriteItem; the job item gives way to its tombstone in one
-        # TransactWriteItems (authorised as its DeleteItem and PutItem); its background note goes
+        # TransactWriteItems (authorised as its DeleteItem and PutItem); notes of finished work go
         table_actions=("GetItem", "Query", "UpdateItem", "BatchWriteItem", "DeleteItem", "PutItem"),
-        grants=frozenset({Grant.LIST_JOB_FILES, Grant.LIST_UPLOADS, Grant.START_DELETION}),
+        grants=frozenset(
+            {
+                Grant.LIST_JOB_FILES,
+                Grant.LIST_UPLOADS,
+                Grant.ABORT_ARCHIVE_UPLOAD,
+                Grant.START_WEBHOOK,
+                Grant.START_BACKGROUND,
+                Grant.BACKGROUND_FAILURES,
+            }
+        ),
     ),
     # the job's completion webhook: one attempt per invocation (chalicelib/delivery/webhooks.py)
     LambdaFunction(

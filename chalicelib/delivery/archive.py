@@ -2,7 +2,8 @@
 
 POST /jobs/{jobId}/archive asks for it; the same call (or GET) later answers with its progress
 or a short-lived presigned link. A small job's zip is written within the request; a larger one
-is built by the `build_archive` Lambda, started asynchronously, which streams every object into
+is built by the background worker (an `ARCHIVE` task, chalicelib/workflow/background.py), started
+asynchronously, which streams every object into
 an S3 multipart upload (memory stays at one part, whatever the job's size) and writes its
 progress next to the zip. Nothing is ever rebuilt once the zip exists.
 
@@ -47,6 +48,7 @@ from chalicelib.core.errors import (
 from chalicelib.core.outputs import delivered_outputs
 from chalicelib.core.validation import require_object
 from chalicelib.store import s3keys
+from chalicelib.store.background import BackgroundStart, BackgroundTask
 from chalicelib.store.jobs import JobStore
 
 SYNC_MAX_FILES: Final = 40  # ~40 results of a few MB each copy in a few seconds, far inside 29 s
@@ -121,15 +123,10 @@ class ArchiveRequest:
     def progress_key(self) -> str:
         return contracts.archive_progress_key(self.owner, self.job_id, self.kind)
 
-    def to_event(self) -> dict[str, Any]:
-        return {"owner": self.owner, "jobId": self.job_id, "originals": self.originals, "report": self.report}
-
-    @classmethod
-    def from_event(cls, event: Mapping[str, Any]) -> ArchiveRequest:
-        job_id = str(event["jobId"])
-        if not contracts.is_job_id(job_id) or not contracts.OWNER_RE.match(str(event["owner"])):
-            raise ValueError("not an archive request")
-        return cls(str(event["owner"]), job_id, bool(event.get("originals")), bool(event.get("report")))
+    def task(self, bucket: str) -> BackgroundTask:
+        """The background worker's task that builds it."""
+        options = {"originals": self.originals, "report": self.report}
+        return BackgroundTask(contracts.BackgroundWork.ARCHIVE, self.job_id, self.owner, bucket, options)
 
 
 def parse_archive_options(source: Mapping[str, Any] | None) -> tuple[bool, bool]:
@@ -241,6 +238,10 @@ class ArchiveService:
         progress: dict[str, Any] = json.loads(raw)
         return progress
 
+    def record_progress(self, request: ArchiveRequest, state: str, **fields: Any) -> None:
+        """The progress object next to the zip (what GET answers while there is no zip)."""
+        self._write_progress(request, state, **fields)
+
     def _write_progress(self, request: ArchiveRequest, state: str, **fields: Any) -> None:
         body = {"state": state, "updatedAt": self.clock(), **fields}
         self.s3.put_object(
@@ -305,9 +306,9 @@ class ArchiveService:
     def _stalled(self, progress: Mapping[str, Any]) -> bool:
         return self.clock() - float(progress.get("updatedAt") or 0) > LAMBDA_MAX_SECONDS + 60
 
-    def request(self, request: ArchiveRequest, start_build: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    def request(self, request: ArchiveRequest, start_build: BackgroundStart) -> dict[str, Any]:
         """POST: the zip's link if it was built; else build it now (small) or start its build
-        (`start_build(event)`, large) and answer its progress."""
+        (`start_build(task)`: chalicelib/workflow/background.py, large) and answer its progress."""
         job = self._job(request)
         if job["status"] == contracts.JobStatus.DELETING.value:
             raise Conflict(f"job {request.job_id} is being deleted; there is nothing to put in an archive")
@@ -332,8 +333,15 @@ class ArchiveService:
             if head is None:  # build() raised if it failed; a missing zip here is S3 disagreeing
                 raise Conflict("the archive was written but cannot be found yet; ask again")
             return self._ready(request, head)
+        # the BUILDING progress is the build's claim: a request meanwhile answers it
         self._write_progress(request, ArchiveState.BUILDING, done=0, total=files)
-        start_build(request.to_event())
+        handoff = start_build(request.task(self.bucket))
+        if handoff.error is not None:  # recorded as the progress: the next request starts it again
+            return {
+                "state": ArchiveState.FAILED,
+                "kind": request.kind,
+                "cause": "the build could not be started; ask again",
+            }
         return {"state": ArchiveState.BUILDING, "kind": request.kind, "done": 0, "total": files}
 
     # ------------------------------------------------------------------ the builder

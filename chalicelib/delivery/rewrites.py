@@ -4,8 +4,8 @@ The report is built from every image item (`Reporter.rewrite`): ~6 ms per image 
 (`python -m bench.pick`, mostly the Query of the image items), so a 10,000-image job's rewrite
 is about a minute there and tens of seconds at best on AWS, past API Gateway's 29 s. Up to `SYNC_REWRITE_LIMIT`
 images the pick rewrites it itself; above, it marks the job's `reportRewrite` (when it asked, and
-the hand-off's state) and hands the rewrite to the reconciler's function (asynchronous invoke, the
-event `rewrite_event` builds), which already reads and writes reports.
+the hand-off's state) and hands the rewrite to the background worker (a `REWRITE_REPORT` task:
+chalicelib/workflow/background.py notes, claims and starts it; the worker calls `run`).
 
 Many picks in a row cause few rewrites: a pick made while a rewriter runs only moves
 `reportRewrite.requestedAt`; the rewriter notes the request it started from and, when it is done,
@@ -17,12 +17,13 @@ background partition: the next pick, or the reconciler's sweep, starts it again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from chalicelib.core import contracts
 from chalicelib.core.contracts import BackgroundWork, ClosingStatus, ReportRefresh
+from chalicelib.store.background import BackgroundStart, BackgroundTask
 from chalicelib.store.jobs import JobStore
 
 log = logging.getLogger(__name__)
@@ -31,31 +32,13 @@ log = logging.getLogger(__name__)
 # (bench/pick.py) 500 images are ~3 s, inside 1/5 of API Gateway's 29 s; 10,000 are not.
 SYNC_REWRITE_LIMIT: Final = 500
 # A rewriter that has not moved for this long is taken as gone and started again by the next pick
-# or the sweep: longer than one run of the reconciler's function (600 s) with a margin.
+# or the sweep: longer than the longest rewrite (~a minute for 10,000 images) with a margin.
 REWRITE_STALE_AFTER_S: Final = 900
-# The reconciler's function receives this event from the API (its handler dispatches on it)
-REPORT_REWRITE: Final = "Backdrop Report Rewrite"
+# What the pick's answer and the job's mark say when the rewrite could not be started
+START_FAILED: Final = "the report rewrite could not be started"
 # One run writes the report at most this many times; picks still arriving after that are left to
 # the next pick (which finds the mark stale or done) or the sweep.
 MAX_ROUNDS: Final = 5
-
-RewriteStarter = Callable[[dict[str, Any]], None]
-
-
-def rewrite_event(job_id: str, owner: str, bucket: str, region: str = "") -> dict[str, Any]:
-    """The event the API sends the reconciler's function to rewrite a job's report: shaped as
-    EventBridge's, as the function's handler reads one (every field Chalice's event needs)."""
-    return {
-        "version": "0",
-        "id": f"rewrite-{job_id}",
-        "detail-type": REPORT_REWRITE,
-        "source": "backdrop.api",
-        "account": "",
-        "time": contracts.utc_now_iso(),
-        "region": region,
-        "resources": [],
-        "detail": {"jobId": job_id, "owner": owner, "bucket": bucket},
-    }
 
 
 def _iso(moment: datetime) -> str:
@@ -63,25 +46,18 @@ def _iso(moment: datetime) -> str:
 
 
 def hand_off(
-    store: JobStore, start: RewriteStarter | None, job_id: str, owner: str, bucket: str
+    store: JobStore, start: BackgroundStart | None, job_id: str, owner: str, bucket: str
 ) -> tuple[ReportRefresh, str | None]:
-    """A pick on a large finished job: the rewrite recorded, and started unless one is running.
-    Answers REWRITING, or REWRITE_PENDING with the reason the start failed."""
-    now = datetime.now(UTC)
-    stale = _iso(datetime.fromtimestamp(now.timestamp() - REWRITE_STALE_AFTER_S, UTC))
-    store.note_background_work(BackgroundWork.REWRITE_REPORT, job_id, owner, bucket)
-    if not store.request_report_rewrite(job_id, _iso(now), stale):
-        return ReportRefresh.REWRITING, None  # the running rewriter writes it again after this pick
-    try:
-        if start is None:
-            raise RuntimeError("no background report rewriter is configured")
-        start(rewrite_event(job_id, owner, bucket))
-    except Exception as exc:  # noted and marked FAILED: the next pick or the sweep starts it
-        log.warning("could not start the report rewrite of job %s", job_id, exc_info=True)
-        error = f"the report rewrite could not be started: {exc}"[:500]
-        store.record_report_rewrite(job_id, status=ClosingStatus.FAILED.value, lastError=error)
-        return ReportRefresh.REWRITE_PENDING, error
-    return ReportRefresh.REWRITING, None
+    """A pick on a large finished job: the rewrite recorded, and started unless one is running
+    (`start`: chalicelib/workflow/background.py `Background.start`). Answers REWRITING, or
+    REWRITE_PENDING with the reason the start failed."""
+    if start is None:  # no background here: noted, so the sweep (or the next pick) writes it
+        store.note_background_work(BackgroundWork.REWRITE_REPORT, job_id, owner, bucket)
+        return ReportRefresh.REWRITE_PENDING, f"{START_FAILED}: no background worker is configured"
+    handoff = start(BackgroundTask(BackgroundWork.REWRITE_REPORT, job_id, owner, bucket))
+    if handoff.error is not None:  # noted and marked FAILED: the next pick or the sweep starts it
+        return ReportRefresh.REWRITE_PENDING, f"{START_FAILED}: {handoff.error}"[:500]
+    return ReportRefresh.REWRITING, None  # started, or the running rewriter writes it again after this pick
 
 
 def run(store: JobStore, reporter: Any, job_id: str, owner: str, bucket: str) -> dict[str, Any]:

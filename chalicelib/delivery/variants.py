@@ -26,7 +26,7 @@ from chalicelib.core.scorecard import attempt_rank, best_attempt
 from chalicelib.delivery import rewrites
 from chalicelib.delivery.archive import ArchiveService
 from chalicelib.delivery.report import Reporter
-from chalicelib.delivery.rewrites import RewriteStarter
+from chalicelib.store.background import BackgroundStart
 from chalicelib.store.jobs import JobStore
 
 PICK_FIELD = "variant"
@@ -90,7 +90,7 @@ class VariantService:
     """The owner's choices among an image's variants, given the job store, the S3 client and
     the bucket."""
 
-    def __init__(self, store: JobStore, s3: Any, bucket: str, start_rewrite: RewriteStarter | None = None) -> None:
+    def __init__(self, store: JobStore, s3: Any, bucket: str, start_rewrite: BackgroundStart | None = None) -> None:
         self.store = store
         self.s3 = s3
         self.bucket = bucket

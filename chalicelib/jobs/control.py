@@ -9,7 +9,7 @@ results. A second cancel answers the same.
 Closing an image is one DynamoDB transaction (plus its reads): a job with more unfinished images
 than `SYNC_CLOSE_LIMIT` could not be closed within API Gateway's 29 s
 (docs/aws-notes.md#n16-lambda-and-api-gateway-limits). Its closing, report and webhook are handed
-to a background run (the reconciler's function, started without waiting) and the answer says
+to the background worker (chalicelib/workflow/background.py, started without waiting) and the answer says
 `closing: true`; the job's counts move to CANCELLED as it works. Only one hand-off is started
 (a conditional claim on the job), so a repeated cancel answers the same. If the hand-off cannot
 be started, the job is CANCELLED all the same and the reconciler closes it: when the stopped
@@ -23,14 +23,15 @@ same uploads, such as a retry, loses them too), results, reports, workflow scrat
 image items go in bounded batches (chalicelib/workflow/deletion.py), and the job item gives way to a
 tombstone that keeps the answer (what was removed) for a repeated DELETE. A job of at most
 `SYNC_DELETE_LIMIT` images is deleted inside the request (within a deadline: what does not fit
-goes to the background too); a larger one is handed to the deleter Lambda, started without
+goes to the background too); a larger one is handed to the background worker, started without
 waiting, and the answer is 202 `deleting: true` with the progress, as is a repeated DELETE until
 it is done. If that start fails, the reconciler's sweep starts it again (`deletingBy:
 "RECONCILER"`). A job still running must be cancelled first: its workflow would otherwise write
 results after the delete; so must a cancelled job's background closing have finished (its report).
 
-Both hand-offs are noted under the table's background partition before they start, so the
-reconciler's sweep finds any that never started or stopped half-way (chalicelib/workflow/reconciler.py).
+Both hand-offs are noted under the table's background partition before they start (by
+`Background.start`, and the delete's note also before the job is marked), so the reconciler's
+sweep finds any that never started or stopped half-way (chalicelib/workflow/background.py).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from chalicelib.core import contracts
 from chalicelib.core.contracts import BackgroundWork, ClosingBy, ClosingStatus, JobStatus
 from chalicelib.core.errors import Conflict, NotFound, service_failure
 from chalicelib.delivery.report import Reporter
+from chalicelib.store.background import BackgroundStart, BackgroundTask
 from chalicelib.store.jobs import JobStore
 from chalicelib.workflow.deletion import JobDeleter, deleting_view, new_deletion
 from chalicelib.workflow.starter import execution_arn, stop_execution
@@ -54,20 +56,16 @@ log = logging.getLogger(__name__)
 
 _TERMINAL_IMAGE: Final = contracts.TERMINAL_IMAGE_STATUSES
 WebhookTrigger = Callable[[str, str], None]
-# Starts the closing of a cancelled job (job id, owner, bucket) without waiting for it.
-ClosingStarter = Callable[[str, str, str], None]
 # Closing one image is a read, a transaction and a re-read: ~3 DynamoDB calls of ~10-30 ms, so
 # 100 images take at most ~9 s, leaving the rest of API Gateway's 29 s for stopping the execution
 # and writing the report (docs/aws-notes.md#n16-lambda-and-api-gateway-limits). More go to the
 # background.
 SYNC_CLOSE_LIMIT: Final = 100
-# Starts the deletion of a DELETING job (job id, owner, bucket) without waiting for it.
-DeletionStarter = Callable[[str, str, str], None]
 # Deleting is per batch, not per image: a listing and one DeleteObjects per 1,000 files, one query
 # and 40 BatchWriteItem calls per 1,000 image items, so 1,000 images (their results, reports and
 # scratch files, their items, and originals if asked) are a few such batches: seconds. Measured on
 # moto, 10,000 images took 26 s without originals and 215 s with them, against API Gateway's 29 s
-# (docs/aws-notes.md#n16-lambda-and-api-gateway-limits): larger jobs go to the deleter Lambda.
+# (docs/aws-notes.md#n16-lambda-and-api-gateway-limits): larger jobs go to the background worker.
 SYNC_DELETE_LIMIT: Final = 1000
 # ... and even a small one stops starting batches inside the request after this long and goes to
 # the background: one more batch (chalicelib/workflow/deletion.py BATCH_SECONDS) still ends well before 29 s.
@@ -84,15 +82,15 @@ class JobControl:
         state_machine_arn: str,
         *,
         webhook_trigger: WebhookTrigger | None = None,
-        start_closing: ClosingStarter | None = None,
+        start_background: BackgroundStart | None = None,
         sync_close_limit: int | None = None,
-        start_deletion: DeletionStarter | None = None,
         sync_delete_limit: int | None = None,
     ) -> None:
         self.store = store
-        self.start_closing = start_closing
+        # a large job's closing and deletion: noted, claimed and started without waiting
+        # (chalicelib/workflow/background.py); None: both are done inside the request
+        self.start_background = start_background
         self.sync_close_limit = SYNC_CLOSE_LIMIT if sync_close_limit is None else sync_close_limit
-        self.start_deletion = start_deletion
         self.sync_delete_limit = SYNC_DELETE_LIMIT if sync_delete_limit is None else sync_delete_limit
         self.s3 = s3
         self.sfn = stepfunctions
@@ -146,7 +144,7 @@ class JobControl:
                 return self._cancelled_answer(job)
             # written meanwhile (before the hand-over): closed here, as usual
         handed_off = (job.get("closing") or {}).get("status") == ClosingStatus.STARTED.value
-        if self.start_closing is not None and (handed_off or self._unfinished(job) > self.sync_close_limit):
+        if self.start_background is not None and (handed_off or self._unfinished(job) > self.sync_close_limit):
             return self._hand_off(job)  # a repeat while the background run works answers the same
         Reporter(self.s3, self.store).write(job_id, owner, self.bucket)
         job = self._own_job(owner, job_id)
@@ -159,21 +157,11 @@ class JobControl:
         return sum(int(counts.get(s.value) or 0) for s in contracts.ImageStatus if s not in _TERMINAL_IMAGE)
 
     def _hand_off(self, job: dict[str, Any]) -> dict[str, Any]:
-        """Start the background closing once (the claim); a start that fails is recorded, and the
-        answer says the reconciler will finish the closing."""
+        """Start the background closing once (noted, then claimed); a start that fails is
+        recorded, and the answer says the reconciler will finish the closing."""
         job_id, owner = job["jobId"], job["owner"]
-        claim = {"status": ClosingStatus.STARTED.value, "since": contracts.utc_now_iso()}
-        # noted first: if the background run never starts (or dies), the reconciler's sweep finds it
-        self.store.note_background_work(BackgroundWork.CLOSE_CANCELLED, job_id, owner, self.bucket)
-        if self.store.claim_cancel_closing(job_id, claim, ClosingStatus.FAILED.value):
-            assert self.start_closing is not None
-            try:
-                self.start_closing(job_id, owner, self.bucket)
-            except Exception as exc:  # the cancellation stands; the reconciler closes the job
-                log.warning("could not start the closing of cancelled job %s", job_id, exc_info=True)
-                self.store.record_cancel_closing(
-                    job_id, {**claim, "status": ClosingStatus.FAILED.value, "lastError": f"{exc}"[:500]}
-                )
+        assert self.start_background is not None
+        self.start_background(BackgroundTask(BackgroundWork.CLOSE_CANCELLED, job_id, owner, self.bucket))
         return self._cancelled_answer(self._own_job(owner, job_id))
 
     def _send_webhook(self, job: dict[str, Any]) -> None:
@@ -239,7 +227,7 @@ class JobControl:
             job = self._own_job(owner, job_id)
         elif (job.get("deletion") or {}).get("status") == ClosingStatus.STARTED.value and self._handed_off(job):
             return self._deleting_answer(job)  # a background run is on it: its progress
-        if int(job.get("imageCount") or 0) <= self.sync_delete_limit or self.start_deletion is None:
+        if int(job.get("imageCount") or 0) <= self.sync_delete_limit or self.start_background is None:
             # small: inside the request, with a deadline; what does not fit goes to the background
             started = time.monotonic()
             run = JobDeleter(self.store, self.s3, self.bucket).run(
@@ -256,18 +244,13 @@ class JobControl:
         return bool((job.get("deletion") or {}).get("handedOffAt"))
 
     def _hand_off_deletion(self, job: dict[str, Any]) -> dict[str, Any]:
-        """Start the deleter Lambda without waiting; a start that fails is recorded and the
+        """Start the background deletion without waiting; a start that fails is recorded and the
         answer says the reconciler's sweep will start it again."""
         job_id, owner = job["jobId"], job["owner"]
-        if self.start_deletion is None:  # no background here: a repeated DELETE goes on
+        if self.start_background is None:  # no background here: a repeated DELETE goes on
             self.store.record_deletion(job_id, status=ClosingStatus.FAILED.value, lastError="no background deleter")
             return self._deleting_answer(self._own_job(owner, job_id))
-        self.store.record_deletion(job_id, status=ClosingStatus.STARTED.value, handedOffAt=contracts.utc_now_iso())
-        try:
-            self.start_deletion(job_id, owner, self.bucket)
-        except Exception as exc:  # the job stays DELETING; the sweep starts the deleter again
-            log.warning("could not start the deletion of job %s", job_id, exc_info=True)
-            self.store.record_deletion(job_id, status=ClosingStatus.FAILED.value, lastError=f"{exc}"[:500])
+        self.start_background(BackgroundTask(BackgroundWork.DELETE, job_id, owner, self.bucket))
         return self._deleting_answer(self._own_job(owner, job_id))
 
     @staticmethod

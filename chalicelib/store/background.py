@@ -1,8 +1,14 @@
-"""Work handed to a background run (`pk = BACKGROUND`, for the reconciler's sweep) and report
-rewrites."""
+"""Work handed to a background run (`pk = BACKGROUND`, for the reconciler's sweep), the one shape
+of a piece of background work (`BackgroundTask`, the worker's event) and report rewrites.
+
+The recipes that start, run and restart each kind are in chalicelib/workflow/background.py; what
+is here is what the layers below it (delivery) need to hand work over without importing it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
@@ -17,6 +23,56 @@ from chalicelib.core.errors import (
 )
 from chalicelib.store.base import StoreBase
 from chalicelib.store.items import plain
+
+
+@dataclass(frozen=True)
+class BackgroundTask:
+    """One piece of background work: its kind, its job, and the kind's own options (an archive's
+    contents). Its event is what the background worker function is invoked with."""
+
+    kind: contracts.BackgroundWork
+    job_id: str
+    owner: str
+    bucket: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_event(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind.value,
+            "jobId": self.job_id,
+            "owner": self.owner,
+            "bucket": self.bucket,
+            "options": dict(self.options),
+        }
+
+    @classmethod
+    def from_event(cls, event: Mapping[str, Any]) -> BackgroundTask:
+        """The worker's event; ValueError for one this code did not write."""
+        job_id, owner = str(event.get("jobId") or ""), str(event.get("owner") or "")
+        if not contracts.is_job_id(job_id) or not contracts.OWNER_RE.match(owner):
+            raise ValueError("not a background task")
+        options = event.get("options") or {}
+        if not isinstance(options, Mapping):
+            raise ValueError("not a background task")
+        kind = contracts.BackgroundWork(str(event.get("kind")))
+        return cls(kind, job_id, owner, str(event.get("bucket") or ""), dict(options))
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """How a start went: `claimed` False when a run already on it will see this request (nothing
+    started); `error` when the start failed (recorded on the job: the sweep starts it again)."""
+
+    claimed: bool
+    error: str | None = None
+
+    @property
+    def started(self) -> bool:
+        return self.claimed and self.error is None
+
+
+# Notes, claims and starts a piece of background work (chalicelib/workflow/background.py `Background.start`).
+BackgroundStart = Callable[[BackgroundTask], Handoff]
 
 
 class BackgroundWork(StoreBase):

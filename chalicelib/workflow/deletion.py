@@ -8,8 +8,8 @@ scratch files and then the image items, one batch at a time (S3 DeleteObjects ta
 docs/aws-notes.md#n52-s3-deleteobjects-dynamodb-ttl-and-transactions; the image items go 1,000 a
 page, 25 per BatchWriteItem), adding each batch to the counts on the job. Last, the job item gives
 way to its tombstone. Before each batch it asks how much time is left and stops when a batch might
-not fit: the API runs it inside its request for a small job, the deleter Lambda for a large one,
-which starts itself again to go on (app.py `delete_job_data`). Every step finds what is left by
+not fit: the API runs it inside its request for a small job, the background worker for a large one
+(a `DELETE` task), which starts itself again to go on (chalicelib/workflow/background.py). Every step finds what is left by
 listing it again, so a run that dies half-way loses nothing: the next one (a repeated DELETE, the
 Lambda's own retry or the reconciler's sweep) goes on from there.
 """
@@ -40,11 +40,6 @@ BATCH_SECONDS: Final = 10.0
 # What `removed` counts, in the answer and on the tombstone.
 REMOVED_KINDS: Final = ("images", "results", "reports", "scratch", "originals")
 TimeLeft = Callable[[], float]  # seconds this run may still use
-
-
-def deletion_event(job_id: str, owner: str, bucket: str) -> dict[str, Any]:
-    """The event the deleter Lambda is started with (by the API, by itself, by the sweep)."""
-    return {"jobId": job_id, "owner": owner, "bucket": bucket}
 
 
 def new_deletion(originals: bool, by: str) -> dict[str, Any]:

@@ -21,16 +21,12 @@ EventBridge delivers Step Functions events on a best-effort basis, so a schedule
 reconciles every execution that ended within its look-back window (`sweep`); the event, the
 history and the delivery are described in docs/aws-notes.md#n39-step-functions-execution-status-events.
 
-A cancelled job too large to close inside the API's request is closed here as well, started by
-the API without waiting (`cancel_closing_event`, `close_cancelled`): its unfinished images end
-CANCELLED, its report is written and its webhook started, as a small job's cancel does itself.
-
-The sweep also finishes work handed to a background run that never ran or stopped half-way
+The sweep also finishes work handed to the background worker that never ran or stopped half-way
 (`sweep_background`): every hand-off is noted under the table's background partition before it
-starts. A cancelled job left without its closing (its start failed, or it was cancelled before its
-execution existed, so no execution's end will come) is closed by the sweep itself; a job left
-DELETING has its deleter Lambda started again; a large job's report rewrite after a pick whose
-start failed or stopped (chalicelib/delivery/rewrites.py) is run by the sweep itself.
+starts, and each note's recipe (chalicelib/workflow/background.py) says whether its work is
+finished (the note goes) or stranded (started again by the same `Background.start`): a cancelled
+job left without its closing (its start failed, or it was cancelled before its execution existed,
+so no execution's end will come), a job left DELETING, a large job's report rewrite after a pick.
 
 Nothing is left SUBMITTED either. POST /jobs notes every job's start under the same partition
 before it writes the job (a Query of one partition finds them: no table scan, no index on the
@@ -57,28 +53,22 @@ from typing import Any, Final
 from botocore.exceptions import ClientError
 
 from chalicelib.core import contracts
-from chalicelib.core.contracts import BackgroundWork, ClosingBy, ClosingStatus, ErrorCode, JobStatus, NotificationStatus
+from chalicelib.core.contracts import BackgroundWork, ErrorCode, JobStatus, NotificationStatus
 from chalicelib.core.errors import client_error_code
-from chalicelib.delivery import rewrites
 from chalicelib.delivery.notify import NotificationSender, Notifier
 from chalicelib.delivery.report import Reporter
 from chalicelib.store.jobs import JobStore
+from chalicelib.workflow.background import Background, start_webhook
 
 log = logging.getLogger(__name__)
 
 EXECUTION_STATUS_CHANGE: Final = contracts.EXECUTION_STATUS_CHANGE
-# The API's own event, sent to this function for a cancelled job it handed off (chalicelib/jobs/control.py)
-CANCEL_CLOSING: Final = "Backdrop Cancelled Job Closing"
 ENDED_STATUSES: Final = contracts.EXECUTION_ENDED_STATUSES
 MAX_CAUSE_LENGTH: Final = 2000
 # Backdrop's executions run minutes to hours; the sweep stops listing at executions started this
 # long before its window.
 MAX_EXECUTION_AGE: Final = timedelta(days=7)
-# Background work that has not moved for this long is taken as stranded and started again: longer
-# than one run of the slowest background function (900 s, Lambda's longest) with a margin. Starting
-# a run that is in fact still alive is safe (every step is idempotent), only wasteful.
-STRANDED_AFTER: Final = timedelta(minutes=20)
-# The sweep closes a stranded cancelled job itself only with this much of its own time left.
+# The sweep starts a job left SUBMITTED itself only with this much of its own time left.
 SWEEP_CLOSE_SECONDS: Final = 300.0
 # A job the stream's starter should have started within seconds: started by the sweep once it
 # has waited this long. Longer than the starter's own run (300 s) and a few of the stream's
@@ -102,22 +92,6 @@ _HOW_IT_ENDED: Final = {
     "TIMED_OUT": "the workflow timed out before this image finished",
     "ABORTED": "the workflow was stopped before this image finished",
 }
-
-
-def cancel_closing_event(job_id: str, owner: str, bucket: str, region: str) -> dict[str, Any]:
-    """The event the API sends the reconciler's function (an EventBridge-shaped event, as the
-    function's handler reads one) to close a cancelled job in the background."""
-    return {
-        "version": "0",
-        "id": f"cancel-{job_id}",
-        "detail-type": CANCEL_CLOSING,
-        "source": "backdrop.api",
-        "account": "",
-        "time": contracts.utc_now_iso(),
-        "region": region,
-        "resources": [],
-        "detail": {"jobId": job_id, "owner": owner, "bucket": bucket},
-    }
 
 
 @dataclass(frozen=True)
@@ -214,16 +188,7 @@ class Reconciler:
     # ------------------------------------------------------------------ entry points
 
     def handle_event(self, event: Mapping[str, Any]) -> dict[str, Any] | None:
-        """An EventBridge "Execution Status Change" event, or the API's `cancel_closing_event` or
-        `rewrites.rewrite_event` (a large job's report written again after a pick)."""
-        if event.get("detail-type") == CANCEL_CLOSING:
-            detail = event.get("detail") or {}
-            return self.close_cancelled(str(detail["jobId"]), str(detail["owner"]), str(detail["bucket"]))
-        if event.get("detail-type") == rewrites.REPORT_REWRITE:
-            detail = event.get("detail") or {}
-            return rewrites.run(
-                self.store, self.reporter, str(detail["jobId"]), str(detail["owner"]), str(detail["bucket"])
-            )
+        """An EventBridge "Execution Status Change" event (the only events this function is sent)."""
         if event.get("detail-type") != EXECUTION_STATUS_CHANGE:
             return None
         detail = dict(event.get("detail") or {})
@@ -248,90 +213,35 @@ class Reconciler:
                     outcomes.append(self.reconcile(end).to_dict())
         return outcomes
 
-    def close_cancelled(self, job_id: str, owner: str, bucket: str) -> dict[str, Any] | None:
-        """A cancelled job's unfinished images end CANCELLED, its report is written and its webhook
-        started; nothing when it is not (or no longer) a cancelled job without a report."""
-        job = self._job(job_id)
-        if job is None or job.get("owner") != owner or job.get("status") != JobStatus.CANCELLED.value:
-            return None
-        if job.get("reportKeys"):
-            self.store.background_work_done(BackgroundWork.CLOSE_CANCELLED, job_id)
-            return {"jobId": job_id, "jobStatus": job["status"], "reportWritten": False}
-        if job.get(contracts.JOB_IMAGES_PENDING_ATTRIBUTE):
-            # cancelled before its image items were all written: the starter still writes them
-            # (the only writer until then) and starts this closing when it is done; the note stays
-            return None
-        self.reporter.write(job_id, owner, bucket)
-        log.info("cancelled job %s closed in the background", job_id)
-        self._webhook(job_id, owner)
-        self.store.background_work_done(BackgroundWork.CLOSE_CANCELLED, job_id)
-        return {"jobId": job_id, "jobStatus": JobStatus.CANCELLED.value, "reportWritten": True}
-
     def sweep_background(
         self,
-        start_deletion: Callable[[str, str, str], None] | None,
+        background: Background | None,
         time_left: Callable[[], float] | None = None,
         now: datetime | None = None,
         start_job: Callable[[Mapping[str, Any]], str | None] | None = None,
     ) -> list[dict[str, Any]]:
-        """Finish the background work (noted by the API) whose run never started, failed to
-        start or stopped moving: a cancelled job's closing here, a deletion by starting the
-        deleter again (`start_deletion(job_id, owner, bucket)`), a job left SUBMITTED by
-        starting it (`start_job(job)`: the starter's entry point) or failing it past its
-        deadline; notes of finished work go."""
+        """Finish the work noted under the background partition: a job left SUBMITTED is started
+        (`start_job(job)`: the starter's entry point) or failed past its deadline; every other
+        note goes to its recipe (`background.resume`: finished → the note goes, stranded → started
+        again)."""
         now = now or datetime.now(UTC)
         outcomes = []
         for note in self.store.background_work():
-            job_id, owner, bucket = str(note["jobId"]), str(note["owner"]), str(note["bucket"])
+            job_id = str(note["jobId"])
             kind = BackgroundWork(note["kind"])
             job = self._job(job_id)
             if kind is BackgroundWork.START:
                 outcome = self._start_submitted(note, job, now, start_job, time_left)
                 if outcome is not None:
                     outcomes.append({"kind": kind.value, "jobId": job_id, **outcome})
-                continue
-            if kind is BackgroundWork.REWRITE_REPORT:
-                if not (job or {}).get("reportRewrite"):
-                    self.store.background_work_done(kind, job_id)  # written, or the job is gone
-                elif rewrites.stranded(job, now) and (time_left is None or time_left() >= SWEEP_CLOSE_SECONDS):
-                    outcomes.append(
-                        {"kind": kind.value, **rewrites.run(self.store, self.reporter, job_id, owner, bucket)}
-                    )
-                continue
-            if kind is BackgroundWork.CLOSE_CANCELLED:
-                if job is None or job.get("status") != JobStatus.CANCELLED.value or job.get("reportKeys"):
-                    self.store.background_work_done(kind, job_id)  # closed, or gone: nothing left
-                    continue
-                closing = job.get("closing") or {}
-                if closing.get("status") == ClosingStatus.STARTED.value and not _stranded(closing, "since", now):
-                    continue  # its background run is (or may still be) on it
-                if time_left is not None and time_left() < SWEEP_CLOSE_SECONDS:
-                    continue  # the next sweep
-                self.store.record_cancel_closing(
-                    job_id,
-                    {
-                        **closing,
-                        "status": ClosingStatus.STARTED.value,
-                        "since": contracts.utc_now_iso(),
-                        "by": ClosingBy.RECONCILER.value,
-                    },
-                )
-                outcomes.append({"kind": kind.value, **(self.close_cancelled(job_id, owner, bucket) or {})})
-            else:
-                if job is None or job.get("status") != JobStatus.DELETING.value:
-                    self.store.background_work_done(kind, job_id)  # deleted (its tombstone), or never marked
-                    continue
-                deletion = job.get("deletion") or {}
-                started = deletion.get("status") == ClosingStatus.STARTED.value
-                if started and not _stranded(deletion, "updatedAt", now):
-                    continue
+            elif background is None:
                 outcomes.append(
-                    {
-                        "kind": kind.value,
-                        "jobId": job_id,
-                        **self._restart_deletion(job_id, owner, bucket, start_deletion),
-                    }
+                    {"kind": kind.value, "jobId": job_id, "started": False, "error": "no background worker"}
                 )
+            else:
+                resumed = background.resume(note, job, now)
+                if resumed is not None:
+                    outcomes.append(resumed)
         return outcomes
 
     def _start_submitted(
@@ -383,25 +293,6 @@ class Reconciler:
             **({"executionArn": arn} if arn else {}),
         }
 
-    def _restart_deletion(
-        self, job_id: str, owner: str, bucket: str, start_deletion: Callable[[str, str, str], None] | None
-    ) -> dict[str, Any]:
-        if start_deletion is None:
-            return {"started": False, "error": "no deleter is configured"}
-        self.store.record_deletion(
-            job_id,
-            status=ClosingStatus.STARTED.value,
-            by=ClosingBy.RECONCILER.value,
-            handedOffAt=contracts.utc_now_iso(),
-        )
-        try:
-            start_deletion(job_id, owner, bucket)
-        except Exception as exc:  # noted still: the next sweep tries again
-            log.warning("could not start the deletion of job %s again", job_id, exc_info=True)
-            self.store.record_deletion(job_id, status=ClosingStatus.FAILED.value, lastError=f"{exc}"[:500])
-            return {"started": False, "error": f"{exc}"[:500]}
-        return {"started": True}
-
     # ------------------------------------------------------------------ the work
 
     def reconcile(self, end: ExecutionEnd) -> Outcome:
@@ -434,23 +325,7 @@ class Reconciler:
         )
 
     def _webhook(self, job_id: str, owner: str) -> None:
-        """Start the job's webhook when it has one that nothing sent yet; a failure to start it is
-        recorded on the job and never stops the reconciling."""
-        webhook = (self.store.get_job(job_id) or {}).get("webhook") or {}
-        if not webhook.get("url") or webhook.get("status") not in (None, "PENDING"):
-            return
-        if self.webhook_trigger is None:
-            self.store.record_webhook(
-                job_id, {**webhook, "status": "FAILED", "lastError": "webhooks are not configured"}
-            )
-            return
-        try:
-            self.webhook_trigger(job_id, owner)
-        except Exception as exc:
-            log.warning("could not start the webhook of job %s", job_id, exc_info=True)
-            self.store.record_webhook(
-                job_id, {**webhook, "status": "FAILED", "lastError": f"could not be sent: {exc}"[:500]}
-            )
+        start_webhook(self.store, self.webhook_trigger, job_id, owner)
 
     def _email(self, end: ExecutionEnd, job: Mapping[str, Any], summary: Mapping[str, Any] | None) -> str:
         if job.get("notify") is False:
@@ -530,14 +405,3 @@ def _moment(value: Any, default: datetime) -> datetime:
     except ValueError:
         return default
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _stranded(progress: Mapping[str, Any], field: str, now: datetime) -> bool:
-    """Whether background work whose last sign of life is `progress[field]` (an ISO time) stopped."""
-    try:
-        moved = datetime.fromisoformat(str(progress.get(field)).replace("Z", "+00:00"))
-    except ValueError:
-        return True
-    if moved.tzinfo is None:
-        moved = moved.replace(tzinfo=UTC)
-    return now - moved > STRANDED_AFTER

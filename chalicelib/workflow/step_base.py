@@ -27,6 +27,7 @@ from chalicelib.models.base import (
     ModelSpec,
 )
 from chalicelib.store import s3keys
+from chalicelib.store.background import BackgroundStart
 from chalicelib.store.jobs import JobStore
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ class StepsBase:
         s3: Any,
         store: JobStore,
         rekognition: Any = None,
-        start_report_rewrite: Callable[[dict[str, Any]], None] | None = None,
+        start_report_rewrite: BackgroundStart | None = None,
         kms: Callable[[], Any] | None = None,
     ) -> None:
         self.s3 = s3

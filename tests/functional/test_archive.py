@@ -86,22 +86,24 @@ def test_a_small_archive_is_built_once_within_the_request(client: Client, token_
 
 
 @pytest.mark.slow  # ~4 s of CPU: a large archive: make test, not make test-fast
-def test_a_large_archive_is_built_by_its_own_lambda_with_progress(
+def test_a_large_archive_is_built_by_the_background_worker_with_progress(
     client: Client, token_for, store, monkeypatch
 ) -> None:
     job_id = _finished_job(store, archive.SYNC_MAX_FILES + 20)
     token = token_for(OWNER)
     started: list[dict[str, Any]] = []
-    monkeypatch.setattr(backdrop_app, "start_archive_build", started.append)
+    monkeypatch.setattr(backdrop_app, "start_background", started.append)
     answer = client.http.post(f"/jobs/{job_id}/archive", headers=_headers(token), body=json.dumps({"originals": True}))
     assert answer.status_code == 202
     files = 2 * (archive.SYNC_MAX_FILES + 20)
     assert answer.json_body == {"state": "BUILDING", "kind": "results-originals", "done": 0, "total": files}
-    assert started == [{"owner": OWNER, "jobId": job_id, "originals": True, "report": False}]
+    assert [(e["kind"], e["jobId"], e["owner"], e["options"]) for e in started] == [
+        ("ARCHIVE", job_id, OWNER, {"originals": True, "report": False})
+    ]
     # asked again while it builds: its progress, and no second build
     again = client.http.post(f"/jobs/{job_id}/archive", headers=_headers(token), body=json.dumps({"originals": True}))
     assert again.status_code == 202 and len(started) == 1
-    result = backdrop_app.build_archive(started[0], None)  # what the Lambda does, as Lambda calls it
+    result = backdrop_app.background_work(started[0], None)  # what the Lambda does, as Lambda calls it
     assert result["files"] == files
     ready = client.http.get(f"/jobs/{job_id}/archive?originals=true", headers=_headers(token)).json_body
     assert ready["state"] == "READY"

@@ -59,7 +59,7 @@ def test_hostile_file_names_make_safe_distinct_zip_entries(resources, store) -> 
     s3 = boto3.client("s3")
     job_id = _job(store)
     request = archive.ArchiveRequest(OWNER, job_id, originals=True)
-    with iam.running_as("build_archive"):  # as the archive builder makes it, checked against its policy
+    with iam.running_as("background_work"):  # as the background worker builds it, checked against its policy
         archive.ArchiveService(s3, BUCKET, store).build(request)
     body = s3.get_object(Bucket=BUCKET, Key=request.zip_key)["Body"].read()
     with zipfile.ZipFile(io.BytesIO(body)) as zipped:

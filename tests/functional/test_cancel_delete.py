@@ -14,7 +14,8 @@ from harness import write_job_images
 
 import app as backdrop_app
 from chalicelib.core import contracts
-from chalicelib.core.contracts import ImageStatus, JobStatus
+from chalicelib.core.contracts import BackgroundWork, ImageStatus, JobStatus
+from chalicelib.store.background import BackgroundTask
 from chalicelib.store.jobs import JobStore
 from chalicelib.workflow.starter import WorkflowStarter
 
@@ -57,6 +58,24 @@ def _submit(
     if written:
         write_job_images(answer.json_body["jobId"])
     return answer.json_body["jobId"]
+
+
+def _task(kind: BackgroundWork, job_id: str, owner: str, bucket: str) -> dict[str, Any]:
+    """The background worker's event for a task, as the asynchronous invoke carries it."""
+    return BackgroundTask(kind, job_id, owner, bucket).to_event()
+
+
+def _starts(kind: BackgroundWork, into: list[tuple[str, str, str]], run: bool = False) -> Any:
+    """A transport for `app.start_background` that collects the (job, owner, bucket) of each task
+    of `kind` it is asked to start (and, with `run`, runs the worker at once, as its start would)."""
+
+    def start(event: dict[str, Any]) -> None:
+        assert event["kind"] == kind.value, event
+        into.append((event["jobId"], event["owner"], event["bucket"]))
+        if run:
+            backdrop_app.app.handler_map["background_work"](event, _Context())
+
+    return start
 
 
 def _images(store: JobStore, job_id: str) -> list[dict[str, Any]]:
@@ -360,10 +379,8 @@ def _running_job(client: Client, token: str, photo: Any, store: JobStore, machin
 def test_a_large_jobs_cancel_hands_the_closing_off_once_and_the_background_run_closes_it(
     client, token_for, photo, store, machine, large, monkeypatch
 ) -> None:
-    from chalicelib.workflow.reconciler import cancel_closing_event
-
     started: list[tuple[str, str, str]] = []
-    monkeypatch.setattr(backdrop_app, "start_cancel_closing", lambda *job: started.append(job))
+    monkeypatch.setattr(backdrop_app, "start_background", _starts(BackgroundWork.CLOSE_CANCELLED, started))
     token = token_for("owner-1")
     job_id, arn = _running_job(client, token, photo, store, machine, count=4)
     first = _images(store, job_id)[0]["imageId"]
@@ -389,8 +406,8 @@ def test_a_large_jobs_cancel_hands_the_closing_off_once_and_the_background_run_c
     assert (closing.status_code, closing.json_body["code"]) == (409, "CONFLICT")
     assert "still being closed" in closing.json_body["message"]
 
-    # the background run: the reconciler's function, as the API's asynchronous invoke calls it
-    client.lambda_.invoke("reconcile", cancel_closing_event(*started[0], region="us-east-1"))
+    # the background run: the background worker, as the API's asynchronous invoke calls it
+    client.lambda_.invoke("background_work", _task(BackgroundWork.CLOSE_CANCELLED, *started[0]))
     assert [i["status"] for i in _images(store, job_id)] == ["SUCCEEDED", "CANCELLED", "CANCELLED", "CANCELLED"]
     view = client.http.get(f"/jobs/{job_id}", headers=_h(token)).json_body
     assert view["status"] == "CANCELLED" and set(view["reports"]) == {"json", "csv"}
@@ -402,7 +419,7 @@ def test_a_large_jobs_cancel_hands_the_closing_off_once_and_the_background_run_c
 
 def test_a_small_job_is_still_closed_inside_the_request(client, token_for, photo, store, machine, large, monkeypatch):
     started: list[Any] = []
-    monkeypatch.setattr(backdrop_app, "start_cancel_closing", lambda *job: started.append(job))
+    monkeypatch.setattr(backdrop_app, "start_background", _starts(BackgroundWork.CLOSE_CANCELLED, started))
     token = token_for("owner-1")
     job_id, _ = _running_job(client, token, photo, store, machine, count=2)
     answer = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")
@@ -418,7 +435,7 @@ def test_a_hand_off_that_fails_leaves_the_job_cancelled_and_the_reconciler_close
     def refused(*job: str) -> None:
         raise ClientError({"Error": {"Code": "TooManyRequestsException", "Message": "Rate exceeded"}}, "Invoke")
 
-    monkeypatch.setattr(backdrop_app, "start_cancel_closing", refused)
+    monkeypatch.setattr(backdrop_app, "start_background", refused)
     token = token_for("owner-1")
     job_id, arn = _running_job(client, token, photo, store, machine, count=3)
 
@@ -445,10 +462,8 @@ def test_a_hand_off_that_fails_leaves_the_job_cancelled_and_the_reconciler_close
 def test_a_large_job_cancelled_before_its_execution_existed_ends_cancelled_and_is_never_started(
     client, token_for, photo, store, machine, large, monkeypatch
 ) -> None:
-    from chalicelib.workflow.reconciler import cancel_closing_event
-
     started: list[tuple[str, str, str]] = []
-    monkeypatch.setattr(backdrop_app, "start_cancel_closing", lambda *job: started.append(job))
+    monkeypatch.setattr(backdrop_app, "start_background", _starts(BackgroundWork.CLOSE_CANCELLED, started))
     token = token_for("owner-1")
     job_id = _submit(client, token, "owner-1", photo, count=3)  # SUBMITTED: the starter has not run
     answer = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")
@@ -456,7 +471,7 @@ def test_a_large_job_cancelled_before_its_execution_existed_ends_cancelled_and_i
     # the stream record of the insert arrives after the cancel: nothing starts
     starter = WorkflowStarter(boto3.client("s3"), store, machine, BUCKET, MACHINE_ARN)
     assert starter.start(store.get_job(job_id)) is None
-    client.lambda_.invoke("reconcile", cancel_closing_event(*started[0], region="us-east-1"))
+    client.lambda_.invoke("background_work", _task(BackgroundWork.CLOSE_CANCELLED, *started[0]))
     assert machine.list_executions(stateMachineArn=MACHINE_ARN)["executions"] == []
     view = client.http.get(f"/jobs/{job_id}", headers=_h(token)).json_body
     assert view["status"] == "CANCELLED" and set(view["reports"]) == {"json", "csv"}
@@ -486,11 +501,9 @@ def _sweep(client: Client) -> dict[str, Any]:
 
 
 def _run_deleter(job_id: str, owner: str, bucket: str) -> dict[str, Any]:
-    """The deleter Lambda, started with the event the API sends it."""
-    from chalicelib.workflow.deletion import deletion_event
-
-    answer: dict[str, Any] = backdrop_app.app.handler_map["delete_job_data"](
-        deletion_event(job_id, owner, bucket), _Context()
+    """The background worker, started with the deletion's event the API sends it."""
+    answer: dict[str, Any] = backdrop_app.app.handler_map["background_work"](
+        _task(BackgroundWork.DELETE, job_id, owner, bucket), _Context()
     )
     return answer
 
@@ -503,7 +516,7 @@ def test_the_sweep_closes_a_cancel_whose_hand_off_failed_before_any_execution_ex
     def refused(*job: str) -> None:
         raise ClientError({"Error": {"Code": "ServiceException", "Message": "Lambda is unavailable"}}, "Invoke")
 
-    monkeypatch.setattr(backdrop_app, "start_cancel_closing", refused)
+    monkeypatch.setattr(backdrop_app, "start_background", refused)
     token = token_for("owner-1")
     job_id = _submit(client, token, "owner-1", photo, count=3)  # no execution: no execution's end will come
     answer = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")
@@ -511,10 +524,13 @@ def test_the_sweep_closes_a_cancel_whose_hand_off_failed_before_any_execution_ex
     starter = WorkflowStarter(boto3.client("s3"), store, machine, BUCKET, MACHINE_ARN)
     assert starter.start(store.get_job(job_id)) is None
 
+    # the sweep starts the closing again on the background worker (here run at once, as its start would)
+    restarted: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(backdrop_app, "start_background", _starts(BackgroundWork.CLOSE_CANCELLED, restarted, run=True))
     swept = _sweep(client)
-    assert [(b["kind"], b["jobId"], b["reportWritten"]) for b in swept["background"]] == [
-        ("CLOSE_CANCELLED", job_id, True)
-    ]
+    assert swept["background"] == [{"kind": "CLOSE_CANCELLED", "jobId": job_id, "started": True}]
+    assert restarted == [(job_id, "owner-1", BUCKET)]
+    assert store.get_job(job_id)["reportKeys"]
     assert [i["status"] for i in _images(store, job_id)] == ["CANCELLED"] * 3
     done = client.http.post(f"/jobs/{job_id}/cancel", headers=_h(token), body=b"")
     assert (done.status_code, done.json_body["closing"], done.json_body["counts"]["CANCELLED"]) == (200, False, 3)
@@ -533,15 +549,13 @@ def large_delete(resources: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(job_control, "SYNC_DELETE_LIMIT", 1)
     started: list[tuple[str, str, str]] = []
-    monkeypatch.setattr(backdrop_app, "start_deletion", lambda *job: started.append(job))
+    monkeypatch.setattr(backdrop_app, "start_background", _starts(BackgroundWork.DELETE, started))
     return started
 
 
 def test_a_large_jobs_delete_answers_202_at_once_and_the_deleter_removes_it_in_runs(
     client, token_for, photo, store, large_delete
 ) -> None:
-    from chalicelib.workflow.deletion import deletion_event
-
     token = token_for("owner-1")
     job_id = _finished_job_with_files(client, token, store, photo)
     originals = [i["key"] for i in store.images(job_id)]
@@ -578,7 +592,7 @@ def test_a_large_jobs_delete_answers_202_at_once_and_the_deleter_removes_it_in_r
 
     # the deleter, as the API's asynchronous invoke starts it: a run that runs short of time
     # stops between batches and starts itself again; the next run finishes
-    first = backdrop_app.delete_job_data(deletion_event(job_id, "owner-1", BUCKET), _Context(batches=2))
+    first = backdrop_app.background_work(_task(BackgroundWork.DELETE, job_id, "owner-1", BUCKET), _Context(batches=2))
     assert first["done"] is False and large_delete[-1] == (job_id, "owner-1", BUCKET) and len(large_delete) == 2
     progress = client.http.delete(f"/jobs/{job_id}", headers=_h(token)).json_body
     assert progress["deleting"] is True and sum(progress["removed"].values()) >= 1
@@ -626,23 +640,18 @@ def test_the_sweep_restarts_a_delete_whose_start_failed_or_that_stopped(
     token = token_for("owner-1")
     failed_job = _finished_job_with_files(client, token, store, photo)
     stopped_job = _finished_job_with_files(client, token, store, photo)
-    monkeypatch.setattr(backdrop_app, "start_deletion", refused)
+    monkeypatch.setattr(backdrop_app, "start_background", refused)
     answer = client.http.delete(f"/jobs/{failed_job}", headers=_h(token))
     assert answer.status_code == 202 and answer.json_body["deletingBy"] == "RECONCILER"
     assert client.http.get(f"/jobs/{failed_job}", headers=_h(token)).json_body["deletion"]["deletingBy"] == "RECONCILER"
     # this one's start "works" but its run never comes (lost, or it died without a retry)
     lost: list[tuple[str, str, str]] = []
-    monkeypatch.setattr(backdrop_app, "start_deletion", lambda *job: lost.append(job))
+    monkeypatch.setattr(backdrop_app, "start_background", _starts(BackgroundWork.DELETE, lost))
     assert client.http.delete(f"/jobs/{stopped_job}", headers=_h(token)).status_code == 202
 
     # the sweep runs the deleter again (here at once, as its asynchronous start would)
     restarted: list[tuple[str, str, str]] = []
-
-    def run_now(*job: str) -> None:
-        restarted.append(job)
-        _run_deleter(*job)
-
-    monkeypatch.setattr(backdrop_app, "start_deletion", run_now)
+    monkeypatch.setattr(backdrop_app, "start_background", _starts(BackgroundWork.DELETE, restarted, run=True))
     swept = _sweep(client)["background"]
     assert swept == [{"kind": "DELETE", "jobId": failed_job, "started": True}]  # the other may still be running
     assert client.http.get(f"/jobs/{failed_job}", headers=_h(token)).status_code == 404
@@ -650,7 +659,7 @@ def test_the_sweep_restarts_a_delete_whose_start_failed_or_that_stopped(
     assert final["removed"] == {"images": 2, "results": 2, "reports": 2, "scratch": 4, "originals": 0}
 
     later = datetime.now(UTC) + timedelta(minutes=21)  # the lost run has not moved for longer than any run lasts
-    assert backdrop_app._reconciler().sweep_background(backdrop_app.start_deletion, now=later) == [
+    assert backdrop_app._reconciler().sweep_background(backdrop_app._background(), now=later) == [
         {"kind": "DELETE", "jobId": stopped_job, "started": True}
     ]
     assert restarted == [(failed_job, "owner-1", BUCKET), (stopped_job, "owner-1", BUCKET)]

@@ -201,12 +201,16 @@ def test_a_cancel_of_a_large_job_prints_the_counts_once_its_background_closing_i
 
     monkeypatch.setattr(job_control, "SYNC_CLOSE_LIMIT", 1)
     started: list[tuple[str, str, str]] = []
-    monkeypatch.setattr(backdrop_app, "start_cancel_closing", lambda *job: started.append(job))
+    monkeypatch.setattr(
+        backdrop_app,
+        "start_background",
+        lambda event: started.append((event["jobId"], event["owner"], event["bucket"])),
+    )
     code, submitted, _ = _run(capsys, "submit", *photos(3), "--prompt", "a studio", "--json")
     job_id = submitted["jobId"]
     write_job_images(job_id)
 
-    def background_closing(seconds: float) -> None:  # the reconciler's run, while the CLI waits
+    def background_closing(seconds: float) -> None:  # the background worker's run, while the CLI waits
         if started:
             Reporter(boto3.client("s3"), store).write(*started.pop())
 

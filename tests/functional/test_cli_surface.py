@@ -212,7 +212,7 @@ def test_delete_of_a_large_job_says_it_goes_on_in_the_background(api, photos, ca
 
     monkeypatch.setattr(job_control, "SYNC_DELETE_LIMIT", 1)
     started: list[Any] = []
-    monkeypatch.setattr(backdrop_app, "start_deletion", lambda *job: started.append(job))
+    monkeypatch.setattr(backdrop_app, "start_background", started.append)
     code, submitted, _ = _run(capsys, "submit", *photos(2), "--prompt", "a studio", "--json")
     job_id = submitted["jobId"]
     write_job_images(job_id)

@@ -31,6 +31,7 @@ OUTPUTS = {
     "TableArn": "arn:aws:dynamodb:us-east-1:123456789012:table/backdrop-dev-jobs",
     "StreamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/backdrop-dev-jobs/stream/2026-01-01T00:00:00.000",
     "StreamFailureQueueArn": "arn:aws:sqs:us-east-1:123456789012:backdrop-dev-stream-failures",
+    "BackgroundFailureQueueArn": "arn:aws:sqs:us-east-1:123456789012:backdrop-dev-background-failures",
 }
 
 
@@ -216,8 +217,8 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
         if r.endswith("/results/*") and "s3:PutObject" in s["Action"]
     }
     # results are written by finalize; archives of them (results/<owner>/<job>/archive/) by the
-    # API (small ones, within the request) and the archive builder
-    assert writers == {"finalize", "api_handler", "build_archive"}
+    # API (small ones, within the request) and the background worker (large ones)
+    assert writers == {"finalize", "api_handler", "background_work"}
     deleters = {
         (n, r)
         for n, d in docs.items()
@@ -225,12 +226,12 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
         for r in s["Resource"]
         if "s3:DeleteObject" in s["Action"]
     }
-    # a workflow step deletes only an image's scratch (finalize, once it SUCCEEDED); the deleter a
-    # large job's files (the API's DELETE, in the background): the same prefixes as the API
-    assert {(n, r) for n, r in deleters if n not in ("api_handler", "delete_job_data")} == {
+    # a workflow step deletes only an image's scratch (finalize, once it SUCCEEDED); the background
+    # worker a large job's files (the API's DELETE, in the background): the same prefixes as the API
+    assert {(n, r) for n, r in deleters if n not in ("api_handler", "background_work")} == {
         ("finalize", f"arn:aws:s3:::{OUTPUTS['BucketName']}/{contracts.SCRATCH_PREFIX}*")
     }
-    assert {r for n, r in deleters if n == "delete_job_data"} == {r for n, r in deleters if n == "api_handler"}
+    assert {r for n, r in deleters if n == "background_work"} == {r for n, r in deleters if n == "api_handler"}
     starters = {n for n, d in docs.items() for s in _statements(d) if "states:StartExecution" in s["Action"]}
     # the stream's starter, and the sweep that starts a job left SUBMITTED with the same code
     assert starters == {"start_workflow", "reconcile_sweep"}
@@ -239,7 +240,7 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
     # cancelled while it started; the webhook sender is started only where no workflow step is
     # left to run it (a cancel, a job the reconciler closed)
     deleters = {n for n, d in docs.items() for s in _statements(d) if "s3:DeleteObject" in s["Action"]}
-    assert deleters == {"api_handler", "finalize", "delete_job_data"}
+    assert deleters == {"api_handler", "finalize", "background_work"}
     stoppers = {n: s for n, d in docs.items() for s in _statements(d) if "states:StopExecution" in s["Action"]}
     assert {"api_handler", "reconcile_sweep", "start_workflow"} <= set(stoppers)
     for stopper in stoppers.values():
@@ -260,31 +261,35 @@ def test_lambda_policies_grant_no_wildcards_beyond_what_is_documented() -> None:
         "api_handler",
         "reconcile",
         "reconcile_sweep",
-        "delete_job_data",
+        "background_work",
         "finalize",
         "start_workflow",
     }
     sender = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-send_webhook"]
-    builder = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-build_archive"]
-    closer = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-reconcile"]
-    deleter = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-delete_job_data"]
-    # each may start only the webhook sender; the API also the archive builder, the reconciler (a
-    # large cancelled job's closing) and the deleter (a large job's delete), which the deleter
-    # itself (to go on) and the sweep (a stranded delete) may start too
-    assert all(s["Resource"] in (sender, builder, closer, deleter) for s in invokers.values())
+    worker = ["arn:aws:lambda:us-east-1:123456789012:function:backdrop-dev-background_work"]
+    # each may start only the webhook sender and the one background worker (a large job's closing,
+    # deletion, report rewrite or archive), which the worker itself (a deletion going on) and the
+    # sweep (stranded work) may start too; the reconciler no longer starts background work
+    assert all(s["Resource"] in (sender, worker) for s in invokers.values())
     api_invokes = [s["Resource"] for s in _statements(docs["api_handler"]) if "lambda:InvokeFunction" in s["Action"]]
-    assert sorted(api_invokes) == sorted([sender, builder, closer, deleter])
+    assert sorted(api_invokes) == sorted([sender, worker])
 
     def invokes(name: str) -> list[list[str]]:
         return [s["Resource"] for s in _statements(docs[name]) if "lambda:InvokeFunction" in s["Action"]]
 
-    assert invokes("delete_job_data") == [deleter]
-    # a regeneration added to a large finished job: its report rewrite, by the reconciler's function
-    assert invokes("finalize") == [closer]
-    # the sweep: a stranded delete, and (the starter's code) a cancelled job's closing
-    assert sorted(invokes("reconcile_sweep")) == sorted([sender, deleter, closer])
+    # Lambda sends a background task that failed every attempt with the worker's own role: it alone
+    # may send to that queue, and to no other
+    senders = {n: s["Resource"] for n, d in docs.items() for s in _statements(d) if s["Sid"] == "BackgroundFailures"}
+    assert senders == {"background_work": ["arn:aws:sqs:us-east-1:123456789012:backdrop-dev-background-failures"]}
+    # the worker: a deletion's next run; a closed job's webhook
+    assert sorted(invokes("background_work")) == sorted([sender, worker])
+    assert invokes("reconcile") == [sender]
+    # a regeneration added to a large finished job: its report rewrite, on the background worker
+    assert invokes("finalize") == [worker]
+    # the sweep: stranded background work, and (the starter's code) a cancelled job's closing
+    assert sorted(invokes("reconcile_sweep")) == sorted([sender, worker])
     # a job cancelled before the starter wrote its images: the starter starts its closing
-    assert invokes("start_workflow") == [closer]
+    assert invokes("start_workflow") == [worker]
 
 
 def test_the_starter_may_read_the_accepted_image_records_and_write_the_image_items() -> None:
@@ -415,6 +420,26 @@ def _echo_lists_as_cloudformation_does(parsed: dict[str, Any], **_: Any) -> None
                 parameter["ParameterValue"] = ",".join(str(v) for v in ast.literal_eval(value))
 
 
+def _function_as_chalice_makes_it(stage: str, region: str, function: str) -> str:
+    """A plain Lambda function `chalice deploy` makes (once; a redeploy finds it), on the moto server."""
+    lambda_ = boto3.client("lambda", region_name=region)
+    name = f"backdrop-{stage}-{function}"
+    try:
+        return str(lambda_.get_function(FunctionName=name)["Configuration"]["FunctionArn"])
+    except lambda_.exceptions.ResourceNotFoundException:
+        pass
+    iam_ = boto3.client("iam", region_name=region)
+    role = iam_.create_role(RoleName=f"{name}-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("app.py", f"def {function}(event, context):\n    return None\n")
+    code = {"ZipFile": archive.getvalue()}
+    created = lambda_.create_function(
+        FunctionName=name, Runtime="python3.11", Role=role, Handler=f"app.{function}", Code=code
+    )
+    return str(created["FunctionArn"])
+
+
 def _stream_handler_as_chalice_makes_it(stage: str, region: str, stream_arn: str) -> str:
     """The starter function and the stream mapping `chalice deploy` makes: batch size and starting
     position only (once; a redeploy finds them). The moto server is AWS_ENDPOINT_URL."""
@@ -506,6 +531,7 @@ def fake_chalice(stage: str, env: dict[str, str], region: str, project_dir: Path
         f.name: f"arn:aws:lambda:{region}:123456789012:function:backdrop-{stage}-{f.name}" for f in WORKFLOW_FUNCTIONS
     }
     arns[stream_trigger.FUNCTION] = _stream_handler_as_chalice_makes_it(stage, region, env["JOBS_STREAM_ARN"])
+    arns["background_work"] = _function_as_chalice_makes_it(stage, region, "background_work")
     api_url = f"https://example.execute-api.{region}.amazonaws.com/api/"
     api_id = _rest_api(stage, region)
     record = {
@@ -605,6 +631,12 @@ def test_deploy_then_redeploy_then_teardown_on_moto(deployer: MotoDeployer, moto
     assert mapping[0]["DestinationConfig"]["OnFailure"]["Destination"] == outputs["StreamFailureQueueArn"]
     assert outputs["StreamFailureQueueArn"].endswith(":backdrop-dev-stream-failures")
     assert json.loads(mapping[0]["FilterCriteria"]["Filters"][0]["Pattern"]) == stream_trigger.JOB_INSERTS
+    # a background task that failed every attempt is not dropped: it goes to its queue, with an alarm
+    worker = lambda_.get_function(FunctionName="backdrop-dev-background_work")["Configuration"]["FunctionArn"]
+    invoke_config = lambda_.get_function_event_invoke_config(FunctionName=worker)
+    assert invoke_config["MaximumRetryAttempts"] == 2
+    assert invoke_config["DestinationConfig"]["OnFailure"]["Destination"] == outputs["BackgroundFailureQueueArn"]
+    assert outputs["BackgroundFailureQueueArn"].endswith(":backdrop-dev-background-failures")
     assert config["environment_variables"]["WEBHOOK_FUNCTION_NAME"] == "backdrop-dev-send_webhook"
     # API Gateway's own errors answer {code, message, details}: an unknown route is a 404 NOT_FOUND
     apigateway = _client("apigateway", moto_server)

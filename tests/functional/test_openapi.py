@@ -313,7 +313,7 @@ def test_live_answers_of_every_route_match_the_document(client, token_for, photo
     from chalicelib.jobs import control as job_control
 
     monkeypatch.setattr(job_control, "SYNC_DELETE_LIMIT", 0)
-    monkeypatch.setattr(backdrop_app, "start_deletion", lambda *job: None)
+    monkeypatch.setattr(backdrop_app, "start_background", lambda event: None)
     assert live("DELETE", "/jobs/{job_id}", 202, path=f"/jobs/{again}")["deleting"] is True
     assert live("GET", "/jobs/{job_id}", 200, path=f"/jobs/{again}")["status"] == "DELETING"
     assert live("DELETE", "/jobs/{job_id}", 202, path=f"/jobs/{again}")["deletingBy"] == "BACKGROUND"

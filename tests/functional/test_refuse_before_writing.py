@@ -167,7 +167,7 @@ def test_an_archive_request_whose_body_is_not_an_object_is_refused_and_nothing_i
 ) -> None:
     _finished_job(store)
     started: list[dict[str, Any]] = []
-    monkeypatch.setattr(backdrop_app, "start_archive_build", started.append)
+    monkeypatch.setattr(backdrop_app, "start_background", started.append)
     before = _written()
     _refused(_post(client, f"/jobs/{JOB_ID}/archive", token_for(OWNER), body), "body")
     assert _written() == before and started == []

@@ -54,7 +54,7 @@ def _scheduled_sweep(client: Client) -> dict[str, Any]:
 def _sweep_at(later: datetime) -> list[dict[str, Any]]:
     """The sweep's background pass as app.py wires it, as if run at `later`."""
     return backdrop_app._reconciler().sweep_background(
-        backdrop_app.start_deletion, now=later, start_job=lambda job: backdrop_app._starter().start(job)
+        backdrop_app._background(), now=later, start_job=lambda job: backdrop_app._starter().start(job)
     )
 
 

@@ -7,8 +7,7 @@ import json
 from backend import chalice_config, statemachine, templates
 from chalicelib.core.functions import (
     API_HANDLER,
-    ARCHIVE_BUILDER,
-    DELETER,
+    BACKGROUND_WORKER,
     FUNCTIONS,
     WORKFLOW_FUNCTIONS,
     LambdaFunction,
@@ -24,12 +23,11 @@ def test_app_registers_exactly_the_declared_functions() -> None:
     if chalice_app.routes:
         registered.add(API_HANDLER)
     assert registered == {f.name for f in FUNCTIONS}
-    # the plain Lambda functions are the state machine's, the archive builder and the deleter (both
-    # started by the API); the local stack and the tests find each handler in app.py under its name
+    # the plain Lambda functions are the state machine's and the background worker (started by the
+    # API, the workflow and the sweep); the local stack and the tests find each handler in app.py under its name
     handlers = {f.name: f.handler_string for f in chalice_app.pure_lambda_functions}
     assert handlers == {f.name: f"app.{f.name}" for f in WORKFLOW_FUNCTIONS} | {
-        ARCHIVE_BUILDER: f"app.{ARCHIVE_BUILDER}",
-        DELETER: f"app.{DELETER}",
+        BACKGROUND_WORKER: f"app.{BACKGROUND_WORKER}",
     }
 
 
