@@ -254,7 +254,7 @@ class Deletion(View):
     updated_at: Time = absent("the last batch removed")
     removed: Removed
     deleting_by: ClosingBy = Field(
-        description="what finishes the deletion: BACKGROUND (the deleter Lambda the DELETE started) or RECONCILER "
+        description="what finishes the deletion: BACKGROUND (the background_work run the DELETE started) or RECONCILER "
         "(that start failed, or the run stopped: the reconciler's periodic sweep starts it again)"
     )
 
