@@ -46,7 +46,7 @@ CASES = {
 SAMPLES = 7
 # the floor's encoder: the delivered file's quality and subsampling (chalicelib.imaging.images.JPEG_QUALITY,
 # 4:4:4), written out here so the floor does not move when Backdrop's encoder changes
-JPEG_SETTINGS = {"quality": 95, "subsampling": 0}
+JPEG_SETTINGS = {"quality": 95, "subsampling": 0, "optimize": True}
 FINALIZE_MEMORY_MB = 1769  # chalicelib/core/functions.py: finalize's memory_mb
 JOB_ID, IMAGE_ID, OWNER, BUCKET = "20261124T000000Z-000000000000", "a" * 32, "owner", "bench"
 
