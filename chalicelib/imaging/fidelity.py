@@ -73,7 +73,10 @@ def srgb_to_lab(rgb: npt.NDArray[Any]) -> Colours:
         linear = _LINEAR_LUT[source]
     else:
         linear = _linear(source.astype(np.float64, copy=False))
-    xyz = linear @ np.array(_SRGB_TO_XYZ).T / np.array(_D65_WHITE)
+    # three multiply-adds, not `linear @ matrix`: a (N, 3) x (3, 3) product goes to OpenBLAS, whose
+    # threads cost ~10x the arithmetic in CPU (and far more in wall time) on a busy machine
+    to_xyz = np.array(_SRGB_TO_XYZ) / np.array(_D65_WHITE)[:, None]
+    xyz = linear[:, 0:1] * to_xyz[:, 0] + linear[:, 1:2] * to_xyz[:, 1] + linear[:, 2:3] * to_xyz[:, 2]
     delta = 6.0 / 29.0
     f = np.where(xyz > delta**3, np.cbrt(xyz), xyz / (3 * delta**2) + 4.0 / 29.0)
     return np.stack([116.0 * f[:, 1] - 16.0, 500.0 * (f[:, 0] - f[:, 1]), 200.0 * (f[:, 1] - f[:, 2])], axis=1)
