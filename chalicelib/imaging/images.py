@@ -639,9 +639,9 @@ def encode(
     jpeg_subsampling: int | None = None,
     icc_profile: bytes | None = None,
 ) -> bytes:
-    """Encode a result in the requested output format, tagged with `icc_profile` (the colour
-    space its pixels are in: SourceFormat.icc_profile; None leaves it untagged, i.e. sRGB).
-    `jpeg_subsampling` is Pillow's (0 = 4:4:4, 2 = 4:2:0); results are 4:4:4 (None: see JPEG_QUALITY)."""
+    """Encode a result in the requested format, tagged with `icc_profile` (its pixels' colour space:
+    SourceFormat.icc_profile; None: untagged, i.e. sRGB). `jpeg_subsampling` is Pillow's (0 = 4:4:4,
+    2 = 4:2:0); results are 4:4:4 (None: see JPEG_QUALITY), Huffman-optimized (docs/performance.md)."""
     buf = io.BytesIO()
     fmt = contracts.OutputFormat(fmt).value
     profile = {"icc_profile": icc_profile} if icc_profile else {}

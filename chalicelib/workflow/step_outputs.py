@@ -24,6 +24,7 @@ from chalicelib.models.base import (
 if TYPE_CHECKING:
     from PIL import Image
 
+    from chalicelib.imaging.fidelity import JpegDelivery
     from chalicelib.imaging.quality import Scorecard
 
 from chalicelib.workflow.step_base import StepsBase
@@ -89,10 +90,10 @@ class AttemptOutputs(StepsBase):
                 )
             text = {contracts.PROVENANCE_TEXT_KEY: produced_by} if produced_by else None
 
-            def score(delivered: Image.Image) -> Scorecard:
+            def score(delivered: Image.Image, delivery: JpegDelivery | None) -> Scorecard:
                 if alpha is None:
                     return quality.no_cutout_scorecard(spec.key)
-                return quality.score_image(original, delivered, alpha, thresholds=thresholds)
+                return quality.score_image(original, delivered, alpha, thresholds=thresholds, delivery=delivery)
 
             body, _, scorecard = _deliver(result, fmt, source, text, score)
             kept = precise and alpha is not None and settings.blend == 1.0
@@ -270,11 +271,12 @@ class AttemptOutputs(StepsBase):
         produced_by = "; ".join(producers)[: contracts.MAX_PROVENANCE_LENGTH] or None
         text = {contracts.PROVENANCE_TEXT_KEY: produced_by} if produced_by else None
 
-        def score(delivered: Image.Image) -> Scorecard:
+        def score(delivered: Image.Image, delivery: JpegDelivery | None) -> Scorecard:
             # a transparent file is scored as it looks on white (score_image flattens it)
-            return quality.score_image(original, delivered, alpha, thresholds=thresholds)
+            return quality.score_image(original, delivered, alpha, thresholds=thresholds, delivery=delivery)
 
-        encoded, written, scorecard = _deliver(result, fmt, source, text, score)
+        # a preset's compliance is checked on the file as written: then it is decoded whole
+        encoded, written, scorecard = _deliver(result, fmt, source, text, score, decoded=bool(settings.preset))
         checks = _RekognitionChecks(self, step, original, orientation, thresholds)
         if placement is not None:
             # the subject was moved on a new canvas: the kept labels are looked for, not their old boxes
@@ -305,6 +307,7 @@ class AttemptOutputs(StepsBase):
             output["consistency"] = consistency.measure(scored, alpha)
         if settings.preset:
             # checked on the file as written (a JPEG's encoding can move a "pure" white)
+            assert written is not None  # decoded for the preset
             output["compliance"] = presets.check(
                 settings.preset,
                 written,

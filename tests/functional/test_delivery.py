@@ -152,3 +152,26 @@ def test_a_camera_jpeg_is_delivered_at_full_colour_resolution_and_keeps_its_pass
     assert fidelity["outcome"] == "PASS", fidelity
     low, high = _bracket(original, delivered)
     assert low <= float(fidelity["psnrDb"]) <= high, (fidelity, low, high)
+
+
+def test_a_jpegs_card_is_the_files_without_decoding_it_whole(store) -> None:
+    """Issue 28 point 2: the product is measured through the encoder on a sample of its blocks
+    (chalicelib/imaging/fidelity.py); the figure still lies where the whole file's does."""
+    from unittest import mock
+
+    from chalicelib.imaging import images
+
+    original = _product_photo(iccprofiles.display_p3(), grain=6)
+    decode, sizes = images.decode_delivered, []
+
+    def decoded(data: bytes) -> Image.Image:
+        image = decode(data)
+        sizes.append(image.size)
+        return image
+
+    with mock.patch.object(images, "decode_delivered", side_effect=decoded):
+        output, delivered = _run(store, original)
+    assert sizes and SIZE not in sizes  # only the sampled blocks' mosaic
+    fidelity = _fidelity(output)
+    low, high = _bracket(original, delivered)
+    assert low <= float(fidelity["psnrDb"]) <= high, (fidelity, low, high)
