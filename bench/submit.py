@@ -90,6 +90,36 @@ def _wrap(obj: Any, method: str, phases: dict[str, float], name: str, calls: dic
     setattr(obj, method, timed)
 
 
+class CallCounter:
+    """The AWS calls the app makes while `counting` is set, by operation: counted on boto3's
+    default session, so every client the app creates afterwards (chalicelib.store.clients) is
+    counted. A fresh default session; `close()` drops it."""
+
+    def __init__(self) -> None:
+        import boto3
+
+        boto3.setup_default_session()
+        assert boto3.DEFAULT_SESSION is not None
+        boto3.DEFAULT_SESSION.events.register("before-call.*.*", self._count)
+        self.calls: dict[str, int] = {}
+        self.counting = False
+
+    def _count(self, event_name: str, **_: Any) -> None:
+        if self.counting:
+            operation = event_name.rsplit(".", 1)[-1]
+            self.calls[operation] = self.calls.get(operation, 0) + 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+    @staticmethod
+    def close() -> None:
+        import boto3
+
+        boto3.DEFAULT_SESSION = None
+
+
 def measure(images: int = IMAGES, *, partition_limits: bool = True, starter: bool = True) -> dict[str, Any]:
     """Submit one job of `images` images (with an Idempotency-Key) and time its phases; then (with
     `starter`) the starter's writing of its image items, as its stream record would start it."""
