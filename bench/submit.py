@@ -454,8 +454,17 @@ def client_cpu(images: int = IMAGES) -> tuple[float, dict[str, int], int]:
     return cpu, answers.calls, len(found)
 
 
+# The starter writes the image items at IMAGE_WRITE_UNITS_PER_S (800 one-unit items a second,
+# chalicelib/store/items.py); measured 840/s on moto (the first second's allowance on top). Its
+# Lambda's 300 s had 25x headroom (12 s for 10,000); the row judges the pace: at least 60 % of it,
+# so a starter that writes at half its pace (a 2x regression) crosses, and moto's own slowness
+# under load (~1.7x) does not.
+STARTER_PACE_SHARE = 0.6
+
+
 def run(row: Callable[[str, str, str, bool | None], None]) -> None:
     from chalicelib.core.functions import API_HANDLER, function
+    from chalicelib.store.items import IMAGE_WRITE_UNITS_PER_S
 
     result = measure()
     phases = result["phases"]
@@ -506,8 +515,10 @@ def run(row: Callable[[str, str, str, bool | None], None]) -> None:
             "  starter: the image items",
             f"{background['items']:,} written in {background['write_images_s']:.1f} s ({rate:,.0f}/s), "
             f"throttled {sum(result['throttled'].values())} time(s)",
-            "all written, in its 300 s",
-            background["ok"] and background["items"] == result["images"] and background["write_images_s"] < 300,
+            f"all written, >= {STARTER_PACE_SHARE * IMAGE_WRITE_UNITS_PER_S:,.0f}/s",
+            background["ok"]
+            and background["items"] == result["images"]
+            and rate >= STARTER_PACE_SHARE * IMAGE_WRITE_UNITS_PER_S,
         )
 
 
