@@ -215,6 +215,12 @@ def main(argv: list[str] | None = None) -> int:
         help=f"largest job of the scale benchmark (default {scale.DEFAULT_MAX:,}; 10,000 takes 40-60 min here)",
     )
     parser.add_argument(
+        "--pages-max",
+        type=int,
+        default=pages.SIZES[-1],
+        help=f"largest job of the pages benchmark (default {pages.SIZES[-1]:,}; ~11 min here, 1000: ~4 min)",
+    )
+    parser.add_argument(
         "--only", action="append", choices=BENCHES, help="run only these benchmarks (repeatable): " + ", ".join(BENCHES)
     )
     parser.add_argument("--skip", action="append", choices=BENCHES, default=[], help="leave these out (repeatable)")
@@ -248,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         "webapp": lambda: webapp.run(row),
         "webapp-browser": lambda: webapp_browser.run(row),
         "local-memory": lambda: local_memory.run(row),
-        "pages": lambda: pages.run(row),
+        "pages": lambda: pages.run(row, args.pages_max),
         "scale": lambda: in_own_process("scale", "--max", str(args.scale_max)),
         "provenance": lambda: provenance.run(row),
     }
