@@ -221,6 +221,13 @@ def main(argv: list[str] | None = None) -> int:
         help=f"largest job of the pages benchmark (default {pages.SIZES[-1]:,}; ~11 min here, 1000: ~4 min)",
     )
     parser.add_argument(
+        "--images",
+        type=int,
+        default=submit.IMAGES,
+        help=f"images of the submit, delete and pick jobs (default {submit.IMAGES:,}; building one on moto takes "
+        "minutes under load; the rows they judge do not depend on the size)",
+    )
+    parser.add_argument(
         "--only", action="append", choices=BENCHES, help="run only these benchmarks (repeatable): " + ", ".join(BENCHES)
     )
     parser.add_argument("--skip", action="append", choices=BENCHES, default=[], help="leave these out (repeatable)")
@@ -242,9 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         "lambda-work": lambda_work,
         "cold-start": cold_start,
         "package": package_size,
-        "submit": lambda: (submit.run(row), submit.run_refusal(row)),
-        "delete": lambda: delete.run(row),
-        "pick": lambda: pick.run(row),
+        "submit": lambda: (submit.run(row, args.images), submit.run_refusal(row)),
+        "delete": lambda: delete.run(row, args.images),
+        "pick": lambda: pick.run(row, args.images),
         "throughput": lambda: throughput.run(row),
         "cost": lambda: cost.run(row),
         "quality": lambda: quality.run(row),
