@@ -26,7 +26,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPEATS = 5
-TARGET_SHARE = 0.05  # of Finalize
+# of Finalize, in CPU time: measured 0.58 % at 1 MP and 0.71 % at 12 MP (median of 5 interleaved
+# pairs, load 17, 2026-12-08), so a 2x regression crosses 1 %; the feature's own budget was 5 %,
+# which had 7-9x headroom once both sides were CPU time (issue 28.5)
+TARGET_SHARE = 0.01
 CASES = {"1MP JPEG": "1MP JPEG", "12MP JPEG": "12MP JPEG"}
 PACKAGES = ("c2pa", "cryptography", "cffi", "_cffi_backend", "toml")
 DIRECT_UPLOAD_LIMIT_MB = 50  # zipped, Lambda (docs/aws-notes.md#n36-numpy-wheels-and-the-lambda-package)
