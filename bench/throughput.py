@@ -15,7 +15,7 @@ than the plan then cannot keep the quota busy and the row fails (before, the con
 the measured time, so a slower pipeline was given more images in flight and still passed). At
 Q=120 calls/min (1 image/s) and 0.5 + 1.0 s planned, the Map runs 2 images at once; the quota
 stays busy while one image takes at most 2 / (0.9 images/s) = 2.2 s end to end, and a
-regression that doubles the pipeline's time per image (measured ~1.0-1.2 s here, shown by the
+regression that doubles the pipeline's time per image (1.2 s at load 7-10, 1.9 s at load 19, shown by the
 warm-up row) crosses it.
 """
 
