@@ -22,7 +22,7 @@ CUTOUT ?= auto
 DEPLOY_VENV := .venv-deploy
 DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
 
-.PHONY: test test-fast lint install clean run demo bench deploy-env iam-mutations
+.PHONY: test test-fast lint install clean run demo bench bench-stability deploy-env iam-mutations
 
 $(STAMP): pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +78,16 @@ demo: $(STAMP)
 # BENCH_ARGS="--scale-max 10000" runs the 10,000-image job too (40-60 min); "--only cost" one benchmark.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The table STABILITY_RUNS times, each in a fresh process, the load noted per run; per row the
+# verdicts and whether they agree (bench/stability.py). The whole table takes about an hour a run
+# on this shared 2-core machine (docs/performance.md), so by default a stability run takes the
+# benchmarks whose judged rows move with CPU time or wall time under load (~14 min a run here):
+# STABILITY_ARGS="" runs everything.
+STABILITY_RUNS ?= 3
+STABILITY_ARGS ?= --only cold-start --only submit --only throughput --only webapp --only scale --images 2000
+bench-stability: $(STAMP)
+	$(BIN)/python -m bench --runs $(STABILITY_RUNS) $(STABILITY_ARGS) $(BENCH_ARGS)
 
 # Each declared IAM permission removed in turn: the tests that needed it must fail (the suites
 # once to record who needs what, then a few tests per unit; about an hour on 2 cores).

@@ -19,6 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS: list[tuple[str, str, str, str]] = []
+ROW_BENCH: list[str] = []  # the benchmark each row of ROWS came from (for --json and --runs)
+_CURRENT = [""]
+ROWS_MARK = "BENCH-ROWS "  # a child benchmark's last line: its rows, as JSON
 BENCHES = (
     "lambda-work",
     "cold-start",
@@ -43,7 +46,32 @@ BENCHES = (
 
 def row(name: str, value: str, target: str, ok: bool | None) -> None:
     ROWS.append((name, value, target, "PASS" if ok else ("MISS" if ok is not None else "-")))
+    ROW_BENCH.append(_CURRENT[0])
     print(f"  {name}: {value}  (target {target})", flush=True)
+
+
+def in_own_process(module: str, *args: str) -> None:
+    """Run `python -m bench.<module> *args --rows-json` and take its rows: a benchmark that
+    measures the process's memory must not see the heap the benchmarks before it left (the scale
+    run's RSS growth read -16 KB/image after lambda-work's 2 GB, issue 28). Its progress lines
+    pass through as they come."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", f"bench.{module}", *args, "--rows-json"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    rows: list[list[object]] = []
+    for line in child.stdout:
+        if line.startswith(ROWS_MARK):
+            rows = json.loads(line[len(ROWS_MARK) :])
+        else:
+            print(line, end="", flush=True)
+    if child.wait() != 0 and not rows:
+        raise RuntimeError(f"bench.{module} ended with {child.returncode}")
+    for name, value, target, ok in rows:
+        row(str(name), str(value), str(target), None if ok is None else bool(ok))
 
 
 def lambda_work() -> None:
@@ -187,18 +215,43 @@ def main(argv: list[str] | None = None) -> int:
         help=f"largest job of the scale benchmark (default {scale.DEFAULT_MAX:,}; 10,000 takes 40-60 min here)",
     )
     parser.add_argument(
+        "--pages-max",
+        type=int,
+        default=pages.SIZES[-1],
+        help=f"largest job of the pages benchmark (default {pages.SIZES[-1]:,}; ~11 min here, 1000: ~4 min)",
+    )
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=submit.IMAGES,
+        help=f"images of the submit, delete and pick jobs (default {submit.IMAGES:,}; building one on moto takes "
+        "minutes under load; the rows they judge do not depend on the size)",
+    )
+    parser.add_argument(
         "--only", action="append", choices=BENCHES, help="run only these benchmarks (repeatable): " + ", ".join(BENCHES)
     )
     parser.add_argument("--skip", action="append", choices=BENCHES, default=[], help="leave these out (repeatable)")
+    parser.add_argument("--json", type=Path, help="also write the rows and each benchmark's seconds to this file")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="run the table this many times, each in a fresh process, and print per row whether the verdicts "
+        "agree (bench/stability.py); the other options apply to every run",
+    )
     args = parser.parse_args(argv)
+    if args.runs > 1:
+        from bench import stability
+
+        return stability.main(args.runs, _without_runs(argv if argv is not None else sys.argv[1:]))
     quiet_logs()
     benches = {
         "lambda-work": lambda_work,
         "cold-start": cold_start,
         "package": package_size,
-        "submit": lambda: (submit.run(row), submit.run_refusal(row)),
-        "delete": lambda: delete.run(row),
-        "pick": lambda: pick.run(row),
+        "submit": lambda: (submit.run(row, args.images), submit.run_refusal(row)),
+        "delete": lambda: delete.run(row, args.images),
+        "pick": lambda: pick.run(row, args.images),
         "throughput": lambda: throughput.run(row),
         "cost": lambda: cost.run(row),
         "quality": lambda: quality.run(row),
@@ -208,25 +261,54 @@ def main(argv: list[str] | None = None) -> int:
         "webapp": lambda: webapp.run(row),
         "webapp-browser": lambda: webapp_browser.run(row),
         "local-memory": lambda: local_memory.run(row),
-        "pages": lambda: pages.run(row),
-        "scale": lambda: scale.run(row, args.scale_max, progress=lambda line: print(f"  ... {line}", flush=True)),
+        "pages": lambda: pages.run(row, args.pages_max),
+        "scale": lambda: in_own_process("scale", "--max", str(args.scale_max)),
         "provenance": lambda: provenance.run(row),
     }
     print(
         f"Backdrop benchmarks (scale up to {args.scale_max:,} images; --scale-max 10000 for the full run)", flush=True
     )
     failed = []
+    seconds: dict[str, float] = {}
+    load = [os.getloadavg()[0]]
     for name in [n for n in args.only or BENCHES if n not in args.skip]:
-        print(f"- {name}", flush=True)
+        print(f"- {name} (load average {os.getloadavg()[0]:.1f})", flush=True)
+        _CURRENT[0] = name
+        started = time.monotonic()
         try:
             benches[name]()
         except Exception as exc:  # one benchmark that breaks is a MISS, and the others still run
             traceback.print_exc()
             row(f"{name} (did not finish)", f"{type(exc).__name__}: {str(exc)[:60]}", "finishes", False)
             failed.append(name)
+        seconds[name] = time.monotonic() - started
+        load.append(os.getloadavg()[0])
     width = max(len(r[0]) for r in ROWS)
     print("\n" + "\n".join(f"{n:<{width}}  {v:<70} {t:<22} {s}" for n, v, t, s in ROWS))
+    print(
+        f"\n{sum(seconds.values()):.0f} s in all (slowest: "
+        + ", ".join(f"{n} {s:.0f} s" for n, s in sorted(seconds.items(), key=lambda kv: -kv[1])[:5])
+        + f"); load average (1 min) {min(load):.1f}-{max(load):.1f}",
+        flush=True,
+    )
+    if args.json:
+        rows = [[bench, *r] for bench, r in zip(ROW_BENCH, ROWS, strict=True)]
+        args.json.write_text(json.dumps({"rows": rows, "seconds": seconds, "load": load}, indent=1))
     return 1 if failed else 0
+
+
+def _without_runs(argv: list[str]) -> list[str]:
+    """The arguments a stability run passes on to each run: all but --runs and its value."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--runs":
+            skip = True
+        elif not arg.startswith("--runs="):
+            out.append(arg)
+    return out
 
 
 if __name__ == "__main__":

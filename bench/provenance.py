@@ -26,7 +26,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPEATS = 5
-TARGET_SHARE = 0.05  # of Finalize
+# of Finalize, in CPU time: measured 0.58 % at 1 MP and 0.71 % at 12 MP (median of 5 interleaved
+# pairs, load 17, 2026-12-08), so a 2x regression crosses 1 %; the feature's own budget was 5 %,
+# which had 7-9x headroom once both sides were CPU time (issue 28.5)
+TARGET_SHARE = 0.01
 CASES = {"1MP JPEG": "1MP JPEG", "12MP JPEG": "12MP JPEG"}
 PACKAGES = ("c2pa", "cryptography", "cffi", "_cffi_backend", "toml")
 DIRECT_UPLOAD_LIMIT_MB = 50  # zipped, Lambda (docs/aws-notes.md#n36-numpy-wheels-and-the-lambda-package)
@@ -41,8 +44,7 @@ def child(case: str) -> None:
 
     width, height, in_fmt, out_fmt = lambda_work.CASES[case]
     original = lambda_work.photo_like(width, height, in_fmt)
-    timings, _ = lambda_work.backdrop(original, out_fmt)
-    finalize_s = timings["finalize"]
+    lambda_work.backdrop(original, out_fmt)  # warm: the first run's imports and caches are a cold start's
     # a result of the same size and format, without provenance (the original's pixels re-encoded)
     plain = imaging.encode(imaging.load_original(original), out_fmt)
     record = provenance.record_for(
@@ -64,7 +66,9 @@ def child(case: str) -> None:
     )
 
     def once() -> float:
-        started = time.perf_counter()
+        # CPU time, as Finalize's own figure is (bench/lambda_work.py): wall time on this shared
+        # machine is mostly waiting for a core, and a ratio of wall to CPU flips with the load
+        started = time.process_time()
         provenance_sign.deliver(
             plain,
             out_fmt,
@@ -74,16 +78,23 @@ def child(case: str) -> None:
             keep_location=False,
             identity=provenance_sign.test_identity,
         )
-        return time.perf_counter() - started
+        return time.process_time() - started
 
     delivered = provenance_sign.deliver(
         plain, out_fmt, record, original, credentials=True, keep_location=False, identity=provenance_sign.test_identity
     )  # also the library's and the test certificate's first use: a cold start's, not an image's
-    added = [once() for _ in range(REPEATS)]
+    # interleaved: Finalize and provenance alone in turn, so a change of load weighs on both; the
+    # share is the median of the per-pair shares
+    added, finalize, shares = [], [], []
+    for _ in range(REPEATS):
+        finalize.append(lambda_work.backdrop(original, out_fmt)[0]["finalize"])
+        added.append(once())
+        shares.append(added[-1] / max(finalize[-1] - added[-1], 1e-9))
     print(
         json.dumps(
             {
-                "finalize_s": finalize_s,
+                "finalize_s": statistics.median(finalize),
+                "share": statistics.median(shares),
                 "added_median_s": statistics.median(added),
                 "added_min_s": min(added),
                 "bytes_added": len(delivered) - len(plain),
@@ -128,7 +139,7 @@ def run(row: Callable[[str, str, str, bool | None], None]) -> None:
             [sys.executable, "-m", "bench.provenance", case], cwd=root, capture_output=True, text=True, check=True
         )
         r = json.loads(out.stdout.strip().splitlines()[-1])
-        share = r["added_median_s"] / max(r["finalize_s"] - r["added_median_s"], 1e-9)
+        share = r["share"]
         row(
             f"provenance added per image {case}",
             f"{r['added_median_s'] * 1000:.0f} ms (min {r['added_min_s'] * 1000:.0f}) = {share:.1%} of Finalize "

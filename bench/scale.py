@@ -7,8 +7,11 @@ per-image work: the API, the stream, the state machine, the Lambdas, S3 and Dyna
 this one process. RSS is sampled every half second while a job runs.
 
 Targets:
-- time per image at the largest job <= 1.2x that at 100 images: nothing per image grows with the
-  job's size.
+- CPU time per image at the largest job <= 1.2x that at 100 images: nothing per image grows with
+  the job's size. CPU seconds of this process (the whole local stack runs in it), not wall time:
+  the wall ratio swung 0.76-1.15x on the machine's load alone (issue 28). The 100-image job runs
+  before and after the largest one and the base is their mean, so a load that changes during the
+  run weighs on both sides; the wall-time ratio is printed as a figure.
 - memory flat: by design each image leaves its original, its result object and its table item
   behind, and moto keeps those in this process (~20 KB an image as Python objects: the item's
   attributes are one DynamoType each). That stored data is measured (a deep size of moto's tables
@@ -186,6 +189,13 @@ def run_job(
     return JobRun(count, submitted, seconds, cpu, summary["status"], counts, samples, stored_kb)
 
 
+def per_image_ratios(top: JobRun, bases: list[JobRun]) -> tuple[float, float]:
+    """(CPU, wall) time per image of the largest job over the mean of the base runs'."""
+    cpu = sum(b.cpu_s / b.images for b in bases) / len(bases)
+    wall = sum(b.per_image_s for b in bases) / len(bases)
+    return top.cpu_s / top.images / cpu, top.per_image_s / wall
+
+
 def run(row: Row, largest: int = DEFAULT_MAX, progress: Callable[[str], None] | None = None) -> list[JobRun]:
     from backend.local.cutout import ForegroundEstimate
     from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack
@@ -202,15 +212,18 @@ def run(row: Row, largest: int = DEFAULT_MAX, progress: Callable[[str], None] | 
         client = BackdropClient(stack.api_url, login.id_token, timeout_s=120)
         owner = json.loads(base64.urlsafe_b64decode(login.id_token().split(".")[1] + "=="))["sub"]
         run_job(stack, client, owner, 10, image)  # warm: imports, first clients, first execution
-        for count in sizes:
+        # interleaved: the smallest job again after the largest (its CPU per image is the base)
+        for count in [*sizes, sizes[0]] if len(sizes) > 1 else sizes:
             result = run_job(stack, client, owner, count, image, progress if count >= 1_000 else None)
             runs.append(result)
             if progress:
                 progress(
-                    f"{count} images: {result.per_image_s * 1000:.0f} ms/image, RSS {result.samples[-1][1]:.0f} MB"
+                    f"{count} images: {result.per_image_s * 1000:.0f} ms/image "
+                    f"({result.cpu_s / result.images * 1000:.0f} ms CPU), RSS {result.samples[-1][1]:.0f} MB"
                 )
-    base, top = runs[0], runs[-1]
-    for result in runs:
+    bases = [r for r in runs if r.images == sizes[0]]
+    top = max(runs, key=lambda r: r.images)
+    for result in runs[: len(sizes)]:
         lost = result.images - result.counts.get("SUCCEEDED", 0)
         row(
             f"job of {result.images:,} images",
@@ -219,15 +232,17 @@ def run(row: Row, largest: int = DEFAULT_MAX, progress: Callable[[str], None] | 
             "every image SUCCEEDED",
             lost == 0,
         )
-    ratio = top.per_image_s / base.per_image_s
+    cpu_ratio, wall_ratio = per_image_ratios(top, bases)
     note = (
         "" if top.images >= SIZES[-1] else f"; largest run {top.images:,} (--scale-max {SIZES[-1]} for {SIZES[-1]:,})"
     )
     row(
-        f"time/image {top.images:,} vs {base.images:,}",
-        f"{ratio:.2f}x{note}",
+        f"CPU time/image {top.images:,} vs {bases[0].images:,}",
+        f"{cpu_ratio:.2f}x ({top.cpu_s / top.images * 1000:.0f} ms vs "
+        + " and ".join(f"{b.cpu_s / b.images * 1000:.0f}" for b in bases)
+        + f" ms before and after); wall {wall_ratio:.2f}x{note}",
         f"<= {TIME_RATIO_TARGET}x",
-        ratio <= TIME_RATIO_TARGET,
+        cpu_ratio <= TIME_RATIO_TARGET,
     )
     growth = top.growth_kb_per_image()
     stored = top.stored_kb / top.images
@@ -252,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--max", type=int, default=DEFAULT_MAX, help=f"largest job (default {DEFAULT_MAX:,})")
+    parser.add_argument("--rows-json", action="store_true", help="end with the rows as JSON (for python -m bench)")
     args = parser.parse_args(argv)
     quiet_logs()
     rows: list[tuple[str, str, str, bool | None]] = []
@@ -259,9 +275,14 @@ def main(argv: list[str] | None = None) -> int:
     def row(name: str, value: str, target: str, ok: bool | None) -> None:
         rows.append((name, value, target, ok))
         verdict = "-" if ok is None else "PASS" if ok else "MISS"
-        print(f"  {name}: {value}  (target {target}) {verdict}", flush=True)
+        if not args.rows_json:  # python -m bench prints them itself
+            print(f"  {name}: {value}  (target {target}) {verdict}", flush=True)
 
     run(row, args.max, progress=lambda line: print(f"  ... {line}", flush=True))
+    if args.rows_json:
+        from bench.__main__ import ROWS_MARK
+
+        print(ROWS_MARK + json.dumps(rows), flush=True)
     return 0 if all(ok is not False for *_, ok in rows) else 1
 
 

@@ -36,6 +36,11 @@ IMAGES = 10_000
 # API Gateway's integration timeout is 29 s; the CPU part should use a small share of it at the
 # API Lambda's memory (chalicelib/core/functions.py) so the AWS calls have the rest.
 API_GATEWAY_TIMEOUT_S = 29.0
+# The submit path's CPU at the API Lambda's memory: at most a sixth of the 29 s, so the AWS calls
+# (listing, label reads, writes: waits on S3 and DynamoDB) and a cold start have the rest. Measured
+# 2.7-3.0 s with realistic answers (2026-12-08), so a 2x regression (5.4-6 s) crosses it.
+CPU_TARGET_S = API_GATEWAY_TIMEOUT_S / 6
+CPU_PER_IMAGE_TARGET_S = CPU_TARGET_S / 10_000  # the same budget per image for a smaller job (--images)
 ONE_VCPU_MB = 1769
 
 
@@ -86,6 +91,44 @@ def _wrap(obj: Any, method: str, phases: dict[str, float], name: str, calls: dic
     setattr(obj, method, timed)
 
 
+class CallCounter:
+    """The AWS calls the app makes while `counting` is set, by operation: counted on the session
+    the app's clients are made from (chalicelib.store.clients.session(), made afresh here) and on
+    boto3's default session, so every client the app creates afterwards is counted. `close()`
+    drops both."""
+
+    def __init__(self) -> None:
+        import boto3
+
+        from chalicelib.store import clients
+
+        clients.reset()
+        boto3.setup_default_session()
+        assert boto3.DEFAULT_SESSION is not None
+        for session in (clients.session(), boto3.DEFAULT_SESSION):
+            session.events.register("before-call.*.*", self._count)
+        self.calls: dict[str, int] = {}
+        self.counting = False
+
+    def _count(self, event_name: str, **_: Any) -> None:
+        if self.counting:
+            operation = event_name.rsplit(".", 1)[-1]
+            self.calls[operation] = self.calls.get(operation, 0) + 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+    @staticmethod
+    def close() -> None:
+        import boto3
+
+        from chalicelib.store import clients
+
+        boto3.DEFAULT_SESSION = None
+        clients.reset()
+
+
 def measure(images: int = IMAGES, *, partition_limits: bool = True, starter: bool = True) -> dict[str, Any]:
     """Submit one job of `images` images (with an Idempotency-Key) and time its phases; then (with
     `starter`) the starter's writing of its image items, as its stream record would start it."""
@@ -109,7 +152,7 @@ def measure(images: int = IMAGES, *, partition_limits: bool = True, starter: boo
         create_resources(bucket=os.environ["BUCKET_NAME"], table=os.environ["JOBS_TABLE_NAME"])
         s3 = boto3.client("s3")
         table = boto3.resource("dynamodb").Table(os.environ["JOBS_TABLE_NAME"])
-        labels = [{"name": "Person", "confidence": 98.0, "instances": [], "parents": []}]
+        labels = REALISTIC_LABELS
         refs = []
         with table.batch_writer() as batch:
             for index in range(images):
@@ -251,6 +294,37 @@ def _cpu_phases(body: str, repeats: int = 3) -> dict[str, float]:
     return best
 
 
+# What DetectLabels leaves cached for a product photo (chalicelib/jobs/labels.py's simplify of an
+# answer at MaxLabels 25, MinConfidence 60): a dozen labels, three with boxes, most with parents.
+# The submit path decodes every one of them (10,000 cached items of ~1.5 KB), so the bench's
+# answers must carry them: an empty answer leaves boto3 nothing to parse.
+REALISTIC_LABELS: list[dict[str, Any]] = [
+    {
+        "name": name,
+        "confidence": confidence,
+        "instances": [
+            {"box": {"left": 0.12 + 0.2 * i, "top": 0.18, "width": 0.31, "height": 0.58}, "confidence": 96.4}
+            for i in range(boxes)
+        ],
+        "parents": parents,
+    }
+    for name, confidence, boxes, parents in (
+        ("Person", 98.3, 2, []),
+        ("Bottle", 96.1, 1, ["Shaker"]),
+        ("Shaker", 96.1, 0, []),
+        ("Cosmetics", 91.7, 0, []),
+        ("Perfume", 88.2, 1, ["Cosmetics", "Bottle"]),
+        ("Table", 81.0, 0, ["Furniture"]),
+        ("Furniture", 81.0, 0, []),
+        ("Indoors", 77.5, 0, []),
+        ("Interior Design", 74.9, 0, ["Indoors"]),
+        ("Lighting", 70.3, 0, []),
+        ("Reflection", 66.8, 0, []),
+        ("Glass", 62.0, 0, []),
+    )
+]
+
+
 class _Body:
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -259,22 +333,89 @@ class _Body:
         yield self.data
 
 
-def _answer(request: Any, **_: Any) -> Any:
-    """Every request answered at once, empty, after boto3 built and signed it: what is left is the
-    client's own work (serialize, sign, parse)."""
-    from botocore.awsrequest import AWSResponse
+class RealisticAnswers:
+    """Answers every AWS call of the submit path at once, as AWS would for a job whose images are
+    all uploaded and labelled: ListObjectsV2 lists the upload batch's keys (100 a batch, with the
+    fields S3 returns), BatchGetItem returns every requested labels item with its labels (DynamoDB
+    JSON, TTL and all), writes succeed. What is left to measure is the client's own work on real
+    answers (serialize, sign, parse the XML, deserialize the items), without a network or moto."""
 
-    if "amazonaws.com" in request.url and "s3" in request.url:
-        xml = b'<?xml version="1.0"?><ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>'
-        return AWSResponse(request.url, 200, {"content-type": "application/xml"}, _Body(xml))
-    target = request.headers.get("X-Amz-Target", b"")
-    body = b'{"UnprocessedItems": {}}' if b"BatchWriteItem" in target else b'{"Responses": {}}'
-    return AWSResponse(request.url, 200, {"content-type": "application/x-amz-json-1.0"}, _Body(body))
+    def __init__(self, keys: list[str], labels: list[dict[str, Any]]) -> None:
+        from xml.sax.saxutils import escape
+
+        from chalicelib.core import contracts
+
+        by_prefix: dict[str, list[str]] = {}
+        for key in keys:
+            by_prefix.setdefault(key.rsplit("/", 1)[0] + "/", []).append(key)
+        self.listings = {
+            prefix: (
+                '<?xml version="1.0" encoding="UTF-8"?>'
+                '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+                f"<Name>backdrop-bench-bucket</Name><Prefix>{escape(prefix)}</Prefix><KeyCount>{len(batch)}</KeyCount>"
+                "<MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>"
+                + "".join(
+                    f"<Contents><Key>{escape(key)}</Key><LastModified>2026-12-08T03:00:00.000Z</LastModified>"
+                    f"<ETag>&quot;{index:032x}&quot;</ETag><Size>{4_600_000 + index}</Size>"
+                    "<StorageClass>STANDARD</StorageClass></Contents>"
+                    for index, key in enumerate(batch)
+                )
+                + "</ListBucketResult>"
+            ).encode()
+            for prefix, batch in by_prefix.items()
+        }
+        self.labels = json.dumps(labels)
+        self.sk, self.ttl = contracts.LABELS_SK, contracts.TTL_ATTRIBUTE
+        self.calls: dict[str, int] = {}
+
+    def __call__(self, request: Any, **_: Any) -> Any:
+        from urllib.parse import parse_qs, urlsplit
+
+        from botocore.awsrequest import AWSResponse
+
+        url = urlsplit(request.url)
+        if ".s3." in url.netloc or url.netloc.startswith("s3."):
+            query = parse_qs(url.query)
+            if request.method == "GET" and "list-type" in query:
+                self._count("ListObjectsV2")
+                xml = self.listings.get(query.get("prefix", [""])[0], self.listings.get("", b""))
+                return AWSResponse(request.url, 200, {"content-type": "application/xml"}, _Body(xml))
+            self._count(request.method)
+            return AWSResponse(request.url, 200, {"ETag": '"0"'}, _Body(b""))
+        target = request.headers.get("X-Amz-Target", b"").decode().rsplit(".", 1)[-1]
+        self._count(target)
+        payload = json.loads(request.body or b"{}")
+        answer: dict[str, Any] = {}
+        if target == "BatchGetItem":
+            answer = {
+                "Responses": {
+                    table: [
+                        {
+                            "pk": key["pk"],
+                            "sk": {"S": self.sk},
+                            "labels": {"S": self.labels},
+                            "detectedAt": {"S": "2026-12-08T03:00:00Z"},
+                            self.ttl: {"N": "1767225600"},
+                        }
+                        for key in wanted["Keys"]
+                    ]
+                    for table, wanted in payload["RequestItems"].items()
+                },
+                "UnprocessedKeys": {},
+            }
+        elif target == "BatchWriteItem":
+            answer = {"UnprocessedItems": {}}
+        body = json.dumps(answer).encode()
+        return AWSResponse(request.url, 200, {"content-type": "application/x-amz-json-1.0"}, _Body(body))
+
+    def _count(self, name: str) -> None:
+        self.calls[name] = self.calls.get(name, 0) + 1
 
 
-def client_cpu(images: int = IMAGES) -> float:
+def client_cpu(images: int = IMAGES) -> tuple[float, dict[str, int], int]:
     """CPU seconds boto3 itself spends on the submit path's AWS calls for `images` images (all
-    threads of the process), every call answered at once without a network."""
+    threads of the process), every call answered at once without a network but with what AWS
+    answers for a real job (RealisticAnswers); also the calls answered and the labels found."""
     _environment()
     import boto3
 
@@ -282,17 +423,19 @@ def client_cpu(images: int = IMAGES) -> float:
     from chalicelib.jobs.service import ImageInput, JobService
     from chalicelib.store.jobs import JobStore, NewImage
 
-    session = boto3.Session(region_name="us-east-1")
-    s3 = session.client("s3")
-    dynamodb = session.resource("dynamodb")
-    for client in (s3, dynamodb.meta.client):
-        client.meta.events.register("before-send.*.*", _answer)
-    store = JobStore(dynamodb.Table("backdrop-bench-jobs"))
     owner = BENCH_OWNER
     refs = [
         contracts.image_ref_of(f"{i // contracts.MAX_FILES_PER_UPLOAD_REQUEST:032x}", f"{i:032x}", "jpg")
         for i in range(images)
     ]
+    keys = [contracts.upload_key(owner, ref) for ref in refs]
+    answers = RealisticAnswers(keys, REALISTIC_LABELS)
+    session = boto3.Session(region_name="us-east-1")
+    s3 = session.client("s3")
+    dynamodb = session.resource("dynamodb")
+    for client in (s3, dynamodb.meta.client):
+        client.meta.events.register("before-send.*.*", answers)
+    store = JobStore(dynamodb.Table("backdrop-bench-jobs"))
     inputs = [ImageInput(ref, f"IMG_{i:05d}.jpg", ("Person",), None) for i, ref in enumerate(refs)]
     new = [
         NewImage(
@@ -302,8 +445,8 @@ def client_cpu(images: int = IMAGES) -> float:
     ]
     service = JobService(store, s3, "backdrop-bench-bucket", labels=None)  # type: ignore[arg-type]
     started = time.process_time()
-    service._missing_uploads(owner, inputs)  # every batch uploaded: all are listed
-    store.cached_labels_many([contracts.upload_key(owner, ref) for ref in refs])
+    missing, _ = service._missing_uploads(owner, inputs)  # every batch uploaded: all are listed
+    found = store.cached_labels_many(keys)
     records = json.dumps([image.to_record() for image in new]).encode()  # what POST /jobs writes to S3
     s3.put_object(Bucket="backdrop-bench-bucket", Key="jobs/x/images.json", Body=records)
     store.put_job(
@@ -314,24 +457,40 @@ def client_cpu(images: int = IMAGES) -> float:
         images=new,
         images_file="jobs/x/images.json",
     )
-    return time.process_time() - started
+    cpu = time.process_time() - started
+    if missing:  # the answers must say every upload is there, or the listing stops early
+        raise RuntimeError(f"{len(missing)} uploads reported missing by the realistic answers")
+    return cpu, answers.calls, len(found)
 
 
-def run(row: Callable[[str, str, str, bool | None], None]) -> None:
+# The starter writes the image items at IMAGE_WRITE_UNITS_PER_S (800 one-unit items a second,
+# chalicelib/store/items.py): 840/s on an idle machine, but moto's BatchWriteItem sets the pace
+# under load (126/s at load 11, 79 s), so a rate target flips with the load. The row judges what
+# does not: every item written, none throttled by the partition's limit (a starter that writes
+# faster than the partition allows is throttled: a count), inside its Lambda's 300 s.
+STARTER_TIMEOUT_S = 300
+
+
+def run(row: Callable[[str, str, str, bool | None], None], images: int = IMAGES) -> None:
     from chalicelib.core.functions import API_HANDLER, function
+    from chalicelib.store.items import IMAGE_WRITE_UNITS_PER_S
 
-    result = measure()
+    result = measure(images)
     phases = result["phases"]
-    result["cpu"]["boto3"] = client_cpu()
+    result["cpu"]["boto3"], answered, found = client_cpu(images)
+    cpu_target = CPU_PER_IMAGE_TARGET_S * images
     cpu = sum(result["cpu"].values())
     memory = function(API_HANDLER).memory_mb or 128
     at_memory = cpu * max(1.0, ONE_VCPU_MB / memory)
     limited = " under partition limits" if result["partition_limits"] else ""
+    # moto's wall time, a figure: 7.6 s idle, 16.9 s at load 13 and 52 s at load 11 with realistic
+    # labels items (moto's per-item work, not DynamoDB's); against API Gateway's 29 s it flipped
+    # with the load. What carries over to AWS is judged below: the CPU and the calls.
     row(
         f"POST /jobs {result['images']:,} images (moto{limited})",
-        f"{result['total_s']:.1f} s end to end, {result['body_mb']:.1f} MB body",
-        f"< {API_GATEWAY_TIMEOUT_S:.0f} s (API Gateway)",
-        result["total_s"] < API_GATEWAY_TIMEOUT_S,
+        f"{result['total_s']:.1f} s end to end on moto, {result['body_mb']:.1f} MB body (load {os.getloadavg()[0]:.0f})",
+        "-",
+        None,
     )
     row(
         "  CPU: decode, validate, hash, boto3",
@@ -339,8 +498,16 @@ def run(row: Callable[[str, str, str, bool | None], None]) -> None:
         + "("
         + ", ".join(f"{name} {seconds:.2f}" for name, seconds in result["cpu"].items())
         + ")",
-        f"<= {API_GATEWAY_TIMEOUT_S / 5:.1f} s (1/5 of 29 s)",
-        at_memory <= API_GATEWAY_TIMEOUT_S / 5,
+        f"<= {cpu_target:.1f} s ({CPU_PER_IMAGE_TARGET_S * 1e6:.0f} us/image)",
+        at_memory <= cpu_target,
+    )
+    row(
+        "  boto3 on realistic answers",
+        f"{found:,} labels items decoded; "
+        + ", ".join(f"{n} {name}" for name, n in sorted(answered.items()))
+        + " answered as AWS would",
+        f"{result['images']:,} labels items",
+        found == result["images"],
     )
     calls = result["calls"]
     for name in ("parse and validate", "list the uploads", "read cached labels", "write the job"):
@@ -361,8 +528,11 @@ def run(row: Callable[[str, str, str, bool | None], None]) -> None:
             "  starter: the image items",
             f"{background['items']:,} written in {background['write_images_s']:.1f} s ({rate:,.0f}/s), "
             f"throttled {sum(result['throttled'].values())} time(s)",
-            "all written, in its 300 s",
-            background["ok"] and background["items"] == result["images"] and background["write_images_s"] < 300,
+            f"all written, 0 throttled, in its {STARTER_TIMEOUT_S} s (paced at {IMAGE_WRITE_UNITS_PER_S:.0f}/s)",
+            background["ok"]
+            and background["items"] == result["images"]
+            and not sum(result["throttled"].values())
+            and background["write_images_s"] < STARTER_TIMEOUT_S,
         )
 
 

@@ -5,9 +5,18 @@ hide behind) and throttles every call beyond it, as Bedrock does; each answered 
 seconds. Q is set well below what the local stack can drive (about 8 calls per second here), so
 the quota is what limits the job: throttles are raised and retried by the state machine, and the
 figure says how close to the quota the workflow keeps the model busy, and whether any image is
-lost to throttling. MaxConcurrency is derived the way docs/deploy.md tells deployers: images in
-flight = (images per second at the quota) x (seconds one image takes), plus 25 % headroom; the
-seconds one image takes are measured first, by a few images run one at a time.
+lost to throttling.
+
+MaxConcurrency is FIXED from the quota by the deploy's rule (chalicelib/core/pace.py's quota_pace:
+the quota's images per second x the seconds one image is planned to take, plus 25 % headroom),
+with the bench's own plan for one image: its two model calls at the stand-in's L seconds and
+LAMBDA_BUDGET_S of everything else. It is not derived from a measured time: a pipeline slower
+than the plan then cannot keep the quota busy and the row fails (before, the concurrency grew with
+the measured time, so a slower pipeline was given more images in flight and still passed). At
+Q=120 calls/min (1 image/s) and 0.5 + 1.0 s planned, the Map runs 2 images at once; the quota
+stays busy while one image takes at most 2 / (0.9 images/s) = 2.2 s end to end, and a
+regression that doubles the pipeline's time per image (1.2 s at load 7-10, 1.9 s at load 19, shown by the
+warm-up row) crosses it.
 """
 
 from __future__ import annotations
@@ -25,17 +34,29 @@ LATENCY_S = 0.25
 CALLS_PER_IMAGE = 2  # remove-background + inpaint
 WARMUP_IMAGES = 6
 SUSTAINED_TARGET = 0.9
+# The bench's plan for the seconds one image spends outside the model (prepare, build-mask,
+# finalize, the state machine and the local stack's services, for these 160x120 PNGs): what a
+# deployer would put into the rule, here fixed so that the row tests the pipeline against it.
+LAMBDA_BUDGET_S = 1.0
 
 
-def max_concurrency(quota_per_minute: float, seconds_per_image: float, calls: int) -> int:
+def max_concurrency(
+    quota_per_minute: float, calls: int, call_s: float = LATENCY_S, lambda_s: float = LAMBDA_BUDGET_S
+) -> int:
     """Images in flight that keep `quota_per_minute` model calls busy, by the deploy's own rule
-    (chalicelib/core/pace.py): `calls` calls an image, all drawing on the stand-in's one bucket."""
+    (chalicelib/core/pace.py): `calls` calls an image of `call_s` each, all drawing on the
+    stand-in's one bucket, and `lambda_s` of everything else: a plan, never a measurement."""
     from backend.local.stack import STANDIN_QUOTA
     from chalicelib.core import pace
 
-    # the image's time is measured end to end, so it is passed whole (the calls' own share is in it)
-    spent = [(STANDIN_QUOTA, 0.0)] * calls
-    return pace.quota_pace({STANDIN_QUOTA: quota_per_minute}, spent, seconds_per_image).concurrency
+    spent = [(STANDIN_QUOTA, call_s)] * calls
+    return pace.quota_pace({STANDIN_QUOTA: quota_per_minute}, spent, lambda_s).concurrency
+
+
+def slowest_image_s(concurrency: int, quota_per_minute: float, calls: int, target: float = SUSTAINED_TARGET) -> float:
+    """The seconds one image may take end to end while `concurrency` images in flight still keep
+    `target` of the quota busy (Little's law): past it the row must fail."""
+    return concurrency / (target * quota_per_minute / 60 / calls)
 
 
 def _image() -> bytes:
@@ -81,14 +102,15 @@ def run(row: Callable[[str, str, str, bool | None], None]) -> None:
     from backend.local.cutout import ForegroundEstimate
     from backend.local.stack import LocalStack
 
-    # seconds one image takes end to end, unthrottled, one at a time (what a deployer measures)
-    # the classical cut-out: orchestration at the quota, not the local model's CPU time
+    # seconds one image takes end to end, unthrottled, one at a time: a figure beside the plan
+    # (the concurrency below does not depend on it); the classical cut-out: orchestration at the
+    # quota, not the local model's CPU time
     with LocalStack(
         api_port=0, stage="bench", latency_s=LATENCY_S, max_concurrency=1, cutout=ForegroundEstimate()
     ) as stack:
         _, warmup_s, _ = _job(stack, WARMUP_IMAGES)
     seconds_per_image = warmup_s / WARMUP_IMAGES
-    concurrency = max_concurrency(QUOTA_CALLS_PER_MINUTE, seconds_per_image, CALLS_PER_IMAGE)
+    concurrency = max_concurrency(QUOTA_CALLS_PER_MINUTE, CALLS_PER_IMAGE)
     with LocalStack(
         api_port=0,
         stage="bench",
@@ -109,16 +131,21 @@ def run(row: Callable[[str, str, str, bool | None], None]) -> None:
     sustained = (bedrock.answered - 1) / max(last - first, 1e-9) * 60
     overall = bedrock.answered / elapsed * 60
     row(
-        "MaxConcurrency derived",
-        f"{concurrency} (Q={QUOTA_CALLS_PER_MINUTE:.0f} calls/min, {seconds_per_image:.1f} s/image measured, L={LATENCY_S}s)",
+        "MaxConcurrency from the quota",
+        f"{concurrency} (quota_pace: Q={QUOTA_CALLS_PER_MINUTE:.0f} calls/min, {CALLS_PER_IMAGE} calls of "
+        f"{LATENCY_S} s + {LAMBDA_BUDGET_S} s planned); one image measured {seconds_per_image:.1f} s end to end "
+        f"one at a time, the quota stays busy up to {slowest_image_s(concurrency, QUOTA_CALLS_PER_MINUTE, CALLS_PER_IMAGE):.1f} s",
         "-",
         None,
     )
+    # a figure since the concurrency is fixed from the quota: the Map oversubscribes the quota (and
+    # is throttled) only while an image takes less than the planned time; at load 19 one image took
+    # 1.9 s and no call was throttled, at 0.97 of the quota. The judged row is the sustained rate.
     row(
-        "quota binds (bucket starts empty)",
+        "throttles (bucket starts empty)",
         f"{bedrock.throttled} throttles raised for {bedrock.answered} answered calls",
-        "> 0 throttles",
-        bedrock.throttled > 0,
+        "-",
+        None,
     )
     row(
         "throughput / quota",

@@ -27,8 +27,13 @@ JOB_ID = "20261124T120000Z-0123456789ab"
 IMAGES = 1_000
 IMAGE_BYTES = 350_000  # a 2-megapixel JPEG result or original, as a browser would fetch it
 REFRESHES = 6
-RENDER_TARGET_S = 1.5
-BYTES_TARGET = 250_000
+RENDER_TARGET_S = 1.5  # the wall time a refresh may take (every 3 s): bench/pages.py's real-API row
+# The row's targets, set so that a 2x regression crosses them (issue 28.5): the wall time had 26x
+# headroom (58-180 ms against 1.5 s) and moves with the load, so the row judges the refresh's CPU
+# time (page and stand-in, this process: 68 ms median at load 12, 2026-12-08) against 120 ms;
+# the bytes (deterministic: 58 kB of deltas) against 100 kB, which one more page of cards crosses.
+RENDER_CPU_TARGET_S = 0.12
+BYTES_TARGET = 100_000
 
 
 class JobApi:
@@ -136,13 +141,14 @@ def measure() -> dict[str, float]:
         if at.exception:
             raise RuntimeError(at.exception[0].value)
         seen = _image_urls(at)
-        times, deltas, api_bytes, downloads = [], [], [], []
+        times, cpu, deltas, api_bytes, downloads = [], [], [], [], []
         for _ in range(REFRESHES):
             sent.clear()
             before_api = api.api_bytes
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             at.run()
             times.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - cpu_started)  # the page and the stand-in, all in this process
             deltas.append(sum(sent))
             api_bytes.append(api.api_bytes - before_api)
             now = _image_urls(at)
@@ -152,6 +158,7 @@ def measure() -> dict[str, float]:
         forward_msg_queue.ForwardMsgQueue.enqueue = real_enqueue  # type: ignore[method-assign]
     return {
         "render_s": statistics.median(times),
+        "render_cpu_s": statistics.median(cpu),
         "delta_bytes": statistics.median(deltas),
         "image_downloads": statistics.median(downloads),
         "api_bytes": statistics.median(api_bytes),
@@ -163,10 +170,11 @@ def run(row: Callable[[str, str, str, bool | None], None]) -> None:
     figures = measure()
     browser_bytes = figures["delta_bytes"] + figures["image_downloads"] * IMAGE_BYTES
     row(
-        f"job page refresh, {IMAGES:,} images",
-        f"{figures['render_s'] * 1000:.0f} ms ({figures['cards']:.0f} images drawn)",
-        f"<= {RENDER_TARGET_S * 1000:.0f} ms",
-        figures["render_s"] <= RENDER_TARGET_S,
+        f"job page refresh, {IMAGES:,} images (CPU)",
+        f"{figures['render_cpu_s'] * 1000:.0f} ms CPU, {figures['render_s'] * 1000:.0f} ms wall "
+        f"({figures['cards']:.0f} images drawn, median of {REFRESHES})",
+        f"<= {RENDER_CPU_TARGET_S * 1000:.0f} ms CPU",
+        figures["render_cpu_s"] <= RENDER_CPU_TARGET_S,
     )
     row(
         "bytes to the browser per refresh",

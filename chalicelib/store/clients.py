@@ -67,7 +67,7 @@ _SESSION_ENV: Final = (
 )
 
 
-def _session() -> Any:
+def session() -> Any:
     """The clients' one session: boto3's, on a botocore session whose data loader skips what a
     cold start paid for nothing (chalicelib/store/sdk_data.py). Made again after `reset()` or a
     change of the environment it read."""
@@ -87,7 +87,7 @@ def _session_for(environment: tuple[str | None, ...]) -> Any:
 @functools.cache
 def client(service: str) -> Any:
     with _creating:
-        return _session().client(service, config=_config(service == "s3"))
+        return session().client(service, config=_config(service == "s3"))
 
 
 class Table:
@@ -140,7 +140,7 @@ def high_level_dynamodb() -> Any:
     from boto3.dynamodb.transform import TransformationInjector, copy_dynamodb_params
 
     with _creating:
-        made = _session().client("dynamodb", config=_config())
+        made = session().client("dynamodb", config=_config())
     injector = TransformationInjector()
     events = made.meta.events
     events.register("provide-client-params.dynamodb", copy_dynamodb_params, unique_id="dynamodb-create-params-copy")

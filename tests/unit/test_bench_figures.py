@@ -55,10 +55,11 @@ def test_cpu_bound_steps_are_priced_from_cpu_time_the_others_from_billed_time() 
 
 
 def test_max_concurrency_keeps_the_quota_busy_with_headroom() -> None:
-    # 120 calls/min, 2 calls per image = 1 image/s; an image takes 1.8 s -> 1.8 in flight, +25 %
-    assert max_concurrency(120, 1.8, 2) == 3
-    assert max_concurrency(600, 10.0, 2) == 63  # 5 images/s x 10 s x 1.25 = 62.5
-    assert max_concurrency(1, 0.01, 2) == 1  # never zero
+    # 120 calls/min, 2 calls per image = 1 image/s; an image planned at 2 x 0.4 + 1.0 = 1.8 s
+    # -> 1.8 in flight, +25 %
+    assert max_concurrency(120, 2, call_s=0.4, lambda_s=1.0) == 3
+    assert max_concurrency(600, 2, call_s=4.0, lambda_s=2.0) == 63  # 5 images/s x 10 s x 1.25 = 62.5
+    assert max_concurrency(1, 2, call_s=0.0, lambda_s=0.01) == 1  # never zero
 
 
 def _run(samples: list[tuple[int, float]], images: int = 10_000) -> JobRun:

@@ -18,7 +18,7 @@ def test_the_doctor_the_bench_the_local_stack_and_the_eta_agree_on_one_quota() -
     # Bedrock's quota is per model: two calls of one model per image spend two of its requests,
     # so 120 a minute is 60 images a minute, and 1 image/s × 15 s × 1.25 headroom = 19 in flight
     by_doctor = doctor.max_concurrency({"m": QUOTA}, [("m", CALL_S), ("m", CALL_S)], pace.LAMBDA_SECONDS_PER_IMAGE)
-    by_bench = throughput.max_concurrency(QUOTA, IMAGE_S, calls=2)
+    by_bench = throughput.max_concurrency(QUOTA, calls=2, call_s=CALL_S, lambda_s=pace.LAMBDA_SECONDS_PER_IMAGE)
     local = LocalStack(images_per_minute=QUOTA, latency_s=CALL_S, max_concurrency=None).map_pace()
     assert by_doctor == by_bench == local.concurrency == 19
     # the ETA, which knows only the Map's concurrency, plans the quota's pace back from it (to within
