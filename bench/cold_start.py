@@ -186,11 +186,16 @@ def _run(tree: Path, code: str, args: list[str], env: dict[str, str]) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", default="main", help="the commit to compare with (default main)")
-    parser.add_argument("--samples", type=int, default=9)
-    args = parser.parse_args(argv)
+PROBES: tuple[tuple[str, str, list[str]], ...] = (
+    ("import app", IMPORT_ONLY, []),
+    ("import app + GET /jobs/{id}?limit=0", REQUEST, ["0"]),
+    ("import app + GET /jobs/{id} (1 image)", REQUEST, [""]),
+)
+
+
+def measure(samples: int, before: str | None = None) -> tuple[dict[tuple[str, str], float], str]:
+    """Median CPU ms per (probe, side) over `samples` fresh children, sides interleaved ("before"
+    only when a commit is given), and the heavy modules `import app` loads (a list's repr)."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _StandIn)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = {
@@ -205,29 +210,34 @@ def main(argv: list[str] | None = None) -> int:
     }
     env.pop("AWS_PROFILE", None)
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # Lambda's /var/task is read-only: a child writes no .pyc
-    probes = [
-        ("import app", IMPORT_ONLY, []),
-        ("import app + GET /jobs/{id}?limit=0", REQUEST, ["0"]),
-        ("import app + GET /jobs/{id} (1 image)", REQUEST, [""]),
-    ]
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            before_tree = _as_packaged(_export(args.before, Path(tmp) / "before"), env)
-            after_tree = _as_packaged(_copy_working_tree(Path(tmp) / "after"), env)
+            trees = {"after": _as_packaged(_copy_working_tree(Path(tmp) / "after"), env)}
+            if before is not None:
+                trees = {"before": _as_packaged(_export(before, Path(tmp) / "before"), env), **trees}
             ms: dict[tuple[str, str], list[float]] = {}
-            for _ in range(args.samples):
-                for name, code, probe_args in probes:
-                    for side, tree in (("before", before_tree), ("after", after_tree)):
+            for _ in range(samples):
+                for name, code, probe_args in PROBES:
+                    for side, tree in trees.items():
                         ms.setdefault((name, side), []).append(_run(tree, code, probe_args, env))
             loaded = subprocess.run(
-                [sys.executable, "-c", LOADED], cwd=after_tree, env=env, capture_output=True, text=True, check=True
+                [sys.executable, "-c", LOADED], cwd=trees["after"], env=env, capture_output=True, text=True, check=True
             ).stdout.strip()
     finally:
         server.shutdown()
+    return {key: statistics.median(values) for key, values in ms.items()}, loaded
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", default="main", help="the commit to compare with (default main)")
+    parser.add_argument("--samples", type=int, default=9)
+    args = parser.parse_args(argv)
+    medians, loaded = measure(args.samples, args.before)
     ok = loaded == "[]"
     print(f"CPU time of a fresh interpreter, median of {args.samples} (before = {args.before}, interleaved)")
-    for name, _, _ in probes:
-        before, after = (statistics.median(ms[(name, side)]) for side in ("before", "after"))
+    for name, _, _ in PROBES:
+        before, after = medians[(name, "before")], medians[(name, "after")]
         verdict = "PASS" if after <= TARGET_MS else "MISS"
         ok = ok and after <= TARGET_MS
         print(
