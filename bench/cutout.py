@@ -13,6 +13,12 @@ fur). For every composite the raw model (its 320×320 answer upsampled) and the 
   (the wall time is shown too, with the machine's load average);
 - what the engine adds to the `make test` install: <= 150 MB.
 
+- by category (issue #27): the median IoU, its minimum and the composites under 0.5 on the
+  scorecard's calibration set (bench/scorecard_set.py, seed 0) and two constructed categories
+  (close-ups cut by the frame, a label in the background's colour), before the region corrections,
+  after them without boxes and after them with the kept labels' boxes; and the CPU time per MP
+  at 1 MP and 12 MP before and after (`--categories` runs only these rows).
+
 `python -m bench.cutout [--save DIR]` runs this section alone (and saves each composite, its
 truth and both answers side by side).
 """
