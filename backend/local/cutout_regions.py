@@ -38,6 +38,8 @@ BOX_MARGIN = 0.06
 # background around the subject by this many RGB units (0-255 scale): a hole that looks like
 # neither stays as the model answered.
 HOLE_MARGIN = 12.0
+HOLE_LIMIT = 16  # at most this many holes are weighed (the largest)...
+HOLE_MIN_PX = 16  # ...of at least this many pixels at REGION_SIDE
 # Thin parts: an answer at or above THIN_FLOOR inside a kept box whose colour is at least
 # THIN_DISTANCE RGB units from the background around it is raised to solid.
 THIN_FLOOR = 0.08
@@ -182,7 +184,11 @@ def fill_holes(rgb: Image.Image, alpha: Image.Image) -> Image.Image:
     band = max(2, round(8 * scale * max(alpha.size) / REGION_SIDE))
     background = _median_colour(small_rgb, _grow(solid, band) & (a < 0.1) & ~holes)
     fill = np.zeros(a.shape, dtype=bool)
-    for label in np.unique(labels[holes]):
+    ids, sizes = np.unique(labels[holes], return_counts=True)
+    # the largest holes only, and none of a few pixels (noise, whichever way it is decided): the
+    # per-hole work is over the reduced frame, so this bounds the cost on a noisy answer
+    order = np.argsort(-sizes)[:HOLE_LIMIT]
+    for label in ids[order][sizes[order] >= HOLE_MIN_PX]:
         hole = labels == label
         hole_colour = _median_colour(small_rgb, hole)
         around = _median_colour(small_rgb, _grow(hole, 3) & solid)
