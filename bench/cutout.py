@@ -13,6 +13,12 @@ fur). For every composite the raw model (its 320×320 answer upsampled) and the 
   (the wall time is shown too, with the machine's load average);
 - what the engine adds to the `make test` install: <= 150 MB.
 
+- by category (issue #27): the median IoU, its minimum and the composites under 0.5 on the
+  scorecard's calibration set (bench/scorecard_set.py, seed 0) and two constructed categories
+  (close-ups cut by the frame, a label in the background's colour), before the region corrections,
+  after them without boxes and after them with the kept labels' boxes; and the CPU time per MP
+  at 1 MP and 12 MP before and after (`--categories` runs only these rows).
+
 `python -m bench.cutout [--save DIR]` runs this section alone (and saves each composite, its
 truth and both answers side by side).
 """
@@ -501,6 +507,8 @@ def run(row: Row, save: Path | None = None) -> None:
         "-",
         None,
     )
+    category_rows(row)
+    cost_rows(row)
     size_mb, added = engine_install()
     row(
         "engine install added to make test",
@@ -510,15 +518,181 @@ def run(row: Row, save: Path | None = None) -> None:
     )
 
 
+# ------------------------------------------------------------------ by category (issue #27 point 7)
+
+CATEGORY_SEED = 0  # the scorecard's calibration set, as bench/scorecard.py builds it
+PER_CATEGORY = 8
+CLOSE_UP = "close-up at the frame"
+LABEL = "label in the background's colour"
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """A composite with its true alpha and the kept labels' boxes (fractions, as Rekognition's)."""
+
+    name: str
+    category: str
+    image: Image.Image
+    truth: Image.Image
+    boxes: tuple[tuple[float, float, float, float], ...]
+
+
+def _true_box(truth: Any) -> tuple[float, float, float, float]:
+    ys, xs = (truth >= 128).nonzero()
+    h, w = truth.shape
+    return (xs.min() / w, ys.min() / h, (xs.max() + 1 - xs.min()) / w, (ys.max() + 1 - ys.min()) / h)
+
+
+def close_up(index: int) -> Labelled:
+    """A product in close-up, cut by one to three edges of the frame (the calibration set's "at the
+    frame" subjects are small and touch two edges; a salient-object model drops bigger ones)."""
+    import numpy as np
+
+    from bench import scorecard_set as s
+
+    w, h = s.SIZE
+    rng = np.random.default_rng([11, index])
+    rw, rh = rng.uniform(0.5, 1.1) * w, rng.uniform(0.6, 1.2) * h
+    inside = rng.uniform(0, w - rw) if rw < w else -0.1 * w
+    x0 = rng.choice([rng.uniform(-0.2, 0) * w, inside, w - rw + rng.uniform(0, 0.2) * w])
+    y0 = rng.choice([rng.uniform(-0.2, 0) * h, h - rh + rng.uniform(0, 0.2) * h])
+    big = Image.new("L", (w * s.SS, h * s.SS), 0)
+    draw = ImageDraw.Draw(big)
+    if index % 2:
+        corners = [x0 * s.SS, y0 * s.SS, (x0 + rw) * s.SS, (y0 + rh) * s.SS]
+        draw.rounded_rectangle(corners, radius=int(min(rw, rh) * 0.5), fill=255)
+    else:
+        draw.polygon(s._blob(rng, x0 + rw / 2, y0 + rh / 2, rw / 2, rh / 2), fill=255)
+    alpha = np.asarray(big.resize((w, h), Image.Resampling.BOX), np.float64) / 255
+    fg = s._texture(rng, tuple(rng.uniform(0.1, 0.9, 3)) if index % 3 else None, 0.08)
+    bg = s._texture(rng, tuple(rng.uniform(0.55, 0.9, 3)), 0.03)
+    truth = s._u8(alpha)
+    box = _true_box(np.asarray(truth))
+    return Labelled(f"{CLOSE_UP} #{index}", CLOSE_UP, s._u8(s._composite(alpha, fg, bg)), truth, (box,))
+
+
+def label_product(index: int) -> Labelled:
+    """A dark product with a large label close to the background's colour: the model leaves the
+    label out, a hole in the product."""
+    import numpy as np
+
+    from bench import scorecard_set as s
+
+    w, h = s.SIZE
+    rng = np.random.default_rng([5, index])
+    background = tuple(rng.uniform(0.5, 0.9, 3))
+    old = s._texture(rng, background, 0.03)
+    big = Image.new("L", (w * s.SS, h * s.SS), 0)
+    ImageDraw.Draw(big).rounded_rectangle([80 * s.SS, 30 * s.SS, 240 * s.SS, 215 * s.SS], radius=40, fill=255)
+    alpha = np.asarray(big.resize((w, h), Image.Resampling.BOX), np.float64) / 255
+    fg = s._texture(rng, tuple(rng.uniform(0.05, 0.3, 3)), 0.05)
+    label = Image.new("L", (w, h), 0)
+    ImageDraw.Draw(label).rectangle([100, 70, 220, 175], fill=255)
+    ink = np.asarray(label, np.float64)[..., None] / 255
+    colour = np.clip(np.array(background) + rng.uniform(-0.12, 0.12, 3), 0, 1)
+    fg = fg * (1 - ink) + ink * s._texture(rng, tuple(colour), 0.02)
+    truth = s._u8(alpha)
+    box = _true_box(np.asarray(truth))
+    return Labelled(f"{LABEL} #{index}", LABEL, s._u8(s._composite(alpha, fg, old)), truth, (box,))
+
+
+def labelled_cases(per_category: int = PER_CATEGORY) -> Iterator[Labelled]:
+    """The scorecard's calibration set (same seed) and the two constructed categories above."""
+    from bench import scorecard_set
+
+    for case in scorecard_set.cases(per_category, CATEGORY_SEED):
+        yield Labelled(case.name, case.category, case.original, case.alpha, tuple(case.boxes))
+    for index in range(2 * per_category):
+        yield close_up(index)
+    for index in range(per_category):
+        yield label_product(index)
+
+
+VARIANTS = ("before", "after, no boxes", "after, kept boxes")
+
+
+def by_category(per_category: int = PER_CATEGORY) -> dict[str, dict[str, list[float]]]:
+    """IoU with the true alpha per category: the model as it answered before the region
+    corrections, after them without boxes (the local stack: Bedrock's remove-background is given
+    no boxes) and after them with the kept labels' boxes."""
+    from backend.local.cutout import SalientObjectModel, model_path
+
+    before = SalientObjectModel(model_path(), regions=False)
+    after = SalientObjectModel(model_path())
+    scores: dict[str, dict[str, list[float]]] = {}
+    for case in labelled_cases(per_category):
+        got = {
+            VARIANTS[0]: before.alpha(case.image),
+            VARIANTS[1]: after.alpha(case.image),
+            VARIANTS[2]: after.alpha(case.image, case.boxes),
+        }
+        per = scores.setdefault(case.category, {v: [] for v in VARIANTS})
+        for variant, alpha in got.items():
+            per[variant].append(iou(alpha, case.truth))
+    return scores
+
+
+def _summary(values: list[float]) -> str:
+    low = sum(v < 0.5 for v in values)
+    return f"{statistics.median(values):.2f} (min {min(values):.2f}, {low}/{len(values)} < 0.5)"
+
+
+def category_rows(row: Row, per_category: int = PER_CATEGORY) -> None:
+    """Median IoU and the share of composites under IoU 0.5, per category, before and after."""
+    for category, per in by_category(per_category).items():
+        row(
+            f"local cut-out IoU by category: {category}",
+            "; ".join(f"{variant} {_summary(per[variant])}" for variant in VARIANTS),
+            "(published, no target)",
+            None,
+        )
+
+
+def _cpu_per_mp(engine: Any, image: Image.Image, boxes: tuple[tuple[float, float, float, float], ...]) -> float:
+    engine.alpha(image, boxes) if boxes else engine.alpha(image)
+    started = time.process_time()
+    engine.alpha(image, boxes) if boxes else engine.alpha(image)
+    return (time.process_time() - started) / (image.width * image.height / 1e6)
+
+
+def cost_rows(row: Row) -> None:
+    """CPU time of one cut-out per megapixel at 1 MP and 12 MP, before and after the region
+    corrections: with a kept box inside the frame (one model run), and with one that touches the
+    frame (the worst case: the framed second look, two model runs)."""
+    from backend.local.cutout import SalientObjectModel, model_path
+    from bench import scorecard_set
+
+    before = SalientObjectModel(model_path(), regions=False)
+    after = SalientObjectModel(model_path())
+    inside, at_frame = scorecard_set.make_case("single product", 0), close_up(9)
+    for label, size in (("1 MP", (1200, 840)), ("12 MP", (4200, 2880))):
+        image = inside.original.resize(size, Image.Resampling.BICUBIC)
+        framed = at_frame.image.resize(size, Image.Resampling.BICUBIC)
+        old = _cpu_per_mp(before, image, ())
+        new = _cpu_per_mp(after, image, inside.boxes)
+        worst = _cpu_per_mp(after, framed, at_frame.boxes)
+        row(
+            f"cut-out CPU per MP at {label}, before -> after",
+            f"{old:.2f} s -> {new:.2f} s (box inside the frame), {worst:.2f} s (box at the frame: two model runs)",
+            f"<= {TARGET_S_PER_MP:.0f} s",
+            max(new, worst) <= TARGET_S_PER_MP,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cutout", description=__doc__.splitlines()[0])
     parser.add_argument("--save", type=Path, default=None, help="save composite | truth | raw | refined sheets here")
+    parser.add_argument("--categories", action="store_true", help="only the per-category figures and their cost")
     args = parser.parse_args(argv)
 
     def row(name: str, value: str, target: str, ok: bool | None) -> None:
         print(f"  {name}: {value}  (target {target})  {'PASS' if ok else ('MISS' if ok is not None else '-')}")
 
-    run(row, args.save)
+    if args.categories:
+        category_rows(row)
+        cost_rows(row)
+    else:
+        run(row, args.save)
     return 0
 
 
