@@ -249,10 +249,11 @@ def aws_mock() -> Iterator[None]:
 
 @pytest.fixture
 def resources(aws_mock: None) -> dict[str, Any]:
-    """The bucket and table, created from the same definitions the templates and local stack use."""
-    from backend.resources import create_resources
+    """The bucket and table, created from the same definitions the templates and local stack use
+    (once per process, then restored into each test's new moto: tests/moto_state.py)."""
+    from moto_state import fresh_resources
 
-    return create_resources(
+    return fresh_resources(
         bucket=os.environ["BUCKET_NAME"], table=os.environ["JOBS_TABLE_NAME"], region=os.environ["AWS_REGION"]
     )
 
@@ -467,15 +468,32 @@ class Outage:
 
 # CPU time per test (setup, call and teardown; every thread of the run, moto's included):
 # `BACKDROP_CPU_DURATIONS=40 pytest ...` prints the 40 costliest. On a machine others load, wall
-# time (--durations) says as much about the neighbours as about the test; CPU time does not.
+# time (--durations) says as much about the neighbours as about the test; CPU time does not. The
+# figure travels in the teardown report, so under pytest-xdist each worker's tests reach the
+# controller's summary too (and a worker's own figure counts that worker's process only).
 _CPU_SECONDS: dict[str, float] = {}
+_CPU_STARTED = pytest.StashKey[float]()
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    start = time.process_time()
+    item.stash[_CPU_STARTED] = time.process_time()
     yield
-    _CPU_SECONDS[item.nodeid] = time.process_time() - start
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    if call.when == "teardown" and _CPU_STARTED in item.stash:
+        report = outcome.get_result()
+        report.user_properties.append(("cpu_seconds", time.process_time() - item.stash[_CPU_STARTED]))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":
+        for key, value in report.user_properties:
+            if key == "cpu_seconds":
+                _CPU_SECONDS[report.nodeid] = float(value)
 
 
 def _cpu_summary(terminalreporter: Any) -> None:
