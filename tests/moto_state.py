@@ -44,12 +44,18 @@ def fresh_resources(*, bucket: str, table: str, region: str) -> dict[str, Any]:
     return dict(snapshot.resources)
 
 
+# The services create_resources calls. Others in use then (IAM's, which moto makes for itself to
+# find the account of a request's access key) are moto's to build again in each test.
+_SERVICES = frozenset({"s3", "dynamodb"})
+
+
 def _in_use() -> list[tuple[Any, str, str, Any]]:
     from moto.core.base_backend import BackendDict
 
     return [
         (backends, account, region, backend)
         for backends in list(BackendDict._instances)
+        if backends.service_name in _SERVICES
         for account, regions in backends.items()
         for region, backend in regions.items()
     ]
@@ -73,10 +79,15 @@ def _take(created: dict[str, Any]) -> _Snapshot:
 
 
 def _restore(snapshot: _Snapshot) -> None:
+    from moto.core.base_backend import backend_lock
     from moto.s3.models import s3_backends
 
-    _assert_empty()
-    for backends, account, region, backend in snapshot.backends:
-        regions = backends[account]  # registers the service with moto's reset, as a first call would
-        dict.__setitem__(regions, region, copy.deepcopy(backend))
-    s3_backends.bucket_accounts.update(snapshot.bucket_accounts)
+    # Under the lock moto creates a Region's backend with: a thread still calling AWS (one an
+    # earlier test left running) could otherwise create an empty backend over the restored one,
+    # between moto's check and its write, and leave the bucket named in bucket_accounts but gone.
+    with backend_lock:
+        _assert_empty()
+        for backends, account, region, backend in snapshot.backends:
+            regions = backends[account]  # registers the service with moto's reset, as a first call would
+            dict.__setitem__(regions, region, copy.deepcopy(backend))
+        s3_backends.bucket_accounts.update(snapshot.bucket_accounts)
