@@ -155,6 +155,12 @@ _IAM_USAGE: dict[str, set[str]] = {}  # unit → the tests whose calls it allowe
 _IAM_DURATIONS: dict[str, float] = {}  # test → seconds, so the mutation run re-runs the quickest
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("BACKDROP_IAM_RECORD") and getattr(config.option, "numprocesses", None):
+        # each worker would write the file over the others' (the mutation run records in one process)
+        raise pytest.UsageError("BACKDROP_IAM_RECORD records one process's tests: run it without -n")
+
+
 def _write_iam_usage() -> None:
     path = os.environ.get("BACKDROP_IAM_RECORD")
     if path:
@@ -249,10 +255,11 @@ def aws_mock() -> Iterator[None]:
 
 @pytest.fixture
 def resources(aws_mock: None) -> dict[str, Any]:
-    """The bucket and table, created from the same definitions the templates and local stack use."""
-    from backend.resources import create_resources
+    """The bucket and table, created from the same definitions the templates and local stack use
+    (once per process, then restored into each test's new moto: tests/moto_state.py)."""
+    from moto_state import fresh_resources
 
-    return create_resources(
+    return fresh_resources(
         bucket=os.environ["BUCKET_NAME"], table=os.environ["JOBS_TABLE_NAME"], region=os.environ["AWS_REGION"]
     )
 
@@ -467,15 +474,32 @@ class Outage:
 
 # CPU time per test (setup, call and teardown; every thread of the run, moto's included):
 # `BACKDROP_CPU_DURATIONS=40 pytest ...` prints the 40 costliest. On a machine others load, wall
-# time (--durations) says as much about the neighbours as about the test; CPU time does not.
+# time (--durations) says as much about the neighbours as about the test; CPU time does not. The
+# figure travels in the teardown report, so under pytest-xdist each worker's tests reach the
+# controller's summary too (and a worker's own figure counts that worker's process only).
 _CPU_SECONDS: dict[str, float] = {}
+_CPU_STARTED = pytest.StashKey[float]()
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    start = time.process_time()
+    item.stash[_CPU_STARTED] = time.process_time()
     yield
-    _CPU_SECONDS[item.nodeid] = time.process_time() - start
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    if call.when == "teardown" and _CPU_STARTED in item.stash:
+        report = outcome.get_result()
+        report.user_properties.append(("cpu_seconds", time.process_time() - item.stash[_CPU_STARTED]))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":
+        for key, value in report.user_properties:
+            if key == "cpu_seconds":
+                _CPU_SECONDS[report.nodeid] = float(value)
 
 
 def _cpu_summary(terminalreporter: Any) -> None:
@@ -489,30 +513,82 @@ def _cpu_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(f"{seconds:8.2f}s cpu  {nodeid}")
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """The IAM guard's counts; the robustness matrices' counts, when they ran; CPU time per test
-    when asked ($BACKDROP_CPU_DURATIONS)."""
-    import sys
-
-    _cpu_summary(terminalreporter)
+def _run_counts() -> dict[str, dict[str, int]]:
+    """This process's counts for the closing lines: the IAM guard's, the fuzzer's and the
+    robustness matrices' (when they ran)."""
+    counts: dict[str, dict[str, int]] = {}
     iam = sys.modules.get("backend.local.iam")
     guard = iam.last_guard() if iam is not None else None
     if guard is not None:
-        terminalreporter.write_line(iam.summary(guard))
-
+        counts["iam"] = {
+            "checked": guard.checked,
+            "denied": len(guard.denials),
+            "missing_key_403s": guard.missing_key_403s,
+        }
     fuzz = sys.modules.get("test_fuzz_api")  # tests/functional/test_fuzz_api.py
     if fuzz is not None and fuzz.FUZZ_COUNTS["requests"]:
-        f = fuzz.FUZZ_COUNTS
+        counts["fuzz"] = dict(fuzz.FUZZ_COUNTS)
+    robustness = sys.modules.get("test_robustness")  # tests/e2e/test_robustness.py
+    if robustness is not None:
+        counts["robustness"] = dict(robustness.COUNTS)
+    return counts
+
+
+# Under pytest-xdist the tests run in worker processes: each sends its counts at its end, and
+# the controller prints their sums.
+_WORKER_COUNTS: list[dict[str, dict[str, int]]] = []
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a pytest-xdist worker
+        workeroutput["backdrop_counts"] = _run_counts()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    counts = getattr(node, "workeroutput", {}).get("backdrop_counts")
+    if counts:
+        _WORKER_COUNTS.append(counts)
+
+
+def _summed_counts() -> dict[str, dict[str, int]]:
+    total: dict[str, dict[str, int]] = {}
+    for counts in [_run_counts(), *_WORKER_COUNTS]:
+        for name, values in counts.items():
+            into = total.setdefault(name, {})
+            for key, value in values.items():
+                into[key] = into.get(key, 0) + value
+    return total
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The IAM guard's counts; the fuzzer's and the robustness matrices' counts, when they ran;
+    CPU time per test when asked ($BACKDROP_CPU_DURATIONS)."""
+    _cpu_summary(terminalreporter)
+    counts = _summed_counts()
+    if "iam" in counts:  # iam.summary's wording, over every process's guard
+        from types import SimpleNamespace
+
+        from backend.local import iam
+
+        i = counts["iam"]
+        summed = SimpleNamespace(
+            checked=i["checked"], denials=range(i["denied"]), missing_key_403s=i["missing_key_403s"]
+        )
+        terminalreporter.write_line(iam.summary(summed))  # type: ignore[arg-type]
+
+    if "fuzz" in counts:
+        f = counts["fuzz"]
         terminalreporter.write_line(
             f"fuzz: {f['requests']} requests from docs/openapi.json, {f['refused']} refused (4xx), "
             f"{f['server_errors']} answered 5xx, {f['shape_errors']} 4xx not in the error shape, "
             f"{f['writes']} refused requests that wrote"
         )
 
-    module = sys.modules.get("test_robustness")  # tests/e2e/test_robustness.py
-    if module is None:
+    if "robustness" not in counts:
         return
-    c = module.COUNTS
+    c = counts["robustness"]
     terminalreporter.write_line(
         f"robustness: {c['inputs']} inputs tried, {c['faults']} faults injected, {c['leaks']} leaks "
         f"in {c['leak_checks']} cross-user probes, {c['lost']} lost, {c.get('hostile_requests', 0)} hostile "

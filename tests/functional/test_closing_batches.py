@@ -57,6 +57,7 @@ def calls(store: JobStore) -> Iterator[collections.Counter[str]]:
     events.unregister("before-call.dynamodb", hook)
 
 
+@pytest.mark.slow  # ~12 s of CPU: a thousand images written through moto (make test, not make test-fast)
 def test_closing_a_thousand_images_takes_a_transaction_per_99(store: JobStore, calls: collections.Counter[str]) -> None:
     ids = _job(store, 1_000)
     for image_id in ids[:100]:

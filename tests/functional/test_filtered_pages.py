@@ -59,6 +59,7 @@ def queries(store: JobStore) -> Iterator[list[dict[str, Any]]]:
     events.unregister("provide-client-params.dynamodb.Query", hook)
 
 
+@pytest.mark.slow  # ~28 s of CPU: a thousand images written through moto (make test, not make test-fast)
 def test_a_filtered_page_of_a_thousand_images_is_one_query(store: JobStore, queries: list[dict[str, Any]]) -> None:
     ids = _job(store, 1_000)
     failed = ids[7::50]  # 20 failed, spread over the whole job
