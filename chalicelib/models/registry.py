@@ -210,7 +210,9 @@ def get_usable_model(key: str, lifecycle: Lifecycle | None = None, region: str |
     if refusal is not None:
         raise ModelUnavailable(
             refusal,
-            details=[{"field": "model", "code": "MODEL_UNAVAILABLE", "regions": list(spec.regions)}],
+            details=[
+                {"field": "model", "message": refusal, "code": "MODEL_UNAVAILABLE", "regions": list(spec.regions)}
+            ],
         )
     return spec
 

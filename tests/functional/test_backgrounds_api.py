@@ -191,6 +191,23 @@ def test_a_scene_is_refused_where_its_model_is_not_offered_naming_the_region_tha
     assert _submit(client, token_for(OWNER), colour).status_code == 202
 
 
+def test_a_scene_refused_here_beside_a_field_the_schema_refuses_names_both(client, token_for, photo) -> None:
+    """The schema's problems and the Region's refusal in one 400 (it was a 500: the refusal's
+    detail had no message for the error's summary)."""
+    ref = _upload(photo())
+    body = {
+        "background": {"source": "scene", "prompt": "a linen tablecloth"},
+        "images": [{"imageRef": ref}],
+        "surprise": 1,
+    }
+    answer = _submit(client, token_for(OWNER), body)
+    assert answer.status_code == 400, answer.body
+    fields = {d["field"] for d in answer.json_body["details"]}
+    assert {"background.model", "surprise"} <= fields, fields
+    assert all(d.get("message") for d in answer.json_body["details"])
+    assert SCENE_REGION in answer.json_body["message"]
+
+
 def test_models_say_which_is_the_scene_model_and_what_a_compose_image_costs(client, token_for) -> None:
     models = {
         m["key"]: m for m in client.http.get("/models", headers={"Authorization": token_for(OWNER)}).json_body["models"]
