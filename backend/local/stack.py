@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from backend.local.cutout import CutoutEngine
@@ -179,6 +179,10 @@ class LocalStack:
     _app_threads: list[threading.Thread] = field(default_factory=list)
     _undo: list[Callable[[], None]] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
+    # moto's state is per process and each start resets it: only the latest stack started has its
+    # AWS side (tests that share one stack between tests check `aws_side_intact`)
+    _starts: ClassVar[int] = 0
+    _start_number: int = 0
 
     def map_pace(self) -> pace.Pace:
         """The Map's concurrency and pace by the rule the deploy, the bench and the ETA use
@@ -233,6 +237,8 @@ class LocalStack:
 
         # moto's state is per process: a stack starts from nothing (tests may start several)
         requests.post(f"{self.endpoint}/moto-api/reset", timeout=10).raise_for_status()
+        LocalStack._starts += 1
+        self._start_number = LocalStack._starts
         requests.post(
             f"{self.endpoint}/moto-api/config",
             json={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}},
@@ -314,6 +320,10 @@ class LocalStack:
         self._undo.append(restore)
 
     # ---------------------------------------------------------------- pieces
+
+    def aws_side_intact(self) -> bool:
+        """False once another stack has started in this process: its start reset moto's state."""
+        return self._start_number == LocalStack._starts
 
     def client(self, service: str) -> Any:
         import boto3
@@ -455,6 +465,16 @@ class LocalStack:
     def _wake_loops(self) -> None:
         for loop in self._loops.values():
             loop.wake()
+
+    def pause_deliveries(self) -> None:
+        """Hold every background delivery between rounds until resume_deliveries() (returns once
+        the rounds under way have ended): tests that share one stack pause it between tests."""
+        for loop in self._loops.values():
+            loop.pause()
+
+    def resume_deliveries(self) -> None:
+        for loop in self._loops.values():
+            loop.resume()
 
     def settle(self, timeout_s: float = 30.0) -> None:
         """Run each background delivery once more, now, and wait for it: the stream's records to

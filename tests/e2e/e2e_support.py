@@ -5,17 +5,19 @@
 - `Gate`: stands in for the Bedrock stand-in's latency sleep (`StandInBedrock.sleep`): every model
   call blocks in it until the test opens it, so "the batch is mid-flight" is a fact the test
   waits for, not a second of latency it hopes is long enough.
-- `use_local_stack(local, monkeypatch)`: one LocalStack shared by the tests of a module
-  (module-scoped fixture); each test gets the stack's environment and IAM names back, which the
-  suite's per-test fixtures reset (tests/conftest.py: `_test_env`).
+- `shared_local_stack(stage)` and `on_shared_stack(local, monkeypatch)`: one LocalStack shared by
+  the tests of a module (a module-scoped fixture); each test gets the stack's environment and IAM
+  names back, which the suite's per-test fixtures reset (tests/conftest.py: `_test_env`), and the
+  stack's background deliveries run only while a test holds it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import pytest
@@ -63,20 +65,63 @@ class Gate:
         self._opened.set()
 
 
-def use_local_stack(local: LocalStack, monkeypatch: pytest.MonkeyPatch) -> LocalStack:
-    """Point this test at a LocalStack started for the whole module: its variables (credentials,
-    endpoint, table, state machine; the suite resets them per test), fresh clients, and the IAM
-    guard evaluating for its names."""
+def wait_until_executions_ended(local: LocalStack, timeout_s: float = 60.0) -> None:
+    """Every execution of the stack's state machine has ended (a job's status is final before its
+    execution's last states, the notification and the webhook, have run)."""
+    sfn = local.client("stepfunctions")
+    machine = local.outputs["state_machine_arn"]
+
+    def running() -> list[str]:
+        pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=machine, statusFilter="RUNNING")
+        return [e["name"] for page in pages for e in page["executions"]]
+
+    wait_until(lambda: not running(), "every execution to end", timeout_s)
+
+
+@contextlib.contextmanager
+def shared_local_stack(stage: str, **options: Any) -> Iterator[LocalStack]:
+    """A LocalStack for the tests of one module (a module-scoped fixture): Retry waits recorded,
+    not slept, and its background deliveries paused until a test takes it (`on_shared_stack`),
+    so that nothing runs between tests under the suite's per-test settings."""
+    from backend.local.stack import LocalStack
+
+    local = LocalStack(api_port=0, stage=stage, retry_time_scale=0, **options).start()
+    try:
+        local.pause_deliveries()
+        yield local
+    finally:
+        local.stop()
+
+
+@contextlib.contextmanager
+def on_shared_stack(local: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
+    """This test on the module's stack: its variables (credentials, endpoint, table, state
+    machine; the suite resets them per test), fresh clients, the IAM guard evaluating for its
+    names, its deliveries running. On the way out the test's executions must have ended (their
+    Lambdas would otherwise run between tests) and the deliveries are paused again."""
     import boto3
 
     from backend.local import iam
+    from backend.local.sfn_hooks import wait_until_interpreter_idle
     from chalicelib.store import clients as aws
 
+    assert local.aws_side_intact(), (
+        f"another LocalStack started since the shared stack {local.stage!r} (a start resets moto's state in this "
+        "process): start it before the first test on the shared stack, or share no stack in this module"
+    )
     for name, value in local.environment.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     aws.reset()
     guard = iam.installed()
-    if guard is not None:
-        monkeypatch.setattr(guard, "deployment", iam.local_deployment(local.stage, local.region))
-    return local
+    restore = guard.use(iam.local_deployment(local.stage, local.region)) if guard is not None else None
+    local.resume_deliveries()
+    try:
+        yield local
+    finally:
+        try:
+            wait_until_interpreter_idle()
+        finally:
+            local.pause_deliveries()
+            if restore is not None:
+                restore()
