@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from e2e_support import Gate, on_shared_stack, shared_local_stack, wait_until_executions_ended
+from e2e_support import on_shared_stack, shared_local_stack, wait_until_executions_ended
 
 from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack
 from frontend.api_client import ApiError, BackdropClient, CognitoLogin
@@ -57,45 +57,6 @@ def test_demo_prints_its_story_and_nothing_else() -> None:
     if sys.version_info >= (3, 13):
         assert updates.pop(0).startswith("WARNING backdrop.local: local cut-out engine: ")
     assert updates and all(re.match(r"^\[[#.]{30}\] \d/4 images ", u) for u in updates), done.stderr[-3000:]
-
-
-# (before the tests on the module's stack: starting another stack resets moto's state in this
-# process, the shared stack's too; use_local_stack refuses a stack whose state was reset)
-def test_app_side_killed_mid_batch_and_restarted_loses_nothing() -> None:
-    """The API, the stream delivery and the Lambda invocations die mid-batch and come back; the
-    AWS side (moto: table, bucket, executions) keeps its state, as on AWS. Every image ends
-    SUCCEEDED, exactly once, in one execution."""
-    from backend.local.cutout import ForegroundEstimate
-
-    samples = sorted((ROOT / "samples").glob("*.jpg"))
-    # about orchestration: the quick classical cut-out keeps the timing about the restart
-    stack = LocalStack(
-        api_port=0, stage="restart", latency_s=0.4, max_concurrency=2, cutout=ForegroundEstimate(), retry_time_scale=0
-    ).start()
-    gate = stack.bedrock.sleep = Gate()  # model calls wait until the app side is down
-    try:
-        client = BackdropClient(stack.api_url, _sign_in(stack).id_token)
-        refs = client.upload_files(samples).uploaded
-        job = client.submit({"prompt": "a studio", "images": [{**r, "labels": []} for r in refs]})
-        gate.wait_for_arrivals(1)  # mid-batch
-        stack.stop_app()
-        with pytest.raises(requests.ConnectionError):
-            requests.get(f"{stack.api_url}/health", timeout=2)
-        # Step Functions meets throttled Lambdas meanwhile, and retries: each Retry wait is held
-        # (not slept) until the app side is back, so the outage outlasts no retry budget
-        retried = stack.retry_waits.count
-        stack.retry_waits.hold()
-        gate.open()
-        stack.retry_waits.wait_for(retried + 1, 60, "Step Functions to retry a throttled Lambda")
-        stack.start_app()
-        stack.retry_waits.release()
-        view = client.wait(job["jobId"], poll_s=0.3, timeout_s=120)
-        assert view["status"] == "COMPLETED", view
-        assert view["counts"]["SUCCEEDED"] == len(samples)
-        executions = stack.client("stepfunctions").list_executions(stateMachineArn=stack.outputs["state_machine_arn"])
-        assert [e["name"] for e in executions["executions"]] == [job["jobId"]]  # redelivered records: no second run
-    finally:
-        stack.stop()
 
 
 def _sign_in(stack: LocalStack) -> CognitoLogin:
