@@ -23,6 +23,7 @@ import collections
 import contextlib
 import json
 import logging
+import sys
 import threading
 import time
 import types
@@ -175,6 +176,8 @@ class RetryWaits:
     def __init__(self, scale: float = 1.0, sleep: Callable[[float], None] = time.sleep, keep: int = 10_000) -> None:
         self.scale = scale
         self.waits: collections.deque[float] = collections.deque(maxlen=keep)  # the latest requested, in order
+        # the same waits with the ErrorEquals of the retrier that asked for each
+        self.asked: collections.deque[tuple[tuple[str, ...], float]] = collections.deque(maxlen=keep)
         self.count = 0  # every wait requested since the start (waits keeps only the latest `keep`)
         self._sleep = sleep
         self._changed = threading.Condition()
@@ -182,13 +185,19 @@ class RetryWaits:
         self._open.set()
 
     def __call__(self, seconds: float) -> None:
+        errors = _retrier_errors(sys._getframe(1))
         with self._changed:
             self.waits.append(seconds)
+            self.asked.append((errors, seconds))
             self.count += 1
             self._changed.notify_all()
         self._open.wait(self.HOLD_LIMIT_S)
         if self.scale > 0 and seconds > 0:
             self._sleep(seconds * self.scale)
+
+    def waits_for(self, error: str) -> list[float]:
+        """The waits asked for by retriers whose ErrorEquals names `error` (e.g. "WebhookRetry")."""
+        return [seconds for errors, seconds in list(self.asked) if error in errors]
 
     def hold(self) -> None:
         """From now on every wait blocks until release() (at most HOLD_LIMIT_S)."""
@@ -205,6 +214,14 @@ class RetryWaits:
                 raise AssertionError(
                     f"waited {timeout_s:.0f} s for {what}: {self.count} of {count} Retry waits requested"
                 )
+
+
+def _retrier_errors(frame: Any) -> tuple[str, ...]:
+    """The ErrorEquals names of the moto RetrierDecl whose `_eval_body` is `frame` (the caller
+    of the sleep), or () when the sleep was called from anywhere else."""
+    retrier = frame.f_locals.get("self") if frame is not None else None
+    names = getattr(getattr(retrier, "error_equals", None), "error_names", None) or []
+    return tuple(str(getattr(name, "error_name", name)) for name in names)
 
 
 def install_retry_waits(waits: Callable[[float], None]) -> Callable[[], None]:

@@ -38,6 +38,26 @@ def test_a_held_wait_blocks_until_released_and_wait_for_names_what_it_waited_for
         waits.wait_for(2, 0.05, "a second retry")
 
 
+def test_each_wait_is_recorded_with_the_errors_its_retrier_names() -> None:
+    """The waits a test asserts are its step's: a retrier's own ErrorEquals, read from moto's
+    RetrierDecl that asks for the wait."""
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
+
+    waits = RetryWaits(scale=0)
+
+    class Retrier:  # what moto's RetrierDecl holds; its _eval_body is the caller of the sleep
+        error_equals = ErrorEqualsDecl([CustomErrorName("WebhookRetry")])
+
+        def _eval_body(self) -> None:
+            waits(8.0)
+
+    Retrier()._eval_body()
+    waits(1.0)  # from anywhere else: no errors
+    assert list(waits.asked) == [(("WebhookRetry",), 8.0), ((), 1.0)]
+    assert waits.waits_for("WebhookRetry") == [8.0] and waits.waits_for("StorageBusy") == []
+
+
 def test_moto_retriers_sleep_goes_to_the_recorder_until_undone() -> None:
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 

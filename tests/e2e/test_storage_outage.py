@@ -36,11 +36,11 @@ class S3WriteOutage:
 
     @property
     def waits(self) -> list[float]:
-        return list(self.retries.waits)
+        return self.retries.waits_for("StorageBusy")
 
     @property
     def waited(self) -> float:
-        return sum(self.retries.waits)
+        return sum(self.waits)
 
     def __call__(self, params: dict[str, Any], **_: Any) -> None:
         if iam.current_principal() == self.step and self.waited < self.seconds:

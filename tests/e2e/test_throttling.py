@@ -47,6 +47,6 @@ def test_an_image_throttled_past_every_retry_fails_as_model_throttled(stack, run
     # policy's computed delay (full jitter waits 0..delay)
     calls = [c for c in stack["bedrock"].calls if "throttle:1000" in c[1]]
     assert len(calls) == 1 + policy.max_attempts
-    waits = list(stack["retry_waits"].waits)
+    waits = stack["retry_waits"].waits_for("Bedrock.ThrottlingException")
     assert len(waits) == policy.max_attempts
     assert all(0 <= wait <= delay for wait, delay in zip(waits, policy.delays_s(), strict=True)), waits
