@@ -11,17 +11,22 @@ Bedrock stand-in — so every other line is the code that runs on AWS.
 
 They touch private moto APIs, so they are pinned: `LambdaSimpleBackend.invoke` (signature
 function_name, qualifier, body, headers, response_headers),
-`state_task_factory.state_task_service_for`, which the factory imports by name, and the
-`boto3` module that `asl.utils.boto_client.boto_client_for` calls
+`state_task_factory.state_task_service_for`, which the factory imports by name, the
+`boto3` module that `asl.utils.boto_client.boto_client_for` calls, the `time` module whose
+`sleep` a Retry waits with (`retrier_decl`) and the list of interpreter threads (`TMP_THREADS`)
 (docs/aws-notes.md#n23-moto-step-functions-interpreter). Check them again before moving off moto 5.2.5.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
+import sys
 import threading
+import time
+import types
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -151,6 +156,110 @@ def _bedrock_task_class(model: BedrockModel) -> type:
                 env.stack.append({"Body": response, "ContentType": "application/json"})
 
     return StateTaskServiceBedrock
+
+
+class RetryWaits:
+    """The waits moto's interpreter makes between a Task's attempts (its Retry: IntervalSeconds,
+    BackoffRate, MaxDelaySeconds, full jitter), each recorded and slept `scale` times as long.
+
+    moto 5.2.5 sleeps every one for real (`retrier_decl`: `time.sleep(interval_seconds)`), so an
+    outage test would spend the minutes its retries wait on AWS
+    (docs/aws-notes.md#n123-retry-waits-in-motos-interpreter-recorded-not-slept). With `scale` 0 nothing is slept
+    and a test asserts the waits the definition asked for (`waits`, in seconds) instead. `hold()`
+    makes every wait block until `release()`: an outage then lasts as long as the test says, not
+    some number of seconds. The local stack keeps scale 1 for `make run` (retries as AWS paces
+    them); its tests choose 0."""
+
+    # a held wait gives up after this long, so a test that fails while holding cannot hang the run
+    HOLD_LIMIT_S = 300.0
+
+    def __init__(self, scale: float = 1.0, sleep: Callable[[float], None] = time.sleep, keep: int = 10_000) -> None:
+        self.scale = scale
+        self.waits: collections.deque[float] = collections.deque(maxlen=keep)  # the latest requested, in order
+        # the same waits with the ErrorEquals of the retrier that asked for each
+        self.asked: collections.deque[tuple[tuple[str, ...], float]] = collections.deque(maxlen=keep)
+        self.count = 0  # every wait requested since the start (waits keeps only the latest `keep`)
+        self._sleep = sleep
+        self._changed = threading.Condition()
+        self._open = threading.Event()
+        self._open.set()
+
+    def __call__(self, seconds: float) -> None:
+        errors = _retrier_errors(sys._getframe(1))
+        with self._changed:
+            self.waits.append(seconds)
+            self.asked.append((errors, seconds))
+            self.count += 1
+            self._changed.notify_all()
+        self._open.wait(self.HOLD_LIMIT_S)
+        if self.scale > 0 and seconds > 0:
+            self._sleep(seconds * self.scale)
+
+    def waits_for(self, error: str) -> list[float]:
+        """The waits asked for by retriers whose ErrorEquals names `error` (e.g. "WebhookRetry")."""
+        return [seconds for errors, seconds in list(self.asked) if error in errors]
+
+    def hold(self) -> None:
+        """From now on every wait blocks until release() (at most HOLD_LIMIT_S)."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def wait_for(self, count: int, timeout_s: float, what: str) -> None:
+        """Block until `count` waits have been requested since the start; AssertionError naming
+        `what` if that takes longer than `timeout_s`."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.count >= count, timeout_s):
+                raise AssertionError(
+                    f"waited {timeout_s:.0f} s for {what}: {self.count} of {count} Retry waits requested"
+                )
+
+
+def _retrier_errors(frame: Any) -> tuple[str, ...]:
+    """The ErrorEquals names of the moto RetrierDecl whose `_eval_body` is `frame` (the caller
+    of the sleep), or () when the sleep was called from anywhere else."""
+    retrier = frame.f_locals.get("self") if frame is not None else None
+    names = getattr(getattr(retrier, "error_equals", None), "error_names", None) or []
+    return tuple(str(getattr(name, "error_name", name)) for name in names)
+
+
+def install_retry_waits(waits: Callable[[float], None]) -> Callable[[], None]:
+    """Every Retry wait of moto's interpreter goes to `waits(seconds)` instead of time.sleep
+    (a RetryWaits, or any recorder); returns a function that undoes it."""
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    original = retrier_decl.time
+    retrier_decl.time = types.SimpleNamespace(sleep=waits)  # type: ignore[assignment]
+
+    def uninstall() -> None:
+        retrier_decl.time = original
+        if isinstance(waits, RetryWaits):
+            waits.release()  # nothing stays blocked on a hold
+
+    return uninstall
+
+
+def interpreter_threads() -> list[threading.Thread]:
+    """The interpreter's threads still running: one per execution, Map iteration and Task state
+    under way (moto lists every one it starts in TMP_THREADS)."""
+    from moto.stepfunctions.parser.utils import TMP_THREADS
+
+    return [thread for thread in list(TMP_THREADS) if thread.is_alive()]
+
+
+def wait_until_interpreter_idle(timeout_s: float = 60.0, every_s: float = 0.02) -> None:
+    """Block until no execution, Map iteration or Task state is under way in this process (an
+    aborted execution's Tasks run to their end: their Lambda or model call is not interrupted);
+    AssertionError naming the threads still running after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while running := interpreter_threads():
+        if time.monotonic() >= deadline:
+            names = sorted({thread.name for thread in running})
+            raise AssertionError(
+                f"the Step Functions interpreter was still running {len(running)} thread(s) after {timeout_s:.0f} s: {names}"
+            )
+        time.sleep(every_s)
 
 
 def _run_quietly(handler: LambdaHandler, event: dict[str, Any]) -> None:

@@ -18,11 +18,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from backend.local.cutout import CutoutEngine
 
+from backend.local.loops import BackgroundLoop
 from backend.local.meter import Meter
 from backend.resource_names import lambda_function, user_topic_arn_prefix
 from chalicelib.core import contracts, eta, pace
@@ -159,17 +160,26 @@ class LocalStack:
     # DynamoDB's partition throughput (1,000 write / 3,000 read units per second per partition key
     # value, backend/local/dynamodb_rules.py); transaction conflicts and client tokens always apply
     partition_limits: bool = True
+    # how long moto's interpreter really sleeps each Retry wait, as a share of what the definition
+    # asks (1: as AWS paces retries; tests choose 0 and read `retry_waits` instead: sfn_hooks.py)
+    retry_time_scale: float = 1.0
     cutout: CutoutEngine | None = None  # None: the model if installed, else the estimate (cutout.engine())
     on_email: Callable[[dict[str, Any]], None] | None = None
     emails: list[dict[str, Any]] = field(default_factory=list)  # each with "To": the user whose inbox got it
     inboxes: dict[str, str] = field(default_factory=dict)  # user → their SQS "email" queue
     meter: Meter = field(default_factory=Meter)  # Lambda durations and S3 requests, as AWS bills them
     outputs: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)  # every variable the stack set in this process
+    _loops: dict[str, BackgroundLoop] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lambda_up: threading.Event = field(default_factory=threading.Event)
     _app_threads: list[threading.Thread] = field(default_factory=list)
     _undo: list[Callable[[], None]] = field(default_factory=list)
     _threads: list[threading.Thread] = field(default_factory=list)
+    # moto's state is per process and each start resets it: only the latest stack started has its
+    # AWS side (tests that share one stack between tests check `aws_side_intact`)
+    _starts: ClassVar[int] = 0
+    _start_number: int = 0
 
     def map_pace(self) -> pace.Pace:
         """The Map's concurrency and pace by the rule the deploy, the bench and the ETA use
@@ -224,6 +234,8 @@ class LocalStack:
 
         # moto's state is per process: a stack starts from nothing (tests may start several)
         requests.post(f"{self.endpoint}/moto-api/reset", timeout=10).raise_for_status()
+        LocalStack._starts += 1
+        self._start_number = LocalStack._starts
         requests.post(
             f"{self.endpoint}/moto-api/config",
             json={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}},
@@ -254,6 +266,7 @@ class LocalStack:
         Lambda invocations are throttled (Step Functions retries them) until start_app()."""
         self._lambda_up.clear()
         self._app_stop.set()
+        self._wake_loops()
         for thread in self._app_threads:
             thread.join(timeout=5)
         self._app_threads.clear()
@@ -264,6 +277,7 @@ class LocalStack:
         self._stop.set()
         if getattr(self, "_app_stop", None) is not None:
             self._app_stop.set()
+        self._wake_loops()
         for thread in self._app_threads:
             thread.join(timeout=5)
         for thread in self._threads:
@@ -298,10 +312,15 @@ class LocalStack:
             aws.reset()
 
         os.environ.update(values)
+        self.environment.update(values)
         boto3.DEFAULT_SESSION = None  # its credentials are read once: read them again
         self._undo.append(restore)
 
     # ---------------------------------------------------------------- pieces
+
+    def aws_side_intact(self) -> bool:
+        """False once another stack has started in this process: its start reset moto's state."""
+        return self._start_number == LocalStack._starts
 
     def client(self, service: str) -> Any:
         import boto3
@@ -423,6 +442,8 @@ class LocalStack:
             "aws_session_token": self.credentials.session_token,
         }
         self._undo.append(sfn_hooks.install(handlers, self.bedrock, interpreter_credentials))
+        self.retry_waits = sfn_hooks.RetryWaits(self.retry_time_scale)
+        self._undo.append(sfn_hooks.install_retry_waits(self.retry_waits))
         s3 = self.client("s3")
         self._undo.append(
             rekognition_standin.install(
@@ -433,17 +454,44 @@ class LocalStack:
     def _loop(
         self, name: str, every_s: float, work: Callable[[], Any], stop: threading.Event, threads: list[threading.Thread]
     ) -> None:
-        def run() -> None:
-            while not stop.is_set():
-                try:
-                    work()
-                except Exception:  # delivered again on the next round: at least once
-                    log.exception("%s failed; retrying", name)
-                stop.wait(every_s)
-
-        thread = threading.Thread(target=run, name=name, daemon=True)
+        loop = self._loops[name] = BackgroundLoop(name, every_s, work, stop)
+        thread = threading.Thread(target=loop.run, name=name, daemon=True)
         thread.start()
         threads.append(thread)
+
+    def _wake_loops(self) -> None:
+        for loop in self._loops.values():
+            loop.wake()
+
+    def pause_deliveries(self) -> None:
+        """Hold every background delivery between rounds until resume_deliveries() (returns once
+        the rounds under way have ended): tests that share one stack pause it between tests."""
+        for loop in self._loops.values():
+            loop.pause()
+
+    def resume_deliveries(self) -> None:
+        for loop in self._loops.values():
+            loop.resume()
+
+    def settle(self, timeout_s: float = 30.0) -> None:
+        """Run each background delivery once more, now, and wait for it: the stream's records to
+        the starter, the ended executions' events to the reconciler, then the inbox (so every
+        email those sent is in `emails`). What a test waits for instead of sleeping past the
+        loops' intervals; AssertionError naming the loop that did not come round in time."""
+        for name in ("stream-delivery", "execution-events", "inbox"):
+            self._loops[name].next_round(timeout_s)
+
+    def wait_for_email(self, about: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+        """The emails whose subject names `about` (a job id), once there is one: each round of the
+        deliveries is waited for (`settle`), not slept past. AssertionError after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = [e for e in self.emails if about in e.get("Subject", "")]
+            if found:
+                return found
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"no email about {about} within {timeout_s:.0f} s ({len(self.emails)} others)")
+            self.settle(max(deadline - time.monotonic(), 1.0))
 
     def _start_stream_delivery(self) -> None:
         import app as backdrop_app

@@ -3,14 +3,36 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
 import pytest
 from harness import deliver_stream, wait_for
 
+from backend.local.sfn_hooks import RetryWaits, install_retry_waits
+
 RunJob = Callable[[str, dict[str, Any]], tuple[dict[str, Any], dict[str, Any]]]
+
+
+@pytest.fixture
+def retry_waits() -> Iterator[RetryWaits]:
+    """moto's interpreter sleeps every Retry wait for real (minutes, in an outage): here each is
+    recorded and not slept (scale 0). `retry_waits.waits` are the waits the definition asked
+    for, in seconds, which a test asserts instead of spending them (issue #28 point 7)."""
+    waits = RetryWaits(scale=0)
+    undo = install_retry_waits(waits)
+    try:
+        yield waits
+    finally:
+        undo()
+
+
+@pytest.fixture
+def stack(stack: dict[str, Any], retry_waits: RetryWaits) -> dict[str, Any]:
+    """The suite's executed-workflow `stack` (tests/conftest.py), its Retry waits recorded
+    instead of slept; `stack["retry_waits"]` is the record."""
+    return {**stack, "retry_waits": retry_waits}
 
 
 @pytest.fixture

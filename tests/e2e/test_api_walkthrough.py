@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from e2e_support import on_shared_stack, shared_local_stack
 
 from backend.local.__main__ import curl_exports
 from backend.local.stack import LocalStack
@@ -20,13 +21,16 @@ ROOT = Path(__file__).resolve().parents[2]
 API_DOC = ROOT / "docs" / "api.md"
 
 
-@pytest.fixture
-def stack() -> Iterator[LocalStack]:
-    local = LocalStack(api_port=0, stage="walkthrough").start()
-    try:
+@pytest.fixture(scope="module")
+def shared_stack() -> Iterator[LocalStack]:
+    with shared_local_stack("walkthrough") as local:
         yield local
-    finally:
-        local.stop()
+
+
+@pytest.fixture
+def stack(shared_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
+    with on_shared_stack(shared_stack, monkeypatch) as local:
+        yield local
 
 
 def _bash_blocks() -> list[str]:

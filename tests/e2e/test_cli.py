@@ -3,26 +3,49 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from builders import make_photo
+from e2e_support import Gate, on_shared_stack, shared_local_stack, wait_until
 
-from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack
+from backend.local.stack import LocalStack
 from frontend import cli
 
 pytestmark = pytest.mark.slow
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 
+_USERS = itertools.count(1)
+PASSWORD = "Cli-local-2026!"
+
+
+@pytest.fixture(scope="module")
+def cli_stack() -> Iterator[LocalStack]:
+    """One stack for the module; each test signs in as a user of its own (`user`), so no test sees
+    another's jobs, and leaves the stack as it found it."""
+    with shared_local_stack("cli") as stack:
+        yield stack
+
+
 @pytest.fixture
-def signed_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
+def user(cli_stack: LocalStack) -> str:
+    name = f"cli-{next(_USERS)}@example.com"
+    cli_stack.create_user(name, PASSWORD)
+    return name
+
+
+@pytest.fixture
+def signed_in(
+    cli_stack: LocalStack, user: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[LocalStack]:
     monkeypatch.setenv("BACKDROP_CONFIG_DIR", str(tmp_path / "config"))
-    stack = LocalStack(api_port=0, stage="cli").start()
-    try:
-        monkeypatch.setattr("sys.stdin", io.StringIO(DEMO_PASSWORD + "\n"))
+    with on_shared_stack(cli_stack, monkeypatch) as stack:
+        monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
         code = cli.main(
             [
                 "login",
@@ -33,21 +56,24 @@ def signed_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Local
                 "--cognito-endpoint",
                 stack.endpoint,
                 "--username",
-                DEMO_USER,
+                user,
                 "--password-stdin",
             ]
         )
         assert code == 0
-        yield stack
-    finally:
-        stack.stop()
+        try:
+            yield stack
+        finally:  # the model as the next test expects it, and no call left waiting in a gate
+            if isinstance(stack.bedrock.sleep, Gate):
+                stack.bedrock.sleep.open()
+            stack.bedrock.latency_s, stack.bedrock.sleep = 0.0, time.sleep
 
 
 def _json(capsys: pytest.CaptureFixture[str]) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def test_submit_wait_download_status_and_jobs(signed_in, tmp_path, capsys) -> None:
+def test_submit_wait_download_status_and_jobs(signed_in, user, tmp_path, capsys) -> None:
     capsys.readouterr()
     out = tmp_path / "results"
     photos = [str(SAMPLES / "coffee.jpg"), str(SAMPLES / "rocket.jpg")]
@@ -73,7 +99,7 @@ def test_submit_wait_download_status_and_jobs(signed_in, tmp_path, capsys) -> No
     # JPEG photos, no --format: the results are JPEGs too
     assert sorted(p.suffix for p in out.iterdir()) == [".csv", ".jpg", ".jpg", ".json"]
     config = json.loads((tmp_path / "config" / "config.json").read_text())["profiles"]["default"]
-    assert config["username"] == DEMO_USER
+    assert config["username"] == user
     assert oct((tmp_path / "config" / "config.json").stat().st_mode & 0o777) == "0o600", config["api"]
     assert cli.main(["status", view["jobId"], "--json"]) == 0
     assert _json(capsys)["settings"]["seed"] == 11
@@ -140,13 +166,16 @@ def test_errors_are_clear_and_exit_2(signed_in, tmp_path, capsys) -> None:
 
 
 def test_cancel_a_running_job_then_watch_and_delete_it(signed_in, capsys) -> None:
-    signed_in.bedrock.latency_s = 1.0  # slow model calls: the job is still running when cancelled
+    # model calls wait in a gate until the cancel: the job is still running when cancelled
+    gate = Gate()
+    signed_in.bedrock.latency_s, signed_in.bedrock.sleep = 1.0, gate
     capsys.readouterr()
     photos = [str(p) for p in sorted(SAMPLES.glob("*.jpg"))]
     assert cli.main(["submit", *photos, "--prompt", "a pastel studio", "--json"]) == 0
     job_id = _json(capsys)["jobId"]
     _wait_until_running(job_id, capsys)  # its images written, its workflow started
     assert cli.main(["cancel", job_id, "--json"]) == 0
+    gate.open()
     cancelled = _json(capsys)
     assert cancelled["status"] == "CANCELLED" and cancelled["counts"]["CANCELLED"] >= 1
     # re-attach: it has finished (cancelled), so watch returns at once, exit 1 as nothing was made of some images
@@ -159,36 +188,29 @@ def test_cancel_a_running_job_then_watch_and_delete_it(signed_in, capsys) -> Non
 
 
 def _wait_until_running(job_id: str, capsys: pytest.CaptureFixture[str], timeout_s: float = 60.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while True:
+    def running() -> bool:
         cli.main(["status", job_id, "--json"])
-        if _json(capsys)["status"] == "RUNNING":
-            return
-        assert time.monotonic() < deadline, "the job never started"
-        time.sleep(0.1)
+        return bool(_json(capsys)["status"] == "RUNNING")
+
+    wait_until(running, f"job {job_id} to be RUNNING", timeout_s, every_s=0.1)
 
 
 def test_a_cancel_right_after_submit_ends_every_image_cancelled_with_its_report(signed_in, capsys) -> None:
     """Accept first: the cancel may come before the starter has written the images; then they are
     written CANCELLED and the report follows (chalicelib/workflow/starter.py)."""
-    import time
-
     capsys.readouterr()
     photos = [str(p) for p in sorted(SAMPLES.glob("*.jpg"))]
     assert cli.main(["submit", *photos, "--prompt", "a pastel studio", "--json"]) == 0
     job_id = _json(capsys)["jobId"]
     assert cli.main(["cancel", job_id, "--json"]) == 0
     assert _json(capsys)["status"] == "CANCELLED"
-    deadline = time.monotonic() + 60
-    while True:
+
+    def closed() -> dict | None:
         cli.main(["status", job_id, "--json"])
         view = _json(capsys)
-        if view.get("reports"):
-            break
-        assert time.monotonic() < deadline, f"the cancelled job was never closed: {view}"
-        time.sleep(0.1)
+        return view if view.get("reports") else None
+
+    view = wait_until(closed, f"the cancelled job {job_id} to be closed (its reports written)", 60, every_s=0.1)
     assert view["counts"]["CANCELLED"] + view["counts"]["SUCCEEDED"] == len(photos)
     assert view["counts"]["PENDING"] == view["counts"]["RUNNING"] == 0
 
@@ -196,11 +218,13 @@ def test_a_cancel_right_after_submit_ends_every_image_cancelled_with_its_report(
 def test_a_stopped_local_stack_is_one_line_and_exit_2(signed_in, capsys) -> None:
     capsys.readouterr()
     signed_in.stop_app()  # the API is gone (as after Ctrl-C on `make run`)
-    assert cli.main(["jobs"]) == 2
-    err = capsys.readouterr().err
+    try:
+        assert cli.main(["jobs"]) == 2
+        err = capsys.readouterr().err
+    finally:
+        signed_in.start_app()  # the module's stack, for the tests that follow
     assert err.startswith("error: UNREACHABLE: cannot reach the Backdrop API") and err.count("\n") == 1
     assert "Traceback" not in err
-    signed_in.start_app()
     assert cli.main(["jobs", "--json"]) == 0
 
 

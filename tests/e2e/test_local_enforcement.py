@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import requests
+from e2e_support import on_shared_stack, shared_local_stack
 from test_robustness import COUNTS
 
 from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack
@@ -24,14 +25,19 @@ OTHER_USER = "mallory@example.com"
 OTHER_PASSWORD = "Mallory-local-2026!"
 
 
-@pytest.fixture
-def stack() -> Iterator[LocalStack]:
-    local = LocalStack(api_port=0, stage="enforce").start()
-    local.create_user(OTHER_USER, OTHER_PASSWORD)
-    try:
+@pytest.fixture(scope="module")
+def shared_stack() -> Iterator[LocalStack]:
+    """One stack for the module: every test only tries what must be refused (its own victim's
+    upload is new), and a refusal that failed fails that test."""
+    with shared_local_stack("enforce") as local:
+        local.create_user(OTHER_USER, OTHER_PASSWORD)
         yield local
-    finally:
-        local.stop()
+
+
+@pytest.fixture
+def stack(shared_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
+    with on_shared_stack(shared_stack, monkeypatch) as local:
+        yield local
 
 
 def _login(stack: LocalStack, user: str, password: str) -> CognitoLogin:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from harness import wait_until_mid_batch
+from e2e_support import on_shared_stack, shared_local_stack, wait_until_executions_ended
 
 from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack
 from frontend.api_client import ApiError, BackdropClient, CognitoLogin
@@ -21,13 +21,17 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def stack() -> Iterator[LocalStack]:
-    local = LocalStack(api_port=0, stage="test").start()
-    try:
+@pytest.fixture(scope="module")
+def shared_stack() -> Iterator[LocalStack]:
+    """One stack for the tests that only read it or add their own users and jobs."""
+    with shared_local_stack("test") as local:
         yield local
-    finally:
-        local.stop()
+
+
+@pytest.fixture
+def stack(shared_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
+    with on_shared_stack(shared_stack, monkeypatch) as local:
+        yield local
 
 
 def test_demo_prints_its_story_and_nothing_else() -> None:
@@ -104,36 +108,6 @@ def test_client_reports_server_errors_with_their_code(stack: LocalStack) -> None
         wrong.sign_in(DEMO_USER, "not-the-password")
 
 
-def test_app_side_killed_mid_batch_and_restarted_loses_nothing() -> None:
-    """The API, the stream delivery and the Lambda invocations die mid-batch and come back; the
-    AWS side (moto: table, bucket, executions) keeps its state, as on AWS. Every image ends
-    SUCCEEDED, exactly once, in one execution."""
-    from backend.local.cutout import ForegroundEstimate
-
-    samples = sorted((ROOT / "samples").glob("*.jpg"))
-    # about orchestration: the quick classical cut-out keeps the timing about the restart
-    stack = LocalStack(
-        api_port=0, stage="restart", latency_s=0.4, max_concurrency=2, cutout=ForegroundEstimate()
-    ).start()
-    try:
-        client = BackdropClient(stack.api_url, _sign_in(stack).id_token)
-        refs = client.upload_files(samples).uploaded
-        job = client.submit({"prompt": "a studio", "images": [{**r, "labels": []} for r in refs]})
-        wait_until_mid_batch(client, job["jobId"])
-        stack.stop_app()
-        with pytest.raises(requests.ConnectionError):
-            requests.get(f"{stack.api_url}/health", timeout=2)
-        time.sleep(2.0)  # Step Functions meets throttled Lambdas meanwhile, and retries
-        stack.start_app()
-        view = client.wait(job["jobId"], poll_s=0.3, timeout_s=120)
-        assert view["status"] == "COMPLETED", view
-        assert view["counts"]["SUCCEEDED"] == len(samples)
-        executions = stack.client("stepfunctions").list_executions(stateMachineArn=stack.outputs["state_machine_arn"])
-        assert [e["name"] for e in executions["executions"]] == [job["jobId"]]  # redelivered records: no second run
-    finally:
-        stack.stop()
-
-
 def test_each_user_gets_their_own_job_emails_and_can_opt_out(stack: LocalStack) -> None:
     """Two users, one job each, and a job with notify false: every email reaches only the inbox of
     the user who ran the job (SNS filter policy on the owner), and the opted-out job sends none."""
@@ -141,6 +115,7 @@ def test_each_user_gets_their_own_job_emails_and_can_opt_out(stack: LocalStack) 
 
     other, other_password = "zoe@example.com", "Zoe-local-2026!"
     stack.create_user(other, other_password)
+    earlier = len(stack.emails)  # the stack is the module's: what other tests' jobs sent is not this test's
     photo = sorted((Path(__file__).resolve().parents[2] / "samples").glob("*.jpg"))[:1]
     jobs = {}
     for user, password, notify in ((DEMO_USER, DEMO_PASSWORD, True), (other, other_password, True)):
@@ -153,13 +128,13 @@ def test_each_user_gets_their_own_job_emails_and_can_opt_out(stack: LocalStack) 
     silent = client.submit({"prompt": "a studio", "notify": False, "images": [{**refs[0], "labels": []}]})
     view = client.wait(silent["jobId"], poll_s=0.3, timeout_s=60)
     assert view["notify"] is False
-    deadline = time.monotonic() + 10
-    while len(stack.emails) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(1.5)  # the reconciler has seen every execution end by now: no late email either
-    received = sorted((e["To"], e["Subject"].split(":")[0]) for e in stack.emails)
+    for job in jobs.values():
+        stack.wait_for_email(job["jobId"])
+    wait_until_executions_ended(stack)
+    stack.settle()  # the reconciler has seen every execution end by now: no late email either
+    received = sorted((e["To"], e["Subject"].split(":")[0]) for e in stack.emails[earlier:])
     assert received == sorted((user, f"Backdrop job {job['jobId']}") for user, job in jobs.items())
-    assert not [e for e in stack.emails if silent["jobId"] in e["Subject"]]
+    assert not [e for e in stack.emails[earlier:] if silent["jobId"] in e["Subject"]]
     assert client.job(silent["jobId"])["notification"]["status"] == "SKIPPED"
     with pytest.raises(ApiError) as caught:
         client.submit({"prompt": "a studio", "notify": "no", "images": [{**refs[0], "labels": []}]})

@@ -5,55 +5,36 @@ Lambda and the model answer as an outage would, until the execution has ended: w
 state machine's retries do, the execution ends with its job unfinished. Then the outage ends,
 EventBridge's "Execution Status Change" event reaches the reconciler, and the job must be
 finished, its report true, one email sent (a repeated event sends none), and its failed images
-can be retried. Retry waits are shortened 100-fold (moto's interpreter sleeps them for real);
-what they add up to is unchanged in the definition.
+can be retried. Retry waits are recorded, not slept (moto's interpreter sleeps them for real:
+tests/e2e/conftest.py); what they add up to is unchanged in the definition.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 from builders import BUCKET
-from harness import SnsOutage, deliver_execution_events, deliver_stream, inbox, upload, wait_until_mid_batch
+from e2e_support import Gate, wait_until
+from harness import SnsOutage, deliver_execution_events, deliver_stream, inbox, upload
 from test_robustness import COUNTS
 
+from backend.local.sfn_hooks import wait_until_interpreter_idle
 from chalicelib.core import contracts
 
 pytestmark = pytest.mark.slow
-RETRY_TIME_SCALE = 0.01
-
-
-@pytest.fixture
-def short_retry_waits(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[float]]:
-    """moto's Retry waits, a hundred times shorter; yields the waits the definition asked for."""
-    from types import SimpleNamespace
-
-    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
-
-    asked: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        asked.append(seconds)
-        time.sleep(seconds * RETRY_TIME_SCALE)
-
-    monkeypatch.setattr(retrier_decl, "time", SimpleNamespace(sleep=sleep))
-    yield asked
 
 
 def _wait_until_ended(execution_arn: str, timeout_s: float = 240) -> str:
     sfn = boto3.client("stepfunctions")
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        status = sfn.describe_execution(executionArn=execution_arn)["status"]
-        if status != "RUNNING":
-            return status
-        time.sleep(0.1)
-    raise AssertionError(f"execution {execution_arn} still RUNNING after {timeout_s} s")
+    status: str = wait_until(
+        lambda: (s := sfn.describe_execution(executionArn=execution_arn)["status"]) != "RUNNING" and s,
+        f"execution {execution_arn} to end",
+        timeout_s,
+    )
+    return status
 
 
 def _submit(client: Any, stack: dict[str, Any], token_for: Any, owner: str, photo: Any, count: int = 2) -> str:
@@ -86,7 +67,7 @@ def _emails_about(job_id: str, emails: list[dict[str, Any]]) -> list[dict[str, A
     ],
 )
 def test_an_outage_beyond_every_retry_budget_leaves_no_job_behind(
-    stack, token_for, photo, short_retry_waits, step, begins_at, monkeypatch
+    stack, token_for, photo, step, begins_at, monkeypatch
 ) -> None:
     from chalice.test import Client
 
@@ -100,7 +81,7 @@ def test_an_outage_beyond_every_retry_budget_leaves_no_job_behind(
     with Client(backdrop_app.app, stage_name="dev") as client:
         job_id = _submit(client, stack, token_for, owner, photo)
         ended = _wait_until_ended(_execution_arn(stack, job_id))
-        assert outage.refused > 0 and short_retry_waits, "the outage never met the workflow"
+        assert outage.refused > 0 and stack["retry_waits"].count, "the outage never met the workflow"
         stuck = client.http.get(f"/jobs/{job_id}", headers=headers).json_body
         if step == "notify":
             assert stuck["status"] == "COMPLETED"  # the workflow reported; only the email is missing
@@ -155,19 +136,22 @@ def test_an_aborted_execution_leaves_no_job_behind(stack, token_for, photo) -> N
 
     owner = "user-aborted"
     headers = {"Authorization": token_for(owner), "Content-Type": "application/json"}
-    stack["bedrock"].latency_s = 2.0  # slow enough to stop it mid-batch
+    # model calls wait in a gate until the test opens it: the execution is stopped mid-batch
+    gate = Gate()
+    stack["bedrock"].latency_s, stack["bedrock"].sleep = 2.0, gate
     with Client(backdrop_app.app, stage_name="dev") as client:
         job_id = _submit(client, stack, token_for, owner, photo, count=3)
         sfn = boto3.client("stepfunctions")
         arn = _execution_arn(stack, job_id)
-        deadline = time.monotonic() + 30
-        while client.http.get(f"/jobs/{job_id}", headers=headers).json_body["counts"].get("RUNNING", 0) == 0:
-            assert time.monotonic() < deadline, "the batch never started"
-            time.sleep(0.05)
+        gate.wait_for_arrivals(1)
+        wait_until(
+            lambda: client.http.get(f"/jobs/{job_id}", headers=headers).json_body["counts"].get("RUNNING", 0),
+            "an image of the batch to be RUNNING",
+        )
         sfn.stop_execution(executionArn=arn, error="Operator.Stop", cause="stopped by the operator")
+        gate.open()  # children already inside the model call finish or fail on their own
         assert _wait_until_ended(arn) == "ABORTED"
-        stack["bedrock"].latency_s = 0.0
-        time.sleep(2.5)  # children already inside the model call finish or fail on their own
+        wait_until_interpreter_idle()
         deliver_execution_events(stack, client)
         view = client.http.get(f"/jobs/{job_id}", headers=headers).json_body
     assert view["status"] in ("PARTIAL", "FAILED") and view["counts"]["FAILED"] >= 1, view
@@ -178,7 +162,7 @@ def test_an_aborted_execution_leaves_no_job_behind(stack, token_for, photo) -> N
     COUNTS["outages"] += 1
 
 
-def test_the_sweep_reconciles_executions_whose_event_was_lost(stack, token_for, photo, short_retry_waits) -> None:
+def test_the_sweep_reconciles_executions_whose_event_was_lost(stack, token_for, photo) -> None:
     """EventBridge delivers Step Functions events on a best-effort basis: the scheduled sweep
     finds the execution that ended without its job being closed."""
     from chalice.test import Client
@@ -207,46 +191,48 @@ def _scheduled(client: Any) -> dict[str, Any]:
     )
 
 
-def test_local_stack_app_side_down_beyond_every_retry_then_back(short_retry_waits) -> None:
+def test_local_stack_app_side_down_beyond_every_retry_then_back() -> None:
     """The issue's report, on the local stack: the app side (Lambdas, API) is down mid-batch for
-    longer than every retry budget; the execution ends; when the app side is back, the local
-    stack's execution events reach the reconciler and the job finishes with one email."""
+    longer than every retry budget (its Retry waits recorded, not slept: retry_time_scale 0); the
+    execution ends; when the app side is back, the local stack's execution events reach the
+    reconciler and the job finishes with one email."""
     from pathlib import Path
 
     from backend.local.stack import DEMO_PASSWORD, DEMO_USER, LocalStack
     from frontend.api_client import BackdropClient, CognitoLogin
 
     samples = sorted((Path(__file__).resolve().parents[2] / "samples").glob("*.jpg"))[:2]
-    stack = LocalStack(api_port=0, stage="outage", latency_s=0.5, max_concurrency=2).start()
+    stack = LocalStack(api_port=0, stage="outage", latency_s=0.5, max_concurrency=2, retry_time_scale=0).start()
+    gate = stack.bedrock.sleep = Gate()  # model calls wait until the app side is down
     try:
         login = CognitoLogin(client_id=stack.outputs["client_id"], endpoint_url=stack.endpoint)
         login.sign_in(DEMO_USER, DEMO_PASSWORD)
         client = BackdropClient(stack.api_url, login.id_token)
         refs = client.upload_files(samples).uploaded
         job = client.submit({"prompt": "a studio", "images": [{**r, "labels": []} for r in refs]})
-        wait_until_mid_batch(client, job["jobId"])
+        gate.wait_for_arrivals(1)  # mid-batch
         stack.stop_app()
+        gate.open()  # what the model answers meets Lambdas that are down, and their retries
         sfn = stack.client("stepfunctions")
         arn = next(
             e["executionArn"]
             for e in sfn.list_executions(stateMachineArn=stack.outputs["state_machine_arn"])["executions"]
             if e["name"] == job["jobId"]
         )
-        deadline = time.monotonic() + 240
-        while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
-            assert time.monotonic() < deadline, "the execution outlived every retry budget"
-            time.sleep(0.2)
+        wait_until(
+            lambda: sfn.describe_execution(executionArn=arn)["status"] != "RUNNING",
+            "the execution to end once every retry is spent",
+            timeout_s=240,
+        )
+        assert stack.retry_waits.count > 0, "Step Functions never retried the throttled Lambdas"
         stack.start_app()
         client.wait(job["jobId"], poll_s=0.3, timeout_s=60)  # polls the summary
         view = client.job_with_images(job["jobId"])
         assert view["status"] in ("PARTIAL", "FAILED", "COMPLETED") and view["counts"]["RUNNING"] == 0, view
         assert all(i["status"] in ("SUCCEEDED", "FAILED") for i in view["images"])
         assert client.report_url(job["jobId"], "json")
-        deadline = time.monotonic() + 10
-        while not [e for e in stack.emails if job["jobId"] in e.get("Subject", "")]:
-            assert time.monotonic() < deadline, "no email"
-            time.sleep(0.1)
-        time.sleep(1.5)  # the local stack's event poller runs again: still one email
+        stack.wait_for_email(job["jobId"])
+        stack.settle()  # the local stack's event poller runs again: still one email
         assert len([e for e in stack.emails if job["jobId"] in e.get("Subject", "")]) == 1
     finally:
         stack.stop()

@@ -3,12 +3,12 @@ the real ASL and Lambdas): the step is retried per image and the job succeeds; a
 than every retry fails the image with a cause that names the step (issue #26: a 30 s S3 write
 failure failed every image of a job for good).
 
-moto really sleeps between retries; the test records the waits instead of sleeping them, and the
-outage is measured on that clock: it ends once the state machine has waited its length."""
+moto really sleeps between retries; the e2e `stack` records the waits instead of sleeping them
+(tests/e2e/conftest.py), and the outage is measured on that clock: it ends once the state machine
+has asked to wait its length."""
 
 from __future__ import annotations
 
-import types
 from typing import Any
 
 import pytest
@@ -16,6 +16,7 @@ from botocore.exceptions import ClientError
 from harness import upload
 
 from backend.local import iam
+from backend.local.sfn_hooks import RetryWaits
 from chalicelib.core.errors import STORAGE_RETRY
 from chalicelib.store import clients as aws
 
@@ -27,16 +28,19 @@ class S3WriteOutage:
     waited `seconds` in its retries (the SDK's own retries are long spent when this reaches the
     step)."""
 
-    def __init__(self, step: str, seconds: float) -> None:
+    def __init__(self, step: str, seconds: float, retries: RetryWaits) -> None:
         self.step = step
         self.seconds = seconds
-        self.waited = 0.0
-        self.waits: list[float] = []
+        self.retries = retries
         self.refused = 0
 
-    def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.waited += seconds
+    @property
+    def waits(self) -> list[float]:
+        return self.retries.waits_for("StorageBusy")
+
+    @property
+    def waited(self) -> float:
+        return sum(self.waits)
 
     def __call__(self, params: dict[str, Any], **_: Any) -> None:
         if iam.current_principal() == self.step and self.waited < self.seconds:
@@ -51,12 +55,9 @@ class S3WriteOutage:
 
 
 @pytest.fixture
-def outage(stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
-    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
-
+def outage(stack: dict[str, Any]) -> Any:
     def start(step: str, seconds: float) -> S3WriteOutage:
-        failing = S3WriteOutage(step, seconds)
-        monkeypatch.setattr(retrier_decl, "time", types.SimpleNamespace(sleep=failing.sleep))
+        failing = S3WriteOutage(step, seconds, stack["retry_waits"])
         aws.client("s3").meta.events.register("before-call.s3.PutObject", failing, unique_id="s3-write-outage")
         return failing
 

@@ -2,12 +2,11 @@
 many retries over how long, on the executed state machine (moto's interpreter, the real ASL and
 Lambdas, the Bedrock stand-in). Never INTERNAL_ERROR, and the other image is unharmed.
 
-moto really sleeps between retries; the test records the waits instead of sleeping them (the
-same numbers: the interpreter computes each from the ASL's retrier, with full jitter)."""
+moto really sleeps between retries; the e2e `stack` records the waits instead of sleeping them
+(tests/e2e/conftest.py; the same numbers: the interpreter computes each from the ASL's retrier,
+with full jitter)."""
 
 from __future__ import annotations
-
-import types
 
 import pytest
 from harness import upload
@@ -17,11 +16,7 @@ from chalicelib.core.errors import MODEL_THROTTLING_RETRY
 pytestmark = pytest.mark.slow
 
 
-def test_an_image_throttled_past_every_retry_fails_as_model_throttled(stack, run_job, photo, monkeypatch) -> None:
-    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
-
-    waits: list[float] = []
-    monkeypatch.setattr(retrier_decl, "time", types.SimpleNamespace(sleep=waits.append))
+def test_an_image_throttled_past_every_retry_fails_as_model_throttled(stack, run_job, photo) -> None:
     owner = "user-t"
     refs = {name: upload(owner, name, photo(320, 240, "PNG"), "png") for name in ("fine.png", "throttled.png")}
     body = {
@@ -52,5 +47,6 @@ def test_an_image_throttled_past_every_retry_fails_as_model_throttled(stack, run
     # policy's computed delay (full jitter waits 0..delay)
     calls = [c for c in stack["bedrock"].calls if "throttle:1000" in c[1]]
     assert len(calls) == 1 + policy.max_attempts
+    waits = stack["retry_waits"].waits_for("Bedrock.ThrottlingException")
     assert len(waits) == policy.max_attempts
     assert all(0 <= wait <= delay for wait, delay in zip(waits, policy.delays_s(), strict=True)), waits

@@ -4,14 +4,14 @@ the real state machine file and Lambdas, the Bedrock stand-in)."""
 from __future__ import annotations
 
 import json
-import time
-import types
 from typing import Any
 
 import boto3
 import pytest
+from e2e_support import Gate, wait_until
 from harness import LOCAL_RECEIVER, Receiver, deliver_stream, upload, wait_for
 
+from backend.local.sfn_hooks import wait_until_interpreter_idle
 from chalicelib.core import contracts
 from chalicelib.delivery import webhooks
 from chalicelib.delivery.webhooks import WebhookSender
@@ -40,7 +40,6 @@ def test_the_workflow_sends_the_webhook_after_the_report(
     stack, token_for, photo, store, monkeypatch, receiver_answers
 ) -> None:
     from chalice.test import Client
-    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
     import app as backdrop_app
 
@@ -51,10 +50,8 @@ def test_the_workflow_sends_the_webhook_after_the_report(
     monkeypatch.setattr(
         backdrop_app, "_webhook_sender", lambda: WebhookSender(backdrop_app._store(), policy=LOCAL_RECEIVER)
     )
-    # moto's interpreter sleeps each Retry wait for real: record them instead (issue #25: the waits
+    # the e2e `stack` records moto's Retry waits instead of sleeping them (issue #25: the waits
     # between webhook attempts are the workflow's Retry, never a sleep inside the Lambda)
-    waits: list[float] = []
-    monkeypatch.setattr(retrier_decl, "time", types.SimpleNamespace(sleep=waits.append))
     try:
         with Client(backdrop_app.app, stage_name="dev") as client:
             refs = [upload(OWNER, f"{i}.png", photo(320, 240), "png") for i in range(2)]
@@ -78,6 +75,7 @@ def test_the_workflow_sends_the_webhook_after_the_report(
             assert job["webhook"]["status"] == "FAILED" and "HTTP 500" in job["webhook"]["lastError"]
             # each retry waited in the state machine, full jitter under 2, 8, 32, 128 s
             ceilings = [2.0 * 4**n for n in range(contracts.WEBHOOK_ATTEMPTS - 1)]
+            waits = stack["retry_waits"].waits_for("WebhookRetry")  # not another step's retry under load
             assert len(waits) == len(ceilings) and all(0 <= w <= c for w, c in zip(waits, ceilings, strict=True))
     finally:
         receiver.close()
@@ -88,24 +86,30 @@ def test_a_cancel_stops_the_running_workflow(stack, token_for, photo, store) -> 
 
     import app as backdrop_app
 
-    stack["bedrock"].latency_s = 1.0  # slow model calls: the cancel lands mid-batch
+    # model calls wait in a gate until the test opens it: the cancel lands mid-batch, with calls in flight
+    gate = Gate()
+    stack["bedrock"].latency_s, stack["bedrock"].sleep = 1.0, gate
     token = token_for(OWNER)
     with Client(backdrop_app.app, stage_name="dev") as client:
         refs = [upload(OWNER, f"{i}.png", photo(320, 240), "png") for i in range(6)]
         job_id = _submit(client, token, refs)
         deliver_stream(stack, client)
-        deadline = time.monotonic() + 60
-        while store.get_job(job_id)["counts"]["RUNNING"] == 0:
-            assert time.monotonic() < deadline, "the batch never started"
-            time.sleep(0.05)
+        gate.wait_for_arrivals(1)
+        wait_until(lambda: store.get_job(job_id)["counts"]["RUNNING"], "an image of the batch to be RUNNING")
         answer = client.http.post(f"/jobs/{job_id}/cancel", headers={"Authorization": token}, body=b"")
         assert answer.status_code == 200, answer.body
+        # the model calls in flight finish after the cancel (the execution is ABORTED once the
+        # Tasks they are in have ended), and every Task runs to its end: nothing they do changes
+        # the outcome
+        in_flight = gate.arrived
+        gate.open()
         sfn = boto3.client("stepfunctions")
         [execution] = sfn.list_executions(stateMachineArn=stack["state_machine_arn"])["executions"]
         assert wait_for(sfn, execution["executionArn"])["status"] == "ABORTED"
+        wait_until_interpreter_idle()
         counts = answer.json_body["counts"]
         assert counts["CANCELLED"] >= 1 and counts["PENDING"] == counts["RUNNING"] == 0
-        time.sleep(3)  # model calls that were in flight finish now: nothing they do changes the outcome
+        assert in_flight >= 1
         job = store.get_job(job_id)
         assert job["status"] == "CANCELLED" and job["counts"] == counts
         statuses = sorted(i["status"] for i in store.images(job_id))
