@@ -73,7 +73,7 @@ _GONE = frozenset(
 # about 44 KB with its state machine, does), long before an edit could make a deploy fail.
 TEMPLATE_BODY_LIMIT: Final = 51_200
 # Lambda's asynchronous retries of a failed background task (0-2; two is Lambda's default, kept
-# explicit): docs/aws-notes.md#n124-one-background-worker-on-lambda-asynchronous-invoke
+# explicit): docs/aws-notes.md#n120-one-background-worker-on-lambda-asynchronous-invoke
 BACKGROUND_RETRY_ATTEMPTS: Final = 2
 TEMPLATE_URL_LIMIT: Final = 1_000_000
 INLINE_TEMPLATE_MAX_BYTES: Final = 40 * 1024
@@ -530,7 +530,7 @@ class Deployer:
 
     def configure_background_worker(self, function_arn: str) -> None:
         """What Chalice cannot set on the background worker: its asynchronous retries and where a
-        task that failed every attempt goes (docs/aws-notes.md#n126-lambda-on-failure-destinations-for-asynchronous-invocations)."""
+        task that failed every attempt goes (docs/aws-notes.md#n122-lambda-on-failure-destinations-for-asynchronous-invocations)."""
         queue_arn = self.outputs["BackgroundFailureQueueArn"]
         self.client("lambda").put_function_event_invoke_config(
             FunctionName=function_arn,

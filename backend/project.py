@@ -56,7 +56,7 @@ PACKAGE_SIZE_LIMIT = LAMBDA_DIRECT_UPLOAD_BYTES - 1_000_000
 # docs/performance.md). The .pyc files are compiled by the interpreter that runs chalice, the one
 # whose version is the Lambdas' runtime (backend/runtime.py; another version's .pyc is ignored),
 # in checked-hash mode: valid whatever modification time the zip gives the source, and recompiled
-# should a source ever differ from its .pyc (PEP 552; docs/aws-notes.md#n117-bytecode-in-the-lambda-package).
+# should a source ever differ from its .pyc (PEP 552; docs/aws-notes.md#n116-bytecode-in-the-lambda-package).
 # Chalice zips everything under chalicelib/, __pycache__ included; app.py goes in as its source alone.
 BYTECODE_DIRS = ("chalicelib",)
 

@@ -164,7 +164,7 @@ class RetryWaits:
 
     moto 5.2.5 sleeps every one for real (`retrier_decl`: `time.sleep(interval_seconds)`), so an
     outage test would spend the minutes its retries wait on AWS
-    (docs/aws-notes.md#n123-retry-waits-in-motos-interpreter-recorded-not-slept). With `scale` 0 nothing is slept
+    (docs/aws-notes.md#n119-retry-waits-in-motos-interpreter-recorded-not-slept). With `scale` 0 nothing is slept
     and a test asserts the waits the definition asked for (`waits`, in seconds) instead. `hold()`
     makes every wait block until `release()`: an outage then lasts as long as the test says, not
     some number of seconds. The local stack keeps scale 1 for `make run` (retries as AWS paces

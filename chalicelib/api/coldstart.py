@@ -10,7 +10,7 @@ of it is garbage: the models stay cached for the environment's life.
 So the first request pauses the collector; when it has answered, everything alive is frozen
 (`gc.freeze()`: moved to a permanent generation that later collections skip, as the loaded
 modules and models should be) and the collector resumes for every later request
-(docs/aws-notes.md#n116-python-gc-freeze-and-the-first-request). Reference counting frees
+(docs/aws-notes.md#n115-python-gc-freeze-and-the-first-request). Reference counting frees
 acyclic garbage as usual meanwhile; what the first request leaves in a cycle stays until the
 environment ends, one request's worth.
 """

@@ -7,7 +7,7 @@ and the views cannot drift: every model is closed (`extra="forbid"`), and a view
 no model declares is caught. Where an answer is open on purpose (a scorecard check's measured
 figures, a preset's rules) the model says so (`extra="allow"` or a dict). Closed answers and the
 `$ref` siblings pydantic writes are OpenAPI 3.1's
-(docs/aws-notes.md#n120-openapi-31-schema-ref-siblings-and-closed-answers).
+(docs/aws-notes.md#n118-openapi-31-schema-ref-siblings-and-closed-answers).
 
 A field that may be absent is declared with `absent()` (its own type, not nullable: absent is not
 null); a field that may be null says `| None`.

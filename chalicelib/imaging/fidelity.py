@@ -10,7 +10,7 @@ a baseline file gets no inter-block smoothing (libjpeg applies that to progressi
 a mosaic of some of the result's 8-aligned blocks, encoded with the delivered file's encoder and
 settings (`images.encode`) and decoded as a viewer would (`images.decode_delivered`), holds bit for
 bit what the delivered file holds in those blocks: tests/unit/test_fidelity.py checks it against
-the whole file (docs/aws-notes.md#n114-a-baseline-444-jpeg-block-decodes-from-its-own-pixels).
+the whole file (docs/aws-notes.md#n113-a-baseline-444-jpeg-block-decodes-from-its-own-pixels).
 The fidelity figure is measured on a regular sample of the product's blocks
 (DELIVERED_SAMPLES pixels at most), every block when there are fewer.
 """
@@ -75,7 +75,7 @@ def srgb_to_lab(rgb: npt.NDArray[Any]) -> Colours:
     else:
         linear = _linear(source.astype(np.float64, copy=False))
     # three multiply-adds, not `linear @ matrix`: a (N, 3) x (3, 3) product goes to OpenBLAS, whose
-    # threads cost ~10x the arithmetic in CPU, far more in wall time (docs/aws-notes.md#n115-openblas-threads-and-small-matrix-products)
+    # threads cost ~10x the arithmetic in CPU, far more in wall time (docs/aws-notes.md#n114-openblas-threads-and-small-matrix-products)
     to_xyz = np.array(_SRGB_TO_XYZ) / np.array(_D65_WHITE)[:, None]
     xyz = linear[:, 0:1] * to_xyz[:, 0] + linear[:, 1:2] * to_xyz[:, 1] + linear[:, 2:3] * to_xyz[:, 2]
     delta = 6.0 / 29.0

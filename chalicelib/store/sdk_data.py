@@ -6,7 +6,7 @@ their API versions (~9 ms of CPU per type), only to check that the one service a
 and its JSON loader builds every object of a model as an OrderedDict (endpoints.json alone is
 1.2 MB), about twice as slow to parse as Python's dicts, which keep their order too. With both
 gone the jobs table's client is built in ~26 ms of CPU instead of ~53 (bench/cold_start.py,
-docs/performance.md; docs/aws-notes.md#n118-botocore-data-loading).
+docs/performance.md; docs/aws-notes.md#n117-botocore-data-loading).
 
 `QuickLoader` answers "is this service known?" from that one service's directory (the listing
 botocore itself makes next, for the latest API version) and still lists them all when asked for

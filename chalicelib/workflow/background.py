@@ -13,7 +13,7 @@ options) and a `Recipe` in `RECIPES`, which says
 
 `Background.start` notes the work under the table's background partition, claims it and starts
 the one worker function (`background_work`) with the task's event: today's transport is Lambda's
-asynchronous `Invoke` (docs/aws-notes.md#n51-lambda-asynchronous-invocation, N124 for why not a
+asynchronous `Invoke` (docs/aws-notes.md#n51-lambda-asynchronous-invocation, N120 for why not a
 queue). `Background.run` is that worker: it dispatches by kind, records a failure through the
 recipe before Lambda's own retries, and sends a continuation. `Background.resume` is the sweep's
 part (chalicelib/workflow/reconciler.py `sweep_background` reads the notes once): a note whose
