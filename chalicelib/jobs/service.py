@@ -166,9 +166,7 @@ def scene_model(scene: backgrounds.Background, model_lookup: Callable[[str], Mod
     except ModelUnavailable as exc:  # unknown, retired, or not callable from this Region: say it is the scene's
         raise ModelUnavailable(
             f"a scene background cannot be made here: {exc.message}",
-            details=[
-                {"message": exc.message, **detail, "field": "background.model"} for detail in (exc.details or [{}])
-            ],
+            details=[{"message": exc.message, **d, "field": "background.model"} for d in exc.details or [{}]],
         ) from exc
     if spec.family is not Family.TEXT_TO_IMAGE:
         raise ValidationError(

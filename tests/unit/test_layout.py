@@ -243,3 +243,18 @@ def test_the_size_rule_catches_a_large_module_and_class() -> None:
     assert over({"m": 700}, MAX_MODULE_LINES, {"m": 700}) == []
     assert over({"m": 701}, MAX_MODULE_LINES, {"m": 700}) == ["m: 701 lines (limit 700)"]
     assert over({"m": 500}, MAX_MODULE_LINES, {"m": 700})[0].startswith("m is listed as large")
+
+
+def test_the_readme_layout_is_the_map_of_the_packages() -> None:
+    """README's Layout table has a row per package, in the import order, naming every module the
+    package has (a package or module added without its row fails here)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = readme[readme.index("## Layout") :]
+    rows = {line.split("`")[1]: line for line in layout.splitlines() if line.startswith("| `chalicelib/")}
+    packages = [f"chalicelib/{name}/" for name in ORDER]
+    assert [r for r in rows if r in packages] == packages
+    for name in ORDER:
+        row = rows[f"chalicelib/{name}/"]
+        modules = {p.stem for p in (ROOT / "chalicelib" / name).glob("*.py")} - {"__init__"}
+        unnamed = sorted(m for m in modules if f"`{m}`" not in row)
+        assert not unnamed, f"README's row for chalicelib/{name}/ does not name {unnamed}"
