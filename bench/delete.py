@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import BENCH_OWNER
-from bench.submit import API_GATEWAY_TIMEOUT_S, IMAGES, CallCounter, _environment, _token
+from bench.submit import API_GATEWAY_TIMEOUT_S, IMAGES, CallCounter, _environment, _token, calls_row
 
 # The answer's target: a small share of the 29 s, so a slow DynamoDB or S3 call cannot push it out.
 # The answer measured 0.03 s, 190x inside it: what would cross it is the whole deletion inside the
@@ -122,14 +122,7 @@ def run(row: Callable[[str, str, str, bool | None], None], images: int = IMAGES,
         f"<= {ANSWER_TARGET_S:.1f} s (1/5 of 29 s)",
         result["answer_s"] <= ANSWER_TARGET_S,
     )
-    calls = result["calls"]
-    row(
-        "  AWS calls inside the DELETE",
-        f"{sum(calls.values())} (" + ", ".join(f"{n} {op}" for op, n in sorted(calls.items())) + ")",
-        f"1 to {ANSWER_CALLS_TARGET} when handed off, whatever the job's size",
-        # none counted: the counter saw nothing; work done inside the request is judged by its time
-        (0 < sum(calls.values()) <= ANSWER_CALLS_TARGET) if result["handed_off"] else None,
-    )
+    calls_row(row, "DELETE", result, ANSWER_CALLS_TARGET)
     row("  writing the finished job first", f"{result['build_s']:.1f} s on moto", "-", None)
     if "background_s" in result:
         row("  the deleter's work (one run)", f"{result['background_s']:.1f} s on moto: {result['removed']}", "-", None)

@@ -129,6 +129,21 @@ class CallCounter:
         clients.reset()
 
 
+def calls_row(
+    row: Callable[[str, str, str, bool | None], None], name: str, result: dict[str, Any], target: int
+) -> None:
+    """The AWS calls a request made before handing its work off: at most `target` whatever the
+    job's size. None counted is a MISS (the counter saw nothing); work done inside the request is
+    judged by its time, not here."""
+    calls = result["calls"]
+    row(
+        f"  AWS calls inside the {name}",
+        f"{sum(calls.values())} (" + ", ".join(f"{n} {op}" for op, n in sorted(calls.items())) + ")",
+        f"1 to {target} when handed off, whatever the job's size",
+        (0 < sum(calls.values()) <= target) if result["handed_off"] else None,
+    )
+
+
 def measure(images: int = IMAGES, *, partition_limits: bool = True, starter: bool = True) -> dict[str, Any]:
     """Submit one job of `images` images (with an Idempotency-Key) and time its phases; then (with
     `starter`) the starter's writing of its image items, as its stream record would start it."""

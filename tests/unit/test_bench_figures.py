@@ -123,3 +123,17 @@ def test_stored_data_counts_what_moto_keeps_and_the_leak_budget_what_is_left(aws
     grown = stored_bytes() - before
     # the object's 50 KB body is stored data (not counted as a leak), plus its key's bookkeeping
     assert 50_000 <= grown < 50_000 + 20_000
+
+
+@pytest.mark.parametrize(
+    ("calls", "handed_off", "verdict"),
+    [({}, 1, False), ({"GetItem": 4, "PutItem": 2}, 1, True), ({"Query": 11}, 1, False), ({"Query": 40}, 0, None)],
+)
+def test_a_calls_row_misses_when_nothing_was_counted_or_too_much(
+    calls: dict[str, int], handed_off: int, verdict: bool | None
+) -> None:
+    from bench.submit import calls_row
+
+    rows: list[tuple[str, str, str, bool | None]] = []
+    calls_row(lambda *r: rows.append(r), "DELETE", {"calls": calls, "handed_off": handed_off}, 10)
+    assert [r[3] for r in rows] == [verdict]
