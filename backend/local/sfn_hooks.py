@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 MOTO_VERSION = "5.2.5"
@@ -248,12 +248,16 @@ def interpreter_threads() -> list[threading.Thread]:
     return [thread for thread in list(TMP_THREADS) if thread.is_alive()]
 
 
-def wait_until_interpreter_idle(timeout_s: float = 60.0, every_s: float = 0.02) -> None:
+def wait_until_interpreter_idle(
+    timeout_s: float = 60.0, every_s: float = 0.02, started_before: Iterable[threading.Thread] = ()
+) -> None:
     """Block until no execution, Map iteration or Task state is under way in this process (an
-    aborted execution's Tasks run to their end: their Lambda or model call is not interrupted);
+    aborted execution's Tasks run to their end: their Lambda or model call is not interrupted),
+    leaving out the threads in `started_before` (another test's, in a process that runs several);
     AssertionError naming the threads still running after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
-    while running := interpreter_threads():
+    earlier = set(started_before)
+    while running := [thread for thread in interpreter_threads() if thread not in earlier]:
         if time.monotonic() >= deadline:
             names = sorted({thread.name for thread in running})
             raise AssertionError(

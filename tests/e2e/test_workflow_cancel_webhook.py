@@ -11,7 +11,7 @@ import pytest
 from e2e_support import Gate, wait_until
 from harness import LOCAL_RECEIVER, Receiver, deliver_stream, upload, wait_for
 
-from backend.local.sfn_hooks import wait_until_interpreter_idle
+from backend.local.sfn_hooks import interpreter_threads, wait_until_interpreter_idle
 from chalicelib.core import contracts
 from chalicelib.delivery import webhooks
 from chalicelib.delivery.webhooks import WebhookSender
@@ -90,6 +90,7 @@ def test_a_cancel_stops_the_running_workflow(stack, token_for, photo, store) -> 
     gate = Gate()
     stack["bedrock"].latency_s, stack["bedrock"].sleep = 1.0, gate
     token = token_for(OWNER)
+    earlier = interpreter_threads()  # the worker's earlier tests' (pytest-xdist runs several files in it)
     with Client(backdrop_app.app, stage_name="dev") as client:
         refs = [upload(OWNER, f"{i}.png", photo(320, 240), "png") for i in range(6)]
         job_id = _submit(client, token, refs)
@@ -106,7 +107,7 @@ def test_a_cancel_stops_the_running_workflow(stack, token_for, photo, store) -> 
         sfn = boto3.client("stepfunctions")
         [execution] = sfn.list_executions(stateMachineArn=stack["state_machine_arn"])["executions"]
         assert wait_for(sfn, execution["executionArn"])["status"] == "ABORTED"
-        wait_until_interpreter_idle()
+        wait_until_interpreter_idle(started_before=earlier)
         counts = answer.json_body["counts"]
         assert counts["CANCELLED"] >= 1 and counts["PENDING"] == counts["RUNNING"] == 0
         assert in_flight >= 1

@@ -33,7 +33,8 @@ def test_the_scene_model_is_refused_outside_its_regions_naming_those_that_work()
     assert registry.region_refusal(spec, "us-west-2") is None
     with pytest.raises(ModelUnavailable) as raised:
         registry.get_usable_model(SCENE, region="us-east-1")
-    assert raised.value.details == [{"field": "model", "code": "MODEL_UNAVAILABLE", "regions": ["us-west-2"]}]
+    [detail] = raised.value.details
+    assert detail == {"field": "model", "message": refusal, "code": "MODEL_UNAVAILABLE", "regions": ["us-west-2"]}
     assert registry.get_usable_model(SCENE, region="us-west-2").key == SCENE
     # the job's default model runs from all three of its profile's source Regions
     inpaint = registry.get_model("stability-inpaint")
