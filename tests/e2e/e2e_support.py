@@ -102,7 +102,7 @@ def on_shared_stack(local: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Itera
     import boto3
 
     from backend.local import iam
-    from backend.local.sfn_hooks import wait_until_interpreter_idle
+    from backend.local.sfn_hooks import interpreter_threads, wait_until_interpreter_idle
     from chalicelib.store import clients as aws
 
     assert local.aws_side_intact(), (
@@ -115,12 +115,13 @@ def on_shared_stack(local: LocalStack, monkeypatch: pytest.MonkeyPatch) -> Itera
     aws.reset()
     guard = iam.installed()
     restore = guard.use(iam.local_deployment(local.stage, local.region)) if guard is not None else None
+    earlier = interpreter_threads()  # another file's, in a pytest-xdist worker that runs several
     local.resume_deliveries()
     try:
         yield local
     finally:
         try:
-            wait_until_interpreter_idle()
+            wait_until_interpreter_idle(started_before=earlier)
         finally:
             local.pause_deliveries()
             if restore is not None:

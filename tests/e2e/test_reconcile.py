@@ -21,7 +21,7 @@ from e2e_support import Gate, wait_until
 from harness import SnsOutage, deliver_execution_events, deliver_stream, inbox, upload
 from test_robustness import COUNTS
 
-from backend.local.sfn_hooks import wait_until_interpreter_idle
+from backend.local.sfn_hooks import interpreter_threads, wait_until_interpreter_idle
 from chalicelib.core import contracts
 
 pytestmark = pytest.mark.slow
@@ -139,6 +139,7 @@ def test_an_aborted_execution_leaves_no_job_behind(stack, token_for, photo) -> N
     # model calls wait in a gate until the test opens it: the execution is stopped mid-batch
     gate = Gate()
     stack["bedrock"].latency_s, stack["bedrock"].sleep = 2.0, gate
+    earlier = interpreter_threads()  # the worker's earlier tests' (pytest-xdist runs several files in it)
     with Client(backdrop_app.app, stage_name="dev") as client:
         job_id = _submit(client, stack, token_for, owner, photo, count=3)
         sfn = boto3.client("stepfunctions")
@@ -151,7 +152,7 @@ def test_an_aborted_execution_leaves_no_job_behind(stack, token_for, photo) -> N
         sfn.stop_execution(executionArn=arn, error="Operator.Stop", cause="stopped by the operator")
         gate.open()  # children already inside the model call finish or fail on their own
         assert _wait_until_ended(arn) == "ABORTED"
-        wait_until_interpreter_idle()
+        wait_until_interpreter_idle(started_before=earlier)
         deliver_execution_events(stack, client)
         view = client.http.get(f"/jobs/{job_id}", headers=headers).json_body
     assert view["status"] in ("PARTIAL", "FAILED") and view["counts"]["FAILED"] >= 1, view
