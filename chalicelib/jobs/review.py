@@ -115,14 +115,17 @@ class ReviewService:
         job = self._waiting_job(owner, job_id)
         token = job["review"]["token"]
         rejected = self.store.count_review_decisions(job_id).get(ReviewDecision.REJECTED.value, 0)
+        # APPROVED is written before the release: the workflow resumes at once, and its report
+        # step reads a review still WAITING as a deadline that passed (EXPIRED)
+        self.store.close_review(job_id, ReviewStatus.APPROVED)
         try:
             self.sfn.send_task_success(taskToken=token, output=json.dumps({"approved": True, "rejected": rejected}))
         except ClientError as exc:
             if client_error_code(exc) in ENDED_WAIT_ERRORS:
                 self.store.close_review(job_id, ReviewStatus.EXPIRED)
                 raise Conflict(f"the review of job {job_id} is over: its deadline passed") from exc
+            self.store.open_review(job_id, token, job["review"].get("deadline", ""))  # not released: ask again
             raise service_failure(exc, f"could not release job {job_id}") from exc
-        self.store.close_review(job_id, ReviewStatus.APPROVED)
         return {"jobId": job_id, "review": ReviewStatus.APPROVED.value, "rejected": rejected}
 
     @staticmethod

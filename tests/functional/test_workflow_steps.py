@@ -326,3 +326,38 @@ def test_a_review_whose_deadline_passed_is_reported_as_expired_with_its_decision
     assert review["status"] == "EXPIRED" and "token" not in review  # the token is forgotten
     assert "The review ended before approval" in result["message"]
     assert "Rejected in review, not delivered: 1 result(s)." in result["message"]
+
+
+def test_an_approval_the_workflow_acts_on_at_once_is_reported_approved_not_expired(store, photo) -> None:
+    """Step Functions resumes on SendTaskSuccess at once: the report step can run before the API's
+    call returns. It must read APPROVED then (it read WAITING, and wrote EXPIRED, under load)."""
+    from botocore.exceptions import ClientError
+
+    from chalicelib.jobs.review import ReviewService
+
+    (event,) = _job(store, {"a.png": photo(320, 240)}, {"reviewSeconds": 60})
+    _run(store, event)
+    store.open_review(JOB_ID, "token-1", "2030-01-01T00:00:00Z")
+    reports: list[dict[str, Any]] = []
+
+    class ResumingSfn:  # the workflow resumes inside the call, as the interpreter's thread may
+        def send_task_success(self, **_: Any) -> dict[str, Any]:
+            reporter = Reporter(boto3.client("s3"), store)
+            reports.append(reporter.build({"jobId": JOB_ID, "owner": OWNER, "bucket": BUCKET}))
+            return {}
+
+    assert ReviewService(store, ResumingSfn()).approve(OWNER, JOB_ID)["review"] == "APPROVED"
+    assert reports and "The review ended before approval" not in reports[0]["message"]
+    assert store.get_job(JOB_ID)["review"]["status"] == "APPROVED"
+
+    # a release Step Functions refused for a passing reason leaves the review open to approve again
+    store.open_review(JOB_ID, "token-2", "2030-01-01T00:00:00Z")
+
+    class ThrottledSfn:
+        def send_task_success(self, **_: Any) -> dict[str, Any]:
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "SendTaskSuccess")
+
+    with pytest.raises(Exception, match="could not release"):
+        ReviewService(store, ThrottledSfn()).approve(OWNER, JOB_ID)
+    review = store.get_job(JOB_ID)["review"]
+    assert review["status"] == "WAITING" and review["token"] == "token-2"
