@@ -41,7 +41,8 @@ START_FAILED: Final = "the report rewrite could not be started"
 MAX_ROUNDS: Final = 5
 
 
-def _iso(moment: datetime) -> str:
+def iso(moment: datetime) -> str:
+    """The rewrite mark's timestamps, compared as strings: one format (microseconds) for all of them."""
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -76,7 +77,7 @@ def run(store: JobStore, reporter: Any, job_id: str, owner: str, bucket: str) ->
             return {"jobId": job_id, "rewrites": rounds, "current": True}
         requested = str(pending.get("requestedAt"))
         # its sign of life: a pick made now waits for this run instead of starting another
-        store.record_report_rewrite(job_id, status=ClosingStatus.STARTED.value, since=_iso(datetime.now(UTC)))
+        store.record_report_rewrite(job_id, status=ClosingStatus.STARTED.value, since=iso(datetime.now(UTC)))
         reporter.rewrite(job_id, owner, bucket)
         rounds += 1
         if store.report_rewrite_done(job_id, requested):
@@ -95,4 +96,4 @@ def stranded(job: Mapping[str, Any] | None, now: datetime | None = None) -> bool
     if pending.get("status") != ClosingStatus.STARTED.value:
         return True
     now = now or datetime.now(UTC)
-    return str(pending.get("since") or "") < _iso(datetime.fromtimestamp(now.timestamp() - REWRITE_STALE_AFTER_S, UTC))
+    return str(pending.get("since") or "") < iso(datetime.fromtimestamp(now.timestamp() - REWRITE_STALE_AFTER_S, UTC))

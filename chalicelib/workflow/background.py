@@ -55,10 +55,6 @@ STRANDED_AFTER: Final = timedelta(minutes=20)
 MAX_ERROR: Final = 500
 
 
-def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def _moved_before(progress: Mapping[str, Any], field: str, now: datetime, after: timedelta) -> bool:
     """Whether the last sign of life `progress[field]` (an ISO time) is older than `after`."""
     try:
@@ -258,7 +254,7 @@ def _rewrite(bg: Background, task: BackgroundTask, time_left: TimeLeft | None) -
 def _claim_rewrite(bg: Background, task: BackgroundTask, by: ClosingBy) -> bool:
     now = datetime.now(UTC)
     stale = datetime.fromtimestamp(now.timestamp() - rewrites.REWRITE_STALE_AFTER_S, UTC)
-    return bg.store.request_report_rewrite(task.job_id, _iso(now), _iso(stale))
+    return bg.store.request_report_rewrite(task.job_id, rewrites.iso(now), rewrites.iso(stale))
 
 
 def _rewrite_failed(bg: Background, task: BackgroundTask, error: str) -> None:
